@@ -1,0 +1,231 @@
+//! The tamper-evident audit trail: each event's digest is SHA-256 over the previous digest and
+//! the event's canonical form, so editing, removing or reordering any stored event breaks every
+//! digest after it.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `prev_digest` of the first event.
+pub const GENESIS_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a change records about itself before storage places it in the chain. Personal data is
+/// never copied here: people are referenced by id only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    pub at: DateTime<Utc>,
+    pub organization: String,
+    pub subject: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub organization: String,
+    pub subject: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub request_id: String,
+    pub digest: String,
+    pub prev_digest: String,
+}
+
+/// The canonical form hashed for one event: a JSON array in a fixed order, so that no field can
+/// be moved into another without changing the bytes.
+fn canonical(seq: i64, event: &NewAuditEvent, prev_digest: &str) -> Vec<u8> {
+    let value = serde_json::json!([
+        seq,
+        event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        event.organization,
+        event.subject,
+        event.action,
+        event.resource_type,
+        event.resource_id,
+        event.request_id,
+        prev_digest,
+    ]);
+    value.to_string().into_bytes()
+}
+
+pub fn digest(seq: i64, event: &NewAuditEvent, prev_digest: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_digest.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical(seq, event, prev_digest));
+    hex::encode(hasher.finalize())
+}
+
+impl NewAuditEvent {
+    /// Places the event after `prev` (None for the first event of the chain).
+    pub fn chain(self, prev: Option<(i64, &str)>) -> AuditEvent {
+        let (seq, prev_digest) = match prev {
+            Some((seq, d)) => (seq + 1, d.to_owned()),
+            None => (1, GENESIS_DIGEST.to_owned()),
+        };
+        let digest = digest(seq, &self, &prev_digest);
+        AuditEvent {
+            seq,
+            at: self.at,
+            organization: self.organization,
+            subject: self.subject,
+            action: self.action,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            request_id: self.request_id,
+            digest,
+            prev_digest,
+        }
+    }
+}
+
+impl AuditEvent {
+    fn body(&self) -> NewAuditEvent {
+        NewAuditEvent {
+            at: self.at,
+            organization: self.organization.clone(),
+            subject: self.subject.clone(),
+            action: self.action.clone(),
+            resource_type: self.resource_type.clone(),
+            resource_id: self.resource_id.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub valid: bool,
+    pub events_checked: u64,
+    pub first_invalid_seq: Option<i64>,
+}
+
+/// Walks the chain in pages (the log can be far larger than memory) and remembers the first
+/// event whose digest, link or sequence number is wrong.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    expected_seq: i64,
+    prev_digest: String,
+    checked: u64,
+    first_invalid: Option<i64>,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier {
+            expected_seq: 1,
+            prev_digest: GENESIS_DIGEST.to_owned(),
+            checked: 0,
+            first_invalid: None,
+        }
+    }
+}
+
+impl ChainVerifier {
+    /// Feeds the next event in `seq` order. Returns false once the chain is known broken.
+    pub fn push(&mut self, event: &AuditEvent) -> bool {
+        if self.first_invalid.is_some() {
+            return false;
+        }
+        self.checked += 1;
+        let recomputed = digest(event.seq, &event.body(), &event.prev_digest);
+        // A gap in `seq` means a deleted event; the event after the gap is the first one whose
+        // place in the chain cannot be proven.
+        let ok = event.seq == self.expected_seq && event.prev_digest == self.prev_digest && recomputed == event.digest;
+        if !ok {
+            self.first_invalid = Some(event.seq);
+            return false;
+        }
+        self.expected_seq = event.seq + 1;
+        self.prev_digest = event.digest.clone();
+        true
+    }
+
+    pub fn finish(self) -> Verification {
+        Verification {
+            valid: self.first_invalid.is_none(),
+            events_checked: self.checked,
+            first_invalid_seq: self.first_invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(n: i64) -> NewAuditEvent {
+        NewAuditEvent {
+            at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(n),
+            organization: "mut-tsevie".into(),
+            subject: "clerk-1".into(),
+            action: "organization.created".into(),
+            resource_type: "organization".into(),
+            resource_id: format!("org-{n}"),
+            request_id: format!("req-{n}"),
+        }
+    }
+
+    fn chain(n: i64) -> Vec<AuditEvent> {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        for i in 0..n {
+            let prev = out.last().map(|e| (e.seq, e.digest.clone()));
+            out.push(event(i).chain(prev.as_ref().map(|(s, d)| (*s, d.as_str()))));
+        }
+        out
+    }
+
+    fn verify(events: &[AuditEvent]) -> Verification {
+        let mut v = ChainVerifier::default();
+        for e in events {
+            v.push(e);
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let events = chain(5);
+        assert_eq!(events[0].prev_digest, GENESIS_DIGEST);
+        assert_eq!(events[4].seq, 5);
+        assert_eq!(
+            verify(&events),
+            Verification {
+                valid: true,
+                events_checked: 5,
+                first_invalid_seq: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_edited_field_is_named_by_its_seq() {
+        let mut events = chain(5);
+        events[2].resource_id = "org-forged".into();
+        let v = verify(&events);
+        assert!(!v.valid);
+        assert_eq!(v.first_invalid_seq, Some(3));
+    }
+
+    #[test]
+    fn a_deleted_event_is_detected() {
+        let mut events = chain(5);
+        events.remove(1);
+        assert_eq!(verify(&events).first_invalid_seq, Some(3));
+    }
+
+    #[test]
+    fn a_recomputed_digest_still_breaks_the_next_link() {
+        let mut events = chain(4);
+        events[1].action = "organization.deleted".into();
+        let body = events[1].body();
+        events[1].digest = digest(2, &body, &events[1].prev_digest);
+        assert_eq!(verify(&events).first_invalid_seq, Some(3));
+    }
+}

@@ -1,0 +1,1 @@
+//! Reserved for the eligibility and coordination-of-benefits work (issue 4).

@@ -1,0 +1,58 @@
+//! Errors the domain and its ports report. The API maps each to one problem+json status and code.
+
+use serde::{Deserialize, Serialize};
+
+/// One rule a request broke, at a JSON Pointer into that request, with its message in both
+/// languages the API speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub en: String,
+    pub fr: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            code: code.to_owned(),
+            en: en.into(),
+            fr: fr.into(),
+        }
+    }
+
+    pub fn required(field: impl Into<String>) -> Self {
+        FieldError::new(field, "required", "this field is required", "ce champ est obligatoire")
+    }
+
+    pub fn unknown_reference(field: impl Into<String>) -> Self {
+        FieldError::new(
+            field,
+            "unknown_reference",
+            "no such resource, or not visible to you",
+            "ressource inconnue ou non visible pour vous",
+        )
+    }
+}
+
+/// What storage can report besides success. Internal details (SQL, driver messages) stay in
+/// `Internal`/`Unavailable` and are logged, never shown to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique or state rule was broken; `constraint` names which, for the API to translate.
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    /// The same `Idempotency-Key` was used earlier with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyMismatch,
+    /// A stale `If-Match` version.
+    #[error("stale version")]
+    StaleVersion,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,15 @@
+//! Passerelle's domain: types, rules and the coordination-of-benefits arithmetic.
+//! No I/O and no framework here; the outside world is reached through the ports.
+
+pub mod audit;
+pub mod clock;
+pub mod coordination;
+pub mod coverage;
+pub mod eligibility;
+pub mod error;
+pub mod money;
+pub mod organization;
+pub mod pagination;
+pub mod ports;
+pub mod product;
+pub mod scope;

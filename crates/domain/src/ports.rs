@@ -1,0 +1,113 @@
+//! What the domain needs from the outside world. `adapters` implements these; `api` holds them
+//! as `Arc<dyn …>`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::error::StoreError;
+use crate::organization::{OrgKind, Organization};
+use crate::pagination::{Page, PageRequest};
+
+/// Who is writing, and why: carried into every write so the audit event and the idempotency
+/// record land in the same transaction as the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteContext {
+    pub organization: String,
+    pub subject: String,
+    pub request_id: String,
+    pub at: DateTime<Utc>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl WriteContext {
+    pub fn audit(&self, action: &str, resource_type: &str, resource_id: &str) -> NewAuditEvent {
+        NewAuditEvent {
+            at: self.at,
+            organization: self.organization.clone(),
+            subject: self.subject.clone(),
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.to_owned(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with (method, path, query,
+/// body), scoped to the calling organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// The result of a write that may have been a replay of an earlier one with the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub organization: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrganizationFilter {
+    pub kind: Option<OrgKind>,
+    pub country: Option<String>,
+}
+
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// One round trip to the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait OrganizationStore: Send + Sync {
+    /// Creates the organisation and its audit event; a duplicate id is `Conflict`.
+    async fn create_organization(
+        &self,
+        ctx: &WriteContext,
+        org: &Organization,
+    ) -> Result<Written<Organization>, StoreError>;
+
+    /// Creates the organisation unless one with its id exists; true when it was created.
+    async fn ensure_organization(&self, ctx: &WriteContext, org: &Organization) -> Result<bool, StoreError>;
+
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError>;
+
+    /// Ordered by id.
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, StoreError>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends events that are not part of another change (reads by auditors, say).
+    async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<(), StoreError>;
+
+    /// Ordered by `seq`, newest first.
+    async fn list_audit_events(&self, filter: &AuditFilter, page: &PageRequest)
+        -> Result<Page<AuditEvent>, StoreError>;
+
+    async fn get_audit_event(&self, seq: i64) -> Result<Option<AuditEvent>, StoreError>;
+
+    /// Up to `limit` events with `seq > after`, oldest first: the verifier's walk.
+    async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Everything the service stores, behind one handle.
+pub trait Store: HealthStore + OrganizationStore + AuditStore {}
+
+impl<T: HealthStore + OrganizationStore + AuditStore> Store for T {}
