@@ -1,1 +1,5 @@
-//! Storage and connectors.
+//! Implementations of the domain's ports: storage on PostgreSQL and SQLite.
+
+pub mod storage;
+
+pub use storage::{connect, Backend, Database, DatabaseOptions};

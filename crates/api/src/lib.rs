@@ -1,1 +1,15 @@
-//! HTTP API.
+//! Passerelle's HTTP API: axum routes, auth, problem+json errors and the OpenAPI document.
+//! Thin: it translates HTTP into calls on the domain's ports.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod extract;
+pub mod fields;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod state;
+pub mod telemetry;

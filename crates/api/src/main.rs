@@ -1,1 +1,215 @@
-fn main() {}
+//! The `passerelle` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use passerelle_api::config::{Config, Secret};
+use passerelle_api::{app, auth, demo, openapi, routes, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "passerelle",
+    version,
+    about = "Interoperability API between mutuelles de santé and national health-insurance schemes"
+)]
+struct Cli {
+    /// Optional TOML file; every key is also a PASSERELLE_* variable, which wins.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (applies pending migrations first unless --no-migrate).
+    Serve {
+        #[arg(long)]
+        no_migrate: bool,
+        /// Seed clearly-labelled demo organisations and print a token for each.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Mint a development token signed with PASSERELLE_JWT_HS256_SECRET.
+    Token {
+        #[arg(long)]
+        org: String,
+        /// Space-separated scopes, e.g. "registry:read audit:read".
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Lifetime: 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// The token's `sub`; defaults to dev-<org>.
+        #[arg(long)]
+        sub: Option<String>,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the whole hash chain offline, straight from the database.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", openapi::to_pretty_json(&openapi::document()));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Openapi => Ok(()),
+        Command::Token { org, scope, ttl, sub } => {
+            let secret = config
+                .jwt_hs256_secret
+                .clone()
+                .ok_or("configuration error: PASSERELLE_JWT_HS256_SECRET: is required to mint development tokens")?;
+            let ttl = auth::parse_ttl(&ttl).ok_or("--ttl: use a duration such as 90s, 15m, 1h or 7d (at most 366d)")?;
+            let subject = sub.unwrap_or_else(|| format!("dev-{org}"));
+            let now = chrono::Utc::now().timestamp();
+            println!(
+                "{}",
+                auth::mint_dev_token(&secret, &config, &org, &subject, &scope, ttl, now)?
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = app::connect(&config).await?;
+            db.migrate().await.map_err(|e| e.to_string())?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let db = app::connect(&config).await?;
+            let result = routes::audit::verify_chain(db.store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+            if result.valid {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the audit chain is broken at seq {}",
+                    result.first_invalid_seq.unwrap_or_default()
+                ))
+            }
+        }
+        Command::Serve { no_migrate, demo } => serve(config, no_migrate, demo).await,
+    }
+}
+
+async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<(), String> {
+    let _telemetry = telemetry::init(&config.log, config.log_format)?;
+    if with_demo && config.jwt_hs256_secret.is_none() {
+        // The demo must work on a bare machine: a secret for this run only.
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        config.jwt_hs256_secret = Some(Secret::new(secret));
+        tracing::warn!("no PASSERELLE_JWT_HS256_SECRET: demo tokens are signed with a secret valid for this run only");
+    }
+    if config.jwt_hs256_secret.is_some() {
+        tracing::warn!(
+            "PASSERELLE_JWT_HS256_SECRET is set: development tokens are accepted; never do this in production"
+        );
+    }
+    let db = app::connect(&config).await?;
+    if !no_migrate {
+        db.migrate().await.map_err(|e| e.to_string())?;
+    }
+    let listen = config.listen;
+    let state = app::state(config, &db).await?;
+    if !state.auth.has_keys() {
+        tracing::warn!(
+            "neither PASSERELLE_JWT_JWKS nor PASSERELLE_JWT_HS256_SECRET is set: every /v1 request will be refused"
+        );
+    }
+    app::ensure_operator(&state).await?;
+    if with_demo {
+        let secret = state.config.jwt_hs256_secret.clone().ok_or("demo needs a secret")?;
+        let tokens = demo::seed(&state, &secret).await?;
+        println!("Demo organisations are ready. Tokens (valid 24 h):");
+        for (org, kind, token) in &tokens {
+            println!("  {org:<18} {:<9} {token}", kind.as_str());
+        }
+        println!("Try: curl -H \"Authorization: Bearer <token>\" http://{listen}/v1/organizations   — docs at http://{listen}/docs");
+    }
+    let auth = state.auth.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = auth.refresh().await {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys");
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, backend = ?db.backend, "serving");
+    let router = app::router(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

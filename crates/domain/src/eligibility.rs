@@ -1,1 +1,974 @@
-//! Reserved for the eligibility and coordination-of-benefits work (issue 4).
+//! Whether one coverage pays for one care on one day (API.md §5 Eligibility), and the household
+//! age rules a registration must meet. Every applicable reason is reported, not only the first:
+//! the front desk needs to know everything the member must fix.
+
+use chrono::{Datelike, Days, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::coverage::{Coverage, CoverageStatus, Relationship};
+use crate::error::FieldError;
+use crate::money::{BasisPoints, Xof};
+use crate::product::{CareLevel, Category, ProductVersion};
+
+/// How much of a birth date is known; many people know only their year of birth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BirthDatePrecision {
+    Day,
+    Year,
+}
+
+impl BirthDatePrecision {
+    pub const ALL: [BirthDatePrecision; 2] = [BirthDatePrecision::Day, BirthDatePrecision::Year];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BirthDatePrecision::Day => "day",
+            BirthDatePrecision::Year => "year",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BirthDatePrecision> {
+        BirthDatePrecision::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Age in whole years on a date; 0 before birth. A year-only birth date counts from 1 January
+/// (API.md §5), whatever month and day it is stored with. Someone born on 29 February has their
+/// birthday on 1 March in common years.
+pub fn age_on(birth_date: NaiveDate, precision: BirthDatePrecision, on: NaiveDate) -> u32 {
+    let born = match precision {
+        BirthDatePrecision::Day => birth_date,
+        BirthDatePrecision::Year => birth_date.with_ordinal(1).unwrap_or(birth_date),
+    };
+    if on < born {
+        return 0;
+    }
+    let mut years = on.year() - born.year();
+    if (on.month(), on.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    u32::try_from(years).unwrap_or(0)
+}
+
+/// A `child` older than the product's `child_max_age` on `on`. The same rule serves registration
+/// (on the start date) and eligibility (on the service date).
+pub fn over_child_age_limit(
+    product: &ProductVersion,
+    relationship: Relationship,
+    birth_date: NaiveDate,
+    precision: BirthDatePrecision,
+    on: NaiveDate,
+) -> bool {
+    relationship == Relationship::Child
+        && product
+            .child_max_age
+            .is_some_and(|max| age_on(birth_date, precision, on) > max)
+}
+
+/// What the household rules need to know about one dependant of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DependantFacts {
+    pub relationship: Relationship,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+}
+
+/// The product's household rules (`max_dependants`, `child_max_age` on the start date) for one
+/// registration, every violation with its pointer into the registration body.
+pub fn household_errors(
+    product: &ProductVersion,
+    start_date: NaiveDate,
+    dependants: &[DependantFacts],
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(max) = product.max_dependants {
+        if dependants.len() > max as usize {
+            errors.push(FieldError::new(
+                "/dependants",
+                "too_many_dependants",
+                format!("the product admits at most {max} dependants per household"),
+                format!("le produit admet au plus {max} ayants droit par ménage"),
+            ));
+        }
+    }
+    for (i, d) in dependants.iter().enumerate() {
+        if over_child_age_limit(
+            product,
+            d.relationship,
+            d.birth_date,
+            d.birth_date_precision,
+            start_date,
+        ) {
+            let max = product.child_max_age.unwrap_or_default();
+            errors.push(FieldError::new(
+                format!("/dependants/{i}/birth_date"),
+                "dependant_age_limit",
+                format!("a child dependant must be at most {max} years old on the start date"),
+                format!("un enfant ayant droit doit avoir au plus {max} ans à la date de début"),
+            ));
+        }
+    }
+    errors
+}
+
+/// Why a coverage does not pay, in the order API.md §5 lists them; `Ord` follows that order so
+/// reasons always come out the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReasonCode {
+    NotStarted,
+    WaitingPeriod,
+    ContributionsInArrears,
+    Suspended,
+    Terminated,
+    Ended,
+    NotCovered,
+    ExcludedCategory,
+    CeilingExhausted,
+    DependantAgeLimit,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 10] = [
+        ReasonCode::NotStarted,
+        ReasonCode::WaitingPeriod,
+        ReasonCode::ContributionsInArrears,
+        ReasonCode::Suspended,
+        ReasonCode::Terminated,
+        ReasonCode::Ended,
+        ReasonCode::NotCovered,
+        ReasonCode::ExcludedCategory,
+        ReasonCode::CeilingExhausted,
+        ReasonCode::DependantAgeLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::NotStarted => "NOT_STARTED",
+            ReasonCode::WaitingPeriod => "WAITING_PERIOD",
+            ReasonCode::ContributionsInArrears => "CONTRIBUTIONS_IN_ARREARS",
+            ReasonCode::Suspended => "SUSPENDED",
+            ReasonCode::Terminated => "TERMINATED",
+            ReasonCode::Ended => "ENDED",
+            ReasonCode::NotCovered => "NOT_COVERED",
+            ReasonCode::ExcludedCategory => "EXCLUDED_CATEGORY",
+            ReasonCode::CeilingExhausted => "CEILING_EXHAUSTED",
+            ReasonCode::DependantAgeLimit => "DEPENDANT_AGE_LIMIT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReasonCode> {
+        ReasonCode::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn message_en(self) -> &'static str {
+        match self {
+            ReasonCode::NotStarted => "the coverage has not started yet",
+            ReasonCode::WaitingPeriod => "the waiting period is not over",
+            ReasonCode::ContributionsInArrears => "contributions are not up to date",
+            ReasonCode::Suspended => "the coverage is suspended",
+            ReasonCode::Terminated => "the coverage has been terminated",
+            ReasonCode::Ended => "the coverage ended before the service date",
+            ReasonCode::NotCovered => "the product does not cover this care at this level",
+            ReasonCode::ExcludedCategory => "the product excludes this category of care",
+            ReasonCode::CeilingExhausted => "the annual ceiling is exhausted",
+            ReasonCode::DependantAgeLimit => "the child is older than the product's age limit for dependants",
+        }
+    }
+
+    pub fn message_fr(self) -> &'static str {
+        match self {
+            ReasonCode::NotStarted => "la couverture n'a pas encore commencé",
+            ReasonCode::WaitingPeriod => "le délai de carence n'est pas écoulé",
+            ReasonCode::ContributionsInArrears => "les cotisations ne sont pas à jour",
+            ReasonCode::Suspended => "la couverture est suspendue",
+            ReasonCode::Terminated => "la couverture a été résiliée",
+            ReasonCode::Ended => "la couverture a pris fin avant la date des soins",
+            ReasonCode::NotCovered => "le produit ne couvre pas ces soins à ce niveau",
+            ReasonCode::ExcludedCategory => "le produit exclut cette catégorie de soins",
+            ReasonCode::CeilingExhausted => "le plafond annuel est atteint",
+            ReasonCode::DependantAgeLimit => "l'enfant dépasse l'âge limite des ayants droit du produit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    /// The first day on which the reason no longer holds, when the rules alone can tell.
+    pub until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EligibilityStatus {
+    Eligible,
+    NotEligible,
+}
+
+impl EligibilityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EligibilityStatus::Eligible => "eligible",
+            EligibilityStatus::NotEligible => "not_eligible",
+        }
+    }
+}
+
+/// The answer for one coverage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageEligibility {
+    pub status: EligibilityStatus,
+    /// The rate the product applies to this care (`ProductVersion::paying_rate`), shown even
+    /// while another reason blocks it, so the desk can tell the member what they will get.
+    /// Use `paying_rate()` to price.
+    pub rate_bp: Option<BasisPoints>,
+    pub reasons: Vec<Reason>,
+    /// For complementary and primary products with an annual ceiling: what is left of it this
+    /// plan year, before this care.
+    pub remaining_ceiling_xof: Option<Xof>,
+}
+
+impl CoverageEligibility {
+    pub fn is_eligible(&self) -> bool {
+        self.status == EligibilityStatus::Eligible
+    }
+
+    /// The rate to price with: `None` unless the coverage is eligible.
+    pub fn paying_rate(&self) -> Option<BasisPoints> {
+        self.rate_bp.filter(|_| self.is_eligible())
+    }
+
+    pub fn has(&self, code: ReasonCode) -> bool {
+        self.reasons.iter().any(|r| r.code == code)
+    }
+}
+
+/// Everything the rules need for one coverage and one care. Storage gathers it; `evaluate`
+/// decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EligibilityInput<'a> {
+    pub coverage: &'a Coverage,
+    /// The product version in force on the service date (`product::select_version`); `None`
+    /// when the product had no version yet, which covers nothing.
+    pub product: Option<&'a ProductVersion>,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+    /// For a dependant, the principal coverage's `paid_through`; ignored for a principal.
+    pub principal_paid_through: Option<NaiveDate>,
+    pub service_date: NaiveDate,
+    pub care_level: CareLevel,
+    pub category: Option<Category>,
+    /// Complementary shares already counted under this coverage in the plan year of the service
+    /// date (every claim not rejected or cancelled).
+    pub complementary_used_xof: Xof,
+}
+
+/// The plan year (API.md §5: the calendar year) holding a date, first and last day included.
+pub fn plan_year(date: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = date.with_ordinal(1).unwrap_or(date);
+    let last = NaiveDate::from_ymd_opt(date.year(), 12, 31).unwrap_or(date);
+    (first, last)
+}
+
+/// The contributions that count for a coverage. A dependant's rights follow the household's
+/// payments, which are usually made on the principal's coverage; a payment recorded on the
+/// dependant's own coverage counts too, hence the later of the two.
+pub fn effective_paid_through(coverage: &Coverage, principal_paid_through: Option<NaiveDate>) -> Option<NaiveDate> {
+    if coverage.is_dependant() {
+        coverage.paid_through.max(principal_paid_through)
+    } else {
+        coverage.paid_through
+    }
+}
+
+/// `paid_through + grace_period_days` before the service date, or nothing paid at all.
+fn in_arrears(paid_through: Option<NaiveDate>, grace_period_days: u32, service_date: NaiveDate) -> bool {
+    match paid_through {
+        None => true,
+        // A date beyond chrono's range is so far ahead that nothing can be in arrears.
+        Some(paid) => paid
+            .checked_add_days(Days::new(grace_period_days.into()))
+            .is_some_and(|covered_until| covered_until < service_date),
+    }
+}
+
+pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
+    let coverage = input.coverage;
+    let on = input.service_date;
+    let mut reasons = Vec::new();
+    let mut reason = |code, until| reasons.push(Reason { code, until });
+
+    if on < coverage.start_date {
+        reason(ReasonCode::NotStarted, Some(coverage.start_date));
+    }
+    // Before the start date the waiting period is still ahead too; naming its end as well tells
+    // the member the day care is actually paid, not merely the day membership begins.
+    if let Some(p) = input.product.filter(|p| p.waiting_period_days > 0) {
+        let eligible_from = coverage
+            .start_date
+            .checked_add_days(Days::new(p.waiting_period_days.into()));
+        if eligible_from.is_none_or(|d| on < d) {
+            reason(ReasonCode::WaitingPeriod, eligible_from);
+        }
+    }
+    let mutuelle_layer = coverage.layer.is_mutuelle_layer();
+    if mutuelle_layer {
+        let grace = input.product.map_or(0, |p| p.grace_period_days);
+        let paid = effective_paid_through(coverage, input.principal_paid_through);
+        if in_arrears(paid, grace, on) {
+            reason(ReasonCode::ContributionsInArrears, None);
+        }
+    }
+    match coverage.status {
+        CoverageStatus::Active => {}
+        CoverageStatus::Suspended => reason(ReasonCode::Suspended, None),
+        CoverageStatus::Terminated => reason(ReasonCode::Terminated, None),
+    }
+    if coverage.end_date.is_some_and(|end| on > end) {
+        reason(ReasonCode::Ended, None);
+    }
+
+    let matched_rate = input.product.and_then(|p| p.rate_for(input.care_level, input.category));
+    if matched_rate.is_none_or(|r| r.value() == 0) {
+        reason(ReasonCode::NotCovered, None);
+    }
+    if let (Some(p), Some(category)) = (input.product, input.category) {
+        if p.excludes(category) {
+            reason(ReasonCode::ExcludedCategory, None);
+        }
+    }
+
+    let remaining_ceiling_xof = input
+        .product
+        .and_then(|p| p.annual_ceiling_xof)
+        .filter(|_| mutuelle_layer)
+        .map(|ceiling| Xof(ceiling.0.saturating_sub(input.complementary_used_xof.0.max(0)).max(0)));
+    if remaining_ceiling_xof == Some(Xof::ZERO) {
+        let next_year = NaiveDate::from_ymd_opt(on.year() + 1, 1, 1);
+        reason(ReasonCode::CeilingExhausted, next_year);
+    }
+
+    if input.product.is_some_and(|p| {
+        over_child_age_limit(
+            p,
+            coverage.relationship,
+            input.birth_date,
+            input.birth_date_precision,
+            on,
+        )
+    }) {
+        reason(ReasonCode::DependantAgeLimit, None);
+    }
+
+    reasons.sort_by_key(|r| r.code);
+    let status = if reasons.is_empty() {
+        EligibilityStatus::Eligible
+    } else {
+        EligibilityStatus::NotEligible
+    };
+    CoverageEligibility {
+        status,
+        rate_bp: input
+            .product
+            .and_then(|p| p.paying_rate(input.care_level, input.category)),
+        reasons,
+        remaining_ceiling_xof,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::product::{Layer, Rule};
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A Togolese mutuelle's complementary product: 90 days' waiting, 30 days' grace, 150 000
+    /// XOF a year, children up to 21, no optical.
+    fn tg_complementary() -> ProductVersion {
+        ProductVersion {
+            product_id: "prod-tsevie".into(),
+            organization: "mut-tsevie".into(),
+            layer: Layer::Complementary,
+            name: "Complémentaire Tsévié".into(),
+            rules: vec![
+                Rule {
+                    care_level: Some(CareLevel::UniversityHospital),
+                    category: None,
+                    rate_bp: BasisPoints(0),
+                },
+                Rule {
+                    care_level: None,
+                    category: Some(Category::Pharmacy),
+                    rate_bp: BasisPoints(5_000),
+                },
+                Rule {
+                    care_level: None,
+                    category: None,
+                    rate_bp: BasisPoints(10_000),
+                },
+            ],
+            annual_ceiling_xof: Some(Xof(150_000)),
+            waiting_period_days: 90,
+            grace_period_days: 30,
+            excluded_categories: vec![Category::Optical],
+            max_dependants: Some(6),
+            child_max_age: Some(21),
+            effective_from: d("2025-01-01"),
+            version: 1,
+        }
+    }
+
+    fn inam_base() -> ProductVersion {
+        ProductVersion {
+            product_id: "prod-inam".into(),
+            organization: "tg-inam".into(),
+            layer: Layer::Base,
+            name: "AMU — INAM".into(),
+            rules: vec![Rule {
+                care_level: None,
+                category: None,
+                rate_bp: BasisPoints(8_000),
+            }],
+            annual_ceiling_xof: None,
+            waiting_period_days: 0,
+            grace_period_days: 0,
+            excluded_categories: vec![],
+            max_dependants: None,
+            child_max_age: None,
+            effective_from: d("2024-01-01"),
+            version: 1,
+        }
+    }
+
+    fn coverage(layer: Layer, relationship: Relationship) -> Coverage {
+        Coverage {
+            id: "cov-1".into(),
+            beneficiary: "ben-1".into(),
+            product: "prod-tsevie".into(),
+            organization: "mut-tsevie".into(),
+            layer,
+            member_number: "TSV-0001".into(),
+            relationship,
+            principal_coverage: relationship.is_dependant().then(|| "cov-0".to_owned()),
+            start_date: d("2026-01-01"),
+            end_date: None,
+            status: CoverageStatus::Active,
+            paid_through: Some(d("2026-12-31")),
+        }
+    }
+
+    /// An adult principal, consulting at a health centre, nothing used yet.
+    fn input<'a>(c: &'a Coverage, p: &'a ProductVersion, service_date: &str) -> EligibilityInput<'a> {
+        EligibilityInput {
+            coverage: c,
+            product: Some(p),
+            birth_date: d("1980-05-17"),
+            birth_date_precision: BirthDatePrecision::Day,
+            principal_paid_through: None,
+            service_date: d(service_date),
+            care_level: CareLevel::HealthCenter,
+            category: Some(Category::Consultation),
+            complementary_used_xof: Xof::ZERO,
+        }
+    }
+
+    fn codes(e: &CoverageEligibility) -> Vec<(&'static str, Option<NaiveDate>)> {
+        e.reasons.iter().map(|r| (r.code.as_str(), r.until)).collect()
+    }
+
+    #[test]
+    fn reason_codes_are_spelled_as_the_contract_and_explained_in_both_languages() {
+        for code in ReasonCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(code));
+            assert!(!code.message_en().is_empty());
+            assert!(!code.message_fr().is_empty());
+            assert_ne!(code.message_en(), code.message_fr());
+        }
+        assert!(ReasonCode::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            serde_json::to_value(EligibilityStatus::NotEligible).unwrap(),
+            "not_eligible"
+        );
+        for p in BirthDatePrecision::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+            assert_eq!(BirthDatePrecision::parse(p.as_str()), Some(p));
+        }
+    }
+
+    #[test]
+    fn ages_count_whole_years() {
+        let day = BirthDatePrecision::Day;
+        let year = BirthDatePrecision::Year;
+        assert_eq!(age_on(d("2004-06-15"), day, d("2026-06-14")), 21);
+        assert_eq!(age_on(d("2004-06-15"), day, d("2026-06-15")), 22);
+        // Only the year is known: the birthday is 1 January whatever the stored month and day.
+        assert_eq!(age_on(d("2004-01-01"), year, d("2025-12-31")), 21);
+        assert_eq!(age_on(d("2004-01-01"), year, d("2026-01-01")), 22);
+        assert_eq!(age_on(d("2004-06-15"), year, d("2026-01-01")), 22);
+        assert_eq!(age_on(d("2024-02-29"), day, d("2025-02-28")), 0);
+        assert_eq!(age_on(d("2024-02-29"), day, d("2025-03-01")), 1);
+        assert_eq!(age_on(d("2026-05-01"), day, d("2026-01-01")), 0);
+    }
+
+    #[test]
+    fn a_paid_up_member_after_the_waiting_period_is_eligible() {
+        let (p, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let e = evaluate(&input(&c, &p, "2026-04-01"));
+        assert_eq!(e.status, EligibilityStatus::Eligible);
+        assert!(e.reasons.is_empty());
+        assert_eq!(e.rate_bp, Some(BasisPoints(10_000)));
+        assert_eq!(e.paying_rate(), Some(BasisPoints(10_000)));
+        assert_eq!(e.remaining_ceiling_xof, Some(Xof(150_000)));
+    }
+
+    #[test]
+    fn the_waiting_period_ends_on_start_plus_its_days() {
+        let (p, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        // 2026-01-01 + 90 days = 2026-04-01 (31 + 28 + 31 days later), that day included.
+        let e = evaluate(&input(&c, &p, "2026-03-31"));
+        assert_eq!(codes(&e), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
+        assert_eq!(e.rate_bp, Some(BasisPoints(10_000)));
+        assert_eq!(e.paying_rate(), None);
+    }
+
+    #[test]
+    fn before_the_start_both_the_start_and_the_waiting_period_are_reported() {
+        let (p, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let e = evaluate(&input(&c, &p, "2025-12-31"));
+        assert_eq!(
+            codes(&e),
+            [
+                ("NOT_STARTED", Some(d("2026-01-01"))),
+                ("WAITING_PERIOD", Some(d("2026-04-01")))
+            ]
+        );
+        let mut no_wait = p.clone();
+        no_wait.waiting_period_days = 0;
+        let e = evaluate(&input(&c, &no_wait, "2025-12-31"));
+        assert_eq!(codes(&e), [("NOT_STARTED", Some(d("2026-01-01")))]);
+        assert!(evaluate(&input(&c, &no_wait, "2026-01-01")).is_eligible());
+    }
+
+    #[test]
+    fn waiting_period_and_arrears_at_once() {
+        let p = tg_complementary();
+        let mut c = coverage(Layer::Complementary, Relationship::Principal);
+        c.paid_through = None;
+        let e = evaluate(&input(&c, &p, "2026-02-01"));
+        assert_eq!(
+            codes(&e),
+            [
+                ("WAITING_PERIOD", Some(d("2026-04-01"))),
+                ("CONTRIBUTIONS_IN_ARREARS", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_grace_period_boundary_day_is_still_covered() {
+        let p = tg_complementary();
+        let mut c = coverage(Layer::Complementary, Relationship::Principal);
+        c.paid_through = Some(d("2026-03-31"));
+        // 2026-03-31 + 30 days = 2026-04-30: the last day of grace.
+        assert!(evaluate(&input(&c, &p, "2026-04-30")).is_eligible());
+        let e = evaluate(&input(&c, &p, "2026-05-01"));
+        assert_eq!(codes(&e), [("CONTRIBUTIONS_IN_ARREARS", None)]);
+        let mut no_grace = p.clone();
+        no_grace.grace_period_days = 0;
+        assert!(evaluate(&input(&c, &no_grace, "2026-04-01"))
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::ContributionsInArrears));
+        c.paid_through = Some(d("2026-04-30"));
+        assert!(evaluate(&input(&c, &no_grace, "2026-04-30")).is_eligible());
+    }
+
+    #[test]
+    fn a_dependant_follows_the_principals_payments() {
+        let p = tg_complementary();
+        let mut c = coverage(Layer::Complementary, Relationship::Spouse);
+        c.paid_through = None;
+        let mut i = input(&c, &p, "2026-06-01");
+        i.principal_paid_through = Some(d("2026-06-30"));
+        assert!(evaluate(&i).is_eligible());
+        i.principal_paid_through = None;
+        assert!(evaluate(&i).has(ReasonCode::ContributionsInArrears));
+        i.principal_paid_through = Some(d("2026-04-01"));
+        assert!(evaluate(&i).has(ReasonCode::ContributionsInArrears));
+        // A principal's own coverage ignores the field.
+        let principal = coverage(Layer::Complementary, Relationship::Principal);
+        let mut i = input(&principal, &p, "2026-06-01");
+        i.principal_paid_through = Some(d("2020-01-01"));
+        assert!(evaluate(&i).is_eligible());
+    }
+
+    #[test]
+    fn status_and_end_date_reasons() {
+        let p = tg_complementary();
+        let mut c = coverage(Layer::Complementary, Relationship::Principal);
+        c.status = CoverageStatus::Suspended;
+        assert_eq!(codes(&evaluate(&input(&c, &p, "2026-06-01"))), [("SUSPENDED", None)]);
+        c.status = CoverageStatus::Terminated;
+        c.end_date = Some(d("2026-06-30"));
+        assert_eq!(codes(&evaluate(&input(&c, &p, "2026-06-30"))), [("TERMINATED", None)]);
+        assert_eq!(
+            codes(&evaluate(&input(&c, &p, "2026-07-01"))),
+            [("TERMINATED", None), ("ENDED", None)]
+        );
+        c.status = CoverageStatus::Active;
+        assert!(evaluate(&input(&c, &p, "2026-06-30")).is_eligible());
+        assert_eq!(codes(&evaluate(&input(&c, &p, "2026-07-01"))), [("ENDED", None)]);
+    }
+
+    #[test]
+    fn what_the_product_does_not_pay_for() {
+        let (p, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let mut i = input(&c, &p, "2026-06-01");
+        i.category = Some(Category::Optical);
+        let e = evaluate(&i);
+        assert_eq!(codes(&e), [("EXCLUDED_CATEGORY", None)]);
+        assert_eq!(e.rate_bp, None);
+        // A 0 % rule is a carve-out: not covered.
+        i.category = Some(Category::Consultation);
+        i.care_level = CareLevel::UniversityHospital;
+        assert_eq!(codes(&evaluate(&i)), [("NOT_COVERED", None)]);
+        // Excluded and unmatched at once.
+        i.category = Some(Category::Optical);
+        assert_eq!(
+            codes(&evaluate(&i)),
+            [("NOT_COVERED", None), ("EXCLUDED_CATEGORY", None)]
+        );
+        // No version in force yet: nothing is covered.
+        let mut none = input(&c, &p, "2026-06-01");
+        none.product = None;
+        let e = evaluate(&none);
+        assert_eq!(codes(&e), [("NOT_COVERED", None)]);
+        assert_eq!((e.rate_bp, e.remaining_ceiling_xof), (None, None));
+    }
+
+    #[test]
+    fn a_check_without_a_category_needs_a_category_free_rule() {
+        let c = coverage(Layer::Primary, Relationship::Principal);
+        let mut p = tg_complementary();
+        p.layer = Layer::Primary;
+        p.rules.retain(|r| r.category.is_some());
+        let mut i = input(&c, &p, "2026-06-01");
+        i.category = None;
+        assert_eq!(codes(&evaluate(&i)), [("NOT_COVERED", None)]);
+        i.category = Some(Category::Pharmacy);
+        assert_eq!(evaluate(&i).paying_rate(), Some(BasisPoints(5_000)));
+    }
+
+    #[test]
+    fn the_ceiling_runs_out_until_next_plan_year() {
+        let (p, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let mut i = input(&c, &p, "2026-11-15");
+        i.complementary_used_xof = Xof(149_999);
+        let e = evaluate(&i);
+        assert!(e.is_eligible());
+        assert_eq!(e.remaining_ceiling_xof, Some(Xof(1)));
+        i.complementary_used_xof = Xof(150_000);
+        let e = evaluate(&i);
+        assert_eq!(codes(&e), [("CEILING_EXHAUSTED", Some(d("2027-01-01")))]);
+        assert_eq!(e.remaining_ceiling_xof, Some(Xof::ZERO));
+        // A ceiling lowered by a new version below what was already paid leaves 0, never less.
+        i.complementary_used_xof = Xof(200_000);
+        assert_eq!(evaluate(&i).remaining_ceiling_xof, Some(Xof::ZERO));
+        assert_eq!(plan_year(d("2026-11-15")), (d("2026-01-01"), d("2026-12-31")));
+    }
+
+    #[test]
+    fn a_child_over_the_age_limit() {
+        let (p, c) = (tg_complementary(), coverage(Layer::Complementary, Relationship::Child));
+        let mut i = input(&c, &p, "2026-06-14");
+        i.principal_paid_through = Some(d("2026-12-31"));
+        i.birth_date = d("2004-06-15");
+        assert!(evaluate(&i).is_eligible());
+        i.service_date = d("2026-06-15");
+        assert_eq!(codes(&evaluate(&i)), [("DEPENDANT_AGE_LIMIT", None)]);
+        // Born "2005": 21 all through 2026, 22 from 1 January 2027.
+        i.birth_date = d("2005-01-01");
+        i.birth_date_precision = BirthDatePrecision::Year;
+        i.service_date = d("2026-12-31");
+        assert!(evaluate(&i).is_eligible());
+        i.service_date = d("2027-01-01");
+        i.principal_paid_through = Some(d("2027-12-31"));
+        assert_eq!(codes(&evaluate(&i)), [("DEPENDANT_AGE_LIMIT", None)]);
+        // The limit is for children only.
+        let spouse = coverage(Layer::Complementary, Relationship::Spouse);
+        let mut i = input(&spouse, &p, "2026-06-15");
+        i.principal_paid_through = Some(d("2026-12-31"));
+        i.birth_date = d("1950-01-01");
+        assert!(evaluate(&i).is_eligible());
+    }
+
+    #[test]
+    fn a_base_coverage_is_eligible_by_status_and_dates_alone() {
+        let p = inam_base();
+        let mut c = coverage(Layer::Base, Relationship::Principal);
+        c.paid_through = None;
+        let mut i = input(&c, &p, "2026-01-01");
+        i.complementary_used_xof = Xof(1_000_000);
+        let e = evaluate(&i);
+        assert!(e.is_eligible());
+        assert_eq!((e.rate_bp, e.remaining_ceiling_xof), (Some(BasisPoints(8_000)), None));
+        c.status = CoverageStatus::Suspended;
+        assert_eq!(codes(&evaluate(&input(&c, &p, "2026-01-01"))), [("SUSPENDED", None)]);
+        // Self-employed via CNSS: 90 days' waiting applies to a base product too.
+        let mut cnss = inam_base();
+        cnss.waiting_period_days = 90;
+        c.status = CoverageStatus::Active;
+        assert_eq!(
+            codes(&evaluate(&input(&c, &cnss, "2026-02-01"))),
+            [("WAITING_PERIOD", Some(d("2026-04-01")))]
+        );
+    }
+
+    #[test]
+    fn everything_wrong_at_once_comes_out_in_contract_order() {
+        let p = tg_complementary();
+        let mut c = coverage(Layer::Complementary, Relationship::Child);
+        c.status = CoverageStatus::Terminated;
+        c.end_date = Some(d("2025-06-30"));
+        c.start_date = d("2026-01-01");
+        c.paid_through = None;
+        let mut i = input(&c, &p, "2025-12-01");
+        i.care_level = CareLevel::UniversityHospital;
+        i.category = Some(Category::Optical);
+        i.complementary_used_xof = Xof(150_000);
+        i.birth_date = d("1990-01-01");
+        let got: Vec<&str> = evaluate(&i).reasons.iter().map(|r| r.code.as_str()).collect();
+        // Every code but SUSPENDED, which a terminated coverage cannot also be.
+        let expected: Vec<&str> = ReasonCode::ALL
+            .iter()
+            .filter(|c| **c != ReasonCode::Suspended)
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn household_rules_at_registration() {
+        let p = tg_complementary();
+        let start = d("2026-01-01");
+        let child = |birth: &str, precision| DependantFacts {
+            relationship: Relationship::Child,
+            birth_date: d(birth),
+            birth_date_precision: precision,
+        };
+        let ok = [
+            child("2004-01-02", BirthDatePrecision::Day),
+            child("2005-01-01", BirthDatePrecision::Year),
+            DependantFacts {
+                relationship: Relationship::Parent,
+                birth_date: d("1940-01-01"),
+                birth_date_precision: BirthDatePrecision::Year,
+            },
+        ];
+        assert!(household_errors(&p, start, &ok).is_empty());
+        let too_old = [
+            child("2004-01-02", BirthDatePrecision::Day),
+            child("2004-12-31", BirthDatePrecision::Year),
+            child("2004-01-01", BirthDatePrecision::Day),
+        ];
+        let errors = household_errors(&p, start, &too_old);
+        let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        // Born 2004-01-02: 21 on 2026-01-01. Born "2004" counts from 1 January: 22, as is 2004-01-01.
+        assert_eq!(
+            got,
+            [
+                ("/dependants/1/birth_date", "dependant_age_limit"),
+                ("/dependants/2/birth_date", "dependant_age_limit")
+            ]
+        );
+        let seven = vec![child("2020-01-01", BirthDatePrecision::Day); 7];
+        let errors = household_errors(&p, start, &seven);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("/dependants", "too_many_dependants")
+        );
+        assert!(household_errors(&p, start, &seven[..6]).is_empty());
+    }
+
+    fn arb_product() -> impl Strategy<Value = ProductVersion> {
+        (
+            prop::sample::select(Layer::ALL.to_vec()),
+            prop::collection::vec(
+                (
+                    prop::option::of(prop::sample::select(CareLevel::ALL.to_vec())),
+                    prop::option::of(prop::sample::select(Category::ALL.to_vec())),
+                    prop_oneof![Just(0u32), 0u32..=10_000],
+                ),
+                0..6,
+            ),
+            prop::option::of(0i64..300_000),
+            0u32..400,
+            0u32..120,
+            prop::collection::vec(prop::sample::select(Category::ALL.to_vec()), 0..3),
+            prop::option::of(0u32..30),
+        )
+            .prop_map(|(layer, rules, ceiling, waiting, grace, excluded, child_max_age)| {
+                let mut p = tg_complementary();
+                p.layer = layer;
+                p.rules = rules
+                    .into_iter()
+                    .map(|(care_level, category, rate)| Rule {
+                        care_level,
+                        category,
+                        rate_bp: BasisPoints(rate),
+                    })
+                    .collect();
+                p.annual_ceiling_xof = ceiling.map(Xof);
+                p.waiting_period_days = waiting;
+                p.grace_period_days = grace;
+                p.excluded_categories = excluded;
+                p.child_max_age = child_max_age;
+                p
+            })
+    }
+
+    fn day(offset: i64) -> NaiveDate {
+        d("2024-01-01") + chrono::Duration::days(offset)
+    }
+
+    fn arb_case() -> impl Strategy<Value = (ProductVersion, Coverage, EligibilityInputParts)> {
+        (
+            arb_product(),
+            prop::sample::select(Relationship::ALL.to_vec()),
+            prop::sample::select(CoverageStatus::ALL.to_vec()),
+            0i64..1_500,
+            prop::option::of(0i64..1_500),
+            prop::option::of(0i64..1_500),
+            prop::option::of(0i64..1_500),
+            (
+                0i64..1_500,
+                prop::sample::select(CareLevel::ALL.to_vec()),
+                prop::option::of(prop::sample::select(Category::ALL.to_vec())),
+                0i64..400_000,
+                -10_000i64..1_500,
+                any::<bool>(),
+            ),
+        )
+            .prop_map(|(p, relationship, status, start, end, paid, principal_paid, rest)| {
+                let (service, care_level, category, used, birth, year_only) = rest;
+                let mut c = coverage(p.layer, relationship);
+                c.status = status;
+                c.start_date = day(start);
+                c.end_date = end.map(day);
+                c.paid_through = paid.map(day);
+                let parts = EligibilityInputParts {
+                    birth_date: day(birth),
+                    birth_date_precision: if year_only {
+                        BirthDatePrecision::Year
+                    } else {
+                        BirthDatePrecision::Day
+                    },
+                    principal_paid_through: principal_paid.map(day),
+                    service_date: day(service),
+                    care_level,
+                    category,
+                    complementary_used_xof: Xof(used),
+                };
+                (p, c, parts)
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    struct EligibilityInputParts {
+        birth_date: NaiveDate,
+        birth_date_precision: BirthDatePrecision,
+        principal_paid_through: Option<NaiveDate>,
+        service_date: NaiveDate,
+        care_level: CareLevel,
+        category: Option<Category>,
+        complementary_used_xof: Xof,
+    }
+
+    fn assemble<'a>(p: &'a ProductVersion, c: &'a Coverage, x: &EligibilityInputParts) -> EligibilityInput<'a> {
+        EligibilityInput {
+            coverage: c,
+            product: Some(p),
+            birth_date: x.birth_date,
+            birth_date_precision: x.birth_date_precision,
+            principal_paid_through: x.principal_paid_through,
+            service_date: x.service_date,
+            care_level: x.care_level,
+            category: x.category,
+            complementary_used_xof: x.complementary_used_xof,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn answers_are_consistent((p, c, parts) in arb_case()) {
+            let e = evaluate(&assemble(&p, &c, &parts));
+            prop_assert_eq!(e.is_eligible(), e.reasons.is_empty());
+            prop_assert!(e.reasons.windows(2).all(|w| w[0].code < w[1].code));
+            prop_assert!(e.reasons.iter().all(|r| r.until.is_none_or(|u| u > parts.service_date)));
+            prop_assert_eq!(
+                e.rate_bp.is_none(),
+                e.has(ReasonCode::NotCovered) || e.has(ReasonCode::ExcludedCategory)
+            );
+            if p.layer == Layer::Base {
+                prop_assert!(!e.has(ReasonCode::ContributionsInArrears));
+                prop_assert!(!e.has(ReasonCode::CeilingExhausted));
+                prop_assert_eq!(e.remaining_ceiling_xof, None);
+            }
+            if let (Some(left), Some(ceiling)) = (e.remaining_ceiling_xof, p.annual_ceiling_xof) {
+                prop_assert!(left >= Xof::ZERO && left <= ceiling);
+            }
+            if e.is_eligible() {
+                prop_assert!(e.paying_rate().is_some_and(|r| r.value() > 0));
+            } else {
+                prop_assert_eq!(e.paying_rate(), None);
+            }
+        }
+
+        #[test]
+        fn a_reason_no_longer_holds_on_its_until_day((p, c, parts) in arb_case()) {
+            let e = evaluate(&assemble(&p, &c, &parts));
+            for r in e.reasons.iter().filter(|r| r.until.is_some()) {
+                let mut later = parts.clone();
+                later.service_date = r.until.unwrap_or(parts.service_date);
+                if r.code == ReasonCode::CeilingExhausted {
+                    later.complementary_used_xof = Xof::ZERO;
+                }
+                prop_assert!(!evaluate(&assemble(&p, &c, &later)).has(r.code), "{:?} still holds", r.code);
+            }
+        }
+
+        #[test]
+        fn age_never_decreases_and_year_precision_is_never_younger(
+            birth in -20_000i64..2_000, a in 0i64..40_000, b in 0i64..40_000,
+        ) {
+            let (born, on1, on2) = (day(birth), day(a.min(b) - 20_000), day(a.max(b) - 20_000));
+            for precision in BirthDatePrecision::ALL {
+                prop_assert!(age_on(born, precision, on1) <= age_on(born, precision, on2));
+            }
+            prop_assert!(age_on(born, BirthDatePrecision::Year, on1) >= age_on(born, BirthDatePrecision::Day, on1));
+        }
+    }
+}

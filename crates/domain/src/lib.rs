@@ -10,6 +10,7 @@ pub mod error;
 pub mod money;
 pub mod organization;
 pub mod pagination;
+pub mod policy;
 pub mod ports;
 pub mod product;
 pub mod scope;

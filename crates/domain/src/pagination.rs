@@ -24,7 +24,7 @@ impl PageRequest {
             Some(l) if (1..=i64::from(MAX_LIMIT)).contains(&l) => l as u32,
             Some(_) => {
                 errors.push(FieldError::new(
-                    "/limit",
+                    "/query/limit",
                     "out_of_range",
                     format!("must be between 1 and {MAX_LIMIT}"),
                     format!("doit être compris entre 1 et {MAX_LIMIT}"),
@@ -38,7 +38,7 @@ impl PageRequest {
                 Some(key) => Some(key),
                 None => {
                     errors.push(FieldError::new(
-                        "/cursor",
+                        "/query/cursor",
                         "invalid_cursor",
                         "not a cursor this service issued",
                         "ce curseur n'a pas été émis par ce service",
@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(PageRequest::parse(Some(500), None).unwrap().limit, 500);
         let errs = PageRequest::parse(Some(0), Some("bad")).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["/limit", "/cursor"]);
+        assert_eq!(fields, ["/query/limit", "/query/cursor"]);
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! Storage: one implementation of the domain's storage ports per database, chosen by the URL.
+
+mod errors;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use passerelle_domain::error::StoreError;
+use passerelle_domain::ports::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl DatabaseOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseOptions {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A connected store, with what the binary needs beyond the ports.
+#[derive(Clone)]
+pub struct Database {
+    pub backend: Backend,
+    pub store: Arc<dyn Store>,
+    migrator: Migrator,
+}
+
+#[derive(Clone)]
+enum Migrator {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Database {
+    /// Applies the embedded migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.migrator {
+            Migrator::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await,
+            Migrator::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite").run(pool).await,
+        };
+        result.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        match &self.migrator {
+            Migrator::Postgres(pool) => pool.close().await,
+            Migrator::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+pub fn backend_of(url: &str) -> Option<Backend> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Some(Backend::Sqlite)
+    } else {
+        None
+    }
+}
+
+/// Connects to the database the URL names (`postgres://…` or `sqlite://…`).
+pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> {
+    match backend_of(&options.url) {
+        Some(Backend::Postgres) => {
+            let store = postgres::PgStore::connect(options).await?;
+            let migrator = Migrator::Postgres(store.pool().clone());
+            Ok(Database {
+                backend: Backend::Postgres,
+                store: Arc::new(store),
+                migrator,
+            })
+        }
+        Some(Backend::Sqlite) => {
+            let store = sqlite::SqliteStore::connect(options).await?;
+            let migrator = Migrator::Sqlite(store.write_pool().clone());
+            Ok(Database {
+                backend: Backend::Sqlite,
+                store: Arc::new(store),
+                migrator,
+            })
+        }
+        None => Err(StoreError::Internal(
+            "the database URL must start with postgres:// or sqlite:".into(),
+        )),
+    }
+}

@@ -1,0 +1,44 @@
+//! PostgreSQL storage: production. One pool serves reads and writes.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres as Db};
+
+use super::DatabaseOptions;
+
+pub struct PgStore {
+    write: PgPool,
+    read: PgPool,
+}
+
+type This = PgStore;
+
+/// Writers queue on the head row only from their append to their commit.
+const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1 FOR UPDATE";
+
+impl PgStore {
+    pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect(&options.url)
+            .await
+            .map_err(db_err)?;
+        Ok(PgStore {
+            write: pool.clone(),
+            read: pool,
+        })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        PgStore {
+            write: pool.clone(),
+            read: pool,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.write
+    }
+}
+
+include!("shared.rs");

@@ -1,0 +1,276 @@
+// The storage implementation shared by both databases. It is compiled once per backend with
+// `include!` from `postgres.rs` and `sqlite.rs`, which define `Db` (the sqlx database), `This`
+// (the store, with `write` and `read` pools) and `LOCK_HEAD` (how to lock the audit chain's head).
+// Keeping one text for both is what keeps the two backends from drifting apart; the SQL is the
+// common dialect of PostgreSQL 15 and SQLite 3.35+ (`$n` parameters, `ON CONFLICT`, `RETURNING`).
+
+use async_trait::async_trait;
+use passerelle_domain::audit::{AuditEvent, NewAuditEvent};
+use passerelle_domain::error::StoreError;
+use passerelle_domain::organization::Organization;
+use passerelle_domain::pagination::{Page, PageRequest};
+use passerelle_domain::ports::{
+    AuditFilter, AuditStore, HealthStore, OrganizationFilter, OrganizationStore, WriteContext, Written,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::errors::{corrupt, db_err};
+use super::rows::{AuditRow, HeadRow, IdempotencyRow, OrgRow};
+
+type Tx = sqlx::Transaction<'static, Db>;
+
+impl This {
+    async fn begin_write(&self) -> Result<Tx, StoreError> {
+        self.write.begin().await.map_err(db_err)
+    }
+}
+
+/// Claims the request's `Idempotency-Key` inside the write's transaction. Returns the first
+/// response when the key was already used with the same request. A concurrent request with the
+/// same key waits on the key's row until the first one commits, then replays it.
+async fn claim_idempotency<T: DeserializeOwned>(tx: &mut Tx, ctx: &WriteContext) -> Result<Option<T>, StoreError> {
+    let Some(idem) = &ctx.idempotency else {
+        return Ok(None);
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (organization, key, fingerprint, response, created_at) \
+         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (organization, key) DO NOTHING",
+    )
+    .bind(&ctx.organization)
+    .bind(&idem.key)
+    .bind(&idem.fingerprint)
+    .bind(ctx.at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let row: IdempotencyRow =
+        sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE organization = $1 AND key = $2")
+            .bind(&ctx.organization)
+            .bind(&idem.key)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    if row.fingerprint != idem.fingerprint {
+        return Err(StoreError::IdempotencyMismatch);
+    }
+    match row.response {
+        Some(body) => serde_json::from_str(&body).map(Some).map_err(|_| corrupt("idempotent response")),
+        None => Err(StoreError::Conflict { constraint: "idempotency_in_progress".into() }),
+    }
+}
+
+async fn store_idempotent_response<T: Serialize>(tx: &mut Tx, ctx: &WriteContext, value: &T) -> Result<(), StoreError> {
+    let Some(idem) = &ctx.idempotency else {
+        return Ok(());
+    };
+    let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+    sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE organization = $1 AND key = $2")
+        .bind(&ctx.organization)
+        .bind(&idem.key)
+        .bind(body)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Appends events to the chain. Called last in a write transaction: the head's row lock is then
+/// held only for these few statements and the commit.
+async fn append_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
+    let (mut seq, mut digest) = (head.seq, head.digest);
+    for event in events {
+        let chained = event.clone().chain(Some((seq, &digest)));
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+             request_id, digest, prev_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(chained.seq)
+        .bind(chained.at)
+        .bind(&chained.organization)
+        .bind(&chained.subject)
+        .bind(&chained.action)
+        .bind(&chained.resource_type)
+        .bind(&chained.resource_id)
+        .bind(&chained.request_id)
+        .bind(&chained.digest)
+        .bind(&chained.prev_digest)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        seq = chained.seq;
+        digest = chained.digest;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&digest)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl HealthStore for This {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+const ORG_COLUMNS: &str = "id, kind, country, name, registration_number, created_at";
+
+#[async_trait]
+impl OrganizationStore for This {
+    async fn create_organization(
+        &self,
+        ctx: &WriteContext,
+        org: &Organization,
+    ) -> Result<Written<Organization>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(first) = claim_idempotency::<Organization>(&mut tx, ctx).await? {
+            return Ok(Written { value: first, replayed: true });
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(org.id.as_str())
+        .bind(org.kind.as_str())
+        .bind(org.country.as_str())
+        .bind(&org.name)
+        .bind(&org.registration_number)
+        .bind(org.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict { constraint: "organization_exists".into() });
+        }
+        append_events(&mut tx, &[ctx.audit("organization.created", "organization", org.id.as_str())]).await?;
+        store_idempotent_response(&mut tx, ctx, org).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written { value: org.clone(), replayed: false })
+    }
+
+    async fn ensure_organization(&self, ctx: &WriteContext, org: &Organization) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(org.id.as_str())
+        .bind(org.kind.as_str())
+        .bind(org.country.as_str())
+        .bind(&org.name)
+        .bind(&org.registration_number)
+        .bind(org.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 1 {
+            append_events(&mut tx, &[ctx.audit("organization.created", "organization", org.id.as_str())]).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(Organization::try_from).transpose()
+    }
+
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, StoreError> {
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organizations \
+             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR country = $2) AND ($3 IS NULL OR id > $3) \
+             ORDER BY id LIMIT $4"
+        ))
+        .bind(filter.kind.map(|k| k.as_str()))
+        .bind(&filter.country)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let orgs = rows.into_iter().map(Organization::try_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(orgs, page.limit, |o| o.id.as_str().to_owned()))
+    }
+}
+
+const AUDIT_COLUMNS: &str =
+    "seq, at, organization, subject, action, resource_type, resource_id, request_id, digest, prev_digest";
+
+#[async_trait]
+impl AuditStore for This {
+    async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        append_events(&mut tx, events).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_audit_events(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        let after = match &page.after {
+            Some(key) => Some(key.parse::<i64>().map_err(|_| corrupt("audit cursor"))?),
+            None => None,
+        };
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events \
+             WHERE ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR resource_type = $2) \
+             AND ($3 IS NULL OR resource_id = $3) AND ($4 IS NULL OR action = $4) \
+             AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR seq < $6) \
+             ORDER BY seq DESC LIMIT $7"
+        ))
+        .bind(&filter.organization)
+        .bind(&filter.resource_type)
+        .bind(&filter.resource_id)
+        .bind(&filter.action)
+        .bind(filter.since)
+        .bind(after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let events: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
+        Ok(Page::from_overfetch(events, page.limit, |e| e.seq.to_string()))
+    }
+
+    async fn get_audit_event(&self, seq: i64) -> Result<Option<AuditEvent>, StoreError> {
+        let row: Option<AuditRow> = sqlx::query_as(&format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = $1"))
+            .bind(seq)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(AuditEvent::from))
+    }
+
+    async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(AuditEvent::from).collect())
+    }
+}

@@ -1,0 +1,235 @@
+//! Building the service: state, routes, middleware, and serving until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use passerelle_adapters::{Database, DatabaseOptions};
+use passerelle_domain::clock::SystemClock;
+use passerelle_domain::organization::Organization;
+use passerelle_domain::ports::WriteContext;
+use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::problem::{problem_response, ApiError, Lang, RequestContext, PROBLEM_JSON, REQUEST};
+use crate::state::{AppState, OrgKindCache};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub async fn connect(config: &Config) -> Result<Database, String> {
+    let mut options = DatabaseOptions::new(&config.database_url);
+    options.max_connections = config.database_max_connections;
+    passerelle_adapters::connect(&options)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
+    let auth = Authenticator::from_config(&config)
+        .await
+        .map_err(|e| format!("configuration error: PASSERELLE_JWT_JWKS: {e}"))?;
+    Ok(AppState {
+        store: db.store.clone(),
+        backend: db.backend,
+        auth: Arc::new(auth),
+        config: Arc::new(config),
+        clock: Arc::new(SystemClock),
+        org_kinds: Arc::new(OrgKindCache::default()),
+    })
+}
+
+/// Makes sure the operator organisation exists (first start).
+pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
+    let config = &state.config;
+    let now = state.clock.now();
+    let org = Organization {
+        id: config.operator_org.clone(),
+        kind: passerelle_domain::organization::OrgKind::Operator,
+        country: config.operator_country.clone(),
+        name: config.operator_name.clone(),
+        registration_number: None,
+        created_at: now,
+    };
+    let ctx = WriteContext {
+        organization: config.operator_org.to_string(),
+        subject: "passerelle".into(),
+        request_id: "startup".into(),
+        at: now,
+        idempotency: None,
+    };
+    state
+        .store
+        .ensure_organization(&ctx, &org)
+        .await
+        .map_err(|e| format!("cannot create the operator organisation: {e}"))?;
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    crate::metrics::install();
+    let (api, _) = crate::openapi::router().split_for_parts();
+    let doc = crate::openapi::document();
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit_bytes;
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(from_fn_with_state(timeout, enforce_timeout))
+        .layer(from_fn(crate::metrics::track))
+        .layer(from_fn(context))
+}
+
+async fn enforce_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+fn valid_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Request id, language, span and access log; turns any error response that is not yet
+/// problem+json (axum's own rejections, the body limit) into one.
+async fn context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let lang = Lang::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    // Only the route template and method are recorded: concrete paths and query strings can
+    // carry national ids.
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = format!("{method} {route}"),
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let ctx = RequestContext {
+        lang,
+        path: request.uri().path().to_owned(),
+        request_id: request_id.clone(),
+    };
+    let inner_ctx = ctx.clone();
+    let mut response = REQUEST
+        .scope(
+            inner_ctx,
+            async move { next.run(request).await }.instrument(span.clone()),
+        )
+        .await;
+    if response.status().as_u16() >= 400 && !is_problem(&response) {
+        response = as_problem(response, &ctx);
+    }
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(status, elapsed_ms, "request");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn is_problem(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+}
+
+fn as_problem(response: Response, ctx: &RequestContext) -> Response {
+    let error = match response.status() {
+        StatusCode::BAD_REQUEST => ApiError::malformed("The request is malformed.", "La requête est mal formée."),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized {
+            en: "This endpoint needs an Authorization: Bearer <JWT> header.",
+            fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+        },
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        },
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Validation(Vec::new()),
+        _ => ApiError::Internal(format!(
+            "unexpected {} response without a problem body",
+            response.status()
+        )),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = problem_response(&error, ctx);
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
+}
+
+/// A running service: its address and a way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: tokio::sync::oneshot::Sender<()>,
+    pub handle: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<Running, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Running {
+        addr,
+        shutdown: tx,
+        handle,
+    })
+}

@@ -1,0 +1,268 @@
+//! Bearer-token verification (JWKS keys chosen by `kid`, or the HS256 development secret) and
+//! the mapping of a verified token to a calling organisation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use crate::config::{Config, Secret};
+use crate::problem::ApiError;
+
+/// Leeway on `exp` and `nbf` (API.md §2: at most 60 s).
+pub const LEEWAY_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub org: String,
+    #[serde(default)]
+    pub scope: String,
+    pub iss: String,
+    pub aud: Audience,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+struct PublicKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+pub struct Authenticator {
+    jwks: RwLock<HashMap<String, Arc<PublicKey>>>,
+    jwks_source: Option<String>,
+    hs256: Option<DecodingKey>,
+    issuer: String,
+    audience: String,
+}
+
+fn unauthorized(en: &'static str, fr: &'static str) -> ApiError {
+    ApiError::Unauthorized { en, fr }
+}
+
+/// The algorithm a JWK is for: its `alg` when given, else what its key type implies.
+fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => Algorithm::EdDSA,
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(implied),
+        Some(KeyAlgorithm::RS256) if implied == Algorithm::RS256 => Some(Algorithm::RS256),
+        Some(KeyAlgorithm::ES256) if implied == Algorithm::ES256 => Some(Algorithm::ES256),
+        Some(KeyAlgorithm::EdDSA) if implied == Algorithm::EdDSA => Some(Algorithm::EdDSA),
+        Some(_) => None,
+    }
+}
+
+fn parse_jwks(text: &str) -> Result<HashMap<String, Arc<PublicKey>>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let kid = jwk.common.key_id.clone().ok_or("every key of the JWKS needs a kid")?;
+        let alg = algorithm_of(jwk)
+            .ok_or_else(|| format!("key {kid:?}: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are accepted"))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
+        keys.insert(kid, Arc::new(PublicKey { alg, key }));
+    }
+    Ok(keys)
+}
+
+async fn read_jwks(source: &str) -> Result<String, String> {
+    if source.starts_with("https://") {
+        let response = reqwest::get(source)
+            .await
+            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+        let response = response
+            .error_for_status()
+            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+        response.text().await.map_err(|e| format!("cannot read {source}: {e}"))
+    } else {
+        tokio::fs::read_to_string(source)
+            .await
+            .map_err(|e| format!("cannot read {source}: {e}"))
+    }
+}
+
+impl Authenticator {
+    pub async fn from_config(config: &Config) -> Result<Authenticator, String> {
+        let jwks = match &config.jwt_jwks {
+            Some(source) => parse_jwks(&read_jwks(source).await?)?,
+            None => HashMap::new(),
+        };
+        Ok(Authenticator {
+            jwks: RwLock::new(jwks),
+            jwks_source: config.jwt_jwks.clone(),
+            hs256: config
+                .jwt_hs256_secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        })
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.hs256.is_some() || self.jwks_source.is_some()
+    }
+
+    /// Reloads the JWKS so a key added for rotation is accepted without a restart.
+    pub async fn refresh(&self) -> Result<(), String> {
+        let Some(source) = &self.jwks_source else { return Ok(()) };
+        let keys = parse_jwks(&read_jwks(source).await?)?;
+        *self.jwks.write().await = keys;
+        Ok(())
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let header = decode_header(token).map_err(|_| {
+            unauthorized(
+                "The bearer token is not a well-formed JWT with an accepted algorithm.",
+                "Le jeton n'est pas un JWT bien formé avec un algorithme accepté.",
+            )
+        })?;
+        let key = match &header.kid {
+            Some(kid) => self.jwks.read().await.get(kid).cloned(),
+            None => None,
+        };
+        let (alg, decoding) = match (key, &self.hs256) {
+            // A key from the JWKS accepts only its own algorithm: an HS256 token signed with a
+            // public key as its secret (key confusion) is refused here.
+            (Some(public), _) if header.alg == public.alg => (public.alg, KeyRef::Public(public)),
+            (Some(_), _) => {
+                return Err(unauthorized(
+                    "The token's algorithm does not match its key.",
+                    "L'algorithme du jeton ne correspond pas à sa clé.",
+                ))
+            }
+            (None, Some(secret)) if header.alg == Algorithm::HS256 && header.kid.is_none() => {
+                (Algorithm::HS256, KeyRef::Secret(secret))
+            }
+            _ => {
+                return Err(unauthorized(
+                    "No accepted key verifies this token.",
+                    "Aucune clé acceptée ne vérifie ce jeton.",
+                ))
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let result = match &decoding {
+            KeyRef::Public(p) => decode::<Claims>(token, &p.key, &validation),
+            KeyRef::Secret(s) => decode::<Claims>(token, s, &validation),
+        };
+        result.map(|data| data.claims).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => unauthorized("The token has expired.", "Le jeton a expiré."),
+                ErrorKind::ImmatureSignature => unauthorized(
+                    "The token is not valid yet (nbf).",
+                    "Le jeton n'est pas encore valable (nbf).",
+                ),
+                ErrorKind::InvalidAudience => unauthorized(
+                    "The token is not meant for this service (aud).",
+                    "Le jeton n'est pas destiné à ce service (aud).",
+                ),
+                ErrorKind::InvalidIssuer => unauthorized(
+                    "The token's issuer is not accepted (iss).",
+                    "L'émetteur du jeton n'est pas accepté (iss).",
+                ),
+                ErrorKind::InvalidSignature => unauthorized(
+                    "The token's signature is invalid.",
+                    "La signature du jeton est invalide.",
+                ),
+                _ => unauthorized(
+                    "The token is invalid or lacks required claims (sub, org, exp, iss, aud).",
+                    "Le jeton est invalide ou incomplet (sub, org, exp, iss, aud).",
+                ),
+            }
+        })
+    }
+}
+
+enum KeyRef<'a> {
+    Public(Arc<PublicKey>),
+    Secret(&'a DecodingKey),
+}
+
+/// Mints a development token signed with the HS256 secret (`passerelle token`, `--demo`).
+pub fn mint_dev_token(
+    secret: &Secret,
+    config: &Config,
+    org: &str,
+    subject: &str,
+    scopes: &str,
+    ttl_seconds: i64,
+    now: i64,
+) -> Result<String, String> {
+    let claims = Claims {
+        sub: subject.to_owned(),
+        org: org.to_owned(),
+        scope: scopes.to_owned(),
+        iss: config.jwt_issuer.clone(),
+        aud: Audience::One(config.jwt_audience.clone()),
+        exp: now + ttl_seconds,
+        nbf: Some(now),
+        iat: Some(now),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d` (or bare seconds).
+pub fn parse_ttl(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|s| *s <= 366 * 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("1h"), Some(3600));
+        assert_eq!(parse_ttl("90"), Some(90));
+        assert_eq!(parse_ttl("15m"), Some(900));
+        assert_eq!(parse_ttl("2d"), Some(172_800));
+        assert_eq!(parse_ttl("0h"), None);
+        assert_eq!(parse_ttl("1y"), None);
+        assert_eq!(parse_ttl("400d"), None);
+    }
+}

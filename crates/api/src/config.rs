@@ -1,0 +1,365 @@
+//! Typed configuration from `PASSERELLE_*` variables and an optional TOML file; the environment
+//! wins. Any bad value stops the start with one line naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use passerelle_domain::organization::{Country, OrgId};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub database_read_url: Option<String>,
+    pub database_max_connections: u32,
+    pub operator_org: OrgId,
+    pub operator_name: String,
+    pub operator_country: Country,
+    pub jwt_jwks: Option<String>,
+    pub jwt_hs256_secret: Option<Secret>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub body_limit_bytes: usize,
+    pub batch_max_bytes: u64,
+    pub request_timeout: Duration,
+    pub webhook_allow_insecure: bool,
+    pub webhook_retry_initial: Duration,
+    pub webhook_max_attempts: u32,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Every key: (name in the file, default, what it is). The variable is `PASSERELLE_` + upper case.
+pub const KEYS: &[(&str, Option<&str>, &str)] = &[
+    ("listen", Some("127.0.0.1:8080"), "address and port to listen on"),
+    (
+        "database_url",
+        Some("sqlite://passerelle.db"),
+        "`sqlite://FILE` (created if missing) or `postgres://…`",
+    ),
+    (
+        "database_read_url",
+        None,
+        "optional PostgreSQL read replica for eligibility reads",
+    ),
+    ("database_max_connections", Some("16"), "connection pool size"),
+    (
+        "operator_org",
+        Some("operator"),
+        "id of the operating organisation, created at first start",
+    ),
+    ("operator_name", Some("Passerelle operator"), "its display name"),
+    ("operator_country", Some("TG"), "its ISO 3166-1 alpha-2 country"),
+    (
+        "jwt_jwks",
+        None,
+        "path or https URL of a JWKS (RS256, ES256, EdDSA keys chosen by `kid`)",
+    ),
+    (
+        "jwt_hs256_secret",
+        None,
+        "development only: HS256 secret of at least 32 bytes",
+    ),
+    ("jwt_issuer", Some("passerelle"), "required `iss` of tokens"),
+    ("jwt_audience", Some("passerelle"), "required member of `aud`"),
+    ("body_limit_bytes", Some("1048576"), "largest JSON request body"),
+    ("batch_max_bytes", Some("104857600"), "largest bulk upload"),
+    ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
+    (
+        "webhook_allow_insecure",
+        Some("false"),
+        "allow http and private webhook URLs (tests, development)",
+    ),
+    (
+        "webhook_retry_initial_ms",
+        Some("10000"),
+        "first webhook retry delay, doubling after",
+    ),
+    (
+        "webhook_max_attempts",
+        Some("12"),
+        "webhook delivery attempts before giving up",
+    ),
+    ("log", Some("info"), "log filter (tracing `EnvFilter` syntax)"),
+    ("log_format", Some("json"), "`json` or `text`"),
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn env_name(key: &str) -> String {
+    format!("PASSERELLE_{}", key.to_ascii_uppercase())
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: env_name(key),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads the optional file, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PASSERELLE_")).collect();
+        let file_text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+                key: "--config".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?),
+            None => None,
+        };
+        Config::from_sources(file_text.as_deref(), &env)
+    }
+
+    pub fn from_sources(file: Option<&str>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut raw: BTreeMap<&'static str, String> = BTreeMap::new();
+        for (key, default, _) in KEYS {
+            if let Some(d) = default {
+                raw.insert(key, (*d).to_owned());
+            }
+        }
+        if let Some(text) = file {
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+                key: "--config".into(),
+                message: e.message().to_owned(),
+            })?;
+            for (name, value) in table {
+                let Some((key, _, _)) = KEYS.iter().find(|(k, _, _)| *k == name) else {
+                    return Err(ConfigError {
+                        key: name,
+                        message: "unknown key in the configuration file".into(),
+                    });
+                };
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(err(
+                            key,
+                            format!("must be a string, integer or boolean, not {}", other.type_str()),
+                        ))
+                    }
+                };
+                raw.insert(key, text);
+            }
+        }
+        for (key, _, _) in KEYS {
+            if let Some(value) = env.get(&env_name(key)) {
+                raw.insert(key, value.clone());
+            }
+        }
+        let get = |key: &str| raw.get(key).cloned();
+        let required = |key: &str| get(key).ok_or_else(|| err(key, "is required"));
+        let optional = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+
+        let listen = required("listen")?;
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen:?} is not an address and port such as 127.0.0.1:8080"),
+            )
+        })?;
+
+        let database_url = required("database_url")?;
+        check_database_url("database_url", &database_url)?;
+        let database_read_url = optional("database_read_url");
+        if let Some(url) = &database_read_url {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(err(
+                    "database_read_url",
+                    "must be a postgres:// URL (read replicas are for PostgreSQL)",
+                ));
+            }
+        }
+
+        let operator = required("operator_org")?;
+        let operator_org = OrgId::parse(&operator).ok_or_else(|| {
+            err(
+                "operator_org",
+                format!("{operator:?} must match ^[a-z0-9][a-z0-9-]{{1,62}}$"),
+            )
+        })?;
+        let operator_country = required("operator_country")?;
+        let operator_country = Country::parse(&operator_country).ok_or_else(|| {
+            err(
+                "operator_country",
+                format!("{operator_country:?} is not an ISO 3166-1 alpha-2 code such as TG"),
+            )
+        })?;
+
+        let jwt_hs256_secret = optional("jwt_hs256_secret").map(Secret);
+        if let Some(secret) = &jwt_hs256_secret {
+            if secret.expose().len() < 32 {
+                return Err(err("jwt_hs256_secret", "must be at least 32 bytes long"));
+            }
+        }
+        let jwt_jwks = optional("jwt_jwks");
+        if let Some(source) = &jwt_jwks {
+            if source.starts_with("http://") {
+                return Err(err("jwt_jwks", "a JWKS URL must use https://"));
+            }
+        }
+
+        Ok(Config {
+            listen,
+            database_url,
+            database_read_url,
+            database_max_connections: parse_range(
+                "database_max_connections",
+                &required("database_max_connections")?,
+                1,
+                1000,
+            )? as u32,
+            operator_org,
+            operator_name: non_empty("operator_name", required("operator_name")?)?,
+            operator_country,
+            jwt_jwks,
+            jwt_hs256_secret,
+            jwt_issuer: non_empty("jwt_issuer", required("jwt_issuer")?)?,
+            jwt_audience: non_empty("jwt_audience", required("jwt_audience")?)?,
+            body_limit_bytes: parse_range("body_limit_bytes", &required("body_limit_bytes")?, 1024, 1 << 30)? as usize,
+            batch_max_bytes: parse_range("batch_max_bytes", &required("batch_max_bytes")?, 1024, 1 << 40)?,
+            request_timeout: Duration::from_millis(parse_range(
+                "request_timeout_ms",
+                &required("request_timeout_ms")?,
+                10,
+                3_600_000,
+            )?),
+            webhook_allow_insecure: parse_bool("webhook_allow_insecure", &required("webhook_allow_insecure")?)?,
+            webhook_retry_initial: Duration::from_millis(parse_range(
+                "webhook_retry_initial_ms",
+                &required("webhook_retry_initial_ms")?,
+                1,
+                86_400_000,
+            )?),
+            webhook_max_attempts: parse_range("webhook_max_attempts", &required("webhook_max_attempts")?, 1, 100)?
+                as u32,
+            log: required("log")?,
+            log_format: match required("log_format")?.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => return Err(err("log_format", format!("{other:?} must be json or text"))),
+            },
+        })
+    }
+
+    /// Defaults only, with the given database: for tests and tools.
+    pub fn for_database(url: &str) -> Config {
+        let mut env = BTreeMap::new();
+        env.insert("PASSERELLE_DATABASE_URL".to_owned(), url.to_owned());
+        match Config::from_sources(None, &env) {
+            Ok(config) => config,
+            Err(e) => panic!("the defaults must be valid: {e}"),
+        }
+    }
+}
+
+fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if passerelle_adapters::storage::backend_of(url).is_none() {
+        return Err(err(key, "must start with sqlite:// or postgres://"));
+    }
+    Ok(())
+}
+
+fn non_empty(key: &str, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() {
+        Err(err(key, "must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn parse_range(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(err(
+            key,
+            format!("{value:?} must be a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(err(key, format!("{value:?} must be true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_sources(None, &BTreeMap::new()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://passerelle.db");
+        assert_eq!(c.operator_org.as_str(), "operator");
+        assert_eq!(c.body_limit_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let file = "listen = \"127.0.0.1:9000\"\nwebhook_max_attempts = 3\n";
+        let c = Config::from_sources(Some(file), &env(&[("PASSERELLE_LISTEN", "127.0.0.1:9001")])).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.webhook_max_attempts, 3);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_LISTEN");
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_JWT_HS256_SECRET", "short")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_JWT_HS256_SECRET");
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_DATABASE_URL");
+        let e = Config::from_sources(Some("colour = \"blue\""), &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "colour");
+        let e = Config::from_sources(Some("webhook_max_attempts = 0"), &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_WEBHOOK_MAX_ATTEMPTS");
+        assert!(e
+            .to_string()
+            .starts_with("configuration error: PASSERELLE_WEBHOOK_MAX_ATTEMPTS: "));
+    }
+}

@@ -1,0 +1,270 @@
+//! Extractors whose rejections are problem+json: the JSON body, the authorised caller, and the
+//! `Idempotency-Key` header.
+
+use std::marker::PhantomData;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use passerelle_domain::error::FieldError;
+use passerelle_domain::organization::{OrgId, OrgKind};
+use passerelle_domain::policy::{Action, Decision};
+use passerelle_domain::ports::{IdempotencyKey, WriteContext};
+use passerelle_domain::scope::Scope;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::problem::{ApiError, REQUEST};
+use crate::state::AppState;
+
+/// A JSON body: 415 without a JSON content type, 400 when it does not parse or is not an object,
+/// 413 when too large, 422 (with the field) when a value has the wrong type.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::malformed(
+                "The body must be a JSON object.",
+                "Le corps doit être un objet JSON.",
+            ));
+        }
+        serde_json::from_value(value).map(AppJson).map_err(|e| {
+            let message = e.to_string();
+            ApiError::field(FieldError::new("", "invalid_type", message.clone(), message))
+        })
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        },
+        JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        JsonRejection::JsonSyntaxError(e) => ApiError::malformed(
+            format!("The body is not valid JSON: {}", e.body_text()),
+            format!("Le corps n'est pas du JSON valide : {}", e.body_text()),
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::malformed(
+            "The body could not be read as JSON.",
+            "Le corps n'a pas pu être lu comme du JSON.",
+        ),
+    }
+}
+
+/// Query strings: a value of the wrong type is 422 on `/query/<name>`.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(AppQuery(q)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let text = e.body_text();
+                Err(ApiError::field(FieldError::new(
+                    "/query",
+                    "invalid_query",
+                    text.clone(),
+                    text,
+                )))
+            }
+            Err(_) => Err(ApiError::malformed(
+                "The query string is malformed.",
+                "La chaîne de requête est mal formée.",
+            )),
+        }
+    }
+}
+
+/// The verified caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org: OrgId,
+    pub kind: OrgKind,
+    pub subject: String,
+    pub scopes: Vec<Scope>,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn write_context(&self, state: &AppState, idempotency: Option<IdempotencyKey>) -> WriteContext {
+        WriteContext {
+            organization: self.org.to_string(),
+            subject: self.subject.clone(),
+            request_id: self.request_id.clone(),
+            at: state.clock.now(),
+            idempotency,
+        }
+    }
+
+    pub fn reads_everything(&self) -> bool {
+        self.kind.reads_everything()
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header_value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = match header_value.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) {
+        Some(t) if !t.trim().is_empty() => t.trim(),
+        _ => {
+            return Err(ApiError::Unauthorized {
+                en: "This endpoint needs an Authorization: Bearer <JWT> header.",
+                fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+            })
+        }
+    };
+    let claims = state.auth.verify(token).await?;
+    let unknown_org = ApiError::Unauthorized {
+        en: "The token's organisation (org) is not known here.",
+        fr: "L'organisation du jeton (org) est inconnue ici.",
+    };
+    let org = OrgId::parse(&claims.org).ok_or(unknown_org)?;
+    let kind = match state.org_kinds.get(org.as_str()) {
+        Some(kind) => kind,
+        None => {
+            let found = state.store.get_organization(org.as_str()).await?;
+            let kind = found
+                .ok_or(ApiError::Unauthorized {
+                    en: "The token's organisation (org) is not known here.",
+                    fr: "L'organisation du jeton (org) est inconnue ici.",
+                })?
+                .kind;
+            state.org_kinds.insert(org.as_str(), kind);
+            kind
+        }
+    };
+    let request_id = REQUEST.try_with(|r| r.request_id.clone()).unwrap_or_default();
+    Ok(Caller {
+        org,
+        kind,
+        subject: claims.sub,
+        scopes: Scope::parse_list(&claims.scope),
+        request_id,
+    })
+}
+
+/// A permission a handler needs: one marker type per action of the policy table.
+pub trait Permission: Send + Sync + 'static {
+    const ACTION: Action;
+}
+
+macro_rules! permissions {
+    ($($name:ident),* $(,)?) => {
+        pub mod perm {
+            use super::Permission;
+            use passerelle_domain::policy::Action;
+            $(
+                pub struct $name;
+                impl Permission for $name {
+                    const ACTION: Action = Action::$name;
+                }
+            )*
+        }
+    };
+}
+
+permissions!(CreateOrganization, ReadOrganizations, ReadAuditEvents, VerifyAudit);
+
+/// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,
+/// so no endpoint can forget the scope or organisation-kind check.
+pub struct Authorized<P: Permission> {
+    pub caller: Caller,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match P::ACTION.allows(caller.kind, &caller.scopes) {
+            Decision::Allowed => Ok(Authorized {
+                caller,
+                _permission: PhantomData,
+            }),
+            Decision::MissingScope(scope) => Err(ApiError::forbidden(
+                format!("This action needs the {} scope.", scope.as_str()),
+                format!("Cette action exige la portée {}.", scope.as_str()),
+            )),
+            Decision::WrongKind => Err(ApiError::forbidden(
+                format!("An organisation of kind {} may not do this.", caller.kind.as_str()),
+                format!(
+                    "Une organisation de type {} ne peut pas faire cela.",
+                    caller.kind.as_str()
+                ),
+            )),
+        }
+    }
+}
+
+/// The optional `Idempotency-Key` header, with a fingerprint of the request it came with.
+pub struct Idempotency(pub Option<IdempotencyKey>);
+
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+impl Idempotency {
+    /// Binds the key to the request's method, path, query and body.
+    pub fn read(parts_headers: &axum::http::HeaderMap, method: &str, uri: &str, body: &[u8]) -> Result<Self, ApiError> {
+        let Some(value) = parts_headers.get("idempotency-key") else {
+            return Ok(Idempotency(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN);
+        let Some(key) = key else {
+            return Err(ApiError::field(FieldError::new(
+                "/header/Idempotency-Key",
+                "invalid_format",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+                format!("doit compter de 1 à {MAX_IDEMPOTENCY_KEY_LEN} caractères ASCII visibles"),
+            )));
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update(b" ");
+        hasher.update(uri.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body);
+        Ok(Idempotency(Some(IdempotencyKey {
+            key: key.to_owned(),
+            fingerprint: hex::encode(hasher.finalize()),
+        })))
+    }
+}
+
+/// A JSON body together with its idempotency key, both read from one request.
+pub struct IdempotentJson<T> {
+    pub body: T,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let uri = parts.uri.to_string();
+        let method = parts.method.to_string();
+        let headers = parts.headers.clone();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let Idempotency(idempotency) = Idempotency::read(&headers, &method, &uri, &bytes)?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let AppJson(body) = AppJson::<T>::from_request(req, state).await?;
+        Ok(IdempotentJson { body, idempotency })
+    }
+}

@@ -1,0 +1,125 @@
+//! Reading a JSON object field by field, so that one response lists every missing field, wrong
+//! type and unknown field at once (API.md §4) rather than stopping at the first.
+
+use passerelle_domain::error::FieldError;
+use serde_json::{Map, Value};
+
+pub struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    prefix: String,
+    known: Vec<&'static str>,
+    pub errors: Vec<FieldError>,
+}
+
+fn type_error(field: &str, expected_en: &str, expected_fr: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "invalid_type",
+        format!("must be {expected_en}"),
+        format!("doit être {expected_fr}"),
+    )
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(object: &'a Map<String, Value>) -> Self {
+        Fields::nested(object, "")
+    }
+
+    pub fn nested(object: &'a Map<String, Value>, prefix: &str) -> Self {
+        Fields {
+            object,
+            prefix: prefix.to_owned(),
+            known: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn pointer(&self, name: &str) -> String {
+        format!("{}/{}", self.prefix, name.replace('~', "~0").replace('/', "~1"))
+    }
+
+    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
+        self.known.push(name);
+        self.object.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn opt_str(&mut self, name: &'static str) -> Option<String> {
+        match self.get(name) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                let p = self.pointer(name);
+                self.errors.push(type_error(&p, "a string", "une chaîne de caractères"));
+                None
+            }
+        }
+    }
+
+    pub fn str(&mut self, name: &'static str) -> Option<String> {
+        let present = self.object.get(name).is_some_and(|v| !v.is_null());
+        let value = self.opt_str(name);
+        if !present {
+            let p = self.pointer(name);
+            self.errors.push(FieldError::required(p));
+        }
+        value
+    }
+
+    pub fn opt_i64(&mut self, name: &'static str) -> Option<i64> {
+        match self.get(name) {
+            None => None,
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+            Some(_) => {
+                let p = self.pointer(name);
+                self.errors.push(type_error(&p, "a whole number", "un nombre entier"));
+                None
+            }
+        }
+    }
+
+    /// Reports every member that is not a known field; call after reading all fields.
+    pub fn finish(mut self) -> Vec<FieldError> {
+        let mut unknown: Vec<&String> = self
+            .object
+            .keys()
+            .filter(|k| !self.known.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        for name in unknown {
+            let p = self.pointer(name);
+            self.errors.push(FieldError::new(
+                p,
+                "unknown_field",
+                "is not a field of this resource",
+                "n'est pas un champ de cette ressource",
+            ));
+        }
+        self.errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_problem_is_listed() {
+        let body = json!({"name": 3, "extra": true, "a/b": 1});
+        let object = body.as_object().unwrap();
+        let mut f = Fields::new(object);
+        assert_eq!(f.str("name"), None);
+        assert_eq!(f.str("id"), None);
+        assert_eq!(f.opt_i64("n"), None);
+        let fields: Vec<_> = f.finish().into_iter().map(|e| (e.field, e.code)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("/name".to_owned(), "invalid_type".to_owned()),
+                ("/id".to_owned(), "required".to_owned()),
+                ("/a~1b".to_owned(), "unknown_field".to_owned()),
+                ("/extra".to_owned(), "unknown_field".to_owned()),
+            ]
+        );
+    }
+}

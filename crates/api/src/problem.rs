@@ -1,0 +1,366 @@
+//! The one error type of the API and its RFC 9457 problem+json form, in French or English.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use passerelle_domain::error::{FieldError, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Fr,
+    En,
+}
+
+impl Lang {
+    /// Picks from `Accept-Language` by quality; French unless English is preferred.
+    pub fn negotiate(header: Option<&str>) -> Lang {
+        let Some(header) = header else { return Lang::Fr };
+        let mut best: Option<(Lang, f32)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.trim().split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("fr") => Lang::Fr,
+                Some("en") => Lang::En,
+                _ => continue,
+            };
+            if best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((lang, q));
+            }
+        }
+        best.map(|(l, _)| l).unwrap_or(Lang::Fr)
+    }
+
+    pub fn pick<'a>(self, en: &'a str, fr: &'a str) -> &'a str {
+        match self {
+            Lang::En => en,
+            Lang::Fr => fr,
+        }
+    }
+}
+
+/// What the request-context middleware knows while the request runs.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub lang: Lang,
+    pub path: String,
+    pub request_id: String,
+}
+
+tokio::task_local! {
+    pub static REQUEST: RequestContext;
+}
+
+pub fn current_lang() -> Lang {
+    REQUEST.try_with(|r| r.lang).unwrap_or_default()
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:passerelle:problem:validation_failed",
+    "title": "Requête invalide",
+    "status": 422,
+    "detail": "La requête contient 1 erreur.",
+    "instance": "/v1/organizations",
+    "code": "validation_failed",
+    "request_id": "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70",
+    "errors": [{"field": "/country", "code": "invalid_country", "message": "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN"}]
+}))]
+pub struct Problem {
+    /// `urn:passerelle:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary, in the language of `Accept-Language` (`fr` by default, or `en`).
+    pub title: String,
+    pub status: u16,
+    /// What happened, in the same language.
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    /// Stable machine code: `malformed_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `precondition_failed`, `payload_too_large`,
+    /// `unsupported_media_type`, `validation_failed`, `idempotency_key_reused`,
+    /// `precondition_required`, `rate_limited`, `unavailable`, `internal_error`.
+    pub code: String,
+    /// The `X-Request-Id` of the request, to quote when reporting a problem.
+    pub request_id: String,
+    /// Every rule the request broke, for `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// JSON Pointer into the request (`/header/<name>` and `/query/<name>` for those parts).
+    pub field: String,
+    /// Stable machine code of the rule.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request")]
+    Malformed { en: String, fr: String },
+    #[error("unauthorized")]
+    Unauthorized { en: &'static str, fr: &'static str },
+    #[error("forbidden")]
+    Forbidden { en: String, fr: String },
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict")]
+    Conflict { en: String, fr: String },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    #[error("precondition required")]
+    PreconditionRequired { header: &'static str },
+    #[error("unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(errors: Vec<FieldError>) -> ApiError {
+        ApiError::Validation(errors)
+    }
+
+    pub fn field(error: FieldError) -> ApiError {
+        ApiError::Validation(vec![error])
+    }
+
+    pub fn forbidden(en: impl Into<String>, fr: impl Into<String>) -> ApiError {
+        ApiError::Forbidden {
+            en: en.into(),
+            fr: fr.into(),
+        }
+    }
+
+    pub fn conflict(en: impl Into<String>, fr: impl Into<String>) -> ApiError {
+        ApiError::Conflict {
+            en: en.into(),
+            fr: fr.into(),
+        }
+    }
+
+    pub fn malformed(en: impl Into<String>, fr: impl Into<String>) -> ApiError {
+        ApiError::Malformed {
+            en: en.into(),
+            fr: fr.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "malformed_request",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::PreconditionFailed => "precondition_failed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::PreconditionRequired { .. } => "precondition_required",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// (title, detail) in English and French.
+    fn texts(&self) -> ((&'static str, String), (&'static str, String)) {
+        match self {
+            ApiError::Malformed { en, fr } => (("Malformed request", en.clone()), ("Requête mal formée", fr.clone())),
+            ApiError::Unauthorized { en, fr } => {
+                (("Unauthorized", (*en).to_owned()), ("Non authentifié", (*fr).to_owned()))
+            }
+            ApiError::Forbidden { en, fr } => (("Forbidden", en.clone()), ("Interdit", fr.clone())),
+            ApiError::NotFound => (
+                ("Not found", "No such resource, or it is not visible to you.".into()),
+                ("Introuvable", "Cette ressource n'existe pas ou ne vous est pas visible.".into()),
+            ),
+            ApiError::MethodNotAllowed => (
+                ("Method not allowed", "This path does not accept this method.".into()),
+                ("Méthode non autorisée", "Ce chemin n'accepte pas cette méthode.".into()),
+            ),
+            ApiError::Conflict { en, fr } => (("Conflict", en.clone()), ("Conflit", fr.clone())),
+            ApiError::PreconditionFailed => (
+                ("Precondition failed", "The resource changed since you read it: read it again (If-Match is stale).".into()),
+                ("Précondition échouée", "La ressource a changé depuis votre lecture : relisez-la (If-Match périmé).".into()),
+            ),
+            ApiError::PayloadTooLarge => (
+                ("Payload too large", "The request body is larger than this endpoint accepts.".into()),
+                ("Requête trop volumineuse", "Le corps de la requête dépasse la taille acceptée.".into()),
+            ),
+            ApiError::UnsupportedMediaType { expected } => (
+                ("Unsupported media type", format!("Send the body as {expected}.")),
+                ("Type de contenu non pris en charge", format!("Envoyez le corps en {expected}.")),
+            ),
+            ApiError::Validation(errors) => (
+                ("Invalid request", format!("The request has {} error(s).", errors.len())),
+                ("Requête invalide", format!("La requête contient {} erreur(s).", errors.len())),
+            ),
+            ApiError::IdempotencyKeyReused => (
+                ("Idempotency key reused", "This Idempotency-Key was already used with a different request.".into()),
+                ("Clé d'idempotence réutilisée", "Cette Idempotency-Key a déjà servi pour une autre requête.".into()),
+            ),
+            ApiError::PreconditionRequired { header } => (
+                ("Precondition required", format!("This request needs the {header} header.")),
+                ("Précondition requise", format!("Cette requête exige l'en-tête {header}.")),
+            ),
+            ApiError::Unavailable => (
+                ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
+                ("Service indisponible", "Le service n'atteint pas sa base de données ou a mis trop de temps ; rien n'a été modifié. Réessayez plus tard.".into()),
+            ),
+            ApiError::Internal(_) => (
+                ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
+                ("Erreur interne", "Une erreur inattendue s'est produite ; rien n'a été modifié. Citez l'identifiant de requête pour la signaler.".into()),
+            ),
+        }
+    }
+
+    pub fn to_problem(&self, ctx: &RequestContext) -> Problem {
+        let ((title_en, detail_en), (title_fr, detail_fr)) = self.texts();
+        let (title, detail) = match ctx.lang {
+            Lang::En => (title_en, detail_en),
+            Lang::Fr => (title_fr, detail_fr),
+        };
+        let errors = match self {
+            ApiError::Validation(errors) => Some(
+                errors
+                    .iter()
+                    .map(|e| ProblemField {
+                        field: e.field.clone(),
+                        code: e.code.clone(),
+                        message: ctx.lang.pick(&e.en, &e.fr).to_owned(),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Problem {
+            type_: format!("urn:passerelle:problem:{}", self.code()),
+            title: title.to_owned(),
+            status: self.status().as_u16(),
+            detail,
+            instance: ctx.path.clone(),
+            code: self.code().to_owned(),
+            request_id: ctx.request_id.clone(),
+            errors,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict { constraint } => conflict_for(&constraint),
+            StoreError::IdempotencyMismatch => ApiError::IdempotencyKeyReused,
+            StoreError::StaleVersion => ApiError::PreconditionFailed,
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+fn conflict_for(constraint: &str) -> ApiError {
+    match constraint {
+        "organization_exists" => ApiError::conflict(
+            "An organisation with this id already exists.",
+            "Une organisation porte déjà cet identifiant.",
+        ),
+        "idempotency_in_progress" => ApiError::conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            "Une requête avec cette Idempotency-Key est en cours de traitement ; réessayez dans un instant.",
+        ),
+        _ => ApiError::conflict("This resource already exists.", "Cette ressource existe déjà."),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let ctx = REQUEST.try_with(|r| r.clone()).unwrap_or_default();
+        problem_response(&self, &ctx)
+    }
+}
+
+pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
+    let problem = error.to_problem(ctx);
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut response = (error.status(), body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if matches!(error, ApiError::Unauthorized { .. }) {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"passerelle\""),
+        );
+    }
+    if matches!(error, ApiError::Unavailable) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_follows_accept_language() {
+        assert_eq!(Lang::negotiate(None), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("en-GB,en;q=0.9")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("fr-SN, en;q=0.5")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("de, en;q=0.3")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("de")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.2, en;q=0.8")), Lang::En);
+    }
+}

@@ -1,0 +1,61 @@
+//! One module per resource; each exports `router()` built with `utoipa_axum::routes!`, so a
+//! route cannot exist without its OpenAPI description.
+
+pub mod audit;
+pub mod health;
+pub mod organizations;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use passerelle_domain::pagination::{encode_cursor, Page, PageRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::problem::ApiError;
+
+/// `{items, next_cursor}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListOf<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> ListOf<T> {
+    pub fn from_page<D>(page: Page<D>, f: impl FnMut(D) -> T) -> ListOf<T> {
+        ListOf {
+            next_cursor: page.next_key.as_deref().map(encode_cursor),
+            items: page.items.into_iter().map(f).collect(),
+        }
+    }
+}
+
+/// `limit` and `cursor` of every list, read as text so a bad value is a 422 naming it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–500.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, example = 50)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn parse(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<i64>().unwrap_or(0)),
+        };
+        PageRequest::parse(limit, self.cursor.as_deref()).map_err(ApiError::validation)
+    }
+}
+
+/// 201 with the resource and its `Location`.
+pub fn created<T: Serialize>(location: String, body: &T) -> Response {
+    let mut response = (axum::http::StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,236 @@
+//! `/v1/audit-events`: the hash-chained log of every change, and its verification.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use passerelle_domain::audit::{AuditEvent, ChainVerifier};
+use passerelle_domain::error::FieldError;
+use passerelle_domain::organization::OrgKind;
+use passerelle_domain::ports::{AuditFilter, AuditStore};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ListOf, PageQuery};
+use crate::extract::{perm, AppQuery, Authorized, Caller};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_audit_events))
+        .routes(routes!(verify_audit_chain))
+        .routes(routes!(get_audit_event))
+}
+
+/// One audited change or check. People are referenced by id only.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"seq": 42, "at": "2026-11-30T08:00:00.123456Z", "organization": "operator", "subject": "ops-console", "action": "organization.created", "resource_type": "organization", "resource_id": "mut-tsevie", "request_id": "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70", "digest": "5f1c…", "prev_digest": "9a0b…"}))]
+pub struct AuditEventView {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// The organisation whose caller acted.
+    pub organization: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// `<resource>.<verb>`, e.g. `organization.created`, `organization.read`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub request_id: String,
+    /// Lower-case hex SHA-256 over `prev_digest`, a newline and the event's canonical form: the
+    /// JSON array `[seq, at (RFC 3339, microseconds, Z), organization, subject, action,
+    /// resource_type, resource_id, request_id, prev_digest]`.
+    pub digest: String,
+    /// The previous event's digest; 64 zeros for the first event.
+    pub prev_digest: String,
+}
+
+impl From<AuditEvent> for AuditEventView {
+    fn from(e: AuditEvent) -> Self {
+        AuditEventView {
+            seq: e.seq,
+            at: e.at,
+            organization: e.organization,
+            subject: e.subject,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            request_id: e.request_id,
+            digest: e.digest,
+            prev_digest: e.prev_digest,
+        }
+    }
+}
+
+/// The result of walking the whole chain.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7}))]
+pub struct VerificationView {
+    pub valid: bool,
+    pub events_checked: u64,
+    /// The first event whose digest, link or position is wrong; absent when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_invalid_seq: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Events of this organisation's callers. Organisations other than operators and auditors
+    /// only ever see their own.
+    pub organization: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub action: Option<String>,
+    /// RFC 3339 instant or `YYYY-MM-DD` (00:00 UTC): events at or after it.
+    pub since: Option<String>,
+}
+
+pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(instant.with_timezone(&Utc)));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
+            return Ok(Some(midnight.and_utc()));
+        }
+    }
+    Err(ApiError::field(FieldError::new(
+        "/query/since",
+        "invalid_format",
+        "must be an RFC 3339 instant or a date YYYY-MM-DD",
+        "doit être un instant RFC 3339 ou une date AAAA-MM-JJ",
+    )))
+}
+
+/// An auditor's reads are themselves audited (API.md §2).
+pub async fn record_read(
+    state: &AppState,
+    caller: &Caller,
+    resource_type: &str,
+    resource_id: &str,
+) -> Result<(), ApiError> {
+    if caller.kind != OrgKind::Auditor {
+        return Ok(());
+    }
+    let ctx = caller.write_context(state, None);
+    state
+        .store
+        .append_audit(&[ctx.audit(&format!("{resource_type}.read"), resource_type, resource_id)])
+        .await?;
+    Ok(())
+}
+
+/// List audit events, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit-events",
+    tag = "audit",
+    params(PageQuery, AuditQuery),
+    responses((status = 200, description = "A page of events, newest first", body = ListOf<AuditEventView>)),
+    security(("bearer" = ["audit:read"]))
+)]
+pub async fn list_audit_events(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadAuditEvents>,
+    AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<AuditQuery>,
+) -> Result<Json<ListOf<AuditEventView>>, ApiError> {
+    let page = page.parse()?;
+    let since = parse_since(query.since.as_deref())?;
+    let caller = &auth.caller;
+    let organization = if caller.reads_everything() {
+        query.organization
+    } else {
+        match query.organization {
+            // Another organisation's events are not visible: an empty list, as for any filter
+            // naming a resource the caller may not see.
+            Some(other) if other != caller.org.as_str() => {
+                return Ok(Json(ListOf {
+                    items: Vec::new(),
+                    next_cursor: None,
+                }));
+            }
+            _ => Some(caller.org.to_string()),
+        }
+    };
+    let filter = AuditFilter {
+        organization,
+        resource_type: query.resource_type,
+        resource_id: query.resource_id,
+        action: query.action,
+        since,
+    };
+    let result = state.store.list_audit_events(&filter, &page).await?;
+    record_read(&state, caller, "audit_event", "*").await?;
+    Ok(Json(ListOf::from_page(result, AuditEventView::from)))
+}
+
+/// Read one audit event.
+#[utoipa::path(
+    get,
+    path = "/v1/audit-events/{seq}",
+    tag = "audit",
+    params(("seq" = i64, Path, description = "Position in the chain")),
+    responses(
+        (status = 200, description = "The event", body = AuditEventView),
+        (status = 404, description = "No such event, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["audit:read"]))
+)]
+pub async fn get_audit_event(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadAuditEvents>,
+    Path(seq): Path<String>,
+) -> Result<Json<AuditEventView>, ApiError> {
+    let seq: i64 = seq.parse().map_err(|_| ApiError::NotFound)?;
+    let event = state.store.get_audit_event(seq).await?.ok_or(ApiError::NotFound)?;
+    if !auth.caller.reads_everything() && event.organization != auth.caller.org.as_str() {
+        return Err(ApiError::NotFound);
+    }
+    record_read(&state, &auth.caller, "audit_event", &seq.to_string()).await?;
+    Ok(Json(event.into()))
+}
+
+/// Walks the whole chain from the first event.
+pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, ApiError> {
+    const PAGE: u32 = 1000;
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let events = store.audit_events_after(after, PAGE).await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        let full = events.len() == PAGE as usize;
+        if !events.iter().all(|e| verifier.push(e)) || !full {
+            break;
+        }
+    }
+    let v = verifier.finish();
+    Ok(VerificationView {
+        valid: v.valid,
+        events_checked: v.events_checked,
+        first_invalid_seq: v.first_invalid_seq,
+    })
+}
+
+/// Verify the whole chain (operators and auditors).
+#[utoipa::path(
+    get,
+    path = "/v1/audit-events/verify",
+    tag = "audit",
+    responses((status = 200, description = "Whether every stored event still matches its digest and link", body = VerificationView)),
+    security(("bearer" = ["audit:read"]))
+)]
+pub async fn verify_audit_chain(
+    State(state): State<AppState>,
+    auth: Authorized<perm::VerifyAudit>,
+) -> Result<Json<VerificationView>, ApiError> {
+    let result = verify_chain(state.store.as_ref()).await?;
+    record_read(&state, &auth.caller, "audit_event", "verify").await?;
+    Ok(Json(result))
+}

@@ -1,0 +1,39 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use passerelle_adapters::Backend;
+use passerelle_domain::clock::Clock;
+use passerelle_domain::organization::OrgKind;
+use passerelle_domain::ports::Store;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub backend: Backend,
+    pub auth: Arc<Authenticator>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub org_kinds: Arc<OrgKindCache>,
+}
+
+/// Organisation kinds never change once created, so the kind behind a token's `org` is read
+/// from the database once per process, not once per request.
+#[derive(Default)]
+pub struct OrgKindCache(RwLock<HashMap<String, OrgKind>>);
+
+impl OrgKindCache {
+    pub fn get(&self, org: &str) -> Option<OrgKind> {
+        self.0.read().ok().and_then(|m| m.get(org).copied())
+    }
+
+    pub fn insert(&self, org: &str, kind: OrgKind) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(org.to_owned(), kind);
+        }
+    }
+}

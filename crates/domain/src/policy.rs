@@ -1,0 +1,76 @@
+//! Who may do what: each action names the scope it needs and the organisation kinds that may
+//! perform it. The API checks every request against this table, in one place.
+
+use crate::organization::OrgKind;
+use crate::scope::Scope;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    CreateOrganization,
+    ReadOrganizations,
+    ReadAuditEvents,
+    VerifyAudit,
+}
+
+const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
+
+impl Action {
+    pub fn scope(self) -> Scope {
+        match self {
+            Action::CreateOrganization => Scope::Admin,
+            Action::ReadOrganizations => Scope::RegistryRead,
+            Action::ReadAuditEvents | Action::VerifyAudit => Scope::AuditRead,
+        }
+    }
+
+    pub fn kinds(self) -> &'static [OrgKind] {
+        match self {
+            Action::CreateOrganization => &[OrgKind::Operator],
+            Action::ReadOrganizations | Action::ReadAuditEvents => ALL_KINDS,
+            Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
+        }
+    }
+
+    pub fn allows(self, kind: OrgKind, scopes: &[Scope]) -> Decision {
+        if !scopes.contains(&self.scope()) {
+            Decision::MissingScope(self.scope())
+        } else if !self.kinds().contains(&kind) {
+            Decision::WrongKind
+        } else {
+            Decision::Allowed
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    MissingScope(Scope),
+    WrongKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_is_necessary_but_not_sufficient() {
+        let admin = [Scope::Admin];
+        assert_eq!(
+            Action::CreateOrganization.allows(OrgKind::Operator, &admin),
+            Decision::Allowed
+        );
+        assert_eq!(
+            Action::CreateOrganization.allows(OrgKind::Mutuelle, &admin),
+            Decision::WrongKind
+        );
+        assert_eq!(
+            Action::CreateOrganization.allows(OrgKind::Operator, &[Scope::RegistryRead]),
+            Decision::MissingScope(Scope::Admin)
+        );
+        assert_eq!(
+            Action::VerifyAudit.allows(OrgKind::Provider, &[Scope::AuditRead]),
+            Decision::WrongKind
+        );
+    }
+}
