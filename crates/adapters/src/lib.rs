@@ -3,3 +3,6 @@
 pub mod storage;
 
 pub use storage::{connect, Backend, Database, DatabaseOptions};
+
+#[cfg(feature = "testing")]
+pub mod testing;

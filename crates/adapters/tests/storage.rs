@@ -1,0 +1,339 @@
+//! The storage conformance suite: every case runs on SQLite and on PostgreSQL, each in its own
+//! database, through the domain's ports only (raw SQL only to tamper, as an attacker would).
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::{connect, Backend, Database, DatabaseOptions};
+use passerelle_domain::audit::{ChainVerifier, Verification};
+use passerelle_domain::error::StoreError;
+use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
+use passerelle_domain::pagination::PageRequest;
+use passerelle_domain::ports::{AuditFilter, IdempotencyKey, OrganizationFilter, Store, WriteContext};
+
+struct Harness {
+    db: TestDatabase,
+    database: Database,
+}
+
+impl Harness {
+    async fn new(backend: Backend) -> Harness {
+        let db = TestDatabase::new(backend).await;
+        let database = connect(&DatabaseOptions::new(&db.url)).await.expect("connect");
+        database.migrate().await.expect("migrate");
+        Harness { db, database }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.database.store.clone()
+    }
+}
+
+fn at(second: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, second).unwrap() + Duration::microseconds(123_456)
+}
+
+fn org(id: &str, kind: OrgKind) -> Organization {
+    Organization {
+        id: OrgId::parse(id).unwrap(),
+        kind,
+        country: Country::parse("TG").unwrap(),
+        name: format!("Organisation {id} — Tsévié"),
+        registration_number: None,
+        created_at: at(0),
+    }
+}
+
+fn ctx(request: &str) -> WriteContext {
+    WriteContext {
+        organization: "operator".into(),
+        subject: "tester".into(),
+        request_id: request.into(),
+        at: at(1),
+        idempotency: None,
+    }
+}
+
+async fn verify(store: &dyn Store) -> Verification {
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let events = store.audit_events_after(after, 7).await.unwrap();
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for e in &events {
+            v.push(e);
+        }
+    }
+    v.finish()
+}
+
+async fn organizations_round_trip(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    let created = store
+        .create_organization(&ctx("r1"), &org("mut-tsevie", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    assert!(!created.replayed);
+    let read = store.get_organization("mut-tsevie").await.unwrap().unwrap();
+    assert_eq!(
+        read,
+        org("mut-tsevie", OrgKind::Mutuelle),
+        "accents, kind and instant survive the round trip"
+    );
+    assert_eq!(store.get_organization("absent").await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+async fn duplicate_organization_conflicts_and_writes_nothing(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .create_organization(&ctx("r1"), &org("tg-inam", OrgKind::Scheme))
+        .await
+        .unwrap();
+    let err = store
+        .create_organization(&ctx("r2"), &org("tg-inam", OrgKind::Mutuelle))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 1);
+    assert_eq!(
+        store.get_organization("tg-inam").await.unwrap().unwrap().kind,
+        OrgKind::Scheme
+    );
+}
+
+async fn pages_follow_the_id_order(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    for id in ["org-c", "org-a", "org-e", "org-b", "org-d"] {
+        let kind = if id == "org-b" {
+            OrgKind::Provider
+        } else {
+            OrgKind::Mutuelle
+        };
+        store.create_organization(&ctx(id), &org(id, kind)).await.unwrap();
+    }
+    let filter = OrganizationFilter::default();
+    let first = store.list_organizations(&filter, &PageRequest::first(2)).await.unwrap();
+    assert_eq!(
+        first.items.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["org-a", "org-b"]
+    );
+    let second = store
+        .list_organizations(
+            &filter,
+            &PageRequest {
+                limit: 2,
+                after: first.next_key.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["org-c", "org-d"]
+    );
+    let third = store
+        .list_organizations(
+            &filter,
+            &PageRequest {
+                limit: 2,
+                after: second.next_key.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next_key, None);
+    let providers = store
+        .list_organizations(
+            &OrganizationFilter {
+                kind: Some(OrgKind::Provider),
+                country: None,
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(providers.items.len(), 1);
+}
+
+async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    let key = |fp: &str| WriteContext {
+        idempotency: Some(IdempotencyKey {
+            key: "k-1".into(),
+            fingerprint: fp.into(),
+        }),
+        ..ctx("r")
+    };
+    let first = store
+        .create_organization(&key("fp-a"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    let again = store
+        .create_organization(&key("fp-a"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(first.value, again.value);
+    let other = store
+        .create_organization(&key("fp-b"), &org("mut-b", OrgKind::Mutuelle))
+        .await
+        .unwrap_err();
+    assert!(matches!(other, StoreError::IdempotencyMismatch), "{other:?}");
+    assert_eq!(h.db.scalar("SELECT count(*) FROM organizations").await, 1);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 1);
+}
+
+async fn the_chain_detects_an_edited_event(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    for i in 0..12 {
+        store
+            .create_organization(&ctx(&format!("r{i}")), &org(&format!("org-{i:02}"), OrgKind::Provider))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verify(store.as_ref()).await,
+        Verification {
+            valid: true,
+            events_checked: 12,
+            first_invalid_seq: None
+        }
+    );
+    h.db.execute("UPDATE audit_events SET resource_id = 'org-forged' WHERE seq = 9")
+        .await;
+    let v = verify(store.as_ref()).await;
+    assert!(!v.valid);
+    assert_eq!(v.first_invalid_seq, Some(9));
+}
+
+async fn concurrent_writers_keep_one_unbroken_chain(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let c = WriteContext {
+                    at: Utc::now(),
+                    ..ctx(&format!("c{i}"))
+                };
+                store
+                    .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
+                    .await
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    let v = verify(store.as_ref()).await;
+    assert_eq!(
+        v,
+        Verification {
+            valid: true,
+            events_checked: 40,
+            first_invalid_seq: None
+        }
+    );
+    assert_eq!(h.db.scalar("SELECT max(seq) FROM audit_events").await, 40);
+    assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
+}
+
+async fn audit_filters_and_pages(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .ensure_organization(&ctx("boot"), &org("operator", OrgKind::Operator))
+        .await
+        .unwrap();
+    assert!(!store
+        .ensure_organization(&ctx("boot"), &org("operator", OrgKind::Operator))
+        .await
+        .unwrap());
+    let mut later = ctx("r2");
+    later.organization = "mut-a".into();
+    later.at = at(30);
+    store
+        .append_audit(&[later.audit("organization.read", "organization", "*")])
+        .await
+        .unwrap();
+    let all = store
+        .list_audit_events(&AuditFilter::default(), &PageRequest::first(1))
+        .await
+        .unwrap();
+    assert_eq!(all.items[0].seq, 2, "newest first");
+    let next = store
+        .list_audit_events(
+            &AuditFilter::default(),
+            &PageRequest {
+                limit: 1,
+                after: all.next_key.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.items[0].seq, 1);
+    assert_eq!(next.next_key, None);
+    let mine = AuditFilter {
+        organization: Some("mut-a".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_audit_events(&mine, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let since = AuditFilter {
+        since: Some(at(30)),
+        ..AuditFilter::default()
+    };
+    let recent = store.list_audit_events(&since, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(recent.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+    assert_eq!(store.get_audit_event(2).await.unwrap().unwrap().organization, "mut-a");
+    assert_eq!(store.get_audit_event(3).await.unwrap(), None);
+}
+
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    organizations_round_trip,
+    duplicate_organization_conflicts_and_writes_nothing,
+    pages_follow_the_id_order,
+    idempotency_replays_and_refuses_a_different_body,
+    the_chain_detects_an_edited_event,
+    concurrent_writers_keep_one_unbroken_chain,
+    audit_filters_and_pages,
+);
