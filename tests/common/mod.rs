@@ -1,1 +1,203 @@
-//! Shared helpers for the black-box tests.
+//! Starts the real service on a free loopback port, against a fresh SQLite file or PostgreSQL
+//! schema, and talks to it over HTTP like any client.
+
+pub mod proxy;
+pub mod tokens;
+
+use std::path::PathBuf;
+
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::Backend;
+use passerelle_api::app;
+use passerelle_api::config::{Config, Secret};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub backend: Backend,
+    pub config: Config,
+    running: Option<app::Running>,
+}
+
+/// A response read whole: status, headers and the body as JSON (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json body with this status and code, and returns it.
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.json["code"], code, "body: {}", self.text);
+        assert_eq!(self.json["status"], status);
+        assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+        &self.json
+    }
+
+    pub fn error_fields(&self) -> Vec<String> {
+        self.json["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn test_config(url: &str) -> Config {
+    let mut config = Config::for_database(url);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.jwt_hs256_secret = Some(Secret::new(SECRET));
+    config.jwt_jwks = Some(fixture("keys/jwks.json").display().to_string());
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDatabase::new(backend).await;
+        let mut config = test_config(&db.url);
+        adjust(&mut config);
+        TestApp::start(db, config).await
+    }
+
+    pub async fn start(db: TestDatabase, config: Config) -> TestApp {
+        let database = app::connect(&config).await.expect("connect");
+        database.migrate().await.expect("migrate");
+        let state = app::state(config.clone(), &database).await.expect("state");
+        app::ensure_operator(&state).await.expect("operator");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let running = app::serve(listener, app::router(state)).await.expect("serve");
+        let base = format!("http://{}", running.addr);
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let backend = db.backend;
+        TestApp {
+            base,
+            client,
+            db,
+            backend,
+            config,
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.shutdown.send(());
+            let _ = running.handle.await;
+        }
+    }
+
+    /// A development token for `org` with these scopes, valid one hour.
+    pub fn token(&self, org: &str, scopes: &str) -> String {
+        tokens::hs256(SECRET, &tokens::claims(org, scopes))
+    }
+
+    /// A token with arbitrary claims, signed with the development secret.
+    pub fn token_from(&self, claims: &Value) -> String {
+        tokens::hs256(SECRET, claims)
+    }
+
+    pub fn operator(&self) -> String {
+        self.token("operator", "admin registry:read audit:read")
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{}", self.base, path))
+    }
+
+    pub async fn send(&self, builder: RequestBuilder) -> Reply {
+        let response = builder.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(self.request(Method::GET, path).bearer_auth(token)).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send(self.request(Method::POST, path).bearer_auth(token).json(body))
+            .await
+    }
+
+    /// Creates an organisation as the operator and asserts it worked.
+    pub async fn create_org(&self, id: &str, kind: &str, country: &str) {
+        let body = serde_json::json!({"id": id, "kind": kind, "country": country, "name": format!("Test {id}")});
+        let reply = self.post("/v1/organizations", &self.operator(), &body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+
+    /// Rows in a table, read straight from the database.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db.scalar(&format!("SELECT count(*) FROM {table}")).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.shutdown.send(());
+            running.handle.abort();
+        }
+    }
+}
+
+/// Stamps out one `#[tokio::test]` per database for each `async fn case(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,88 @@
+//! API.md §5 Audit: every change is chained; tampering is found and named.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, TestApp};
+use serde_json::json;
+
+async fn changes_are_audited_without_personal_data(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-tsevie", "mutuelle", "TG").await;
+    let events = app.get("/v1/audit-events", &app.operator()).await;
+    let items = events.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let newest = &items[0];
+    assert_eq!(newest["seq"], 2);
+    assert_eq!(newest["action"], "organization.created");
+    assert_eq!(newest["resource_id"], "mut-tsevie");
+    assert_eq!(newest["organization"], "operator");
+    assert_eq!(newest["prev_digest"], items[1]["digest"]);
+    assert!(
+        !events.text.contains("Test mut-tsevie"),
+        "names are not copied into events"
+    );
+}
+
+async fn an_edited_event_is_named_by_verify(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..6 {
+        app.create_org(&format!("org-{i}"), "provider", "SN").await;
+    }
+    let auditor_id = "cabinet-audit";
+    app.create_org(auditor_id, "auditor", "SN").await;
+    let auditor = app.token(auditor_id, "audit:read registry:read");
+    let ok = app.get("/v1/audit-events/verify", &auditor).await;
+    assert_eq!(ok.json, json!({"valid": true, "events_checked": 8}));
+    app.db
+        .execute("UPDATE audit_events SET subject = 'someone-else' WHERE seq = 5")
+        .await;
+    let broken = app.get("/v1/audit-events/verify", &auditor).await;
+    assert_eq!(broken.json["valid"], false);
+    assert_eq!(broken.json["first_invalid_seq"], 5);
+}
+
+async fn auditor_reads_are_audited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("cabinet-audit", "auditor", "SN").await;
+    let auditor = app.token("cabinet-audit", "audit:read registry:read");
+    let before = app.count("audit_events").await;
+    assert_eq!(
+        app.get("/v1/organizations/operator", &auditor).await.status.as_u16(),
+        200
+    );
+    assert_eq!(app.count("audit_events").await, before + 1);
+    let mine = app
+        .get(
+            "/v1/audit-events?organization=cabinet-audit&action=organization.read",
+            &auditor,
+        )
+        .await;
+    let items = mine.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["resource_id"], "operator");
+}
+
+async fn organisations_see_only_their_own_events(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let a = app.token("mut-a", "audit:read");
+    let own = app.get("/v1/audit-events", &a).await;
+    assert_eq!(own.status.as_u16(), 200);
+    assert_eq!(own.json["items"], json!([]), "the operator's events are not mut-a's");
+    let other = app.get("/v1/audit-events?organization=operator", &a).await;
+    assert_eq!(other.json, json!({"items": [], "next_cursor": null}));
+    let since = app.get("/v1/audit-events?since=2026-13-45", &app.operator()).await;
+    since.problem(422, "validation_failed");
+    let by_date = app.get("/v1/audit-events?since=2000-01-01", &app.operator()).await;
+    assert_eq!(by_date.json["items"].as_array().unwrap().len(), 2);
+    let future = app
+        .get("/v1/audit-events?since=2999-01-01T00:00:00Z", &app.operator())
+        .await;
+    assert_eq!(future.json["items"], json!([]));
+}
+
+on_both_databases!(
+    changes_are_audited_without_personal_data,
+    an_edited_event_is_named_by_verify,
+    auditor_reads_are_audited,
+    organisations_see_only_their_own_events,
+);

@@ -1,0 +1,137 @@
+//! API.md §2: who may call, and what an invalid token gets.
+
+use jsonwebtoken::Algorithm;
+use passerelle_adapters::Backend;
+use passerelle_tests::tokens::{self, claims, forged, now, signed};
+use passerelle_tests::{on_both_databases, TestApp};
+use serde_json::json;
+
+async fn status_of(app: &TestApp, token: &str) -> u16 {
+    app.get("/v1/organizations", token).await.status.as_u16()
+}
+
+async fn tokens_from_every_accepted_key_pass(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let c = claims("operator", "registry:read");
+    assert_eq!(
+        status_of(&app, &signed(Algorithm::RS256, "test-rs256", "rs256.pem", &c)).await,
+        200
+    );
+    assert_eq!(
+        status_of(&app, &signed(Algorithm::ES256, "test-es256", "es256.pem", &c)).await,
+        200
+    );
+    assert_eq!(
+        status_of(&app, &signed(Algorithm::EdDSA, "test-eddsa", "eddsa.pem", &c)).await,
+        200
+    );
+    assert_eq!(status_of(&app, &app.token("operator", "registry:read")).await, 200);
+}
+
+async fn invalid_tokens_are_401(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let good = claims("operator", "registry:read");
+    let missing = app.send(app.request(reqwest::Method::GET, "/v1/organizations")).await;
+    missing.problem(401, "unauthorized");
+    assert!(missing
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Bearer")));
+
+    let mut cases: Vec<(&str, String)> = vec![
+        ("garbage", "not-a-jwt".into()),
+        (
+            "bad HS256 signature",
+            tokens::hs256("another-secret-another-secret-another-secret", &good),
+        ),
+        (
+            "unknown RSA key under a known kid",
+            signed(Algorithm::RS256, "test-rs256", "rogue-rs256.pem", &good),
+        ),
+        ("unknown kid", signed(Algorithm::RS256, "nobody", "rs256.pem", &good)),
+        (
+            "ES256 key used as RS256",
+            signed(Algorithm::RS256, "test-es256", "rs256.pem", &good),
+        ),
+        ("alg none", forged(&json!({"alg": "none", "typ": "JWT"}), &good, None)),
+        (
+            "HS256 keyed with the RSA public key (key confusion)",
+            forged(
+                &json!({"alg": "HS256", "typ": "JWT", "kid": "test-rs256"}),
+                &good,
+                Some(&tokens::rsa_public_pem()),
+            ),
+        ),
+    ];
+    let mut variant = |name: &'static str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = good.clone();
+        edit(&mut c);
+        cases.push((name, app.token_from(&c)));
+    };
+    variant("expired beyond the leeway", &|c| c["exp"] = json!(now() - 120));
+    variant("not valid yet", &|c| c["nbf"] = json!(now() + 600));
+    variant("wrong audience", &|c| c["aud"] = json!("someone-else"));
+    variant("wrong issuer", &|c| c["iss"] = json!("https://idp.example.invalid"));
+    variant("no exp", &|c| {
+        c.as_object_mut().unwrap().remove("exp");
+    });
+    variant("unknown organisation", &|c| c["org"] = json!("ghost-org"));
+    for (name, token) in cases {
+        let reply = app.get("/v1/organizations", &token).await;
+        assert_eq!(reply.status.as_u16(), 401, "{name}: {}", reply.text);
+        reply.problem(401, "unauthorized");
+    }
+    // Inside the 60 s leeway an expired token still passes; an audience list containing ours passes.
+    let mut recent = good.clone();
+    recent["exp"] = json!(now() - 20);
+    assert_eq!(status_of(&app, &app.token_from(&recent)).await, 200);
+    let mut many = good.clone();
+    many["aud"] = json!(["other", "passerelle"]);
+    assert_eq!(status_of(&app, &app.token_from(&many)).await, 200);
+}
+
+async fn scope_and_kind_are_both_required(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    // Missing scope.
+    let reply = app.get("/v1/organizations", &app.token("mut-a", "audit:read")).await;
+    assert!(reply.problem(403, "forbidden")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("registry:read"));
+    // Right scope, wrong kind: a mutuelle may not create organisations even with `admin`.
+    let body = json!({"id": "mut-b", "kind": "mutuelle", "country": "TG", "name": "B"});
+    app.post("/v1/organizations", &app.token("mut-a", "admin"), &body)
+        .await
+        .problem(403, "forbidden");
+    // Verification of the whole chain is for operators and auditors.
+    app.get("/v1/audit-events/verify", &app.token("mut-a", "audit:read"))
+        .await
+        .problem(403, "forbidden");
+    assert_eq!(app.count("organizations").await, 2, "nothing was created");
+}
+
+async fn another_organisations_resource_is_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "ML").await;
+    // The operator's events are not visible to a mutuelle: the same 404 as an absent event.
+    let events = app.get("/v1/audit-events?limit=500", &app.operator()).await;
+    let operator_event = events.json["items"][0]["seq"].as_i64().unwrap();
+    let a = app.token("mut-a", "audit:read");
+    let reply = app.get(&format!("/v1/audit-events/{operator_event}"), &a).await;
+    reply.problem(404, "not_found");
+    let absent = app.get("/v1/audit-events/999999", &a).await;
+    absent.problem(404, "not_found");
+    assert_eq!(reply.json["detail"], absent.json["detail"], "no existence leak");
+    let own = app
+        .get(&format!("/v1/audit-events/{operator_event}"), &app.operator())
+        .await;
+    assert_eq!(own.status.as_u16(), 200);
+}
+
+on_both_databases!(
+    tokens_from_every_accepted_key_pass,
+    invalid_tokens_are_401,
+    scope_and_kind_are_both_required,
+    another_organisations_resource_is_404,
+);

@@ -1,0 +1,111 @@
+//! API.md §4: every bad request gets its status and a problem+json body, in French or English,
+//! and leaves the database unchanged.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, TestApp};
+use reqwest::Method;
+use serde_json::json;
+
+async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let op = app.operator();
+    let (orgs, events) = (app.count("organizations").await, app.count("audit_events").await);
+    let post = || app.request(Method::POST, "/v1/organizations").bearer_auth(&op);
+
+    let r = app
+        .send(post().header("content-type", "application/json").body("{\"id\": "))
+        .await;
+    r.problem(400, "malformed_request");
+    let r = app
+        .send(post().header("content-type", "application/json").body("[1, 2]"))
+        .await;
+    r.problem(400, "malformed_request");
+    let r = app.send(post().header("content-type", "text/plain").body("{}")).await;
+    r.problem(415, "unsupported_media_type");
+    let r = app.send(post().body("{}")).await;
+    r.problem(415, "unsupported_media_type");
+    let huge = json!({"id": "big-org", "kind": "mutuelle", "country": "TG", "name": "é".repeat(1_100_000)});
+    let r = app.send(post().json(&huge)).await;
+    r.problem(413, "payload_too_large");
+    let r = app
+        .send(post().json(&json!({"id": "x-org", "kind": "mutuelle", "country": "TG", "name": 42})))
+        .await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/name"]);
+    let long_name = json!({"id": "x-org", "kind": "mutuelle", "country": "TG", "name": "a".repeat(201)});
+    let r = app.send(post().json(&long_name)).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.json["errors"][0]["code"], "too_long");
+
+    let r = app.get("/v1/nowhere", &op).await;
+    r.problem(404, "not_found");
+    let r = app
+        .send(app.request(Method::DELETE, "/v1/organizations").bearer_auth(&op))
+        .await;
+    r.problem(405, "method_not_allowed");
+    assert!(r.header("allow").is_some());
+    let r = app.get("/v1/organizations?limit=abc", &op).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/query/limit"]);
+
+    assert_eq!(app.count("organizations").await, orgs);
+    assert_eq!(app.count("audit_events").await, events);
+}
+
+async fn messages_follow_accept_language(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = json!({"id": "Bad", "kind": "mutuelle", "country": "TG", "name": "x"});
+    let ask = |lang: Option<&str>| {
+        let mut b = app
+            .request(Method::POST, "/v1/organizations")
+            .bearer_auth(app.operator())
+            .json(&body);
+        if let Some(lang) = lang {
+            b = b.header("accept-language", lang);
+        }
+        app.send(b)
+    };
+    let fr = ask(None).await;
+    let en = ask(Some("en-US,en;q=0.9")).await;
+    let fr_explicit = ask(Some("fr-SN")).await;
+    assert_eq!(fr.json["title"], "Requête invalide");
+    assert_eq!(en.json["title"], "Invalid request");
+    assert_eq!(fr_explicit.json["title"], fr.json["title"]);
+    assert_eq!(fr.json["code"], en.json["code"], "codes never change with the language");
+    assert!(en.json["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("must match"));
+    assert!(fr.json["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("doit respecter"));
+}
+
+async fn every_response_carries_a_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let given = app
+        .send(
+            app.request(Method::GET, "/health/live")
+                .header("x-request-id", "clinic-42.req:7"),
+        )
+        .await;
+    assert_eq!(given.header("x-request-id"), Some("clinic-42.req:7"));
+    let generated = app.send(app.request(Method::GET, "/v1/organizations")).await;
+    let id = generated.header("x-request-id").unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(generated.json["request_id"], id.as_str(), "the problem quotes it too");
+    let hostile = app
+        .send(
+            app.request(Method::GET, "/health/live")
+                .header("x-request-id", "a b<script>"),
+        )
+        .await;
+    assert_ne!(hostile.header("x-request-id"), Some("a b<script>"));
+}
+
+on_both_databases!(
+    malformed_requests_get_problems_and_change_nothing,
+    messages_follow_accept_language,
+    every_response_carries_a_request_id,
+);

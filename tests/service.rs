@@ -1,0 +1,116 @@
+//! Health, readiness, metrics, the OpenAPI document and the docs page.
+
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::Backend;
+use passerelle_tests::proxy::Proxy;
+use passerelle_tests::{on_both_databases, test_config, TestApp};
+use reqwest::Method;
+use serde_json::json;
+
+async fn health_and_readiness(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let live = app.send(app.request(Method::GET, "/health/live")).await;
+    assert_eq!(live.json, json!({"status": "ok"}));
+    let ready = app.send(app.request(Method::GET, "/health/ready")).await;
+    assert_eq!(ready.json, json!({"status": "ready"}));
+}
+
+fn counter(metrics: &str, route: &str, status: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .filter(|l| l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status=\"{status}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics_count_requests_per_route_and_status(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let before = app.send(app.request(Method::GET, "/metrics")).await.text;
+    for _ in 0..3 {
+        app.get(
+            "/v1/organizations/{id}".replace("{id}", "nobody").as_str(),
+            &app.operator(),
+        )
+        .await;
+    }
+    let after = app.send(app.request(Method::GET, "/metrics")).await.text;
+    let route = "/v1/organizations/{id}";
+    assert!(counter(&after, route, "404") >= counter(&before, route, "404") + 3.0);
+    assert!(after.contains("http_request_duration_seconds_bucket{"));
+    assert!(after.contains(&format!("route=\"{route}\"")));
+}
+
+async fn openapi_and_docs_are_served(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc = app.send(app.request(Method::GET, "/openapi.json")).await;
+    assert_eq!(doc.status.as_u16(), 200);
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../openapi/openapi.json")).expect("committed openapi.json");
+    assert_eq!(doc.json, committed, "the served document is the committed one");
+    let docs = app.send(app.request(Method::GET, "/docs/")).await;
+    assert_eq!(docs.status.as_u16(), 200);
+    assert!(docs.text.contains("swagger-ui"));
+    assert!(
+        !docs.text.contains("https://"),
+        "the docs page loads nothing from the network"
+    );
+}
+
+on_both_databases!(
+    health_and_readiness,
+    metrics_count_requests_per_route_and_status,
+    openapi_and_docs_are_served
+);
+
+/// PostgreSQL behind a proxy that the test cuts: readiness turns 503, a write answers 503 and
+/// leaves nothing behind, and the service recovers when the database returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_is_503_and_writes_nothing() {
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let mut config = test_config(&db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port)));
+    config.database_max_connections = 4;
+    let app = TestApp::start(db, config).await;
+    let op = app.operator();
+    assert_eq!(
+        app.send(app.request(Method::GET, "/health/ready"))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+
+    proxy.cut();
+    let ready = app.send(app.request(Method::GET, "/health/ready")).await;
+    ready.problem(503, "unavailable");
+    let body = json!({"id": "mut-lost", "kind": "mutuelle", "country": "TG", "name": "Perdue"});
+    let write = app.post("/v1/organizations", &op, &body).await;
+    write.problem(503, "unavailable");
+    assert!(
+        !write.text.contains("SELECT") && !write.text.contains("sqlx"),
+        "no internals: {}",
+        write.text
+    );
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app
+            .send(app.request(Method::GET, "/health/ready"))
+            .await
+            .status
+            .as_u16()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "readiness comes back with the database");
+    app.get("/v1/organizations/mut-lost", &op)
+        .await
+        .problem(404, "not_found");
+    assert_eq!(app.count("organizations").await, 1);
+}
