@@ -1,4 +1,5 @@
 //! Black-box HTTP tests: the real service on a loopback port, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
 
 mod audit;
 mod auth;

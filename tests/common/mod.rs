@@ -1,5 +1,6 @@
 //! Starts the real service on a free loopback port, against a fresh SQLite file or PostgreSQL
 //! schema, and talks to it over HTTP like any client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
 
 pub mod proxy;
 pub mod tokens;

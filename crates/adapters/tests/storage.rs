@@ -1,5 +1,6 @@
 //! The storage conformance suite: every case runs on SQLite and on PostgreSQL, each in its own
 //! database, through the domain's ports only (raw SQL only to tamper, as an attacker would).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
 
 use std::sync::Arc;
 

@@ -43,10 +43,8 @@ pub struct PageQuery {
 
 impl PageQuery {
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        let limit = match self.limit.as_deref() {
-            None => None,
-            Some(raw) => Some(raw.trim().parse::<i64>().unwrap_or(0)),
-        };
+        // A limit that is not a number is out of range like any other.
+        let limit = self.limit.as_deref().map(|raw| raw.trim().parse::<i64>().unwrap_or(0));
         PageRequest::parse(limit, self.cursor.as_deref()).map_err(ApiError::validation)
     }
 }

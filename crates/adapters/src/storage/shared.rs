@@ -59,8 +59,12 @@ async fn claim_idempotency<T: DeserializeOwned>(tx: &mut Tx, ctx: &WriteContext)
         return Err(StoreError::IdempotencyMismatch);
     }
     match row.response {
-        Some(body) => serde_json::from_str(&body).map(Some).map_err(|_| corrupt("idempotent response")),
-        None => Err(StoreError::Conflict { constraint: "idempotency_in_progress".into() }),
+        Some(body) => serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|_| corrupt("idempotent response")),
+        None => Err(StoreError::Conflict {
+            constraint: "idempotency_in_progress".into(),
+        }),
     }
 }
 
@@ -137,7 +141,10 @@ impl OrganizationStore for This {
     ) -> Result<Written<Organization>, StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(first) = claim_idempotency::<Organization>(&mut tx, ctx).await? {
-            return Ok(Written { value: first, replayed: true });
+            return Ok(Written {
+                value: first,
+                replayed: true,
+            });
         }
         let inserted = sqlx::query(
             "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
@@ -154,12 +161,21 @@ impl OrganizationStore for This {
         .map_err(db_err)?
         .rows_affected();
         if inserted == 0 {
-            return Err(StoreError::Conflict { constraint: "organization_exists".into() });
+            return Err(StoreError::Conflict {
+                constraint: "organization_exists".into(),
+            });
         }
-        append_events(&mut tx, &[ctx.audit("organization.created", "organization", org.id.as_str())]).await?;
+        append_events(
+            &mut tx,
+            &[ctx.audit("organization.created", "organization", org.id.as_str())],
+        )
+        .await?;
         store_idempotent_response(&mut tx, ctx, org).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Written { value: org.clone(), replayed: false })
+        Ok(Written {
+            value: org.clone(),
+            replayed: false,
+        })
     }
 
     async fn ensure_organization(&self, ctx: &WriteContext, org: &Organization) -> Result<bool, StoreError> {
@@ -179,7 +195,11 @@ impl OrganizationStore for This {
         .map_err(db_err)?
         .rows_affected();
         if inserted == 1 {
-            append_events(&mut tx, &[ctx.audit("organization.created", "organization", org.id.as_str())]).await?;
+            append_events(
+                &mut tx,
+                &[ctx.audit("organization.created", "organization", org.id.as_str())],
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(inserted == 1)
@@ -211,7 +231,10 @@ impl OrganizationStore for This {
         .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
-        let orgs = rows.into_iter().map(Organization::try_from).collect::<Result<Vec<_>, _>>()?;
+        let orgs = rows
+            .into_iter()
+            .map(Organization::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(orgs, page.limit, |o| o.id.as_str().to_owned()))
     }
 }
@@ -227,7 +250,11 @@ impl AuditStore for This {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn list_audit_events(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
         let after = match &page.after {
             Some(key) => Some(key.parse::<i64>().map_err(|_| corrupt("audit cursor"))?),
             None => None,

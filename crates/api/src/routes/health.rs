@@ -29,7 +29,7 @@ pub struct HealthView {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "service", responses((status = 200, description = "Alive", body = HealthView)))]
+#[utoipa::path(get, path = "/health/live", tag = "service", security(()), responses((status = 200, description = "Alive", body = HealthView)))]
 pub async fn live() -> Json<HealthView> {
     Json(HealthView { status: "ok" })
 }
@@ -39,6 +39,7 @@ pub async fn live() -> Json<HealthView> {
     get,
     path = "/health/ready",
     tag = "service",
+    security(()),
     responses(
         (status = 200, description = "Ready to serve", body = HealthView),
         (status = 503, description = "The database is unreachable", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -58,6 +59,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthView>, Ap
     get,
     path = "/metrics",
     tag = "service",
+    security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
 )]
 pub async fn metrics() -> impl IntoResponse {

@@ -1,0 +1,175 @@
+//! The `passerelle` binary as an operator runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::Backend;
+
+const SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
+
+fn passerelle(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    cmd.env_clear().current_dir(dir).env("PASSERELLE_LOG", "warn");
+    cmd
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("passerelle-cli-{name}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run passerelle")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(port: u16) -> reqwest::Response {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health/ready")).send().await {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the service did not start on port {port}");
+}
+
+#[test]
+fn openapi_matches_the_committed_document() {
+    let out = run(passerelle(&std::env::temp_dir()).arg("openapi"));
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json")).unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap() == committed,
+        "openapi/openapi.json is stale: run `cargo run -p passerelle-api -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[test]
+fn token_mints_a_verifiable_dev_token() {
+    let dir = temp_dir("token");
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
+        .args(["token", "--org", "mut-tsevie", "--scope", "registry:read audit:read", "--ttl", "2h"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["passerelle"]);
+    validation.set_issuer(&["passerelle"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        token.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap();
+    assert_eq!(data.claims["org"], "mut-tsevie");
+    assert_eq!(data.claims["scope"], "registry:read audit:read");
+    assert_eq!(data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(), 7200);
+
+    let out = run(passerelle(&dir).args(["token", "--org", "x", "--scope", "admin"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PASSERELLE_JWT_HS256_SECRET"));
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    let dir = temp_dir("badconfig");
+    for (key, value) in [
+        ("PASSERELLE_LISTEN", "everywhere"),
+        ("PASSERELLE_DATABASE_URL", "mysql://db"),
+        ("PASSERELLE_OPERATOR_ORG", "Not A Slug"),
+        ("PASSERELLE_REQUEST_TIMEOUT_MS", "-5"),
+    ] {
+        let out = run(passerelle(&dir).env(key, value).arg("serve"));
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(&format!("configuration error: {key}: ")), "{stderr}");
+    }
+    std::fs::write(dir.join("passerelle.toml"), "listen = 8080\n").unwrap();
+    let out = run(passerelle(&dir).args(["--config", "passerelle.toml", "serve"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PASSERELLE_LISTEN"));
+    assert!(!dir.join("passerelle.db").exists(), "nothing was created");
+}
+
+#[tokio::test]
+async fn serve_on_a_bare_machine_then_verify_the_audit_chain_offline() {
+    let dir = temp_dir("bare");
+    let port = free_port();
+    let child = passerelle(&dir)
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["serve", "--demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.contains("demo-mut-tsevie") && stdout.contains("eyJ"), "a token per demo organisation: {stdout}");
+
+    let db = dir.join("passerelle.db");
+    assert!(db.exists(), "passerelle.db is created in the working directory");
+    assert!(dir.join("passerelle.db-wal").exists() || dir.join("passerelle.db-shm").exists(), "WAL mode");
+
+    let out = run(passerelle(&dir).args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["events_checked"], 9, "the operator and eight demo organisations");
+
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE audit_events SET action = 'organization.deleted' WHERE seq = 4").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let out = run(passerelle(&dir).args(["audit", "verify"]));
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_invalid_seq"], 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seq 4"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn migrate_then_serve_from_postgres_without_migrating() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let dir = temp_dir("pg");
+    let out = run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_head").await, 1);
+    let port = free_port();
+    let child = passerelle(&dir)
+        .env("PASSERELLE_DATABASE_URL", &db.url)
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["serve", "--no-migrate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+    assert_eq!(db.scalar("SELECT count(*) FROM organizations WHERE kind = 'operator'").await, 1);
+    assert!(!dir.join("passerelle.db").exists(), "no SQLite file when PostgreSQL is configured");
+    let _ = std::fs::remove_dir_all(dir);
+}
