@@ -55,7 +55,8 @@ async fn wait_ready(port: u16) -> reqwest::Response {
 fn openapi_matches_the_committed_document() {
     let out = run(passerelle(&std::env::temp_dir()).arg("openapi"));
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json")).unwrap();
     assert!(
         String::from_utf8(out.stdout).unwrap() == committed,
         "openapi/openapi.json is stale: run `cargo run -p passerelle-api -- openapi > openapi/openapi.json`"
@@ -65,9 +66,15 @@ fn openapi_matches_the_committed_document() {
 #[test]
 fn token_mints_a_verifiable_dev_token() {
     let dir = temp_dir("token");
-    let out = run(passerelle(&dir)
-        .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
-        .args(["token", "--org", "mut-tsevie", "--scope", "registry:read audit:read", "--ttl", "2h"]));
+    let out = run(passerelle(&dir).env("PASSERELLE_JWT_HS256_SECRET", SECRET).args([
+        "token",
+        "--org",
+        "mut-tsevie",
+        "--scope",
+        "registry:read audit:read",
+        "--ttl",
+        "2h",
+    ]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
@@ -81,7 +88,10 @@ fn token_mints_a_verifiable_dev_token() {
     .unwrap();
     assert_eq!(data.claims["org"], "mut-tsevie");
     assert_eq!(data.claims["scope"], "registry:read audit:read");
-    assert_eq!(data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(), 7200);
+    assert_eq!(
+        data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(),
+        7200
+    );
 
     let out = run(passerelle(&dir).args(["token", "--org", "x", "--scope", "admin"]));
     assert!(!out.status.success());
@@ -127,11 +137,17 @@ async fn serve_on_a_bare_machine_then_verify_the_audit_chain_offline() {
     let _ = server.0.wait();
     let mut stdout = String::new();
     std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(stdout.contains("demo-mut-tsevie") && stdout.contains("eyJ"), "a token per demo organisation: {stdout}");
+    assert!(
+        stdout.contains("demo-mut-tsevie") && stdout.contains("eyJ"),
+        "a token per demo organisation: {stdout}"
+    );
 
     let db = dir.join("passerelle.db");
     assert!(db.exists(), "passerelle.db is created in the working directory");
-    assert!(dir.join("passerelle.db-wal").exists() || dir.join("passerelle.db-shm").exists(), "WAL mode");
+    assert!(
+        dir.join("passerelle.db-wal").exists() || dir.join("passerelle.db-shm").exists(),
+        "WAL mode"
+    );
 
     let out = run(passerelle(&dir).args(["audit", "verify"]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -140,8 +156,13 @@ async fn serve_on_a_bare_machine_then_verify_the_audit_chain_offline() {
     assert_eq!(report["events_checked"], 9, "the operator and eight demo organisations");
 
     use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    sqlx::query("UPDATE audit_events SET action = 'organization.deleted' WHERE seq = 4").execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET action = 'organization.deleted' WHERE seq = 4")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
     let out = run(passerelle(&dir).args(["audit", "verify"]));
     assert_eq!(out.status.code(), Some(1));
@@ -169,7 +190,14 @@ async fn migrate_then_serve_from_postgres_without_migrating() {
         .unwrap();
     let _server = Server(child);
     assert_eq!(wait_ready(port).await.status().as_u16(), 200);
-    assert_eq!(db.scalar("SELECT count(*) FROM organizations WHERE kind = 'operator'").await, 1);
-    assert!(!dir.join("passerelle.db").exists(), "no SQLite file when PostgreSQL is configured");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM organizations WHERE kind = 'operator'")
+            .await,
+        1
+    );
+    assert!(
+        !dir.join("passerelle.db").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

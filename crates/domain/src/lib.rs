@@ -2,6 +2,8 @@
 //! No I/O and no framework here; the outside world is reached through the ports.
 
 pub mod audit;
+pub mod batch;
+pub mod beneficiary;
 pub mod clock;
 pub mod coordination;
 pub mod coverage;
@@ -13,4 +15,5 @@ pub mod pagination;
 pub mod policy;
 pub mod ports;
 pub mod product;
+pub mod registration;
 pub mod scope;

@@ -1,0 +1,1 @@
+//! Reserved for beneficiary registration (issue 3).
