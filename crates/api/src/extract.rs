@@ -174,7 +174,14 @@ macro_rules! permissions {
     };
 }
 
-permissions!(CreateOrganization, ReadOrganizations, ReadAuditEvents, VerifyAudit);
+permissions!(
+    CreateOrganization,
+    ReadOrganizations,
+    ReadAuditEvents,
+    VerifyAudit,
+    ReadProducts,
+    WriteProducts
+);
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,
 /// so no endpoint can forget the scope or organisation-kind check.

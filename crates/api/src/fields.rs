@@ -77,6 +77,68 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub fn opt_array(&mut self, name: &'static str) -> Option<&'a Vec<Value>> {
+        match self.get(name) {
+            None => None,
+            Some(Value::Array(items)) => Some(items),
+            Some(_) => {
+                let p = self.pointer(name);
+                self.errors.push(type_error(&p, "an array", "un tableau"));
+                None
+            }
+        }
+    }
+
+    pub fn opt_object(&mut self, name: &'static str) -> Option<&'a Map<String, Value>> {
+        match self.get(name) {
+            None => None,
+            Some(Value::Object(o)) => Some(o),
+            Some(_) => {
+                let p = self.pointer(name);
+                self.errors.push(type_error(&p, "an object", "un objet"));
+                None
+            }
+        }
+    }
+
+    /// An array of strings; each wrong item is reported at its own pointer.
+    pub fn opt_str_list(&mut self, name: &'static str) -> Option<Vec<String>> {
+        let items = self.opt_array(name)?;
+        let base = self.pointer(name);
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) => out.push(s.clone()),
+                _ => self.errors.push(type_error(
+                    &format!("{base}/{i}"),
+                    "a string",
+                    "une chaîne de caractères",
+                )),
+            }
+        }
+        Some(out)
+    }
+
+    /// Reads each object of an array with its own `Fields`, so nested errors carry their index.
+    pub fn opt_objects<T>(&mut self, name: &'static str, mut read: impl FnMut(&mut Fields<'a>) -> T) -> Option<Vec<T>> {
+        let items = self.opt_array(name)?;
+        let base = self.pointer(name);
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::Object(o) => {
+                    let mut nested = Fields::nested(o, &format!("{base}/{i}"));
+                    out.push(read(&mut nested));
+                    self.errors.extend(nested.finish());
+                }
+                _ => self
+                    .errors
+                    .push(type_error(&format!("{base}/{i}"), "an object", "un objet")),
+            }
+        }
+        Some(out)
+    }
+
     /// Reports every member that is not a known field; call after reading all fields.
     pub fn finish(mut self) -> Vec<FieldError> {
         let mut unknown: Vec<&String> = self
@@ -122,4 +184,18 @@ mod tests {
             ]
         );
     }
+}
+
+/// Parse errors first; then the rule errors for fields that parsing did not already report (a
+/// mistyped field comes back absent and would otherwise also be called missing).
+pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
+    for e in rule_errors {
+        if !parse_errors
+            .iter()
+            .any(|p| p.field == e.field || e.field.starts_with(&format!("{}/", p.field)))
+        {
+            parse_errors.push(e);
+        }
+    }
+    parse_errors
 }

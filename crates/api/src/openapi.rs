@@ -28,6 +28,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
     servers((url = "/", description = "This service")),
     tags(
         (name = "organizations", description = "The operator, mutuelles, national schemes, health facilities and auditors"),
+        (name = "products", description = "Benefit packages, versioned by effective date"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -40,6 +41,7 @@ struct ApiDoc;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::organizations::router())
+        .merge(routes::products::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod health;
 pub mod organizations;
+pub mod products;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

@@ -10,6 +10,8 @@ pub enum Action {
     ReadOrganizations,
     ReadAuditEvents,
     VerifyAudit,
+    ReadProducts,
+    WriteProducts,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -18,7 +20,8 @@ impl Action {
     pub fn scope(self) -> Scope {
         match self {
             Action::CreateOrganization => Scope::Admin,
-            Action::ReadOrganizations => Scope::RegistryRead,
+            Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
+            Action::WriteProducts => Scope::RegistryWrite,
             Action::ReadAuditEvents | Action::VerifyAudit => Scope::AuditRead,
         }
     }
@@ -26,7 +29,8 @@ impl Action {
     pub fn kinds(self) -> &'static [OrgKind] {
         match self {
             Action::CreateOrganization => &[OrgKind::Operator],
-            Action::ReadOrganizations | Action::ReadAuditEvents => ALL_KINDS,
+            Action::ReadOrganizations | Action::ReadAuditEvents | Action::ReadProducts => ALL_KINDS,
+            Action::WriteProducts => &[OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }
     }

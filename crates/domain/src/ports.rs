@@ -8,6 +8,7 @@ use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::error::StoreError;
 use crate::organization::{OrgKind, Organization};
 use crate::pagination::{Page, PageRequest};
+use crate::product::ProductVersion;
 
 /// Who is writing, and why: carried into every write so the audit event and the idempotency
 /// record land in the same transaction as the change.
@@ -107,7 +108,31 @@ pub trait AuditStore: Send + Sync {
     async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
-/// Everything the service stores, behind one handle.
-pub trait Store: HealthStore + OrganizationStore + AuditStore {}
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Creates the product with its first version.
+    async fn create_product(
+        &self,
+        ctx: &WriteContext,
+        first: &ProductVersion,
+    ) -> Result<Written<ProductVersion>, StoreError>;
 
-impl<T: HealthStore + OrganizationStore + AuditStore> Store for T {}
+    /// Adds `next` (whose `version` is the current one + 1); `StaleVersion` when another version
+    /// was added meanwhile.
+    async fn add_product_version(&self, ctx: &WriteContext, next: &ProductVersion) -> Result<(), StoreError>;
+
+    /// Every version of a product, oldest first; empty when there is no such product.
+    async fn product_versions(&self, id: &str) -> Result<Vec<ProductVersion>, StoreError>;
+
+    /// The latest version of each product, ordered by id, optionally of one organisation only.
+    async fn list_products(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ProductVersion>, StoreError>;
+}
+
+/// Everything the service stores, behind one handle.
+pub trait Store: HealthStore + OrganizationStore + AuditStore + ProductStore {}
+
+impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore> Store for T {}

@@ -10,8 +10,9 @@ use passerelle_domain::error::StoreError;
 use passerelle_domain::organization::Organization;
 use passerelle_domain::pagination::{Page, PageRequest};
 use passerelle_domain::ports::{
-    AuditFilter, AuditStore, HealthStore, OrganizationFilter, OrganizationStore, WriteContext, Written,
+    AuditFilter, AuditStore, HealthStore, OrganizationFilter, OrganizationStore, ProductStore, WriteContext, Written,
 };
+use passerelle_domain::product::ProductVersion;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -299,5 +300,111 @@ impl AuditStore for This {
         .await
         .map_err(db_err)?;
         Ok(rows.into_iter().map(AuditEvent::from).collect())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct BodyRow {
+    body: String,
+}
+
+fn product_from(row: BodyRow) -> Result<ProductVersion, StoreError> {
+    serde_json::from_str(&row.body).map_err(|_| corrupt("product version"))
+}
+
+async fn insert_product_version(tx: &mut Tx, ctx: &WriteContext, v: &ProductVersion) -> Result<(), StoreError> {
+    let body = serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO product_versions (product_id, version, effective_from, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&v.product_id)
+    .bind(i64::from(v.version))
+    .bind(v.effective_from)
+    .bind(body)
+    .bind(ctx.at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ProductStore for This {
+    async fn create_product(
+        &self,
+        ctx: &WriteContext,
+        first: &ProductVersion,
+    ) -> Result<Written<ProductVersion>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<ProductVersion>(&mut tx, ctx).await? {
+            return Ok(Written { value: replayed, replayed: true });
+        }
+        sqlx::query(
+            "INSERT INTO products (id, organization, layer, current_version, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&first.product_id)
+        .bind(&first.organization)
+        .bind(first.layer.as_str())
+        .bind(i64::from(first.version))
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_product_version(&mut tx, ctx, first).await?;
+        append_events(&mut tx, &[ctx.audit("product.created", "product", &first.product_id)]).await?;
+        store_idempotent_response(&mut tx, ctx, first).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written { value: first.clone(), replayed: false })
+    }
+
+    async fn add_product_version(&self, ctx: &WriteContext, next: &ProductVersion) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Compare-and-set on the version number: two concurrent updates cannot both win.
+        let updated = sqlx::query("UPDATE products SET current_version = $2 WHERE id = $1 AND current_version = $3")
+            .bind(&next.product_id)
+            .bind(i64::from(next.version))
+            .bind(i64::from(next.version) - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::StaleVersion);
+        }
+        insert_product_version(&mut tx, ctx, next).await?;
+        append_events(&mut tx, &[ctx.audit("product.versioned", "product", &next.product_id)]).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn product_versions(&self, id: &str) -> Result<Vec<ProductVersion>, StoreError> {
+        let rows: Vec<BodyRow> =
+            sqlx::query_as("SELECT body FROM product_versions WHERE product_id = $1 ORDER BY version")
+                .bind(id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(product_from).collect()
+    }
+
+    async fn list_products(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ProductVersion>, StoreError> {
+        let rows: Vec<BodyRow> = sqlx::query_as(
+            "SELECT v.body FROM products p \
+             JOIN product_versions v ON v.product_id = p.id AND v.version = p.current_version \
+             WHERE ($1 IS NULL OR p.organization = $1) AND ($2 IS NULL OR p.id > $2) \
+             ORDER BY p.id LIMIT $3",
+        )
+        .bind(organization)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let versions = rows.into_iter().map(product_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(versions, page.limit, |v| v.product_id.clone()))
     }
 }

@@ -1,0 +1,353 @@
+//! `/v1/products`: benefit packages, versioned by effective date.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use passerelle_domain::error::FieldError;
+use passerelle_domain::product::{ProductDraft, ProductVersion, RuleDraft};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{created, ListOf, PageQuery};
+use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::fields::{merge, Fields};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(get_product, replace_product))
+        .routes(routes!(list_product_versions))
+}
+
+/// One version of a benefit package.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+    "name": "Formule famille", "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7000}],
+    "annual_ceiling_xof": 150000, "waiting_period_days": 90, "grace_period_days": 30,
+    "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21,
+    "effective_from": "2026-01-01", "version": 1
+}))]
+pub struct ProductView {
+    pub id: String,
+    /// The owning mutuelle or scheme.
+    pub organization: String,
+    /// `base` (schemes), `complementary` or `primary` (mutuelles).
+    pub layer: String,
+    pub name: String,
+    /// The first rule whose `care_level` and `category` match (absent = any) decides the rate;
+    /// none matching = not covered.
+    pub rules: Vec<RuleView>,
+    /// Most the product pays per person per calendar year; absent = no ceiling.
+    pub annual_ceiling_xof: Option<i64>,
+    /// A coverage is eligible from `start_date + waiting_period_days`.
+    pub waiting_period_days: u32,
+    /// Days after `paid_through` during which contributions are not yet in arrears.
+    pub grace_period_days: u32,
+    pub excluded_categories: Vec<String>,
+    /// Most dependants a household may register.
+    pub max_dependants: Option<u32>,
+    /// Oldest age, in whole years, of a `child` dependant.
+    pub child_max_age: Option<u32>,
+    /// The first day this version is in force.
+    pub effective_from: NaiveDate,
+    /// 1 for the first version, then +1 per `PUT`.
+    pub version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RuleView {
+    /// `health_post`, `health_center`, `hospital` or `university_hospital`; absent = any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub care_level: Option<String>,
+    /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
+    /// `surgery`, `dental`, `optical` or `emergency`; absent = any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// 0–10000 (10000 = 100 %).
+    pub rate_bp: u32,
+}
+
+impl From<ProductVersion> for ProductView {
+    fn from(v: ProductVersion) -> Self {
+        ProductView {
+            id: v.product_id,
+            organization: v.organization,
+            layer: v.layer.as_str().to_owned(),
+            name: v.name,
+            rules: v
+                .rules
+                .into_iter()
+                .map(|r| RuleView {
+                    care_level: r.care_level.map(|c| c.as_str().to_owned()),
+                    category: r.category.map(|c| c.as_str().to_owned()),
+                    rate_bp: r.rate_bp.value(),
+                })
+                .collect(),
+            annual_ceiling_xof: v.annual_ceiling_xof.map(|x| x.value()),
+            waiting_period_days: v.waiting_period_days,
+            grace_period_days: v.grace_period_days,
+            excluded_categories: v
+                .excluded_categories
+                .into_iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            max_dependants: v.max_dependants,
+            child_max_age: v.child_max_age,
+            effective_from: v.effective_from,
+            version: v.version,
+        }
+    }
+}
+
+/// The body of `POST /v1/products` and `PUT /v1/products/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "layer": "complementary", "name": "Formule famille",
+    "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7000}],
+    "annual_ceiling_xof": 150000, "waiting_period_days": 90, "grace_period_days": 30,
+    "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21, "effective_from": "2026-01-01"
+}))]
+pub struct ProductWrite {
+    /// Must suit the caller: `base` for schemes, `complementary` or `primary` for mutuelles.
+    pub layer: String,
+    #[schema(max_length = 200)]
+    pub name: String,
+    /// 1–100 rules.
+    pub rules: Vec<RuleView>,
+    /// ≥ 0; not allowed on `base` products.
+    pub annual_ceiling_xof: Option<i64>,
+    /// 0–3650, default 0.
+    pub waiting_period_days: Option<u32>,
+    /// 0–3650, default 0.
+    pub grace_period_days: Option<u32>,
+    pub excluded_categories: Option<Vec<String>>,
+    pub max_dependants: Option<u32>,
+    pub child_max_age: Option<u32>,
+    /// On `PUT`, later than the current version's.
+    pub effective_from: NaiveDate,
+}
+
+fn read_draft(body: &Map<String, Value>) -> (ProductDraft, Vec<FieldError>) {
+    let mut f = Fields::new(body);
+    let draft = ProductDraft {
+        layer: f.str("layer"),
+        name: f.str("name"),
+        rules: f.opt_objects("rules", |r| RuleDraft {
+            care_level: r.opt_str("care_level"),
+            category: r.opt_str("category"),
+            rate_bp: r.opt_i64("rate_bp"),
+        }),
+        annual_ceiling_xof: f.opt_i64("annual_ceiling_xof"),
+        waiting_period_days: f.opt_i64("waiting_period_days"),
+        grace_period_days: f.opt_i64("grace_period_days"),
+        excluded_categories: f.opt_str_list("excluded_categories"),
+        max_dependants: f.opt_i64("max_dependants"),
+        child_max_age: f.opt_i64("child_max_age"),
+        effective_from: f.str("effective_from"),
+    };
+    (draft, f.finish())
+}
+
+pub fn etag(version: u32) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+fn with_etag(mut response: Response, version: u32) -> Response {
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
+}
+
+/// The versions of a product the caller may see; empty (→ 404) for anyone else's.
+async fn visible_versions(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<ProductVersion>, ApiError> {
+    let versions = state.store.product_versions(id).await?;
+    match versions.first() {
+        Some(v) if caller.reads_everything() || v.organization == caller.org.as_str() => Ok(versions),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Create a product (a mutuelle's `complementary`/`primary`, a scheme's `base`).
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "products",
+    request_body = ProductWrite,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
+    responses((status = 201, description = "Created, version 1", body = ProductView,
+        headers(("Location" = String, description = "/v1/products/{id}"), ("ETag" = String, description = "The version, quoted")))),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn create_product(
+    State(state): State<AppState>,
+    auth: Authorized<perm::WriteProducts>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let (draft, parse_errors) = read_draft(&body);
+    let valid = match draft.validate(auth.caller.kind) {
+        Ok(valid) if parse_errors.is_empty() => valid,
+        Ok(_) => return Err(ApiError::validation(parse_errors)),
+        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
+    };
+    let ctx = auth.caller.write_context(&state, idempotency);
+    let first = valid.into_version(uuid::Uuid::now_v7().to_string(), auth.caller.org.to_string(), 1);
+    let written = state.store.create_product(&ctx, &first).await?;
+    let view = ProductView::from(written.value);
+    let version = view.version;
+    Ok(with_etag(created(format!("/v1/products/{}", view.id), &view), version))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductQuery {
+    /// Only this organisation's products (operators and auditors; others only ever see their own).
+    pub organization: Option<String>,
+}
+
+/// List products (their latest versions), ordered by id.
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "products",
+    params(PageQuery, ProductQuery),
+    responses((status = 200, description = "A page of products", body = ListOf<ProductView>)),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_products(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadProducts>,
+    AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<ProductQuery>,
+) -> Result<Json<ListOf<ProductView>>, ApiError> {
+    let page = page.parse()?;
+    let caller = &auth.caller;
+    let organization = if caller.reads_everything() {
+        query.organization
+    } else {
+        match query.organization {
+            Some(other) if other != caller.org.as_str() => {
+                return Ok(Json(ListOf {
+                    items: Vec::new(),
+                    next_cursor: None,
+                }))
+            }
+            _ => Some(caller.org.to_string()),
+        }
+    };
+    let result = state.store.list_products(organization.as_deref(), &page).await?;
+    crate::routes::audit::record_read(&state, caller, "product", "*").await?;
+    Ok(Json(ListOf::from_page(result, ProductView::from)))
+}
+
+/// Read a product's latest version.
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "products",
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The latest version", body = ProductView, headers(("ETag" = String, description = "Pass as If-Match to PUT"))),
+        (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn get_product(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadProducts>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut versions = visible_versions(&state, &auth.caller, &id).await?;
+    let latest = versions.pop().ok_or(ApiError::NotFound)?;
+    crate::routes::audit::record_read(&state, &auth.caller, "product", &id).await?;
+    let version = latest.version;
+    Ok(with_etag(Json(ProductView::from(latest)).into_response(), version))
+}
+
+/// Every version of a product, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}/versions",
+    tag = "products",
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "All versions, oldest first (one page)", body = ListOf<ProductView>),
+        (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_product_versions(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadProducts>,
+    Path(id): Path<String>,
+) -> Result<Json<ListOf<ProductView>>, ApiError> {
+    let versions = visible_versions(&state, &auth.caller, &id).await?;
+    crate::routes::audit::record_read(&state, &auth.caller, "product", &id).await?;
+    Ok(Json(ListOf {
+        items: versions.into_iter().map(ProductView::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+pub fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::IF_MATCH)
+        .ok_or(ApiError::PreconditionRequired { header: "If-Match" })?
+        .to_str()
+        .map_err(|_| ApiError::PreconditionFailed)?;
+    Ok(value.trim().trim_start_matches("W/").to_owned())
+}
+
+/// Replace a product: a new version from its `effective_from` (with `If-Match`).
+#[utoipa::path(
+    put,
+    path = "/v1/products/{id}",
+    tag = "products",
+    request_body = ProductWrite,
+    params(
+        ("id" = String, Path, description = "Product id"),
+        ("If-Match" = String, Header, description = "The ETag of the last read"),
+    ),
+    responses(
+        (status = 200, description = "The new version", body = ProductView, headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale: another version was added", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn replace_product(
+    State(state): State<AppState>,
+    auth: Authorized<perm::WriteProducts>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let versions = visible_versions(&state, &auth.caller, &id).await?;
+    let current = versions.last().ok_or(ApiError::NotFound)?;
+    let expected = if_match(&headers)?;
+    if expected != format!("\"{}\"", current.version) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let (draft, parse_errors) = read_draft(&body);
+    let valid = match draft.validate(auth.caller.kind) {
+        Ok(valid) if parse_errors.is_empty() => valid,
+        Ok(_) => return Err(ApiError::validation(parse_errors)),
+        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
+    };
+    let successor_errors = current.check_successor(&valid);
+    if !successor_errors.is_empty() {
+        return Err(ApiError::validation(successor_errors));
+    }
+    let next = valid.into_version(id.clone(), current.organization.clone(), current.version + 1);
+    let ctx = auth.caller.write_context(&state, None);
+    state.store.add_product_version(&ctx, &next).await?;
+    let version = next.version;
+    Ok(with_etag(Json(ProductView::from(next)).into_response(), version))
+}
