@@ -5,4 +5,5 @@ mod audit;
 mod auth;
 mod errors;
 mod organizations;
+mod products;
 mod service;

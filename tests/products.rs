@@ -1,0 +1,190 @@
+//! API.md §5 Products: ownership by layer, validation, versions with If-Match.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub fn family_plan(effective_from: &str) -> Value {
+    json!({
+        "layer": "complementary", "name": "Formule famille — Tsévié",
+        "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7000}],
+        "annual_ceiling_xof": 150000, "waiting_period_days": 90, "grace_period_days": 30,
+        "excluded_categories": ["dental"], "max_dependants": 8, "child_max_age": 21,
+        "effective_from": effective_from
+    })
+}
+
+async fn app_with_orgs(backend: Backend) -> TestApp {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "TG").await;
+    app.create_org("tg-inam", "scheme", "TG").await;
+    app.create_org("cms-a", "provider", "TG").await;
+    app
+}
+
+fn writer(app: &TestApp, org: &str) -> String {
+    app.token(org, "registry:read registry:write")
+}
+
+async fn create(app: &TestApp, org: &str, body: &Value) -> Reply {
+    app.post("/v1/products", &writer(app, org), body).await
+}
+
+async fn owners_create_and_read_their_products(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let created = create(&app, "mut-a", &family_plan("2026-01-01")).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), Some(format!("/v1/products/{id}").as_str()));
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    assert_eq!(created.json["organization"], "mut-a");
+    assert_eq!(created.json["version"], 1);
+    assert_eq!(
+        created.json["rules"][1],
+        json!({"category": "pharmacy", "rate_bp": 7000})
+    );
+
+    let read = app.get(&format!("/v1/products/{id}"), &writer(&app, "mut-a")).await;
+    assert_eq!(read.json, created.json);
+    // Another mutuelle, a provider: not visible. The operator: visible.
+    app.get(&format!("/v1/products/{id}"), &writer(&app, "mut-b"))
+        .await
+        .problem(404, "not_found");
+    app.get(&format!("/v1/products/{id}"), &app.token("cms-a", "registry:read"))
+        .await
+        .problem(404, "not_found");
+    assert_eq!(
+        app.get(&format!("/v1/products/{id}"), &app.operator())
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let listed_b = app.get("/v1/products", &writer(&app, "mut-b")).await;
+    assert_eq!(listed_b.json["items"], json!([]));
+    let listed_a = app.get("/v1/products", &writer(&app, "mut-a")).await;
+    assert_eq!(listed_a.json["items"].as_array().unwrap().len(), 1);
+    let spying = app.get("/v1/products?organization=mut-a", &writer(&app, "mut-b")).await;
+    assert_eq!(spying.json["items"], json!([]));
+
+    let mut base = family_plan("2026-01-01");
+    base["layer"] = json!("base");
+    base.as_object_mut().unwrap().remove("annual_ceiling_xof");
+    assert_eq!(create(&app, "tg-inam", &base).await.status.as_u16(), 201);
+}
+
+async fn layers_must_suit_the_owner(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let mut base = family_plan("2026-01-01");
+    base["layer"] = json!("base");
+    let r = create(&app, "mut-a", &base).await;
+    r.problem(422, "validation_failed");
+    assert!(r.error_fields().contains(&"/layer".to_owned()));
+    let r = create(&app, "tg-inam", &family_plan("2026-01-01")).await;
+    assert!(r.problem(422, "validation_failed").to_string().contains("/layer"));
+    let r = create(&app, "cms-a", &family_plan("2026-01-01")).await;
+    r.problem(403, "forbidden");
+    let r = app
+        .post(
+            "/v1/products",
+            &app.token("mut-a", "registry:read"),
+            &family_plan("2026-01-01"),
+        )
+        .await;
+    r.problem(403, "forbidden");
+    assert_eq!(app.count("products").await, 0);
+}
+
+async fn every_rule_violation_is_listed(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let before = app.count("audit_events").await;
+    let body = json!({
+        "layer": "complementary", "name": "",
+        "rules": [{"care_level": "clinic", "rate_bp": 10001}, {"category": "pharmacy", "rate_bp": "70"}, 3],
+        "annual_ceiling_xof": -1, "waiting_period_days": -5, "excluded_categories": ["dental", "magic"],
+        "effective_from": "2026-02-30", "colour": "red"
+    });
+    let r = create(&app, "mut-a", &body).await;
+    r.problem(422, "validation_failed");
+    let fields = r.error_fields();
+    for expected in [
+        "/name",
+        "/rules/0/care_level",
+        "/rules/0/rate_bp",
+        "/rules/1/rate_bp",
+        "/rules/2",
+        "/annual_ceiling_xof",
+        "/waiting_period_days",
+        "/excluded_categories/1",
+        "/effective_from",
+        "/colour",
+    ] {
+        assert!(
+            fields.contains(&expected.to_owned()),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    assert_eq!(app.count("products").await, 0);
+    assert_eq!(app.count("audit_events").await, before);
+}
+
+async fn versions_need_if_match_and_a_later_date(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let token = writer(&app, "mut-a");
+    let created = create(&app, "mut-a", &family_plan("2026-01-01")).await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/products/{id}");
+    let put = |if_match: Option<&str>, body: Value| {
+        let mut b = app.request(Method::PUT, &path).bearer_auth(&token).json(&body);
+        if let Some(tag) = if_match {
+            b = b.header("if-match", tag);
+        }
+        app.send(b)
+    };
+    put(None, family_plan("2026-07-01"))
+        .await
+        .problem(428, "precondition_required");
+    put(Some("\"7\""), family_plan("2026-07-01"))
+        .await
+        .problem(412, "precondition_failed");
+    let r = put(Some("\"1\""), family_plan("2025-12-31")).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/effective_from"]);
+    let mut richer = family_plan("2026-07-01");
+    richer["annual_ceiling_xof"] = json!(200000);
+    let v2 = put(Some("\"1\""), richer).await;
+    assert_eq!(v2.status.as_u16(), 200, "{}", v2.text);
+    assert_eq!(v2.header("etag"), Some("\"2\""));
+    assert_eq!(v2.json["version"], 2);
+    put(Some("\"1\""), family_plan("2026-09-01"))
+        .await
+        .problem(412, "precondition_failed");
+    let latest = app.get(&path, &token).await;
+    assert_eq!(latest.json["annual_ceiling_xof"], 200000);
+    let versions = app.get(&format!("{path}/versions"), &token).await;
+    let items = versions.json["items"].as_array().unwrap();
+    assert_eq!(
+        items.iter().map(|v| v["version"].as_i64().unwrap()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(items[0]["annual_ceiling_xof"], 150000, "older versions are kept");
+    // Another mutuelle cannot even see it to update it.
+    let other = app
+        .send(
+            app.request(Method::PUT, &path)
+                .bearer_auth(writer(&app, "mut-b"))
+                .header("if-match", "\"2\"")
+                .json(&family_plan("2027-01-01")),
+        )
+        .await;
+    other.problem(404, "not_found");
+}
+
+on_both_databases!(
+    owners_create_and_read_their_products,
+    layers_must_suit_the_owner,
+    every_rule_violation_is_listed,
+    versions_need_if_match_and_a_later_date,
+);
