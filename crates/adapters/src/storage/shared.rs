@@ -338,7 +338,10 @@ impl ProductStore for This {
     ) -> Result<Written<ProductVersion>, StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(replayed) = claim_idempotency::<ProductVersion>(&mut tx, ctx).await? {
-            return Ok(Written { value: replayed, replayed: true });
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
         }
         sqlx::query(
             "INSERT INTO products (id, organization, layer, current_version, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -355,7 +358,10 @@ impl ProductStore for This {
         append_events(&mut tx, &[ctx.audit("product.created", "product", &first.product_id)]).await?;
         store_idempotent_response(&mut tx, ctx, first).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Written { value: first.clone(), replayed: false })
+        Ok(Written {
+            value: first.clone(),
+            replayed: false,
+        })
     }
 
     async fn add_product_version(&self, ctx: &WriteContext, next: &ProductVersion) -> Result<(), StoreError> {

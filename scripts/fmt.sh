@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# cargo fmt, plus the storage SQL shared by both backends (included with include!, which
+# cargo fmt does not follow). Pass --check to verify only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all "$@"
+rustfmt --edition 2021 "$@" crates/adapters/src/storage/shared.rs
