@@ -6,4 +6,5 @@ mod auth;
 mod errors;
 mod organizations;
 mod products;
+mod registry;
 mod service;

@@ -180,7 +180,11 @@ permissions!(
     ReadAuditEvents,
     VerifyAudit,
     ReadProducts,
-    WriteProducts
+    WriteProducts,
+    ReadRegistry,
+    Register,
+    CreateCoverage,
+    UpdateCoverage,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

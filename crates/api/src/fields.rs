@@ -160,6 +160,20 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Parse errors first; then the rule errors for fields that parsing did not already report (a
+/// mistyped field comes back absent and would otherwise also be called missing).
+pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
+    for e in rule_errors {
+        if !parse_errors
+            .iter()
+            .any(|p| p.field == e.field || e.field.starts_with(&format!("{}/", p.field)))
+        {
+            parse_errors.push(e);
+        }
+    }
+    parse_errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,18 +198,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// Parse errors first; then the rule errors for fields that parsing did not already report (a
-/// mistyped field comes back absent and would otherwise also be called missing).
-pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
-    for e in rule_errors {
-        if !parse_errors
-            .iter()
-            .any(|p| p.field == e.field || e.field.starts_with(&format!("{}/", p.field)))
-        {
-            parse_errors.push(e);
-        }
-    }
-    parse_errors
 }

@@ -29,6 +29,9 @@ Every response carries `X-Request-Id` (echoed when sent).",
     tags(
         (name = "organizations", description = "The operator, mutuelles, national schemes, health facilities and auditors"),
         (name = "products", description = "Benefit packages, versioned by effective date"),
+        (name = "registrations", description = "Households joining a mutuelle's product, one by one or in bulk"),
+        (name = "beneficiaries", description = "People, once, whichever organisation covers them"),
+        (name = "coverages", description = "Memberships of products, their status and contributions"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -42,6 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::organizations::router())
         .merge(routes::products::router())
+        .merge(routes::registrations::router())
+        .merge(routes::registry::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

@@ -311,6 +311,14 @@ fn conflict_for(constraint: &str) -> ApiError {
             "An organisation with this id already exists.",
             "Une organisation porte déjà cet identifiant.",
         ),
+        "member_number_taken" => ApiError::conflict(
+            "This member number is already used in your organisation by another person.",
+            "Ce numéro d'adhérent est déjà utilisé dans votre organisation par une autre personne.",
+        ),
+        "already_covered" => ApiError::conflict(
+            "This person already holds a coverage of this product.",
+            "Cette personne est déjà couverte par ce produit.",
+        ),
         "idempotency_in_progress" => ApiError::conflict(
             "A request with this Idempotency-Key is still being processed; retry shortly.",
             "Une requête avec cette Idempotency-Key est en cours de traitement ; réessayez dans un instant.",

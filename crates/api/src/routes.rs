@@ -5,6 +5,8 @@ pub mod audit;
 pub mod health;
 pub mod organizations;
 pub mod products;
+pub mod registrations;
+pub mod registry;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

@@ -1,1 +1,1188 @@
-//! Reserved for beneficiary registration (issue 3).
+//! Beneficiaries (API.md §5): a person, once, whichever mutuelle or scheme covers them; their
+//! national ids, checked against rules kept as data; and the folded names that find likely
+//! duplicates among people without papers.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::eligibility::BirthDatePrecision;
+use crate::error::FieldError;
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_LOCALITY_CHARS: usize = 100;
+/// The earliest birth date accepted.
+pub const MIN_BIRTH_YEAR: i32 = 1900;
+
+/// What a national id value may contain once normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Charset {
+    /// ASCII digits only.
+    Digits,
+    /// ASCII upper-case letters and digits (values are upper-cased before the check).
+    LettersAndDigits,
+}
+
+/// The format of one `(country, type)` of national id: a length range and a charset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NationalIdRule {
+    pub country: Cow<'static, str>,
+    #[serde(rename = "type")]
+    pub id_type: Cow<'static, str>,
+    pub min_len: usize,
+    pub max_len: usize,
+    pub charset: Charset,
+}
+
+impl NationalIdRule {
+    /// Whether a normalised value has this format.
+    pub fn accepts(&self, value: &str) -> bool {
+        let charset_ok = match self.charset {
+            Charset::Digits => value.bytes().all(|b| b.is_ascii_digit()),
+            Charset::LettersAndDigits => value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        };
+        charset_ok && (self.min_len..=self.max_len).contains(&value.len())
+    }
+
+    /// "12 digits", "5 to 20 letters and digits".
+    pub fn describe_en(&self) -> String {
+        let what = match self.charset {
+            Charset::Digits => "digits",
+            Charset::LettersAndDigits => "letters and digits",
+        };
+        if self.min_len == self.max_len {
+            format!("{} {what}", self.min_len)
+        } else {
+            format!("{} to {} {what}", self.min_len, self.max_len)
+        }
+    }
+
+    pub fn describe_fr(&self) -> String {
+        let what = match self.charset {
+            Charset::Digits => "chiffres",
+            Charset::LettersAndDigits => "lettres et chiffres",
+        };
+        if self.min_len == self.max_len {
+            format!("{} {what}", self.min_len)
+        } else {
+            format!("de {} à {} {what}", self.min_len, self.max_len)
+        }
+    }
+
+    fn compact(&self) -> String {
+        format!("{}:{}", self.country, self.id_type)
+    }
+}
+
+const fn rule(
+    country: &'static str,
+    id_type: &'static str,
+    min_len: usize,
+    max_len: usize,
+    charset: Charset,
+) -> NationalIdRule {
+    NationalIdRule {
+        country: Cow::Borrowed(country),
+        id_type: Cow::Borrowed(id_type),
+        min_len,
+        max_len,
+        charset,
+    }
+}
+
+/// The national id types shipped. DOMAIN.md marks the formats [S] or [?]: they are data, and a
+/// deployment that knows better passes its own `NationalIdRules` (deserialisable from config).
+const SHIPPED_RULES: &[NationalIdRule] = &[
+    // Togo's NIU: 12 digits (API.md §5; DOMAIN.md [S], which notes that earlier communication
+    // said 10).
+    rule("TG", "NIU", 12, 12, Charset::Digits),
+    // Mali's NINA: DOMAIN.md gives no format. As presented by the RAVEC project lead in 2013
+    // (maliweb.net, press [S]): 14 digits (nationality, sex, birth year, birth place, a serial)
+    // and a control letter, 15 characters. The temporary NINA of 2023 is not described publicly
+    // [?], hence letters and digits anywhere rather than the exact layout.
+    rule("ML", "NINA", 15, 15, Charset::LettersAndDigits),
+    // Senegal's CNI (the CEDEAO card, law 2016-09): no public statement of the number's length
+    // was found [?]. API.md's own example normalises to 12 digits; the NIN printed on the card is
+    // commonly 13 digits and card numbers run longer: 12 to 17 digits until a source says more.
+    rule("SN", "CNI", 12, 17, Charset::Digits),
+    // Senegal's RNU (the social registry): 5 to 20 letters and digits (API.md §5).
+    rule("SN", "RNU", 5, 20, Charset::LettersAndDigits),
+];
+
+/// The national id types a deployment accepts, with their formats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NationalIdRules(Cow<'static, [NationalIdRule]>);
+
+impl Default for NationalIdRules {
+    fn default() -> Self {
+        NationalIdRules::SHIPPED
+    }
+}
+
+/// Spaces (any Unicode white space) and dashes (ASCII and the Unicode hyphens and dashes).
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}')
+}
+
+/// Longest raw national id value looked at; anything longer cannot fit any rule even after its
+/// separators are removed, and is refused without copying it.
+const MAX_RAW_NATIONAL_ID_BYTES: usize = 256;
+
+fn invalid_national_id(pointer: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
+    FieldError::new(pointer, "invalid_national_id", en, fr)
+}
+
+impl NationalIdRules {
+    pub const SHIPPED: NationalIdRules = NationalIdRules(Cow::Borrowed(SHIPPED_RULES));
+
+    pub fn new(rules: Vec<NationalIdRule>) -> Self {
+        NationalIdRules(Cow::Owned(rules))
+    }
+
+    pub fn rules(&self) -> &[NationalIdRule] {
+        &self.0
+    }
+
+    /// The rule for a normalised (upper-case) country and type.
+    pub fn rule(&self, country: &str, id_type: &str) -> Option<&NationalIdRule> {
+        self.0.iter().find(|r| r.country == country && r.id_type == id_type)
+    }
+
+    /// Normalises (country and type trimmed and upper-cased; spaces and dashes removed from the
+    /// value, its letters upper-cased), then checks the value against the type's rule. Errors are
+    /// reported at `pointer`.
+    pub fn parse(&self, country: &str, id_type: &str, value: &str, pointer: &str) -> Result<NationalId, FieldError> {
+        match self.check(country, id_type, value) {
+            Ok(id) => Ok(id),
+            Err(problem) => Err(problem.into_error(self, pointer)),
+        }
+    }
+
+    /// `CC:TYPE:VALUE`, as in query strings and CSV files.
+    pub fn parse_compact(&self, compact: &str, pointer: &str) -> Result<NationalId, FieldError> {
+        match split_compact(compact) {
+            Some((country, id_type, value)) => self.parse(country, id_type, value, pointer),
+            None => Err(compact_shape_error(pointer)),
+        }
+    }
+
+    fn check(&self, country: &str, id_type: &str, value: &str) -> Result<NationalId, NationalIdProblem> {
+        let country = country.trim().to_uppercase();
+        let id_type = id_type.trim().to_uppercase();
+        let Some(rule) = self.rule(&country, &id_type) else {
+            return Err(NationalIdProblem::UnknownType { country, id_type });
+        };
+        if value.len() > MAX_RAW_NATIONAL_ID_BYTES {
+            return Err(NationalIdProblem::InvalidValue(rule.clone()));
+        }
+        let value: String = value
+            .chars()
+            .filter(|c| !is_separator(*c))
+            .flat_map(char::to_uppercase)
+            .collect();
+        if !rule.accepts(&value) {
+            return Err(NationalIdProblem::InvalidValue(rule.clone()));
+        }
+        Ok(NationalId {
+            country,
+            id_type,
+            value,
+        })
+    }
+
+    fn known_list(&self) -> String {
+        self.0
+            .iter()
+            .map(NationalIdRule::compact)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Why a national id was refused, before it is given a pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NationalIdProblem {
+    UnknownType { country: String, id_type: String },
+    InvalidValue(NationalIdRule),
+}
+
+impl NationalIdProblem {
+    pub(crate) fn into_error(self, rules: &NationalIdRules, pointer: &str) -> FieldError {
+        match self {
+            NationalIdProblem::UnknownType { country, id_type } => {
+                let known = rules.known_list();
+                // The caller's own value is echoed (a 4xx may), but not a long one.
+                let named = if country.len() + id_type.len() <= 24 {
+                    format!(" {country}:{id_type}")
+                } else {
+                    String::new()
+                };
+                FieldError::new(
+                    pointer,
+                    "unknown_national_id_type",
+                    format!("unknown national id type{named}; known types: {known}"),
+                    format!("type de pièce d'identité nationale inconnu{named} ; types connus : {known}"),
+                )
+            }
+            NationalIdProblem::InvalidValue(rule) => invalid_national_id(
+                pointer,
+                format!(
+                    "a {} number must be {} (spaces and dashes are ignored)",
+                    rule.compact(),
+                    rule.describe_en()
+                ),
+                format!(
+                    "un numéro {} doit compter {} (espaces et tirets ignorés)",
+                    rule.compact(),
+                    rule.describe_fr()
+                ),
+            ),
+        }
+    }
+}
+
+pub(crate) fn split_compact(compact: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = compact.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(c), Some(t), Some(v)) => Some((c, t, v)),
+        _ => None,
+    }
+}
+
+pub(crate) fn compact_shape_error(pointer: &str) -> FieldError {
+    invalid_national_id(
+        pointer,
+        "must be COUNTRY:TYPE:VALUE, such as TG:NIU:123456789012",
+        "doit être de la forme PAYS:TYPE:VALEUR, par exemple TG:NIU:123456789012",
+    )
+}
+
+/// A national identifier, normalised. Same `(country, type, value)` = same person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NationalId {
+    pub country: String,
+    #[serde(rename = "type")]
+    pub id_type: String,
+    pub value: String,
+}
+
+impl NationalId {
+    /// `NationalIdRules::parse` with the shipped rules.
+    pub fn parse(country: &str, id_type: &str, value: &str, pointer: &str) -> Result<NationalId, FieldError> {
+        NationalIdRules::SHIPPED.parse(country, id_type, value, pointer)
+    }
+
+    /// `CC:TYPE:VALUE` (query strings, CSV), with the shipped rules; errors at `pointer`.
+    pub fn parse_compact(compact: &str, pointer: &str) -> Result<NationalId, FieldError> {
+        NationalIdRules::SHIPPED.parse_compact(compact, pointer)
+    }
+
+    pub fn to_compact(&self) -> String {
+        format!("{}:{}:{}", self.country, self.id_type, self.value)
+    }
+}
+
+impl std::fmt::Display for NationalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.country, self.id_type, self.value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Sex {
+    F,
+    M,
+}
+
+impl Sex {
+    pub const ALL: [Sex; 2] = [Sex::F, Sex::M];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sex::F => "F",
+            Sex::M => "M",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sex> {
+        Sex::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Locality {
+    pub region: String,
+    pub district: String,
+    pub commune: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beneficiary {
+    pub id: String,
+    pub national_id: Option<NationalId>,
+    pub family_name: String,
+    pub given_names: String,
+    pub sex: Sex,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+    pub phone: Option<String>,
+    pub locality: Option<Locality>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Beneficiary {
+    pub fn match_key(&self) -> String {
+        match_key(&self.family_name, &self.given_names)
+    }
+
+    pub fn likely_match(&self) -> LikelyMatch {
+        LikelyMatch::new(
+            &self.family_name,
+            &self.given_names,
+            self.birth_date,
+            self.birth_date_precision,
+            self.sex,
+        )
+    }
+}
+
+/// A beneficiary's fields as received (JSON body or CSV row), nothing checked yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BeneficiaryDraft {
+    pub national_id: Option<NationalIdDraft>,
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub sex: Option<String>,
+    /// `YYYY-MM-DD`, or a bare `YYYY` when only the year is known.
+    pub birth_date: Option<String>,
+    /// `day` or `year`; absent = `day` for `YYYY-MM-DD`, `year` for `YYYY`.
+    pub birth_date_precision: Option<String>,
+    pub phone: Option<String>,
+    pub locality: Option<LocalityDraft>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NationalIdDraft {
+    pub country: Option<String>,
+    pub id_type: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalityDraft {
+    pub region: Option<String>,
+    pub district: Option<String>,
+    pub commune: Option<String>,
+}
+
+/// A beneficiary that passed every rule, not yet stored (no id, no `created_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidBeneficiary {
+    pub national_id: Option<NationalId>,
+    pub family_name: String,
+    pub given_names: String,
+    pub sex: Sex,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+    pub phone: Option<String>,
+    pub locality: Option<Locality>,
+}
+
+impl ValidBeneficiary {
+    pub fn match_key(&self) -> String {
+        match_key(&self.family_name, &self.given_names)
+    }
+
+    pub fn likely_match(&self) -> LikelyMatch {
+        LikelyMatch::new(
+            &self.family_name,
+            &self.given_names,
+            self.birth_date,
+            self.birth_date_precision,
+            self.sex,
+        )
+    }
+
+    pub fn into_beneficiary(self, id: String, created_at: DateTime<Utc>) -> Beneficiary {
+        Beneficiary {
+            id,
+            national_id: self.national_id,
+            family_name: self.family_name,
+            given_names: self.given_names,
+            sex: self.sex,
+            birth_date: self.birth_date,
+            birth_date_precision: self.birth_date_precision,
+            phone: self.phone,
+            locality: self.locality,
+            created_at,
+        }
+    }
+}
+
+/// A strict `YYYY-MM-DD` calendar date.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return None;
+    }
+    let year = s[0..4].parse().ok()?;
+    let month = s[5..7].parse().ok()?;
+    let day = s[8..10].parse().ok()?;
+    NaiveDate::from_ymd_opt(year, month, day)
+}
+
+pub(crate) fn invalid_date(pointer: &str) -> FieldError {
+    FieldError::new(
+        pointer,
+        "invalid_date",
+        "must be a calendar date YYYY-MM-DD",
+        "doit être une date du calendrier AAAA-MM-JJ",
+    )
+}
+
+/// A required text: trimmed, then 1 to `max` characters without control characters; the rest
+/// is kept byte for byte. A huge value is refused on its byte length before anything is counted.
+pub(crate) fn check_text(
+    raw: Option<String>,
+    pointer: String,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let Some(raw) = raw else {
+        errors.push(FieldError::required(pointer));
+        return None;
+    };
+    let text = raw.trim();
+    if text.is_empty() {
+        errors.push(FieldError::new(
+            pointer,
+            "empty",
+            "must not be empty",
+            "ne doit pas être vide",
+        ));
+        return None;
+    }
+    // A character is at most 4 bytes: past 4 × max bytes the count cannot fit.
+    if text.len() > max * 4 || text.chars().count() > max {
+        errors.push(FieldError::new(
+            pointer,
+            "too_long",
+            format!("must be at most {max} characters"),
+            format!("doit compter au plus {max} caractères"),
+        ));
+        return None;
+    }
+    if text.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            pointer,
+            "invalid_characters",
+            "must not contain control characters (line breaks, tabs…)",
+            "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
+        ));
+        return None;
+    }
+    if text.len() == raw.len() {
+        Some(raw)
+    } else {
+        Some(text.to_owned())
+    }
+}
+
+/// E.164 once spaces, dots and dashes are removed: `+`, then 8 to 15 digits, the first not 0.
+pub fn parse_phone(raw: &str) -> Option<String> {
+    if raw.len() > 64 {
+        return None;
+    }
+    let compact: String = raw
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
+        .collect();
+    let digits = compact.strip_prefix('+')?;
+    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    ok.then_some(compact)
+}
+
+impl BeneficiaryDraft {
+    /// Checks every field with the shipped national id rules; every problem is listed, at
+    /// pointers under `pointer_prefix` (`/principal`, `/dependants/1`).
+    pub fn validate(self, pointer_prefix: &str, today: NaiveDate) -> Result<ValidBeneficiary, Vec<FieldError>> {
+        self.validate_with(&NationalIdRules::SHIPPED, pointer_prefix, today)
+    }
+
+    pub fn validate_with(
+        self,
+        rules: &NationalIdRules,
+        pointer_prefix: &str,
+        today: NaiveDate,
+    ) -> Result<ValidBeneficiary, Vec<FieldError>> {
+        let p = |name: &str| format!("{pointer_prefix}/{name}");
+        let mut errors = Vec::new();
+
+        let national_id = self.national_id.and_then(|draft| {
+            let base = p("national_id");
+            let country = draft.country.or_else(|| {
+                errors.push(FieldError::required(format!("{base}/country")));
+                None
+            });
+            let id_type = draft.id_type.or_else(|| {
+                errors.push(FieldError::required(format!("{base}/type")));
+                None
+            });
+            let value = draft.value.or_else(|| {
+                errors.push(FieldError::required(format!("{base}/value")));
+                None
+            });
+            let (country, id_type, value) = (country?, id_type?, value?);
+            match rules.check(&country, &id_type, &value) {
+                Ok(id) => Some(id),
+                Err(problem) => {
+                    let at = match problem {
+                        NationalIdProblem::UnknownType { .. } => format!("{base}/type"),
+                        NationalIdProblem::InvalidValue(_) => format!("{base}/value"),
+                    };
+                    errors.push(problem.into_error(rules, &at));
+                    None
+                }
+            }
+        });
+
+        let family_name = check_text(self.family_name, p("family_name"), MAX_NAME_CHARS, &mut errors);
+        let given_names = check_text(self.given_names, p("given_names"), MAX_NAME_CHARS, &mut errors);
+
+        let sex = match self.sex {
+            None => {
+                errors.push(FieldError::required(p("sex")));
+                None
+            }
+            Some(raw) => Sex::parse(raw.trim()).or_else(|| {
+                errors.push(FieldError::new(
+                    p("sex"),
+                    "unknown_value",
+                    "must be F or M",
+                    "doit être F ou M",
+                ));
+                None
+            }),
+        };
+
+        let birth = check_birth_date(
+            self.birth_date.as_deref(),
+            self.birth_date_precision.as_deref(),
+            pointer_prefix,
+            today,
+            &mut errors,
+        );
+
+        let phone = self.phone.and_then(|raw| {
+            parse_phone(&raw).or_else(|| {
+                errors.push(FieldError::new(
+                    p("phone"),
+                    "invalid_phone",
+                    "must be an international number in E.164 form: + then 8 to 15 digits, such as +22890123456",
+                    "doit être un numéro international au format E.164 : + puis 8 à 15 chiffres, par exemple +22890123456",
+                ));
+                None
+            })
+        });
+
+        let locality = self.locality.and_then(|draft| {
+            let base = p("locality");
+            let parts = [draft.region, draft.district, draft.commune];
+            let names = ["region", "district", "commune"];
+            let given = parts.iter().filter(|v| v.is_some()).count();
+            let mut checked = Vec::with_capacity(3);
+            for (name, part) in names.into_iter().zip(parts) {
+                let at = format!("{base}/{name}");
+                if part.is_none() && given > 0 {
+                    errors.push(FieldError::new(
+                        at,
+                        "incomplete_locality",
+                        "a locality has a region, a district and a commune, or none of them",
+                        "une localité a une région, un district et une commune, ou aucun des trois",
+                    ));
+                    checked.push(None);
+                } else {
+                    checked.push(check_text(part, at, MAX_LOCALITY_CHARS, &mut errors));
+                }
+            }
+            let mut checked = checked.into_iter().flatten();
+            let (region, district, commune) = (checked.next()?, checked.next()?, checked.next()?);
+            Some(Locality {
+                region,
+                district,
+                commune,
+            })
+        });
+
+        match (family_name, given_names, sex, birth) {
+            (Some(family_name), Some(given_names), Some(sex), Some((birth_date, birth_date_precision)))
+                if errors.is_empty() =>
+            {
+                Ok(ValidBeneficiary {
+                    national_id,
+                    family_name,
+                    given_names,
+                    sex,
+                    birth_date,
+                    birth_date_precision,
+                    phone,
+                    locality,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` (day precision unless told `year`, which needs `-01-01`) or a bare `YYYY`
+/// (year precision); from 1900 to today.
+fn check_birth_date(
+    raw: Option<&str>,
+    precision: Option<&str>,
+    prefix: &str,
+    today: NaiveDate,
+    errors: &mut Vec<FieldError>,
+) -> Option<(NaiveDate, BirthDatePrecision)> {
+    let at = format!("{prefix}/birth_date");
+    let precision = match precision.map(str::trim) {
+        None => None,
+        Some(s) => match BirthDatePrecision::parse(s) {
+            Some(p) => Some(p),
+            None => {
+                errors.push(FieldError::new(
+                    format!("{prefix}/birth_date_precision"),
+                    "unknown_value",
+                    "must be day or year",
+                    "doit être day ou year",
+                ));
+                return None;
+            }
+        },
+    };
+    let Some(raw) = raw.map(str::trim) else {
+        errors.push(FieldError::required(at));
+        return None;
+    };
+    let year_only = raw.len() == 4 && raw.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if year_only {
+        match precision {
+            Some(BirthDatePrecision::Day) => {
+                errors.push(FieldError::new(
+                    at,
+                    "invalid_date",
+                    "a birth date with day precision must be YYYY-MM-DD",
+                    "une date de naissance précise au jour doit être AAAA-MM-JJ",
+                ));
+                return None;
+            }
+            _ => raw
+                .parse()
+                .ok()
+                .and_then(|y| NaiveDate::from_ymd_opt(y, 1, 1))
+                .map(|d| (d, BirthDatePrecision::Year)),
+        }
+    } else {
+        parse_date(raw).map(|d| (d, precision.unwrap_or(BirthDatePrecision::Day)))
+    };
+    let Some((date, precision)) = parsed else {
+        errors.push(FieldError::new(
+            at,
+            "invalid_date",
+            "must be a calendar date YYYY-MM-DD, or YYYY when only the year is known",
+            "doit être une date du calendrier AAAA-MM-JJ, ou AAAA si seule l'année est connue",
+        ));
+        return None;
+    };
+    if precision == BirthDatePrecision::Year && (date.month(), date.day()) != (1, 1) {
+        errors.push(FieldError::new(
+            at,
+            "invalid_date",
+            "a year-only birth date is written YYYY-01-01",
+            "une date de naissance réduite à l'année s'écrit AAAA-01-01",
+        ));
+        return None;
+    }
+    if date > today {
+        errors.push(FieldError::new(
+            at,
+            "birth_date_in_future",
+            "must not be in the future",
+            "ne doit pas être dans le futur",
+        ));
+        return None;
+    }
+    if date.year() < MIN_BIRTH_YEAR {
+        errors.push(FieldError::new(
+            at,
+            "out_of_range",
+            format!("must be in {MIN_BIRTH_YEAR} or later"),
+            format!("doit être en {MIN_BIRTH_YEAR} ou après"),
+        ));
+        return None;
+    }
+    Some((date, precision))
+}
+
+/// Names folded for comparison: compatibility-decomposed (NFKD, which also splits ligatures and
+/// full-width letters that NFD keeps), combining marks dropped, lower-cased; apostrophes dropped
+/// (N'Diaye = Ndiaye), hyphens and other punctuation read as spaces, white space collapsed. The
+/// family name comes first, then the given names, one space between. Used to find likely
+/// duplicates, never to store or show a name.
+pub fn match_key(family_name: &str, given_names: &str) -> String {
+    let mut key = String::with_capacity(family_name.len() + given_names.len() + 1);
+    let mut pending_space = false;
+    for c in family_name
+        .chars()
+        .chain(std::iter::once(' '))
+        .chain(given_names.chars())
+        .nfkd()
+    {
+        if unicode_normalization::char::is_combining_mark(c)
+            || matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{02BC}' | '`' | '\u{00B4}')
+        {
+            continue;
+        }
+        if c.is_alphanumeric() {
+            if pending_space && !key.is_empty() {
+                key.push(' ');
+            }
+            pending_space = false;
+            key.extend(c.to_lowercase());
+        } else {
+            pending_space = true;
+        }
+    }
+    key
+}
+
+/// What a likely duplicate shares with a person: folded names, sex and birth.
+///
+/// Birth dates compare by precision: two day-precision dates must be equal; when either is
+/// year-only, the same year is enough (someone registered as born "1990" may be the person born
+/// on 1990-05-03). Storage should look up candidates on `match_key`, `sex` and
+/// `birth_date_range()` (the whole birth year), then keep those for which `matches` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LikelyMatch {
+    pub match_key: String,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+    pub sex: Sex,
+}
+
+impl LikelyMatch {
+    pub fn new(
+        family_name: &str,
+        given_names: &str,
+        birth_date: NaiveDate,
+        birth_date_precision: BirthDatePrecision,
+        sex: Sex,
+    ) -> Self {
+        LikelyMatch {
+            match_key: match_key(family_name, given_names),
+            birth_date,
+            birth_date_precision,
+            sex,
+        }
+    }
+
+    pub fn birth_year(&self) -> i32 {
+        self.birth_date.year()
+    }
+
+    /// The first and last day of the birth year: every stored birth date that could match.
+    pub fn birth_date_range(&self) -> (NaiveDate, NaiveDate) {
+        let year = self.birth_date.year();
+        let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or(self.birth_date);
+        let last = NaiveDate::from_ymd_opt(year, 12, 31).unwrap_or(self.birth_date);
+        (first, last)
+    }
+
+    pub fn matches(&self, other: &LikelyMatch) -> bool {
+        let same_birth = match (self.birth_date_precision, other.birth_date_precision) {
+            (BirthDatePrecision::Day, BirthDatePrecision::Day) => self.birth_date == other.birth_date,
+            _ => self.birth_date.year() == other.birth_date.year(),
+        };
+        same_birth && self.sex == other.sex && self.match_key == other.match_key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        parse_date(s).unwrap()
+    }
+
+    fn today() -> NaiveDate {
+        d("2026-03-15")
+    }
+
+    fn draft() -> BeneficiaryDraft {
+        BeneficiaryDraft {
+            family_name: Some("Mensah".into()),
+            given_names: Some("Afi Délali".into()),
+            sex: Some("F".into()),
+            birth_date: Some("1990-05-03".into()),
+            ..Default::default()
+        }
+    }
+
+    fn codes(errors: &[FieldError]) -> Vec<(&str, &str)> {
+        errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect()
+    }
+
+    #[test]
+    fn each_shipped_national_id_type_is_checked() {
+        let ok = [
+            ("tg", "niu", "1234 5678 9012", "TG:NIU:123456789012"),
+            ("ML", "NINA", "12345678901234k", "ML:NINA:12345678901234K"),
+            ("sn", "cni", "1 234-567 89012", "SN:CNI:123456789012"),
+            ("SN", "CNI", "1751199001234", "SN:CNI:1751199001234"),
+            ("SN", "RNU", "ab-12c", "SN:RNU:AB12C"),
+        ];
+        for (c, t, v, compact) in ok {
+            let id = NationalId::parse(c, t, v, "/national_id").unwrap();
+            assert_eq!(id.to_compact(), compact);
+            assert_eq!(NationalId::parse_compact(compact, "/q").unwrap(), id);
+        }
+        let bad = [
+            ("TG", "NIU", "12345678901"),
+            ("TG", "NIU", "1234567890123"),
+            ("TG", "NIU", "12345678901A"),
+            ("ML", "NINA", "1234567890123"),
+            ("ML", "NINA", "12345678901234Ké"),
+            ("SN", "CNI", "12345678901"),
+            ("SN", "CNI", "123456789012345678"),
+            ("SN", "RNU", "AB12"),
+            ("SN", "RNU", "AAAAAAAAAAAAAAAAAAAAA"),
+            ("TG", "NIU", ""),
+        ];
+        for (c, t, v) in bad {
+            let e = NationalId::parse(c, t, v, "/national_id").unwrap_err();
+            assert_eq!(e.code, "invalid_national_id", "{c}:{t}:{v}");
+            assert_eq!(e.field, "/national_id");
+        }
+        let e = NationalId::parse("TG", "NIU", "12345", "/n").unwrap_err();
+        assert!(e.en.contains("12 digits"), "{}", e.en);
+        assert!(e.fr.contains("12 chiffres"), "{}", e.fr);
+        let e = NationalId::parse("SN", "RNU", "1", "/n").unwrap_err();
+        assert!(e.en.contains("5 to 20 letters and digits"), "{}", e.en);
+    }
+
+    #[test]
+    fn unknown_national_id_types_and_shapes() {
+        let e = NationalId::parse("FR", "INSEE", "1", "/n").unwrap_err();
+        assert_eq!(e.code, "unknown_national_id_type");
+        assert!(e.en.contains("TG:NIU, ML:NINA, SN:CNI, SN:RNU"));
+        let e = NationalId::parse("TG", "NINA", "123456789012", "/n").unwrap_err();
+        assert_eq!(e.code, "unknown_national_id_type");
+        assert_eq!(
+            NationalId::parse_compact("TG-NIU-123456789012", "/query/national_id")
+                .unwrap_err()
+                .code,
+            "invalid_national_id"
+        );
+        let huge = "1".repeat(3_000_000);
+        assert_eq!(
+            NationalId::parse("TG", "NIU", &huge, "/n").unwrap_err().code,
+            "invalid_national_id"
+        );
+    }
+
+    #[test]
+    fn rules_are_data_a_deployment_may_replace() {
+        let json = serde_json::json!([
+            {"country": "TG", "type": "NIU", "min_len": 10, "max_len": 12, "charset": "digits"},
+            {"country": "BF", "type": "CNIB", "min_len": 6, "max_len": 20, "charset": "letters_and_digits"}
+        ]);
+        let rules: NationalIdRules = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            rules.parse("TG", "NIU", "1234567890", "/n").unwrap().to_compact(),
+            "TG:NIU:1234567890"
+        );
+        assert!(rules.parse("bf", "cnib", "b 12345", "/n").is_ok());
+        assert_eq!(
+            rules.parse("SN", "RNU", "AB123", "/n").unwrap_err().code,
+            "unknown_national_id_type"
+        );
+        assert_eq!(NationalIdRules::default().rules().len(), 4);
+        let round = serde_json::to_value(&NationalIdRules::SHIPPED).unwrap();
+        assert_eq!(round[0]["type"], "NIU");
+        assert_eq!(
+            serde_json::from_value::<NationalIdRules>(round).unwrap(),
+            NationalIdRules::SHIPPED
+        );
+    }
+
+    #[test]
+    fn national_ids_serialize_with_type() {
+        let id = NationalId::parse("sn", "cni", "1 234-567 89012", "/n").unwrap();
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"country": "SN", "type": "CNI", "value": "123456789012"})
+        );
+        assert_eq!(id.to_string(), "SN:CNI:123456789012");
+    }
+
+    #[test]
+    fn a_valid_draft_keeps_names_byte_exact() {
+        // "Délali" with a precomposed é, "Aïssatou" with a combining diaeresis: kept as sent.
+        let decomposed = "Ai\u{0308}ssatou";
+        let b = BeneficiaryDraft {
+            family_name: Some("  N'Diaye ".into()),
+            given_names: Some(decomposed.into()),
+            national_id: Some(NationalIdDraft {
+                country: Some("sn".into()),
+                id_type: Some("cni".into()),
+                value: Some("1 234-567 89012".into()),
+            }),
+            phone: Some("+221 77 123 45 67".into()),
+            locality: Some(LocalityDraft {
+                region: Some("Thiès".into()),
+                district: Some("Mbour".into()),
+                commune: Some("Joal-Fadiouth".into()),
+            }),
+            ..draft()
+        }
+        .validate("/principal", today())
+        .unwrap();
+        assert_eq!(b.family_name, "N'Diaye");
+        assert_eq!(b.given_names.as_bytes(), decomposed.as_bytes());
+        assert_eq!(b.national_id.unwrap().to_compact(), "SN:CNI:123456789012");
+        assert_eq!(b.phone.as_deref(), Some("+221771234567"));
+        assert_eq!(b.locality.unwrap().region, "Thiès");
+        assert_eq!(b.birth_date_precision, BirthDatePrecision::Day);
+
+        let b = draft().validate("", today()).unwrap();
+        assert_eq!(b.given_names, "Afi Délali");
+        let serialized = serde_json::to_value(b.into_beneficiary("ben-1".into(), Utc::now())).unwrap();
+        assert_eq!(serialized["given_names"], "Afi Délali");
+        assert_eq!(serialized["sex"], "F");
+        assert_eq!(serialized["birth_date_precision"], "day");
+    }
+
+    #[test]
+    fn a_huge_name_is_too_long_at_once() {
+        let huge = "é".repeat(1_000_000); // 2 MB
+        let started = std::time::Instant::now();
+        let errors = BeneficiaryDraft {
+            family_name: Some(huge),
+            ..draft()
+        }
+        .validate("/principal", today())
+        .unwrap_err();
+        assert_eq!(codes(&errors), [("/principal/family_name", "too_long")]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let limit = "é".repeat(MAX_NAME_CHARS);
+        assert!(BeneficiaryDraft {
+            family_name: Some(limit),
+            ..draft()
+        }
+        .validate("", today())
+        .is_ok());
+        let over = "a".repeat(MAX_NAME_CHARS + 1);
+        assert_eq!(
+            codes(
+                &BeneficiaryDraft {
+                    given_names: Some(over),
+                    ..draft()
+                }
+                .validate("", today())
+                .unwrap_err()
+            ),
+            [("/given_names", "too_long")]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_its_pointer() {
+        let errors = BeneficiaryDraft {
+            national_id: Some(NationalIdDraft {
+                country: Some("TG".into()),
+                id_type: Some("NIU".into()),
+                value: Some("12".into()),
+            }),
+            family_name: Some("   ".into()),
+            given_names: Some("Kofi\nAmi".into()),
+            sex: Some("X".into()),
+            birth_date: Some("2090-01-01".into()),
+            birth_date_precision: None,
+            phone: Some("0022890123456".into()),
+            locality: Some(LocalityDraft {
+                region: Some("Maritime".into()),
+                district: None,
+                commune: Some("".into()),
+            }),
+        }
+        .validate("/dependants/1", today())
+        .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            [
+                ("/dependants/1/national_id/value", "invalid_national_id"),
+                ("/dependants/1/family_name", "empty"),
+                ("/dependants/1/given_names", "invalid_characters"),
+                ("/dependants/1/sex", "unknown_value"),
+                ("/dependants/1/birth_date", "birth_date_in_future"),
+                ("/dependants/1/phone", "invalid_phone"),
+                ("/dependants/1/locality/district", "incomplete_locality"),
+                ("/dependants/1/locality/commune", "empty"),
+            ]
+        );
+        let errors = BeneficiaryDraft {
+            national_id: Some(NationalIdDraft::default()),
+            ..Default::default()
+        }
+        .validate("/principal", today())
+        .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            [
+                ("/principal/national_id/country", "required"),
+                ("/principal/national_id/type", "required"),
+                ("/principal/national_id/value", "required"),
+                ("/principal/family_name", "required"),
+                ("/principal/given_names", "required"),
+                ("/principal/sex", "required"),
+                ("/principal/birth_date", "required"),
+            ]
+        );
+        let errors = BeneficiaryDraft {
+            national_id: Some(NationalIdDraft {
+                country: Some("ZZ".into()),
+                id_type: Some("X".into()),
+                value: Some("1".into()),
+            }),
+            ..draft()
+        }
+        .validate("/principal", today())
+        .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            [("/principal/national_id/type", "unknown_national_id_type")]
+        );
+    }
+
+    #[test]
+    fn birth_dates_day_year_future_and_range() {
+        let check = |date: &str, precision: Option<&str>| {
+            BeneficiaryDraft {
+                birth_date: Some(date.into()),
+                birth_date_precision: precision.map(Into::into),
+                ..draft()
+            }
+            .validate("", today())
+            .map(|b| (b.birth_date, b.birth_date_precision))
+            .map_err(|e| e[0].code.clone())
+        };
+        assert_eq!(check("1985", None), Ok((d("1985-01-01"), BirthDatePrecision::Year)));
+        assert_eq!(
+            check("1985", Some("year")),
+            Ok((d("1985-01-01"), BirthDatePrecision::Year))
+        );
+        assert_eq!(
+            check("1985-01-01", Some("year")),
+            Ok((d("1985-01-01"), BirthDatePrecision::Year))
+        );
+        assert_eq!(
+            check("1985-01-01", None),
+            Ok((d("1985-01-01"), BirthDatePrecision::Day))
+        );
+        assert_eq!(check("1985-06-01", Some("year")), Err("invalid_date".into()));
+        assert_eq!(check("1985", Some("day")), Err("invalid_date".into()));
+        assert_eq!(check("1985-01-01", Some("month")), Err("unknown_value".into()));
+        assert_eq!(check("2090-01-01", None), Err("birth_date_in_future".into()));
+        assert_eq!(check("2090", None), Err("birth_date_in_future".into()));
+        assert_eq!(check("2026", None), Ok((d("2026-01-01"), BirthDatePrecision::Year)));
+        assert_eq!(
+            check("2026-03-15", None),
+            Ok((d("2026-03-15"), BirthDatePrecision::Day))
+        );
+        assert_eq!(check("2026-03-16", None), Err("birth_date_in_future".into()));
+        assert_eq!(check("1899-12-31", None), Err("out_of_range".into()));
+        assert_eq!(check("1899", None), Err("out_of_range".into()));
+        assert_eq!(
+            check("1900-01-01", None),
+            Ok((d("1900-01-01"), BirthDatePrecision::Day))
+        );
+        for bad in [
+            "1990-02-30",
+            "1990-2-3",
+            "03/05/1990",
+            "90",
+            "19900503",
+            "",
+            "+1990-01-01",
+        ] {
+            assert_eq!(check(bad, None), Err("invalid_date".into()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones_are_e164() {
+        assert_eq!(parse_phone("+22890123456").as_deref(), Some("+22890123456"));
+        assert_eq!(parse_phone("+228 90 12-34.56").as_deref(), Some("+22890123456"));
+        assert_eq!(parse_phone("+12345678").as_deref(), Some("+12345678"));
+        assert_eq!(parse_phone("+123456789012345").as_deref(), Some("+123456789012345"));
+        for bad in [
+            "22890123456",
+            "+1234567",
+            "+1234567890123456",
+            "+022890123456",
+            "+2289012345a",
+            "++22890123456",
+            "",
+        ] {
+            assert_eq!(parse_phone(bad), None, "{bad}");
+        }
+        assert_eq!(parse_phone(&"1".repeat(1000)), None);
+    }
+
+    #[test]
+    fn match_keys_fold_accents_case_and_punctuation() {
+        assert_eq!(match_key("N'Diaye", "Aïssatou"), "ndiaye aissatou");
+        assert_eq!(match_key("N'Diaye", "Aïssatou"), match_key("ndiaye ", " AISSATOU"));
+        assert_eq!(
+            match_key("NDIAYE", "Ai\u{0308}ssatou"),
+            match_key("N’Diaye", "Aïssatou")
+        );
+        assert_eq!(
+            match_key("Kéita-Traoré", "Mamadou  Lamine"),
+            "keita traore mamadou lamine"
+        );
+        assert_eq!(
+            match_key("Kéita Traoré", "Mamadou-Lamine"),
+            "keita traore mamadou lamine"
+        );
+        assert_eq!(match_key("Œdipe", "ﬁfi"), "œdipe fifi");
+        assert_ne!(match_key("Diallo", "Fatou"), match_key("Diallo", "Fatoumata"));
+    }
+
+    #[test]
+    fn likely_matches_compare_years_when_only_the_year_is_known() {
+        let day = LikelyMatch::new("Traoré", "Awa", d("1990-05-03"), BirthDatePrecision::Day, Sex::F);
+        let year = LikelyMatch::new("TRAORE", "awa", d("1990-01-01"), BirthDatePrecision::Year, Sex::F);
+        let other_day = LikelyMatch::new("Traore", "Awa", d("1990-05-04"), BirthDatePrecision::Day, Sex::F);
+        let other_year = LikelyMatch::new("Traore", "Awa", d("1991-01-01"), BirthDatePrecision::Year, Sex::F);
+        let male = LikelyMatch::new("Traore", "Awa", d("1990-05-03"), BirthDatePrecision::Day, Sex::M);
+        assert!(day.matches(&year) && year.matches(&day));
+        assert!(other_day.matches(&year));
+        assert!(!day.matches(&other_day));
+        assert!(!year.matches(&other_year));
+        assert!(!day.matches(&male));
+        assert_eq!(day.birth_date_range(), (d("1990-01-01"), d("1990-12-31")));
+        assert_eq!(year.birth_year(), 1990);
+    }
+}

@@ -793,6 +793,7 @@ mod tests {
             end_date: None,
             status: CoverageStatus::Active,
             paid_through: None,
+            version: 1,
         }
     }
 

@@ -94,6 +94,9 @@ pub struct Coverage {
     pub status: CoverageStatus,
     /// The end of the latest contribution period paid on this coverage itself.
     pub paid_through: Option<NaiveDate>,
+    /// Bumped by every change; the `ETag` of the coverage.
+    #[serde(default)]
+    pub version: u32,
 }
 
 impl Coverage {
@@ -136,6 +139,7 @@ mod tests {
             end_date: None,
             status: CoverageStatus::Active,
             paid_through: None,
+            version: 1,
         };
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["relationship"], "child");
@@ -144,4 +148,17 @@ mod tests {
         assert!(c.is_dependant());
         assert_eq!(serde_json::from_value::<Coverage>(json).unwrap(), c);
     }
+}
+
+/// A payment towards a coverage for a period; moves `paid_through` to the latest `period_end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub id: String,
+    pub coverage: String,
+    pub amount_xof: crate::money::Xof,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub paid_at: NaiveDate,
+    pub reference: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }

@@ -460,6 +460,7 @@ mod tests {
             end_date: None,
             status: CoverageStatus::Active,
             paid_through: Some(d("2026-12-31")),
+            version: 1,
         }
     }
 

@@ -12,6 +12,10 @@ pub enum Action {
     VerifyAudit,
     ReadProducts,
     WriteProducts,
+    ReadRegistry,
+    Register,
+    CreateCoverage,
+    UpdateCoverage,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -21,7 +25,10 @@ impl Action {
         match self {
             Action::CreateOrganization => Scope::Admin,
             Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
-            Action::WriteProducts => Scope::RegistryWrite,
+            Action::ReadRegistry => Scope::RegistryRead,
+            Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
+                Scope::RegistryWrite
+            }
             Action::ReadAuditEvents | Action::VerifyAudit => Scope::AuditRead,
         }
     }
@@ -30,7 +37,10 @@ impl Action {
         match self {
             Action::CreateOrganization => &[OrgKind::Operator],
             Action::ReadOrganizations | Action::ReadAuditEvents | Action::ReadProducts => ALL_KINDS,
-            Action::WriteProducts => &[OrgKind::Mutuelle, OrgKind::Scheme],
+            Action::ReadRegistry => ALL_KINDS,
+            Action::WriteProducts | Action::UpdateCoverage => &[OrgKind::Mutuelle, OrgKind::Scheme],
+            Action::Register => &[OrgKind::Mutuelle],
+            Action::CreateCoverage => &[OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }
     }

@@ -2,9 +2,12 @@
 //! as `Arc<dyn …>`.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::beneficiary::{Beneficiary, NationalId, ValidBeneficiary};
+use crate::coverage::{Contribution, Coverage, Relationship};
 use crate::error::StoreError;
 use crate::organization::{OrgKind, Organization};
 use crate::pagination::{Page, PageRequest};
@@ -132,7 +135,110 @@ pub trait ProductStore: Send + Sync {
     ) -> Result<Page<ProductVersion>, StoreError>;
 }
 
-/// Everything the service stores, behind one handle.
-pub trait Store: HealthStore + OrganizationStore + AuditStore + ProductStore {}
+/// One person joining a household's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    pub relationship: Relationship,
+    /// A dependant's own member number, when the mutuelle gives one.
+    pub own_number: Option<String>,
+    pub person: ValidBeneficiary,
+}
 
-impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore> Store for T {}
+/// A household joining one product: the principal first, then the dependants in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHousehold {
+    pub product: ProductVersion,
+    pub member_number: String,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    pub paid_through: Option<NaiveDate>,
+    pub members: Vec<NewMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredMember {
+    pub relationship: Relationship,
+    pub beneficiary: Beneficiary,
+    pub coverage: Coverage,
+    /// The person was already known by their national id.
+    pub matched: bool,
+    /// People without a national id who look the same (names, sex, birth date).
+    pub possible_duplicates: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub members: Vec<RegisteredMember>,
+    /// The same household was already registered under this member number (bulk re-uploads).
+    pub skipped: bool,
+}
+
+/// Who a base affiliation is for: a known person, or one to match or create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonRef {
+    Existing(String),
+    New(ValidBeneficiary),
+}
+
+/// A coverage change: the new state, whose `version` is the stored one + 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageUpdate {
+    pub coverage: Coverage,
+    pub action: &'static str,
+}
+
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    /// Registers a household all or nothing. With `skip_existing`, a principal member number
+    /// already held by the same person makes it a no-op (`skipped`); otherwise, and when another
+    /// person holds it, `Conflict { constraint: "member_number_taken" }`.
+    async fn register_household(
+        &self,
+        ctx: &WriteContext,
+        household: &NewHousehold,
+        skip_existing: bool,
+    ) -> Result<Written<Registration>, StoreError>;
+
+    /// A scheme's base affiliation of one person.
+    async fn create_coverage(
+        &self,
+        ctx: &WriteContext,
+        person: &PersonRef,
+        household: &NewHousehold,
+    ) -> Result<Written<RegisteredMember>, StoreError>;
+
+    async fn get_beneficiary(&self, id: &str) -> Result<Option<Beneficiary>, StoreError>;
+
+    async fn find_by_national_id(&self, national_id: &NationalId) -> Result<Option<Beneficiary>, StoreError>;
+
+    /// Whether `organization` holds any coverage of the person (what makes them visible to it).
+    async fn covers(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError>;
+
+    async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError>;
+
+    /// A person's coverages ordered by id, optionally only those of one organisation.
+    async fn list_coverages(
+        &self,
+        beneficiary: &str,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Coverage>, StoreError>;
+
+    /// Stores the new state; `StaleVersion` when the coverage changed meanwhile.
+    async fn update_coverage(&self, ctx: &WriteContext, update: &CoverageUpdate) -> Result<(), StoreError>;
+
+    /// Records the payment and moves the coverage's `paid_through` forward (never back).
+    async fn add_contribution(
+        &self,
+        ctx: &WriteContext,
+        contribution: &Contribution,
+    ) -> Result<Written<Contribution>, StoreError>;
+
+    /// Newest first.
+    async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError>;
+}
+
+/// Everything the service stores, behind one handle.
+pub trait Store: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore {}
+
+impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore> Store for T {}

@@ -42,3 +42,4 @@ impl PgStore {
 }
 
 include!("shared.rs");
+include!("registry.rs");

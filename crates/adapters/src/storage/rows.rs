@@ -2,10 +2,15 @@
 //! types decode from both databases: instants are `TIMESTAMPTZ` in PostgreSQL and RFC 3339
 //! text in SQLite, both read as `DateTime<Utc>`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use passerelle_domain::audit::AuditEvent;
+use passerelle_domain::beneficiary::{Beneficiary, Locality, NationalId, Sex};
+use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus, Relationship};
+use passerelle_domain::eligibility::BirthDatePrecision;
 use passerelle_domain::error::StoreError;
+use passerelle_domain::money::Xof;
 use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
+use passerelle_domain::product::Layer;
 
 use super::errors::corrupt;
 
@@ -75,4 +80,131 @@ pub(crate) struct IdempotencyRow {
 pub(crate) struct HeadRow {
     pub seq: i64,
     pub digest: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct BeneficiaryRow {
+    pub id: String,
+    pub nid_country: Option<String>,
+    pub nid_type: Option<String>,
+    pub nid_value: Option<String>,
+    pub family_name: String,
+    pub given_names: String,
+    pub sex: String,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: String,
+    pub phone: Option<String>,
+    pub region: Option<String>,
+    pub district: Option<String>,
+    pub commune: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(crate) const BENEFICIARY_COLUMNS: &str = "id, nid_country, nid_type, nid_value, family_name, given_names, sex, \
+     birth_date, birth_date_precision, phone, region, district, commune, created_at";
+
+impl TryFrom<BeneficiaryRow> for Beneficiary {
+    type Error = StoreError;
+
+    fn try_from(r: BeneficiaryRow) -> Result<Self, StoreError> {
+        let national_id = match (r.nid_country, r.nid_type, r.nid_value) {
+            (Some(country), Some(id_type), Some(value)) => Some(NationalId {
+                country,
+                id_type,
+                value,
+            }),
+            _ => None,
+        };
+        let locality = match (r.region, r.district, r.commune) {
+            (Some(region), Some(district), Some(commune)) => Some(Locality {
+                region,
+                district,
+                commune,
+            }),
+            _ => None,
+        };
+        Ok(Beneficiary {
+            id: r.id,
+            national_id,
+            family_name: r.family_name,
+            given_names: r.given_names,
+            sex: Sex::parse(&r.sex).ok_or_else(|| corrupt("sex"))?,
+            birth_date: r.birth_date,
+            birth_date_precision: BirthDatePrecision::parse(&r.birth_date_precision)
+                .ok_or_else(|| corrupt("birth date precision"))?,
+            phone: r.phone,
+            locality,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CoverageRow {
+    pub id: String,
+    pub beneficiary: String,
+    pub product: String,
+    pub organization: String,
+    pub layer: String,
+    pub member_number: String,
+    pub relationship: String,
+    pub principal_coverage: Option<String>,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    pub status: String,
+    pub paid_through: Option<NaiveDate>,
+    pub version: i64,
+}
+
+pub(crate) const COVERAGE_COLUMNS: &str =
+    "id, beneficiary, product, organization, layer, member_number, relationship, \
+     principal_coverage, start_date, end_date, status, paid_through, version";
+
+impl TryFrom<CoverageRow> for Coverage {
+    type Error = StoreError;
+
+    fn try_from(r: CoverageRow) -> Result<Self, StoreError> {
+        Ok(Coverage {
+            id: r.id,
+            beneficiary: r.beneficiary,
+            product: r.product,
+            organization: r.organization,
+            layer: Layer::parse(&r.layer).ok_or_else(|| corrupt("layer"))?,
+            member_number: r.member_number,
+            relationship: Relationship::parse(&r.relationship).ok_or_else(|| corrupt("relationship"))?,
+            principal_coverage: r.principal_coverage,
+            start_date: r.start_date,
+            end_date: r.end_date,
+            status: CoverageStatus::parse(&r.status).ok_or_else(|| corrupt("coverage status"))?,
+            paid_through: r.paid_through,
+            version: u32::try_from(r.version).map_err(|_| corrupt("coverage version"))?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ContributionRow {
+    pub id: String,
+    pub coverage: String,
+    pub amount_xof: i64,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub paid_at: NaiveDate,
+    pub reference: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ContributionRow> for Contribution {
+    fn from(r: ContributionRow) -> Self {
+        Contribution {
+            id: r.id,
+            coverage: r.coverage,
+            amount_xof: Xof(r.amount_xof),
+            period_start: r.period_start,
+            period_end: r.period_end,
+            paid_at: r.paid_at,
+            reference: r.reference,
+            created_at: r.created_at,
+        }
+    }
 }

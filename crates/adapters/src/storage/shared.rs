@@ -5,7 +5,9 @@
 // common dialect of PostgreSQL 15 and SQLite 3.35+ (`$n` parameters, `ON CONFLICT`, `RETURNING`).
 
 use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate};
 use passerelle_domain::audit::{AuditEvent, NewAuditEvent};
+use passerelle_domain::eligibility::BirthDatePrecision;
 use passerelle_domain::error::StoreError;
 use passerelle_domain::organization::Organization;
 use passerelle_domain::pagination::{Page, PageRequest};

@@ -48,3 +48,4 @@ impl SqliteStore {
 }
 
 include!("shared.rs");
+include!("registry.rs");

@@ -1,0 +1,521 @@
+// Registry storage (people, coverages, contributions), shared by both databases through
+// `include!` from `shared.rs`'s includers, like `shared.rs` itself.
+
+use passerelle_domain::beneficiary::{Beneficiary, NationalId, ValidBeneficiary};
+use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus, Relationship};
+use passerelle_domain::ports::{
+    CoverageUpdate, NewHousehold, PersonRef, RegisteredMember, Registration, RegistryStore,
+};
+
+use super::rows::{BeneficiaryRow, ContributionRow, CoverageRow, BENEFICIARY_COLUMNS, COVERAGE_COLUMNS};
+
+/// Most likely duplicates reported for one person.
+const MAX_POSSIBLE_DUPLICATES: i64 = 20;
+
+fn member_number_taken() -> StoreError {
+    StoreError::Conflict {
+        constraint: "member_number_taken".into(),
+    }
+}
+
+/// Finds the person by national id or creates them; without a national id, creates them and
+/// reports look-alikes. Returns (person, matched, possible duplicates).
+async fn upsert_person(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    person: &ValidBeneficiary,
+    events: &mut Vec<NewAuditEvent>,
+) -> Result<(Beneficiary, bool, Vec<String>), StoreError> {
+    let candidate = person
+        .clone()
+        .into_beneficiary(uuid::Uuid::now_v7().to_string(), ctx.at);
+    let mut possible_duplicates = Vec::new();
+    if candidate.national_id.is_none() {
+        let year_start = NaiveDate::from_ymd_opt(candidate.birth_date.year(), 1, 1).unwrap_or(candidate.birth_date);
+        let year_end = NaiveDate::from_ymd_opt(candidate.birth_date.year(), 12, 31).unwrap_or(candidate.birth_date);
+        let (from, to) = match candidate.birth_date_precision {
+            BirthDatePrecision::Day => (candidate.birth_date, candidate.birth_date),
+            BirthDatePrecision::Year => (year_start, year_end),
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM beneficiaries WHERE match_key = $1 AND sex = $2 \
+             AND ((birth_date >= $3 AND birth_date <= $4) OR (birth_date_precision = 'year' AND birth_date = $5)) \
+             ORDER BY id LIMIT $6",
+        )
+        .bind(person.match_key())
+        .bind(candidate.sex.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(year_start)
+        .bind(MAX_POSSIBLE_DUPLICATES)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        possible_duplicates = rows.into_iter().map(|(id,)| id).collect();
+    }
+    let nid = candidate.national_id.as_ref();
+    let locality = candidate.locality.as_ref();
+    let inserted = sqlx::query(
+        "INSERT INTO beneficiaries (id, nid_country, nid_type, nid_value, family_name, given_names, match_key, sex, \
+         birth_date, birth_date_precision, phone, region, district, commune, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (nid_country, nid_type, nid_value) DO NOTHING",
+    )
+    .bind(&candidate.id)
+    .bind(nid.map(|n| n.country.as_str()))
+    .bind(nid.map(|n| n.id_type.as_str()))
+    .bind(nid.map(|n| n.value.as_str()))
+    .bind(&candidate.family_name)
+    .bind(&candidate.given_names)
+    .bind(person.match_key())
+    .bind(candidate.sex.as_str())
+    .bind(candidate.birth_date)
+    .bind(candidate.birth_date_precision.as_str())
+    .bind(&candidate.phone)
+    .bind(locality.map(|l| l.region.as_str()))
+    .bind(locality.map(|l| l.district.as_str()))
+    .bind(locality.map(|l| l.commune.as_str()))
+    .bind(candidate.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if inserted == 1 {
+        events.push(ctx.audit("beneficiary.created", "beneficiary", &candidate.id));
+        return Ok((candidate, false, possible_duplicates));
+    }
+    let existing = match nid {
+        Some(nid) => find_by_national_id_tx(tx, nid).await?,
+        None => None,
+    };
+    existing
+        .map(|b| (b, true, Vec::new()))
+        .ok_or_else(|| StoreError::Internal("beneficiary insert lost".into()))
+}
+
+async fn find_by_national_id_tx(tx: &mut Tx, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {
+    let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
+        "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE nid_country = $1 AND nid_type = $2 AND nid_value = $3"
+    ))
+    .bind(&nid.country)
+    .bind(&nid.id_type)
+    .bind(&nid.value)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    row.map(Beneficiary::try_from).transpose()
+}
+
+async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_number: bool) -> Result<(), StoreError> {
+    // The same person may hold several coverages (base + complementary, two mutuelles), but
+    // not the same product twice at once.
+    let (already,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM coverages WHERE beneficiary = $1 AND product = $2 AND status <> 'terminated'",
+    )
+    .bind(&c.beneficiary)
+    .bind(&c.product)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if already > 0 {
+        return Err(StoreError::Conflict {
+            constraint: "already_covered".into(),
+        });
+    }
+    let result = sqlx::query(
+        "INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, relationship, \
+         principal_coverage, start_date, end_date, status, paid_through, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+    )
+    .bind(&c.id)
+    .bind(&c.beneficiary)
+    .bind(&c.product)
+    .bind(&c.organization)
+    .bind(c.layer.as_str())
+    .bind(&c.member_number)
+    .bind(own_number)
+    .bind(c.relationship.as_str())
+    .bind(&c.principal_coverage)
+    .bind(c.start_date)
+    .bind(c.end_date)
+    .bind(c.status.as_str())
+    .bind(c.paid_through)
+    .bind(i64::from(c.version))
+    .bind(ctx.at)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match db_err(e) {
+            StoreError::Conflict { .. } => Err(member_number_taken()),
+            other => Err(other),
+        },
+    }
+}
+
+/// The person holding a member number as their own in an organisation, if any.
+async fn holder_of(tx: &mut Tx, organization: &str, member_number: &str) -> Result<Option<Beneficiary>, StoreError> {
+    let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM beneficiaries b WHERE b.id = \
+         (SELECT c.beneficiary FROM coverages c WHERE c.organization = $1 AND c.member_number = $2 AND c.own_number)",
+        BENEFICIARY_COLUMNS
+            .split(", ")
+            .map(|c| format!("b.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(organization)
+    .bind(member_number)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    row.map(Beneficiary::try_from).transpose()
+}
+
+fn same_person(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
+    match (&stored.national_id, &incoming.national_id) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => {
+            stored.match_key() == incoming.match_key()
+                && stored.sex == incoming.sex
+                && stored.birth_date == incoming.birth_date
+        }
+        _ => false,
+    }
+}
+
+fn new_coverage(
+    ctx: &WriteContext,
+    household: &NewHousehold,
+    beneficiary: &str,
+    relationship: Relationship,
+    member_number: &str,
+    principal: Option<&str>,
+) -> Coverage {
+    Coverage {
+        id: uuid::Uuid::now_v7().to_string(),
+        beneficiary: beneficiary.to_owned(),
+        product: household.product.product_id.clone(),
+        organization: ctx.organization.clone(),
+        layer: household.product.layer,
+        member_number: member_number.to_owned(),
+        relationship,
+        principal_coverage: principal.map(str::to_owned),
+        start_date: household.start_date,
+        end_date: household.end_date,
+        status: CoverageStatus::Active,
+        paid_through: household.paid_through,
+        version: 1,
+    }
+}
+
+#[async_trait]
+impl RegistryStore for This {
+    async fn register_household(
+        &self,
+        ctx: &WriteContext,
+        household: &NewHousehold,
+        skip_existing: bool,
+    ) -> Result<Written<Registration>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<Registration>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
+        }
+        let principal_person = household
+            .members
+            .first()
+            .ok_or_else(|| StoreError::Internal("empty household".into()))?;
+        if let Some(holder) = holder_of(&mut tx, &ctx.organization, &household.member_number).await? {
+            if skip_existing && same_person(&holder, &principal_person.person) {
+                return Ok(Written {
+                    value: Registration {
+                        members: Vec::new(),
+                        skipped: true,
+                    },
+                    replayed: false,
+                });
+            }
+            return Err(member_number_taken());
+        }
+        let mut events = Vec::new();
+        let mut members = Vec::with_capacity(household.members.len());
+        let mut principal_coverage: Option<String> = None;
+        for member in &household.members {
+            let (beneficiary, matched, possible_duplicates) =
+                upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
+            let (number, own) = match (&principal_coverage, &member.own_number) {
+                (None, _) => (household.member_number.as_str(), true),
+                (Some(_), Some(own)) => (own.as_str(), true),
+                (Some(_), None) => (household.member_number.as_str(), false),
+            };
+            let coverage = new_coverage(
+                ctx,
+                household,
+                &beneficiary.id,
+                member.relationship,
+                number,
+                principal_coverage.as_deref(),
+            );
+            insert_coverage(&mut tx, ctx, &coverage, own).await?;
+            events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
+            if principal_coverage.is_none() {
+                principal_coverage = Some(coverage.id.clone());
+            }
+            members.push(RegisteredMember {
+                relationship: member.relationship,
+                beneficiary,
+                coverage,
+                matched,
+                possible_duplicates,
+            });
+        }
+        let registration = Registration {
+            members,
+            skipped: false,
+        };
+        append_events(&mut tx, &events).await?;
+        store_idempotent_response(&mut tx, ctx, &registration).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written {
+            value: registration,
+            replayed: false,
+        })
+    }
+
+    async fn create_coverage(
+        &self,
+        ctx: &WriteContext,
+        person: &PersonRef,
+        household: &NewHousehold,
+    ) -> Result<Written<RegisteredMember>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<RegisteredMember>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
+        }
+        let mut events = Vec::new();
+        let (beneficiary, matched, possible_duplicates) = match person {
+            PersonRef::Existing(id) => {
+                let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
+                    "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let found = row
+                    .map(Beneficiary::try_from)
+                    .transpose()?
+                    .ok_or(StoreError::NotFound)?;
+                (found, true, Vec::new())
+            }
+            PersonRef::New(person) => upsert_person(&mut tx, ctx, person, &mut events).await?,
+        };
+        if holder_of(&mut tx, &ctx.organization, &household.member_number)
+            .await?
+            .is_some()
+        {
+            return Err(member_number_taken());
+        }
+        let coverage = new_coverage(
+            ctx,
+            household,
+            &beneficiary.id,
+            Relationship::Principal,
+            &household.member_number,
+            None,
+        );
+        insert_coverage(&mut tx, ctx, &coverage, true).await?;
+        events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
+        let member = RegisteredMember {
+            relationship: Relationship::Principal,
+            beneficiary,
+            coverage,
+            matched,
+            possible_duplicates,
+        };
+        append_events(&mut tx, &events).await?;
+        store_idempotent_response(&mut tx, ctx, &member).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written {
+            value: member,
+            replayed: false,
+        })
+    }
+
+    async fn get_beneficiary(&self, id: &str) -> Result<Option<Beneficiary>, StoreError> {
+        let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
+            "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.map(Beneficiary::try_from).transpose()
+    }
+
+    async fn find_by_national_id(&self, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {
+        let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
+            "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE nid_country = $1 AND nid_type = $2 AND nid_value = $3"
+        ))
+        .bind(&nid.country)
+        .bind(&nid.id_type)
+        .bind(&nid.value)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.map(Beneficiary::try_from).transpose()
+    }
+
+    async fn covers(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2")
+                .bind(organization)
+                .bind(beneficiary)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError> {
+        let row: Option<CoverageRow> =
+            sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_err)?;
+        row.map(Coverage::try_from).transpose()
+    }
+
+    async fn list_coverages(
+        &self,
+        beneficiary: &str,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Coverage>, StoreError> {
+        let rows: Vec<CoverageRow> = sqlx::query_as(&format!(
+            "SELECT {COVERAGE_COLUMNS} FROM coverages WHERE beneficiary = $1 AND ($2 IS NULL OR organization = $2) \
+             AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(beneficiary)
+        .bind(organization)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let coverages = rows
+            .into_iter()
+            .map(Coverage::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(coverages, page.limit, |c| c.id.clone()))
+    }
+
+    async fn update_coverage(&self, ctx: &WriteContext, update: &CoverageUpdate) -> Result<(), StoreError> {
+        let c = &update.coverage;
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE coverages SET status = $2, end_date = $3, version = $4, updated_at = $5 \
+             WHERE id = $1 AND version = $6",
+        )
+        .bind(&c.id)
+        .bind(c.status.as_str())
+        .bind(c.end_date)
+        .bind(i64::from(c.version))
+        .bind(ctx.at)
+        .bind(i64::from(c.version) - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::StaleVersion);
+        }
+        append_events(&mut tx, &[ctx.audit(update.action, "coverage", &c.id)]).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn add_contribution(
+        &self,
+        ctx: &WriteContext,
+        contribution: &Contribution,
+    ) -> Result<Written<Contribution>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<Contribution>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO contributions (id, coverage, amount_xof, period_start, period_end, paid_at, reference, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&contribution.id)
+        .bind(&contribution.coverage)
+        .bind(contribution.amount_xof.value())
+        .bind(contribution.period_start)
+        .bind(contribution.period_end)
+        .bind(contribution.paid_at)
+        .bind(&contribution.reference)
+        .bind(contribution.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE coverages SET paid_through = CASE WHEN paid_through IS NULL OR paid_through < $2 THEN $2 \
+             ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1",
+        )
+        .bind(&contribution.coverage)
+        .bind(contribution.period_end)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_events(
+            &mut tx,
+            &[ctx.audit("contribution.created", "contribution", &contribution.id)],
+        )
+        .await?;
+        store_idempotent_response(&mut tx, ctx, contribution).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written {
+            value: contribution.clone(),
+            replayed: false,
+        })
+    }
+
+    async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError> {
+        // Newest first by (paid_at, id); the cursor carries both.
+        let (after_date, after_id) = match page.after.as_deref().and_then(|k| k.split_once('|')) {
+            Some((date, id)) => (
+                Some(NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| corrupt("cursor"))?),
+                Some(id.to_owned()),
+            ),
+            None => (None, None),
+        };
+        let rows: Vec<ContributionRow> = sqlx::query_as(
+            "SELECT id, coverage, amount_xof, period_start, period_end, paid_at, reference, created_at \
+             FROM contributions WHERE coverage = $1 \
+             AND ($2 IS NULL OR paid_at < $2 OR (paid_at = $2 AND id < $3)) \
+             ORDER BY paid_at DESC, id DESC LIMIT $4",
+        )
+        .bind(coverage)
+        .bind(after_date)
+        .bind(after_id)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let items: Vec<Contribution> = rows.into_iter().map(Contribution::from).collect();
+        Ok(Page::from_overfetch(items, page.limit, |c| {
+            format!("{}|{}", c.paid_at, c.id)
+        }))
+    }
+}

@@ -1,0 +1,232 @@
+//! `POST /v1/registrations`: a household joins a mutuelle's product, all or nothing.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use passerelle_domain::coverage::Relationship;
+use passerelle_domain::error::FieldError;
+use passerelle_domain::ports::{NewHousehold, NewMember, RegisteredMember, Registration};
+use passerelle_domain::product::{select_version, ProductVersion};
+use passerelle_domain::registration::{merge_errors, RegistrationDraft, ValidRegistration};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::registry::{BeneficiaryView, CoverageView, LocalityView, NationalIdView};
+use crate::extract::{perm, Authorized, Caller, IdempotentJson};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register))
+}
+
+/// A person as sent in a registration.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PersonWrite {
+    /// Optional: many people have no papers. Same country, type and value = same person.
+    pub national_id: Option<NationalIdView>,
+    /// 1–100 characters, kept byte-exact.
+    pub family_name: String,
+    pub given_names: String,
+    /// `F` or `M`.
+    pub sex: String,
+    /// `YYYY-MM-DD`, not in the future; `YYYY-01-01` with `birth_date_precision: "year"` when only the year is known.
+    pub birth_date: String,
+    /// `day` (default) or `year`.
+    pub birth_date_precision: Option<String>,
+    /// E.164, e.g. `+22890123456`.
+    pub phone: Option<String>,
+    pub locality: Option<LocalityView>,
+}
+
+/// A dependant: a person plus their relationship to the principal.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DependantWrite {
+    /// `spouse`, `child`, `parent` or `other`.
+    pub relationship: String,
+    /// The dependant's own member number, when the mutuelle gives one.
+    pub member_number: Option<String>,
+    #[serde(flatten)]
+    pub person: PersonWrite,
+}
+
+/// The body of `POST /v1/registrations`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "member_number": "TSV-0042", "start_date": "2026-01-01",
+    "paid_through": "2026-12-31",
+    "principal": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
+                  "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "phone": "+22890123456"},
+    "dependants": [
+        {"relationship": "spouse", "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-01-01", "birth_date_precision": "year"},
+        {"relationship": "child", "family_name": "Agbéko", "given_names": "Yao", "sex": "M", "birth_date": "2015-07-30"}
+    ]
+}))]
+pub struct RegistrationWrite {
+    /// One of your `complementary` or `primary` products.
+    pub product: String,
+    /// The household's number, unique in your mutuelle.
+    pub member_number: String,
+    pub start_date: String,
+    /// Contributions already paid up to this day.
+    pub paid_through: Option<String>,
+    pub principal: PersonWrite,
+    /// In order; the product's `max_dependants` and `child_max_age` apply.
+    pub dependants: Option<Vec<DependantWrite>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// `principal`, then the dependants' relationships in request order.
+    pub relationship: String,
+    pub beneficiary: BeneficiaryView,
+    pub coverage: CoverageView,
+    /// True when the person was already known by their national id.
+    pub matched: bool,
+    /// People without a national id who look the same (names without accents or case, sex,
+    /// birth date); never merged silently.
+    pub possible_duplicates: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationView {
+    pub members: Vec<MemberView>,
+}
+
+impl From<RegisteredMember> for MemberView {
+    fn from(m: RegisteredMember) -> Self {
+        MemberView {
+            relationship: m.relationship.as_str().to_owned(),
+            beneficiary: m.beneficiary.into(),
+            coverage: m.coverage.into(),
+            matched: m.matched,
+            possible_duplicates: m.possible_duplicates,
+        }
+    }
+}
+
+impl From<Registration> for RegistrationView {
+    fn from(r: Registration) -> Self {
+        RegistrationView {
+            members: r.members.into_iter().map(MemberView::from).collect(),
+        }
+    }
+}
+
+/// The caller's own product, in the version in force on `on` (or its first version when `on`
+/// comes before it); `None` when it is not theirs or does not exist.
+pub async fn own_product(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    on: Option<chrono::NaiveDate>,
+) -> Result<Option<ProductVersion>, ApiError> {
+    let versions = state.store.product_versions(id).await?;
+    let Some(first) = versions.first() else { return Ok(None) };
+    if first.organization != caller.org.as_str() {
+        return Ok(None);
+    }
+    let chosen = on.and_then(|d| select_version(&versions, d)).or(versions.last());
+    Ok(chosen.cloned())
+}
+
+/// Validates a registration body against the product it names (or `default_product`), listing
+/// every problem; shared by this endpoint and bulk uploads.
+pub async fn validate_registration(
+    state: &AppState,
+    caller: &Caller,
+    draft: RegistrationDraft,
+    read_errors: Vec<FieldError>,
+    default_product: Option<&ProductVersion>,
+) -> Result<Result<(ValidRegistration, ProductVersion), Vec<FieldError>>, ApiError> {
+    let today = state.clock.today();
+    let start = draft
+        .start_date
+        .as_deref()
+        .and_then(passerelle_domain::beneficiary::parse_date);
+    let product = match (&draft.product, default_product) {
+        (Some(id), _) => own_product(state, caller, id, start).await?,
+        (None, Some(p)) => Some(p.clone()),
+        (None, None) => None,
+    };
+    let Some(product) = product else {
+        let product_given = draft.product.is_some();
+        let rules = passerelle_domain::beneficiary::NationalIdRules::default();
+        let mut errors = merge_errors(read_errors, draft.errors_without_product(&rules, today));
+        if !errors.iter().any(|e| e.field == "/product") {
+            errors.push(if product_given {
+                FieldError::unknown_reference("/product")
+            } else {
+                FieldError::required("/product")
+            });
+        }
+        return Ok(Err(errors));
+    };
+    if !product.layer.is_mutuelle_layer() {
+        return Ok(Err(vec![FieldError::unknown_reference("/product")]));
+    }
+    Ok(match draft.validate(&product, today) {
+        Ok(valid) if read_errors.is_empty() => Ok((valid, product)),
+        Ok(_) => Err(read_errors),
+        Err(rule_errors) => Err(merge_errors(read_errors, rule_errors)),
+    })
+}
+
+pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHousehold {
+    let mut members = vec![NewMember {
+        relationship: Relationship::Principal,
+        own_number: None,
+        person: valid.principal,
+    }];
+    members.extend(valid.dependants.into_iter().map(|d| NewMember {
+        relationship: d.relationship,
+        own_number: d.member_number.map(|m| m.into_string()),
+        person: d.beneficiary,
+    }));
+    NewHousehold {
+        product,
+        member_number: valid.member_number.into_string(),
+        start_date: valid.start_date,
+        end_date: None,
+        paid_through: valid.paid_through,
+        members,
+    }
+}
+
+/// Register a household: a principal and dependants joining one of your products, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/registrations",
+    tag = "registrations",
+    request_body = RegistrationWrite,
+    params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
+    responses(
+        (status = 201, description = "Registered: every member with their beneficiary and coverage, principal first", body = RegistrationView),
+        (status = 409, description = "The member number is taken in your mutuelle, or a person already holds this product", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    auth: Authorized<perm::Register>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let Some(idempotency) = idempotency else {
+        return Err(ApiError::PreconditionRequired {
+            header: "Idempotency-Key",
+        });
+    };
+    let (draft, read_errors) = RegistrationDraft::from_json(&Value::Object(body), "");
+    let (valid, product) = validate_registration(&state, &auth.caller, draft, read_errors, None)
+        .await?
+        .map_err(ApiError::validation)?;
+    let household = household_of(valid, product);
+    let ctx = auth.caller.write_context(&state, Some(idempotency));
+    let written = state.store.register_household(&ctx, &household, false).await?;
+    Ok((StatusCode::CREATED, Json(RegistrationView::from(written.value))).into_response())
+}

@@ -1,0 +1,619 @@
+//! `/v1/beneficiaries`, `/v1/coverages` and contributions: who is covered, by whom, until when.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use passerelle_domain::beneficiary::{Beneficiary, NationalId};
+use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus};
+use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{Xof, MAX_XOF};
+use passerelle_domain::ports::CoverageUpdate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::products::{etag, if_match};
+use super::{ListOf, PageQuery};
+use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::fields::Fields;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_beneficiaries))
+        .routes(routes!(get_beneficiary))
+        .routes(routes!(list_coverages))
+        .routes(routes!(get_coverage, patch_coverage))
+        .routes(routes!(add_contribution, list_contributions))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NationalIdView {
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// `NIU` (TG), `NINA` (ML), `CNI` or `RNU` (SN).
+    #[serde(rename = "type")]
+    pub id_type: String,
+    /// Normalised: spaces and dashes removed, letters upper-cased.
+    pub value: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LocalityView {
+    pub region: String,
+    pub district: String,
+    pub commune: String,
+}
+
+/// A person, once, whichever mutuelle or scheme covers them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
+    "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-01-01",
+    "birth_date_precision": "year", "phone": "+22890123456",
+    "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}
+}))]
+pub struct BeneficiaryView {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub national_id: Option<NationalIdView>,
+    /// Byte-exact as registered, accents kept.
+    pub family_name: String,
+    pub given_names: String,
+    /// `F` or `M`.
+    pub sex: String,
+    /// `YYYY-MM-DD`; `YYYY-01-01` when only the year is known.
+    pub birth_date: NaiveDate,
+    /// `day` or `year`.
+    pub birth_date_precision: String,
+    /// E.164.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<LocalityView>,
+}
+
+impl From<Beneficiary> for BeneficiaryView {
+    fn from(b: Beneficiary) -> Self {
+        BeneficiaryView {
+            id: b.id,
+            national_id: b.national_id.map(|n| NationalIdView {
+                country: n.country,
+                id_type: n.id_type,
+                value: n.value,
+            }),
+            family_name: b.family_name,
+            given_names: b.given_names,
+            sex: b.sex.as_str().to_owned(),
+            birth_date: b.birth_date,
+            birth_date_precision: b.birth_date_precision.as_str().to_owned(),
+            phone: b.phone,
+            locality: b.locality.map(|l| LocalityView {
+                region: l.region,
+                district: l.district,
+                commune: l.commune,
+            }),
+        }
+    }
+}
+
+/// A person's membership of a product (FHIR's Coverage).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+    "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+    "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active",
+    "paid_through": "2026-12-31"
+}))]
+pub struct CoverageView {
+    pub id: String,
+    pub beneficiary: String,
+    pub product: String,
+    pub organization: String,
+    /// `base`, `complementary` or `primary`.
+    pub layer: String,
+    /// The household's number, or a dependant's own.
+    pub member_number: String,
+    /// `principal`, `spouse`, `child`, `parent` or `other`.
+    pub relationship: String,
+    /// A dependant's principal's coverage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_coverage: Option<String>,
+    pub start_date: NaiveDate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    /// `active`, `suspended` or `terminated`.
+    pub status: String,
+    /// The latest `period_end` of the contributions paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_through: Option<NaiveDate>,
+}
+
+impl From<Coverage> for CoverageView {
+    fn from(c: Coverage) -> Self {
+        CoverageView {
+            id: c.id,
+            beneficiary: c.beneficiary,
+            product: c.product,
+            organization: c.organization,
+            layer: c.layer.as_str().to_owned(),
+            member_number: c.member_number,
+            relationship: c.relationship.as_str().to_owned(),
+            principal_coverage: c.principal_coverage,
+            start_date: c.start_date,
+            end_date: c.end_date,
+            status: c.status.as_str().to_owned(),
+            paid_through: c.paid_through,
+        }
+    }
+}
+
+/// A contribution paid towards a coverage.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f0e-8e4c-7f5d-9a21-3c4d5e6f7081", "coverage": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+    "amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05", "reference": "RECU-2026-0113"}))]
+pub struct ContributionView {
+    pub id: String,
+    pub coverage: String,
+    pub amount_xof: i64,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub paid_at: NaiveDate,
+    /// The payer's receipt or transaction reference.
+    pub reference: String,
+}
+
+impl From<Contribution> for ContributionView {
+    fn from(c: Contribution) -> Self {
+        ContributionView {
+            id: c.id,
+            coverage: c.coverage,
+            amount_xof: c.amount_xof.value(),
+            period_start: c.period_start,
+            period_end: c.period_end,
+            paid_at: c.paid_at,
+            reference: c.reference,
+        }
+    }
+}
+
+/// Whether the caller may see this person: operators and auditors always; others when they
+/// cover them.
+pub async fn may_see_person(state: &AppState, caller: &Caller, beneficiary: &str) -> Result<bool, ApiError> {
+    Ok(caller.reads_everything() || state.store.covers(caller.org.as_str(), beneficiary).await?)
+}
+
+fn may_see_coverage(caller: &Caller, coverage: &Coverage) -> bool {
+    caller.reads_everything() || coverage.organization == caller.org.as_str()
+}
+
+async fn visible_coverage(state: &AppState, caller: &Caller, id: &str) -> Result<Coverage, ApiError> {
+    match state.store.get_coverage(id).await? {
+        Some(c) if may_see_coverage(caller, &c) => Ok(c),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BeneficiaryQuery {
+    /// `CC:TYPE:VALUE`, e.g. `SN:CNI:1234567890123` (normalised before the search).
+    pub national_id: Option<String>,
+}
+
+/// Find a person by national id: a list of at most one, empty when none is visible to you.
+#[utoipa::path(
+    get,
+    path = "/v1/beneficiaries",
+    tag = "beneficiaries",
+    params(BeneficiaryQuery),
+    responses((status = 200, description = "The matching person, if visible", body = ListOf<BeneficiaryView>)),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn search_beneficiaries(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    AppQuery(query): AppQuery<BeneficiaryQuery>,
+) -> Result<Json<ListOf<BeneficiaryView>>, ApiError> {
+    let raw = query
+        .national_id
+        .ok_or_else(|| ApiError::field(FieldError::required("/query/national_id")))?;
+    let nid = NationalId::parse_compact(&raw, "/query/national_id").map_err(ApiError::field)?;
+    let found = state.store.find_by_national_id(&nid).await?;
+    let mut items = Vec::new();
+    if let Some(person) = found {
+        if may_see_person(&state, &auth.caller, &person.id).await? {
+            crate::routes::audit::record_read(&state, &auth.caller, "beneficiary", &person.id).await?;
+            items.push(BeneficiaryView::from(person));
+        }
+    }
+    Ok(Json(ListOf {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Read a person.
+#[utoipa::path(
+    get,
+    path = "/v1/beneficiaries/{id}",
+    tag = "beneficiaries",
+    params(("id" = String, Path, description = "Beneficiary id")),
+    responses(
+        (status = 200, description = "The person", body = BeneficiaryView),
+        (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn get_beneficiary(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    Path(id): Path<String>,
+) -> Result<Json<BeneficiaryView>, ApiError> {
+    let person = state.store.get_beneficiary(&id).await?.ok_or(ApiError::NotFound)?;
+    if !may_see_person(&state, &auth.caller, &id).await? {
+        return Err(ApiError::NotFound);
+    }
+    crate::routes::audit::record_read(&state, &auth.caller, "beneficiary", &id).await?;
+    Ok(Json(person.into()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CoverageQuery {
+    /// The person whose coverages to list (required).
+    pub beneficiary: Option<String>,
+}
+
+/// A person's coverages that you hold (all of them for operators and auditors).
+#[utoipa::path(
+    get,
+    path = "/v1/coverages",
+    tag = "coverages",
+    params(PageQuery, CoverageQuery),
+    responses((status = 200, description = "A page of coverages, ordered by id", body = ListOf<CoverageView>)),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_coverages(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<CoverageQuery>,
+) -> Result<Json<ListOf<CoverageView>>, ApiError> {
+    let page = page.parse()?;
+    let beneficiary = query
+        .beneficiary
+        .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
+    let caller = &auth.caller;
+    let organization = (!caller.reads_everything()).then(|| caller.org.to_string());
+    let result = state
+        .store
+        .list_coverages(&beneficiary, organization.as_deref(), &page)
+        .await?;
+    crate::routes::audit::record_read(&state, caller, "coverage", &format!("beneficiary:{beneficiary}")).await?;
+    Ok(Json(ListOf::from_page(result, CoverageView::from)))
+}
+
+/// Read a coverage.
+#[utoipa::path(
+    get,
+    path = "/v1/coverages/{id}",
+    tag = "coverages",
+    params(("id" = String, Path, description = "Coverage id")),
+    responses(
+        (status = 200, description = "The coverage", body = CoverageView, headers(("ETag" = String, description = "Pass as If-Match to PATCH"))),
+        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn get_coverage(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let coverage = visible_coverage(&state, &auth.caller, &id).await?;
+    crate::routes::audit::record_read(&state, &auth.caller, "coverage", &id).await?;
+    let version = coverage.version;
+    let mut response = Json(CoverageView::from(coverage)).into_response();
+    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
+    Ok(response)
+}
+
+/// The body of `PATCH /v1/coverages/{id}` (a JSON merge patch).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "suspended"}))]
+pub struct CoveragePatch {
+    /// `active`, `suspended` or `terminated` (final).
+    pub status: Option<String>,
+    /// The last covered day; `null` removes it.
+    pub end_date: Option<NaiveDate>,
+}
+
+/// Change a coverage's status or end date (its organisation; `If-Match` required).
+#[utoipa::path(
+    patch,
+    path = "/v1/coverages/{id}",
+    tag = "coverages",
+    request_body(content = CoveragePatch, content_type = "application/merge-patch+json"),
+    params(
+        ("id" = String, Path, description = "Coverage id"),
+        ("If-Match" = String, Header, description = "The ETag of the last read"),
+    ),
+    responses(
+        (status = 200, description = "The updated coverage", body = CoverageView, headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A terminated coverage cannot change", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn patch_coverage(
+    State(state): State<AppState>,
+    auth: Authorized<perm::UpdateCoverage>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let current = visible_coverage(&state, &auth.caller, &id).await?;
+    if current.organization != auth.caller.org.as_str() {
+        return Err(ApiError::NotFound);
+    }
+    if if_match(&headers)? != format!("\"{}\"", current.version) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let mut errors = Vec::new();
+    let mut next = current.clone();
+    for key in body.keys() {
+        if key != "status" && key != "end_date" {
+            errors.push(FieldError::new(
+                format!("/{key}"),
+                "unknown_field",
+                "only status and end_date can change",
+                "seuls status et end_date peuvent changer",
+            ));
+        }
+    }
+    match body.get("status") {
+        None => {}
+        Some(Value::String(s)) => match CoverageStatus::parse(s) {
+            Some(status) => next.status = status,
+            None => errors.push(FieldError::new(
+                "/status",
+                "unknown_value",
+                "must be active, suspended or terminated",
+                "doit être active, suspended ou terminated",
+            )),
+        },
+        Some(_) => errors.push(FieldError::new(
+            "/status",
+            "invalid_type",
+            "must be a string",
+            "doit être une chaîne",
+        )),
+    }
+    match body.get("end_date") {
+        None => {}
+        Some(Value::Null) => next.end_date = None,
+        Some(Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            Ok(d) if d >= current.start_date => next.end_date = Some(d),
+            Ok(_) => errors.push(FieldError::new(
+                "/end_date",
+                "before_start_date",
+                format!("must be on or after the start date {}", current.start_date),
+                format!("doit être au plus tôt la date de début {}", current.start_date),
+            )),
+            Err(_) => errors.push(FieldError::new(
+                "/end_date",
+                "invalid_date",
+                "must be YYYY-MM-DD",
+                "doit être AAAA-MM-JJ",
+            )),
+        },
+        Some(_) => errors.push(FieldError::new(
+            "/end_date",
+            "invalid_type",
+            "must be a date or null",
+            "doit être une date ou null",
+        )),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if current.status == CoverageStatus::Terminated && next != current {
+        return Err(ApiError::conflict(
+            "A terminated coverage cannot change; register the person again.",
+            "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
+        ));
+    }
+    next.version = current.version + 1;
+    let action = if next.status != current.status {
+        match next.status {
+            CoverageStatus::Active => "coverage.reactivated",
+            CoverageStatus::Suspended => "coverage.suspended",
+            CoverageStatus::Terminated => "coverage.terminated",
+        }
+    } else {
+        "coverage.updated"
+    };
+    let ctx = auth.caller.write_context(&state, None);
+    state
+        .store
+        .update_coverage(
+            &ctx,
+            &CoverageUpdate {
+                coverage: next.clone(),
+                action,
+            },
+        )
+        .await?;
+    let version = next.version;
+    let mut response = Json(CoverageView::from(next)).into_response();
+    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
+    Ok(response)
+}
+
+/// The body of `POST /v1/coverages/{id}/contributions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05", "reference": "RECU-2026-0113"}))]
+pub struct ContributionCreate {
+    /// 1 to 10^12.
+    pub amount_xof: i64,
+    pub period_start: NaiveDate,
+    /// On or after `period_start`; becomes the coverage's `paid_through` when later.
+    pub period_end: NaiveDate,
+    /// Not in the future.
+    pub paid_at: NaiveDate,
+    /// 1–100 characters.
+    pub reference: String,
+}
+
+fn parse_date_field(f: &mut Fields<'_>, name: &'static str, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
+    let raw = f.str(name)?;
+    match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            errors.push(FieldError::new(
+                format!("/{name}"),
+                "invalid_date",
+                "must be YYYY-MM-DD",
+                "doit être AAAA-MM-JJ",
+            ));
+            None
+        }
+    }
+}
+
+/// Record a contribution (the coverage's organisation); `paid_through` moves to `period_end`.
+#[utoipa::path(
+    post,
+    path = "/v1/coverages/{id}/contributions",
+    tag = "coverages",
+    request_body = ContributionCreate,
+    params(
+        ("id" = String, Path, description = "Coverage id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request"),
+    ),
+    responses(
+        (status = 201, description = "Recorded (listed under the coverage; no Location)", body = ContributionView),
+        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn add_contribution(
+    State(state): State<AppState>,
+    auth: Authorized<perm::UpdateCoverage>,
+    Path(id): Path<String>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let coverage = visible_coverage(&state, &auth.caller, &id).await?;
+    if coverage.organization != auth.caller.org.as_str() {
+        return Err(ApiError::NotFound);
+    }
+    let mut f = Fields::new(&body);
+    let mut errors = Vec::new();
+    let amount = f.opt_i64("amount_xof");
+    if body.get("amount_xof").is_none_or(Value::is_null) {
+        errors.push(FieldError::required("/amount_xof"));
+    }
+    let period_start = parse_date_field(&mut f, "period_start", &mut errors);
+    let period_end = parse_date_field(&mut f, "period_end", &mut errors);
+    let paid_at = parse_date_field(&mut f, "paid_at", &mut errors);
+    let reference = f.str("reference");
+    let mut all = f.finish();
+    all.append(&mut errors);
+    if let Some(a) = amount {
+        if !(1..=MAX_XOF).contains(&a) {
+            all.push(FieldError::new(
+                "/amount_xof",
+                "out_of_range",
+                format!("must be from 1 to {MAX_XOF} XOF"),
+                format!("doit être de 1 à {MAX_XOF} XOF"),
+            ));
+        }
+    }
+    if let (Some(s), Some(e)) = (period_start, period_end) {
+        if e < s {
+            all.push(FieldError::new(
+                "/period_end",
+                "before_period_start",
+                "must be on or after period_start",
+                "doit être au plus tôt period_start",
+            ));
+        }
+    }
+    let today = state.clock.today();
+    if paid_at.is_some_and(|p| p > today) {
+        all.push(FieldError::new(
+            "/paid_at",
+            "in_future",
+            "must not be in the future",
+            "ne doit pas être dans le futur",
+        ));
+    }
+    if let Some(r) = &reference {
+        if r.trim().is_empty() || r.chars().count() > 100 {
+            all.push(FieldError::new(
+                "/reference",
+                "invalid_length",
+                "must be 1 to 100 characters",
+                "doit compter de 1 à 100 caractères",
+            ));
+        }
+    }
+    let (Some(amount), Some(period_start), Some(period_end), Some(paid_at), Some(reference)) =
+        (amount, period_start, period_end, paid_at, reference)
+    else {
+        return Err(ApiError::validation(all));
+    };
+    if !all.is_empty() {
+        return Err(ApiError::validation(all));
+    }
+    let ctx = auth.caller.write_context(&state, idempotency);
+    let contribution = Contribution {
+        id: uuid::Uuid::now_v7().to_string(),
+        coverage: id,
+        amount_xof: Xof(amount),
+        period_start,
+        period_end,
+        paid_at,
+        reference: reference.trim().to_owned(),
+        created_at: ctx.at,
+    };
+    let written = state.store.add_contribution(&ctx, &contribution).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(ContributionView::from(written.value)),
+    )
+        .into_response())
+}
+
+/// A coverage's contributions, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/coverages/{id}/contributions",
+    tag = "coverages",
+    params(("id" = String, Path, description = "Coverage id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of contributions, newest first", body = ListOf<ContributionView>),
+        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_contributions(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    Path(id): Path<String>,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> Result<Json<ListOf<ContributionView>>, ApiError> {
+    let page = page.parse()?;
+    visible_coverage(&state, &auth.caller, &id).await?;
+    let result = state.store.list_contributions(&id, &page).await?;
+    crate::routes::audit::record_read(&state, &auth.caller, "contribution", &format!("coverage:{id}")).await?;
+    Ok(Json(ListOf::from_page(result, ContributionView::from)))
+}

@@ -1,0 +1,403 @@
+//! API.md §5 Registrations, Beneficiaries, Coverages and contributions, and who sees what.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::products::family_plan;
+
+pub struct Registry {
+    pub app: TestApp,
+    pub product: String,
+}
+
+pub fn writer(app: &TestApp, org: &str) -> String {
+    app.token(org, "registry:read registry:write")
+}
+
+/// Two mutuelles, a scheme, a provider and an auditor; mut-a has a family plan.
+pub async fn registry(backend: Backend) -> Registry {
+    let app = TestApp::spawn(backend).await;
+    for (id, kind) in [
+        ("mut-a", "mutuelle"),
+        ("mut-b", "mutuelle"),
+        ("tg-inam", "scheme"),
+        ("cms-a", "provider"),
+        ("audit-x", "auditor"),
+    ] {
+        app.create_org(id, kind, "TG").await;
+    }
+    let product = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    assert_eq!(product.status.as_u16(), 201, "{}", product.text);
+    let product = product.json["id"].as_str().unwrap().to_owned();
+    Registry { app, product }
+}
+
+pub fn household(product: &str, member_number: &str, niu: &str) -> Value {
+    json!({
+        "product": product, "member_number": member_number, "start_date": "2026-01-01", "paid_through": "2026-12-31",
+        "principal": {"national_id": {"country": "tg", "type": "niu", "value": niu}, "family_name": "Agbéko",
+                      "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "phone": "+22890123456",
+                      "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}},
+        "dependants": [
+            {"relationship": "spouse", "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F",
+             "birth_date": "1988-01-01", "birth_date_precision": "year"},
+            {"relationship": "child", "family_name": "Agbéko", "given_names": "Yao", "sex": "M", "birth_date": "2015-07-30"}
+        ]
+    })
+}
+
+pub async fn register(app: &TestApp, org: &str, key: &str, body: &Value) -> Reply {
+    app.send(
+        app.request(Method::POST, "/v1/registrations")
+            .bearer_auth(writer(app, org))
+            .header("idempotency-key", key)
+            .json(body),
+    )
+    .await
+}
+
+async fn a_household_registers_all_or_nothing(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "1234-5678 9012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    assert_eq!(reply.header("location"), None);
+    let members = reply.json["members"].as_array().unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| m["relationship"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["principal", "spouse", "child"]
+    );
+    let principal = &members[0];
+    assert_eq!(
+        principal["beneficiary"]["national_id"],
+        json!({"country": "TG", "type": "NIU", "value": "123456789012"})
+    );
+    assert_eq!(members[1]["beneficiary"]["given_names"], "Akossiwa Élise");
+    assert_eq!(members[1]["beneficiary"]["birth_date_precision"], "year");
+    assert_eq!(principal["matched"], false);
+    assert_eq!(
+        members[2]["coverage"]["principal_coverage"],
+        principal["coverage"]["id"]
+    );
+    assert_eq!(members[2]["coverage"]["member_number"], "TSV-0001");
+    assert_eq!(principal["coverage"]["paid_through"], "2026-12-31");
+    assert_eq!(principal["coverage"]["status"], "active");
+
+    // The same key and body replay; a different body under the same key is refused.
+    let again = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "1234-5678 9012")).await;
+    assert_eq!(again.status.as_u16(), 201);
+    assert_eq!(again.json, reply.json);
+    register(app, "mut-a", "k1", &household(&r.product, "TSV-0002", "123456789013"))
+        .await
+        .problem(422, "idempotency_key_reused");
+    assert_eq!(app.count("beneficiaries").await, 3);
+
+    // A taken member number is 409, and nothing of that household is written.
+    let before = (
+        app.count("beneficiaries").await,
+        app.count("coverages").await,
+        app.count("audit_events").await,
+    );
+    register(app, "mut-a", "k2", &household(&r.product, "TSV-0001", "999999999999"))
+        .await
+        .problem(409, "conflict");
+    let after = (
+        app.count("beneficiaries").await,
+        app.count("coverages").await,
+        app.count("audit_events").await,
+    );
+    assert_eq!(before, after);
+    // Without the key: 428.
+    let no_key = app
+        .post(
+            "/v1/registrations",
+            &writer(app, "mut-a"),
+            &household(&r.product, "TSV-0009", "123456789019"),
+        )
+        .await;
+    no_key.problem(428, "precondition_required");
+}
+
+async fn people_are_matched_across_organisations(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let product_b = plan_b.json["id"].as_str().unwrap();
+    let mut body = household(product_b, "B-77", "123456789012");
+    body["dependants"] = json!([]);
+    let reply = register(app, "mut-b", "k1", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    assert_eq!(
+        reply.json["members"][0]["matched"], true,
+        "same national id = same person"
+    );
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Both mutuelles see the person; each sees only its own coverage.
+    let a = app
+        .get(&format!("/v1/coverages?beneficiary={person}"), &writer(app, "mut-a"))
+        .await;
+    let b = app
+        .get(&format!("/v1/coverages?beneficiary={person}"), &writer(app, "mut-b"))
+        .await;
+    assert_eq!(a.json["items"].as_array().unwrap().len(), 1);
+    assert_eq!(b.json["items"].as_array().unwrap().len(), 1);
+    assert_ne!(a.json["items"][0]["organization"], b.json["items"][0]["organization"]);
+    let all = app
+        .get(
+            &format!("/v1/coverages?beneficiary={person}"),
+            &app.token("audit-x", "registry:read"),
+        )
+        .await;
+    assert_eq!(all.json["items"].as_array().unwrap().len(), 2);
+
+    // Without a national id, a look-alike is reported, never merged.
+    let mut twin = household(&r.product, "TSV-0002", "000000000000");
+    twin["principal"] =
+        json!({"family_name": "AGBEKO", "given_names": "kossi", "sex": "M", "birth_date": "1984-03-12"});
+    twin["dependants"] = json!([]);
+    let first = register(app, "mut-a", "k2", &twin).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    twin["member_number"] = json!("TSV-0003");
+    twin["principal"]["family_name"] = json!("Agbéko");
+    let second = register(app, "mut-a", "k3", &twin).await;
+    let dups = second.json["members"][0]["possible_duplicates"].as_array().unwrap();
+    // The first look-alike, and the original Kossi Agbéko (known by national id) too.
+    assert!(
+        dups.contains(&first.json["members"][0]["beneficiary"]["id"]),
+        "{dups:?}"
+    );
+    assert!(dups.contains(&json!(person)), "{dups:?}");
+    assert_eq!(dups.len(), 2);
+    let unrelated = first.json["members"][0]["possible_duplicates"].as_array().unwrap();
+    assert_eq!(unrelated, &vec![json!(person)]);
+    assert_ne!(
+        second.json["members"][0]["beneficiary"]["id"],
+        first.json["members"][0]["beneficiary"]["id"]
+    );
+}
+
+async fn visibility_follows_coverage(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let outsiders = [
+        writer(app, "mut-b"),
+        app.token("tg-inam", "registry:read registry:write"),
+        app.token("cms-a", "registry:read"),
+    ];
+    for token in &outsiders {
+        app.get(&format!("/v1/beneficiaries/{person}"), token)
+            .await
+            .problem(404, "not_found");
+        app.get(&format!("/v1/coverages/{coverage}"), token)
+            .await
+            .problem(404, "not_found");
+        app.get(&format!("/v1/coverages/{coverage}/contributions"), token)
+            .await
+            .problem(404, "not_found");
+        let listed = app.get(&format!("/v1/coverages?beneficiary={person}"), token).await;
+        assert_eq!(listed.json["items"], json!([]));
+        let found = app
+            .get("/v1/beneficiaries?national_id=TG:NIU:123456789012", token)
+            .await;
+        assert_eq!(found.json["items"], json!([]));
+    }
+    let patch = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(writer(app, "mut-b"))
+                .header("if-match", "\"1\"")
+                .json(&json!({"status": "suspended"})),
+        )
+        .await;
+    patch.problem(404, "not_found");
+    let pay = app.post(&format!("/v1/coverages/{coverage}/contributions"), &writer(app, "mut-b"), &json!({"amount_xof": 1, "period_start": "2026-01-01", "period_end": "2026-01-31", "paid_at": "2026-01-02", "reference": "x"})).await;
+    pay.problem(404, "not_found");
+    // Insiders: the mutuelle and the auditor (whose reads are audited).
+    for token in [writer(app, "mut-a"), app.token("audit-x", "registry:read")] {
+        assert_eq!(
+            app.get(&format!("/v1/beneficiaries/{person}"), &token)
+                .await
+                .status
+                .as_u16(),
+            200
+        );
+        let found = app
+            .get("/v1/beneficiaries?national_id=tg:niu:1234-5678-9012", &token)
+            .await;
+        assert_eq!(found.json["items"][0]["id"], person.as_str());
+    }
+    app.get("/v1/beneficiaries?national_id=TG:NIU:12", &writer(app, "mut-a"))
+        .await
+        .problem(422, "validation_failed");
+    // Providers may not register at all.
+    register(app, "cms-a", "k9", &household(&r.product, "X", "123456789099"))
+        .await
+        .problem(403, "forbidden");
+}
+
+async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body.as_object_mut().unwrap().remove("paid_through");
+    let reply = register(app, "mut-a", "k1", &body).await;
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/coverages/{coverage}");
+    let read = app.get(&path, &token).await;
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    assert!(read.json.get("paid_through").is_none());
+
+    let patch = |tag: Option<&str>, body: Value| {
+        let mut b = app
+            .request(Method::PATCH, &path)
+            .bearer_auth(&token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string());
+        if let Some(tag) = tag {
+            b = b.header("if-match", tag);
+        }
+        app.send(b)
+    };
+    patch(None, json!({"status": "suspended"}))
+        .await
+        .problem(428, "precondition_required");
+    patch(Some("\"9\""), json!({"status": "suspended"}))
+        .await
+        .problem(412, "precondition_failed");
+    let bad = patch(
+        Some("\"1\""),
+        json!({"status": "paused", "end_date": "2025-01-01", "member_number": "x"}),
+    )
+    .await;
+    bad.problem(422, "validation_failed");
+    let mut fields = bad.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/end_date", "/member_number", "/status"]);
+    let suspended = patch(Some("\"1\""), json!({"status": "suspended"})).await;
+    assert_eq!(suspended.status.as_u16(), 200, "{}", suspended.text);
+    assert_eq!(suspended.json["status"], "suspended");
+    assert_eq!(suspended.header("etag"), Some("\"2\""));
+
+    let contributions = format!("{path}/contributions");
+    let pay = |body: Value| {
+        let req = app
+            .request(Method::POST, &contributions)
+            .bearer_auth(&token)
+            .json(&body);
+        app.send(req)
+    };
+    let first = pay(json!({"amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-06-30", "paid_at": "2026-01-05", "reference": "RECU-1"})).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    assert_eq!(first.header("location"), None);
+    pay(json!({"amount_xof": 3000, "period_start": "2026-07-01", "period_end": "2026-12-31", "paid_at": "2026-07-02", "reference": "RECU-2"})).await;
+    // An older period paid late never moves paid_through back.
+    pay(json!({"amount_xof": 500, "period_start": "2025-01-01", "period_end": "2025-12-31", "paid_at": "2026-08-01", "reference": "RECU-0"})).await;
+    let bad = pay(json!({"amount_xof": 0, "period_start": "2026-02-01", "period_end": "2026-01-01", "paid_at": "2999-01-01", "reference": ""})).await;
+    bad.problem(422, "validation_failed");
+    assert_eq!(bad.error_fields().len(), 4, "{}", bad.text);
+    let now = app.get(&path, &token).await;
+    assert_eq!(now.json["paid_through"], "2026-12-31");
+    let listed = app.get(&format!("{path}/contributions?limit=2"), &token).await;
+    let refs: Vec<_> = listed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reference"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refs, ["RECU-0", "RECU-2"], "newest paid first");
+    let cursor = listed.json["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(&format!("{path}/contributions?limit=2&cursor={cursor}"), &token)
+        .await;
+    assert_eq!(rest.json["items"][0]["reference"], "RECU-1");
+    assert_eq!(rest.json["next_cursor"], Value::Null);
+
+    let etag = now.header("etag").unwrap().to_owned();
+    let ended = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    let etag = ended.header("etag").unwrap().to_owned();
+    patch(Some(&etag), json!({"status": "active"}))
+        .await
+        .problem(409, "conflict");
+}
+
+async fn bad_registrations_list_every_problem(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let before = (app.count("beneficiaries").await, app.count("coverages").await);
+    let mut body = household(&r.product, "TSV 0001 !", "12345");
+    body["principal"]["family_name"] = json!("é".repeat(2_000));
+    body["principal"]["birth_date"] = json!("2090-01-01");
+    body["principal"]["phone"] = json!("90123456");
+    body["principal"]["sex"] = json!("X");
+    body["dependants"][1]["birth_date"] = json!("1990-01-01");
+    let spouse_again = body["dependants"][0].clone();
+    body["dependants"].as_array_mut().unwrap().push(spouse_again);
+    let reply = register(app, "mut-a", "bad-1", &body).await;
+    reply.problem(422, "validation_failed");
+    let fields = reply.error_fields();
+    for expected in [
+        "/member_number",
+        "/principal/national_id/value",
+        "/principal/family_name",
+        "/principal/birth_date",
+        "/principal/phone",
+        "/principal/sex",
+        "/dependants/1/birth_date",
+        "/dependants/2",
+    ] {
+        assert!(
+            fields.iter().any(|f| f.starts_with(expected)),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    let other_product = register(app, "mut-b", "bad-2", &household(&r.product, "B-1", "123456789012")).await;
+    other_product.problem(422, "validation_failed");
+    assert_eq!(other_product.json["errors"][0]["code"], "unknown_reference");
+    let wrong_types = register(
+        app,
+        "mut-a",
+        "bad-3",
+        &json!({"product": 1, "member_number": [], "principal": "x", "dependants": {}}),
+    )
+    .await;
+    wrong_types.problem(422, "validation_failed");
+    let too_big = app
+        .send(
+            app.request(Method::POST, "/v1/registrations")
+                .bearer_auth(writer(app, "mut-a"))
+                .header("idempotency-key", "big")
+                .json(&json!({"principal": {"family_name": "é".repeat(1_100_000)}})),
+        )
+        .await;
+    too_big.problem(413, "payload_too_large");
+    assert_eq!((app.count("beneficiaries").await, app.count("coverages").await), before);
+}
+
+on_both_databases!(
+    a_household_registers_all_or_nothing,
+    people_are_matched_across_organisations,
+    visibility_follows_coverage,
+    coverages_change_with_if_match_and_contributions,
+    bad_registrations_list_every_problem,
+);
