@@ -11,6 +11,11 @@ use std::time::Duration;
 use passerelle_domain::error::StoreError;
 use passerelle_domain::ports::Store;
 
+/// Product versions by (product, version): immutable once written, so safe to keep for the
+/// life of the process, on every replica.
+pub(crate) type ProductCache =
+    std::sync::RwLock<std::collections::HashMap<(String, i64), Arc<passerelle_domain::product::ProductVersion>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -20,6 +25,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
     pub url: String,
+    /// A PostgreSQL read replica for eligibility reads.
+    pub read_url: Option<String>,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
 }
@@ -28,6 +35,7 @@ impl DatabaseOptions {
     pub fn new(url: impl Into<String>) -> Self {
         DatabaseOptions {
             url: url.into(),
+            read_url: None,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
         }

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use passerelle_adapters::group_commit::AuditGroupCommit;
 use passerelle_adapters::{Database, DatabaseOptions};
 use passerelle_domain::clock::SystemClock;
 use passerelle_domain::organization::Organization;
@@ -27,6 +28,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn connect(config: &Config) -> Result<Database, String> {
     let mut options = DatabaseOptions::new(&config.database_url);
     options.max_connections = config.database_max_connections;
+    options.read_url = config.database_read_url.clone();
     passerelle_adapters::connect(&options)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))
@@ -43,6 +45,7 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
+        audit_group: AuditGroupCommit::start(db.store.clone()),
     })
 }
 

@@ -185,6 +185,7 @@ permissions!(
     Register,
     CreateCoverage,
     UpdateCoverage,
+    CheckEligibility,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

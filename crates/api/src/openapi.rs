@@ -32,6 +32,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
         (name = "registrations", description = "Households joining a mutuelle's product, one by one or in bulk"),
         (name = "beneficiaries", description = "People, once, whichever organisation covers them"),
         (name = "coverages", description = "Memberships of products, their status and contributions"),
+        (name = "eligibility", description = "Front-desk checks: covered today, by whom, at what rate, for how much"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -47,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::products::router())
         .merge(routes::registrations::router())
         .merge(routes::registry::router())
+        .merge(routes::eligibility::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use passerelle_adapters::group_commit::AuditGroupCommit;
 use passerelle_adapters::Backend;
 use passerelle_domain::clock::Clock;
 use passerelle_domain::organization::OrgKind;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub org_kinds: Arc<OrgKindCache>,
+    /// Audit events of eligibility checks, committed in groups.
+    pub audit_group: AuditGroupCommit,
 }
 
 /// Organisation kinds never change once created, so the kind behind a token's `org` is read

@@ -16,6 +16,7 @@ pub enum Action {
     Register,
     CreateCoverage,
     UpdateCoverage,
+    CheckEligibility,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -26,6 +27,7 @@ impl Action {
             Action::CreateOrganization => Scope::Admin,
             Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
             Action::ReadRegistry => Scope::RegistryRead,
+            Action::CheckEligibility => Scope::EligibilityCheck,
             Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
                 Scope::RegistryWrite
             }
@@ -41,6 +43,7 @@ impl Action {
             Action::WriteProducts | Action::UpdateCoverage => &[OrgKind::Mutuelle, OrgKind::Scheme],
             Action::Register => &[OrgKind::Mutuelle],
             Action::CreateCoverage => &[OrgKind::Scheme],
+            Action::CheckEligibility => &[OrgKind::Provider, OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }
     }

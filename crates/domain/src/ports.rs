@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::beneficiary::{Beneficiary, NationalId, ValidBeneficiary};
 use crate::coverage::{Contribution, Coverage, Relationship};
+use crate::eligibility::BirthDatePrecision;
 use crate::error::StoreError;
+use crate::money::Xof;
 use crate::organization::{OrgKind, Organization};
 use crate::pagination::{Page, PageRequest};
 use crate::product::ProductVersion;
@@ -238,7 +240,50 @@ pub trait RegistryStore: Send + Sync {
     async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError>;
 }
 
-/// Everything the service stores, behind one handle.
-pub trait Store: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore {}
+/// How a front desk names the person: by id, by national id, or by a member number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonKey {
+    Id(String),
+    NationalId(NationalId),
+    Member {
+        organization: String,
+        member_number: String,
+    },
+}
 
-impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore> Store for T {}
+/// Everything an eligibility check needs about one coverage, read in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageFacts {
+    pub coverage: Coverage,
+    /// The product version in force on the service date; `None` before the product's first.
+    pub product: Option<std::sync::Arc<ProductVersion>>,
+    pub principal_paid_through: Option<NaiveDate>,
+    /// Complementary shares already counted under this coverage in the service date's plan year.
+    pub complementary_used: Xof,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EligibilityFacts {
+    pub person: String,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+    pub coverages: Vec<CoverageFacts>,
+}
+
+#[async_trait]
+pub trait EligibilityStore: Send + Sync {
+    /// The person and every coverage they hold, with what the rules need; `None` when unknown.
+    async fn eligibility_facts(
+        &self,
+        person: &PersonKey,
+        service_date: NaiveDate,
+    ) -> Result<Option<EligibilityFacts>, StoreError>;
+}
+
+/// Everything the service stores, behind one handle.
+pub trait Store:
+    HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore
+{
+}
+
+impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore> Store for T {}

@@ -3,11 +3,14 @@
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres as Db};
 
-use super::DatabaseOptions;
+use super::{DatabaseOptions, ProductCache};
 
 pub struct PgStore {
     write: PgPool,
     read: PgPool,
+    /// Eligibility reads: the read replica when one is configured, else `read`.
+    eligibility_pool: PgPool,
+    products: ProductCache,
 }
 
 type This = PgStore;
@@ -23,17 +26,21 @@ impl PgStore {
             .connect(&options.url)
             .await
             .map_err(db_err)?;
+        let eligibility_pool = match &options.read_url {
+            Some(url) => PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect(url)
+                .await
+                .map_err(db_err)?,
+            None => pool.clone(),
+        };
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
+            eligibility_pool,
+            products: ProductCache::default(),
         })
-    }
-
-    pub fn from_pool(pool: PgPool) -> Self {
-        PgStore {
-            write: pool.clone(),
-            read: pool,
-        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -43,3 +50,4 @@ impl PgStore {
 
 include!("shared.rs");
 include!("registry.rs");
+include!("eligibility.rs");

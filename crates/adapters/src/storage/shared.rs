@@ -4,6 +4,8 @@
 // Keeping one text for both is what keeps the two backends from drifting apart; the SQL is the
 // common dialect of PostgreSQL 15 and SQLite 3.35+ (`$n` parameters, `ON CONFLICT`, `RETURNING`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
 use passerelle_domain::audit::{AuditEvent, NewAuditEvent};

@@ -6,11 +6,13 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite as Db, SqlitePool};
 
-use super::DatabaseOptions;
+use super::{DatabaseOptions, ProductCache};
 
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    eligibility_pool: SqlitePool,
+    products: ProductCache,
 }
 
 type This = SqliteStore;
@@ -39,7 +41,12 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(db_err)?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            eligibility_pool: read.clone(),
+            read,
+            products: ProductCache::default(),
+        })
     }
 
     pub fn write_pool(&self) -> &SqlitePool {
@@ -49,3 +56,4 @@ impl SqliteStore {
 
 include!("shared.rs");
 include!("registry.rs");
+include!("eligibility.rs");

@@ -1,0 +1,391 @@
+//! `POST /v1/eligibility-checks`: is this person covered today, by whom, at what rate, and what
+//! will the patient pay? The hot path of the service.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{Days, NaiveDate};
+use passerelle_domain::beneficiary::NationalId;
+use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
+use passerelle_domain::coverage::Coverage;
+use passerelle_domain::eligibility::{evaluate, CoverageEligibility, EligibilityInput};
+use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{Xof, MAX_XOF};
+use passerelle_domain::organization::OrgKind;
+use passerelle_domain::ports::{EligibilityFacts, PersonKey};
+use passerelle_domain::product::{CareLevel, Category};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::{perm, AppJson, Authorized, Caller};
+use crate::fields::Fields;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(check_eligibility))
+}
+
+/// Who the check is about: exactly one of `id`, `national_id`, or `organization` + `member_number`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PersonSelector {
+    pub id: Option<String>,
+    pub national_id: Option<super::registry::NationalIdView>,
+    pub organization: Option<String>,
+    pub member_number: Option<String>,
+}
+
+/// The body of `POST /v1/eligibility-checks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"beneficiary": {"organization": "mut-tsevie", "member_number": "TSV-0042"},
+    "service_date": "2026-11-30", "care_level": "health_center", "category": "consultation", "amount_xof": 10000}))]
+pub struct EligibilityRequest {
+    pub beneficiary: PersonSelector,
+    /// Default today; from 1900-01-01 to one year ahead.
+    pub service_date: Option<NaiveDate>,
+    /// `health_post`, `health_center`, `hospital` or `university_hospital`.
+    pub care_level: String,
+    /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
+    /// `surgery`, `dental`, `optical` or `emergency`.
+    pub category: Option<String>,
+    /// 0 to 10^12: the amount to split into an estimate.
+    pub amount_xof: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReasonView {
+    /// `NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`, `SUSPENDED`, `TERMINATED`,
+    /// `ENDED`, `NOT_COVERED`, `EXCLUDED_CATEGORY`, `CEILING_EXHAUSTED`, `DEPENDANT_AGE_LIMIT`.
+    pub code: String,
+    pub message: String,
+    /// The first day on which the reason no longer holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CoverageEligibilityView {
+    pub coverage: String,
+    pub organization: String,
+    /// `base`, `complementary` or `primary`.
+    pub layer: String,
+    /// `eligible` or `not_eligible`.
+    pub status: String,
+    /// The rate of the first matching rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_bp: Option<u32>,
+    pub reasons: Vec<ReasonView>,
+    /// What the annual ceiling still allows this plan year; absent without a ceiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_ceiling_xof: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EstimateView {
+    pub billed_xof: i64,
+    pub base_xof: i64,
+    pub complementary_xof: i64,
+    pub patient_xof: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-30", "eligible": true,
+    "coverages": [
+        {"coverage": "01937f0e-9f5d-7a6e-8b32-4d5e6f708192", "organization": "tg-inam", "layer": "base", "status": "eligible", "rate_bp": 8000, "reasons": []},
+        {"coverage": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "organization": "mut-tsevie", "layer": "complementary", "status": "eligible", "rate_bp": 10000, "reasons": [], "remaining_ceiling_xof": 140000}
+    ],
+    "estimate": {"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}}))]
+pub struct EligibilityView {
+    pub beneficiary: String,
+    pub service_date: NaiveDate,
+    /// True when at least one coverage is eligible for this service.
+    pub eligible: bool,
+    pub coverages: Vec<CoverageEligibilityView>,
+    /// The split of `amount_xof`, when given (API.md §6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<EstimateView>,
+}
+
+struct Check {
+    person: PersonKey,
+    service_date: NaiveDate,
+    care_level: CareLevel,
+    category: Option<Category>,
+    amount: Option<Xof>,
+}
+
+fn unknown(field: &str, allowed: &[&str]) -> FieldError {
+    FieldError::new(
+        field,
+        "unknown_value",
+        format!("must be one of {}", allowed.join(", ")),
+        format!("doit être l'une des valeurs {}", allowed.join(", ")),
+    )
+}
+
+fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) -> Option<PersonKey> {
+    let Some(obj) = body else {
+        errors.push(FieldError::required("/beneficiary"));
+        return None;
+    };
+    let mut f = Fields::nested(obj, "/beneficiary");
+    let id = f.opt_str("id");
+    let nid = f.opt_object("national_id").map(|n| {
+        let mut g = Fields::nested(n, "/beneficiary/national_id");
+        let parts = (g.str("country"), g.str("type"), g.str("value"));
+        errors.extend(g.finish());
+        parts
+    });
+    let organization = f.opt_str("organization");
+    let member_number = f.opt_str("member_number");
+    errors.extend(f.finish());
+    let forms = usize::from(id.is_some())
+        + usize::from(nid.is_some())
+        + usize::from(organization.is_some() || member_number.is_some());
+    if forms != 1 {
+        errors.push(FieldError::new(
+            "/beneficiary",
+            "ambiguous_person",
+            "give exactly one of id, national_id, or organization with member_number",
+            "indiquez exactement un de id, national_id, ou organization avec member_number",
+        ));
+        return None;
+    }
+    if let Some(id) = id {
+        return Some(PersonKey::Id(id));
+    }
+    if let Some((Some(country), Some(id_type), Some(value))) = nid {
+        return match NationalId::parse(&country, &id_type, &value, "/beneficiary/national_id/value") {
+            Ok(n) => Some(PersonKey::NationalId(n)),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+    }
+    match (organization, member_number) {
+        (Some(organization), Some(member_number)) => Some(PersonKey::Member {
+            organization,
+            member_number,
+        }),
+        (None, Some(_)) => {
+            errors.push(FieldError::required("/beneficiary/organization"));
+            None
+        }
+        (Some(_), None) => {
+            errors.push(FieldError::required("/beneficiary/member_number"));
+            None
+        }
+        _ => None,
+    }
+}
+
+fn read_check(body: &Map<String, Value>, today: NaiveDate) -> Result<Check, ApiError> {
+    let mut f = Fields::new(body);
+    let mut errors = Vec::new();
+    let person_obj = f.opt_object("beneficiary");
+    let service_date = f.opt_str("service_date");
+    let care_level = f.str("care_level");
+    let category = f.opt_str("category");
+    let amount = f.opt_i64("amount_xof");
+    let amount_given = body.get("amount_xof").is_some_and(|v| !v.is_null());
+    errors.extend(f.finish());
+    let beneficiary_present = body.get("beneficiary").is_some_and(|v| !v.is_null());
+    let person = if beneficiary_present {
+        person_obj.and_then(|o| read_person(Some(o), &mut errors))
+    } else {
+        read_person(None, &mut errors)
+    };
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(today);
+    let latest = today.checked_add_days(Days::new(366)).unwrap_or(today);
+    let service_date = match service_date {
+        None => Some(today),
+        Some(raw) => match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+            Ok(d) if d >= earliest && d <= latest => Some(d),
+            Ok(_) => {
+                errors.push(FieldError::new(
+                    "/service_date",
+                    "out_of_range",
+                    format!("must be between 1900-01-01 and {latest}"),
+                    format!("doit être entre 1900-01-01 et {latest}"),
+                ));
+                None
+            }
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "/service_date",
+                    "invalid_date",
+                    "must be YYYY-MM-DD",
+                    "doit être AAAA-MM-JJ",
+                ));
+                None
+            }
+        },
+    };
+    let care_level = care_level.and_then(|c| {
+        CareLevel::parse(&c).or_else(|| {
+            errors.push(unknown("/care_level", &CareLevel::ALL.map(CareLevel::as_str)));
+            None
+        })
+    });
+    let category = match category {
+        None => Some(None),
+        Some(c) => match Category::parse(&c) {
+            Some(c) => Some(Some(c)),
+            None => {
+                errors.push(unknown("/category", &Category::ALL.map(Category::as_str)));
+                None
+            }
+        },
+    };
+    let amount = match amount {
+        Some(a) if (0..=MAX_XOF).contains(&a) => Some(Xof(a)),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "/amount_xof",
+                "out_of_range",
+                format!("must be from 0 to {MAX_XOF} XOF"),
+                format!("doit être de 0 à {MAX_XOF} XOF"),
+            ));
+            None
+        }
+        None => None,
+    };
+    match (person, service_date, care_level, category) {
+        (Some(person), Some(service_date), Some(care_level), Some(category)) if errors.is_empty() => {
+            let _ = amount_given;
+            Ok(Check {
+                person,
+                service_date,
+                care_level,
+                category,
+                amount,
+            })
+        }
+        _ => Err(ApiError::validation(errors)),
+    }
+}
+
+/// Providers check anyone at their front desk; mutuelles and schemes only the people they cover.
+fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
+    caller.kind == OrgKind::Provider
+        || facts
+            .coverages
+            .iter()
+            .any(|c| c.coverage.organization == caller.org.as_str())
+}
+
+/// Check a person's coverage for a service and, with an amount, estimate each payer's share.
+#[utoipa::path(
+    post,
+    path = "/v1/eligibility-checks",
+    tag = "eligibility",
+    request_body = EligibilityRequest,
+    responses(
+        (status = 200, description = "The answer for every coverage the person holds", body = EligibilityView),
+        (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["eligibility:check"]))
+)]
+pub async fn check_eligibility(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CheckEligibility>,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Json<EligibilityView>, ApiError> {
+    let check = read_check(&body, state.clock.today())?;
+    let facts = state
+        .store
+        .eligibility_facts(&check.person, check.service_date)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !may_check(&auth.caller, &facts) {
+        return Err(ApiError::NotFound);
+    }
+    let answers: Vec<(&Coverage, CoverageEligibility)> = facts
+        .coverages
+        .iter()
+        .map(|c| {
+            let input = EligibilityInput {
+                coverage: &c.coverage,
+                product: c.product.as_deref(),
+                birth_date: facts.birth_date,
+                birth_date_precision: facts.birth_date_precision,
+                principal_paid_through: c.principal_paid_through,
+                service_date: check.service_date,
+                care_level: check.care_level,
+                category: check.category,
+                complementary_used_xof: c.complementary_used,
+            };
+            (&c.coverage, evaluate(&input))
+        })
+        .collect();
+    let eligible = answers.iter().any(|(_, a)| a.is_eligible());
+    let estimate_view = match check.amount {
+        None => None,
+        Some(billed) => {
+            let paying = || answers.iter().filter(|(_, a)| a.is_eligible()).map(|(c, _)| *c);
+            let answer_of = |c: Option<&Coverage>| {
+                c.and_then(|c| answers.iter().find(|(x, _)| x.id == c.id))
+                    .map(|(_, a)| a)
+            };
+            let base = answer_of(choose_base(paying()));
+            let complementary = answer_of(choose_complementary(paying()));
+            let split = estimate(
+                billed,
+                base.and_then(|a| a.paying_rate()),
+                complementary.and_then(|a| a.paying_rate()),
+                complementary.and_then(|a| a.remaining_ceiling_xof),
+            )
+            .map_err(|e| ApiError::Internal(format!("estimate: {e:?}")))?;
+            Some(EstimateView {
+                billed_xof: split.billed_xof.value(),
+                base_xof: split.base_xof.value(),
+                complementary_xof: split.complementary_xof.value(),
+                patient_xof: split.patient_xof.value(),
+            })
+        }
+    };
+    let lang = crate::problem::current_lang();
+    let view = EligibilityView {
+        beneficiary: facts.person.clone(),
+        service_date: check.service_date,
+        eligible,
+        coverages: answers
+            .iter()
+            .map(|(c, a)| CoverageEligibilityView {
+                coverage: c.id.clone(),
+                organization: c.organization.clone(),
+                layer: c.layer.as_str().to_owned(),
+                status: a.status.as_str().to_owned(),
+                rate_bp: a.rate_bp.map(|r| r.value()),
+                reasons: a
+                    .reasons
+                    .iter()
+                    .map(|r| ReasonView {
+                        code: r.code.as_str().to_owned(),
+                        message: lang.pick(r.code.message_en(), r.code.message_fr()).to_owned(),
+                        until: r.until,
+                    })
+                    .collect(),
+                remaining_ceiling_xof: a.remaining_ceiling_xof.map(|x| x.value()),
+            })
+            .collect(),
+        estimate: estimate_view,
+    };
+    // Who asked about whom, and the answer: durable before the answer leaves.
+    let ctx = auth.caller.write_context(&state, None);
+    let action = if eligible {
+        "eligibility.eligible"
+    } else {
+        "eligibility.not_eligible"
+    };
+    state
+        .audit_group
+        .append(ctx.audit(action, "beneficiary", &facts.person))
+        .await?;
+    metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
+        .increment(1);
+    Ok(Json(view))
+}

@@ -1,0 +1,216 @@
+//! API.md §5 Eligibility and §6: the front-desk check on both databases.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use serde_json::{json, Value};
+
+use crate::registry::{household, register, registry, writer};
+
+async fn check(app: &TestApp, token: &str, body: Value) -> Reply {
+    app.post("/v1/eligibility-checks", token, &body).await
+}
+
+fn provider(app: &TestApp) -> String {
+    app.token("cms-a", "eligibility:check")
+}
+
+struct Setup {
+    app: TestApp,
+    principal: String,
+    spouse: String,
+    principal_coverage: String,
+}
+
+async fn setup(backend: Backend, paid_through: &str) -> Setup {
+    let r = registry(backend).await;
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["paid_through"] = json!(paid_through);
+    let reply = register(&r.app, "mut-a", "k1", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let m = &reply.json["members"];
+    Setup {
+        principal: m[0]["beneficiary"]["id"].as_str().unwrap().to_owned(),
+        spouse: m[1]["beneficiary"]["id"].as_str().unwrap().to_owned(),
+        principal_coverage: m[0]["coverage"]["id"].as_str().unwrap().to_owned(),
+        app: r.app,
+    }
+}
+
+async fn a_mutuelle_alone_pays_its_rate_with_floors(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let by_member = json!({"beneficiary": {"organization": "mut-a", "member_number": "TSV-0001"},
+        "service_date": "2026-06-01", "care_level": "health_center", "category": "consultation", "amount_xof": 10001});
+    let reply = check(app, &provider(app), by_member).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(reply.json["eligible"], true);
+    assert_eq!(reply.json["beneficiary"], s.principal.as_str());
+    let coverage = &reply.json["coverages"][0];
+    assert_eq!(coverage["status"], "eligible");
+    assert_eq!(coverage["rate_bp"], 10000);
+    assert_eq!(coverage["remaining_ceiling_xof"], 150000);
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 0, "complementary_xof": 10001, "patient_xof": 0})
+    );
+
+    // Pharmacy at 70 %: floor(10001 × 7000 / 10000) = 7000; the patient pays the other 3001.
+    let pharmacy = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "hospital",
+        "category": "pharmacy", "amount_xof": 10001});
+    let reply = check(app, &provider(app), pharmacy).await;
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 0, "complementary_xof": 7000, "patient_xof": 3001})
+    );
+
+    // The same person by national id, in any spelling.
+    let by_nid = json!({"beneficiary": {"national_id": {"country": "tg", "type": "NIU", "value": "1234 5678 9012"}},
+        "service_date": "2026-06-01", "care_level": "health_center"});
+    let reply = check(app, &provider(app), by_nid).await;
+    assert_eq!(reply.json["beneficiary"], s.principal.as_str());
+    assert!(reply.json.get("estimate").is_none());
+}
+
+async fn every_reason_is_reported_with_its_end(backend: Backend) {
+    let s = setup(backend, "2026-01-31").await;
+    let app = &s.app;
+    // Day 31 of a 90-day waiting period, and contributions lapsed (paid to 01-31, 30 days' grace).
+    let early = json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-03-15", "care_level": "health_center",
+        "category": "dental"});
+    let reply = check(app, &provider(app), early).await;
+    assert_eq!(reply.json["eligible"], false);
+    let reasons = reply.json["coverages"][0]["reasons"].as_array().unwrap();
+    let codes: Vec<&str> = reasons.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert!(
+        codes.contains(&"WAITING_PERIOD")
+            && codes.contains(&"CONTRIBUTIONS_IN_ARREARS")
+            && codes.contains(&"EXCLUDED_CATEGORY"),
+        "{codes:?}"
+    );
+    let waiting = reasons.iter().find(|r| r["code"] == "WAITING_PERIOD").unwrap();
+    assert_eq!(waiting["until"], "2026-04-01");
+    assert!(waiting["message"].as_str().unwrap().len() > 3);
+
+    // The principal pays: the spouse's eligibility follows the principal's payments.
+    let pay = json!({"amount_xof": 6000, "period_start": "2026-02-01", "period_end": "2026-12-31", "paid_at": "2026-02-02", "reference": "R-1"});
+    let paid = app
+        .post(
+            &format!("/v1/coverages/{}/contributions", s.principal_coverage),
+            &writer(app, "mut-a"),
+            &pay,
+        )
+        .await;
+    assert_eq!(paid.status.as_u16(), 201, "{}", paid.text);
+    let later = json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-06-15", "care_level": "health_center"});
+    let reply = check(app, &provider(app), later).await;
+    assert_eq!(reply.json["eligible"], true, "{}", reply.text);
+}
+
+async fn who_may_ask_about_whom(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_post"});
+    assert_eq!(
+        check(app, &app.token("mut-a", "eligibility:check"), body.clone())
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    check(app, &app.token("mut-b", "eligibility:check"), body.clone())
+        .await
+        .problem(404, "not_found");
+    check(app, &app.token("audit-x", "eligibility:check"), body.clone())
+        .await
+        .problem(403, "forbidden");
+    check(app, &app.token("cms-a", "registry:read"), body.clone())
+        .await
+        .problem(403, "forbidden");
+    let unknown = json!({"beneficiary": {"id": "nobody"}, "care_level": "health_post"});
+    check(app, &provider(app), unknown).await.problem(404, "not_found");
+    let unknown_member =
+        json!({"beneficiary": {"organization": "mut-a", "member_number": "NOPE"}, "care_level": "health_post"});
+    check(app, &provider(app), unknown_member)
+        .await
+        .problem(404, "not_found");
+}
+
+async fn bad_checks_name_the_field(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let base = json!({"beneficiary": {"id": s.principal}, "care_level": "health_post"});
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"service_date": "1899-12-31"}), "/service_date"),
+        (json!({"service_date": "2999-01-01"}), "/service_date"),
+        (json!({"service_date": "30/11/2026"}), "/service_date"),
+        (json!({"care_level": "clinic"}), "/care_level"),
+        (json!({"category": "magic"}), "/category"),
+        (json!({"amount_xof": -1}), "/amount_xof"),
+        (json!({"amount_xof": 1_000_000_000_001_i64}), "/amount_xof"),
+        (json!({"amount_xof": "100"}), "/amount_xof"),
+        (
+            json!({"beneficiary": {"id": s.principal, "member_number": "X"}}),
+            "/beneficiary",
+        ),
+        (
+            json!({"beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "12"}}}),
+            "/beneficiary/national_id/value",
+        ),
+        (json!({"colour": "blue"}), "/colour"),
+    ];
+    let before = app.count("audit_events").await;
+    for (patch, field) in cases {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let reply = check(app, &provider(app), body).await;
+        reply.problem(422, "validation_failed");
+        assert!(
+            reply.error_fields().iter().any(|f| f == field),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        app.count("audit_events").await,
+        before,
+        "refused checks are not audited"
+    );
+}
+
+async fn checks_are_audited_in_groups_without_personal_data(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let before = app.count("audit_events").await;
+    let token = provider(app);
+    let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
+    let replies = futures::future::join_all((0..50).map(|_| check(app, &token, body.clone()))).await;
+    assert!(replies.iter().all(|r| r.status.as_u16() == 200));
+    assert_eq!(app.count("audit_events").await, before + 50);
+    let events = app
+        .get(
+            &format!("/v1/audit-events?resource_id={}&limit=500", s.principal),
+            &app.operator(),
+        )
+        .await;
+    let items = events.json["items"].as_array().unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .filter(|e| e["action"] == "eligibility.eligible" && e["organization"] == "cms-a")
+            .count(),
+        50
+    );
+    assert!(!events.text.contains("Agbéko") && !events.text.contains("123456789012"));
+    let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
+    assert_eq!(verify.json["valid"], true);
+}
+
+on_both_databases!(
+    a_mutuelle_alone_pays_its_rate_with_floors,
+    every_reason_is_reported_with_its_end,
+    who_may_ask_about_whom,
+    bad_checks_name_the_field,
+    checks_are_audited_in_groups_without_personal_data,
+);
