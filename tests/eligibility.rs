@@ -213,4 +213,75 @@ on_both_databases!(
     who_may_ask_about_whom,
     bad_checks_name_the_field,
     checks_are_audited_in_groups_without_personal_data,
+    base_then_complementary,
 );
+
+/// TG: INAM pays 80 % first, the mutuelle its rate of the remainder (the ticket modérateur).
+async fn base_then_complementary(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let inam = app.token("tg-inam", "registry:read registry:write eligibility:check");
+    let base = app
+        .post(
+            "/v1/products",
+            &inam,
+            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
+        )
+        .await;
+    let base_id = base.json["id"].as_str().unwrap();
+    let affiliation = json!({"product": base_id, "member_number": "INAM-0001", "start_date": "2025-01-01",
+        "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbeko",
+                        "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}});
+    let created = app.post("/v1/coverages", &inam, &affiliation).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(
+        created.json["beneficiary"],
+        s.principal.as_str(),
+        "matched by national id"
+    );
+    assert_eq!(created.json["layer"], "base");
+    assert!(created.header("location").unwrap().starts_with("/v1/coverages/"));
+
+    let ask_at = |care_level: &str, category: &str| {
+        json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": care_level,
+               "category": category, "amount_xof": 10001})
+    };
+    let ask = |category: &str| ask_at("health_center", category);
+    // base = floor(10001 × 0.8) = 8000; remainder 2001 paid in full by the mutuelle.
+    let reply = check(app, &provider(app), ask("consultation")).await;
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0})
+    );
+    let layers: Vec<&str> = reply.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers.len(), 2);
+    assert!(layers.contains(&"base") && layers.contains(&"complementary"));
+    // Pharmacy at a hospital, 70 % of the remainder: floor(2001 × 0.7) = 1400; the patient pays 601.
+    let reply = check(app, &provider(app), ask_at("hospital", "pharmacy")).await;
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 1400, "patient_xof": 601})
+    );
+    // The scheme checks its own affiliate.
+    assert_eq!(check(app, &inam, ask("consultation")).await.status.as_u16(), 200);
+
+    // Base affiliations are the schemes' alone, and reference only what they may see.
+    let mutuelle = app.post("/v1/coverages", &writer(app, "mut-a"), &affiliation).await;
+    mutuelle.problem(403, "forbidden");
+    let mut unknown = affiliation.clone();
+    unknown["product"] = json!("nope");
+    unknown["member_number"] = json!("INAM-0002");
+    unknown["beneficiary"] = json!({"id": s.spouse});
+    let reply = app.post("/v1/coverages", &inam, &unknown).await;
+    reply.problem(422, "validation_failed");
+    let mut fields = reply.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/beneficiary/id", "/product"]);
+    let again = app.post("/v1/coverages", &inam, &affiliation).await;
+    again.problem(409, "conflict");
+}

@@ -22,12 +22,17 @@ use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
+use passerelle_domain::beneficiary::{BeneficiaryDraft, LocalityDraft, NationalIdDraft};
+use passerelle_domain::coverage::Relationship;
+use passerelle_domain::ports::{NewHousehold, PersonRef};
+use passerelle_domain::product::Layer;
+use passerelle_domain::registration::MemberNumber;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_beneficiaries))
         .routes(routes!(get_beneficiary))
-        .routes(routes!(list_coverages))
+        .routes(routes!(list_coverages, create_coverage))
         .routes(routes!(get_coverage, patch_coverage))
         .routes(routes!(add_contribution, list_contributions))
 }
@@ -616,4 +621,195 @@ pub async fn list_contributions(
     let result = state.store.list_contributions(&id, &page).await?;
     crate::routes::audit::record_read(&state, &auth.caller, "contribution", &format!("coverage:{id}")).await?;
     Ok(Json(ListOf::from_page(result, ContributionView::from)))
+}
+
+/// Reads a person's fields as in a registration, at `prefix`.
+pub fn read_person_fields(f: &mut Fields<'_>, prefix: &str, errors: &mut Vec<FieldError>) -> BeneficiaryDraft {
+    let national_id = f.opt_object("national_id").map(|n| {
+        let mut g = Fields::nested(n, &format!("{prefix}/national_id"));
+        let draft = NationalIdDraft {
+            country: g.opt_str("country"),
+            id_type: g.opt_str("type"),
+            value: g.opt_str("value"),
+        };
+        errors.extend(g.finish());
+        draft
+    });
+    let locality = f.opt_object("locality").map(|l| {
+        let mut g = Fields::nested(l, &format!("{prefix}/locality"));
+        let draft = LocalityDraft {
+            region: g.opt_str("region"),
+            district: g.opt_str("district"),
+            commune: g.opt_str("commune"),
+        };
+        errors.extend(g.finish());
+        draft
+    });
+    BeneficiaryDraft {
+        national_id,
+        family_name: f.opt_str("family_name"),
+        given_names: f.opt_str("given_names"),
+        sex: f.opt_str("sex"),
+        birth_date: f.opt_str("birth_date"),
+        birth_date_precision: f.opt_str("birth_date_precision"),
+        phone: f.opt_str("phone"),
+        locality,
+    }
+}
+
+/// The body of `POST /v1/coverages`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "member_number": "INAM-TG-0042",
+    "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
+                    "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"},
+    "start_date": "2025-01-01"}))]
+pub struct CoverageCreate {
+    /// One of your `base` products.
+    pub product: String,
+    /// Unique in your scheme.
+    pub member_number: String,
+    /// `{"id": …}` of a person you already cover, or the person's fields (matched by national id
+    /// or created, as in a registration).
+    pub beneficiary: Value,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+}
+
+/// Record a base affiliation (schemes).
+#[utoipa::path(
+    post,
+    path = "/v1/coverages",
+    tag = "coverages",
+    request_body = CoverageCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = CoverageView,
+         headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
+        (status = 409, description = "The member number is taken, or the person already holds this product", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn create_coverage(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CreateCoverage>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let caller = &auth.caller;
+    let today = state.clock.today();
+    let mut f = Fields::new(&body);
+    let mut errors = Vec::new();
+    let product_id = f.str("product");
+    let member_number = f.str("member_number");
+    let start_date = parse_date_field(&mut f, "start_date", &mut errors);
+    let end_date = match f.opt_str("end_date") {
+        None => None,
+        Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
+            .map(Some)
+            .unwrap_or_else(|_| {
+                errors.push(FieldError::new(
+                    "/end_date",
+                    "invalid_date",
+                    "must be YYYY-MM-DD",
+                    "doit être AAAA-MM-JJ",
+                ));
+                None
+            }),
+    };
+    let person_obj = f.opt_object("beneficiary");
+    if body.get("beneficiary").is_none_or(Value::is_null) {
+        errors.push(FieldError::required("/beneficiary"));
+    }
+    errors.extend(f.finish());
+    let member_number = member_number.and_then(|m| {
+        MemberNumber::parse(&m).or_else(|| {
+            errors.push(FieldError::new(
+                "/member_number",
+                "invalid_format",
+                "must be 1 to 50 letters, digits, dashes, slashes or dots",
+                "doit compter de 1 à 50 lettres, chiffres, tirets, barres obliques ou points",
+            ));
+            None
+        })
+    });
+    if let (Some(s), Some(e)) = (start_date, end_date) {
+        if e < s {
+            errors.push(FieldError::new(
+                "/end_date",
+                "before_start_date",
+                "must be on or after start_date",
+                "doit être au plus tôt start_date",
+            ));
+        }
+    }
+    let person = match person_obj {
+        Some(obj) if obj.contains_key("id") => {
+            let mut g = Fields::nested(obj, "/beneficiary");
+            let id = g.str("id");
+            errors.extend(g.finish());
+            match id {
+                Some(id)
+                    if may_see_person(&state, caller, &id).await?
+                        && state.store.get_beneficiary(&id).await?.is_some() =>
+                {
+                    Some(PersonRef::Existing(id))
+                }
+                Some(_) => {
+                    errors.push(FieldError::unknown_reference("/beneficiary/id"));
+                    None
+                }
+                None => None,
+            }
+        }
+        Some(obj) => {
+            let mut g = Fields::nested(obj, "/beneficiary");
+            let draft = read_person_fields(&mut g, "/beneficiary", &mut errors);
+            errors.extend(g.finish());
+            match draft.validate("/beneficiary", today) {
+                Ok(valid) => Some(PersonRef::New(valid)),
+                Err(rule_errors) => {
+                    errors = crate::fields::merge(errors, rule_errors);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let product = match &product_id {
+        Some(id) => {
+            let found = super::registrations::own_product(&state, caller, id, start_date).await?;
+            match found {
+                Some(p) if p.layer == Layer::Base => Some(p),
+                _ => {
+                    errors.push(FieldError::unknown_reference("/product"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let (Some(product), Some(member_number), Some(start_date), Some(person)) =
+        (product, member_number, start_date, person)
+    else {
+        return Err(ApiError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let household = NewHousehold {
+        product,
+        member_number: member_number.into_string(),
+        start_date,
+        end_date,
+        paid_through: None,
+        members: Vec::new(),
+    };
+    let ctx = caller.write_context(&state, idempotency);
+    let written = state.store.create_coverage(&ctx, &person, &household).await?;
+    let coverage = written.value.coverage;
+    debug_assert_eq!(coverage.relationship, Relationship::Principal);
+    let version = coverage.version;
+    let view = CoverageView::from(coverage);
+    let mut response = super::created(format!("/v1/coverages/{}", view.id), &view);
+    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
+    Ok(response)
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The eligibility benchmark (issue 4): seeds BENCH_PEOPLE (default 1,000,000) people with
+# coverages, then runs eligibility checks for random people with wrk at concurrency 1, 16 and 64
+# for BENCH_SECONDS each, next to /health/ready (one database round trip) measured in the same
+# run, on PostgreSQL and SQLite. Usage: bench/eligibility.sh [postgres|sqlite|both]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+PEOPLE=${BENCH_PEOPLE:-1000000}
+export BENCH_PEOPLE=$PEOPLE
+trap bench_stop EXIT
+
+bench_setup
+results=()
+for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" ); do
+  bench_database "$backend"
+  bench_start
+  op=$(token operator admin)
+  post "$op" /v1/organizations '{"id":"bench-mut","kind":"mutuelle","country":"TG","name":"Bench mutuelle"}' >/dev/null
+  post "$op" /v1/organizations '{"id":"bench-inam","kind":"scheme","country":"TG","name":"Bench scheme"}' >/dev/null
+  post "$op" /v1/organizations '{"id":"bench-cms","kind":"provider","country":"TG","name":"Bench facility"}' >/dev/null
+  comp=$(post "$(token bench-mut registry:write)" /v1/products '{"layer":"complementary","name":"Bench plan",
+    "rules":[{"care_level":"health_center","rate_bp":10000},{"rate_bp":5000}],"annual_ceiling_xof":150000,
+    "waiting_period_days":30,"grace_period_days":30,"effective_from":"2025-01-01"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  base=$(post "$(token bench-inam registry:write)" /v1/products '{"layer":"base","name":"Bench AMU",
+    "rules":[{"rate_bp":8000}],"effective_from":"2024-01-01"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  started=$(date +%s)
+  if [ "$backend" = postgres ]; then
+    psql -q -h 127.0.0.1 -U postgres -d passerelle_bench -v people="$PEOPLE" -v comp_product="$comp" \
+      -v base_product="$base" -f bench/seed-postgres.sql >/dev/null
+  else
+    sed -e "s/__PEOPLE__/$PEOPLE/g; s/__COMP__/$comp/g; s/__BASE__/$base/g" bench/seed-sqlite.sql |
+      sqlite3 "$OUT/bench.db" >/dev/null
+  fi
+  echo "$backend: seeded $PEOPLE people in $(( $(date +%s) - started )) s" >&2
+  export BENCH_TOKEN
+  BENCH_TOKEN=$(token bench-cms eligibility:check)
+  BENCH_SECONDS=3 wrk_run 16 bench/eligibility.lua /v1/eligibility-checks >/dev/null
+  for c in 1 16 64; do
+    read -r h_rps h_p50 h_p99 < <(wrk_run "$c" bench/health.lua /health/ready)
+    read -r e_rps e_p50 e_p99 < <(wrk_run "$c" bench/eligibility.lua /v1/eligibility-checks)
+    ratio=$(python3 -c "print(f'{$e_rps / max($h_rps, 1):.2f}')")
+    results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio")
+  done
+  bench_stop
+done
+
+echo
+echo "Eligibility checks vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $(nproc) cores"
+printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "check r/s" "p50 ms" "p99 ms" "ratio"
+for r in "${results[@]}"; do
+  # shellcheck disable=SC2086
+  printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' $r
+done
+if [ -s "$OUT/wrk-errors.log" ]; then
+  echo "non-200 answers were logged in $OUT/wrk-errors.log" >&2
+fi

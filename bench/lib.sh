@@ -1,0 +1,77 @@
+# Shared by the benchmarks: build, a bench database, a running service, wrk runs and parsing.
+# Every request goes to 127.0.0.1.
+
+BENCH_PORT=${BENCH_PORT:-18080}
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+BASE="http://127.0.0.1:${BENCH_PORT}"
+OUT=bench/out
+BIN=target/release/passerelle
+export PASSERELLE_JWT_HS256_SECRET=bench-secret-bench-secret-bench-secret-0123
+export PASSERELLE_LOG=${PASSERELLE_LOG:-warn}
+export PASSERELLE_LISTEN="127.0.0.1:${BENCH_PORT}"
+
+bench_setup() {
+  mkdir -p "$OUT"
+  if ! command -v wrk >/dev/null; then
+    echo "installing wrk…" >&2
+    apt-get install -y -qq wrk >/dev/null
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  fi
+  cargo build --release --locked -q -p passerelle-api
+}
+
+# bench_database postgres|sqlite: a fresh, migrated database; sets PASSERELLE_DATABASE_URL.
+bench_database() {
+  case "$1" in
+    postgres)
+      psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS passerelle_bench" \
+        -c "CREATE DATABASE passerelle_bench" >/dev/null
+      export PASSERELLE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/passerelle_bench ;;
+    sqlite)
+      rm -f "$OUT"/bench.db*
+      export PASSERELLE_DATABASE_URL="sqlite://$OUT/bench.db" ;;
+  esac
+  "$BIN" migrate 2>/dev/null
+}
+
+SERVER_PID=""
+bench_start() {
+  "$BIN" serve --no-migrate >"$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf "$BASE/health/ready" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the service did not start; see $OUT/server.log" >&2
+  return 1
+}
+
+bench_stop() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+
+token() { "$BIN" token --org "$1" --scope "$2" --ttl 1d; }
+
+# post TOKEN PATH JSON → prints the response body, fails on a non-2xx.
+post() {
+  curl -sf -X POST "$BASE$2" -H "Authorization: Bearer $1" -H "Content-Type: application/json" -d "$3"
+}
+
+# wrk_run CONCURRENCY SCRIPT PATH → "rps p50_ms p99_ms"
+wrk_run() {
+  local c=$1 script=$2 path=$3 threads=2
+  [ "$c" -lt 2 ] && threads=1
+  wrk -t"$threads" -c"$c" -d"${BENCH_SECONDS}s" --latency -s "$script" "$BASE$path" 2>>"$OUT/wrk-errors.log" |
+    awk '
+      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      /Requests\/sec/ { rps = $2 }
+      /^ +50%/ { p50 = ms($2) }
+      /^ +99%/ { p99 = ms($2) }
+      END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+}

@@ -1,0 +1,23 @@
+-- 1,000,000 people for the eligibility benchmark: each holds a complementary coverage with the
+-- bench mutuelle; every second one also a base coverage with the bench scheme (the TG shape).
+-- :people, :comp_product and :base_product are psql variables.
+INSERT INTO beneficiaries (id, nid_country, nid_type, nid_value, family_name, given_names, match_key, sex,
+                           birth_date, birth_date_precision, created_at)
+SELECT 'b' || lpad(g::text, 7, '0'), 'TG', 'NIU', lpad(g::text, 12, '0'), 'Bench', 'Person ' || g,
+       'bench person ' || g, CASE WHEN g % 2 = 0 THEN 'F' ELSE 'M' END, DATE '1950-01-01' + (g % 20000), 'day', now()
+FROM generate_series(1, :people) g;
+
+INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, relationship,
+                       principal_coverage, start_date, end_date, status, paid_through, version, created_at, updated_at)
+SELECT 'c' || lpad(g::text, 7, '0'), 'b' || lpad(g::text, 7, '0'), :'comp_product', 'bench-mut', 'complementary',
+       'M' || lpad(g::text, 7, '0'), true, 'principal', NULL, DATE '2025-01-01', NULL, 'active', DATE '2026-12-31', 1,
+       now(), now()
+FROM generate_series(1, :people) g;
+
+INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, relationship,
+                       principal_coverage, start_date, end_date, status, paid_through, version, created_at, updated_at)
+SELECT 'd' || lpad(g::text, 7, '0'), 'b' || lpad(g::text, 7, '0'), :'base_product', 'bench-inam', 'base',
+       'I' || lpad(g::text, 7, '0'), true, 'principal', NULL, DATE '2024-01-01', NULL, 'active', NULL, 1, now(), now()
+FROM generate_series(2, :people, 2) g;
+
+ANALYZE;
