@@ -153,7 +153,10 @@ async fn serve_on_a_bare_machine_then_verify_the_audit_chain_offline() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true);
-    assert_eq!(report["events_checked"], 9, "the operator and eight demo organisations");
+    assert!(
+        report["events_checked"].as_u64().unwrap() > 9,
+        "the operator, eight organisations, products, households"
+    );
 
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
