@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod batches;
 mod eligibility;
 mod errors;
 mod organizations;

@@ -186,6 +186,7 @@ permissions!(
     CreateCoverage,
     UpdateCoverage,
     CheckEligibility,
+    ReadBatches,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

@@ -47,6 +47,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::organizations::router())
         .merge(routes::products::router())
         .merge(routes::registrations::router())
+        .merge(routes::batches::router())
         .merge(routes::registry::router())
         .merge(routes::eligibility::router())
         .merge(routes::audit::router())

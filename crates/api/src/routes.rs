@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description.
 
 pub mod audit;
+pub mod batches;
 pub mod eligibility;
 pub mod health;
 pub mod organizations;

@@ -1,1 +1,1453 @@
-//! Reserved for beneficiary registration (issue 3).
+//! Bulk registration files (API.md §5 "Bulk"): CSV, one row per person, and NDJSON, one
+//! registration per line, read as a stream of households. Each household comes out as a draft
+//! to validate against its product, or as a failure naming every row and field at fault; the
+//! file is never held whole.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, BufRead, Read};
+
+use chrono::NaiveDate;
+use csv::ByteRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::beneficiary::{
+    compact_shape_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft, NationalIdRules,
+};
+use crate::error::FieldError;
+use crate::product::ProductVersion;
+use crate::registration::{DependantDraft, RegistrationDraft, ValidRegistration, MAX_DEPENDANTS};
+
+/// The columns of a registration CSV file, in the order API.md lists them; a file may order them
+/// as it likes.
+pub const CSV_COLUMNS: [&str; 14] = [
+    "household",
+    "relationship",
+    "member_number",
+    "family_name",
+    "given_names",
+    "sex",
+    "birth_date",
+    "national_id",
+    "phone",
+    "region",
+    "district",
+    "commune",
+    "start_date",
+    "paid_through",
+];
+
+const HOUSEHOLD: usize = 0;
+const RELATIONSHIP: usize = 1;
+const MEMBER_NUMBER: usize = 2;
+const FAMILY_NAME: usize = 3;
+const GIVEN_NAMES: usize = 4;
+const SEX: usize = 5;
+const BIRTH_DATE: usize = 6;
+const NATIONAL_ID: usize = 7;
+const PHONE: usize = 8;
+const REGION: usize = 9;
+const DISTRICT: usize = 10;
+const COMMUNE: usize = 11;
+const START_DATE: usize = 12;
+const PAID_THROUGH: usize = 13;
+
+/// Rows read for one household: the principal and at most `MAX_DEPENDANTS` dependants. Rows past
+/// that are counted and reported, not kept.
+pub const MAX_HOUSEHOLD_ROWS: usize = 1 + MAX_DEPENDANTS;
+/// One CSV record (one person) longer than this stops the job: it is not a person but, most
+/// likely, a quote never closed that would swallow the rest of the file.
+pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
+/// One NDJSON line longer than this fails that line, as a single registration body over the
+/// request limit would.
+pub const MAX_NDJSON_LINE_BYTES: usize = 1 << 20;
+
+/// One problem in a bulk file: `row` as a spreadsheet shows it (header = 1) or the JSON line
+/// number; `field` the CSV column name (empty for the whole row) or a JSON Pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub row: u64,
+    pub household: String,
+    pub field: String,
+    pub code: String,
+    pub message_en: String,
+    pub message_fr: String,
+}
+
+impl RowError {
+    fn new(row: u64, household: &str, field: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
+        RowError {
+            row,
+            household: household.to_owned(),
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message_en: en.into(),
+            message_fr: fr.into(),
+        }
+    }
+
+    fn from_field_error(row: u64, household: &str, field: String, e: &FieldError) -> Self {
+        RowError {
+            row,
+            household: household.to_owned(),
+            field,
+            code: e.code.clone(),
+            message_en: e.en.clone(),
+            message_fr: e.fr.clone(),
+        }
+    }
+}
+
+/// How a household's errors name their field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldNaming {
+    /// CSV: the column name, on the row of the member at fault.
+    Columns,
+    /// NDJSON: the JSON Pointer, on the household's line.
+    Pointers,
+}
+
+/// One household read whole and well formed, its rules not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdRows {
+    /// The CSV `household` value, or the NDJSON body's `member_number`.
+    pub household: String,
+    pub first_row: u64,
+    /// Rows (CSV) or lines (NDJSON) it spans; every one of them fails when the household does.
+    pub rows: u64,
+    /// For CSV, `product` is `None`: the upload's product applies. For NDJSON, the line's own
+    /// product, or the upload's.
+    pub draft: RegistrationDraft,
+    /// The row of each member: the principal, then the dependants in draft order.
+    pub member_rows: Vec<u64>,
+    pub naming: FieldNaming,
+}
+
+/// A household that cannot be registered, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdFailure {
+    pub household: String,
+    pub first_row: u64,
+    pub rows: u64,
+    pub errors: Vec<RowError>,
+    /// What could be read of a failed household (its principal row at least), with its rules
+    /// not yet checked: `complete` adds their problems to `errors`.
+    pub unchecked: Option<Box<HouseholdRows>>,
+}
+
+pub type HouseholdItem = Result<HouseholdRows, HouseholdFailure>;
+
+impl HouseholdRows {
+    /// The registration rules and the product's household rules, with the shipped national id
+    /// rules; a failure names each row and column (or pointer) at fault.
+    pub fn validate(self, product: &ProductVersion, today: NaiveDate) -> Result<ValidRegistration, HouseholdFailure> {
+        self.validate_with(&NationalIdRules::SHIPPED, product, today)
+    }
+
+    pub fn validate_with(
+        self,
+        rules: &NationalIdRules,
+        product: &ProductVersion,
+        today: NaiveDate,
+    ) -> Result<ValidRegistration, HouseholdFailure> {
+        let mut rows = self;
+        let draft = std::mem::take(&mut rows.draft);
+        draft
+            .validate_with(rules, product, today)
+            .map_err(|errors| rows.failure(&errors))
+    }
+
+    /// Fails the household with errors at pointers into its registration, such as
+    /// `member_number_taken` at `/member_number`.
+    pub fn failure(&self, errors: &[FieldError]) -> HouseholdFailure {
+        HouseholdFailure {
+            household: self.household.clone(),
+            first_row: self.first_row,
+            rows: self.rows,
+            errors: {
+                let mut errors: Vec<RowError> = errors.iter().map(|e| self.row_error(e)).collect();
+                errors.sort_by_key(|e| e.row);
+                errors
+            },
+            unchecked: None,
+        }
+    }
+
+    /// Where a registration error lies in the file.
+    pub fn row_error(&self, e: &FieldError) -> RowError {
+        let (row, field) = self.locate(&e.field);
+        RowError::from_field_error(row, &self.household, field, e)
+    }
+
+    fn locate(&self, pointer: &str) -> (u64, String) {
+        let principal_row = self.member_rows.first().copied().unwrap_or(self.first_row);
+        if self.naming == FieldNaming::Pointers {
+            return (principal_row, pointer.to_owned());
+        }
+        let mut segments = pointer.split('/').skip(1);
+        let (member, rest): (usize, Vec<&str>) = match segments.next() {
+            Some("principal") => (0, segments.collect()),
+            Some("dependants") => match segments.next().and_then(|i| i.parse::<usize>().ok()) {
+                Some(i) => (i + 1, segments.collect()),
+                None => return (principal_row, CSV_COLUMNS[HOUSEHOLD].to_owned()),
+            },
+            Some(top @ ("member_number" | "start_date" | "paid_through")) => return (principal_row, top.to_owned()),
+            Some("product") => return (principal_row, "product".to_owned()),
+            _ => return (principal_row, CSV_COLUMNS[HOUSEHOLD].to_owned()),
+        };
+        let row = self.member_rows.get(member).copied().unwrap_or(principal_row);
+        let column = match rest.as_slice() {
+            // The whole person (listed twice): their names say who.
+            [] => CSV_COLUMNS[FAMILY_NAME],
+            ["national_id", ..] => CSV_COLUMNS[NATIONAL_ID],
+            ["birth_date_precision"] => CSV_COLUMNS[BIRTH_DATE],
+            ["locality"] => CSV_COLUMNS[REGION],
+            ["locality", part, ..] => part,
+            [name, ..] => name,
+        };
+        (row, column.to_owned())
+    }
+}
+
+impl HouseholdFailure {
+    pub fn new(household: String, first_row: u64, rows: u64, errors: Vec<RowError>) -> Self {
+        HouseholdFailure {
+            household,
+            first_row,
+            rows,
+            errors,
+            unchecked: None,
+        }
+    }
+
+    /// Adds the rule problems of what could be read (with the product's household rules when it
+    /// is known), except where a row and field already have an error, so that one report lists
+    /// everything to fix.
+    pub fn complete(mut self, rules: &NationalIdRules, product: Option<&ProductVersion>, today: NaiveDate) -> Self {
+        let Some(mut rows) = self.unchecked.take() else {
+            return self;
+        };
+        let draft = std::mem::take(&mut rows.draft);
+        let found = match product {
+            Some(product) => draft.validate_with(rules, product, today).err().unwrap_or_default(),
+            None => draft.errors_without_product(rules, today),
+        };
+        let known = self.errors.len();
+        for e in &found {
+            let located = rows.row_error(e);
+            let covered = self.errors[..known].iter().any(|r| {
+                r.row == located.row
+                    && (r.field.is_empty()
+                        || r.field == located.field
+                        || located
+                            .field
+                            .strip_prefix(r.field.as_str())
+                            .is_some_and(|rest| rest.starts_with('/')))
+            });
+            if !covered {
+                self.errors.push(located);
+            }
+        }
+        self.errors.sort_by_key(|e| e.row);
+        self
+    }
+}
+
+/// Counts bytes and remembers the last one, for `truncated`, and stops a record that grows past
+/// `MAX_CSV_RECORD_BYTES`.
+struct Tracked<R> {
+    inner: R,
+    total: u64,
+    record_start: u64,
+    last: Option<u8>,
+}
+
+/// The CSV reader reads ahead by its buffer; a record is too long only past that.
+const CSV_BUFFER_SLACK: u64 = 64 * 1024;
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.total.saturating_sub(self.record_start) > MAX_CSV_RECORD_BYTES + CSV_BUFFER_SLACK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a CSV record is longer than 1 MiB: is a quote left open?",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last = Some(buf[n - 1]);
+            self.total += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+struct Raw {
+    fields: ByteRecord,
+    /// The reader's line once the record and its line end are read.
+    end_line: u64,
+}
+
+struct Record {
+    fields: ByteRecord,
+    line: u64,
+    /// The last record of a file that does not end with a line end.
+    unterminated: bool,
+}
+
+/// A CSV row once split: its household key and, when it reads, its cells by column.
+struct CsvRow {
+    line: u64,
+    cells: Option<[Option<String>; 14]>,
+    errors: Vec<RowError>,
+}
+
+struct Group {
+    key: Vec<u8>,
+    household: String,
+    first_row: u64,
+    rows: u64,
+    /// Where this household id was first seen, when that was before another household.
+    earlier: Option<u64>,
+    members: Vec<CsvRow>,
+    /// Rows past `MAX_HOUSEHOLD_ROWS` were met (and reported once).
+    overflow: bool,
+    errors: Vec<RowError>,
+}
+
+/// A CSV registration file, household by household. Iterate with `by_ref()` to read
+/// `rows_read()` and `take_error()` along the way.
+pub struct CsvHouseholds<R: Read> {
+    csv: csv::Reader<Tracked<R>>,
+    /// For each column of `CSV_COLUMNS`, its position in the file.
+    positions: [usize; 14],
+    width: usize,
+    peeked: Option<Raw>,
+    pending_error: Option<io::Error>,
+    current: Option<Group>,
+    /// Each household id met so far (hashed) and its first row.
+    seen: HashMap<u64, u64>,
+    rows_read: u64,
+    error: Option<io::Error>,
+    done: bool,
+}
+
+fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
+    let escaped = column.replace('~', "~0").replace('/', "~1");
+    FieldError::new(format!("/header/{escaped}"), code, en, fr)
+}
+
+fn into_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+    }
+}
+
+fn hash_key(key: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn invalid_encoding_en() -> &'static str {
+    "this line is not valid UTF-8: save the file as \"CSV UTF-8\""
+}
+
+fn invalid_encoding_fr() -> &'static str {
+    "cette ligne n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »"
+}
+
+impl<R: Read> CsvHouseholds<R> {
+    /// Reads and checks the header: each missing, unknown or repeated column is one error at
+    /// `/header/<column>`.
+    pub fn new(reader: R) -> Result<Self, Vec<FieldError>> {
+        let tracked = Tracked {
+            inner: reader,
+            total: 0,
+            record_start: 0,
+            last: None,
+        };
+        // Records end at `\n` only (a `\r` before it is trimmed with the cell), so that the
+        // reader's line count is exact when a record is returned.
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_reader(tracked);
+        let mut header = ByteRecord::new();
+        if let Err(e) = csv.read_byte_record(&mut header) {
+            return Err(vec![FieldError::new(
+                "/header",
+                "unreadable",
+                format!("the file could not be read: {}", into_io(e)),
+                "le fichier n'a pas pu être lu",
+            )]);
+        }
+        let mut names = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let raw = if i == 0 {
+                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+            } else {
+                raw
+            };
+            match std::str::from_utf8(raw) {
+                Ok(name) => names.push(name.trim().to_owned()),
+                Err(_) => {
+                    return Err(vec![FieldError::new(
+                        "/header",
+                        "invalid_encoding",
+                        "the header is not valid UTF-8: save the file as \"CSV UTF-8\"",
+                        "l'en-tête n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »",
+                    )])
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        let mut positions = [usize::MAX; 14];
+        for (position, name) in names.iter().enumerate() {
+            match CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
+                Some(column) if positions[column] != usize::MAX => errors.push(header_error(
+                    CSV_COLUMNS[column],
+                    "duplicate_column",
+                    "this column appears more than once in the header",
+                    "cette colonne figure plusieurs fois dans l'en-tête",
+                )),
+                Some(column) => positions[column] = position,
+                None => errors.push(header_error(
+                    name,
+                    "unknown_column",
+                    format!(
+                        "not a column of a registration file; the columns are {}",
+                        CSV_COLUMNS.join(",")
+                    ),
+                    format!(
+                        "n'est pas une colonne d'un fichier d'inscription ; les colonnes sont {}",
+                        CSV_COLUMNS.join(",")
+                    ),
+                )),
+            }
+        }
+        for (column, position) in CSV_COLUMNS.iter().zip(positions) {
+            if position == usize::MAX {
+                errors.push(header_error(
+                    column,
+                    "missing_column",
+                    "the header lacks this column",
+                    "cette colonne manque dans l'en-tête",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let record_start = csv.position().byte();
+        csv.get_mut().record_start = record_start;
+        Ok(CsvHouseholds {
+            csv,
+            positions,
+            width: header.len(),
+            peeked: None,
+            pending_error: None,
+            current: None,
+            seen: HashMap::new(),
+            rows_read: 0,
+            error: None,
+            done: false,
+        })
+    }
+
+    /// Data rows read so far (blank rows aside); the total is known only at the end.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// The I/O error that ended the iteration early, if one did: the job failed, and the
+    /// household being read when it happened was not returned.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    fn read_raw(&mut self) -> io::Result<Option<Raw>> {
+        let mut fields = ByteRecord::new();
+        if !self.csv.read_byte_record(&mut fields).map_err(into_io)? {
+            return Ok(None);
+        }
+        let end = self.csv.position();
+        let (end_line, next_start) = (end.line(), end.byte());
+        self.csv.get_mut().record_start = next_start;
+        Ok(Some(Raw { fields, end_line }))
+    }
+
+    /// The next record with its first line, knowing whether it is the last one and the file
+    /// ends without a line end; rows whose every field is blank (spreadsheets leave them) are
+    /// skipped.
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Err(e);
+            }
+            let current = match self.peeked.take() {
+                Some(r) => r,
+                None => match self.read_raw()? {
+                    Some(r) => r,
+                    None => return Ok(None),
+                },
+            };
+            // Reading one record ahead tells whether this one is the last. A failure there is
+            // the next call's: this record is whole.
+            let last = match self.read_raw() {
+                Ok(next) => {
+                    self.peeked = next;
+                    self.peeked.is_none()
+                }
+                Err(e) => {
+                    self.pending_error = Some(e);
+                    false
+                }
+            };
+            if current.fields.iter().all(|f| f.trim_ascii().is_empty()) {
+                continue;
+            }
+            let last_byte = self.csv.get_ref().last;
+            // The reader counts line ends as it goes: the record ends on `end_line`, after its
+            // own `\n` unless it is the unterminated end of the file, and spans the line breaks
+            // quoted inside it.
+            let ends_with_lf = !last || last_byte == Some(b'\n');
+            let inner = current
+                .fields
+                .iter()
+                .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
+                .sum::<u64>();
+            let line = current.end_line.saturating_sub(inner + u64::from(ends_with_lf));
+            let unterminated = last && !matches!(last_byte, Some(b'\n' | b'\r'));
+            return Ok(Some(Record {
+                fields: current.fields,
+                line,
+                unterminated,
+            }));
+        }
+    }
+
+    fn cell<'a>(&self, record: &'a ByteRecord, column: usize) -> Option<&'a [u8]> {
+        record.get(self.positions[column])
+    }
+
+    fn parse_row(&self, record: &Record, household: &str) -> CsvRow {
+        let fields = &record.fields;
+        let line = record.line;
+        let mut errors = Vec::new();
+        if fields.len() != self.width {
+            let (n, width) = (fields.len(), self.width);
+            errors.push(if record.unterminated && n < width {
+                RowError::new(
+                    line,
+                    household,
+                    "",
+                    "truncated",
+                    format!("the last line stops short, with {n} of the {width} fields and no line end: was the file cut?"),
+                    format!("la dernière ligne s'arrête avant la fin, avec {n} des {width} champs et sans fin de ligne : le fichier a-t-il été coupé ?"),
+                )
+            } else {
+                RowError::new(
+                    line,
+                    household,
+                    "",
+                    "wrong_field_count",
+                    format!("this row has {n} fields; the header has {width}"),
+                    format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
+                )
+            });
+            return CsvRow {
+                line,
+                cells: None,
+                errors,
+            };
+        }
+        let mut cells: [Option<String>; 14] = Default::default();
+        for (column, cell) in cells.iter_mut().enumerate() {
+            let raw = self.cell(fields, column).unwrap_or_default();
+            match std::str::from_utf8(raw) {
+                Ok(text) => {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        *cell = Some(text.to_owned());
+                    }
+                }
+                Err(_) => errors.push(RowError::new(
+                    line,
+                    household,
+                    CSV_COLUMNS[column],
+                    "invalid_encoding",
+                    invalid_encoding_en(),
+                    invalid_encoding_fr(),
+                )),
+            }
+        }
+        CsvRow {
+            line,
+            cells: errors.is_empty().then_some(cells),
+            errors,
+        }
+    }
+
+    fn start_group(&mut self, key: Vec<u8>, first_row: u64) -> Group {
+        let hash = hash_key(&key);
+        let earlier = self.seen.get(&hash).copied();
+        if earlier.is_none() {
+            self.seen.insert(hash, first_row);
+        }
+        Group {
+            household: String::from_utf8_lossy(&key).into_owned(),
+            key,
+            first_row,
+            rows: 0,
+            earlier,
+            members: Vec::new(),
+            overflow: false,
+            errors: Vec::new(),
+        }
+    }
+}
+
+fn add_row(group: &mut Group, row: CsvRow) {
+    group.rows += 1;
+    if group.members.len() < MAX_HOUSEHOLD_ROWS {
+        group.members.push(row);
+    } else if !group.overflow {
+        group.overflow = true;
+        group.errors.push(RowError::new(
+            row.line,
+            &group.household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "too_many_dependants",
+            format!("a household has at most {MAX_DEPENDANTS} dependants; its rows from here on are not read"),
+            format!("un ménage a au plus {MAX_DEPENDANTS} ayants droit ; ses lignes à partir d'ici ne sont pas lues"),
+        ));
+    }
+}
+
+fn beneficiary_from(cells: &mut [Option<String>; 14]) -> BeneficiaryDraft {
+    let region = cells[REGION].take();
+    let district = cells[DISTRICT].take();
+    let commune = cells[COMMUNE].take();
+    let locality = (region.is_some() || district.is_some() || commune.is_some()).then_some(LocalityDraft {
+        region,
+        district,
+        commune,
+    });
+    BeneficiaryDraft {
+        national_id: None,
+        family_name: cells[FAMILY_NAME].take(),
+        given_names: cells[GIVEN_NAMES].take(),
+        sex: cells[SEX].take(),
+        birth_date: cells[BIRTH_DATE].take(),
+        birth_date_precision: None,
+        phone: cells[PHONE].take(),
+        locality,
+    }
+}
+
+fn finish(group: Group) -> HouseholdItem {
+    let household = group.household;
+    let mut errors = group.errors;
+    let mut rows_errors: Vec<RowError> = Vec::new();
+    if group.key.is_empty() {
+        errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "required",
+            "every row names its household",
+            "chaque ligne indique son ménage",
+        ));
+    }
+    if let Some(earlier) = group.earlier {
+        errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "household_not_contiguous",
+            format!("this household's rows must follow one another: it already appeared at row {earlier}"),
+            format!("les lignes d'un ménage doivent se suivre : celui-ci figure déjà à la ligne {earlier}"),
+        ));
+    }
+
+    let mut members = group.members.into_iter();
+    let mut draft = RegistrationDraft::default();
+    let mut member_rows = Vec::new();
+    let mut has_principal = false;
+    if let Some(mut first) = members.next() {
+        rows_errors.append(&mut first.errors);
+        if let Some(cells) = first.cells.as_mut() {
+            if cells[RELATIONSHIP].as_deref() == Some("principal") {
+                has_principal = true;
+                draft.member_number = cells[MEMBER_NUMBER].take();
+                draft.start_date = cells[START_DATE].take();
+                draft.paid_through = cells[PAID_THROUGH].take();
+                draft.principal = beneficiary_from(cells);
+                draft.principal.national_id = split_national_id(cells, first.line, &household, &mut rows_errors);
+                member_rows.push(first.line);
+            } else if group.earlier.is_none() {
+                errors.push(RowError::new(
+                    first.line,
+                    &household,
+                    CSV_COLUMNS[RELATIONSHIP],
+                    "principal_first",
+                    "a household starts with its principal's row (relationship principal)",
+                    "un ménage commence par la ligne de son principal (relationship principal)",
+                ));
+            }
+        }
+    }
+    for mut member in members {
+        rows_errors.append(&mut member.errors);
+        let Some(cells) = member.cells.as_mut() else {
+            continue;
+        };
+        for column in [START_DATE, PAID_THROUGH] {
+            let household_value = if column == START_DATE {
+                &draft.start_date
+            } else {
+                &draft.paid_through
+            };
+            if cells[column].is_some() && has_principal && cells[column] != *household_value {
+                let name = CSV_COLUMNS[column];
+                rows_errors.push(RowError::new(
+                    member.line,
+                    &household,
+                    name,
+                    "conflicts_with_principal",
+                    format!("{name} is the household's, read from the principal's row: leave it empty here or repeat the principal's value"),
+                    format!("{name} vaut pour tout le ménage et se lit sur la ligne du principal : laissez-la vide ici ou reprenez la valeur du principal"),
+                ));
+            }
+        }
+        let national_id = split_national_id(cells, member.line, &household, &mut rows_errors);
+        let relationship = cells[RELATIONSHIP].take();
+        let member_number = cells[MEMBER_NUMBER].take();
+        let mut beneficiary = beneficiary_from(cells);
+        beneficiary.national_id = national_id;
+        draft.dependants.push(DependantDraft {
+            relationship,
+            member_number,
+            beneficiary,
+        });
+        member_rows.push(member.line);
+    }
+    errors.append(&mut rows_errors);
+    errors.sort_by_key(|e| e.row);
+
+    let rows = HouseholdRows {
+        household: household.clone(),
+        first_row: group.first_row,
+        rows: group.rows,
+        draft,
+        member_rows,
+        naming: FieldNaming::Columns,
+    };
+    if errors.is_empty() && has_principal {
+        Ok(rows)
+    } else {
+        Err(HouseholdFailure {
+            household,
+            first_row: group.first_row,
+            rows: group.rows,
+            errors,
+            unchecked: has_principal.then(|| Box::new(rows)),
+        })
+    }
+}
+
+/// `CC:TYPE:VALUE` split into its parts, checked later with the rest of the person.
+fn split_national_id(
+    cells: &mut [Option<String>; 14],
+    line: u64,
+    household: &str,
+    errors: &mut Vec<RowError>,
+) -> Option<NationalIdDraft> {
+    let compact = cells[NATIONAL_ID].take()?;
+    match split_compact(&compact) {
+        Some((country, id_type, value)) => Some(NationalIdDraft {
+            country: Some(country.to_owned()),
+            id_type: Some(id_type.to_owned()),
+            value: Some(value.to_owned()),
+        }),
+        None => {
+            let e = compact_shape_error("");
+            errors.push(RowError::from_field_error(
+                line,
+                household,
+                CSV_COLUMNS[NATIONAL_ID].to_owned(),
+                &e,
+            ));
+            None
+        }
+    }
+}
+
+impl<R: Read> Iterator for CsvHouseholds<R> {
+    type Item = HouseholdItem;
+
+    fn next(&mut self) -> Option<HouseholdItem> {
+        while !self.done {
+            let record = match self.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                    self.current = None;
+                    return None;
+                }
+            };
+            self.rows_read += 1;
+            // A row too short to reach its household column stays with the household being read.
+            let key = match self.cell(&record.fields, HOUSEHOLD) {
+                Some(raw) => raw.trim_ascii().to_vec(),
+                None => self.current.as_ref().map(|g| g.key.clone()).unwrap_or_default(),
+            };
+            let same = self.current.as_ref().is_some_and(|g| g.key == key);
+            let finished = if same {
+                None
+            } else {
+                let group = self.start_group(key, record.line);
+                self.current.replace(group)
+            };
+            let household = self.current.as_ref().map(|g| g.household.clone()).unwrap_or_default();
+            let row = self.parse_row(&record, &household);
+            if let Some(group) = self.current.as_mut() {
+                add_row(group, row);
+            }
+            if let Some(group) = finished {
+                return Some(finish(group));
+            }
+        }
+        self.current.take().map(finish)
+    }
+}
+
+/// An NDJSON registration file: each non-blank line one registration body, `row` its line
+/// number, `household` its `member_number`. Iterate with `by_ref()` to read `rows_read()` and
+/// `take_error()` along the way.
+pub struct NdjsonHouseholds<R: BufRead> {
+    reader: R,
+    default_product: Option<String>,
+    line: u64,
+    rows_read: u64,
+    buf: Vec<u8>,
+    error: Option<io::Error>,
+    done: bool,
+}
+
+impl<R: BufRead> NdjsonHouseholds<R> {
+    /// `default_product`: the upload's `product`, for lines that do not name theirs.
+    pub fn new(reader: R, default_product: Option<String>) -> Self {
+        NdjsonHouseholds {
+            reader,
+            default_product,
+            line: 0,
+            rows_read: 0,
+            buf: Vec::new(),
+            error: None,
+            done: false,
+        }
+    }
+
+    /// Registration lines read so far (blank lines aside).
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    /// The next line into `buf` without its line end; `Some(true)` when it was longer than
+    /// `MAX_NDJSON_LINE_BYTES` (then `buf` is empty and the rest of the line was skipped).
+    fn read_line(&mut self) -> io::Result<Option<bool>> {
+        self.buf.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(any.then_some(too_long));
+            }
+            any = true;
+            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            if !too_long {
+                if self.buf.len() + chunk.len() > MAX_NDJSON_LINE_BYTES {
+                    too_long = true;
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.extend_from_slice(chunk);
+                }
+            }
+            self.reader.consume(used);
+            if end {
+                return Ok(Some(too_long));
+            }
+        }
+    }
+
+    fn failure(&self, code: &str, en: String, fr: String) -> HouseholdItem {
+        Err(HouseholdFailure::new(
+            String::new(),
+            self.line,
+            1,
+            vec![RowError::new(self.line, "", "", code, en, fr)],
+        ))
+    }
+}
+
+impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
+    type Item = HouseholdItem;
+
+    fn next(&mut self) -> Option<HouseholdItem> {
+        while !self.done {
+            let too_long = match self.read_line() {
+                Ok(Some(too_long)) => too_long,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                    break;
+                }
+            };
+            self.line += 1;
+            if too_long {
+                self.rows_read += 1;
+                return Some(self.failure(
+                    "line_too_long",
+                    format!("this line is longer than {MAX_NDJSON_LINE_BYTES} bytes"),
+                    format!("cette ligne dépasse {MAX_NDJSON_LINE_BYTES} octets"),
+                ));
+            }
+            let mut bytes = self.buf.as_slice();
+            if self.line == 1 {
+                bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            }
+            if bytes.trim_ascii().is_empty() {
+                continue;
+            }
+            self.rows_read += 1;
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return Some(self.failure(
+                    "invalid_encoding",
+                    invalid_encoding_en().to_owned(),
+                    invalid_encoding_fr().to_owned(),
+                ));
+            };
+            let value: Value = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Some(self.failure(
+                        "malformed_json",
+                        format!("this line is not valid JSON (column {})", e.column()),
+                        format!("cette ligne n'est pas du JSON valide (colonne {})", e.column()),
+                    ))
+                }
+            };
+            let (mut draft, read_errors) = RegistrationDraft::from_json(&value, "");
+            if draft.product.is_none() {
+                draft.product.clone_from(&self.default_product);
+            }
+            let household = value
+                .get("member_number")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let rows = HouseholdRows {
+                household: household.clone(),
+                first_row: self.line,
+                rows: 1,
+                member_rows: vec![self.line; 1 + draft.dependants.len()],
+                draft,
+                naming: FieldNaming::Pointers,
+            };
+            if read_errors.is_empty() {
+                return Some(Ok(rows));
+            }
+            let errors = read_errors.iter().map(|e| rows.row_error(e)).collect();
+            return Some(Err(HouseholdFailure {
+                household,
+                first_row: self.line,
+                rows: 1,
+                errors,
+                unchecked: Some(Box::new(rows)),
+            }));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beneficiary::parse_date;
+    use crate::coverage::Relationship;
+    use crate::eligibility::BirthDatePrecision;
+    use crate::product::Layer;
+
+    fn today() -> NaiveDate {
+        parse_date("2026-03-15").unwrap()
+    }
+
+    fn product(max_dependants: Option<u32>, child_max_age: Option<u32>) -> ProductVersion {
+        ProductVersion {
+            product_id: "prod-segou".into(),
+            organization: "mut-segou".into(),
+            layer: Layer::Primary,
+            name: "Mutuelle de Ségou".into(),
+            rules: vec![],
+            annual_ceiling_xof: None,
+            waiting_period_days: 0,
+            grace_period_days: 0,
+            excluded_categories: vec![],
+            max_dependants,
+            child_max_age,
+            effective_from: parse_date("2024-01-01").unwrap(),
+            version: 1,
+        }
+    }
+
+    const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through\n";
+
+    /// The columns in another order, a byte order mark, CRLF line ends, quoted commas and
+    /// doubled quotes, a quoted line break (rows 5–6, one record) and a year-only birth.
+    const GOOD: &str = "\u{FEFF}relationship,Household,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,member_number,start_date,paid_through\r\n\
+principal,H1,Mensah,Kofi,M,1980-04-12,tg:niu:1234 5678 9012,+228 90 12 34 56,Maritime,Zio,Tsévié,TSV-0042,2026-01-01,2026-12-31\r\n\
+spouse,H1,\"Mensah \"\"Mama\"\"\",\"Afi, Délali\",F,1984,,,,,,,,\r\n\
+child,H1,Mensah,Yao,M,2015-09-30,,,,,,TSV-0042-2,2026-01-01,\r\n\
+principal,H2,Traoré,\"Awa\r\nMariam\",F,1975,ML:NINA:12345678901234K,,Ségou,Ségou,Pelengana,SGU-1,2026-02-01,\r\n\
+child,H2,Traoré,Bakary,M,2012,,,,,,,,\r\n\
+principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
+
+    fn csv(text: &[u8]) -> Vec<HouseholdItem> {
+        CsvHouseholds::new(text).unwrap().collect()
+    }
+
+    fn codes(errors: &[RowError]) -> Vec<(u64, &str, &str)> {
+        errors
+            .iter()
+            .map(|e| (e.row, e.field.as_str(), e.code.as_str()))
+            .collect()
+    }
+
+    fn failure(item: &HouseholdItem) -> &HouseholdFailure {
+        item.as_ref().err().unwrap()
+    }
+
+    #[test]
+    fn households_are_read_from_any_column_order_with_rfc4180_quoting() {
+        let mut reader = CsvHouseholds::new(GOOD.as_bytes()).unwrap();
+        let h1 = reader.next().unwrap().unwrap();
+        assert_eq!(reader.rows_read(), 4, "the first row of H2 was read to end H1");
+        let h2 = reader.next().unwrap().unwrap();
+        let h3 = reader.next().unwrap().unwrap();
+        assert!(reader.next().is_none());
+        assert_eq!(reader.rows_read(), 6);
+        assert!(reader.take_error().is_none());
+
+        assert_eq!((h1.household.as_str(), h1.first_row, h1.rows), ("H1", 2, 3));
+        assert_eq!(h1.member_rows, [2, 3, 4]);
+        assert_eq!(h1.draft.product, None);
+        assert_eq!(
+            h1.draft.dependants[0].beneficiary.family_name.as_deref(),
+            Some("Mensah \"Mama\"")
+        );
+        assert_eq!(
+            h1.draft.dependants[0].beneficiary.given_names.as_deref(),
+            Some("Afi, Délali")
+        );
+        let r = h1.validate(&product(None, Some(18)), today()).unwrap();
+        assert_eq!(r.member_number.as_str(), "TSV-0042");
+        assert_eq!(r.paid_through, parse_date("2026-12-31"));
+        assert_eq!(r.principal.national_id.unwrap().to_compact(), "TG:NIU:123456789012");
+        assert_eq!(r.principal.phone.as_deref(), Some("+22890123456"));
+        assert_eq!(r.principal.locality.unwrap().commune, "Tsévié");
+        assert_eq!(r.dependants[0].relationship, Relationship::Spouse);
+        assert_eq!(
+            r.dependants[0].beneficiary.birth_date_precision,
+            BirthDatePrecision::Year
+        );
+        assert_eq!(r.dependants[0].member_number, None);
+        assert_eq!(r.dependants[1].member_number.as_ref().unwrap().as_str(), "TSV-0042-2");
+
+        // The quoted line break: H2 starts on line 5, its child's record on line 7.
+        assert_eq!((h2.first_row, h2.rows, h2.member_rows.clone()), (5, 2, vec![5, 7]));
+        assert_eq!(h2.draft.principal.given_names.as_deref(), Some("Awa\r\nMariam"));
+        let f = h2.validate(&product(None, None), today()).unwrap_err();
+        assert_eq!(codes(&f.errors), [(5, "given_names", "invalid_characters")]);
+        assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H2", 5, 2));
+
+        assert_eq!((h3.first_row, h3.rows), (8, 1));
+        assert_eq!(
+            h3.validate(&product(None, None), today())
+                .unwrap()
+                .principal
+                .given_names,
+            "Aïssatou"
+        );
+    }
+
+    #[test]
+    fn line_ends_do_not_change_rows() {
+        let summary = |text: &str| -> Vec<(String, u64, u64, Vec<u64>)> {
+            csv(text.as_bytes())
+                .into_iter()
+                .map(|item| {
+                    let h = item.unwrap();
+                    (h.household, h.first_row, h.rows, h.member_rows)
+                })
+                .collect()
+        };
+        let crlf = summary(GOOD);
+        assert_eq!(summary(&GOOD.replace("\r\n", "\n")), crlf);
+        assert_eq!(crlf[1], ("H2".to_owned(), 5, 2, vec![5, 7]));
+        // A quoted last cell before CRLF reads without its `\r`.
+        let file = format!(
+            "{}H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\"2026-06-30\"\r\n",
+            HEADER.replace('\n', "\r\n")
+        );
+        let h = csv(file.as_bytes()).remove(0).unwrap();
+        assert_eq!(h.draft.paid_through.as_deref(), Some("2026-06-30"));
+    }
+
+    #[test]
+    fn header_problems_are_one_error_per_column() {
+        let header = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,start_date,paid_to\n";
+        let errors = CsvHouseholds::new(header.as_bytes()).err().unwrap();
+        let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                ("/header/start_date", "duplicate_column"),
+                ("/header/paid_to", "unknown_column"),
+                ("/header/paid_through", "missing_column"),
+            ]
+        );
+        assert!(errors.iter().all(|e| !e.en.is_empty() && !e.fr.is_empty()));
+
+        let errors = CsvHouseholds::new(&b""[..]).err().unwrap();
+        assert_eq!(errors.len(), 14);
+        assert!(errors.iter().all(|e| e.code == "missing_column"));
+        assert_eq!(errors[0].field, "/header/household");
+
+        let errors = CsvHouseholds::new(&b"household;relationship\n"[..]).err().unwrap();
+        assert_eq!(errors[0].field, "/header/household;relationship");
+        assert_eq!(errors[0].code, "unknown_column");
+
+        let latin1 = [&b"household,relationship,r\xE9gion"[..], &HEADER.as_bytes()[22..]].concat();
+        let errors = CsvHouseholds::new(latin1.as_slice()).err().unwrap();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("/header", "invalid_encoding")
+        );
+    }
+
+    #[test]
+    fn a_latin1_line_fails_its_household_only() {
+        let mut file = HEADER.as_bytes().to_vec();
+        file.extend_from_slice(b"H1,principal,SGU-1,Traore,Awa,F,1975,,,,,,2026-01-01,\n");
+        file.extend_from_slice(b"H1,child,,Traore,Bakary,M,2012,,,S\xE9gou,S\xE9gou,Pelengana,,\n");
+        file.extend_from_slice(
+            "H2,principal,SGU-2,Coulibaly,Moussa,M,1969,,,Ségou,Ségou,Pelengana,2026-01-01,\n".as_bytes(),
+        );
+        let items = csv(&file);
+        assert_eq!(items.len(), 2);
+        let f = failure(&items[0]);
+        assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H1", 2, 2));
+        assert_eq!(
+            codes(&f.errors),
+            [(3, "region", "invalid_encoding"), (3, "district", "invalid_encoding")]
+        );
+        let h2 = items[1].as_ref().unwrap();
+        assert_eq!(
+            h2.draft.principal.locality.as_ref().unwrap().region.as_deref(),
+            Some("Ségou")
+        );
+    }
+
+    #[test]
+    fn a_cut_last_line_is_truncated_and_other_short_rows_are_miscounted() {
+        let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,20";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        assert_eq!(codes(&failure(&items[0]).errors), [(3, "", "truncated")]);
+        assert_eq!(failure(&items[0]).rows, 2);
+
+        // The same short row with its line end, or in the middle: the wrong field count.
+        let items = csv(format!("{HEADER}{body}\n").as_bytes());
+        assert_eq!(codes(&failure(&items[0]).errors), [(3, "", "wrong_field_count")]);
+        let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,extra\nH3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "wrong_field_count")]);
+        assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
+        assert!(items[2].is_ok(), "a complete last line without a line end is fine");
+        // A last line too short to name its household stays with the one being read (GOOD's
+        // household is its second column).
+        let items = csv(format!("{GOOD}chi").as_bytes());
+        assert_eq!(items.len(), 3);
+        let h3 = failure(&items[2]);
+        assert_eq!((h3.household.as_str(), h3.rows), ("H3", 2));
+        assert_eq!(codes(&h3.errors), [(9, "", "truncated")]);
+    }
+
+    #[test]
+    fn households_must_be_contiguous_and_start_with_the_principal() {
+        let body = "\
+H1,child,,Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+H2,child,,Ba,Fatou,F,2016,,,,,,,
+H2,child,,Ba,Ousmane,M,2018,,,,,,,
+";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        assert_eq!(items.len(), 4);
+        let first = failure(&items[0]);
+        assert_eq!(codes(&first.errors), [(2, "relationship", "principal_first")]);
+        assert!(first.unchecked.is_none());
+        assert!(items[1].is_ok() && items[2].is_ok());
+        let again = failure(&items[3]);
+        assert_eq!((again.household.as_str(), again.first_row, again.rows), ("H2", 5, 2));
+        assert_eq!(codes(&again.errors), [(5, "household", "household_not_contiguous")]);
+        assert!(again.errors[0].message_en.contains("row 3"));
+    }
+
+    #[test]
+    fn principal_row_values_hold_for_the_household() {
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,TG:NIU,,,,,2026-01-01,2026-06-30
+H1,child,,Mensah,Yao,M,2015,,,,,,2026-01-01,2026-06-30
+H1,child,,Mensah,Ama,F,2017,,,Maritime,,,2026-02-01,
+";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        let f = failure(&items[0]).clone();
+        assert_eq!(
+            codes(&f.errors),
+            [
+                (2, "national_id", "invalid_national_id"),
+                (4, "start_date", "conflicts_with_principal")
+            ]
+        );
+        // Completing the failure adds what the rules find, once per row and field.
+        let f = f.complete(&NationalIdRules::SHIPPED, Some(&product(Some(1), None)), today());
+        assert_eq!(
+            codes(&f.errors),
+            [
+                (2, "national_id", "invalid_national_id"),
+                (2, "household", "too_many_dependants"),
+                (4, "start_date", "conflicts_with_principal"),
+                (4, "district", "incomplete_locality"),
+                (4, "commune", "incomplete_locality"),
+            ]
+        );
+        assert!(f.unchecked.is_none());
+    }
+
+    #[test]
+    fn rule_errors_point_at_the_member_row_and_column() {
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980-04-12,,,,,,2026-01-01,
+H1,child,TSV-1,Mensah,Yao,X,2010-01-01,,+228,,,,,
+H1,child,,MENSAH,kofi,M,1980-04-12,TG:NIU:1,,,,,,
+H1,cousin,,Mensah,Ama,F,2090,,,,,,,
+";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        let rows = items[0].clone().unwrap();
+        let f = rows.validate(&product(None, Some(12)), today()).unwrap_err();
+        assert_eq!(
+            codes(&f.errors),
+            [
+                (3, "member_number", "duplicate"),
+                (3, "sex", "unknown_value"),
+                (3, "phone", "invalid_phone"),
+                (4, "national_id", "invalid_national_id"),
+                (5, "relationship", "unknown_value"),
+                (5, "birth_date", "birth_date_in_future"),
+            ]
+        );
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980-04-12,,,,,,2026-01-01,
+H1,child,,Mensah,Yao,M,2010-01-01,,,,,,,
+H1,other,,MENSAH,kofi,M,1980-04-12,,,,,,,
+";
+        let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+        let f = rows.validate(&product(Some(1), Some(12)), today()).unwrap_err();
+        assert_eq!(
+            codes(&f.errors),
+            [
+                (2, "household", "too_many_dependants"),
+                (3, "birth_date", "dependant_age_limit"),
+                (4, "family_name", "duplicate_member"),
+            ]
+        );
+        // Storage's own verdicts are placed the same way.
+        let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+        let taken = FieldError::new("/member_number", "member_number_taken", "taken", "pris");
+        assert_eq!(
+            codes(&rows.failure(&[taken]).errors),
+            [(2, "member_number", "member_number_taken")]
+        );
+    }
+
+    #[test]
+    fn blank_rows_are_skipped_and_rows_are_counted() {
+        let body = "\n,,,,,,,,,,,,,\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n\n  ,, ,,,,,,,,,,,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
+        let file = format!("{HEADER}{body}");
+        let mut reader = CsvHouseholds::new(file.as_bytes()).unwrap();
+        let h1 = reader.next().unwrap().unwrap();
+        assert_eq!(h1.rows, 2);
+        assert_eq!(h1.member_rows, [4, 7]);
+        assert!(reader.next().is_none());
+        assert_eq!(reader.rows_read(), 2);
+    }
+
+    #[test]
+    fn an_oversized_household_is_bounded() {
+        let mut file = String::from(HEADER);
+        file.push_str("H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+        for i in 0..150 {
+            file.push_str(&format!("H1,child,,Mensah,Enfant {i},M,2015,,,,,,,\n"));
+        }
+        file.push_str("H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n");
+        let items = csv(file.as_bytes());
+        let f = failure(&items[0]);
+        assert_eq!(f.rows, 151);
+        assert_eq!(codes(&f.errors), [(103, "household", "too_many_dependants")]);
+        assert_eq!(f.unchecked.as_ref().unwrap().draft.dependants.len(), MAX_DEPENDANTS);
+        assert!(items[1].is_ok());
+    }
+
+    /// Gives `limit` bytes, then fails, as a broken upload would.
+    struct Broken<'a>(&'a [u8], usize);
+
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.1 == 0 {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
+            }
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_failure_stops_the_job_without_a_half_household() {
+        let text = GOOD.replace("\r\n", "\n");
+        let cut = text.find("principal,H3").unwrap() - 5;
+        let mut reader = CsvHouseholds::new(Broken(text.as_bytes(), cut)).unwrap();
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(items.len(), 1, "H1 only: H2 was still being read");
+        assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
+
+        // A quote never closed would swallow the file: the job stops instead.
+        let mut file = format!("{HEADER}H1,principal,TSV-1,\"Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+        file.push_str(&"x".repeat(3 << 20));
+        let mut reader = CsvHouseholds::new(file.as_bytes()).unwrap();
+        assert!(reader.next().is_none());
+        assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::InvalidData);
+    }
+
+    const NDJSON: &str = r#"{"member_number": "SGU-1", "start_date": "2026-01-01", "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975", "locality": {"region": "Ségou", "district": "Ségou", "commune": "Pelengana"}}, "dependants": [{"relationship": "child", "family_name": "Traoré", "given_names": "Bakary", "sex": "M", "birth_date": "2012-01-01", "birth_date_precision": "year"}]}
+
+{"member_number": "SGU-2", "start_date": "2026-01-01", "principal": {"family_name": "Coulibaly"
+{"product": "prod-other", "member_number": "SGU-3", "start_date": 20260101, "principal": {"family_name": "Diarra", "given_names": "Oumar", "sex": "M", "birth_date": "1970", "nickname": "Ouma"}}
+[1, 2]
+{"member_number": "SGU-5", "start_date": "2026-01-01", "principal": {"family_name": "Keita", "given_names": "Sira", "sex": "F", "birth_date": "1988-03-03"}, "dependants": [{"relationship": "child", "family_name": "Keita", "given_names": "Adama", "sex": "M", "birth_date": "2001-05-05"}]}
+"#;
+
+    #[test]
+    fn ndjson_lines_are_households() {
+        let mut file = NDJSON.as_bytes().to_vec();
+        file.extend_from_slice(b"{\"member_number\": \"S\xE9gou\"}\n");
+        let mut reader = NdjsonHouseholds::new(file.as_slice(), Some("prod-segou".into()));
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(reader.rows_read(), 6, "the blank line is not a row");
+        assert_eq!(items.len(), 6);
+
+        let good = items[0].clone().unwrap();
+        assert_eq!((good.household.as_str(), good.first_row, good.rows), ("SGU-1", 1, 1));
+        assert_eq!(good.draft.product.as_deref(), Some("prod-segou"));
+        let r = good.validate(&product(None, None), today()).unwrap();
+        assert_eq!(r.principal.family_name, "Traoré");
+        assert_eq!(
+            r.dependants[0].beneficiary.birth_date_precision,
+            BirthDatePrecision::Year
+        );
+
+        let bad = failure(&items[1]);
+        assert_eq!(codes(&bad.errors), [(3, "", "malformed_json")]);
+        assert_eq!(bad.household, "");
+
+        let typed = failure(&items[2]).clone();
+        assert_eq!(typed.household, "SGU-3");
+        assert_eq!(
+            typed.unchecked.as_ref().unwrap().draft.product.as_deref(),
+            Some("prod-other")
+        );
+        assert_eq!(
+            codes(&typed.errors),
+            [
+                (4, "/start_date", "invalid_type"),
+                (4, "/principal/nickname", "unknown_field")
+            ]
+        );
+        let typed = typed.complete(&NationalIdRules::SHIPPED, None, today());
+        assert_eq!(
+            codes(&typed.errors),
+            [
+                (4, "/start_date", "invalid_type"),
+                (4, "/principal/nickname", "unknown_field")
+            ],
+            "the missing start date is the mistyped one, not a second error"
+        );
+
+        assert_eq!(codes(&failure(&items[3]).errors), [(5, "", "invalid_type")]);
+
+        let adult_child = items[4].clone().unwrap();
+        assert_eq!(adult_child.first_row, 6);
+        let f = adult_child.validate(&product(None, Some(21)), today()).unwrap_err();
+        assert_eq!(
+            codes(&f.errors),
+            [(6, "/dependants/0/birth_date", "dependant_age_limit")]
+        );
+        assert_eq!(f.household, "SGU-5");
+
+        assert_eq!(codes(&failure(&items[5]).errors), [(7, "", "invalid_encoding")]);
+    }
+
+    #[test]
+    fn ndjson_lines_too_long_are_skipped_whole() {
+        let mut file = format!("{{\"member_number\": \"{}\"}}\n", "9".repeat(MAX_NDJSON_LINE_BYTES));
+        file.push_str("{\"member_number\": \"SGU-1\"}");
+        let items: Vec<_> = NdjsonHouseholds::new(io::BufReader::with_capacity(1024, file.as_bytes()), None).collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(codes(&failure(&items[0]).errors), [(1, "", "line_too_long")]);
+        let second = items[1].clone().unwrap();
+        assert_eq!((second.household.as_str(), second.first_row), ("SGU-1", 2));
+        let f = second.validate(&product(None, None), today()).unwrap_err();
+        assert_eq!(
+            codes(&f.errors),
+            [(2, "/start_date", "required"), (2, "/principal", "required")]
+        );
+    }
+}

@@ -17,6 +17,7 @@ pub enum Action {
     CreateCoverage,
     UpdateCoverage,
     CheckEligibility,
+    ReadBatches,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -26,7 +27,7 @@ impl Action {
         match self {
             Action::CreateOrganization => Scope::Admin,
             Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
-            Action::ReadRegistry => Scope::RegistryRead,
+            Action::ReadRegistry | Action::ReadBatches => Scope::RegistryRead,
             Action::CheckEligibility => Scope::EligibilityCheck,
             Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
                 Scope::RegistryWrite
@@ -43,6 +44,7 @@ impl Action {
             Action::WriteProducts | Action::UpdateCoverage => &[OrgKind::Mutuelle, OrgKind::Scheme],
             Action::Register => &[OrgKind::Mutuelle],
             Action::CreateCoverage => &[OrgKind::Scheme],
+            Action::ReadBatches => &[OrgKind::Mutuelle, OrgKind::Operator, OrgKind::Auditor],
             Action::CheckEligibility => &[OrgKind::Provider, OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }

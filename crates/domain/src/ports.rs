@@ -1,6 +1,10 @@
 //! What the domain needs from the outside world. `adapters` implements these; `api` holds them
 //! as `Arc<dyn …>`.
 
+mod batches;
+
+pub use batches::*;
+
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -282,8 +286,11 @@ pub trait EligibilityStore: Send + Sync {
 
 /// Everything the service stores, behind one handle.
 pub trait Store:
-    HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore
+    HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore + BatchStore
 {
 }
 
-impl<T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore> Store for T {}
+impl<T> Store for T where
+    T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore + BatchStore
+{
+}

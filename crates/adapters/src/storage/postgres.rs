@@ -51,3 +51,4 @@ impl PgStore {
 include!("shared.rs");
 include!("registry.rs");
 include!("eligibility.rs");
+include!("batches.rs");

@@ -57,3 +57,4 @@ impl SqliteStore {
 include!("shared.rs");
 include!("registry.rs");
 include!("eligibility.rs");
+include!("batches.rs");

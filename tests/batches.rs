@@ -1,0 +1,1 @@
+//! Bulk registration (API.md §5 Registrations, Bulk).
