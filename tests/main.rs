@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod batches;
+mod claims;
 mod eligibility;
 mod errors;
 mod organizations;

@@ -187,6 +187,11 @@ permissions!(
     UpdateCoverage,
     CheckEligibility,
     ReadBatches,
+    SubmitClaim,
+    ReadClaims,
+    BaseAdjudicate,
+    Adjudicate,
+    CancelClaim,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

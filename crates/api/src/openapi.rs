@@ -33,6 +33,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
         (name = "beneficiaries", description = "People, once, whichever organisation covers them"),
         (name = "coverages", description = "Memberships of products, their status and contributions"),
         (name = "eligibility", description = "Front-desk checks: covered today, by whom, at what rate, for how much"),
+        (name = "claims", description = "Claims priced by coordination of benefits, adjudicated by each payer"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -50,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::batches::router())
         .merge(routes::registry::router())
         .merge(routes::eligibility::router())
+        .merge(routes::claims::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

@@ -319,6 +319,10 @@ fn conflict_for(constraint: &str) -> ApiError {
             "This person already holds a coverage of this product.",
             "Cette personne est déjà couverte par ce produit.",
         ),
+        "external_id_taken" => ApiError::conflict(
+            "This provider already submitted a claim with this external_id (a duplicate payment).",
+            "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",
+        ),
         "idempotency_in_progress" => ApiError::conflict(
             "A request with this Idempotency-Key is still being processed; retry shortly.",
             "Une requête avec cette Idempotency-Key est en cours de traitement ; réessayez dans un instant.",

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod batches;
+pub mod claims;
 pub mod eligibility;
 pub mod health;
 pub mod organizations;

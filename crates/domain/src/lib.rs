@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod claim;
 pub mod beneficiary;
 pub mod clock;
 pub mod coordination;

@@ -18,6 +18,11 @@ pub enum Action {
     UpdateCoverage,
     CheckEligibility,
     ReadBatches,
+    SubmitClaim,
+    ReadClaims,
+    BaseAdjudicate,
+    Adjudicate,
+    CancelClaim,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -28,6 +33,9 @@ impl Action {
             Action::CreateOrganization => Scope::Admin,
             Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
             Action::ReadRegistry | Action::ReadBatches => Scope::RegistryRead,
+            Action::SubmitClaim | Action::BaseAdjudicate | Action::CancelClaim => Scope::ClaimsSubmit,
+            Action::ReadClaims => Scope::ClaimsRead,
+            Action::Adjudicate => Scope::ClaimsAdjudicate,
             Action::CheckEligibility => Scope::EligibilityCheck,
             Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
                 Scope::RegistryWrite
@@ -45,6 +53,10 @@ impl Action {
             Action::Register => &[OrgKind::Mutuelle],
             Action::CreateCoverage => &[OrgKind::Scheme],
             Action::ReadBatches => &[OrgKind::Mutuelle, OrgKind::Operator, OrgKind::Auditor],
+            Action::SubmitClaim | Action::CancelClaim => &[OrgKind::Provider, OrgKind::Scheme],
+            Action::ReadClaims => ALL_KINDS,
+            Action::BaseAdjudicate => &[OrgKind::Scheme],
+            Action::Adjudicate => &[OrgKind::Mutuelle],
             Action::CheckEligibility => &[OrgKind::Provider, OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }

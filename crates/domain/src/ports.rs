@@ -2,8 +2,10 @@
 //! as `Arc<dyn …>`.
 
 mod batches;
+mod claims;
 
 pub use batches::*;
+pub use claims::*;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -286,11 +288,25 @@ pub trait EligibilityStore: Send + Sync {
 
 /// Everything the service stores, behind one handle.
 pub trait Store:
-    HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore + BatchStore
+    HealthStore
+    + OrganizationStore
+    + AuditStore
+    + ProductStore
+    + RegistryStore
+    + EligibilityStore
+    + BatchStore
+    + ClaimStore
 {
 }
 
 impl<T> Store for T where
-    T: HealthStore + OrganizationStore + AuditStore + ProductStore + RegistryStore + EligibilityStore + BatchStore
+    T: HealthStore
+        + OrganizationStore
+        + AuditStore
+        + ProductStore
+        + RegistryStore
+        + EligibilityStore
+        + BatchStore
+        + ClaimStore
 {
 }

@@ -18,6 +18,9 @@ type This = PgStore;
 /// Writers queue on the head row only from their append to their commit.
 const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1 FOR UPDATE";
 
+/// Row locks for read-modify-write transactions.
+const FOR_UPDATE: &str = " FOR UPDATE";
+
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -52,3 +55,4 @@ include!("shared.rs");
 include!("registry.rs");
 include!("eligibility.rs");
 include!("batches.rs");
+include!("claims.rs");

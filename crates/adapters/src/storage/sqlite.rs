@@ -20,6 +20,9 @@ type This = SqliteStore;
 /// The single writer connection already serialises appends.
 const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1";
 
+/// No row locks in SQLite: its single writer connection serialises read-modify-write transactions.
+const FOR_UPDATE: &str = "";
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
@@ -58,3 +61,4 @@ include!("shared.rs");
 include!("registry.rs");
 include!("eligibility.rs");
 include!("batches.rs");
+include!("claims.rs");

@@ -125,7 +125,7 @@ fn unknown(field: &str, allowed: &[&str]) -> FieldError {
     )
 }
 
-fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) -> Option<PersonKey> {
+pub(crate) fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) -> Option<PersonKey> {
     let Some(obj) = body else {
         errors.push(FieldError::required("/beneficiary"));
         return None;

@@ -1,0 +1,198 @@
+// Claim storage, shared by both databases through `include!` like `shared.rs`. A claim's
+// complementary usage row is locked (PostgreSQL `FOR UPDATE`; SQLite's single writer) before the
+// claim is priced, so concurrent claims of one person can never pass the annual ceiling.
+
+use passerelle_domain::claim::{Claim, ClaimStatus};
+use passerelle_domain::ports::{ChangeFn, ClaimError, ClaimFilter, ClaimRefusal, ClaimStore, PriceFn, UsageKey};
+
+/// Locks (creating it at 0 if needed) the usage row and returns what it holds.
+async fn lock_usage(tx: &mut Tx, key: &UsageKey) -> Result<Xof, StoreError> {
+    sqlx::query(
+        "INSERT INTO complementary_usage (coverage, plan_year, used_xof) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.coverage)
+    .bind(key.plan_year)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let (used,): (i64,) = sqlx::query_as(&format!(
+        "SELECT used_xof FROM complementary_usage WHERE coverage = $1 AND plan_year = $2{FOR_UPDATE}"
+    ))
+    .bind(&key.coverage)
+    .bind(key.plan_year)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(Xof(used))
+}
+
+async fn set_usage(tx: &mut Tx, key: &UsageKey, used: Xof) -> Result<(), StoreError> {
+    sqlx::query("UPDATE complementary_usage SET used_xof = $3 WHERE coverage = $1 AND plan_year = $2")
+        .bind(&key.coverage)
+        .bind(key.plan_year)
+        .bind(used.value().max(0))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// What a claim counts against its ceiling in its current state.
+fn counted(claim: &Claim) -> Xof {
+    if claim.status.counts_against_ceiling() {
+        claim.totals.complementary_xof
+    } else {
+        Xof::ZERO
+    }
+}
+
+fn usage_of(claim: &Claim) -> Option<UsageKey> {
+    claim.complementary_coverage.as_ref().map(|coverage| UsageKey {
+        coverage: coverage.clone(),
+        plan_year: claim.service_date.year(),
+    })
+}
+
+fn claim_from(body: &str) -> Result<Claim, StoreError> {
+    serde_json::from_str(body).map_err(|_| corrupt("claim"))
+}
+
+fn claim_json(claim: &Claim) -> Result<String, StoreError> {
+    serde_json::to_string(claim).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+#[async_trait]
+impl ClaimStore for This {
+    async fn submit_claim(
+        &self,
+        ctx: &WriteContext,
+        usage: Option<&UsageKey>,
+        price: &PriceFn<'_>,
+    ) -> Result<Written<Claim>, ClaimError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<Claim>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
+        }
+        let used = match usage {
+            Some(key) => lock_usage(&mut tx, key).await?,
+            None => Xof::ZERO,
+        };
+        let claim = price(used).map_err(ClaimError::Refused)?;
+        let inserted = sqlx::query(
+            "INSERT INTO claims (id, provider, submitter, external_id, beneficiary, service_date, status, base_payer, \
+             routed_to, settlement, version, body, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $12) \
+             ON CONFLICT (provider, external_id) DO NOTHING",
+        )
+        .bind(&claim.id)
+        .bind(&claim.provider)
+        .bind(&claim.submitter)
+        .bind(&claim.external_id)
+        .bind(&claim.beneficiary)
+        .bind(claim.service_date)
+        .bind(claim.status.as_str())
+        .bind(&claim.base_payer)
+        .bind(&claim.routed_to)
+        .bind(i64::from(claim.version))
+        .bind(claim_json(&claim)?)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict {
+                constraint: "external_id_taken".into(),
+            }
+            .into());
+        }
+        if let Some(key) = usage {
+            set_usage(&mut tx, key, Xof(used.value() + counted(&claim).value())).await?;
+        }
+        append_events(&mut tx, &[ctx.audit("claim.submitted", "claim", &claim.id)]).await?;
+        store_idempotent_response(&mut tx, ctx, &claim).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written {
+            value: claim,
+            replayed: false,
+        })
+    }
+
+    async fn get_claim(&self, id: &str) -> Result<Option<Claim>, StoreError> {
+        let row: Option<BodyRow> = sqlx::query_as("SELECT body FROM claims WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| claim_from(&r.body)).transpose()
+    }
+
+    async fn list_claims(&self, filter: &ClaimFilter, page: &PageRequest) -> Result<Page<Claim>, StoreError> {
+        let rows: Vec<BodyRow> = sqlx::query_as(
+            "SELECT body FROM claims WHERE ($1 IS NULL OR provider = $1 OR submitter = $1 OR base_payer = $1 \
+             OR routed_to = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR updated_at >= $3) \
+             AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+        )
+        .bind(&filter.party)
+        .bind(filter.status.map(ClaimStatus::as_str))
+        .bind(filter.since)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let claims = rows
+            .iter()
+            .map(|r| claim_from(&r.body))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(claims, page.limit, |c| c.id.clone()))
+    }
+
+    async fn change_claim(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        action: &str,
+        change: &ChangeFn<'_>,
+    ) -> Result<Claim, ClaimError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<BodyRow> = sqlx::query_as(&format!("SELECT body FROM claims WHERE id = $1{FOR_UPDATE}"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let current = claim_from(&row.ok_or(StoreError::NotFound)?.body)?;
+        let key = usage_of(&current);
+        let used_by_others = match &key {
+            Some(key) => Xof(lock_usage(&mut tx, key).await?.value() - counted(&current).value()),
+            None => Xof::ZERO,
+        };
+        let mut next = change(&current, used_by_others).map_err(ClaimError::Refused)?;
+        next.version = current.version + 1;
+        next.updated_at = ctx.at;
+        if usage_of(&next) != key {
+            return Err(ClaimError::Refused(ClaimRefusal::Invalid(Vec::new())));
+        }
+        sqlx::query(
+            "UPDATE claims SET status = $2, settlement = $3, version = $4, body = $5, updated_at = $6 WHERE id = $1",
+        )
+        .bind(&next.id)
+        .bind(next.status.as_str())
+        .bind(&next.settlement)
+        .bind(i64::from(next.version))
+        .bind(claim_json(&next)?)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(key) = &key {
+            set_usage(&mut tx, key, Xof(used_by_others.value() + counted(&next).value())).await?;
+        }
+        append_events(&mut tx, &[ctx.audit(action, "claim", &next.id)]).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(next)
+    }
+}

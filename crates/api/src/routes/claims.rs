@@ -1,0 +1,1133 @@
+//! `/v1/claims`: submission with exact coordination of benefits, base and complementary
+//! adjudication, cancellation.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Datelike, NaiveDate};
+use passerelle_domain::claim::{
+    apply_decisions, ceiling_left, next_status, price_lines, Claim, ClaimLine, ClaimStatus, Role, Transition,
+    TransitionError,
+};
+use passerelle_domain::coordination::{billed, choose_base, choose_complementary, LineDecisionDraft, Shares};
+use passerelle_domain::coverage::Coverage;
+use passerelle_domain::eligibility::{evaluate, EligibilityInput, Reason, ReasonCode};
+use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{Xof, MAX_XOF};
+use passerelle_domain::organization::OrgKind;
+use passerelle_domain::ports::{ClaimError, ClaimFilter, ClaimRefusal, CoverageFacts, UsageKey};
+use passerelle_domain::product::{CareLevel, Category};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::eligibility::read_person;
+use super::{ListOf, PageQuery};
+use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::fields::Fields;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_claim, list_claims))
+        .routes(routes!(get_claim))
+        .routes(routes!(base_adjudication))
+        .routes(routes!(adjudication))
+        .routes(routes!(cancel_claim))
+}
+
+/// Most lines in one claim.
+pub const MAX_LINES: usize = 1000;
+/// Most units on one line.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SharesView {
+    pub billed_xof: i64,
+    pub base_xof: i64,
+    pub complementary_xof: i64,
+    pub patient_xof: i64,
+}
+
+impl From<Shares> for SharesView {
+    fn from(s: Shares) -> Self {
+        SharesView {
+            billed_xof: s.billed_xof.value(),
+            base_xof: s.base_xof.value(),
+            complementary_xof: s.complementary_xof.value(),
+            patient_xof: s.patient_xof.value(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimLineView {
+    /// From 1, in request order.
+    pub line: u32,
+    pub code: String,
+    pub category: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub quantity: i64,
+    pub unit_price_xof: i64,
+    pub billed_xof: i64,
+    pub base_xof: i64,
+    pub complementary_xof: i64,
+    pub patient_xof: i64,
+    /// The routed mutuelle's decision: `accept`, `reject` or `reduce`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimReasonView {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<NaiveDate>,
+}
+
+/// A claim and every party's share of it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f", "external_id": "CMS-2026-000123", "provider": "cms-tsevie",
+    "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-28", "care_level": "health_center",
+    "status": "awaiting_base", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [],
+    "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001,
+               "billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}],
+    "totals": {"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}}))]
+pub struct ClaimView {
+    pub id: String,
+    pub external_id: String,
+    pub provider: String,
+    /// The submitting organisation (the provider, or a scheme forwarding the claim).
+    pub submitter: String,
+    pub beneficiary: String,
+    pub service_date: NaiveDate,
+    pub care_level: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnoses: Vec<String>,
+    /// `awaiting_base`, `awaiting_complementary`, `adjudicated`, `settled`, `rejected`, `cancelled`.
+    pub status: String,
+    pub base_payer: Option<String>,
+    /// The mutuelle that pays the complementary share.
+    pub routed_to: Option<String>,
+    /// Why no payer was eligible, for a claim rejected at submission.
+    pub reasons: Vec<ClaimReasonView>,
+    pub lines: Vec<ClaimLineView>,
+    pub totals: SharesView,
+    /// The settlement batch that contains it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<String>,
+}
+
+impl From<Claim> for ClaimView {
+    fn from(c: Claim) -> Self {
+        let lang = crate::problem::current_lang();
+        ClaimView {
+            id: c.id,
+            external_id: c.external_id,
+            provider: c.provider,
+            submitter: c.submitter,
+            beneficiary: c.beneficiary,
+            service_date: c.service_date,
+            care_level: c.care_level.as_str().to_owned(),
+            diagnoses: c.diagnoses,
+            status: c.status.as_str().to_owned(),
+            base_payer: c.base_payer,
+            routed_to: c.routed_to,
+            reasons: c
+                .reasons
+                .iter()
+                .map(|r| ClaimReasonView {
+                    code: r.code.as_str().to_owned(),
+                    message: lang.pick(r.code.message_en(), r.code.message_fr()).to_owned(),
+                    until: r.until,
+                })
+                .collect(),
+            lines: c
+                .lines
+                .into_iter()
+                .map(|l| ClaimLineView {
+                    line: l.line,
+                    code: l.code,
+                    category: l.category.as_str().to_owned(),
+                    description: l.description,
+                    quantity: l.quantity,
+                    unit_price_xof: l.unit_price_xof.value(),
+                    billed_xof: l.shares.billed_xof.value(),
+                    base_xof: l.shares.base_xof.value(),
+                    complementary_xof: l.shares.complementary_xof.value(),
+                    patient_xof: l.shares.patient_xof.value(),
+                    decision: l.decision.map(|d| d.as_str().to_owned()),
+                    reason_code: l.reason_code.map(|r| r.as_str().to_owned()),
+                })
+                .collect(),
+            totals: c.totals.into(),
+            settlement: c.settlement,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClaimLineWrite {
+    /// The facility's act or item code.
+    pub code: String,
+    pub category: String,
+    pub description: Option<String>,
+    /// 1 to 1,000,000.
+    pub quantity: i64,
+    /// 1 to 10^12; `quantity × unit_price_xof` at most 10^12.
+    pub unit_price_xof: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BaseLineWrite {
+    pub line: u32,
+    /// What the scheme pays for the line, at most its billed amount.
+    pub paid_xof: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BaseAdjudicationWrite {
+    /// Every line once.
+    pub lines: Vec<BaseLineWrite>,
+}
+
+/// The body of `POST /v1/claims`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"external_id": "CMS-2026-000123", "provider": "cms-tsevie",
+    "beneficiary": {"organization": "mut-tsevie", "member_number": "TSV-0042"}, "service_date": "2026-11-28",
+    "care_level": "health_center", "diagnoses": ["J06.9"],
+    "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
+pub struct ClaimWrite {
+    /// Unique per provider: a second claim with it is 409.
+    pub external_id: String,
+    /// The health facility (a provider submits for itself).
+    pub provider: String,
+    /// As for eligibility: `{id}`, `{national_id}` or `{organization, member_number}`.
+    pub beneficiary: super::eligibility::PersonSelector,
+    /// Not after today, nor before the person's coverages begin.
+    pub service_date: NaiveDate,
+    pub care_level: String,
+    /// ICD-10 codes.
+    pub diagnoses: Option<Vec<String>>,
+    /// 1 to 1000 lines.
+    pub lines: Vec<ClaimLineWrite>,
+    /// A scheme's own base amounts, replacing its computed base share.
+    pub base_adjudication: Option<BaseAdjudicationWrite>,
+}
+
+fn refusal(e: ClaimError) -> ApiError {
+    match e {
+        ClaimError::Store(s) => s.into(),
+        ClaimError::Refused(ClaimRefusal::NotAllowed) => ApiError::forbidden(
+            "Your organisation takes no part in this claim that allows this action.",
+            "Votre organisation n'a pas, dans cette demande, le rôle qui permet cette action.",
+        ),
+        ClaimError::Refused(ClaimRefusal::IllegalState(state)) => ApiError::conflict(
+            format!("Not possible while the claim is {}.", state.as_str()),
+            format!("Impossible tant que la demande est {}.", state.as_str()),
+        ),
+        ClaimError::Refused(ClaimRefusal::Invalid(errors)) => ApiError::validation(errors),
+    }
+}
+
+fn is_icd10(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() >= 3
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_digit()
+        && (b[2].is_ascii_digit() || b[2].is_ascii_uppercase())
+        && (b.len() == 3
+            || (b[3] == b'.' && (5..=8).contains(&b.len()) && b[4..].iter().all(u8::is_ascii_alphanumeric)))
+}
+
+struct ParsedClaim {
+    external_id: String,
+    provider: String,
+    person: passerelle_domain::ports::PersonKey,
+    service_date: NaiveDate,
+    care_level: CareLevel,
+    diagnoses: Vec<String>,
+    lines: Vec<ClaimLine>,
+    base_adjudication: Option<Vec<(u32, Xof)>>,
+}
+
+fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<ParsedClaim, Vec<FieldError>> {
+    let mut f = Fields::new(body);
+    let mut errors = Vec::new();
+    let external_id = f.str("external_id");
+    let provider = f.str("provider");
+    let person_obj = f.opt_object("beneficiary");
+    let service_date = f.str("service_date");
+    let care_level = f.str("care_level");
+    let diagnoses = f.opt_str_list("diagnoses").unwrap_or_default();
+    let line_objs = f.opt_array("lines");
+    let base_obj = f.opt_object("base_adjudication");
+    errors.extend(f.finish());
+    let person = if body.get("beneficiary").is_some_and(|v| !v.is_null()) {
+        person_obj.and_then(|o| read_person(Some(o), &mut errors))
+    } else {
+        read_person(None, &mut errors)
+    };
+    if let Some(e) = &external_id {
+        if e.trim().is_empty() || e.chars().count() > 100 {
+            errors.push(FieldError::new(
+                "/external_id",
+                "invalid_length",
+                "must be 1 to 100 characters",
+                "doit compter de 1 à 100 caractères",
+            ));
+        }
+    }
+    let service_date = service_date.and_then(|raw| match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        Ok(d) if d > today => {
+            errors.push(FieldError::new(
+                "/service_date",
+                "in_future",
+                "must not be after today",
+                "ne doit pas être postérieure à aujourd'hui",
+            ));
+            None
+        }
+        Ok(d) if d.year() < 1900 => {
+            errors.push(FieldError::new(
+                "/service_date",
+                "out_of_range",
+                "must be 1900 or later",
+                "doit être en 1900 ou après",
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(_) => {
+            errors.push(FieldError::new(
+                "/service_date",
+                "invalid_date",
+                "must be YYYY-MM-DD",
+                "doit être AAAA-MM-JJ",
+            ));
+            None
+        }
+    });
+    let care_level = care_level.and_then(|c| {
+        CareLevel::parse(&c).or_else(|| {
+            errors.push(FieldError::new(
+                "/care_level",
+                "unknown_value",
+                "must be health_post, health_center, hospital or university_hospital",
+                "doit être health_post, health_center, hospital ou university_hospital",
+            ));
+            None
+        })
+    });
+    for (i, d) in diagnoses.iter().enumerate() {
+        if !is_icd10(d) {
+            errors.push(FieldError::new(
+                format!("/diagnoses/{i}"),
+                "invalid_icd10",
+                "must be an ICD-10 code such as J06.9",
+                "doit être un code CIM-10 comme J06.9",
+            ));
+        }
+    }
+    let mut lines = Vec::new();
+    match line_objs {
+        None if body.get("lines").is_none_or(Value::is_null) => errors.push(FieldError::required("/lines")),
+        None => {}
+        Some(items) if items.is_empty() || items.len() > MAX_LINES => errors.push(FieldError::new(
+            "/lines",
+            "invalid_length",
+            format!("must hold 1 to {MAX_LINES} lines"),
+            format!("doit contenir de 1 à {MAX_LINES} lignes"),
+        )),
+        Some(items) => {
+            let mut total = 0_i64;
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("/lines/{i}");
+                let Some(obj) = item.as_object() else {
+                    errors.push(FieldError::new(
+                        &p,
+                        "invalid_type",
+                        "must be an object",
+                        "doit être un objet",
+                    ));
+                    continue;
+                };
+                let mut g = Fields::nested(obj, &p);
+                let code = g.str("code");
+                let category = g.str("category");
+                let description = g.opt_str("description");
+                let quantity = g.opt_i64("quantity");
+                let price = g.opt_i64("unit_price_xof");
+                for (name, present) in [("quantity", quantity.is_some()), ("unit_price_xof", price.is_some())] {
+                    if !present && obj.get(name).is_none_or(Value::is_null) {
+                        g.errors.push(FieldError::required(format!("{p}/{name}")));
+                    }
+                }
+                errors.extend(g.finish());
+                if code
+                    .as_ref()
+                    .is_some_and(|c| c.trim().is_empty() || c.chars().count() > 50)
+                {
+                    errors.push(FieldError::new(
+                        format!("{p}/code"),
+                        "invalid_length",
+                        "must be 1 to 50 characters",
+                        "doit compter de 1 à 50 caractères",
+                    ));
+                }
+                if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+                    errors.push(FieldError::new(
+                        format!("{p}/description"),
+                        "too_long",
+                        "must be at most 500 characters",
+                        "doit compter au plus 500 caractères",
+                    ));
+                }
+                let category = category.and_then(|c| {
+                    Category::parse(&c).or_else(|| {
+                        errors.push(FieldError::new(
+                            format!("{p}/category"),
+                            "unknown_value",
+                            format!("must be one of {}", Category::ALL.map(Category::as_str).join(", ")),
+                            format!(
+                                "doit être l'une des valeurs {}",
+                                Category::ALL.map(Category::as_str).join(", ")
+                            ),
+                        ));
+                        None
+                    })
+                });
+                if quantity.is_some_and(|q| !(1..=MAX_QUANTITY).contains(&q)) {
+                    errors.push(FieldError::new(
+                        format!("{p}/quantity"),
+                        "out_of_range",
+                        format!("must be from 1 to {MAX_QUANTITY}"),
+                        format!("doit être de 1 à {MAX_QUANTITY}"),
+                    ));
+                }
+                if price.is_some_and(|x| !(1..=MAX_XOF).contains(&x)) {
+                    errors.push(FieldError::new(
+                        format!("{p}/unit_price_xof"),
+                        "out_of_range",
+                        format!("must be from 1 to {MAX_XOF} XOF"),
+                        format!("doit être de 1 à {MAX_XOF} XOF"),
+                    ));
+                }
+                let (Some(code), Some(category), Some(quantity), Some(price)) = (code, category, quantity, price)
+                else {
+                    continue;
+                };
+                if quantity < 1 || price < 1 {
+                    continue;
+                }
+                let Ok(line_total) = billed(quantity, Xof(price)) else {
+                    errors.push(FieldError::new(
+                        format!("{p}/unit_price_xof"),
+                        "line_total_too_large",
+                        format!("quantity × unit_price_xof must be at most {MAX_XOF} XOF"),
+                        format!("quantity × unit_price_xof doit être au plus {MAX_XOF} XOF"),
+                    ));
+                    continue;
+                };
+                total = total.saturating_add(line_total.value());
+                lines.push(ClaimLine {
+                    line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    code: code.trim().to_owned(),
+                    category,
+                    description,
+                    quantity,
+                    unit_price_xof: Xof(price),
+                    shares: Shares {
+                        billed_xof: line_total,
+                        ..Shares::default()
+                    },
+                    base_rate: None,
+                    complementary_rate: None,
+                    base_adjudicated: None,
+                    decision: None,
+                    reason_code: None,
+                });
+            }
+            if total > MAX_XOF {
+                errors.push(FieldError::new(
+                    "/lines",
+                    "claim_total_too_large",
+                    format!("the claim's total must be at most {MAX_XOF} XOF"),
+                    format!("le total de la demande doit être au plus {MAX_XOF} XOF"),
+                ));
+            }
+        }
+    }
+    let base_adjudication = match base_obj {
+        None => None,
+        Some(obj) => {
+            let mut g = Fields::nested(obj, "/base_adjudication");
+            let entries = g
+                .opt_objects("lines", |l| (l.opt_i64("line"), l.opt_i64("paid_xof")))
+                .unwrap_or_default();
+            errors.extend(g.finish());
+            let mut out = Vec::new();
+            for (i, (line, paid)) in entries.into_iter().enumerate() {
+                let p = format!("/base_adjudication/lines/{i}");
+                let known = line
+                    .and_then(|n| u32::try_from(n).ok())
+                    .and_then(|n| lines.iter().find(|l| l.line == n));
+                match (known, paid) {
+                    (None, _) => errors.push(FieldError::new(
+                        format!("{p}/line"),
+                        "unknown_line",
+                        "names no line of this claim",
+                        "ne désigne aucune ligne de cette demande",
+                    )),
+                    (Some(_), None) => errors.push(FieldError::required(format!("{p}/paid_xof"))),
+                    (Some(l), Some(paid)) if paid < 0 || paid > l.shares.billed_xof.value() => {
+                        errors.push(FieldError::new(
+                            format!("{p}/paid_xof"),
+                            "exceeds_billed",
+                            format!(
+                                "must be from 0 to the line's billed amount, {}",
+                                l.shares.billed_xof.value()
+                            ),
+                            format!(
+                                "doit être de 0 au montant facturé de la ligne, {}",
+                                l.shares.billed_xof.value()
+                            ),
+                        ))
+                    }
+                    (Some(l), Some(_)) if out.iter().any(|(n, _)| *n == l.line) => errors.push(FieldError::new(
+                        format!("{p}/line"),
+                        "duplicate",
+                        "each line at most once",
+                        "chaque ligne au plus une fois",
+                    )),
+                    (Some(l), Some(paid)) => out.push((l.line, Xof(paid))),
+                }
+            }
+            Some(out)
+        }
+    };
+    match (external_id, provider, person, service_date, care_level) {
+        (Some(external_id), Some(provider), Some(person), Some(service_date), Some(care_level))
+            if errors.is_empty() =>
+        {
+            Ok(ParsedClaim {
+                external_id: external_id.trim().to_owned(),
+                provider,
+                person,
+                service_date,
+                care_level,
+                diagnoses,
+                lines,
+                base_adjudication,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// A coverage that may pay this claim: eligible by status, dates, waiting period, contributions
+/// and age (category rules apply per line; the ceiling is applied under lock when pricing).
+fn claim_eligible(
+    facts: &passerelle_domain::ports::EligibilityFacts,
+    c: &CoverageFacts,
+    parsed: &ParsedClaim,
+) -> (bool, Vec<Reason>) {
+    let answer = evaluate(&EligibilityInput {
+        coverage: &c.coverage,
+        product: c.product.as_deref(),
+        birth_date: facts.birth_date,
+        birth_date_precision: facts.birth_date_precision,
+        principal_paid_through: c.principal_paid_through,
+        service_date: parsed.service_date,
+        care_level: parsed.care_level,
+        category: None,
+        complementary_used_xof: Xof::ZERO,
+    });
+    let blocking: Vec<Reason> = answer
+        .reasons
+        .into_iter()
+        .filter(|r| {
+            !matches!(
+                r.code,
+                ReasonCode::NotCovered | ReasonCode::ExcludedCategory | ReasonCode::CeilingExhausted
+            )
+        })
+        .collect();
+    (blocking.is_empty() && c.product.is_some(), blocking)
+}
+
+/// Submit a claim (a provider for itself, or a scheme forwarding one; `Idempotency-Key` required).
+#[utoipa::path(
+    post,
+    path = "/v1/claims",
+    tag = "claims",
+    request_body = ClaimWrite,
+    params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
+    responses(
+        (status = 201, description = "Accepted and priced; a claim with no eligible payer is `rejected` with everything on the patient and the reasons", body = ClaimView,
+         headers(("Location" = String, description = "/v1/claims/{id}"))),
+        (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This provider already used this external_id", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:submit"]))
+)]
+pub async fn submit_claim(
+    State(state): State<AppState>,
+    auth: Authorized<perm::SubmitClaim>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let Some(idempotency) = idempotency else {
+        return Err(ApiError::PreconditionRequired {
+            header: "Idempotency-Key",
+        });
+    };
+    let caller = &auth.caller;
+    let parsed = read_claim(&body, state.clock.today()).map_err(ApiError::validation)?;
+    let mut errors = Vec::new();
+    match caller.kind {
+        OrgKind::Provider if parsed.provider != caller.org.as_str() => {
+            errors.push(FieldError::unknown_reference("/provider"))
+        }
+        OrgKind::Provider if parsed.base_adjudication.is_some() => errors.push(FieldError::new(
+            "/base_adjudication",
+            "not_allowed",
+            "only a scheme submits its own base adjudication",
+            "seul un régime soumet sa propre liquidation de base",
+        )),
+        _ => {
+            let provider = state.store.get_organization(&parsed.provider).await?;
+            if provider.is_none_or(|p| p.kind != OrgKind::Provider) {
+                errors.push(FieldError::unknown_reference("/provider"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let facts = state
+        .store
+        .eligibility_facts(&parsed.person, parsed.service_date)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // A scheme forwards claims of its own affiliates only; a provider submits for anyone.
+    if caller.kind == OrgKind::Scheme
+        && !facts
+            .coverages
+            .iter()
+            .any(|c| c.coverage.organization == caller.org.as_str())
+    {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(first_start) = facts.coverages.iter().map(|c| c.coverage.start_date).min() {
+        if parsed.service_date < first_start {
+            return Err(ApiError::field(FieldError::new(
+                "/service_date",
+                "before_coverage",
+                format!("is before the person's coverages begin ({first_start})"),
+                format!("précède le début des couvertures de la personne ({first_start})"),
+            )));
+        }
+    }
+    let judged: Vec<(&CoverageFacts, bool, Vec<Reason>)> = facts
+        .coverages
+        .iter()
+        .map(|c| {
+            let (ok, reasons) = claim_eligible(&facts, c, &parsed);
+            (c, ok, reasons)
+        })
+        .collect();
+    let eligible: Vec<&Coverage> = judged
+        .iter()
+        .filter(|(_, ok, _)| *ok)
+        .map(|(c, _, _)| &c.coverage)
+        .collect();
+    let base =
+        choose_base(eligible.iter().copied()).and_then(|b| facts.coverages.iter().find(|c| c.coverage.id == b.id));
+    let comp = choose_complementary(eligible.iter().copied())
+        .and_then(|m| facts.coverages.iter().find(|c| c.coverage.id == m.id));
+    if parsed.base_adjudication.is_some() && base.is_none_or(|b| b.coverage.organization != caller.org.as_str()) {
+        return Err(ApiError::field(FieldError::new(
+            "/base_adjudication",
+            "not_base_payer",
+            "you are not this person's eligible base payer",
+            "vous n'êtes pas le régime de base éligible de cette personne",
+        )));
+    }
+    let status = match (base.is_some(), parsed.base_adjudication.is_some(), comp.is_some()) {
+        (true, false, _) => ClaimStatus::AwaitingBase,
+        (_, _, true) => ClaimStatus::AwaitingComplementary,
+        (true, true, false) => ClaimStatus::Adjudicated,
+        (false, _, false) => ClaimStatus::Rejected,
+    };
+    let mut reasons: Vec<Reason> = Vec::new();
+    if status == ClaimStatus::Rejected {
+        for (_, _, r) in &judged {
+            for reason in r {
+                if !reasons.contains(reason) {
+                    reasons.push(reason.clone());
+                }
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push(Reason {
+                code: ReasonCode::NotCovered,
+                until: None,
+            });
+        }
+    }
+    let mut lines = parsed.lines.clone();
+    if status != ClaimStatus::Rejected {
+        for line in &mut lines {
+            line.base_rate = base
+                .and_then(|b| b.product.as_ref())
+                .and_then(|p| p.paying_rate(parsed.care_level, Some(line.category)));
+            line.complementary_rate = comp
+                .and_then(|m| m.product.as_ref())
+                .and_then(|p| p.paying_rate(parsed.care_level, Some(line.category)));
+            line.base_adjudicated = parsed
+                .base_adjudication
+                .as_ref()
+                .map(|adj| adj.iter().find(|(n, _)| *n == line.line).map_or(Xof::ZERO, |(_, x)| *x));
+        }
+    }
+    let usage = comp.filter(|_| status != ClaimStatus::Rejected).map(|m| UsageKey {
+        coverage: m.coverage.id.clone(),
+        plan_year: parsed.service_date.year(),
+    });
+    let ceiling = comp.and_then(|m| m.product.as_ref()).and_then(|p| p.annual_ceiling_xof);
+    let ctx = caller.write_context(&state, Some(idempotency));
+    let now = ctx.at;
+    let template = Claim {
+        id: uuid::Uuid::now_v7().to_string(),
+        external_id: parsed.external_id.clone(),
+        provider: parsed.provider.clone(),
+        submitter: caller.org.to_string(),
+        beneficiary: facts.person.clone(),
+        service_date: parsed.service_date,
+        care_level: parsed.care_level,
+        diagnoses: parsed.diagnoses.clone(),
+        status,
+        base_payer: base
+            .filter(|_| status != ClaimStatus::Rejected)
+            .map(|b| b.coverage.organization.clone()),
+        base_coverage: base
+            .filter(|_| status != ClaimStatus::Rejected)
+            .map(|b| b.coverage.id.clone()),
+        routed_to: comp
+            .filter(|_| status != ClaimStatus::Rejected)
+            .map(|m| m.coverage.organization.clone()),
+        complementary_coverage: usage.as_ref().map(|u| u.coverage.clone()),
+        ceiling_xof: ceiling,
+        reasons,
+        lines,
+        totals: Shares::default(),
+        settlement: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let price = |used: Xof| -> Result<Claim, ClaimRefusal> {
+        let mut claim = template.clone();
+        let left = ceiling_left(claim.ceiling_xof, used);
+        claim.totals = price_lines(&mut claim.lines, left).map_err(|e| {
+            ClaimRefusal::Invalid(vec![FieldError::new(
+                "/lines",
+                "invalid_amounts",
+                e.to_string(),
+                e.to_string(),
+            )])
+        })?;
+        Ok(claim)
+    };
+    let written = state
+        .store
+        .submit_claim(&ctx, usage.as_ref(), &price)
+        .await
+        .map_err(refusal)?;
+    let view = ClaimView::from(written.value);
+    Ok(super::created(format!("/v1/claims/{}", view.id), &view))
+}
+
+fn party(caller: &Caller, claim: &Claim) -> bool {
+    let org = caller.org.as_str();
+    caller.reads_everything()
+        || claim.provider == org
+        || claim.submitter == org
+        || claim.base_payer.as_deref() == Some(org)
+        || claim.routed_to.as_deref() == Some(org)
+}
+
+async fn visible_claim(state: &AppState, caller: &Caller, id: &str) -> Result<Claim, ApiError> {
+    match state.store.get_claim(id).await? {
+        Some(c) if party(caller, &c) => Ok(c),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Read a claim (its provider, submitter, base payer, mutuelle; operators and auditors).
+#[utoipa::path(
+    get,
+    path = "/v1/claims/{id}",
+    tag = "claims",
+    params(("id" = String, Path, description = "Claim id")),
+    responses(
+        (status = 200, description = "The claim", body = ClaimView),
+        (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:read"]))
+)]
+pub async fn get_claim(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadClaims>,
+    Path(id): Path<String>,
+) -> Result<Json<ClaimView>, ApiError> {
+    let claim = visible_claim(&state, &auth.caller, &id).await?;
+    crate::routes::audit::record_read(&state, &auth.caller, "claim", &id).await?;
+    Ok(Json(claim.into()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClaimQuery {
+    /// Only claims in this state.
+    pub status: Option<String>,
+    /// RFC 3339 instant or date: claims changed at or after it.
+    pub since: Option<String>,
+}
+
+/// List the claims you take part in, in creation order.
+#[utoipa::path(
+    get,
+    path = "/v1/claims",
+    tag = "claims",
+    params(PageQuery, ClaimQuery),
+    responses((status = 200, description = "A page of claims", body = ListOf<ClaimView>)),
+    security(("bearer" = ["claims:read"]))
+)]
+pub async fn list_claims(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadClaims>,
+    AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<ClaimQuery>,
+) -> Result<Json<ListOf<ClaimView>>, ApiError> {
+    let page = page.parse()?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(ClaimStatus::parse(s).ok_or_else(|| {
+            ApiError::field(FieldError::new(
+                "/query/status",
+                "unknown_value",
+                "must be a claim status",
+                "doit être un état de demande",
+            ))
+        })?),
+    };
+    let since = super::audit::parse_since(query.since.as_deref())?;
+    let caller = &auth.caller;
+    let filter = ClaimFilter {
+        party: (!caller.reads_everything()).then(|| caller.org.to_string()),
+        status,
+        since,
+    };
+    let result = state.store.list_claims(&filter, &page).await?;
+    crate::routes::audit::record_read(&state, caller, "claim", "*").await?;
+    Ok(Json(ListOf::from_page(result, ClaimView::from)))
+}
+
+fn role_of(caller: &Caller, claim: &Claim, transition: Transition) -> Role {
+    let org = caller.org.as_str();
+    match transition {
+        Transition::BaseAdjudicate if claim.base_payer.as_deref() == Some(org) => Role::BasePayer,
+        Transition::Adjudicate | Transition::Settle if claim.routed_to.as_deref() == Some(org) => Role::RoutedMutuelle,
+        Transition::Cancel if claim.submitter == org => Role::Submitter,
+        // Any role that is not the one this move needs.
+        Transition::Cancel => Role::BasePayer,
+        _ => Role::Submitter,
+    }
+}
+
+fn step(claim: &Claim, transition: Transition, role: Role) -> Result<ClaimStatus, ClaimRefusal> {
+    next_status(claim.status, transition, role, claim.routed_to.is_some()).map_err(|e| match e {
+        TransitionError::NotAllowed => ClaimRefusal::NotAllowed,
+        TransitionError::IllegalState(s) => ClaimRefusal::IllegalState(s),
+    })
+}
+
+/// The base scheme's amounts: they replace the base shares and the complementary shares are
+/// recomputed on the new remainders.
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/base-adjudication",
+    tag = "claims",
+    request_body = BaseAdjudicationWrite,
+    params(("id" = String, Path, description = "Claim id")),
+    responses(
+        (status = 200, description = "The repriced claim", body = ClaimView),
+        (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The claim is not awaiting its base adjudication", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:submit"]))
+)]
+pub async fn base_adjudication(
+    State(state): State<AppState>,
+    auth: Authorized<perm::BaseAdjudicate>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Json<ClaimView>, ApiError> {
+    let caller = &auth.caller;
+    let current = visible_claim(&state, caller, &id).await?;
+    let role = role_of(caller, &current, Transition::BaseAdjudicate);
+    let mut f = Fields::new(&body);
+    let entries = f.opt_objects("lines", |l| (l.opt_i64("line"), l.opt_i64("paid_xof")));
+    let mut errors = f.finish();
+    if entries.is_none() && errors.is_empty() {
+        errors.push(FieldError::required("/lines"));
+    }
+    let entries = entries.unwrap_or_default();
+    let change = |claim: &Claim, used_by_others: Xof| -> Result<Claim, ClaimRefusal> {
+        let status = step(claim, Transition::BaseAdjudicate, role)?;
+        let mut errors = errors.clone();
+        let mut next = claim.clone();
+        let mut seen = Vec::new();
+        for (i, (line, paid)) in entries.iter().enumerate() {
+            let p = format!("/lines/{i}");
+            let found = line
+                .and_then(|n| u32::try_from(n).ok())
+                .and_then(|n| next.lines.iter_mut().find(|l| l.line == n));
+            match (found, paid) {
+                (None, _) => errors.push(FieldError::new(
+                    format!("{p}/line"),
+                    "unknown_line",
+                    "names no line of this claim",
+                    "ne désigne aucune ligne de cette demande",
+                )),
+                (Some(_), None) => errors.push(FieldError::required(format!("{p}/paid_xof"))),
+                (Some(l), Some(paid)) if *paid < 0 || *paid > l.shares.billed_xof.value() => {
+                    errors.push(FieldError::new(
+                        format!("{p}/paid_xof"),
+                        "exceeds_billed",
+                        format!(
+                            "must be from 0 to the line's billed amount, {}",
+                            l.shares.billed_xof.value()
+                        ),
+                        format!(
+                            "doit être de 0 au montant facturé de la ligne, {}",
+                            l.shares.billed_xof.value()
+                        ),
+                    ))
+                }
+                (Some(l), Some(_)) if seen.contains(&l.line) => errors.push(FieldError::new(
+                    format!("{p}/line"),
+                    "duplicate",
+                    "each line at most once",
+                    "chaque ligne au plus une fois",
+                )),
+                (Some(l), Some(paid)) => {
+                    seen.push(l.line);
+                    l.base_adjudicated = Some(Xof(*paid));
+                }
+            }
+        }
+        if seen.len() != next.lines.len() && errors.is_empty() {
+            errors.push(FieldError::new(
+                "/lines",
+                "every_line_once",
+                "decide every line of the claim once",
+                "liquidez chaque ligne de la demande une fois",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ClaimRefusal::Invalid(errors));
+        }
+        next.totals = price_lines(&mut next.lines, ceiling_left(next.ceiling_xof, used_by_others)).map_err(|e| {
+            ClaimRefusal::Invalid(vec![FieldError::new(
+                "/lines",
+                "invalid_amounts",
+                e.to_string(),
+                e.to_string(),
+            )])
+        })?;
+        next.status = status;
+        Ok(next)
+    };
+    let ctx = caller.write_context(&state, None);
+    let claim = state
+        .store
+        .change_claim(&ctx, &id, "claim.base_adjudicated", &change)
+        .await
+        .map_err(refusal)?;
+    Ok(Json(claim.into()))
+}
+
+/// The routed mutuelle's decision on every line: accept, reject (with a reason) or reduce.
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/adjudication",
+    tag = "claims",
+    request_body(content = Object, description = "`{\"lines\": [{\"line\": 1, \"decision\": \"accept\"|\"reject\"|\"reduce\", \"approved_xof\"?: …, \"reason_code\"?: …}]}`; every line once; `reduce` needs `approved_xof` ≤ the proposed share; `reject` needs `reason_code` among NOT_COVERED, EXCLUDED_CATEGORY, CEILING_EXHAUSTED, DUPLICATE, NOT_JUSTIFIED, TARIFF_EXCEEDED, MISSING_DOCUMENT, OTHER",
+        example = json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 1500}, {"line": 2, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}]})),
+    params(("id" = String, Path, description = "Claim id")),
+    responses(
+        (status = 200, description = "The adjudicated claim (`rejected` when every line is)", body = ClaimView),
+        (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The claim is not awaiting its complementary adjudication", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:adjudicate"]))
+)]
+pub async fn adjudication(
+    State(state): State<AppState>,
+    auth: Authorized<perm::Adjudicate>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Json<ClaimView>, ApiError> {
+    let caller = &auth.caller;
+    let current = visible_claim(&state, caller, &id).await?;
+    let role = role_of(caller, &current, Transition::Adjudicate);
+    let mut f = Fields::new(&body);
+    let entries = f.opt_objects("lines", |l| {
+        (
+            l.opt_i64("line"),
+            LineDecisionDraft {
+                decision: l.opt_str("decision"),
+                approved_xof: l.opt_i64("approved_xof"),
+                reason_code: l.opt_str("reason_code"),
+            },
+        )
+    });
+    let mut errors = f.finish();
+    if entries.is_none() && errors.is_empty() {
+        errors.push(FieldError::required("/lines"));
+    }
+    let entries = entries.unwrap_or_default();
+    let change = |claim: &Claim, _used_by_others: Xof| -> Result<Claim, ClaimRefusal> {
+        step(claim, Transition::Adjudicate, role)?;
+        let mut errors = errors.clone();
+        let mut decisions = Vec::new();
+        for (i, (line, draft)) in entries.iter().enumerate() {
+            let p = format!("/lines/{i}");
+            let known = line
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| claim.lines.iter().any(|l| l.line == *n));
+            let Some(n) = known else {
+                errors.push(FieldError::new(
+                    format!("{p}/line"),
+                    "unknown_line",
+                    "names no line of this claim",
+                    "ne désigne aucune ligne de cette demande",
+                ));
+                continue;
+            };
+            if decisions.iter().any(|(m, _, _)| *m == n) {
+                errors.push(FieldError::new(
+                    format!("{p}/line"),
+                    "duplicate",
+                    "each line once",
+                    "chaque ligne une fois",
+                ));
+                continue;
+            }
+            match draft.clone().validate(&p) {
+                Ok(d) => {
+                    if let passerelle_domain::coordination::Adjudication::Reduce { approved_xof } = d.adjudication {
+                        let proposed = claim
+                            .lines
+                            .iter()
+                            .find(|l| l.line == n)
+                            .map_or(Xof::ZERO, |l| l.shares.complementary_xof);
+                        if approved_xof > proposed {
+                            errors.push(FieldError::new(
+                                format!("{p}/approved_xof"),
+                                "exceeds_proposed",
+                                format!("must be at most the proposed share, {}", proposed.value()),
+                                format!("doit être au plus la part proposée, {}", proposed.value()),
+                            ));
+                            continue;
+                        }
+                    }
+                    decisions.push((n, d.adjudication, d.reason_code));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() && decisions.len() != claim.lines.len() {
+            errors.push(FieldError::new(
+                "/lines",
+                "every_line_once",
+                "decide every line of the claim once",
+                "décidez chaque ligne de la demande une fois",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ClaimRefusal::Invalid(errors));
+        }
+        let mut next = claim.clone();
+        next.totals = apply_decisions(&mut next.lines, &decisions).map_err(|e| {
+            ClaimRefusal::Invalid(vec![FieldError::new(
+                "/lines",
+                "invalid_amounts",
+                e.to_string(),
+                e.to_string(),
+            )])
+        })?;
+        let all_rejected = decisions
+            .iter()
+            .all(|(_, a, _)| matches!(a, passerelle_domain::coordination::Adjudication::Reject));
+        next.status = if all_rejected {
+            ClaimStatus::Rejected
+        } else {
+            ClaimStatus::Adjudicated
+        };
+        Ok(next)
+    };
+    let ctx = caller.write_context(&state, None);
+    let claim = state
+        .store
+        .change_claim(&ctx, &id, "claim.adjudicated", &change)
+        .await
+        .map_err(refusal)?;
+    Ok(Json(claim.into()))
+}
+
+/// Cancel a claim awaiting adjudication (its submitter); its complementary share frees ceiling.
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/cancel",
+    tag = "claims",
+    params(("id" = String, Path, description = "Claim id")),
+    responses(
+        (status = 200, description = "The cancelled claim", body = ClaimView),
+        (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already adjudicated, settled, rejected or cancelled", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:submit"]))
+)]
+pub async fn cancel_claim(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CancelClaim>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = &auth.caller;
+    let current = visible_claim(&state, caller, &id).await?;
+    let role = role_of(caller, &current, Transition::Cancel);
+    let change = |claim: &Claim, _used: Xof| -> Result<Claim, ClaimRefusal> {
+        let mut next = claim.clone();
+        next.status = step(claim, Transition::Cancel, role)?;
+        Ok(next)
+    };
+    let ctx = caller.write_context(&state, None);
+    let claim = state
+        .store
+        .change_claim(&ctx, &id, "claim.cancelled", &change)
+        .await
+        .map_err(refusal)?;
+    Ok((StatusCode::OK, Json(ClaimView::from(claim))).into_response())
+}

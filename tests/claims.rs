@@ -1,0 +1,420 @@
+//! API.md §5 Claims and §6: pricing, the state machine, and exactness under concurrency.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::registry::{household, register, registry};
+
+pub struct Setup {
+    pub app: TestApp,
+    pub principal: String,
+    pub spouse: String,
+}
+
+/// mut-a's family plan (ceiling 150 000, 90 days' wait) for a household from 2026-01-01; INAM's
+/// base product at 80 % for the principal only.
+pub async fn setup(backend: Backend) -> Setup {
+    let r = registry(backend).await;
+    let reply = register(
+        &r.app,
+        "mut-a",
+        "k1",
+        &household(&r.product, "TSV-0001", "123456789012"),
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let app = r.app;
+    let inam = app.token("tg-inam", "registry:read registry:write claims:submit claims:read");
+    let base = app
+        .post(
+            "/v1/products",
+            &inam,
+            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
+        )
+        .await;
+    let affiliation = json!({"product": base.json["id"], "member_number": "INAM-1", "start_date": "2025-01-01",
+        "beneficiary": {"id": reply.json["members"][0]["beneficiary"]["id"]}});
+    // The scheme cannot reference a person it does not cover yet: it gives the person's fields.
+    let affiliation_by_fields = json!({"product": base.json["id"], "member_number": "INAM-1", "start_date": "2025-01-01",
+        "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
+                        "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}});
+    assert_eq!(
+        app.post("/v1/coverages", &inam, &affiliation).await.status.as_u16(),
+        422
+    );
+    assert_eq!(
+        app.post("/v1/coverages", &inam, &affiliation_by_fields)
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+    Setup {
+        principal: reply.json["members"][0]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        spouse: reply.json["members"][1]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        app,
+    }
+}
+
+pub fn provider(app: &TestApp) -> String {
+    app.token("cms-a", "claims:submit claims:read eligibility:check")
+}
+
+pub fn claim(external_id: &str, person: &str, date: &str, lines: Value) -> Value {
+    json!({"external_id": external_id, "provider": "cms-a", "beneficiary": {"id": person}, "service_date": date,
+           "care_level": "health_center", "diagnoses": ["J06.9"], "lines": lines})
+}
+
+pub async fn submit(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
+    app.send(
+        app.request(Method::POST, "/v1/claims")
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(body),
+    )
+    .await
+}
+
+fn sum_ok(c: &Value) {
+    for l in c["lines"].as_array().unwrap() {
+        let total = l["base_xof"].as_i64().unwrap()
+            + l["complementary_xof"].as_i64().unwrap()
+            + l["patient_xof"].as_i64().unwrap();
+        assert_eq!(total, l["billed_xof"].as_i64().unwrap(), "{l}");
+    }
+    let t = &c["totals"];
+    assert_eq!(
+        t["base_xof"].as_i64().unwrap() + t["complementary_xof"].as_i64().unwrap() + t["patient_xof"].as_i64().unwrap(),
+        t["billed_xof"].as_i64().unwrap()
+    );
+}
+
+async fn a_claim_goes_from_base_to_complementary_to_adjudicated(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 10001},
+                       {"code": "PARA", "category": "pharmacy", "quantity": 3, "unit_price_xof": 1111}]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c1",
+        &claim("EXT-1", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), Some(format!("/v1/claims/{id}").as_str()));
+    assert_eq!(created.json["status"], "awaiting_base");
+    assert_eq!(created.json["base_payer"], "tg-inam");
+    assert_eq!(created.json["routed_to"], "mut-a");
+    // Line 2: billed 3333, base floor(3333 × 0.8) = 2666, remainder 667 at 100 % (health centre).
+    assert_eq!(created.json["lines"][1]["base_xof"], 2666);
+    assert_eq!(created.json["lines"][1]["complementary_xof"], 667);
+    sum_ok(&created.json);
+
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    let base = app
+        .post(
+            &format!("/v1/claims/{id}/base-adjudication"),
+            &inam,
+            &json!({"lines": [{"line": 1, "paid_xof": 5000}, {"line": 2, "paid_xof": 3333}]}),
+        )
+        .await;
+    assert_eq!(base.status.as_u16(), 200, "{}", base.text);
+    assert_eq!(base.json["status"], "awaiting_complementary");
+    assert_eq!(base.json["lines"][0]["complementary_xof"], 5001);
+    assert_eq!(base.json["lines"][1]["complementary_xof"], 0);
+    sum_ok(&base.json);
+
+    let mutuelle = app.token("mut-a", "claims:adjudicate claims:read");
+    let decided = app
+        .post(&format!("/v1/claims/{id}/adjudication"), &mutuelle, &json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 4000}, {"line": 2, "decision": "accept"}]}))
+        .await;
+    assert_eq!(decided.status.as_u16(), 200, "{}", decided.text);
+    assert_eq!(decided.json["status"], "adjudicated");
+    assert_eq!(decided.json["lines"][0]["complementary_xof"], 4000);
+    assert_eq!(decided.json["lines"][0]["patient_xof"], 1001);
+    assert_eq!(decided.json["lines"][0]["decision"], "reduce");
+    sum_ok(&decided.json);
+
+    // Each party reads it; another mutuelle does not.
+    for token in [
+        provider(app),
+        inam.clone(),
+        mutuelle.clone(),
+        app.token("audit-x", "claims:read"),
+    ] {
+        assert_eq!(
+            app.get(&format!("/v1/claims/{id}"), &token).await.json["status"],
+            "adjudicated"
+        );
+    }
+    app.get(&format!("/v1/claims/{id}"), &app.token("mut-b", "claims:read"))
+        .await
+        .problem(404, "not_found");
+    let listed = app.get("/v1/claims?status=adjudicated", &mutuelle).await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len(), 1);
+    let none = app.get("/v1/claims", &app.token("mut-b", "claims:read")).await;
+    assert_eq!(none.json["items"], json!([]));
+}
+
+async fn only_legal_moves_by_the_right_party(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 5000}]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c1",
+        &claim("EXT-1", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let mutuelle = app.token("mut-a", "claims:adjudicate claims:read");
+    let decide = json!({"lines": [{"line": 1, "decision": "accept"}]});
+    app.post(&format!("/v1/claims/{id}/adjudication"), &mutuelle, &decide)
+        .await
+        .problem(409, "conflict");
+    app.post(
+        &format!("/v1/claims/{id}/adjudication"),
+        &app.token("cms-a", "claims:adjudicate"),
+        &decide,
+    )
+    .await
+    .problem(403, "forbidden");
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    app.post(&format!("/v1/claims/{id}/cancel"), &inam, &json!({}))
+        .await
+        .problem(403, "forbidden");
+    let cancelled = app
+        .post(&format!("/v1/claims/{id}/cancel"), &provider(app), &json!({}))
+        .await;
+    assert_eq!(cancelled.json["status"], "cancelled", "{}", cancelled.text);
+    app.post(&format!("/v1/claims/{id}/cancel"), &provider(app), &json!({}))
+        .await
+        .problem(409, "conflict");
+    app.post(
+        &format!("/v1/claims/{id}/base-adjudication"),
+        &inam,
+        &json!({"lines": [{"line": 1, "paid_xof": 1}]}),
+    )
+    .await
+    .problem(409, "conflict");
+}
+
+async fn no_eligible_payer_puts_everything_on_the_patient(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    // The spouse has only the mutuelle, still in its 90-day waiting period on 2026-02-01.
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 2, "unit_price_xof": 2500}]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c1",
+        &claim("EXT-9", &s.spouse, "2026-02-01", lines),
+    )
+    .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(created.json["status"], "rejected");
+    assert_eq!(
+        created.json["totals"],
+        json!({"billed_xof": 5000, "base_xof": 0, "complementary_xof": 0, "patient_xof": 5000})
+    );
+    let codes: Vec<&str> = created.json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"WAITING_PERIOD"), "{codes:?}");
+    let unknown = json!({"external_id": "X", "provider": "cms-a", "beneficiary": {"id": "nobody"}, "service_date": "2026-06-01",
+        "care_level": "health_center", "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 1}]});
+    submit(app, &provider(app), "c2", &unknown)
+        .await
+        .problem(404, "not_found");
+}
+
+async fn bad_claims_write_nothing(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let line = |q: Value, p: Value, c: &str| json!({"code": "C", "category": c, "quantity": q, "unit_price_xof": p});
+    let many: Vec<Value> = (0..1001).map(|_| line(json!(1), json!(1), "consultation")).collect();
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(1)).to_string();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            claim(
+                "E",
+                &s.principal,
+                "2026-06-01",
+                json!([line(json!(0), json!(100), "consultation")]),
+            ),
+            "/lines/0/quantity",
+        ),
+        (
+            claim(
+                "E",
+                &s.principal,
+                "2026-06-01",
+                json!([line(json!(1), json!(-5), "consultation")]),
+            ),
+            "/lines/0/unit_price_xof",
+        ),
+        (
+            claim(
+                "E",
+                &s.principal,
+                "2026-06-01",
+                json!([line(json!(1_000_000), json!(999_999_999_999_i64), "consultation")]),
+            ),
+            "/lines/0/unit_price_xof",
+        ),
+        (
+            claim(
+                "E",
+                &s.principal,
+                "2026-06-01",
+                json!([line(json!(1), json!(1), "magic")]),
+            ),
+            "/lines/0/category",
+        ),
+        (
+            claim(
+                "E",
+                &s.principal,
+                &tomorrow,
+                json!([line(json!(1), json!(1), "consultation")]),
+            ),
+            "/service_date",
+        ),
+        (
+            claim(
+                "E",
+                &s.spouse,
+                "2025-06-01",
+                json!([line(json!(1), json!(1), "consultation")]),
+            ),
+            "/service_date",
+        ),
+        (claim("E", &s.principal, "2026-06-01", Value::Array(many)), "/lines"),
+        (claim("E", &s.principal, "2026-06-01", json!([])), "/lines"),
+    ];
+    for (i, (body, field)) in cases.into_iter().enumerate() {
+        let reply = submit(app, &provider(app), &format!("bad-{i}"), &body).await;
+        reply.problem(422, "validation_failed");
+        assert!(
+            reply.error_fields().iter().any(|f| f == field),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    // A scheme's base adjudication larger than the bill.
+    let mut forwarded = claim(
+        "E",
+        &s.principal,
+        "2026-06-01",
+        json!([line(json!(1), json!(1000), "consultation")]),
+    );
+    forwarded["base_adjudication"] = json!({"lines": [{"line": 1, "paid_xof": 1001}]});
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    let reply = submit(app, &inam, "bad-base", &forwarded).await;
+    reply.problem(422, "validation_failed");
+    assert_eq!(reply.error_fields(), ["/base_adjudication/lines/0/paid_xof"]);
+    assert_eq!(app.count("claims").await, 0);
+    // Missing key: 428. Reused external id: 409.
+    let ok = claim(
+        "EXT-1",
+        &s.principal,
+        "2026-06-01",
+        json!([line(json!(1), json!(1000), "consultation")]),
+    );
+    app.post("/v1/claims", &provider(app), &ok)
+        .await
+        .problem(428, "precondition_required");
+    assert_eq!(submit(app, &provider(app), "k-a", &ok).await.status.as_u16(), 201);
+    submit(app, &provider(app), "k-b", &ok).await.problem(409, "conflict");
+    assert_eq!(app.count("claims").await, 1);
+}
+
+async fn concurrent_claims_never_pass_the_ceiling(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    // The spouse: the mutuelle alone at 100 %, ceiling 150 000; 50 claims of 5 000 at once.
+    let bodies: Vec<Value> = (0..50)
+        .map(|i| {
+            claim(
+                &format!("RACE-{i}"),
+                &s.spouse,
+                "2026-06-01",
+                json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 5000}]),
+            )
+        })
+        .collect();
+    let keys: Vec<String> = (0..50).map(|i| format!("race-{i}")).collect();
+    let replies = futures::future::join_all(bodies.iter().zip(&keys).map(|(b, k)| submit(app, &token, k, b))).await;
+    let mut total = 0;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+        sum_ok(&r.json);
+        total += r.json["totals"]["complementary_xof"].as_i64().unwrap();
+    }
+    assert_eq!(total, 150_000, "exactly the ceiling, never more");
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &token,
+            &json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-06-02", "care_level": "health_center"}),
+        )
+        .await;
+    assert_eq!(check.json["coverages"][0]["remaining_ceiling_xof"], 0);
+    // Cancelling one frees its share.
+    let paid = replies
+        .iter()
+        .find(|r| r.json["totals"]["complementary_xof"] == 5000)
+        .unwrap();
+    let id = paid.json["id"].as_str().unwrap();
+    app.post(&format!("/v1/claims/{id}/cancel"), &token, &json!({})).await;
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &token,
+            &json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-06-02", "care_level": "health_center"}),
+        )
+        .await;
+    assert_eq!(check.json["coverages"][0]["remaining_ceiling_xof"], 5000);
+}
+
+async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let body = claim(
+        "ONCE",
+        &s.principal,
+        "2026-06-01",
+        json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 7000}]),
+    );
+    let replies = futures::future::join_all((0..20).map(|_| submit(app, &token, "same-key", &body))).await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+        assert_eq!(r.json, replies[0].json);
+    }
+    assert_eq!(app.count("claims").await, 1);
+}
+
+on_both_databases!(
+    a_claim_goes_from_base_to_complementary_to_adjudicated,
+    only_legal_moves_by_the_right_party,
+    no_eligible_payer_puts_everything_on_the_patient,
+    bad_claims_write_nothing,
+    concurrent_claims_never_pass_the_ceiling,
+    one_key_sent_twenty_times_makes_one_claim,
+);
