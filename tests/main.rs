@@ -10,4 +10,5 @@ mod errors;
 mod organizations;
 mod products;
 mod registry;
+mod settlements;
 mod service;

@@ -192,6 +192,8 @@ permissions!(
     BaseAdjudicate,
     Adjudicate,
     CancelClaim,
+    WriteSettlements,
+    ReadSettlements,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

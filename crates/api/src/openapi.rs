@@ -34,6 +34,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
         (name = "coverages", description = "Memberships of products, their status and contributions"),
         (name = "eligibility", description = "Front-desk checks: covered today, by whom, at what rate, for how much"),
         (name = "claims", description = "Claims priced by coordination of benefits, adjudicated by each payer"),
+        (name = "settlements", description = "Batches of adjudicated claims owed to a payee (bordereaux) and their payments"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -52,6 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::registry::router())
         .merge(routes::eligibility::router())
         .merge(routes::claims::router())
+        .merge(routes::settlements::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

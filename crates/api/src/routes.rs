@@ -10,6 +10,7 @@ pub mod organizations;
 pub mod products;
 pub mod registrations;
 pub mod registry;
+pub mod settlements;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

@@ -18,3 +18,4 @@ pub mod ports;
 pub mod product;
 pub mod registration;
 pub mod scope;
+pub mod settlement;

@@ -23,6 +23,8 @@ pub enum Action {
     BaseAdjudicate,
     Adjudicate,
     CancelClaim,
+    WriteSettlements,
+    ReadSettlements,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -34,7 +36,8 @@ impl Action {
             Action::ReadOrganizations | Action::ReadProducts => Scope::RegistryRead,
             Action::ReadRegistry | Action::ReadBatches => Scope::RegistryRead,
             Action::SubmitClaim | Action::BaseAdjudicate | Action::CancelClaim => Scope::ClaimsSubmit,
-            Action::ReadClaims => Scope::ClaimsRead,
+            Action::ReadClaims | Action::ReadSettlements => Scope::ClaimsRead,
+            Action::WriteSettlements => Scope::SettlementsWrite,
             Action::Adjudicate => Scope::ClaimsAdjudicate,
             Action::CheckEligibility => Scope::EligibilityCheck,
             Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
@@ -56,7 +59,8 @@ impl Action {
             Action::SubmitClaim | Action::CancelClaim => &[OrgKind::Provider, OrgKind::Scheme],
             Action::ReadClaims => ALL_KINDS,
             Action::BaseAdjudicate => &[OrgKind::Scheme],
-            Action::Adjudicate => &[OrgKind::Mutuelle],
+            Action::Adjudicate | Action::WriteSettlements => &[OrgKind::Mutuelle],
+            Action::ReadSettlements => &[OrgKind::Mutuelle, OrgKind::Provider, OrgKind::Operator, OrgKind::Auditor],
             Action::CheckEligibility => &[OrgKind::Provider, OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }

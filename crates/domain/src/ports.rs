@@ -3,9 +3,11 @@
 
 mod batches;
 mod claims;
+mod settlements;
 
 pub use batches::*;
 pub use claims::*;
+pub use settlements::*;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -296,6 +298,7 @@ pub trait Store:
     + EligibilityStore
     + BatchStore
     + ClaimStore
+    + SettlementStore
 {
 }
 
@@ -308,5 +311,6 @@ impl<T> Store for T where
         + EligibilityStore
         + BatchStore
         + ClaimStore
+    + SettlementStore
 {
 }

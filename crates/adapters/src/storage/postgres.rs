@@ -56,3 +56,4 @@ include!("registry.rs");
 include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");
+include!("settlements.rs");

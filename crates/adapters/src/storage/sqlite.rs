@@ -62,3 +62,4 @@ include!("registry.rs");
 include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");
+include!("settlements.rs");

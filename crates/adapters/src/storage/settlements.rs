@@ -1,0 +1,245 @@
+// Settlement storage, shared by both databases through `include!` like `shared.rs`.
+
+use passerelle_domain::ports::{SettlementError, SettlementStore};
+use passerelle_domain::settlement::{pay, Payment, Settlement, SettlementStatus};
+
+#[derive(sqlx::FromRow)]
+struct SettlementRow {
+    id: String,
+    mutuelle: String,
+    payee: String,
+    period_start: NaiveDate,
+    period_end: NaiveDate,
+    status: String,
+    total_xof: i64,
+    paid_xof: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: String,
+    amount_xof: i64,
+    paid_at: NaiveDate,
+    reference: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+async fn load_settlement<'e, E>(exec: E, id: &str, lock: bool) -> Result<Option<SettlementRow>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let suffix = if lock { FOR_UPDATE } else { "" };
+    sqlx::query_as(&format!(
+        "SELECT id, mutuelle, payee, period_start, period_end, status, total_xof, paid_xof, created_at \
+         FROM settlements WHERE id = $1{suffix}"
+    ))
+    .bind(id)
+    .fetch_optional(exec)
+    .await
+    .map_err(db_err)
+}
+
+impl This {
+    async fn assemble(&self, row: SettlementRow) -> Result<Settlement, StoreError> {
+        let claims: Vec<(String,)> = sqlx::query_as("SELECT id FROM claims WHERE settlement = $1 ORDER BY id")
+            .bind(&row.id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        let payments: Vec<PaymentRow> = sqlx::query_as(
+            "SELECT id, amount_xof, paid_at, reference, created_at FROM settlement_payments \
+             WHERE settlement = $1 ORDER BY created_at, id",
+        )
+        .bind(&row.id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(Settlement {
+            id: row.id,
+            mutuelle: row.mutuelle,
+            payee: row.payee,
+            period_start: row.period_start,
+            period_end: row.period_end,
+            status: SettlementStatus::parse(&row.status).ok_or_else(|| corrupt("settlement status"))?,
+            claims: claims.into_iter().map(|(id,)| id).collect(),
+            total_xof: Xof(row.total_xof),
+            paid_xof: Xof(row.paid_xof),
+            payments: payments
+                .into_iter()
+                .map(|p| Payment {
+                    id: p.id,
+                    amount_xof: Xof(p.amount_xof),
+                    paid_at: p.paid_at,
+                    reference: p.reference,
+                    created_at: p.created_at,
+                })
+                .collect(),
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[async_trait]
+impl SettlementStore for This {
+    async fn create_settlement(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        payee: &str,
+        period: (NaiveDate, NaiveDate),
+    ) -> Result<Settlement, SettlementError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<Settlement>(&mut tx, ctx).await? {
+            return Ok(replayed);
+        }
+        // Locked rows that another batch took meanwhile no longer match `settlement IS NULL`
+        // when PostgreSQL re-checks them after the wait, so no claim lands in two batches.
+        let rows: Vec<BodyRow> = sqlx::query_as(&format!(
+            "SELECT body FROM claims WHERE routed_to = $1 AND provider = $2 AND status = 'adjudicated' \
+             AND settlement IS NULL AND service_date >= $3 AND service_date <= $4 ORDER BY id{FOR_UPDATE}"
+        ))
+        .bind(&ctx.organization)
+        .bind(payee)
+        .bind(period.0)
+        .bind(period.1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let claims = rows
+            .iter()
+            .map(|r| claim_from(&r.body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = claims.iter().map(|c| c.totals.complementary_xof.value()).sum();
+        if claims.is_empty() || total <= 0 {
+            return Err(SettlementError::Empty);
+        }
+        sqlx::query(
+            "INSERT INTO settlements (id, mutuelle, payee, period_start, period_end, status, total_xof, paid_xof, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, 0, $7)",
+        )
+        .bind(id)
+        .bind(&ctx.organization)
+        .bind(payee)
+        .bind(period.0)
+        .bind(period.1)
+        .bind(total)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut events = vec![ctx.audit("settlement.created", "settlement", id)];
+        for claim in &claims {
+            let mut next = claim.clone();
+            next.settlement = Some(id.to_owned());
+            next.version += 1;
+            next.updated_at = ctx.at;
+            sqlx::query("UPDATE claims SET settlement = $2, version = $3, body = $4, updated_at = $5 WHERE id = $1")
+                .bind(&next.id)
+                .bind(id)
+                .bind(i64::from(next.version))
+                .bind(claim_json(&next)?)
+                .bind(ctx.at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            events.push(ctx.audit("claim.batched", "claim", &next.id));
+        }
+        append_events(&mut tx, &events).await?;
+        let settlement = Settlement {
+            id: id.to_owned(),
+            mutuelle: ctx.organization.clone(),
+            payee: payee.to_owned(),
+            period_start: period.0,
+            period_end: period.1,
+            status: SettlementStatus::Open,
+            claims: claims.iter().map(|c| c.id.clone()).collect(),
+            total_xof: Xof(total),
+            paid_xof: Xof::ZERO,
+            payments: Vec::new(),
+            created_at: ctx.at,
+        };
+        store_idempotent_response(&mut tx, ctx, &settlement).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(settlement)
+    }
+
+    async fn get_settlement(&self, id: &str) -> Result<Option<Settlement>, StoreError> {
+        match load_settlement(&self.read, id, false).await? {
+            Some(row) => Ok(Some(self.assemble(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn settlement_claims(&self, id: &str) -> Result<Vec<Claim>, StoreError> {
+        let rows: Vec<BodyRow> = sqlx::query_as("SELECT body FROM claims WHERE settlement = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| claim_from(&r.body)).collect()
+    }
+
+    async fn add_payment(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        payment: &Payment,
+    ) -> Result<Settlement, SettlementError> {
+        let mut tx = self.begin_write().await?;
+        let row = load_settlement(&mut *tx, id, true).await?.ok_or(StoreError::NotFound)?;
+        let (paid, status) =
+            pay(Xof(row.total_xof), Xof(row.paid_xof), payment.amount_xof).map_err(SettlementError::Refused)?;
+        sqlx::query(
+            "INSERT INTO settlement_payments (id, settlement, amount_xof, paid_at, reference, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&payment.id)
+        .bind(id)
+        .bind(payment.amount_xof.value())
+        .bind(payment.paid_at)
+        .bind(&payment.reference)
+        .bind(payment.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("UPDATE settlements SET paid_xof = $2, status = $3 WHERE id = $1")
+            .bind(id)
+            .bind(paid.value())
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut events = vec![ctx.audit("settlement.paid", "settlement", id)];
+        if status == SettlementStatus::Paid {
+            let rows: Vec<BodyRow> = sqlx::query_as("SELECT body FROM claims WHERE settlement = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            for r in rows {
+                let mut claim = claim_from(&r.body)?;
+                claim.status = ClaimStatus::Settled;
+                claim.version += 1;
+                claim.updated_at = ctx.at;
+                sqlx::query(
+                    "UPDATE claims SET status = 'settled', version = $2, body = $3, updated_at = $4 WHERE id = $1",
+                )
+                .bind(&claim.id)
+                .bind(i64::from(claim.version))
+                .bind(claim_json(&claim)?)
+                .bind(ctx.at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                events.push(ctx.audit("claim.settled", "claim", &claim.id));
+            }
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db_err)?;
+        let row = load_settlement(&self.read, id, false)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(self.assemble(row).await?)
+    }
+}

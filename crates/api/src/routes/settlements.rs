@@ -1,0 +1,363 @@
+//! `/v1/settlements`: a mutuelle's batch of adjudicated claims owed to one payee for a period,
+//! and the payments that settle it.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use passerelle_domain::claim::Claim;
+use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{Xof, MAX_XOF};
+use passerelle_domain::organization::OrgKind;
+use passerelle_domain::ports::SettlementError;
+use passerelle_domain::settlement::{Payment, PaymentRefusal, Settlement};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::{perm, Authorized, Caller, IdempotentJson};
+use crate::fields::Fields;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_settlement))
+        .routes(routes!(get_settlement))
+        .routes(routes!(add_payment))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub id: String,
+    pub amount_xof: i64,
+    pub paid_at: NaiveDate,
+    pub reference: String,
+}
+
+/// A settlement batch (*bordereau*).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
+    "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "partially_paid",
+    "claims": ["01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f"], "claim_count": 1, "total_xof": 2001, "paid_xof": 1000,
+    "payments": [{"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-12-05", "reference": "VIR-4411"}]}))]
+pub struct SettlementView {
+    pub id: String,
+    pub mutuelle: String,
+    /// The health facility paid.
+    pub payee: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    /// `open`, `partially_paid` or `paid`.
+    pub status: String,
+    pub claims: Vec<String>,
+    pub claim_count: usize,
+    /// The sum of its claims' complementary shares.
+    pub total_xof: i64,
+    pub paid_xof: i64,
+    pub payments: Vec<PaymentView>,
+}
+
+impl From<Settlement> for SettlementView {
+    fn from(s: Settlement) -> Self {
+        SettlementView {
+            id: s.id,
+            mutuelle: s.mutuelle,
+            payee: s.payee,
+            period_start: s.period_start,
+            period_end: s.period_end,
+            status: s.status.as_str().to_owned(),
+            claim_count: s.claims.len(),
+            claims: s.claims,
+            total_xof: s.total_xof.value(),
+            paid_xof: s.paid_xof.value(),
+            payments: s
+                .payments
+                .into_iter()
+                .map(|p| PaymentView {
+                    id: p.id,
+                    amount_xof: p.amount_xof.value(),
+                    paid_at: p.paid_at,
+                    reference: p.reference,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The body of `POST /v1/settlements`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"payee": "cms-tsevie", "period_start": "2026-11-01", "period_end": "2026-11-30"}))]
+pub struct SettlementCreate {
+    /// The provider owed.
+    pub payee: String,
+    /// Service dates, inclusive.
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+}
+
+/// The body of `POST /v1/settlements/{id}/payments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-12-05", "reference": "VIR-4411"}))]
+pub struct PaymentCreate {
+    /// At most what is still due.
+    pub amount_xof: i64,
+    pub paid_at: NaiveDate,
+    pub reference: String,
+}
+
+fn date(f: &mut Fields<'_>, name: &'static str, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
+    let raw = f.str(name)?;
+    NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok().or_else(|| {
+        errors.push(FieldError::new(
+            format!("/{name}"),
+            "invalid_date",
+            "must be YYYY-MM-DD",
+            "doit être AAAA-MM-JJ",
+        ));
+        None
+    })
+}
+
+fn settlement_error(e: SettlementError) -> ApiError {
+    match e {
+        SettlementError::Store(s) => s.into(),
+        SettlementError::Empty => ApiError::field(FieldError::new(
+            "",
+            "empty_batch",
+            "no adjudicated, unsettled claim of yours for this payee and period",
+            "aucune demande liquidée et non réglée pour ce bénéficiaire et cette période",
+        )),
+        SettlementError::Refused(PaymentRefusal::AlreadyPaid) => ApiError::conflict(
+            "This settlement is already paid in full.",
+            "Ce bordereau est déjà entièrement réglé.",
+        ),
+        SettlementError::Refused(PaymentRefusal::Overpayment { due }) => ApiError::field(FieldError::new(
+            "/amount_xof",
+            "exceeds_amount_due",
+            format!("exceeds the amount still due, {} XOF", due.value()),
+            format!("dépasse le montant restant dû, {} XOF", due.value()),
+        )),
+    }
+}
+
+/// Batch your adjudicated, unsettled claims owed to one payee for a period of service dates.
+#[utoipa::path(
+    post,
+    path = "/v1/settlements",
+    tag = "settlements",
+    request_body = SettlementCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
+    responses((status = 201, description = "Created; `Location` names it", body = SettlementView,
+        headers(("Location" = String, description = "/v1/settlements/{id}")))),
+    security(("bearer" = ["settlements:write"]))
+)]
+pub async fn create_settlement(
+    State(state): State<AppState>,
+    auth: Authorized<perm::WriteSettlements>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let mut errors = Vec::new();
+    let payee = f.str("payee");
+    let start = date(&mut f, "period_start", &mut errors);
+    let end = date(&mut f, "period_end", &mut errors);
+    errors.extend(f.finish());
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            errors.push(FieldError::new(
+                "/period_end",
+                "before_period_start",
+                "must be on or after period_start",
+                "doit être au plus tôt period_start",
+            ));
+        }
+    }
+    if let Some(p) = &payee {
+        let org = state.store.get_organization(p).await?;
+        if org.is_none_or(|o| o.kind != OrgKind::Provider) {
+            errors.push(FieldError::unknown_reference("/payee"));
+        }
+    }
+    let (Some(payee), Some(start), Some(end)) = (payee, start, end) else {
+        return Err(ApiError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let ctx = auth.caller.write_context(&state, idempotency);
+    let id = uuid::Uuid::now_v7().to_string();
+    let settlement = state
+        .store
+        .create_settlement(&ctx, &id, &payee, (start, end))
+        .await
+        .map_err(settlement_error)?;
+    let view = SettlementView::from(settlement);
+    Ok(super::created(format!("/v1/settlements/{}", view.id), &view))
+}
+
+fn visible(caller: &Caller, s: &Settlement) -> bool {
+    caller.reads_everything() || s.mutuelle == caller.org.as_str() || s.payee == caller.org.as_str()
+}
+
+pub const CSV_COLUMNS: [&str; 10] = [
+    "claim_id",
+    "external_id",
+    "beneficiary",
+    "service_date",
+    "care_level",
+    "status",
+    "billed_xof",
+    "base_xof",
+    "complementary_xof",
+    "patient_xof",
+];
+
+fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| ApiError::Internal(e.to_string());
+    w.write_record(CSV_COLUMNS).map_err(fail)?;
+    for c in claims {
+        w.write_record([
+            c.id.as_str(),
+            &c.external_id,
+            &c.beneficiary,
+            &c.service_date.to_string(),
+            c.care_level.as_str(),
+            c.status.as_str(),
+            &c.totals.billed_xof.value().to_string(),
+            &c.totals.base_xof.value().to_string(),
+            &c.totals.complementary_xof.value().to_string(),
+            &c.totals.patient_xof.value().to_string(),
+        ])
+        .map_err(fail)?;
+    }
+    w.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Read a settlement, as JSON or, with `Accept: text/csv`, as one CSV row per claim with the
+/// columns `claim_id, external_id, beneficiary, service_date, care_level, status, billed_xof,
+/// base_xof, complementary_xof, patient_xof`.
+#[utoipa::path(
+    get,
+    path = "/v1/settlements/{id}",
+    tag = "settlements",
+    params(("id" = String, Path, description = "Settlement id")),
+    responses(
+        (status = 200, description = "The settlement", content(
+            (SettlementView = "application/json"),
+            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
+        )),
+        (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["claims:read"]))
+)]
+pub async fn get_settlement(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadSettlements>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let settlement = match state.store.get_settlement(&id).await? {
+        Some(s) if visible(&auth.caller, &s) => s,
+        _ => return Err(ApiError::NotFound),
+    };
+    crate::routes::audit::record_read(&state, &auth.caller, "settlement", &id).await?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let claims = state.store.settlement_claims(&id).await?;
+        let body = to_csv(&claims)?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    Ok(Json(SettlementView::from(settlement)).into_response())
+}
+
+/// Record a payment (the settlement's mutuelle). Payments add up; one that would pass the total
+/// is refused naming the amount still due; when fully paid the batch is `paid` and its claims
+/// `settled`. Answers the updated settlement.
+#[utoipa::path(
+    post,
+    path = "/v1/settlements/{id}/payments",
+    tag = "settlements",
+    request_body = PaymentCreate,
+    params(("id" = String, Path, description = "Settlement id")),
+    responses(
+        (status = 201, description = "Recorded (no Location); the updated settlement", body = SettlementView),
+        (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already paid in full", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["settlements:write"]))
+)]
+pub async fn add_payment(
+    State(state): State<AppState>,
+    auth: Authorized<perm::WriteSettlements>,
+    Path(id): Path<String>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    match state.store.get_settlement(&id).await? {
+        Some(s) if s.mutuelle == auth.caller.org.as_str() => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    let mut f = Fields::new(&body);
+    let mut errors = Vec::new();
+    let amount = f.opt_i64("amount_xof");
+    if body.get("amount_xof").is_none_or(Value::is_null) {
+        errors.push(FieldError::required("/amount_xof"));
+    }
+    let paid_at = date(&mut f, "paid_at", &mut errors);
+    let reference = f.str("reference");
+    errors.extend(f.finish());
+    if amount.is_some_and(|a| !(1..=MAX_XOF).contains(&a)) {
+        errors.push(FieldError::new(
+            "/amount_xof",
+            "out_of_range",
+            format!("must be from 1 to {MAX_XOF} XOF"),
+            format!("doit être de 1 à {MAX_XOF} XOF"),
+        ));
+    }
+    if paid_at.is_some_and(|d| d > state.clock.today()) {
+        errors.push(FieldError::new(
+            "/paid_at",
+            "in_future",
+            "must not be in the future",
+            "ne doit pas être dans le futur",
+        ));
+    }
+    if reference
+        .as_ref()
+        .is_some_and(|r| r.trim().is_empty() || r.chars().count() > 100)
+    {
+        errors.push(FieldError::new(
+            "/reference",
+            "invalid_length",
+            "must be 1 to 100 characters",
+            "doit compter de 1 à 100 caractères",
+        ));
+    }
+    let (Some(amount), Some(paid_at), Some(reference)) = (amount, paid_at, reference) else {
+        return Err(ApiError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let ctx = auth.caller.write_context(&state, idempotency);
+    let payment = Payment {
+        id: uuid::Uuid::now_v7().to_string(),
+        amount_xof: Xof(amount),
+        paid_at,
+        reference: reference.trim().to_owned(),
+        created_at: ctx.at,
+    };
+    let settlement = state
+        .store
+        .add_payment(&ctx, &id, &payment)
+        .await
+        .map_err(settlement_error)?;
+    Ok((StatusCode::CREATED, Json(SettlementView::from(settlement))).into_response())
+}
