@@ -10,5 +10,6 @@ mod errors;
 mod organizations;
 mod products;
 mod registry;
-mod settlements;
 mod service;
+mod settlements;
+mod webhooks;

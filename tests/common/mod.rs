@@ -27,6 +27,7 @@ pub struct TestApp {
     pub backend: Backend,
     pub config: Config,
     running: Option<app::Running>,
+    workers: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A response read whole: status, headers and the body as JSON (Null when empty or not JSON).
@@ -95,6 +96,7 @@ impl TestApp {
         database.migrate().await.expect("migrate");
         let state = app::state(config.clone(), &database).await.expect("state");
         app::ensure_operator(&state).await.expect("operator");
+        let workers = app::start_workers(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let running = app::serve(listener, app::router(state)).await.expect("serve");
         let base = format!("http://{}", running.addr);
@@ -107,10 +109,30 @@ impl TestApp {
             backend,
             config,
             running: Some(running),
+            workers,
         }
     }
 
+    /// Stops this service and starts a new one on the same database (a restart, or with a
+    /// changed configuration).
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        self.stop().await;
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        let db = std::mem::replace(&mut self.db, TestDatabase::detached(self.backend));
+        TestApp::start(db, config).await
+    }
+
+    /// A second service on the same database, as another replica would be.
+    pub async fn replica(&self) -> TestApp {
+        TestApp::start(TestDatabase::alias(&self.db), self.config.clone()).await
+    }
+
+    /// Stops the server and its background workers, as a process exit would.
     pub async fn stop(&mut self) {
+        if let Some(w) = self.workers.take() {
+            w.abort();
+        }
         if let Some(running) = self.running.take() {
             let _ = running.shutdown.send(());
             let _ = running.handle.await;
@@ -173,6 +195,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(w) = self.workers.take() {
+            w.abort();
+        }
         if let Some(running) = self.running.take() {
             let _ = running.shutdown.send(());
             running.handle.abort();

@@ -65,6 +65,26 @@ impl TestDatabase {
         }
     }
 
+    /// A handle on the same database that does not remove it when dropped.
+    pub fn alias(other: &TestDatabase) -> TestDatabase {
+        TestDatabase {
+            backend: other.backend,
+            url: other.url.clone(),
+            dir: None,
+            schema: None,
+        }
+    }
+
+    /// A placeholder owning nothing.
+    pub fn detached(backend: Backend) -> TestDatabase {
+        TestDatabase {
+            backend,
+            url: String::new(),
+            dir: None,
+            schema: None,
+        }
+    }
+
     /// Runs SQL straight on the database, around the service (to tamper with rows, say).
     pub async fn execute(&self, sql: &str) -> u64 {
         let result = match self.backend {

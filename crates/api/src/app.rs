@@ -76,6 +76,11 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// Starts what runs beside the API: the webhook outbox's delivery worker.
+pub fn start_workers(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    crate::webhook_worker::start(state.clone())
+}
+
 pub fn router(state: AppState) -> Router {
     crate::metrics::install();
     let (api, _) = crate::openapi::router().split_for_parts();

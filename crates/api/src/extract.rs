@@ -194,6 +194,7 @@ permissions!(
     CancelClaim,
     WriteSettlements,
     ReadSettlements,
+    ManageWebhooks,
 );
 
 /// A caller allowed to perform `P`: a handler cannot obtain a caller without naming what it does,

@@ -13,3 +13,4 @@ pub mod problem;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod webhook_worker;

@@ -160,6 +160,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         );
     }
     app::ensure_operator(&state).await?;
+    app::start_workers(&state);
     if with_demo {
         let secret = state.config.jwt_hs256_secret.clone().ok_or("demo needs a secret")?;
         let tokens = demo::seed(&state, &secret).await?;

@@ -35,6 +35,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
         (name = "eligibility", description = "Front-desk checks: covered today, by whom, at what rate, for how much"),
         (name = "claims", description = "Claims priced by coordination of benefits, adjudicated by each payer"),
         (name = "settlements", description = "Batches of adjudicated claims owed to a payee (bordereaux) and their payments"),
+        (name = "webhooks", description = "Signed event deliveries to your systems, from an outbox, with retries"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
@@ -54,6 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::eligibility::router())
         .merge(routes::claims::router())
         .merge(routes::settlements::router())
+        .merge(routes::webhooks::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
 }

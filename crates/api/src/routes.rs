@@ -11,6 +11,7 @@ pub mod products;
 pub mod registrations;
 pub mod registry;
 pub mod settlements;
+pub mod webhooks;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

@@ -19,3 +19,4 @@ pub mod product;
 pub mod registration;
 pub mod scope;
 pub mod settlement;
+pub mod webhook;

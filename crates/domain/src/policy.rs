@@ -25,6 +25,7 @@ pub enum Action {
     CancelClaim,
     WriteSettlements,
     ReadSettlements,
+    ManageWebhooks,
 }
 
 const ALL_KINDS: &[OrgKind] = &OrgKind::ALL;
@@ -38,6 +39,7 @@ impl Action {
             Action::SubmitClaim | Action::BaseAdjudicate | Action::CancelClaim => Scope::ClaimsSubmit,
             Action::ReadClaims | Action::ReadSettlements => Scope::ClaimsRead,
             Action::WriteSettlements => Scope::SettlementsWrite,
+            Action::ManageWebhooks => Scope::WebhooksWrite,
             Action::Adjudicate => Scope::ClaimsAdjudicate,
             Action::CheckEligibility => Scope::EligibilityCheck,
             Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
@@ -57,10 +59,15 @@ impl Action {
             Action::CreateCoverage => &[OrgKind::Scheme],
             Action::ReadBatches => &[OrgKind::Mutuelle, OrgKind::Operator, OrgKind::Auditor],
             Action::SubmitClaim | Action::CancelClaim => &[OrgKind::Provider, OrgKind::Scheme],
-            Action::ReadClaims => ALL_KINDS,
+            Action::ReadClaims | Action::ManageWebhooks => ALL_KINDS,
             Action::BaseAdjudicate => &[OrgKind::Scheme],
             Action::Adjudicate | Action::WriteSettlements => &[OrgKind::Mutuelle],
-            Action::ReadSettlements => &[OrgKind::Mutuelle, OrgKind::Provider, OrgKind::Operator, OrgKind::Auditor],
+            Action::ReadSettlements => &[
+                OrgKind::Mutuelle,
+                OrgKind::Provider,
+                OrgKind::Operator,
+                OrgKind::Auditor,
+            ],
             Action::CheckEligibility => &[OrgKind::Provider, OrgKind::Mutuelle, OrgKind::Scheme],
             Action::VerifyAudit => &[OrgKind::Operator, OrgKind::Auditor],
         }

@@ -4,10 +4,12 @@
 mod batches;
 mod claims;
 mod settlements;
+mod webhooks;
 
 pub use batches::*;
 pub use claims::*;
 pub use settlements::*;
+pub use webhooks::*;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -299,6 +301,7 @@ pub trait Store:
     + BatchStore
     + ClaimStore
     + SettlementStore
+    + WebhookStore
 {
 }
 
@@ -312,5 +315,6 @@ impl<T> Store for T where
         + BatchStore
         + ClaimStore
     + SettlementStore
+    + WebhookStore
 {
 }

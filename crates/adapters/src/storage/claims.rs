@@ -61,6 +61,18 @@ fn claim_json(claim: &Claim) -> Result<String, StoreError> {
     serde_json::to_string(claim).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
+/// Announces a claim event to every subscribed party, in the change's transaction.
+async fn announce_claim(tx: &mut Tx, ctx: &WriteContext, event_type: &str, claim: &Claim) -> Result<(), StoreError> {
+    let data = serde_json::to_value(claim).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let audience = [
+        Some(claim.provider.as_str()),
+        Some(claim.submitter.as_str()),
+        claim.base_payer.as_deref(),
+        claim.routed_to.as_deref(),
+    ];
+    enqueue(tx, ctx, event_type, audience, "claim", &data).await
+}
+
 #[async_trait]
 impl ClaimStore for This {
     async fn submit_claim(
@@ -112,6 +124,7 @@ impl ClaimStore for This {
         if let Some(key) = usage {
             set_usage(&mut tx, key, Xof(used.value() + counted(&claim).value())).await?;
         }
+        announce_claim(&mut tx, ctx, "claim.submitted", &claim).await?;
         append_events(&mut tx, &[ctx.audit("claim.submitted", "claim", &claim.id)]).await?;
         store_idempotent_response(&mut tx, ctx, &claim).await?;
         tx.commit().await.map_err(db_err)?;
@@ -191,6 +204,7 @@ impl ClaimStore for This {
         if let Some(key) = &key {
             set_usage(&mut tx, key, Xof(used_by_others.value() + counted(&next).value())).await?;
         }
+        announce_claim(&mut tx, ctx, action, &next).await?;
         append_events(&mut tx, &[ctx.audit(action, "claim", &next.id)]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(next)

@@ -21,6 +21,9 @@ const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1 FOR UPD
 /// Row locks for read-modify-write transactions.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// Several replicas lease outbox rows without waiting on each other.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -57,3 +60,4 @@ include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");
 include!("settlements.rs");
+include!("webhooks.rs");

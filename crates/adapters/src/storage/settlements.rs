@@ -232,6 +232,7 @@ impl SettlementStore for This {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+                announce_claim(&mut tx, ctx, "claim.settled", &claim).await?;
                 events.push(ctx.audit("claim.settled", "claim", &claim.id));
             }
         }

@@ -23,6 +23,9 @@ const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1";
 /// No row locks in SQLite: its single writer connection serialises read-modify-write transactions.
 const FOR_UPDATE: &str = "";
 
+/// The single writer serialises leases; the lease columns keep two processes apart.
+const SKIP_LOCKED: &str = "";
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
@@ -63,3 +66,4 @@ include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");
 include!("settlements.rs");
+include!("webhooks.rs");

@@ -1,0 +1,317 @@
+// Webhook storage and the outbox, shared by both databases through `include!` like `shared.rs`.
+
+use passerelle_domain::ports::{AttemptOutcome, WebhookStore};
+use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription};
+
+/// Writes one delivery per live subscription that asked for `event_type` and whose organisation
+/// may read the resource (one of `audience`, or an operator or auditor), in the caller's
+/// transaction: the outbox commits with the change or not at all.
+async fn enqueue(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    event_type: &str,
+    audience: [Option<&str>; 4],
+    resource: &str,
+    data: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let payload = serde_json::json!({
+        "organization": ctx.organization, "created_at": ctx.at, "resource": resource, "data": data
+    })
+    .to_string();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+         next_attempt_at, created_at) \
+         SELECT $1 || ':' || s.id, s.id, $1, $2, $3, 'pending', 0, $4, $4 \
+         FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+         WHERE s.deleted_at IS NULL AND s.events LIKE $5 \
+         AND (s.organization IN ($6, $7, $8, $9) OR o.kind IN ('operator', 'auditor'))",
+    )
+    .bind(&event_id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(ctx.at)
+    .bind(format!("% {event_type} %"))
+    .bind(audience[0])
+    .bind(audience[1])
+    .bind(audience[2])
+    .bind(audience[3])
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SubscriptionRow {
+    id: String,
+    organization: String,
+    url: String,
+    events: String,
+    secret: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<SubscriptionRow> for Subscription {
+    fn from(r: SubscriptionRow) -> Self {
+        Subscription {
+            id: r.id,
+            organization: r.organization,
+            url: r.url,
+            events: r.events.split_whitespace().map(str::to_owned).collect(),
+            secret: r.secret,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    subscription: String,
+    event_id: String,
+    event_type: String,
+    status: String,
+    next_attempt_at: chrono::DateTime<chrono::Utc>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    attempt: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    status_code: Option<i64>,
+    error: Option<String>,
+    duration_ms: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: String,
+    url: String,
+    secret: String,
+    event_id: String,
+    event_type: String,
+    payload: String,
+    attempts: i64,
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "id, organization, url, events, secret, created_at";
+
+#[async_trait]
+impl WebhookStore for This {
+    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO webhook_subscriptions (id, organization, url, events, secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&sub.id)
+        .bind(&sub.organization)
+        .bind(&sub.url)
+        .bind(format!(" {} ", sub.events.join(" ")))
+        .bind(&sub.secret)
+        .bind(sub.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_events(&mut tx, &[ctx.audit("webhook.created", "webhook", &sub.id)]).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_subscriptions(
+        &self,
+        organization: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE organization = $1 AND deleted_at IS NULL \
+             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(organization)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let subs: Vec<Subscription> = rows.into_iter().map(Subscription::from).collect();
+        Ok(Page::from_overfetch(subs, page.limit, |s| s.id.clone()))
+    }
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let row: Option<SubscriptionRow> = sqlx::query_as(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(Subscription::from))
+    }
+
+    async fn delete_subscription(&self, ctx: &WriteContext, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE webhook_subscriptions SET deleted_at = $3 WHERE id = $1 AND organization = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(&ctx.organization)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        // Nothing more goes to a deleted subscription.
+        sqlx::query("UPDATE webhook_deliveries SET status = 'failed' WHERE subscription = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_events(&mut tx, &[ctx.audit("webhook.deleted", "webhook", id)]).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT id, subscription, event_id, event_type, status, next_attempt_at, created_at, delivered_at \
+             FROM webhook_deliveries WHERE subscription = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(subscription)
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for r in rows {
+            let attempts: Vec<AttemptRow> = sqlx::query_as(
+                "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery = $1 ORDER BY attempt",
+            )
+            .bind(&r.id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+            deliveries.push(Delivery {
+                next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+                id: r.id,
+                subscription: r.subscription,
+                event_id: r.event_id,
+                event_type: r.event_type,
+                status: r.status,
+                attempts: attempts
+                    .into_iter()
+                    .map(|a| Attempt {
+                        attempt: u32::try_from(a.attempt).unwrap_or(0),
+                        at: a.at,
+                        status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
+                        error: a.error,
+                        duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
+                    })
+                    .collect(),
+                created_at: r.created_at,
+                delivered_at: r.delivered_at,
+            });
+        }
+        Ok(Page::from_overfetch(deliveries, page.limit, |d| d.id.clone()))
+    }
+
+    async fn lease_deliveries(
+        &self,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET locked_until = $1, lock_owner = $2 WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+              AND (locked_until IS NULL OR locked_until < $3) ORDER BY next_attempt_at LIMIT $4{SKIP_LOCKED})"
+        ))
+        .bind(lease_until)
+        .bind(owner)
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let rows: Vec<DueRow> = sqlx::query_as(
+            "SELECT d.id, s.url, s.secret, d.event_id, d.event_type, d.payload, d.attempts \
+             FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription \
+             WHERE d.lock_owner = $1 AND d.locked_until = $2 AND d.status = 'pending' ORDER BY d.next_attempt_at",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DueDelivery {
+                id: r.id,
+                url: r.url,
+                secret: r.secret,
+                event_id: r.event_id,
+                event_type: r.event_type,
+                payload: r.payload,
+                attempts: u32::try_from(r.attempts).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn record_attempt(&self, delivery: &str, owner: &str, outcome: &AttemptOutcome) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let a = &outcome.attempt;
+        let (status, next) = match (outcome.delivered, outcome.retry_at) {
+            (true, _) => ("delivered", a.at),
+            (false, Some(at)) => ("pending", at),
+            (false, None) => ("failed", a.at),
+        };
+        // Only the lease holder records: a worker whose lease expired mid-send lost the delivery.
+        let changed = sqlx::query(
+            "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, locked_until = NULL, \
+             lock_owner = NULL, delivered_at = CASE WHEN $3 = 'delivered' THEN $6 ELSE delivered_at END \
+             WHERE id = $1 AND lock_owner = $2",
+        )
+        .bind(delivery)
+        .bind(owner)
+        .bind(status)
+        .bind(i64::from(a.attempt))
+        .bind(next)
+        .bind(a.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed == 1 {
+            sqlx::query(
+                "INSERT INTO webhook_attempts (delivery, attempt, at, status_code, error, duration_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(delivery)
+            .bind(i64::from(a.attempt))
+            .bind(a.at)
+            .bind(a.status_code.map(i64::from))
+            .bind(&a.error)
+            .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(n)
+    }
+}

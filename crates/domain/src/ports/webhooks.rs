@@ -1,0 +1,53 @@
+//! Storage of webhook subscriptions and the outbox.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::WriteContext;
+use crate::error::StoreError;
+use crate::pagination::{Page, PageRequest};
+use crate::webhook::{Attempt, Delivery, DueDelivery, Subscription};
+
+/// What a worker learned from one try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    pub attempt: Attempt,
+    pub delivered: bool,
+    /// When to try again; `None` with `delivered == false` means given up.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<(), StoreError>;
+
+    /// The organisation's live subscriptions, by id.
+    async fn list_subscriptions(
+        &self,
+        organization: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Subscription>, StoreError>;
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
+
+    /// False when there is no such live subscription of the organisation.
+    async fn delete_subscription(&self, ctx: &WriteContext, id: &str) -> Result<bool, StoreError>;
+
+    /// Newest first, each with its attempts.
+    async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError>;
+
+    /// Leases up to `limit` due deliveries to `owner` until `lease_until`; two workers never
+    /// lease the same delivery at once.
+    async fn lease_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+
+    async fn record_attempt(&self, delivery: &str, owner: &str, outcome: &AttemptOutcome) -> Result<(), StoreError>;
+
+    /// Deliveries not yet delivered nor given up.
+    async fn pending_deliveries(&self) -> Result<i64, StoreError>;
+}

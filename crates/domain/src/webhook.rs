@@ -1,0 +1,108 @@
+//! Webhooks: subscriptions, the deliveries of the outbox, and the retry schedule.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The event types a subscription may ask for.
+pub const EVENT_TYPES: [&str; 7] = [
+    "claim.submitted",
+    "claim.base_adjudicated",
+    "claim.adjudicated",
+    "claim.cancelled",
+    "claim.settled",
+    "coverage.changed",
+    "settlement.paid",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub organization: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub subscription: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: Vec<Attempt>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A delivery a worker has leased, with what it needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub attempts: u32,
+}
+
+/// When to try again after `attempts` failed tries: `initial × 2^(attempts − 1)`, scaled by a
+/// jitter factor in per-mille (800–1200 spreads retries ±20 % so receivers coming back are not
+/// hit by every sender at once). `None` once `max_attempts` are spent.
+pub fn next_attempt(
+    now: DateTime<Utc>,
+    attempts: u32,
+    max_attempts: u32,
+    initial: Duration,
+    jitter_per_mille: u32,
+) -> Option<DateTime<Utc>> {
+    if attempts >= max_attempts {
+        return None;
+    }
+    let exponent = attempts.saturating_sub(1).min(30);
+    let base_ms = initial.num_milliseconds().saturating_mul(1_i64 << exponent);
+    let ms = base_ms.saturating_mul(i64::from(jitter_per_mille.clamp(800, 1200))) / 1000;
+    Some(now + Duration::milliseconds(ms.min(7 * 24 * 3600 * 1000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops() {
+        let now = Utc::now();
+        let initial = Duration::seconds(10);
+        assert_eq!(
+            next_attempt(now, 1, 12, initial, 1000),
+            Some(now + Duration::seconds(10))
+        );
+        assert_eq!(
+            next_attempt(now, 2, 12, initial, 1000),
+            Some(now + Duration::seconds(20))
+        );
+        assert_eq!(
+            next_attempt(now, 4, 12, initial, 1200),
+            Some(now + Duration::seconds(96))
+        );
+        assert_eq!(
+            next_attempt(now, 3, 12, initial, 500),
+            Some(now + Duration::seconds(32)),
+            "jitter is clamped"
+        );
+        assert_eq!(next_attempt(now, 12, 12, initial, 1000), None);
+    }
+}

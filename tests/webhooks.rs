@@ -1,0 +1,356 @@
+//! API.md §5 Webhooks: subscriptions, signed deliveries from the outbox, retries, restarts and
+//! several replicas. Receivers listen on 127.0.0.1 only.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, TestApp};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::claims::{claim, provider, setup, submit};
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, String, String)>>>,
+    fail_first: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicUsize>,
+}
+
+/// A minimal HTTP/1.1 receiver: records (event id header, signature header, body), answers 500
+/// for the first `fail_first` requests, then 204.
+async fn receive_on(listener: TcpListener, r: Receiver) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let r = r.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0_u8; 8192];
+            let (head_end, length) = loop {
+                let Ok(n) = socket.read(&mut chunk).await else { return };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    break (i + 4, length);
+                }
+            };
+            while buf.len() < head_end + length {
+                let Ok(n) = socket.read(&mut chunk).await else { return };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_owned())
+                    })
+                    .unwrap_or_default()
+            };
+            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            let delay = r.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+            }
+            let failing = r.fail_first.load(Ordering::SeqCst) > 0;
+            if failing {
+                r.fail_first.fetch_sub(1, Ordering::SeqCst);
+            }
+            r.got
+                .lock()
+                .unwrap()
+                .push((header("passerelle-event-id"), header("passerelle-signature"), body));
+            let status = if failing {
+                "500 Internal Server Error"
+            } else {
+                "204 No Content"
+            };
+            let _ = socket
+                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+                .await;
+        });
+    }
+}
+
+async fn receiver() -> (Receiver, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = Receiver::default();
+    tokio::spawn(receive_on(listener, r.clone()));
+    (r, port)
+}
+
+fn fast(config: &mut passerelle_api::config::Config) {
+    config.webhook_allow_insecure = true;
+    config.webhook_retry_initial = Duration::from_millis(50);
+}
+
+async fn subscribe(app: &TestApp, port: u16, events: Value) -> (String, String) {
+    let token = app.token("mut-a", "webhooks:write");
+    let r = app
+        .post(
+            "/v1/webhooks",
+            &token,
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": events}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+    (
+        r.json["id"].as_str().unwrap().to_owned(),
+        r.json["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, String, String)> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if r.got.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.got.lock().unwrap().clone()
+}
+
+fn verify(secret: &str, signature: &str, body: &str) -> bool {
+    let Some((t, v1)) = signature.split_once(',') else {
+        return false;
+    };
+    let (Some(t), Some(v1)) = (t.strip_prefix("t="), v1.strip_prefix("v1=")) else {
+        return false;
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    hex_lower(&mac.finalize().into_bytes()) == v1
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn one_line(price: i64) -> Value {
+    json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": price}])
+}
+
+async fn urls_are_checked_without_any_request(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = app.token("mut-a", "webhooks:write");
+    for url in [
+        "http://127.0.0.1:9/x",
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://localhost/x",
+        "https://printer/x",
+        "ftp://example.org/x",
+        "not a url",
+    ] {
+        let r = app
+            .post(
+                "/v1/webhooks",
+                &token,
+                &json!({"url": url, "events": ["claim.submitted"]}),
+            )
+            .await;
+        r.problem(422, "validation_failed");
+        assert_eq!(r.error_fields(), ["/url"], "{url}");
+    }
+    let r = app.post("/v1/webhooks", &token, &json!({"url": "https://mutuelle.example.org/hook", "events": ["claim.submitted", "claim.exploded"], "secret": "short"})).await;
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/events/1", "/secret"]);
+    let ok = app
+        .post(
+            "/v1/webhooks",
+            &token,
+            &json!({"url": "https://mutuelle.example.org/hook", "events": ["claim.submitted"]}),
+        )
+        .await;
+    assert_eq!(ok.status.as_u16(), 201);
+    assert!(ok.json["secret"].as_str().unwrap().len() >= 32);
+    let id = ok.json["id"].as_str().unwrap();
+    let listed = app.get("/v1/webhooks", &token).await;
+    assert!(
+        listed.json["items"][0].get("secret").is_none(),
+        "the secret is shown once"
+    );
+    let del = app
+        .send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{id}"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(del.status.as_u16(), 204);
+    let again = app
+        .send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{id}"))
+                .bearer_auth(&token),
+        )
+        .await;
+    again.problem(404, "not_found");
+}
+
+async fn deliveries_are_signed_and_retried(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.fail_first.store(2, Ordering::SeqCst);
+    let (sub, secret) = subscribe(&app, port, json!(["claim.submitted"])).await;
+    let created = submit(
+        &app,
+        &provider(&app),
+        "w1",
+        &claim("W-1", &s.spouse, "2026-06-01", one_line(5000)),
+    )
+    .await;
+    let got = wait_for(&r, 3, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 3, "two failures, then the delivery");
+    let (event_id, signature, body) = &got[2];
+    assert!(verify(&secret, signature, body), "{signature}");
+    let parsed: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(parsed["type"], "claim.submitted");
+    assert_eq!(&parsed["event_id"], event_id);
+    assert_eq!(parsed["organization"], "cms-a");
+    assert_eq!(parsed["data"]["id"], created.json["id"]);
+    assert_eq!(
+        parsed["data"]["totals"], created.json["totals"],
+        "the resource as its GET shows it"
+    );
+    assert!(
+        got.iter().all(|(e, _, _)| e == event_id),
+        "retries carry the same event id"
+    );
+    let token = app.token("mut-a", "webhooks:write");
+    let mut deliveries = app.get(&format!("/v1/webhooks/{sub}/deliveries"), &token).await;
+    for _ in 0..40 {
+        if deliveries.json["items"][0]["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        deliveries = app.get(&format!("/v1/webhooks/{sub}/deliveries"), &token).await;
+    }
+    let d = &deliveries.json["items"][0];
+    assert_eq!(d["status"], "delivered", "{}", deliveries.text);
+    let codes: Vec<Value> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(500), json!(204)]);
+    // Another organisation's events are not delivered to mut-b, which reads nothing of it.
+    app.get(
+        &format!("/v1/webhooks/{sub}/deliveries"),
+        &app.token("mut-b", "webhooks:write"),
+    )
+    .await
+    .problem(404, "not_found");
+}
+
+async fn deliveries_survive_a_restart(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    // The receiver is down: reserve a port, then free it.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    submit(
+        &app,
+        &provider(&app),
+        "w1",
+        &claim("W-1", &s.spouse, "2026-06-01", one_line(5000)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let app = app
+        .restart(|c| c.webhook_retry_initial = Duration::from_millis(50))
+        .await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let r = Receiver::default();
+    tokio::spawn(receive_on(listener, r.clone()));
+    let got = wait_for(&r, 1, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 1, "the undelivered event arrives after the restart");
+    drop(app);
+}
+
+async fn two_replicas_deliver_each_event_once(backend: Backend) {
+    let s = setup(backend).await;
+    let a = s.app.restart(fast).await;
+    let b = a.replica().await;
+    let (r, port) = receiver().await;
+    subscribe(&a, port, json!(["claim.submitted"])).await;
+    let token = provider(&a);
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let reply = submit(
+            app,
+            &token,
+            &format!("k{i}"),
+            &claim(&format!("R-{i}"), &s.spouse, "2026-06-01", one_line(100)),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    }
+    let got = wait_for(&r, 20, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_after = r.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 20);
+    assert_eq!(got_after.len(), 20, "nothing delivered twice");
+    let mut ids: Vec<&String> = got_after.iter().map(|(e, _, _)| e).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+}
+
+async fn a_slow_receiver_never_slows_the_api(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.delay_ms.store(3000, Ordering::SeqCst);
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    for i in 0..3 {
+        let started = Instant::now();
+        let reply = submit(
+            &app,
+            &provider(&app),
+            &format!("s{i}"),
+            &claim(&format!("S-{i}"), &s.spouse, "2026-06-01", one_line(100)),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 201);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+on_both_databases!(
+    urls_are_checked_without_any_request,
+    deliveries_are_signed_and_retried,
+    deliveries_survive_a_restart,
+    two_replicas_deliver_each_event_once,
+    a_slow_receiver_never_slows_the_api,
+);
