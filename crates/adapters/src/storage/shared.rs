@@ -96,27 +96,33 @@ async fn append_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Stor
     }
     let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
     let (mut seq, mut digest) = (head.seq, head.digest);
+    let mut chained = Vec::with_capacity(events.len());
     for event in events {
-        let chained = event.clone().chain(Some((seq, &digest)));
-        sqlx::query(
+        let e = event.clone().chain(Some((seq, &digest)));
+        seq = e.seq;
+        digest = e.digest.clone();
+        chained.push(e);
+    }
+    // One multi-row statement per chunk: a group of eligibility checks costs one round trip, not
+    // one per event (chunks stay well under both databases' parameter limits).
+    for chunk in chained.chunks(500) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
-             request_id, digest, prev_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(chained.seq)
-        .bind(chained.at)
-        .bind(&chained.organization)
-        .bind(&chained.subject)
-        .bind(&chained.action)
-        .bind(&chained.resource_type)
-        .bind(&chained.resource_id)
-        .bind(&chained.request_id)
-        .bind(&chained.digest)
-        .bind(&chained.prev_digest)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-        seq = chained.seq;
-        digest = chained.digest;
+             request_id, digest, prev_digest) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            row.push_bind(e.seq)
+                .push_bind(e.at)
+                .push_bind(e.organization.clone())
+                .push_bind(e.subject.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.resource_type.clone())
+                .push_bind(e.resource_id.clone())
+                .push_bind(e.request_id.clone())
+                .push_bind(e.digest.clone())
+                .push_bind(e.prev_digest.clone());
+        });
+        insert.build().execute(&mut **tx).await.map_err(db_err)?;
     }
     sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
         .bind(seq)
