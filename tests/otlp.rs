@@ -159,6 +159,15 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    // Variables from the surrounding environment that would send the spans elsewhere or rename
+    // the service.
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SERVICE_NAME",
+        "OTEL_SDK_DISABLED",
+    ] {
+        std::env::remove_var(name);
+    }
     // The exporter's HTTP client honours proxy variables; the receiver is on loopback.
     std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
     let telemetry = passerelle_api::telemetry::init("info", LogFormat::Json).expect("telemetry");
