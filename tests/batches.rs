@@ -1,1 +1,565 @@
 //! Bulk registration (API.md §5 Registrations, Bulk).
+
+use std::time::Duration;
+
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::Backend;
+use passerelle_api::app;
+use passerelle_tests::{on_both_databases, test_config, tokens, Reply, TestApp, SECRET};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::products::family_plan;
+use crate::registry::{registry, writer};
+
+pub const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through";
+const CSV: &str = "text/csv";
+const NDJSON: &str = "application/x-ndjson";
+
+/// Posts a file to `/v1/registrations/batches{query}`.
+pub async fn upload(
+    app: &TestApp,
+    org: &str,
+    key: Option<&str>,
+    query: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> Reply {
+    let mut request = app
+        .request(Method::POST, &format!("/v1/registrations/batches{query}"))
+        .bearer_auth(writer(app, org))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    app.send(request).await
+}
+
+/// Polls the job until it ends (a minute at most).
+pub async fn finished(app: &TestApp, org: &str, location: &str) -> Value {
+    for _ in 0..600 {
+        let reply = app.get(location, &writer(app, org)).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        if matches!(reply.json["status"].as_str(), Some("completed" | "failed")) {
+            return reply.json;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the job at {location} did not finish");
+}
+
+/// Uploads, expects 202, and waits for the end.
+async fn run(app: &TestApp, org: &str, key: &str, query: &str, content_type: &str, body: Vec<u8>) -> Value {
+    let reply = upload(app, org, Some(key), query, content_type, body).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let location = reply.header("location").unwrap().to_owned();
+    finished(app, org, &location).await
+}
+
+fn counts(job: &Value) -> [i64; 5] {
+    [
+        "rows_processed",
+        "households_created",
+        "households_skipped",
+        "rows_failed",
+        "errors_total",
+    ]
+    .map(|k| job[k].as_i64().unwrap_or(-1))
+}
+
+fn codes(job: &Value) -> Vec<(u64, String, String)> {
+    job["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn csv(rows: &[&str]) -> Vec<u8> {
+    let mut text = format!("{HEADER}\n");
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+/// A name made of letters only, different for each `i`.
+fn name(i: usize) -> String {
+    let mut n = i;
+    let mut s = String::from("K");
+    loop {
+        s.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    s
+}
+
+/// `n` households of a principal and a child, without national ids.
+pub fn households(n: usize, prefix: &str) -> Vec<u8> {
+    let mut text = format!("{HEADER}\n");
+    for i in 0..n {
+        let family = name(i);
+        text.push_str(&format!(
+            "H{i},principal,{prefix}-{i},{family},Kossi,M,1980,,,Maritime,Zio,Zio 1,2026-01-01,2026-12-31\n\
+             H{i},child,,{family},Ama,F,2015-05-0{},,,,,,,\n",
+            1 + i % 9
+        ));
+    }
+    text.into_bytes()
+}
+
+const GOOD: [&str; 4] = [
+    "H1,principal,TSV-1001,Agbéko,Kossi,M,1984-03-12,TG:NIU:1234 5678 9012,+22890123456,Maritime,Zio,Zio 1,2026-01-01,2026-12-31",
+    "H1,spouse,,Agbéko,Akossiwa Élise,F,1988,,,Maritime,Zio,Zio 1,,",
+    "H1,child,,Agbéko,Yao,M,2015-07-30,,,,,,,",
+    "H2,principal,TSV-1002,Mensah,Adjoa,F,1979,,,Plateaux,Ogou,Ogou 1,2026-01-01,",
+];
+
+async fn a_csv_file_with_its_columns_in_any_order_completes(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    // The columns reversed, a household that fails on a rule, and one more good one.
+    let reversed = |row: &str| row.split(',').rev().collect::<Vec<_>>().join(",");
+    let mut text = format!("{}\n", reversed(HEADER));
+    for row in GOOD
+        .iter()
+        .chain(&["H3,principal,TSV-1003,Koffi,Edem,X,1990,,,,,,2026-01-01,"])
+    {
+        text.push_str(&reversed(row));
+        text.push('\n');
+    }
+    let query = format!("?product={}", r.product);
+    let reply = upload(app, "mut-a", Some("k1"), &query, CSV, text.clone()).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let id = reply.json["id"].as_str().unwrap().to_owned();
+    let location = format!("/v1/registrations/batches/{id}");
+    assert_eq!(reply.header("location"), Some(location.as_str()));
+    assert_eq!(reply.json["status"], "queued");
+    assert_eq!(reply.json["organization"], "mut-a");
+    assert_eq!(reply.json["errors"], json!([]));
+
+    let job = finished(app, "mut-a", &location).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["rows_total"], 5);
+    assert_eq!(counts(&job), [5, 2, 0, 1, 1]);
+    assert_eq!(codes(&job), [(6, "sex".to_owned(), "unknown_value".to_owned())]);
+    assert_eq!(job["errors"][0]["household"], "H3");
+    assert!(job["finished_at"].is_string());
+    assert_eq!(app.count("coverages").await, 4);
+    // Names byte-exact, the year-only birth date as a year.
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM beneficiaries WHERE given_names = 'Akossiwa Élise' AND birth_date_precision = 'year'")
+            .await,
+        1
+    );
+    // Messages follow Accept-Language.
+    let en = app
+        .send(
+            app.request(Method::GET, &location)
+                .bearer_auth(writer(app, "mut-a"))
+                .header("accept-language", "en"),
+        )
+        .await;
+    assert_eq!(en.json["errors"][0]["message"], "must be F or M", "{}", en.text);
+    assert_ne!(en.json["errors"][0]["message"], job["errors"][0]["message"]);
+
+    // The same key, query and body: the first 202 again, no new job; another body: refused.
+    let again = upload(app, "mut-a", Some("k1"), &query, CSV, text.clone()).await;
+    assert_eq!(again.status.as_u16(), 202);
+    assert_eq!(again.json, reply.json);
+    assert_eq!(again.header("location"), Some(location.as_str()));
+    assert_eq!(app.count("registration_batches").await, 1);
+    upload(app, "mut-a", Some("k1"), &query, CSV, format!("{text}\n"))
+        .await
+        .problem(422, "idempotency_key_reused");
+
+    // The same file under a new key: every household that registered is skipped.
+    let job = run(app, "mut-a", "k2", &query, CSV, text.into_bytes()).await;
+    assert_eq!(job["status"], "completed");
+    assert_eq!(counts(&job), [5, 0, 2, 1, 1]);
+    assert_eq!(app.count("coverages").await, 4);
+    assert_eq!(app.count("beneficiaries").await, 4);
+}
+
+async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
+    let spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
+    let app = &TestApp::spawn_with(backend, |c| c.batch_spool_dir = spool.clone()).await;
+    for (id, kind) in [("mut-a", "mutuelle"), ("mut-b", "mutuelle"), ("tg-inam", "scheme")] {
+        app.create_org(id, kind, "TG").await;
+    }
+    let plan = app
+        .post("/v1/products", &writer(app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let header = HEADER.replace(",phone,", ",telephone,").replace(",paid_through", "");
+    let body = format!("{header}\nH1,principal,TSV-1,Ba,Awa,F,1980,,,,,,2026-01-01\n");
+    let reply = upload(app, "mut-a", Some("k1"), &query, CSV, body).await;
+    reply.problem(422, "validation_failed");
+    let mut fields = reply.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/header/paid_through", "/header/phone", "/header/telephone"]);
+
+    let good = csv(&GOOD);
+    upload(app, "mut-a", Some("k2"), "", CSV, good.clone())
+        .await
+        .problem(422, "validation_failed");
+    let reply = upload(app, "mut-a", Some("k2"), "", CSV, good.clone()).await;
+    assert_eq!(reply.error_fields(), ["/query/product"]);
+    assert_eq!(reply.json["errors"][0]["code"], "required");
+    // Another mutuelle's product is not a reference it may use.
+    let reply = upload(app, "mut-b", Some("k2"), &query, CSV, good.clone()).await;
+    reply.problem(422, "validation_failed");
+    assert_eq!(reply.json["errors"][0]["field"], "/query/product");
+    assert_eq!(reply.json["errors"][0]["code"], "unknown_reference");
+    upload(app, "mut-a", Some("k3"), &query, "application/json", good.clone())
+        .await
+        .problem(415, "unsupported_media_type");
+    upload(
+        app,
+        "mut-a",
+        Some("k3"),
+        &query,
+        "text/csv; charset=iso-8859-1",
+        good.clone(),
+    )
+    .await
+    .problem(415, "unsupported_media_type");
+    upload(app, "mut-a", None, &query, CSV, good.clone())
+        .await
+        .problem(428, "precondition_required");
+    // Only mutuelles register.
+    let scheme = app
+        .send(
+            app.request(Method::POST, &format!("/v1/registrations/batches{query}"))
+                .bearer_auth(writer(app, "tg-inam"))
+                .header("idempotency-key", "k4")
+                .header("content-type", CSV)
+                .body(good),
+        )
+        .await;
+    scheme.problem(403, "forbidden");
+    assert_eq!(app.count("registration_batches").await, 0);
+    assert_eq!(app.count("coverages").await, 0);
+    let spooled = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(spooled, 0, "no upload is left behind");
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+async fn a_bad_line_fails_its_household_only(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut body = csv(&GOOD);
+    // A Latin-1 line (S\xE9gou), a row with a field too many, a member number held by another
+    // person of the same file, and a last line cut short.
+    body.extend_from_slice(b"H4,principal,TSV-1004,Traor\xE9,Awa,F,1975,,,,,,2026-01-01,\n");
+    body.extend_from_slice(b"H5,principal,TSV-1005,Diallo,Mariama,F,1990,,,,,,2026-01-01,,extra\n");
+    body.extend_from_slice("H6,principal,TSV-1001,Sow,Ousmane,M,1970,,,,,,2026-01-01,\n".as_bytes());
+    body.extend_from_slice("H7,principal,TSV-1007,Ndiaye,Fatou,F,1985,,,,,,2026-01-01,\n".as_bytes());
+    body.extend_from_slice("H7,child,,Ndiaye,Mo".as_bytes());
+    let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, body).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (6, "family_name".to_owned(), "invalid_encoding".to_owned()),
+            (7, String::new(), "wrong_field_count".to_owned()),
+            (8, "member_number".to_owned(), "member_number_taken".to_owned()),
+            (10, String::new(), "truncated".to_owned()),
+        ]
+    );
+    assert_eq!(job["rows_total"], 9);
+    // H1 (3 rows) and H2 register; H4, H5, H6 (1 row each) and H7 (2 rows) fail whole.
+    assert_eq!(counts(&job), [9, 2, 0, 5, 4]);
+    assert_eq!(app.count("coverages").await, 4);
+}
+
+async fn json_lines_with_good_and_bad_lines(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let product_b = plan_b.json["id"].as_str().unwrap();
+    let line = |member: &str, extra: Value| {
+        let mut body = json!({"member_number": member, "start_date": "2026-01-01",
+            "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975-01-01",
+                          "birth_date_precision": "year", "locality": {"region": "Ségou", "district": "Ségou", "commune": "Pelengana"}},
+            "dependants": [{"relationship": "child", "family_name": "Traoré", "given_names": "Bakary", "sex": "M", "birth_date": "2012-05-04"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body.to_string()
+    };
+    let lines = [
+        line("SGU-1", json!({})),
+        line("SGU-2", json!({"product": r.product})),
+        "{\"member_number\": \"SGU-3\", \"start_date\": ".to_owned(),
+        String::new(),
+        line("SGU-4", json!({"start_date": "2026-13-01"})),
+        line("SGU-5", json!({"product": product_b})),
+    ];
+    let body = format!("{}\n", lines.join("\n"));
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        NDJSON,
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (3, String::new(), "malformed_json".to_owned()),
+            (5, "/start_date".to_owned(), "invalid_date".to_owned()),
+            (6, "/product".to_owned(), "unknown_reference".to_owned()),
+        ]
+    );
+    assert_eq!(job["errors"][2]["household"], "SGU-5");
+    assert_eq!(job["rows_total"], 5);
+    assert_eq!(counts(&job), [5, 2, 0, 3, 3]);
+    assert_eq!(app.count("coverages").await, 4);
+    // Without a default product, a line that names none fails on /product.
+    let job = run(
+        app,
+        "mut-a",
+        "k2",
+        "",
+        NDJSON,
+        format!("{}\n", line("SGU-9", json!({}))).into_bytes(),
+    )
+    .await;
+    assert_eq!(codes(&job), [(1, "/product".to_owned(), "required".to_owned())]);
+}
+
+async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, csv(&GOOD)).await;
+    let location = format!("/v1/registrations/batches/{}", job["id"].as_str().unwrap());
+    app.get(&location, &writer(app, "mut-b"))
+        .await
+        .problem(404, "not_found");
+    app.get("/v1/registrations/batches/nope", &writer(app, "mut-a"))
+        .await
+        .problem(404, "not_found");
+    let seen = app.get(&location, &app.operator()).await;
+    assert_eq!(seen.status.as_u16(), 200);
+    assert_eq!(seen.json, job);
+    let audited = app.count("audit_events").await;
+    let seen = app.get(&location, &app.token("audit-x", "registry:read")).await;
+    assert_eq!(seen.status.as_u16(), 200);
+    assert_eq!(
+        app.count("audit_events").await,
+        audited + 1,
+        "an auditor's read is audited"
+    );
+    app.get(&location, &app.token("mut-a", "registry:write"))
+        .await
+        .problem(403, "forbidden");
+    // The job's own trail: created, then completed, under the job's request id.
+    let trail = app
+        .db
+        .scalar(&format!(
+            "SELECT count(*) FROM audit_events WHERE resource_type = 'registration_batch' AND resource_id = '{}' \
+             AND action IN ('registration_batch.created', 'registration_batch.completed')",
+            job["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(trail, 2);
+}
+
+async fn uploads_have_their_own_size_limit(backend: Backend) {
+    // The default: an upload over the 1 MiB JSON limit is fine, a JSON body over it is not.
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut big = csv(&GOOD);
+    while big.len() < (3 << 19) {
+        big.extend_from_slice(b",,,,,,,,,,,,,\n");
+    }
+    let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, big).await;
+    assert_eq!(job["status"], "completed");
+    assert_eq!(counts(&job), [4, 2, 0, 0, 0]);
+    let mut huge = crate::registry::household(&r.product, "TSV-9", "123456789099");
+    huge["principal"]["given_names"] = json!("x".repeat(3 << 19));
+    crate::registry::register(app, "mut-a", "k9", &huge)
+        .await
+        .problem(413, "payload_too_large");
+
+    // A small bulk limit: over it is 413 and nothing is created, with or without a length.
+    let app = TestApp::spawn_with(backend, |c| c.batch_max_bytes = 2048).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let plan = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let body = households(40, "TSV");
+    assert!(body.len() > 2048);
+    upload(&app, "mut-a", Some("k1"), &query, CSV, body.clone())
+        .await
+        .problem(413, "payload_too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(512).map(|c| Ok(c.to_vec())).collect();
+    let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    upload(&app, "mut-a", Some("k2"), &query, CSV, streamed)
+        .await
+        .problem(413, "payload_too_large");
+    assert_eq!(app.count("registration_batches").await, 0);
+    let job = run(&app, "mut-a", "k3", &query, CSV, households(10, "TSV")).await;
+    assert_eq!(counts(&job), [20, 10, 0, 0, 0]);
+}
+
+/// The service on a runtime of its own, which the test can kill as a crash would: every task
+/// stops where it is, open transactions roll back.
+struct Doomed {
+    base: String,
+    kill: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_doomed(url: &str) -> Doomed {
+    let config = test_config(url);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (kill, kill_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let database = app::connect(&config).await.unwrap();
+            database.migrate().await.unwrap();
+            let state = app::state(config, &database).await.unwrap();
+            app::ensure_operator(&state).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let running = app::serve(listener, app::router(state)).await.unwrap();
+            ready_tx.send(format!("http://{}", running.addr)).unwrap();
+            std::mem::forget(running);
+        });
+        let _ = kill_rx.recv();
+        rt.shutdown_background();
+    });
+    let base = ready_rx.recv().unwrap();
+    Doomed { base, kill, thread }
+}
+
+async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) {
+    const HOUSEHOLDS: usize = 4000;
+    let db = TestDatabase::new(backend).await;
+    let doomed = start_doomed(&db.url);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
+    let post = |path: &str, token: String, body: Value| {
+        client
+            .post(format!("{}{path}", doomed.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let org = json!({"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A"});
+    assert_eq!(
+        post("/v1/organizations", token("operator", "admin"), org)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let plan: Value = post(
+        "/v1/products",
+        token("mut-a", "registry:write"),
+        family_plan("2026-01-01"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let query = format!("?product={}", plan["id"].as_str().unwrap());
+    let file = households(HOUSEHOLDS, "TSV");
+    let reader = token("mut-a", "registry:read registry:write");
+    let accepted: Value = client
+        .post(format!("{}/v1/registrations/batches{query}", doomed.base))
+        .bearer_auth(&reader)
+        .header("idempotency-key", "first")
+        .header("content-type", CSV)
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let location = format!("/v1/registrations/batches/{}", accepted["id"].as_str().unwrap());
+    // Kill it once some households are in, well before the end.
+    let mut seen = Value::Null;
+    for _ in 0..2000 {
+        seen = client
+            .get(format!("{}{location}", doomed.base))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if seen["households_created"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.kill.send(()).unwrap();
+    doomed.thread.join().unwrap();
+    assert_eq!(seen["status"], "running", "{seen}");
+    let before = db
+        .scalar("SELECT count(*) FROM coverages WHERE relationship = 'principal'")
+        .await;
+    assert!(before > 0 && (before as usize) < HOUSEHOLDS, "{before}");
+
+    // Restarted, the service fails the job it finds stuck; the same file again completes it.
+    let mut config = test_config(&db.url);
+    config.batch_stale_after = Duration::from_secs(3);
+    let app = TestApp::start(db, config).await;
+    let job = finished(&app, "mut-a", &location).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["failure"]["code"], "interrupted");
+    assert!(job["finished_at"].is_string());
+    let job = run(&app, "mut-a", "second", &query, CSV, file).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let skipped = job["households_skipped"].as_i64().unwrap();
+    assert_eq!(skipped, before);
+    assert_eq!(job["households_created"].as_i64().unwrap() + skipped, HOUSEHOLDS as i64);
+    assert_eq!(job["rows_failed"], 0);
+    assert_eq!(
+        app.count("coverages").await,
+        2 * HOUSEHOLDS as i64,
+        "no household twice"
+    );
+    assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64);
+    let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
+    assert_eq!(verify.json["valid"], true, "{}", verify.text);
+}
+
+on_both_databases!(
+    a_csv_file_with_its_columns_in_any_order_completes,
+    a_bad_header_or_query_creates_nothing,
+    a_bad_line_fails_its_household_only,
+    json_lines_with_good_and_bad_lines,
+    only_its_mutuelle_operators_and_auditors_read_a_job,
+    uploads_have_their_own_size_limit,
+    a_crash_midway_then_the_same_file_again_completes_it,
+);

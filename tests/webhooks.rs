@@ -347,7 +347,39 @@ async fn a_slow_receiver_never_slows_the_api(backend: Backend) {
     }
 }
 
+async fn coverage_changes_are_announced(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    subscribe(&app, port, json!(["coverage.changed"])).await;
+    let token = app.token("mut-a", "registry:read registry:write");
+    let listed = app
+        .get(&format!("/v1/coverages?beneficiary={}", s.principal), &token)
+        .await;
+    let coverage = listed.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let patched = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(patched.status.as_u16(), 200, "{}", patched.text);
+    let got = wait_for(&r, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(&got[0].2).unwrap();
+    assert_eq!(body["type"], "coverage.changed");
+    assert_eq!(body["data"]["id"], coverage.as_str());
+    assert_eq!(body["data"]["status"], "suspended");
+    assert!(
+        body["data"].get("version").is_none(),
+        "the resource as its GET shows it"
+    );
+}
+
 on_both_databases!(
+    coverage_changes_are_announced,
     urls_are_checked_without_any_request,
     deliveries_are_signed_and_retried,
     deliveries_survive_a_restart,

@@ -143,6 +143,8 @@ async fn context(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "http.request",
         otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         http.request.method = %method,
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
@@ -164,7 +166,11 @@ async fn context(mut request: Request, next: Next) -> Response {
         response = as_problem(response, &ctx);
     }
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    // An integer, as the semantic conventions want (a u16 would be exported as text).
+    span.record("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 {

@@ -23,6 +23,10 @@ pub struct Config {
     pub jwt_audience: String,
     pub body_limit_bytes: usize,
     pub batch_max_bytes: u64,
+    /// Where uploads wait for their job; replicas must share it.
+    pub batch_spool_dir: std::path::PathBuf,
+    /// A running job with no progress for this long lost its worker and is failed.
+    pub batch_stale_after: Duration,
     pub request_timeout: Duration,
     pub webhook_allow_insecure: bool,
     pub webhook_retry_initial: Duration,
@@ -92,6 +96,16 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     ("jwt_audience", Some("passerelle"), "required member of `aud`"),
     ("body_limit_bytes", Some("1048576"), "largest JSON request body"),
     ("batch_max_bytes", Some("104857600"), "largest bulk upload"),
+    (
+        "batch_spool_dir",
+        None,
+        "where bulk uploads wait for their job (default: the system temporary folder); replicas must share it",
+    ),
+    (
+        "batch_stale_after_ms",
+        Some("300000"),
+        "a running bulk job without progress for this long is failed as interrupted",
+    ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
     (
         "webhook_allow_insecure",
@@ -253,6 +267,15 @@ impl Config {
             jwt_audience: non_empty("jwt_audience", required("jwt_audience")?)?,
             body_limit_bytes: parse_range("body_limit_bytes", &required("body_limit_bytes")?, 1024, 1 << 30)? as usize,
             batch_max_bytes: parse_range("batch_max_bytes", &required("batch_max_bytes")?, 1024, 1 << 40)?,
+            batch_spool_dir: optional("batch_spool_dir")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("passerelle-batches")),
+            batch_stale_after: Duration::from_millis(parse_range(
+                "batch_stale_after_ms",
+                &required("batch_stale_after_ms")?,
+                100,
+                86_400_000,
+            )?),
             request_timeout: Duration::from_millis(parse_range(
                 "request_timeout_ms",
                 &required("request_timeout_ms")?,

@@ -3,10 +3,12 @@
 
 pub mod app;
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod demo;
 pub mod extract;
 pub mod fields;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

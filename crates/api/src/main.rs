@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use passerelle_api::config::{Config, Secret};
-use passerelle_api::{app, auth, demo, openapi, routes, telemetry};
+use passerelle_api::problem::Lang;
+use passerelle_api::{app, auth, demo, import, openapi, routes, telemetry};
+use passerelle_domain::ports::BatchFormat;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +50,24 @@ enum Command {
         /// The token's `sub`; defaults to dev-<org>.
         #[arg(long)]
         sub: Option<String>,
+    },
+    /// Register the households of a CSV or JSON lines file for a mutuelle, here and now, with
+    /// a progress bar; the row errors go to FILE.errors.csv. Exit 0 when every row was read.
+    Import {
+        /// The file: CSV (UTF-8, one row per person) or JSON lines (one registration per line).
+        file: PathBuf,
+        /// The mutuelle registering the households.
+        #[arg(long)]
+        org: String,
+        /// One of its complementary or primary products (required for CSV).
+        #[arg(long)]
+        product: Option<String>,
+        /// csv or ndjson; by default from the file name (.csv, .ndjson, .jsonl).
+        #[arg(long, value_parser = ["csv", "ndjson"])]
+        format: Option<String>,
+        /// Language of the error messages: fr or en.
+        #[arg(long, default_value = "fr", value_parser = ["fr", "en"])]
+        lang: String,
     },
     /// Audit log tools.
     Audit {
@@ -130,6 +150,22 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                     result.first_invalid_seq.unwrap_or_default()
                 ))
             }
+        }
+        Command::Import {
+            file,
+            org,
+            product,
+            format,
+            lang,
+        } => {
+            let args = import::ImportArgs {
+                file,
+                org,
+                product,
+                format: format.as_deref().and_then(BatchFormat::parse),
+                lang: if lang == "en" { Lang::En } else { Lang::Fr },
+            };
+            import::run(config, args).await
         }
         Command::Serve { no_migrate, demo } => serve(config, no_migrate, demo).await,
     }

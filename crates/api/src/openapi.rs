@@ -46,11 +46,16 @@ struct ApiDoc;
 
 /// Every route with its documentation, before state is attached.
 pub fn router() -> OpenApiRouter<AppState> {
+    json_routes().merge(routes::batches::uploads())
+}
+
+/// Every route but the bulk uploads: those whose bodies are JSON, under the JSON body limit.
+pub fn json_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::organizations::router())
         .merge(routes::products::router())
         .merge(routes::registrations::router())
-        .merge(routes::batches::router())
+        .merge(routes::batches::reads())
         .merge(routes::registry::router())
         .merge(routes::eligibility::router())
         .merge(routes::claims::router())

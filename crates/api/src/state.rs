@@ -22,6 +22,8 @@ pub struct AppState {
     pub org_kinds: Arc<OrgKindCache>,
     /// Audit events of eligibility checks, committed in groups.
     pub audit_group: AuditGroupCommit,
+    /// Wakes this replica's bulk registration worker when a job is queued.
+    pub batch_queued: Arc<tokio::sync::Notify>,
 }
 
 /// Organisation kinds never change once created, so the kind behind a token's `org` is read

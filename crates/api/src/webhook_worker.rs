@@ -13,8 +13,10 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::routes::claims::ClaimView;
+use crate::routes::registry::CoverageView;
 use crate::routes::webhooks::address_allowed;
 use crate::state::AppState;
+use passerelle_domain::coverage::Coverage;
 
 const BATCH: u32 = 32;
 const LEASE: Duration = Duration::from_secs(60);
@@ -45,6 +47,10 @@ pub fn envelope(d: &DueDelivery) -> Vec<u8> {
         Some("claim") => serde_json::from_value::<Claim>(stored["data"].clone())
             .ok()
             .and_then(|c| serde_json::to_value(ClaimView::from(c)).ok())
+            .unwrap_or(Value::Null),
+        Some("coverage") => serde_json::from_value::<Coverage>(stored["data"].clone())
+            .ok()
+            .and_then(|c| serde_json::to_value(CoverageView::from(c)).ok())
             .unwrap_or(Value::Null),
         _ => stored["data"].clone(),
     };

@@ -283,10 +283,13 @@ pub struct EligibilityFacts {
 #[async_trait]
 pub trait EligibilityStore: Send + Sync {
     /// The person and every coverage they hold, with what the rules need; `None` when unknown.
+    /// Eligibility checks may read a replica; `from_primary` reads the primary (claims, which
+    /// must not miss a coverage changed a moment ago).
     async fn eligibility_facts(
         &self,
         person: &PersonKey,
         service_date: NaiveDate,
+        from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError>;
 }
 
@@ -314,7 +317,7 @@ impl<T> Store for T where
         + EligibilityStore
         + BatchStore
         + ClaimStore
-    + SettlementStore
-    + WebhookStore
+        + SettlementStore
+        + WebhookStore
 {
 }

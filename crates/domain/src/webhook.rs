@@ -4,14 +4,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The event types a subscription may ask for.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 6] = [
     "claim.submitted",
     "claim.base_adjudicated",
     "claim.adjudicated",
     "claim.cancelled",
     "claim.settled",
     "coverage.changed",
-    "settlement.paid",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

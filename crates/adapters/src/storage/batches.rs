@@ -1,6 +1,376 @@
 // Storage of bulk registration jobs, shared by both databases through `include!` like `shared.rs`.
 
-use passerelle_domain::ports::BatchStore;
+use chrono::{DateTime, Utc};
+use passerelle_domain::batch::RowError;
+use passerelle_domain::ports::{
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchStore, BatchUpdate, HouseholdOutcome,
+    NewBatch, MAX_STORED_BATCH_ERRORS,
+};
+
+const BATCH_COLUMNS: &str = "id, organization, subject, product, format, status, spool_path, rows_total, \
+     rows_processed, households_created, households_skipped, rows_failed, errors_total, failure_code, failure_en, \
+     failure_fr, created_at, finished_at";
+
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    id: String,
+    organization: String,
+    subject: String,
+    product: Option<String>,
+    format: String,
+    status: String,
+    spool_path: String,
+    rows_total: Option<i64>,
+    rows_processed: i64,
+    households_created: i64,
+    households_skipped: i64,
+    rows_failed: i64,
+    errors_total: i64,
+    failure_code: Option<String>,
+    failure_en: Option<String>,
+    failure_fr: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<BatchRow> for BatchJob {
+    type Error = StoreError;
+
+    fn try_from(r: BatchRow) -> Result<Self, StoreError> {
+        let failure = match (r.failure_code, r.failure_en, r.failure_fr) {
+            (Some(code), Some(en), Some(fr)) => Some(BatchFailure { code, en, fr }),
+            _ => None,
+        };
+        Ok(BatchJob {
+            id: r.id,
+            organization: r.organization,
+            subject: r.subject,
+            product: r.product,
+            format: BatchFormat::parse(&r.format).ok_or_else(|| corrupt("batch format"))?,
+            status: BatchStatus::parse(&r.status).ok_or_else(|| corrupt("batch status"))?,
+            rows_total: r.rows_total,
+            counts: BatchCounts {
+                rows_processed: r.rows_processed,
+                households_created: r.households_created,
+                households_skipped: r.households_skipped,
+                rows_failed: r.rows_failed,
+                errors_total: r.errors_total,
+            },
+            failure,
+            spool_path: r.spool_path,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchErrorRow {
+    line: i64,
+    household: String,
+    field: String,
+    code: String,
+    message_en: String,
+    message_fr: String,
+}
+
+/// The request id of everything a job writes, so its audit events can be found together.
+fn batch_request_id(id: &str) -> String {
+    format!("batch-{id}")
+}
+
+async fn fetch_batch(tx: &mut Tx, id: &str) -> Result<Option<BatchJob>, StoreError> {
+    let row: Option<BatchRow> = sqlx::query_as(&format!(
+        "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    row.map(BatchJob::try_from).transpose()
+}
+
+/// Stores errors past those already kept, up to `MAX_STORED_BATCH_ERRORS`.
+async fn insert_batch_errors(tx: &mut Tx, id: &str, stored_before: i64, errors: &[RowError]) -> Result<(), StoreError> {
+    let room = usize::try_from(MAX_STORED_BATCH_ERRORS - stored_before).unwrap_or(0);
+    for (i, e) in errors.iter().take(room).enumerate() {
+        sqlx::query(
+            "INSERT INTO registration_batch_errors (batch, seq, line, household, field, code, message_en, message_fr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(stored_before + i as i64 + 1)
+        .bind(i64::try_from(e.row).unwrap_or(i64::MAX))
+        .bind(&e.household)
+        .bind(&e.field)
+        .bind(&e.code)
+        .bind(&e.message_en)
+        .bind(&e.message_fr)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn end_event(job: &BatchJob, status: BatchStatus, subject: &str, at: DateTime<Utc>) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        organization: job.organization.clone(),
+        subject: subject.to_owned(),
+        action: format!("registration_batch.{}", status.as_str()),
+        resource_type: "registration_batch".into(),
+        resource_id: job.id.clone(),
+        request_id: batch_request_id(&job.id),
+    }
+}
 
 #[async_trait]
-impl BatchStore for This {}
+impl BatchStore for This {
+    async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(first) = claim_idempotency::<BatchJob>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: first,
+                replayed: true,
+            });
+        }
+        let job = BatchJob {
+            id: batch.id.clone(),
+            organization: ctx.organization.clone(),
+            subject: ctx.subject.clone(),
+            product: batch.product.clone(),
+            format: batch.format,
+            status: if batch.worker.is_some() {
+                BatchStatus::Running
+            } else {
+                BatchStatus::Queued
+            },
+            rows_total: None,
+            counts: BatchCounts::default(),
+            failure: None,
+            spool_path: batch.spool_path.clone(),
+            created_at: ctx.at,
+            finished_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO registration_batches (id, organization, subject, product, format, status, spool_path, \
+             worker, created_at, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(&job.id)
+        .bind(&job.organization)
+        .bind(&job.subject)
+        .bind(&job.product)
+        .bind(job.format.as_str())
+        .bind(job.status.as_str())
+        .bind(&job.spool_path)
+        .bind(&batch.worker)
+        .bind(job.created_at)
+        .bind(batch.worker.as_ref().map(|_| job.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_events(
+            &mut tx,
+            &[ctx.audit("registration_batch.created", "registration_batch", &job.id)],
+        )
+        .await?;
+        store_idempotent_response(&mut tx, ctx, &job).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Written {
+            value: job,
+            replayed: false,
+        })
+    }
+
+    async fn get_batch(&self, id: &str) -> Result<Option<BatchJob>, StoreError> {
+        let row: Option<BatchRow> = sqlx::query_as(&format!(
+            "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.map(BatchJob::try_from).transpose()
+    }
+
+    async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError> {
+        let rows: Vec<BatchErrorRow> = sqlx::query_as(
+            "SELECT line, household, field, code, message_en, message_fr FROM registration_batch_errors \
+             WHERE batch = $1 ORDER BY line, seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RowError {
+                row: u64::try_from(r.line).unwrap_or_default(),
+                household: r.household,
+                field: r.field,
+                code: r.code,
+                message_en: r.message_en,
+                message_fr: r.message_fr,
+            })
+            .collect())
+    }
+
+    async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError> {
+        let rows: Vec<BatchRow> = sqlx::query_as(&format!(
+            "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE status = 'queued' ORDER BY created_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(BatchJob::try_from).collect()
+    }
+
+    async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "UPDATE registration_batches SET status = 'running', worker = $2, started_at = $3, heartbeat_at = $3 \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Errors stored so far, read under the claim: only the holder writes them.
+        let stored: Option<(i64,)> = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM registration_batch_errors WHERE batch = $1) FROM registration_batches \
+             WHERE id = $1 AND status = 'running' AND worker = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some((stored,)) = stored else {
+            return Ok(false);
+        };
+        insert_batch_errors(&mut tx, id, stored, &update.new_errors).await?;
+        let c = &update.counts;
+        let end: Option<&BatchEnd> = update.finish.as_ref();
+        let status = end.map_or(BatchStatus::Running, |e| e.status);
+        let failure = end.and_then(|e| e.failure.as_ref());
+        sqlx::query(
+            "UPDATE registration_batches SET rows_processed = $2, households_created = $3, households_skipped = $4, \
+             rows_failed = $5, errors_total = $6, heartbeat_at = $7, status = $8, \
+             rows_total = COALESCE($9, rows_total), failure_code = $10, failure_en = $11, failure_fr = $12, \
+             finished_at = $13 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(c.rows_processed)
+        .bind(c.households_created)
+        .bind(c.households_skipped)
+        .bind(c.rows_failed)
+        .bind(c.errors_total)
+        .bind(update.at)
+        .bind(status.as_str())
+        .bind(end.and_then(|e| e.rows_total))
+        .bind(failure.map(|f| f.code.as_str()))
+        .bind(failure.map(|f| f.en.as_str()))
+        .bind(failure.map(|f| f.fr.as_str()))
+        .bind(end.map(|_| update.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if end.is_some() {
+            let job = fetch_batch(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+            let subject = job.subject.clone();
+            append_events(&mut tx, &[end_event(&job, status, &subject, update.at)]).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn fail_stale_batches(
+        &self,
+        stale_before: DateTime<Utc>,
+        failure: &BatchFailure,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BatchJob>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "UPDATE registration_batches SET status = 'failed', worker = NULL, failure_code = $2, failure_en = $3, \
+             failure_fr = $4, finished_at = $5 WHERE status = 'running' AND heartbeat_at < $1 RETURNING id",
+        )
+        .bind(stale_before)
+        .bind(&failure.code)
+        .bind(&failure.en)
+        .bind(&failure.fr)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for (id,) in &ids {
+            if let Some(job) = fetch_batch(&mut tx, id).await? {
+                jobs.push(job);
+            }
+        }
+        let events: Vec<NewAuditEvent> = jobs
+            .iter()
+            .map(|job| end_event(job, BatchStatus::Failed, "passerelle", at))
+            .collect();
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(jobs)
+    }
+
+    async fn register_households(
+        &self,
+        ctx: &WriteContext,
+        households: &[NewHousehold],
+        skip_existing: bool,
+    ) -> Result<Vec<HouseholdOutcome>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut events = Vec::new();
+        let mut outcomes = Vec::with_capacity(households.len());
+        for household in households {
+            // One savepoint per household keeps each all or nothing while the group shares one
+            // commit (and one append to the audit chain): a commit per household is what bounds
+            // the rate of per-household transactions.
+            sqlx::query("SAVEPOINT household")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let mut own_events = Vec::new();
+            match register_in(&mut tx, ctx, household, skip_existing, &mut own_events).await {
+                Ok(registration) => {
+                    sqlx::query("RELEASE SAVEPOINT household")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    events.append(&mut own_events);
+                    outcomes.push(Ok(registration));
+                }
+                Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT household")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query("RELEASE SAVEPOINT household")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    outcomes.push(Err(e));
+                }
+            }
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcomes)
+    }
+}

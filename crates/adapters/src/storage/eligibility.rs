@@ -108,6 +108,7 @@ impl EligibilityStore for This {
         &self,
         key: &PersonKey,
         service_date: NaiveDate,
+        from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError> {
         let query = sqlx::query_as::<_, FactsRow>(facts_sql(key))
             .bind(service_date)
@@ -123,7 +124,12 @@ impl EligibilityStore for This {
                 member_number,
             } => query.bind(organization.clone()).bind(member_number.clone()),
         };
-        let rows = query.fetch_all(&self.eligibility_pool).await.map_err(db_err)?;
+        let pool = if from_primary {
+            &self.write
+        } else {
+            &self.eligibility_pool
+        };
+        let rows = query.fetch_all(pool).await.map_err(db_err)?;
         let Some(first) = rows.first() else { return Ok(None) };
         let mut facts = EligibilityFacts {
             person: first.person_id.clone(),

@@ -12,6 +12,12 @@ use super::rows::{BeneficiaryRow, ContributionRow, CoverageRow, BENEFICIARY_COLU
 /// Most likely duplicates reported for one person.
 const MAX_POSSIBLE_DUPLICATES: i64 = 20;
 
+/// `coverage.changed` to the coverage's organisation (and operators and auditors).
+async fn announce_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage) -> Result<(), StoreError> {
+    let data = serde_json::to_value(c).map_err(|e| StoreError::Internal(e.to_string()))?;
+    enqueue(tx, ctx, "coverage.changed", [Some(c.organization.as_str()), None, None, None], "coverage", &data).await
+}
+
 fn member_number_taken() -> StoreError {
     StoreError::Conflict {
         constraint: "member_number_taken".into(),
@@ -437,6 +443,7 @@ impl RegistryStore for This {
         if changed == 0 {
             return Err(StoreError::StaleVersion);
         }
+        announce_coverage(&mut tx, ctx, c).await?;
         append_events(&mut tx, &[ctx.audit(update.action, "coverage", &c.id)]).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -478,6 +485,12 @@ impl RegistryStore for This {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        let row: CoverageRow = sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
+            .bind(&contribution.coverage)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        announce_coverage(&mut tx, ctx, &Coverage::try_from(row)?).await?;
         append_events(
             &mut tx,
             &[ctx.audit("contribution.created", "contribution", &contribution.id)],

@@ -615,7 +615,7 @@ pub async fn submit_claim(
     }
     let facts = state
         .store
-        .eligibility_facts(&parsed.person, parsed.service_date)
+        .eligibility_facts(&parsed.person, parsed.service_date, true)
         .await?
         .ok_or(ApiError::NotFound)?;
     // A scheme forwards claims of its own affiliates only; a provider submits for anyone.
@@ -673,7 +673,7 @@ pub async fn submit_claim(
         for (_, _, r) in &judged {
             for reason in r {
                 if !reasons.contains(reason) {
-                    reasons.push(reason.clone());
+                    reasons.push(*reason);
                 }
             }
         }

@@ -297,7 +297,7 @@ pub async fn check_eligibility(
     let check = read_check(&body, state.clock.today())?;
     let facts = state
         .store
-        .eligibility_facts(&check.person, check.service_date)
+        .eligibility_facts(&check.person, check.service_date, false)
         .await?
         .ok_or(ApiError::NotFound)?;
     if !may_check(&auth.caller, &facts) {

@@ -64,7 +64,7 @@ pub struct WebhookCreate {
     /// service runs with `PASSERELLE_WEBHOOK_ALLOW_INSECURE=true`).
     pub url: String,
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
-    /// `claim.settled`, `coverage.changed`, `settlement.paid`.
+    /// `claim.settled`, `coverage.changed`.
     pub events: Vec<String>,
     /// 32 to 256 characters; generated when absent.
     pub secret: Option<String>,

@@ -1,6 +1,215 @@
 //! Storage of bulk registration jobs (API.md §5 Registrations, Bulk).
+//!
+//! A job is created `queued` with the uploaded file spooled to disk, claimed by one worker with a
+//! compare-and-set (`queued` → `running`), and finished `completed` or `failed`. The worker
+//! writes its progress as it goes; a job whose progress stops (its process died) is failed by a
+//! sweeper, and posting the same file again completes it because households already registered
+//! are skipped.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{NewHousehold, Registration, WriteContext, Written};
+use crate::batch::RowError;
+use crate::error::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFormat {
+    Csv,
+    Ndjson,
+}
+
+impl BatchFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchFormat::Csv => "csv",
+            BatchFormat::Ndjson => "ndjson",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BatchFormat> {
+        match s {
+            "csv" => Some(BatchFormat::Csv),
+            "ndjson" => Some(BatchFormat::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    Queued,
+    Running,
+    /// Every row was read, whatever failed in it.
+    Completed,
+    /// The job itself stopped; what was committed is kept.
+    Failed,
+}
+
+impl BatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Queued => "queued",
+            BatchStatus::Running => "running",
+            BatchStatus::Completed => "completed",
+            BatchStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BatchStatus> {
+        match s {
+            "queued" => Some(BatchStatus::Queued),
+            "running" => Some(BatchStatus::Running),
+            "completed" => Some(BatchStatus::Completed),
+            "failed" => Some(BatchStatus::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, BatchStatus::Completed | BatchStatus::Failed)
+    }
+}
+
+/// What a job has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCounts {
+    pub rows_processed: i64,
+    pub households_created: i64,
+    pub households_skipped: i64,
+    /// Every row of each failed household.
+    pub rows_failed: i64,
+    /// Row errors found, including those past what is stored.
+    pub errors_total: i64,
+}
+
+/// Why a job stopped, in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchFailure {
+    pub code: String,
+    pub en: String,
+    pub fr: String,
+}
+
+impl BatchFailure {
+    pub fn new(code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
+        BatchFailure {
+            code: code.to_owned(),
+            en: en.into(),
+            fr: fr.into(),
+        }
+    }
+
+    /// The process working on the job stopped (a crash, a restart) and no progress came since.
+    pub fn interrupted() -> Self {
+        BatchFailure::new(
+            "interrupted",
+            "processing stopped before the end of the file (the server restarted?); what was registered is kept: \
+             post the same file again with a new Idempotency-Key, households already registered are skipped",
+            "le traitement s'est arrêté avant la fin du fichier (le serveur a redémarré ?) ; ce qui a été inscrit est \
+             conservé : renvoyez le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront \
+             ignorés",
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchJob {
+    pub id: String,
+    /// The mutuelle whose job it is.
+    pub organization: String,
+    /// Who posted it (the token's `sub`).
+    pub subject: String,
+    /// The upload's product: every household's for CSV, the default for JSON lines.
+    pub product: Option<String>,
+    pub format: BatchFormat,
+    pub status: BatchStatus,
+    /// Known once every row is read.
+    pub rows_total: Option<i64>,
+    pub counts: BatchCounts,
+    pub failure: Option<BatchFailure>,
+    /// The uploaded file, until the job ends.
+    pub spool_path: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job to create, its file already spooled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatch {
+    pub id: String,
+    pub product: Option<String>,
+    pub format: BatchFormat,
+    pub spool_path: String,
+    /// Created already claimed by this worker, `running`: `passerelle import` processes its own
+    /// file, which no other worker may take (nor delete).
+    pub worker: Option<String>,
+}
+
+/// A worker's report: the counts so far (absolute, not increments), the row errors found since
+/// the last report, and, to end the job, its final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchUpdate {
+    pub counts: BatchCounts,
+    pub new_errors: Vec<RowError>,
+    pub finish: Option<BatchEnd>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchEnd {
+    pub status: BatchStatus,
+    pub rows_total: Option<i64>,
+    pub failure: Option<BatchFailure>,
+}
+
+/// Row errors kept per job; past this only `errors_total` grows (API.md: the job lists the
+/// first ones, `passerelle import` writes them all to its CSV).
+pub const MAX_STORED_BATCH_ERRORS: i64 = 1000;
+
+/// How one household of a group fared in `register_households`.
+pub type HouseholdOutcome = Result<Registration, StoreError>;
 
 #[async_trait]
-pub trait BatchStore: Send + Sync {}
+pub trait BatchStore: Send + Sync {
+    /// Creates the job `queued` and its audit event; with an idempotency key, a replay answers
+    /// the job as it was created.
+    async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError>;
+
+    async fn get_batch(&self, id: &str) -> Result<Option<BatchJob>, StoreError>;
+
+    /// The stored row errors of a job, by row, at most `limit`.
+    async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError>;
+
+    /// Queued jobs, oldest first.
+    async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError>;
+
+    /// Compare-and-set `queued` → `running` under the `worker` token: of several replicas trying,
+    /// exactly one gets true.
+    async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Records progress (and ends the job when `finish` is set), only while `worker` still holds
+    /// it: false when the job was taken from it (failed as stale), and the worker must stop.
+    async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError>;
+
+    /// Fails the `running` jobs with no progress since `stale_before`, and returns them.
+    async fn fail_stale_batches(
+        &self,
+        stale_before: DateTime<Utc>,
+        failure: &BatchFailure,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BatchJob>, StoreError>;
+
+    /// Registers households as `RegistryStore::register_household` does, each all or nothing,
+    /// but many in one transaction (one savepoint each): a household's own failure (its member
+    /// number taken, say) is its outcome and the others go on; `Err` means none was written.
+    async fn register_households(
+        &self,
+        ctx: &WriteContext,
+        households: &[NewHousehold],
+        skip_existing: bool,
+    ) -> Result<Vec<HouseholdOutcome>, StoreError>;
+}

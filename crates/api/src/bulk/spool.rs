@@ -1,0 +1,90 @@
+//! Uploads stream to a file in the spool folder, hashed on the way for their idempotency
+//! fingerprint and cut at the size limit: a body is never held whole in memory.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::problem::ApiError;
+
+/// An uploaded file on disk; removed when dropped unless kept for its job.
+pub struct Spooled {
+    path: PathBuf,
+    pub bytes: u64,
+    /// SHA-256 of the fingerprint prefix and the body, in hex.
+    pub digest: String,
+    kept: bool,
+}
+
+impl Spooled {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands the file over to its job: it is no longer removed on drop.
+    pub fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `body` to a new file of `dir`, hashing `prefix` then the body. More than `max_bytes`
+/// is 413 and leaves nothing behind; so does a body cut short (400).
+pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Result<Spooled, ApiError> {
+    tokio::fs::create_dir_all(dir).await.map_err(io_failure)?;
+    let mut spooled = Spooled {
+        path: dir.join(format!("{}.upload", uuid::Uuid::now_v7())),
+        bytes: 0,
+        digest: String::new(),
+        kept: false,
+    };
+    let file = tokio::fs::File::create(&spooled.path).await.map_err(io_failure)?;
+    let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut hasher = Sha256::new();
+    hasher.update(prefix);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::malformed(
+                "The upload stopped before its end; send the file again.",
+                "L'envoi s'est arrêté avant la fin ; renvoyez le fichier.",
+            )
+        })?;
+        spooled.bytes += chunk.len() as u64;
+        if spooled.bytes > max_bytes {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(io_failure)?;
+    }
+    file.flush().await.map_err(io_failure)?;
+    file.into_inner().sync_all().await.map_err(io_failure)?;
+    spooled.digest = hex::encode(hasher.finalize());
+    Ok(spooled)
+}
+
+/// A full disk or an unwritable folder: the service cannot take uploads now.
+fn io_failure(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "cannot write to the bulk upload spool folder");
+    ApiError::Unavailable
+}
+
+/// Removes a job's file once the job has ended; only ever inside the spool folder, so that a
+/// file given to `passerelle import` is never touched.
+pub fn discard(dir: &Path, path: &str) {
+    let path = Path::new(path);
+    if path.parent() == Some(dir) {
+        let _ = std::fs::remove_file(path);
+    }
+}

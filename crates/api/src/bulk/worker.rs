@@ -1,0 +1,420 @@
+//! Processes one claimed job: a blocking thread parses the file into households and feeds a
+//! bounded channel; this task validates each household against its product and registers them in
+//! groups (one transaction per group, one savepoint per household), writing the progress and the
+//! row errors after each group, at least every second.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::time::{Duration, Instant};
+
+use passerelle_domain::batch::{
+    CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowError,
+};
+use passerelle_domain::beneficiary::{parse_date, NationalIdRules};
+use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::organization::{OrgId, OrgKind};
+use passerelle_domain::ports::{
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, NewHousehold, WriteContext,
+};
+use passerelle_domain::product::{select_version, ProductVersion};
+use passerelle_domain::registration::RegistrationDraft;
+use tokio::sync::mpsc;
+
+use crate::extract::Caller;
+use crate::routes::registrations::{household_of, validate_registration};
+use crate::state::AppState;
+
+/// Households registered in one transaction. Large enough that commits stop dominating, small
+/// enough that SQLite's single writer is never held for long.
+pub const GROUP_HOUSEHOLDS: usize = 200;
+/// Progress is written at least this often, which is also the job's heartbeat.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Households parsed ahead of the registering task.
+const CHANNEL_HOUSEHOLDS: usize = 512;
+
+/// Follows a job as it goes: `passerelle import` draws its progress bar and writes every error
+/// to its CSV file; the server's runner needs nothing.
+pub trait Observer: Send {
+    fn progress(&mut self, _counts: &BatchCounts) {}
+    /// Every row error, in row order within each report (the job stores only the first ones).
+    fn errors(&mut self, _errors: &[RowError]) {}
+}
+
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// How processing ended for this worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The job reached `completed` or `failed` and says so in storage.
+    Finished(BatchStatus),
+    /// The job was taken from this worker (failed as stale): it stopped without writing more.
+    Lost,
+    /// Storage could not be written; the job stays `running` until the sweeper fails it.
+    StoreDown(String),
+}
+
+enum Parsed {
+    Household(Box<HouseholdItem>),
+    End { rows_read: u64, error: Option<String> },
+}
+
+/// The two parsers, for the reading thread.
+trait Households: Iterator<Item = HouseholdItem> {
+    fn rows(&self) -> u64;
+    fn error(&mut self) -> Option<io::Error>;
+}
+
+impl<R: io::Read> Households for CsvHouseholds<R> {
+    fn rows(&self) -> u64 {
+        self.rows_read()
+    }
+
+    fn error(&mut self) -> Option<io::Error> {
+        self.take_error()
+    }
+}
+
+impl<R: io::BufRead> Households for NdjsonHouseholds<R> {
+    fn rows(&self) -> u64 {
+        self.rows_read()
+    }
+
+    fn error(&mut self) -> Option<io::Error> {
+        self.take_error()
+    }
+}
+
+fn feed(mut households: impl Households, tx: &mpsc::Sender<Parsed>) {
+    for item in households.by_ref() {
+        if tx.blocking_send(Parsed::Household(Box::new(item))).is_err() {
+            return;
+        }
+    }
+    let end = Parsed::End {
+        rows_read: households.rows(),
+        error: households.error().map(|e| e.to_string()),
+    };
+    let _ = tx.blocking_send(end);
+}
+
+/// The reading thread: a file that cannot be opened or whose header went wrong ends at once.
+fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mpsc::Sender<Parsed>) {
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => BufReader::with_capacity(256 * 1024, f),
+        Err(e) => {
+            let _ = tx.blocking_send(Parsed::End {
+                rows_read: 0,
+                error: Some(format!("the uploaded file cannot be opened: {}", e.kind())),
+            });
+            return;
+        }
+    };
+    match format {
+        BatchFormat::Csv => match CsvHouseholds::new(file) {
+            Ok(households) => feed(households, &tx),
+            Err(errors) => {
+                let codes: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.code)).collect();
+                let _ = tx.blocking_send(Parsed::End {
+                    rows_read: 0,
+                    error: Some(format!("the header cannot be read: {}", codes.join(", "))),
+                });
+            }
+        },
+        BatchFormat::Ndjson => feed(NdjsonHouseholds::new(file, product), &tx),
+    }
+}
+
+struct Job<'a> {
+    state: &'a AppState,
+    job: &'a BatchJob,
+    worker: &'a str,
+    caller: Caller,
+    /// The caller's products by id (`None`: not theirs, or no such product), read once.
+    products: HashMap<String, Option<Vec<ProductVersion>>>,
+    counts: BatchCounts,
+    /// Households validated and waiting for their group's transaction, with their rows.
+    group: Vec<NewHousehold>,
+    group_rows: Vec<HouseholdRows>,
+    /// Row errors of the households decided since the last report.
+    errors: Vec<RowError>,
+    last_report: Instant,
+}
+
+/// Runs a job already claimed by `worker` to its end.
+pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &mut dyn Observer) -> Ended {
+    let request_id = format!("batch-{}", job.id);
+    let Some(org) = OrgId::parse(&job.organization) else {
+        return Ended::StoreDown("the job's organisation id is not valid".into());
+    };
+    let caller = Caller {
+        org,
+        kind: OrgKind::Mutuelle,
+        subject: job.subject.clone(),
+        scopes: Vec::new(),
+        request_id,
+    };
+    let (tx, mut rx) = mpsc::channel(CHANNEL_HOUSEHOLDS);
+    let (path, format, product) = (job.spool_path.clone(), job.format, job.product.clone());
+    tokio::task::spawn_blocking(move || read_file(path, format, product, tx));
+    let mut run = Job {
+        state,
+        job,
+        worker,
+        caller,
+        products: HashMap::new(),
+        counts: BatchCounts::default(),
+        group: Vec::new(),
+        group_rows: Vec::new(),
+        errors: Vec::new(),
+        last_report: Instant::now(),
+    };
+    loop {
+        let wait = REPORT_EVERY.saturating_sub(run.last_report.elapsed());
+        let next = match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(next) => next,
+            Err(_) => {
+                // Nothing parsed for a second (a slow disk, a huge household): report anyway,
+                // it is the job's heartbeat.
+                if let Some(ended) = run.flush(observer, None).await {
+                    return ended;
+                }
+                continue;
+            }
+        };
+        let ended = match next {
+            Some(Parsed::Household(item)) => {
+                run.take(*item).await;
+                let due = run.group.len() >= GROUP_HOUSEHOLDS || run.last_report.elapsed() >= REPORT_EVERY;
+                if due {
+                    run.flush(observer, None).await
+                } else {
+                    None
+                }
+            }
+            Some(Parsed::End { rows_read, error }) => {
+                let end = match error {
+                    None => BatchEnd {
+                        status: BatchStatus::Completed,
+                        rows_total: Some(i64::try_from(rows_read).unwrap_or(i64::MAX)),
+                        failure: None,
+                    },
+                    Some(reason) => BatchEnd {
+                        status: BatchStatus::Failed,
+                        rows_total: None,
+                        failure: Some(unreadable(&reason)),
+                    },
+                };
+                Some(run.flush(observer, Some(end)).await.unwrap_or(Ended::Lost))
+            }
+            None => {
+                let end = BatchEnd {
+                    status: BatchStatus::Failed,
+                    rows_total: None,
+                    failure: Some(unreadable("the reader stopped unexpectedly")),
+                };
+                Some(run.flush(observer, Some(end)).await.unwrap_or(Ended::Lost))
+            }
+        };
+        if let Some(ended) = ended {
+            return ended;
+        }
+    }
+}
+
+fn unreadable(reason: &str) -> BatchFailure {
+    BatchFailure::new(
+        "unreadable_file",
+        format!("the file could not be read to its end ({reason}); what was registered before is kept"),
+        format!("le fichier n'a pas pu être lu jusqu'au bout ({reason}) ; ce qui a été inscrit avant est conservé"),
+    )
+}
+
+fn rows_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Job<'_> {
+    /// The version of the product in force on the draft's start date (or its first), when the
+    /// product is the job organisation's own.
+    async fn product_for(&mut self, draft: &RegistrationDraft) -> Result<Option<ProductVersion>, StoreError> {
+        let Some(id) = draft.product.clone().or_else(|| self.job.product.clone()) else {
+            return Ok(None);
+        };
+        if !self.products.contains_key(&id) {
+            let versions = self.state.store.product_versions(&id).await?;
+            let own = versions
+                .first()
+                .is_some_and(|first| first.organization == self.job.organization && first.layer.is_mutuelle_layer());
+            self.products.insert(id.clone(), own.then_some(versions));
+        }
+        let Some(Some(versions)) = self.products.get(&id) else {
+            return Ok(None);
+        };
+        let start = draft.start_date.as_deref().and_then(parse_date);
+        Ok(start
+            .and_then(|d| select_version(versions, d))
+            .or(versions.last())
+            .cloned())
+    }
+
+    fn fail(&mut self, failure: HouseholdFailure) {
+        self.counts.rows_processed += rows_of(failure.rows);
+        self.counts.rows_failed += rows_of(failure.rows);
+        self.counts.errors_total += failure.errors.len() as i64;
+        self.errors.extend(failure.errors);
+    }
+
+    /// Validates one household and queues it for the next group, or records why it fails.
+    async fn take(&mut self, item: HouseholdItem) {
+        let today = self.state.clock.today();
+        match item {
+            Ok(mut rows) => {
+                let mut draft = std::mem::take(&mut rows.draft);
+                let product = match self.product_for(&draft).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, job = %self.job.id, "cannot read a product");
+                        None
+                    }
+                };
+                // A product of the caller's is passed in (no read per household); any other is
+                // left in the draft for the shared validation to report.
+                if product.is_some() {
+                    draft.product = None;
+                } else if draft.product.is_none() {
+                    draft.product.clone_from(&self.job.product);
+                }
+                match validate_registration(self.state, &self.caller, draft, Vec::new(), product.as_ref()).await {
+                    Ok(Ok((valid, product))) => {
+                        self.group.push(household_of(valid, product));
+                        self.group_rows.push(rows);
+                    }
+                    Ok(Err(errors)) => self.fail(rows.failure(&errors)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, job = %self.job.id, "cannot validate a household");
+                        self.fail(rows.failure(&[internal_error()]));
+                    }
+                }
+            }
+            Err(failure) => {
+                let product = match failure.unchecked.as_ref() {
+                    Some(rows) => self.product_for(&rows.draft).await.unwrap_or_default(),
+                    None => None,
+                };
+                let failure = failure.complete(&NationalIdRules::SHIPPED, product.as_ref(), today);
+                self.fail(failure);
+            }
+        }
+    }
+
+    /// Registers the group, then writes the progress and the new errors (and the end, when
+    /// given). `Some` when processing must stop.
+    async fn flush(&mut self, observer: &mut dyn Observer, end: Option<BatchEnd>) -> Option<Ended> {
+        let group = std::mem::take(&mut self.group);
+        let group_rows = std::mem::take(&mut self.group_rows);
+        if !group.is_empty() {
+            let ctx = WriteContext {
+                organization: self.job.organization.clone(),
+                subject: self.job.subject.clone(),
+                request_id: self.caller.request_id.clone(),
+                at: self.state.clock.now(),
+                idempotency: None,
+            };
+            let outcomes = match self.state.store.register_households(&ctx, &group, true).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => return Some(self.stop_on_store_error(e).await),
+            };
+            for (rows, outcome) in group_rows.iter().zip(outcomes) {
+                match outcome {
+                    Ok(registration) => {
+                        self.counts.rows_processed += rows_of(rows.rows);
+                        if registration.skipped {
+                            self.counts.households_skipped += 1;
+                        } else {
+                            self.counts.households_created += 1;
+                        }
+                    }
+                    Err(e) => {
+                        let failure = rows.failure(&[storage_verdict(&e)]);
+                        self.fail(failure);
+                    }
+                }
+            }
+        }
+        self.errors.sort_by_key(|e| e.row);
+        let update = BatchUpdate {
+            counts: self.counts,
+            new_errors: std::mem::take(&mut self.errors),
+            finish: end.clone(),
+            at: self.state.clock.now(),
+        };
+        observer.errors(&update.new_errors);
+        observer.progress(&self.counts);
+        self.last_report = Instant::now();
+        match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
+            Ok(true) => end.map(|e| Ended::Finished(e.status)),
+            Ok(false) => Some(Ended::Lost),
+            Err(e) => Some(Ended::StoreDown(e.to_string())),
+        }
+    }
+
+    /// The database went away mid-group: nothing of that group was written. The job is failed
+    /// if storage still answers, else left to the sweeper.
+    async fn stop_on_store_error(&mut self, e: StoreError) -> Ended {
+        tracing::error!(error = %e, job = %self.job.id, "bulk registration stopped: storage failed");
+        let update = BatchUpdate {
+            counts: self.counts,
+            new_errors: std::mem::take(&mut self.errors),
+            finish: Some(BatchEnd {
+                status: BatchStatus::Failed,
+                rows_total: None,
+                failure: Some(BatchFailure::new(
+                    "storage_unavailable",
+                    "the database could not be written; what was registered before is kept: post the same file \
+                     again with a new Idempotency-Key, households already registered are skipped",
+                    "la base de données n'a pas pu être écrite ; ce qui a été inscrit avant est conservé : renvoyez \
+                     le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront ignorés",
+                )),
+            }),
+            at: self.state.clock.now(),
+        };
+        match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
+            Ok(true) => Ended::Finished(BatchStatus::Failed),
+            Ok(false) => Ended::Lost,
+            Err(_) => Ended::StoreDown(e.to_string()),
+        }
+    }
+}
+
+fn internal_error() -> FieldError {
+    FieldError::new(
+        "",
+        "internal_error",
+        "this household could not be registered because of an internal error; nothing of it was written",
+        "ce ménage n'a pas pu être inscrit à cause d'une erreur interne ; rien n'en a été écrit",
+    )
+}
+
+/// Storage's verdict on one household, at the field it concerns.
+fn storage_verdict(e: &StoreError) -> FieldError {
+    match e {
+        StoreError::Conflict { constraint } if constraint == "member_number_taken" => FieldError::new(
+            "/member_number",
+            "member_number_taken",
+            "this member number is already held in your mutuelle by another person",
+            "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne",
+        ),
+        StoreError::Conflict { constraint } if constraint == "already_covered" => FieldError::new(
+            "",
+            "already_covered",
+            "a member of this household already holds a coverage of this product",
+            "un membre de ce ménage est déjà couvert par ce produit",
+        ),
+        other => {
+            tracing::warn!(error = %other, "a household of a bulk job could not be registered");
+            internal_error()
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! `passerelle import FILE --org ID --product ID`: a bulk registration run locally against the
+//! configured database, by the same worker as uploads, with a progress bar. Every row error goes
+//! to `FILE.errors.csv` (row,household,field,code,message); the job is recorded like an upload's.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use passerelle_domain::batch::{CsvHouseholds, RowError};
+use passerelle_domain::organization::{OrgId, OrgKind};
+use passerelle_domain::ports::{BatchCounts, BatchFormat, BatchJob, BatchStatus, NewBatch, WriteContext};
+
+use crate::bulk::worker::{self, Ended, Observer};
+use crate::config::Config;
+use crate::extract::Caller;
+use crate::problem::Lang;
+use crate::routes::registrations::own_product;
+
+pub struct ImportArgs {
+    pub file: PathBuf,
+    pub org: String,
+    pub product: Option<String>,
+    pub format: Option<BatchFormat>,
+    pub lang: Lang,
+}
+
+/// Runs the import; `Err` (a non-zero exit) when it could not start or the job failed. A job
+/// that read every row is a success, whatever failed in it: the errors file says what.
+pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
+    let file = std::fs::canonicalize(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let format = match args.format {
+        Some(f) => f,
+        None => format_from_name(&file).ok_or("--format: say csv or ndjson (the file name does not tell)")?,
+    };
+    let db = crate::app::connect(&config).await?;
+    let state = crate::app::state(config, &db).await?;
+    let org = OrgId::parse(&args.org).ok_or("--org: not an organisation id")?;
+    let kind = state
+        .store
+        .get_organization(org.as_str())
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|o| o.kind);
+    if kind != Some(OrgKind::Mutuelle) {
+        return Err(format!("--org {org}: no such mutuelle"));
+    }
+    let worker = format!("import-{}", uuid::Uuid::now_v7().simple());
+    let caller = Caller {
+        org,
+        kind: OrgKind::Mutuelle,
+        subject: "passerelle-import".into(),
+        scopes: Vec::new(),
+        request_id: worker.clone(),
+    };
+    let product = match (&args.product, format) {
+        (None, BatchFormat::Csv) => return Err("--product is required for a CSV file".into()),
+        (None, BatchFormat::Ndjson) => None,
+        (Some(id), _) => match own_product(&state, &caller, id, None)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(p) if p.layer.is_mutuelle_layer() => Some(p.product_id),
+            _ => {
+                return Err(format!(
+                    "--product {id}: not a complementary or primary product of {}",
+                    caller.org
+                ))
+            }
+        },
+    };
+    if format == BatchFormat::Csv {
+        check_header(&file)?;
+    }
+    let ctx = WriteContext {
+        organization: caller.org.to_string(),
+        subject: caller.subject.clone(),
+        request_id: worker.clone(),
+        at: state.clock.now(),
+        idempotency: None,
+    };
+    let batch = NewBatch {
+        id: uuid::Uuid::now_v7().to_string(),
+        product,
+        format,
+        spool_path: file.to_string_lossy().into_owned(),
+        worker: Some(worker.clone()),
+    };
+    let job = state
+        .store
+        .create_batch(&ctx, &batch)
+        .await
+        .map_err(|e| e.to_string())?
+        .value;
+    let errors_path = errors_path_of(&file);
+    let mut observer = Progress::new(&file, format, &errors_path, args.lang)?;
+    let ended = worker::process(&state, &job, &worker, &mut observer).await;
+    observer.finish()?;
+    let job = state
+        .store
+        .get_batch(&job.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the job disappeared")?;
+    print_summary(&job, &errors_path, args.lang);
+    db.close().await;
+    match ended {
+        Ended::Finished(BatchStatus::Completed) => Ok(()),
+        Ended::Finished(_) => Err("the import failed: see above".into()),
+        Ended::Lost => Err("the job was taken from this import (stale, failed by a server)".into()),
+        Ended::StoreDown(e) => Err(format!("the database could not be written: {e}")),
+    }
+}
+
+fn format_from_name(file: &Path) -> Option<BatchFormat> {
+    match file.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "csv" => Some(BatchFormat::Csv),
+        "ndjson" | "jsonl" => Some(BatchFormat::Ndjson),
+        _ => None,
+    }
+}
+
+/// `FILE.errors.csv` beside the file.
+pub fn errors_path_of(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".errors.csv");
+    file.with_file_name(name)
+}
+
+fn check_header(file: &Path) -> Result<(), String> {
+    let reader = BufReader::new(File::open(file).map_err(|e| format!("{}: {e}", file.display()))?);
+    CsvHouseholds::new(reader).map(|_| ()).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("  {} {}: {}", e.field, e.code, e.en))
+            .collect();
+        format!(
+            "the header is not that of a registration file; nothing was imported:\n{}",
+            lines.join("\n")
+        )
+    })
+}
+
+/// Lines in the file, for the progress bar's length (quoted line breaks make it an estimate).
+fn count_rows(file: &Path, format: BatchFormat) -> u64 {
+    let Ok(f) = File::open(file) else { return 0 };
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let (mut lines, mut last) = (0u64, b'\n');
+    while let Ok(buf) = reader.fill_buf() {
+        if buf.is_empty() {
+            break;
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        last = buf[buf.len() - 1];
+        let n = buf.len();
+        reader.consume(n);
+    }
+    if last != b'\n' {
+        lines += 1;
+    }
+    match format {
+        BatchFormat::Csv => lines.saturating_sub(1),
+        BatchFormat::Ndjson => lines,
+    }
+}
+
+struct Progress {
+    bar: ProgressBar,
+    errors: BufWriter<File>,
+    failed: Option<std::io::Error>,
+    lang: Lang,
+}
+
+impl Progress {
+    fn new(file: &Path, format: BatchFormat, errors_path: &Path, lang: Lang) -> Result<Progress, String> {
+        let bar = ProgressBar::with_draw_target(Some(count_rows(file, format)), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
+                .map_err(|e| e.to_string())?,
+        );
+        let out = File::create(errors_path).map_err(|e| format!("{}: {e}", errors_path.display()))?;
+        let mut errors = BufWriter::new(out);
+        writeln!(errors, "row,household,field,code,message").map_err(|e| e.to_string())?;
+        Ok(Progress {
+            bar,
+            errors,
+            failed: None,
+            lang,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        self.bar.finish_and_clear();
+        if let Some(e) = self.failed.take() {
+            return Err(format!("cannot write the errors file: {e}"));
+        }
+        self.errors
+            .flush()
+            .map_err(|e| format!("cannot write the errors file: {e}"))
+    }
+}
+
+/// RFC 4180: quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+impl Observer for Progress {
+    fn progress(&mut self, counts: &BatchCounts) {
+        let done = u64::try_from(counts.rows_processed).unwrap_or_default();
+        if done > self.bar.length().unwrap_or_default() {
+            self.bar.set_length(done);
+        }
+        self.bar.set_position(done);
+        self.bar.set_message(format!(
+            "{} created, {} skipped, {} rows failed",
+            counts.households_created, counts.households_skipped, counts.rows_failed
+        ));
+    }
+
+    fn errors(&mut self, errors: &[RowError]) {
+        for e in errors {
+            let message = self.lang.pick(&e.message_en, &e.message_fr);
+            let line = format!(
+                "{},{},{},{},{}",
+                e.row,
+                csv_field(&e.household),
+                csv_field(&e.field),
+                csv_field(&e.code),
+                csv_field(message)
+            );
+            if let Err(err) = writeln!(self.errors, "{line}") {
+                self.failed.get_or_insert(err);
+            }
+        }
+    }
+}
+
+fn print_summary(job: &BatchJob, errors_path: &Path, lang: Lang) {
+    let c = &job.counts;
+    println!("job {} {}", job.id, job.status.as_str());
+    println!(
+        "rows: {} read, {} processed, {} failed",
+        job.rows_total.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        c.rows_processed,
+        c.rows_failed
+    );
+    println!(
+        "households: {} created, {} skipped",
+        c.households_created, c.households_skipped
+    );
+    println!("errors: {} (in {})", c.errors_total, errors_path.display());
+    if let Some(f) = &job.failure {
+        println!("failure: {} — {}", f.code, lang.pick(&f.en, &f.fr));
+    }
+}
