@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The eligibility benchmark (issue 4): seeds BENCH_PEOPLE (default 1,000,000) people with
-# coverages, then runs eligibility checks for random people with wrk at concurrency 1, 16 and 64
-# for BENCH_SECONDS each, next to /health/ready (one database round trip) measured in the same
-# run, on PostgreSQL and SQLite. Usage: bench/eligibility.sh [postgres|sqlite|both]
+# The eligibility and claims benchmarks (issues 4 and 5): seeds BENCH_PEOPLE (default 1,000,000)
+# people with coverages, then runs eligibility checks (or 3-line claim submissions) for random
+# people with wrk at concurrency 1, 16 and 64 for BENCH_SECONDS each, next to /health/ready (one
+# database round trip) measured in the same run, on PostgreSQL and SQLite.
+# Usage: bench/eligibility.sh [postgres|sqlite|both]      (eligibility checks)
+#        BENCH_TARGET=claims bench/eligibility.sh [...]    (claim submissions; or bench/claims.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -34,11 +36,17 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
   fi
   echo "$backend: seeded $PEOPLE people in $(( $(date +%s) - started )) s" >&2
   export BENCH_TOKEN
-  BENCH_TOKEN=$(token bench-cms eligibility:check)
-  BENCH_SECONDS=3 wrk_run 16 bench/eligibility.lua /v1/eligibility-checks >/dev/null
+  if [ "${BENCH_TARGET:-eligibility}" = claims ]; then
+    BENCH_TOKEN=$(token bench-cms "claims:submit claims:read")
+    script=bench/claims.lua path=/v1/claims
+  else
+    BENCH_TOKEN=$(token bench-cms eligibility:check)
+    script=bench/eligibility.lua path=/v1/eligibility-checks
+  fi
+  BENCH_SECONDS=3 wrk_run 16 "$script" "$path" >/dev/null
   for c in 1 16 64; do
     read -r h_rps h_p50 h_p99 < <(wrk_run "$c" bench/health.lua /health/ready)
-    read -r e_rps e_p50 e_p99 < <(wrk_run "$c" bench/eligibility.lua /v1/eligibility-checks)
+    read -r e_rps e_p50 e_p99 < <(wrk_run "$c" "$script" "$path")
     ratio=$(python3 -c "print(f'{$e_rps / max($h_rps, 1):.2f}')")
     results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio")
   done
@@ -46,8 +54,8 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
 done
 
 echo
-echo "Eligibility checks vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $(nproc) cores"
-printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "check r/s" "p50 ms" "p99 ms" "ratio"
+echo "${BENCH_TARGET:-eligibility} vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $(nproc) cores"
+printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "target r/s" "p50 ms" "p99 ms" "ratio"
 for r in "${results[@]}"; do
   # shellcheck disable=SC2086
   printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' $r

@@ -46,6 +46,7 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
         audit_group: AuditGroupCommit::start(db.store.clone()),
+        batch_queued: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -76,6 +77,9 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// The service. Bulk uploads stream up to `batch_max_bytes` to disk and may take longer than a
+/// request: they get their own body limit and timeout, every other route the JSON ones. Also
+/// starts this replica's bulk registration worker, the other half of the uploads.
 /// Starts what runs beside the API: the webhook outbox's delivery worker.
 pub fn start_workers(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     crate::webhook_worker::start(state.clone())
@@ -83,17 +87,26 @@ pub fn start_workers(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
 
 pub fn router(state: AppState) -> Router {
     crate::metrics::install();
-    let (api, _) = crate::openapi::router().split_for_parts();
+    crate::bulk::runner::start(&state);
+    let (json_api, _) = crate::openapi::json_routes().split_for_parts();
+    let (uploads, _) = crate::routes::batches::uploads().split_for_parts();
     let doc = crate::openapi::document();
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    let json_api = json_api
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(from_fn_with_state(timeout, enforce_timeout));
+    let uploads = uploads.layer(from_fn_with_state(
+        timeout.max(crate::bulk::UPLOAD_TIMEOUT),
+        enforce_timeout,
+    ));
+    json_api
+        .merge(uploads)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(from_fn_with_state(timeout, enforce_timeout))
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(context))
 }

@@ -3,8 +3,8 @@
 
 pub mod audit;
 pub mod batch;
-pub mod claim;
 pub mod beneficiary;
+pub mod claim;
 pub mod clock;
 pub mod coordination;
 pub mod coverage;

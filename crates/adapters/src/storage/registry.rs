@@ -15,7 +15,15 @@ const MAX_POSSIBLE_DUPLICATES: i64 = 20;
 /// `coverage.changed` to the coverage's organisation (and operators and auditors).
 async fn announce_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage) -> Result<(), StoreError> {
     let data = serde_json::to_value(c).map_err(|e| StoreError::Internal(e.to_string()))?;
-    enqueue(tx, ctx, "coverage.changed", [Some(c.organization.as_str()), None, None, None], "coverage", &data).await
+    enqueue(
+        tx,
+        ctx,
+        "coverage.changed",
+        [Some(c.organization.as_str()), None, None, None],
+        "coverage",
+        &data,
+    )
+    .await
 }
 
 fn member_number_taken() -> StoreError {
@@ -215,6 +223,64 @@ fn new_coverage(
     }
 }
 
+/// A household's registration inside the caller's transaction; its audit events are added to
+/// `events` for the caller to append. Shared by single registrations and bulk groups.
+async fn register_in(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    household: &NewHousehold,
+    skip_existing: bool,
+    events: &mut Vec<NewAuditEvent>,
+) -> Result<Registration, StoreError> {
+    let principal_person = household
+        .members
+        .first()
+        .ok_or_else(|| StoreError::Internal("empty household".into()))?;
+    if let Some(holder) = holder_of(tx, &ctx.organization, &household.member_number).await? {
+        if skip_existing && same_person(&holder, &principal_person.person) {
+            return Ok(Registration {
+                members: Vec::new(),
+                skipped: true,
+            });
+        }
+        return Err(member_number_taken());
+    }
+    let mut members = Vec::with_capacity(household.members.len());
+    let mut principal_coverage: Option<String> = None;
+    for member in &household.members {
+        let (beneficiary, matched, possible_duplicates) = upsert_person(tx, ctx, &member.person, events).await?;
+        let (number, own) = match (&principal_coverage, &member.own_number) {
+            (None, _) => (household.member_number.as_str(), true),
+            (Some(_), Some(own)) => (own.as_str(), true),
+            (Some(_), None) => (household.member_number.as_str(), false),
+        };
+        let coverage = new_coverage(
+            ctx,
+            household,
+            &beneficiary.id,
+            member.relationship,
+            number,
+            principal_coverage.as_deref(),
+        );
+        insert_coverage(tx, ctx, &coverage, own).await?;
+        events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
+        if principal_coverage.is_none() {
+            principal_coverage = Some(coverage.id.clone());
+        }
+        members.push(RegisteredMember {
+            relationship: member.relationship,
+            beneficiary,
+            coverage,
+            matched,
+            possible_duplicates,
+        });
+    }
+    Ok(Registration {
+        members,
+        skipped: false,
+    })
+}
+
 #[async_trait]
 impl RegistryStore for This {
     async fn register_household(
@@ -230,58 +296,14 @@ impl RegistryStore for This {
                 replayed: true,
             });
         }
-        let principal_person = household
-            .members
-            .first()
-            .ok_or_else(|| StoreError::Internal("empty household".into()))?;
-        if let Some(holder) = holder_of(&mut tx, &ctx.organization, &household.member_number).await? {
-            if skip_existing && same_person(&holder, &principal_person.person) {
-                return Ok(Written {
-                    value: Registration {
-                        members: Vec::new(),
-                        skipped: true,
-                    },
-                    replayed: false,
-                });
-            }
-            return Err(member_number_taken());
-        }
         let mut events = Vec::new();
-        let mut members = Vec::with_capacity(household.members.len());
-        let mut principal_coverage: Option<String> = None;
-        for member in &household.members {
-            let (beneficiary, matched, possible_duplicates) =
-                upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
-            let (number, own) = match (&principal_coverage, &member.own_number) {
-                (None, _) => (household.member_number.as_str(), true),
-                (Some(_), Some(own)) => (own.as_str(), true),
-                (Some(_), None) => (household.member_number.as_str(), false),
-            };
-            let coverage = new_coverage(
-                ctx,
-                household,
-                &beneficiary.id,
-                member.relationship,
-                number,
-                principal_coverage.as_deref(),
-            );
-            insert_coverage(&mut tx, ctx, &coverage, own).await?;
-            events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
-            if principal_coverage.is_none() {
-                principal_coverage = Some(coverage.id.clone());
-            }
-            members.push(RegisteredMember {
-                relationship: member.relationship,
-                beneficiary,
-                coverage,
-                matched,
-                possible_duplicates,
+        let registration = register_in(&mut tx, ctx, household, skip_existing, &mut events).await?;
+        if registration.skipped {
+            return Ok(Written {
+                value: registration,
+                replayed: false,
             });
         }
-        let registration = Registration {
-            members,
-            skipped: false,
-        };
         append_events(&mut tx, &events).await?;
         store_idempotent_response(&mut tx, ctx, &registration).await?;
         tx.commit().await.map_err(db_err)?;
