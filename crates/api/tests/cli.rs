@@ -204,3 +204,105 @@ async fn migrate_then_serve_from_postgres_without_migrating() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A fresh SQLite database with the demo organisations and products (the library's own seeding).
+async fn demo_database(dir: &Path) -> String {
+    use passerelle_api::config::{Config, Secret};
+    let url = format!("sqlite://{}", dir.join("passerelle.db").display());
+    let mut config = Config::for_database(&url);
+    config.jwt_hs256_secret = Some(Secret::new(SECRET));
+    let db = passerelle_api::app::connect(&config).await.unwrap();
+    db.migrate().await.unwrap();
+    let state = passerelle_api::app::state(config.clone(), &db).await.unwrap();
+    passerelle_api::app::ensure_operator(&state).await.unwrap();
+    passerelle_api::demo::seed(&state, &Secret::new(SECRET)).await.unwrap();
+    db.close().await;
+    url
+}
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../samples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test]
+async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
+    let dir = temp_dir("import");
+    let url = demo_database(&dir).await;
+    let import = |file: &str, org: &str, product: &str| {
+        run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &url).args([
+            "import",
+            file,
+            "--org",
+            org,
+            "--product",
+            product,
+            "--lang",
+            "en",
+        ]))
+    };
+    for (file, org, product, households) in [
+        ("registrations-ml.csv", "demo-mut-segou", "demo-segou-base", 3),
+        ("registrations-sn.csv", "demo-mut-thies", "demo-thies-cmu", 3),
+        ("registrations.ndjson", "demo-mut-thies", "demo-thies-cmu", 3),
+    ] {
+        std::fs::write(dir.join(file), sample(file)).unwrap();
+        let out = import(file, org, product);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("households: {households} created, 0 skipped")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("errors: 0"), "{stdout}");
+    }
+
+    // The Togo sample with one bad row more: the job completes, the row is in the errors file.
+    let mut text = sample("registrations-tg.csv");
+    text.push_str("TSV-Z,principal,TSV-2026-0199,\"Zinsou, dit \"\"Zin\"\"\",Afi,X,1980,,,,,,2026-01-01,\n");
+    std::fs::write(dir.join("tg.csv"), &text).unwrap();
+    let out = import("tg.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("completed"), "{stdout}");
+    assert!(stdout.contains("households: 3 created, 0 skipped"), "{stdout}");
+    assert!(stdout.contains("rows: 10 read, 10 processed, 1 failed"), "{stdout}");
+    let errors = std::fs::read_to_string(dir.join("tg.csv.errors.csv")).unwrap();
+    assert_eq!(
+        errors,
+        "row,household,field,code,message\n11,TSV-Z,sex,unknown_value,must be F or M\n"
+    );
+    // Again: every household is already there.
+    let out = import("tg.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("households: 0 created, 3 skipped"));
+
+    // A header that is not a registration file's, an unknown mutuelle, a product not its own:
+    // a non-zero exit and nothing imported.
+    std::fs::write(dir.join("bad.csv"), "household,relation\nH1,principal\n").unwrap();
+    let out = import("bad.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/header/relation unknown_column"));
+    let out = import("tg.csv", "demo-mut-nowhere", "demo-tsevie-famille");
+    assert_eq!(out.status.code(), Some(1));
+    let out = import("tg.csv", "demo-mut-tsevie", "demo-segou-base");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--product"));
+
+    // A file that stops being readable mid-way fails the job: a non-zero exit.
+    let mut cut = sample("registrations-tg.csv");
+    cut.push_str("TSV-Q,principal,TSV-2026-0150,\"Quenum,Afi,F,1980,,,,,,2026-01-01,\n");
+    cut.push_str(&"x".repeat(3 << 20));
+    std::fs::write(dir.join("cut.csv"), &cut).unwrap();
+    let out = import("cut.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unreadable_file"));
+    let _ = std::fs::remove_dir_all(dir);
+}

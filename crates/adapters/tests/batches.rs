@@ -1,0 +1,210 @@
+//! Bulk registration jobs in storage, on SQLite and PostgreSQL: one claim per job among
+//! competing workers, progress only from the holder, stale jobs failed once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use passerelle_adapters::testing::TestDatabase;
+use passerelle_adapters::{connect, Backend, Database, DatabaseOptions};
+use passerelle_domain::batch::RowError;
+use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
+use passerelle_domain::ports::{
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchStatus, BatchUpdate, IdempotencyKey, NewBatch, Store,
+    WriteContext, MAX_STORED_BATCH_ERRORS,
+};
+
+async fn store(backend: Backend) -> (TestDatabase, Database, Arc<dyn Store>) {
+    let db = TestDatabase::new(backend).await;
+    let database = connect(&DatabaseOptions::new(&db.url)).await.expect("connect");
+    database.migrate().await.expect("migrate");
+    let store = database.store.clone();
+    let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+    let org = Organization {
+        id: OrgId::parse("mut-a").unwrap(),
+        kind: OrgKind::Mutuelle,
+        country: Country::parse("TG").unwrap(),
+        name: "Mutuelle A".into(),
+        registration_number: None,
+        created_at: at,
+    };
+    store.create_organization(&ctx(None), &org).await.unwrap();
+    (db, database, store)
+}
+
+fn ctx(idempotency: Option<IdempotencyKey>) -> WriteContext {
+    WriteContext {
+        organization: "mut-a".into(),
+        subject: "tester".into(),
+        request_id: "r1".into(),
+        at: Utc::now(),
+        idempotency,
+    }
+}
+
+fn batch(id: &str) -> NewBatch {
+    NewBatch {
+        id: id.into(),
+        product: Some("p1".into()),
+        format: BatchFormat::Csv,
+        spool_path: format!("/tmp/{id}.upload"),
+        worker: None,
+    }
+}
+
+fn error(row: u64) -> RowError {
+    RowError {
+        row,
+        household: format!("H{row}"),
+        field: "sex".into(),
+        code: "unknown_value".into(),
+        message_en: "must be F or M".into(),
+        message_fr: "doit valoir F ou M".into(),
+    }
+}
+
+async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
+    let (_db, _database, store) = store(backend).await;
+    let key = IdempotencyKey {
+        key: "k1".into(),
+        fingerprint: "f1".into(),
+    };
+    let created = store.create_batch(&ctx(Some(key.clone())), &batch("b1")).await.unwrap();
+    assert!(!created.replayed);
+    assert_eq!(created.value.status, BatchStatus::Queued);
+    let replay = store.create_batch(&ctx(Some(key)), &batch("b2")).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.value, created.value, "the job as first created");
+    assert_eq!(store.queued_batches(10).await.unwrap().len(), 1);
+
+    // Several workers race for it: exactly one wins.
+    let at = Utc::now();
+    let claims = futures::future::join_all((0..6).map(|i| {
+        let store = store.clone();
+        async move { store.claim_batch("b1", &format!("w{i}"), at).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(claims.iter().filter(|c| **c).count(), 1);
+    let winner = format!("w{}", claims.iter().position(|c| *c).unwrap());
+    let loser = if winner == "w0" { "w1" } else { "w0" };
+    assert!(store.queued_batches(10).await.unwrap().is_empty());
+
+    let mut update = BatchUpdate {
+        counts: BatchCounts {
+            rows_processed: 3,
+            households_created: 1,
+            households_skipped: 0,
+            rows_failed: 2,
+            errors_total: 2,
+        },
+        new_errors: vec![error(3), error(2)],
+        finish: None,
+        at,
+    };
+    assert!(!store.update_batch("b1", loser, &update).await.unwrap());
+    assert!(store.update_batch("b1", &winner, &update).await.unwrap());
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!((job.status, job.counts), (BatchStatus::Running, update.counts));
+    let rows: Vec<u64> = store
+        .batch_errors("b1", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.row)
+        .collect();
+    assert_eq!(rows, [2, 3], "by row");
+
+    // Errors past the cap are counted, not stored.
+    update.new_errors = (10..10 + MAX_STORED_BATCH_ERRORS as u64).map(error).collect();
+    update.counts.errors_total += MAX_STORED_BATCH_ERRORS;
+    update.finish = Some(BatchEnd {
+        status: BatchStatus::Completed,
+        rows_total: Some(3),
+        failure: None,
+    });
+    assert!(store.update_batch("b1", &winner, &update).await.unwrap());
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(job.status, BatchStatus::Completed);
+    assert_eq!(job.rows_total, Some(3));
+    assert_eq!(job.counts.errors_total, MAX_STORED_BATCH_ERRORS + 2);
+    assert!(job.finished_at.is_some());
+    assert_eq!(
+        store.batch_errors("b1", 5000).await.unwrap().len() as i64,
+        MAX_STORED_BATCH_ERRORS
+    );
+    // A finished job takes no more progress.
+    assert!(!store.update_batch("b1", &winner, &update).await.unwrap());
+}
+
+async fn a_job_without_progress_is_failed_once(backend: Backend) {
+    let (_db, _database, store) = store(backend).await;
+    store.create_batch(&ctx(None), &batch("b1")).await.unwrap();
+    let mut running = batch("b2");
+    running.worker = Some("import-1".into());
+    let created = store.create_batch(&ctx(None), &running).await.unwrap().value;
+    assert_eq!(
+        created.status,
+        BatchStatus::Running,
+        "an import's job is its own from the start"
+    );
+    assert!(!store.claim_batch("b2", "w1", Utc::now()).await.unwrap());
+    let heartbeat = Utc::now();
+    assert!(store.claim_batch("b1", "w1", heartbeat).await.unwrap());
+
+    let interrupted = BatchFailure::interrupted();
+    let early = store
+        .fail_stale_batches(heartbeat - Duration::seconds(60), &interrupted, Utc::now())
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "a fresh heartbeat is not stale");
+    let later = heartbeat + Duration::seconds(600);
+    let failed = store
+        .fail_stale_batches(later - Duration::seconds(300), &interrupted, later)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = failed.iter().map(|j| j.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["b1", "b2"]);
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(job.status, BatchStatus::Failed);
+    assert_eq!(job.failure.unwrap().code, "interrupted");
+    // Its worker, back from the dead, may not write any more.
+    let update = BatchUpdate {
+        counts: BatchCounts::default(),
+        new_errors: Vec::new(),
+        finish: None,
+        at: later,
+    };
+    assert!(!store.update_batch("b1", "w1", &update).await.unwrap());
+    assert!(store
+        .fail_stale_batches(later, &interrupted, later)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(passerelle_adapters::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    one_worker_claims_a_job_and_only_it_reports,
+    a_job_without_progress_is_failed_once,
+);
