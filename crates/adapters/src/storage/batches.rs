@@ -1,5 +1,7 @@
 // Storage of bulk registration jobs, shared by both databases through `include!` like `shared.rs`.
 
+include!("bulk_registry.rs");
+
 use chrono::{DateTime, Utc};
 use passerelle_domain::batch::RowError;
 use passerelle_domain::ports::{
@@ -335,41 +337,7 @@ impl BatchStore for This {
         skip_existing: bool,
     ) -> Result<Vec<HouseholdOutcome>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut events = Vec::new();
-        let mut outcomes = Vec::with_capacity(households.len());
-        for household in households {
-            // One savepoint per household keeps each all or nothing while the group shares one
-            // commit (and one append to the audit chain): a commit per household is what bounds
-            // the rate of per-household transactions.
-            sqlx::query("SAVEPOINT household")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            let mut own_events = Vec::new();
-            match register_in(&mut tx, ctx, household, skip_existing, &mut own_events).await {
-                Ok(registration) => {
-                    sqlx::query("RELEASE SAVEPOINT household")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                    events.append(&mut own_events);
-                    outcomes.push(Ok(registration));
-                }
-                Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
-                Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT household")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                    sqlx::query("RELEASE SAVEPOINT household")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                    outcomes.push(Err(e));
-                }
-            }
-        }
-        append_events(&mut tx, &events).await?;
+        let outcomes = register_group(&mut tx, ctx, households, skip_existing).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(outcomes)
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::time::{Duration, Instant};
 
+use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
     CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowError,
 };
@@ -14,7 +15,8 @@ use passerelle_domain::beneficiary::{parse_date, NationalIdRules};
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{
-    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, NewHousehold, WriteContext,
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, NewHousehold, Registered,
+    WriteContext,
 };
 use passerelle_domain::product::{select_version, ProductVersion};
 use passerelle_domain::registration::RegistrationDraft;
@@ -24,9 +26,14 @@ use crate::extract::Caller;
 use crate::routes::registrations::{household_of, validate_registration};
 use crate::state::AppState;
 
-/// Households registered in one transaction. Large enough that commits stop dominating, small
-/// enough that SQLite's single writer is never held for long.
-pub const GROUP_HOUSEHOLDS: usize = 200;
+/// Households registered in one transaction: enough that round trips and commits stop
+/// dominating; fewer on SQLite, whose single writer connection other requests wait for.
+pub fn group_households(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 1000,
+        Backend::Sqlite => 200,
+    }
+}
 /// Progress is written at least this often, which is also the job's heartbeat.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Households parsed ahead of the registering task.
@@ -186,7 +193,8 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         let ended = match next {
             Some(Parsed::Household(item)) => {
                 run.take(*item).await;
-                let due = run.group.len() >= GROUP_HOUSEHOLDS || run.last_report.elapsed() >= REPORT_EVERY;
+                let due =
+                    run.group.len() >= group_households(state.backend) || run.last_report.elapsed() >= REPORT_EVERY;
                 if due {
                     run.flush(observer, None).await
                 } else {
@@ -328,12 +336,11 @@ impl Job<'_> {
             };
             for (rows, outcome) in group_rows.iter().zip(outcomes) {
                 match outcome {
-                    Ok(registration) => {
+                    Ok(registered) => {
                         self.counts.rows_processed += rows_of(rows.rows);
-                        if registration.skipped {
-                            self.counts.households_skipped += 1;
-                        } else {
-                            self.counts.households_created += 1;
+                        match registered {
+                            Registered::Created => self.counts.households_created += 1,
+                            Registered::Skipped => self.counts.households_skipped += 1,
                         }
                     }
                     Err(e) => {

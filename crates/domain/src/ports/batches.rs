@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{NewHousehold, Registration, WriteContext, Written};
+use super::{NewHousehold, WriteContext, Written};
 use crate::batch::RowError;
 use crate::error::StoreError;
 
@@ -170,8 +170,16 @@ pub struct BatchEnd {
 /// first ones, `passerelle import` writes them all to its CSV).
 pub const MAX_STORED_BATCH_ERRORS: i64 = 1000;
 
+/// What registering one household of a group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Created,
+    /// Its principal's member number was already held by the same person.
+    Skipped,
+}
+
 /// How one household of a group fared in `register_households`.
-pub type HouseholdOutcome = Result<Registration, StoreError>;
+pub type HouseholdOutcome = Result<Registered, StoreError>;
 
 #[async_trait]
 pub trait BatchStore: Send + Sync {
@@ -204,8 +212,9 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<Vec<BatchJob>, StoreError>;
 
     /// Registers households as `RegistryStore::register_household` does, each all or nothing,
-    /// but many in one transaction (one savepoint each): a household's own failure (its member
-    /// number taken, say) is its outcome and the others go on; `Err` means none was written.
+    /// but many in one transaction: a household's own failure (its member number taken, say) is
+    /// its outcome and the others go on; `Err` means none was written. Likely duplicates are not
+    /// looked for: a bulk job does not report them.
     async fn register_households(
         &self,
         ctx: &WriteContext,

@@ -1,0 +1,342 @@
+// Registering a group of households in one transaction (bulk jobs), shared by both databases
+// through `include!` from `batches.rs`.
+//
+// A household costs a dozen round trips when registered alone; here a group costs a handful: the
+// member numbers, national ids and coverages the group touches are read in a few queries, each
+// household is decided in memory in file order (seeing the households before it in the group),
+// and the accepted ones are written with multi-row inserts. Should a write fail all the same (a
+// concurrent writer took a member number or a national id meanwhile), the group is rolled back to
+// before the writes and registered household by household, one savepoint each, the single
+// registration's way: either way each household is all or nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use passerelle_domain::ports::Registered;
+
+/// Values per `IN (…)` list and rows per multi-row insert: far below both databases' limits on
+/// bound parameters (SQLite 32766, PostgreSQL 65535).
+const IN_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = 1000;
+
+type NidKey = (String, String, String);
+
+fn nid_key(b: &Beneficiary) -> Option<NidKey> {
+    b.national_id
+        .as_ref()
+        .map(|n| (n.country.clone(), n.id_type.clone(), n.value.clone()))
+}
+
+#[derive(sqlx::FromRow)]
+struct HolderRow {
+    member_number: String,
+    #[sqlx(flatten)]
+    person: BeneficiaryRow,
+}
+
+/// What the group's households find already stored.
+#[derive(Default)]
+struct Known {
+    /// Own member numbers of the organisation, with who holds them.
+    holders: HashMap<String, Beneficiary>,
+    /// People by national id.
+    people: HashMap<NidKey, Beneficiary>,
+    /// (beneficiary, product) of coverages not terminated.
+    covered: HashSet<(String, String)>,
+}
+
+async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]) -> Result<Known, StoreError> {
+    let mut known = Known::default();
+    let numbers: Vec<&str> = households
+        .iter()
+        .flat_map(|h| {
+            std::iter::once(h.member_number.as_str()).chain(h.members.iter().filter_map(|m| m.own_number.as_deref()))
+        })
+        .collect();
+    let columns = BENEFICIARY_COLUMNS
+        .split(", ")
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Lists joined as `VALUES` rows: each one probes the unique index, whatever the planner
+    // believes of a table a bulk load is filling faster than its statistics follow (an `IN`
+    // list was planned as a scan of every national id of the type).
+    for chunk in numbers.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("SELECT c.member_number, {columns} FROM ("));
+        q.push_values(chunk, |mut row, n| {
+            row.push_bind(*n);
+        });
+        q.push(
+            ") AS v JOIN coverages c ON c.member_number = v.column1 AND c.own_number \
+             JOIN beneficiaries b ON b.id = c.beneficiary WHERE c.organization = ",
+        )
+        .push_bind(ctx.organization.as_str());
+        let rows: Vec<HolderRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            known
+                .holders
+                .insert(row.member_number, Beneficiary::try_from(row.person)?);
+        }
+    }
+    let nids: Vec<(&str, &str, &str)> = households
+        .iter()
+        .flat_map(|h| &h.members)
+        .filter_map(|m| m.person.national_id.as_ref())
+        .map(|n| (n.country.as_str(), n.id_type.as_str(), n.value.as_str()))
+        .collect();
+    for chunk in nids.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("SELECT {columns} FROM ("));
+        q.push_values(chunk, |mut row, (country, id_type, value)| {
+            row.push_bind(*country).push_bind(*id_type).push_bind(*value);
+        });
+        q.push(
+            ") AS v JOIN beneficiaries b ON b.nid_country = v.column1 AND b.nid_type = v.column2 \
+             AND b.nid_value = v.column3",
+        );
+        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            let person = Beneficiary::try_from(row)?;
+            if let Some(key) = nid_key(&person) {
+                known.people.insert(key, person);
+            }
+        }
+    }
+    // Only people already stored can already be covered.
+    let ids: Vec<&str> = known.people.values().map(|b| b.id.as_str()).collect();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "SELECT beneficiary, product FROM coverages WHERE status <> 'terminated' AND beneficiary IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        known.covered.extend(rows);
+    }
+    Ok(known)
+}
+
+/// The rows the accepted households add.
+#[derive(Default)]
+struct Plan {
+    people: Vec<(Beneficiary, String)>,
+    coverages: Vec<(Coverage, bool)>,
+    events: Vec<NewAuditEvent>,
+}
+
+/// Decides one household against what is stored and what the group added before it, as
+/// `register_in` would; on success its rows join the plan and what it holds joins `known`.
+fn decide(
+    ctx: &WriteContext,
+    household: &NewHousehold,
+    skip_existing: bool,
+    known: &mut Known,
+    plan: &mut Plan,
+) -> HouseholdOutcome {
+    let principal = household
+        .members
+        .first()
+        .ok_or_else(|| StoreError::Internal("empty household".into()))?;
+    if let Some(holder) = known.holders.get(&household.member_number) {
+        if skip_existing && same_person(holder, &principal.person) {
+            return Ok(Registered::Skipped);
+        }
+        return Err(member_number_taken());
+    }
+    let mut mine = Plan::default();
+    let mut numbers: Vec<(String, Beneficiary)> = Vec::new();
+    let mut people: Vec<(NidKey, Beneficiary)> = Vec::new();
+    let mut covered: Vec<(String, String)> = Vec::new();
+    let mut principal_coverage: Option<String> = None;
+    let product = &household.product.product_id;
+    for member in &household.members {
+        let candidate = member
+            .person
+            .clone()
+            .into_beneficiary(uuid::Uuid::now_v7().to_string(), ctx.at);
+        let existing = nid_key(&candidate).and_then(|key| {
+            known
+                .people
+                .get(&key)
+                .or_else(|| people.iter().find(|(k, _)| *k == key).map(|(_, b)| b))
+                .cloned()
+        });
+        let beneficiary = match existing {
+            Some(found) => found,
+            None => {
+                mine.events
+                    .push(ctx.audit("beneficiary.created", "beneficiary", &candidate.id));
+                mine.people.push((candidate.clone(), member.person.match_key()));
+                if let Some(key) = nid_key(&candidate) {
+                    people.push((key, candidate.clone()));
+                }
+                candidate
+            }
+        };
+        let (number, own) = match (&principal_coverage, &member.own_number) {
+            (None, _) => (household.member_number.as_str(), true),
+            (Some(_), Some(own)) => (own.as_str(), true),
+            (Some(_), None) => (household.member_number.as_str(), false),
+        };
+        let pair = (beneficiary.id.clone(), product.clone());
+        if known.covered.contains(&pair) || covered.contains(&pair) {
+            return Err(StoreError::Conflict {
+                constraint: "already_covered".into(),
+            });
+        }
+        if own && (known.holders.contains_key(number) || numbers.iter().any(|(n, _)| n == number)) {
+            return Err(member_number_taken());
+        }
+        let coverage = new_coverage(
+            ctx,
+            household,
+            &beneficiary.id,
+            member.relationship,
+            number,
+            principal_coverage.as_deref(),
+        );
+        mine.events
+            .push(ctx.audit("coverage.created", "coverage", &coverage.id));
+        if principal_coverage.is_none() {
+            principal_coverage = Some(coverage.id.clone());
+        }
+        if own {
+            numbers.push((number.to_owned(), beneficiary.clone()));
+        }
+        covered.push(pair);
+        mine.coverages.push((coverage, own));
+    }
+    known.holders.extend(numbers);
+    known.people.extend(people);
+    known.covered.extend(covered);
+    plan.people.append(&mut mine.people);
+    plan.coverages.append(&mut mine.coverages);
+    plan.events.append(&mut mine.events);
+    Ok(Registered::Created)
+}
+
+async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), StoreError> {
+    for chunk in plan.people.chunks(INSERT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO beneficiaries (id, nid_country, nid_type, nid_value, family_name, given_names, match_key, \
+             sex, birth_date, birth_date_precision, phone, region, district, commune, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (b, match_key)| {
+            let nid = b.national_id.as_ref();
+            let locality = b.locality.as_ref();
+            row.push_bind(b.id.clone())
+                .push_bind(nid.map(|n| n.country.clone()))
+                .push_bind(nid.map(|n| n.id_type.clone()))
+                .push_bind(nid.map(|n| n.value.clone()))
+                .push_bind(b.family_name.clone())
+                .push_bind(b.given_names.clone())
+                .push_bind(match_key.clone())
+                .push_bind(b.sex.as_str())
+                .push_bind(b.birth_date)
+                .push_bind(b.birth_date_precision.as_str())
+                .push_bind(b.phone.clone())
+                .push_bind(locality.map(|l| l.region.clone()))
+                .push_bind(locality.map(|l| l.district.clone()))
+                .push_bind(locality.map(|l| l.commune.clone()))
+                .push_bind(b.created_at);
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    for chunk in plan.coverages.chunks(INSERT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, \
+             relationship, principal_coverage, start_date, end_date, status, paid_through, version, created_at, \
+             updated_at) ",
+        );
+        q.push_values(chunk, |mut row, (c, own)| {
+            row.push_bind(c.id.clone())
+                .push_bind(c.beneficiary.clone())
+                .push_bind(c.product.clone())
+                .push_bind(c.organization.clone())
+                .push_bind(c.layer.as_str())
+                .push_bind(c.member_number.clone())
+                .push_bind(*own)
+                .push_bind(c.relationship.as_str())
+                .push_bind(c.principal_coverage.clone())
+                .push_bind(c.start_date)
+                .push_bind(c.end_date)
+                .push_bind(c.status.as_str())
+                .push_bind(c.paid_through)
+                .push_bind(i64::from(c.version))
+                .push_bind(ctx.at)
+                .push_bind(ctx.at);
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    append_events(tx, &plan.events).await
+}
+
+/// Each household in its own savepoint, the single registration's way.
+async fn one_by_one(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    households: &[NewHousehold],
+    skip_existing: bool,
+) -> Result<Vec<HouseholdOutcome>, StoreError> {
+    let mut events = Vec::new();
+    let mut outcomes = Vec::with_capacity(households.len());
+    for household in households {
+        savepoint(tx, "SAVEPOINT household").await?;
+        let mut own_events = Vec::new();
+        match register_in(tx, ctx, household, skip_existing, &mut own_events).await {
+            Ok(registration) => {
+                savepoint(tx, "RELEASE SAVEPOINT household").await?;
+                events.append(&mut own_events);
+                outcomes.push(Ok(if registration.skipped {
+                    Registered::Skipped
+                } else {
+                    Registered::Created
+                }));
+            }
+            Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+            Err(e) => {
+                savepoint(tx, "ROLLBACK TO SAVEPOINT household").await?;
+                savepoint(tx, "RELEASE SAVEPOINT household").await?;
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    append_events(tx, &events).await?;
+    Ok(outcomes)
+}
+
+async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreError> {
+    sqlx::query(statement).execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
+/// The group, decided in memory and written in a few statements; household by household when
+/// those writes fail.
+async fn register_group(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    households: &[NewHousehold],
+    skip_existing: bool,
+) -> Result<Vec<HouseholdOutcome>, StoreError> {
+    let mut known = read_known(tx, ctx, households).await?;
+    let mut plan = Plan::default();
+    let outcomes: Vec<HouseholdOutcome> = households
+        .iter()
+        .map(|h| decide(ctx, h, skip_existing, &mut known, &mut plan))
+        .collect();
+    savepoint(tx, "SAVEPOINT bulk_group").await?;
+    match write_plan(tx, ctx, &plan).await {
+        Ok(()) => {
+            savepoint(tx, "RELEASE SAVEPOINT bulk_group").await?;
+            Ok(outcomes)
+        }
+        Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(e)),
+        Err(e) => {
+            tracing::info!(error = %e, "a bulk group met a concurrent change; registering it household by household");
+            savepoint(tx, "ROLLBACK TO SAVEPOINT bulk_group").await?;
+            savepoint(tx, "RELEASE SAVEPOINT bulk_group").await?;
+            one_by_one(tx, ctx, households, skip_existing).await
+        }
+    }
+}
