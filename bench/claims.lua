@@ -3,12 +3,14 @@
 local token = os.getenv("BENCH_TOKEN")
 local people = tonumber(os.getenv("BENCH_PEOPLE") or "1000000")
 local counter = 0
-local tid = 0
+-- `threads` counts in the main state; `id` and `seed` are set as globals in each thread's state
+-- (a chunk-level local would shadow them).
+local threads = 0
 
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
-  thread:set("seed", tid * 7919 + os.time())
+  threads = threads + 1
+  thread:set("id", threads)
+  thread:set("seed", threads * 7919 + os.time())
 end
 
 function init(args)
@@ -23,10 +25,10 @@ local template = '{"external_id":"B%d-%d-%d","provider":"bench-cms","beneficiary
 
 function request()
   counter = counter + 1
-  local key = string.format("%d-%d-%d", tid, counter, os.time())
+  local key = string.format("%d-%d-%d", id, counter, os.time())
   local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token,
                     ["Idempotency-Key"] = key }
-  local body = string.format(template, tid, counter, os.time(), math.random(1, people))
+  local body = string.format(template, id, counter, os.time(), math.random(1, people))
   return wrk.format("POST", "/v1/claims", headers, body)
 end
 

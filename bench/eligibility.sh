@@ -45,20 +45,20 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
   fi
   BENCH_SECONDS=3 wrk_run 16 "$script" "$path" >/dev/null
   for c in 1 16 64; do
-    read -r h_rps h_p50 h_p99 < <(wrk_run "$c" bench/health.lua /health/ready)
-    read -r e_rps e_p50 e_p99 < <(wrk_run "$c" "$script" "$path")
+    read -r h_rps h_p50 h_p99 _ < <(wrk_run "$c" bench/health.lua /health/ready)
+    read -r e_rps e_p50 e_p99 e_bad < <(wrk_run "$c" "$script" "$path")
     ratio=$(python3 -c "print(f'{$e_rps / max($h_rps, 1):.2f}')")
-    results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio")
+    results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio $e_bad")
   done
   bench_stop
 done
 
 echo
 echo "${BENCH_TARGET:-eligibility} vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $(nproc) cores"
-printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "target r/s" "p50 ms" "p99 ms" "ratio"
+printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %5s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "target r/s" "p50 ms" "p99 ms" "ratio" "errors"
 for r in "${results[@]}"; do
   # shellcheck disable=SC2086
-  printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %s\n' $r
+  printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %5s | %s\n' $r
 done
 if [ -s "$OUT/wrk-errors.log" ]; then
   echo "non-200 answers were logged in $OUT/wrk-errors.log" >&2

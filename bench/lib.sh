@@ -63,15 +63,17 @@ post() {
   curl -sf -X POST "$BASE$2" -H "Authorization: Bearer $1" -H "Content-Type: application/json" -d "$3"
 }
 
-# wrk_run CONCURRENCY SCRIPT PATH → "rps p50_ms p99_ms"
+# wrk_run CONCURRENCY SCRIPT PATH → "rps p50_ms p99_ms non2xx" (rps counts only good answers)
 wrk_run() {
   local c=$1 script=$2 path=$3 threads=2
   [ "$c" -lt 2 ] && threads=1
   wrk -t"$threads" -c"$c" -d"${BENCH_SECONDS}s" --latency -s "$script" "$BASE$path" 2>>"$OUT/wrk-errors.log" |
     awk '
       function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      /requests in/ { total = $1; secs = $4 + 0 }
+      /Non-2xx or 3xx responses/ { bad = $5 }
       /Requests\/sec/ { rps = $2 }
       /^ +50%/ { p50 = ms($2) }
       /^ +99%/ { p99 = ms($2) }
-      END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+      END { if (secs > 0) rps = (total - bad) / secs; printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad }'
 }
