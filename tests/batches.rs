@@ -192,6 +192,12 @@ async fn a_csv_file_with_its_columns_in_any_order_completes(backend: Backend) {
     assert_eq!(counts(&job), [5, 0, 2, 1, 1]);
     assert_eq!(app.count("coverages").await, 4);
     assert_eq!(app.count("beneficiaries").await, 4);
+
+    // A person already covered by the product, under another member number, in a later upload.
+    let twice = csv(&["H9,principal,TSV-1009,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789012,,,,,2026-01-01,"]);
+    let job = run(app, "mut-a", "k3", &query, CSV, twice).await;
+    assert_eq!(codes(&job), [(2, "household".to_owned(), "already_covered".to_owned())]);
+    assert_eq!(app.count("coverages").await, 4);
 }
 
 async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
@@ -267,6 +273,10 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
     body.extend_from_slice(b"H4,principal,TSV-1004,Traor\xE9,Awa,F,1975,,,,,,2026-01-01,\n");
     body.extend_from_slice(b"H5,principal,TSV-1005,Diallo,Mariama,F,1990,,,,,,2026-01-01,,extra\n");
     body.extend_from_slice("H6,principal,TSV-1001,Sow,Ousmane,M,1970,,,,,,2026-01-01,\n".as_bytes());
+    // H1's principal again (the same national id) under another number: already covered.
+    body.extend_from_slice(
+        "H8,principal,TSV-1008,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789012,,,,,2026-01-01,\n".as_bytes(),
+    );
     body.extend_from_slice("H7,principal,TSV-1007,Ndiaye,Fatou,F,1985,,,,,,2026-01-01,\n".as_bytes());
     body.extend_from_slice("H7,child,,Ndiaye,Mo".as_bytes());
     let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, body).await;
@@ -277,12 +287,13 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
             (6, "family_name".to_owned(), "invalid_encoding".to_owned()),
             (7, String::new(), "wrong_field_count".to_owned()),
             (8, "member_number".to_owned(), "member_number_taken".to_owned()),
-            (10, String::new(), "truncated".to_owned()),
+            (9, "household".to_owned(), "already_covered".to_owned()),
+            (11, String::new(), "truncated".to_owned()),
         ]
     );
-    assert_eq!(job["rows_total"], 9);
-    // H1 (3 rows) and H2 register; H4, H5, H6 (1 row each) and H7 (2 rows) fail whole.
-    assert_eq!(counts(&job), [9, 2, 0, 5, 4]);
+    assert_eq!(job["rows_total"], 10);
+    // H1 (3 rows) and H2 register; H4, H5, H6, H8 (1 row each) and H7 (2 rows) fail whole.
+    assert_eq!(counts(&job), [10, 2, 0, 6, 5]);
     assert_eq!(app.count("coverages").await, 4);
 }
 

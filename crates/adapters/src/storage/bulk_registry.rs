@@ -26,13 +26,6 @@ fn nid_key(b: &Beneficiary) -> Option<NidKey> {
         .map(|n| (n.country.clone(), n.id_type.clone(), n.value.clone()))
 }
 
-#[derive(sqlx::FromRow)]
-struct HolderRow {
-    member_number: String,
-    #[sqlx(flatten)]
-    person: BeneficiaryRow,
-}
-
 /// What the group's households find already stored.
 #[derive(Default)]
 struct Known {
@@ -57,25 +50,46 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
         .map(|c| format!("b.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // Lists joined as `VALUES` rows: each one probes the unique index, whatever the planner
-    // believes of a table a bulk load is filling faster than its statistics follow (an `IN`
-    // list was planned as a scan of every national id of the type).
+    // Lists are `VALUES` rows, each probing a unique index, whatever the planner believes of
+    // tables a bulk load fills faster than their statistics follow: an `IN` list was planned
+    // as a scan of every national id of its type, and a join with the member numbers as a scan
+    // of every coverage. A scalar subquery per member number cannot become such a join.
+    let mut holders: Vec<(String, String)> = Vec::new();
     for chunk in numbers.chunks(IN_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(format!("SELECT c.member_number, {columns} FROM ("));
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "SELECT v.column1, (SELECT c.beneficiary FROM coverages c WHERE c.own_number AND c.organization = ",
+        );
+        q.push_bind(ctx.organization.as_str())
+            .push(" AND c.member_number = v.column1) FROM (");
         q.push_values(chunk, |mut row, n| {
             row.push_bind(*n);
         });
-        q.push(
-            ") AS v JOIN coverages c ON c.member_number = v.column1 AND c.own_number \
-             JOIN beneficiaries b ON b.id = c.beneficiary WHERE c.organization = ",
-        )
-        .push_bind(ctx.organization.as_str());
-        let rows: Vec<HolderRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        for row in rows {
-            known
-                .holders
-                .insert(row.member_number, Beneficiary::try_from(row.person)?);
+        q.push(") AS v");
+        let rows: Vec<(String, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        holders.extend(rows.into_iter().filter_map(|(number, holder)| Some((number, holder?))));
+    }
+    let ids: Vec<&str> = holders.iter().map(|(_, id)| id.as_str()).collect();
+    let mut people: HashMap<String, Beneficiary> = HashMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new(format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ("));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
         }
+        q.push(")");
+        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            let person = Beneficiary::try_from(row)?;
+            people.insert(person.id.clone(), person);
+        }
+    }
+    for (number, id) in holders {
+        let person = people
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| corrupt("coverage without its beneficiary"))?;
+        known.holders.insert(number, person);
     }
     let nids: Vec<(&str, &str, &str)> = households
         .iter()
@@ -100,20 +114,42 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
             }
         }
     }
-    // Only people already stored can already be covered.
-    let ids: Vec<&str> = known.people.values().map(|b| b.id.as_str()).collect();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT beneficiary, product FROM coverages WHERE status <> 'terminated' AND beneficiary IN (",
-        );
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+    // Only people already stored can already be covered, and only the households that will
+    // not be skipped need to know.
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for h in households
+        .iter()
+        .filter(|h| !known.holders.contains_key(&h.member_number))
+    {
+        for m in &h.members {
+            let stored = m.person.national_id.as_ref().and_then(|n| {
+                known
+                    .people
+                    .get(&(n.country.clone(), n.id_type.clone(), n.value.clone()))
+            });
+            if let Some(person) = stored {
+                pairs.push((person.id.as_str(), h.product.product_id.as_str()));
+            }
         }
-        q.push(")");
-        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        known.covered.extend(rows);
     }
+    let mut covered = Vec::new();
+    for chunk in pairs.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "SELECT v.column1, v.column2, (SELECT count(*) FROM coverages c WHERE c.beneficiary = v.column1 \
+             AND c.product = v.column2 AND c.status <> 'terminated') FROM (",
+        );
+        q.push_values(chunk, |mut row, (person, product)| {
+            row.push_bind(*person).push_bind(*product);
+        });
+        q.push(") AS v");
+        let rows: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        covered.extend(
+            rows.into_iter()
+                .filter(|r| r.2 > 0)
+                .map(|(person, product, _)| (person, product)),
+        );
+    }
+    known.covered.extend(covered);
     Ok(known)
 }
 
