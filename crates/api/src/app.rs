@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let json_api = json_api
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(from_fn_with_state(body_limit, drain_oversized))
         .layer(from_fn_with_state(timeout, enforce_timeout));
     let uploads = uploads.layer(from_fn_with_state(
         timeout.max(crate::bulk::UPLOAD_TIMEOUT),
@@ -109,6 +110,26 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(context))
+}
+
+/// A body declared larger than the limit is 413; one of a few MiB is read and dropped first, so
+/// that a client still sending it gets the 413 rather than a connection reset mid-upload.
+async fn drain_oversized(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > limit => {
+            let drain_max = limit.saturating_mul(8).min(16 << 20);
+            if n <= drain_max {
+                let _ = axum::body::to_bytes(request.into_body(), drain_max).await;
+            }
+            ApiError::PayloadTooLarge.into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn enforce_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
