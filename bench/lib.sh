@@ -12,6 +12,7 @@ export PASSERELLE_LISTEN="127.0.0.1:${BENCH_PORT}"
 
 bench_setup() {
   mkdir -p "$OUT"
+  : >"$OUT/wrk-errors.log"
   if ! command -v wrk >/dev/null; then
     echo "installing wrk…" >&2
     apt-get install -y -qq wrk >/dev/null
