@@ -139,14 +139,11 @@ fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
     }
 }
 
-/// OpenTelemetry's HTTP conventions make `http.response.status_code` an integer. The service
-/// records a `u16`, which tracing-opentelemetry 0.31 exports as its decimal string (its span
-/// visitor has no `record_u64`, so the value goes through `record_debug`): both are read here
-/// until the service records an `i64`.
+/// OpenTelemetry's HTTP conventions make `http.response.status_code` an integer; the service
+/// records it as an `i64` (a `u16` would be exported as its decimal string).
 fn status_code(span: &Span) -> Option<i64> {
     match attribute(span, "http.response.status_code") {
         Some(any_value::Value::IntValue(i)) => Some(*i),
-        Some(any_value::Value::StringValue(s)) => s.parse().ok(),
         _ => None,
     }
 }
