@@ -285,3 +285,36 @@ async fn base_then_complementary(backend: Backend) {
     let again = app.post("/v1/coverages", &inam, &affiliation).await;
     again.problem(409, "conflict");
 }
+
+/// With `PASSERELLE_DATABASE_READ_URL`, checks read the replica and everything else the primary:
+/// cutting the replica's connection makes checks 503 while claims, which must never read a
+/// lagging copy, still price from the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_checks_read_the_replica_and_claims_the_primary() {
+    use passerelle_tests::proxy::Proxy;
+    let s = setup(Backend::Postgres, "2026-12-31").await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let replica = s
+        .app
+        .db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let app = s.app.restart(|c| c.database_read_url = Some(replica)).await;
+    let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
+    assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
+    proxy.cut();
+    check(&app, &provider(&app), body).await.problem(503, "unavailable");
+    let claim = json!({"external_id": "PRIMARY-1", "provider": "cms-a", "beneficiary": {"id": s.principal},
+        "service_date": "2026-06-01", "care_level": "health_center",
+        "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]});
+    let token = app.token("cms-a", "claims:submit");
+    let reply = app
+        .send(
+            app.request(reqwest::Method::POST, "/v1/claims")
+                .bearer_auth(token)
+                .header("idempotency-key", "p1")
+                .json(&claim),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+}
