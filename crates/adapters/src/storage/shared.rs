@@ -141,6 +141,25 @@ impl HealthStore for This {
     }
 }
 
+/// Inserts the organisation unless its id exists; true when it was inserted.
+async fn insert_organization(tx: &mut Tx, org: &Organization) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(org.id.as_str())
+    .bind(org.kind.as_str())
+    .bind(org.country.as_str())
+    .bind(&org.name)
+    .bind(&org.registration_number)
+    .bind(org.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 const ORG_COLUMNS: &str = "id, kind, country, name, registration_number, created_at";
 
 #[async_trait]
@@ -157,21 +176,8 @@ impl OrganizationStore for This {
                 replayed: true,
             });
         }
-        let inserted = sqlx::query(
-            "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(org.id.as_str())
-        .bind(org.kind.as_str())
-        .bind(org.country.as_str())
-        .bind(&org.name)
-        .bind(&org.registration_number)
-        .bind(org.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if inserted == 0 {
+        let inserted = insert_organization(&mut tx, org).await?;
+        if !inserted {
             return Err(StoreError::Conflict {
                 constraint: "organization_exists".into(),
             });
@@ -191,21 +197,8 @@ impl OrganizationStore for This {
 
     async fn ensure_organization(&self, ctx: &WriteContext, org: &Organization) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO organizations (id, kind, country, name, registration_number, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(org.id.as_str())
-        .bind(org.kind.as_str())
-        .bind(org.country.as_str())
-        .bind(&org.name)
-        .bind(&org.registration_number)
-        .bind(org.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if inserted == 1 {
+        let inserted = insert_organization(&mut tx, org).await?;
+        if inserted {
             append_events(
                 &mut tx,
                 &[ctx.audit("organization.created", "organization", org.id.as_str())],
@@ -213,7 +206,7 @@ impl OrganizationStore for This {
             .await?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(inserted == 1)
+        Ok(inserted)
     }
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
