@@ -1,6 +1,6 @@
 //! Implementations of the domain's ports: storage on PostgreSQL and SQLite.
 
-pub mod group_commit;
+mod audit_chain;
 pub mod storage;
 
 pub use storage::{connect, Backend, Database, DatabaseOptions};

@@ -308,6 +308,76 @@ async fn audit_filters_and_pages(backend: Backend) {
     assert_eq!(store.get_audit_event(3).await.unwrap(), None);
 }
 
+async fn events_left_in_the_queue_are_chained_by_the_sweep(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .create_organization(&ctx("r1"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    // What a process that committed a change and stopped before chaining it leaves behind.
+    h.db.execute(
+        "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) \
+         VALUES ('2026-11-30T08:00:02Z', 'mut-a', 'clerk', 'coverage.created', 'coverage', 'cov-left', 'req-left')",
+    )
+    .await;
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 1);
+    // No request arrives: the idle chainer's sweep (once a second) must find it by itself.
+    let mut waited = 0;
+    while h.db.scalar("SELECT count(*) FROM audit_queue").await > 0 {
+        assert!(waited < 50, "the queued event was not chained within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let chained = store.get_audit_event(2).await.unwrap().unwrap();
+    assert_eq!(
+        (chained.action.as_str(), chained.resource_id.as_str()),
+        ("coverage.created", "cov-left")
+    );
+    assert!(verify(store.as_ref()).await.valid);
+}
+
+async fn changes_and_direct_events_share_one_chain(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    // Changes queue their events and wait for the chainer; checks hand theirs over directly.
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let c = WriteContext {
+                    at: Utc::now(),
+                    ..ctx(&format!("c{i}"))
+                };
+                if i % 2 == 0 {
+                    store
+                        .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("p{i}"))])
+                        .await
+                }
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    // Every call returned only once its event was chained.
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 60);
+    assert_eq!(
+        verify(store.as_ref()).await,
+        Verification {
+            valid: true,
+            events_checked: 60,
+            first_invalid_seq: None
+        }
+    );
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -337,4 +407,6 @@ on_both_databases!(
     the_chain_detects_an_edited_event,
     concurrent_writers_keep_one_unbroken_chain,
     audit_filters_and_pages,
+    events_left_in_the_queue_are_chained_by_the_sweep,
+    changes_and_direct_events_share_one_chain,
 );

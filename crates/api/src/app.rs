@@ -9,7 +9,6 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use passerelle_adapters::group_commit::AuditGroupCommit;
 use passerelle_adapters::{Database, DatabaseOptions};
 use passerelle_domain::clock::SystemClock;
 use passerelle_domain::organization::Organization;
@@ -45,7 +44,6 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
-        audit_group: AuditGroupCommit::start(db.store.clone()),
         batch_queued: Arc::new(tokio::sync::Notify::new()),
     })
 }

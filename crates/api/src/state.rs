@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use passerelle_adapters::group_commit::AuditGroupCommit;
 use passerelle_adapters::Backend;
 use passerelle_domain::clock::Clock;
 use passerelle_domain::organization::OrgKind;
@@ -20,8 +19,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub org_kinds: Arc<OrgKindCache>,
-    /// Audit events of eligibility checks, committed in groups.
-    pub audit_group: AuditGroupCommit,
     /// Wakes this replica's bulk registration worker when a job is queued.
     pub batch_queued: Arc<tokio::sync::Notify>,
 }

@@ -172,13 +172,13 @@ impl BatchStore for This {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_events(
+        queue_events(
             &mut tx,
             &[ctx.audit("registration_batch.created", "registration_batch", &job.id)],
         )
         .await?;
         store_idempotent_response(&mut tx, ctx, &job).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: job,
             replayed: false,
@@ -290,9 +290,9 @@ impl BatchStore for This {
         if end.is_some() {
             let job = fetch_batch(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
             let subject = job.subject.clone();
-            append_events(&mut tx, &[end_event(&job, status, &subject, update.at)]).await?;
+            queue_events(&mut tx, &[end_event(&job, status, &subject, update.at)]).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -325,8 +325,8 @@ impl BatchStore for This {
             .iter()
             .map(|job| end_event(job, BatchStatus::Failed, "passerelle", at))
             .collect();
-        append_events(&mut tx, &events).await?;
-        tx.commit().await.map_err(db_err)?;
+        queue_events(&mut tx, &events).await?;
+        self.commit(tx).await?;
         Ok(jobs)
     }
 

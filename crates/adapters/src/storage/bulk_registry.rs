@@ -305,7 +305,7 @@ async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), 
         });
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
-    append_events(tx, &plan.events).await
+    chain_events(tx, &plan.events).await
 }
 
 /// Each household in its own savepoint, the single registration's way.
@@ -338,7 +338,7 @@ async fn one_by_one(
             }
         }
     }
-    append_events(tx, &events).await?;
+    chain_events(tx, &events).await?;
     Ok(outcomes)
 }
 

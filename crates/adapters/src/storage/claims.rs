@@ -5,19 +5,14 @@
 use passerelle_domain::claim::{Claim, ClaimStatus};
 use passerelle_domain::ports::{ChangeFn, ClaimError, ClaimFilter, ClaimRefusal, ClaimStore, PriceFn, UsageKey};
 
-/// Locks (creating it at 0 if needed) the usage row and returns what it holds.
+/// Locks (creating it at 0 if needed) the usage row and returns what it holds, in one statement:
+/// the no-op update of an existing row takes its row lock on PostgreSQL.
 async fn lock_usage(tx: &mut Tx, key: &UsageKey) -> Result<Xof, StoreError> {
-    sqlx::query(
-        "INSERT INTO complementary_usage (coverage, plan_year, used_xof) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+    let (used,): (i64,) = sqlx::query_as(
+        "INSERT INTO complementary_usage (coverage, plan_year, used_xof) VALUES ($1, $2, 0) \
+         ON CONFLICT (coverage, plan_year) DO UPDATE SET used_xof = complementary_usage.used_xof \
+         RETURNING used_xof",
     )
-    .bind(&key.coverage)
-    .bind(key.plan_year)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    let (used,): (i64,) = sqlx::query_as(&format!(
-        "SELECT used_xof FROM complementary_usage WHERE coverage = $1 AND plan_year = $2{FOR_UPDATE}"
-    ))
     .bind(&key.coverage)
     .bind(key.plan_year)
     .fetch_one(&mut **tx)
@@ -64,13 +59,17 @@ fn claim_json(claim: &Claim) -> Result<String, StoreError> {
 /// Announces a claim event to every subscribed party, in the change's transaction.
 async fn announce_claim(tx: &mut Tx, ctx: &WriteContext, event_type: &str, claim: &Claim) -> Result<(), StoreError> {
     let data = serde_json::to_value(claim).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let audience = [
+    enqueue(tx, ctx, event_type, claim_audience(claim), "claim", &data).await
+}
+
+/// The parties told of a claim's changes (besides operators and auditors).
+fn claim_audience(claim: &Claim) -> [Option<&str>; 4] {
+    [
         Some(claim.provider.as_str()),
         Some(claim.submitter.as_str()),
         claim.base_payer.as_deref(),
         claim.routed_to.as_deref(),
-    ];
-    enqueue(tx, ctx, event_type, audience, "claim", &data).await
+    ]
 }
 
 #[async_trait]
@@ -79,8 +78,13 @@ impl ClaimStore for This {
         &self,
         ctx: &WriteContext,
         usage: Option<&UsageKey>,
+        seen: Xof,
         price: &PriceFn<'_>,
     ) -> Result<Written<Claim>, ClaimError> {
+        if let Some(written) = self.submit_optimistically(ctx, usage, seen, price).await? {
+            return Ok(written);
+        }
+        // The usage moved, the key or the external id is taken: the locking path decides.
         let mut tx = self.begin_write().await?;
         if let Some(replayed) = claim_idempotency::<Claim>(&mut tx, ctx).await? {
             return Ok(Written {
@@ -125,9 +129,9 @@ impl ClaimStore for This {
             set_usage(&mut tx, key, Xof(used.value() + counted(&claim).value())).await?;
         }
         announce_claim(&mut tx, ctx, "claim.submitted", &claim).await?;
-        append_events(&mut tx, &[ctx.audit("claim.submitted", "claim", &claim.id)]).await?;
+        queue_events(&mut tx, &[ctx.audit("claim.submitted", "claim", &claim.id)]).await?;
         store_idempotent_response(&mut tx, ctx, &claim).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: claim,
             replayed: false,
@@ -205,8 +209,8 @@ impl ClaimStore for This {
             set_usage(&mut tx, key, Xof(used_by_others.value() + counted(&next).value())).await?;
         }
         announce_claim(&mut tx, ctx, action, &next).await?;
-        append_events(&mut tx, &[ctx.audit(action, "claim", &next.id)]).await?;
-        tx.commit().await.map_err(db_err)?;
+        queue_events(&mut tx, &[ctx.audit(action, "claim", &next.id)]).await?;
+        self.commit(tx).await?;
         Ok(next)
     }
 }

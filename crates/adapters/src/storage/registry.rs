@@ -304,9 +304,9 @@ impl RegistryStore for This {
                 replayed: false,
             });
         }
-        append_events(&mut tx, &events).await?;
+        queue_events(&mut tx, &events).await?;
         store_idempotent_response(&mut tx, ctx, &registration).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: registration,
             replayed: false,
@@ -367,9 +367,9 @@ impl RegistryStore for This {
             matched,
             possible_duplicates,
         };
-        append_events(&mut tx, &events).await?;
+        queue_events(&mut tx, &events).await?;
         store_idempotent_response(&mut tx, ctx, &member).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: member,
             replayed: false,
@@ -466,8 +466,8 @@ impl RegistryStore for This {
             return Err(StoreError::StaleVersion);
         }
         announce_coverage(&mut tx, ctx, c).await?;
-        append_events(&mut tx, &[ctx.audit(update.action, "coverage", &c.id)]).await?;
-        tx.commit().await.map_err(db_err)
+        queue_events(&mut tx, &[ctx.audit(update.action, "coverage", &c.id)]).await?;
+        self.commit(tx).await
     }
 
     async fn add_contribution(
@@ -513,13 +513,13 @@ impl RegistryStore for This {
             .await
             .map_err(db_err)?;
         announce_coverage(&mut tx, ctx, &Coverage::try_from(row)?).await?;
-        append_events(
+        queue_events(
             &mut tx,
             &[ctx.audit("contribution.created", "contribution", &contribution.id)],
         )
         .await?;
         store_idempotent_response(&mut tx, ctx, contribution).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: contribution.clone(),
             replayed: false,

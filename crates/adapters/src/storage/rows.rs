@@ -3,7 +3,7 @@
 //! text in SQLite, both read as `DateTime<Utc>`.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use passerelle_domain::audit::AuditEvent;
+use passerelle_domain::audit::{AuditEvent, NewAuditEvent};
 use passerelle_domain::beneficiary::{Beneficiary, Locality, NationalId, Sex};
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus, Relationship};
 use passerelle_domain::eligibility::BirthDatePrecision;
@@ -80,6 +80,33 @@ pub(crate) struct IdempotencyRow {
 pub(crate) struct HeadRow {
     pub seq: i64,
     pub digest: String,
+}
+
+/// An audit event waiting in `audit_queue` to be chained.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct QueuedRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub organization: String,
+    pub subject: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub request_id: String,
+}
+
+impl From<QueuedRow> for NewAuditEvent {
+    fn from(r: QueuedRow) -> Self {
+        NewAuditEvent {
+            at: r.at,
+            organization: r.organization,
+            subject: r.subject,
+            action: r.action,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id,
+            request_id: r.request_id,
+        }
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]

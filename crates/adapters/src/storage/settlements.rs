@@ -145,7 +145,7 @@ impl SettlementStore for This {
                 .map_err(db_err)?;
             events.push(ctx.audit("claim.batched", "claim", &next.id));
         }
-        append_events(&mut tx, &events).await?;
+        queue_events(&mut tx, &events).await?;
         let settlement = Settlement {
             id: id.to_owned(),
             mutuelle: ctx.organization.clone(),
@@ -160,7 +160,7 @@ impl SettlementStore for This {
             created_at: ctx.at,
         };
         store_idempotent_response(&mut tx, ctx, &settlement).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(settlement)
     }
 
@@ -236,8 +236,8 @@ impl SettlementStore for This {
                 events.push(ctx.audit("claim.settled", "claim", &claim.id));
             }
         }
-        append_events(&mut tx, &events).await?;
-        tx.commit().await.map_err(db_err)?;
+        queue_events(&mut tx, &events).await?;
+        self.commit(tx).await?;
         let row = load_settlement(&self.read, id, false)
             .await?
             .ok_or(StoreError::NotFound)?;

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::errors::{corrupt, db_err};
-use super::rows::{AuditRow, HeadRow, IdempotencyRow, OrgRow};
+use super::rows::{AuditRow, HeadRow, IdempotencyRow, OrgRow, QueuedRow};
 
 type Tx = sqlx::Transaction<'static, Db>;
 
@@ -88,13 +88,40 @@ async fn store_idempotent_response<T: Serialize>(tx: &mut Tx, ctx: &WriteContext
     Ok(())
 }
 
-/// Appends events to the chain. Called last in a write transaction: the head's row lock is then
-/// held only for these few statements and the commit.
-async fn append_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+/// Queues a change's audit events in its own transaction; `This::commit` then has them chained.
+/// No lock is taken: concurrent changes never wait on one another for their audit.
+async fn queue_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+    for chunk in events.chunks(500) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            row.push_bind(e.at)
+                .push_bind(e.organization.clone())
+                .push_bind(e.subject.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.resource_type.clone())
+                .push_bind(e.resource_id.clone())
+                .push_bind(e.request_id.clone());
+        });
+        insert.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Appends events to the chain under the head's row lock. Called last in its transaction, so
+/// the lock is held only for these few statements and the commit: by the chainer, and by bulk
+/// imports whose thousands of events would gain nothing from a detour through the queue.
+async fn chain_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
     let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
+    chain_after(tx, head, events).await
+}
+
+/// Appends events after `head`, which the transaction has locked.
+async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Result<(), StoreError> {
     let (mut seq, mut digest) = (head.seq, head.digest);
     let mut chained = Vec::with_capacity(events.len());
     for event in events {
@@ -103,8 +130,8 @@ async fn append_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Stor
         digest = e.digest.clone();
         chained.push(e);
     }
-    // One multi-row statement per chunk: a group of eligibility checks costs one round trip, not
-    // one per event (chunks stay well under both databases' parameter limits).
+    // One multi-row statement per chunk: a batch of events costs one round trip, not one per
+    // event (chunks stay well under both databases' parameter limits).
     for chunk in chained.chunks(500) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
@@ -131,6 +158,76 @@ async fn append_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Stor
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+/// The chainer's side of this backend: moves queued events into the chain.
+struct QueueChain(sqlx::Pool<Db>);
+
+#[async_trait]
+impl crate::audit_chain::ChainWriter for QueueChain {
+    async fn chain(&self, direct: &[NewAuditEvent], drain: bool) -> Result<usize, StoreError> {
+        let mut tx = self.0.begin().await.map_err(db_err)?;
+        // The head lock comes first: once it is held, the queue's committed rows are visible to
+        // the next statement and no other chainer can take them.
+        let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(db_err)?;
+        let mut queued: Vec<QueuedRow> = if drain {
+            sqlx::query_as(
+                "DELETE FROM audit_queue WHERE id IN (SELECT id FROM audit_queue ORDER BY id LIMIT $1) \
+                 RETURNING id, at, organization, subject, action, resource_type, resource_id, request_id",
+            )
+            .bind(crate::audit_chain::QUEUE_BATCH)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?
+        } else {
+            Vec::new()
+        };
+        let taken = queued.len();
+        if taken == 0 && direct.is_empty() {
+            return Ok(0);
+        }
+        // RETURNING has no order; the chain keeps the order the changes queued them in.
+        queued.sort_by_key(|r| r.id);
+        let mut events: Vec<NewAuditEvent> = queued.into_iter().map(NewAuditEvent::from).collect();
+        events.extend_from_slice(direct);
+        chain_after(&mut tx, head, &events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(taken)
+    }
+
+    async fn has_queued(&self) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = sqlx::query_as("SELECT id FROM audit_queue LIMIT 1")
+            .fetch_optional(&self.0)
+            .await
+            .map_err(db_err)?;
+        Ok(found.is_some())
+    }
+
+    async fn tidy(&self) -> Result<(), StoreError> {
+        if let Some(statement) = TIDY_QUEUE {
+            sqlx::raw_sql(statement).execute(&self.0).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+impl This {
+    /// Commits a change whose audit events were queued, then waits for them to be chained, so
+    /// that when the caller answers, the audit log already shows the change. A chaining failure
+    /// after the commit is not the change's failure: its events are durable in the queue and the
+    /// next cycle chains them.
+    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+        tx.commit().await.map_err(db_err)?;
+        self.await_chain().await;
+        Ok(())
+    }
+
+    /// Waits until the events of changes committed so far are chained.
+    async fn await_chain(&self) {
+        if let Err(e) = self.chain.flush().await {
+            tracing::warn!(error = %e, "committed change's audit events left queued");
+        }
+    }
 }
 
 #[async_trait]
@@ -182,13 +279,13 @@ impl OrganizationStore for This {
                 constraint: "organization_exists".into(),
             });
         }
-        append_events(
+        queue_events(
             &mut tx,
             &[ctx.audit("organization.created", "organization", org.id.as_str())],
         )
         .await?;
         store_idempotent_response(&mut tx, ctx, org).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: org.clone(),
             replayed: false,
@@ -199,13 +296,13 @@ impl OrganizationStore for This {
         let mut tx = self.begin_write().await?;
         let inserted = insert_organization(&mut tx, org).await?;
         if inserted {
-            append_events(
+            queue_events(
                 &mut tx,
                 &[ctx.audit("organization.created", "organization", org.id.as_str())],
             )
             .await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(inserted)
     }
 
@@ -249,9 +346,7 @@ const AUDIT_COLUMNS: &str =
 #[async_trait]
 impl AuditStore for This {
     async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        append_events(&mut tx, events).await?;
-        tx.commit().await.map_err(db_err)
+        self.chain.append(events.to_vec()).await
     }
 
     async fn list_audit_events(
@@ -358,9 +453,9 @@ impl ProductStore for This {
         .await
         .map_err(db_err)?;
         insert_product_version(&mut tx, ctx, first).await?;
-        append_events(&mut tx, &[ctx.audit("product.created", "product", &first.product_id)]).await?;
+        queue_events(&mut tx, &[ctx.audit("product.created", "product", &first.product_id)]).await?;
         store_idempotent_response(&mut tx, ctx, first).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(Written {
             value: first.clone(),
             replayed: false,
@@ -382,8 +477,8 @@ impl ProductStore for This {
             return Err(StoreError::StaleVersion);
         }
         insert_product_version(&mut tx, ctx, next).await?;
-        append_events(&mut tx, &[ctx.audit("product.versioned", "product", &next.product_id)]).await?;
-        tx.commit().await.map_err(db_err)
+        queue_events(&mut tx, &[ctx.audit("product.versioned", "product", &next.product_id)]).await?;
+        self.commit(tx).await
     }
 
     async fn product_versions(&self, id: &str) -> Result<Vec<ProductVersion>, StoreError> {

@@ -3,6 +3,14 @@
 use passerelle_domain::ports::{AttemptOutcome, WebhookStore};
 use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription};
 
+/// What a delivery carries besides its envelope: the change's author, time and resource.
+fn outbox_payload(ctx: &WriteContext, resource: &str, data: &serde_json::Value) -> String {
+    serde_json::json!({
+        "organization": ctx.organization, "created_at": ctx.at, "resource": resource, "data": data
+    })
+    .to_string()
+}
+
 /// Writes one delivery per live subscription that asked for `event_type` and whose organisation
 /// may read the resource (one of `audience`, or an operator or auditor), in the caller's
 /// transaction: the outbox commits with the change or not at all.
@@ -15,10 +23,7 @@ async fn enqueue(
     data: &serde_json::Value,
 ) -> Result<(), StoreError> {
     let event_id = uuid::Uuid::now_v7().to_string();
-    let payload = serde_json::json!({
-        "organization": ctx.organization, "created_at": ctx.at, "resource": resource, "data": data
-    })
-    .to_string();
+    let payload = outbox_payload(ctx, resource, data);
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
          next_attempt_at, created_at) \
@@ -116,8 +121,8 @@ impl WebhookStore for This {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_events(&mut tx, &[ctx.audit("webhook.created", "webhook", &sub.id)]).await?;
-        tx.commit().await.map_err(db_err)
+        queue_events(&mut tx, &[ctx.audit("webhook.created", "webhook", &sub.id)]).await?;
+        self.commit(tx).await
     }
 
     async fn list_subscriptions(
@@ -171,8 +176,8 @@ impl WebhookStore for This {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        append_events(&mut tx, &[ctx.audit("webhook.deleted", "webhook", id)]).await?;
-        tx.commit().await.map_err(db_err)?;
+        queue_events(&mut tx, &[ctx.audit("webhook.deleted", "webhook", id)]).await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 

@@ -603,6 +603,7 @@ pub async fn submit_claim(
             "only a scheme submits its own base adjudication",
             "seul un régime soumet sa propre liquidation de base",
         )),
+        OrgKind::Provider => {}
         _ => {
             let provider = state.store.get_organization(&parsed.provider).await?;
             if provider.is_none_or(|p| p.kind != OrgKind::Provider) {
@@ -748,9 +749,10 @@ pub async fn submit_claim(
         })?;
         Ok(claim)
     };
+    let seen = comp.map_or(Xof::ZERO, |m| m.complementary_used);
     let written = state
         .store
-        .submit_claim(&ctx, usage.as_ref(), &price)
+        .submit_claim(&ctx, usage.as_ref(), seen, &price)
         .await
         .map_err(refusal)?;
     let view = ClaimView::from(written.value);

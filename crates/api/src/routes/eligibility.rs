@@ -374,7 +374,8 @@ pub async fn check_eligibility(
             .collect(),
         estimate: estimate_view,
     };
-    // Who asked about whom, and the answer: durable before the answer leaves.
+    // Who asked about whom, and the answer: durable before the answer leaves. The store chains
+    // the events of concurrent checks in one transaction.
     let ctx = auth.caller.write_context(&state, None);
     let action = if eligible {
         "eligibility.eligible"
@@ -382,8 +383,8 @@ pub async fn check_eligibility(
         "eligibility.not_eligible"
     };
     state
-        .audit_group
-        .append(ctx.audit(action, "beneficiary", &facts.person))
+        .store
+        .append_audit(&[ctx.audit(action, "beneficiary", &facts.person)])
         .await?;
     metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
         .increment(1);

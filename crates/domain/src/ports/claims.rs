@@ -57,12 +57,16 @@ pub struct ClaimFilter {
 
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
-    /// Inserts the claim `price` returns, with its usage updated in the same transaction.
+    /// Inserts the claim `price` returns, with its usage updated atomically with it: `price` is
+    /// given what `usage` holds at the moment of the write. `seen` is what the caller last read
+    /// there; a store may first try to write against it optimistically, and must price again
+    /// under a lock when the usage moved meanwhile.
     /// A reused `external_id` for the provider is `Conflict { constraint: "external_id_taken" }`.
     async fn submit_claim(
         &self,
         ctx: &WriteContext,
         usage: Option<&UsageKey>,
+        seen: Xof,
         price: &PriceFn<'_>,
     ) -> Result<Written<Claim>, ClaimError>;
 

@@ -1,0 +1,171 @@
+//! The chainer: the one task per process that appends to the audit chain.
+//!
+//! A change writes its audit events to `audit_queue` inside its own transaction and then asks the
+//! chainer to flush; an eligibility check (which has no transaction of its own) hands its event
+//! to the chainer directly. Either way the caller waits until its event is chained and durable,
+//! but every caller waiting at the same moment shares one transaction under the chain's head
+//! lock. The head lock is therefore never held during a change, and concurrent changes commit in
+//! parallel instead of queueing behind one another's commit. While one cycle commits, the next
+//! one gathers, so the batch size follows the load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use passerelle_domain::audit::NewAuditEvent;
+use passerelle_domain::error::StoreError;
+use tokio::sync::{mpsc, oneshot};
+
+/// Queued events taken by one cycle; a cycle that takes this many runs again at once.
+pub(crate) const QUEUE_BATCH: i64 = 2000;
+
+/// Most direct events (eligibility checks, reads) in one cycle.
+const MAX_DIRECT: usize = 512;
+
+/// How often the queue's drained rows are reclaimed, when there are any.
+const TIDY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often an idle chainer looks for events queued by a process that stopped before chaining.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// What a backend does for the chainer: one transaction per call.
+#[async_trait]
+pub(crate) trait ChainWriter: Send + Sync + 'static {
+    /// Under the head lock: chains up to [`QUEUE_BATCH`] queued events (oldest first), then
+    /// `direct`, and commits. Returns how many queued events it took.
+    /// With `drain` false the queue is left alone (direct events only).
+    async fn chain(&self, direct: &[NewAuditEvent], drain: bool) -> Result<usize, StoreError>;
+
+    /// Whether any event waits in the queue (a cheap probe, no lock).
+    async fn has_queued(&self) -> Result<bool, StoreError>;
+
+    /// Reclaims the space of drained queue rows, where the database does not by itself.
+    async fn tidy(&self) -> Result<(), StoreError>;
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+struct Request {
+    events: Vec<NewAuditEvent>,
+    /// Whether the queue must be drained before the waiter is answered.
+    drain: bool,
+    waiter: Waiter,
+}
+
+#[derive(Clone)]
+pub(crate) struct Chainer {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Chainer {
+    pub(crate) fn start(writer: Arc<dyn ChainWriter>) -> Chainer {
+        let (requests, rx) = mpsc::channel::<Request>(MAX_DIRECT * 4);
+        let drained = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(writer.clone(), rx, drained.clone()));
+        tokio::spawn(tidy(writer, drained));
+        Chainer { requests }
+    }
+
+    /// Chains `events` and returns once they are durable.
+    pub(crate) async fn append(&self, events: Vec<NewAuditEvent>) -> Result<(), StoreError> {
+        self.request(events, false).await
+    }
+
+    /// Returns once every event queued by a transaction committed before the call is chained.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.request(Vec::new(), true).await
+    }
+
+    async fn request(&self, events: Vec<NewAuditEvent>, drain: bool) -> Result<(), StoreError> {
+        let (waiter, done) = oneshot::channel();
+        self.requests
+            .send(Request { events, drain, waiter })
+            .await
+            .map_err(|_| stopped())?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
+            Err(_) => Err(stopped()),
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("audit chainer stopped".into())
+}
+
+async fn run(writer: Arc<dyn ChainWriter>, mut rx: mpsc::Receiver<Request>, drained: Arc<AtomicUsize>) {
+    let mut events = Vec::with_capacity(MAX_DIRECT);
+    let mut waiters = Vec::with_capacity(MAX_DIRECT);
+    loop {
+        let mut drain = false;
+        match tokio::time::timeout(SWEEP_EVERY, rx.recv()).await {
+            Ok(Some(mut request)) => loop {
+                events.append(&mut request.events);
+                drain |= request.drain;
+                waiters.push(request.waiter);
+                if events.len() >= MAX_DIRECT {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(next) => request = next,
+                    Err(_) => break,
+                }
+            },
+            Ok(None) => return,
+            // Idle: chain what a stopped process may have left, if anything.
+            Err(_) => match writer.has_queued().await {
+                Ok(true) => drain = true,
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "audit queue probe failed");
+                    continue;
+                }
+            },
+        }
+        let result = cycle(writer.as_ref(), &events, drain, &drained)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "audit chain cycle failed");
+        }
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+        events.clear();
+    }
+}
+
+/// One transaction with the direct events, then more while the queue still held a full batch.
+async fn cycle(
+    writer: &dyn ChainWriter,
+    direct: &[NewAuditEvent],
+    drain: bool,
+    drained: &AtomicUsize,
+) -> Result<(), StoreError> {
+    let mut taken = writer.chain(direct, drain).await?;
+    drained.fetch_add(taken, Ordering::Relaxed);
+    while taken as i64 >= QUEUE_BATCH {
+        taken = writer.chain(&[], true).await?;
+        drained.fetch_add(taken, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Tidies the queue once a second after rows were drained from it.
+async fn tidy(writer: Arc<dyn ChainWriter>, drained: Arc<AtomicUsize>) {
+    let mut every = tokio::time::interval(TIDY_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if Arc::strong_count(&drained) == 1 {
+            return; // the chainer is gone
+        }
+        if drained.swap(0, Ordering::Relaxed) > 0 {
+            if let Err(e) = writer.tidy().await {
+                tracing::debug!(error = %e, "audit queue tidy failed");
+            }
+        }
+    }
+}
