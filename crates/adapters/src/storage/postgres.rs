@@ -31,6 +31,38 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
+/// Writes chained events in one statement of one fixed text, whatever their number: arrays
+/// instead of a multi-row VALUES keep it a single prepared statement, so a chainer cycle never
+/// pays for parsing and planning a new one.
+async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditEvent]) -> Result<(), StoreError> {
+    fn column<T>(
+        events: &[passerelle_domain::audit::AuditEvent],
+        f: impl Fn(&passerelle_domain::audit::AuditEvent) -> T,
+    ) -> Vec<T> {
+        events.iter().map(f).collect()
+    }
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+         request_id, digest, prev_digest) \
+         SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::text[])",
+    )
+    .bind(column(chained, |e| e.seq))
+    .bind(column(chained, |e| e.at))
+    .bind(column(chained, |e| e.organization.clone()))
+    .bind(column(chained, |e| e.subject.clone()))
+    .bind(column(chained, |e| e.action.clone()))
+    .bind(column(chained, |e| e.resource_type.clone()))
+    .bind(column(chained, |e| e.resource_id.clone()))
+    .bind(column(chained, |e| e.request_id.clone()))
+    .bind(column(chained, |e| e.digest.clone()))
+    .bind(column(chained, |e| e.prev_digest.clone()))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()

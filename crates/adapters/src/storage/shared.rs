@@ -130,27 +130,7 @@ async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Re
         digest = e.digest.clone();
         chained.push(e);
     }
-    // One multi-row statement per chunk: a batch of events costs one round trip, not one per
-    // event (chunks stay well under both databases' parameter limits).
-    for chunk in chained.chunks(500) {
-        let mut insert = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
-             request_id, digest, prev_digest) ",
-        );
-        insert.push_values(chunk, |mut row, e| {
-            row.push_bind(e.seq)
-                .push_bind(e.at)
-                .push_bind(e.organization.clone())
-                .push_bind(e.subject.clone())
-                .push_bind(e.action.clone())
-                .push_bind(e.resource_type.clone())
-                .push_bind(e.resource_id.clone())
-                .push_bind(e.request_id.clone())
-                .push_bind(e.digest.clone())
-                .push_bind(e.prev_digest.clone());
-        });
-        insert.build().execute(&mut **tx).await.map_err(db_err)?;
-    }
+    insert_chained(tx, &chained).await?;
     sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
         .bind(seq)
         .bind(&digest)
