@@ -378,6 +378,48 @@ async fn changes_and_direct_events_share_one_chain(backend: Backend) {
     );
 }
 
+async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
+    let h = Harness::new(backend).await;
+    // A second process on the same database: its own pools and its own chainer, which must find
+    // the head moved by the first one's and still append after it.
+    let other = connect(&DatabaseOptions::new(&h.db.url)).await.expect("connect").store;
+    let stores = [h.store(), other];
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move {
+                let c = WriteContext {
+                    at: Utc::now(),
+                    ..ctx(&format!("c{i}"))
+                };
+                if i % 4 < 2 {
+                    store
+                        .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("p{i}"))])
+                        .await
+                }
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
+    assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
+    assert_eq!(
+        verify(stores[1].as_ref()).await,
+        Verification {
+            valid: true,
+            events_checked: 40,
+            first_invalid_seq: None
+        }
+    );
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -409,4 +451,5 @@ on_both_databases!(
     audit_filters_and_pages,
     events_left_in_the_queue_are_chained_by_the_sweep,
     changes_and_direct_events_share_one_chain,
+    two_processes_keep_one_unbroken_chain,
 );

@@ -63,6 +63,69 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
     Ok(())
 }
 
+/// A chainer cycle without a transaction: the events are chained in memory after `expected`
+/// (the head this chainer last wrote), then one statement moves the head only if it still is
+/// `expected`, deletes the queued rows it chained and inserts the chained events, atomically.
+/// Two round trips for a cycle that drains the queue, one for eligibility events alone, instead
+/// of six. `None`: another writer (another replica, a bulk import) moved the head, and nothing
+/// was written.
+async fn chain_by_compare_and_set(
+    pool: &PgPool,
+    expected: HeadRow,
+    direct: &[NewAuditEvent],
+    drain: bool,
+) -> Result<Option<(usize, HeadRow)>, StoreError> {
+    let queued: Vec<QueuedRow> = if drain {
+        sqlx::query_as(
+            "SELECT id, at, organization, subject, action, resource_type, resource_id, request_id \
+             FROM audit_queue ORDER BY id LIMIT $1",
+        )
+        .bind(crate::audit_chain::QUEUE_BATCH)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?
+    } else {
+        Vec::new()
+    };
+    if queued.is_empty() && direct.is_empty() {
+        return Ok(Some((0, expected)));
+    }
+    let taken: Vec<i64> = queued.iter().map(|r| r.id).collect();
+    let mut events: Vec<NewAuditEvent> = queued.into_iter().map(NewAuditEvent::from).collect();
+    events.extend_from_slice(direct);
+    let (chained, head) = chain_in_memory(expected.clone(), &events);
+    let column = |f: &dyn Fn(&AuditEvent) -> String| chained.iter().map(f).collect::<Vec<_>>();
+    let (moved,): (i64,) = sqlx::query_as(
+        "WITH h AS (UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1 AND seq = $3 AND digest = $4 \
+         RETURNING 1), \
+         q AS (DELETE FROM audit_queue WHERE id = ANY($5) AND EXISTS (SELECT 1 FROM h)), \
+         e AS (INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+         request_id, digest, prev_digest) \
+         SELECT * FROM UNNEST($6::bigint[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::text[], $14::text[], $15::text[]) WHERE EXISTS (SELECT 1 FROM h)) \
+         SELECT count(*) FROM h",
+    )
+    .bind(head.seq)
+    .bind(&head.digest)
+    .bind(expected.seq)
+    .bind(&expected.digest)
+    .bind(&taken)
+    .bind(chained.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(chained.iter().map(|e| e.at).collect::<Vec<_>>())
+    .bind(column(&|e| e.organization.clone()))
+    .bind(column(&|e| e.subject.clone()))
+    .bind(column(&|e| e.action.clone()))
+    .bind(column(&|e| e.resource_type.clone()))
+    .bind(column(&|e| e.resource_id.clone()))
+    .bind(column(&|e| e.request_id.clone()))
+    .bind(column(&|e| e.digest.clone()))
+    .bind(column(&|e| e.prev_digest.clone()))
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok((moved == 1).then_some((taken.len(), head)))
+}
+
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -80,7 +143,7 @@ impl PgStore {
                 .map_err(db_err)?,
             None => pool.clone(),
         };
-        let chain = Chainer::start(Arc::new(QueueChain(pool.clone())));
+        let chain = Chainer::start(Arc::new(QueueChain::new(pool.clone())));
         Ok(PgStore {
             write: pool.clone(),
             read: pool,

@@ -76,7 +76,7 @@ pub(crate) struct IdempotencyRow {
     pub response: Option<String>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct HeadRow {
     pub seq: i64,
     pub digest: String,

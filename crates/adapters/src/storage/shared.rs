@@ -117,11 +117,11 @@ async fn chain_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Store
         return Ok(());
     }
     let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
-    chain_after(tx, head, events).await
+    chain_after(tx, head, events).await.map(|_| ())
 }
 
-/// Appends events after `head`, which the transaction has locked.
-async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+/// The events chained after `head`, and the head they leave.
+fn chain_in_memory(head: HeadRow, events: &[NewAuditEvent]) -> (Vec<AuditEvent>, HeadRow) {
     let (mut seq, mut digest) = (head.seq, head.digest);
     let mut chained = Vec::with_capacity(events.len());
     for event in events {
@@ -130,23 +130,57 @@ async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Re
         digest = e.digest.clone();
         chained.push(e);
     }
+    (chained, HeadRow { seq, digest })
+}
+
+/// Appends events after `head`, which the transaction has locked; returns the new head.
+async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Result<HeadRow, StoreError> {
+    let (chained, head) = chain_in_memory(head, events);
     insert_chained(tx, &chained).await?;
     sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&digest)
+        .bind(head.seq)
+        .bind(&head.digest)
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
-    Ok(())
+    Ok(head)
 }
 
 /// The chainer's side of this backend: moves queued events into the chain.
-struct QueueChain(sqlx::Pool<Db>);
+struct QueueChain {
+    pool: sqlx::Pool<Db>,
+    /// The head as this chainer last saw it: what its next compare-and-set expects.
+    head: std::sync::Mutex<Option<HeadRow>>,
+}
+
+impl QueueChain {
+    fn new(pool: sqlx::Pool<Db>) -> QueueChain {
+        QueueChain {
+            pool,
+            head: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, head: HeadRow) {
+        if let Ok(mut h) = self.head.lock() {
+            *h = Some(head);
+        }
+    }
+}
 
 #[async_trait]
 impl crate::audit_chain::ChainWriter for QueueChain {
     async fn chain(&self, direct: &[NewAuditEvent], drain: bool) -> Result<usize, StoreError> {
-        let mut tx = self.0.begin().await.map_err(db_err)?;
+        // First without a transaction, against the head this chainer last wrote (see
+        // `chain_by_compare_and_set`); when another writer moved it, under the head lock.
+        let expected = self.head.lock().ok().and_then(|mut h| h.take());
+        if let Some(expected) = expected {
+            if let Some((taken, head)) = chain_by_compare_and_set(&self.pool, expected, direct, drain).await? {
+                self.remember(head);
+                return Ok(taken);
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         // The head lock comes first: once it is held, the queue's committed rows are visible to
         // the next statement and no other chainer can take them.
         let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(db_err)?;
@@ -164,20 +198,22 @@ impl crate::audit_chain::ChainWriter for QueueChain {
         };
         let taken = queued.len();
         if taken == 0 && direct.is_empty() {
+            self.remember(head);
             return Ok(0);
         }
         // RETURNING has no order; the chain keeps the order the changes queued them in.
         queued.sort_by_key(|r| r.id);
         let mut events: Vec<NewAuditEvent> = queued.into_iter().map(NewAuditEvent::from).collect();
         events.extend_from_slice(direct);
-        chain_after(&mut tx, head, &events).await?;
+        let head = chain_after(&mut tx, head, &events).await?;
         tx.commit().await.map_err(db_err)?;
+        self.remember(head);
         Ok(taken)
     }
 
     async fn has_queued(&self) -> Result<bool, StoreError> {
         let found: Option<(i64,)> = sqlx::query_as("SELECT id FROM audit_queue LIMIT 1")
-            .fetch_optional(&self.0)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
         Ok(found.is_some())
@@ -185,7 +221,7 @@ impl crate::audit_chain::ChainWriter for QueueChain {
 
     async fn tidy(&self) -> Result<(), StoreError> {
         if let Some(statement) = TIDY_QUEUE {
-            sqlx::raw_sql(statement).execute(&self.0).await.map_err(db_err)?;
+            sqlx::raw_sql(statement).execute(&self.pool).await.map_err(db_err)?;
         }
         Ok(())
     }

@@ -20,8 +20,11 @@ pub struct SqliteStore {
 
 type This = SqliteStore;
 
-/// The single writer connection already serialises appends.
-const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1";
+/// The single writer connection serialises appends within a process. A no-op write rather than
+/// a read makes the head's first statement take the database's write lock (waiting up to the
+/// busy timeout), so a second process on the same file cannot slip a commit in between and
+/// fail the upgrade from reader to writer.
+const LOCK_HEAD: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, digest";
 
 /// SQLite reuses the pages of deleted rows by itself.
 const TIDY_QUEUE: Option<&str> = None;
@@ -58,6 +61,17 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
     Ok(())
 }
 
+/// SQLite's one writer connection makes the locking cycle cheap already: there is no round trip
+/// to save, so the chainer always takes the head lock.
+async fn chain_by_compare_and_set(
+    _pool: &SqlitePool,
+    _expected: HeadRow,
+    _direct: &[NewAuditEvent],
+    _drain: bool,
+) -> Result<Option<(usize, HeadRow)>, StoreError> {
+    Ok(None)
+}
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
@@ -81,7 +95,7 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(db_err)?;
-        let chain = Chainer::start(Arc::new(QueueChain(write.clone())));
+        let chain = Chainer::start(Arc::new(QueueChain::new(write.clone())));
         Ok(SqliteStore {
             write,
             eligibility_pool: read.clone(),

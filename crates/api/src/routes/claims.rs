@@ -739,14 +739,7 @@ pub async fn submit_claim(
     let price = |used: Xof| -> Result<Claim, ClaimRefusal> {
         let mut claim = template.clone();
         let left = ceiling_left(claim.ceiling_xof, used);
-        claim.totals = price_lines(&mut claim.lines, left).map_err(|e| {
-            ClaimRefusal::Invalid(vec![FieldError::new(
-                "/lines",
-                "invalid_amounts",
-                e.to_string(),
-                e.to_string(),
-            )])
-        })?;
+        claim.totals = price_lines(&mut claim.lines, left).map_err(invalid_amounts)?;
         Ok(claim)
     };
     let seen = comp.map_or(Xof::ZERO, |m| m.complementary_used);
@@ -757,6 +750,60 @@ pub async fn submit_claim(
         .map_err(refusal)?;
     let view = ClaimView::from(written.value);
     Ok(super::created(format!("/v1/claims/{}", view.id), &view))
+}
+
+/// The claim line that entry `p` of an adjudication names: `None` (with the error recorded)
+/// when it names no line of the claim or one an earlier entry already decided.
+fn decided_line(
+    claim: &Claim,
+    p: &str,
+    line: Option<i64>,
+    decided: &[u32],
+    errors: &mut Vec<FieldError>,
+) -> Option<u32> {
+    let known = line
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| claim.lines.iter().any(|l| l.line == *n));
+    let Some(n) = known else {
+        errors.push(FieldError::new(
+            format!("{p}/line"),
+            "unknown_line",
+            "names no line of this claim",
+            "ne désigne aucune ligne de cette demande",
+        ));
+        return None;
+    };
+    if decided.contains(&n) {
+        errors.push(FieldError::new(
+            format!("{p}/line"),
+            "duplicate",
+            "each line at most once",
+            "chaque ligne au plus une fois",
+        ));
+        return None;
+    }
+    Some(n)
+}
+
+/// An adjudication decides every line of the claim, each once.
+fn every_line_once(claim: &Claim, decided: usize, errors: &mut Vec<FieldError>) {
+    if errors.is_empty() && decided != claim.lines.len() {
+        errors.push(FieldError::new(
+            "/lines",
+            "every_line_once",
+            "decide every line of the claim once",
+            "décidez chaque ligne de la demande une fois",
+        ));
+    }
+}
+
+fn invalid_amounts(e: impl std::fmt::Display) -> ClaimRefusal {
+    ClaimRefusal::Invalid(vec![FieldError::new(
+        "/lines",
+        "invalid_amounts",
+        e.to_string(),
+        e.to_string(),
+    )])
 }
 
 fn party(caller: &Caller, claim: &Claim) -> bool {
@@ -902,62 +949,38 @@ pub async fn base_adjudication(
         let mut seen = Vec::new();
         for (i, (line, paid)) in entries.iter().enumerate() {
             let p = format!("/lines/{i}");
-            let found = line
-                .and_then(|n| u32::try_from(n).ok())
-                .and_then(|n| next.lines.iter_mut().find(|l| l.line == n));
-            match (found, paid) {
-                (None, _) => errors.push(FieldError::new(
-                    format!("{p}/line"),
-                    "unknown_line",
-                    "names no line of this claim",
-                    "ne désigne aucune ligne de cette demande",
+            let Some(n) = decided_line(claim, &p, *line, &seen, &mut errors) else {
+                continue;
+            };
+            let Some(l) = next.lines.iter_mut().find(|l| l.line == n) else {
+                continue;
+            };
+            match paid {
+                None => errors.push(FieldError::required(format!("{p}/paid_xof"))),
+                Some(paid) if *paid < 0 || *paid > l.shares.billed_xof.value() => errors.push(FieldError::new(
+                    format!("{p}/paid_xof"),
+                    "exceeds_billed",
+                    format!(
+                        "must be from 0 to the line's billed amount, {}",
+                        l.shares.billed_xof.value()
+                    ),
+                    format!(
+                        "doit être de 0 au montant facturé de la ligne, {}",
+                        l.shares.billed_xof.value()
+                    ),
                 )),
-                (Some(_), None) => errors.push(FieldError::required(format!("{p}/paid_xof"))),
-                (Some(l), Some(paid)) if *paid < 0 || *paid > l.shares.billed_xof.value() => {
-                    errors.push(FieldError::new(
-                        format!("{p}/paid_xof"),
-                        "exceeds_billed",
-                        format!(
-                            "must be from 0 to the line's billed amount, {}",
-                            l.shares.billed_xof.value()
-                        ),
-                        format!(
-                            "doit être de 0 au montant facturé de la ligne, {}",
-                            l.shares.billed_xof.value()
-                        ),
-                    ))
-                }
-                (Some(l), Some(_)) if seen.contains(&l.line) => errors.push(FieldError::new(
-                    format!("{p}/line"),
-                    "duplicate",
-                    "each line at most once",
-                    "chaque ligne au plus une fois",
-                )),
-                (Some(l), Some(paid)) => {
-                    seen.push(l.line);
+                Some(paid) => {
+                    seen.push(n);
                     l.base_adjudicated = Some(Xof(*paid));
                 }
             }
         }
-        if seen.len() != next.lines.len() && errors.is_empty() {
-            errors.push(FieldError::new(
-                "/lines",
-                "every_line_once",
-                "decide every line of the claim once",
-                "liquidez chaque ligne de la demande une fois",
-            ));
-        }
+        every_line_once(claim, seen.len(), &mut errors);
         if !errors.is_empty() {
             return Err(ClaimRefusal::Invalid(errors));
         }
-        next.totals = price_lines(&mut next.lines, ceiling_left(next.ceiling_xof, used_by_others)).map_err(|e| {
-            ClaimRefusal::Invalid(vec![FieldError::new(
-                "/lines",
-                "invalid_amounts",
-                e.to_string(),
-                e.to_string(),
-            )])
-        })?;
+        next.totals =
+            price_lines(&mut next.lines, ceiling_left(next.ceiling_xof, used_by_others)).map_err(invalid_amounts)?;
         next.status = status;
         Ok(next)
     };
@@ -1016,27 +1039,10 @@ pub async fn adjudication(
         let mut decisions = Vec::new();
         for (i, (line, draft)) in entries.iter().enumerate() {
             let p = format!("/lines/{i}");
-            let known = line
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| claim.lines.iter().any(|l| l.line == *n));
-            let Some(n) = known else {
-                errors.push(FieldError::new(
-                    format!("{p}/line"),
-                    "unknown_line",
-                    "names no line of this claim",
-                    "ne désigne aucune ligne de cette demande",
-                ));
+            let taken: Vec<u32> = decisions.iter().map(|(m, _, _)| *m).collect();
+            let Some(n) = decided_line(claim, &p, *line, &taken, &mut errors) else {
                 continue;
             };
-            if decisions.iter().any(|(m, _, _)| *m == n) {
-                errors.push(FieldError::new(
-                    format!("{p}/line"),
-                    "duplicate",
-                    "each line once",
-                    "chaque ligne une fois",
-                ));
-                continue;
-            }
             match draft.clone().validate(&p) {
                 Ok(d) => {
                     if let passerelle_domain::coordination::Adjudication::Reduce { approved_xof } = d.adjudication {
@@ -1060,26 +1066,12 @@ pub async fn adjudication(
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        if errors.is_empty() && decisions.len() != claim.lines.len() {
-            errors.push(FieldError::new(
-                "/lines",
-                "every_line_once",
-                "decide every line of the claim once",
-                "décidez chaque ligne de la demande une fois",
-            ));
-        }
+        every_line_once(claim, decisions.len(), &mut errors);
         if !errors.is_empty() {
             return Err(ClaimRefusal::Invalid(errors));
         }
         let mut next = claim.clone();
-        next.totals = apply_decisions(&mut next.lines, &decisions).map_err(|e| {
-            ClaimRefusal::Invalid(vec![FieldError::new(
-                "/lines",
-                "invalid_amounts",
-                e.to_string(),
-                e.to_string(),
-            )])
-        })?;
+        next.totals = apply_decisions(&mut next.lines, &decisions).map_err(invalid_amounts)?;
         let all_rejected = decisions
             .iter()
             .all(|(_, a, _)| matches!(a, passerelle_domain::coordination::Adjudication::Reject));
