@@ -489,18 +489,7 @@ fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<ParsedClaim
                     )),
                     (Some(_), None) => errors.push(FieldError::required(format!("{p}/paid_xof"))),
                     (Some(l), Some(paid)) if paid < 0 || paid > l.shares.billed_xof.value() => {
-                        errors.push(FieldError::new(
-                            format!("{p}/paid_xof"),
-                            "exceeds_billed",
-                            format!(
-                                "must be from 0 to the line's billed amount, {}",
-                                l.shares.billed_xof.value()
-                            ),
-                            format!(
-                                "doit être de 0 au montant facturé de la ligne, {}",
-                                l.shares.billed_xof.value()
-                            ),
-                        ))
+                        errors.push(exceeds_billed(&p, l.shares.billed_xof))
                     }
                     (Some(l), Some(_)) if out.iter().any(|(n, _)| *n == l.line) => errors.push(FieldError::new(
                         format!("{p}/line"),
@@ -797,6 +786,16 @@ fn every_line_once(claim: &Claim, decided: usize, errors: &mut Vec<FieldError>) 
     }
 }
 
+/// A base payment outside 0 ..= the line's bill, at entry `p` of `lines`.
+fn exceeds_billed(p: &str, billed: Xof) -> FieldError {
+    FieldError::new(
+        format!("{p}/paid_xof"),
+        "exceeds_billed",
+        format!("must be from 0 to the line's billed amount, {}", billed.value()),
+        format!("doit être de 0 au montant facturé de la ligne, {}", billed.value()),
+    )
+}
+
 fn invalid_amounts(e: impl std::fmt::Display) -> ClaimRefusal {
     ClaimRefusal::Invalid(vec![FieldError::new(
         "/lines",
@@ -957,18 +956,9 @@ pub async fn base_adjudication(
             };
             match paid {
                 None => errors.push(FieldError::required(format!("{p}/paid_xof"))),
-                Some(paid) if *paid < 0 || *paid > l.shares.billed_xof.value() => errors.push(FieldError::new(
-                    format!("{p}/paid_xof"),
-                    "exceeds_billed",
-                    format!(
-                        "must be from 0 to the line's billed amount, {}",
-                        l.shares.billed_xof.value()
-                    ),
-                    format!(
-                        "doit être de 0 au montant facturé de la ligne, {}",
-                        l.shares.billed_xof.value()
-                    ),
-                )),
+                Some(paid) if *paid < 0 || *paid > l.shares.billed_xof.value() => {
+                    errors.push(exceeds_billed(&p, l.shares.billed_xof))
+                }
                 Some(paid) => {
                     seen.push(n);
                     l.base_adjudicated = Some(Xof(*paid));
