@@ -1,6 +1,8 @@
-// Claim storage, shared by both databases through `include!` like `shared.rs`. A claim's
-// complementary usage row is locked (PostgreSQL `FOR UPDATE`; SQLite's single writer) before the
-// claim is priced, so concurrent claims of one person can never pass the annual ceiling.
+// Claim storage, shared by both databases through `include!` like `shared.rs`. On the locking
+// path a claim's complementary usage row is locked (PostgreSQL: the upsert's row lock; SQLite:
+// its single writer) before the claim is priced, so concurrent claims of one person can never
+// pass the annual ceiling. PostgreSQL first tries `claims_postgres.rs`, which writes the same
+// rows in one statement by compare-and-set and falls back here when the usage moved.
 
 use passerelle_domain::claim::{Claim, ClaimStatus};
 use passerelle_domain::ports::{ChangeFn, ClaimError, ClaimFilter, ClaimRefusal, ClaimStore, PriceFn, UsageKey};

@@ -1,6 +1,7 @@
-//! Storage of claims. Pricing runs inside the storage transaction (as a callback) because the
-//! complementary share depends on what other claims of the same person already use, and that
-//! must be read and updated under one lock.
+//! Storage of claims. Pricing is a callback the store runs because the complementary share
+//! depends on what other claims of the same person already use: the store prices with the usage
+//! it then writes atomically with the claim, either under a lock or by compare-and-set against
+//! the amount the price was computed from.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
