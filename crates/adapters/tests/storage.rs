@@ -217,26 +217,40 @@ async fn the_chain_detects_an_edited_event(backend: Backend) {
     assert_eq!(v.first_invalid_seq, Some(9));
 }
 
-async fn concurrent_writers_keep_one_unbroken_chain(backend: Backend) {
-    let h = Harness::new(backend).await;
-    let store = h.store();
-    let tasks: Vec<_> = (0..40)
+/// Writes `n` audit events at once, event `i` through `stores[i % stores.len()]`: a change (an
+/// organisation created, its event queued) when `change(i)`, else an event handed to the
+/// chainer directly, as an eligibility check does. Fails the test on any error.
+async fn write_concurrently(stores: &[Arc<dyn Store>], n: usize, change: fn(usize) -> bool) {
+    let tasks: Vec<_> = (0..n)
         .map(|i| {
-            let store = store.clone();
+            let store = stores[i % stores.len()].clone();
             tokio::spawn(async move {
                 let c = WriteContext {
                     at: Utc::now(),
                     ..ctx(&format!("c{i}"))
                 };
-                store
-                    .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
-                    .await
+                if change(i) {
+                    store
+                        .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("p{i}"))])
+                        .await
+                }
             })
         })
         .collect();
     for t in futures::future::join_all(tasks).await {
         t.unwrap().unwrap();
     }
+}
+
+async fn concurrent_writers_keep_one_unbroken_chain(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    write_concurrently(std::slice::from_ref(&store), 40, |_| true).await;
     let v = verify(store.as_ref()).await;
     assert_eq!(
         v,
@@ -341,30 +355,7 @@ async fn changes_and_direct_events_share_one_chain(backend: Backend) {
     let h = Harness::new(backend).await;
     let store = h.store();
     // Changes queue their events and wait for the chainer; checks hand theirs over directly.
-    let tasks: Vec<_> = (0..60)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let c = WriteContext {
-                    at: Utc::now(),
-                    ..ctx(&format!("c{i}"))
-                };
-                if i % 2 == 0 {
-                    store
-                        .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
-                        .await
-                        .map(|_| ())
-                } else {
-                    store
-                        .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("p{i}"))])
-                        .await
-                }
-            })
-        })
-        .collect();
-    for t in futures::future::join_all(tasks).await {
-        t.unwrap().unwrap();
-    }
+    write_concurrently(std::slice::from_ref(&store), 60, |i| i % 2 == 0).await;
     // Every call returned only once its event was chained.
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 60);
@@ -384,30 +375,7 @@ async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
     // the head moved by the first one's and still append after it.
     let other = connect(&DatabaseOptions::new(&h.db.url)).await.expect("connect").store;
     let stores = [h.store(), other];
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let store = stores[i % 2].clone();
-            tokio::spawn(async move {
-                let c = WriteContext {
-                    at: Utc::now(),
-                    ..ctx(&format!("c{i}"))
-                };
-                if i % 4 < 2 {
-                    store
-                        .create_organization(&c, &org(&format!("org-{i:02}"), OrgKind::Provider))
-                        .await
-                        .map(|_| ())
-                } else {
-                    store
-                        .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("p{i}"))])
-                        .await
-                }
-            })
-        })
-        .collect();
-    for t in futures::future::join_all(tasks).await {
-        t.unwrap().unwrap();
-    }
+    write_concurrently(&stores, 40, |i| i % 4 < 2).await;
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
     assert_eq!(

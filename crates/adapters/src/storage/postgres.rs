@@ -31,35 +31,42 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
-/// Writes chained events in one statement of one fixed text, whatever their number: arrays
-/// instead of a multi-row VALUES keep it a single prepared statement, so a chainer cycle never
-/// pays for parsing and planning a new one.
-async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditEvent]) -> Result<(), StoreError> {
-    fn column<T>(
-        events: &[passerelle_domain::audit::AuditEvent],
-        f: impl Fn(&passerelle_domain::audit::AuditEvent) -> T,
-    ) -> Vec<T> {
-        events.iter().map(f).collect()
-    }
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
-         request_id, digest, prev_digest) \
-         SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::text[], $8::text[], $9::text[], $10::text[])",
-    )
-    .bind(column(chained, |e| e.seq))
-    .bind(column(chained, |e| e.at))
-    .bind(column(chained, |e| e.organization.clone()))
-    .bind(column(chained, |e| e.subject.clone()))
-    .bind(column(chained, |e| e.action.clone()))
-    .bind(column(chained, |e| e.resource_type.clone()))
-    .bind(column(chained, |e| e.resource_id.clone()))
-    .bind(column(chained, |e| e.request_id.clone()))
-    .bind(column(chained, |e| e.digest.clone()))
-    .bind(column(chained, |e| e.prev_digest.clone()))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+/// Chained events as arrays, `$1` to `$10`: one statement of one fixed text whatever their
+/// number, so a chainer cycle never pays for parsing and planning a new one (a multi-row VALUES
+/// would have a new text for every batch size).
+const INSERT_CHAINED: &str = "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, \
+     resource_id, request_id, digest, prev_digest) \
+     SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[])";
+
+/// Binds `chained` as the ten arrays of [`INSERT_CHAINED`].
+fn bind_chained<'q, O>(
+    query: sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments>,
+    chained: &[AuditEvent],
+) -> sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments> {
+    let text = |f: fn(&AuditEvent) -> &String| chained.iter().map(|e| f(e).clone()).collect::<Vec<_>>();
+    query
+        .bind(chained.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .bind(chained.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(text(|e| &e.organization))
+        .bind(text(|e| &e.subject))
+        .bind(text(|e| &e.action))
+        .bind(text(|e| &e.resource_type))
+        .bind(text(|e| &e.resource_id))
+        .bind(text(|e| &e.request_id))
+        .bind(text(|e| &e.digest))
+        .bind(text(|e| &e.prev_digest))
+}
+
+async fn insert_chained(tx: &mut Tx, chained: &[AuditEvent]) -> Result<(), StoreError> {
+    static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // A count of the rows written: the binder is shared with `chain_by_compare_and_set`, which
+    // reads a row back.
+    let insert = INSERT.get_or_init(|| format!("WITH e AS ({INSERT_CHAINED} RETURNING 1) SELECT count(*) FROM e"));
+    bind_chained(sqlx::query_as::<_, (i64,)>(insert), chained)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
     Ok(())
 }
 
@@ -94,35 +101,26 @@ async fn chain_by_compare_and_set(
     let mut events: Vec<NewAuditEvent> = queued.into_iter().map(NewAuditEvent::from).collect();
     events.extend_from_slice(direct);
     let (chained, head) = chain_in_memory(expected.clone(), &events);
-    let column = |f: &dyn Fn(&AuditEvent) -> String| chained.iter().map(f).collect::<Vec<_>>();
-    let (moved,): (i64,) = sqlx::query_as(
-        "WITH h AS (UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1 AND seq = $3 AND digest = $4 \
+    // The events are `$1`–`$10` as in `INSERT_CHAINED`; the head and the queue rows follow.
+    static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let statement = STATEMENT.get_or_init(|| {
+        format!(
+            "WITH h AS (UPDATE audit_head SET seq = $11, digest = $12 WHERE id = 1 AND seq = $13 AND digest = $14 \
          RETURNING 1), \
-         q AS (DELETE FROM audit_queue WHERE id = ANY($5) AND EXISTS (SELECT 1 FROM h)), \
-         e AS (INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
-         request_id, digest, prev_digest) \
-         SELECT * FROM UNNEST($6::bigint[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::text[], $14::text[], $15::text[]) WHERE EXISTS (SELECT 1 FROM h)) \
-         SELECT count(*) FROM h",
-    )
-    .bind(head.seq)
-    .bind(&head.digest)
-    .bind(expected.seq)
-    .bind(&expected.digest)
-    .bind(&taken)
-    .bind(chained.iter().map(|e| e.seq).collect::<Vec<_>>())
-    .bind(chained.iter().map(|e| e.at).collect::<Vec<_>>())
-    .bind(column(&|e| e.organization.clone()))
-    .bind(column(&|e| e.subject.clone()))
-    .bind(column(&|e| e.action.clone()))
-    .bind(column(&|e| e.resource_type.clone()))
-    .bind(column(&|e| e.resource_id.clone()))
-    .bind(column(&|e| e.request_id.clone()))
-    .bind(column(&|e| e.digest.clone()))
-    .bind(column(&|e| e.prev_digest.clone()))
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
+         q AS (DELETE FROM audit_queue WHERE id = ANY($15) AND EXISTS (SELECT 1 FROM h)), \
+         e AS ({INSERT_CHAINED} WHERE EXISTS (SELECT 1 FROM h)) \
+         SELECT count(*) FROM h"
+        )
+    });
+    let (moved,): (i64,) = bind_chained(sqlx::query_as(statement), &chained)
+        .bind(head.seq)
+        .bind(&head.digest)
+        .bind(expected.seq)
+        .bind(&expected.digest)
+        .bind(&taken)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
     Ok((moved == 1).then_some((taken.len(), head)))
 }
 
