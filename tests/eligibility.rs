@@ -207,7 +207,64 @@ async fn checks_are_audited_in_groups_without_personal_data(backend: Backend) {
     assert_eq!(verify.json["valid"], true);
 }
 
+/// Checks asked at the same moment are answered together by storage: each must still get its
+/// own person, whichever way it names them, and an unknown person stays a 404 among the others.
+async fn simultaneous_checks_each_get_their_own_answer(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut people = Vec::new();
+    for i in 0..6 {
+        let mut body = household(&r.product, &format!("TSV-{i:04}"), &format!("10000000000{i}"));
+        // Odd households' contributions lapsed long before the service date.
+        body["paid_through"] = json!(if i % 2 == 0 { "2026-12-31" } else { "2026-01-31" });
+        let reply = register(app, "mut-a", &format!("k{i}"), &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        let principal = reply.json["members"][0]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        people.push((i, principal));
+    }
+    let token = provider(app);
+    let mut asked = Vec::new();
+    for round in 0..5 {
+        for (i, principal) in &people {
+            let who = match (round + i) % 3 {
+                0 => json!({"id": principal}),
+                1 => json!({"national_id": {"country": "TG", "type": "NIU", "value": format!("10000000000{i}")}}),
+                _ => json!({"organization": "mut-a", "member_number": format!("TSV-{i:04}")}),
+            };
+            asked.push((Some((*i, principal.clone())), who));
+        }
+        asked.push((
+            None,
+            json!({"organization": "mut-a", "member_number": format!("NOBODY-{round}")}),
+        ));
+    }
+    let replies = futures::future::join_all(asked.iter().map(|(_, who)| {
+        check(
+            app,
+            &token,
+            json!({"beneficiary": who, "service_date": "2026-06-01", "care_level": "health_center"}),
+        )
+    }))
+    .await;
+    for ((expected, who), reply) in asked.iter().zip(&replies) {
+        match expected {
+            Some((i, principal)) => {
+                assert_eq!(reply.status.as_u16(), 200, "{who}: {}", reply.text);
+                assert_eq!(reply.json["beneficiary"], principal.as_str(), "{who}");
+                assert_eq!(reply.json["eligible"], i % 2 == 0, "{who}: {}", reply.text);
+            }
+            None => {
+                reply.problem(404, "not_found");
+            }
+        }
+    }
+}
+
 on_both_databases!(
+    simultaneous_checks_each_get_their_own_answer,
     a_mutuelle_alone_pays_its_rate_with_floors,
     every_reason_is_reported_with_its_end,
     who_may_ask_about_whom,

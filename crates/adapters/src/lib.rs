@@ -1,6 +1,7 @@
 //! Implementations of the domain's ports: storage on PostgreSQL and SQLite.
 
 mod audit_chain;
+mod batch_loader;
 pub mod storage;
 
 pub use storage::{connect, Backend, Database, DatabaseOptions};

@@ -1,6 +1,7 @@
 // The eligibility read path, shared by both databases through `include!` like `shared.rs`.
-// The hot path of the service: one statement per check, an index behind every join, and
-// product versions parsed once per process (they never change once written).
+// The hot path of the service: one statement answers every check (and claim) asking at the same
+// moment, an index is behind every join, and product versions are parsed once per process (they
+// never change once written).
 
 use passerelle_domain::money::Xof;
 use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey};
@@ -54,34 +55,136 @@ impl OptionalCoverageRow {
     }
 }
 
-const FACTS_SELECT: &str = "SELECT b.id AS person_id, b.birth_date, b.birth_date_precision, \
+/// The facts of one person and their coverages; `k` names the key being answered (its number
+/// `n`, service date `day` and `plan_year`, and the person's key columns `k1`..`k3`). The product
+/// version in force is read by number only; its body comes from [`This::product_version`].
+const FACTS_COLUMNS: &str = "CAST(k.n AS BIGINT) AS n, b.id AS person_id, b.birth_date, b.birth_date_precision, \
      c.id, c.beneficiary, c.product, c.organization, c.layer, c.member_number, c.relationship, \
      c.principal_coverage, c.start_date, c.end_date, c.status, c.paid_through, c.version, \
-     p.paid_through AS principal_paid_through, CAST(v.version AS BIGINT) AS product_version, \
-     u.used_xof \
-     FROM beneficiaries b \
-     LEFT JOIN coverages c ON c.beneficiary = b.id \
-     LEFT JOIN coverages p ON p.id = c.principal_coverage \
-     LEFT JOIN product_versions v ON v.product_id = c.product AND v.version = \
-       (SELECT max(x.version) FROM product_versions x WHERE x.product_id = c.product AND x.effective_from <= $1) \
-     LEFT JOIN complementary_usage u ON u.coverage = c.id AND u.plan_year = $2 ";
+     p.paid_through AS principal_paid_through, \
+     CAST((SELECT max(x.version) FROM product_versions x WHERE x.product_id = c.product \
+       AND x.effective_from <= k.day) AS BIGINT) AS product_version, \
+     u.used_xof";
 
-fn facts_sql(key: &PersonKey) -> &'static str {
-    use std::sync::OnceLock;
-    static BY_ID: OnceLock<String> = OnceLock::new();
-    static BY_NID: OnceLock<String> = OnceLock::new();
-    static BY_MEMBER: OnceLock<String> = OnceLock::new();
-    match key {
-        PersonKey::Id(_) => BY_ID.get_or_init(|| format!("{FACTS_SELECT} WHERE b.id = $3")),
-        PersonKey::NationalId(_) => BY_NID.get_or_init(|| {
-            format!("{FACTS_SELECT} WHERE b.nid_country = $3 AND b.nid_type = $4 AND b.nid_value = $5")
-        }),
-        PersonKey::Member { .. } => BY_MEMBER.get_or_init(|| {
+const FACTS_JOINS: &str = " LEFT JOIN coverages c ON c.beneficiary = b.id \
+     LEFT JOIN coverages p ON p.id = c.principal_coverage \
+     LEFT JOIN complementary_usage u ON u.coverage = c.id AND u.plan_year = k.plan_year";
+
+/// How a batch names its people, one statement text per way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Id,
+    NationalId,
+    Member,
+}
+
+impl KeyKind {
+    fn of(key: &PersonKey) -> KeyKind {
+        match key {
+            PersonKey::Id(_) => KeyKind::Id,
+            PersonKey::NationalId(_) => KeyKind::NationalId,
+            PersonKey::Member { .. } => KeyKind::Member,
+        }
+    }
+
+    /// The key's columns, `k1`..`k3`.
+    fn columns(key: &PersonKey) -> [Option<&str>; 3] {
+        match key {
+            PersonKey::Id(id) => [Some(id), None, None],
+            PersonKey::NationalId(n) => [Some(&n.country), Some(&n.id_type), Some(&n.value)],
+            PersonKey::Member {
+                organization,
+                member_number,
+            } => [Some(organization), Some(member_number), None],
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        use std::sync::OnceLock;
+        static SQL: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let (slot, person) = match self {
+            KeyKind::Id => (0, "b.id = k.k1"),
+            KeyKind::NationalId => (1, "b.nid_country = k.k1 AND b.nid_type = k.k2 AND b.nid_value = k.k3"),
+            KeyKind::Member => (
+                2,
+                "b.id = (SELECT m.beneficiary FROM coverages m \
+                 WHERE m.organization = k.k1 AND m.member_number = k.k2 AND m.own_number)",
+            ),
+        };
+        SQL[slot].get_or_init(|| {
             format!(
-                "{FACTS_SELECT} WHERE b.id = (SELECT m.beneficiary FROM coverages m \
-                 WHERE m.organization = $3 AND m.member_number = $4 AND m.own_number)"
+                "SELECT {FACTS_COLUMNS} FROM {} JOIN beneficiaries b ON {person}{FACTS_JOINS}",
+                FACTS_KEYS
             )
-        }),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct NumberedFactsRow {
+    n: i64,
+    #[sqlx(flatten)]
+    facts: FactsRow,
+}
+
+/// One front desk's question: who, and on which day.
+type FactsKey = (PersonKey, NaiveDate);
+
+/// Reads the facts of a batch of people from one pool: one statement per way of naming them.
+struct FactsReader {
+    pool: sqlx::Pool<Db>,
+}
+
+#[async_trait]
+impl crate::batch_loader::BatchRead for FactsReader {
+    type Key = FactsKey;
+    type Value = Vec<FactsRow>;
+
+    async fn read(&self, keys: Vec<FactsKey>) -> Result<Vec<Vec<FactsRow>>, StoreError> {
+        let mut answers: Vec<Vec<FactsRow>> = keys.iter().map(|_| Vec::new()).collect();
+        for kind in [KeyKind::Id, KeyKind::NationalId, KeyKind::Member] {
+            let picked: Vec<(i64, &FactsKey)> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, (key, _))| KeyKind::of(key) == kind)
+                .map(|(n, key)| (n as i64, key))
+                .collect();
+            if picked.is_empty() {
+                continue;
+            }
+            let query = bind_facts_keys(sqlx::query_as::<_, NumberedFactsRow>(kind.sql()), &picked);
+            for row in query.fetch_all(&self.pool).await.map_err(db_err)? {
+                let slot = usize::try_from(row.n)
+                    .ok()
+                    .and_then(|n| answers.get_mut(n))
+                    .ok_or_else(|| corrupt("facts row for a key not asked"))?;
+                slot.push(row.facts);
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// Concurrent facts reads per pool: the eligibility pool (checks) and the primary (claims, which
+/// must see their own writes).
+struct FactsLoaders {
+    eligibility: crate::batch_loader::Loader<FactsReader>,
+    primary: crate::batch_loader::Loader<FactsReader>,
+}
+
+/// Most keys in one facts statement, and most facts statements running at once per pool.
+const FACTS_BATCH: usize = 64;
+const FACTS_IN_FLIGHT: usize = 4;
+
+impl FactsLoaders {
+    fn start(primary: &sqlx::Pool<Db>, eligibility: &sqlx::Pool<Db>) -> FactsLoaders {
+        let loader = |pool: &sqlx::Pool<Db>| {
+            crate::batch_loader::Loader::start(FactsReader { pool: pool.clone() }, FACTS_BATCH, FACTS_IN_FLIGHT)
+        };
+        FactsLoaders {
+            eligibility: loader(eligibility),
+            primary: loader(primary),
+        }
     }
 }
 
@@ -120,26 +223,12 @@ impl EligibilityStore for This {
         service_date: NaiveDate,
         from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError> {
-        let query = sqlx::query_as::<_, FactsRow>(facts_sql(key))
-            .bind(service_date)
-            .bind(service_date.year());
-        let query = match key {
-            PersonKey::Id(id) => query.bind(id.clone()),
-            PersonKey::NationalId(n) => query
-                .bind(n.country.clone())
-                .bind(n.id_type.clone())
-                .bind(n.value.clone()),
-            PersonKey::Member {
-                organization,
-                member_number,
-            } => query.bind(organization.clone()).bind(member_number.clone()),
-        };
-        let pool = if from_primary {
-            &self.write
+        let (loader, pool) = if from_primary {
+            (&self.facts.primary, &self.write)
         } else {
-            &self.eligibility_pool
+            (&self.facts.eligibility, &self.eligibility_pool)
         };
-        let rows = query.fetch_all(pool).await.map_err(db_err)?;
+        let rows = loader.load((key.clone(), service_date)).await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let mut facts = EligibilityFacts {
             person: first.person_id.clone(),

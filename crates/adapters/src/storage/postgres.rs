@@ -14,6 +14,8 @@ pub struct PgStore {
     products: ProductCache,
     /// The one task of this process that appends to the audit chain.
     chain: Chainer,
+    /// Batches concurrent eligibility facts reads (`eligibility.rs`).
+    facts: FactsLoaders,
 }
 
 type This = PgStore;
@@ -56,6 +58,29 @@ fn bind_chained<'q, O>(
         .bind(text(|e| &e.request_id))
         .bind(text(|e| &e.digest))
         .bind(text(|e| &e.prev_digest))
+}
+
+/// The keys of a facts batch (`eligibility.rs`) as arrays: one statement text whatever their
+/// number, so it stays prepared.
+const FACTS_KEYS: &str = "UNNEST($1::bigint[], $2::date[], $3::int[], $4::text[], $5::text[], $6::text[]) \
+     AS k(n, day, plan_year, k1, k2, k3)";
+
+fn bind_facts_keys<'q, O>(
+    query: sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments>,
+    keys: &[(i64, &FactsKey)],
+) -> sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments> {
+    let column = |i: usize| {
+        keys.iter()
+            .map(|(_, (key, _))| KeyKind::columns(key)[i].map(str::to_owned))
+            .collect::<Vec<Option<String>>>()
+    };
+    query
+        .bind(keys.iter().map(|(n, _)| *n).collect::<Vec<i64>>())
+        .bind(keys.iter().map(|(_, (_, day))| *day).collect::<Vec<NaiveDate>>())
+        .bind(keys.iter().map(|(_, (_, day))| day.year()).collect::<Vec<i32>>())
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
 }
 
 async fn insert_chained(tx: &mut Tx, chained: &[AuditEvent]) -> Result<(), StoreError> {
@@ -124,6 +149,29 @@ async fn chain_by_compare_and_set(
     Ok((moved == 1).then_some((taken.len(), head)))
 }
 
+/// Connections for the hot statements that take arrays: the facts loaders' (`eligibility.rs`)
+/// and the chainer's.
+///
+/// They plan their statements once. An array's length is known only at bind, and since a custom
+/// plan's estimate of a handful of rows beats the generic plan's ten, PostgreSQL would otherwise
+/// plan these statements again at every execution: a third of the database's work under load.
+/// The service's other statements keep the default, where a custom plan can prune their
+/// optional filters.
+fn generic_plan_pool(options: &DatabaseOptions, url: &str, size: usize) -> Result<PgPool, StoreError> {
+    let size = u32::try_from(size).unwrap_or(u32::MAX);
+    PgPoolOptions::new()
+        .max_connections(size.min(options.max_connections.max(1)))
+        .acquire_timeout(options.acquire_timeout)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, "SET plan_cache_mode = force_generic_plan").await?;
+                Ok(())
+            })
+        })
+        .connect_lazy(url)
+        .map_err(db_err)
+}
+
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -141,13 +189,21 @@ impl PgStore {
                 .map_err(db_err)?,
             None => pool.clone(),
         };
-        let chain = Chainer::start(Arc::new(QueueChain::new(pool.clone())));
+        // The chainer runs one cycle at a time; the second connection serves its tidying.
+        let chain = Chainer::start(Arc::new(QueueChain::new(generic_plan_pool(options, &options.url, 2)?)));
+        let facts_primary = generic_plan_pool(options, &options.url, FACTS_IN_FLIGHT)?;
+        let facts_eligibility = match &options.read_url {
+            Some(url) => generic_plan_pool(options, url, FACTS_IN_FLIGHT)?,
+            None => facts_primary.clone(),
+        };
+        let facts = FactsLoaders::start(&facts_primary, &facts_eligibility);
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
             eligibility_pool,
             products: ProductCache::default(),
             chain,
+            facts,
         })
     }
 

@@ -16,6 +16,8 @@ pub struct SqliteStore {
     products: ProductCache,
     /// The one task of this process that appends to the audit chain.
     chain: Chainer,
+    /// Batches concurrent eligibility facts reads (`eligibility.rs`).
+    facts: FactsLoaders,
 }
 
 type This = SqliteStore;
@@ -61,6 +63,27 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
     Ok(())
 }
 
+/// The keys of a facts batch (`eligibility.rs`) as one JSON array of rows: SQLite has no arrays,
+/// and one parameter keeps the statement's text fixed whatever their number.
+const FACTS_KEYS: &str = "(SELECT json_extract(value, '$[0]') AS n, json_extract(value, '$[1]') AS day, \
+     json_extract(value, '$[2]') AS plan_year, json_extract(value, '$[3]') AS k1, \
+     json_extract(value, '$[4]') AS k2, json_extract(value, '$[5]') AS k3 FROM json_each($1)) AS k";
+
+fn bind_facts_keys<'q, O>(
+    query: sqlx::query::QueryAs<'q, Db, O, sqlx::sqlite::SqliteArguments<'q>>,
+    keys: &[(i64, &FactsKey)],
+) -> sqlx::query::QueryAs<'q, Db, O, sqlx::sqlite::SqliteArguments<'q>> {
+    let rows: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(n, (key, day))| {
+            let [k1, k2, k3] = KeyKind::columns(key);
+            // Dates as SQLite stores them: ISO 8601 text, compared as text.
+            serde_json::json!([n, day.format("%Y-%m-%d").to_string(), day.year(), k1, k2, k3])
+        })
+        .collect();
+    query.bind(serde_json::Value::Array(rows).to_string())
+}
+
 /// SQLite's one writer connection makes the locking cycle cheap already: there is no round trip
 /// to save, so the chainer always takes the head lock.
 async fn chain_by_compare_and_set(
@@ -96,12 +119,14 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let chain = Chainer::start(Arc::new(QueueChain::new(write.clone())));
+        let facts = FactsLoaders::start(&write, &read);
         Ok(SqliteStore {
             write,
             eligibility_pool: read.clone(),
             read,
             products: ProductCache::default(),
             chain,
+            facts,
         })
     }
 
