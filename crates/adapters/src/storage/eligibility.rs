@@ -172,11 +172,9 @@ struct FactsLoaders {
     primary: crate::batch_loader::Loader<FactsReader>,
 }
 
-/// Most keys in one facts statement, and most facts statements running at once per pool. Two in
-/// flight keep a statement running while the other's answer travels; measured against one and
-/// four, the rate did not change beyond the machine's noise, and fewer connections are cheaper.
+/// Most keys in one facts statement; how many statements run at once per pool is the backend's
+/// `FACTS_IN_FLIGHT`.
 const FACTS_BATCH: usize = 64;
-const FACTS_IN_FLIGHT: usize = 2;
 
 impl FactsLoaders {
     fn start(primary: &sqlx::Pool<Db>, eligibility: &sqlx::Pool<Db>) -> FactsLoaders {
