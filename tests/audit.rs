@@ -44,12 +44,12 @@ async fn auditor_reads_are_audited(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_org("cabinet-audit", "auditor", "SN").await;
     let auditor = app.token("cabinet-audit", "audit:read registry:read");
-    let before = app.count("audit_events").await;
+    let before = app.audited().await;
     assert_eq!(
         app.get("/v1/organizations/operator", &auditor).await.status.as_u16(),
         200
     );
-    assert_eq!(app.count("audit_events").await, before + 1);
+    assert_eq!(app.audited().await, before + 1);
     let mine = app
         .get(
             "/v1/audit-events?organization=cabinet-audit&action=organization.read",

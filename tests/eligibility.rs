@@ -158,7 +158,7 @@ async fn bad_checks_name_the_field(backend: Backend) {
         ),
         (json!({"colour": "blue"}), "/colour"),
     ];
-    let before = app.count("audit_events").await;
+    let before = app.audited().await;
     for (patch, field) in cases {
         let mut body = base.clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -172,22 +172,18 @@ async fn bad_checks_name_the_field(backend: Backend) {
             reply.text
         );
     }
-    assert_eq!(
-        app.count("audit_events").await,
-        before,
-        "refused checks are not audited"
-    );
+    assert_eq!(app.audited().await, before, "refused checks are not audited");
 }
 
 async fn checks_are_audited_in_groups_without_personal_data(backend: Backend) {
     let s = setup(backend, "2026-12-31").await;
     let app = &s.app;
-    let before = app.count("audit_events").await;
+    let before = app.audited().await;
     let token = provider(app);
     let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
     let replies = futures::future::join_all((0..50).map(|_| check(app, &token, body.clone()))).await;
     assert!(replies.iter().all(|r| r.status.as_u16() == 200));
-    assert_eq!(app.count("audit_events").await, before + 50);
+    assert_eq!(app.audited().await, before + 50);
     let events = app
         .get(
             &format!("/v1/audit-events?resource_id={}&limit=500", s.principal),

@@ -9,7 +9,7 @@ use serde_json::json;
 async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let op = app.operator();
-    let (orgs, events) = (app.count("organizations").await, app.count("audit_events").await);
+    let (orgs, events) = (app.count("organizations").await, app.audited().await);
     let post = || app.request(Method::POST, "/v1/organizations").bearer_auth(&op);
 
     let r = app
@@ -49,7 +49,7 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
     assert_eq!(r.error_fields(), ["/query/limit"]);
 
     assert_eq!(app.count("organizations").await, orgs);
-    assert_eq!(app.count("audit_events").await, events);
+    assert_eq!(app.audited().await, events);
 }
 
 async fn messages_follow_accept_language(backend: Backend) {

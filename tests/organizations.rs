@@ -111,7 +111,7 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     other["id"] = json!("mut-other");
     send(other).await.problem(422, "idempotency_key_reused");
     assert_eq!(app.count("organizations").await, 2);
-    assert_eq!(app.count("audit_events").await, 2, "operator bootstrap + one creation");
+    assert_eq!(app.audited().await, 2, "operator bootstrap + one creation");
 }
 
 async fn concurrent_creations_keep_the_chain(backend: Backend) {

@@ -103,7 +103,7 @@ async fn a_household_registers_all_or_nothing(backend: Backend) {
     let before = (
         app.count("beneficiaries").await,
         app.count("coverages").await,
-        app.count("audit_events").await,
+        app.audited().await,
     );
     register(app, "mut-a", "k2", &household(&r.product, "TSV-0001", "999999999999"))
         .await
@@ -111,7 +111,7 @@ async fn a_household_registers_all_or_nothing(backend: Backend) {
     let after = (
         app.count("beneficiaries").await,
         app.count("coverages").await,
-        app.count("audit_events").await,
+        app.audited().await,
     );
     assert_eq!(before, after);
     // Without the key: 428.

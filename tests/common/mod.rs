@@ -191,6 +191,14 @@ impl TestApp {
     pub async fn count(&self, table: &str) -> i64 {
         self.db.scalar(&format!("SELECT count(*) FROM {table}")).await
     }
+
+    /// Audit events that are durable: chained, or still queued with the change that wrote them
+    /// (a change does not wait for the chain; the log's readers chain first).
+    pub async fn audited(&self) -> i64 {
+        self.db
+            .scalar("SELECT (SELECT count(*) FROM audit_events) + (SELECT count(*) FROM audit_queue)")
+            .await
+    }
 }
 
 impl Drop for TestApp {

@@ -1,10 +1,11 @@
 //! The chainer: the one task per process that appends to the audit chain.
 //!
-//! A change writes its audit events to `audit_queue` inside its own transaction and then asks the
-//! chainer to flush; an eligibility check (which has no transaction of its own) hands its event
-//! to the chainer directly. Either way the caller waits until its event is chained and durable,
-//! but every caller waiting at the same moment shares one transaction under the chain's head
-//! lock. The head lock is therefore never held during a change, and concurrent changes commit in
+//! A change writes its audit events to `audit_queue` inside its own transaction, nudges the
+//! chainer and answers: its events are durable already, and every reader of the log first waits
+//! for a cycle ([`Chainer::flush`]), so none can miss them. An eligibility check (which has no
+//! transaction of its own) hands its event to the chainer directly and waits until it is chained
+//! and durable. Every event gathered at the same moment shares one transaction under the chain's
+//! head lock. The head lock is therefore never held during a change, and concurrent changes commit in
 //! parallel instead of queueing behind one another's commit. While one cycle commits, the next
 //! one gathers, so the batch size follows the load.
 
@@ -50,7 +51,8 @@ struct Request {
     events: Vec<NewAuditEvent>,
     /// Whether the queue must be drained before the waiter is answered.
     drain: bool,
-    waiter: Waiter,
+    /// None for a nudge, which nobody waits for.
+    waiter: Option<Waiter>,
 }
 
 #[derive(Clone)]
@@ -77,10 +79,24 @@ impl Chainer {
         self.request(Vec::new(), true).await
     }
 
+    /// Asks for the queue to be drained soon, without waiting. A full channel means cycles are
+    /// already due, and each of them drains.
+    pub(crate) fn nudge(&self) {
+        let _ = self.requests.try_send(Request {
+            events: Vec::new(),
+            drain: true,
+            waiter: None,
+        });
+    }
+
     async fn request(&self, events: Vec<NewAuditEvent>, drain: bool) -> Result<(), StoreError> {
         let (waiter, done) = oneshot::channel();
         self.requests
-            .send(Request { events, drain, waiter })
+            .send(Request {
+                events,
+                drain,
+                waiter: Some(waiter),
+            })
             .await
             .map_err(|_| stopped())?;
         match done.await {
@@ -104,7 +120,7 @@ async fn run(writer: Arc<dyn ChainWriter>, mut rx: mpsc::Receiver<Request>, drai
             Ok(Some(mut request)) => loop {
                 events.append(&mut request.events);
                 drain |= request.drain;
-                waiters.push(request.waiter);
+                waiters.extend(request.waiter);
                 if events.len() >= MAX_DIRECT {
                     break;
                 }

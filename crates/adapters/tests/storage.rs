@@ -100,7 +100,7 @@ async fn duplicate_organization_conflicts_and_writes_nothing(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 1);
+    assert_eq!(durable_events(&h).await, 1);
     assert_eq!(
         store.get_organization("tg-inam").await.unwrap().unwrap().kind,
         OrgKind::Scheme
@@ -190,7 +190,7 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
         .unwrap_err();
     assert!(matches!(other, StoreError::IdempotencyMismatch), "{other:?}");
     assert_eq!(h.db.scalar("SELECT count(*) FROM organizations").await, 1);
-    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 1);
+    assert_eq!(durable_events(&h).await, 1);
 }
 
 async fn the_chain_detects_an_edited_event(backend: Backend) {
@@ -220,6 +220,13 @@ async fn the_chain_detects_an_edited_event(backend: Backend) {
 /// Writes `n` audit events at once, event `i` through `stores[i % stores.len()]`: a change (an
 /// organisation created, its event queued) when `change(i)`, else an event handed to the
 /// chainer directly, as an eligibility check does. Fails the test on any error.
+/// Audit events that are durable: chained, or queued with their change (which does not wait for
+/// the chain).
+async fn durable_events(h: &Harness) -> i64 {
+    h.db.scalar("SELECT (SELECT count(*) FROM audit_queue) + (SELECT count(*) FROM audit_events)")
+        .await
+}
+
 async fn write_concurrently(stores: &[Arc<dyn Store>], n: usize, change: fn(usize) -> bool) {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
@@ -329,6 +336,8 @@ async fn events_left_in_the_queue_are_chained_by_the_sweep(backend: Backend) {
         .create_organization(&ctx("r1"), &org("mut-a", OrgKind::Mutuelle))
         .await
         .unwrap();
+    // The organisation's event is chained by this read; the chainer is idle from here on.
+    assert!(store.get_audit_event(1).await.unwrap().is_some());
     // What a process that committed a change and stopped before chaining it leaves behind.
     h.db.execute(
         "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) \
@@ -354,11 +363,12 @@ async fn events_left_in_the_queue_are_chained_by_the_sweep(backend: Backend) {
 async fn changes_and_direct_events_share_one_chain(backend: Backend) {
     let h = Harness::new(backend).await;
     let store = h.store();
-    // Changes queue their events and wait for the chainer; checks hand theirs over directly.
+    // Changes queue their events in their own transaction; checks hand theirs over directly and
+    // wait for them to be chained.
     write_concurrently(std::slice::from_ref(&store), 60, |i| i % 2 == 0).await;
-    // Every call returned only once its event was chained.
-    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
-    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 60);
+    // Every call returned only once its event was durable: chained, or queued with its change.
+    assert_eq!(durable_events(&h).await, 60);
+    // A read of the log chains first what was committed before it.
     assert_eq!(
         verify(store.as_ref()).await,
         Verification {
@@ -367,6 +377,35 @@ async fn changes_and_direct_events_share_one_chain(backend: Backend) {
             first_invalid_seq: None
         }
     );
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 60);
+}
+
+async fn a_change_is_in_the_next_read_of_the_log(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    for i in 0..5 {
+        store
+            .create_organization(&ctx(&format!("r{i}")), &org(&format!("prov-{i}"), OrgKind::Provider))
+            .await
+            .unwrap();
+        // No wait between the change and the read: the read itself must chain the change.
+        let page = store
+            .list_audit_events(&AuditFilter::default(), &PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.len(),
+            i + 1,
+            "change {i} is missing from the log read after it"
+        );
+        assert_eq!(page.items[0].resource_id, format!("prov-{i}"));
+        let seq = i64::try_from(i).unwrap() + 1;
+        assert_eq!(
+            store.get_audit_event(seq).await.unwrap().unwrap().resource_id,
+            format!("prov-{i}")
+        );
+    }
 }
 
 async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
@@ -376,8 +415,7 @@ async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
     let other = connect(&DatabaseOptions::new(&h.db.url)).await.expect("connect").store;
     let stores = [h.store(), other];
     write_concurrently(&stores, 40, |i| i % 4 < 2).await;
-    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
-    assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
+    // The second process's read chains what the first one queued, too.
     assert_eq!(
         verify(stores[1].as_ref()).await,
         Verification {
@@ -386,6 +424,8 @@ async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
             first_invalid_seq: None
         }
     );
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
+    assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
 }
 
 macro_rules! on_both_databases {
@@ -419,5 +459,6 @@ on_both_databases!(
     audit_filters_and_pages,
     events_left_in_the_queue_are_chained_by_the_sweep,
     changes_and_direct_events_share_one_chain,
+    a_change_is_in_the_next_read_of_the_log,
     two_processes_keep_one_unbroken_chain,
 );

@@ -130,7 +130,7 @@ impl PgStore {
             Ok(_) | Err(StoreError::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        self.await_chain().await;
+        self.chain.nudge();
         Ok(Some(Written {
             value: claim,
             replayed: false,

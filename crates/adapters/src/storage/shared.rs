@@ -228,21 +228,15 @@ impl crate::audit_chain::ChainWriter for QueueChain {
 }
 
 impl This {
-    /// Commits a change whose audit events were queued, then waits for them to be chained, so
-    /// that when the caller answers, the audit log already shows the change. A chaining failure
-    /// after the commit is not the change's failure: its events are durable in the queue and the
-    /// next cycle chains them.
+    /// Commits a change whose audit events were queued, and asks the chainer to chain them.
+    /// The caller does not wait for that: its events are durable in the queue from this commit
+    /// on, and every read of the audit log first chains what was committed before it
+    /// (`AuditStore` below), so no reader can miss them. A chaining failure after the commit
+    /// is not the change's failure: the next cycle chains them.
     async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
         tx.commit().await.map_err(db_err)?;
-        self.await_chain().await;
+        self.chain.nudge();
         Ok(())
-    }
-
-    /// Waits until the events of changes committed so far are chained.
-    async fn await_chain(&self) {
-        if let Err(e) = self.chain.flush().await {
-            tracing::warn!(error = %e, "committed change's audit events left queued");
-        }
     }
 }
 
@@ -374,6 +368,7 @@ impl AuditStore for This {
             Some(key) => Some(key.parse::<i64>().map_err(|_| corrupt("audit cursor"))?),
             None => None,
         };
+        self.chain.flush().await?;
         let rows: Vec<AuditRow> = sqlx::query_as(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events \
              WHERE ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR resource_type = $2) \
@@ -396,6 +391,7 @@ impl AuditStore for This {
     }
 
     async fn get_audit_event(&self, seq: i64) -> Result<Option<AuditEvent>, StoreError> {
+        self.chain.flush().await?;
         let row: Option<AuditRow> = sqlx::query_as(&format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = $1"))
             .bind(seq)
             .fetch_optional(&self.read)
@@ -405,6 +401,10 @@ impl AuditStore for This {
     }
 
     async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        // A walk starts from 0: chaining once there lets it see every change committed before.
+        if after == 0 {
+            self.chain.flush().await?;
+        }
         let rows: Vec<AuditRow> = sqlx::query_as(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))

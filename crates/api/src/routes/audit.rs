@@ -126,6 +126,10 @@ pub async fn record_read(
 }
 
 /// List audit events, newest first.
+///
+/// The list includes every change answered before this request: a change's events are written
+/// in its own transaction and chained within milliseconds, and this request first waits for the
+/// chaining of whatever is still queued. The same holds for reading one event and for verify.
 #[utoipa::path(
     get,
     path = "/v1/audit-events",
