@@ -1,6 +1,5 @@
 //! PostgreSQL storage: production. One pool serves reads and writes.
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres as Db};
 
 use super::{DatabaseOptions, ProductCache};
@@ -166,9 +165,8 @@ async fn chain_by_compare_and_set(
 /// optional filters.
 fn facts_pool(options: &DatabaseOptions, url: &str, size: usize) -> Result<PgPool, StoreError> {
     let size = u32::try_from(size).unwrap_or(u32::MAX);
-    PgPoolOptions::new()
+    super::pool_options::<Db>(options)
         .max_connections(size.min(options.max_connections.max(1)))
-        .acquire_timeout(options.acquire_timeout)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::Executor::execute(conn, "SET plan_cache_mode = force_generic_plan").await?;
@@ -181,19 +179,12 @@ fn facts_pool(options: &DatabaseOptions, url: &str, size: usize) -> Result<PgPoo
 
 impl PgStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
+        let pool = super::pool_options::<Db>(options)
             .connect(&options.url)
             .await
             .map_err(db_err)?;
         let eligibility_pool = match &options.read_url {
-            Some(url) => PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                .connect(url)
-                .await
-                .map_err(db_err)?,
+            Some(url) => super::pool_options::<Db>(options).connect(url).await.map_err(db_err)?,
             None => pool.clone(),
         };
         let chain = Chainer::start(Arc::new(QueueChain::new(pool.clone())));

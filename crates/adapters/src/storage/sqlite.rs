@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Sqlite as Db, SqlitePool};
 
 use super::{DatabaseOptions, ProductCache};
@@ -112,15 +112,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
-        let write = SqlitePoolOptions::new()
+        let write = super::pool_options::<Db>(options)
             .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(db_err)?;
-        let read = SqlitePoolOptions::new()
+        let read = super::pool_options::<Db>(options)
             .max_connections(options.max_connections.clamp(1, 8))
-            .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
             .map_err(db_err)?;
