@@ -9,7 +9,7 @@
 //! parallel instead of queueing behind one another's commit. While one cycle commits, the next
 //! one gathers, so the batch size follows the load.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,15 +58,19 @@ struct Request {
 #[derive(Clone)]
 pub(crate) struct Chainer {
     requests: mpsc::Sender<Request>,
+    /// Set by a nudge, cleared by the cycle that drains for it: a nudge that finds the channel
+    /// full is not lost, the next cycle drains anyway.
+    drain_wanted: Arc<AtomicBool>,
 }
 
 impl Chainer {
     pub(crate) fn start(writer: Arc<dyn ChainWriter>) -> Chainer {
         let (requests, rx) = mpsc::channel::<Request>(MAX_DIRECT * 4);
         let drained = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(writer.clone(), rx, drained.clone()));
+        let drain_wanted = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(writer.clone(), rx, drain_wanted.clone(), drained.clone()));
         tokio::spawn(tidy(writer, drained));
-        Chainer { requests }
+        Chainer { requests, drain_wanted }
     }
 
     /// Chains `events` and returns once they are durable.
@@ -79,12 +83,13 @@ impl Chainer {
         self.request(Vec::new(), true).await
     }
 
-    /// Asks for the queue to be drained soon, without waiting. A full channel means cycles are
-    /// already due, and each of them drains.
+    /// Asks for the queue to be drained soon, without waiting. When the channel is full, cycles
+    /// are already due, and the next one drains.
     pub(crate) fn nudge(&self) {
+        self.drain_wanted.store(true, Ordering::Release);
         let _ = self.requests.try_send(Request {
             events: Vec::new(),
-            drain: true,
+            drain: false,
             waiter: None,
         });
     }
@@ -111,7 +116,12 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("audit chainer stopped".into())
 }
 
-async fn run(writer: Arc<dyn ChainWriter>, mut rx: mpsc::Receiver<Request>, drained: Arc<AtomicUsize>) {
+async fn run(
+    writer: Arc<dyn ChainWriter>,
+    mut rx: mpsc::Receiver<Request>,
+    drain_wanted: Arc<AtomicBool>,
+    drained: Arc<AtomicUsize>,
+) {
     let mut events = Vec::with_capacity(MAX_DIRECT);
     let mut waiters = Vec::with_capacity(MAX_DIRECT);
     loop {
@@ -140,6 +150,9 @@ async fn run(writer: Arc<dyn ChainWriter>, mut rx: mpsc::Receiver<Request>, drai
                 }
             },
         }
+        // Cleared before the cycle reads the queue: a nudge after this point is for rows the
+        // cycle may not see, and sets it again.
+        drain |= drain_wanted.swap(false, Ordering::AcqRel);
         let result = cycle(writer.as_ref(), &events, drain, &drained)
             .await
             .map_err(|e| e.to_string());

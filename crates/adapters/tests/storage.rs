@@ -408,6 +408,29 @@ async fn a_change_is_in_the_next_read_of_the_log(backend: Backend) {
     }
 }
 
+async fn a_change_is_chained_without_a_reader(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    // The idle chainer's sweep comes once a second, at a moment unrelated to the changes: three
+    // changes each chained within 150 ms are the nudges' work, not the sweep's.
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        store
+            .create_organization(&ctx(&format!("r{i}")), &org(&format!("mut-{i}"), OrgKind::Mutuelle))
+            .await
+            .unwrap();
+        while h.db.scalar("SELECT count(*) FROM audit_events").await <= i {
+            assert!(
+                started.elapsed() < std::time::Duration::from_millis(150),
+                "change {i} was not chained within 150 ms"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
+}
+
 async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
     let h = Harness::new(backend).await;
     // A second process on the same database: its own pools and its own chainer, which must find
@@ -460,5 +483,6 @@ on_both_databases!(
     events_left_in_the_queue_are_chained_by_the_sweep,
     changes_and_direct_events_share_one_chain,
     a_change_is_in_the_next_read_of_the_log,
+    a_change_is_chained_without_a_reader,
     two_processes_keep_one_unbroken_chain,
 );
