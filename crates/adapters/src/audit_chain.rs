@@ -173,6 +173,11 @@ async fn cycle(
     drain: bool,
     drained: &AtomicUsize,
 ) -> Result<(), StoreError> {
+    // A wake-up whose drain an earlier cycle already did: nothing to write. Without this, each
+    // such nudge cost SQLite a write transaction on its single writer connection.
+    if direct.is_empty() && !drain {
+        return Ok(());
+    }
     let mut taken = writer.chain(direct, drain).await?;
     drained.fetch_add(taken, Ordering::Relaxed);
     while taken as i64 >= QUEUE_BATCH {

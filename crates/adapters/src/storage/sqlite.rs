@@ -64,9 +64,10 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
 }
 
 /// Facts statements running at once per pool (`eligibility.rs`): as many as the read pool can
-/// have connections (the writer's single connection simply queues them). A SQLite statement is a call within this process, with no round trip to share, and
-/// batching checks into fewer statements measured slower here (about 3,400 checks/s against
-/// 4,250 at concurrency 16): under load a batch forms only when every connection is busy.
+/// have connections (the writer's single connection simply queues them). A SQLite statement is a
+/// call within this process, with no round trip to share, and batching checks into fewer
+/// statements measured slower here (about 3,400 checks/s against 4,250 at concurrency 16): under
+/// load a batch forms only when every connection is busy.
 const FACTS_IN_FLIGHT: usize = 8;
 
 /// The keys of a facts batch (`eligibility.rs`) as one JSON array of rows: SQLite has no arrays,
