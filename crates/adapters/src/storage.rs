@@ -167,4 +167,78 @@ mod tests {
             .unwrap();
         assert_ne!(other, pid, "the pool handed out the dropped connection's successor");
     }
+
+    /// `url` with libpq's TLS parameters added to its query string.
+    fn with_params(url: &str, params: &str) -> String {
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joiner}{params}")
+    }
+
+    /// Whether the store's connection to PostgreSQL is encrypted, as the server sees it.
+    async fn encrypted(db: &Database) -> bool {
+        let Migrator::Postgres(pool) = &db.migrator else {
+            panic!("not PostgreSQL")
+        };
+        let (ssl,): (bool,) = sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        ssl
+    }
+
+    /// The test server must offer TLS for these tests to mean anything (Debian's packages turn
+    /// it on, with the machine's self-signed "snakeoil" certificate).
+    async fn server_offers_tls(url: &str) {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("PostgreSQL tests need the server of scripts/test.sh");
+        let (ssl,): (String,) = sqlx::query_as("SHOW ssl").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(ssl, "on", "the test server has TLS off (ssl = off in postgresql.conf)");
+    }
+
+    /// `sslmode=require` encrypts every pooled connection; `disable` does not.
+    #[tokio::test]
+    async fn postgres_connections_use_tls_when_the_url_asks() {
+        let url = crate::testing::postgres_base_url();
+        server_offers_tls(&url).await;
+        let db = connect(&DatabaseOptions::new(with_params(&url, "sslmode=require")))
+            .await
+            .expect("a TLS connection to the test server");
+        assert!(encrypted(&db).await, "sslmode=require gave a plain connection");
+        db.close().await;
+        let db = connect(&DatabaseOptions::new(with_params(&url, "sslmode=disable")))
+            .await
+            .unwrap();
+        assert!(!encrypted(&db).await, "sslmode=disable gave an encrypted connection");
+        db.close().await;
+    }
+
+    /// `verify-full` checks the server's certificate and name: it fails against the built-in
+    /// roots, which do not include the test server's self-signed certificate, and succeeds with
+    /// that certificate as `sslrootcert` and the name it was made for (`localhost`).
+    #[tokio::test]
+    async fn postgres_verifies_the_server_certificate() {
+        let url = crate::testing::postgres_base_url();
+        server_offers_tls(&url).await;
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let (cert,): (String,) = sqlx::query_as("SHOW ssl_cert_file")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        let untrusted = connect(&DatabaseOptions::new(with_params(&url, "sslmode=verify-full"))).await;
+        assert!(untrusted.is_err(), "an unknown self-signed certificate was accepted");
+        assert!(
+            url.contains("@127.0.0.1:"),
+            "this test expects the local server at 127.0.0.1: {url}"
+        );
+        let by_name = url.replace("@127.0.0.1:", "@localhost:");
+        let db = connect(&DatabaseOptions::new(with_params(
+            &by_name,
+            &format!("sslmode=verify-full&sslrootcert={cert}"),
+        )))
+        .await
+        .expect("the server's own certificate as the root, under its own name");
+        assert!(encrypted(&db).await);
+        db.close().await;
+    }
 }
