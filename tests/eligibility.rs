@@ -339,9 +339,10 @@ async fn base_then_complementary(backend: Backend) {
     again.problem(409, "conflict");
 }
 
-/// With `PASSERELLE_DATABASE_READ_URL`, checks read the replica and everything else the primary:
-/// cutting the replica's connection makes checks 503 while claims, which must never read a
-/// lagging copy, still price from the primary.
+/// With `PASSERELLE_DATABASE_READ_URL`, checks read the replica and everything else the primary.
+/// Cutting the replica's connection moves checks to the primary (readiness says so and stays
+/// green) while claims, which must never read a lagging copy, price from the primary as always;
+/// once the replica answers again, checks go back to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_checks_read_the_replica_and_claims_the_primary() {
     use passerelle_tests::proxy::Proxy;
@@ -353,10 +354,37 @@ async fn postgres_checks_read_the_replica_and_claims_the_primary() {
         .url
         .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
     let app = s.app.restart(|c| c.database_read_url = Some(replica)).await;
+    let ready = || async { app.send(app.request(reqwest::Method::GET, "/health/ready")).await };
+    assert_eq!(ready().await.json, json!({"status": "ready", "read_replica": "up"}));
     let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
-    assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
+    let answer = check(&app, &provider(&app), body.clone()).await;
+    assert_eq!(answer.status.as_u16(), 200);
+
     proxy.cut();
-    check(&app, &provider(&app), body).await.problem(503, "unavailable");
+    let fallback = check(&app, &provider(&app), body.clone()).await;
+    assert_eq!(fallback.status.as_u16(), 200, "{}", fallback.text);
+    assert_eq!(fallback.json["coverages"], answer.json["coverages"]);
+    assert_eq!(ready().await.json, json!({"status": "ready", "read_replica": "down"}));
+    // While it is down, no check waits on it.
+    let through = proxy.accepted();
+    for _ in 0..3 {
+        assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
+    }
+    assert_eq!(proxy.accepted(), through);
+
+    proxy.restore();
+    let mut waited = 0;
+    while ready().await.json["read_replica"] != "up" {
+        assert!(waited < 100, "the replica was not seen answering again within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // Back on the replica: the check opens a connection through the proxy again.
+    let through = proxy.accepted();
+    assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
+    assert!(proxy.accepted() > through, "the check did not go back to the replica");
+
+    proxy.cut();
     let claim = json!({"external_id": "PRIMARY-1", "provider": "cms-a", "beneficiary": {"id": s.principal},
         "service_date": "2026-06-01", "care_level": "health_center",
         "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]});

@@ -2,6 +2,7 @@
 
 mod audit_chain;
 mod batch_loader;
+mod replica;
 pub mod storage;
 
 pub use storage::{connect, Backend, Database, DatabaseOptions};

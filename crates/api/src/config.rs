@@ -72,7 +72,7 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "database_read_url",
         None,
-        "optional PostgreSQL read replica for eligibility reads",
+        "optional PostgreSQL read replica for eligibility reads (the primary answers while it is down)",
     ),
     ("database_max_connections", Some("16"), "connection pool size"),
     (

@@ -84,6 +84,11 @@ pub struct OrganizationFilter {
 pub trait HealthStore: Send + Sync {
     /// One round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the read replica answered its last probe; `None` without a replica. No round trip.
+    fn read_replica_up(&self) -> Option<bool> {
+        None
+    }
 }
 
 #[async_trait]

@@ -223,12 +223,20 @@ impl EligibilityStore for This {
         service_date: NaiveDate,
         from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError> {
-        let (loader, pool) = if from_primary {
-            (&self.facts.primary, &self.write)
+        let asked = (key.clone(), service_date);
+        let on_primary = from_primary || self.replica.as_ref().is_some_and(|r| !r.is_up());
+        let (rows, pool) = if on_primary {
+            (self.facts.primary.load(asked).await?, &self.write)
         } else {
-            (&self.facts.eligibility, &self.eligibility_pool)
+            match (self.facts.eligibility.load(asked.clone()).await, &self.replica) {
+                // The replica failed where the primary may not: answer from the primary.
+                (Err(StoreError::Unavailable(e)), Some(replica)) => {
+                    replica.mark_down(&e);
+                    (self.facts.primary.load(asked).await?, &self.write)
+                }
+                (rows, _) => (rows?, &self.eligibility_pool),
+            }
         };
-        let rows = loader.load((key.clone(), service_date)).await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let mut facts = EligibilityFacts {
             person: first.person_id.clone(),

@@ -15,6 +15,8 @@ pub struct PgStore {
     chain: Chainer,
     /// Batches concurrent eligibility facts reads (`eligibility.rs`).
     facts: FactsLoaders,
+    /// Whether the read replica answers, when one is configured (`replica.rs`).
+    replica: Option<crate::replica::ReplicaWatch>,
 }
 
 type This = PgStore;
@@ -194,6 +196,10 @@ impl PgStore {
             None => facts_primary.clone(),
         };
         let facts = FactsLoaders::start(&facts_primary, &facts_eligibility);
+        let replica = options
+            .read_url
+            .is_some()
+            .then(|| crate::replica::ReplicaWatch::start(eligibility_pool.clone()));
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
@@ -201,6 +207,7 @@ impl PgStore {
             products: ProductCache::default(),
             chain,
             facts,
+            replica,
         })
     }
 

@@ -246,6 +246,10 @@ impl HealthStore for This {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
         Ok(())
     }
+
+    fn read_replica_up(&self) -> Option<bool> {
+        self.replica.as_ref().map(|r| r.is_up())
+    }
 }
 
 /// Inserts the organisation unless its id exists; true when it was inserted.

@@ -18,6 +18,8 @@ pub struct SqliteStore {
     chain: Chainer,
     /// Batches concurrent eligibility facts reads (`eligibility.rs`).
     facts: FactsLoaders,
+    /// Always `None`: SQLite has no read replica (`eligibility.rs` shares the field).
+    replica: Option<crate::replica::ReplicaWatch>,
 }
 
 type This = SqliteStore;
@@ -132,6 +134,7 @@ impl SqliteStore {
             products: ProductCache::default(),
             chain,
             facts,
+            replica: None,
         })
     }
 

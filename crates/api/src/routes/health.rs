@@ -26,15 +26,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct HealthView {
     /// `ok` (live) or `ready`.
     pub status: &'static str,
+    /// Readiness only, with `PASSERELLE_DATABASE_READ_URL`: `up`, or `down` while eligibility
+    /// checks read from the primary instead (the service stays ready). Probed every 2 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "up")]
+    pub read_replica: Option<&'static str>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "service", security(()), responses((status = 200, description = "Alive", body = HealthView)))]
 pub async fn live() -> Json<HealthView> {
-    Json(HealthView { status: "ok" })
+    Json(HealthView {
+        status: "ok",
+        read_replica: None,
+    })
 }
 
-/// The database answers (one round trip, at most 2 s).
+/// The database answers (one round trip to the primary, at most 2 s). A read replica that does
+/// not answer leaves the service ready: checks read from the primary meanwhile.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -47,7 +56,10 @@ pub async fn live() -> Json<HealthView> {
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthView>, ApiError> {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(HealthView { status: "ready" })),
+        Ok(Ok(())) => Ok(Json(HealthView {
+            status: "ready",
+            read_replica: state.store.read_replica_up().map(|up| if up { "up" } else { "down" }),
+        })),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(ApiError::Unavailable),
     }
