@@ -563,6 +563,69 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
 }
 
+/// A person created without a national id who looks like someone already registered, or
+/// created earlier in the same file, is reported with whom, and created all the same; a person
+/// with a national id is not compared; the same file again reports nothing (nothing is created).
+async fn look_alikes_are_reported_not_merged(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let solo = json!({"product": r.product, "member_number": "SOLO-1", "start_date": "2026-01-01",
+        "principal": {"family_name": "Kpélafia", "given_names": "Élom", "sex": "M", "birth_date": "1990-04-02"}});
+    let reply = crate::registry::register(app, "mut-a", "solo", &solo).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let stored = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = csv(&[
+        "H1,principal,TSV-2001,KPELAFIA,elom,M,1990-04-02,,,,,,2026-01-01,",
+        "H1,child,,Kpélafia,Yao,M,2015,,,,,,,",
+        "H2,principal,TSV-2002,Amégbé,Kossi,M,1970,,,,,,2026-01-01,",
+        "H3,principal,TSV-2003,amegbe,KOSSI,M,1970-06-01,,,,,,2026-01-01,",
+        "H4,principal,TSV-2004,Kpélafia,Élom,M,1990-04-02,TG:NIU:900000002004,,,,,2026-01-01,",
+    ]);
+    let query = format!("?product={}", r.product);
+    let job = run(app, "mut-a", "k1", &query, CSV, file.clone()).await;
+    assert_eq!(counts(&job), [5, 4, 0, 0, 0], "{job}");
+    assert_eq!(job["possible_duplicates_total"], 2, "{job}");
+    let found = job["possible_duplicates"].as_array().unwrap();
+    let located: Vec<(u64, &str, &str)> = found
+        .iter()
+        .map(|d| {
+            (
+                d["row"].as_u64().unwrap(),
+                d["household"].as_str().unwrap(),
+                d["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(located, [(2, "H1", "family_name"), (5, "H3", "family_name")]);
+    // Row 2 looks like the person registered alone, and is a new person, stored as written.
+    assert_eq!(found[0]["possible_duplicates"], json!([stored]));
+    let created = found[0]["beneficiary"].as_str().unwrap();
+    assert_ne!(created, stored);
+    let person = app
+        .get(&format!("/v1/beneficiaries/{created}"), &writer(app, "mut-a"))
+        .await;
+    assert_eq!(person.json["family_name"], "KPELAFIA", "{}", person.text);
+    // Row 5 looks like row 4's person, created a moment before in the same file (known by the
+    // year only, so any day of 1970 matches).
+    let earlier = found[1]["possible_duplicates"][0].as_str().unwrap();
+    let person = app
+        .get(&format!("/v1/beneficiaries/{earlier}"), &writer(app, "mut-a"))
+        .await;
+    assert_eq!(
+        (&person.json["family_name"], &person.json["birth_date_precision"]),
+        (&json!("Amégbé"), &json!("year"))
+    );
+    assert_eq!(found[1]["possible_duplicates"].as_array().unwrap().len(), 1);
+
+    let again = run(app, "mut-a", "k2", &query, CSV, file).await;
+    assert_eq!(counts(&again), [5, 0, 4, 0, 0], "{again}");
+    assert_eq!(again["possible_duplicates_total"], 0);
+    assert_eq!(again["possible_duplicates"], json!([]));
+}
+
 on_both_databases!(
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
@@ -571,4 +634,5 @@ on_both_databases!(
     only_its_mutuelle_operators_and_auditors_read_a_job,
     uploads_have_their_own_size_limit,
     a_crash_midway_then_the_same_file_again_completes_it,
+    look_alikes_are_reported_not_merged,
 );

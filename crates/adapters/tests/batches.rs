@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use passerelle_adapters::testing::TestDatabase;
 use passerelle_adapters::{connect, Backend, Database, DatabaseOptions};
-use passerelle_domain::batch::RowError;
+use passerelle_domain::batch::{RowDuplicate, RowError};
 use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
 use passerelle_domain::ports::{
     BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchStatus, BatchUpdate, IdempotencyKey, NewBatch, Store,
@@ -63,6 +63,16 @@ fn error(row: u64) -> RowError {
     }
 }
 
+fn duplicate(row: u64, matches: &[&str]) -> RowDuplicate {
+    RowDuplicate {
+        row,
+        household: format!("H{row}"),
+        field: "family_name".into(),
+        beneficiary: format!("new-{row}"),
+        matches: matches.iter().map(|m| (*m).to_owned()).collect(),
+    }
+}
+
 async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     let (_db, _database, store) = store(backend).await;
     let key = IdempotencyKey {
@@ -96,8 +106,10 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
             households_skipped: 0,
             rows_failed: 2,
             errors_total: 2,
+            possible_duplicates_total: 2,
         },
         new_errors: vec![error(3), error(2)],
+        new_duplicates: vec![duplicate(5, &["p1", "p2"]), duplicate(4, &["p3"])],
         finish: None,
         at,
     };
@@ -113,6 +125,13 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
         .map(|e| e.row)
         .collect();
     assert_eq!(rows, [2, 3], "by row");
+    let found = store.batch_duplicates("b1", 10).await.unwrap();
+    assert_eq!(
+        found,
+        [duplicate(4, &["p3"]), duplicate(5, &["p1", "p2"])],
+        "by row, whole"
+    );
+    update.new_duplicates.clear();
 
     // Errors past the cap are counted, not stored.
     update.new_errors = (10..10 + MAX_STORED_BATCH_ERRORS as u64).map(error).collect();
@@ -172,6 +191,7 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
     let update = BatchUpdate {
         counts: BatchCounts::default(),
         new_errors: Vec::new(),
+        new_duplicates: Vec::new(),
         finish: None,
         at: later,
     };

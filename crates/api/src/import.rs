@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use passerelle_domain::batch::{CsvHouseholds, RowError};
+use passerelle_domain::batch::{CsvHouseholds, RowDuplicate, RowError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{BatchCounts, BatchFormat, BatchJob, BatchStatus, NewBatch, WriteContext};
 
@@ -238,6 +238,35 @@ impl Observer for Progress {
             }
         }
     }
+
+    /// Possible duplicates join the report as rows of their own code: the person was created,
+    /// and someone should look.
+    fn duplicates(&mut self, found: &[RowDuplicate]) {
+        for d in found {
+            let matches = d.matches.join(" ");
+            let message = match self.lang {
+                Lang::En => format!(
+                    "created as {}, who looks like {} (same names, sex and birth date): check before merging",
+                    d.beneficiary, matches
+                ),
+                Lang::Fr => format!(
+                    "inscrit sous {}, qui ressemble à {} (mêmes noms, sexe et date de naissance) : à vérifier avant \
+                     toute fusion",
+                    d.beneficiary, matches
+                ),
+            };
+            let line = format!(
+                "{},{},{},possible_duplicate,{}",
+                d.row,
+                csv_field(&d.household),
+                csv_field(&d.field),
+                csv_field(&message)
+            );
+            if let Err(err) = writeln!(self.errors, "{line}") {
+                self.failed.get_or_insert(err);
+            }
+        }
+    }
 }
 
 fn print_summary(job: &BatchJob, errors_path: &Path, lang: Lang) {
@@ -254,6 +283,13 @@ fn print_summary(job: &BatchJob, errors_path: &Path, lang: Lang) {
         c.households_created, c.households_skipped
     );
     println!("errors: {} (in {})", c.errors_total, errors_path.display());
+    if c.possible_duplicates_total > 0 {
+        println!(
+            "possible duplicates: {} (in {}, code possible_duplicate)",
+            c.possible_duplicates_total,
+            errors_path.display()
+        );
+    }
     if let Some(f) = &job.failure {
         println!("failure: {} — {}", f.code, lang.pick(&f.en, &f.fr));
     }

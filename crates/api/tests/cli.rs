@@ -282,7 +282,33 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     // Again: every household is already there.
     let out = import("tg.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("households: 0 created, 3 skipped"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("households: 0 created, 3 skipped"), "{stdout}");
+    assert!(!stdout.contains("possible duplicates"), "{stdout}");
+
+    // A new household whose principal, written without accents and in capitals, looks like a
+    // person of the sample registered without a national id: created, and reported.
+    std::fs::write(
+        dir.join("alike.csv"),
+        format!(
+            "{}\nTSV-D,principal,TSV-2026-0110,KPELAFIA,ablavi,F,1969,,,,,,2026-01-01,\n",
+            text.lines().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = import("alike.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("households: 1 created, 0 skipped"), "{stdout}");
+    assert!(stdout.contains("possible duplicates: 1"), "{stdout}");
+    let report = std::fs::read_to_string(dir.join("alike.csv.errors.csv")).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert!(
+        lines[1].starts_with("2,TSV-D,family_name,possible_duplicate,\"created as "),
+        "{report}"
+    );
+    assert!(lines[1].contains("(same names, sex and birth date)"), "{report}");
 
     // A header that is not a registration file's, an unknown mutuelle, a product not its own:
     // a non-zero exit and nothing imported.

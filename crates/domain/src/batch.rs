@@ -75,6 +75,18 @@ pub struct RowError {
     pub message_fr: String,
 }
 
+/// A person a bulk job created who looks like people already known: where in the file, who was
+/// created, and whom they look like. `field` is the member's family name column (CSV) or its
+/// JSON Pointer (`/principal`, `/dependants/0`…), as errors name a whole person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowDuplicate {
+    pub row: u64,
+    pub household: String,
+    pub field: String,
+    pub beneficiary: String,
+    pub matches: Vec<String>,
+}
+
 impl RowError {
     fn new(row: u64, household: &str, field: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
         RowError {
@@ -171,6 +183,23 @@ impl HouseholdRows {
                 errors
             },
             unchecked: None,
+        }
+    }
+
+    /// Where the `member`th member (0 the principal) of a created household lies in the file,
+    /// with the people they look like.
+    pub fn row_duplicate(&self, member: usize, beneficiary: &str, matches: &[String]) -> RowDuplicate {
+        let pointer = match member {
+            0 => "/principal".to_owned(),
+            n => format!("/dependants/{}", n - 1),
+        };
+        let (row, field) = self.locate(&pointer);
+        RowDuplicate {
+            row,
+            household: self.household.clone(),
+            field,
+            beneficiary: beneficiary.to_owned(),
+            matches: matches.to_vec(),
         }
     }
 

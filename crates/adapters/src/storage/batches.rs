@@ -3,15 +3,15 @@
 include!("bulk_registry.rs");
 
 use chrono::{DateTime, Utc};
-use passerelle_domain::batch::RowError;
+use passerelle_domain::batch::{RowDuplicate, RowError};
 use passerelle_domain::ports::{
     BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchStore, BatchUpdate, HouseholdOutcome,
     NewBatch, MAX_STORED_BATCH_ERRORS,
 };
 
 const BATCH_COLUMNS: &str = "id, organization, subject, product, format, status, spool_path, rows_total, \
-     rows_processed, households_created, households_skipped, rows_failed, errors_total, failure_code, failure_en, \
-     failure_fr, created_at, finished_at";
+     rows_processed, households_created, households_skipped, rows_failed, errors_total, possible_duplicates_total, \
+     failure_code, failure_en, failure_fr, created_at, finished_at";
 
 #[derive(sqlx::FromRow)]
 struct BatchRow {
@@ -28,6 +28,7 @@ struct BatchRow {
     households_skipped: i64,
     rows_failed: i64,
     errors_total: i64,
+    possible_duplicates_total: i64,
     failure_code: Option<String>,
     failure_en: Option<String>,
     failure_fr: Option<String>,
@@ -57,6 +58,7 @@ impl TryFrom<BatchRow> for BatchJob {
                 households_skipped: r.households_skipped,
                 rows_failed: r.rows_failed,
                 errors_total: r.errors_total,
+                possible_duplicates_total: r.possible_duplicates_total,
             },
             failure,
             spool_path: r.spool_path,
@@ -108,6 +110,42 @@ async fn insert_batch_errors(tx: &mut Tx, id: &str, stored_before: i64, errors: 
         .bind(&e.code)
         .bind(&e.message_en)
         .bind(&e.message_fr)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchDuplicateRow {
+    line: i64,
+    household: String,
+    field: String,
+    beneficiary: String,
+    matches: String,
+}
+
+/// Stores possible duplicates past those already kept, up to `MAX_STORED_BATCH_ERRORS`.
+async fn insert_batch_duplicates(
+    tx: &mut Tx,
+    id: &str,
+    stored_before: i64,
+    found: &[RowDuplicate],
+) -> Result<(), StoreError> {
+    let room = usize::try_from(MAX_STORED_BATCH_ERRORS - stored_before).unwrap_or(0);
+    for (i, d) in found.iter().take(room).enumerate() {
+        sqlx::query(
+            "INSERT INTO registration_batch_duplicates (batch, seq, line, household, field, beneficiary, matches) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(stored_before + i as i64 + 1)
+        .bind(i64::try_from(d.row).unwrap_or(i64::MAX))
+        .bind(&d.household)
+        .bind(&d.field)
+        .bind(&d.beneficiary)
+        .bind(d.matches.join(","))
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
@@ -219,6 +257,33 @@ impl BatchStore for This {
             .collect())
     }
 
+    async fn batch_duplicates(&self, id: &str, limit: u32) -> Result<Vec<RowDuplicate>, StoreError> {
+        let rows: Vec<BatchDuplicateRow> = sqlx::query_as(
+            "SELECT line, household, field, beneficiary, matches FROM registration_batch_duplicates \
+             WHERE batch = $1 ORDER BY line, seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RowDuplicate {
+                row: u64::try_from(r.line).unwrap_or_default(),
+                household: r.household,
+                field: r.field,
+                beneficiary: r.beneficiary,
+                matches: r
+                    .matches
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            })
+            .collect())
+    }
+
     async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError> {
         let rows: Vec<BatchRow> = sqlx::query_as(&format!(
             "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE status = 'queued' ORDER BY created_at, id LIMIT $1"
@@ -248,8 +313,9 @@ impl BatchStore for This {
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         // Errors stored so far, read under the claim: only the holder writes them.
-        let stored: Option<(i64,)> = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM registration_batch_errors WHERE batch = $1) FROM registration_batches \
+        let stored: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM registration_batch_errors WHERE batch = $1), \
+             (SELECT count(*) FROM registration_batch_duplicates WHERE batch = $1) FROM registration_batches \
              WHERE id = $1 AND status = 'running' AND worker = $2",
         )
         .bind(id)
@@ -257,10 +323,11 @@ impl BatchStore for This {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        let Some((stored,)) = stored else {
+        let Some((stored, stored_duplicates)) = stored else {
             return Ok(false);
         };
         insert_batch_errors(&mut tx, id, stored, &update.new_errors).await?;
+        insert_batch_duplicates(&mut tx, id, stored_duplicates, &update.new_duplicates).await?;
         let c = &update.counts;
         let end: Option<&BatchEnd> = update.finish.as_ref();
         let status = end.map_or(BatchStatus::Running, |e| e.status);
@@ -269,7 +336,7 @@ impl BatchStore for This {
             "UPDATE registration_batches SET rows_processed = $2, households_created = $3, households_skipped = $4, \
              rows_failed = $5, errors_total = $6, heartbeat_at = $7, status = $8, \
              rows_total = COALESCE($9, rows_total), failure_code = $10, failure_en = $11, failure_fr = $12, \
-             finished_at = $13 WHERE id = $1",
+             finished_at = $13, possible_duplicates_total = $14 WHERE id = $1",
         )
         .bind(id)
         .bind(c.rows_processed)
@@ -284,6 +351,7 @@ impl BatchStore for This {
         .bind(failure.map(|f| f.en.as_str()))
         .bind(failure.map(|f| f.fr.as_str()))
         .bind(end.map(|_| update.at))
+        .bind(c.possible_duplicates_total)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

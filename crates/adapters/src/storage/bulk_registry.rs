@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use passerelle_domain::ports::Registered;
+use passerelle_domain::ports::{LookAlike, Registered};
 
 /// Values per `IN (…)` list and rows per multi-row insert: far below both databases' limits on
 /// bound parameters (SQLite 32766, PostgreSQL 65535).
@@ -35,6 +35,91 @@ struct Known {
     people: HashMap<NidKey, Beneficiary>,
     /// (beneficiary, product) of coverages not terminated.
     covered: HashSet<(String, String)>,
+    /// Stored look-alikes of the group's members without a national id, by what they are
+    /// compared on, each list sorted by id.
+    stored_alikes: HashMap<AlikeKey, Vec<String>>,
+    /// People the group created so far, by (match key, sex): the later members compare with
+    /// them too, as they would with stored people had each household been registered alone.
+    created: HashMap<(String, String), Vec<Beneficiary>>,
+}
+
+/// What a person without a national id is compared on: match key, sex and birth window.
+type AlikeKey = (String, String, BirthWindow);
+
+fn alike_key(b: &Beneficiary, match_key: &str) -> AlikeKey {
+    (match_key.to_owned(), b.sex.as_str().to_owned(), BirthWindow::of(b))
+}
+
+/// The stored people who look like the group's members without a national id: one correlated
+/// subquery per distinct key, on the `beneficiaries_likely_match` index.
+async fn read_stored_alikes(
+    tx: &mut Tx,
+    households: &[NewHousehold],
+) -> Result<HashMap<AlikeKey, Vec<String>>, StoreError> {
+    let mut keys: Vec<AlikeKey> = households
+        .iter()
+        .flat_map(|h| &h.members)
+        .filter(|m| m.person.national_id.is_none())
+        .map(|m| {
+            let b = m
+                .person
+                .clone()
+                .into_beneficiary(String::new(), chrono::DateTime::UNIX_EPOCH);
+            alike_key(&b, &m.person.match_key())
+        })
+        .collect();
+    keys.sort_by(|a, b| (&a.0, &a.1, a.2.from, a.2.to).cmp(&(&b.0, &b.1, b.2.from, b.2.to)));
+    keys.dedup();
+    let mut found = HashMap::new();
+    for (chunk_start, chunk) in keys.chunks(IN_CHUNK).enumerate().map(|(i, c)| (i * IN_CHUNK, c)) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT CAST(v.column1 AS BIGINT), (SELECT {ID_LIST} FROM (SELECT b.id FROM beneficiaries b \
+             WHERE b.match_key = v.column2 AND b.sex = v.column3 AND ((b.birth_date >= v.column4 \
+             AND b.birth_date <= v.column5) OR (b.birth_date_precision = 'year' AND b.birth_date = v.column6)) \
+             ORDER BY b.id LIMIT {MAX_POSSIBLE_DUPLICATES}) x) FROM ("
+        ));
+        q.push_values(chunk.iter().enumerate(), |mut row, (i, (match_key, sex, window))| {
+            row.push_bind((chunk_start + i) as i64)
+                .push_bind(match_key.clone())
+                .push_bind(sex.clone())
+                .push_bind(window.from)
+                .push_bind(window.to)
+                .push_bind(window.year_start);
+        });
+        q.push(") AS v");
+        let rows: Vec<(i64, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for (n, ids) in rows {
+            let Some(ids) = ids else { continue };
+            let key = usize::try_from(n)
+                .ok()
+                .and_then(|n| keys.get(n))
+                .ok_or_else(|| corrupt("look-alike row for a key not asked"))?;
+            let mut ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
+            ids.sort();
+            found.insert(key.clone(), ids);
+        }
+    }
+    Ok(found)
+}
+
+/// Who a member created without a national id looks like: stored people, and people created
+/// earlier in the group (or its own household), at most `MAX_POSSIBLE_DUPLICATES`, by id.
+fn look_alikes(known: &Known, own: &[(Beneficiary, String)], created: &Beneficiary, match_key: &str) -> Vec<String> {
+    let key = alike_key(created, match_key);
+    let window = key.2;
+    let mut ids: Vec<String> = known.stored_alikes.get(&key).cloned().unwrap_or_default();
+    let earlier = known
+        .created
+        .get(&(key.0.clone(), key.1.clone()))
+        .into_iter()
+        .flatten()
+        .chain(own.iter().filter(|(_, k)| k == match_key).map(|(b, _)| b))
+        .filter(|b| b.sex == created.sex && b.id != created.id && window.holds(b));
+    ids.extend(earlier.map(|b| b.id.clone()));
+    ids.sort();
+    ids.dedup();
+    ids.truncate(usize::try_from(MAX_POSSIBLE_DUPLICATES).unwrap_or(usize::MAX));
+    ids
 }
 
 async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]) -> Result<Known, StoreError> {
@@ -150,6 +235,7 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
         );
     }
     known.covered.extend(covered);
+    known.stored_alikes = read_stored_alikes(tx, households).await?;
     Ok(known)
 }
 
@@ -185,8 +271,9 @@ fn decide(
     let mut people: Vec<(NidKey, Beneficiary)> = Vec::new();
     let mut covered: Vec<(String, String)> = Vec::new();
     let mut principal_coverage: Option<String> = None;
+    let mut alikes: Vec<LookAlike> = Vec::new();
     let product = &household.product.product_id;
-    for member in &household.members {
+    for (index, member) in household.members.iter().enumerate() {
         let candidate = member
             .person
             .clone()
@@ -203,7 +290,18 @@ fn decide(
             None => {
                 mine.events
                     .push(ctx.audit("beneficiary.created", "beneficiary", &candidate.id));
-                mine.people.push((candidate.clone(), member.person.match_key()));
+                let match_key = member.person.match_key();
+                if candidate.national_id.is_none() {
+                    let matches = look_alikes(known, &mine.people, &candidate, &match_key);
+                    if !matches.is_empty() {
+                        alikes.push(LookAlike {
+                            member: index,
+                            beneficiary: candidate.id.clone(),
+                            matches,
+                        });
+                    }
+                }
+                mine.people.push((candidate.clone(), match_key));
                 if let Some(key) = nid_key(&candidate) {
                     people.push((key, candidate.clone()));
                 }
@@ -246,10 +344,17 @@ fn decide(
     known.holders.extend(numbers);
     known.people.extend(people);
     known.covered.extend(covered);
+    for (person, match_key) in &mine.people {
+        known
+            .created
+            .entry((match_key.clone(), person.sex.as_str().to_owned()))
+            .or_default()
+            .push(person.clone());
+    }
     plan.people.append(&mut mine.people);
     plan.coverages.append(&mut mine.coverages);
     plan.events.append(&mut mine.events);
-    Ok(Registered::Created)
+    Ok(Registered::Created(alikes))
 }
 
 async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), StoreError> {
@@ -327,7 +432,19 @@ async fn one_by_one(
                 outcomes.push(Ok(if registration.skipped {
                     Registered::Skipped
                 } else {
-                    Registered::Created
+                    Registered::Created(
+                        registration
+                            .members
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(_, m)| !m.possible_duplicates.is_empty())
+                            .map(|(member, m)| LookAlike {
+                                member,
+                                beneficiary: m.beneficiary.id,
+                                matches: m.possible_duplicates,
+                            })
+                            .collect(),
+                    )
                 }));
             }
             Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),

@@ -31,6 +31,9 @@ const LOCK_HEAD: &str = "SELECT seq, digest FROM audit_head WHERE id = 1 FOR UPD
 /// and each time it won, it held up every change's insert into the queue.
 const TIDY_QUEUE: Option<&str> = Some("VACUUM (SKIP_LOCKED, TRUNCATE false) audit_queue");
 
+/// The ids of a subquery `x`, comma-separated, as one value (`bulk_registry.rs`).
+const ID_LIST: &str = "string_agg(x.id, ',')";
+
 /// Row locks for read-modify-write transactions.
 const FOR_UPDATE: &str = " FOR UPDATE";
 

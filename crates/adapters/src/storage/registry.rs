@@ -32,6 +32,34 @@ fn member_number_taken() -> StoreError {
     }
 }
 
+/// The birth dates a person without a national id is compared on: their day, or their whole
+/// year when only the year is known; and a stored person known only by the year (stored as
+/// 1 January) matches any day of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct BirthWindow {
+    from: NaiveDate,
+    to: NaiveDate,
+    year_start: NaiveDate,
+}
+
+impl BirthWindow {
+    fn of(b: &Beneficiary) -> BirthWindow {
+        let year_start = NaiveDate::from_ymd_opt(b.birth_date.year(), 1, 1).unwrap_or(b.birth_date);
+        let year_end = NaiveDate::from_ymd_opt(b.birth_date.year(), 12, 31).unwrap_or(b.birth_date);
+        let (from, to) = match b.birth_date_precision {
+            BirthDatePrecision::Day => (b.birth_date, b.birth_date),
+            BirthDatePrecision::Year => (year_start, year_end),
+        };
+        BirthWindow { from, to, year_start }
+    }
+
+    /// The same test as the SQL of `upsert_person`, for people not stored yet.
+    fn holds(&self, other: &Beneficiary) -> bool {
+        (other.birth_date >= self.from && other.birth_date <= self.to)
+            || (other.birth_date_precision == BirthDatePrecision::Year && other.birth_date == self.year_start)
+    }
+}
+
 /// Finds the person by national id or creates them; without a national id, creates them and
 /// reports look-alikes. Returns (person, matched, possible duplicates).
 async fn upsert_person(
@@ -45,12 +73,7 @@ async fn upsert_person(
         .into_beneficiary(uuid::Uuid::now_v7().to_string(), ctx.at);
     let mut possible_duplicates = Vec::new();
     if candidate.national_id.is_none() {
-        let year_start = NaiveDate::from_ymd_opt(candidate.birth_date.year(), 1, 1).unwrap_or(candidate.birth_date);
-        let year_end = NaiveDate::from_ymd_opt(candidate.birth_date.year(), 12, 31).unwrap_or(candidate.birth_date);
-        let (from, to) = match candidate.birth_date_precision {
-            BirthDatePrecision::Day => (candidate.birth_date, candidate.birth_date),
-            BirthDatePrecision::Year => (year_start, year_end),
-        };
+        let BirthWindow { from, to, year_start } = BirthWindow::of(&candidate);
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT id FROM beneficiaries WHERE match_key = $1 AND sex = $2 \
              AND ((birth_date >= $3 AND birth_date <= $4) OR (birth_date_precision = 'year' AND birth_date = $5)) \

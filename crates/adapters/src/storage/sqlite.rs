@@ -65,6 +65,9 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
     Ok(())
 }
 
+/// The ids of a subquery `x`, comma-separated, as one value (`bulk_registry.rs`).
+const ID_LIST: &str = "group_concat(x.id, ',')";
+
 /// Facts statements running at once per pool (`eligibility.rs`): as many as the read pool can
 /// have connections (the writer's single connection simply queues them). A SQLite statement is a
 /// call within this process, with no round trip to share, and batching checks into fewer

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
-    CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowError,
+    CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowDuplicate, RowError,
 };
 use passerelle_domain::beneficiary::{parse_date, NationalIdRules};
 use passerelle_domain::error::{FieldError, StoreError};
@@ -45,6 +45,8 @@ pub trait Observer: Send {
     fn progress(&mut self, _counts: &BatchCounts) {}
     /// Every row error, in row order within each report (the job stores only the first ones).
     fn errors(&mut self, _errors: &[RowError]) {}
+    /// Every possible duplicate, in row order within each report (likewise).
+    fn duplicates(&mut self, _found: &[RowDuplicate]) {}
 }
 
 pub struct Silent;
@@ -146,6 +148,8 @@ struct Job<'a> {
     group_rows: Vec<HouseholdRows>,
     /// Row errors of the households decided since the last report.
     errors: Vec<RowError>,
+    /// Possible duplicates created since the last report.
+    duplicates: Vec<RowDuplicate>,
     last_report: Instant,
 }
 
@@ -175,6 +179,7 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         group: Vec::new(),
         group_rows: Vec::new(),
         errors: Vec::new(),
+        duplicates: Vec::new(),
         last_report: Instant::now(),
     };
     loop {
@@ -339,7 +344,15 @@ impl Job<'_> {
                     Ok(registered) => {
                         self.counts.rows_processed += rows_of(rows.rows);
                         match registered {
-                            Registered::Created => self.counts.households_created += 1,
+                            Registered::Created(alikes) => {
+                                self.counts.households_created += 1;
+                                self.counts.possible_duplicates_total += alikes.len() as i64;
+                                self.duplicates.extend(
+                                    alikes
+                                        .iter()
+                                        .map(|a| rows.row_duplicate(a.member, &a.beneficiary, &a.matches)),
+                                );
+                            }
                             Registered::Skipped => self.counts.households_skipped += 1,
                         }
                     }
@@ -351,13 +364,16 @@ impl Job<'_> {
             }
         }
         self.errors.sort_by_key(|e| e.row);
+        self.duplicates.sort_by_key(|d| d.row);
         let update = BatchUpdate {
             counts: self.counts,
             new_errors: std::mem::take(&mut self.errors),
+            new_duplicates: std::mem::take(&mut self.duplicates),
             finish: end.clone(),
             at: self.state.clock.now(),
         };
         observer.errors(&update.new_errors);
+        observer.duplicates(&update.new_duplicates);
         observer.progress(&self.counts);
         self.last_report = Instant::now();
         match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
@@ -374,6 +390,7 @@ impl Job<'_> {
         let update = BatchUpdate {
             counts: self.counts,
             new_errors: std::mem::take(&mut self.errors),
+            new_duplicates: Vec::new(),
             finish: Some(BatchEnd {
                 status: BatchStatus::Failed,
                 rows_total: None,

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use passerelle_domain::batch::{CsvHouseholds, RowError};
+use passerelle_domain::batch::{CsvHouseholds, RowDuplicate, RowError};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::ports::{BatchFormat, BatchJob, IdempotencyKey, NewBatch};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use crate::extract::{perm, AppQuery, Authorized, Idempotency};
 use crate::problem::{current_lang, ApiError};
 use crate::state::AppState;
 
-/// Row errors a job shows; `errors_total` counts them all.
+/// Row errors (and possible duplicates) a job shows; `errors_total` counts them all.
 pub const ERRORS_SHOWN: u32 = 1000;
 
 /// `POST`: its bodies are files, outside the JSON body limit.
@@ -61,6 +61,24 @@ pub struct RowErrorView {
     pub message: String,
 }
 
+/// A person the job created without a national id who looks like people already registered,
+/// or created earlier by the same job: same names (without accents or case), sex and birth date
+/// (API.md §5 Beneficiaries). The person was created all the same; a clerk decides whether they
+/// are the same, as with `possible_duplicates` of a single registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PossibleDuplicateView {
+    /// The member's line, as for errors.
+    pub row: u64,
+    pub household: String,
+    /// `family_name` for CSV (the row is the person); for JSON lines, the member's pointer
+    /// (`/principal`, `/dependants/0`…).
+    pub field: String,
+    /// The person created.
+    pub beneficiary: String,
+    /// Who they look like, by id (at most 20).
+    pub possible_duplicates: Vec<String>,
+}
+
 /// Why a job stopped before the end of its file.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchFailureView {
@@ -78,6 +96,10 @@ pub struct BatchFailureView {
     "errors_total": 1,
     "errors": [{"row": 8, "household": "H3", "field": "member_number", "code": "member_number_taken",
                 "message": "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne"}],
+    "possible_duplicates_total": 1,
+    "possible_duplicates": [{"row": 4, "household": "H2", "field": "family_name",
+                "beneficiary": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+                "possible_duplicates": ["01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"]}],
     "created_at": "2026-11-30T08:00:00Z", "finished_at": "2026-11-30T08:00:02Z"
 }))]
 pub struct BatchView {
@@ -103,6 +125,10 @@ pub struct BatchView {
     /// Every error found; `errors` lists the first 1000 by row.
     pub errors_total: i64,
     pub errors: Vec<RowErrorView>,
+    /// Every person created who looks like someone already known; `possible_duplicates` lists
+    /// the first 1000 by row.
+    pub possible_duplicates_total: i64,
+    pub possible_duplicates: Vec<PossibleDuplicateView>,
     /// Set when `status` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<BatchFailureView>,
@@ -112,7 +138,7 @@ pub struct BatchView {
 }
 
 impl BatchView {
-    pub fn new(job: &BatchJob, errors: Vec<RowError>) -> BatchView {
+    pub fn new(job: &BatchJob, errors: Vec<RowError>, duplicates: Vec<RowDuplicate>) -> BatchView {
         let lang = current_lang();
         BatchView {
             id: job.id.clone(),
@@ -134,6 +160,17 @@ impl BatchView {
                     household: e.household,
                     field: e.field,
                     code: e.code,
+                })
+                .collect(),
+            possible_duplicates_total: job.counts.possible_duplicates_total,
+            possible_duplicates: duplicates
+                .into_iter()
+                .map(|d| PossibleDuplicateView {
+                    row: d.row,
+                    household: d.household,
+                    field: d.field,
+                    beneficiary: d.beneficiary,
+                    possible_duplicates: d.matches,
                 })
                 .collect(),
             failure: job.failure.as_ref().map(|f| BatchFailureView {
@@ -185,7 +222,7 @@ async fn check_header(path: PathBuf) -> Result<(), ApiError> {
 }
 
 fn accepted(job: &BatchJob) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(BatchView::new(job, Vec::new()))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(BatchView::new(job, Vec::new(), Vec::new()))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/registrations/batches/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -289,7 +326,8 @@ pub async fn upload(
     Ok(accepted(&written.value))
 }
 
-/// A bulk registration job: its progress, counts and the first 1000 row errors.
+/// A bulk registration job: its progress, counts, the first 1000 row errors and the first 1000
+/// possible duplicates.
 ///
 /// Readable by its mutuelle, operators and auditors; 404 for any other organisation.
 #[utoipa::path(
@@ -314,6 +352,7 @@ pub async fn get_batch(
         return Err(ApiError::NotFound);
     }
     let errors = state.store.batch_errors(&id, ERRORS_SHOWN).await?;
+    let duplicates = state.store.batch_duplicates(&id, ERRORS_SHOWN).await?;
     record_read(&state, caller, "registration_batch", &id).await?;
-    Ok(Json(BatchView::new(&job, errors)))
+    Ok(Json(BatchView::new(&job, errors, duplicates)))
 }

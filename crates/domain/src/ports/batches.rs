@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{NewHousehold, WriteContext, Written};
-use crate::batch::RowError;
+use crate::batch::{RowDuplicate, RowError};
 use crate::error::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,10 @@ pub struct BatchCounts {
     pub rows_failed: i64,
     /// Row errors found, including those past what is stored.
     pub errors_total: i64,
+    /// People created without a national id who look like people already known, including
+    /// those past what is stored. (Absent from jobs stored before it was counted.)
+    #[serde(default)]
+    pub possible_duplicates_total: i64,
 }
 
 /// Why a job stopped, in both languages.
@@ -155,6 +159,8 @@ pub struct NewBatch {
 pub struct BatchUpdate {
     pub counts: BatchCounts,
     pub new_errors: Vec<RowError>,
+    /// Possible duplicates found since the last report.
+    pub new_duplicates: Vec<RowDuplicate>,
     pub finish: Option<BatchEnd>,
     pub at: DateTime<Utc>,
 }
@@ -170,10 +176,23 @@ pub struct BatchEnd {
 /// first ones, `passerelle import` writes them all to its CSV).
 pub const MAX_STORED_BATCH_ERRORS: i64 = 1000;
 
+/// A member a bulk job created without a national id, and the people already known (or created
+/// earlier in the same job) who look the same: names without accents or case, sex, birth date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookAlike {
+    /// The member's place in its household: 0 the principal, then the dependants in order.
+    pub member: usize,
+    /// The person created.
+    pub beneficiary: String,
+    /// Who they look like, by id, at most 20.
+    pub matches: Vec<String>,
+}
+
 /// What registering one household of a group did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
-    Created,
+    /// With the members who look like someone already known (API.md: reported, never merged).
+    Created(Vec<LookAlike>),
     /// Its principal's member number was already held by the same person.
     Skipped,
 }
@@ -191,6 +210,9 @@ pub trait BatchStore: Send + Sync {
 
     /// The stored row errors of a job, by row, at most `limit`.
     async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError>;
+
+    /// The stored possible duplicates of a job, by row, at most `limit`.
+    async fn batch_duplicates(&self, id: &str, limit: u32) -> Result<Vec<RowDuplicate>, StoreError>;
 
     /// Queued jobs, oldest first.
     async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError>;
@@ -213,8 +235,9 @@ pub trait BatchStore: Send + Sync {
 
     /// Registers households as `RegistryStore::register_household` does, each all or nothing,
     /// but many in one transaction: a household's own failure (its member number taken, say) is
-    /// its outcome and the others go on; `Err` means none was written. Likely duplicates are not
-    /// looked for: a bulk job does not report them.
+    /// its outcome and the others go on; `Err` means none was written. A member created without
+    /// a national id is compared with the people stored and those created before it in the
+    /// group, and look-alikes are reported with its household's outcome.
     async fn register_households(
         &self,
         ctx: &WriteContext,
