@@ -29,7 +29,9 @@ bench_database() {
     postgres)
       psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS passerelle_bench" \
         -c "CREATE DATABASE passerelle_bench" >/dev/null
-      export PASSERELLE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/passerelle_bench ;;
+      # The database is on this machine: no TLS, as in production on a Unix socket or loopback
+      # (the default, `prefer`, would encrypt every round trip since the server offers TLS).
+      export PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/passerelle_bench?sslmode=disable" ;;
     sqlite)
       rm -f "$OUT"/bench.db*
       export PASSERELLE_DATABASE_URL="sqlite://$OUT/bench.db" ;;

@@ -20,7 +20,8 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 cargo build --release --locked -q -p passerelle-api
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-export PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+# The database is on this machine: no TLS (see bench/lib.sh).
+export PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
 "$BIN" migrate 2>/dev/null
 
 # The organisation and its product, through the API like any client.
