@@ -440,8 +440,9 @@ struct Doomed {
     thread: std::thread::JoinHandle<()>,
 }
 
-fn start_doomed(url: &str) -> Doomed {
-    let config = test_config(url);
+fn start_doomed(url: &str, spool: std::path::PathBuf) -> Doomed {
+    let mut config = test_config(url);
+    config.batch_spool_dir = spool;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (kill, kill_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -470,7 +471,9 @@ fn start_doomed(url: &str) -> Doomed {
 async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) {
     const HOUSEHOLDS: usize = 4000;
     let db = TestDatabase::new(backend).await;
-    let doomed = start_doomed(&db.url);
+    // The doomed replica's spool folder is its own, as a pod's `emptyDir` is.
+    let spool = std::env::temp_dir().join(format!("passerelle-doomed-{}", uuid::Uuid::new_v4().simple()));
+    let doomed = start_doomed(&db.url, spool.join("doomed"));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
     let post = |path: &str, token: String, body: Value| {
@@ -501,19 +504,22 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
     let query = format!("?product={}", plan["id"].as_str().unwrap());
     let file = households(HOUSEHOLDS, "TSV");
     let reader = token("mut-a", "registry:read registry:write");
-    let accepted: Value = client
-        .post(format!("{}/v1/registrations/batches{query}", doomed.base))
-        .bearer_auth(&reader)
-        .header("idempotency-key", "first")
-        .header("content-type", CSV)
-        .body(file.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let location = format!("/v1/registrations/batches/{}", accepted["id"].as_str().unwrap());
+    // Posts a file to the doomed replica and returns its job's location.
+    let post_file = |key: &'static str, body: Vec<u8>| {
+        let request = client
+            .post(format!("{}/v1/registrations/batches{query}", doomed.base))
+            .bearer_auth(&reader)
+            .header("idempotency-key", key)
+            .header("content-type", CSV)
+            .body(body);
+        async move {
+            let accepted: Value = request.send().await.unwrap().json().await.unwrap();
+            format!("/v1/registrations/batches/{}", accepted["id"].as_str().unwrap())
+        }
+    };
+    let location = post_file("first", file.clone()).await;
+    // A second upload, queued behind the first when the replica dies.
+    let waiting = post_file("waiting", households(3, "LATE")).await;
     // Kill it once some households are in, well before the end.
     let mut seen = Value::Null;
     for _ in 0..2000 {
@@ -539,14 +545,24 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
         .await;
     assert!(before > 0 && (before as usize) < HOUSEHOLDS, "{before}");
 
-    // Restarted, the service fails the job it finds stuck; the same file again completes it.
+    // Replaced by a replica with a spool folder of its own, the service fails the job it finds
+    // stuck, and the queued one whose upload was lost with the dead replica (it cannot read it,
+    // and must not wait forever); the same file again completes the first.
     let mut config = test_config(&db.url);
     config.batch_stale_after = Duration::from_secs(3);
+    config.batch_spool_dir = spool.join("replacement");
     let app = TestApp::start(db, config).await;
     let job = finished(&app, "mut-a", &location).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["failure"]["code"], "interrupted");
     assert!(job["finished_at"].is_string());
+    let job = finished(&app, "mut-a", &waiting).await;
+    assert_eq!(
+        (&job["status"], &job["failure"]["code"]),
+        (&json!("failed"), &json!("interrupted")),
+        "{job}"
+    );
+    assert_eq!(job["households_created"], 0);
     let job = run(&app, "mut-a", "second", &query, CSV, file).await;
     assert_eq!(job["status"], "completed", "{job}");
     let skipped = job["households_skipped"].as_i64().unwrap();
@@ -561,6 +577,7 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
     assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64);
     let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
+    let _ = std::fs::remove_dir_all(spool);
 }
 
 /// A person created without a national id who looks like someone already registered, or

@@ -85,7 +85,16 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     let replay = store.create_batch(&ctx(Some(key)), &batch("b2")).await.unwrap();
     assert!(replay.replayed);
     assert_eq!(replay.value, created.value, "the job as first created");
-    assert_eq!(store.queued_batches(10).await.unwrap().len(), 1);
+    // A replica sees the queued jobs of the uploads it holds, and only those.
+    let here = vec!["/tmp/b1.upload".to_owned(), "/tmp/elsewhere.upload".to_owned()];
+    let seen = store.queued_batches(&here, Utc::now()).await.unwrap();
+    assert_eq!(seen.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b1"]);
+    assert!(store
+        .queued_batches(&["/tmp/other.upload".to_owned()], Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.queued_batches(&[], Utc::now()).await.unwrap().is_empty());
 
     // Several workers race for it: exactly one wins.
     let at = Utc::now();
@@ -97,7 +106,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     assert_eq!(claims.iter().filter(|c| **c).count(), 1);
     let winner = format!("w{}", claims.iter().position(|c| *c).unwrap());
     let loser = if winner == "w0" { "w1" } else { "w0" };
-    assert!(store.queued_batches(10).await.unwrap().is_empty());
+    assert!(store.queued_batches(&here, Utc::now()).await.unwrap().is_empty());
 
     let mut update = BatchUpdate {
         counts: BatchCounts {
@@ -170,6 +179,9 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
     let heartbeat = Utc::now();
     assert!(store.claim_batch("b1", "w1", heartbeat).await.unwrap());
 
+    // Two queued jobs: b4's upload is seen by a replica just before the sweep, b3's never.
+    store.create_batch(&ctx(None), &batch("b3")).await.unwrap();
+    store.create_batch(&ctx(None), &batch("b4")).await.unwrap();
     let interrupted = BatchFailure::interrupted();
     let early = store
         .fail_stale_batches(heartbeat - Duration::seconds(60), &interrupted, Utc::now())
@@ -177,13 +189,27 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
         .unwrap();
     assert!(early.is_empty(), "a fresh heartbeat is not stale");
     let later = heartbeat + Duration::seconds(600);
+    let b4 = store
+        .queued_batches(&["/tmp/b4.upload".to_owned()], later - Duration::seconds(10))
+        .await
+        .unwrap();
+    assert_eq!(b4.len(), 1);
     let failed = store
         .fail_stale_batches(later - Duration::seconds(300), &interrupted, later)
         .await
         .unwrap();
     let mut ids: Vec<&str> = failed.iter().map(|j| j.id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["b1", "b2"]);
+    assert_eq!(
+        ids,
+        ["b1", "b2", "b3"],
+        "b3: a queued job whose upload no replica holds any more"
+    );
+    assert_eq!(
+        store.get_batch("b4").await.unwrap().unwrap().status,
+        BatchStatus::Queued,
+        "b4 was seen waiting a moment ago"
+    );
     let job = store.get_batch("b1").await.unwrap().unwrap();
     assert_eq!(job.status, BatchStatus::Failed);
     assert_eq!(job.failure.unwrap().code, "interrupted");
@@ -196,11 +222,9 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
         at: later,
     };
     assert!(!store.update_batch("b1", "w1", &update).await.unwrap());
-    assert!(store
-        .fail_stale_batches(later, &interrupted, later)
-        .await
-        .unwrap()
-        .is_empty());
+    // A job is failed once: a later sweep takes only b4, unseen since.
+    let again = store.fail_stale_batches(later, &interrupted, later).await.unwrap();
+    assert_eq!(again.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b4"]);
 }
 
 macro_rules! on_both_databases {

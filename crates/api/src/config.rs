@@ -23,9 +23,9 @@ pub struct Config {
     pub jwt_audience: String,
     pub body_limit_bytes: usize,
     pub batch_max_bytes: u64,
-    /// Where uploads wait for their job; replicas must share it.
+    /// Where uploads wait for their job; a replica processes the uploads in its own folder.
     pub batch_spool_dir: std::path::PathBuf,
-    /// A running job with no progress for this long lost its worker and is failed.
+    /// A running job with no progress, or a queued one no replica has seen, for this long is failed.
     pub batch_stale_after: Duration,
     pub request_timeout: Duration,
     pub webhook_allow_insecure: bool,
@@ -99,12 +99,12 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "batch_spool_dir",
         None,
-        "where bulk uploads wait for their job (default: the system temporary folder); replicas must share it",
+        "where bulk uploads wait for their job (default: `passerelle-batches` in the system temporary folder); a replica processes the uploads in its own",
     ),
     (
         "batch_stale_after_ms",
         Some("300000"),
-        "a running bulk job without progress for this long is failed as interrupted",
+        "a running bulk job without progress, or a queued one no replica has seen, for this long is failed as interrupted",
     ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
     (

@@ -284,15 +284,28 @@ impl BatchStore for This {
             .collect())
     }
 
-    async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError> {
-        let rows: Vec<BatchRow> = sqlx::query_as(&format!(
-            "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE status = 'queued' ORDER BY created_at, id LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter().map(BatchJob::try_from).collect()
+    async fn queued_batches(&self, spool_paths: &[String], at: DateTime<Utc>) -> Result<Vec<BatchJob>, StoreError> {
+        if spool_paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut jobs = Vec::new();
+        for chunk in spool_paths.chunks(IN_CHUNK) {
+            let mut seen = sqlx::QueryBuilder::<Db>::new("UPDATE registration_batches SET heartbeat_at = ");
+            seen.push_bind(at).push(" WHERE status = 'queued' AND spool_path IN (");
+            let mut list = seen.separated(", ");
+            for path in chunk {
+                list.push_bind(path.as_str());
+            }
+            seen.push(format!(") RETURNING {BATCH_COLUMNS}"));
+            let rows: Vec<BatchRow> = seen.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+            for row in rows {
+                jobs.push(BatchJob::try_from(row)?);
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        jobs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(jobs)
     }
 
     async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -373,7 +386,8 @@ impl BatchStore for This {
         let mut tx = self.begin_write().await?;
         let ids: Vec<(String,)> = sqlx::query_as(
             "UPDATE registration_batches SET status = 'failed', worker = NULL, failure_code = $2, failure_en = $3, \
-             failure_fr = $4, finished_at = $5 WHERE status = 'running' AND heartbeat_at < $1 RETURNING id",
+             failure_fr = $4, finished_at = $5 WHERE (status = 'running' AND heartbeat_at < $1) \
+             OR (status = 'queued' AND COALESCE(heartbeat_at, created_at) < $1) RETURNING id",
         )
         .bind(stale_before)
         .bind(&failure.code)

@@ -1,12 +1,17 @@
 //! This replica's share of the bulk jobs: a dispatcher that claims queued jobs one at a time
-//! (woken by uploads, and polling for jobs queued through other replicas), and a sweeper that
-//! fails jobs whose worker died, at start-up and periodically.
+//! (woken by uploads, and polling), and a sweeper that fails jobs whose worker died, at start-up
+//! and periodically.
 //!
-//! A job is claimed with a compare-and-set in storage, so among replicas sharing a database and a
-//! spool folder exactly one processes it. A crash leaves its job `running` with an old heartbeat;
-//! the sweeper fails it as `interrupted`, and posting the same file again completes the rest:
-//! households already registered are skipped, none is registered twice.
+//! A replica takes only the jobs whose uploads it can read in its spool folder: with a folder of
+//! its own (a pod's `emptyDir`), the jobs of the uploads it received; with a folder the replicas
+//! share, any. A job is claimed with a compare-and-set in storage, so exactly one replica
+//! processes it. While a job waits, the replicas that can read its upload mark it as seen every
+//! [`POLL_EVERY`]; a queued job that no replica has seen for the stale delay lost its upload with
+//! its replica, and a running job without progress for that long lost its worker: the sweeper
+//! fails both as `interrupted`, and posting the same file again completes the rest: households
+//! already registered are skipped, none is registered twice.
 
+use std::path::Path;
 use std::time::Duration;
 
 use passerelle_domain::ports::BatchFailure;
@@ -15,18 +20,45 @@ use super::spool;
 use super::worker::{self, Ended, Silent};
 use crate::state::AppState;
 
-/// How often queued jobs are looked for without a wake-up (jobs queued through another replica).
+/// How often queued jobs are looked for without a wake-up, and marked as seen.
 const POLL_EVERY: Duration = Duration::from_secs(2);
-/// Queued jobs read per look.
-const QUEUED_PER_LOOK: u32 = 16;
 
 pub fn start(state: &AppState) {
     let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
     tokio::spawn(dispatch(state.clone(), worker));
+    tokio::spawn(keep_seen(state.clone()));
     tokio::spawn(sweep_forever(state.clone()));
 }
 
-/// Fails the running jobs without progress for `batch_stale_after`, and removes their files.
+/// The uploads in the spool folder, named as their jobs name them.
+async fn local_uploads(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return found;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "upload") {
+            found.push(path.to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+/// Marks the queued jobs whose uploads this replica holds as seen, also while the dispatcher is
+/// busy with a long job, so that the sweeper does not take them for lost.
+async fn keep_seen(state: AppState) {
+    loop {
+        tokio::time::sleep(POLL_EVERY).await;
+        let uploads = local_uploads(&state.config.batch_spool_dir).await;
+        if let Err(e) = state.store.queued_batches(&uploads, state.clock.now()).await {
+            tracing::warn!(error = %e, "cannot mark queued bulk registration jobs as seen");
+        }
+    }
+}
+
+/// Fails the running jobs without progress for `batch_stale_after` and the queued ones no replica
+/// has seen for that long, and removes their files.
 pub async fn sweep(state: &AppState) {
     let now = state.clock.now();
     let Ok(stale) = chrono::Duration::from_std(state.config.batch_stale_after) else {
@@ -39,7 +71,7 @@ pub async fn sweep(state: &AppState) {
     {
         Ok(jobs) => {
             for job in jobs {
-                tracing::warn!(job = %job.id, "bulk registration job interrupted: its worker stopped");
+                tracing::warn!(job = %job.id, "bulk registration job interrupted: its worker or its upload is gone");
                 spool::discard(&state.config.batch_spool_dir, &job.spool_path);
             }
         }
@@ -65,9 +97,10 @@ async fn dispatch(state: AppState, worker: String) {
     }
 }
 
-/// Claims and runs the oldest queued job it can; false when there was none.
+/// Claims and runs the oldest queued job whose upload it can read; false when there was none.
 async fn run_next(state: &AppState, worker: &str) -> bool {
-    let queued = match state.store.queued_batches(QUEUED_PER_LOOK).await {
+    let uploads = local_uploads(&state.config.batch_spool_dir).await;
+    let queued = match state.store.queued_batches(&uploads, state.clock.now()).await {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list queued bulk registration jobs");

@@ -214,8 +214,11 @@ pub trait BatchStore: Send + Sync {
     /// The stored possible duplicates of a job, by row, at most `limit`.
     async fn batch_duplicates(&self, id: &str, limit: u32) -> Result<Vec<RowDuplicate>, StoreError>;
 
-    /// Queued jobs, oldest first.
-    async fn queued_batches(&self, limit: u32) -> Result<Vec<BatchJob>, StoreError>;
+    /// The queued jobs whose files are among `spool_paths` (the uploads this replica can read),
+    /// oldest first, each marked as seen at `at`. A queued job that no replica has seen for the
+    /// stale delay has lost its file (the replica that took the upload is gone), and
+    /// `fail_stale_batches` fails it.
+    async fn queued_batches(&self, spool_paths: &[String], at: DateTime<Utc>) -> Result<Vec<BatchJob>, StoreError>;
 
     /// Compare-and-set `queued` → `running` under the `worker` token: of several replicas trying,
     /// exactly one gets true.
@@ -225,7 +228,8 @@ pub trait BatchStore: Send + Sync {
     /// it: false when the job was taken from it (failed as stale), and the worker must stop.
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError>;
 
-    /// Fails the `running` jobs with no progress since `stale_before`, and returns them.
+    /// Fails the `running` jobs with no progress since `stale_before`, and the `queued` ones no
+    /// replica has seen since then (`queued_batches`), and returns them.
     async fn fail_stale_batches(
         &self,
         stale_before: DateTime<Utc>,
