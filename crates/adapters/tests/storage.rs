@@ -451,6 +451,60 @@ async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
 }
 
+/// A transaction that reads before it writes, in one process, while another process on the same
+/// database commits changes: it waits for its turn rather than failing (on SQLite, a deferred
+/// transaction would fail with `SQLITE_BUSY_SNAPSHOT` whenever the other commit came between
+/// its first read and its first write).
+async fn read_then_write_waits_for_another_process(backend: Backend) {
+    use passerelle_domain::ports::{BatchCounts, BatchFormat, BatchUpdate, NewBatch};
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    let other = connect(&DatabaseOptions::new(&h.db.url)).await.expect("connect").store;
+    store
+        .create_organization(&ctx("c0"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    let job = NewBatch {
+        id: "b1".into(),
+        product: None,
+        format: BatchFormat::Csv,
+        spool_path: "/nowhere/b1.upload".into(),
+        worker: Some("w1".into()),
+    };
+    let c = WriteContext {
+        organization: "mut-a".into(),
+        ..ctx("c1")
+    };
+    store.create_batch(&c, &job).await.unwrap();
+    const ROUNDS: i64 = 60;
+    // Each progress report reads the job, then writes it.
+    let reports = tokio::spawn(async move {
+        for n in 1..=ROUNDS {
+            let update = BatchUpdate {
+                counts: BatchCounts {
+                    rows_processed: n,
+                    ..BatchCounts::default()
+                },
+                new_errors: Vec::new(),
+                new_duplicates: Vec::new(),
+                finish: None,
+                at: Utc::now(),
+            };
+            assert!(store.update_batch("b1", "w1", &update).await.unwrap());
+        }
+        store
+    });
+    for i in 0..ROUNDS {
+        other
+            .create_organization(&ctx(&format!("o{i}")), &org(&format!("org-{i:02}"), OrgKind::Provider))
+            .await
+            .unwrap();
+    }
+    let store = reports.await.unwrap();
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(job.counts.rows_processed, ROUNDS);
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -485,4 +539,5 @@ on_both_databases!(
     a_change_is_in_the_next_read_of_the_log,
     a_change_is_chained_without_a_reader,
     two_processes_keep_one_unbroken_chain,
+    read_then_write_waits_for_another_process,
 );

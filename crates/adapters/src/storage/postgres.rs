@@ -34,6 +34,9 @@ const TIDY_QUEUE: Option<&str> = Some("VACUUM (SKIP_LOCKED, TRUNCATE false) audi
 /// The ids of a subquery `x`, comma-separated, as one value (`bulk_registry.rs`).
 const ID_LIST: &str = "string_agg(x.id, ',')";
 
+/// Write transactions lock what they touch, row by row.
+const BEGIN_WRITE: &str = "BEGIN";
+
 /// Row locks for read-modify-write transactions.
 const FOR_UPDATE: &str = " FOR UPDATE";
 

@@ -27,7 +27,7 @@ type Tx = sqlx::Transaction<'static, Db>;
 
 impl This {
     async fn begin_write(&self) -> Result<Tx, StoreError> {
-        self.write.begin().await.map_err(db_err)
+        self.write.begin_with(BEGIN_WRITE).await.map_err(db_err)
     }
 }
 

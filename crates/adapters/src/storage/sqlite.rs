@@ -30,6 +30,12 @@ type This = SqliteStore;
 /// fail the upgrade from reader to writer.
 const LOCK_HEAD: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, digest";
 
+/// A write transaction takes the database's write lock at once, waiting up to the busy timeout
+/// for another process (`passerelle import` beside `passerelle serve`, say). A deferred one
+/// would start as a reader, and when another process committed before its first write, fail
+/// with `SQLITE_BUSY_SNAPSHOT` at once, since no wait can make its snapshot current again.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// SQLite reuses the pages of deleted rows by itself.
 const TIDY_QUEUE: Option<&str> = None;
 
