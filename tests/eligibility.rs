@@ -359,19 +359,45 @@ async fn postgres_checks_read_the_replica_and_claims_the_primary() {
     let body = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
     let answer = check(&app, &provider(&app), body.clone()).await;
     assert_eq!(answer.status.as_u16(), 200);
+    // Bytes sent to the replica by three checks (the probe's pings are a few dozen at most).
+    let three_checks = || async {
+        let before = proxy.sent();
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let reply = check(&app, &provider(&app), body.clone()).await;
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            assert_eq!(reply.json["coverages"], answer.json["coverages"]);
+            assert!(
+                started.elapsed() < std::time::Duration::from_millis(800),
+                "a check waited"
+            );
+        }
+        proxy.sent() - before
+    };
+    let on_replica = three_checks().await;
+    assert!(on_replica > 300, "checks did not read the replica: {on_replica} bytes");
 
-    proxy.cut();
+    // The replica goes silent: its connections stay open and nothing comes back. The check that
+    // finds out waits for the read timeout (1 s), then is answered from the primary.
+    proxy.stall();
+    let started = std::time::Instant::now();
     let fallback = check(&app, &provider(&app), body.clone()).await;
+    let waited = started.elapsed();
     assert_eq!(fallback.status.as_u16(), 200, "{}", fallback.text);
     assert_eq!(fallback.json["coverages"], answer.json["coverages"]);
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
     assert_eq!(ready().await.json, json!({"status": "ready", "read_replica": "down"}));
-    // While it is down, no check waits on it.
-    let through = proxy.accepted();
-    for _ in 0..3 {
-        assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
-    }
-    assert_eq!(proxy.accepted(), through);
+    // While it is down, no check waits on it or sends it anything.
+    let while_down = three_checks().await;
+    assert!(
+        while_down < on_replica / 2,
+        "checks still went to the replica: {while_down} bytes"
+    );
 
+    // Back: the probe sees it answer, and checks read it again.
     proxy.restore();
     let mut waited = 0;
     while ready().await.json["read_replica"] != "up" {
@@ -379,10 +405,9 @@ async fn postgres_checks_read_the_replica_and_claims_the_primary() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         waited += 1;
     }
-    // Back on the replica: the check opens a connection through the proxy again.
-    let through = proxy.accepted();
-    assert_eq!(check(&app, &provider(&app), body.clone()).await.status.as_u16(), 200);
-    assert!(proxy.accepted() > through, "the check did not go back to the replica");
+    let back = three_checks().await;
+    assert!(back > 300, "checks did not go back to the replica: {back} bytes");
+    eprintln!("bytes to the replica for three checks: up {on_replica}, down {while_down}, back {back}");
 
     proxy.cut();
     let claim = json!({"external_id": "PRIMARY-1", "provider": "cms-a", "beneficiary": {"id": s.principal},

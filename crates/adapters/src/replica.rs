@@ -2,8 +2,8 @@
 //! primary while it does not: a front desk must not lose its checks because a copy of the data
 //! is down, when the original is up.
 //!
-//! A check that fails on the replica for a connection-level reason marks it down at once and is
-//! answered from the primary. While the replica is down no check tries it; a probe pings it
+//! A check that fails on the replica for a connection-level reason, or gets no answer within
+//! [`READ_TIMEOUT`], marks it down at once and is answered from the primary. While the replica is down no check tries it; a probe pings it
 //! every [`PROBE_EVERY`] and sends checks back to it as soon as it answers. The probe also runs
 //! while the replica is up, so that readiness reports a replica that died under no load.
 
@@ -16,6 +16,12 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// A ping slower than this counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A facts read on the replica slower than this is answered from the primary, and the replica
+/// marked down: a host gone from the network sends no error, and a statement already sent on an
+/// open connection would otherwise wait for TCP to give up. Far above a facts read's usual
+/// few milliseconds.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct ReplicaWatch {

@@ -225,16 +225,28 @@ impl EligibilityStore for This {
     ) -> Result<Option<EligibilityFacts>, StoreError> {
         let asked = (key.clone(), service_date);
         let on_primary = from_primary || self.replica.as_ref().is_some_and(|r| !r.is_up());
-        let (rows, pool) = if on_primary {
-            (self.facts.primary.load(asked).await?, &self.write)
+        let rows = if on_primary {
+            self.facts.primary.load(asked).await?
         } else {
-            match (self.facts.eligibility.load(asked.clone()).await, &self.replica) {
+            let read = self.facts.eligibility.load(asked.clone());
+            let outcome = match &self.replica {
+                // A replica gone silent answers nothing, not even an error.
+                Some(_) => tokio::time::timeout(crate::replica::READ_TIMEOUT, read)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(
+                            "the read replica did not answer in time".into(),
+                        ))
+                    }),
+                None => read.await,
+            };
+            match (outcome, &self.replica) {
                 // The replica failed where the primary may not: answer from the primary.
                 (Err(StoreError::Unavailable(e)), Some(replica)) => {
                     replica.mark_down(&e);
-                    (self.facts.primary.load(asked).await?, &self.write)
+                    self.facts.primary.load(asked).await?
                 }
-                (rows, _) => (rows?, &self.eligibility_pool),
+                (rows, _) => rows?,
             }
         };
         let Some(first) = rows.first() else { return Ok(None) };
@@ -251,7 +263,9 @@ impl EligibilityStore for This {
             };
             let coverage = Coverage::try_from(coverage)?;
             let product = match row.product_version {
-                Some(version) => Some(self.product_version(pool, &coverage.product, version).await?),
+                // From `read`, never the replica: versions never change once written, and the
+                // primary has every version a replica names.
+                Some(version) => Some(self.product_version(&self.read, &coverage.product, version).await?),
                 None => None,
             };
             facts.coverages.push(CoverageFacts {

@@ -8,8 +8,6 @@ use crate::audit_chain::Chainer;
 pub struct PgStore {
     write: PgPool,
     read: PgPool,
-    /// Eligibility reads: the read replica when one is configured, else `read`.
-    eligibility_pool: PgPool,
     products: ProductCache,
     /// The one task of this process that appends to the audit chain.
     chain: Chainer,
@@ -191,25 +189,29 @@ impl PgStore {
             .connect(&options.url)
             .await
             .map_err(db_err)?;
-        let eligibility_pool = match &options.read_url {
-            Some(url) => super::pool_options::<Db>(options).connect(url).await.map_err(db_err)?,
-            None => pool.clone(),
-        };
         let chain = Chainer::start(Arc::new(QueueChain::new(pool.clone())));
         let facts_primary = facts_pool(options, &options.url, FACTS_IN_FLIGHT)?;
         let facts_eligibility = match &options.read_url {
             Some(url) => facts_pool(options, url, FACTS_IN_FLIGHT)?,
             None => facts_primary.clone(),
         };
+        let replica = match options.read_url {
+            Some(_) => {
+                // A replica unreachable at start stops the start: a wrong URL or password is
+                // seen at deploy time, not hidden behind the fallback to the primary.
+                sqlx::query("SELECT 1")
+                    .execute(&facts_eligibility)
+                    .await
+                    .map_err(db_err)?;
+                // Probed through the pool that serves the checks: a read stuck on it shows.
+                Some(crate::replica::ReplicaWatch::start(facts_eligibility.clone()))
+            }
+            None => None,
+        };
         let facts = FactsLoaders::start(&facts_primary, &facts_eligibility);
-        let replica = options
-            .read_url
-            .is_some()
-            .then(|| crate::replica::ReplicaWatch::start(eligibility_pool.clone()));
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
-            eligibility_pool,
             products: ProductCache::default(),
             chain,
             facts,

@@ -12,7 +12,6 @@ use crate::audit_chain::Chainer;
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
-    eligibility_pool: SqlitePool,
     products: ProductCache,
     /// The one task of this process that appends to the audit chain.
     chain: Chainer,
@@ -138,7 +137,6 @@ impl SqliteStore {
         let facts = FactsLoaders::start(&write, &read);
         Ok(SqliteStore {
             write,
-            eligibility_pool: read.clone(),
             read,
             products: ProductCache::default(),
             chain,
