@@ -468,7 +468,24 @@ fn start_doomed(url: &str, spool: std::path::PathBuf) -> Doomed {
     Doomed { base, kill, thread }
 }
 
+/// A replica dies with one job running and one queued behind it.
+/// - Replaced by a replica with a spool folder of its own (a new pod), the service fails the job
+///   it finds stuck, and the queued one whose upload was lost with the dead replica: it cannot
+///   read it, and the job must not wait forever.
+/// - Restarted with the same folder (the pod's `emptyDir` survives a container restart), after
+///   longer than the stale delay, it fails the stuck job but processes the queued one, whose
+///   upload survived.
+///
+/// Either way, the first file posted again completes it without registering anyone twice.
 async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) {
+    crash_midway(backend, false).await;
+}
+
+async fn a_queued_upload_that_survives_a_long_restart_is_processed(backend: Backend) {
+    crash_midway(backend, true).await;
+}
+
+async fn crash_midway(backend: Backend, same_folder: bool) {
     const HOUSEHOLDS: usize = 4000;
     let db = TestDatabase::new(backend).await;
     // The doomed replica's spool folder is its own, as a pod's `emptyDir` is.
@@ -545,24 +562,34 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
         .await;
     assert!(before > 0 && (before as usize) < HOUSEHOLDS, "{before}");
 
-    // Replaced by a replica with a spool folder of its own, the service fails the job it finds
-    // stuck, and the queued one whose upload was lost with the dead replica (it cannot read it,
-    // and must not wait forever); the same file again completes the first.
     let mut config = test_config(&db.url);
     config.batch_stale_after = Duration::from_secs(3);
-    config.batch_spool_dir = spool.join("replacement");
+    if same_folder {
+        config.batch_spool_dir = spool.join("doomed");
+        // Down for longer than the stale delay: the queued job was last seen before the crash.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+    } else {
+        config.batch_spool_dir = spool.join("replacement");
+    }
     let app = TestApp::start(db, config).await;
     let job = finished(&app, "mut-a", &location).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["failure"]["code"], "interrupted");
     assert!(job["finished_at"].is_string());
     let job = finished(&app, "mut-a", &waiting).await;
-    assert_eq!(
-        (&job["status"], &job["failure"]["code"]),
-        (&json!("failed"), &json!("interrupted")),
-        "{job}"
-    );
-    assert_eq!(job["households_created"], 0);
+    let late = if same_folder {
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(job["households_created"], 3);
+        3 * 2
+    } else {
+        assert_eq!(
+            (&job["status"], &job["failure"]["code"]),
+            (&json!("failed"), &json!("interrupted")),
+            "{job}"
+        );
+        assert_eq!(job["households_created"], 0);
+        0
+    };
     let job = run(&app, "mut-a", "second", &query, CSV, file).await;
     assert_eq!(job["status"], "completed", "{job}");
     let skipped = job["households_skipped"].as_i64().unwrap();
@@ -571,10 +598,10 @@ async fn a_crash_midway_then_the_same_file_again_completes_it(backend: Backend) 
     assert_eq!(job["rows_failed"], 0);
     assert_eq!(
         app.count("coverages").await,
-        2 * HOUSEHOLDS as i64,
+        2 * HOUSEHOLDS as i64 + late,
         "no household twice"
     );
-    assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64);
+    assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64 + late);
     let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
     let _ = std::fs::remove_dir_all(spool);
@@ -643,6 +670,44 @@ async fn look_alikes_are_reported_not_merged(backend: Backend) {
     assert_eq!(again["possible_duplicates"], json!([]));
 }
 
+/// Uploads left in a replica's spool folder by jobs that ended elsewhere are removed once nobody
+/// has written them for the stale delay; a fresh one (an upload still arriving) is kept, and so is
+/// a file that is not an upload.
+async fn leftover_uploads_are_removed(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("passerelle-leftovers-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let plant = |name: &str, old: bool| {
+        let path = dir.join(name);
+        std::fs::write(&path, "household\n").unwrap();
+        if old {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        path
+    };
+    let (left, fresh, other) = (
+        plant("left.upload", true),
+        plant("fresh.upload", false),
+        plant("notes.txt", true),
+    );
+    let spool = dir.clone();
+    let _app = TestApp::spawn_with(backend, move |c| c.batch_spool_dir = spool).await;
+    for _ in 0..100 {
+        if !left.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!left.exists(), "the leftover upload is still there");
+    assert!(fresh.exists() && other.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 on_both_databases!(
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
@@ -652,4 +717,6 @@ on_both_databases!(
     uploads_have_their_own_size_limit,
     a_crash_midway_then_the_same_file_again_completes_it,
     look_alikes_are_reported_not_merged,
+    leftover_uploads_are_removed,
+    a_queued_upload_that_survives_a_long_restart_is_processed,
 );

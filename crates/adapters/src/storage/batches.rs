@@ -308,6 +308,23 @@ impl BatchStore for This {
         Ok(jobs)
     }
 
+    async fn live_uploads(&self, spool_paths: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut live = Vec::new();
+        for chunk in spool_paths.chunks(IN_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT spool_path FROM registration_batches WHERE status IN ('queued', 'running') AND spool_path IN (",
+            );
+            let mut list = q.separated(", ");
+            for path in chunk {
+                list.push_bind(path.as_str());
+            }
+            q.push(")");
+            let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
+            live.extend(rows.into_iter().map(|(p,)| p));
+        }
+        Ok(live)
+    }
+
     async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let claimed = sqlx::query(
             "UPDATE registration_batches SET status = 'running', worker = $2, started_at = $3, heartbeat_at = $3 \

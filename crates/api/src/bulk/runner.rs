@@ -64,6 +64,14 @@ pub async fn sweep(state: &AppState) {
     let Ok(stale) = chrono::Duration::from_std(state.config.batch_stale_after) else {
         return;
     };
+    // The uploads this replica holds are seen first: after a restart longer than the stale
+    // delay, the jobs still queued with an upload that survived must wait for the dispatcher,
+    // not be failed for the time the service was down.
+    let uploads = local_uploads(&state.config.batch_spool_dir).await;
+    if let Err(e) = state.store.queued_batches(&uploads, now).await {
+        tracing::warn!(error = %e, "cannot mark queued bulk registration jobs as seen");
+        return;
+    }
     match state
         .store
         .fail_stale_batches(now - stale, &BatchFailure::interrupted(), now)
@@ -76,6 +84,39 @@ pub async fn sweep(state: &AppState) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot sweep bulk registration jobs"),
+    }
+    discard_leftovers(state, &uploads, state.config.batch_stale_after).await;
+}
+
+/// Removes the uploads of this spool folder that no queued or running job names and that nobody
+/// wrote for `older_than`: the files of jobs another replica ended or failed (its sweeper cannot
+/// reach this replica's folder). An upload still being received is being written, so it is
+/// never that old, and its job is created as soon as it is whole.
+async fn discard_leftovers(state: &AppState, uploads: &[String], older_than: Duration) {
+    let mut old = Vec::new();
+    for path in uploads {
+        let modified = tokio::fs::metadata(path).await.and_then(|m| m.modified());
+        if modified.is_ok_and(|at| at.elapsed().is_ok_and(|age| age > older_than)) {
+            old.push(path.clone());
+        }
+    }
+    if old.is_empty() {
+        return;
+    }
+    let live = match state.store.live_uploads(&old).await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check leftover bulk uploads");
+            return;
+        }
+    };
+    let mut removed = 0;
+    for path in old.iter().filter(|p| !live.contains(p)) {
+        spool::discard(&state.config.batch_spool_dir, path);
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed bulk uploads left by jobs that ended elsewhere");
     }
 }
 

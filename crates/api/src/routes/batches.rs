@@ -62,9 +62,9 @@ pub struct RowErrorView {
 }
 
 /// A person the job created without a national id who looks like people already registered,
-/// or created earlier by the same job: same names (without accents or case), sex and birth date
-/// (API.md §5 Beneficiaries). The person was created all the same; a clerk decides whether they
-/// are the same, as with `possible_duplicates` of a single registration.
+/// or created earlier by the same job: same names (without accents, case or punctuation), sex
+/// and birth date (API.md §5 Beneficiaries). The person was created all the same; a clerk
+/// decides whether they are the same, as with `possible_duplicates` of a single registration.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PossibleDuplicateView {
     /// The member's line, as for errors.

@@ -220,6 +220,10 @@ pub trait BatchStore: Send + Sync {
     /// `fail_stale_batches` fails it.
     async fn queued_batches(&self, spool_paths: &[String], at: DateTime<Utc>) -> Result<Vec<BatchJob>, StoreError>;
 
+    /// Which of `spool_paths` belong to jobs still `queued` or `running`: the others are leftovers
+    /// of jobs that ended (or were failed) elsewhere.
+    async fn live_uploads(&self, spool_paths: &[String]) -> Result<Vec<String>, StoreError>;
+
     /// Compare-and-set `queued` → `running` under the `worker` token: of several replicas trying,
     /// exactly one gets true.
     async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
