@@ -95,6 +95,8 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
         .unwrap()
         .is_empty());
     assert!(store.queued_batches(&[], Utc::now()).await.unwrap().is_empty());
+    // A queued job's upload is live; one no job names is a leftover.
+    assert_eq!(store.live_uploads(&here).await.unwrap(), ["/tmp/b1.upload"]);
 
     // Several workers race for it: exactly one wins.
     let at = Utc::now();
@@ -107,6 +109,11 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     let winner = format!("w{}", claims.iter().position(|c| *c).unwrap());
     let loser = if winner == "w0" { "w1" } else { "w0" };
     assert!(store.queued_batches(&here, Utc::now()).await.unwrap().is_empty());
+    assert_eq!(
+        store.live_uploads(&here).await.unwrap(),
+        ["/tmp/b1.upload"],
+        "running, still live"
+    );
 
     let mut update = BatchUpdate {
         counts: BatchCounts {
@@ -153,6 +160,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     assert!(store.update_batch("b1", &winner, &update).await.unwrap());
     let job = store.get_batch("b1").await.unwrap().unwrap();
     assert_eq!(job.status, BatchStatus::Completed);
+    assert!(store.live_uploads(&here).await.unwrap().is_empty(), "ended: a leftover");
     assert_eq!(job.rows_total, Some(3));
     assert_eq!(job.counts.errors_total, MAX_STORED_BATCH_ERRORS + 2);
     assert!(job.finished_at.is_some());

@@ -85,13 +85,18 @@ pub async fn sweep(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot sweep bulk registration jobs"),
     }
-    discard_leftovers(state, &uploads, state.config.batch_stale_after).await;
+    // An upload may take `UPLOAD_TIMEOUT` to arrive, and its file is written in chunks.
+    let older_than = state
+        .config
+        .batch_stale_after
+        .max(crate::bulk::UPLOAD_TIMEOUT + Duration::from_secs(60));
+    discard_leftovers(state, &uploads, older_than).await;
 }
 
 /// Removes the uploads of this spool folder that no queued or running job names and that nobody
 /// wrote for `older_than`: the files of jobs another replica ended or failed (its sweeper cannot
-/// reach this replica's folder). An upload still being received is being written, so it is
-/// never that old, and its job is created as soon as it is whole.
+/// reach this replica's folder). `older_than` is longer than an upload may take to arrive, and a
+/// job is created as soon as its upload is whole.
 async fn discard_leftovers(state: &AppState, uploads: &[String], older_than: Duration) {
     let mut old = Vec::new();
     for path in uploads {
