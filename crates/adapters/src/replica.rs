@@ -3,8 +3,9 @@
 //! is down, when the original is up.
 //!
 //! A check that fails on the replica for a connection-level reason, or gets no answer within
-//! [`READ_TIMEOUT`], marks it down at once and is answered from the primary. While the replica is down no check tries it; a probe pings it
-//! every [`PROBE_EVERY`] and sends checks back to it as soon as it answers. The probe also runs
+//! [`READ_TIMEOUT`], marks it down at once and is answered from the primary. While the replica
+//! is down no check tries it; a probe pings it every [`PROBE_EVERY`] and sends checks back to it
+//! as soon as it answers. The probe also runs
 //! while the replica is up, so that readiness reports a replica that died under no load.
 
 use std::sync::atomic::{AtomicBool, Ordering};

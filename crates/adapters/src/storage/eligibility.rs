@@ -190,13 +190,9 @@ impl FactsLoaders {
 
 impl This {
     /// A product version, parsed once per process: versions never change once written, so the
-    /// facts query names the version and only a version this process has not seen is read.
-    async fn product_version(
-        &self,
-        pool: &sqlx::Pool<Db>,
-        id: &str,
-        version: i64,
-    ) -> Result<Arc<ProductVersion>, StoreError> {
+    /// facts query names the version and only a version this process has not seen is read. From
+    /// `read`, never the replica: the primary has every version a replica names.
+    async fn product_version(&self, id: &str, version: i64) -> Result<Arc<ProductVersion>, StoreError> {
         let key = (id.to_owned(), version);
         if let Some(found) = self.products.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(found);
@@ -204,7 +200,7 @@ impl This {
         let row: BodyRow = sqlx::query_as("SELECT body FROM product_versions WHERE product_id = $1 AND version = $2")
             .bind(id)
             .bind(version)
-            .fetch_one(pool)
+            .fetch_one(&self.read)
             .await
             .map_err(db_err)?;
         let parsed = Arc::new(product_from(row)?);
@@ -224,29 +220,26 @@ impl EligibilityStore for This {
         from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError> {
         let asked = (key.clone(), service_date);
-        let on_primary = from_primary || self.replica.as_ref().is_some_and(|r| !r.is_up());
-        let rows = if on_primary {
-            self.facts.primary.load(asked).await?
-        } else {
-            let read = self.facts.eligibility.load(asked.clone());
-            let outcome = match &self.replica {
-                // A replica gone silent answers nothing, not even an error.
-                Some(_) => tokio::time::timeout(crate::replica::READ_TIMEOUT, read)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(
-                            "the read replica did not answer in time".into(),
-                        ))
-                    }),
-                None => read.await,
-            };
-            match (outcome, &self.replica) {
-                // The replica failed where the primary may not: answer from the primary.
-                (Err(StoreError::Unavailable(e)), Some(replica)) => {
-                    replica.mark_down(&e);
-                    self.facts.primary.load(asked).await?
+        let rows = match &self.replica {
+            _ if from_primary => self.facts.primary.load(asked).await?,
+            None => self.facts.eligibility.load(asked).await?,
+            Some(replica) if !replica.is_up() => self.facts.primary.load(asked).await?,
+            Some(replica) => {
+                // A replica gone silent answers nothing, not even an error: hence the timeout.
+                let read = self.facts.eligibility.load(asked.clone());
+                match tokio::time::timeout(crate::replica::READ_TIMEOUT, read).await {
+                    Ok(Ok(rows)) => rows,
+                    // The replica failed where the primary may not: answer from the primary.
+                    Ok(Err(StoreError::Unavailable(e))) => {
+                        replica.mark_down(&e);
+                        self.facts.primary.load(asked).await?
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        replica.mark_down("no answer within the read timeout");
+                        self.facts.primary.load(asked).await?
+                    }
                 }
-                (rows, _) => rows?,
             }
         };
         let Some(first) = rows.first() else { return Ok(None) };
@@ -263,9 +256,7 @@ impl EligibilityStore for This {
             };
             let coverage = Coverage::try_from(coverage)?;
             let product = match row.product_version {
-                // From `read`, never the replica: versions never change once written, and the
-                // primary has every version a replica names.
-                Some(version) => Some(self.product_version(&self.read, &coverage.product, version).await?),
+                Some(version) => Some(self.product_version(&coverage.product, version).await?),
                 None => None,
             };
             facts.coverages.push(CoverageFacts {
