@@ -3,7 +3,7 @@
 //! is down, when the original is up.
 //!
 //! A check that fails on the replica for a connection-level reason, or gets no answer within
-//! [`READ_TIMEOUT`], marks it down at once and is answered from the primary. While the replica
+//! the read timeout (`PASSERELLE_DATABASE_READ_TIMEOUT_MS`), marks it down at once and is answered from the primary. While the replica
 //! is down no check tries it; a probe pings it every [`PROBE_EVERY`] and sends checks back to it
 //! as soon as it answers. The probe also runs
 //! while the replica is up, so that readiness reports a replica that died under no load.
@@ -18,27 +18,32 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A ping slower than this counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A facts read on the replica slower than this is answered from the primary, and the replica
-/// marked down: a host gone from the network sends no error, and a statement already sent on an
-/// open connection would otherwise wait for TCP to give up. Far above a facts read's usual
-/// few milliseconds.
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read timeout's default: far above a facts read's usual few milliseconds.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct ReplicaWatch {
     up: Arc<AtomicBool>,
+    read_timeout: Duration,
 }
 
 impl ReplicaWatch {
     /// Starts the probe; it stops when the last watch is dropped.
-    pub(crate) fn start(replica: sqlx::PgPool) -> ReplicaWatch {
+    pub(crate) fn start(replica: sqlx::PgPool, read_timeout: Duration) -> ReplicaWatch {
         let up = Arc::new(AtomicBool::new(true));
         tokio::spawn(probe(replica, Arc::downgrade(&up)));
-        ReplicaWatch { up }
+        ReplicaWatch { up, read_timeout }
     }
 
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// A facts read on the replica slower than this is answered from the primary, and the
+    /// replica marked down: a host gone from the network sends no error, and a statement already
+    /// sent on an open connection would otherwise wait for TCP to give up.
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     /// A read failed on the replica for a reason the primary would not share.

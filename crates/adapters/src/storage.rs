@@ -50,6 +50,8 @@ pub struct DatabaseOptions {
     pub url: String,
     /// A PostgreSQL read replica for eligibility reads.
     pub read_url: Option<String>,
+    /// How long a facts read may wait on the replica before the primary answers it instead.
+    pub read_timeout: Duration,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
 }
@@ -59,6 +61,7 @@ impl DatabaseOptions {
         DatabaseOptions {
             url: url.into(),
             read_url: None,
+            read_timeout: crate::replica::DEFAULT_READ_TIMEOUT,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
         }

@@ -28,6 +28,7 @@ pub async fn connect(config: &Config) -> Result<Database, String> {
     let mut options = DatabaseOptions::new(&config.database_url);
     options.max_connections = config.database_max_connections;
     options.read_url = config.database_read_url.clone();
+    options.read_timeout = config.database_read_timeout;
     passerelle_adapters::connect(&options)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))

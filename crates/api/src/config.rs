@@ -13,6 +13,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub database_read_url: Option<String>,
+    pub database_read_timeout: Duration,
     pub database_max_connections: u32,
     pub operator_org: OrgId,
     pub operator_name: String,
@@ -73,6 +74,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "database_read_url",
         None,
         "optional PostgreSQL read replica for eligibility reads (the primary answers while it is down)",
+    ),
+    (
+        "database_read_timeout_ms",
+        Some("1000"),
+        "a check's read on the replica taking longer is answered from the primary, and the replica marked down",
     ),
     ("database_max_connections", Some("16"), "connection pool size"),
     (
@@ -252,6 +258,12 @@ impl Config {
             listen,
             database_url,
             database_read_url,
+            database_read_timeout: Duration::from_millis(parse_range(
+                "database_read_timeout_ms",
+                &required("database_read_timeout_ms")?,
+                10,
+                60_000,
+            )?),
             database_max_connections: parse_range(
                 "database_max_connections",
                 &required("database_max_connections")?,
@@ -359,6 +371,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://passerelle.db");
         assert_eq!(c.operator_org.as_str(), "operator");
         assert_eq!(c.body_limit_bytes, 1 << 20);
+        assert_eq!(c.database_read_timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -377,6 +390,10 @@ mod tests {
         assert_eq!(e.key, "PASSERELLE_JWT_HS256_SECRET");
         let e = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_URL", "mysql://x")])).unwrap_err();
         assert_eq!(e.key, "PASSERELLE_DATABASE_URL");
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "5")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_DATABASE_READ_TIMEOUT_MS");
+        let c = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "250")])).unwrap();
+        assert_eq!(c.database_read_timeout, Duration::from_millis(250));
         let e = Config::from_sources(Some("colour = \"blue\""), &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "colour");
         let e = Config::from_sources(Some("webhook_max_attempts = 0"), &BTreeMap::new()).unwrap_err();

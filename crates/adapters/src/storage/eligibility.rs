@@ -227,7 +227,7 @@ impl EligibilityStore for This {
             Some(replica) => {
                 // A replica gone silent answers nothing, not even an error: hence the timeout.
                 let read = self.facts.eligibility.load(asked.clone());
-                match tokio::time::timeout(crate::replica::READ_TIMEOUT, read).await {
+                match tokio::time::timeout(replica.read_timeout(), read).await {
                     Ok(Ok(rows)) => rows,
                     // The replica failed where the primary may not: answer from the primary.
                     Ok(Err(StoreError::Unavailable(e))) => {

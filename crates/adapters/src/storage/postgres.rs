@@ -204,7 +204,10 @@ impl PgStore {
                     .await
                     .map_err(db_err)?;
                 // Probed through the pool that serves the checks: a read stuck on it shows.
-                Some(crate::replica::ReplicaWatch::start(facts_eligibility.clone()))
+                Some(crate::replica::ReplicaWatch::start(
+                    facts_eligibility.clone(),
+                    options.read_timeout,
+                ))
             }
             None => None,
         };
