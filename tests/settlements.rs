@@ -68,16 +68,37 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         .await
         .problem(422, "validation_failed");
 
+    // Each payment carries its reference as its Idempotency-Key, as a retrying client would.
     let pay = |amount: i64, reference: &str| {
         let req = app
             .request(Method::POST, &format!("/v1/settlements/{id}/payments"))
             .bearer_auth(mutuelle(app))
+            .header("idempotency-key", reference)
             .json(&json!({"amount_xof": amount, "paid_at": "2026-07-01", "reference": reference}));
         app.send(req)
     };
     let first = pay(3000, "VIR-1").await;
     assert_eq!(first.status.as_u16(), 201, "{}", first.text);
     assert_eq!(first.json["status"], "partially_paid");
+    // A retry of the same payment (the answer was lost, say) is answered as the first was and
+    // pays nothing more; the same key for another payment is refused.
+    let retried = pay(3000, "VIR-1").await;
+    assert_eq!(retried.status.as_u16(), 201, "{}", retried.text);
+    assert_eq!(retried.json, first.json);
+    assert_eq!(retried.json["paid_xof"], 3000);
+    let reused = app
+        .send(
+            app.request(Method::POST, &format!("/v1/settlements/{id}/payments"))
+                .bearer_auth(mutuelle(app))
+                .header("idempotency-key", "VIR-1")
+                .json(&json!({"amount_xof": 5, "paid_at": "2026-07-01", "reference": "VIR-1"})),
+        )
+        .await;
+    reused.problem(422, "idempotency_key_reused");
+    assert_eq!(
+        app.get(&format!("/v1/settlements/{id}"), &mutuelle(app)).await.json["paid_xof"],
+        3000
+    );
     let over = pay(3007, "VIR-2").await;
     over.problem(422, "validation_failed");
     assert!(

@@ -378,7 +378,38 @@ async fn coverage_changes_are_announced(backend: Backend) {
     );
 }
 
+/// A subscription retried with its `Idempotency-Key` is the first one again, secret included:
+/// a client whose answer was lost must not end up with two subscriptions, each delivering
+/// every event.
+async fn a_retried_subscription_creates_nothing_new(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = app.token("mut-a", "webhooks:write");
+    let post = |body: Value| {
+        app.send(
+            app.request(reqwest::Method::POST, "/v1/webhooks")
+                .bearer_auth(&token)
+                .header("idempotency-key", "hook-1")
+                .json(&body),
+        )
+    };
+    let body = json!({"url": "https://mutuelle.example.org/hook", "events": ["claim.submitted"]});
+    let first = post(body.clone()).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let again = post(body).await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+    assert_eq!(again.json, first.json);
+    assert_eq!(again.header("location"), first.header("location"));
+    post(json!({"url": "https://mutuelle.example.org/other", "events": ["claim.submitted"]}))
+        .await
+        .problem(422, "idempotency_key_reused");
+    let listed = app.get("/v1/webhooks", &token).await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len(), 1, "{}", listed.text);
+    assert_eq!(app.count("webhook_subscriptions").await, 1);
+}
+
 on_both_databases!(
+    a_retried_subscription_creates_nothing_new,
     coverage_changes_are_announced,
     urls_are_checked_without_any_request,
     deliveries_are_signed_and_retried,

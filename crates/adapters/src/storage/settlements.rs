@@ -42,42 +42,52 @@ where
 
 impl This {
     async fn assemble(&self, row: SettlementRow) -> Result<Settlement, StoreError> {
-        let claims: Vec<(String,)> = sqlx::query_as("SELECT id FROM claims WHERE settlement = $1 ORDER BY id")
-            .bind(&row.id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        let payments: Vec<PaymentRow> = sqlx::query_as(
-            "SELECT id, amount_xof, paid_at, reference, created_at FROM settlement_payments \
-             WHERE settlement = $1 ORDER BY created_at, id",
-        )
+        let mut conn = self.read.acquire().await.map_err(db_err)?;
+        assemble_on(&mut conn, row).await
+    }
+}
+
+/// A settlement with its claims and payments, read on `conn`: a write's own transaction reads
+/// what it is about to commit.
+async fn assemble_on(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    row: SettlementRow,
+) -> Result<Settlement, StoreError> {
+    let claims: Vec<(String,)> = sqlx::query_as("SELECT id FROM claims WHERE settlement = $1 ORDER BY id")
         .bind(&row.id)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-        Ok(Settlement {
-            id: row.id,
-            mutuelle: row.mutuelle,
-            payee: row.payee,
-            period_start: row.period_start,
-            period_end: row.period_end,
-            status: SettlementStatus::parse(&row.status).ok_or_else(|| corrupt("settlement status"))?,
-            claims: claims.into_iter().map(|(id,)| id).collect(),
-            total_xof: Xof(row.total_xof),
-            paid_xof: Xof(row.paid_xof),
-            payments: payments
-                .into_iter()
-                .map(|p| Payment {
-                    id: p.id,
-                    amount_xof: Xof(p.amount_xof),
-                    paid_at: p.paid_at,
-                    reference: p.reference,
-                    created_at: p.created_at,
-                })
-                .collect(),
-            created_at: row.created_at,
-        })
-    }
+    let payments: Vec<PaymentRow> = sqlx::query_as(
+        "SELECT id, amount_xof, paid_at, reference, created_at FROM settlement_payments \
+             WHERE settlement = $1 ORDER BY created_at, id",
+    )
+    .bind(&row.id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(Settlement {
+        id: row.id,
+        mutuelle: row.mutuelle,
+        payee: row.payee,
+        period_start: row.period_start,
+        period_end: row.period_end,
+        status: SettlementStatus::parse(&row.status).ok_or_else(|| corrupt("settlement status"))?,
+        claims: claims.into_iter().map(|(id,)| id).collect(),
+        total_xof: Xof(row.total_xof),
+        paid_xof: Xof(row.paid_xof),
+        payments: payments
+            .into_iter()
+            .map(|p| Payment {
+                id: p.id,
+                amount_xof: Xof(p.amount_xof),
+                paid_at: p.paid_at,
+                reference: p.reference,
+                created_at: p.created_at,
+            })
+            .collect(),
+        created_at: row.created_at,
+    })
 }
 
 #[async_trait]
@@ -187,6 +197,10 @@ impl SettlementStore for This {
         payment: &Payment,
     ) -> Result<Settlement, SettlementError> {
         let mut tx = self.begin_write().await?;
+        // A retried payment with its key is answered as the first was, and pays nothing more.
+        if let Some(replayed) = claim_idempotency::<Settlement>(&mut tx, ctx).await? {
+            return Ok(replayed);
+        }
         let row = load_settlement(&mut *tx, id, true).await?.ok_or(StoreError::NotFound)?;
         let (paid, status) =
             pay(Xof(row.total_xof), Xof(row.paid_xof), payment.amount_xof).map_err(SettlementError::Refused)?;
@@ -237,10 +251,12 @@ impl SettlementStore for This {
             }
         }
         queue_events(&mut tx, &events).await?;
-        self.commit(tx).await?;
-        let row = load_settlement(&self.read, id, false)
+        let row = load_settlement(&mut *tx, id, false)
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok(self.assemble(row).await?)
+        let settlement = assemble_on(&mut tx, row).await?;
+        store_idempotent_response(&mut tx, ctx, &settlement).await?;
+        self.commit(tx).await?;
+        Ok(settlement)
     }
 }

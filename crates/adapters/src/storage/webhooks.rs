@@ -106,8 +106,11 @@ const SUBSCRIPTION_COLUMNS: &str = "id, organization, url, events, secret, creat
 
 #[async_trait]
 impl WebhookStore for This {
-    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<(), StoreError> {
+    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<Subscription, StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<Subscription>(&mut tx, ctx).await? {
+            return Ok(replayed);
+        }
         sqlx::query(
             "INSERT INTO webhook_subscriptions (id, organization, url, events, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,7 +125,9 @@ impl WebhookStore for This {
         .await
         .map_err(db_err)?;
         queue_events(&mut tx, &[ctx.audit("webhook.created", "webhook", &sub.id)]).await?;
-        self.commit(tx).await
+        store_idempotent_response(&mut tx, ctx, sub).await?;
+        self.commit(tx).await?;
+        Ok(sub.clone())
     }
 
     async fn list_subscriptions(

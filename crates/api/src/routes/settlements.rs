@@ -41,9 +41,9 @@ pub struct PaymentView {
 /// A settlement batch (*bordereau*).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
-    "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "partially_paid",
+    "period_start": "2026-10-01", "period_end": "2026-10-31", "status": "partially_paid",
     "claims": ["01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f"], "claim_count": 1, "total_xof": 2001, "paid_xof": 1000,
-    "payments": [{"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-12-05", "reference": "VIR-4411"}]}))]
+    "payments": [{"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-11-05", "reference": "VIR-4411"}]}))]
 pub struct SettlementView {
     pub id: String,
     pub mutuelle: String,
@@ -90,7 +90,7 @@ impl From<Settlement> for SettlementView {
 
 /// The body of `POST /v1/settlements`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"payee": "cms-tsevie", "period_start": "2026-11-01", "period_end": "2026-11-30"}))]
+#[schema(example = json!({"payee": "cms-tsevie", "period_start": "2026-10-01", "period_end": "2026-10-31"}))]
 pub struct SettlementCreate {
     /// The provider owed.
     pub payee: String,
@@ -101,7 +101,7 @@ pub struct SettlementCreate {
 
 /// The body of `POST /v1/settlements/{id}/payments`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-12-05", "reference": "VIR-4411"}))]
+#[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-11-05", "reference": "VIR-4411"}))]
 pub struct PaymentCreate {
     /// At most what is still due.
     pub amount_xof: i64,
@@ -249,7 +249,7 @@ fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
     responses(
         (status = 200, description = "The settlement", content(
             (SettlementView = "application/json"),
-            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
+            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-10-28,health_center,adjudicated,10001,8000,2001,0\n")
         )),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -286,7 +286,10 @@ pub async fn get_settlement(
     path = "/v1/settlements/{id}/payments",
     tag = "settlements",
     request_body = PaymentCreate,
-    params(("id" = String, Path, description = "Settlement id")),
+    params(
+        ("id" = String, Path, description = "Settlement id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body replays the first response and records nothing more, so a retried payment is never counted twice; with another body, 422 `idempotency_key_reused`"),
+    ),
     responses(
         (status = 201, description = "Recorded (no Location); the updated settlement", body = SettlementView),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),

@@ -148,7 +148,7 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     path = "/v1/webhooks",
     tag = "webhooks",
     request_body = WebhookCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Accepted; a replay creates nothing new")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body replays the first response (the same subscription and secret) and creates nothing new; with another body, 422 `idempotency_key_reused`")),
     responses((status = 201, description = "Created, with its `secret` (shown only here)", body = WebhookView,
         headers(("Location" = String, description = "/v1/webhooks/{id}")))),
     security(("bearer" = ["webhooks:write"]))
@@ -156,7 +156,7 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
 pub async fn create_webhook(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageWebhooks>,
-    IdempotentJson { body, idempotency: _ }: IdempotentJson<Map<String, Value>>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
     let url = f.str("url");
@@ -212,7 +212,7 @@ pub async fn create_webhook(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let ctx = auth.caller.write_context(&state, None);
+    let ctx = auth.caller.write_context(&state, idempotency);
     let sub = Subscription {
         id: uuid::Uuid::now_v7().to_string(),
         organization: auth.caller.org.to_string(),
@@ -221,7 +221,7 @@ pub async fn create_webhook(
         secret: secret.unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())),
         created_at: ctx.at,
     };
-    state.store.create_subscription(&ctx, &sub).await?;
+    let sub = state.store.create_subscription(&ctx, &sub).await?;
     let v = view(sub, true);
     Ok(created(format!("/v1/webhooks/{}", v.id), &v))
 }

@@ -19,7 +19,9 @@ pub struct AttemptOutcome {
 
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<(), StoreError>;
+    /// Returns the subscription created, or the one a first request with the same
+    /// `Idempotency-Key` created.
+    async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<Subscription, StoreError>;
 
     /// The organisation's live subscriptions, by id.
     async fn list_subscriptions(
