@@ -139,6 +139,27 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// A `PASSERELLE_` variable that is no configuration key is ignored, so a misspelt one would
+/// silently leave its key at the default (a misspelt database URL would run on a local SQLite
+/// file): each is named, with the key it most likely meant.
+pub fn unknown_variables(env: &BTreeMap<String, String>) -> Vec<String> {
+    let known: Vec<String> = KEYS.iter().map(|(k, _, _)| env_name(k)).collect();
+    env.keys()
+        .filter(|name| !known.contains(name))
+        .map(|name| {
+            let closest = known
+                .iter()
+                .map(|k| (strsim::levenshtein(name, k), k))
+                .min()
+                .filter(|(distance, _)| *distance <= 3);
+            match closest {
+                Some((_, key)) => format!("{name} is not a configuration key and is ignored; did you mean {key}?"),
+                None => format!("{name} is not a configuration key and is ignored"),
+            }
+        })
+        .collect()
+}
+
 fn env_name(key: &str) -> String {
     format!("PASSERELLE_{}", key.to_ascii_uppercase())
 }
@@ -154,6 +175,11 @@ impl Config {
     /// Reads the optional file, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PASSERELLE_")).collect();
+        // Before logging is set up (its level is configuration too): one plain line each, like
+        // the configuration errors.
+        for warning in unknown_variables(&env) {
+            eprintln!("configuration warning: {warning}");
+        }
         let file_text = match file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
                 key: "--config".into(),
@@ -372,6 +398,22 @@ mod tests {
         assert_eq!(c.operator_org.as_str(), "operator");
         assert_eq!(c.body_limit_bytes, 1 << 20);
         assert_eq!(c.database_read_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn misspelt_variables_are_named_with_their_likely_key() {
+        let warnings = unknown_variables(&env(&[
+            ("PASSERELLE_DATABSE_URL", "postgres://db/passerelle"),
+            ("PASSERELLE_LISTEN", "127.0.0.1:9000"),
+            ("PASSERELLE_SOMETHING_ELSE", "x"),
+        ]));
+        assert_eq!(
+            warnings,
+            [
+                "PASSERELLE_DATABSE_URL is not a configuration key and is ignored; did you mean PASSERELLE_DATABASE_URL?",
+                "PASSERELLE_SOMETHING_ELSE is not a configuration key and is ignored",
+            ]
+        );
     }
 
     #[test]
