@@ -1,13 +1,24 @@
-//! The OpenAPI document: generated from the routes, plus what every `/v1` operation shares
-//! (bearer security and the standard problem responses), declared once here.
+//! The OpenAPI document: generated from the routes, plus what every operation shares (bearer
+//! security, the standard problem responses, the headers every response carries, list examples),
+//! declared once here.
+//!
+//! Problem examples are not written by hand: each is the body the service itself writes for a
+//! real [`ApiError`], in French (the default) and English, so titles and details cannot drift.
 
-use utoipa::openapi::path::Operation;
+use passerelle_domain::claim::ClaimStatus;
+use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::pagination::encode_cursor;
+use serde_json::{json, Value};
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ArrayItems, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::problem::{Problem, ProblemField};
+use crate::problem::{ApiError, Lang, Problem, ProblemField, RequestContext, PROBLEM_JSON};
 use crate::routes;
 use crate::state::AppState;
 
@@ -69,6 +80,8 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
 pub fn document() -> Document {
     let (_, mut doc) = router().split_for_parts();
     add_shared_responses(&mut doc);
+    add_list_examples(&mut doc);
+    hoist_nullable_ref_descriptions(&mut doc);
     doc
 }
 
@@ -76,6 +89,111 @@ pub fn to_pretty_json(doc: &Document) -> String {
     let mut text = doc.to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The request id of every example.
+const EXAMPLE_REQUEST_ID: &str = "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70";
+
+/// The body the service writes for `error` on `instance`, in `lang`.
+fn problem_body(error: &ApiError, lang: Lang, instance: &str) -> Value {
+    let ctx = RequestContext {
+        lang,
+        path: instance.to_owned(),
+        request_id: EXAMPLE_REQUEST_ID.to_owned(),
+    };
+    serde_json::to_value(error.to_problem(&ctx)).unwrap_or_default()
+}
+
+/// Named examples of a problem response: each error in French (the default) and in English.
+fn problem_examples(
+    errors: &[(&str, ApiError)],
+    instance: &str,
+) -> Vec<(String, RefOr<utoipa::openapi::example::Example>)> {
+    let mut out = Vec::new();
+    for (name, error) in errors {
+        for (lang, suffix, summary) in [
+            (Lang::Fr, "fr", "in French (the default)"),
+            (Lang::En, "en", "in English (`Accept-Language: en`)"),
+        ] {
+            let (key, summary) = if errors.len() == 1 {
+                (suffix.to_owned(), capitalised(summary))
+            } else {
+                (format!("{name}_{suffix}"), format!("`{name}`, {summary}"))
+            };
+            let example = ExampleBuilder::new()
+                .summary(summary)
+                .value(Some(problem_body(error, lang, instance)))
+                .build();
+            out.push((key, RefOr::T(example)));
+        }
+    }
+    out
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn string_header(description: &str, example: Value) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String).examples([example]))
+        .description(Some(description))
+        .build()
+}
+
+fn request_id_header() -> Header {
+    string_header(
+        "The request's id, on every response: the `X-Request-Id` the client sent when it is 1 to 128 letters, \
+digits, `-`, `_`, `.` or `:`, else a new UUIDv7. Problem bodies repeat it as `request_id` and audit events \
+record it; quote it when reporting a problem.",
+        json!(EXAMPLE_REQUEST_ID),
+    )
+}
+
+fn www_authenticate_header() -> Header {
+    string_header(
+        "The authentication scheme this service expects: always `Bearer realm=\"passerelle\"`.",
+        json!("Bearer realm=\"passerelle\""),
+    )
+}
+
+fn retry_after_header() -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .examples([json!(5)]),
+        )
+        .description(Some("Seconds to wait before retrying: 5."))
+        .build()
+}
+
+/// The headers a response with this status carries besides its own.
+fn add_standard_headers(status: &str, response: &mut Response) {
+    response
+        .headers
+        .entry("X-Request-Id".to_owned())
+        .or_insert_with(request_id_header);
+    match status {
+        "401" => {
+            response
+                .headers
+                .entry("WWW-Authenticate".to_owned())
+                .or_insert_with(www_authenticate_header);
+        }
+        "503" => {
+            response
+                .headers
+                .entry("Retry-After".to_owned())
+                .or_insert_with(retry_after_header);
+        }
+        _ => {}
+    }
 }
 
 struct SharedResponses;
@@ -95,99 +213,194 @@ impl Modify for SharedResponses {
                     .build(),
             ),
         );
-        for (name, code, description, example) in SHARED {
-            components.responses.insert(
-                (*name).to_owned(),
-                RefOr::T(problem_response(code, description, example)),
-            );
+        for shared in shared_responses() {
+            components
+                .responses
+                .insert(shared.name.to_owned(), RefOr::T(shared.response()));
         }
     }
 }
 
-/// (component name, status, description, example `code`).
-const SHARED: &[(&str, &str, &str, &str)] = &[
-    (
-        "MalformedRequest",
-        "400",
-        "The body is not JSON, or not a JSON object",
-        "malformed_request",
-    ),
-    (
-        "Unauthorized",
-        "401",
-        "No token, or a token that is invalid, expired or not for this service",
-        "unauthorized",
-    ),
-    (
-        "Forbidden",
-        "403",
-        "The token lacks the scope, or the organisation's kind may not do this",
-        "forbidden",
-    ),
-    (
-        "PayloadTooLarge",
-        "413",
-        "The body is larger than the limit (1 MiB by default)",
-        "payload_too_large",
-    ),
-    (
-        "UnsupportedMediaType",
-        "415",
-        "The body is not `application/json`",
-        "unsupported_media_type",
-    ),
-    (
-        "ValidationFailed",
-        "422",
-        "The request breaks rules; every one is listed in `errors`",
-        "validation_failed",
-    ),
-    (
-        "Unavailable",
-        "503",
-        "The database is unreachable or the request timed out; nothing was changed",
-        "unavailable",
-    ),
-];
+/// A problem response shared by many operations.
+struct Shared {
+    name: &'static str,
+    status: &'static str,
+    description: &'static str,
+    /// What the service answers, each shown in French and English.
+    errors: Vec<(&'static str, ApiError)>,
+}
 
-fn problem_response(status: &str, description: &str, code: &str) -> Response {
-    let example = serde_json::json!({
-        "type": format!("urn:passerelle:problem:{code}"),
-        "title": description,
-        "status": status.parse::<u16>().unwrap_or(500),
-        "detail": description,
-        "instance": "/v1/organizations",
-        "code": code,
-        "request_id": "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70"
-    });
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            crate::problem::PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .example(Some(example))
-                .build(),
-        )
-        .build()
+impl Shared {
+    fn response(&self) -> Response {
+        let mut content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        content.examples = problem_examples(&self.errors, "/v1/organizations")
+            .into_iter()
+            .collect();
+        let mut response = ResponseBuilder::new()
+            .description(self.description)
+            .content(PROBLEM_JSON, content)
+            .build();
+        add_standard_headers(self.status, &mut response);
+        response
+    }
+}
+
+/// A validation failure as `POST /v1/organizations` answers it for
+/// `{"id": "mut-tsevie", "kind": "mutuelle", "country": "tg"}`.
+fn validation_example() -> ApiError {
+    ApiError::validation(vec![
+        FieldError::required("/name"),
+        FieldError::new(
+            "/country",
+            "invalid_country",
+            "must be an ISO 3166-1 alpha-2 code in upper case, such as TG, ML or SN",
+            "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN",
+        ),
+    ])
+}
+
+/// The shared problem responses. Messages that a handler builds itself are mirrored here (the
+/// test below checks they are still the handler's).
+fn shared_responses() -> Vec<Shared> {
+    vec![
+        Shared {
+            name: "MalformedRequest",
+            status: "400",
+            description: "The body is not valid JSON, or not a JSON object; nothing was changed",
+            errors: vec![(
+                "malformed_request",
+                ApiError::malformed("The body must be a JSON object.", "Le corps doit être un objet JSON."),
+            )],
+        },
+        Shared {
+            name: "Unauthorized",
+            status: "401",
+            description: "No token, or a token whose signature, expiry, issuer or audience is wrong, or whose `org` \
+is unknown here; `WWW-Authenticate` names the expected scheme",
+            errors: vec![
+                (
+                    "missing_token",
+                    ApiError::Unauthorized {
+                        en: "This endpoint needs an Authorization: Bearer <JWT> header.",
+                        fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+                    },
+                ),
+                (
+                    "expired_token",
+                    ApiError::Unauthorized {
+                        en: "The token has expired.",
+                        fr: "Le jeton a expiré.",
+                    },
+                ),
+            ],
+        },
+        Shared {
+            name: "Forbidden",
+            status: "403",
+            description: "The token lacks this operation's scope, or the caller's organisation kind (or its role in \
+this resource) may not do this; checked before any state of the resource",
+            errors: vec![
+                (
+                    "missing_scope",
+                    ApiError::forbidden(
+                        "This action needs the registry:write scope.",
+                        "Cette action exige la portée registry:write.",
+                    ),
+                ),
+                (
+                    "wrong_kind",
+                    ApiError::forbidden(
+                        "An organisation of kind provider may not do this.",
+                        "Une organisation de type provider ne peut pas faire cela.",
+                    ),
+                ),
+            ],
+        },
+        Shared {
+            name: "PayloadTooLarge",
+            status: "413",
+            description: "The body is larger than the limit (1 MiB by default, `PASSERELLE_BODY_LIMIT_BYTES`); \
+nothing was changed",
+            errors: vec![("payload_too_large", ApiError::PayloadTooLarge)],
+        },
+        Shared {
+            name: "UnsupportedMediaType",
+            status: "415",
+            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed",
+            errors: vec![(
+                "unsupported_media_type",
+                ApiError::UnsupportedMediaType {
+                    expected: "application/json",
+                },
+            )],
+        },
+        Shared {
+            name: "ValidationFailed",
+            status: "422",
+            description: "The request breaks rules: missing fields, wrong types, unknown fields or values, rule \
+violations, a bad `limit` or `cursor`. Every one is listed in `errors` with its JSON Pointer (`/query/<name>` \
+and `/header/<name>` for those parts); nothing was changed",
+            errors: vec![("validation_failed", validation_example())],
+        },
+        Shared {
+            name: "ValidationFailedOrKeyReused",
+            status: "422",
+            description: "The request breaks rules (`validation_failed`, every one listed in `errors` with its JSON \
+Pointer), or its `Idempotency-Key` was already used by your organisation with a different request \
+(`idempotency_key_reused`); nothing was changed",
+            errors: vec![
+                ("validation_failed", validation_example()),
+                ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
+            ],
+        },
+        Shared {
+            name: "InternalError",
+            status: "500",
+            description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it",
+            errors: vec![("internal_error", ApiError::Internal(String::new()))],
+        },
+        Shared {
+            name: "Unavailable",
+            status: "503",
+            description: "The database is unreachable or the request outlasted the request timeout (30 s by default, \
+`PASSERELLE_REQUEST_TIMEOUT_MS`); nothing was \
+changed. Retry after `Retry-After` seconds",
+            errors: vec![("unavailable", ApiError::Unavailable)],
+        },
+    ]
+}
+
+fn operations(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("post", &mut item.post),
+        ("put", &mut item.put),
+        ("patch", &mut item.patch),
+        ("delete", &mut item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+    .collect()
 }
 
 fn add_shared_responses(doc: &mut Document) {
     for (path, item) in doc.paths.paths.iter_mut() {
-        if !path.starts_with("/v1") {
-            continue;
-        }
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for op in operations.into_iter().flatten() {
-            add_to_operation(op);
+        for (method, op) in operations(item) {
+            if path.starts_with("/v1") {
+                add_to_operation(op);
+            }
+            complete_inline_responses(method, path, op);
         }
     }
+}
+
+fn has_header(op: &Operation, name: &str) -> bool {
+    op.parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Header) && p.name.eq_ignore_ascii_case(name))
 }
 
 fn add_to_operation(op: &mut Operation) {
@@ -196,11 +409,13 @@ fn add_to_operation(op: &mut Operation) {
         .parameters
         .iter()
         .flatten()
-        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
-    for (name, status, _, _) in SHARED {
-        let applies = match *status {
+        .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+    let idempotent = has_header(op, "Idempotency-Key");
+    for shared in shared_responses() {
+        let applies = match shared.status {
             "400" | "413" | "415" => has_body,
-            "422" => has_body || has_query,
+            "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
+            "422" => !idempotent && (has_body || has_query),
             _ => true,
         };
         if !applies {
@@ -208,7 +423,275 @@ fn add_to_operation(op: &mut Operation) {
         }
         op.responses
             .responses
-            .entry((*status).to_owned())
-            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+            .entry(shared.status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{}", shared.name))));
+    }
+}
+
+/// Headers on every response an operation declares itself, and examples on its problem
+/// responses that have none.
+fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
+    let needs_if_match = has_header(op, "If-Match");
+    let instance = example_path(path);
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        add_standard_headers(status, response);
+        let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
+            continue;
+        };
+        if content.example.is_some() || !content.examples.is_empty() {
+            continue;
+        }
+        let errors = inline_problems(method, path, status, needs_if_match);
+        if !errors.is_empty() {
+            content.examples = problem_examples(&errors, &instance).into_iter().collect();
+        }
+    }
+}
+
+/// What an operation's own problem response answers, when it is fixed by the status or listed
+/// here; empty when not known (no example is then invented).
+fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool) -> Vec<(&'static str, ApiError)> {
+    match status {
+        "404" => vec![("not_found", ApiError::NotFound)],
+        "409" => conflicts(method, path),
+        "412" => vec![("precondition_failed", ApiError::PreconditionFailed)],
+        "413" => vec![("payload_too_large", ApiError::PayloadTooLarge)],
+        "428" => vec![(
+            "precondition_required",
+            ApiError::PreconditionRequired {
+                header: if needs_if_match { "If-Match" } else { "Idempotency-Key" },
+            },
+        )],
+        "503" => vec![("unavailable", ApiError::Unavailable)],
+        _ => Vec::new(),
+    }
+}
+
+/// The conflicts each operation answers with.
+fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
+    let store = |constraint: &str| {
+        ApiError::from(StoreError::Conflict {
+            constraint: constraint.to_owned(),
+        })
+    };
+    // As `routes::claims::refusal` words an illegal transition.
+    let claim_is = |status: ClaimStatus| {
+        ApiError::conflict(
+            format!("Not possible while the claim is {}.", status.as_str()),
+            format!("Impossible tant que la demande est {}.", status.as_str()),
+        )
+    };
+    match (method, path) {
+        ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
+        ("post", "/v1/registrations" | "/v1/coverages") => vec![
+            ("member_number_taken", store("member_number_taken")),
+            ("already_covered", store("already_covered")),
+        ],
+        ("post", "/v1/claims") => vec![("external_id_taken", store("external_id_taken"))],
+        ("patch", "/v1/coverages/{id}") => vec![(
+            "terminated",
+            ApiError::conflict(
+                "A terminated coverage cannot change; register the person again.",
+                "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
+            ),
+        )],
+        ("post", "/v1/claims/{id}/base-adjudication") => {
+            vec![("not_awaiting_base", claim_is(ClaimStatus::AwaitingComplementary))]
+        }
+        ("post", "/v1/claims/{id}/adjudication") => {
+            vec![("not_awaiting_complementary", claim_is(ClaimStatus::AwaitingBase))]
+        }
+        ("post", "/v1/claims/{id}/cancel") => vec![("not_awaiting", claim_is(ClaimStatus::Adjudicated))],
+        ("post", "/v1/settlements/{id}/payments") => vec![(
+            "already_paid",
+            ApiError::conflict(
+                "This settlement is already paid in full.",
+                "Ce bordereau est déjà entièrement réglé.",
+            ),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// A path with its parameters replaced by ids shaped like the real ones, for `instance`.
+fn example_path(path: &str) -> String {
+    let mut out = Vec::new();
+    let mut previous = "";
+    for segment in path.split('/') {
+        let value = match (segment, previous) {
+            ("{seq}", _) => "42",
+            ("{id}", "organizations") => "mut-tsevie",
+            ("{id}", "products") => "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f",
+            ("{id}", "beneficiaries") => "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+            ("{id}", "coverages") => "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+            ("{id}", "batches") => "01937f0e-9f5d-7a6e-8b32-4d5e6f708192",
+            ("{id}", "claims") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+            ("{id}", "settlements") => "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f",
+            ("{id}", "webhooks") => "01937f12-4d5e-7f60-8172-8c9d0e1f2031",
+            _ => segment,
+        };
+        out.push(value);
+        previous = segment;
+    }
+    out.join("/")
+}
+
+/// Each `ListOf_<Item>` gets an example: a page holding the item's own example, with the cursor
+/// the service would give for it (none for the beneficiary search, which answers one page). Its
+/// `items` get a description too (`routes::ListOf` has none on that field).
+fn add_list_examples(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let mut found = Vec::new();
+    for (name, schema) in &components.schemas {
+        let Some(item) = name.strip_prefix("ListOf_") else {
+            continue;
+        };
+        let RefOr::T(Schema::Object(list)) = schema else {
+            continue;
+        };
+        if list.example.is_some() || !list.examples.is_empty() {
+            continue;
+        }
+        let Some(RefOr::T(Schema::Array(items))) = list.properties.get("items") else {
+            continue;
+        };
+        let ArrayItems::RefOrSchema(inner) = &items.items else {
+            continue;
+        };
+        let example = match inner.as_ref() {
+            RefOr::T(Schema::Object(object)) => object.example.clone(),
+            RefOr::Ref(_) => match components.schemas.get(item) {
+                Some(RefOr::T(Schema::Object(object))) => object.example.clone(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(example) = example else { continue };
+        let cursor = next_key(item, &example).map(|key| encode_cursor(&key));
+        found.push((name.clone(), json!({"items": [example], "next_cursor": cursor})));
+    }
+    for (name, example) in found {
+        if let Some(RefOr::T(Schema::Object(list))) = components.schemas.get_mut(&name) {
+            list.example = Some(example);
+        }
+    }
+    for (name, schema) in components.schemas.iter_mut() {
+        if !name.starts_with("ListOf_") {
+            continue;
+        }
+        let RefOr::T(Schema::Object(list)) = schema else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Array(items))) = list.properties.get_mut("items") {
+            items
+                .description
+                .get_or_insert_with(|| "This page's items, in the list's order: at most `limit`.".to_owned());
+        }
+    }
+}
+
+/// The sort key the store pages a list by, read from an item (see the stores' `from_overfetch`).
+fn next_key(item: &str, example: &Value) -> Option<String> {
+    match item {
+        "BeneficiaryView" => None,
+        "AuditEventView" => example.get("seq").map(Value::to_string),
+        "ContributionView" => Some(format!(
+            "{}|{}",
+            example.get("paid_at")?.as_str()?,
+            example.get("id")?.as_str()?
+        )),
+        _ => example.get("id")?.as_str().map(str::to_owned),
+    }
+}
+
+/// utoipa puts the description of an optional `$ref` field inside its `oneOf`, beside the
+/// reference; readers and tools look for it on the property itself.
+fn hoist_nullable_ref_descriptions(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in components.schemas.values_mut() {
+        hoist_in(schema);
+    }
+}
+
+fn hoist_in(schema: &mut RefOr<Schema>) {
+    match schema {
+        RefOr::T(Schema::Object(object)) => {
+            for property in object.properties.values_mut() {
+                if let RefOr::T(Schema::OneOf(one_of)) = property {
+                    if one_of.description.is_none() {
+                        let described = one_of.items.iter_mut().find_map(|item| match item {
+                            RefOr::Ref(r) if !r.description.is_empty() => Some(std::mem::take(&mut r.description)),
+                            _ => None,
+                        });
+                        one_of.description = described;
+                    }
+                }
+                hoist_in(property);
+            }
+        }
+        RefOr::T(Schema::AllOf(all_of)) => all_of.items.iter_mut().for_each(hoist_in),
+        RefOr::T(Schema::Array(array)) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                hoist_in(items);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages mirrored above are still the ones the handlers write.
+    #[test]
+    fn mirrored_messages_are_the_handlers() {
+        let mirrored = [
+            (include_str!("extract.rs"), "The body must be a JSON object."),
+            (
+                include_str!("extract.rs"),
+                "This endpoint needs an Authorization: Bearer <JWT> header.",
+            ),
+            (include_str!("extract.rs"), "This action needs the {} scope."),
+            (
+                include_str!("extract.rs"),
+                "An organisation of kind {} may not do this.",
+            ),
+            (include_str!("auth.rs"), "The token has expired."),
+            (include_str!("routes/claims.rs"), "Not possible while the claim is {}."),
+            (
+                include_str!("routes/claims.rs"),
+                "Impossible tant que la demande est {}.",
+            ),
+            (
+                include_str!("routes/registry.rs"),
+                "A terminated coverage cannot change; register the person again.",
+            ),
+            (
+                include_str!("routes/settlements.rs"),
+                "This settlement is already paid in full.",
+            ),
+            (
+                include_str!("routes/settlements.rs"),
+                "Ce bordereau est déjà entièrement réglé.",
+            ),
+        ];
+        for (source, text) in mirrored {
+            assert!(source.contains(text), "no longer written by its handler: {text}");
+        }
+    }
+
+    #[test]
+    fn examples_name_real_paths() {
+        assert_eq!(
+            example_path("/v1/claims/{id}/cancel"),
+            "/v1/claims/01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f/cancel"
+        );
+        assert_eq!(example_path("/v1/audit-events/{seq}"), "/v1/audit-events/42");
     }
 }

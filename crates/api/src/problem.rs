@@ -62,13 +62,16 @@ pub fn current_lang() -> Lang {
     REQUEST.try_with(|r| r.lang).unwrap_or_default()
 }
 
-/// An RFC 9457 problem document.
+/// An RFC 9457 problem document: the body of every error response, as
+/// `application/problem+json`. Clients branch on `code` (stable); `title`, `detail` and each
+/// `errors[].message` are for people, in French unless `Accept-Language` prefers English. No
+/// error body carries a stack trace, SQL or internal names.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "type": "urn:passerelle:problem:validation_failed",
     "title": "Requête invalide",
     "status": 422,
-    "detail": "La requête contient 1 erreur.",
+    "detail": "La requête contient 1 erreur(s).",
     "instance": "/v1/organizations",
     "code": "validation_failed",
     "request_id": "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70",
@@ -77,18 +80,22 @@ pub fn current_lang() -> Lang {
 pub struct Problem {
     /// `urn:passerelle:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:passerelle:problem:validation_failed")]
     pub type_: String,
     /// Short summary, in the language of `Accept-Language` (`fr` by default, or `en`).
     pub title: String,
+    /// The HTTP status code of the response, repeated.
+    #[schema(example = 422)]
     pub status: u16,
     /// What happened, in the same language.
     pub detail: String,
-    /// The request path.
+    /// The request path (without its query string).
     pub instance: String,
     /// Stable machine code: `malformed_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `precondition_failed`, `payload_too_large`,
     /// `unsupported_media_type`, `validation_failed`, `idempotency_key_reused`,
-    /// `precondition_required`, `rate_limited`, `unavailable`, `internal_error`.
+    /// `precondition_required`, `unavailable`, `internal_error`. (`rate_limited`, 429, is
+    /// reserved: this version does not limit request rates.)
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
@@ -97,12 +104,18 @@ pub struct Problem {
     pub errors: Option<Vec<ProblemField>>,
 }
 
+/// One rule a request broke, in a `validation_failed` problem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"field": "/lines/0/unit_price_xof", "code": "out_of_range", "message": "doit être de 1 à 1000000000000 XOF"}))]
 pub struct ProblemField {
-    /// JSON Pointer into the request (`/header/<name>` and `/query/<name>` for those parts).
+    /// JSON Pointer into the request (`/header/<name>` and `/query/<name>` for those parts);
+    /// empty for the body as a whole.
     pub field: String,
-    /// Stable machine code of the rule.
+    /// Stable machine code of the rule, e.g. `required`, `invalid_type`, `unknown_field`,
+    /// `unknown_value`, `unknown_reference`, `out_of_range`, `invalid_date`, `invalid_character`
+    /// (a NUL, U+0000, which no text of the service may hold; in a path it is 404).
     pub code: String,
+    /// What is wrong, for people, in the response's language.
     pub message: String,
 }
 

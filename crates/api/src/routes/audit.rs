@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AuditEventView {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
+    /// When the change or check happened (RFC 3339, UTC, microseconds).
     pub at: DateTime<Utc>,
     /// The organisation whose caller acted.
     pub organization: String,
@@ -37,8 +38,13 @@ pub struct AuditEventView {
     pub subject: String,
     /// `<resource>.<verb>`, e.g. `organization.created`, `organization.read`.
     pub action: String,
+    /// What was changed or read: `organization`, `product`, `beneficiary`, `coverage`,
+    /// `contribution`, `claim`, `settlement`, `webhook`, `registration_batch`, `audit_event`…
     pub resource_type: String,
+    /// Its id; `*` for a list, `beneficiary:<id>` or `coverage:<id>` for a filtered one.
     pub resource_id: String,
+    /// The `X-Request-Id` of the request that made the change (`startup` for the operator's
+    /// creation at first start).
     pub request_id: String,
     /// Lower-case hex SHA-256 over `prev_digest`, a newline and the event's canonical form: the
     /// JSON array `[seq, at (RFC 3339, microseconds, Z), organization, subject, action,
@@ -69,7 +75,9 @@ impl From<AuditEvent> for AuditEventView {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7}))]
 pub struct VerificationView {
+    /// True when every event is in place and matches its digest and its link to the previous one.
     pub valid: bool,
+    /// Events examined: all of them when valid, else up to and including the first invalid one.
     pub events_checked: u64,
     /// The first event whose digest, link or position is wrong; absent when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,8 +90,11 @@ pub struct AuditQuery {
     /// Events of this organisation's callers. Organisations other than operators and auditors
     /// only ever see their own.
     pub organization: Option<String>,
+    /// Events about this kind of resource, e.g. `claim` or `coverage`.
     pub resource_type: Option<String>,
+    /// Events about the resource with this id (with `resource_type` to be unambiguous).
     pub resource_id: Option<String>,
+    /// Events of this action, e.g. `claim.submitted` or `organization.read`.
     pub action: Option<String>,
     /// RFC 3339 instant or `YYYY-MM-DD` (00:00 UTC): events at or after it.
     pub since: Option<String>,
@@ -126,6 +137,10 @@ pub async fn record_read(
 }
 
 /// List audit events, newest first.
+///
+/// Operators and auditors see every organisation's events and may filter by `organization`;
+/// any other organisation with `audit:read` sees only its own callers' events, and a filter
+/// naming another organisation answers an empty list. A bad `since` is 422 on `/query/since`.
 ///
 /// The list includes every change answered before this request: a change's events are written
 /// in its own transaction and chained within milliseconds, and this request first waits for the
@@ -175,6 +190,9 @@ pub async fn list_audit_events(
 }
 
 /// Read one audit event.
+///
+/// By its `seq`. Operators and auditors read any event; other organisations with `audit:read`
+/// only their own callers' (404 otherwise, and for a `seq` that is not a number).
 #[utoipa::path(
     get,
     path = "/v1/audit-events/{seq}",
@@ -223,6 +241,11 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
 }
 
 /// Verify the whole chain (operators and auditors).
+///
+/// Walks every stored event from `seq` 1, recomputing each digest and checking each link to the
+/// previous event and that no `seq` is missing; stops at the first event that fails. Only
+/// `operator` and `auditor` organisations may call this (403 for other kinds); an auditor's
+/// verification is itself audited.
 #[utoipa::path(
     get,
     path = "/v1/audit-events/verify",

@@ -47,6 +47,8 @@ pub struct UploadQuery {
 
 /// One problem found in the file.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"row": 8, "household": "H3", "field": "member_number", "code": "member_number_taken",
+    "message": "this member number is already held in your mutuelle by another person"}))]
 pub struct RowErrorView {
     /// The line as a spreadsheet shows it (header = 1); for JSON lines, the line number from 1.
     pub row: u64,
@@ -66,9 +68,12 @@ pub struct RowErrorView {
 /// and birth date (API.md §5 Beneficiaries). The person was created all the same; a clerk
 /// decides whether they are the same, as with `possible_duplicates` of a single registration.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"row": 5, "household": "H2", "field": "family_name",
+    "beneficiary": "01937f0e-7d3b-7e4c-8f50-2b3c4d5e6f70", "possible_duplicates": ["01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"]}))]
 pub struct PossibleDuplicateView {
     /// The member's line, as for errors.
     pub row: u64,
+    /// The member's household, as for errors.
     pub household: String,
     /// `family_name` for CSV (the row is the person); for JSON lines, the member's pointer
     /// (`/principal`, `/dependants/0`…).
@@ -81,9 +86,12 @@ pub struct PossibleDuplicateView {
 
 /// Why a job stopped before the end of its file.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "interrupted",
+    "message": "processing stopped before the end of the file (the server restarted?); what was registered is kept: post the same file again with a new Idempotency-Key, households already registered are skipped"}))]
 pub struct BatchFailureView {
     /// `interrupted`, `unreadable_file` or `storage_unavailable`.
     pub code: String,
+    /// What happened and what to do, in the language of `Accept-Language`.
     pub message: String,
 }
 
@@ -103,9 +111,11 @@ pub struct BatchFailureView {
     "created_at": "2026-11-30T08:00:00Z", "finished_at": "2026-11-30T08:00:02Z"
 }))]
 pub struct BatchView {
+    /// The job's id, as in the upload's `Location`.
     pub id: String,
     /// The mutuelle whose job it is.
     pub organization: String,
+    /// The `product` of the upload's query, when it named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// `csv` or `ndjson`.
@@ -116,7 +126,9 @@ pub struct BatchView {
     /// Data rows in the file, known once it is read to the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_total: Option<i64>,
+    /// Data rows read so far (all of them once the job has ended).
     pub rows_processed: i64,
+    /// Households registered by this job.
     pub households_created: i64,
     /// Households whose member number is already registered for the same person (a re-post).
     pub households_skipped: i64,
@@ -124,15 +136,19 @@ pub struct BatchView {
     pub rows_failed: i64,
     /// Every error found; `errors` lists the first 1000 by row.
     pub errors_total: i64,
+    /// The first 1000 errors, by row.
     pub errors: Vec<RowErrorView>,
     /// Every person created who looks like someone already known; `possible_duplicates` lists
     /// the first 1000 by row.
     pub possible_duplicates_total: i64,
+    /// The first 1000 possible duplicates, by row.
     pub possible_duplicates: Vec<PossibleDuplicateView>,
     /// Set when `status` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<BatchFailureView>,
+    /// When the upload was accepted (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the job ended, once it has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
 }

@@ -45,11 +45,18 @@ pub const MAX_LINES: usize = 1000;
 /// Most units on one line.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
+/// A claim's totals: each share summed over its lines; `base_xof + complementary_xof +
+/// patient_xof = billed_xof`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}))]
 pub struct SharesView {
+    /// What the provider billed.
     pub billed_xof: i64,
+    /// What the base scheme pays.
     pub base_xof: i64,
+    /// What the routed mutuelle pays.
     pub complementary_xof: i64,
+    /// What is left to the patient.
     pub patient_xof: i64,
 }
 
@@ -64,31 +71,54 @@ impl From<Shares> for SharesView {
     }
 }
 
+/// One priced line of a claim (API.md §6): `base_xof + complementary_xof + patient_xof =
+/// billed_xof`, every share ≥ 0.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine",
+    "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 800, "patient_xof": 200,
+    "decision": "reduce", "reason_code": "TARIFF_EXCEEDED"}))]
 pub struct ClaimLineView {
     /// From 1, in request order.
     pub line: u32,
+    /// The facility's act or item code, as sent.
     pub code: String,
+    /// The category of care, as sent.
     pub category: String,
+    /// As sent, when sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Units, as sent.
     pub quantity: i64,
+    /// Price of one unit, as sent.
     pub unit_price_xof: i64,
+    /// `quantity × unit_price_xof`.
     pub billed_xof: i64,
+    /// The base scheme's share: its adjudicated amount, else `floor(billed × base rate / 10000)`;
+    /// 0 without an eligible base coverage.
     pub base_xof: i64,
+    /// The mutuelle's share: `floor(remainder × rate / 10000)` within the annual ceiling, then as
+    /// adjudicated (never raised).
     pub complementary_xof: i64,
+    /// What is left to the patient.
     pub patient_xof: i64,
     /// The routed mutuelle's decision: `accept`, `reject` or `reduce`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
+    /// The mutuelle's reason for its decision, when it gave one (always for `reject`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
 }
 
+/// Why no coverage could pay a claim rejected at submission: an eligibility reason.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "CONTRIBUTIONS_IN_ARREARS", "message": "les cotisations ne sont pas à jour"}))]
 pub struct ClaimReasonView {
+    /// An eligibility reason code (`NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`,
+    /// `SUSPENDED`, `TERMINATED`, `ENDED`, `NOT_COVERED`, `DEPENDANT_AGE_LIMIT`…).
     pub code: String,
+    /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
+    /// The first day on which the reason no longer holds, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<NaiveDate>,
 }
@@ -102,26 +132,37 @@ pub struct ClaimReasonView {
                "billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}],
     "totals": {"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}}))]
 pub struct ClaimView {
+    /// Claim id, chosen by the server.
     pub id: String,
+    /// The provider's own reference, unique per provider.
     pub external_id: String,
+    /// The health facility that gave the care.
     pub provider: String,
     /// The submitting organisation (the provider, or a scheme forwarding the claim).
     pub submitter: String,
+    /// The person cared for (a beneficiary id).
     pub beneficiary: String,
+    /// The day of care: it decides eligibility, the product versions and the plan year.
     pub service_date: NaiveDate,
+    /// `health_post`, `health_center`, `hospital` or `university_hospital`.
     pub care_level: String,
+    /// ICD-10 codes, as sent; absent when none were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diagnoses: Vec<String>,
     /// `awaiting_base`, `awaiting_complementary`, `adjudicated`, `settled`, `rejected`, `cancelled`.
     pub status: String,
+    /// The scheme whose base coverage pays; null when none was eligible.
     pub base_payer: Option<String>,
-    /// The mutuelle that pays the complementary share.
+    /// The mutuelle whose complementary or primary coverage pays the complementary share and
+    /// adjudicates the claim; null when none was eligible.
     pub routed_to: Option<String>,
-    /// Why no payer was eligible, for a claim rejected at submission.
+    /// Why no payer was eligible, for a claim rejected at submission; empty otherwise.
     pub reasons: Vec<ClaimReasonView>,
+    /// The priced lines, in request order.
     pub lines: Vec<ClaimLineView>,
+    /// The shares summed over the lines.
     pub totals: SharesView,
-    /// The settlement batch that contains it.
+    /// The settlement batch that contains it, once batched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<String>,
 }
@@ -174,11 +215,17 @@ impl From<Claim> for ClaimView {
     }
 }
 
+/// One line of a claim as submitted.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500}))]
 pub struct ClaimLineWrite {
-    /// The facility's act or item code.
+    /// The facility's act or item code, 1–50 characters.
     pub code: String,
+    /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
+    /// `surgery`, `dental`, `optical` or `emergency`; with `care_level` it selects the rule that
+    /// prices the line.
     pub category: String,
+    /// Free text, at most 500 characters.
     pub description: Option<String>,
     /// 1 to 1,000,000.
     pub quantity: i64,
@@ -186,17 +233,80 @@ pub struct ClaimLineWrite {
     pub unit_price_xof: i64,
 }
 
+/// The base scheme's amount for one line.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"line": 2, "paid_xof": 2500}))]
 pub struct BaseLineWrite {
+    /// The claim line's number, from 1.
+    #[schema(minimum = 1)]
     pub line: u32,
-    /// What the scheme pays for the line, at most its billed amount.
+    /// What the scheme pays for the line, from 0 to its billed amount.
     pub paid_xof: i64,
 }
 
+/// A base scheme's own amounts for a claim: the body of `POST /v1/claims/{id}/base-adjudication`,
+/// and `base_adjudication` of a claim a scheme forwards.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"lines": [{"line": 1, "paid_xof": 4000}, {"line": 2, "paid_xof": 2500}, {"line": 3, "paid_xof": 1200}]}))]
 pub struct BaseAdjudicationWrite {
-    /// Every line once.
+    /// Each line at most once (422 `unknown_line`, `duplicate`). On the base-adjudication
+    /// endpoint every line of the claim must be named (422 `every_line_once`); in a forwarded
+    /// claim, a line not named gets a base share of 0.
     pub lines: Vec<BaseLineWrite>,
+}
+
+/// The body of `POST /v1/claims/{id}/adjudication`: the routed mutuelle's decision on every
+/// line of the claim.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"lines": [
+    {"line": 1, "decision": "accept"},
+    {"line": 2, "decision": "reduce", "approved_xof": 800, "reason_code": "TARIFF_EXCEEDED"},
+    {"line": 3, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}]}))]
+pub struct AdjudicationWrite {
+    /// Every line of the claim exactly once (422 `every_line_once`, `unknown_line`, `duplicate`).
+    pub lines: Vec<LineDecisionWrite>,
+}
+
+/// The routed mutuelle's decision on one line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"line": 2, "decision": "reduce", "approved_xof": 800, "reason_code": "TARIFF_EXCEEDED"}))]
+pub struct LineDecisionWrite {
+    /// The claim line's number, from 1.
+    #[schema(minimum = 1)]
+    pub line: u32,
+    /// `accept`, `reject` or `reduce`.
+    pub decision: DecisionWrite,
+    /// With `reduce` only, where it is required: the complementary amount approved, from 0 to the
+    /// line's proposed `complementary_xof` (422 `exceeds_proposed`). With another decision it is
+    /// 422 `not_allowed_for_decision`.
+    pub approved_xof: Option<i64>,
+    /// Why: required with `reject`, optional with `reduce` and `accept`.
+    pub reason_code: Option<AdjudicationReasonWrite>,
+}
+
+/// A mutuelle's decision on a line: `accept` pays the proposed complementary share, `reduce`
+/// pays `approved_xof` instead, `reject` pays nothing. What is not paid moves to the patient's
+/// share and frees annual ceiling.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionWrite {
+    Accept,
+    Reject,
+    Reduce,
+}
+
+/// Why a mutuelle rejected or reduced a line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AdjudicationReasonWrite {
+    NotCovered,
+    ExcludedCategory,
+    CeilingExhausted,
+    Duplicate,
+    NotJustified,
+    TariffExceeded,
+    MissingDocument,
+    Other,
 }
 
 /// The body of `POST /v1/claims`.
@@ -206,20 +316,27 @@ pub struct BaseAdjudicationWrite {
     "care_level": "health_center", "diagnoses": ["J06.9"],
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
-    /// Unique per provider: a second claim with it is 409.
+    /// The provider's own reference, 1–100 characters; unique per provider: a second claim with
+    /// it is 409.
     pub external_id: String,
-    /// The health facility (a provider submits for itself).
+    /// The health facility that gave the care (an organisation of kind `provider`); a provider
+    /// names itself (422 `unknown_reference` otherwise).
     pub provider: String,
     /// As for eligibility: `{id}`, `{national_id}` or `{organization, member_number}`.
     pub beneficiary: super::eligibility::PersonSelector,
-    /// Not after today, nor before the person's coverages begin.
+    /// Not after today, nor before the person's coverages begin (422 `in_future`,
+    /// `before_coverage`).
     pub service_date: NaiveDate,
+    /// `health_post`, `health_center`, `hospital` or `university_hospital`: where the care was
+    /// given.
     pub care_level: String,
-    /// ICD-10 codes.
+    /// ICD-10 codes such as `J06.9` or `B54`.
     pub diagnoses: Option<Vec<String>>,
-    /// 1 to 1000 lines.
+    /// 1 to 1000 lines, numbered from 1 in this order; the claim's total at most 10^12.
     pub lines: Vec<ClaimLineWrite>,
-    /// A scheme's own base amounts, replacing its computed base share.
+    /// A scheme's own base amounts, replacing its computed base share: only from a scheme that
+    /// is the person's eligible base payer (422 `not_allowed` from a provider, `not_base_payer`
+    /// otherwise). Lines it does not name get a base share of 0.
     pub base_adjudication: Option<BaseAdjudicationWrite>,
 }
 
@@ -554,6 +671,15 @@ fn claim_eligible(
 }
 
 /// Submit a claim (a provider for itself, or a scheme forwarding one; `Idempotency-Key` required).
+///
+/// Providers and schemes with `claims:submit` (403 for other kinds); 428 without
+/// `Idempotency-Key`. A scheme forwards claims of its own affiliates only (404 for others). The
+/// claim is priced at once by coordination of benefits (API.md §6) with the coverages eligible
+/// on `service_date`. It starts `awaiting_base` when a base coverage is eligible and no
+/// `base_adjudication` was sent, else `awaiting_complementary` when a complementary or primary
+/// coverage is (or `adjudicated` when only the forwarding scheme pays), else `rejected`: 201 all
+/// the same, everything on the patient, with the eligibility `reasons`. Subscribers receive
+/// `claim.submitted`.
 #[utoipa::path(
     post,
     path = "/v1/claims",
@@ -564,7 +690,7 @@ fn claim_eligible(
         (status = 201, description = "Accepted and priced; a claim with no eligible payer is `rejected` with everything on the patient and the reasons", body = ClaimView,
          headers(("Location" = String, description = "/v1/claims/{id}"))),
         (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "This provider already used this external_id", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This provider already submitted a claim with this `external_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:submit"]))
@@ -822,6 +948,10 @@ async fn visible_claim(state: &AppState, caller: &Caller, id: &str) -> Result<Cl
 }
 
 /// Read a claim (its provider, submitter, base payer, mutuelle; operators and auditors).
+///
+/// Any organisation kind with `claims:read` may call this, but only the claim's parties (its
+/// provider, submitter, base payer and routed mutuelle), operators and auditors see it; 404
+/// for anyone else.
 #[utoipa::path(
     get,
     path = "/v1/claims/{id}",
@@ -846,13 +976,18 @@ pub async fn get_claim(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ClaimQuery {
-    /// Only claims in this state.
+    /// Only claims in this state: `awaiting_base`, `awaiting_complementary`, `adjudicated`,
+    /// `settled`, `rejected` or `cancelled` (another value is 422 on `/query/status`).
     pub status: Option<String>,
     /// RFC 3339 instant or date: claims changed at or after it.
     pub since: Option<String>,
 }
 
 /// List the claims you take part in, in creation order.
+///
+/// Claims in which your organisation is the provider, submitter, base payer or routed mutuelle;
+/// operators and auditors see every claim. Filter by `status` and by `since` (claims changed at
+/// or after it), e.g. a mutuelle polling `status=awaiting_complementary`.
 #[utoipa::path(
     get,
     path = "/v1/claims",
@@ -910,8 +1045,13 @@ fn step(claim: &Claim, transition: Transition, role: Role) -> Result<ClaimStatus
     })
 }
 
-/// The base scheme's amounts: they replace the base shares and the complementary shares are
-/// recomputed on the new remainders.
+/// Adjudicate a claim's base share (its base scheme).
+///
+/// The scheme that is the claim's `base_payer`, with `claims:submit`, sends what it pays for
+/// every line (403 for another party, 404 for a non-party). Its amounts replace the base shares
+/// and the complementary shares are recomputed on the new remainders, within the annual ceiling.
+/// Only from `awaiting_base` (409 otherwise); the claim then awaits its mutuelle, or is
+/// `adjudicated` when none is routed. Subscribers receive `claim.base_adjudicated`.
 #[utoipa::path(
     post,
     path = "/v1/claims/{id}/base-adjudication",
@@ -919,9 +1059,10 @@ fn step(claim: &Claim, transition: Transition, role: Role) -> Result<ClaimStatus
     request_body = BaseAdjudicationWrite,
     params(("id" = String, Path, description = "Claim id")),
     responses(
-        (status = 200, description = "The repriced claim", body = ClaimView),
+        (status = 200, description = "The repriced claim", body = ClaimView,
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "awaiting_complementary", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 1000, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 2300, "patient_xof": 0}})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The claim is not awaiting its base adjudication", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The claim is not `awaiting_base`", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:submit"]))
 )]
@@ -984,17 +1125,24 @@ pub async fn base_adjudication(
 }
 
 /// The routed mutuelle's decision on every line: accept, reject (with a reason) or reduce.
+///
+/// The mutuelle the claim is `routed_to`, with `claims:adjudicate` (403 for other kinds and
+/// other parties, 404 for non-parties), decides every line once. An adjudication may lower the
+/// complementary share, never raise it: what it removes moves to the patient's share and frees
+/// annual ceiling. Only from `awaiting_complementary` (409 otherwise). The claim becomes
+/// `adjudicated`, or `rejected` when every line is rejected. Subscribers receive
+/// `claim.adjudicated`.
 #[utoipa::path(
     post,
     path = "/v1/claims/{id}/adjudication",
     tag = "claims",
-    request_body(content = Object, description = "`{\"lines\": [{\"line\": 1, \"decision\": \"accept\"|\"reject\"|\"reduce\", \"approved_xof\"?: …, \"reason_code\"?: …}]}`; every line once; `reduce` needs `approved_xof` ≤ the proposed share; `reject` needs `reason_code` among NOT_COVERED, EXCLUDED_CATEGORY, CEILING_EXHAUSTED, DUPLICATE, NOT_JUSTIFIED, TARIFF_EXCEEDED, MISSING_DOCUMENT, OTHER",
-        example = json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 1500}, {"line": 2, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}]})),
+    request_body = AdjudicationWrite,
     params(("id" = String, Path, description = "Claim id")),
     responses(
-        (status = 200, description = "The adjudicated claim (`rejected` when every line is)", body = ClaimView),
+        (status = 200, description = "The adjudicated claim (`rejected` when every line is)", body = ClaimView,
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "adjudicated", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0, "decision": "accept"}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 800, "patient_xof": 200, "decision": "reduce", "reason_code": "TARIFF_EXCEEDED"}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 0, "patient_xof": 300, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 1800, "patient_xof": 500}})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The claim is not awaiting its complementary adjudication", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The claim is not `awaiting_complementary`", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:adjudicate"]))
 )]
@@ -1082,13 +1230,19 @@ pub async fn adjudication(
 }
 
 /// Cancel a claim awaiting adjudication (its submitter); its complementary share frees ceiling.
+///
+/// Only the organisation that submitted the claim (a provider, or the scheme that forwarded
+/// it), with `claims:submit`: 403 for the claim's other parties, 404 for anyone else. Only from
+/// `awaiting_base` or `awaiting_complementary` (409 otherwise). A cancelled claim no longer
+/// counts towards the annual ceiling. Subscribers receive `claim.cancelled`.
 #[utoipa::path(
     post,
     path = "/v1/claims/{id}/cancel",
     tag = "claims",
     params(("id" = String, Path, description = "Claim id")),
     responses(
-        (status = 200, description = "The cancelled claim", body = ClaimView),
+        (status = 200, description = "The cancelled claim", body = ClaimView,
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "cancelled", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2800, "complementary_xof": 700, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already adjudicated, settled, rejected or cancelled", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -1114,4 +1268,24 @@ pub async fn cancel_claim(
         .await
         .map_err(refusal)?;
     Ok((StatusCode::OK, Json(ClaimView::from(claim))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use passerelle_domain::coordination::AdjudicationReason;
+
+    /// The documented reason codes are the domain's own, so the documentation-only enum cannot
+    /// drift from what the handler accepts.
+    #[test]
+    fn documented_reason_codes_are_the_domains() {
+        let doc = serde_json::to_value(crate::openapi::document()).unwrap();
+        let documented: Vec<&str> = doc["components"]["schemas"]["AdjudicationReasonWrite"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let domain: Vec<&str> = AdjudicationReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(documented, domain);
+    }
 }

@@ -28,12 +28,18 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(check_eligibility))
 }
 
-/// Who the check is about: exactly one of `id`, `national_id`, or `organization` + `member_number`.
+/// Who the check is about: exactly one of `id`, `national_id`, or `organization` +
+/// `member_number` (another combination is 422 `ambiguous_person` on `/beneficiary`).
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"national_id": {"country": "TG", "type": "NIU", "value": "1234 5678 9012"}}))]
 pub struct PersonSelector {
+    /// The beneficiary id.
     pub id: Option<String>,
+    /// The person's national id, normalised before the search (spaces and dashes removed).
     pub national_id: Option<super::registry::NationalIdView>,
+    /// The mutuelle or scheme whose member number follows; with `member_number`.
     pub organization: Option<String>,
+    /// A member number in `organization`: the household's (its principal) or a dependant's own.
     pub member_number: Option<String>,
 }
 
@@ -42,6 +48,8 @@ pub struct PersonSelector {
 #[schema(example = json!({"beneficiary": {"organization": "mut-tsevie", "member_number": "TSV-0042"},
     "service_date": "2026-11-30", "care_level": "health_center", "category": "consultation", "amount_xof": 10000}))]
 pub struct EligibilityRequest {
+    /// Who: `{id}`, `{national_id}` or `{organization, member_number}`. Unknown, or not visible
+    /// to you, is 404.
     pub beneficiary: PersonSelector,
     /// Default today; from 1900-01-01 to one year ahead.
     pub service_date: Option<NaiveDate>,
@@ -50,46 +58,66 @@ pub struct EligibilityRequest {
     /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
     /// `surgery`, `dental`, `optical` or `emergency`.
     pub category: Option<String>,
-    /// 0 to 10^12: the amount to split into an estimate.
+    /// 0 to 10^12: the amount billed, to split into an `estimate` of each payer's share.
     pub amount_xof: Option<i64>,
 }
 
+/// Why a coverage does not pay for this service.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "WAITING_PERIOD", "message": "le délai de carence n'est pas écoulé", "until": "2026-12-15"}))]
 pub struct ReasonView {
     /// `NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`, `SUSPENDED`, `TERMINATED`,
     /// `ENDED`, `NOT_COVERED`, `EXCLUDED_CATEGORY`, `CEILING_EXHAUSTED`, `DEPENDANT_AGE_LIMIT`.
     pub code: String,
+    /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
     /// The first day on which the reason no longer holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<NaiveDate>,
 }
 
+/// The answer for one of the person's coverages.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"coverage": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "organization": "mut-tsevie", "layer": "complementary",
+    "status": "eligible", "rate_bp": 10000, "reasons": [], "remaining_ceiling_xof": 140000}))]
 pub struct CoverageEligibilityView {
+    /// The coverage id.
     pub coverage: String,
+    /// The mutuelle or scheme that holds it.
     pub organization: String,
     /// `base`, `complementary` or `primary`.
     pub layer: String,
     /// `eligible` or `not_eligible`.
     pub status: String,
-    /// The rate of the first matching rule.
+    /// The rate of the first matching rule; absent when no rule matches, the category is
+    /// excluded, or the rate is 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_bp: Option<u32>,
+    /// Every reason it does not pay, in the order of the codes above; empty when `eligible`.
     pub reasons: Vec<ReasonView>,
-    /// What the annual ceiling still allows this plan year; absent without a ceiling.
+    /// What the annual ceiling still allows this plan year (the service date's calendar year);
+    /// absent without a ceiling, and for `base` coverages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_ceiling_xof: Option<i64>,
 }
 
+/// How `amount_xof` would be shared (API.md §6): `base_xof + complementary_xof + patient_xof =
+/// billed_xof`. An estimate; the claim is priced when submitted.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}))]
 pub struct EstimateView {
+    /// `amount_xof`.
     pub billed_xof: i64,
+    /// What the eligible base coverage pays: `floor(billed × rate_bp / 10000)`; 0 without one.
     pub base_xof: i64,
+    /// What the eligible complementary or primary coverage pays on the remainder, within its
+    /// remaining ceiling; 0 without one.
     pub complementary_xof: i64,
+    /// What is left to the patient.
     pub patient_xof: i64,
 }
 
+/// The answer to an eligibility check.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-30", "eligible": true,
     "coverages": [
@@ -98,10 +126,13 @@ pub struct EstimateView {
     ],
     "estimate": {"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}}))]
 pub struct EligibilityView {
+    /// The person's beneficiary id.
     pub beneficiary: String,
+    /// The date checked (today when not given).
     pub service_date: NaiveDate,
     /// True when at least one coverage is eligible for this service.
     pub eligible: bool,
+    /// Every coverage the person holds, whoever holds it, each with its own answer.
     pub coverages: Vec<CoverageEligibilityView>,
     /// The split of `amount_xof`, when given (API.md §6).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,6 +309,12 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 }
 
 /// Check a person's coverage for a service and, with an amount, estimate each payer's share.
+///
+/// Providers check anyone at their front desk; mutuelles and schemes only people they cover
+/// (404 otherwise, as for an unknown person); other kinds get 403. Each coverage is judged on
+/// the service date: start and end, waiting period, contributions and grace, status, the
+/// product's rules, exclusions, remaining ceiling and age limit. `eligible` is true when at
+/// least one coverage pays. Every check is audited (who asked about whom, and the outcome).
 #[utoipa::path(
     post,
     path = "/v1/eligibility-checks",

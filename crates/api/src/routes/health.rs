@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
+/// A health answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
 pub struct HealthView {
@@ -34,7 +35,16 @@ pub struct HealthView {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "service", security(()), responses((status = 200, description = "Alive", body = HealthView)))]
+///
+/// For liveness probes: answers 200 `{"status": "ok"}` while the process serves requests,
+/// without touching the database. No token needed.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "Alive", body = HealthView))
+)]
 pub async fn live() -> Json<HealthView> {
     Json(HealthView {
         status: "ok",
@@ -42,15 +52,21 @@ pub async fn live() -> Json<HealthView> {
     })
 }
 
-/// The database answers (one round trip to the primary, at most 2 s). A read replica that does
-/// not answer leaves the service ready: checks read from the primary meanwhile.
+/// The service can reach its database.
+///
+/// For readiness probes: one round trip to the primary database, at most 2 s; 503 (with
+/// `Retry-After`) when it does not answer. With a read replica configured
+/// (`PASSERELLE_DATABASE_READ_URL`), `read_replica` tells whether it answers; a replica that
+/// does not leaves the service ready, eligibility checks reading from the primary meanwhile.
+/// No token needed.
 #[utoipa::path(
     get,
     path = "/health/ready",
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "Ready to serve", body = HealthView),
+        (status = 200, description = "Ready to serve", body = HealthView,
+         example = json!({"status": "ready", "read_replica": "up"})),
         (status = 503, description = "The database is unreachable", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -65,14 +81,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthView>, Ap
     }
 }
 
-/// Prometheus text exposition: `http_requests_total` and `http_request_duration_seconds` by
-/// method, route and status.
+/// Prometheus metrics.
+///
+/// The Prometheus text exposition (format 0.0.4): `http_requests_total` and
+/// `http_request_duration_seconds` by `method`, `route` (the path template, never a concrete
+/// path) and `status`; `passerelle_eligibility_checks_total` by `outcome`; and
+/// `passerelle_webhook_outbox_pending`. No token needed.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "service",
     security(()),
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String,
+        example = json!("# TYPE http_requests_total counter\nhttp_requests_total{method=\"POST\",route=\"/v1/eligibility-checks\",status=\"200\"} 1284\n# TYPE passerelle_eligibility_checks_total counter\npasserelle_eligibility_checks_total{outcome=\"eligible\"} 1170\npasserelle_eligibility_checks_total{outcome=\"not_eligible\"} 114\n")))
 )]
 pub async fn metrics() -> impl IntoResponse {
     (

@@ -30,14 +30,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OrganizationView {
     /// Readable slug chosen by the operator, `^[a-z0-9][a-z0-9-]{1,62}$`.
     pub id: String,
+    /// What the organisation is; with the token's scopes it decides what its callers may do.
     pub kind: KindView,
     /// ISO 3166-1 alpha-2.
     pub country: String,
+    /// Display name, accents kept as registered.
     pub name: String,
+    /// Its official registration number; null when none was given.
     pub registration_number: Option<String>,
+    /// When it was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
 }
 
+/// An organisation's kind: `operator` (runs the exchange: creates organisations, reads
+/// everything), `mutuelle` (a community health mutual), `scheme` (a national base insurer),
+/// `provider` (a health facility) or `auditor` (reads everything, its reads audited).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KindView {
@@ -80,6 +87,7 @@ pub struct OrganizationCreate {
     /// `^[a-z0-9][a-z0-9-]{1,62}$`
     #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
     pub id: String,
+    /// What the organisation is; it cannot change later.
     pub kind: KindView,
     /// ISO 3166-1 alpha-2, upper case.
     #[schema(pattern = "^[A-Z]{2}$")]
@@ -87,11 +95,17 @@ pub struct OrganizationCreate {
     /// 1–200 characters, accents kept as sent.
     #[schema(max_length = 200)]
     pub name: String,
+    /// Its official registration number, 1–64 characters; optional.
     #[schema(max_length = 64)]
     pub registration_number: Option<String>,
 }
 
 /// Create an organisation (operator only).
+///
+/// Registers a mutuelle, a scheme, a health facility, an auditor or another operator under a
+/// readable id the operator chooses; tokens then name it in their `org` claim. Only an `operator`
+/// organisation with the `admin` scope may call this (403 otherwise). The id is permanent: 409
+/// when it is taken. Every missing or invalid field is listed at once (422).
 #[utoipa::path(
     post,
     path = "/v1/organizations",
@@ -101,7 +115,7 @@ pub struct OrganizationCreate {
     responses(
         (status = 201, description = "Created; `Location` names it", body = OrganizationView,
          headers(("Location" = String, description = "/v1/organizations/{id}"))),
-        (status = 409, description = "An organisation with this id exists", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An organisation with this id already exists", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["admin"]))
 )]
@@ -143,11 +157,14 @@ pub async fn create_organization(
 pub struct OrganizationQuery {
     /// Only organisations of this kind.
     pub kind: Option<KindView>,
-    /// Only organisations of this country (ISO 3166-1 alpha-2).
+    /// Only organisations of this country (ISO 3166-1 alpha-2, upper case, e.g. `TG`).
     pub country: Option<String>,
 }
 
 /// List organisations, ordered by id.
+///
+/// Any organisation kind may list every organisation with `registry:read`, e.g. to find a
+/// provider or payee id. Filters combine; an unknown `kind` is 422 on `/query`.
 #[utoipa::path(
     get,
     path = "/v1/organizations",
@@ -179,11 +196,14 @@ pub async fn list_organizations(
 }
 
 /// Read one organisation.
+///
+/// Any organisation kind may read any organisation with `registry:read`; 404 when no
+/// organisation has this id.
 #[utoipa::path(
     get,
     path = "/v1/organizations/{id}",
     tag = "organizations",
-    params(("id" = String, Path, description = "Organisation id")),
+    params(("id" = String, Path, description = "Organisation id, e.g. `mut-tsevie`")),
     responses(
         (status = 200, description = "The organisation", body = OrganizationView),
         (status = 404, description = "No such organisation", body = crate::problem::Problem, content_type = "application/problem+json"),

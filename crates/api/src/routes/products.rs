@@ -36,11 +36,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     "effective_from": "2026-01-01", "version": 1
 }))]
 pub struct ProductView {
+    /// Product id, chosen by the server; the same for every version.
     pub id: String,
     /// The owning mutuelle or scheme.
     pub organization: String,
     /// `base` (schemes), `complementary` or `primary` (mutuelles).
     pub layer: String,
+    /// Display name, accents kept.
     pub name: String,
     /// The first rule whose `care_level` and `category` match (absent = any) decides the rate;
     /// none matching = not covered.
@@ -51,18 +53,23 @@ pub struct ProductView {
     pub waiting_period_days: u32,
     /// Days after `paid_through` during which contributions are not yet in arrears.
     pub grace_period_days: u32,
+    /// Categories never paid, whatever the rules (`EXCLUDED_CATEGORY`).
     pub excluded_categories: Vec<String>,
-    /// Most dependants a household may register.
+    /// Most dependants a household may register; absent = no limit.
     pub max_dependants: Option<u32>,
-    /// Oldest age, in whole years, of a `child` dependant.
+    /// Oldest age, in whole years, of a `child` dependant: on the registration's start date to
+    /// be registered, on the service date to be eligible (`DEPENDANT_AGE_LIMIT`); absent = no limit.
     pub child_max_age: Option<u32>,
-    /// The first day this version is in force.
+    /// The first day this version is in force; a claim is priced with the version in force on
+    /// its service date.
     pub effective_from: NaiveDate,
     /// 1 for the first version, then +1 per `PUT`.
     pub version: u32,
 }
 
+/// One pricing rule: what the product pays, as a rate, for a care level and category.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"care_level": "health_center", "category": "consultation", "rate_bp": 8000}))]
 pub struct RuleView {
     /// `health_post`, `health_center`, `hospital` or `university_hospital`; absent = any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +78,7 @@ pub struct RuleView {
     /// `surgery`, `dental`, `optical` or `emergency`; absent = any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
-    /// 0–10000 (10000 = 100 %).
+    /// 0–10000 (10000 = 100 %). A 0 rule carves a care out ahead of a broader rule: not covered.
     pub rate_bp: u32,
 }
 
@@ -116,22 +123,29 @@ impl From<ProductVersion> for ProductView {
     "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21, "effective_from": "2026-01-01"
 }))]
 pub struct ProductWrite {
-    /// Must suit the caller: `base` for schemes, `complementary` or `primary` for mutuelles.
+    /// Must suit the caller: `base` for schemes, `complementary` or `primary` for mutuelles. On
+    /// `PUT`, the current version's layer (it cannot change).
     pub layer: String,
+    /// 1–200 characters, accents kept.
     #[schema(max_length = 200)]
     pub name: String,
-    /// 1–100 rules.
+    /// 1–100 rules, tried in order: the first whose `care_level` and `category` match (absent =
+    /// any) decides the rate.
     pub rules: Vec<RuleView>,
-    /// ≥ 0; not allowed on `base` products.
+    /// Most the product pays per person per calendar year, 0 to 10^12; absent = no ceiling. Not
+    /// allowed on `base` products.
     pub annual_ceiling_xof: Option<i64>,
-    /// 0–3650, default 0.
+    /// Days after a coverage's start before it pays, 0–3650; default 0.
     pub waiting_period_days: Option<u32>,
-    /// 0–3650, default 0.
+    /// Days after `paid_through` before contributions are in arrears, 0–3650; default 0.
     pub grace_period_days: Option<u32>,
+    /// Categories never paid, each at most once; default none.
     pub excluded_categories: Option<Vec<String>>,
+    /// Most dependants a household may register, 0–100; absent = no limit.
     pub max_dependants: Option<u32>,
+    /// Oldest age of a `child` dependant, in whole years, 0–120; absent = no limit.
     pub child_max_age: Option<u32>,
-    /// On `PUT`, later than the current version's.
+    /// The first day this version is in force; on `PUT`, later than the current version's.
     pub effective_from: NaiveDate,
 }
 
@@ -175,6 +189,11 @@ async fn visible_versions(state: &AppState, caller: &Caller, id: &str) -> Result
 }
 
 /// Create a product (a mutuelle's `complementary`/`primary`, a scheme's `base`).
+///
+/// Mutuelles and schemes with `registry:write` create their own benefit packages (403 for other
+/// kinds); the product's `organization` is the caller's. A `layer` that does not suit the
+/// caller's kind is 422 on `/layer`, and a `base` product takes no `annual_ceiling_xof`. Every
+/// broken rule is listed at once (422). Answers 201 with version 1, its `Location` and `ETag`.
 #[utoipa::path(
     post,
     path = "/v1/products",
@@ -212,6 +231,10 @@ pub struct ProductQuery {
 }
 
 /// List products (their latest versions), ordered by id.
+///
+/// Any organisation kind with `registry:read` may call this. Operators and auditors see every
+/// product and may filter by `organization`; other organisations see only their own, and a
+/// filter naming another organisation answers an empty list.
 #[utoipa::path(
     get,
     path = "/v1/products",
@@ -247,6 +270,9 @@ pub async fn list_products(
 }
 
 /// Read a product's latest version.
+///
+/// The highest `version`, which may take effect after today. Readable by its organisation,
+/// operators and auditors; 404 for anyone else. Its `ETag` is what `PUT` needs in `If-Match`.
 #[utoipa::path(
     get,
     path = "/v1/products/{id}",
@@ -271,13 +297,29 @@ pub async fn get_product(
 }
 
 /// Every version of a product, oldest first.
+///
+/// All versions in one page (`next_cursor` is always null), for its organisation, operators and
+/// auditors; 404 for anyone else. A claim is priced with the version whose `effective_from` is
+/// the latest on or before its service date.
 #[utoipa::path(
     get,
     path = "/v1/products/{id}/versions",
     tag = "products",
     params(("id" = String, Path, description = "Product id")),
     responses(
-        (status = 200, description = "All versions, oldest first (one page)", body = ListOf<ProductView>),
+        (status = 200, description = "All versions, oldest first (one page)", body = ListOf<ProductView>,
+         example = json!({"items": [
+            {"id": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+             "name": "Formule famille", "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7000}],
+             "annual_ceiling_xof": 150000, "waiting_period_days": 90, "grace_period_days": 30,
+             "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21,
+             "effective_from": "2026-01-01", "version": 1},
+            {"id": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+             "name": "Formule famille", "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7500}],
+             "annual_ceiling_xof": 175000, "waiting_period_days": 90, "grace_period_days": 30,
+             "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21,
+             "effective_from": "2026-07-01", "version": 2}],
+            "next_cursor": null})),
         (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:read"]))
@@ -305,17 +347,34 @@ pub fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Replace a product: a new version from its `effective_from` (with `If-Match`).
+///
+/// Its mutuelle or scheme sends the whole product, as on create, with `If-Match` set to the
+/// `ETag` of its last read: 428 without it, 412 when another version was added since. The new
+/// `effective_from` must be later than the current version's and the layer cannot change (422
+/// on `/effective_from`, `/layer`). Claims with earlier service dates keep their version's
+/// prices. Answers 200 with the new version and its new `ETag`.
 #[utoipa::path(
     put,
     path = "/v1/products/{id}",
     tag = "products",
-    request_body = ProductWrite,
+    request_body(content = ProductWrite, description = "The whole product, as on create, with a later `effective_from`",
+        example = json!({
+            "layer": "complementary", "name": "Formule famille",
+            "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7500}],
+            "annual_ceiling_xof": 175000, "waiting_period_days": 90, "grace_period_days": 30,
+            "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21, "effective_from": "2026-07-01"
+        })),
     params(
         ("id" = String, Path, description = "Product id"),
         ("If-Match" = String, Header, description = "The ETag of the last read"),
     ),
     responses(
-        (status = 200, description = "The new version", body = ProductView, headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 200, description = "The new version", body = ProductView, headers(("ETag" = String, description = "The new version, quoted")),
+         example = json!({"id": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+             "name": "Formule famille", "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7500}],
+             "annual_ceiling_xof": 175000, "waiting_period_days": 90, "grace_period_days": 30,
+             "excluded_categories": ["dental", "optical"], "max_dependants": 8, "child_max_age": 21,
+             "effective_from": "2026-07-01", "version": 2})),
         (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale: another version was added", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),

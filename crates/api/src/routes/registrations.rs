@@ -24,31 +24,39 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register))
 }
 
-/// A person as sent in a registration.
+/// A person as sent in a registration: matched by national id when it is known, else created.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
+    "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "phone": "+22890123456",
+    "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}}))]
 pub struct PersonWrite {
     /// Optional: many people have no papers. Same country, type and value = same person.
     pub national_id: Option<NationalIdView>,
     /// 1–100 characters, kept byte-exact.
     pub family_name: String,
+    /// 1–100 characters, kept byte-exact.
     pub given_names: String,
     /// `F` or `M`.
     pub sex: String,
-    /// `YYYY-MM-DD`, not in the future; `YYYY-01-01` with `birth_date_precision: "year"` when only the year is known.
+    /// `YYYY-MM-DD` from 1900 to today; when only the year is known, `YYYY-01-01` with
+    /// `birth_date_precision: "year"`, or just `YYYY`.
     pub birth_date: String,
     /// `day` (default) or `year`.
     pub birth_date_precision: Option<String>,
-    /// E.164, e.g. `+22890123456`.
+    /// E.164, e.g. `+22890123456` (spaces, dots and dashes are removed first).
     pub phone: Option<String>,
+    /// Where the person lives: region, district and commune, all three or none.
     pub locality: Option<LocalityView>,
 }
 
 /// A dependant: a person plus their relationship to the principal.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"relationship": "child", "family_name": "Agbéko", "given_names": "Yao", "sex": "M", "birth_date": "2015-07-30"}))]
 pub struct DependantWrite {
     /// `spouse`, `child`, `parent` or `other`.
     pub relationship: String,
-    /// The dependant's own member number, when the mutuelle gives one.
+    /// The dependant's own member number, when the mutuelle gives one (same format as the
+    /// household's, distinct from every other in the registration); else the household's applies.
     pub member_number: Option<String>,
     #[serde(flatten)]
     pub person: PersonWrite,
@@ -69,31 +77,73 @@ pub struct DependantWrite {
 pub struct RegistrationWrite {
     /// One of your `complementary` or `primary` products.
     pub product: String,
-    /// The household's number, unique in your mutuelle.
+    /// The household's number, unique in your mutuelle: 1 to 50 letters, digits, dashes, slashes
+    /// or dots.
     pub member_number: String,
+    /// `YYYY-MM-DD`: the first day of cover. Coverages pay from `start_date + waiting_period_days`.
     pub start_date: String,
-    /// Contributions already paid up to this day.
+    /// `YYYY-MM-DD`: contributions already paid up to this day, for the whole household; not
+    /// before the day before `start_date`. Absent = nothing paid yet (`CONTRIBUTIONS_IN_ARREARS`).
     pub paid_through: Option<String>,
+    /// The household's head, who holds the household's member number.
     pub principal: PersonWrite,
     /// In order; the product's `max_dependants` and `child_max_age` apply.
     pub dependants: Option<Vec<DependantWrite>>,
 }
 
+/// One registered member: the person, their new coverage, and how the person was found.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"relationship": "principal",
+    "beneficiary": {"id": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
+        "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456"},
+    "coverage": {"id": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
+        "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+        "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+    "matched": false, "possible_duplicates": []}))]
 pub struct MemberView {
     /// `principal`, then the dependants' relationships in request order.
     pub relationship: String,
+    /// The person: found by national id, or created.
     pub beneficiary: BeneficiaryView,
+    /// The new coverage of the product, `active`, from `start_date`.
     pub coverage: CoverageView,
-    /// True when the person was already known by their national id.
+    /// True when the person was already known by their national id (their stored record is
+    /// returned and kept).
     pub matched: bool,
     /// People without a national id who look the same (names without accents or case, sex,
     /// birth date); never merged silently.
     pub possible_duplicates: Vec<String>,
 }
 
+/// A registered household.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"members": [
+    {"relationship": "principal",
+     "beneficiary": {"id": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
+         "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456"},
+     "coverage": {"id": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
+         "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+         "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+     "matched": false, "possible_duplicates": []},
+    {"relationship": "spouse",
+     "beneficiary": {"id": "01938a41-2c7f-7b33-a5e6-7f2a3b4c5d6e", "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F",
+         "birth_date": "1988-01-01", "birth_date_precision": "year"},
+     "coverage": {"id": "01938a41-2c80-7c44-b6f7-8a3b4c5d6e7f", "beneficiary": "01938a41-2c7f-7b33-a5e6-7f2a3b4c5d6e",
+         "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+         "member_number": "TSV-0042", "relationship": "spouse", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
+         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+     "matched": false, "possible_duplicates": ["01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"]},
+    {"relationship": "child",
+     "beneficiary": {"id": "01938a41-2c81-7d55-87a8-9b4c5d6e7f80", "family_name": "Agbéko", "given_names": "Yao", "sex": "M",
+         "birth_date": "2015-07-30", "birth_date_precision": "day"},
+     "coverage": {"id": "01938a41-2c82-7e66-98b9-ac5d6e7f8091", "beneficiary": "01938a41-2c81-7d55-87a8-9b4c5d6e7f80",
+         "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+         "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
+         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+     "matched": false, "possible_duplicates": []}
+]}))]
 pub struct RegistrationView {
+    /// Principal first, then the dependants in request order.
     pub members: Vec<MemberView>,
 }
 
@@ -198,6 +248,14 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
 }
 
 /// Register a household: a principal and dependants joining one of your products, all or nothing.
+///
+/// Mutuelles only, with `registry:write` (403 for other kinds); `Idempotency-Key` is required
+/// (428 without it). Each person is matched by national id or created; people without one are
+/// never merged, but look-alikes are listed in `possible_duplicates`. `product` must be one of
+/// your `complementary` or `primary` products (422 `unknown_reference` otherwise), and its
+/// `max_dependants` and `child_max_age` (on `start_date`) apply. Every broken rule is listed at
+/// once (422) and nothing is written unless everything is. 201 without `Location`: `members`
+/// names every new resource.
 #[utoipa::path(
     post,
     path = "/v1/registrations",
@@ -206,7 +264,7 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
     params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
     responses(
         (status = 201, description = "Registered: every member with their beneficiary and coverage, principal first", body = RegistrationView),
-        (status = 409, description = "The member number is taken in your mutuelle, or a person already holds this product", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already registered in your mutuelle (`member_number_taken`), or a person already holds this product (`already_covered`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))

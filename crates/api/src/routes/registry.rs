@@ -37,21 +37,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_contribution, list_contributions))
 }
 
+/// A national identity number. Same country, type and value = same person.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"country": "TG", "type": "NIU", "value": "123456789012"}))]
 pub struct NationalIdView {
     /// ISO 3166-1 alpha-2.
     pub country: String,
-    /// `NIU` (TG), `NINA` (ML), `CNI` or `RNU` (SN).
+    /// `NIU` (TG, 12 digits), `NINA` (ML, 15 letters and digits), `CNI` (SN, 12–17 digits) or
+    /// `RNU` (SN, 5–20 letters and digits).
     #[serde(rename = "type")]
     pub id_type: String,
-    /// Normalised: spaces and dashes removed, letters upper-cased.
+    /// Normalised before it is checked, stored or compared: spaces and dashes removed, letters
+    /// upper-cased.
     pub value: String,
 }
 
+/// Where a person lives: all three parts, or no locality at all.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"region": "Maritime", "district": "Zio", "commune": "Zio 1"}))]
 pub struct LocalityView {
+    /// 1–100 characters, e.g. `Maritime`.
     pub region: String,
+    /// 1–100 characters, e.g. `Zio`.
     pub district: String,
+    /// 1–100 characters, e.g. `Zio 1`.
     pub commune: String,
 }
 
@@ -64,11 +73,14 @@ pub struct LocalityView {
     "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}
 }))]
 pub struct BeneficiaryView {
+    /// Beneficiary id, chosen by the server.
     pub id: String,
+    /// The person's national id; absent for people without papers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub national_id: Option<NationalIdView>,
     /// Byte-exact as registered, accents kept.
     pub family_name: String,
+    /// Byte-exact as registered, accents kept.
     pub given_names: String,
     /// `F` or `M`.
     pub sex: String,
@@ -79,6 +91,7 @@ pub struct BeneficiaryView {
     /// E.164.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// Where the person lives, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locality: Option<LocalityView>,
 }
@@ -116,9 +129,13 @@ impl From<Beneficiary> for BeneficiaryView {
     "paid_through": "2026-12-31"
 }))]
 pub struct CoverageView {
+    /// Coverage id, chosen by the server.
     pub id: String,
+    /// The person covered (a beneficiary id).
     pub beneficiary: String,
+    /// The product (its id); a claim uses the version in force on its service date.
     pub product: String,
+    /// The mutuelle or scheme that holds the coverage: the product's owner.
     pub organization: String,
     /// `base`, `complementary` or `primary`.
     pub layer: String,
@@ -129,12 +146,15 @@ pub struct CoverageView {
     /// A dependant's principal's coverage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal_coverage: Option<String>,
+    /// The first day of cover; it pays from `start_date + waiting_period_days` of the product.
     pub start_date: NaiveDate,
+    /// The last covered day, when set (`ENDED` after it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date: Option<NaiveDate>,
     /// `active`, `suspended` or `terminated`.
     pub status: String,
-    /// The latest `period_end` of the contributions paid.
+    /// The latest `period_end` of the contributions paid (or the `paid_through` given at
+    /// registration); absent when nothing is paid. For a dependant's eligibility, its principal's payments count too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paid_through: Option<NaiveDate>,
 }
@@ -163,11 +183,17 @@ impl From<Coverage> for CoverageView {
 #[schema(example = json!({"id": "01937f0e-8e4c-7f5d-9a21-3c4d5e6f7081", "coverage": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
     "amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05", "reference": "RECU-2026-0113"}))]
 pub struct ContributionView {
+    /// Contribution id, chosen by the server.
     pub id: String,
+    /// The coverage it was paid towards.
     pub coverage: String,
+    /// The amount paid, in XOF.
     pub amount_xof: i64,
+    /// The first day it pays for.
     pub period_start: NaiveDate,
+    /// The last day it pays for.
     pub period_end: NaiveDate,
+    /// The day it was paid.
     pub paid_at: NaiveDate,
     /// The payer's receipt or transaction reference.
     pub reference: String,
@@ -212,6 +238,11 @@ pub struct BeneficiaryQuery {
 }
 
 /// Find a person by national id: a list of at most one, empty when none is visible to you.
+///
+/// `national_id` is required (422 on `/query/national_id` when missing or malformed) and is
+/// normalised before the search. Operators and auditors find anyone; other organisations only
+/// people they hold a coverage of (providers therefore always get an empty list), so an empty
+/// list does not tell whether the person exists. One page: `next_cursor` is always null.
 #[utoipa::path(
     get,
     path = "/v1/beneficiaries",
@@ -244,6 +275,9 @@ pub async fn search_beneficiaries(
 }
 
 /// Read a person.
+///
+/// Operators and auditors read anyone; other organisations with `registry:read` only people
+/// they hold a coverage of, and get 404 otherwise, exactly as for an unknown id.
 #[utoipa::path(
     get,
     path = "/v1/beneficiaries/{id}",
@@ -276,6 +310,10 @@ pub struct CoverageQuery {
 }
 
 /// A person's coverages that you hold (all of them for operators and auditors).
+///
+/// `beneficiary` is required (422 on `/query/beneficiary`). Organisations other than operators
+/// and auditors see only their own coverages of the person: an empty list when they hold none,
+/// whether or not the person exists.
 #[utoipa::path(
     get,
     path = "/v1/coverages",
@@ -305,6 +343,9 @@ pub async fn list_coverages(
 }
 
 /// Read a coverage.
+///
+/// Readable by the organisation that holds it, operators and auditors; 404 for anyone else. Its
+/// `ETag` is what `PATCH` needs in `If-Match`.
 #[utoipa::path(
     get,
     path = "/v1/coverages/{id}",
@@ -333,18 +374,28 @@ pub async fn get_coverage(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"status": "suspended"}))]
 pub struct CoveragePatch {
-    /// `active`, `suspended` or `terminated` (final).
+    /// `active`, `suspended` or `terminated` (final). A suspended or terminated coverage is not
+    /// eligible (`SUSPENDED`, `TERMINATED`).
     pub status: Option<String>,
-    /// The last covered day; `null` removes it.
+    /// The last covered day, on or after `start_date`; `null` removes it.
     pub end_date: Option<NaiveDate>,
 }
 
 /// Change a coverage's status or end date (its organisation; `If-Match` required).
+///
+/// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The body
+/// is a JSON merge patch of `status` and `end_date`; any other member is 422 `unknown_field`.
+/// `If-Match` carries the `ETag` of the last read: 428 without it, 412 when the coverage changed
+/// since (a contribution changes it too). `terminated` is final: changing a terminated coverage
+/// is 409. Subscribers receive `coverage.changed`.
 #[utoipa::path(
     patch,
     path = "/v1/coverages/{id}",
     tag = "coverages",
-    request_body(content = CoveragePatch, content_type = "application/merge-patch+json"),
+    request_body(content(
+        (CoveragePatch = "application/merge-patch+json"),
+        (CoveragePatch = "application/json")
+    )),
     params(
         ("id" = String, Path, description = "Coverage id"),
         ("If-Match" = String, Header, description = "The ETag of the last read"),
@@ -469,6 +520,7 @@ pub async fn patch_coverage(
 pub struct ContributionCreate {
     /// 1 to 10^12.
     pub amount_xof: i64,
+    /// The first day it pays for.
     pub period_start: NaiveDate,
     /// On or after `period_start`; becomes the coverage's `paid_through` when later.
     pub period_end: NaiveDate,
@@ -495,6 +547,13 @@ fn parse_date_field(f: &mut Fields<'_>, name: &'static str, errors: &mut Vec<Fie
 }
 
 /// Record a contribution (the coverage's organisation); `paid_through` moves to `period_end`.
+///
+/// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
+/// coverage's `paid_through` becomes `period_end` when that is later, and a new `ETag` results;
+/// a dependant's eligibility also counts its principal's payments. Contributions decide
+/// `CONTRIBUTIONS_IN_ARREARS` for `complementary` and `primary` coverages only. Answers 201
+/// without `Location`: the contribution is listed under its coverage. Subscribers receive
+/// `coverage.changed`.
 #[utoipa::path(
     post,
     path = "/v1/coverages/{id}/contributions",
@@ -599,6 +658,9 @@ pub async fn add_contribution(
 }
 
 /// A coverage's contributions, newest first.
+///
+/// By `paid_at`, latest first. Readable by the organisation that holds the coverage, operators
+/// and auditors; 404 for anyone else.
 #[utoipa::path(
     get,
     path = "/v1/coverages/{id}/contributions",
@@ -657,6 +719,25 @@ pub fn read_person_fields(f: &mut Fields<'_>, prefix: &str, errors: &mut Vec<Fie
     }
 }
 
+/// A person the scheme already covers, by id.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}))]
+pub struct BeneficiaryRef {
+    /// The beneficiary's id; 422 `unknown_reference` when the scheme covers no such person.
+    pub id: String,
+}
+
+/// Who a base affiliation is for: `{"id": …}` of a person the scheme already covers, or the
+/// person's fields, matched by national id or created as in a registration (the way to
+/// affiliate someone the scheme does not cover yet).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}))]
+pub enum CoveragePersonWrite {
+    Known(BeneficiaryRef),
+    Fields(Box<super::registrations::PersonWrite>),
+}
+
 /// The body of `POST /v1/coverages`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "member_number": "INAM-TG-0042",
@@ -666,16 +747,25 @@ pub fn read_person_fields(f: &mut Fields<'_>, prefix: &str, errors: &mut Vec<Fie
 pub struct CoverageCreate {
     /// One of your `base` products.
     pub product: String,
-    /// Unique in your scheme.
+    /// Unique in your scheme: 1 to 50 letters, digits, dashes, slashes or dots.
     pub member_number: String,
     /// `{"id": …}` of a person you already cover, or the person's fields (matched by national id
     /// or created, as in a registration).
+    #[schema(value_type = CoveragePersonWrite)]
     pub beneficiary: Value,
+    /// The first day of the affiliation.
     pub start_date: NaiveDate,
+    /// The last day, when known; on or after `start_date`.
     pub end_date: Option<NaiveDate>,
 }
 
 /// Record a base affiliation (schemes).
+///
+/// Schemes only, with `registry:write` (403 for other kinds). `product` must be one of your
+/// `base` products (422 `unknown_reference`). The person is `{"id": …}` of someone you already
+/// cover, or their fields, matched by national id or created, as in a registration. A base
+/// coverage is eligible by its status and dates alone: no contributions are needed. Answers 201
+/// with its `Location` and `ETag`.
 #[utoipa::path(
     post,
     path = "/v1/coverages",
@@ -685,7 +775,7 @@ pub struct CoverageCreate {
     responses(
         (status = 201, description = "Created; `Location` names it", body = CoverageView,
          headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
-        (status = 409, description = "The member number is taken, or the person already holds this product", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), or the person already holds this product (`already_covered`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]

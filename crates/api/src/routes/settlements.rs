@@ -30,34 +30,48 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_payment))
 }
 
+/// A payment towards a settlement.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-11-30", "reference": "VIR-4411"}))]
 pub struct PaymentView {
+    /// Payment id, chosen by the server.
     pub id: String,
+    /// The amount paid, in XOF.
     pub amount_xof: i64,
+    /// The day it was paid.
     pub paid_at: NaiveDate,
+    /// The transfer's or cheque's reference.
     pub reference: String,
 }
 
 /// A settlement batch (*bordereau*).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
-    "period_start": "2026-10-01", "period_end": "2026-10-31", "status": "partially_paid",
+    "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "partially_paid",
     "claims": ["01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f"], "claim_count": 1, "total_xof": 2001, "paid_xof": 1000,
-    "payments": [{"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-11-05", "reference": "VIR-4411"}]}))]
+    "payments": [{"id": "01937f11-3c4d-7e5f-8a61-7b8c9d0e1f20", "amount_xof": 1000, "paid_at": "2026-11-30", "reference": "VIR-4411"}]}))]
 pub struct SettlementView {
+    /// Settlement id, chosen by the server.
     pub id: String,
+    /// The mutuelle that owes and pays it.
     pub mutuelle: String,
     /// The health facility paid.
     pub payee: String,
+    /// The first service date of the period, inclusive.
     pub period_start: NaiveDate,
+    /// The last service date of the period, inclusive.
     pub period_end: NaiveDate,
     /// `open`, `partially_paid` or `paid`.
     pub status: String,
+    /// The claims in the batch (their ids); each claim is in at most one batch.
     pub claims: Vec<String>,
+    /// How many claims.
     pub claim_count: usize,
     /// The sum of its claims' complementary shares.
     pub total_xof: i64,
+    /// The sum of its payments so far.
     pub paid_xof: i64,
+    /// Its payments, in the order recorded.
     pub payments: Vec<PaymentView>,
 }
 
@@ -90,22 +104,25 @@ impl From<Settlement> for SettlementView {
 
 /// The body of `POST /v1/settlements`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"payee": "cms-tsevie", "period_start": "2026-10-01", "period_end": "2026-10-31"}))]
+#[schema(example = json!({"payee": "cms-tsevie", "period_start": "2026-11-01", "period_end": "2026-11-30"}))]
 pub struct SettlementCreate {
-    /// The provider owed.
+    /// The provider owed (an organisation of kind `provider`; 422 `unknown_reference` otherwise).
     pub payee: String,
-    /// Service dates, inclusive.
+    /// The first service date of the period, inclusive.
     pub period_start: NaiveDate,
+    /// The last service date of the period, inclusive; on or after `period_start`.
     pub period_end: NaiveDate,
 }
 
 /// The body of `POST /v1/settlements/{id}/payments`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-11-05", "reference": "VIR-4411"}))]
+#[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-11-30", "reference": "VIR-4411"}))]
 pub struct PaymentCreate {
-    /// At most what is still due.
+    /// From 1 to what is still due (`total_xof - paid_xof`).
     pub amount_xof: i64,
+    /// The day it was paid; not in the future.
     pub paid_at: NaiveDate,
+    /// The transfer's or cheque's reference, 1–100 characters.
     pub reference: String,
 }
 
@@ -145,14 +162,24 @@ fn settlement_error(e: SettlementError) -> ApiError {
 }
 
 /// Batch your adjudicated, unsettled claims owed to one payee for a period of service dates.
+///
+/// Mutuelles only, with `settlements:write` (403 for other kinds). The batch takes every claim
+/// routed to you, `adjudicated`, from this provider, with a service date in the period and in no
+/// other batch; when there is none, 422 `empty_batch`. `total_xof` is the sum of their
+/// complementary shares. Answers 201 with the batch, `open`, and its `Location`.
 #[utoipa::path(
     post,
     path = "/v1/settlements",
     tag = "settlements",
     request_body = SettlementCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
-    responses((status = 201, description = "Created; `Location` names it", body = SettlementView,
-        headers(("Location" = String, description = "/v1/settlements/{id}")))),
+    responses(
+        (status = 201, description = "Created, `open`; `Location` names it", body = SettlementView,
+         headers(("Location" = String, description = "/v1/settlements/{id}")),
+         example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
+             "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "open",
+             "claims": ["01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f"], "claim_count": 1, "total_xof": 2001, "paid_xof": 0, "payments": []})),
+    ),
     security(("bearer" = ["settlements:write"]))
 )]
 pub async fn create_settlement(
@@ -238,9 +265,12 @@ fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
     w.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Read a settlement, as JSON or, with `Accept: text/csv`, as one CSV row per claim with the
+/// Read a settlement, as JSON or CSV.
+///
+/// Readable, with `claims:read`, by its mutuelle, its payee, operators and auditors (404 for
+/// anyone else; 403 for schemes). With `Accept: text/csv`, one CSV row per claim with the
 /// columns `claim_id, external_id, beneficiary, service_date, care_level, status, billed_xof,
-/// base_xof, complementary_xof, patient_xof`.
+/// base_xof, complementary_xof, patient_xof` (each claim's totals).
 #[utoipa::path(
     get,
     path = "/v1/settlements/{id}",
@@ -249,7 +279,7 @@ fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
     responses(
         (status = 200, description = "The settlement", content(
             (SettlementView = "application/json"),
-            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-10-28,health_center,adjudicated,10001,8000,2001,0\n")
+            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
         )),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -278,9 +308,14 @@ pub async fn get_settlement(
     Ok(Json(SettlementView::from(settlement)).into_response())
 }
 
-/// Record a payment (the settlement's mutuelle). Payments add up; one that would pass the total
-/// is refused naming the amount still due; when fully paid the batch is `paid` and its claims
-/// `settled`. Answers the updated settlement.
+/// Record a payment (the settlement's mutuelle).
+///
+/// With `settlements:write`, on your own settlements (403 for other kinds, 404 for a settlement
+/// that is not yours). Payments add up: one that would pass the total is 422
+/// `exceeds_amount_due` naming the amount still due, and one to a `paid` batch is 409. The batch
+/// is `partially_paid` until `paid_xof` reaches `total_xof`, then `paid`, and its claims
+/// `settled` (subscribers receive `claim.settled`). Answers 201 with the updated settlement,
+/// without `Location`.
 #[utoipa::path(
     post,
     path = "/v1/settlements/{id}/payments",

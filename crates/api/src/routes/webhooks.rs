@@ -37,9 +37,13 @@ pub const MAX_SECRET: usize = 256;
     "events": ["claim.submitted", "claim.adjudicated"], "created_at": "2026-11-30T08:00:00Z",
     "secret": "7c3f0a9e1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6"}))]
 pub struct WebhookView {
+    /// Subscription id, chosen by the server.
     pub id: String,
+    /// Where deliveries are POSTed.
     pub url: String,
+    /// The event types delivered, each once.
     pub events: Vec<String>,
+    /// When it was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
     /// HMAC-SHA256 key of the signatures; only in the creation's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,7 +70,8 @@ pub struct WebhookCreate {
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
     /// `claim.settled`, `coverage.changed`.
     pub events: Vec<String>,
-    /// 32 to 256 characters; generated when absent.
+    /// The HMAC-SHA256 key of the signatures, 32 to 256 bytes; when absent, 64 random hex
+    /// characters are generated. Shown only in the answer to this request.
     pub secret: Option<String>,
 }
 
@@ -143,6 +148,15 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
 }
 
 /// Subscribe to events of the resources your organisation may read.
+///
+/// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
+/// submitter, base payer, routed mutuelle), a coverage's to its organisation, and every event to
+/// operators and auditors. Each is POSTed as `{event_id, type, created_at, organization, data}`,
+/// `data` being the resource as its GET shows it, with `Passerelle-Event-Id` and
+/// `Passerelle-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. A
+/// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, ±20 %;
+/// 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
+/// public address (422 on `/url`). Answers 201 with the `secret`, shown only here.
 #[utoipa::path(
     post,
     path = "/v1/webhooks",
@@ -227,6 +241,8 @@ pub async fn create_webhook(
 }
 
 /// Your subscriptions (without their secrets).
+///
+/// Only your organisation's subscriptions, ordered by id; secrets are never shown again.
 #[utoipa::path(
     get,
     path = "/v1/webhooks",
@@ -253,6 +269,9 @@ async fn own(state: &AppState, caller: &Caller, id: &str) -> Result<Subscription
 }
 
 /// Delete a subscription; pending deliveries to it are dropped.
+///
+/// Only your organisation's subscriptions (404 otherwise, and on a second `DELETE`). Nothing
+/// more is delivered to it: its pending deliveries become `failed`. Answers 204 without a body.
 #[utoipa::path(
     delete,
     path = "/v1/webhooks/{id}",
@@ -277,28 +296,47 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// One try to deliver an event.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"attempt": 1, "at": "2026-11-28T09:14:03.512Z", "status_code": 503, "error": null, "duration_ms": 412}))]
 pub struct AttemptView {
+    /// 1 for the first try.
     pub attempt: u32,
+    /// When the try started.
     pub at: DateTime<Utc>,
     /// The receiver's HTTP status, when it answered.
     pub status_code: Option<u16>,
     /// Why the try failed without an HTTP answer (timeout, refused connection…).
     pub error: Option<String>,
+    /// How long the try took, in milliseconds.
     pub duration_ms: u64,
 }
 
+/// One event's delivery to a subscription, with every try.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01938b21-7a8b-7c9d-8e0f-1a2b3c4d5e6f:01937f12-4d5e-7f60-8172-8c9d0e1f2031",
+    "event_id": "01938b21-7a8b-7c9d-8e0f-1a2b3c4d5e6f", "type": "claim.adjudicated", "status": "delivered",
+    "attempts": [
+        {"attempt": 1, "at": "2026-11-28T09:14:03.512Z", "status_code": 503, "error": null, "duration_ms": 412},
+        {"attempt": 2, "at": "2026-11-28T09:14:14.020Z", "status_code": 200, "error": null, "duration_ms": 87}],
+    "next_attempt_at": null, "created_at": "2026-11-28T09:14:03.498Z", "delivered_at": "2026-11-28T09:14:14.020Z"}))]
 pub struct DeliveryView {
+    /// Delivery id: `<event_id>:<subscription id>`.
     pub id: String,
+    /// The event's id, also in the body and in `Passerelle-Event-Id`: receivers dedupe on it.
     pub event_id: String,
+    /// The event type, e.g. `claim.adjudicated`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// `pending`, `delivered` or `failed` (given up after the last attempt).
     pub status: String,
+    /// Every try so far, oldest first.
     pub attempts: Vec<AttemptView>,
+    /// When the next try is due, while `pending`; null otherwise.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the event was raised, with the change that raised it.
     pub created_at: DateTime<Utc>,
+    /// When a try got a 2xx answer; null until then.
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
@@ -328,6 +366,9 @@ impl From<Delivery> for DeliveryView {
 }
 
 /// A subscription's deliveries, newest first, each with its attempts.
+///
+/// Only for your organisation's subscriptions (404 otherwise): to see what was sent, what the
+/// receiver answered and when the next try is due.
 #[utoipa::path(
     get,
     path = "/v1/webhooks/{id}/deliveries",
