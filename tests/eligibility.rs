@@ -259,7 +259,53 @@ async fn simultaneous_checks_each_get_their_own_answer(backend: Backend) {
     }
 }
 
+/// A NUL character (U+0000) is refused wherever text comes in, alike on both databases.
+/// PostgreSQL's text cannot hold it: a check carrying one in its member number used to fail the
+/// batched facts statement, and with it the checks of other callers asked at the same moment.
+async fn a_nul_character_is_refused_and_fails_no_one_else(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let token = provider(app);
+    let good = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center"});
+    let bad = json!({"beneficiary": {"organization": "mut-a", "member_number": "TSV\u{0}0001"},
+        "service_date": "2026-06-01", "care_level": "health_center"});
+    let replies = futures::future::join_all(
+        (0..40).map(|i| check(app, &token, if i % 2 == 0 { bad.clone() } else { good.clone() })),
+    )
+    .await;
+    for (i, reply) in replies.iter().enumerate() {
+        if i % 2 == 0 {
+            reply.problem(422, "validation_failed");
+            assert_eq!(reply.error_fields(), ["/beneficiary/member_number"]);
+            assert_eq!(reply.json["errors"][0]["code"], "invalid_character");
+        } else {
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        }
+    }
+    // In a path, a NUL names nothing; in a query, the parameter is named; a write changes nothing.
+    let reader = app.token("mut-a", "registry:read claims:read");
+    app.get("/v1/claims/a%00b", &reader).await.problem(404, "not_found");
+    app.get("/v1/beneficiaries/a%00b", &reader)
+        .await
+        .problem(404, "not_found");
+    let listed = app.get("/v1/coverages?beneficiary=a%00b", &reader).await;
+    listed.problem(422, "validation_failed");
+    assert_eq!(listed.error_fields(), ["/query/beneficiary"]);
+    let before = app.count("organizations").await;
+    let created = app
+        .post(
+            "/v1/organizations",
+            &app.token("operator", "admin"),
+            &json!({"id": "mut-nul", "kind": "mutuelle", "country": "TG", "name": "Mutuelle\u{0}"}),
+        )
+        .await;
+    created.problem(422, "validation_failed");
+    assert_eq!(created.error_fields(), ["/name"]);
+    assert_eq!(app.count("organizations").await, before);
+}
+
 on_both_databases!(
+    a_nul_character_is_refused_and_fails_no_one_else,
     simultaneous_checks_each_get_their_own_answer,
     a_mutuelle_alone_pays_its_rate_with_floors,
     every_reason_is_reported_with_its_end,

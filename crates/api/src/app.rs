@@ -106,9 +106,31 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(from_fn(refuse_nul))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(context))
+}
+
+/// A NUL (`%00`) in the path or the query names nothing that can exist: no text here may hold
+/// it (`passerelle_domain::nul`). 404 for the path, 422 naming the parameter for the query,
+/// before any handler, and any statement, sees it.
+async fn refuse_nul(request: Request, next: Next) -> Response {
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    let uri = request.uri();
+    if has_nul(uri.path()) {
+        return ApiError::NotFound.into_response();
+    }
+    if let Some(pair) = uri.query().and_then(|q| q.split('&').find(|pair| has_nul(pair))) {
+        let name = pair.split('=').next().unwrap_or_default();
+        let field = if has_nul(name) {
+            "/query".to_owned()
+        } else {
+            format!("/query/{name}")
+        };
+        return ApiError::field(passerelle_domain::nul::nul_error(field)).into_response();
+    }
+    next.run(request).await
 }
 
 /// A body declared larger than the limit is 413; one of a few MiB is read and dropped first, so

@@ -36,6 +36,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 "Le corps doit être un objet JSON.",
             ));
         }
+        if let Some(field) = passerelle_domain::nul::first_nul(&value) {
+            return Err(ApiError::field(passerelle_domain::nul::nul_error(field)));
+        }
         serde_json::from_value(value).map(AppJson).map_err(|e| {
             let message = e.to_string();
             ApiError::field(FieldError::new("", "invalid_type", message.clone(), message))

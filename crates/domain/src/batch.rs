@@ -598,6 +598,10 @@ impl<R: Read> CsvHouseholds<R> {
         for (column, cell) in cells.iter_mut().enumerate() {
             let raw = self.cell(fields, column).unwrap_or_default();
             match std::str::from_utf8(raw) {
+                Ok(text) if crate::nul::contains_nul(text) => {
+                    let e = crate::nul::nul_error(CSV_COLUMNS[column]);
+                    errors.push(RowError::new(line, household, &e.field, &e.code, e.en, e.fr));
+                }
                 Ok(text) => {
                     let text = text.trim();
                     if !text.is_empty() {
@@ -992,6 +996,15 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
                     ))
                 }
             };
+            if let Some(field) = crate::nul::first_nul(&value) {
+                let e = crate::nul::nul_error(field);
+                return Some(Err(HouseholdFailure::new(
+                    String::new(),
+                    self.line,
+                    1,
+                    vec![RowError::new(self.line, "", &e.field, &e.code, e.en, e.fr)],
+                )));
+            }
             let (mut draft, read_errors) = RegistrationDraft::from_json(&value, "");
             if draft.product.is_none() {
                 draft.product.clone_from(&self.default_product);
@@ -1188,6 +1201,30 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
             (errors[0].field.as_str(), errors[0].code.as_str()),
             ("/header", "invalid_encoding")
         );
+    }
+
+    /// PostgreSQL's text cannot hold a NUL: a cell or a JSON line carrying one fails its own
+    /// household, named, and never reaches a statement.
+    #[test]
+    fn a_nul_character_fails_its_household_only() {
+        let mut file = HEADER.as_bytes().to_vec();
+        file.extend_from_slice(b"H1,principal,SGU-1,Traore,Awa,F,1975,,,S\x00gou,,,2026-01-01,\n");
+        file.extend_from_slice(b"H2,principal,SGU-2,Coulibaly,Moussa,M,1969,,,,,,2026-01-01,\n");
+        let items = csv(&file);
+        assert_eq!(items.len(), 2);
+        assert_eq!(codes(&failure(&items[0]).errors), [(2, "region", "invalid_character")]);
+        assert!(items[1].is_ok());
+
+        let lines = "{\"member_number\": \"A\\u0000\", \"start_date\": \"2026-01-01\"}\n{\"member_number\": \"B\"}\n";
+        let items: Vec<_> = NdjsonHouseholds::new(lines.as_bytes(), None).collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            codes(&failure(&items[0]).errors),
+            [(1, "/member_number", "invalid_character")]
+        );
+        assert!(items[1]
+            .as_ref()
+            .map_or_else(|f| f.errors.iter().all(|e| e.code != "invalid_character"), |_| true));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod eligibility;
 pub mod error;
 pub mod money;
+pub mod nul;
 pub mod organization;
 pub mod pagination;
 pub mod policy;

@@ -143,10 +143,20 @@ impl crate::batch_loader::BatchRead for FactsReader {
     async fn read(&self, keys: Vec<FactsKey>) -> Result<Vec<Vec<FactsRow>>, StoreError> {
         let mut answers: Vec<Vec<FactsRow>> = keys.iter().map(|_| Vec::new()).collect();
         for kind in [KeyKind::Id, KeyKind::NationalId, KeyKind::Member] {
+            // A key holding a NUL names no one (no stored text can hold it), and PostgreSQL would
+            // fail the whole statement on it, and every check batched with it: answered as
+            // unknown without asking. The API refuses such keys already; this keeps one caller's
+            // input from ever failing another's check.
             let picked: Vec<(i64, &FactsKey)> = keys
                 .iter()
                 .enumerate()
                 .filter(|(_, (key, _))| KeyKind::of(key) == kind)
+                .filter(|(_, (key, _))| {
+                    !KeyKind::columns(key)
+                        .iter()
+                        .flatten()
+                        .any(|c| passerelle_domain::nul::contains_nul(c))
+                })
                 .map(|(n, key)| (n as i64, key))
                 .collect();
             if picked.is_empty() {
