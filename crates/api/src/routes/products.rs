@@ -337,13 +337,23 @@ pub async fn list_product_versions(
     }))
 }
 
-pub fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
+/// `If-Match` against the resource's current version, as RFC 9110 §13.1.1 has it: 428 when
+/// absent; `*` matches (the resource exists); otherwise one of the listed entity tags must be
+/// the current `ETag`, compared strongly, so a weak tag (`W/"3"`) never matches; 412 when none
+/// does.
+pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError> {
     let value = headers
         .get(header::IF_MATCH)
         .ok_or(ApiError::PreconditionRequired { header: "If-Match" })?
         .to_str()
         .map_err(|_| ApiError::PreconditionFailed)?;
-    Ok(value.trim().trim_start_matches("W/").to_owned())
+    let current = format!("\"{version}\"");
+    let matches = value.trim() == "*" || value.split(',').any(|tag| tag.trim() == current);
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed)
+    }
 }
 
 /// Replace a product: a new version from its `effective_from` (with `If-Match`).
@@ -366,7 +376,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
         })),
     params(
         ("id" = String, Path, description = "Product id"),
-        ("If-Match" = String, Header, description = "The ETag of the last read"),
+        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
     ),
     responses(
         (status = 200, description = "The new version", body = ProductView, headers(("ETag" = String, description = "The new version, quoted")),
@@ -390,10 +400,7 @@ pub async fn replace_product(
 ) -> Result<Response, ApiError> {
     let versions = visible_versions(&state, &auth.caller, &id).await?;
     let current = versions.last().ok_or(ApiError::NotFound)?;
-    let expected = if_match(&headers)?;
-    if expected != format!("\"{}\"", current.version) {
-        return Err(ApiError::PreconditionFailed);
-    }
+    check_if_match(&headers, current.version)?;
     let (draft, parse_errors) = read_draft(&body);
     let valid = match draft.validate(auth.caller.kind) {
         Ok(valid) if parse_errors.is_empty() => valid,

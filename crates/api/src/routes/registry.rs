@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::products::{etag, if_match};
+use super::products::{check_if_match, etag};
 use super::{ListOf, PageQuery};
 use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
 use crate::fields::Fields;
@@ -398,7 +398,7 @@ pub struct CoveragePatch {
     )),
     params(
         ("id" = String, Path, description = "Coverage id"),
-        ("If-Match" = String, Header, description = "The ETag of the last read"),
+        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
     ),
     responses(
         (status = 200, description = "The updated coverage", body = CoverageView, headers(("ETag" = String, description = "The new version"))),
@@ -420,9 +420,7 @@ pub async fn patch_coverage(
     if current.organization != auth.caller.org.as_str() {
         return Err(ApiError::NotFound);
     }
-    if if_match(&headers)? != format!("\"{}\"", current.version) {
-        return Err(ApiError::PreconditionFailed);
-    }
+    check_if_match(&headers, current.version)?;
     let mut errors = Vec::new();
     let mut next = current.clone();
     for key in body.keys() {
