@@ -394,7 +394,52 @@ async fn bad_registrations_list_every_problem(backend: Backend) {
     assert_eq!((app.count("beneficiaries").await, app.count("coverages").await), before);
 }
 
+/// Dates reach from 1900 to ten years ahead: a contribution "paid through 9999" would keep a
+/// coverage paid up for ever, and a product version dated 9999 could never be followed. Each is
+/// 422 on its field, and nothing is written.
+async fn dates_stay_within_the_business(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut far = household(&r.product, "TSV-0009", "123456789019");
+    far["start_date"] = json!("0000-01-01");
+    far["paid_through"] = json!("9999-12-31");
+    let reply = register(app, "mut-a", "far", &far).await;
+    reply.problem(422, "validation_failed");
+    let mut fields = reply.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/paid_through", "/start_date"]);
+    assert_eq!(app.count("beneficiaries").await, 0);
+
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let pay = app
+        .post(
+            &format!("/v1/coverages/{coverage}/contributions"),
+            &token,
+            &json!({"amount_xof": 1, "period_start": "0000-01-01", "period_end": "9999-12-31",
+                    "paid_at": "2026-01-02", "reference": "x"}),
+        )
+        .await;
+    pay.problem(422, "validation_failed");
+    let mut fields = pay.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/period_end", "/period_start"]);
+    assert_eq!(pay.json["errors"][0]["code"], "out_of_range");
+    assert_eq!(
+        app.get(&format!("/v1/coverages/{coverage}"), &token).await.json["paid_through"],
+        "2026-12-31"
+    );
+
+    let mut plan = family_plan("9999-01-01");
+    plan["name"] = json!("Formule éternelle");
+    let product = app.post("/v1/products", &token, &plan).await;
+    product.problem(422, "validation_failed");
+    assert_eq!(product.error_fields(), ["/effective_from"]);
+}
+
 on_both_databases!(
+    dates_stay_within_the_business,
     a_household_registers_all_or_nothing,
     people_are_matched_across_organisations,
     visibility_follows_coverage,

@@ -186,6 +186,17 @@ async fn bad_settlements_are_refused(backend: Backend) {
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["/payee", "/period_end"]);
+    let far = app
+        .post(
+            "/v1/settlements",
+            &token,
+            &json!({"payee": "cms-a", "period_start": "0000-01-01", "period_end": "9999-12-31"}),
+        )
+        .await;
+    far.problem(422, "validation_failed");
+    let mut fields = far.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/period_end", "/period_start"]);
     app.post(
         "/v1/settlements",
         &app.token("cms-a", "settlements:write"),

@@ -8,6 +8,7 @@ pub mod claim;
 pub mod clock;
 pub mod coordination;
 pub mod coverage;
+pub mod dates;
 pub mod eligibility;
 pub mod error;
 pub mod money;

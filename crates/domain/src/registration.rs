@@ -165,6 +165,9 @@ impl RegistrationDraft {
             Some(raw) => optional_date(Some(raw), p("start_date"), &mut errors),
         };
         let paid_through = optional_date(self.paid_through.as_deref(), p("paid_through"), &mut errors);
+        for (date, name) in [(start_date, "start_date"), (paid_through, "paid_through")] {
+            errors.extend(date.and_then(|d| crate::dates::check(d, p(name), today)));
+        }
         if let (Some(start), Some(paid)) = (start_date, paid_through) {
             if start.checked_sub_days(Days::new(1)).is_some_and(|eve| paid < eve) {
                 errors.push(FieldError::new(

@@ -188,6 +188,25 @@ async fn visible_versions(state: &AppState, caller: &Caller, id: &str) -> Result
     }
 }
 
+/// The product a body describes, every rule checked, its `effective_from` within the dates of
+/// the business: a version dated 9999 would never apply, and no later one could follow it.
+fn validate_body(
+    body: &Map<String, Value>,
+    caller: &Caller,
+    today: NaiveDate,
+) -> Result<passerelle_domain::product::ProductDraftValid, ApiError> {
+    let (draft, parse_errors) = read_draft(body);
+    let valid = match draft.validate(caller.kind) {
+        Ok(valid) if parse_errors.is_empty() => valid,
+        Ok(_) => return Err(ApiError::validation(parse_errors)),
+        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
+    };
+    if let Some(e) = passerelle_domain::dates::check(valid.effective_from, "/effective_from", today) {
+        return Err(ApiError::validation(vec![e]));
+    }
+    Ok(valid)
+}
+
 /// Create a product (a mutuelle's `complementary`/`primary`, a scheme's `base`).
 ///
 /// Mutuelles and schemes with `registry:write` create their own benefit packages (403 for other
@@ -209,12 +228,7 @@ pub async fn create_product(
     auth: Authorized<perm::WriteProducts>,
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let (draft, parse_errors) = read_draft(&body);
-    let valid = match draft.validate(auth.caller.kind) {
-        Ok(valid) if parse_errors.is_empty() => valid,
-        Ok(_) => return Err(ApiError::validation(parse_errors)),
-        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
-    };
+    let valid = validate_body(&body, &auth.caller, state.clock.today())?;
     let ctx = auth.caller.write_context(&state, idempotency);
     let first = valid.into_version(uuid::Uuid::now_v7().to_string(), auth.caller.org.to_string(), 1);
     let written = state.store.create_product(&ctx, &first).await?;
@@ -401,12 +415,7 @@ pub async fn replace_product(
     let versions = visible_versions(&state, &auth.caller, &id).await?;
     let current = versions.last().ok_or(ApiError::NotFound)?;
     check_if_match(&headers, current.version)?;
-    let (draft, parse_errors) = read_draft(&body);
-    let valid = match draft.validate(auth.caller.kind) {
-        Ok(valid) if parse_errors.is_empty() => valid,
-        Ok(_) => return Err(ApiError::validation(parse_errors)),
-        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
-    };
+    let valid = validate_body(&body, &auth.caller, state.clock.today())?;
     let successor_errors = current.check_successor(&valid);
     if !successor_errors.is_empty() {
         return Err(ApiError::validation(successor_errors));

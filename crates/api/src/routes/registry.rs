@@ -455,7 +455,10 @@ pub async fn patch_coverage(
         None => {}
         Some(Value::Null) => next.end_date = None,
         Some(Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            Ok(d) if d >= current.start_date => next.end_date = Some(d),
+            Ok(d) if d >= current.start_date => {
+                errors.extend(passerelle_domain::dates::check(d, "/end_date", state.clock.today()));
+                next.end_date = Some(d);
+            }
             Ok(_) => errors.push(FieldError::new(
                 "/end_date",
                 "before_start_date",
@@ -528,10 +531,22 @@ pub struct ContributionCreate {
     pub reference: String,
 }
 
-fn parse_date_field(f: &mut Fields<'_>, name: &'static str, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
+/// A required date, within the dates of the business (`passerelle_domain::dates`).
+fn parse_date_field(
+    f: &mut Fields<'_>,
+    name: &'static str,
+    today: NaiveDate,
+    errors: &mut Vec<FieldError>,
+) -> Option<NaiveDate> {
     let raw = f.str(name)?;
     match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
-        Ok(d) => Some(d),
+        Ok(d) => match passerelle_domain::dates::check(d, format!("/{name}"), today) {
+            Some(e) => {
+                errors.push(e);
+                None
+            }
+            None => Some(d),
+        },
         Err(_) => {
             errors.push(FieldError::new(
                 format!("/{name}"),
@@ -577,15 +592,16 @@ pub async fn add_contribution(
     if coverage.organization != auth.caller.org.as_str() {
         return Err(ApiError::NotFound);
     }
+    let today = state.clock.today();
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
     let amount = f.opt_i64("amount_xof");
     if body.get("amount_xof").is_none_or(Value::is_null) {
         errors.push(FieldError::required("/amount_xof"));
     }
-    let period_start = parse_date_field(&mut f, "period_start", &mut errors);
-    let period_end = parse_date_field(&mut f, "period_end", &mut errors);
-    let paid_at = parse_date_field(&mut f, "paid_at", &mut errors);
+    let period_start = parse_date_field(&mut f, "period_start", today, &mut errors);
+    let period_end = parse_date_field(&mut f, "period_end", today, &mut errors);
+    let paid_at = parse_date_field(&mut f, "paid_at", today, &mut errors);
     let reference = f.str("reference");
     let mut all = f.finish();
     all.append(&mut errors);
@@ -609,7 +625,6 @@ pub async fn add_contribution(
             ));
         }
     }
-    let today = state.clock.today();
     if paid_at.is_some_and(|p| p > today) {
         all.push(FieldError::new(
             "/paid_at",
@@ -788,11 +803,14 @@ pub async fn create_coverage(
     let mut errors = Vec::new();
     let product_id = f.str("product");
     let member_number = f.str("member_number");
-    let start_date = parse_date_field(&mut f, "start_date", &mut errors);
+    let start_date = parse_date_field(&mut f, "start_date", today, &mut errors);
     let end_date = match f.opt_str("end_date") {
         None => None,
         Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
-            .map(Some)
+            .map(|d| {
+                errors.extend(passerelle_domain::dates::check(d, "/end_date", today));
+                Some(d)
+            })
             .unwrap_or_else(|_| {
                 errors.push(FieldError::new(
                     "/end_date",

@@ -126,9 +126,15 @@ pub struct PaymentCreate {
     pub reference: String,
 }
 
-fn date(f: &mut Fields<'_>, name: &'static str, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
+/// A required date, within the dates of the business (`passerelle_domain::dates`).
+fn date(f: &mut Fields<'_>, name: &'static str, today: NaiveDate, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
     let raw = f.str(name)?;
-    NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok().or_else(|| {
+    let parsed = NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok();
+    if let Some(e) = parsed.and_then(|d| passerelle_domain::dates::check(d, format!("/{name}"), today)) {
+        errors.push(e);
+        return None;
+    }
+    parsed.or_else(|| {
         errors.push(FieldError::new(
             format!("/{name}"),
             "invalid_date",
@@ -190,8 +196,8 @@ pub async fn create_settlement(
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
     let payee = f.str("payee");
-    let start = date(&mut f, "period_start", &mut errors);
-    let end = date(&mut f, "period_end", &mut errors);
+    let start = date(&mut f, "period_start", state.clock.today(), &mut errors);
+    let end = date(&mut f, "period_end", state.clock.today(), &mut errors);
     errors.extend(f.finish());
     if let (Some(s), Some(e)) = (start, end) {
         if e < s {
@@ -348,7 +354,7 @@ pub async fn add_payment(
     if body.get("amount_xof").is_none_or(Value::is_null) {
         errors.push(FieldError::required("/amount_xof"));
     }
-    let paid_at = date(&mut f, "paid_at", &mut errors);
+    let paid_at = date(&mut f, "paid_at", state.clock.today(), &mut errors);
     let reference = f.str("reference");
     errors.extend(f.finish());
     if amount.is_some_and(|a| !(1..=MAX_XOF).contains(&a)) {
