@@ -169,19 +169,30 @@ async fn versions_need_if_match_and_a_later_date(backend: Backend) {
     let v3 = put(Some("\"1\", \"2\""), family_plan("2026-09-01")).await;
     assert_eq!(v3.status.as_u16(), 200, "{}", v3.text);
     assert_eq!(v3.header("etag"), Some("\"3\""));
+    // Several If-Match lines are one list.
+    let two_lines = app
+        .send(
+            app.request(Method::PUT, &path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .header("if-match", "\"3\"")
+                .json(&family_plan("2026-09-15")),
+        )
+        .await;
+    assert_eq!(two_lines.status.as_u16(), 200, "{}", two_lines.text);
     let v4 = put(Some("*"), family_plan("2026-10-01")).await;
     assert_eq!(v4.status.as_u16(), 200, "{}", v4.text);
-    assert_eq!(v4.header("etag"), Some("\"4\""));
+    assert_eq!(v4.header("etag"), Some("\"5\""));
     let mut richer = family_plan("2026-11-01");
     richer["annual_ceiling_xof"] = json!(200000);
-    assert_eq!(put(Some("\"4\""), richer).await.status.as_u16(), 200);
+    assert_eq!(put(Some("\"5\""), richer).await.status.as_u16(), 200);
     let latest = app.get(&path, &token).await;
     assert_eq!(latest.json["annual_ceiling_xof"], 200000);
     let versions = app.get(&format!("{path}/versions"), &token).await;
     let items = versions.json["items"].as_array().unwrap();
     assert_eq!(
         items.iter().map(|v| v["version"].as_i64().unwrap()).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
+        [1, 2, 3, 4, 5, 6]
     );
     assert_eq!(items[0]["annual_ceiling_xof"], 150000, "older versions are kept");
     // Another mutuelle cannot even see it to update it.
@@ -189,7 +200,7 @@ async fn versions_need_if_match_and_a_later_date(backend: Backend) {
         .send(
             app.request(Method::PUT, &path)
                 .bearer_auth(writer(&app, "mut-b"))
-                .header("if-match", "\"5\"")
+                .header("if-match", "\"6\"")
                 .json(&family_plan("2027-01-01")),
         )
         .await;

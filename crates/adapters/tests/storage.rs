@@ -271,6 +271,57 @@ async fn concurrent_writers_keep_one_unbroken_chain(backend: Backend) {
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
 }
 
+/// Checks' events alone are appended in one statement on SQLite, where a trigger (migration 11)
+/// moves the head. On a file without the trigger (`serve --no-migrate` on an older file) that
+/// statement writes nothing and the locking cycle appends instead: the chain stays whole.
+async fn checks_are_chained_without_the_head_trigger(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    if backend == Backend::Sqlite {
+        h.db.execute("DROP TRIGGER audit_head_follows").await;
+    }
+    write_concurrently(std::slice::from_ref(&store), 30, |i| i % 3 == 0).await;
+    for i in 0..5 {
+        let c = ctx(&format!("after-{i}"));
+        store
+            .append_audit(&[c.audit("eligibility.eligible", "beneficiary", &format!("q{i}"))])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verify(store.as_ref()).await,
+        Verification {
+            valid: true,
+            events_checked: 35,
+            first_invalid_seq: None
+        }
+    );
+    assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 35);
+}
+
+/// A key holding a NUL names no one, and is answered so without being sent: PostgreSQL's text
+/// cannot hold it, and the statement it would join also answers the checks asked with it.
+async fn a_key_with_a_nul_fails_no_other_check(backend: Backend) {
+    use passerelle_domain::ports::PersonKey;
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+    let member = |number: &str| PersonKey::Member {
+        organization: "mut-a".into(),
+        member_number: number.into(),
+    };
+    let (poisoned, plain) = (member("TSV\u{0}001"), member("TSV-0001"));
+    let asked: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, key) = (store.clone(), if i % 2 == 0 { poisoned.clone() } else { plain.clone() });
+            tokio::spawn(async move { store.eligibility_facts(&key, day, false).await })
+        })
+        .collect();
+    for answer in futures::future::join_all(asked).await {
+        assert_eq!(answer.unwrap().unwrap(), None);
+    }
+}
+
 async fn audit_filters_and_pages(backend: Backend) {
     let h = Harness::new(backend).await;
     let store = h.store();
@@ -540,4 +591,6 @@ on_both_databases!(
     a_change_is_chained_without_a_reader,
     two_processes_keep_one_unbroken_chain,
     read_then_write_waits_for_another_process,
+    checks_are_chained_without_the_head_trigger,
+    a_key_with_a_nul_fails_no_other_check,
 );

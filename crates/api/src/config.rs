@@ -280,7 +280,7 @@ impl Config {
             }
         }
 
-        Ok(Config {
+        let config = Config {
             listen,
             database_url,
             database_read_url,
@@ -335,7 +335,19 @@ impl Config {
                 "text" => LogFormat::Text,
                 other => return Err(err("log_format", format!("{other:?} must be json or text"))),
             },
-        })
+        };
+        // A check would otherwise hit the request timeout (503) before it could fall back to
+        // the primary.
+        if config.database_read_timeout >= config.request_timeout {
+            return Err(err(
+                "database_read_timeout_ms",
+                format!(
+                    "must be shorter than PASSERELLE_REQUEST_TIMEOUT_MS ({} ms)",
+                    config.request_timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(config)
     }
 
     /// Defaults only, with the given database: for tests and tools.
@@ -436,6 +448,15 @@ mod tests {
         assert_eq!(e.key, "PASSERELLE_DATABASE_READ_TIMEOUT_MS");
         let c = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "250")])).unwrap();
         assert_eq!(c.database_read_timeout, Duration::from_millis(250));
+        let e = Config::from_sources(
+            None,
+            &env(&[
+                ("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "45000"),
+                ("PASSERELLE_REQUEST_TIMEOUT_MS", "30000"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_DATABASE_READ_TIMEOUT_MS");
         let e = Config::from_sources(Some("colour = \"blue\""), &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "colour");
         let e = Config::from_sources(Some("webhook_max_attempts = 0"), &BTreeMap::new()).unwrap_err();

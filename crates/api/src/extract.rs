@@ -133,6 +133,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         fr: "L'organisation du jeton (org) est inconnue ici.",
     };
     let org = OrgId::parse(&claims.org).ok_or(unknown_org)?;
+    // The subject is written into every audit event of the request (`passerelle_domain::nul`).
+    if passerelle_domain::nul::contains_nul(&claims.sub) {
+        return Err(ApiError::Unauthorized {
+            en: "The token's subject (sub) holds a NUL character.",
+            fr: "Le sujet du jeton (sub) contient un caractère NUL.",
+        });
+    }
     let kind = match state.org_kinds.get(org.as_str()) {
         Some(kind) => kind,
         None => {

@@ -632,7 +632,9 @@ impl<R: Read> CsvHouseholds<R> {
             self.seen.insert(hash, first_row);
         }
         Group {
-            household: String::from_utf8_lossy(&key).into_owned(),
+            // A NUL in the key fails the row already (`parse_row`); the label, written with every
+            // error of the household, must not carry it into the database.
+            household: String::from_utf8_lossy(&key).replace('\0', "\u{FFFD}"),
             key,
             first_row,
             rows: 0,
@@ -1210,10 +1212,16 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         let mut file = HEADER.as_bytes().to_vec();
         file.extend_from_slice(b"H1,principal,SGU-1,Traore,Awa,F,1975,,,S\x00gou,,,2026-01-01,\n");
         file.extend_from_slice(b"H2,principal,SGU-2,Coulibaly,Moussa,M,1969,,,,,,2026-01-01,\n");
+        file.extend_from_slice(b"H\x003,principal,SGU-3,Diarra,Sali,F,1971,,,,,,2026-01-01,\n");
         let items = csv(&file);
-        assert_eq!(items.len(), 2);
+        assert_eq!(items.len(), 3);
         assert_eq!(codes(&failure(&items[0]).errors), [(2, "region", "invalid_character")]);
         assert!(items[1].is_ok());
+        // In the household column too; and the household's label, written with each of its
+        // errors, does not carry the NUL on.
+        let third = failure(&items[2]);
+        assert_eq!(codes(&third.errors), [(4, "household", "invalid_character")]);
+        assert!(!third.household.contains('\0') && third.errors.iter().all(|e| !e.household.contains('\0')));
 
         let lines = "{\"member_number\": \"A\\u0000\", \"start_date\": \"2026-01-01\"}\n{\"member_number\": \"B\"}\n";
         let items: Vec<_> = NdjsonHouseholds::new(lines.as_bytes(), None).collect();

@@ -32,9 +32,6 @@ const TIDY_QUEUE: Option<&str> = Some("VACUUM (SKIP_LOCKED, TRUNCATE false) audi
 /// The ids of a subquery `x`, comma-separated, as one value (`bulk_registry.rs`).
 const ID_LIST: &str = "string_agg(x.id, ',')";
 
-/// The head moves only when a statement says so (`chain_after`, `chain_by_compare_and_set`).
-const HEAD_FOLLOWS_INSERTS: bool = false;
-
 /// Write transactions lock what they touch, row by row.
 const BEGIN_WRITE: &str = "BEGIN";
 

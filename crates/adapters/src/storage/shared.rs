@@ -137,14 +137,15 @@ fn chain_in_memory(head: HeadRow, events: &[NewAuditEvent]) -> (Vec<AuditEvent>,
 async fn chain_after(tx: &mut Tx, head: HeadRow, events: &[NewAuditEvent]) -> Result<HeadRow, StoreError> {
     let (chained, head) = chain_in_memory(head, events);
     insert_chained(tx, &chained).await?;
-    if !HEAD_FOLLOWS_INSERTS {
-        sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
-            .bind(head.seq)
-            .bind(&head.digest)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-    }
+    // Also where SQLite's trigger (migration 11) has moved the head already: the same values,
+    // and a head that stays right if the trigger is missing (`serve --no-migrate` on an older
+    // file).
+    sqlx::query("UPDATE audit_head SET seq = $1, digest = $2 WHERE id = 1")
+        .bind(head.seq)
+        .bind(&head.digest)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
     Ok(head)
 }
 

@@ -44,9 +44,6 @@ const FOR_UPDATE: &str = "";
 /// The single writer serialises leases; the lease columns keep two processes apart.
 const SKIP_LOCKED: &str = "";
 
-/// The audit trigger of migration 11 moves the head with every event inserted.
-const HEAD_FOLLOWS_INSERTS: bool = true;
-
 /// Most events in one insert: ten parameters each, well under SQLite's limit of 32,766.
 const CHAINED_PER_INSERT: usize = 600;
 
@@ -141,11 +138,14 @@ async fn chain_by_compare_and_set(
     let mut insert = insert_chained_query(&chained);
     // Evaluated once, before the first row is written: with a row trigger, SQLite runs the
     // whole SELECT into a temporary table first.
+    // Without the trigger (a file whose migrations `serve --no-migrate` did not apply) the
+    // head would not move with the rows: then nothing is written, and the locking cycle runs.
     insert
         .push(" WHERE (SELECT seq FROM audit_head WHERE id = 1) = ")
         .push_bind(expected.seq)
         .push(" AND (SELECT digest FROM audit_head WHERE id = 1) = ")
-        .push_bind(&expected.digest);
+        .push_bind(&expected.digest)
+        .push(" AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_head_follows')");
     match insert.build().execute(pool).await.map_err(db_err)?.rows_affected() {
         0 => Ok(None),
         n if n == chained.len() as u64 => Ok(Some((0, head))),

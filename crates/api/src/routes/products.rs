@@ -356,13 +356,18 @@ pub async fn list_product_versions(
 /// the current `ETag`, compared strongly, so a weak tag (`W/"3"`) never matches; 412 when none
 /// does.
 pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError> {
-    let value = headers
-        .get(header::IF_MATCH)
-        .ok_or(ApiError::PreconditionRequired { header: "If-Match" })?
-        .to_str()
-        .map_err(|_| ApiError::PreconditionFailed)?;
+    let mut lines = headers.get_all(header::IF_MATCH).iter().peekable();
+    if lines.peek().is_none() {
+        return Err(ApiError::PreconditionRequired { header: "If-Match" });
+    }
+    // Several header lines are one list (RFC 9110 §5.3).
+    let mut tags = Vec::new();
+    for line in lines {
+        let line = line.to_str().map_err(|_| ApiError::PreconditionFailed)?;
+        tags.extend(line.split(',').map(str::trim));
+    }
     let current = format!("\"{version}\"");
-    let matches = value.trim() == "*" || value.split(',').any(|tag| tag.trim() == current);
+    let matches = tags.iter().any(|tag| *tag == "*" || *tag == current);
     if matches {
         Ok(())
     } else {
