@@ -162,6 +162,33 @@ impl<'a> Fields<'a> {
 
 /// Parse errors first; then the rule errors for fields that parsing did not already report (a
 /// mistyped field comes back absent and would otherwise also be called missing).
+/// A required `YYYY-MM-DD` field, within the dates of the business
+/// (`passerelle_domain::dates`): `invalid_date` or `out_of_range` on `/<name>` otherwise.
+pub fn required_date(
+    f: &mut Fields<'_>,
+    name: &'static str,
+    today: chrono::NaiveDate,
+    errors: &mut Vec<FieldError>,
+) -> Option<chrono::NaiveDate> {
+    let raw = f.str(name)?;
+    let Ok(date) = chrono::NaiveDate::parse_from_str(&raw, "%Y-%m-%d") else {
+        errors.push(FieldError::new(
+            format!("/{name}"),
+            "invalid_date",
+            "must be YYYY-MM-DD",
+            "doit être AAAA-MM-JJ",
+        ));
+        return None;
+    };
+    match passerelle_domain::dates::check(date, format!("/{name}"), today) {
+        Some(e) => {
+            errors.push(e);
+            None
+        }
+        None => Some(date),
+    }
+}
+
 pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
     for e in rule_errors {
         if !parse_errors

@@ -531,34 +531,6 @@ pub struct ContributionCreate {
     pub reference: String,
 }
 
-/// A required date, within the dates of the business (`passerelle_domain::dates`).
-fn parse_date_field(
-    f: &mut Fields<'_>,
-    name: &'static str,
-    today: NaiveDate,
-    errors: &mut Vec<FieldError>,
-) -> Option<NaiveDate> {
-    let raw = f.str(name)?;
-    match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
-        Ok(d) => match passerelle_domain::dates::check(d, format!("/{name}"), today) {
-            Some(e) => {
-                errors.push(e);
-                None
-            }
-            None => Some(d),
-        },
-        Err(_) => {
-            errors.push(FieldError::new(
-                format!("/{name}"),
-                "invalid_date",
-                "must be YYYY-MM-DD",
-                "doit être AAAA-MM-JJ",
-            ));
-            None
-        }
-    }
-}
-
 /// Record a contribution (the coverage's organisation); `paid_through` moves to `period_end`.
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
@@ -599,9 +571,9 @@ pub async fn add_contribution(
     if body.get("amount_xof").is_none_or(Value::is_null) {
         errors.push(FieldError::required("/amount_xof"));
     }
-    let period_start = parse_date_field(&mut f, "period_start", today, &mut errors);
-    let period_end = parse_date_field(&mut f, "period_end", today, &mut errors);
-    let paid_at = parse_date_field(&mut f, "paid_at", today, &mut errors);
+    let period_start = crate::fields::required_date(&mut f, "period_start", today, &mut errors);
+    let period_end = crate::fields::required_date(&mut f, "period_end", today, &mut errors);
+    let paid_at = crate::fields::required_date(&mut f, "paid_at", today, &mut errors);
     let reference = f.str("reference");
     let mut all = f.finish();
     all.append(&mut errors);
@@ -803,7 +775,7 @@ pub async fn create_coverage(
     let mut errors = Vec::new();
     let product_id = f.str("product");
     let member_number = f.str("member_number");
-    let start_date = parse_date_field(&mut f, "start_date", today, &mut errors);
+    let start_date = crate::fields::required_date(&mut f, "start_date", today, &mut errors);
     let end_date = match f.opt_str("end_date") {
         None => None,
         Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")

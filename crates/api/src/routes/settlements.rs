@@ -126,25 +126,6 @@ pub struct PaymentCreate {
     pub reference: String,
 }
 
-/// A required date, within the dates of the business (`passerelle_domain::dates`).
-fn date(f: &mut Fields<'_>, name: &'static str, today: NaiveDate, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
-    let raw = f.str(name)?;
-    let parsed = NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok();
-    if let Some(e) = parsed.and_then(|d| passerelle_domain::dates::check(d, format!("/{name}"), today)) {
-        errors.push(e);
-        return None;
-    }
-    parsed.or_else(|| {
-        errors.push(FieldError::new(
-            format!("/{name}"),
-            "invalid_date",
-            "must be YYYY-MM-DD",
-            "doit être AAAA-MM-JJ",
-        ));
-        None
-    })
-}
-
 fn settlement_error(e: SettlementError) -> ApiError {
     match e {
         SettlementError::Store(s) => s.into(),
@@ -196,8 +177,8 @@ pub async fn create_settlement(
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
     let payee = f.str("payee");
-    let start = date(&mut f, "period_start", state.clock.today(), &mut errors);
-    let end = date(&mut f, "period_end", state.clock.today(), &mut errors);
+    let start = crate::fields::required_date(&mut f, "period_start", state.clock.today(), &mut errors);
+    let end = crate::fields::required_date(&mut f, "period_end", state.clock.today(), &mut errors);
     errors.extend(f.finish());
     if let (Some(s), Some(e)) = (start, end) {
         if e < s {
@@ -354,7 +335,7 @@ pub async fn add_payment(
     if body.get("amount_xof").is_none_or(Value::is_null) {
         errors.push(FieldError::required("/amount_xof"));
     }
-    let paid_at = date(&mut f, "paid_at", state.clock.today(), &mut errors);
+    let paid_at = crate::fields::required_date(&mut f, "paid_at", state.clock.today(), &mut errors);
     let reference = f.str("reference");
     errors.extend(f.finish());
     if amount.is_some_and(|a| !(1..=MAX_XOF).contains(&a)) {
