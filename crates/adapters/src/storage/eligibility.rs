@@ -1,6 +1,7 @@
 // The eligibility read path, shared by both databases through `include!` like `shared.rs`.
-// The hot path of the service: one statement answers every check (and claim) asking at the same
-// moment, an index is behind every join, and product versions are parsed once per process (they
+// The hot path of the service: on PostgreSQL one statement answers every check (and claim)
+// asking at the same moment; on SQLite a check reads in place (`sqlite_facts.rs`) and claims
+// batch. An index is behind every join, and product versions are parsed once per process (they
 // never change once written).
 
 use passerelle_domain::money::Xof;
@@ -99,25 +100,52 @@ impl KeyKind {
         }
     }
 
+    /// The join of the person on the key's columns.
+    fn person(self) -> &'static str {
+        match self {
+            KeyKind::Id => "b.id = k.k1",
+            KeyKind::NationalId => "b.nid_country = k.k1 AND b.nid_type = k.k2 AND b.nid_value = k.k3",
+            KeyKind::Member => {
+                "b.id = (SELECT m.beneficiary FROM coverages m \
+                 WHERE m.organization = k.k1 AND m.member_number = k.k2 AND m.own_number)"
+            }
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            KeyKind::Id => 0,
+            KeyKind::NationalId => 1,
+            KeyKind::Member => 2,
+        }
+    }
+
+    /// The facts statement for a batch of keys given as [`FACTS_KEYS`].
     fn sql(self) -> &'static str {
         use std::sync::OnceLock;
         static SQL: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        let (slot, person) = match self {
-            KeyKind::Id => (0, "b.id = k.k1"),
-            KeyKind::NationalId => (1, "b.nid_country = k.k1 AND b.nid_type = k.k2 AND b.nid_value = k.k3"),
-            KeyKind::Member => (
-                2,
-                "b.id = (SELECT m.beneficiary FROM coverages m \
-                 WHERE m.organization = k.k1 AND m.member_number = k.k2 AND m.own_number)",
-            ),
-        };
-        SQL[slot].get_or_init(|| {
-            format!(
-                "SELECT {FACTS_COLUMNS} FROM {} JOIN beneficiaries b ON {person}{FACTS_JOINS}",
-                FACTS_KEYS
-            )
-        })
+        SQL[self.slot()].get_or_init(|| facts_sql(FACTS_KEYS, self))
     }
+}
+
+/// The facts statement for the keys `k` of `keys`, a row source with the columns `n`, `day`,
+/// `plan_year`, `k1`, `k2` and `k3`.
+fn facts_sql(keys: &str, kind: KeyKind) -> String {
+    format!(
+        "SELECT {FACTS_COLUMNS} FROM {keys} JOIN beneficiaries b ON {}{FACTS_JOINS}",
+        kind.person()
+    )
+}
+
+/// A key holding a NUL names no one (no stored text can hold it), and PostgreSQL would fail the
+/// whole statement on it, and every check batched with it: answered as unknown without asking.
+/// The API refuses such keys already; this keeps one caller's input from ever failing another's
+/// check.
+fn names_no_one(key: &PersonKey) -> bool {
+    KeyKind::columns(key)
+        .iter()
+        .flatten()
+        .any(|c| passerelle_domain::nul::contains_nul(c))
 }
 
 #[derive(sqlx::FromRow)]
@@ -143,20 +171,10 @@ impl crate::batch_loader::BatchRead for FactsReader {
     async fn read(&self, keys: Vec<FactsKey>) -> Result<Vec<Vec<FactsRow>>, StoreError> {
         let mut answers: Vec<Vec<FactsRow>> = keys.iter().map(|_| Vec::new()).collect();
         for kind in [KeyKind::Id, KeyKind::NationalId, KeyKind::Member] {
-            // A key holding a NUL names no one (no stored text can hold it), and PostgreSQL would
-            // fail the whole statement on it, and every check batched with it: answered as
-            // unknown without asking. The API refuses such keys already; this keeps one caller's
-            // input from ever failing another's check.
             let picked: Vec<(i64, &FactsKey)> = keys
                 .iter()
                 .enumerate()
-                .filter(|(_, (key, _))| KeyKind::of(key) == kind)
-                .filter(|(_, (key, _))| {
-                    !KeyKind::columns(key)
-                        .iter()
-                        .flatten()
-                        .any(|c| passerelle_domain::nul::contains_nul(c))
-                })
+                .filter(|(_, (key, _))| KeyKind::of(key) == kind && !names_no_one(key))
                 .map(|(n, key)| (n as i64, key))
                 .collect();
             if picked.is_empty() {
@@ -232,7 +250,7 @@ impl EligibilityStore for This {
         let asked = (key.clone(), service_date);
         let rows = match &self.replica {
             _ if from_primary => self.facts.primary.load(asked).await?,
-            None => self.facts.eligibility.load(asked).await?,
+            None => self.eligibility_rows(asked).await?,
             Some(replica) if !replica.is_up() => self.facts.primary.load(asked).await?,
             Some(replica) => {
                 // A replica gone silent answers nothing, not even an error: hence the timeout.

@@ -184,6 +184,11 @@ fn facts_pool(options: &DatabaseOptions, url: &str, size: usize) -> Result<PgPoo
 }
 
 impl PgStore {
+    /// A check's facts, read in one statement with the checks asking at the same moment.
+    async fn eligibility_rows(&self, asked: FactsKey) -> Result<Vec<FactsRow>, StoreError> {
+        self.facts.eligibility.load(asked).await
+    }
+
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let pool = super::pool_options::<Db>(options)
             .connect(&options.url)

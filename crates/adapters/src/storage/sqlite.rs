@@ -19,7 +19,12 @@ pub struct SqliteStore {
     facts: FactsLoaders,
     /// Always `None`: SQLite has no read replica (`eligibility.rs` shares the field).
     replica: Option<crate::replica::ReplicaWatch>,
+    /// Checks' facts, read in place (`sqlite_facts.rs`); `None` for an in-memory database.
+    inline_facts: Option<inline_facts::InlineFacts>,
 }
+
+#[path = "sqlite_facts.rs"]
+mod inline_facts;
 
 type This = SqliteStore;
 
@@ -153,6 +158,14 @@ async fn chain_by_compare_and_set(
     }
 }
 
+/// The database's file, when it has one: an in-memory database is shared by sqlx's own
+/// connections only.
+fn database_file(connect: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = connect.get_filename();
+    let name = path.to_string_lossy();
+    (!name.is_empty() && name != ":memory:" && !name.starts_with("file:")).then(|| path.to_owned())
+}
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
@@ -164,6 +177,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
+        let file = database_file(&connect);
+        let inline_facts = file
+            .as_deref()
+            .map(|path| inline_facts::InlineFacts::new(path, options.acquire_timeout));
         let write = super::pool_options::<Db>(options)
             .max_connections(1)
             .connect_with(connect.clone())
@@ -183,6 +200,7 @@ impl SqliteStore {
             chain,
             facts,
             replica: None,
+            inline_facts,
         })
     }
 
@@ -200,6 +218,14 @@ include!("settlements.rs");
 include!("webhooks.rs");
 
 impl SqliteStore {
+    /// A check's facts: read in place, or through the batching loader on an in-memory database.
+    async fn eligibility_rows(&self, asked: FactsKey) -> Result<Vec<FactsRow>, StoreError> {
+        match &self.inline_facts {
+            Some(inline) => inline.read(&asked.0, asked.1),
+            None => self.facts.eligibility.load(asked).await,
+        }
+    }
+
     /// SQLite's statements are calls within this process, not round trips, and its one writer
     /// serialises submissions anyway: the locking path of `claims.rs` is the only one.
     async fn submit_optimistically(
