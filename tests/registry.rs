@@ -281,6 +281,45 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     patch(None, json!({"status": "suspended"}))
         .await
         .problem(428, "precondition_required");
+    // A JSON Patch is a list of operations, not a merge patch: refused by its type, even when
+    // its body would read as one, and the coverage stays as it was.
+    for (content_type, body) in [
+        (
+            "application/json-patch+json",
+            json!({"status": "suspended"}).to_string(),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/status", "value": "suspended"}]).to_string(),
+        ),
+        ("text/plain", json!({"status": "suspended"}).to_string()),
+    ] {
+        let req = app
+            .request(Method::PATCH, &path)
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .header("if-match", "\"1\"")
+            .body(body);
+        let refused = app.send(req).await;
+        refused.problem(415, "unsupported_media_type");
+        assert_eq!(
+            refused.header("accept-patch"),
+            Some("application/merge-patch+json"),
+            "{content_type}"
+        );
+    }
+    let unchanged = app.get(&path, &token).await;
+    assert_eq!(unchanged.json["status"], "active");
+    assert_eq!(unchanged.header("etag"), Some("\"1\""));
+    // `application/json`, in any case and with parameters, is taken as a merge patch: it goes
+    // on to the If-Match check.
+    let plain = app
+        .request(Method::PATCH, &path)
+        .bearer_auth(&token)
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .header("if-match", "\"9\"")
+        .body(json!({"status": "suspended"}).to_string());
+    app.send(plain).await.problem(412, "precondition_failed");
     patch(Some("\"9\""), json!({"status": "suspended"}))
         .await
         .problem(412, "precondition_failed");

@@ -46,6 +46,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     }
 }
 
+/// The media type of a `PATCH` body (RFC 7396).
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// A `PATCH` body: a JSON merge patch, sent as `application/merge-patch+json` or
+/// `application/json`. Any other type is 415 with `Accept-Patch`, so that a JSON Patch
+/// (`application/json-patch+json`, RFC 6902: a list of operations with other meanings) is
+/// never applied as if it were a merge patch. Otherwise as [`AppJson`].
+pub struct MergePatch<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MergePatch<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let essence = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        match essence.as_deref() {
+            Some(MERGE_PATCH | "application/json") => {}
+            _ => return Err(ApiError::UnsupportedMediaType { expected: MERGE_PATCH }),
+        }
+        AppJson::<T>::from_request(req, state)
+            .await
+            .map(|AppJson(v)| MergePatch(v))
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType {

@@ -457,6 +457,18 @@ fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool)
         "409" => conflicts(method, path),
         "412" => vec![("precondition_failed", ApiError::PreconditionFailed)],
         "413" => vec![("payload_too_large", ApiError::PayloadTooLarge)],
+        "415" if method == "patch" => vec![(
+            "unsupported_media_type",
+            ApiError::UnsupportedMediaType {
+                expected: crate::extract::MERGE_PATCH,
+            },
+        )],
+        "415" => vec![(
+            "unsupported_media_type",
+            ApiError::UnsupportedMediaType {
+                expected: crate::routes::batches::MEDIA_TYPES,
+            },
+        )],
         "428" => vec![(
             "precondition_required",
             ApiError::PreconditionRequired {

@@ -1,6 +1,6 @@
 //! The one error type of the API and its RFC 9457 problem+json form, in French or English.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use passerelle_domain::error::{FieldError, StoreError};
 use serde::Serialize;
@@ -365,6 +365,16 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"passerelle\""),
+        );
+    }
+    if let ApiError::UnsupportedMediaType {
+        expected: crate::extract::MERGE_PATCH,
+    } = error
+    {
+        // RFC 5789: a PATCH refused for its body's type names the types it takes.
+        response.headers_mut().insert(
+            HeaderName::from_static("accept-patch"),
+            HeaderValue::from_static(crate::extract::MERGE_PATCH),
         );
     }
     if matches!(error, ApiError::Unavailable) {

@@ -199,7 +199,7 @@ impl BatchView {
     }
 }
 
-const MEDIA_TYPES: &str = "text/csv or application/x-ndjson";
+pub(crate) const MEDIA_TYPES: &str = "text/csv or application/x-ndjson";
 
 /// The format a `Content-Type` names; a charset other than UTF-8 is refused too.
 fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::products::{check_if_match, etag};
 use super::{ListOf, PageQuery};
-use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, AppQuery, Authorized, Caller, IdempotentJson, MergePatch};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -405,6 +405,8 @@ pub struct CoveragePatch {
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "A terminated coverage cannot change", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
+            headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
         (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -414,7 +416,7 @@ pub async fn patch_coverage(
     auth: Authorized<perm::UpdateCoverage>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    AppJson(body): AppJson<Map<String, Value>>,
+    MergePatch(body): MergePatch<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let current = visible_coverage(&state, &auth.caller, &id).await?;
     if current.organization != auth.caller.org.as_str() {
