@@ -178,6 +178,10 @@ async fn urls_are_checked_without_any_request(backend: Backend) {
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["/events/1", "/secret"]);
+    // The bounds count characters, as the message says: sixteen accented letters are 32 bytes
+    // of UTF-8 but 16 characters.
+    let r = app.post("/v1/webhooks", &token, &json!({"url": "https://mutuelle.example.org/hook", "events": ["claim.submitted"], "secret": "é".repeat(16)})).await;
+    assert_eq!(r.error_fields(), ["/secret"]);
     let ok = app
         .post(
             "/v1/webhooks",

@@ -211,7 +211,7 @@ pub async fn create_webhook(
     }
     if secret
         .as_ref()
-        .is_some_and(|s| !(MIN_SECRET..=MAX_SECRET).contains(&s.len()))
+        .is_some_and(|s| !(MIN_SECRET..=MAX_SECRET).contains(&s.chars().count()))
     {
         errors.push(FieldError::new(
             "/secret",
