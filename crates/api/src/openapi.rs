@@ -457,13 +457,13 @@ fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool)
         "409" => conflicts(method, path),
         "412" => vec![("precondition_failed", ApiError::PreconditionFailed)],
         "413" => vec![("payload_too_large", ApiError::PayloadTooLarge)],
-        "415" if method == "patch" => vec![(
+        "415" if method == "patch" && path == "/v1/coverages/{id}" => vec![(
             "unsupported_media_type",
             ApiError::UnsupportedMediaType {
                 expected: crate::extract::MERGE_PATCH,
             },
         )],
-        "415" => vec![(
+        "415" if method == "post" && path == "/v1/registrations/batches" => vec![(
             "unsupported_media_type",
             ApiError::UnsupportedMediaType {
                 expected: crate::routes::batches::MEDIA_TYPES,

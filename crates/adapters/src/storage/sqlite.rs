@@ -90,11 +90,12 @@ async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditE
 /// The ids of a subquery `x`, comma-separated, as one value (`bulk_registry.rs`).
 const ID_LIST: &str = "group_concat(x.id, ',')";
 
-/// Facts statements running at once per pool (`eligibility.rs`): as many as the read pool can
-/// have connections (the writer's single connection simply queues them). A SQLite statement is a
-/// call within this process, with no round trip to share, and batching checks into fewer
-/// statements measured slower here (about 3,400 checks/s against 4,250 at concurrency 16): under
-/// load a batch forms only when every connection is busy.
+/// Facts statements running at once per pool (`eligibility.rs`): claims read through the
+/// writer's single connection, which simply queues them; checks read in place
+/// (`sqlite_facts.rs`) and use the read pool only on an in-memory database or a busy file, where
+/// up to its number of connections run at once. A SQLite statement is a call within this
+/// process, with no round trip to share, and batching checks into fewer statements measured
+/// slower here (about 3,400 checks/s against 4,250 at concurrency 16).
 const FACTS_IN_FLIGHT: usize = 8;
 
 /// The keys of a facts batch (`eligibility.rs`) as one JSON array of rows: SQLite has no arrays,
@@ -158,12 +159,21 @@ async fn chain_by_compare_and_set(
     }
 }
 
-/// The database's file, when it has one: an in-memory database is shared by sqlx's own
-/// connections only.
-fn database_file(connect: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+/// The database's file, when the in-place reader (`sqlite_facts.rs`) can open it as sqlx does:
+/// a plain file. Not an in-memory database (`sqlite::memory:`, `?mode=memory`), which only
+/// sqlx's own connections share, nor one opened through another VFS or as immutable, options
+/// that reader does not repeat.
+fn database_file(url: &str, connect: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    // The URL's own parameters, as sqlx reads them (`SqliteConnectOptions::from_str`).
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let plain = query.split('&').all(|pair| match pair.split_once('=') {
+        Some(("mode", value)) => value != "memory",
+        Some(("vfs" | "immutable", _)) => false,
+        _ => true,
+    });
     let path = connect.get_filename();
     let name = path.to_string_lossy();
-    (!name.is_empty() && name != ":memory:" && !name.starts_with("file:")).then(|| path.to_owned())
+    (plain && !name.is_empty() && name != ":memory:" && !name.starts_with("file:")).then(|| path.to_owned())
 }
 
 impl SqliteStore {
@@ -177,10 +187,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
-        let file = database_file(&connect);
-        let inline_facts = file
-            .as_deref()
-            .map(|path| inline_facts::InlineFacts::new(path, options.acquire_timeout));
+        let file = database_file(&options.url, &connect);
+        let inline_facts = file.as_deref().map(inline_facts::InlineFacts::new);
         let write = super::pool_options::<Db>(options)
             .max_connections(1)
             .connect_with(connect.clone())
@@ -218,12 +226,18 @@ include!("settlements.rs");
 include!("webhooks.rs");
 
 impl SqliteStore {
-    /// A check's facts: read in place, or through the batching loader on an in-memory database.
+    /// A check's facts: read in place, or through sqlx's pool on an in-memory database and when
+    /// the file is busy (`sqlite_facts.rs`).
     async fn eligibility_rows(&self, asked: FactsKey) -> Result<Vec<FactsRow>, StoreError> {
-        match &self.inline_facts {
-            Some(inline) => inline.read(&asked.0, asked.1),
-            None => self.facts.eligibility.load(asked).await,
+        if let Some(inline) = &self.inline_facts {
+            match inline.read(&asked.0, asked.1) {
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::debug!(error = %e, "in-place facts read refused; reading through the pool");
+                }
+                answer => return answer,
+            }
         }
+        self.facts.eligibility.load(asked).await
     }
 
     /// SQLite's statements are calls within this process, not round trips, and its one writer

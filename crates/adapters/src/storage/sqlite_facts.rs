@@ -24,25 +24,32 @@ use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{facts_sql, names_no_one, FactsRow, KeyKind, OptionalCoverageRow};
 
-/// Connections kept open between checks. A read never yields, so at most one runs per runtime
-/// thread; the rest are spares for a burst from blocking threads.
+/// Connections kept open between checks, at least. A read never yields, so at most one runs per
+/// runtime thread: as many as the machine has threads are kept, when that is more.
 const KEEP: usize = 8;
+
+/// How long a read waits for a busy file before giving up. WAL readers are almost never refused
+/// (recovery after a crash, another process holding the file exclusively), but when they are,
+/// SQLite's wait sleeps on the runtime thread that serves the check and every task queued on it:
+/// so the wait is short, and the check then reads through sqlx's pool, whose own thread waits.
+const BUSY_WAIT: Duration = Duration::from_millis(20);
 
 /// The one key of a check, as the row source `k` of [`facts_sql`].
 const ONE_KEY: &str = "(SELECT 0 AS n, ?1 AS day, ?2 AS plan_year, ?3 AS k1, ?4 AS k2, ?5 AS k3) AS k";
 
 pub(super) struct InlineFacts {
     path: PathBuf,
-    busy_timeout: Duration,
+    keep: usize,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl InlineFacts {
     /// A reader of the database file `path`.
-    pub(super) fn new(path: &Path, busy_timeout: Duration) -> InlineFacts {
+    pub(super) fn new(path: &Path) -> InlineFacts {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         InlineFacts {
             path: path.to_owned(),
-            busy_timeout,
+            keep: KEEP.max(threads),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -62,7 +69,7 @@ impl InlineFacts {
         // little, and no failure state can outlive the check that met it.
         if rows.is_ok() {
             if let Ok(mut idle) = self.idle.lock() {
-                if idle.len() < KEEP {
+                if idle.len() < self.keep {
                     idle.push(conn);
                 }
             }
@@ -75,7 +82,7 @@ impl InlineFacts {
         // mode already (the writer pool set it), so readers never wait for the writer.
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(sqlite_err)?;
-        conn.busy_timeout(self.busy_timeout).map_err(sqlite_err)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(sqlite_err)?;
         Ok(conn)
     }
 }
@@ -166,6 +173,38 @@ mod tests {
         "product_version",
         "used_xof",
     ];
+
+    /// Only a plain file is read in place; every other kind of database keeps sqlx's pool.
+    #[test]
+    fn only_plain_files_are_read_in_place() {
+        use std::str::FromStr;
+        let file = |url: &str| {
+            super::super::database_file(
+                url,
+                &sqlx::sqlite::SqliteConnectOptions::from_str(url).expect("URL parses"),
+            )
+        };
+        assert_eq!(
+            file("sqlite://data/passerelle.db"),
+            Some(PathBuf::from("data/passerelle.db"))
+        );
+        assert_eq!(
+            file("sqlite:///var/lib/p.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/p.db"))
+        );
+        assert_eq!(
+            file("sqlite:///var/lib/p.db?mode=ro"),
+            Some(PathBuf::from("/var/lib/p.db"))
+        );
+        for other in [
+            "sqlite::memory:",
+            "sqlite:///var/lib/p.db?mode=memory",
+            "sqlite:///var/lib/p.db?vfs=unix-excl",
+            "sqlite:///var/lib/p.db?immutable=true",
+        ] {
+            assert_eq!(file(other), None, "{other}");
+        }
+    }
 
     /// The positions `facts_row` reads are the statement's columns, for every way of naming a
     /// person.
