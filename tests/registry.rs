@@ -320,6 +320,15 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
         .header("if-match", "\"9\"")
         .body(json!({"status": "suspended"}).to_string());
     app.send(plain).await.problem(412, "precondition_failed");
+    // A patch that changes nothing writes nothing: same version, no audit event.
+    let audit = app.token("mut-a", "audit:read");
+    let about_it = format!("/v1/audit-events?resource_type=coverage&resource_id={coverage}");
+    let events_before = app.get(&about_it, &audit).await.json["items"].as_array().unwrap().len();
+    let same = patch(Some("\"1\""), json!({"status": "active"})).await;
+    assert_eq!(same.status.as_u16(), 200, "{}", same.text);
+    assert_eq!(same.header("etag"), Some("\"1\""));
+    let events_after = app.get(&about_it, &audit).await.json["items"].as_array().unwrap().len();
+    assert_eq!(events_after, events_before);
     patch(Some("\"9\""), json!({"status": "suspended"}))
         .await
         .problem(412, "precondition_failed");

@@ -386,7 +386,8 @@ pub struct CoveragePatch {
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The body
 /// is a JSON merge patch of `status` and `end_date`; any other member is 422 `unknown_field`.
 /// `If-Match` carries the `ETag` of the last read: 428 without it, 412 when the coverage changed
-/// since (a contribution changes it too). `terminated` is final: changing a terminated coverage
+/// since (a contribution changes it too). A patch that changes nothing answers 200 with the same
+/// `ETag`, and writes nothing. `terminated` is final: changing a terminated coverage
 /// is 409. Subscribers receive `coverage.changed`.
 #[utoipa::path(
     patch,
@@ -489,6 +490,14 @@ pub async fn patch_coverage(
             "A terminated coverage cannot change; register the person again.",
             "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
         ));
+    }
+    if next == current {
+        // Nothing changes: no new version, no audit event, no `coverage.changed`.
+        let mut response = Json(CoverageView::from(current.clone())).into_response();
+        response
+            .headers_mut()
+            .insert(axum::http::header::ETAG, etag(current.version));
+        return Ok(response);
     }
     next.version = current.version + 1;
     let action = if next.status != current.status {
