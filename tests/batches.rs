@@ -230,9 +230,12 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
     reply.problem(422, "validation_failed");
     assert_eq!(reply.json["errors"][0]["field"], "/query/product");
     assert_eq!(reply.json["errors"][0]["code"], "unknown_reference");
-    upload(app, "mut-a", Some("k3"), &query, "application/json", good.clone())
-        .await
-        .problem(415, "unsupported_media_type");
+    let refused = upload(app, "mut-a", Some("k3"), &query, "application/json", good.clone()).await;
+    refused.problem(415, "unsupported_media_type");
+    assert_eq!(
+        refused.json["detail"],
+        "Envoyez le corps en text/csv ou application/x-ndjson."
+    );
     upload(
         app,
         "mut-a",

@@ -245,7 +245,11 @@ impl ApiError {
             ),
             ApiError::UnsupportedMediaType { expected } => (
                 ("Unsupported media type", format!("Send the body as {expected}.")),
-                ("Type de contenu non pris en charge", format!("Envoyez le corps en {expected}.")),
+                (
+                    "Type de contenu non pris en charge",
+                    // The types are the same in both languages; the word between them is not.
+                    format!("Envoyez le corps en {}.", expected.replace(" or ", " ou ")),
+                ),
             ),
             ApiError::Validation(errors) => (
                 ("Invalid request", format!("The request has {} error(s).", errors.len())),
