@@ -56,6 +56,15 @@ fn ctx(request: &str) -> WriteContext {
     }
 }
 
+/// What `verify` answers for an unbroken chain of `events` events.
+fn intact(events: u64) -> Verification {
+    Verification {
+        valid: true,
+        events_checked: events,
+        first_invalid_seq: None,
+    }
+}
+
 async fn verify(store: &dyn Store) -> Verification {
     let mut v = ChainVerifier::default();
     let mut after = 0;
@@ -202,14 +211,7 @@ async fn the_chain_detects_an_edited_event(backend: Backend) {
             .await
             .unwrap();
     }
-    assert_eq!(
-        verify(store.as_ref()).await,
-        Verification {
-            valid: true,
-            events_checked: 12,
-            first_invalid_seq: None
-        }
-    );
+    assert_eq!(verify(store.as_ref()).await, intact(12));
     h.db.execute("UPDATE audit_events SET resource_id = 'org-forged' WHERE seq = 9")
         .await;
     let v = verify(store.as_ref()).await;
@@ -259,14 +261,7 @@ async fn concurrent_writers_keep_one_unbroken_chain(backend: Backend) {
     let store = h.store();
     write_concurrently(std::slice::from_ref(&store), 40, |_| true).await;
     let v = verify(store.as_ref()).await;
-    assert_eq!(
-        v,
-        Verification {
-            valid: true,
-            events_checked: 40,
-            first_invalid_seq: None
-        }
-    );
+    assert_eq!(v, intact(40));
     assert_eq!(h.db.scalar("SELECT max(seq) FROM audit_events").await, 40);
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
 }
@@ -288,14 +283,7 @@ async fn checks_are_chained_without_the_head_trigger(backend: Backend) {
             .await
             .unwrap();
     }
-    assert_eq!(
-        verify(store.as_ref()).await,
-        Verification {
-            valid: true,
-            events_checked: 35,
-            first_invalid_seq: None
-        }
-    );
+    assert_eq!(verify(store.as_ref()).await, intact(35));
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 35);
 }
 
@@ -420,14 +408,7 @@ async fn changes_and_direct_events_share_one_chain(backend: Backend) {
     // Every call returned only once its event was durable: chained, or queued with its change.
     assert_eq!(durable_events(&h).await, 60);
     // A read of the log chains first what was committed before it.
-    assert_eq!(
-        verify(store.as_ref()).await,
-        Verification {
-            valid: true,
-            events_checked: 60,
-            first_invalid_seq: None
-        }
-    );
+    assert_eq!(verify(store.as_ref()).await, intact(60));
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_events").await, 60);
 }
@@ -490,14 +471,7 @@ async fn two_processes_keep_one_unbroken_chain(backend: Backend) {
     let stores = [h.store(), other];
     write_concurrently(&stores, 40, |i| i % 4 < 2).await;
     // The second process's read chains what the first one queued, too.
-    assert_eq!(
-        verify(stores[1].as_ref()).await,
-        Verification {
-            valid: true,
-            events_checked: 40,
-            first_invalid_seq: None
-        }
-    );
+    assert_eq!(verify(stores[1].as_ref()).await, intact(40));
     assert_eq!(h.db.scalar("SELECT count(*) FROM audit_queue").await, 0);
     assert_eq!(h.db.scalar("SELECT seq FROM audit_head").await, 40);
 }
