@@ -91,8 +91,9 @@ fn read_with(conn: &Connection, key: &PersonKey, day: NaiveDate) -> rusqlite::Re
     let kind = KeyKind::of(key);
     let [k1, k2, k3] = KeyKind::columns(key);
     let mut statement = conn.prepare_cached(one_key_sql(kind))?;
-    // Dates as sqlx stores them in SQLite: ISO 8601 text, compared as text.
-    let day_text = day.format("%Y-%m-%d").to_string();
+    // Dates as sqlx stores them in SQLite: ISO 8601 text, compared as text (a date's `Display`
+    // is that form, without parsing a format string on every check).
+    let day_text = day.to_string();
     let rows = statement.query_map(
         rusqlite::params![day_text, i64::from(day.year()), k1, k2, k3],
         facts_row,
