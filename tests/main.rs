@@ -7,6 +7,7 @@ mod batches;
 mod claims;
 mod eligibility;
 mod errors;
+mod fhir;
 mod organizations;
 mod products;
 mod registry;

@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(context))
+        .layer(from_fn(crate::fhir::outcome::rewrite))
 }
 
 /// A NUL (`%00`) in the path or the query names nothing that can exist: no text here may hold

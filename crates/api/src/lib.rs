@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod config;
 pub mod demo;
 pub mod extract;
+pub mod fhir;
 pub mod fields;
 pub mod import;
 pub mod metrics;

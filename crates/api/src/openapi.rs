@@ -48,6 +48,8 @@ Every response carries `X-Request-Id` (echoed when sent).",
         (name = "settlements", description = "Batches of adjudicated claims owed to a payee (bordereaux) and their payments"),
         (name = "webhooks", description = "Signed event deliveries to your systems, from an outbox, with retries"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "fhir", description = "The FHIR R4 façade (`/fhir/r4`): the same people, coverages, checks and claims as `/v1`, \
+as FHIR resources (`application/fhir+json`); errors are OperationOutcome"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
     components(schemas(Problem, ProblemField)),
@@ -74,6 +76,7 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
         .merge(routes::webhooks::router())
         .merge(routes::audit::router())
         .merge(routes::health::router())
+        .merge(crate::fhir::router())
 }
 
 /// The complete document, as served at `/openapi.json` and printed by `passerelle openapi`.
@@ -104,11 +107,13 @@ fn problem_body(error: &ApiError, lang: Lang, instance: &str) -> Value {
     serde_json::to_value(error.to_problem(&ctx)).unwrap_or_default()
 }
 
-/// Named examples of a problem response: each error in French (the default) and in English.
+/// Named examples of a problem response: each error in French (the default) and in English;
+/// as the OperationOutcome the FHIR façade writes for it when `instance` is a `/fhir` path.
 fn problem_examples(
     errors: &[(&str, ApiError)],
     instance: &str,
 ) -> Vec<(String, RefOr<utoipa::openapi::example::Example>)> {
+    let fhir = instance.starts_with("/fhir/");
     let mut out = Vec::new();
     for (name, error) in errors {
         for (lang, suffix, summary) in [
@@ -120,10 +125,13 @@ fn problem_examples(
             } else {
                 (format!("{name}_{suffix}"), format!("`{name}`, {summary}"))
             };
-            let example = ExampleBuilder::new()
-                .summary(summary)
-                .value(Some(problem_body(error, lang, instance)))
-                .build();
+            let body = problem_body(error, lang, instance);
+            let body = if fhir {
+                crate::fhir::outcome::from_problem(&body)
+            } else {
+                body
+            };
+            let example = ExampleBuilder::new().summary(summary).value(Some(body)).build();
             out.push((key, RefOr::T(example)));
         }
     }
@@ -216,7 +224,13 @@ impl Modify for SharedResponses {
         for shared in shared_responses() {
             components
                 .responses
-                .insert(shared.name.to_owned(), RefOr::T(shared.response()));
+                .insert(shared.name.to_owned(), RefOr::T(shared.response(false)));
+            // The façade's operations each answer their own 422, its faults at FHIR elements.
+            if shared.status != "422" {
+                components
+                    .responses
+                    .insert(format!("{FHIR_PREFIX}{}", shared.name), RefOr::T(shared.response(true)));
+            }
         }
     }
 }
@@ -230,17 +244,24 @@ struct Shared {
     errors: Vec<(&'static str, ApiError)>,
 }
 
+/// The names of the FHIR façade's shared responses: those of `/v1` with this prefix, whose
+/// bodies are OperationOutcome.
+const FHIR_PREFIX: &str = "Fhir";
+
 impl Shared {
-    fn response(&self) -> Response {
+    fn response(&self, fhir: bool) -> Response {
+        let (schema, instance, media_type) = if fhir {
+            ("OperationOutcome", "/fhir/r4/Claim", crate::fhir::FHIR_MEDIA_TYPE)
+        } else {
+            ("Problem", "/v1/organizations", PROBLEM_JSON)
+        };
         let mut content = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
+            .schema(Some(Ref::from_schema_name(schema)))
             .build();
-        content.examples = problem_examples(&self.errors, "/v1/organizations")
-            .into_iter()
-            .collect();
+        content.examples = problem_examples(&self.errors, instance).into_iter().collect();
         let mut response = ResponseBuilder::new()
             .description(self.description)
-            .content(PROBLEM_JSON, content)
+            .content(media_type, content)
             .build();
         add_standard_headers(self.status, &mut response);
         response
@@ -388,8 +409,14 @@ fn operations(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
 fn add_shared_responses(doc: &mut Document) {
     for (path, item) in doc.paths.paths.iter_mut() {
         for (method, op) in operations(item) {
+            let open = op
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
             if path.starts_with("/v1") {
-                add_to_operation(op);
+                add_to_operation(op, "");
+            } else if path.starts_with("/fhir/") && !open {
+                add_to_operation(op, FHIR_PREFIX);
             }
             complete_inline_responses(method, path, op);
         }
@@ -403,7 +430,7 @@ fn has_header(op: &Operation, name: &str) -> bool {
         .any(|p| matches!(p.parameter_in, ParameterIn::Header) && p.name.eq_ignore_ascii_case(name))
 }
 
-fn add_to_operation(op: &mut Operation) {
+fn add_to_operation(op: &mut Operation, prefix: &str) {
     let has_body = op.request_body.is_some();
     let has_query = op
         .parameters
@@ -418,13 +445,13 @@ fn add_to_operation(op: &mut Operation) {
             "422" => !idempotent && (has_body || has_query),
             _ => true,
         };
-        if !applies {
+        if !applies || (!prefix.is_empty() && shared.status == "422") {
             continue;
         }
         op.responses
             .responses
             .entry(shared.status.to_owned())
-            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{}", shared.name))));
+            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{prefix}{}", shared.name))));
     }
 }
 
@@ -436,7 +463,13 @@ fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
     for (status, response) in op.responses.responses.iter_mut() {
         let RefOr::T(response) = response else { continue };
         add_standard_headers(status, response);
-        let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
+        let fhir_error = status.starts_with(['4', '5']) && path.starts_with("/fhir/");
+        let media_type = if fhir_error {
+            crate::fhir::FHIR_MEDIA_TYPE
+        } else {
+            PROBLEM_JSON
+        };
+        let Some(content) = response.content.get_mut(media_type) else {
             continue;
         };
         if content.example.is_some() || !content.examples.is_empty() {
@@ -476,6 +509,43 @@ fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool)
             },
         )],
         "503" => vec![("unavailable", ApiError::Unavailable)],
+        "422" => fhir_validation(path),
+        _ => Vec::new(),
+    }
+}
+
+/// What the FHIR façade's own 422 answers, each fault at its element; empty for other paths.
+fn fhir_validation(path: &str) -> Vec<(&'static str, ApiError)> {
+    let fault = |at: &str, code: &str, en: &str, fr: &str| FieldError::new(at, code, en, fr);
+    match path {
+        "/fhir/r4/Claim" => vec![
+            (
+                "validation_failed",
+                ApiError::validation(vec![
+                    fault(
+                        "Claim.item[0].unitPrice.currency",
+                        "unknown_value",
+                        "must be XOF",
+                        "doit être XOF",
+                    ),
+                    FieldError::required("Claim.item[1].servicedDate"),
+                ]),
+            ),
+            ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
+        ],
+        "/fhir/r4/CoverageEligibilityRequest" => vec![(
+            "validation_failed",
+            ApiError::validation(vec![fault(
+                "CoverageEligibilityRequest.item[0].extension",
+                "required",
+                "needs the extension urn:passerelle:care-level with a valueCode",
+                "doit avoir l'extension urn:passerelle:care-level avec un valueCode",
+            )]),
+        )],
+        "/fhir/r4/Coverage" => vec![(
+            "validation_failed",
+            ApiError::validation(vec![FieldError::required("/query/beneficiary")]),
+        )],
         _ => Vec::new(),
     }
 }
@@ -500,7 +570,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("member_number_taken", store("member_number_taken")),
             ("already_covered", store("already_covered")),
         ],
-        ("post", "/v1/claims") => vec![("external_id_taken", store("external_id_taken"))],
+        ("post", "/v1/claims" | "/fhir/r4/Claim") => vec![("external_id_taken", store("external_id_taken"))],
         ("patch", "/v1/coverages/{id}") => vec![(
             "terminated",
             ApiError::conflict(
@@ -535,7 +605,7 @@ fn example_path(path: &str) -> String {
             ("{seq}", _) => "42",
             ("{id}", "organizations") => "mut-tsevie",
             ("{id}", "products") => "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f",
-            ("{id}", "beneficiaries") => "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+            ("{id}", "beneficiaries" | "Patient") => "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
             ("{id}", "coverages") => "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
             ("{id}", "batches") => "01937f0e-9f5d-7a6e-8b32-4d5e6f708192",
             ("{id}", "claims") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",

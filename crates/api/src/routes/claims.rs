@@ -16,7 +16,9 @@ use passerelle_domain::eligibility::{evaluate, EligibilityInput, Reason, ReasonC
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
-use passerelle_domain::ports::{ClaimError, ClaimFilter, ClaimRefusal, CoverageFacts, UsageKey};
+use passerelle_domain::ports::{
+    ClaimError, ClaimFilter, ClaimRefusal, CoverageFacts, IdempotencyKey, UsageKey, Written,
+};
 use passerelle_domain::product::{CareLevel, Category};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -365,18 +367,19 @@ fn is_icd10(code: &str) -> bool {
             || (b[3] == b'.' && (5..=8).contains(&b.len()) && b[4..].iter().all(u8::is_ascii_alphanumeric)))
 }
 
-struct ParsedClaim {
-    external_id: String,
-    provider: String,
-    person: passerelle_domain::ports::PersonKey,
-    service_date: NaiveDate,
-    care_level: CareLevel,
-    diagnoses: Vec<String>,
-    lines: Vec<ClaimLine>,
-    base_adjudication: Option<Vec<(u32, Xof)>>,
+/// A claim as read from a request, whichever form (`/v1` or FHIR) it came in.
+pub(crate) struct ParsedClaim {
+    pub external_id: String,
+    pub provider: String,
+    pub person: passerelle_domain::ports::PersonKey,
+    pub service_date: NaiveDate,
+    pub care_level: CareLevel,
+    pub diagnoses: Vec<String>,
+    pub lines: Vec<ClaimLine>,
+    pub base_adjudication: Option<Vec<(u32, Xof)>>,
 }
 
-fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<ParsedClaim, Vec<FieldError>> {
+pub(crate) fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<ParsedClaim, Vec<FieldError>> {
     let mut f = Fields::new(body);
     let mut errors = Vec::new();
     let external_id = f.str("external_id");
@@ -705,8 +708,20 @@ pub async fn submit_claim(
             header: "Idempotency-Key",
         });
     };
-    let caller = &auth.caller;
     let parsed = read_claim(&body, state.clock.today()).map_err(ApiError::validation)?;
+    let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
+    let view = ClaimView::from(written.value);
+    Ok(super::created(format!("/v1/claims/{}", view.id), &view))
+}
+
+/// Prices and stores a claim: the one path of both the `/v1` and the FHIR forms. A replay of
+/// the same `Idempotency-Key` and request gives back the claim first written.
+pub(crate) async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    parsed: &ParsedClaim,
+    idempotency: IdempotencyKey,
+) -> Result<Written<Claim>, ApiError> {
     let mut errors = Vec::new();
     match caller.kind {
         OrgKind::Provider if parsed.provider != caller.org.as_str() => {
@@ -757,7 +772,7 @@ pub async fn submit_claim(
         .coverages
         .iter()
         .map(|c| {
-            let (ok, reasons) = claim_eligible(&facts, c, &parsed);
+            let (ok, reasons) = claim_eligible(&facts, c, parsed);
             (c, ok, reasons)
         })
         .collect();
@@ -820,7 +835,7 @@ pub async fn submit_claim(
         plan_year: parsed.service_date.year(),
     });
     let ceiling = comp.and_then(|m| m.product.as_ref()).and_then(|p| p.annual_ceiling_xof);
-    let ctx = caller.write_context(&state, Some(idempotency));
+    let ctx = caller.write_context(state, Some(idempotency));
     let now = ctx.at;
     let template = Claim {
         id: uuid::Uuid::now_v7().to_string(),
@@ -858,13 +873,11 @@ pub async fn submit_claim(
         Ok(claim)
     };
     let seen = comp.map_or(Xof::ZERO, |m| m.complementary_used);
-    let written = state
+    state
         .store
         .submit_claim(&ctx, usage.as_ref(), seen, &price)
         .await
-        .map_err(refusal)?;
-    let view = ClaimView::from(written.value);
-    Ok(super::created(format!("/v1/claims/{}", view.id), &view))
+        .map_err(refusal)
 }
 
 /// The claim line that entry `p` of an adjudication names: `None` (with the error recorded)

@@ -139,12 +139,20 @@ pub struct EligibilityView {
     pub estimate: Option<EstimateView>,
 }
 
-struct Check {
-    person: PersonKey,
-    service_date: NaiveDate,
-    care_level: CareLevel,
-    category: Option<Category>,
-    amount: Option<Xof>,
+/// A check as read from a request, whichever form (`/v1` or FHIR) it came in.
+pub(crate) struct Check {
+    pub person: PersonKey,
+    pub service_date: NaiveDate,
+    pub care_level: CareLevel,
+    pub category: Option<Category>,
+    pub amount: Option<Xof>,
+}
+
+/// The answer, and which coverages the estimate's base and complementary shares came from.
+pub(crate) struct Answer {
+    pub view: EligibilityView,
+    pub base: Option<String>,
+    pub complementary: Option<String>,
 }
 
 fn unknown(field: &str, allowed: &[&str]) -> FieldError {
@@ -213,7 +221,7 @@ pub(crate) fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<Fi
     }
 }
 
-fn read_check(body: &Map<String, Value>, today: NaiveDate) -> Result<Check, ApiError> {
+pub(crate) fn read_check(body: &Map<String, Value>, today: NaiveDate) -> Result<Check, ApiError> {
     let mut f = Fields::new(body);
     let mut errors = Vec::new();
     let person_obj = f.opt_object("beneficiary");
@@ -332,12 +340,18 @@ pub async fn check_eligibility(
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> Result<Json<EligibilityView>, ApiError> {
     let check = read_check(&body, state.clock.today())?;
+    Ok(Json(answer(&state, &auth.caller, &check).await?.view))
+}
+
+/// Judges every coverage of the person and audits the check: the one path of both the `/v1`
+/// and the FHIR forms.
+pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> Result<Answer, ApiError> {
     let facts = state
         .store
         .eligibility_facts(&check.person, check.service_date, false)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if !may_check(&auth.caller, &facts) {
+    if !may_check(caller, &facts) {
         return Err(ApiError::NotFound);
     }
     let answers: Vec<(&Coverage, CoverageEligibility)> = facts
@@ -359,16 +373,18 @@ pub async fn check_eligibility(
         })
         .collect();
     let eligible = answers.iter().any(|(_, a)| a.is_eligible());
+    let paying = || answers.iter().filter(|(_, a)| a.is_eligible()).map(|(c, _)| *c);
+    let base_coverage = choose_base(paying());
+    let complementary_coverage = choose_complementary(paying());
     let estimate_view = match check.amount {
         None => None,
         Some(billed) => {
-            let paying = || answers.iter().filter(|(_, a)| a.is_eligible()).map(|(c, _)| *c);
             let answer_of = |c: Option<&Coverage>| {
                 c.and_then(|c| answers.iter().find(|(x, _)| x.id == c.id))
                     .map(|(_, a)| a)
             };
-            let base = answer_of(choose_base(paying()));
-            let complementary = answer_of(choose_complementary(paying()));
+            let base = answer_of(base_coverage);
+            let complementary = answer_of(complementary_coverage);
             let split = estimate(
                 billed,
                 base.and_then(|a| a.paying_rate()),
@@ -413,7 +429,7 @@ pub async fn check_eligibility(
     };
     // Who asked about whom, and the answer: durable before the answer leaves. The store chains
     // the events of concurrent checks in one transaction.
-    let ctx = auth.caller.write_context(&state, None);
+    let ctx = caller.write_context(state, None);
     let action = if eligible {
         "eligibility.eligible"
     } else {
@@ -425,5 +441,9 @@ pub async fn check_eligibility(
         .await?;
     metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
         .increment(1);
-    Ok(Json(view))
+    Ok(Answer {
+        base: base_coverage.map(|c| c.id.clone()),
+        complementary: complementary_coverage.map(|c| c.id.clone()),
+        view,
+    })
 }

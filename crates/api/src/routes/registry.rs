@@ -9,6 +9,7 @@ use passerelle_domain::beneficiary::{Beneficiary, NationalId};
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
+use passerelle_domain::pagination::{Page, PageRequest};
 use passerelle_domain::ports::CoverageUpdate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -294,12 +295,17 @@ pub async fn get_beneficiary(
     auth: Authorized<perm::ReadRegistry>,
     Path(id): Path<String>,
 ) -> Result<Json<BeneficiaryView>, ApiError> {
-    let person = state.store.get_beneficiary(&id).await?.ok_or(ApiError::NotFound)?;
-    if !may_see_person(&state, &auth.caller, &id).await? {
+    Ok(Json(read_person(&state, &auth.caller, &id).await?.into()))
+}
+
+/// A person the caller may see (404 otherwise), its read audited: for `/v1` and FHIR alike.
+pub(crate) async fn read_person(state: &AppState, caller: &Caller, id: &str) -> Result<Beneficiary, ApiError> {
+    let person = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
+    if !may_see_person(state, caller, id).await? {
         return Err(ApiError::NotFound);
     }
-    crate::routes::audit::record_read(&state, &auth.caller, "beneficiary", &id).await?;
-    Ok(Json(person.into()))
+    crate::routes::audit::record_read(state, caller, "beneficiary", id).await?;
+    Ok(person)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -332,14 +338,25 @@ pub async fn list_coverages(
     let beneficiary = query
         .beneficiary
         .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
-    let caller = &auth.caller;
+    let result = coverages_of(&state, &auth.caller, &beneficiary, &page).await?;
+    Ok(Json(ListOf::from_page(result, CoverageView::from)))
+}
+
+/// A page of the person's coverages that the caller holds (all for operators and auditors),
+/// the read audited: for `/v1` and FHIR alike.
+pub(crate) async fn coverages_of(
+    state: &AppState,
+    caller: &Caller,
+    beneficiary: &str,
+    page: &PageRequest,
+) -> Result<Page<Coverage>, ApiError> {
     let organization = (!caller.reads_everything()).then(|| caller.org.to_string());
     let result = state
         .store
-        .list_coverages(&beneficiary, organization.as_deref(), &page)
+        .list_coverages(beneficiary, organization.as_deref(), page)
         .await?;
-    crate::routes::audit::record_read(&state, caller, "coverage", &format!("beneficiary:{beneficiary}")).await?;
-    Ok(Json(ListOf::from_page(result, CoverageView::from)))
+    crate::routes::audit::record_read(state, caller, "coverage", &format!("beneficiary:{beneficiary}")).await?;
+    Ok(result)
 }
 
 /// Read a coverage.

@@ -1,0 +1,50 @@
+//! The FHIR R4 façade (API.md §7), for systems that already speak FHIR: the same people,
+//! coverages, checks and claims as `/v1`, through the same handlers' logic, rules, audit and
+//! auth, read from and written as FHIR resources (`application/fhir+json`). Errors are
+//! `OperationOutcome` ([`outcome`]).
+//!
+//! Only the elements the façade reads and writes are modelled ([`model`]); an element of a
+//! request that the façade does not use is ignored, as FHIR servers commonly do.
+
+pub mod claim;
+pub mod eligibility;
+pub mod metadata;
+pub mod model;
+pub mod outcome;
+pub mod patient;
+pub mod request;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// The media type of every `/fhir/r4` response.
+pub const FHIR_JSON: &str = "application/fhir+json; fhirVersion=4.0";
+/// The same without its parameter, as the OpenAPI document names the content.
+pub const FHIR_MEDIA_TYPE: &str = "application/fhir+json";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata::metadata))
+        .routes(routes!(patient::read_patient))
+        .routes(routes!(patient::search_coverage))
+        .routes(routes!(eligibility::check))
+        .routes(routes!(claim::submit_claim))
+}
+
+/// A FHIR resource as the body of a response.
+pub struct Fhir<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Fhir<T> {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self.0).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        response
+    }
+}

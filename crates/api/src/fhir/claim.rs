@@ -1,0 +1,509 @@
+//! `POST /fhir/r4/Claim` → `ClaimResponse`: the submission of `POST /v1/claims`, read from and
+//! written as FHIR.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use passerelle_domain::claim::{Claim, ClaimStatus};
+use passerelle_domain::product::CareLevel;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::model::{
+    percent, CodeableConcept, Extension, Identifier, Money, Reference, ADJUDICATION_SYSTEM, CARE_LEVEL_SYSTEM,
+    CATEGORY_SYSTEM, CLAIM_ID_PREFIX, ICD10_SYSTEM, ORGANIZATION_SYSTEM,
+};
+use super::request::Translation;
+use super::Fhir;
+use crate::extract::{perm, Authorized, IdempotentJson};
+use crate::problem::ApiError;
+use crate::routes::claims::{read_claim, submit};
+use crate::state::AppState;
+
+/// The payer of a share: `urn:passerelle:payer`, a reference to the organisation.
+pub const PAYER_URL: &str = "urn:passerelle:payer";
+
+/// One amount, rate or decision of a line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Adjudication {
+    /// `submitted` (billed), `eligible` (a payer's proposed share, not yet adjudicated by it),
+    /// `benefit` (what the payer pays, once it adjudicated), `eligpercent` (its rate, in
+    /// percent) or `copay` (the patient's share).
+    pub category: CodeableConcept,
+    /// The mutuelle's reason for a `reject` or `reduce`, in `urn:passerelle:adjudication-reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CodeableConcept>,
+    /// The amount, for every category but `eligpercent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// The rate in percent, for `eligpercent`: `80`, `75.5`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub value: Option<Value>,
+    /// `urn:passerelle:payer` on the shares and rates of a payer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+}
+
+/// The adjudication of one line of the claim.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseItem {
+    /// The line's `sequence`: from 1, in request order.
+    pub item_sequence: u32,
+    /// `submitted`; each payer's share and rate; `copay`.
+    pub adjudication: Vec<Adjudication>,
+}
+
+/// A total over the lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Total {
+    /// `submitted`, `benefit` (both payers' shares) or `copay`.
+    pub category: CodeableConcept,
+    /// The sum over the lines.
+    pub amount: Money,
+}
+
+/// The answer to a Claim: the claim as priced by coordination of benefits.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "ClaimResponse", "id": "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+    "extension": [{"url": "urn:passerelle:claim-status", "valueCode": "awaiting_base"}],
+    "identifier": [{"system": "urn:passerelle:claim-id:cms-tsevie", "value": "CMS-2026-000123"}],
+    "status": "active", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+    "use": "claim", "patient": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "created": "2026-11-28T09:30:00Z",
+    "insurer": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}},
+    "requestor": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "cms-tsevie"}},
+    "request": {"type": "Claim", "identifier": {"system": "urn:passerelle:claim-id:cms-tsevie", "value": "CMS-2026-000123"}},
+    "outcome": "queued", "disposition": "awaiting_base",
+    "item": [{"itemSequence": 1, "adjudication": [
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "amount": {"value": 10001, "currency": "XOF"}},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligible"}]}, "amount": {"value": 8000, "currency": "XOF"},
+         "extension": [{"url": "urn:passerelle:payer", "valueReference": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "tg-inam"}}}]},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligpercent"}]}, "value": 80,
+         "extension": [{"url": "urn:passerelle:payer", "valueReference": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "tg-inam"}}}]},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligible"}]}, "amount": {"value": 2001, "currency": "XOF"},
+         "extension": [{"url": "urn:passerelle:payer", "valueReference": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}}]},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligpercent"}]}, "value": 100,
+         "extension": [{"url": "urn:passerelle:payer", "valueReference": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}}]},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "amount": {"value": 0, "currency": "XOF"}}]}],
+    "total": [
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "amount": {"value": 10001, "currency": "XOF"}},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "amount": {"value": 10001, "currency": "XOF"}},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "amount": {"value": 0, "currency": "XOF"}}]}))]
+pub struct ClaimResponse {
+    /// `ClaimResponse`.
+    pub resource_type: &'static str,
+    /// The claim id (`GET /v1/claims/{id}`).
+    pub id: String,
+    /// `urn:passerelle:claim-status` (the `/v1` status); for a claim rejected at submission,
+    /// each eligibility reason as `urn:passerelle:reason` (parts `code` and `until`).
+    pub extension: Vec<Extension>,
+    /// The provider's `external_id`, in `urn:passerelle:claim-id:<provider>`.
+    pub identifier: Vec<Identifier>,
+    /// `active`, or `cancelled`.
+    pub status: &'static str,
+    /// `institutional` at a hospital, else `professional`.
+    #[serde(rename = "type")]
+    pub type_: CodeableConcept,
+    /// `claim`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    /// `Patient/<beneficiary id>`.
+    pub patient: Reference,
+    /// When the claim was submitted.
+    pub created: String,
+    /// The mutuelle it is routed to, else its base payer, else `passerelle`.
+    pub insurer: Reference,
+    /// The health facility.
+    pub requestor: Reference,
+    /// The claim, by its identifier.
+    pub request: Reference,
+    /// `queued` while a payer has still to adjudicate, else `complete`.
+    pub outcome: &'static str,
+    /// The `/v1` status: `awaiting_base`, `awaiting_complementary`, `adjudicated`, `settled`,
+    /// `rejected` or `cancelled`.
+    pub disposition: String,
+    /// Each line, in request order.
+    pub item: Vec<ResponseItem>,
+    /// `submitted`, `benefit` and `copay` summed over the lines.
+    pub total: Vec<Total>,
+}
+
+fn category(code: &str) -> CodeableConcept {
+    CodeableConcept::of(ADJUDICATION_SYSTEM, code)
+}
+
+fn payer(org: &str) -> Vec<Extension> {
+    vec![Extension::reference(PAYER_URL, Reference::organization(org))]
+}
+
+fn amount(code: &str, value: i64, extension: Vec<Extension>) -> Adjudication {
+    Adjudication {
+        category: category(code),
+        reason: None,
+        amount: Some(Money::xof(value)),
+        value: None,
+        extension,
+    }
+}
+
+impl From<Claim> for ClaimResponse {
+    fn from(c: Claim) -> ClaimResponse {
+        let lang = crate::problem::current_lang();
+        let base_decided = !matches!(c.status, ClaimStatus::AwaitingBase);
+        let complementary_decided = matches!(c.status, ClaimStatus::Adjudicated | ClaimStatus::Settled);
+        let decided = |done: bool| if done { "benefit" } else { "eligible" };
+        let item = c
+            .lines
+            .iter()
+            .map(|l| {
+                let mut adjudication = vec![amount("submitted", l.shares.billed_xof.value(), Vec::new())];
+                let payers = [
+                    (
+                        c.base_payer.as_deref(),
+                        l.shares.base_xof.value(),
+                        l.base_rate,
+                        base_decided,
+                        None,
+                    ),
+                    (
+                        c.routed_to.as_deref(),
+                        l.shares.complementary_xof.value(),
+                        l.complementary_rate,
+                        complementary_decided,
+                        l.reason_code,
+                    ),
+                ];
+                for (org, share, rate, done, reason) in payers {
+                    let Some(org) = org else { continue };
+                    let mut share = amount(decided(done), share, payer(org));
+                    share.reason =
+                        reason.map(|r| CodeableConcept::of("urn:passerelle:adjudication-reason", r.as_str()));
+                    adjudication.push(share);
+                    if let Some(rate) = rate {
+                        adjudication.push(Adjudication {
+                            category: category("eligpercent"),
+                            reason: None,
+                            amount: None,
+                            value: Some(percent(rate.value())),
+                            extension: payer(org),
+                        });
+                    }
+                }
+                adjudication.push(amount("copay", l.shares.patient_xof.value(), Vec::new()));
+                ResponseItem {
+                    item_sequence: l.line,
+                    adjudication,
+                }
+            })
+            .collect();
+        let mut extension = vec![Extension::code("urn:passerelle:claim-status", c.status.as_str())];
+        extension.extend(c.reasons.iter().map(|r| {
+            Extension::reason(
+                r.code.as_str(),
+                lang.pick(r.code.message_en(), r.code.message_fr()),
+                r.until,
+            )
+        }));
+        let identifier = Identifier {
+            system: format!("{CLAIM_ID_PREFIX}{}", c.provider),
+            value: c.external_id.clone(),
+        };
+        let t = &c.totals;
+        ClaimResponse {
+            resource_type: "ClaimResponse",
+            extension,
+            identifier: vec![identifier.clone()],
+            status: if c.status == ClaimStatus::Cancelled {
+                "cancelled"
+            } else {
+                "active"
+            },
+            type_: CodeableConcept::of(
+                "http://terminology.hl7.org/CodeSystem/claim-type",
+                match c.care_level {
+                    CareLevel::Hospital | CareLevel::UniversityHospital => "institutional",
+                    _ => "professional",
+                },
+            ),
+            use_: "claim",
+            patient: Reference::to("Patient", &c.beneficiary),
+            created: c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            insurer: Reference::organization(
+                c.routed_to
+                    .as_deref()
+                    .or(c.base_payer.as_deref())
+                    .unwrap_or("passerelle"),
+            ),
+            requestor: Reference::organization(&c.provider),
+            request: Reference {
+                type_: Some("Claim".into()),
+                identifier: Some(identifier),
+                ..Reference::default()
+            },
+            outcome: if matches!(c.status, ClaimStatus::AwaitingBase | ClaimStatus::AwaitingComplementary) {
+                "queued"
+            } else {
+                "complete"
+            },
+            disposition: c.status.as_str().to_owned(),
+            item,
+            total: vec![
+                Total {
+                    category: category("submitted"),
+                    amount: Money::xof(t.billed_xof.value()),
+                },
+                Total {
+                    category: category("benefit"),
+                    amount: Money::xof(t.base_xof.value() + t.complementary_xof.value()),
+                },
+                Total {
+                    category: category("copay"),
+                    amount: Money::xof(t.patient_xof.value()),
+                },
+            ],
+            id: c.id,
+        }
+    }
+}
+
+/// The organisation a Reference names: `Organization/<id>`, or an identifier in
+/// `urn:passerelle:organization`.
+fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
+    t.place("/provider", element);
+    let Some(reference) = value.filter(|v| !v.is_null()) else {
+        return t.required(element);
+    };
+    let by_id = reference
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Organization/"));
+    let by_identifier = reference.get("identifier").and_then(|i| {
+        (i.get("system").and_then(Value::as_str) == Some(ORGANIZATION_SYSTEM))
+            .then(|| i.get("value").and_then(Value::as_str))
+            .flatten()
+    });
+    match by_id.or(by_identifier) {
+        Some(org) => t.put("/provider", json!(org), element),
+        None => t.error(
+            element,
+            "invalid_reference",
+            format!("must be Organization/<id>, or an identifier in {ORGANIZATION_SYSTEM}"),
+            format!("doit être Organization/<id>, ou un identifier de {ORGANIZATION_SYSTEM}"),
+        ),
+    }
+}
+
+/// One value every item must share (the day of care, the care level): the first item's, an
+/// error at each item that differs.
+fn shared(t: &mut Translation, values: Vec<(usize, Option<String>)>, element: &str, pointer: &str) {
+    let mut first: Option<String> = None;
+    for (i, value) in values {
+        let at = format!("item[{i}].{element}");
+        match (value, &first) {
+            (None, _) => t.required(&at),
+            (Some(v), None) => {
+                t.put(pointer, json!(v), &at);
+                first = Some(v);
+            }
+            (Some(v), Some(f)) if v != *f => t.error(
+                &at,
+                "inconsistent_items",
+                format!("must be the same for every item ({f} in item[0])"),
+                format!("doit être le même pour chaque item ({f} dans item[0])"),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Reads a Claim into the `/v1` claim: `identifier[0].value` is the `external_id`, `provider`
+/// the facility, `patient` the person, `diagnosis` the ICD-10 codes, and each `item` a line
+/// (`productOrService` its code and text, `category`, `quantity`, `unitPrice`), all items on
+/// one `servicedDate` at one care level (`locationCodeableConcept`).
+fn translate(body: &Map<String, Value>) -> Translation {
+    let mut t = Translation::new("Claim", body);
+    match body
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| ids.first())
+        .and_then(|id| id.get("value"))
+    {
+        Some(value) => t.put("/external_id", value.clone(), "identifier[0].value"),
+        None => t.required("identifier[0].value"),
+    }
+    organization(&mut t, body.get("provider"), "provider");
+    t.patient(body.get("patient"), "patient");
+    let diagnoses: Vec<Value> = body
+        .get("diagnosis")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let at = format!("diagnosis[{i}].diagnosisCodeableConcept");
+            let concept = d.get("diagnosisCodeableConcept").cloned().unwrap_or(Value::Null);
+            t.place(&format!("/diagnoses/{i}"), &at);
+            t.code(&concept, &at, ICD10_SYSTEM).map(Value::String)
+        })
+        .collect();
+    if !diagnoses.is_empty() {
+        t.put("/diagnoses", Value::Array(diagnoses), "diagnosis");
+    }
+    let Some(items) = body.get("item").and_then(Value::as_array).filter(|i| !i.is_empty()) else {
+        t.required("item");
+        return t;
+    };
+    let mut lines = Vec::new();
+    let mut dates = Vec::new();
+    let mut levels = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |e: &str| format!("item[{i}].{e}");
+        if let Some(sequence) = item.get("sequence") {
+            if sequence.as_u64() != Some(i as u64 + 1) {
+                t.error(
+                    &at("sequence"),
+                    "out_of_order",
+                    format!("must be {}: items are numbered from 1 in order", i + 1),
+                    format!(
+                        "doit être {} : les items sont numérotés à partir de 1 dans l'ordre",
+                        i + 1
+                    ),
+                );
+            }
+        }
+        let mut line = Map::new();
+        let product = item.get("productOrService").cloned().unwrap_or(Value::Null);
+        let coding = product.get("coding").and_then(Value::as_array).and_then(|c| c.first());
+        match coding.and_then(|c| c.get("code")) {
+            Some(code) => {
+                line.insert("code".into(), code.clone());
+            }
+            None => t.required(&at("productOrService.coding[0].code")),
+        }
+        let text = product
+            .get("text")
+            .or_else(|| coding.and_then(|c| c.get("display")))
+            .filter(|d| !d.is_null());
+        if let Some(text) = text {
+            line.insert("description".into(), text.clone());
+        }
+        match item.get("category").filter(|c| !c.is_null()) {
+            Some(concept) => {
+                if let Some(code) = t.code(concept, &at("category"), CATEGORY_SYSTEM) {
+                    line.insert("category".into(), json!(code));
+                }
+            }
+            None => t.required(&at("category")),
+        }
+        let quantity = item.get("quantity").and_then(|q| q.get("value")).cloned();
+        line.insert("quantity".into(), quantity.unwrap_or(json!(1)));
+        match item.get("unitPrice").filter(|p| !p.is_null()) {
+            Some(price) => {
+                if let Some(value) = t.xof(price, &at("unitPrice")) {
+                    line.insert("unit_price_xof".into(), value);
+                }
+            }
+            None => t.required(&at("unitPrice")),
+        }
+        for (field, element) in [
+            ("code", "productOrService"),
+            ("description", "productOrService.text"),
+            ("category", "category"),
+            ("quantity", "quantity.value"),
+            ("unit_price_xof", "unitPrice"),
+        ] {
+            t.place(&format!("/lines/{i}/{field}"), &at(element));
+        }
+        t.place(&format!("/lines/{i}"), &format!("item[{i}]"));
+        lines.push(Value::Object(line));
+        let date = item
+            .get("servicedDate")
+            .or_else(|| body.get("billablePeriod").and_then(|p| p.get("start")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        dates.push((i, date));
+        let level = item
+            .get("locationCodeableConcept")
+            .filter(|c| !c.is_null())
+            .and_then(|c| t.code(c, &at("locationCodeableConcept"), CARE_LEVEL_SYSTEM));
+        levels.push((i, level));
+    }
+    t.put("/lines", Value::Array(lines), "item");
+    shared(&mut t, dates, "servicedDate", "/service_date");
+    shared(&mut t, levels, "locationCodeableConcept", "/care_level");
+    t
+}
+
+/// Submit a claim, as FHIR.
+///
+/// The submission of `POST /v1/claims`, with the same rules, pricing, routing, visibility and
+/// audit; `Idempotency-Key` is required (428) and a replay gives back the first answer. The
+/// person is `patient` as in a CoverageEligibilityRequest; `provider` is
+/// `Organization/<id>` or an identifier in `urn:passerelle:organization`;
+/// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
+/// 409). Each `item` is a line: `productOrService.coding[0].code` (and `text`), `category` in
+/// `urn:passerelle:category`, `quantity.value` (default 1), `unitPrice` in XOF; every item
+/// has the same `servicedDate` (or the claim's `billablePeriod.start`) and care level
+/// (`locationCodeableConcept` in `urn:passerelle:care-level`). A scheme's own base
+/// adjudication is sent with `/v1` only.
+#[utoipa::path(
+    post,
+    path = "/fhir/r4/Claim",
+    operation_id = "fhir_submit_claim",
+    tag = "fhir",
+    request_body(content = Object, content_type = "application/fhir+json",
+        description = "A Claim",
+        example = json!({"resourceType": "Claim", "status": "active",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "use": "claim", "created": "2026-11-28",
+            "identifier": [{"system": "urn:passerelle:claim-id:cms-tsevie", "value": "CMS-2026-000123"}],
+            "patient": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"},
+            "provider": {"reference": "Organization/cms-tsevie"},
+            "priority": {"coding": [{"code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": true, "coverage": {"reference": "Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70"}}],
+            "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "B54"}]}}],
+            "item": [{"sequence": 1, "servicedDate": "2026-11-28",
+                      "productOrService": {"coding": [{"code": "CONS-GEN"}], "text": "Consultation générale"},
+                      "category": {"coding": [{"system": "urn:passerelle:category", "code": "consultation"}]},
+                      "locationCodeableConcept": {"coding": [{"system": "urn:passerelle:care-level", "code": "health_center"}]},
+                      "quantity": {"value": 1}, "unitPrice": {"value": 10001, "currency": "XOF"}}]})),
+    params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
+    responses(
+        (status = 201, description = "Accepted and priced; with no eligible payer the claim is `rejected`, everything on the patient, with the reasons",
+         body = ClaimResponse, content_type = "application/fhir+json",
+         headers(("Location" = String, description = "/v1/claims/{id}"))),
+        (status = 404, description = "Unknown person, or one you may not see", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 409, description = "This provider already submitted a claim with this identifier", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "A rule broken, each issue at its element, or the `Idempotency-Key` reused with another request; nothing was written",
+         body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 428, description = "Idempotency-Key is missing", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["claims:submit"]))
+)]
+pub async fn submit_claim(
+    State(state): State<AppState>,
+    auth: Authorized<perm::SubmitClaim>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let Some(idempotency) = idempotency else {
+        return Err(ApiError::PreconditionRequired {
+            header: "Idempotency-Key",
+        });
+    };
+    let t = translate(&body);
+    let parsed = match read_claim(&t.body, state.clock.today()) {
+        Ok(parsed) if t.errors.is_empty() => parsed,
+        Ok(_) => return Err(ApiError::validation(t.errors.clone())),
+        Err(errors) => return Err(ApiError::validation(t.with_rule_errors(errors))),
+    };
+    let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
+    let location = format!("/v1/claims/{}", written.value.id);
+    let mut response = (StatusCode::CREATED, Fhir(ClaimResponse::from(written.value))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}

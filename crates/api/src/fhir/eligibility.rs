@@ -1,0 +1,349 @@
+//! `POST /fhir/r4/CoverageEligibilityRequest` → `CoverageEligibilityResponse`: the check of
+//! `POST /v1/eligibility-checks`, read from and written as FHIR.
+
+use axum::extract::State;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::model::{
+    percent_text, CodeableConcept, Extension, Money, Reference, ADJUDICATION_SYSTEM, BENEFIT_SYSTEM, CARE_LEVEL_SYSTEM,
+    CATEGORY_SYSTEM,
+};
+use super::request::Translation;
+use super::Fhir;
+use crate::extract::{perm, AppJson, Authorized};
+use crate::problem::ApiError;
+use crate::routes::eligibility::{answer, read_check, Answer};
+use crate::state::AppState;
+
+/// A benefit of a coverage for the item: a share, a rate or what the ceiling still allows.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Benefit {
+    /// An adjudication category (`submitted`, `eligpercent`, `benefit`, `copay`, in
+    /// `http://terminology.hl7.org/CodeSystem/adjudication`), or `remaining-ceiling` in
+    /// `urn:passerelle:benefit`.
+    #[serde(rename = "type")]
+    pub type_: CodeableConcept,
+    /// An amount of XOF: a share, the amount, or the ceiling left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_money: Option<Money>,
+    /// The rate in percent (`eligpercent`), e.g. `80` or `75.5`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_string: Option<String>,
+}
+
+/// What a coverage does for the item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InsuranceItem {
+    /// The item's category, as asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<CodeableConcept>,
+    /// True when the product excludes the category.
+    pub excluded: bool,
+    /// `eligpercent` (the rate of the first matching rule, when it pays); with an amount,
+    /// `submitted` (the amount), `benefit` (this coverage's share of the estimate) and `copay`
+    /// (the patient's share); `remaining-ceiling` when the product has an annual ceiling.
+    pub benefit: Vec<Benefit>,
+}
+
+/// One of the person's coverages and its answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Insurance {
+    /// `Coverage/<id>`.
+    pub coverage: Reference,
+    /// True when this coverage pays for the service on its date.
+    pub inforce: bool,
+    /// Each reason it does not pay: `urn:passerelle:reason` with the parts `code` (the reason
+    /// code of `/v1`, its message as `display`) and `until` (a date), when known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+    /// The item asked about.
+    pub item: Vec<InsuranceItem>,
+}
+
+/// The answer to a CoverageEligibilityRequest.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "CoverageEligibilityResponse", "status": "active", "purpose": ["validation", "benefits"],
+    "patient": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "servicedDate": "2026-11-30", "created": "2026-11-30",
+    "request": {"type": "CoverageEligibilityRequest", "display": "CoverageEligibilityRequest"}, "outcome": "complete",
+    "disposition": "eligible",
+    "insurer": {"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}},
+    "insurance": [{"coverage": {"reference": "Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70"}, "inforce": true,
+        "item": [{"category": {"coding": [{"system": "urn:passerelle:category", "code": "consultation"}]}, "excluded": false,
+            "benefit": [
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligpercent"}]}, "allowedString": "100"},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "allowedMoney": {"value": 10000, "currency": "XOF"}},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "allowedMoney": {"value": 10000, "currency": "XOF"}},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "allowedMoney": {"value": 0, "currency": "XOF"}},
+                {"type": {"coding": [{"system": "urn:passerelle:benefit", "code": "remaining-ceiling"}]}, "allowedMoney": {"value": 140000, "currency": "XOF"}}]}]}]}))]
+pub struct CoverageEligibilityResponse {
+    /// `CoverageEligibilityResponse`.
+    pub resource_type: &'static str,
+    /// `active`.
+    pub status: &'static str,
+    /// As asked; `["validation"]` when not given, plus `benefits` with an amount.
+    pub purpose: Vec<String>,
+    /// `Patient/<beneficiary id>`, whichever way the request named the person.
+    pub patient: Reference,
+    /// The date checked (today when not given).
+    pub serviced_date: String,
+    /// Today.
+    pub created: String,
+    /// The request's first identifier, when it had one.
+    pub request: Reference,
+    /// `complete`.
+    pub outcome: &'static str,
+    /// `eligible` or `not eligible`: whether at least one coverage pays.
+    pub disposition: &'static str,
+    /// The payer of the complementary share when one pays, else of the base share, else the
+    /// holder of the first coverage, else Passerelle itself (`passerelle`).
+    pub insurer: Reference,
+    /// Every coverage the person holds, each with its own answer.
+    pub insurance: Vec<Insurance>,
+}
+
+fn adjudication(code: &str) -> CodeableConcept {
+    CodeableConcept::of(ADJUDICATION_SYSTEM, code)
+}
+
+fn money(code: &str, value: i64) -> Benefit {
+    Benefit {
+        type_: adjudication(code),
+        allowed_money: Some(Money::xof(value)),
+        allowed_string: None,
+    }
+}
+
+/// Reads the request into the `/v1` check: `patient`, `servicedDate`, and exactly one `item`
+/// with its `category`, its care level (an extension `urn:passerelle:care-level` with a
+/// `valueCode`) and, for an estimate, `unitPrice` × `quantity`.
+fn translate(body: &Map<String, Value>) -> Translation {
+    let mut t = Translation::new("CoverageEligibilityRequest", body);
+    t.patient(body.get("patient"), "patient");
+    match body.get("servicedDate") {
+        Some(d) if !d.is_null() => t.put("/service_date", d.clone(), "servicedDate"),
+        _ => t.place("/service_date", "servicedDate"),
+    }
+    let items = body.get("item").and_then(Value::as_array);
+    let item = match items.map(Vec::as_slice) {
+        Some([item]) => item,
+        Some([_, _, ..]) => {
+            t.error(
+                "item[1]",
+                "too_many_items",
+                "a request checks one item; send one request per item",
+                "une demande vérifie un seul item ; envoyez une demande par item",
+            );
+            return t;
+        }
+        _ => {
+            t.required("item");
+            return t;
+        }
+    };
+    t.place("/care_level", "item[0].extension");
+    let care_level = item
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(CARE_LEVEL_SYSTEM));
+    match care_level.map(|e| e.get("valueCode")) {
+        Some(Some(code)) => t.put("/care_level", code.clone(), "item[0].extension"),
+        Some(None) => t.required("item[0].extension.valueCode"),
+        None => t.error(
+            "item[0].extension",
+            "required",
+            format!("needs the extension {CARE_LEVEL_SYSTEM} with a valueCode"),
+            format!("doit avoir l'extension {CARE_LEVEL_SYSTEM} avec un valueCode"),
+        ),
+    }
+    if let Some(category) = item.get("category").filter(|c| !c.is_null()) {
+        if let Some(code) = t.code(category, "item[0].category", CATEGORY_SYSTEM) {
+            t.put("/category", json!(code), "item[0].category");
+        }
+    }
+    if let Some(price) = item.get("unitPrice").filter(|p| !p.is_null()) {
+        let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
+            None => Some(1),
+            Some(q) => q
+                .as_i64()
+                .filter(|q| (1..=crate::routes::claims::MAX_QUANTITY).contains(q))
+                .or_else(|| {
+                    t.error(
+                        "item[0].quantity.value",
+                        "out_of_range",
+                        format!(
+                            "must be a whole number from 1 to {}",
+                            crate::routes::claims::MAX_QUANTITY
+                        ),
+                        format!(
+                            "doit être un nombre entier de 1 à {}",
+                            crate::routes::claims::MAX_QUANTITY
+                        ),
+                    );
+                    None
+                }),
+        };
+        let price = t.xof(price, "item[0].unitPrice");
+        if let (Some(q), Some(p)) = (quantity, price.and_then(|p| p.as_i64())) {
+            // Out of range is the `/v1` rule's to say; the product only has to be a number.
+            let amount = p.checked_mul(q).unwrap_or(i64::MAX);
+            t.put("/amount_xof", json!(amount), "item[0].unitPrice");
+        }
+    }
+    t
+}
+
+fn response(
+    answer: Answer,
+    purpose: Vec<String>,
+    request: Reference,
+    today: String,
+    category: Option<&str>,
+) -> CoverageEligibilityResponse {
+    let view = answer.view;
+    let insurer = answer
+        .complementary
+        .as_ref()
+        .or(answer.base.as_ref())
+        .and_then(|id| view.coverages.iter().find(|c| &c.coverage == id))
+        .or(view.coverages.first())
+        .map_or("passerelle", |c| c.organization.as_str());
+    let insurance = view
+        .coverages
+        .iter()
+        .map(|c| {
+            let mut benefit = Vec::new();
+            if let (Some(rate), "eligible") = (c.rate_bp, c.status.as_str()) {
+                benefit.push(Benefit {
+                    type_: adjudication("eligpercent"),
+                    allowed_money: None,
+                    allowed_string: Some(percent_text(rate)),
+                });
+            }
+            if let Some(e) = &view.estimate {
+                let share = if answer.base.as_deref() == Some(c.coverage.as_str()) {
+                    e.base_xof
+                } else if answer.complementary.as_deref() == Some(c.coverage.as_str()) {
+                    e.complementary_xof
+                } else {
+                    0
+                };
+                benefit.push(money("submitted", e.billed_xof));
+                benefit.push(money("benefit", share));
+                benefit.push(money("copay", e.patient_xof));
+            }
+            if let Some(left) = c.remaining_ceiling_xof {
+                benefit.push(Benefit {
+                    type_: CodeableConcept::of(BENEFIT_SYSTEM, "remaining-ceiling"),
+                    allowed_money: Some(Money::xof(left)),
+                    allowed_string: None,
+                });
+            }
+            Insurance {
+                coverage: Reference::to("Coverage", &c.coverage),
+                inforce: c.status == "eligible",
+                extension: c
+                    .reasons
+                    .iter()
+                    .map(|r| Extension::reason(&r.code, &r.message, r.until))
+                    .collect(),
+                item: vec![InsuranceItem {
+                    category: category.map(|code| CodeableConcept::of(CATEGORY_SYSTEM, code)),
+                    excluded: c.reasons.iter().any(|r| r.code == "EXCLUDED_CATEGORY"),
+                    benefit,
+                }],
+            }
+        })
+        .collect();
+    CoverageEligibilityResponse {
+        resource_type: "CoverageEligibilityResponse",
+        status: "active",
+        purpose,
+        patient: Reference::to("Patient", &view.beneficiary),
+        serviced_date: view.service_date.to_string(),
+        created: today,
+        request,
+        outcome: "complete",
+        disposition: if view.eligible { "eligible" } else { "not eligible" },
+        insurer: Reference::organization(insurer),
+        insurance,
+    }
+}
+
+/// Check a person's coverage for one item, as FHIR.
+///
+/// The check of `POST /v1/eligibility-checks`, with the same rules, visibility (404) and
+/// audit. The person is `patient`: `Patient/<id>`, or an identifier in
+/// `urn:passerelle:national-id:<country>:<type>` or `urn:passerelle:member-number:<organisation>`.
+/// Exactly one `item`: its care level is the extension `urn:passerelle:care-level`
+/// (`valueCode`), its category a coding in `urn:passerelle:category`, and `unitPrice` (XOF) ×
+/// `quantity` (default 1) the amount to estimate. Errors are OperationOutcome, each issue's
+/// `expression` naming the element.
+#[utoipa::path(
+    post,
+    path = "/fhir/r4/CoverageEligibilityRequest",
+    operation_id = "fhir_check_eligibility",
+    tag = "fhir",
+    request_body(content = Object, content_type = "application/fhir+json",
+        description = "A CoverageEligibilityRequest",
+        example = json!({"resourceType": "CoverageEligibilityRequest", "status": "active", "purpose": ["validation", "benefits"],
+            "patient": {"identifier": {"system": "urn:passerelle:member-number:mut-tsevie", "value": "TSV-0042"}},
+            "servicedDate": "2026-11-30", "created": "2026-11-30",
+            "insurer": {"identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}},
+            "item": [{"extension": [{"url": "urn:passerelle:care-level", "valueCode": "health_center"}],
+                      "category": {"coding": [{"system": "urn:passerelle:category", "code": "consultation"}]},
+                      "unitPrice": {"value": 10000, "currency": "XOF"}}]})),
+    responses(
+        (status = 200, description = "The answer for every coverage the person holds", body = CoverageEligibilityResponse, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown person, or one you may not see", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "A rule broken, each issue at its element; nothing was checked", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["eligibility:check"]))
+)]
+pub async fn check(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CheckEligibility>,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
+    let t = translate(&body);
+    let today = state.clock.today();
+    let check = match read_check(&t.body, today) {
+        Ok(check) if t.errors.is_empty() => check,
+        Ok(_) => return Err(ApiError::validation(t.errors.clone())),
+        Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.with_rule_errors(errors))),
+        Err(other) => return Err(other),
+    };
+    let purpose = match body.get("purpose").and_then(Value::as_array) {
+        Some(p) if !p.is_empty() => p.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ if check.amount.is_some() => vec!["validation".to_owned(), "benefits".to_owned()],
+        _ => vec!["validation".to_owned()],
+    };
+    let request = body
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| ids.first())
+        .and_then(|id| Some((id.get("system")?.as_str()?, id.get("value")?.as_str()?)))
+        .map_or(
+            Reference {
+                type_: Some("CoverageEligibilityRequest".into()),
+                display: Some("CoverageEligibilityRequest".into()),
+                ..Reference::default()
+            },
+            |(system, value)| Reference {
+                type_: Some("CoverageEligibilityRequest".into()),
+                identifier: Some(super::model::Identifier {
+                    system: system.to_owned(),
+                    value: value.to_owned(),
+                }),
+                ..Reference::default()
+            },
+        );
+    let category = check.category.map(|c| c.as_str());
+    let answer = answer(&state, &auth.caller, &check).await?;
+    Ok(Fhir(response(answer, purpose, request, today.to_string(), category)))
+}

@@ -1,0 +1,72 @@
+//! `GET /fhir/r4/metadata`: what the façade serves, as FHIR's CapabilityStatement. Open, as
+//! FHIR clients read it before they have a token.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::Fhir;
+
+/// What this server does, for FHIR clients.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityStatement {
+    /// `CapabilityStatement`.
+    pub resource_type: &'static str,
+    /// `active`.
+    pub status: &'static str,
+    /// The date of this version of the statement.
+    pub date: &'static str,
+    /// `instance`.
+    pub kind: &'static str,
+    /// Passerelle and its version.
+    #[schema(value_type = Object)]
+    pub software: Value,
+    /// `4.0.1`.
+    pub fhir_version: &'static str,
+    /// `json`.
+    pub format: Vec<&'static str>,
+    /// The resources and interactions served, and the bearer security of `/v1`.
+    #[schema(value_type = Vec<Object>)]
+    pub rest: Vec<Value>,
+}
+
+fn statement() -> CapabilityStatement {
+    let type_ = |code: &str| json!({"code": code});
+    CapabilityStatement {
+        resource_type: "CapabilityStatement",
+        status: "active",
+        date: "2026-12-01",
+        kind: "instance",
+        software: json!({"name": "Passerelle", "version": env!("CARGO_PKG_VERSION")}),
+        fhir_version: "4.0.1",
+        format: vec!["json"],
+        rest: vec![json!({
+            "mode": "server",
+            "security": {
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
+                "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check and claims:submit."
+            },
+            "resource": [
+                {"type": "Patient", "interaction": [type_("read")]},
+                {"type": "Coverage", "interaction": [type_("search-type")],
+                 "searchParam": [{"name": "beneficiary", "type": "reference"}]},
+                {"type": "CoverageEligibilityRequest", "interaction": [type_("create")]},
+                {"type": "Claim", "interaction": [type_("create")]}
+            ]
+        })],
+    }
+}
+
+/// What the FHIR façade serves (no token needed).
+#[utoipa::path(
+    get,
+    path = "/fhir/r4/metadata",
+    operation_id = "fhir_metadata",
+    tag = "fhir",
+    responses((status = 200, description = "The CapabilityStatement", body = CapabilityStatement, content_type = "application/fhir+json")),
+    security(())
+)]
+pub async fn metadata() -> Fhir<CapabilityStatement> {
+    Fhir(statement())
+}

@@ -1,0 +1,229 @@
+//! FHIR errors: every problem+json answer on a `/fhir` path is rewritten as an
+//! `OperationOutcome`, with the same status and headers. The handlers, extractors and fallbacks
+//! stay those of `/v1`, so both forms refuse the same things for the same reasons.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::model::{CodeableConcept, Coding};
+use super::FHIR_JSON;
+use crate::problem::PROBLEM_JSON;
+
+/// Codes of `details`: the problem's `code` (API.md §4), or for a broken rule the rule's.
+pub const PROBLEM_SYSTEM: &str = "urn:passerelle:problem";
+
+/// One thing that went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Issue {
+    /// `error`, or `fatal` for a failure of the service itself (500, 503).
+    pub severity: &'static str,
+    /// FHIR's issue type: `structure`, `login`, `forbidden`, `not-found`, `not-supported`,
+    /// `conflict`, `duplicate`, `too-long`, `required`, `value`, `invalid`, `transient`,
+    /// `exception`.
+    pub code: &'static str,
+    /// The service's stable code (`urn:passerelle:problem`) and the message, in the language
+    /// of `Accept-Language`.
+    pub details: IssueDetails,
+    /// `request_id: <X-Request-Id>`, and the header or query parameter at fault, if any.
+    pub diagnostics: String,
+    /// The element at fault, as a FHIRPath expression (`Claim.item[0].unitPrice`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expression: Vec<String>,
+}
+
+/// A coded detail and its text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssueDetails {
+    /// The code, in `urn:passerelle:problem`: `not_found`, `required`, `out_of_range`…
+    pub coding: Vec<Coding>,
+    /// What is wrong, for people.
+    pub text: String,
+}
+
+/// The body of every error on `/fhir/r4` (`application/fhir+json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "value",
+    "details": {"coding": [{"system": "urn:passerelle:problem", "code": "unknown_value"}],
+                "text": "doit être l'une des valeurs health_post, health_center, hospital, university_hospital"},
+    "diagnostics": "request_id: 0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70",
+    "expression": ["Claim.item[0].locationCodeableConcept"]}]}))]
+pub struct OperationOutcome {
+    /// `OperationOutcome`.
+    pub resource_type: &'static str,
+    /// Every fault: one per broken rule of a request, else one.
+    pub issue: Vec<Issue>,
+}
+
+#[derive(Deserialize)]
+struct ProblemIn {
+    code: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    errors: Option<Vec<FieldIn>>,
+}
+
+#[derive(Deserialize)]
+struct FieldIn {
+    field: String,
+    code: String,
+    message: String,
+}
+
+fn issue_type(problem_code: &str) -> &'static str {
+    match problem_code {
+        "malformed_request" => "structure",
+        "unauthorized" => "login",
+        "forbidden" => "forbidden",
+        "not_found" => "not-found",
+        "method_not_allowed" | "unsupported_media_type" => "not-supported",
+        "conflict" | "precondition_failed" | "idempotency_key_reused" => "conflict",
+        "payload_too_large" => "too-long",
+        "precondition_required" => "required",
+        "unavailable" => "transient",
+        "rate_limited" => "throttled",
+        "validation_failed" => "invalid",
+        _ => "exception",
+    }
+}
+
+fn rule_type(rule: &str) -> &'static str {
+    match rule {
+        "required" => "required",
+        "unknown_field" | "invalid_type" | "ambiguous_person" => "structure",
+        "duplicate" => "duplicate",
+        _ => "value",
+    }
+}
+
+/// The outcome for a problem document.
+fn outcome(problem: ProblemIn) -> OperationOutcome {
+    let severity = match problem.code.as_str() {
+        "internal_error" | "unavailable" => "fatal",
+        _ => "error",
+    };
+    let diagnostics = format!("request_id: {}", problem.request_id);
+    let issue = |code: &'static str, detail: &str, text: String, at: &str| {
+        // A FHIRPath names an element of the resource; a header or query parameter is a
+        // JSON Pointer (`/header/Idempotency-Key`) and goes in the diagnostics.
+        let fhirpath = at.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+        Issue {
+            severity,
+            code,
+            details: IssueDetails {
+                coding: CodeableConcept::of(PROBLEM_SYSTEM, detail).coding,
+                text,
+            },
+            diagnostics: if fhirpath || at.is_empty() {
+                diagnostics.clone()
+            } else {
+                format!("{diagnostics}; at: {at}")
+            },
+            expression: if fhirpath { vec![at.to_owned()] } else { Vec::new() },
+        }
+    };
+    let issues = match problem.errors {
+        Some(errors) if !errors.is_empty() => errors
+            .into_iter()
+            .map(|e| issue(rule_type(&e.code), &e.code, e.message, &e.field))
+            .collect(),
+        _ => vec![issue(issue_type(&problem.code), &problem.code, problem.detail, "")],
+    };
+    OperationOutcome {
+        resource_type: "OperationOutcome",
+        issue: issues,
+    }
+}
+
+/// The OperationOutcome of a problem document, for the OpenAPI examples: the same rewriting
+/// as [`rewrite`] does for a response.
+pub fn from_problem(problem: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_value::<ProblemIn>(problem.clone())
+        .ok()
+        .and_then(|p| serde_json::to_value(outcome(p)).ok())
+        .unwrap_or_default()
+}
+
+/// Rewrites the problem documents of `/fhir` paths; passes everything else through.
+pub async fn rewrite(request: Request, next: Next) -> Response {
+    let fhir = request.uri().path().starts_with("/fhir/");
+    let response = next.run(request).await;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    if !fhir || !is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Problem documents are a few hundred bytes; the limit only guards the read.
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body = match serde_json::from_slice::<ProblemIn>(&bytes) {
+        Ok(problem) => serde_json::to_vec(&outcome(problem)).unwrap_or_default(),
+        Err(_) => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(code: &str, errors: Option<Vec<(&str, &str)>>) -> ProblemIn {
+        ProblemIn {
+            code: code.into(),
+            detail: "detail".into(),
+            request_id: "r1".into(),
+            errors: errors.map(|e| {
+                e.into_iter()
+                    .map(|(field, code)| FieldIn {
+                        field: field.into(),
+                        code: code.into(),
+                        message: "message".into(),
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    #[test]
+    fn each_broken_rule_is_an_issue_at_its_element() {
+        let out = outcome(problem(
+            "validation_failed",
+            Some(vec![
+                ("Claim.item[0].unitPrice", "out_of_range"),
+                ("/header/Idempotency-Key", "invalid_format"),
+                ("Claim.patient", "required"),
+            ]),
+        ));
+        let codes: Vec<_> = out.issue.iter().map(|i| i.code).collect();
+        assert_eq!(codes, ["value", "value", "required"]);
+        assert_eq!(out.issue[0].expression, ["Claim.item[0].unitPrice"]);
+        assert!(out.issue[1].expression.is_empty());
+        assert_eq!(out.issue[1].diagnostics, "request_id: r1; at: /header/Idempotency-Key");
+        assert_eq!(out.issue[2].details.coding[0].code, "required");
+    }
+
+    #[test]
+    fn other_problems_are_one_issue_with_their_code() {
+        let out = outcome(problem("not_found", None));
+        assert_eq!(out.issue.len(), 1);
+        assert_eq!((out.issue[0].severity, out.issue[0].code), ("error", "not-found"));
+        assert_eq!(out.issue[0].details.text, "detail");
+        let out = outcome(problem("internal_error", None));
+        assert_eq!((out.issue[0].severity, out.issue[0].code), ("fatal", "exception"));
+    }
+}

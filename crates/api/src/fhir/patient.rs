@@ -1,0 +1,375 @@
+//! `GET /fhir/r4/Patient/{id}` and `GET /fhir/r4/Coverage?beneficiary=Patient/{id}`: the
+//! registry as FHIR reads it, with the same visibility and audit as `/v1`.
+
+use axum::extract::{Path, State};
+use passerelle_domain::beneficiary::{Beneficiary, Sex};
+use passerelle_domain::coverage::{Coverage, CoverageStatus, Relationship};
+use passerelle_domain::eligibility::BirthDatePrecision;
+use passerelle_domain::error::FieldError;
+use passerelle_domain::pagination::{encode_cursor, PageRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::model::{
+    CodeableConcept, Extension, Identifier, Period, Reference, COVERAGE_CLASS_SYSTEM, LAYER_SYSTEM, NATIONAL_ID_PREFIX,
+    RELATIONSHIP_SYSTEM,
+};
+use super::Fhir;
+use crate::extract::{perm, AppQuery, Authorized};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// A person's name, byte-exact as registered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HumanName {
+    /// `official`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    /// The family name.
+    pub family: String,
+    /// The given names as registered, in one string.
+    pub given: Vec<String>,
+}
+
+/// A phone number, E.164.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactPoint {
+    /// `phone`.
+    pub system: &'static str,
+    /// The number, E.164.
+    pub value: String,
+}
+
+/// Where the person lives: region as `state`, district as `district`, commune as `city`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Address {
+    /// The commune.
+    pub city: String,
+    /// The district.
+    pub district: String,
+    /// The region.
+    pub state: String,
+}
+
+/// A beneficiary as FHIR's Patient.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "Patient", "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+    "identifier": [{"system": "urn:passerelle:national-id:TG:NIU", "value": "123456789012"}],
+    "name": [{"use": "official", "family": "Agbéko", "given": ["Akossiwa Élise"]}],
+    "telecom": [{"system": "phone", "value": "+22890123456"}], "gender": "female", "birthDate": "1988",
+    "address": [{"city": "Zio 1", "district": "Zio", "state": "Maritime"}]}))]
+pub struct Patient {
+    /// `Patient`.
+    pub resource_type: &'static str,
+    /// The beneficiary id.
+    pub id: String,
+    /// The national id, in system `urn:passerelle:national-id:<country>:<type>`; empty for
+    /// people without papers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    /// The official name.
+    pub name: Vec<HumanName>,
+    /// The phone number, when known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telecom: Vec<ContactPoint>,
+    /// `female` or `male`.
+    pub gender: &'static str,
+    /// `YYYY-MM-DD`, or `YYYY` when only the year is known.
+    pub birth_date: String,
+    /// Where the person lives, when known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+}
+
+impl From<Beneficiary> for Patient {
+    fn from(b: Beneficiary) -> Patient {
+        Patient {
+            resource_type: "Patient",
+            id: b.id,
+            identifier: b
+                .national_id
+                .map(|n| Identifier {
+                    system: format!("{NATIONAL_ID_PREFIX}{}:{}", n.country, n.id_type),
+                    value: n.value,
+                })
+                .into_iter()
+                .collect(),
+            name: vec![HumanName {
+                use_: "official",
+                family: b.family_name,
+                given: vec![b.given_names],
+            }],
+            telecom: b
+                .phone
+                .map(|value| ContactPoint { system: "phone", value })
+                .into_iter()
+                .collect(),
+            gender: match b.sex {
+                Sex::F => "female",
+                Sex::M => "male",
+            },
+            birth_date: match b.birth_date_precision {
+                BirthDatePrecision::Year => b.birth_date.format("%Y").to_string(),
+                BirthDatePrecision::Day => b.birth_date.to_string(),
+            },
+            address: b
+                .locality
+                .map(|l| Address {
+                    city: l.commune,
+                    district: l.district,
+                    state: l.region,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// A person, as FHIR's Patient.
+///
+/// The same person and the same visibility as `GET /v1/beneficiaries/{id}`: 404 for an unknown
+/// person or one you may not see; an auditor's read is audited.
+#[utoipa::path(
+    get,
+    path = "/fhir/r4/Patient/{id}",
+    operation_id = "fhir_read_patient",
+    tag = "fhir",
+    params(("id" = String, Path, description = "Beneficiary id")),
+    responses(
+        (status = 200, description = "The person", body = Patient, content_type = "application/fhir+json"),
+        (status = 404, description = "No such person, or not covered by you", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn read_patient(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    Path(id): Path<String>,
+) -> Result<Fhir<Patient>, ApiError> {
+    let person = crate::routes::registry::read_person(&state, &auth.caller, &id).await?;
+    Ok(Fhir(person.into()))
+}
+
+/// A coverage as FHIR's Coverage.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+    "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
+                  {"url": "urn:passerelle:paid-through", "valueDate": "2026-12-31"}],
+    "status": "active", "type": {"coding": [{"system": "urn:passerelle:layer", "code": "complementary"}]},
+    "subscriberId": "TSV-0042", "beneficiary": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"},
+    "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": "self"}]},
+    "period": {"start": "2026-01-01"},
+    "payor": [{"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}],
+    "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+               "value": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f"}]}))]
+pub struct FhirCoverage {
+    /// `Coverage`.
+    pub resource_type: &'static str,
+    /// The coverage id.
+    pub id: String,
+    /// `urn:passerelle:coverage-status` (`active`, `suspended` or `terminated`, as in `/v1`),
+    /// `urn:passerelle:paid-through` (a date) when contributions are paid, and
+    /// `urn:passerelle:principal-coverage` (a reference) for a dependant.
+    pub extension: Vec<Extension>,
+    /// `active`, or `cancelled` once terminated.
+    pub status: &'static str,
+    /// The layer, in `urn:passerelle:layer`: `base`, `complementary` or `primary`.
+    #[serde(rename = "type")]
+    pub type_: CodeableConcept,
+    /// The member number.
+    pub subscriber_id: String,
+    /// `Patient/<beneficiary id>`.
+    pub beneficiary: Reference,
+    /// `self` for the principal, else `spouse`, `child`, `parent` or `other`.
+    pub relationship: CodeableConcept,
+    /// `start_date` to `end_date`.
+    pub period: Period,
+    /// The mutuelle or scheme that holds it.
+    pub payor: Vec<Reference>,
+    /// The product, as the `plan` class.
+    pub class: Vec<CoverageClass>,
+}
+
+/// The product a coverage belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CoverageClass {
+    /// `plan`.
+    #[serde(rename = "type")]
+    pub type_: CodeableConcept,
+    /// The product id.
+    pub value: String,
+}
+
+impl From<Coverage> for FhirCoverage {
+    fn from(c: Coverage) -> FhirCoverage {
+        let mut extension = vec![Extension::code("urn:passerelle:coverage-status", c.status.as_str())];
+        if let Some(paid) = c.paid_through {
+            extension.push(Extension::date("urn:passerelle:paid-through", paid.to_string()));
+        }
+        if let Some(principal) = &c.principal_coverage {
+            extension.push(Extension::reference(
+                "urn:passerelle:principal-coverage",
+                Reference::to("Coverage", principal),
+            ));
+        }
+        FhirCoverage {
+            resource_type: "Coverage",
+            extension,
+            status: match c.status {
+                CoverageStatus::Terminated => "cancelled",
+                _ => "active",
+            },
+            type_: CodeableConcept::of(LAYER_SYSTEM, c.layer.as_str()),
+            beneficiary: Reference::to("Patient", &c.beneficiary),
+            relationship: CodeableConcept::of(
+                RELATIONSHIP_SYSTEM,
+                match c.relationship {
+                    Relationship::Principal => "self",
+                    other => other.as_str(),
+                },
+            ),
+            period: Period {
+                start: c.start_date.to_string(),
+                end: c.end_date.map(|d| d.to_string()),
+            },
+            payor: vec![Reference::organization(&c.organization)],
+            class: vec![CoverageClass {
+                type_: CodeableConcept::of(COVERAGE_CLASS_SYSTEM, "plan"),
+                value: c.product,
+            }],
+            subscriber_id: c.member_number,
+            id: c.id,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEntry {
+    /// `Coverage/<id>`.
+    pub full_url: String,
+    /// The coverage.
+    pub resource: FhirCoverage,
+    /// `match`.
+    pub search: SearchMode,
+}
+
+/// `{"mode": "match"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchMode {
+    /// `match`.
+    pub mode: &'static str,
+}
+
+/// A link of a search page: `self`, and `next` while more remain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BundleLink {
+    /// `self` or `next`.
+    pub relation: &'static str,
+    /// The page's path and query.
+    pub url: String,
+}
+
+/// A page of search results.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    /// `Bundle`.
+    pub resource_type: &'static str,
+    /// `searchset`.
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// `self`, and `next` while more remain.
+    pub link: Vec<BundleLink>,
+    /// The coverages of this page, ordered by id.
+    pub entry: Vec<BundleEntry>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CoverageSearch {
+    /// Required: `Patient/<beneficiary id>` (or the bare id).
+    pub beneficiary: Option<String>,
+    /// Results per page, 1–500 (default 50).
+    #[serde(rename = "_count")]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, example = 50, rename = "_count")]
+    pub count: Option<String>,
+    /// From the `next` link of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A person's coverages, as a FHIR search.
+///
+/// The same coverages as `GET /v1/coverages?beneficiary=`: those you hold (all of them for
+/// operators and auditors), an empty Bundle when you hold none. `beneficiary` is required (422).
+#[utoipa::path(
+    get,
+    path = "/fhir/r4/Coverage",
+    operation_id = "fhir_search_coverage",
+    tag = "fhir",
+    params(CoverageSearch),
+    responses(
+        (status = 200, description = "A searchset Bundle of Coverage, ordered by id", body = Bundle, content_type = "application/fhir+json"),
+        (status = 422, description = "`beneficiary` missing, or a bad `_count` or `cursor`", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn search_coverage(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    AppQuery(query): AppQuery<CoverageSearch>,
+) -> Result<Fhir<Bundle>, ApiError> {
+    let beneficiary = query
+        .beneficiary
+        .as_deref()
+        .map(|b| b.strip_prefix("Patient/").unwrap_or(b))
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
+    let limit = query.count.as_deref().map(|raw| raw.trim().parse::<i64>().unwrap_or(0));
+    let page = PageRequest::parse(limit, query.cursor.as_deref()).map_err(|errors| {
+        ApiError::validation(
+            errors
+                .into_iter()
+                .map(|mut e| {
+                    if e.field == "/query/limit" {
+                        e.field = "/query/_count".into();
+                    }
+                    e
+                })
+                .collect(),
+        )
+    })?;
+    let result = crate::routes::registry::coverages_of(&state, &auth.caller, beneficiary, &page).await?;
+    let escaped = percent_encoding::utf8_percent_encode(beneficiary, percent_encoding::NON_ALPHANUMERIC);
+    let base = format!("/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}", page.limit);
+    let mut link = vec![BundleLink {
+        relation: "self",
+        url: match &query.cursor {
+            Some(c) => format!("{base}&cursor={c}"),
+            None => base.clone(),
+        },
+    }];
+    if let Some(next) = result.next_key.as_deref() {
+        link.push(BundleLink {
+            relation: "next",
+            url: format!("{base}&cursor={}", encode_cursor(next)),
+        });
+    }
+    Ok(Fhir(Bundle {
+        resource_type: "Bundle",
+        type_: "searchset",
+        link,
+        entry: result
+            .items
+            .into_iter()
+            .map(|c| BundleEntry {
+                full_url: format!("Coverage/{}", c.id),
+                resource: c.into(),
+                search: SearchMode { mode: "match" },
+            })
+            .collect(),
+    }))
+}

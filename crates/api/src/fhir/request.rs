@@ -1,0 +1,291 @@
+//! Reading a FHIR request into the `/v1` form of the same request, so that both forms are
+//! judged by the same rules. Each `/v1` field written remembers the element it came from, and
+//! the errors of the `/v1` rules are reported at that element.
+
+use passerelle_domain::error::FieldError;
+use serde_json::{json, Map, Value};
+
+use super::model::{MEMBER_NUMBER_PREFIX, NATIONAL_ID_PREFIX};
+
+/// A `/v1` body being written from a FHIR resource.
+pub struct Translation {
+    resource: &'static str,
+    pub body: Map<String, Value>,
+    /// `/v1` JSON Pointer → FHIRPath, longest pointer first when looked up.
+    places: Vec<(String, String)>,
+    pub errors: Vec<FieldError>,
+}
+
+fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
+    FieldError::new(at, code, en, fr)
+}
+
+/// Whether two FHIRPaths name the same element, or one is inside the other: a fault already
+/// reported there needs no second report.
+fn related(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|rest| rest.starts_with(['.', '[']));
+    a == b || inside(a, b) || inside(b, a)
+}
+
+impl Translation {
+    pub fn new(resource: &'static str, source: &Map<String, Value>) -> Translation {
+        let mut t = Translation {
+            resource,
+            body: Map::new(),
+            places: Vec::new(),
+            errors: Vec::new(),
+        };
+        match source.get("resourceType").and_then(Value::as_str) {
+            Some(r) if r == resource => {}
+            _ => t.errors.push(wrong(
+                &t.at("resourceType"),
+                "unknown_value",
+                format!("must be {resource}"),
+                format!("doit être {resource}"),
+            )),
+        }
+        t
+    }
+
+    /// The FHIRPath of an element of the resource.
+    pub fn at(&self, element: &str) -> String {
+        format!("{}.{element}", self.resource)
+    }
+
+    /// Writes `value` at `pointer` of the `/v1` body (objects created on the way; an array is
+    /// written whole, its members' elements named with [`Translation::place`]), from `element`.
+    pub fn put(&mut self, pointer: &str, value: Value, element: &str) {
+        let at = self.at(element);
+        self.places.push((pointer.to_owned(), at));
+        let mut target = &mut self.body;
+        let names: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        let Some((last, path)) = names.split_last() else { return };
+        for name in path {
+            let next = target
+                .entry((*name).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !next.is_object() {
+                *next = Value::Object(Map::new());
+            }
+            let Value::Object(next) = next else { return };
+            target = next;
+        }
+        target.insert((*last).to_owned(), value);
+    }
+
+    /// Remembers that errors under `pointer` belong to `element`, without writing anything.
+    pub fn place(&mut self, pointer: &str, element: &str) {
+        let at = self.at(element);
+        self.places.push((pointer.to_owned(), at));
+    }
+
+    pub fn error(&mut self, element: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) {
+        let at = self.at(element);
+        self.errors.push(wrong(&at, code, en, fr));
+    }
+
+    pub fn required(&mut self, element: &str) {
+        let at = self.at(element);
+        self.errors.push(FieldError::required(at));
+    }
+
+    /// The `/v1` rules' errors, each at the element its field came from (the resource itself
+    /// when none matches).
+    pub fn relocate(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        errors
+            .into_iter()
+            .map(|mut e| {
+                let place = self
+                    .places
+                    .iter()
+                    .filter(|(p, _)| e.field == *p || e.field.starts_with(&format!("{p}/")))
+                    .max_by_key(|(p, _)| p.len());
+                e.field = match place {
+                    Some((_, at)) => at.clone(),
+                    None => self.resource.to_owned(),
+                };
+                e
+            })
+            .collect()
+    }
+
+    /// This translation's own errors, then the `/v1` rules' errors each at its element, except
+    /// those at an element already reported.
+    pub fn with_rule_errors(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        let mut all = self.errors.clone();
+        let moved = self.relocate(errors);
+        all.extend(
+            moved
+                .into_iter()
+                .filter(|e| !self.errors.iter().any(|x| related(&x.field, &e.field))),
+        );
+        all
+    }
+
+    /// Reads the person a reference names into `/v1`'s `beneficiary` selector: `Patient/<id>`,
+    /// or an identifier whose system is a national id's (`urn:passerelle:national-id:TG:NIU`)
+    /// or a member number's (`urn:passerelle:member-number:<organisation>`).
+    pub fn patient(&mut self, value: Option<&Value>, element: &str) {
+        self.place("/beneficiary", element);
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return self.required(element);
+        };
+        let Some(reference) = value.as_object() else {
+            return self.error(
+                element,
+                "invalid_type",
+                "must be a Reference",
+                "doit être une Reference",
+            );
+        };
+        if let Some(r) = reference.get("reference") {
+            match r.as_str().and_then(|r| r.strip_prefix("Patient/")) {
+                Some(id) if !id.is_empty() && !id.contains('/') => {
+                    self.put("/beneficiary/id", json!(id), &format!("{element}.reference"))
+                }
+                _ => self.error(
+                    &format!("{element}.reference"),
+                    "invalid_reference",
+                    "must be Patient/<beneficiary id>",
+                    "doit être Patient/<id du bénéficiaire>",
+                ),
+            }
+            return;
+        }
+        let element = format!("{element}.identifier");
+        let identifier = reference.get("identifier").and_then(Value::as_object);
+        let system = identifier.and_then(|i| i.get("system")).and_then(Value::as_str);
+        let value = identifier.and_then(|i| i.get("value")).and_then(Value::as_str);
+        let (Some(system), Some(value)) = (system, value) else {
+            return self.error(
+                &element,
+                "required",
+                "give reference Patient/<id>, or an identifier with system and value",
+                "indiquez reference Patient/<id>, ou un identifier avec system et value",
+            );
+        };
+        if let Some(rest) = system.strip_prefix(NATIONAL_ID_PREFIX) {
+            let (country, id_type) = rest.split_once(':').unwrap_or((rest, ""));
+            let at = format!("{element}.value");
+            self.put(
+                "/beneficiary/national_id/country",
+                json!(country),
+                &format!("{element}.system"),
+            );
+            self.put(
+                "/beneficiary/national_id/type",
+                json!(id_type),
+                &format!("{element}.system"),
+            );
+            self.put("/beneficiary/national_id/value", json!(value), &at);
+        } else if let Some(org) = system.strip_prefix(MEMBER_NUMBER_PREFIX) {
+            self.put("/beneficiary/organization", json!(org), &format!("{element}.system"));
+            self.put("/beneficiary/member_number", json!(value), &format!("{element}.value"));
+        } else {
+            self.error(
+                &format!("{element}.system"),
+                "unknown_value",
+                format!("must start with {NATIONAL_ID_PREFIX} or {MEMBER_NUMBER_PREFIX}"),
+                format!("doit commencer par {NATIONAL_ID_PREFIX} ou {MEMBER_NUMBER_PREFIX}"),
+            );
+        }
+    }
+
+    /// The code of a CodeableConcept's coding in `system` (a coding without a system counts as
+    /// one in it); `None`, with the error recorded, when it has none.
+    pub fn code(&mut self, value: &Value, element: &str, system: &str) -> Option<String> {
+        let codings = value.get("coding").and_then(Value::as_array);
+        let found = codings.into_iter().flatten().find_map(|c| {
+            let in_system = c.get("system").is_none_or(|s| s.as_str() == Some(system));
+            in_system.then(|| c.get("code").and_then(Value::as_str)).flatten()
+        });
+        if found.is_none() {
+            self.error(
+                element,
+                "required",
+                format!("needs a coding with a code in {system}"),
+                format!("doit avoir un coding avec un code de {system}"),
+            );
+        }
+        found.map(str::to_owned)
+    }
+
+    /// A Money in XOF: the number of francs, or `None` with the error recorded.
+    pub fn xof(&mut self, value: &Value, element: &str) -> Option<Value> {
+        if let Some(currency) = value.get("currency") {
+            if currency.as_str() != Some("XOF") {
+                self.error(
+                    &format!("{element}.currency"),
+                    "unknown_value",
+                    "must be XOF",
+                    "doit être XOF",
+                );
+                return None;
+            }
+        }
+        match value.get("value") {
+            Some(v) if v.is_i64() || v.is_u64() => Some(v.clone()),
+            Some(_) => {
+                self.error(
+                    &format!("{element}.value"),
+                    "invalid_type",
+                    "must be a whole number of XOF",
+                    "doit être un nombre entier de XOF",
+                );
+                None
+            }
+            None => {
+                self.required(&format!("{element}.value"));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_errors_land_on_the_element_they_came_from() {
+        let source = json!({"resourceType": "Claim"});
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        t.put("/lines", json!([{"unit_price_xof": 5}]), "item");
+        t.place("/lines/0/unit_price_xof", "item[0].unitPrice");
+        let moved = t.relocate(vec![
+            FieldError::required("/lines/0/unit_price_xof"),
+            FieldError::required("/lines/1"),
+            FieldError::required("/nowhere"),
+        ]);
+        let fields: Vec<_> = moved.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["Claim.item[0].unitPrice", "Claim.item", "Claim"]);
+        assert_eq!(Value::Object(t.body), json!({"lines": [{"unit_price_xof": 5}]}));
+    }
+
+    #[test]
+    fn a_patient_is_named_three_ways() {
+        let source = json!({"resourceType": "Claim"});
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        t.patient(Some(&json!({"reference": "Patient/abc"})), "patient");
+        assert_eq!(t.body["beneficiary"], json!({"id": "abc"}));
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        let nid = json!({"identifier": {"system": "urn:passerelle:national-id:TG:NIU", "value": "1234"}});
+        t.patient(Some(&nid), "patient");
+        assert_eq!(
+            t.body["beneficiary"],
+            json!({"national_id": {"country": "TG", "type": "NIU", "value": "1234"}})
+        );
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        let member = json!({"identifier": {"system": "urn:passerelle:member-number:mut-a", "value": "A-1"}});
+        t.patient(Some(&member), "patient");
+        assert_eq!(
+            t.body["beneficiary"],
+            json!({"organization": "mut-a", "member_number": "A-1"})
+        );
+        assert!(t.errors.is_empty());
+        let mut t = Translation::new("Other", source.as_object().unwrap());
+        t.patient(Some(&json!({"reference": "Practitioner/x"})), "patient");
+        let fields: Vec<_> = t.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["Other.resourceType", "Other.patient.reference"]);
+    }
+}

@@ -1,0 +1,504 @@
+//! API.md §7: the FHIR R4 façade gives the same answers as `/v1`, as FHIR resources, and
+//! refuses the same things, as OperationOutcome.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::claims::{provider, setup};
+
+const FHIR: &str = "application/fhir+json; fhirVersion=4.0";
+
+async fn fhir_post(app: &TestApp, path: &str, token: &str, key: Option<&str>, body: &Value) -> Reply {
+    let mut request = app
+        .request(Method::POST, path)
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    app.send(request).await
+}
+
+/// The issues of an OperationOutcome with this status: `(code, expression or "")`.
+fn issues(reply: &Reply, status: u16) -> Vec<(String, String)> {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
+    assert_eq!(reply.header("content-type"), Some(FHIR), "{}", reply.text);
+    assert_eq!(reply.json["resourceType"], "OperationOutcome", "{}", reply.text);
+    reply.json["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert!(i["diagnostics"].as_str().unwrap().starts_with("request_id: "), "{i}");
+            let at = i["expression"][0].as_str().unwrap_or("").to_owned();
+            (i["code"].as_str().unwrap().to_owned(), at)
+        })
+        .collect()
+}
+
+fn coding(system: &str, code: &str) -> Value {
+    json!({"coding": [{"system": system, "code": code}]})
+}
+
+/// The benefit of one type in an insurance's item.
+fn benefit<'a>(insurance: &'a Value, code: &str) -> &'a Value {
+    insurance["item"][0]["benefit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"]["coding"][0]["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} in {insurance}"))
+}
+
+fn insurance_of<'a>(response: &'a Value, payer: &str, coverages: &Value) -> &'a Value {
+    let coverage = coverages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["organization"] == payer)
+        .unwrap();
+    let reference = format!("Coverage/{}", coverage["id"].as_str().unwrap());
+    response["insurance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["coverage"]["reference"] == reference.as_str())
+        .unwrap_or_else(|| panic!("no {reference} in {response}"))
+}
+
+async fn people_and_coverages_read_as_fhir(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let metadata = app.send(app.request(Method::GET, "/fhir/r4/metadata")).await;
+    assert_eq!(metadata.status.as_u16(), 200, "{}", metadata.text);
+    assert_eq!(metadata.header("content-type"), Some(FHIR));
+    assert_eq!(metadata.json["resourceType"], "CapabilityStatement");
+    assert_eq!(metadata.json["fhirVersion"], "4.0.1");
+
+    let mut_a = app.token("mut-a", "registry:read");
+    let patient = app.get(&format!("/fhir/r4/Patient/{}", s.principal), &mut_a).await;
+    assert_eq!(patient.status.as_u16(), 200, "{}", patient.text);
+    assert_eq!(patient.header("content-type"), Some(FHIR));
+    assert_eq!(patient.json["id"], s.principal.as_str());
+    assert_eq!(
+        patient.json["identifier"],
+        json!([{"system": "urn:passerelle:national-id:TG:NIU", "value": "123456789012"}])
+    );
+    assert_eq!(patient.json["gender"], "male");
+    assert_eq!(patient.json["birthDate"], "1984-03-12");
+    assert_eq!(patient.json["telecom"][0]["value"], "+22890123456");
+    assert_eq!(patient.json["address"][0]["district"], "Zio");
+    // A year-only birth date is a FHIR year; names keep their accents.
+    let spouse = app.get(&format!("/fhir/r4/Patient/{}", s.spouse), &mut_a).await;
+    assert_eq!(spouse.json["birthDate"], "1988");
+    assert_eq!(
+        spouse.json["name"],
+        json!([{"use": "official", "family": "Agbéko", "given": ["Akossiwa Élise"]}])
+    );
+    assert!(spouse.json.get("identifier").is_none());
+
+    // Not covered by mut-b: 404, as in /v1, as an OperationOutcome; no token: 401.
+    let hidden = app
+        .get(
+            &format!("/fhir/r4/Patient/{}", s.principal),
+            &app.token("mut-b", "registry:read"),
+        )
+        .await;
+    assert_eq!(issues(&hidden, 404), [("not-found".to_owned(), String::new())]);
+    let anonymous = app
+        .send(app.request(Method::GET, &format!("/fhir/r4/Patient/{}", s.principal)))
+        .await;
+    assert_eq!(issues(&anonymous, 401)[0].0, "login");
+    assert!(anonymous.header("www-authenticate").is_some());
+    let wrong_scope = app
+        .get(
+            &format!("/fhir/r4/Patient/{}", s.principal),
+            &app.token("mut-a", "claims:read"),
+        )
+        .await;
+    assert_eq!(issues(&wrong_scope, 403)[0].0, "forbidden");
+
+    // The auditor sees both coverages, a page at a time; mut-a only its own.
+    let auditor = app.token("audit-x", "registry:read");
+    let audited = app.audited().await;
+    let path = format!("/fhir/r4/Coverage?beneficiary=Patient/{}&_count=1", s.principal);
+    let first = app.get(&path, &auditor).await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text);
+    assert_eq!(
+        (first.json["resourceType"].as_str(), first.json["type"].as_str()),
+        (Some("Bundle"), Some("searchset"))
+    );
+    assert_eq!(first.json["entry"].as_array().unwrap().len(), 1);
+    let next = first.json["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = app.get(&next, &auditor).await;
+    assert_eq!(second.json["entry"].as_array().unwrap().len(), 1, "{}", second.text);
+    assert!(second.json["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["relation"] != "next"));
+    let mut payors: Vec<Value> = [&first, &second]
+        .iter()
+        .map(|r| r.json["entry"][0]["resource"]["payor"][0]["identifier"]["value"].clone())
+        .collect();
+    payors.sort_by_key(|p| p.to_string());
+    assert_eq!(payors, [json!("mut-a"), json!("tg-inam")]);
+    // An auditor's reads are audited, as in /v1.
+    assert_eq!(app.audited().await, audited + 2);
+
+    let own = app
+        .get(&format!("/fhir/r4/Coverage?beneficiary={}", s.principal), &mut_a)
+        .await;
+    let entries = own.json["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", own.text);
+    let coverage = &entries[0]["resource"];
+    assert_eq!(coverage["resourceType"], "Coverage");
+    assert_eq!(coverage["status"], "active");
+    assert_eq!(coverage["subscriberId"], "TSV-0001");
+    assert_eq!(coverage["type"], coding("urn:passerelle:layer", "complementary"));
+    assert_eq!(coverage["relationship"]["coding"][0]["code"], "self");
+    assert_eq!(coverage["period"]["start"], "2026-01-01");
+    assert_eq!(
+        coverage["beneficiary"]["reference"],
+        format!("Patient/{}", s.principal).as_str()
+    );
+    assert_eq!(
+        entries[0]["fullUrl"],
+        format!("Coverage/{}", coverage["id"].as_str().unwrap()).as_str()
+    );
+
+    let missing = app.get("/fhir/r4/Coverage", &mut_a).await;
+    let found = issues(&missing, 422);
+    assert_eq!(found[0].0, "required");
+    assert!(missing.json["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .ends_with("at: /query/beneficiary"));
+    let bad_count = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary={}&_count=0", s.principal),
+            &mut_a,
+        )
+        .await;
+    assert!(
+        bad_count.json["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .ends_with("at: /query/_count"),
+        "{}",
+        bad_count.text
+    );
+}
+
+fn eligibility_request(patient: Value, date: &str, category: &str, price: Option<i64>) -> Value {
+    let mut item = json!({"extension": [{"url": "urn:passerelle:care-level", "valueCode": "health_center"}],
+                          "category": coding("urn:passerelle:category", category)});
+    if let Some(price) = price {
+        item["unitPrice"] = json!({"value": price, "currency": "XOF"});
+    }
+    json!({"resourceType": "CoverageEligibilityRequest", "status": "active", "purpose": ["validation", "benefits"],
+           "identifier": [{"system": "urn:cms-a:checks", "value": "CHK-1"}],
+           "patient": patient, "servicedDate": date, "created": date,
+           "insurer": {"identifier": {"system": "urn:passerelle:organization", "value": "mut-a"}},
+           "item": [item]})
+}
+
+async fn eligibility_answers_as_v1_does(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let coverages = app
+        .get(&format!("/v1/coverages?beneficiary={}", s.principal), &app.operator())
+        .await
+        .json;
+    let by_member = json!({"identifier": {"system": "urn:passerelle:member-number:mut-a", "value": "TSV-0001"}});
+    let audited = app.audited().await;
+    let reply = fhir_post(
+        app,
+        "/fhir/r4/CoverageEligibilityRequest",
+        &token,
+        None,
+        &eligibility_request(by_member, "2026-06-01", "consultation", Some(10001)),
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(reply.header("content-type"), Some(FHIR));
+    let r = &reply.json;
+    assert_eq!(r["resourceType"], "CoverageEligibilityResponse");
+    assert_eq!(r["patient"]["reference"], format!("Patient/{}", s.principal).as_str());
+    assert_eq!(r["disposition"], "eligible");
+    assert_eq!(r["request"]["identifier"]["value"], "CHK-1");
+    assert_eq!(r["insurer"]["identifier"]["value"], "mut-a");
+    // The same estimate as /v1: base floor(10001 × 0.8) = 8000, the mutuelle 100 % of 2001.
+    let v1 = app
+        .post(
+            "/v1/eligibility-checks",
+            &token,
+            &json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": "health_center",
+                    "category": "consultation", "amount_xof": 10001}),
+        )
+        .await;
+    assert_eq!(v1.json["estimate"]["base_xof"], 8000);
+    let base = insurance_of(r, "tg-inam", &coverages);
+    assert_eq!(base["inforce"], true);
+    assert_eq!(benefit(base, "eligpercent")["allowedString"], "80");
+    assert_eq!(
+        benefit(base, "benefit")["allowedMoney"],
+        json!({"value": 8000, "currency": "XOF"})
+    );
+    let mutuelle = insurance_of(r, "mut-a", &coverages);
+    assert_eq!(benefit(mutuelle, "eligpercent")["allowedString"], "100");
+    assert_eq!(
+        benefit(mutuelle, "benefit")["allowedMoney"]["value"],
+        v1.json["estimate"]["complementary_xof"]
+    );
+    assert_eq!(benefit(mutuelle, "benefit")["allowedMoney"]["value"], 2001);
+    assert_eq!(benefit(mutuelle, "copay")["allowedMoney"]["value"], 0);
+    assert_eq!(benefit(mutuelle, "submitted")["allowedMoney"]["value"], 10001);
+    assert_eq!(benefit(mutuelle, "remaining-ceiling")["allowedMoney"]["value"], 150000);
+    // Each check is audited, whichever form it came in.
+    assert_eq!(app.audited().await, audited + 2);
+
+    // The spouse in her waiting period: not in force, with the reason and its end.
+    let waiting = fhir_post(
+        app,
+        "/fhir/r4/CoverageEligibilityRequest",
+        &token,
+        None,
+        &eligibility_request(
+            json!({"reference": format!("Patient/{}", s.spouse)}),
+            "2026-02-01",
+            "consultation",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(waiting.status.as_u16(), 200, "{}", waiting.text);
+    assert_eq!(waiting.json["disposition"], "not eligible");
+    let insurance = &waiting.json["insurance"][0];
+    assert_eq!(insurance["inforce"], false);
+    let reason = &insurance["extension"][0];
+    assert_eq!(reason["url"], "urn:passerelle:reason");
+    assert_eq!(reason["extension"][0]["valueCoding"]["code"], "WAITING_PERIOD");
+    assert_eq!(
+        reason["extension"][1],
+        json!({"url": "until", "valueDate": "2026-04-01"})
+    );
+
+    // Every fault at its element, in one answer; nothing audited.
+    let audited = app.audited().await;
+    let mut bad = eligibility_request(json!({"reference": "Patient/"}), "2090-01-01", "massage", Some(100));
+    bad["resourceType"] = json!("Claim");
+    bad["item"][0]["extension"][0]["valueCode"] = json!("clinic");
+    bad["item"][0]["unitPrice"]["currency"] = json!("EUR");
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &bad).await;
+    let mut found: Vec<String> = issues(&reply, 422).into_iter().map(|(_, at)| at).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "CoverageEligibilityRequest.item[0].category",
+            "CoverageEligibilityRequest.item[0].extension",
+            "CoverageEligibilityRequest.item[0].unitPrice.currency",
+            "CoverageEligibilityRequest.patient.reference",
+            "CoverageEligibilityRequest.resourceType",
+            "CoverageEligibilityRequest.servicedDate",
+        ]
+    );
+    let two_items = json!({"resourceType": "CoverageEligibilityRequest", "patient": {"reference": format!("Patient/{}", s.spouse)},
+                           "item": [{}, {}]});
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &two_items).await;
+    assert_eq!(
+        issues(&reply, 422),
+        [("value".to_owned(), "CoverageEligibilityRequest.item[1]".to_owned())]
+    );
+    let unknown = eligibility_request(
+        json!({"reference": "Patient/nobody"}),
+        "2026-06-01",
+        "consultation",
+        None,
+    );
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &unknown).await;
+    assert_eq!(issues(&reply, 404)[0].0, "not-found");
+    let not_json = app.send(
+        app.request(Method::POST, "/fhir/r4/CoverageEligibilityRequest")
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body("{"),
+    );
+    assert_eq!(issues(&not_json.await, 400)[0].0, "structure");
+    assert_eq!(app.audited().await, audited);
+}
+
+fn fhir_claim(identifier: &str, patient: &str, items: Value) -> Value {
+    json!({"resourceType": "Claim", "status": "active", "use": "claim", "created": "2026-06-01",
+           "type": coding("http://terminology.hl7.org/CodeSystem/claim-type", "professional"),
+           "identifier": [{"system": "urn:passerelle:claim-id:cms-a", "value": identifier}],
+           "patient": {"reference": format!("Patient/{patient}")},
+           "provider": {"reference": "Organization/cms-a"},
+           "priority": {"coding": [{"code": "normal"}]},
+           "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "any"}}],
+           "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": coding("http://hl7.org/fhir/sid/icd-10", "J06.9")}],
+           "item": items})
+}
+
+fn item(sequence: u32, code: &str, category: &str, quantity: i64, price: i64) -> Value {
+    json!({"sequence": sequence, "servicedDate": "2026-06-01",
+           "productOrService": {"coding": [{"code": code}], "text": format!("Acte {code}")},
+           "category": coding("urn:passerelle:category", category),
+           "locationCodeableConcept": coding("urn:passerelle:care-level", "health_center"),
+           "quantity": {"value": quantity}, "unitPrice": {"value": price, "currency": "XOF"}})
+}
+
+/// An adjudication of a ClaimResponse item by category and payer (`None`: no payer).
+fn adjudication<'a>(item: &'a Value, category: &str, payer: Option<&str>) -> &'a Value {
+    item["adjudication"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["category"]["coding"][0]["code"] == category
+                && a["extension"][0]["valueReference"]["identifier"]["value"].as_str() == payer
+        })
+        .unwrap_or_else(|| panic!("no {category} of {payer:?} in {item}"))
+}
+
+async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let items = json!([
+        item(1, "CONS", "consultation", 1, 10001),
+        item(2, "PARA", "pharmacy", 3, 1111)
+    ]);
+    let body = fhir_claim("EXT-F1", &s.principal, items);
+    let created = fhir_post(app, "/fhir/r4/Claim", &token, Some("f1"), &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(created.header("content-type"), Some(FHIR));
+    let r = &created.json;
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), Some(format!("/v1/claims/{id}").as_str()));
+    assert_eq!(r["resourceType"], "ClaimResponse");
+    assert_eq!(
+        (r["outcome"].as_str(), r["disposition"].as_str()),
+        (Some("queued"), Some("awaiting_base"))
+    );
+    assert_eq!(r["insurer"]["identifier"]["value"], "mut-a");
+    assert_eq!(r["request"]["identifier"]["value"], "EXT-F1");
+    // Line 2: billed 3333, base floor(3333 × 0.8) = 2666 proposed, the remaining 667 at 100 %.
+    let line = &r["item"][1];
+    assert_eq!(line["itemSequence"], 2);
+    assert_eq!(adjudication(line, "submitted", None)["amount"]["value"], 3333);
+    assert_eq!(adjudication(line, "eligible", Some("tg-inam"))["amount"]["value"], 2666);
+    assert_eq!(adjudication(line, "eligpercent", Some("tg-inam"))["value"], 80);
+    assert_eq!(adjudication(line, "eligible", Some("mut-a"))["amount"]["value"], 667);
+    assert_eq!(adjudication(line, "copay", None)["amount"]["value"], 0);
+    let totals: Vec<i64> = r["total"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["amount"]["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(totals, [13334, 13334, 0]);
+    // The same claim through /v1, with what the FHIR items said.
+    let v1 = app.get(&format!("/v1/claims/{id}"), &token).await;
+    assert_eq!(v1.json["external_id"], "EXT-F1");
+    assert_eq!(v1.json["diagnoses"], json!(["J06.9"]));
+    assert_eq!(v1.json["lines"][1]["description"], "Acte PARA");
+    assert_eq!(v1.json["lines"][1]["quantity"], 3);
+    assert_eq!(v1.json["lines"][1]["base_xof"], 2666);
+
+    // Once the base scheme has paid, its share is a benefit.
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    let paid = app
+        .post(
+            &format!("/v1/claims/{id}/base-adjudication"),
+            &inam,
+            &json!({"lines": [{"line": 1, "paid_xof": 8000}, {"line": 2, "paid_xof": 2666}]}),
+        )
+        .await;
+    assert_eq!(paid.status.as_u16(), 200, "{}", paid.text);
+
+    // The same key and body replay the first answer; the same identifier again is a conflict.
+    let claims = app.count("claims").await;
+    let replay = fhir_post(app, "/fhir/r4/Claim", &token, Some("f1"), &body).await;
+    assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
+    assert_eq!(replay.json["id"], id.as_str());
+    assert_eq!(
+        issues(&fhir_post(app, "/fhir/r4/Claim", &token, Some("f2"), &body).await, 409)[0].0,
+        "conflict"
+    );
+    assert_eq!(
+        issues(&fhir_post(app, "/fhir/r4/Claim", &token, None, &body).await, 428)[0].0,
+        "required"
+    );
+    let mut other = body.clone();
+    other["identifier"][0]["value"] = json!("EXT-F9");
+    let reused = fhir_post(app, "/fhir/r4/Claim", &token, Some("f1"), &other).await;
+    assert_eq!(issues(&reused, 422)[0].0, "conflict");
+
+    // Every fault at its element, in one answer; nothing written.
+    let mut second = item(2, "PARA", "massage", 0, 0);
+    second["servicedDate"] = json!("2026-06-02");
+    second.as_object_mut().unwrap().remove("unitPrice");
+    let mut first = item(1, "CONS", "consultation", 1, 10001);
+    first["unitPrice"]["value"] = json!(100.5);
+    let mut bad = fhir_claim("EXT-F3", &s.principal, json!([first, second]));
+    bad["provider"] = json!({"reference": "Practitioner/x"});
+    bad["diagnosis"][0]["diagnosisCodeableConcept"] = coding("http://hl7.org/fhir/sid/icd-10", "not-icd");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f3"), &bad).await;
+    let mut found: Vec<String> = issues(&reply, 422).into_iter().map(|(_, at)| at).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "Claim.diagnosis[0].diagnosisCodeableConcept",
+            "Claim.item[0].unitPrice.value",
+            "Claim.item[1].category",
+            "Claim.item[1].quantity.value",
+            "Claim.item[1].servicedDate",
+            "Claim.item[1].unitPrice",
+            "Claim.provider",
+        ]
+    );
+    assert_eq!(app.count("claims").await, claims);
+
+    // No eligible payer: rejected at once, everything on the patient, with the reasons.
+    let waiting = fhir_claim("EXT-F4", &s.spouse, json!([item(1, "CONS", "consultation", 1, 5000)]));
+    let mut waiting = waiting;
+    waiting["item"][0]["servicedDate"] = json!("2026-02-01");
+    let rejected = fhir_post(app, "/fhir/r4/Claim", &token, Some("f4"), &waiting).await;
+    assert_eq!(rejected.status.as_u16(), 201, "{}", rejected.text);
+    assert_eq!(
+        (rejected.json["outcome"].as_str(), rejected.json["disposition"].as_str()),
+        (Some("complete"), Some("rejected"))
+    );
+    let reasons: Vec<&Value> = rejected.json["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["url"] == "urn:passerelle:reason")
+        .collect();
+    assert_eq!(reasons[0]["extension"][0]["valueCoding"]["code"], "WAITING_PERIOD");
+    assert_eq!(
+        adjudication(&rejected.json["item"][0], "copay", None)["amount"]["value"],
+        5000
+    );
+}
+
+on_both_databases!(
+    people_and_coverages_read_as_fhir,
+    eligibility_answers_as_v1_does,
+    claims_are_priced_as_v1_prices_them,
+);
