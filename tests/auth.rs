@@ -129,7 +129,39 @@ async fn another_organisations_resource_is_404(backend: Backend) {
     assert_eq!(own.status.as_u16(), 200);
 }
 
+async fn an_organisation_over_its_rate_gets_429(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limit_per_second = 1;
+        c.rate_limit_burst = 3;
+    })
+    .await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let mut_a = app.token("mut-a", "registry:read");
+    for _ in 0..3 {
+        assert_eq!(status_of(&app, &mut_a).await, 200);
+    }
+    let over = app.get("/v1/organizations", &mut_a).await;
+    over.problem(429, "rate_limited");
+    assert_eq!(over.header("retry-after"), Some("1"));
+    // The FHIR façade counts the same requests and says it as FHIR does.
+    let fhir = app.get("/fhir/r4/Patient/anyone", &mut_a).await;
+    assert_eq!(fhir.status.as_u16(), 429);
+    assert_eq!(fhir.json["issue"][0]["code"], "throttled", "{}", fhir.text);
+    // Each organisation has its own rate; a token that does not verify is 401 whatever it names.
+    assert_eq!(status_of(&app, &app.operator()).await, 200);
+    let forged_a = tokens::hs256(
+        "another-secret-of-at-least-32-bytes!",
+        &claims("mut-a", "registry:read"),
+    );
+    assert_eq!(status_of(&app, &forged_a).await, 401);
+    // The rate refills: one request a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(status_of(&app, &mut_a).await, 200);
+    assert_eq!(status_of(&app, &mut_a).await, 429);
+}
+
 on_both_databases!(
+    an_organisation_over_its_rate_gets_429,
     tokens_from_every_accepted_key_pass,
     invalid_tokens_are_401,
     scope_and_kind_are_both_required,

@@ -42,10 +42,14 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         store: db.store.clone(),
         backend: db.backend,
         auth: Arc::new(auth),
-        config: Arc::new(config),
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
         batch_queued: Arc::new(tokio::sync::Notify::new()),
+        rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        )),
+        config: Arc::new(config),
     })
 }
 

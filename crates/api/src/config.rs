@@ -29,6 +29,10 @@ pub struct Config {
     /// A running job with no progress, or a queued one no replica has seen, for this long is failed.
     pub batch_stale_after: Duration,
     pub request_timeout: Duration,
+    /// Requests a second per organisation and replica; 0 = no limit.
+    pub rate_limit_per_second: u32,
+    /// Most requests at once above the rate; 0 = the rate.
+    pub rate_limit_burst: u32,
     pub webhook_allow_insecure: bool,
     pub webhook_retry_initial: Duration,
     pub webhook_max_attempts: u32,
@@ -113,6 +117,16 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "a running bulk job without progress, or a queued one no replica has seen, for this long is failed as interrupted",
     ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
+    (
+        "rate_limit_per_second",
+        Some("0"),
+        "requests a second each organisation may send to one replica; more answer 429 (0: no limit)",
+    ),
+    (
+        "rate_limit_burst",
+        Some("0"),
+        "requests an organisation may send at once above its rate (0: as many as the rate)",
+    ),
     (
         "webhook_allow_insecure",
         Some("false"),
@@ -320,6 +334,13 @@ impl Config {
                 10,
                 3_600_000,
             )?),
+            rate_limit_per_second: parse_range(
+                "rate_limit_per_second",
+                &required("rate_limit_per_second")?,
+                0,
+                1_000_000,
+            )? as u32,
+            rate_limit_burst: parse_range("rate_limit_burst", &required("rate_limit_burst")?, 0, 10_000_000)? as u32,
             webhook_allow_insecure: parse_bool("webhook_allow_insecure", &required("webhook_allow_insecure")?)?,
             webhook_retry_initial: Duration::from_millis(parse_range(
                 "webhook_retry_initial_ms",
@@ -409,6 +430,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://passerelle.db");
         assert_eq!(c.operator_org.as_str(), "operator");
         assert_eq!(c.body_limit_bytes, 1 << 20);
+        assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (0, 0), "no rate limit unless set");
         assert_eq!(c.database_read_timeout, Duration::from_secs(1));
     }
 

@@ -183,6 +183,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
             kind
         }
     };
+    // After the token is verified: a forged `org` must not spend another organisation's rate.
+    state
+        .rate_limits
+        .check(org.as_str())
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let request_id = REQUEST.try_with(|r| r.request_id.clone()).unwrap_or_default();
     Ok(Caller {
         org,

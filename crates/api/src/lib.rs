@@ -13,6 +13,7 @@ pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

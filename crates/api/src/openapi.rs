@@ -169,15 +169,15 @@ fn www_authenticate_header() -> Header {
     )
 }
 
-fn retry_after_header() -> Header {
+fn retry_after_header(description: &str, example: u64) -> Header {
     HeaderBuilder::new()
         .schema(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
                 .minimum(Some(0))
-                .examples([json!(5)]),
+                .examples([json!(example)]),
         )
-        .description(Some("Seconds to wait before retrying: 5."))
+        .description(Some(description))
         .build()
 }
 
@@ -198,7 +198,12 @@ fn add_standard_headers(status: &str, response: &mut Response) {
             response
                 .headers
                 .entry("Retry-After".to_owned())
-                .or_insert_with(retry_after_header);
+                .or_insert_with(|| retry_after_header("Seconds to wait before retrying: 5.", 5));
+        }
+        "429" => {
+            response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
+                retry_after_header("Whole seconds until your organisation may send again (at least 1).", 1)
+            });
         }
         _ => {}
     }
@@ -375,6 +380,14 @@ Pointer), or its `Idempotency-Key` was already used by your organisation with a 
                 ("validation_failed", validation_example()),
                 ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
             ],
+        },
+        Shared {
+            name: "RateLimited",
+            status: "429",
+            description: "Your organisation sent more requests than its rate on this replica \
+(`PASSERELLE_RATE_LIMIT_PER_SECOND` and `PASSERELLE_RATE_LIMIT_BURST`; no limit unless set); nothing was \
+changed. Retry after `Retry-After` seconds",
+            errors: vec![("rate_limited", ApiError::RateLimited { retry_after: 1 })],
         },
         Shared {
             name: "InternalError",

@@ -94,8 +94,8 @@ pub struct Problem {
     /// Stable machine code: `malformed_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `precondition_failed`, `payload_too_large`,
     /// `unsupported_media_type`, `validation_failed`, `idempotency_key_reused`,
-    /// `precondition_required`, `unavailable`, `internal_error`. (`rate_limited`, 429, is
-    /// reserved: this version does not limit request rates.)
+    /// `precondition_required`, `rate_limited` (429, over the organisation's rate, with
+    /// `Retry-After`), `unavailable`, `internal_error`.
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
@@ -145,6 +145,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("precondition required")]
     PreconditionRequired { header: &'static str },
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
     #[error("unavailable")]
     Unavailable,
     #[error("internal error: {0}")]
@@ -194,6 +196,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -213,6 +216,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -262,6 +266,16 @@ impl ApiError {
             ApiError::PreconditionRequired { header } => (
                 ("Precondition required", format!("This request needs the {header} header.")),
                 ("Précondition requise", format!("Cette requête exige l'en-tête {header}.")),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                (
+                    "Too many requests",
+                    format!("Your organisation sent more requests than this service accepts; retry in {retry_after} s."),
+                ),
+                (
+                    "Trop de requêtes",
+                    format!("Votre organisation a envoyé plus de requêtes que ce service n'en accepte ; réessayez dans {retry_after} s."),
+                ),
             ),
             ApiError::Unavailable => (
                 ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
@@ -385,6 +399,11 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if let ApiError::RateLimited { retry_after } = error {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     response
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub org_kinds: Arc<OrgKindCache>,
     /// Wakes this replica's bulk registration worker when a job is queued.
     pub batch_queued: Arc<tokio::sync::Notify>,
+    /// Each organisation's request rate on this replica.
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
 }
 
 /// Organisation kinds never change once created, so the kind behind a token's `org` is read
