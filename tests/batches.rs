@@ -394,6 +394,49 @@ async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
         ))
         .await;
     assert_eq!(trail, 2);
+
+    // The list: the mutuelle's own jobs in upload order, without their rows, a page at a time.
+    let again = run(app, "mut-a", "k2", &format!("?product={}", r.product), CSV, csv(&GOOD)).await;
+    let first = app
+        .get("/v1/registrations/batches?limit=1", &writer(app, "mut-a"))
+        .await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text);
+    let item = &first.json["items"][0];
+    assert_eq!(item["id"], job["id"]);
+    assert_eq!(item["households_created"], job["households_created"]);
+    assert!(item.get("errors").is_none(), "{item}");
+    let cursor = first.json["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/v1/registrations/batches?limit=1&cursor={cursor}"),
+            &writer(app, "mut-a"),
+        )
+        .await;
+    assert_eq!(second.json["items"][0]["id"], again["id"]);
+    assert_eq!(second.json["next_cursor"], Value::Null);
+    let ids = |reply: &Reply| -> Vec<Value> {
+        reply.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].clone())
+            .collect()
+    };
+    let completed = app
+        .get("/v1/registrations/batches?status=completed", &writer(app, "mut-a"))
+        .await;
+    assert_eq!(ids(&completed), [job["id"].clone(), again["id"].clone()]);
+    let failed = app
+        .get("/v1/registrations/batches?status=failed", &writer(app, "mut-a"))
+        .await;
+    assert_eq!(ids(&failed), Vec::<Value>::new());
+    app.get("/v1/registrations/batches?status=done", &writer(app, "mut-a"))
+        .await
+        .problem(422, "validation_failed");
+    let other = app.get("/v1/registrations/batches", &writer(app, "mut-b")).await;
+    assert_eq!(ids(&other), Vec::<Value>::new());
+    let all = app.get("/v1/registrations/batches", &app.operator()).await;
+    assert_eq!(ids(&all).len(), 2);
 }
 
 async fn uploads_have_their_own_size_limit(backend: Backend) {

@@ -430,7 +430,11 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://passerelle.db");
         assert_eq!(c.operator_org.as_str(), "operator");
         assert_eq!(c.body_limit_bytes, 1 << 20);
-        assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (0, 0), "no rate limit unless set");
+        assert_eq!(
+            (c.rate_limit_per_second, c.rate_limit_burst),
+            (0, 0),
+            "no rate limit unless set"
+        );
         assert_eq!(c.database_read_timeout, Duration::from_secs(1));
     }
 

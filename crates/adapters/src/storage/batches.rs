@@ -234,6 +234,30 @@ impl BatchStore for This {
         row.map(BatchJob::try_from).transpose()
     }
 
+    async fn list_batches(
+        &self,
+        organization: Option<&str>,
+        status: Option<BatchStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchJob>, StoreError> {
+        let rows: Vec<BatchRow> = sqlx::query_as(&format!(
+            "SELECT {BATCH_COLUMNS} FROM registration_batches WHERE ($1 IS NULL OR organization = $1) \
+             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(organization)
+        .bind(status.map(BatchStatus::as_str))
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let jobs = rows
+            .into_iter()
+            .map(BatchJob::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(jobs, page.limit, |j| j.id.clone()))
+    }
+
     async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError> {
         let rows: Vec<BatchErrorRow> = sqlx::query_as(
             "SELECT line, household, field, code, message_en, message_fr FROM registration_batch_errors \

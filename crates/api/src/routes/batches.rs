@@ -12,7 +12,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use passerelle_domain::batch::{CsvHouseholds, RowDuplicate, RowError};
 use passerelle_domain::error::FieldError;
-use passerelle_domain::ports::{BatchFormat, BatchJob, IdempotencyKey, NewBatch};
+use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -34,7 +34,9 @@ pub fn uploads() -> OpenApiRouter<AppState> {
 }
 
 pub fn reads() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_batch))
+    OpenApiRouter::new()
+        .routes(routes!(get_batch))
+        .routes(routes!(list_batches))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -111,6 +113,25 @@ pub struct BatchFailureView {
     "created_at": "2026-11-30T08:00:00Z", "finished_at": "2026-11-30T08:00:02Z"
 }))]
 pub struct BatchView {
+    /// The job.
+    #[serde(flatten)]
+    pub job: BatchSummaryView,
+    /// The first 1000 errors, by row.
+    pub errors: Vec<RowErrorView>,
+    /// The first 1000 possible duplicates, by row.
+    pub possible_duplicates: Vec<PossibleDuplicateView>,
+}
+
+/// A bulk registration job without its rows: its progress and counts.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01937f0e-9f5d-7a6e-8b32-4d5e6f708192", "organization": "mut-tsevie",
+    "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "format": "csv", "status": "completed",
+    "rows_total": 9, "rows_processed": 9, "households_created": 2, "households_skipped": 0, "rows_failed": 3,
+    "errors_total": 1, "possible_duplicates_total": 1,
+    "created_at": "2026-11-30T08:00:00Z", "finished_at": "2026-11-30T08:00:02Z"
+}))]
+pub struct BatchSummaryView {
     /// The job's id, as in the upload's `Location`.
     pub id: String,
     /// The mutuelle whose job it is.
@@ -134,15 +155,11 @@ pub struct BatchView {
     pub households_skipped: i64,
     /// Every row of each household that failed.
     pub rows_failed: i64,
-    /// Every error found; `errors` lists the first 1000 by row.
+    /// Every error found; the job's `errors` lists the first 1000 by row.
     pub errors_total: i64,
-    /// The first 1000 errors, by row.
-    pub errors: Vec<RowErrorView>,
-    /// Every person created who looks like someone already known; `possible_duplicates` lists
-    /// the first 1000 by row.
+    /// Every person created who looks like someone already known; the job's
+    /// `possible_duplicates` lists the first 1000 by row.
     pub possible_duplicates_total: i64,
-    /// The first 1000 possible duplicates, by row.
-    pub possible_duplicates: Vec<PossibleDuplicateView>,
     /// Set when `status` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<BatchFailureView>,
@@ -153,10 +170,10 @@ pub struct BatchView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-impl BatchView {
-    pub fn new(job: &BatchJob, errors: Vec<RowError>, duplicates: Vec<RowDuplicate>) -> BatchView {
+impl BatchSummaryView {
+    pub fn new(job: &BatchJob) -> BatchSummaryView {
         let lang = current_lang();
-        BatchView {
+        BatchSummaryView {
             id: job.id.clone(),
             organization: job.organization.clone(),
             product: job.product.clone(),
@@ -168,6 +185,22 @@ impl BatchView {
             households_skipped: job.counts.households_skipped,
             rows_failed: job.counts.rows_failed,
             errors_total: job.counts.errors_total,
+            possible_duplicates_total: job.counts.possible_duplicates_total,
+            failure: job.failure.as_ref().map(|f| BatchFailureView {
+                code: f.code.clone(),
+                message: lang.pick(&f.en, &f.fr).to_owned(),
+            }),
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+impl BatchView {
+    pub fn new(job: &BatchJob, errors: Vec<RowError>, duplicates: Vec<RowDuplicate>) -> BatchView {
+        let lang = current_lang();
+        BatchView {
+            job: BatchSummaryView::new(job),
             errors: errors
                 .into_iter()
                 .map(|e| RowErrorView {
@@ -178,7 +211,6 @@ impl BatchView {
                     code: e.code,
                 })
                 .collect(),
-            possible_duplicates_total: job.counts.possible_duplicates_total,
             possible_duplicates: duplicates
                 .into_iter()
                 .map(|d| PossibleDuplicateView {
@@ -189,12 +221,6 @@ impl BatchView {
                     possible_duplicates: d.matches,
                 })
                 .collect(),
-            failure: job.failure.as_ref().map(|f| BatchFailureView {
-                code: f.code.clone(),
-                message: lang.pick(&f.en, &f.fr).to_owned(),
-            }),
-            created_at: job.created_at,
-            finished_at: job.finished_at,
         }
     }
 }
@@ -371,4 +397,52 @@ pub async fn get_batch(
     let duplicates = state.store.batch_duplicates(&id, ERRORS_SHOWN).await?;
     record_read(&state, caller, "registration_batch", &id).await?;
     Ok(Json(BatchView::new(&job, errors, duplicates)))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BatchQuery {
+    /// Only jobs in this state: `queued`, `running`, `completed` or `failed` (another value is
+    /// 422 on `/query/status`).
+    pub status: Option<String>,
+}
+
+/// List bulk registration jobs, in upload order.
+///
+/// A mutuelle's own jobs; operators and auditors see every organisation's. Each is the job
+/// without its rows: read `GET /v1/registrations/batches/{id}` for its errors and possible
+/// duplicates. Filter by `status`, e.g. `status=failed` for the jobs to post again.
+#[utoipa::path(
+    get,
+    path = "/v1/registrations/batches",
+    tag = "registrations",
+    params(super::PageQuery, BatchQuery),
+    responses((status = 200, description = "A page of jobs, oldest first", body = super::ListOf<BatchSummaryView>)),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadBatches>,
+    AppQuery(page): AppQuery<super::PageQuery>,
+    AppQuery(query): AppQuery<BatchQuery>,
+) -> Result<Json<super::ListOf<BatchSummaryView>>, ApiError> {
+    let page = page.parse()?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
+            ApiError::field(FieldError::new(
+                "/query/status",
+                "unknown_value",
+                "must be queued, running, completed or failed",
+                "doit être queued, running, completed ou failed",
+            ))
+        })?),
+    };
+    let caller = &auth.caller;
+    let organization = (!caller.reads_everything()).then(|| caller.org.to_string());
+    let result = state.store.list_batches(organization.as_deref(), status, &page).await?;
+    record_read(&state, caller, "registration_batch", "*").await?;
+    Ok(Json(super::ListOf::from_page(result, |job| {
+        BatchSummaryView::new(&job)
+    })))
 }

@@ -208,6 +208,15 @@ pub trait BatchStore: Send + Sync {
 
     async fn get_batch(&self, id: &str) -> Result<Option<BatchJob>, StoreError>;
 
+    /// A page of jobs in creation order: `organization`'s (everyone's for `None`), only those
+    /// in `status` when it is given.
+    async fn list_batches(
+        &self,
+        organization: Option<&str>,
+        status: Option<BatchStatus>,
+        page: &crate::pagination::PageRequest,
+    ) -> Result<crate::pagination::Page<BatchJob>, StoreError>;
+
     /// The stored row errors of a job, by row, at most `limit`.
     async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError>;
 
