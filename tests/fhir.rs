@@ -173,10 +173,15 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         coverage["beneficiary"]["reference"],
         format!("Patient/{}", s.principal).as_str()
     );
-    assert_eq!(
-        entries[0]["fullUrl"],
-        format!("Coverage/{}", coverage["id"].as_str().unwrap()).as_str()
-    );
+    // mut-b holds none of them: a Bundle without entries (FHIR has no empty arrays).
+    let none = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary={}", s.principal),
+            &app.token("mut-b", "registry:read"),
+        )
+        .await;
+    assert_eq!(none.json["resourceType"], "Bundle", "{}", none.text);
+    assert!(none.json.get("entry").is_none(), "{}", none.text);
 
     let missing = app.get("/fhir/r4/Coverage", &mut_a).await;
     let found = issues(&missing, 422);
@@ -191,6 +196,10 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
             &mut_a,
         )
         .await;
+    assert_eq!(issues(&bad_count, 422)[0].0, "value");
+    // A method the path does not take: 405, as an OperationOutcome.
+    let post_only = app.get("/fhir/r4/Claim", &mut_a).await;
+    assert_eq!(issues(&post_only, 405)[0].0, "not-supported");
     assert!(
         bad_count.json["issue"][0]["diagnostics"]
             .as_str()
@@ -265,6 +274,12 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     );
     assert_eq!(benefit(mutuelle, "benefit")["allowedMoney"]["value"], 2001);
     assert_eq!(benefit(mutuelle, "copay")["allowedMoney"]["value"], 0);
+    // The patient's share is said once, on the payer that pays last.
+    assert!(base["item"][0]["benefit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["type"]["coding"][0]["code"] != "copay"));
     assert_eq!(benefit(mutuelle, "submitted")["allowedMoney"]["value"], 10001);
     assert_eq!(benefit(mutuelle, "remaining-ceiling")["allowedMoney"]["value"], 150000);
     // Each check is audited, whichever form it came in.
@@ -296,10 +311,37 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
         json!({"url": "until", "valueDate": "2026-04-01"})
     );
 
+    // Without a category, the item is care at its level (R4 wants one or the other); a
+    // quantity written as a decimal is a whole number.
+    let mut plain = eligibility_request(
+        json!({"reference": format!("Patient/{}", s.principal)}),
+        "2026-06-01",
+        "consultation",
+        Some(2500),
+    );
+    plain["item"][0].as_object_mut().unwrap().remove("category");
+    plain["item"][0]["quantity"] = json!({"value": 4.0});
+    plain["item"][0]["unitPrice"]["value"] = json!(2500.0);
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &plain).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let item = &insurance_of(&reply.json, "mut-a", &coverages)["item"][0];
+    assert_eq!(
+        item["productOrService"],
+        coding("urn:passerelle:care-level", "health_center")
+    );
+    assert!(item.get("category").is_none());
+    assert_eq!(
+        benefit(insurance_of(&reply.json, "mut-a", &coverages), "submitted")["allowedMoney"]["value"],
+        10000
+    );
+
     // Every fault at its element, in one answer; nothing audited.
     let audited = app.audited().await;
     let mut bad = eligibility_request(json!({"reference": "Patient/"}), "2090-01-01", "massage", Some(100));
     bad["resourceType"] = json!("Claim");
+    bad["purpose"] = json!(["validation", "payment"]);
+    bad["servicedPeriod"] = json!({"start": "2026-06-01"});
+    bad["item"][0]["quantity"] = json!({"value": 0});
     bad["item"][0]["extension"][0]["valueCode"] = json!("clinic");
     bad["item"][0]["unitPrice"]["currency"] = json!("EUR");
     let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &bad).await;
@@ -310,10 +352,13 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
         [
             "CoverageEligibilityRequest.item[0].category",
             "CoverageEligibilityRequest.item[0].extension",
+            "CoverageEligibilityRequest.item[0].quantity.value",
             "CoverageEligibilityRequest.item[0].unitPrice.currency",
             "CoverageEligibilityRequest.patient.reference",
+            "CoverageEligibilityRequest.purpose[1]",
             "CoverageEligibilityRequest.resourceType",
             "CoverageEligibilityRequest.servicedDate",
+            "CoverageEligibilityRequest.servicedPeriod",
         ]
     );
     let two_items = json!({"resourceType": "CoverageEligibilityRequest", "patient": {"reference": format!("Patient/{}", s.spouse)},
@@ -338,6 +383,34 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
             .body("{"),
     );
     assert_eq!(issues(&not_json.await, 400)[0].0, "structure");
+    // A NUL found before the request is read: still at its element.
+    let nul = eligibility_request(
+        json!({"reference": "Patient/a\u{0}b"}),
+        "2026-06-01",
+        "consultation",
+        None,
+    );
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &nul).await;
+    assert_eq!(
+        issues(&reply, 422),
+        [(
+            "value".to_owned(),
+            "CoverageEligibilityRequest.patient.reference".to_owned()
+        )]
+    );
+    // Not JSON: 415 naming FHIR's type.
+    let plain_text = app.send(
+        app.request(Method::POST, "/fhir/r4/CoverageEligibilityRequest")
+            .bearer_auth(&token)
+            .header("content-type", "text/plain")
+            .body("{}"),
+    );
+    let plain_text = plain_text.await;
+    assert_eq!(issues(&plain_text, 415)[0].0, "not-supported");
+    assert!(plain_text.json["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("application/fhir+json"));
     assert_eq!(app.audited().await, audited);
 }
 
@@ -404,13 +477,26 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     assert_eq!(adjudication(line, "eligpercent", Some("tg-inam"))["value"], 80);
     assert_eq!(adjudication(line, "eligible", Some("mut-a"))["amount"]["value"], 667);
     assert_eq!(adjudication(line, "copay", None)["amount"]["value"], 0);
-    let totals: Vec<i64> = r["total"]
+    let totals: Vec<(String, i64)> = r["total"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["amount"]["value"].as_i64().unwrap())
+        .map(|t| {
+            (
+                t["category"]["coding"][0]["code"].as_str().unwrap().to_owned(),
+                t["amount"]["value"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(totals, [13334, 13334, 0]);
+    // Proposed, not yet approved: `eligible` until the claim is adjudicated.
+    assert_eq!(
+        totals,
+        [
+            ("submitted".to_owned(), 13334),
+            ("eligible".to_owned(), 13334),
+            ("copay".to_owned(), 0)
+        ]
+    );
     // The same claim through /v1, with what the FHIR items said.
     let v1 = app.get(&format!("/v1/claims/{id}"), &token).await;
     assert_eq!(v1.json["external_id"], "EXT-F1");
@@ -434,7 +520,7 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     let claims = app.count("claims").await;
     let replay = fhir_post(app, "/fhir/r4/Claim", &token, Some("f1"), &body).await;
     assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
-    assert_eq!(replay.json["id"], id.as_str());
+    assert_eq!(replay.json, created.json, "a replay gives back the first answer");
     assert_eq!(
         issues(&fhir_post(app, "/fhir/r4/Claim", &token, Some("f2"), &body).await, 409)[0].0,
         "conflict"
@@ -456,6 +542,8 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     first["unitPrice"]["value"] = json!(100.5);
     let mut bad = fhir_claim("EXT-F3", &s.principal, json!([first, second]));
     bad["provider"] = json!({"reference": "Practitioner/x"});
+    bad["use"] = json!("preauthorization");
+    bad["item"][0]["factor"] = json!(0.5);
     bad["diagnosis"][0]["diagnosisCodeableConcept"] = coding("http://hl7.org/fhir/sid/icd-10", "not-icd");
     let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f3"), &bad).await;
     let mut found: Vec<String> = issues(&reply, 422).into_iter().map(|(_, at)| at).collect();
@@ -464,15 +552,60 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         found,
         [
             "Claim.diagnosis[0].diagnosisCodeableConcept",
+            "Claim.item[0].factor",
             "Claim.item[0].unitPrice.value",
             "Claim.item[1].category",
             "Claim.item[1].quantity.value",
             "Claim.item[1].servicedDate",
             "Claim.item[1].unitPrice",
             "Claim.provider",
+            "Claim.use",
         ]
     );
+    // Faults found with the store's facts, at their elements too: another facility, and a day
+    // before the person's coverages begin.
+    let mut elsewhere = fhir_claim("EXT-F5", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    elsewhere["provider"] = json!({"identifier": {"system": "urn:passerelle:organization", "value": "cms-b"}});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f5"), &elsewhere).await;
+    assert_eq!(issues(&reply, 422), [("value".to_owned(), "Claim.provider".to_owned())]);
+    let mut early = fhir_claim("EXT-F6", &s.spouse, json!([item(1, "CONS", "consultation", 1, 100)]));
+    early["item"][0]["servicedDate"] = json!("2025-06-01");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f6"), &early).await;
+    assert_eq!(
+        issues(&reply, 422),
+        [("value".to_owned(), "Claim.item[0].servicedDate".to_owned())]
+    );
+    // A net that is not quantity × unitPrice would bill another amount.
+    let mut net = fhir_claim("EXT-F7", &s.principal, json!([item(1, "CONS", "consultation", 2, 100)]));
+    net["item"][0]["net"] = json!({"value": 100, "currency": "XOF"});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f7"), &net).await;
+    assert_eq!(
+        issues(&reply, 422),
+        [("value".to_owned(), "Claim.item[0].net".to_owned())]
+    );
     assert_eq!(app.count("claims").await, claims);
+
+    // The person by national id, the day from billablePeriod (a dateTime), whole numbers written
+    // as decimals: the same claim as /v1 would make.
+    let mut by_nid = fhir_claim("EXT-F8", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    by_nid["patient"] =
+        json!({"identifier": {"system": "urn:passerelle:national-id:TG:NIU", "value": "1234 5678 9012"}});
+    by_nid["billablePeriod"] = json!({"start": "2026-06-01T08:30:00Z"});
+    by_nid["item"][0].as_object_mut().unwrap().remove("servicedDate");
+    by_nid["item"][0]["quantity"] = json!({"value": 2.0});
+    by_nid["item"][0]["unitPrice"]["value"] = json!(5000.0);
+    by_nid["item"][0]["net"] = json!({"value": 10000.0, "currency": "XOF"});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f8"), &by_nid).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    assert_eq!(
+        reply.json["patient"]["reference"],
+        format!("Patient/{}", s.principal).as_str()
+    );
+    let v1 = app
+        .get(&format!("/v1/claims/{}", reply.json["id"].as_str().unwrap()), &token)
+        .await;
+    assert_eq!(v1.json["service_date"], "2026-06-01");
+    assert_eq!(v1.json["lines"][0]["billed_xof"], 10000);
 
     // No eligible payer: rejected at once, everything on the patient, with the reasons.
     let waiting = fhir_claim("EXT-F4", &s.spouse, json!([item(1, "CONS", "consultation", 1, 5000)]));

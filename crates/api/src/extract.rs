@@ -46,6 +46,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     }
 }
 
+/// A request's `Content-Type` without its parameters, in lower case.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
 /// The media type of a `PATCH` body (RFC 7396).
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
 
@@ -59,13 +68,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MergePatch<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let essence = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase());
-        match essence.as_deref() {
+        match media_type(req.headers()).as_deref() {
             Some(MERGE_PATCH | "application/json") => {}
             _ => return Err(ApiError::UnsupportedMediaType { expected: MERGE_PATCH }),
         }

@@ -14,12 +14,17 @@ pub mod outcome;
 pub mod patient;
 pub mod request;
 
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use passerelle_domain::ports::IdempotencyKey;
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::extract::IdempotentJson;
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The media type of every `/fhir/r4` response.
@@ -46,5 +51,31 @@ impl<T: Serialize> IntoResponse for Fhir<T> {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         response
+    }
+}
+
+/// A FHIR resource as the body of a request, with the `Idempotency-Key` it came with: sent as
+/// `application/fhir+json` (or `application/json`, or another `+json` type), else 415 naming
+/// `application/fhir+json`; otherwise read as `/v1` reads a JSON body.
+pub struct FhirBody {
+    pub body: Map<String, Value>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for FhirBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = crate::extract::media_type(req.headers())
+            .as_deref()
+            .and_then(|e| e.strip_prefix("application/"))
+            .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: FHIR_MEDIA_TYPE,
+            });
+        }
+        let IdempotentJson { body, idempotency } = IdempotentJson::from_request(req, state).await?;
+        Ok(FhirBody { body, idempotency })
     }
 }

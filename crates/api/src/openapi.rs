@@ -263,7 +263,21 @@ impl Shared {
         let mut content = ContentBuilder::new()
             .schema(Some(Ref::from_schema_name(schema)))
             .build();
-        content.examples = problem_examples(&self.errors, instance).into_iter().collect();
+        let errors: Vec<(&str, ApiError)> = self
+            .errors
+            .iter()
+            .map(|(name, error)| match error {
+                // The façade names its own media type.
+                ApiError::UnsupportedMediaType { .. } if fhir => (
+                    *name,
+                    ApiError::UnsupportedMediaType {
+                        expected: crate::fhir::FHIR_MEDIA_TYPE,
+                    },
+                ),
+                other => (*name, other.clone()),
+            })
+            .collect();
+        content.examples = problem_examples(&errors, instance).into_iter().collect();
         let mut response = ResponseBuilder::new()
             .description(self.description)
             .content(media_type, content)

@@ -119,7 +119,7 @@ pub struct ProblemField {
     pub message: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request")]
     Malformed { en: String, fr: String },

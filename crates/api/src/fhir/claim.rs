@@ -14,9 +14,9 @@ use super::model::{
     percent, CodeableConcept, Extension, Identifier, Money, Reference, ADJUDICATION_SYSTEM, CARE_LEVEL_SYSTEM,
     CATEGORY_SYSTEM, CLAIM_ID_PREFIX, ICD10_SYSTEM, ORGANIZATION_SYSTEM,
 };
-use super::request::Translation;
-use super::Fhir;
-use crate::extract::{perm, Authorized, IdempotentJson};
+use super::request::{self, Translation};
+use super::{Fhir, FhirBody};
+use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
 use crate::routes::claims::{read_claim, submit};
 use crate::state::AppState;
@@ -59,7 +59,8 @@ pub struct ResponseItem {
 /// A total over the lines.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Total {
-    /// `submitted`, `benefit` (both payers' shares) or `copay`.
+    /// `submitted`, both payers' shares (`eligible` until the claim is adjudicated, `benefit`
+    /// after) or `copay`.
     pub category: CodeableConcept,
     /// The sum over the lines.
     pub amount: Money,
@@ -90,7 +91,7 @@ pub struct Total {
         {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "amount": {"value": 0, "currency": "XOF"}}]}],
     "total": [
         {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "amount": {"value": 10001, "currency": "XOF"}},
-        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "amount": {"value": 10001, "currency": "XOF"}},
+        {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligible"}]}, "amount": {"value": 10001, "currency": "XOF"}},
         {"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "amount": {"value": 0, "currency": "XOF"}}]}))]
 pub struct ClaimResponse {
     /// `ClaimResponse`.
@@ -127,7 +128,7 @@ pub struct ClaimResponse {
     pub disposition: String,
     /// Each line, in request order.
     pub item: Vec<ResponseItem>,
-    /// `submitted`, `benefit` and `copay` summed over the lines.
+    /// `submitted`, the payers' shares and `copay`, summed over the lines.
     pub total: Vec<Total>,
 }
 
@@ -256,7 +257,7 @@ impl From<Claim> for ClaimResponse {
                     amount: Money::xof(t.billed_xof.value()),
                 },
                 Total {
-                    category: category("benefit"),
+                    category: category(decided(complementary_decided)),
                     amount: Money::xof(t.base_xof.value() + t.complementary_xof.value()),
                 },
                 Total {
@@ -276,6 +277,14 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
     let Some(reference) = value.filter(|v| !v.is_null()) else {
         return t.required(element);
     };
+    if reference.get("reference").is_some() && reference.get("identifier").is_some() {
+        return t.error(
+            element,
+            "ambiguous_reference",
+            "give either reference or identifier, not both",
+            "indiquez reference ou identifier, pas les deux",
+        );
+    }
     let by_id = reference
         .get("reference")
         .and_then(Value::as_str)
@@ -296,27 +305,182 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
     }
 }
 
+/// What an item says of a value all items share: nothing, a fault already reported, or the
+/// value and the element it was read from (relative to the resource).
+enum Said {
+    Nothing,
+    Reported,
+    Value(String, String),
+}
+
 /// One value every item must share (the day of care, the care level): the first item's, an
 /// error at each item that differs.
-fn shared(t: &mut Translation, values: Vec<(usize, Option<String>)>, element: &str, pointer: &str) {
+fn shared(t: &mut Translation, values: Vec<(usize, Said)>, element: &str, pointer: &str) {
     let mut first: Option<String> = None;
-    for (i, value) in values {
-        let at = format!("item[{i}].{element}");
-        match (value, &first) {
-            (None, _) => t.required(&at),
-            (Some(v), None) => {
-                t.put(pointer, json!(v), &at);
-                first = Some(v);
-            }
-            (Some(v), Some(f)) if v != *f => t.error(
-                &at,
-                "inconsistent_items",
-                format!("must be the same for every item ({f} in item[0])"),
-                format!("doit être le même pour chaque item ({f} dans item[0])"),
-            ),
-            _ => {}
+    for (i, said) in values {
+        match said {
+            Said::Nothing => t.required(&format!("item[{i}].{element}")),
+            Said::Reported => {}
+            Said::Value(v, at) => match &first {
+                None => {
+                    t.put(pointer, json!(v), &at);
+                    first = Some(v);
+                }
+                Some(f) if v != *f => t.error(
+                    &at,
+                    "inconsistent_items",
+                    format!("must be the same for every item ({f} in item[0])"),
+                    format!("doit être le même pour chaque item ({f} dans item[0])"),
+                ),
+                Some(_) => {}
+            },
         }
     }
+}
+
+/// A coded element that, when given, must hold one value: FHIR's `use`, `status` and the like.
+fn fixed(t: &mut Translation, body: &Map<String, Value>, element: &str, allowed: &str, why_en: &str, why_fr: &str) {
+    if let Some(v) = body.get(element).filter(|v| !v.is_null()) {
+        if v.as_str() != Some(allowed) {
+            t.error(
+                element,
+                "unknown_value",
+                format!("must be {allowed}: {why_en}"),
+                format!("doit être {allowed} : {why_fr}"),
+            );
+        }
+    }
+}
+
+/// The day of care an item is on: its `servicedDate`, else the claim's `billablePeriod.start`
+/// (a dateTime, whose date part is taken).
+fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize) -> Said {
+    let (value, at) = match item.get("servicedDate").filter(|d| !d.is_null()) {
+        Some(d) => (d, format!("item[{i}].servicedDate")),
+        None => match body
+            .get("billablePeriod")
+            .and_then(|p| p.get("start"))
+            .filter(|d| !d.is_null())
+        {
+            Some(d) => (d, "billablePeriod.start".to_owned()),
+            None => return Said::Nothing,
+        },
+    };
+    match value.as_str() {
+        Some(text) => {
+            let day = text.split_once('T').map_or(text, |(day, _)| day);
+            Said::Value(day.to_owned(), at)
+        }
+        None => {
+            t.error(&at, "invalid_type", "must be a date", "doit être une date");
+            Said::Reported
+        }
+    }
+}
+
+/// Reads one item into a `/v1` line, its elements placed for the `/v1` rules' errors.
+fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
+    let at = |e: &str| format!("item[{i}].{e}");
+    if let Some(sequence) = item.get("sequence") {
+        if sequence.as_u64() != Some(i as u64 + 1) {
+            t.error(
+                &at("sequence"),
+                "out_of_order",
+                format!("must be {}: items are numbered from 1 in order", i + 1),
+                format!(
+                    "doit être {} : les items sont numérotés à partir de 1 dans l'ordre",
+                    i + 1
+                ),
+            );
+        }
+    }
+    let mut line = Map::new();
+    let product = item.get("productOrService").cloned().unwrap_or(Value::Null);
+    let coding = product.get("coding").and_then(Value::as_array).and_then(|c| c.first());
+    match coding.and_then(|c| c.get("code")) {
+        Some(code) => {
+            line.insert("code".into(), code.clone());
+        }
+        None => t.required(&at("productOrService.coding[0].code")),
+    }
+    let (text, text_at) = match product.get("text").filter(|d| !d.is_null()) {
+        Some(text) => (Some(text), "productOrService.text"),
+        None => (
+            coding.and_then(|c| c.get("display")).filter(|d| !d.is_null()),
+            "productOrService.coding[0].display",
+        ),
+    };
+    if let Some(text) = text {
+        line.insert("description".into(), text.clone());
+    }
+    match item.get("category").filter(|c| !c.is_null()) {
+        Some(concept) => {
+            if let Some(code) = t.code(concept, &at("category"), CATEGORY_SYSTEM) {
+                line.insert("category".into(), json!(code));
+            }
+        }
+        None => t.required(&at("category")),
+    }
+    let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
+        None => Some(1),
+        // A whole number written as a FHIR decimal (`2.0`) is that number; anything else is
+        // the `/v1` rule's to refuse.
+        Some(q) => request::whole(q).or_else(|| {
+            line.insert("quantity".into(), q.clone());
+            None
+        }),
+    };
+    if let Some(q) = quantity {
+        line.insert("quantity".into(), json!(q));
+    }
+    let price = match item.get("unitPrice").filter(|p| !p.is_null()) {
+        Some(price) => t.xof(price, &at("unitPrice")),
+        None => {
+            t.required(&at("unitPrice"));
+            None
+        }
+    };
+    // FHIR bills `net = quantity × unitPrice × factor`; the service bills quantity × price, so
+    // a factor other than 1, or a net that says another amount, would bill what was not meant.
+    if let Some(factor) = item.get("factor").filter(|f| !f.is_null()) {
+        if factor.as_f64() != Some(1.0) {
+            t.error(
+                &at("factor"),
+                "not_supported",
+                "must be 1: put the discounted amount in unitPrice",
+                "doit être 1 : indiquez le montant remisé dans unitPrice",
+            );
+        }
+    }
+    if let (Some(net), Some(q), Some(p)) = (
+        item.get("net").filter(|n| !n.is_null()),
+        quantity,
+        price.as_ref().and_then(Value::as_i64),
+    ) {
+        let billed = q.checked_mul(p);
+        if net.get("value").and_then(request::whole) != billed {
+            t.error(
+                &at("net"),
+                "inconsistent_amount",
+                "must be quantity × unitPrice",
+                "doit valoir quantity × unitPrice",
+            );
+        }
+    }
+    if let Some(price) = price {
+        line.insert("unit_price_xof".into(), price);
+    }
+    for (field, element) in [
+        ("code", "productOrService.coding[0].code"),
+        ("description", text_at),
+        ("category", "category"),
+        ("quantity", "quantity.value"),
+        ("unit_price_xof", "unitPrice"),
+    ] {
+        t.place(&format!("/lines/{i}/{field}"), &at(element));
+    }
+    t.place(&format!("/lines/{i}"), &format!("item[{i}]"));
+    Value::Object(line)
 }
 
 /// Reads a Claim into the `/v1` claim: `identifier[0].value` is the `external_id`, `provider`
@@ -325,6 +489,22 @@ fn shared(t: &mut Translation, values: Vec<(usize, Option<String>)>, element: &s
 /// one `servicedDate` at one care level (`locationCodeableConcept`).
 fn translate(body: &Map<String, Value>) -> Translation {
     let mut t = Translation::new("Claim", body);
+    fixed(
+        &mut t,
+        body,
+        "use",
+        "claim",
+        "a predetermination or preauthorization is not a claim to pay",
+        "une prédétermination ou une autorisation préalable n'est pas une demande à payer",
+    );
+    fixed(
+        &mut t,
+        body,
+        "status",
+        "active",
+        "only an active claim is submitted",
+        "seule une demande active est soumise",
+    );
     match body
         .get("identifier")
         .and_then(Value::as_array)
@@ -336,19 +516,22 @@ fn translate(body: &Map<String, Value>) -> Translation {
     }
     organization(&mut t, body.get("provider"), "provider");
     t.patient(body.get("patient"), "patient");
-    let diagnoses: Vec<Value> = body
+    let mut diagnoses = Vec::new();
+    for (i, d) in body
         .get("diagnosis")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .enumerate()
-        .filter_map(|(i, d)| {
-            let at = format!("diagnosis[{i}].diagnosisCodeableConcept");
-            let concept = d.get("diagnosisCodeableConcept").cloned().unwrap_or(Value::Null);
-            t.place(&format!("/diagnoses/{i}"), &at);
-            t.code(&concept, &at, ICD10_SYSTEM).map(Value::String)
-        })
-        .collect();
+    {
+        let at = format!("diagnosis[{i}].diagnosisCodeableConcept");
+        let concept = d.get("diagnosisCodeableConcept").cloned().unwrap_or(Value::Null);
+        if let Some(code) = t.code(&concept, &at, ICD10_SYSTEM) {
+            // The `/v1` list holds only the codes read, so its indices are its own.
+            t.place(&format!("/diagnoses/{}", diagnoses.len()), &at);
+            diagnoses.push(Value::String(code));
+        }
+    }
     if !diagnoses.is_empty() {
         t.put("/diagnoses", Value::Array(diagnoses), "diagnosis");
     }
@@ -357,82 +540,25 @@ fn translate(body: &Map<String, Value>) -> Translation {
         return t;
     };
     let mut lines = Vec::new();
-    let mut dates = Vec::new();
+    let mut days = Vec::new();
     let mut levels = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let at = |e: &str| format!("item[{i}].{e}");
-        if let Some(sequence) = item.get("sequence") {
-            if sequence.as_u64() != Some(i as u64 + 1) {
-                t.error(
-                    &at("sequence"),
-                    "out_of_order",
-                    format!("must be {}: items are numbered from 1 in order", i + 1),
-                    format!(
-                        "doit être {} : les items sont numérotés à partir de 1 dans l'ordre",
-                        i + 1
-                    ),
-                );
-            }
-        }
-        let mut line = Map::new();
-        let product = item.get("productOrService").cloned().unwrap_or(Value::Null);
-        let coding = product.get("coding").and_then(Value::as_array).and_then(|c| c.first());
-        match coding.and_then(|c| c.get("code")) {
-            Some(code) => {
-                line.insert("code".into(), code.clone());
-            }
-            None => t.required(&at("productOrService.coding[0].code")),
-        }
-        let text = product
-            .get("text")
-            .or_else(|| coding.and_then(|c| c.get("display")))
-            .filter(|d| !d.is_null());
-        if let Some(text) = text {
-            line.insert("description".into(), text.clone());
-        }
-        match item.get("category").filter(|c| !c.is_null()) {
-            Some(concept) => {
-                if let Some(code) = t.code(concept, &at("category"), CATEGORY_SYSTEM) {
-                    line.insert("category".into(), json!(code));
+        lines.push(line(&mut t, item, i));
+        days.push((i, day_of(&mut t, body, item, i)));
+        let level = match item.get("locationCodeableConcept").filter(|c| !c.is_null()) {
+            None => Said::Nothing,
+            Some(c) => {
+                let at = format!("item[{i}].locationCodeableConcept");
+                match t.code(c, &at, CARE_LEVEL_SYSTEM) {
+                    Some(code) => Said::Value(code, at),
+                    None => Said::Reported,
                 }
             }
-            None => t.required(&at("category")),
-        }
-        let quantity = item.get("quantity").and_then(|q| q.get("value")).cloned();
-        line.insert("quantity".into(), quantity.unwrap_or(json!(1)));
-        match item.get("unitPrice").filter(|p| !p.is_null()) {
-            Some(price) => {
-                if let Some(value) = t.xof(price, &at("unitPrice")) {
-                    line.insert("unit_price_xof".into(), value);
-                }
-            }
-            None => t.required(&at("unitPrice")),
-        }
-        for (field, element) in [
-            ("code", "productOrService"),
-            ("description", "productOrService.text"),
-            ("category", "category"),
-            ("quantity", "quantity.value"),
-            ("unit_price_xof", "unitPrice"),
-        ] {
-            t.place(&format!("/lines/{i}/{field}"), &at(element));
-        }
-        t.place(&format!("/lines/{i}"), &format!("item[{i}]"));
-        lines.push(Value::Object(line));
-        let date = item
-            .get("servicedDate")
-            .or_else(|| body.get("billablePeriod").and_then(|p| p.get("start")))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        dates.push((i, date));
-        let level = item
-            .get("locationCodeableConcept")
-            .filter(|c| !c.is_null())
-            .and_then(|c| t.code(c, &at("locationCodeableConcept"), CARE_LEVEL_SYSTEM));
+        };
         levels.push((i, level));
     }
     t.put("/lines", Value::Array(lines), "item");
-    shared(&mut t, dates, "servicedDate", "/service_date");
+    shared(&mut t, days, "servicedDate", "/service_date");
     shared(&mut t, levels, "locationCodeableConcept", "/care_level");
     t
 }
@@ -486,7 +612,7 @@ fn translate(body: &Map<String, Value>) -> Translation {
 pub async fn submit_claim(
     State(state): State<AppState>,
     auth: Authorized<perm::SubmitClaim>,
-    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+    FhirBody { body, idempotency }: FhirBody,
 ) -> Result<Response, ApiError> {
     let Some(idempotency) = idempotency else {
         return Err(ApiError::PreconditionRequired {
@@ -499,7 +625,12 @@ pub async fn submit_claim(
         Ok(_) => return Err(ApiError::validation(t.errors.clone())),
         Err(errors) => return Err(ApiError::validation(t.with_rule_errors(errors))),
     };
-    let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
+    // The rules `submit` applies with the store's facts (the provider, the coverages' start)
+    // name `/v1` fields too: their faults are reported at the FHIR elements.
+    let written = match submit(&state, &auth.caller, &parsed, idempotency).await {
+        Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.relocate(errors))),
+        other => other?,
+    };
     let location = format!("/v1/claims/{}", written.value.id);
     let mut response = (StatusCode::CREATED, Fhir(ClaimResponse::from(written.value))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -10,10 +10,11 @@ use super::model::{
     percent_text, CodeableConcept, Extension, Money, Reference, ADJUDICATION_SYSTEM, BENEFIT_SYSTEM, CARE_LEVEL_SYSTEM,
     CATEGORY_SYSTEM,
 };
-use super::request::Translation;
-use super::Fhir;
-use crate::extract::{perm, AppJson, Authorized};
+use super::request::{self, Translation};
+use super::{Fhir, FhirBody};
+use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
+use crate::routes::claims::MAX_QUANTITY;
 use crate::routes::eligibility::{answer, read_check, Answer};
 use crate::state::AppState;
 
@@ -36,15 +37,21 @@ pub struct Benefit {
 
 /// What a coverage does for the item.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct InsuranceItem {
     /// The item's category, as asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<CodeableConcept>,
+    /// Without a category: the care level, in `urn:passerelle:care-level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_or_service: Option<CodeableConcept>,
     /// True when the product excludes the category.
     pub excluded: bool,
     /// `eligpercent` (the rate of the first matching rule, when it pays); with an amount,
-    /// `submitted` (the amount), `benefit` (this coverage's share of the estimate) and `copay`
-    /// (the patient's share); `remaining-ceiling` when the product has an annual ceiling.
+    /// `submitted` (the amount), `benefit` (this coverage's share of the estimate) and, on the
+    /// payer that pays last, `copay` (the patient's share); `remaining-ceiling` when the product
+    /// has an annual ceiling. Absent when none applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub benefit: Vec<Benefit>,
 }
 
@@ -101,9 +108,13 @@ pub struct CoverageEligibilityResponse {
     /// The payer of the complementary share when one pays, else of the base share, else the
     /// holder of the first coverage, else Passerelle itself (`passerelle`).
     pub insurer: Reference,
-    /// Every coverage the person holds, each with its own answer.
+    /// Every coverage the person holds, each with its own answer; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub insurance: Vec<Insurance>,
 }
+
+/// FHIR R4's eligibility request purposes.
+const PURPOSES: [&str; 4] = ["auth-requirements", "benefits", "discovery", "validation"];
 
 fn adjudication(code: &str) -> CodeableConcept {
     CodeableConcept::of(ADJUDICATION_SYSTEM, code)
@@ -126,6 +137,30 @@ fn translate(body: &Map<String, Value>) -> Translation {
     match body.get("servicedDate") {
         Some(d) if !d.is_null() => t.put("/service_date", d.clone(), "servicedDate"),
         _ => t.place("/service_date", "servicedDate"),
+    }
+    if body.get("servicedPeriod").is_some_and(|p| !p.is_null()) {
+        t.error(
+            "servicedPeriod",
+            "not_supported",
+            "a check is for one day: send servicedDate",
+            "une vérification porte sur un jour : envoyez servicedDate",
+        );
+    }
+    for (i, p) in body
+        .get("purpose")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !p.as_str().is_some_and(|p| PURPOSES.contains(&p)) {
+            t.error(
+                &format!("purpose[{i}]"),
+                "unknown_value",
+                format!("must be one of {}", PURPOSES.join(", ")),
+                format!("doit être l'une des valeurs {}", PURPOSES.join(", ")),
+            );
+        }
     }
     let items = body.get("item").and_then(Value::as_array);
     let item = match items.map(Vec::as_slice) {
@@ -166,28 +201,22 @@ fn translate(body: &Map<String, Value>) -> Translation {
             t.put("/category", json!(code), "item[0].category");
         }
     }
+    // A quantity is checked whether or not a price comes with it: given and wrong is an error.
+    let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
+        None => Some(1),
+        Some(q) => request::whole(q)
+            .filter(|q| (1..=MAX_QUANTITY).contains(q))
+            .or_else(|| {
+                t.error(
+                    "item[0].quantity.value",
+                    "out_of_range",
+                    format!("must be a whole number from 1 to {MAX_QUANTITY}"),
+                    format!("doit être un nombre entier de 1 à {MAX_QUANTITY}"),
+                );
+                None
+            }),
+    };
     if let Some(price) = item.get("unitPrice").filter(|p| !p.is_null()) {
-        let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
-            None => Some(1),
-            Some(q) => q
-                .as_i64()
-                .filter(|q| (1..=crate::routes::claims::MAX_QUANTITY).contains(q))
-                .or_else(|| {
-                    t.error(
-                        "item[0].quantity.value",
-                        "out_of_range",
-                        format!(
-                            "must be a whole number from 1 to {}",
-                            crate::routes::claims::MAX_QUANTITY
-                        ),
-                        format!(
-                            "doit être un nombre entier de 1 à {}",
-                            crate::routes::claims::MAX_QUANTITY
-                        ),
-                    );
-                    None
-                }),
-        };
         let price = t.xof(price, "item[0].unitPrice");
         if let (Some(q), Some(p)) = (quantity, price.and_then(|p| p.as_i64())) {
             // Out of range is the `/v1` rule's to say; the product only has to be a number.
@@ -203,9 +232,11 @@ fn response(
     purpose: Vec<String>,
     request: Reference,
     today: String,
-    category: Option<&str>,
+    (category, care_level): (Option<&str>, &str),
 ) -> CoverageEligibilityResponse {
     let view = answer.view;
+    // The patient's share is said once, on the payer that pays last.
+    let last_payer = answer.complementary.as_ref().or(answer.base.as_ref());
     let insurer = answer
         .complementary
         .as_ref()
@@ -235,7 +266,9 @@ fn response(
                 };
                 benefit.push(money("submitted", e.billed_xof));
                 benefit.push(money("benefit", share));
-                benefit.push(money("copay", e.patient_xof));
+                if last_payer == Some(&c.coverage) {
+                    benefit.push(money("copay", e.patient_xof));
+                }
             }
             if let Some(left) = c.remaining_ceiling_xof {
                 benefit.push(Benefit {
@@ -254,6 +287,11 @@ fn response(
                     .collect(),
                 item: vec![InsuranceItem {
                     category: category.map(|code| CodeableConcept::of(CATEGORY_SYSTEM, code)),
+                    // R4 wants a category or a product: without a category, the item is care
+                    // at its level.
+                    product_or_service: category
+                        .is_none()
+                        .then(|| CodeableConcept::of(CARE_LEVEL_SYSTEM, care_level)),
                     excluded: c.reasons.iter().any(|r| r.code == "EXCLUDED_CATEGORY"),
                     benefit,
                 }],
@@ -308,7 +346,7 @@ fn response(
 pub async fn check(
     State(state): State<AppState>,
     auth: Authorized<perm::CheckEligibility>,
-    AppJson(body): AppJson<Map<String, Value>>,
+    FhirBody { body, .. }: FhirBody,
 ) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
     let t = translate(&body);
     let today = state.clock.today();
@@ -319,6 +357,7 @@ pub async fn check(
         Err(other) => return Err(other),
     };
     let purpose = match body.get("purpose").and_then(Value::as_array) {
+        // Each one checked by `translate`.
         Some(p) if !p.is_empty() => p.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ if check.amount.is_some() => vec!["validation".to_owned(), "benefits".to_owned()],
         _ => vec!["validation".to_owned()],
@@ -343,7 +382,7 @@ pub async fn check(
                 ..Reference::default()
             },
         );
-    let category = check.category.map(|c| c.as_str());
+    let asked = (check.category.map(|c| c.as_str()), check.care_level.as_str());
     let answer = answer(&state, &auth.caller, &check).await?;
-    Ok(Fhir(response(answer, purpose, request, today.to_string(), category)))
+    Ok(Fhir(response(answer, purpose, request, today.to_string(), asked)))
 }

@@ -22,6 +22,9 @@ pub struct CapabilityStatement {
     /// Passerelle and its version.
     #[schema(value_type = Object)]
     pub software: Value,
+    /// This installation (R4 wants it of an `instance` statement).
+    #[schema(value_type = Object)]
+    pub implementation: Value,
     /// `4.0.1`.
     pub fhir_version: &'static str,
     /// `json`.
@@ -39,6 +42,7 @@ fn statement() -> CapabilityStatement {
         date: "2026-12-01",
         kind: "instance",
         software: json!({"name": "Passerelle", "version": env!("CARGO_PKG_VERSION")}),
+        implementation: json!({"description": "Passerelle: mutuelles and national health-insurance schemes"}),
         fhir_version: "4.0.1",
         format: vec!["json"],
         rest: vec![json!({

@@ -104,8 +104,25 @@ fn rule_type(rule: &str) -> &'static str {
     }
 }
 
-/// The outcome for a problem document.
-fn outcome(problem: ProblemIn) -> OperationOutcome {
+/// A JSON Pointer into a `resource` sent as the body, as the FHIRPath of the same element:
+/// `/item/0/unitPrice` → `Claim.item[0].unitPrice`. Faults found before a request is read into
+/// its `/v1` form (a NUL, a body that is not an object) carry such pointers.
+fn fhirpath(resource: &str, pointer: &str) -> String {
+    let mut path = resource.to_owned();
+    for segment in pointer.split('/').skip(1) {
+        let name = segment.replace("~1", "/").replace("~0", "~");
+        if name.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() {
+            path.push_str(&format!("[{name}]"));
+        } else {
+            path.push('.');
+            path.push_str(&name);
+        }
+    }
+    path
+}
+
+/// The outcome for a problem document; `resource` is the type of the request's body, if any.
+fn outcome(problem: ProblemIn, resource: Option<&str>) -> OperationOutcome {
     let severity = match problem.code.as_str() {
         "internal_error" | "unavailable" => "fatal",
         _ => "error",
@@ -133,7 +150,19 @@ fn outcome(problem: ProblemIn) -> OperationOutcome {
     let issues = match problem.errors {
         Some(errors) if !errors.is_empty() => errors
             .into_iter()
-            .map(|e| issue(rule_type(&e.code), &e.code, e.message, &e.field))
+            .map(|e| {
+                let at = match resource {
+                    Some(r) if !e.field.starts_with("/header/") && !e.field.starts_with("/query/") => {
+                        if e.field.is_empty() || e.field.starts_with('/') {
+                            fhirpath(r, &e.field)
+                        } else {
+                            e.field
+                        }
+                    }
+                    _ => e.field,
+                };
+                issue(rule_type(&e.code), &e.code, e.message, &at)
+            })
             .collect(),
         _ => vec![issue(issue_type(&problem.code), &problem.code, problem.detail, "")],
     };
@@ -148,13 +177,17 @@ fn outcome(problem: ProblemIn) -> OperationOutcome {
 pub fn from_problem(problem: &serde_json::Value) -> serde_json::Value {
     serde_json::from_value::<ProblemIn>(problem.clone())
         .ok()
-        .and_then(|p| serde_json::to_value(outcome(p)).ok())
+        .and_then(|p| serde_json::to_value(outcome(p, None)).ok())
         .unwrap_or_default()
 }
 
 /// Rewrites the problem documents of `/fhir` paths; passes everything else through.
 pub async fn rewrite(request: Request, next: Next) -> Response {
     let fhir = request.uri().path().starts_with("/fhir/");
+    // The resource a POST sends: the last segment of its path (`/fhir/r4/Claim`).
+    let resource = (request.method() == axum::http::Method::POST)
+        .then(|| request.uri().path().rsplit('/').next().map(str::to_owned))
+        .flatten();
     let response = next.run(request).await;
     let is_problem = response
         .headers()
@@ -168,7 +201,7 @@ pub async fn rewrite(request: Request, next: Next) -> Response {
     // Problem documents are a few hundred bytes; the limit only guards the read.
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
     let body = match serde_json::from_slice::<ProblemIn>(&bytes) {
-        Ok(problem) => serde_json::to_vec(&outcome(problem)).unwrap_or_default(),
+        Ok(problem) => serde_json::to_vec(&outcome(problem, resource.as_deref())).unwrap_or_default(),
         Err(_) => bytes.to_vec(),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -201,14 +234,17 @@ mod tests {
 
     #[test]
     fn each_broken_rule_is_an_issue_at_its_element() {
-        let out = outcome(problem(
-            "validation_failed",
-            Some(vec![
-                ("Claim.item[0].unitPrice", "out_of_range"),
-                ("/header/Idempotency-Key", "invalid_format"),
-                ("Claim.patient", "required"),
-            ]),
-        ));
+        let out = outcome(
+            problem(
+                "validation_failed",
+                Some(vec![
+                    ("Claim.item[0].unitPrice", "out_of_range"),
+                    ("/header/Idempotency-Key", "invalid_format"),
+                    ("Claim.patient", "required"),
+                ]),
+            ),
+            None,
+        );
         let codes: Vec<_> = out.issue.iter().map(|i| i.code).collect();
         assert_eq!(codes, ["value", "value", "required"]);
         assert_eq!(out.issue[0].expression, ["Claim.item[0].unitPrice"]);
@@ -218,12 +254,34 @@ mod tests {
     }
 
     #[test]
+    fn pointers_into_the_body_become_fhirpaths() {
+        let out = outcome(
+            problem(
+                "validation_failed",
+                Some(vec![
+                    ("/item/0/unitPrice/value", "invalid_character"),
+                    ("", "invalid_type"),
+                    ("/query/_count", "out_of_range"),
+                    ("/a~1b", "invalid_character"),
+                ]),
+            ),
+            Some("Claim"),
+        );
+        let at: Vec<_> = out
+            .issue
+            .iter()
+            .map(|i| i.expression.first().cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(at, ["Claim.item[0].unitPrice.value", "Claim", "", "Claim.a/b"]);
+    }
+
+    #[test]
     fn other_problems_are_one_issue_with_their_code() {
-        let out = outcome(problem("not_found", None));
+        let out = outcome(problem("not_found", None), None);
         assert_eq!(out.issue.len(), 1);
         assert_eq!((out.issue[0].severity, out.issue[0].code), ("error", "not-found"));
         assert_eq!(out.issue[0].details.text, "detail");
-        let out = outcome(problem("internal_error", None));
+        let out = outcome(problem("internal_error", None), None);
         assert_eq!((out.issue[0].severity, out.issue[0].code), ("fatal", "exception"));
     }
 }

@@ -249,8 +249,6 @@ impl From<Coverage> for FhirCoverage {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleEntry {
-    /// `Coverage/<id>`.
-    pub full_url: String,
     /// The coverage.
     pub resource: FhirCoverage,
     /// `match`.
@@ -284,7 +282,8 @@ pub struct Bundle {
     pub type_: &'static str,
     /// `self`, and `next` while more remain.
     pub link: Vec<BundleLink>,
-    /// The coverages of this page, ordered by id.
+    /// The coverages of this page, ordered by id; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entry: Vec<BundleEntry>,
 }
 
@@ -366,7 +365,6 @@ pub async fn search_coverage(
             .items
             .into_iter()
             .map(|c| BundleEntry {
-                full_url: format!("Coverage/{}", c.id),
                 resource: c.into(),
                 search: SearchMode { mode: "match" },
             })

@@ -13,11 +13,26 @@ pub struct Translation {
     pub body: Map<String, Value>,
     /// `/v1` JSON Pointer → FHIRPath, longest pointer first when looked up.
     places: Vec<(String, String)>,
+    /// A `/v1` rule's code → the FHIRPath of its fault, whatever its pointer.
+    by_code: Vec<(&'static str, String)>,
     pub errors: Vec<FieldError>,
 }
 
 fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
     FieldError::new(at, code, en, fr)
+}
+
+/// A FHIR decimal (`Money.value`, `Quantity.value`) that holds a whole number: `10000` or
+/// `10000.0`. Fractions are `None`. JSON parsers read `10000.0` as a binary float; every whole
+/// number up to 2^53 is exact in one, and larger ones must be written without a fraction.
+pub fn whole(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let f = value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)?;
+    // Whole and within ±2^53: the conversion is exact.
+    Some(f as i64)
 }
 
 /// Whether two FHIRPaths name the same element, or one is inside the other: a fault already
@@ -33,6 +48,7 @@ impl Translation {
             resource,
             body: Map::new(),
             places: Vec::new(),
+            by_code: Vec::new(),
             errors: Vec::new(),
         };
         match source.get("resourceType").and_then(Value::as_str) {
@@ -100,9 +116,10 @@ impl Translation {
                     .iter()
                     .filter(|(p, _)| e.field == *p || e.field.starts_with(&format!("{p}/")))
                     .max_by_key(|(p, _)| p.len());
-                e.field = match place {
-                    Some((_, at)) => at.clone(),
-                    None => self.resource.to_owned(),
+                let by_code = self.by_code.iter().find(|(code, _)| e.code == *code);
+                e.field = match (by_code, place) {
+                    (Some((_, at)), _) | (None, Some((_, at))) => at.clone(),
+                    (None, None) => self.resource.to_owned(),
                 };
                 e
             })
@@ -138,6 +155,14 @@ impl Translation {
                 "doit être une Reference",
             );
         };
+        if reference.contains_key("reference") && reference.contains_key("identifier") {
+            return self.error(
+                element,
+                "ambiguous_person",
+                "give either reference or identifier, not both",
+                "indiquez reference ou identifier, pas les deux",
+            );
+        }
         if let Some(r) = reference.get("reference") {
             match r.as_str().and_then(|r| r.strip_prefix("Patient/")) {
                 Some(id) if !id.is_empty() && !id.contains('/') => {
@@ -178,6 +203,10 @@ impl Translation {
                 &format!("{element}.system"),
             );
             self.put("/beneficiary/national_id/value", json!(value), &at);
+            // The type and country are read from the system: their faults are the system's.
+            for code in ["unknown_national_id_type", "invalid_country"] {
+                self.by_code.push((code, format!("{element}.system")));
+            }
         } else if let Some(org) = system.strip_prefix(MEMBER_NUMBER_PREFIX) {
             self.put("/beneficiary/organization", json!(org), &format!("{element}.system"));
             self.put("/beneficiary/member_number", json!(value), &format!("{element}.value"));
@@ -224,7 +253,11 @@ impl Translation {
             }
         }
         match value.get("value") {
-            Some(v) if v.is_i64() || v.is_u64() => Some(v.clone()),
+            Some(v) if whole(v).is_some() => whole(v).map(Value::from),
+            Some(v) if v.is_u64() => {
+                // Past what any amount may be: the `/v1` range rule says so.
+                Some(Value::from(i64::MAX))
+            }
             Some(_) => {
                 self.error(
                     &format!("{element}.value"),
