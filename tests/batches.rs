@@ -430,6 +430,10 @@ async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
         .get("/v1/registrations/batches?status=failed", &writer(app, "mut-a"))
         .await;
     assert_eq!(ids(&failed), Vec::<Value>::new());
+    // A cursor this service did not issue, even one that decodes to a NUL: 422, on both databases.
+    app.get("/v1/registrations/batches?cursor=c100", &writer(app, "mut-a"))
+        .await
+        .problem(422, "validation_failed");
     app.get("/v1/registrations/batches?status=done", &writer(app, "mut-a"))
         .await
         .problem(422, "validation_failed");

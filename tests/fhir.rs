@@ -285,20 +285,26 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     // Each check is audited, whichever form it came in.
     assert_eq!(app.audited().await, audited + 2);
 
-    // The spouse in her waiting period: not in force, with the reason and its end.
-    let waiting = fhir_post(
-        app,
-        "/fhir/r4/CoverageEligibilityRequest",
-        &token,
-        None,
-        &eligibility_request(
-            json!({"reference": format!("Patient/{}", s.spouse)}),
-            "2026-02-01",
-            "consultation",
-            None,
-        ),
-    )
-    .await;
+    // The spouse in her waiting period: not in force, with the reason and its end; nobody pays,
+    // so the patient's share is all of it, said once. (An Idempotency-Key means nothing to a
+    // check, as in /v1, even a malformed one.)
+    let waiting = app
+        .send(
+            app.request(Method::POST, "/fhir/r4/CoverageEligibilityRequest")
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json")
+                .header("idempotency-key", "k".repeat(300))
+                .body(
+                    eligibility_request(
+                        json!({"reference": format!("Patient/{}", s.spouse)}),
+                        "2026-02-01",
+                        "consultation",
+                        Some(700),
+                    )
+                    .to_string(),
+                ),
+        )
+        .await;
     assert_eq!(waiting.status.as_u16(), 200, "{}", waiting.text);
     assert_eq!(waiting.json["disposition"], "not eligible");
     let insurance = &waiting.json["insurance"][0];
@@ -583,6 +589,30 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         issues(&reply, 422),
         [("value".to_owned(), "Claim.item[0].net".to_owned())]
     );
+    // More that would pay what was not meant, or is not a claim: each at its element.
+    let mut odd = fhir_claim("EXT-F9", &s.principal, json!([item(1, "CONS", "consultation", 2, 100)]));
+    odd["status"] = json!("draft");
+    odd["total"] = json!({"value": 5000, "currency": "XOF"});
+    odd["item"][0]["net"] = json!({"value": 200, "currency": "EUR"});
+    odd["item"][0]["servicedPeriod"] = json!({"start": "2026-06-01", "end": "2026-06-03"});
+    odd["item"][0].as_object_mut().unwrap().remove("servicedDate");
+    odd["provider"] = json!({"reference": "Organization/cms-a",
+                             "identifier": {"system": "urn:passerelle:organization", "value": "cms-a"}});
+    odd["patient"] = json!({"identifier": {"system": "urn:passerelle:national-id:TG:XYZ", "value": "1"}});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f9"), &odd).await;
+    let mut found: Vec<String> = issues(&reply, 422).into_iter().map(|(_, at)| at).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "Claim.item[0].net.currency",
+            "Claim.item[0].servicedPeriod",
+            "Claim.patient.identifier.system",
+            "Claim.provider",
+            "Claim.status",
+            "Claim.total",
+        ]
+    );
     assert_eq!(app.count("claims").await, claims);
 
     // The person by national id, the day from billablePeriod (a dateTime), whole numbers written
@@ -595,6 +625,10 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     by_nid["item"][0]["quantity"] = json!({"value": 2.0});
     by_nid["item"][0]["unitPrice"]["value"] = json!(5000.0);
     by_nid["item"][0]["net"] = json!({"value": 10000.0, "currency": "XOF"});
+    by_nid["total"] = json!({"value": 10000, "currency": "XOF"});
+    // A registry's own identifier beside the reference is fine.
+    by_nid["provider"] =
+        json!({"reference": "Organization/cms-a", "identifier": {"system": "urn:oid:1.2.3", "value": "HF-77"}});
     let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f8"), &by_nid).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     assert_eq!(

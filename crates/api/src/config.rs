@@ -31,7 +31,7 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Requests a second per organisation and replica; 0 = no limit.
     pub rate_limit_per_second: u32,
-    /// Most requests at once above the rate; 0 = the rate.
+    /// Most requests at once (the bucket the rate refills); 0 = the rate.
     pub rate_limit_burst: u32,
     pub webhook_allow_insecure: bool,
     pub webhook_retry_initial: Duration,
@@ -125,7 +125,7 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "rate_limit_burst",
         Some("0"),
-        "requests an organisation may send at once above its rate (0: as many as the rate)",
+        "most requests an organisation may send at once, the rate refilling it (0: as many as the rate a second)",
     ),
     (
         "webhook_allow_insecure",

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::IdempotentJson;
+use crate::extract::{AppJson, IdempotentJson};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -54,9 +54,37 @@ impl<T: Serialize> IntoResponse for Fhir<T> {
     }
 }
 
-/// A FHIR resource as the body of a request, with the `Idempotency-Key` it came with: sent as
-/// `application/fhir+json` (or `application/json`, or another `+json` type), else 415 naming
-/// `application/fhir+json`; otherwise read as `/v1` reads a JSON body.
+/// Whether a request's body is sent as JSON: `application/fhir+json`, `application/json` or
+/// another `+json` type. Anything else is 415 naming `application/fhir+json`.
+fn sent_as_json(req: &Request) -> Result<(), ApiError> {
+    let json = crate::extract::media_type(req.headers())
+        .as_deref()
+        .and_then(|e| e.strip_prefix("application/"))
+        .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            expected: FHIR_MEDIA_TYPE,
+        })
+    }
+}
+
+/// A FHIR resource as the body of a request, read as `/v1` reads a JSON body.
+pub struct FhirResource(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for FhirResource {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        sent_as_json(&req)?;
+        let AppJson(body) = AppJson::from_request(req, state).await?;
+        Ok(FhirResource(body))
+    }
+}
+
+/// A FHIR resource as the body of a request that creates something, with the
+/// `Idempotency-Key` it came with.
 pub struct FhirBody {
     pub body: Map<String, Value>,
     pub idempotency: Option<IdempotencyKey>,
@@ -66,15 +94,7 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let json = crate::extract::media_type(req.headers())
-            .as_deref()
-            .and_then(|e| e.strip_prefix("application/"))
-            .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
-        if !json {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: FHIR_MEDIA_TYPE,
-            });
-        }
+        sent_as_json(&req)?;
         let IdempotentJson { body, idempotency } = IdempotentJson::from_request(req, state).await?;
         Ok(FhirBody { body, idempotency })
     }

@@ -174,7 +174,7 @@ fn retry_after_header(description: &str, example: u64) -> Header {
         .schema(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
-                .minimum(Some(0))
+                .minimum(Some(1))
                 .examples([json!(example)]),
         )
         .description(Some(description))

@@ -1,8 +1,8 @@
 //! Per-organisation request rates (API.md §4: 429 `rate_limited` with `Retry-After`).
 //!
 //! governor's GCRA, keyed by the verified token's organisation: each organisation may send
-//! `rate_limit_per_second` requests a second on average, in bursts of up to
-//! `rate_limit_burst`. Counted per replica (the state is in memory), so a deployment of N
+//! `rate_limit_per_second` requests a second on average, and at most `rate_limit_burst` at once
+//! (the bucket that the rate refills). Counted per replica (the state is in memory), so a deployment of N
 //! replicas behind a balancer admits about N times the rate. Off when the rate is 0.
 
 use std::num::NonZeroU32;

@@ -84,10 +84,14 @@ pub fn encode_cursor(key: &str) -> String {
     format!("{CURSOR_PREFIX}{}", hex::encode(key.as_bytes()))
 }
 
+/// The key a cursor holds; `None` for text this service did not issue. A key never holds a NUL
+/// (`crate::nul`): one decoded from a forged cursor is refused here, before a statement sees it.
 pub fn decode_cursor(cursor: &str) -> Option<String> {
     let body = cursor.strip_prefix(CURSOR_PREFIX)?;
     let bytes = hex::decode(body).ok()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|key| !crate::nul::contains_nul(key))
 }
 
 #[cfg(test)]
@@ -98,6 +102,7 @@ mod tests {
     fn cursor_round_trips_and_rejects_garbage() {
         let c = encode_cursor("mut-tsevie");
         assert_eq!(decode_cursor(&c).as_deref(), Some("mut-tsevie"));
+        assert_eq!(decode_cursor(&encode_cursor("a\0b")), None, "a NUL is no key");
         assert_eq!(decode_cursor("zz"), None);
         assert_eq!(decode_cursor("c1zz"), None);
     }

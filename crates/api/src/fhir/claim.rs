@@ -277,7 +277,14 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
     let Some(reference) = value.filter(|v| !v.is_null()) else {
         return t.required(element);
     };
-    if reference.get("reference").is_some() && reference.get("identifier").is_some() {
+    // A Reference may carry both; an identifier in another system (a national registry's) says
+    // nothing here, one in ours beside a reference could disagree with it.
+    let ours = reference
+        .get("identifier")
+        .and_then(|i| i.get("system"))
+        .and_then(Value::as_str)
+        == Some(ORGANIZATION_SYSTEM);
+    if reference.get("reference").is_some() && ours {
         return t.error(
             element,
             "ambiguous_reference",
@@ -316,6 +323,8 @@ enum Said {
 /// One value every item must share (the day of care, the care level): the first item's, an
 /// error at each item that differs.
 fn shared(t: &mut Translation, values: Vec<(usize, Said)>, element: &str, pointer: &str) {
+    // Where no item gave it, the fault is the items'.
+    t.place(pointer, "item");
     let mut first: Option<String> = None;
     for (i, said) in values {
         match said {
@@ -355,6 +364,29 @@ fn fixed(t: &mut Translation, body: &Map<String, Value>, element: &str, allowed:
 /// The day of care an item is on: its `servicedDate`, else the claim's `billablePeriod.start`
 /// (a dateTime, whose date part is taken).
 fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize) -> Said {
+    // A period is one day of care only when it starts and ends on the same day.
+    if let Some(period) = item.get("servicedPeriod").filter(|p| !p.is_null()) {
+        let day = |edge: &str| {
+            period
+                .get(edge)
+                .and_then(Value::as_str)
+                .map(|d| d.split_once('T').map_or(d, |(day, _)| day).to_owned())
+        };
+        return match (day("start"), day("end")) {
+            (Some(start), Some(end)) if start == end && item.get("servicedDate").is_none() => {
+                Said::Value(start, format!("item[{i}].servicedPeriod"))
+            }
+            _ => {
+                t.error(
+                    &format!("item[{i}].servicedPeriod"),
+                    "not_supported",
+                    "a line is care on one day: send servicedDate, or a period that starts and ends that day",
+                    "une ligne est un soin d'un jour : envoyez servicedDate, ou une période qui commence et finit ce jour-là",
+                );
+                Said::Reported
+            }
+        };
+    }
     let (value, at) = match item.get("servicedDate").filter(|d| !d.is_null()) {
         Some(d) => (d, format!("item[{i}].servicedDate")),
         None => match body
@@ -452,13 +484,9 @@ fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
             );
         }
     }
-    if let (Some(net), Some(q), Some(p)) = (
-        item.get("net").filter(|n| !n.is_null()),
-        quantity,
-        price.as_ref().and_then(Value::as_i64),
-    ) {
-        let billed = q.checked_mul(p);
-        if net.get("value").and_then(request::whole) != billed {
+    let net = item.get("net").filter(|n| !n.is_null()).map(|n| t.xof(n, &at("net")));
+    if let (Some(Some(net)), Some(q), Some(p)) = (net, quantity, price.as_ref().and_then(Value::as_i64)) {
+        if net.as_i64() != q.checked_mul(p) {
             t.error(
                 &at("net"),
                 "inconsistent_amount",
@@ -556,6 +584,24 @@ fn translate(body: &Map<String, Value>) -> Translation {
             }
         };
         levels.push((i, level));
+    }
+    // As for an item's net: a total that is not the sum of the items would pay another amount.
+    if let Some(total) = body.get("total").filter(|v| !v.is_null()) {
+        let billed = lines.iter().try_fold(0i64, |sum, line| {
+            let q = line.get("quantity").and_then(Value::as_i64)?;
+            let p = line.get("unit_price_xof").and_then(Value::as_i64)?;
+            sum.checked_add(q.checked_mul(p)?)
+        });
+        if let (Some(total), Some(billed)) = (t.xof(total, "total"), billed) {
+            if total.as_i64() != Some(billed) {
+                t.error(
+                    "total",
+                    "inconsistent_amount",
+                    format!("must be the sum of the items ({billed} XOF)"),
+                    format!("doit être la somme des items ({billed} XOF)"),
+                );
+            }
+        }
     }
     t.put("/lines", Value::Array(lines), "item");
     shared(&mut t, days, "servicedDate", "/service_date");

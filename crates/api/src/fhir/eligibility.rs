@@ -11,7 +11,7 @@ use super::model::{
     CATEGORY_SYSTEM,
 };
 use super::request::{self, Translation};
-use super::{Fhir, FhirBody};
+use super::{Fhir, FhirResource};
 use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
 use crate::routes::claims::MAX_QUANTITY;
@@ -162,6 +162,10 @@ fn translate(body: &Map<String, Value>) -> Translation {
             );
         }
     }
+    // What the item gives, wherever a fault of the item itself stops the reading.
+    for pointer in ["/care_level", "/category", "/amount_xof"] {
+        t.place(pointer, "item");
+    }
     let items = body.get("item").and_then(Value::as_array);
     let item = match items.map(Vec::as_slice) {
         Some([item]) => item,
@@ -235,8 +239,13 @@ fn response(
     (category, care_level): (Option<&str>, &str),
 ) -> CoverageEligibilityResponse {
     let view = answer.view;
-    // The patient's share is said once, on the payer that pays last.
-    let last_payer = answer.complementary.as_ref().or(answer.base.as_ref());
+    // The patient's share is said once: on the payer that pays last, or on the first coverage
+    // when none pays (and the patient pays it all).
+    let last_payer = answer
+        .complementary
+        .as_ref()
+        .or(answer.base.as_ref())
+        .or(view.coverages.first().map(|c| &c.coverage));
     let insurer = answer
         .complementary
         .as_ref()
@@ -346,7 +355,7 @@ fn response(
 pub async fn check(
     State(state): State<AppState>,
     auth: Authorized<perm::CheckEligibility>,
-    FhirBody { body, .. }: FhirBody,
+    FhirResource(body): FhirResource,
 ) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
     let t = translate(&body);
     let today = state.clock.today();

@@ -249,6 +249,9 @@ impl From<Coverage> for FhirCoverage {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleEntry {
+    /// `urn:uuid:<coverage id>`: the entry's identity (the façade serves no Coverage read to
+    /// give it a URL).
+    pub full_url: String,
     /// The coverage.
     pub resource: FhirCoverage,
     /// `match`.
@@ -365,6 +368,7 @@ pub async fn search_coverage(
             .items
             .into_iter()
             .map(|c| BundleEntry {
+                full_url: format!("urn:uuid:{}", c.id),
                 resource: c.into(),
                 search: SearchMode { mode: "match" },
             })

@@ -13,8 +13,8 @@ pub struct Translation {
     pub body: Map<String, Value>,
     /// `/v1` JSON Pointer → FHIRPath, longest pointer first when looked up.
     places: Vec<(String, String)>,
-    /// A `/v1` rule's code → the FHIRPath of its fault, whatever its pointer.
-    by_code: Vec<(&'static str, String)>,
+    /// A `/v1` pointer and a rule's code → the FHIRPath of that fault, before `places`.
+    by_code: Vec<(&'static str, &'static str, String)>,
     pub errors: Vec<FieldError>,
 }
 
@@ -38,7 +38,9 @@ pub fn whole(value: &Value) -> Option<i64> {
 /// Whether two FHIRPaths name the same element, or one is inside the other: a fault already
 /// reported there needs no second report.
 fn related(a: &str, b: &str) -> bool {
-    let inside = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|rest| rest.starts_with(['.', '[']));
+    // The resource itself (a fault with no better place) hides no fault of its elements.
+    let inside =
+        |x: &str, y: &str| y.contains(['.', '[']) && x.strip_prefix(y).is_some_and(|rest| rest.starts_with(['.', '[']));
     a == b || inside(a, b) || inside(b, a)
 }
 
@@ -116,10 +118,15 @@ impl Translation {
                     .iter()
                     .filter(|(p, _)| e.field == *p || e.field.starts_with(&format!("{p}/")))
                     .max_by_key(|(p, _)| p.len());
-                let by_code = self.by_code.iter().find(|(code, _)| e.code == *code);
-                e.field = match (by_code, place) {
-                    (Some((_, at)), _) | (None, Some((_, at))) => at.clone(),
-                    (None, None) => self.resource.to_owned(),
+                let by_code = self
+                    .by_code
+                    .iter()
+                    .find(|(pointer, code, _)| e.code == *code && e.field.starts_with(pointer))
+                    .map(|(_, _, at)| at);
+                let place = place.map(|(_, at)| at);
+                e.field = match by_code.or(place) {
+                    Some(at) => at.clone(),
+                    None => self.resource.to_owned(),
                 };
                 e
             })
@@ -155,7 +162,14 @@ impl Translation {
                 "doit être une Reference",
             );
         };
-        if reference.contains_key("reference") && reference.contains_key("identifier") {
+        // A Reference may carry both; an identifier in another system (a national registry's)
+        // says nothing here, one in ours beside a reference could disagree with it.
+        let ours = reference
+            .get("identifier")
+            .and_then(|i| i.get("system"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with(NATIONAL_ID_PREFIX) || s.starts_with(MEMBER_NUMBER_PREFIX));
+        if reference.contains_key("reference") && ours {
             return self.error(
                 element,
                 "ambiguous_person",
@@ -204,9 +218,11 @@ impl Translation {
             );
             self.put("/beneficiary/national_id/value", json!(value), &at);
             // The type and country are read from the system: their faults are the system's.
-            for code in ["unknown_national_id_type", "invalid_country"] {
-                self.by_code.push((code, format!("{element}.system")));
-            }
+            self.by_code.push((
+                "/beneficiary/national_id",
+                "unknown_national_id_type",
+                format!("{}.system", self.at(&element)),
+            ));
         } else if let Some(org) = system.strip_prefix(MEMBER_NUMBER_PREFIX) {
             self.put("/beneficiary/organization", json!(org), &format!("{element}.system"));
             self.put("/beneficiary/member_number", json!(value), &format!("{element}.value"));
