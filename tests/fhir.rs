@@ -521,6 +521,45 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         )
         .await;
     assert_eq!(paid.status.as_u16(), 200, "{}", paid.text);
+    // Read as FHIR: the base scheme's share is now a benefit, the mutuelle's still proposed.
+    let response = app.get(&format!("/fhir/r4/ClaimResponse/{id}"), &token).await;
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text);
+    assert_eq!(response.header("content-type"), Some(FHIR));
+    let line = &response.json["item"][1];
+    assert_eq!(adjudication(line, "benefit", Some("tg-inam"))["amount"]["value"], 2666);
+    assert_eq!(adjudication(line, "eligible", Some("mut-a"))["amount"]["value"], 667);
+    assert_eq!(response.json["disposition"], "awaiting_complementary");
+    assert_eq!(response.json["outcome"], "queued");
+    let stranger = app
+        .get(
+            &format!("/fhir/r4/ClaimResponse/{id}"),
+            &app.token("mut-b", "claims:read"),
+        )
+        .await;
+    assert_eq!(issues(&stranger, 404)[0].0, "not-found");
+    // Once the mutuelle has decided, the claim is complete.
+    let decided = app
+        .post(
+            &format!("/v1/claims/{id}/adjudication"),
+            &app.token("mut-a", "claims:adjudicate claims:read"),
+            &json!({"lines": [{"line": 1, "decision": "accept"}, {"line": 2, "decision": "accept"}]}),
+        )
+        .await;
+    assert_eq!(decided.status.as_u16(), 200, "{}", decided.text);
+    let response = app.get(&format!("/fhir/r4/ClaimResponse/{id}"), &token).await;
+    assert_eq!(response.json["outcome"], "complete");
+    assert_eq!(
+        adjudication(&response.json["item"][1], "benefit", Some("mut-a"))["amount"]["value"],
+        667
+    );
+    let total = &response.json["total"][1];
+    assert_eq!(
+        (
+            total["category"]["coding"][0]["code"].as_str(),
+            total["amount"]["value"].as_i64()
+        ),
+        (Some("benefit"), Some(13334))
+    );
 
     // The same key and body replay the first answer; the same identifier again is a conflict.
     let claims = app.count("claims").await;

@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patient::search_coverage))
         .routes(routes!(eligibility::check))
         .routes(routes!(claim::submit_claim))
+        .routes(routes!(claim::read_claim_response))
 }
 
 /// A FHIR resource as the body of a response.

@@ -635,7 +635,7 @@ fn example_path(path: &str) -> String {
             ("{id}", "beneficiaries" | "Patient") => "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
             ("{id}", "coverages") => "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
             ("{id}", "batches") => "01937f0e-9f5d-7a6e-8b32-4d5e6f708192",
-            ("{id}", "claims") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+            ("{id}", "claims" | "ClaimResponse") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
             ("{id}", "settlements") => "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f",
             ("{id}", "webhooks") => "01937f12-4d5e-7f60-8172-8c9d0e1f2031",
             _ => segment,

@@ -1,7 +1,7 @@
 //! `POST /fhir/r4/Claim` → `ClaimResponse`: the submission of `POST /v1/claims`, read from and
 //! written as FHIR.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use passerelle_domain::claim::{Claim, ClaimStatus};
@@ -683,4 +683,32 @@ pub async fn submit_claim(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// A claim's adjudication as it stands, as FHIR's ClaimResponse.
+///
+/// `{id}` is the claim id (the ClaimResponse's own `id`, and the `Location` of the submission).
+/// The same claim and visibility as `GET /v1/claims/{id}`: its provider, submitter, base payer
+/// and routed mutuelle, operators and auditors; 404 for anyone else. A payer's share reads
+/// `eligible` until it has adjudicated, `benefit` after; `outcome` is `complete` once no payer
+/// has still to.
+#[utoipa::path(
+    get,
+    path = "/fhir/r4/ClaimResponse/{id}",
+    operation_id = "fhir_read_claim_response",
+    tag = "fhir",
+    params(("id" = String, Path, description = "The claim id")),
+    responses(
+        (status = 200, description = "The claim's adjudication", body = ClaimResponse, content_type = "application/fhir+json"),
+        (status = 404, description = "No such claim, or not yours", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["claims:read"]))
+)]
+pub async fn read_claim_response(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadClaims>,
+    Path(id): Path<String>,
+) -> Result<Fhir<ClaimResponse>, ApiError> {
+    let claim = crate::routes::claims::read_visible_claim(&state, &auth.caller, &id).await?;
+    Ok(Fhir(claim.into()))
 }

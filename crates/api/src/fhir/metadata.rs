@@ -49,14 +49,15 @@ fn statement() -> CapabilityStatement {
             "mode": "server",
             "security": {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
-                "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check and claims:submit."
+                "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check, claims:submit and claims:read."
             },
             "resource": [
                 {"type": "Patient", "interaction": [type_("read")]},
                 {"type": "Coverage", "interaction": [type_("search-type")],
                  "searchParam": [{"name": "beneficiary", "type": "reference"}]},
                 {"type": "CoverageEligibilityRequest", "interaction": [type_("create")]},
-                {"type": "Claim", "interaction": [type_("create")]}
+                {"type": "Claim", "interaction": [type_("create")]},
+                {"type": "ClaimResponse", "interaction": [type_("read")]}
             ]
         })],
     }

@@ -981,9 +981,14 @@ pub async fn get_claim(
     auth: Authorized<perm::ReadClaims>,
     Path(id): Path<String>,
 ) -> Result<Json<ClaimView>, ApiError> {
-    let claim = visible_claim(&state, &auth.caller, &id).await?;
-    crate::routes::audit::record_read(&state, &auth.caller, "claim", &id).await?;
-    Ok(Json(claim.into()))
+    Ok(Json(read_visible_claim(&state, &auth.caller, &id).await?.into()))
+}
+
+/// A claim the caller takes part in (404 otherwise), its read audited: for `/v1` and FHIR alike.
+pub(crate) async fn read_visible_claim(state: &AppState, caller: &Caller, id: &str) -> Result<Claim, ApiError> {
+    let claim = visible_claim(state, caller, id).await?;
+    crate::routes::audit::record_read(state, caller, "claim", id).await?;
+    Ok(claim)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
