@@ -154,6 +154,11 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         .collect();
     payors.sort_by_key(|p| p.to_string());
     assert_eq!(payors, [json!("mut-a"), json!("tg-inam")]);
+    let entry = &first.json["entry"][0];
+    assert_eq!(
+        entry["fullUrl"],
+        format!("urn:uuid:{}", entry["resource"]["id"].as_str().unwrap()).as_str()
+    );
     // An auditor's reads are audited, as in /v1.
     assert_eq!(app.audited().await, audited + 2);
 
@@ -316,6 +321,16 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
         reason["extension"][1],
         json!({"url": "until", "valueDate": "2026-04-01"})
     );
+    assert_eq!(benefit(insurance, "copay")["allowedMoney"]["value"], 700);
+    assert_eq!(benefit(insurance, "benefit")["allowedMoney"]["value"], 0);
+    let copays = waiting.json["insurance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["item"][0]["benefit"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"]["coding"][0]["code"] == "copay")
+        .count();
+    assert_eq!(copays, 1);
 
     // Without a category, the item is care at its level (R4 wants one or the other); a
     // quantity written as a decimal is a whole number.
@@ -607,6 +622,17 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
             "Claim.use",
         ]
     );
+    // A claim with no identifier and no item: those two faults, each once.
+    let mut bare = fhir_claim("unused", &s.principal, json!([]));
+    bare.as_object_mut().unwrap().remove("identifier");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("f10"), &bare).await;
+    assert_eq!(
+        issues(&reply, 422),
+        [
+            ("required".to_owned(), "Claim.identifier[0].value".to_owned()),
+            ("required".to_owned(), "Claim.item".to_owned()),
+        ]
+    );
     // Faults found with the store's facts, at their elements too: another facility, and a day
     // before the person's coverages begin.
     let mut elsewhere = fhir_claim("EXT-F5", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
@@ -700,6 +726,25 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     assert_eq!(
         adjudication(&rejected.json["item"][0], "copay", None)["amount"]["value"],
         5000
+    );
+
+    // Cancelled before the base scheme decided: its share was only ever proposed.
+    let mut cancelled = fhir_claim(
+        "EXT-F11",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 1000)]),
+    );
+    cancelled["item"][0]["servicedDate"] = json!("2026-06-02");
+    let created = fhir_post(app, "/fhir/r4/Claim", &token, Some("f11"), &cancelled).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap();
+    let cancel = app.post(&format!("/v1/claims/{id}/cancel"), &token, &json!({})).await;
+    assert_eq!(cancel.status.as_u16(), 200, "{}", cancel.text);
+    let response = app.get(&format!("/fhir/r4/ClaimResponse/{id}"), &token).await;
+    assert_eq!(response.json["status"], "cancelled", "{}", response.text);
+    assert_eq!(
+        adjudication(&response.json["item"][0], "eligible", Some("tg-inam"))["amount"]["value"],
+        800
     );
 }
 

@@ -153,7 +153,8 @@ fn amount(code: &str, value: i64, extension: Vec<Extension>) -> Adjudication {
 impl From<Claim> for ClaimResponse {
     fn from(c: Claim) -> ClaimResponse {
         let lang = crate::problem::current_lang();
-        let base_decided = !matches!(c.status, ClaimStatus::AwaitingBase);
+        // The base scheme has decided a line when it adjudicated it; a claim cancelled before
+        // that keeps its proposed shares, which nobody will pay.
         let complementary_decided = matches!(c.status, ClaimStatus::Adjudicated | ClaimStatus::Settled);
         let decided = |done: bool| if done { "benefit" } else { "eligible" };
         let item = c
@@ -166,7 +167,7 @@ impl From<Claim> for ClaimResponse {
                         c.base_payer.as_deref(),
                         l.shares.base_xof.value(),
                         l.base_rate,
-                        base_decided,
+                        l.base_adjudicated.is_some(),
                         None,
                     ),
                     (
@@ -361,8 +362,8 @@ fn fixed(t: &mut Translation, body: &Map<String, Value>, element: &str, allowed:
     }
 }
 
-/// The day of care an item is on: its `servicedDate`, else the claim's `billablePeriod.start`
-/// (a dateTime, whose date part is taken).
+/// The day of care an item is on: its `servicedDate`, or a `servicedPeriod` that starts and ends
+/// on one day, else the claim's `billablePeriod.start` (a dateTime, whose date part is taken).
 fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize) -> Said {
     // A period is one day of care only when it starts and ends on the same day.
     if let Some(period) = item.get("servicedPeriod").filter(|p| !p.is_null()) {
@@ -373,7 +374,7 @@ fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize
                 .map(|d| d.split_once('T').map_or(d, |(day, _)| day).to_owned())
         };
         return match (day("start"), day("end")) {
-            (Some(start), Some(end)) if start == end && item.get("servicedDate").is_none() => {
+            (Some(start), Some(end)) if start == end && item.get("servicedDate").is_none_or(Value::is_null) => {
                 Said::Value(start, format!("item[{i}].servicedPeriod"))
             }
             _ => {
@@ -514,9 +515,15 @@ fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
 /// Reads a Claim into the `/v1` claim: `identifier[0].value` is the `external_id`, `provider`
 /// the facility, `patient` the person, `diagnosis` the ICD-10 codes, and each `item` a line
 /// (`productOrService` its code and text, `category`, `quantity`, `unitPrice`), all items on
-/// one `servicedDate` at one care level (`locationCodeableConcept`).
+/// one day at one care level (`locationCodeableConcept`); `use`, `status`, each item's `factor`
+/// and `net`, and `total` must agree with a claim to pay at that price.
 fn translate(body: &Map<String, Value>) -> Translation {
     let mut t = Translation::new("Claim", body);
+    // Where a fault stops the reading of an element, the `/v1` field it feeds is placed there.
+    t.place("/external_id", "identifier[0].value");
+    for pointer in ["/lines", "/service_date", "/care_level"] {
+        t.place(pointer, "item");
+    }
     fixed(
         &mut t,
         body,
@@ -617,9 +624,11 @@ fn translate(body: &Map<String, Value>) -> Translation {
 /// `Organization/<id>` or an identifier in `urn:passerelle:organization`;
 /// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
 /// 409). Each `item` is a line: `productOrService.coding[0].code` (and `text`), `category` in
-/// `urn:passerelle:category`, `quantity.value` (default 1), `unitPrice` in XOF; every item
-/// has the same `servicedDate` (or the claim's `billablePeriod.start`) and care level
-/// (`locationCodeableConcept` in `urn:passerelle:care-level`). A scheme's own base
+/// `urn:passerelle:category`, `quantity.value` (default 1), `unitPrice` in XOF (`factor`, when given, 1; `net`
+/// quantity × unitPrice; the claim's `total` their sum; `use` `claim`; `status` `active`); every
+/// item has the same day (`servicedDate`, a one-day `servicedPeriod`, or the claim's
+/// `billablePeriod.start`) and care level (`locationCodeableConcept` in
+/// `urn:passerelle:care-level`). A scheme's own base
 /// adjudication is sent with `/v1` only.
 #[utoipa::path(
     post,

@@ -49,7 +49,8 @@ pub struct InsuranceItem {
     pub excluded: bool,
     /// `eligpercent` (the rate of the first matching rule, when it pays); with an amount,
     /// `submitted` (the amount), `benefit` (this coverage's share of the estimate) and, on the
-    /// payer that pays last, `copay` (the patient's share); `remaining-ceiling` when the product
+    /// payer that pays last (on the first coverage when none pays), `copay` (the patient's
+    /// share); `remaining-ceiling` when the product
     /// has an annual ceiling. Absent when none applies.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub benefit: Vec<Benefit>,
