@@ -675,11 +675,7 @@ pub async fn submit_claim(
         });
     };
     let t = translate(&body);
-    let parsed = match read_claim(&t.body, state.clock.today()) {
-        Ok(parsed) if t.errors.is_empty() => parsed,
-        Ok(_) => return Err(ApiError::validation(t.errors.clone())),
-        Err(errors) => return Err(ApiError::validation(t.with_rule_errors(errors))),
-    };
+    let parsed = t.judge(read_claim(&t.body, state.clock.today()))?;
     // The rules `submit` applies with the store's facts (the provider, the coverages' start)
     // name `/v1` fields too: their faults are reported at the FHIR elements.
     let written = match submit(&state, &auth.caller, &parsed, idempotency).await {

@@ -360,12 +360,10 @@ pub async fn check(
 ) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
     let t = translate(&body);
     let today = state.clock.today();
-    let check = match read_check(&t.body, today) {
-        Ok(check) if t.errors.is_empty() => check,
-        Ok(_) => return Err(ApiError::validation(t.errors.clone())),
-        Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.with_rule_errors(errors))),
-        Err(other) => return Err(other),
-    };
+    let check = t.judge(match read_check(&t.body, today) {
+        Err(ApiError::Validation(errors)) => Err(errors),
+        other => Ok(other?),
+    })?;
     let purpose = match body.get("purpose").and_then(Value::as_array) {
         // Each one checked by `translate`.
         Some(p) if !p.is_empty() => p.iter().filter_map(Value::as_str).map(str::to_owned).collect(),

@@ -220,17 +220,16 @@ impl Extension {
 /// A rate in basis points as FHIR's percent, exactly: 8000 → `80`, 7550 → `75.5`. The decimal
 /// text is written first, so the number is the shortest form of that text.
 pub fn percent(bp: u32) -> Value {
-    let text = match (bp / 100, bp % 100) {
+    serde_json::from_str(&percent_text(bp)).unwrap_or(Value::Null)
+}
+
+/// The decimal text of [`percent`], for elements whose type is a string.
+pub fn percent_text(bp: u32) -> String {
+    match (bp / 100, bp % 100) {
         (whole, 0) => whole.to_string(),
         (whole, frac) if frac % 10 == 0 => format!("{whole}.{}", frac / 10),
         (whole, frac) => format!("{whole}.{frac:02}"),
-    };
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-/// The text of [`percent`], for elements whose type is a string.
-pub fn percent_text(bp: u32) -> String {
-    percent(bp).to_string()
+    }
 }
 
 #[cfg(test)]

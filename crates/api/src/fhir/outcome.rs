@@ -183,7 +183,11 @@ pub fn from_problem(problem: &serde_json::Value) -> serde_json::Value {
 
 /// Rewrites the problem documents of `/fhir` paths; passes everything else through.
 pub async fn rewrite(request: Request, next: Next) -> Response {
-    let fhir = request.uri().path().starts_with("/fhir/");
+    // Every `/v1` request passes here, the eligibility checks among them: nothing else is done
+    // for them.
+    if !request.uri().path().starts_with("/fhir/") {
+        return next.run(request).await;
+    }
     // The resource a POST sends: the last segment of its path (`/fhir/r4/Claim`).
     let resource = (request.method() == axum::http::Method::POST)
         .then(|| request.uri().path().rsplit('/').next().map(str::to_owned))
@@ -194,7 +198,7 @@ pub async fn rewrite(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with(PROBLEM_JSON));
-    if !fhir || !is_problem {
+    if !is_problem {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -133,6 +133,16 @@ impl Translation {
             .collect()
     }
 
+    /// What the `/v1` reader made of the translated body: its result when neither it nor the
+    /// translation found a fault, else every fault at its FHIR element.
+    pub fn judge<T>(&self, read: Result<T, Vec<FieldError>>) -> Result<T, crate::problem::ApiError> {
+        match read {
+            Ok(value) if self.errors.is_empty() => Ok(value),
+            Ok(_) => Err(crate::problem::ApiError::validation(self.errors.clone())),
+            Err(errors) => Err(crate::problem::ApiError::validation(self.with_rule_errors(errors))),
+        }
+    }
+
     /// This translation's own errors, then the `/v1` rules' errors each at its element, except
     /// those at an element already reported.
     pub fn with_rule_errors(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
