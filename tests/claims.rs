@@ -5,7 +5,7 @@ use passerelle_tests::{on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::registry::{household, register, registry};
+use crate::registry::{household, register, registry, writer};
 
 pub struct Setup {
     pub app: TestApp,
@@ -410,7 +410,108 @@ async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
     assert_eq!(app.count("claims").await, 1);
 }
 
+/// A coverage that pays none of a claim's lines is passed over for the next payer, as an
+/// eligibility check passes it over; one that pays some line keeps the claim, and pays those.
+async fn a_payer_owing_nothing_is_passed_over(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let member = |i: usize| {
+        first.json["members"][i]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (person, spouse) = (member(0), member(1));
+    // mut-b, joined a month later: dental at 80 %, every other care carved out at 0 %.
+    let plan = app
+        .post(
+            "/v1/products",
+            &writer(app, "mut-b"),
+            &json!({"layer": "complementary", "name": "Dentaire", "effective_from": "2026-01-01",
+                    "rules": [{"category": "dental", "rate_bp": 8000}, {"rate_bp": 0}]}),
+        )
+        .await;
+    assert_eq!(plan.status.as_u16(), 201, "{}", plan.text);
+    let joined = register(
+        app,
+        "mut-b",
+        "k2",
+        &json!({"product": plan.json["id"], "member_number": "B-1", "start_date": "2026-02-01", "paid_through": "2026-12-31",
+                "principal": {"national_id": {"country": "tg", "type": "niu", "value": "123456789012"},
+                              "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}}),
+    )
+    .await;
+    assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
+    assert_eq!(joined.json["members"][0]["beneficiary"]["id"], person.as_str());
+    let desk = provider(app);
+    let dental = json!({"code": "DENT", "category": "dental", "quantity": 1, "unit_price_xof": 10001});
+    let consultation = json!({"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 5000});
+
+    // Dental alone: mut-a, the earlier, excludes it; mut-b pays floor(10001 × 0.8) = 8000.
+    let alone = submit(
+        app,
+        &desk,
+        "c1",
+        &claim("EXT-1", &person, "2026-06-01", json!([dental])),
+    )
+    .await;
+    assert_eq!(alone.status.as_u16(), 201, "{}", alone.text);
+    assert_eq!(alone.json["status"], "awaiting_complementary");
+    assert_eq!(alone.json["routed_to"], "mut-b");
+    assert_eq!(
+        alone.json["totals"],
+        json!({"billed_xof": 10001, "base_xof": 0, "complementary_xof": 8000, "patient_xof": 2001})
+    );
+    sum_ok(&alone.json);
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &desk,
+            &json!({"beneficiary": {"id": person}, "service_date": "2026-06-01", "care_level": "health_center",
+                    "category": "dental", "amount_xof": 10001}),
+        )
+        .await;
+    assert_eq!(check.json["estimate"]["complementary_xof"], 8000, "{}", check.text);
+
+    // With a consultation, mut-a pays a line, so the earlier keeps the claim: dental is the patient's.
+    let both = submit(
+        app,
+        &desk,
+        "c2",
+        &claim("EXT-2", &person, "2026-06-01", json!([consultation, dental])),
+    )
+    .await;
+    assert_eq!(both.json["routed_to"], "mut-a", "{}", both.text);
+    assert_eq!(both.json["lines"][0]["complementary_xof"], 5000);
+    assert_eq!(both.json["lines"][1]["complementary_xof"], 0);
+    assert_eq!(both.json["lines"][1]["patient_xof"], 10001);
+    sum_ok(&both.json);
+
+    // The spouse has only mut-a, which pays no dental care: rejected, with the reason.
+    let refused = submit(
+        app,
+        &desk,
+        "c3",
+        &claim("EXT-3", &spouse, "2026-06-01", json!([dental])),
+    )
+    .await;
+    assert_eq!(refused.status.as_u16(), 201, "{}", refused.text);
+    assert_eq!(refused.json["status"], "rejected");
+    assert_eq!(refused.json["routed_to"], Value::Null);
+    let codes: Vec<&Value> = refused.json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["code"])
+        .collect();
+    assert_eq!(codes, [&json!("EXCLUDED_CATEGORY")], "{}", refused.text);
+    assert_eq!(refused.json["totals"]["patient_xof"], 10001);
+}
+
 on_both_databases!(
+    a_payer_owing_nothing_is_passed_over,
     a_claim_goes_from_base_to_complementary_to_adjudicated,
     only_legal_moves_by_the_right_party,
     no_eligible_payer_puts_everything_on_the_patient,

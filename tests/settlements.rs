@@ -207,7 +207,58 @@ async fn bad_settlements_are_refused(backend: Backend) {
     assert_eq!(app.count("settlements").await, 0);
 }
 
+/// A claim adjudicated with nothing owed (every line reduced to 0) is settled by a batch too: a
+/// batch of only such claims totals 0 and is paid at once, so none stays unsettled for good.
+async fn claims_owing_nothing_are_settled(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let body = claim(
+        "Z-1",
+        &s.spouse,
+        "2026-07-01",
+        json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 4000}]),
+    );
+    let created = submit(app, &provider(app), "z-1", &body).await;
+    assert_eq!(created.json["status"], "awaiting_complementary", "{}", created.text);
+    let claim_id = created.json["id"].as_str().unwrap().to_owned();
+    let reduced = app
+        .post(
+            &format!("/v1/claims/{claim_id}/adjudication"),
+            &mutuelle(app),
+            &json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 0, "reason_code": "TARIFF_EXCEEDED"}]}),
+        )
+        .await;
+    assert_eq!(reduced.json["status"], "adjudicated", "{}", reduced.text);
+    assert_eq!(reduced.json["totals"]["complementary_xof"], 0);
+    let period = json!({"payee": "cms-a", "period_start": "2026-07-01", "period_end": "2026-07-31"});
+    let batch = app.post("/v1/settlements", &mutuelle(app), &period).await;
+    assert_eq!(batch.status.as_u16(), 201, "{}", batch.text);
+    assert_eq!(batch.json["status"], "paid");
+    assert_eq!(
+        (batch.json["total_xof"].as_i64(), batch.json["paid_xof"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(batch.json["claims"], json!([claim_id]));
+    let settled = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
+    assert_eq!(settled.json["status"], "settled", "{}", settled.text);
+    assert_eq!(settled.json["settlement"], batch.json["id"]);
+    // Nothing is left to batch, and nothing can be paid on it.
+    app.post("/v1/settlements", &mutuelle(app), &period)
+        .await
+        .problem(422, "validation_failed");
+    let id = batch.json["id"].as_str().unwrap();
+    app.send(
+        app.request(Method::POST, &format!("/v1/settlements/{id}/payments"))
+            .bearer_auth(mutuelle(app))
+            .header("idempotency-key", "Z-PAY")
+            .json(&json!({"amount_xof": 1, "paid_at": "2026-08-01", "reference": "Z-PAY"})),
+    )
+    .await
+    .problem(409, "conflict");
+}
+
 on_both_databases!(
+    claims_owing_nothing_are_settled,
     a_batch_is_paid_in_instalments_and_settles_its_claims,
     concurrent_batches_never_share_a_claim,
     bad_settlements_are_refused,

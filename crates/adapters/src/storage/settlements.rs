@@ -121,12 +121,20 @@ impl SettlementStore for This {
             .map(|r| claim_from(&r.body))
             .collect::<Result<Vec<_>, _>>()?;
         let total: i64 = claims.iter().map(|c| c.totals.complementary_xof.value()).sum();
-        if claims.is_empty() || total <= 0 {
+        if claims.is_empty() {
             return Err(SettlementError::Empty);
         }
+        // Claims adjudicated with nothing owed (every line reduced to 0, or the base paid it all)
+        // are settled by a batch like any other; a batch of only such claims has nothing to pay
+        // and is paid at once, or they would stay unsettled for good.
+        let status = if total == 0 {
+            SettlementStatus::Paid
+        } else {
+            SettlementStatus::Open
+        };
         sqlx::query(
             "INSERT INTO settlements (id, mutuelle, payee, period_start, period_end, status, total_xof, paid_xof, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'open', $6, 0, $7)",
+             VALUES ($1, $2, $3, $4, $5, $8, $6, 0, $7)",
         )
         .bind(id)
         .bind(&ctx.organization)
@@ -135,6 +143,7 @@ impl SettlementStore for This {
         .bind(period.1)
         .bind(total)
         .bind(ctx.at)
+        .bind(status.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -142,18 +151,28 @@ impl SettlementStore for This {
         for claim in &claims {
             let mut next = claim.clone();
             next.settlement = Some(id.to_owned());
+            if status == SettlementStatus::Paid {
+                next.status = ClaimStatus::Settled;
+            }
             next.version += 1;
             next.updated_at = ctx.at;
-            sqlx::query("UPDATE claims SET settlement = $2, version = $3, body = $4, updated_at = $5 WHERE id = $1")
-                .bind(&next.id)
-                .bind(id)
-                .bind(i64::from(next.version))
-                .bind(claim_json(&next)?)
-                .bind(ctx.at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE claims SET settlement = $2, status = $6, version = $3, body = $4, updated_at = $5 WHERE id = $1",
+            )
+            .bind(&next.id)
+            .bind(id)
+            .bind(i64::from(next.version))
+            .bind(claim_json(&next)?)
+            .bind(ctx.at)
+            .bind(next.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             events.push(ctx.audit("claim.batched", "claim", &next.id));
+            if next.status == ClaimStatus::Settled {
+                announce_claim(&mut tx, ctx, "claim.settled", &next).await?;
+                events.push(ctx.audit("claim.settled", "claim", &next.id));
+            }
         }
         queue_events(&mut tx, &events).await?;
         let settlement = Settlement {
@@ -162,7 +181,7 @@ impl SettlementStore for This {
             payee: payee.to_owned(),
             period_start: period.0,
             period_end: period.1,
-            status: SettlementStatus::Open,
+            status,
             claims: claims.iter().map(|c| c.id.clone()).collect(),
             total_xof: Xof(total),
             paid_xof: Xof::ZERO,

@@ -642,34 +642,46 @@ pub(crate) fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<
     }
 }
 
-/// A coverage that may pay this claim: eligible by status, dates, waiting period, contributions
-/// and age (category rules apply per line; the ceiling is applied under lock when pricing).
+/// A coverage that may pay this claim, as an eligibility check would judge it: eligible by
+/// status, dates, waiting period, contributions, age and ceiling, and paying at least one of the
+/// claim's lines at its care level. A coverage that pays none of them (every line's category
+/// excluded, or no rule or a 0 % rule) is not eligible, so the claim goes to the next payer, or
+/// is `rejected` with those reasons, never routed to a payer owing nothing. The ceiling read
+/// here may be stale: pricing cuts again under lock.
 fn claim_eligible(
     facts: &passerelle_domain::ports::EligibilityFacts,
     c: &CoverageFacts,
     parsed: &ParsedClaim,
 ) -> (bool, Vec<Reason>) {
-    let answer = evaluate(&EligibilityInput {
-        coverage: &c.coverage,
-        product: c.product.as_deref(),
-        birth_date: facts.birth_date,
-        birth_date_precision: facts.birth_date_precision,
-        principal_paid_through: c.principal_paid_through,
-        service_date: parsed.service_date,
-        care_level: parsed.care_level,
-        category: None,
-        complementary_used_xof: Xof::ZERO,
-    });
-    let blocking: Vec<Reason> = answer
-        .reasons
-        .into_iter()
-        .filter(|r| {
-            !matches!(
-                r.code,
-                ReasonCode::NotCovered | ReasonCode::ExcludedCategory | ReasonCode::CeilingExhausted
-            )
+    let judge = |category: Option<Category>| {
+        evaluate(&EligibilityInput {
+            coverage: &c.coverage,
+            product: c.product.as_deref(),
+            birth_date: facts.birth_date,
+            birth_date_precision: facts.birth_date_precision,
+            principal_paid_through: c.principal_paid_through,
+            service_date: parsed.service_date,
+            care_level: parsed.care_level,
+            category,
+            complementary_used_xof: c.complementary_used,
         })
+        .reasons
+    };
+    let pays_for = |r: &Reason| matches!(r.code, ReasonCode::NotCovered | ReasonCode::ExcludedCategory);
+    let mut blocking: Vec<Reason> = judge(None).into_iter().filter(|r| !pays_for(r)).collect();
+    let per_line: Vec<Vec<Reason>> = parsed
+        .lines
+        .iter()
+        .map(|line| judge(Some(line.category)).into_iter().filter(pays_for).collect())
         .collect();
+    if !per_line.iter().any(Vec::is_empty) {
+        for reason in per_line.into_iter().flatten() {
+            if !blocking.contains(&reason) {
+                blocking.push(reason);
+            }
+        }
+        blocking.sort_by_key(|r| r.code);
+    }
     (blocking.is_empty() && c.product.is_some(), blocking)
 }
 
@@ -678,7 +690,9 @@ fn claim_eligible(
 /// Providers and schemes with `claims:submit` (403 for other kinds); 428 without
 /// `Idempotency-Key`. A scheme forwards claims of its own affiliates only (404 for others). The
 /// claim is priced at once by coordination of benefits (API.md §6) with the coverages eligible
-/// on `service_date`. It starts `awaiting_base` when a base coverage is eligible and no
+/// on `service_date` that pay at least one of its lines (a coverage whose product excludes, or
+/// does not cover, every line's category at this care level is passed over, as is one whose
+/// annual ceiling is spent). It starts `awaiting_base` when a base coverage is eligible and no
 /// `base_adjudication` was sent, else `awaiting_complementary` when a complementary or primary
 /// coverage is (or `adjudicated` when only the forwarding scheme pays), else `rejected`: 201 all
 /// the same, everything on the patient, with the eligibility `reasons`. Subscribers receive

@@ -153,7 +153,9 @@ fn settlement_error(e: SettlementError) -> ApiError {
 /// Mutuelles only, with `settlements:write` (403 for other kinds). The batch takes every claim
 /// routed to you, `adjudicated`, from this provider, with a service date in the period and in no
 /// other batch; when there is none, 422 `empty_batch`. `total_xof` is the sum of their
-/// complementary shares. Answers 201 with the batch, `open`, and its `Location`.
+/// complementary shares; claims adjudicated with nothing owed are batched too. Answers 201 with
+/// the batch, `open`, and its `Location`; a batch whose total is 0 (only such claims) is `paid`
+/// at once and its claims `settled` (subscribers receive `claim.settled`).
 #[utoipa::path(
     post,
     path = "/v1/settlements",
@@ -161,7 +163,7 @@ fn settlement_error(e: SettlementError) -> ApiError {
     request_body = SettlementCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
     responses(
-        (status = 201, description = "Created, `open`; `Location` names it", body = SettlementView,
+        (status = 201, description = "Created, `open` (or `paid` at once when it totals 0); `Location` names it", body = SettlementView,
          headers(("Location" = String, description = "/v1/settlements/{id}")),
          example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
              "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "open",
