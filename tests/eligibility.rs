@@ -102,8 +102,61 @@ async fn every_reason_is_reported_with_its_end(backend: Backend) {
         .await;
     assert_eq!(paid.status.as_u16(), 201, "{}", paid.text);
     let later = json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-06-15", "care_level": "health_center"});
-    let reply = check(app, &provider(app), later).await;
+    let reply = check(app, &provider(app), later.clone()).await;
     assert_eq!(reply.json["eligible"], true, "{}", reply.text);
+
+    // The membership is the principal's: suspended, or ended, it stops the spouse's coverage too.
+    let principal_path = format!("/v1/coverages/{}", s.principal_coverage);
+    let patch = |tag: String, body: Value| {
+        app.send(
+            app.request(reqwest::Method::PATCH, &principal_path)
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", tag)
+                .json(&body),
+        )
+    };
+    let current = app.get(&principal_path, &writer(app, "mut-a")).await;
+    let suspended = patch(
+        current.header("etag").unwrap().to_owned(),
+        json!({"status": "suspended"}),
+    )
+    .await;
+    assert_eq!(suspended.status.as_u16(), 200, "{}", suspended.text);
+    let reply = check(app, &provider(app), later.clone()).await;
+    assert_eq!(reply.json["eligible"], false, "{}", reply.text);
+    assert_eq!(
+        reply.json["coverages"][0]["reasons"][0]["code"], "SUSPENDED",
+        "{}",
+        reply.text
+    );
+    let claims = app.token("cms-a", "claims:submit");
+    let refused = app
+        .send(
+            app.request(reqwest::Method::POST, "/v1/claims")
+                .bearer_auth(&claims)
+                .header("idempotency-key", "spouse-1")
+                .json(
+                    &json!({"external_id": "SP-1", "provider": "cms-a", "beneficiary": {"id": s.spouse},
+                    "service_date": "2026-06-15", "care_level": "health_center",
+                    "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 3000}]}),
+                ),
+        )
+        .await;
+    assert_eq!(refused.json["status"], "rejected", "{}", refused.text);
+    let ended = patch(
+        suspended.header("etag").unwrap().to_owned(),
+        json!({"status": "active", "end_date": "2026-06-30"}),
+    )
+    .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    assert_eq!(check(app, &provider(app), later).await.json["eligible"], true);
+    let after = json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-07-01", "care_level": "health_center"});
+    let reply = check(app, &provider(app), after).await;
+    assert_eq!(
+        reply.json["coverages"][0]["reasons"][0]["code"], "ENDED",
+        "{}",
+        reply.text
+    );
 }
 
 async fn who_may_ask_about_whom(backend: Backend) {

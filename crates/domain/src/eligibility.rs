@@ -257,12 +257,23 @@ pub struct EligibilityInput<'a> {
     pub birth_date_precision: BirthDatePrecision,
     /// For a dependant, the principal coverage's `paid_through`; ignored for a principal.
     pub principal_paid_through: Option<NaiveDate>,
+    /// For a dependant, the principal coverage's status and end date; `None` for a principal.
+    pub principal: Option<PrincipalStanding>,
     pub service_date: NaiveDate,
     pub care_level: CareLevel,
     pub category: Option<Category>,
     /// Complementary shares already counted under this coverage in the plan year of the service
     /// date (every claim not rejected or cancelled).
     pub complementary_used_xof: Xof,
+}
+
+/// What a dependant's eligibility takes from the principal's coverage besides its payments. The
+/// household's membership is the principal's: when it is suspended, terminated or ends, the
+/// dependants' coverages stop paying with it, whatever their own rows say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalStanding {
+    pub status: CoverageStatus,
+    pub end_date: Option<NaiveDate>,
 }
 
 /// The plan year (API.md §5: the calendar year) holding a date, first and last day included.
@@ -321,13 +332,18 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
             reason(ReasonCode::ContributionsInArrears, None);
         }
     }
-    match coverage.status {
-        CoverageStatus::Active => {}
-        CoverageStatus::Suspended => reason(ReasonCode::Suspended, None),
-        CoverageStatus::Terminated => reason(ReasonCode::Terminated, None),
-    }
-    if coverage.end_date.is_some_and(|end| on > end) {
-        reason(ReasonCode::Ended, None);
+    let principal = input.principal.filter(|_| coverage.is_dependant());
+    for (status, end_date) in
+        std::iter::once((coverage.status, coverage.end_date)).chain(principal.map(|p| (p.status, p.end_date)))
+    {
+        match status {
+            CoverageStatus::Active => {}
+            CoverageStatus::Suspended => reason(ReasonCode::Suspended, None),
+            CoverageStatus::Terminated => reason(ReasonCode::Terminated, None),
+        }
+        if end_date.is_some_and(|end| on > end) {
+            reason(ReasonCode::Ended, None);
+        }
     }
 
     let matched_rate = input.product.and_then(|p| p.rate_for(input.care_level, input.category));
@@ -363,6 +379,8 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     }
 
     reasons.sort_by_key(|r| r.code);
+    // A dependant suspended (or ended) with the principal is told so once.
+    reasons.dedup();
     let status = if reasons.is_empty() {
         EligibilityStatus::Eligible
     } else {
@@ -472,6 +490,7 @@ mod tests {
             birth_date: d("1980-05-17"),
             birth_date_precision: BirthDatePrecision::Day,
             principal_paid_through: None,
+            principal: None,
             service_date: d(service_date),
             care_level: CareLevel::HealthCenter,
             category: Some(Category::Consultation),
@@ -616,6 +635,39 @@ mod tests {
         let principal = coverage(Layer::Complementary, Relationship::Principal);
         let mut i = input(&principal, &p, "2026-06-01");
         i.principal_paid_through = Some(d("2020-01-01"));
+        assert!(evaluate(&i).is_eligible());
+    }
+
+    #[test]
+    fn a_dependant_stops_with_the_principals_coverage() {
+        let p = tg_complementary();
+        let c = coverage(Layer::Complementary, Relationship::Spouse);
+        let mut i = input(&c, &p, "2026-06-01");
+        let standing = |status, end: Option<&str>| {
+            Some(PrincipalStanding {
+                status,
+                end_date: end.map(d),
+            })
+        };
+        i.principal = standing(CoverageStatus::Active, None);
+        assert!(evaluate(&i).is_eligible());
+        i.principal = standing(CoverageStatus::Suspended, None);
+        assert_eq!(codes(&evaluate(&i)), [("SUSPENDED", None)]);
+        i.principal = standing(CoverageStatus::Terminated, Some("2026-05-31"));
+        assert_eq!(codes(&evaluate(&i)), [("TERMINATED", None), ("ENDED", None)]);
+        // Ended on the service date itself: still covered that day.
+        i.principal = standing(CoverageStatus::Active, Some("2026-06-01"));
+        assert!(evaluate(&i).is_eligible());
+        // Suspended twice over (the dependant's own row too): said once.
+        let mut own = c.clone();
+        own.status = CoverageStatus::Suspended;
+        let mut i = input(&own, &p, "2026-06-01");
+        i.principal = standing(CoverageStatus::Suspended, None);
+        assert_eq!(codes(&evaluate(&i)), [("SUSPENDED", None)]);
+        // A principal's own coverage ignores the field.
+        let principal = coverage(Layer::Complementary, Relationship::Principal);
+        let mut i = input(&principal, &p, "2026-06-01");
+        i.principal = standing(CoverageStatus::Terminated, None);
         assert!(evaluate(&i).is_eligible());
     }
 
@@ -915,6 +967,7 @@ mod tests {
             birth_date: x.birth_date,
             birth_date_precision: x.birth_date_precision,
             principal_paid_through: x.principal_paid_through,
+            principal: None,
             service_date: x.service_date,
             care_level: x.care_level,
             category: x.category,

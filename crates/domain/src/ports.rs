@@ -273,6 +273,8 @@ pub struct CoverageFacts {
     /// The product version in force on the service date; `None` before the product's first.
     pub product: Option<std::sync::Arc<ProductVersion>>,
     pub principal_paid_through: Option<NaiveDate>,
+    /// For a dependant, the principal coverage's status and end date.
+    pub principal: Option<crate::eligibility::PrincipalStanding>,
     /// Complementary shares already counted under this coverage in the service date's plan year.
     pub complementary_used: Xof,
 }

@@ -4,6 +4,7 @@
 // batch. An index is behind every join, and product versions are parsed once per process (they
 // never change once written).
 
+use passerelle_domain::eligibility::PrincipalStanding;
 use passerelle_domain::money::Xof;
 use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey};
 
@@ -15,6 +16,8 @@ struct FactsRow {
     #[sqlx(flatten)]
     coverage: OptionalCoverageRow,
     principal_paid_through: Option<NaiveDate>,
+    principal_status: Option<String>,
+    principal_end_date: Option<NaiveDate>,
     product_version: Option<i64>,
     used_xof: Option<i64>,
 }
@@ -62,7 +65,8 @@ impl OptionalCoverageRow {
 const FACTS_COLUMNS: &str = "CAST(k.n AS BIGINT) AS n, b.id AS person_id, b.birth_date, b.birth_date_precision, \
      c.id, c.beneficiary, c.product, c.organization, c.layer, c.member_number, c.relationship, \
      c.principal_coverage, c.start_date, c.end_date, c.status, c.paid_through, c.version, \
-     p.paid_through AS principal_paid_through, \
+     p.paid_through AS principal_paid_through, p.status AS principal_status, \
+     p.end_date AS principal_end_date, \
      CAST((SELECT max(x.version) FROM product_versions x WHERE x.product_id = c.product \
        AND x.effective_from <= k.day) AS BIGINT) AS product_version, \
      u.used_xof";
@@ -291,6 +295,13 @@ impl EligibilityStore for This {
                 coverage,
                 product,
                 principal_paid_through: row.principal_paid_through,
+                principal: match row.principal_status {
+                    Some(status) => Some(PrincipalStanding {
+                        status: CoverageStatus::parse(&status).ok_or_else(|| corrupt("principal coverage status"))?,
+                        end_date: row.principal_end_date,
+                    }),
+                    None => None,
+                },
                 complementary_used: Xof(row.used_xof.unwrap_or(0)),
             });
         }

@@ -130,8 +130,10 @@ fn facts_row(row: &Row<'_>) -> rusqlite::Result<FactsRow> {
             version: row.get(16)?,
         },
         principal_paid_through: row.get(17)?,
-        product_version: row.get(18)?,
-        used_xof: row.get(19)?,
+        principal_status: row.get(18)?,
+        principal_end_date: row.get(19)?,
+        product_version: row.get(20)?,
+        used_xof: row.get(21)?,
     })
 }
 
@@ -152,7 +154,7 @@ mod tests {
     use super::*;
 
     /// The positions `facts_row` reads.
-    const COLUMNS: [&str; 20] = [
+    const COLUMNS: [&str; 22] = [
         "n",
         "person_id",
         "birth_date",
@@ -171,6 +173,8 @@ mod tests {
         "paid_through",
         "version",
         "principal_paid_through",
+        "principal_status",
+        "principal_end_date",
         "product_version",
         "used_xof",
     ];

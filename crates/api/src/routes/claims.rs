@@ -660,6 +660,7 @@ fn claim_eligible(
             birth_date: facts.birth_date,
             birth_date_precision: facts.birth_date_precision,
             principal_paid_through: c.principal_paid_through,
+            principal: c.principal,
             service_date: parsed.service_date,
             care_level: parsed.care_level,
             category,

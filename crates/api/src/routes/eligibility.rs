@@ -68,6 +68,7 @@ pub struct EligibilityRequest {
 pub struct ReasonView {
     /// `NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`, `SUSPENDED`, `TERMINATED`,
     /// `ENDED`, `NOT_COVERED`, `EXCLUDED_CATEGORY`, `CEILING_EXHAUSTED`, `DEPENDANT_AGE_LIMIT`.
+    /// A dependant's coverage is `SUSPENDED`, `TERMINATED` or `ENDED` with the principal's too.
     pub code: String,
     /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
@@ -364,6 +365,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
                 birth_date: facts.birth_date,
                 birth_date_precision: facts.birth_date_precision,
                 principal_paid_through: c.principal_paid_through,
+                principal: c.principal,
                 service_date: check.service_date,
                 care_level: check.care_level,
                 category: check.category,
