@@ -17,8 +17,10 @@ use crate::claims::{claim, provider, setup, submit};
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<(String, String, String)>>>,
-    fail_first: Arc<AtomicUsize>,
+        fail_first: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicUsize>,
+    /// Requests whose head was read, answered or not yet.
+    arrived: Arc<AtomicUsize>,
 }
 
 /// A minimal HTTP/1.1 receiver: records (event id header, signature header, body), answers 500
@@ -66,7 +68,8 @@ async fn receive_on(listener: TcpListener, r: Receiver) {
                     })
                     .unwrap_or_default()
             };
-            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                        let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            r.arrived.fetch_add(1, Ordering::SeqCst);
             let delay = r.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -327,6 +330,41 @@ async fn two_replicas_deliver_each_event_once(backend: Backend) {
     assert_eq!(ids.len(), 20);
 }
 
+/// A subscription deleted while one of its deliveries is in flight gets nothing more: the failed
+/// attempt is recorded, and not retried.
+async fn a_deleted_subscription_gets_no_retry(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.delay_ms.store(700, Ordering::SeqCst);
+    r.fail_first.store(100, Ordering::SeqCst);
+    let (sub, _) = subscribe(&app, port, json!(["claim.submitted"])).await;
+    let created = submit(
+        &app,
+        &provider(&app),
+        "d1",
+        &claim("D-1", &s.spouse, "2026-06-01", one_line(5000)),
+    )
+    .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let started = Instant::now();
+    while r.arrived.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.arrived.load(Ordering::SeqCst), 1, "the first attempt is in flight");
+    let deleted = app
+        .send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{sub}"))
+                .bearer_auth(app.token("mut-a", "webhooks:write")),
+        )
+        .await;
+    assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.text);
+    assert_eq!(wait_for(&r, 1, Duration::from_secs(5)).await.len(), 1);
+    // Retries would come 50 ms after the 500, doubling: well within this wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.arrived.load(Ordering::SeqCst), 1, "nothing more after the deletion");
+}
+
 async fn a_slow_receiver_never_slows_the_api(backend: Backend) {
     let s = setup(backend).await;
     let app = s.app.restart(fast).await;
@@ -420,4 +458,5 @@ on_both_databases!(
     deliveries_survive_a_restart,
     two_replicas_deliver_each_event_once,
     a_slow_receiver_never_slows_the_api,
+    a_deleted_subscription_gets_no_retry,
 );

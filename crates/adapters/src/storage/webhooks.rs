@@ -283,9 +283,12 @@ impl WebhookStore for This {
             (false, Some(at)) => ("pending", at),
             (false, None) => ("failed", a.at),
         };
-        // Only the lease holder records: a worker whose lease expired mid-send lost the delivery.
+                // Only the lease holder records: a worker whose lease expired mid-send lost the delivery.
+        // A delivery its subscription's deletion failed meanwhile stays failed (nothing more goes
+        // to a deleted subscription), unless this very attempt delivered it.
         let changed = sqlx::query(
-            "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, locked_until = NULL, \
+            "UPDATE webhook_deliveries SET \
+             status = CASE WHEN status = 'pending' OR $3 = 'delivered' THEN $3 ELSE status END, attempts = $4, next_attempt_at = $5, locked_until = NULL, \
              lock_owner = NULL, delivered_at = CASE WHEN $3 = 'delivered' THEN $6 ELSE delivered_at END \
              WHERE id = $1 AND lock_owner = $2",
         )
