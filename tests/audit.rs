@@ -78,6 +78,10 @@ async fn organisations_see_only_their_own_events(backend: Backend) {
         .get("/v1/audit-events?since=2999-01-01T00:00:00Z", &app.operator())
         .await;
     assert_eq!(future.json["items"], json!([]));
+    // A cursor that decodes to no sequence number ("abc") is 422, never a 500.
+    let forged = app.get("/v1/audit-events?cursor=c1616263", &app.operator()).await;
+    forged.problem(422, "validation_failed");
+    assert_eq!(forged.json["errors"][0]["code"], "invalid_cursor", "{}", forged.text);
 }
 
 on_both_databases!(

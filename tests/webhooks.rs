@@ -17,7 +17,7 @@ use crate::claims::{claim, provider, setup, submit};
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<(String, String, String)>>>,
-        fail_first: Arc<AtomicUsize>,
+    fail_first: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicUsize>,
     /// Requests whose head was read, answered or not yet.
     arrived: Arc<AtomicUsize>,
@@ -68,7 +68,7 @@ async fn receive_on(listener: TcpListener, r: Receiver) {
                     })
                     .unwrap_or_default()
             };
-                        let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
             r.arrived.fetch_add(1, Ordering::SeqCst);
             let delay = r.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {

@@ -327,6 +327,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { constraint } => conflict_for(&constraint),
             StoreError::IdempotencyMismatch => ApiError::IdempotencyKeyReused,
             StoreError::StaleVersion => ApiError::PreconditionFailed,
+            StoreError::InvalidCursor => ApiError::field(passerelle_domain::pagination::invalid_cursor()),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "database unavailable");
                 ApiError::Unavailable

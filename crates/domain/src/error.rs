@@ -51,6 +51,10 @@ pub enum StoreError {
     /// A stale `If-Match` version.
     #[error("stale version")]
     StaleVersion,
+    /// A cursor that decodes but names no position in the list it was given to: forged, or
+    /// issued by another list.
+    #[error("cursor names no position in this list")]
+    InvalidCursor,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage failure: {0}")]

@@ -37,12 +37,7 @@ impl PageRequest {
             Some(c) => match decode_cursor(c) {
                 Some(key) => Some(key),
                 None => {
-                    errors.push(FieldError::new(
-                        "/query/cursor",
-                        "invalid_cursor",
-                        "not a cursor this service issued",
-                        "ce curseur n'a pas été émis par ce service",
-                    ));
+                    errors.push(invalid_cursor());
                     None
                 }
             },
@@ -86,6 +81,16 @@ pub fn encode_cursor(key: &str) -> String {
 
 /// The key a cursor holds; `None` for text this service did not issue. A key never holds a NUL
 /// (`crate::nul`): one decoded from a forged cursor is refused here, before a statement sees it.
+/// The error of a cursor this service did not issue for this list.
+pub fn invalid_cursor() -> FieldError {
+    FieldError::new(
+        "/query/cursor",
+        "invalid_cursor",
+        "not a cursor this service issued",
+        "ce curseur n'a pas été émis par ce service",
+    )
+}
+
 pub fn decode_cursor(cursor: &str) -> Option<String> {
     let body = cursor.strip_prefix(CURSOR_PREFIX)?;
     let bytes = hex::decode(body).ok()?;

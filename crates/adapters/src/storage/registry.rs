@@ -551,11 +551,12 @@ impl RegistryStore for This {
 
     async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError> {
         // Newest first by (paid_at, id); the cursor carries both.
-        let (after_date, after_id) = match page.after.as_deref().and_then(|k| k.split_once('|')) {
-            Some((date, id)) => (
-                Some(NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| corrupt("cursor"))?),
-                Some(id.to_owned()),
-            ),
+        let (after_date, after_id) = match page.after.as_deref() {
+            Some(key) => {
+                let (date, id) = key.split_once('|').ok_or(StoreError::InvalidCursor)?;
+                let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| StoreError::InvalidCursor)?;
+                (Some(date), Some(id.to_owned()))
+            }
             None => (None, None),
         };
         let rows: Vec<ContributionRow> = sqlx::query_as(

@@ -372,7 +372,7 @@ impl AuditStore for This {
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>, StoreError> {
         let after = match &page.after {
-            Some(key) => Some(key.parse::<i64>().map_err(|_| corrupt("audit cursor"))?),
+            Some(key) => Some(key.parse::<i64>().map_err(|_| StoreError::InvalidCursor)?),
             None => None,
         };
         self.chain.flush().await?;

@@ -283,7 +283,7 @@ impl WebhookStore for This {
             (false, Some(at)) => ("pending", at),
             (false, None) => ("failed", a.at),
         };
-                // Only the lease holder records: a worker whose lease expired mid-send lost the delivery.
+        // Only the lease holder records: a worker whose lease expired mid-send lost the delivery.
         // A delivery its subscription's deletion failed meanwhile stays failed (nothing more goes
         // to a deleted subscription), unless this very attempt delivered it.
         let changed = sqlx::query(
