@@ -492,7 +492,40 @@ async fn dates_stay_within_the_business(backend: Backend) {
     assert_eq!(product.error_fields(), ["/effective_from"]);
 }
 
+/// A stored person registered into one product by several requests at once gets one coverage:
+/// the others are 409 `already_covered`, however their commits interleave.
+async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let mut first = household(plan_b.json["id"].as_str().unwrap(), "B-1", "123456789012");
+    first["dependants"] = json!([]);
+    assert_eq!(register(app, "mut-b", "b", &first).await.status.as_u16(), 201);
+    let attempts = (0..32).map(|i| {
+        let mut body = household(&r.product, &format!("TSV-{i}"), "123456789012");
+        body["dependants"] = json!([]);
+        async move { register(app, "mut-a", &format!("k{i}"), &body).await }
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let created = replies.iter().filter(|r| r.status.as_u16() == 201).count();
+    assert_eq!(
+        created,
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status.as_u16()).collect::<Vec<_>>()
+    );
+    for reply in replies.iter().filter(|r| r.status.as_u16() != 201) {
+        reply.problem(409, "conflict");
+        let detail = reply.json["detail"].as_str().unwrap();
+        assert!(detail.contains("déjà couverte par ce produit"), "{}", reply.text);
+    }
+    assert_eq!(app.count("coverages").await, 2);
+}
+
 on_both_databases!(
+    one_person_joins_a_product_once_under_concurrency,
     dates_stay_within_the_business,
     a_household_registers_all_or_nothing,
     people_are_matched_across_organisations,

@@ -184,6 +184,12 @@ async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_numb
     match result {
         Ok(_) => Ok(()),
         Err(e) => match db_err(e) {
+            // The check above, raced by a concurrent registration of the same person.
+            StoreError::Conflict { constraint } if constraint == "coverages_one_live_per_product" => {
+                Err(StoreError::Conflict {
+                    constraint: "already_covered".into(),
+                })
+            }
             StoreError::Conflict { .. } => Err(member_number_taken()),
             other => Err(other),
         },
