@@ -393,6 +393,13 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     patch(Some(&etag), json!({"status": "active"}))
         .await
         .problem(409, "conflict");
+    // Nothing more is paid into a terminated coverage, and it stays as it was.
+    let late = json!({"amount_xof": 500, "period_start": "2027-01-01", "period_end": "2027-12-31",
+        "paid_at": "2026-12-01", "reference": "RECU-LATE"});
+    app.post(&contributions, &token, &late).await.problem(409, "conflict");
+    let after = app.get(&path, &token).await;
+    assert_eq!(after.header("etag"), Some(etag.as_str()));
+    assert_eq!(after.json["paid_through"], now.json["paid_through"]);
 }
 
 async fn bad_registrations_list_every_problem(backend: Backend) {
@@ -492,6 +499,37 @@ async fn dates_stay_within_the_business(backend: Backend) {
     assert_eq!(product.error_fields(), ["/effective_from"]);
 }
 
+/// A household starting before the product's first version is held to that first version's
+/// rules, not to the latest one's.
+async fn a_start_before_the_first_version_uses_the_first(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut stricter = family_plan("2026-09-01");
+    stricter["max_dependants"] = json!(0);
+    let put = app
+        .send(
+            app.request(Method::PUT, &format!("/v1/products/{}", r.product))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", "*")
+                .json(&stricter),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    let mut early = household(&r.product, "TSV-0001", "123456789012");
+    early["start_date"] = json!("2025-12-01");
+    let reply = register(app, "mut-a", "k1", &early).await;
+    assert_eq!(
+        reply.status.as_u16(),
+        201,
+        "two dependants, as the first version allows: {}",
+        reply.text
+    );
+    let mut late = household(&r.product, "TSV-0002", "123456789013");
+    late["start_date"] = json!("2026-10-01");
+    let reply = register(app, "mut-a", "k2", &late).await;
+    reply.problem(422, "validation_failed");
+}
+
 /// A stored person registered into one product by several requests at once gets one coverage:
 /// the others are 409 `already_covered`, however their commits interleave.
 async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
@@ -525,6 +563,7 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
 }
 
 on_both_databases!(
+    a_start_before_the_first_version_uses_the_first,
     one_person_joins_a_product_once_under_concurrency,
     dates_stay_within_the_business,
     a_household_registers_all_or_nothing,

@@ -598,6 +598,9 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("already_covered", store("already_covered")),
         ],
         ("post", "/v1/claims" | "/fhir/r4/Claim") => vec![("external_id_taken", store("external_id_taken"))],
+        ("post", "/v1/coverages/{id}/contributions") => {
+            vec![("coverage_terminated", store("coverage_terminated"))]
+        }
         ("patch", "/v1/coverages/{id}") => vec![(
             "terminated",
             ApiError::conflict(

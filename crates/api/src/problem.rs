@@ -351,6 +351,10 @@ fn conflict_for(constraint: &str) -> ApiError {
             "This person already holds a coverage of this product.",
             "Cette personne est déjà couverte par ce produit.",
         ),
+        "coverage_terminated" => ApiError::conflict(
+            "This coverage is terminated: no contribution can be recorded on it.",
+            "Cette couverture est résiliée : aucune cotisation ne peut y être enregistrée.",
+        ),
         "external_id_taken" => ApiError::conflict(
             "This provider already submitted a claim with this external_id (a duplicate payment).",
             "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",

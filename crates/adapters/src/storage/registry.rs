@@ -511,6 +511,23 @@ impl RegistryStore for This {
                 replayed: true,
             });
         }
+        // A terminated coverage is final: nothing more is paid into it.
+        let moved = sqlx::query(
+            "UPDATE coverages SET paid_through = CASE WHEN paid_through IS NULL OR paid_through < $2 THEN $2 \
+             ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1 AND status <> 'terminated'",
+        )
+        .bind(&contribution.coverage)
+        .bind(contribution.period_end)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if moved == 0 {
+            return Err(StoreError::Conflict {
+                constraint: "coverage_terminated".into(),
+            });
+        }
         sqlx::query(
             "INSERT INTO contributions (id, coverage, amount_xof, period_start, period_end, paid_at, reference, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -525,17 +542,7 @@ impl RegistryStore for This {
         .bind(contribution.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(db_err)?;
-        sqlx::query(
-            "UPDATE coverages SET paid_through = CASE WHEN paid_through IS NULL OR paid_through < $2 THEN $2 \
-             ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1",
-        )
-        .bind(&contribution.coverage)
-        .bind(contribution.period_end)
-        .bind(ctx.at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+                .map_err(db_err)?;
         let row: CoverageRow = sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
             .bind(&contribution.coverage)
             .fetch_one(&mut *tx)

@@ -266,10 +266,11 @@ impl Job<'_> {
             return Ok(None);
         };
         let start = draft.start_date.as_deref().and_then(parse_date);
-        Ok(start
-            .and_then(|d| select_version(versions, d))
-            .or(versions.last())
-            .cloned())
+        let chosen = match start {
+            Some(d) => select_version(versions, d).or(versions.first()),
+            None => versions.last(),
+        };
+        Ok(chosen.cloned())
     }
 
     fn fail(&mut self, failure: HouseholdFailure) {

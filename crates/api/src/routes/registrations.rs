@@ -180,7 +180,10 @@ pub async fn own_product(
     if first.organization != caller.org.as_str() {
         return Ok(None);
     }
-    let chosen = on.and_then(|d| select_version(&versions, d)).or(versions.last());
+    let chosen = match on {
+        Some(d) => select_version(&versions, d).or(versions.first()),
+        None => versions.last(),
+    };
     Ok(chosen.cloned())
 }
 

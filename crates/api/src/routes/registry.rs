@@ -566,7 +566,7 @@ pub struct ContributionCreate {
 /// a dependant's eligibility also counts its principal's payments. Contributions decide
 /// `CONTRIBUTIONS_IN_ARREARS` for `complementary` and `primary` coverages only. Answers 201
 /// without `Location`: the contribution is listed under its coverage. Subscribers receive
-/// `coverage.changed`.
+/// `coverage.changed`. A `terminated` coverage is final: a contribution to it is 409.
 #[utoipa::path(
     post,
     path = "/v1/coverages/{id}/contributions",
@@ -578,7 +578,8 @@ pub struct ContributionCreate {
     ),
     responses(
         (status = 201, description = "Recorded (listed under the coverage; no Location)", body = ContributionView),
-        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The coverage is terminated: nothing more is paid into it", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
