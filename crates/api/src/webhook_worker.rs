@@ -66,12 +66,14 @@ pub fn envelope(d: &DueDelivery) -> Vec<u8> {
 
 pub fn start(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-    {
+        .no_proxy();
+    if !state.config.webhook_allow_insecure {
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook client; deliveries stay queued");
@@ -118,6 +120,32 @@ async fn tick(state: &AppState, client: &reqwest::Client, owner: &str) -> Result
     });
     futures::future::join_all(sends).await;
     Ok(count)
+}
+
+/// The webhook client's resolver: a name resolves to its public addresses only, at the moment of
+/// connecting. Checking the name before the send is not enough on its own: a name with a short
+/// lifetime can answer a public address to the check and a private one to the connection
+/// (DNS rebinding). A name with no public address fails to resolve, and nothing is sent.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let public = public_addresses(name.as_str()).await?;
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+async fn public_addresses(host: &str) -> Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .filter(|a| address_allowed(a.ip(), false))
+        .collect();
+    if public.is_empty() {
+        return Err("refused: the receiver resolves to no public address".into());
+    }
+    Ok(public)
 }
 
 async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
@@ -195,6 +223,31 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names that resolve only to this machine resolve to nothing for the webhook client.
+    /// Resolving `localhost` asks no server and sends nothing.
+    #[tokio::test]
+    async fn the_client_resolves_no_private_address() {
+        let refused = public_addresses("localhost").await.unwrap_err();
+        assert!(refused.to_string().contains("no public address"), "{refused}");
+    }
+
+    #[test]
+    fn ipv4_carried_in_ipv6_is_judged_as_ipv4() {
+        let allowed = |s: &str| address_allowed(s.parse().unwrap(), false);
+        for private in [
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::192.168.1.1",
+            "0.1.2.3",
+        ] {
+            assert!(!allowed(private), "{private}");
+        }
+        for public in ["64:ff9b::8.8.8.8", "2001:4860:4860::8888", "8.8.8.8"] {
+            assert!(allowed(public), "{public}");
+        }
+    }
 
     #[test]
     fn signatures_follow_the_contract() {

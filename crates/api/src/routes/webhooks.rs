@@ -82,6 +82,7 @@ fn private(ip: IpAddr) -> bool {
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
+                || v4.octets()[0] == 0
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
@@ -92,9 +93,21 @@ fn private(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| private(IpAddr::V4(v4)))
+                                || v6.to_ipv4_mapped().is_some_and(|v4| private(IpAddr::V4(v4)))
+                // An IPv4 address carried in IPv6: IPv4-compatible (`::a.b.c.d`) or through a
+                // NAT64 gateway (`64:ff9b::a.b.c.d`) reaches that IPv4 address.
+                || embedded_ipv4(v6).is_some_and(|v4| private(IpAddr::V4(v4)))
         }
     }
+}
+
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let carried = s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    carried.then(|| {
+        let [.., a, b, c, d] = v6.octets();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    })
 }
 
 /// Whether a resolved address may receive deliveries (SSRF guard, also applied when sending).
