@@ -530,6 +530,43 @@ async fn a_start_before_the_first_version_uses_the_first(backend: Backend) {
     reply.problem(422, "validation_failed");
 }
 
+/// A retried registration is answered as the first was, though the product's rules changed
+/// since; the same key with another body, even an invalid one, is `idempotency_key_reused`.
+async fn a_retry_is_answered_as_the_first_was(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["start_date"] = json!("2026-03-01");
+    let first = register(app, "mut-a", "k1", &body).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let mut stricter = family_plan("2026-02-01");
+    stricter["max_dependants"] = json!(0);
+    let put = app
+        .send(
+            app.request(Method::PUT, &format!("/v1/products/{}", r.product))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", "*")
+                .json(&stricter),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    let again = register(app, "mut-a", "k1", &body).await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+    assert_eq!(again.json, first.json);
+    let mut other = body.clone();
+    other["member_number"] = json!("");
+    register(app, "mut-a", "k1", &other)
+        .await
+        .problem(422, "idempotency_key_reused");
+    // A new request is judged by the version now in force.
+    let mut fresh = household(&r.product, "TSV-0002", "123456789013");
+    fresh["start_date"] = json!("2026-03-01");
+    register(app, "mut-a", "k2", &fresh)
+        .await
+        .problem(422, "validation_failed");
+    assert_eq!(app.count("coverages").await, 3);
+}
+
 /// A stored person registered into one product by several requests at once gets one coverage:
 /// the others are 409 `already_covered`, however their commits interleave.
 async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
@@ -563,6 +600,7 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
 }
 
 on_both_databases!(
+    a_retry_is_answered_as_the_first_was,
     a_start_before_the_first_version_uses_the_first,
     one_person_joins_a_product_once_under_concurrency,
     dates_stay_within_the_business,

@@ -200,6 +200,33 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
     assert!(matches!(other, StoreError::IdempotencyMismatch), "{other:?}");
     assert_eq!(h.db.scalar("SELECT count(*) FROM organizations").await, 1);
     assert_eq!(durable_events(&h).await, 1);
+
+    // Read before a request is judged again: the first response, a mismatch, or nothing.
+    let k = |key: &str, fp: &str| IdempotencyKey {
+        key: key.into(),
+        fingerprint: fp.into(),
+    };
+    let kept = store.replay("operator", &k("k-1", "fp-a")).await.unwrap().unwrap();
+    let kept: Organization = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept, first.value);
+    let mismatch = store.replay("operator", &k("k-1", "fp-b")).await.unwrap_err();
+    assert!(matches!(mismatch, StoreError::IdempotencyMismatch), "{mismatch:?}");
+    assert_eq!(store.replay("operator", &k("k-2", "fp-a")).await.unwrap(), None);
+    assert_eq!(
+        store.replay("mut-a", &k("k-1", "fp-a")).await.unwrap(),
+        None,
+        "scoped to the organisation"
+    );
+
+    // Forgotten past the retention, and only then: the key is new again.
+    assert_eq!(
+        store.forget_idempotency_keys(at(1)).await.unwrap(),
+        0,
+        "claimed at(1), not before"
+    );
+    assert_eq!(store.forget_idempotency_keys(at(2)).await.unwrap(), 1);
+    assert_eq!(store.replay("operator", &k("k-1", "fp-b")).await.unwrap(), None);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM idempotency_keys").await, 0);
 }
 
 async fn the_chain_detects_an_edited_event(backend: Backend) {

@@ -83,8 +83,10 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
 /// The service. Bulk uploads stream up to `batch_max_bytes` to disk and may take longer than a
 /// request: they get their own body limit and timeout, every other route the JSON ones. Also
 /// starts this replica's bulk registration worker, the other half of the uploads.
-/// Starts what runs beside the API: the webhook outbox's delivery worker.
+/// Starts what runs beside the API: the webhook outbox's delivery worker, and the forgetting of
+/// expired `Idempotency-Key`s.
 pub fn start_workers(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    crate::housekeeping::start(state.clone());
     crate::webhook_worker::start(state.clone())
 }
 

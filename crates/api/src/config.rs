@@ -36,6 +36,8 @@ pub struct Config {
     pub webhook_allow_insecure: bool,
     pub webhook_retry_initial: Duration,
     pub webhook_max_attempts: u32,
+    /// How long `Idempotency-Key`s and the responses kept with them are kept (≥ 24 h).
+    pub idempotency_retention: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -141,6 +143,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "webhook_max_attempts",
         Some("12"),
         "webhook delivery attempts before giving up",
+    ),
+        (
+        "idempotency_retention_hours",
+        Some("48"),
+        "how long Idempotency-Keys, and the first responses kept to replay (which may hold personal data), are kept; at least 24",
     ),
     ("log", Some("info"), "log filter (tracing `EnvFilter` syntax)"),
     ("log_format", Some("json"), "`json` or `text`"),
@@ -350,6 +357,14 @@ impl Config {
             )?),
             webhook_max_attempts: parse_range("webhook_max_attempts", &required("webhook_max_attempts")?, 1, 100)?
                 as u32,
+            idempotency_retention: Duration::from_secs(
+                3600 * parse_range(
+                    "idempotency_retention_hours",
+                    &required("idempotency_retention_hours")?,
+                    24,
+                    24 * 366,
+                )?,
+            ),
             log: required("log")?,
             log_format: match required("log_format")?.as_str() {
                 "json" => LogFormat::Json,

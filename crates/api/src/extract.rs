@@ -314,6 +314,25 @@ impl Idempotency {
 }
 
 /// A JSON body together with its idempotency key, both read from one request.
+/// The first response to the request's `Idempotency-Key` when this same request was already
+/// answered (API.md §3). Handlers that judge a request against stored state (the product version
+/// in force, say) ask this first, so a retry is answered as the first request was, whatever
+/// changed since, and a key reused with another request is `idempotency_key_reused` before any
+/// other judgement. The write itself still claims the key, which settles concurrent retries.
+pub async fn replayed<T: DeserializeOwned>(
+    state: &crate::state::AppState,
+    caller: &Caller,
+    key: Option<&IdempotencyKey>,
+) -> Result<Option<T>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    match state.store.replay(caller.org.as_str(), key).await? {
+        Some(body) => serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| ApiError::Internal(format!("stored idempotent response does not parse: {e}"))),
+        None => Ok(None),
+    }
+}
+
 pub struct IdempotentJson<T> {
     pub body: T,
     pub idempotency: Option<IdempotencyKey>,

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod extract;
 pub mod fhir;
 pub mod fields;
+pub mod housekeeping;
 pub mod import;
 pub mod metrics;
 pub mod openapi;

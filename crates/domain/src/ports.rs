@@ -91,6 +91,19 @@ pub trait HealthStore: Send + Sync {
     }
 }
 
+/// What the service keeps of `Idempotency-Key`s (API.md §3) outside the writes that claim them.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// The first response to `key`, as the write stored it (JSON), when the same request was
+    /// already answered; `None` when the key is new or its first request is still running;
+    /// `IdempotencyMismatch` when it came with another request. Read before a request is judged
+    /// again, so a retry is answered as the first was whatever changed since.
+    async fn replay(&self, organization: &str, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
+
+    /// Forgets the keys claimed before `before`, and the responses kept with them; how many.
+    async fn forget_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 #[async_trait]
 pub trait OrganizationStore: Send + Sync {
     /// Creates the organisation and its audit event; a duplicate id is `Conflict`.
@@ -303,6 +316,7 @@ pub trait EligibilityStore: Send + Sync {
 /// Everything the service stores, behind one handle.
 pub trait Store:
     HealthStore
+    + IdempotencyStore
     + OrganizationStore
     + AuditStore
     + ProductStore
@@ -317,6 +331,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: HealthStore
+        + IdempotencyStore
         + OrganizationStore
         + AuditStore
         + ProductStore

@@ -14,7 +14,8 @@ use passerelle_domain::error::StoreError;
 use passerelle_domain::organization::Organization;
 use passerelle_domain::pagination::{Page, PageRequest};
 use passerelle_domain::ports::{
-    AuditFilter, AuditStore, HealthStore, OrganizationFilter, OrganizationStore, ProductStore, WriteContext, Written,
+    AuditFilter, AuditStore, HealthStore, IdempotencyKey, IdempotencyStore, OrganizationFilter, OrganizationStore,
+    ProductStore, WriteContext, Written,
 };
 use passerelle_domain::product::ProductVersion;
 use serde::de::DeserializeOwned;
@@ -252,6 +253,37 @@ impl HealthStore for This {
 
     fn read_replica_up(&self) -> Option<bool> {
         self.replica.as_ref().map(|r| r.is_up())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for This {
+    async fn replay(&self, organization: &str, key: &IdempotencyKey) -> Result<Option<String>, StoreError> {
+        // The primary: a key claimed a moment ago may not have reached a replica.
+        let row: Option<IdempotencyRow> =
+            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE organization = $1 AND key = $2")
+                .bind(organization)
+                .bind(&key.key)
+                .fetch_optional(&self.write)
+                .await
+                .map_err(db_err)?;
+        match row {
+            Some(row) if row.fingerprint != key.fingerprint => Err(StoreError::IdempotencyMismatch),
+            Some(row) => Ok(row.response),
+            None => Ok(None),
+        }
+    }
+
+    async fn forget_idempotency_keys(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let forgotten = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(forgotten)
     }
 }
 

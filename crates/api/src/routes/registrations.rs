@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::registry::{BeneficiaryView, CoverageView, LocalityView, NationalIdView};
-use crate::extract::{perm, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, replayed, Authorized, Caller, IdempotentJson};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -282,6 +282,9 @@ pub async fn register(
             header: "Idempotency-Key",
         });
     };
+    if let Some(first) = replayed::<Registration>(&state, &auth.caller, Some(&idempotency)).await? {
+        return Ok((StatusCode::CREATED, Json(RegistrationView::from(first))).into_response());
+    }
     let (draft, read_errors) = RegistrationDraft::from_json(&Value::Object(body), "");
     let (valid, product) = validate_registration(&state, &auth.caller, draft, read_errors, None)
         .await?

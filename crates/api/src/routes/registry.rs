@@ -19,13 +19,13 @@ use utoipa_axum::routes;
 
 use super::products::{check_if_match, etag};
 use super::{ListOf, PageQuery};
-use crate::extract::{perm, AppQuery, Authorized, Caller, IdempotentJson, MergePatch};
+use crate::extract::{perm, replayed, AppQuery, Authorized, Caller, IdempotentJson, MergePatch};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use passerelle_domain::beneficiary::{BeneficiaryDraft, LocalityDraft, NationalIdDraft};
 use passerelle_domain::coverage::Relationship;
-use passerelle_domain::ports::{NewHousehold, PersonRef};
+use passerelle_domain::ports::{NewHousehold, PersonRef, RegisteredMember};
 use passerelle_domain::product::Layer;
 use passerelle_domain::registration::MemberNumber;
 
@@ -593,6 +593,9 @@ pub async fn add_contribution(
     if coverage.organization != auth.caller.org.as_str() {
         return Err(ApiError::NotFound);
     }
+    if let Some(first) = replayed::<Contribution>(&state, &auth.caller, idempotency.as_ref()).await? {
+        return Ok((axum::http::StatusCode::CREATED, Json(ContributionView::from(first))).into_response());
+    }
     let today = state.clock.today();
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
@@ -799,6 +802,9 @@ pub async fn create_coverage(
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let caller = &auth.caller;
+    if let Some(first) = replayed::<RegisteredMember>(&state, caller, idempotency.as_ref()).await? {
+        return Ok(coverage_created(first.coverage));
+    }
     let today = state.clock.today();
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
@@ -912,11 +918,14 @@ pub async fn create_coverage(
     };
     let ctx = caller.write_context(&state, idempotency);
     let written = state.store.create_coverage(&ctx, &person, &household).await?;
-    let coverage = written.value.coverage;
+    Ok(coverage_created(written.value.coverage))
+}
+
+fn coverage_created(coverage: Coverage) -> Response {
     debug_assert_eq!(coverage.relationship, Relationship::Principal);
     let version = coverage.version;
     let view = CoverageView::from(coverage);
     let mut response = super::created(format!("/v1/coverages/{}", view.id), &view);
     response.headers_mut().insert(axum::http::header::ETAG, etag(version));
-    Ok(response)
+    response
 }
