@@ -530,6 +530,59 @@ async fn a_start_before_the_first_version_uses_the_first(backend: Backend) {
     reply.problem(422, "validation_failed");
 }
 
+/// A deployment's national id rules (`PASSERELLE_NATIONAL_ID_RULES`) replace the shipped ones: a
+/// 13-character NINA registers and is found, a type the file does not list is refused at the
+/// type, and a file with a mistake stops the service at start.
+async fn a_deployment_sets_its_national_id_rules(backend: Backend) {
+    let file = std::env::temp_dir().join(format!("passerelle-nid-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &file,
+        r#"[{"country": "ML", "type": "NINA", "min_len": 13, "max_len": 15, "charset": "letters_and_digits"}]"#,
+    )
+    .unwrap();
+    let r = registry(backend).await;
+    let path = file.clone();
+    let app = r.app.restart(move |c| c.national_id_rules = Some(path)).await;
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["dependants"] = json!([]);
+    body["principal"]["national_id"] = json!({"country": "ML", "type": "NINA", "value": "1234567890123"});
+    let created = register(&app, "mut-a", "k1", &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &app.token("cms-a", "eligibility:check"),
+            &json!({"beneficiary": {"national_id": {"country": "ML", "type": "NINA", "value": "1234567890123"}},
+                    "service_date": "2026-06-01", "care_level": "health_center"}),
+        )
+        .await;
+    assert_eq!(check.status.as_u16(), 200, "{}", check.text);
+    let mut shipped = household(&r.product, "TSV-0002", "123456789012");
+    shipped["dependants"] = json!([]);
+    let refused = register(&app, "mut-a", "k2", &shipped).await;
+    refused.problem(422, "validation_failed");
+    assert_eq!(
+        refused.json["errors"][0]["field"], "/principal/national_id/type",
+        "{}",
+        refused.text
+    );
+
+    std::fs::write(
+        &file,
+        r#"[{"country": "ML", "type": "NINA", "min_len": 0, "max_len": 15, "charset": "digits"}]"#,
+    )
+    .unwrap();
+    let mut config = app.config.clone();
+    config.national_id_rules = Some(file.clone());
+    let database = passerelle_api::app::connect(&config).await.unwrap();
+    let stopped = passerelle_api::app::state(config, &database).await.err().unwrap();
+    assert!(
+        stopped.contains("PASSERELLE_NATIONAL_ID_RULES") && stopped.contains("lengths"),
+        "{stopped}"
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
 /// A retried registration is answered as the first was, though the product's rules changed
 /// since; the same key with another body, even an invalid one, is `idempotency_key_reused`.
 async fn a_retry_is_answered_as_the_first_was(backend: Backend) {
@@ -600,6 +653,7 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
 }
 
 on_both_databases!(
+    a_deployment_sets_its_national_id_rules,
     a_retry_is_answered_as_the_first_was,
     a_start_before_the_first_version_uses_the_first,
     one_person_joins_a_product_once_under_concurrency,

@@ -38,6 +38,23 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
     let auth = Authenticator::from_config(&config)
         .await
         .map_err(|e| format!("configuration error: PASSERELLE_JWT_JWKS: {e}"))?;
+    let national_ids = match &config.national_id_rules {
+        None => passerelle_domain::beneficiary::NationalIdRules::SHIPPED,
+        Some(path) => {
+            let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+                format!(
+                    "configuration error: PASSERELLE_NATIONAL_ID_RULES: cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            passerelle_domain::beneficiary::NationalIdRules::from_json(&text).map_err(|e| {
+                format!(
+                    "configuration error: PASSERELLE_NATIONAL_ID_RULES: {}: {e}",
+                    path.display()
+                )
+            })?
+        }
+    };
     Ok(AppState {
         store: db.store.clone(),
         backend: db.backend,
@@ -49,6 +66,7 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
             config.rate_limit_per_second,
             config.rate_limit_burst,
         )),
+        national_ids: Arc::new(national_ids),
         config: Arc::new(config),
     })
 }

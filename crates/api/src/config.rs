@@ -19,6 +19,8 @@ pub struct Config {
     pub operator_name: String,
     pub operator_country: Country,
     pub jwt_jwks: Option<String>,
+    /// A JSON file of the national id types accepted, replacing the shipped list.
+    pub national_id_rules: Option<std::path::PathBuf>,
     pub jwt_hs256_secret: Option<Secret>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -104,7 +106,12 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         None,
         "development only: HS256 secret of at least 32 bytes",
     ),
-    ("jwt_issuer", Some("passerelle"), "required `iss` of tokens"),
+        ("jwt_issuer", Some("passerelle"), "required `iss` of tokens"),
+    (
+        "national_id_rules",
+        None,
+        "a JSON file of the national id types accepted and their formats, replacing the shipped list (deploy/national-id-rules.json is that list)",
+    ),
     ("jwt_audience", Some("passerelle"), "required member of `aud`"),
     ("body_limit_bytes", Some("1048576"), "largest JSON request body"),
     ("batch_max_bytes", Some("104857600"), "largest bulk upload"),
@@ -302,6 +309,7 @@ impl Config {
         }
 
         let config = Config {
+            national_id_rules: optional("national_id_rules").map(std::path::PathBuf::from),
             listen,
             database_url,
             database_read_url,

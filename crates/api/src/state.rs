@@ -23,6 +23,8 @@ pub struct AppState {
     pub batch_queued: Arc<tokio::sync::Notify>,
     /// Each organisation's request rate on this replica.
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// The national id types accepted and their formats (`PASSERELLE_NATIONAL_ID_RULES`).
+    pub national_ids: Arc<passerelle_domain::beneficiary::NationalIdRules>,
 }
 
 /// Organisation kinds never change once created, so the kind behind a token's `org` is read

@@ -28,6 +28,7 @@ pub enum Charset {
 
 /// The format of one `(country, type)` of national id: a length range and a charset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NationalIdRule {
     pub country: Cow<'static, str>,
     #[serde(rename = "type")]
@@ -141,6 +142,42 @@ impl NationalIdRules {
 
     pub fn new(rules: Vec<NationalIdRule>) -> Self {
         NationalIdRules(Cow::Owned(rules))
+    }
+
+    /// A deployment's own rules, from JSON: a list of `{country, type, min_len, max_len,
+    /// charset}` that replaces the shipped list. Each rule is checked, so that a mistake stops
+    /// the service at start rather than refusing every registration of that type.
+    pub fn from_json(text: &str) -> Result<NationalIdRules, String> {
+        let rules: Vec<NationalIdRule> =
+            serde_json::from_str(text).map_err(|e| format!("not a list of national id rules: {e}"))?;
+        if rules.is_empty() {
+            return Err("lists no rule: no national id could be accepted".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in rules.iter().enumerate() {
+            let at = format!("rule {} ({}:{})", i + 1, r.country, r.id_type);
+            if r.country.len() != 2 || !r.country.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!(
+                    "{at}: country must be two upper-case letters (ISO 3166-1 alpha-2)"
+                ));
+            }
+            let type_ok = (1..=20).contains(&r.id_type.len())
+                && r.id_type
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !type_ok {
+                return Err(format!(
+                    "{at}: type must be 1 to 20 upper-case letters, digits or underscores"
+                ));
+            }
+            if r.min_len == 0 || r.min_len > r.max_len || r.max_len > 64 {
+                return Err(format!("{at}: lengths must satisfy 1 ≤ min_len ≤ max_len ≤ 64"));
+            }
+            if !seen.insert((r.country.clone(), r.id_type.clone())) {
+                return Err(format!("{at}: a second rule for this country and type"));
+            }
+        }
+        Ok(NationalIdRules::new(rules))
     }
 
     pub fn rules(&self) -> &[NationalIdRule] {
@@ -822,6 +859,62 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         parse_date(s).unwrap()
+    }
+
+    /// The sample a deployment starts from is the shipped list, rule for rule.
+    #[test]
+    fn the_sample_rules_file_is_the_shipped_list() {
+        let sample = include_str!("../../../deploy/national-id-rules.json");
+        assert_eq!(
+            NationalIdRules::from_json(sample).unwrap(),
+            NationalIdRules::new(SHIPPED_RULES.to_vec())
+        );
+    }
+
+    #[test]
+    fn a_deployments_rules_replace_the_shipped_ones() {
+        let rules = NationalIdRules::from_json(
+            r#"[{"country": "ML", "type": "NINA", "min_len": 13, "max_len": 15, "charset": "letters_and_digits"}]"#,
+        )
+        .unwrap();
+        assert!(rules.parse("ml", "nina", "1234567890123", "/v").is_ok());
+        assert!(NationalIdRules::SHIPPED
+            .parse("ml", "nina", "1234567890123", "/v")
+            .is_err());
+        let unknown = rules.parse("TG", "NIU", "123456789012", "/v").unwrap_err();
+        assert_eq!(unknown.code, "unknown_national_id_type");
+        for (bad, says) in [
+            ("[]", "no rule"),
+            ("{}", "not a list"),
+            (
+                r#"[{"country": "ML", "type": "NINA", "min_len": 1, "max_len": 2, "charset": "digits", "x": 1}]"#,
+                "not a list",
+            ),
+            (
+                r#"[{"country": "mali", "type": "NINA", "min_len": 1, "max_len": 2, "charset": "digits"}]"#,
+                "country",
+            ),
+            (
+                r#"[{"country": "ML", "type": "NI:NA", "min_len": 1, "max_len": 2, "charset": "digits"}]"#,
+                "type",
+            ),
+            (
+                r#"[{"country": "ML", "type": "NINA", "min_len": 3, "max_len": 2, "charset": "digits"}]"#,
+                "lengths",
+            ),
+            (
+                r#"[{"country": "ML", "type": "NINA", "min_len": 0, "max_len": 2, "charset": "digits"}]"#,
+                "lengths",
+            ),
+            (
+                r#"[{"country": "ML", "type": "NINA", "min_len": 1, "max_len": 2, "charset": "digits"},
+                    {"country": "ML", "type": "NINA", "min_len": 1, "max_len": 3, "charset": "digits"}]"#,
+                "second rule",
+            ),
+        ] {
+            let refused = NationalIdRules::from_json(bad).unwrap_err();
+            assert!(refused.contains(says), "{bad}: {refused}");
+        }
     }
 
     fn today() -> NaiveDate {

@@ -11,7 +11,7 @@ use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
     CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowDuplicate, RowError,
 };
-use passerelle_domain::beneficiary::{parse_date, NationalIdRules};
+use passerelle_domain::beneficiary::parse_date;
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{
@@ -317,7 +317,7 @@ impl Job<'_> {
                     Some(rows) => self.product_for(&rows.draft).await.unwrap_or_default(),
                     None => None,
                 };
-                let failure = failure.complete(&NationalIdRules::SHIPPED, product.as_ref(), today);
+                let failure = failure.complete(&self.state.national_ids, product.as_ref(), today);
                 self.fail(failure);
             }
         }

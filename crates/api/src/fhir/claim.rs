@@ -675,7 +675,7 @@ pub async fn submit_claim(
         });
     };
     let t = translate(&body);
-    let parsed = t.judge(read_claim(&t.body, state.clock.today()))?;
+    let parsed = t.judge(read_claim(&t.body, state.clock.today(), &state.national_ids))?;
     // The rules `submit` applies with the store's facts (the provider, the coverages' start)
     // name `/v1` fields too: their faults are reported at the FHIR elements.
     let written = match submit(&state, &auth.caller, &parsed, idempotency).await {

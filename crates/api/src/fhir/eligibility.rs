@@ -360,7 +360,7 @@ pub async fn check(
 ) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
     let t = translate(&body);
     let today = state.clock.today();
-    let check = t.judge(match read_check(&t.body, today) {
+    let check = t.judge(match read_check(&t.body, today, &state.national_ids) {
         Err(ApiError::Validation(errors)) => Err(errors),
         other => Ok(other?),
     })?;

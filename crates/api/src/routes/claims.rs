@@ -379,7 +379,11 @@ pub(crate) struct ParsedClaim {
     pub base_adjudication: Option<Vec<(u32, Xof)>>,
 }
 
-pub(crate) fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<ParsedClaim, Vec<FieldError>> {
+pub(crate) fn read_claim(
+    body: &Map<String, Value>,
+    today: NaiveDate,
+    rules: &passerelle_domain::beneficiary::NationalIdRules,
+) -> Result<ParsedClaim, Vec<FieldError>> {
     let mut f = Fields::new(body);
     let mut errors = Vec::new();
     let external_id = f.str("external_id");
@@ -392,9 +396,9 @@ pub(crate) fn read_claim(body: &Map<String, Value>, today: NaiveDate) -> Result<
     let base_obj = f.opt_object("base_adjudication");
     errors.extend(f.finish());
     let person = if body.get("beneficiary").is_some_and(|v| !v.is_null()) {
-        person_obj.and_then(|o| read_person(Some(o), &mut errors))
+        person_obj.and_then(|o| read_person(Some(o), rules, &mut errors))
     } else {
-        read_person(None, &mut errors)
+        read_person(None, rules, &mut errors)
     };
     if let Some(e) = &external_id {
         if e.trim().is_empty() || e.chars().count() > 100 {
@@ -723,7 +727,7 @@ pub async fn submit_claim(
             header: "Idempotency-Key",
         });
     };
-    let parsed = read_claim(&body, state.clock.today()).map_err(ApiError::validation)?;
+    let parsed = read_claim(&body, state.clock.today(), &state.national_ids).map_err(ApiError::validation)?;
     let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
     let view = ClaimView::from(written.value);
     Ok(super::created(format!("/v1/claims/{}", view.id), &view))

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{Days, NaiveDate};
-use passerelle_domain::beneficiary::NationalId;
+use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
 use passerelle_domain::eligibility::{evaluate, CoverageEligibility, EligibilityInput};
@@ -165,7 +165,11 @@ fn unknown(field: &str, allowed: &[&str]) -> FieldError {
     )
 }
 
-pub(crate) fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) -> Option<PersonKey> {
+pub(crate) fn read_person(
+    body: Option<&Map<String, Value>>,
+    rules: &NationalIdRules,
+    errors: &mut Vec<FieldError>,
+) -> Option<PersonKey> {
     let Some(obj) = body else {
         errors.push(FieldError::required("/beneficiary"));
         return None;
@@ -197,7 +201,7 @@ pub(crate) fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<Fi
         return Some(PersonKey::Id(id));
     }
     if let Some((Some(country), Some(id_type), Some(value))) = nid {
-        return match NationalId::parse(&country, &id_type, &value, "/beneficiary/national_id/value") {
+        return match rules.parse(&country, &id_type, &value, "/beneficiary/national_id/value") {
             Ok(n) => Some(PersonKey::NationalId(n)),
             Err(e) => {
                 errors.push(e);
@@ -222,7 +226,11 @@ pub(crate) fn read_person(body: Option<&Map<String, Value>>, errors: &mut Vec<Fi
     }
 }
 
-pub(crate) fn read_check(body: &Map<String, Value>, today: NaiveDate) -> Result<Check, ApiError> {
+pub(crate) fn read_check(
+    body: &Map<String, Value>,
+    today: NaiveDate,
+    rules: &NationalIdRules,
+) -> Result<Check, ApiError> {
     let mut f = Fields::new(body);
     let mut errors = Vec::new();
     let person_obj = f.opt_object("beneficiary");
@@ -234,9 +242,9 @@ pub(crate) fn read_check(body: &Map<String, Value>, today: NaiveDate) -> Result<
     errors.extend(f.finish());
     let beneficiary_present = body.get("beneficiary").is_some_and(|v| !v.is_null());
     let person = if beneficiary_present {
-        person_obj.and_then(|o| read_person(Some(o), &mut errors))
+        person_obj.and_then(|o| read_person(Some(o), rules, &mut errors))
     } else {
-        read_person(None, &mut errors)
+        read_person(None, rules, &mut errors)
     };
     let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(today);
     let latest = today.checked_add_days(Days::new(366)).unwrap_or(today);
@@ -340,7 +348,7 @@ pub async fn check_eligibility(
     auth: Authorized<perm::CheckEligibility>,
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> Result<Json<EligibilityView>, ApiError> {
-    let check = read_check(&body, state.clock.today())?;
+    let check = read_check(&body, state.clock.today(), &state.national_ids)?;
     Ok(Json(answer(&state, &auth.caller, &check).await?.view))
 }
 

@@ -208,8 +208,7 @@ pub async fn validate_registration(
     };
     let Some(product) = product else {
         let product_given = draft.product.is_some();
-        let rules = passerelle_domain::beneficiary::NationalIdRules::default();
-        let mut errors = merge_errors(read_errors, draft.errors_without_product(&rules, today));
+        let mut errors = merge_errors(read_errors, draft.errors_without_product(&state.national_ids, today));
         if !errors.iter().any(|e| e.field == "/product") {
             errors.push(if product_given {
                 FieldError::unknown_reference("/product")
@@ -222,7 +221,7 @@ pub async fn validate_registration(
     if !product.layer.is_mutuelle_layer() {
         return Ok(Err(vec![FieldError::unknown_reference("/product")]));
     }
-    Ok(match draft.validate(&product, today) {
+    Ok(match draft.validate_with(&state.national_ids, &product, today) {
         Ok(valid) if read_errors.is_empty() => Ok((valid, product)),
         Ok(_) => Err(read_errors),
         Err(rule_errors) => Err(merge_errors(read_errors, rule_errors)),

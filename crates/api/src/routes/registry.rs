@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use passerelle_domain::beneficiary::{Beneficiary, NationalId};
+use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
@@ -260,7 +260,10 @@ pub async fn search_beneficiaries(
     let raw = query
         .national_id
         .ok_or_else(|| ApiError::field(FieldError::required("/query/national_id")))?;
-    let nid = NationalId::parse_compact(&raw, "/query/national_id").map_err(ApiError::field)?;
+    let nid = state
+        .national_ids
+        .parse_compact(&raw, "/query/national_id")
+        .map_err(ApiError::field)?;
     let found = state.store.find_by_national_id(&nid).await?;
     let mut items = Vec::new();
     if let Some(person) = found {
@@ -877,7 +880,7 @@ pub async fn create_coverage(
             let mut g = Fields::nested(obj, "/beneficiary");
             let draft = read_person_fields(&mut g, "/beneficiary", &mut errors);
             errors.extend(g.finish());
-            match draft.validate("/beneficiary", today) {
+            match draft.validate_with(&state.national_ids, "/beneficiary", today) {
                 Ok(valid) => Some(PersonRef::New(valid)),
                 Err(rule_errors) => {
                     errors = crate::fields::merge(errors, rule_errors);
