@@ -107,6 +107,18 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     assert_eq!(second.status.as_u16(), 201);
     assert_eq!(first.json, second.json);
     assert_eq!(second.header("location"), Some("/v1/organizations/mut-thies"));
+    // The same request serialised again, members in another order and spaced out: a replay.
+    let respelt = app
+        .send(
+            app.request(Method::POST, "/v1/organizations")
+                .bearer_auth(app.operator())
+                .header("idempotency-key", "create-thies-1")
+                .header("content-type", "application/json")
+                .body(r#"{ "name": "Thi\u00e8s", "country": "SN",  "kind": "mutuelle", "id": "mut-thies" }"#),
+        )
+        .await;
+    assert_eq!(respelt.status.as_u16(), 201, "{}", respelt.text);
+    assert_eq!(respelt.json, first.json);
     let mut other = body.clone();
     other["id"] = json!("mut-other");
     send(other).await.problem(422, "idempotency_key_reused");

@@ -13,6 +13,7 @@ use passerelle_domain::policy::{Action, Decision};
 use passerelle_domain::ports::{IdempotencyKey, WriteContext};
 use passerelle_domain::scope::Scope;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::problem::{ApiError, REQUEST};
@@ -305,7 +306,12 @@ impl Idempotency {
         hasher.update(b" ");
         hasher.update(uri.as_bytes());
         hasher.update(b"\n");
-        hasher.update(body);
+        // A JSON body counts by what it says, not how it is spelt: a client that serialises its
+        // retry again (another key order, other spacing) is sending the same request.
+        match serde_json::from_slice::<Value>(body) {
+            Ok(json) => hasher.update(canonical_json(&json).to_string().as_bytes()),
+            Err(_) => hasher.update(body),
+        }
         Ok(Idempotency(Some(IdempotencyKey {
             key: key.to_owned(),
             fingerprint: hex::encode(hasher.finalize()),
@@ -313,7 +319,6 @@ impl Idempotency {
     }
 }
 
-/// A JSON body together with its idempotency key, both read from one request.
 /// The first response to the request's `Idempotency-Key` when this same request was already
 /// answered (API.md §3). Handlers that judge a request against stored state (the product version
 /// in force, say) ask this first, so a retry is answered as the first request was, whatever
@@ -333,6 +338,25 @@ pub async fn replayed<T: DeserializeOwned>(
     }
 }
 
+/// A JSON value with every object's members in key order, so that equal values print alike.
+fn canonical_json(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => {
+            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                sorted
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical_json(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical_json).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A JSON body together with its idempotency key, both read from one request.
 pub struct IdempotentJson<T> {
     pub body: T,
     pub idempotency: Option<IdempotencyKey>,
@@ -353,5 +377,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         let AppJson(body) = AppJson::<T>::from_request(req, state).await?;
         Ok(IdempotentJson { body, idempotency })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(body: &str) -> String {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("idempotency-key", axum::http::HeaderValue::from_static("k"));
+        let Idempotency(key) = Idempotency::read(&headers, "POST", "/v1/claims", body.as_bytes()).unwrap();
+        key.unwrap().fingerprint
+    }
+
+    /// A retry serialised again (other key order, other spacing) is the same request; any other
+    /// change to what it says is another.
+    #[test]
+    fn a_json_body_is_fingerprinted_by_what_it_says() {
+        assert_eq!(
+            fingerprint(r#"{"a": 1, "b": {"y": [1, {"q": 2, "p": 3}], "x": "é"}}"#),
+            fingerprint(r#"{"b":{"x":"\u00e9","y":[1,{"p":3,"q":2}]},"a":1}"#)
+        );
+        assert_ne!(fingerprint(r#"{"a": 1}"#), fingerprint(r#"{"a": 2}"#));
+        assert_ne!(fingerprint(r#"{"a": 1}"#), fingerprint(r#"{"a": 1.0}"#));
+        assert_ne!(fingerprint("[1, 2]"), fingerprint("[2, 1]"));
+        assert_ne!(fingerprint("not json"), fingerprint("not  json"));
     }
 }
