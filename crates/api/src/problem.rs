@@ -332,6 +332,11 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %detail, "database unavailable");
                 ApiError::Unavailable
             }
+            // Rolled back whole: the client retries (with the same Idempotency-Key) safely.
+            StoreError::Contention(detail) => {
+                tracing::warn!(error = %detail, "a change lost to a concurrent one");
+                ApiError::Unavailable
+            }
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }

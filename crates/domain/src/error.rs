@@ -57,6 +57,10 @@ pub enum StoreError {
     InvalidCursor,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost to a concurrent one (a deadlock's victim, a serialization failure)
+    /// and was rolled back whole: trying again is safe, and usually succeeds.
+    #[error("lost to a concurrent transaction: {0}")]
+    Contention(String),
     #[error("storage failure: {0}")]
     Internal(String),
 }

@@ -423,9 +423,23 @@ async fn one_by_one(
     let mut events = Vec::new();
     let mut outcomes = Vec::with_capacity(households.len());
     for household in households {
-        savepoint(tx, "SAVEPOINT household").await?;
         let mut own_events = Vec::new();
-        match register_in(tx, ctx, household, skip_existing, &mut own_events).await {
+        // A household that lost a deadlock to a concurrent writer (the group fell back here for
+        // that reason, often) is tried once more before its failure is reported.
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            own_events.clear();
+            savepoint(tx, "SAVEPOINT household").await?;
+            match register_in(tx, ctx, household, skip_existing, &mut own_events).await {
+                Err(StoreError::Contention(_)) if tries < 2 => {
+                    savepoint(tx, "ROLLBACK TO SAVEPOINT household").await?;
+                    savepoint(tx, "RELEASE SAVEPOINT household").await?;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(registration) => {
                 savepoint(tx, "RELEASE SAVEPOINT household").await?;
                 events.append(&mut own_events);

@@ -12,19 +12,14 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL class 08 (connection), 57P (operator intervention), 53 (resources), and
-            // a transaction chosen as a deadlock's victim (40P01) or failing serialization
-            // (40001): rolled back whole, so a retry (with the same Idempotency-Key) is safe;
+            // PostgreSQL class 08 (connection), 57P (operator intervention), 53 (resources);
             // SQLite BUSY (5) and LOCKED (6) after the busy timeout.
-            if code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-                || code == "40P01"
-                || code == "40001"
-                || code == "5"
-                || code == "6"
+            if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "5" || code == "6"
             {
                 StoreError::Unavailable(e.to_string())
+            } else if code == "40P01" || code == "40001" {
+                // A deadlock's victim or a serialization failure: rolled back whole.
+                StoreError::Contention(e.to_string())
             } else if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation) {
                 StoreError::Conflict {
                     constraint: db.constraint().unwrap_or("unique").to_owned(),
