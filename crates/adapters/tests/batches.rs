@@ -78,6 +78,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     let key = IdempotencyKey {
         key: "k1".into(),
         fingerprint: "f1".into(),
+        canonical: None,
     };
     let created = store.create_batch(&ctx(Some(key.clone())), &batch("b1")).await.unwrap();
     assert!(!created.replayed);

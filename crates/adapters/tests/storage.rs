@@ -179,6 +179,7 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
         idempotency: Some(IdempotencyKey {
             key: "k-1".into(),
             fingerprint: fp.into(),
+            canonical: Some(format!("canonical-{fp}")),
         }),
         ..ctx("r")
     };
@@ -205,7 +206,26 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
     let k = |key: &str, fp: &str| IdempotencyKey {
         key: key.into(),
         fingerprint: fp.into(),
+        canonical: Some(format!("canonical-{fp}")),
     };
+    // Other bytes saying the same (the same canonical fingerprint) replay too.
+    let respelt = IdempotencyKey {
+        key: "k-1".into(),
+        fingerprint: "fp-respelt".into(),
+        canonical: Some("canonical-fp-a".into()),
+    };
+    assert!(store.replay("operator", &respelt).await.unwrap().is_some());
+    let again = store
+        .create_organization(
+            &WriteContext {
+                idempotency: Some(respelt),
+                ..ctx("r")
+            },
+            &org("mut-a", OrgKind::Mutuelle),
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed);
     let kept = store.replay("operator", &k("k-1", "fp-a")).await.unwrap().unwrap();
     let kept: Organization = serde_json::from_str(&kept).unwrap();
     assert_eq!(kept, first.value);
@@ -218,13 +238,39 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
         "scoped to the organisation"
     );
 
+    // A key claimed by a binary that kept no canonical fingerprint matches on its bytes only.
+    let legacy = WriteContext {
+        idempotency: Some(IdempotencyKey {
+            key: "k-old".into(),
+            fingerprint: "fp-old".into(),
+            canonical: None,
+        }),
+        ..ctx("r")
+    };
+    store
+        .create_organization(&legacy, &org("mut-old", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    let same_bytes = IdempotencyKey {
+        key: "k-old".into(),
+        fingerprint: "fp-old".into(),
+        canonical: Some("canonical-fp-old".into()),
+    };
+    assert!(store.replay("operator", &same_bytes).await.unwrap().is_some());
+    let other_bytes = IdempotencyKey {
+        fingerprint: "fp-respelt".into(),
+        ..same_bytes
+    };
+    let refused = store.replay("operator", &other_bytes).await.unwrap_err();
+    assert!(matches!(refused, StoreError::IdempotencyMismatch), "{refused:?}");
+
     // Forgotten past the retention, and only then: the key is new again.
     assert_eq!(
         store.forget_idempotency_keys(at(1)).await.unwrap(),
         0,
         "claimed at(1), not before"
     );
-    assert_eq!(store.forget_idempotency_keys(at(2)).await.unwrap(), 1);
+    assert_eq!(store.forget_idempotency_keys(at(2)).await.unwrap(), 2);
     assert_eq!(store.replay("operator", &k("k-1", "fp-b")).await.unwrap(), None);
     assert_eq!(h.db.scalar("SELECT count(*) FROM idempotency_keys").await, 0);
 }

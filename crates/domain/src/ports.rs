@@ -52,10 +52,22 @@ impl WriteContext {
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with (method, path, query,
 /// body), scoped to the calling organisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdempotencyKey {
     pub key: String,
+    /// Of the request as sent: method, path, query and body bytes.
     pub fingerprint: String,
+    /// Of the same with a JSON body in canonical form (member order and spacing aside), when
+    /// the body is JSON: a retry serialised again matches on this one.
+    pub canonical: Option<String>,
+}
+
+impl IdempotencyKey {
+    /// Whether a key claimed with these fingerprints was claimed by this same request. A key
+    /// claimed before canonical fingerprints were kept has none, and matches on its bytes.
+    pub fn same_request(&self, fingerprint: &str, canonical: Option<&str>) -> bool {
+        self.fingerprint == fingerprint || canonical.is_some_and(|c| self.canonical.as_deref() == Some(c))
+    }
 }
 
 /// The result of a write that may have been a replay of an earlier one with the same key.

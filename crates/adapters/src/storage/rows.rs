@@ -73,6 +73,7 @@ impl From<AuditRow> for AuditEvent {
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct IdempotencyRow {
     pub fingerprint: String,
+    pub canonical_fingerprint: Option<String>,
     pub response: Option<String>,
 }
 

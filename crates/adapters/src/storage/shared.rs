@@ -40,13 +40,14 @@ async fn claim_idempotency<T: DeserializeOwned>(tx: &mut Tx, ctx: &WriteContext)
         return Ok(None);
     };
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (organization, key, fingerprint, response, created_at) \
-         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (organization, key) DO NOTHING",
+        "INSERT INTO idempotency_keys (organization, key, fingerprint, canonical_fingerprint, response, created_at) \
+         VALUES ($1, $2, $3, $5, NULL, $4) ON CONFLICT (organization, key) DO NOTHING",
     )
     .bind(&ctx.organization)
     .bind(&idem.key)
     .bind(&idem.fingerprint)
     .bind(ctx.at)
+    .bind(&idem.canonical)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?
@@ -54,14 +55,15 @@ async fn claim_idempotency<T: DeserializeOwned>(tx: &mut Tx, ctx: &WriteContext)
     if inserted == 1 {
         return Ok(None);
     }
-    let row: IdempotencyRow =
-        sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE organization = $1 AND key = $2")
-            .bind(&ctx.organization)
-            .bind(&idem.key)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db_err)?;
-    if row.fingerprint != idem.fingerprint {
+    let row: IdempotencyRow = sqlx::query_as(
+        "SELECT fingerprint, canonical_fingerprint, response FROM idempotency_keys WHERE organization = $1 AND key = $2",
+    )
+    .bind(&ctx.organization)
+    .bind(&idem.key)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if !idem.same_request(&row.fingerprint, row.canonical_fingerprint.as_deref()) {
         return Err(StoreError::IdempotencyMismatch);
     }
     match row.response {
@@ -260,15 +262,19 @@ impl HealthStore for This {
 impl IdempotencyStore for This {
     async fn replay(&self, organization: &str, key: &IdempotencyKey) -> Result<Option<String>, StoreError> {
         // The primary: a key claimed a moment ago may not have reached a replica.
-        let row: Option<IdempotencyRow> =
-            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE organization = $1 AND key = $2")
-                .bind(organization)
-                .bind(&key.key)
-                .fetch_optional(&self.write)
-                .await
-                .map_err(db_err)?;
+        let row: Option<IdempotencyRow> = sqlx::query_as(
+            "SELECT fingerprint, canonical_fingerprint, response FROM idempotency_keys \
+             WHERE organization = $1 AND key = $2",
+        )
+        .bind(organization)
+        .bind(&key.key)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_err)?;
         match row {
-            Some(row) if row.fingerprint != key.fingerprint => Err(StoreError::IdempotencyMismatch),
+            Some(row) if !key.same_request(&row.fingerprint, row.canonical_fingerprint.as_deref()) => {
+                Err(StoreError::IdempotencyMismatch)
+            }
             Some(row) => Ok(row.response),
             None => Ok(None),
         }

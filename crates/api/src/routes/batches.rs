@@ -349,6 +349,7 @@ pub async fn upload(
         Some(IdempotencyKey {
             key: key.key,
             fingerprint: spooled.digest.clone(),
+            canonical: None,
         }),
     );
     let batch = NewBatch {
