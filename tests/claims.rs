@@ -408,6 +408,14 @@ async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
         assert_eq!(r.json, replies[0].json);
     }
     assert_eq!(app.count("claims").await, 1);
+    // The key names that first request: another body under it, even an invalid one, is refused
+    // as a reused key before it is judged; the first answer still replays.
+    let mut edited = body.clone();
+    edited["lines"][0]["unit_price_xof"] = json!(-1);
+    submit(app, &token, "same-key", &edited)
+        .await
+        .problem(422, "idempotency_key_reused");
+    assert_eq!(submit(app, &token, "same-key", &body).await.json, replies[0].json);
 }
 
 /// A coverage that pays none of a claim's lines is passed over for the next payer, as an

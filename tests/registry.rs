@@ -583,6 +583,34 @@ async fn a_deployment_sets_its_national_id_rules(backend: Backend) {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// Terminating the principal's coverage terminates the household's: each dependant's coverage
+/// ends with it, and the household can be registered again.
+async fn a_household_ends_with_its_principal(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let coverage = |i: usize| first.json["members"][i]["coverage"]["id"].as_str().unwrap().to_owned();
+    let token = writer(app, "mut-a");
+    let ended = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{}", coverage(0)))
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&json!({"status": "terminated", "end_date": "2026-11-30"})),
+        )
+        .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    for i in [1, 2] {
+        let dependant = app.get(&format!("/v1/coverages/{}", coverage(i)), &token).await;
+        assert_eq!(dependant.json["status"], "terminated", "{}", dependant.text);
+        assert_eq!(dependant.json["end_date"], "2026-11-30");
+        assert_eq!(dependant.header("etag"), Some("\"2\""));
+    }
+    let again = register(app, "mut-a", "k2", &household(&r.product, "TSV-0002", "123456789012")).await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+}
+
 /// A retried registration is answered as the first was, though the product's rules changed
 /// since; the same key with another body, even an invalid one, is `idempotency_key_reused`.
 async fn a_retry_is_answered_as_the_first_was(backend: Backend) {
@@ -653,6 +681,7 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
 }
 
 on_both_databases!(
+    a_household_ends_with_its_principal,
     a_deployment_sets_its_national_id_rules,
     a_retry_is_answered_as_the_first_was,
     a_start_before_the_first_version_uses_the_first,

@@ -143,6 +143,46 @@ async fn find_by_national_id_tx(tx: &mut Tx, nid: &NationalId) -> Result<Option<
     row.map(Beneficiary::try_from).transpose()
 }
 
+/// The household's membership ends with its principal's: each dependant's coverage still live is
+/// terminated with it, ending when the principal's does (or its own end, when earlier), so that
+/// its rows say what eligibility already answers and the people can be registered again.
+async fn terminate_dependants(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    principal: &Coverage,
+    events: &mut Vec<NewAuditEvent>,
+) -> Result<(), StoreError> {
+    let rows: Vec<CoverageRow> = sqlx::query_as(&format!(
+        "SELECT {COVERAGE_COLUMNS} FROM coverages WHERE principal_coverage = $1 AND status <> 'terminated' ORDER BY id"
+    ))
+    .bind(&principal.id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    for row in rows {
+        let mut dependant = Coverage::try_from(row)?;
+        dependant.status = CoverageStatus::Terminated;
+        dependant.end_date = match (dependant.end_date, principal.end_date) {
+            (Some(own), Some(household)) => Some(own.min(household)),
+            (own, household) => own.or(household),
+        };
+        dependant.version += 1;
+        sqlx::query(
+            "UPDATE coverages SET status = 'terminated', end_date = $2, version = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(&dependant.id)
+        .bind(dependant.end_date)
+        .bind(i64::from(dependant.version))
+        .bind(ctx.at)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        announce_coverage(tx, ctx, &dependant).await?;
+        events.push(ctx.audit("coverage.terminated", "coverage", &dependant.id));
+    }
+    Ok(())
+}
+
 async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_number: bool) -> Result<(), StoreError> {
     // The same person may hold several coverages (base + complementary, two mutuelles), but
     // not the same product twice at once.
@@ -495,7 +535,11 @@ impl RegistryStore for This {
             return Err(StoreError::StaleVersion);
         }
         announce_coverage(&mut tx, ctx, c).await?;
-        queue_events(&mut tx, &[ctx.audit(update.action, "coverage", &c.id)]).await?;
+        let mut events = vec![ctx.audit(update.action, "coverage", &c.id)];
+        if c.status == CoverageStatus::Terminated && !c.is_dependant() {
+            terminate_dependants(&mut tx, ctx, c, &mut events).await?;
+        }
+        queue_events(&mut tx, &events).await?;
         self.commit(tx).await
     }
 

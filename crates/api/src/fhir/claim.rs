@@ -674,16 +674,21 @@ pub async fn submit_claim(
             header: "Idempotency-Key",
         });
     };
-    let t = translate(&body);
-    let parsed = t.judge(read_claim(&t.body, state.clock.today(), &state.national_ids))?;
-    // The rules `submit` applies with the store's facts (the provider, the coverages' start)
-    // name `/v1` fields too: their faults are reported at the FHIR elements.
-    let written = match submit(&state, &auth.caller, &parsed, idempotency).await {
-        Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.relocate(errors))),
-        other => other?,
+    let claim = match crate::extract::replayed::<Claim>(&state, &auth.caller, Some(&idempotency)).await? {
+        Some(first) => first,
+        None => {
+            let t = translate(&body);
+            let parsed = t.judge(read_claim(&t.body, state.clock.today(), &state.national_ids))?;
+            // The rules `submit` applies with the store's facts (the provider, the coverages'
+            // start) name `/v1` fields too: their faults are reported at the FHIR elements.
+            match submit(&state, &auth.caller, &parsed, idempotency).await {
+                Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.relocate(errors))),
+                other => other?.value,
+            }
+        }
     };
-    let location = format!("/v1/claims/{}", written.value.id);
-    let mut response = (StatusCode::CREATED, Fhir(ClaimResponse::from(written.value))).into_response();
+    let location = format!("/v1/claims/{}", claim.id);
+    let mut response = (StatusCode::CREATED, Fhir(ClaimResponse::from(claim))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }

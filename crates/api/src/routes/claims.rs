@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use super::eligibility::read_person;
 use super::{ListOf, PageQuery};
-use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, replayed, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -727,6 +727,10 @@ pub async fn submit_claim(
             header: "Idempotency-Key",
         });
     };
+    if let Some(first) = replayed::<Claim>(&state, &auth.caller, Some(&idempotency)).await? {
+        let view = ClaimView::from(first);
+        return Ok(super::created(format!("/v1/claims/{}", view.id), &view));
+    }
     let parsed = read_claim(&body, state.clock.today(), &state.national_ids).map_err(ApiError::validation)?;
     let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
     let view = ClaimView::from(written.value);

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, ListOf, PageQuery};
-use crate::extract::{perm, AppQuery, Authorized, IdempotentJson};
+use crate::extract::{perm, replayed, AppQuery, Authorized, IdempotentJson};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -124,6 +124,10 @@ pub async fn create_organization(
     auth: Authorized<perm::CreateOrganization>,
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    if let Some(first) = replayed::<Organization>(&state, &auth.caller, idempotency.as_ref()).await? {
+        let view = OrganizationView::from(first);
+        return Ok(created(format!("/v1/organizations/{}", view.id), &view));
+    }
     let mut f = Fields::new(&body);
     let draft = OrganizationDraft {
         id: f.str("id"),

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, ListOf, PageQuery};
-use crate::extract::{perm, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, replayed, AppJson, AppQuery, Authorized, Caller, IdempotentJson};
 use crate::fields::{merge, Fields};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -228,13 +228,20 @@ pub async fn create_product(
     auth: Authorized<perm::WriteProducts>,
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    if let Some(first) = replayed::<ProductVersion>(&state, &auth.caller, idempotency.as_ref()).await? {
+        return Ok(product_created(first));
+    }
     let valid = validate_body(&body, &auth.caller, state.clock.today())?;
     let ctx = auth.caller.write_context(&state, idempotency);
     let first = valid.into_version(uuid::Uuid::now_v7().to_string(), auth.caller.org.to_string(), 1);
     let written = state.store.create_product(&ctx, &first).await?;
-    let view = ProductView::from(written.value);
+    Ok(product_created(written.value))
+}
+
+fn product_created(first: ProductVersion) -> Response {
+    let view = ProductView::from(first);
     let version = view.version;
-    Ok(with_etag(created(format!("/v1/products/{}", view.id), &view), version))
+    with_etag(created(format!("/v1/products/{}", view.id), &view), version)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

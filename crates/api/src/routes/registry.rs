@@ -408,7 +408,9 @@ pub struct CoveragePatch {
 /// `If-Match` carries the `ETag` of the last read: 428 without it, 412 when the coverage changed
 /// since (a contribution changes it too). A patch that changes nothing answers 200 with the same
 /// `ETag`, and writes nothing. `terminated` is final: changing a terminated coverage
-/// is 409. Subscribers receive `coverage.changed`.
+/// is 409. Terminating a principal's coverage terminates its dependants' live coverages with it
+/// (ending with it, or on their own earlier end date). Subscribers receive `coverage.changed`,
+/// for each coverage changed.
 #[utoipa::path(
     patch,
     path = "/v1/coverages/{id}",

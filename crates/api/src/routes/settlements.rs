@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{perm, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, replayed, Authorized, Caller, IdempotentJson};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -176,6 +176,10 @@ pub async fn create_settlement(
     auth: Authorized<perm::WriteSettlements>,
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    if let Some(first) = replayed::<Settlement>(&state, &auth.caller, idempotency.as_ref()).await? {
+        let view = SettlementView::from(first);
+        return Ok(super::created(format!("/v1/settlements/{}", view.id), &view));
+    }
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();
     let payee = f.str("payee");
@@ -330,6 +334,9 @@ pub async fn add_payment(
     match state.store.get_settlement(&id).await? {
         Some(s) if s.mutuelle == auth.caller.org.as_str() => {}
         _ => return Err(ApiError::NotFound),
+    }
+    if let Some(first) = replayed::<Settlement>(&state, &auth.caller, idempotency.as_ref()).await? {
+        return Ok((StatusCode::CREATED, Json(SettlementView::from(first))).into_response());
     }
     let mut f = Fields::new(&body);
     let mut errors = Vec::new();

@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, ListOf, PageQuery};
-use crate::extract::{perm, AppQuery, Authorized, Caller, IdempotentJson};
+use crate::extract::{perm, replayed, AppQuery, Authorized, Caller, IdempotentJson};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -185,6 +185,10 @@ pub async fn create_webhook(
     auth: Authorized<perm::ManageWebhooks>,
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    if let Some(first) = replayed::<Subscription>(&state, &auth.caller, idempotency.as_ref()).await? {
+        let v = view(first, true);
+        return Ok(created(format!("/v1/webhooks/{}", v.id), &v));
+    }
     let mut f = Fields::new(&body);
     let url = f.str("url");
     let events = f.opt_str_list("events");
