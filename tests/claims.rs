@@ -408,6 +408,18 @@ async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
         assert_eq!(r.json, replies[0].json);
     }
     assert_eq!(app.count("claims").await, 1);
+    // Serialised again (spaced out), it is still the same request: replayed.
+    let respelt = app
+        .send(
+            app.request(Method::POST, "/v1/claims")
+                .bearer_auth(&token)
+                .header("idempotency-key", "same-key")
+                .header("content-type", "application/json")
+                .body(serde_json::to_string_pretty(&body).unwrap()),
+        )
+        .await;
+    assert_eq!(respelt.status.as_u16(), 201, "{}", respelt.text);
+    assert_eq!(respelt.json, replies[0].json);
     // The key names that first request: another body under it, even an invalid one, is refused
     // as a reused key before it is judged; the first answer still replays.
     let mut edited = body.clone();

@@ -592,6 +592,16 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
     assert_eq!(first.status.as_u16(), 201, "{}", first.text);
     let coverage = |i: usize| first.json["members"][i]["coverage"]["id"].as_str().unwrap().to_owned();
     let token = writer(app, "mut-a");
+    // The child's own coverage ends earlier: it keeps its own end date.
+    let child = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{}", coverage(2)))
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&json!({"end_date": "2026-10-31"})),
+        )
+        .await;
+    assert_eq!(child.status.as_u16(), 200, "{}", child.text);
     let ended = app
         .send(
             app.request(Method::PATCH, &format!("/v1/coverages/{}", coverage(0)))
@@ -601,11 +611,11 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
         )
         .await;
     assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
-    for i in [1, 2] {
+    for (i, end, tag) in [(1, "2026-11-30", "\"2\""), (2, "2026-10-31", "\"3\"")] {
         let dependant = app.get(&format!("/v1/coverages/{}", coverage(i)), &token).await;
         assert_eq!(dependant.json["status"], "terminated", "{}", dependant.text);
-        assert_eq!(dependant.json["end_date"], "2026-11-30");
-        assert_eq!(dependant.header("etag"), Some("\"2\""));
+        assert_eq!(dependant.json["end_date"], end);
+        assert_eq!(dependant.header("etag"), Some(tag));
     }
     let again = register(app, "mut-a", "k2", &household(&r.product, "TSV-0002", "123456789012")).await;
     assert_eq!(again.status.as_u16(), 201, "{}", again.text);

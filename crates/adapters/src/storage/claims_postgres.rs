@@ -71,13 +71,15 @@ impl PgStore {
         q.push(" FROM ok)");
         if let Some(idem) = &ctx.idempotency {
             q.push(
-                ", idem AS (INSERT INTO idempotency_keys (organization, key, fingerprint, response, created_at) SELECT ",
+                                ", idem AS (INSERT INTO idempotency_keys (organization, key, fingerprint, canonical_fingerprint, \
+                 response, created_at) SELECT ",
             );
             let mut values = q.separated(", ");
             values
                 .push_bind(ctx.organization.clone())
                 .push_bind(idem.key.clone())
                 .push_bind(idem.fingerprint.clone())
+                .push_bind(idem.canonical.clone())
                 .push_bind(body)
                 .push_bind(ctx.at);
             q.push(" FROM ok)");

@@ -152,31 +152,25 @@ async fn terminate_dependants(
     principal: &Coverage,
     events: &mut Vec<NewAuditEvent>,
 ) -> Result<(), StoreError> {
+    // Decided by the statement on each row as it stands when written: a change to a dependant
+    // committed meanwhile is built upon (its version, an earlier end date), never overwritten.
     let rows: Vec<CoverageRow> = sqlx::query_as(&format!(
-        "SELECT {COVERAGE_COLUMNS} FROM coverages WHERE principal_coverage = $1 AND status <> 'terminated' ORDER BY id"
+        "UPDATE coverages SET status = 'terminated', version = version + 1, updated_at = $3, \
+         end_date = CASE WHEN end_date IS NOT NULL AND ($2 IS NULL OR end_date < $2) THEN end_date ELSE $2 END \
+         WHERE principal_coverage = $1 AND status <> 'terminated' RETURNING {COVERAGE_COLUMNS}"
     ))
     .bind(&principal.id)
+    .bind(principal.end_date)
+    .bind(ctx.at)
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err)?;
-    for row in rows {
-        let mut dependant = Coverage::try_from(row)?;
-        dependant.status = CoverageStatus::Terminated;
-        dependant.end_date = match (dependant.end_date, principal.end_date) {
-            (Some(own), Some(household)) => Some(own.min(household)),
-            (own, household) => own.or(household),
-        };
-        dependant.version += 1;
-        sqlx::query(
-            "UPDATE coverages SET status = 'terminated', end_date = $2, version = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(&dependant.id)
-        .bind(dependant.end_date)
-        .bind(i64::from(dependant.version))
-        .bind(ctx.at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let mut dependants = rows
+        .into_iter()
+        .map(Coverage::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    dependants.sort_by(|a, b| a.id.cmp(&b.id));
+    for dependant in dependants {
         announce_coverage(tx, ctx, &dependant).await?;
         events.push(ctx.audit("coverage.terminated", "coverage", &dependant.id));
     }

@@ -437,6 +437,12 @@ fn storage_verdict(e: &StoreError) -> FieldError {
             "a member of this household already holds a coverage of this product",
             "un membre de ce ménage est déjà couvert par ce produit",
         ),
+                StoreError::Contention(_) => FieldError::new(
+            "",
+            "concurrent_change",
+            "this household met concurrent writes twice and was not registered; nothing of it was written: upload the file again to complete it",
+            "ce ménage a rencontré deux fois des écritures concurrentes et n'a pas été inscrit ; rien n'en a été écrit : déposez le fichier à nouveau pour le compléter",
+        ),
         other => {
             tracing::warn!(error = %other, "a household of a bulk job could not be registered");
             internal_error()

@@ -409,7 +409,8 @@ pub struct CoveragePatch {
 /// since (a contribution changes it too). A patch that changes nothing answers 200 with the same
 /// `ETag`, and writes nothing. `terminated` is final: changing a terminated coverage
 /// is 409. Terminating a principal's coverage terminates its dependants' live coverages with it
-/// (ending with it, or on their own earlier end date). Subscribers receive `coverage.changed`,
+/// (ending with it, or on their own earlier end date), so the household may register again under
+/// a new member number. Subscribers receive `coverage.changed`,
 /// for each coverage changed.
 #[utoipa::path(
     patch,
