@@ -59,6 +59,12 @@ async fn auditor_reads_are_audited(backend: Backend) {
     let items = mine.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["resource_id"], "operator");
+    // A coverage search naming no one (here a national id typed as the parameter) reads
+    // nothing, and the typed text never reaches the chain.
+    let before = app.audited().await;
+    let nobody = app.get("/v1/coverages?beneficiary=TG:NIU:123456789012", &auditor).await;
+    assert_eq!(nobody.json["items"], serde_json::json!([]), "{}", nobody.text);
+    assert_eq!(app.audited().await, before);
 }
 
 async fn organisations_see_only_their_own_events(backend: Backend) {
@@ -84,7 +90,32 @@ async fn organisations_see_only_their_own_events(backend: Backend) {
     assert_eq!(forged.json["errors"][0]["code"], "invalid_cursor", "{}", forged.text);
 }
 
+/// Deleting the newest events, or all of them, is found: the walk must end at the chain's
+/// recorded head.
+async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..5 {
+        app.create_org(&format!("org-{i}"), "provider", "SN").await;
+    }
+    let operator = app.operator();
+    let ok = app.get("/v1/audit-events/verify", &operator).await;
+    assert_eq!(ok.json, json!({"valid": true, "events_checked": 6}));
+    app.db.execute("DELETE FROM audit_events WHERE seq > 4").await;
+    let cut = app.get("/v1/audit-events/verify", &operator).await;
+    assert_eq!(
+        cut.json,
+        json!({"valid": false, "events_checked": 4, "first_invalid_seq": 5})
+    );
+    app.db.execute("DELETE FROM audit_events").await;
+    let gone = app.get("/v1/audit-events/verify", &operator).await;
+    assert_eq!(
+        gone.json,
+        json!({"valid": false, "events_checked": 0, "first_invalid_seq": 1})
+    );
+}
+
 on_both_databases!(
+    a_deleted_tail_is_named_by_verify,
     changes_are_audited_without_personal_data,
     an_edited_event_is_named_by_verify,
     auditor_reads_are_audited,

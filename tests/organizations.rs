@@ -144,7 +144,24 @@ async fn concurrent_creations_keep_the_chain(backend: Backend) {
     assert_eq!(verify.json, json!({"valid": true, "events_checked": 25}));
 }
 
+/// `PASSERELLE_OPERATOR_ORG` naming an organisation of another kind stops the start, rather than
+/// leaving the service with no operator.
+async fn the_operator_id_cannot_name_another_organisation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-x", "mutuelle", "TG").await;
+    let mut config = app.config.clone();
+    config.operator_org = passerelle_domain::organization::OrgId::parse("mut-x").unwrap();
+    let database = passerelle_api::app::connect(&config).await.unwrap();
+    let state = passerelle_api::app::state(config, &database).await.ok().unwrap();
+    let refused = passerelle_api::app::ensure_operator(&state).await.unwrap_err();
+    assert!(
+        refused.contains("PASSERELLE_OPERATOR_ORG") && refused.contains("mutuelle"),
+        "{refused}"
+    );
+}
+
 on_both_databases!(
+    the_operator_id_cannot_name_another_organisation,
     create_then_read,
     the_operator_exists_from_the_first_start,
     duplicates_conflict,

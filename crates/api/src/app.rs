@@ -95,7 +95,26 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
         .ensure_organization(&ctx, &org)
         .await
         .map_err(|e| format!("cannot create the operator organisation: {e}"))?;
-    Ok(())
+    // An id already taken by another kind of organisation would leave the service with no
+    // operator, its `admin` tokens refused: said at start instead.
+    let stored = state
+        .store
+        .get_organization(config.operator_org.as_str())
+        .await
+        .map_err(|e| format!("cannot read the operator organisation: {e}"))?;
+    match stored {
+        Some(o) if o.kind == passerelle_domain::organization::OrgKind::Operator => Ok(()),
+        Some(o) => Err(format!(
+            "configuration error: PASSERELLE_OPERATOR_ORG: {} is an organisation of kind {}, not the operator; \
+             name another id",
+            o.id,
+            o.kind.as_str()
+        )),
+        None => Err(format!(
+            "the operator organisation {} could not be created",
+            config.operator_org
+        )),
+    }
 }
 
 /// The service. Bulk uploads stream up to `batch_max_bytes` to disk and may take longer than a

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -71,22 +71,60 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
+/// The signing keys of a JWKS. An identity provider's set often also lists keys this service
+/// cannot or must not use (encryption keys, other algorithms): each is skipped with a warning
+/// rather than failing the set, which would stop the service or its key rotation. A set with no
+/// usable key at all is refused.
 fn parse_jwks(text: &str) -> Result<HashMap<String, Arc<PublicKey>>, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
-    for jwk in &set.keys {
-        let kid = jwk.common.key_id.clone().ok_or("every key of the JWKS needs a kid")?;
-        let alg = algorithm_of(jwk)
-            .ok_or_else(|| format!("key {kid:?}: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are accepted"))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
-        keys.insert(kid, Arc::new(PublicKey { alg, key }));
+    for (i, raw) in set.keys.into_iter().enumerate() {
+        match signing_key(raw) {
+            Ok((kid, key)) => {
+                keys.insert(kid, Arc::new(key));
+            }
+            Err(why) => tracing::warn!(key = i, reason = %why, "a key of the JWKS is ignored"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(
+            "no key of the JWKS can verify tokens: each needs a kid and must be an RS256, ES256 (P-256) \
+                    or EdDSA (Ed25519) signing key"
+                .into(),
+        );
     }
     Ok(keys)
 }
 
+fn signing_key(raw: serde_json::Value) -> Result<(String, PublicKey), String> {
+    let jwk: Jwk = serde_json::from_value(raw).map_err(|e| format!("not a key this service reads: {e}"))?;
+    let kid = jwk.common.key_id.clone().ok_or("it has no kid")?;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return Err(format!("key {kid:?} is for encryption, not signatures"));
+    }
+    let alg = algorithm_of(&jwk)
+        .ok_or_else(|| format!("key {kid:?}: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are accepted"))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
+    Ok((kid, PublicKey { alg, key }))
+}
+
+/// How long fetching an https JWKS may take: without a bound, a host that accepts the
+/// connection and never answers would hold the start, or every later key rotation.
+const JWKS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn read_jwks(source: &str) -> Result<String, String> {
     if source.starts_with("https://") {
-        let response = reqwest::get(source)
+        let client = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+        let response = client
+            .get(source)
+            .send()
             .await
             .map_err(|e| format!("cannot fetch {source}: {e}"))?;
         let response = response
@@ -254,6 +292,38 @@ pub fn parse_ttl(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture_keys() -> Vec<serde_json::Value> {
+        let text = include_str!("../../../tests/fixtures/keys/jwks.json");
+        let set: serde_json::Value = serde_json::from_str(text).unwrap();
+        set["keys"].as_array().unwrap().clone()
+    }
+
+    /// An identity provider's set may list keys this service does not use: they are skipped,
+    /// the signing keys kept; a set with none usable is refused.
+    #[test]
+    fn a_jwks_keeps_its_signing_keys_only() {
+        let mut keys = fixture_keys();
+        let signing = keys.len();
+        let mut encryption = keys[0].clone();
+        encryption["kid"] = serde_json::json!("enc-1");
+        encryption["use"] = serde_json::json!("enc");
+        encryption.as_object_mut().unwrap().remove("alg");
+        let mut rs384 = keys[0].clone();
+        rs384["kid"] = serde_json::json!("rs384-1");
+        rs384["alg"] = serde_json::json!("RS384");
+        let mut no_kid = keys[0].clone();
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let unknown = serde_json::json!({"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0", "alg": "HS999"});
+        keys.extend([encryption, rs384, no_kid, unknown]);
+        let parsed = parse_jwks(&serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        assert_eq!(parsed.len(), signing);
+        assert!(parsed.contains_key("test-rs256") && !parsed.contains_key("enc-1") && !parsed.contains_key("rs384-1"));
+        let refused = |text: &str| parse_jwks(text).err().unwrap();
+        let none = refused(r#"{"keys": [{"kty": "oct", "kid": "x", "k": "c2VjcmV0"}]}"#);
+        assert!(none.contains("no key of the JWKS"), "{none}");
+        assert!(refused("[]").contains("not a JWKS"));
+    }
 
     #[test]
     fn ttl_units() {

@@ -153,6 +153,22 @@ impl ChainVerifier {
             first_invalid_seq: self.first_invalid,
         }
     }
+
+    /// As [`ChainVerifier::finish`], for a walk of every event up to the chain's recorded head
+    /// `(head_seq, head_digest)`: the walk must end exactly there. One that ends earlier met a
+    /// log whose newest events were deleted (all of them, even): the first missing `seq` is
+    /// named. One that ends on the head's `seq` with another digest met a replaced last event.
+    pub fn finish_at(mut self, head_seq: i64, head_digest: &str) -> Verification {
+        if self.first_invalid.is_none() {
+            let last = self.expected_seq - 1;
+            if last != head_seq {
+                self.first_invalid = Some(last.min(head_seq) + 1);
+            } else if self.prev_digest != head_digest {
+                self.first_invalid = Some(head_seq.max(1));
+            }
+        }
+        self.finish()
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +203,35 @@ mod tests {
             v.push(e);
         }
         v.finish()
+    }
+
+    fn verify_upto(events: &[AuditEvent], head: &AuditEvent) -> Verification {
+        let mut v = ChainVerifier::default();
+        for e in events {
+            v.push(e);
+        }
+        v.finish_at(head.seq, &head.digest)
+    }
+
+    #[test]
+    fn a_walk_must_end_at_the_recorded_head() {
+        let events = chain(5);
+        let head = &events[4];
+        assert!(verify_upto(&events, head).valid);
+        // The newest two deleted: the first missing one is named.
+        let cut = verify_upto(&events[..3], head);
+        assert_eq!(
+            (cut.valid, cut.events_checked, cut.first_invalid_seq),
+            (false, 3, Some(4))
+        );
+        // Every event deleted.
+        assert_eq!(verify_upto(&[], head).first_invalid_seq, Some(1));
+        // The last event replaced by another, consistently chained to the one before.
+        let mut forged = events.clone();
+        forged[4] = event(99).chain(Some((events[3].seq, events[3].digest.as_str())));
+        assert_eq!(verify_upto(&forged, head).first_invalid_seq, Some(5));
+        // An empty log with an empty head.
+        assert!(ChainVerifier::default().finish_at(0, GENESIS_DIGEST).valid);
     }
 
     #[test]

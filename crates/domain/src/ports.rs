@@ -151,6 +151,11 @@ pub trait AuditStore: Send + Sync {
 
     /// Up to `limit` events with `seq > after`, oldest first: the verifier's walk.
     async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The chain's head as the chainer last wrote it, `(seq, digest)` of the newest event
+    /// (`(0, GENESIS_DIGEST)` when empty), after chaining every change committed before the
+    /// call. A walk that ends before it met a log whose newest events were deleted.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
 }
 
 #[async_trait]

@@ -445,6 +445,15 @@ impl AuditStore for This {
         Ok(row.map(AuditEvent::from))
     }
 
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        self.chain.flush().await?;
+        let head: HeadRow = sqlx::query_as("SELECT seq, digest FROM audit_head WHERE id = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok((head.seq, head.digest))
+    }
+
     async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
         // A walk starts from 0: chaining once there lets it see every change committed before.
         if after == 0 {

@@ -221,18 +221,22 @@ pub async fn get_audit_event(
 /// Walks the whole chain from the first event.
 pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, ApiError> {
     const PAGE: u32 = 1000;
+    // The head first: events chained while the walk runs lie beyond it and are left for the
+    // next verification.
+    let (head_seq, head_digest) = store.audit_head().await?;
     let mut verifier = ChainVerifier::default();
     let mut after = 0;
-    loop {
+    while after < head_seq {
         let events = store.audit_events_after(after, PAGE).await?;
         let Some(last) = events.last() else { break };
         after = last.seq;
         let full = events.len() == PAGE as usize;
-        if !events.iter().all(|e| verifier.push(e)) || !full {
+        let upto_head = events.iter().take_while(|e| e.seq <= head_seq);
+        if !upto_head.into_iter().all(|e| verifier.push(e)) || !full {
             break;
         }
     }
-    let v = verifier.finish();
+    let v = verifier.finish_at(head_seq, &head_digest);
     Ok(VerificationView {
         valid: v.valid,
         events_checked: v.events_checked,
@@ -242,8 +246,10 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
 
 /// Verify the whole chain (operators and auditors).
 ///
-/// Walks every stored event from `seq` 1, recomputing each digest and checking each link to the
-/// previous event and that no `seq` is missing; stops at the first event that fails. Only
+/// Walks every stored event from `seq` 1 up to the chain's recorded head, recomputing each digest
+/// and checking each link to the previous event and that no `seq` is missing; stops at the first
+/// event that fails. The walk must end on the head's `seq` and digest, so deleting the newest
+/// events (or all of them) names the first one missing. Only
 /// `operator` and `auditor` organisations may call this (403 for other kinds); an auditor's
 /// verification is itself audited.
 #[utoipa::path(

@@ -358,7 +358,12 @@ pub(crate) async fn coverages_of(
         .store
         .list_coverages(beneficiary, organization.as_deref(), page)
         .await?;
-    crate::routes::audit::record_read(state, caller, "coverage", &format!("beneficiary:{beneficiary}")).await?;
+    // Recorded only when it named a person: the value is then that person's id. Otherwise it is
+    // whatever the caller typed (a national id, say), which the chain would keep for ever, and
+    // nothing about anyone was read.
+    if !result.items.is_empty() {
+        crate::routes::audit::record_read(state, caller, "coverage", &format!("beneficiary:{beneficiary}")).await?;
+    }
     Ok(result)
 }
 
