@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -73,8 +73,9 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
 
 /// The signing keys of a JWKS. An identity provider's set often also lists keys this service
 /// cannot or must not use (encryption keys, other algorithms): each is skipped with a warning
-/// rather than failing the set, which would stop the service or its key rotation. A set with no
-/// usable key at all is refused.
+/// rather than failing the set, which would stop the service or its key rotation. The set is the
+/// truth: a key it no longer lists (withdrawn, perhaps compromised) is no longer trusted, even
+/// when none is left.
 fn parse_jwks(text: &str) -> Result<HashMap<String, Arc<PublicKey>>, String> {
     #[derive(Deserialize)]
     struct RawSet {
@@ -91,10 +92,9 @@ fn parse_jwks(text: &str) -> Result<HashMap<String, Arc<PublicKey>>, String> {
         }
     }
     if keys.is_empty() {
-        return Err(
-            "no key of the JWKS can verify tokens: each needs a kid and must be an RS256, ES256 (P-256) \
-                    or EdDSA (Ed25519) signing key"
-                .into(),
+        tracing::warn!(
+            "no key of the JWKS can verify tokens (each needs a kid and must be an RS256, ES256 (P-256) or \
+             EdDSA (Ed25519) signing key): tokens signed by its issuers are refused"
         );
     }
     Ok(keys)
@@ -103,8 +103,14 @@ fn parse_jwks(text: &str) -> Result<HashMap<String, Arc<PublicKey>>, String> {
 fn signing_key(raw: serde_json::Value) -> Result<(String, PublicKey), String> {
     let jwk: Jwk = serde_json::from_value(raw).map_err(|e| format!("not a key this service reads: {e}"))?;
     let kid = jwk.common.key_id.clone().ok_or("it has no kid")?;
-    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return Err(format!("key {kid:?} is for encryption, not signatures"));
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption))
+        || jwk
+            .common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return Err(format!("key {kid:?} is not for verifying signatures"));
     }
     let alg = algorithm_of(&jwk)
         .ok_or_else(|| format!("key {kid:?}: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are accepted"))?;
@@ -312,6 +318,10 @@ mod tests {
         let mut rs384 = keys[0].clone();
         rs384["kid"] = serde_json::json!("rs384-1");
         rs384["alg"] = serde_json::json!("RS384");
+        let mut decrypt_only = keys[0].clone();
+        decrypt_only["kid"] = serde_json::json!("ops-1");
+        decrypt_only["key_ops"] = serde_json::json!(["decrypt"]);
+        keys.push(decrypt_only);
         let mut no_kid = keys[0].clone();
         no_kid.as_object_mut().unwrap().remove("kid");
         let unknown = serde_json::json!({"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0", "alg": "HS999"});
@@ -319,10 +329,14 @@ mod tests {
         let parsed = parse_jwks(&serde_json::json!({ "keys": keys }).to_string()).unwrap();
         assert_eq!(parsed.len(), signing);
         assert!(parsed.contains_key("test-rs256") && !parsed.contains_key("enc-1") && !parsed.contains_key("rs384-1"));
-        let refused = |text: &str| parse_jwks(text).err().unwrap();
-        let none = refused(r#"{"keys": [{"kty": "oct", "kid": "x", "k": "c2VjcmV0"}]}"#);
-        assert!(none.contains("no key of the JWKS"), "{none}");
-        assert!(refused("[]").contains("not a JWKS"));
+        assert!(!parsed.contains_key("ops-1"));
+        // A set with no usable key leaves none trusted: a withdrawn key is gone at once.
+        let none = parse_jwks(r#"{"keys": [{"kty": "oct", "kid": "x", "k": "c2VjcmV0"}]}"#)
+            .ok()
+            .unwrap();
+        assert!(none.is_empty());
+        assert!(parse_jwks(r#"{"keys": []}"#).ok().unwrap().is_empty());
+        assert!(parse_jwks("[]").err().unwrap().contains("not a JWKS"));
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub struct ChainVerifier {
     prev_digest: String,
     checked: u64,
     first_invalid: Option<i64>,
+    /// The chain's head as recorded when the walk began, which the walk must reach.
+    head: Option<(i64, String)>,
 }
 
 impl Default for ChainVerifier {
@@ -122,6 +124,7 @@ impl Default for ChainVerifier {
             prev_digest: GENESIS_DIGEST.to_owned(),
             checked: 0,
             first_invalid: None,
+            head: None,
         }
     }
 }
@@ -141,33 +144,45 @@ impl ChainVerifier {
             self.first_invalid = Some(event.seq);
             return false;
         }
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|(seq, digest)| event.seq == *seq && event.digest != *digest)
+        {
+            self.first_invalid = Some(event.seq);
+            return false;
+        }
         self.expected_seq = event.seq + 1;
         self.prev_digest = event.digest.clone();
         true
     }
 
-    pub fn finish(self) -> Verification {
+    /// A verifier that also holds the walk to the chain's head as recorded when it begins,
+    /// `(head_seq, head_digest)`: the walk must reach that `seq` and find that digest there.
+    /// Events chained after it continue the walk and are checked like the others. A walk that
+    /// ends before the head met a log whose newest events were deleted, all of them even: the
+    /// first missing `seq` is named. (An intruder who rewrites the head as well is not found
+    /// this way: compare the head with a copy kept outside the database.)
+    pub fn up_to_head(head_seq: i64, head_digest: &str) -> ChainVerifier {
+        ChainVerifier {
+            head: Some((head_seq, head_digest.to_owned())),
+            ..ChainVerifier::default()
+        }
+    }
+
+    pub fn finish(mut self) -> Verification {
+        if self.first_invalid.is_none() {
+            if let Some((head_seq, _)) = &self.head {
+                if self.expected_seq - 1 < *head_seq {
+                    self.first_invalid = Some(self.expected_seq);
+                }
+            }
+        }
         Verification {
             valid: self.first_invalid.is_none(),
             events_checked: self.checked,
             first_invalid_seq: self.first_invalid,
         }
-    }
-
-    /// As [`ChainVerifier::finish`], for a walk of every event up to the chain's recorded head
-    /// `(head_seq, head_digest)`: the walk must end exactly there. One that ends earlier met a
-    /// log whose newest events were deleted (all of them, even): the first missing `seq` is
-    /// named. One that ends on the head's `seq` with another digest met a replaced last event.
-    pub fn finish_at(mut self, head_seq: i64, head_digest: &str) -> Verification {
-        if self.first_invalid.is_none() {
-            let last = self.expected_seq - 1;
-            if last != head_seq {
-                self.first_invalid = Some(last.min(head_seq) + 1);
-            } else if self.prev_digest != head_digest {
-                self.first_invalid = Some(head_seq.max(1));
-            }
-        }
-        self.finish()
     }
 }
 
@@ -206,11 +221,13 @@ mod tests {
     }
 
     fn verify_upto(events: &[AuditEvent], head: &AuditEvent) -> Verification {
-        let mut v = ChainVerifier::default();
+        let mut v = ChainVerifier::up_to_head(head.seq, &head.digest);
         for e in events {
-            v.push(e);
+            if !v.push(e) {
+                break;
+            }
         }
-        v.finish_at(head.seq, &head.digest)
+        v.finish()
     }
 
     #[test]
@@ -230,8 +247,13 @@ mod tests {
         let mut forged = events.clone();
         forged[4] = event(99).chain(Some((events[3].seq, events[3].digest.as_str())));
         assert_eq!(verify_upto(&forged, head).first_invalid_seq, Some(5));
+        // Events chained after the head was read are walked and checked too.
+        assert!(verify_upto(&events, &events[2]).valid);
+        let mut past = events.clone();
+        past[4].resource_id = "forged".into();
+        assert_eq!(verify_upto(&past, &events[2]).first_invalid_seq, Some(5));
         // An empty log with an empty head.
-        assert!(ChainVerifier::default().finish_at(0, GENESIS_DIGEST).valid);
+        assert!(ChainVerifier::up_to_head(0, GENESIS_DIGEST).finish().valid);
     }
 
     #[test]

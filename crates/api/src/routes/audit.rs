@@ -73,7 +73,8 @@ impl From<AuditEvent> for AuditEventView {
 
 /// The result of walking the whole chain.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7}))]
+#[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7, "head_seq": 9,
+    "head_digest": "4f1c0b6e9a8d7c2b5e3f1a0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"}))]
 pub struct VerificationView {
     /// True when every event is in place and matches its digest and its link to the previous one.
     pub valid: bool,
@@ -82,6 +83,12 @@ pub struct VerificationView {
     /// The first event whose digest, link or position is wrong; absent when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_invalid_seq: Option<i64>,
+    /// The chain's head as recorded when the walk began: the newest event's `seq` (0 when
+    /// empty), which the walk must reach.
+    pub head_seq: i64,
+    /// That event's digest. Kept outside the database (a daily copy, say), it lets a later
+    /// verification show that the log was not cut back and its head rewritten to match.
+    pub head_digest: String,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -221,26 +228,27 @@ pub async fn get_audit_event(
 /// Walks the whole chain from the first event.
 pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, ApiError> {
     const PAGE: u32 = 1000;
-    // The head first: events chained while the walk runs lie beyond it and are left for the
-    // next verification.
+    // The head first: the walk must reach it. Events chained while the walk runs continue the
+    // chain and are checked as well; so is any row stored beyond the head.
     let (head_seq, head_digest) = store.audit_head().await?;
-    let mut verifier = ChainVerifier::default();
+    let mut verifier = ChainVerifier::up_to_head(head_seq, &head_digest);
     let mut after = 0;
-    while after < head_seq {
+    loop {
         let events = store.audit_events_after(after, PAGE).await?;
         let Some(last) = events.last() else { break };
         after = last.seq;
         let full = events.len() == PAGE as usize;
-        let upto_head = events.iter().take_while(|e| e.seq <= head_seq);
-        if !upto_head.into_iter().all(|e| verifier.push(e)) || !full {
+        if !events.iter().all(|e| verifier.push(e)) || !full {
             break;
         }
     }
-    let v = verifier.finish_at(head_seq, &head_digest);
+    let v = verifier.finish();
     Ok(VerificationView {
         valid: v.valid,
         events_checked: v.events_checked,
         first_invalid_seq: v.first_invalid_seq,
+        head_seq,
+        head_digest,
     })
 }
 
@@ -248,8 +256,10 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
 ///
 /// Walks every stored event from `seq` 1 up to the chain's recorded head, recomputing each digest
 /// and checking each link to the previous event and that no `seq` is missing; stops at the first
-/// event that fails. The walk must end on the head's `seq` and digest, so deleting the newest
-/// events (or all of them) names the first one missing. Only
+/// event that fails. The walk must reach the head's `seq` and find its digest there, so deleting
+/// the newest events (or all of them) names the first one missing; events chained meanwhile,
+/// and any row stored beyond the head, are walked too. The answer carries the head: kept outside
+/// the database, it finds a log cut back with its head rewritten to match. Only
 /// `operator` and `auditor` organisations may call this (403 for other kinds); an auditor's
 /// verification is itself audited.
 #[utoipa::path(
