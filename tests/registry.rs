@@ -499,22 +499,27 @@ async fn dates_stay_within_the_business(backend: Backend) {
     assert_eq!(product.error_fields(), ["/effective_from"]);
 }
 
-/// A household starting before the product's first version is held to that first version's
-/// rules, not to the latest one's.
-async fn a_start_before_the_first_version_uses_the_first(backend: Backend) {
-    let r = registry(backend).await;
-    let app = &r.app;
-    let mut stricter = family_plan("2026-09-01");
+/// mut-a's family plan gets a version, in force from `day`, that allows no dependant.
+async fn allow_no_dependant_from(app: &TestApp, product: &str, day: &str) {
+    let mut stricter = family_plan(day);
     stricter["max_dependants"] = json!(0);
     let put = app
         .send(
-            app.request(Method::PUT, &format!("/v1/products/{}", r.product))
+            app.request(Method::PUT, &format!("/v1/products/{product}"))
                 .bearer_auth(writer(app, "mut-a"))
                 .header("if-match", "*")
                 .json(&stricter),
         )
         .await;
     assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+}
+
+/// A household starting before the product's first version is held to that first version's
+/// rules, not to the latest one's.
+async fn a_start_before_the_first_version_uses_the_first(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    allow_no_dependant_from(app, &r.product, "2026-09-01").await;
     let mut early = household(&r.product, "TSV-0001", "123456789012");
     early["start_date"] = json!("2025-12-01");
     let reply = register(app, "mut-a", "k1", &early).await;
@@ -630,17 +635,7 @@ async fn a_retry_is_answered_as_the_first_was(backend: Backend) {
     body["start_date"] = json!("2026-03-01");
     let first = register(app, "mut-a", "k1", &body).await;
     assert_eq!(first.status.as_u16(), 201, "{}", first.text);
-    let mut stricter = family_plan("2026-02-01");
-    stricter["max_dependants"] = json!(0);
-    let put = app
-        .send(
-            app.request(Method::PUT, &format!("/v1/products/{}", r.product))
-                .bearer_auth(writer(app, "mut-a"))
-                .header("if-match", "*")
-                .json(&stricter),
-        )
-        .await;
-    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    allow_no_dependant_from(app, &r.product, "2026-02-01").await;
     let again = register(app, "mut-a", "k1", &body).await;
     assert_eq!(again.status.as_u16(), 201, "{}", again.text);
     assert_eq!(again.json, first.json);

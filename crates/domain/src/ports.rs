@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::beneficiary::{Beneficiary, NationalId, ValidBeneficiary};
 use crate::coverage::{Contribution, Coverage, Relationship};
-use crate::eligibility::BirthDatePrecision;
+use crate::eligibility::{BirthDatePrecision, EligibilityInput};
 use crate::error::StoreError;
 use crate::money::Xof;
 use crate::organization::{OrgKind, Organization};
 use crate::pagination::{Page, PageRequest};
-use crate::product::ProductVersion;
+use crate::product::{CareLevel, Category, ProductVersion};
 
 /// Who is writing, and why: carried into every write so the audit event and the idempotency
 /// record land in the same transaction as the change.
@@ -315,6 +315,31 @@ pub struct EligibilityFacts {
     pub birth_date: NaiveDate,
     pub birth_date_precision: BirthDatePrecision,
     pub coverages: Vec<CoverageFacts>,
+}
+
+impl EligibilityFacts {
+    /// What `eligibility::evaluate` needs to judge one of the person's coverages for one care:
+    /// the one place the facts become the rules' input, for checks and claims alike.
+    pub fn input<'a>(
+        &self,
+        c: &'a CoverageFacts,
+        service_date: NaiveDate,
+        care_level: CareLevel,
+        category: Option<Category>,
+    ) -> EligibilityInput<'a> {
+        EligibilityInput {
+            coverage: &c.coverage,
+            product: c.product.as_deref(),
+            birth_date: self.birth_date,
+            birth_date_precision: self.birth_date_precision,
+            principal_paid_through: c.principal_paid_through,
+            principal: c.principal,
+            service_date,
+            care_level,
+            category,
+            complementary_used_xof: c.complementary_used,
+        }
+    }
 }
 
 #[async_trait]

@@ -12,7 +12,7 @@ use passerelle_domain::claim::{
 };
 use passerelle_domain::coordination::{billed, choose_base, choose_complementary, LineDecisionDraft, Shares};
 use passerelle_domain::coverage::Coverage;
-use passerelle_domain::eligibility::{evaluate, EligibilityInput, Reason, ReasonCode};
+use passerelle_domain::eligibility::{evaluate, Reason, ReasonCode};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
@@ -658,19 +658,7 @@ fn claim_eligible(
     parsed: &ParsedClaim,
 ) -> (bool, Vec<Reason>) {
     let judge = |category: Option<Category>| {
-        evaluate(&EligibilityInput {
-            coverage: &c.coverage,
-            product: c.product.as_deref(),
-            birth_date: facts.birth_date,
-            birth_date_precision: facts.birth_date_precision,
-            principal_paid_through: c.principal_paid_through,
-            principal: c.principal,
-            service_date: parsed.service_date,
-            care_level: parsed.care_level,
-            category,
-            complementary_used_xof: c.complementary_used,
-        })
-        .reasons
+        evaluate(&facts.input(c, parsed.service_date, parsed.care_level, category)).reasons
     };
     let pays_for = |r: &Reason| matches!(r.code, ReasonCode::NotCovered | ReasonCode::ExcludedCategory);
     let mut blocking: Vec<Reason> = judge(None).into_iter().filter(|r| !pays_for(r)).collect();

@@ -7,7 +7,7 @@ use chrono::{Days, NaiveDate};
 use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
-use passerelle_domain::eligibility::{evaluate, CoverageEligibility, EligibilityInput};
+use passerelle_domain::eligibility::{evaluate, CoverageEligibility};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
@@ -367,18 +367,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
         .coverages
         .iter()
         .map(|c| {
-            let input = EligibilityInput {
-                coverage: &c.coverage,
-                product: c.product.as_deref(),
-                birth_date: facts.birth_date,
-                birth_date_precision: facts.birth_date_precision,
-                principal_paid_through: c.principal_paid_through,
-                principal: c.principal,
-                service_date: check.service_date,
-                care_level: check.care_level,
-                category: check.category,
-                complementary_used_xof: c.complementary_used,
-            };
+            let input = facts.input(c, check.service_date, check.care_level, check.category);
             (&c.coverage, evaluate(&input))
         })
         .collect();
