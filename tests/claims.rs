@@ -9,6 +9,8 @@ use crate::registry::{household, register, registry, writer};
 
 pub struct Setup {
     pub app: TestApp,
+    /// mut-a's family plan.
+    pub product: String,
     pub principal: String,
     pub spouse: String,
 }
@@ -25,7 +27,7 @@ pub async fn setup(backend: Backend) -> Setup {
     )
     .await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    let app = r.app;
+    let (app, product) = (r.app, r.product);
     let inam = app.token("tg-inam", "registry:read registry:write claims:submit claims:read");
     let base = app
         .post(
@@ -52,6 +54,7 @@ pub async fn setup(backend: Backend) -> Setup {
         201
     );
     Setup {
+        product,
         principal: reply.json["members"][0]["beneficiary"]["id"]
             .as_str()
             .unwrap()
@@ -530,7 +533,97 @@ async fn a_payer_owing_nothing_is_passed_over(backend: Backend) {
     assert_eq!(refused.json["totals"]["patient_xof"], 10001);
 }
 
+/// The annual ceiling is the person's for a product and plan year (API.md §6.3): a household
+/// terminated and registered again under the same product is not paid it a second time.
+async fn the_ceiling_is_the_persons_not_the_coverages(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let check = |date: &'static str| {
+        let token = token.clone();
+        let person = s.principal.clone();
+        async move {
+            let reply = app
+                .post(
+                    "/v1/eligibility-checks",
+                    &token,
+                    &json!({"beneficiary": {"id": person}, "service_date": date, "care_level": "health_center",
+                            "amount_xof": 10000}),
+                )
+                .await;
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply
+        }
+    };
+    // Billed 1 000 000: the base pays floor(× 0.8) = 800 000, the mutuelle the rest up to its
+    // 150 000 ceiling.
+    let lines = json!([{"code": "HOSP", "category": "consultation", "quantity": 1, "unit_price_xof": 1_000_000}]);
+    let first = submit(app, &token, "c1", &claim("EXT-1", &s.principal, "2026-06-01", lines)).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    assert_eq!(first.json["totals"]["complementary_xof"], 150_000);
+    let before = check("2026-06-02").await;
+    let old = before.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["organization"] == "mut-a")
+        .unwrap()["coverage"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{old}"))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", "\"1\"")
+                .json(&json!({"status": "terminated", "end_date": "2026-06-30"})),
+        )
+        .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    let mut again = household(&s.product, "TSV-0002", "123456789012");
+    again["start_date"] = json!("2026-07-01");
+    again["dependants"] = json!([]);
+    let joined = register(app, "mut-a", "k2", &again).await;
+    assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
+    let new = joined.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(joined.json["members"][0]["beneficiary"]["id"], s.principal.as_str());
+    // After the new coverage's 90 days' wait: the year's ceiling is spent all the same.
+    let after = check("2026-10-01").await;
+    let answer = after.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["coverage"] == new.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(answer["remaining_ceiling_xof"], 0, "{}", after.text);
+    assert_eq!(answer["reasons"][0]["code"], "CEILING_EXHAUSTED", "{}", after.text);
+    assert_eq!(answer["reasons"][0]["until"], "2027-01-01");
+    assert_eq!(after.json["estimate"]["complementary_xof"], 0);
+    assert_eq!(after.json["estimate"]["patient_xof"], 2000);
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 10000}]);
+    let second = submit(app, &token, "c2", &claim("EXT-2", &s.principal, "2026-10-01", lines)).await;
+    assert_eq!(second.status.as_u16(), 201, "{}", second.text);
+    assert_eq!(second.json["totals"]["complementary_xof"], 0, "{}", second.text);
+    assert_eq!(second.json["totals"]["patient_xof"], 2000);
+    sum_ok(&second.json);
+    // A new plan year starts from nothing, under the new coverage.
+    let next_year = check("2027-01-04").await;
+    assert_eq!(
+        next_year.json["estimate"]["complementary_xof"], 2000,
+        "{}",
+        next_year.text
+    );
+    // The old coverage's claim, cancelled, frees the year it was counted in, for the new one.
+    let id = first.json["id"].as_str().unwrap();
+    let cancelled = app.post(&format!("/v1/claims/{id}/cancel"), &token, &json!({})).await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.text);
+    let freed = check("2026-10-02").await;
+    assert_eq!(freed.json["estimate"]["complementary_xof"], 2000, "{}", freed.text);
+}
+
 on_both_databases!(
+    the_ceiling_is_the_persons_not_the_coverages,
     a_payer_owing_nothing_is_passed_over,
     a_claim_goes_from_base_to_complementary_to_adjudicated,
     only_legal_moves_by_the_right_party,

@@ -305,7 +305,8 @@ pub struct CoverageFacts {
     pub principal_paid_through: Option<NaiveDate>,
     /// For a dependant, the principal coverage's status and end date.
     pub principal: Option<crate::eligibility::PrincipalStanding>,
-    /// Complementary shares already counted under this coverage in the service date's plan year.
+    /// Complementary shares already counted for this person under the coverage's product in the
+    /// service date's plan year, whichever of their coverages of the product they were paid under.
     pub complementary_used: Xof,
 }
 

@@ -8,11 +8,14 @@ use passerelle_domain::claim::{Claim, ClaimStatus};
 use passerelle_domain::ports::{ChangeFn, ClaimError, ClaimFilter, ClaimRefusal, ClaimStore, PriceFn, UsageKey};
 
 /// Locks (creating it at 0 if needed) the usage row and returns what it holds, in one statement:
-/// the no-op update of an existing row takes its row lock on PostgreSQL.
+/// the no-op update of an existing row takes its row lock on PostgreSQL. The row is the
+/// person's for the coverage's product and the plan year (API.md §6.3): a person's earlier
+/// coverages of the product count towards the same ceiling.
 async fn lock_usage(tx: &mut Tx, key: &UsageKey) -> Result<Xof, StoreError> {
     let (used,): (i64,) = sqlx::query_as(
-        "INSERT INTO complementary_usage (coverage, plan_year, used_xof) VALUES ($1, $2, 0) \
-         ON CONFLICT (coverage, plan_year) DO UPDATE SET used_xof = complementary_usage.used_xof \
+        "INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) \
+         SELECT beneficiary, product, $2, 0 FROM coverages WHERE id = $1 \
+         ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = ceiling_usage.used_xof \
          RETURNING used_xof",
     )
     .bind(&key.coverage)
@@ -24,13 +27,17 @@ async fn lock_usage(tx: &mut Tx, key: &UsageKey) -> Result<Xof, StoreError> {
 }
 
 async fn set_usage(tx: &mut Tx, key: &UsageKey, used: Xof) -> Result<(), StoreError> {
-    sqlx::query("UPDATE complementary_usage SET used_xof = $3 WHERE coverage = $1 AND plan_year = $2")
-        .bind(&key.coverage)
-        .bind(key.plan_year)
-        .bind(used.value().max(0))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "UPDATE ceiling_usage SET used_xof = $3 WHERE plan_year = $2 \
+         AND beneficiary = (SELECT beneficiary FROM coverages WHERE id = $1) \
+         AND product = (SELECT product FROM coverages WHERE id = $1)",
+    )
+    .bind(&key.coverage)
+    .bind(key.plan_year)
+    .bind(used.value().max(0))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 

@@ -29,15 +29,15 @@ impl PgStore {
         match usage {
             Some(key) => {
                 // Inserts the row at the new total, or moves it only if it still holds `seen`.
-                q.push("cas AS (INSERT INTO complementary_usage (coverage, plan_year, used_xof) VALUES (")
-                    .push_bind(key.coverage.clone())
-                    .push(", ")
+                q.push("cas AS (INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) SELECT beneficiary, product, ")
                     .push_bind(key.plan_year)
                     .push(", ")
                     .push_bind(seen.value() + counted(&claim).value())
+                    .push(" FROM coverages WHERE id = ")
+                    .push_bind(key.coverage.clone())
                     .push(
-                        ") ON CONFLICT (coverage, plan_year) DO UPDATE SET used_xof = EXCLUDED.used_xof \
-                         WHERE complementary_usage.used_xof = ",
+                        " ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = EXCLUDED.used_xof \
+                         WHERE ceiling_usage.used_xof = ",
                     )
                     .push_bind(seen.value())
                     .push(" RETURNING 1), ok AS (SELECT 1 FROM cas)");

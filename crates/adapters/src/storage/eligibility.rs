@@ -73,7 +73,8 @@ const FACTS_COLUMNS: &str = "CAST(k.n AS BIGINT) AS n, b.id AS person_id, b.birt
 
 const FACTS_JOINS: &str = " LEFT JOIN coverages c ON c.beneficiary = b.id \
      LEFT JOIN coverages p ON p.id = c.principal_coverage \
-     LEFT JOIN complementary_usage u ON u.coverage = c.id AND u.plan_year = k.plan_year";
+     LEFT JOIN ceiling_usage u ON u.beneficiary = c.beneficiary AND u.product = c.product \
+     AND u.plan_year = k.plan_year";
 
 /// How a batch names its people, one statement text per way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

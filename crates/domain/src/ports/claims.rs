@@ -35,7 +35,8 @@ impl From<StoreError> for ClaimError {
     }
 }
 
-/// The complementary usage a claim counts against: a coverage and a plan year.
+/// The complementary usage a claim counts against: the coverage's person and product (the
+/// ceiling is the person's, whichever of their coverages of the product paid) and a plan year.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageKey {
     pub coverage: String,
