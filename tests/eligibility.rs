@@ -41,10 +41,15 @@ async fn a_mutuelle_alone_pays_its_rate_with_floors(backend: Backend) {
     let app = &s.app;
     let by_member = json!({"beneficiary": {"organization": "mut-a", "member_number": "TSV-0001"},
         "service_date": "2026-06-01", "care_level": "health_center", "category": "consultation", "amount_xof": 10001});
-    let reply = check(app, &provider(app), by_member).await;
+    let reply = check(app, &provider(app), by_member.clone()).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     assert_eq!(reply.json["eligible"], true);
     assert_eq!(reply.json["beneficiary"], s.principal.as_str());
+    // Member numbers are stored trimmed; a lookup is trimmed the same way.
+    let mut spaced = by_member.clone();
+    spaced["beneficiary"]["member_number"] = json!(" TSV-0001 ");
+    let again = check(app, &provider(app), spaced).await;
+    assert_eq!(again.json["beneficiary"], s.principal.as_str(), "{}", again.text);
     let coverage = &reply.json["coverages"][0];
     assert_eq!(coverage["status"], "eligible");
     assert_eq!(coverage["rate_bp"], 10000);
@@ -192,10 +197,21 @@ async fn bad_checks_name_the_field(backend: Backend) {
     let s = setup(backend, "2026-12-31").await;
     let app = &s.app;
     let base = json!({"beneficiary": {"id": s.principal}, "care_level": "health_post"});
+    // One year ahead is the limit (API.md §3), a calendar year: not 366 days.
+    let today = chrono::Utc::now().date_naive();
+    let a_year = today.checked_add_months(chrono::Months::new(12)).unwrap();
+    let a_year_and_a_day = a_year.succ_opt().unwrap().to_string();
+    let mut at_the_limit = base.clone();
+    at_the_limit["service_date"] = json!(a_year.to_string());
+    assert_eq!(check(app, &provider(app), at_the_limit).await.status.as_u16(), 200);
     let cases: Vec<(Value, &str)> = vec![
         (json!({"service_date": "1899-12-31"}), "/service_date"),
         (json!({"service_date": "2999-01-01"}), "/service_date"),
         (json!({"service_date": "30/11/2026"}), "/service_date"),
+        (json!({"service_date": "2026-6-1"}), "/service_date"),
+        (json!({"service_date": " 2026-06-01"}), "/service_date"),
+        (json!({"service_date": "+2026-06-01"}), "/service_date"),
+        (json!({"service_date": a_year_and_a_day}), "/service_date"),
         (json!({"care_level": "clinic"}), "/care_level"),
         (json!({"category": "magic"}), "/category"),
         (json!({"amount_xof": -1}), "/amount_xof"),

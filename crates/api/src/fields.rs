@@ -171,7 +171,7 @@ pub fn required_date(
     errors: &mut Vec<FieldError>,
 ) -> Option<chrono::NaiveDate> {
     let raw = f.str(name)?;
-    let Ok(date) = chrono::NaiveDate::parse_from_str(&raw, "%Y-%m-%d") else {
+    let Some(date) = passerelle_domain::dates::parse(&raw) else {
         errors.push(FieldError::new(
             format!("/{name}"),
             "invalid_date",

@@ -460,23 +460,7 @@ impl ValidBeneficiary {
     }
 }
 
-/// A strict `YYYY-MM-DD` calendar date.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape {
-        return None;
-    }
-    let year = s[0..4].parse().ok()?;
-    let month = s[5..7].parse().ok()?;
-    let day = s[8..10].parse().ok()?;
-    NaiveDate::from_ymd_opt(year, month, day)
-}
+pub use crate::dates::parse as parse_date;
 
 pub(crate) fn invalid_date(pointer: &str) -> FieldError {
     FieldError::new(

@@ -7,6 +7,25 @@ use chrono::{Months, NaiveDate};
 
 use crate::error::FieldError;
 
+/// A strict `YYYY-MM-DD` calendar date, as API.md §3 writes dates. chrono's `%Y-%m-%d` also
+/// takes `2026-6-1`, ` 2026-06-01` and `+2026-06-01`, which no client means to send.
+pub fn parse(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return None;
+    }
+    let year = s[0..4].parse().ok()?;
+    let month = s[5..7].parse().ok()?;
+    let day = s[8..10].parse().ok()?;
+    NaiveDate::from_ymd_opt(year, month, day)
+}
+
 /// The earliest date any of them may take.
 pub fn earliest() -> NaiveDate {
     NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN)
@@ -48,5 +67,21 @@ mod tests {
         assert_eq!(late.en, "must be between 1900-01-01 and 2036-11-30");
         assert!(check(d("1899-12-31"), "/x", today).is_some());
         assert!(check(d("9999-12-31"), "/x", today).is_some());
+    }
+
+    #[test]
+    fn dates_are_written_one_way() {
+        assert_eq!(parse("2028-02-29"), NaiveDate::from_ymd_opt(2028, 2, 29));
+        for loose in [
+            "2026-6-1",
+            " 2026-06-01",
+            "2026-06-01 ",
+            "+2026-06-01",
+            "2026-02-30",
+            "2026/06/01",
+            "２０２６-06-01",
+        ] {
+            assert_eq!(parse(loose), None, "{loose}");
+        }
     }
 }

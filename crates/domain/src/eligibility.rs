@@ -362,7 +362,9 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
         .filter(|_| mutuelle_layer)
         .map(|ceiling| Xof(ceiling.0.saturating_sub(input.complementary_used_xof.0.max(0)).max(0)));
     if remaining_ceiling_xof == Some(Xof::ZERO) {
-        let next_year = NaiveDate::from_ymd_opt(on.year() + 1, 1, 1);
+        // A new plan year brings the ceiling back, unless the ceiling is 0: then it never ends.
+        let renews = input.product.and_then(|p| p.annual_ceiling_xof) > Some(Xof::ZERO);
+        let next_year = NaiveDate::from_ymd_opt(on.year() + 1, 1, 1).filter(|_| renews);
         reason(ReasonCode::CeilingExhausted, next_year);
     }
 
@@ -750,6 +752,12 @@ mod tests {
         i.complementary_used_xof = Xof(200_000);
         assert_eq!(evaluate(&i).remaining_ceiling_xof, Some(Xof::ZERO));
         assert_eq!(plan_year(d("2026-11-15")), (d("2026-01-01"), d("2026-12-31")));
+        // A ceiling of 0 does not come back with the new plan year: no `until`.
+        let mut nothing = tg_complementary();
+        nothing.annual_ceiling_xof = Some(Xof::ZERO);
+        let mut i = input(&c, &nothing, "2026-11-15");
+        i.complementary_used_xof = Xof::ZERO;
+        assert_eq!(codes(&evaluate(&i)), [("CEILING_EXHAUSTED", None)]);
     }
 
     #[test]

@@ -339,20 +339,7 @@ fn bounded(value: i64, field: &str, min: i64, max: i64, errors: &mut Vec<FieldEr
     }
 }
 
-/// Strictly `YYYY-MM-DD`, as API.md §3 writes dates.
-pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    let shaped = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shaped {
-        return None;
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
+use crate::dates::parse as parse_date;
 
 impl ProductDraft {
     /// Checks every rule of API.md §5 Products and lists each one broken, with its JSON pointer.

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use passerelle_domain::audit::{AuditEvent, ChainVerifier};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::organization::OrgKind;
@@ -112,7 +112,7 @@ pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
         return Ok(Some(instant.with_timezone(&Utc)));
     }
-    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+    if let Some(date) = passerelle_domain::dates::parse(raw) {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
             return Ok(Some(midnight.and_utc()));
         }

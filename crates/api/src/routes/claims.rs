@@ -410,7 +410,7 @@ pub(crate) fn read_claim(
             ));
         }
     }
-    let service_date = service_date.and_then(|raw| match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+    let service_date = service_date.and_then(|raw| match passerelle_domain::dates::parse(&raw).ok_or(()) {
         Ok(d) if d > today => {
             errors.push(FieldError::new(
                 "/service_date",

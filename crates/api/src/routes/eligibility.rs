@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{Days, NaiveDate};
+use chrono::{Months, NaiveDate};
 use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
@@ -210,9 +210,10 @@ pub(crate) fn read_person(
         };
     }
     match (organization, member_number) {
+        // Registration stores member numbers trimmed (`MemberNumber::parse`).
         (Some(organization), Some(member_number)) => Some(PersonKey::Member {
             organization,
-            member_number,
+            member_number: member_number.trim().to_owned(),
         }),
         (None, Some(_)) => {
             errors.push(FieldError::required("/beneficiary/organization"));
@@ -247,10 +248,10 @@ pub(crate) fn read_check(
         read_person(None, rules, &mut errors)
     };
     let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(today);
-    let latest = today.checked_add_days(Days::new(366)).unwrap_or(today);
+    let latest = today.checked_add_months(Months::new(12)).unwrap_or(today);
     let service_date = match service_date {
         None => Some(today),
-        Some(raw) => match NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        Some(raw) => match passerelle_domain::dates::parse(&raw).ok_or(()) {
             Ok(d) if d >= earliest && d <= latest => Some(d),
             Ok(_) => {
                 errors.push(FieldError::new(

@@ -485,7 +485,7 @@ pub async fn patch_coverage(
     match body.get("end_date") {
         None => {}
         Some(Value::Null) => next.end_date = None,
-        Some(Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Some(Value::String(s)) => match passerelle_domain::dates::parse(s).ok_or(()) {
             Ok(d) if d >= current.start_date => {
                 errors.extend(passerelle_domain::dates::check(d, "/end_date", state.clock.today()));
                 next.end_date = Some(d);
@@ -824,7 +824,8 @@ pub async fn create_coverage(
     let start_date = crate::fields::required_date(&mut f, "start_date", today, &mut errors);
     let end_date = match f.opt_str("end_date") {
         None => None,
-        Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
+        Some(raw) => passerelle_domain::dates::parse(&raw)
+            .ok_or(())
             .map(|d| {
                 errors.extend(passerelle_domain::dates::check(d, "/end_date", today));
                 Some(d)
