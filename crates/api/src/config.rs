@@ -446,6 +446,24 @@ mod tests {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
+    /// The README's configuration table lists every key with its default: it drifted once.
+    #[test]
+    fn the_readme_lists_every_key() {
+        let readme = include_str!("../../../README.md");
+        for (key, default, _) in KEYS {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}` |")))
+                .unwrap_or_else(|| panic!("README.md has no row for `{key}`"));
+            if let Some(default) = default {
+                assert!(
+                    row.contains(&format!("`{default}`")),
+                    "README.md gives `{key}` another default: {row}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn defaults_are_valid() {
         let c = Config::from_sources(None, &BTreeMap::new()).unwrap();

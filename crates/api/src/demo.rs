@@ -262,7 +262,10 @@ async fn seed_registry(state: &AppState) -> Result<(), String> {
 
     let now = state.clock.now();
     let today = state.clock.today();
-    let start = NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today);
+    // A year back, so that every waiting period is over whatever the day of the first start,
+    // and paid through the end of next year: the README's checks answer `eligible` for a year
+    // or more after seeding (households seeded once are not touched again).
+    let start = today.checked_sub_months(chrono::Months::new(12)).unwrap_or(today);
     for (id, owner, layer, name, rules, ceiling, waiting) in DEMO_PRODUCTS {
         if !state.store.product_versions(id).await.map_err(demo_err)?.is_empty() {
             continue;
@@ -336,7 +339,7 @@ async fn seed_registry(state: &AppState) -> Result<(), String> {
             member_number: (*member_number).to_owned(),
             start_date: start,
             end_date: None,
-            paid_through: NaiveDate::from_ymd_opt(today.year(), 12, 31),
+            paid_through: NaiveDate::from_ymd_opt(today.year() + 1, 12, 31),
             members,
         };
         state

@@ -332,3 +332,55 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreadable_file"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The demo's households are covered on the day the demo is first started, whatever the day:
+/// started in January, they were in their waiting period (the README's checks answered
+/// `WAITING_PERIOD`), and paid only through 31 December.
+#[tokio::test]
+async fn the_demo_is_covered_whatever_the_day_it_starts() {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use passerelle_api::config::{Config, Secret};
+    use passerelle_domain::clock::FixedClock;
+    use passerelle_domain::eligibility::evaluate;
+    use passerelle_domain::ports::PersonKey;
+    use passerelle_domain::product::{CareLevel, Category};
+
+    for day in ["2027-01-02", "2026-12-31", "2028-02-29"] {
+        let today = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        let dir = temp_dir("demo-day");
+        let url = format!("sqlite://{}", dir.join("passerelle.db").display());
+        let mut config = Config::for_database(&url);
+        config.jwt_hs256_secret = Some(Secret::new(SECRET));
+        let db = passerelle_api::app::connect(&config).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut state = passerelle_api::app::state(config.clone(), &db).await.unwrap();
+        let noon = Utc.from_utc_datetime(&today.and_hms_opt(12, 0, 0).unwrap());
+        state.clock = std::sync::Arc::new(FixedClock(noon));
+        passerelle_api::app::ensure_operator(&state).await.unwrap();
+        passerelle_api::demo::seed(&state, &Secret::new(SECRET)).await.unwrap();
+        for (org, member) in [
+            ("demo-mut-tsevie", "DEMO-TSV-0001"),
+            ("demo-mut-segou", "DEMO-SEG-0001"),
+            ("demo-mut-thies", "DEMO-THS-0001"),
+        ] {
+            let key = PersonKey::Member {
+                organization: org.to_owned(),
+                member_number: member.to_owned(),
+            };
+            // On the first day, and still a year on.
+            for on in [today, today.checked_add_months(chrono::Months::new(12)).unwrap()] {
+                let facts = state.store.eligibility_facts(&key, on, false).await.unwrap().unwrap();
+                let theirs = facts.coverages.iter().find(|c| c.coverage.organization == org).unwrap();
+                let input = facts.input(theirs, on, CareLevel::HealthCenter, Some(Category::Consultation));
+                let answer = evaluate(&input);
+                assert!(
+                    answer.is_eligible(),
+                    "{member} seeded on {day}, on {on}: {:?}",
+                    answer.reasons
+                );
+            }
+        }
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
