@@ -92,12 +92,54 @@ impl Database {
         result.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
 
+    /// The embedded migrations the database has not applied, oldest first, as `(version,
+    /// description)`: a binary started with `--no-migrate` on a database behind it would answer
+    /// `/health/ready` and then fail the requests that need the newer tables.
+    pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let (embedded, applied) = match &self.migrator {
+            Migrator::Postgres(pool) => (
+                sqlx::migrate!("../../migrations/postgres"),
+                applied_versions(pool).await?,
+            ),
+            Migrator::Sqlite(pool) => (sqlx::migrate!("../../migrations/sqlite"), applied_versions(pool).await?),
+        };
+        Ok(embedded
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
     pub async fn close(&self) {
         match &self.migrator {
             Migrator::Postgres(pool) => pool.close().await,
             Migrator::Sqlite(pool) => pool.close().await,
         }
     }
+}
+
+/// The versions sqlx recorded as applied; none when it never ran (no table yet).
+async fn applied_versions<DB>(pool: &sqlx::Pool<DB>) -> Result<Vec<i64>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut conn = pool.acquire().await.map_err(db_err_any)?;
+    match sqlx::query_as::<DB, (i64,)>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => Ok(rows.into_iter().map(|(v,)| v).collect()),
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(Vec::new()),
+        Err(e) => Err(db_err_any(e)),
+    }
+}
+
+fn db_err_any(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 pub fn backend_of(url: &str) -> Option<Backend> {

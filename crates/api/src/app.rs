@@ -34,6 +34,25 @@ pub async fn connect(config: &Config) -> Result<Database, String> {
         .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Refuses a database that lacks migrations this binary needs, naming the first and the command
+/// that applies them: behind, the service would pass its readiness probe and then fail the
+/// requests that touch the newer tables. A database ahead of the binary (a rolled-back binary)
+/// is accepted: each release keeps the previous binary working unless its notes say otherwise.
+pub async fn require_schema(db: &Database) -> Result<(), String> {
+    let pending = db
+        .pending_migrations()
+        .await
+        .map_err(|e| format!("cannot read the database's migrations: {e}"))?;
+    match pending.first() {
+        None => Ok(()),
+        Some((version, description)) => Err(format!(
+            "the database lacks {} migration(s) this binary needs, from {version} ({description}): \
+             run `passerelle migrate` first",
+            pending.len()
+        )),
+    }
+}
+
 pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
     let auth = Authenticator::from_config(&config)
         .await

@@ -34,6 +34,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         None => format_from_name(&file).ok_or("--format: say csv or ndjson (the file name does not tell)")?,
     };
     let db = crate::app::connect(&config).await?;
+    crate::app::require_schema(&db).await?;
     let state = crate::app::state(config, &db).await?;
     let org = OrgId::parse(&args.org).ok_or("--org: not an organisation id")?;
     let kind = state

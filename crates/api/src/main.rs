@@ -143,6 +143,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             command: AuditCommand::Verify,
         } => {
             let db = app::connect(&config).await?;
+            app::require_schema(&db).await?;
             let result = routes::audit::verify_chain(db.store.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -190,7 +191,9 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         );
     }
     let db = app::connect(&config).await?;
-    if !no_migrate {
+    if no_migrate {
+        app::require_schema(&db).await?;
+    } else {
         db.migrate().await.map_err(|e| e.to_string())?;
     }
     let listen = config.listen;

@@ -384,3 +384,53 @@ async fn the_demo_is_covered_whatever_the_day_it_starts() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// A database behind the binary is refused by `serve --no-migrate`, `import` and `audit verify`,
+/// naming the first missing migration and the command that applies it; once migrated, it serves.
+#[tokio::test]
+async fn a_database_behind_the_binary_is_refused_until_migrated() {
+    let dir = temp_dir("behind");
+    let url = format!("sqlite://{}", dir.join("passerelle.db").display());
+    assert!(
+        run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &url).arg("migrate"))
+            .status
+            .success()
+    );
+    // As if the newest migration were not applied yet.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (newest,): (i64,) = sqlx::query_as("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(newest)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    std::fs::write(dir.join("people.csv"), "member_number\n").unwrap();
+    for args in [
+        vec!["serve", "--no-migrate"],
+        vec!["import", "people.csv", "--org", "mut-a"],
+        vec!["audit", "verify"],
+    ] {
+        let out = run(passerelle(&dir)
+            .env("PASSERELLE_DATABASE_URL", &url)
+            .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .args(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started on a database behind it");
+        assert!(
+            stderr.contains(&format!("lacks 1 migration(s) this binary needs, from {newest}"))
+                && stderr.contains("passerelle migrate"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A fresh folder: no database at all is the same case, every migration missing.
+    let empty = temp_dir("behind-empty");
+    let out = run(passerelle(&empty).args(["serve", "--no-migrate"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passerelle migrate"));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(empty);
+}
