@@ -372,7 +372,7 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
         found,
         [
             "CoverageEligibilityRequest.item[0].category",
-            "CoverageEligibilityRequest.item[0].extension",
+            "CoverageEligibilityRequest.item[0].extension[0].valueCode",
             "CoverageEligibilityRequest.item[0].quantity.value",
             "CoverageEligibilityRequest.item[0].unitPrice.currency",
             "CoverageEligibilityRequest.patient.reference",
@@ -727,6 +727,14 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         adjudication(&rejected.json["item"][0], "copay", None)["amount"]["value"],
         5000
     );
+    // No payer took it: the insurer is the service's operator organisation, which exists.
+    let operator = app.config.operator_org.as_str();
+    assert_eq!(
+        rejected.json["insurer"],
+        json!({"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": operator}})
+    );
+    let org = app.get(&format!("/v1/organizations/{operator}"), &app.operator()).await;
+    assert_eq!(org.status.as_u16(), 200, "{}", org.text);
 
     // Cancelled before the base scheme decided: its share was only ever proposed.
     let mut cancelled = fhir_claim(
@@ -748,8 +756,245 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     );
 }
 
+/// The `details.coding` code and the expression of each issue of a 422 OperationOutcome.
+fn rule_codes(reply: &Reply) -> Vec<(String, String)> {
+    issues(reply, 422);
+    reply.json["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["details"]["coding"][0]["code"].as_str().unwrap().to_owned(),
+                i["expression"][0].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// API.md §7: a payer's share is `eligible` until it has adjudicated, `benefit` after; a
+/// mutuelle that rejects every line has adjudicated (the claim is `rejected`, still routed).
+async fn a_claim_the_mutuelle_rejects_reads_as_decided(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    // The spouse, past her waiting period, is covered by the mutuelle alone.
+    let body = fhir_claim(
+        "EXT-R1",
+        &s.spouse,
+        json!([
+            item(1, "CONS", "consultation", 1, 4000),
+            item(2, "PARA", "pharmacy", 2, 500)
+        ]),
+    );
+    let created = fhir_post(app, "/fhir/r4/Claim", &token, Some("r1"), &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(
+        created.json["disposition"], "awaiting_complementary",
+        "{}",
+        created.text
+    );
+    let id = created.json["id"].as_str().unwrap();
+    assert_eq!(
+        adjudication(&created.json["item"][0], "eligible", Some("mut-a"))["amount"]["value"],
+        4000
+    );
+    let rejected = app
+        .post(
+            &format!("/v1/claims/{id}/adjudication"),
+            &app.token("mut-a", "claims:adjudicate claims:read"),
+            &json!({"lines": [{"line": 1, "decision": "reject", "reason_code": "NOT_JUSTIFIED"},
+                              {"line": 2, "decision": "reject", "reason_code": "NOT_COVERED"}]}),
+        )
+        .await;
+    assert_eq!(rejected.status.as_u16(), 200, "{}", rejected.text);
+    assert_eq!(
+        (rejected.json["status"].as_str(), rejected.json["routed_to"].as_str()),
+        (Some("rejected"), Some("mut-a"))
+    );
+    let response = app.get(&format!("/fhir/r4/ClaimResponse/{id}"), &token).await;
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text);
+    let r = &response.json;
+    assert_eq!(
+        (r["outcome"].as_str(), r["disposition"].as_str()),
+        (Some("complete"), Some("rejected"))
+    );
+    for (line, reason, billed) in [(0, "NOT_JUSTIFIED", 4000), (1, "NOT_COVERED", 1000)] {
+        let item = &r["item"][line];
+        let share = adjudication(item, "benefit", Some("mut-a"));
+        assert_eq!(share["amount"]["value"], 0, "{item}");
+        assert_eq!(share["reason"]["coding"][0]["code"], reason, "{item}");
+        assert!(
+            item["adjudication"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["category"]["coding"][0]["code"] != "eligible"),
+            "{item}"
+        );
+        assert_eq!(adjudication(item, "copay", None)["amount"]["value"], billed);
+    }
+    let total = &r["total"][1];
+    assert_eq!(
+        (
+            total["category"]["coding"][0]["code"].as_str(),
+            total["amount"]["value"].as_i64()
+        ),
+        (Some("benefit"), Some(0)),
+        "{}",
+        response.text
+    );
+}
+
+/// API.md §7: `diagnostics` is the request id and the header at fault, for a missing or reused
+/// `Idempotency-Key` as for a malformed one.
+async fn idempotency_faults_name_the_header(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let diagnostics = |reply: &Reply| {
+        let request_id = reply.header("x-request-id").unwrap().to_owned();
+        (
+            reply.json["issue"][0]["diagnostics"].as_str().unwrap().to_owned(),
+            format!("request_id: {request_id}; at: /header/Idempotency-Key"),
+        )
+    };
+    let body = fhir_claim("EXT-K1", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    let malformed = fhir_post(app, "/fhir/r4/Claim", &token, Some(&"k".repeat(300)), &body).await;
+    issues(&malformed, 422);
+    let (got, want) = diagnostics(&malformed);
+    assert_eq!(got, want, "the malformed key, as the model: {}", malformed.text);
+    let missing = fhir_post(app, "/fhir/r4/Claim", &token, None, &body).await;
+    assert_eq!(issues(&missing, 428)[0].0, "required");
+    let (got, want) = diagnostics(&missing);
+    assert_eq!(got, want, "{}", missing.text);
+    let first = fhir_post(app, "/fhir/r4/Claim", &token, Some("k1"), &body).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let mut other = body.clone();
+    other["identifier"][0]["value"] = json!("EXT-K2");
+    let reused = fhir_post(app, "/fhir/r4/Claim", &token, Some("k1"), &other).await;
+    assert_eq!(issues(&reused, 422)[0].0, "conflict");
+    assert_eq!(
+        reused.json["issue"][0]["details"]["coding"][0]["code"],
+        "idempotency_key_reused"
+    );
+    let (got, want) = diagnostics(&reused);
+    assert_eq!(got, want, "{}", reused.text);
+}
+
+/// The elements of a CoverageEligibilityRequest named at the value at fault, with the codes
+/// `/v1` gives: the care level's `valueCode`, a `purpose` that is not a list, a fractional
+/// quantity (as in a Claim).
+async fn eligibility_faults_name_the_value(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let patient = json!({"reference": format!("Patient/{}", s.principal)});
+    let check = |change: &dyn Fn(&mut Value)| {
+        let mut body = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(1000));
+        change(&mut body);
+        body
+    };
+    let post = |body: Value| {
+        let token = token.clone();
+        async move { fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &body).await }
+    };
+
+    // An unknown care level, its extension second among the item's.
+    let unknown_level = check(&|b| {
+        b["item"][0]["extension"] = json!([{"url": "urn:example:other", "valueString": "x"},
+                                           {"url": "urn:passerelle:care-level", "valueCode": "clinic"}]);
+    });
+    assert_eq!(
+        rule_codes(&post(unknown_level).await),
+        [(
+            "unknown_value".to_owned(),
+            "CoverageEligibilityRequest.item[0].extension[1].valueCode".to_owned()
+        )]
+    );
+
+    // `purpose` must be a list of R4's codes: a lone string is not silently ignored.
+    let lone = check(&|b| b["purpose"] = json!("validation"));
+    assert_eq!(
+        rule_codes(&post(lone).await),
+        [(
+            "invalid_type".to_owned(),
+            "CoverageEligibilityRequest.purpose".to_owned()
+        )]
+    );
+
+    // A fractional quantity: the same code as a Claim's item and a /v1 claim's line.
+    let fraction = check(&|b| b["item"][0]["quantity"] = json!({"value": 1.5}));
+    assert_eq!(
+        rule_codes(&post(fraction).await),
+        [(
+            "invalid_type".to_owned(),
+            "CoverageEligibilityRequest.item[0].quantity.value".to_owned()
+        )]
+    );
+    let mut claim = fhir_claim("EXT-Q1", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    claim["item"][0]["quantity"] = json!({"value": 1.5});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("q1"), &claim).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("invalid_type".to_owned(), "Claim.item[0].quantity.value".to_owned())]
+    );
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1.5, "unit_price_xof": 100}]);
+    let v1 = crate::claims::submit(
+        app,
+        &token,
+        "q2",
+        &crate::claims::claim("EXT-Q2", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(v1.status.as_u16(), 422, "{}", v1.text);
+    assert_eq!(v1.json["errors"][0]["code"], "invalid_type", "{}", v1.text);
+    // A whole number out of range is out of range, in both.
+    let zero = check(&|b| b["item"][0]["quantity"] = json!({"value": 0}));
+    assert_eq!(
+        rule_codes(&post(zero).await),
+        [(
+            "out_of_range".to_owned(),
+            "CoverageEligibilityRequest.item[0].quantity.value".to_owned()
+        )]
+    );
+}
+
+/// A query parameter the handler requires is required in the OpenAPI document too; leaving it
+/// out is still 422 `required`.
+async fn required_query_parameters_are_published_as_required(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let doc = app.send(app.request(Method::GET, "/openapi.json")).await;
+    assert_eq!(doc.status.as_u16(), 200);
+    for path in ["/fhir/r4/Coverage", "/v1/coverages"] {
+        let parameter = doc.json["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "beneficiary")
+            .unwrap_or_else(|| panic!("no beneficiary on {path}"))
+            .clone();
+        assert_eq!(parameter["in"], "query", "{path}: {parameter}");
+        assert_eq!(parameter["required"], true, "{path}: {parameter}");
+        assert_eq!(parameter["schema"]["type"], "string", "{path}: {parameter}");
+    }
+    let token = app.token("mut-a", "registry:read");
+    let fhir = app.get("/fhir/r4/Coverage", &token).await;
+    assert_eq!(rule_codes(&fhir), [("required".to_owned(), String::new())]);
+    let v1 = app.get("/v1/coverages", &token).await;
+    assert_eq!(
+        v1.problem(422, "validation_failed")["errors"][0]["field"],
+        "/query/beneficiary"
+    );
+}
+
 on_both_databases!(
     people_and_coverages_read_as_fhir,
     eligibility_answers_as_v1_does,
     claims_are_priced_as_v1_prices_them,
+    a_claim_the_mutuelle_rejects_reads_as_decided,
+    idempotency_faults_name_the_header,
+    eligibility_faults_name_the_value,
+    required_query_parameters_are_published_as_required,
 );

@@ -59,8 +59,8 @@ pub struct ResponseItem {
 /// A total over the lines.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Total {
-    /// `submitted`, both payers' shares (`eligible` until the claim is adjudicated, `benefit`
-    /// after) or `copay`.
+    /// `submitted`, both payers' shares (`eligible` until the claim is adjudicated, or
+    /// rejected by the mutuelle it was routed to; `benefit` after) or `copay`.
     pub category: CodeableConcept,
     /// The sum over the lines.
     pub amount: Money,
@@ -115,7 +115,8 @@ pub struct ClaimResponse {
     pub patient: Reference,
     /// When the claim was submitted.
     pub created: String,
-    /// The mutuelle it is routed to, else its base payer, else `passerelle`.
+    /// The mutuelle it is routed to, else its base payer, else the service's operator
+    /// organisation (`PASSERELLE_OPERATOR_ORG`, by default `operator`).
     pub insurer: Reference,
     /// The health facility.
     pub requestor: Reference,
@@ -150,12 +151,21 @@ fn amount(code: &str, value: i64, extension: Vec<Extension>) -> Adjudication {
     }
 }
 
-impl From<Claim> for ClaimResponse {
-    fn from(c: Claim) -> ClaimResponse {
+impl ClaimResponse {
+    /// The claim as it stands; `operator` (`PASSERELLE_OPERATOR_ORG`) is the `insurer` of a
+    /// claim no payer took.
+    pub fn new(c: Claim, operator: &str) -> ClaimResponse {
         let lang = crate::problem::current_lang();
-        // The base scheme has decided a line when it adjudicated it; a claim cancelled before
-        // that keeps its proposed shares, which nobody will pay.
-        let complementary_decided = matches!(c.status, ClaimStatus::Adjudicated | ClaimStatus::Settled);
+        // Each payer has decided a line when the line carries its decision: the base scheme's
+        // amount, the mutuelle's accept, reduce or reject. A claim cancelled before that keeps
+        // its proposed shares, which nobody will pay. The claim's payers have all decided once
+        // it is adjudicated, or rejected by the mutuelle it was routed to (a claim rejected at
+        // submission has no payer).
+        let payers_decided = match c.status {
+            ClaimStatus::Adjudicated | ClaimStatus::Settled => true,
+            ClaimStatus::Rejected => c.routed_to.is_some(),
+            _ => false,
+        };
         let decided = |done: bool| if done { "benefit" } else { "eligible" };
         let item = c
             .lines
@@ -174,7 +184,7 @@ impl From<Claim> for ClaimResponse {
                         c.routed_to.as_deref(),
                         l.shares.complementary_xof.value(),
                         l.complementary_rate,
-                        complementary_decided,
+                        l.decision.is_some(),
                         l.reason_code,
                     ),
                 ];
@@ -233,12 +243,7 @@ impl From<Claim> for ClaimResponse {
             use_: "claim",
             patient: Reference::to("Patient", &c.beneficiary),
             created: c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            insurer: Reference::organization(
-                c.routed_to
-                    .as_deref()
-                    .or(c.base_payer.as_deref())
-                    .unwrap_or("passerelle"),
-            ),
+            insurer: Reference::organization(c.routed_to.as_deref().or(c.base_payer.as_deref()).unwrap_or(operator)),
             requestor: Reference::organization(&c.provider),
             request: Reference {
                 type_: Some("Claim".into()),
@@ -258,7 +263,7 @@ impl From<Claim> for ClaimResponse {
                     amount: Money::xof(t.billed_xof.value()),
                 },
                 Total {
-                    category: category(decided(complementary_decided)),
+                    category: category(decided(payers_decided)),
                     amount: Money::xof(t.base_xof.value() + t.complementary_xof.value()),
                 },
                 Total {
@@ -688,7 +693,11 @@ pub async fn submit_claim(
         }
     };
     let location = format!("/v1/claims/{}", claim.id);
-    let mut response = (StatusCode::CREATED, Fhir(ClaimResponse::from(claim))).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        Fhir(ClaimResponse::new(claim, state.config.operator_org.as_str())),
+    )
+        .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -720,5 +729,5 @@ pub async fn read_claim_response(
     Path(id): Path<String>,
 ) -> Result<Fhir<ClaimResponse>, ApiError> {
     let claim = crate::routes::claims::read_visible_claim(&state, &auth.caller, &id).await?;
-    Ok(Fhir(claim.into()))
+    Ok(Fhir(ClaimResponse::new(claim, state.config.operator_org.as_str())))
 }

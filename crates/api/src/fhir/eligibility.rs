@@ -107,7 +107,8 @@ pub struct CoverageEligibilityResponse {
     /// `eligible` or `not eligible`: whether at least one coverage pays.
     pub disposition: &'static str,
     /// The payer of the complementary share when one pays, else of the base share, else the
-    /// holder of the first coverage, else Passerelle itself (`passerelle`).
+    /// holder of the first coverage, else the service's operator organisation
+    /// (`PASSERELLE_OPERATOR_ORG`, by default `operator`).
     pub insurer: Reference,
     /// Every coverage the person holds, each with its own answer; absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -147,13 +148,16 @@ fn translate(body: &Map<String, Value>) -> Translation {
             "une vérification porte sur un jour : envoyez servicedDate",
         );
     }
-    for (i, p) in body
-        .get("purpose")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    let purpose = body.get("purpose").filter(|p| !p.is_null());
+    if purpose.is_some_and(|p| !p.is_array()) {
+        t.error(
+            "purpose",
+            "invalid_type",
+            "must be an array of codes",
+            "doit être un tableau de codes",
+        );
+    }
+    for (i, p) in purpose.and_then(Value::as_array).into_iter().flatten().enumerate() {
         if !p.as_str().is_some_and(|p| PURPOSES.contains(&p)) {
             t.error(
                 &format!("purpose[{i}]"),
@@ -185,15 +189,17 @@ fn translate(body: &Map<String, Value>) -> Translation {
         }
     };
     t.place("/care_level", "item[0].extension");
+    // The value is named where it was found: `item[0].extension[<index>].valueCode`.
     let care_level = item
         .get("extension")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .find(|e| e.get("url").and_then(Value::as_str) == Some(CARE_LEVEL_SYSTEM));
-    match care_level.map(|e| e.get("valueCode")) {
-        Some(Some(code)) => t.put("/care_level", code.clone(), "item[0].extension"),
-        Some(None) => t.required("item[0].extension.valueCode"),
+        .enumerate()
+        .find(|(_, e)| e.get("url").and_then(Value::as_str) == Some(CARE_LEVEL_SYSTEM));
+    match care_level.map(|(i, e)| (format!("item[0].extension[{i}].valueCode"), e.get("valueCode"))) {
+        Some((at, Some(code))) => t.put("/care_level", code.clone(), &at),
+        Some((at, None)) => t.required(&at),
         None => t.error(
             "item[0].extension",
             "required",
@@ -206,20 +212,32 @@ fn translate(body: &Map<String, Value>) -> Translation {
             t.put("/category", json!(code), "item[0].category");
         }
     }
-    // A quantity is checked whether or not a price comes with it: given and wrong is an error.
+    // A quantity is checked whether or not a price comes with it: given and wrong is an error,
+    // with the code `/v1` gives a claim's line (and a Claim's item): not a whole number is
+    // `invalid_type`, a whole number outside 1 to MAX_QUANTITY `out_of_range`.
     let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
         None => Some(1),
-        Some(q) => request::whole(q)
-            .filter(|q| (1..=MAX_QUANTITY).contains(q))
-            .or_else(|| {
+        Some(q) => match request::whole(q) {
+            Some(q) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
+            Some(_) => {
                 t.error(
                     "item[0].quantity.value",
                     "out_of_range",
-                    format!("must be a whole number from 1 to {MAX_QUANTITY}"),
-                    format!("doit être un nombre entier de 1 à {MAX_QUANTITY}"),
+                    format!("must be from 1 to {MAX_QUANTITY}"),
+                    format!("doit être de 1 à {MAX_QUANTITY}"),
                 );
                 None
-            }),
+            }
+            None => {
+                t.error(
+                    "item[0].quantity.value",
+                    "invalid_type",
+                    "must be a whole number",
+                    "doit être un nombre entier",
+                );
+                None
+            }
+        },
     };
     if let Some(price) = item.get("unitPrice").filter(|p| !p.is_null()) {
         let price = t.xof(price, "item[0].unitPrice");
@@ -238,6 +256,7 @@ fn response(
     request: Reference,
     today: String,
     (category, care_level): (Option<&str>, &str),
+    operator: &str,
 ) -> CoverageEligibilityResponse {
     let view = answer.view;
     // The patient's share is said once: on the payer that pays last, or on the first coverage
@@ -253,7 +272,7 @@ fn response(
         .or(answer.base.as_ref())
         .and_then(|id| view.coverages.iter().find(|c| &c.coverage == id))
         .or(view.coverages.first())
-        .map_or("passerelle", |c| c.organization.as_str());
+        .map_or(operator, |c| c.organization.as_str());
     let insurance = view
         .coverages
         .iter()
@@ -392,5 +411,12 @@ pub async fn check(
         );
     let asked = (check.category.map(|c| c.as_str()), check.care_level.as_str());
     let answer = answer(&state, &auth.caller, &check).await?;
-    Ok(Fhir(response(answer, purpose, request, today.to_string(), asked)))
+    Ok(Fhir(response(
+        answer,
+        purpose,
+        request,
+        today.to_string(),
+        asked,
+        state.config.operator_org.as_str(),
+    )))
 }

@@ -104,6 +104,17 @@ fn rule_type(rule: &str) -> &'static str {
     }
 }
 
+/// The header a problem without field errors is about, as a broken rule at a header names it
+/// (`/header/Idempotency-Key`), or `""`. The only header a `/fhir` request must carry is
+/// `Idempotency-Key` (on `POST /fhir/r4/Claim`): its absence (428) and its reuse with another
+/// request (422) are its faults.
+fn header_at_fault(problem_code: &str) -> &'static str {
+    match problem_code {
+        "precondition_required" | "idempotency_key_reused" => "/header/Idempotency-Key",
+        _ => "",
+    }
+}
+
 /// A JSON Pointer into a `resource` sent as the body, as the FHIRPath of the same element:
 /// `/item/0/unitPrice` → `Claim.item[0].unitPrice`. Faults found before a request is read into
 /// its `/v1` form (a NUL, a body that is not an object) carry such pointers.
@@ -164,7 +175,12 @@ fn outcome(problem: ProblemIn, resource: Option<&str>) -> OperationOutcome {
                 issue(rule_type(&e.code), &e.code, e.message, &at)
             })
             .collect(),
-        _ => vec![issue(issue_type(&problem.code), &problem.code, problem.detail, "")],
+        _ => vec![issue(
+            issue_type(&problem.code),
+            &problem.code,
+            problem.detail,
+            header_at_fault(&problem.code),
+        )],
     };
     OperationOutcome {
         resource_type: "OperationOutcome",
@@ -287,5 +303,15 @@ mod tests {
         assert_eq!(out.issue[0].details.text, "detail");
         let out = outcome(problem("internal_error", None), None);
         assert_eq!((out.issue[0].severity, out.issue[0].code), ("fatal", "exception"));
+        assert_eq!(out.issue[0].diagnostics, "request_id: r1");
+    }
+
+    #[test]
+    fn a_missing_or_reused_idempotency_key_names_the_header() {
+        for code in ["precondition_required", "idempotency_key_reused"] {
+            let out = outcome(problem(code, None), Some("Claim"));
+            assert_eq!(out.issue[0].diagnostics, "request_id: r1; at: /header/Idempotency-Key");
+            assert!(out.issue[0].expression.is_empty());
+        }
     }
 }

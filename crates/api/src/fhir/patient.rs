@@ -294,6 +294,8 @@ pub struct Bundle {
 #[into_params(parameter_in = Query)]
 pub struct CoverageSearch {
     /// Required: `Patient/<beneficiary id>` (or the bare id).
+    // An `Option` so that its absence is the handler's 422 (`required`, `/query/beneficiary`).
+    #[param(required = true)]
     pub beneficiary: Option<String>,
     /// Results per page, 1–500 (default 50).
     #[serde(rename = "_count")]

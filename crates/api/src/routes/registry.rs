@@ -315,6 +315,8 @@ pub(crate) async fn read_person(state: &AppState, caller: &Caller, id: &str) -> 
 #[into_params(parameter_in = Query)]
 pub struct CoverageQuery {
     /// The person whose coverages to list (required).
+    // An `Option` so that its absence is the handler's 422 (`required`, `/query/beneficiary`).
+    #[param(required = true)]
     pub beneficiary: Option<String>,
 }
 
