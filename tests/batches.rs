@@ -758,7 +758,129 @@ async fn leftover_uploads_are_removed(backend: Backend) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A replica that stops gracefully (a rollout) hands its running job back to the queue at a
+/// group boundary, its progress stored; claimed again, the job resumes after the rows already
+/// processed: every household once, created (not skipped), each row error reported once.
+async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) {
+    const HOUSEHOLDS: usize = 4000;
+    let db = TestDatabase::new(backend).await;
+    let mut config = test_config(&db.url);
+    config.batch_spool_dir =
+        std::env::temp_dir().join(format!("passerelle-handback-{}", uuid::Uuid::new_v4().simple()));
+    let database = app::connect(&config).await.unwrap();
+    database.migrate().await.unwrap();
+    let state = app::state(config, &database).await.unwrap();
+    app::ensure_operator(&state).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = app::serve(listener, app::router(state.clone())).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
+    let org = json!({"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A"});
+    let created = client
+        .post(format!("{base}/v1/organizations"))
+        .bearer_auth(token("operator", "admin"))
+        .json(&org)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let plan: Value = client
+        .post(format!("{base}/v1/products"))
+        .bearer_auth(token("mut-a", "registry:write"))
+        .json(&family_plan("2026-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // One bad row first (a field too many), then the households.
+    let mut file = households(HOUSEHOLDS, "TSV");
+    let first_line = file.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let bad = b"HX,principal,BAD-1,Xa,Yo,F,1975,,,,,,2026-01-01,,extra\n";
+    file.splice(first_line..first_line, bad.iter().copied());
+    let reader = token("mut-a", "registry:read registry:write");
+    let accepted: Value = client
+        .post(format!(
+            "{base}/v1/registrations/batches?product={}",
+            plan["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&reader)
+        .header("idempotency-key", "k1")
+        .header("content-type", CSV)
+        .body(file)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let location = format!("{base}/v1/registrations/batches/{}", accepted["id"].as_str().unwrap());
+    let read = || async {
+        client
+            .get(&location)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let until = |wanted: &'static str| async move {
+        for _ in 0..1200 {
+            let job = read().await;
+            if job["status"] == wanted {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the job never became {wanted}");
+    };
+    for _ in 0..2000 {
+        if read().await["households_created"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    state.bulk.stop();
+    let handed_back = until("queued").await;
+    let processed = handed_back["rows_processed"].as_i64().unwrap();
+    assert!(processed > 1 && processed < 2 * HOUSEHOLDS as i64 + 1, "{handed_back}");
+    assert_eq!(handed_back["errors_total"], 1, "{handed_back}");
+    let principals = "SELECT count(*) FROM coverages WHERE relationship = 'principal'";
+    let before = db.scalar(principals).await;
+    assert_eq!(
+        before,
+        handed_back["households_created"].as_i64().unwrap(),
+        "{handed_back}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db.scalar(principals).await,
+        before,
+        "nothing more is written once handed back"
+    );
+    assert!(state.bulk.idle(Duration::from_secs(1)).await);
+
+    state.bulk.resume();
+    state.batch_queued.notify_one();
+    let job = until("completed").await;
+    assert_eq!(job["households_created"], HOUSEHOLDS as i64, "{job}");
+    assert_eq!(job["households_skipped"], 0, "{job}");
+    assert_eq!(job["rows_failed"], 1, "{job}");
+    assert_eq!(job["errors_total"], 1, "{job}");
+    assert_eq!(job["errors"].as_array().unwrap().len(), 1, "{job}");
+    assert_eq!(job["rows_processed"], job["rows_total"], "{job}");
+    assert_eq!(job["rows_total"], 2 * HOUSEHOLDS as i64 + 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM coverages").await, 2 * HOUSEHOLDS as i64);
+    let _ = running.shutdown.send(());
+    let _ = std::fs::remove_dir_all(&state.config.batch_spool_dir);
+}
+
 on_both_databases!(
+    a_stopping_replica_hands_its_job_back_and_it_resumes,
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
     a_bad_line_fails_its_household_only,

@@ -81,6 +81,7 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
         batch_queued: Arc::new(tokio::sync::Notify::new()),
+        bulk: Arc::new(crate::bulk::runner::Control::default()),
         rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
             config.rate_limit_per_second,
             config.rate_limit_burst,

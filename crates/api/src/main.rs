@@ -229,11 +229,22 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, backend = ?db.backend, "serving");
+    let bulk = state.bulk.clone();
     let router = app::router(state);
+    let stop_bulk = bulk.clone();
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // The bulk job hands itself back while requests drain.
+            stop_bulk.stop();
+        })
         .await
         .map_err(|e| e.to_string())?;
+    // A group takes a second or so; the job is queued again before the pool closes, or left to
+    // the sweeper (`interrupted`) if the database hangs.
+    if !bulk.idle(std::time::Duration::from_secs(20)).await {
+        tracing::warn!("a bulk registration job was still running at shutdown; the sweeper will fail it");
+    }
     db.close().await;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub org_kinds: Arc<OrgKindCache>,
     /// Wakes this replica's bulk registration worker when a job is queued.
     pub batch_queued: Arc<tokio::sync::Notify>,
+    /// Stops this replica's bulk registration worker at a group boundary when the process stops.
+    pub bulk: Arc<crate::bulk::runner::Control>,
     /// Each organisation's request rate on this replica.
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     /// The national id types accepted and their formats (`PASSERELLE_NATIONAL_ID_RULES`).

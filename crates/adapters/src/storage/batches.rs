@@ -364,6 +364,21 @@ impl BatchStore for This {
         Ok(claimed == 1)
     }
 
+    async fn release_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let released = sqlx::query(
+            "UPDATE registration_batches SET status = 'queued', worker = NULL, heartbeat_at = $3 \
+             WHERE id = $1 AND status = 'running' AND worker = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(released == 1)
+    }
+
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         // Errors stored so far, read under the claim: only the holder writes them.

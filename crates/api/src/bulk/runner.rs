@@ -10,6 +10,11 @@
 //! its replica, and a running job without progress for that long lost its worker: the sweeper
 //! fails both as `interrupted`, and posting the same file again completes the rest: households
 //! already registered are skipped, none is registered twice.
+//!
+//! A replica that stops gracefully (SIGTERM: a rollout, a scale-down) does not leave its job to
+//! the sweeper: it stops claiming, and the worker hands its job back to the queue at the next
+//! group boundary, its progress stored; whoever claims it next (this replica restarted with the
+//! same folder, or any replica sharing it) resumes after the rows already processed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +27,35 @@ use crate::state::AppState;
 
 /// How often queued jobs are looked for without a wake-up, and marked as seen.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether this replica still takes jobs, and whether it is running one.
+#[derive(Default)]
+pub struct Control {
+    stopping: std::sync::atomic::AtomicBool,
+    /// Held by the dispatcher while it runs a job.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes no new job, and has the running one handed back at its next group boundary.
+    pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Takes jobs again (tests: a replica that stopped and came back).
+    pub fn resume(&self) {
+        self.stopping.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Returns once no job runs here, or after `limit`: false when a job still ran.
+    pub async fn idle(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.busy.lock()).await.is_ok()
+    }
+}
 
 pub fn start(state: &AppState) {
     let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
@@ -135,7 +169,7 @@ async fn sweep_forever(state: AppState) {
 
 async fn dispatch(state: AppState, worker: String) {
     loop {
-        while run_next(&state, &worker).await {}
+        while !state.bulk.stopping() && run_next(&state, &worker).await {}
         tokio::select! {
             () = state.batch_queued.notified() => {}
             () = tokio::time::sleep(POLL_EVERY) => {}
@@ -154,6 +188,10 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
         }
     };
     for job in queued {
+        let _busy = state.bulk.busy.lock().await;
+        if state.bulk.stopping() {
+            return false;
+        }
         match state.store.claim_batch(&job.id, worker, state.clock.now()).await {
             Ok(true) => {}
             Ok(false) => continue,
@@ -170,6 +208,10 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
                 spool::discard(&state.config.batch_spool_dir, &job.spool_path);
             }
             Ended::Lost => tracing::warn!(job = %job.id, "bulk registration job taken from this worker"),
+            Ended::Released => tracing::info!(
+                job = %job.id,
+                "bulk registration job handed back to the queue: this replica is stopping"
+            ),
             Ended::StoreDown(e) => tracing::error!(job = %job.id, error = %e, "bulk registration job stopped"),
         }
         return true;

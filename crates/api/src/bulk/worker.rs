@@ -60,6 +60,9 @@ pub enum Ended {
     Finished(BatchStatus),
     /// The job was taken from this worker (failed as stale): it stopped without writing more.
     Lost,
+    /// The replica is stopping: the job went back to the queue at a group boundary, its progress
+    /// stored, for the next claim to resume.
+    Released,
     /// Storage could not be written; the job stays `running` until the sweeper fails it.
     StoreDown(String),
 }
@@ -175,13 +178,16 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         worker,
         caller,
         products: HashMap::new(),
-        counts: BatchCounts::default(),
+        // A job handed back by a stopping replica resumes: its counts go on, and the rows it
+        // already processed (registered, skipped or failed, and reported) are read past.
+        counts: job.counts,
         group: Vec::new(),
         group_rows: Vec::new(),
         errors: Vec::new(),
         duplicates: Vec::new(),
         last_report: Instant::now(),
     };
+    let mut read_past = u64::try_from(job.counts.rows_processed).unwrap_or(0);
     loop {
         let wait = REPORT_EVERY.saturating_sub(run.last_report.elapsed());
         let next = match tokio::time::timeout(wait, rx.recv()).await {
@@ -196,12 +202,24 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
             }
         };
         let ended = match next {
+            Some(Parsed::Household(item)) if read_past > 0 => {
+                let rows = match item.as_ref() {
+                    Ok(rows) => rows.rows,
+                    Err(failure) => failure.rows,
+                };
+                read_past = read_past.saturating_sub(rows);
+                None
+            }
             Some(Parsed::Household(item)) => {
                 run.take(*item).await;
                 let due =
                     run.group.len() >= group_households(state.backend) || run.last_report.elapsed() >= REPORT_EVERY;
                 if due {
-                    run.flush(observer, None).await
+                    match run.flush(observer, None).await {
+                        // Everything read so far is written: a clean point to hand the job back.
+                        None if state.bulk.stopping() => Some(run.release().await),
+                        other => other,
+                    }
                 } else {
                     None
                 }
@@ -381,6 +399,21 @@ impl Job<'_> {
             Ok(true) => end.map(|e| Ended::Finished(e.status)),
             Ok(false) => Some(Ended::Lost),
             Err(e) => Some(Ended::StoreDown(e.to_string())),
+        }
+    }
+
+    /// Hands the job back to the queue; called right after a flush, when nothing read is
+    /// unwritten.
+    async fn release(&mut self) -> Ended {
+        match self
+            .state
+            .store
+            .release_batch(&self.job.id, self.worker, self.state.clock.now())
+            .await
+        {
+            Ok(true) => Ended::Released,
+            Ok(false) => Ended::Lost,
+            Err(e) => Ended::StoreDown(e.to_string()),
         }
     }
 

@@ -237,6 +237,12 @@ pub trait BatchStore: Send + Sync {
     /// exactly one gets true.
     async fn claim_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// Hands a `running` job held by `worker` back to the queue (`running` → `queued`, no
+    /// worker, seen at `at`), its progress kept: a replica stopping gracefully does this at a
+    /// group boundary, and whoever claims it next resumes after the rows already processed.
+    /// False when the job was no longer this worker's.
+    async fn release_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
     /// Records progress (and ends the job when `finish` is set), only while `worker` still holds
     /// it: false when the job was taken from it (failed as stale), and the worker must stop.
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError>;
