@@ -57,7 +57,8 @@ struct Request {
 
 #[derive(Clone)]
 pub(crate) struct Chainer {
-    requests: mpsc::Sender<Request>,
+    /// None when the process only reads the log (`passerelle audit verify`): nothing is chained.
+    requests: Option<mpsc::Sender<Request>>,
     /// Set by a nudge, cleared by the cycle that drains for it: a nudge that finds the channel
     /// full is not lost, the next cycle drains anyway.
     drain_wanted: Arc<AtomicBool>,
@@ -70,7 +71,20 @@ impl Chainer {
         let drain_wanted = Arc::new(AtomicBool::new(false));
         tokio::spawn(run(writer.clone(), rx, drain_wanted.clone(), drained.clone()));
         tokio::spawn(tidy(writer, drained));
-        Chainer { requests, drain_wanted }
+        Chainer {
+            requests: Some(requests),
+            drain_wanted,
+        }
+    }
+
+    /// A chainer that writes nothing: a flush returns at once (the log is read as it stands,
+    /// without the events still queued) and an append is refused. For a process that must not
+    /// write, such as an audit verification of a backup, a standby or a read-only role.
+    pub(crate) fn read_only() -> Chainer {
+        Chainer {
+            requests: None,
+            drain_wanted: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Chains `events` and returns once they are durable.
@@ -86,8 +100,9 @@ impl Chainer {
     /// Asks for the queue to be drained soon, without waiting. When the channel is full, cycles
     /// are already due, and the next one drains.
     pub(crate) fn nudge(&self) {
+        let Some(requests) = &self.requests else { return };
         self.drain_wanted.store(true, Ordering::Release);
-        let _ = self.requests.try_send(Request {
+        let _ = requests.try_send(Request {
             events: Vec::new(),
             drain: false,
             waiter: None,
@@ -95,8 +110,15 @@ impl Chainer {
     }
 
     async fn request(&self, events: Vec<NewAuditEvent>, drain: bool) -> Result<(), StoreError> {
+        let Some(requests) = &self.requests else {
+            return if events.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable("the database is opened read-only".into()))
+            };
+        };
         let (waiter, done) = oneshot::channel();
-        self.requests
+        requests
             .send(Request {
                 events,
                 drain,

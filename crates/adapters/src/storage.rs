@@ -54,6 +54,9 @@ pub struct DatabaseOptions {
     pub read_timeout: Duration,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Chain nothing: the audit log is read as it stands (`passerelle audit verify`), so a
+    /// standby, a read-only role or a restored copy can be checked without being changed.
+    pub read_only: bool,
 }
 
 impl DatabaseOptions {
@@ -64,6 +67,7 @@ impl DatabaseOptions {
             read_timeout: crate::replica::DEFAULT_READ_TIMEOUT,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            read_only: false,
         }
     }
 }

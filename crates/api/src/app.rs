@@ -25,7 +25,18 @@ use crate::state::{AppState, OrgKindCache};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn connect(config: &Config) -> Result<Database, String> {
+    connect_with(config, false).await
+}
+
+/// As [`connect`], chaining no audit event: for reading the log where writing is impossible or
+/// unwanted (`passerelle audit verify` on a standby or a restored copy).
+pub async fn connect_read_only(config: &Config) -> Result<Database, String> {
+    connect_with(config, true).await
+}
+
+async fn connect_with(config: &Config, read_only: bool) -> Result<Database, String> {
     let mut options = DatabaseOptions::new(&config.database_url);
+    options.read_only = read_only;
     options.max_connections = config.database_max_connections;
     options.read_url = config.database_read_url.clone();
     options.read_timeout = config.database_read_timeout;

@@ -142,7 +142,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let db = app::connect(&config).await?;
+            // Read-only: it verifies the events chained so far and changes nothing, so that a
+            // standby, a read-only role or a restored backup can be checked as it stands.
+            let db = app::connect_read_only(&config).await?;
             app::require_schema(&db).await?;
             let result = routes::audit::verify_chain(db.store.as_ref())
                 .await

@@ -434,3 +434,36 @@ async fn a_database_behind_the_binary_is_refused_until_migrated() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(empty);
 }
+
+/// `audit verify` writes nothing: it checks the events chained so far, on a database where every
+/// transaction is read-only (a hot standby, an auditor's role), and leaves queued events queued.
+#[tokio::test]
+async fn audit_verify_reads_a_read_only_database_and_changes_nothing() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let dir = temp_dir("verify-ro");
+    let out = run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // One event chained (the operator's creation is not: nothing has started), one left queued as
+    // by a process that stopped before chaining it.
+    db.execute(
+        "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) \
+         VALUES (now(), 'operator', 'cli', 'organization.created', 'organization', 'x', 'r1')",
+    )
+    .await;
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let read_only = format!("{}{separator}options=-c%20default_transaction_read_only%3Don", db.url);
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_DATABASE_URL", &read_only)
+        .args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["head_seq"], 0, "{report}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_queue").await,
+        1,
+        "the queued event is left alone"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_events").await, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

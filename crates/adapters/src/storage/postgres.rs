@@ -194,7 +194,11 @@ impl PgStore {
             .connect(&options.url)
             .await
             .map_err(db_err)?;
-        let chain = Chainer::start(Arc::new(QueueChain::new(pool.clone())));
+        let chain = if options.read_only {
+            Chainer::read_only()
+        } else {
+            Chainer::start(Arc::new(QueueChain::new(pool.clone())))
+        };
         let facts_primary = facts_pool(options, &options.url, FACTS_IN_FLIGHT)?;
         let facts_eligibility = match &options.read_url {
             Some(url) => facts_pool(options, url, FACTS_IN_FLIGHT)?,

@@ -199,7 +199,11 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(db_err)?;
-        let chain = Chainer::start(Arc::new(QueueChain::new(write.clone())));
+        let chain = if options.read_only {
+            Chainer::read_only()
+        } else {
+            Chainer::start(Arc::new(QueueChain::new(write.clone())))
+        };
         let facts = FactsLoaders::start(&write, &read);
         Ok(SqliteStore {
             write,
