@@ -5,6 +5,10 @@
 -- rows of a person's several coverages of one product are added up.
 -- A binary older than this migration cannot run on the migrated database (it reads the old
 -- table): see deploy/README.md, "Upgrading".
+-- Claims of replicas still running the previous binary write the old table until they stop:
+-- taken first, the lock waits for those in flight and holds off the next ones until the old
+-- table is gone, so no increment is left out of the sums.
+LOCK TABLE complementary_usage IN ACCESS EXCLUSIVE MODE;
 CREATE TABLE ceiling_usage (
     beneficiary TEXT NOT NULL REFERENCES beneficiaries (id),
     product     TEXT NOT NULL REFERENCES products (id),

@@ -137,7 +137,13 @@ where
         .await
     {
         Ok(rows) => Ok(rows.into_iter().map(|(v,)| v).collect()),
-        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(Vec::new()),
+        // Only a missing table means "never migrated" (PostgreSQL 42P01; SQLite's generic code 1
+        // with this message): a refused permission, say, is an error of its own.
+        Err(sqlx::Error::Database(e))
+            if e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table: _sqlx_migrations") =>
+        {
+            Ok(Vec::new())
+        }
         Err(e) => Err(db_err_any(e)),
     }
 }

@@ -178,15 +178,20 @@ fn database_file(url: &str, connect: &SqliteConnectOptions) -> Option<std::path:
 
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(&options.url)
-            .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the answer leaves, as on PostgreSQL. NORMAL would
-            // let a power cut take back transactions that callers were told had succeeded.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(options.acquire_timeout);
+        let url = SqliteConnectOptions::from_str(&options.url)
+            .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?;
+        let connect = if options.read_only {
+            // The file as it stands: not created when missing, its journal mode left alone.
+            url.read_only(true).create_if_missing(false)
+        } else {
+            url.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the answer leaves, as on PostgreSQL. NORMAL
+                // would let a power cut take back transactions callers were told had succeeded.
+                .synchronous(SqliteSynchronous::Full)
+        }
+        .foreign_keys(true)
+        .busy_timeout(options.acquire_timeout);
         let file = database_file(&options.url, &connect);
         let inline_facts = file.as_deref().map(inline_facts::InlineFacts::new);
         let write = super::pool_options::<Db>(options)

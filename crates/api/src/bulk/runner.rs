@@ -200,6 +200,16 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
                 return false;
             }
         }
+        // Its progress as of the claim: another replica may have run it and handed it back since
+        // the queue was listed, and a resumed job reads past the rows processed.
+        let job = match state.store.get_batch(&job.id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a claimed bulk registration job");
+                return false;
+            }
+        };
         tracing::info!(job = %job.id, "bulk registration job started");
         let ended = worker::process(state, &job, worker, &mut Silent).await;
         match &ended {
