@@ -379,8 +379,9 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
         .await;
     assert_eq!(rest.json["items"][0]["reference"], "RECU-1");
     assert_eq!(rest.json["next_cursor"], Value::Null);
-    // Cursors that decode but name no position here ("x|y", "abc"): 422, never a 500.
-    for forged in ["c1787c79", "c1616263"] {
+    // Cursors that decode but name no position here ("x|y", "abc", a date PostgreSQL cannot
+    // hold: "-5000-01-01|x"): 422, never a 500.
+    for forged in ["c1787c79", "c1616263", "c12d353030302d30312d30317c78"] {
         let refused = app.get(&format!("{path}/contributions?cursor={forged}"), &token).await;
         refused.problem(422, "validation_failed");
         assert_eq!(refused.json["errors"][0]["code"], "invalid_cursor", "{}", refused.text);

@@ -102,10 +102,12 @@ async fn run<R: BatchRead>(
     }
 }
 
-/// The same failure for every caller of a failed statement.
+/// The same failure for every caller of a failed statement, of the same kind: a caller tells an
+/// unreachable or contended database (503, another server) from a fault (500).
 fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Contention(m) => StoreError::Contention(m.clone()),
         other => StoreError::Internal(other.to_string()),
     }
 }
@@ -130,6 +132,9 @@ mod tests {
             self.batches.lock().unwrap().push(keys.len());
             if keys.contains(&0) {
                 return Err(StoreError::Unavailable("down".into()));
+            }
+            if keys.contains(&1000) {
+                return Err(StoreError::Contention("cancelled by recovery".into()));
             }
             if keys.contains(&1) {
                 self.gate.notified().await;
@@ -191,6 +196,9 @@ mod tests {
             4,
         );
         assert!(matches!(loader.load(0).await, Err(StoreError::Unavailable(m)) if m == "down"));
+        // Contention stays contention: a check then asks the primary (a standby's recovery
+        // conflict), a client gets 503, never a 500.
+        assert!(matches!(loader.load(1000).await, Err(StoreError::Contention(_))));
         assert_eq!(loader.load(7).await.unwrap(), 14, "the loader goes on after a failure");
     }
 }

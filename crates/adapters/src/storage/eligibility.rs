@@ -267,6 +267,9 @@ impl EligibilityStore for This {
                         replica.mark_down(&e);
                         self.facts.primary.load(asked).await?
                     }
+                    // A standby cancels a read that conflicts with the replay of the primary's
+                    // changes (40001): the replica is up, this read goes to the primary.
+                    Ok(Err(StoreError::Contention(_))) => self.facts.primary.load(asked).await?,
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
                         replica.mark_down("no answer within the read timeout");

@@ -12,10 +12,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL class 08 (connection), 57P (operator intervention), 53 (resources);
-            // SQLite BUSY (5) and LOCKED (6) after the busy timeout.
-            if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "5" || code == "6"
-            {
+            if unavailable(&code) {
                 StoreError::Unavailable(e.to_string())
             } else if code == "40P01" || code == "40001" {
                 // A deadlock's victim or a serialization failure: rolled back whole.
@@ -32,6 +29,22 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Codes that say the database cannot serve now, not that the request is wrong: a 503 to retry.
+/// PostgreSQL: class 08 (connection), 57P (operator intervention), 53 (resources), 58 (system
+/// and I/O), 57014 (a server `statement_timeout`), 55P03 (a `lock_timeout`), 25006 (a read-only
+/// transaction: still connected to a primary demoted by a failover). SQLite reports extended
+/// codes, whose low byte is the primary one: BUSY (5) and LOCKED (6) after the busy timeout,
+/// whatever the variant (`SQLITE_BUSY_RECOVERY` is 261), and CANTOPEN (14).
+fn unavailable(code: &str) -> bool {
+    if ["08", "57P", "53", "58"].iter().any(|class| code.starts_with(class))
+        || ["57014", "55P03", "25006"].contains(&code)
+    {
+        return true;
+    }
+    // PostgreSQL's codes have five characters, SQLite's at most four digits.
+    code.len() <= 4 && code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 14))
+}
+
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Internal(format!("stored {what} does not parse"))
 }
@@ -39,6 +52,20 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_of_a_database_that_cannot_serve_now() {
+        for code in [
+            "08006", "57P01", "53300", "58030", "57014", "55P03", "25006", "5", "6", "261", "517", "262", "14",
+        ] {
+            assert!(unavailable(code), "{code}");
+        }
+        // A wrong request or a fault, not an outage: 23505 unique, 22008 date out of range,
+        // 42P01 missing table; SQLite CONSTRAINT (19, 2067) and ERROR (1).
+        for code in ["23505", "22008", "42P01", "40P01", "19", "2067", "1", ""] {
+            assert!(!unavailable(code), "{code}");
+        }
+    }
     use crate::testing::TestDatabase;
     use crate::Backend;
 

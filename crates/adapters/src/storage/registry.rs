@@ -605,7 +605,8 @@ impl RegistryStore for This {
         let (after_date, after_id) = match page.after.as_deref() {
             Some(key) => {
                 let (date, id) = key.split_once('|').ok_or(StoreError::InvalidCursor)?;
-                let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| StoreError::InvalidCursor)?;
+                // Strictly: chrono's `%Y` takes `-5000-01-01`, which PostgreSQL refuses as out of range.
+                let date = passerelle_domain::dates::parse(date).ok_or(StoreError::InvalidCursor)?;
                 (Some(date), Some(id.to_owned()))
             }
             None => (None, None),
