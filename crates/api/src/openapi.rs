@@ -85,6 +85,7 @@ pub fn document() -> Document {
     add_shared_responses(&mut doc);
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
+    close_request_schemas(&mut doc);
     doc
 }
 
@@ -412,9 +413,10 @@ changed. Retry after `Retry-After` seconds",
         Shared {
             name: "Unavailable",
             status: "503",
-            description: "The database is unreachable or the request outlasted the request timeout (30 s by default, \
-`PASSERELLE_REQUEST_TIMEOUT_MS`); nothing was \
-changed. Retry after `Retry-After` seconds",
+            description: "The database is unreachable, the request outlasted the request timeout (30 s by default, \
+`PASSERELLE_REQUEST_TIMEOUT_MS`), it lost to concurrent writes on PostgreSQL (a deadlock or serialization \
+failure), or a bulk upload could not be written to the spool folder; nothing was changed. Retry after \
+`Retry-After` seconds",
             errors: vec![("unavailable", ApiError::Unavailable)],
         },
     ]
@@ -721,6 +723,92 @@ fn next_key(item: &str, example: &Value) -> Option<String> {
 
 /// utoipa puts the description of an optional `$ref` field inside its `oneOf`, beside the
 /// reference; readers and tools look for it on the property itself.
+/// The request bodies refuse members they do not know (422 `unknown_field`): the schemas used by
+/// requests alone say so with `additionalProperties: false`, so that generated clients and
+/// validators do not treat them as open. Schemas responses use too stay open, as a response
+/// may gain members, and so do those another schema extends.
+fn close_request_schemas(doc: &mut Document) {
+    use std::collections::BTreeSet;
+    use utoipa::openapi::schema::AdditionalProperties;
+
+    fn refs_in(schema: &RefOr<Schema>, out: &mut BTreeSet<String>) {
+        match schema {
+            RefOr::Ref(r) => {
+                if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
+                    out.insert(name.to_owned());
+                }
+            }
+            RefOr::T(Schema::Object(object)) => object.properties.values().for_each(|p| refs_in(p, out)),
+            RefOr::T(Schema::Array(array)) => {
+                if let ArrayItems::RefOrSchema(items) = &array.items {
+                    refs_in(items, out);
+                }
+            }
+            RefOr::T(Schema::AllOf(all)) => all.items.iter().for_each(|i| refs_in(i, out)),
+            RefOr::T(Schema::OneOf(one)) => one.items.iter().for_each(|i| refs_in(i, out)),
+            RefOr::T(Schema::AnyOf(any)) => any.items.iter().for_each(|i| refs_in(i, out)),
+            _ => {}
+        }
+    }
+    let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
+    for item in doc.paths.paths.values() {
+        let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+        for op in operations.into_iter().flatten() {
+            for content in op.request_body.iter().flat_map(|b| b.content.values()) {
+                content.schema.iter().for_each(|s| refs_in(s, &mut requests));
+            }
+            for response in op.responses.responses.values() {
+                if let RefOr::T(response) = response {
+                    for content in response.content.values() {
+                        content.schema.iter().for_each(|s| refs_in(s, &mut responses));
+                    }
+                }
+            }
+        }
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for response in components.responses.values() {
+        if let RefOr::T(response) = response {
+            for content in response.content.values() {
+                content.schema.iter().for_each(|s| refs_in(s, &mut responses));
+            }
+        }
+    }
+    // Each set with the schemas its members reach.
+    for set in [&mut requests, &mut responses] {
+        loop {
+            let mut reached = set.clone();
+            for name in set.iter() {
+                if let Some(schema) = components.schemas.get(name) {
+                    refs_in(schema, &mut reached);
+                }
+            }
+            if reached.len() == set.len() {
+                break;
+            }
+            *set = reached;
+        }
+    }
+    // A schema another extends (`allOf`, as a dependant extends a person) stays open: closed,
+    // it would refuse the members the extension adds.
+    let mut extended = BTreeSet::new();
+    for schema in components.schemas.values() {
+        if let RefOr::T(Schema::AllOf(all)) = schema {
+            all.items.iter().for_each(|i| refs_in(i, &mut extended));
+        }
+    }
+    for name in requests.difference(&responses).filter(|n| !extended.contains(*n)) {
+        // Objects with members only: a string enum is an `Object` to utoipa too.
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            if !object.properties.is_empty() {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
+
 fn hoist_nullable_ref_descriptions(doc: &mut Document) {
     let Some(components) = doc.components.as_mut() else {
         return;
@@ -759,6 +847,42 @@ fn hoist_in(schema: &mut RefOr<Schema>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Request bodies are published closed, except what responses share and what another
+    /// schema extends; every closed schema's own example stays within its members.
+    #[test]
+    fn request_schemas_are_closed_where_that_holds() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let closed = |name: &str| schemas[name]["additionalProperties"] == json!(false);
+        for name in [
+            "ClaimWrite",
+            "EligibilityRequest",
+            "ProductWrite",
+            "RegistrationWrite",
+            "WebhookCreate",
+        ] {
+            assert!(closed(name), "{name} is closed");
+        }
+        // PersonWrite is extended by DependantWrite; NationalIdView is also a response's.
+        for name in [
+            "PersonWrite",
+            "DependantWrite",
+            "NationalIdView",
+            "ClaimView",
+            "Problem",
+        ] {
+            assert!(!closed(name), "{name} stays open");
+        }
+        for (name, schema) in schemas.iter().filter(|(n, _)| closed(n)) {
+            let members = schema["properties"].as_object().unwrap();
+            if let Some(example) = schema["example"].as_object() {
+                for key in example.keys() {
+                    assert!(members.contains_key(key), "{name}'s example has {key}, not a member");
+                }
+            }
+        }
+    }
 
     /// The messages mirrored above are still the ones the handlers write.
     #[test]

@@ -81,6 +81,7 @@ impl From<Shares> for SharesView {
     "decision": "reduce", "reason_code": "TARIFF_EXCEEDED"}))]
 pub struct ClaimLineView {
     /// From 1, in request order.
+    #[schema(minimum = 1)]
     pub line: u32,
     /// The facility's act or item code, as sent.
     pub code: String,

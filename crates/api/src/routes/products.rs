@@ -384,7 +384,9 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
 
 /// Replace a product: a new version from its `effective_from` (with `If-Match`).
 ///
-/// Its mutuelle or scheme sends the whole product, as on create, with `If-Match` set to the
+/// Its mutuelle or scheme sends the whole product, as on create (the members of a read that
+/// are not the product's own, `id`, `organization` and `version`, are left out: unknown
+/// members are 422 `unknown_field`), with `If-Match` set to the
 /// `ETag` of its last read: 428 without it, 412 when another version was added since. The new
 /// `effective_from` must be later than the current version's and the layer cannot change (422
 /// on `/effective_from`, `/layer`). Claims with earlier service dates keep their version's

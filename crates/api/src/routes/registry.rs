@@ -234,7 +234,8 @@ async fn visible_coverage(state: &AppState, caller: &Caller, id: &str) -> Result
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BeneficiaryQuery {
-    /// `CC:TYPE:VALUE`, e.g. `SN:CNI:1234567890123` (normalised before the search).
+    /// `CC:TYPE:VALUE`, e.g. `SN:CNI:1234567890123` (normalised before the search). Required.
+    #[param(required = true)]
     pub national_id: Option<String>,
 }
 

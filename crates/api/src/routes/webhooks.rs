@@ -70,7 +70,7 @@ pub struct WebhookCreate {
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
     /// `claim.settled`, `coverage.changed`.
     pub events: Vec<String>,
-    /// The HMAC-SHA256 key of the signatures, 32 to 256 bytes; when absent, 64 random hex
+    /// The HMAC-SHA256 key of the signatures, 32 to 256 characters; when absent, 64 random hex
     /// characters are generated. Shown only in the answer to this request.
     pub secret: Option<String>,
 }
