@@ -86,7 +86,102 @@ pub fn document() -> Document {
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
+    let missed = add_value_sets(&mut doc);
+    debug_assert!(missed.is_empty(), "value sets for unknown members: {missed:?}");
     doc
+}
+
+/// The fixed value sets of string members, from the domain's own lists, as `enum`: described in
+/// prose only, generated clients took them for free text. Returns the `(schema, member)` pairs
+/// it could not find, for the test that keeps this table true.
+fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
+    use passerelle_domain::beneficiary::Sex;
+    use passerelle_domain::claim::ClaimStatus;
+    use passerelle_domain::coordination::{AdjudicationReason, Decision};
+    use passerelle_domain::coverage::{CoverageStatus, Relationship};
+    use passerelle_domain::eligibility::{BirthDatePrecision, ReasonCode};
+    use passerelle_domain::product::{CareLevel, Category, Layer};
+    use utoipa::openapi::schema::SchemaType;
+
+    let layers: Vec<&str> = Layer::ALL.iter().map(|x| x.as_str()).collect();
+    let care_levels: Vec<&str> = CareLevel::ALL.iter().map(|x| x.as_str()).collect();
+    let categories: Vec<&str> = Category::ALL.iter().map(|x| x.as_str()).collect();
+    let sexes: Vec<&str> = Sex::ALL.iter().map(|x| x.as_str()).collect();
+    let precisions: Vec<&str> = BirthDatePrecision::ALL.iter().map(|x| x.as_str()).collect();
+    let coverage_statuses: Vec<&str> = CoverageStatus::ALL.iter().map(|x| x.as_str()).collect();
+    let relationships: Vec<&str> = Relationship::ALL.iter().map(|x| x.as_str()).collect();
+    let claim_statuses: Vec<&str> = ClaimStatus::ALL.iter().map(|x| x.as_str()).collect();
+    let reasons: Vec<&str> = ReasonCode::ALL.iter().map(|x| x.as_str()).collect();
+    let decisions: Vec<&str> = Decision::ALL.iter().map(|x| x.as_str()).collect();
+    let adjudication_reasons: Vec<&str> = AdjudicationReason::ALL.iter().map(|x| x.as_str()).collect();
+    let events: Vec<&str> = passerelle_domain::webhook::EVENT_TYPES.to_vec();
+    let table: [(&'static str, &'static str, &[&str]); 27] = [
+        ("ProductWrite", "layer", &layers),
+        ("ProductWrite", "excluded_categories", &categories),
+        ("ProductView", "layer", &layers),
+        ("ProductView", "excluded_categories", &categories),
+        ("RuleView", "care_level", &care_levels),
+        ("RuleView", "category", &categories),
+        ("ClaimWrite", "care_level", &care_levels),
+        ("ClaimLineWrite", "category", &categories),
+        ("EligibilityRequest", "care_level", &care_levels),
+        ("EligibilityRequest", "category", &categories),
+        ("PersonWrite", "sex", &sexes),
+        ("PersonWrite", "birth_date_precision", &precisions),
+        ("BeneficiaryView", "sex", &sexes),
+        ("BeneficiaryView", "birth_date_precision", &precisions),
+        ("CoveragePatch", "status", &coverage_statuses),
+        ("CoverageView", "status", &coverage_statuses),
+        ("CoverageView", "layer", &layers),
+        ("CoverageView", "relationship", &relationships),
+        ("CoverageEligibilityView", "layer", &layers),
+        ("ReasonView", "code", &reasons),
+        ("ClaimView", "status", &claim_statuses),
+        ("ClaimView", "care_level", &care_levels),
+        ("ClaimLineView", "category", &categories),
+        ("ClaimLineView", "decision", &decisions),
+        ("ClaimLineView", "reason_code", &adjudication_reasons),
+        ("WebhookCreate", "events", &events),
+        ("WebhookView", "events", &events),
+    ];
+    // A string schema, or an array's string items: the values, and null when it may be null.
+    fn set(schema: &mut Schema, values: &[&str]) -> bool {
+        match schema {
+            Schema::Object(object) => {
+                let mut listed: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+                if matches!(&object.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)) {
+                    listed.push(Value::Null);
+                }
+                object.enum_values = Some(listed);
+                true
+            }
+            Schema::Array(array) => match &mut array.items {
+                ArrayItems::RefOrSchema(items) => match items.as_mut() {
+                    RefOr::T(items) => set(items, values),
+                    RefOr::Ref(_) => false,
+                },
+                ArrayItems::False => false,
+            },
+            _ => false,
+        }
+    }
+    let mut missed = Vec::new();
+    let Some(components) = doc.components.as_mut() else {
+        return table.iter().map(|(s, m, _)| (*s, *m)).collect();
+    };
+    for (schema, member, values) in table {
+        let found = match components.schemas.get_mut(schema) {
+            Some(RefOr::T(Schema::Object(object))) => match object.properties.get_mut(member) {
+                Some(RefOr::T(property)) => set(property, values),
+                _ => false,
+            },
+            _ => false,
+        };
+        if !found {
+            missed.push((schema, member));
+        }
+    }
+    missed
 }
 
 pub fn to_pretty_json(doc: &Document) -> String {
@@ -847,6 +942,21 @@ fn hoist_in(schema: &mut RefOr<Schema>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every value set of the table lands on a member the document has: a renamed field or
+    /// schema would otherwise drop its `enum` silently in release builds.
+    #[test]
+    fn every_value_set_finds_its_member() {
+        let (_, mut doc) = router().split_for_parts();
+        assert_eq!(add_value_sets(&mut doc), Vec::<(&str, &str)>::new());
+        let doc = serde_json::to_value(document()).unwrap();
+        let category = &doc["components"]["schemas"]["EligibilityRequest"]["properties"]["category"]["enum"];
+        assert_eq!(
+            category.as_array().unwrap().len(),
+            11,
+            "ten categories and null: {category}"
+        );
+    }
 
     /// Request bodies are published closed, except what responses share and what another
     /// schema extends; every closed schema's own example stays within its members.
