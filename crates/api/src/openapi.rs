@@ -52,7 +52,7 @@ Every response carries `X-Request-Id` (echoed when sent).",
 as FHIR resources (`application/fhir+json`); errors are OperationOutcome"),
         (name = "service", description = "Health, readiness and metrics; no token needed"),
     ),
-    components(schemas(Problem, ProblemField)),
+        components(schemas(Problem, ProblemField, routes::webhooks::WebhookEvent)),
     modifiers(&SharedResponses)
 )]
 struct ApiDoc;

@@ -249,6 +249,36 @@ mod tests {
         }
     }
 
+    /// The body sent is the `WebhookEvent` the OpenAPI document publishes, member for member.
+    #[test]
+    fn the_envelope_is_the_published_event() {
+        let payload = serde_json::json!({"resource": "other", "created_at": "2026-11-30T10:15:00Z",
+            "organization": "mut-a", "data": {"id": "x"}});
+        let due = DueDelivery {
+            id: "d".into(),
+            url: "https://127.0.0.1/".into(),
+            secret: "s".into(),
+            event_id: "e".into(),
+            event_type: "coverage.changed".into(),
+            payload: payload.to_string(),
+            attempts: 0,
+        };
+        let body: Value = serde_json::from_slice(&envelope(&due)).unwrap();
+        let sent: std::collections::BTreeSet<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let doc = serde_json::to_value(crate::openapi::document()).unwrap();
+        let published: std::collections::BTreeSet<&str> = doc["components"]["schemas"]["WebhookEvent"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(sent, published);
+        assert_eq!(
+            (body["event_id"].as_str(), body["type"].as_str()),
+            (Some("e"), Some("coverage.changed"))
+        );
+    }
+
     #[test]
     fn signatures_follow_the_contract() {
         // HMAC-SHA256("secret", "1700000000.{}") computed independently with openssl:

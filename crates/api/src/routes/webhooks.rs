@@ -160,12 +160,49 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     Ok(url.to_string())
 }
 
+/// The body of a delivery: what a subscriber's URL receives, one POST per event (`Content-Type:
+/// application/json`), with the headers `Passerelle-Event-Id` (the event's id) and
+/// `Passerelle-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<raw
+/// body>")>`. Verify the signature over the raw body before parsing it; deliveries are at least
+/// once, so dedupe on `event_id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"event_id": "0193a5b2-8d2f-7e4b-a011-3c2d5e6f7081", "type": "coverage.changed",
+    "created_at": "2026-11-30T10:15:00Z", "organization": "mut-tsevie",
+    "data": {"id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+             "product": "01937f0e-5b19-7c2a-8d0e-0f1a2b3c4d5e", "organization": "mut-tsevie", "layer": "complementary",
+             "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01",
+             "status": "suspended", "paid_through": "2026-06-30"}}))]
+pub struct WebhookEvent {
+    /// The event's id, also in `Passerelle-Event-Id`.
+    pub event_id: String,
+    /// One of the six event types: `claim.submitted`, `claim.base_adjudicated`,
+    /// `claim.adjudicated`, `claim.cancelled`, `claim.settled`, `coverage.changed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+    /// The organisation whose action raised the event.
+    pub organization: String,
+    /// The resource as a GET by the subscriber shows it: a claim for `claim.*`, a coverage for
+    /// `coverage.changed`.
+    pub data: WebhookData,
+}
+
+/// The resource an event is about.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookData {
+    Claim(Box<super::claims::ClaimView>),
+    Coverage(Box<super::registry::CoverageView>),
+}
+
 /// Subscribe to events of the resources your organisation may read.
 ///
 /// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
 /// submitter, base payer, routed mutuelle), a coverage's to its organisation, and every event to
-/// operators and auditors. Each is POSTed as `{event_id, type, created_at, organization, data}`,
-/// `data` being the resource as its GET shows it, with `Passerelle-Event-Id` and
+/// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas),
+/// `{event_id, type, created_at, organization, data}`, `data` being the resource as its GET
+/// shows it, with `Passerelle-Event-Id` and
 /// `Passerelle-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. A
 /// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, ±20 %;
 /// 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
