@@ -32,7 +32,8 @@ Every `/v1` request carries `Authorization: Bearer <JWT>` (RS256, ES256 or EdDSA
 HS256 with the development secret). Errors are RFC 9457 `application/problem+json` with a stable `code`, in French \
 (default) or English by `Accept-Language`. Money is an integer number of XOF (`*_xof`), rates are basis points \
 (`*_bp`, 8000 = 80 %). Lists take `limit` (1–500, default 50) and `cursor` and answer `{items, next_cursor}`. \
-Every response carries `X-Request-Id` (echoed when sent).",
+Every response carries `X-Request-Id` (echoed when sent). A method a path does not offer is 405 \
+`method_not_allowed`, with `Allow` naming those it does.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
         version = "1.0.0"
     ),
@@ -86,9 +87,39 @@ pub fn document() -> Document {
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
+    describe_idempotency_keys(&mut doc);
     let missed = add_value_sets(&mut doc);
     debug_assert!(missed.is_empty(), "value sets for unknown members: {missed:?}");
     doc
+}
+
+/// Every `Idempotency-Key` header the same way: a string (an optional header is absent, never
+/// null) of 1 to 255 visible ASCII characters, and what a bad or reused key answers.
+fn describe_idempotency_keys(doc: &mut Document) {
+    use utoipa::openapi::schema::ObjectBuilder;
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.put, &mut item.post, &mut item.patch];
+        for op in operations.into_iter().flatten() {
+            for parameter in op.parameters.iter_mut().flatten() {
+                if parameter.name != "Idempotency-Key" || parameter.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                parameter.schema = Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .examples(["0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70"])
+                        .build(),
+                )));
+                let said = parameter.description.take().unwrap_or_default();
+                parameter.description = Some(format!(
+                    "{said}. 1 to 255 visible ASCII characters (a UUID is a good key), else 422 on \
+                     `/header/Idempotency-Key`; the same key with another request is 422 `idempotency_key_reused`"
+                ));
+            }
+        }
+    }
 }
 
 /// The fixed value sets of string members, from the domain's own lists, as `enum`: described in
