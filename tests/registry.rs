@@ -332,6 +332,14 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     patch(Some("\"9\""), json!({"status": "suspended"}))
         .await
         .problem(412, "precondition_failed");
+    // A status cannot be removed: `null` is refused, as the schema says (not nullable).
+    let no_status = patch(Some("\"1\""), json!({"status": null})).await;
+    no_status.problem(422, "validation_failed");
+    assert_eq!(
+        no_status.json["errors"][0]["code"], "invalid_type",
+        "{}",
+        no_status.text
+    );
     let bad = patch(
         Some("\"1\""),
         json!({"status": "paused", "end_date": "2025-01-01", "member_number": "x"}),

@@ -403,7 +403,9 @@ pub async fn get_coverage(
 #[schema(example = json!({"status": "suspended"}))]
 pub struct CoveragePatch {
     /// `active`, `suspended` or `terminated` (final). A suspended or terminated coverage is not
-    /// eligible (`SUSPENDED`, `TERMINATED`).
+    /// eligible (`SUSPENDED`, `TERMINATED`). May be left out, never `null`: a coverage always
+    /// has a status (422 `invalid_type`).
+    #[schema(nullable = false)]
     pub status: Option<String>,
     /// The last covered day, on or after `start_date`; `null` removes it.
     pub end_date: Option<NaiveDate>,
