@@ -141,12 +141,18 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
     let precisions: Vec<&str> = BirthDatePrecision::ALL.iter().map(|x| x.as_str()).collect();
     let coverage_statuses: Vec<&str> = CoverageStatus::ALL.iter().map(|x| x.as_str()).collect();
     let relationships: Vec<&str> = Relationship::ALL.iter().map(|x| x.as_str()).collect();
+    let dependants: Vec<&str> = Relationship::ALL
+        .iter()
+        .filter(|r| **r != Relationship::Principal)
+        .map(|x| x.as_str())
+        .collect();
     let claim_statuses: Vec<&str> = ClaimStatus::ALL.iter().map(|x| x.as_str()).collect();
     let reasons: Vec<&str> = ReasonCode::ALL.iter().map(|x| x.as_str()).collect();
     let decisions: Vec<&str> = Decision::ALL.iter().map(|x| x.as_str()).collect();
     let adjudication_reasons: Vec<&str> = AdjudicationReason::ALL.iter().map(|x| x.as_str()).collect();
     let events: Vec<&str> = passerelle_domain::webhook::EVENT_TYPES.to_vec();
-    let table: [(&'static str, &'static str, &[&str]); 27] = [
+    let table: [(&'static str, &'static str, &[&str]); 28] = [
+        ("DependantWrite", "relationship", &dependants),
         ("ProductWrite", "layer", &layers),
         ("ProductWrite", "excluded_categories", &categories),
         ("ProductView", "layer", &layers),
@@ -206,6 +212,14 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
                 Some(RefOr::T(property)) => set(property, values),
                 _ => false,
             },
+            // An extension (`allOf`): the member is in one of its inline parts.
+            Some(RefOr::T(Schema::AllOf(all))) => all.items.iter_mut().any(|part| match part {
+                RefOr::T(Schema::Object(object)) => match object.properties.get_mut(member) {
+                    Some(RefOr::T(property)) => set(property, values),
+                    _ => false,
+                },
+                _ => false,
+            }),
             _ => false,
         };
         if !found {
