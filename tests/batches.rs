@@ -518,6 +518,32 @@ fn start_doomed(url: &str, spool: std::path::PathBuf) -> Doomed {
     Doomed { base, kill, thread }
 }
 
+/// Creates mut-a and its family plan on the service at `base` (one started by the test itself,
+/// outside `TestApp`); returns the plan's id.
+async fn mutuelle_with_plan(client: &reqwest::Client, base: &str) -> String {
+    let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
+    let org = json!({"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A"});
+    let created = client
+        .post(format!("{base}/v1/organizations"))
+        .bearer_auth(token("operator", "admin"))
+        .json(&org)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let plan: Value = client
+        .post(format!("{base}/v1/products"))
+        .bearer_auth(token("mut-a", "registry:write"))
+        .json(&family_plan("2026-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    plan["id"].as_str().unwrap().to_owned()
+}
+
 /// A replica dies with one job running and one queued behind it.
 /// - Replaced by a replica with a spool folder of its own (a new pod), the service fails the job
 ///   it finds stuck, and the queued one whose upload was lost with the dead replica: it cannot
@@ -543,32 +569,8 @@ async fn crash_midway(backend: Backend, same_folder: bool) {
     let doomed = start_doomed(&db.url, spool.join("doomed"));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
-    let post = |path: &str, token: String, body: Value| {
-        client
-            .post(format!("{}{path}", doomed.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    };
-    let org = json!({"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A"});
-    assert_eq!(
-        post("/v1/organizations", token("operator", "admin"), org)
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let plan: Value = post(
-        "/v1/products",
-        token("mut-a", "registry:write"),
-        family_plan("2026-01-01"),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let query = format!("?product={}", plan["id"].as_str().unwrap());
+    let plan = mutuelle_with_plan(&client, &doomed.base).await;
+    let query = format!("?product={plan}");
     let file = households(HOUSEHOLDS, "TSV");
     let reader = token("mut-a", "registry:read registry:write");
     // Posts a file to the doomed replica and returns its job's location.
@@ -776,25 +778,7 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
-    let org = json!({"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A"});
-    let created = client
-        .post(format!("{base}/v1/organizations"))
-        .bearer_auth(token("operator", "admin"))
-        .json(&org)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let plan: Value = client
-        .post(format!("{base}/v1/products"))
-        .bearer_auth(token("mut-a", "registry:write"))
-        .json(&family_plan("2026-01-01"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan = mutuelle_with_plan(&client, &base).await;
     // One bad row first (a field too many), then the households.
     let mut file = households(HOUSEHOLDS, "TSV");
     let first_line = file.iter().position(|b| *b == b'\n').unwrap() + 1;
@@ -802,10 +786,7 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
     file.splice(first_line..first_line, bad.iter().copied());
     let reader = token("mut-a", "registry:read registry:write");
     let accepted: Value = client
-        .post(format!(
-            "{base}/v1/registrations/batches?product={}",
-            plan["id"].as_str().unwrap()
-        ))
+        .post(format!("{base}/v1/registrations/batches?product={plan}"))
         .bearer_auth(&reader)
         .header("idempotency-key", "k1")
         .header("content-type", CSV)
