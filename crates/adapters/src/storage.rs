@@ -100,12 +100,28 @@ impl Database {
     /// description)`: a binary started with `--no-migrate` on a database behind it would answer
     /// `/health/ready` and then fail the requests that need the newer tables.
     pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
         let (embedded, applied) = match &self.migrator {
             Migrator::Postgres(pool) => (
                 sqlx::migrate!("../../migrations/postgres"),
-                applied_versions(pool).await?,
+                sqlx::query_as::<_, (i64,)>(APPLIED).fetch_all(pool).await,
             ),
-            Migrator::Sqlite(pool) => (sqlx::migrate!("../../migrations/sqlite"), applied_versions(pool).await?),
+            Migrator::Sqlite(pool) => (
+                sqlx::migrate!("../../migrations/sqlite"),
+                sqlx::query_as::<_, (i64,)>(APPLIED).fetch_all(pool).await,
+            ),
+        };
+        let applied: Vec<i64> = match applied {
+            Ok(rows) => rows.into_iter().map(|(v,)| v).collect(),
+            // Only a missing table means "never migrated" (PostgreSQL 42P01; SQLite's generic
+            // code 1 with this message): a refused permission, say, is an error of its own.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P01")
+                    || e.message().starts_with("no such table: _sqlx_migrations") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(errors::db_err(e)),
         };
         Ok(embedded
             .iter()
@@ -120,36 +136,6 @@ impl Database {
             Migrator::Sqlite(pool) => pool.close().await,
         }
     }
-}
-
-/// The versions sqlx recorded as applied; none when it never ran (no table yet).
-async fn applied_versions<DB>(pool: &sqlx::Pool<DB>) -> Result<Vec<i64>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
-    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let mut conn = pool.acquire().await.map_err(db_err_any)?;
-    match sqlx::query_as::<DB, (i64,)>("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(&mut *conn)
-        .await
-    {
-        Ok(rows) => Ok(rows.into_iter().map(|(v,)| v).collect()),
-        // Only a missing table means "never migrated" (PostgreSQL 42P01; SQLite's generic code 1
-        // with this message): a refused permission, say, is an error of its own.
-        Err(sqlx::Error::Database(e))
-            if e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table: _sqlx_migrations") =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(db_err_any(e)),
-    }
-}
-
-fn db_err_any(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 pub fn backend_of(url: &str) -> Option<Backend> {
