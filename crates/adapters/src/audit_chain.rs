@@ -152,7 +152,7 @@ async fn run(
             Ok(Some(mut request)) => loop {
                 events.append(&mut request.events);
                 drain |= request.drain;
-                waiters.extend(request.waiter);
+                waiters.extend(request.waiter.map(|w| (w, request.drain)));
                 if events.len() >= MAX_DIRECT {
                     break;
                 }
@@ -175,38 +175,52 @@ async fn run(
         // Cleared before the cycle reads the queue: a nudge after this point is for rows the
         // cycle may not see, and sets it again.
         drain |= drain_wanted.swap(false, Ordering::AcqRel);
-        let result = cycle(writer.as_ref(), &events, drain, &drained)
-            .await
-            .map_err(|e| e.to_string());
-        if let Err(e) = &result {
+        let (first, rest) = cycle(writer.as_ref(), &events, drain, &drained).await;
+        let first = first.map_err(|e| e.to_string());
+        let rest = rest.map_err(|e| e.to_string());
+        for e in [&first, &rest].into_iter().filter_map(|r| r.as_ref().err()) {
             tracing::warn!(error = %e, "audit chain cycle failed");
         }
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(result.clone());
+        for (waiter, drain) in waiters.drain(..) {
+            // The first transaction chained every direct event: a later one failing (draining a
+            // long queue) matters only to whoever waits for the queue.
+            let result = if drain {
+                first.clone().and(rest.clone())
+            } else {
+                first.clone()
+            };
+            let _ = waiter.send(result);
         }
         events.clear();
     }
 }
 
-/// One transaction with the direct events, then more while the queue still held a full batch.
+/// One transaction with the direct events, then more while the queue still held a full batch:
+/// the outcome of the first, and of the ones after it.
 async fn cycle(
     writer: &dyn ChainWriter,
     direct: &[NewAuditEvent],
     drain: bool,
     drained: &AtomicUsize,
-) -> Result<(), StoreError> {
+) -> (Result<(), StoreError>, Result<(), StoreError>) {
     // A wake-up whose drain an earlier cycle already did: nothing to write. Without this, each
     // such nudge cost SQLite a write transaction on its single writer connection.
     if direct.is_empty() && !drain {
-        return Ok(());
+        return (Ok(()), Ok(()));
     }
-    let mut taken = writer.chain(direct, drain).await?;
+    let mut taken = match writer.chain(direct, drain).await {
+        Ok(taken) => taken,
+        Err(e) => return (Err(e), Ok(())),
+    };
     drained.fetch_add(taken, Ordering::Relaxed);
     while taken as i64 >= QUEUE_BATCH {
-        taken = writer.chain(&[], true).await?;
+        taken = match writer.chain(&[], true).await {
+            Ok(taken) => taken,
+            Err(e) => return (Ok(()), Err(e)),
+        };
         drained.fetch_add(taken, Ordering::Relaxed);
     }
-    Ok(())
+    (Ok(()), Ok(()))
 }
 
 /// Tidies the queue once a second after rows were drained from it.
@@ -223,5 +237,62 @@ async fn tidy(writer: Arc<dyn ChainWriter>, drained: Arc<AtomicUsize>) {
                 tracing::debug!(error = %e, "audit queue tidy failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Takes a full queue batch on its first call and fails every call after it.
+    struct FailsAfterFirst {
+        calls: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl ChainWriter for FailsAfterFirst {
+        async fn chain(&self, _direct: &[NewAuditEvent], _drain: bool) -> Result<usize, StoreError> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            if *calls == 1 {
+                Ok(QUEUE_BATCH as usize)
+            } else {
+                Err(StoreError::Unavailable("down".into()))
+            }
+        }
+
+        async fn has_queued(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn tidy(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn event() -> NewAuditEvent {
+        NewAuditEvent {
+            at: chrono::Utc::now(),
+            organization: "cms-a".into(),
+            subject: "desk".into(),
+            action: "eligibility.eligible".into(),
+            resource_type: "beneficiary".into(),
+            resource_id: "p".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    /// A check's event was chained by the cycle's first transaction: a later one, draining the
+    /// rest of a long queue, failing does not turn the check into a 503. A flush, which waits
+    /// for the queue, does hear of it.
+    #[tokio::test]
+    async fn a_later_transaction_failing_fails_only_who_waits_for_the_queue() {
+        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }));
+        let appended = chainer.append(vec![event()]).await;
+        assert!(appended.is_ok(), "{appended:?}");
+        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }));
+        let flushed = chainer.flush().await;
+        assert!(matches!(flushed, Err(StoreError::Unavailable(_))), "{flushed:?}");
     }
 }
