@@ -370,6 +370,15 @@ async fn concurrent_claims_never_pass_the_ceiling(backend: Backend) {
         total += r.json["totals"]["complementary_xof"].as_i64().unwrap();
     }
     assert_eq!(total, 150_000, "exactly the ceiling, never more");
+    // A claim that found the ceiling used up by the others is not routed to a mutuelle that owes
+    // nothing on it: judged again, it is refused as a check would be.
+    for r in &replies {
+        if r.json["totals"]["complementary_xof"] == 0 {
+            assert_eq!(r.json["status"], "rejected", "{}", r.text);
+            assert_eq!(r.json["routed_to"], Value::Null, "{}", r.text);
+            assert_eq!(r.json["reasons"][0]["code"], "CEILING_EXHAUSTED", "{}", r.text);
+        }
+    }
     let check = app
         .post(
             "/v1/eligibility-checks",

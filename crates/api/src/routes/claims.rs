@@ -343,6 +343,10 @@ pub struct ClaimWrite {
     pub base_adjudication: Option<BaseAdjudicationWrite>,
 }
 
+/// How many times a claim is routed when concurrent claims keep using up the ceiling it was
+/// routed on.
+const MAX_ROUTINGS: u32 = 3;
+
 fn refusal(e: ClaimError) -> ApiError {
     match e {
         ClaimError::Store(s) => s.into(),
@@ -355,6 +359,12 @@ fn refusal(e: ClaimError) -> ApiError {
             format!("Impossible tant que la demande est {}.", state.as_str()),
         ),
         ClaimError::Refused(ClaimRefusal::Invalid(errors)) => ApiError::validation(errors),
+        // Only while routings are left, which `submit` uses up itself: kept as contention (503,
+        // try again) should that ever change.
+        ClaimError::Refused(ClaimRefusal::Rerouted) => {
+            passerelle_domain::error::StoreError::Contention("the claim's payers changed while it was priced".into())
+                .into()
+        }
     }
 }
 
@@ -756,6 +766,25 @@ pub(crate) async fn submit(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let mut routings = 1;
+    loop {
+        match route(state, caller, parsed, &idempotency, routings).await? {
+            Err(ClaimError::Refused(ClaimRefusal::Rerouted)) => routings += 1,
+            written => return written.map_err(refusal),
+        }
+    }
+}
+
+/// Judges the person's coverages, routes the claim to its payers and writes it: the store's
+/// refusal is handed back as it is, for `submit` to route again when the ceiling it was routed on
+/// is gone (this is routing number `routings`).
+async fn route(
+    state: &AppState,
+    caller: &Caller,
+    parsed: &ParsedClaim,
+    idempotency: &IdempotencyKey,
+    routings: u32,
+) -> Result<Result<Written<Claim>, ClaimError>, ApiError> {
     let facts = state
         .store
         .eligibility_facts(&parsed.person, parsed.service_date, true)
@@ -847,7 +876,7 @@ pub(crate) async fn submit(
         plan_year: parsed.service_date.year(),
     });
     let ceiling = comp.and_then(|m| m.product.as_ref()).and_then(|p| p.annual_ceiling_xof);
-    let ctx = caller.write_context(state, Some(idempotency));
+    let ctx = caller.write_context(state, Some(idempotency.clone()));
     let now = ctx.at;
     let template = Claim {
         id: uuid::Uuid::now_v7().to_string(),
@@ -878,18 +907,20 @@ pub(crate) async fn submit(
         created_at: now,
         updated_at: now,
     };
+    let seen = comp.map_or(Xof::ZERO, |m| m.complementary_used);
     let price = |used: Xof| -> Result<Claim, ClaimRefusal> {
         let mut claim = template.clone();
         let left = ceiling_left(claim.ceiling_xof, used);
+        // Routed on a ceiling that a concurrent claim has used up since the facts were read:
+        // this mutuelle would owe nothing, and another payer, or a rejection, may be the right
+        // answer. Route again from fresh facts (the last routing keeps what it finds).
+        if routings < MAX_ROUTINGS && used != seen && left == Some(Xof::ZERO) {
+            return Err(ClaimRefusal::Rerouted);
+        }
         claim.totals = price_lines(&mut claim.lines, left).map_err(invalid_amounts)?;
         Ok(claim)
     };
-    let seen = comp.map_or(Xof::ZERO, |m| m.complementary_used);
-    state
-        .store
-        .submit_claim(&ctx, usage.as_ref(), seen, &price)
-        .await
-        .map_err(refusal)
+    Ok(state.store.submit_claim(&ctx, usage.as_ref(), seen, &price).await)
 }
 
 /// The claim line that entry `p` of an adjudication names: `None` (with the error recorded)

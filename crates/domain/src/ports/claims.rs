@@ -21,6 +21,9 @@ pub enum ClaimRefusal {
     IllegalState(ClaimStatus),
     /// The request breaks rules (422).
     Invalid(Vec<FieldError>),
+    /// What the claim was routed on changed before it could be written (a concurrent claim used
+    /// up the ceiling): the caller routes it again from fresh facts.
+    Rerouted,
 }
 
 #[derive(Debug)]
