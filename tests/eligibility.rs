@@ -435,8 +435,29 @@ async fn base_then_complementary(backend: Backend) {
         reply.json["estimate"],
         json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 1400, "patient_xof": 601})
     );
-    // The scheme checks its own affiliate.
-    assert_eq!(check(app, &inam, ask("consultation")).await.status.as_u16(), 200);
+    // The scheme and the mutuelle check their own member: each sees its own coverage alone (as
+    // `GET /v1/coverages` shows it), and the same estimate, split among every payer.
+    let full = json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0});
+    let mutuelle = app.token("mut-a", "eligibility:check");
+    for (token, org, layer) in [(&inam, "tg-inam", "base"), (&mutuelle, "mut-a", "complementary")] {
+        let reply = check(app, token, ask("consultation")).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let seen = reply.json["coverages"].as_array().unwrap();
+        assert_eq!(seen.len(), 1, "{org}: {}", reply.text);
+        assert_eq!(seen[0]["organization"], org);
+        assert_eq!(seen[0]["layer"], layer);
+        assert_eq!(reply.json["eligible"], true);
+        assert_eq!(reply.json["estimate"], full, "{org}");
+    }
+    // The mutuelle's own coverage lapses: the answer says so, without a word of the scheme's,
+    // which still pays its share.
+    let lapsed = json!({"beneficiary": {"id": s.principal}, "service_date": "2027-03-01", "care_level": "health_center",
+        "category": "consultation", "amount_xof": 10001});
+    let reply = check(app, &mutuelle, lapsed.clone()).await;
+    assert_eq!(reply.json["eligible"], false, "{}", reply.text);
+    assert_eq!(reply.json["coverages"].as_array().unwrap().len(), 1);
+    assert_eq!(reply.json["estimate"]["base_xof"], 8000);
+    assert_eq!(check(app, &provider(app), lapsed).await.json["eligible"], true);
 
     // Base affiliations are the schemes' alone, and reference only what they may see.
     let mutuelle = app.post("/v1/coverages", &writer(app, "mut-a"), &affiliation).await;

@@ -131,11 +131,13 @@ pub struct EligibilityView {
     pub beneficiary: String,
     /// The date checked (today when not given).
     pub service_date: NaiveDate,
-    /// True when at least one coverage is eligible for this service.
+    /// True when at least one of the listed coverages is eligible for this service.
     pub eligible: bool,
-    /// Every coverage the person holds, whoever holds it, each with its own answer.
+    /// The person's coverages, each with its own answer: every one of them for a provider;
+    /// for a mutuelle or a scheme, only those it holds.
     pub coverages: Vec<CoverageEligibilityView>,
-    /// The split of `amount_xof`, when given (API.md §6).
+    /// The split of `amount_xof`, when given (API.md §6), among all of the person's payers as a
+    /// claim would be split, whoever the caller is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateView>,
 }
@@ -317,6 +319,13 @@ pub(crate) fn read_check(
     }
 }
 
+/// Whether the answer lists this coverage: all of them for a provider's front desk; for a
+/// mutuelle or a scheme, its own only, as `GET /v1/coverages` shows them. Another payer's
+/// arrears, suspension or ceiling are that payer's business.
+fn shows(caller: &Caller, coverage: &Coverage) -> bool {
+    caller.kind == OrgKind::Provider || coverage.organization == caller.org.as_str()
+}
+
 /// Providers check anyone at their front desk; mutuelles and schemes only the people they cover.
 fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
     caller.kind == OrgKind::Provider
@@ -331,15 +340,16 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 /// Providers check anyone at their front desk; mutuelles and schemes only people they cover
 /// (404 otherwise, as for an unknown person); other kinds get 403. Each coverage is judged on
 /// the service date: start and end, waiting period, contributions and grace, status, the
-/// product's rules, exclusions, remaining ceiling and age limit. `eligible` is true when at
-/// least one coverage pays. Every check is audited (who asked about whom, and the outcome).
+/// product's rules, exclusions, remaining ceiling and age limit. A provider sees every
+/// coverage of the person; a mutuelle or a scheme only its own (the estimate still splits the
+/// amount among all payers). `eligible` is true when at least one listed coverage pays. Every check is audited (who asked about whom, and the outcome).
 #[utoipa::path(
     post,
     path = "/v1/eligibility-checks",
     tag = "eligibility",
     request_body = EligibilityRequest,
     responses(
-        (status = 200, description = "The answer for every coverage the person holds", body = EligibilityView),
+        (status = 200, description = "The answer for each coverage the caller may see (every one for a provider)", body = EligibilityView),
         (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["eligibility:check"]))
@@ -372,10 +382,13 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
             (&c.coverage, evaluate(&input))
         })
         .collect();
-    let eligible = answers.iter().any(|(_, a)| a.is_eligible());
+    // The payers are chosen among all of the person's coverages, so that the estimate is the
+    // split a claim would get; the answer then lists only the coverages the caller may read.
     let paying = || answers.iter().filter(|(_, a)| a.is_eligible()).map(|(c, _)| *c);
     let base_coverage = choose_base(paying());
     let complementary_coverage = choose_complementary(paying());
+    let shown = |c: &Coverage| shows(caller, c);
+    let eligible = answers.iter().any(|(c, a)| shown(c) && a.is_eligible());
     let estimate_view = match check.amount {
         None => None,
         Some(billed) => {
@@ -407,6 +420,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
         eligible,
         coverages: answers
             .iter()
+            .filter(|(c, _)| shown(c))
             .map(|(c, a)| CoverageEligibilityView {
                 coverage: c.id.clone(),
                 organization: c.organization.clone(),
@@ -442,8 +456,8 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
     metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
         .increment(1);
     Ok(Answer {
-        base: base_coverage.map(|c| c.id.clone()),
-        complementary: complementary_coverage.map(|c| c.id.clone()),
+        base: base_coverage.filter(|c| shown(c)).map(|c| c.id.clone()),
+        complementary: complementary_coverage.filter(|c| shown(c)).map(|c| c.id.clone()),
         view,
     })
 }
