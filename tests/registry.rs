@@ -398,6 +398,10 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     let etag = now.header("etag").unwrap().to_owned();
     let ended = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
     assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    // A termination takes effect today at the latest: a later end date is brought back to it.
+    let today = chrono::Utc::now().date_naive();
+    let last_day = today.min(chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+    assert_eq!(ended.json["end_date"], last_day.to_string(), "{}", ended.text);
     let etag = ended.header("etag").unwrap().to_owned();
     patch(Some(&etag), json!({"status": "active"}))
         .await
@@ -631,6 +635,42 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
         assert_eq!(dependant.json["end_date"], end);
         assert_eq!(dependant.header("etag"), Some(tag));
     }
+    // A service before the termination, claimed late, is paid; one after it is not.
+    let spouse = first.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claim_on = |key: &'static str, day: &'static str| {
+        app.send(
+            app.request(Method::POST, "/v1/claims")
+                .bearer_auth(app.token("cms-a", "claims:submit"))
+                .header("idempotency-key", key)
+                .json(
+                    &json!({"external_id": key, "provider": "cms-a", "beneficiary": {"id": spouse},
+                    "service_date": day, "care_level": "health_center",
+                    "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 3000}]}),
+                ),
+        )
+    };
+    let late = claim_on("late-1", "2026-11-15").await;
+    assert_eq!(late.status.as_u16(), 201, "{}", late.text);
+    assert_eq!(late.json["status"], "awaiting_complementary", "{}", late.text);
+    assert_eq!(late.json["totals"]["complementary_xof"], 3000, "{}", late.text);
+    let after = claim_on("late-2", "2026-11-30").await;
+    assert_eq!(
+        after.json["status"], "awaiting_complementary",
+        "the last day is covered: {}",
+        after.text
+    );
+    let too_late = claim_on("late-3", "2026-12-01").await;
+    assert_eq!(too_late.json["status"], "rejected", "{}", too_late.text);
+    let codes: Vec<&str> = too_late.json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"TERMINATED") && codes.contains(&"ENDED"), "{codes:?}");
     let again = register(app, "mut-a", "k2", &household(&r.product, "TSV-0002", "123456789012")).await;
     assert_eq!(again.status.as_u16(), 201, "{}", again.text);
 }

@@ -339,6 +339,9 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
         match status {
             CoverageStatus::Active => {}
             CoverageStatus::Suspended => reason(ReasonCode::Suspended, None),
+            // A termination takes effect after its end date: a service before it, claimed
+            // late, is still paid. Without an end date it never covered anything.
+            CoverageStatus::Terminated if end_date.is_some_and(|end| on <= end) => {}
             CoverageStatus::Terminated => reason(ReasonCode::Terminated, None),
         }
         if end_date.is_some_and(|end| on > end) {
@@ -657,6 +660,9 @@ mod tests {
         assert_eq!(codes(&evaluate(&i)), [("SUSPENDED", None)]);
         i.principal = standing(CoverageStatus::Terminated, Some("2026-05-31"));
         assert_eq!(codes(&evaluate(&i)), [("TERMINATED", None), ("ENDED", None)]);
+        // The household was terminated after the service: the dependant's late claim is paid.
+        i.principal = standing(CoverageStatus::Terminated, Some("2026-06-01"));
+        assert!(evaluate(&i).is_eligible());
         // Ended on the service date itself: still covered that day.
         i.principal = standing(CoverageStatus::Active, Some("2026-06-01"));
         assert!(evaluate(&i).is_eligible());
@@ -680,8 +686,11 @@ mod tests {
         c.status = CoverageStatus::Suspended;
         assert_eq!(codes(&evaluate(&input(&c, &p, "2026-06-01"))), [("SUSPENDED", None)]);
         c.status = CoverageStatus::Terminated;
-        c.end_date = Some(d("2026-06-30"));
+        c.end_date = None;
         assert_eq!(codes(&evaluate(&input(&c, &p, "2026-06-30"))), [("TERMINATED", None)]);
+        // Terminated after the service: a late claim for it is paid.
+        c.end_date = Some(d("2026-06-30"));
+        assert!(evaluate(&input(&c, &p, "2026-06-30")).is_eligible());
         assert_eq!(
             codes(&evaluate(&input(&c, &p, "2026-07-01"))),
             [("TERMINATED", None), ("ENDED", None)]

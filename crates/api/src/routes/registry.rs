@@ -402,8 +402,9 @@ pub async fn get_coverage(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"status": "suspended"}))]
 pub struct CoveragePatch {
-    /// `active`, `suspended` or `terminated` (final). A suspended or terminated coverage is not
-    /// eligible (`SUSPENDED`, `TERMINATED`). May be left out, never `null`: a coverage always
+    /// `active`, `suspended` or `terminated` (final). A suspended coverage is not eligible
+    /// (`SUSPENDED`); a terminated one is not after its `end_date` (`TERMINATED`), which
+    /// terminating sets to today unless an earlier one is given. May be left out, never `null`: a coverage always
     /// has a status (422 `invalid_type`).
     #[schema(nullable = false)]
     pub status: Option<String>,
@@ -418,7 +419,9 @@ pub struct CoveragePatch {
 /// `If-Match` carries the `ETag` of the last read: 428 without it, 412 when the coverage changed
 /// since (a contribution changes it too). A patch that changes nothing answers 200 with the same
 /// `ETag`, and writes nothing. `terminated` is final: changing a terminated coverage
-/// is 409. Terminating a principal's coverage terminates its dependants' live coverages with it
+/// is 409. Terminating sets `end_date` to today, or keeps an earlier one: services up to that
+/// day are still paid when claimed later (a coverage terminated before it starts gets no end
+/// date and never pays). Terminating a principal's coverage terminates its dependants' live coverages with it
 /// (ending with it, or on their own earlier end date), so the household may register again under
 /// a new member number. Subscribers receive `coverage.changed`,
 /// for each coverage changed.
@@ -523,6 +526,13 @@ pub async fn patch_coverage(
             "A terminated coverage cannot change; register the person again.",
             "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
         ));
+    }
+    if next.status == CoverageStatus::Terminated && current.status != CoverageStatus::Terminated {
+        // The termination takes effect at the end of today, or of an earlier end date given:
+        // services up to it stay paid when they are claimed later. Terminated before it starts,
+        // a coverage has no last day and never pays.
+        let today = state.clock.today();
+        next.end_date = (today >= next.start_date).then(|| next.end_date.map_or(today, |end| end.min(today)));
     }
     if next == current {
         // Nothing changes: no new version, no audit event, no `coverage.changed`.
