@@ -183,10 +183,18 @@ async fn people_are_matched_across_organisations(backend: Backend) {
     assert_eq!(dups.len(), 2);
     let unrelated = first.json["members"][0]["possible_duplicates"].as_array().unwrap();
     assert_eq!(unrelated, &vec![json!(person)]);
-    assert_ne!(
+        assert_ne!(
         second.json["members"][0]["beneficiary"]["id"],
         first.json["members"][0]["beneficiary"]["id"]
     );
+    // Another mutuelle is told only of the look-alikes it covers itself: mut-a's two are not
+    // its to know of.
+    let mut elsewhere = twin.clone();
+    elsewhere["product"] = json!(product_b);
+    elsewhere["member_number"] = json!("B-78");
+    let third = register(app, "mut-b", "k4", &elsewhere).await;
+    assert_eq!(third.status.as_u16(), 201, "{}", third.text);
+    assert_eq!(third.json["members"][0]["possible_duplicates"], json!([person]), "{}", third.text);
 }
 
 async fn visibility_follows_coverage(backend: Backend) {

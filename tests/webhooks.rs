@@ -163,6 +163,10 @@ async fn urls_are_checked_without_any_request(backend: Backend) {
         "https://127.0.0.1/x",
         "https://10.1.2.3/x",
         "https://localhost/x",
+        "https://localhost./x",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://198.18.0.1/x",
         "https://printer/x",
         "ftp://example.org/x",
         "not a url",
@@ -450,7 +454,110 @@ async fn a_retried_subscription_creates_nothing_new(backend: Backend) {
     assert_eq!(app.count("webhook_subscriptions").await, 1);
 }
 
+/// A receiver that never answers holds a few sends at most (four), and the other receivers'
+/// deliveries go out at once, not after its timeouts (ten seconds each).
+async fn a_dead_receiver_delays_only_its_own_deliveries(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (dead, dead_port) = receiver().await;
+    dead.delay_ms.store(60_000, Ordering::SeqCst);
+    let (live, live_port) = receiver().await;
+    subscribe(&app, dead_port, json!(["claim.submitted"])).await;
+    subscribe(&app, live_port, json!(["claim.submitted"])).await;
+    let token = provider(&app);
+    let submit_one = |i: usize| {
+        let body = claim(&format!("H-{i}"), &s.spouse, "2026-06-01", one_line(100));
+        let app = &app;
+        let token = &token;
+        async move {
+            let reply = submit(app, token, &format!("h{i}"), &body).await;
+            assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        }
+    };
+    submit_one(0).await;
+    assert_eq!(wait_for(&live, 1, Duration::from_secs(5)).await.len(), 1);
+    let started = Instant::now();
+    while dead.arrived.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dead.arrived.load(Ordering::SeqCst), 1, "the dead receiver holds a send");
+
+    let started = Instant::now();
+    for i in 1..6 {
+        submit_one(i).await;
+    }
+    let got = wait_for(&live, 6, Duration::from_secs(8)).await;
+    assert_eq!(got.len(), 6, "every event reached the live receiver");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the live receiver waited for the dead one: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        dead.arrived.load(Ordering::SeqCst),
+        4,
+        "six events are due to the dead receiver; four sends at most hang on it"
+    );
+    assert!(dead.got.lock().unwrap().is_empty(), "the dead receiver never answered");
+}
+
+/// A creation replayed after its subscription was deleted does not hand back the deleted
+/// subscription's secret, nor create another: 409. The key never kept the secret at all.
+async fn a_replay_after_deletion_gets_no_secret(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let token = app.token("mut-a", "webhooks:write");
+    let body = json!({"url": "http://127.0.0.1:9/hook", "events": ["claim.submitted"]});
+    let post = || {
+        app.send(
+            app.request(reqwest::Method::POST, "/v1/webhooks")
+                .bearer_auth(&token)
+                .header("idempotency-key", "hook-del")
+                .json(&body),
+        )
+    };
+    let first = post().await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let id = first.json["id"].as_str().unwrap().to_owned();
+    let secret = first.json["secret"].as_str().unwrap().to_owned();
+    let kept_with =
+        |table: &str, column: &str| format!("SELECT count(*) FROM {table} WHERE {column} LIKE '%{secret}%'");
+    assert_eq!(app.db.scalar(&kept_with("idempotency_keys", "response")).await, 0);
+    let again = post().await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+    assert_eq!(again.json, first.json, "a replay is the first answer, secret included");
+
+    let deleted = app
+        .send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{id}"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.text);
+    let after = post().await;
+    after.problem(409, "conflict");
+    assert!(!after.text.contains(&secret), "{}", after.text);
+    assert!(
+        after.json["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        "{}",
+        after.text
+    );
+    assert_eq!(
+        app.count("webhook_subscriptions").await,
+        1,
+        "the key creates nothing new"
+    );
+    assert_eq!(
+        app.db.scalar(&kept_with("webhook_subscriptions", "secret")).await,
+        0,
+        "the deletion erased the secret"
+    );
+}
+
 on_both_databases!(
+    a_dead_receiver_delays_only_its_own_deliveries,
+    a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,
     coverage_changes_are_announced,
     urls_are_checked_without_any_request,

@@ -27,7 +27,7 @@ pub struct TestApp {
     pub backend: Backend,
     pub config: Config,
     running: Option<app::Running>,
-    workers: Option<tokio::task::JoinHandle<()>>,
+    workers: Option<passerelle_api::webhook_worker::Worker>,
 }
 
 /// A response read whole: status, headers and the body as JSON (Null when empty or not JSON).

@@ -153,7 +153,7 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
 /// starts this replica's bulk registration worker, the other half of the uploads.
 /// Starts what runs beside the API: the webhook outbox's delivery worker, and the forgetting of
 /// expired `Idempotency-Key`s.
-pub fn start_workers(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+pub fn start_workers(state: &AppState) -> Option<crate::webhook_worker::Worker> {
     crate::housekeeping::start(state.clone());
     crate::webhook_worker::start(state.clone())
 }

@@ -207,7 +207,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         );
     }
     app::ensure_operator(&state).await?;
-    app::start_workers(&state);
+    let webhooks = app::start_workers(&state);
     if with_demo {
         let secret = state.config.jwt_hs256_secret.clone().ok_or("demo needs a secret")?;
         let tokens = demo::seed(&state, &secret).await?;
@@ -235,18 +235,42 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     let bulk = state.bulk.clone();
     let router = app::router(state);
     let stop_bulk = bulk.clone();
+    let stop_webhooks = webhooks
+        .as_ref()
+        .map(passerelle_api::webhook_worker::Worker::stop_switch);
+
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // The bulk job hands itself back while requests drain.
             stop_bulk.stop();
+            // No new webhook lease; the sends in flight record their attempts below.
+            if let Some(worker) = &stop_webhooks {
+                worker.stop();
+            }
         })
         .await
         .map_err(|e| e.to_string())?;
     // A group takes a second or so; the job is queued again before the pool closes, or left to
-    // the sweeper (`interrupted`) if the database hangs.
-    if !bulk.idle(std::time::Duration::from_secs(20)).await {
+    // the sweeper (`interrupted`) if the database hangs. A webhook send takes at most
+    // `SEND_TIMEOUT`; one cut short is sent again once its lease expires, maybe a second time.
+    let webhooks_done = async {
+        match webhooks {
+            Some(worker) => {
+                let limit = passerelle_api::webhook_worker::SEND_TIMEOUT + std::time::Duration::from_secs(1);
+                worker.finished(limit).await
+            }
+            None => true,
+        }
+    };
+    let (bulk_idle, webhooks_idle) = tokio::join!(bulk.idle(std::time::Duration::from_secs(20)), webhooks_done);
+    if !bulk_idle {
         tracing::warn!("a bulk registration job was still running at shutdown; the sweeper will fail it");
+    }
+    if !webhooks_idle {
+        tracing::warn!(
+            "webhook sends were still running at shutdown; they will be sent again when their leases expire"
+        );
     }
     db.close().await;
     Ok(())

@@ -1,16 +1,21 @@
 //! Delivers the outbox: leases due deliveries, POSTs them signed, records each attempt and
 //! schedules retries. Runs beside the API on every replica; leases keep replicas apart, and a
-//! slow or dead receiver only ever delays its own deliveries.
+//! slow or dead receiver only ever delays its own deliveries: sends run side by side in a fixed
+//! number of slots, a free slot is filled at once, and no subscription holds more than a few.
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use passerelle_domain::claim::Claim;
 use passerelle_domain::ports::AttemptOutcome;
 use passerelle_domain::webhook::{next_attempt, Attempt, DueDelivery};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::routes::claims::ClaimView;
 use crate::routes::registry::CoverageView;
@@ -18,9 +23,16 @@ use crate::routes::webhooks::address_allowed;
 use crate::state::AppState;
 use passerelle_domain::coverage::Coverage;
 
-const BATCH: u32 = 32;
+/// Sends in flight on one replica.
+const SLOTS: usize = 32;
+/// Sends in flight to one subscription, over every replica: a receiver that hangs holds this
+/// many slots at most, however many of its deliveries are due.
+const PER_SUBSCRIPTION: u32 = 4;
 const LEASE: Duration = Duration::from_secs(60);
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole of one try: resolving the receiver's name, connecting, sending, its answer.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle worker looks for due deliveries.
+const POLL: Duration = Duration::from_millis(200);
 
 /// `t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -39,21 +51,58 @@ fn unreachable_hmac() -> Hmac<Sha256> {
     }
 }
 
+/// A stored event that no longer reads (written by an older version, or damaged). Says where,
+/// never what: the payload holds a claim or a coverage, personal data that must not reach logs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    part: &'static str,
+    position: Option<(usize, usize)>,
+}
+
+impl Unreadable {
+    fn missing(part: &'static str) -> Unreadable {
+        Unreadable { part, position: None }
+    }
+
+    fn at(part: &'static str, e: &serde_json::Error) -> Unreadable {
+        Unreadable {
+            part,
+            position: Some((e.line(), e.column())),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(
+                f,
+                "the stored event's {} does not read (line {line}, column {column})",
+                self.part
+            ),
+            None => write!(f, "the stored event has no {}", self.part),
+        }
+    }
+}
+
 /// The body a receiver gets: `{event_id, type, created_at, organization, data}`, `data` being
-/// the resource as its GET shows it.
-pub fn envelope(d: &DueDelivery) -> Vec<u8> {
-    let stored: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
+/// the resource as its GET shows it. An event whose stored form does not read is never sent
+/// with a made-up part (`data: null` would be taken for the resource).
+pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
+    let stored: Value = serde_json::from_str(&d.payload).map_err(|e| Unreadable::at("payload", &e))?;
     let data = match stored["resource"].as_str() {
-        Some("claim") => serde_json::from_value::<Claim>(stored["data"].clone())
-            .ok()
-            .and_then(|c| serde_json::to_value(ClaimView::from(c)).ok())
-            .unwrap_or(Value::Null),
-        Some("coverage") => serde_json::from_value::<Coverage>(stored["data"].clone())
-            .ok()
-            .and_then(|c| serde_json::to_value(CoverageView::from(c)).ok())
-            .unwrap_or(Value::Null),
+        Some("claim") => as_viewed::<Claim, ClaimView>(&stored["data"])?,
+        Some("coverage") => as_viewed::<Coverage, CoverageView>(&stored["data"])?,
         _ => stored["data"].clone(),
     };
+    if data.is_null() {
+        return Err(Unreadable::missing("data"));
+    }
+    for part in ["created_at", "organization"] {
+        if !stored[part].is_string() {
+            return Err(Unreadable::missing(part));
+        }
+    }
     let body = serde_json::json!({
         "event_id": d.event_id,
         "type": d.event_type,
@@ -61,13 +110,62 @@ pub fn envelope(d: &DueDelivery) -> Vec<u8> {
         "organization": stored["organization"],
         "data": data,
     });
-    serde_json::to_vec(&body).unwrap_or_default()
+    serde_json::to_vec(&body).map_err(|e| Unreadable::at("body", &e))
 }
 
-pub fn start(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
+/// The stored resource `T` as its GET shows it, `V`.
+fn as_viewed<T: DeserializeOwned, V: From<T> + Serialize>(data: &Value) -> Result<Value, Unreadable> {
+    let resource = T::deserialize(data).map_err(|e| Unreadable::at("data", &e))?;
+    serde_json::to_value(V::from(resource)).map_err(|e| Unreadable::at("data", &e))
+}
+
+/// A running worker: its task, and the switch that stops its leasing.
+pub struct Worker {
+    task: JoinHandle<()>,
+    stop: StopSwitch,
+}
+
+/// Stops a worker's leasing; the sends in flight go on (see [`Worker::finished`]).
+#[derive(Clone)]
+pub struct StopSwitch(std::sync::Arc<watch::Sender<bool>>);
+
+impl StopSwitch {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Worker {
+    /// Takes no new lease; the sends in flight go on (see [`Worker::finished`]).
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// The switch alone, for whoever stops the worker while another waits for it.
+    pub fn stop_switch(&self) -> StopSwitch {
+        self.stop.clone()
+    }
+
+    /// Ends the worker and its sends at once, as a process exit would.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// Waits until a stopped worker's sends in flight have recorded their attempts, at most
+    /// `limit`. False when some were still running: they are abandoned, and their leases expire
+    /// for another replica to send them again (a receiver may then get one of them twice).
+    pub async fn finished(mut self, limit: Duration) -> bool {
+        if tokio::time::timeout(limit, &mut self.task).await.is_ok() {
+            return true;
+        }
+        self.task.abort();
+        false
+    }
+}
+
+pub fn start(state: AppState) -> Option<Worker> {
     let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let mut builder = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
     if !state.config.webhook_allow_insecure {
@@ -80,46 +178,72 @@ pub fn start(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
             return None;
         }
     };
-    Some(tokio::spawn(async move {
-        let mut last_gauge = Instant::now() - Duration::from_secs(60);
-        loop {
-            let busy = match tick(&state, &client, &owner).await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook worker could not lease deliveries");
-                    false
-                }
-            };
-            if last_gauge.elapsed() > Duration::from_secs(5) {
-                if let Ok(n) = state.store.pending_deliveries().await {
-                    metrics::gauge!("passerelle_webhook_outbox_pending").set(n as f64);
-                }
-                last_gauge = Instant::now();
-            }
-            if !busy {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }))
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(run(state, client, owner, stopped));
+    Some(Worker {
+        task,
+        stop: StopSwitch(std::sync::Arc::new(stop)),
+    })
 }
 
-async fn tick(state: &AppState, client: &reqwest::Client, owner: &str) -> Result<usize, String> {
+async fn run(state: AppState, client: reqwest::Client, owner: String, mut stopped: watch::Receiver<bool>) {
+    let owner: std::sync::Arc<str> = owner.into();
+    // Dropped with this task, which aborts the sends: a worker aborted outright sends nothing more.
+    let mut sends = JoinSet::new();
+    let mut last_gauge = Instant::now() - Duration::from_secs(60);
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        while sends.try_join_next().is_some() {}
+        let free = SLOTS - sends.len();
+        if free > 0 {
+            match lease(&state, &owner, free).await {
+                Ok(due) => {
+                    for d in due {
+                        sends.spawn(deliver(state.clone(), client.clone(), owner.clone(), d));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "webhook worker could not lease deliveries"),
+            }
+        }
+        if last_gauge.elapsed() > Duration::from_secs(5) {
+            if let Ok(n) = state.store.pending_deliveries().await {
+                metrics::gauge!("passerelle_webhook_outbox_pending").set(n as f64);
+            }
+            last_gauge = Instant::now();
+        }
+        // Lease again as soon as a slot frees, or after a pause while slots stay free (nothing
+        // was due, or only deliveries of subscriptions at their cap).
+        tokio::select! {
+            Some(_) = sends.join_next(), if !sends.is_empty() => {}
+            () = tokio::time::sleep(POLL), if sends.len() < SLOTS => {}
+            changed = stopped.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+async fn lease(state: &AppState, owner: &str, free: usize) -> Result<Vec<DueDelivery>, String> {
     let now = Utc::now();
     let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-    let due = state
+    let limit = u32::try_from(free).unwrap_or(u32::MAX);
+    state
         .store
-        .lease_deliveries(owner, now, lease_until, BATCH)
+        .lease_deliveries(owner, now, lease_until, limit, PER_SUBSCRIPTION)
         .await
-        .map_err(|e| e.to_string())?;
-    let count = due.len();
-    let sends = due.into_iter().map(|d| async move {
-        let outcome = send(state, client, &d).await;
-        if let Err(e) = state.store.record_attempt(&d.id, owner, &outcome).await {
-            tracing::warn!(error = %e, "cannot record a webhook attempt");
-        }
-    });
-    futures::future::join_all(sends).await;
-    Ok(count)
+        .map_err(|e| e.to_string())
+}
+
+async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc<str>, d: DueDelivery) {
+    let outcome = send(&state, &client, &d).await;
+    if let Err(e) = state.store.record_attempt(&d.id, &owner, &outcome).await {
+        tracing::warn!(error = %e, "cannot record a webhook attempt");
+    }
 }
 
 /// The webhook client's resolver: a name resolves to its public addresses only, at the moment of
@@ -169,11 +293,17 @@ async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
 async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> AttemptOutcome {
     let started = Instant::now();
     let at = Utc::now();
-    let body = envelope(d);
+    let body = match envelope(d) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(delivery = %d.id, error = %e, "a stored webhook event does not read; given up unsent");
+            return given_up_unsent(d, at, &e);
+        }
+    };
     let signature = signature(&d.secret, at.timestamp(), &body);
-    let result = match refuse_private(&d.url, state.config.webhook_allow_insecure).await {
-        Err(e) => Err(e),
-        Ok(()) => client
+    let attempt = async {
+        refuse_private(&d.url, state.config.webhook_allow_insecure).await?;
+        client
             .post(&d.url)
             .header("content-type", "application/json")
             .header("passerelle-event-id", &d.event_id)
@@ -181,20 +311,19 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "timeout".to_owned()
-                } else {
-                    "connection failed".to_owned()
-                }
-            }),
+            .map_err(|_| "connection failed".to_owned())
     };
+    // The name's resolution too: a resolver that never answers holds its slot no longer.
+    let result = tokio::time::timeout(SEND_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err("timeout".to_owned()));
     let attempt_no = d.attempts + 1;
     let (status_code, error, delivered) = match result {
         Ok(r) => (Some(r.status().as_u16()), None, r.status().is_success()),
         Err(e) => (None, Some(e), false),
     };
-    let jitter = 800 + u32::from(uuid::Uuid::new_v4().as_bytes()[0]) * 400 / 255;
+    // 1000–1200 ‰: retries spread out, never earlier than the configured delay.
+    let jitter = 1000 + u32::from(uuid::Uuid::new_v4().as_bytes()[0]) * 200 / 255;
     let initial = chrono::Duration::from_std(state.config.webhook_retry_initial).unwrap_or_default();
     let retry_at = if delivered {
         None
@@ -217,6 +346,22 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
         },
         delivered,
         retry_at,
+    }
+}
+
+/// A delivery whose event does not read fails for good: another try would read the same bytes.
+/// The attempt is recorded, so that the subscriber sees why in its deliveries.
+fn given_up_unsent(d: &DueDelivery, at: DateTime<Utc>, e: &Unreadable) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt: Attempt {
+            attempt: d.attempts + 1,
+            at,
+            status_code: None,
+            error: Some(format!("not sent: {e}")),
+            duration_ms: 0,
+        },
+        delivered: false,
+        retry_at: None,
     }
 }
 
@@ -263,7 +408,7 @@ mod tests {
             payload: payload.to_string(),
             attempts: 0,
         };
-        let body: Value = serde_json::from_slice(&envelope(&due)).unwrap();
+        let body: Value = serde_json::from_slice(&envelope(&due).unwrap()).unwrap();
         let sent: std::collections::BTreeSet<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
         let doc = serde_json::to_value(crate::openapi::document()).unwrap();
         let published: std::collections::BTreeSet<&str> = doc["components"]["schemas"]["WebhookEvent"]["properties"]
@@ -277,6 +422,128 @@ mod tests {
             (body["event_id"].as_str(), body["type"].as_str()),
             (Some("e"), Some("coverage.changed"))
         );
+    }
+
+    fn due(payload: &str) -> DueDelivery {
+        DueDelivery {
+            id: "e:s".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: "s".into(),
+            event_id: "e".into(),
+            event_type: "claim.submitted".into(),
+            payload: payload.into(),
+            attempts: 2,
+        }
+    }
+
+    /// A stored claim that no longer reads is not sent as `data: null`: the delivery fails for
+    /// good, with the reason recorded, and neither the reason nor the log quotes the payload.
+    #[test]
+    fn an_event_that_does_not_read_is_given_up_unsent() {
+        let name = "Adjoa Mensah-Koffi";
+        let claim = serde_json::json!({"resource": "claim", "created_at": "2026-11-30T10:15:00Z",
+            "organization": "cms-a", "data": {"id": "c1", "beneficiary": {"family_name": name}}});
+        let coverage = serde_json::json!({"resource": "coverage", "created_at": "2026-11-30T10:15:00Z",
+            "organization": "mut-a", "data": name});
+        let without_data = serde_json::json!({"resource": "other", "created_at": "2026-11-30T10:15:00Z",
+            "organization": "mut-a"});
+        let without_time = serde_json::json!({"resource": "other", "organization": "mut-a", "data": {"id": "x"}});
+        for (payload, expected) in [
+            (claim.to_string(), "data"),
+            (coverage.to_string(), "data"),
+            (format!("{{\"data\": \"{name}"), "payload"),
+            (without_data.to_string(), "data"),
+            (without_time.to_string(), "created_at"),
+        ] {
+            let e = envelope(&due(&payload)).unwrap_err();
+            assert_eq!(e.part, expected, "{payload}");
+            let outcome = given_up_unsent(&due(&payload), Utc::now(), &e);
+            assert!(!outcome.delivered && outcome.retry_at.is_none(), "{outcome:?}");
+            assert_eq!((outcome.attempt.attempt, outcome.attempt.status_code), (3, None));
+            let reason = outcome.attempt.error.unwrap();
+            assert!(reason.starts_with("not sent: the stored event"), "{reason}");
+            assert!(
+                !reason.contains("Adjoa") && !e.to_string().contains("Adjoa"),
+                "{reason}"
+            );
+        }
+    }
+
+    /// On shutdown a worker takes no new lease, and the send in flight records its attempt
+    /// before the worker ends: the pool can close without leaving it to be sent again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_worker_finishes_its_sends_and_leases_nothing_more() {
+        use passerelle_adapters::testing::TestDatabase;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let db = TestDatabase::new(passerelle_adapters::Backend::Sqlite).await;
+        let mut config = crate::config::Config::for_database(&db.url);
+        config.webhook_allow_insecure = true;
+        let database = crate::app::connect(&config).await.unwrap();
+        database.migrate().await.unwrap();
+        let state = crate::app::state(config, &database).await.unwrap();
+        crate::app::ensure_operator(&state).await.unwrap();
+
+        // Answers 204 half a second after each request arrives, and says when one arrives.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let arrived = arrived.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0_u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = arrived.send(());
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        let payload = r#"{"resource": "other", "created_at": "2026-11-30T10:15:00Z", "organization": "operator", "data": {"id": "x"}}"#;
+        let delivery = |event: &str| {
+            format!(
+                "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+                 next_attempt_at, created_at) VALUES ('{event}:s1', 's1', '{event}', 'claim.submitted', '{payload}', \
+                 'pending', 0, '2000-01-01T00:00:00+00:00', '2000-01-01T00:00:00+00:00')"
+            )
+        };
+        db.execute(&format!(
+            "INSERT INTO webhook_subscriptions (id, organization, url, events, secret, created_at) VALUES \
+             ('s1', 'operator', 'http://127.0.0.1:{port}/hook', ' claim.submitted ', 's', '2000-01-01T00:00:00+00:00')"
+        ))
+        .await;
+        db.execute(&delivery("e1")).await;
+
+        let worker = start(state).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+            .await
+            .expect("the first delivery is sent");
+        worker.stop();
+        db.execute(&delivery("e2")).await;
+        assert!(worker.finished(Duration::from_secs(5)).await, "the send in flight ends");
+
+        let status = |id: &str| format!("SELECT count(*) FROM webhook_deliveries WHERE id = '{id}' AND ");
+        assert_eq!(db.scalar(&format!("{} status = 'delivered'", status("e1:s1"))).await, 1);
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM webhook_attempts WHERE delivery = 'e1:s1'")
+                .await,
+            1
+        );
+        assert_eq!(
+            db.scalar(&format!(
+                "{} status = 'pending' AND lock_owner IS NULL",
+                status("e2:s1")
+            ))
+            .await,
+            1,
+            "nothing is leased after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(arrivals.try_recv().is_err(), "nothing more is sent");
+        database.close().await;
     }
 
     #[test]

@@ -59,8 +59,10 @@ pub struct DueDelivery {
 }
 
 /// When to try again after `attempts` failed tries: `initial × 2^(attempts − 1)`, scaled by a
-/// jitter factor in per-mille (800–1200 spreads retries ±20 % so receivers coming back are not
-/// hit by every sender at once). `None` once `max_attempts` are spent.
+/// jitter factor in per-mille. The jitter only ever adds (1000–1200, up to 20 % later) so that
+/// receivers coming back are not hit by every sender at once, yet no retry comes earlier than
+/// the configured delay (API.md: the first retry comes after `PASSERELLE_WEBHOOK_RETRY_INITIAL_MS`).
+/// `None` once `max_attempts` are spent.
 pub fn next_attempt(
     now: DateTime<Utc>,
     attempts: u32,
@@ -73,7 +75,7 @@ pub fn next_attempt(
     }
     let exponent = attempts.saturating_sub(1).min(30);
     let base_ms = initial.num_milliseconds().saturating_mul(1_i64 << exponent);
-    let ms = base_ms.saturating_mul(i64::from(jitter_per_mille.clamp(800, 1200))) / 1000;
+    let ms = base_ms.saturating_mul(i64::from(jitter_per_mille.clamp(1000, 1200))) / 1000;
     Some(now + Duration::milliseconds(ms.min(7 * 24 * 3600 * 1000)))
 }
 
@@ -98,10 +100,29 @@ mod tests {
             Some(now + Duration::seconds(96))
         );
         assert_eq!(
-            next_attempt(now, 3, 12, initial, 500),
-            Some(now + Duration::seconds(32)),
-            "jitter is clamped"
+            next_attempt(now, 3, 12, initial, 1500),
+            Some(now + Duration::seconds(48)),
+            "jitter adds at most 20 %"
         );
         assert_eq!(next_attempt(now, 12, 12, initial, 1000), None);
+    }
+
+    /// API.md: the first retry comes after the configured delay, never before, whatever the
+    /// jitter drawn.
+    #[test]
+    fn jitter_never_brings_a_retry_forward() {
+        let now = Utc::now();
+        let initial = Duration::seconds(10);
+        for jitter in [0, 500, 800, 999, 1000] {
+            assert_eq!(
+                next_attempt(now, 1, 12, initial, jitter),
+                Some(now + initial),
+                "jitter {jitter}"
+            );
+        }
+        for attempts in 1..12 {
+            let earliest = now + initial * (1 << (attempts - 1));
+            assert!(next_attempt(now, attempts, 12, initial, 800) >= Some(earliest));
+        }
     }
 }

@@ -74,9 +74,13 @@ async fn upsert_person(
     let mut possible_duplicates = Vec::new();
     if candidate.national_id.is_none() {
         let BirthWindow { from, to, year_start } = BirthWindow::of(&candidate);
+                // Only people the caller already covers: another organisation's members are not the
+        // caller's to know of (API.md §2, no existence leak), and their ids would be of no use
+        // to it anyway, since it may not read them.
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM beneficiaries WHERE match_key = $1 AND sex = $2 \
+            "SELECT id FROM beneficiaries b WHERE match_key = $1 AND sex = $2 \
              AND ((birth_date >= $3 AND birth_date <= $4) OR (birth_date_precision = 'year' AND birth_date = $5)) \
+             AND EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id AND c.organization = $7) \
              ORDER BY id LIMIT $6",
         )
         .bind(person.match_key())
@@ -84,7 +88,8 @@ async fn upsert_person(
         .bind(from)
         .bind(to)
         .bind(year_start)
-        .bind(MAX_POSSIBLE_DUPLICATES)
+                .bind(MAX_POSSIBLE_DUPLICATES)
+        .bind(&ctx.organization)
         .fetch_all(&mut **tx)
         .await
         .map_err(db_err)?;

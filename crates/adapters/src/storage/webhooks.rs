@@ -125,7 +125,13 @@ impl WebhookStore for This {
         .await
         .map_err(db_err)?;
         queue_events(&mut tx, &[ctx.audit("webhook.created", "webhook", &sub.id)]).await?;
-        store_idempotent_response(&mut tx, ctx, sub).await?;
+        // The key keeps the answer without its secret: the secret stays with the subscription
+        // alone, and goes with its deletion; a replay reads it from the live subscription.
+        let kept = Subscription {
+            secret: String::new(),
+            ..sub.clone()
+        };
+        store_idempotent_response(&mut tx, ctx, &kept).await?;
         self.commit(tx).await?;
         Ok(sub.clone())
     }
@@ -163,7 +169,8 @@ impl WebhookStore for This {
     async fn delete_subscription(&self, ctx: &WriteContext, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE webhook_subscriptions SET deleted_at = $3 WHERE id = $1 AND organization = $2 AND deleted_at IS NULL",
+            "UPDATE webhook_subscriptions SET deleted_at = $3, secret = '' \
+             WHERE id = $1 AND organization = $2 AND deleted_at IS NULL",
         )
         .bind(id)
         .bind(&ctx.organization)
@@ -175,7 +182,8 @@ impl WebhookStore for This {
         if changed == 0 {
             return Ok(false);
         }
-        // Nothing more goes to a deleted subscription.
+        // Nothing more goes to a deleted subscription, so nothing needs its secret any more (a
+        // send in flight already holds it).
         sqlx::query("UPDATE webhook_deliveries SET status = 'failed' WHERE subscription = $1 AND status = 'pending'")
             .bind(id)
             .execute(&mut *tx)
@@ -236,17 +244,40 @@ impl WebhookStore for This {
         now: chrono::DateTime<chrono::Utc>,
         lease_until: chrono::DateTime<chrono::Utc>,
         limit: u32,
+        per_subscription: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // `busy`: each subscription's deliveries under a live lease, every worker's. Candidates
+        // skip the subscriptions already at their cap, then each subscription's candidates are
+        // numbered on from its busy count and kept up to the cap, so one lease never fills with a
+        // single receiver's backlog. The candidates are bounded (`$6`) to keep the statement's
+        // cost flat: when one subscription's backlog fills them, it is at its cap at the next
+        // lease and the others come through. Two replicas leasing at the same moment may each
+        // count the other's leases as free, so the cap can be passed briefly, never the
+        // one-lessee-per-delivery rule: the last filter (re-checked on the locked row) keeps that.
         sqlx::query(&format!(
             "UPDATE webhook_deliveries SET locked_until = $1, lock_owner = $2 WHERE id IN \
-             (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-              AND (locked_until IS NULL OR locked_until < $3) ORDER BY next_attempt_at LIMIT $4{SKIP_LOCKED})"
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
+              AND (locked_until IS NULL OR locked_until < $3) AND id IN \
+              (SELECT r.id FROM \
+               (SELECT c.id, c.next_attempt_at, \
+                 c.busy + ROW_NUMBER() OVER (PARTITION BY c.subscription ORDER BY c.next_attempt_at, c.id) AS slot \
+                FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy \
+                      FROM webhook_deliveries d LEFT JOIN \
+                      (SELECT subscription, count(*) AS n FROM webhook_deliveries \
+                       WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b \
+                      ON b.subscription = d.subscription \
+                      WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+                      AND (d.locked_until IS NULL OR d.locked_until < $3) AND COALESCE(b.n, 0) < $5 \
+                      ORDER BY d.next_attempt_at LIMIT $6) c) r \
+               WHERE r.slot <= $5 ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
         ))
         .bind(lease_until)
         .bind(owner)
         .bind(now)
         .bind(i64::from(limit))
+        .bind(i64::from(per_subscription))
+        .bind(i64::from(limit).saturating_mul(8))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

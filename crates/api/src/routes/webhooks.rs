@@ -1,6 +1,6 @@
 //! `/v1/webhooks`: subscriptions and their deliveries.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -75,44 +75,89 @@ pub struct WebhookCreate {
     pub secret: Option<String>,
 }
 
-fn private(ip: IpAddr) -> bool {
+/// Whether `ip` is reachable on the public internet: the only addresses a delivery may go to
+/// (SSRF guard). An IPv4 address carried in IPv6 (mapped, compatible, 6to4, NAT64) reaches that
+/// IPv4 address, so it is judged as that address.
+pub fn globally_routable(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.octets()[0] == 0
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                                || v6.to_ipv4_mapped().is_some_and(|v4| private(IpAddr::V4(v4)))
-                // An IPv4 address carried in IPv6: IPv4-compatible (`::a.b.c.d`) or through a
-                // NAT64 gateway (`64:ff9b::a.b.c.d`) reaches that IPv4 address.
-                || embedded_ipv4(v6).is_some_and(|v4| private(IpAddr::V4(v4)))
-        }
+        IpAddr::V4(v4) => global_v4(v4),
+        IpAddr::V6(v6) => carried_ipv4(v6).map_or_else(|| global_v6(v6), global_v4),
     }
 }
 
-fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
-    let s = v6.segments();
-    let carried = s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    carried.then(|| {
-        let [.., a, b, c, d] = v6.octets();
-        std::net::Ipv4Addr::new(a, b, c, d)
+/// The IPv4 ranges of IANA's special-purpose registry that are not global.
+const NOT_GLOBAL_V4: [(Ipv4Addr, u32); 15] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
+    (Ipv4Addr::new(10, 0, 0, 0), 8),      // private
+    (Ipv4Addr::new(100, 64, 0, 0), 10),   // shared address space (carrier-grade NAT)
+    (Ipv4Addr::new(127, 0, 0, 0), 8),     // loopback
+    (Ipv4Addr::new(169, 254, 0, 0), 16),  // link-local, cloud metadata services among them
+    (Ipv4Addr::new(172, 16, 0, 0), 12),   // private
+    (Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments
+    (Ipv4Addr::new(192, 0, 2, 0), 24),    // documentation
+    (Ipv4Addr::new(192, 88, 99, 0), 24),  // 6to4 relay anycast, deprecated
+    (Ipv4Addr::new(192, 168, 0, 0), 16),  // private
+    (Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking
+    (Ipv4Addr::new(198, 51, 100, 0), 24), // documentation
+    (Ipv4Addr::new(203, 0, 113, 0), 24),  // documentation
+    (Ipv4Addr::new(224, 0, 0, 0), 4),     // multicast
+    (Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, the broadcast address among them
+];
+
+fn global_v4(ip: Ipv4Addr) -> bool {
+    let bits = u32::from(ip);
+    !NOT_GLOBAL_V4.iter().any(|&(net, len)| {
+        let mask = u32::MAX << (32 - len);
+        bits & mask == u32::from(net) & mask
     })
+}
+
+/// Global unicast IPv6 is allocated from 2000::/3 only; everything outside it (loopback,
+/// unique-local fc00::/7, link-local fe80::/10, site-local fec0::/10, multicast ff00::/8, the
+/// local-use NAT64 prefix 64:ff9b:1::/48, discard 100::/64…) is not global, and so are these
+/// blocks inside it. A future allocation outside 2000::/3 is refused until this list learns it.
+const NOT_GLOBAL_IN_2000_3: [(Ipv6Addr, u32); 3] = [
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo among them
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
+];
+
+fn global_v6(ip: Ipv6Addr) -> bool {
+    let within = |bits: u128, net: Ipv6Addr, len: u32| {
+        let mask = u128::MAX << (128 - len);
+        bits & mask == u128::from(net) & mask
+    };
+    let bits = u128::from(ip);
+    within(bits, Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3)
+        && !NOT_GLOBAL_IN_2000_3.iter().any(|&(net, len)| within(bits, net, len))
+}
+
+/// The IPv4 address an IPv6 one reaches: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`, which also covers `::` and `::1`), NAT64 through the well-known prefix
+/// (`64:ff9b::a.b.c.d`), or 6to4 (`2002:AABB:CCDD::/48` for `AA.BB.CC.DD`).
+fn carried_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let [.., a, b, c, d] = ip.octets();
+    match ip.segments() {
+        [0, 0, 0, 0, 0, 0 | 0xffff, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(Ipv4Addr::new(a, b, c, d)),
+        [0x2002, high, low, ..] => Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))),
+        _ => None,
+    }
 }
 
 /// Whether a resolved address may receive deliveries (SSRF guard, also applied when sending).
 pub fn address_allowed(ip: IpAddr, allow_insecure: bool) -> bool {
-    allow_insecure || !private(ip)
+    allow_insecure || globally_routable(ip)
+}
+
+/// Names that only ever mean this machine or a local network. A name may end with the root's
+/// dot (`localhost.`): the same name.
+fn local_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name == "localhost"
+        || [".localhost", ".local", ".internal", ".lan", ".home.arpa"]
+            .iter()
+            .any(|s| name.ends_with(s))
+        || !name.contains('.')
 }
 
 /// Checks a webhook URL without any network access: scheme, and for literal addresses or
@@ -138,17 +183,17 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
         .host_str()
         .ok_or_else(|| bad("must name a host", "doit nommer un hôte"))?;
     if !allow_insecure {
-        let literal = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok();
-        let local_name = host == "localhost"
-            || [".localhost", ".local", ".internal", ".lan", ".home.arpa"]
-                .iter()
-                .any(|s| host.ends_with(s))
-            || !host.contains('.');
-        if literal.is_some_and(private) || local_name {
+        // `domain()` is the host when it is a name; otherwise the host is an address literal,
+        // IPv6 ones in brackets (`url` crate's `Host`, which this crate does not name).
+        let public = match url.domain() {
+            Some(name) => !local_name(name),
+            None => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(globally_routable),
+        };
+        if !public {
             return Err(FieldError::new(
                 "/url",
                 "private_address",
@@ -204,17 +249,20 @@ pub enum WebhookData {
 /// `{event_id, type, created_at, organization, data}`, `data` being the resource as its GET
 /// shows it, with `Passerelle-Event-Id` and
 /// `Passerelle-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. A
-/// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, ±20 %;
-/// 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
+/// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, each delay
+/// up to 20 % longer; 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
 /// public address (422 on `/url`). Answers 201 with the `secret`, shown only here.
 #[utoipa::path(
     post,
     path = "/v1/webhooks",
     tag = "webhooks",
     request_body = WebhookCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body replays the first response (the same subscription and secret) and creates nothing new; with another body, 422 `idempotency_key_reused`")),
-    responses((status = 201, description = "Created, with its `secret` (shown only here)", body = WebhookView,
-        headers(("Location" = String, description = "/v1/webhooks/{id}")))),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body replays the first response (the same subscription and secret) and creates nothing new; once that subscription is deleted, 409 `conflict`; with another body, 422 `idempotency_key_reused`")),
+    responses(
+        (status = 201, description = "Created, with its `secret` (shown only here)", body = WebhookView,
+            headers(("Location" = String, description = "/v1/webhooks/{id}"))),
+        (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = ["webhooks:write"]))
 )]
 pub async fn create_webhook(
@@ -223,8 +271,7 @@ pub async fn create_webhook(
     IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     if let Some(first) = replayed::<Subscription>(&state, &auth.caller, idempotency.as_ref()).await? {
-        let v = view(first, true);
-        return Ok(created(format!("/v1/webhooks/{}", v.id), &v));
+        return answer_replay(&state, first).await;
     }
     let mut f = Fields::new(&body);
     let url = f.str("url");
@@ -281,8 +328,9 @@ pub async fn create_webhook(
         return Err(ApiError::validation(errors));
     }
     let ctx = auth.caller.write_context(&state, idempotency);
+    let id = uuid::Uuid::now_v7().to_string();
     let sub = Subscription {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: id.clone(),
         organization: auth.caller.org.to_string(),
         url,
         events: chosen,
@@ -290,7 +338,32 @@ pub async fn create_webhook(
         created_at: ctx.at,
     };
     let sub = state.store.create_subscription(&ctx, &sub).await?;
+    if sub.id != id {
+        // A concurrent request with the same key created it first.
+        return answer_replay(&state, sub).await;
+    }
     let v = view(sub, true);
+    Ok(created(format!("/v1/webhooks/{}", v.id), &v))
+}
+
+/// A creation replayed with its `Idempotency-Key` (API.md §3) is answered as the first one was,
+/// with the secret read from the live subscription: the key does not keep it, so that deleting
+/// a subscription erases its secret everywhere. Once deleted there is no secret left to give
+/// back, and the key already created its subscription: 409.
+async fn answer_replay(state: &AppState, first: Subscription) -> Result<Response, ApiError> {
+    let Some(live) = state.store.get_subscription(&first.id).await? else {
+        return Err(ApiError::conflict(
+            "The subscription this Idempotency-Key created has been deleted since; to subscribe again, send a new key.",
+            "L'abonnement créé avec cette Idempotency-Key a été supprimé depuis ; pour vous abonner de nouveau, envoyez une nouvelle clé.",
+        ));
+    };
+    let v = view(
+        Subscription {
+            secret: live.secret,
+            ..first
+        },
+        true,
+    );
     Ok(created(format!("/v1/webhooks/{}", v.id), &v))
 }
 
@@ -444,4 +517,159 @@ pub async fn list_deliveries(
     own(&state, &auth.caller, &id).await?;
     let result = state.store.list_deliveries(&id, &page).await?;
     Ok(Json(ListOf::from_page(result, DeliveryView::from)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routable(s: &str) -> bool {
+        globally_routable(s.parse().unwrap_or_else(|_| panic!("{s} is an address")))
+    }
+
+    #[test]
+    fn special_purpose_ipv4_is_not_global() {
+        for ip in [
+            "0.0.0.0",
+            "0.255.255.255",
+            "10.1.2.3",
+            "100.64.0.1",
+            "100.127.255.255",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.1",
+            "192.0.0.255",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "255.255.255.254",
+            "255.255.255.255",
+        ] {
+            assert!(!routable(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn public_ipv4_is_global_up_to_the_edges_of_the_ranges() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.1",
+            "192.169.0.1",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+        ] {
+            assert!(routable(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_outside_global_unicast_is_not_global() {
+        for ip in [
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456:789a::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "feff::1",
+            "ff02::1",
+            "ff0e::101",
+            "100::1",
+            "64:ff9b:1::808:808",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:1ff::1",
+            "2001:db8::1",
+            "3fff::1",
+            "4000::1",
+        ] {
+            assert!(!routable(ip), "{ip}");
+        }
+        for ip in [
+            "2001:4860:4860::8888",
+            "2a00:1450:4001::200e",
+            "2001:200::1",
+            "2c0f:fb50::1",
+        ] {
+            assert!(routable(ip), "{ip}");
+        }
+    }
+
+    /// Mapped, compatible, NAT64 and 6to4 addresses reach the IPv4 address they carry.
+    #[test]
+    fn ipv4_carried_in_ipv6_is_judged_as_that_ipv4() {
+        for ip in [
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:198.18.0.1",
+            "::127.0.0.1",
+            "::192.0.0.8",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::240.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2002:c0a8:101::1",
+            "2002:c612:1::1",
+        ] {
+            assert!(!routable(ip), "{ip}");
+        }
+        for ip in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:808:808::1"] {
+            assert!(routable(ip), "{ip}");
+        }
+    }
+
+    fn refused(url: &str) -> Option<String> {
+        check_url(url, false).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn literal_hosts_are_judged_by_their_address() {
+        assert_eq!(refused("https://[2001:4860:4860::8888]/hook"), None);
+        assert_eq!(refused("https://8.8.8.8/hook"), None);
+        for url in [
+            "https://[::1]/hook",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://[2002:7f00:1::1]/hook",
+            "https://198.18.0.1/hook",
+            "https://0x7f000001/hook",
+            "https://2130706433/hook",
+        ] {
+            assert_eq!(refused(url).as_deref(), Some("private_address"), "{url}");
+        }
+    }
+
+    #[test]
+    fn local_names_are_refused_with_or_without_the_root_dot() {
+        for url in [
+            "https://localhost/hook",
+            "https://localhost./hook",
+            "https://LOCALHOST./hook",
+            "https://printer./hook",
+            "https://printer/hook",
+            "https://nas.local./hook",
+            "https://api.internal/hook",
+        ] {
+            assert_eq!(refused(url).as_deref(), Some("private_address"), "{url}");
+        }
+        assert_eq!(refused("https://mutuelle.example.org./hook"), None);
+        assert_eq!(refused("https://mutuelle.example.org/hook"), None);
+    }
 }

@@ -20,7 +20,8 @@ pub struct AttemptOutcome {
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Returns the subscription created, or the one a first request with the same
-    /// `Idempotency-Key` created.
+    /// `Idempotency-Key` created, as the key keeps it: without its secret (empty), which only the
+    /// live subscription holds (`get_subscription`), and which its deletion erases.
     async fn create_subscription(&self, ctx: &WriteContext, sub: &Subscription) -> Result<Subscription, StoreError>;
 
     /// The organisation's live subscriptions, by id.
@@ -39,13 +40,16 @@ pub trait WebhookStore: Send + Sync {
     async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError>;
 
     /// Leases up to `limit` due deliveries to `owner` until `lease_until`; two workers never
-    /// lease the same delivery at once.
+    /// lease the same delivery at once. A subscription that already has `per_subscription`
+    /// deliveries under a live lease (any worker's) gets none more, and one lease gives it at
+    /// most that many: a slow receiver cannot take every sending slot.
     async fn lease_deliveries(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_subscription: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
     async fn record_attempt(&self, delivery: &str, owner: &str, outcome: &AttemptOutcome) -> Result<(), StoreError>;
