@@ -196,7 +196,7 @@ async fn a_csv_file_with_its_columns_in_any_order_completes(backend: Backend) {
     // A person already covered by the product, under another member number, in a later upload.
     let twice = csv(&["H9,principal,TSV-1009,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789012,,,,,2026-01-01,"]);
     let job = run(app, "mut-a", "k3", &query, CSV, twice).await;
-    assert_eq!(codes(&job), [(2, "household".to_owned(), "already_covered".to_owned())]);
+    assert_eq!(codes(&job), [(2, String::new(), "already_covered".to_owned())]);
     assert_eq!(app.count("coverages").await, 4);
 }
 
@@ -290,7 +290,7 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
             (6, "family_name".to_owned(), "invalid_encoding".to_owned()),
             (7, String::new(), "wrong_field_count".to_owned()),
             (8, "member_number".to_owned(), "member_number_taken".to_owned()),
-            (9, "household".to_owned(), "already_covered".to_owned()),
+            (9, String::new(), "already_covered".to_owned()),
             (11, String::new(), "truncated".to_owned()),
         ]
     );
@@ -298,6 +298,114 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
     // H1 (3 rows) and H2 register; H4, H5, H6, H8 (1 row each) and H7 (2 rows) fail whole.
     assert_eq!(counts(&job), [10, 2, 0, 6, 5]);
     assert_eq!(app.count("coverages").await, 4);
+}
+
+/// A household whose rows are split by another's is registered whole or not at all: none of its
+/// runs is, and once the file is fixed, posting it again registers it whole.
+async fn a_split_household_is_registered_whole_or_not_at_all(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let h2 = "H2,principal,TSV-2002,Mensah,Adjoa,F,1979,,,,,,2026-01-01,";
+    let h2_child = "H2,child,,Mensah,Elom,M,2016,,,,,,,";
+    let h3 = "H3,principal,TSV-2003,Koffi,Edem,M,1990,,,,,,2026-01-01,";
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&[h2, h3, h2_child])).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let not_contiguous = |row| (row, "household".to_owned(), "household_not_contiguous".to_owned());
+    assert_eq!(codes(&job), [not_contiguous(2), not_contiguous(4)]);
+    // H3 only; both runs of H2 fail (2 rows, 2 errors).
+    assert_eq!(counts(&job), [3, 1, 0, 2, 2]);
+    assert_eq!(app.count("coverages").await, 1);
+
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&[h2, h2_child, h3])).await;
+    assert_eq!(codes(&job), []);
+    assert_eq!(counts(&job), [3, 1, 1, 0, 0]);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM coverages WHERE member_number = 'TSV-2002'")
+            .await,
+        2,
+        "H2 with its child"
+    );
+}
+
+/// A quote left open fails its own row's household and hides none of the rows after it; a last
+/// row cut after a comma is `truncated`; a byte order mark before a quoted header is fine.
+async fn a_quote_left_open_or_a_cut_last_row_fails_only_its_household(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let quoted: Vec<String> = HEADER.split(',').map(|c| format!("\"{c}\"")).collect();
+    let mut body = format!("\u{FEFF}{}\r\n", quoted.join(","));
+    for row in [
+        "H1,principal,TSV-4001,Mensah,Kofi,M,1980,,,,,,2026-01-01,",
+        "H1,child,,\"Mensah,Yao,M,2015,,,,,,,",
+        "H2,principal,TSV-4002,Dossou,\"Afi, Délali\",F,1982,,,,,,2026-01-01,",
+        "H2,child,,Dossou,Kodjo,M,2014,,,,,,,",
+        "H3,principal,TSV-4003,Sow,Ali,M,1980,,,,,,2026-01-01,2026-12-31",
+    ] {
+        body.push_str(row);
+        body.push_str("\r\n");
+    }
+    body.push_str("H4,principal,TSV-4004,Ba,Awa,F,1980,,,,,,2026-01-01,");
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        CSV,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (3, "family_name".to_owned(), "unclosed_quote".to_owned()),
+            (7, String::new(), "truncated".to_owned()),
+        ]
+    );
+    assert_eq!(job["rows_total"], 6);
+    // H2 and H3 registered; H1 (2 rows) and H4 (1 row) failed.
+    assert_eq!(counts(&job), [6, 2, 0, 3, 2]);
+    assert_eq!(app.count("coverages").await, 3);
+}
+
+/// Storage's verdicts name the member at fault: a dependant's own member number held by another
+/// person, or a dependant already covered, is reported on that dependant's row.
+async fn storage_conflicts_point_at_the_member_at_fault(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD[..1])).await;
+    assert_eq!(counts(&job), [1, 1, 0, 0, 0]);
+    let job = run(
+        app,
+        "mut-a",
+        "k2",
+        &query,
+        CSV,
+        csv(&[
+            "H5,principal,TSV-5001,Dossou,Afi,F,1982,,,,,,2026-01-01,",
+            // TSV-1001 is GOOD's principal's.
+            "H5,child,TSV-1001,Dossou,Kodjo,M,2014,,,,,,,",
+            "H6,principal,TSV-6001,Sow,Ali,M,1980,,,,,,2026-01-01,",
+            // GOOD's principal, covered by the product already.
+            "H6,other,,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789012,,,,,,",
+            "H7,principal,TSV-7001,Ba,Awa,F,1980,,,,,,2026-01-01,",
+        ]),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (3, "member_number".to_owned(), "member_number_taken".to_owned()),
+            (5, String::new(), "already_covered".to_owned()),
+        ]
+    );
+    assert_eq!(job["errors"][1]["household"], "H6");
+    assert_eq!(counts(&job), [5, 1, 0, 4, 2]);
+    assert_eq!(app.count("coverages").await, 2);
 }
 
 async fn json_lines_with_good_and_bad_lines(backend: Backend) {
@@ -720,6 +828,21 @@ async fn look_alikes_are_reported_not_merged(backend: Backend) {
     assert_eq!(counts(&again), [5, 0, 4, 0, 0], "{again}");
     assert_eq!(again["possible_duplicates_total"], 0);
     assert_eq!(again["possible_duplicates"], json!([]));
+
+    // Another mutuelle is not told of mut-a's members: they are not its to know of.
+    let plan_b = app
+        .post(
+            "/v1/products",
+            &writer(app, "mut-b"),
+            &crate::products::family_plan("2026-01-01"),
+        )
+        .await;
+    assert_eq!(plan_b.status.as_u16(), 201, "{}", plan_b.text);
+    let query_b = format!("?product={}", plan_b.json["id"].as_str().unwrap());
+    let elsewhere = csv(&["B1,principal,B-2001,Kpélafia,Élom,M,1990-04-02,,,,,,2026-01-01,"]);
+    let job_b = run(app, "mut-b", "k3", &query_b, CSV, elsewhere).await;
+    assert_eq!(counts(&job_b), [1, 1, 0, 0, 0], "{job_b}");
+    assert_eq!(job_b["possible_duplicates_total"], 0, "{job_b}");
 }
 
 /// Uploads left in a replica's spool folder by jobs that ended elsewhere are removed once nobody
@@ -865,6 +988,9 @@ on_both_databases!(
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
     a_bad_line_fails_its_household_only,
+    a_split_household_is_registered_whole_or_not_at_all,
+    a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
+    storage_conflicts_point_at_the_member_at_fault,
     json_lines_with_good_and_bad_lines,
     only_its_mutuelle_operators_and_auditors_read_a_job,
     uploads_have_their_own_size_limit,

@@ -183,7 +183,7 @@ async fn people_are_matched_across_organisations(backend: Backend) {
     assert_eq!(dups.len(), 2);
     let unrelated = first.json["members"][0]["possible_duplicates"].as_array().unwrap();
     assert_eq!(unrelated, &vec![json!(person)]);
-        assert_ne!(
+    assert_ne!(
         second.json["members"][0]["beneficiary"]["id"],
         first.json["members"][0]["beneficiary"]["id"]
     );
@@ -194,7 +194,12 @@ async fn people_are_matched_across_organisations(backend: Backend) {
     elsewhere["member_number"] = json!("B-78");
     let third = register(app, "mut-b", "k4", &elsewhere).await;
     assert_eq!(third.status.as_u16(), 201, "{}", third.text);
-    assert_eq!(third.json["members"][0]["possible_duplicates"], json!([person]), "{}", third.text);
+    assert_eq!(
+        third.json["members"][0]["possible_duplicates"],
+        json!([person]),
+        "{}",
+        third.text
+    );
 }
 
 async fn visibility_follows_coverage(backend: Backend) {

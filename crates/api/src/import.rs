@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use passerelle_domain::batch::{CsvHouseholds, RowDuplicate, RowError};
+use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{BatchCounts, BatchFormat, BatchJob, BatchStatus, NewBatch, WriteContext};
 
@@ -36,6 +36,9 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     let db = crate::app::connect(&config).await?;
     crate::app::require_schema(&db).await?;
     let state = crate::app::state(config, &db).await?;
+    // An import killed earlier left its job `running`; no server may be running to fail it (the
+    // import is often all there is), so the next import does, as a server's sweeper would.
+    crate::bulk::runner::sweep(&state).await;
     let org = OrgId::parse(&args.org).ok_or("--org: not an organisation id")?;
     let kind = state
         .store
@@ -73,6 +76,10 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     if format == BatchFormat::Csv {
         check_header(&file)?;
     }
+    // Everything that can fail is done before the job is created `running`: a job created and
+    // then abandoned would stay `running` until a sweeper failed it.
+    let errors_path = errors_path_of(&file);
+    let mut observer = Progress::new(&file, format, &errors_path, args.lang)?;
     let ctx = WriteContext {
         organization: caller.org.to_string(),
         subject: caller.subject.clone(),
@@ -87,14 +94,14 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         spool_path: file.to_string_lossy().into_owned(),
         worker: Some(worker.clone()),
     };
-    let job = state
-        .store
-        .create_batch(&ctx, &batch)
-        .await
-        .map_err(|e| e.to_string())?
-        .value;
-    let errors_path = errors_path_of(&file);
-    let mut observer = Progress::new(&file, format, &errors_path, args.lang)?;
+    let job = match state.store.create_batch(&ctx, &batch).await {
+        Ok(written) => written.value,
+        Err(e) => {
+            drop(observer);
+            let _ = std::fs::remove_file(&errors_path);
+            return Err(e.to_string());
+        }
+    };
     let ended = worker::process(&state, &job, &worker, &mut observer).await;
     observer.finish()?;
     let job = state
@@ -130,8 +137,8 @@ pub fn errors_path_of(file: &Path) -> PathBuf {
 }
 
 fn check_header(file: &Path) -> Result<(), String> {
-    let reader = BufReader::new(File::open(file).map_err(|e| format!("{}: {e}", file.display()))?);
-    CsvHouseholds::new(reader).map(|_| ()).map_err(|errors| {
+    let reader = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    check_csv_header(reader).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| format!("  {} {}: {}", e.field, e.code, e.en))
@@ -182,7 +189,10 @@ impl Progress {
         );
         let out = File::create(errors_path).map_err(|e| format!("{}: {e}", errors_path.display()))?;
         let mut errors = BufWriter::new(out);
-        writeln!(errors, "row,household,field,code,message").map_err(|e| e.to_string())?;
+        // A byte order mark: without it, spreadsheet software reads the file as Latin-1 and
+        // garbles the French messages' accents.
+        writeln!(errors, "\u{FEFF}row,household,field,code,message")
+            .map_err(|e| format!("{}: {e}", errors_path.display()))?;
         Ok(Progress {
             bar,
             errors,
@@ -202,12 +212,19 @@ impl Progress {
     }
 }
 
-/// RFC 4180: quoted when it holds a comma, a quote or a line break.
+/// RFC 4180: quoted when it holds a comma, a quote or a line break. A cell a spreadsheet would
+/// run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return; the household
+/// key comes from the uploaded file) is written after a `'`, which spreadsheets show as text.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 

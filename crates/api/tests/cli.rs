@@ -263,6 +263,8 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     // The Togo sample with one bad row more: the job completes, the row is in the errors file.
     let mut text = sample("registrations-tg.csv");
     text.push_str("TSV-Z,principal,TSV-2026-0199,\"Zinsou, dit \"\"Zin\"\"\",Afi,X,1980,,,,,,2026-01-01,\n");
+    // A household key a spreadsheet would run as a formula.
+    text.push_str("=1+2,principal,TSV-2026-0198,Zinsou,Afi,X,1980,,,,,,2026-01-01,\n");
     std::fs::write(dir.join("tg.csv"), &text).unwrap();
     let out = import("tg.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -273,11 +275,13 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     );
     assert!(stdout.contains("completed"), "{stdout}");
     assert!(stdout.contains("households: 3 created, 0 skipped"), "{stdout}");
-    assert!(stdout.contains("rows: 10 read, 10 processed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("rows: 11 read, 11 processed, 2 failed"), "{stdout}");
+    // With a byte order mark, for spreadsheets to read the accents; the formula as text.
     let errors = std::fs::read_to_string(dir.join("tg.csv.errors.csv")).unwrap();
     assert_eq!(
         errors,
-        "row,household,field,code,message\n11,TSV-Z,sex,unknown_value,must be F or M\n"
+        "\u{FEFF}row,household,field,code,message\n11,TSV-Z,sex,unknown_value,must be F or M\n\
+         12,'=1+2,sex,unknown_value,must be F or M\n"
     );
     // Again: every household is already there.
     let out = import("tg.csv", "demo-mut-tsevie", "demo-tsevie-famille");
@@ -330,6 +334,66 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     let out = import("cut.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreadable_file"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An import that cannot start leaves no job behind `running`, and an import killed earlier has
+/// its job failed by the next one, as a server's sweeper would.
+#[tokio::test]
+async fn an_import_leaves_no_job_running() {
+    let dir = temp_dir("import-jobs");
+    let url = demo_database(&dir).await;
+    let import = || {
+        run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &url).args([
+            "import",
+            "tg.csv",
+            "--org",
+            "demo-mut-tsevie",
+            "--product",
+            "demo-tsevie-famille",
+        ]))
+    };
+    std::fs::write(dir.join("tg.csv"), sample("registrations-tg.csv")).unwrap();
+    // The errors file cannot be created (a folder has its name; even root cannot write it).
+    std::fs::create_dir(dir.join("tg.csv.errors.csv")).unwrap();
+    let out = import();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tg.csv.errors.csv"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let jobs = || async {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, failure_code FROM registration_batches ORDER BY created_at")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        rows
+    };
+    assert_eq!(jobs().await, [], "no job was created");
+    std::fs::remove_dir(dir.join("tg.csv.errors.csv")).unwrap();
+
+    // An import killed mid-way: its job is left running, without progress for long.
+    assert!(import().status.success());
+    sqlx::query(
+        "UPDATE registration_batches SET status = 'running', worker = 'import-killed', finished_at = NULL, \
+         heartbeat_at = '2000-01-01 00:00:00+00:00'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = import();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        jobs().await,
+        [
+            ("failed".to_owned(), Some("interrupted".to_owned())),
+            ("completed".to_owned(), None)
+        ]
+    );
+    pool.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -1,11 +1,14 @@
 //! Bulk registration files (API.md §5 "Bulk"): CSV, one row per person, and NDJSON, one
 //! registration per line, read as a stream of households. Each household comes out as a draft
 //! to validate against its product, or as a failure naming every row and field at fault; the
-//! file is never held whole.
+//! file is never held whole. A CSV file is read twice: once through for the households whose rows
+//! are not together (each of their runs fails, so none is half-registered), then household by
+//! household.
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, BufRead, Read};
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use chrono::NaiveDate;
 use csv::ByteRecord;
@@ -56,8 +59,8 @@ const PAID_THROUGH: usize = 13;
 /// Rows read for one household: the principal and at most `MAX_DEPENDANTS` dependants. Rows past
 /// that are counted and reported, not kept.
 pub const MAX_HOUSEHOLD_ROWS: usize = 1 + MAX_DEPENDANTS;
-/// One CSV record (one person) longer than this stops the job: it is not a person but, most
-/// likely, a quote never closed that would swallow the rest of the file.
+/// One CSV line (one person) longer than this stops the job: it is not a person, and the file
+/// is likely no registration file at all.
 pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
 /// One NDJSON line longer than this fails that line, as a single registration body over the
 /// request limit would.
@@ -108,6 +111,25 @@ impl RowError {
             message_en: e.en.clone(),
             message_fr: e.fr.clone(),
         }
+    }
+}
+
+/// Storage's verdicts on a household of a bulk group name the member at fault, so that the error
+/// lands on that member's row: the `StoreError::Conflict` constraint is `<code>@<member>`, the
+/// member 0 the principal, then the dependants in order.
+pub fn member_conflict(code: &str, member: usize) -> String {
+    format!("{code}@{member}")
+}
+
+/// The code and member of a constraint written by [`member_conflict`]; a plain constraint names
+/// no member.
+pub fn split_member_conflict(constraint: &str) -> (&str, Option<usize>) {
+    match constraint.rsplit_once('@') {
+        Some((code, member)) => match member.parse() {
+            Ok(member) => (code, Some(member)),
+            Err(_) => (constraint, None),
+        },
+        None => (constraint, None),
     }
 }
 
@@ -186,6 +208,34 @@ impl HouseholdRows {
         }
     }
 
+    /// Fails the household for storage's verdict on its `member`th member (0 the principal):
+    /// `e.field` is `/member_number` (their own number; the principal's is the household's) or
+    /// empty (the person as a whole, `already_covered`). CSV: on that member's row, at that
+    /// column or none; NDJSON: at that member's pointer.
+    pub fn member_failure(&self, member: usize, e: &FieldError) -> HouseholdFailure {
+        let principal_row = self.member_rows.first().copied().unwrap_or(self.first_row);
+        let (row, field) = match self.naming {
+            FieldNaming::Columns => (
+                self.member_rows.get(member).copied().unwrap_or(principal_row),
+                e.field.trim_start_matches('/').to_owned(),
+            ),
+            FieldNaming::Pointers => {
+                let pointer = match (member, e.field.as_str()) {
+                    (0, "/member_number") => "/member_number".to_owned(),
+                    (0, rest) => format!("/principal{rest}"),
+                    (n, rest) => format!("/dependants/{}{rest}", n - 1),
+                };
+                (principal_row, pointer)
+            }
+        };
+        HouseholdFailure::new(
+            self.household.clone(),
+            self.first_row,
+            self.rows,
+            vec![RowError::from_field_error(row, &self.household, field, e)],
+        )
+    }
+
     /// Where the `member`th member (0 the principal) of a created household lies in the file,
     /// with the people they look like.
     pub fn row_duplicate(&self, member: usize, beneficiary: &str, matches: &[String]) -> RowDuplicate {
@@ -213,6 +263,10 @@ impl HouseholdRows {
         let principal_row = self.member_rows.first().copied().unwrap_or(self.first_row);
         if self.naming == FieldNaming::Pointers {
             return (principal_row, pointer.to_owned());
+        }
+        if pointer.is_empty() {
+            // The whole household (`concurrent_change`, `internal_error`): no column is at fault.
+            return (principal_row, String::new());
         }
         let mut segments = pointer.split('/').skip(1);
         let (member, rest): (usize, Vec<&str>) = match segments.next() {
@@ -283,46 +337,137 @@ impl HouseholdFailure {
     }
 }
 
-/// Counts bytes and remembers the last one, for `truncated`, and stops a record that grows past
-/// `MAX_CSV_RECORD_BYTES`.
-struct Tracked<R> {
-    inner: R,
-    total: u64,
-    record_start: u64,
-    last: Option<u8>,
+/// A registration file's lines, numbered from 1 as a spreadsheet shows them. No valid cell holds
+/// a line break (control characters are refused), so each line is one record: a quote left open
+/// ends with its line instead of swallowing the rows after it, and a row's number is its line's.
+struct Lines<R> {
+    reader: io::BufReader<R>,
+    /// The number of the line in `buf`.
+    line: u64,
+    /// Bytes consumed so far: where the next line starts.
+    offset: u64,
+    buf: Vec<u8>,
 }
 
-/// The CSV reader reads ahead by its buffer; a record is too long only past that.
-const CSV_BUFFER_SLACK: u64 = 64 * 1024;
+impl<R: Read> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader: io::BufReader::with_capacity(256 * 1024, reader),
+            line: 0,
+            offset: 0,
+            buf: Vec::new(),
+        }
+    }
 
-impl<R: Read> Read for Tracked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.total.saturating_sub(self.record_start) > MAX_CSV_RECORD_BYTES + CSV_BUFFER_SLACK {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a CSV record is longer than 1 MiB: is a quote left open?",
-            ));
+    /// The next line into `buf`, without its `\n` nor a `\r` before it; `Some(false)` when it
+    /// is the end of a file that does not end with a line end. A line longer than
+    /// `MAX_CSV_RECORD_BYTES` is not a person: the file is refused whole.
+    fn next_line(&mut self) -> io::Result<Option<bool>> {
+        self.buf.clear();
+        let terminated = loop {
+            let available = match self.reader.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                // A file cut after a `\r` still ended its line (old spreadsheets end lines so).
+                break self.buf.last() == Some(&b'\r');
+            }
+            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            if (self.buf.len() + chunk.len()) as u64 > MAX_CSV_RECORD_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} is longer than {MAX_CSV_RECORD_BYTES} bytes: not a registration file",
+                        self.line + 1
+                    ),
+                ));
+            }
+            self.buf.extend_from_slice(chunk);
+            self.reader.consume(used);
+            self.offset += used as u64;
+            if end {
+                break true;
+            }
+        };
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
         }
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.last = Some(buf[n - 1]);
-            self.total += n as u64;
-        }
-        Ok(n)
+        self.line += 1;
+        Ok(Some(terminated))
     }
 }
 
-struct Raw {
-    fields: ByteRecord,
-    /// The reader's line once the record and its line end are read.
-    end_line: u64,
+impl<R: Read + Seek> Lines<R> {
+    /// Back to `offset`, the start of line `line + 1`.
+    fn rewind(&mut self, offset: u64, line: u64) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.line = line;
+        Ok(())
+    }
+}
+
+/// Splits one line into `record` with RFC 4180 quoting, as the `csv` crate reads a record: a
+/// field that starts with `"` runs to the next lone `"` (`""` is a quote) and what follows it up
+/// to the comma is kept; a `"` further in an unquoted field is kept as it is. True when the line
+/// ends inside a quoted field.
+fn split_fields(line: &[u8], record: &mut ByteRecord) -> bool {
+    record.clear();
+    let mut field = Vec::new();
+    let mut i = 0;
+    loop {
+        field.clear();
+        let mut quoted = line.get(i) == Some(&b'"');
+        if quoted {
+            i += 1;
+        }
+        while let Some(&b) = line.get(i) {
+            match (quoted, b) {
+                (true, b'"') if line.get(i + 1) == Some(&b'"') => {
+                    field.push(b'"');
+                    i += 1;
+                }
+                (true, b'"') => quoted = false,
+                (false, b',') => break,
+                _ => field.push(b),
+            }
+            i += 1;
+        }
+        record.push_field(&field);
+        if quoted {
+            return true;
+        }
+        if i >= line.len() {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+/// Cells and household keys are trimmed alike, of Unicode white space (a spreadsheet's
+/// non-breaking space too): `H1` and `H1\u{A0}` are one household, as their cells read the same.
+fn trim_cell(raw: &[u8]) -> &[u8] {
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.trim().as_bytes(),
+        Err(_) => raw.trim_ascii(),
+    }
 }
 
 struct Record {
     fields: ByteRecord,
     line: u64,
-    /// The last record of a file that does not end with a line end.
+    /// The last line of a file that does not end with a line end.
     unterminated: bool,
+    /// The line ends inside a quoted cell.
+    open_quote: bool,
 }
 
 /// A CSV row once split: its household key and, when it reads, its cells by column.
@@ -332,52 +477,118 @@ struct CsvRow {
     errors: Vec<RowError>,
 }
 
+/// Where a household met in more than one run of rows is met again.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// Its first run; the second starts at this row.
+    First { again: u64 },
+    /// A later run; the first started at this row.
+    Later { first: u64 },
+}
+
+/// The household keys that appear in more than one run of rows, found by reading the file once
+/// before registering anything, so that every run of such a household fails and none of it is
+/// registered (API.md: a household is committed whole or not at all). Keys are kept as 64-bit
+/// hashes, keyed at random for each file: 8 bytes per distinct household during that first
+/// read, then only the split ones. Two keys of one file sharing a hash (about one chance in 10^8
+/// for a million households) would fail both households as split: reported, never half-written.
+struct SplitKeys {
+    hasher: RandomState,
+    /// Split keys, with the first row of their second run.
+    again: HashMap<u64, u64>,
+    /// Split keys whose first run the second read has met, with its first row.
+    first: HashMap<u64, u64>,
+}
+
+impl SplitKeys {
+    /// Whether the run of `key` starting at `row` belongs to a split household, and where else
+    /// it is; called once per run, in file order.
+    fn run(&mut self, key: &[u8], row: u64) -> Option<Split> {
+        if key.is_empty() {
+            // Rows without a household fail already (`required`).
+            return None;
+        }
+        let hash = self.hasher.hash_one(key);
+        let again = *self.again.get(&hash)?;
+        match self.first.entry(hash) {
+            Entry::Occupied(first) => Some(Split::Later { first: *first.get() }),
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+                Some(Split::First { again })
+            }
+        }
+    }
+}
+
 struct Group {
     key: Vec<u8>,
     household: String,
     first_row: u64,
     rows: u64,
-    /// Where this household id was first seen, when that was before another household.
-    earlier: Option<u64>,
+    /// Set when this household's rows are not all together.
+    split: Option<Split>,
     members: Vec<CsvRow>,
     /// Rows past `MAX_HOUSEHOLD_ROWS` were met (and reported once).
     overflow: bool,
     errors: Vec<RowError>,
 }
 
-/// A CSV registration file, household by household. Iterate with `by_ref()` to read
-/// `rows_read()` and `take_error()` along the way.
+/// A CSV registration file, household by household. The file is read twice: once for the
+/// households whose rows are not together (all their rows fail), then household by household;
+/// hence `Seek` (a file on disk, or `io::Cursor`). Iterate with `by_ref()` to read `rows_read()`
+/// and `take_error()` along the way.
 pub struct CsvHouseholds<R: Read> {
-    csv: csv::Reader<Tracked<R>>,
-    /// For each column of `CSV_COLUMNS`, its position in the file.
-    positions: [usize; 14],
-    width: usize,
-    peeked: Option<Raw>,
-    pending_error: Option<io::Error>,
+    lines: Lines<R>,
+    header: Header,
+    /// Where the first row after the header starts.
+    data_start: u64,
+    /// `None` until the first read is done, at the first call of `next`.
+    split: Option<SplitKeys>,
+    fields: ByteRecord,
     current: Option<Group>,
-    /// Each household id met so far (hashed) and its first row.
-    seen: HashMap<u64, u64>,
     rows_read: u64,
     error: Option<io::Error>,
     done: bool,
 }
 
-fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
-    let escaped = column.replace('~', "~0").replace('/', "~1");
-    FieldError::new(format!("/header/{escaped}"), code, en, fr)
+/// The header's columns: for each of `CSV_COLUMNS`, its position in the file.
+struct Header {
+    positions: [usize; 14],
+    width: usize,
 }
 
-fn into_io(e: csv::Error) -> io::Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => e,
-        other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+impl Header {
+    fn cell<'a>(&self, record: &'a ByteRecord, column: usize) -> Option<&'a [u8]> {
+        record.get(self.positions[column])
+    }
+
+    /// The row's household key; a row too short to reach its household column stays with the
+    /// household being read (`current`).
+    fn key(&self, record: &Record, current: Option<&[u8]>) -> Vec<u8> {
+        match self.cell(&record.fields, HOUSEHOLD) {
+            Some(raw) => trim_cell(raw).to_vec(),
+            None => current.unwrap_or_default().to_vec(),
+        }
+    }
+
+    /// The column of the `position`th field of a row, if the header names one.
+    fn column_at(&self, position: usize) -> Option<&'static str> {
+        self.positions
+            .iter()
+            .position(|p| *p == position)
+            .map(|column| CSV_COLUMNS[column])
     }
 }
 
-fn hash_key(key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
+/// Checks a CSV file's header only (the upload route, `passerelle import` before it starts): each
+/// missing, unknown or repeated column is one error at `/header/<column>`.
+pub fn check_csv_header<R: Read>(reader: R) -> Result<(), Vec<FieldError>> {
+    read_header(&mut Lines::new(reader)).map(|_| ())
+}
+
+fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
+    let escaped = column.replace('~', "~0").replace('/', "~1");
+    FieldError::new(format!("/header/{escaped}"), code, en, fr)
 }
 
 fn invalid_encoding_en() -> &'static str {
@@ -388,99 +599,96 @@ fn invalid_encoding_fr() -> &'static str {
     "cette ligne n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »"
 }
 
-impl<R: Read> CsvHouseholds<R> {
-    /// Reads and checks the header: each missing, unknown or repeated column is one error at
-    /// `/header/<column>`.
-    pub fn new(reader: R) -> Result<Self, Vec<FieldError>> {
-        let tracked = Tracked {
-            inner: reader,
-            total: 0,
-            record_start: 0,
-            last: None,
-        };
-        // Records end at `\n` only (a `\r` before it is trimmed with the cell), so that the
-        // reader's line count is exact when a record is returned.
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(tracked);
-        let mut header = ByteRecord::new();
-        if let Err(e) = csv.read_byte_record(&mut header) {
+fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>> {
+    let mut header = ByteRecord::new();
+    match lines.next_line() {
+        Ok(Some(_)) => {
+            // A byte order mark is skipped before the line is split, so that a quoted first
+            // column name reads as quoted.
+            let line = lines.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&lines.buf);
+            split_fields(line, &mut header);
+        }
+        Ok(None) => {}
+        Err(e) => {
             return Err(vec![FieldError::new(
                 "/header",
                 "unreadable",
-                format!("the file could not be read: {}", into_io(e)),
+                format!("the file could not be read: {e}"),
                 "le fichier n'a pas pu être lu",
-            )]);
+            )])
         }
-        let mut names = Vec::with_capacity(header.len());
-        for (i, raw) in header.iter().enumerate() {
-            let raw = if i == 0 {
-                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-            } else {
-                raw
-            };
-            match std::str::from_utf8(raw) {
-                Ok(name) => names.push(name.trim().to_owned()),
-                Err(_) => {
-                    return Err(vec![FieldError::new(
-                        "/header",
-                        "invalid_encoding",
-                        "the header is not valid UTF-8: save the file as \"CSV UTF-8\"",
-                        "l'en-tête n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »",
-                    )])
-                }
+    }
+    let mut names = Vec::with_capacity(header.len());
+    for raw in header.iter() {
+        match std::str::from_utf8(raw) {
+            Ok(name) => names.push(name.trim().to_owned()),
+            Err(_) => {
+                return Err(vec![FieldError::new(
+                    "/header",
+                    "invalid_encoding",
+                    "the header is not valid UTF-8: save the file as \"CSV UTF-8\"",
+                    "l'en-tête n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »",
+                )])
             }
         }
-        let mut errors = Vec::new();
-        let mut positions = [usize::MAX; 14];
-        for (position, name) in names.iter().enumerate() {
-            match CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
-                Some(column) if positions[column] != usize::MAX => errors.push(header_error(
-                    CSV_COLUMNS[column],
-                    "duplicate_column",
-                    "this column appears more than once in the header",
-                    "cette colonne figure plusieurs fois dans l'en-tête",
-                )),
-                Some(column) => positions[column] = position,
-                None => errors.push(header_error(
-                    name,
-                    "unknown_column",
-                    format!(
-                        "not a column of a registration file; the columns are {}",
-                        CSV_COLUMNS.join(",")
-                    ),
-                    format!(
-                        "n'est pas une colonne d'un fichier d'inscription ; les colonnes sont {}",
-                        CSV_COLUMNS.join(",")
-                    ),
-                )),
-            }
+    }
+    let mut errors = Vec::new();
+    let mut positions = [usize::MAX; 14];
+    for (position, name) in names.iter().enumerate() {
+        match CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
+            Some(column) if positions[column] != usize::MAX => errors.push(header_error(
+                CSV_COLUMNS[column],
+                "duplicate_column",
+                "this column appears more than once in the header",
+                "cette colonne figure plusieurs fois dans l'en-tête",
+            )),
+            Some(column) => positions[column] = position,
+            None => errors.push(header_error(
+                name,
+                "unknown_column",
+                format!(
+                    "not a column of a registration file; the columns are {}",
+                    CSV_COLUMNS.join(",")
+                ),
+                format!(
+                    "n'est pas une colonne d'un fichier d'inscription ; les colonnes sont {}",
+                    CSV_COLUMNS.join(",")
+                ),
+            )),
         }
-        for (column, position) in CSV_COLUMNS.iter().zip(positions) {
-            if position == usize::MAX {
-                errors.push(header_error(
-                    column,
-                    "missing_column",
-                    "the header lacks this column",
-                    "cette colonne manque dans l'en-tête",
-                ));
-            }
+    }
+    for (column, position) in CSV_COLUMNS.iter().zip(positions) {
+        if position == usize::MAX {
+            errors.push(header_error(
+                column,
+                "missing_column",
+                "the header lacks this column",
+                "cette colonne manque dans l'en-tête",
+            ));
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let record_start = csv.position().byte();
-        csv.get_mut().record_start = record_start;
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Header {
+        positions,
+        width: header.len(),
+    })
+}
+
+impl<R: Read + Seek> CsvHouseholds<R> {
+    /// Reads and checks the header: each missing, unknown or repeated column is one error at
+    /// `/header/<column>`.
+    pub fn new(reader: R) -> Result<Self, Vec<FieldError>> {
+        let mut lines = Lines::new(reader);
+        let header = read_header(&mut lines)?;
         Ok(CsvHouseholds {
-            csv,
-            positions,
-            width: header.len(),
-            peeked: None,
-            pending_error: None,
+            data_start: lines.offset,
+            lines,
+            header,
+            split: None,
+            fields: ByteRecord::new(),
             current: None,
-            seen: HashMap::new(),
             rows_read: 0,
             error: None,
             done: false,
@@ -498,105 +706,119 @@ impl<R: Read> CsvHouseholds<R> {
         self.error.take()
     }
 
-    fn read_raw(&mut self) -> io::Result<Option<Raw>> {
-        let mut fields = ByteRecord::new();
-        if !self.csv.read_byte_record(&mut fields).map_err(into_io)? {
-            return Ok(None);
-        }
-        let end = self.csv.position();
-        let (end_line, next_start) = (end.line(), end.byte());
-        self.csv.get_mut().record_start = next_start;
-        Ok(Some(Raw { fields, end_line }))
-    }
-
-    /// The next record with its first line, knowing whether it is the last one and the file
-    /// ends without a line end; rows whose every field is blank (spreadsheets leave them) are
-    /// skipped.
+    /// The next row; rows whose every cell is blank (spreadsheets leave them) are skipped.
     fn next_record(&mut self) -> io::Result<Option<Record>> {
         loop {
-            if let Some(e) = self.pending_error.take() {
-                return Err(e);
-            }
-            let current = match self.peeked.take() {
-                Some(r) => r,
-                None => match self.read_raw()? {
-                    Some(r) => r,
-                    None => return Ok(None),
-                },
+            let Some(terminated) = self.lines.next_line()? else {
+                return Ok(None);
             };
-            // Reading one record ahead tells whether this one is the last. A failure there is
-            // the next call's: this record is whole.
-            let last = match self.read_raw() {
-                Ok(next) => {
-                    self.peeked = next;
-                    self.peeked.is_none()
-                }
-                Err(e) => {
-                    self.pending_error = Some(e);
-                    false
-                }
-            };
-            if current.fields.iter().all(|f| f.trim_ascii().is_empty()) {
+            let open_quote = split_fields(&self.lines.buf, &mut self.fields);
+            if !open_quote && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
                 continue;
             }
-            let last_byte = self.csv.get_ref().last;
-            // The reader counts line ends as it goes: the record ends on `end_line`, after its
-            // own `\n` unless it is the unterminated end of the file, and spans the line breaks
-            // quoted inside it.
-            let ends_with_lf = !last || last_byte == Some(b'\n');
-            let inner = current
-                .fields
-                .iter()
-                .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
-                .sum::<u64>();
-            let line = current.end_line.saturating_sub(inner + u64::from(ends_with_lf));
-            let unterminated = last && !matches!(last_byte, Some(b'\n' | b'\r'));
             return Ok(Some(Record {
-                fields: current.fields,
-                line,
-                unterminated,
+                fields: self.fields.clone(),
+                line: self.lines.line,
+                unterminated: !terminated,
+                open_quote,
             }));
         }
     }
 
-    fn cell<'a>(&self, record: &'a ByteRecord, column: usize) -> Option<&'a [u8]> {
-        record.get(self.positions[column])
+    /// The first read: which household keys come back after another household's rows. Then
+    /// back to the first row.
+    fn find_split_keys(&mut self) -> io::Result<SplitKeys> {
+        let hasher = RandomState::new();
+        let mut seen = HashSet::new();
+        let mut again = HashMap::new();
+        let mut current: Option<Vec<u8>> = None;
+        while let Some(record) = self.next_record()? {
+            let key = self.header.key(&record, current.as_deref());
+            if current.as_deref() == Some(key.as_slice()) {
+                continue;
+            }
+            let hash = hasher.hash_one(&key);
+            if !key.is_empty() && !seen.insert(hash) {
+                again.entry(hash).or_insert(record.line);
+            }
+            current = Some(key);
+        }
+        self.lines.rewind(self.data_start, 1)?;
+        Ok(SplitKeys {
+            hasher,
+            again,
+            first: HashMap::new(),
+        })
     }
 
     fn parse_row(&self, record: &Record, household: &str) -> CsvRow {
         let fields = &record.fields;
         let line = record.line;
-        let mut errors = Vec::new();
-        if fields.len() != self.width {
-            let (n, width) = (fields.len(), self.width);
-            errors.push(if record.unterminated && n < width {
-                RowError::new(
-                    line,
-                    household,
-                    "",
-                    "truncated",
-                    format!("the last line stops short, with {n} of the {width} fields and no line end: was the file cut?"),
-                    format!("la dernière ligne s'arrête avant la fin, avec {n} des {width} champs et sans fin de ligne : le fichier a-t-il été coupé ?"),
+        let (n, width) = (fields.len(), self.header.width);
+        let last_empty = n
+            .checked_sub(1)
+            .and_then(|i| fields.get(i))
+            .is_some_and(|f| trim_cell(f).is_empty());
+        let cut = record.open_quote || n < width || (n == width && last_empty);
+        let shape_error = if record.unterminated && cut {
+            // Without its line end, a last row that stops short, inside a quoted cell or after a
+            // comma was most likely cut: its last cell may be missing or partial.
+            let (en, fr) = if record.open_quote {
+                (
+                    "inside a quoted cell".to_owned(),
+                    "au milieu d'une cellule entre guillemets".to_owned(),
+                )
+            } else if n < width {
+                (
+                    format!("with {n} of the {width} fields"),
+                    format!("avec {n} des {width} champs"),
                 )
             } else {
-                RowError::new(
-                    line,
-                    household,
-                    "",
-                    "wrong_field_count",
-                    format!("this row has {n} fields; the header has {width}"),
-                    format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
+                (
+                    "on an empty last cell".to_owned(),
+                    "sur une dernière cellule vide".to_owned(),
                 )
-            });
+            };
+            Some(RowError::new(
+                line,
+                household,
+                "",
+                "truncated",
+                format!("the last line stops {en} and without a line end: was the file cut? A file ends with a line end"),
+                format!("la dernière ligne s'arrête {fr} et sans fin de ligne : le fichier a-t-il été coupé ? Un fichier se termine par une fin de ligne"),
+            ))
+        } else if record.open_quote {
+            Some(RowError::new(
+                line,
+                household,
+                self.header.column_at(n - 1).unwrap_or_default(),
+                "unclosed_quote",
+                "a quote opened in this cell is not closed on this line: a cell cannot hold a line break, so the row stops here and the next line is read as a row of its own",
+                "un guillemet ouvert dans cette cellule n'est pas refermé sur cette ligne : une cellule ne peut pas contenir de saut de ligne, la ligne s'arrête donc ici et la suivante est lue comme une ligne à part",
+            ))
+        } else if n != width {
+            Some(RowError::new(
+                line,
+                household,
+                "",
+                "wrong_field_count",
+                format!("this row has {n} fields; the header has {width}"),
+                format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = shape_error {
             return CsvRow {
                 line,
                 cells: None,
-                errors,
+                errors: vec![e],
             };
         }
+        let mut errors = Vec::new();
         let mut cells: [Option<String>; 14] = Default::default();
         for (column, cell) in cells.iter_mut().enumerate() {
-            let raw = self.cell(fields, column).unwrap_or_default();
+            let raw = self.header.cell(fields, column).unwrap_or_default();
             match std::str::from_utf8(raw) {
                 Ok(text) if crate::nul::contains_nul(text) => {
                     let e = crate::nul::nul_error(CSV_COLUMNS[column]);
@@ -626,11 +848,7 @@ impl<R: Read> CsvHouseholds<R> {
     }
 
     fn start_group(&mut self, key: Vec<u8>, first_row: u64) -> Group {
-        let hash = hash_key(&key);
-        let earlier = self.seen.get(&hash).copied();
-        if earlier.is_none() {
-            self.seen.insert(hash, first_row);
-        }
+        let split = self.split.as_mut().and_then(|s| s.run(&key, first_row));
         Group {
             // A NUL in the key fails the row already (`parse_row`); the label, written with every
             // error of the household, must not carry it into the database.
@@ -638,7 +856,7 @@ impl<R: Read> CsvHouseholds<R> {
             key,
             first_row,
             rows: 0,
-            earlier,
+            split,
             members: Vec::new(),
             overflow: false,
             errors: Vec::new(),
@@ -698,15 +916,27 @@ fn finish(group: Group) -> HouseholdItem {
             "chaque ligne indique son ménage",
         ));
     }
-    if let Some(earlier) = group.earlier {
-        errors.push(RowError::new(
+    // Every run of a split household fails, the first one too: registering it would leave the
+    // household short of the rows met later, and posting the file again would skip it as
+    // already registered, never completing it.
+    match group.split {
+        Some(Split::First { again }) => errors.push(RowError::new(
             group.first_row,
             &household,
             CSV_COLUMNS[HOUSEHOLD],
             "household_not_contiguous",
-            format!("this household's rows must follow one another: it already appeared at row {earlier}"),
-            format!("les lignes d'un ménage doivent se suivre : celui-ci figure déjà à la ligne {earlier}"),
-        ));
+            format!("this household's rows must follow one another: it appears again at row {again}; none of its rows is registered"),
+            format!("les lignes d'un ménage doivent se suivre : celui-ci figure à nouveau à la ligne {again} ; aucune de ses lignes n'est inscrite"),
+        )),
+        Some(Split::Later { first }) => errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "household_not_contiguous",
+            format!("this household's rows must follow one another: it already appeared at row {first}; none of its rows is registered"),
+            format!("les lignes d'un ménage doivent se suivre : celui-ci figure déjà à la ligne {first} ; aucune de ses lignes n'est inscrite"),
+        )),
+        None => {}
     }
 
     let mut members = group.members.into_iter();
@@ -724,7 +954,7 @@ fn finish(group: Group) -> HouseholdItem {
                 draft.principal = beneficiary_from(cells);
                 draft.principal.national_id = split_national_id(cells, first.line, &household, &mut rows_errors);
                 member_rows.push(first.line);
-            } else if group.earlier.is_none() {
+            } else if !matches!(group.split, Some(Split::Later { .. })) {
                 errors.push(RowError::new(
                     first.line,
                     &household,
@@ -822,10 +1052,19 @@ fn split_national_id(
     }
 }
 
-impl<R: Read> Iterator for CsvHouseholds<R> {
+impl<R: Read + Seek> Iterator for CsvHouseholds<R> {
     type Item = HouseholdItem;
 
     fn next(&mut self) -> Option<HouseholdItem> {
+        if self.split.is_none() && !self.done {
+            match self.find_split_keys() {
+                Ok(split) => self.split = Some(split),
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
         while !self.done {
             let record = match self.next_record() {
                 Ok(Some(record)) => record,
@@ -841,11 +1080,9 @@ impl<R: Read> Iterator for CsvHouseholds<R> {
                 }
             };
             self.rows_read += 1;
-            // A row too short to reach its household column stays with the household being read.
-            let key = match self.cell(&record.fields, HOUSEHOLD) {
-                Some(raw) => raw.trim_ascii().to_vec(),
-                None => self.current.as_ref().map(|g| g.key.clone()).unwrap_or_default(),
-            };
+            let key = self
+                .header
+                .key(&record, self.current.as_ref().map(|g| g.key.as_slice()));
             let same = self.current.as_ref().is_some_and(|g| g.key == key);
             let finished = if same {
                 None
@@ -1073,17 +1310,17 @@ mod tests {
     const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through\n";
 
     /// The columns in another order, a byte order mark, CRLF line ends, quoted commas and
-    /// doubled quotes, a quoted line break (rows 5–6, one record) and a year-only birth.
+    /// doubled quotes, and a year-only birth.
     const GOOD: &str = "\u{FEFF}relationship,Household,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,member_number,start_date,paid_through\r\n\
 principal,H1,Mensah,Kofi,M,1980-04-12,tg:niu:1234 5678 9012,+228 90 12 34 56,Maritime,Zio,Tsévié,TSV-0042,2026-01-01,2026-12-31\r\n\
 spouse,H1,\"Mensah \"\"Mama\"\"\",\"Afi, Délali\",F,1984,,,,,,,,\r\n\
 child,H1,Mensah,Yao,M,2015-09-30,,,,,,TSV-0042-2,2026-01-01,\r\n\
-principal,H2,Traoré,\"Awa\r\nMariam\",F,1975,ML:NINA:12345678901234K,,Ségou,Ségou,Pelengana,SGU-1,2026-02-01,\r\n\
+principal,H2,Traoré,\"Awa Mariam\",F,1975,ML:NINA:12345678901234K,,Ségou,Ségou,Pelengana,SGU-1,2026-02-01,\r\n\
 child,H2,Traoré,Bakary,M,2012,,,,,,,,\r\n\
 principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
 
     fn csv(text: &[u8]) -> Vec<HouseholdItem> {
-        CsvHouseholds::new(text).unwrap().collect()
+        CsvHouseholds::new(io::Cursor::new(text)).unwrap().collect()
     }
 
     fn codes(errors: &[RowError]) -> Vec<(u64, &str, &str)> {
@@ -1099,7 +1336,7 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
 
     #[test]
     fn households_are_read_from_any_column_order_with_rfc4180_quoting() {
-        let mut reader = CsvHouseholds::new(GOOD.as_bytes()).unwrap();
+        let mut reader = CsvHouseholds::new(io::Cursor::new(GOOD)).unwrap();
         let h1 = reader.next().unwrap().unwrap();
         assert_eq!(reader.rows_read(), 4, "the first row of H2 was read to end H1");
         let h2 = reader.next().unwrap().unwrap();
@@ -1133,14 +1370,10 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         assert_eq!(r.dependants[0].member_number, None);
         assert_eq!(r.dependants[1].member_number.as_ref().unwrap().as_str(), "TSV-0042-2");
 
-        // The quoted line break: H2 starts on line 5, its child's record on line 7.
-        assert_eq!((h2.first_row, h2.rows, h2.member_rows.clone()), (5, 2, vec![5, 7]));
-        assert_eq!(h2.draft.principal.given_names.as_deref(), Some("Awa\r\nMariam"));
-        let f = h2.validate(&product(None, None), today()).unwrap_err();
-        assert_eq!(codes(&f.errors), [(5, "given_names", "invalid_characters")]);
-        assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H2", 5, 2));
+        assert_eq!((h2.first_row, h2.rows, h2.member_rows.clone()), (5, 2, vec![5, 6]));
+        assert_eq!(h2.draft.principal.given_names.as_deref(), Some("Awa Mariam"));
 
-        assert_eq!((h3.first_row, h3.rows), (8, 1));
+        assert_eq!((h3.first_row, h3.rows), (7, 1));
         assert_eq!(
             h3.validate(&product(None, None), today())
                 .unwrap()
@@ -1163,7 +1396,7 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         };
         let crlf = summary(GOOD);
         assert_eq!(summary(&GOOD.replace("\r\n", "\n")), crlf);
-        assert_eq!(crlf[1], ("H2".to_owned(), 5, 2, vec![5, 7]));
+        assert_eq!(crlf[1], ("H2".to_owned(), 5, 2, vec![5, 6]));
         // A quoted last cell before CRLF reads without its `\r`.
         let file = format!(
             "{}H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\"2026-06-30\"\r\n",
@@ -1176,7 +1409,7 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
     #[test]
     fn header_problems_are_one_error_per_column() {
         let header = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,start_date,paid_to\n";
-        let errors = CsvHouseholds::new(header.as_bytes()).err().unwrap();
+        let errors = check_csv_header(header.as_bytes()).err().unwrap();
         let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
         assert_eq!(
             found,
@@ -1188,17 +1421,17 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         );
         assert!(errors.iter().all(|e| !e.en.is_empty() && !e.fr.is_empty()));
 
-        let errors = CsvHouseholds::new(&b""[..]).err().unwrap();
+        let errors = check_csv_header(&b""[..]).err().unwrap();
         assert_eq!(errors.len(), 14);
         assert!(errors.iter().all(|e| e.code == "missing_column"));
         assert_eq!(errors[0].field, "/header/household");
 
-        let errors = CsvHouseholds::new(&b"household;relationship\n"[..]).err().unwrap();
+        let errors = check_csv_header(&b"household;relationship\n"[..]).err().unwrap();
         assert_eq!(errors[0].field, "/header/household;relationship");
         assert_eq!(errors[0].code, "unknown_column");
 
         let latin1 = [&b"household,relationship,r\xE9gion"[..], &HEADER.as_bytes()[22..]].concat();
-        let errors = CsvHouseholds::new(latin1.as_slice()).err().unwrap();
+        let errors = check_csv_header(latin1.as_slice()).err().unwrap();
         assert_eq!(
             (errors[0].field.as_str(), errors[0].code.as_str()),
             ("/header", "invalid_encoding")
@@ -1268,18 +1501,34 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         // The same short row with its line end, or in the middle: the wrong field count.
         let items = csv(format!("{HEADER}{body}\n").as_bytes());
         assert_eq!(codes(&failure(&items[0]).errors), [(3, "", "wrong_field_count")]);
-        let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,extra\nH3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,";
+        let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,extra\nH3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,2026-12-31";
         let items = csv(format!("{HEADER}{body}").as_bytes());
         assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "wrong_field_count")]);
         assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
         assert!(items[2].is_ok(), "a complete last line without a line end is fine");
+        // All its fields but an empty last cell and no line end: cut right after a comma, its
+        // last value lost.
+        let body = "H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        let f = failure(&items[0]);
+        assert_eq!(codes(&f.errors), [(2, "", "truncated")]);
+        assert!(
+            f.errors[0].message_en.contains("empty last cell"),
+            "{}",
+            f.errors[0].message_en
+        );
+        assert!(csv(format!("{HEADER}{body}\n").as_bytes())[0].is_ok());
+        assert!(
+            csv(format!("{HEADER}{body}\r").as_bytes())[0].is_ok(),
+            "an old Mac line end"
+        );
         // A last line too short to name its household stays with the one being read (GOOD's
         // household is its second column).
         let items = csv(format!("{GOOD}chi").as_bytes());
         assert_eq!(items.len(), 3);
         let h3 = failure(&items[2]);
         assert_eq!((h3.household.as_str(), h3.rows), ("H3", 2));
-        assert_eq!(codes(&h3.errors), [(9, "", "truncated")]);
+        assert_eq!(codes(&h3.errors), [(8, "", "truncated")]);
     }
 
     #[test]
@@ -1296,11 +1545,85 @@ H2,child,,Ba,Ousmane,M,2018,,,,,,,
         let first = failure(&items[0]);
         assert_eq!(codes(&first.errors), [(2, "relationship", "principal_first")]);
         assert!(first.unchecked.is_none());
-        assert!(items[1].is_ok() && items[2].is_ok());
+        // H2 is met again after H3: its first run fails too, or H2 would be registered without
+        // its children and, the file fixed and posted again, skipped as already registered.
+        let h2 = failure(&items[1]);
+        assert_eq!((h2.household.as_str(), h2.first_row, h2.rows), ("H2", 3, 1));
+        assert_eq!(codes(&h2.errors), [(3, "household", "household_not_contiguous")]);
+        assert!(
+            h2.errors[0].message_en.contains("again at row 5"),
+            "{}",
+            h2.errors[0].message_en
+        );
+        assert!(h2.unchecked.is_some(), "its principal's row is still checked");
+        assert!(items[2].is_ok());
         let again = failure(&items[3]);
         assert_eq!((again.household.as_str(), again.first_row, again.rows), ("H2", 5, 2));
         assert_eq!(codes(&again.errors), [(5, "household", "household_not_contiguous")]);
-        assert!(again.errors[0].message_en.contains("row 3"));
+        assert!(again.errors[0].message_en.contains("already appeared at row 3"));
+    }
+
+    #[test]
+    fn every_run_of_a_split_household_fails_with_its_own_row_errors() {
+        // H1 in three runs, the last one with a bad row; H1 written with a trailing no-break
+        // space is the same household (cells and keys are trimmed alike), so H1 is one run.
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1\u{A0},child,,Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+H3,child,,Sow,Ina,X,2016,,,,,,,
+H2,child,,Ba,Fatou,F,2016,,,,,,,
+H3,child,,Sow,Ali,M,2018,,,,,,,
+H4,principal,TSV-4,Diop,Modou,M,1975,,,,,,2026-01-01,
+";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        let summary: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Ok(h) => (h.household.clone(), h.first_row, h.rows, Vec::new()),
+                Err(f) => (
+                    f.household.clone(),
+                    f.first_row,
+                    f.rows,
+                    codes(&f.errors)
+                        .iter()
+                        .map(|(r, f, c)| format!("{r} {f} {c}"))
+                        .collect(),
+                ),
+            })
+            .collect();
+        let row = |h: &str, first: u64, rows: u64, errors: &[&str]| {
+            (
+                h.to_owned(),
+                first,
+                rows,
+                errors.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            summary,
+            [
+                row("H1", 2, 2, &[]),
+                row("H2", 4, 1, &["4 household household_not_contiguous"]),
+                row("H3", 5, 2, &["5 household household_not_contiguous"]),
+                row("H2", 7, 1, &["7 household household_not_contiguous"]),
+                row("H3", 8, 1, &["8 household household_not_contiguous"]),
+                row("H4", 9, 1, &[]),
+            ]
+        );
+        // The rule errors of each run are reported with it once completed.
+        let h3 = items[2]
+            .clone()
+            .unwrap_err()
+            .complete(&NationalIdRules::SHIPPED, Some(&product(None, None)), today());
+        assert_eq!(
+            codes(&h3.errors),
+            [
+                (5, "household", "household_not_contiguous"),
+                (6, "sex", "unknown_value")
+            ]
+        );
     }
 
     #[test]
@@ -1384,7 +1707,7 @@ H1,other,,MENSAH,kofi,M,1980-04-12,,,,,,,
     fn blank_rows_are_skipped_and_rows_are_counted() {
         let body = "\n,,,,,,,,,,,,,\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n\n  ,, ,,,,,,,,,,,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
         let file = format!("{HEADER}{body}");
-        let mut reader = CsvHouseholds::new(file.as_bytes()).unwrap();
+        let mut reader = CsvHouseholds::new(io::Cursor::new(file)).unwrap();
         let h1 = reader.next().unwrap().unwrap();
         assert_eq!(h1.rows, 2);
         assert_eq!(h1.member_rows, [4, 7]);
@@ -1408,19 +1731,33 @@ H1,other,,MENSAH,kofi,M,1980-04-12,,,,,,,
         assert!(items[1].is_ok());
     }
 
-    /// Gives `limit` bytes, then fails, as a broken upload would.
-    struct Broken<'a>(&'a [u8], usize);
+    /// Gives `limit` bytes in all (both reads of the file), then fails, as a broken disk would.
+    struct Broken<'a> {
+        data: &'a [u8],
+        at: usize,
+        limit: usize,
+    }
 
     impl Read for Broken<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.1 == 0 {
+            if self.limit == 0 {
                 return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
             }
-            let n = buf.len().min(self.1).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            self.1 -= n;
+            let n = buf.len().min(self.limit).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            self.limit -= n;
             Ok(n)
+        }
+    }
+
+    impl Seek for Broken<'_> {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            let SeekFrom::Start(at) = to else {
+                return Err(io::Error::other("only from the start"));
+            };
+            self.at = usize::try_from(at).map_err(io::Error::other)?.min(self.data.len());
+            Ok(at)
         }
     }
 
@@ -1428,17 +1765,140 @@ H1,other,,MENSAH,kofi,M,1980-04-12,,,,,,,
     fn a_read_failure_stops_the_job_without_a_half_household() {
         let text = GOOD.replace("\r\n", "\n");
         let cut = text.find("principal,H3").unwrap() - 5;
-        let mut reader = CsvHouseholds::new(Broken(text.as_bytes(), cut)).unwrap();
+        // Failing during the first read (split households): nothing is returned at all.
+        let broken = Broken {
+            data: text.as_bytes(),
+            at: 0,
+            limit: cut,
+        };
+        let mut reader = CsvHouseholds::new(broken).unwrap();
+        assert_eq!(reader.by_ref().count(), 0);
+        assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
+        // During the second: what was read whole is returned, not the household being read.
+        let header = text.find('\n').unwrap() + 1;
+        let broken = Broken {
+            data: text.as_bytes(),
+            at: 0,
+            limit: text.len() + cut - header,
+        };
+        let mut reader = CsvHouseholds::new(broken).unwrap();
         let items: Vec<_> = reader.by_ref().collect();
         assert_eq!(items.len(), 1, "H1 only: H2 was still being read");
         assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
 
-        // A quote never closed would swallow the file: the job stops instead.
-        let mut file = format!("{HEADER}H1,principal,TSV-1,\"Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+        // A line longer than any person's stops the job before anything is registered.
+        let mut file = format!("{GOOD}H4,principal,TSV-4,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
         file.push_str(&"x".repeat(3 << 20));
-        let mut reader = CsvHouseholds::new(file.as_bytes()).unwrap();
+        let mut reader = CsvHouseholds::new(io::Cursor::new(file)).unwrap();
         assert!(reader.next().is_none());
-        assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::InvalidData);
+        let e = reader.take_error().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn a_quote_left_open_fails_its_row_and_swallows_nothing() {
+        // A quote never closed on H1's child: the rows after it are read as they are, each on its
+        // own line's number.
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1,child,,\"Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H2,child,,Ba,\"Fatou, dite \"\"Fa\"\"\",F,2016,,,,,,,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+";
+        let mut reader = CsvHouseholds::new(io::Cursor::new(format!("{HEADER}{body}"))).unwrap();
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(reader.rows_read(), 5);
+        assert_eq!(items.len(), 3);
+        let h1 = failure(&items[0]);
+        assert_eq!((h1.household.as_str(), h1.first_row, h1.rows), ("H1", 2, 2));
+        assert_eq!(codes(&h1.errors), [(3, "family_name", "unclosed_quote")]);
+        let h2 = items[1].clone().unwrap();
+        assert_eq!(h2.member_rows, [4, 5]);
+        assert_eq!(
+            h2.draft.dependants[0].beneficiary.given_names.as_deref(),
+            Some("Fatou, dite \"Fa\"")
+        );
+        assert_eq!(items[2].as_ref().unwrap().first_row, 6);
+
+        // A line break inside a quoted cell: the cell's first line fails its household, and the
+        // next line is a row of its own, reported as such.
+        let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        assert_eq!(items.len(), 3);
+        let h1 = failure(&items[0]);
+        assert_eq!((h1.household.as_str(), h1.rows), ("H1", 1));
+        assert_eq!(codes(&h1.errors), [(2, "given_names", "unclosed_quote")]);
+        assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
+        assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+
+        // At the end of a file without a line end, the quote was cut.
+        let items = csv(format!("{HEADER}H1,principal,TSV-1,Mensah,\"Ko").as_bytes());
+        assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "truncated")]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_a_quoted_header_is_skipped() {
+        let quoted: Vec<String> = CSV_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+        let file = format!(
+            "\u{FEFF}{}\r\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\r\n",
+            quoted.join(",")
+        );
+        assert_eq!(check_csv_header(file.as_bytes()), Ok(()));
+        let h1 = csv(file.as_bytes()).remove(0).unwrap();
+        assert_eq!((h1.household.as_str(), h1.first_row), ("H1", 2));
+    }
+
+    #[test]
+    fn storage_verdicts_land_on_the_member_at_fault() {
+        let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1,spouse,,Mensah,Afi,F,1982,,,,,,,
+H1,child,TSV-1-2,Mensah,Yao,M,2015,,,,,,,
+";
+        let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+        let conflict = member_conflict("member_number_taken", 2);
+        assert_eq!(split_member_conflict(&conflict), ("member_number_taken", Some(2)));
+        assert_eq!(split_member_conflict("already_covered"), ("already_covered", None));
+        let taken = FieldError::new("/member_number", "member_number_taken", "taken", "pris");
+        let covered = FieldError::new("", "already_covered", "covered", "couvert");
+        assert_eq!(
+            codes(&rows.member_failure(2, &taken).errors),
+            [(4, "member_number", "member_number_taken")]
+        );
+        assert_eq!(
+            codes(&rows.member_failure(0, &taken).errors),
+            [(2, "member_number", "member_number_taken")]
+        );
+        assert_eq!(
+            codes(&rows.member_failure(1, &covered).errors),
+            [(3, "", "already_covered")]
+        );
+        let f = rows.member_failure(1, &covered);
+        assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H1", 2, 3));
+        // The whole household: no column.
+        let contention = FieldError::new("", "concurrent_change", "again", "encore");
+        assert_eq!(
+            codes(&rows.failure(&[contention]).errors),
+            [(2, "", "concurrent_change")]
+        );
+
+        let mut json = rows.clone();
+        json.naming = FieldNaming::Pointers;
+        json.member_rows = vec![7; 3];
+        assert_eq!(
+            codes(&json.member_failure(2, &taken).errors),
+            [(7, "/dependants/1/member_number", "member_number_taken")]
+        );
+        assert_eq!(
+            codes(&json.member_failure(0, &taken).errors),
+            [(7, "/member_number", "member_number_taken")]
+        );
+        assert_eq!(
+            codes(&json.member_failure(0, &covered).errors),
+            [(7, "/principal", "already_covered")]
+        );
     }
 
     const NDJSON: &str = r#"{"member_number": "SGU-1", "start_date": "2026-01-01", "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975", "locality": {"region": "Ségou", "district": "Ségou", "commune": "Pelengana"}}, "dependants": [{"relationship": "child", "family_name": "Traoré", "given_names": "Bakary", "sex": "M", "birth_date": "2012-01-01", "birth_date_precision": "year"}]}

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use passerelle_domain::batch::member_conflict;
 use passerelle_domain::ports::{LookAlike, Registered};
 
 /// Values per `IN (…)` list and rows per multi-row insert: far below both databases' limits on
@@ -43,6 +44,14 @@ struct Known {
     created: HashMap<(String, String), Vec<Beneficiary>>,
 }
 
+/// A conflict on the `member`th member of a household (0 the principal), so that the job reports
+/// it on that member's row rather than the principal's.
+fn member_at_fault(code: &str, member: usize) -> StoreError {
+    StoreError::Conflict {
+        constraint: member_conflict(code, member),
+    }
+}
+
 /// What a person without a national id is compared on: match key, sex and birth window.
 type AlikeKey = (String, String, BirthWindow);
 
@@ -54,6 +63,7 @@ fn alike_key(b: &Beneficiary, match_key: &str) -> AlikeKey {
 /// subquery per distinct key, on the `beneficiaries_likely_match` index.
 async fn read_stored_alikes(
     tx: &mut Tx,
+    organization: &str,
     households: &[NewHousehold],
 ) -> Result<HashMap<AlikeKey, Vec<String>>, StoreError> {
     let mut keys: Vec<AlikeKey> = households
@@ -75,7 +85,8 @@ async fn read_stored_alikes(
         let mut q = sqlx::QueryBuilder::<Db>::new(format!(
             "SELECT CAST(v.column1 AS BIGINT), (SELECT {ID_LIST} FROM (SELECT b.id FROM beneficiaries b \
              WHERE b.match_key = v.column2 AND b.sex = v.column3 AND ((b.birth_date >= v.column4 \
-             AND b.birth_date <= v.column5) OR (b.birth_date_precision = 'year' AND b.birth_date = v.column6)) \
+                          AND b.birth_date <= v.column5) OR (b.birth_date_precision = 'year' AND b.birth_date = v.column6)) \
+             AND EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id AND c.organization = v.column7) \
              ORDER BY b.id LIMIT {MAX_POSSIBLE_DUPLICATES}) x) FROM ("
         ));
         q.push_values(chunk.iter().enumerate(), |mut row, (i, (match_key, sex, window))| {
@@ -84,7 +95,8 @@ async fn read_stored_alikes(
                 .push_bind(sex.clone())
                 .push_bind(window.from)
                 .push_bind(window.to)
-                .push_bind(window.year_start);
+                .push_bind(window.year_start)
+                .push_bind(organization);
         });
         q.push(") AS v");
         let rows: Vec<(i64, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
@@ -235,7 +247,7 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
         );
     }
     known.covered.extend(covered);
-    known.stored_alikes = read_stored_alikes(tx, households).await?;
+    known.stored_alikes = read_stored_alikes(tx, &ctx.organization, households).await?;
     Ok(known)
 }
 
@@ -264,7 +276,7 @@ fn decide(
         if skip_existing && same_person(holder, &principal.person) {
             return Ok(Registered::Skipped);
         }
-        return Err(member_number_taken());
+        return Err(member_at_fault("member_number_taken", 0));
     }
     let mut mine = Plan::default();
     let mut numbers: Vec<(String, Beneficiary)> = Vec::new();
@@ -315,12 +327,10 @@ fn decide(
         };
         let pair = (beneficiary.id.clone(), product.clone());
         if known.covered.contains(&pair) || covered.contains(&pair) {
-            return Err(StoreError::Conflict {
-                constraint: "already_covered".into(),
-            });
+            return Err(member_at_fault("already_covered", index));
         }
         if own && (known.holders.contains_key(number) || numbers.iter().any(|(n, _)| n == number)) {
-            return Err(member_number_taken());
+            return Err(member_at_fault("member_number_taken", index));
         }
         let coverage = new_coverage(
             ctx,
@@ -465,12 +475,35 @@ async fn one_by_one(
             Err(e) => {
                 savepoint(tx, "ROLLBACK TO SAVEPOINT household").await?;
                 savepoint(tx, "RELEASE SAVEPOINT household").await?;
+                let e = match e {
+                    StoreError::Conflict { .. } => {
+                        locate_conflict(tx, ctx, household, skip_existing).await?.unwrap_or(e)
+                    }
+                    other => other,
+                };
                 outcomes.push(Err(e));
             }
         }
     }
     chain_events(tx, &events).await?;
     Ok(outcomes)
+}
+
+/// The single registration's conflicts do not say which member is at fault; deciding the
+/// household again in memory, against what is stored now, does. `None` when that finds no
+/// conflict (the concurrent writer's change is not visible here).
+async fn locate_conflict(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    household: &NewHousehold,
+    skip_existing: bool,
+) -> Result<Option<StoreError>, StoreError> {
+    let households = std::slice::from_ref(household);
+    let mut known = read_known(tx, ctx, households).await?;
+    match decide(ctx, household, skip_existing, &mut known, &mut Plan::default()) {
+        Err(e @ StoreError::Conflict { .. }) => Ok(Some(e)),
+        _ => Ok(None),
+    }
 }
 
 async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreError> {

@@ -74,7 +74,7 @@ async fn upsert_person(
     let mut possible_duplicates = Vec::new();
     if candidate.national_id.is_none() {
         let BirthWindow { from, to, year_start } = BirthWindow::of(&candidate);
-                // Only people the caller already covers: another organisation's members are not the
+        // Only people the caller already covers: another organisation's members are not the
         // caller's to know of (API.md §2, no existence leak), and their ids would be of no use
         // to it anyway, since it may not read them.
         let rows: Vec<(String,)> = sqlx::query_as(
@@ -88,7 +88,7 @@ async fn upsert_person(
         .bind(from)
         .bind(to)
         .bind(year_start)
-                .bind(MAX_POSSIBLE_DUPLICATES)
+        .bind(MAX_POSSIBLE_DUPLICATES)
         .bind(&ctx.organization)
         .fetch_all(&mut **tx)
         .await

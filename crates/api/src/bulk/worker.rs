@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
-    CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, RowDuplicate, RowError,
+    split_member_conflict, CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds,
+    RowDuplicate, RowError,
 };
 use passerelle_domain::beneficiary::parse_date;
 use passerelle_domain::error::{FieldError, StoreError};
@@ -78,7 +79,7 @@ trait Households: Iterator<Item = HouseholdItem> {
     fn error(&mut self) -> Option<io::Error>;
 }
 
-impl<R: io::Read> Households for CsvHouseholds<R> {
+impl<R: io::Read + io::Seek> Households for CsvHouseholds<R> {
     fn rows(&self) -> u64 {
         self.rows_read()
     }
@@ -111,10 +112,11 @@ fn feed(mut households: impl Households, tx: &mpsc::Sender<Parsed>) {
     let _ = tx.blocking_send(end);
 }
 
-/// The reading thread: a file that cannot be opened or whose header went wrong ends at once.
+/// The reading thread: a file that cannot be opened or whose header went wrong ends at once. A
+/// CSV file is read twice (its households split in several runs fail whole): it is on disk.
 fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mpsc::Sender<Parsed>) {
     let file = match std::fs::File::open(&path) {
-        Ok(f) => BufReader::with_capacity(256 * 1024, f),
+        Ok(f) => f,
         Err(e) => {
             let _ = tx.blocking_send(Parsed::End {
                 rows_read: 0,
@@ -134,7 +136,10 @@ fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mps
                 });
             }
         },
-        BatchFormat::Ndjson => feed(NdjsonHouseholds::new(file, product), &tx),
+        BatchFormat::Ndjson => feed(
+            NdjsonHouseholds::new(BufReader::with_capacity(256 * 1024, file), product),
+            &tx,
+        ),
     }
 }
 
@@ -376,7 +381,10 @@ impl Job<'_> {
                         }
                     }
                     Err(e) => {
-                        let failure = rows.failure(&[storage_verdict(&e)]);
+                        let failure = match storage_verdict(&e) {
+                            (Some(member), verdict) => rows.member_failure(member, &verdict),
+                            (None, verdict) => rows.failure(&[verdict]),
+                        };
                         self.fail(failure);
                     }
                 }
@@ -455,30 +463,56 @@ fn internal_error() -> FieldError {
     )
 }
 
-/// Storage's verdict on one household, at the field it concerns.
-fn storage_verdict(e: &StoreError) -> FieldError {
+/// Storage's verdict on one household: with the member at fault when storage names one (see
+/// `member_conflict`), the field relative to that member (`/member_number`, or empty for the
+/// person); else for the household, the field a pointer into it (empty: the whole row).
+fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
     match e {
-        StoreError::Conflict { constraint } if constraint == "member_number_taken" => FieldError::new(
-            "/member_number",
-            "member_number_taken",
-            "this member number is already held in your mutuelle by another person",
-            "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne",
-        ),
-        StoreError::Conflict { constraint } if constraint == "already_covered" => FieldError::new(
-            "",
-            "already_covered",
-            "a member of this household already holds a coverage of this product",
-            "un membre de ce ménage est déjà couvert par ce produit",
-        ),
-                StoreError::Contention(_) => FieldError::new(
-            "",
-            "concurrent_change",
-            "this household met concurrent writes twice and was not registered; nothing of it was written: upload the file again to complete it",
-            "ce ménage a rencontré deux fois des écritures concurrentes et n'a pas été inscrit ; rien n'en a été écrit : déposez le fichier à nouveau pour le compléter",
+        StoreError::Conflict { constraint } => match split_member_conflict(constraint) {
+            ("member_number_taken", member) => (
+                Some(member.unwrap_or(0)),
+                FieldError::new(
+                    "/member_number",
+                    "member_number_taken",
+                    "this member number is already held in your mutuelle by another person",
+                    "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne",
+                ),
+            ),
+            ("already_covered", Some(member)) => (
+                Some(member),
+                FieldError::new(
+                    "",
+                    "already_covered",
+                    "this person already holds a coverage of this product",
+                    "cette personne est déjà couverte par ce produit",
+                ),
+            ),
+            ("already_covered", None) => (
+                None,
+                FieldError::new(
+                    "",
+                    "already_covered",
+                    "a member of this household already holds a coverage of this product",
+                    "un membre de ce ménage est déjà couvert par ce produit",
+                ),
+            ),
+            _ => {
+                tracing::warn!(error = %e, "a household of a bulk job could not be registered");
+                (None, internal_error())
+            }
+        },
+        StoreError::Contention(_) => (
+            None,
+            FieldError::new(
+                "",
+                "concurrent_change",
+                "this household met concurrent writes twice and was not registered; nothing of it was written: upload the file again to complete it",
+                "ce ménage a rencontré deux fois des écritures concurrentes et n'a pas été inscrit ; rien n'en a été écrit : déposez le fichier à nouveau pour le compléter",
+            ),
         ),
         other => {
             tracing::warn!(error = %other, "a household of a bulk job could not be registered");
-            internal_error()
+            (None, internal_error())
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use passerelle_domain::batch::{CsvHouseholds, RowDuplicate, RowError};
+use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch};
 use serde::{Deserialize, Serialize};
@@ -58,8 +58,8 @@ pub struct RowErrorView {
     pub household: String,
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
-    /// `invalid_encoding`, `truncated`, `wrong_field_count`, `member_number_taken`, `required`,
-    /// `invalid_national_id`, `household_not_contiguous`, …
+    /// `invalid_encoding`, `truncated`, `unclosed_quote`, `wrong_field_count`,
+    /// `member_number_taken`, `required`, `invalid_national_id`, `household_not_contiguous`, …
     pub code: String,
     /// In the language of `Accept-Language`.
     pub message: String,
@@ -255,7 +255,7 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
 async fn check_header(path: PathBuf) -> Result<(), ApiError> {
     let checked = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
-        Ok::<_, std::io::Error>(CsvHouseholds::new(std::io::BufReader::new(file)).map(|_| ()))
+        Ok::<_, std::io::Error>(check_csv_header(file))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
