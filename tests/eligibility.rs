@@ -435,29 +435,56 @@ async fn base_then_complementary(backend: Backend) {
         reply.json["estimate"],
         json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 1400, "patient_xof": 601})
     );
-    // The scheme and the mutuelle check their own member: each sees its own coverage alone (as
-    // `GET /v1/coverages` shows it), and the same estimate, split among every payer.
-    let full = json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0});
+    // The scheme checks its affiliate: it sees its own coverage alone, and its share with the
+    // rest; the mutuelle's coverage, rate and ceiling are not its to read.
+    let reply = check(app, &inam, ask("consultation")).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let seen = reply.json["coverages"].as_array().unwrap();
+    assert_eq!(seen.len(), 1, "{}", reply.text);
+    assert_eq!(
+        (&seen[0]["organization"], &seen[0]["layer"]),
+        (&json!("tg-inam"), &json!("base"))
+    );
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 0, "patient_xof": 2001})
+    );
+    // The mutuelle sees its own coverage and the base affiliation it takes its share after.
     let mutuelle = app.token("mut-a", "eligibility:check");
-    for (token, org, layer) in [(&inam, "tg-inam", "base"), (&mutuelle, "mut-a", "complementary")] {
-        let reply = check(app, token, ask("consultation")).await;
-        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
-        let seen = reply.json["coverages"].as_array().unwrap();
-        assert_eq!(seen.len(), 1, "{org}: {}", reply.text);
-        assert_eq!(seen[0]["organization"], org);
-        assert_eq!(seen[0]["layer"], layer);
-        assert_eq!(reply.json["eligible"], true);
-        assert_eq!(reply.json["estimate"], full, "{org}");
-    }
-    // The mutuelle's own coverage lapses: the answer says so, without a word of the scheme's,
-    // which still pays its share.
-    let lapsed = json!({"beneficiary": {"id": s.principal}, "service_date": "2027-03-01", "care_level": "health_center",
-        "category": "consultation", "amount_xof": 10001});
-    let reply = check(app, &mutuelle, lapsed.clone()).await;
-    assert_eq!(reply.json["eligible"], false, "{}", reply.text);
-    assert_eq!(reply.json["coverages"].as_array().unwrap().len(), 1);
-    assert_eq!(reply.json["estimate"]["base_xof"], 8000);
-    assert_eq!(check(app, &provider(app), lapsed).await.json["eligible"], true);
+    let reply = check(app, &mutuelle, ask("consultation")).await;
+    let orgs: Vec<&str> = reply.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["organization"].as_str().unwrap())
+        .collect();
+    assert_eq!(orgs.len(), 2, "{}", reply.text);
+    assert!(orgs.contains(&"mut-a") && orgs.contains(&"tg-inam"), "{orgs:?}");
+    assert_eq!(
+        reply.json["estimate"],
+        json!({"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0})
+    );
+    // Another mutuelle covering the same person sees neither mut-a's coverage nor its share.
+    let plan_b = app
+        .post(
+            "/v1/products",
+            &writer(app, "mut-b"),
+            &crate::products::family_plan("2026-01-01"),
+        )
+        .await;
+    let mut body_b = household(plan_b.json["id"].as_str().unwrap(), "B-1", "123456789012");
+    body_b["dependants"] = json!([]);
+    let joined = register(app, "mut-b", "b1", &body_b).await;
+    assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
+    let reply = check(app, &app.token("mut-b", "eligibility:check"), ask("consultation")).await;
+    let orgs: Vec<&str> = reply.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["organization"].as_str().unwrap())
+        .collect();
+    assert!(!orgs.contains(&"mut-a"), "{orgs:?}");
+    assert!(orgs.contains(&"mut-b") && orgs.contains(&"tg-inam"), "{orgs:?}");
 
     // Base affiliations are the schemes' alone, and reference only what they may see.
     let mutuelle = app.post("/v1/coverages", &writer(app, "mut-a"), &affiliation).await;

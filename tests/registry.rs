@@ -416,6 +416,10 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     let last_day = today.min(chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
     assert_eq!(ended.json["end_date"], last_day.to_string(), "{}", ended.text);
     let etag = ended.header("etag").unwrap().to_owned();
+    // Sent again, the same termination changes nothing.
+    let again = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
+    assert_eq!(again.status.as_u16(), 200, "{}", again.text);
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
     patch(Some(&etag), json!({"status": "active"}))
         .await
         .problem(409, "conflict");
@@ -748,6 +752,7 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
 }
 
 on_both_databases!(
+    terminations_of_the_previous_release_take_effect_on_their_day,
     a_household_ends_with_its_principal,
     a_deployment_sets_its_national_id_rules,
     a_retry_is_answered_as_the_first_was,
@@ -760,3 +765,57 @@ on_both_databases!(
     coverages_change_with_if_match_and_contributions,
     bad_registrations_list_every_problem,
 );
+
+/// Migration 17 brings a coverage terminated before this release with a later end date back to
+/// the day it was terminated (its last change), keeps an earlier end date, and clears the end
+/// of one terminated before it started: run again here on rows written as the previous release
+/// left them.
+async fn terminations_of_the_previous_release_take_effect_on_their_day(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let coverage = |i: usize| first.json["members"][i]["coverage"]["id"].as_str().unwrap().to_owned();
+    let (later, earlier, unstarted) = (coverage(0), coverage(1), coverage(2));
+    let instant = |at: &str| match backend {
+        Backend::Postgres => format!("TIMESTAMPTZ '{at}'"),
+        Backend::Sqlite => format!("'{at}'"),
+    };
+    for (id, end, start, updated) in [
+        (&later, "'2027-06-30'", "2026-01-01", "2026-11-01T10:00:00.000000Z"),
+        (&earlier, "'2026-10-15'", "2026-01-01", "2026-11-01T23:30:00.000000Z"),
+        (&unstarted, "NULL", "2026-12-01", "2026-11-01T10:00:00.000000Z"),
+    ] {
+        app.db
+            .execute(&format!(
+                "UPDATE coverages SET status = 'terminated', end_date = {end}, start_date = '{start}', \
+                 updated_at = {} WHERE id = '{id}'",
+                instant(updated)
+            ))
+            .await;
+    }
+    let migration = match backend {
+        Backend::Postgres => include_str!("../migrations/postgres/20261201000017_termination_takes_effect.sql"),
+        Backend::Sqlite => include_str!("../migrations/sqlite/20261201000017_termination_takes_effect.sql"),
+    };
+    app.db.execute(migration).await;
+    let ends = |id: &str, condition: &str| {
+        let sql = format!("SELECT count(*) FROM coverages WHERE id = '{id}' AND {condition}");
+        async move { app.db.scalar(&sql).await }
+    };
+    assert_eq!(
+        ends(&later, "end_date = '2026-11-01'").await,
+        1,
+        "brought back to its day"
+    );
+    assert_eq!(
+        ends(&earlier, "end_date = '2026-10-15'").await,
+        1,
+        "an earlier end is kept"
+    );
+    assert_eq!(
+        ends(&unstarted, "end_date IS NULL").await,
+        1,
+        "never started, never pays"
+    );
+}

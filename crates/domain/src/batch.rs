@@ -755,28 +755,21 @@ impl<R: Read + Seek> CsvHouseholds<R> {
         let fields = &record.fields;
         let line = record.line;
         let (n, width) = (fields.len(), self.header.width);
-        let last_empty = n
-            .checked_sub(1)
-            .and_then(|i| fields.get(i))
-            .is_some_and(|f| trim_cell(f).is_empty());
-        let cut = record.open_quote || n < width || (n == width && last_empty);
+        // A last row with every field is read, even on an empty last cell: a dependant's row
+        // ends on an empty `paid_through`, and many files lack a final line end.
+        let cut = record.open_quote || n < width;
         let shape_error = if record.unterminated && cut {
-            // Without its line end, a last row that stops short, inside a quoted cell or after a
-            // comma was most likely cut: its last cell may be missing or partial.
+            // Without its line end, a last row that stops short or inside a quoted cell was most
+            // likely cut: its last cell may be missing or partial.
             let (en, fr) = if record.open_quote {
                 (
                     "inside a quoted cell".to_owned(),
                     "au milieu d'une cellule entre guillemets".to_owned(),
                 )
-            } else if n < width {
+            } else {
                 (
                     format!("with {n} of the {width} fields"),
                     format!("avec {n} des {width} champs"),
-                )
-            } else {
-                (
-                    "on an empty last cell".to_owned(),
-                    "sur une dernière cellule vide".to_owned(),
                 )
             };
             Some(RowError::new(
@@ -1506,17 +1499,9 @@ principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
         assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "wrong_field_count")]);
         assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
         assert!(items[2].is_ok(), "a complete last line without a line end is fine");
-        // All its fields but an empty last cell and no line end: cut right after a comma, its
-        // last value lost.
+        // Every field, the last one empty (a dependant's `paid_through`), and no line end: read.
         let body = "H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,";
-        let items = csv(format!("{HEADER}{body}").as_bytes());
-        let f = failure(&items[0]);
-        assert_eq!(codes(&f.errors), [(2, "", "truncated")]);
-        assert!(
-            f.errors[0].message_en.contains("empty last cell"),
-            "{}",
-            f.errors[0].message_en
-        );
+        assert!(csv(format!("{HEADER}{body}").as_bytes())[0].is_ok());
         assert!(csv(format!("{HEADER}{body}\n").as_bytes())[0].is_ok());
         assert!(
             csv(format!("{HEADER}{body}\r").as_bytes())[0].is_ok(),

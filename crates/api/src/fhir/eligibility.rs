@@ -366,7 +366,7 @@ fn response(
                       "category": {"coding": [{"system": "urn:passerelle:category", "code": "consultation"}]},
                       "unitPrice": {"value": 10000, "currency": "XOF"}}]})),
     responses(
-        (status = 200, description = "The answer for every coverage the person holds", body = CoverageEligibilityResponse, content_type = "application/fhir+json"),
+        (status = 200, description = "The answer for each coverage the caller may see (every one for a provider)", body = CoverageEligibilityResponse, content_type = "application/fhir+json"),
         (status = 404, description = "Unknown person, or one you may not see", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
         (status = 422, description = "A rule broken, each issue at its element; nothing was checked", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),

@@ -134,10 +134,9 @@ pub struct EligibilityView {
     /// True when at least one of the listed coverages is eligible for this service.
     pub eligible: bool,
     /// The person's coverages, each with its own answer: every one of them for a provider;
-    /// for a mutuelle or a scheme, only those it holds.
+    /// for a mutuelle or a scheme, those it holds and the base affiliations.
     pub coverages: Vec<CoverageEligibilityView>,
-    /// The split of `amount_xof`, when given (API.md §6), among all of the person's payers as a
-    /// claim would be split, whoever the caller is.
+    /// The split of `amount_xof`, when given (API.md §6), among the listed coverages that pay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateView>,
 }
@@ -320,10 +319,13 @@ pub(crate) fn read_check(
 }
 
 /// Whether the answer lists this coverage: all of them for a provider's front desk; for a
-/// mutuelle or a scheme, its own only, as `GET /v1/coverages` shows them. Another payer's
-/// arrears, suspension or ceiling are that payer's business.
+/// mutuelle or a scheme, its own and the base affiliations, which every payer coordinates with
+/// (a mutuelle's share is taken from what the scheme leaves). Another mutuelle's arrears,
+/// suspension or ceiling are that mutuelle's business.
 fn shows(caller: &Caller, coverage: &Coverage) -> bool {
-    caller.kind == OrgKind::Provider || coverage.organization == caller.org.as_str()
+    caller.kind == OrgKind::Provider
+        || coverage.organization == caller.org.as_str()
+        || coverage.layer == passerelle_domain::product::Layer::Base
 }
 
 /// Providers check anyone at their front desk; mutuelles and schemes only the people they cover.
@@ -341,8 +343,9 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 /// (404 otherwise, as for an unknown person); other kinds get 403. Each coverage is judged on
 /// the service date: start and end, waiting period, contributions and grace, status, the
 /// product's rules, exclusions, remaining ceiling and age limit. A provider sees every
-/// coverage of the person; a mutuelle or a scheme only its own (the estimate still splits the
-/// amount among all payers). `eligible` is true when at least one listed coverage pays. Every check is audited (who asked about whom, and the outcome).
+/// coverage of the person; a mutuelle or a scheme its own and the base affiliations, and the
+/// estimate splits the amount among those. `eligible` is true when at least one listed coverage
+/// pays. Every check is audited (who asked about whom, and the outcome).
 #[utoipa::path(
     post,
     path = "/v1/eligibility-checks",
@@ -382,13 +385,18 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
             (&c.coverage, evaluate(&input))
         })
         .collect();
-    // The payers are chosen among all of the person's coverages, so that the estimate is the
-    // split a claim would get; the answer then lists only the coverages the caller may read.
-    let paying = || answers.iter().filter(|(_, a)| a.is_eligible()).map(|(c, _)| *c);
+    // The answer, the estimate with it, covers only the coverages the caller may read: an
+    // estimate among all payers would tell a scheme a mutuelle's remaining ceiling.
+    let shown = |c: &Coverage| shows(caller, c);
+    let paying = || {
+        answers
+            .iter()
+            .filter(|(c, a)| shown(c) && a.is_eligible())
+            .map(|(c, _)| *c)
+    };
     let base_coverage = choose_base(paying());
     let complementary_coverage = choose_complementary(paying());
-    let shown = |c: &Coverage| shows(caller, c);
-    let eligible = answers.iter().any(|(c, a)| shown(c) && a.is_eligible());
+    let eligible = paying().next().is_some();
     let estimate_view = match check.amount {
         None => None,
         Some(billed) => {
@@ -456,8 +464,8 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
     metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
         .increment(1);
     Ok(Answer {
-        base: base_coverage.filter(|c| shown(c)).map(|c| c.id.clone()),
-        complementary: complementary_coverage.filter(|c| shown(c)).map(|c| c.id.clone()),
+        base: base_coverage.map(|c| c.id.clone()),
+        complementary: complementary_coverage.map(|c| c.id.clone()),
         view,
     })
 }

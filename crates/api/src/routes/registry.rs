@@ -521,19 +521,26 @@ pub async fn patch_coverage(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    if next.status == CoverageStatus::Terminated {
+        // A termination takes effect at the end of today, or of an earlier end date given:
+        // services up to it stay paid when they are claimed later. Terminated before it starts,
+        // a coverage has no last day and never pays. Sent again, the same termination is
+        // brought back to the day it took effect, and changes nothing.
+        let last_day = if current.status == CoverageStatus::Terminated {
+            current.end_date
+        } else {
+            let today = state.clock.today();
+            (today >= next.start_date).then_some(today)
+        };
+        next.end_date = last_day.map(|last| next.end_date.map_or(last, |end| end.min(last)));
+    }
     if current.status == CoverageStatus::Terminated && next != current {
         return Err(ApiError::conflict(
             "A terminated coverage cannot change; register the person again.",
             "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
         ));
     }
-    if next.status == CoverageStatus::Terminated && current.status != CoverageStatus::Terminated {
-        // The termination takes effect at the end of today, or of an earlier end date given:
-        // services up to it stay paid when they are claimed later. Terminated before it starts,
-        // a coverage has no last day and never pays.
-        let today = state.clock.today();
-        next.end_date = (today >= next.start_date).then(|| next.end_date.map_or(today, |end| end.min(today)));
-    }
+
     if next == current {
         // Nothing changes: no new version, no audit event, no `coverage.changed`.
         let mut response = Json(CoverageView::from(current.clone())).into_response();
