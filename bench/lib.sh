@@ -15,6 +15,7 @@ bench_setup() {
   : >"$OUT/wrk-errors.log"
   if ! command -v wrk >/dev/null; then
     echo "installing wrk…" >&2
+    apt-get update -qq >/dev/null
     apt-get install -y -qq wrk >/dev/null
   fi
   if ! pg_isready -q -h 127.0.0.1 -p 5432; then

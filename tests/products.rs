@@ -128,6 +128,29 @@ async fn every_rule_violation_is_listed(backend: Backend) {
     }
     assert_eq!(app.count("products").await, 0);
     assert_eq!(app.audited().await, before);
+
+    // An item of the wrong type first: the items after it keep their own pointers.
+    let shifted = json!({
+                "layer": "complementary", "name": "Formule\nfamille",
+        "rules": [1, {"rate_bp": 5}, {"rate_bp": 20000}], "excluded_categories": [1, "teeth"],
+        "effective_from": "2026-01-01"
+    });
+    let r = create(&app, "mut-a", &shifted).await;
+    r.problem(422, "validation_failed");
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "/excluded_categories/0",
+            "/excluded_categories/1",
+            "/name",
+            "/rules/0",
+            "/rules/2/rate_bp"
+        ],
+        "{}",
+        r.text
+    );
 }
 
 async fn versions_need_if_match_and_a_later_date(backend: Backend) {

@@ -105,9 +105,26 @@ async fn a_household_registers_all_or_nothing(backend: Backend) {
         app.count("coverages").await,
         app.audited().await,
     );
-    register(app, "mut-a", "k2", &household(&r.product, "TSV-0001", "999999999999"))
-        .await
-        .problem(409, "conflict");
+    let taken = register(app, "mut-a", "k2", &household(&r.product, "TSV-0001", "999999999999")).await;
+    taken.problem(409, "conflict");
+    assert_eq!(
+        taken.json["errors"],
+        json!([{"field": "/member_number", "code": "member_number_taken",
+                "message": taken.json["errors"][0]["message"]}]),
+        "{}",
+        taken.text
+    );
+    // A dependant already holding the product: the 409 points at that dependant.
+    let mut covered = household(&r.product, "TSV-0003", "999999999998");
+    covered["dependants"] = json!([
+        {"relationship": "spouse", "family_name": "Agbéko", "given_names": "Afi", "sex": "F", "birth_date": "1990"},
+        {"relationship": "other", "national_id": {"country": "tg", "type": "niu", "value": "123456789012"},
+         "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}
+    ]);
+    let twice = register(app, "mut-a", "k3", &covered).await;
+    twice.problem(409, "conflict");
+    assert_eq!(twice.json["errors"][0]["field"], "/dependants/1", "{}", twice.text);
+    assert_eq!(twice.json["errors"][0]["code"], "already_covered", "{}", twice.text);
     let after = (
         app.count("beneficiaries").await,
         app.count("coverages").await,

@@ -101,39 +101,51 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An array of strings; each wrong item is reported at its own pointer.
-    pub fn opt_str_list(&mut self, name: &'static str) -> Option<Vec<String>> {
+    /// An array of strings; each wrong item is reported at its own pointer and read as `None`,
+    /// so that the items after it keep their indices (and their errors' pointers).
+    pub fn opt_str_list(&mut self, name: &'static str) -> Option<Vec<Option<String>>> {
         let items = self.opt_array(name)?;
         let base = self.pointer(name);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
-                Value::String(s) => out.push(s.clone()),
-                _ => self.errors.push(type_error(
-                    &format!("{base}/{i}"),
-                    "a string",
-                    "une chaîne de caractères",
-                )),
+                Value::String(s) => out.push(Some(s.clone())),
+                _ => {
+                    self.errors.push(type_error(
+                        &format!("{base}/{i}"),
+                        "a string",
+                        "une chaîne de caractères",
+                    ));
+                    out.push(None);
+                }
             }
         }
         Some(out)
     }
 
-    /// Reads each object of an array with its own `Fields`, so nested errors carry their index.
-    pub fn opt_objects<T>(&mut self, name: &'static str, mut read: impl FnMut(&mut Fields<'a>) -> T) -> Option<Vec<T>> {
+    /// Reads each object of an array with its own `Fields`, so nested errors carry their index;
+    /// an item that is not an object is reported and read as `None`, so that the items after it
+    /// keep their indices.
+    pub fn opt_objects<T>(
+        &mut self,
+        name: &'static str,
+        mut read: impl FnMut(&mut Fields<'a>) -> T,
+    ) -> Option<Vec<Option<T>>> {
         let items = self.opt_array(name)?;
         let base = self.pointer(name);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
                 Value::Object(o) => {
                     let mut nested = Fields::nested(o, &format!("{base}/{i}"));
-                    out.push(read(&mut nested));
+                    out.push(Some(read(&mut nested)));
                     self.errors.extend(nested.finish());
                 }
-                _ => self
-                    .errors
-                    .push(type_error(&format!("{base}/{i}"), "an object", "un objet")),
+                _ => {
+                    self.errors
+                        .push(type_error(&format!("{base}/{i}"), "an object", "un objet"));
+                    out.push(None);
+                }
             }
         }
         Some(out)

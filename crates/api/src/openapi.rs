@@ -735,7 +735,12 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
     };
     match (method, path) {
         ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
-        ("post", "/v1/registrations" | "/v1/coverages") => vec![
+        // A registration's conflict points at the member at fault (`errors`).
+        ("post", "/v1/registrations") => vec![
+            ("member_number_taken", store("member_number_taken@0")),
+            ("already_covered", store("already_covered@2")),
+        ],
+        ("post", "/v1/coverages") => vec![
             ("member_number_taken", store("member_number_taken")),
             ("already_covered", store("already_covered")),
         ],

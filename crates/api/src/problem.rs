@@ -132,7 +132,12 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("conflict")]
-    Conflict { en: String, fr: String },
+    Conflict {
+        en: String,
+        fr: String,
+        /// Where in the body, when one member of it is at fault (a dependant already covered).
+        errors: Vec<FieldError>,
+    },
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("payload too large")]
@@ -173,6 +178,7 @@ impl ApiError {
         ApiError::Conflict {
             en: en.into(),
             fr: fr.into(),
+            errors: Vec::new(),
         }
     }
 
@@ -238,7 +244,7 @@ impl ApiError {
                 ("Method not allowed", "This path does not accept this method.".into()),
                 ("Méthode non autorisée", "Ce chemin n'accepte pas cette méthode.".into()),
             ),
-            ApiError::Conflict { en, fr } => (("Conflict", en.clone()), ("Conflit", fr.clone())),
+                        ApiError::Conflict { en, fr, .. } => (("Conflict", en.clone()), ("Conflit", fr.clone())),
             ApiError::PreconditionFailed => (
                 ("Precondition failed", "The resource changed since you read it: read it again (If-Match is stale).".into()),
                 ("Précondition échouée", "La ressource a changé depuis votre lecture : relisez-la (If-Match périmé).".into()),
@@ -295,7 +301,7 @@ impl ApiError {
             Lang::Fr => (title_fr, detail_fr),
         };
         let errors = match self {
-            ApiError::Validation(errors) => Some(
+            ApiError::Validation(errors) | ApiError::Conflict { errors, .. } if !errors.is_empty() => Some(
                 errors
                     .iter()
                     .map(|e| ProblemField {
@@ -343,6 +349,26 @@ impl From<StoreError> for ApiError {
 }
 
 fn conflict_for(constraint: &str) -> ApiError {
+    let (code, member) = passerelle_domain::batch::split_member_conflict(constraint);
+    let mut error = conflict_of(code);
+    // A registration's member at fault: the principal is member 0, whose number is the
+    // household's `member_number`; dependant `i` is member `i + 1`.
+    if let (Some(member), ApiError::Conflict { en, fr, errors }) = (member, &mut error) {
+        let at = match member.checked_sub(1) {
+            None => String::new(),
+            Some(i) => format!("/dependants/{i}"),
+        };
+        let field = match (code, member) {
+            ("member_number_taken", _) => format!("{at}/member_number"),
+            (_, 0) => "/principal".to_owned(),
+            _ => at,
+        };
+        errors.push(FieldError::new(field, code, en.clone(), fr.clone()));
+    }
+    error
+}
+
+fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
         "organization_exists" => ApiError::conflict(
             "An organisation with this id already exists.",

@@ -407,6 +407,15 @@ impl ProductDraft {
                         format!("doit compter au plus {MAX_NAME_CHARS} caractères"),
                     ));
                     None
+                } else if trimmed.chars().any(char::is_control) {
+                    // Shown on cards and statements, and written into CSV exports.
+                    errors.push(FieldError::new(
+                        "/name",
+                        "invalid_characters",
+                        "must not contain control characters (line breaks, tabs…)",
+                        "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
+                    ));
+                    None
                 } else {
                     Some(trimmed.to_owned())
                 }

@@ -26,6 +26,17 @@ async fn announce_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage) -> Res
     .await
 }
 
+/// A household's conflict, on the member at fault (0 the principal): the answer then points at
+/// that member instead of the household.
+fn at_member(e: StoreError, member: usize) -> StoreError {
+    match e {
+        StoreError::Conflict { constraint } => StoreError::Conflict {
+            constraint: passerelle_domain::batch::member_conflict(&constraint, member),
+        },
+        other => other,
+    }
+}
+
 fn member_number_taken() -> StoreError {
     StoreError::Conflict {
         constraint: "member_number_taken".into(),
@@ -311,11 +322,11 @@ async fn register_in(
                 skipped: true,
             });
         }
-        return Err(member_number_taken());
+        return Err(at_member(member_number_taken(), 0));
     }
     let mut members = Vec::with_capacity(household.members.len());
     let mut principal_coverage: Option<String> = None;
-    for member in &household.members {
+    for (index, member) in household.members.iter().enumerate() {
         let (beneficiary, matched, possible_duplicates) = upsert_person(tx, ctx, &member.person, events).await?;
         let (number, own) = match (&principal_coverage, &member.own_number) {
             (None, _) => (household.member_number.as_str(), true),
@@ -330,7 +341,9 @@ async fn register_in(
             number,
             principal_coverage.as_deref(),
         );
-        insert_coverage(tx, ctx, &coverage, own).await?;
+        insert_coverage(tx, ctx, &coverage, own)
+            .await
+            .map_err(|e| at_member(e, index))?;
         events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
         if principal_coverage.is_none() {
             principal_coverage = Some(coverage.id.clone());

@@ -463,6 +463,8 @@ pub(crate) fn read_claim(
         })
     });
     for (i, d) in diagnoses.iter().enumerate() {
+        // An item of the wrong type is reported already, at its own index.
+        let Some(d) = d else { continue };
         if !is_icd10(d) {
             errors.push(FieldError::new(
                 format!("/diagnoses/{i}"),
@@ -610,7 +612,8 @@ pub(crate) fn read_claim(
                 .unwrap_or_default();
             errors.extend(g.finish());
             let mut out = Vec::new();
-            for (i, (line, paid)) in entries.into_iter().enumerate() {
+            for (i, entry) in entries.into_iter().enumerate() {
+                let Some((line, paid)) = entry else { continue };
                 let p = format!("/base_adjudication/lines/{i}");
                 let known = line
                     .and_then(|n| u32::try_from(n).ok())
@@ -648,7 +651,7 @@ pub(crate) fn read_claim(
                 person,
                 service_date,
                 care_level,
-                diagnoses,
+                diagnoses: diagnoses.into_iter().flatten().collect(),
                 lines,
                 base_adjudication,
             })
@@ -1148,7 +1151,8 @@ pub async fn base_adjudication(
         let mut errors = errors.clone();
         let mut next = claim.clone();
         let mut seen = Vec::new();
-        for (i, (line, paid)) in entries.iter().enumerate() {
+        for (i, entry) in entries.iter().enumerate() {
+            let Some((line, paid)) = entry else { continue };
             let p = format!("/lines/{i}");
             let Some(n) = decided_line(claim, &p, *line, &seen, &mut errors) else {
                 continue;
@@ -1236,7 +1240,8 @@ pub async fn adjudication(
         step(claim, Transition::Adjudicate, role)?;
         let mut errors = errors.clone();
         let mut decisions = Vec::new();
-        for (i, (line, draft)) in entries.iter().enumerate() {
+        for (i, entry) in entries.iter().enumerate() {
+            let Some((line, draft)) = entry else { continue };
             let p = format!("/lines/{i}");
             let taken: Vec<u32> = decisions.iter().map(|(m, _, _)| *m).collect();
             let Some(n) = decided_line(claim, &p, *line, &taken, &mut errors) else {

@@ -154,15 +154,21 @@ fn read_draft(body: &Map<String, Value>) -> (ProductDraft, Vec<FieldError>) {
     let draft = ProductDraft {
         layer: f.str("layer"),
         name: f.str("name"),
-        rules: f.opt_objects("rules", |r| RuleDraft {
-            care_level: r.opt_str("care_level"),
-            category: r.opt_str("category"),
-            rate_bp: r.opt_i64("rate_bp"),
-        }),
+        // An item of the wrong type is read as an empty one: it keeps the indices of the items
+        // after it, and its own rule errors fall under its type error (`merge`).
+        rules: f
+            .opt_objects("rules", |r| RuleDraft {
+                care_level: r.opt_str("care_level"),
+                category: r.opt_str("category"),
+                rate_bp: r.opt_i64("rate_bp"),
+            })
+            .map(|rules| rules.into_iter().map(Option::unwrap_or_default).collect()),
         annual_ceiling_xof: f.opt_i64("annual_ceiling_xof"),
         waiting_period_days: f.opt_i64("waiting_period_days"),
         grace_period_days: f.opt_i64("grace_period_days"),
-        excluded_categories: f.opt_str_list("excluded_categories"),
+        excluded_categories: f
+            .opt_str_list("excluded_categories")
+            .map(|categories| categories.into_iter().map(Option::unwrap_or_default).collect()),
         max_dependants: f.opt_i64("max_dependants"),
         child_max_age: f.opt_i64("child_max_age"),
         effective_from: f.str("effective_from"),

@@ -200,7 +200,8 @@ pub async fn validate_registration(
     let start = draft
         .start_date
         .as_deref()
-        .and_then(passerelle_domain::beneficiary::parse_date);
+        // Trimmed as the validation reads it: the version in force on that day sets the rules.
+        .and_then(|d| passerelle_domain::beneficiary::parse_date(d.trim()));
     let product = match (&draft.product, default_product) {
         (Some(id), _) => own_product(state, caller, id, start).await?,
         (None, Some(p)) => Some(p.clone()),

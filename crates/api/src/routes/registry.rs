@@ -465,7 +465,7 @@ pub async fn patch_coverage(
     for key in body.keys() {
         if key != "status" && key != "end_date" {
             errors.push(FieldError::new(
-                format!("/{key}"),
+                format!("/{}", key.replace('~', "~0").replace('/', "~1")),
                 "unknown_field",
                 "only status and end_date can change",
                 "seuls status et end_date peuvent changer",

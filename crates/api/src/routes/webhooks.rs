@@ -298,6 +298,8 @@ pub async fn create_webhook(
             ));
         }
         for (i, e) in events.iter().enumerate() {
+            // An item of the wrong type is reported already, at its own index.
+            let Some(e) = e else { continue };
             if !EVENT_TYPES.contains(&e.as_str()) {
                 errors.push(FieldError::new(
                     format!("/events/{i}"),
