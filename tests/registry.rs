@@ -437,6 +437,10 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     let again = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
     assert_eq!(again.status.as_u16(), 200, "{}", again.text);
     assert_eq!(again.header("etag"), Some(etag.as_str()));
+    // Its end date alone cannot change any more.
+    patch(Some(&etag), json!({"end_date": "2026-06-30"}))
+        .await
+        .problem(409, "conflict");
     patch(Some(&etag), json!({"status": "active"}))
         .await
         .problem(409, "conflict");
@@ -799,8 +803,9 @@ async fn terminations_of_the_previous_release_take_effect_on_their_day(backend: 
         Backend::Sqlite => format!("'{at}'"),
     };
     for (id, end, start, updated) in [
-        (&later, "'2027-06-30'", "2026-01-01", "2026-11-01T10:00:00.000000Z"),
-        (&earlier, "'2026-10-15'", "2026-01-01", "2026-11-01T23:30:00.000000Z"),
+        // Late in the UTC day: the day is UTC's, whatever the server's time zone.
+        (&later, "'2027-06-30'", "2026-01-01", "2026-11-01T23:30:00.000000Z"),
+        (&earlier, "'2026-10-15'", "2026-01-01", "2026-11-01T10:00:00.000000Z"),
         (&unstarted, "NULL", "2026-12-01", "2026-11-01T10:00:00.000000Z"),
     ] {
         app.db

@@ -99,12 +99,14 @@ pub struct Problem {
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
-    /// Every rule the request broke, for `validation_failed`.
+    /// Every rule the request broke, for `validation_failed`; for a registration's `conflict`,
+    /// the member at fault (`member_number_taken` or `already_covered`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
 }
 
-/// One rule a request broke, in a `validation_failed` problem.
+/// One rule a request broke, in a `validation_failed` problem (or the member at fault in a
+/// registration's `conflict`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"field": "/lines/0/unit_price_xof", "code": "out_of_range", "message": "doit être de 1 à 1000000000000 XOF"}))]
 pub struct ProblemField {
@@ -374,9 +376,10 @@ fn conflict_of(constraint: &str) -> ApiError {
             "An organisation with this id already exists.",
             "Une organisation porte déjà cet identifiant.",
         ),
+        // Held by another person, or by this one registered before under another key.
         "member_number_taken" => ApiError::conflict(
-            "This member number is already used in your organisation by another person.",
-            "Ce numéro d'adhérent est déjà utilisé dans votre organisation par une autre personne.",
+            "This member number is already held in your organisation.",
+            "Ce numéro d'adhérent est déjà attribué dans votre organisation.",
         ),
         "already_covered" => ApiError::conflict(
             "This person already holds a coverage of this product.",

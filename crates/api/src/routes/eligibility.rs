@@ -136,7 +136,9 @@ pub struct EligibilityView {
     /// The person's coverages, each with its own answer: every one of them for a provider;
     /// for a mutuelle or a scheme, those it holds and the base affiliations.
     pub coverages: Vec<CoverageEligibilityView>,
-    /// The split of `amount_xof`, when given (API.md §6), among the listed coverages that pay.
+    /// The split of `amount_xof`, when given (API.md §6), for a provider: among all of the
+    /// person's payers, as a claim would be split. A mutuelle or a scheme gets none, since the
+    /// split involves payers it may not see.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateView>,
 }
@@ -343,9 +345,9 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 /// (404 otherwise, as for an unknown person); other kinds get 403. Each coverage is judged on
 /// the service date: start and end, waiting period, contributions and grace, status, the
 /// product's rules, exclusions, remaining ceiling and age limit. A provider sees every
-/// coverage of the person; a mutuelle or a scheme its own and the base affiliations, and the
-/// estimate splits the amount among those. `eligible` is true when at least one listed coverage
-/// pays. Every check is audited (who asked about whom, and the outcome).
+/// coverage of the person, and with an amount the estimate; a mutuelle or a scheme its own
+/// coverages and the base affiliations, without an estimate. `eligible` is true when at least
+/// one listed coverage pays. Every check is audited (who asked about whom, and the outcome).
 #[utoipa::path(
     post,
     path = "/v1/eligibility-checks",
@@ -385,8 +387,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
             (&c.coverage, evaluate(&input))
         })
         .collect();
-    // The answer, the estimate with it, covers only the coverages the caller may read: an
-    // estimate among all payers would tell a scheme a mutuelle's remaining ceiling.
+    // The answer covers only the coverages the caller may read.
     let shown = |c: &Coverage| shows(caller, c);
     let paying = || {
         answers
@@ -397,9 +398,10 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
     let base_coverage = choose_base(paying());
     let complementary_coverage = choose_complementary(paying());
     let eligible = paying().next().is_some();
+    // The estimate is the front desk's: what each payer pays and what is left to the patient
+    // needs every payer, which only a provider sees. A mutuelle or a scheme gets none.
     let estimate_view = match check.amount {
-        None => None,
-        Some(billed) => {
+        Some(billed) if caller.kind == OrgKind::Provider => {
             let answer_of = |c: Option<&Coverage>| {
                 c.and_then(|c| answers.iter().find(|(x, _)| x.id == c.id))
                     .map(|(_, a)| a)
@@ -420,6 +422,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
                 patient_xof: split.patient_xof.value(),
             })
         }
+        _ => None,
     };
     let lang = crate::problem::current_lang();
     let view = EligibilityView {

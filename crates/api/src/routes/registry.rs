@@ -521,7 +521,7 @@ pub async fn patch_coverage(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    if next.status == CoverageStatus::Terminated {
+    if next.status == CoverageStatus::Terminated && body.contains_key("status") {
         // A termination takes effect at the end of today, or of an earlier end date given:
         // services up to it stay paid when they are claimed later. Terminated before it starts,
         // a coverage has no last day and never pays. Sent again, the same termination is
