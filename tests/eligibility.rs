@@ -10,6 +10,16 @@ async fn check(app: &TestApp, token: &str, body: Value) -> Reply {
     app.post("/v1/eligibility-checks", token, &body).await
 }
 
+/// The organisations whose coverages an answer lists.
+fn organizations(reply: &Reply) -> Vec<&str> {
+    reply.json["coverages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["organization"].as_str().unwrap())
+        .collect()
+}
+
 fn provider(app: &TestApp) -> String {
     app.token("cms-a", "eligibility:check")
 }
@@ -449,12 +459,7 @@ async fn base_then_complementary(backend: Backend) {
     // The mutuelle sees its own coverage and the base affiliation it takes its share after.
     let mutuelle = app.token("mut-a", "eligibility:check");
     let reply = check(app, &mutuelle, ask("consultation")).await;
-    let orgs: Vec<&str> = reply.json["coverages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["organization"].as_str().unwrap())
-        .collect();
+    let orgs = organizations(&reply);
     assert_eq!(orgs.len(), 2, "{}", reply.text);
     assert!(orgs.contains(&"mut-a") && orgs.contains(&"tg-inam"), "{orgs:?}");
     assert!(reply.json.get("estimate").is_none(), "{}", reply.text);
@@ -485,12 +490,7 @@ async fn base_then_complementary(backend: Backend) {
     let joined = register(app, "mut-b", "b1", &body_b).await;
     assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
     let reply = check(app, &app.token("mut-b", "eligibility:check"), ask("consultation")).await;
-    let orgs: Vec<&str> = reply.json["coverages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["organization"].as_str().unwrap())
-        .collect();
+    let orgs = organizations(&reply);
     assert!(!orgs.contains(&"mut-a"), "{orgs:?}");
     assert!(orgs.contains(&"mut-b") && orgs.contains(&"tg-inam"), "{orgs:?}");
 

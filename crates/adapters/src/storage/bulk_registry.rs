@@ -475,35 +475,13 @@ async fn one_by_one(
             Err(e) => {
                 savepoint(tx, "ROLLBACK TO SAVEPOINT household").await?;
                 savepoint(tx, "RELEASE SAVEPOINT household").await?;
-                let e = match e {
-                    StoreError::Conflict { .. } => {
-                        locate_conflict(tx, ctx, household, skip_existing).await?.unwrap_or(e)
-                    }
-                    other => other,
-                };
+                // `register_in` names the member at fault in its conflicts.
                 outcomes.push(Err(e));
             }
         }
     }
     chain_events(tx, &events).await?;
     Ok(outcomes)
-}
-
-/// The single registration's conflicts do not say which member is at fault; deciding the
-/// household again in memory, against what is stored now, does. `None` when that finds no
-/// conflict (the concurrent writer's change is not visible here).
-async fn locate_conflict(
-    tx: &mut Tx,
-    ctx: &WriteContext,
-    household: &NewHousehold,
-    skip_existing: bool,
-) -> Result<Option<StoreError>, StoreError> {
-    let households = std::slice::from_ref(household);
-    let mut known = read_known(tx, ctx, households).await?;
-    match decide(ctx, household, skip_existing, &mut known, &mut Plan::default()) {
-        Err(e @ StoreError::Conflict { .. }) => Ok(Some(e)),
-        _ => Ok(None),
-    }
 }
 
 async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreError> {
