@@ -772,7 +772,189 @@ async fn one_person_joins_a_product_once_under_concurrency(backend: Backend) {
     assert_eq!(app.count("coverages").await, 2);
 }
 
+/// A receipt entered twice is refused, and a contribution recorded by mistake is cancelled:
+/// paid_through falls back to what is left, down to the registration's own.
+async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["paid_through"] = json!("2026-03-31");
+    let reply = register(app, "mut-a", "k1", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let spouse = reply.json["members"][1]["coverage"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/coverages/{coverage}");
+    let contributions = format!("{path}/contributions");
+    let pay = |reference: &str, amount: i64, start: &str, end: &str| {
+        let body = json!({"amount_xof": amount, "period_start": start, "period_end": end,
+            "paid_at": "2026-04-02", "reference": reference});
+        let req = app
+            .request(Method::POST, &contributions)
+            .bearer_auth(&token)
+            .json(&body);
+        app.send(req)
+    };
+    let paid_through = || async { app.get(&path, &token).await.json["paid_through"].clone() };
+    let april = pay("RECU-1", 3000, "2026-04-01", "2026-06-30").await;
+    assert_eq!(april.status.as_u16(), 201, "{}", april.text);
+    let july = pay("RECU-2", 3000, "2026-07-01", "2026-12-31").await;
+    assert_eq!(july.status.as_u16(), 201, "{}", july.text);
+    assert_eq!(paid_through().await, "2026-12-31");
+
+    // The same receipt again, whatever its amount: 409 pointing at the reference, nothing kept.
+    let twice = pay("RECU-2", 2500, "2026-07-01", "2026-12-31").await;
+    twice.problem(409, "conflict");
+    assert_eq!(twice.error_fields(), ["/reference"], "{}", twice.text);
+    assert_eq!(twice.json["errors"][0]["code"], "duplicate_reference");
+    let count = format!("SELECT count(*) FROM contributions WHERE coverage = '{coverage}'");
+    assert_eq!(app.db.scalar(&count).await, 2);
+    // Another coverage may carry the same reference.
+    let on_spouse = app
+        .post(
+            &format!("/v1/coverages/{spouse}/contributions"),
+            &token,
+            &json!({"amount_xof": 100, "period_start": "2026-07-01", "period_end": "2026-12-31",
+                "paid_at": "2026-04-02", "reference": "RECU-2"}),
+        )
+        .await;
+    assert_eq!(on_spouse.status.as_u16(), 201, "{}", on_spouse.text);
+
+    let cancel = |id: &str, org: &str, on: &str| {
+        let req = app
+            .request(Method::POST, &format!("/v1/coverages/{on}/contributions/{id}/cancel"))
+            .bearer_auth(writer(app, org));
+        app.send(req)
+    };
+    let july_id = july.json["id"].as_str().unwrap().to_owned();
+    let before = app.get(&path, &token).await.header("etag").unwrap().to_owned();
+    // Nobody else cancels it, and it is cancelled only through its own coverage.
+    cancel(&july_id, "mut-b", &coverage).await.problem(404, "not_found");
+    cancel(&july_id, "mut-a", &spouse).await.problem(404, "not_found");
+    cancel("no-such-contribution", "mut-a", &coverage)
+        .await
+        .problem(404, "not_found");
+    let reader = app.token("mut-a", "registry:read");
+    let req = app
+        .request(Method::POST, &format!("{contributions}/{july_id}/cancel"))
+        .bearer_auth(&reader);
+    app.send(req).await.problem(403, "forbidden");
+    assert_eq!(paid_through().await, "2026-12-31");
+
+    let cancelled = cancel(&july_id, "mut-a", &coverage).await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.text);
+    assert_eq!(cancelled.json["reference"], "RECU-2");
+    assert!(cancelled.json["cancelled_at"].is_string(), "{}", cancelled.text);
+    let now = app.get(&path, &token).await;
+    assert_eq!(now.json["paid_through"], "2026-06-30");
+    assert_ne!(now.header("etag"), Some(before.as_str()));
+    cancel(&july_id, "mut-a", &coverage).await.problem(409, "conflict");
+    // Its receipt may now be recorded again, rightly.
+    let again = pay("RECU-2", 2500, "2026-07-01", "2026-09-30").await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+    assert_eq!(paid_through().await, "2026-09-30");
+    // With every contribution cancelled, the registration's paid_through is what is left.
+    for id in [april.json["id"].as_str().unwrap(), again.json["id"].as_str().unwrap()] {
+        let done = cancel(id, "mut-a", &coverage).await;
+        assert_eq!(done.status.as_u16(), 200, "{}", done.text);
+    }
+    assert_eq!(paid_through().await, "2026-03-31");
+    let listed = app.get(&contributions, &token).await;
+    let items = listed.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{}", listed.text);
+    assert!(items.iter().all(|c| c["cancelled_at"].is_string()), "{}", listed.text);
+    // Eligibility follows: in arrears once the registration's paid_through and the product's
+    // 30 days of grace are past.
+    let checker = app.token("mut-a", "eligibility:check");
+    let check = |date: &str| {
+        let body = json!({"beneficiary": {"organization": "mut-a", "member_number": "TSV-0001"},
+            "service_date": date, "care_level": "health_center", "category": "consultation"});
+        let req = app
+            .request(Method::POST, "/v1/eligibility-checks")
+            .bearer_auth(&checker)
+            .json(&body);
+        app.send(req)
+    };
+    assert_eq!(check("2026-04-30").await.json["eligible"], true);
+    let late = check("2026-06-15").await;
+    assert_eq!(late.json["eligible"], false, "{}", late.text);
+    let audit = app.token("audit-x", "audit:read");
+    let events = app
+        .get(
+            &format!("/v1/audit-events?resource_type=contribution&resource_id={july_id}"),
+            &audit,
+        )
+        .await;
+    let actions: Vec<_> = events.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    assert!(actions.contains(&json!("contribution.cancelled")), "{}", events.text);
+
+    // A coverage registered without paid_through has nothing left once its one payment goes.
+    let mut bare = household(&r.product, "TSV-0002", "123456789013");
+    bare.as_object_mut().unwrap().remove("paid_through");
+    let second = register(app, "mut-a", "k2", &bare).await;
+    let other = second.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let paid = app
+        .post(
+            &format!("/v1/coverages/{other}/contributions"),
+            &token,
+            &json!({"amount_xof": 100, "period_start": "2026-01-01", "period_end": "2026-12-31",
+                "paid_at": "2026-04-02", "reference": "RECU-9"}),
+        )
+        .await;
+    let gone = cancel(paid.json["id"].as_str().unwrap(), "mut-a", &other).await;
+    assert_eq!(gone.status.as_u16(), 200, "{}", gone.text);
+    let read = app.get(&format!("/v1/coverages/{other}"), &token).await;
+    assert!(read.json.get("paid_through").is_none(), "{}", read.text);
+}
+
+/// Migration 19 keeps a registration's paid_through for rows written before it, unless a
+/// contribution reaches it (then the registration's own is not known).
+async fn registered_paid_through_of_the_previous_release(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut ids = Vec::new();
+    for (n, niu) in [("TSV-0001", "123456789012"), ("TSV-0002", "123456789013")] {
+        let reply = register(app, "mut-a", n, &household(&r.product, n, niu)).await;
+        ids.push(reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned());
+    }
+    // The first one's paid_through (2026-12-31) is reached by a contribution, the second's not.
+    for (id, end) in [(&ids[0], "2026-12-31"), (&ids[1], "2026-06-30")] {
+        let paid = app
+            .post(
+                &format!("/v1/coverages/{id}/contributions"),
+                &token,
+                &json!({"amount_xof": 100, "period_start": "2026-01-01", "period_end": end,
+                    "paid_at": "2026-04-02", "reference": "RECU-1"}),
+            )
+            .await;
+        assert_eq!(paid.status.as_u16(), 201, "{}", paid.text);
+    }
+    app.db
+        .execute("UPDATE coverages SET registered_paid_through = NULL")
+        .await;
+    let migration = match backend {
+        Backend::Postgres => include_str!("../migrations/postgres/20261201000019_contribution_cancellation.sql"),
+        Backend::Sqlite => include_str!("../migrations/sqlite/20261201000019_contribution_cancellation.sql"),
+    };
+    let backfill = &migration[migration.find("UPDATE coverages").unwrap()..];
+    app.db.execute(backfill).await;
+    let registered = |id: &str, condition: &str| {
+        let sql = format!("SELECT count(*) FROM coverages WHERE id = '{id}' AND registered_paid_through {condition}");
+        async move { app.db.scalar(&sql).await }
+    };
+    assert_eq!(registered(&ids[0], "IS NULL").await, 1);
+    assert_eq!(registered(&ids[1], "= '2026-12-31'").await, 1);
+}
+
 on_both_databases!(
+    a_contribution_entered_by_mistake_is_cancelled,
+    registered_paid_through_of_the_previous_release,
     terminations_of_the_previous_release_take_effect_on_their_day,
     a_household_ends_with_its_principal,
     a_deployment_sets_its_national_id_rules,

@@ -745,9 +745,14 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("already_covered", store("already_covered")),
         ],
         ("post", "/v1/claims" | "/fhir/r4/Claim") => vec![("external_id_taken", store("external_id_taken"))],
-        ("post", "/v1/coverages/{id}/contributions") => {
-            vec![("coverage_terminated", store("coverage_terminated"))]
-        }
+        ("post", "/v1/coverages/{id}/contributions") => vec![
+            ("coverage_terminated", store("coverage_terminated")),
+            ("duplicate_reference", store("duplicate_reference")),
+        ],
+        ("post", "/v1/coverages/{id}/contributions/{contribution}/cancel") => vec![
+            ("coverage_terminated", store("coverage_terminated")),
+            ("already_cancelled", store("already_cancelled")),
+        ],
         ("patch", "/v1/coverages/{id}") => vec![(
             "terminated",
             ApiError::conflict(

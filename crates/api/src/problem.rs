@@ -386,8 +386,23 @@ fn conflict_of(constraint: &str) -> ApiError {
             "Cette personne est déjà couverte par ce produit.",
         ),
         "coverage_terminated" => ApiError::conflict(
-            "This coverage is terminated: no contribution can be recorded on it.",
-            "Cette couverture est résiliée : aucune cotisation ne peut y être enregistrée.",
+            "This coverage is terminated: its contributions can no longer change.",
+            "Cette couverture est résiliée : ses cotisations ne peuvent plus changer.",
+        ),
+        // The same receipt entered twice: `errors` points at the reference.
+        "duplicate_reference" => ApiError::Conflict {
+            en: "A contribution with this reference is already recorded on this coverage.".into(),
+            fr: "Une cotisation portant cette référence est déjà enregistrée sur cette couverture.".into(),
+            errors: vec![FieldError::new(
+                "/reference",
+                "duplicate_reference",
+                "already recorded on this coverage; cancel that contribution first to record it again",
+                "déjà enregistrée sur cette couverture ; annulez d'abord cette cotisation pour l'enregistrer à nouveau",
+            )],
+        },
+        "already_cancelled" => ApiError::conflict(
+            "This contribution is already cancelled.",
+            "Cette cotisation est déjà annulée.",
         ),
         "external_id_taken" => ApiError::conflict(
             "This provider already submitted a claim with this external_id (a duplicate payment).",

@@ -150,7 +150,8 @@ mod tests {
     }
 }
 
-/// A payment towards a coverage for a period; moves `paid_through` to the latest `period_end`.
+/// A payment towards a coverage for a period; moves `paid_through` to the latest `period_end`
+/// of the contributions not cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contribution {
     pub id: String,
@@ -161,4 +162,7 @@ pub struct Contribution {
     pub paid_at: NaiveDate,
     pub reference: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Set once, when a contribution recorded by mistake is cancelled; it then counts for nothing.
+    #[serde(default)]
+    pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -275,10 +275,22 @@ pub trait RegistryStore: Send + Sync {
     async fn update_coverage(&self, ctx: &WriteContext, update: &CoverageUpdate) -> Result<(), StoreError>;
 
     /// Records the payment and moves the coverage's `paid_through` forward (never back).
+    /// `Conflict`: `coverage_terminated`, or `duplicate_reference` when a contribution to the
+    /// coverage not cancelled carries the same reference.
     async fn add_contribution(
         &self,
         ctx: &WriteContext,
         contribution: &Contribution,
+    ) -> Result<Written<Contribution>, StoreError>;
+
+    /// Cancels a contribution of the coverage and works `paid_through` out again from the
+    /// contributions left and the registration's own. `NotFound` when the coverage holds no such
+    /// contribution; `Conflict`: `coverage_terminated`, `already_cancelled`.
+    async fn cancel_contribution(
+        &self,
+        ctx: &WriteContext,
+        coverage: &str,
+        contribution: &str,
     ) -> Result<Written<Contribution>, StoreError>;
 
     /// Newest first.

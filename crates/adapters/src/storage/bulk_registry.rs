@@ -397,8 +397,8 @@ async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), 
     for chunk in plan.coverages.chunks(INSERT_CHUNK) {
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, \
-             relationship, principal_coverage, start_date, end_date, status, paid_through, version, created_at, \
-             updated_at) ",
+             relationship, principal_coverage, start_date, end_date, status, paid_through, registered_paid_through, \
+             version, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut row, (c, own)| {
             row.push_bind(c.id.clone())
@@ -413,6 +413,7 @@ async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), 
                 .push_bind(c.start_date)
                 .push_bind(c.end_date)
                 .push_bind(c.status.as_str())
+                .push_bind(c.paid_through)
                 .push_bind(c.paid_through)
                 .push_bind(i64::from(c.version))
                 .push_bind(ctx.at)

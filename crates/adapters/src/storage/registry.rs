@@ -7,7 +7,9 @@ use passerelle_domain::ports::{
     CoverageUpdate, NewHousehold, PersonRef, RegisteredMember, Registration, RegistryStore,
 };
 
-use super::rows::{BeneficiaryRow, ContributionRow, CoverageRow, BENEFICIARY_COLUMNS, COVERAGE_COLUMNS};
+use super::rows::{
+    BeneficiaryRow, ContributionRow, CoverageRow, BENEFICIARY_COLUMNS, CONTRIBUTION_COLUMNS, COVERAGE_COLUMNS,
+};
 
 /// Most likely duplicates reported for one person.
 const MAX_POSSIBLE_DUPLICATES: i64 = 20;
@@ -211,8 +213,8 @@ async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_numb
     }
     let result = sqlx::query(
         "INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number, relationship, \
-         principal_coverage, start_date, end_date, status, paid_through, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+         principal_coverage, start_date, end_date, status, paid_through, registered_paid_through, version, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $15)",
     )
     .bind(&c.id)
     .bind(&c.beneficiary)
@@ -360,6 +362,34 @@ async fn register_in(
         members,
         skipped: false,
     })
+}
+
+/// A new version of a coverage whose contributions change, its `paid_through` moved to `paid_to`
+/// when later; the row stays held until the transaction ends. A terminated coverage is final:
+/// `coverage_terminated`.
+async fn hold_live_coverage(
+    tx: &mut Tx,
+    coverage: &str,
+    paid_to: Option<NaiveDate>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let held = sqlx::query(
+        "UPDATE coverages SET paid_through = CASE WHEN $2 IS NOT NULL AND (paid_through IS NULL OR paid_through < $2) \
+         THEN $2 ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1 AND status <> 'terminated'",
+    )
+    .bind(coverage)
+    .bind(paid_to)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if held == 0 {
+        return Err(StoreError::Conflict {
+            constraint: "coverage_terminated".into(),
+        });
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -567,21 +597,20 @@ impl RegistryStore for This {
                 replayed: true,
             });
         }
-        // A terminated coverage is final: nothing more is paid into it.
-        let moved = sqlx::query(
-            "UPDATE coverages SET paid_through = CASE WHEN paid_through IS NULL OR paid_through < $2 THEN $2 \
-             ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1 AND status <> 'terminated'",
+        hold_live_coverage(&mut tx, &contribution.coverage, Some(contribution.period_end), ctx.at).await?;
+        // The update above holds the coverage's row, so two entries of one receipt cannot both
+        // pass this check.
+        let same: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM contributions WHERE coverage = $1 AND reference = $2 AND cancelled_at IS NULL",
         )
         .bind(&contribution.coverage)
-        .bind(contribution.period_end)
-        .bind(ctx.at)
-        .execute(&mut *tx)
+        .bind(&contribution.reference)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        if moved == 0 {
+        .map_err(db_err)?;
+        if same > 0 {
             return Err(StoreError::Conflict {
-                constraint: "coverage_terminated".into(),
+                constraint: "duplicate_reference".into(),
             });
         }
         sqlx::query(
@@ -618,6 +647,70 @@ impl RegistryStore for This {
         })
     }
 
+    async fn cancel_contribution(
+        &self,
+        ctx: &WriteContext,
+        coverage: &str,
+        contribution: &str,
+    ) -> Result<Written<Contribution>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        hold_live_coverage(&mut tx, coverage, None, ctx.at).await?;
+        let cancelled = sqlx::query(
+            "UPDATE contributions SET cancelled_at = $3 WHERE id = $1 AND coverage = $2 AND cancelled_at IS NULL",
+        )
+        .bind(contribution)
+        .bind(coverage)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let row: Option<ContributionRow> = sqlx::query_as(&format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE id = $1 AND coverage = $2"
+        ))
+        .bind(contribution)
+        .bind(coverage)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        if cancelled == 0 {
+            return Err(StoreError::Conflict {
+                constraint: "already_cancelled".into(),
+            });
+        }
+        // paid_through never counted a contribution alone: it is the latest period paid among
+        // those left, or the registration's own when later (none of either: nothing paid).
+        sqlx::query(
+            "UPDATE coverages SET paid_through = (SELECT max(d) FROM ( \
+                 SELECT registered_paid_through AS d FROM coverages WHERE id = $1 \
+                 UNION ALL SELECT period_end FROM contributions WHERE coverage = $1 AND cancelled_at IS NULL) AS paid) \
+             WHERE id = $1",
+        )
+        .bind(coverage)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let current: CoverageRow = sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
+            .bind(coverage)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        announce_coverage(&mut tx, ctx, &Coverage::try_from(current)?).await?;
+        queue_events(
+            &mut tx,
+            &[ctx.audit("contribution.cancelled", "contribution", contribution)],
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(Written {
+            value: Contribution::from(row),
+            replayed: false,
+        })
+    }
+
     async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError> {
         // Newest first by (paid_at, id); the cursor carries both.
         let (after_date, after_id) = match page.after.as_deref() {
@@ -629,12 +722,11 @@ impl RegistryStore for This {
             }
             None => (None, None),
         };
-        let rows: Vec<ContributionRow> = sqlx::query_as(
-            "SELECT id, coverage, amount_xof, period_start, period_end, paid_at, reference, created_at \
-             FROM contributions WHERE coverage = $1 \
+        let rows: Vec<ContributionRow> = sqlx::query_as(&format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE coverage = $1 \
              AND ($2 IS NULL OR paid_at < $2 OR (paid_at = $2 AND id < $3)) \
-             ORDER BY paid_at DESC, id DESC LIMIT $4",
-        )
+                          ORDER BY paid_at DESC, id DESC LIMIT $4"
+        ))
         .bind(coverage)
         .bind(after_date)
         .bind(after_id)

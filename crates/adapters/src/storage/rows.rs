@@ -210,6 +210,9 @@ impl TryFrom<CoverageRow> for Coverage {
     }
 }
 
+pub(crate) const CONTRIBUTION_COLUMNS: &str =
+    "id, coverage, amount_xof, period_start, period_end, paid_at, reference, created_at, cancelled_at";
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ContributionRow {
     pub id: String,
@@ -220,6 +223,7 @@ pub(crate) struct ContributionRow {
     pub paid_at: NaiveDate,
     pub reference: String,
     pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl From<ContributionRow> for Contribution {
@@ -233,6 +237,7 @@ impl From<ContributionRow> for Contribution {
             paid_at: r.paid_at,
             reference: r.reference,
             created_at: r.created_at,
+            cancelled_at: r.cancelled_at,
         }
     }
 }

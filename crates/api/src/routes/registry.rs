@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_coverages, create_coverage))
         .routes(routes!(get_coverage, patch_coverage))
         .routes(routes!(add_contribution, list_contributions))
+        .routes(routes!(cancel_contribution))
 }
 
 /// A national identity number. Same country, type and value = same person.
@@ -198,6 +199,9 @@ pub struct ContributionView {
     pub paid_at: NaiveDate,
     /// The payer's receipt or transaction reference.
     pub reference: String,
+    /// When it was cancelled (recorded by mistake); a cancelled contribution counts for nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<Contribution> for ContributionView {
@@ -210,6 +214,7 @@ impl From<Contribution> for ContributionView {
             period_end: c.period_end,
             paid_at: c.paid_at,
             reference: c.reference,
+            cancelled_at: c.cancelled_at,
         }
     }
 }
@@ -596,6 +601,8 @@ pub struct ContributionCreate {
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
 /// coverage's `paid_through` becomes `period_end` when that is later, and a new `ETag` results;
+/// a `reference` already recorded on the coverage (and not cancelled) is 409
+/// `duplicate_reference`, so that one receipt entered twice counts once;
 /// a dependant's eligibility also counts its principal's payments. Contributions decide
 /// `CONTRIBUTIONS_IN_ARREARS` for `complementary` and `primary` coverages only. Answers 201
 /// without `Location`: the contribution is listed under its coverage. Subscribers receive
@@ -612,7 +619,7 @@ pub struct ContributionCreate {
     responses(
         (status = 201, description = "Recorded (listed under the coverage; no Location)", body = ContributionView),
                 (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The coverage is terminated: nothing more is paid into it", body = crate::problem::Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The coverage is terminated: nothing more is paid into it; or a contribution not cancelled already carries this `reference` (`errors` points at it)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
@@ -698,6 +705,7 @@ pub async fn add_contribution(
         paid_at,
         reference: reference.trim().to_owned(),
         created_at: ctx.at,
+        cancelled_at: None,
     };
     let written = state.store.add_contribution(&ctx, &contribution).await?;
     Ok((
@@ -733,6 +741,50 @@ pub async fn list_contributions(
     let result = state.store.list_contributions(&id, &page).await?;
     crate::routes::audit::record_read(&state, &auth.caller, "contribution", &format!("coverage:{id}")).await?;
     Ok(Json(ListOf::from_page(result, ContributionView::from)))
+}
+
+/// Cancel a contribution recorded by mistake (the coverage's organisation).
+///
+/// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise, and for a
+/// contribution that is not the coverage's). The contribution stays listed, with its
+/// `cancelled_at`, and counts for nothing from then on: the coverage's `paid_through` becomes
+/// the latest `period_end` of the contributions left, or the `paid_through` given at
+/// registration when later (neither: nothing paid, `CONTRIBUTIONS_IN_ARREARS`), with a new
+/// `ETag`. Its `reference` may then be recorded again. Answers 200 with the contribution; no
+/// body is read. Cancelling twice is 409, and so is cancelling on a `terminated` coverage, which
+/// no longer changes. Subscribers receive `coverage.changed`; the audit log records
+/// `contribution.cancelled`.
+#[utoipa::path(
+    post,
+    path = "/v1/coverages/{id}/contributions/{contribution}/cancel",
+    tag = "coverages",
+    params(
+        ("id" = String, Path, description = "Coverage id"),
+        ("contribution" = String, Path, description = "Contribution id"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled; the coverage's `paid_through` is worked out again", body = ContributionView),
+        (status = 404, description = "No such coverage, another organisation's, or no such contribution on it", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled, or the coverage is terminated", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn cancel_contribution(
+    State(state): State<AppState>,
+    auth: Authorized<perm::UpdateCoverage>,
+    Path((id, contribution)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let coverage = visible_coverage(&state, &auth.caller, &id).await?;
+    if coverage.organization != auth.caller.org.as_str() {
+        return Err(ApiError::NotFound);
+    }
+    let ctx = auth.caller.write_context(&state, None);
+    let cancelled = state.store.cancel_contribution(&ctx, &id, &contribution).await?;
+    Ok((
+        axum::http::StatusCode::OK,
+        Json(ContributionView::from(cancelled.value)),
+    )
+        .into_response())
 }
 
 /// Reads a person's fields as in a registration, at `prefix`.
