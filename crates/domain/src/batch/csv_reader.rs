@@ -1,0 +1,764 @@
+//! The CSV reader: one row per person, households of consecutive rows, read twice (first for
+//! the households split in several runs).
+
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+
+use ::csv::ByteRecord;
+
+use super::*;
+use crate::beneficiary::{compact_shape_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft};
+use crate::registration::DependantDraft;
+
+/// A registration file's lines, numbered from 1 as a spreadsheet shows them. No valid cell holds
+/// a line break (control characters are refused), so each line is one record: a quote left open
+/// ends with its line instead of swallowing the rows after it, and a row's number is its line's.
+struct Lines<R> {
+    reader: io::BufReader<R>,
+    /// The number of the line in `buf`.
+    line: u64,
+    /// Bytes consumed so far: where the next line starts.
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader: io::BufReader::with_capacity(256 * 1024, reader),
+            line: 0,
+            offset: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line into `buf`, without its `\n` nor a `\r` before it; `Some(false)` when it
+    /// is the end of a file that does not end with a line end. A line longer than
+    /// `MAX_CSV_RECORD_BYTES` is not a person: the file is refused whole.
+    fn next_line(&mut self) -> io::Result<Option<bool>> {
+        self.buf.clear();
+        let terminated = loop {
+            let available = match self.reader.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                // A file cut after a `\r` still ended its line (old spreadsheets end lines so).
+                break self.buf.last() == Some(&b'\r');
+            }
+            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            if (self.buf.len() + chunk.len()) as u64 > MAX_CSV_RECORD_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} is longer than {MAX_CSV_RECORD_BYTES} bytes: not a registration file",
+                        self.line + 1
+                    ),
+                ));
+            }
+            self.buf.extend_from_slice(chunk);
+            self.reader.consume(used);
+            self.offset += used as u64;
+            if end {
+                break true;
+            }
+        };
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        self.line += 1;
+        Ok(Some(terminated))
+    }
+}
+
+impl<R: Read + Seek> Lines<R> {
+    /// Back to `offset`, the start of line `line + 1`.
+    fn rewind(&mut self, offset: u64, line: u64) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.line = line;
+        Ok(())
+    }
+}
+
+/// Splits one line into `record` with RFC 4180 quoting, as the `csv` crate reads a record: a
+/// field that starts with `"` runs to the next lone `"` (`""` is a quote) and what follows it up
+/// to the comma is kept; a `"` further in an unquoted field is kept as it is. True when the line
+/// ends inside a quoted field.
+fn split_fields(line: &[u8], record: &mut ByteRecord) -> bool {
+    record.clear();
+    let mut field = Vec::new();
+    let mut i = 0;
+    loop {
+        field.clear();
+        let mut quoted = line.get(i) == Some(&b'"');
+        if quoted {
+            i += 1;
+        }
+        while let Some(&b) = line.get(i) {
+            match (quoted, b) {
+                (true, b'"') if line.get(i + 1) == Some(&b'"') => {
+                    field.push(b'"');
+                    i += 1;
+                }
+                (true, b'"') => quoted = false,
+                (false, b',') => break,
+                _ => field.push(b),
+            }
+            i += 1;
+        }
+        record.push_field(&field);
+        if quoted {
+            return true;
+        }
+        if i >= line.len() {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+/// Cells and household keys are trimmed alike, of Unicode white space (a spreadsheet's
+/// non-breaking space too): `H1` and `H1\u{A0}` are one household, as their cells read the same.
+fn trim_cell(raw: &[u8]) -> &[u8] {
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.trim().as_bytes(),
+        Err(_) => raw.trim_ascii(),
+    }
+}
+
+struct Record {
+    fields: ByteRecord,
+    line: u64,
+    /// The last line of a file that does not end with a line end.
+    unterminated: bool,
+    /// The line ends inside a quoted cell.
+    open_quote: bool,
+}
+
+/// A CSV row once split: its household key and, when it reads, its cells by column.
+struct CsvRow {
+    line: u64,
+    cells: Option<[Option<String>; 14]>,
+    errors: Vec<RowError>,
+}
+
+/// Where a household met in more than one run of rows is met again.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// Its first run; the second starts at this row.
+    First { again: u64 },
+    /// A later run; the first started at this row.
+    Later { first: u64 },
+}
+
+/// The household keys that appear in more than one run of rows, found by reading the file once
+/// before registering anything, so that every run of such a household fails and none of it is
+/// registered (API.md: a household is committed whole or not at all). Keys are kept as 64-bit
+/// hashes, keyed at random for each file: 8 bytes per distinct household during that first
+/// read, then only the split ones. Two keys of one file sharing a hash (about one chance in 10^8
+/// for a million households) would fail both households as split: reported, never half-written.
+struct SplitKeys {
+    hasher: RandomState,
+    /// Split keys, with the first row of their second run.
+    again: HashMap<u64, u64>,
+    /// Split keys whose first run the second read has met, with its first row.
+    first: HashMap<u64, u64>,
+}
+
+impl SplitKeys {
+    /// Whether the run of `key` starting at `row` belongs to a split household, and where else
+    /// it is; called once per run, in file order.
+    fn run(&mut self, key: &[u8], row: u64) -> Option<Split> {
+        if key.is_empty() {
+            // Rows without a household fail already (`required`).
+            return None;
+        }
+        let hash = self.hasher.hash_one(key);
+        let again = *self.again.get(&hash)?;
+        match self.first.entry(hash) {
+            Entry::Occupied(first) => Some(Split::Later { first: *first.get() }),
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+                Some(Split::First { again })
+            }
+        }
+    }
+}
+
+struct Group {
+    key: Vec<u8>,
+    household: String,
+    first_row: u64,
+    rows: u64,
+    /// Set when this household's rows are not all together.
+    split: Option<Split>,
+    members: Vec<CsvRow>,
+    /// Rows past `MAX_HOUSEHOLD_ROWS` were met (and reported once).
+    overflow: bool,
+    errors: Vec<RowError>,
+}
+
+/// A CSV registration file, household by household. The file is read twice: once for the
+/// households whose rows are not together (all their rows fail), then household by household;
+/// hence `Seek` (a file on disk, or `io::Cursor`). Iterate with `by_ref()` to read `rows_read()`
+/// and `take_error()` along the way.
+pub struct CsvHouseholds<R: Read> {
+    lines: Lines<R>,
+    header: Header,
+    /// Where the first row after the header starts.
+    data_start: u64,
+    /// `None` until the first read is done, at the first call of `next`.
+    split: Option<SplitKeys>,
+    fields: ByteRecord,
+    current: Option<Group>,
+    rows_read: u64,
+    error: Option<io::Error>,
+    done: bool,
+}
+
+/// The header's columns: for each of `CSV_COLUMNS`, its position in the file.
+struct Header {
+    positions: [usize; 14],
+    width: usize,
+}
+
+impl Header {
+    fn cell<'a>(&self, record: &'a ByteRecord, column: usize) -> Option<&'a [u8]> {
+        record.get(self.positions[column])
+    }
+
+    /// The row's household key; a row too short to reach its household column stays with the
+    /// household being read (`current`).
+    fn key(&self, record: &Record, current: Option<&[u8]>) -> Vec<u8> {
+        match self.cell(&record.fields, HOUSEHOLD) {
+            Some(raw) => trim_cell(raw).to_vec(),
+            None => current.unwrap_or_default().to_vec(),
+        }
+    }
+
+    /// The column of the `position`th field of a row, if the header names one.
+    fn column_at(&self, position: usize) -> Option<&'static str> {
+        self.positions
+            .iter()
+            .position(|p| *p == position)
+            .map(|column| CSV_COLUMNS[column])
+    }
+}
+
+/// Checks a CSV file's header only (the upload route, `passerelle import` before it starts): each
+/// missing, unknown or repeated column is one error at `/header/<column>`.
+pub fn check_csv_header<R: Read>(reader: R) -> Result<(), Vec<FieldError>> {
+    read_header(&mut Lines::new(reader)).map(|_| ())
+}
+
+fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
+    let escaped = column.replace('~', "~0").replace('/', "~1");
+    FieldError::new(format!("/header/{escaped}"), code, en, fr)
+}
+
+fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>> {
+    let mut header = ByteRecord::new();
+    match lines.next_line() {
+        Ok(Some(_)) => {
+            // A byte order mark is skipped before the line is split, so that a quoted first
+            // column name reads as quoted.
+            let line = lines.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&lines.buf);
+            split_fields(line, &mut header);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return Err(vec![FieldError::new(
+                "/header",
+                "unreadable",
+                format!("the file could not be read: {e}"),
+                "le fichier n'a pas pu être lu",
+            )])
+        }
+    }
+    let mut names = Vec::with_capacity(header.len());
+    for raw in header.iter() {
+        match std::str::from_utf8(raw) {
+            Ok(name) => names.push(name.trim().to_owned()),
+            Err(_) => {
+                return Err(vec![FieldError::new(
+                    "/header",
+                    "invalid_encoding",
+                    "the header is not valid UTF-8: save the file as \"CSV UTF-8\"",
+                    "l'en-tête n'est pas en UTF-8 valide : enregistrez le fichier au format « CSV UTF-8 »",
+                )])
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    let mut positions = [usize::MAX; 14];
+    for (position, name) in names.iter().enumerate() {
+        match CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
+            Some(column) if positions[column] != usize::MAX => errors.push(header_error(
+                CSV_COLUMNS[column],
+                "duplicate_column",
+                "this column appears more than once in the header",
+                "cette colonne figure plusieurs fois dans l'en-tête",
+            )),
+            Some(column) => positions[column] = position,
+            None => errors.push(header_error(
+                name,
+                "unknown_column",
+                format!(
+                    "not a column of a registration file; the columns are {}",
+                    CSV_COLUMNS.join(",")
+                ),
+                format!(
+                    "n'est pas une colonne d'un fichier d'inscription ; les colonnes sont {}",
+                    CSV_COLUMNS.join(",")
+                ),
+            )),
+        }
+    }
+    for (column, position) in CSV_COLUMNS.iter().zip(positions) {
+        if position == usize::MAX {
+            errors.push(header_error(
+                column,
+                "missing_column",
+                "the header lacks this column",
+                "cette colonne manque dans l'en-tête",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Header {
+        positions,
+        width: header.len(),
+    })
+}
+
+impl<R: Read + Seek> CsvHouseholds<R> {
+    /// Reads and checks the header: each missing, unknown or repeated column is one error at
+    /// `/header/<column>`.
+    pub fn new(reader: R) -> Result<Self, Vec<FieldError>> {
+        let mut lines = Lines::new(reader);
+        let header = read_header(&mut lines)?;
+        Ok(CsvHouseholds {
+            data_start: lines.offset,
+            lines,
+            header,
+            split: None,
+            fields: ByteRecord::new(),
+            current: None,
+            rows_read: 0,
+            error: None,
+            done: false,
+        })
+    }
+
+    /// Data rows read so far (blank rows aside); the total is known only at the end.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// The I/O error that ended the iteration early, if one did: the job failed, and the
+    /// household being read when it happened was not returned.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    /// The next row; rows whose every cell is blank (spreadsheets leave them) are skipped.
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            let Some(terminated) = self.lines.next_line()? else {
+                return Ok(None);
+            };
+            let open_quote = split_fields(&self.lines.buf, &mut self.fields);
+            if !open_quote && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
+                continue;
+            }
+            return Ok(Some(Record {
+                fields: self.fields.clone(),
+                line: self.lines.line,
+                unterminated: !terminated,
+                open_quote,
+            }));
+        }
+    }
+
+    /// The first read: which household keys come back after another household's rows. Then
+    /// back to the first row.
+    fn find_split_keys(&mut self) -> io::Result<SplitKeys> {
+        let hasher = RandomState::new();
+        let mut seen = HashSet::new();
+        let mut again = HashMap::new();
+        let mut current: Option<Vec<u8>> = None;
+        while let Some(record) = self.next_record()? {
+            let key = self.header.key(&record, current.as_deref());
+            if current.as_deref() == Some(key.as_slice()) {
+                continue;
+            }
+            let hash = hasher.hash_one(&key);
+            if !key.is_empty() && !seen.insert(hash) {
+                again.entry(hash).or_insert(record.line);
+            }
+            current = Some(key);
+        }
+        self.lines.rewind(self.data_start, 1)?;
+        Ok(SplitKeys {
+            hasher,
+            again,
+            first: HashMap::new(),
+        })
+    }
+
+    fn parse_row(&self, record: &Record, household: &str) -> CsvRow {
+        let fields = &record.fields;
+        let line = record.line;
+        let (n, width) = (fields.len(), self.header.width);
+        // A last row with every field is read, even on an empty last cell: a dependant's row
+        // ends on an empty `paid_through`, and many files lack a final line end.
+        let cut = record.open_quote || n < width;
+        let shape_error = if record.unterminated && cut {
+            // Without its line end, a last row that stops short or inside a quoted cell was most
+            // likely cut: its last cell may be missing or partial.
+            let (en, fr) = if record.open_quote {
+                (
+                    "inside a quoted cell".to_owned(),
+                    "au milieu d'une cellule entre guillemets".to_owned(),
+                )
+            } else {
+                (
+                    format!("with {n} of the {width} fields"),
+                    format!("avec {n} des {width} champs"),
+                )
+            };
+            Some(RowError::new(
+                line,
+                household,
+                "",
+                "truncated",
+                format!("the last line stops {en} and without a line end: was the file cut? A file ends with a line end"),
+                format!("la dernière ligne s'arrête {fr} et sans fin de ligne : le fichier a-t-il été coupé ? Un fichier se termine par une fin de ligne"),
+            ))
+        } else if record.open_quote {
+            Some(RowError::new(
+                line,
+                household,
+                self.header.column_at(n - 1).unwrap_or_default(),
+                "unclosed_quote",
+                "a quote opened in this cell is not closed on this line: a cell cannot hold a line break, so the row stops here and the next line is read as a row of its own",
+                "un guillemet ouvert dans cette cellule n'est pas refermé sur cette ligne : une cellule ne peut pas contenir de saut de ligne, la ligne s'arrête donc ici et la suivante est lue comme une ligne à part",
+            ))
+        } else if n != width {
+            Some(RowError::new(
+                line,
+                household,
+                "",
+                "wrong_field_count",
+                format!("this row has {n} fields; the header has {width}"),
+                format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = shape_error {
+            return CsvRow {
+                line,
+                cells: None,
+                errors: vec![e],
+            };
+        }
+        let mut errors = Vec::new();
+        let mut cells: [Option<String>; 14] = Default::default();
+        for (column, cell) in cells.iter_mut().enumerate() {
+            let raw = self.header.cell(fields, column).unwrap_or_default();
+            match std::str::from_utf8(raw) {
+                Ok(text) if crate::nul::contains_nul(text) => {
+                    let e = crate::nul::nul_error(CSV_COLUMNS[column]);
+                    errors.push(RowError::new(line, household, &e.field, &e.code, e.en, e.fr));
+                }
+                Ok(text) => {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        *cell = Some(text.to_owned());
+                    }
+                }
+                Err(_) => errors.push(RowError::new(
+                    line,
+                    household,
+                    CSV_COLUMNS[column],
+                    "invalid_encoding",
+                    invalid_encoding_en(),
+                    invalid_encoding_fr(),
+                )),
+            }
+        }
+        CsvRow {
+            line,
+            cells: errors.is_empty().then_some(cells),
+            errors,
+        }
+    }
+
+    fn start_group(&mut self, key: Vec<u8>, first_row: u64) -> Group {
+        let split = self.split.as_mut().and_then(|s| s.run(&key, first_row));
+        Group {
+            // A NUL in the key fails the row already (`parse_row`); the label, written with every
+            // error of the household, must not carry it into the database.
+            household: String::from_utf8_lossy(&key).replace('\0', "\u{FFFD}"),
+            key,
+            first_row,
+            rows: 0,
+            split,
+            members: Vec::new(),
+            overflow: false,
+            errors: Vec::new(),
+        }
+    }
+}
+
+fn add_row(group: &mut Group, row: CsvRow) {
+    group.rows += 1;
+    if group.members.len() < MAX_HOUSEHOLD_ROWS {
+        group.members.push(row);
+    } else if !group.overflow {
+        group.overflow = true;
+        group.errors.push(RowError::new(
+            row.line,
+            &group.household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "too_many_dependants",
+            format!("a household has at most {MAX_DEPENDANTS} dependants; its rows from here on are not read"),
+            format!("un ménage a au plus {MAX_DEPENDANTS} ayants droit ; ses lignes à partir d'ici ne sont pas lues"),
+        ));
+    }
+}
+
+fn beneficiary_from(cells: &mut [Option<String>; 14]) -> BeneficiaryDraft {
+    let region = cells[REGION].take();
+    let district = cells[DISTRICT].take();
+    let commune = cells[COMMUNE].take();
+    let locality = (region.is_some() || district.is_some() || commune.is_some()).then_some(LocalityDraft {
+        region,
+        district,
+        commune,
+    });
+    BeneficiaryDraft {
+        national_id: None,
+        family_name: cells[FAMILY_NAME].take(),
+        given_names: cells[GIVEN_NAMES].take(),
+        sex: cells[SEX].take(),
+        birth_date: cells[BIRTH_DATE].take(),
+        birth_date_precision: None,
+        phone: cells[PHONE].take(),
+        locality,
+    }
+}
+
+fn finish(group: Group) -> HouseholdItem {
+    let household = group.household;
+    let mut errors = group.errors;
+    let mut rows_errors: Vec<RowError> = Vec::new();
+    if group.key.is_empty() {
+        errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "required",
+            "every row names its household",
+            "chaque ligne indique son ménage",
+        ));
+    }
+    // Every run of a split household fails, the first one too: registering it would leave the
+    // household short of the rows met later, and posting the file again would skip it as
+    // already registered, never completing it.
+    match group.split {
+        Some(Split::First { again }) => errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "household_not_contiguous",
+            format!("this household's rows must follow one another: it appears again at row {again}; none of its rows is registered"),
+            format!("les lignes d'un ménage doivent se suivre : celui-ci figure à nouveau à la ligne {again} ; aucune de ses lignes n'est inscrite"),
+        )),
+        Some(Split::Later { first }) => errors.push(RowError::new(
+            group.first_row,
+            &household,
+            CSV_COLUMNS[HOUSEHOLD],
+            "household_not_contiguous",
+            format!("this household's rows must follow one another: it already appeared at row {first}; none of its rows is registered"),
+            format!("les lignes d'un ménage doivent se suivre : celui-ci figure déjà à la ligne {first} ; aucune de ses lignes n'est inscrite"),
+        )),
+        None => {}
+    }
+
+    let mut members = group.members.into_iter();
+    let mut draft = RegistrationDraft::default();
+    let mut member_rows = Vec::new();
+    let mut has_principal = false;
+    if let Some(mut first) = members.next() {
+        rows_errors.append(&mut first.errors);
+        if let Some(cells) = first.cells.as_mut() {
+            if cells[RELATIONSHIP].as_deref() == Some("principal") {
+                has_principal = true;
+                draft.member_number = cells[MEMBER_NUMBER].take();
+                draft.start_date = cells[START_DATE].take();
+                draft.paid_through = cells[PAID_THROUGH].take();
+                draft.principal = beneficiary_from(cells);
+                draft.principal.national_id = split_national_id(cells, first.line, &household, &mut rows_errors);
+                member_rows.push(first.line);
+            } else if !matches!(group.split, Some(Split::Later { .. })) {
+                errors.push(RowError::new(
+                    first.line,
+                    &household,
+                    CSV_COLUMNS[RELATIONSHIP],
+                    "principal_first",
+                    "a household starts with its principal's row (relationship principal)",
+                    "un ménage commence par la ligne de son principal (relationship principal)",
+                ));
+            }
+        }
+    }
+    for mut member in members {
+        rows_errors.append(&mut member.errors);
+        let Some(cells) = member.cells.as_mut() else {
+            continue;
+        };
+        for column in [START_DATE, PAID_THROUGH] {
+            let household_value = if column == START_DATE {
+                &draft.start_date
+            } else {
+                &draft.paid_through
+            };
+            if cells[column].is_some() && has_principal && cells[column] != *household_value {
+                let name = CSV_COLUMNS[column];
+                rows_errors.push(RowError::new(
+                    member.line,
+                    &household,
+                    name,
+                    "conflicts_with_principal",
+                    format!("{name} is the household's, read from the principal's row: leave it empty here or repeat the principal's value"),
+                    format!("{name} vaut pour tout le ménage et se lit sur la ligne du principal : laissez-la vide ici ou reprenez la valeur du principal"),
+                ));
+            }
+        }
+        let national_id = split_national_id(cells, member.line, &household, &mut rows_errors);
+        let relationship = cells[RELATIONSHIP].take();
+        let member_number = cells[MEMBER_NUMBER].take();
+        let mut beneficiary = beneficiary_from(cells);
+        beneficiary.national_id = national_id;
+        draft.dependants.push(DependantDraft {
+            relationship,
+            member_number,
+            beneficiary,
+        });
+        member_rows.push(member.line);
+    }
+    errors.append(&mut rows_errors);
+    errors.sort_by_key(|e| e.row);
+
+    let rows = HouseholdRows {
+        household: household.clone(),
+        first_row: group.first_row,
+        rows: group.rows,
+        draft,
+        member_rows,
+        naming: FieldNaming::Columns,
+    };
+    if errors.is_empty() && has_principal {
+        Ok(rows)
+    } else {
+        Err(HouseholdFailure {
+            household,
+            first_row: group.first_row,
+            rows: group.rows,
+            errors,
+            unchecked: has_principal.then(|| Box::new(rows)),
+        })
+    }
+}
+
+/// `CC:TYPE:VALUE` split into its parts, checked later with the rest of the person.
+fn split_national_id(
+    cells: &mut [Option<String>; 14],
+    line: u64,
+    household: &str,
+    errors: &mut Vec<RowError>,
+) -> Option<NationalIdDraft> {
+    let compact = cells[NATIONAL_ID].take()?;
+    match split_compact(&compact) {
+        Some((country, id_type, value)) => Some(NationalIdDraft {
+            country: Some(country.to_owned()),
+            id_type: Some(id_type.to_owned()),
+            value: Some(value.to_owned()),
+        }),
+        None => {
+            let e = compact_shape_error("");
+            errors.push(RowError::from_field_error(
+                line,
+                household,
+                CSV_COLUMNS[NATIONAL_ID].to_owned(),
+                &e,
+            ));
+            None
+        }
+    }
+}
+
+impl<R: Read + Seek> Iterator for CsvHouseholds<R> {
+    type Item = HouseholdItem;
+
+    fn next(&mut self) -> Option<HouseholdItem> {
+        if self.split.is_none() && !self.done {
+            match self.find_split_keys() {
+                Ok(split) => self.split = Some(split),
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
+        while !self.done {
+            let record = match self.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                    self.current = None;
+                    return None;
+                }
+            };
+            self.rows_read += 1;
+            let key = self
+                .header
+                .key(&record, self.current.as_ref().map(|g| g.key.as_slice()));
+            let same = self.current.as_ref().is_some_and(|g| g.key == key);
+            let finished = if same {
+                None
+            } else {
+                let group = self.start_group(key, record.line);
+                self.current.replace(group)
+            };
+            let household = self.current.as_ref().map(|g| g.household.clone()).unwrap_or_default();
+            let row = self.parse_row(&record, &household);
+            if let Some(group) = self.current.as_mut() {
+                add_row(group, row);
+            }
+            if let Some(group) = finished {
+                return Some(finish(group));
+            }
+        }
+        self.current.take().map(finish)
+    }
+}

@@ -1,0 +1,699 @@
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::*;
+use crate::beneficiary::parse_date;
+use crate::coverage::Relationship;
+use crate::eligibility::BirthDatePrecision;
+use crate::product::Layer;
+
+fn today() -> NaiveDate {
+    parse_date("2026-03-15").unwrap()
+}
+
+fn product(max_dependants: Option<u32>, child_max_age: Option<u32>) -> ProductVersion {
+    ProductVersion {
+        product_id: "prod-segou".into(),
+        organization: "mut-segou".into(),
+        layer: Layer::Primary,
+        name: "Mutuelle de Ségou".into(),
+        rules: vec![],
+        annual_ceiling_xof: None,
+        waiting_period_days: 0,
+        grace_period_days: 0,
+        excluded_categories: vec![],
+        max_dependants,
+        child_max_age,
+        effective_from: parse_date("2024-01-01").unwrap(),
+        version: 1,
+    }
+}
+
+const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through\n";
+
+/// The columns in another order, a byte order mark, CRLF line ends, quoted commas and
+/// doubled quotes, and a year-only birth.
+const GOOD: &str = "\u{FEFF}relationship,Household,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,member_number,start_date,paid_through\r\n\
+principal,H1,Mensah,Kofi,M,1980-04-12,tg:niu:1234 5678 9012,+228 90 12 34 56,Maritime,Zio,Tsévié,TSV-0042,2026-01-01,2026-12-31\r\n\
+spouse,H1,\"Mensah \"\"Mama\"\"\",\"Afi, Délali\",F,1984,,,,,,,,\r\n\
+child,H1,Mensah,Yao,M,2015-09-30,,,,,,TSV-0042-2,2026-01-01,\r\n\
+principal,H2,Traoré,\"Awa Mariam\",F,1975,ML:NINA:12345678901234K,,Ségou,Ségou,Pelengana,SGU-1,2026-02-01,\r\n\
+child,H2,Traoré,Bakary,M,2012,,,,,,,,\r\n\
+principal,H3,Ndiaye,Aïssatou,F,1990-07-07,,,,,,THS-7,2026-01-01,\r\n";
+
+fn csv(text: &[u8]) -> Vec<HouseholdItem> {
+    CsvHouseholds::new(io::Cursor::new(text)).unwrap().collect()
+}
+
+fn codes(errors: &[RowError]) -> Vec<(u64, &str, &str)> {
+    errors
+        .iter()
+        .map(|e| (e.row, e.field.as_str(), e.code.as_str()))
+        .collect()
+}
+
+fn failure(item: &HouseholdItem) -> &HouseholdFailure {
+    item.as_ref().err().unwrap()
+}
+
+#[test]
+fn households_are_read_from_any_column_order_with_rfc4180_quoting() {
+    let mut reader = CsvHouseholds::new(io::Cursor::new(GOOD)).unwrap();
+    let h1 = reader.next().unwrap().unwrap();
+    assert_eq!(reader.rows_read(), 4, "the first row of H2 was read to end H1");
+    let h2 = reader.next().unwrap().unwrap();
+    let h3 = reader.next().unwrap().unwrap();
+    assert!(reader.next().is_none());
+    assert_eq!(reader.rows_read(), 6);
+    assert!(reader.take_error().is_none());
+
+    assert_eq!((h1.household.as_str(), h1.first_row, h1.rows), ("H1", 2, 3));
+    assert_eq!(h1.member_rows, [2, 3, 4]);
+    assert_eq!(h1.draft.product, None);
+    assert_eq!(
+        h1.draft.dependants[0].beneficiary.family_name.as_deref(),
+        Some("Mensah \"Mama\"")
+    );
+    assert_eq!(
+        h1.draft.dependants[0].beneficiary.given_names.as_deref(),
+        Some("Afi, Délali")
+    );
+    let r = h1.validate(&product(None, Some(18)), today()).unwrap();
+    assert_eq!(r.member_number.as_str(), "TSV-0042");
+    assert_eq!(r.paid_through, parse_date("2026-12-31"));
+    assert_eq!(r.principal.national_id.unwrap().to_compact(), "TG:NIU:123456789012");
+    assert_eq!(r.principal.phone.as_deref(), Some("+22890123456"));
+    assert_eq!(r.principal.locality.unwrap().commune, "Tsévié");
+    assert_eq!(r.dependants[0].relationship, Relationship::Spouse);
+    assert_eq!(
+        r.dependants[0].beneficiary.birth_date_precision,
+        BirthDatePrecision::Year
+    );
+    assert_eq!(r.dependants[0].member_number, None);
+    assert_eq!(r.dependants[1].member_number.as_ref().unwrap().as_str(), "TSV-0042-2");
+
+    assert_eq!((h2.first_row, h2.rows, h2.member_rows.clone()), (5, 2, vec![5, 6]));
+    assert_eq!(h2.draft.principal.given_names.as_deref(), Some("Awa Mariam"));
+
+    assert_eq!((h3.first_row, h3.rows), (7, 1));
+    assert_eq!(
+        h3.validate(&product(None, None), today())
+            .unwrap()
+            .principal
+            .given_names,
+        "Aïssatou"
+    );
+}
+
+#[test]
+fn line_ends_do_not_change_rows() {
+    let summary = |text: &str| -> Vec<(String, u64, u64, Vec<u64>)> {
+        csv(text.as_bytes())
+            .into_iter()
+            .map(|item| {
+                let h = item.unwrap();
+                (h.household, h.first_row, h.rows, h.member_rows)
+            })
+            .collect()
+    };
+    let crlf = summary(GOOD);
+    assert_eq!(summary(&GOOD.replace("\r\n", "\n")), crlf);
+    assert_eq!(crlf[1], ("H2".to_owned(), 5, 2, vec![5, 6]));
+    // A quoted last cell before CRLF reads without its `\r`.
+    let file = format!(
+        "{}H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\"2026-06-30\"\r\n",
+        HEADER.replace('\n', "\r\n")
+    );
+    let h = csv(file.as_bytes()).remove(0).unwrap();
+    assert_eq!(h.draft.paid_through.as_deref(), Some("2026-06-30"));
+}
+
+#[test]
+fn header_problems_are_one_error_per_column() {
+    let header = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,start_date,paid_to\n";
+    let errors = check_csv_header(header.as_bytes()).err().unwrap();
+    let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("/header/start_date", "duplicate_column"),
+            ("/header/paid_to", "unknown_column"),
+            ("/header/paid_through", "missing_column"),
+        ]
+    );
+    assert!(errors.iter().all(|e| !e.en.is_empty() && !e.fr.is_empty()));
+
+    let errors = check_csv_header(&b""[..]).err().unwrap();
+    assert_eq!(errors.len(), 14);
+    assert!(errors.iter().all(|e| e.code == "missing_column"));
+    assert_eq!(errors[0].field, "/header/household");
+
+    let errors = check_csv_header(&b"household;relationship\n"[..]).err().unwrap();
+    assert_eq!(errors[0].field, "/header/household;relationship");
+    assert_eq!(errors[0].code, "unknown_column");
+
+    let latin1 = [&b"household,relationship,r\xE9gion"[..], &HEADER.as_bytes()[22..]].concat();
+    let errors = check_csv_header(latin1.as_slice()).err().unwrap();
+    assert_eq!(
+        (errors[0].field.as_str(), errors[0].code.as_str()),
+        ("/header", "invalid_encoding")
+    );
+}
+
+/// PostgreSQL's text cannot hold a NUL: a cell or a JSON line carrying one fails its own
+/// household, named, and never reaches a statement.
+#[test]
+fn a_nul_character_fails_its_household_only() {
+    let mut file = HEADER.as_bytes().to_vec();
+    file.extend_from_slice(b"H1,principal,SGU-1,Traore,Awa,F,1975,,,S\x00gou,,,2026-01-01,\n");
+    file.extend_from_slice(b"H2,principal,SGU-2,Coulibaly,Moussa,M,1969,,,,,,2026-01-01,\n");
+    file.extend_from_slice(b"H\x003,principal,SGU-3,Diarra,Sali,F,1971,,,,,,2026-01-01,\n");
+    let items = csv(&file);
+    assert_eq!(items.len(), 3);
+    assert_eq!(codes(&failure(&items[0]).errors), [(2, "region", "invalid_character")]);
+    assert!(items[1].is_ok());
+    // In the household column too; and the household's label, written with each of its
+    // errors, does not carry the NUL on.
+    let third = failure(&items[2]);
+    assert_eq!(codes(&third.errors), [(4, "household", "invalid_character")]);
+    assert!(!third.household.contains('\0') && third.errors.iter().all(|e| !e.household.contains('\0')));
+
+    let lines = "{\"member_number\": \"A\\u0000\", \"start_date\": \"2026-01-01\"}\n{\"member_number\": \"B\"}\n";
+    let items: Vec<_> = NdjsonHouseholds::new(lines.as_bytes(), None).collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(1, "/member_number", "invalid_character")]
+    );
+    assert!(items[1]
+        .as_ref()
+        .map_or_else(|f| f.errors.iter().all(|e| e.code != "invalid_character"), |_| true));
+}
+
+#[test]
+fn a_latin1_line_fails_its_household_only() {
+    let mut file = HEADER.as_bytes().to_vec();
+    file.extend_from_slice(b"H1,principal,SGU-1,Traore,Awa,F,1975,,,,,,2026-01-01,\n");
+    file.extend_from_slice(b"H1,child,,Traore,Bakary,M,2012,,,S\xE9gou,S\xE9gou,Pelengana,,\n");
+    file.extend_from_slice(
+        "H2,principal,SGU-2,Coulibaly,Moussa,M,1969,,,Ségou,Ségou,Pelengana,2026-01-01,\n".as_bytes(),
+    );
+    let items = csv(&file);
+    assert_eq!(items.len(), 2);
+    let f = failure(&items[0]);
+    assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H1", 2, 2));
+    assert_eq!(
+        codes(&f.errors),
+        [(3, "region", "invalid_encoding"), (3, "district", "invalid_encoding")]
+    );
+    let h2 = items[1].as_ref().unwrap();
+    assert_eq!(
+        h2.draft.principal.locality.as_ref().unwrap().region.as_deref(),
+        Some("Ségou")
+    );
+}
+
+#[test]
+fn a_cut_last_line_is_truncated_and_other_short_rows_are_miscounted() {
+    let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,20";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(3, "", "truncated")]);
+    assert_eq!(failure(&items[0]).rows, 2);
+
+    // The same short row with its line end, or in the middle: the wrong field count.
+    let items = csv(format!("{HEADER}{body}\n").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(3, "", "wrong_field_count")]);
+    let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,extra\nH3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,2026-12-31";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "wrong_field_count")]);
+    assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
+    assert!(items[2].is_ok(), "a complete last line without a line end is fine");
+    // Every field, the last one empty (a dependant's `paid_through`), and no line end: read.
+    let body = "H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,";
+    assert!(csv(format!("{HEADER}{body}").as_bytes())[0].is_ok());
+    assert!(csv(format!("{HEADER}{body}\n").as_bytes())[0].is_ok());
+    assert!(
+        csv(format!("{HEADER}{body}\r").as_bytes())[0].is_ok(),
+        "an old Mac line end"
+    );
+    // A last line too short to name its household stays with the one being read (GOOD's
+    // household is its second column).
+    let items = csv(format!("{GOOD}chi").as_bytes());
+    assert_eq!(items.len(), 3);
+    let h3 = failure(&items[2]);
+    assert_eq!((h3.household.as_str(), h3.rows), ("H3", 2));
+    assert_eq!(codes(&h3.errors), [(8, "", "truncated")]);
+}
+
+#[test]
+fn households_must_be_contiguous_and_start_with_the_principal() {
+    let body = "\
+H1,child,,Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+H2,child,,Ba,Fatou,F,2016,,,,,,,
+H2,child,,Ba,Ousmane,M,2018,,,,,,,
+";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(items.len(), 4);
+    let first = failure(&items[0]);
+    assert_eq!(codes(&first.errors), [(2, "relationship", "principal_first")]);
+    assert!(first.unchecked.is_none());
+    // H2 is met again after H3: its first run fails too, or H2 would be registered without
+    // its children and, the file fixed and posted again, skipped as already registered.
+    let h2 = failure(&items[1]);
+    assert_eq!((h2.household.as_str(), h2.first_row, h2.rows), ("H2", 3, 1));
+    assert_eq!(codes(&h2.errors), [(3, "household", "household_not_contiguous")]);
+    assert!(
+        h2.errors[0].message_en.contains("again at row 5"),
+        "{}",
+        h2.errors[0].message_en
+    );
+    assert!(h2.unchecked.is_some(), "its principal's row is still checked");
+    assert!(items[2].is_ok());
+    let again = failure(&items[3]);
+    assert_eq!((again.household.as_str(), again.first_row, again.rows), ("H2", 5, 2));
+    assert_eq!(codes(&again.errors), [(5, "household", "household_not_contiguous")]);
+    assert!(again.errors[0].message_en.contains("already appeared at row 3"));
+}
+
+#[test]
+fn every_run_of_a_split_household_fails_with_its_own_row_errors() {
+    // H1 in three runs, the last one with a bad row; H1 written with a trailing no-break
+    // space is the same household (cells and keys are trimmed alike), so H1 is one run.
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1\u{A0},child,,Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+H3,child,,Sow,Ina,X,2016,,,,,,,
+H2,child,,Ba,Fatou,F,2016,,,,,,,
+H3,child,,Sow,Ali,M,2018,,,,,,,
+H4,principal,TSV-4,Diop,Modou,M,1975,,,,,,2026-01-01,
+";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    let summary: Vec<_> = items
+        .iter()
+        .map(|i| match i {
+            Ok(h) => (h.household.clone(), h.first_row, h.rows, Vec::new()),
+            Err(f) => (
+                f.household.clone(),
+                f.first_row,
+                f.rows,
+                codes(&f.errors)
+                    .iter()
+                    .map(|(r, f, c)| format!("{r} {f} {c}"))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let row = |h: &str, first: u64, rows: u64, errors: &[&str]| {
+        (
+            h.to_owned(),
+            first,
+            rows,
+            errors.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            row("H1", 2, 2, &[]),
+            row("H2", 4, 1, &["4 household household_not_contiguous"]),
+            row("H3", 5, 2, &["5 household household_not_contiguous"]),
+            row("H2", 7, 1, &["7 household household_not_contiguous"]),
+            row("H3", 8, 1, &["8 household household_not_contiguous"]),
+            row("H4", 9, 1, &[]),
+        ]
+    );
+    // The rule errors of each run are reported with it once completed.
+    let h3 = items[2]
+        .clone()
+        .unwrap_err()
+        .complete(&NationalIdRules::SHIPPED, Some(&product(None, None)), today());
+    assert_eq!(
+        codes(&h3.errors),
+        [
+            (5, "household", "household_not_contiguous"),
+            (6, "sex", "unknown_value")
+        ]
+    );
+}
+
+#[test]
+fn principal_row_values_hold_for_the_household() {
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,TG:NIU,,,,,2026-01-01,2026-06-30
+H1,child,,Mensah,Yao,M,2015,,,,,,2026-01-01,2026-06-30
+H1,child,,Mensah,Ama,F,2017,,,Maritime,,,2026-02-01,
+";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    let f = failure(&items[0]).clone();
+    assert_eq!(
+        codes(&f.errors),
+        [
+            (2, "national_id", "invalid_national_id"),
+            (4, "start_date", "conflicts_with_principal")
+        ]
+    );
+    // Completing the failure adds what the rules find, once per row and field.
+    let f = f.complete(&NationalIdRules::SHIPPED, Some(&product(Some(1), None)), today());
+    assert_eq!(
+        codes(&f.errors),
+        [
+            (2, "national_id", "invalid_national_id"),
+            (2, "household", "too_many_dependants"),
+            (4, "start_date", "conflicts_with_principal"),
+            (4, "district", "incomplete_locality"),
+            (4, "commune", "incomplete_locality"),
+        ]
+    );
+    assert!(f.unchecked.is_none());
+}
+
+#[test]
+fn rule_errors_point_at_the_member_row_and_column() {
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980-04-12,,,,,,2026-01-01,
+H1,child,TSV-1,Mensah,Yao,X,2010-01-01,,+228,,,,,
+H1,child,,MENSAH,kofi,M,1980-04-12,TG:NIU:1,,,,,,
+H1,cousin,,Mensah,Ama,F,2090,,,,,,,
+";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    let rows = items[0].clone().unwrap();
+    let f = rows.validate(&product(None, Some(12)), today()).unwrap_err();
+    assert_eq!(
+        codes(&f.errors),
+        [
+            (3, "member_number", "duplicate"),
+            (3, "sex", "unknown_value"),
+            (3, "phone", "invalid_phone"),
+            (4, "national_id", "invalid_national_id"),
+            (5, "relationship", "unknown_value"),
+            (5, "birth_date", "birth_date_in_future"),
+        ]
+    );
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980-04-12,,,,,,2026-01-01,
+H1,child,,Mensah,Yao,M,2010-01-01,,,,,,,
+H1,other,,MENSAH,kofi,M,1980-04-12,,,,,,,
+";
+    let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+    let f = rows.validate(&product(Some(1), Some(12)), today()).unwrap_err();
+    assert_eq!(
+        codes(&f.errors),
+        [
+            (2, "household", "too_many_dependants"),
+            (3, "birth_date", "dependant_age_limit"),
+            (4, "family_name", "duplicate_member"),
+        ]
+    );
+    // Storage's own verdicts are placed the same way.
+    let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+    let taken = FieldError::new("/member_number", "member_number_taken", "taken", "pris");
+    assert_eq!(
+        codes(&rows.failure(&[taken]).errors),
+        [(2, "member_number", "member_number_taken")]
+    );
+}
+
+#[test]
+fn blank_rows_are_skipped_and_rows_are_counted() {
+    let body = "\n,,,,,,,,,,,,,\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n\n  ,, ,,,,,,,,,,,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
+    let file = format!("{HEADER}{body}");
+    let mut reader = CsvHouseholds::new(io::Cursor::new(file)).unwrap();
+    let h1 = reader.next().unwrap().unwrap();
+    assert_eq!(h1.rows, 2);
+    assert_eq!(h1.member_rows, [4, 7]);
+    assert!(reader.next().is_none());
+    assert_eq!(reader.rows_read(), 2);
+}
+
+#[test]
+fn an_oversized_household_is_bounded() {
+    let mut file = String::from(HEADER);
+    file.push_str("H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+    for i in 0..150 {
+        file.push_str(&format!("H1,child,,Mensah,Enfant {i},M,2015,,,,,,,\n"));
+    }
+    file.push_str("H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n");
+    let items = csv(file.as_bytes());
+    let f = failure(&items[0]);
+    assert_eq!(f.rows, 151);
+    assert_eq!(codes(&f.errors), [(103, "household", "too_many_dependants")]);
+    assert_eq!(f.unchecked.as_ref().unwrap().draft.dependants.len(), MAX_DEPENDANTS);
+    assert!(items[1].is_ok());
+}
+
+/// Gives `limit` bytes in all (both reads of the file), then fails, as a broken disk would.
+struct Broken<'a> {
+    data: &'a [u8],
+    at: usize,
+    limit: usize,
+}
+
+impl Read for Broken<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.limit == 0 {
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
+        }
+        let n = buf.len().min(self.limit).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        self.limit -= n;
+        Ok(n)
+    }
+}
+
+impl Seek for Broken<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Start(at) = to else {
+            return Err(io::Error::other("only from the start"));
+        };
+        self.at = usize::try_from(at).map_err(io::Error::other)?.min(self.data.len());
+        Ok(at)
+    }
+}
+
+#[test]
+fn a_read_failure_stops_the_job_without_a_half_household() {
+    let text = GOOD.replace("\r\n", "\n");
+    let cut = text.find("principal,H3").unwrap() - 5;
+    // Failing during the first read (split households): nothing is returned at all.
+    let broken = Broken {
+        data: text.as_bytes(),
+        at: 0,
+        limit: cut,
+    };
+    let mut reader = CsvHouseholds::new(broken).unwrap();
+    assert_eq!(reader.by_ref().count(), 0);
+    assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
+    // During the second: what was read whole is returned, not the household being read.
+    let header = text.find('\n').unwrap() + 1;
+    let broken = Broken {
+        data: text.as_bytes(),
+        at: 0,
+        limit: text.len() + cut - header,
+    };
+    let mut reader = CsvHouseholds::new(broken).unwrap();
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(items.len(), 1, "H1 only: H2 was still being read");
+    assert_eq!(reader.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
+
+    // A line longer than any person's stops the job before anything is registered.
+    let mut file = format!("{GOOD}H4,principal,TSV-4,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+    file.push_str(&"x".repeat(3 << 20));
+    let mut reader = CsvHouseholds::new(io::Cursor::new(file)).unwrap();
+    assert!(reader.next().is_none());
+    let e = reader.take_error().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("line 9"), "{e}");
+}
+
+#[test]
+fn a_quote_left_open_fails_its_row_and_swallows_nothing() {
+    // A quote never closed on H1's child: the rows after it are read as they are, each on its
+    // own line's number.
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1,child,,\"Mensah,Yao,M,2015,,,,,,,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,
+H2,child,,Ba,\"Fatou, dite \"\"Fa\"\"\",F,2016,,,,,,,
+H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
+";
+    let mut reader = CsvHouseholds::new(io::Cursor::new(format!("{HEADER}{body}"))).unwrap();
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(reader.rows_read(), 5);
+    assert_eq!(items.len(), 3);
+    let h1 = failure(&items[0]);
+    assert_eq!((h1.household.as_str(), h1.first_row, h1.rows), ("H1", 2, 2));
+    assert_eq!(codes(&h1.errors), [(3, "family_name", "unclosed_quote")]);
+    let h2 = items[1].clone().unwrap();
+    assert_eq!(h2.member_rows, [4, 5]);
+    assert_eq!(
+        h2.draft.dependants[0].beneficiary.given_names.as_deref(),
+        Some("Fatou, dite \"Fa\"")
+    );
+    assert_eq!(items[2].as_ref().unwrap().first_row, 6);
+
+    // A line break inside a quoted cell: the cell's first line fails its household, and the
+    // next line is a row of its own, reported as such.
+    let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(items.len(), 3);
+    let h1 = failure(&items[0]);
+    assert_eq!((h1.household.as_str(), h1.rows), ("H1", 1));
+    assert_eq!(codes(&h1.errors), [(2, "given_names", "unclosed_quote")]);
+    assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
+    assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+
+    // At the end of a file without a line end, the quote was cut.
+    let items = csv(format!("{HEADER}H1,principal,TSV-1,Mensah,\"Ko").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "truncated")]);
+}
+
+#[test]
+fn a_byte_order_mark_before_a_quoted_header_is_skipped() {
+    let quoted: Vec<String> = CSV_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+    let file = format!(
+        "\u{FEFF}{}\r\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\r\n",
+        quoted.join(",")
+    );
+    assert_eq!(check_csv_header(file.as_bytes()), Ok(()));
+    let h1 = csv(file.as_bytes()).remove(0).unwrap();
+    assert_eq!((h1.household.as_str(), h1.first_row), ("H1", 2));
+}
+
+#[test]
+fn storage_verdicts_land_on_the_member_at_fault() {
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,
+H1,spouse,,Mensah,Afi,F,1982,,,,,,,
+H1,child,TSV-1-2,Mensah,Yao,M,2015,,,,,,,
+";
+    let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+    let conflict = member_conflict("member_number_taken", 2);
+    assert_eq!(split_member_conflict(&conflict), ("member_number_taken", Some(2)));
+    assert_eq!(split_member_conflict("already_covered"), ("already_covered", None));
+    let taken = FieldError::new("/member_number", "member_number_taken", "taken", "pris");
+    let covered = FieldError::new("", "already_covered", "covered", "couvert");
+    assert_eq!(
+        codes(&rows.member_failure(2, &taken).errors),
+        [(4, "member_number", "member_number_taken")]
+    );
+    assert_eq!(
+        codes(&rows.member_failure(0, &taken).errors),
+        [(2, "member_number", "member_number_taken")]
+    );
+    assert_eq!(
+        codes(&rows.member_failure(1, &covered).errors),
+        [(3, "", "already_covered")]
+    );
+    let f = rows.member_failure(1, &covered);
+    assert_eq!((f.household.as_str(), f.first_row, f.rows), ("H1", 2, 3));
+    // The whole household: no column.
+    let contention = FieldError::new("", "concurrent_change", "again", "encore");
+    assert_eq!(
+        codes(&rows.failure(&[contention]).errors),
+        [(2, "", "concurrent_change")]
+    );
+
+    let mut json = rows.clone();
+    json.naming = FieldNaming::Pointers;
+    json.member_rows = vec![7; 3];
+    assert_eq!(
+        codes(&json.member_failure(2, &taken).errors),
+        [(7, "/dependants/1/member_number", "member_number_taken")]
+    );
+    assert_eq!(
+        codes(&json.member_failure(0, &taken).errors),
+        [(7, "/member_number", "member_number_taken")]
+    );
+    assert_eq!(
+        codes(&json.member_failure(0, &covered).errors),
+        [(7, "/principal", "already_covered")]
+    );
+}
+
+const NDJSON: &str = r#"{"member_number": "SGU-1", "start_date": "2026-01-01", "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975", "locality": {"region": "Ségou", "district": "Ségou", "commune": "Pelengana"}}, "dependants": [{"relationship": "child", "family_name": "Traoré", "given_names": "Bakary", "sex": "M", "birth_date": "2012-01-01", "birth_date_precision": "year"}]}
+
+{"member_number": "SGU-2", "start_date": "2026-01-01", "principal": {"family_name": "Coulibaly"
+{"product": "prod-other", "member_number": "SGU-3", "start_date": 20260101, "principal": {"family_name": "Diarra", "given_names": "Oumar", "sex": "M", "birth_date": "1970", "nickname": "Ouma"}}
+[1, 2]
+{"member_number": "SGU-5", "start_date": "2026-01-01", "principal": {"family_name": "Keita", "given_names": "Sira", "sex": "F", "birth_date": "1988-03-03"}, "dependants": [{"relationship": "child", "family_name": "Keita", "given_names": "Adama", "sex": "M", "birth_date": "2001-05-05"}]}
+"#;
+
+#[test]
+fn ndjson_lines_are_households() {
+    let mut file = NDJSON.as_bytes().to_vec();
+    file.extend_from_slice(b"{\"member_number\": \"S\xE9gou\"}\n");
+    let mut reader = NdjsonHouseholds::new(file.as_slice(), Some("prod-segou".into()));
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(reader.rows_read(), 6, "the blank line is not a row");
+    assert_eq!(items.len(), 6);
+
+    let good = items[0].clone().unwrap();
+    assert_eq!((good.household.as_str(), good.first_row, good.rows), ("SGU-1", 1, 1));
+    assert_eq!(good.draft.product.as_deref(), Some("prod-segou"));
+    let r = good.validate(&product(None, None), today()).unwrap();
+    assert_eq!(r.principal.family_name, "Traoré");
+    assert_eq!(
+        r.dependants[0].beneficiary.birth_date_precision,
+        BirthDatePrecision::Year
+    );
+
+    let bad = failure(&items[1]);
+    assert_eq!(codes(&bad.errors), [(3, "", "malformed_json")]);
+    assert_eq!(bad.household, "");
+
+    let typed = failure(&items[2]).clone();
+    assert_eq!(typed.household, "SGU-3");
+    assert_eq!(
+        typed.unchecked.as_ref().unwrap().draft.product.as_deref(),
+        Some("prod-other")
+    );
+    assert_eq!(
+        codes(&typed.errors),
+        [
+            (4, "/start_date", "invalid_type"),
+            (4, "/principal/nickname", "unknown_field")
+        ]
+    );
+    let typed = typed.complete(&NationalIdRules::SHIPPED, None, today());
+    assert_eq!(
+        codes(&typed.errors),
+        [
+            (4, "/start_date", "invalid_type"),
+            (4, "/principal/nickname", "unknown_field")
+        ],
+        "the missing start date is the mistyped one, not a second error"
+    );
+
+    assert_eq!(codes(&failure(&items[3]).errors), [(5, "", "invalid_type")]);
+
+    let adult_child = items[4].clone().unwrap();
+    assert_eq!(adult_child.first_row, 6);
+    let f = adult_child.validate(&product(None, Some(21)), today()).unwrap_err();
+    assert_eq!(
+        codes(&f.errors),
+        [(6, "/dependants/0/birth_date", "dependant_age_limit")]
+    );
+    assert_eq!(f.household, "SGU-5");
+
+    assert_eq!(codes(&failure(&items[5]).errors), [(7, "", "invalid_encoding")]);
+}
+
+#[test]
+fn ndjson_lines_too_long_are_skipped_whole() {
+    let mut file = format!("{{\"member_number\": \"{}\"}}\n", "9".repeat(MAX_NDJSON_LINE_BYTES));
+    file.push_str("{\"member_number\": \"SGU-1\"}");
+    let items: Vec<_> = NdjsonHouseholds::new(io::BufReader::with_capacity(1024, file.as_bytes()), None).collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(codes(&failure(&items[0]).errors), [(1, "", "line_too_long")]);
+    let second = items[1].clone().unwrap();
+    assert_eq!((second.household.as_str(), second.first_row), ("SGU-1", 2));
+    let f = second.validate(&product(None, None), today()).unwrap_err();
+    assert_eq!(
+        codes(&f.errors),
+        [(2, "/start_date", "required"), (2, "/principal", "required")]
+    );
+}
