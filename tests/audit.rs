@@ -143,7 +143,145 @@ async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
     );
 }
 
+/// SQL straight on the database that may be refused: the error's text when it is.
+async fn try_execute(app: &TestApp, sql: &str) -> Result<u64, String> {
+    use sqlx::{Connection, Executor};
+    let url = &app.db.url;
+    match app.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            c.execute(sql)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            c.execute(sql)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A copy of the first event stored at `seq`.
+fn copy_of_first(seq: &str) -> String {
+    format!(
+        "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+         request_id, digest, prev_digest) SELECT {seq}, at, organization, subject, action, resource_type, \
+         resource_id, request_id, digest, prev_digest FROM audit_events WHERE seq = 1"
+    )
+}
+
+/// A row stored before the first event (`seq` 0 or below) is listed like any other, so
+/// verification walks it too and names it, over the API and offline (`passerelle audit
+/// verify`) alike. The schema refuses such rows since migration 21; a database holding one from
+/// before is what the guard's removal stands for here.
+async fn a_row_before_the_first_is_named_by_verify(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..3 {
+        app.create_org(&format!("org-{i}"), "provider", "SN").await;
+    }
+    let guarded = |e: &str| e.contains("audit_events_seq_positive") || e.contains("audit_events.seq must be positive");
+    for seq in ["0", "-1", "(-9223372036854775807 - 1)"] {
+        let refused = try_execute(&app, &copy_of_first(seq)).await.unwrap_err();
+        assert!(guarded(&refused), "{seq}: {refused}");
+    }
+    let refused = try_execute(&app, "UPDATE audit_events SET seq = 0 WHERE seq = 1")
+        .await
+        .unwrap_err();
+    assert!(guarded(&refused), "{refused}");
+    assert_eq!(app.db.scalar("SELECT min(seq) FROM audit_events").await, 1);
+
+    let unguard = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_events_seq_positive_insert",
+        Backend::Postgres => "ALTER TABLE audit_events DROP CONSTRAINT audit_events_seq_positive",
+    };
+    app.db.execute(unguard).await;
+    app.db.execute(&copy_of_first("0")).await;
+    let auditor_id = "cabinet-audit";
+    app.create_org(auditor_id, "auditor", "SN").await;
+    let auditor = app.token(auditor_id, "audit:read registry:read");
+    let listed = app.get("/v1/audit-events?limit=500", &auditor).await;
+    let items = listed.json["items"].as_array().unwrap();
+    assert_eq!(items.last().unwrap()["seq"], 0, "the list shows the row");
+    let verdict = |r: &passerelle_tests::Reply| {
+        (
+            r.json["valid"].clone(),
+            r.json["events_checked"].clone(),
+            r.json["first_invalid_seq"].clone(),
+        )
+    };
+    let verify = app.get("/v1/audit-events/verify", &auditor).await;
+    assert_eq!(verdict(&verify), (json!(false), json!(1), json!(0)), "{}", verify.text);
+    let offline = || async {
+        let db = passerelle_api::app::connect_read_only(&app.config).await.unwrap();
+        let v = passerelle_api::routes::audit::verify_chain(db.store.as_ref())
+            .await
+            .unwrap();
+        db.close().await;
+        (v.valid, v.events_checked, v.first_invalid_seq)
+    };
+    assert_eq!(offline().await, (false, 1, Some(0)));
+    // The lowest `seq` there can be is walked as well.
+    app.db.execute(&copy_of_first("(-9223372036854775807 - 1)")).await;
+    let verify = app.get("/v1/audit-events/verify", &auditor).await;
+    assert_eq!(
+        verdict(&verify),
+        (json!(false), json!(1), json!(i64::MIN)),
+        "{}",
+        verify.text
+    );
+    assert_eq!(offline().await, (false, 1, Some(i64::MIN)));
+}
+
+/// Operators read everything, as auditors do: their reads of people, coverages and claims are
+/// audited too (DOMAIN.md, "Health data is sensitive data"), by id only.
+async fn operator_reads_are_audited(backend: Backend) {
+    let r = crate::registry::registry(backend).await;
+    let app = &r.app;
+    let household = crate::registry::household(&r.product, "TSV-0001", "123456789012");
+    let registered = crate::registry::register(app, "mut-a", "k1", &household).await;
+    assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    let member = &registered.json["members"][0];
+    let person = member["beneficiary"]["id"].as_str().unwrap().to_owned();
+    let coverage = member["coverage"]["id"].as_str().unwrap().to_owned();
+    let operator = app.token("operator", "registry:read claims:read audit:read");
+    for (path, resource_type, resource_id) in [
+        (format!("/v1/coverages/{coverage}"), "coverage", coverage.clone()),
+        (format!("/v1/beneficiaries/{person}"), "beneficiary", person.clone()),
+    ] {
+        let before = app.audited().await;
+        let read = app.get(&path, &operator).await;
+        assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+        assert_eq!(app.audited().await, before + 1, "{path}");
+        let events = app
+            .get(
+                &format!("/v1/audit-events?organization=operator&action={resource_type}.read"),
+                &operator,
+            )
+            .await;
+        let items = events.json["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{}", events.text);
+        assert_eq!(items[0]["resource_id"], resource_id.as_str());
+        assert!(!events.text.contains("Agbéko") && !events.text.contains("123456789012"));
+    }
+    // A mutuelle reading its own member is not an operator's or auditor's read: not audited.
+    let before = app.audited().await;
+    let own = app
+        .get(
+            &format!("/v1/coverages/{coverage}"),
+            &crate::registry::writer(app, "mut-a"),
+        )
+        .await;
+    assert_eq!(own.status.as_u16(), 200, "{}", own.text);
+    assert_eq!(app.audited().await, before);
+}
+
 on_both_databases!(
+    a_row_before_the_first_is_named_by_verify,
+    operator_reads_are_audited,
     a_deleted_tail_is_named_by_verify,
     changes_are_audited_without_personal_data,
     an_edited_event_is_named_by_verify,

@@ -89,6 +89,32 @@ async fn invalid_tokens_are_401(backend: Backend) {
     assert_eq!(status_of(&app, &app.token_from(&many)).await, 200);
 }
 
+/// The authentication scheme is case-insensitive (RFC 9110 §11.1); another scheme, or none, is
+/// still 401.
+async fn the_bearer_scheme_is_matched_in_any_case(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.token("operator", "registry:read");
+    let with = |authorization: String| {
+        app.send(
+            app.request(reqwest::Method::GET, "/v1/organizations")
+                .header("authorization", authorization),
+        )
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let reply = with(format!("{scheme} {token}")).await;
+        assert_eq!(reply.status.as_u16(), 200, "{scheme}: {}", reply.text);
+    }
+    for refused in [
+        format!("Basic {token}"),
+        format!("Bearer{token}"),
+        format!("Bearers {token}"),
+        "BEARER ".to_owned(),
+        token.clone(),
+    ] {
+        with(refused).await.problem(401, "unauthorized");
+    }
+}
+
 async fn scope_and_kind_are_both_required(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_org("mut-a", "mutuelle", "TG").await;
@@ -162,6 +188,7 @@ async fn an_organisation_over_its_rate_gets_429(backend: Backend) {
 }
 
 on_both_databases!(
+    the_bearer_scheme_is_matched_in_any_case,
     an_organisation_over_its_rate_gets_429,
     tokens_from_every_accepted_key_pass,
     invalid_tokens_are_401,

@@ -631,7 +631,182 @@ async fn the_ceiling_is_the_persons_not_the_coverages(backend: Backend) {
     assert_eq!(freed.json["estimate"]["complementary_xof"], 2000, "{}", freed.text);
 }
 
+/// The `(field, code)` pairs of a 422, in order.
+fn field_codes(reply: &Reply) -> Vec<(String, String)> {
+    reply.problem(422, "validation_failed");
+    reply.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+/// API.md §4: a 422 lists every broken rule, once each: an entry without `line` is `required`
+/// there, a `line` of the wrong type only `invalid_type`, and a line named twice is a `duplicate`
+/// even when its first entry is refused for another reason.
+async fn adjudication_errors_name_each_fault_once(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    // The spouse: mut-a alone, at 100 %; two lines proposing 1000 and 2000.
+    let lines = json!([{"code": "C1", "category": "consultation", "quantity": 1, "unit_price_xof": 1000},
+                       {"code": "C2", "category": "consultation", "quantity": 1, "unit_price_xof": 2000}]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c1",
+        &claim("EXT-1", &s.spouse, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(created.json["status"], "awaiting_complementary", "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let mutuelle = app.token("mut-a", "claims:adjudicate claims:read");
+    let two = json!({"line": 2, "decision": "accept"});
+    let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        (
+            json!([{"decision": "accept"}, two]),
+            vec![("/lines/0/line", "required")],
+        ),
+        (
+            json!([{"line": "1", "decision": "accept"}, two]),
+            vec![("/lines/0/line", "invalid_type")],
+        ),
+        (
+            json!([{"line": 1, "decision": "reduce", "approved_xof": 999999}, {"line": 1, "decision": "accept"}]),
+            vec![
+                ("/lines/0/approved_xof", "exceeds_proposed"),
+                ("/lines/1/line", "duplicate"),
+            ],
+        ),
+        (
+            json!([{"line": 1, "decision": "reduce", "approved_xof": 1001}, two]),
+            vec![("/lines/0/approved_xof", "exceeds_proposed")],
+        ),
+        (
+            json!([{"line": 1, "decision": "accept", "approved_xof": 500}, two]),
+            vec![("/lines/0/approved_xof", "not_allowed_for_decision")],
+        ),
+        (
+            json!([{"line": 1, "decision": "reduce", "approved_xof": "5"}, two]),
+            vec![("/lines/0/approved_xof", "invalid_type")],
+        ),
+        (
+            json!([{"line": 1, "decision": 7}, two]),
+            vec![("/lines/0/decision", "invalid_type")],
+        ),
+        (
+            json!([{"line": 1, "decision": "reject", "reason_code": 5}, two]),
+            vec![("/lines/0/reason_code", "invalid_type")],
+        ),
+        (
+            json!([{"line": 3, "decision": "accept"}, {"line": 1, "decision": "accept"}, two]),
+            vec![("/lines/0/line", "unknown_line")],
+        ),
+        (
+            json!([{"line": 1, "decision": "accept"}]),
+            vec![("/lines", "every_line_once")],
+        ),
+    ];
+    for (lines, expected) in cases {
+        let reply = app
+            .post(
+                &format!("/v1/claims/{id}/adjudication"),
+                &mutuelle,
+                &json!({"lines": lines}),
+            )
+            .await;
+        assert_eq!(field_codes(&reply), pairs(&expected), "{lines}");
+    }
+    let decided = app
+        .post(
+            &format!("/v1/claims/{id}/adjudication"),
+            &mutuelle,
+            &json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 1000}, two]}),
+        )
+        .await;
+    assert_eq!(decided.json["status"], "adjudicated", "{}", decided.text);
+
+    // The base scheme's adjudication, of the principal's claim (INAM, then mut-a).
+    let lines = json!([{"code": "C1", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c2",
+        &claim("EXT-2", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(created.json["status"], "awaiting_base", "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        (json!([{"paid_xof": 1}]), vec![("/lines/0/line", "required")]),
+        (
+            json!([{"line": "1", "paid_xof": 1}]),
+            vec![("/lines/0/line", "invalid_type")],
+        ),
+        (
+            json!([{"line": 1, "paid_xof": "1"}]),
+            vec![("/lines/0/paid_xof", "invalid_type")],
+        ),
+        (json!([{"line": 1}]), vec![("/lines/0/paid_xof", "required")]),
+        (
+            json!([{"line": 1, "paid_xof": 999999}, {"line": 1, "paid_xof": 1}]),
+            vec![("/lines/0/paid_xof", "exceeds_billed"), ("/lines/1/line", "duplicate")],
+        ),
+    ];
+    for (lines, expected) in cases {
+        let reply = app
+            .post(
+                &format!("/v1/claims/{id}/base-adjudication"),
+                &inam,
+                &json!({"lines": lines}),
+            )
+            .await;
+        assert_eq!(field_codes(&reply), pairs(&expected), "{lines}");
+    }
+    // The same body, forwarded with a claim by the scheme.
+    let mut forwarded = claim(
+        "EXT-3",
+        &s.principal,
+        "2026-06-01",
+        json!([{"code": "C1", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]),
+    );
+    forwarded["base_adjudication"] = json!({"lines": [{"line": 1, "paid_xof": 999999}, {"line": 1, "paid_xof": 1},
+                                                      {"paid_xof": 1}, {"line": "1", "paid_xof": 1}]});
+    let reply = submit(app, &inam, "c3", &forwarded).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[
+            ("/base_adjudication/lines/3/line", "invalid_type"),
+            ("/base_adjudication/lines/0/paid_xof", "exceeds_billed"),
+            ("/base_adjudication/lines/1/line", "duplicate"),
+            ("/base_adjudication/lines/2/line", "required"),
+        ])
+    );
+    let based = app
+        .post(
+            &format!("/v1/claims/{id}/base-adjudication"),
+            &inam,
+            &json!({"lines": [{"line": 1, "paid_xof": 800}]}),
+        )
+        .await;
+    assert_eq!(based.json["status"], "awaiting_complementary", "{}", based.text);
+}
+
 on_both_databases!(
+    adjudication_errors_name_each_fault_once,
     the_ceiling_is_the_persons_not_the_coverages,
     a_payer_owing_nothing_is_passed_over,
     a_claim_goes_from_base_to_complementary_to_adjudicated,

@@ -89,7 +89,7 @@ async fn a_mutuelle_alone_pays_its_rate_with_floors(backend: Backend) {
 async fn every_reason_is_reported_with_its_end(backend: Backend) {
     let s = setup(backend, "2026-01-31").await;
     let app = &s.app;
-    // Day 31 of a 90-day waiting period, and contributions lapsed (paid to 01-31, 30 days' grace).
+    // Day 74 of a 90-day waiting period, and contributions lapsed (paid to 01-31, 30 days' grace).
     let early = json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-03-15", "care_level": "health_center",
         "category": "dental"});
     let reply = check(app, &provider(app), early).await;
@@ -383,7 +383,106 @@ async fn a_nul_character_is_refused_and_fails_no_one_else(backend: Backend) {
     assert_eq!(app.count("organizations").await, before);
 }
 
+/// A product changed from 2026-07-01 (80 % instead of 100 % at a health centre, a 50 000 ceiling
+/// instead of 150 000): a check answers with the version in force on its service date, the day
+/// before and the day the new one starts, for the rate, the ceiling left and the estimate.
+async fn a_check_uses_the_version_in_force_on_the_service_date(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let token = writer(app, "mut-a");
+    let coverage = app
+        .get(&format!("/v1/coverages/{}", s.principal_coverage), &token)
+        .await;
+    let product_path = format!("/v1/products/{}", coverage.json["product"].as_str().unwrap());
+    let mut v2 = crate::products::family_plan("2026-07-01");
+    v2["rules"] = json!([{"care_level": "health_center", "rate_bp": 8000}, {"category": "pharmacy", "rate_bp": 7000}]);
+    v2["annual_ceiling_xof"] = json!(50000);
+    let put = app
+        .send(
+            app.request(reqwest::Method::PUT, &product_path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&v2),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    let on = |service_date: &str| {
+        json!({"beneficiary": {"id": s.principal}, "service_date": service_date, "care_level": "health_center",
+               "category": "consultation", "amount_xof": 100001})
+    };
+    let before = check(app, &provider(app), on("2026-06-30")).await;
+    assert_eq!(before.status.as_u16(), 200, "{}", before.text);
+    let c = &before.json["coverages"][0];
+    assert_eq!(
+        (&c["status"], &c["rate_bp"], &c["remaining_ceiling_xof"]),
+        (&json!("eligible"), &json!(10000), &json!(150000))
+    );
+    assert_eq!(
+        before.json["estimate"],
+        json!({"billed_xof": 100001, "base_xof": 0, "complementary_xof": 100001, "patient_xof": 0})
+    );
+    // From 2026-07-01: floor(100 001 × 0.8) = 80 000, held to the new 50 000 ceiling.
+    let after = check(app, &provider(app), on("2026-07-01")).await;
+    assert_eq!(after.status.as_u16(), 200, "{}", after.text);
+    let c = &after.json["coverages"][0];
+    assert_eq!(
+        (&c["status"], &c["rate_bp"], &c["remaining_ceiling_xof"]),
+        (&json!("eligible"), &json!(8000), &json!(50000))
+    );
+    assert_eq!(
+        after.json["estimate"],
+        json!({"billed_xof": 100001, "base_xof": 0, "complementary_xof": 50000, "patient_xof": 50001})
+    );
+}
+
+/// A reason's `until` is the first day it no longer holds, under the version then in force: a
+/// later version that shortens the waiting period brings the day forward.
+async fn until_follows_a_later_version(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let token = writer(app, "mut-a");
+    let coverage = app
+        .get(&format!("/v1/coverages/{}", s.principal_coverage), &token)
+        .await;
+    let product_path = format!("/v1/products/{}", coverage.json["product"].as_str().unwrap());
+    let on = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-01-20", "care_level": "health_center",
+           "category": "consultation"});
+    let until = |reply: &passerelle_tests::Reply| {
+        let reason = &reply.json["coverages"][0]["reasons"][0];
+        json!({"code": reason["code"], "until": reason["until"]})
+    };
+    // Version 1 alone: 90 days from the start on 2026-01-01.
+    let before = check(app, &provider(app), on.clone()).await;
+    assert_eq!(
+        until(&before),
+        json!({"code": "WAITING_PERIOD", "until": "2026-04-01"}),
+        "{}",
+        before.text
+    );
+    let mut v2 = crate::products::family_plan("2026-02-01");
+    v2["waiting_period_days"] = json!(30);
+    let put = app
+        .send(
+            app.request(reqwest::Method::PUT, &product_path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&v2),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    // From 2026-02-01 the 30 days, ended on 2026-01-31, are already past.
+    let after = check(app, &provider(app), on).await;
+    assert_eq!(
+        until(&after),
+        json!({"code": "WAITING_PERIOD", "until": "2026-02-01"}),
+        "{}",
+        after.text
+    );
+}
+
 on_both_databases!(
+    until_follows_a_later_version,
+    a_check_uses_the_version_in_force_on_the_service_date,
     a_nul_character_is_refused_and_fails_no_one_else,
     simultaneous_checks_each_get_their_own_answer,
     a_mutuelle_alone_pays_its_rate_with_floors,

@@ -104,7 +104,33 @@ async fn every_response_carries_a_request_id(backend: Backend) {
     assert_ne!(hostile.header("x-request-id"), Some("a b<script>"));
 }
 
+/// A path whose escapes do not decode to UTF-8 names nothing that can exist: 404, as a NUL in a
+/// path is (API.md §4), not the path extractor's 400.
+async fn a_path_that_is_not_utf8_is_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let op = app.token("operator", "registry:read claims:read audit:read");
+    for path in [
+        "/v1/organizations/%FF",
+        "/v1/coverages/%C3%28",
+        "/v1/claims/ab%FFcd",
+        "/v1/audit-events/%FF",
+    ] {
+        let reply = app.get(path, &op).await;
+        assert_eq!(reply.status.as_u16(), 404, "{path}: {}", reply.text);
+        reply.problem(404, "not_found");
+    }
+    // The same routes with a text id that does not exist: the same answer.
+    let absent = app.get("/v1/organizations/nobody", &op).await;
+    let invalid = app.get("/v1/organizations/%FF", &op).await;
+    assert_eq!(absent.json["detail"], invalid.json["detail"]);
+    // Escapes that are UTF-8 are an id like any other.
+    app.get("/v1/organizations/%C3%A9t%C3%A9", &op)
+        .await
+        .problem(404, "not_found");
+}
+
 on_both_databases!(
+    a_path_that_is_not_utf8_is_404,
     malformed_requests_get_problems_and_change_nothing,
     messages_follow_accept_language,
     every_response_carries_a_request_id,

@@ -314,6 +314,28 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     assert_eq!(waiting.json["disposition"], "not eligible");
     let insurance = &waiting.json["insurance"][0];
     assert_eq!(insurance["inforce"], false);
+    // Its rate is said as /v1 says it: `inforce` and the reason tell that it does not pay today.
+    let v1_waiting = app
+        .post(
+            "/v1/eligibility-checks",
+            &token,
+            &json!({"beneficiary": {"id": s.spouse}, "service_date": "2026-02-01", "care_level": "health_center",
+                    "category": "consultation"}),
+        )
+        .await;
+    assert_ne!(
+        v1_waiting.json["coverages"][0]["status"], "eligible",
+        "{}",
+        v1_waiting.text
+    );
+    let rate = v1_waiting.json["coverages"][0]["rate_bp"]
+        .as_u64()
+        .expect("a rate in /v1");
+    assert_eq!(rate % 100, 0);
+    assert_eq!(
+        benefit(insurance, "eligpercent")["allowedString"],
+        (rate / 100).to_string().as_str()
+    );
     let reason = &insurance["extension"][0];
     assert_eq!(reason["url"], "urn:passerelle:reason");
     assert_eq!(reason["extension"][0]["valueCoding"]["code"], "WAITING_PERIOD");
@@ -581,10 +603,14 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     let replay = fhir_post(app, "/fhir/r4/Claim", &token, Some("f1"), &body).await;
     assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
     assert_eq!(replay.json, created.json, "a replay gives back the first answer");
+    // The duplicate is named as the client sent it: the Claim's identifier, not a /v1 field.
+    let duplicate = fhir_post(app, "/fhir/r4/Claim", &token, Some("f2"), &body).await;
     assert_eq!(
-        issues(&fhir_post(app, "/fhir/r4/Claim", &token, Some("f2"), &body).await, 409)[0].0,
-        "conflict"
+        issues(&duplicate, 409),
+        [("duplicate".to_owned(), "Claim.identifier[0].value".to_owned())]
     );
+    let text = duplicate.json["issue"][0]["details"]["text"].as_str().unwrap();
+    assert!(text.contains("identifiant") && !text.contains("external_id"), "{text}");
     assert_eq!(
         issues(&fhir_post(app, "/fhir/r4/Claim", &token, None, &body).await, 428)[0].0,
         "required"
@@ -989,6 +1015,197 @@ async fn required_query_parameters_are_published_as_required(backend: Backend) {
     );
 }
 
+/// A Claim's `item.quantity` and a check's are FHIR Quantities: a bare number, a string or an
+/// array is refused at the element, never read as absent (which would bill one unit).
+async fn a_quantity_must_be_a_quantity(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let patient = json!({"reference": format!("Patient/{}", s.principal)});
+    let claims = app.count("claims").await;
+    for (n, quantity) in [json!(3), json!("3"), json!([{"value": 3}]), json!(true)]
+        .into_iter()
+        .enumerate()
+    {
+        let items = json!([item(1, "CONS", "consultation", 1, 5000)]);
+        let mut claim = fhir_claim(&format!("EXT-QT{n}"), &s.principal, items);
+        claim["item"][0]["quantity"] = quantity.clone();
+        let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some(&format!("qt{n}")), &claim).await;
+        assert_eq!(
+            rule_codes(&reply),
+            [("invalid_type".to_owned(), "Claim.item[0].quantity".to_owned())],
+            "{quantity}"
+        );
+        let mut check = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(5000));
+        check["item"][0]["quantity"] = quantity.clone();
+        let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &check).await;
+        assert_eq!(
+            rule_codes(&reply),
+            [(
+                "invalid_type".to_owned(),
+                "CoverageEligibilityRequest.item[0].quantity".to_owned()
+            )],
+            "{quantity}"
+        );
+    }
+    assert_eq!(app.count("claims").await, claims);
+    // Absent or null: one unit, as documented.
+    let mut claim = fhir_claim(
+        "EXT-QT9",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 5000)]),
+    );
+    claim["item"][0]["quantity"] = Value::Null;
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("qt9"), &claim).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    assert_eq!(
+        adjudication(&reply.json["item"][0], "submitted", None)["amount"]["value"],
+        5000
+    );
+    let mut check = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(5000));
+    check["item"][0]["quantity"] = Value::Null;
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &check).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(
+        benefit(&reply.json["insurance"][0], "submitted")["allowedMoney"]["value"],
+        5000
+    );
+}
+
+/// More items than a `/v1` claim takes is one issue naming the limit, whatever the items are;
+/// within the limits, an answer lists at most 100 faults and says how many more there are, so
+/// that it stays a readable OperationOutcome.
+async fn a_long_claim_is_told_its_limit(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let claims = app.count("claims").await;
+    for n in [1001, 2300] {
+        let zeros = Value::Array(vec![json!(0); n]);
+        let claim = fhir_claim(&format!("EXT-L{n}"), &s.principal, zeros);
+        let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some(&format!("l{n}")), &claim).await;
+        assert_eq!(
+            rule_codes(&reply),
+            [("invalid_length".to_owned(), "Claim.item".to_owned())],
+            "{n}"
+        );
+        let text = reply.json["issue"][0]["details"]["text"].as_str().unwrap();
+        assert!(text.contains("1000"), "{text}");
+    }
+    // A thousand wrong items: the first 100 faults, then how many more.
+    let claim = fhir_claim("EXT-L1000", &s.principal, Value::Array(vec![json!(0); 1000]));
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l1000"), &claim).await;
+    let found = rule_codes(&reply);
+    assert_eq!(found.len(), 101, "{}", reply.text);
+    assert_eq!(found[0], ("invalid_type".to_owned(), "Claim.item[0]".to_owned()));
+    assert_eq!(found[99], ("invalid_type".to_owned(), "Claim.item[99]".to_owned()));
+    assert_eq!(found[100], ("too_many_errors".to_owned(), "Claim".to_owned()));
+    let last = &reply.json["issue"][100];
+    assert_eq!(last["code"], "too-costly");
+    assert!(last["details"]["text"].as_str().unwrap().contains("900"), "{last}");
+    // Diagnoses have no limit in /v1: thousands of wrong ones are bounded the same way.
+    let mut many = fhir_claim("EXT-L5", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    many["diagnosis"] = Value::Array(vec![json!(0); 5000]);
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l5"), &many).await;
+    let found = rule_codes(&reply);
+    assert_eq!(found.len(), 101, "{}", reply.text);
+    assert_eq!(found[0], ("invalid_type".to_owned(), "Claim.diagnosis[0]".to_owned()));
+    assert_eq!(found[100].0, "too_many_errors");
+    let text = reply.json["issue"][100]["details"]["text"].as_str().unwrap();
+    assert!(text.contains("4900"), "{text}");
+    // A billablePeriod.start that is no date is said once, not once per item that needs it.
+    let mut items = json!([
+        item(1, "CONS", "consultation", 1, 100),
+        item(2, "CONS", "consultation", 1, 100),
+        item(3, "CONS", "consultation", 1, 100)
+    ]);
+    for item in items.as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("servicedDate");
+    }
+    let mut period = fhir_claim("EXT-L6", &s.principal, items);
+    period["billablePeriod"] = json!({"start": 20260601});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l6"), &period).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("invalid_type".to_owned(), "Claim.billablePeriod.start".to_owned())]
+    );
+    assert_eq!(app.count("claims").await, claims);
+}
+
+/// `GET /fhir/r4/Coverage/{id}`: the references the façade writes (`Coverage/<id>`) resolve,
+/// with the visibility and audit of `GET /v1/coverages/{id}`.
+async fn a_coverage_is_read_as_v1_reads_it(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let metadata = app.send(app.request(Method::GET, "/fhir/r4/metadata")).await;
+    let coverage = metadata.json["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Coverage")
+        .unwrap()
+        .clone();
+    let interactions: Vec<&str> = coverage["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert!(interactions.contains(&"read"), "{coverage}");
+
+    let mut_a = app.token("mut-a", "registry:read");
+    let search = app
+        .get(&format!("/fhir/r4/Coverage?beneficiary={}", s.principal), &mut_a)
+        .await;
+    let entry = &search.json["entry"][0];
+    let id = entry["resource"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/fhir/r4/Coverage/{id}");
+    for (who, token) in [
+        ("mut-a", mut_a.clone()),
+        ("auditor", app.token("audit-x", "registry:read")),
+    ] {
+        let audited = app.audited().await;
+        let v1 = app.get(&format!("/v1/coverages/{id}"), &token).await;
+        assert_eq!(v1.status.as_u16(), 200, "{who}: {}", v1.text);
+        let v1_audits = app.audited().await - audited;
+        let read = app.get(&path, &token).await;
+        assert_eq!(read.status.as_u16(), 200, "{who}: {}", read.text);
+        assert_eq!(read.header("content-type"), Some(FHIR));
+        assert_eq!(read.json, entry["resource"], "{who}: the search's resource");
+        assert_eq!(read.json["subscriberId"], "TSV-0001");
+        // Audited as /v1 audits it.
+        assert_eq!(app.audited().await - audited, 2 * v1_audits, "{who}");
+    }
+    // A dependant's principal-coverage reference resolves too.
+    let spouse = app
+        .get(&format!("/fhir/r4/Coverage?beneficiary={}", s.spouse), &mut_a)
+        .await;
+    let principal = spouse.json["entry"][0]["resource"]["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:passerelle:principal-coverage")
+        .unwrap()["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = app.get(&format!("/fhir/r4/{principal}"), &mut_a).await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    assert_eq!(read.json["id"], id.as_str());
+    // Another organisation, a provider, an unknown id: 404 as an OperationOutcome, as in /v1.
+    for org in ["mut-b", "cms-a", "tg-inam"] {
+        let token = app.token(org, "registry:read");
+        let hidden = app.get(&path, &token).await;
+        assert_eq!(issues(&hidden, 404), [("not-found".to_owned(), String::new())], "{org}");
+        let v1 = app.get(&format!("/v1/coverages/{id}"), &token).await;
+        assert_eq!(v1.status.as_u16(), 404, "{org}");
+    }
+    let unknown = app.get("/fhir/r4/Coverage/nobody", &mut_a).await;
+    assert_eq!(issues(&unknown, 404)[0].0, "not-found");
+    let wrong_scope = app.get(&path, &app.token("mut-a", "claims:read")).await;
+    assert_eq!(issues(&wrong_scope, 403)[0].0, "forbidden");
+}
+
 on_both_databases!(
     people_and_coverages_read_as_fhir,
     eligibility_answers_as_v1_does,
@@ -997,4 +1214,7 @@ on_both_databases!(
     idempotency_faults_name_the_header,
     eligibility_faults_name_the_value,
     required_query_parameters_are_published_as_required,
+    a_quantity_must_be_a_quantity,
+    a_long_claim_is_told_its_limit,
+    a_coverage_is_read_as_v1_reads_it,
 );

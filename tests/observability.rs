@@ -235,6 +235,16 @@ async fn request_and_eligibility_metrics_move_by_exactly_what_was_asked() {
     let unrouted = app.get(&format!("/v1/nowhere/{person}"), &operator).await;
     unrouted.problem(404, "not_found");
     made_one("GET", "unmatched", &unrouted);
+    // Any token is a method: one the API does not know is counted as `other`, never under its
+    // own name (each would add series for the life of the process).
+    for made_up in ["FOO00001", "FOO00002"] {
+        let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+        let reply = app
+            .send(app.request(method, "/v1/organizations/mut-a").bearer_auth(&operator))
+            .await;
+        reply.problem(405, "method_not_allowed");
+        made_one("other", "/v1/organizations/{id}", &reply);
+    }
 
     let eligible = check(
         &app,
@@ -291,6 +301,24 @@ async fn request_and_eligibility_metrics_move_by_exactly_what_was_asked() {
         assert!(
             !k.1.contains(&person) && !k.1.contains("nowhere") && !k.1.contains("no-such-org"),
             "a concrete path became a route label: {k:?}"
+        );
+        assert!(!k.0.contains("FOO"), "a made-up method became a label: {k:?}");
+    }
+    let text = app.send(app.request(Method::GET, "/metrics")).await.text;
+    assert!(!text.contains("FOO0000"), "a made-up method is in /metrics");
+
+    // The recorder drains its histograms on its own (`install_recorder` leaves that to its
+    // caller), not only when scraped: the thread that does it runs.
+    #[cfg(target_os = "linux")]
+    {
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(
+            threads.iter().any(|n| n == passerelle_api::metrics::UPKEEP_THREAD),
+            "no metrics upkeep thread among {threads:?}"
         );
     }
 

@@ -88,6 +88,16 @@ async fn lists_page_with_cursors(backend: Backend) {
     }
     let unknown_kind = app.get("/v1/organizations?kind=bank", &op).await;
     unknown_kind.problem(422, "validation_failed");
+    // The error names the parameter (API.md §4), with what is wrong but no wrapper's wording.
+    assert_eq!(unknown_kind.error_fields(), ["/query/kind"], "{}", unknown_kind.text);
+    let message = unknown_kind.json["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("bank") && !message.contains("deserialize"),
+        "{message}"
+    );
+    let twice = app.get("/v1/organizations?kind=mutuelle&kind=scheme", &op).await;
+    twice.problem(422, "validation_failed");
+    assert_eq!(twice.error_fields(), ["/query/kind"], "{}", twice.text);
 }
 
 async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {

@@ -230,9 +230,68 @@ async fn versions_need_if_match_and_a_later_date(backend: Backend) {
     other.problem(404, "not_found");
 }
 
+/// Two updates sent at the same moment from the same version: the compare-and-set lets exactly
+/// one through (200, version 2) and the other finds its If-Match stale (412), never a 500 or a
+/// 503, and never two versions numbered 2.
+async fn concurrent_updates_from_one_version_make_one_winner(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let token = writer(&app, "mut-a");
+    let created = create(&app, "mut-a", &family_plan("2026-01-01")).await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/products/{id}");
+    for round in 0..5 {
+        let tag = app.get(&path, &token).await.header("etag").unwrap().to_owned();
+        let bodies: Vec<Value> = (0..2)
+            .map(|i| {
+                let mut body = family_plan(&format!("2027-{:02}-{:02}", round + 1, i + 1));
+                body["annual_ceiling_xof"] = json!(200_000 + 1_000 * i);
+                body
+            })
+            .collect();
+        let replies = futures::future::join_all(bodies.iter().map(|body| {
+            app.send(
+                app.request(Method::PUT, &path)
+                    .bearer_auth(&token)
+                    .header("if-match", tag.as_str())
+                    .json(body),
+            )
+        }))
+        .await;
+        let mut statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [200, 412],
+            "round {round}: {:?}",
+            replies.iter().map(|r| &r.text).collect::<Vec<_>>()
+        );
+        let (won, lost) = if replies[0].status.as_u16() == 200 {
+            (&replies[0], &replies[1])
+        } else {
+            (&replies[1], &replies[0])
+        };
+        lost.problem(412, "precondition_failed");
+        let expected = round + 2;
+        assert_eq!(won.json["version"], expected);
+        assert_eq!(won.header("etag"), Some(format!("\"{expected}\"").as_str()));
+        // What is stored is the winner's body, whole.
+        let latest = app.get(&path, &token).await;
+        assert_eq!(latest.json, won.json);
+    }
+    let versions = app.get(&format!("{path}/versions"), &token).await;
+    let numbers: Vec<i64> = versions.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+}
+
 on_both_databases!(
     owners_create_and_read_their_products,
     layers_must_suit_the_owner,
     every_rule_violation_is_listed,
     versions_need_if_match_and_a_later_date,
+    concurrent_updates_from_one_version_make_one_winner,
 );

@@ -952,7 +952,176 @@ async fn registered_paid_through_of_the_previous_release(backend: Backend) {
     assert_eq!(registered(&ids[1], "= '2026-12-31'").await, 1);
 }
 
+/// A birth or a marriage: a dependant joins a registered household, under its product's rules,
+/// and is eligible as the household's other dependants are.
+async fn a_dependant_joins_a_registered_household(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let principal = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let spouse = reply.json["members"][1]["coverage"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/coverages/{principal}/dependants");
+    let add = |org: &str, key: Option<&str>, on: &str, body: &Value| {
+        let mut req = app
+            .request(Method::POST, &format!("/v1/coverages/{on}/dependants"))
+            .bearer_auth(writer(app, org))
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        app.send(req)
+    };
+    let newborn = json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+        "given_names": "Afi", "sex": "F", "birth_date": "2026-03-01"});
+    let before = app.count("coverages").await;
+    add("mut-a", None, &principal, &newborn)
+        .await
+        .problem(428, "precondition_required");
+    let born = add("mut-a", Some("b1"), &principal, &newborn).await;
+    assert_eq!(born.status.as_u16(), 201, "{}", born.text);
+    let coverage = &born.json["coverage"];
+    let id = coverage["id"].as_str().unwrap().to_owned();
+    assert_eq!(born.header("location"), Some(format!("/v1/coverages/{id}").as_str()));
+    assert_eq!(born.header("etag"), Some("\"1\""));
+    assert_eq!(born.json["relationship"], "child");
+    assert_eq!(born.json["matched"], false);
+    assert_eq!(born.json["beneficiary"]["given_names"], "Afi");
+    assert_eq!(coverage["principal_coverage"], principal.as_str());
+    assert_eq!(coverage["member_number"], "TSV-0001");
+    assert_eq!(coverage["product"], r.product.as_str());
+    assert_eq!(coverage["start_date"], "2026-03-02");
+    assert_eq!(coverage["paid_through"], "2026-12-31");
+    // The same key again answers the same, and adds nobody.
+    let replay = add("mut-a", Some("b1"), &principal, &newborn).await;
+    assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
+    assert_eq!(replay.json["coverage"]["id"], id.as_str());
+    assert_eq!(app.count("coverages").await, before + 1);
+
+    // The newborn waits the product's 90 days from their own start, then is covered.
+    let checker = app.token("cms-a", "eligibility:check");
+    let person = born.json["beneficiary"]["id"].clone();
+    let check = |date: &str| {
+        let body = json!({"beneficiary": {"id": person}, "service_date": date,
+            "care_level": "health_center", "category": "consultation"});
+        app.send(
+            app.request(Method::POST, "/v1/eligibility-checks")
+                .bearer_auth(&checker)
+                .json(&body),
+        )
+    };
+    let waiting = check("2026-04-01").await;
+    assert_eq!(waiting.json["eligible"], false, "{}", waiting.text);
+    assert_eq!(
+        waiting.json["coverages"][0]["reasons"][0]["code"], "WAITING_PERIOD",
+        "{}",
+        waiting.text
+    );
+    assert_eq!(check("2026-06-15").await.json["eligible"], true);
+
+    // Only the household's own mutuelle, only through the principal's coverage.
+    add("mut-b", Some("b2"), &principal, &newborn)
+        .await
+        .problem(404, "not_found");
+    add("mut-a", Some("b3"), &spouse, &newborn)
+        .await
+        .problem(409, "conflict");
+    let scheme = app
+        .request(Method::POST, &path)
+        .bearer_auth(writer(app, "tg-inam"))
+        .header("idempotency-key", "b4")
+        .json(&newborn);
+    app.send(scheme).await.problem(403, "forbidden");
+
+    // Every problem at once, at the body's own pointers; nothing written.
+    let bad = add(
+        "mut-a",
+        Some("b5"),
+        &principal,
+        &json!({"relationship": "principal", "start_date": "2025-12-31", "given_names": "Afi", "sex": "X",
+            "birth_date": "2090-01-01", "colour": "blue"}),
+    )
+    .await;
+    bad.problem(422, "validation_failed");
+    let mut fields = bad.error_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "/birth_date",
+            "/colour",
+            "/family_name",
+            "/relationship",
+            "/sex",
+            "/start_date"
+        ],
+        "{}",
+        bad.text
+    );
+    // A child past the product's age limit (21) on their start date.
+    let grown = add(
+        "mut-a",
+        Some("b6"),
+        &principal,
+        &json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+            "given_names": "Kodjo", "sex": "M", "birth_date": "2004-01-01"}),
+    )
+    .await;
+    grown.problem(422, "validation_failed");
+    assert_eq!(grown.error_fields(), ["/birth_date"], "{}", grown.text);
+    // The principal, by their national id, already holds the product.
+    let again = add("mut-a", Some("b7"), &principal,
+        &json!({"relationship": "parent", "start_date": "2026-03-02", "national_id": {"country": "TG", "type": "NIU",
+            "value": "123456789012"}, "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}))
+        .await;
+    again.problem(409, "conflict");
+    assert_eq!(app.count("coverages").await, before + 1);
+
+    // A product admitting three dependants: two additions racing for the last place, one wins.
+    let mut small = family_plan("2026-01-01");
+    small["max_dependants"] = json!(3);
+    let small = app.post("/v1/products", &writer(app, "mut-a"), &small).await;
+    let small = small.json["id"].as_str().unwrap().to_owned();
+    let family = register(app, "mut-a", "k2", &household(&small, "TSV-0002", "123456789013")).await;
+    assert_eq!(family.status.as_u16(), 201, "{}", family.text);
+    let head = family.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let child = |given: &str| {
+        json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+        "given_names": given, "sex": "F", "birth_date": "2026-03-01"})
+    };
+    let (first, second) = tokio::join!(
+        add("mut-a", Some("c1"), &head, &child("Abla")),
+        add("mut-a", Some("c2"), &head, &child("Adjoa")),
+    );
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{} / {}", first.text, second.text);
+    let lost = if first.status.as_u16() == 409 { &first } else { &second };
+    assert!(
+        lost.json["detail"].as_str().unwrap().contains("max_dependants"),
+        "{}",
+        lost.text
+    );
+    let live = format!("SELECT count(*) FROM coverages WHERE principal_coverage = '{head}'");
+    assert_eq!(app.db.scalar(&live).await, 3);
+
+    // A terminated household takes nobody more.
+    let token = writer(app, "mut-a");
+    let read = app.get(&format!("/v1/coverages/{principal}"), &token).await;
+    let end = app
+        .request(Method::PATCH, &format!("/v1/coverages/{principal}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .header("if-match", read.header("etag").unwrap())
+        .body(json!({"status": "terminated"}).to_string());
+    assert_eq!(app.send(end).await.status.as_u16(), 200);
+    add("mut-a", Some("b8"), &principal, &child("Akú"))
+        .await
+        .problem(409, "conflict");
+}
+
 on_both_databases!(
+    a_dependant_joins_a_registered_household,
     a_contribution_entered_by_mistake_is_cancelled,
     registered_paid_through_of_the_previous_release,
     terminations_of_the_previous_release_take_effect_on_their_day,

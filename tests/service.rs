@@ -63,6 +63,58 @@ on_both_databases!(
     openapi_and_docs_are_served
 );
 
+/// After the shutdown signal, requests in flight have a bounded time to finish: a bulk upload
+/// still arriving (it may take 30 minutes) does not hold the shutdown, so the clean-up after
+/// serving still runs inside the orchestrator's grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_does_not_hold_the_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let database = passerelle_api::app::connect(&app.config).await.unwrap();
+    let state = passerelle_api::app::state(app.config.clone(), &database).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = std::time::Duration::from_millis(500);
+    let server = tokio::spawn(passerelle_api::app::serve_until(
+        listener,
+        passerelle_api::app::router(state),
+        async {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
+
+    // An upload announcing a megabyte, of which a few bytes arrive, then nothing.
+    let token = app.token("mut-a", "registry:read registry:write");
+    let mut upload = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/registrations/batches HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/x-ndjson\r\nidempotency-key: slow-1\r\ncontent-length: 1000000\r\n\r\n\
+         {{\"member_number\": "
+    );
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.flush().await.unwrap();
+    // The request is in its handler, streaming the body to disk: no answer yet.
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), upload.read(&mut byte)).await;
+    assert!(early.is_err(), "the upload was answered before its body arrived");
+
+    let signalled = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let served = tokio::time::timeout(std::time::Duration::from_secs(20), server)
+        .await
+        .expect("the shutdown waited for the upload")
+        .unwrap();
+    assert_eq!(served, Ok(()));
+    let took = signalled.elapsed();
+    assert!(took >= drain, "the requests in flight had their drain: {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    drop(database);
+}
+
 /// PostgreSQL behind a proxy that the test cuts: readiness turns 503, a write answers 503 and
 /// leaves nothing behind, and the service recovers when the database returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

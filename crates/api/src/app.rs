@@ -189,11 +189,14 @@ pub fn router(state: AppState) -> Router {
 
 /// A NUL (`%00`) in the path or the query names nothing that can exist: no text here may hold
 /// it (`passerelle_domain::nul`). 404 for the path, 422 naming the parameter for the query,
-/// before any handler, and any statement, sees it.
+/// before any handler, and any statement, sees it. So is a path whose escapes do not decode to
+/// UTF-8 (`/v1/organizations/%FF`): no id is such a text, so 404 as well, where the path
+/// extractor would answer 400.
 async fn refuse_nul(request: Request, next: Next) -> Response {
     let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
     let uri = request.uri();
-    if has_nul(uri.path()) {
+    let not_utf8 = || percent_encoding::percent_decode_str(uri.path()).decode_utf8().is_err();
+    if has_nul(uri.path()) || not_utf8() {
         return ApiError::NotFound.into_response();
     }
     if let Some(pair) = uri.query().and_then(|q| q.split('&').find(|pair| has_nul(pair))) {
@@ -267,7 +270,10 @@ async fn context(mut request: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().clone();
+    // A method outside the known few is `other` (`_OTHER` as the attribute, as the semantic
+    // conventions say): any token is a method, and each would otherwise name spans of its own.
+    let method = crate::metrics::method_label(request.method());
+    let method_attribute = if method == "other" { "_OTHER" } else { method };
     // Only the route template and method are recorded: concrete paths and query strings can
     // carry national ids.
     let span = tracing::info_span!(
@@ -275,7 +281,7 @@ async fn context(mut request: Request, next: Next) -> Response {
         otel.name = format!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = method_attribute,
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
@@ -356,6 +362,40 @@ pub struct Running {
     pub addr: SocketAddr,
     pub shutdown: tokio::sync::oneshot::Sender<()>,
     pub handle: tokio::task::JoinHandle<()>,
+}
+
+/// Serves until `signal` resolves, then lets the requests in flight finish for at most `drain`.
+/// Past it, the connections still open (a bulk upload may take `bulk::UPLOAD_TIMEOUT` to
+/// arrive) are left behind, to end with the process, and this returns: what the caller does
+/// after it (handing a bulk job back, stopping the webhook worker, closing the database,
+/// flushing traces) must fit in the orchestrator's grace period.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> Result<(), String> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signal.await;
+        let _ = signalled.send(());
+    });
+    let deadline = async move {
+        if on_signal.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => result.map_err(|e| e.to_string()),
+        () = deadline => {
+            tracing::warn!(
+                drain = ?drain,
+                "requests were still running when the shutdown's drain ended; their connections close with the process"
+            );
+            Ok(())
+        }
+    }
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<Running, String> {

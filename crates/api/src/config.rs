@@ -86,7 +86,7 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "database_read_timeout_ms",
         Some("1000"),
-        "a check's read on the replica taking longer is answered from the primary, and the replica marked down",
+        "a check's read on the replica taking longer is answered from the primary, and the replica marked down; with a replica, shorter than request_timeout_ms",
     ),
     ("database_max_connections", Some("16"), "connection pool size"),
     (
@@ -381,8 +381,8 @@ impl Config {
             },
         };
         // A check would otherwise hit the request timeout (503) before it could fall back to
-        // the primary.
-        if config.database_read_timeout >= config.request_timeout {
+        // the primary. Without a replica the read timeout is never used, and not compared.
+        if config.database_read_url.is_some() && config.database_read_timeout >= config.request_timeout {
             return Err(err(
                 "database_read_timeout_ms",
                 format!(
@@ -479,6 +479,24 @@ mod tests {
         assert_eq!(c.database_read_timeout, Duration::from_secs(1));
     }
 
+    /// The read timeout matters only with a replica: a short request timeout alone is valid.
+    #[test]
+    fn the_read_timeout_is_compared_only_with_a_replica() {
+        let c = Config::from_sources(None, &env(&[("PASSERELLE_REQUEST_TIMEOUT_MS", "800")])).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(800));
+        let with_replica = env(&[
+            ("PASSERELLE_REQUEST_TIMEOUT_MS", "800"),
+            ("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle"),
+        ]);
+        let e = Config::from_sources(None, &with_replica).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_DATABASE_READ_TIMEOUT_MS");
+        assert!(e.to_string().contains("800 ms"), "{e}");
+        let mut shorter = with_replica.clone();
+        shorter.insert("PASSERELLE_DATABASE_READ_TIMEOUT_MS".to_owned(), "500".to_owned());
+        let c = Config::from_sources(None, &shorter).unwrap();
+        assert_eq!(c.database_read_timeout, Duration::from_millis(500));
+    }
+
     #[test]
     fn misspelt_variables_are_named_with_their_likely_key() {
         let warnings = unknown_variables(&env(&[
@@ -518,6 +536,7 @@ mod tests {
         let e = Config::from_sources(
             None,
             &env(&[
+                ("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle"),
                 ("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "45000"),
                 ("PASSERELLE_REQUEST_TIMEOUT_MS", "30000"),
             ]),

@@ -107,9 +107,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(q)) => Ok(AppQuery(q)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                let text = e.body_text();
+                // The deserializer's own error, under axum's wrapping: `<name>: <message>` for a
+                // bad value, `missing field `<name>`` and the like for the others.
+                let inner = std::error::Error::source(&e)
+                    .and_then(std::error::Error::source)
+                    .map_or_else(|| e.body_text(), ToString::to_string);
+                let (field, text) = query_error(&inner);
                 Err(ApiError::field(FieldError::new(
-                    "/query",
+                    field,
                     "invalid_query",
                     text.clone(),
                     text,
@@ -121,6 +126,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
             )),
         }
     }
+}
+
+/// The pointer and message of a query string's deserialization error: `/query/<name>` when the
+/// error names its parameter, else `/query`.
+fn query_error(text: &str) -> (String, String) {
+    let is_name = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    // A bad value: the parameter's path first (`kind: unknown variant `bank`, …`).
+    if let Some((name, message)) = text.split_once(": ") {
+        if is_name(name) {
+            return (format!("/query/{name}"), message.to_owned());
+        }
+    }
+    // A missing, unknown or repeated parameter: named in the message alone.
+    for prefix in ["missing field `", "unknown field `", "duplicate field `"] {
+        if let Some(name) = text.strip_prefix(prefix).and_then(|rest| rest.split('`').next()) {
+            if is_name(name) {
+                return (format!("/query/{name}"), text.to_owned());
+            }
+        }
+    }
+    ("/query".to_owned(), text.to_owned())
 }
 
 /// The verified caller of a request.
@@ -149,9 +180,16 @@ impl Caller {
     }
 }
 
+/// The credentials of an `Authorization: Bearer …` header, the scheme in any case (RFC 9110
+/// §11.1: `Bearer`, `bearer`, `BEARER`).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let header_value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let token = match header_value.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) {
+    let token = match header_value.and_then(bearer_token) {
         Some(t) if !t.trim().is_empty() => t.trim(),
         _ => {
             return Err(ApiError::Unauthorized {
@@ -411,6 +449,27 @@ mod tests {
         let logged = unparsable_response(&e);
         assert!(!logged.contains("Agbéko") && !logged.contains("1234"), "{logged}");
         assert!(logged.contains("line 1"), "{logged}");
+    }
+
+    #[test]
+    fn query_errors_name_their_parameter() {
+        assert_eq!(
+            query_error("kind: unknown variant `bank`, expected `mutuelle`"),
+            (
+                "/query/kind".to_owned(),
+                "unknown variant `bank`, expected `mutuelle`".to_owned()
+            )
+        );
+        assert_eq!(query_error("missing field `beneficiary`").0, "/query/beneficiary");
+        assert_eq!(query_error("duplicate field `kind`").0, "/query/kind");
+        // A message that names no parameter stays on the query as a whole.
+        assert_eq!(
+            query_error("invalid type: string \"x\", expected i64"),
+            (
+                "/query".to_owned(),
+                "invalid type: string \"x\", expected i64".to_owned()
+            )
+        );
     }
 
     fn key(body: &str) -> IdempotencyKey {

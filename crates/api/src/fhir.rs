@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metadata::metadata))
         .routes(routes!(patient::read_patient))
         .routes(routes!(patient::search_coverage))
+        .routes(routes!(patient::read_coverage))
         .routes(routes!(eligibility::check))
         .routes(routes!(claim::submit_claim))
         .routes(routes!(claim::read_claim_response))

@@ -212,15 +212,22 @@ impl Progress {
     }
 }
 
-/// RFC 4180: quoted when it holds a comma, a quote or a line break. A cell a spreadsheet would
-/// run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return; the household
-/// key comes from the uploaded file) is written after a `'`, which spreadsheets show as text.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+/// A text cell of a CSV file that people open in a spreadsheet: one the spreadsheet would run as
+/// a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) comes back after a
+/// `'`, which spreadsheets show as text; any other as it is. For text only: a negative number
+/// would stop being one.
+pub fn neutralise_formula(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
     } else {
-        s.to_owned()
-    };
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// RFC 4180: quoted when it holds a comma, a quote or a line break; a formula neutralised
+/// (`neutralise_formula`: the household key comes from the uploaded file).
+fn csv_field(s: &str) -> String {
+    let s = neutralise_formula(s).into_owned();
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

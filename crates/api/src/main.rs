@@ -107,7 +107,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let result = runtime.block_on(run(cli.command, config));
+    // Requests left behind by a bounded shutdown drain end here, without holding the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
@@ -239,18 +242,18 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         .as_ref()
         .map(passerelle_api::webhook_worker::Worker::stop_switch);
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // The bulk job hands itself back while requests drain.
-            stop_bulk.stop();
-            // No new webhook lease; the sends in flight record their attempts below.
-            if let Some(worker) = &stop_webhooks {
-                worker.stop();
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let signal = async move {
+        shutdown_signal().await;
+        // The bulk job hands itself back while requests drain.
+        stop_bulk.stop();
+        // No new webhook lease; the sends in flight record their attempts below.
+        if let Some(worker) = &stop_webhooks {
+            worker.stop();
+        }
+    };
+    // Whatever the serving ended with, the steps below run: a request still running after the
+    // drain (a bulk upload may take 30 minutes to arrive) is left to end with the process.
+    let served = app::serve_until(listener, router, signal, SHUTDOWN_DRAIN).await;
     // A group takes a second or so; the job is queued again before the pool closes, or left to
     // the sweeper (`interrupted`) if the database hangs. A webhook send takes at most
     // `SEND_TIMEOUT`; one cut short is sent again once its lease expires, maybe a second time.
@@ -272,9 +275,23 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
             "webhook sends were still running at shutdown; they will be sent again when their leases expire"
         );
     }
-    db.close().await;
-    Ok(())
+    // Closing waits for the connections in use to come back; one held by a request left behind
+    // never does.
+    if tokio::time::timeout(DB_CLOSE_LIMIT, db.close()).await.is_err() {
+        tracing::warn!("database connections were still in use at shutdown; they close with the process");
+    }
+    // The trace exporter flushes when `_telemetry` drops, on the way out.
+    served
 }
+
+/// How long requests in flight may finish after SIGTERM: the longest JSON request (the 30 s
+/// request timeout by default). With Kubernetes' preStop (5 s), the 20 s left for a bulk job to
+/// hand itself back and the database's close, it fits the 60 s grace period of
+/// deploy/kubernetes/base/deployment.yaml, so SIGKILL cuts none of the steps after it.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long closing the database may wait for connections still in use.
+const DB_CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1,9 +1,10 @@
 //! Prometheus metrics: a request counter and a latency histogram per method, route and status.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -12,15 +13,38 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often the recorder drains its histograms' recent samples into their buckets. Without
+/// it, every sample since the last scrape is kept, one allocation per request, until `/metrics`
+/// is read; a replica nobody scrapes would grow without bound.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the thread that runs the upkeep (at most 15 bytes: Linux's limit).
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder once; later apps in the same process (tests) share it.
+/// Installs the process-wide recorder once, with its upkeep; later apps in the same process
+/// (tests) share it.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), LATENCY_BUCKETS)
             .ok()
-            .and_then(|b| b.install_recorder().ok())
+            .and_then(|b| b.install_recorder().ok())?;
+        // `install_recorder` leaves the upkeep to its caller. A thread of its own rather than a
+        // task: the recorder outlives any one runtime (each test has its own), and the upkeep
+        // is a few microseconds of locking every few seconds.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name(UPKEEP_THREAD.to_owned())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep; histograms are drained when scraped");
+        }
+        Some(handle)
     });
 }
 
@@ -33,9 +57,25 @@ pub fn render() -> String {
         .unwrap_or_default()
 }
 
+/// A request method as a label or span name: the methods the API knows by their name, any other
+/// as `other`. A client may send any token as a method, without a token of the other kind: each
+/// would otherwise add a series that lives as long as the process.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     // The route template, never the concrete path: ids would explode the label set.
     let route = request
         .extensions()
@@ -44,7 +84,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [("method", method.to_owned()), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response

@@ -69,6 +69,7 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
         .merge(routes::organizations::router())
         .merge(routes::products::router())
         .merge(routes::registrations::router())
+        .merge(routes::households::router())
         .merge(routes::batches::reads())
         .merge(routes::registry::router())
         .merge(routes::eligibility::router())
@@ -744,10 +745,22 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("member_number_taken", store("member_number_taken")),
             ("already_covered", store("already_covered")),
         ],
-        ("post", "/v1/claims" | "/fhir/r4/Claim") => vec![("external_id_taken", store("external_id_taken"))],
+        ("post", "/v1/claims") => vec![("external_id_taken", store("external_id_taken"))],
+        ("post", "/fhir/r4/Claim") => vec![("external_id_taken", crate::fhir::claim::duplicate_identifier())],
         ("post", "/v1/coverages/{id}/contributions") => vec![
             ("coverage_terminated", store("coverage_terminated")),
             ("duplicate_reference", store("duplicate_reference")),
+        ],
+        ("post", "/v1/coverages/{id}/dependants") => vec![
+            (
+                "household_full",
+                crate::routes::households::household_conflict("household_full"),
+            ),
+            (
+                "household_terminated",
+                crate::routes::households::household_conflict("household_terminated"),
+            ),
+            ("already_covered", store("already_covered")),
         ],
         ("post", "/v1/coverages/{id}/contributions/{contribution}/cancel") => vec![
             ("coverage_terminated", store("coverage_terminated")),
@@ -788,7 +801,8 @@ fn example_path(path: &str) -> String {
             ("{id}", "organizations") => "mut-tsevie",
             ("{id}", "products") => "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f",
             ("{id}", "beneficiaries" | "Patient") => "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
-            ("{id}", "coverages") => "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+            ("{id}", "coverages" | "Coverage") => "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+            ("{contribution}", "contributions") => "01937f0e-8e4c-7f5d-9a21-3c4d5e6f7081",
             ("{id}", "batches") => "01937f0e-9f5d-7a6e-8b32-4d5e6f708192",
             ("{id}", "claims" | "ClaimResponse") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
             ("{id}", "settlements") => "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f",

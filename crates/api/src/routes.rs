@@ -6,6 +6,7 @@ pub mod batches;
 pub mod claims;
 pub mod eligibility;
 pub mod health;
+pub mod households;
 pub mod organizations;
 pub mod products;
 pub mod registrations;

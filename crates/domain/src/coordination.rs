@@ -976,14 +976,53 @@ mod tests {
         }
 
         #[test]
-        fn billed_is_exact_or_refused(quantity in 0i64..=1_000_000_000, price in 0..=MAX_XOF) {
-            match billed(quantity, Xof(price)) {
-                Ok(b) => prop_assert_eq!(i128::from(b.value()), i128::from(quantity) * i128::from(price)),
-                Err(e) => {
-                    prop_assert_eq!(e, CoordinationError::TooLarge);
-                    prop_assert!(i128::from(quantity) * i128::from(price) > i128::from(MAX_XOF));
-                }
-            }
+        fn billed_is_exact_or_refused((quantity, price) in arb_quantity_and_price()) {
+            billed_case(quantity, price).map_err(TestCaseError::fail)?;
         }
+    }
+
+    /// Quantities and unit prices whose product lands below, at and above `MAX_XOF` alike: a
+    /// price drawn from the whole range makes the product fit once in 10^8 draws.
+    fn arb_quantity_and_price() -> impl Strategy<Value = (i64, i64)> {
+        prop_oneof![0i64..=20, 0i64..=1_000_000_000].prop_flat_map(|quantity| {
+            let fits = MAX_XOF / quantity.max(1);
+            (
+                Just(quantity),
+                prop_oneof![
+                    0..=fits.min(100_000),
+                    0..=fits,
+                    fits.saturating_sub(2)..=fits.saturating_add(2),
+                    0..=MAX_XOF,
+                ],
+            )
+        })
+    }
+
+    /// Which way `billed` went, or what it got wrong.
+    fn billed_case(quantity: i64, price: i64) -> Result<bool, String> {
+        let exact = i128::from(quantity) * i128::from(price);
+        match billed(quantity, Xof(price)) {
+            Ok(b) if i128::from(b.value()) == exact && exact <= i128::from(MAX_XOF) => Ok(true),
+            Err(CoordinationError::TooLarge) if exact > i128::from(MAX_XOF) => Ok(false),
+            other => Err(format!("{quantity} × {price} = {exact}, got {other:?}")),
+        }
+    }
+
+    #[test]
+    fn billed_property_reaches_both_branches() {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+        let (exact, refused) = (Cell::new(0u32), Cell::new(0u32));
+        let mut runner = TestRunner::new(Config::with_cases(1_000));
+        runner
+            .run(&arb_quantity_and_price(), |(quantity, price)| {
+                let fit = billed_case(quantity, price).map_err(TestCaseError::fail)?;
+                let counter = if fit { &exact } else { &refused };
+                counter.set(counter.get() + 1);
+                Ok(())
+            })
+            .unwrap();
+        // Each way at least a fifth of the time (about 70 % and 30 % are expected).
+        assert!(exact.get() >= 200 && refused.get() >= 200, "{exact:?} {refused:?}");
     }
 }

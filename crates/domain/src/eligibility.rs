@@ -2,6 +2,8 @@
 //! age rules a registration must meet. Every applicable reason is reported, not only the first:
 //! the front desk needs to know everything the member must fix.
 
+use std::borrow::Borrow;
+
 use chrono::{Datelike, Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 
@@ -401,10 +403,92 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     }
 }
 
+/// The reasons whose end the product's versions decide: a later version may shorten the waiting
+/// period, raise or lift the ceiling, or cover a care the one in force does not.
+const TIMED_BY_VERSIONS: [ReasonCode; 4] = [
+    ReasonCode::WaitingPeriod,
+    ReasonCode::NotCovered,
+    ReasonCode::ExcludedCategory,
+    ReasonCode::CeilingExhausted,
+];
+
+/// `evaluate`, knowing also the product's versions that take effect after the service date
+/// (`later`, in any order; a version starting on or before the service date is ignored, since
+/// `input.product` is the one in force then). The `until` of WAITING_PERIOD, NOT_COVERED,
+/// EXCLUDED_CATEGORY and CEILING_EXHAUSTED becomes the first day after the service date on which
+/// the reason no longer holds under the version in force that day, the usage of the service
+/// date's plan year counting until its end (nothing is used yet in a later plan year), and
+/// `None` when no version ends it. Everything else is `evaluate`'s answer, and with no later
+/// version the answer is `evaluate`'s exactly.
+///
+/// A reason can only change on a day some version starts, on `start_date + waiting_period_days`
+/// of some version, or on 1 January of the next plan year; so those days are the ones tried.
+pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
+    input: &EligibilityInput<'_>,
+    later: &[V],
+) -> CoverageEligibility {
+    let mut answer = evaluate(input);
+    let on = input.service_date;
+    let mut later: Vec<&ProductVersion> = later
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|v| v.effective_from > on)
+        .collect();
+    if later.is_empty() || !answer.reasons.iter().any(|r| TIMED_BY_VERSIONS.contains(&r.code)) {
+        return answer;
+    }
+    // As `product::select_version`: the latest start, then the highest number.
+    later.sort_by_key(|v| (v.effective_from, v.version));
+    let in_force = |day: NaiveDate| {
+        later
+            .iter()
+            .rev()
+            .find(|v| v.effective_from <= day)
+            .copied()
+            .or(input.product)
+    };
+    let next_plan_year = NaiveDate::from_ymd_opt(on.year() + 1, 1, 1);
+    let start = input.coverage.start_date;
+    let waiting_ends = input
+        .product
+        .into_iter()
+        .chain(later.iter().copied())
+        .filter_map(|v| start.checked_add_days(Days::new(v.waiting_period_days.into())));
+    let mut days: Vec<NaiveDate> = later
+        .iter()
+        .map(|v| v.effective_from)
+        .chain(waiting_ends)
+        .chain(next_plan_year)
+        .filter(|day| *day > on)
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    let answers: Vec<(NaiveDate, CoverageEligibility)> = days
+        .into_iter()
+        .map(|day| {
+            let mut then = *input;
+            then.service_date = day;
+            then.product = in_force(day);
+            if next_plan_year.is_some_and(|next| day >= next) {
+                then.complementary_used_xof = Xof::ZERO;
+            }
+            (day, evaluate(&then))
+        })
+        .collect();
+    for r in answer
+        .reasons
+        .iter_mut()
+        .filter(|r| TIMED_BY_VERSIONS.contains(&r.code))
+    {
+        r.until = answers.iter().find(|(_, e)| !e.has(r.code)).map(|(day, _)| *day);
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::product::{Layer, Rule};
+    use crate::product::{select_version, Layer, Rule};
     use proptest::prelude::*;
 
     fn d(s: &str) -> NaiveDate {
@@ -894,76 +978,170 @@ mod tests {
                 ),
                 0..6,
             ),
-            prop::option::of(0i64..300_000),
+            // Half the products end their table with a rule for any care.
+            prop::option::of(1u32..=10_000),
+            prop::option::of(prop_oneof![0i64..300_000, 0i64..30_000]),
             0u32..400,
             0u32..120,
             prop::collection::vec(prop::sample::select(Category::ALL.to_vec()), 0..3),
             prop::option::of(0u32..30),
         )
-            .prop_map(|(layer, rules, ceiling, waiting, grace, excluded, child_max_age)| {
-                let mut p = tg_complementary();
-                p.layer = layer;
-                p.rules = rules
-                    .into_iter()
-                    .map(|(care_level, category, rate)| Rule {
-                        care_level,
-                        category,
-                        rate_bp: BasisPoints(rate),
-                    })
-                    .collect();
-                p.annual_ceiling_xof = ceiling.map(Xof);
-                p.waiting_period_days = waiting;
-                p.grace_period_days = grace;
-                p.excluded_categories = excluded;
-                p.child_max_age = child_max_age;
-                p
-            })
+            .prop_map(
+                |(layer, rules, any_care, ceiling, waiting, grace, excluded, child_max_age)| {
+                    let mut p = tg_complementary();
+                    p.layer = layer;
+                    p.rules = rules
+                        .into_iter()
+                        .chain(any_care.map(|rate| (None, None, rate)))
+                        .map(|(care_level, category, rate)| Rule {
+                            care_level,
+                            category,
+                            rate_bp: BasisPoints(rate),
+                        })
+                        .collect();
+                    p.annual_ceiling_xof = ceiling.map(Xof);
+                    p.waiting_period_days = waiting;
+                    p.grace_period_days = grace;
+                    p.excluded_categories = excluded;
+                    p.child_max_age = child_max_age;
+                    p
+                },
+            )
+    }
+
+    /// v1 as `tg_complementary`, and a v2 from `from` changed by `change`.
+    fn successor(from: &str, change: impl FnOnce(&mut ProductVersion)) -> ProductVersion {
+        let mut v2 = tg_complementary();
+        v2.effective_from = d(from);
+        v2.version = 2;
+        change(&mut v2);
+        v2
+    }
+
+    #[test]
+    fn a_shorter_waiting_period_in_a_later_version_ends_the_wait_when_it_starts() {
+        let (v1, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let i = input(&c, &v1, "2026-01-20");
+        let none: [ProductVersion; 0] = [];
+        assert_eq!(evaluate_with_later_versions(&i, &none), evaluate(&i));
+        assert_eq!(codes(&evaluate(&i)), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
+        let until = |v2: ProductVersion| codes(&evaluate_with_later_versions(&i, &[v2]));
+        // 30 days from 2026-02-01: the 30 days are over by then, so the wait ends that day.
+        let v2 = successor("2026-02-01", |v| v.waiting_period_days = 30);
+        assert_eq!(until(v2.clone()), [("WAITING_PERIOD", Some(d("2026-02-01")))]);
+        // The wait is over from then on: the day before, it is not.
+        assert!(evaluate(&input(&c, &v2, "2026-02-01")).is_eligible());
+        assert!(evaluate(&input(&c, &v1, "2026-01-31")).has(ReasonCode::WaitingPeriod));
+        // 45 days from 2026-01-10: still waiting when v2 starts, over on 2026-02-15.
+        let v2 = successor("2026-01-10", |v| v.waiting_period_days = 45);
+        let i_early = input(&c, &v1, "2026-01-05");
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i_early, &[&v2])),
+            [("WAITING_PERIOD", Some(d("2026-02-15")))]
+        );
+        // A longer wait from 2026-03-01 pushes the end back; one from after 04-01 changes nothing.
+        let v2 = successor("2026-03-01", |v| v.waiting_period_days = 120);
+        assert_eq!(until(v2), [("WAITING_PERIOD", Some(d("2026-05-01")))]);
+        let v2 = successor("2026-05-01", |v| v.waiting_period_days = 10);
+        assert_eq!(until(v2), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
+        // No waiting at all from 2026-03-01; and two versions, the later one decisive.
+        let v2 = successor("2026-03-01", |v| v.waiting_period_days = 0);
+        assert_eq!(until(v2), [("WAITING_PERIOD", Some(d("2026-03-01")))]);
+        let v2 = successor("2026-02-01", |v| v.waiting_period_days = 120);
+        let mut v3 = successor("2026-03-01", |v| v.waiting_period_days = 60);
+        v3.version = 3;
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[v3.clone(), v2.clone()])),
+            [("WAITING_PERIOD", Some(d("2026-03-02")))]
+        );
+        // A version that is already in force on the service date is `input.product`'s business.
+        let v0 = successor("2026-01-20", |v| v.waiting_period_days = 0);
+        assert_eq!(evaluate_with_later_versions(&i, &[v0]), evaluate(&i));
+    }
+
+    #[test]
+    fn a_later_version_can_bring_the_ceiling_back_before_the_new_plan_year() {
+        let (v1, c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        let mut i = input(&c, &v1, "2026-11-15");
+        i.complementary_used_xof = Xof(150_000);
+        let until = |v2: ProductVersion| codes(&evaluate_with_later_versions(&i, &[v2]));
+        assert_eq!(
+            until(successor("2026-12-01", |v| v.annual_ceiling_xof = Some(Xof(150_001)))),
+            [("CEILING_EXHAUSTED", Some(d("2026-12-01")))]
+        );
+        assert_eq!(
+            until(successor("2026-12-01", |v| v.annual_ceiling_xof = None)),
+            [("CEILING_EXHAUSTED", Some(d("2026-12-01")))]
+        );
+        // Still below what was used this year: the new plan year, as without it.
+        assert_eq!(
+            until(successor("2026-12-01", |v| v.annual_ceiling_xof = Some(Xof(100_000)))),
+            [("CEILING_EXHAUSTED", Some(d("2027-01-01")))]
+        );
+        // A ceiling of 0 from 2026-12-01 never comes back, until a version lifts it.
+        let zero = successor("2026-12-01", |v| v.annual_ceiling_xof = Some(Xof::ZERO));
+        assert_eq!(until(zero.clone()), [("CEILING_EXHAUSTED", None)]);
+        let mut lifted = successor("2027-03-01", |v| v.annual_ceiling_xof = Some(Xof(50_000)));
+        lifted.version = 3;
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[zero, lifted])),
+            [("CEILING_EXHAUSTED", Some(d("2027-03-01")))]
+        );
+    }
+
+    #[test]
+    fn a_coverage_older_than_its_product_is_covered_from_the_first_version() {
+        let c = coverage(Layer::Complementary, Relationship::Principal);
+        let mut v1 = tg_complementary();
+        v1.effective_from = d("2026-06-01");
+        v1.waiting_period_days = 0;
+        let mut i = input(&c, &v1, "2026-03-10");
+        i.product = None;
+        assert_eq!(codes(&evaluate(&i)), [("NOT_COVERED", None)]);
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&v1])),
+            [("NOT_COVERED", Some(d("2026-06-01")))]
+        );
+        // A first version that does not cover the care either ends nothing.
+        i.care_level = CareLevel::UniversityHospital;
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&v1])),
+            [("NOT_COVERED", None)]
+        );
+        // An excluded category a later version covers: both reasons end with it.
+        let (v1, mut v2) = (
+            tg_complementary(),
+            successor("2026-09-01", |v| v.excluded_categories.clear()),
+        );
+        v2.waiting_period_days = 0;
+        let mut i = input(&c, &v1, "2026-06-01");
+        i.category = Some(Category::Optical);
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[v2])),
+            [("EXCLUDED_CATEGORY", Some(d("2026-09-01")))]
+        );
     }
 
     fn day(offset: i64) -> NaiveDate {
         d("2024-01-01") + chrono::Duration::days(offset)
     }
 
-    fn arb_case() -> impl Strategy<Value = (ProductVersion, Coverage, EligibilityInputParts)> {
-        (
-            arb_product(),
-            prop::sample::select(Relationship::ALL.to_vec()),
-            prop::sample::select(CoverageStatus::ALL.to_vec()),
-            0i64..1_500,
-            prop::option::of(0i64..1_500),
-            prop::option::of(0i64..1_500),
-            prop::option::of(0i64..1_500),
-            (
-                0i64..1_500,
-                prop::sample::select(CareLevel::ALL.to_vec()),
-                prop::option::of(prop::sample::select(Category::ALL.to_vec())),
-                0i64..400_000,
-                -10_000i64..1_500,
-                any::<bool>(),
-            ),
-        )
-            .prop_map(|(p, relationship, status, start, end, paid, principal_paid, rest)| {
-                let (service, care_level, category, used, birth, year_only) = rest;
-                let mut c = coverage(p.layer, relationship);
-                c.status = status;
-                c.start_date = day(start);
-                c.end_date = end.map(day);
-                c.paid_through = paid.map(day);
-                let parts = EligibilityInputParts {
-                    birth_date: day(birth),
-                    birth_date_precision: if year_only {
-                        BirthDatePrecision::Year
-                    } else {
-                        BirthDatePrecision::Day
-                    },
-                    principal_paid_through: principal_paid.map(day),
-                    service_date: day(service),
-                    care_level,
-                    category,
-                    complementary_used_xof: Xof(used),
-                };
-                (p, c, parts)
-            })
+    /// One coverage of a product with its whole history, and the care asked about.
+    #[derive(Debug, Clone)]
+    struct Case {
+        /// Oldest first: versions 1, 2, 3… from strictly later days, all of the coverage's layer.
+        versions: Vec<ProductVersion>,
+        coverage: Coverage,
+        parts: EligibilityInputParts,
+        /// The complementary shares counted under the coverage, each on its service date: none
+        /// after the service date asked about, some in earlier plan years.
+        ledger: Vec<(NaiveDate, Xof)>,
     }
 
     #[derive(Debug, Clone)]
@@ -971,44 +1149,202 @@ mod tests {
         birth_date: NaiveDate,
         birth_date_precision: BirthDatePrecision,
         principal_paid_through: Option<NaiveDate>,
+        principal: Option<PrincipalStanding>,
         service_date: NaiveDate,
         care_level: CareLevel,
         category: Option<Category>,
-        complementary_used_xof: Xof,
     }
 
-    fn assemble<'a>(p: &'a ProductVersion, c: &'a Coverage, x: &EligibilityInputParts) -> EligibilityInput<'a> {
-        EligibilityInput {
-            coverage: c,
-            product: Some(p),
-            birth_date: x.birth_date,
-            birth_date_precision: x.birth_date_precision,
-            principal_paid_through: x.principal_paid_through,
-            principal: None,
-            service_date: x.service_date,
-            care_level: x.care_level,
-            category: x.category,
-            complementary_used_xof: x.complementary_used_xof,
+    impl Case {
+        /// The version in force on the service date.
+        fn product(&self) -> Option<&ProductVersion> {
+            select_version(&self.versions, self.parts.service_date)
+        }
+
+        fn later(&self) -> Vec<&ProductVersion> {
+            let on = self.parts.service_date;
+            self.versions.iter().filter(|v| v.effective_from > on).collect()
+        }
+
+        /// What the ledger holds in the plan year of `on`.
+        fn used_in_plan_year_of(&self, on: NaiveDate) -> Xof {
+            let year = plan_year(on);
+            Xof(self
+                .ledger
+                .iter()
+                .filter(|(when, _)| plan_year(*when) == year)
+                .map(|(_, amount)| amount.0)
+                .sum())
+        }
+
+        /// The input for a service on `on` priced with `product`, the usage being `on`'s plan year's.
+        fn input<'a>(&'a self, product: Option<&'a ProductVersion>, on: NaiveDate) -> EligibilityInput<'a> {
+            let x = &self.parts;
+            EligibilityInput {
+                coverage: &self.coverage,
+                product,
+                birth_date: x.birth_date,
+                birth_date_precision: x.birth_date_precision,
+                principal_paid_through: x.principal_paid_through,
+                principal: x.principal,
+                service_date: on,
+                care_level: x.care_level,
+                category: x.category,
+                complementary_used_xof: self.used_in_plan_year_of(on),
+            }
+        }
+
+        fn asked(&self) -> EligibilityInput<'_> {
+            self.input(self.product(), self.parts.service_date)
         }
     }
 
+    /// 0 to 4 versions of one layer, from strictly later days, numbered in that order.
+    fn arb_history() -> impl Strategy<Value = (Layer, Vec<ProductVersion>)> {
+        (
+            prop::sample::select(Layer::ALL.to_vec()),
+            -700i64..300,
+            // A product without any version is rare: products are created with their first.
+            prop_oneof![
+                1 => prop::collection::vec((1i64..600, arb_product()), 0..1),
+                6 => prop::collection::vec((1i64..600, arb_product()), 1..5),
+            ],
+        )
+            .prop_map(|(layer, first, specs)| {
+                let mut from = first;
+                let mut versions = Vec::new();
+                for (n, (gap, mut v)) in (1u32..).zip(specs) {
+                    v.layer = layer;
+                    v.effective_from = day(from);
+                    v.version = n;
+                    versions.push(v);
+                    from += gap;
+                }
+                (layer, versions)
+            })
+    }
+
+    /// An end date anywhere, or within two days of the service date.
+    #[derive(Debug, Clone, Copy)]
+    enum End {
+        At(i64),
+        AroundService(i64),
+    }
+
+    impl End {
+        fn day(self, service: i64) -> NaiveDate {
+            match self {
+                End::At(offset) => day(offset),
+                End::AroundService(shift) => day(service + shift),
+            }
+        }
+    }
+
+    fn arb_end() -> impl Strategy<Value = End> {
+        prop_oneof![
+            (0i64..1_500).prop_map(End::At),
+            (-2i64..=2).prop_map(End::AroundService)
+        ]
+    }
+
+    fn arb_case() -> impl Strategy<Value = Case> {
+        (
+            arb_history(),
+            prop::sample::select(Relationship::ALL.to_vec()),
+            prop::sample::select(CoverageStatus::ALL.to_vec()),
+            (0i64..1_500, prop::option::of(arb_end()), prop::option::of(0i64..1_500)),
+            prop::option::of(0i64..1_500),
+            prop::option::of((
+                prop::sample::select(CoverageStatus::ALL.to_vec()),
+                prop::option::of(arb_end()),
+            )),
+            (
+                0i64..1_500,
+                prop::sample::select(CareLevel::ALL.to_vec()),
+                prop::option::of(prop::sample::select(Category::ALL.to_vec())),
+                -10_000i64..1_500,
+                any::<bool>(),
+            ),
+            // Often enough above the ceiling (up to 300 000) to exhaust it.
+            prop::collection::vec((0i64..600, prop_oneof![0i64..120_000, 100_000i64..400_000]), 0..5),
+        )
+            .prop_map(
+                |((layer, versions), relationship, status, own, principal_paid, principal, rest, ledger)| {
+                    let (start, end, paid) = own;
+                    let (service, care_level, category, birth, year_only) = rest;
+                    let mut c = coverage(layer, relationship);
+                    c.status = status;
+                    c.start_date = day(start);
+                    c.end_date = end.map(|end| end.day(service));
+                    c.paid_through = paid.map(day);
+                    let parts = EligibilityInputParts {
+                        birth_date: day(birth),
+                        birth_date_precision: if year_only {
+                            BirthDatePrecision::Year
+                        } else {
+                            BirthDatePrecision::Day
+                        },
+                        principal_paid_through: principal_paid.map(day),
+                        principal: principal.map(|(status, end)| PrincipalStanding {
+                            status,
+                            end_date: end.map(|end| end.day(service)),
+                        }),
+                        service_date: day(service),
+                        care_level,
+                        category,
+                    };
+                    let ledger = ledger
+                        .into_iter()
+                        .map(|(back, amount)| (day(service - back), Xof(amount)))
+                        .collect();
+                    Case {
+                        versions,
+                        coverage: c,
+                        parts,
+                        ledger,
+                    }
+                },
+            )
+    }
+
+    /// SUSPENDED, TERMINATED and ENDED as API.md §5 states them: from the coverage's own status
+    /// and end date and, for a dependant, the principal's too.
+    fn expected_standing_reasons(case: &Case) -> [bool; 3] {
+        let on = case.parts.service_date;
+        let c = &case.coverage;
+        let mut standings = vec![(c.status, c.end_date)];
+        if c.is_dependant() {
+            standings.extend(case.parts.principal.map(|p| (p.status, p.end_date)));
+        }
+        let suspended = standings.iter().any(|(s, _)| *s == CoverageStatus::Suspended);
+        let terminated = standings
+            .iter()
+            .any(|(s, end)| *s == CoverageStatus::Terminated && !end.is_some_and(|end| on <= end));
+        let ended = standings.iter().any(|(_, end)| end.is_some_and(|end| on > end));
+        [suspended, terminated, ended]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
         #[test]
-        fn answers_are_consistent((p, c, parts) in arb_case()) {
-            let e = evaluate(&assemble(&p, &c, &parts));
+        fn answers_are_consistent(case in arb_case()) {
+            let e = evaluate(&case.asked());
+            let on = case.parts.service_date;
             prop_assert_eq!(e.is_eligible(), e.reasons.is_empty());
             prop_assert!(e.reasons.windows(2).all(|w| w[0].code < w[1].code));
-            prop_assert!(e.reasons.iter().all(|r| r.until.is_none_or(|u| u > parts.service_date)));
+            prop_assert!(e.reasons.iter().all(|r| r.until.is_none_or(|u| u > on)));
             prop_assert_eq!(
                 e.rate_bp.is_none(),
                 e.has(ReasonCode::NotCovered) || e.has(ReasonCode::ExcludedCategory)
             );
-            if p.layer == Layer::Base {
+            if case.coverage.layer == Layer::Base {
                 prop_assert!(!e.has(ReasonCode::ContributionsInArrears));
                 prop_assert!(!e.has(ReasonCode::CeilingExhausted));
                 prop_assert_eq!(e.remaining_ceiling_xof, None);
             }
-            if let (Some(left), Some(ceiling)) = (e.remaining_ceiling_xof, p.annual_ceiling_xof) {
+            let ceiling = case.product().and_then(|p| p.annual_ceiling_xof);
+            if let (Some(left), Some(ceiling)) = (e.remaining_ceiling_xof, ceiling) {
                 prop_assert!(left >= Xof::ZERO && left <= ceiling);
             }
             if e.is_eligible() {
@@ -1016,18 +1352,112 @@ mod tests {
             } else {
                 prop_assert_eq!(e.paying_rate(), None);
             }
+            // The household's standing: the principal's counts for a dependant, never for a principal.
+            let [suspended, terminated, ended] = expected_standing_reasons(&case);
+            prop_assert_eq!(e.has(ReasonCode::Suspended), suspended);
+            prop_assert_eq!(e.has(ReasonCode::Terminated), terminated);
+            prop_assert_eq!(e.has(ReasonCode::Ended), ended);
+            if !case.coverage.is_dependant() {
+                let mut alone = case.asked();
+                alone.principal = None;
+                prop_assert_eq!(&evaluate(&alone), &e);
+            }
+            // Before the product's first version nothing is covered, and nothing else is said
+            // about the product.
+            if case.product().is_none() {
+                prop_assert!(e.has(ReasonCode::NotCovered));
+                for code in [
+                    ReasonCode::WaitingPeriod,
+                    ReasonCode::ExcludedCategory,
+                    ReasonCode::CeilingExhausted,
+                    ReasonCode::DependantAgeLimit,
+                ] {
+                    prop_assert!(!e.has(code), "{:?} without a product", code);
+                }
+                prop_assert_eq!((e.rate_bp, e.remaining_ceiling_xof), (None, None));
+            }
         }
 
+        /// Under the version in force on the service date alone: each `until` is the day the
+        /// contract names, the reason still holds the day before and no longer holds that day,
+        /// with the usage of that day's plan year.
         #[test]
-        fn a_reason_no_longer_holds_on_its_until_day((p, c, parts) in arb_case()) {
-            let e = evaluate(&assemble(&p, &c, &parts));
-            for r in e.reasons.iter().filter(|r| r.until.is_some()) {
-                let mut later = parts.clone();
-                later.service_date = r.until.unwrap_or(parts.service_date);
+        fn a_reason_ends_on_its_until_day_and_not_before(case in arb_case()) {
+            let on = case.parts.service_date;
+            let product = case.product();
+            let e = evaluate(&case.asked());
+            for r in &e.reasons {
+                let expected = match r.code {
+                    ReasonCode::NotStarted => Some(case.coverage.start_date),
+                    ReasonCode::WaitingPeriod => product.and_then(|p| {
+                        case.coverage.start_date.checked_add_days(Days::new(p.waiting_period_days.into()))
+                    }),
+                    ReasonCode::CeilingExhausted
+                        if product.and_then(|p| p.annual_ceiling_xof) > Some(Xof::ZERO) =>
+                    {
+                        NaiveDate::from_ymd_opt(on.year() + 1, 1, 1)
+                    }
+                    _ => None,
+                };
+                prop_assert_eq!(r.until, expected, "{:?}", r.code);
+                let Some(until) = r.until else { continue };
                 if r.code == ReasonCode::CeilingExhausted {
-                    later.complementary_used_xof = Xof::ZERO;
+                    prop_assert_eq!(case.used_in_plan_year_of(until), Xof::ZERO);
                 }
-                prop_assert!(!evaluate(&assemble(&p, &c, &later)).has(r.code), "{:?} still holds", r.code);
+                prop_assert!(
+                    !evaluate(&case.input(product, until)).has(r.code),
+                    "{:?} still holds on {}", r.code, until
+                );
+                let before = until.pred_opt().unwrap_or(until);
+                prop_assert!(
+                    evaluate(&case.input(product, before)).has(r.code),
+                    "{:?} no longer holds on {}, before its until", r.code, before
+                );
+            }
+        }
+
+        /// With the versions that start later: the same answer, but a reason the versions time
+        /// ends on the first day, found day by day, on which it no longer holds under the version
+        /// in force that day.
+        #[test]
+        fn a_reason_the_versions_time_ends_on_the_first_day_it_no_longer_holds(case in arb_case()) {
+            let on = case.parts.service_date;
+            let plain = evaluate(&case.asked());
+            let later = case.later();
+            let e = evaluate_with_later_versions(&case.asked(), &later);
+            if later.is_empty() {
+                prop_assert_eq!(&e, &plain);
+            }
+            prop_assert_eq!(
+                (e.status, e.rate_bp, e.remaining_ceiling_xof),
+                (plain.status, plain.rate_bp, plain.remaining_ceiling_xof)
+            );
+            let plain_codes: Vec<ReasonCode> = plain.reasons.iter().map(|r| r.code).collect();
+            prop_assert_eq!(e.reasons.iter().map(|r| r.code).collect::<Vec<_>>(), plain_codes);
+            // Every day until every timed reason has ended, or past every day a version changes
+            // anything (the last start, the last waiting period's end, the next plan year).
+            let mut open: Vec<ReasonCode> =
+                e.reasons.iter().map(|r| r.code).filter(|c| TIMED_BY_VERSIONS.contains(c)).collect();
+            let mut ends: Vec<(ReasonCode, NaiveDate)> = Vec::new();
+            let mut then = on;
+            while !open.is_empty() && then < day(3_500) {
+                then = then.succ_opt().unwrap_or(then);
+                let answer = evaluate(&case.input(select_version(&case.versions, then), then));
+                open.retain(|code| {
+                    let over = !answer.has(*code);
+                    if over {
+                        ends.push((*code, then));
+                    }
+                    !over
+                });
+            }
+            for (r, p) in e.reasons.iter().zip(&plain.reasons) {
+                if TIMED_BY_VERSIONS.contains(&r.code) {
+                    let expected = ends.iter().find(|(code, _)| *code == r.code).map(|(_, when)| *when);
+                    prop_assert_eq!(r.until, expected, "{:?}", r.code);
+                } else {
+                    prop_assert_eq!(r.until, p.until, "{:?}", r.code);
+                }
             }
         }
 

@@ -246,6 +246,20 @@ pub trait RegistryStore: Send + Sync {
         skip_existing: bool,
     ) -> Result<Written<Registration>, StoreError>;
 
+    /// A dependant joining the household of the principal's coverage `principal` (the caller's),
+    /// from `start_date`, under the household's member number unless `member.own_number`.
+    /// `Conflict`: `household_terminated` (the principal's coverage is), `household_full` (it
+    /// already has `max_dependants` live dependants, counted under a lock), `already_covered`,
+    /// `member_number_taken`.
+    async fn add_dependant(
+        &self,
+        ctx: &WriteContext,
+        principal: &str,
+        member: &NewMember,
+        start_date: NaiveDate,
+        max_dependants: Option<u32>,
+    ) -> Result<Written<RegisteredMember>, StoreError>;
+
     /// A scheme's base affiliation of one person.
     async fn create_coverage(
         &self,
@@ -314,6 +328,9 @@ pub struct CoverageFacts {
     pub coverage: Coverage,
     /// The product version in force on the service date; `None` before the product's first.
     pub product: Option<std::sync::Arc<ProductVersion>>,
+    /// The versions that come into force after the service date (usually none): a reason's
+    /// `until` may fall on one of their days.
+    pub later_versions: Vec<std::sync::Arc<ProductVersion>>,
     pub principal_paid_through: Option<NaiveDate>,
     /// For a dependant, the principal coverage's status and end date.
     pub principal: Option<crate::eligibility::PrincipalStanding>,

@@ -940,30 +940,54 @@ mod tests {
         assert_eq!(serde_json::from_value::<ProductVersion>(json).unwrap(), p);
     }
 
+    /// A product's history as the API allows it: versions numbered 1, 2, 3… in order of strictly
+    /// later `effective_from`, handed over in any order.
     fn arb_versions() -> impl Strategy<Value = Vec<ProductVersion>> {
-        prop::collection::vec((0i64..3_000, 1u32..50), 0..8).prop_map(|specs| {
-            let epoch = date("2020-01-01");
-            specs
-                .into_iter()
-                .map(|(days, n)| {
+        (0u64..3_000, prop::collection::vec(1u64..400, 0..8))
+            .prop_map(|(first, gaps)| {
+                let mut from = date("2020-01-01") + chrono::Days::new(first);
+                let mut versions = Vec::new();
+                for (n, gap) in (1u32..).zip(gaps) {
                     let mut v = version("2020-01-01", n, vec![]);
-                    v.effective_from = epoch + chrono::Days::new(days.unsigned_abs());
-                    v
-                })
-                .collect()
+                    v.effective_from = from;
+                    versions.push(v);
+                    from = from + chrono::Days::new(gap);
+                }
+                versions
+            })
+            .prop_shuffle()
+    }
+
+    /// A day anywhere around the history, or on, just before or just after a version's start.
+    fn arb_history_and_day() -> impl Strategy<Value = (Vec<ProductVersion>, NaiveDate)> {
+        arb_versions().prop_flat_map(|versions| {
+            let starts: Vec<NaiveDate> = versions.iter().map(|v| v.effective_from).collect();
+            let any_day = (0u64..6_500).prop_map(|n| date("2019-12-01") + chrono::Days::new(n));
+            let near_a_start = (
+                prop::sample::select(if starts.is_empty() {
+                    vec![date("2020-01-01")]
+                } else {
+                    starts
+                }),
+                -1i64..=1,
+            )
+                .prop_map(|(start, shift)| start + chrono::Duration::days(shift));
+            (Just(versions), prop_oneof![any_day, near_a_start])
         })
     }
 
     proptest! {
         #[test]
-        fn the_selected_version_is_the_latest_not_after_the_date(versions in arb_versions(), offset in 0u64..3_500) {
-            let on = date("2019-12-01") + chrono::Days::new(offset);
-            match select_version(&versions, on) {
-                None => prop_assert!(versions.iter().all(|v| v.effective_from > on)),
-                Some(chosen) => {
-                    prop_assert!(chosen.effective_from <= on);
-                    prop_assert!(versions.iter().all(|v| v.effective_from > on || v.effective_from <= chosen.effective_from));
-                }
+        fn the_selected_version_is_the_latest_not_after_the_date((versions, on) in arb_history_and_day()) {
+            let expected = versions.iter().filter(|v| v.effective_from <= on).map(|v| v.version).max();
+            let chosen = select_version(&versions, on);
+            prop_assert_eq!(chosen.map(|v| v.version), expected, "on {}", on);
+            if let Some(chosen) = chosen {
+                prop_assert!(chosen.effective_from <= on);
+                // Every version already in force on `on` started no later than the chosen one.
+                prop_assert!(versions
+                    .iter()
+                    .all(|v| v.effective_from <= chosen.effective_from || v.effective_from > on));
             }
         }
 

@@ -99,6 +99,132 @@ fn invalid_member_number(pointer: String) -> FieldError {
     )
 }
 
+fn dependant_relationship(raw: Option<&str>, at: &str, errors: &mut Vec<FieldError>) -> Option<Relationship> {
+    match raw {
+        None => {
+            errors.push(FieldError::required(format!("{at}/relationship")));
+            None
+        }
+        Some(raw) => Relationship::parse_dependant(raw.trim()).or_else(|| {
+            errors.push(FieldError::new(
+                format!("{at}/relationship"),
+                "unknown_value",
+                "must be spouse, child, parent or other (a household has one principal)",
+                "doit être spouse, child, parent ou other (un ménage a un seul principal)",
+            ));
+            None
+        }),
+    }
+}
+
+/// A dependant joining a household already registered (`POST /v1/coverages/{id}/dependants`):
+/// a birth, a marriage. The household's own rules were checked when it registered; here the
+/// dependant's, with the child age limit on the dependant's own `start_date`. How many
+/// dependants the household already has is storage's to count, under its lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddedDependantDraft {
+    pub dependant: DependantDraft,
+    pub start_date: Option<String>,
+}
+
+/// The household an added dependant joins, as its principal's coverage says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HouseholdSpan {
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+}
+
+impl AddedDependantDraft {
+    pub fn validate_with(
+        self,
+        rules: &NationalIdRules,
+        product: &ProductVersion,
+        household: HouseholdSpan,
+        today: NaiveDate,
+    ) -> Result<(ValidDependant, NaiveDate), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let start_date = match self.start_date.as_deref() {
+            None => {
+                errors.push(FieldError::required("/start_date"));
+                None
+            }
+            Some(raw) => optional_date(Some(raw), "/start_date".into(), &mut errors),
+        };
+        let start_date = start_date.filter(|&d| match crate::dates::check(d, "/start_date", today) {
+            Some(e) => {
+                errors.push(e);
+                false
+            }
+            None if d < household.start_date => {
+                errors.push(FieldError::new(
+                    "/start_date",
+                    "before_household_start",
+                    format!(
+                        "must not be before the household's start_date, {}",
+                        household.start_date
+                    ),
+                    format!(
+                        "ne doit pas précéder la date de début du ménage, le {}",
+                        household.start_date
+                    ),
+                ));
+                false
+            }
+            None if household.end_date.is_some_and(|end| d > end) => {
+                let end = household.end_date.unwrap_or(d);
+                errors.push(FieldError::new(
+                    "/start_date",
+                    "after_household_end",
+                    format!("must not be after the household's end_date, {end}"),
+                    format!("ne doit pas suivre la date de fin du ménage, le {end}"),
+                ));
+                false
+            }
+            None => true,
+        });
+        let relationship = dependant_relationship(self.dependant.relationship.as_deref(), "", &mut errors);
+        let member_number = self.dependant.member_number.as_deref().and_then(|raw| {
+            MemberNumber::parse(raw).or_else(|| {
+                errors.push(invalid_member_number("/member_number".into()));
+                None
+            })
+        });
+        let beneficiary = self
+            .dependant
+            .beneficiary
+            .validate_with(rules, "", today)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        if let (Some(relationship), Some(b), Some(start)) = (relationship, &beneficiary, start_date) {
+            let facts = DependantFacts {
+                relationship,
+                birth_date: b.birth_date,
+                birth_date_precision: b.birth_date_precision,
+            };
+            for e in household_errors(product, start, &[facts]) {
+                // One dependant: only its age can break a rule here ("/dependants/0/birth_date").
+                if let Some(field) = e.field.strip_prefix("/dependants/0") {
+                    errors.push(FieldError {
+                        field: field.to_owned(),
+                        ..e
+                    });
+                }
+            }
+        }
+        match (relationship, beneficiary, start_date) {
+            (Some(relationship), Some(beneficiary), Some(start)) if errors.is_empty() => Ok((
+                ValidDependant {
+                    relationship,
+                    member_number,
+                    beneficiary,
+                },
+                start,
+            )),
+            _ => Err(errors),
+        }
+    }
+}
+
 fn optional_date(raw: Option<&str>, pointer: String, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
     let raw = raw?;
     parse_date(raw.trim()).or_else(|| {
@@ -213,21 +339,7 @@ impl RegistrationDraft {
         let mut dependants = Vec::with_capacity(self.dependants.len());
         for (i, d) in self.dependants.into_iter().enumerate() {
             let at = format!("{prefix}/dependants/{i}");
-            let relationship = match d.relationship.as_deref() {
-                None => {
-                    errors.push(FieldError::required(format!("{at}/relationship")));
-                    None
-                }
-                Some(raw) => Relationship::parse_dependant(raw.trim()).or_else(|| {
-                    errors.push(FieldError::new(
-                        format!("{at}/relationship"),
-                        "unknown_value",
-                        "must be spouse, child, parent or other (a household has one principal)",
-                        "doit être spouse, child, parent ou other (un ménage a un seul principal)",
-                    ));
-                    None
-                }),
-            };
+            let relationship = dependant_relationship(d.relationship.as_deref(), &at, &mut errors);
             let dependant_number = d.member_number.as_deref().and_then(|raw| {
                 let number = MemberNumber::parse(raw).or_else(|| {
                     errors.push(invalid_member_number(format!("{at}/member_number")));
@@ -896,5 +1008,64 @@ mod tests {
         assert_eq!(codes(&read), [("", "invalid_type")]);
         let (_, read) = RegistrationDraft::from_json(&json!({"dependants": {}}), "");
         assert_eq!(codes(&read), [("/dependants", "invalid_type")]);
+    }
+
+    #[test]
+    fn a_dependant_joins_a_registered_household() {
+        let household = HouseholdSpan {
+            start_date: d("2026-01-01"),
+            end_date: Some(d("2026-12-31")),
+        };
+        let added = |relationship: &str, start: Option<&str>, b: BeneficiaryDraft| AddedDependantDraft {
+            dependant: dependant(relationship, b),
+            start_date: start.map(str::to_owned),
+        };
+        let newborn = person("Mensah", "Ama", "F", "2026-03-01");
+        let (valid, start) = added("child", Some("2026-03-01"), newborn.clone())
+            .validate_with(
+                &NationalIdRules::SHIPPED,
+                &product(Some(1), Some(21)),
+                household,
+                today(),
+            )
+            .unwrap();
+        assert_eq!((valid.relationship, start), (Relationship::Child, d("2026-03-01")));
+        assert_eq!(valid.beneficiary.given_names, "Ama");
+
+        // Pointers are the body's own; every problem at once.
+        let mut nameless = newborn.clone();
+        nameless.family_name = None;
+        let errors = added("principal", None, nameless)
+            .validate_with(&NationalIdRules::SHIPPED, &product(None, None), household, today())
+            .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            [
+                ("/start_date", "required"),
+                ("/relationship", "unknown_value"),
+                ("/family_name", "required")
+            ]
+        );
+        for (start, code) in [
+            ("2025-12-31", "before_household_start"),
+            ("2027-01-01", "after_household_end"),
+            ("2099-01-01", "out_of_range"),
+            ("2026-02-30", "invalid_date"),
+        ] {
+            let errors = added("spouse", Some(start), person("Mensah", "Afi", "F", "1984"))
+                .validate_with(&NationalIdRules::SHIPPED, &product(None, None), household, today())
+                .unwrap_err();
+            assert_eq!(codes(&errors), [("/start_date", code)], "{start}");
+        }
+        // The age limit holds on the dependant's own start date.
+        let errors = added("child", Some("2026-10-01"), person("Mensah", "Yao", "M", "2005-09-30"))
+            .validate_with(&NationalIdRules::SHIPPED, &product(None, Some(20)), household, today())
+            .unwrap_err();
+        assert_eq!(codes(&errors), [("/birth_date", "dependant_age_limit")]);
+        assert!(
+            added("child", Some("2026-09-01"), person("Mensah", "Yao", "M", "2005-09-30"))
+                .validate_with(&NationalIdRules::SHIPPED, &product(None, Some(20)), household, today())
+                .is_ok()
+        );
     }
 }

@@ -58,6 +58,21 @@ pub struct Settlement {
     pub created_at: DateTime<Utc>,
 }
 
+/// A settlement as a list shows it: without its claims and payments, which can be many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementSummary {
+    pub id: String,
+    pub mutuelle: String,
+    pub payee: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub status: SettlementStatus,
+    pub claim_count: u64,
+    pub total_xof: Xof,
+    pub paid_xof: Xof,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentRefusal {
     /// The batch is already paid in full (409).

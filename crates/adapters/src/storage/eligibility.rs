@@ -20,6 +20,7 @@ struct FactsRow {
     principal_end_date: Option<NaiveDate>,
     product_version: Option<i64>,
     used_xof: Option<i64>,
+    latest_version: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,9 +68,10 @@ const FACTS_COLUMNS: &str = "CAST(k.n AS BIGINT) AS n, b.id AS person_id, b.birt
      c.principal_coverage, c.start_date, c.end_date, c.status, c.paid_through, c.version, \
      p.paid_through AS principal_paid_through, p.status AS principal_status, \
      p.end_date AS principal_end_date, \
-     CAST((SELECT max(x.version) FROM product_versions x WHERE x.product_id = c.product \
+          CAST((SELECT max(x.version) FROM product_versions x WHERE x.product_id = c.product \
        AND x.effective_from <= k.day) AS BIGINT) AS product_version, \
-     u.used_xof";
+     u.used_xof, \
+     CAST((SELECT r.current_version FROM products r WHERE r.id = c.product) AS BIGINT) AS latest_version";
 
 const FACTS_JOINS: &str = " LEFT JOIN coverages c ON c.beneficiary = b.id \
      LEFT JOIN coverages p ON p.id = c.principal_coverage \
@@ -295,9 +297,16 @@ impl EligibilityStore for This {
                 Some(version) => Some(self.product_version(&coverage.product, version).await?),
                 None => None,
             };
+            // Versions are numbered in the order of their days, so the later ones are those
+            // above the one in force; their bodies come from the same cache.
+            let mut later_versions = Vec::new();
+            for version in row.product_version.unwrap_or(0) + 1..=row.latest_version.unwrap_or(0) {
+                later_versions.push(self.product_version(&coverage.product, version).await?);
+            }
             facts.coverages.push(CoverageFacts {
                 coverage,
                 product,
+                later_versions,
                 principal_paid_through: row.principal_paid_through,
                 principal: match row.principal_status {
                     Some(status) => Some(PrincipalStanding {

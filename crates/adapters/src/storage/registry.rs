@@ -4,7 +4,7 @@
 use passerelle_domain::beneficiary::{Beneficiary, NationalId, ValidBeneficiary};
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus, Relationship};
 use passerelle_domain::ports::{
-    CoverageUpdate, NewHousehold, PersonRef, RegisteredMember, Registration, RegistryStore,
+    CoverageUpdate, NewHousehold, NewMember, PersonRef, RegisteredMember, Registration, RegistryStore,
 };
 
 use super::rows::{
@@ -364,6 +364,21 @@ async fn register_in(
     })
 }
 
+/// One person's new coverage, its events (with those of `events`, the person's) and the answer
+/// kept for its idempotency key, inside the caller's transaction.
+async fn write_member(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    member: &RegisteredMember,
+    own_number: bool,
+    mut events: Vec<NewAuditEvent>,
+) -> Result<(), StoreError> {
+    insert_coverage(tx, ctx, &member.coverage, own_number).await?;
+    events.push(ctx.audit("coverage.created", "coverage", &member.coverage.id));
+    queue_events(tx, &events).await?;
+    store_idempotent_response(tx, ctx, member).await
+}
+
 /// A new version of a coverage whose contributions change, its `paid_through` moved to `paid_to`
 /// when later; the row stays held until the transaction ends. A terminated coverage is final:
 /// `coverage_terminated`.
@@ -424,6 +439,88 @@ impl RegistryStore for This {
         })
     }
 
+    async fn add_dependant(
+        &self,
+        ctx: &WriteContext,
+        principal: &str,
+        member: &NewMember,
+        start_date: NaiveDate,
+        max_dependants: Option<u32>,
+    ) -> Result<Written<RegisteredMember>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(replayed) = claim_idempotency::<RegisteredMember>(&mut tx, ctx).await? {
+            return Ok(Written {
+                value: replayed,
+                replayed: true,
+            });
+        }
+        // Holds the principal's row without changing it, so that two additions racing for the
+        // household's last place count each other.
+        let held: Option<CoverageRow> = sqlx::query_as(&format!(
+            "UPDATE coverages SET status = status WHERE id = $1 AND status <> 'terminated' RETURNING {COVERAGE_COLUMNS}"
+        ))
+        .bind(principal)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(held) = held else {
+            return Err(StoreError::Conflict {
+                constraint: "household_terminated".into(),
+            });
+        };
+        let principal = Coverage::try_from(held)?;
+        if let Some(max) = max_dependants {
+            let live: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM coverages WHERE principal_coverage = $1 AND status <> 'terminated'",
+            )
+            .bind(&principal.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if live >= i64::from(max) {
+                return Err(StoreError::Conflict {
+                    constraint: "household_full".into(),
+                });
+            }
+        }
+        let mut events = Vec::new();
+        let (beneficiary, matched, possible_duplicates) =
+            upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
+        let (number, own) = match &member.own_number {
+            Some(own) => (own.clone(), true),
+            None => (principal.member_number.clone(), false),
+        };
+        let coverage = Coverage {
+            id: uuid::Uuid::now_v7().to_string(),
+            beneficiary: beneficiary.id.clone(),
+            product: principal.product.clone(),
+            organization: ctx.organization.clone(),
+            layer: principal.layer,
+            member_number: number,
+            relationship: member.relationship,
+            principal_coverage: Some(principal.id.clone()),
+            start_date,
+            end_date: principal.end_date,
+            status: CoverageStatus::Active,
+            // The household's payments are the principal's; a dependant's row starts where they are.
+            paid_through: principal.paid_through,
+            version: 1,
+        };
+        let added = RegisteredMember {
+            relationship: member.relationship,
+            beneficiary,
+            coverage,
+            matched,
+            possible_duplicates,
+        };
+        write_member(&mut tx, ctx, &added, own, events).await?;
+        self.commit(tx).await?;
+        Ok(Written {
+            value: added,
+            replayed: false,
+        })
+    }
+
     async fn create_coverage(
         &self,
         ctx: &WriteContext,
@@ -469,8 +566,6 @@ impl RegistryStore for This {
             &household.member_number,
             None,
         );
-        insert_coverage(&mut tx, ctx, &coverage, true).await?;
-        events.push(ctx.audit("coverage.created", "coverage", &coverage.id));
         let member = RegisteredMember {
             relationship: Relationship::Principal,
             beneficiary,
@@ -478,8 +573,7 @@ impl RegistryStore for This {
             matched,
             possible_duplicates,
         };
-        queue_events(&mut tx, &events).await?;
-        store_idempotent_response(&mut tx, ctx, &member).await?;
+        write_member(&mut tx, ctx, &member, true, events).await?;
         self.commit(tx).await?;
         Ok(Written {
             value: member,

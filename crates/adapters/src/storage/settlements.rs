@@ -1,7 +1,7 @@
 // Settlement storage, shared by both databases through `include!` like `shared.rs`.
 
-use passerelle_domain::ports::{SettlementError, SettlementStore};
-use passerelle_domain::settlement::{pay, Payment, Settlement, SettlementStatus};
+use passerelle_domain::ports::{SettlementError, SettlementFilter, SettlementStore};
+use passerelle_domain::settlement::{pay, Payment, Settlement, SettlementStatus, SettlementSummary};
 
 #[derive(sqlx::FromRow)]
 struct SettlementRow {
@@ -14,6 +14,45 @@ struct SettlementRow {
     total_xof: i64,
     paid_xof: i64,
     created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A settlement row with how many claims it holds, for lists.
+#[derive(sqlx::FromRow)]
+struct SettlementSummaryRow {
+    #[sqlx(flatten)]
+    settlement: SettlementRow,
+    claim_count: i64,
+}
+
+impl TryFrom<SettlementSummaryRow> for SettlementSummary {
+    type Error = StoreError;
+
+    fn try_from(summary: SettlementSummaryRow) -> Result<Self, StoreError> {
+        let row = summary.settlement;
+        Ok(SettlementSummary {
+            status: SettlementStatus::parse(&row.status).ok_or_else(|| corrupt("settlement status"))?,
+            claim_count: u64::try_from(summary.claim_count).map_err(|_| corrupt("settlement claim count"))?,
+            id: row.id,
+            mutuelle: row.mutuelle,
+            payee: row.payee,
+            period_start: row.period_start,
+            period_end: row.period_end,
+            total_xof: Xof(row.total_xof),
+            paid_xof: Xof(row.paid_xof),
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// How a read that must see one state of a batch (its row, claims and payments) begins: a
+/// PostgreSQL snapshot for the whole transaction (READ COMMITTED would take one per statement);
+/// a SQLite read transaction keeps the snapshot of its first read until it ends.
+fn begin_snapshot() -> &'static str {
+    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+    } else {
+        "BEGIN"
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -38,13 +77,6 @@ where
     .fetch_optional(exec)
     .await
     .map_err(db_err)
-}
-
-impl This {
-    async fn assemble(&self, row: SettlementRow) -> Result<Settlement, StoreError> {
-        let mut conn = self.read.acquire().await.map_err(db_err)?;
-        assemble_on(&mut conn, row).await
-    }
 }
 
 /// A settlement with its claims and payments, read on `conn`: a write's own transaction reads
@@ -194,10 +226,43 @@ impl SettlementStore for This {
     }
 
     async fn get_settlement(&self, id: &str) -> Result<Option<Settlement>, StoreError> {
-        match load_settlement(&self.read, id, false).await? {
-            Some(row) => Ok(Some(self.assemble(row).await?)),
-            None => Ok(None),
-        }
+        // One snapshot for the row, its claims and its payments: read apart, a payment committed
+        // in between would show a `paid_xof` that the payments listed do not add up to.
+        let mut tx = self.read.begin_with(begin_snapshot()).await.map_err(db_err)?;
+        let settlement = match load_settlement(&mut *tx, id, false).await? {
+            Some(row) => Some(assemble_on(&mut tx, row).await?),
+            None => None,
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(settlement)
+    }
+
+    async fn list_settlements(
+        &self,
+        filter: &SettlementFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SettlementSummary>, StoreError> {
+        // Ids are UUIDv7: in id order is in creation order, newest first here.
+        let rows: Vec<SettlementSummaryRow> = sqlx::query_as(
+            "SELECT s.id, s.mutuelle, s.payee, s.period_start, s.period_end, s.status, s.total_xof, s.paid_xof, \
+             s.created_at, (SELECT count(*) FROM claims c WHERE c.settlement = s.id) AS claim_count \
+             FROM settlements s WHERE ($1 IS NULL OR s.mutuelle = $1 OR s.payee = $1) \
+             AND ($2 IS NULL OR s.payee = $2) AND ($3 IS NULL OR s.status = $3) AND ($4 IS NULL OR s.id < $4) \
+             ORDER BY s.id DESC LIMIT $5",
+        )
+        .bind(&filter.party)
+        .bind(&filter.payee)
+        .bind(filter.status.map(SettlementStatus::as_str))
+        .bind(&page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        let items = rows
+            .into_iter()
+            .map(SettlementSummary::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |s| s.id.clone()))
     }
 
     async fn settlement_claims(&self, id: &str) -> Result<Vec<Claim>, StoreError> {
@@ -243,8 +308,10 @@ impl SettlementStore for This {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let mut events = vec![ctx.audit("settlement.paid", "settlement", id)];
+        // Every instalment is recorded; the batch is `paid` once, with the one that completes it.
+        let mut events = vec![ctx.audit("settlement.payment_recorded", "settlement", id)];
         if status == SettlementStatus::Paid {
+            events.push(ctx.audit("settlement.paid", "settlement", id));
             let rows: Vec<BodyRow> = sqlx::query_as("SELECT body FROM claims WHERE settlement = $1 ORDER BY id")
                 .bind(id)
                 .fetch_all(&mut *tx)

@@ -455,8 +455,10 @@ impl AuditStore for This {
     }
 
     async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        // A walk starts from 0: chaining once there lets it see every change committed before.
-        if after == 0 {
+        // A walk starts at or below the first `seq` (the verifier's from `i64::MIN`, so that a
+        // row stored before the first event is walked too): chaining once there lets it see
+        // every change committed before.
+        if after <= 0 {
             self.chain.flush().await?;
         }
         let rows: Vec<AuditRow> = sqlx::query_as(&format!(

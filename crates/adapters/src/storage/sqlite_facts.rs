@@ -134,6 +134,7 @@ fn facts_row(row: &Row<'_>) -> rusqlite::Result<FactsRow> {
         principal_end_date: row.get(19)?,
         product_version: row.get(20)?,
         used_xof: row.get(21)?,
+        latest_version: row.get(22)?,
     })
 }
 
@@ -154,7 +155,7 @@ mod tests {
     use super::*;
 
     /// The positions `facts_row` reads.
-    const COLUMNS: [&str; 22] = [
+    const COLUMNS: [&str; 23] = [
         "n",
         "person_id",
         "birth_date",
@@ -177,6 +178,7 @@ mod tests {
         "principal_end_date",
         "product_version",
         "used_xof",
+        "latest_version",
     ];
 
     /// Only a plain file is read in place; every other kind of database keeps sqlx's pool.

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use passerelle_domain::claim::{Claim, ClaimStatus};
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::product::CareLevel;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -18,7 +19,7 @@ use super::request::{self, Translation};
 use super::{Fhir, FhirBody};
 use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
-use crate::routes::claims::{read_claim, submit};
+use crate::routes::claims::{read_claim, submit, MAX_LINES};
 use crate::state::AppState;
 
 /// The payer of a share: `urn:passerelle:payer`, a reference to the organisation.
@@ -367,9 +368,37 @@ fn fixed(t: &mut Translation, body: &Map<String, Value>, element: &str, allowed:
     }
 }
 
+/// The claim's `billablePeriod.start`, read once (a dateTime, whose date part is taken):
+/// `None` when not given, `Some(None)` when it is no date (reported here, once).
+fn billable_day(t: &mut Translation, body: &Map<String, Value>) -> Option<Option<String>> {
+    let period = body.get("billablePeriod").filter(|p| !p.is_null())?;
+    let Some(period) = period.as_object() else {
+        t.error(
+            "billablePeriod",
+            "invalid_type",
+            "must be a Period",
+            "doit être une Period",
+        );
+        return Some(None);
+    };
+    let start = period.get("start").filter(|d| !d.is_null())?;
+    match start.as_str() {
+        Some(text) => Some(Some(text.split_once('T').map_or(text, |(day, _)| day).to_owned())),
+        None => {
+            t.error(
+                "billablePeriod.start",
+                "invalid_type",
+                "must be a date",
+                "doit être une date",
+            );
+            Some(None)
+        }
+    }
+}
+
 /// The day of care an item is on: its `servicedDate`, or a `servicedPeriod` that starts and ends
-/// on one day, else the claim's `billablePeriod.start` (a dateTime, whose date part is taken).
-fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize) -> Said {
+/// on one day, else the claim's `billablePeriod.start` (`billable`, read by [`billable_day`]).
+fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, i: usize) -> Said {
     // A period is one day of care only when it starts and ends on the same day.
     if let Some(period) = item.get("servicedPeriod").filter(|p| !p.is_null()) {
         let day = |edge: &str| {
@@ -393,17 +422,14 @@ fn day_of(t: &mut Translation, body: &Map<String, Value>, item: &Value, i: usize
             }
         };
     }
-    let (value, at) = match item.get("servicedDate").filter(|d| !d.is_null()) {
-        Some(d) => (d, format!("item[{i}].servicedDate")),
-        None => match body
-            .get("billablePeriod")
-            .and_then(|p| p.get("start"))
-            .filter(|d| !d.is_null())
-        {
-            Some(d) => (d, "billablePeriod.start".to_owned()),
-            None => return Said::Nothing,
-        },
+    let Some(value) = item.get("servicedDate").filter(|d| !d.is_null()) else {
+        return match billable {
+            None => Said::Nothing,
+            Some(None) => Said::Reported,
+            Some(Some(day)) => Said::Value(day.clone(), "billablePeriod.start".to_owned()),
+        };
     };
+    let at = format!("item[{i}].servicedDate");
     match value.as_str() {
         Some(text) => {
             let day = text.split_once('T').map_or(text, |(day, _)| day);
@@ -459,14 +485,28 @@ fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
         }
         None => t.required(&at("category")),
     }
-    let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
+    // A SimpleQuantity: absent (or null) is one unit; given as anything but an object (a bare
+    // `3`) it is refused, not read as absent, which would bill one unit.
+    let quantity = match item.get("quantity").filter(|q| !q.is_null()) {
         None => Some(1),
-        // A whole number written as a FHIR decimal (`2.0`) is that number; anything else is
-        // the `/v1` rule's to refuse.
-        Some(q) => request::whole(q).or_else(|| {
-            line.insert("quantity".into(), q.clone());
+        Some(q) if !q.is_object() => {
+            t.error(
+                &at("quantity"),
+                "invalid_type",
+                "must be a Quantity: {\"value\": <number of units>}",
+                "doit être une Quantity : {\"value\": <nombre d'unités>}",
+            );
             None
-        }),
+        }
+        Some(q) => match q.get("value") {
+            None => Some(1),
+            // A whole number written as a FHIR decimal (`2.0`) is that number; anything else
+            // is the `/v1` rule's to refuse.
+            Some(q) => request::whole(q).or_else(|| {
+                line.insert("quantity".into(), q.clone());
+                None
+            }),
+        },
     };
     if let Some(q) = quantity {
         line.insert("quantity".into(), json!(q));
@@ -564,6 +604,15 @@ fn translate(body: &Map<String, Value>) -> Translation {
         .flatten()
         .enumerate()
     {
+        if !d.is_object() {
+            t.error(
+                &format!("diagnosis[{i}]"),
+                "invalid_type",
+                "must be an object",
+                "doit être un objet",
+            );
+            continue;
+        }
         let at = format!("diagnosis[{i}].diagnosisCodeableConcept");
         let concept = d.get("diagnosisCodeableConcept").cloned().unwrap_or(Value::Null);
         if let Some(code) = t.code(&concept, &at, ICD10_SYSTEM) {
@@ -579,12 +628,38 @@ fn translate(body: &Map<String, Value>) -> Translation {
         t.required("item");
         return t;
     };
+    // Past the `/v1` limit, no item is read: the client is told the limit, not each item's
+    // faults.
+    if items.len() > MAX_LINES {
+        t.error(
+            "item",
+            "invalid_length",
+            format!("must hold 1 to {MAX_LINES} items"),
+            format!("doit contenir de 1 à {MAX_LINES} items"),
+        );
+        return t;
+    }
+    let billable = billable_day(&mut t, body);
     let mut lines = Vec::new();
     let mut days = Vec::new();
     let mut levels = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            // One fault for the item; the `/v1` rule's on the same line is the same fault.
+            t.error(
+                &format!("item[{i}]"),
+                "invalid_type",
+                "must be an object",
+                "doit être un objet",
+            );
+            t.place(&format!("/lines/{i}"), &format!("item[{i}]"));
+            lines.push(item.clone());
+            days.push((i, Said::Reported));
+            levels.push((i, Said::Reported));
+            continue;
+        }
         lines.push(line(&mut t, item, i));
-        days.push((i, day_of(&mut t, body, item, i)));
+        days.push((i, day_of(&mut t, &billable, item, i)));
         let level = match item.get("locationCodeableConcept").filter(|c| !c.is_null()) {
             None => Said::Nothing,
             Some(c) => {
@@ -618,7 +693,42 @@ fn translate(body: &Map<String, Value>) -> Translation {
     t.put("/lines", Value::Array(lines), "item");
     shared(&mut t, days, "servicedDate", "/service_date");
     shared(&mut t, levels, "locationCodeableConcept", "/care_level");
+    // No day when the items' is billablePeriod's, which is no date: that is the one fault.
+    if billable == Some(None) && !t.body.contains_key("service_date") {
+        t.place("/service_date", "billablePeriod.start");
+    }
     t
+}
+
+/// The 409 of a Claim whose identifier its provider already used (the store's
+/// `external_id_taken`), named as the Claim names it.
+pub fn duplicate_identifier() -> ApiError {
+    let (en, fr) = (
+        "This provider already submitted a claim with this identifier (a duplicate payment).",
+        "Ce prestataire a déjà soumis une demande avec cet identifiant (double paiement).",
+    );
+    ApiError::Conflict {
+        en: en.into(),
+        fr: fr.into(),
+        errors: vec![FieldError::new(
+            "Claim.identifier[0].value",
+            "duplicate",
+            "this provider already submitted a claim with this identifier",
+            "ce prestataire a déjà soumis une demande avec cet identifiant",
+        )],
+    }
+}
+
+/// Whether `error` is the store's refusal of a provider's `external_id` used twice.
+fn is_duplicate_identifier(error: &ApiError) -> bool {
+    let taken = ApiError::from(StoreError::Conflict {
+        constraint: "external_id_taken".into(),
+    });
+    matches!(
+        (error, &taken),
+        (ApiError::Conflict { en, errors, .. }, ApiError::Conflict { en: taken, .. })
+            if en == taken && errors.is_empty()
+    )
 }
 
 /// Submit a claim, as FHIR.
@@ -628,13 +738,15 @@ fn translate(body: &Map<String, Value>) -> Translation {
 /// person is `patient` as in a CoverageEligibilityRequest; `provider` is
 /// `Organization/<id>` or an identifier in `urn:passerelle:organization`;
 /// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
-/// 409). Each `item` is a line: `productOrService.coding[0].code` (and `text`), `category` in
-/// `urn:passerelle:category`, `quantity.value` (default 1), `unitPrice` in XOF (`factor`, when given, 1; `net`
+/// 409 `duplicate` at `Claim.identifier[0].value`). Each `item` (1 to 1000) is a line:
+/// `productOrService.coding[0].code` (and `text`), `category` in `urn:passerelle:category`,
+/// `quantity` a Quantity whose `value` is the number of units (absent: 1; not an object: 422),
+/// `unitPrice` in XOF (`factor`, when given, 1; `net`
 /// quantity × unitPrice; the claim's `total` their sum; `use` `claim`; `status` `active`); every
 /// item has the same day (`servicedDate`, a one-day `servicedPeriod`, or the claim's
 /// `billablePeriod.start`) and care level (`locationCodeableConcept` in
-/// `urn:passerelle:care-level`). A scheme's own base
-/// adjudication is sent with `/v1` only.
+/// `urn:passerelle:care-level`). A 422 lists at most 100 faults, then one (`too_many_errors`)
+/// saying how many more. A scheme's own base adjudication is sent with `/v1` only.
 #[utoipa::path(
     post,
     path = "/fhir/r4/Claim",
@@ -662,7 +774,7 @@ fn translate(body: &Map<String, Value>) -> Translation {
          body = ClaimResponse, content_type = "application/fhir+json",
          headers(("Location" = String, description = "/v1/claims/{id}"))),
         (status = 404, description = "Unknown person, or one you may not see", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 409, description = "This provider already submitted a claim with this identifier", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 409, description = "This provider already submitted a claim with this identifier: an issue `duplicate` at `Claim.identifier[0].value`", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
         (status = 422, description = "A rule broken, each issue at its element, or the `Idempotency-Key` reused with another request; nothing was written",
          body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
         (status = 428, description = "Idempotency-Key is missing", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
@@ -687,7 +799,8 @@ pub async fn submit_claim(
             // The rules `submit` applies with the store's facts (the provider, the coverages'
             // start) name `/v1` fields too: their faults are reported at the FHIR elements.
             match submit(&state, &auth.caller, &parsed, idempotency).await {
-                Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.relocate(errors))),
+                Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.located(errors))),
+                Err(e) if is_duplicate_identifier(&e) => return Err(duplicate_identifier()),
                 other => other?.value,
             }
         }

@@ -47,7 +47,8 @@ pub struct InsuranceItem {
     pub product_or_service: Option<CodeableConcept>,
     /// True when the product excludes the category.
     pub excluded: bool,
-    /// `eligpercent` (the rate of the first matching rule, when it pays); with an amount,
+    /// `eligpercent` (the rate of the first matching rule, whenever `/v1` gives one: also for
+    /// a coverage not in force, which `inforce` and the reasons tell); with an amount,
     /// `submitted` (the amount), `benefit` (this coverage's share of the estimate) and, on the
     /// payer that pays last (on the first coverage when none pays), `copay` (the patient's
     /// share); `remaining-ceiling` when the product
@@ -214,12 +215,24 @@ fn translate(body: &Map<String, Value>) -> Translation {
     }
     // A quantity is checked whether or not a price comes with it: given and wrong is an error,
     // with the code `/v1` gives a claim's line (and a Claim's item): not a whole number is
-    // `invalid_type`, a whole number outside 1 to MAX_QUANTITY `out_of_range`.
-    let quantity = match item.get("quantity").and_then(|q| q.get("value")) {
+    // `invalid_type`, a whole number outside 1 to MAX_QUANTITY `out_of_range`. It is a
+    // SimpleQuantity: absent (or null) is one unit; anything but an object is refused, not read
+    // as absent (which would estimate one unit).
+    let quantity = match item.get("quantity").filter(|q| !q.is_null()) {
         None => Some(1),
-        Some(q) => match request::whole(q) {
-            Some(q) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
-            Some(_) => {
+        Some(q) if !q.is_object() => {
+            t.error(
+                "item[0].quantity",
+                "invalid_type",
+                "must be a Quantity: {\"value\": <number of units>}",
+                "doit être une Quantity : {\"value\": <nombre d'unités>}",
+            );
+            None
+        }
+        Some(q) => match q.get("value").map(request::whole) {
+            None => Some(1),
+            Some(Some(q)) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
+            Some(Some(_)) => {
                 t.error(
                     "item[0].quantity.value",
                     "out_of_range",
@@ -228,7 +241,7 @@ fn translate(body: &Map<String, Value>) -> Translation {
                 );
                 None
             }
-            None => {
+            Some(None) => {
                 t.error(
                     "item[0].quantity.value",
                     "invalid_type",
@@ -278,7 +291,9 @@ fn response(
         .iter()
         .map(|c| {
             let mut benefit = Vec::new();
-            if let (Some(rate), "eligible") = (c.rate_bp, c.status.as_str()) {
+            // The rate is said whenever `/v1` gives one, as for a coverage in its waiting
+            // period: `inforce` and the reasons say whether it pays today.
+            if let Some(rate) = c.rate_bp {
                 benefit.push(Benefit {
                     type_: adjudication("eligpercent"),
                     allowed_money: None,
@@ -349,8 +364,8 @@ fn response(
 /// `urn:passerelle:national-id:<country>:<type>` or `urn:passerelle:member-number:<organisation>`.
 /// Exactly one `item`: its care level is the extension `urn:passerelle:care-level`
 /// (`valueCode`), its category a coding in `urn:passerelle:category`, and `unitPrice` (XOF) ×
-/// `quantity` (default 1) the amount to estimate. Errors are OperationOutcome, each issue's
-/// `expression` naming the element.
+/// `quantity.value` (a Quantity; absent: 1; not an object: 422) the amount to estimate. Errors
+/// are OperationOutcome, each issue's `expression` naming the element.
 #[utoipa::path(
     post,
     path = "/fhir/r4/CoverageEligibilityRequest",

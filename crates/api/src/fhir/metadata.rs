@@ -53,7 +53,7 @@ fn statement() -> CapabilityStatement {
             },
             "resource": [
                 {"type": "Patient", "interaction": [type_("read")]},
-                {"type": "Coverage", "interaction": [type_("search-type")],
+                {"type": "Coverage", "interaction": [type_("read"), type_("search-type")],
                  "searchParam": [{"name": "beneficiary", "type": "reference"}]},
                 {"type": "CoverageEligibilityRequest", "interaction": [type_("create")]},
                 {"type": "Claim", "interaction": [type_("create")]},

@@ -12,10 +12,37 @@ use utoipa::ToSchema;
 
 use super::model::{CodeableConcept, Coding};
 use super::FHIR_JSON;
-use crate::problem::PROBLEM_JSON;
+use crate::problem::{Lang, PROBLEM_JSON};
+use passerelle_domain::error::FieldError;
 
 /// Codes of `details`: the problem's `code` (API.md §4), or for a broken rule the rule's.
 pub const PROBLEM_SYSTEM: &str = "urn:passerelle:problem";
+
+/// Most faults an OperationOutcome lists; a last issue (`too_many_errors`) says how many more.
+pub const MAX_ISSUES: usize = 100;
+
+/// The most of a problem document read to rewrite it: far beyond what [`MAX_ISSUES`] faults
+/// take; a larger one is answered with a generic outcome of the same status.
+const READ_LIMIT: usize = 16 << 20;
+
+/// The fault that stands for `more` faults not listed (`at_least`: more may be found once
+/// those are corrected), at `at`, the resource.
+pub fn too_many_errors(at: &str, more: usize, at_least: bool) -> FieldError {
+    let (en, fr) = if at_least {
+        (
+            format!("at least {more} more faults"),
+            format!("au moins {more} autres erreurs"),
+        )
+    } else {
+        (format!("{more} more faults"), format!("{more} autres erreurs"))
+    };
+    FieldError::new(
+        at,
+        "too_many_errors",
+        format!("{en}, not listed: correct these first"),
+        format!("{fr}, non listées : corrigez d'abord celles-ci"),
+    )
+}
 
 /// One thing that went wrong.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -24,7 +51,8 @@ pub struct Issue {
     pub severity: &'static str,
     /// FHIR's issue type: `structure`, `login`, `forbidden`, `not-found`, `not-supported`,
     /// `conflict`, `duplicate`, `too-long`, `required`, `value`, `invalid`, `transient`,
-    /// `exception`.
+    /// `throttled`, `exception`, or `too-costly` on the last issue of an outcome that lists
+    /// only the first 100 faults (details `too_many_errors`, saying how many more).
     pub code: &'static str,
     /// The service's stable code (`urn:passerelle:problem`) and the message, in the language
     /// of `Accept-Language`.
@@ -56,7 +84,8 @@ pub struct IssueDetails {
 pub struct OperationOutcome {
     /// `OperationOutcome`.
     pub resource_type: &'static str,
-    /// Every fault: one per broken rule of a request, else one.
+    /// Every fault: one per broken rule of a request (at most 100, then one saying how many
+    /// more), else one.
     pub issue: Vec<Issue>,
 }
 
@@ -100,6 +129,7 @@ fn rule_type(rule: &str) -> &'static str {
         "required" => "required",
         "unknown_field" | "invalid_type" | "ambiguous_person" => "structure",
         "duplicate" => "duplicate",
+        "too_many_errors" => "too-costly",
         _ => "value",
     }
 }
@@ -132,8 +162,39 @@ fn fhirpath(resource: &str, pointer: &str) -> String {
     path
 }
 
+/// The problem code of a status, for a problem document that could not be read.
+fn problem_code(status: u16) -> &'static str {
+    match status {
+        400 => "malformed_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        412 => "precondition_failed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "validation_failed",
+        428 => "precondition_required",
+        429 => "rate_limited",
+        503 => "unavailable",
+        _ => "internal_error",
+    }
+}
+
 /// The outcome for a problem document; `resource` is the type of the request's body, if any.
-fn outcome(problem: ProblemIn, resource: Option<&str>) -> OperationOutcome {
+fn outcome(mut problem: ProblemIn, resource: Option<&str>, lang: Lang) -> OperationOutcome {
+    // Faults found before a request is read (a NUL in each of thousands of strings) are not
+    // bounded by the reading: the first ones are listed, then how many more.
+    if let Some(errors) = problem.errors.as_mut().filter(|e| e.len() > MAX_ISSUES + 1) {
+        let more = too_many_errors("", errors.len() - MAX_ISSUES, false);
+        errors.truncate(MAX_ISSUES);
+        errors.push(FieldIn {
+            field: more.field,
+            code: more.code,
+            message: lang.pick(&more.en, &more.fr).to_owned(),
+        });
+    }
     let severity = match problem.code.as_str() {
         "internal_error" | "unavailable" => "fatal",
         _ => "error",
@@ -193,8 +254,24 @@ fn outcome(problem: ProblemIn, resource: Option<&str>) -> OperationOutcome {
 pub fn from_problem(problem: &serde_json::Value) -> serde_json::Value {
     serde_json::from_value::<ProblemIn>(problem.clone())
         .ok()
-        .and_then(|p| serde_json::to_value(outcome(p, None)).ok())
+        .and_then(|p| serde_json::to_value(outcome(p, None, Lang::default())).ok())
         .unwrap_or_default()
+}
+
+/// The outcome of a response whose problem document could not be read: its status, its
+/// request id, and no more.
+fn generic(status: u16, request_id: &str, lang: Lang) -> OperationOutcome {
+    let detail = lang.pick(
+        "The request failed; the details of the failure could not be given.",
+        "La requête a échoué ; le détail de l'échec n'a pas pu être donné.",
+    );
+    let problem = ProblemIn {
+        code: problem_code(status).to_owned(),
+        detail: detail.to_owned(),
+        request_id: request_id.to_owned(),
+        errors: None,
+    };
+    outcome(problem, None, lang)
 }
 
 /// Rewrites the problem documents of `/fhir` paths; passes everything else through.
@@ -208,6 +285,12 @@ pub async fn rewrite(request: Request, next: Next) -> Response {
     let resource = (request.method() == axum::http::Method::POST)
         .then(|| request.uri().path().rsplit('/').next().map(str::to_owned))
         .flatten();
+    let lang = Lang::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let response = next.run(request).await;
     let is_problem = response
         .headers()
@@ -218,12 +301,25 @@ pub async fn rewrite(request: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // Problem documents are a few hundred bytes; the limit only guards the read.
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-    let body = match serde_json::from_slice::<ProblemIn>(&bytes) {
-        Ok(problem) => serde_json::to_vec(&outcome(problem, resource.as_deref())).unwrap_or_default(),
-        Err(_) => bytes.to_vec(),
+    // Problem documents are a few hundred bytes, or a few KiB with their faults; the limit
+    // only guards the read. One that cannot be read or understood still answers a FHIR client
+    // in FHIR, with its status.
+    let problem = axum::body::to_bytes(body, READ_LIMIT)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<ProblemIn>(&bytes).ok());
+    let outcome = match problem {
+        Some(problem) => outcome(problem, resource.as_deref(), lang),
+        None => {
+            let request_id = parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            generic(parts.status.as_u16(), request_id, lang)
+        }
     };
+    let body = serde_json::to_vec(&outcome).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts
         .headers
@@ -264,6 +360,7 @@ mod tests {
                 ]),
             ),
             None,
+            Lang::En,
         );
         let codes: Vec<_> = out.issue.iter().map(|i| i.code).collect();
         assert_eq!(codes, ["value", "value", "required"]);
@@ -286,6 +383,7 @@ mod tests {
                 ]),
             ),
             Some("Claim"),
+            Lang::En,
         );
         let at: Vec<_> = out
             .issue
@@ -297,11 +395,11 @@ mod tests {
 
     #[test]
     fn other_problems_are_one_issue_with_their_code() {
-        let out = outcome(problem("not_found", None), None);
+        let out = outcome(problem("not_found", None), None, Lang::En);
         assert_eq!(out.issue.len(), 1);
         assert_eq!((out.issue[0].severity, out.issue[0].code), ("error", "not-found"));
         assert_eq!(out.issue[0].details.text, "detail");
-        let out = outcome(problem("internal_error", None), None);
+        let out = outcome(problem("internal_error", None), None, Lang::En);
         assert_eq!((out.issue[0].severity, out.issue[0].code), ("fatal", "exception"));
         assert_eq!(out.issue[0].diagnostics, "request_id: r1");
     }
@@ -309,9 +407,85 @@ mod tests {
     #[test]
     fn a_missing_or_reused_idempotency_key_names_the_header() {
         for code in ["precondition_required", "idempotency_key_reused"] {
-            let out = outcome(problem(code, None), Some("Claim"));
+            let out = outcome(problem(code, None), Some("Claim"), Lang::En);
             assert_eq!(out.issue[0].diagnostics, "request_id: r1; at: /header/Idempotency-Key");
             assert!(out.issue[0].expression.is_empty());
+        }
+    }
+
+    #[test]
+    fn thousands_of_faults_are_listed_a_hundred_then_how_many_more() {
+        let faults: Vec<(String, &str)> = (0..2300).map(|i| (format!("/item/{i}"), "invalid_type")).collect();
+        let faults = faults.iter().map(|(f, c)| (f.as_str(), *c)).collect();
+        let out = outcome(problem("validation_failed", Some(faults)), Some("Claim"), Lang::En);
+        assert_eq!(out.issue.len(), MAX_ISSUES + 1);
+        assert_eq!(out.issue[99].expression, ["Claim.item[99]"]);
+        let last = &out.issue[100];
+        assert_eq!(
+            (last.code, last.details.coding[0].code.as_str()),
+            ("too-costly", "too_many_errors")
+        );
+        assert_eq!(last.expression, ["Claim"]);
+        assert!(
+            last.details.text.starts_with("2200 more faults"),
+            "{}",
+            last.details.text
+        );
+        // A list already bounded (a hundred and the count) is kept as it is.
+        let faults: Vec<(String, &str)> = (0..=MAX_ISSUES)
+            .map(|i| (format!("/item/{i}"), "invalid_type"))
+            .collect();
+        let faults = faults.iter().map(|(f, c)| (f.as_str(), *c)).collect();
+        let out = outcome(problem("validation_failed", Some(faults)), Some("Claim"), Lang::En);
+        assert_eq!(out.issue.len(), MAX_ISSUES + 1);
+        assert_eq!(out.issue[100].code, "structure");
+    }
+
+    /// A problem document too large to read, or not one, is still an OperationOutcome with its
+    /// status and request id: never an empty body.
+    #[tokio::test]
+    async fn an_unreadable_problem_is_still_an_outcome() {
+        use axum::http::StatusCode;
+        use tower::ServiceExt;
+
+        let problem = |body: Vec<u8>| {
+            move || async move {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+                headers.insert("x-request-id", HeaderValue::from_static("r9"));
+                response
+            }
+        };
+        let mut huge = br#"{"code": "validation_failed", "errors": []"#.to_vec();
+        huge.resize(READ_LIMIT + 1, b' ');
+        huge.push(b'}');
+        let app = axum::Router::new()
+            .route("/fhir/r4/Claim", axum::routing::post(problem(huge)))
+            .route("/fhir/r4/Other", axum::routing::post(problem(b"not json".to_vec())))
+            .layer(axum::middleware::from_fn(rewrite));
+        for path in ["/fhir/r4/Claim", "/fhir/r4/Other"] {
+            let request = Request::builder()
+                .method("POST")
+                .uri(path)
+                .header(header::ACCEPT_LANGUAGE, "en")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], FHIR_JSON);
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let out: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(out["resourceType"], "OperationOutcome", "{path}");
+            let issue = &out["issue"][0];
+            assert_eq!(issue["code"], "invalid");
+            assert_eq!(issue["details"]["coding"][0]["code"], "validation_failed");
+            assert_eq!(issue["diagnostics"], "request_id: r9");
+            assert!(issue["details"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("The request failed"));
         }
     }
 }

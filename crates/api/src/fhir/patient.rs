@@ -1,5 +1,6 @@
-//! `GET /fhir/r4/Patient/{id}` and `GET /fhir/r4/Coverage?beneficiary=Patient/{id}`: the
-//! registry as FHIR reads it, with the same visibility and audit as `/v1`.
+//! `GET /fhir/r4/Patient/{id}`, `GET /fhir/r4/Coverage/{id}` and
+//! `GET /fhir/r4/Coverage?beneficiary=Patient/{id}`: the registry as FHIR reads it, with the same
+//! visibility and audit as `/v1`.
 
 use axum::extract::{Path, State};
 use passerelle_domain::beneficiary::{Beneficiary, Sex};
@@ -129,7 +130,7 @@ impl From<Beneficiary> for Patient {
 /// A person, as FHIR's Patient.
 ///
 /// The same person and the same visibility as `GET /v1/beneficiaries/{id}`: 404 for an unknown
-/// person or one you may not see; an auditor's read is audited.
+/// person or one you may not see; an auditor's or an operator's read is audited.
 #[utoipa::path(
     get,
     path = "/fhir/r4/Patient/{id}",
@@ -245,12 +246,41 @@ impl From<Coverage> for FhirCoverage {
     }
 }
 
+/// A coverage, as FHIR's Coverage.
+///
+/// The same coverage, visibility and audit as `GET /v1/coverages/{id}`: readable by the
+/// organisation that holds it, operators and auditors (whose reads are audited); 404 for anyone
+/// else, providers included. The `Coverage/<id>` references the façade writes (a
+/// CoverageEligibilityResponse's `insurance.coverage`, a dependant's
+/// `urn:passerelle:principal-coverage`) are read here.
+#[utoipa::path(
+    get,
+    path = "/fhir/r4/Coverage/{id}",
+    operation_id = "fhir_read_coverage",
+    tag = "fhir",
+    params(("id" = String, Path, description = "Coverage id")),
+    responses(
+        (status = 200, description = "The coverage", body = FhirCoverage, content_type = "application/fhir+json"),
+        (status = 404, description = "No such coverage, or another organisation's", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn read_coverage(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadRegistry>,
+    Path(id): Path<String>,
+) -> Result<Fhir<FhirCoverage>, ApiError> {
+    let coverage = crate::routes::registry::visible_coverage(&state, &auth.caller, &id).await?;
+    crate::routes::audit::record_read(&state, &auth.caller, "coverage", &id).await?;
+    Ok(Fhir(coverage.into()))
+}
+
 /// One search result.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleEntry {
-    /// `urn:uuid:<coverage id>`: the entry's identity (the façade serves no Coverage read to
-    /// give it a URL).
+    /// `urn:uuid:<coverage id>`: the entry's identity. The service knows no public base URL
+    /// to make an absolute one of; the resource is read at `/fhir/r4/Coverage/<id>`.
     pub full_url: String,
     /// The coverage.
     pub resource: FhirCoverage,

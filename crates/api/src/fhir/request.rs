@@ -2,10 +2,13 @@
 //! judged by the same rules. Each `/v1` field written remembers the element it came from, and
 //! the errors of the `/v1` rules are reported at that element.
 
+use std::collections::HashMap;
+
 use passerelle_domain::error::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::model::{MEMBER_NUMBER_PREFIX, NATIONAL_ID_PREFIX};
+use super::outcome::{too_many_errors, MAX_ISSUES};
 
 /// A `/v1` body being written from a FHIR resource.
 pub struct Translation {
@@ -15,7 +18,11 @@ pub struct Translation {
     places: Vec<(String, String)>,
     /// A `/v1` pointer and a rule's code → the FHIRPath of that fault, before `places`.
     by_code: Vec<(&'static str, &'static str, String)>,
-    pub errors: Vec<FieldError>,
+    /// The first [`MAX_ISSUES`] faults found in the resource itself.
+    errors: Vec<FieldError>,
+    /// How many more were found: counted, not kept, so that a resource with thousands of faults
+    /// costs no more than one with a hundred.
+    unlisted: usize,
 }
 
 fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
@@ -52,10 +59,11 @@ impl Translation {
             places: Vec::new(),
             by_code: Vec::new(),
             errors: Vec::new(),
+            unlisted: 0,
         };
         match source.get("resourceType").and_then(Value::as_str) {
             Some(r) if r == resource => {}
-            _ => t.errors.push(wrong(
+            _ => t.push(wrong(
                 &t.at("resourceType"),
                 "unknown_value",
                 format!("must be {resource}"),
@@ -63,6 +71,30 @@ impl Translation {
             )),
         }
         t
+    }
+
+    fn push(&mut self, error: FieldError) {
+        if self.errors.len() < MAX_ISSUES {
+            self.errors.push(error);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Whether a fault of the resource itself was found.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// At most [`MAX_ISSUES`] faults, then one saying how many more were found (`more`, at
+    /// least, beyond those in `all`).
+    fn bounded(&self, mut all: Vec<FieldError>, more: usize) -> Vec<FieldError> {
+        let beyond = all.len().saturating_sub(MAX_ISSUES);
+        if beyond + more > 0 {
+            all.truncate(MAX_ISSUES);
+            all.push(too_many_errors(self.resource, beyond + more, more > 0));
+        }
+        all
     }
 
     /// The FHIRPath of an element of the resource.
@@ -98,39 +130,57 @@ impl Translation {
     }
 
     pub fn error(&mut self, element: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) {
+        if self.errors.len() >= MAX_ISSUES {
+            self.unlisted += 1;
+            return;
+        }
         let at = self.at(element);
-        self.errors.push(wrong(&at, code, en, fr));
+        self.push(wrong(&at, code, en, fr));
     }
 
     pub fn required(&mut self, element: &str) {
+        if self.errors.len() >= MAX_ISSUES {
+            self.unlisted += 1;
+            return;
+        }
         let at = self.at(element);
-        self.errors.push(FieldError::required(at));
+        self.push(FieldError::required(at));
     }
 
     /// The `/v1` rules' errors, each at the element its field came from (the resource itself
     /// when none matches).
-    pub fn relocate(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+    fn relocate(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        // The pointer placed last wins, as it names the element more precisely.
+        let places: HashMap<&str, &str> = self.places.iter().map(|(p, at)| (p.as_str(), at.as_str())).collect();
         errors
             .into_iter()
             .map(|mut e| {
-                let place = self
-                    .places
-                    .iter()
-                    .filter(|(p, _)| e.field == *p || e.field.starts_with(&format!("{p}/")))
-                    .max_by_key(|(p, _)| p.len());
+                // The longest pointer placed that is the field or holds it.
+                let mut pointer = e.field.as_str();
+                let place = loop {
+                    if let Some(at) = places.get(pointer) {
+                        break Some(*at);
+                    }
+                    match pointer.rfind('/') {
+                        Some(end) if end > 0 => pointer = &pointer[..end],
+                        _ => break None,
+                    }
+                };
                 let by_code = self
                     .by_code
                     .iter()
                     .find(|(pointer, code, _)| e.code == *code && e.field.starts_with(pointer))
-                    .map(|(_, _, at)| at);
-                let place = place.map(|(_, at)| at);
-                e.field = match by_code.or(place) {
-                    Some(at) => at.clone(),
-                    None => self.resource.to_owned(),
-                };
+                    .map(|(_, _, at)| at.as_str());
+                e.field = by_code.or(place).unwrap_or(self.resource).to_owned();
                 e
             })
             .collect()
+    }
+
+    /// Faults found with the store's facts, named by `/v1` fields: each at its element, at
+    /// most [`MAX_ISSUES`] of them.
+    pub fn located(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        self.bounded(self.relocate(errors), 0)
     }
 
     /// What the `/v1` reader made of the translated body: its result when neither it nor the
@@ -138,22 +188,28 @@ impl Translation {
     pub fn judge<T>(&self, read: Result<T, Vec<FieldError>>) -> Result<T, crate::problem::ApiError> {
         match read {
             Ok(value) if self.errors.is_empty() => Ok(value),
-            Ok(_) => Err(crate::problem::ApiError::validation(self.errors.clone())),
+            Ok(_) => Err(crate::problem::ApiError::validation(
+                self.bounded(self.errors.clone(), self.unlisted),
+            )),
             Err(errors) => Err(crate::problem::ApiError::validation(self.with_rule_errors(errors))),
         }
     }
 
     /// This translation's own errors, then the `/v1` rules' errors each at its element, except
-    /// those at an element already reported.
-    pub fn with_rule_errors(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+    /// those at an element already reported; at most [`MAX_ISSUES`], then how many more. When
+    /// the translation alone found more than that, the rules' errors are left for a later
+    /// attempt: the last issue says how many more there are at least.
+    fn with_rule_errors(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
         let mut all = self.errors.clone();
-        let moved = self.relocate(errors);
-        all.extend(
-            moved
-                .into_iter()
-                .filter(|e| !self.errors.iter().any(|x| related(&x.field, &e.field))),
-        );
-        all
+        if self.unlisted == 0 {
+            let moved = self.relocate(errors);
+            all.extend(
+                moved
+                    .into_iter()
+                    .filter(|e| !self.errors.iter().any(|x| related(&x.field, &e.field))),
+            );
+        }
+        self.bounded(all, self.unlisted)
     }
 
     /// Reads the person a reference names into `/v1`'s `beneficiary` selector: `Patient/<id>`,
@@ -346,5 +402,36 @@ mod tests {
         t.patient(Some(&json!({"reference": "Practitioner/x"})), "patient");
         let fields: Vec<_> = t.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["Other.resourceType", "Other.patient.reference"]);
+    }
+
+    #[test]
+    fn at_most_a_hundred_faults_then_how_many_more() {
+        let source = json!({"resourceType": "Claim"});
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        for i in 0..150 {
+            t.required(&format!("item[{i}].unitPrice"));
+        }
+        let rule = vec![FieldError::required("/external_id")];
+        let all = t.with_rule_errors(rule.clone());
+        assert_eq!(all.len(), MAX_ISSUES + 1);
+        assert_eq!(all[99].field, "Claim.item[99].unitPrice");
+        assert_eq!(
+            (all[100].field.as_str(), all[100].code.as_str()),
+            ("Claim", "too_many_errors")
+        );
+        assert!(all[100].en.contains("at least 50 more"), "{}", all[100].en);
+        // Under the limit, the rules' errors follow, and the count is exact.
+        let mut t = Translation::new("Claim", source.as_object().unwrap());
+        t.place("/lines", "item");
+        for i in 0..99 {
+            t.required(&format!("identifier[{i}]"));
+        }
+        let rules: Vec<_> = (0..3)
+            .map(|i| FieldError::required(format!("/lines/{i}/code")))
+            .collect();
+        let all = t.with_rule_errors(rules);
+        assert_eq!(all.len(), MAX_ISSUES + 1);
+        assert_eq!(all[99].field, "Claim.item");
+        assert!(all[100].en.starts_with("2 more"), "{}", all[100].en);
     }
 }

@@ -5,7 +5,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use passerelle_domain::audit::{AuditEvent, ChainVerifier};
 use passerelle_domain::error::FieldError;
-use passerelle_domain::organization::OrgKind;
 use passerelle_domain::ports::{AuditFilter, AuditStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -125,14 +124,15 @@ pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
     )))
 }
 
-/// An auditor's reads are themselves audited (API.md §2).
+/// The reads of the organisations that read everything, operators and auditors, are themselves
+/// audited (API.md §2; DOMAIN.md: every read of personal data by an auditor or an operator).
 pub async fn record_read(
     state: &AppState,
     caller: &Caller,
     resource_type: &str,
     resource_id: &str,
 ) -> Result<(), ApiError> {
-    if caller.kind != OrgKind::Auditor {
+    if !caller.reads_everything() {
         return Ok(());
     }
     let ctx = caller.write_context(state, None);
@@ -225,22 +225,29 @@ pub async fn get_audit_event(
     Ok(Json(event.into()))
 }
 
-/// Walks the whole chain from the first event.
+/// Walks the whole chain from its lowest stored `seq`, which must be 1: the API's
+/// `GET /v1/audit-events/verify` and `passerelle audit verify` alike.
 pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, ApiError> {
     const PAGE: u32 = 1000;
     // The head first: the walk must reach it. Events chained while the walk runs continue the
     // chain and are checked as well; so is any row stored beyond the head.
     let (head_seq, head_digest) = store.audit_head().await?;
     let mut verifier = ChainVerifier::up_to_head(head_seq, &head_digest);
-    let mut after = 0;
-    loop {
+    // Every row the list shows, from the lowest `seq` there can be: a row stored before the
+    // first event (`seq` 0 or below, which the schema refuses since migration 21) is the first
+    // one walked, and fails as out of place. `i64::MIN` itself is read apart, being after
+    // nothing.
+    let mut more = match store.get_audit_event(i64::MIN).await? {
+        Some(lowest) => verifier.push(&lowest),
+        None => true,
+    };
+    let mut after = i64::MIN;
+    while more {
         let events = store.audit_events_after(after, PAGE).await?;
         let Some(last) = events.last() else { break };
         after = last.seq;
         let full = events.len() == PAGE as usize;
-        if !events.iter().all(|e| verifier.push(e)) || !full {
-            break;
-        }
+        more = events.iter().all(|e| verifier.push(e)) && full;
     }
     let v = verifier.finish();
     Ok(VerificationView {
@@ -254,14 +261,15 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
 
 /// Verify the whole chain (operators and auditors).
 ///
-/// Walks every stored event from `seq` 1 up to the chain's recorded head, recomputing each digest
-/// and checking each link to the previous event and that no `seq` is missing; stops at the first
-/// event that fails. The walk must reach the head's `seq` and find its digest there, so deleting
-/// the newest events (or all of them) names the first one missing; events chained meanwhile,
-/// and any row stored beyond the head, are walked too. The answer carries the head: kept outside
+/// Walks every stored event in `seq` order, from the lowest (which must be 1) up to the chain's
+/// recorded head, recomputing each digest and checking each link to the previous event and that
+/// no `seq` is missing; stops at the first event that fails (a row stored before `seq` 1 is
+/// named by its own `seq`). The walk must reach the head's `seq` and find its digest there, so
+/// deleting the newest events (or all of them) names the first one missing; events chained
+/// meanwhile, and any row stored beyond the head, are walked too. The answer carries the head: kept outside
 /// the database, it finds a log cut back with its head rewritten to match. Only
-/// `operator` and `auditor` organisations may call this (403 for other kinds); an auditor's
-/// verification is itself audited.
+/// `operator` and `auditor` organisations may call this (403 for other kinds); the verification
+/// is itself audited.
 #[utoipa::path(
     get,
     path = "/v1/audit-events/verify",

@@ -252,9 +252,10 @@ pub struct BaseLineWrite {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"lines": [{"line": 1, "paid_xof": 4000}, {"line": 2, "paid_xof": 2500}, {"line": 3, "paid_xof": 1200}]}))]
 pub struct BaseAdjudicationWrite {
-    /// Each line at most once (422 `unknown_line`, `duplicate`). On the base-adjudication
-    /// endpoint every line of the claim must be named (422 `every_line_once`); in a forwarded
-    /// claim, a line not named gets a base share of 0.
+    /// Each line at most once (422 on the entry's `line`: `required`, `unknown_line`, or
+    /// `duplicate` when an earlier entry named it, even one refused for another reason). On the
+    /// base-adjudication endpoint every line of the claim must be named (422 `every_line_once`);
+    /// in a forwarded claim, a line not named gets a base share of 0.
     pub lines: Vec<BaseLineWrite>,
 }
 
@@ -266,7 +267,11 @@ pub struct BaseAdjudicationWrite {
     {"line": 2, "decision": "reduce", "approved_xof": 800, "reason_code": "TARIFF_EXCEEDED"},
     {"line": 3, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}]}))]
 pub struct AdjudicationWrite {
-    /// Every line of the claim exactly once (422 `every_line_once`, `unknown_line`, `duplicate`).
+    /// Every line of the claim exactly once: 422 on the entry's `line` when it is absent
+    /// (`required`), names no line (`unknown_line`) or one an earlier entry named (`duplicate`,
+    /// even when that entry is refused for another reason), and `every_line_once` on `/lines`
+    /// when the body is otherwise valid but leaves a line out. A field of the wrong type is
+    /// `invalid_type` alone.
     pub lines: Vec<LineDecisionWrite>,
 }
 
@@ -612,32 +617,26 @@ pub(crate) fn read_claim(
                 .unwrap_or_default();
             errors.extend(g.finish());
             let mut out = Vec::new();
+            let (mut taken, mut rules) = (Vec::new(), Vec::new());
             for (i, entry) in entries.into_iter().enumerate() {
                 let Some((line, paid)) = entry else { continue };
                 let p = format!("/base_adjudication/lines/{i}");
-                let known = line
-                    .and_then(|n| u32::try_from(n).ok())
-                    .and_then(|n| lines.iter().find(|l| l.line == n));
-                match (known, paid) {
-                    (None, _) => errors.push(FieldError::new(
-                        format!("{p}/line"),
-                        "unknown_line",
-                        "names no line of this claim",
-                        "ne désigne aucune ligne de cette demande",
-                    )),
-                    (Some(_), None) => errors.push(FieldError::required(format!("{p}/paid_xof"))),
-                    (Some(l), Some(paid)) if paid < 0 || paid > l.shares.billed_xof.value() => {
-                        errors.push(exceeds_billed(&p, l.shares.billed_xof))
+                let Some(n) = decided_line(&lines, &p, line, &mut taken, &mut rules) else {
+                    continue;
+                };
+                let Some(l) = lines.iter().find(|l| l.line == n) else {
+                    continue;
+                };
+                match paid {
+                    None => rules.push(FieldError::required(format!("{p}/paid_xof"))),
+                    Some(paid) if paid < 0 || paid > l.shares.billed_xof.value() => {
+                        rules.push(exceeds_billed(&p, l.shares.billed_xof))
                     }
-                    (Some(l), Some(_)) if out.iter().any(|(n, _)| *n == l.line) => errors.push(FieldError::new(
-                        format!("{p}/line"),
-                        "duplicate",
-                        "each line at most once",
-                        "chaque ligne au plus une fois",
-                    )),
-                    (Some(l), Some(paid)) => out.push((l.line, Xof(paid))),
+                    Some(paid) => out.push((n, Xof(paid))),
                 }
             }
+            // A field of the wrong type was read as absent: its `invalid_type` alone stands.
+            errors = crate::fields::merge(errors, rules);
             Some(out)
         }
     };
@@ -926,18 +925,23 @@ async fn route(
     Ok(state.store.submit_claim(&ctx, usage.as_ref(), seen, &price).await)
 }
 
-/// The claim line that entry `p` of an adjudication names: `None` (with the error recorded)
-/// when it names no line of the claim or one an earlier entry already decided.
+/// The claim line that entry `p` of an adjudication names, marked taken at once so that a later
+/// entry naming it again is a `duplicate` even when this entry is refused for another reason.
+/// `None`, with the error recorded, when the entry names no line (`required`; a `line` of the
+/// wrong type reads as absent, and `fields::merge` keeps only its `invalid_type`), no line of
+/// the claim, or one an earlier entry already named.
 fn decided_line(
-    claim: &Claim,
+    lines: &[ClaimLine],
     p: &str,
     line: Option<i64>,
-    decided: &[u32],
+    taken: &mut Vec<u32>,
     errors: &mut Vec<FieldError>,
 ) -> Option<u32> {
-    let known = line
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| claim.lines.iter().any(|l| l.line == *n));
+    let Some(raw) = line else {
+        errors.push(FieldError::required(format!("{p}/line")));
+        return None;
+    };
+    let known = u32::try_from(raw).ok().filter(|n| lines.iter().any(|l| l.line == *n));
     let Some(n) = known else {
         errors.push(FieldError::new(
             format!("{p}/line"),
@@ -947,7 +951,7 @@ fn decided_line(
         ));
         return None;
     };
-    if decided.contains(&n) {
+    if taken.contains(&n) {
         errors.push(FieldError::new(
             format!("{p}/line"),
             "duplicate",
@@ -956,6 +960,7 @@ fn decided_line(
         ));
         return None;
     }
+    taken.push(n);
     Some(n)
 }
 
@@ -1148,30 +1153,29 @@ pub async fn base_adjudication(
     let entries = entries.unwrap_or_default();
     let change = |claim: &Claim, used_by_others: Xof| -> Result<Claim, ClaimRefusal> {
         let status = step(claim, Transition::BaseAdjudicate, role)?;
-        let mut errors = errors.clone();
+        let mut rules = Vec::new();
         let mut next = claim.clone();
-        let mut seen = Vec::new();
+        let mut taken = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let Some((line, paid)) = entry else { continue };
             let p = format!("/lines/{i}");
-            let Some(n) = decided_line(claim, &p, *line, &seen, &mut errors) else {
+            let Some(n) = decided_line(&claim.lines, &p, *line, &mut taken, &mut rules) else {
                 continue;
             };
             let Some(l) = next.lines.iter_mut().find(|l| l.line == n) else {
                 continue;
             };
             match paid {
-                None => errors.push(FieldError::required(format!("{p}/paid_xof"))),
+                None => rules.push(FieldError::required(format!("{p}/paid_xof"))),
                 Some(paid) if *paid < 0 || *paid > l.shares.billed_xof.value() => {
-                    errors.push(exceeds_billed(&p, l.shares.billed_xof))
+                    rules.push(exceeds_billed(&p, l.shares.billed_xof))
                 }
-                Some(paid) => {
-                    seen.push(n);
-                    l.base_adjudicated = Some(Xof(*paid));
-                }
+                Some(paid) => l.base_adjudicated = Some(Xof(*paid)),
             }
         }
-        every_line_once(claim, seen.len(), &mut errors);
+        // A field of the wrong type was read as absent: its `invalid_type` alone stands.
+        let mut errors = crate::fields::merge(errors.clone(), rules);
+        every_line_once(claim, taken.len(), &mut errors);
         if !errors.is_empty() {
             return Err(ClaimRefusal::Invalid(errors));
         }
@@ -1238,13 +1242,13 @@ pub async fn adjudication(
     let entries = entries.unwrap_or_default();
     let change = |claim: &Claim, _used_by_others: Xof| -> Result<Claim, ClaimRefusal> {
         step(claim, Transition::Adjudicate, role)?;
-        let mut errors = errors.clone();
+        let mut rules = Vec::new();
         let mut decisions = Vec::new();
+        let mut taken = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let Some((line, draft)) = entry else { continue };
             let p = format!("/lines/{i}");
-            let taken: Vec<u32> = decisions.iter().map(|(m, _, _)| *m).collect();
-            let Some(n) = decided_line(claim, &p, *line, &taken, &mut errors) else {
+            let Some(n) = decided_line(&claim.lines, &p, *line, &mut taken, &mut rules) else {
                 continue;
             };
             match draft.clone().validate(&p) {
@@ -1256,7 +1260,7 @@ pub async fn adjudication(
                             .find(|l| l.line == n)
                             .map_or(Xof::ZERO, |l| l.shares.complementary_xof);
                         if approved_xof > proposed {
-                            errors.push(FieldError::new(
+                            rules.push(FieldError::new(
                                 format!("{p}/approved_xof"),
                                 "exceeds_proposed",
                                 format!("must be at most the proposed share, {}", proposed.value()),
@@ -1267,10 +1271,12 @@ pub async fn adjudication(
                     }
                     decisions.push((n, d.adjudication, d.reason_code));
                 }
-                Err(mut e) => errors.append(&mut e),
+                Err(mut e) => rules.append(&mut e),
             }
         }
-        every_line_once(claim, decisions.len(), &mut errors);
+        // A field of the wrong type was read as absent: its `invalid_type` alone stands.
+        let mut errors = crate::fields::merge(errors.clone(), rules);
+        every_line_once(claim, taken.len(), &mut errors);
         if !errors.is_empty() {
             return Err(ClaimRefusal::Invalid(errors));
         }

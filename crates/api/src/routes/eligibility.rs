@@ -7,7 +7,7 @@ use chrono::{Months, NaiveDate};
 use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
-use passerelle_domain::eligibility::{evaluate, CoverageEligibility};
+use passerelle_domain::eligibility::{evaluate_with_later_versions, CoverageEligibility};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
@@ -384,7 +384,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
         .iter()
         .map(|c| {
             let input = facts.input(c, check.service_date, check.care_level, check.category);
-            (&c.coverage, evaluate(&input))
+            (&c.coverage, evaluate_with_later_versions(&input, &c.later_versions))
         })
         .collect();
     // The answer covers only the coverages the caller may read.

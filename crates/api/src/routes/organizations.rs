@@ -43,8 +43,9 @@ pub struct OrganizationView {
 }
 
 /// An organisation's kind: `operator` (runs the exchange: creates organisations, reads
-/// everything), `mutuelle` (a community health mutual), `scheme` (a national base insurer),
-/// `provider` (a health facility) or `auditor` (reads everything, its reads audited).
+/// everything, its reads audited), `mutuelle` (a community health mutual), `scheme` (a national
+/// base insurer), `provider` (a health facility) or `auditor` (reads everything, its reads
+/// audited).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KindView {
@@ -168,7 +169,7 @@ pub struct OrganizationQuery {
 /// List organisations, ordered by id.
 ///
 /// Any organisation kind may list every organisation with `registry:read`, e.g. to find a
-/// provider or payee id. Filters combine; an unknown `kind` is 422 on `/query`.
+/// provider or payee id. Filters combine; an unknown `kind` is 422 on `/query/kind`.
 #[utoipa::path(
     get,
     path = "/v1/organizations",

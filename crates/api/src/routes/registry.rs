@@ -229,7 +229,7 @@ fn may_see_coverage(caller: &Caller, coverage: &Coverage) -> bool {
     caller.reads_everything() || coverage.organization == caller.org.as_str()
 }
 
-async fn visible_coverage(state: &AppState, caller: &Caller, id: &str) -> Result<Coverage, ApiError> {
+pub(crate) async fn visible_coverage(state: &AppState, caller: &Caller, id: &str) -> Result<Coverage, ApiError> {
     match state.store.get_coverage(id).await? {
         Some(c) if may_see_coverage(caller, &c) => Ok(c),
         _ => Err(ApiError::NotFound),

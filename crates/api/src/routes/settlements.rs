@@ -9,23 +9,25 @@ use chrono::NaiveDate;
 use passerelle_domain::claim::Claim;
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
-use passerelle_domain::organization::OrgKind;
-use passerelle_domain::ports::SettlementError;
-use passerelle_domain::settlement::{Payment, PaymentRefusal, Settlement};
+use passerelle_domain::organization::{OrgId, OrgKind};
+use passerelle_domain::pagination::PageRequest;
+use passerelle_domain::ports::{SettlementError, SettlementFilter};
+use passerelle_domain::settlement::{Payment, PaymentRefusal, Settlement, SettlementStatus, SettlementSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{perm, replayed, Authorized, Caller, IdempotentJson};
+use super::{ListOf, PageQuery};
+use crate::extract::{perm, replayed, AppQuery, Authorized, Caller, IdempotentJson};
 use crate::fields::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_settlement))
+        .routes(routes!(create_settlement, list_settlements))
         .routes(routes!(get_settlement))
         .routes(routes!(add_payment))
 }
@@ -98,6 +100,49 @@ impl From<Settlement> for SettlementView {
                     reference: p.reference,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A settlement batch as `GET /v1/settlements` lists it: without its claims and payments, which
+/// `GET /v1/settlements/{id}` gives.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f", "mutuelle": "mut-tsevie", "payee": "cms-tsevie",
+    "period_start": "2026-11-01", "period_end": "2026-11-30", "status": "partially_paid",
+    "claim_count": 1, "total_xof": 2001, "paid_xof": 1000}))]
+pub struct SettlementSummaryView {
+    /// Settlement id, chosen by the server.
+    pub id: String,
+    /// The mutuelle that owes and pays it.
+    pub mutuelle: String,
+    /// The health facility paid.
+    pub payee: String,
+    /// The first service date of the period, inclusive.
+    pub period_start: NaiveDate,
+    /// The last service date of the period, inclusive.
+    pub period_end: NaiveDate,
+    /// `open`, `partially_paid` or `paid`.
+    pub status: String,
+    /// How many claims.
+    pub claim_count: u64,
+    /// The sum of its claims' complementary shares.
+    pub total_xof: i64,
+    /// The sum of its payments so far.
+    pub paid_xof: i64,
+}
+
+impl From<SettlementSummary> for SettlementSummaryView {
+    fn from(s: SettlementSummary) -> Self {
+        SettlementSummaryView {
+            id: s.id,
+            mutuelle: s.mutuelle,
+            payee: s.payee,
+            period_start: s.period_start,
+            period_end: s.period_end,
+            status: s.status.as_str().to_owned(),
+            claim_count: s.claim_count,
+            total_xof: s.total_xof.value(),
+            paid_xof: s.paid_xof.value(),
         }
     }
 }
@@ -236,34 +281,112 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "patient_xof",
 ];
 
+/// The bordereau as CSV, for the mutuelle's accountant: a UTF-8 byte order mark first (without
+/// it spreadsheets read the file as Latin-1), and every text cell neutralised as the import's
+/// error report neutralises its own (`external_id` is the provider's free text: `=HYPERLINK(…)`
+/// would run as a formula). Amounts stay numbers.
 fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    use crate::import::neutralise_formula as text;
+    let mut w = csv::Writer::from_writer("\u{FEFF}".as_bytes().to_vec());
     let fail = |e: csv::Error| ApiError::Internal(e.to_string());
     w.write_record(CSV_COLUMNS).map_err(fail)?;
     for c in claims {
-        w.write_record([
-            c.id.as_str(),
-            &c.external_id,
-            &c.beneficiary,
-            &c.service_date.to_string(),
-            c.care_level.as_str(),
-            c.status.as_str(),
-            &c.totals.billed_xof.value().to_string(),
-            &c.totals.base_xof.value().to_string(),
-            &c.totals.complementary_xof.value().to_string(),
-            &c.totals.patient_xof.value().to_string(),
-        ])
-        .map_err(fail)?;
+        let service_date = c.service_date.to_string();
+        let cells = [
+            text(&c.id),
+            text(&c.external_id),
+            text(&c.beneficiary),
+            text(&service_date),
+            text(c.care_level.as_str()),
+            text(c.status.as_str()),
+            c.totals.billed_xof.value().to_string().into(),
+            c.totals.base_xof.value().to_string().into(),
+            c.totals.complementary_xof.value().to_string().into(),
+            c.totals.patient_xof.value().to_string().into(),
+        ];
+        w.write_record(cells.iter().map(|cell| cell.as_bytes())).map_err(fail)?;
     }
     w.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A qvalue (RFC 9110 §12.4.2) in thousandths; `None` when it is not one.
+fn qvalue(raw: &str) -> Option<u16> {
+    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths: u16 = format!("{fraction:0<3}").parse().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// How `accept` weighs `kind/subtype`: from the most specific range that names it (`text/csv`
+/// before `text/*` before `*/*`), its qvalue, that specificity and the range's position; `None`
+/// when no range names it. A range with a malformed `q` is ignored; media type parameters other
+/// than `q` are not compared.
+fn weigh(accept: &str, kind: &str, subtype: &str) -> Option<(u16, u8, usize)> {
+    let mut best: Option<(u16, u8, usize)> = None;
+    for (position, range) in accept.split(',').enumerate() {
+        let mut parts = range.split(';');
+        let Some((t, s)) = parts.next().unwrap_or_default().trim().split_once('/') else {
+            continue;
+        };
+        let (t, s) = (t.trim(), s.trim());
+        let specificity = if t.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(subtype) {
+            2
+        } else if t.eq_ignore_ascii_case(kind) && s == "*" {
+            1
+        } else if t == "*" && s == "*" {
+            0
+        } else {
+            continue;
+        };
+        let mut q = Some(1000);
+        for param in parts {
+            if let Some((name, value)) = param.split_once('=') {
+                if name.trim().eq_ignore_ascii_case("q") {
+                    q = qvalue(value.trim());
+                }
+            }
+        }
+        let Some(q) = q else { continue };
+        if best.is_none_or(|(_, known, _)| specificity > known) {
+            best = Some((q, specificity, position));
+        }
+    }
+    best
+}
+
+/// Whether `Accept` asks for CSV rather than JSON (RFC 9110 §12.5.1): `text/csv` must be
+/// acceptable (`q` above 0) and weigh more than `application/json` — a higher `q`, or the same
+/// `q` from a more specific range (`text/csv` against `*/*`), or else listed first. Without
+/// `Accept`, JSON.
+fn prefers_csv(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    let Some(csv) = weigh(accept, "text", "csv").filter(|(q, _, _)| *q > 0) else {
+        return false;
+    };
+    match weigh(accept, "application", "json") {
+        None => true,
+        Some(json) => (csv.0, csv.1, std::cmp::Reverse(csv.2)) > (json.0, json.1, std::cmp::Reverse(json.2)),
+    }
 }
 
 /// Read a settlement, as JSON or CSV.
 ///
 /// Readable, with `claims:read`, by its mutuelle, its payee, operators and auditors (404 for
-/// anyone else; 403 for schemes). With `Accept: text/csv`, one CSV row per claim with the
+/// anyone else; 403 for schemes). `paid_xof` and `status` are always those of the `payments`
+/// listed, even while a payment is being recorded. CSV is sent when `Accept` prefers `text/csv`
+/// to `application/json`, weighed by their `q` (RFC 9110: `q=0` is not acceptable; on equal `q`
+/// the more specific range, then the one listed first, wins), JSON otherwise and without
+/// `Accept`. The CSV starts with a UTF-8 byte order mark, then one row per claim with the
 /// columns `claim_id, external_id, beneficiary, service_date, care_level, status, billed_xof,
-/// base_xof, complementary_xof, patient_xof` (each claim's totals).
+/// base_xof, complementary_xof, patient_xof` (each claim's totals); a text cell that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) is written after a `'`.
 #[utoipa::path(
     get,
     path = "/v1/settlements/{id}",
@@ -272,7 +395,7 @@ fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
     responses(
         (status = 200, description = "The settlement", content(
             (SettlementView = "application/json"),
-            (String = "text/csv", example = "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
+            (String = "text/csv", example = "\u{FEFF}claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
         )),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -289,16 +412,102 @@ pub async fn get_settlement(
         _ => return Err(ApiError::NotFound),
     };
     crate::routes::audit::record_read(&state, &auth.caller, "settlement", &id).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"));
-    if wants_csv {
+    // Several `Accept` lines are one list (RFC 9110 §5.3).
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref()) {
         let claims = state.store.settlement_claims(&id).await?;
         let body = to_csv(&claims)?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok(Json(SettlementView::from(settlement)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SettlementQuery {
+    /// Only the batches paying this provider (an organisation id; one that names no provider is
+    /// 422 `unknown_reference` on `/query/payee`).
+    pub payee: Option<String>,
+    /// Only the batches in this state: `open`, `partially_paid` or `paid` (another value is 422
+    /// `unknown_value` on `/query/status`).
+    pub status: Option<String>,
+}
+
+/// List the settlements you owe or are paid by, newest first.
+///
+/// With `claims:read`, as a single settlement is readable: a mutuelle sees the batches it
+/// created, a provider those that pay it, operators and auditors every batch (403 for schemes).
+/// Each is the batch without its `claims` and `payments` lists (read
+/// `GET /v1/settlements/{id}` for those), with `claim_count`, `total_xof` and `paid_xof`.
+/// Filter by `payee` and `status`, e.g. a mutuelle looking for the batch whose answer it lost
+/// with `payee=cms-tsevie&status=open`, or a provider for what is still owed to it.
+#[utoipa::path(
+    get,
+    path = "/v1/settlements",
+    tag = "settlements",
+    params(PageQuery, SettlementQuery),
+    responses(
+        (status = 200, description = "A page of settlements, newest first", body = ListOf<SettlementSummaryView>),
+    ),
+    security(("bearer" = ["claims:read"]))
+)]
+pub async fn list_settlements(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadSettlements>,
+    AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<SettlementQuery>,
+) -> Result<Json<ListOf<SettlementSummaryView>>, ApiError> {
+    // Every broken rule of the query at once (API.md §4).
+    let mut errors = Vec::new();
+    let page = match page.parse() {
+        Ok(page) => page,
+        Err(ApiError::Validation(mut e)) => {
+            errors.append(&mut e);
+            PageRequest::first(1)
+        }
+        Err(e) => return Err(e),
+    };
+    let status = query.status.as_deref().and_then(|raw| {
+        let status = SettlementStatus::parse(raw);
+        if status.is_none() {
+            errors.push(FieldError::new(
+                "/query/status",
+                "unknown_value",
+                "must be open, partially_paid or paid",
+                "doit être open, partially_paid ou paid",
+            ));
+        }
+        status
+    });
+    if let Some(payee) = &query.payee {
+        let provider = match OrgId::parse(payee) {
+            Some(_) => state
+                .store
+                .get_organization(payee)
+                .await?
+                .is_some_and(|o| o.kind == OrgKind::Provider),
+            None => false,
+        };
+        if !provider {
+            errors.push(FieldError::unknown_reference("/query/payee"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let caller = &auth.caller;
+    let filter = SettlementFilter {
+        party: (!caller.reads_everything()).then(|| caller.org.to_string()),
+        payee: query.payee,
+        status,
+    };
+    let result = state.store.list_settlements(&filter, &page).await?;
+    crate::routes::audit::record_read(&state, caller, "settlement", "*").await?;
+    Ok(Json(ListOf::from_page(result, SettlementSummaryView::from)))
 }
 
 /// Record a payment (the settlement's mutuelle).
@@ -394,4 +603,55 @@ pub async fn add_payment(
         .await
         .map_err(settlement_error)?;
     Ok((StatusCode::CREATED, Json(SettlementView::from(settlement))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{prefers_csv, qvalue};
+
+    #[test]
+    fn accept_is_weighed_by_its_q_values() {
+        for (accept, csv) in [
+            (None, false),
+            (Some("text/csv"), true),
+            (Some("text/csv; charset=utf-8"), true),
+            (Some("TEXT/CSV"), true),
+            (Some("text/*"), true),
+            (Some("application/json"), false),
+            (Some("*/*"), false),
+            // Not acceptable, whatever else is.
+            (Some("application/json, text/csv;q=0"), false),
+            (Some("text/csv;q=0"), false),
+            (Some("text/csv;q=0.000"), false),
+            (Some("*/*, text/csv;q=0"), false),
+            (Some("text/csv;q=0.5, application/json"), false),
+            (Some("text/csv, application/json;q=0.9"), true),
+            (Some("application/json;q=0, text/csv;q=0.1"), true),
+            // Equal q: the more specific range, then the first listed.
+            (Some("text/csv, */*"), true),
+            (Some("*/*, text/csv"), true),
+            (Some("text/*, application/json"), false),
+            (Some("text/csv, application/json"), true),
+            (Some("application/json, text/csv"), false),
+            // A malformed q ignores its range.
+            (Some("text/csv;q=2"), false),
+            (Some("text/csv;q=high, application/json"), false),
+            (Some("garbage"), false),
+        ] {
+            assert_eq!(prefers_csv(accept), csv, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn qvalues_are_thousandths() {
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("1."), Some(1000));
+        assert_eq!(qvalue("1.000"), Some(1000));
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.001"), Some(1));
+        assert_eq!(qvalue("0"), Some(0));
+        for bad in ["1.001", "0.0001", "2", "-0", ".5", "0.5x", ""] {
+            assert_eq!(qvalue(bad), None, "{bad}");
+        }
+    }
 }

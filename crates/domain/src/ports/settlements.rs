@@ -6,7 +6,18 @@ use chrono::NaiveDate;
 use super::WriteContext;
 use crate::claim::Claim;
 use crate::error::StoreError;
-use crate::settlement::{Payment, PaymentRefusal, Settlement};
+use crate::pagination::{Page, PageRequest};
+use crate::settlement::{Payment, PaymentRefusal, Settlement, SettlementStatus, SettlementSummary};
+
+/// Which settlements a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettlementFilter {
+    /// Only the batches this organisation owes (its mutuelle) or is paid by (its payee); `None`
+    /// for every batch (operators and auditors).
+    pub party: Option<String>,
+    pub payee: Option<String>,
+    pub status: Option<SettlementStatus>,
+}
 
 #[derive(Debug)]
 pub enum SettlementError {
@@ -34,7 +45,16 @@ pub trait SettlementStore: Send + Sync {
         period: (NaiveDate, NaiveDate),
     ) -> Result<Settlement, SettlementError>;
 
+    /// The batch with its claims and payments, read in one transaction: `paid_xof` and
+    /// `status` are those of the payments listed, even while a payment is being recorded.
     async fn get_settlement(&self, id: &str) -> Result<Option<Settlement>, StoreError>;
+
+    /// Newest first (by id, which is time-ordered); each without its claims and payments.
+    async fn list_settlements(
+        &self,
+        filter: &SettlementFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SettlementSummary>, StoreError>;
 
     /// The batch's claims, in id order.
     async fn settlement_claims(&self, id: &str) -> Result<Vec<Claim>, StoreError>;

@@ -1,0 +1,177 @@
+//! `POST /v1/coverages/{id}/dependants`: a dependant joins a household already registered (a
+//! birth, a marriage), without registering the household again.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use passerelle_domain::coverage::{CoverageStatus, Relationship};
+use passerelle_domain::error::StoreError;
+use passerelle_domain::ports::{NewMember, RegisteredMember};
+use passerelle_domain::registration::{AddedDependantDraft, DependantDraft, HouseholdSpan};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::registrations::{own_product, MemberView, PersonWrite};
+use super::registry::{read_person_fields, visible_coverage};
+use crate::extract::{perm, replayed, Authorized, IdempotentJson};
+use crate::fields::Fields;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(add_dependant))
+}
+
+/// The body of `POST /v1/coverages/{id}/dependants`: a dependant as in a registration, and the
+/// day their coverage starts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+    "given_names": "Afi", "sex": "F", "birth_date": "2026-03-01"}))]
+pub struct DependantAdd {
+    /// `spouse`, `child`, `parent` or `other`.
+    pub relationship: String,
+    /// The dependant's own member number, when the mutuelle gives one (unique in your
+    /// mutuelle); else the household's applies.
+    pub member_number: Option<String>,
+    /// `YYYY-MM-DD`: the first day of the dependant's coverage, not before the household's
+    /// `start_date` nor after its `end_date`. The product's waiting period counts from it, and a
+    /// `child`'s age limit is judged on it.
+    pub start_date: String,
+    #[serde(flatten)]
+    pub person: PersonWrite,
+}
+
+/// Add a dependant to a registered household (the principal's coverage).
+///
+/// Mutuelles only, with `registry:write`; `Idempotency-Key` is required (428 without it). `id`
+/// is the principal's coverage, one of yours (404 otherwise). The person is matched by national
+/// id or created, as in a registration (`possible_duplicates` lists look-alikes), and gets a
+/// coverage of the household's product, linked to the principal's, under the household's
+/// member number unless one of their own is given. The product version in force on
+/// `start_date` applies: a `child` older than its `child_max_age` on that day is 422, and a
+/// household that already has `max_dependants` live dependants is 409. The dependant's
+/// eligibility follows the principal's status and payments, as for any dependant. 201 with the
+/// new coverage's `Location` and `ETag`.
+#[utoipa::path(
+    post,
+    path = "/v1/coverages/{id}/dependants",
+    tag = "registrations",
+    request_body = DependantAdd,
+    params(
+        ("id" = String, Path, description = "The principal's coverage id"),
+        ("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response"),
+    ),
+    responses(
+        (status = 201, description = "Added: the dependant with their beneficiary and coverage", body = MemberView,
+         headers(("Location" = String, description = "/v1/coverages/{id} of the new coverage"), ("ETag" = String, description = "The new coverage's version"))),
+        (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The coverage is a dependant's, or terminated (`household_terminated`); the household is full (`household_full`); the person already holds this product (`already_covered`); or their own member number is taken (`member_number_taken`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn add_dependant(
+    State(state): State<AppState>,
+    auth: Authorized<perm::Register>,
+    Path(id): Path<String>,
+    IdempotentJson { body, idempotency }: IdempotentJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let Some(idempotency) = idempotency else {
+        return Err(ApiError::PreconditionRequired {
+            header: "Idempotency-Key",
+        });
+    };
+    let caller = &auth.caller;
+    let principal = visible_coverage(&state, caller, &id).await?;
+    if principal.organization != caller.org.as_str() {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(first) = replayed::<RegisteredMember>(&state, caller, Some(&idempotency)).await? {
+        return Ok(added(first));
+    }
+    if principal.relationship != Relationship::Principal {
+        return Err(ApiError::conflict(
+            "This coverage is a dependant's: add dependants to the principal's coverage (principal_coverage).",
+            "Cette couverture est celle d'un ayant droit : ajoutez les ayants droit à la couverture du principal (principal_coverage).",
+        ));
+    }
+    if principal.status == CoverageStatus::Terminated {
+        return Err(household_conflict("household_terminated"));
+    }
+    let today = state.clock.today();
+    let mut f = Fields::new(&body);
+    let mut errors = Vec::new();
+    let relationship = f.opt_str("relationship");
+    let member_number = f.opt_str("member_number");
+    let start_date = f.opt_str("start_date");
+    let beneficiary = read_person_fields(&mut f, "", &mut errors);
+    errors.extend(f.finish());
+    let start = start_date
+        .as_deref()
+        .and_then(|d| passerelle_domain::beneficiary::parse_date(d.trim()));
+    let product = own_product(&state, caller, &principal.product, start.or(Some(principal.start_date)))
+        .await?
+        .ok_or_else(|| ApiError::Internal("a coverage's product is missing".into()))?;
+    let draft = AddedDependantDraft {
+        dependant: DependantDraft {
+            relationship,
+            member_number,
+            beneficiary,
+        },
+        start_date,
+    };
+    let household = HouseholdSpan {
+        start_date: principal.start_date,
+        end_date: principal.end_date,
+    };
+    let (dependant, start_date) = match draft.validate_with(&state.national_ids, &product, household, today) {
+        Ok(valid) if errors.is_empty() => valid,
+        Ok(_) => return Err(ApiError::validation(errors)),
+        Err(rule_errors) => return Err(ApiError::validation(crate::fields::merge(errors, rule_errors))),
+    };
+    let member = NewMember {
+        relationship: dependant.relationship,
+        own_number: dependant.member_number.map(|m| m.into_string()),
+        person: dependant.beneficiary,
+    };
+    let ctx = caller.write_context(&state, Some(idempotency));
+    let written = state
+        .store
+        .add_dependant(&ctx, &principal.id, &member, start_date, product.max_dependants)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { constraint }
+                if constraint == "household_terminated" || constraint == "household_full" =>
+            {
+                household_conflict(&constraint)
+            }
+            other => ApiError::from(other),
+        })?;
+    Ok(added(written.value))
+}
+
+/// The conflicts of a household as a whole; the others are a registration's.
+pub fn household_conflict(constraint: &str) -> ApiError {
+    match constraint {
+        "household_full" => ApiError::conflict(
+            "The household already has as many dependants as its product admits (max_dependants).",
+            "Le ménage compte déjà autant d'ayants droit que son produit en admet (max_dependants).",
+        ),
+        _ => ApiError::conflict(
+            "The household's coverage is terminated: register the household again.",
+            "La couverture du ménage est résiliée : réinscrivez le ménage.",
+        ),
+    }
+}
+
+fn added(member: RegisteredMember) -> Response {
+    let version = member.coverage.version;
+    let location = format!("/v1/coverages/{}", member.coverage.id);
+    let mut response = super::created(location, &MemberView::from(member));
+    response
+        .headers_mut()
+        .insert(axum::http::header::ETAG, super::products::etag(version));
+    response.into_response()
+}
