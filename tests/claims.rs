@@ -714,6 +714,31 @@ async fn adjudication_errors_name_each_fault_once(backend: Backend) {
             json!([{"line": 3, "decision": "accept"}, {"line": 1, "decision": "accept"}, two]),
             vec![("/lines/0/line", "unknown_line")],
         ),
+        // An entry whose line is refused still has its decision checked, all but against the
+        // line's proposed share.
+        (
+            json!([{"line": 99, "decision": "maybe"}, {"line": 1, "decision": "accept"}, two]),
+            vec![
+                ("/lines/0/line", "unknown_line"),
+                ("/lines/0/decision", "unknown_value"),
+            ],
+        ),
+        (
+            json!([{"line": "1", "decision": "reject"}, two]),
+            vec![("/lines/0/line", "invalid_type"), ("/lines/0/reason_code", "required")],
+        ),
+        (
+            json!([{"decision": "reduce", "approved_xof": -1}, two]),
+            vec![("/lines/0/line", "required"), ("/lines/0/approved_xof", "out_of_range")],
+        ),
+        (
+            json!([{"line": 1, "decision": "accept"}, {"line": 1, "decision": "reduce"}, two]),
+            vec![("/lines/1/line", "duplicate"), ("/lines/1/approved_xof", "required")],
+        ),
+        (
+            json!([{"line": 9, "decision": "reduce", "approved_xof": 999999}, {"line": 1, "decision": "accept"}, two]),
+            vec![("/lines/0/line", "unknown_line")],
+        ),
         (
             json!([{"line": 1, "decision": "accept"}]),
             vec![("/lines", "every_line_once")],
@@ -762,6 +787,27 @@ async fn adjudication_errors_name_each_fault_once(backend: Backend) {
         ),
         (json!([{"line": 1}]), vec![("/lines/0/paid_xof", "required")]),
         (
+            json!([{"line": 1, "paid_xof": -1}]),
+            vec![("/lines/0/paid_xof", "out_of_range")],
+        ),
+        // An entry whose line is refused still has its amount checked, but not against a bill.
+        (
+            json!([{"line": "1"}]),
+            vec![("/lines/0/line", "invalid_type"), ("/lines/0/paid_xof", "required")],
+        ),
+        (
+            json!([{"line": 7, "paid_xof": -1}]),
+            vec![("/lines/0/line", "unknown_line"), ("/lines/0/paid_xof", "out_of_range")],
+        ),
+        (
+            json!([{"line": 7, "paid_xof": 999999}]),
+            vec![("/lines/0/line", "unknown_line")],
+        ),
+        (
+            json!([{"line": 1, "paid_xof": 1}, {"line": 1}]),
+            vec![("/lines/1/line", "duplicate"), ("/lines/1/paid_xof", "required")],
+        ),
+        (
             json!([{"line": 1, "paid_xof": 999999}, {"line": 1, "paid_xof": 1}]),
             vec![("/lines/0/paid_xof", "exceeds_billed"), ("/lines/1/line", "duplicate")],
         ),
@@ -795,6 +841,32 @@ async fn adjudication_errors_name_each_fault_once(backend: Backend) {
             ("/base_adjudication/lines/2/line", "required"),
         ])
     );
+    // A line of the body refused for its own faults exists all the same: naming it is no
+    // `unknown_line`, and its bill, unknown, bounds nothing; the entry's other faults are listed.
+    let mut forwarded = claim(
+        "EXT-4",
+        &s.principal,
+        "2026-06-01",
+        json!([{"code": "C1", "category": "consultation", "quantity": 1, "unit_price_xof": 1000},
+               {"code": "C2", "category": "bogus", "quantity": 1, "unit_price_xof": 1000}]),
+    );
+    forwarded["base_adjudication"] = json!({"lines": [{"line": 1, "paid_xof": 500}, {"line": 2, "paid_xof": 999999},
+                                                      {"line": 2}, {"line": 3, "paid_xof": 1}]});
+    let reply = submit(app, &inam, "c4", &forwarded).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[
+            ("/lines/1/category", "unknown_value"),
+            ("/base_adjudication/lines/2/line", "duplicate"),
+            ("/base_adjudication/lines/2/paid_xof", "required"),
+            ("/base_adjudication/lines/3/line", "unknown_line"),
+        ])
+    );
+    // `lines` of the wrong type: no line can be judged, so none is called unknown.
+    let mut forwarded = claim("EXT-5", &s.principal, "2026-06-01", json!("C1"));
+    forwarded["base_adjudication"] = json!({"lines": [{"line": 1, "paid_xof": 500}]});
+    let reply = submit(app, &inam, "c5", &forwarded).await;
+    assert_eq!(field_codes(&reply), pairs(&[("/lines", "invalid_type")]));
     let based = app
         .post(
             &format!("/v1/claims/{id}/base-adjudication"),

@@ -478,6 +478,23 @@ async fn until_follows_a_later_version(backend: Backend) {
         "{}",
         after.text
     );
+    // A claim refused for that day says the same.
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
+    let claimed = crate::claims::submit(
+        app,
+        &crate::claims::provider(app),
+        "c1",
+        &crate::claims::claim("EXT-1", &s.principal, "2026-01-20", lines),
+    )
+    .await;
+    assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+    let reason = &claimed.json["reasons"][0];
+    assert_eq!(
+        (&reason["code"], &reason["until"]),
+        (&json!("WAITING_PERIOD"), &json!("2026-02-01")),
+        "{}",
+        claimed.text
+    );
 }
 
 on_both_databases!(

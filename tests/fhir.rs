@@ -1048,6 +1048,25 @@ async fn a_quantity_must_be_a_quantity(backend: Backend) {
             "{quantity}"
         );
     }
+    // A Quantity without its value: how many units is not said, so it is asked for.
+    let items = json!([item(1, "CONS", "consultation", 1, 5000)]);
+    let mut claim = fhir_claim("EXT-QT8", &s.principal, items);
+    claim["item"][0]["quantity"] = json!({"unit": "box"});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("qt8"), &claim).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("required".to_owned(), "Claim.item[0].quantity.value".to_owned())]
+    );
+    let mut check = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(5000));
+    check["item"][0]["quantity"] = json!({"valeur": 3});
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &check).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [(
+            "required".to_owned(),
+            "CoverageEligibilityRequest.item[0].quantity.value".to_owned()
+        )]
+    );
     assert_eq!(app.count("claims").await, claims);
     // Absent or null: one unit, as documented.
     let mut claim = fhir_claim(

@@ -893,6 +893,28 @@ async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
         .collect();
     assert!(actions.contains(&json!("contribution.cancelled")), "{}", events.text);
 
+    // A contribution that never made paid_through leaves it as it is when cancelled, even on a
+    // row whose registration value is not known (written by the previous release).
+    let third = register(app, "mut-a", "k3", &household(&r.product, "TSV-0003", "123456789014")).await;
+    let legacy = third.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let early = app
+        .post(
+            &format!("/v1/coverages/{legacy}/contributions"),
+            &token,
+            &json!({"amount_xof": 100, "period_start": "2026-01-01", "period_end": "2026-03-31",
+                "paid_at": "2026-04-02", "reference": "RECU-5"}),
+        )
+        .await;
+    app.db
+        .execute(&format!(
+            "UPDATE coverages SET registered_paid_through = NULL WHERE id = '{legacy}'"
+        ))
+        .await;
+    let undone = cancel(early.json["id"].as_str().unwrap(), "mut-a", &legacy).await;
+    assert_eq!(undone.status.as_u16(), 200, "{}", undone.text);
+    let kept = app.get(&format!("/v1/coverages/{legacy}"), &token).await;
+    assert_eq!(kept.json["paid_through"], "2026-12-31", "{}", kept.text);
+
     // A coverage registered without paid_through has nothing left once its one payment goes.
     let mut bare = household(&r.product, "TSV-0002", "123456789013");
     bare.as_object_mut().unwrap().remove("paid_through");
@@ -974,6 +996,17 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     };
     let newborn = json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
         "given_names": "Afi", "sex": "F", "birth_date": "2026-03-01"});
+    // The household paid beyond its registration: the principal's paid_through moves, and stays
+    // the principal's (a dependant's eligibility follows it).
+    let paid = app
+        .post(
+            &format!("/v1/coverages/{principal}/contributions"),
+            &writer(app, "mut-a"),
+            &json!({"amount_xof": 100, "period_start": "2027-01-01", "period_end": "2027-06-30",
+                "paid_at": "2026-03-01", "reference": "RECU-1"}),
+        )
+        .await;
+    assert_eq!(paid.status.as_u16(), 201, "{}", paid.text);
     let before = app.count("coverages").await;
     add("mut-a", None, &principal, &newborn)
         .await
@@ -991,11 +1024,18 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     assert_eq!(coverage["member_number"], "TSV-0001");
     assert_eq!(coverage["product"], r.product.as_str());
     assert_eq!(coverage["start_date"], "2026-03-02");
+    // The registration's own, as for the dependants registered with the household: a payment
+    // of the principal's cancelled later must not live on in the dependant's row.
     assert_eq!(coverage["paid_through"], "2026-12-31");
     // The same key again answers the same, and adds nobody.
     let replay = add("mut-a", Some("b1"), &principal, &newborn).await;
     assert_eq!(replay.status.as_u16(), 201, "{}", replay.text);
     assert_eq!(replay.json["coverage"]["id"], id.as_str());
+    assert_eq!(app.count("coverages").await, before + 1);
+    // The same child again, under another key: already a member of the household.
+    let twice = add("mut-a", Some("b1-again"), &principal, &newborn).await;
+    twice.problem(409, "conflict");
+    assert_eq!(twice.json["errors"][0]["code"], "duplicate_member", "{}", twice.text);
     assert_eq!(app.count("coverages").await, before + 1);
 
     // The newborn waits the product's 90 days from their own start, then is covered.
@@ -1023,9 +1063,9 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     add("mut-b", Some("b2"), &principal, &newborn)
         .await
         .problem(404, "not_found");
-    add("mut-a", Some("b3"), &spouse, &newborn)
-        .await
-        .problem(409, "conflict");
+    let through_dependant = add("mut-a", Some("b3"), &spouse, &newborn).await;
+    through_dependant.problem(409, "conflict");
+    assert_eq!(through_dependant.json["errors"][0]["code"], "not_principal");
     let scheme = app
         .request(Method::POST, &path)
         .bearer_auth(writer(app, "tg-inam"))
@@ -1075,6 +1115,14 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
             "value": "123456789012"}, "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}))
         .await;
     again.problem(409, "conflict");
+    assert_eq!(again.json["errors"][0]["code"], "already_covered", "{}", again.text);
+    // An own member number already held: pointed at.
+    let mut numbered = child_body("Kafui");
+    numbered["member_number"] = json!("TSV-0001");
+    let taken = add("mut-a", Some("b7b"), &principal, &numbered).await;
+    taken.problem(409, "conflict");
+    assert_eq!(taken.error_fields(), ["/member_number"], "{}", taken.text);
+    assert_eq!(taken.json["errors"][0]["code"], "member_number_taken");
     assert_eq!(app.count("coverages").await, before + 1);
 
     // A product admitting three dependants: two additions racing for the last place, one wins.
@@ -1085,10 +1133,7 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     let family = register(app, "mut-a", "k2", &household(&small, "TSV-0002", "123456789013")).await;
     assert_eq!(family.status.as_u16(), 201, "{}", family.text);
     let head = family.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
-    let child = |given: &str| {
-        json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
-        "given_names": given, "sex": "F", "birth_date": "2026-03-01"})
-    };
+    let child = child_body;
     let (first, second) = tokio::join!(
         add("mut-a", Some("c1"), &head, &child("Abla")),
         add("mut-a", Some("c2"), &head, &child("Adjoa")),
@@ -1097,11 +1142,7 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     statuses.sort();
     assert_eq!(statuses, [201, 409], "{} / {}", first.text, second.text);
     let lost = if first.status.as_u16() == 409 { &first } else { &second };
-    assert!(
-        lost.json["detail"].as_str().unwrap().contains("max_dependants"),
-        "{}",
-        lost.text
-    );
+    assert_eq!(lost.json["errors"][0]["code"], "household_full", "{}", lost.text);
     let live = format!("SELECT count(*) FROM coverages WHERE principal_coverage = '{head}'");
     assert_eq!(app.db.scalar(&live).await, 3);
 
@@ -1115,9 +1156,14 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
         .header("if-match", read.header("etag").unwrap())
         .body(json!({"status": "terminated"}).to_string());
     assert_eq!(app.send(end).await.status.as_u16(), 200);
-    add("mut-a", Some("b8"), &principal, &child("Akú"))
-        .await
-        .problem(409, "conflict");
+    let ended = add("mut-a", Some("b8"), &principal, &child("Akú")).await;
+    ended.problem(409, "conflict");
+    assert_eq!(ended.json["errors"][0]["code"], "household_terminated");
+}
+
+fn child_body(given: &str) -> Value {
+    json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+        "given_names": given, "sex": "F", "birth_date": "2026-03-01"})
 }
 
 on_both_databases!(

@@ -514,6 +514,21 @@ async fn the_bordereau_is_safe_in_a_spreadsheet(backend: Backend) {
         assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
         let content_type = reply.header("content-type").unwrap();
         assert_eq!(content_type.starts_with("text/csv"), csv, "{accept:?}: {content_type}");
+        // The form follows `Accept`, and the body names beneficiaries: no cache may keep it or
+        // hand it to another `Accept`.
+        let varies: Vec<&str> = reply
+            .headers
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        assert!(
+            varies.iter().any(|v| v.eq_ignore_ascii_case("accept")),
+            "{accept:?}: {varies:?}"
+        );
+        assert_eq!(reply.header("cache-control"), Some("private, no-store"), "{accept:?}");
         if !csv {
             assert_eq!(reply.json["id"], id.as_str(), "{accept:?}");
         }
@@ -612,6 +627,22 @@ async fn claims_owing_nothing_are_settled(backend: Backend) {
         (Some(0), Some(0))
     );
     assert_eq!(batch.json["claims"], json!([claim_id]));
+    // Paid in full at once: the trail says so, as after the last payment of a batch.
+    let batch_id = batch.json["id"].as_str().unwrap();
+    let trail = app
+        .get(
+            &format!("/v1/audit-events?resource_type=settlement&resource_id={batch_id}"),
+            &app.operator(),
+        )
+        .await;
+    let mut actions: Vec<&str> = trail.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["settlement.created", "settlement.paid"], "{}", trail.text);
     let settled = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
     assert_eq!(settled.json["status"], "settled", "{}", settled.text);
     assert_eq!(settled.json["settlement"], batch.json["id"]);

@@ -278,7 +278,8 @@ async fn context(mut request: Request, next: Next) -> Response {
     // carry national ids.
     let span = tracing::info_span!(
         "http.request",
-        otel.name = format!("{method} {route}"),
+                // The semantic conventions name a span of an unknown method `HTTP {route}`.
+        otel.name = format!("{} {route}", if method == "other" { "HTTP" } else { method }),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = method_attribute,

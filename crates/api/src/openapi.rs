@@ -760,7 +760,22 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
                 "household_terminated",
                 crate::routes::households::household_conflict("household_terminated"),
             ),
-            ("already_covered", store("already_covered")),
+            (
+                "already_covered",
+                crate::routes::households::household_conflict("already_covered"),
+            ),
+            (
+                "member_number_taken",
+                crate::routes::households::household_conflict("member_number_taken"),
+            ),
+            (
+                "duplicate_member",
+                crate::routes::households::household_conflict("duplicate_member"),
+            ),
+            (
+                "not_principal",
+                crate::routes::households::household_conflict("not_principal"),
+            ),
         ],
         ("post", "/v1/coverages/{id}/contributions/{contribution}/cancel") => vec![
             ("coverage_terminated", store("coverage_terminated")),

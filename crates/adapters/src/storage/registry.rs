@@ -469,6 +469,13 @@ impl RegistryStore for This {
             });
         };
         let principal = Coverage::try_from(held)?;
+        // Judged by the route on the principal's row as read before; an end date moved since
+        // is judged again here, under the lock.
+        if principal.end_date.is_some_and(|end| start_date > end) {
+            return Err(StoreError::Conflict {
+                constraint: "after_household_end".into(),
+            });
+        }
         if let Some(max) = max_dependants {
             let live: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM coverages WHERE principal_coverage = $1 AND status <> 'terminated'",
@@ -483,6 +490,33 @@ impl RegistryStore for This {
                 });
             }
         }
+        // A person of the household already, as a registration refuses a member listed twice:
+        // the same person without a national id would otherwise join again as someone new.
+        let members: Vec<BeneficiaryRow> = sqlx::query_as(&format!(
+            "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN (SELECT beneficiary FROM coverages \
+             WHERE (id = $1 OR principal_coverage = $1) AND status <> 'terminated')"
+        ))
+        .bind(&principal.id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let likely = member.person.likely_match();
+        for row in members {
+            let known = Beneficiary::try_from(row)?;
+            // Two different national ids are two people, whatever their names.
+            let both_identified = known.national_id.is_some() && member.person.national_id.is_some();
+            if !both_identified && known.likely_match().matches(&likely) {
+                return Err(StoreError::Conflict {
+                    constraint: "duplicate_member".into(),
+                });
+            }
+        }
+        let registered: Option<NaiveDate> =
+            sqlx::query_scalar("SELECT registered_paid_through FROM coverages WHERE id = $1")
+                .bind(&principal.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
         let mut events = Vec::new();
         let (beneficiary, matched, possible_duplicates) =
             upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
@@ -502,8 +536,10 @@ impl RegistryStore for This {
             start_date,
             end_date: principal.end_date,
             status: CoverageStatus::Active,
-            // The household's payments are the principal's; a dependant's row starts where they are.
-            paid_through: principal.paid_through,
+            // As a dependant registered with the household: the registration's paid_through. The
+            // household's payments are the principal's, which eligibility follows, and a
+            // contribution cancelled there must not live on here.
+            paid_through: registered,
             version: 1,
         };
         let added = RegisteredMember {
@@ -749,7 +785,7 @@ impl RegistryStore for This {
     ) -> Result<Written<Contribution>, StoreError> {
         let mut tx = self.begin_write().await?;
         hold_live_coverage(&mut tx, coverage, None, ctx.at).await?;
-        let cancelled = sqlx::query(
+        let newly_cancelled = sqlx::query(
             "UPDATE contributions SET cancelled_at = $3 WHERE id = $1 AND coverage = $2 AND cancelled_at IS NULL",
         )
         .bind(contribution)
@@ -770,20 +806,24 @@ impl RegistryStore for This {
         let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
-        if cancelled == 0 {
+        if newly_cancelled == 0 {
             return Err(StoreError::Conflict {
                 constraint: "already_cancelled".into(),
             });
         }
-        // paid_through never counted a contribution alone: it is the latest period paid among
-        // those left, or the registration's own when later (none of either: nothing paid).
+        let cancelled = Contribution::from(row);
+        // paid_through is the latest period paid among the contributions left, or the
+        // registration's own when later (none of either: nothing paid). A contribution that
+        // ended before it never made it, so it stays; and it must, on a row whose registration
+        // value is not known (migration 19).
         sqlx::query(
             "UPDATE coverages SET paid_through = (SELECT max(d) FROM ( \
                  SELECT registered_paid_through AS d FROM coverages WHERE id = $1 \
                  UNION ALL SELECT period_end FROM contributions WHERE coverage = $1 AND cancelled_at IS NULL) AS paid) \
-             WHERE id = $1",
+             WHERE id = $1 AND paid_through <= $2",
         )
         .bind(coverage)
+        .bind(cancelled.period_end)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -800,7 +840,7 @@ impl RegistryStore for This {
         .await?;
         self.commit(tx).await?;
         Ok(Written {
-            value: Contribution::from(row),
+            value: cancelled,
             replayed: false,
         })
     }

@@ -180,6 +180,10 @@ impl SettlementStore for This {
         .await
         .map_err(db_err)?;
         let mut events = vec![ctx.audit("settlement.created", "settlement", id)];
+        if status == SettlementStatus::Paid {
+            // Paid in full at once, with nothing to pay: `settlement.paid` as after a last payment.
+            events.push(ctx.audit("settlement.paid", "settlement", id));
+        }
         for claim in &claims {
             let mut next = claim.clone();
             next.settlement = Some(id.to_owned());

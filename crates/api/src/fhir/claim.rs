@@ -498,8 +498,12 @@ fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
             );
             None
         }
-        Some(q) => match q.get("value") {
-            None => Some(1),
+        Some(q) => match q.get("value").filter(|v| !v.is_null()) {
+            // A Quantity without its value says nothing of how many units: never one by default.
+            None => {
+                t.required(&format!("{}.value", at("quantity")));
+                None
+            }
             // A whole number written as a FHIR decimal (`2.0`) is that number; anything else
             // is the `/v1` rule's to refuse.
             Some(q) => request::whole(q).or_else(|| {

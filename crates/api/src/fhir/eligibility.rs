@@ -229,8 +229,12 @@ fn translate(body: &Map<String, Value>) -> Translation {
             );
             None
         }
-        Some(q) => match q.get("value").map(request::whole) {
-            None => Some(1),
+        Some(q) => match q.get("value").filter(|v| !v.is_null()).map(request::whole) {
+            // A Quantity without its value says nothing of how many units: never one by default.
+            None => {
+                t.required("item[0].quantity.value");
+                None
+            }
             Some(Some(q)) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
             Some(Some(_)) => {
                 t.error(

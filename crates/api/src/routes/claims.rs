@@ -12,7 +12,7 @@ use passerelle_domain::claim::{
 };
 use passerelle_domain::coordination::{billed, choose_base, choose_complementary, LineDecisionDraft, Shares};
 use passerelle_domain::coverage::Coverage;
-use passerelle_domain::eligibility::{evaluate, Reason, ReasonCode};
+use passerelle_domain::eligibility::{evaluate_with_later_versions, Reason, ReasonCode};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
@@ -243,7 +243,8 @@ pub struct BaseLineWrite {
     /// The claim line's number, from 1.
     #[schema(minimum = 1)]
     pub line: u32,
-    /// What the scheme pays for the line, from 0 to its billed amount.
+    /// What the scheme pays for the line, from 0 (422 `out_of_range` below) to its billed amount
+    /// (422 `exceeds_billed` above).
     pub paid_xof: i64,
 }
 
@@ -618,21 +619,24 @@ pub(crate) fn read_claim(
             errors.extend(g.finish());
             let mut out = Vec::new();
             let (mut taken, mut rules) = (Vec::new(), Vec::new());
+            // A line exists when the body holds it, even one refused for its own faults (its
+            // errors are listed already, and `lines` holds only the lines that parsed): that one
+            // is taken, but its bill is unknown. When `lines` is no array, no line can be judged.
+            let line_count = match line_objs {
+                Some(items) => Some(items.len()),
+                None if body.get("lines").is_none_or(Value::is_null) => Some(0),
+                None => None,
+            };
+            let exists = |n: u32| n >= 1 && line_count.is_none_or(|c| usize::try_from(n).is_ok_and(|n| n <= c));
             for (i, entry) in entries.into_iter().enumerate() {
                 let Some((line, paid)) = entry else { continue };
                 let p = format!("/base_adjudication/lines/{i}");
-                let Some(n) = decided_line(&lines, &p, line, &mut taken, &mut rules) else {
-                    continue;
-                };
-                let Some(l) = lines.iter().find(|l| l.line == n) else {
-                    continue;
-                };
-                match paid {
-                    None => rules.push(FieldError::required(format!("{p}/paid_xof"))),
-                    Some(paid) if paid < 0 || paid > l.shares.billed_xof.value() => {
-                        rules.push(exceeds_billed(&p, l.shares.billed_xof))
-                    }
-                    Some(paid) => out.push((n, Xof(paid))),
+                let n = decided_line(exists, &p, line, &mut taken, &mut rules);
+                let billed = n
+                    .and_then(|n| lines.iter().find(|l| l.line == n))
+                    .map(|l| l.shares.billed_xof);
+                if let (Some(n), Some(paid)) = (n, base_paid(&p, paid, billed, &mut rules)) {
+                    out.push((n, paid));
                 }
             }
             // A field of the wrong type was read as absent: its `invalid_type` alone stands.
@@ -671,7 +675,8 @@ fn claim_eligible(
     parsed: &ParsedClaim,
 ) -> (bool, Vec<Reason>) {
     let judge = |category: Option<Category>| {
-        evaluate(&facts.input(c, parsed.service_date, parsed.care_level, category)).reasons
+        let input = facts.input(c, parsed.service_date, parsed.care_level, category);
+        evaluate_with_later_versions(&input, &c.later_versions).reasons
     };
     let pays_for = |r: &Reason| matches!(r.code, ReasonCode::NotCovered | ReasonCode::ExcludedCategory);
     let mut blocking: Vec<Reason> = judge(None).into_iter().filter(|r| !pays_for(r)).collect();
@@ -927,11 +932,13 @@ async fn route(
 
 /// The claim line that entry `p` of an adjudication names, marked taken at once so that a later
 /// entry naming it again is a `duplicate` even when this entry is refused for another reason.
-/// `None`, with the error recorded, when the entry names no line (`required`; a `line` of the
-/// wrong type reads as absent, and `fields::merge` keeps only its `invalid_type`), no line of
-/// the claim, or one an earlier entry already named.
+/// `exists` says whether the claim has a line of that number. `None`, with the error recorded,
+/// when the entry names no line (`required`; a `line` of the wrong type reads as absent, and
+/// `fields::merge` keeps only its `invalid_type`), no line of the claim, or one an earlier entry
+/// already named. The caller still checks the entry's other fields then, all but the rules that
+/// need the line (`exceeds_billed`, `exceeds_proposed`), so that every fault is listed.
 fn decided_line(
-    lines: &[ClaimLine],
+    exists: impl Fn(u32) -> bool,
     p: &str,
     line: Option<i64>,
     taken: &mut Vec<u32>,
@@ -941,7 +948,7 @@ fn decided_line(
         errors.push(FieldError::required(format!("{p}/line")));
         return None;
     };
-    let known = u32::try_from(raw).ok().filter(|n| lines.iter().any(|l| l.line == *n));
+    let known = u32::try_from(raw).ok().filter(|n| exists(*n));
     let Some(n) = known else {
         errors.push(FieldError::new(
             format!("{p}/line"),
@@ -976,14 +983,27 @@ fn every_line_once(claim: &Claim, decided: usize, errors: &mut Vec<FieldError>) 
     }
 }
 
-/// A base payment outside 0 ..= the line's bill, at entry `p` of `lines`.
-fn exceeds_billed(p: &str, billed: Xof) -> FieldError {
-    FieldError::new(
-        format!("{p}/paid_xof"),
-        "exceeds_billed",
-        format!("must be from 0 to the line's billed amount, {}", billed.value()),
-        format!("doit être de 0 au montant facturé de la ligne, {}", billed.value()),
-    )
+/// The `paid_xof` of base entry `p`, checked: `required`, `out_of_range` when negative, and
+/// `exceeds_billed` above `billed`, the bill of the line the entry names when that line is
+/// known and parsed (unchecked against a bill otherwise). `None` when refused.
+fn base_paid(p: &str, paid: Option<i64>, billed: Option<Xof>, rules: &mut Vec<FieldError>) -> Option<Xof> {
+    match (paid, billed) {
+        (None, _) => rules.push(FieldError::required(format!("{p}/paid_xof"))),
+        (Some(v), _) if v < 0 => rules.push(FieldError::new(
+            format!("{p}/paid_xof"),
+            "out_of_range",
+            "must be 0 or more",
+            "doit être positif ou nul",
+        )),
+        (Some(v), Some(b)) if v > b.value() => rules.push(FieldError::new(
+            format!("{p}/paid_xof"),
+            "exceeds_billed",
+            format!("must be at most the line's billed amount, {}", b.value()),
+            format!("doit être au plus le montant facturé de la ligne, {}", b.value()),
+        )),
+        (Some(v), _) => return Some(Xof(v)),
+    }
+    None
 }
 
 fn invalid_amounts(e: impl std::fmt::Display) -> ClaimRefusal {
@@ -1159,18 +1179,12 @@ pub async fn base_adjudication(
         for (i, entry) in entries.iter().enumerate() {
             let Some((line, paid)) = entry else { continue };
             let p = format!("/lines/{i}");
-            let Some(n) = decided_line(&claim.lines, &p, *line, &mut taken, &mut rules) else {
-                continue;
-            };
-            let Some(l) = next.lines.iter_mut().find(|l| l.line == n) else {
-                continue;
-            };
-            match paid {
-                None => rules.push(FieldError::required(format!("{p}/paid_xof"))),
-                Some(paid) if *paid < 0 || *paid > l.shares.billed_xof.value() => {
-                    rules.push(exceeds_billed(&p, l.shares.billed_xof))
-                }
-                Some(paid) => l.base_adjudicated = Some(Xof(*paid)),
+            let exists = |n: u32| claim.lines.iter().any(|l| l.line == n);
+            let n = decided_line(exists, &p, *line, &mut taken, &mut rules);
+            let mut l = n.and_then(|n| next.lines.iter_mut().find(|l| l.line == n));
+            let billed = l.as_ref().map(|l| l.shares.billed_xof);
+            if let (Some(l), Some(paid)) = (l.as_mut(), base_paid(&p, *paid, billed, &mut rules)) {
+                l.base_adjudicated = Some(paid);
             }
         }
         // A field of the wrong type was read as absent: its `invalid_type` alone stands.
@@ -1248,11 +1262,12 @@ pub async fn adjudication(
         for (i, entry) in entries.iter().enumerate() {
             let Some((line, draft)) = entry else { continue };
             let p = format!("/lines/{i}");
-            let Some(n) = decided_line(&claim.lines, &p, *line, &mut taken, &mut rules) else {
-                continue;
-            };
+            let exists = |n: u32| claim.lines.iter().any(|l| l.line == n);
+            let n = decided_line(exists, &p, *line, &mut taken, &mut rules);
+            // The decision's own rules hold whatever the line; `exceeds_proposed` needs it.
             match draft.clone().validate(&p) {
                 Ok(d) => {
+                    let Some(n) = n else { continue };
                     if let passerelle_domain::coordination::Adjudication::Reduce { approved_xof } = d.adjudication {
                         let proposed = claim
                             .lines

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use passerelle_domain::coverage::{CoverageStatus, Relationship};
-use passerelle_domain::error::StoreError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::ports::{NewMember, RegisteredMember};
 use passerelle_domain::registration::{AddedDependantDraft, DependantDraft, HouseholdSpan};
 use serde::Deserialize;
@@ -92,10 +92,7 @@ pub async fn add_dependant(
         return Ok(added(first));
     }
     if principal.relationship != Relationship::Principal {
-        return Err(ApiError::conflict(
-            "This coverage is a dependant's: add dependants to the principal's coverage (principal_coverage).",
-            "Cette couverture est celle d'un ayant droit : ajoutez les ayants droit à la couverture du principal (principal_coverage).",
-        ));
+        return Err(household_conflict("not_principal"));
     }
     if principal.status == CoverageStatus::Terminated {
         return Err(household_conflict("household_terminated"));
@@ -142,28 +139,65 @@ pub async fn add_dependant(
         .add_dependant(&ctx, &principal.id, &member, start_date, product.max_dependants)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { constraint }
-                if constraint == "household_terminated" || constraint == "household_full" =>
-            {
-                household_conflict(&constraint)
+            StoreError::Conflict { constraint } if constraint == "after_household_end" => {
+                ApiError::field(after_household_end())
             }
+            StoreError::Conflict { constraint } => household_conflict(&constraint),
             other => ApiError::from(other),
         })?;
     Ok(added(written.value))
 }
 
-/// The conflicts of a household as a whole; the others are a registration's.
+/// A conflict of this endpoint, its code in `errors` so that a program can tell them apart:
+/// at `/member_number` for a number taken, at the whole body (`""`) for the others.
 pub fn household_conflict(constraint: &str) -> ApiError {
-    match constraint {
-        "household_full" => ApiError::conflict(
-            "The household already has as many dependants as its product admits (max_dependants).",
-            "Le ménage compte déjà autant d'ayants droit que son produit en admet (max_dependants).",
+    let (field, en, fr): (&str, &str, &str) = match constraint {
+        "not_principal" => (
+            "",
+            "This coverage is a dependant's: add dependants to the principal's coverage (principal_coverage).",
+            "Cette couverture est celle d'un ayant droit : ajoutez les ayants droit à la couverture du principal (principal_coverage).",
         ),
-        _ => ApiError::conflict(
+        "household_terminated" => (
+            "",
             "The household's coverage is terminated: register the household again.",
             "La couverture du ménage est résiliée : réinscrivez le ménage.",
         ),
+        "household_full" => (
+            "",
+            "The household already has as many dependants as its product admits (max_dependants).",
+            "Le ménage compte déjà autant d'ayants droit que son produit en admet (max_dependants).",
+        ),
+        "duplicate_member" => (
+            "",
+            "This person is already a member of the household (same names, sex and birth date).",
+            "Cette personne est déjà membre du ménage (mêmes noms, sexe et date de naissance).",
+        ),
+        "member_number_taken" => (
+            "/member_number",
+            "This member number is already held in your organisation.",
+            "Ce numéro d'adhérent est déjà attribué dans votre organisation.",
+        ),
+        "already_covered" => (
+            "",
+            "This person already holds a coverage of this product.",
+            "Cette personne est déjà couverte par ce produit.",
+        ),
+        other => return ApiError::from(StoreError::Conflict { constraint: other.to_owned() }),
+    };
+    ApiError::Conflict {
+        en: en.to_owned(),
+        fr: fr.to_owned(),
+        errors: vec![FieldError::new(field, constraint, en, fr)],
     }
+}
+
+fn after_household_end() -> FieldError {
+    FieldError::new(
+        "/start_date",
+        "after_household_end",
+        "must not be after the household's end_date",
+        "ne doit pas suivre la date de fin du ménage",
+    )
 }
 
 fn added(member: RegisteredMember) -> Response {

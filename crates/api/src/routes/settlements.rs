@@ -386,7 +386,8 @@ fn prefers_csv(accept: Option<&str>) -> bool {
 /// columns `claim_id, external_id, beneficiary, service_date, care_level, status, billed_xof,
 /// base_xof, complementary_xof, patient_xof` (each claim's totals); a text cell that a
 /// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
-/// return) is written after a `'`.
+/// return) is written after a `'`. Both forms are sent with `Vary: Accept` and
+/// `Cache-Control: private, no-store`.
 #[utoipa::path(
     get,
     path = "/v1/settlements/{id}",
@@ -396,6 +397,9 @@ fn prefers_csv(accept: Option<&str>) -> bool {
         (status = 200, description = "The settlement", content(
             (SettlementView = "application/json"),
             (String = "text/csv", example = "\u{FEFF}claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
+        ), headers(
+            ("Vary" = String, description = "`Accept`"),
+            ("Cache-Control" = String, description = "`private, no-store`")
         )),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -418,12 +422,15 @@ pub async fn get_settlement(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
+    // The form follows `Accept`, and the body names beneficiaries: no shared cache may keep it
+    // or answer another `Accept` with it.
+    let caching = [(header::VARY, "Accept"), (header::CACHE_CONTROL, "private, no-store")];
     if prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref()) {
         let claims = state.store.settlement_claims(&id).await?;
         let body = to_csv(&claims)?;
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+        return Ok((caching, [(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
-    Ok(Json(SettlementView::from(settlement)).into_response())
+    Ok((caching, Json(SettlementView::from(settlement))).into_response())
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
