@@ -877,7 +877,51 @@ async fn adjudication_errors_name_each_fault_once(backend: Backend) {
     assert_eq!(based.json["status"], "awaiting_complementary", "{}", based.text);
 }
 
+/// A reason several lines give with different ends is listed once, ending when it ends for every
+/// line: here dental care is covered again from a later version, optical care never.
+async fn a_reason_of_several_lines_is_listed_once(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = writer(app, "mut-a");
+    let path = format!("/v1/products/{}", s.product);
+    for (version, from, excluded) in [
+        (1, "2026-03-01", json!(["dental", "optical"])),
+        (2, "2026-07-01", json!(["optical"])),
+    ] {
+        let mut body = crate::products::family_plan(from);
+        body["excluded_categories"] = excluded;
+        let put = app
+            .send(
+                app.request(Method::PUT, &path)
+                    .bearer_auth(&token)
+                    .header("if-match", format!("\"{version}\""))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    }
+    let lines = json!([
+        {"code": "DENT", "category": "dental", "quantity": 1, "unit_price_xof": 5000},
+        {"code": "OPT", "category": "optical", "quantity": 1, "unit_price_xof": 5000}
+    ]);
+    let created = submit(
+        app,
+        &provider(app),
+        "c1",
+        &claim("EXT-1", &s.spouse, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(created.json["status"], "rejected", "{}", created.text);
+    let reasons = created.json["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{}", created.text);
+    assert_eq!(reasons[0]["code"], "EXCLUDED_CATEGORY");
+    // Dental alone would end on 2026-07-01; optical never does.
+    assert!(reasons[0].get("until").is_none(), "{}", created.text);
+}
+
 on_both_databases!(
+    a_reason_of_several_lines_is_listed_once,
     adjudication_errors_name_each_fault_once,
     the_ceiling_is_the_persons_not_the_coverages,
     a_payer_owing_nothing_is_passed_over,

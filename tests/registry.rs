@@ -447,7 +447,13 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     // Nothing more is paid into a terminated coverage, and it stays as it was.
     let late = json!({"amount_xof": 500, "period_start": "2027-01-01", "period_end": "2027-12-31",
         "paid_at": "2026-12-01", "reference": "RECU-LATE"});
-    app.post(&contributions, &token, &late).await.problem(409, "conflict");
+    let refused = app.post(&contributions, &token, &late).await;
+    refused.problem(409, "conflict");
+    assert_eq!(
+        refused.json["errors"][0]["code"], "coverage_terminated",
+        "{}",
+        refused.text
+    );
     let after = app.get(&path, &token).await;
     assert_eq!(after.header("etag"), Some(etag.as_str()));
     assert_eq!(after.json["paid_through"], now.json["paid_through"]);
@@ -848,7 +854,9 @@ async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
     let now = app.get(&path, &token).await;
     assert_eq!(now.json["paid_through"], "2026-06-30");
     assert_ne!(now.header("etag"), Some(before.as_str()));
-    cancel(&july_id, "mut-a", &coverage).await.problem(409, "conflict");
+    let twice = cancel(&july_id, "mut-a", &coverage).await;
+    twice.problem(409, "conflict");
+    assert_eq!(twice.json["errors"][0]["code"], "already_cancelled", "{}", twice.text);
     // Its receipt may now be recorded again, rightly.
     let again = pay("RECU-2", 2500, "2026-07-01", "2026-09-30").await;
     assert_eq!(again.status.as_u16(), 201, "{}", again.text);

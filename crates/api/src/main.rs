@@ -203,8 +203,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         db.migrate().await.map_err(|e| e.to_string())?;
     }
     let listen = config.listen;
-    // No request runs longer than the request timeout, so the drain need not be longer either.
-    let drain = config.request_timeout.min(SHUTDOWN_DRAIN);
+
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
         tracing::warn!(
@@ -255,7 +254,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     };
     // Whatever the serving ended with, the steps below run: a request still running after the
     // drain (a bulk upload may take 30 minutes to arrive) is left to end with the process.
-    let served = app::serve_until(listener, router, signal, drain).await;
+    let served = app::serve_until(listener, router, signal, SHUTDOWN_DRAIN).await;
     // A group takes a second or so; the job is queued again before the pool closes, or left to
     // the sweeper (`interrupted`) if the database hangs. A webhook send takes at most
     // `SEND_TIMEOUT`; one cut short is sent again once its lease expires, maybe a second time.
@@ -286,9 +285,9 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     served
 }
 
-/// The longest that requests in flight may finish after SIGTERM: the request timeout when shorter
-/// (30 s by default). A longer request timeout is cut here: a request still running then is
-/// dropped with the process. With Kubernetes' preStop (5 s), the 20 s left for a bulk job to
+/// How long requests in flight may finish after SIGTERM, whatever the request timeout: an upload
+/// may run longer than it (30 minutes), and so may writing a large answer to a slow client. A
+/// request still running then is dropped with the process. With Kubernetes' preStop (5 s), the 20 s left for a bulk job to
 /// hand itself back and the database's close, it fits the 60 s grace period of
 /// deploy/kubernetes/base/deployment.yaml, so SIGKILL cuts none of the steps after it.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -99,8 +99,12 @@ pub struct Problem {
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
-    /// Every rule the request broke, for `validation_failed`; for a registration's `conflict`,
-    /// the member at fault (`member_number_taken` or `already_covered`).
+    /// Every rule the request broke, for `validation_failed`. For a `conflict`, the case, where a
+    /// program must tell them apart: a registration's member at fault (`member_number_taken` or
+    /// `already_covered`); a dependant's addition (`not_principal`, `household_terminated`,
+    /// `household_full`, `duplicate_member`, `already_covered`, `member_number_taken`); a
+    /// contribution's (`duplicate_reference` at `/reference`, `already_cancelled`,
+    /// `coverage_terminated`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
 }
@@ -370,6 +374,15 @@ fn conflict_for(constraint: &str) -> ApiError {
     error
 }
 
+/// A conflict of the whole request (`""`), its code in `errors` for programs to tell it apart.
+fn coded_conflict(code: &str, en: &str, fr: &str) -> ApiError {
+    ApiError::Conflict {
+        en: en.to_owned(),
+        fr: fr.to_owned(),
+        errors: vec![FieldError::new("", code, en, fr)],
+    }
+}
+
 fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
         "organization_exists" => ApiError::conflict(
@@ -385,7 +398,10 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This person already holds a coverage of this product.",
             "Cette personne est déjà couverte par ce produit.",
         ),
-        "coverage_terminated" => ApiError::conflict(
+        // Both contribution conflicts carry their code, so that a retried cancel that already
+        // succeeded is told from one refused.
+        "coverage_terminated" => coded_conflict(
+            "coverage_terminated",
             "This coverage is terminated: its contributions can no longer change.",
             "Cette couverture est résiliée : ses cotisations ne peuvent plus changer.",
         ),
@@ -400,7 +416,8 @@ fn conflict_of(constraint: &str) -> ApiError {
                 "déjà enregistrée sur cette couverture ; annulez d'abord cette cotisation pour l'enregistrer à nouveau",
             )],
         },
-        "already_cancelled" => ApiError::conflict(
+        "already_cancelled" => coded_conflict(
+            "already_cancelled",
             "This contribution is already cancelled.",
             "Cette cotisation est déjà annulée.",
         ),

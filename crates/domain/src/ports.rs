@@ -248,8 +248,10 @@ pub trait RegistryStore: Send + Sync {
 
     /// A dependant joining the household of the principal's coverage `principal` (the caller's),
     /// from `start_date`, under the household's member number unless `member.own_number`.
-    /// `Conflict`: `household_terminated` (the principal's coverage is), `household_full` (it
-    /// already has `max_dependants` live dependants, counted under a lock), `already_covered`,
+    /// `Conflict`: `household_terminated` (the principal's coverage is), `after_household_end`
+    /// (`start_date` after the principal's end date, read under the lock), `household_full` (it
+    /// already has `max_dependants` live dependants, counted under a lock), `duplicate_member` (a
+    /// live member looks the same, one of the two without a national id), `already_covered`,
     /// `member_number_taken`.
     async fn add_dependant(
         &self,

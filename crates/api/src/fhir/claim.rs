@@ -744,7 +744,8 @@ fn is_duplicate_identifier(error: &ApiError) -> bool {
 /// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
 /// 409 `duplicate` at `Claim.identifier[0].value`). Each `item` (1 to 1000) is a line:
 /// `productOrService.coding[0].code` (and `text`), `category` in `urn:passerelle:category`,
-/// `quantity` a Quantity whose `value` is the number of units (absent: 1; not an object: 422),
+/// `quantity` a Quantity whose `value` is the number of units (`quantity` absent: 1; not an
+/// object: 422 `invalid_type`; an object without `value`: 422 `required` on `quantity.value`),
 /// `unitPrice` in XOF (`factor`, when given, 1; `net`
 /// quantity × unitPrice; the claim's `total` their sum; `use` `claim`; `status` `active`); every
 /// item has the same day (`servicedDate`, a one-day `servicedPeriod`, or the claim's

@@ -368,7 +368,8 @@ fn response(
 /// `urn:passerelle:national-id:<country>:<type>` or `urn:passerelle:member-number:<organisation>`.
 /// Exactly one `item`: its care level is the extension `urn:passerelle:care-level`
 /// (`valueCode`), its category a coding in `urn:passerelle:category`, and `unitPrice` (XOF) ×
-/// `quantity.value` (a Quantity; absent: 1; not an object: 422) the amount to estimate. Errors
+/// `quantity.value` (`quantity` absent: 1; not an object: 422 `invalid_type`; an object without
+/// `value`: 422 `required` on `item[0].quantity.value`) the amount to estimate. Errors
 /// are OperationOutcome, each issue's `expression` naming the element.
 #[utoipa::path(
     post,

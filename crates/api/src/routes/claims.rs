@@ -687,8 +687,12 @@ fn claim_eligible(
         .collect();
     if !per_line.iter().any(Vec::is_empty) {
         for reason in per_line.into_iter().flatten() {
-            if !blocking.contains(&reason) {
-                blocking.push(reason);
+            // One reason per code: lines of several categories may see it end on different
+            // days (a later version covering one of them); it ends when it ends for every line,
+            // never when one line's does not end.
+            match blocking.iter_mut().find(|r| r.code == reason.code) {
+                Some(known) => known.until = known.until.zip(reason.until).map(|(a, b)| a.max(b)),
+                None => blocking.push(reason),
             }
         }
         blocking.sort_by_key(|r| r.code);

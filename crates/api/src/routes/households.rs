@@ -36,8 +36,9 @@ pub struct DependantAdd {
     /// mutuelle); else the household's applies.
     pub member_number: Option<String>,
     /// `YYYY-MM-DD`: the first day of the dependant's coverage, not before the household's
-    /// `start_date` nor after its `end_date`. The product's waiting period counts from it, and a
-    /// `child`'s age limit is judged on it.
+    /// `start_date` (422 `before_household_start`) nor after its `end_date` (422
+    /// `after_household_end`). The product's waiting period counts from it, and a `child`'s age
+    /// limit is judged on it (422 `dependant_age_limit` at `/birth_date`).
     pub start_date: String,
     #[serde(flatten)]
     pub person: PersonWrite,
@@ -52,8 +53,9 @@ pub struct DependantAdd {
 /// member number unless one of their own is given. The product version in force on
 /// `start_date` applies: a `child` older than its `child_max_age` on that day is 422, and a
 /// household that already has `max_dependants` live dependants is 409. The dependant's
-/// eligibility follows the principal's status and payments, as for any dependant. 201 with the
-/// new coverage's `Location` and `ETag`.
+/// eligibility follows the principal's status and payments, as for any dependant. Any member
+/// of the body not listed here is 422 `unknown_field`. 201 with the new coverage's `Location`
+/// and `ETag`.
 #[utoipa::path(
     post,
     path = "/v1/coverages/{id}/dependants",
@@ -64,10 +66,17 @@ pub struct DependantAdd {
         ("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response"),
     ),
     responses(
-        (status = 201, description = "Added: the dependant with their beneficiary and coverage", body = MemberView,
-         headers(("Location" = String, description = "/v1/coverages/{id} of the new coverage"), ("ETag" = String, description = "The new coverage's version"))),
+                (status = 201, description = "Added: the dependant with their beneficiary and coverage", body = MemberView,
+         headers(("Location" = String, description = "/v1/coverages/{id} of the new coverage"), ("ETag" = String, description = "The new coverage's version")),
+         example = json!({"relationship": "child", "matched": false, "possible_duplicates": [],
+            "beneficiary": {"id": "01938a41-3d8f-7b13-8d5e-7f2a3b4c5d6e", "family_name": "Agbéko", "given_names": "Afi",
+                "sex": "F", "birth_date": "2026-03-01", "birth_date_precision": "day"},
+            "coverage": {"id": "01938a41-4e90-7c24-9e6f-803b4c5d6e7f", "beneficiary": "01938a41-3d8f-7b13-8d5e-7f2a3b4c5d6e",
+                "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+                "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
+                "start_date": "2026-03-02", "status": "active", "paid_through": "2026-12-31"}})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The coverage is a dependant's, or terminated (`household_terminated`); the household is full (`household_full`); the person already holds this product (`already_covered`); or their own member number is taken (`member_number_taken`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+                (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))

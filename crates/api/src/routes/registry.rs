@@ -199,7 +199,8 @@ pub struct ContributionView {
     pub paid_at: NaiveDate,
     /// The payer's receipt or transaction reference.
     pub reference: String,
-    /// When it was cancelled (recorded by mistake); a cancelled contribution counts for nothing.
+    /// When it was cancelled (recorded by mistake); absent until then. A cancelled contribution
+    /// counts for nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -747,12 +748,14 @@ pub async fn list_contributions(
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise, and for a
 /// contribution that is not the coverage's). The contribution stays listed, with its
-/// `cancelled_at`, and counts for nothing from then on: the coverage's `paid_through` becomes
-/// the latest `period_end` of the contributions left, or the `paid_through` given at
-/// registration when later (neither: nothing paid, `CONTRIBUTIONS_IN_ARREARS`), with a new
-/// `ETag`. Its `reference` may then be recorded again. Answers 200 with the contribution; no
-/// body is read. Cancelling twice is 409, and so is cancelling on a `terminated` coverage, which
-/// no longer changes. Subscribers receive `coverage.changed`; the audit log records
+/// `cancelled_at`, and counts for nothing from then on: when it had made the coverage's
+/// `paid_through`, that becomes the latest `period_end` of the contributions left, or the
+/// `paid_through` given at registration when later (neither: nothing paid,
+/// `CONTRIBUTIONS_IN_ARREARS`); one that ended earlier leaves it as it is. The coverage gets a new
+/// `ETag` either way: read it again before a `PATCH`. Its `reference` may then be recorded
+/// again. Answers 200 with the contribution; no body is read. Cancelling twice is 409
+/// `already_cancelled` (in `errors`: a retried cancel that had succeeded), and cancelling on a
+/// `terminated` coverage, which no longer changes, 409 `coverage_terminated`. Subscribers receive `coverage.changed`; the audit log records
 /// `contribution.cancelled`.
 #[utoipa::path(
     post,
@@ -763,7 +766,10 @@ pub async fn list_contributions(
         ("contribution" = String, Path, description = "Contribution id"),
     ),
     responses(
-        (status = 200, description = "Cancelled; the coverage's `paid_through` is worked out again", body = ContributionView),
+        (status = 200, description = "Cancelled; the coverage's `paid_through` is worked out again", body = ContributionView,
+         example = json!({"id": "01937f0e-8e4c-7f5d-9a21-3c4d5e6f7081", "coverage": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+            "amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05",
+            "reference": "RECU-2026-0113", "cancelled_at": "2026-12-01T15:30:00.123456Z"})),
         (status = 404, description = "No such coverage, another organisation's, or no such contribution on it", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already cancelled, or the coverage is terminated", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
