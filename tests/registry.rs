@@ -457,6 +457,17 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     let after = app.get(&path, &token).await;
     assert_eq!(after.header("etag"), Some(etag.as_str()));
     assert_eq!(after.json["paid_through"], now.json["paid_through"]);
+    // Nor is one cancelled; a contribution it does not hold is still unknown.
+    let cancel = |id: &str| {
+        app.send(
+            app.request(Method::POST, &format!("{contributions}/{id}/cancel"))
+                .bearer_auth(&token),
+        )
+    };
+    let kept = cancel(first.json["id"].as_str().unwrap()).await;
+    kept.problem(409, "conflict");
+    assert_eq!(kept.json["errors"][0]["code"], "coverage_terminated", "{}", kept.text);
+    cancel("no-such-contribution").await.problem(404, "not_found");
 }
 
 async fn bad_registrations_list_every_problem(backend: Backend) {

@@ -784,6 +784,16 @@ impl RegistryStore for This {
         contribution: &str,
     ) -> Result<Written<Contribution>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A contribution the coverage does not hold is unknown (404), whatever the coverage's state.
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM contributions WHERE id = $1 AND coverage = $2")
+            .bind(contribution)
+            .bind(coverage)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if held == 0 {
+            return Err(StoreError::NotFound);
+        }
         hold_live_coverage(&mut tx, coverage, None, ctx.at).await?;
         let newly_cancelled = sqlx::query(
             "UPDATE contributions SET cancelled_at = $3 WHERE id = $1 AND coverage = $2 AND cancelled_at IS NULL",
