@@ -920,7 +920,49 @@ async fn a_reason_of_several_lines_is_listed_once(backend: Backend) {
     assert!(reasons[0].get("until").is_none(), "{}", created.text);
 }
 
+/// The same across coverages: two mutuelles exclude dental care, one of them only until July.
+async fn a_reason_of_several_coverages_is_listed_once(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let other = app
+        .post(
+            "/v1/products",
+            &writer(app, "mut-b"),
+            &crate::products::family_plan("2026-01-01"),
+        )
+        .await;
+    let other = other.json["id"].as_str().unwrap().to_owned();
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let second = register(app, "mut-b", "k2", &household(&other, "B-0001", "123456789012")).await;
+    assert_eq!(second.status.as_u16(), 201, "{}", second.text);
+    let person = first.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(second.json["members"][0]["beneficiary"]["id"], person.as_str());
+    let mut v2 = crate::products::family_plan("2026-07-01");
+    v2["excluded_categories"] = json!([]);
+    let put = app
+        .send(
+            app.request(Method::PUT, &format!("/v1/products/{}", r.product))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", "\"1\"")
+                .json(&v2),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    let lines = json!([{"code": "DENT", "category": "dental", "quantity": 1, "unit_price_xof": 5000}]);
+    let created = submit(app, &provider(app), "c1", &claim("EXT-1", &person, "2026-06-01", lines)).await;
+    assert_eq!(created.json["status"], "rejected", "{}", created.text);
+    let reasons = created.json["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{}", created.text);
+    assert_eq!(reasons[0]["code"], "EXCLUDED_CATEGORY");
+    assert!(reasons[0].get("until").is_none(), "{}", created.text);
+}
+
 on_both_databases!(
+    a_reason_of_several_coverages_is_listed_once,
     a_reason_of_several_lines_is_listed_once,
     adjudication_errors_name_each_fault_once,
     the_ceiling_is_the_persons_not_the_coverages,

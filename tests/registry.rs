@@ -882,6 +882,22 @@ async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
     let items = listed.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{}", listed.text);
     assert!(items.iter().all(|c| c["cancelled_at"].is_string()), "{}", listed.text);
+    // Terminated since, the coverage still tells a retried cancel that it had succeeded.
+    let read = app.get(&path, &token).await;
+    let end = app
+        .request(Method::PATCH, &path)
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .header("if-match", read.header("etag").unwrap())
+        .body(json!({"status": "terminated"}).to_string());
+    assert_eq!(app.send(end).await.status.as_u16(), 200);
+    let retried = cancel(&july_id, "mut-a", &coverage).await;
+    retried.problem(409, "conflict");
+    assert_eq!(
+        retried.json["errors"][0]["code"], "already_cancelled",
+        "{}",
+        retried.text
+    );
     // Eligibility follows: in arrears once the registration's paid_through and the product's
     // 30 days of grace are past.
     let checker = app.token("mut-a", "eligibility:check");

@@ -203,7 +203,6 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         db.migrate().await.map_err(|e| e.to_string())?;
     }
     let listen = config.listen;
-
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
         tracing::warn!(

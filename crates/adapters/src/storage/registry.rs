@@ -784,15 +784,24 @@ impl RegistryStore for This {
         contribution: &str,
     ) -> Result<Written<Contribution>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // A contribution the coverage does not hold is unknown (404), whatever the coverage's state.
-        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM contributions WHERE id = $1 AND coverage = $2")
-            .bind(contribution)
-            .bind(coverage)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if held == 0 {
-            return Err(StoreError::NotFound);
+        // A contribution the coverage does not hold is unknown (404), and one cancelled already
+        // says so, whatever the coverage's state since: a cancellation is never undone, so a
+        // retry whose first answer was lost learns it succeeded.
+        let known: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT cancelled_at FROM contributions WHERE id = $1 AND coverage = $2")
+                .bind(contribution)
+                .bind(coverage)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        match known {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => {
+                return Err(StoreError::Conflict {
+                    constraint: "already_cancelled".into(),
+                })
+            }
+            Some(None) => {}
         }
         hold_live_coverage(&mut tx, coverage, None, ctx.at).await?;
         let newly_cancelled = sqlx::query(

@@ -687,17 +687,21 @@ fn claim_eligible(
         .collect();
     if !per_line.iter().any(Vec::is_empty) {
         for reason in per_line.into_iter().flatten() {
-            // One reason per code: lines of several categories may see it end on different
-            // days (a later version covering one of them); it ends when it ends for every line,
-            // never when one line's does not end.
-            match blocking.iter_mut().find(|r| r.code == reason.code) {
-                Some(known) => known.until = known.until.zip(reason.until).map(|(a, b)| a.max(b)),
-                None => blocking.push(reason),
-            }
+            merge_reason(&mut blocking, reason);
         }
         blocking.sort_by_key(|r| r.code);
     }
     (blocking.is_empty() && c.product.is_some(), blocking)
+}
+
+/// Adds `reason` to a claim's reasons, one per code. Lines of several categories, or several
+/// coverages, may see one code end on different days (a later version covering one of them): it
+/// ends when it ends for all of them, and never when one of them has no end.
+fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
+    match reasons.iter_mut().find(|r| r.code == reason.code) {
+        Some(known) => known.until = known.until.zip(reason.until).map(|(a, b)| a.max(b)),
+        None => reasons.push(reason),
+    }
 }
 
 /// Submit a claim (a provider for itself, or a scheme forwarding one; `Idempotency-Key` required).
@@ -855,11 +859,10 @@ async fn route(
     if status == ClaimStatus::Rejected {
         for (_, _, r) in &judged {
             for reason in r {
-                if !reasons.contains(reason) {
-                    reasons.push(*reason);
-                }
+                merge_reason(&mut reasons, *reason);
             }
         }
+        reasons.sort_by_key(|r| r.code);
         if reasons.is_empty() {
             reasons.push(Reason {
                 code: ReasonCode::NotCovered,

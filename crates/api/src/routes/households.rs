@@ -66,7 +66,7 @@ pub struct DependantAdd {
         ("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response"),
     ),
     responses(
-                (status = 201, description = "Added: the dependant with their beneficiary and coverage", body = MemberView,
+        (status = 201, description = "Added: the dependant with their beneficiary and coverage", body = MemberView,
          headers(("Location" = String, description = "/v1/coverages/{id} of the new coverage"), ("ETag" = String, description = "The new coverage's version")),
          example = json!({"relationship": "child", "matched": false, "possible_duplicates": [],
             "beneficiary": {"id": "01938a41-3d8f-7b13-8d5e-7f2a3b4c5d6e", "family_name": "Agbéko", "given_names": "Afi",
@@ -76,7 +76,7 @@ pub struct DependantAdd {
                 "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
                 "start_date": "2026-03-02", "status": "active", "paid_through": "2026-12-31"}})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-                (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))

@@ -620,7 +620,7 @@ pub struct ContributionCreate {
     responses(
         (status = 201, description = "Recorded (listed under the coverage; no Location)", body = ContributionView),
                 (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-                (status = 409, description = "The coverage is terminated: nothing more is paid into it; or a contribution not cancelled already carries this `reference` (`errors` points at it)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: the coverage is terminated, nothing more is paid into it (`coverage_terminated`); or a contribution not cancelled already carries this `reference` (`duplicate_reference`, at `/reference`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
@@ -771,7 +771,7 @@ pub async fn list_contributions(
             "amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05",
             "reference": "RECU-2026-0113", "cancelled_at": "2026-12-01T15:30:00.123456Z"})),
         (status = 404, description = "No such coverage, another organisation's, or no such contribution on it", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled, or the coverage is terminated", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: already cancelled (`already_cancelled`, also when the coverage was terminated since), or the coverage is terminated (`coverage_terminated`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
