@@ -330,6 +330,18 @@ async fn bad_claims_write_nothing(backend: Backend) {
     let reply = submit(app, &inam, "bad-base", &forwarded).await;
     reply.problem(422, "validation_failed");
     assert_eq!(reply.error_fields(), ["/base_adjudication/lines/0/paid_xof"]);
+    // More than 100 diagnoses: the limit alone, not one error per wrong item.
+    let mut crowded = claim(
+        "E",
+        &s.principal,
+        "2026-06-01",
+        json!([line(json!(1), json!(1000), "consultation")]),
+    );
+    crowded["diagnoses"] = Value::Array(vec![json!(0); 5000]);
+    let reply = submit(app, &provider(app), "bad-diagnoses", &crowded).await;
+    reply.problem(422, "validation_failed");
+    assert_eq!(reply.error_fields(), ["/diagnoses"], "{}", reply.text);
+    assert_eq!(reply.json["errors"][0]["code"], "invalid_length");
     assert_eq!(app.count("claims").await, 0);
     // Missing key: 428. Reused external id: 409.
     let ok = claim(

@@ -152,7 +152,7 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
     let decisions: Vec<&str> = Decision::ALL.iter().map(|x| x.as_str()).collect();
     let adjudication_reasons: Vec<&str> = AdjudicationReason::ALL.iter().map(|x| x.as_str()).collect();
     let events: Vec<&str> = passerelle_domain::webhook::EVENT_TYPES.to_vec();
-        let table: [(&'static str, &'static str, &[&str]); 29] = [
+    let table: [(&'static str, &'static str, &[&str]); 29] = [
         ("DependantWrite", "relationship", &dependants),
         ("DependantAdd", "relationship", &dependants),
         ("ProductWrite", "layer", &layers),

@@ -19,7 +19,7 @@ use super::request::{self, Translation};
 use super::{Fhir, FhirBody};
 use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
-use crate::routes::claims::{read_claim, submit, MAX_LINES};
+use crate::routes::claims::{read_claim, submit, MAX_DIAGNOSES, MAX_LINES};
 use crate::state::AppState;
 
 /// The payer of a share: `urn:passerelle:payer`, a reference to the organisation.
@@ -601,13 +601,21 @@ fn translate(body: &Map<String, Value>) -> Translation {
     organization(&mut t, body.get("provider"), "provider");
     t.patient(body.get("patient"), "patient");
     let mut diagnoses = Vec::new();
-    for (i, d) in body
-        .get("diagnosis")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    let listed = body.get("diagnosis").and_then(Value::as_array);
+    // Past the `/v1` limit, as for items: the limit, not each diagnosis's faults.
+    let listed = match listed {
+        Some(all) if all.len() > MAX_DIAGNOSES => {
+            t.error(
+                "diagnosis",
+                "invalid_length",
+                format!("must hold at most {MAX_DIAGNOSES} diagnoses"),
+                format!("doit contenir au plus {MAX_DIAGNOSES} diagnostics"),
+            );
+            None
+        }
+        other => other,
+    };
+    for (i, d) in listed.into_iter().flatten().enumerate() {
         if !d.is_object() {
             t.error(
                 &format!("diagnosis[{i}]"),
@@ -742,7 +750,8 @@ fn is_duplicate_identifier(error: &ApiError) -> bool {
 /// person is `patient` as in a CoverageEligibilityRequest; `provider` is
 /// `Organization/<id>` or an identifier in `urn:passerelle:organization`;
 /// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
-/// 409 `duplicate` at `Claim.identifier[0].value`). Each `item` (1 to 1000) is a line:
+/// 409 `duplicate` at `Claim.identifier[0].value`); `diagnosis` holds at most 100 ICD-10 codes.
+/// Each `item` (1 to 1000) is a line:
 /// `productOrService.coding[0].code` (and `text`), `category` in `urn:passerelle:category`,
 /// `quantity` a Quantity whose `value` is the number of units (`quantity` absent: 1; not an
 /// object: 422 `invalid_type`; an object without `value`: 422 `required` on `quantity.value`),

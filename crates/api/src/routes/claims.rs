@@ -44,6 +44,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Most lines in one claim.
 pub const MAX_LINES: usize = 1000;
+
+/// Diagnoses one claim may carry: far more than any care episode has, and a bound on the errors
+/// a body of wrong items could make the service build and send back.
+pub const MAX_DIAGNOSES: usize = 100;
 /// Most units on one line.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
@@ -339,7 +343,7 @@ pub struct ClaimWrite {
     /// `health_post`, `health_center`, `hospital` or `university_hospital`: where the care was
     /// given.
     pub care_level: String,
-    /// ICD-10 codes such as `J06.9` or `B54`.
+    /// ICD-10 codes such as `J06.9` or `B54`; at most 100.
     pub diagnoses: Option<Vec<String>>,
     /// 1 to 1000 lines, numbered from 1 in this order; the claim's total at most 10^12.
     pub lines: Vec<ClaimLineWrite>,
@@ -408,7 +412,23 @@ pub(crate) fn read_claim(
     let person_obj = f.opt_object("beneficiary");
     let service_date = f.str("service_date");
     let care_level = f.str("care_level");
-    let diagnoses = f.opt_str_list("diagnoses").unwrap_or_default();
+    let too_many_diagnoses = body
+        .get("diagnoses")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.len() > MAX_DIAGNOSES);
+    let diagnoses = if too_many_diagnoses {
+        // Read past as a whole: one error, not one per item.
+        f.opt_array("diagnoses");
+        errors.push(FieldError::new(
+            "/diagnoses",
+            "invalid_length",
+            format!("must hold at most {MAX_DIAGNOSES} codes"),
+            format!("doit contenir au plus {MAX_DIAGNOSES} codes"),
+        ));
+        Vec::new()
+    } else {
+        f.opt_str_list("diagnoses").unwrap_or_default()
+    };
     let line_objs = f.opt_array("lines");
     let base_obj = f.opt_object("base_adjudication");
     errors.extend(f.finish());
