@@ -1132,6 +1132,15 @@ async fn a_long_claim_is_told_its_limit(backend: Backend) {
         "{}",
         reply.text
     );
+    // Not a list at all: said so, never read as no diagnosis.
+    many["diagnosis"] = json!("J06.9");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l7"), &many).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("invalid_type".to_owned(), "Claim.diagnosis".to_owned())],
+        "{}",
+        reply.text
+    );
     // Within it, each wrong one is named.
     many["diagnosis"] = Value::Array(vec![json!(0); 100]);
     let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l6"), &many).await;

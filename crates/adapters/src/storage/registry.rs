@@ -803,7 +803,25 @@ impl RegistryStore for This {
             }
             Some(None) => {}
         }
-        hold_live_coverage(&mut tx, coverage, None, ctx.at).await?;
+        let held = hold_live_coverage(&mut tx, coverage, None, ctx.at).await;
+        if let Err(e @ StoreError::Conflict { .. }) = held {
+            // A cancel of the same contribution may have committed while this one waited for
+            // the coverage, and the coverage been terminated after it: read again (a fresh
+            // snapshot on PostgreSQL), so that the retry still learns it had succeeded.
+            let cancelled: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT cancelled_at FROM contributions WHERE id = $1")
+                    .bind(contribution)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            return Err(match cancelled {
+                Some(_) => StoreError::Conflict {
+                    constraint: "already_cancelled".into(),
+                },
+                None => e,
+            });
+        }
+        held?;
         let newly_cancelled = sqlx::query(
             "UPDATE contributions SET cancelled_at = $3 WHERE id = $1 AND coverage = $2 AND cancelled_at IS NULL",
         )

@@ -601,7 +601,19 @@ fn translate(body: &Map<String, Value>) -> Translation {
     organization(&mut t, body.get("provider"), "provider");
     t.patient(body.get("patient"), "patient");
     let mut diagnoses = Vec::new();
-    let listed = body.get("diagnosis").and_then(Value::as_array);
+    let listed = match body.get("diagnosis").filter(|d| !d.is_null()) {
+        Some(Value::Array(all)) => Some(all),
+        Some(_) => {
+            t.error(
+                "diagnosis",
+                "invalid_type",
+                "must be a list of diagnoses",
+                "doit être une liste de diagnostics",
+            );
+            None
+        }
+        None => None,
+    };
     // Past the `/v1` limit, as for items: the limit, not each diagnosis's faults.
     let listed = match listed {
         Some(all) if all.len() > MAX_DIAGNOSES => {

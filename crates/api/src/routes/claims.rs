@@ -715,11 +715,17 @@ fn claim_eligible(
 }
 
 /// Adds `reason` to a claim's reasons, one per code. Lines of several categories, or several
-/// coverages, may see one code end on different days (a later version covering one of them): it
-/// ends when it ends for all of them, and never when one of them has no end.
+/// coverages, may see one code end on different days (a later version covering one of them).
+/// The claim is refused while every line of every coverage is, so the reason stops refusing it
+/// on the first of those days: the earliest `until`, and none only when none of them ends.
 fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
     match reasons.iter_mut().find(|r| r.code == reason.code) {
-        Some(known) => known.until = known.until.zip(reason.until).map(|(a, b)| a.max(b)),
+        Some(known) => {
+            known.until = match (known.until, reason.until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
         None => reasons.push(reason),
     }
 }
