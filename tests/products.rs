@@ -151,6 +151,17 @@ async fn every_rule_violation_is_listed(backend: Backend) {
         "{}",
         r.text
     );
+
+    // A list past a thousand items is one error, not one per item.
+    let crowded = json!({
+        "layer": "complementary", "name": "Formule famille", "rules": [{"rate_bp": 5000}],
+        "excluded_categories": vec![json!(1); 50_000], "effective_from": "2026-01-01"
+    });
+    let r = create(&app, "mut-a", &crowded).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/excluded_categories"], "{}", r.text);
+    assert_eq!(r.json["errors"][0]["code"], "invalid_length");
+    assert_eq!(app.audited().await, before);
 }
 
 async fn versions_need_if_match_and_a_later_date(backend: Backend) {

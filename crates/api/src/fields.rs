@@ -104,7 +104,7 @@ impl<'a> Fields<'a> {
     /// An array of strings; each wrong item is reported at its own pointer and read as `None`,
     /// so that the items after it keep their indices (and their errors' pointers).
     pub fn opt_str_list(&mut self, name: &'static str) -> Option<Vec<Option<String>>> {
-        let items = self.opt_array(name)?;
+        let items = self.bounded_array(name)?;
         let base = self.pointer(name);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -123,6 +123,23 @@ impl<'a> Fields<'a> {
         Some(out)
     }
 
+    /// An array of at most [`MAX_LIST_ITEMS`] items; a longer one is one `invalid_length` and
+    /// reads as absent, rather than an error for each wrong item of a body full of them.
+    fn bounded_array(&mut self, name: &'static str) -> Option<&'a Vec<Value>> {
+        let items = self.opt_array(name)?;
+        if items.len() > MAX_LIST_ITEMS {
+            let p = self.pointer(name);
+            self.errors.push(FieldError::new(
+                p,
+                "invalid_length",
+                format!("must hold at most {MAX_LIST_ITEMS} items"),
+                format!("doit contenir au plus {MAX_LIST_ITEMS} éléments"),
+            ));
+            return None;
+        }
+        Some(items)
+    }
+
     /// Reads each object of an array with its own `Fields`, so nested errors carry their index;
     /// an item that is not an object is reported and read as `None`, so that the items after it
     /// keep their indices.
@@ -131,7 +148,7 @@ impl<'a> Fields<'a> {
         name: &'static str,
         mut read: impl FnMut(&mut Fields<'a>) -> T,
     ) -> Option<Vec<Option<T>>> {
-        let items = self.opt_array(name)?;
+        let items = self.bounded_array(name)?;
         let base = self.pointer(name);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -201,6 +218,10 @@ pub fn required_date(
     }
 }
 
+/// Items a list in a request body may hold, whatever its own rule (a claim's 1000 lines are the
+/// most any needs).
+pub const MAX_LIST_ITEMS: usize = 1000;
+
 pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
     for e in rule_errors {
         if !parse_errors
@@ -217,6 +238,23 @@ pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) ->
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_list_past_the_bound_is_one_error() {
+        let body = json!({"events": vec![json!(0); MAX_LIST_ITEMS + 1], "rules": vec![json!(0); MAX_LIST_ITEMS]});
+        let object = body.as_object().unwrap();
+        let mut f = Fields::new(object);
+        assert_eq!(f.opt_str_list("events"), None);
+        assert_eq!(f.opt_objects("rules", |_| ()).map(|r| r.len()), Some(MAX_LIST_ITEMS));
+        let errors = f.finish();
+        assert_eq!(errors[0].field, "/events");
+        assert_eq!(errors[0].code, "invalid_length");
+        // Within the bound, each wrong item is named.
+        assert_eq!(errors.len(), 1 + MAX_LIST_ITEMS);
+        assert!(errors[1..]
+            .iter()
+            .all(|e| e.code == "invalid_type" && e.field.starts_with("/rules/")));
+    }
 
     #[test]
     fn every_problem_is_listed() {
