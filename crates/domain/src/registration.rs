@@ -99,6 +99,15 @@ fn invalid_member_number(pointer: String) -> FieldError {
     )
 }
 
+fn too_many_dependants(pointer: String) -> FieldError {
+    FieldError::new(
+        pointer,
+        "too_many_dependants",
+        format!("a registration lists at most {MAX_DEPENDANTS} dependants"),
+        format!("une inscription compte au plus {MAX_DEPENDANTS} ayants droit"),
+    )
+}
+
 fn dependant_relationship(raw: Option<&str>, at: &str, errors: &mut Vec<FieldError>) -> Option<Relationship> {
     match raw {
         None => {
@@ -320,12 +329,7 @@ impl RegistrationDraft {
 
         let too_many = self.dependants.len() > MAX_DEPENDANTS;
         if too_many {
-            errors.push(FieldError::new(
-                p("dependants"),
-                "too_many_dependants",
-                format!("a registration lists at most {MAX_DEPENDANTS} dependants"),
-                format!("une inscription compte au plus {MAX_DEPENDANTS} ayants droit"),
-            ));
+            errors.push(too_many_dependants(p("dependants")));
         }
 
         let mut member_numbers: HashSet<String> = member_number.iter().map(|m| m.0.clone()).collect();
@@ -449,18 +453,28 @@ impl RegistrationDraft {
                 b
             })
             .unwrap_or_default();
-        let dependants = r
-            .objects("dependants", |o| {
-                let relationship = o.str("relationship");
-                let member_number = o.str("member_number");
-                let beneficiary = read_beneficiary(o);
-                o.finish();
-                DependantDraft {
-                    relationship,
-                    member_number,
-                    beneficiary,
-                }
+        // Past the bound, the list is one error, not one for each item of a body full of them.
+        let crowded = r.len_of("dependants").is_some_and(|n| n > MAX_DEPENDANTS);
+        if crowded {
+            r.get("dependants");
+            r.errors
+                .push(too_many_dependants(format!("{pointer_prefix}/dependants")));
+        }
+        let dependants = (!crowded)
+            .then(|| {
+                r.objects("dependants", |o| {
+                    let relationship = o.str("relationship");
+                    let member_number = o.str("member_number");
+                    let beneficiary = read_beneficiary(o);
+                    o.finish();
+                    DependantDraft {
+                        relationship,
+                        member_number,
+                        beneficiary,
+                    }
+                })
             })
+            .flatten()
             .unwrap_or_default();
         r.finish();
         let draft = RegistrationDraft {
@@ -599,6 +613,11 @@ impl<'a, 'e> Reader<'a, 'e> {
                 None
             }
         }
+    }
+
+    /// The length of an array member, without reading it.
+    fn len_of(&self, name: &str) -> Option<usize> {
+        self.object.get(name).and_then(Value::as_array).map(Vec::len)
     }
 
     /// Reports every member that is not a known field, in name order.
@@ -1008,6 +1027,18 @@ mod tests {
         assert_eq!(codes(&read), [("", "invalid_type")]);
         let (_, read) = RegistrationDraft::from_json(&json!({"dependants": {}}), "");
         assert_eq!(codes(&read), [("/dependants", "invalid_type")]);
+    }
+
+    #[test]
+    fn a_crowded_list_of_dependants_is_one_error() {
+        let body = json!({"dependants": vec![json!(0); 5000]});
+        let (draft, read) = RegistrationDraft::from_json(&body, "");
+        assert_eq!(codes(&read), [("/dependants", "too_many_dependants")]);
+        assert!(draft.dependants.is_empty());
+        let body = json!({"dependants": vec![json!(0); MAX_DEPENDANTS]});
+        let (_, read) = RegistrationDraft::from_json(&body, "/x");
+        assert_eq!(read.len(), MAX_DEPENDANTS);
+        assert_eq!(read[0].field, "/x/dependants/0");
     }
 
     #[test]
