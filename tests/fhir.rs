@@ -1132,6 +1132,16 @@ async fn a_long_claim_is_told_its_limit(backend: Backend) {
         "{}",
         reply.text
     );
+    // Items that are not a list: said so, not called missing.
+    let mut single = fhir_claim("EXT-L8", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    single["item"] = json!({"sequence": 1});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l8"), &single).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("invalid_type".to_owned(), "Claim.item".to_owned())],
+        "{}",
+        reply.text
+    );
     // Not a list at all: said so, never read as no diagnosis.
     many["diagnosis"] = json!("J06.9");
     let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l7"), &many).await;

@@ -152,6 +152,15 @@ async fn every_rule_violation_is_listed(backend: Backend) {
         r.text
     );
 
+    // More rules than a product may have: the rule says so once, the items are not read.
+    let too_many = json!({
+        "layer": "complementary", "name": "Formule famille", "rules": vec![json!(0); 150],
+        "effective_from": "2026-01-01"
+    });
+    let r = create(&app, "mut-a", &too_many).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/rules"], "{}", r.text);
+    assert_eq!(r.json["errors"][0]["code"], "too_many");
     // A list past a thousand items is one error, not one per item.
     let crowded = json!({
         "layer": "complementary", "name": "Formule famille", "rules": [{"rate_bp": 5000}],

@@ -804,7 +804,9 @@ impl RegistryStore for This {
             Some(None) => {}
         }
         let held = hold_live_coverage(&mut tx, coverage, None, ctx.at).await;
-        if let Err(e @ StoreError::Conflict { .. }) = held {
+        let terminated =
+            matches!(&held, Err(StoreError::Conflict { constraint }) if constraint == "coverage_terminated");
+        if terminated {
             // A cancel of the same contribution may have committed while this one waited for
             // the coverage, and the coverage been terminated after it: read again (a fresh
             // snapshot on PostgreSQL), so that the retry still learns it had succeeded.
@@ -814,12 +816,11 @@ impl RegistryStore for This {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_err)?;
-            return Err(match cancelled {
-                Some(_) => StoreError::Conflict {
+            if cancelled.is_some() {
+                return Err(StoreError::Conflict {
                     constraint: "already_cancelled".into(),
-                },
-                None => e,
-            });
+                });
+            }
         }
         held?;
         let newly_cancelled = sqlx::query(

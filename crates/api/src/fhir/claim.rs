@@ -649,7 +649,15 @@ fn translate(body: &Map<String, Value>) -> Translation {
         t.put("/diagnoses", Value::Array(diagnoses), "diagnosis");
     }
     let Some(items) = body.get("item").and_then(Value::as_array).filter(|i| !i.is_empty()) else {
-        t.required("item");
+        match body.get("item").filter(|i| !i.is_null() && !i.is_array()) {
+            Some(_) => t.error(
+                "item",
+                "invalid_type",
+                "must be a list of items",
+                "doit être une liste d'items",
+            ),
+            None => t.required("item"),
+        }
         return t;
     };
     // Past the `/v1` limit, no item is read: the client is told the limit, not each item's

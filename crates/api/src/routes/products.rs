@@ -151,18 +151,31 @@ pub struct ProductWrite {
 
 fn read_draft(body: &Map<String, Value>) -> (ProductDraft, Vec<FieldError>) {
     let mut f = Fields::new(body);
+    // Past the bound, its items are not read: the rule says how many, once, not each item's fault.
+    let crowded = body
+        .get("rules")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.len() > passerelle_domain::product::MAX_RULES);
     let draft = ProductDraft {
         layer: f.str("layer"),
         name: f.str("name"),
         // An item of the wrong type is read as an empty one: it keeps the indices of the items
         // after it, and its own rule errors fall under its type error (`merge`).
-        rules: f
-            .opt_objects("rules", |r| RuleDraft {
+        rules: if crowded {
+            f.opt_array("rules");
+            Some(
+                (0..=passerelle_domain::product::MAX_RULES)
+                    .map(|_| RuleDraft::default())
+                    .collect(),
+            )
+        } else {
+            f.opt_objects("rules", |r| RuleDraft {
                 care_level: r.opt_str("care_level"),
                 category: r.opt_str("category"),
                 rate_bp: r.opt_i64("rate_bp"),
             })
-            .map(|rules| rules.into_iter().map(Option::unwrap_or_default).collect()),
+            .map(|rules| rules.into_iter().map(Option::unwrap_or_default).collect())
+        },
         annual_ceiling_xof: f.opt_i64("annual_ceiling_xof"),
         waiting_period_days: f.opt_i64("waiting_period_days"),
         grace_period_days: f.opt_i64("grace_period_days"),
