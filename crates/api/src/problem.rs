@@ -376,10 +376,15 @@ fn conflict_for(constraint: &str) -> ApiError {
 
 /// A conflict of the whole request (`""`), its code in `errors` for programs to tell it apart.
 fn coded_conflict(code: &str, en: &str, fr: &str) -> ApiError {
+    conflict_at("", code, en, fr)
+}
+
+/// A conflict whose code, in `errors`, sits at `field` of the request.
+pub fn conflict_at(field: &str, code: &str, en: &str, fr: &str) -> ApiError {
     ApiError::Conflict {
         en: en.to_owned(),
         fr: fr.to_owned(),
-        errors: vec![FieldError::new("", code, en, fr)],
+        errors: vec![FieldError::new(field, code, en, fr)],
     }
 }
 

@@ -833,17 +833,15 @@ impl RegistryStore for This {
         .await
         .map_err(db_err)?
         .rows_affected();
-        let row: Option<ContributionRow> = sqlx::query_as(&format!(
+        // Known to exist (read above; contributions are never deleted).
+        let row: ContributionRow = sqlx::query_as(&format!(
             "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE id = $1 AND coverage = $2"
         ))
         .bind(contribution)
         .bind(coverage)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound);
-        };
         if newly_cancelled == 0 {
             return Err(StoreError::Conflict {
                 constraint: "already_cancelled".into(),

@@ -193,11 +193,7 @@ pub fn household_conflict(constraint: &str) -> ApiError {
         ),
         other => return ApiError::from(StoreError::Conflict { constraint: other.to_owned() }),
     };
-    ApiError::Conflict {
-        en: en.to_owned(),
-        fr: fr.to_owned(),
-        errors: vec![FieldError::new(field, constraint, en, fr)],
-    }
+    crate::problem::conflict_at(field, constraint, en, fr)
 }
 
 fn after_household_end() -> FieldError {
