@@ -408,6 +408,89 @@ async fn storage_conflicts_point_at_the_member_at_fault(backend: Backend) {
     assert_eq!(app.count("coverages").await, 2);
 }
 
+/// A household posted again with a member it does not hold (a child born since, say) is skipped,
+/// and that member is reported on their row with where to add them: never dropped in silence.
+/// Members it holds match as they would on registration (names without case or accents).
+/// Under another product the household fails. The same holds for a household twice in one file.
+async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD)).await;
+    assert_eq!(counts(&job), [4, 2, 0, 0, 0]);
+    let again = [
+        GOOD[0],
+        "H1,spouse,,AGBEKO,AKOSSIWA ELISE,F,1988,,,Maritime,Zio,Zio 1,,",
+        "H1,child,,Agbéko,Mawuli,M,2026-10-02,,,,,,,",
+        GOOD[2],
+        GOOD[3],
+        "H3,principal,TSV-1003,Kpodar,Enyonam,F,1990,,,,,,2026-01-01,",
+    ];
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&again)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(codes(&job), [(4, String::new(), "not_in_household".to_owned())]);
+    assert_eq!(counts(&job), [6, 1, 2, 1, 1]);
+    assert_eq!(job["errors"][0]["household"], "H1");
+    assert_eq!(app.count("coverages").await, 5);
+    // The message says where the member can be added; there they are.
+    let message = job["errors"][0]["message"].as_str().unwrap();
+    let start = message.find("/v1/coverages/").expect(message);
+    let path = message[start..].trim_end_matches('.');
+    assert!(path.ends_with("/dependants"), "{message}");
+    let added = app
+        .send(
+            app.request(Method::POST, path)
+                .bearer_auth(writer(app, "mut-a"))
+                .header("idempotency-key", "d1")
+                .json(
+                    &json!({"relationship": "child", "start_date": "2026-10-02", "family_name": "Agbéko",
+                    "given_names": "Mawuli", "sex": "M", "birth_date": "2026-10-02"}),
+                ),
+        )
+        .await;
+    assert_eq!(added.status.as_u16(), 201, "{}", added.text);
+    assert_eq!(added.json["coverage"]["member_number"], "TSV-1001");
+    // Now the household holds them: the same file again reports nothing.
+    let job = run(app, "mut-a", "k3", &query, CSV, csv(&again)).await;
+    assert_eq!(counts(&job), [6, 0, 3, 0, 0], "{job}");
+    assert_eq!(app.count("coverages").await, 6);
+
+    // Under another product of the mutuelle, the household registered for the first fails.
+    let other = app
+        .post("/v1/products", &writer(app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let other = format!("?product={}", other.json["id"].as_str().unwrap());
+    let job = run(app, "mut-a", "k4", &other, CSV, csv(&GOOD[3..])).await;
+    assert_eq!(
+        codes(&job),
+        [(2, "member_number".to_owned(), "registered_for_other_product".to_owned())]
+    );
+    assert_eq!(counts(&job), [1, 0, 0, 1, 1]);
+    assert_eq!(app.count("coverages").await, 6);
+
+    // Twice in one file (JSON lines): the second, with one more member, is skipped and that
+    // member reported at its pointer.
+    let line = |dependants: Value| {
+        json!({"member_number": "SGU-1", "start_date": "2026-01-01",
+            "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975"},
+            "dependants": dependants})
+        .to_string()
+    };
+    let child = |name: &str| json!({"relationship": "child", "family_name": "Traoré", "given_names": name, "sex": "M", "birth_date": "2012-05-04"});
+    let body = format!(
+        "{}\n{}\n",
+        line(json!([child("Bakary")])),
+        line(json!([child("Bakary"), child("Seydou")]))
+    );
+    let job = run(app, "mut-a", "k5", &query, NDJSON, body.into_bytes()).await;
+    assert_eq!(
+        codes(&job),
+        [(2, "/dependants/1".to_owned(), "not_in_household".to_owned())]
+    );
+    assert_eq!(counts(&job), [2, 1, 1, 1, 1], "{job}");
+    assert_eq!(app.count("coverages").await, 8);
+}
+
 async fn json_lines_with_good_and_bad_lines(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
@@ -991,6 +1074,7 @@ on_both_databases!(
     a_split_household_is_registered_whole_or_not_at_all,
     a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
     storage_conflicts_point_at_the_member_at_fault,
+    a_household_posted_again_reports_the_members_it_lacks,
     json_lines_with_good_and_bad_lines,
     only_its_mutuelle_operators_and_auditors_read_a_job,
     uploads_have_their_own_size_limit,

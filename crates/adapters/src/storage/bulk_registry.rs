@@ -39,6 +39,10 @@ struct Known {
     /// Stored look-alikes of the group's members without a national id, by what they are
     /// compared on, each list sorted by id.
     stored_alikes: HashMap<AlikeKey, Vec<String>>,
+    /// The principal coverage of the household of each member number in `holders` that a
+    /// household of the group may be skipped for, and those households.
+    roots: HashMap<String, String>,
+    households: HashMap<String, StoredHousehold>,
     /// People the group created so far, by (match key, sex): the later members compare with
     /// them too, as they would with stored people had each household been registered alone.
     created: HashMap<(String, String), Vec<Beneficiary>>,
@@ -134,7 +138,41 @@ fn look_alikes(known: &Known, own: &[(Beneficiary, String)], created: &Beneficia
     ids
 }
 
-async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]) -> Result<Known, StoreError> {
+/// `expr` of the coverage holding each of `numbers` as its own number in `organization`, for
+/// the numbers held.
+async fn of_member_numbers(
+    tx: &mut Tx,
+    organization: &str,
+    numbers: &[&str],
+    expr: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    // Lists are `VALUES` rows, each probing a unique index, whatever the planner believes of
+    // tables a bulk load fills faster than their statistics follow: an `IN` list was planned
+    // as a scan of every national id of its type, and a join with the member numbers as a scan
+    // of every coverage. A scalar subquery per member number cannot become such a join.
+    let mut found = Vec::new();
+    for chunk in numbers.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT v.column1, (SELECT {expr} FROM coverages c WHERE c.own_number AND c.organization = "
+        ));
+        q.push_bind(organization)
+            .push(" AND c.member_number = v.column1) FROM (");
+        q.push_values(chunk, |mut row, n| {
+            row.push_bind(*n);
+        });
+        q.push(") AS v");
+        let rows: Vec<(String, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        found.extend(rows.into_iter().filter_map(|(number, value)| Some((number, value?))));
+    }
+    Ok(found)
+}
+
+async fn read_known(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    households: &[NewHousehold],
+    skip_existing: bool,
+) -> Result<Known, StoreError> {
     let mut known = Known::default();
     let numbers: Vec<&str> = households
         .iter()
@@ -147,24 +185,7 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
         .map(|c| format!("b.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // Lists are `VALUES` rows, each probing a unique index, whatever the planner believes of
-    // tables a bulk load fills faster than their statistics follow: an `IN` list was planned
-    // as a scan of every national id of its type, and a join with the member numbers as a scan
-    // of every coverage. A scalar subquery per member number cannot become such a join.
-    let mut holders: Vec<(String, String)> = Vec::new();
-    for chunk in numbers.chunks(IN_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT v.column1, (SELECT c.beneficiary FROM coverages c WHERE c.own_number AND c.organization = ",
-        );
-        q.push_bind(ctx.organization.as_str())
-            .push(" AND c.member_number = v.column1) FROM (");
-        q.push_values(chunk, |mut row, n| {
-            row.push_bind(*n);
-        });
-        q.push(") AS v");
-        let rows: Vec<(String, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        holders.extend(rows.into_iter().filter_map(|(number, holder)| Some((number, holder?))));
-    }
+    let holders = of_member_numbers(tx, &ctx.organization, &numbers, "c.beneficiary").await?;
     let ids: Vec<&str> = holders.iter().map(|(_, id)| id.as_str()).collect();
     let mut people: HashMap<String, Beneficiary> = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
@@ -187,6 +208,9 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
             .cloned()
             .ok_or_else(|| corrupt("coverage without its beneficiary"))?;
         known.holders.insert(number, person);
+    }
+    if skip_existing {
+        read_skipped_households(tx, ctx, households, &mut known).await?;
     }
     let nids: Vec<(&str, &str, &str)> = households
         .iter()
@@ -251,6 +275,30 @@ async fn read_known(tx: &mut Tx, ctx: &WriteContext, households: &[NewHousehold]
     Ok(known)
 }
 
+/// The households stored under the member numbers of the group's households that will be
+/// skipped (their principal holds the number), so that their members can be compared.
+async fn read_skipped_households(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    households: &[NewHousehold],
+    known: &mut Known,
+) -> Result<(), StoreError> {
+    let numbers: Vec<&str> = households
+        .iter()
+        .filter(|h| {
+            let holder = known.holders.get(&h.member_number);
+            matches!((holder, h.members.first()), (Some(holder), Some(p)) if same_person(holder, &p.person))
+        })
+        .map(|h| h.member_number.as_str())
+        .collect();
+    let roots = of_member_numbers(tx, &ctx.organization, &numbers, "COALESCE(c.principal_coverage, c.id)").await?;
+    known.roots.extend(roots);
+    let roots: Vec<&str> = known.roots.values().map(String::as_str).collect();
+    let stored = stored_households(tx, &roots).await?;
+    known.households.extend(stored);
+    Ok(())
+}
+
 /// The rows the accepted households add.
 #[derive(Default)]
 struct Plan {
@@ -274,7 +322,12 @@ fn decide(
         .ok_or_else(|| StoreError::Internal("empty household".into()))?;
     if let Some(holder) = known.holders.get(&household.member_number) {
         if skip_existing && same_person(holder, &principal.person) {
-            return Ok(Registered::Skipped);
+            let stored = known
+                .roots
+                .get(&household.member_number)
+                .and_then(|root| known.households.get(root))
+                .ok_or_else(|| StoreError::Internal("a skipped household is not known".into()))?;
+            return skipped_household(stored, household);
         }
         return Err(member_at_fault("member_number_taken", 0));
     }
@@ -283,6 +336,7 @@ fn decide(
     let mut people: Vec<(NidKey, Beneficiary)> = Vec::new();
     let mut covered: Vec<(String, String)> = Vec::new();
     let mut principal_coverage: Option<String> = None;
+    let mut members: Vec<Beneficiary> = Vec::new();
     let mut alikes: Vec<LookAlike> = Vec::new();
     let product = &household.product.product_id;
     for (index, member) in household.members.iter().enumerate() {
@@ -350,7 +404,21 @@ fn decide(
         }
         covered.push(pair);
         mine.coverages.push((coverage, own));
+        members.push(beneficiary);
     }
+    // A later household of the group under one of these numbers is this one posted twice.
+    let root = principal_coverage.unwrap_or_default();
+    known
+        .roots
+        .extend(numbers.iter().map(|(number, _)| (number.clone(), root.clone())));
+    known.households.insert(
+        root.clone(),
+        StoredHousehold {
+            coverage: root,
+            product: product.clone(),
+            members,
+        },
+    );
     known.holders.extend(numbers);
     known.people.extend(people);
     known.covered.extend(covered);
@@ -451,26 +519,29 @@ async fn one_by_one(
             }
         };
         match result {
+            Ok(registration) if registration.skipped => {
+                savepoint(tx, "RELEASE SAVEPOINT household").await?;
+                let stored = stored_household(tx, &ctx.organization, &household.member_number)
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("a skipped household is not stored".into()))?;
+                outcomes.push(skipped_household(&stored, household));
+            }
             Ok(registration) => {
                 savepoint(tx, "RELEASE SAVEPOINT household").await?;
                 events.append(&mut own_events);
-                outcomes.push(Ok(if registration.skipped {
-                    Registered::Skipped
-                } else {
-                    Registered::Created(
-                        registration
-                            .members
-                            .into_iter()
-                            .enumerate()
-                            .filter(|(_, m)| !m.possible_duplicates.is_empty())
-                            .map(|(member, m)| LookAlike {
-                                member,
-                                beneficiary: m.beneficiary.id,
-                                matches: m.possible_duplicates,
-                            })
-                            .collect(),
-                    )
-                }));
+                outcomes.push(Ok(Registered::Created(
+                    registration
+                        .members
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, m)| !m.possible_duplicates.is_empty())
+                        .map(|(member, m)| LookAlike {
+                            member,
+                            beneficiary: m.beneficiary.id,
+                            matches: m.possible_duplicates,
+                        })
+                        .collect(),
+                )));
             }
             Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
             Err(e) => {
@@ -498,7 +569,7 @@ async fn register_group(
     households: &[NewHousehold],
     skip_existing: bool,
 ) -> Result<Vec<HouseholdOutcome>, StoreError> {
-    let mut known = read_known(tx, ctx, households).await?;
+    let mut known = read_known(tx, ctx, households, skip_existing).await?;
     let mut plan = Plan::default();
     let outcomes: Vec<HouseholdOutcome> = households
         .iter()

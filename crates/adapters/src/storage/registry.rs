@@ -279,6 +279,108 @@ fn same_person(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
     }
 }
 
+/// A household already registered: its principal coverage and product, and the person of every
+/// coverage of it, whatever its status.
+struct StoredHousehold {
+    coverage: String,
+    product: String,
+    members: Vec<Beneficiary>,
+}
+
+/// A bulk household whose member number its principal already holds: skipped, naming the members
+/// of the file the stored household does not hold (a dependant added to the spreadsheet since,
+/// say), who would otherwise be dropped without a word; failed when that household is registered
+/// for another product, since none of the file's would be.
+fn skipped_household(
+    stored: &StoredHousehold,
+    household: &NewHousehold,
+) -> Result<passerelle_domain::ports::Registered, StoreError> {
+    if stored.product != household.product.product_id {
+        return Err(at_member(
+            StoreError::Conflict {
+                constraint: "registered_for_other_product".into(),
+            },
+            0,
+        ));
+    }
+    let unregistered = household
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !stored.members.iter().any(|s| same_person(s, &m.person)))
+        .map(|(index, _)| index)
+        .collect();
+    Ok(passerelle_domain::ports::Registered::Skipped {
+        coverage: stored.coverage.clone(),
+        unregistered,
+    })
+}
+
+/// The household of the coverage holding `member_number` in `organization` as its own number
+/// (the household of a dependant's own number is their principal's).
+async fn stored_household(
+    tx: &mut Tx,
+    organization: &str,
+    member_number: &str,
+) -> Result<Option<StoredHousehold>, StoreError> {
+    let root: Option<String> = sqlx::query_scalar(
+        "SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
+         WHERE c.organization = $1 AND c.member_number = $2 AND c.own_number",
+    )
+    .bind(organization)
+    .bind(member_number)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let Some(root) = root else { return Ok(None) };
+    Ok(stored_households(tx, &[root.as_str()]).await?.remove(&root))
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    root: String,
+    product: String,
+    #[sqlx(flatten)]
+    person: BeneficiaryRow,
+}
+
+/// The households whose principal coverages are `roots`, by principal coverage.
+async fn stored_households(
+    tx: &mut Tx,
+    roots: &[&str],
+) -> Result<std::collections::HashMap<String, StoredHousehold>, StoreError> {
+    let columns = BENEFICIARY_COLUMNS
+        .split(", ")
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut households = std::collections::HashMap::new();
+    for chunk in roots.chunks(500) {
+        // Two joins rather than one on `id = root OR principal_coverage = root`, so that each
+        // probes its own index.
+        let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(root) AS (");
+        q.push_values(chunk, |mut row, root| {
+            row.push_bind(*root);
+        });
+        q.push(format!(
+            ") SELECT v.root, m.product, {columns} FROM v JOIN coverages m ON m.id = v.root \
+             JOIN beneficiaries b ON b.id = m.beneficiary \
+             UNION ALL SELECT v.root, m.product, {columns} FROM v JOIN coverages m ON m.principal_coverage = v.root \
+             JOIN beneficiaries b ON b.id = m.beneficiary"
+        ));
+        let rows: Vec<MemberRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            let household = households.entry(row.root.clone()).or_insert_with(|| StoredHousehold {
+                coverage: row.root,
+                product: row.product,
+                members: Vec::new(),
+            });
+            household.members.push(Beneficiary::try_from(row.person)?);
+        }
+    }
+    Ok(households)
+}
+
 fn new_coverage(
     ctx: &WriteContext,
     household: &NewHousehold,

@@ -377,7 +377,16 @@ impl Job<'_> {
                                         .map(|a| rows.row_duplicate(a.member, &a.beneficiary, &a.matches)),
                                 );
                             }
-                            Registered::Skipped => self.counts.households_skipped += 1,
+                            Registered::Skipped { coverage, unregistered } => {
+                                self.counts.households_skipped += 1;
+                                for member in unregistered {
+                                    let error = not_in_household(&coverage);
+                                    let errors = rows.member_failure(member, &error).errors;
+                                    self.counts.rows_failed += 1;
+                                    self.counts.errors_total += errors.len() as i64;
+                                    self.errors.extend(errors);
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -454,6 +463,23 @@ impl Job<'_> {
     }
 }
 
+/// A member of a skipped household whom the registered household does not hold: without this
+/// error they would be dropped in silence. Who they are is the file's to say, not the message's.
+fn not_in_household(coverage: &str) -> FieldError {
+    FieldError::new(
+        "",
+        "not_in_household",
+        format!(
+            "this household is already registered, without this person, who was not added: add them with \
+             POST /v1/coverages/{coverage}/dependants"
+        ),
+        format!(
+            "ce ménage est déjà inscrit, sans cette personne, qui n'a pas été ajoutée : ajoutez-la avec \
+             POST /v1/coverages/{coverage}/dependants"
+        ),
+    )
+}
+
 fn internal_error() -> FieldError {
     FieldError::new(
         "",
@@ -476,6 +502,15 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                     "member_number_taken",
                     "this member number is already held in your mutuelle by another person",
                     "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne",
+                ),
+            ),
+                        ("registered_for_other_product", _) => (
+                Some(0),
+                FieldError::new(
+                    "/member_number",
+                    "registered_for_other_product",
+                    "this household is already registered in your mutuelle under this member number, for another product; nothing was written",
+                    "ce ménage est déjà inscrit dans votre mutuelle sous ce numéro d'adhérent, pour un autre produit ; rien n'a été écrit",
                 ),
             ),
             ("already_covered", Some(member)) => (

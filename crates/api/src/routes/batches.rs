@@ -59,7 +59,8 @@ pub struct RowErrorView {
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
     /// `invalid_encoding`, `truncated`, `unclosed_quote`, `wrong_field_count`,
-    /// `member_number_taken`, `required`, `invalid_national_id`, `household_not_contiguous`, …
+    /// `member_number_taken`, `not_in_household`, `registered_for_other_product`, `required`,
+    /// `invalid_national_id`, `household_not_contiguous`, … (docs/bulk-registration.md lists them)
     pub code: String,
     /// In the language of `Accept-Language`.
     pub message: String,

@@ -193,8 +193,11 @@ pub struct LookAlike {
 pub enum Registered {
     /// With the members who look like someone already known (API.md: reported, never merged).
     Created(Vec<LookAlike>),
-    /// Its principal's member number was already held by the same person.
-    Skipped,
+    /// Its principal's member number was already held by the same person, for the same product:
+    /// nothing was written. `unregistered` lists the members of the file (0 the principal) whom
+    /// that household does not hold, so that they are reported rather than silently dropped;
+    /// `coverage` is the household's principal coverage, to which they can be added.
+    Skipped { coverage: String, unregistered: Vec<usize> },
 }
 
 /// How one household of a group fared in `register_households`.
