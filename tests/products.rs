@@ -308,7 +308,78 @@ async fn concurrent_updates_from_one_version_make_one_winner(backend: Backend) {
     assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
 }
 
+/// A version scheduled with a mistake is replaced from its own day by a later-numbered one and
+/// never takes effect: checks on its dates see the correction, and `/versions` says which
+/// replaced it. A version may not start on or before the start of the one in force today.
+async fn a_scheduled_version_is_corrected_by_one_from_the_same_day(backend: Backend) {
+    let r = crate::registry::registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut body = crate::registry::household(&r.product, "TSV-0001", "123456789012");
+    body["paid_through"] = json!("2035-12-31");
+    let registered = crate::registry::register(app, "mut-a", "k1", &body).await;
+    assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    let person = registered.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/products/{}", r.product);
+    let put = |tag: &str, body: Value| {
+        app.send(
+            app.request(Method::PUT, &path)
+                .bearer_auth(&token)
+                .header("if-match", tag)
+                .json(&body),
+        )
+    };
+    let with_pharmacy = |from: &str, rate: u32| {
+        let mut plan = family_plan(from);
+        plan["rules"][1]["rate_bp"] = json!(rate);
+        plan
+    };
+    let pharmacy_rate = |on: String| {
+        let body = json!({"beneficiary": {"id": person}, "service_date": on, "care_level": "hospital",
+            "category": "pharmacy"});
+        let provider = app.token("cms-a", "eligibility:check");
+        async move {
+            let reply = app.post("/v1/eligibility-checks", &provider, &body).await;
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply.json["coverages"][0]["rate_bp"].as_i64()
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let from = (today + chrono::Days::new(60)).to_string();
+    let after = (today + chrono::Days::new(61)).to_string();
+    // v2 is scheduled with 7 % for 70 %; v3, from the same day, corrects it.
+    let v2 = put("\"1\"", with_pharmacy(&from, 700)).await;
+    assert_eq!(v2.status.as_u16(), 200, "{}", v2.text);
+    assert_eq!(pharmacy_rate(after.clone()).await, Some(700));
+    let v3 = put("\"2\"", with_pharmacy(&from, 7500)).await;
+    assert_eq!(v3.status.as_u16(), 200, "{}", v3.text);
+    assert_eq!(pharmacy_rate(after.clone()).await, Some(7500));
+    assert_eq!(pharmacy_rate(today.to_string()).await, Some(7000));
+    // Withdrawn altogether: v4 restates v1's terms from the same day.
+    let v4 = put("\"3\"", family_plan(&from)).await;
+    assert_eq!(v4.status.as_u16(), 200, "{}", v4.text);
+    assert_eq!(pharmacy_rate(after).await, Some(7000));
+    let versions = app.get(&format!("{path}/versions"), &token).await;
+    let superseded: Vec<Value> = versions.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["superseded_by"].clone())
+        .collect();
+    assert_eq!(superseded, [Value::Null, json!(3), json!(4), Value::Null]);
+    assert_eq!(app.get(&path, &token).await.json.get("superseded_by"), None);
+    // What is in force today (v1, from 2026-01-01) stays as it was.
+    let refused = put("\"4\"", with_pharmacy("2026-01-01", 7500)).await;
+    refused.problem(422, "validation_failed");
+    assert_eq!(refused.json["errors"][0]["field"], "/effective_from");
+    assert_eq!(refused.json["errors"][0]["code"], "not_after_current_version");
+}
+
 on_both_databases!(
+    a_scheduled_version_is_corrected_by_one_from_the_same_day,
     owners_create_and_read_their_products,
     layers_must_suit_the_owner,
     every_rule_violation_is_listed,

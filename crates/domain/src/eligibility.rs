@@ -429,21 +429,23 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
 ) -> CoverageEligibility {
     let mut answer = evaluate(input);
     let on = input.service_date;
+    // A version numbered below the one in force was superseded before it could take effect.
+    let in_force_now = input.product.map_or(0, |v| v.version);
     let mut later: Vec<&ProductVersion> = later
         .iter()
         .map(Borrow::borrow)
-        .filter(|v| v.effective_from > on)
+        .filter(|v| v.effective_from > on && v.version > in_force_now)
         .collect();
     if later.is_empty() || !answer.reasons.iter().any(|r| TIMED_BY_VERSIONS.contains(&r.code)) {
         return answer;
     }
-    // As `product::select_version`: the latest start, then the highest number.
+    // As `product::select_version`: the highest number among those started.
     later.sort_by_key(|v| (v.effective_from, v.version));
     let in_force = |day: NaiveDate| {
         later
             .iter()
-            .rev()
-            .find(|v| v.effective_from <= day)
+            .filter(|v| v.effective_from <= day)
+            .max_by_key(|v| v.version)
             .copied()
             .or(input.product)
     };
@@ -1199,15 +1201,17 @@ mod tests {
         }
     }
 
-    /// 0 to 4 versions of one layer, from strictly later days, numbered in that order.
+    /// 0 to 4 versions of one layer, numbered in order, each starting after the one before or
+    /// on or before it (superseding it).
     fn arb_history() -> impl Strategy<Value = (Layer, Vec<ProductVersion>)> {
         (
             prop::sample::select(Layer::ALL.to_vec()),
             -700i64..300,
-            // A product without any version is rare: products are created with their first.
+            // A product without any version is rare: products are created with their first. A
+            // gap of 0 or less supersedes the versions still scheduled from that day.
             prop_oneof![
                 1 => prop::collection::vec((1i64..600, arb_product()), 0..1),
-                6 => prop::collection::vec((1i64..600, arb_product()), 1..5),
+                6 => prop::collection::vec((prop_oneof![4 => 1i64..600, 1 => -300i64..=0], arb_product()), 1..5),
             ],
         )
             .prop_map(|(layer, first, specs)| {

@@ -197,47 +197,66 @@ impl ProductVersion {
         }
         self.rate_for(care_level, category).filter(|r| r.value() > 0)
     }
+}
 
-    /// Whether a new version may follow this one: later `effective_from`, same layer (coverages
-    /// carry the layer of the product they were created under, so it cannot change beneath them).
-    pub fn check_successor(&self, next: &ProductDraftValid) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        if next.layer != self.layer {
+/// Whether `next` may follow `versions` (the product's history, the latest last) when created
+/// on `today`: the same layer (coverages carry the layer of the product they were created under,
+/// so it cannot change beneath them), and an `effective_from` later than that of the version in
+/// force today. What has taken effect stays as it was; a version scheduled from `next`'s day or
+/// later never takes effect (see [`select_version`]): that is how a mistaken one is corrected.
+pub fn check_successor(versions: &[ProductVersion], next: &ProductDraftValid, today: NaiveDate) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(latest) = versions.iter().max_by_key(|v| v.version) {
+        if next.layer != latest.layer {
             errors.push(FieldError::new(
                 "/layer",
                 "layer_changed",
-                format!("a product's layer cannot change; this one is {}", self.layer.as_str()),
+                format!("a product's layer cannot change; this one is {}", latest.layer.as_str()),
                 format!(
                     "la couche d'un produit ne peut pas changer ; celui-ci est {}",
-                    self.layer.as_str()
+                    latest.layer.as_str()
                 ),
             ));
         }
-        if next.effective_from <= self.effective_from {
+    }
+    if let Some(current) = select_version(versions, today) {
+        if next.effective_from <= current.effective_from {
             errors.push(FieldError::new(
                 "/effective_from",
                 "not_after_current_version",
                 format!(
-                    "must be later than the current version's effective_from ({})",
-                    self.effective_from
+                    "must be later than the effective_from of the version in force today ({})",
+                    current.effective_from
                 ),
                 format!(
-                    "doit être postérieure à l'effective_from de la version actuelle ({})",
-                    self.effective_from
+                    "doit être postérieure à l'effective_from de la version en vigueur aujourd'hui ({})",
+                    current.effective_from
                 ),
             ));
         }
-        errors
     }
+    errors
 }
 
-/// The version in force on a date: the latest `effective_from` on or before it. `None` when the
-/// product had not started yet.
+/// The version in force on a date: the highest-numbered one whose `effective_from` is on or
+/// before it. A version therefore never takes effect when a later-numbered one starts on or
+/// before its own start: it was superseded while still scheduled. `None` when the product had
+/// not started yet.
 pub fn select_version(versions: &[ProductVersion], on: NaiveDate) -> Option<&ProductVersion> {
     versions
         .iter()
         .filter(|v| v.effective_from <= on)
-        .max_by_key(|v| (v.effective_from, v.version))
+        .max_by_key(|v| v.version)
+}
+
+/// The version that superseded `version` before it took effect: the lowest-numbered later one
+/// starting on or before its start. `None` for a version that takes (or took) effect.
+pub fn superseded_by(versions: &[ProductVersion], version: &ProductVersion) -> Option<u32> {
+    versions
+        .iter()
+        .filter(|v| v.version > version.version && v.effective_from <= version.effective_from)
+        .map(|v| v.version)
+        .min()
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -914,17 +933,59 @@ mod tests {
     }
 
     #[test]
-    fn a_successor_starts_later_in_the_same_layer() {
-        let current = version("2026-01-01", 1, vec![]);
+    fn a_successor_starts_after_the_version_in_force_in_the_same_layer() {
+        let mut history = vec![version("2026-01-01", 1, vec![])];
+        let today = date("2026-06-15");
         let mut next = good_draft().validate(OrgKind::Mutuelle).unwrap();
+        let codes = |history: &[ProductVersion], next: &ProductDraftValid| {
+            check_successor(history, next, today)
+                .into_iter()
+                .map(|e| (e.field, e.code))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            current.check_successor(&next).first().map(|e| e.code.as_str()),
-            Some("not_after_current_version")
+            codes(&history, &next),
+            [("/effective_from".to_owned(), "not_after_current_version".to_owned())]
         );
         next.effective_from = date("2026-01-02");
-        assert!(current.check_successor(&next).is_empty());
+        assert_eq!(codes(&history, &next), []);
         next.layer = Layer::Primary;
-        assert_eq!(current.check_successor(&next)[0].field, "/layer");
+        assert_eq!(
+            codes(&history, &next),
+            [("/layer".to_owned(), "layer_changed".to_owned())]
+        );
+        next.layer = Layer::Complementary;
+        // A version scheduled for next year may be superseded from its own day, or earlier, but
+        // not from before the start of the version in force today.
+        history.push(version("2027-01-01", 2, vec![]));
+        next.effective_from = date("2027-01-01");
+        assert_eq!(codes(&history, &next), []);
+        next.effective_from = date("2026-07-01");
+        assert_eq!(codes(&history, &next), []);
+        next.effective_from = date("2026-01-01");
+        assert_eq!(codes(&history, &next)[0].1, "not_after_current_version");
+        // Before the first version starts, anything goes.
+        assert_eq!(check_successor(&history, &next, date("2025-12-31")), []);
+    }
+
+    #[test]
+    fn a_version_superseded_while_scheduled_never_takes_effect() {
+        // v2 was scheduled for 2027-01-01; v3 replaced it from the same day, v4 from earlier
+        // still; v5 follows v4.
+        let versions = vec![
+            version("2026-01-01", 1, vec![]),
+            version("2027-01-01", 2, vec![]),
+            version("2027-01-01", 3, vec![]),
+            version("2026-12-01", 4, vec![]),
+            version("2027-03-01", 5, vec![]),
+        ];
+        let on = |d| select_version(&versions, date(d)).map(|v| v.version);
+        assert_eq!(on("2026-11-30"), Some(1));
+        assert_eq!(on("2026-12-01"), Some(4));
+        assert_eq!(on("2027-01-01"), Some(4));
+        assert_eq!(on("2027-03-01"), Some(5));
+        let superseded: Vec<Option<u32>> = versions.iter().map(|v| superseded_by(&versions, v)).collect();
+        assert_eq!(superseded, [None, Some(3), Some(4), None, None]);
     }
 
     #[test]
@@ -940,18 +1001,21 @@ mod tests {
         assert_eq!(serde_json::from_value::<ProductVersion>(json).unwrap(), p);
     }
 
-    /// A product's history as the API allows it: versions numbered 1, 2, 3… in order of strictly
-    /// later `effective_from`, handed over in any order.
+    /// A product's history: versions numbered 1, 2, 3…, each starting after the one before or,
+    /// superseding scheduled ones, on or before it; handed over in any order.
     fn arb_versions() -> impl Strategy<Value = Vec<ProductVersion>> {
-        (0u64..3_000, prop::collection::vec(1u64..400, 0..8))
+        (
+            0i64..3_000,
+            prop::collection::vec(prop_oneof![3 => 1i64..400, 1 => -400i64..=0], 0..8),
+        )
             .prop_map(|(first, gaps)| {
-                let mut from = date("2020-01-01") + chrono::Days::new(first);
+                let mut from = date("2020-01-01") + chrono::Duration::days(first);
                 let mut versions = Vec::new();
                 for (n, gap) in (1u32..).zip(gaps) {
                     let mut v = version("2020-01-01", n, vec![]);
                     v.effective_from = from;
                     versions.push(v);
-                    from = from + chrono::Days::new(gap);
+                    from += chrono::Duration::days(gap);
                 }
                 versions
             })
@@ -982,12 +1046,16 @@ mod tests {
             let expected = versions.iter().filter(|v| v.effective_from <= on).map(|v| v.version).max();
             let chosen = select_version(&versions, on);
             prop_assert_eq!(chosen.map(|v| v.version), expected, "on {}", on);
-            if let Some(chosen) = chosen {
+                        if let Some(chosen) = chosen {
                 prop_assert!(chosen.effective_from <= on);
-                // Every version already in force on `on` started no later than the chosen one.
-                prop_assert!(versions
-                    .iter()
-                    .all(|v| v.effective_from <= chosen.effective_from || v.effective_from > on));
+                                prop_assert_eq!(superseded_by(&versions, chosen), None);
+            }
+            // A superseded version is never the one in force, whatever the day.
+            for v in &versions {
+                if let Some(by) = superseded_by(&versions, v) {
+                    prop_assert!(by > v.version);
+                    prop_assert!(chosen.is_none_or(|c| c.version != v.version));
+                }
             }
         }
 

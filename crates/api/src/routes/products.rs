@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
 use passerelle_domain::error::FieldError;
-use passerelle_domain::product::{ProductDraft, ProductVersion, RuleDraft};
+use passerelle_domain::product::{check_successor, superseded_by, ProductDraft, ProductVersion, RuleDraft};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -60,11 +60,17 @@ pub struct ProductView {
     /// Oldest age, in whole years, of a `child` dependant: on the registration's start date to
     /// be registered, on the service date to be eligible (`DEPENDANT_AGE_LIMIT`); absent = no limit.
     pub child_max_age: Option<u32>,
-    /// The first day this version is in force; a claim is priced with the version in force on
-    /// its service date.
+    /// The first day this version is in force, unless a later version supersedes it first. A
+    /// claim is priced with the version in force on its service date: the highest-numbered one
+    /// whose `effective_from` is on or before it.
     pub effective_from: NaiveDate,
     /// 1 for the first version, then +1 per `PUT`.
     pub version: u32,
+    /// In `/versions` only: the version that replaced this one while it was still scheduled, by
+    /// starting on or before its `effective_from`; this one never takes effect. Absent for a
+    /// version that takes (or took) effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<u32>,
 }
 
 /// One pricing rule: what the product pays, as a rate, for a care level and category.
@@ -110,6 +116,7 @@ impl From<ProductVersion> for ProductView {
             child_max_age: v.child_max_age,
             effective_from: v.effective_from,
             version: v.version,
+            superseded_by: None,
         }
     }
 }
@@ -145,7 +152,8 @@ pub struct ProductWrite {
     pub max_dependants: Option<u32>,
     /// Oldest age of a `child` dependant, in whole years, 0–120; absent = no limit.
     pub child_max_age: Option<u32>,
-    /// The first day this version is in force; on `PUT`, later than the current version's.
+    /// The first day this version is in force; on `PUT`, later than that of the version in force
+    /// today (a version still scheduled from this day or later is superseded).
     pub effective_from: NaiveDate,
 }
 
@@ -339,8 +347,9 @@ pub async fn get_product(
 /// Every version of a product, oldest first.
 ///
 /// All versions in one page (`next_cursor` is always null), for its organisation, operators and
-/// auditors; 404 for anyone else. A claim is priced with the version whose `effective_from` is
-/// the latest on or before its service date.
+/// auditors; 404 for anyone else. A claim is priced with the version in force on its service
+/// date: the highest-numbered one whose `effective_from` is on or before it. A version replaced
+/// while still scheduled names the one that replaced it (`superseded_by`).
 #[utoipa::path(
     get,
     path = "/v1/products/{id}/versions",
@@ -371,8 +380,16 @@ pub async fn list_product_versions(
 ) -> Result<Json<ListOf<ProductView>>, ApiError> {
     let versions = visible_versions(&state, &auth.caller, &id).await?;
     crate::routes::audit::record_read(&state, &auth.caller, "product", &id).await?;
+    let superseded: Vec<Option<u32>> = versions.iter().map(|v| superseded_by(&versions, v)).collect();
     Ok(Json(ListOf {
-        items: versions.into_iter().map(ProductView::from).collect(),
+        items: versions
+            .into_iter()
+            .zip(superseded)
+            .map(|(v, by)| ProductView {
+                superseded_by: by,
+                ..ProductView::from(v)
+            })
+            .collect(),
         next_cursor: None,
     }))
 }
@@ -407,14 +424,17 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
 /// are not the product's own, `id`, `organization` and `version`, are left out: unknown
 /// members are 422 `unknown_field`), with `If-Match` set to the
 /// `ETag` of its last read: 428 without it, 412 when another version was added since. The new
-/// `effective_from` must be later than the current version's and the layer cannot change (422
-/// on `/effective_from`, `/layer`). Claims with earlier service dates keep their version's
-/// prices. Answers 200 with the new version and its new `ETag`.
+/// `effective_from` must be later than that of the version in force today, and the layer
+/// cannot change (422 on `/effective_from`, `/layer`). What has taken effect stays: claims with
+/// earlier service dates keep their version's prices. A version still scheduled that starts on
+/// or after the new one's `effective_from` is superseded and never takes effect: that is how a
+/// mistaken future version is corrected or withdrawn (restating the terms to keep). Answers 200
+/// with the new version and its new `ETag`.
 #[utoipa::path(
     put,
     path = "/v1/products/{id}",
     tag = "products",
-    request_body(content = ProductWrite, description = "The whole product, as on create, with a later `effective_from`",
+    request_body(content = ProductWrite, description = "The whole product, as on create, with an `effective_from` later than the version in force today's",
         example = json!({
             "layer": "complementary", "name": "Formule famille",
             "rules": [{"care_level": "health_center", "rate_bp": 10000}, {"category": "pharmacy", "rate_bp": 7500}],
@@ -449,7 +469,7 @@ pub async fn replace_product(
     let current = versions.last().ok_or(ApiError::NotFound)?;
     check_if_match(&headers, current.version)?;
     let valid = validate_body(&body, &auth.caller, state.clock.today())?;
-    let successor_errors = current.check_successor(&valid);
+    let successor_errors = check_successor(&versions, &valid, state.clock.today());
     if !successor_errors.is_empty() {
         return Err(ApiError::validation(successor_errors));
     }
