@@ -410,8 +410,10 @@ async fn storage_conflicts_point_at_the_member_at_fault(backend: Backend) {
 
 /// A household posted again with a member it does not hold (a child born since, say) is skipped,
 /// and that member is reported on their row with where to add them: never dropped in silence.
-/// Members it holds match as they would on registration (names without case or accents).
-/// Under another product the household fails. The same holds for a household twice in one file.
+/// Members it holds match as the dependants call matches them (names without case or accents, a
+/// year-only birth date any day of its year); a terminated member is not held, unless the whole
+/// household is terminated. Under another product the household fails. The same holds for a
+/// household twice in one file.
 async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
@@ -420,7 +422,7 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     assert_eq!(counts(&job), [4, 2, 0, 0, 0]);
     let again = [
         GOOD[0],
-        "H1,spouse,,AGBEKO,AKOSSIWA ELISE,F,1988,,,Maritime,Zio,Zio 1,,",
+        "H1,spouse,,AGBEKO,AKOSSIWA ELISE,F,1988-05-04,,,Maritime,Zio,Zio 1,,",
         "H1,child,,Agbéko,Mawuli,M,2026-10-02,,,,,,,",
         GOOD[2],
         GOOD[3],
@@ -454,6 +456,41 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     let job = run(app, "mut-a", "k3", &query, CSV, csv(&again)).await;
     assert_eq!(counts(&job), [6, 0, 3, 0, 0], "{job}");
     assert_eq!(app.count("coverages").await, 6);
+    // A member terminated since is not held: listed again, they are reported.
+    app.db
+        .execute(
+            "UPDATE coverages SET status = 'terminated' WHERE beneficiary IN \
+             (SELECT id FROM beneficiaries WHERE given_names = 'Yao')",
+        )
+        .await;
+    let job = run(app, "mut-a", "k3b", &query, CSV, csv(&again)).await;
+    assert_eq!(codes(&job), [(5, String::new(), "not_in_household".to_owned())]);
+    // The whole household terminated: only someone new is reported, without a call that would
+    // be refused.
+    let principal = &path["/v1/coverages/".len()..path.len() - "/dependants".len()];
+    let coverage_path = format!("/v1/coverages/{principal}");
+    let etag = app
+        .get(&coverage_path, &writer(app, "mut-a"))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let ended = app
+        .send(
+            app.request(Method::PATCH, &coverage_path)
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", etag)
+                .json(&json!({"status": "terminated", "end_date": "2026-11-30"})),
+        )
+        .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    let mut later = again.to_vec();
+    later.insert(4, "H1,child,,Agbéko,Kafui,F,2026-11-20,,,,,,,");
+    let job = run(app, "mut-a", "k3c", &query, CSV, csv(&later)).await;
+    assert_eq!(codes(&job), [(6, String::new(), "household_terminated".to_owned())]);
+    assert!(!job["errors"][0]["message"].as_str().unwrap().contains("/v1/"), "{job}");
+    assert_eq!(counts(&job), [7, 0, 3, 1, 1]);
+    assert_eq!(app.count("coverages").await, 6);
 
     // Under another product of the mutuelle, the household registered for the first fails.
     let other = app
@@ -468,8 +505,8 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     assert_eq!(counts(&job), [1, 0, 0, 1, 1]);
     assert_eq!(app.count("coverages").await, 6);
 
-    // Twice in one file (JSON lines): the second, with one more member, is skipped and that
-    // member reported at its pointer.
+    // Twice in one file (JSON lines): the second, with two more members, is skipped and those
+    // members reported at their pointers; the line fails once.
     let line = |dependants: Value| {
         json!({"member_number": "SGU-1", "start_date": "2026-01-01",
             "principal": {"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975"},
@@ -480,14 +517,17 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     let body = format!(
         "{}\n{}\n",
         line(json!([child("Bakary")])),
-        line(json!([child("Bakary"), child("Seydou")]))
+        line(json!([child("Bakary"), child("Seydou"), child("Modibo")]))
     );
     let job = run(app, "mut-a", "k5", &query, NDJSON, body.into_bytes()).await;
     assert_eq!(
         codes(&job),
-        [(2, "/dependants/1".to_owned(), "not_in_household".to_owned())]
+        [
+            (2, "/dependants/1".to_owned(), "not_in_household".to_owned()),
+            (2, "/dependants/2".to_owned(), "not_in_household".to_owned())
+        ]
     );
-    assert_eq!(counts(&job), [2, 1, 1, 1, 1], "{job}");
+    assert_eq!(counts(&job), [2, 1, 1, 1, 2], "{job}");
     assert_eq!(app.count("coverages").await, 8);
 }
 

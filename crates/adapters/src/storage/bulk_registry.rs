@@ -39,8 +39,8 @@ struct Known {
     /// Stored look-alikes of the group's members without a national id, by what they are
     /// compared on, each list sorted by id.
     stored_alikes: HashMap<AlikeKey, Vec<String>>,
-    /// The principal coverage of the household of each member number in `holders` that a
-    /// household of the group may be skipped for, and those households.
+    /// The principal coverage of the household of each member number in `holders`, and the
+    /// households the group's households may be skipped for.
     roots: HashMap<String, String>,
     households: HashMap<String, StoredHousehold>,
     /// People the group created so far, by (match key, sex): the later members compare with
@@ -138,31 +138,38 @@ fn look_alikes(known: &Known, own: &[(Beneficiary, String)], created: &Beneficia
     ids
 }
 
-/// `expr` of the coverage holding each of `numbers` as its own number in `organization`, for
-/// the numbers held.
+/// Who holds each of `numbers` as their own number in `organization`, and the principal
+/// coverage of their household, for the numbers held.
 async fn of_member_numbers(
     tx: &mut Tx,
     organization: &str,
     numbers: &[&str],
-    expr: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Vec<(String, String, String)>, StoreError> {
     // Lists are `VALUES` rows, each probing a unique index, whatever the planner believes of
     // tables a bulk load fills faster than their statistics follow: an `IN` list was planned
     // as a scan of every national id of its type, and a join with the member numbers as a scan
     // of every coverage. A scalar subquery per member number cannot become such a join.
     let mut found = Vec::new();
     for chunk in numbers.chunks(IN_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT v.column1, (SELECT {expr} FROM coverages c WHERE c.own_number AND c.organization = "
-        ));
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "SELECT v.column1, (SELECT c.beneficiary FROM coverages c WHERE c.own_number AND c.organization = ",
+        );
+        q.push_bind(organization).push(
+            " AND c.member_number = v.column1), (SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
+             WHERE c.own_number AND c.organization = ",
+        );
         q.push_bind(organization)
             .push(" AND c.member_number = v.column1) FROM (");
         q.push_values(chunk, |mut row, n| {
             row.push_bind(*n);
         });
         q.push(") AS v");
-        let rows: Vec<(String, Option<String>)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        found.extend(rows.into_iter().filter_map(|(number, value)| Some((number, value?))));
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        found.extend(
+            rows.into_iter()
+                .filter_map(|(number, holder, root)| Some((number, holder?, root?))),
+        );
     }
     Ok(found)
 }
@@ -185,32 +192,19 @@ async fn read_known(
         .map(|c| format!("b.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let holders = of_member_numbers(tx, &ctx.organization, &numbers, "c.beneficiary").await?;
-    let ids: Vec<&str> = holders.iter().map(|(_, id)| id.as_str()).collect();
-    let mut people: HashMap<String, Beneficiary> = HashMap::new();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let mut q =
-            sqlx::QueryBuilder::<Db>::new(format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ("));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        for row in rows {
-            let person = Beneficiary::try_from(row)?;
-            people.insert(person.id.clone(), person);
-        }
-    }
-    for (number, id) in holders {
+    let holders = of_member_numbers(tx, &ctx.organization, &numbers).await?;
+    let ids: Vec<&str> = holders.iter().map(|(_, id, _)| id.as_str()).collect();
+    let people = people_by_id(tx, &ids).await?;
+    for (number, id, root) in holders {
         let person = people
             .get(&id)
             .cloned()
             .ok_or_else(|| corrupt("coverage without its beneficiary"))?;
-        known.holders.insert(number, person);
+        known.holders.insert(number.clone(), person);
+        known.roots.insert(number, root);
     }
     if skip_existing {
-        read_skipped_households(tx, ctx, households, &mut known).await?;
+        read_skipped_households(tx, households, &mut known).await?;
     }
     let nids: Vec<(&str, &str, &str)> = households
         .iter()
@@ -279,21 +273,19 @@ async fn read_known(
 /// skipped (their principal holds the number), so that their members can be compared.
 async fn read_skipped_households(
     tx: &mut Tx,
-    ctx: &WriteContext,
     households: &[NewHousehold],
     known: &mut Known,
 ) -> Result<(), StoreError> {
-    let numbers: Vec<&str> = households
+    let mut roots: Vec<&str> = households
         .iter()
         .filter(|h| {
             let holder = known.holders.get(&h.member_number);
             matches!((holder, h.members.first()), (Some(holder), Some(p)) if same_person(holder, &p.person))
         })
-        .map(|h| h.member_number.as_str())
+        .filter_map(|h| known.roots.get(&h.member_number).map(String::as_str))
         .collect();
-    let roots = of_member_numbers(tx, &ctx.organization, &numbers, "COALESCE(c.principal_coverage, c.id)").await?;
-    known.roots.extend(roots);
-    let roots: Vec<&str> = known.roots.values().map(String::as_str).collect();
+    roots.sort_unstable();
+    roots.dedup();
     let stored = stored_households(tx, &roots).await?;
     known.households.extend(stored);
     Ok(())
@@ -416,6 +408,7 @@ fn decide(
         StoredHousehold {
             coverage: root,
             product: product.clone(),
+            terminated: false,
             members,
         },
     );
@@ -518,30 +511,36 @@ async fn one_by_one(
                 other => break other,
             }
         };
-        match result {
+        // A skipped household's comparison is read inside its savepoint too: should it fail,
+        // that household fails, not the group.
+        let outcome = match result {
             Ok(registration) if registration.skipped => {
-                savepoint(tx, "RELEASE SAVEPOINT household").await?;
-                let stored = stored_household(tx, &ctx.organization, &household.member_number)
-                    .await?
-                    .ok_or_else(|| StoreError::Internal("a skipped household is not stored".into()))?;
-                outcomes.push(skipped_household(&stored, household));
+                match stored_household(tx, &ctx.organization, &household.member_number).await {
+                    Ok(Some(stored)) => skipped_household(&stored, household),
+                    Ok(None) => Err(StoreError::Internal("a skipped household is not stored".into())),
+                    Err(e) => Err(e),
+                }
             }
-            Ok(registration) => {
+            Ok(registration) => Ok(Registered::Created(
+                registration
+                    .members
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, m)| !m.possible_duplicates.is_empty())
+                    .map(|(member, m)| LookAlike {
+                        member,
+                        beneficiary: m.beneficiary.id,
+                        matches: m.possible_duplicates,
+                    })
+                    .collect(),
+            )),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(registered) => {
                 savepoint(tx, "RELEASE SAVEPOINT household").await?;
                 events.append(&mut own_events);
-                outcomes.push(Ok(Registered::Created(
-                    registration
-                        .members
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(_, m)| !m.possible_duplicates.is_empty())
-                        .map(|(member, m)| LookAlike {
-                            member,
-                            beneficiary: m.beneficiary.id,
-                            matches: m.possible_duplicates,
-                        })
-                        .collect(),
-                )));
+                outcomes.push(Ok(registered));
             }
             Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
             Err(e) => {

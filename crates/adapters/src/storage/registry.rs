@@ -279,18 +279,30 @@ fn same_person(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
     }
 }
 
-/// A household already registered: its principal coverage and product, and the person of every
-/// coverage of it, whatever its status.
+/// A household already registered: its principal coverage and product, and its members (see
+/// `stored_households`).
 struct StoredHousehold {
     coverage: String,
     product: String,
+    terminated: bool,
     members: Vec<Beneficiary>,
+}
+
+/// Whether a stored member is the incoming person, as `add_dependant` judges it: the same national
+/// id when both have one, else a likely match. So a member reported as not held is one that
+/// call would add, not refuse as a `duplicate_member`.
+fn holds_member(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
+    match (&stored.national_id, &incoming.national_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => stored.likely_match().matches(&incoming.likely_match()),
+    }
 }
 
 /// A bulk household whose member number its principal already holds: skipped, naming the members
 /// of the file the stored household does not hold (a dependant added to the spreadsheet since,
 /// say), who would otherwise be dropped without a word; failed when that household is registered
-/// for another product, since none of the file's would be.
+/// for another product, since none of the file's would be. A dependant's own number stands for
+/// the household they belong to.
 fn skipped_household(
     stored: &StoredHousehold,
     household: &NewHousehold,
@@ -307,11 +319,12 @@ fn skipped_household(
         .members
         .iter()
         .enumerate()
-        .filter(|(_, m)| !stored.members.iter().any(|s| same_person(s, &m.person)))
+        .filter(|(_, m)| !stored.members.iter().any(|s| holds_member(s, &m.person)))
         .map(|(index, _)| index)
         .collect();
     Ok(passerelle_domain::ports::Registered::Skipped {
         coverage: stored.coverage.clone(),
+        terminated: stored.terminated,
         unregistered,
     })
 }
@@ -336,49 +349,86 @@ async fn stored_household(
     Ok(stored_households(tx, &[root.as_str()]).await?.remove(&root))
 }
 
-#[derive(sqlx::FromRow)]
-struct MemberRow {
-    root: String,
-    product: String,
-    #[sqlx(flatten)]
-    person: BeneficiaryRow,
-}
-
-/// The households whose principal coverages are `roots`, by principal coverage.
+/// The households whose principal coverages are `roots`, by principal coverage: in a live
+/// household its principal and the dependants not terminated, in a terminated one everyone who
+/// was in it. Each root is probed on its own, by scalar subqueries as in `bulk_registry.rs`: a
+/// join with the dependants was planned as a scan of every coverage after a bulk load.
 async fn stored_households(
     tx: &mut Tx,
     roots: &[&str],
 ) -> Result<std::collections::HashMap<String, StoredHousehold>, StoreError> {
-    let columns = BENEFICIARY_COLUMNS
-        .split(", ")
-        .map(|c| format!("b.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut households = std::collections::HashMap::new();
+    type Head = (String, Option<String>, Option<String>, Option<String>, Option<String>);
+    let mut heads: Vec<Head> = Vec::new();
     for chunk in roots.chunks(500) {
-        // Two joins rather than one on `id = root OR principal_coverage = root`, so that each
-        // probes its own index.
-        let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(root) AS (");
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT v.column1, (SELECT r.product FROM coverages r WHERE r.id = v.column1), \
+             (SELECT r.beneficiary FROM coverages r WHERE r.id = v.column1), \
+             (SELECT r.status FROM coverages r WHERE r.id = v.column1), \
+             (SELECT {ID_LIST} FROM (SELECT m.beneficiary AS id FROM coverages m \
+              WHERE m.principal_coverage = v.column1 AND (m.status <> 'terminated' \
+              OR (SELECT r.status FROM coverages r WHERE r.id = v.column1) = 'terminated')) x) FROM ("
+        ));
         q.push_values(chunk, |mut row, root| {
             row.push_bind(*root);
         });
-        q.push(format!(
-            ") SELECT v.root, m.product, {columns} FROM v JOIN coverages m ON m.id = v.root \
-             JOIN beneficiaries b ON b.id = m.beneficiary \
-             UNION ALL SELECT v.root, m.product, {columns} FROM v JOIN coverages m ON m.principal_coverage = v.root \
-             JOIN beneficiaries b ON b.id = m.beneficiary"
-        ));
-        let rows: Vec<MemberRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        for row in rows {
-            let household = households.entry(row.root.clone()).or_insert_with(|| StoredHousehold {
-                coverage: row.root,
-                product: row.product,
-                members: Vec::new(),
-            });
-            household.members.push(Beneficiary::try_from(row.person)?);
-        }
+        q.push(") AS v");
+        heads.extend(q.build_query_as::<Head>().fetch_all(&mut **tx).await.map_err(db_err)?);
+    }
+    let ids: Vec<&str> = heads
+        .iter()
+        .flat_map(|(_, _, principal, _, dependants)| {
+            principal
+                .as_deref()
+                .into_iter()
+                .chain(dependants.as_deref().into_iter().flat_map(|ids| ids.split(',')))
+        })
+        .collect();
+    let people = people_by_id(tx, &ids).await?;
+    let mut households = std::collections::HashMap::new();
+    for (root, product, principal, status, dependants) in heads {
+        let (Some(product), Some(principal), Some(status)) = (product, principal, status) else {
+            continue;
+        };
+        let members = std::iter::once(principal.as_str())
+            .chain(dependants.as_deref().into_iter().flat_map(|ids| ids.split(',')))
+            .map(|id| {
+                people
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| corrupt("coverage without its beneficiary"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        households.insert(
+            root.clone(),
+            StoredHousehold {
+                coverage: root,
+                product,
+                terminated: status == "terminated",
+                members,
+            },
+        );
     }
     Ok(households)
+}
+
+/// People by id, read by primary key in lists of 500.
+async fn people_by_id(tx: &mut Tx, ids: &[&str]) -> Result<std::collections::HashMap<String, Beneficiary>, StoreError> {
+    let mut people = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new(format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ("));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            let person = Beneficiary::try_from(row)?;
+            people.insert(person.id.clone(), person);
+        }
+    }
+    Ok(people)
 }
 
 fn new_coverage(

@@ -377,15 +377,24 @@ impl Job<'_> {
                                         .map(|a| rows.row_duplicate(a.member, &a.beneficiary, &a.matches)),
                                 );
                             }
-                            Registered::Skipped { coverage, unregistered } => {
+                            Registered::Skipped {
+                                coverage,
+                                terminated,
+                                unregistered,
+                            } => {
                                 self.counts.households_skipped += 1;
-                                for member in unregistered {
-                                    let error = not_in_household(&coverage);
-                                    let errors = rows.member_failure(member, &error).errors;
-                                    self.counts.rows_failed += 1;
-                                    self.counts.errors_total += errors.len() as i64;
-                                    self.errors.extend(errors);
-                                }
+                                let error = not_in_household(&coverage, terminated);
+                                let errors: Vec<RowError> = unregistered
+                                    .into_iter()
+                                    .flat_map(|member| rows.member_failure(member, &error).errors)
+                                    .collect();
+                                // A JSON line holds every member: it fails once.
+                                let mut failed: Vec<u64> = errors.iter().map(|e| e.row).collect();
+                                failed.sort_unstable();
+                                failed.dedup();
+                                self.counts.rows_failed += failed.len() as i64;
+                                self.counts.errors_total += errors.len() as i64;
+                                self.errors.extend(errors);
                             }
                         }
                     }
@@ -465,7 +474,15 @@ impl Job<'_> {
 
 /// A member of a skipped household whom the registered household does not hold: without this
 /// error they would be dropped in silence. Who they are is the file's to say, not the message's.
-fn not_in_household(coverage: &str) -> FieldError {
+fn not_in_household(coverage: &str, terminated: bool) -> FieldError {
+    if terminated {
+        return FieldError::new(
+            "",
+            "household_terminated",
+            "this household is already registered, and terminated, without this person, who was not added",
+            "ce ménage est déjà inscrit, et résilié, sans cette personne, qui n'a pas été ajoutée",
+        );
+    }
     FieldError::new(
         "",
         "not_in_household",

@@ -59,7 +59,8 @@ pub struct RowErrorView {
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
     /// `invalid_encoding`, `truncated`, `unclosed_quote`, `wrong_field_count`,
-    /// `member_number_taken`, `not_in_household`, `registered_for_other_product`, `required`,
+    /// `member_number_taken`, `not_in_household`, `household_terminated`,
+    /// `registered_for_other_product`, `required`,
     /// `invalid_national_id`, `household_not_contiguous`, … (docs/bulk-registration.md lists them)
     pub code: String,
     /// In the language of `Accept-Language`.
@@ -154,7 +155,8 @@ pub struct BatchSummaryView {
     pub households_created: i64,
     /// Households whose member number is already registered for the same person (a re-post).
     pub households_skipped: i64,
-    /// Every row of each household that failed.
+    /// Every row of each household that failed, and the row of each member of a skipped
+    /// household who was not added (`not_in_household`, `household_terminated`).
     pub rows_failed: i64,
     /// Every error found; the job's `errors` lists the first 1000 by row.
     pub errors_total: i64,

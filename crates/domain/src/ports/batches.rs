@@ -196,8 +196,13 @@ pub enum Registered {
     /// Its principal's member number was already held by the same person, for the same product:
     /// nothing was written. `unregistered` lists the members of the file (0 the principal) whom
     /// that household does not hold, so that they are reported rather than silently dropped;
-    /// `coverage` is the household's principal coverage, to which they can be added.
-    Skipped { coverage: String, unregistered: Vec<usize> },
+    /// `coverage` is the household's principal coverage, to which they can be added unless the
+    /// household is `terminated`.
+    Skipped {
+        coverage: String,
+        terminated: bool,
+        unregistered: Vec<usize>,
+    },
 }
 
 /// How one household of a group fared in `register_households`.
