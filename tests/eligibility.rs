@@ -624,6 +624,14 @@ async fn base_then_complementary(backend: Backend) {
     assert_eq!(fields, ["/beneficiary/id", "/product"]);
     let again = app.post("/v1/coverages", &inam, &affiliation).await;
     again.problem(409, "conflict");
+    assert_eq!(again.json["errors"][0]["field"], "/member_number", "{}", again.text);
+    assert_eq!(again.json["errors"][0]["code"], "member_number_taken");
+    let mut renumbered = affiliation.clone();
+    renumbered["member_number"] = json!("INAM-0003");
+    let twice = app.post("/v1/coverages", &inam, &renumbered).await;
+    twice.problem(409, "conflict");
+    assert_eq!(twice.json["errors"][0]["field"], "/beneficiary", "{}", twice.text);
+    assert_eq!(twice.json["errors"][0]["code"], "already_covered");
 }
 
 /// With `PASSERELLE_DATABASE_READ_URL`, checks read the replica and everything else the primary.

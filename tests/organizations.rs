@@ -37,9 +37,10 @@ async fn duplicates_conflict(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_org("tg-inam", "scheme", "TG").await;
     let again = json!({"id": "tg-inam", "kind": "mutuelle", "country": "TG", "name": "Other"});
-    app.post("/v1/organizations", &app.operator(), &again)
-        .await
-        .problem(409, "conflict");
+    let reply = app.post("/v1/organizations", &app.operator(), &again).await;
+    reply.problem(409, "conflict");
+    assert_eq!(reply.json["errors"][0]["field"], "/id");
+    assert_eq!(reply.json["errors"][0]["code"], "organization_exists");
     let read = app.get("/v1/organizations/tg-inam", &app.operator()).await;
     assert_eq!(read.json["kind"], "scheme");
 }

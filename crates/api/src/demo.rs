@@ -52,13 +52,13 @@ pub const DEMO_ORGANIZATIONS: &[(&str, OrgKind, &str, &str)] = &[
 /// The scopes a demo token of each kind carries: everything that kind may use.
 pub fn scopes_for(kind: OrgKind) -> &'static str {
     match kind {
-        OrgKind::Operator => "admin registry:read claims:read audit:read",
+                OrgKind::Operator => "admin registry:read claims:read webhooks:write audit:read",
         OrgKind::Mutuelle => {
             "registry:read registry:write eligibility:check claims:read claims:adjudicate settlements:write webhooks:write audit:read"
         }
         OrgKind::Scheme => "registry:read registry:write eligibility:check claims:submit claims:read webhooks:write audit:read",
         OrgKind::Provider => "registry:read eligibility:check claims:submit claims:read webhooks:write",
-        OrgKind::Auditor => "registry:read claims:read audit:read",
+                OrgKind::Auditor => "registry:read claims:read webhooks:write audit:read",
     }
 }
 
@@ -107,7 +107,8 @@ fn token(state: &AppState, secret: &Secret, org: &str, kind: OrgKind) -> Result<
         secret,
         &state.config,
         org,
-        &format!("demo-{org}"),
+        // The organisation's ids already start with `demo-`.
+        &format!("{org}-user"),
         scopes_for(kind),
         DEMO_TTL_SECONDS,
         now,

@@ -101,10 +101,12 @@ pub struct Problem {
     pub request_id: String,
     /// Every rule the request broke, for `validation_failed`. For a `conflict`, the case, where a
     /// program must tell them apart: a registration's member at fault (`member_number_taken` or
-    /// `already_covered`); a dependant's addition (`not_principal`, `household_terminated`,
-    /// `household_full`, `duplicate_member`, `already_covered`, `member_number_taken`); a
-    /// contribution's (`duplicate_reference` at `/reference`, `already_cancelled`,
-    /// `coverage_terminated`).
+    /// `already_covered`); a base affiliation's (`member_number_taken` at `/member_number`,
+    /// `already_covered` at `/beneficiary`); a dependant's addition (`not_principal`,
+    /// `household_terminated`, `household_full`, `duplicate_member`, `already_covered`,
+    /// `member_number_taken`); a contribution's (`duplicate_reference` at `/reference`,
+    /// `already_cancelled`, `coverage_terminated`); `organization_exists` at `/id`;
+    /// `idempotency_in_progress`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
 }
@@ -371,6 +373,17 @@ fn conflict_for(constraint: &str) -> ApiError {
         };
         errors.push(FieldError::new(field, code, en.clone(), fr.clone()));
     }
+    // A single person's (a base affiliation) names its case too, at the field it concerns.
+    if let ApiError::Conflict { en, fr, errors } = &mut error {
+        let field = match code {
+            "member_number_taken" => Some("/member_number"),
+            "already_covered" => Some("/beneficiary"),
+            _ => None,
+        };
+        if let (true, Some(field)) = (errors.is_empty(), field) {
+            errors.push(FieldError::new(field, code, en.clone(), fr.clone()));
+        }
+    }
     error
 }
 
@@ -390,11 +403,15 @@ pub fn conflict_at(field: &str, code: &str, en: &str, fr: &str) -> ApiError {
 
 fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
-        "organization_exists" => ApiError::conflict(
+        "organization_exists" => conflict_at(
+            "/id",
+            "organization_exists",
             "An organisation with this id already exists.",
             "Une organisation porte déjà cet identifiant.",
         ),
-        // Held by another person, or by this one registered before under another key.
+        // Held by another person, or by this one registered before under another key. A
+        // registration's adds the member at fault (`conflict_for`); a base affiliation's is its
+        // own `member_number`.
         "member_number_taken" => ApiError::conflict(
             "This member number is already held in your organisation.",
             "Ce numéro d'adhérent est déjà attribué dans votre organisation.",
@@ -430,7 +447,8 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This provider already submitted a claim with this external_id (a duplicate payment).",
             "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",
         ),
-        "idempotency_in_progress" => ApiError::conflict(
+        "idempotency_in_progress" => coded_conflict(
+            "idempotency_in_progress",
             "A request with this Idempotency-Key is still being processed; retry shortly.",
             "Une requête avec cette Idempotency-Key est en cours de traitement ; réessayez dans un instant.",
         ),

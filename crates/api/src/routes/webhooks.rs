@@ -174,6 +174,7 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure => {}
+        _ if allow_insecure => return Err(bad("must use https:// or http://", "doit utiliser https:// ou http://")),
         _ => return Err(bad("must use https://", "doit utiliser https://")),
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -639,6 +640,17 @@ mod tests {
 
     fn refused(url: &str) -> Option<String> {
         check_url(url, false).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn the_scheme_message_names_what_is_accepted() {
+        let en = |url: &str, insecure: bool| check_url(url, insecure).err().map(|e| e.en);
+        assert_eq!(en("ftp://127.0.0.1/x", false).as_deref(), Some("must use https://"));
+        assert_eq!(
+            en("ftp://127.0.0.1/x", true).as_deref(),
+            Some("must use https:// or http://")
+        );
+        assert_eq!(en("http://127.0.0.1/x", true), None);
     }
 
     #[test]

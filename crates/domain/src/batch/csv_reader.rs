@@ -324,6 +324,9 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             )),
         }
     }
+    // A column named three times, or an unknown one twice, is still one error.
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert(e.field.clone()));
     for (column, position) in CSV_COLUMNS.iter().zip(positions) {
         if position == usize::MAX {
             errors.push(header_error(

@@ -129,7 +129,7 @@ fn line_ends_do_not_change_rows() {
 
 #[test]
 fn header_problems_are_one_error_per_column() {
-    let header = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,start_date,paid_to\n";
+    let header = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,start_date,paid_to,start_date,paid_to\n";
     let errors = check_csv_header(header.as_bytes()).err().unwrap();
     let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
     assert_eq!(
