@@ -651,18 +651,7 @@ async fn the_ceiling_is_the_persons_not_the_coverages(backend: Backend) {
 
 /// The `(field, code)` pairs of a 422, in order.
 fn field_codes(reply: &Reply) -> Vec<(String, String)> {
-    reply.problem(422, "validation_failed");
-    reply.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["field"].as_str().unwrap().to_owned(),
-                e["code"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    reply.field_codes()
 }
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -996,7 +985,147 @@ async fn a_reason_of_several_coverages_is_listed_once(backend: Backend) {
     );
 }
 
+/// API.md §4: one 422 lists every fault, those the store reveals (the provider, the person's
+/// coverages) with the body's; nothing is written.
+async fn every_fault_of_a_claim_is_listed_at_once(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    app.create_org("cms-b", "provider", "TG").await;
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    // Another provider, which exists and which cms-a may read: named as such, with the body's
+    // faults and the base adjudication a provider may not send.
+    let mut body = claim("", &s.principal, "2026-06-01", lines.clone());
+    body["provider"] = json!("cms-b");
+    body["base_adjudication"] = json!({"lines": [{"line": 1, "paid_xof": 500}]});
+    let reply = submit(app, &provider(app), "all-1", &body).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[
+            ("/external_id", "invalid_length"),
+            ("/provider", "not_own_organization"),
+            ("/base_adjudication", "not_allowed"),
+        ]),
+        "{}",
+        reply.text
+    );
+    let message = reply.json["errors"][1]["message"].as_str().unwrap();
+    assert!(message.contains("cms-a"), "{message}");
+    assert!(
+        app.get("/v1/organizations/cms-b", &app.token("cms-a", "registry:read"))
+            .await
+            .status
+            .is_success(),
+        "the organisation named is visible to the provider"
+    );
+    // Each alone, as before.
+    let mut alone = claim("EXT-A", &s.principal, "2026-06-01", lines.clone());
+    alone["provider"] = json!("cms-b");
+    let reply = submit(app, &provider(app), "all-2", &alone).await;
+    assert_eq!(field_codes(&reply), pairs(&[("/provider", "not_own_organization")]));
+    // An organisation that does not exist stays an unknown reference.
+    alone["provider"] = json!("cms-nowhere");
+    alone["lines"][0]["quantity"] = json!(0);
+    let reply = submit(app, &provider(app), "all-3", &alone).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[
+            ("/lines/0/quantity", "out_of_range"),
+            ("/provider", "unknown_reference"),
+        ])
+    );
+    // A day before the person's coverages begin, with a fault of the body.
+    let mut early = claim("EXT-B", &s.spouse, "2025-06-01", lines.clone());
+    early["care_level"] = json!("clinic");
+    let reply = submit(app, &provider(app), "all-4", &early).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[("/care_level", "unknown_value"), ("/service_date", "before_coverage"),])
+    );
+    // A scheme forwarding for a provider that is not one, with a fault of the body.
+    let inam = app.token("tg-inam", "claims:submit claims:read");
+    let mut forwarded = claim("", &s.principal, "2026-06-01", lines.clone());
+    forwarded["provider"] = json!("mut-a");
+    let reply = submit(app, &inam, "all-5", &forwarded).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[("/external_id", "invalid_length"), ("/provider", "unknown_reference"),])
+    );
+    // An unknown person is 404 only when nothing else is wrong: the 422 comes first.
+    let mut nobody = claim("", "nobody", "2026-06-01", lines.clone());
+    nobody["provider"] = json!("cms-b");
+    let reply = submit(app, &provider(app), "all-6", &nobody).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[
+            ("/external_id", "invalid_length"),
+            ("/provider", "not_own_organization"),
+        ])
+    );
+    assert_eq!(app.count("claims").await, 0);
+    // Once each fault is corrected, the claim goes through.
+    let ok = submit(
+        app,
+        &provider(app),
+        "all-7",
+        &claim("EXT-C", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(ok.status.as_u16(), 201, "{}", ok.text);
+}
+
+/// A duplicate `external_id` is a 409 whose `errors` point at it, with its code.
+async fn a_duplicate_external_id_is_named(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let body = claim("EXT-DUP", &s.principal, "2026-06-01", lines);
+    let first = submit(app, &provider(app), "dup-1", &body).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let again = submit(app, &provider(app), "dup-2", &body).await;
+    again.problem(409, "conflict");
+    assert_eq!(again.error_fields(), ["/external_id"], "{}", again.text);
+    assert_eq!(again.json["errors"][0]["code"], "external_id_taken");
+    assert_eq!(app.count("claims").await, 1);
+}
+
+/// The claims list names the states it takes, and every fault of its query at once.
+async fn the_list_names_the_states_it_takes(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let reply = app
+        .send(
+            app.request(Method::GET, "/v1/claims?status=open")
+                .bearer_auth(&token)
+                .header("accept-language", "en"),
+        )
+        .await;
+    assert_eq!(field_codes(&reply), pairs(&[("/query/status", "unknown_value")]));
+    let message = reply.json["errors"][0]["message"].as_str().unwrap();
+    for state in [
+        "awaiting_base",
+        "awaiting_complementary",
+        "adjudicated",
+        "settled",
+        "rejected",
+        "cancelled",
+    ] {
+        assert!(message.contains(state), "{state} missing from {message}");
+    }
+    let reply = app.get("/v1/claims?limit=0&status=open&since=yesterday", &token).await;
+    let fields: Vec<String> = field_codes(&reply).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        ["/query/limit", "/query/status", "/query/since"],
+        "{}",
+        reply.text
+    );
+}
+
 on_both_databases!(
+    every_fault_of_a_claim_is_listed_at_once,
+    a_duplicate_external_id_is_named,
+    the_list_names_the_states_it_takes,
     a_reason_of_several_coverages_is_listed_once,
     a_reason_of_several_lines_is_listed_once,
     adjudication_errors_name_each_fault_once,

@@ -213,6 +213,25 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         "{}",
         bad_count.text
     );
+    // Not a number at all is not a number out of range; a cursor of another list names no
+    // position in this one.
+    let code = |reply: &Reply| reply.json["issue"][0]["details"]["coding"][0]["code"].clone();
+    let typed = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary={}&_count=abc", s.principal),
+            &mut_a,
+        )
+        .await;
+    assert_eq!(code(&typed), "invalid_type", "{}", typed.text);
+    let organizations = app.get("/v1/organizations?limit=1", &app.operator()).await;
+    let foreign = organizations.json["next_cursor"].as_str().unwrap();
+    let crossed = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary={}&cursor={foreign}", s.principal),
+            &mut_a,
+        )
+        .await;
+    assert_eq!(code(&crossed), "invalid_cursor", "{}", crossed.text);
 }
 
 fn eligibility_request(patient: Value, date: &str, category: &str, price: Option<i64>) -> Value {
@@ -376,6 +395,15 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     assert_eq!(
         benefit(insurance_of(&reply.json, "mut-a", &coverages), "submitted")["allowedMoney"]["value"],
         10000
+    );
+    // A whole price past what any number type holds is out of range, not of the wrong type.
+    let mut huge = plain.clone();
+    huge["item"][0]["unitPrice"]["value"] = json!(1e20);
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &huge).await;
+    assert_eq!(
+        reply.json["issue"][0]["details"]["coding"][0]["code"], "out_of_range",
+        "{}",
+        reply.text
     );
 
     // Every fault at its element, in one answer; nothing audited.
@@ -1250,7 +1278,69 @@ async fn a_coverage_is_read_as_v1_reads_it(backend: Backend) {
     assert_eq!(issues(&wrong_scope, 403)[0].0, "forbidden");
 }
 
+/// API.md §4 and §7: `Claim.provider` is judged with the other elements, in one answer: another
+/// facility that exists is `not_own_organization`, one that does not `unknown_reference`; an
+/// unknown patient is 404 only when nothing else is wrong. Nothing is written.
+async fn a_claims_provider_is_judged_with_its_other_elements(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    app.create_org("cms-b", "provider", "TG").await;
+    let token = provider(app);
+    // A fault of the resource itself, one of the body's rules, and another existing facility.
+    let mut body = fhir_claim("EXT-P1", &s.principal, json!([item(1, "CONS", "consultation", 0, 100)]));
+    body["use"] = json!("preauthorization");
+    body["provider"] = json!({"reference": "Organization/cms-b"});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("p1"), &body).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [
+            ("unknown_value".to_owned(), "Claim.use".to_owned()),
+            ("out_of_range".to_owned(), "Claim.item[0].quantity.value".to_owned()),
+            ("not_own_organization".to_owned(), "Claim.provider".to_owned()),
+        ],
+        "{}",
+        reply.text
+    );
+    // Alone, it is named the same way; an id no organisation has stays an unknown reference.
+    let mut alone = fhir_claim("EXT-P2", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    alone["provider"] = json!({"identifier": {"system": "urn:passerelle:organization", "value": "cms-b"}});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("p2"), &alone).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("not_own_organization".to_owned(), "Claim.provider".to_owned())]
+    );
+    let mut nowhere = fhir_claim("EXT-P3", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    nowhere["provider"] = json!({"reference": "Organization/cms-nowhere"});
+    nowhere["item"][0]["locationCodeableConcept"] = coding("urn:passerelle:care-level", "clinic");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("p3"), &nowhere).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [
+            (
+                "unknown_value".to_owned(),
+                "Claim.item[0].locationCodeableConcept".to_owned()
+            ),
+            ("unknown_reference".to_owned(), "Claim.provider".to_owned()),
+        ],
+        "{}",
+        reply.text
+    );
+    // An unknown patient with a fault of the resource: the 422, not the 404.
+    let mut unknown = fhir_claim("EXT-P4", "nobody", json!([item(1, "CONS", "consultation", 1, 100)]));
+    unknown["status"] = json!("draft");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("p4"), &unknown).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("unknown_value".to_owned(), "Claim.status".to_owned())]
+    );
+    unknown["status"] = json!("active");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("p5"), &unknown).await;
+    assert_eq!(issues(&reply, 404)[0].0, "not-found");
+    assert_eq!(app.count("claims").await, 0);
+}
+
 on_both_databases!(
+    a_claims_provider_is_judged_with_its_other_elements,
     people_and_coverages_read_as_fhir,
     eligibility_answers_as_v1_does,
     claims_are_priced_as_v1_prices_them,

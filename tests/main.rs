@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod batches;
 mod claims;
+mod conventions;
 mod eligibility;
 mod errors;
 mod fhir;

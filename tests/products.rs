@@ -378,7 +378,66 @@ async fn a_scheduled_version_is_corrected_by_one_from_the_same_day(backend: Back
     assert_eq!(refused.json["errors"][0]["code"], "not_after_current_version");
 }
 
+/// API.md §4: the date and successor rules are judged with the body's other rules, in one
+/// answer, on `POST` and `PUT` alike; nothing is written.
+async fn date_and_successor_faults_come_with_the_others(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let token = writer(&app, "mut-a");
+    let far = (chrono::Utc::now().date_naive() + chrono::Duration::days(366 * 11)).to_string();
+    let mut body = family_plan(&far);
+    body["name"] = json!("");
+    let r = create(&app, "mut-a", &body).await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/name", "/effective_from"], "{}", r.text);
+    assert_eq!(r.json["errors"][1]["code"], "out_of_range");
+    assert_eq!(app.count("products").await, 0);
+
+    let created = create(&app, "mut-a", &family_plan("2026-01-01")).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let path = format!("/v1/products/{}", created.json["id"].as_str().unwrap());
+    let put = |body: Value| {
+        app.send(
+            app.request(Method::PUT, &path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&body),
+        )
+    };
+    let codes = |r: &Reply| r.field_codes();
+    // Not after the version in force, and another layer, with a fault of the body.
+    let mut body = family_plan("2025-12-31");
+    body["name"] = json!("");
+    body["layer"] = json!("primary");
+    let r = put(body).await;
+    assert_eq!(
+        codes(&r),
+        [
+            ("/name".to_owned(), "empty".to_owned()),
+            ("/layer".to_owned(), "layer_changed".to_owned()),
+            ("/effective_from".to_owned(), "not_after_current_version".to_owned()),
+        ],
+        "{}",
+        r.text
+    );
+    // Out of range is the date's one fault: it is not judged against the versions then.
+    let mut body = family_plan(&far);
+    body["rules"] = json!([]);
+    let r = put(body).await;
+    assert_eq!(
+        codes(&r),
+        [
+            ("/rules".to_owned(), "empty".to_owned()),
+            ("/effective_from".to_owned(), "out_of_range".to_owned()),
+        ],
+        "{}",
+        r.text
+    );
+    let versions = app.get(&format!("{path}/versions"), &token).await;
+    assert_eq!(versions.json["items"].as_array().unwrap().len(), 1);
+}
+
 on_both_databases!(
+    date_and_successor_faults_come_with_the_others,
     a_scheduled_version_is_corrected_by_one_from_the_same_day,
     owners_create_and_read_their_products,
     layers_must_suit_the_owner,

@@ -59,6 +59,22 @@ impl Reply {
         &self.json
     }
 
+    /// The `(field, code)` pairs of a 422 `validation_failed`, in order.
+    pub fn field_codes(&self) -> Vec<(String, String)> {
+        self.problem(422, "validation_failed");
+        self.json["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     pub fn error_fields(&self) -> Vec<String> {
         self.json["errors"]
             .as_array()

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -27,10 +27,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(value)) => value,
-            Err(rejection) => return Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            });
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::PayloadTooLarge),
+            Err(_) => {
+                return Err(ApiError::malformed(
+                    "The body could not be read as JSON.",
+                    "Le corps n'a pas pu être lu comme du JSON.",
+                ))
+            }
         };
+        let value = serde_json::from_slice::<Value>(&bytes).map_err(|e| not_json(&bytes, &e))?;
         if !value.is_object() {
             return Err(ApiError::malformed(
                 "The body must be a JSON object.",
@@ -40,9 +52,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
         if let Some(field) = passerelle_domain::nul::first_nul(&value) {
             return Err(ApiError::field(passerelle_domain::nul::nul_error(field)));
         }
-        serde_json::from_value(value).map(AppJson).map_err(|e| {
-            let message = e.to_string();
-            ApiError::field(FieldError::new("", "invalid_type", message.clone(), message))
+        // Every handler reads a `Map` and judges its fields itself (`crate::fields`), so this
+        // cannot fail today; if it did, serde's text (English, naming Rust types) stays out.
+        serde_json::from_value(value).map(AppJson).map_err(|_| {
+            ApiError::field(FieldError::new(
+                "",
+                "invalid_type",
+                "does not have the expected shape",
+                "n'a pas la forme attendue",
+            ))
         })
     }
 }
@@ -79,22 +97,43 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MergePatch<T> {
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType {
-            expected: "application/json",
-        },
-        JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        JsonRejection::JsonSyntaxError(e) => ApiError::malformed(
-            format!("The body is not valid JSON: {}", e.body_text()),
-            format!("Le corps n'est pas du JSON valide : {}", e.body_text()),
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::malformed(
-            "The body could not be read as JSON.",
-            "Le corps n'a pas pu être lu comme du JSON.",
-        ),
+/// A JSON media type, as axum's `Json` takes them: `application/json` or `application/*+json`
+/// (`application/fhir+json`, `application/merge-patch+json`), parameters aside.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    media_type(headers)
+        .as_deref()
+        .and_then(|m| m.split_once('/'))
+        .is_some_and(|(kind, sub)| kind == "application" && (sub == "json" || sub.ends_with("+json")))
+}
+
+/// How deep arrays and objects may nest in a body: the parser's own limit (serde_json stops at
+/// its 128th level).
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Why a body is not JSON, in words of our own: where the parser stopped (line and column), or
+/// that it nests too deep. Never the parser's text, nor a path into the body (API.md §4).
+fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return ApiError::malformed(
+            "The body is empty: a JSON object is expected.",
+            "Le corps est vide : un objet JSON est attendu.",
+        );
     }
+    // serde_json tells this case by its message alone.
+    if e.to_string().starts_with("recursion limit exceeded") {
+        return ApiError::malformed(
+            format!("The body nests arrays and objects more than {MAX_JSON_DEPTH} deep."),
+            format!("Le corps imbrique tableaux et objets sur plus de {MAX_JSON_DEPTH} niveaux."),
+        );
+    }
+    ApiError::malformed(
+        format!("The body is not valid JSON (line {}, column {}).", e.line(), e.column()),
+        format!(
+            "Le corps n'est pas du JSON valide (ligne {}, colonne {}).",
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 /// Query strings: a value of the wrong type is 422 on `/query/<name>`.
@@ -405,7 +444,25 @@ fn canonical_json(value: &Value) -> Value {
             )
         }
         Value::Array(items) => Value::Array(items.iter().map(canonical_json).collect()),
+        Value::Number(n) => Value::Number(canonical_number(n)),
         other => other.clone(),
+    }
+}
+
+/// A number as the value it names: a float that is a whole number (`2.0`, `2e0`, `-0.0`) is that
+/// integer, so that it prints as `2` does (API.md §7: 2.0 is 2). Only below 2^53, where every
+/// whole float is exactly one integer; larger floats, fractions and integers stay as they are.
+/// (A float is the parser's reading: decimals with more digits than a double holds were already
+/// read as their nearest double, as the handlers read them too.)
+fn canonical_number(n: &serde_json::Number) -> serde_json::Number {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if n.is_i64() || n.is_u64() {
+        return n.clone();
+    }
+    match n.as_f64() {
+        // Whole and within ±2^53: the conversion is exact.
+        Some(f) if f.fract() == 0.0 && f.abs() < EXACT => serde_json::Number::from(f as i64),
+        _ => n.clone(),
     }
 }
 
@@ -451,6 +508,68 @@ mod tests {
         assert!(logged.contains("line 1"), "{logged}");
     }
 
+    /// The detail of a body that does not parse, in both languages.
+    fn not_json_detail(body: &str) -> (String, String) {
+        let e = serde_json::from_str::<Value>(body).unwrap_err();
+        match not_json(body.as_bytes(), &e) {
+            ApiError::Malformed { en, fr } => (en, fr),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_told_where_in_our_words() {
+        assert_eq!(
+            not_json_detail("{bad"),
+            (
+                "The body is not valid JSON (line 1, column 2).".to_owned(),
+                "Le corps n'est pas du JSON valide (ligne 1, colonne 2).".to_owned()
+            )
+        );
+        let (en, fr) = not_json_detail("{\"a\": 1,\n \"b\": tru}");
+        assert_eq!(en, "The body is not valid JSON (line 2, column 10).");
+        assert!(fr.ends_with("(ligne 2, colonne 10)."), "{fr}");
+        assert!(not_json_detail("  \n").0.starts_with("The body is empty"));
+    }
+
+    #[test]
+    fn a_body_nested_too_deep_is_told_so_without_a_path() {
+        let deep = format!("{}{}", "{\"a\":[".repeat(2500), "]}".repeat(2500));
+        let (en, fr) = not_json_detail(&deep);
+        assert_eq!(
+            en,
+            format!("The body nests arrays and objects more than {MAX_JSON_DEPTH} deep.")
+        );
+        assert!(!fr.contains("[0]") && !fr.contains("a."), "{fr}");
+        // The limit is the parser's: as deep as it goes parses.
+        let deepest = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        assert!(serde_json::from_str::<Value>(&deepest).is_ok());
+        let past = format!("[{deepest}]");
+        assert!(not_json_detail(&past).0.contains("more than"));
+    }
+
+    #[test]
+    fn json_media_types_are_axums() {
+        let with = |ct: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_str(ct).unwrap());
+            is_json(&h)
+        };
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/fhir+json; fhirVersion=4.0",
+            "application/merge-patch+json",
+        ] {
+            assert!(with(ct), "{ct}");
+        }
+        for ct in ["text/json", "text/plain", "application/json-patch", "application/xml"] {
+            assert!(!with(ct), "{ct}");
+        }
+        assert!(!is_json(&axum::http::HeaderMap::new()));
+    }
+
     #[test]
     fn query_errors_name_their_parameter() {
         assert_eq!(
@@ -494,7 +613,16 @@ mod tests {
             r#"{"b":{"x":"\u00e9","y":[1,{"p":3,"q":2}]},"a":1}"#
         ));
         assert!(!same(r#"{"a": 1}"#, r#"{"a": 2}"#));
-        assert!(!same(r#"{"a": 1}"#, r#"{"a": 1.0}"#));
+        // A whole number written as a float is that number (API.md §7: 2.0 is 2).
+        assert!(same(r#"{"a": 1}"#, r#"{"a": 1.0}"#));
+        assert!(same(r#"{"q": {"value": 2.0}}"#, r#"{"q": {"value": 2}}"#));
+        assert!(same(r#"[2e0, -0.0, 1.50]"#, r#"[2, 0, 1.5]"#));
+        assert!(!same(r#"{"a": 1}"#, r#"{"a": 1.5}"#));
+        assert!(!same(r#"{"a": 1.0}"#, r#"{"a": "1"}"#));
+        // Past 2^53 a float is not read as an integer: 9007199254740993.0 is read as the double
+        // 9007199254740992 and must not match the integer 9007199254740993, nor that one.
+        assert!(!same(r#"{"a": 9007199254740993}"#, r#"{"a": 9007199254740993.0}"#));
+        assert!(!same(r#"{"a": 9007199254740992}"#, r#"{"a": 9007199254740993.0}"#));
         assert!(!same("[1, 2]", "[2, 1]"));
         assert!(same("not json", "not json"));
         assert!(!same("not json", "not  json"));

@@ -65,9 +65,15 @@ impl<'a> Fields<'a> {
         value
     }
 
+    /// A whole number. One past what an `i64` holds (`99999999999999999999`, which JSON parsers
+    /// read as a float) reads as `i64::MAX` (`i64::MIN` below), so that the caller's range
+    /// check answers `out_of_range` with the field's own range: every caller bounds the value it
+    /// reads. A fraction, or a whole number written as one within that range (`2.0`), is
+    /// `invalid_type`.
     pub fn opt_i64(&mut self, name: &'static str) -> Option<i64> {
         match self.get(name) {
             None => None,
+            Some(Value::Number(n)) if whole_beyond_i64(n).is_some() => whole_beyond_i64(n),
             Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
             Some(_) => {
                 let p = self.pointer(name);
@@ -189,6 +195,31 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A whole number past what an `i64` holds, saturated: `i64::MAX` above, `i64::MIN` below.
+/// `None` for any number an `i64` holds, and for fractions, infinities and NaN.
+pub fn whole_beyond_i64(n: &serde_json::Number) -> Option<i64> {
+    if n.is_i64() {
+        return None;
+    }
+    if n.is_u64() {
+        // Past `i64::MAX`, within `u64`.
+        return Some(i64::MAX);
+    }
+    // A float: every float from 2^63 up is a whole number, and past `i64::MAX` (an integer
+    // written with more digits than a `u64` holds is read as such a float). At -2^63 and below
+    // likewise (-2^63 itself is where `-9223372036854775809` rounds to). Smaller floats are not
+    // read as whole numbers here: `2.0` stays a type error.
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    let f = n.as_f64().filter(|f| f.is_finite())?;
+    if f >= TWO_POW_63 {
+        Some(i64::MAX)
+    } else if f <= -TWO_POW_63 {
+        Some(i64::MIN)
+    } else {
+        None
+    }
+}
+
 /// Parse errors first; then the rule errors for fields that parsing did not already report (a
 /// mistyped field comes back absent and would otherwise also be called missing).
 /// A required `YYYY-MM-DD` field, within the dates of the business
@@ -254,6 +285,37 @@ mod tests {
         assert!(errors[1..]
             .iter()
             .all(|e| e.code == "invalid_type" && e.field.starts_with("/rules/")));
+    }
+
+    /// A whole number too large for an `i64` is one all the same: the caller's range check calls
+    /// it out of range. A fraction is still no whole number.
+    #[test]
+    fn a_whole_number_past_i64_reads_as_out_of_any_range() {
+        let body: Value = serde_json::from_str(
+            r#"{"u": 18446744073709551615, "big": 99999999999999999999, "neg": -99999999999999999999,
+                "min1": -9223372036854775809, "e": 1e300, "max": 9223372036854775807,
+                "two": 2.0, "half": 0.5, "small": -3}"#,
+        )
+        .unwrap();
+        let object = body.as_object().unwrap();
+        let mut f = Fields::new(object);
+        assert_eq!(f.opt_i64("u"), Some(i64::MAX));
+        assert_eq!(f.opt_i64("big"), Some(i64::MAX));
+        assert_eq!(f.opt_i64("neg"), Some(i64::MIN));
+        assert_eq!(f.opt_i64("min1"), Some(i64::MIN));
+        assert_eq!(f.opt_i64("e"), Some(i64::MAX));
+        assert_eq!(f.opt_i64("max"), Some(i64::MAX));
+        assert_eq!(f.opt_i64("small"), Some(-3));
+        assert_eq!(f.opt_i64("two"), None);
+        assert_eq!(f.opt_i64("half"), None);
+        let errors: Vec<_> = f.finish().into_iter().map(|e| (e.field, e.code)).collect();
+        assert_eq!(
+            errors,
+            [
+                ("/two".to_owned(), "invalid_type".to_owned()),
+                ("/half".to_owned(), "invalid_type".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -746,7 +746,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("member_number_taken", store("member_number_taken")),
             ("already_covered", store("already_covered")),
         ],
-        ("post", "/v1/claims") => vec![("external_id_taken", store("external_id_taken"))],
+        ("post", "/v1/claims") => vec![("external_id_taken", crate::routes::claims::duplicate_external_id())],
         ("post", "/fhir/r4/Claim") => vec![("external_id_taken", crate::fhir::claim::duplicate_identifier())],
         ("post", "/v1/coverages/{id}/contributions") => vec![
             ("coverage_terminated", store("coverage_terminated")),

@@ -443,10 +443,7 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This contribution is already cancelled.",
             "Cette cotisation est déjà annulée.",
         ),
-        "external_id_taken" => ApiError::conflict(
-            "This provider already submitted a claim with this external_id (a duplicate payment).",
-            "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",
-        ),
+        "external_id_taken" => crate::routes::claims::duplicate_external_id(),
         "idempotency_in_progress" => coded_conflict(
             "idempotency_in_progress",
             "A request with this Idempotency-Key is still being processed; retry shortly.",

@@ -16,7 +16,7 @@ pub mod webhooks;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use passerelle_domain::pagination::{encode_cursor, Page, PageRequest};
+use passerelle_domain::pagination::{encode_list_cursor, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -33,7 +33,10 @@ pub struct ListOf<T> {
 impl<T> ListOf<T> {
     pub fn from_page<D>(page: Page<D>, f: impl FnMut(D) -> T) -> ListOf<T> {
         ListOf {
-            next_cursor: page.next_key.as_deref().map(encode_cursor),
+            next_cursor: page
+                .next_key
+                .as_deref()
+                .map(|key| encode_list_cursor(&this_list(), key)),
             items: page.items.into_iter().map(f).collect(),
         }
     }
@@ -51,11 +54,26 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
+    /// A `limit` that is no whole number is `invalid_type`, one outside 1–500 `out_of_range`; a
+    /// cursor must be one this list issued (`invalid_cursor` otherwise).
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        // A limit that is not a number is out of range like any other.
-        let limit = self.limit.as_deref().map(|raw| raw.trim().parse::<i64>().unwrap_or(0));
-        PageRequest::parse(limit, self.cursor.as_deref()).map_err(ApiError::validation)
+        PageRequest::parse_list(&this_list(), self.limit.as_deref(), self.cursor.as_deref())
+            .map_err(ApiError::validation)
     }
+}
+
+/// The list a request reads, as its cursors name it: the request's path (`/v1/claims`,
+/// `/v1/coverages/{id}/contributions` with its id), so that a cursor handed out by one list is
+/// refused by every other instead of naming a position that means nothing there. Decoded, so
+/// that `%61bc` and `abc` are one list.
+fn this_list() -> String {
+    crate::problem::REQUEST
+        .try_with(|r| {
+            percent_encoding::percent_decode_str(&r.path)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default()
 }
 
 /// 201 with the resource and its `Location`.

@@ -17,30 +17,50 @@ impl PageRequest {
         PageRequest { limit, after: None }
     }
 
+    /// `limit` as a number and a cursor of any list: the form of callers that do not name their
+    /// list yet (the FHIR `Coverage` search). Lists that do, bind their cursors with
+    /// [`PageRequest::parse_list`].
     pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, Vec<FieldError>> {
+        let limit = limit.map(|l| {
+            u32::try_from(l)
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(limit_out_of_range)
+        });
+        let cursor = cursor.filter(|c| !c.is_empty());
+        Self::build(limit, cursor.map(|c| decode_cursor(c).ok_or(())))
+    }
+
+    /// `limit` as the query string wrote it and a cursor, which must be one issued for `list`
+    /// (the path of the list, say): a cursor of another list names no position in this one.
+    pub fn parse_list(list: &str, limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<FieldError>> {
+        let cursor = cursor.filter(|c| !c.is_empty());
+        Self::build(
+            limit.map(read_limit),
+            cursor.map(|c| decode_list_cursor(list, c).ok_or(())),
+        )
+    }
+
+    fn build(
+        limit: Option<Result<u32, FieldError>>,
+        after: Option<Result<String, ()>>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(l) if (1..=i64::from(MAX_LIMIT)).contains(&l) => l as u32,
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "/query/limit",
-                    "out_of_range",
-                    format!("must be between 1 and {MAX_LIMIT}"),
-                    format!("doit être compris entre 1 et {MAX_LIMIT}"),
-                ));
+            Some(Ok(l)) => l,
+            Some(Err(e)) => {
+                errors.push(e);
                 DEFAULT_LIMIT
             }
         };
-        let after = match cursor {
-            None | Some("") => None,
-            Some(c) => match decode_cursor(c) {
-                Some(key) => Some(key),
-                None => {
-                    errors.push(invalid_cursor());
-                    None
-                }
-            },
+        let after = match after {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(())) => {
+                errors.push(invalid_cursor());
+                None
+            }
         };
         if errors.is_empty() {
             Ok(PageRequest { limit, after })
@@ -48,6 +68,37 @@ impl PageRequest {
             Err(errors)
         }
     }
+}
+
+fn limit_out_of_range() -> FieldError {
+    FieldError::new(
+        "/query/limit",
+        "out_of_range",
+        format!("must be between 1 and {MAX_LIMIT}"),
+        format!("doit être compris entre 1 et {MAX_LIMIT}"),
+    )
+}
+
+/// A `limit` as written in a query string: `invalid_type` when it is no whole number (`abc`,
+/// `2.5`, empty), `out_of_range` when it is one outside 1–500, however many digits it has.
+pub fn read_limit(raw: &str) -> Result<u32, FieldError> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FieldError::new(
+            "/query/limit",
+            "invalid_type",
+            "must be a whole number",
+            "doit être un nombre entier",
+        ));
+    }
+    // A whole number: past `u32` (or negative) it is out of range like 0 or 501.
+    raw.strip_prefix('+')
+        .unwrap_or(raw)
+        .parse::<u32>()
+        .ok()
+        .filter(|l| (1..=MAX_LIMIT).contains(l))
+        .ok_or_else(limit_out_of_range)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,30 +124,68 @@ impl<T> Page<T> {
     }
 }
 
-const CURSOR_PREFIX: &str = "c1";
+/// A cursor of the first releases: the key alone, good for any list.
+const UNBOUND_PREFIX: &str = "c1";
+/// A cursor bound to its list: the list's tag, then the key.
+const BOUND_PREFIX: &str = "c2";
+/// Hex digits of a list's tag.
+const TAG_LEN: usize = 8;
 
-pub fn encode_cursor(key: &str) -> String {
-    format!("{CURSOR_PREFIX}{}", hex::encode(key.as_bytes()))
+/// A short digest of a list's name, so a cursor tells which list issued it without naming it.
+fn list_tag(list: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(list.as_bytes());
+    hex::encode(&digest[..TAG_LEN / 2])
 }
 
-/// The key a cursor holds; `None` for text this service did not issue. A key never holds a NUL
-/// (`crate::nul`): one decoded from a forged cursor is refused here, before a statement sees it.
+/// A cursor good for any list, as the first releases issued them.
+pub fn encode_cursor(key: &str) -> String {
+    format!("{UNBOUND_PREFIX}{}", hex::encode(key.as_bytes()))
+}
+
+/// A cursor for the list named `list` (its path, say), refused by every other list.
+pub fn encode_list_cursor(list: &str, key: &str) -> String {
+    format!("{BOUND_PREFIX}{}{}", list_tag(list), hex::encode(key.as_bytes()))
+}
+
 /// The error of a cursor this service did not issue for this list.
 pub fn invalid_cursor() -> FieldError {
     FieldError::new(
         "/query/cursor",
         "invalid_cursor",
-        "not a cursor this service issued",
-        "ce curseur n'a pas été émis par ce service",
+        "not a cursor this service issued for this list",
+        "ce curseur n'a pas été émis par ce service pour cette liste",
     )
 }
 
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    let body = cursor.strip_prefix(CURSOR_PREFIX)?;
+/// The key a hex body holds. A key never holds a NUL (`crate::nul`): one decoded from a forged
+/// cursor is refused here, before a statement sees it.
+fn decode_key(body: &str) -> Option<String> {
     let bytes = hex::decode(body).ok()?;
     String::from_utf8(bytes)
         .ok()
         .filter(|key| !crate::nul::contains_nul(key))
+}
+
+/// The key a cursor holds, whatever list issued it; `None` for text this service did not issue.
+pub fn decode_cursor(cursor: &str) -> Option<String> {
+    if let Some(body) = cursor.strip_prefix(UNBOUND_PREFIX) {
+        return decode_key(body);
+    }
+    let body = cursor.strip_prefix(BOUND_PREFIX)?;
+    decode_key(body.get(TAG_LEN..)?)
+}
+
+/// The key a cursor holds when it was issued for `list`: a bound cursor of another list is
+/// `None`, as is text this service did not issue. An unbound cursor, issued before cursors
+/// named their list, still reads as its key.
+pub fn decode_list_cursor(list: &str, cursor: &str) -> Option<String> {
+    if let Some(body) = cursor.strip_prefix(UNBOUND_PREFIX) {
+        return decode_key(body);
+    }
+    let body = cursor.strip_prefix(BOUND_PREFIX)?;
+    let (tag, key) = (body.get(..TAG_LEN)?, body.get(TAG_LEN..)?);
+    (tag == list_tag(list)).then(|| decode_key(key)).flatten()
 }
 
 #[cfg(test)]
@@ -110,6 +199,54 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor("a\0b")), None, "a NUL is no key");
         assert_eq!(decode_cursor("zz"), None);
         assert_eq!(decode_cursor("c1zz"), None);
+    }
+
+    #[test]
+    fn a_cursor_is_good_for_its_own_list_only() {
+        let c = encode_list_cursor("/v1/organizations", "mut-tsevie");
+        assert_eq!(
+            decode_list_cursor("/v1/organizations", &c).as_deref(),
+            Some("mut-tsevie")
+        );
+        assert_eq!(decode_list_cursor("/v1/claims", &c), None);
+        assert_eq!(
+            decode_list_cursor(
+                "/v1/coverages/b/contributions",
+                &encode_list_cursor("/v1/coverages/a/contributions", "k")
+            ),
+            None
+        );
+        // A cursor issued before cursors named their list still reads, on any list.
+        assert_eq!(
+            decode_list_cursor("/v1/claims", &encode_cursor("k")).as_deref(),
+            Some("k")
+        );
+        // The unbound reader takes both forms.
+        assert_eq!(decode_cursor(&c).as_deref(), Some("mut-tsevie"));
+        for forged in ["c2", "c2abc", "c2zzzzzzzz", "c2é", &format!("{}00", &c[..10])] {
+            assert_eq!(decode_list_cursor("/v1/organizations", forged), None, "{forged}");
+        }
+        let errs = PageRequest::parse_list("/v1/claims", None, Some(&c)).unwrap_err();
+        assert_eq!(errs[0].code, "invalid_cursor");
+        let ok = PageRequest::parse_list("/v1/organizations", Some("2"), Some(&c)).unwrap();
+        assert_eq!((ok.limit, ok.after.as_deref()), (2, Some("mut-tsevie")));
+        assert_eq!(
+            PageRequest::parse_list("/v1/claims", None, Some("")).unwrap().after,
+            None
+        );
+    }
+
+    #[test]
+    fn a_limit_that_is_no_number_is_a_type_error() {
+        let code = |raw: &str| read_limit(raw).map_err(|e| e.code);
+        assert_eq!(code("50"), Ok(50));
+        assert_eq!(code(" +500 "), Ok(500));
+        for raw in ["abc", "", "2.5", "1e2", "0x10", "--1", "5 0"] {
+            assert_eq!(code(raw), Err("invalid_type".to_owned()), "{raw}");
+        }
+        for raw in ["0", "-1", "501", "4294967297", "99999999999999999999999"] {
+            assert_eq!(code(raw), Err("out_of_range".to_owned()), "{raw}");
+        }
     }
 
     #[test]

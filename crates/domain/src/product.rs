@@ -205,9 +205,20 @@ impl ProductVersion {
 /// force today. What has taken effect stays as it was; a version scheduled from `next`'s day or
 /// later never takes effect (see [`select_version`]): that is how a mistaken one is corrected.
 pub fn check_successor(versions: &[ProductVersion], next: &ProductDraftValid, today: NaiveDate) -> Vec<FieldError> {
+    successor_faults(versions, Some(next.layer), Some(next.effective_from), today)
+}
+
+/// [`check_successor`] on what a request gave well formed: each rule is judged when its field
+/// is known (`None`: not given, or at fault already), whatever the other fields' faults.
+pub fn successor_faults(
+    versions: &[ProductVersion],
+    layer: Option<Layer>,
+    effective_from: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if let Some(latest) = versions.iter().max_by_key(|v| v.version) {
-        if next.layer != latest.layer {
+    if let (Some(layer), Some(latest)) = (layer, versions.iter().max_by_key(|v| v.version)) {
+        if layer != latest.layer {
             errors.push(FieldError::new(
                 "/layer",
                 "layer_changed",
@@ -219,8 +230,8 @@ pub fn check_successor(versions: &[ProductVersion], next: &ProductDraftValid, to
             ));
         }
     }
-    if let Some(current) = select_version(versions, today) {
-        if next.effective_from <= current.effective_from {
+    if let (Some(effective_from), Some(current)) = (effective_from, select_version(versions, today)) {
+        if effective_from <= current.effective_from {
             errors.push(FieldError::new(
                 "/effective_from",
                 "not_after_current_version",
@@ -384,14 +395,17 @@ impl ProductDraft {
                     let (en, fr) = if allowed.is_empty() {
                         (
                             format!("a {} cannot own products", caller_kind.as_str()),
-                            format!("un {} ne peut pas détenir de produits", caller_kind.as_str()),
+                            format!(
+                                "une organisation de type {} ne peut pas détenir de produits",
+                                caller_kind.as_str()
+                            ),
                         )
                     } else {
                         let list = allowed.join(", ");
                         (
                             format!("a {} may only create products of layer {list}", caller_kind.as_str()),
                             format!(
-                                "un {} ne peut créer que des produits de couche {list}",
+                                "une organisation de type {} ne peut créer que des produits de couche {list}",
                                 caller_kind.as_str()
                             ),
                         )

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use passerelle_domain::claim::{Claim, ClaimStatus};
-use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::error::FieldError;
 use passerelle_domain::product::CareLevel;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -19,7 +19,7 @@ use super::request::{self, Translation};
 use super::{Fhir, FhirBody};
 use crate::extract::{perm, Authorized};
 use crate::problem::ApiError;
-use crate::routes::claims::{read_claim, submit, MAX_DIAGNOSES, MAX_LINES};
+use crate::routes::claims::{check, read_claim, submit, EXTERNAL_ID_TAKEN, MAX_DIAGNOSES, MAX_LINES};
 use crate::state::AppState;
 
 /// The payer of a share: `urn:passerelle:payer`, a reference to the organisation.
@@ -751,16 +751,10 @@ pub fn duplicate_identifier() -> ApiError {
     }
 }
 
-/// Whether `error` is the store's refusal of a provider's `external_id` used twice.
+/// Whether `error` is the refusal of a provider's `external_id` used twice.
 fn is_duplicate_identifier(error: &ApiError) -> bool {
-    let taken = ApiError::from(StoreError::Conflict {
-        constraint: "external_id_taken".into(),
-    });
-    matches!(
-        (error, &taken),
-        (ApiError::Conflict { en, errors, .. }, ApiError::Conflict { en: taken, .. })
-            if en == taken && errors.is_empty()
-    )
+    matches!(error, ApiError::Conflict { errors, .. }
+        if errors.first().is_some_and(|e| e.code == EXTERNAL_ID_TAKEN))
 }
 
 /// Submit a claim, as FHIR.
@@ -829,10 +823,12 @@ pub async fn submit_claim(
         Some(first) => first,
         None => {
             let t = translate(&body);
-            let parsed = t.judge(read_claim(&t.body, state.clock.today(), &state.national_ids))?;
-            // The rules `submit` applies with the store's facts (the provider, the coverages'
-            // start) name `/v1` fields too: their faults are reported at the FHIR elements.
-            match submit(&state, &auth.caller, &parsed, idempotency).await {
+            let read = read_claim(&t.body, state.clock.today(), &state.national_ids);
+            // The rules `check` applies with the store's facts (the provider, the coverages'
+            // start) name `/v1` fields too: their faults are reported at the FHIR elements,
+            // with the resource's own and the body's, in one answer.
+            let (parsed, facts) = t.judge(check(&state, &auth.caller, read, t.has_errors()).await?)?;
+            match submit(&state, &auth.caller, &parsed, facts, idempotency).await {
                 Err(ApiError::Validation(errors)) => return Err(ApiError::validation(t.located(errors))),
                 Err(e) if is_duplicate_identifier(&e) => return Err(duplicate_identifier()),
                 other => other?.value,

@@ -36,6 +36,10 @@ pub fn whole(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
         return Some(n);
     }
+    // Whole but beyond `i64`: out of the element's range, not of the wrong type.
+    if let Some(n) = value.as_number().and_then(crate::fields::whole_beyond_i64) {
+        return Some(n);
+    }
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     let f = value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)?;
     // Whole and within ±2^53: the conversion is exact.

@@ -330,10 +330,11 @@ pub enum AdjudicationReasonWrite {
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
     /// The provider's own reference, 1–100 characters; unique per provider: a second claim with
-    /// it is 409.
+    /// it is 409, `external_id_taken` at `/external_id`.
     pub external_id: String,
     /// The health facility that gave the care (an organisation of kind `provider`); a provider
-    /// names itself (422 `unknown_reference` otherwise).
+    /// names itself (422 `not_own_organization` for another organisation, `unknown_reference`
+    /// for an id no organisation has).
     pub provider: String,
     /// As for eligibility: `{id}`, `{national_id}` or `{organization, member_number}`.
     pub beneficiary: super::eligibility::PersonSelector,
@@ -388,7 +389,8 @@ fn is_icd10(code: &str) -> bool {
             || (b[3] == b'.' && (5..=8).contains(&b.len()) && b[4..].iter().all(u8::is_ascii_alphanumeric)))
 }
 
-/// A claim as read from a request, whichever form (`/v1` or FHIR) it came in.
+/// A claim as read from a request, whichever form (`/v1` or FHIR) it came in, every field well
+/// formed: what is priced and stored.
 pub(crate) struct ParsedClaim {
     pub external_id: String,
     pub provider: String,
@@ -400,11 +402,68 @@ pub(crate) struct ParsedClaim {
     pub base_adjudication: Option<Vec<(u32, Xof)>>,
 }
 
+/// A claim's body as read, before the checks that need the store: each field that was well
+/// formed, and the faults of the others. The store's checks then judge each field that was well
+/// formed (the provider, the person's coverages), so that one answer lists every fault.
+pub(crate) struct ClaimRead {
+    pub external_id: Option<String>,
+    pub provider: Option<String>,
+    pub person: Option<passerelle_domain::ports::PersonKey>,
+    pub service_date: Option<NaiveDate>,
+    pub care_level: Option<CareLevel>,
+    pub diagnoses: Vec<String>,
+    /// Every line, when each of them, and the list as a whole, was well formed.
+    pub lines: Option<Vec<ClaimLine>>,
+    /// Whether the body holds a `base_adjudication` (not null), well formed or not.
+    pub base_adjudication_given: bool,
+    /// The entries of `base_adjudication` that were well formed.
+    pub base_adjudication: Option<Vec<(u32, Xof)>>,
+    /// The body's own faults.
+    pub errors: Vec<FieldError>,
+}
+
+impl ClaimRead {
+    /// Whether a fault was found at `field` or inside it.
+    fn faulty(&self, field: &str) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.field == field || e.field.starts_with(&format!("{field}/")))
+    }
+
+    /// The claim, when the body has no fault.
+    fn complete(self) -> Result<ParsedClaim, Vec<FieldError>> {
+        match (
+            self.external_id,
+            self.provider,
+            self.person,
+            self.service_date,
+            self.care_level,
+            self.lines,
+        ) {
+            (Some(external_id), Some(provider), Some(person), Some(service_date), Some(care_level), Some(lines))
+                if self.errors.is_empty() =>
+            {
+                Ok(ParsedClaim {
+                    external_id,
+                    provider,
+                    person,
+                    service_date,
+                    care_level,
+                    diagnoses: self.diagnoses,
+                    lines,
+                    base_adjudication: self.base_adjudication,
+                })
+            }
+            _ => Err(self.errors),
+        }
+    }
+}
+
 pub(crate) fn read_claim(
     body: &Map<String, Value>,
     today: NaiveDate,
     rules: &passerelle_domain::beneficiary::NationalIdRules,
-) -> Result<ParsedClaim, Vec<FieldError>> {
+) -> ClaimRead {
     let mut f = Fields::new(body);
     let mut errors = Vec::new();
     let external_id = f.str("external_id");
@@ -664,22 +723,23 @@ pub(crate) fn read_claim(
             Some(out)
         }
     };
-    match (external_id, provider, person, service_date, care_level) {
-        (Some(external_id), Some(provider), Some(person), Some(service_date), Some(care_level))
-            if errors.is_empty() =>
-        {
-            Ok(ParsedClaim {
-                external_id: external_id.trim().to_owned(),
-                provider,
-                person,
-                service_date,
-                care_level,
-                diagnoses: diagnoses.into_iter().flatten().collect(),
-                lines,
-                base_adjudication,
-            })
-        }
-        _ => Err(errors),
+    let lines_whole = line_objs.is_some_and(|items| items.len() == lines.len())
+        && !errors
+            .iter()
+            .any(|e| e.field == "/lines" || e.field.starts_with("/lines/"));
+    ClaimRead {
+        external_id: external_id
+            .filter(|e| !e.trim().is_empty() && e.chars().count() <= 100)
+            .map(|e| e.trim().to_owned()),
+        provider,
+        person,
+        service_date,
+        care_level,
+        diagnoses: diagnoses.into_iter().flatten().collect(),
+        lines: lines_whole.then_some(lines),
+        base_adjudication_given: body.get("base_adjudication").is_some_and(|v| !v.is_null()),
+        base_adjudication,
+        errors,
     }
 }
 
@@ -692,15 +752,15 @@ pub(crate) fn read_claim(
 fn claim_eligible(
     facts: &passerelle_domain::ports::EligibilityFacts,
     c: &CoverageFacts,
-    parsed: &ParsedClaim,
+    care: &Care<'_>,
 ) -> (bool, Vec<Reason>) {
     let judge = |category: Option<Category>| {
-        let input = facts.input(c, parsed.service_date, parsed.care_level, category);
+        let input = facts.input(c, care.service_date, care.care_level, category);
         evaluate_with_later_versions(&input, &c.later_versions).reasons
     };
     let pays_for = |r: &Reason| matches!(r.code, ReasonCode::NotCovered | ReasonCode::ExcludedCategory);
     let mut blocking: Vec<Reason> = judge(None).into_iter().filter(|r| !pays_for(r)).collect();
-    let per_line: Vec<Vec<Reason>> = parsed
+    let per_line: Vec<Vec<Reason>> = care
         .lines
         .iter()
         .map(|line| judge(Some(line.category)).into_iter().filter(pays_for).collect())
@@ -712,6 +772,41 @@ fn claim_eligible(
         blocking.sort_by_key(|r| r.code);
     }
     (blocking.is_empty() && c.product.is_some(), blocking)
+}
+
+/// What the person's coverages are judged on: the day, the care level and every line.
+struct Care<'a> {
+    service_date: NaiveDate,
+    care_level: CareLevel,
+    lines: &'a [ClaimLine],
+}
+
+/// The person's coverages judged for a claim, and the payers chosen among the eligible ones.
+struct Payers<'f> {
+    judged: Vec<(&'f CoverageFacts, bool, Vec<Reason>)>,
+    base: Option<&'f CoverageFacts>,
+    comp: Option<&'f CoverageFacts>,
+}
+
+fn payers<'f>(facts: &'f passerelle_domain::ports::EligibilityFacts, care: &Care<'_>) -> Payers<'f> {
+    let judged: Vec<(&CoverageFacts, bool, Vec<Reason>)> = facts
+        .coverages
+        .iter()
+        .map(|c| {
+            let (ok, reasons) = claim_eligible(facts, c, care);
+            (c, ok, reasons)
+        })
+        .collect();
+    let eligible: Vec<&Coverage> = judged
+        .iter()
+        .filter(|(_, ok, _)| *ok)
+        .map(|(c, _, _)| &c.coverage)
+        .collect();
+    let base =
+        choose_base(eligible.iter().copied()).and_then(|b| facts.coverages.iter().find(|c| c.coverage.id == b.id));
+    let comp = choose_complementary(eligible.iter().copied())
+        .and_then(|m| facts.coverages.iter().find(|c| c.coverage.id == m.id));
+    Payers { judged, base, comp }
 }
 
 /// Adds `reason` to a claim's reasons, one per code. Lines of several categories, or several
@@ -741,7 +836,9 @@ fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
 /// `base_adjudication` was sent, else `awaiting_complementary` when a complementary or primary
 /// coverage is (or `adjudicated` when only the forwarding scheme pays), else `rejected`: 201 all
 /// the same, everything on the patient, with the eligibility `reasons`. Subscribers receive
-/// `claim.submitted`.
+/// `claim.submitted`. A 422 lists every fault at once, those found with the store's facts (the
+/// provider, the person's coverages) with the body's; an unknown person is 404 when nothing else
+/// is at fault.
 #[utoipa::path(
     post,
     path = "/v1/claims",
@@ -752,7 +849,7 @@ fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
         (status = 201, description = "Accepted and priced; a claim with no eligible payer is `rejected` with everything on the patient and the reasons", body = ClaimView,
          headers(("Location" = String, description = "/v1/claims/{id}"))),
         (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "This provider already submitted a claim with this `external_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This provider already submitted a claim with this `external_id`: `external_id_taken` at `/external_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:submit"]))
@@ -771,46 +868,198 @@ pub async fn submit_claim(
         let view = ClaimView::from(first);
         return Ok(super::created(format!("/v1/claims/{}", view.id), &view));
     }
-    let parsed = read_claim(&body, state.clock.today(), &state.national_ids).map_err(ApiError::validation)?;
-    let written = submit(&state, &auth.caller, &parsed, idempotency).await?;
+    let read = read_claim(&body, state.clock.today(), &state.national_ids);
+    let (parsed, facts) = check(&state, &auth.caller, read, false)
+        .await?
+        .map_err(ApiError::validation)?;
+    let written = submit(&state, &auth.caller, &parsed, facts, idempotency).await?;
     let view = ClaimView::from(written.value);
     Ok(super::created(format!("/v1/claims/{}", view.id), &view))
 }
 
-/// Prices and stores a claim: the one path of both the `/v1` and the FHIR forms. A replay of
-/// the same `Idempotency-Key` and request gives back the claim first written.
-pub(crate) async fn submit(
+/// The code of the 409 of an `external_id` its provider already used.
+pub const EXTERNAL_ID_TAKEN: &str = "external_id_taken";
+
+/// The 409 of a claim whose `external_id` its provider already used (the store's
+/// `external_id_taken`), its code at `/external_id`.
+pub fn duplicate_external_id() -> ApiError {
+    crate::problem::conflict_at(
+        "/external_id",
+        EXTERNAL_ID_TAKEN,
+        "This provider already submitted a claim with this external_id (a duplicate payment).",
+        "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",
+    )
+}
+
+/// A claim judged with the store's facts: ready to price, with the person's facts, or every
+/// fault of the request.
+pub(crate) type Checked = Result<(ParsedClaim, passerelle_domain::ports::EligibilityFacts), Vec<FieldError>>;
+
+/// Judges a claim's body with what the store knows, each field that was well formed even when
+/// others were not, so that one answer lists every fault: the provider (a provider names itself;
+/// anyone else an existing provider), a provider's `base_adjudication`, and, when the person is
+/// one the caller may see, the day of care against their coverages and a scheme's
+/// `base_adjudication` against their eligible base payer. `faulty_elsewhere` says the request
+/// has faults the body does not show (a FHIR resource's own): those stand before a 404.
+///
+/// An unknown person, or one a scheme does not cover, is 404 when nothing else is at fault;
+/// otherwise the 422 lists the other faults and nothing of the person. Nothing is written.
+pub(crate) async fn check(
     state: &AppState,
     caller: &Caller,
-    parsed: &ParsedClaim,
-    idempotency: IdempotencyKey,
-) -> Result<Written<Claim>, ApiError> {
-    let mut errors = Vec::new();
-    match caller.kind {
-        OrgKind::Provider if parsed.provider != caller.org.as_str() => {
-            errors.push(FieldError::unknown_reference("/provider"))
+    read: ClaimRead,
+    faulty_elsewhere: bool,
+) -> Result<Checked, ApiError> {
+    let mut errors = read.errors.clone();
+    if let Some(provider) = &read.provider {
+        if let Some(fault) = provider_fault(state, caller, provider).await? {
+            errors.push(fault);
         }
-        OrgKind::Provider if parsed.base_adjudication.is_some() => errors.push(FieldError::new(
+    }
+    let provider_sends_base = caller.kind == OrgKind::Provider && read.base_adjudication_given;
+    if provider_sends_base {
+        // The member is refused whole: what is wrong inside it no longer matters.
+        errors.retain(|e| !(e.field == "/base_adjudication" || e.field.starts_with("/base_adjudication/")));
+        errors.push(FieldError::new(
             "/base_adjudication",
             "not_allowed",
             "only a scheme submits its own base adjudication",
             "seul un régime soumet sa propre liquidation de base",
+        ));
+    }
+    let facts = match (&read.person, read.service_date) {
+        (Some(person), Some(service_date)) => state
+            .store
+            .eligibility_facts(person, service_date, true)
+            .await?
+            .filter(|facts| visible_person(caller, facts)),
+        _ => None,
+    };
+    let Some(facts) = facts else {
+        // Every field left unread above has its fault listed already.
+        return if errors.is_empty() && !faulty_elsewhere {
+            Err(ApiError::NotFound)
+        } else {
+            Ok(Err(errors))
+        };
+    };
+    if let Some(service_date) = read.service_date {
+        // The payers are judged on a claim whose day, care level and lines are all well formed,
+        // and only for a `base_adjudication` that is itself.
+        let care = match (read.care_level, &read.lines) {
+            (Some(care_level), Some(lines)) => Some(Care {
+                service_date,
+                care_level,
+                lines,
+            }),
+            _ => None,
+        };
+        let judge_base = read.base_adjudication_given && !provider_sends_base && !read.faulty("/base_adjudication");
+        errors.extend(fact_faults(caller, &facts, service_date, care.as_ref(), judge_base));
+    }
+    match read.complete() {
+        Ok(parsed) if errors.is_empty() => Ok(Ok((parsed, facts))),
+        // The body's own faults are in `errors` already.
+        _ => Ok(Err(errors)),
+    }
+}
+
+/// The fault of `provider`, as the caller names it: a provider submits claims for itself only
+/// (`not_own_organization` when it names another organisation, which every caller may read;
+/// `unknown_reference` when no organisation has that id); a scheme forwards claims of an
+/// existing provider (`unknown_reference` otherwise).
+async fn provider_fault(state: &AppState, caller: &Caller, provider: &str) -> Result<Option<FieldError>, ApiError> {
+    if caller.kind == OrgKind::Provider && provider == caller.org.as_str() {
+        return Ok(None);
+    }
+    let org = match passerelle_domain::organization::OrgId::parse(provider) {
+        Some(_) => state.store.get_organization(provider).await?,
+        None => None,
+    };
+    Ok(match (caller.kind, org) {
+        (_, None) => Some(FieldError::unknown_reference("/provider")),
+        (OrgKind::Provider, Some(_)) => Some(FieldError::new(
+            "/provider",
+            "not_own_organization",
+            format!("a provider submits claims for itself only: must be {}", caller.org),
+            format!(
+                "un prestataire ne soumet de demandes que pour lui-même : doit être {}",
+                caller.org
+            ),
         )),
-        OrgKind::Provider => {}
-        _ => {
-            let provider = state.store.get_organization(&parsed.provider).await?;
-            if provider.is_none_or(|p| p.kind != OrgKind::Provider) {
-                errors.push(FieldError::unknown_reference("/provider"));
-            }
+        (_, Some(org)) if org.kind != OrgKind::Provider => Some(FieldError::unknown_reference("/provider")),
+        (_, Some(_)) => None,
+    })
+}
+
+/// Whether the caller may submit a claim about this person: a provider for anyone, a scheme
+/// for its own affiliates only.
+fn visible_person(caller: &Caller, facts: &passerelle_domain::ports::EligibilityFacts) -> bool {
+    caller.kind != OrgKind::Scheme
+        || facts
+            .coverages
+            .iter()
+            .any(|c| c.coverage.organization == caller.org.as_str())
+}
+
+/// The faults the person's facts reveal: a day of care before their coverages begin
+/// (`before_coverage`), and, with `care` (a claim otherwise priceable) and a `base_adjudication`
+/// (`judge_base`), a caller that is not their eligible base payer (`not_base_payer`).
+fn fact_faults(
+    caller: &Caller,
+    facts: &passerelle_domain::ports::EligibilityFacts,
+    service_date: NaiveDate,
+    care: Option<&Care<'_>>,
+    judge_base: bool,
+) -> Vec<FieldError> {
+    if let Some(first_start) = facts.coverages.iter().map(|c| c.coverage.start_date).min() {
+        if service_date < first_start {
+            return vec![FieldError::new(
+                "/service_date",
+                "before_coverage",
+                format!("is before the person's coverages begin ({first_start})"),
+                format!("précède le début des couvertures de la personne ({first_start})"),
+            )];
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+    match care {
+        Some(care)
+            if judge_base
+                && payers(facts, care)
+                    .base
+                    .is_none_or(|b| b.coverage.organization != caller.org.as_str()) =>
+        {
+            vec![FieldError::new(
+                "/base_adjudication",
+                "not_base_payer",
+                "you are not this person's eligible base payer",
+                "vous n'êtes pas le régime de base éligible de cette personne",
+            )]
+        }
+        _ => Vec::new(),
     }
+}
+
+/// Prices and stores a claim that [`check`] found valid, with the facts it read: the one path of
+/// both the `/v1` and the FHIR forms. A replay of the same `Idempotency-Key` and request gives
+/// back the claim first written.
+pub(crate) async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    parsed: &ParsedClaim,
+    facts: passerelle_domain::ports::EligibilityFacts,
+    idempotency: IdempotencyKey,
+) -> Result<Written<Claim>, ApiError> {
+    let mut facts = Some(facts);
     let mut routings = 1;
     loop {
-        match route(state, caller, parsed, &idempotency, routings).await? {
+        match route(state, caller, parsed, facts.take(), &idempotency, routings).await? {
             Err(ClaimError::Refused(ClaimRefusal::Rerouted)) => routings += 1,
+            Err(ClaimError::Store(passerelle_domain::error::StoreError::Conflict { constraint }))
+                if constraint == EXTERNAL_ID_TAKEN =>
+            {
+                return Err(duplicate_external_id())
+            }
             written => return written.map_err(refusal),
         }
     }
@@ -818,63 +1067,41 @@ pub(crate) async fn submit(
 
 /// Judges the person's coverages, routes the claim to its payers and writes it: the store's
 /// refusal is handed back as it is, for `submit` to route again when the ceiling it was routed on
-/// is gone (this is routing number `routings`).
+/// is gone (this is routing number `routings`). `facts` are those [`check`] read, for the first
+/// routing; a later one reads them afresh, and judges them again.
 async fn route(
     state: &AppState,
     caller: &Caller,
     parsed: &ParsedClaim,
+    facts: Option<passerelle_domain::ports::EligibilityFacts>,
     idempotency: &IdempotencyKey,
     routings: u32,
 ) -> Result<Result<Written<Claim>, ClaimError>, ApiError> {
-    let facts = state
-        .store
-        .eligibility_facts(&parsed.person, parsed.service_date, true)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    // A scheme forwards claims of its own affiliates only; a provider submits for anyone.
-    if caller.kind == OrgKind::Scheme
-        && !facts
-            .coverages
-            .iter()
-            .any(|c| c.coverage.organization == caller.org.as_str())
-    {
-        return Err(ApiError::NotFound);
+    let facts = match facts {
+        Some(facts) => facts,
+        None => state
+            .store
+            .eligibility_facts(&parsed.person, parsed.service_date, true)
+            .await?
+            .filter(|facts| visible_person(caller, facts))
+            .ok_or(ApiError::NotFound)?,
+    };
+    let care = Care {
+        service_date: parsed.service_date,
+        care_level: parsed.care_level,
+        lines: &parsed.lines,
+    };
+    let faults = fact_faults(
+        caller,
+        &facts,
+        parsed.service_date,
+        Some(&care),
+        parsed.base_adjudication.is_some(),
+    );
+    if !faults.is_empty() {
+        return Err(ApiError::validation(faults));
     }
-    if let Some(first_start) = facts.coverages.iter().map(|c| c.coverage.start_date).min() {
-        if parsed.service_date < first_start {
-            return Err(ApiError::field(FieldError::new(
-                "/service_date",
-                "before_coverage",
-                format!("is before the person's coverages begin ({first_start})"),
-                format!("précède le début des couvertures de la personne ({first_start})"),
-            )));
-        }
-    }
-    let judged: Vec<(&CoverageFacts, bool, Vec<Reason>)> = facts
-        .coverages
-        .iter()
-        .map(|c| {
-            let (ok, reasons) = claim_eligible(&facts, c, parsed);
-            (c, ok, reasons)
-        })
-        .collect();
-    let eligible: Vec<&Coverage> = judged
-        .iter()
-        .filter(|(_, ok, _)| *ok)
-        .map(|(c, _, _)| &c.coverage)
-        .collect();
-    let base =
-        choose_base(eligible.iter().copied()).and_then(|b| facts.coverages.iter().find(|c| c.coverage.id == b.id));
-    let comp = choose_complementary(eligible.iter().copied())
-        .and_then(|m| facts.coverages.iter().find(|c| c.coverage.id == m.id));
-    if parsed.base_adjudication.is_some() && base.is_none_or(|b| b.coverage.organization != caller.org.as_str()) {
-        return Err(ApiError::field(FieldError::new(
-            "/base_adjudication",
-            "not_base_payer",
-            "you are not this person's eligible base payer",
-            "vous n'êtes pas le régime de base éligible de cette personne",
-        )));
-    }
+    let Payers { judged, base, comp } = payers(&facts, &care);
     let status = match (base.is_some(), parsed.base_adjudication.is_some(), comp.is_some()) {
         (true, false, _) => ClaimStatus::AwaitingBase,
         (_, _, true) => ClaimStatus::AwaitingComplementary,
@@ -1124,19 +1351,38 @@ pub async fn list_claims(
     AppQuery(page): AppQuery<PageQuery>,
     AppQuery(query): AppQuery<ClaimQuery>,
 ) -> Result<Json<ListOf<ClaimView>>, ApiError> {
-    let page = page.parse()?;
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(ClaimStatus::parse(s).ok_or_else(|| {
-            ApiError::field(FieldError::new(
+    // Every broken rule of the query at once (API.md §4).
+    let mut errors = Vec::new();
+    let page = match page.parse() {
+        Ok(page) => Some(page),
+        Err(e) => {
+            absorb(e, &mut errors)?;
+            None
+        }
+    };
+    let status = query.status.as_deref().and_then(|raw| {
+        let status = ClaimStatus::parse(raw);
+        if status.is_none() {
+            let allowed = ClaimStatus::ALL.map(ClaimStatus::as_str).join(", ");
+            errors.push(FieldError::new(
                 "/query/status",
                 "unknown_value",
-                "must be a claim status",
-                "doit être un état de demande",
-            ))
-        })?),
+                format!("must be one of {allowed}"),
+                format!("doit être l'une des valeurs {allowed}"),
+            ));
+        }
+        status
+    });
+    let since = match super::audit::parse_since(query.since.as_deref()) {
+        Ok(since) => since,
+        Err(e) => {
+            absorb(e, &mut errors)?;
+            None
+        }
     };
-    let since = super::audit::parse_since(query.since.as_deref())?;
+    let (Some(page), true) = (page, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
     let caller = &auth.caller;
     let filter = ClaimFilter {
         party: (!caller.reads_everything()).then(|| caller.org.to_string()),
@@ -1146,6 +1392,17 @@ pub async fn list_claims(
     let result = state.store.list_claims(&filter, &page).await?;
     crate::routes::audit::record_read(&state, caller, "claim", "*").await?;
     Ok(Json(ListOf::from_page(result, ClaimView::from)))
+}
+
+/// Adds a validation error's faults to `errors`; any other error is handed back.
+fn absorb(error: ApiError, errors: &mut Vec<FieldError>) -> Result<(), ApiError> {
+    match error {
+        ApiError::Validation(mut e) => {
+            errors.append(&mut e);
+            Ok(())
+        }
+        other => Err(other),
+    }
 }
 
 fn role_of(caller: &Caller, claim: &Claim, transition: Transition) -> Role {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
 use passerelle_domain::error::FieldError;
-use passerelle_domain::product::{check_successor, superseded_by, ProductDraft, ProductVersion, RuleDraft};
+use passerelle_domain::product::{successor_faults, superseded_by, Layer, ProductDraft, ProductVersion, RuleDraft};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -216,22 +216,44 @@ async fn visible_versions(state: &AppState, caller: &Caller, id: &str) -> Result
 }
 
 /// The product a body describes, every rule checked, its `effective_from` within the dates of
-/// the business: a version dated 9999 would never apply, and no later one could follow it.
+/// the business: a version dated 9999 would never apply, and no later one could follow it. On
+/// `PUT`, `history` is the product's versions, which the new one must be able to follow
+/// (`check_successor`). Each rule is judged on every field that was well formed, whatever the
+/// faults of the others, so that one answer lists them all.
 fn validate_body(
     body: &Map<String, Value>,
     caller: &Caller,
     today: NaiveDate,
+    history: Option<&[ProductVersion]>,
 ) -> Result<passerelle_domain::product::ProductDraftValid, ApiError> {
     let (draft, parse_errors) = read_draft(body);
-    let valid = match draft.validate(caller.kind) {
-        Ok(valid) if parse_errors.is_empty() => valid,
-        Ok(_) => return Err(ApiError::validation(parse_errors)),
-        Err(rule_errors) => return Err(ApiError::validation(merge(parse_errors, rule_errors))),
+    // What the date and successor rules read, when the body gives it well formed.
+    let layer = draft
+        .layer
+        .as_deref()
+        .and_then(Layer::parse)
+        .filter(|l| l.suits(caller.kind));
+    let effective_from = draft
+        .effective_from
+        .as_deref()
+        .and_then(passerelle_domain::dates::parse);
+    let (valid, mut errors) = match draft.validate(caller.kind) {
+        Ok(valid) => (Some(valid), parse_errors),
+        Err(rule_errors) => (None, merge(parse_errors, rule_errors)),
     };
-    if let Some(e) = passerelle_domain::dates::check(valid.effective_from, "/effective_from", today) {
-        return Err(ApiError::validation(vec![e]));
+    let effective_from = effective_from.filter(|day| {
+        let fault = passerelle_domain::dates::check(*day, "/effective_from", today);
+        let in_range = fault.is_none();
+        errors.extend(fault);
+        in_range
+    });
+    if let Some(history) = history {
+        errors.extend(successor_faults(history, layer, effective_from, today));
     }
-    Ok(valid)
+    match valid {
+        Some(valid) if errors.is_empty() => Ok(valid),
+        _ => Err(ApiError::validation(errors)),
+    }
 }
 
 /// Create a product (a mutuelle's `complementary`/`primary`, a scheme's `base`).
@@ -258,7 +280,7 @@ pub async fn create_product(
     if let Some(first) = replayed::<ProductVersion>(&state, &auth.caller, idempotency.as_ref()).await? {
         return Ok(product_created(first));
     }
-    let valid = validate_body(&body, &auth.caller, state.clock.today())?;
+    let valid = validate_body(&body, &auth.caller, state.clock.today(), None)?;
     let ctx = auth.caller.write_context(&state, idempotency);
     let first = valid.into_version(uuid::Uuid::now_v7().to_string(), auth.caller.org.to_string(), 1);
     let written = state.store.create_product(&ctx, &first).await?;
@@ -468,11 +490,7 @@ pub async fn replace_product(
     let versions = visible_versions(&state, &auth.caller, &id).await?;
     let current = versions.last().ok_or(ApiError::NotFound)?;
     check_if_match(&headers, current.version)?;
-    let valid = validate_body(&body, &auth.caller, state.clock.today())?;
-    let successor_errors = check_successor(&versions, &valid, state.clock.today());
-    if !successor_errors.is_empty() {
-        return Err(ApiError::validation(successor_errors));
-    }
+    let valid = validate_body(&body, &auth.caller, state.clock.today(), Some(&versions))?;
     let next = valid.into_version(id.clone(), current.organization.clone(), current.version + 1);
     let ctx = auth.caller.write_context(&state, None);
     state.store.add_product_version(&ctx, &next).await?;

@@ -1,0 +1,224 @@
+//! API.md §3 and §4, where the walkthrough found them broken: a body that is not JSON is told in
+//! the caller's language and our own words; a whole number is judged as one, however written;
+//! a retry that writes `2.0` for `2` is the same request; a cursor works on its own list only.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::claims::{provider, setup};
+
+/// `(field, code)` of every error of a 422.
+fn errors(reply: &Reply) -> Vec<(String, String)> {
+    reply.field_codes()
+}
+
+async fn a_body_that_is_not_json_is_told_in_our_words(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let post = |body: String, lang: &str| {
+        app.send(
+            app.request(Method::POST, "/v1/organizations")
+                .bearer_auth(app.operator())
+                .header("content-type", "application/json")
+                .header("accept-language", lang)
+                .body(body),
+        )
+    };
+    let fr = post("{bad".into(), "fr").await;
+    fr.problem(400, "malformed_request");
+    assert_eq!(
+        fr.json["detail"], "Le corps n'est pas du JSON valide (ligne 1, colonne 2).",
+        "{}",
+        fr.text
+    );
+    let en = post("{bad".into(), "en").await;
+    assert_eq!(
+        en.json["detail"], "The body is not valid JSON (line 1, column 2).",
+        "{}",
+        en.text
+    );
+    // Nested 5000 deep: said so, with no path into the body.
+    let deep = format!("{}{}", "{\"a\":[".repeat(5000), "]}".repeat(5000));
+    let deep = post(deep, "en").await;
+    deep.problem(400, "malformed_request");
+    let detail = deep.json["detail"].as_str().unwrap();
+    assert_eq!(detail, "The body nests arrays and objects more than 127 deep.");
+    assert!(deep.text.len() < 1000, "{}", deep.text);
+    let empty = post(String::new(), "fr").await;
+    empty.problem(400, "malformed_request");
+    assert_eq!(empty.json["detail"], "Le corps est vide : un objet JSON est attendu.");
+    // The media types axum's extractor took are taken still.
+    let fhir_typed = app
+        .send(
+            app.request(Method::POST, "/v1/organizations")
+                .bearer_auth(app.operator())
+                .header("content-type", "application/vnd.test+json; charset=utf-8")
+                .body(r#"{"id": "mut-x", "kind": "mutuelle", "country": "TG", "name": "X"}"#),
+        )
+        .await;
+    assert_eq!(fhir_typed.status.as_u16(), 201, "{}", fhir_typed.text);
+}
+
+async fn whole_numbers_are_judged_as_whole_numbers(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let op = app.token("operator", "registry:read claims:read");
+    // A limit that is no number is a type error; a whole number outside 1–500, however long,
+    // is out of range.
+    for (query, code) in [
+        ("limit=abc", "invalid_type"),
+        ("limit=2.5", "invalid_type"),
+        ("limit=", "invalid_type"),
+        ("limit=0", "out_of_range"),
+        ("limit=501", "out_of_range"),
+        ("limit=99999999999999999999", "out_of_range"),
+        ("limit=-99999999999999999999", "out_of_range"),
+    ] {
+        for list in ["/v1/organizations", "/v1/claims"] {
+            let reply = app.get(&format!("{list}?{query}"), &op).await;
+            assert_eq!(
+                errors(&reply),
+                [("/query/limit".to_owned(), code.to_owned())],
+                "{list}?{query}"
+            );
+        }
+    }
+    // Body fields: past what a 64-bit integer holds is still a whole number, out of the field's
+    // range, and the message gives that range.
+    let token = provider(app);
+    let check = |amount: &str| {
+        let body = format!(
+            r#"{{"beneficiary": {{"id": "{}"}}, "care_level": "health_center", "category": "consultation", "amount_xof": {amount}}}"#,
+            s.principal
+        );
+        app.send(
+            app.request(Method::POST, "/v1/eligibility-checks")
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .header("accept-language", "en")
+                .body(body),
+        )
+    };
+    for amount in [
+        "99999999999999999999",
+        "18446744073709551615",
+        "-99999999999999999999",
+        "1e300",
+    ] {
+        let reply = check(amount).await;
+        assert_eq!(
+            errors(&reply),
+            [("/amount_xof".to_owned(), "out_of_range".to_owned())],
+            "{amount}"
+        );
+        let message = reply.json["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("must be from 0 to"), "{message}");
+    }
+    for amount in ["1.5", "\"10\""] {
+        let reply = check(amount).await;
+        assert_eq!(
+            errors(&reply),
+            [("/amount_xof".to_owned(), "invalid_type".to_owned())],
+            "{amount}"
+        );
+    }
+    assert_eq!(check("10000").await.status.as_u16(), 200);
+}
+
+fn coding(system: &str, code: &str) -> Value {
+    json!({"coding": [{"system": system, "code": code}]})
+}
+
+/// A FHIR Claim of one item whose quantity is `quantity`, as written.
+fn fhir_claim(patient: &str, quantity: Value) -> Value {
+    json!({"resourceType": "Claim", "status": "active", "use": "claim", "created": "2026-06-01",
+           "type": coding("http://terminology.hl7.org/CodeSystem/claim-type", "professional"),
+           "identifier": [{"system": "urn:passerelle:claim-id:cms-a", "value": "EXT-Q2"}],
+           "patient": {"reference": format!("Patient/{patient}")},
+           "provider": {"reference": "Organization/cms-a"},
+           "priority": {"coding": [{"code": "normal"}]},
+           "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "any"}}],
+           "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": coding("http://hl7.org/fhir/sid/icd-10", "J06.9")}],
+           "item": [{"sequence": 1, "servicedDate": "2026-06-01",
+                     "productOrService": {"coding": [{"code": "PARA"}], "text": "Acte PARA"},
+                     "category": coding("urn:passerelle:category", "pharmacy"),
+                     "locationCodeableConcept": coding("urn:passerelle:care-level", "health_center"),
+                     "quantity": {"value": quantity}, "unitPrice": {"value": 1000.0, "currency": "XOF"}}]})
+}
+
+/// API.md §3 and §7: a retry that writes `2.0` where the first wrote `2` (or `1000` for
+/// `1000.0`) says the same, and replays the first response.
+async fn a_retry_writing_2_for_2_0_is_the_same_request(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let post = |body: String| {
+        app.send(
+            app.request(Method::POST, "/fhir/r4/Claim")
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json")
+                .header("idempotency-key", "q2")
+                .body(body),
+        )
+    };
+    let first_body = fhir_claim(&s.principal, json!(2.0)).to_string();
+    assert!(first_body.contains("\"value\":2.0"), "{first_body}");
+    let first = post(first_body).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let claims = app.count("claims").await;
+    let retry_body = fhir_claim(&s.principal, json!(2)).to_string().replace("1000.0", "1e3");
+    let retry = post(retry_body).await;
+    assert_eq!(retry.status.as_u16(), 201, "{}", retry.text);
+    assert_eq!(retry.json["id"], first.json["id"]);
+    assert_eq!(app.count("claims").await, claims, "nothing written twice");
+    // Another quantity is another request.
+    let other = post(fhir_claim(&s.principal, json!(3)).to_string()).await;
+    assert_eq!(other.status.as_u16(), 422, "{}", other.text);
+    assert!(other.text.contains("idempotency_key_reused"), "{}", other.text);
+}
+
+async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for id in ["mut-a", "mut-b", "mut-c"] {
+        app.create_org(id, "mutuelle", "TG").await;
+    }
+    let op = app.token("operator", "registry:read audit:read claims:read");
+    let first = app.get("/v1/organizations?limit=1", &op).await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text);
+    let cursor = first.json["next_cursor"].as_str().unwrap().to_owned();
+    let next = app
+        .get(&format!("/v1/organizations?limit=1&cursor={cursor}"), &op)
+        .await;
+    assert_eq!(next.status.as_u16(), 200, "{}", next.text);
+    assert_ne!(next.json["items"][0]["id"], first.json["items"][0]["id"]);
+    for other in ["/v1/claims", "/v1/audit-events", "/v1/products", "/v1/webhooks"] {
+        let token = if other == "/v1/webhooks" {
+            app.token("mut-a", "webhooks:write")
+        } else {
+            op.clone()
+        };
+        let reply = app.get(&format!("{other}?cursor={cursor}"), &token).await;
+        assert_eq!(
+            errors(&reply),
+            [("/query/cursor".to_owned(), "invalid_cursor".to_owned())],
+            "{other}"
+        );
+    }
+    // A cursor handed out before cursors named their list (`c1`, then the key in hex) still
+    // works where it came from.
+    let key = first.json["items"][0]["id"].as_str().unwrap();
+    let legacy: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    let old = app
+        .get(&format!("/v1/organizations?limit=1&cursor=c1{legacy}"), &op)
+        .await;
+    assert_eq!(old.status.as_u16(), 200, "{}", old.text);
+    assert_eq!(old.json["items"], next.json["items"]);
+}
+
+on_both_databases!(
+    a_body_that_is_not_json_is_told_in_our_words,
+    whole_numbers_are_judged_as_whole_numbers,
+    a_retry_writing_2_for_2_0_is_the_same_request,
+    a_cursor_works_on_its_own_list_only,
+);
