@@ -7,7 +7,7 @@ use passerelle_tests::{on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::claims::{provider, setup};
+use crate::claims::{claim, provider, setup, submit};
 
 /// `(field, code)` of every error of a 422.
 fn errors(reply: &Reply) -> Vec<(String, String)> {
@@ -115,6 +115,11 @@ async fn whole_numbers_are_judged_as_whole_numbers(backend: Backend) {
         let message = reply.json["errors"][0]["message"].as_str().unwrap();
         assert!(message.starts_with("must be from 0 to"), "{message}");
     }
+    // However a whole number is written, it is one: in range it is read, out of range said so.
+    assert_eq!(check("10000.0").await.status.as_u16(), 200);
+    assert_eq!(check("1e4").await.status.as_u16(), 200);
+    let reply = check("1e13").await;
+    assert_eq!(errors(&reply), [("/amount_xof".to_owned(), "out_of_range".to_owned())]);
     for amount in ["1.5", "\"10\""] {
         let reply = check(amount).await;
         assert_eq!(
@@ -124,6 +129,42 @@ async fn whole_numbers_are_judged_as_whole_numbers(backend: Backend) {
         );
     }
     assert_eq!(check("10000").await.status.as_u16(), 200);
+}
+
+/// A claim line's quantity or price out of range is said once, not again as a line total too
+/// large; a total too large from quantity and price both in range is said as such.
+async fn a_line_out_of_range_is_one_error(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let line = |quantity: &str, price: &str| -> Value {
+        serde_json::from_str(&format!(
+            r#"[{{"code": "CONS", "category": "consultation", "quantity": {quantity}, "unit_price_xof": {price}}}]"#
+        ))
+        .unwrap()
+    };
+    let reply = submit(
+        app,
+        &token,
+        "l1",
+        &claim("L-1", &s.spouse, "2026-06-01", line("99999999999999999999", "1000")),
+    )
+    .await;
+    assert_eq!(
+        errors(&reply),
+        [("/lines/0/quantity".to_owned(), "out_of_range".to_owned())]
+    );
+    let reply = submit(
+        app,
+        &token,
+        "l2",
+        &claim("L-2", &s.spouse, "2026-06-01", line("2", "1000000000000")),
+    )
+    .await;
+    assert_eq!(
+        errors(&reply),
+        [("/lines/0/unit_price_xof".to_owned(), "line_total_too_large".to_owned())]
+    );
 }
 
 fn coding(system: &str, code: &str) -> Value {
@@ -205,6 +246,22 @@ async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
             "{other}"
         );
     }
+    // Its filters are part of a list: the same filters in another order are the same list,
+    // other filters another.
+    let filtered = app.get("/v1/organizations?kind=mutuelle&limit=1", &op).await;
+    let cursor = filtered.json["next_cursor"].as_str().unwrap().to_owned();
+    let same = app
+        .get(&format!("/v1/organizations?limit=1&cursor={cursor}&kind=mutuelle"), &op)
+        .await;
+    assert_eq!(same.status.as_u16(), 200, "{}", same.text);
+    for other in ["/v1/organizations?limit=1", "/v1/organizations?kind=scheme&limit=1"] {
+        let reply = app.get(&format!("{other}&cursor={cursor}"), &op).await;
+        assert_eq!(
+            errors(&reply),
+            [("/query/cursor".to_owned(), "invalid_cursor".to_owned())],
+            "{other}"
+        );
+    }
     // A cursor handed out before cursors named their list (`c1`, then the key in hex) still
     // works where it came from.
     let key = first.json["items"][0]["id"].as_str().unwrap();
@@ -217,6 +274,7 @@ async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
 }
 
 on_both_databases!(
+    a_line_out_of_range_is_one_error,
     a_body_that_is_not_json_is_told_in_our_words,
     whole_numbers_are_judged_as_whole_numbers,
     a_retry_writing_2_for_2_0_is_the_same_request,

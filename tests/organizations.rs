@@ -174,7 +174,75 @@ async fn the_operator_id_cannot_name_another_organisation(backend: Backend) {
     );
 }
 
+/// An operator suspends an organisation's access and gives it back: its tokens are refused at
+/// once on the replica that deactivated it, within seconds on another, and it shows as such.
+async fn a_deactivated_organisation_is_refused_until_reactivated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let other = app.replica().await;
+    let mutuelle = app.token("mut-a", "registry:read");
+    async fn read(app: &TestApp, token: &str) -> passerelle_tests::Reply {
+        app.get("/v1/organizations/mut-a", token).await
+    }
+    assert_eq!(read(&app, &mutuelle).await.status.as_u16(), 200);
+    assert_eq!(read(&other, &mutuelle).await.status.as_u16(), 200);
+    let post = |path: &str, token: String| app.send(app.request(Method::POST, path).bearer_auth(token));
+    // Only an operator, and not for its own organisation.
+    post(
+        "/v1/organizations/mut-a/deactivate",
+        app.token("mut-a", "admin registry:read"),
+    )
+    .await
+    .problem(403, "forbidden");
+    let own = post("/v1/organizations/operator/deactivate", app.operator()).await;
+    own.problem(409, "conflict");
+    assert_eq!(own.json["errors"][0]["code"], "own_organization");
+    post("/v1/organizations/nobody/deactivate", app.operator())
+        .await
+        .problem(404, "not_found");
+    let audited = app.audited().await;
+    let done = post("/v1/organizations/mut-a/deactivate", app.operator()).await;
+    assert_eq!(done.status.as_u16(), 200, "{}", done.text);
+    assert!(done.json["deactivated_at"].is_string(), "{}", done.text);
+    assert_eq!(app.audited().await, audited + 1);
+    let refused = read(&app, &mutuelle).await;
+    refused.problem(403, "forbidden");
+    assert!(refused.text.contains("désactivée"), "{}", refused.text);
+    // Another replica learns it within its next reading (5 s).
+    let mut elsewhere = read(&other, &mutuelle).await;
+    for _ in 0..80 {
+        if elsewhere.status.as_u16() == 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        elsewhere = read(&other, &mutuelle).await;
+    }
+    elsewhere.problem(403, "forbidden");
+    let again = post("/v1/organizations/mut-a/deactivate", app.operator()).await;
+    again.problem(409, "conflict");
+    assert_eq!(again.json["errors"][0]["code"], "already_deactivated");
+    let listed = app.get("/v1/organizations?kind=mutuelle", &app.operator()).await;
+    assert_eq!(listed.json["items"][0]["deactivated_at"], done.json["deactivated_at"]);
+    // Back: accepted again, and shown without the date.
+    let back = post("/v1/organizations/mut-a/reactivate", app.operator()).await;
+    assert_eq!(back.status.as_u16(), 200, "{}", back.text);
+    assert!(back.json.get("deactivated_at").is_none(), "{}", back.text);
+    assert_eq!(read(&app, &mutuelle).await.status.as_u16(), 200);
+    let twice = post("/v1/organizations/mut-a/reactivate", app.operator()).await;
+    assert_eq!(twice.json["errors"][0]["code"], "already_active", "{}", twice.text);
+    let actions = app
+        .db
+        .scalar(
+            "SELECT count(*) FROM (SELECT action, resource_id FROM audit_events UNION ALL \
+             SELECT action, resource_id FROM audit_queue) e WHERE e.resource_id = 'mut-a' \
+             AND e.action IN ('organization.deactivated', 'organization.reactivated')",
+        )
+        .await;
+    assert_eq!(actions, 2);
+}
+
 on_both_databases!(
+    a_deactivated_organisation_is_refused_until_reactivated,
     the_operator_id_cannot_name_another_organisation,
     create_then_read,
     the_operator_exists_from_the_first_start,

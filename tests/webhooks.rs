@@ -555,7 +555,46 @@ async fn a_replay_after_deletion_gets_no_secret(backend: Backend) {
     );
 }
 
+/// A deactivated organisation is sent no new event; reactivated, it is sent those that follow.
+async fn a_deactivated_organisation_is_sent_nothing_new(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    let switch = |action: &str| {
+        app.send(
+            app.request(reqwest::Method::POST, &format!("/v1/organizations/mut-a/{action}"))
+                .bearer_auth(app.operator()),
+        )
+    };
+    assert_eq!(switch("deactivate").await.status.as_u16(), 200);
+    let token = provider(&app);
+    let quiet = submit(
+        &app,
+        &token,
+        "d1",
+        &claim("D-1", &s.spouse, "2026-06-01", one_line(5000)),
+    )
+    .await;
+    assert_eq!(quiet.status.as_u16(), 201, "{}", quiet.text);
+    assert_eq!(app.count("webhook_deliveries").await, 0);
+    assert_eq!(switch("reactivate").await.status.as_u16(), 200);
+    let heard = submit(
+        &app,
+        &token,
+        "d2",
+        &claim("D-2", &s.spouse, "2026-06-02", one_line(5000)),
+    )
+    .await;
+    assert_eq!(heard.status.as_u16(), 201, "{}", heard.text);
+    let got = wait_for(&r, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(&got[0].2).unwrap();
+    assert_eq!(body["data"]["id"], heard.json["id"]);
+}
+
 on_both_databases!(
+    a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,

@@ -27,6 +27,7 @@ async fn store(backend: Backend) -> (TestDatabase, Database, Arc<dyn Store>) {
         name: "Mutuelle A".into(),
         registration_number: None,
         created_at: at,
+        deactivated_at: None,
     };
     store.create_organization(&ctx(None), &org).await.unwrap();
     (db, database, store)
@@ -79,6 +80,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
         key: "k1".into(),
         fingerprint: "f1".into(),
         canonical: None,
+        legacy_canonical: None,
     };
     let created = store.create_batch(&ctx(Some(key.clone())), &batch("b1")).await.unwrap();
     assert!(!created.replayed);

@@ -43,6 +43,7 @@ fn org(id: &str, kind: OrgKind) -> Organization {
         name: format!("Organisation {id} — Tsévié"),
         registration_number: None,
         created_at: at(0),
+        deactivated_at: None,
     }
 }
 
@@ -180,6 +181,7 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
             key: "k-1".into(),
             fingerprint: fp.into(),
             canonical: Some(format!("canonical-{fp}")),
+            legacy_canonical: None,
         }),
         ..ctx("r")
     };
@@ -207,12 +209,14 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
         key: key.into(),
         fingerprint: fp.into(),
         canonical: Some(format!("canonical-{fp}")),
+        legacy_canonical: None,
     };
     // Other bytes saying the same (the same canonical fingerprint) replay too.
     let respelt = IdempotencyKey {
         key: "k-1".into(),
         fingerprint: "fp-respelt".into(),
         canonical: Some("canonical-fp-a".into()),
+        legacy_canonical: None,
     };
     assert!(store.replay("operator", &respelt).await.unwrap().is_some());
     let again = store
@@ -244,6 +248,7 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
             key: "k-old".into(),
             fingerprint: "fp-old".into(),
             canonical: None,
+            legacy_canonical: None,
         }),
         ..ctx("r")
     };
@@ -255,6 +260,7 @@ async fn idempotency_replays_and_refuses_a_different_body(backend: Backend) {
         key: "k-old".into(),
         fingerprint: "fp-old".into(),
         canonical: Some("canonical-fp-old".into()),
+        legacy_canonical: None,
     };
     assert!(store.replay("operator", &same_bytes).await.unwrap().is_some());
     let other_bytes = IdempotencyKey {

@@ -91,6 +91,7 @@ pub async fn state(config: Config, db: &Database) -> Result<AppState, String> {
         auth: Arc::new(auth),
         clock: Arc::new(SystemClock),
         org_kinds: Arc::new(OrgKindCache::default()),
+        deactivated: Arc::new(crate::state::DeactivatedOrgs::default()),
         batch_queued: Arc::new(tokio::sync::Notify::new()),
         bulk: Arc::new(crate::bulk::runner::Control::default()),
         rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
@@ -113,6 +114,7 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
         name: config.operator_name.clone(),
         registration_number: None,
         created_at: now,
+        deactivated_at: None,
     };
     let ctx = WriteContext {
         organization: config.operator_org.to_string(),
@@ -133,6 +135,10 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
         .get_organization(config.operator_org.as_str())
         .await
         .map_err(|e| format!("cannot read the operator organisation: {e}"))?;
+    // Before the first request: a deactivated organisation is refused from the start.
+    crate::housekeeping::read_deactivated(state)
+        .await
+        .map_err(|e| format!("cannot read the deactivated organisations: {e}"))?;
     match stored {
         Some(o) if o.kind == passerelle_domain::organization::OrgKind::Operator => Ok(()),
         Some(o) => Err(format!(
@@ -290,6 +296,7 @@ async fn context(mut request: Request, next: Next) -> Response {
     let ctx = RequestContext {
         lang,
         path: request.uri().path().to_owned(),
+        query: request.uri().query().unwrap_or_default().to_owned(),
         request_id: request_id.clone(),
     };
     let inner_ctx = ctx.clone();

@@ -89,6 +89,7 @@ pub async fn seed(state: &AppState, secret: &Secret) -> Result<Vec<(String, OrgK
             name: (*name).to_owned(),
             registration_number: None,
             created_at: now,
+            deactivated_at: None,
         };
         state
             .store

@@ -264,6 +264,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
             kind
         }
     };
+    if state.deactivated.contains(org.as_str()) {
+        return Err(ApiError::forbidden(
+            "This organisation is deactivated: its requests are refused until the operator of the exchange reactivates it.",
+            "Cette organisation est désactivée : ses requêtes sont refusées jusqu'à ce que l'opérateur de la passerelle la réactive.",
+        ));
+    }
     // After the token is verified: a forged `org` must not spend another organisation's rate.
     state
         .rate_limits
@@ -389,13 +395,18 @@ impl Idempotency {
         };
         // A JSON body also counts by what it says, not how it is spelt: a client that serialises
         // its retry again (another member order, other spacing) is sending the same request.
-        let canonical = serde_json::from_slice::<Value>(body)
-            .ok()
-            .map(|json| hash(canonical_json(&json).to_string().as_bytes()));
+        let json = serde_json::from_slice::<Value>(body).ok();
+        let canonical = json
+            .as_ref()
+            .map(|json| hash(canonical_json(json, true).to_string().as_bytes()));
+        let legacy_canonical = json
+            .as_ref()
+            .map(|json| hash(canonical_json(json, false).to_string().as_bytes()));
         Ok(Idempotency(Some(IdempotencyKey {
             key: key.to_owned(),
             fingerprint: hash(body),
             canonical,
+            legacy_canonical,
         })))
     }
 }
@@ -430,8 +441,9 @@ fn unparsable_response(e: &serde_json::Error) -> String {
     )
 }
 
-/// A JSON value with every object's members in key order, so that equal values print alike.
-fn canonical_json(value: &Value) -> Value {
+/// A JSON value with every object's members in key order, so that equal values print alike;
+/// with `by_value`, numbers too (`canonical_number`). Without, the form of earlier releases.
+fn canonical_json(value: &Value, by_value: bool) -> Value {
     match value {
         Value::Object(members) => {
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
@@ -439,12 +451,12 @@ fn canonical_json(value: &Value) -> Value {
             Value::Object(
                 sorted
                     .into_iter()
-                    .map(|(k, v)| (k.clone(), canonical_json(v)))
+                    .map(|(k, v)| (k.clone(), canonical_json(v, by_value)))
                     .collect(),
             )
         }
-        Value::Array(items) => Value::Array(items.iter().map(canonical_json).collect()),
-        Value::Number(n) => Value::Number(canonical_number(n)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| canonical_json(v, by_value)).collect()),
+        Value::Number(n) if by_value => Value::Number(canonical_number(n)),
         other => other.clone(),
     }
 }
@@ -630,5 +642,11 @@ mod tests {
         let first = key(r#"{"a": 1, "b": 2}"#);
         assert!(key(r#"{"a": 1, "b": 2}"#).same_request(&first.fingerprint, None));
         assert!(!key(r#"{"b": 2, "a": 1}"#).same_request(&first.fingerprint, None));
+        // A key kept by a release that read numbers as written: a retry reordered, its `2.0`
+        // unchanged, still matches the canonical form that release stored.
+        let first = key(r#"{"q": 2.0, "a": 1}"#);
+        let stored_then = first.legacy_canonical.clone();
+        assert!(key(r#"{"a": 1, "q": 2.0}"#).same_request("other bytes", stored_then.as_deref()));
+        assert!(!key(r#"{"a": 1, "q": 3.0}"#).same_request("other bytes", stored_then.as_deref()));
     }
 }

@@ -65,16 +65,14 @@ impl<'a> Fields<'a> {
         value
     }
 
-    /// A whole number. One past what an `i64` holds (`99999999999999999999`, which JSON parsers
-    /// read as a float) reads as `i64::MAX` (`i64::MIN` below), so that the caller's range
-    /// check answers `out_of_range` with the field's own range: every caller bounds the value it
-    /// reads. A fraction, or a whole number written as one within that range (`2.0`), is
-    /// `invalid_type`.
+    /// A whole number, however written (`2`, `2.0`; see [`whole_number`]). One past what an
+    /// `i64` holds reads as `i64::MAX` (`i64::MIN` below), so that the caller's range check
+    /// answers `out_of_range` with the field's own range: every caller bounds the value it
+    /// reads. A fraction is `invalid_type`.
     pub fn opt_i64(&mut self, name: &'static str) -> Option<i64> {
         match self.get(name) {
             None => None,
-            Some(Value::Number(n)) if whole_beyond_i64(n).is_some() => whole_beyond_i64(n),
-            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+            Some(Value::Number(n)) if whole_number(n).is_some() => whole_number(n),
             Some(_) => {
                 let p = self.pointer(name);
                 self.errors.push(type_error(&p, "a whole number", "un nombre entier"));
@@ -195,29 +193,22 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// A whole number past what an `i64` holds, saturated: `i64::MAX` above, `i64::MIN` below.
-/// `None` for any number an `i64` holds, and for fractions, infinities and NaN.
-pub fn whole_beyond_i64(n: &serde_json::Number) -> Option<i64> {
-    if n.is_i64() {
-        return None;
+/// The value of a whole number however it is written (`2`, `2.0`, `2e0`: JSON has one number
+/// type, and the idempotency fingerprint reads them alike), past what an `i64` holds saturated
+/// to `i64::MAX` or `i64::MIN` so that the field's own range check answers `out_of_range`.
+/// `None` for fractions. (A number past about 1e308 is no JSON number serde reads: the body is
+/// 400.)
+pub fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
     }
     if n.is_u64() {
         // Past `i64::MAX`, within `u64`.
         return Some(i64::MAX);
     }
-    // A float: every float from 2^63 up is a whole number, and past `i64::MAX` (an integer
-    // written with more digits than a `u64` holds is read as such a float). At -2^63 and below
-    // likewise (-2^63 itself is where `-9223372036854775809` rounds to). Smaller floats are not
-    // read as whole numbers here: `2.0` stays a type error.
-    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-    let f = n.as_f64().filter(|f| f.is_finite())?;
-    if f >= TWO_POW_63 {
-        Some(i64::MAX)
-    } else if f <= -TWO_POW_63 {
-        Some(i64::MIN)
-    } else {
-        None
-    }
+    let f = n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+    // Whole: exact within `i64`, saturated beyond it (`as` saturates).
+    Some(f as i64)
 }
 
 /// Parse errors first; then the rule errors for fields that parsing did not already report (a
@@ -287,8 +278,8 @@ mod tests {
             .all(|e| e.code == "invalid_type" && e.field.starts_with("/rules/")));
     }
 
-    /// A whole number too large for an `i64` is one all the same: the caller's range check calls
-    /// it out of range. A fraction is still no whole number.
+        /// A whole number too large for an `i64` is one all the same: the caller's range check calls
+    /// it out of range. A whole number written as a float is one; a fraction is not.
     #[test]
     fn a_whole_number_past_i64_reads_as_out_of_any_range() {
         let body: Value = serde_json::from_str(
@@ -306,16 +297,11 @@ mod tests {
         assert_eq!(f.opt_i64("e"), Some(i64::MAX));
         assert_eq!(f.opt_i64("max"), Some(i64::MAX));
         assert_eq!(f.opt_i64("small"), Some(-3));
-        assert_eq!(f.opt_i64("two"), None);
+                // However it is written: `2.0` is 2.
+        assert_eq!(f.opt_i64("two"), Some(2));
         assert_eq!(f.opt_i64("half"), None);
         let errors: Vec<_> = f.finish().into_iter().map(|e| (e.field, e.code)).collect();
-        assert_eq!(
-            errors,
-            [
-                ("/two".to_owned(), "invalid_type".to_owned()),
-                ("/half".to_owned(), "invalid_type".to_owned())
-            ]
-        );
+        assert_eq!(errors, [("/half".to_owned(), "invalid_type".to_owned())]);
     }
 
     #[test]

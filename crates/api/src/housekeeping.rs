@@ -1,4 +1,5 @@
-//! What the service forgets on its own: `Idempotency-Key`s past their retention.
+//! What the service does on its own: forget `Idempotency-Key`s past their retention, and learn
+//! which organisations another replica deactivated.
 //!
 //! A key keeps the first response to replay it, and a registration's response holds names,
 //! national ids and phone numbers: kept for ever, it would be a copy of the register outside
@@ -12,7 +13,22 @@ use crate::state::AppState;
 /// How often expired keys are looked for; the first look is at start.
 const EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the deactivated organisations are read again: how long another replica may still
+/// let one in after a deactivation (the replica that made it refuses at once).
+pub const DEACTIVATED_EVERY: Duration = Duration::from_secs(5);
+
 pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
+    let deactivations = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DEACTIVATED_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = read_deactivated(&deactivations).await {
+                tracing::warn!(error = %e, "the deactivated organisations could not be read");
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -21,6 +37,13 @@ pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
             forget_expired(&state).await;
         }
     })
+}
+
+/// Reads which organisations are deactivated now.
+pub async fn read_deactivated(state: &AppState) -> Result<(), passerelle_domain::error::StoreError> {
+    let orgs = state.store.deactivated_organizations().await?;
+    state.deactivated.replace(orgs);
+    Ok(())
 }
 
 /// Forgets the keys older than the retention; a failure is logged and tried again next time.

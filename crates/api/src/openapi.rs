@@ -7,7 +7,7 @@
 
 use passerelle_domain::claim::ClaimStatus;
 use passerelle_domain::error::{FieldError, StoreError};
-use passerelle_domain::pagination::encode_cursor;
+use passerelle_domain::pagination::encode_list_cursor;
 use serde_json::{json, Value};
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
@@ -245,6 +245,7 @@ fn problem_body(error: &ApiError, lang: Lang, instance: &str) -> Value {
     let ctx = RequestContext {
         lang,
         path: instance.to_owned(),
+        query: String::new(),
         request_id: EXAMPLE_REQUEST_ID.to_owned(),
     };
     serde_json::to_value(error.to_problem(&ctx)).unwrap_or_default()
@@ -864,7 +865,7 @@ fn add_list_examples(doc: &mut Document) {
             _ => None,
         };
         let Some(example) = example else { continue };
-        let cursor = next_key(item, &example).map(|key| encode_cursor(&key));
+        let cursor = next_key(item, &example).map(|key| encode_list_cursor(name, &key));
         found.push((name.clone(), json!({"items": [example], "next_cursor": cursor})));
     }
     for (name, example) in found {

@@ -51,6 +51,8 @@ impl Lang {
 pub struct RequestContext {
     pub lang: Lang,
     pub path: String,
+    /// The query string, without its `?` (empty when none).
+    pub query: String,
     pub request_id: String,
 }
 
@@ -438,6 +440,16 @@ fn conflict_of(constraint: &str) -> ApiError {
                 "déjà enregistrée sur cette couverture ; annulez d'abord cette cotisation pour l'enregistrer à nouveau",
             )],
         },
+        "already_deactivated" => coded_conflict(
+            "already_deactivated",
+            "This organisation is already deactivated.",
+            "Cette organisation est déjà désactivée.",
+        ),
+        "already_active" => coded_conflict(
+            "already_active",
+            "This organisation is not deactivated.",
+            "Cette organisation n'est pas désactivée.",
+        ),
         "already_cancelled" => coded_conflict(
             "already_cancelled",
             "This contribution is already cancelled.",

@@ -63,15 +63,36 @@ impl PageQuery {
 }
 
 /// The list a request reads, as its cursors name it: the request's path (`/v1/claims`,
-/// `/v1/coverages/{id}/contributions` with its id), so that a cursor handed out by one list is
-/// refused by every other instead of naming a position that means nothing there. Decoded, so
-/// that `%61bc` and `abc` are one list.
-fn this_list() -> String {
+/// `/v1/coverages/{id}/contributions` with its id) and its filters (`status=paid`), so that a
+/// cursor handed out by one list is refused by every other instead of naming a position that
+/// means nothing there, or skipping what the other list holds before it. Decoded and sorted, so
+/// that `%61bc` and `abc`, or filters in another order, are one list; the page's own parameters
+/// (`limit`, `cursor`, FHIR's `_count`) are not part of it.
+pub(crate) fn this_list() -> String {
     crate::problem::REQUEST
         .try_with(|r| {
-            percent_encoding::percent_decode_str(&r.path)
-                .decode_utf8_lossy()
-                .into_owned()
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let mut filters: Vec<(String, String)> = r
+                .query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (decode(k), decode(v))
+                })
+                .filter(|(k, _)| !matches!(k.as_str(), "limit" | "cursor" | "_count"))
+                .collect();
+            filters.sort();
+            let mut list = decode(&r.path);
+            for (i, (k, v)) in filters.iter().enumerate() {
+                list.push(if i == 0 { '?' } else { '&' });
+                list.push_str(&format!("{k}={v}"));
+            }
+            list
         })
         .unwrap_or_default()
 }

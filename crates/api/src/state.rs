@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub org_kinds: Arc<OrgKindCache>,
+    /// The organisations an operator deactivated, whose requests are refused.
+    pub deactivated: Arc<DeactivatedOrgs>,
     /// Wakes this replica's bulk registration worker when a job is queued.
     pub batch_queued: Arc<tokio::sync::Notify>,
     /// Stops this replica's bulk registration worker at a group boundary when the process stops.
@@ -33,6 +35,33 @@ pub struct AppState {
 /// from the database once per process, not once per request.
 #[derive(Default)]
 pub struct OrgKindCache(RwLock<HashMap<String, OrgKind>>);
+
+/// The deactivated organisations, kept in memory so that the check costs a request nothing: the
+/// replica that deactivates one knows at once, the others within `housekeeping::DEACTIVATED_EVERY`.
+#[derive(Default)]
+pub struct DeactivatedOrgs(RwLock<std::collections::HashSet<String>>);
+
+impl DeactivatedOrgs {
+    pub fn contains(&self, org: &str) -> bool {
+        self.0.read().is_ok_and(|s| s.contains(org))
+    }
+
+    pub fn set(&self, org: &str, deactivated: bool) {
+        if let Ok(mut s) = self.0.write() {
+            if deactivated {
+                s.insert(org.to_owned());
+            } else {
+                s.remove(org);
+            }
+        }
+    }
+
+    pub fn replace(&self, orgs: Vec<String>) {
+        if let Ok(mut s) = self.0.write() {
+            *s = orgs.into_iter().collect();
+        }
+    }
+}
 
 impl OrgKindCache {
     pub fn get(&self, org: &str) -> Option<OrgKind> {

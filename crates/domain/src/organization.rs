@@ -94,6 +94,10 @@ pub struct Organization {
     pub name: String,
     pub registration_number: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Set while an operator has deactivated the organisation: its requests are refused.
+    /// (Absent from answers kept for idempotency before it existed.)
+    #[serde(default)]
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -206,6 +210,7 @@ impl OrganizationDraft {
                 name,
                 registration_number,
                 created_at,
+                deactivated_at: None,
             }),
             _ => Err(errors),
         }

@@ -60,13 +60,19 @@ pub struct IdempotencyKey {
     /// Of the same with a JSON body in canonical form (member order and spacing aside), when
     /// the body is JSON: a retry serialised again matches on this one.
     pub canonical: Option<String>,
+    /// The canonical form as it was before numbers were read by value (`2.0` then differed
+    /// from `2`): a key kept by an earlier release holds that one, and its retries must still
+    /// match it for as long as keys are kept. Never stored.
+    pub legacy_canonical: Option<String>,
 }
 
 impl IdempotencyKey {
     /// Whether a key claimed with these fingerprints was claimed by this same request. A key
     /// claimed before canonical fingerprints were kept has none, and matches on its bytes.
     pub fn same_request(&self, fingerprint: &str, canonical: Option<&str>) -> bool {
-        self.fingerprint == fingerprint || canonical.is_some_and(|c| self.canonical.as_deref() == Some(c))
+        self.fingerprint == fingerprint
+            || canonical
+                .is_some_and(|c| self.canonical.as_deref() == Some(c) || self.legacy_canonical.as_deref() == Some(c))
     }
 }
 
@@ -129,6 +135,19 @@ pub trait OrganizationStore: Send + Sync {
     async fn ensure_organization(&self, ctx: &WriteContext, org: &Organization) -> Result<bool, StoreError>;
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError>;
+
+    /// Deactivates the organisation (`active` false) or reactivates it, with its audit event,
+    /// and answers it as it now is: `None` when there is no such organisation, `Conflict`
+    /// `already_deactivated` or `already_active` when it is so already.
+    async fn set_organization_active(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        active: bool,
+    ) -> Result<Option<Organization>, StoreError>;
+
+    /// The ids of the organisations deactivated now.
+    async fn deactivated_organizations(&self) -> Result<Vec<String>, StoreError>;
 
     /// Ordered by id.
     async fn list_organizations(

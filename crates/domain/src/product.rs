@@ -202,8 +202,9 @@ impl ProductVersion {
 /// Whether `next` may follow `versions` (the product's history, the latest last) when created
 /// on `today`: the same layer (coverages carry the layer of the product they were created under,
 /// so it cannot change beneath them), and an `effective_from` later than that of the version in
-/// force today. What has taken effect stays as it was; a version scheduled from `next`'s day or
-/// later never takes effect (see [`select_version`]): that is how a mistaken one is corrected.
+/// force today (a past day is a correction from then on, as it always was; claims already priced
+/// keep their terms). A version scheduled from `next`'s day or later never takes effect (see
+/// [`select_version`]): that is how a mistaken one is corrected.
 pub fn check_successor(versions: &[ProductVersion], next: &ProductDraftValid, today: NaiveDate) -> Vec<FieldError> {
     successor_faults(versions, Some(next.layer), Some(next.effective_from), today)
 }
@@ -258,6 +259,15 @@ pub fn select_version(versions: &[ProductVersion], on: NaiveDate) -> Option<&Pro
         .iter()
         .filter(|v| v.effective_from <= on)
         .max_by_key(|v| v.version)
+}
+
+/// The version in force on `on`, or before the product starts, the one it starts with: what a
+/// registration dated before the start is judged by. `None` only without any version.
+pub fn select_version_or_first(versions: &[ProductVersion], on: NaiveDate) -> Option<&ProductVersion> {
+    select_version(versions, on).or_else(|| {
+        let start = versions.iter().map(|v| v.effective_from).min()?;
+        select_version(versions, start)
+    })
 }
 
 /// The version that superseded `version` before it took effect: the lowest-numbered later one
@@ -980,6 +990,16 @@ mod tests {
         assert_eq!(codes(&history, &next)[0].1, "not_after_current_version");
         // Before the first version starts, anything goes.
         assert_eq!(check_successor(&history, &next, date("2025-12-31")), []);
+    }
+
+    #[test]
+    fn before_the_start_the_version_the_product_starts_with_applies() {
+        // v1 was to start on 1 March; v2 superseded it from 1 February.
+        let versions = vec![version("2027-03-01", 1, vec![]), version("2027-02-01", 2, vec![])];
+        let on = |d| select_version_or_first(&versions, date(d)).map(|v| v.version);
+        assert_eq!(on("2027-01-15"), Some(2));
+        assert_eq!(on("2027-03-15"), Some(2));
+        assert_eq!(select_version_or_first(&[], date("2027-01-15")), None);
     }
 
     #[test]

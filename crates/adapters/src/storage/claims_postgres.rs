@@ -100,7 +100,8 @@ impl PgStore {
         .push_bind(ctx.at)
         .push(
             " FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-             WHERE EXISTS (SELECT 1 FROM ok) AND s.deleted_at IS NULL AND s.events LIKE '% claim.submitted %' \
+                          WHERE EXISTS (SELECT 1 FROM ok) AND s.deleted_at IS NULL AND o.deactivated_at IS NULL \
+             AND s.events LIKE '% claim.submitted %' \
              AND (s.organization IN (",
         );
         {

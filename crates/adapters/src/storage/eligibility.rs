@@ -297,18 +297,21 @@ impl EligibilityStore for This {
                 Some(version) => Some(self.product_version(&coverage.product, version).await?),
                 None => None,
             };
-            // Versions are numbered in the order of their days, so the later ones are those
-            // above the one in force; their bodies come from the same cache. They only move a
-            // reason's `until`: one that cannot be read (the primary out of reach for a version
-            // not cached yet) leaves a check answered without it rather than failing it. A claim
-            // keeps its reasons, so it fails instead, and its retry reads them whole.
+            // The versions that may take effect after the service date are numbered above the
+            // one in force (a lower number starting later was superseded); their bodies come
+            // from the same cache. They only move a reason's `until`: when one cannot be read
+            // (the primary out of reach for a version not cached yet), a check is answered
+            // without any of them, since a missing one may be what supersedes the others, rather
+            // than failed. A claim keeps its reasons, so it fails instead, and its retry reads
+            // them whole.
             let mut later_versions = Vec::new();
             for version in row.product_version.unwrap_or(0) + 1..=row.latest_version.unwrap_or(0) {
                 match self.product_version(&coverage.product, version).await {
                     Ok(body) => later_versions.push(body),
                     Err(e) if from_primary => return Err(e),
                     Err(e) => {
-                        tracing::warn!(error = %e, version, "a later product version could not be read; until days ignore it");
+                        tracing::warn!(error = %e, version, "a later product version could not be read; until days ignore the later versions");
+                        later_versions.clear();
                         break;
                     }
                 }

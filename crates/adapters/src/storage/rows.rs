@@ -22,6 +22,7 @@ pub(crate) struct OrgRow {
     pub name: String,
     pub registration_number: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<OrgRow> for Organization {
@@ -35,6 +36,7 @@ impl TryFrom<OrgRow> for Organization {
             name: row.name,
             registration_number: row.registration_number,
             created_at: row.created_at,
+            deactivated_at: row.deactivated_at,
         })
     }
 }

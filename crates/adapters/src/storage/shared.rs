@@ -312,7 +312,7 @@ async fn insert_organization(tx: &mut Tx, org: &Organization) -> Result<bool, St
     Ok(inserted == 1)
 }
 
-const ORG_COLUMNS: &str = "id, kind, country, name, registration_number, created_at";
+const ORG_COLUMNS: &str = "id, kind, country, name, registration_number, created_at, deactivated_at";
 
 #[async_trait]
 impl OrganizationStore for This {
@@ -368,6 +368,58 @@ impl OrganizationStore for This {
             .await
             .map_err(db_err)?;
         row.map(Organization::try_from).transpose()
+    }
+
+    async fn set_organization_active(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        active: bool,
+    ) -> Result<Option<Organization>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let statement = if active {
+            "UPDATE organizations SET deactivated_at = NULL WHERE id = $1 AND deactivated_at IS NOT NULL"
+        } else {
+            "UPDATE organizations SET deactivated_at = $2 WHERE id = $1 AND deactivated_at IS NULL"
+        };
+        let changed = sqlx::query(statement)
+            .bind(id)
+            .bind(ctx.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        if changed == 0 {
+            return Err(StoreError::Conflict {
+                constraint: if active {
+                    "already_active"
+                } else {
+                    "already_deactivated"
+                }
+                .into(),
+            });
+        }
+        let action = if active {
+            "organization.reactivated"
+        } else {
+            "organization.deactivated"
+        };
+        queue_events(&mut tx, &[ctx.audit(action, "organization", id)]).await?;
+        self.commit(tx).await?;
+        Organization::try_from(row).map(Some)
+    }
+
+    async fn deactivated_organizations(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM organizations WHERE deactivated_at IS NOT NULL")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)
     }
 
     async fn list_organizations(

@@ -29,7 +29,7 @@ async fn enqueue(
          next_attempt_at, created_at) \
          SELECT $1 || ':' || s.id, s.id, $1, $2, $3, 'pending', 0, $4, $4 \
          FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-         WHERE s.deleted_at IS NULL AND s.events LIKE $5 \
+                  WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE $5 \
          AND (s.organization IN ($6, $7, $8, $9) OR o.kind IN ('operator', 'auditor'))",
     )
     .bind(&event_id)

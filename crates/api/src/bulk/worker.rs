@@ -19,7 +19,7 @@ use passerelle_domain::ports::{
     BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, NewHousehold, Registered,
     WriteContext,
 };
-use passerelle_domain::product::{select_version, ProductVersion};
+use passerelle_domain::product::{select_version_or_first, ProductVersion};
 use passerelle_domain::registration::RegistrationDraft;
 use tokio::sync::mpsc;
 
@@ -290,7 +290,7 @@ impl Job<'_> {
         };
         let start = draft.start_date.as_deref().and_then(parse_date);
         let chosen = match start {
-            Some(d) => select_version(versions, d).or(versions.first()),
+            Some(d) => select_version_or_first(versions, d),
             None => versions.last(),
         };
         Ok(chosen.cloned())

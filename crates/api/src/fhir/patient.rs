@@ -8,9 +8,6 @@ use passerelle_domain::coverage::{Coverage, CoverageStatus, Relationship};
 use passerelle_domain::eligibility::BirthDatePrecision;
 use passerelle_domain::error::FieldError;
 use passerelle_domain::pagination::{encode_list_cursor, PageRequest};
-
-/// The list a Coverage search's cursors belong to: another list's are refused.
-const COVERAGE_SEARCH: &str = "/fhir/r4/Coverage";
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -365,21 +362,24 @@ pub async fn search_coverage(
         .map(|b| b.strip_prefix("Patient/").unwrap_or(b))
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
-    let page = PageRequest::parse_list(COVERAGE_SEARCH, query.count.as_deref(), query.cursor.as_deref()).map_err(
-        |errors| {
-            ApiError::validation(
-                errors
-                    .into_iter()
-                    .map(|mut e| {
-                        if e.field == "/query/limit" {
-                            e.field = "/query/_count".into();
-                        }
-                        e
-                    })
-                    .collect(),
-            )
-        },
-    )?;
+    let page = PageRequest::parse_list(
+        &crate::routes::this_list(),
+        query.count.as_deref(),
+        query.cursor.as_deref(),
+    )
+    .map_err(|errors| {
+        ApiError::validation(
+            errors
+                .into_iter()
+                .map(|mut e| {
+                    if e.field == "/query/limit" {
+                        e.field = "/query/_count".into();
+                    }
+                    e
+                })
+                .collect(),
+        )
+    })?;
     let result = crate::routes::registry::coverages_of(&state, &auth.caller, beneficiary, &page).await?;
     let escaped = percent_encoding::utf8_percent_encode(beneficiary, percent_encoding::NON_ALPHANUMERIC);
     let base = format!("/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}", page.limit);
@@ -393,7 +393,10 @@ pub async fn search_coverage(
     if let Some(next) = result.next_key.as_deref() {
         link.push(BundleLink {
             relation: "next",
-            url: format!("{base}&cursor={}", encode_list_cursor(COVERAGE_SEARCH, next)),
+            url: format!(
+                "{base}&cursor={}",
+                encode_list_cursor(&crate::routes::this_list(), next)
+            ),
         });
     }
     Ok(Fhir(Bundle {

@@ -30,20 +30,9 @@ fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> 
 }
 
 /// A FHIR decimal (`Money.value`, `Quantity.value`) that holds a whole number: `10000` or
-/// `10000.0`. Fractions are `None`. JSON parsers read `10000.0` as a binary float; every whole
-/// number up to 2^53 is exact in one, and larger ones must be written without a fraction.
+/// `10000.0`, as `/v1` reads them ([`crate::fields::whole_number`]). Fractions are `None`.
 pub fn whole(value: &Value) -> Option<i64> {
-    if let Some(n) = value.as_i64() {
-        return Some(n);
-    }
-    // Whole but beyond `i64`: out of the element's range, not of the wrong type.
-    if let Some(n) = value.as_number().and_then(crate::fields::whole_beyond_i64) {
-        return Some(n);
-    }
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    let f = value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)?;
-    // Whole and within ±2^53: the conversion is exact.
-    Some(f as i64)
+    value.as_number().and_then(crate::fields::whole_number)
 }
 
 /// Whether two FHIRPaths name the same element, or one is inside the other: a fault already
@@ -339,11 +328,8 @@ impl Translation {
             }
         }
         match value.get("value") {
+            // Past what any amount may be, `whole` saturates: the `/v1` range rule says so.
             Some(v) if whole(v).is_some() => whole(v).map(Value::from),
-            Some(v) if v.is_u64() => {
-                // Past what any amount may be: the `/v1` range rule says so.
-                Some(Value::from(i64::MAX))
-            }
             Some(_) => {
                 self.error(
                     &format!("{element}.value"),

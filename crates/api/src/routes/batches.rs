@@ -353,6 +353,7 @@ pub async fn upload(
             key: key.key,
             fingerprint: spooled.digest.clone(),
             canonical: None,
+            legacy_canonical: None,
         }),
     );
     let batch = NewBatch {

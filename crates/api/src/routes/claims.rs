@@ -647,7 +647,9 @@ pub(crate) fn read_claim(
                 else {
                     continue;
                 };
-                if quantity < 1 || price < 1 {
+                // A quantity or price already refused says enough: their product would only add a
+                // second error about the same mistake.
+                if !(1..=MAX_QUANTITY).contains(&quantity) || !(1..=MAX_XOF).contains(&price) {
                     continue;
                 }
                 let Ok(line_total) = billed(quantity, Xof(price)) else {
@@ -1012,14 +1014,27 @@ fn fact_faults(
     care: Option<&Care<'_>>,
     judge_base: bool,
 ) -> Vec<FieldError> {
-    if let Some(first_start) = facts.coverages.iter().map(|c| c.coverage.start_date).min() {
+    if let Some(first) = facts.coverages.iter().min_by_key(|c| c.coverage.start_date) {
+        let first_start = first.coverage.start_date;
         if service_date < first_start {
-            return vec![FieldError::new(
-                "/service_date",
-                "before_coverage",
-                format!("is before the person's coverages begin ({first_start})"),
-                format!("précède le début des couvertures de la personne ({first_start})"),
-            )];
+            // The day is named only when the caller may see that coverage: a scheme is not told
+            // when another mutuelle's coverage began.
+            let c = &first.coverage;
+            let seen = matches!(caller.kind, OrgKind::Provider | OrgKind::Operator | OrgKind::Auditor)
+                || c.organization == caller.org.as_str()
+                || c.layer == passerelle_domain::product::Layer::Base;
+            let (en, fr) = if seen {
+                (
+                    format!("is before the person's coverages begin ({first_start})"),
+                    format!("précède le début des couvertures de la personne ({first_start})"),
+                )
+            } else {
+                (
+                    "is before the person's coverages begin".to_owned(),
+                    "précède le début des couvertures de la personne".to_owned(),
+                )
+            };
+            return vec![FieldError::new("/service_date", "before_coverage", en, fr)];
         }
     }
     match care {

@@ -22,6 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_organization, list_organizations))
         .routes(routes!(get_organization))
+        .routes(routes!(deactivate_organization))
+        .routes(routes!(reactivate_organization))
 }
 
 /// An organisation: the operator, a mutuelle, a national scheme, a health facility or an auditor.
@@ -40,6 +42,11 @@ pub struct OrganizationView {
     pub registration_number: Option<String>,
     /// When it was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// Present while the operator has it deactivated (since when): every request with one of its
+    /// tokens is refused (403) and no new webhook event is queued for it. Its products,
+    /// coverages, claims and settlements stay as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 /// An organisation's kind: `operator` (runs the exchange: creates organisations, reads
@@ -77,6 +84,7 @@ impl From<Organization> for OrganizationView {
             name: o.name,
             registration_number: o.registration_number,
             created_at: o.created_at,
+            deactivated_at: o.deactivated_at,
         }
     }
 }
@@ -222,5 +230,83 @@ pub async fn get_organization(
 ) -> Result<Json<OrganizationView>, ApiError> {
     let org = state.store.get_organization(&id).await?.ok_or(ApiError::NotFound)?;
     crate::routes::audit::record_read(&state, &auth.caller, "organization", &id).await?;
+    Ok(Json(org.into()))
+}
+
+/// Deactivate an organisation (operator only).
+///
+/// Suspends an organisation's access, when its agreement ends or its credentials leak, say:
+/// from now on every request with one of its tokens is refused (403 `forbidden`, on this replica
+/// at once and on the others within 5 seconds), and no new webhook event is queued for it. What it
+/// registered, covers, submitted or is owed stays as it is: coverages are ended by terminating
+/// them, and claims routed to it wait. 409 `already_deactivated` when it is so already, and
+/// `own_organization` for the caller's own (an operator cannot lock itself out). Audited as
+/// `organization.deactivated`.
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{id}/deactivate",
+    tag = "organizations",
+    params(("id" = String, Path, description = "Organisation id, e.g. `mut-tsevie`")),
+    responses(
+        (status = 200, description = "The organisation, with `deactivated_at`", body = OrganizationView),
+        (status = 404, description = "No such organisation", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already deactivated (`already_deactivated`), or the caller's own organisation (`own_organization`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub async fn deactivate_organization(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CreateOrganization>,
+    Path(id): Path<String>,
+) -> Result<Json<OrganizationView>, ApiError> {
+    if id == auth.caller.org.as_str() {
+        return Err(crate::problem::conflict_at(
+            "",
+            "own_organization",
+            "An operator cannot deactivate its own organisation.",
+            "Un opérateur ne peut pas désactiver sa propre organisation.",
+        ));
+    }
+    set_active(&state, &auth.caller, &id, false).await
+}
+
+/// Reactivate an organisation (operator only).
+///
+/// Its tokens are accepted again (on this replica at once, on the others within 5 seconds) and
+/// webhook events are queued for it again; those of the time it was deactivated are not. 409
+/// `already_active` when it is not deactivated. Audited as `organization.reactivated`.
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{id}/reactivate",
+    tag = "organizations",
+    params(("id" = String, Path, description = "Organisation id, e.g. `mut-tsevie`")),
+    responses(
+        (status = 200, description = "The organisation, without `deactivated_at`", body = OrganizationView),
+        (status = 404, description = "No such organisation", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not deactivated (`already_active`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub async fn reactivate_organization(
+    State(state): State<AppState>,
+    auth: Authorized<perm::CreateOrganization>,
+    Path(id): Path<String>,
+) -> Result<Json<OrganizationView>, ApiError> {
+    set_active(&state, &auth.caller, &id, true).await
+}
+
+async fn set_active(
+    state: &AppState,
+    caller: &crate::extract::Caller,
+    id: &str,
+    active: bool,
+) -> Result<Json<OrganizationView>, ApiError> {
+    let ctx = caller.write_context(state, None);
+    let org = state
+        .store
+        .set_organization_active(&ctx, id, active)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.deactivated.set(id, !active);
     Ok(Json(org.into()))
 }

@@ -447,8 +447,9 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
 /// members are 422 `unknown_field`), with `If-Match` set to the
 /// `ETag` of its last read: 428 without it, 412 when another version was added since. The new
 /// `effective_from` must be later than that of the version in force today, and the layer
-/// cannot change (422 on `/effective_from`, `/layer`). What has taken effect stays: claims with
-/// earlier service dates keep their version's prices. A version still scheduled that starts on
+/// cannot change (422 on `/effective_from`, `/layer`). It may lie in the past: the correction
+/// applies to what is judged from now on, while claims already priced keep their terms. A
+/// version still scheduled that starts on
 /// or after the new one's `effective_from` is superseded and never takes effect: that is how a
 /// mistaken future version is corrected or withdrawn (restating the terms to keep). Answers 200
 /// with the new version and its new `ETag`.

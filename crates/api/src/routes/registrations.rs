@@ -7,7 +7,7 @@ use axum::Json;
 use passerelle_domain::coverage::Relationship;
 use passerelle_domain::error::FieldError;
 use passerelle_domain::ports::{NewHousehold, NewMember, RegisteredMember, Registration};
-use passerelle_domain::product::{select_version, ProductVersion};
+use passerelle_domain::product::{select_version_or_first, ProductVersion};
 use passerelle_domain::registration::{merge_errors, RegistrationDraft, ValidRegistration};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -181,7 +181,7 @@ pub async fn own_product(
         return Ok(None);
     }
     let chosen = match on {
-        Some(d) => select_version(&versions, d).or(versions.first()),
+        Some(d) => select_version_or_first(&versions, d),
         None => versions.last(),
     };
     Ok(chosen.cloned())
