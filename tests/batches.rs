@@ -531,6 +531,48 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     assert_eq!(app.count("coverages").await, 8);
 }
 
+/// A mutuelle deactivated while its uploads wait or run: nothing more is registered in its name,
+/// and a job that stops says why.
+async fn a_deactivated_mutuelles_jobs_stop(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let first = upload(app, "mut-a", Some("k1"), &query, CSV, households(4000, "TSV")).await;
+    assert_eq!(first.status.as_u16(), 202, "{}", first.text);
+    // Queued behind the first: it starts after the deactivation, whatever the machine's speed.
+    let second = upload(app, "mut-a", Some("k2"), &query, CSV, households(3, "LATE")).await;
+    assert_eq!(second.status.as_u16(), 202, "{}", second.text);
+    let off = app
+        .send(
+            app.request(Method::POST, "/v1/organizations/mut-a/deactivate")
+                .bearer_auth(app.operator()),
+        )
+        .await;
+    assert_eq!(off.status.as_u16(), 200, "{}", off.text);
+    let location = second.header("location").unwrap().to_owned();
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        job = app.get(&location, &app.operator()).await.json;
+        if matches!(job["status"].as_str(), Some("completed" | "failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["failure"]["code"], "organization_deactivated", "{job}");
+    assert_eq!(job["households_created"], 0, "{job}");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM coverages WHERE member_number LIKE 'LATE%'")
+            .await,
+        0
+    );
+    // And the mutuelle itself can no longer read it.
+    app.get(&location, &writer(app, "mut-a"))
+        .await
+        .problem(403, "forbidden");
+}
+
 async fn json_lines_with_good_and_bad_lines(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
@@ -1115,6 +1157,7 @@ on_both_databases!(
     a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
     storage_conflicts_point_at_the_member_at_fault,
     a_household_posted_again_reports_the_members_it_lacks,
+    a_deactivated_mutuelles_jobs_stop,
     json_lines_with_good_and_bad_lines,
     only_its_mutuelle_operators_and_auditors_read_a_job,
     uploads_have_their_own_size_limit,

@@ -23,6 +23,19 @@ async fn fhir_post(app: &TestApp, path: &str, token: &str, key: Option<&str>, bo
 }
 
 /// The issues of an OperationOutcome with this status: `(code, expression or "")`.
+/// The `next` link of a searchset Bundle.
+fn next_link(reply: &Reply) -> String {
+    reply.json["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn issues(reply: &Reply, status: u16) -> Vec<(String, String)> {
     assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
     assert_eq!(reply.header("content-type"), Some(FHIR), "{}", reply.text);
@@ -132,16 +145,9 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         (Some("Bundle"), Some("searchset"))
     );
     assert_eq!(first.json["entry"].as_array().unwrap().len(), 1);
-    let next = first.json["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let next = next_link(&first);
     let second = app.get(&next, &auditor).await;
+    assert_eq!(second.status.as_u16(), 200, "{next}: {}", second.text);
     assert_eq!(second.json["entry"].as_array().unwrap().len(), 1, "{}", second.text);
     assert!(second.json["link"]
         .as_array()
@@ -161,6 +167,18 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     );
     // An auditor's reads are audited, as in /v1.
     assert_eq!(app.audited().await, audited + 2);
+    // Asked by the bare id, with a parameter no search reads: the `next` link (written with
+    // `Patient/`) still follows the first page.
+    let bare = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary={}&_count=1&_format=json", s.principal),
+            &auditor,
+        )
+        .await;
+    let next = next_link(&bare);
+    let followed = app.get(&next, &auditor).await;
+    assert_eq!(followed.status.as_u16(), 200, "{}", followed.text);
+    assert_eq!(followed.json["entry"], second.json["entry"]);
 
     let own = app
         .get(&format!("/fhir/r4/Coverage?beneficiary={}", s.principal), &mut_a)

@@ -200,7 +200,12 @@ async fn a_deactivated_organisation_is_refused_until_reactivated(backend: Backen
     post("/v1/organizations/nobody/deactivate", app.operator())
         .await
         .problem(404, "not_found");
+    // Nor the service's own operator, by another: some operator always remains.
+    app.create_org("op-b", "operator", "TG").await;
     let audited = app.audited().await;
+    let configured = post("/v1/organizations/operator/deactivate", app.token("op-b", "admin")).await;
+    configured.problem(409, "conflict");
+    assert_eq!(configured.json["errors"][0]["code"], "configured_operator");
     let done = post("/v1/organizations/mut-a/deactivate", app.operator()).await;
     assert_eq!(done.status.as_u16(), 200, "{}", done.text);
     assert!(done.json["deactivated_at"].is_string(), "{}", done.text);

@@ -139,6 +139,13 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
     crate::housekeeping::read_deactivated(state)
         .await
         .map_err(|e| format!("cannot read the deactivated organisations: {e}"))?;
+    if state.deactivated.contains(config.operator_org.as_str()) {
+        return Err(format!(
+            "configuration error: PASSERELLE_OPERATOR_ORG: {} is deactivated; reactivate it from another \
+             operator, or name another id",
+            config.operator_org
+        ));
+    }
     match stored {
         Some(o) if o.kind == passerelle_domain::organization::OrgKind::Operator => Ok(()),
         Some(o) => Err(format!(

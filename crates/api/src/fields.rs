@@ -278,7 +278,7 @@ mod tests {
             .all(|e| e.code == "invalid_type" && e.field.starts_with("/rules/")));
     }
 
-        /// A whole number too large for an `i64` is one all the same: the caller's range check calls
+    /// A whole number too large for an `i64` is one all the same: the caller's range check calls
     /// it out of range. A whole number written as a float is one; a fraction is not.
     #[test]
     fn a_whole_number_past_i64_reads_as_out_of_any_range() {
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(f.opt_i64("e"), Some(i64::MAX));
         assert_eq!(f.opt_i64("max"), Some(i64::MAX));
         assert_eq!(f.opt_i64("small"), Some(-3));
-                // However it is written: `2.0` is 2.
+        // However it is written: `2.0` is 2.
         assert_eq!(f.opt_i64("two"), Some(2));
         assert_eq!(f.opt_i64("half"), None);
         let errors: Vec<_> = f.finish().into_iter().map(|e| (e.field, e.code)).collect();

@@ -41,8 +41,9 @@ pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
 
 /// Reads which organisations are deactivated now.
 pub async fn read_deactivated(state: &AppState) -> Result<(), passerelle_domain::error::StoreError> {
+    let generation = state.deactivated.generation();
     let orgs = state.store.deactivated_organizations().await?;
-    state.deactivated.replace(orgs);
+    state.deactivated.replace(orgs, generation);
     Ok(())
 }
 

@@ -40,14 +40,16 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     // import is often all there is), so the next import does, as a server's sweeper would.
     crate::bulk::runner::sweep(&state).await;
     let org = OrgId::parse(&args.org).ok_or("--org: not an organisation id")?;
-    let kind = state
+    let found = state
         .store
         .get_organization(org.as_str())
         .await
-        .map_err(|e| e.to_string())?
-        .map(|o| o.kind);
-    if kind != Some(OrgKind::Mutuelle) {
+        .map_err(|e| e.to_string())?;
+    if found.as_ref().map(|o| o.kind) != Some(OrgKind::Mutuelle) {
         return Err(format!("--org {org}: no such mutuelle"));
+    }
+    if found.is_some_and(|o| o.deactivated_at.is_some()) {
+        return Err(format!("--org {org}: this mutuelle is deactivated"));
     }
     let worker = format!("import-{}", uuid::Uuid::now_v7().simple());
     let caller = Caller {

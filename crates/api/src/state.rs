@@ -39,26 +39,37 @@ pub struct OrgKindCache(RwLock<HashMap<String, OrgKind>>);
 /// The deactivated organisations, kept in memory so that the check costs a request nothing: the
 /// replica that deactivates one knows at once, the others within `housekeeping::DEACTIVATED_EVERY`.
 #[derive(Default)]
-pub struct DeactivatedOrgs(RwLock<std::collections::HashSet<String>>);
+pub struct DeactivatedOrgs(RwLock<(std::collections::HashSet<String>, u64)>);
 
 impl DeactivatedOrgs {
     pub fn contains(&self, org: &str) -> bool {
-        self.0.read().is_ok_and(|s| s.contains(org))
+        self.0.read().is_ok_and(|s| s.0.contains(org))
     }
 
+    /// A change this replica made, known at once.
     pub fn set(&self, org: &str, deactivated: bool) {
         if let Ok(mut s) = self.0.write() {
             if deactivated {
-                s.insert(org.to_owned());
+                s.0.insert(org.to_owned());
             } else {
-                s.remove(org);
+                s.0.remove(org);
             }
+            s.1 += 1;
         }
     }
 
-    pub fn replace(&self, orgs: Vec<String>) {
+    /// How many changes this replica made so far; taken before reading the set from the store.
+    pub fn generation(&self) -> u64 {
+        self.0.read().map_or(0, |s| s.1)
+    }
+
+    /// The set as read from the store, unless this replica changed it since `generation`: that
+    /// read may predate the change, and the next one will not.
+    pub fn replace(&self, orgs: Vec<String>, generation: u64) {
         if let Ok(mut s) = self.0.write() {
-            *s = orgs.into_iter().collect();
+            if s.1 == generation {
+                s.0 = orgs.into_iter().collect();
+            }
         }
     }
 }
@@ -72,5 +83,22 @@ impl OrgKindCache {
         if let Ok(mut m) = self.0.write() {
             m.insert(org.to_owned(), kind);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeactivatedOrgs;
+
+    /// A reading of the store begun before this replica's own change does not undo it.
+    #[test]
+    fn a_reading_older_than_a_change_is_dropped() {
+        let orgs = DeactivatedOrgs::default();
+        let before = orgs.generation();
+        orgs.set("mut-a", true);
+        orgs.replace(Vec::new(), before);
+        assert!(orgs.contains("mut-a"));
+        orgs.replace(vec!["mut-b".into()], orgs.generation());
+        assert!(!orgs.contains("mut-a") && orgs.contains("mut-b"));
     }
 }

@@ -405,6 +405,18 @@ impl OrganizationStore for This {
                 .into(),
             });
         }
+        if !active {
+            // What was queued for it is not sent either: deactivation may answer a leak, and a
+            // subscription its holder made would go on receiving.
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed' WHERE status = 'pending' \
+                 AND subscription IN (SELECT id FROM webhook_subscriptions WHERE organization = $1)",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         let action = if active {
             "organization.reactivated"
         } else {

@@ -351,6 +351,9 @@ impl Job<'_> {
     async fn flush(&mut self, observer: &mut dyn Observer, end: Option<BatchEnd>) -> Option<Ended> {
         let group = std::mem::take(&mut self.group);
         let group_rows = std::mem::take(&mut self.group_rows);
+        if !group.is_empty() && self.state.deactivated.contains(&self.job.organization) {
+            return Some(self.stop_deactivated().await);
+        }
         if !group.is_empty() {
             let ctx = WriteContext {
                 organization: self.job.organization.clone(),
@@ -447,6 +450,30 @@ impl Job<'_> {
     /// if storage still answers, else left to the sweeper.
     async fn stop_on_store_error(&mut self, e: StoreError) -> Ended {
         tracing::error!(error = %e, job = %self.job.id, "bulk registration stopped: storage failed");
+        let failure = BatchFailure::new(
+            "storage_unavailable",
+            "the database could not be written; what was registered before is kept: post the same file \
+             again with a new Idempotency-Key, households already registered are skipped",
+            "la base de données n'a pas pu être écrite ; ce qui a été inscrit avant est conservé : renvoyez \
+             le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront ignorés",
+        );
+        self.stop(failure, e.to_string()).await
+    }
+
+    /// The job's organisation was deactivated while it ran: nothing more is registered in its
+    /// name (the group in flight is not written).
+    async fn stop_deactivated(&mut self) -> Ended {
+        tracing::info!(job = %self.job.id, "bulk registration stopped: its organisation was deactivated");
+        let failure = BatchFailure::new(
+            "organization_deactivated",
+            "the organisation was deactivated while the job ran; what was registered before is kept",
+            "l'organisation a été désactivée pendant le traitement ; ce qui a été inscrit avant est conservé",
+        );
+        self.stop(failure, "organisation deactivated".into()).await
+    }
+
+    /// Ends the job `failed` with `failure`, keeping what was registered and reported.
+    async fn stop(&mut self, failure: BatchFailure, why: String) -> Ended {
         let update = BatchUpdate {
             counts: self.counts,
             new_errors: std::mem::take(&mut self.errors),
@@ -454,20 +481,14 @@ impl Job<'_> {
             finish: Some(BatchEnd {
                 status: BatchStatus::Failed,
                 rows_total: None,
-                failure: Some(BatchFailure::new(
-                    "storage_unavailable",
-                    "the database could not be written; what was registered before is kept: post the same file \
-                     again with a new Idempotency-Key, households already registered are skipped",
-                    "la base de données n'a pas pu être écrite ; ce qui a été inscrit avant est conservé : renvoyez \
-                     le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront ignorés",
-                )),
+                failure: Some(failure),
             }),
             at: self.state.clock.now(),
         };
         match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
             Ok(true) => Ended::Finished(BatchStatus::Failed),
             Ok(false) => Ended::Lost,
-            Err(_) => Ended::StoreDown(e.to_string()),
+            Err(_) => Ended::StoreDown(why),
         }
     }
 }

@@ -362,12 +362,10 @@ pub async fn search_coverage(
         .map(|b| b.strip_prefix("Patient/").unwrap_or(b))
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
-    let page = PageRequest::parse_list(
-        &crate::routes::this_list(),
-        query.count.as_deref(),
-        query.cursor.as_deref(),
-    )
-    .map_err(|errors| {
+    // Its cursors name the person as the search reads it: `Patient/x` and `x` are one search,
+    // and the `next` link (written with `Patient/`) follows the first page however it was asked.
+    let list = format!("/fhir/r4/Coverage?beneficiary={beneficiary}");
+    let page = PageRequest::parse_list(&list, query.count.as_deref(), query.cursor.as_deref()).map_err(|errors| {
         ApiError::validation(
             errors
                 .into_iter()
@@ -393,10 +391,7 @@ pub async fn search_coverage(
     if let Some(next) = result.next_key.as_deref() {
         link.push(BundleLink {
             relation: "next",
-            url: format!(
-                "{base}&cursor={}",
-                encode_list_cursor(&crate::routes::this_list(), next)
-            ),
+            url: format!("{base}&cursor={}", encode_list_cursor(&list, next)),
         });
     }
     Ok(Fhir(Bundle {

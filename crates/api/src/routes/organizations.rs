@@ -239,8 +239,10 @@ pub async fn get_organization(
 /// from now on every request with one of its tokens is refused (403 `forbidden`, on this replica
 /// at once and on the others within 5 seconds), and no new webhook event is queued for it. What it
 /// registered, covers, submitted or is owed stays as it is: coverages are ended by terminating
-/// them, and claims routed to it wait. 409 `already_deactivated` when it is so already, and
-/// `own_organization` for the caller's own (an operator cannot lock itself out). Audited as
+/// them, and claims routed to it wait; webhook deliveries still queued for it are dropped, and a
+/// bulk job of its own stops at its next group. 409 `already_deactivated` when it is so already,
+/// `own_organization` for the caller's own and `configured_operator` for the service's own
+/// operator (`PASSERELLE_OPERATOR_ORG`), so that an operator always remains. Audited as
 /// `organization.deactivated`.
 #[utoipa::path(
     post,
@@ -250,7 +252,7 @@ pub async fn get_organization(
     responses(
         (status = 200, description = "The organisation, with `deactivated_at`", body = OrganizationView),
         (status = 404, description = "No such organisation", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already deactivated (`already_deactivated`), or the caller's own organisation (`own_organization`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+                (status = 409, description = "Already deactivated (`already_deactivated`), the caller's own organisation (`own_organization`), or the service's own operator (`configured_operator`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["admin"]))
 )]
@@ -265,6 +267,15 @@ pub async fn deactivate_organization(
             "own_organization",
             "An operator cannot deactivate its own organisation.",
             "Un opérateur ne peut pas désactiver sa propre organisation.",
+        ));
+    }
+    // The configured operator stays: with it, some operator can always reactivate the others.
+    if id == state.config.operator_org.as_str() {
+        return Err(crate::problem::conflict_at(
+            "",
+            "configured_operator",
+            "The service's own operator organisation (PASSERELLE_OPERATOR_ORG) cannot be deactivated.",
+            "L'organisation opératrice du service (PASSERELLE_OPERATOR_ORG) ne peut pas être désactivée.",
         ));
     }
     set_active(&state, &auth.caller, &id, false).await
