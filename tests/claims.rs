@@ -1048,7 +1048,7 @@ async fn every_fault_of_a_claim_is_listed_at_once(backend: Backend) {
     let reply = submit(app, &inam, "all-5", &forwarded).await;
     assert_eq!(
         field_codes(&reply),
-        pairs(&[("/external_id", "invalid_length"), ("/provider", "unknown_reference"),])
+        pairs(&[("/external_id", "invalid_length"), ("/provider", "not_a_provider"),])
     );
     // An unknown person is 404 only when nothing else is wrong: the 422 comes first.
     let mut nobody = claim("", "nobody", "2026-06-01", lines.clone());

@@ -989,7 +989,15 @@ async fn provider_fault(state: &AppState, caller: &Caller, provider: &str) -> Re
                 caller.org
             ),
         )),
-        (_, Some(org)) if org.kind != OrgKind::Provider => Some(FieldError::unknown_reference("/provider")),
+        (_, Some(org)) if org.kind != OrgKind::Provider => Some(FieldError::new(
+            "/provider",
+            "not_a_provider",
+            format!("{} is not a health facility: a claim's provider is one", org.id),
+            format!(
+                "{} n'est pas un établissement de santé : le prestataire d'une demande en est un",
+                org.id
+            ),
+        )),
         (_, Some(_)) => None,
     })
 }
