@@ -17,20 +17,6 @@ impl PageRequest {
         PageRequest { limit, after: None }
     }
 
-    /// `limit` as a number and a cursor of any list: the form of callers that do not name their
-    /// list yet (the FHIR `Coverage` search). Lists that do, bind their cursors with
-    /// [`PageRequest::parse_list`].
-    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, Vec<FieldError>> {
-        let limit = limit.map(|l| {
-            u32::try_from(l)
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(limit_out_of_range)
-        });
-        let cursor = cursor.filter(|c| !c.is_empty());
-        Self::build(limit, cursor.map(|c| decode_cursor(c).ok_or(())))
-    }
-
     /// `limit` as the query string wrote it and a cursor, which must be one issued for `list`
     /// (the path of the list, say): a cursor of another list names no position in this one.
     pub fn parse_list(list: &str, limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<FieldError>> {
@@ -251,9 +237,9 @@ mod tests {
 
     #[test]
     fn limits_outside_range_are_field_errors() {
-        assert_eq!(PageRequest::parse(None, None).unwrap().limit, 50);
-        assert_eq!(PageRequest::parse(Some(500), None).unwrap().limit, 500);
-        let errs = PageRequest::parse(Some(0), Some("bad")).unwrap_err();
+        assert_eq!(PageRequest::parse_list("/l", None, None).unwrap().limit, 50);
+        assert_eq!(PageRequest::parse_list("/l", Some("500"), None).unwrap().limit, 500);
+        let errs = PageRequest::parse_list("/l", Some("0"), Some("bad")).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["/query/limit", "/query/cursor"]);
     }
