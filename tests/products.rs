@@ -308,6 +308,44 @@ async fn concurrent_updates_from_one_version_make_one_winner(backend: Backend) {
     assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
 }
 
+/// `If-Match: *` matches the version current when the change is written (RFC 9110): concurrent
+/// replacements under `*` each build on the one before, none is 412, and their versions are
+/// numbered one after the other.
+async fn concurrent_updates_under_any_version_all_succeed(backend: Backend) {
+    let app = app_with_orgs(backend).await;
+    let token = writer(&app, "mut-a");
+    let created = create(&app, "mut-a", &family_plan("2026-01-01")).await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/products/{id}");
+    let bodies: Vec<Value> = (0..6)
+        .map(|i| {
+            let mut body = family_plan(&format!("2027-0{}-01", i + 1));
+            body["annual_ceiling_xof"] = json!(200_000 + 1_000 * i);
+            body
+        })
+        .collect();
+    let replies = futures::future::join_all(bodies.iter().map(|body| {
+        app.send(
+            app.request(Method::PUT, &path)
+                .bearer_auth(&token)
+                .header("if-match", "*")
+                .json(body),
+        )
+    }))
+    .await;
+    let mut won: Vec<i64> = Vec::new();
+    for reply in &replies {
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        won.push(reply.json["version"].as_i64().unwrap());
+    }
+    won.sort_unstable();
+    assert_eq!(won, [2, 3, 4, 5, 6, 7]);
+    let latest = app.get(&path, &token).await;
+    assert_eq!(latest.header("etag"), Some("\"7\""));
+    let last = replies.iter().find(|r| r.json["version"] == 7).unwrap();
+    assert_eq!(latest.json, last.json);
+}
+
 /// A version scheduled with a mistake is replaced from its own day by a later-numbered one and
 /// never takes effect: checks on its dates see the correction, and `/versions` says which
 /// replaced it. A version may not start on or before the start of the one in force today.
@@ -444,4 +482,5 @@ on_both_databases!(
     every_rule_violation_is_listed,
     versions_need_if_match_and_a_later_date,
     concurrent_updates_from_one_version_make_one_winner,
+    concurrent_updates_under_any_version_all_succeed,
 );

@@ -567,6 +567,40 @@ async fn dates_stay_within_the_business(backend: Backend) {
     assert_eq!(product.error_fields(), ["/effective_from"]);
 }
 
+/// Concurrent patches of one coverage under `If-Match: *` all succeed, each on the version the
+/// one before it left: the ETags they answer are every version from 2 on, once each.
+async fn patches_under_any_version_build_on_each_other(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/coverages/{coverage}");
+    let replies = futures::future::join_all((0..8).map(|i| {
+        app.send(
+            app.request(Method::PATCH, &path)
+                .bearer_auth(&token)
+                .header("if-match", "*")
+                .json(&json!({"end_date": format!("2030-01-{:02}", i + 1)})),
+        )
+    }))
+    .await;
+    let mut tags: Vec<String> = replies
+        .iter()
+        .map(|reply| {
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply.header("etag").unwrap().to_owned()
+        })
+        .collect();
+    tags.sort_by_key(|t| t.trim_matches('"').parse::<u32>().unwrap());
+    let expected: Vec<String> = (2..=9).map(|v| format!("\"{v}\"")).collect();
+    assert_eq!(tags, expected);
+    let read = app.get(&path, &token).await;
+    assert_eq!(read.header("etag"), Some("\"9\""));
+    let last = replies.iter().find(|r| r.header("etag") == Some("\"9\"")).unwrap();
+    assert_eq!(read.json["end_date"], last.json["end_date"]);
+}
+
 /// mut-a's family plan gets a version, in force from `day`, that allows no dependant.
 async fn allow_no_dependant_from(app: &TestApp, product: &str, day: &str) {
     let mut stricter = family_plan(day);
@@ -1216,6 +1250,7 @@ on_both_databases!(
     people_are_matched_across_organisations,
     visibility_follows_coverage,
     coverages_change_with_if_match_and_contributions,
+    patches_under_any_version_build_on_each_other,
     bad_registrations_list_every_problem,
 );
 

@@ -241,6 +241,7 @@ async fn deliveries_are_signed_and_retried(backend: Backend) {
     assert_eq!(parsed["type"], "claim.submitted");
     assert_eq!(&parsed["event_id"], event_id);
     assert_eq!(parsed["organization"], "cms-a");
+    assert_eq!(parsed["version"], 1, "a claim's first version");
     assert_eq!(parsed["data"]["id"], created.json["id"]);
     assert_eq!(
         parsed["data"]["totals"], created.json["totals"],
@@ -412,16 +413,33 @@ async fn coverage_changes_are_announced(backend: Backend) {
         )
         .await;
     assert_eq!(patched.status.as_u16(), 200, "{}", patched.text);
-    let got = wait_for(&r, 1, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 1);
-    let body: Value = serde_json::from_str(&got[0].2).unwrap();
-    assert_eq!(body["type"], "coverage.changed");
-    assert_eq!(body["data"]["id"], coverage.as_str());
-    assert_eq!(body["data"]["status"], "suspended");
-    assert!(
-        body["data"].get("version").is_none(),
-        "the resource as its GET shows it"
-    );
+    let reactivated = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(&token)
+                .header("if-match", "\"2\"")
+                .json(&json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(reactivated.status.as_u16(), 200, "{}", reactivated.text);
+    let got = wait_for(&r, 2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    // Delivered in no set order: the version says which change came last.
+    let mut bodies: Vec<Value> = got.iter().map(|g| serde_json::from_str(&g.2).unwrap()).collect();
+    bodies.sort_by_key(|b| b["version"].as_u64());
+    for (body, (etag, status)) in bodies.iter().zip([
+        (patched.header("etag").unwrap(), "suspended"),
+        (reactivated.header("etag").unwrap(), "active"),
+    ]) {
+        assert_eq!(body["type"], "coverage.changed");
+        assert_eq!(body["data"]["id"], coverage.as_str());
+        assert_eq!(format!("\"{}\"", body["version"]), etag, "the version is the ETag's");
+        assert_eq!(body["data"]["status"], status);
+        assert!(
+            body["data"].get("version").is_none(),
+            "the resource as its GET shows it"
+        );
+    }
 }
 
 /// A subscription retried with its `Idempotency-Key` is the first one again, secret included:

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use passerelle_domain::claim::Claim;
 use passerelle_domain::ports::AttemptOutcome;
 use passerelle_domain::webhook::{next_attempt, Attempt, DueDelivery};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -85,15 +85,24 @@ impl std::fmt::Display for Unreadable {
     }
 }
 
-/// The body a receiver gets: `{event_id, type, created_at, organization, data}`, `data` being
-/// the resource as its GET shows it. An event whose stored form does not read is never sent
+/// The body a receiver gets: `{event_id, type, created_at, organization, version, data}`, `data`
+/// being the resource as its GET shows it and `version` the resource's version after the change,
+/// by which a receiver orders the events of one resource. An event whose stored form does not read is never sent
 /// with a made-up part (`data: null` would be taken for the resource).
 pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     let stored: Value = serde_json::from_str(&d.payload).map_err(|e| Unreadable::at("payload", &e))?;
-    let data = match stored["resource"].as_str() {
-        Some("claim") => as_viewed::<Claim, ClaimView>(&stored["data"])?,
-        Some("coverage") => as_viewed::<Coverage, CoverageView>(&stored["data"])?,
-        _ => stored["data"].clone(),
+    let (data, version) = match stored["resource"].as_str() {
+        Some("claim") => {
+            let claim = Claim::deserialize(&stored["data"]).map_err(|e| Unreadable::at("data", &e))?;
+            let version = claim.version;
+            (as_viewed::<Claim, ClaimView>(claim)?, Some(version))
+        }
+        Some("coverage") => {
+            let coverage = Coverage::deserialize(&stored["data"]).map_err(|e| Unreadable::at("data", &e))?;
+            let version = coverage.version;
+            (as_viewed::<Coverage, CoverageView>(coverage)?, Some(version))
+        }
+        _ => (stored["data"].clone(), None),
     };
     if data.is_null() {
         return Err(Unreadable::missing("data"));
@@ -103,19 +112,21 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
             return Err(Unreadable::missing(part));
         }
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "event_id": d.event_id,
         "type": d.event_type,
         "created_at": stored["created_at"],
         "organization": stored["organization"],
         "data": data,
     });
+    if let Some(version) = version {
+        body["version"] = version.into();
+    }
     serde_json::to_vec(&body).map_err(|e| Unreadable::at("body", &e))
 }
 
 /// The stored resource `T` as its GET shows it, `V`.
-fn as_viewed<T: DeserializeOwned, V: From<T> + Serialize>(data: &Value) -> Result<Value, Unreadable> {
-    let resource = T::deserialize(data).map_err(|e| Unreadable::at("data", &e))?;
+fn as_viewed<T, V: From<T> + Serialize>(resource: T) -> Result<Value, Unreadable> {
     serde_json::to_value(V::from(resource)).map_err(|e| Unreadable::at("data", &e))
 }
 
@@ -397,8 +408,11 @@ mod tests {
     /// The body sent is the `WebhookEvent` the OpenAPI document publishes, member for member.
     #[test]
     fn the_envelope_is_the_published_event() {
-        let payload = serde_json::json!({"resource": "other", "created_at": "2026-11-30T10:15:00Z",
-            "organization": "mut-a", "data": {"id": "x"}});
+        let coverage = serde_json::json!({"id": "c1", "beneficiary": "b1", "product": "p1", "organization": "mut-a",
+            "layer": "complementary", "member_number": "A-1", "relationship": "principal", "principal_coverage": null,
+            "start_date": "2026-01-01", "end_date": null, "status": "active", "paid_through": null, "version": 7});
+        let payload = serde_json::json!({"resource": "coverage", "created_at": "2026-11-30T10:15:00Z",
+            "organization": "mut-a", "data": coverage});
         let due = DueDelivery {
             id: "d".into(),
             url: "https://127.0.0.1/".into(),
@@ -419,9 +433,14 @@ mod tests {
             .collect();
         assert_eq!(sent, published);
         assert_eq!(
-            (body["event_id"].as_str(), body["type"].as_str()),
-            (Some("e"), Some("coverage.changed"))
+            (
+                body["event_id"].as_str(),
+                body["type"].as_str(),
+                body["version"].as_u64()
+            ),
+            (Some("e"), Some("coverage.changed"), Some(7))
         );
+        assert_eq!(body["data"]["member_number"], "A-1");
     }
 
     fn due(payload: &str) -> DueDelivery {

@@ -1359,7 +1359,10 @@ pub struct ClaimQuery {
 ///
 /// Claims in which your organisation is the provider, submitter, base payer or routed mutuelle;
 /// operators and auditors see every claim. Filter by `status` and by `since` (claims changed at
-/// or after it), e.g. a mutuelle polling `status=awaiting_complementary`.
+/// or after it), e.g. a mutuelle polling `status=awaiting_complementary`. A change is stamped
+/// when its request is received and shows once it commits, up to the request timeout (30 s by
+/// default) later: a poller passes as `since` the time of its previous poll minus 35 s, and
+/// skips the claims it has already seen in the same `status`.
 #[utoipa::path(
     get,
     path = "/v1/claims",

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::product::{successor_faults, superseded_by, Layer, ProductDraft, ProductVersion, RuleDraft};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -421,6 +421,9 @@ pub async fn list_product_versions(
 /// the current `ETag`, compared strongly, so a weak tag (`W/"3"`) never matches; 412 when none
 /// does.
 pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError> {
+    if if_match_any(headers) {
+        return Ok(());
+    }
     let mut lines = headers.get_all(header::IF_MATCH).iter().peekable();
     if lines.peek().is_none() {
         return Err(ApiError::PreconditionRequired { header: "If-Match" });
@@ -432,11 +435,51 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
         tags.extend(line.split(',').map(str::trim));
     }
     let current = format!("\"{version}\"");
-    let matches = tags.iter().any(|tag| *tag == "*" || *tag == current);
+    let matches = tags.iter().any(|tag| *tag == current);
     if matches {
         Ok(())
     } else {
         Err(ApiError::PreconditionFailed)
+    }
+}
+
+/// Whether `If-Match` lists `*`, which matches whatever version is current when the change is
+/// written (RFC 9110 §13.1.1).
+pub fn if_match_any(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .any(|tag| tag.trim() == "*")
+}
+
+/// How often a change under `If-Match: *` is read and written again when a concurrent change
+/// committed between its read and its write. Each try loses only to a change that did commit,
+/// so running out of tries takes a storm of writers on one resource: it is then 503 and retried.
+pub const IF_MATCH_ANY_TRIES: u32 = 8;
+
+/// Runs `attempt` again while it loses to a concurrent change and `If-Match` is `*`: the
+/// version that `*` stands for is the one current at the write, not at the read.
+pub async fn retry_if_match_any<F, Fut>(headers: &HeaderMap, mut attempt: F) -> Result<Response, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    if !if_match_any(headers) {
+        return attempt().await;
+    }
+    for _ in 1..IF_MATCH_ANY_TRIES {
+        match attempt().await {
+            Err(ApiError::PreconditionFailed) => continue,
+            other => return other,
+        }
+    }
+    match attempt().await {
+        Err(ApiError::PreconditionFailed) => Err(ApiError::from(StoreError::Contention(
+            "the resource kept changing while this change was written".into(),
+        ))),
+        other => other,
     }
 }
 
@@ -488,12 +531,22 @@ pub async fn replace_product(
     headers: HeaderMap,
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let versions = visible_versions(&state, &auth.caller, &id).await?;
+    retry_if_match_any(&headers, || replace_once(&state, &auth.caller, &id, &headers, &body)).await
+}
+
+async fn replace_once(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Response, ApiError> {
+    let versions = visible_versions(state, caller, id).await?;
     let current = versions.last().ok_or(ApiError::NotFound)?;
-    check_if_match(&headers, current.version)?;
-    let valid = validate_body(&body, &auth.caller, state.clock.today(), Some(&versions))?;
-    let next = valid.into_version(id.clone(), current.organization.clone(), current.version + 1);
-    let ctx = auth.caller.write_context(&state, None);
+    check_if_match(headers, current.version)?;
+    let valid = validate_body(body, caller, state.clock.today(), Some(&versions))?;
+    let next = valid.into_version(id.to_owned(), current.organization.clone(), current.version + 1);
+    let ctx = caller.write_context(state, None);
     state.store.add_product_version(&ctx, &next).await?;
     let version = next.version;
     Ok(with_etag(Json(ProductView::from(next)).into_response(), version))

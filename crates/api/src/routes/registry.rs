@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::products::{check_if_match, etag};
+use super::products::{check_if_match, etag, retry_if_match_any};
 use super::{ListOf, PageQuery};
 use crate::extract::{perm, replayed, AppQuery, Authorized, Caller, IdempotentJson, MergePatch};
 use crate::fields::Fields;
@@ -461,11 +461,21 @@ pub async fn patch_coverage(
     headers: HeaderMap,
     MergePatch(body): MergePatch<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let current = visible_coverage(&state, &auth.caller, &id).await?;
-    if current.organization != auth.caller.org.as_str() {
+    retry_if_match_any(&headers, || patch_once(&state, &auth.caller, &id, &headers, &body)).await
+}
+
+async fn patch_once(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Response, ApiError> {
+    let current = visible_coverage(state, caller, id).await?;
+    if current.organization != caller.org.as_str() {
         return Err(ApiError::NotFound);
     }
-    check_if_match(&headers, current.version)?;
+    check_if_match(headers, current.version)?;
     let mut errors = Vec::new();
     let mut next = current.clone();
     for key in body.keys() {
@@ -565,7 +575,7 @@ pub async fn patch_coverage(
     } else {
         "coverage.updated"
     };
-    let ctx = auth.caller.write_context(&state, None);
+    let ctx = caller.write_context(state, None);
     state
         .store
         .update_coverage(

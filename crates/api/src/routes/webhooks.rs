@@ -213,7 +213,7 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
 /// once, so dedupe on `event_id`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"event_id": "0193a5b2-8d2f-7e4b-a011-3c2d5e6f7081", "type": "coverage.changed",
-    "created_at": "2026-11-30T10:15:00Z", "organization": "mut-tsevie",
+        "created_at": "2026-11-30T10:15:00Z", "organization": "mut-tsevie", "version": 4,
     "data": {"id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
              "product": "01937f0e-5b19-7c2a-8d0e-0f1a2b3c4d5e", "organization": "mut-tsevie", "layer": "complementary",
              "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01",
@@ -225,10 +225,17 @@ pub struct WebhookEvent {
     /// `claim.adjudicated`, `claim.cancelled`, `claim.settled`, `coverage.changed`.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// When the change happened.
+    /// When the request that made the change was received. Changes of one resource commit in
+    /// the order of their `version`, not always of their `created_at`: order by `version`.
     pub created_at: DateTime<Utc>,
     /// The organisation whose action raised the event.
     pub organization: String,
+    /// The resource's version after this change: it grows by one with each change of the
+    /// resource (for a coverage, the number in its `ETag`). Deliveries come in no set order:
+    /// for one resource, keep the event with the highest `version` and ignore a lower one
+    /// arriving after it.
+    #[schema(example = 4)]
+    pub version: u32,
     /// The resource as a GET by the subscriber shows it: a claim for `claim.*`, a coverage for
     /// `coverage.changed`.
     pub data: WebhookData,
@@ -247,8 +254,8 @@ pub enum WebhookData {
 /// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
 /// submitter, base payer, routed mutuelle), a coverage's to its organisation, and every event to
 /// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas),
-/// `{event_id, type, created_at, organization, data}`, `data` being the resource as its GET
-/// shows it, with `Passerelle-Event-Id` and
+/// `{event_id, type, created_at, organization, version, data}`, `data` being the resource as its
+/// GET shows it and `version` its version after the change (keep the highest per resource), with `Passerelle-Event-Id` and
 /// `Passerelle-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. A
 /// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, each delay
 /// up to 20 % longer; 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
