@@ -472,6 +472,45 @@ async fn a_retried_subscription_creates_nothing_new(backend: Backend) {
     assert_eq!(app.count("webhook_subscriptions").await, 1);
 }
 
+/// A crash in the middle of sends holds their deliveries, and their receiver's four places, only
+/// as long as a send may last (a lease of 15 s for a send of at most 10 s): the service started
+/// again delivers them, and what came since, soon after.
+async fn a_crash_mid_send_holds_the_receiver_briefly(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.delay_ms.store(60_000, Ordering::SeqCst);
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    let token = provider(&app);
+    for i in 0..4 {
+        let body = claim(&format!("X-{i}"), &s.spouse, "2026-06-01", one_line(100));
+        let reply = submit(&app, &token, &format!("x{i}"), &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    }
+    let started = Instant::now();
+    while r.arrived.load(Ordering::SeqCst) < 4 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.arrived.load(Ordering::SeqCst), 4, "four sends hang on the receiver");
+    // The workers are aborted as a killed process's would be: the four leases stay behind.
+    let app = app.restart(fast).await;
+    let restarted = Instant::now();
+    r.delay_ms.store(0, Ordering::SeqCst);
+    let body = claim("X-4", &s.spouse, "2026-06-01", one_line(100));
+    let reply = submit(&app, &provider(&app), "x4", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let got = wait_for(&r, 5, Duration::from_secs(30)).await;
+    let mut events: Vec<&str> = got.iter().map(|(e, _, _)| e.as_str()).collect();
+    events.sort_unstable();
+    events.dedup();
+    assert_eq!(events.len(), 5, "the four interrupted events and the new one");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(22),
+        "held past the lease of a send: {:?}",
+        restarted.elapsed()
+    );
+}
+
 /// A receiver that never answers holds a few sends at most (four), and the other receivers'
 /// deliveries go out at once, not after its timeouts (ten seconds each).
 async fn a_dead_receiver_delays_only_its_own_deliveries(backend: Backend) {
@@ -642,6 +681,7 @@ async fn a_deactivated_organisation_is_sent_nothing_new(backend: Backend) {
 on_both_databases!(
     a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
+    a_crash_mid_send_holds_the_receiver_briefly,
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,
     coverage_changes_are_announced,

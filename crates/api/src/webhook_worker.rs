@@ -28,9 +28,16 @@ const SLOTS: usize = 32;
 /// Sends in flight to one subscription, over every replica: a receiver that hangs holds this
 /// many slots at most, however many of its deliveries are due.
 const PER_SUBSCRIPTION: u32 = 4;
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a leased delivery is another worker's: its send (at most [`SEND_TIMEOUT`], started at
+/// once) and the recording of its outcome. A worker that dies mid-send (a crash) holds its
+/// deliveries, and its receivers' places under [`PER_SUBSCRIPTION`], no longer than this.
+const LEASE: Duration = Duration::from_secs(15);
 /// The whole of one try: resolving the receiver's name, connecting, sending, its answer.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(
+    LEASE.as_secs() >= SEND_TIMEOUT.as_secs() + 5,
+    "a lease outlasts its send"
+);
 /// How often an idle worker looks for due deliveries.
 const POLL: Duration = Duration::from_millis(200);
 
