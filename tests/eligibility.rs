@@ -370,6 +370,18 @@ async fn a_nul_character_is_refused_and_fails_no_one_else(backend: Backend) {
     let listed = app.get("/v1/coverages?beneficiary=a%00b", &reader).await;
     listed.problem(422, "validation_failed");
     assert_eq!(listed.error_fields(), ["/query/beneficiary"]);
+    // Named in any parameter of an operation that reads its query, once the caller is known;
+    // an operation that reads none ignores it, as any parameter it does not read.
+    let listed = app.get("/v1/coverages?beneficiary=x&other=%00", &reader).await;
+    listed.problem(422, "validation_failed");
+    assert_eq!(listed.error_fields(), ["/query/other"]);
+    app.get("/v1/coverages?beneficiary=a%00b", "not-a-token")
+        .await
+        .problem(401, "unauthorized");
+    let read = app.get("/v1/organizations/mut-a?x=%00", &reader).await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    let live = app.send(app.request(reqwest::Method::GET, "/health/live?x=%00")).await;
+    assert_eq!(live.status.as_u16(), 200, "{}", live.text);
     let before = app.count("organizations").await;
     let created = app
         .post(

@@ -200,26 +200,17 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(crate::fhir::outcome::rewrite))
 }
 
-/// A NUL (`%00`) in the path or the query names nothing that can exist: no text here may hold
-/// it (`passerelle_domain::nul`). 404 for the path, 422 naming the parameter for the query,
-/// before any handler, and any statement, sees it. So is a path whose escapes do not decode to
-/// UTF-8 (`/v1/organizations/%FF`): no id is such a text, so 404 as well, where the path
-/// extractor would answer 400.
+/// A NUL (`%00`) in the path names nothing that can exist: no text here may hold it
+/// (`passerelle_domain::nul`), so 404 before any handler, and any statement, sees it. So is a
+/// path whose escapes do not decode to UTF-8 (`/v1/organizations/%FF`): no id is such a text, so
+/// 404 as well, where the path extractor would answer 400. A NUL in the query is refused by the
+/// extractor that reads it ([`crate::extract::AppQuery`]), after authentication; an operation
+/// that reads no query ignores it, as it ignores any parameter it does not read.
 async fn refuse_nul(request: Request, next: Next) -> Response {
-    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
     let uri = request.uri();
     let not_utf8 = || percent_encoding::percent_decode_str(uri.path()).decode_utf8().is_err();
-    if has_nul(uri.path()) || not_utf8() {
+    if crate::extract::has_nul(uri.path()) || not_utf8() {
         return ApiError::NotFound.into_response();
-    }
-    if let Some(pair) = uri.query().and_then(|q| q.split('&').find(|pair| has_nul(pair))) {
-        let name = pair.split('=').next().unwrap_or_default();
-        let field = if has_nul(name) {
-            "/query".to_owned()
-        } else {
-            format!("/query/{name}")
-        };
-        return ApiError::field(passerelle_domain::nul::nul_error(field)).into_response();
     }
     next.run(request).await
 }

@@ -139,10 +139,26 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
 /// Query strings: a value of the wrong type is 422 on `/query/<name>`.
 pub struct AppQuery<T>(pub T);
 
+/// Whether an URL part holds an escaped NUL (`%00`).
+pub fn has_nul(s: &str) -> bool {
+    s.as_bytes().windows(3).any(|w| w == b"%00")
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Every parameter, read or not: a NUL is no text here, and naming it beats ignoring it
+        // where the caller meant a parameter this operation reads.
+        if let Some(pair) = parts.uri.query().and_then(|q| q.split('&').find(|pair| has_nul(pair))) {
+            let name = pair.split('=').next().unwrap_or_default();
+            let field = if has_nul(name) {
+                "/query".to_owned()
+            } else {
+                format!("/query/{name}")
+            };
+            return Err(ApiError::field(passerelle_domain::nul::nul_error(field)));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(q)) => Ok(AppQuery(q)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
