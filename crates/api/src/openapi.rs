@@ -1029,6 +1029,48 @@ fn hoist_in(schema: &mut RefOr<Schema>) {
 mod tests {
     use super::*;
 
+    /// The limits a schema states are written as literals (utoipa takes no constant there): each
+    /// is checked here against the constant the server enforces.
+    #[test]
+    fn published_limits_are_the_enforced_ones() {
+        use passerelle_domain::{money::MAX_XOF, product, registration};
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let limit = |schema: &str, field: &str, key: &str| {
+            schemas[schema]["properties"][field][key]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{schema}.{field} has no {key}"))
+        };
+        let max_lines = i64::try_from(crate::routes::claims::MAX_LINES).unwrap();
+        let max_household = i64::try_from(registration::MAX_DEPENDANTS).unwrap();
+        for (schema, field, key, enforced) in [
+            ("EligibilityRequest", "amount_xof", "maximum", MAX_XOF),
+            ("ClaimLineWrite", "unit_price_xof", "maximum", MAX_XOF),
+            (
+                "ClaimLineWrite",
+                "quantity",
+                "maximum",
+                crate::routes::claims::MAX_QUANTITY,
+            ),
+            ("ClaimWrite", "lines", "maxItems", max_lines),
+            ("ProductWrite", "annual_ceiling_xof", "maximum", MAX_XOF),
+            (
+                "ProductWrite",
+                "waiting_period_days",
+                "maximum",
+                product::MAX_PERIOD_DAYS,
+            ),
+            ("ProductWrite", "grace_period_days", "maximum", product::MAX_PERIOD_DAYS),
+            ("ProductWrite", "max_dependants", "maximum", product::MAX_DEPENDANTS),
+            ("RuleWrite", "rate_bp", "maximum", 10_000),
+            ("RegistrationWrite", "dependants", "maxItems", max_household),
+            ("ContributionCreate", "amount_xof", "maximum", MAX_XOF),
+            ("PaymentCreate", "amount_xof", "maximum", MAX_XOF),
+        ] {
+            assert_eq!(limit(schema, field, key), enforced, "{schema}.{field} {key}");
+        }
+    }
+
     /// Every value set of the table lands on a member the document has: a renamed field or
     /// schema would otherwise drop its `enum` silently in release builds.
     #[test]

@@ -325,7 +325,8 @@ pub struct Bundle {
 pub struct CoverageSearch {
     /// Required: `Patient/<beneficiary id>` (or the bare id).
     // An `Option` so that its absence is the handler's 422 (`required`, `/query/beneficiary`).
-    #[param(required = true)]
+    // The handler strips `Patient/`; what is left must not be empty (422 `required`).
+    #[param(required = true, min_length = 1, pattern = "^(?!Patient/$)")]
     pub beneficiary: Option<String>,
     /// Results per page, 1–500 (default 50).
     #[serde(rename = "_count")]

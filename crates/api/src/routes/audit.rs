@@ -103,7 +103,40 @@ pub struct AuditQuery {
     /// Events of this action, e.g. `claim.submitted` or `organization.read`.
     pub action: Option<String>,
     /// RFC 3339 instant or `YYYY-MM-DD` (00:00 UTC): events at or after it.
+    #[param(value_type = Option<Since>, inline)]
     pub since: Option<String>,
+}
+
+/// A `since` query parameter as [`parse_since`] reads it: an RFC 3339 instant or a `YYYY-MM-DD`
+/// date. `anyOf`, not `oneOf`: where `format` is an annotation only, every string would match
+/// both and `oneOf` would refuse them all. Schema only (inlined).
+pub(crate) struct Since;
+
+impl utoipa::PartialSchema for Since {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        since_schema()
+    }
+}
+
+impl ToSchema for Since {}
+
+fn since_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    // chrono's `parse_from_rfc3339` also takes a space for the `T` (RFC 3339 §5.6's note).
+    let spaced = ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+        r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
+    ));
+    let any_of = AnyOfBuilder::new()
+        .item(string(KnownFormat::DateTime))
+        .item(string(KnownFormat::Date))
+        .item(spaced)
+        .build();
+    utoipa::openapi::RefOr::T(Schema::AnyOf(any_of))
 }
 
 pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -409,8 +409,28 @@ pub async fn get_batch(
 pub struct BatchQuery {
     /// Only jobs in this state: `queued`, `running`, `completed` or `failed` (another value is
     /// 422 on `/query/status`).
+    #[param(value_type = Option<BatchStatusFilter>, inline)]
     pub status: Option<String>,
 }
+
+/// The `status` filter: the values `BatchStatus::parse` reads. Schema only (inlined).
+pub struct BatchStatusFilter;
+
+impl utoipa::PartialSchema for BatchStatusFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::claims::string_enum(
+            &[
+                BatchStatus::Queued,
+                BatchStatus::Running,
+                BatchStatus::Completed,
+                BatchStatus::Failed,
+            ]
+            .map(BatchStatus::as_str),
+        )
+    }
+}
+
+impl ToSchema for BatchStatusFilter {}
 
 /// List bulk registration jobs, in upload order.
 ///

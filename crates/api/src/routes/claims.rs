@@ -226,17 +226,26 @@ impl From<Claim> for ClaimView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500}))]
 pub struct ClaimLineWrite {
-    /// The facility's act or item code, 1–50 characters.
+    /// The facility's act or item code, 1–50 characters, not all white space.
+    // `read_claim`: 422 `invalid_length` when blank once trimmed or past 50 characters (counted
+    // untrimmed).
+    #[schema(min_length = 1, max_length = 50, pattern = r"\S")]
     pub code: String,
     /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
     /// `surgery`, `dental`, `optical` or `emergency`; with `care_level` it selects the rule that
     /// prices the line.
     pub category: String,
     /// Free text, at most 500 characters.
+    // `read_claim`: 422 `too_long` past 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// 1 to 1,000,000.
+    // `read_claim`: `1..=MAX_QUANTITY`.
+    #[schema(minimum = 1, maximum = 1_000_000_i64)]
     pub quantity: i64,
     /// 1 to 10^12; `quantity × unit_price_xof` at most 10^12.
+    // `read_claim`: `1..=MAX_XOF`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub unit_price_xof: i64,
 }
 
@@ -248,7 +257,9 @@ pub struct BaseLineWrite {
     #[schema(minimum = 1)]
     pub line: u32,
     /// What the scheme pays for the line, from 0 (422 `out_of_range` below) to its billed amount
-    /// (422 `exceeds_billed` above).
+    /// (422 `exceeds_billed` above), which is at most 10^12.
+    // `base_paid`: 0 and up; a line's billed amount is at most `MAX_XOF`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub paid_xof: i64,
 }
 
@@ -292,6 +303,8 @@ pub struct LineDecisionWrite {
     /// With `reduce` only, where it is required: the complementary amount approved, from 0 to the
     /// line's proposed `complementary_xof` (422 `exceeds_proposed`). With another decision it is
     /// 422 `not_allowed_for_decision`.
+    // `LineDecisionDraft` (coordination.rs): `0..=MAX_XOF`, else 422 `out_of_range`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub approved_xof: Option<i64>,
     /// Why: required with `reject`, optional with `reduce` and `accept`.
     pub reason_code: Option<AdjudicationReasonWrite>,
@@ -329,8 +342,11 @@ pub enum AdjudicationReasonWrite {
     "care_level": "health_center", "diagnoses": ["J06.9"],
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
-    /// The provider's own reference, 1–100 characters; unique per provider: a second claim with
-    /// it is 409, `external_id_taken` at `/external_id`.
+    /// The provider's own reference, 1–100 characters, not all white space; unique per provider:
+    /// a second claim with it is 409, `external_id_taken` at `/external_id`.
+    // `read_claim`: 422 `invalid_length` when blank once trimmed or past 100 characters (counted
+    // untrimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub external_id: String,
     /// The health facility that gave the care (an organisation of kind `provider`); a provider
     /// names itself (422 `not_own_organization` for another organisation, `unknown_reference`
@@ -345,14 +361,25 @@ pub struct ClaimWrite {
     /// given.
     pub care_level: String,
     /// ICD-10 codes such as `J06.9` or `B54`; at most 100.
+    // `MAX_DIAGNOSES`; each item as `is_icd10` reads it.
+    #[schema(value_type = Option<Vec<Icd10Code>>, max_items = 100)]
     pub diagnoses: Option<Vec<String>>,
     /// 1 to 1000 lines, numbered from 1 in this order; the claim's total at most 10^12.
+    // `MAX_LINES`.
+    #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<ClaimLineWrite>,
     /// A scheme's own base amounts, replacing its computed base share: only from a scheme that
     /// is the person's eligible base payer (422 `not_allowed` from a provider, `not_base_payer`
     /// otherwise). Lines it does not name get a base share of 0.
     pub base_adjudication: Option<BaseAdjudicationWrite>,
 }
+
+/// An ICD-10 code as the server reads it: a capital letter, a digit, a digit or capital
+/// letter, then optionally a dot and 1 to 4 letters or digits (`J06.9`, `B54`). Schema only.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Schema only: never built.
+#[schema(pattern = "^[A-Z][0-9][0-9A-Z](?:\\.[0-9A-Za-z]{1,4})?$", example = "J06.9")]
+pub struct Icd10Code(String);
 
 /// How many times a claim is routed when concurrent claims keep using up the ceiling it was
 /// routed on.
@@ -1350,10 +1377,34 @@ pub(crate) async fn read_visible_claim(state: &AppState, caller: &Caller, id: &s
 pub struct ClaimQuery {
     /// Only claims in this state: `awaiting_base`, `awaiting_complementary`, `adjudicated`,
     /// `settled`, `rejected` or `cancelled` (another value is 422 on `/query/status`).
+    #[param(value_type = Option<ClaimStatusFilter>, inline)]
     pub status: Option<String>,
-    /// RFC 3339 instant or date: claims changed at or after it.
+    /// RFC 3339 instant or `YYYY-MM-DD` (00:00 UTC): claims changed at or after it.
+    #[param(value_type = Option<super::audit::Since>, inline)]
     pub since: Option<String>,
 }
+
+/// A string among `values`: a query filter's closed set, taken from the domain's own list.
+pub(crate) fn string_enum(values: &[&str]) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let object = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build();
+    utoipa::openapi::RefOr::T(Schema::Object(object))
+}
+
+/// The `status` filter: `ClaimStatus::ALL`, which `ClaimStatus::parse` reads. Schema only
+/// (inlined).
+pub struct ClaimStatusFilter;
+
+impl utoipa::PartialSchema for ClaimStatusFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_enum(&ClaimStatus::ALL.map(ClaimStatus::as_str))
+    }
+}
+
+impl ToSchema for ClaimStatusFilter {}
 
 /// List the claims you take part in, in creation order.
 ///

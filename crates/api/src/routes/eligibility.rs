@@ -36,7 +36,7 @@ pub struct PersonSelector {
     /// The beneficiary id.
     pub id: Option<String>,
     /// The person's national id, normalised before the search (spaces and dashes removed).
-    pub national_id: Option<super::registry::NationalIdView>,
+    pub national_id: Option<super::registry::NationalIdWrite>,
     /// The mutuelle or scheme whose member number follows; with `member_number`.
     pub organization: Option<String>,
     /// A member number in `organization`: the household's (its principal) or a dependant's own.
@@ -59,6 +59,8 @@ pub struct EligibilityRequest {
     /// `surgery`, `dental`, `optical` or `emergency`.
     pub category: Option<String>,
     /// 0 to 10^12: the amount billed, to split into an `estimate` of each payer's share.
+    // `read_check`: `0..=MAX_XOF`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_xof: Option<i64>,
 }
 

@@ -9,11 +9,13 @@ use passerelle_domain::ports::{NewMember, RegisteredMember};
 use passerelle_domain::registration::{AddedDependantDraft, DependantDraft, HouseholdSpan};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::registrations::{own_product, MemberView, PersonWrite};
+use super::registrations::{closed_all_of, own_product, MemberView, PersonWrite};
 use super::registry::{read_person_fields, visible_coverage};
 use crate::extract::{perm, replayed, Authorized, IdempotentJson};
 use crate::fields::Fields;
@@ -33,15 +35,41 @@ pub struct DependantAdd {
     /// `spouse`, `child`, `parent` or `other`.
     pub relationship: String,
     /// The dependant's own member number, when the mutuelle gives one (unique in your
-    /// mutuelle); else the household's applies.
+    /// mutuelle): 1 to 50 letters, digits, dashes, slashes or dots; else the household's applies.
+    // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
+    // `-`, `/` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
     pub member_number: Option<String>,
     /// `YYYY-MM-DD`: the first day of the dependant's coverage, not before the household's
     /// `start_date` (422 `before_household_start`) nor after its `end_date` (422
     /// `after_household_end`). The product's waiting period counts from it, and a `child`'s age
-    /// limit is judged on it (422 `dependant_age_limit` at `/birth_date`).
+    /// limit is judged on it (422 `dependant_age_limit` at `/birth_date`). Surrounding white
+    /// space is ignored.
+    // `AddedDependantDraft::check`: trimmed (`optional_date`), then `dates::check` (from 1900).
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: String,
     #[serde(flatten)]
     pub person: PersonWrite,
+}
+
+/// [`DependantAdd`] closed: the person's members and the dependant's own, no other (422
+/// `unknown_field`). Published under the name `DependantAdd`; schema only.
+pub struct ClosedDependantAdd;
+
+impl PartialSchema for ClosedDependantAdd {
+    fn schema() -> RefOr<Schema> {
+        closed_all_of(DependantAdd::schema())
+    }
+}
+
+impl ToSchema for ClosedDependantAdd {
+    fn name() -> std::borrow::Cow<'static, str> {
+        DependantAdd::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        DependantAdd::schemas(schemas);
+    }
 }
 
 /// Add a dependant to a registered household (the principal's coverage).
@@ -60,7 +88,7 @@ pub struct DependantAdd {
     post,
     path = "/v1/coverages/{id}/dependants",
     tag = "registrations",
-    request_body = DependantAdd,
+    request_body = ClosedDependantAdd,
     params(
         ("id" = String, Path, description = "The principal's coverage id"),
         ("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response"),

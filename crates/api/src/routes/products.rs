@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
 use passerelle_domain::error::{FieldError, StoreError};
-use passerelle_domain::product::{successor_faults, superseded_by, Layer, ProductDraft, ProductVersion, RuleDraft};
+use passerelle_domain::product::{
+    successor_faults, superseded_by, CareLevel, Category, Layer, ProductDraft, ProductVersion, RuleDraft,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -88,6 +90,68 @@ pub struct RuleView {
     pub rate_bp: u32,
 }
 
+/// One pricing rule as a request sends it: the members of `RuleView` and no other (422
+/// `unknown_field`). Schema only; the body is read field by field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"care_level": "health_center", "category": "consultation", "rate_bp": 8000}))]
+pub struct RuleWrite {
+    /// `health_post`, `health_center`, `hospital` or `university_hospital`; absent = any.
+    #[schema(schema_with = nullable_care_level)]
+    pub care_level: Option<String>,
+    /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
+    /// `surgery`, `dental`, `optical` or `emergency`; absent = any.
+    #[schema(schema_with = nullable_category)]
+    pub category: Option<String>,
+    /// 0–10000 (10000 = 100 %). A 0 rule carves a care out ahead of a broader rule: not covered.
+    // `BasisPoints::new`: `0..=10_000`.
+    #[schema(minimum = 0, maximum = 10000)]
+    pub rate_bp: u32,
+}
+
+/// A string among `values`, or null: an optional member of a closed set, where `null` reads as
+/// absent.
+fn nullable_enum(values: &[&str], description: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let mut listed: Vec<Value> = values.iter().map(|v| Value::from(*v)).collect();
+    listed.push(Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(listed))
+        .description(Some(description))
+        .build()
+}
+
+/// `excluded_categories` of a write: `Category::ALL` items, each at most once, or null (absent).
+fn excluded_categories() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let item = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(Category::ALL.map(Category::as_str)));
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(item)
+        .unique_items(true)
+        .description(Some("Categories never paid, each at most once; default none."))
+        .build()
+}
+
+/// `CareLevel::ALL`, which `validate_rule` reads.
+fn nullable_care_level() -> utoipa::openapi::schema::Object {
+    nullable_enum(
+        &CareLevel::ALL.map(CareLevel::as_str),
+        "`health_post`, `health_center`, `hospital` or `university_hospital`; absent = any.",
+    )
+}
+
+/// `Category::ALL`, which `validate_rule` reads.
+fn nullable_category() -> utoipa::openapi::schema::Object {
+    nullable_enum(
+        &Category::ALL.map(Category::as_str),
+        "`consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,\n\
+         `surgery`, `dental`, `optical` or `emergency`; absent = any.",
+    )
+}
+
 impl From<ProductVersion> for ProductView {
     fn from(v: ProductVersion) -> Self {
         ProductView {
@@ -133,24 +197,41 @@ pub struct ProductWrite {
     /// Must suit the caller: `base` for schemes, `complementary` or `primary` for mutuelles. On
     /// `PUT`, the current version's layer (it cannot change).
     pub layer: String,
-    /// 1–200 characters, accents kept.
-    #[schema(max_length = 200)]
+    /// 1–200 characters once surrounding white space is trimmed (and stored trimmed), without
+    /// control characters; accents kept.
+    // `ProductDraft::validate`: trimmed, then 1 to `MAX_NAME_CHARS` (200) characters, none a
+    // control character. The schema gives the form to send, unpadded (the server also trims a padded one).
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 200)]
     pub name: String,
     /// 1–100 rules, tried in order: the first whose `care_level` and `category` match (absent =
     /// any) decides the rate.
-    pub rules: Vec<RuleView>,
+    // `ProductDraft::validate`: empty is 422 `empty`, past `MAX_RULES` (100) `too_many`.
+    #[schema(min_items = 1, max_items = 100)]
+    pub rules: Vec<RuleWrite>,
     /// Most the product pays per person per calendar year, 0 to 10^12; absent = no ceiling. Not
     /// allowed on `base` products.
+    // `ProductDraft::validate`: `0..=MAX_XOF`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub annual_ceiling_xof: Option<i64>,
     /// Days after a coverage's start before it pays, 0–3650; default 0.
+    // `MAX_PERIOD_DAYS`.
+    #[schema(minimum = 0, maximum = 3650)]
     pub waiting_period_days: Option<u32>,
     /// Days after `paid_through` before contributions are in arrears, 0–3650; default 0.
+    // `MAX_PERIOD_DAYS`.
+    #[schema(minimum = 0, maximum = 3650)]
     pub grace_period_days: Option<u32>,
     /// Categories never paid, each at most once; default none.
+    // A category listed twice is 422 `duplicate`: `uniqueItems`.
+    #[schema(schema_with = excluded_categories)]
     pub excluded_categories: Option<Vec<String>>,
     /// Most dependants a household may register, 0–100; absent = no limit.
+    // `product::MAX_DEPENDANTS`.
+    #[schema(minimum = 0, maximum = 100)]
     pub max_dependants: Option<u32>,
     /// Oldest age of a `child` dependant, in whole years, 0–120; absent = no limit.
+    // `MAX_CHILD_AGE`.
+    #[schema(minimum = 0, maximum = 120)]
     pub child_max_age: Option<u32>,
     /// The first day this version is in force; on `PUT`, later than that of the version in force
     /// today (a version still scheduled from this day or later is superseded).

@@ -11,11 +11,13 @@ use passerelle_domain::product::{select_version_or_first, ProductVersion};
 use passerelle_domain::registration::{merge_errors, RegistrationDraft, ValidRegistration};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{AllOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::registry::{BeneficiaryView, CoverageView, LocalityView, NationalIdView};
+use super::registry::{BeneficiaryView, CoverageView, LocalityWrite, NationalIdWrite};
 use crate::extract::{perm, replayed, Authorized, Caller, IdempotentJson};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -31,22 +33,35 @@ pub fn router() -> OpenApiRouter<AppState> {
     "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}}))]
 pub struct PersonWrite {
     /// Optional: many people have no papers. Same country, type and value = same person.
-    pub national_id: Option<NationalIdView>,
-    /// 1–100 characters, kept byte-exact.
+    pub national_id: Option<NationalIdWrite>,
+    /// 1–100 characters once surrounding white space is trimmed, without control characters;
+    /// kept byte-exact.
+    // `beneficiary::check_text` with `MAX_NAME_CHARS` (100). The schema gives the form to send,
+    // unpadded (the server also trims a padded one).
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub family_name: String,
-    /// 1–100 characters, kept byte-exact.
+    /// 1–100 characters once surrounding white space is trimmed, without control characters;
+    /// kept byte-exact.
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub given_names: String,
     /// `F` or `M`.
     pub sex: String,
     /// `YYYY-MM-DD` from 1900 to today; when only the year is known, `YYYY-01-01` with
-    /// `birth_date_precision: "year"`, or just `YYYY`.
+    /// `birth_date_precision: "year"`, or just `YYYY`. Surrounding white space is ignored.
+    // `beneficiary::check_birth_date`: trimmed, `YYYY` or a calendar date, year from
+    // `MIN_BIRTH_YEAR` (1900).
+    #[schema(pattern = r"^[0-9]{4}(?:-[0-9]{2}-[0-9]{2})?$")]
     pub birth_date: String,
     /// `day` (default) or `year`.
     pub birth_date_precision: Option<String>,
-    /// E.164, e.g. `+22890123456` (spaces, dots and dashes are removed first).
+    /// E.164, e.g. `+22890123456` (spaces, dots and dashes are removed first): `+` then 8 to 15
+    /// digits, the first not 0; at most 64 bytes as sent.
+    // `beneficiary::parse_phone`. The pattern gives the form to send (single separators between
+    // digits); the server also removes other separators.
+    #[schema(pattern = r"^\+[1-9](?:[ .-]?[0-9]){7,14}$", max_length = 64)]
     pub phone: Option<String>,
     /// Where the person lives: region, district and commune, all three or none.
-    pub locality: Option<LocalityView>,
+    pub locality: Option<LocalityWrite>,
 }
 
 /// A dependant: a person plus their relationship to the principal.
@@ -57,9 +72,72 @@ pub struct DependantWrite {
     pub relationship: String,
     /// The dependant's own member number, when the mutuelle gives one (same format as the
     /// household's, distinct from every other in the registration); else the household's applies.
+    // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
+    // `-`, `/` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
     pub member_number: Option<String>,
     #[serde(flatten)]
     pub person: PersonWrite,
+}
+
+/// Adds `unevaluatedProperties: false` to an `allOf` schema: the composed object then refuses
+/// a member none of its parts names, as the server does (422 `unknown_field`). Each part stays
+/// open, so that a part another schema extends keeps taking the extension's members.
+pub(crate) fn closed_all_of(schema: RefOr<Schema>) -> RefOr<Schema> {
+    match schema {
+        RefOr::T(Schema::AllOf(mut all)) => {
+            let mut extensions = all.extensions.take().unwrap_or_default();
+            extensions.insert("unevaluatedProperties".to_owned(), Value::Bool(false));
+            all.extensions = Some(extensions);
+            RefOr::T(Schema::AllOf(all))
+        }
+        other => other,
+    }
+}
+
+/// [`PersonWrite`] as a request sends it on its own (a registration's `principal`, a base
+/// affiliation's person): closed, as the server refuses any other member (422 `unknown_field`).
+/// Schema only; the body is read field by field.
+pub struct ClosedPersonWrite;
+
+impl PartialSchema for ClosedPersonWrite {
+    fn schema() -> RefOr<Schema> {
+        let all = AllOfBuilder::new()
+            .item(Ref::from_schema_name(PersonWrite::name()))
+            .description(Some(
+                "A person as sent in a registration (`PersonWrite`), with no other member: matched by \
+                 national id when it is known, else created.",
+            ))
+            .build();
+        closed_all_of(RefOr::T(Schema::AllOf(all)))
+    }
+}
+
+impl ToSchema for ClosedPersonWrite {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((PersonWrite::name().into_owned(), PersonWrite::schema()));
+        PersonWrite::schemas(schemas);
+    }
+}
+
+/// [`DependantWrite`] closed: the person's members and the dependant's own, no other (422
+/// `unknown_field`). Published under the name `DependantWrite`; schema only.
+pub struct ClosedDependantWrite;
+
+impl PartialSchema for ClosedDependantWrite {
+    fn schema() -> RefOr<Schema> {
+        closed_all_of(DependantWrite::schema())
+    }
+}
+
+impl ToSchema for ClosedDependantWrite {
+    fn name() -> std::borrow::Cow<'static, str> {
+        DependantWrite::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        DependantWrite::schemas(schemas);
+    }
 }
 
 /// The body of `POST /v1/registrations`.
@@ -78,16 +156,27 @@ pub struct RegistrationWrite {
     /// One of your `complementary` or `primary` products.
     pub product: String,
     /// The household's number, unique in your mutuelle: 1 to 50 letters, digits, dashes, slashes
-    /// or dots.
+    /// or dots (surrounding white space is ignored).
+    // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
+    // `-`, `/` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
     pub member_number: String,
-    /// `YYYY-MM-DD`: the first day of cover. Coverages pay from `start_date + waiting_period_days`.
+    /// `YYYY-MM-DD`: the first day of cover, from 1900-01-01 to ten years ahead. Coverages pay
+    /// from `start_date + waiting_period_days`. Surrounding white space is ignored.
+    // `registration::optional_date` (trimmed, `dates::parse`) and `dates::check` (from 1900).
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: String,
     /// `YYYY-MM-DD`: contributions already paid up to this day, for the whole household; not
-    /// before the day before `start_date`. Absent = nothing paid yet (`CONTRIBUTIONS_IN_ARREARS`).
+    /// before the day before `start_date`, nor past ten years ahead. Absent = nothing paid yet
+    /// (`CONTRIBUTIONS_IN_ARREARS`). Surrounding white space is ignored.
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub paid_through: Option<String>,
     /// The household's head, who holds the household's member number.
+    #[schema(value_type = ClosedPersonWrite)]
     pub principal: PersonWrite,
-    /// In order; the product's `max_dependants` and `child_max_age` apply.
+    /// In order, at most 100; the product's `max_dependants` and `child_max_age` apply.
+    // `registration::MAX_DEPENDANTS` (100): more is 422 `too_many_dependants`.
+    #[schema(value_type = Option<Vec<ClosedDependantWrite>>, max_items = 100)]
     pub dependants: Option<Vec<DependantWrite>>,
 }
 

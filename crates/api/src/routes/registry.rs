@@ -66,6 +66,43 @@ pub struct LocalityView {
     pub commune: String,
 }
 
+/// A national identity number as a request sends it: the members of `NationalIdView` and no
+/// other (422 `unknown_field`). Schema only; the body is read field by field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"country": "TG", "type": "NIU", "value": "1234 5678 9012"}))]
+pub struct NationalIdWrite {
+    /// ISO 3166-1 alpha-2 (trimmed and upper-cased before it is looked up).
+    pub country: String,
+    /// `NIU` (TG, 12 digits), `NINA` (ML, 15 letters and digits), `CNI` (SN, 12–17 digits) or
+    /// `RNU` (SN, 5–20 letters and digits): the deployment's national id rules decide, so the
+    /// list is not closed here.
+    #[serde(rename = "type")]
+    pub id_type: String,
+    /// Normalised before it is checked, stored or compared: spaces and dashes removed, letters
+    /// upper-cased.
+    pub value: String,
+}
+
+/// Where a person lives, as a request sends it: all three parts or no locality at all, and no
+/// other member (422 `unknown_field`). Schema only; the body is read field by field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"region": "Maritime", "district": "Zio", "commune": "Zio 1"}))]
+pub struct LocalityWrite {
+    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// e.g. `Maritime`.
+    // `beneficiary::check_text` with `MAX_LOCALITY_CHARS` (100).
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    pub region: String,
+    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// e.g. `Zio`.
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    pub district: String,
+    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// e.g. `Zio 1`.
+    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    pub commune: String,
+}
+
 /// A person, once, whichever mutuelle or scheme covers them.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -241,7 +278,9 @@ pub(crate) async fn visible_coverage(state: &AppState, caller: &Caller, id: &str
 #[into_params(parameter_in = Query)]
 pub struct BeneficiaryQuery {
     /// `CC:TYPE:VALUE`, e.g. `SN:CNI:1234567890123` (normalised before the search). Required.
-    #[param(required = true)]
+    // `NationalIdRules::parse_compact`: three parts split at the first two colons; a country and
+    // a type no rule has, or a value holding a colon, is 422 `invalid_national_id`.
+    #[param(required = true, pattern = "^[^:]+:[^:]+:[^:]*$")]
     pub national_id: Option<String>,
 }
 
@@ -597,6 +636,8 @@ async fn patch_once(
 #[schema(example = json!({"amount_xof": 6000, "period_start": "2026-01-01", "period_end": "2026-12-31", "paid_at": "2026-01-05", "reference": "RECU-2026-0113"}))]
 pub struct ContributionCreate {
     /// 1 to 10^12.
+    // `add_contribution`: `1..=MAX_XOF`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount_xof: i64,
     /// The first day it pays for.
     pub period_start: NaiveDate,
@@ -604,7 +645,10 @@ pub struct ContributionCreate {
     pub period_end: NaiveDate,
     /// Not in the future.
     pub paid_at: NaiveDate,
-    /// 1–100 characters.
+    /// 1–100 characters, not all white space.
+    // `add_contribution`: 422 `invalid_length` when blank once trimmed or past 100 characters
+    // (counted untrimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
 }
 
@@ -853,6 +897,7 @@ pub struct BeneficiaryRef {
 #[schema(example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}))]
 pub enum CoveragePersonWrite {
     Known(BeneficiaryRef),
+    #[schema(value_type = super::registrations::ClosedPersonWrite)]
     Fields(Box<super::registrations::PersonWrite>),
 }
 
@@ -865,7 +910,11 @@ pub enum CoveragePersonWrite {
 pub struct CoverageCreate {
     /// One of your `base` products.
     pub product: String,
-    /// Unique in your scheme: 1 to 50 letters, digits, dashes, slashes or dots.
+    /// Unique in your scheme: 1 to 50 letters, digits, dashes, slashes or dots (surrounding white
+    /// space is ignored).
+    // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
+    // `-`, `/` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
     pub member_number: String,
     /// `{"id": …}` of a person you already cover, or the person's fields (matched by national id
     /// or created, as in a registration).

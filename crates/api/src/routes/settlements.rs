@@ -164,10 +164,15 @@ pub struct SettlementCreate {
 #[schema(example = json!({"amount_xof": 1000, "paid_at": "2026-11-30", "reference": "VIR-4411"}))]
 pub struct PaymentCreate {
     /// From 1 to what is still due (`total_xof - paid_xof`).
+    // `add_payment`: `1..=MAX_XOF`, then at most what is due.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount_xof: i64,
     /// The day it was paid; not in the future.
     pub paid_at: NaiveDate,
-    /// The transfer's or cheque's reference, 1–100 characters.
+    /// The transfer's or cheque's reference, 1–100 characters, not all white space.
+    // `add_payment`: 422 `invalid_length` when blank once trimmed or past 100 characters
+    // (counted untrimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
 }
 
@@ -441,8 +446,27 @@ pub struct SettlementQuery {
     pub payee: Option<String>,
     /// Only the batches in this state: `open`, `partially_paid` or `paid` (another value is 422
     /// `unknown_value` on `/query/status`).
+    #[param(value_type = Option<SettlementStatusFilter>, inline)]
     pub status: Option<String>,
 }
+
+/// The `status` filter: the values `SettlementStatus::parse` reads. Schema only (inlined).
+pub struct SettlementStatusFilter;
+
+impl utoipa::PartialSchema for SettlementStatusFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::claims::string_enum(
+            &[
+                SettlementStatus::Open,
+                SettlementStatus::PartiallyPaid,
+                SettlementStatus::Paid,
+            ]
+            .map(SettlementStatus::as_str),
+        )
+    }
+}
+
+impl ToSchema for SettlementStatusFilter {}
 
 /// List the settlements you owe or are paid by, newest first.
 ///

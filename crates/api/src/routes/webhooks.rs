@@ -68,10 +68,14 @@ pub struct WebhookCreate {
     /// service runs with `PASSERELLE_WEBHOOK_ALLOW_INSECURE=true`).
     pub url: String,
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
-    /// `claim.settled`, `coverage.changed`.
+    /// `claim.settled`, `coverage.changed`. At least one; one listed twice counts once.
+    // `create_webhook`: empty is 422 `empty`; `Fields::opt_str_list` holds `MAX_LIST_ITEMS`.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<String>,
     /// The HMAC-SHA256 key of the signatures, 32 to 256 characters; when absent, 64 random hex
     /// characters are generated. Shown only in the answer to this request.
+    // `MIN_SECRET..=MAX_SECRET` characters.
+    #[schema(min_length = 32, max_length = 256)]
     pub secret: Option<String>,
 }
 
