@@ -112,6 +112,12 @@ async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
         ok.json["head_digest"], sixth.json["digest"],
         "the head is the newest event"
     );
+    // A position is written in digits alone.
+    for other in ["%2B6", "%206", "-6", "6.0"] {
+        app.get(&format!("/v1/audit-events/{other}"), &operator)
+            .await
+            .problem(404, "not_found");
+    }
     // A row stored beyond the head, copied from a real one, is walked and found.
     app.db
         .execute(

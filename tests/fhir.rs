@@ -206,6 +206,22 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(none.json["resourceType"], "Bundle", "{}", none.text);
     assert!(none.json.get("entry").is_none(), "{}", none.text);
 
+    // A reference to another resource type names no Patient: refused, not an empty Bundle.
+    let other_type = app
+        .get(
+            &format!("/fhir/r4/Coverage?beneficiary=Organization/{}", s.principal),
+            &mut_a,
+        )
+        .await;
+    assert_eq!(issues(&other_type, 422)[0].0, "value", "{}", other_type.text);
+    assert_eq!(
+        other_type.json["issue"][0]["details"]["coding"][0]["code"],
+        "invalid_reference"
+    );
+    assert!(other_type.json["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .ends_with("at: /query/beneficiary"));
     let missing = app.get("/fhir/r4/Coverage", &mut_a).await;
     let found = issues(&missing, 422);
     assert_eq!(found[0].0, "required");

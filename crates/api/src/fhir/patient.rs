@@ -348,7 +348,7 @@ pub struct CoverageSearch {
     params(CoverageSearch),
     responses(
         (status = 200, description = "A searchset Bundle of Coverage, ordered by id", body = Bundle, content_type = "application/fhir+json"),
-        (status = 422, description = "`beneficiary` missing, or a bad `_count` or `cursor`", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+                (status = 422, description = "`beneficiary` missing or a reference to another resource type (`invalid_reference`), or a bad `_count` or `cursor`", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]
@@ -363,6 +363,16 @@ pub async fn search_coverage(
         .map(|b| b.strip_prefix("Patient/").unwrap_or(b))
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
+    // No beneficiary id holds a `/`: what still does is a reference to another resource type,
+    // which names no Patient (an empty Bundle would say that person holds no coverage).
+    if beneficiary.contains('/') {
+        return Err(ApiError::field(FieldError::new(
+            "/query/beneficiary",
+            "invalid_reference",
+            "must be Patient/<id> or the bare id",
+            "doit être Patient/<id> ou l'id seul",
+        )));
+    }
     // Its cursors name the person as the search reads it: `Patient/x` and `x` are one search,
     // and the `next` link (written with `Patient/`) follows the first page however it was asked.
     let list = format!("/fhir/r4/Coverage?beneficiary={beneficiary}");

@@ -249,6 +249,10 @@ pub async fn get_audit_event(
     auth: Authorized<perm::ReadAuditEvents>,
     Path(seq): Path<String>,
 ) -> Result<Json<AuditEventView>, ApiError> {
+    // Digits only: `+1` or ` 1` names no event, though Rust's integer parser would read it.
+    if !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound);
+    }
     let seq: i64 = seq.parse().map_err(|_| ApiError::NotFound)?;
     let event = state.store.get_audit_event(seq).await?.ok_or(ApiError::NotFound)?;
     if !auth.caller.reads_everything() && event.organization != auth.caller.org.as_str() {
