@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use passerelle_domain::claim::Claim;
 use passerelle_domain::ports::AttemptOutcome;
 use passerelle_domain::webhook::{next_attempt, Attempt, DueDelivery};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -94,21 +94,13 @@ impl std::fmt::Display for Unreadable {
 
 /// The body a receiver gets: `{event_id, type, created_at, organization, version, data}`, `data`
 /// being the resource as its GET shows it and `version` the resource's version after the change,
-/// by which a receiver orders the events of one resource. An event whose stored form does not read is never sent
-/// with a made-up part (`data: null` would be taken for the resource).
+/// by which a receiver orders the events of one resource. An event whose stored form does not
+/// read is never sent with a made-up part (`data: null` would be taken for the resource).
 pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     let stored: Value = serde_json::from_str(&d.payload).map_err(|e| Unreadable::at("payload", &e))?;
     let (data, version) = match stored["resource"].as_str() {
-        Some("claim") => {
-            let claim = Claim::deserialize(&stored["data"]).map_err(|e| Unreadable::at("data", &e))?;
-            let version = claim.version;
-            (as_viewed::<Claim, ClaimView>(claim)?, Some(version))
-        }
-        Some("coverage") => {
-            let coverage = Coverage::deserialize(&stored["data"]).map_err(|e| Unreadable::at("data", &e))?;
-            let version = coverage.version;
-            (as_viewed::<Coverage, CoverageView>(coverage)?, Some(version))
-        }
+        Some("claim") => as_viewed::<Claim, ClaimView>(&stored["data"], |c| c.version)?,
+        Some("coverage") => as_viewed::<Coverage, CoverageView>(&stored["data"], |c| c.version)?,
         _ => (stored["data"].clone(), None),
     };
     if data.is_null() {
@@ -132,9 +124,15 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     serde_json::to_vec(&body).map_err(|e| Unreadable::at("body", &e))
 }
 
-/// The stored resource `T` as its GET shows it, `V`.
-fn as_viewed<T, V: From<T> + Serialize>(resource: T) -> Result<Value, Unreadable> {
-    serde_json::to_value(V::from(resource)).map_err(|e| Unreadable::at("data", &e))
+/// The stored resource `T` as its GET shows it, `V`, with its version.
+fn as_viewed<T: DeserializeOwned, V: From<T> + Serialize>(
+    data: &Value,
+    version: fn(&T) -> u32,
+) -> Result<(Value, Option<u32>), Unreadable> {
+    let resource = T::deserialize(data).map_err(|e| Unreadable::at("data", &e))?;
+    let version = version(&resource);
+    let view = serde_json::to_value(V::from(resource)).map_err(|e| Unreadable::at("data", &e))?;
+    Ok((view, Some(version)))
 }
 
 /// A running worker: its task, and the switch that stops its leasing.

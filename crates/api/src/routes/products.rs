@@ -547,20 +547,18 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
-    if !if_match_any(headers) {
-        return attempt().await;
-    }
-    for _ in 1..IF_MATCH_ANY_TRIES {
+    let any = if_match_any(headers);
+    let mut tries = 1;
+    loop {
         match attempt().await {
-            Err(ApiError::PreconditionFailed) => continue,
+            Err(ApiError::PreconditionFailed) if any && tries < IF_MATCH_ANY_TRIES => tries += 1,
+            Err(ApiError::PreconditionFailed) if any => {
+                return Err(ApiError::from(StoreError::Contention(
+                    "the resource kept changing while this change was written".into(),
+                )))
+            }
             other => return other,
         }
-    }
-    match attempt().await {
-        Err(ApiError::PreconditionFailed) => Err(ApiError::from(StoreError::Contention(
-            "the resource kept changing while this change was written".into(),
-        ))),
-        other => other,
     }
 }
 
