@@ -76,6 +76,18 @@ pub fn claim(external_id: &str, person: &str, date: &str, lines: Value) -> Value
            "care_level": "health_center", "diagnoses": ["J06.9"], "lines": lines})
 }
 
+/// A claim sent as this very text: its spacing, or numbers a `Value` would not keep as written.
+pub async fn submit_text(app: &TestApp, token: &str, key: &str, body: String) -> Reply {
+    app.send(
+        app.request(Method::POST, "/v1/claims")
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
 pub async fn submit(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
     app.send(
         app.request(Method::POST, "/v1/claims")
@@ -439,15 +451,7 @@ async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
     }
     assert_eq!(app.count("claims").await, 1);
     // Serialised again (spaced out), it is still the same request: replayed.
-    let respelt = app
-        .send(
-            app.request(Method::POST, "/v1/claims")
-                .bearer_auth(&token)
-                .header("idempotency-key", "same-key")
-                .header("content-type", "application/json")
-                .body(serde_json::to_string_pretty(&body).unwrap()),
-        )
-        .await;
+    let respelt = submit_text(app, &token, "same-key", serde_json::to_string_pretty(&body).unwrap()).await;
     assert_eq!(respelt.status.as_u16(), 201, "{}", respelt.text);
     assert_eq!(respelt.json, replies[0].json);
     // The key names that first request: another body under it, even an invalid one, is refused

@@ -201,6 +201,50 @@ async fn who_may_ask_about_whom(backend: Backend) {
     check(app, &provider(app), unknown_member)
         .await
         .problem(404, "not_found");
+    let unknown_id = "01937f0e-0000-7000-8000-000000000000";
+    check(
+        app,
+        &provider(app),
+        json!({"beneficiary": {"id": unknown_id}, "care_level": "health_post"}),
+    )
+    .await
+    .problem(404, "not_found");
+    // Every 404 left a trace: who asked, and the id asked about when it was sent as one,
+    // whether or not such a person exists, so that the caller's own events tell it nothing.
+    // Neither the typed-in `nobody` nor the member number is kept. The 403s are no checks.
+    let events = app
+        .get("/v1/audit-events?action=eligibility.not_found", &app.operator())
+        .await;
+    assert_eq!(events.status.as_u16(), 200, "{}", events.text);
+    let mut seen: Vec<(String, String, String)> = events.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["resource_type"], "beneficiary", "{e}");
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            (s("organization"), s("resource_id"), s("subject"))
+        })
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        ("cms-a".to_owned(), String::new()),
+        ("cms-a".to_owned(), String::new()),
+        ("cms-a".to_owned(), unknown_id.to_owned()),
+        ("mut-b".to_owned(), s.principal.clone()),
+    ];
+    expected.sort();
+    assert_eq!(
+        seen.into_iter().map(|(o, r, _)| (o, r)).collect::<Vec<_>>(),
+        expected,
+        "{}",
+        events.text
+    );
+    assert!(
+        !events.text.contains("NOPE") && !events.text.contains("nobody"),
+        "{}",
+        events.text
+    );
 }
 
 async fn bad_checks_name_the_field(backend: Backend) {

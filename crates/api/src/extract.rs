@@ -42,7 +42,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 ))
             }
         };
-        let value = serde_json::from_slice::<Value>(&bytes).map_err(|e| not_json(&bytes, &e))?;
+        let mut value = serde_json::from_slice::<Value>(&bytes).map_err(|e| not_json(&bytes, &e))?;
+        // Rare: a fraction the parser rounded to a whole number is read as a plain fraction, so
+        // that its field is refused like any other (a whole-number field is `invalid_type`).
+        let rounded = crate::json_numbers::fractions_read_as_whole(&bytes);
+        if !rounded.is_empty() {
+            let plain = crate::json_numbers::with_plain_fractions(&bytes, &rounded);
+            value = serde_json::from_slice::<Value>(&plain).map_err(|e| not_json(&plain, &e))?;
+        }
         if !value.is_object() {
             return Err(ApiError::malformed(
                 "The body must be a JSON object.",
@@ -480,8 +487,9 @@ fn canonical_json(value: &Value, by_value: bool) -> Value {
 /// A number as the value it names: a float that is a whole number (`2.0`, `2e0`, `-0.0`) is that
 /// integer, so that it prints as `2` does (API.md §7: 2.0 is 2). Only below 2^53, where every
 /// whole float is exactly one integer; larger floats, fractions and integers stay as they are.
-/// (A float is the parser's reading: decimals with more digits than a double holds were already
-/// read as their nearest double, as the handlers read them too.)
+/// (A float is the parser's reading: a fraction with more digits than a double holds was read as
+/// its nearest double, which may be whole. [`AppJson`] refuses such a body before any handler
+/// judges it, so its key is never kept: `crate::json_numbers`.)
 fn canonical_number(n: &serde_json::Number) -> serde_json::Number {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     if n.is_i64() || n.is_u64() {

@@ -113,6 +113,12 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or("the job disappeared")?;
     print_summary(&job, &errors_path, args.lang);
+    // The job's last events (its end) are durable in the queue, not yet chained, and no server
+    // may run to chain them: chain them now, so that the log is whole when the import returns.
+    // A failure leaves them queued for the next process's chainer, as after a crash.
+    if let Err(e) = state.store.audit_head().await {
+        eprintln!("the audit log will list this import's last events once a server runs: {e}");
+    }
     db.close().await;
     match ended {
         Ended::Finished(BatchStatus::Completed) => Ok(()),

@@ -11,6 +11,7 @@ pub mod fhir;
 pub mod fields;
 pub mod housekeeping;
 pub mod import;
+pub mod json_numbers;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

@@ -259,6 +259,22 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
         );
         assert!(stdout.contains("errors: 0"), "{stdout}");
     }
+    // No server ran: the import chained its own events before it returned, the job's end last.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_queue")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(queued, 0, "events left in the queue");
+        let last: String = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(last, "registration_batch.completed");
+        conn.close().await.unwrap();
+    }
 
     // The Togo sample with one bad row more: the job completes, the row is in the errors file.
     let mut text = sample("registrations-tg.csv");

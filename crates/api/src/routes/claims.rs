@@ -397,8 +397,8 @@ fn refusal(e: ClaimError) -> ApiError {
             format!("Impossible tant que la demande est {}.", state.as_str()),
         ),
         ClaimError::Refused(ClaimRefusal::Invalid(errors)) => ApiError::validation(errors),
-        // Only while routings are left, which `submit` uses up itself: kept as contention (503,
-        // try again) should that ever change.
+        // The ceiling moved under every routing: contention (503, nothing written, try again),
+        // never a claim routed to a mutuelle that owes nothing on it.
         ClaimError::Refused(ClaimRefusal::Rerouted) => {
             passerelle_domain::error::StoreError::Contention("the claim's payers changed while it was priced".into())
                 .into()
@@ -1103,8 +1103,8 @@ pub(crate) async fn submit(
     let mut facts = Some(facts);
     let mut routings = 1;
     loop {
-        match route(state, caller, parsed, facts.take(), &idempotency, routings).await? {
-            Err(ClaimError::Refused(ClaimRefusal::Rerouted)) => routings += 1,
+        match route(state, caller, parsed, facts.take(), &idempotency).await? {
+            Err(ClaimError::Refused(ClaimRefusal::Rerouted)) if routings < MAX_ROUTINGS => routings += 1,
             Err(ClaimError::Store(passerelle_domain::error::StoreError::Conflict { constraint }))
                 if constraint == EXTERNAL_ID_TAKEN =>
             {
@@ -1117,7 +1117,7 @@ pub(crate) async fn submit(
 
 /// Judges the person's coverages, routes the claim to its payers and writes it: the store's
 /// refusal is handed back as it is, for `submit` to route again when the ceiling it was routed on
-/// is gone (this is routing number `routings`). `facts` are those [`check`] read, for the first
+/// is gone. `facts` are those [`check`] read, for the first
 /// routing; a later one reads them afresh, and judges them again.
 async fn route(
     state: &AppState,
@@ -1125,7 +1125,6 @@ async fn route(
     parsed: &ParsedClaim,
     facts: Option<passerelle_domain::ports::EligibilityFacts>,
     idempotency: &IdempotencyKey,
-    routings: u32,
 ) -> Result<Result<Written<Claim>, ClaimError>, ApiError> {
     let facts = match facts {
         Some(facts) => facts,
@@ -1230,8 +1229,8 @@ async fn route(
         let left = ceiling_left(claim.ceiling_xof, used);
         // Routed on a ceiling that a concurrent claim has used up since the facts were read:
         // this mutuelle would owe nothing, and another payer, or a rejection, may be the right
-        // answer. Route again from fresh facts (the last routing keeps what it finds).
-        if routings < MAX_ROUTINGS && used != seen && left == Some(Xof::ZERO) {
+        // answer. Route again from fresh facts; after the last routing, the caller retries.
+        if used != seen && left == Some(Xof::ZERO) {
             return Err(ClaimRefusal::Rerouted);
         }
         claim.totals = price_lines(&mut claim.lines, left).map_err(invalid_amounts)?;

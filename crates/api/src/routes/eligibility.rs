@@ -349,7 +349,8 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 /// product's rules, exclusions, remaining ceiling and age limit. A provider sees every
 /// coverage of the person, and with an amount the estimate; a mutuelle or a scheme its own
 /// coverages and the base affiliations, without an estimate. `eligible` is true when at least
-/// one listed coverage pays. Every check is audited (who asked about whom, and the outcome).
+/// one listed coverage pays. Every check is audited (who asked about whom, and the outcome), a
+/// check answered 404 too (`eligibility.not_found`, naming only an `id` the caller sent).
 #[utoipa::path(
     post,
     path = "/v1/eligibility-checks",
@@ -370,17 +371,40 @@ pub async fn check_eligibility(
     Ok(Json(answer(&state, &auth.caller, &check).await?.view))
 }
 
+/// A check that finds no one the caller may check is audited too (`eligibility.not_found`), so
+/// that an organisation probing for people leaves a trace. The event names the person only by
+/// an id the caller sent in the form of one, whether or not it exists: an event that named
+/// existing people alone would tell the caller, who reads its own events, what the 404 hides.
+/// What else was typed in (a national id, a member number) is personal data and is not kept.
+async fn not_found(state: &AppState, caller: &Caller, person: &PersonKey) -> ApiError {
+    let named = match person {
+        PersonKey::Id(id) if uuid::Uuid::try_parse(id).is_ok() => id.as_str(),
+        _ => "",
+    };
+    let ctx = caller.write_context(state, None);
+    match state
+        .store
+        .append_audit(&[ctx.audit("eligibility.not_found", "beneficiary", named)])
+        .await
+    {
+        Ok(()) => {
+            metrics::counter!("passerelle_eligibility_checks_total", "outcome" => "not_found").increment(1);
+            ApiError::NotFound
+        }
+        Err(e) => e.into(),
+    }
+}
+
 /// Judges every coverage of the person and audits the check: the one path of both the `/v1`
 /// and the FHIR forms.
 pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> Result<Answer, ApiError> {
     let facts = state
         .store
         .eligibility_facts(&check.person, check.service_date, false)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if !may_check(caller, &facts) {
-        return Err(ApiError::NotFound);
-    }
+        .await?;
+    let Some(facts) = facts.filter(|facts| may_check(caller, facts)) else {
+        return Err(not_found(state, caller, &check.person).await);
+    };
     let answers: Vec<(&Coverage, CoverageEligibility)> = facts
         .coverages
         .iter()
