@@ -408,6 +408,110 @@ async fn storage_conflicts_point_at_the_member_at_fault(backend: Backend) {
     assert_eq!(app.count("coverages").await, 2);
 }
 
+/// A row whose national id is stored for a person of another sex or birth fails its household
+/// with `identity_mismatch` on that row, as a single registration is refused; the other
+/// households register, a year-only birth matching a full date of its year. The job tells nothing
+/// of the stored person, and the same file again skips what it registered and fails the same rows.
+async fn a_national_id_of_someone_else_fails_its_household(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        CSV,
+        csv(&GOOD[..1]),
+    )
+    .await;
+    assert_eq!(counts(&job), [1, 1, 0, 0, 0]);
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan_b.json["id"].as_str().unwrap());
+    let file = csv(&[
+        // GOOD's principal is a man born on 1984-03-12.
+        "B1,principal,B-1001,Mensah,Ama,F,1984-03-12,TG:NIU:123456789012,,,,,2026-01-01,",
+        "B2,principal,B-1002,Sow,Ali,M,1980,,,,,,2026-01-01,",
+        "B2,child,,Sow,Awa,F,2015,,,,,,,",
+        "B3,principal,B-1003,Ba,Awa,F,1980,,,,,,2026-01-01,",
+        "B3,spouse,,Ba,Kossi,M,1985,TG:NIU:123456789012,,,,,,",
+        // Created by this file, then named again with another sex.
+        "B4,principal,B-1004,Lawson,Edem,F,1990,TG:NIU:123456789013,,,,,2026-01-01,",
+        "B5,principal,B-1005,Lawson,Edem,M,1990-06-15,TG:NIU:123456789013,,,,,2026-01-01,",
+        // Names are not compared; the year alone agrees with the stored day.
+        "B6,principal,B-1006,Agbeko,K.,M,1984,TG:NIU:123456789012,,,,,2026-01-01,",
+    ]);
+    let mismatches = [
+        (2, String::new(), "identity_mismatch".to_owned()),
+        (6, String::new(), "identity_mismatch".to_owned()),
+        (8, String::new(), "identity_mismatch".to_owned()),
+    ];
+    let job = run(app, "mut-b", "k2", &query, CSV, file.clone()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(codes(&job), mismatches, "{job}");
+    assert_eq!(
+        ["B1", "B3", "B5"].map(String::from).to_vec(),
+        job["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["household"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(counts(&job), [8, 3, 0, 4, 3]);
+    let errors = job["errors"].to_string();
+    for secret in ["1984-03-12", "22890123456", "Agb", "Zio", "Maritime"] {
+        assert!(!errors.contains(secret), "{secret} in {errors}");
+    }
+    // mut-a's household, B2's two, B4's and B6's coverages; B3's principal was not written.
+    assert_eq!(app.count("coverages").await, 5);
+    assert_eq!(app.count("beneficiaries").await, 4);
+    let matched = "SELECT count(*) FROM coverages c JOIN beneficiaries b ON b.id = c.beneficiary \
+                   WHERE b.nid_value = '123456789012' AND c.member_number IN ('TSV-1001', 'B-1006')";
+    assert_eq!(app.db.scalar(matched).await, 2, "B6 matched GOOD's principal");
+
+    // The same file again: what registered is skipped, the same rows fail the same way.
+    let job = run(app, "mut-b", "k3", &query, CSV, file).await;
+    assert_eq!(codes(&job), mismatches, "{job}");
+    assert_eq!(counts(&job), [8, 0, 3, 4, 3], "{job}");
+    assert_eq!(app.count("coverages").await, 5);
+
+    // JSON lines: at the member's pointer, on the household's line.
+    let niu = |value: &str| json!({"country": "TG", "type": "NIU", "value": value});
+    let line = |member: &str, principal_niu: Option<&str>, dependant_niu: Option<&str>| {
+        let mut principal = json!({"family_name": "Traoré", "given_names": "Awa", "sex": "F", "birth_date": "1975"});
+        if let Some(value) = principal_niu {
+            principal["national_id"] = niu(value);
+        }
+        // A man: Edem (…013) is a woman born in 1990.
+        let mut dependant = json!({"relationship": "other", "family_name": "Traoré", "given_names": "Bakary",
+            "sex": "M", "birth_date": "1990-07-01"});
+        if let Some(value) = dependant_niu {
+            dependant["national_id"] = niu(value);
+        }
+        json!({"member_number": member, "start_date": "2026-01-01", "principal": principal,
+            "dependants": [dependant]})
+        .to_string()
+    };
+    let body = format!(
+        "{}\n{}\n{}\n",
+        line("SGU-1", Some("123456789012"), None),
+        line("SGU-2", None, Some("123456789013")),
+        line("SGU-3", None, None),
+    );
+    let job = run(app, "mut-b", "k4", &query, NDJSON, body.into_bytes()).await;
+    assert_eq!(
+        codes(&job),
+        [
+            (1, "/principal".to_owned(), "identity_mismatch".to_owned()),
+            (2, "/dependants/0".to_owned(), "identity_mismatch".to_owned()),
+        ],
+        "{job}"
+    );
+    assert_eq!(counts(&job), [3, 1, 0, 2, 2], "{job}");
+}
+
 /// A household posted again with a member it does not hold (a child born since, say) is skipped,
 /// and that member is reported on their row with where to add them: never dropped in silence.
 /// Members it holds match as the dependants call matches them (names without case or accents, a
@@ -1149,6 +1253,7 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
 }
 
 on_both_databases!(
+    a_national_id_of_someone_else_fails_its_household,
     a_stopping_replica_hands_its_job_back_and_it_resumes,
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,

@@ -1230,12 +1230,196 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     assert_eq!(ended.json["errors"][0]["code"], "household_terminated");
 }
 
+/// What B is told when a national id it sends is stored for someone else: 409 `identity_mismatch`
+/// at the member at fault, in both languages, and not a word of that person.
+fn refused_as_mismatch(reply: &Reply, at: &str, stored: &[&str]) {
+    reply.problem(409, "conflict");
+    assert_eq!(reply.json["errors"].as_array().map(Vec::len), Some(1), "{}", reply.text);
+    assert_eq!(reply.json["errors"][0]["field"], at, "{}", reply.text);
+    assert_eq!(reply.json["errors"][0]["code"], "identity_mismatch", "{}", reply.text);
+    for secret in stored {
+        assert!(!reply.text.contains(secret), "{secret} in {}", reply.text);
+    }
+}
+
+/// A national id names one person: a match stands only when the sex and the birth date agree
+/// (the same day; the same year when either is known only by its year). Otherwise the request is
+/// refused at the member at fault, nothing is written, and nothing of the stored person is told:
+/// guessing a national id harvests no one's data, and a typo attaches no one to a stranger.
+async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let kossi = first.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Born in 1990, the year alone known.
+    let mut year_only = household(&r.product, "TSV-0002", "123456789013");
+    year_only["principal"] = json!({"national_id": {"country": "TG", "type": "NIU", "value": "123456789013"},
+        "family_name": "Lawson", "given_names": "Edem", "sex": "F", "birth_date": "1990", "phone": "+22891112233"});
+    year_only["dependants"] = json!([]);
+    let edem = register(app, "mut-a", "k2", &year_only).await;
+    assert_eq!(edem.status.as_u16(), 201, "{}", edem.text);
+    let edem = edem.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = [
+        kossi.as_str(),
+        edem.as_str(),
+        "Agb",
+        "Kossi",
+        "Lawson",
+        "Edem",
+        "22890123456",
+        "22891112233",
+        "1984-03-12",
+        "1990-01-01",
+        "Zio",
+        "Maritime",
+    ];
+
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let product_b = plan_b.json["id"].as_str().unwrap().to_owned();
+    // B's member, under another name (names are not compared) and its own phone.
+    let member = |niu: &str, sex: &str, birth: &str| {
+        json!({"national_id": {"country": "TG", "type": "NIU", "value": niu}, "family_name": "Mensah",
+            "given_names": "Ama", "sex": sex, "birth_date": birth, "phone": "+22899887766"})
+    };
+    let solo = |principal: Value| {
+        json!({"product": product_b, "member_number": "B-1", "start_date": "2026-01-01", "principal": principal,
+            "dependants": []})
+    };
+    let before = (
+        app.count("beneficiaries").await,
+        app.count("coverages").await,
+        app.audited().await,
+    );
+    for (i, (niu, sex, birth)) in [
+        // Another sex, the same day.
+        ("123456789012", "F", "1984-03-12"),
+        // Another year, another day of the year, another year known alone.
+        ("123456789012", "M", "1985-03-12"),
+        ("123456789012", "M", "1984-03-13"),
+        ("123456789012", "M", "1985"),
+        // A stored year-only birth: a full date of another year, or another sex.
+        ("123456789013", "F", "1991-06-15"),
+        ("123456789013", "M", "1990-06-15"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = register(app, "mut-b", &format!("m{i}"), &solo(member(niu, sex, birth))).await;
+        refused_as_mismatch(&reply, "/principal", &stored);
+    }
+    // In English too, naming no one.
+    let en = app
+        .send(
+            app.request(Method::POST, "/v1/registrations")
+                .bearer_auth(writer(app, "mut-b"))
+                .header("idempotency-key", "m-en")
+                .header("accept-language", "en")
+                .json(&solo(member("123456789012", "F", "1984-03-12"))),
+        )
+        .await;
+    refused_as_mismatch(&en, "/principal", &stored);
+    assert!(
+        en.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("national id"),
+        "{}",
+        en.text
+    );
+    // A dependant at fault: the 409 points at them, and the principal, new, is not written either.
+    let mut family = solo(member("123456789020", "F", "1992-02-02"));
+    family["dependants"] = json!([
+        {"relationship": "child", "family_name": "Mensah", "given_names": "Kafui", "sex": "M", "birth_date": "2016"},
+        {"relationship": "spouse", "national_id": {"country": "TG", "type": "NIU", "value": "1234 5678 9012"},
+         "family_name": "Mensah", "given_names": "Kodjo", "sex": "M", "birth_date": "1984-03-21"}
+    ]);
+    let reply = register(app, "mut-b", "m-dep", &family).await;
+    refused_as_mismatch(&reply, "/dependants/1", &stored);
+    let after = (
+        app.count("beneficiaries").await,
+        app.count("coverages").await,
+        app.audited().await,
+    );
+    assert_eq!(before, after, "nothing written");
+    let principal = app
+        .get(
+            "/v1/beneficiaries?national_id=TG:NIU:123456789020",
+            &app.token("audit-x", "registry:read"),
+        )
+        .await;
+    assert_eq!(principal.json["items"], json!([]), "{}", principal.text);
+
+    // Agreeing identities match, whatever the names: a year-only birth and a full date of that
+    // year, either way round; the same day.
+    let year = register(app, "mut-b", "ok1", &solo(member("123456789012", "M", "1984"))).await;
+    assert_eq!(year.status.as_u16(), 201, "{}", year.text);
+    assert_eq!(year.json["members"][0]["matched"], true);
+    assert_eq!(year.json["members"][0]["beneficiary"]["id"], kossi.as_str());
+    let mut full = solo(member("123456789013", "F", "1990-06-15"));
+    full["member_number"] = json!("B-2");
+    let full = register(app, "mut-b", "ok2", &full).await;
+    assert_eq!(full.status.as_u16(), 201, "{}", full.text);
+    assert_eq!(full.json["members"][0]["matched"], true);
+    assert_eq!(full.json["members"][0]["beneficiary"]["id"], edem.as_str());
+    // The stored record is kept as it was.
+    assert_eq!(full.json["members"][0]["beneficiary"]["birth_date_precision"], "year");
+
+    // Adding a dependant: the same rule, at the body.
+    let head = year.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let add = |key: &str, body: Value| {
+        app.send(
+            app.request(Method::POST, &format!("/v1/coverages/{head}/dependants"))
+                .bearer_auth(writer(app, "mut-b"))
+                .header("idempotency-key", key)
+                .json(&body),
+        )
+    };
+    let mut dependant = member("123456789013", "M", "1990-06-15");
+    dependant["relationship"] = json!("spouse");
+    dependant["start_date"] = json!("2026-02-01");
+    let before = (app.count("beneficiaries").await, app.count("coverages").await);
+    let refused = add("d1", dependant.clone()).await;
+    refused_as_mismatch(&refused, "", &stored);
+    assert_eq!(before, (app.count("beneficiaries").await, app.count("coverages").await));
+
+    // A scheme's base affiliation by the person's fields: the same rule, at /beneficiary.
+    let inam = writer(app, "tg-inam");
+    let base = app
+        .post(
+            "/v1/products",
+            &inam,
+            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
+        )
+        .await;
+    assert_eq!(base.status.as_u16(), 201, "{}", base.text);
+    let affiliation = |sex: &str| {
+        json!({"product": base.json["id"], "member_number": "INAM-0001", "start_date": "2025-01-01",
+            "beneficiary": member("123456789012", sex, "1984-03-12")})
+    };
+    let refused = app.post("/v1/coverages", &inam, &affiliation("F")).await;
+    refused_as_mismatch(&refused, "/beneficiary", &stored);
+    assert_eq!(before.1, app.count("coverages").await);
+    let affiliated = app.post("/v1/coverages", &inam, &affiliation("M")).await;
+    assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
+    assert_eq!(affiliated.json["beneficiary"], kossi.as_str(), "the same day matches");
+}
+
 fn child_body(given: &str) -> Value {
     json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
         "given_names": given, "sex": "F", "birth_date": "2026-03-01"})
 }
 
 on_both_databases!(
+    a_national_id_matches_only_the_same_sex_and_birth,
     a_dependant_joins_a_registered_household,
     a_contribution_entered_by_mistake_is_cancelled,
     registered_paid_through_of_the_previous_release,

@@ -742,10 +742,12 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
         ("post", "/v1/registrations") => vec![
             ("member_number_taken", store("member_number_taken@0")),
             ("already_covered", store("already_covered@2")),
+            ("identity_mismatch", store("identity_mismatch@1")),
         ],
         ("post", "/v1/coverages") => vec![
             ("member_number_taken", store("member_number_taken")),
             ("already_covered", store("already_covered")),
+            ("identity_mismatch", store("identity_mismatch")),
         ],
         ("post", "/v1/claims") => vec![("external_id_taken", crate::routes::claims::duplicate_external_id())],
         ("post", "/fhir/r4/Claim") => vec![("external_id_taken", crate::fhir::claim::duplicate_identifier())],
@@ -773,6 +775,10 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             (
                 "duplicate_member",
                 crate::routes::households::household_conflict("duplicate_member"),
+            ),
+            (
+                "identity_mismatch",
+                crate::routes::households::household_conflict("identity_mismatch"),
             ),
             (
                 "not_principal",

@@ -102,13 +102,13 @@ pub struct Problem {
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
     /// Every rule the request broke, for `validation_failed`. For a `conflict`, the case, where a
-    /// program must tell them apart: a registration's member at fault (`member_number_taken` or
-    /// `already_covered`); a base affiliation's (`member_number_taken` at `/member_number`,
-    /// `already_covered` at `/beneficiary`); a dependant's addition (`not_principal`,
-    /// `household_terminated`, `household_full`, `duplicate_member`, `already_covered`,
-    /// `member_number_taken`); a contribution's (`duplicate_reference` at `/reference`,
-    /// `already_cancelled`, `coverage_terminated`); `organization_exists` at `/id`;
-    /// `idempotency_in_progress`.
+    /// program must tell them apart: a registration's member at fault (`member_number_taken`,
+    /// `already_covered` or `identity_mismatch`); a base affiliation's (`member_number_taken` at
+    /// `/member_number`, `already_covered` or `identity_mismatch` at `/beneficiary`); a
+    /// dependant's addition (`not_principal`, `household_terminated`, `household_full`,
+    /// `duplicate_member`, `already_covered`, `identity_mismatch`, `member_number_taken`); a
+    /// contribution's (`duplicate_reference` at `/reference`, `already_cancelled`,
+    /// `coverage_terminated`); `organization_exists` at `/id`; `idempotency_in_progress`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
 }
@@ -379,7 +379,7 @@ fn conflict_for(constraint: &str) -> ApiError {
     if let ApiError::Conflict { en, fr, errors } = &mut error {
         let field = match code {
             "member_number_taken" => Some("/member_number"),
-            "already_covered" => Some("/beneficiary"),
+            "already_covered" | "identity_mismatch" => Some("/beneficiary"),
             _ => None,
         };
         if let (true, Some(field)) = (errors.is_empty(), field) {
@@ -388,6 +388,13 @@ fn conflict_for(constraint: &str) -> ApiError {
     }
     error
 }
+
+/// `identity_mismatch`, in English and French: a national id already stored for a person whose
+/// sex or birth date disagrees. It names neither that person nor the field that differs.
+pub const IDENTITY_MISMATCH: (&str, &str) = (
+    "This national id is already registered for a person of another sex or birth date: check the person's national id, sex and birth date.",
+    "Cette pièce d'identité nationale est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez la pièce d'identité, le sexe et la date de naissance de la personne.",
+);
 
 /// A conflict of the whole request (`""`), its code in `errors` for programs to tell it apart.
 fn coded_conflict(code: &str, en: &str, fr: &str) -> ApiError {
@@ -422,6 +429,9 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This person already holds a coverage of this product.",
             "Cette personne est déjà couverte par ce produit.",
         ),
+        // A national id stored for someone of another sex or birth: a registration's adds the
+        // member at fault, a base affiliation's `/beneficiary`. Nothing of the stored person.
+        "identity_mismatch" => ApiError::conflict(IDENTITY_MISMATCH.0, IDENTITY_MISMATCH.1),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.
         "coverage_terminated" => coded_conflict(

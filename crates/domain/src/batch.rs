@@ -201,8 +201,8 @@ impl HouseholdRows {
 
     /// Fails the household for storage's verdict on its `member`th member (0 the principal):
     /// `e.field` is `/member_number` (their own number; the principal's is the household's) or
-    /// empty (the person as a whole, `already_covered`). CSV: on that member's row, at that
-    /// column or none; NDJSON: at that member's pointer.
+    /// empty (the person as a whole, `already_covered`, `identity_mismatch`). CSV: on that
+    /// member's row, at that column or none; NDJSON: at that member's pointer.
     pub fn member_failure(&self, member: usize, e: &FieldError) -> HouseholdFailure {
         let principal_row = self.member_rows.first().copied().unwrap_or(self.first_row);
         let (row, field) = match self.naming {

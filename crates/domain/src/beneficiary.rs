@@ -385,6 +385,36 @@ impl Beneficiary {
             self.sex,
         )
     }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            sex: self.sex,
+            birth_date: self.birth_date,
+            birth_date_precision: self.birth_date_precision,
+        }
+    }
+}
+
+/// What a person named by a national id must share with the person stored under that id for
+/// the two to be taken for one: the sex, and the birth date as far as both know it (the same
+/// day; the same year when either is known only by its year, stored as 1 January). Names are
+/// not compared: their spellings vary from one register to the next. A national id whose
+/// holder disagrees (a typo, a guess) is refused as `identity_mismatch`, never merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub sex: Sex,
+    pub birth_date: NaiveDate,
+    pub birth_date_precision: BirthDatePrecision,
+}
+
+impl Identity {
+    pub fn agrees_with(&self, other: &Identity) -> bool {
+        let same_birth = match (self.birth_date_precision, other.birth_date_precision) {
+            (BirthDatePrecision::Day, BirthDatePrecision::Day) => self.birth_date == other.birth_date,
+            _ => self.birth_date.year() == other.birth_date.year(),
+        };
+        same_birth && self.sex == other.sex
+    }
 }
 
 /// A beneficiary's fields as received (JSON body or CSV row), nothing checked yet.
@@ -442,6 +472,14 @@ impl ValidBeneficiary {
             self.birth_date_precision,
             self.sex,
         )
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            sex: self.sex,
+            birth_date: self.birth_date,
+            birth_date_precision: self.birth_date_precision,
+        }
     }
 
     pub fn into_beneficiary(self, id: String, created_at: DateTime<Utc>) -> Beneficiary {
@@ -1261,5 +1299,33 @@ mod tests {
         assert!(!day.matches(&male));
         assert_eq!(day.birth_date_range(), (d("1990-01-01"), d("1990-12-31")));
         assert_eq!(year.birth_year(), 1990);
+    }
+
+    #[test]
+    fn a_national_id_match_needs_the_same_sex_and_birth() {
+        let id = |sex, date: &str, precision| Identity {
+            sex,
+            birth_date: d(date),
+            birth_date_precision: precision,
+        };
+        let day = id(Sex::F, "1990-05-03", BirthDatePrecision::Day);
+        let agree = |a: &Identity, b: &Identity| a.agrees_with(b) && b.agrees_with(a);
+        assert!(agree(&day, &day));
+        // A year-only birth agrees with any day of that year, either way round.
+        assert!(agree(&day, &id(Sex::F, "1990-01-01", BirthDatePrecision::Year)));
+        assert!(agree(
+            &id(Sex::F, "1990-01-01", BirthDatePrecision::Year),
+            &id(Sex::F, "1990-01-01", BirthDatePrecision::Year)
+        ));
+        // Stored as 1 January, a year-only birth is no day: 1 January of another year disagrees,
+        // and so does a full date of 1 January when neither is year-only and the days differ.
+        assert!(!agree(&day, &id(Sex::F, "1991-01-01", BirthDatePrecision::Year)));
+        assert!(!agree(&day, &id(Sex::F, "1990-01-01", BirthDatePrecision::Day)));
+        assert!(!agree(&day, &id(Sex::F, "1990-05-04", BirthDatePrecision::Day)));
+        assert!(!agree(&day, &id(Sex::M, "1990-05-03", BirthDatePrecision::Day)));
+        assert!(!agree(
+            &id(Sex::F, "1990-01-01", BirthDatePrecision::Year),
+            &id(Sex::M, "1990-01-01", BirthDatePrecision::Year)
+        ));
     }
 }

@@ -271,6 +271,7 @@ pub trait RegistryStore: Send + Sync {
     /// (`start_date` after the principal's end date, read under the lock), `household_full` (it
     /// already has `max_dependants` live dependants, counted under a lock), `duplicate_member` (a
     /// live member looks the same, one of the two without a national id), `already_covered`,
+    /// `identity_mismatch` (the national id is stored for another sex or birth date),
     /// `member_number_taken`.
     async fn add_dependant(
         &self,

@@ -344,6 +344,10 @@ fn decide(
                 .cloned()
         });
         let beneficiary = match existing {
+            // Someone else's national id (a typo, a guess): refused, as `upsert_person` does.
+            Some(found) if !found.identity().agrees_with(&candidate.identity()) => {
+                return Err(member_at_fault("identity_mismatch", index));
+            }
             Some(found) => found,
             None => {
                 mine.events

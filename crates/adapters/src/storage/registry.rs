@@ -45,6 +45,15 @@ fn member_number_taken() -> StoreError {
     }
 }
 
+/// A national id already stored for someone of another sex or birth (`Identity::agrees_with`):
+/// a typo or a guess, refused rather than merged, and answered without a word of the stored
+/// person.
+fn identity_mismatch() -> StoreError {
+    StoreError::Conflict {
+        constraint: "identity_mismatch".into(),
+    }
+}
+
 /// The birth dates a person without a national id is compared on: their day, or their whole
 /// year when only the year is known; and a stored person known only by the year (stored as
 /// 1 January) matches any day of it.
@@ -74,7 +83,8 @@ impl BirthWindow {
 }
 
 /// Finds the person by national id or creates them; without a national id, creates them and
-/// reports look-alikes. Returns (person, matched, possible duplicates).
+/// reports look-alikes. Returns (person, matched, possible duplicates). A person stored under the
+/// national id whose sex or birth disagrees is `identity_mismatch`: nothing of them is returned.
 async fn upsert_person(
     tx: &mut Tx,
     ctx: &WriteContext,
@@ -143,9 +153,11 @@ async fn upsert_person(
         Some(nid) => find_by_national_id_tx(tx, nid).await?,
         None => None,
     };
-    existing
-        .map(|b| (b, true, Vec::new()))
-        .ok_or_else(|| StoreError::Internal("beneficiary insert lost".into()))
+    let existing = existing.ok_or_else(|| StoreError::Internal("beneficiary insert lost".into()))?;
+    if !existing.identity().agrees_with(&person.identity()) {
+        return Err(identity_mismatch());
+    }
+    Ok((existing, true, Vec::new()))
 }
 
 async fn find_by_national_id_tx(tx: &mut Tx, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {
@@ -481,7 +493,9 @@ async fn register_in(
     let mut members = Vec::with_capacity(household.members.len());
     let mut principal_coverage: Option<String> = None;
     for (index, member) in household.members.iter().enumerate() {
-        let (beneficiary, matched, possible_duplicates) = upsert_person(tx, ctx, &member.person, events).await?;
+        let (beneficiary, matched, possible_duplicates) = upsert_person(tx, ctx, &member.person, events)
+            .await
+            .map_err(|e| at_member(e, index))?;
         let (number, own) = match (&principal_coverage, &member.own_number) {
             (None, _) => (household.member_number.as_str(), true),
             (Some(_), Some(own)) => (own.as_str(), true),

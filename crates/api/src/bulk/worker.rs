@@ -560,6 +560,26 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                     "cette personne est déjà couverte par ce produit",
                 ),
             ),
+            // Nothing of the person stored under that national id: neither who they are nor
+            // which of sex and birth differs.
+            ("identity_mismatch", Some(member)) => (
+                Some(member),
+                FieldError::new(
+                    "",
+                    "identity_mismatch",
+                    "this national id is already registered for a person of another sex or birth date: check this person's national id, sex and birth date",
+                    "cette pièce d'identité nationale est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez la pièce d'identité, le sexe et la date de naissance de cette personne",
+                ),
+            ),
+            ("identity_mismatch", None) => (
+                None,
+                FieldError::new(
+                    "",
+                    "identity_mismatch",
+                    "a national id of this household is already registered for a person of another sex or birth date",
+                    "une pièce d'identité nationale de ce ménage est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance",
+                ),
+            ),
             ("already_covered", None) => (
                 None,
                 FieldError::new(

@@ -76,9 +76,10 @@ impl ToSchema for ClosedDependantAdd {
 ///
 /// Mutuelles only, with `registry:write`; `Idempotency-Key` is required (428 without it). `id`
 /// is the principal's coverage, one of yours (404 otherwise). The person is matched by national
-/// id or created, as in a registration (`possible_duplicates` lists look-alikes), and gets a
-/// coverage of the household's product, linked to the principal's, under the household's
-/// member number unless one of their own is given. The product version in force on
+/// id (when the sex and birth date agree with the person stored under it: 409
+/// `identity_mismatch` otherwise) or created, as in a registration (`possible_duplicates` lists
+/// look-alikes), and gets a coverage of the household's product, linked to the principal's,
+/// under the household's member number unless one of their own is given. The product version in force on
 /// `start_date` applies: a `child` older than its `child_max_age` on that day is 422, and a
 /// household that already has `max_dependants` live dependants is 409. The dependant's
 /// eligibility follows the principal's status and payments, as for any dependant. Any member
@@ -104,7 +105,7 @@ impl ToSchema for ClosedDependantAdd {
                 "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
                 "start_date": "2026-03-02", "status": "active", "paid_through": "2026-12-31"}})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); their national id is registered for a person of another sex or birth date (`identity_mismatch`); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -209,6 +210,7 @@ pub fn household_conflict(constraint: &str) -> ApiError {
             "This person is already a member of the household (same names, sex and birth date).",
             "Cette personne est déjà membre du ménage (mêmes noms, sexe et date de naissance).",
         ),
+        "identity_mismatch" => ("", crate::problem::IDENTITY_MISMATCH.0, crate::problem::IDENTITY_MISMATCH.1),
         "member_number_taken" => (
             "/member_number",
             "This member number is already held in your organisation.",

@@ -32,7 +32,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "phone": "+22890123456",
     "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}}))]
 pub struct PersonWrite {
-    /// Optional: many people have no papers. Same country, type and value = same person.
+    /// Optional: many people have no papers. Same country, type and value = same person, when
+    /// the sex and birth date agree with the person stored under it (the same day; the same year
+    /// when either birth date is year-only); else 409 `identity_mismatch`, naming no one.
     pub national_id: Option<NationalIdWrite>,
     /// 1–100 characters once surrounding white space is trimmed, without control characters;
     /// kept byte-exact.
@@ -196,8 +198,8 @@ pub struct MemberView {
     pub beneficiary: BeneficiaryView,
     /// The new coverage of the product, `active`, from `start_date`.
     pub coverage: CoverageView,
-    /// True when the person was already known by their national id (their stored record is
-    /// returned and kept).
+    /// True when the person was already known by their national id, with the same sex and a
+    /// birth date that agrees (their stored record is returned and kept).
     pub matched: bool,
     /// People without a national id who look the same (names without accents or case, sex,
     /// birth date); never merged silently.
@@ -342,8 +344,11 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
 /// Register a household: a principal and dependants joining one of your products, all or nothing.
 ///
 /// Mutuelles only, with `registry:write` (403 for other kinds); `Idempotency-Key` is required
-/// (428 without it). Each person is matched by national id or created; people without one are
-/// never merged, but look-alikes are listed in `possible_duplicates`. `product` must be one of
+/// (428 without it). Each person is matched by national id or created; a national id already
+/// stored for a person of another sex or birth date (a different day, or year when either is
+/// year-only) is 409 `identity_mismatch` at that member, and nothing of the stored person is
+/// answered. People without one are never merged, but look-alikes are listed in
+/// `possible_duplicates`. `product` must be one of
 /// your `complementary` or `primary` products (422 `unknown_reference` otherwise), and its
 /// `max_dependants` and `child_max_age` (on `start_date`) apply. Every broken rule is listed at
 /// once (422) and nothing is written unless everything is. 201 without `Location`: `members`
@@ -356,7 +361,7 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
     params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
     responses(
         (status = 201, description = "Registered: every member with their beneficiary and coverage, principal first", body = RegistrationView),
-        (status = 409, description = "The member number is already registered in your mutuelle (`member_number_taken`), or a person already holds this product (`already_covered`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already registered in your mutuelle (`member_number_taken`), a person already holds this product (`already_covered`), or a national id is registered for a person of another sex or birth date (`identity_mismatch`); `errors` points at the member at fault", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))

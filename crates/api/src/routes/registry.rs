@@ -930,7 +930,8 @@ pub struct CoverageCreate {
 ///
 /// Schemes only, with `registry:write` (403 for other kinds). `product` must be one of your
 /// `base` products (422 `unknown_reference`). The person is `{"id": …}` of someone you already
-/// cover, or their fields, matched by national id or created, as in a registration. A base
+/// cover, or their fields, matched by national id or created, as in a registration (a national
+/// id stored for a person of another sex or birth date is 409 `identity_mismatch`). A base
 /// coverage is eligible by its status and dates alone: no contributions are needed. Answers 201
 /// with its `Location` and `ETag`.
 #[utoipa::path(
@@ -942,7 +943,7 @@ pub struct CoverageCreate {
     responses(
         (status = 201, description = "Created; `Location` names it", body = CoverageView,
          headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
-        (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), or the person already holds this product (`already_covered`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), the person already holds this product (`already_covered`), or their national id is registered for a person of another sex or birth date (`identity_mismatch`, at `/beneficiary`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
