@@ -550,8 +550,12 @@ changed. Retry after `Retry-After` seconds",
         Shared {
             name: "InternalError",
             status: "500",
-            description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it",
-            errors: vec![("internal_error", ApiError::Internal(String::new()))],
+            description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it. On the \
+reads of the audit log only, `audit_log_damaged`: an event was changed outside the service (run the verification)",
+            errors: vec![
+                ("internal_error", ApiError::Internal(String::new())),
+                ("audit_log_damaged", ApiError::AuditLogDamaged { seq: 42 }),
+            ],
         },
         Shared {
             name: "Unavailable",

@@ -97,7 +97,8 @@ pub struct Problem {
     /// `method_not_allowed`, `conflict`, `precondition_failed`, `payload_too_large`,
     /// `unsupported_media_type`, `validation_failed`, `idempotency_key_reused`,
     /// `precondition_required`, `rate_limited` (429, over the organisation's rate, with
-    /// `Retry-After`), `unavailable`, `internal_error`.
+    /// `Retry-After`), `unavailable`, `internal_error`, `audit_log_damaged` (500: a read of the
+    /// audit log met an event changed outside the service; run the verification).
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting a problem.
     pub request_id: String,
@@ -166,6 +167,10 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
+    /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
+    /// is no instant). Verification names it too.
+    #[error("the audit log is damaged at seq {seq}")]
+    AuditLogDamaged { seq: i64 },
 }
 
 impl ApiError {
@@ -214,7 +219,7 @@ impl ApiError {
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -235,6 +240,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
     }
 
@@ -299,7 +305,17 @@ impl ApiError {
             ),
             ApiError::Internal(_) => (
                 ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
-                ("Erreur interne", "Une erreur inattendue s'est produite ; rien n'a été modifié. Citez l'identifiant de requête pour la signaler.".into()),
+                                ("Erreur interne", "Une erreur inattendue s'est produite ; rien n'a été modifié. Citez l'identifiant de requête pour la signaler.".into()),
+            ),
+            ApiError::AuditLogDamaged { seq } => (
+                (
+                    "Audit log damaged",
+                    format!("The audit log is damaged at seq {seq}: this event was changed outside the service. Run `passerelle audit verify` (or GET /v1/audit-events/verify) and restore the log from a backup."),
+                ),
+                (
+                    "Journal d'audit endommagé",
+                    format!("Le journal d'audit est endommagé au seq {seq} : cet événement a été modifié hors du service. Lancez `passerelle audit verify` (ou GET /v1/audit-events/verify) et restaurez le journal depuis une sauvegarde."),
+                ),
             ),
         }
     }
@@ -479,6 +495,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
+        }
+        if let ApiError::AuditLogDamaged { seq } = &self {
+            tracing::error!(seq, "the audit log is damaged: run passerelle audit verify");
         }
         let ctx = REQUEST.try_with(|r| r.clone()).unwrap_or_default();
         problem_response(&self, &ctx)

@@ -34,6 +34,31 @@ pub struct AuditEvent {
     pub request_id: String,
     pub digest: String,
     pub prev_digest: String,
+    /// What storage found wrong with the stored row beyond what the digest covers; `None` for
+    /// a row as storage writes it, and for an event not read from storage.
+    #[serde(skip)]
+    pub damage: Option<RowDamage>,
+}
+
+/// A stored audit row that storage could not have written, though its digest may still match.
+/// SQLite keeps `at` as text, and compares that text (the list's `since`): only the text it
+/// writes for an instant is that instant. (PostgreSQL's `timestamptz` holds instants only.)
+/// Verification names such an event as it names an edited one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowDamage {
+    /// `at` holds no RFC 3339 instant; the text stored is kept here, and the event's `at` is
+    /// the Unix epoch in its place. The event cannot be served.
+    AtUnreadable(String),
+    /// `at` holds the event's instant, spelled otherwise than storage writes it (another
+    /// offset, `Z`, more fractional digits…): the text stored is kept here. The event is
+    /// served with its instant, which the digest covers; the list's `since` may miss it.
+    AtRespelled(String),
+}
+
+/// An event's `at` as its canonical form holds it, and as the API serves it: RFC 3339, UTC,
+/// exactly six fractional digits and `Z` (`2026-12-02T01:34:50.640000Z`).
+pub fn canonical_at(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// The canonical form hashed for one event: a JSON array in a fixed order, so that no field can
@@ -41,7 +66,7 @@ pub struct AuditEvent {
 fn canonical(seq: i64, event: &NewAuditEvent, prev_digest: &str) -> Vec<u8> {
     let value = serde_json::json!([
         seq,
-        event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        canonical_at(&event.at),
         event.organization,
         event.subject,
         event.action,
@@ -80,6 +105,7 @@ impl NewAuditEvent {
             request_id: self.request_id,
             digest,
             prev_digest,
+            damage: None,
         }
     }
 }
@@ -138,8 +164,12 @@ impl ChainVerifier {
         self.checked += 1;
         let recomputed = digest(event.seq, &event.body(), &event.prev_digest);
         // A gap in `seq` means a deleted event; the event after the gap is the first one whose
-        // place in the chain cannot be proven.
-        let ok = event.seq == self.expected_seq && event.prev_digest == self.prev_digest && recomputed == event.digest;
+        // place in the chain cannot be proven. A row storage could not have written is
+        // tampered with, whatever its digest.
+        let ok = event.seq == self.expected_seq
+            && event.prev_digest == self.prev_digest
+            && recomputed == event.digest
+            && event.damage.is_none();
         if !ok {
             self.first_invalid = Some(event.seq);
             return false;
@@ -285,6 +315,41 @@ mod tests {
         let mut events = chain(5);
         events.remove(1);
         assert_eq!(verify(&events).first_invalid_seq, Some(3));
+    }
+
+    #[test]
+    fn a_damaged_row_is_named_by_its_seq_whatever_its_digest() {
+        for damage in [
+            RowDamage::AtRespelled("2026-01-02T03:04:05.000002Z".into()),
+            RowDamage::AtUnreadable("not a date".into()),
+        ] {
+            let mut events = chain(5);
+            events[2].damage = Some(damage.clone());
+            let v = verify(&events);
+            assert_eq!(
+                (v.valid, v.events_checked, v.first_invalid_seq),
+                (false, 3, Some(3)),
+                "{damage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_canonical_at_has_six_fractional_digits_and_z() {
+        let second = Utc.with_ymd_and_hms(2026, 12, 2, 1, 34, 50).unwrap();
+        for (at, text) in [
+            (second, "2026-12-02T01:34:50.000000Z"),
+            (
+                second + chrono::Duration::milliseconds(640),
+                "2026-12-02T01:34:50.640000Z",
+            ),
+            (
+                second + chrono::Duration::microseconds(7),
+                "2026-12-02T01:34:50.000007Z",
+            ),
+        ] {
+            assert_eq!(canonical_at(&at), text);
+        }
     }
 
     #[test]

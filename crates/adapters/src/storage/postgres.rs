@@ -96,6 +96,19 @@ fn bind_facts_keys<'q, O>(
         .bind(column(2))
 }
 
+/// `audit_events.at` as PostgreSQL stores it: `timestamptz`, which holds instants only.
+type AuditAt = chrono::DateTime<chrono::Utc>;
+
+/// A stored `at`, always an instant as written: no other spelling of it is stored.
+fn read_audit_at(
+    at: chrono::DateTime<chrono::Utc>,
+) -> (
+    chrono::DateTime<chrono::Utc>,
+    Option<passerelle_domain::audit::RowDamage>,
+) {
+    (at, None)
+}
+
 async fn insert_chained(tx: &mut Tx, chained: &[AuditEvent]) -> Result<(), StoreError> {
     static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     // A count of the rows written: the binder is shared with `chain_by_compare_and_set`, which

@@ -3,7 +3,7 @@
 //! text in SQLite, both read as `DateTime<Utc>`.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use passerelle_domain::audit::{AuditEvent, NewAuditEvent};
+use passerelle_domain::audit::{AuditEvent, NewAuditEvent, RowDamage};
 use passerelle_domain::beneficiary::{Beneficiary, Locality, NationalId, Sex};
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus, Relationship};
 use passerelle_domain::eligibility::BirthDatePrecision;
@@ -41,10 +41,13 @@ impl TryFrom<OrgRow> for Organization {
     }
 }
 
+/// An audit event as stored. `At` is its `at` as the backend stores it, read without decoding
+/// (`timestamptz` in PostgreSQL, text in SQLite), so that a row tampered with is still read and
+/// verification names it; each backend's `read_audit_at` turns it into the instant.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct AuditRow {
+pub(crate) struct AuditRow<At> {
     pub seq: i64,
-    pub at: DateTime<Utc>,
+    pub at: At,
     pub organization: String,
     pub subject: String,
     pub action: String,
@@ -55,20 +58,44 @@ pub(crate) struct AuditRow {
     pub prev_digest: String,
 }
 
-impl From<AuditRow> for AuditEvent {
-    fn from(r: AuditRow) -> Self {
+impl<At> AuditRow<At> {
+    /// The event, its `at` read by `read_at`: the instant, and what is wrong with the stored
+    /// value when storage could not have written it.
+    pub fn into_event(self, read_at: impl FnOnce(At) -> (DateTime<Utc>, Option<RowDamage>)) -> AuditEvent {
+        let (at, damage) = read_at(self.at);
         AuditEvent {
-            seq: r.seq,
-            at: r.at,
-            organization: r.organization,
-            subject: r.subject,
-            action: r.action,
-            resource_type: r.resource_type,
-            resource_id: r.resource_id,
-            request_id: r.request_id,
-            digest: r.digest,
-            prev_digest: r.prev_digest,
+            seq: self.seq,
+            at,
+            organization: self.organization,
+            subject: self.subject,
+            action: self.action,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            request_id: self.request_id,
+            digest: self.digest,
+            prev_digest: self.prev_digest,
+            damage,
         }
+    }
+}
+
+/// An instant stored as text, read back: `written` is the text this backend writes for an
+/// instant. Only RFC 3339 text is an instant here (chrono also takes `t` or a space for the
+/// `T`); other text, though the driver would decode some of it, is unreadable.
+pub(crate) fn instant_from_text(
+    stored: String,
+    written: impl FnOnce(DateTime<Utc>) -> Option<String>,
+) -> (DateTime<Utc>, Option<RowDamage>) {
+    match DateTime::parse_from_rfc3339(&stored) {
+        Ok(at) => {
+            let at = at.with_timezone(&Utc);
+            if written(at).as_deref() == Some(stored.as_str()) {
+                (at, None)
+            } else {
+                (at, Some(RowDamage::AtRespelled(stored)))
+            }
+        }
+        Err(_) => (DateTime::UNIX_EPOCH, Some(RowDamage::AtUnreadable(stored))),
     }
 }
 

@@ -459,6 +459,9 @@ impl OrganizationStore for This {
     }
 }
 
+/// Every read of `audit_events` takes `at` as stored (`AuditAt`, read by `read_audit_at`): a row
+/// whose `at` storage could not have written is read all the same, marked, for verification to
+/// name it and the API to refuse serving what it cannot.
 const AUDIT_COLUMNS: &str =
     "seq, at, organization, subject, action, resource_type, resource_id, request_id, digest, prev_digest";
 
@@ -478,7 +481,7 @@ impl AuditStore for This {
             None => None,
         };
         self.chain.flush().await?;
-        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        let rows: Vec<AuditRow<AuditAt>> = sqlx::query_as(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events \
              WHERE ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR resource_type = $2) \
              AND ($3 IS NULL OR resource_id = $3) AND ($4 IS NULL OR action = $4) \
@@ -495,18 +498,19 @@ impl AuditStore for This {
         .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
-        let events: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
+        let events: Vec<AuditEvent> = rows.into_iter().map(|r| r.into_event(read_audit_at)).collect();
         Ok(Page::from_overfetch(events, page.limit, |e| e.seq.to_string()))
     }
 
     async fn get_audit_event(&self, seq: i64) -> Result<Option<AuditEvent>, StoreError> {
         self.chain.flush().await?;
-        let row: Option<AuditRow> = sqlx::query_as(&format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = $1"))
-            .bind(seq)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        Ok(row.map(AuditEvent::from))
+        let row: Option<AuditRow<AuditAt>> =
+            sqlx::query_as(&format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = $1"))
+                .bind(seq)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_err)?;
+        Ok(row.map(|r| r.into_event(read_audit_at)))
     }
 
     async fn audit_head(&self) -> Result<(i64, String), StoreError> {
@@ -525,7 +529,7 @@ impl AuditStore for This {
         if after <= 0 {
             self.chain.flush().await?;
         }
-        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        let rows: Vec<AuditRow<AuditAt>> = sqlx::query_as(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
         .bind(after)
@@ -533,7 +537,7 @@ impl AuditStore for This {
         .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
-        Ok(rows.into_iter().map(AuditEvent::from).collect())
+        Ok(rows.into_iter().map(|r| r.into_event(read_audit_at)).collect())
     }
 }
 

@@ -74,6 +74,34 @@ fn insert_chained_query(chained: &[passerelle_domain::audit::AuditEvent]) -> sql
     insert
 }
 
+/// `audit_events.at` as SQLite stores it: text, read as text (`read_audit_at`).
+type AuditAt = String;
+
+/// A stored `at`: the instant, and the damage when the text is not the one every insert of this
+/// backend writes for that instant. SQLite compares that text (`since`), so another spelling
+/// of the same instant is tampering too, though the digest, which covers the instant, matches.
+fn read_audit_at(
+    stored: String,
+) -> (
+    chrono::DateTime<chrono::Utc>,
+    Option<passerelle_domain::audit::RowDamage>,
+) {
+    super::rows::instant_from_text(stored, written_text)
+}
+
+/// The text sqlx binds for an instant (`to_rfc3339_opts(AutoSi, false)` in sqlx 0.8:
+/// `2026-12-02T01:34:50.640+00:00`), asked of its encoder itself so that the two cannot part.
+fn written_text(at: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let mut buffer = Vec::new();
+    match sqlx::Encode::<Db>::encode_by_ref(&at, &mut buffer) {
+        Ok(sqlx::encode::IsNull::No) => match buffer.pop() {
+            Some(sqlx::sqlite::SqliteArgumentValue::Text(text)) => Some(text.into_owned()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Writes chained events, one multi-row statement per chunk. Preparing a statement is a call
 /// within this process, so the varying text costs little here.
 async fn insert_chained(tx: &mut Tx, chained: &[passerelle_domain::audit::AuditEvent]) -> Result<(), StoreError> {
@@ -259,5 +287,51 @@ impl SqliteStore {
         _price: &PriceFn<'_>,
     ) -> Result<Option<Written<Claim>>, ClaimError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod audit_at_tests {
+    use chrono::{Duration, TimeZone, Utc};
+    use passerelle_domain::audit::RowDamage;
+
+    /// What every insert of this backend stores for an instant, and reads back as intact. Were
+    /// sqlx to spell instants otherwise, every row stored before would read as respelled: this
+    /// test failing says to accept the old spelling too.
+    #[test]
+    fn the_text_written_reads_back_intact() {
+        let second = Utc.with_ymd_and_hms(2026, 12, 2, 1, 34, 50).unwrap();
+        for (at, text) in [
+            (second, "2026-12-02T01:34:50+00:00"),
+            (second + Duration::milliseconds(640), "2026-12-02T01:34:50.640+00:00"),
+            (
+                second + Duration::microseconds(640_100),
+                "2026-12-02T01:34:50.640100+00:00",
+            ),
+        ] {
+            assert_eq!(super::written_text(at).as_deref(), Some(text));
+            assert_eq!(super::read_audit_at(text.to_owned()), (at, None));
+        }
+    }
+
+    #[test]
+    fn another_spelling_or_no_instant_is_damage() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 2, 1, 34, 50).unwrap() + Duration::milliseconds(640);
+        for other in [
+            "2026-12-02T01:34:50.640Z",
+            "2026-12-02T00:34:50.640-01:00",
+            "2026-12-02T01:34:50.640000+00:00",
+            "2026-12-02 01:34:50.640+00:00",
+        ] {
+            assert_eq!(
+                super::read_audit_at(other.to_owned()),
+                (at, Some(RowDamage::AtRespelled(other.to_owned()))),
+            );
+        }
+        for garbage in ["not a date", "", "2026-12-02", "2026-12-02 01:34:50"] {
+            let (read, damage) = super::read_audit_at(garbage.to_owned());
+            assert_eq!(read, chrono::DateTime::UNIX_EPOCH);
+            assert_eq!(damage, Some(RowDamage::AtUnreadable(garbage.to_owned())));
+        }
     }
 }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use passerelle_domain::audit::{AuditEvent, ChainVerifier};
+use passerelle_domain::audit::{canonical_at, AuditEvent, ChainVerifier, RowDamage};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::ports::{AuditFilter, AuditStore};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ pub struct AuditEventView {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
     /// When the change or check happened (RFC 3339, UTC, microseconds).
+    #[serde(serialize_with = "serialize_at")]
     pub at: DateTime<Utc>,
     /// The organisation whose caller acted.
     pub organization: String,
@@ -51,6 +52,23 @@ pub struct AuditEventView {
     pub digest: String,
     /// The previous event's digest; 64 zeros for the first event.
     pub prev_digest: String,
+}
+
+/// `at` exactly as the digest's canonical form holds it: six fractional digits and `Z`, also
+/// at a whole second or millisecond, where chrono's own form would drop the trailing zeros and
+/// a client re-hashing the event would find another digest.
+fn serialize_at<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&canonical_at(at))
+}
+
+/// The answer for an event the API cannot serve: its stored `at` is no instant, so the row
+/// was changed outside the service. Verification names it too; the message, logged, says so.
+fn damaged(event: &AuditEvent) -> Option<ApiError> {
+    match &event.damage {
+        Some(RowDamage::AtUnreadable(_)) => Some(ApiError::AuditLogDamaged { seq: event.seq }),
+        // The instant is intact, and the digest covers it: served as written.
+        Some(RowDamage::AtRespelled(_)) | None => None,
+    }
 }
 
 impl From<AuditEvent> for AuditEventView {
@@ -225,6 +243,9 @@ pub async fn list_audit_events(
         since,
     };
     let result = state.store.list_audit_events(&filter, &page).await?;
+    if let Some(error) = result.items.iter().find_map(damaged) {
+        return Err(error);
+    }
     record_read(&state, caller, "audit_event", "*").await?;
     Ok(Json(ListOf::from_page(result, AuditEventView::from)))
 }
@@ -257,6 +278,9 @@ pub async fn get_audit_event(
     let event = state.store.get_audit_event(seq).await?.ok_or(ApiError::NotFound)?;
     if !auth.caller.reads_everything() && event.organization != auth.caller.org.as_str() {
         return Err(ApiError::NotFound);
+    }
+    if let Some(error) = damaged(&event) {
+        return Err(error);
     }
     record_read(&state, &auth.caller, "audit_event", &seq.to_string()).await?;
     Ok(Json(event.into()))
