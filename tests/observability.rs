@@ -328,9 +328,19 @@ async fn request_and_eligibility_metrics_move_by_exactly_what_was_asked() {
         2.0,
         "{after:?}"
     );
+    // The 404 is a check too, of its own outcome.
+    assert_eq!(
+        after.outcome("not_found") - before.outcome("not_found"),
+        1.0,
+        "{after:?}"
+    );
     let outcomes: BTreeSet<&String> = after.eligibility.keys().collect();
     assert_eq!(
         outcomes,
-        BTreeSet::from([&"eligible".to_owned(), &"not_eligible".to_owned()])
+        BTreeSet::from([
+            &"eligible".to_owned(),
+            &"not_eligible".to_owned(),
+            &"not_found".to_owned()
+        ])
     );
 }
