@@ -512,6 +512,50 @@ async fn a_national_id_of_someone_else_fails_its_household(backend: Backend) {
     assert_eq!(counts(&job), [3, 1, 0, 2, 2], "{job}");
 }
 
+/// A household posted again whose member's national id is stored for a person of another sex or
+/// birth date fails as its first registration would (`identity_mismatch`), principal or dependant:
+/// a mistyped row is never taken for the stored person and skipped in silence. A row that agrees
+/// (a year-only birth date in the stored day's year) is skipped as before.
+async fn a_household_posted_again_with_another_identity_fails(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let first = [
+        GOOD[0],
+        GOOD[1],
+        "H4,principal,TSV-1004,Kpodar,Enyonam,F,1990,,,,,,2026-01-01,",
+        "H4,spouse,,Kpodar,Komlan,M,1987-02-01,TG:NIU:123456789013,,,,,,",
+    ];
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&first)).await;
+    assert_eq!(counts(&job), [4, 2, 0, 0, 0], "{job}");
+    let again = [
+        // The principal is a man born on 1984-03-12.
+        "H1,principal,TSV-1001,Agbéko,Kossi,F,1984-03-12,TG:NIU:1234 5678 9012,,,,,2026-01-01,",
+        GOOD[1],
+        "H4,principal,TSV-1004,Kpodar,Enyonam,F,1990,,,,,,2026-01-01,",
+        "H4,spouse,,Kpodar,Komlan,M,1988,TG:NIU:123456789013,,,,,,",
+        // Agrees: the same year.
+        "H5,principal,TSV-1001,Agbeko,K.,M,1984,TG:NIU:123456789012,,,,,2026-01-01,",
+    ];
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&again)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (2, String::new(), "identity_mismatch".to_owned()),
+            (5, String::new(), "identity_mismatch".to_owned())
+        ],
+        "{job}"
+    );
+    assert_eq!(counts(&job), [5, 0, 1, 4, 2], "{job}");
+    let errors = job["errors"].to_string();
+    for secret in ["1984-03-12", "1987", "Komlan", "Kossi"] {
+        assert!(!errors.contains(secret), "{secret} in {errors}");
+    }
+    assert_eq!(app.count("coverages").await, 4);
+    assert_eq!(app.count("beneficiaries").await, 4);
+}
+
 /// A household posted again with a member it does not hold (a child born since, say) is skipped,
 /// and that member is reported on their row with where to add them: never dropped in silence.
 /// Members it holds match as the dependants call matches them (names without case or accents, a
@@ -1262,6 +1306,7 @@ on_both_databases!(
     a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
     storage_conflicts_point_at_the_member_at_fault,
     a_household_posted_again_reports_the_members_it_lacks,
+    a_household_posted_again_with_another_identity_fails,
     a_deactivated_mutuelles_jobs_stop,
     json_lines_with_good_and_bad_lines,
     only_its_mutuelle_operators_and_auditors_read_a_job,

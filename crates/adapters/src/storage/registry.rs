@@ -313,8 +313,9 @@ fn holds_member(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
 /// A bulk household whose member number its principal already holds: skipped, naming the members
 /// of the file the stored household does not hold (a dependant added to the spreadsheet since,
 /// say), who would otherwise be dropped without a word; failed when that household is registered
-/// for another product, since none of the file's would be. A dependant's own number stands for
-/// the household they belong to.
+/// for another product, since none of the file's would be, or when a member's national id is
+/// stored for a person of another sex or birth date. A dependant's own number stands for the
+/// household they belong to.
 fn skipped_household(
     stored: &StoredHousehold,
     household: &NewHousehold,
@@ -326,6 +327,18 @@ fn skipped_household(
             },
             0,
         ));
+    }
+    // The same national id with another sex or birth date is someone else's, as in a first
+    // registration: skipping it would take a mistyped row for the stored person in silence.
+    for (index, member) in household.members.iter().enumerate() {
+        let disagrees = stored.members.iter().any(|s| {
+            s.national_id.is_some()
+                && s.national_id == member.person.national_id
+                && !s.identity().agrees_with(&member.person.identity())
+        });
+        if disagrees {
+            return Err(at_member(identity_mismatch(), index));
+        }
     }
     let unregistered = household
         .members
