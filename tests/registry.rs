@@ -1349,7 +1349,14 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
         app.count("coverages").await,
         app.audited().await,
     );
-    assert_eq!(before, after, "nothing written");
+    assert_eq!((before.0, before.1), (after.0, after.1), "nothing written");
+    // Each refusal leaves a trace for the auditors, naming no one: 6 + 1 + 1 refusals.
+    assert_eq!(after.2 - before.2, 8, "one event per refusal");
+    let refusals = "SELECT count(*) FROM (SELECT organization, action, resource_type, resource_id FROM audit_events \
+                    UNION ALL SELECT organization, action, resource_type, resource_id FROM audit_queue) e \
+                    WHERE action = 'beneficiary.identity_mismatch' AND organization = 'mut-b' \
+                    AND resource_type = 'beneficiary' AND resource_id = ''";
+    assert_eq!(app.db.scalar(refusals).await, 8);
     let principal = app
         .get(
             "/v1/beneficiaries?national_id=TG:NIU:123456789020",
@@ -1390,6 +1397,7 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
     let refused = add("d1", dependant.clone()).await;
     refused_as_mismatch(&refused, "", &stored);
     assert_eq!(before, (app.count("beneficiaries").await, app.count("coverages").await));
+    assert_eq!(app.db.scalar(refusals).await, 9, "the dependant's refusal is audited");
 
     // A scheme's base affiliation by the person's fields: the same rule, at /beneficiary.
     let inam = writer(app, "tg-inam");
@@ -1408,6 +1416,12 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
     let refused = app.post("/v1/coverages", &inam, &affiliation("F")).await;
     refused_as_mismatch(&refused, "/beneficiary", &stored);
     assert_eq!(before.1, app.count("coverages").await);
+    let scheme_refusals = refusals.replace("'mut-b'", "'tg-inam'");
+    assert_eq!(
+        app.db.scalar(&scheme_refusals).await,
+        1,
+        "the scheme's refusal is audited"
+    );
     let affiliated = app.post("/v1/coverages", &inam, &affiliation("M")).await;
     assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
     assert_eq!(affiliated.json["beneficiary"], kossi.as_str(), "the same day matches");

@@ -105,7 +105,7 @@ impl ToSchema for ClosedDependantAdd {
                 "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
                 "start_date": "2026-03-02", "status": "active", "paid_through": "2026-12-31"}})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); their national id is registered for a person of another sex or birth date (`identity_mismatch`); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); their national id is registered for a person of another sex or birth date (`identity_mismatch`, audited as `beneficiary.identity_mismatch`); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -172,9 +172,11 @@ pub async fn add_dependant(
         person: dependant.beneficiary,
     };
     let ctx = caller.write_context(&state, Some(idempotency));
-    let written = state
+    let added_one = state
         .store
         .add_dependant(&ctx, &principal.id, &member, start_date, product.max_dependants)
+        .await;
+    let written = super::registrations::audit_identity_refusal(&state, caller, added_one)
         .await
         .map_err(|e| match e {
             StoreError::Conflict { constraint } if constraint == "after_household_end" => {

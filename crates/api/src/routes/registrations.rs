@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use passerelle_domain::coverage::Relationship;
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::ports::{NewHousehold, NewMember, RegisteredMember, Registration};
 use passerelle_domain::product::{select_version_or_first, ProductVersion};
 use passerelle_domain::registration::{merge_errors, RegistrationDraft, ValidRegistration};
@@ -361,7 +361,7 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
     params(("Idempotency-Key" = String, Header, description = "Required: the same key and body replay the first response")),
     responses(
         (status = 201, description = "Registered: every member with their beneficiary and coverage, principal first", body = RegistrationView),
-        (status = 409, description = "The member number is already registered in your mutuelle (`member_number_taken`), a person already holds this product (`already_covered`), or a national id is registered for a person of another sex or birth date (`identity_mismatch`); `errors` points at the member at fault", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already registered in your mutuelle (`member_number_taken`), a person already holds this product (`already_covered`), or a national id is registered for a person of another sex or birth date (`identity_mismatch`, audited as `beneficiary.identity_mismatch`); `errors` points at the member at fault", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -385,6 +385,34 @@ pub async fn register(
         .map_err(ApiError::validation)?;
     let household = household_of(valid, product);
     let ctx = auth.caller.write_context(&state, Some(idempotency));
-    let written = state.store.register_household(&ctx, &household, false).await?;
+    let written = audit_identity_refusal(
+        &state,
+        &auth.caller,
+        state.store.register_household(&ctx, &household, false).await,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(RegistrationView::from(written.value))).into_response())
+}
+
+/// A request refused because a national id it sent is registered for a person of another sex or
+/// birth date (`identity_mismatch`) is audited as `beneficiary.identity_mismatch`, so that a caller
+/// trying sexes and birth years in turn to reach a registered person leaves a trace for the
+/// auditors. The event names no one (`resource_id` empty): the registered person's id would tell
+/// the caller, who reads its own events, whose the national id is. Bulk rows are not audited one
+/// by one: their errors stay on the job.
+pub(crate) async fn audit_identity_refusal<T>(
+    state: &AppState,
+    caller: &Caller,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let refused = matches!(&result, Err(StoreError::Conflict { constraint })
+        if passerelle_domain::batch::split_member_conflict(constraint).0 == "identity_mismatch");
+    if refused {
+        let ctx = caller.write_context(state, None);
+        state
+            .store
+            .append_audit(&[ctx.audit("beneficiary.identity_mismatch", "beneficiary", "")])
+            .await?;
+    }
+    result
 }

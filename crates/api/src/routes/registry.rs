@@ -943,7 +943,7 @@ pub struct CoverageCreate {
     responses(
         (status = 201, description = "Created; `Location` names it", body = CoverageView,
          headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
-        (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), the person already holds this product (`already_covered`), or their national id is registered for a person of another sex or birth date (`identity_mismatch`, at `/beneficiary`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), the person already holds this product (`already_covered`), or their national id is registered for a person of another sex or birth date (`identity_mismatch`, at `/beneficiary`, audited as `beneficiary.identity_mismatch`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]
@@ -1069,7 +1069,8 @@ pub async fn create_coverage(
         members: Vec::new(),
     };
     let ctx = caller.write_context(&state, idempotency);
-    let written = state.store.create_coverage(&ctx, &person, &household).await?;
+    let created = state.store.create_coverage(&ctx, &person, &household).await;
+    let written = super::registrations::audit_identity_refusal(&state, caller, created).await?;
     Ok(coverage_created(written.value.coverage))
 }
 
