@@ -279,6 +279,10 @@ async fn bad_checks_name_the_field(backend: Backend) {
             json!({"beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "12"}}}),
             "/beneficiary/national_id/value",
         ),
+        (
+            json!({"beneficiary": {"national_id": {"country": "TG", "type": "CNI", "value": "123456789012"}}}),
+            "/beneficiary/national_id/type",
+        ),
         (json!({"colour": "blue"}), "/colour"),
     ];
     let before = app.audited().await;

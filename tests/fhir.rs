@@ -1002,6 +1002,16 @@ async fn eligibility_faults_name_the_value(backend: Backend) {
         )]
     );
 
+    // A request that is not active (cancelled, draft, entered-in-error) is not answered as if it were.
+    let cancelled = check(&|b| b["status"] = json!("cancelled"));
+    assert_eq!(
+        rule_codes(&post(cancelled).await),
+        [(
+            "unknown_value".to_owned(),
+            "CoverageEligibilityRequest.status".to_owned()
+        )]
+    );
+
     // `purpose` must be a list of R4's codes: a lone string is not silently ignored.
     let lone = check(&|b| b["purpose"] = json!("validation"));
     assert_eq!(

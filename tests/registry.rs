@@ -1425,6 +1425,50 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
     let affiliated = app.post("/v1/coverages", &inam, &affiliation("M")).await;
     assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
     assert_eq!(affiliated.json["beneficiary"], kossi.as_str(), "the same day matches");
+    assert_eq!(affiliated.json["matched"], true, "{}", affiliated.text);
+    assert_eq!(affiliated.json["possible_duplicates"], json!([]));
+    // Without a national id, the scheme's own look-alike is reported, not merged; the mutuelle's
+    // members are not searched.
+    let unnamed = |number: &str, given: &str| {
+        json!({"product": base.json["id"], "member_number": number, "start_date": "2025-01-01",
+            "beneficiary": {"family_name": "Lawson", "given_names": given, "sex": "M", "birth_date": "1990"}})
+    };
+    let first = app.post("/v1/coverages", &inam, &unnamed("INAM-0002", "Edem")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    assert_eq!(
+        (&first.json["matched"], &first.json["possible_duplicates"]),
+        (&json!(false), &json!([]))
+    );
+    let second = app.post("/v1/coverages", &inam, &unnamed("INAM-0003", "Édem")).await;
+    assert_eq!(second.status.as_u16(), 201, "{}", second.text);
+    assert_eq!(second.json["matched"], false);
+    assert_eq!(second.json["possible_duplicates"], json!([first.json["beneficiary"]]));
+    assert_ne!(second.json["beneficiary"], first.json["beneficiary"]);
+    // A replay answers the same.
+    let again = app
+        .send(
+            app.request(Method::POST, "/v1/coverages")
+                .bearer_auth(&inam)
+                .header("idempotency-key", "aff-3")
+                .json(&unnamed("INAM-0004", "EDEM")),
+        )
+        .await;
+    let replay = app
+        .send(
+            app.request(Method::POST, "/v1/coverages")
+                .bearer_auth(&inam)
+                .header("idempotency-key", "aff-3")
+                .json(&unnamed("INAM-0004", "EDEM")),
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 201, "{}", again.text);
+    assert_eq!(replay.json, again.json);
+    assert_eq!(
+        again.json["possible_duplicates"].as_array().unwrap().len(),
+        2,
+        "{}",
+        again.text
+    );
 }
 
 fn child_body(given: &str) -> Value {

@@ -199,6 +199,24 @@ impl NationalIdRules {
         }
     }
 
+    /// [`Self::parse`] for a national id sent as an object at `object` (`{country, type,
+    /// value}`): an unknown type is reported at its `/type`, a malformed value at its `/value`.
+    pub fn parse_object(
+        &self,
+        country: &str,
+        id_type: &str,
+        value: &str,
+        object: &str,
+    ) -> Result<NationalId, FieldError> {
+        self.check(country, id_type, value).map_err(|problem| {
+            let member = match problem {
+                NationalIdProblem::UnknownType { .. } => "type",
+                NationalIdProblem::InvalidValue(_) => "value",
+            };
+            problem.into_error(self, &format!("{object}/{member}"))
+        })
+    }
+
     /// `CC:TYPE:VALUE`, as in query strings and CSV files.
     pub fn parse_compact(&self, compact: &str, pointer: &str) -> Result<NationalId, FieldError> {
         match split_compact(compact) {
@@ -602,14 +620,10 @@ impl BeneficiaryDraft {
                 None
             });
             let (country, id_type, value) = (country?, id_type?, value?);
-            match rules.check(&country, &id_type, &value) {
+            match rules.parse_object(&country, &id_type, &value, &base) {
                 Ok(id) => Some(id),
-                Err(problem) => {
-                    let at = match problem {
-                        NationalIdProblem::UnknownType { .. } => format!("{base}/type"),
-                        NationalIdProblem::InvalidValue(_) => format!("{base}/value"),
-                    };
-                    errors.push(problem.into_error(rules, &at));
+                Err(e) => {
+                    errors.push(e);
                     None
                 }
             }

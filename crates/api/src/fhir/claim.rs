@@ -355,7 +355,14 @@ fn shared(t: &mut Translation, values: Vec<(usize, Said)>, element: &str, pointe
 }
 
 /// A coded element that, when given, must hold one value: FHIR's `use`, `status` and the like.
-fn fixed(t: &mut Translation, body: &Map<String, Value>, element: &str, allowed: &str, why_en: &str, why_fr: &str) {
+pub(super) fn fixed(
+    t: &mut Translation,
+    body: &Map<String, Value>,
+    element: &str,
+    allowed: &str,
+    why_en: &str,
+    why_fr: &str,
+) {
     if let Some(v) = body.get(element).filter(|v| !v.is_null()) {
         if v.as_str() != Some(allowed) {
             t.error(

@@ -149,6 +149,14 @@ fn translate(body: &Map<String, Value>) -> Translation {
             "une vérification porte sur un jour : envoyez servicedDate",
         );
     }
+    super::claim::fixed(
+        &mut t,
+        body,
+        "status",
+        "active",
+        "only an active request is answered",
+        "seule une demande active reçoit une réponse",
+    );
     let purpose = body.get("purpose").filter(|p| !p.is_null());
     if purpose.is_some_and(|p| !p.is_array()) {
         t.error(

@@ -1506,7 +1506,8 @@ fn step(claim: &Claim, transition: Transition, role: Role) -> Result<ClaimStatus
 /// every line (403 for another party, 404 for a non-party). Its amounts replace the base shares
 /// and the complementary shares are recomputed on the new remainders, within the annual ceiling.
 /// Only from `awaiting_base` (409 otherwise); the claim then awaits its mutuelle, or is
-/// `adjudicated` when none is routed. Subscribers receive `claim.base_adjudicated`.
+/// `adjudicated` when none is routed. Subscribers receive `claim.base_adjudicated`. Not replayed:
+/// a retry after a success is 409, so a client without an answer `GET`s the claim first.
 #[utoipa::path(
     post,
     path = "/v1/claims/{id}/base-adjudication",
@@ -1579,8 +1580,9 @@ pub async fn base_adjudication(
 /// other parties, 404 for non-parties), decides every line once. An adjudication may lower the
 /// complementary share, never raise it: what it removes moves to the patient's share and frees
 /// annual ceiling. Only from `awaiting_complementary` (409 otherwise). The claim becomes
-/// `adjudicated`, or `rejected` when every line is rejected. Subscribers receive
-/// `claim.adjudicated`.
+/// `adjudicated`, or `rejected` when every line is rejected (the mutuelle owes nothing; a base
+/// share the scheme adjudicated stands). Subscribers receive `claim.adjudicated`. Not replayed: a
+/// retry after a success is 409, so a client without an answer `GET`s the claim first.
 #[utoipa::path(
     post,
     path = "/v1/claims/{id}/adjudication",

@@ -206,7 +206,7 @@ pub(crate) fn read_person(
         return Some(PersonKey::Id(id));
     }
     if let Some((Some(country), Some(id_type), Some(value))) = nid {
-        return match rules.parse(&country, &id_type, &value, "/beneficiary/national_id/value") {
+        return match rules.parse_object(&country, &id_type, &value, "/beneficiary/national_id") {
             Ok(n) => Some(PersonKey::NationalId(n)),
             Err(e) => {
                 errors.push(e);

@@ -941,7 +941,7 @@ pub struct CoverageCreate {
     request_body = CoverageCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
     responses(
-        (status = 201, description = "Created; `Location` names it", body = CoverageView,
+        (status = 201, description = "Created; `Location` names it. The coverage, with `matched` and `possible_duplicates` telling how its person was found", body = AffiliationView,
          headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
         (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), the person already holds this product (`already_covered`), or their national id is registered for a person of another sex or birth date (`identity_mismatch`, at `/beneficiary`, audited as `beneficiary.identity_mismatch`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -954,7 +954,7 @@ pub async fn create_coverage(
 ) -> Result<Response, ApiError> {
     let caller = &auth.caller;
     if let Some(first) = replayed::<RegisteredMember>(&state, caller, idempotency.as_ref()).await? {
-        return Ok(coverage_created(first.coverage));
+        return Ok(coverage_created(first));
     }
     let today = state.clock.today();
     let mut f = Fields::new(&body);
@@ -1071,14 +1071,42 @@ pub async fn create_coverage(
     let ctx = caller.write_context(&state, idempotency);
     let created = state.store.create_coverage(&ctx, &person, &household).await;
     let written = super::registrations::audit_identity_refusal(&state, caller, created).await?;
-    Ok(coverage_created(written.value.coverage))
+    Ok(coverage_created(written.value))
 }
 
-fn coverage_created(coverage: Coverage) -> Response {
-    debug_assert_eq!(coverage.relationship, Relationship::Principal);
-    let version = coverage.version;
-    let view = CoverageView::from(coverage);
-    let mut response = super::created(format!("/v1/coverages/{}", view.id), &view);
+fn coverage_created(member: RegisteredMember) -> Response {
+    debug_assert_eq!(member.coverage.relationship, Relationship::Principal);
+    let version = member.coverage.version;
+    let view = AffiliationView {
+        coverage: CoverageView::from(member.coverage),
+        matched: member.matched,
+        possible_duplicates: member.possible_duplicates,
+    };
+    let mut response = super::created(format!("/v1/coverages/{}", view.coverage.id), &view);
     response.headers_mut().insert(axum::http::header::ETAG, etag(version));
     response
+}
+
+/// A base affiliation recorded: the coverage, as `GET /v1/coverages/{id}` shows it, and how its
+/// person was found.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f71", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+    "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e60", "organization": "tg-inam", "layer": "base",
+    "member_number": "INAM-0001", "relationship": "principal", "start_date": "2026-01-01", "status": "active",
+    "matched": true, "possible_duplicates": []
+}))]
+pub struct AffiliationView {
+    #[serde(flatten)]
+    pub coverage: CoverageView,
+    /// True when the person was already known: named by `id`, or by a national id stored for the
+    /// same sex and a birth date that agrees (their stored record is kept). False when the
+    /// person was created.
+    pub matched: bool,
+    /// For a person created without a national id: your affiliates without one who look the
+    /// same (names without accents or case, sex, birth date), as in a registration; never
+    /// merged. Another organisation's members are not searched (they are not yours to know
+    /// of): a person without a national id whom a mutuelle registered becomes a second record
+    /// when affiliated by fields, which only a national id on both prevents.
+    pub possible_duplicates: Vec<String>,
 }
