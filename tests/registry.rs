@@ -1445,22 +1445,16 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
     assert_eq!(second.json["possible_duplicates"], json!([first.json["beneficiary"]]));
     assert_ne!(second.json["beneficiary"], first.json["beneficiary"]);
     // A replay answers the same.
-    let again = app
-        .send(
+    let keyed = || {
+        app.send(
             app.request(Method::POST, "/v1/coverages")
                 .bearer_auth(&inam)
                 .header("idempotency-key", "aff-3")
                 .json(&unnamed("INAM-0004", "EDEM")),
         )
-        .await;
-    let replay = app
-        .send(
-            app.request(Method::POST, "/v1/coverages")
-                .bearer_auth(&inam)
-                .header("idempotency-key", "aff-3")
-                .json(&unnamed("INAM-0004", "EDEM")),
-        )
-        .await;
+    };
+    let again = keyed().await;
+    let replay = keyed().await;
     assert_eq!(again.status.as_u16(), 201, "{}", again.text);
     assert_eq!(replay.json, again.json);
     assert_eq!(
