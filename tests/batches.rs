@@ -187,11 +187,16 @@ async fn a_csv_file_with_its_columns_in_any_order_completes(backend: Backend) {
         .problem(422, "idempotency_key_reused");
 
     // The same file under a new key: every household that registered is skipped.
-    let job = run(app, "mut-a", "k2", &query, CSV, text.into_bytes()).await;
+    let job = run(app, "mut-a", "k2", &query, CSV, text.clone().into_bytes()).await;
     assert_eq!(job["status"], "completed");
     assert_eq!(counts(&job), [5, 0, 2, 1, 1]);
     assert_eq!(app.count("coverages").await, 4);
     assert_eq!(app.count("beneficiaries").await, 4);
+    // Saved by a spreadsheet in a French locale, separated by semicolons: read the same.
+    let semicolons = text.replace(',', ";");
+    let job = run(app, "mut-a", "k2b", &query, CSV, semicolons.into_bytes()).await;
+    assert_eq!(counts(&job), [5, 0, 2, 1, 1], "{job}");
+    assert_eq!(codes(&job), [(6, "sex".to_owned(), "unknown_value".to_owned())]);
 
     // A person already covered by the product, under another member number, in a later upload.
     let twice = csv(&["H9,principal,TSV-1009,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789012,,,,,2026-01-01,"]);

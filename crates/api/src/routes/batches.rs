@@ -278,7 +278,8 @@ fn accepted(job: &BatchJob) -> Response {
 ///
 /// The body is streamed to disk (up to `PASSERELLE_BATCH_MAX_BYTES`, 100 MiB by default) and
 /// answered at once with the job, `queued`; follow it at its `Location`. CSV: UTF-8, comma
-/// separated, RFC 4180 quoting, one row per person, a header naming the fourteen columns in any
+/// separated (or semicolon separated, as a spreadsheet in a French locale saves it: the header's
+/// separator decides), RFC 4180 quoting, one row per person, a header naming the fourteen columns in any
 /// order (`household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through`);
 /// a household's rows follow one another, its principal first. JSON lines: one registration
 /// body per line, as for `POST /v1/registrations`. Each household is registered whole or not at

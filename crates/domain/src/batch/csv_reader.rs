@@ -90,11 +90,11 @@ impl<R: Read + Seek> Lines<R> {
     }
 }
 
-/// Splits one line into `record` with RFC 4180 quoting, as the `csv` crate reads a record: a
-/// field that starts with `"` runs to the next lone `"` (`""` is a quote) and what follows it up
-/// to the comma is kept; a `"` further in an unquoted field is kept as it is. True when the line
-/// ends inside a quoted field.
-fn split_fields(line: &[u8], record: &mut ByteRecord) -> bool {
+/// Splits one line into `record` at `delimiter` with RFC 4180 quoting, as the `csv` crate reads
+/// a record: a field that starts with `"` runs to the next lone `"` (`""` is a quote) and what
+/// follows it up to the delimiter is kept; a `"` further in an unquoted field is kept as it is.
+/// True when the line ends inside a quoted field.
+fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
     record.clear();
     let mut field = Vec::new();
     let mut i = 0;
@@ -111,7 +111,7 @@ fn split_fields(line: &[u8], record: &mut ByteRecord) -> bool {
                     i += 1;
                 }
                 (true, b'"') => quoted = false,
-                (false, b',') => break,
+                (false, b) if b == delimiter => break,
                 _ => field.push(b),
             }
             i += 1;
@@ -230,6 +230,9 @@ pub struct CsvHouseholds<R: Read> {
 struct Header {
     positions: [usize; 14],
     width: usize,
+    /// `,`, or `;` for a file whose header is split by semicolons alone: what a spreadsheet in a
+    /// French locale writes as "CSV", the decimal comma taking the comma's place.
+    delimiter: u8,
 }
 
 impl Header {
@@ -268,12 +271,20 @@ fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<S
 
 fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>> {
     let mut header = ByteRecord::new();
+    let mut delimiter = b',';
     match lines.next_line() {
         Ok(Some(_)) => {
             // A byte order mark is skipped before the line is split, so that a quoted first
             // column name reads as quoted.
             let line = lines.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&lines.buf);
-            split_fields(line, &mut header);
+            split_fields(line, &mut header, delimiter);
+            if header.len() == 1 {
+                let mut by_semicolon = ByteRecord::new();
+                split_fields(line, &mut by_semicolon, b';');
+                if by_semicolon.len() > 1 {
+                    (header, delimiter) = (by_semicolon, b';');
+                }
+            }
         }
         Ok(None) => {}
         Err(e) => {
@@ -343,6 +354,7 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     Ok(Header {
         positions,
         width: header.len(),
+        delimiter,
     })
 }
 
@@ -382,7 +394,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             let Some(terminated) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            let open_quote = split_fields(&self.lines.buf, &mut self.fields);
+            let open_quote = split_fields(&self.lines.buf, &mut self.fields, self.header.delimiter);
             if !open_quote && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
                 continue;
             }

@@ -104,6 +104,39 @@ fn households_are_read_from_any_column_order_with_rfc4180_quoting() {
     );
 }
 
+/// A spreadsheet in a French locale saves "CSV" with semicolons: the header's separator decides,
+/// and a comma in a cell is then just a comma.
+#[test]
+fn a_file_separated_by_semicolons_reads_as_the_same_file_with_commas() {
+    let text = GOOD.trim_start_matches('\u{FEFF}');
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    let mut writer = ::csv::WriterBuilder::new()
+        .delimiter(b';')
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(b"\xEF\xBB\xBF".to_vec());
+    for record in reader.records() {
+        writer.write_record(&record.unwrap()).unwrap();
+    }
+    let semicolons = writer.into_inner().unwrap();
+    let as_text = String::from_utf8(semicolons.clone()).unwrap();
+    assert!(as_text.contains(";Afi, Délali;"), "{as_text}");
+    let read = |bytes: &[u8]| format!("{:?}", csv(bytes));
+    assert_eq!(read(&semicolons), read(GOOD.as_bytes()));
+    assert_eq!(csv(&semicolons).len(), 3);
+    assert!(check_csv_header(io::Cursor::new(&semicolons)).is_ok());
+    // A row of such a file with a field too many is reported as in a comma file.
+    let short = format!(
+        "{}H9;principal;X-1;A;B;F;1990;;;;;;2026-01-01;;extra\n",
+        HEADER.replace(',', ";")
+    );
+    let failed = csv(short.as_bytes());
+    assert_eq!(codes(&failure(&failed[0]).errors), [(2, "", "wrong_field_count")]);
+    // A one-column header is still a header whose columns are missing, not read as semicolons.
+    assert!(check_csv_header(io::Cursor::new("household\n")).is_err());
+}
+
 #[test]
 fn line_ends_do_not_change_rows() {
     let summary = |text: &str| -> Vec<(String, u64, u64, Vec<u64>)> {
