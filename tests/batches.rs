@@ -887,7 +887,13 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
         .problem(413, "payload_too_large");
 
     // A small bulk limit: over it is 413 and nothing is created, with or without a length.
-    let app = TestApp::spawn_with(backend, |c| c.batch_max_bytes = 2048).await;
+    // A spool folder of its own: the end of the test makes it unwritable.
+    let own_spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
+    let app = TestApp::spawn_with(backend, |c| {
+        c.batch_max_bytes = 2048;
+        c.batch_spool_dir = own_spool.clone();
+    })
+    .await;
     app.create_org("mut-a", "mutuelle", "TG").await;
     let plan = app
         .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
@@ -906,6 +912,22 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
     assert_eq!(app.count("registration_batches").await, 0);
     let job = run(&app, "mut-a", "k3", &query, CSV, households(10, "TSV")).await;
     assert_eq!(counts(&job), [20, 10, 0, 0, 0]);
+
+    // A spool folder that can no longer be written (here a file took its place): 503 saying so,
+    // not that the database is out of reach, and nothing created.
+    let spool = app.config.batch_spool_dir.clone();
+    assert_eq!(spool, own_spool);
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, b"").unwrap();
+    let refused = upload(&app, "mut-a", Some("k4"), &query, CSV, households(2, "TSV")).await;
+    let problem = refused.problem(503, "unavailable");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("dossier de dépôt"),
+        "{problem}"
+    );
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert_eq!(app.count("registration_batches").await, 1);
+    std::fs::remove_file(&spool).unwrap();
 }
 
 /// The service on a runtime of its own, which the test can kill as a crash would: every task

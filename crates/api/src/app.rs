@@ -25,24 +25,35 @@ use crate::state::{AppState, OrgKindCache};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn connect(config: &Config) -> Result<Database, String> {
-    connect_with(config, false).await
+    connect_with(config, false, true).await
 }
 
-/// As [`connect`], chaining no audit event: for reading the log where writing is impossible or
-/// unwanted (`passerelle audit verify` on a standby or a restored copy).
+/// As [`connect`], without the read replica: for the commands that never read through it
+/// (`passerelle migrate`), so that a replica down does not stop them.
+pub async fn connect_primary(config: &Config) -> Result<Database, String> {
+    connect_with(config, false, false).await
+}
+
+/// As [`connect_primary`], chaining no audit event: for reading the log where writing is
+/// impossible or unwanted (`passerelle audit verify` on a standby or a restored copy).
 pub async fn connect_read_only(config: &Config) -> Result<Database, String> {
-    connect_with(config, true).await
+    connect_with(config, true, false).await
 }
 
-async fn connect_with(config: &Config, read_only: bool) -> Result<Database, String> {
+async fn connect_with(config: &Config, read_only: bool, replica: bool) -> Result<Database, String> {
     let mut options = DatabaseOptions::new(&config.database_url);
     options.read_only = read_only;
     options.max_connections = config.database_max_connections;
-    options.read_url = config.database_read_url.clone();
+    options.read_url = config.database_read_url.clone().filter(|_| replica);
     options.read_timeout = config.database_read_timeout;
-    passerelle_adapters::connect(&options)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))
+    passerelle_adapters::connect(&options).await.map_err(|e| {
+        let e = e.to_string();
+        if e.contains(passerelle_adapters::storage::postgres::REPLICA_UNREACHABLE) {
+            format!("cannot open the read replica (PASSERELLE_DATABASE_READ_URL): {e}")
+        } else {
+            format!("cannot open the database: {e}")
+        }
+    })
 }
 
 /// Refuses a database that lacks migrations this binary needs, naming the first and the command

@@ -122,6 +122,19 @@ fn signing_key(raw: serde_json::Value) -> Result<(String, PublicKey), String> {
 /// connection and never answers would hold the start, or every later key rotation.
 const JWKS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// An error with its causes, `: `-separated: reqwest's own text ("error sending request for
+/// url") says nothing of a refused connection or an untrusted certificate, its sources do.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn read_jwks(source: &str) -> Result<String, String> {
     if source.starts_with("https://") {
         let client = reqwest::Client::builder()
@@ -132,7 +145,7 @@ async fn read_jwks(source: &str) -> Result<String, String> {
             .get(source)
             .send()
             .await
-            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+            .map_err(|e| format!("cannot fetch {source}: {}", with_causes(&e)))?;
         let response = response
             .error_for_status()
             .map_err(|e| format!("cannot fetch {source}: {e}"))?;
@@ -170,7 +183,17 @@ impl Authenticator {
     pub async fn refresh(&self) -> Result<(), String> {
         let Some(source) = &self.jwks_source else { return Ok(()) };
         let keys = parse_jwks(&read_jwks(source).await?)?;
-        *self.jwks.write().await = keys;
+        let mut current = self.jwks.write().await;
+        let ids = |set: &HashMap<String, Arc<PublicKey>>| {
+            let mut ids: Vec<String> = set.keys().cloned().collect();
+            ids.sort_unstable();
+            ids
+        };
+        // A rotation's steps wait for every replica to hold the new key: each says when it does.
+        if ids(&current) != ids(&keys) {
+            tracing::info!(kids = ?ids(&keys), "JWKS reloaded: the accepted keys changed");
+        }
+        *current = keys;
         Ok(())
     }
 

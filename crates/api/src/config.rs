@@ -226,15 +226,31 @@ impl Config {
             }
         }
         if let Some(text) = file {
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
-                key: "--config".into(),
-                message: e.message().to_owned(),
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                // Where, as an editor counts: line and column from 1.
+                let at = e.span().map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!(" (line {line}, column {column})")
+                });
+                ConfigError {
+                    key: "--config".into(),
+                    message: format!("{}{}", e.message(), at.unwrap_or_default()),
+                }
             })?;
             for (name, value) in table {
                 let Some((key, _, _)) = KEYS.iter().find(|(k, _, _)| *k == name) else {
+                    // The variable's name written in the file: say which key it stands for.
+                    let hint = name
+                        .strip_prefix("PASSERELLE_")
+                        .map(str::to_ascii_lowercase)
+                        .filter(|k| KEYS.iter().any(|(key, _, _)| key == k))
+                        .map(|k| format!("; in the file, write `{k}`"))
+                        .unwrap_or_default();
                     return Err(ConfigError {
                         key: name,
-                        message: "unknown key in the configuration file".into(),
+                        message: format!("unknown key in the configuration file{hint}"),
                     });
                 };
                 let text = match value {
@@ -511,6 +527,20 @@ mod tests {
                 "PASSERELLE_SOMETHING_ELSE is not a configuration key and is ignored",
             ]
         );
+    }
+
+    /// A file's faults say where they are, and a variable's name written as a key says which key.
+    #[test]
+    fn file_errors_name_their_place_and_key() {
+        let e = Config::from_sources(
+            Some("listen = \"127.0.0.1:9000\"\nwebhook_max_attempts = \"3\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "--config");
+        assert!(e.to_string().contains("(line 2, column "), "{e}");
+        let e = Config::from_sources(Some("PASSERELLE_LISTEN = \"127.0.0.1:9000\"\n"), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("write `listen`"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Serve the API (applies pending migrations first unless --no-migrate).
     Serve {
+        /// Apply no migration: a database lacking one this binary needs stops the start, naming
+        /// it (run `passerelle migrate` first; for replicas started after a migration job).
         #[arg(long)]
         no_migrate: bool,
         /// Seed clearly-labelled demo organisations and print a token for each.
@@ -90,8 +92,13 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
-        print!("{}", openapi::to_pretty_json(&openapi::document()));
-        return ExitCode::SUCCESS;
+        return match emit(&openapi::to_pretty_json(&openapi::document())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -119,6 +126,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's output to stdout at once. A reader that stops early (`| head`, `| grep -q`)
+/// is no failure of the command: the rest is dropped without a word, where `print!` would panic.
+fn emit(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+        _ => Ok(()),
+    }
+}
+
 async fn run(command: Command, config: Config) -> Result<(), String> {
     match command {
         Command::Openapi => Ok(()),
@@ -129,15 +147,23 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 .ok_or("configuration error: PASSERELLE_JWT_HS256_SECRET: is required to mint development tokens")?;
             let ttl = auth::parse_ttl(&ttl).ok_or("--ttl: use a duration such as 90s, 15m, 1h or 7d (at most 366d)")?;
             let subject = sub.unwrap_or_else(|| format!("dev-{org}"));
+            // Signed as asked (a test may want a token the service refuses), but said.
+            for unknown in scope
+                .split_whitespace()
+                .filter(|s| passerelle_domain::scope::Scope::parse(s).is_none())
+            {
+                eprintln!(
+                    "warning: {unknown} is not a scope the service knows; the token carries it, and it grants nothing"
+                );
+            }
             let now = chrono::Utc::now().timestamp();
-            println!(
-                "{}",
+            emit(&format!(
+                "{}\n",
                 auth::mint_dev_token(&secret, &config, &org, &subject, &scope, ttl, now)?
-            );
-            Ok(())
+            ))
         }
         Command::Migrate => {
-            let db = app::connect(&config).await?;
+            let db = app::connect_primary(&config).await?;
             db.migrate().await.map_err(|e| e.to_string())?;
             eprintln!("migrations applied");
             Ok(())
@@ -153,7 +179,10 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let result = routes::audit::verify_chain(db.store.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+            ))?;
             if result.valid {
                 Ok(())
             } else {
@@ -202,6 +231,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     } else {
         db.migrate().await.map_err(|e| e.to_string())?;
     }
+    passerelle_api::bulk::spool::check_writable(&config.batch_spool_dir).await?;
     let listen = config.listen;
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
@@ -280,6 +310,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     if tokio::time::timeout(DB_CLOSE_LIMIT, db.close()).await.is_err() {
         tracing::warn!("database connections were still in use at shutdown; they close with the process");
     }
+    tracing::info!("stopped");
     // The trace exporter flushes when `_telemetry` drops, on the way out.
     served
 }
@@ -309,8 +340,10 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    let signal = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    // So that the log tells a stop that was asked for from a crash.
+    tracing::info!(signal, "stopping: requests in flight may finish, no new ones are taken");
 }

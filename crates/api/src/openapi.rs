@@ -564,7 +564,10 @@ reads of the audit log only, `audit_log_damaged`: an event was changed outside t
 `PASSERELLE_REQUEST_TIMEOUT_MS`), it lost to concurrent writes on PostgreSQL (a deadlock or serialization \
 failure), or a bulk upload could not be written to the spool folder; nothing was changed. Retry after \
 `Retry-After` seconds",
-            errors: vec![("unavailable", ApiError::Unavailable)],
+            errors: vec![
+                ("unavailable", ApiError::Unavailable),
+                ("unavailable_spool", ApiError::SpoolUnavailable),
+            ],
         },
     ]
 }

@@ -165,6 +165,10 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("unavailable")]
     Unavailable,
+    /// A bulk upload that cannot be written to the spool folder (a full disk, a folder not
+    /// writable): 503 `unavailable` as for the database, saying what is missing.
+    #[error("spool unavailable")]
+    SpoolUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
     /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
@@ -218,7 +222,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -238,7 +242,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::SpoolUnavailable => "unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
@@ -302,6 +306,10 @@ impl ApiError {
             ApiError::Unavailable => (
                 ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
                 ("Service indisponible", "Le service n'atteint pas sa base de données ou a mis trop de temps ; rien n'a été modifié. Réessayez plus tard.".into()),
+            ),
+            ApiError::SpoolUnavailable => (
+                ("Service unavailable", "The service cannot store uploads now (its disk is full or its spool folder cannot be written); nothing was created. Retry later, or tell its operators.".into()),
+                ("Service indisponible", "Le service ne peut pas enregistrer d'envoi pour l'instant (son disque est plein ou son dossier de dépôt n'est pas accessible en écriture) ; rien n'a été créé. Réessayez plus tard, ou prévenez ses exploitants.".into()),
             ),
             ApiError::Internal(_) => (
                 ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
@@ -527,7 +535,7 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             HeaderValue::from_static(crate::extract::MERGE_PATCH),
         );
     }
-    if matches!(error, ApiError::Unavailable) {
+    if matches!(error, ApiError::Unavailable | ApiError::SpoolUnavailable) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -23,7 +23,8 @@ impl Drop for Telemetry {
 }
 
 pub fn init(filter: &str, format: LogFormat) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("configuration error: PASSERELLE_LOG: {e}"))?;
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| format!("configuration error: PASSERELLE_LOG: {filter:?} is not a tracing filter: {e}"))?;
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -32,7 +33,11 @@ pub fn init(filter: &str, format: LogFormat) -> Result<Telemetry, String> {
             .with_span_list(false)
             .with_writer(std::io::stderr)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        // Colours only on a terminal: escape codes would litter a file or a collector.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
     };
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.trim().is_empty() => Some(otlp_provider()?),

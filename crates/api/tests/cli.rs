@@ -63,6 +63,25 @@ fn openapi_matches_the_committed_document() {
     );
 }
 
+/// A reader that stops early (`| head`) ends the output, not the command: no panic, success.
+#[test]
+fn output_cut_short_is_no_failure() {
+    use std::io::Read;
+    let mut child = passerelle(&std::env::temp_dir())
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn token_mints_a_verifiable_dev_token() {
     let dir = temp_dir("token");
@@ -202,6 +221,56 @@ async fn migrate_then_serve_from_postgres_without_migrating() {
         !dir.join("passerelle.db").exists(),
         "no SQLite file when PostgreSQL is configured"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A read replica that cannot be reached stops `serve`, naming its setting; `migrate` and
+/// `audit verify`, which never read through it, do not try it.
+#[tokio::test]
+async fn an_unreachable_replica_is_named_and_stops_only_serve() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let dir = temp_dir("replica");
+    // A port nothing listens on, on this machine.
+    let dead = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", free_port());
+    let with_replica = |cmd: &mut Command| {
+        cmd.env("PASSERELLE_DATABASE_URL", &db.url)
+            .env("PASSERELLE_DATABASE_READ_URL", &dead)
+            .env("PASSERELLE_JWT_HS256_SECRET", SECRET);
+    };
+    let mut migrate = passerelle(&dir);
+    with_replica(&mut migrate);
+    let out = run(migrate.arg("migrate"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut verify = passerelle(&dir);
+    with_replica(&mut verify);
+    let out = run(verify.args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut serve = passerelle(&dir);
+    with_replica(&mut serve);
+    let out = run(serve
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .args(["serve", "--no-migrate"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("PASSERELLE_DATABASE_READ_URL"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A spool folder that cannot be written stops the start, naming the setting and the folder:
+/// the service would pass its readiness probe and then refuse every bulk upload.
+#[test]
+fn an_unwritable_spool_folder_stops_the_start() {
+    let dir = temp_dir("spool");
+    std::fs::write(dir.join("a-file"), b"").unwrap();
+    let spool = dir.join("a-file").join("spool");
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_BATCH_SPOOL_DIR", &spool)
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .arg("serve"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("PASSERELLE_BATCH_SPOOL_DIR"), "{stderr}");
+    assert!(stderr.contains(&spool.display().to_string()), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -224,7 +224,7 @@ impl PgStore {
                 sqlx::query("SELECT 1")
                     .execute(&facts_eligibility)
                     .await
-                    .map_err(db_err)?;
+                    .map_err(|e| StoreError::Unavailable(format!("{REPLICA_UNREACHABLE}: {e}")))?;
                 // Probed through the pool that serves the checks: a read stuck on it shows.
                 Some(crate::replica::ReplicaWatch::start(
                     facts_eligibility.clone(),
@@ -257,3 +257,6 @@ include!("claims.rs");
 include!("claims_postgres.rs");
 include!("settlements.rs");
 include!("webhooks.rs");
+
+/// How a start that cannot reach the read replica says so, for the binary to name its setting.
+pub const REPLICA_UNREACHABLE: &str = "the read replica cannot be reached";

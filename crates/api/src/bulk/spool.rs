@@ -77,7 +77,7 @@ pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Res
 /// A full disk or an unwritable folder: the service cannot take uploads now.
 fn io_failure(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "cannot write to the bulk upload spool folder");
-    ApiError::Unavailable
+    ApiError::SpoolUnavailable
 }
 
 /// Removes a job's file once the job has ended; only ever inside the spool folder, so that a
@@ -87,4 +87,23 @@ pub fn discard(dir: &Path, path: &str) {
     if path.parent() == Some(dir) {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Checks at start that uploads can be spooled: the folder is created if missing, and a file is
+/// written and removed in it. A folder that cannot be written would pass the readiness probe and
+/// then refuse every upload.
+pub async fn check_writable(dir: &Path) -> Result<(), String> {
+    let probe = dir.join(format!(".write-check-{}", uuid::Uuid::now_v7()));
+    let result = async {
+        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::write(&probe, b"").await?;
+        tokio::fs::remove_file(&probe).await
+    }
+    .await;
+    result.map_err(|e| {
+        format!(
+            "configuration error: PASSERELLE_BATCH_SPOOL_DIR: cannot write to {}: {e}",
+            dir.display()
+        )
+    })
 }
