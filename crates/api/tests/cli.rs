@@ -274,6 +274,132 @@ fn an_unwritable_spool_folder_stops_the_start() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A JWKS served over https under a private certificate authority (a national identity
+/// provider's, say) is trusted once the system's store holds that authority (`SSL_CERT_FILE`
+/// here); without it, the start stops and says why. The server is `openssl s_server` on
+/// 127.0.0.1 with a certificate made for the test.
+#[tokio::test]
+async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store() {
+    let dir = temp_dir("tls");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/keys/jwks.json"),
+        dir.join("jwks.json"),
+    )
+    .unwrap();
+    let https_port = free_port();
+    let server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{https_port}"),
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-WWW",
+            "-quiet",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _https = Server(server);
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", https_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let jwks = format!("https://127.0.0.1:{https_port}/jwks.json");
+    let start = |trusted: bool| {
+        let port = free_port();
+        let mut cmd = passerelle(&dir);
+        cmd.env("PASSERELLE_JWT_JWKS", &jwks)
+            .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if trusted {
+            cmd.env("SSL_CERT_FILE", dir.join("ca.pem"));
+        }
+        (cmd.spawn().unwrap(), port)
+    };
+    let (refused, _) = start(false);
+    let out = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("UnknownIssuer"), "the cause is named: {stderr}");
+    let (trusted, port) = start(true);
+    let _served = Server(trusted);
+    assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A fresh SQLite database with the demo organisations and products (the library's own seeding).
 async fn demo_database(dir: &Path) -> String {
     use passerelle_api::config::{Config, Secret};
