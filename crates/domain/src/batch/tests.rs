@@ -180,9 +180,13 @@ fn header_problems_are_one_error_per_column() {
     assert!(errors.iter().all(|e| e.code == "missing_column"));
     assert_eq!(errors[0].field, "/header/household");
 
+    // Split at semicolons, a header of two known columns lacks the twelve others.
     let errors = check_csv_header(&b"household;relationship\n"[..]).err().unwrap();
-    assert_eq!(errors[0].field, "/header/household;relationship");
-    assert_eq!(errors[0].code, "unknown_column");
+    assert_eq!(errors.len(), 12);
+    assert_eq!(
+        (errors[0].field.as_str(), errors[0].code.as_str()),
+        ("/header/member_number", "missing_column")
+    );
 
     let latin1 = [&b"household,relationship,r\xE9gion"[..], &HEADER.as_bytes()[22..]].concat();
     let errors = check_csv_header(latin1.as_slice()).err().unwrap();
