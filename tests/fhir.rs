@@ -23,9 +23,9 @@ async fn fhir_post(app: &TestApp, path: &str, token: &str, key: Option<&str>, bo
 }
 
 /// The issues of an OperationOutcome with this status: `(code, expression or "")`.
-/// The `next` link of a searchset Bundle.
+/// The `next` link of a searchset Bundle, an absolute URL, as a path of this service.
 fn next_link(reply: &Reply) -> String {
-    reply.json["link"]
+    let url = reply.json["link"]
         .as_array()
         .unwrap()
         .iter()
@@ -33,7 +33,10 @@ fn next_link(reply: &Reply) -> String {
         .unwrap()["url"]
         .as_str()
         .unwrap()
-        .to_owned()
+        .to_owned();
+    let path = url.find("/fhir/").map(|i| url[i..].to_owned());
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    path.unwrap()
 }
 
 fn issues(reply: &Reply, status: u16) -> Vec<(String, String)> {
@@ -160,13 +163,27 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         .collect();
     payors.sort_by_key(|p| p.to_string());
     assert_eq!(payors, [json!("mut-a"), json!("tg-inam")]);
+    // Each entry's fullUrl is its resource's absolute URL, there to be read.
     let entry = &first.json["entry"][0];
+    let id = entry["resource"]["id"].as_str().unwrap();
+    assert_eq!(entry["fullUrl"], format!("{}/fhir/r4/Coverage/{id}", app.base).as_str());
+    let read = app.get(&format!("/fhir/r4/Coverage/{id}"), &auditor).await;
+    assert_eq!(read.json["id"], id, "{}", read.text);
+    // Behind a proxy that ends TLS, the scheme it names.
+    let proxied = app
+        .send(
+            app.request(Method::GET, &path)
+                .bearer_auth(&auditor)
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
+    let host = app.base.trim_start_matches("http://");
     assert_eq!(
-        entry["fullUrl"],
-        format!("urn:uuid:{}", entry["resource"]["id"].as_str().unwrap()).as_str()
+        proxied.json["entry"][0]["fullUrl"],
+        format!("https://{host}/fhir/r4/Coverage/{id}").as_str()
     );
-    // An auditor's reads are audited, as in /v1.
-    assert_eq!(app.audited().await, audited + 2);
+    // An auditor's reads are audited, as in /v1: two pages, one read, one proxied page.
+    assert_eq!(app.audited().await, audited + 4);
     // Asked by the bare id, with a parameter no search reads: the `next` link (written with
     // `Patient/`) still follows the first page.
     let bare = app

@@ -14,6 +14,9 @@ pub struct Config {
     pub database_url: String,
     pub database_read_url: Option<String>,
     pub database_read_timeout: Duration,
+    /// The base URL callers reach the service at (`https://passerelle.example.org`), without a
+    /// trailing `/`: FHIR Bundles' links and `fullUrl`s start with it.
+    pub public_url: Option<String>,
     pub database_max_connections: u32,
     pub operator_org: OrgId,
     pub operator_name: String,
@@ -155,6 +158,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "idempotency_retention_hours",
         Some("48"),
         "how long Idempotency-Keys, and the first responses kept to replay (which may hold personal data), are kept; at least 24",
+    ),
+    (
+        "public_url",
+        None,
+        "the base URL callers reach the service at (`https://passerelle.example.org`), for the absolute URLs of FHIR Bundles; unset, they are built from each request's `Host` (and `X-Forwarded-Proto`)",
     ),
     ("log", Some("info"), "log filter (tracing `EnvFilter` syntax)"),
     ("log_format", Some("json"), "`json` or `text`"),
@@ -389,6 +397,7 @@ impl Config {
                     24 * 366,
                 )?,
             ),
+            public_url: optional("public_url").map(|u| public_url(&u)).transpose()?,
             log: required("log")?,
             log_format: match required("log_format")?.as_str() {
                 "json" => LogFormat::Json,
@@ -418,6 +427,26 @@ impl Config {
             Ok(config) => config,
             Err(e) => panic!("the defaults must be valid: {e}"),
         }
+    }
+}
+
+/// An http(s) URL with a host and nothing after its path, kept without its trailing `/`.
+fn public_url(value: &str) -> Result<String, ConfigError> {
+    let url = value.trim().trim_end_matches('/');
+    let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match host {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(['?', '#', '@'])
+                && !rest.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(err(
+            "public_url",
+            format!("{value:?} must be an http:// or https:// URL such as https://passerelle.example.org, without query or fragment"),
+        )),
     }
 }
 
@@ -527,6 +556,31 @@ mod tests {
                 "PASSERELLE_SOMETHING_ELSE is not a configuration key and is ignored",
             ]
         );
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_base() {
+        let with = |url: &str| Config::from_sources(None, &env(&[("PASSERELLE_PUBLIC_URL", url)]));
+        assert_eq!(
+            with("https://passerelle.example.org/").unwrap().public_url.as_deref(),
+            Some("https://passerelle.example.org")
+        );
+        assert_eq!(
+            with("http://127.0.0.1:8080/api").unwrap().public_url.as_deref(),
+            Some("http://127.0.0.1:8080/api")
+        );
+        for bad in [
+            "passerelle.example.org",
+            "ftp://x",
+            "https://",
+            "https://x/?a=1",
+            "https://x y",
+            "https://u@x",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.key, "PASSERELLE_PUBLIC_URL", "{bad}");
+        }
+        assert_eq!(Config::from_sources(None, &env(&[])).unwrap().public_url, None);
     }
 
     /// A file's faults say where they are, and a variable's name written as a key says which key.

@@ -355,6 +355,7 @@ pub struct CoverageSearch {
 pub async fn search_coverage(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
+    headers: axum::http::HeaderMap,
     AppQuery(query): AppQuery<CoverageSearch>,
 ) -> Result<Fhir<Bundle>, ApiError> {
     let beneficiary = query
@@ -391,7 +392,11 @@ pub async fn search_coverage(
     })?;
     let result = crate::routes::registry::coverages_of(&state, &auth.caller, beneficiary, &page).await?;
     let escaped = percent_encoding::utf8_percent_encode(beneficiary, percent_encoding::NON_ALPHANUMERIC);
-    let base = format!("/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}", page.limit);
+    let root = public_base(state.config.public_url.as_deref(), &headers);
+    let base = format!(
+        "{root}/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}",
+        page.limit
+    );
     let mut link = vec![BundleLink {
         relation: "self",
         url: match &query.cursor {
@@ -413,10 +418,36 @@ pub async fn search_coverage(
             .items
             .into_iter()
             .map(|c| BundleEntry {
-                full_url: format!("urn:uuid:{}", c.id),
+                full_url: match root.as_str() {
+                    "" => format!("urn:uuid:{}", c.id),
+                    root => format!("{root}/fhir/r4/Coverage/{}", c.id),
+                },
                 resource: c.into(),
                 search: SearchMode { mode: "match" },
             })
             .collect(),
     }))
+}
+
+/// The base of the absolute URLs a searchset Bundle gives (FHIR R4 http.html: a search's
+/// entries carry their resources' absolute URLs): `PASSERELLE_PUBLIC_URL`, else the scheme and
+/// host the request came in with (`X-Forwarded-Proto` from a proxy that ends TLS, else `http`;
+/// `Host`). Empty when neither gives a usable host: the links stay relative and each `fullUrl`
+/// is `urn:uuid:<id>`.
+fn public_base(configured: Option<&str>, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = configured {
+        return url.to_owned();
+    }
+    let header = |name: axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let host = header(axum::http::header::HOST).filter(|h| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    });
+    let scheme = match header(axum::http::HeaderName::from_static("x-forwarded-proto")) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    host.map(|host| format!("{scheme}://{host}")).unwrap_or_default()
 }
