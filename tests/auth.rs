@@ -75,6 +75,8 @@ async fn invalid_tokens_are_401(backend: Backend) {
         c.as_object_mut().unwrap().remove("exp");
     });
     variant("unknown organisation", &|c| c["org"] = json!("ghost-org"));
+    variant("a subject of 256 characters", &|c| c["sub"] = json!("s".repeat(256)));
+    variant("an empty subject", &|c| c["sub"] = json!(" "));
     for (name, token) in cases {
         let reply = app.get("/v1/organizations", &token).await;
         assert_eq!(reply.status.as_u16(), 401, "{name}: {}", reply.text);
@@ -87,6 +89,9 @@ async fn invalid_tokens_are_401(backend: Backend) {
     let mut many = good.clone();
     many["aud"] = json!(["other", "passerelle"]);
     assert_eq!(status_of(&app, &app.token_from(&many)).await, 200);
+    let mut longest = good.clone();
+    longest["sub"] = json!("é".repeat(255));
+    assert_eq!(status_of(&app, &app.token_from(&longest)).await, 200);
 }
 
 /// The authentication scheme is case-insensitive (RFC 9110 §11.1); another scheme, or none, is

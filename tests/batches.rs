@@ -917,6 +917,13 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
     // not that the database is out of reach, and nothing created.
     let spool = app.config.batch_spool_dir.clone();
     assert_eq!(spool, own_spool);
+    // Uploads hold personal data: the folder the service made is its user's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
     std::fs::remove_dir_all(&spool).unwrap();
     std::fs::write(&spool, b"").unwrap();
     let refused = upload(&app, "mut-a", Some("k4"), &query, CSV, households(2, "TSV")).await;

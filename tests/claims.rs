@@ -1090,6 +1090,20 @@ async fn a_duplicate_external_id_is_named(backend: Backend) {
     assert_eq!(again.error_fields(), ["/external_id"], "{}", again.text);
     assert_eq!(again.json["errors"][0]["code"], "external_id_taken");
     assert_eq!(app.count("claims").await, 1);
+    // An invoice number holds no control character (a carriage return, a bell).
+    for (i, bad) in ["EXT\rDUP", "\u{7}=1"].iter().enumerate() {
+        let mut body = body.clone();
+        body["external_id"] = json!(bad);
+        let reply = submit(app, &provider(app), &format!("ctl-{i}"), &body).await;
+        reply.problem(422, "validation_failed");
+        assert_eq!(
+            field_codes(&reply),
+            pairs(&[("/external_id", "invalid_characters")]),
+            "{}",
+            reply.text
+        );
+    }
+    assert_eq!(app.count("claims").await, 1);
 }
 
 /// The claims list names the states it takes, and every fault of its query at once.

@@ -1364,6 +1364,8 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
         )
         .await;
     assert_eq!(principal.json["items"], json!([]), "{}", principal.text);
+    // Answers about people are kept by no cache.
+    assert_eq!(principal.header("cache-control"), Some("no-store"));
 
     // Agreeing identities match, whatever the names: a year-only birth and a full date of that
     // year, either way round; the same day.

@@ -455,7 +455,15 @@ async fn the_bordereau_is_safe_in_a_spreadsheet(backend: Backend) {
     let app = &s.app;
     // (A leading tab or carriage return is trimmed from an `external_id`; the import's unit
     // covers those.)
-    let dangerous = ["=HYPERLINK(\"http://127.0.0.1/\",\"x\")", "+33", "-2+3", "@SUM(A1)"];
+    // The last would start a formula in a spreadsheet that splits at semicolons (a French
+    // locale's), unless quoted.
+    let dangerous = [
+        "=HYPERLINK(\"http://127.0.0.1/\",\"x\")",
+        "+33",
+        "-2+3",
+        "@SUM(A1)",
+        "X;=1+1;",
+    ];
     for (i, external_id) in dangerous.iter().enumerate() {
         adjudicated(
             app,
@@ -469,7 +477,7 @@ async fn the_bordereau_is_safe_in_a_spreadsheet(backend: Backend) {
     }
     let body = json!({"payee": "cms-a", "period_start": "2026-06-01", "period_end": "2026-06-30"});
     let created = app.post("/v1/settlements", &mutuelle(app), &body).await;
-    assert_eq!(created.json["claim_count"], 4, "{}", created.text);
+    assert_eq!(created.json["claim_count"], 5, "{}", created.text);
     let id = created.json["id"].as_str().unwrap().to_owned();
     let get = |accept: Option<&'static str>| {
         let mut request = app
@@ -488,14 +496,31 @@ async fn the_bordereau_is_safe_in_a_spreadsheet(backend: Backend) {
         ",'+33,",
         ",'-2+3,",
         ",'@SUM(A1),",
+        ",\"X;=1+1;\",",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text}");
     }
-    // No cell starts a formula, quoted or not.
+    // No cell starts a formula, quoted or not, whether the line is split at commas or, outside
+    // quotes, at semicolons.
     for line in text.lines() {
         for cell in line.split(',') {
             let cell = cell.trim_start_matches('"');
             assert!(!cell.starts_with(['=', '+', '-', '@', '\t']), "{cell:?} in {line:?}");
+        }
+        let mut quoted = false;
+        let mut cells = vec![String::new()];
+        for ch in line.chars() {
+            match ch {
+                '"' => quoted = !quoted,
+                ';' if !quoted => cells.push(String::new()),
+                _ => cells.last_mut().unwrap().push(ch),
+            }
+        }
+        for cell in &cells {
+            assert!(
+                !cell.starts_with(['=', '+', '@']),
+                "{cell:?} split at semicolons in {line:?}"
+            );
         }
     }
     // The amounts stay numbers.

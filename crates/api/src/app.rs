@@ -190,11 +190,18 @@ pub fn router(state: AppState) -> Router {
     let doc = crate::openapi::document();
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
+    // Answers carry people's data: no shared cache (a proxy, a browser) keeps them, unless a
+    // route says otherwise.
+    let no_store = tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     let json_api = json_api
+        .layer(no_store.clone())
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(from_fn_with_state(body_limit, drain_oversized))
         .layer(from_fn_with_state(timeout, enforce_timeout));
-    let uploads = uploads.layer(from_fn_with_state(
+    let uploads = uploads.layer(no_store).layer(from_fn_with_state(
         timeout.max(crate::bulk::UPLOAD_TIMEOUT),
         enforce_timeout,
     ));

@@ -238,7 +238,7 @@ impl Authenticator {
             KeyRef::Public(p) => decode::<Claims>(token, &p.key, &validation),
             KeyRef::Secret(s) => decode::<Claims>(token, s, &validation),
         };
-        result.map(|data| data.claims).map_err(|e| {
+        let claims = result.map(|data| data.claims).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => unauthorized("The token has expired.", "Le jeton a expiré."),
@@ -263,9 +263,21 @@ impl Authenticator {
                     "Le jeton est invalide ou incomplet (sub, org, exp, iss, aud).",
                 ),
             }
-        })
+        })?;
+        // `sub` is copied into every audit event of the request: an identity provider's subject
+        // is short, and a 40 KB one would only swell the log.
+        if claims.sub.trim().is_empty() || claims.sub.chars().count() > MAX_SUBJECT_CHARS {
+            return Err(unauthorized(
+                "The token's subject (sub) must be 1 to 255 characters.",
+                "Le sujet du jeton (sub) doit compter de 1 à 255 caractères.",
+            ));
+        }
+        Ok(claims)
     }
 }
+
+/// The longest `sub` accepted.
+const MAX_SUBJECT_CHARS: usize = 255;
 
 enum KeyRef<'a> {
     Public(Arc<PublicKey>),

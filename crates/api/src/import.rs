@@ -232,11 +232,13 @@ pub fn neutralise_formula(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// RFC 4180: quoted when it holds a comma, a quote or a line break; a formula neutralised
-/// (`neutralise_formula`: the household key comes from the uploaded file).
-fn csv_field(s: &str) -> String {
+/// RFC 4180: quoted when it holds a comma, a quote or a line break, and also a semicolon, which
+/// a spreadsheet in a French locale takes for the separator (`X;=1+1` would give it a formula
+/// cell); a formula neutralised (`neutralise_formula`: the household key comes from the
+/// uploaded file).
+pub(crate) fn csv_field(s: &str) -> String {
     let s = neutralise_formula(s).into_owned();
-    if s.contains([',', '"', '\n', '\r']) {
+    if s.contains([',', '"', '\n', '\r', ';']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s

@@ -293,7 +293,9 @@ async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
         return Ok(());
     }
     let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    // An IPv6 literal is `[…]` in a URL and bare to the resolver, which fails on the brackets.
     let host = parsed.host_str().ok_or("no host")?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let port = parsed.port_or_known_default().unwrap_or(443);
     let addrs = tokio::net::lookup_host((host, port))
         .await
@@ -391,6 +393,17 @@ mod tests {
     async fn the_client_resolves_no_private_address() {
         let refused = public_addresses("localhost").await.unwrap_err();
         assert!(refused.to_string().contains("no public address"), "{refused}");
+    }
+
+    /// An IPv6 literal is judged by its address (a numeric lookup asks no server, sends nothing);
+    /// with its brackets it failed to resolve, so a public one could never be delivered.
+    #[tokio::test]
+    async fn ipv6_literals_are_judged_by_their_address() {
+        let refused = refuse_private("https://[::1]:8443/hook", false).await.unwrap_err();
+        assert!(refused.contains("private address"), "{refused}");
+        refuse_private("https://[2001:4860:4860::8888]/hook", false)
+            .await
+            .unwrap();
     }
 
     #[test]

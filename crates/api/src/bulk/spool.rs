@@ -42,14 +42,19 @@ impl Drop for Spooled {
 /// Writes `body` to a new file of `dir`, hashing `prefix` then the body. More than `max_bytes`
 /// is 413 and leaves nothing behind; so does a body cut short (400).
 pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Result<Spooled, ApiError> {
-    tokio::fs::create_dir_all(dir).await.map_err(io_failure)?;
+    create_private_dir(dir).await.map_err(io_failure)?;
     let mut spooled = Spooled {
         path: dir.join(format!("{}.upload", uuid::Uuid::now_v7())),
         bytes: 0,
         digest: String::new(),
         kept: false,
     };
-    let file = tokio::fs::File::create(&spooled.path).await.map_err(io_failure)?;
+    // Uploads hold households' personal data: readable by the service's user alone.
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let file = options.open(&spooled.path).await.map_err(io_failure)?;
     let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, file);
     let mut hasher = Sha256::new();
     hasher.update(prefix);
@@ -74,6 +79,16 @@ pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Res
     Ok(spooled)
 }
 
+/// The spool folder, created for the service's user alone (`0700`) when missing. A folder that
+/// exists is left as its operator made it (a shared volume's own permissions).
+async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await
+}
+
 /// A full disk or an unwritable folder: the service cannot take uploads now.
 fn io_failure(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "cannot write to the bulk upload spool folder");
@@ -95,7 +110,7 @@ pub fn discard(dir: &Path, path: &str) {
 pub async fn check_writable(dir: &Path) -> Result<(), String> {
     let probe = dir.join(format!(".write-check-{}", uuid::Uuid::now_v7()));
     let result = async {
-        tokio::fs::create_dir_all(dir).await?;
+        create_private_dir(dir).await?;
         tokio::fs::write(&probe, b"").await?;
         tokio::fs::remove_file(&probe).await
     }

@@ -342,11 +342,16 @@ pub enum AdjudicationReasonWrite {
     "care_level": "health_center", "diagnoses": ["J06.9"],
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
-    /// The provider's own reference, 1–100 characters, not all white space; unique per provider:
-    /// a second claim with it is 409, `external_id_taken` at `/external_id`.
+    /// The provider's own reference, 1–100 characters, not all white space, without control
+    /// characters (422 `invalid_characters`); unique per provider: a second claim with it is 409,
+    /// `external_id_taken` at `/external_id`.
     // `read_claim`: 422 `invalid_length` when blank once trimmed or past 100 characters (counted
-    // untrimmed).
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    // untrimmed); `invalid_characters` for a control character inside once trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*\s*$"
+    )]
     pub external_id: String,
     /// The health facility that gave the care (an organisation of kind `provider`); a provider
     /// names itself (422 `not_own_organization` for another organisation, `unknown_reference`
@@ -530,6 +535,15 @@ pub(crate) fn read_claim(
                 "invalid_length",
                 "must be 1 to 100 characters",
                 "doit compter de 1 à 100 caractères",
+            ));
+        } else if e.trim().chars().any(char::is_control) {
+            // An invoice number holds none; a carriage return or a bell would travel on into
+            // settlement CSVs and the systems reading them.
+            errors.push(FieldError::new(
+                "/external_id",
+                "invalid_characters",
+                "must not contain control characters (line breaks, tabs…)",
+                "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
             ));
         }
     }

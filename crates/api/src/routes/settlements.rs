@@ -287,31 +287,31 @@ pub const CSV_COLUMNS: [&str; 10] = [
 ];
 
 /// The bordereau as CSV, for the mutuelle's accountant: a UTF-8 byte order mark first (without
-/// it spreadsheets read the file as Latin-1), and every text cell neutralised as the import's
-/// error report neutralises its own (`external_id` is the provider's free text: `=HYPERLINK(…)`
-/// would run as a formula). Amounts stay numbers.
+/// it spreadsheets read the file as Latin-1), and every text cell written as the import's error
+/// report writes its own (`csv_field`: `external_id` is the provider's free text, and
+/// `=HYPERLINK(…)`, or `X;=1+1` in a French locale, would run as a formula). Amounts stay numbers.
 fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
-    use crate::import::neutralise_formula as text;
-    let mut w = csv::Writer::from_writer("\u{FEFF}".as_bytes().to_vec());
-    let fail = |e: csv::Error| ApiError::Internal(e.to_string());
-    w.write_record(CSV_COLUMNS).map_err(fail)?;
+    use crate::import::csv_field as text;
+    let mut out = String::from("\u{FEFF}");
+    out.push_str(&CSV_COLUMNS.join(","));
+    out.push_str("\r\n");
     for c in claims {
-        let service_date = c.service_date.to_string();
         let cells = [
             text(&c.id),
             text(&c.external_id),
             text(&c.beneficiary),
-            text(&service_date),
+            text(&c.service_date.to_string()),
             text(c.care_level.as_str()),
             text(c.status.as_str()),
-            c.totals.billed_xof.value().to_string().into(),
-            c.totals.base_xof.value().to_string().into(),
-            c.totals.complementary_xof.value().to_string().into(),
-            c.totals.patient_xof.value().to_string().into(),
+            c.totals.billed_xof.value().to_string(),
+            c.totals.base_xof.value().to_string(),
+            c.totals.complementary_xof.value().to_string(),
+            c.totals.patient_xof.value().to_string(),
         ];
-        w.write_record(cells.iter().map(|cell| cell.as_bytes())).map_err(fail)?;
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
     }
-    w.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(out.into_bytes())
 }
 
 /// A qvalue (RFC 9110 §12.4.2) in thousandths; `None` when it is not one.
