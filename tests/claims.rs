@@ -1140,8 +1140,54 @@ async fn the_list_names_the_states_it_takes(backend: Backend) {
     );
 }
 
+/// A claim rejected for want of a payer gives the reasons of the coverages its submitter may see,
+/// as an eligibility check would show them: a scheme forwarding it is not told of a mutuelle's
+/// waiting period; the provider, at whose desk every coverage shows, is.
+async fn a_rejected_claims_reasons_follow_what_its_submitter_may_see(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let inam = app.token("tg-inam", "registry:read registry:write claims:submit claims:read");
+    let listed = app
+        .get(&format!("/v1/coverages?beneficiary={}", s.principal), &inam)
+        .await;
+    let coverage = listed.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/coverages/{coverage}");
+    let etag = app.get(&path, &inam).await.header("etag").unwrap().to_owned();
+    let suspended = app
+        .send(
+            app.request(Method::PATCH, &path)
+                .bearer_auth(&inam)
+                .header("if-match", etag)
+                .json(&json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(suspended.status.as_u16(), 200, "{}", suspended.text);
+    // 2026-02-01: the mutuelle's 90 days' wait, and INAM's coverage suspended.
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let codes = |reply: &Reply| -> Vec<String> {
+        assert_eq!(reply.json["status"], "rejected", "{}", reply.text);
+        reply.json["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_provider = submit(
+        app,
+        &provider(app),
+        "rj-1",
+        &claim("RJ-1", &s.principal, "2026-02-01", lines.clone()),
+    )
+    .await;
+    assert_eq!(codes(&by_provider), ["WAITING_PERIOD", "SUSPENDED"]);
+    let forwarded = submit(app, &inam, "rj-2", &claim("RJ-2", &s.principal, "2026-02-01", lines)).await;
+    assert_eq!(codes(&forwarded), ["SUSPENDED"]);
+}
+
 on_both_databases!(
     every_fault_of_a_claim_is_listed_at_once,
+    a_rejected_claims_reasons_follow_what_its_submitter_may_see,
     a_duplicate_external_id_is_named,
     the_list_names_the_states_it_takes,
     a_reason_of_several_coverages_is_listed_once,

@@ -595,6 +595,19 @@ async fn base_then_complementary(backend: Backend) {
     );
     assert_eq!(created.json["layer"], "base");
     assert!(created.header("location").unwrap().starts_with("/v1/coverages/"));
+    // A scheme names a person by its own numbers, not by a mutuelle's, even one it covers: asking
+    // another organisation's numbers in turn would list which of its affiliates that one holds.
+    let by_number = |organization: &str, number: &str| {
+        json!({"beneficiary": {"organization": organization, "member_number": number},
+            "service_date": "2026-06-01", "care_level": "health_post"})
+    };
+    let own = check(app, &inam, by_number("tg-inam", "INAM-0001")).await;
+    assert_eq!(own.status.as_u16(), 200, "{}", own.text);
+    check(app, &inam, by_number("mut-a", "TSV-0001"))
+        .await
+        .problem(404, "not_found");
+    let by_provider = check(app, &provider(app), by_number("mut-a", "TSV-0001")).await;
+    assert_eq!(by_provider.status.as_u16(), 200, "{}", by_provider.text);
 
     let ask_at = |care_level: &str, category: &str| {
         json!({"beneficiary": {"id": s.principal}, "service_date": "2026-06-01", "care_level": care_level,

@@ -1173,7 +1173,12 @@ async fn route(
     };
     let mut reasons: Vec<Reason> = Vec::new();
     if status == ClaimStatus::Rejected {
-        for (_, _, r) in &judged {
+        // The reasons of the coverages the submitter may see, as a check would show them: a
+        // scheme forwarding a claim is not told of a mutuelle's arrears or suspension.
+        let seen = judged
+            .iter()
+            .filter(|(c, _, _)| super::eligibility::shows(caller, &c.coverage));
+        for (_, _, r) in seen {
             for reason in r {
                 merge_reason(&mut reasons, *reason);
             }

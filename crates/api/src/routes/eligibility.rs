@@ -326,16 +326,25 @@ pub(crate) fn read_check(
 /// mutuelle or a scheme, its own and the base affiliations, which every payer coordinates with
 /// (a mutuelle's share is taken from what the scheme leaves). Another mutuelle's arrears,
 /// suspension or ceiling are that mutuelle's business.
-fn shows(caller: &Caller, coverage: &Coverage) -> bool {
+pub(crate) fn shows(caller: &Caller, coverage: &Coverage) -> bool {
     caller.kind == OrgKind::Provider
         || coverage.organization == caller.org.as_str()
         || coverage.layer == passerelle_domain::product::Layer::Base
 }
 
-/// Providers check anyone at their front desk; mutuelles and schemes only the people they cover.
-fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
-    caller.kind == OrgKind::Provider
-        || facts
+/// Providers check anyone at their front desk; mutuelles and schemes only the people they cover,
+/// and by member number only under their own numbers: another organisation's numbering is its
+/// own business (asking `mut-b`'s numbers in turn would list which of one's members it holds).
+fn may_check(caller: &Caller, person: &PersonKey, facts: &EligibilityFacts) -> bool {
+    if caller.kind == OrgKind::Provider {
+        return true;
+    }
+    let own_numbers = match person {
+        PersonKey::Member { organization, .. } => organization == caller.org.as_str(),
+        _ => true,
+    };
+    own_numbers
+        && facts
             .coverages
             .iter()
             .any(|c| c.coverage.organization == caller.org.as_str())
@@ -343,7 +352,8 @@ fn may_check(caller: &Caller, facts: &EligibilityFacts) -> bool {
 
 /// Check a person's coverage for a service and, with an amount, estimate each payer's share.
 ///
-/// Providers check anyone at their front desk; mutuelles and schemes only people they cover
+/// Providers check anyone at their front desk; mutuelles and schemes only people they cover, and
+/// by member number only under their own numbers
 /// (404 otherwise, as for an unknown person); other kinds get 403. Each coverage is judged on
 /// the service date: start and end, waiting period, contributions and grace, status, the
 /// product's rules, exclusions, remaining ceiling and age limit. A provider sees every
@@ -402,7 +412,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
         .store
         .eligibility_facts(&check.person, check.service_date, false)
         .await?;
-    let Some(facts) = facts.filter(|facts| may_check(caller, facts)) else {
+    let Some(facts) = facts.filter(|facts| may_check(caller, &check.person, facts)) else {
         return Err(not_found(state, caller, &check.person).await);
     };
     let answers: Vec<(&Coverage, CoverageEligibility)> = facts
