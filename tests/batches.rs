@@ -465,6 +465,12 @@ async fn a_national_id_of_someone_else_fails_its_household(backend: Backend) {
             .collect::<Vec<_>>()
     );
     assert_eq!(counts(&job), [8, 3, 0, 4, 3]);
+    // Each household so refused leaves a trace naming no one, as a single registration does.
+    let refusals = "SELECT count(*) FROM (SELECT organization, action, resource_id, request_id FROM audit_events \
+                    UNION ALL SELECT organization, action, resource_id, request_id FROM audit_queue) e \
+                    WHERE action = 'beneficiary.identity_mismatch' AND organization = 'mut-b' \
+                    AND resource_id = '' AND request_id LIKE 'batch-%'";
+    assert_eq!(app.db.scalar(refusals).await, 3);
     let errors = job["errors"].to_string();
     for secret in ["1984-03-12", "22890123456", "Agb", "Zio", "Maritime"] {
         assert!(!errors.contains(secret), "{secret} in {errors}");

@@ -362,6 +362,7 @@ impl Job<'_> {
                 at: self.state.clock.now(),
                 idempotency: None,
             };
+            let mut refusals = Vec::new();
             let outcomes = match self.state.store.register_households(&ctx, &group, true).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => return Some(self.stop_on_store_error(e).await),
@@ -406,8 +407,18 @@ impl Job<'_> {
                             (Some(member), verdict) => rows.member_failure(member, &verdict),
                             (None, verdict) => rows.failure(&[verdict]),
                         };
+                        if failure.errors.iter().any(|e| e.code == "identity_mismatch") {
+                            refusals.push(ctx.audit("beneficiary.identity_mismatch", "beneficiary", ""));
+                        }
                         self.fail(failure);
                     }
+                }
+            }
+            // A household refused because a national id is someone else's leaves a trace, as a
+            // single registration does: a file of guesses at sex and birth year is seen.
+            if !refusals.is_empty() {
+                if let Err(e) = self.state.store.append_audit(&refusals).await {
+                    tracing::warn!(error = %e, "the identity refusals of a bulk group could not be audited");
                 }
             }
         }

@@ -398,8 +398,8 @@ pub async fn register(
 /// birth date (`identity_mismatch`) is audited as `beneficiary.identity_mismatch`, so that a caller
 /// trying sexes and birth years in turn to reach a registered person leaves a trace for the
 /// auditors. The event names no one (`resource_id` empty): the registered person's id would tell
-/// the caller, who reads its own events, whose the national id is. Bulk rows are not audited one
-/// by one: their errors stay on the job.
+/// the caller, who reads its own events, whose the national id is. A bulk household so refused
+/// is audited by the job's worker, under the job's request id.
 pub(crate) async fn audit_identity_refusal<T>(
     state: &AppState,
     caller: &Caller,
