@@ -253,6 +253,15 @@ async fn an_unreachable_replica_is_named_and_stops_only_serve() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("PASSERELLE_DATABASE_READ_URL"), "{stderr}");
+    // The cause, not only that a pool timed out; so for the primary.
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    let out = run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &dead).arg("migrate"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot open the database") && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

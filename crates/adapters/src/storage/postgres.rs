@@ -203,10 +203,11 @@ impl PgStore {
     }
 
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
-        let pool = super::pool_options::<Db>(options)
-            .connect(&options.url)
-            .await
-            .map_err(db_err)?;
+        let pool = match super::pool_options::<Db>(options).connect(&options.url).await {
+            Ok(pool) => pool,
+            Err(sqlx::Error::PoolTimedOut) => return Err(why_unreachable(&options.url, options.acquire_timeout).await),
+            Err(e) => return Err(db_err(e)),
+        };
         let chain = if options.read_only {
             Chainer::read_only()
         } else {
@@ -221,10 +222,15 @@ impl PgStore {
             Some(_) => {
                 // A replica unreachable at start stops the start: a wrong URL or password is
                 // seen at deploy time, not hidden behind the fallback to the primary.
-                sqlx::query("SELECT 1")
-                    .execute(&facts_eligibility)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("{REPLICA_UNREACHABLE}: {e}")))?;
+                if let Err(e) = sqlx::query("SELECT 1").execute(&facts_eligibility).await {
+                    let e = match (e, &options.read_url) {
+                        (sqlx::Error::PoolTimedOut, Some(url)) => {
+                            why_unreachable(url, options.read_timeout.max(options.acquire_timeout)).await
+                        }
+                        (e, _) => db_err(e),
+                    };
+                    return Err(StoreError::Unavailable(format!("{REPLICA_UNREACHABLE}: {e}")));
+                }
                 // Probed through the pool that serves the checks: a read stuck on it shows.
                 Some(crate::replica::ReplicaWatch::start(
                     facts_eligibility.clone(),
@@ -257,6 +263,18 @@ include!("claims.rs");
 include!("claims_postgres.rs");
 include!("settlements.rs");
 include!("webhooks.rs");
+
+/// A pool that timed out at start says only that: one direct connection, bounded by `limit`,
+/// names the cause (refused, unknown host, wrong password, no such database) for the operator.
+async fn why_unreachable(url: &str, limit: std::time::Duration) -> StoreError {
+    let tried = tokio::time::timeout(limit, <sqlx::PgConnection as sqlx::Connection>::connect(url)).await;
+    let cause = match tried {
+        Ok(Ok(_)) => "the pool timed out while the server accepted a connection".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} ms", limit.as_millis()),
+    };
+    StoreError::Unavailable(format!("cannot connect: {cause}"))
+}
 
 /// How a start that cannot reach the read replica says so, for the binary to name its setting.
 pub const REPLICA_UNREACHABLE: &str = "the read replica cannot be reached";
