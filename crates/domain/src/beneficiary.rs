@@ -560,12 +560,7 @@ pub(crate) fn check_text(
         return None;
     }
     if text.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            pointer,
-            "invalid_characters",
-            "must not contain control characters (line breaks, tabs…)",
-            "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
-        ));
+        errors.push(FieldError::control_characters(pointer));
         return None;
     }
     if text.len() == raw.len() {

@@ -26,6 +26,17 @@ impl FieldError {
         FieldError::new(field, "required", "this field is required", "ce champ est obligatoire")
     }
 
+    /// A text holding a control character (a line break, a tab, a bell): names, references and
+    /// other free text travel on into cards, statements and CSV exports.
+    pub fn control_characters(field: impl Into<String>) -> Self {
+        FieldError::new(
+            field,
+            "invalid_characters",
+            "must not contain control characters (line breaks, tabs…)",
+            "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
+        )
+    }
+
     pub fn unknown_reference(field: impl Into<String>) -> Self {
         FieldError::new(
             field,

@@ -452,12 +452,7 @@ impl ProductDraft {
                     None
                 } else if trimmed.chars().any(char::is_control) {
                     // Shown on cards and statements, and written into CSV exports.
-                    errors.push(FieldError::new(
-                        "/name",
-                        "invalid_characters",
-                        "must not contain control characters (line breaks, tabs…)",
-                        "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
-                    ));
+                    errors.push(FieldError::control_characters("/name"));
                     None
                 } else {
                     Some(trimmed.to_owned())

@@ -408,7 +408,7 @@ impl Job<'_> {
                             (None, verdict) => rows.failure(&[verdict]),
                         };
                         if failure.errors.iter().any(|e| e.code == "identity_mismatch") {
-                            refusals.push(ctx.audit("beneficiary.identity_mismatch", "beneficiary", ""));
+                            refusals.push(crate::routes::registrations::identity_refusal(&ctx));
                         }
                         self.fail(failure);
                     }

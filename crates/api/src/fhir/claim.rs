@@ -354,27 +354,6 @@ fn shared(t: &mut Translation, values: Vec<(usize, Said)>, element: &str, pointe
     }
 }
 
-/// A coded element that, when given, must hold one value: FHIR's `use`, `status` and the like.
-pub(super) fn fixed(
-    t: &mut Translation,
-    body: &Map<String, Value>,
-    element: &str,
-    allowed: &str,
-    why_en: &str,
-    why_fr: &str,
-) {
-    if let Some(v) = body.get(element).filter(|v| !v.is_null()) {
-        if v.as_str() != Some(allowed) {
-            t.error(
-                element,
-                "unknown_value",
-                format!("must be {allowed}: {why_en}"),
-                format!("doit être {allowed} : {why_fr}"),
-            );
-        }
-    }
-}
-
 /// The claim's `billablePeriod.start`, read once (a dateTime, whose date part is taken):
 /// `None` when not given, `Some(None)` when it is no date (reported here, once).
 fn billable_day(t: &mut Translation, body: &Map<String, Value>) -> Option<Option<String>> {
@@ -580,16 +559,14 @@ fn translate(body: &Map<String, Value>) -> Translation {
     for pointer in ["/lines", "/service_date", "/care_level"] {
         t.place(pointer, "item");
     }
-    fixed(
-        &mut t,
+    t.fixed(
         body,
         "use",
         "claim",
         "a predetermination or preauthorization is not a claim to pay",
         "une prédétermination ou une autorisation préalable n'est pas une demande à payer",
     );
-    fixed(
-        &mut t,
+    t.fixed(
         body,
         "status",
         "active",

@@ -149,8 +149,7 @@ fn translate(body: &Map<String, Value>) -> Translation {
             "une vérification porte sur un jour : envoyez servicedDate",
         );
     }
-    super::claim::fixed(
-        &mut t,
+    t.fixed(
         body,
         "status",
         "active",

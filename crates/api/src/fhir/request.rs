@@ -45,6 +45,21 @@ fn related(a: &str, b: &str) -> bool {
 }
 
 impl Translation {
+    /// A coded element that, when given, must hold one value: FHIR's `use`, `status` and the
+    /// like.
+    pub fn fixed(&mut self, body: &Map<String, Value>, element: &str, allowed: &str, why_en: &str, why_fr: &str) {
+        if let Some(v) = body.get(element).filter(|v| !v.is_null()) {
+            if v.as_str() != Some(allowed) {
+                self.error(
+                    element,
+                    "unknown_value",
+                    format!("must be {allowed}: {why_en}"),
+                    format!("doit être {allowed} : {why_fr}"),
+                );
+            }
+        }
+    }
+
     pub fn new(resource: &'static str, source: &Map<String, Value>) -> Translation {
         let mut t = Translation {
             resource,

@@ -539,12 +539,7 @@ pub(crate) fn read_claim(
         } else if e.trim().chars().any(char::is_control) {
             // An invoice number holds none; a carriage return or a bell would travel on into
             // settlement CSVs and the systems reading them.
-            errors.push(FieldError::new(
-                "/external_id",
-                "invalid_characters",
-                "must not contain control characters (line breaks, tabs…)",
-                "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
-            ));
+            errors.push(FieldError::control_characters("/external_id"));
         }
     }
     let service_date = service_date.and_then(|raw| match passerelle_domain::dates::parse(&raw).ok_or(()) {

@@ -400,6 +400,13 @@ pub async fn register(
 /// auditors. The event names no one (`resource_id` empty): the registered person's id would tell
 /// the caller, who reads its own events, whose the national id is. A bulk household so refused
 /// is audited by the job's worker, under the job's request id.
+pub(crate) fn identity_refusal(
+    ctx: &passerelle_domain::ports::WriteContext,
+) -> passerelle_domain::audit::NewAuditEvent {
+    ctx.audit("beneficiary.identity_mismatch", "beneficiary", "")
+}
+
+/// Audits a store's answer that is an `identity_mismatch` refusal ([`identity_refusal`]).
 pub(crate) async fn audit_identity_refusal<T>(
     state: &AppState,
     caller: &Caller,
@@ -409,10 +416,7 @@ pub(crate) async fn audit_identity_refusal<T>(
         if passerelle_domain::batch::split_member_conflict(constraint).0 == "identity_mismatch");
     if refused {
         let ctx = caller.write_context(state, None);
-        state
-            .store
-            .append_audit(&[ctx.audit("beneficiary.identity_mismatch", "beneficiary", "")])
-            .await?;
+        state.store.append_audit(&[identity_refusal(&ctx)]).await?;
     }
     result
 }
