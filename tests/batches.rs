@@ -968,7 +968,9 @@ fn start_doomed(url: &str, spool: std::path::PathBuf) -> Doomed {
             let state = app::state(config, &database).await.unwrap();
             app::ensure_operator(&state).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let running = app::serve(listener, app::router(state)).await.unwrap();
+            let running = app::serve(listener, app::router(state), Duration::from_secs(30))
+                .await
+                .unwrap();
             ready_tx.send(format!("http://{}", running.addr)).unwrap();
             std::mem::forget(running);
         });
@@ -1250,7 +1252,9 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
     let state = app::state(config, &database).await.unwrap();
     app::ensure_operator(&state).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = app::serve(listener, app::router(state.clone())).await.unwrap();
+    let running = app::serve(listener, app::router(state.clone()), Duration::from_secs(30))
+        .await
+        .unwrap();
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));
@@ -1336,7 +1340,50 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
     let _ = std::fs::remove_dir_all(&state.config.batch_spool_dir);
 }
 
+/// Member numbers ignore case in files too: the same households posted again with their numbers
+/// in lower case are skipped, not registered twice; a new household under another spelling of
+/// a stored number, or of one an earlier household of the file took, fails on that row.
+async fn member_numbers_ignore_case_in_files(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD)).await;
+    assert_eq!(counts(&job), [4, 2, 0, 0, 0], "{job}");
+    let lowered: Vec<String> = GOOD.iter().map(|row| row.replace("TSV-", "tsv-")).collect();
+    let lowered: Vec<&str> = lowered.iter().map(String::as_str).collect();
+    // H1 alone, whose members all exist, writes nothing: decided as skipped from the first.
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&lowered[..3])).await;
+    assert_eq!(counts(&job), [3, 0, 1, 0, 0], "{job}");
+    let job = run(app, "mut-a", "k2b", &query, CSV, csv(&lowered)).await;
+    assert_eq!(counts(&job), [4, 0, 2, 0, 0], "{job}");
+    assert_eq!(app.count("coverages").await, 4);
+    let job = run(
+        app,
+        "mut-a",
+        "k3",
+        &query,
+        CSV,
+        csv(&[
+            "H8,principal,Tsv-1002,Ba,Awa,F,1980,,,,,,2026-01-01,",
+            "H9,principal,TSV-9001,Sow,Ali,M,1980,,,,,,2026-01-01,",
+            "H10,principal,tsv-9001,Diallo,Mariam,F,1990,,,,,,2026-01-01,",
+        ]),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (2, "member_number".to_owned(), "member_number_taken".to_owned()),
+            (4, "member_number".to_owned(), "member_number_taken".to_owned()),
+        ]
+    );
+    assert_eq!(counts(&job), [3, 1, 0, 2, 2], "{job}");
+    assert_eq!(app.count("coverages").await, 5);
+}
+
 on_both_databases!(
+    member_numbers_ignore_case_in_files,
     a_national_id_of_someone_else_fails_its_household,
     a_stopping_replica_hands_its_job_back_and_it_resumes,
     a_csv_file_with_its_columns_in_any_order_completes,

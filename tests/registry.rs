@@ -1472,7 +1472,84 @@ fn child_body(given: &str) -> Value {
         "given_names": given, "sex": "F", "birth_date": "2026-03-01"})
 }
 
+/// A member number is one number in whatever case it is typed: another household cannot take
+/// another spelling of it, a dependant's own number cannot either, and a check finds the
+/// household by any spelling. The number keeps the spelling it was registered with; another
+/// organisation's numbers are its own.
+async fn member_numbers_ignore_case(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let principal = first.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coverage = first.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let before = (app.count("beneficiaries").await, app.count("coverages").await);
+
+    let taken = register(app, "mut-a", "k2", &household(&r.product, "tsv-0001", "999999999999")).await;
+    taken.problem(409, "conflict");
+    assert_eq!(taken.error_fields(), ["/member_number"], "{}", taken.text);
+    assert_eq!(taken.json["errors"][0]["code"], "member_number_taken");
+    // A dependant's own number, within the request and against the stored one.
+    let mut own = household(&r.product, "TSV-0002", "999999999999");
+    own["dependants"][0]["member_number"] = json!("Tsv-0002");
+    let twice = register(app, "mut-a", "k3", &own).await;
+    twice.problem(422, "validation_failed");
+    assert_eq!(twice.error_fields(), ["/dependants/0/member_number"], "{}", twice.text);
+    own["dependants"][0]["member_number"] = json!("tsv-0001");
+    let stored = register(app, "mut-a", "k4", &own).await;
+    stored.problem(409, "conflict");
+    assert_eq!(
+        stored.error_fields(),
+        ["/dependants/0/member_number"],
+        "{}",
+        stored.text
+    );
+    let newborn = json!({"relationship": "child", "start_date": "2026-03-02", "family_name": "Agbéko",
+        "given_names": "Afi", "sex": "F", "birth_date": "2026-03-01", "member_number": "tSV-0001"});
+    let added = app
+        .send(
+            app.request(Method::POST, &format!("/v1/coverages/{coverage}/dependants"))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("idempotency-key", "k5")
+                .json(&newborn),
+        )
+        .await;
+    added.problem(409, "conflict");
+    assert_eq!(added.json["errors"][0]["code"], "member_number_taken", "{}", added.text);
+    assert_eq!(before, (app.count("beneficiaries").await, app.count("coverages").await));
+
+    // Any spelling reaches the household; the stored one is as registered.
+    let token = app.token("cms-a", "eligibility:check");
+    for typed in ["tsv-0001", "Tsv-0001", " TSV-0001"] {
+        let found = app
+            .post(
+                "/v1/eligibility-checks",
+                &token,
+                &json!({"beneficiary": {"organization": "mut-a", "member_number": typed},
+                        "service_date": "2026-06-01", "care_level": "health_center"}),
+            )
+            .await;
+        assert_eq!(found.status.as_u16(), 200, "{typed}: {}", found.text);
+        assert_eq!(found.json["beneficiary"], principal.as_str(), "{typed}");
+    }
+    let read = app
+        .get(&format!("/v1/coverages/{coverage}"), &writer(app, "mut-a"))
+        .await;
+    assert_eq!(read.json["member_number"], "TSV-0001", "{}", read.text);
+    // Another mutuelle numbers its own members.
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let plan_b = plan_b.json["id"].as_str().unwrap();
+    let other = register(app, "mut-b", "k6", &household(plan_b, "tsv-0001", "999999999997")).await;
+    assert_eq!(other.status.as_u16(), 201, "{}", other.text);
+}
+
 on_both_databases!(
+    member_numbers_ignore_case,
     a_national_id_matches_only_the_same_sex_and_birth,
     a_dependant_joins_a_registered_household,
     a_contribution_entered_by_mistake_is_cancelled,

@@ -81,6 +81,7 @@ async fn a_slow_upload_does_not_hold_the_shutdown() {
     let server = tokio::spawn(passerelle_api::app::serve_until(
         listener,
         passerelle_api::app::router(state),
+        app.config.header_read_timeout,
         async {
             let _ = stopped.await;
         },
@@ -113,6 +114,103 @@ async fn a_slow_upload_does_not_hold_the_shutdown() {
     assert!(took >= drain, "the requests in flight had their drain: {took:?}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     drop(database);
+}
+
+/// A client that sends its request head slowly, never finishes it or sends nothing holds its
+/// connection only for `header_read_timeout`; so does an idle keep-alive connection after its last answer.
+/// A head that arrives whole in time, however slowly, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_never_ends_is_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeout = Duration::from_millis(600);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.header_read_timeout = timeout).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // Reads until the server closes; what it sent, and when it closed.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> (String, Instant) {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&seen).into_owned(), Instant::now()),
+                Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("the connection was still open after 10 s"),
+            }
+        }
+    }
+
+    // Half a head, then nothing: closed without an answer after the timeout.
+    let opened = Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(format!("GET /health/live HTTP/1.1\r\nhost: {addr}\r\nx-slow: ").as_bytes())
+        .await
+        .unwrap();
+    let (answer, closed) = until_closed(&mut stalled).await;
+    assert_eq!(answer, "", "no answer to half a head");
+    let held = closed - opened;
+    assert!(held >= timeout && held < timeout * 4, "held for {held:?}");
+
+    // Connected, and nothing sent: closed after the timeout too.
+    let opened = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (answer, closed) = until_closed(&mut silent).await;
+    assert_eq!(answer, "");
+    let held = closed - opened;
+    assert!(held >= timeout && held < timeout * 4, "held for {held:?}");
+
+    // A byte every 100 ms: the head is never whole within the timeout.
+    let opened = Instant::now();
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut cut = false;
+    for byte in b"GET /health/live HTTP/1.1\r\nhost: localhost\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n" {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (answer, closed) = until_closed(&mut trickle).await;
+    assert!(cut || answer.is_empty(), "a trickled head was answered: {answer}");
+    assert!(closed - opened < Duration::from_secs(8), "{:?}", closed - opened);
+
+    // A whole head in two parts, inside the timeout, is answered; the connection then stays
+    // open for another request until it has been idle for the timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(timeout / 3).await;
+    slow.write_all(b"\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answered = Instant::now();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "kept alive"
+    );
+    let (_, closed) = until_closed(&mut slow).await;
+    assert!(closed - answered >= timeout, "idle for {:?}", closed - answered);
+
+    // Requests through a client are unaffected.
+    let ready = app.send(app.request(Method::GET, "/health/ready")).await;
+    assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
 }
 
 /// PostgreSQL behind a proxy that the test cuts: readiness turns 503, a write answers 503 and

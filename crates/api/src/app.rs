@@ -396,11 +396,12 @@ pub struct Running {
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     app: Router,
+    header_read_timeout: Duration,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> Result<(), String> {
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::http_server::serve(listener, app, header_read_timeout, async move {
         signal.await;
         let _ = signalled.send(());
     });
@@ -411,7 +412,7 @@ pub async fn serve_until(
         tokio::time::sleep(drain).await;
     };
     tokio::select! {
-        result = std::future::IntoFuture::into_future(server) => result.map_err(|e| e.to_string()),
+        () = server => Ok(()),
         () = deadline => {
             tracing::warn!(
                 drain = ?drain,
@@ -422,19 +423,16 @@ pub async fn serve_until(
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<Running, String> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+) -> Result<Running, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let handle = tokio::spawn(crate::http_server::serve(listener, app, header_read_timeout, async {
+        let _ = rx.await;
+    }));
     Ok(Running {
         addr,
         shutdown: tx,

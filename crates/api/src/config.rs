@@ -34,6 +34,9 @@ pub struct Config {
     /// A running job with no progress, or a queued one no replica has seen, for this long is failed.
     pub batch_stale_after: Duration,
     pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this is closed (also an idle
+    /// keep-alive connection, counted from its last answer).
+    pub header_read_timeout: Duration,
     /// Requests a second per organisation and replica; 0 = no limit.
     pub rate_limit_per_second: u32,
     /// Most requests at once (the bucket the rate refills); 0 = the rate.
@@ -129,6 +132,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "a running bulk job without progress, or a queued one no replica has seen, for this long is failed as interrupted",
     ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
+    (
+        "header_read_timeout_ms",
+        Some("75000"),
+        "a connection that has not sent a whole request head within this is closed (a slow or stalled client); an idle keep-alive connection too, counted from its last answer",
+    ),
     (
         "rate_limit_per_second",
         Some("0"),
@@ -371,6 +379,12 @@ impl Config {
                 "request_timeout_ms",
                 &required("request_timeout_ms")?,
                 10,
+                3_600_000,
+            )?),
+            header_read_timeout: Duration::from_millis(parse_range(
+                "header_read_timeout_ms",
+                &required("header_read_timeout_ms")?,
+                100,
                 3_600_000,
             )?),
             rate_limit_per_second: parse_range(

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod fhir;
 pub mod fields;
 pub mod housekeeping;
+pub mod http_server;
 pub mod import;
 pub mod json_numbers;
 pub mod metrics;

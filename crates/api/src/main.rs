@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use passerelle_api::config::{Config, Secret};
 use passerelle_api::problem::Lang;
 use passerelle_api::{app, auth, demo, import, openapi, routes, telemetry};
+use passerelle_domain::error::StoreError;
 use passerelle_domain::ports::BatchFormat;
 
 /// Every request allocates and frees many small buffers across the runtime's threads; mimalloc's
@@ -164,7 +165,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Migrate => {
             let db = app::connect_primary(&config).await?;
-            db.migrate().await.map_err(|e| e.to_string())?;
+            db.migrate().await.map_err(migration_failed)?;
             eprintln!("migrations applied");
             Ok(())
         }
@@ -212,6 +213,16 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
+/// A migration's own failure (a statement refused, such as migration 23's count of member
+/// numbers that differ only in case) is not the database being unavailable, which the
+/// error's general wording would say: the message is `migration failed: …` alone.
+fn migration_failed(e: StoreError) -> String {
+    match e {
+        StoreError::Unavailable(message) => message,
+        other => other.to_string(),
+    }
+}
+
 async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<(), String> {
     let _telemetry = telemetry::init(&config.log, config.log_format)?;
     if with_demo && config.jwt_hs256_secret.is_none() {
@@ -229,10 +240,11 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     if no_migrate {
         app::require_schema(&db).await?;
     } else {
-        db.migrate().await.map_err(|e| e.to_string())?;
+        db.migrate().await.map_err(migration_failed)?;
     }
     passerelle_api::bulk::spool::check_writable(&config.batch_spool_dir).await?;
     let listen = config.listen;
+    let header_read_timeout = config.header_read_timeout;
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
         tracing::warn!(
@@ -283,7 +295,7 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
     };
     // Whatever the serving ended with, the steps below run: a request still running after the
     // drain (a bulk upload may take 30 minutes to arrive) is left to end with the process.
-    let served = app::serve_until(listener, router, signal, SHUTDOWN_DRAIN).await;
+    let served = app::serve_until(listener, router, header_read_timeout, signal, SHUTDOWN_DRAIN).await;
     // A group takes a second or so; the job is queued again before the pool closes, or left to
     // the sweeper (`interrupted`) if the database hangs. A webhook send takes at most
     // `SEND_TIMEOUT`; one cut short is sent again once its lease expires, maybe a second time.

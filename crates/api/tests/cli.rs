@@ -761,3 +761,82 @@ async fn audit_verify_reads_a_read_only_database_and_changes_nothing() {
     assert!(!dir.join("typo.db").exists(), "audit verify created a database");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Migration 23 makes member numbers one whatever their case. A database that already holds
+/// two numbers of one organisation differing only in case stops `migrate` with that count and
+/// where to read what to do, leaves the migration unapplied, and keeps the old index: nothing
+/// half-done. The pair is planted by undoing the migration on a migrated database.
+#[tokio::test]
+async fn member_numbers_differing_only_in_case_stop_their_migration_by_name() {
+    use sqlx::{Connection, Executor};
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::new(backend).await;
+        let dir = temp_dir("member-case");
+        let migrate = || run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let unchecked = match backend {
+            // Planted rows whose people and products do not exist.
+            Backend::Sqlite => "PRAGMA foreign_keys = OFF;",
+            Backend::Postgres => "SET session_replication_role = replica;",
+        };
+        let row = |id: &str, number: &str| {
+            format!(
+                "('{id}', 'b-{id}', 'p', 'o', 'complementary', '{number}', true, 'principal', '2026-01-01', \
+                 'active', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+            )
+        };
+        db.execute(&format!(
+            "{unchecked}
+             DROP INDEX coverages_member_number;
+             CREATE UNIQUE INDEX coverages_member_number ON coverages (organization, member_number) WHERE own_number;
+             DELETE FROM _sqlx_migrations WHERE version = 20261202000023;
+             INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number,
+               relationship, start_date, status, version, created_at, updated_at)
+             VALUES {}, {}, {}",
+            row("c1", "LOM-0001"),
+            row("c2", "lom-0001"),
+            row("c3", "LOM-0002")
+        ))
+        .await;
+        let out = migrate();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let named = match backend {
+            Backend::Sqlite => "member_numbers_that_differ_only_in_case = 0",
+            Backend::Postgres => "member numbers that differ only in case: 1 in this database",
+        };
+        assert!(stderr.contains(named), "{backend:?}: {stderr}");
+        assert!(stderr.contains("migration failed"), "{stderr}");
+        assert!(!stderr.contains("unavailable"), "not an outage: {stderr}");
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = 20261202000023")
+                .await,
+            0
+        );
+        // Renumbered as deploy/README.md says, the migration goes through and the index holds.
+        db.execute("UPDATE coverages SET member_number = 'LOM-0001-B' WHERE id = 'c2'")
+            .await;
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let clash = "UPDATE coverages SET member_number = 'lom-0002' WHERE id = 'c1'";
+        let clash = match backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                c.execute(format!("{unchecked} {clash}").as_str()).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                c.execute(format!("{unchecked} {clash}").as_str()).await.map(|_| ())
+            }
+        };
+        let clash = clash
+            .expect_err("the new index refuses another case of a number")
+            .to_string();
+        assert!(
+            clash.contains("coverages_member_number") || clash.contains("UNIQUE"),
+            "{backend:?}: {clash}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -22,6 +22,8 @@ pub const MAX_DEPENDANTS: usize = 100;
 pub const MAX_MEMBER_NUMBER_CHARS: usize = 50;
 
 /// A mutuelle's member number: 1 to 50 letters, digits, `-`, `/` and `.` (`TSV-0042/2`).
+/// Stored as written, compared without regard to case (`tsv-0042/2` is the same number): a
+/// front desk types what the card shows, in whatever case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MemberNumber(String);
@@ -43,6 +45,18 @@ impl MemberNumber {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// What two spellings of one number share; see [`member_number_key`].
+    pub fn key(&self) -> String {
+        member_number_key(&self.0)
+    }
+}
+
+/// The form in which member numbers are compared: ASCII lower case, which is also what SQL's
+/// `lower` gives for them on both databases (they are ASCII), so that the unique index
+/// `(organization, lower(member_number))` and the service agree on what is one number.
+pub fn member_number_key(number: &str) -> String {
+    number.to_ascii_lowercase()
 }
 
 impl std::fmt::Display for MemberNumber {
@@ -332,7 +346,7 @@ impl RegistrationDraft {
             errors.push(too_many_dependants(p("dependants")));
         }
 
-        let mut member_numbers: HashSet<String> = member_number.iter().map(|m| m.0.clone()).collect();
+        let mut member_numbers: HashSet<String> = member_number.iter().map(MemberNumber::key).collect();
         let mut national_ids: HashSet<NationalId> = principal.iter().filter_map(|b| b.national_id.clone()).collect();
         // Members checked so far, to find a person listed twice.
         let mut seen: Vec<(Option<NationalId>, LikelyMatch)> = principal
@@ -349,7 +363,7 @@ impl RegistrationDraft {
                     errors.push(invalid_member_number(format!("{at}/member_number")));
                     None
                 })?;
-                if !member_numbers.insert(number.0.clone()) {
+                if !member_numbers.insert(number.key()) {
                     errors.push(FieldError::new(
                         format!("{at}/member_number"),
                         "duplicate",
@@ -880,9 +894,10 @@ mod tests {
     fn dependant_member_numbers_are_unique_in_the_request() {
         let mut draft = household();
         draft.dependants[0].member_number = Some("TSV-0042-1".into());
-        draft.dependants[1].member_number = Some("TSV-0042-1".into());
+        // Another case is the same number.
+        draft.dependants[1].member_number = Some("tsv-0042-1".into());
         draft.dependants.push(DependantDraft {
-            member_number: Some("TSV-0042".into()),
+            member_number: Some("Tsv-0042".into()),
             ..dependant("parent", person("Mensah", "Kodjo", "M", "1950"))
         });
         let errors = draft.validate(&product(None, None), today()).unwrap_err();

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use passerelle_domain::batch::member_conflict;
 use passerelle_domain::ports::{LookAlike, Registered};
+use passerelle_domain::registration::member_number_key;
 
 /// Values per `IN (…)` list and rows per multi-row insert: far below both databases' limits on
 /// bound parameters (SQLite 32766, PostgreSQL 65535).
@@ -30,7 +31,7 @@ fn nid_key(b: &Beneficiary) -> Option<NidKey> {
 /// What the group's households find already stored.
 #[derive(Default)]
 struct Known {
-    /// Own member numbers of the organisation, with who holds them.
+    /// Own member numbers of the organisation (by `member_number_key`), with who holds them.
     holders: HashMap<String, Beneficiary>,
     /// People by national id.
     people: HashMap<NidKey, Beneficiary>,
@@ -39,8 +40,8 @@ struct Known {
     /// Stored look-alikes of the group's members without a national id, by what they are
     /// compared on, each list sorted by id.
     stored_alikes: HashMap<AlikeKey, Vec<String>>,
-    /// The principal coverage of the household of each member number in `holders`, and the
-    /// households the group's households may be skipped for.
+    /// The principal coverage of the household of each member number in `holders` (by the same
+    /// key), and the households the group's households may be skipped for.
     roots: HashMap<String, String>,
     households: HashMap<String, StoredHousehold>,
     /// People the group created so far, by (match key, sex): the later members compare with
@@ -155,11 +156,11 @@ async fn of_member_numbers(
             "SELECT v.column1, (SELECT c.beneficiary FROM coverages c WHERE c.own_number AND c.organization = ",
         );
         q.push_bind(organization).push(
-            " AND c.member_number = v.column1), (SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
+            " AND lower(c.member_number) = lower(v.column1)), (SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
              WHERE c.own_number AND c.organization = ",
         );
         q.push_bind(organization)
-            .push(" AND c.member_number = v.column1) FROM (");
+            .push(" AND lower(c.member_number) = lower(v.column1)) FROM (");
         q.push_values(chunk, |mut row, n| {
             row.push_bind(*n);
         });
@@ -200,8 +201,8 @@ async fn read_known(
             .get(&id)
             .cloned()
             .ok_or_else(|| corrupt("coverage without its beneficiary"))?;
-        known.holders.insert(number.clone(), person);
-        known.roots.insert(number, root);
+        known.holders.insert(member_number_key(&number), person);
+        known.roots.insert(member_number_key(&number), root);
     }
     if skip_existing {
         read_skipped_households(tx, households, &mut known).await?;
@@ -234,7 +235,7 @@ async fn read_known(
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for h in households
         .iter()
-        .filter(|h| !known.holders.contains_key(&h.member_number))
+        .filter(|h| !known.holders.contains_key(&member_number_key(&h.member_number)))
     {
         for m in &h.members {
             let stored = m.person.national_id.as_ref().and_then(|n| {
@@ -279,10 +280,15 @@ async fn read_skipped_households(
     let mut roots: Vec<&str> = households
         .iter()
         .filter(|h| {
-            let holder = known.holders.get(&h.member_number);
+            let holder = known.holders.get(&member_number_key(&h.member_number));
             matches!((holder, h.members.first()), (Some(holder), Some(p)) if same_person(holder, &p.person))
         })
-        .filter_map(|h| known.roots.get(&h.member_number).map(String::as_str))
+        .filter_map(|h| {
+            known
+                .roots
+                .get(&member_number_key(&h.member_number))
+                .map(String::as_str)
+        })
         .collect();
     roots.sort_unstable();
     roots.dedup();
@@ -312,11 +318,12 @@ fn decide(
         .members
         .first()
         .ok_or_else(|| StoreError::Internal("empty household".into()))?;
-    if let Some(holder) = known.holders.get(&household.member_number) {
+    let household_key = member_number_key(&household.member_number);
+    if let Some(holder) = known.holders.get(&household_key) {
         if skip_existing && same_person(holder, &principal.person) {
             let stored = known
                 .roots
-                .get(&household.member_number)
+                .get(&household_key)
                 .and_then(|root| known.households.get(root))
                 .ok_or_else(|| StoreError::Internal("a skipped household is not known".into()))?;
             return skipped_household(stored, household);
@@ -379,7 +386,8 @@ fn decide(
         if known.covered.contains(&pair) || covered.contains(&pair) {
             return Err(member_at_fault("already_covered", index));
         }
-        if own && (known.holders.contains_key(number) || numbers.iter().any(|(n, _)| n == number)) {
+        let key = member_number_key(number);
+        if own && (known.holders.contains_key(&key) || numbers.iter().any(|(n, _)| *n == key)) {
             return Err(member_at_fault("member_number_taken", index));
         }
         let coverage = new_coverage(
@@ -396,7 +404,7 @@ fn decide(
             principal_coverage = Some(coverage.id.clone());
         }
         if own {
-            numbers.push((number.to_owned(), beneficiary.clone()));
+            numbers.push((key, beneficiary.clone()));
         }
         covered.push(pair);
         mine.coverages.push((coverage, own));

@@ -112,9 +112,10 @@ impl KeyKind {
         match self {
             KeyKind::Id => "b.id = k.k1",
             KeyKind::NationalId => "b.nid_country = k.k1 AND b.nid_type = k.k2 AND b.nid_value = k.k3",
+            // Member numbers ignore case; `lower(m.member_number)` is the unique index's expression.
             KeyKind::Member => {
                 "b.id = (SELECT m.beneficiary FROM coverages m \
-                 WHERE m.organization = k.k1 AND m.member_number = k.k2 AND m.own_number)"
+                 WHERE m.organization = k.k1 AND lower(m.member_number) = lower(k.k2) AND m.own_number)"
             }
         }
     }

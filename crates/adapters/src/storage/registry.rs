@@ -260,11 +260,13 @@ async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_numb
     }
 }
 
-/// The person holding a member number as their own in an organisation, if any.
+/// The person holding a member number as their own in an organisation, if any, in whatever case
+/// it was written.
 async fn holder_of(tx: &mut Tx, organization: &str, member_number: &str) -> Result<Option<Beneficiary>, StoreError> {
     let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
         "SELECT {} FROM beneficiaries b WHERE b.id = \
-         (SELECT c.beneficiary FROM coverages c WHERE c.organization = $1 AND c.member_number = $2 AND c.own_number)",
+         (SELECT c.beneficiary FROM coverages c WHERE c.organization = $1 AND lower(c.member_number) = lower($2) \
+         AND c.own_number)",
         BENEFICIARY_COLUMNS
             .split(", ")
             .map(|c| format!("b.{c}"))
@@ -363,7 +365,7 @@ async fn stored_household(
 ) -> Result<Option<StoredHousehold>, StoreError> {
     let root: Option<String> = sqlx::query_scalar(
         "SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
-         WHERE c.organization = $1 AND c.member_number = $2 AND c.own_number",
+         WHERE c.organization = $1 AND lower(c.member_number) = lower($2) AND c.own_number",
     )
     .bind(organization)
     .bind(member_number)

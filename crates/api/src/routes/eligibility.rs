@@ -39,7 +39,8 @@ pub struct PersonSelector {
     pub national_id: Option<super::registry::NationalIdWrite>,
     /// The mutuelle or scheme whose member number follows; with `member_number`.
     pub organization: Option<String>,
-    /// A member number in `organization`: the household's (its principal) or a dependant's own.
+    /// A member number in `organization`: the household's (its principal) or a dependant's own,
+    /// in any case (`tsv-0042` finds `TSV-0042`).
     pub member_number: Option<String>,
 }
 

@@ -35,7 +35,8 @@ pub struct DependantAdd {
     /// `spouse`, `child`, `parent` or `other`.
     pub relationship: String,
     /// The dependant's own member number, when the mutuelle gives one (unique in your
-    /// mutuelle): 1 to 50 letters, digits, dashes, slashes or dots; else the household's applies.
+    /// mutuelle, whatever the case): 1 to 50 letters, digits, dashes, slashes or dots; else the
+    /// household's applies.
     // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
     // `-`, `/` or `.`.
     #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]

@@ -73,7 +73,8 @@ pub struct DependantWrite {
     /// `spouse`, `child`, `parent` or `other`.
     pub relationship: String,
     /// The dependant's own member number, when the mutuelle gives one (same format as the
-    /// household's, distinct from every other in the registration); else the household's applies.
+    /// household's, distinct from every other in the registration, whatever the case); else the
+    /// household's applies.
     // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
     // `-`, `/` or `.`.
     #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
@@ -157,8 +158,9 @@ impl ToSchema for ClosedDependantWrite {
 pub struct RegistrationWrite {
     /// One of your `complementary` or `primary` products.
     pub product: String,
-    /// The household's number, unique in your mutuelle: 1 to 50 letters, digits, dashes, slashes
-    /// or dots (surrounding white space is ignored).
+    /// The household's number, unique in your mutuelle whatever the case (`TSV-0042` and
+    /// `tsv-0042` are one number; it is stored as written): 1 to 50 letters, digits, dashes,
+    /// slashes or dots (surrounding white space is ignored).
     // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
     // `-`, `/` or `.`.
     #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]

@@ -178,7 +178,7 @@ pub struct CoverageView {
     pub organization: String,
     /// `base`, `complementary` or `primary`.
     pub layer: String,
-    /// The household's number, or a dependant's own.
+    /// The household's number, or a dependant's own, as it was registered.
     pub member_number: String,
     /// `principal`, `spouse`, `child`, `parent` or `other`.
     pub relationship: String,
@@ -910,8 +910,8 @@ pub enum CoveragePersonWrite {
 pub struct CoverageCreate {
     /// One of your `base` products.
     pub product: String,
-    /// Unique in your scheme: 1 to 50 letters, digits, dashes, slashes or dots (surrounding white
-    /// space is ignored).
+    /// Unique in your scheme whatever the case (stored as written): 1 to 50 letters, digits,
+    /// dashes, slashes or dots (surrounding white space is ignored).
     // `MemberNumber::parse`: trimmed, 1 to `MAX_MEMBER_NUMBER_CHARS` (50) ASCII letters, digits,
     // `-`, `/` or `.`.
     #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]

@@ -1,0 +1,25 @@
+-- A member number is one number whatever the case it is typed in: `LOM-0001` and `lom-0001`
+-- are the same household of a mutuelle, so a front desk typing either reaches the same person
+-- and a second household cannot take the other spelling. Member numbers are ASCII letters,
+-- digits, `-`, `/` and `.`, so `lower` folds them alike on both databases.
+--
+-- A database holding two numbers of one organisation that differ only in case cannot take the
+-- new index: this says so, by count, before the index would fail on the first pair.
+-- deploy/README.md ("Member numbers ignore case") gives the query that lists them and how to
+-- renumber one of each pair.
+DO $$
+DECLARE
+    pairs BIGINT;
+BEGIN
+    SELECT count(*) INTO pairs FROM (
+        SELECT 1 FROM coverages WHERE own_number
+        GROUP BY organization, lower(member_number) HAVING count(*) > 1
+    ) AS clashes;
+    IF pairs > 0 THEN
+        RAISE EXCEPTION 'member numbers that differ only in case: % in this database; renumber one of each before upgrading (deploy/README.md, "Member numbers ignore case")', pairs;
+    END IF;
+END
+$$;
+
+DROP INDEX coverages_member_number;
+CREATE UNIQUE INDEX coverages_member_number ON coverages (organization, lower(member_number)) WHERE own_number;
