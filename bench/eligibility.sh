@@ -5,6 +5,7 @@
 # database round trip) measured in the same run, on PostgreSQL and SQLite.
 # Usage: bench/eligibility.sh [postgres|sqlite|both]      (eligibility checks)
 #        BENCH_TARGET=claims bench/eligibility.sh [...]    (claim submissions; or bench/claims.sh)
+#        BENCH_JWT=rs256 bench/eligibility.sh [...]         (measured with an RS256 token; see lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -37,10 +38,10 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
   echo "$backend: seeded $PEOPLE people in $(( $(date +%s) - started )) s" >&2
   export BENCH_TOKEN
   if [ "${BENCH_TARGET:-eligibility}" = claims ]; then
-    BENCH_TOKEN=$(token bench-cms "claims:submit claims:read")
+    BENCH_TOKEN=$(measured_token bench-cms "claims:submit claims:read")
     script=bench/claims.lua path=/v1/claims
   else
-    BENCH_TOKEN=$(token bench-cms eligibility:check)
+    BENCH_TOKEN=$(measured_token bench-cms eligibility:check)
     script=bench/eligibility.lua path=/v1/eligibility-checks
   fi
   BENCH_SECONDS=3 wrk_run 16 "$script" "$path" >/dev/null
@@ -54,7 +55,7 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
 done
 
 echo
-echo "${BENCH_TARGET:-eligibility} vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $(nproc) cores"
+echo "${BENCH_TARGET:-eligibility} vs /health/ready, ${BENCH_SECONDS}s per run, $PEOPLE people, $BENCH_JWT tokens, $(nproc) cores"
 printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %5s | %s\n' backend conc "ready r/s" "p50 ms" "p99 ms" "target r/s" "p50 ms" "p99 ms" "ratio" "errors"
 for r in "${results[@]}"; do
   # shellcheck disable=SC2086

@@ -9,6 +9,12 @@ BIN=${BENCH_BIN:-target/release/passerelle}
 export PASSERELLE_JWT_HS256_SECRET=bench-secret-bench-secret-bench-secret-0123
 export PASSERELLE_LOG=${PASSERELLE_LOG:-warn}
 export PASSERELLE_LISTEN="127.0.0.1:${BENCH_PORT}"
+# BENCH_JWT=rs256: the measured requests carry an RS256 token, as an identity provider issues
+# them (verified against the test JWKS), instead of the HS256 development token; setup keeps HS256.
+BENCH_JWT=${BENCH_JWT:-hs256}
+if [ "$BENCH_JWT" = rs256 ]; then
+  export PASSERELLE_JWT_JWKS=tests/fixtures/keys/jwks.json
+fi
 
 bench_setup() {
   mkdir -p "$OUT"
@@ -61,6 +67,21 @@ bench_stop() {
 }
 
 token() { "$BIN" token --org "$1" --scope "$2" --ttl 1d; }
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# measured_token ORG SCOPE: the token of the measured requests (BENCH_JWT), valid for a day.
+measured_token() {
+  [ "$BENCH_JWT" = rs256 ] || { token "$1" "$2"; return; }
+  local now header payload signature
+  now=$(date +%s)
+  header=$(printf '{"alg":"RS256","typ":"JWT","kid":"test-rs256"}' | b64url)
+  payload=$(printf '{"sub":"bench","org":"%s","scope":"%s","iss":"passerelle","aud":"passerelle","exp":%d,"nbf":%d,"iat":%d}' \
+    "$1" "$2" $((now + 86400)) "$now" "$now" | b64url)
+  signature=$(printf '%s.%s' "$header" "$payload" |
+    openssl dgst -sha256 -sign tests/fixtures/keys/rs256.pem -binary | b64url)
+  echo "$header.$payload.$signature"
+}
 
 # post TOKEN PATH JSON → prints the response body, fails on a non-2xx.
 post() {

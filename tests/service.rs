@@ -140,6 +140,14 @@ async fn a_request_head_that_never_ends_is_cut_off() {
         }
     }
 
+    let timeouts = || async {
+        let metrics = app.send(app.request(Method::GET, "/metrics")).await.text;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("passerelle_http_header_timeouts_total "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let before = timeouts().await;
     // Half a head, then nothing: closed without an answer after the timeout.
     let opened = Instant::now();
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -208,6 +216,9 @@ async fn a_request_head_that_never_ends_is_cut_off() {
     let (_, closed) = until_closed(&mut slow).await;
     assert!(closed - answered >= timeout, "idle for {:?}", closed - answered);
 
+    // Counted for the operator: the half head, the silent one, the trickle and the idle one.
+    let counted = timeouts().await - before;
+    assert!(counted >= 4, "{counted} timeouts counted");
     // Requests through a client are unaffected.
     let ready = app.send(app.request(Method::GET, "/health/ready")).await;
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);

@@ -21,5 +21,9 @@ BEGIN
 END
 $$;
 
-DROP INDEX coverages_member_number;
-CREATE UNIQUE INDEX coverages_member_number ON coverages (organization, lower(member_number)) WHERE own_number;
+-- A new index beside the old one, which stays until a later release: the previous binary looks
+-- numbers up as written, through the old index, so a rolling upgrade keeps its lookups fast
+-- (without it, each would scan the coverages). Building beside it also takes no lock that
+-- holds reads: dropping the old index in this transaction would lock the table, reads
+-- included, until the new one was built. The new index implies the old one's uniqueness.
+CREATE UNIQUE INDEX coverages_member_number_folded ON coverages (organization, lower(member_number)) WHERE own_number;

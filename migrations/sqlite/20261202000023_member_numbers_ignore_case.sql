@@ -20,5 +20,8 @@ SELECT count(*) FROM (
 );
 DROP TABLE member_number_check;
 
-DROP INDEX coverages_member_number;
-CREATE UNIQUE INDEX coverages_member_number ON coverages (organization, lower(member_number)) WHERE own_number;
+-- A new index beside the old one, which stays until a later release: the previous binary looks
+-- numbers up as written, through the old index, so a rolling upgrade keeps its lookups fast
+-- (without it, each would scan the organisation's coverages). The new index implies the old
+-- one's uniqueness.
+CREATE UNIQUE INDEX coverages_member_number_folded ON coverages (organization, lower(member_number)) WHERE own_number;

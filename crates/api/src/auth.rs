@@ -48,6 +48,29 @@ pub struct Authenticator {
     hs256: Option<DecodingKey>,
     issuer: String,
     audience: String,
+    /// Tokens that verified, by their exact text: a clerk's token is sent with every check of
+    /// the day, and verifying its signature again each time (RS256 about 22 µs, ES256 about
+    /// 70 µs on a core here) would cost as much as the rest of the check's own work. Only a
+    /// token that passed every test is kept, so the cache cannot be filled by forged ones; its
+    /// `exp` is checked again at each use, and every JWKS reload empties it (a withdrawn key's
+    /// tokens are refused from then on).
+    verified: quick_cache::sync::Cache<String, Claims, TokenBytes>,
+}
+
+/// What the cache of verified tokens may hold, in bytes of token and claims' text: thousands of
+/// callers' tokens (an identity provider's are about 1 KB), and a bound on memory whatever
+/// their size. A token pushed out is verified again at its next use.
+const VERIFIED_TOKEN_BYTES: u64 = 8 << 20;
+
+/// Weighs a verified token by the text it keeps.
+#[derive(Clone)]
+struct TokenBytes;
+
+impl quick_cache::Weighter<String, Claims> for TokenBytes {
+    fn weight(&self, token: &String, claims: &Claims) -> u64 {
+        let text = claims.sub.len() + claims.org.len() + claims.scope.len() + claims.iss.len();
+        u64::try_from(token.len() + text).unwrap_or(u64::MAX)
+    }
 }
 
 fn unauthorized(en: &'static str, fr: &'static str) -> ApiError {
@@ -172,6 +195,7 @@ impl Authenticator {
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
+            verified: quick_cache::sync::Cache::with_weighter(8_192, VERIFIED_TOKEN_BYTES, TokenBytes),
         })
     }
 
@@ -194,10 +218,37 @@ impl Authenticator {
             tracing::info!(kids = ?ids(&keys), "JWKS reloaded: the accepted keys changed");
         }
         *current = keys;
+        // Under the write lock: no verification with the old keys can store its token after this.
+        self.verified.clear();
         Ok(())
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp()).await
+    }
+
+    /// `verify` at the instant `now` (Unix seconds), which decides whether a token verified
+    /// earlier has expired since; a token not verified yet is checked against the clock by
+    /// `jsonwebtoken`.
+    async fn verify_at(&self, token: &str, now: u64) -> Result<Claims, ApiError> {
+        if let Some(claims) = self.verified.get(token) {
+            // As `jsonwebtoken` judges `exp`: expired once `exp + leeway` is past. `nbf` was
+            // passed when the token was verified, and stays passed.
+            if u64::try_from(claims.exp).unwrap_or(0).saturating_add(LEEWAY_SECONDS) >= now {
+                return Ok(claims);
+            }
+            self.verified.remove(token);
+            return Err(unauthorized("The token has expired.", "Le jeton a expiré."));
+        }
+        // Held across the check, so that a JWKS reload cannot empty the cache between this
+        // verification and its storing.
+        let keys = self.jwks.read().await;
+        let claims = self.verify_signed(token, &keys)?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str, jwks: &HashMap<String, Arc<PublicKey>>) -> Result<Claims, ApiError> {
         let header = decode_header(token).map_err(|_| {
             unauthorized(
                 "The bearer token is not a well-formed JWT with an accepted algorithm.",
@@ -205,7 +256,7 @@ impl Authenticator {
             )
         })?;
         let key = match &header.kid {
-            Some(kid) => self.jwks.read().await.get(kid).cloned(),
+            Some(kid) => jwks.get(kid).cloned(),
             None => None,
         };
         let (alg, decoding) = match (key, &self.hs256) {
@@ -372,6 +423,83 @@ mod tests {
         assert!(none.is_empty());
         assert!(parse_jwks(r#"{"keys": []}"#).ok().unwrap().is_empty());
         assert!(parse_jwks("[]").err().unwrap().contains("not a JWKS"));
+    }
+
+    fn rs256_token(exp: i64) -> String {
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+        let claims = Claims {
+            sub: "clerk-1".into(),
+            org: "cms-a".into(),
+            scope: "eligibility:check".into(),
+            iss: Config::for_database("sqlite::memory:").jwt_issuer,
+            aud: Audience::One(Config::for_database("sqlite::memory:").jwt_audience),
+            exp,
+            nbf: Some(now),
+            iat: Some(now),
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("test-rs256".into());
+        let key = EncodingKey::from_rsa_pem(include_bytes!("../../../tests/fixtures/keys/rs256.pem")).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    /// An authenticator reading its JWKS from a file of this test's, holding `keys`.
+    async fn with_jwks(name: &str, keys: &[serde_json::Value]) -> (Authenticator, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("passerelle-auth-{name}-{}.json", uuid::Uuid::now_v7().simple()));
+        std::fs::write(&path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        let mut config = Config::for_database("sqlite::memory:");
+        config.jwt_jwks = Some(path.display().to_string());
+        (Authenticator::from_config(&config).await.unwrap(), path)
+    }
+
+    /// A token verified once is answered from the cache, until its `exp` (with the leeway) has
+    /// passed: then it is refused as expired, as `jsonwebtoken` would refuse it.
+    #[tokio::test]
+    async fn a_verified_token_is_kept_until_it_expires() {
+        let (auth, path) = with_jwks("expiry", &fixture_keys()).await;
+        let now = jsonwebtoken::get_current_timestamp();
+        let exp = i64::try_from(now).unwrap() + 300;
+        let token = rs256_token(exp);
+        assert_eq!(auth.verify_at(&token, now).await.unwrap().org, "cms-a");
+        assert_eq!(auth.verified.len(), 1);
+        assert_eq!(
+            auth.verify_at(&token, now + 300 + LEEWAY_SECONDS).await.unwrap().sub,
+            "clerk-1"
+        );
+        let late = auth.verify_at(&token, now + 301 + LEEWAY_SECONDS).await.unwrap_err();
+        assert!(matches!(
+            late,
+            ApiError::Unauthorized {
+                en: "The token has expired.",
+                ..
+            }
+        ));
+        assert_eq!(auth.verified.len(), 0, "an expired token is dropped");
+        // Tokens refused are never kept: a forged one cannot fill the cache.
+        let mut forged = token.clone();
+        forged.replace_range(forged.len() - 4.., "AAAA");
+        assert!(auth.verify(&forged).await.is_err());
+        assert_eq!(auth.verified.len(), 0);
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// A key the JWKS no longer lists verifies nothing from the reload on, though tokens it
+    /// signed were verified (and kept) before.
+    #[tokio::test]
+    async fn a_reload_without_the_key_refuses_its_kept_tokens() {
+        let (auth, path) = with_jwks("reload", &fixture_keys()).await;
+        let token = rs256_token(i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap() + 300);
+        assert!(auth.verify(&token).await.is_ok());
+        assert!(auth.verify(&token).await.is_ok());
+        let others: Vec<serde_json::Value> = fixture_keys()
+            .into_iter()
+            .filter(|k| k["kid"] != "test-rs256")
+            .collect();
+        std::fs::write(&path, serde_json::json!({ "keys": others }).to_string()).unwrap();
+        auth.refresh().await.unwrap();
+        let refused = auth.verify(&token).await.unwrap_err();
+        assert!(matches!(refused, ApiError::Unauthorized { .. }));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

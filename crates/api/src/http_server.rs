@@ -21,7 +21,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
-/// connections open to finish their requests (an idle one closes at once).
+/// connections open to finish their requests. An idle one closes at once; one part-way through a
+/// request head is not idle to hyper, and stays until its header timeout or the caller's drain
+/// ends (`app::serve_until`), whichever comes first.
 ///
 /// A connection that has not sent a whole request head `header_read_timeout` after hyper
 /// started waiting for one is closed. hyper starts that wait when a connection opens and again
@@ -44,8 +46,11 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_failed(&e).await;
-                    continue;
+                    // The pause never delays a shutdown.
+                    tokio::select! {
+                        () = accept_failed(&e) => continue,
+                        () = shutdown.as_mut() => break,
+                    }
                 }
             },
             () = shutdown.as_mut() => break,
@@ -54,9 +59,16 @@ pub async fn serve(
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // A client gone, or too slow with its head: nothing for the service to do.
+            // A client gone, or too slow with its head: nothing for the service to do, but a
+            // count of the slow ones shows a slowloris to the operator.
             if let Err(e) = connection.await {
-                tracing::trace!(error = %e, "connection ended with an error");
+                let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+                if timed_out {
+                    metrics::counter!("passerelle_http_header_timeouts_total").increment(1);
+                    tracing::debug!("a connection sent no whole request head in time; closed");
+                } else {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
             }
         });
     }

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 
 use passerelle_domain::batch::member_conflict;
 use passerelle_domain::ports::{LookAlike, Registered};
-use passerelle_domain::registration::member_number_key;
 
 /// Values per `IN (…)` list and rows per multi-row insert: far below both databases' limits on
 /// bound parameters (SQLite 32766, PostgreSQL 65535).
@@ -156,13 +155,13 @@ async fn of_member_numbers(
             "SELECT v.column1, (SELECT c.beneficiary FROM coverages c WHERE c.own_number AND c.organization = ",
         );
         q.push_bind(organization).push(
-            " AND lower(c.member_number) = lower(v.column1)), (SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
+            " AND lower(c.member_number) = v.column1), (SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
              WHERE c.own_number AND c.organization = ",
         );
         q.push_bind(organization)
-            .push(" AND lower(c.member_number) = lower(v.column1)) FROM (");
+            .push(" AND lower(c.member_number) = v.column1) FROM (");
         q.push_values(chunk, |mut row, n| {
-            row.push_bind(*n);
+            row.push_bind(member_number_key(n));
         });
         q.push(") AS v");
         let rows: Vec<(String, Option<String>, Option<String>)> =

@@ -4,9 +4,12 @@
 // batch. An index is behind every join, and product versions are parsed once per process (they
 // never change once written).
 
+use std::borrow::Cow;
+
 use passerelle_domain::eligibility::PrincipalStanding;
 use passerelle_domain::money::Xof;
 use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey};
+use passerelle_domain::registration::member_number_key;
 
 #[derive(sqlx::FromRow)]
 struct FactsRow {
@@ -95,15 +98,26 @@ impl KeyKind {
         }
     }
 
-    /// The key's columns, `k1`..`k3`.
-    fn columns(key: &PersonKey) -> [Option<&str>; 3] {
+    /// The key's columns, `k1`..`k3`. A member number is given folded (`member_number_key`),
+    /// which the SQL compares with `lower` of the stored one: folding the caller's text in Rust
+    /// keeps both databases alike, where PostgreSQL's `lower` would also fold non-ASCII letters
+    /// (`İ`, the Kelvin sign) that SQLite's leaves alone. Stored numbers are ASCII.
+    fn columns(key: &PersonKey) -> [Option<Cow<'_, str>>; 3] {
         match key {
-            PersonKey::Id(id) => [Some(id), None, None],
-            PersonKey::NationalId(n) => [Some(&n.country), Some(&n.id_type), Some(&n.value)],
+            PersonKey::Id(id) => [Some(Cow::Borrowed(id)), None, None],
+            PersonKey::NationalId(n) => [
+                Some(Cow::Borrowed(&n.country)),
+                Some(Cow::Borrowed(&n.id_type)),
+                Some(Cow::Borrowed(&n.value)),
+            ],
             PersonKey::Member {
                 organization,
                 member_number,
-            } => [Some(organization), Some(member_number), None],
+            } => [
+                Some(Cow::Borrowed(organization)),
+                Some(Cow::Owned(member_number_key(member_number))),
+                None,
+            ],
         }
     }
 
@@ -115,7 +129,7 @@ impl KeyKind {
             // Member numbers ignore case; `lower(m.member_number)` is the unique index's expression.
             KeyKind::Member => {
                 "b.id = (SELECT m.beneficiary FROM coverages m \
-                 WHERE m.organization = k.k1 AND lower(m.member_number) = lower(k.k2) AND m.own_number)"
+                 WHERE m.organization = k.k1 AND lower(m.member_number) = k.k2 AND m.own_number)"
             }
         }
     }

@@ -84,7 +84,7 @@ fn bind_facts_keys<'q, O>(
 ) -> sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments> {
     let column = |i: usize| {
         keys.iter()
-            .map(|(_, (key, _))| KeyKind::columns(key)[i].map(str::to_owned))
+            .map(|(_, (key, _))| KeyKind::columns(key)[i].clone().map(Cow::into_owned))
             .collect::<Vec<Option<String>>>()
     };
     query

@@ -265,7 +265,7 @@ async fn insert_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage, own_numb
 async fn holder_of(tx: &mut Tx, organization: &str, member_number: &str) -> Result<Option<Beneficiary>, StoreError> {
     let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
         "SELECT {} FROM beneficiaries b WHERE b.id = \
-         (SELECT c.beneficiary FROM coverages c WHERE c.organization = $1 AND lower(c.member_number) = lower($2) \
+         (SELECT c.beneficiary FROM coverages c WHERE c.organization = $1 AND lower(c.member_number) = $2 \
          AND c.own_number)",
         BENEFICIARY_COLUMNS
             .split(", ")
@@ -274,7 +274,7 @@ async fn holder_of(tx: &mut Tx, organization: &str, member_number: &str) -> Resu
             .join(", ")
     ))
     .bind(organization)
-    .bind(member_number)
+    .bind(member_number_key(member_number))
     .fetch_optional(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -365,10 +365,10 @@ async fn stored_household(
 ) -> Result<Option<StoredHousehold>, StoreError> {
     let root: Option<String> = sqlx::query_scalar(
         "SELECT COALESCE(c.principal_coverage, c.id) FROM coverages c \
-         WHERE c.organization = $1 AND lower(c.member_number) = lower($2) AND c.own_number",
+         WHERE c.organization = $1 AND lower(c.member_number) = $2 AND c.own_number",
     )
     .bind(organization)
-    .bind(member_number)
+    .bind(member_number_key(member_number))
     .fetch_optional(&mut **tx)
     .await
     .map_err(db_err)?;

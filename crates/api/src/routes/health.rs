@@ -85,7 +85,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthView>, Ap
 ///
 /// The Prometheus text exposition (format 0.0.4): `http_requests_total` and
 /// `http_request_duration_seconds` by `method`, `route` (the path template, never a concrete
-/// path) and `status`; `passerelle_eligibility_checks_total` by `outcome`; and
+/// path) and `status`; `passerelle_eligibility_checks_total` by `outcome`;
+/// `passerelle_http_header_timeouts_total` (connections closed for sending no whole request head
+/// within `PASSERELLE_HEADER_READ_TIMEOUT_MS`, idle keep-alive ones included); and
 /// `passerelle_webhook_outbox_pending`. No token needed.
 #[utoipa::path(
     get,
