@@ -116,6 +116,76 @@ async fn a_slow_upload_does_not_hold_the_shutdown() {
     drop(database);
 }
 
+/// A shutdown waits for the requests in flight and for nothing else: neither an idle keep-alive
+/// connection nor one part-way through its request head (which hyper would keep until its
+/// header timeout) holds it until the drain ends (`a_slow_upload_does_not_hold_the_shutdown`
+/// shows a request in flight holding it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_only_for_requests_in_flight() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let database = passerelle_api::app::connect(&app.config).await.unwrap();
+    let state = passerelle_api::app::state(app.config.clone(), &database).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = Duration::from_secs(10);
+    let server = tokio::spawn(passerelle_api::app::serve_until(
+        listener,
+        passerelle_api::app::router(state),
+        Duration::from_secs(60),
+        async {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // Counting the request until its answer is sent keeps the answer's length known.
+    assert!(head.contains("content-length:") && !head.contains("chunked"), "{head}");
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    // A request answered just before the signal: its answer arrives whole.
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    busy.write_all(b"GET /health/ready HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    stop.send(()).unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the shutdown ended")
+        .unwrap();
+    assert_eq!(served, Ok(()));
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the shutdown waited {took:?} for no request"
+    );
+    let n = busy.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The idle connection was closed.
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    drop(database);
+}
+
 /// A client that sends its request head slowly, never finishes it or sends nothing holds its
 /// connection only for `header_read_timeout`; so does an idle keep-alive connection after its last answer.
 /// A head that arrives whole in time, however slowly, is answered.

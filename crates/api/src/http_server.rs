@@ -10,20 +10,29 @@
 //! sent nothing was never dropped), and HTTP/2 has no header timeout in hyper. The service sits
 //! behind a proxy or ingress, which speaks HTTP/1.1 to it.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
-/// connections open to finish their requests. An idle one closes at once; one part-way through a
-/// request head is not idle to hyper, and stays until its header timeout or the caller's drain
-/// ends (`app::serve_until`), whichever comes first.
+/// requests in flight to finish (their answers sent whole), and returns. Idle connections are
+/// closed at once. A connection part-way through a request head (a slow client) holds no
+/// request, so it does not hold the return: hyper would not close it before its header timeout,
+/// which is longer than a rollout's drain.
 ///
 /// A connection that has not sent a whole request head `header_read_timeout` after hyper
 /// started waiting for one is closed. hyper starts that wait when a connection opens and again
@@ -40,6 +49,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let in_flight = Arc::new(InFlight::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -55,7 +65,7 @@ pub async fn serve(
             },
             () = shutdown.as_mut() => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(counted(app.clone(), in_flight.clone()));
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -73,7 +83,108 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = in_flight.none() => {}
+    }
+}
+
+/// The requests being answered, from the moment hyper hands one to the router until its answer's
+/// body has been sent (or the client went away).
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// One request counted in `InFlight`, until dropped.
+struct Entered(Arc<InFlight>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> Entered {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Entered(Arc::clone(self))
+    }
+
+    /// Resolves once no request has been in flight for a moment: a request whose head arrived
+    /// just as the shutdown began is handed to the router within it.
+    async fn none(&self) {
+        loop {
+            let left = self.none_left.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                tokio::time::sleep(SETTLE).await;
+                if self.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                continue;
+            }
+            left.await;
+        }
+    }
+}
+
+/// How long no request must be in flight before a shutdown stops waiting for connections.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// `app`, counting each request in `in_flight` until its answer's body is dropped, which hyper
+/// does once it has sent it.
+fn counted(
+    app: Router,
+    in_flight: Arc<InFlight>,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |request: Request<Incoming>| {
+        let entered = in_flight.enter();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await?;
+            Ok(response.map(|body| {
+                Body::new(Counted {
+                    body,
+                    _entered: entered,
+                })
+            }))
+        }
+    })
+}
+
+/// An answer's body holding its request's count. Every call goes to the body itself, its size
+/// included, so that hyper still sends `Content-Length` where the body knows it.
+struct Counted {
+    body: Body,
+    _entered: Entered,
+}
+
+impl http_body::Body for Counted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// As `axum::serve` does: a connection that failed before it was accepted is the client's
