@@ -27,3 +27,12 @@ $$;
 -- holds reads: dropping the old index in this transaction would lock the table, reads
 -- included, until the new one was built. The new index implies the old one's uniqueness.
 CREATE UNIQUE INDEX coverages_member_number_folded ON coverages (organization, lower(member_number)) WHERE own_number;
+
+-- The planner does not use the statistics of a partial index's expression, so without these it
+-- would take `lower(member_number) = $1` to match thousands of rows, and the eligibility
+-- statement's generic plan (it is prepared) would hash-join every beneficiary instead of probing
+-- the index: a check by member number took 350 ms on 1,000,000 people instead of 0.1 ms.
+-- Expression statistics (PostgreSQL 14+) tell it each folded number is one row; ANALYZE fills
+-- them now rather than at autovacuum's next pass. It samples the table, in seconds.
+CREATE STATISTICS IF NOT EXISTS coverages_member_number_folded_stats ON (lower(member_number)) FROM coverages;
+ANALYZE coverages;
