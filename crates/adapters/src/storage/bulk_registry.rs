@@ -139,7 +139,8 @@ fn look_alikes(known: &Known, own: &[(Beneficiary, String)], created: &Beneficia
 }
 
 /// Who holds each of `numbers` as their own number in `organization`, and the principal
-/// coverage of their household, for the numbers held.
+/// coverage of their household, for the numbers held, each number given back folded
+/// (`member_number_key`).
 async fn of_member_numbers(
     tx: &mut Tx,
     organization: &str,
@@ -200,8 +201,9 @@ async fn read_known(
             .get(&id)
             .cloned()
             .ok_or_else(|| corrupt("coverage without its beneficiary"))?;
-        known.holders.insert(member_number_key(&number), person);
-        known.roots.insert(member_number_key(&number), root);
+        // `number` is the folded key `of_member_numbers` was given.
+        known.holders.insert(number.clone(), person);
+        known.roots.insert(number, root);
     }
     if skip_existing {
         read_skipped_households(tx, households, &mut known).await?;

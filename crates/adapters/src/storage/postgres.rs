@@ -82,9 +82,12 @@ fn bind_facts_keys<'q, O>(
     query: sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments>,
     keys: &[(i64, &FactsKey)],
 ) -> sqlx::query::QueryAs<'q, Db, O, sqlx::postgres::PgArguments> {
+    // Each key's columns once: a member number's is folded, an allocation.
+    let columns: Vec<[Option<Cow<'_, str>>; 3]> = keys.iter().map(|(_, (key, _))| KeyKind::columns(key)).collect();
     let column = |i: usize| {
-        keys.iter()
-            .map(|(_, (key, _))| KeyKind::columns(key)[i].clone().map(Cow::into_owned))
+        columns
+            .iter()
+            .map(|c| c[i].as_deref().map(str::to_owned))
             .collect::<Vec<Option<String>>>()
     };
     query
