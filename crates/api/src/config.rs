@@ -177,10 +177,19 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("configuration error: {key}: {message}")]
+#[error("{CONFIGURATION_ERROR}{key}: {message}")]
 pub struct ConfigError {
     pub key: String,
     pub message: String,
+}
+
+/// How every configuration error begins, found while loading or later at start (a JWKS that
+/// cannot be read, a spool folder that cannot be written): the binary exits with 2 for them.
+const CONFIGURATION_ERROR: &str = "configuration error: ";
+
+/// Whether a start's failure is a configuration to mend rather than something out of reach.
+pub fn is_configuration_error(message: &str) -> bool {
+    message.starts_with(CONFIGURATION_ERROR)
 }
 
 /// A `PASSERELLE_` variable that is no configuration key is ignored, so a misspelt one would
@@ -241,6 +250,9 @@ impl Config {
                 raw.insert(key, (*d).to_owned());
             }
         }
+        // The keys whose value the file gave and no variable overrode: an error in one names
+        // the key as the file spells it, not a variable the operator never set.
+        let mut from_file: Vec<&'static str> = Vec::new();
         if let Some(text) = file {
             let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                 // Where, as an editor counts: line and column from 1.
@@ -281,13 +293,25 @@ impl Config {
                     }
                 };
                 raw.insert(key, text);
+                from_file.push(key);
             }
         }
         for (key, _, _) in KEYS {
             if let Some(value) = env.get(&env_name(key)) {
                 raw.insert(key, value.clone());
+                from_file.retain(|k| k != key);
             }
         }
+        Config::from_raw(&raw).map_err(|mut e| {
+            if let Some(key) = from_file.iter().find(|k| env_name(k) == e.key) {
+                e.key = format!("{key} (in the --config file)");
+            }
+            e
+        })
+    }
+
+    /// Every key's text, from the defaults, the file and the environment, checked and parsed.
+    fn from_raw(raw: &BTreeMap<&'static str, String>) -> Result<Config, ConfigError> {
         let get = |key: &str| raw.get(key).cloned();
         let required = |key: &str| get(key).ok_or_else(|| err(key, "is required"));
         let optional = |key: &str| get(key).filter(|v| !v.trim().is_empty());
@@ -643,10 +667,45 @@ mod tests {
         assert_eq!(e.key, "PASSERELLE_DATABASE_READ_TIMEOUT_MS");
         let e = Config::from_sources(Some("colour = \"blue\""), &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "colour");
-        let e = Config::from_sources(Some("webhook_max_attempts = 0"), &BTreeMap::new()).unwrap_err();
-        assert_eq!(e.key, "PASSERELLE_WEBHOOK_MAX_ATTEMPTS");
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_WEBHOOK_MAX_ATTEMPTS", "0")])).unwrap_err();
         assert!(e
             .to_string()
             .starts_with("configuration error: PASSERELLE_WEBHOOK_MAX_ATTEMPTS: "));
+    }
+
+    #[test]
+    fn configuration_errors_are_told_from_the_others() {
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_LISTEN", "nowhere")])).unwrap_err();
+        assert!(is_configuration_error(&e.to_string()));
+        assert!(!is_configuration_error("database unavailable: connection refused"));
+    }
+
+    /// A bad value the file gave is named as the file spells its key; one a variable gave (even
+    /// over the file's) by the variable.
+    #[test]
+    fn a_bad_value_is_named_where_it_was_written() {
+        let e = Config::from_sources(Some("webhook_max_attempts = 0"), &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "webhook_max_attempts (in the --config file)");
+        assert!(e
+            .to_string()
+            .starts_with("configuration error: webhook_max_attempts (in the --config file): \"0\" must be"));
+        let e = Config::from_sources(
+            Some("webhook_max_attempts = 3"),
+            &env(&[("PASSERELLE_WEBHOOK_MAX_ATTEMPTS", "0")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_WEBHOOK_MAX_ATTEMPTS");
+        let e = Config::from_sources(
+            Some("webhook_max_attempts = 0"),
+            &env(&[("PASSERELLE_WEBHOOK_MAX_ATTEMPTS", "3")]),
+        )
+        .map(|c| c.webhook_max_attempts);
+        assert_eq!(e, Ok(3), "the variable's value replaced the file's");
+        let e = Config::from_sources(
+            Some("log_format = \"xml\"\nlisten = \"127.0.0.1:9000\""),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "log_format (in the --config file)");
     }
 }

@@ -95,33 +95,55 @@ fn main() -> ExitCode {
     if let Command::Openapi = cli.command {
         return match emit(&openapi::to_pretty_json(&openapi::document())) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => Failure::from(e).exit(),
         };
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return Failure::from(e.to_string()).exit(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return Failure::from(format!("cannot start the async runtime: {e}")).exit(),
     };
     let result = runtime.block_on(run(cli.command, config));
     // Requests left behind by a bounded shutdown drain end here, without holding the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
+        Err(failure) => failure.exit(),
+    }
+}
+
+/// Why a command stopped, told once: on standard error, unless the service's log already
+/// carries it (in JSON when the log is JSON, so that a collector sees the cause of a stop).
+struct Failure {
+    message: String,
+    logged: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, logged: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_owned())
+    }
+}
+
+impl Failure {
+    /// 2 for a configuration to mend (as for a command line clap refuses), 1 for anything else:
+    /// a database out of reach, a failed migration, a broken audit chain. README lists them.
+    fn exit(self) -> ExitCode {
+        if !self.logged {
+            eprintln!("{}", self.message);
+        }
+        if passerelle_api::config::is_configuration_error(&self.message) {
+            ExitCode::from(2)
+        } else {
             ExitCode::FAILURE
         }
     }
@@ -138,7 +160,7 @@ fn emit(text: &str) -> Result<(), String> {
     }
 }
 
-async fn run(command: Command, config: Config) -> Result<(), String> {
+async fn run(command: Command, config: Config) -> Result<(), Failure> {
     match command {
         Command::Openapi => Ok(()),
         Command::Token { org, scope, ttl, sub } => {
@@ -158,10 +180,10 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 );
             }
             let now = chrono::Utc::now().timestamp();
-            emit(&format!(
+            Ok(emit(&format!(
                 "{}\n",
                 auth::mint_dev_token(&secret, &config, &org, &subject, &scope, ttl, now)?
-            ))
+            ))?)
         }
         Command::Migrate => {
             let db = app::connect_primary(&config).await?;
@@ -190,7 +212,8 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 Err(format!(
                     "the audit chain is broken at seq {}",
                     result.first_invalid_seq.unwrap_or_default()
-                ))
+                )
+                .into())
             }
         }
         Command::Import {
@@ -207,7 +230,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 format: format.as_deref().and_then(BatchFormat::parse),
                 lang: if lang == "en" { Lang::En } else { Lang::Fr },
             };
-            import::run(config, args).await
+            Ok(import::run(config, args).await?)
         }
         Command::Serve { no_migrate, demo } => serve(config, no_migrate, demo).await,
     }
@@ -223,8 +246,18 @@ fn migration_failed(e: StoreError) -> String {
     }
 }
 
-async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<(), String> {
-    let _telemetry = telemetry::init(&config.log, config.log_format)?;
+async fn serve(config: Config, no_migrate: bool, with_demo: bool) -> Result<(), Failure> {
+    let telemetry = telemetry::init(&config.log, config.log_format)?;
+    let served = serve_logged(config, no_migrate, with_demo).await;
+    if let Err(e) = &served {
+        tracing::error!(error = %e, "the service stops");
+    }
+    // The trace exporter flushes on the way out, with the stop's cause.
+    drop(telemetry);
+    served.map_err(|message| Failure { message, logged: true })
+}
+
+async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<(), String> {
     if with_demo && config.jwt_hs256_secret.is_none() {
         // The demo must work on a bare machine: a secret for this run only.
         let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
@@ -323,7 +356,6 @@ async fn serve(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<
         tracing::warn!("database connections were still in use at shutdown; they close with the process");
     }
     tracing::info!("stopped");
-    // The trace exporter flushes when `_telemetry` drops, on the way out.
     served
 }
 

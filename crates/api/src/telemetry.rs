@@ -22,9 +22,17 @@ impl Drop for Telemetry {
     }
 }
 
+/// PostgreSQL's notices, from WARNING up.
+const QUIET_NOTICES: &str = "sqlx::postgres::notice=warn";
+
 pub fn init(filter: &str, format: LogFormat) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(filter)
+    let mut filter = EnvFilter::try_new(filter)
         .map_err(|e| format!("configuration error: PASSERELLE_LOG: {filter:?} is not a tracing filter: {e}"))?;
+    // sqlx logs PostgreSQL's notices at INFO, such as the migrations table's `already exists,
+    // skipping` at every start: from WARNING up only, unless the filter names sqlx itself.
+    if !filter.to_string().contains("sqlx") {
+        filter = filter.add_directive(QUIET_NOTICES.parse().map_err(|e| format!("{QUIET_NOTICES}: {e}"))?);
+    }
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

@@ -135,7 +135,8 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     std::fs::write(dir.join("passerelle.toml"), "listen = 8080\n").unwrap();
     let out = run(passerelle(&dir).args(["--config", "passerelle.toml", "serve"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PASSERELLE_LISTEN"));
+    // Named as the file spells it: the operator set no variable.
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("configuration error: listen (in the --config file): "));
     assert!(!dir.join("passerelle.db").exists(), "nothing was created");
 }
 
@@ -221,6 +222,29 @@ async fn migrate_then_serve_from_postgres_without_migrating() {
         !dir.join("passerelle.db").exists(),
         "no SQLite file when PostgreSQL is configured"
     );
+    drop(_server);
+
+    // A start that migrates a database already migrated logs at INFO without PostgreSQL's
+    // notice that the migrations table exists, which every start used to carry.
+    let port = free_port();
+    let mut server = Server(
+        passerelle(&dir)
+            .env("PASSERELLE_DATABASE_URL", &db.url)
+            .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PASSERELLE_LOG", "info")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("\"serving\""), "INFO lines are logged: {stderr}");
+    assert!(!stderr.contains("already exists"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -251,7 +275,11 @@ async fn an_unreachable_replica_is_named_and_stops_only_serve() {
         .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
         .args(["serve", "--no-migrate"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "something out of reach, not a configuration to mend"
+    );
     assert!(stderr.contains("PASSERELLE_DATABASE_READ_URL"), "{stderr}");
     // The cause, not only that a pool timed out; so for the primary.
     assert!(stderr.contains("Connection refused"), "{stderr}");
@@ -277,9 +305,18 @@ fn an_unwritable_spool_folder_stops_the_start() {
         .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
         .arg("serve"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("PASSERELLE_BATCH_SPOOL_DIR"), "{stderr}");
-    assert!(stderr.contains(&spool.display().to_string()), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "a configuration to mend: {stderr}");
+    // Told once, as the log's last line, in the log's format (JSON by default), for a collector.
+    assert_eq!(stderr.matches("PASSERELLE_BATCH_SPOOL_DIR").count(), 1, "{stderr}");
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["message"], "the service stops", "{last}");
+    let error = last["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("configuration error: PASSERELLE_BATCH_SPOOL_DIR: "),
+        "{error}"
+    );
+    assert!(error.contains(&spool.display().to_string()), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -279,8 +279,9 @@ pub async fn read_coverage(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleEntry {
-    /// `urn:uuid:<coverage id>`: the entry's identity. The service knows no public base URL
-    /// to make an absolute one of; the resource is read at `/fhir/r4/Coverage/<id>`.
+    /// The coverage's absolute URL, `<base>/fhir/r4/Coverage/<id>`, the base being
+    /// `PASSERELLE_PUBLIC_URL` or else the request's scheme and `Host`; `urn:uuid:<id>` when
+    /// the request carried no usable `Host`.
     pub full_url: String,
     /// The coverage.
     pub resource: FhirCoverage,
@@ -300,13 +301,28 @@ pub struct SearchMode {
 pub struct BundleLink {
     /// `self` or `next`.
     pub relation: &'static str,
-    /// The page's path and query.
+    /// The page's absolute URL, on the same base as the entries' `fullUrl` (relative, from
+    /// `/fhir/r4/`, when the request carried no usable `Host`).
     pub url: String,
 }
 
 /// A page of search results.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"resourceType": "Bundle", "type": "searchset",
+    "link": [{"relation": "self", "url": "https://passerelle.example.org/fhir/r4/Coverage?beneficiary=Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f&_count=50"}],
+    "entry": [{"fullUrl": "https://passerelle.example.org/fhir/r4/Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+               "resource": {"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+                   "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
+                                 {"url": "urn:passerelle:paid-through", "valueDate": "2026-12-31"}],
+                   "status": "active", "type": {"coding": [{"system": "urn:passerelle:layer", "code": "complementary"}]},
+                   "subscriberId": "TSV-0042", "beneficiary": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"},
+                   "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": "self"}]},
+                   "period": {"start": "2026-01-01"},
+                   "payor": [{"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}],
+                   "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+                              "value": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f"}]},
+               "search": {"mode": "match"}}]}))]
 pub struct Bundle {
     /// `Bundle`.
     pub resource_type: &'static str,
