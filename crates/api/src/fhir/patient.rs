@@ -152,10 +152,9 @@ pub async fn read_patient(
     Ok(Fhir(person.into()))
 }
 
-/// A coverage as FHIR's Coverage.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+/// The documented example of a Coverage, also the entry of the search example.
+fn coverage_example() -> serde_json::Value {
+    serde_json::json!({"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
     "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
                   {"url": "urn:passerelle:paid-through", "valueDate": "2026-12-31"}],
     "status": "active", "type": {"coding": [{"system": "urn:passerelle:layer", "code": "complementary"}]},
@@ -164,7 +163,22 @@ pub async fn read_patient(
     "period": {"start": "2026-01-01"},
     "payor": [{"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}],
     "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
-               "value": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f"}]}))]
+               "value": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f"}]})
+}
+
+fn bundle_example() -> serde_json::Value {
+    serde_json::json!({"resourceType": "Bundle", "type": "searchset",
+        "link": [{"relation": "self",
+                  "url": "https://passerelle.example.org/fhir/r4/Coverage?beneficiary=Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f&_count=50"}],
+        "entry": [{"fullUrl": "https://passerelle.example.org/fhir/r4/Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
+                   "resource": coverage_example(),
+                   "search": {"mode": "match"}}]})
+}
+
+/// A coverage as FHIR's Coverage.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = coverage_example)]
 pub struct FhirCoverage {
     /// `Coverage`.
     pub resource_type: &'static str,
@@ -309,20 +323,7 @@ pub struct BundleLink {
 /// A page of search results.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"resourceType": "Bundle", "type": "searchset",
-    "link": [{"relation": "self", "url": "https://passerelle.example.org/fhir/r4/Coverage?beneficiary=Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f&_count=50"}],
-    "entry": [{"fullUrl": "https://passerelle.example.org/fhir/r4/Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
-               "resource": {"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
-                   "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
-                                 {"url": "urn:passerelle:paid-through", "valueDate": "2026-12-31"}],
-                   "status": "active", "type": {"coding": [{"system": "urn:passerelle:layer", "code": "complementary"}]},
-                   "subscriberId": "TSV-0042", "beneficiary": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"},
-                   "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": "self"}]},
-                   "period": {"start": "2026-01-01"},
-                   "payor": [{"type": "Organization", "identifier": {"system": "urn:passerelle:organization", "value": "mut-tsevie"}}],
-                   "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
-                              "value": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f"}]},
-               "search": {"mode": "match"}}]}))]
+#[schema(example = bundle_example)]
 pub struct Bundle {
     /// `Bundle`.
     pub resource_type: &'static str,
