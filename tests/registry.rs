@@ -709,6 +709,20 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
         )
         .await;
     assert_eq!(child.status.as_u16(), 200, "{}", child.text);
+    // A newborn who joins the day after the household's coverage will end.
+    let newborn = app
+        .send(
+            app.request(Method::POST, &format!("/v1/coverages/{}/dependants", coverage(0)))
+                .bearer_auth(&token)
+                .header("idempotency-key", "newborn")
+                .json(
+                    &json!({"relationship": "child", "start_date": "2026-12-01", "family_name": "Agbéko",
+                    "given_names": "Afi", "sex": "F", "birth_date": "2026-11-28"}),
+                ),
+        )
+        .await;
+    assert_eq!(newborn.status.as_u16(), 201, "{}", newborn.text);
+    let newborn_coverage = newborn.json["coverage"]["id"].as_str().unwrap().to_owned();
     let ended = app
         .send(
             app.request(Method::PATCH, &format!("/v1/coverages/{}", coverage(0)))
@@ -724,6 +738,29 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
         assert_eq!(dependant.json["end_date"], end);
         assert_eq!(dependant.header("etag"), Some(tag));
     }
+    // Terminated before it started, the newborn's coverage keeps no end date before its start
+    // (FHIR's period could not end before it begins) and never pays.
+    let joined_late = app.get(&format!("/v1/coverages/{newborn_coverage}"), &token).await;
+    assert_eq!(joined_late.json["status"], "terminated", "{}", joined_late.text);
+    assert!(joined_late.json["end_date"].is_null(), "{}", joined_late.text);
+    let fhir = app.get(&format!("/fhir/r4/Coverage/{newborn_coverage}"), &token).await;
+    assert_eq!(fhir.json["period"], json!({"start": "2026-12-01"}), "{}", fhir.text);
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &app.token("cms-a", "eligibility:check"),
+            &json!({"beneficiary": {"id": newborn.json["beneficiary"]["id"]}, "service_date": "2026-12-01",
+                "care_level": "health_center", "category": "consultation"}),
+        )
+        .await;
+    assert_eq!(check.json["eligible"], false, "{}", check.text);
+    let codes: Vec<&str> = check.json["coverages"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"TERMINATED"), "{}", check.text);
     // A service before the termination, claimed late, is paid; one after it is not.
     let spouse = first.json["members"][1]["beneficiary"]["id"]
         .as_str()

@@ -43,7 +43,18 @@ impl<'a> Fields<'a> {
         self.object.get(name).filter(|v| !v.is_null())
     }
 
+    /// A text, without its surrounding white space: API.md §4 has the server trim every text
+    /// and date it reads, so that `" 2026-01-01 "` or `"hospital "` copied from a spreadsheet
+    /// means what it shows. A secret is read as sent ([`Fields::opt_str_exact`]).
     pub fn opt_str(&mut self, name: &'static str) -> Option<String> {
+        self.opt_str_exact(name).map(|s| match s.trim() {
+            trimmed if trimmed.len() == s.len() => s,
+            trimmed => trimmed.to_owned(),
+        })
+    }
+
+    /// A text as sent, white space included: a webhook's signing secret is its bytes.
+    pub fn opt_str_exact(&mut self, name: &'static str) -> Option<String> {
         match self.get(name) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -113,7 +124,7 @@ impl<'a> Fields<'a> {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
-                Value::String(s) => out.push(Some(s.clone())),
+                Value::String(s) => out.push(Some(s.trim().to_owned())),
                 _ => {
                     self.errors.push(type_error(
                         &format!("{base}/{i}"),

@@ -812,11 +812,7 @@ async fn member_numbers_differing_only_in_case_stop_their_migration_by_name() {
         let migrate = || run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
         let out = migrate();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let unchecked = match backend {
-            // Planted rows whose people and products do not exist.
-            Backend::Sqlite => "PRAGMA foreign_keys = OFF;",
-            Backend::Postgres => "SET session_replication_role = replica;",
-        };
+        let unchecked = without_foreign_keys(backend);
         let row = |id: &str, number: &str| {
             format!(
                 "('{id}', 'b-{id}', 'p', 'o', 'complementary', '{number}', true, 'principal', '2026-01-01', \
@@ -870,6 +866,53 @@ async fn member_numbers_differing_only_in_case_stop_their_migration_by_name() {
             .expect_err("the new index refuses another case of a number")
             .to_string();
         assert!(clash.contains("coverages_member_number_folded"), "{backend:?}: {clash}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The statement that lets a session plant rows whose people and products do not exist.
+fn without_foreign_keys(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "PRAGMA foreign_keys = OFF;",
+        Backend::Postgres => "SET session_replication_role = replica;",
+    }
+}
+
+/// Migration 24 mends the dependants terminated with their principal before their own start,
+/// who had taken an end date before that start, and touches no other row.
+#[tokio::test]
+async fn dependants_terminated_before_their_start_lose_their_end_date() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::new(backend).await;
+        let dir = temp_dir("dependant-end");
+        let migrate = || run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let unchecked = without_foreign_keys(backend);
+        let row = |id: &str, start: &str, end: &str| {
+            format!(
+                "('{id}', 'b-{id}', 'p', 'o', 'complementary', 'N-1', false, 'child', '{start}', '{end}', \
+                 'terminated', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+            )
+        };
+        db.execute(&format!(
+            "{unchecked}
+             DELETE FROM _sqlx_migrations WHERE version = 20261202000024;
+             INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number,
+               relationship, start_date, end_date, status, version, created_at, updated_at)
+             VALUES {}, {}, {}",
+            row("late", "2026-12-01", "2026-11-30"),
+            row("same-day", "2026-11-30", "2026-11-30"),
+            row("ended", "2026-01-01", "2026-11-30")
+        ))
+        .await;
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mended = "SELECT count(*) FROM coverages WHERE id = 'late' AND end_date IS NULL AND version = 2";
+        assert_eq!(db.scalar(mended).await, 1, "{backend:?}");
+        let kept = "SELECT count(*) FROM coverages \
+                    WHERE id IN ('same-day', 'ended') AND end_date = '2026-11-30' AND version = 1";
+        assert_eq!(db.scalar(kept).await, 2, "{backend:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

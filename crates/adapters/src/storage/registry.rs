@@ -184,9 +184,13 @@ async fn terminate_dependants(
 ) -> Result<(), StoreError> {
     // Decided by the statement on each row as it stands when written: a change to a dependant
     // committed meanwhile is built upon (its version, an earlier end date), never overwritten.
+    // A dependant whose own start comes after the principal's end is terminated before it
+    // starts, and keeps no end date, as a principal would (its own end date, when set, is on or
+    // after its start).
     let rows: Vec<CoverageRow> = sqlx::query_as(&format!(
         "UPDATE coverages SET status = 'terminated', version = version + 1, updated_at = $3, \
-         end_date = CASE WHEN end_date IS NOT NULL AND ($2 IS NULL OR end_date < $2) THEN end_date ELSE $2 END \
+         end_date = CASE WHEN end_date IS NOT NULL AND ($2 IS NULL OR end_date < $2) THEN end_date \
+         WHEN $2 < start_date THEN NULL ELSE $2 END \
          WHERE principal_coverage = $1 AND status <> 'terminated' RETURNING {COVERAGE_COLUMNS}"
     ))
     .bind(&principal.id)

@@ -288,7 +288,7 @@ pub async fn create_webhook(
     let mut f = Fields::new(&body);
     let url = f.str("url");
     let events = f.opt_str_list("events");
-    let secret = f.opt_str("secret");
+    let secret = f.opt_str_exact("secret");
     let missing_events = body.get("events").is_none_or(Value::is_null);
     let mut errors = f.finish();
     if missing_events {
