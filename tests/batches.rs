@@ -276,9 +276,8 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
     let mut body = csv(&GOOD);
-    // A Latin-1 line (S\xE9gou), a row with a field too many, a member number held by another
-    // person of the same file, and a last line cut short.
-    body.extend_from_slice(b"H4,principal,TSV-1004,Traor\xE9,Awa,F,1975,,,,,,2026-01-01,\n");
+    // A row with a field too many, a member number held by another person of the same file,
+    // and a last line cut short. (A line not in UTF-8 fails the whole file: below.)
     body.extend_from_slice(b"H5,principal,TSV-1005,Diallo,Mariama,F,1990,,,,,,2026-01-01,,extra\n");
     body.extend_from_slice("H6,principal,TSV-1001,Sow,Ousmane,M,1970,,,,,,2026-01-01,\n".as_bytes());
     // H1's principal again (the same national id) under another number: already covered.
@@ -292,17 +291,86 @@ async fn a_bad_line_fails_its_household_only(backend: Backend) {
     assert_eq!(
         codes(&job),
         [
-            (6, "family_name".to_owned(), "invalid_encoding".to_owned()),
-            (7, String::new(), "wrong_field_count".to_owned()),
-            (8, "member_number".to_owned(), "member_number_taken".to_owned()),
-            (9, String::new(), "already_covered".to_owned()),
-            (11, String::new(), "truncated".to_owned()),
+            (6, String::new(), "wrong_field_count".to_owned()),
+            (7, "member_number".to_owned(), "member_number_taken".to_owned()),
+            (8, String::new(), "already_covered".to_owned()),
+            (10, String::new(), "truncated".to_owned()),
         ]
     );
-    assert_eq!(job["rows_total"], 10);
-    // H1 (3 rows) and H2 register; H4, H5, H6, H8 (1 row each) and H7 (2 rows) fail whole.
-    assert_eq!(counts(&job), [10, 2, 0, 6, 5]);
+    assert_eq!(job["rows_total"], 9);
+    // H1 (3 rows) and H2 register; H5, H6, H8 (1 row each) and H7 (2 rows) fail whole.
+    assert_eq!(counts(&job), [9, 2, 0, 5, 4]);
     assert_eq!(app.count("coverages").await, 4);
+}
+
+/// A spreadsheet's "CSV" in Windows-1252: `É` then a no-break space (`C9 A0`) happens to be
+/// valid UTF-8 (`ɠ`), `é` alone (`E9`) is not. The file is not UTF-8, so nothing of it is
+/// registered, not even the line that reads as UTF-8 with a garbled name; saved as UTF-8, it
+/// registers whole.
+async fn a_file_not_in_utf8_registers_nothing(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let mut latin = csv(&[]);
+    latin.extend_from_slice(b"H1,principal,TSV-3001,KONAT\xC9\xA0,Siaka,M,1968,,,,,,2026-01-01,\r\n");
+    latin.extend_from_slice(b"H2,principal,TSV-3002,Traor\xE9,Awa,F,1975,,,S\xE9gou,San,S\xE9gou,2026-01-01,\r\n");
+    let job = run(app, "mut-a", "k1", &query, CSV, latin).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["failure"]["code"], "invalid_encoding", "{job}");
+    let message = job["failure"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(" 3 ") && message.contains("UTF-8"),
+        "the line, in either language: {message}"
+    );
+    assert_eq!(app.count("coverages").await, 0, "nothing of a file not in UTF-8");
+    assert_eq!(app.count("beneficiaries").await, 0);
+
+    let utf8 = csv(&[
+        "H1,principal,TSV-3001,KONATÉ,Siaka,M,1968,,,,,,2026-01-01,",
+        "H2,principal,TSV-3002,Traoré,Awa,F,1975,,,Ségou,San,Ségou,2026-01-01,",
+    ]);
+    let job = run(app, "mut-a", "k2", &query, CSV, utf8).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(counts(&job), [2, 2, 0, 0, 0]);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM beneficiaries WHERE family_name IN ('KONATÉ', 'Traoré')")
+            .await,
+        2
+    );
+}
+
+/// What a spreadsheet mangles in a UTF-8 file fails its household, never to be stored as a
+/// name for good: accents garbled by a round trip through Windows-1252, a formula's error.
+async fn mangled_cells_fail_their_household(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let body = csv(&[
+        "H1,principal,TSV-4001,KpÃ©lafia,AÃ¯ssata,F,1975,,,,,,2026-01-01,",
+        "H2,principal,TSV-4002,Attiogbé,#N/A,M,1972,,,Maritime,#NAME?,Tsévié,2026-01-01,",
+        "H3,principal,TSV-4003,Kpélafia,Aïssata,F,1975,,,,,,2026-01-01,",
+    ]);
+    let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, body).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let code = |field: &str, code: &str| (field.to_owned(), code.to_owned());
+    let found: Vec<(String, String)> = codes(&job).into_iter().map(|(_, f, c)| (f, c)).collect();
+    assert_eq!(
+        found,
+        [
+            code("family_name", "garbled_characters"),
+            code("given_names", "garbled_characters"),
+            code("given_names", "spreadsheet_error"),
+            code("district", "spreadsheet_error"),
+        ],
+        "{job}"
+    );
+    assert_eq!(counts(&job)[1], 1, "H3 alone: {job}");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM beneficiaries WHERE family_name LIKE '%Ã%' OR given_names LIKE '#%'")
+            .await,
+        0
+    );
 }
 
 /// A household whose rows are split by another's is registered whole or not at all: none of its
@@ -1389,6 +1457,8 @@ on_both_databases!(
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
     a_bad_line_fails_its_household_only,
+    a_file_not_in_utf8_registers_nothing,
+    mangled_cells_fail_their_household,
     a_split_household_is_registered_whole_or_not_at_all,
     a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
     storage_conflicts_point_at_the_member_at_fault,

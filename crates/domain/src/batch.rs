@@ -328,6 +328,46 @@ impl HouseholdFailure {
     }
 }
 
+/// A CSV file with a line that is not UTF-8 is not a UTF-8 file, whatever its other lines
+/// hold: a spreadsheet's Windows-1252 export writes `É` and a no-break space as `C9 A0`, which
+/// is valid UTF-8 (`ɠ`), so reading such a file line by line registered a garbled name beside
+/// the lines refused. The first read over the file finds it, and the job fails before anything
+/// is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8 {
+    /// The first such line, as a spreadsheet numbers it (the header is 1).
+    pub line: u64,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is not valid UTF-8", self.line)
+    }
+}
+
+impl std::error::Error for NotUtf8 {}
+
+impl NotUtf8 {
+    /// The job's failure, `invalid_encoding`.
+    pub fn failure(&self) -> crate::ports::BatchFailure {
+        crate::ports::BatchFailure::new(
+            "invalid_encoding",
+            format!(
+                "the file is not UTF-8 (line {} is not): it was saved in another character set, such as a \
+                 spreadsheet's \"CSV\" in Windows-1252; nothing was registered. Save it as \"CSV UTF-8\" \
+                 (LibreOffice: character set \"Unicode (UTF-8)\") and post it again",
+                self.line
+            ),
+            format!(
+                "le fichier n'est pas en UTF-8 (la ligne {} ne l'est pas) : il a été enregistré dans un autre jeu de \
+                 caractères, comme le « CSV » d'un tableur en Windows-1252 ; rien n'a été inscrit. Enregistrez-le au \
+                 format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) ») et envoyez-le à nouveau",
+                self.line
+            ),
+        )
+    }
+}
+
 fn invalid_encoding_en() -> &'static str {
     "this line is not valid UTF-8: save the file as \"CSV UTF-8\""
 }

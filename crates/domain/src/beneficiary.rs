@@ -563,11 +563,64 @@ pub(crate) fn check_text(
         errors.push(FieldError::control_characters(pointer));
         return None;
     }
+    if is_spreadsheet_error(text) {
+        errors.push(FieldError::new(
+            pointer,
+            "spreadsheet_error",
+            "holds a spreadsheet's formula error (such as #N/A or #NAME?), not a name: correct the cell",
+            "contient une erreur de formule du tableur (comme #N/A ou #NOM?), pas un nom : corrigez la cellule",
+        ));
+        return None;
+    }
+    if looks_double_encoded(text) {
+        errors.push(FieldError::new(
+            pointer,
+            "garbled_characters",
+            "its accents look garbled (such as Ã© for é): the text was read in the wrong character set \
+             (a UTF-8 file opened as Windows-1252, then saved); correct it before sending",
+            "ses accents semblent altérés (comme Ã© pour é) : le texte a été lu dans le mauvais jeu de caractères \
+             (un fichier UTF-8 ouvert en Windows-1252, puis enregistré) ; corrigez-le avant l'envoi",
+        ));
+        return None;
+    }
     if text.len() == raw.len() {
         Some(raw)
     } else {
         Some(text.to_owned())
     }
+}
+
+/// What a spreadsheet shows in a cell whose formula failed, in English and French (Excel), and
+/// LibreOffice's `Err:NNN`: copied into an export, it would be stored as a person's name or
+/// place for good.
+fn is_spreadsheet_error(text: &str) -> bool {
+    const ERRORS: [&str; 14] = [
+        "#N/A", "#N/D", "#NAME?", "#NOM?", "#VALUE!", "#VALEUR!", "#REF!", "#DIV/0!", "#NUM!", "#NOMBRE!", "#NULL!",
+        "#NUL!", "#SPILL!", "#CALC!",
+    ];
+    ERRORS.iter().any(|e| text.eq_ignore_ascii_case(e))
+        || text
+            .strip_prefix("Err:")
+            .is_some_and(|code| code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// UTF-8 text decoded as Windows-1252 and encoded again (mojibake): each accented letter
+/// becomes `Ã` or `Â` and a character of U+0080–U+00BF or one of Windows-1252's
+/// punctuation marks (`é` → `Ã©`, `É` → `Ã‰`, `à` → `Ã` and a no-break space). No name of
+/// the region's languages, French, Ewe, Bambara or Wolof, writes such a pair.
+fn looks_double_encoded(text: &str) -> bool {
+    const WINDOWS_1252: &str = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ";
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, 'Ã' | 'Â')
+            && chars
+                .peek()
+                .is_some_and(|next| ('\u{80}'..='\u{BF}').contains(next) || WINDOWS_1252.contains(*next))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// E.164 once spaces, dots and dashes are removed: `+`, then 8 to 15 digits, the first not 0.
@@ -1058,6 +1111,46 @@ mod tests {
             serde_json::json!({"country": "SN", "type": "CNI", "value": "123456789012"})
         );
         assert_eq!(id.to_string(), "SN:CNI:123456789012");
+    }
+
+    /// Text a spreadsheet mangled is refused rather than stored as a person's name for good;
+    /// the region's real names pass.
+    #[test]
+    fn mangled_spreadsheet_text_is_refused() {
+        let check = |text: &str| {
+            let mut errors = Vec::new();
+            check_text(Some(text.to_owned()), "/x".into(), MAX_NAME_CHARS, &mut errors);
+            errors.first().map(|e| e.code.clone())
+        };
+        for garbled in [
+            "KpÃ©lafia",
+            "AÃ¯ssata",
+            "Ã‰loÃ¯se",
+            "TsÃ©viÃ©",
+            "Ã\u{a0}Lomé",
+            "NdÃ¨ye",
+            "FranÃ§oise",
+        ] {
+            assert_eq!(check(garbled).as_deref(), Some("garbled_characters"), "{garbled}");
+        }
+        for error in ["#N/A", "#n/a", "#NAME?", "#NOM?", "#VALEUR!", "#DIV/0!", "Err:502"] {
+            assert_eq!(check(error).as_deref(), Some("spreadsheet_error"), "{error}");
+        }
+        for name in [
+            "Kpélafia",
+            "Aïssata",
+            "Éloïse",
+            "Ndèye",
+            "Françoise",
+            "JOÃO",
+            "Ãngela",
+            "N'Diaye",
+            "#1 Rue",
+            "Err:5",
+            "Sène",
+        ] {
+            assert_eq!(check(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
-    split_member_conflict, CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds,
+    split_member_conflict, CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, NotUtf8,
     RowDuplicate, RowError,
 };
 use passerelle_domain::beneficiary::parse_date;
@@ -70,7 +70,10 @@ pub enum Ended {
 
 enum Parsed {
     Household(Box<HouseholdItem>),
-    End { rows_read: u64, error: Option<String> },
+    End {
+        rows_read: u64,
+        failure: Option<BatchFailure>,
+    },
 }
 
 /// The two parsers, for the reading thread.
@@ -107,7 +110,12 @@ fn feed(mut households: impl Households, tx: &mpsc::Sender<Parsed>) {
     }
     let end = Parsed::End {
         rows_read: households.rows(),
-        error: households.error().map(|e| e.to_string()),
+        failure: households.error().map(
+            |e| match e.get_ref().and_then(|inner| inner.downcast_ref::<NotUtf8>()) {
+                Some(not_utf8) => not_utf8.failure(),
+                None => unreadable(&e.to_string()),
+            },
+        ),
     };
     let _ = tx.blocking_send(end);
 }
@@ -120,7 +128,7 @@ fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mps
         Err(e) => {
             let _ = tx.blocking_send(Parsed::End {
                 rows_read: 0,
-                error: Some(format!("the uploaded file cannot be opened: {}", e.kind())),
+                failure: Some(unreadable(&format!("the uploaded file cannot be opened: {}", e.kind()))),
             });
             return;
         }
@@ -132,7 +140,7 @@ fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mps
                 let codes: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.code)).collect();
                 let _ = tx.blocking_send(Parsed::End {
                     rows_read: 0,
-                    error: Some(format!("the header cannot be read: {}", codes.join(", "))),
+                    failure: Some(unreadable(&format!("the header cannot be read: {}", codes.join(", ")))),
                 });
             }
         },
@@ -229,17 +237,17 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
                     None
                 }
             }
-            Some(Parsed::End { rows_read, error }) => {
-                let end = match error {
+            Some(Parsed::End { rows_read, failure }) => {
+                let end = match failure {
                     None => BatchEnd {
                         status: BatchStatus::Completed,
                         rows_total: Some(i64::try_from(rows_read).unwrap_or(i64::MAX)),
                         failure: None,
                     },
-                    Some(reason) => BatchEnd {
+                    Some(failure) => BatchEnd {
                         status: BatchStatus::Failed,
                         rows_total: None,
-                        failure: Some(unreadable(&reason)),
+                        failure: Some(failure),
                     },
                 };
                 Some(run.flush(observer, Some(end)).await.unwrap_or(Ended::Lost))

@@ -58,7 +58,8 @@ pub struct RowErrorView {
     pub household: String,
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
-    /// `invalid_encoding`, `truncated`, `unclosed_quote`, `wrong_field_count`,
+    /// `invalid_encoding` (JSON lines), `truncated`, `unclosed_quote`, `wrong_field_count`,
+    /// `garbled_characters`, `spreadsheet_error`,
     /// `member_number_taken`, `not_in_household`, `household_terminated`,
     /// `registered_for_other_product`, `required`,
     /// `invalid_national_id`, `household_not_contiguous`, … (docs/bulk-registration.md lists them)
@@ -93,7 +94,8 @@ pub struct PossibleDuplicateView {
 #[schema(example = json!({"code": "interrupted",
     "message": "processing stopped before the end of the file (the server restarted?); what was registered is kept: post the same file again with a new Idempotency-Key, households already registered are skipped"}))]
 pub struct BatchFailureView {
-    /// `interrupted`, `unreadable_file` or `storage_unavailable`.
+    /// `interrupted`, `unreadable_file`, `invalid_encoding` (a CSV file with a line that is not
+    /// UTF-8: nothing of it is registered), `storage_unavailable` or `organization_deactivated`.
     pub code: String,
     /// What happened and what to do, in the language of `Accept-Language`.
     pub message: String,

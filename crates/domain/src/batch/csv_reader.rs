@@ -415,6 +415,12 @@ impl<R: Read + Seek> CsvHouseholds<R> {
         let mut again = HashMap::new();
         let mut current: Option<Vec<u8>> = None;
         while let Some(record) = self.next_record()? {
+            if std::str::from_utf8(&self.lines.buf).is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    super::NotUtf8 { line: record.line },
+                ));
+            }
             let key = self.header.key(&record, current.as_deref());
             if current.as_deref() == Some(key.as_slice()) {
                 continue;
