@@ -349,6 +349,8 @@ async fn mangled_cells_fail_their_household(backend: Backend) {
         "H1,principal,TSV-4001,KpÃ©lafia,AÃ¯ssata,F,1975,,,,,,2026-01-01,",
         "H2,principal,TSV-4002,Attiogbé,#N/A,M,1972,,,Maritime,#NAME?,Tsévié,2026-01-01,",
         "H3,principal,TSV-4003,Kpélafia,Aïssata,F,1975,,,,,,2026-01-01,",
+        // A number cell lost the phone's +; a French-locale date.
+        "H4,principal,TSV-4004,Mensah,Kodjo,M,02/03/1965,,22890000101,,,,2026-01-01,",
     ]);
     let job = run(app, "mut-a", "k1", &format!("?product={}", r.product), CSV, body).await;
     assert_eq!(job["status"], "completed", "{job}");
@@ -361,9 +363,28 @@ async fn mangled_cells_fail_their_household(backend: Backend) {
             code("given_names", "garbled_characters"),
             code("given_names", "spreadsheet_error"),
             code("district", "spreadsheet_error"),
+            code("birth_date", "invalid_date"),
+            code("phone", "invalid_phone"),
         ],
         "{job}"
     );
+    // What the spreadsheet did is said, in either language, without the value.
+    let message = |code: &str| {
+        job["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["code"] == code)
+            .and_then(|e| e["message"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let date = message("invalid_date");
+    assert!(date.contains("DD/MM/YYYY") || date.contains("JJ/MM/AAAA"), "{date}");
+    assert!(!date.contains("1965"), "{date}");
+    let phone = message("invalid_phone");
+    assert!(phone.contains("+228…"), "{phone}");
+    assert!(!phone.contains("22890000101"), "{phone}");
     assert_eq!(counts(&job)[1], 1, "H3 alone: {job}");
     assert_eq!(
         app.db

@@ -518,13 +518,42 @@ impl ValidBeneficiary {
 
 pub use crate::dates::parse as parse_date;
 
-pub(crate) fn invalid_date(pointer: &str) -> FieldError {
-    FieldError::new(
-        pointer,
-        "invalid_date",
-        "must be a calendar date YYYY-MM-DD",
-        "doit être une date du calendrier AAAA-MM-JJ",
-    )
+/// `invalid_date` for `raw`, saying what a spreadsheet made of it when that can be told.
+pub(crate) fn invalid_date_of(pointer: &str, raw: &str, en: &str, fr: &str) -> FieldError {
+    match crate::dates::spreadsheet_hint(raw) {
+        Some((why_en, why_fr)) => FieldError::new(
+            pointer,
+            "invalid_date",
+            format!("{en}: {why_en}"),
+            format!("{fr} : {why_fr}"),
+        ),
+        None => FieldError::new(pointer, "invalid_date", en, fr),
+    }
+}
+
+/// Why a phone number a spreadsheet went through is no E.164 number, when that can be told:
+/// the `+` a number cell drops, or a long number written in scientific notation.
+fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
+        .collect();
+    if compact.contains(['E', 'e'])
+        && compact.contains('+')
+        && compact.chars().next().is_some_and(|c| c.is_ascii_digit())
+    {
+        return Some((
+            "a spreadsheet wrote it in scientific notation (such as 2,2E+11): format the column as Text and type the number again",
+            "un tableur l'a écrit en notation scientifique (comme 2,2E+11) : mettez la colonne au format Texte et saisissez à nouveau le numéro",
+        ));
+    }
+    if (8..=15).contains(&compact.len()) && compact.bytes().all(|b| b.is_ascii_digit()) {
+        return Some((
+            "the leading + is missing, which a spreadsheet drops from a number: write it as +228…, +223… or +221…, and format the column as Text",
+            "le + initial manque, qu'un tableur retire d'un nombre : écrivez-le +228…, +223… ou +221…, et mettez la colonne au format Texte",
+        ));
+    }
+    None
 }
 
 /// A required text: trimmed, then 1 to `max` characters without control characters; the rest
@@ -706,12 +735,15 @@ impl BeneficiaryDraft {
 
         let phone = self.phone.and_then(|raw| {
             parse_phone(&raw).or_else(|| {
-                errors.push(FieldError::new(
-                    p("phone"),
-                    "invalid_phone",
-                    "must be an international number in E.164 form: + then 8 to 15 digits, such as +22890123456",
-                    "doit être un numéro international au format E.164 : + puis 8 à 15 chiffres, par exemple +22890123456",
-                ));
+                let en = "must be an international number in E.164 form: + then 8 to 15 digits, such as +22890123456";
+                let fr =
+                    "doit être un numéro international au format E.164 : + puis 8 à 15 chiffres, par exemple +22890123456";
+                errors.push(match phone_hint(&raw) {
+                    Some((why_en, why_fr)) => {
+                        FieldError::new(p("phone"), "invalid_phone", format!("{en}; {why_en}"), format!("{fr} ; {why_fr}"))
+                    }
+                    None => FieldError::new(p("phone"), "invalid_phone", en, fr),
+                });
                 None
             })
         });
@@ -816,9 +848,9 @@ fn check_birth_date(
         parse_date(raw).map(|d| (d, precision.unwrap_or(BirthDatePrecision::Day)))
     };
     let Some((date, precision)) = parsed else {
-        errors.push(FieldError::new(
-            at,
-            "invalid_date",
+        errors.push(invalid_date_of(
+            &at,
+            raw,
             "must be a calendar date YYYY-MM-DD, or YYYY when only the year is known",
             "doit être une date du calendrier AAAA-MM-JJ, ou AAAA si seule l'année est connue",
         ));
@@ -1115,6 +1147,18 @@ mod tests {
 
     /// Text a spreadsheet mangled is refused rather than stored as a person's name for good;
     /// the region's real names pass.
+    #[test]
+    fn what_a_spreadsheet_made_of_a_phone_is_named() {
+        let hint = |raw: &str| phone_hint(raw).map(|(en, _)| en).unwrap_or_default();
+        assert!(hint("22890000101").contains("leading +"));
+        assert!(hint("228 90 00 01 01").contains("leading +"));
+        assert!(hint("2,2177E+11").contains("scientific"));
+        assert!(hint("2.21770E+11").contains("scientific"));
+        for other in ["+22890000101", "90 00", "abc", "1234567", "+2289000010112345"] {
+            assert_eq!(phone_hint(other), None, "{other}");
+        }
+    }
+
     #[test]
     fn mangled_spreadsheet_text_is_refused() {
         let check = |text: &str| {

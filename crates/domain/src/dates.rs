@@ -7,6 +7,34 @@ use chrono::{Months, NaiveDate};
 
 use crate::error::FieldError;
 
+/// What a spreadsheet made of a date the file's reader could not take, said in English and
+/// French, without the value (a birth date is personal data): a French-locale `DD/MM/YYYY`, a
+/// date's serial number (`46023`), or a date with a time (`1965-03-02 00:00:00`).
+pub fn spreadsheet_hint(raw: &str) -> Option<(&'static str, &'static str)> {
+    let raw = raw.trim();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = raw.split(['/', '.']).collect();
+    if parts.len() == 3 && parts.iter().all(|p| digits(p)) && parts[0].len() <= 2 && parts[1].len() <= 2 {
+        return Some((
+            "it is written day/month/year (DD/MM/YYYY): write YYYY-MM-DD, and format the spreadsheet's column as Text",
+            "elle est écrite jour/mois/année (JJ/MM/AAAA) : écrivez AAAA-MM-JJ, et mettez la colonne du tableur au format Texte",
+        ));
+    }
+    if raw.len() == 5 && digits(raw) {
+        return Some((
+            "it is a spreadsheet's date number: format the column as Text and write YYYY-MM-DD",
+            "c'est le numéro de date d'un tableur : mettez la colonne au format Texte et écrivez AAAA-MM-JJ",
+        ));
+    }
+    if raw.len() > 10 && raw.is_char_boundary(10) && parse(&raw[..10]).is_some() {
+        return Some((
+            "it carries a time of day: write the date alone, YYYY-MM-DD",
+            "elle porte une heure : écrivez la date seule, AAAA-MM-JJ",
+        ));
+    }
+    None
+}
+
 /// A strict `YYYY-MM-DD` calendar date, as API.md §3 writes dates. chrono's `%Y-%m-%d` also
 /// takes `2026-6-1`, ` 2026-06-01` and `+2026-06-01`, which no client means to send.
 pub fn parse(s: &str) -> Option<NaiveDate> {
@@ -67,6 +95,23 @@ mod tests {
         assert_eq!(late.en, "must be between 1900-01-01 and 2036-11-30");
         assert!(check(d("1899-12-31"), "/x", today).is_some());
         assert!(check(d("9999-12-31"), "/x", today).is_some());
+    }
+
+    #[test]
+    fn what_a_spreadsheet_made_of_a_date_is_named() {
+        for (raw, says) in [
+            ("02/03/1965", "DD/MM/YYYY"),
+            ("2/3/65", "DD/MM/YYYY"),
+            ("02.03.1965", "DD/MM/YYYY"),
+            ("46023", "date number"),
+            ("1965-03-02 00:00:00", "time of day"),
+        ] {
+            let hint = spreadsheet_hint(raw).map(|(en, _)| en).unwrap_or_default();
+            assert!(hint.contains(says), "{raw}: {hint}");
+        }
+        for raw in ["1965", "2026-6-1", "hier", "1965-03-02", "123456", "1965-03-0é"] {
+            assert_eq!(spreadsheet_hint(raw), None, "{raw}");
+        }
     }
 
     #[test]

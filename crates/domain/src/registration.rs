@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::beneficiary::{
-    invalid_date, parse_date, BeneficiaryDraft, LikelyMatch, LocalityDraft, NationalId, NationalIdDraft,
+    invalid_date_of, parse_date, BeneficiaryDraft, LikelyMatch, LocalityDraft, NationalId, NationalIdDraft,
     NationalIdRules, ValidBeneficiary,
 };
 use crate::coverage::Relationship;
@@ -251,7 +251,12 @@ impl AddedDependantDraft {
 fn optional_date(raw: Option<&str>, pointer: String, errors: &mut Vec<FieldError>) -> Option<NaiveDate> {
     let raw = raw?;
     parse_date(raw.trim()).or_else(|| {
-        errors.push(invalid_date(&pointer));
+        errors.push(invalid_date_of(
+            &pointer,
+            raw,
+            "must be a calendar date YYYY-MM-DD",
+            "doit être une date du calendrier AAAA-MM-JJ",
+        ));
         None
     })
 }
