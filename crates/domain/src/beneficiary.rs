@@ -534,10 +534,7 @@ pub(crate) fn invalid_date_of(pointer: &str, raw: &str, en: &str, fr: &str) -> F
 /// Why a phone number a spreadsheet went through is no E.164 number, when that can be told:
 /// the `+` a number cell drops, or a long number written in scientific notation.
 fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
-        .collect();
+    let compact = compact_phone(raw);
     if compact.contains(['E', 'e'])
         && compact.contains('+')
         && compact.chars().next().is_some_and(|c| c.is_ascii_digit())
@@ -652,15 +649,19 @@ fn looks_double_encoded(text: &str) -> bool {
     false
 }
 
+/// A phone number without the spaces, dots and dashes people write between its digits.
+fn compact_phone(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
+        .collect()
+}
+
 /// E.164 once spaces, dots and dashes are removed: `+`, then 8 to 15 digits, the first not 0.
 pub fn parse_phone(raw: &str) -> Option<String> {
     if raw.len() > 64 {
         return None;
     }
-    let compact: String = raw
-        .chars()
-        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
-        .collect();
+    let compact = compact_phone(raw);
     let digits = compact.strip_prefix('+')?;
     let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     ok.then_some(compact)

@@ -216,10 +216,10 @@ pub(crate) fn read_person(
         };
     }
     match (organization, member_number) {
-        // Registration stores member numbers trimmed (`MemberNumber::parse`).
+        // Trimmed already (`Fields::opt_str`), as registration stores member numbers.
         (Some(organization), Some(member_number)) => Some(PersonKey::Member {
             organization,
-            member_number: member_number.trim().to_owned(),
+            member_number,
         }),
         (None, Some(_)) => {
             errors.push(FieldError::required("/beneficiary/organization"));
