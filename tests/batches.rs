@@ -241,7 +241,7 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
         refused.json["detail"],
         "Envoyez le corps en text/csv ou application/x-ndjson."
     );
-    upload(
+    let latin = upload(
         app,
         "mut-a",
         Some("k3"),
@@ -249,8 +249,10 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
         "text/csv; charset=iso-8859-1",
         good.clone(),
     )
-    .await
-    .problem(415, "unsupported_media_type");
+    .await;
+    latin.problem(415, "unsupported_media_type");
+    let detail = latin.json["detail"].as_str().unwrap();
+    assert!(detail.contains("UTF-8") && detail.contains("CSV UTF-8"), "{detail}");
     upload(app, "mut-a", None, &query, CSV, good.clone())
         .await
         .problem(428, "precondition_required");
@@ -391,6 +393,65 @@ async fn mangled_cells_fail_their_household(backend: Backend) {
             .scalar("SELECT count(*) FROM beneficiaries WHERE family_name LIKE '%Ã%' OR given_names LIKE '#%'")
             .await,
         0
+    );
+}
+
+/// A file as a French-locale spreadsheet exports it: semicolons, a byte order mark, CRLF, empty
+/// columns the sheet once used beyond the table, codes capitalised by AutoCorrect, a place typed
+/// over two lines (Alt+Enter) and a national id column typed as numbers. Every row keeps the
+/// number the clerk sees in the spreadsheet.
+async fn a_french_spreadsheet_export_reads_as_the_clerk_sees_it(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut body = format!("\u{FEFF}{};;\r\n", HEADER.replace(',', ";"));
+    for row in [
+        "H1;Principal;TSV-5001;Agbéko;Kossi;m;1984;;;Maritime;Zio;Zio 1;2026-01-01;;;",
+        "H1;Child;;Agbéko;Yao;M;2015;;;;;;;;;",
+        "H2;principal;TSV-5002;Mensah;Adjoa;F;1979;;;Plateaux;Ogou;\"Atakpamé\nnord\";2026-01-01;;;",
+        "H3;principal;TSV-5003;Dossou;Afi;F;1982;123456789012;;;;;2026-01-01;;;",
+        "H4;principal;TSV-5004;Sow;Ali;M;1980;;;;;;2026-01-01;;;vu",
+        "H5;principal;TSV-5005;Ba;Awa;F;1990;;;;;;2026-01-01;;;",
+    ] {
+        body.push_str(row);
+        body.push_str("\r\n");
+    }
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        CSV,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [
+            (4, "commune".to_owned(), "line_break_in_cell".to_owned()),
+            (5, "national_id".to_owned(), "invalid_national_id".to_owned()),
+            (6, String::new(), "unnamed_column".to_owned()),
+        ],
+        "{job}"
+    );
+    assert_eq!(job["rows_total"], 6);
+    // H1 (2 rows) and H5 registered; H2, H3 and H4 failed.
+    assert_eq!(counts(&job), [6, 2, 0, 3, 3]);
+    let message = |i: usize| job["errors"][i]["message"].as_str().unwrap().to_owned();
+    assert!(message(1).contains("PAYS:TYPE:VALEUR"), "{}", message(1));
+    assert!(message(2).contains("colonne P"), "{}", message(2));
+    assert!(!message(2).contains("vu"), "{}", message(2));
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM coverages WHERE relationship = 'child' AND member_number = 'TSV-5001'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM beneficiaries WHERE family_name = 'Agbéko' AND sex = 'M'")
+            .await,
+        2
     );
 }
 
@@ -1480,6 +1541,7 @@ on_both_databases!(
     a_bad_line_fails_its_household_only,
     a_file_not_in_utf8_registers_nothing,
     mangled_cells_fail_their_household,
+    a_french_spreadsheet_export_reads_as_the_clerk_sees_it,
     a_split_household_is_registered_whole_or_not_at_all,
     a_quote_left_open_or_a_cut_last_row_fails_only_its_household,
     storage_conflicts_point_at_the_member_at_fault,

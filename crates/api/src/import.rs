@@ -75,13 +75,16 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
             }
         },
     };
-    if format == BatchFormat::Csv {
-        check_header(&file)?;
-    }
+    // The report is written with the file's separator: a spreadsheet in a French locale that
+    // saved the file with semicolons shows a comma-separated report as a single column.
+    let separator = match format {
+        BatchFormat::Csv => check_header(&file)?,
+        BatchFormat::Ndjson => ',',
+    };
     // Everything that can fail is done before the job is created `running`: a job created and
     // then abandoned would stay `running` until a sweeper failed it.
     let errors_path = errors_path_of(&file);
-    let mut observer = Progress::new(&file, format, &errors_path, args.lang)?;
+    let mut observer = Progress::new(&file, format, &errors_path, args.lang, separator)?;
     let ctx = WriteContext {
         organization: caller.org.to_string(),
         subject: caller.subject.clone(),
@@ -144,9 +147,10 @@ pub fn errors_path_of(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-fn check_header(file: &Path) -> Result<(), String> {
+/// The file's separator, once its header is known good.
+fn check_header(file: &Path) -> Result<char, String> {
     let reader = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    check_csv_header(reader).map_err(|errors| {
+    check_csv_header(reader).map(char::from).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| format!("  {} {}: {}", e.field, e.code, e.en))
@@ -186,10 +190,18 @@ struct Progress {
     errors: BufWriter<File>,
     failed: Option<std::io::Error>,
     lang: Lang,
+    /// `,` or `;`, as the imported file.
+    separator: char,
 }
 
 impl Progress {
-    fn new(file: &Path, format: BatchFormat, errors_path: &Path, lang: Lang) -> Result<Progress, String> {
+    fn new(
+        file: &Path,
+        format: BatchFormat,
+        errors_path: &Path,
+        lang: Lang,
+        separator: char,
+    ) -> Result<Progress, String> {
         let bar = ProgressBar::with_draw_target(Some(count_rows(file, format)), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
@@ -199,13 +211,14 @@ impl Progress {
         let mut errors = BufWriter::new(out);
         // A byte order mark: without it, spreadsheet software reads the file as Latin-1 and
         // garbles the French messages' accents.
-        writeln!(errors, "\u{FEFF}row,household,field,code,message")
-            .map_err(|e| format!("{}: {e}", errors_path.display()))?;
+        let header = ["row", "household", "field", "code", "message"].join(&separator.to_string());
+        writeln!(errors, "\u{FEFF}{header}").map_err(|e| format!("{}: {e}", errors_path.display()))?;
         Ok(Progress {
             bar,
             errors,
             failed: None,
             lang,
+            separator,
         })
     }
 
@@ -261,14 +274,14 @@ impl Observer for Progress {
     fn errors(&mut self, errors: &[RowError]) {
         for e in errors {
             let message = self.lang.pick(&e.message_en, &e.message_fr);
-            let line = format!(
-                "{},{},{},{},{}",
-                e.row,
+            let line = [
+                e.row.to_string(),
                 csv_field(&e.household),
                 csv_field(&e.field),
                 csv_field(&e.code),
-                csv_field(message)
-            );
+                csv_field(message),
+            ]
+            .join(&self.separator.to_string());
             if let Err(err) = writeln!(self.errors, "{line}") {
                 self.failed.get_or_insert(err);
             }
@@ -291,13 +304,14 @@ impl Observer for Progress {
                     d.beneficiary, matches
                 ),
             };
-            let line = format!(
-                "{},{},{},possible_duplicate,{}",
-                d.row,
+            let line = [
+                d.row.to_string(),
                 csv_field(&d.household),
                 csv_field(&d.field),
-                csv_field(&message)
-            );
+                "possible_duplicate".to_owned(),
+                csv_field(&message),
+            ]
+            .join(&self.separator.to_string());
             if let Err(err) = writeln!(self.errors, "{line}") {
                 self.failed.get_or_insert(err);
             }

@@ -155,6 +155,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType { expected: &'static str },
+    /// A bulk upload whose `Content-Type` names a charset other than UTF-8: 415 as any other
+    /// type, saying how to save the file instead.
+    #[error("unsupported charset")]
+    UnsupportedCharset,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("idempotency key reused")]
@@ -218,7 +222,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -237,7 +241,7 @@ impl ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
@@ -272,6 +276,16 @@ impl ApiError {
             ApiError::PayloadTooLarge => (
                 ("Payload too large", "The request body is larger than this endpoint accepts.".into()),
                 ("Requête trop volumineuse", "Le corps de la requête dépasse la taille acceptée.".into()),
+            ),
+            ApiError::UnsupportedCharset => (
+                (
+                    "Unsupported media type",
+                    "The file must be UTF-8: send it with charset=utf-8 or no charset. A spreadsheet saves \"CSV UTF-8\" (LibreOffice: character set \"Unicode (UTF-8)\").".to_owned(),
+                ),
+                (
+                    "Type de contenu non pris en charge",
+                    "Le fichier doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset. Un tableur l'enregistre au format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) »).".to_owned(),
+                ),
             ),
             ApiError::UnsupportedMediaType { expected } => (
                 ("Unsupported media type", format!("Send the body as {expected}.")),

@@ -571,6 +571,23 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     );
     assert!(lines[1].contains("(same names, sex and birth date)"), "{report}");
 
+    // A file separated by semicolons, as a French-locale spreadsheet saves "CSV", gets its report
+    // separated so too, for the same spreadsheet to open it in columns.
+    std::fs::write(
+        dir.join("semi.csv"),
+        format!(
+            "{}\r\nTSV-S;principal;TSV-2026-0120;Sena;Afi;X;1980;;;;;;2026-01-01;\r\n",
+            text.lines().next().unwrap().replace(',', ";")
+        ),
+    )
+    .unwrap();
+    let out = import("semi.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("semi.csv.errors.csv")).unwrap(),
+        "\u{FEFF}row;household;field;code;message\n2;TSV-S;sex;unknown_value;must be F or M\n"
+    );
+
     // A header that is not a registration file's, an unknown mutuelle, a product not its own:
     // a non-zero exit and nothing imported.
     std::fs::write(dir.join("bad.csv"), "household,relation\nH1,principal\n").unwrap();

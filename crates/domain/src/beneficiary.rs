@@ -316,6 +316,31 @@ pub(crate) fn compact_shape_error(pointer: &str) -> FieldError {
     )
 }
 
+/// Why a spreadsheet cell is no `CC:TYPE:VALUE`, when that can be told: it holds only the number
+/// (a column typed as numbers), or that number in scientific notation, which has also lost its
+/// last digits. Said without the value, which is personal data.
+pub(crate) fn compact_cell_error(raw: &str, pointer: &str) -> FieldError {
+    let compact: String = raw.chars().filter(|c| !is_separator(*c)).collect();
+    let scientific = compact.contains(['E', 'e'])
+        && compact.contains('+')
+        && compact.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if scientific {
+        return invalid_national_id(
+            pointer,
+            "a spreadsheet wrote this number in scientific notation (such as 1,2E+11), which loses its last digits: format the column as Text and type the id again as COUNTRY:TYPE:VALUE (TG:NIU:…, ML:NINA:…, SN:CNI:… or SN:RNU:…)",
+            "un tableur a écrit ce numéro en notation scientifique (comme 1,2E+11), qui en perd les derniers chiffres : mettez la colonne au format Texte et saisissez à nouveau la pièce sous la forme PAYS:TYPE:VALEUR (TG:NIU:…, ML:NINA:…, SN:CNI:… ou SN:RNU:…)",
+        );
+    }
+    if compact.starts_with(|c: char| c.is_ascii_digit()) && compact.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return invalid_national_id(
+            pointer,
+            "holds the number alone: write the country and the type before it, as COUNTRY:TYPE:VALUE (TG:NIU:…, ML:NINA:…, SN:CNI:… or SN:RNU:…)",
+            "ne contient que le numéro : écrivez le pays et le type devant, sous la forme PAYS:TYPE:VALEUR (TG:NIU:…, ML:NINA:…, SN:CNI:… ou SN:RNU:…)",
+        );
+    }
+    compact_shape_error(pointer)
+}
+
 /// A national identifier, normalised. Same `(country, type, value)` = same person.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NationalId {

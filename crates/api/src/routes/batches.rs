@@ -52,13 +52,15 @@ pub struct UploadQuery {
 #[schema(example = json!({"row": 8, "household": "H3", "field": "member_number", "code": "member_number_taken",
     "message": "this member number is already held in your mutuelle by another person"}))]
 pub struct RowErrorView {
-    /// The line as a spreadsheet shows it (header = 1); for JSON lines, the line number from 1.
+    /// The row as a spreadsheet shows it (header = 1; a cell typed over several lines does not
+    /// move it); for JSON lines, the line number from 1.
     pub row: u64,
     /// The CSV `household` value; for JSON lines, the line's `member_number`.
     pub household: String,
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
-    /// `invalid_encoding` (JSON lines), `truncated`, `unclosed_quote`, `wrong_field_count`,
+    /// `invalid_encoding` (JSON lines), `truncated`, `unclosed_quote`, `line_break_in_cell`,
+    /// `unnamed_column`, `wrong_field_count`,
     /// `garbled_characters`, `spreadsheet_error`,
     /// `member_number_taken`, `not_in_household`, `household_terminated`,
     /// `registered_for_other_product`, `required`,
@@ -249,7 +251,7 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
         if let Some((name, charset)) = param.split_once('=') {
             let charset = charset.trim().trim_matches('"');
             if name.trim().eq_ignore_ascii_case("charset") && !charset.eq_ignore_ascii_case("utf-8") {
-                return Err(unsupported);
+                return Err(ApiError::UnsupportedCharset);
             }
         }
     }
@@ -265,7 +267,7 @@ async fn check_header(path: PathBuf) -> Result<(), ApiError> {
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))?;
-    checked.map_err(ApiError::validation)
+    checked.map(|_separator| ()).map_err(ApiError::validation)
 }
 
 fn accepted(job: &BatchJob) -> Response {
@@ -282,7 +284,8 @@ fn accepted(job: &BatchJob) -> Response {
 /// answered at once with the job, `queued`; follow it at its `Location`. CSV: UTF-8, comma
 /// separated (or semicolon separated, as a spreadsheet in a French locale saves it: the header's
 /// separator decides), RFC 4180 quoting, one row per person, a header naming the fourteen columns in any
-/// order (`household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through`);
+/// order (`household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through`;
+/// columns without a name are read past while their cells are empty);
 /// a household's rows follow one another, its principal first. JSON lines: one registration
 /// body per line, as for `POST /v1/registrations`. Each household is registered whole or not at
 /// all; one already registered under its principal's member number for the same person is

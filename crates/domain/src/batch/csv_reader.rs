@@ -9,15 +9,16 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use ::csv::ByteRecord;
 
 use super::*;
-use crate::beneficiary::{compact_shape_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft};
+use crate::beneficiary::{compact_cell_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft, Sex};
+use crate::coverage::Relationship;
 use crate::registration::DependantDraft;
 
-/// A registration file's lines, numbered from 1 as a spreadsheet shows them. No valid cell holds
-/// a line break (control characters are refused), so each line is one record: a quote left open
-/// ends with its line instead of swallowing the rows after it, and a row's number is its line's.
+/// A registration file's lines, numbered from 1 as a spreadsheet numbers its rows: a row whose
+/// quoted cell holds line breaks (Alt+Enter) spans several lines but counts as one, so that every
+/// later row keeps the number the clerk sees (`CsvHouseholds::join_quoted_lines`).
 struct Lines<R> {
     reader: io::BufReader<R>,
-    /// The number of the line in `buf`.
+    /// The number of the row in `buf`.
     line: u64,
     /// Bytes consumed so far: where the next line starts.
     offset: u64,
@@ -230,6 +231,9 @@ pub struct CsvHouseholds<R: Read> {
 struct Header {
     positions: [usize; 14],
     width: usize,
+    /// Positions of columns without a name: a spreadsheet exports the empty columns its sheet
+    /// once used beyond the table (`…,paid_through,,`). Their cells must be empty.
+    unnamed: Vec<usize>,
     /// `,`, or `;` for a file whose header is split by semicolons alone: what a spreadsheet in a
     /// French locale writes as "CSV", the decimal comma taking the comma's place.
     delimiter: u8,
@@ -259,9 +263,24 @@ impl Header {
 }
 
 /// Checks a CSV file's header only (the upload route, `passerelle import` before it starts): each
-/// missing, unknown or repeated column is one error at `/header/<column>`.
-pub fn check_csv_header<R: Read>(reader: R) -> Result<(), Vec<FieldError>> {
-    read_header(&mut Lines::new(reader)).map(|_| ())
+/// missing, unknown or repeated column is one error at `/header/<column>`. Gives the file's
+/// separator, `,` or `;`, in which `passerelle import` writes its error report so that the same
+/// spreadsheet opens both.
+pub fn check_csv_header<R: Read>(reader: R) -> Result<u8, Vec<FieldError>> {
+    read_header(&mut Lines::new(reader)).map(|h| h.delimiter)
+}
+
+/// A column's letter as a spreadsheet shows it: 0 is `A`, 25 `Z`, 26 `AA`.
+pub(super) fn column_letter(position: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = position + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'A' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
 }
 
 fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
@@ -312,7 +331,12 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     }
     let mut errors = Vec::new();
     let mut positions = [usize::MAX; 14];
+    let mut unnamed = Vec::new();
     for (position, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            unnamed.push(position);
+            continue;
+        }
         match CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
             Some(column) if positions[column] != usize::MAX => errors.push(header_error(
                 CSV_COLUMNS[column],
@@ -354,6 +378,7 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     Ok(Header {
         positions,
         width: header.len(),
+        unnamed,
         delimiter,
     })
 }
@@ -391,10 +416,15 @@ impl<R: Read + Seek> CsvHouseholds<R> {
     /// The next row; rows whose every cell is blank (spreadsheets leave them) are skipped.
     fn next_record(&mut self) -> io::Result<Option<Record>> {
         loop {
-            let Some(terminated) = self.lines.next_line()? else {
+            let Some(mut terminated) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            let open_quote = split_fields(&self.lines.buf, &mut self.fields, self.header.delimiter);
+            let mut open_quote = split_fields(&self.lines.buf, &mut self.fields, self.header.delimiter);
+            if open_quote && terminated {
+                if let Some(last_terminated) = self.join_quoted_lines()? {
+                    (open_quote, terminated) = (false, last_terminated);
+                }
+            }
             if !open_quote && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
                 continue;
             }
@@ -405,6 +435,63 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 open_quote,
             }));
         }
+    }
+
+    /// A line that ends inside a quoted cell, read on with the lines after it as a spreadsheet
+    /// reads a cell holding line breaks (Alt+Enter): taken as one row when the quote closes
+    /// within `MAX_CELL_LINE_BREAKS` more lines, the row then has the header's number of fields,
+    /// and its cells with line breaks hold fewer separators than a row has. `buf` and `fields`
+    /// then hold it: its cell fails as `line_break_in_cell`, at the row number a spreadsheet
+    /// shows, and the rows after it keep theirs. Otherwise a quote was forgotten: the line stands
+    /// alone (`unclosed_quote`) and the next one is read as a row. The separators tell the two
+    /// apart: a forgotten quote in column k that a quote in column j of a later line closes
+    /// gives the row's width only when j = k, and then its cell holds a whole row's separators
+    /// (the rest of its own line, none quoted, and the first j of the closing one), where a
+    /// place or a name typed over two lines holds a comma or two. Gives whether the row's last
+    /// line ended with a line end.
+    fn join_quoted_lines(&mut self) -> io::Result<Option<bool>> {
+        let (offset, line) = (self.lines.offset, self.lines.line);
+        let first = std::mem::take(&mut self.lines.buf);
+        let mut joined = first.clone();
+        let mut outcome = None;
+        for _ in 0..MAX_CELL_LINE_BREAKS {
+            let Some(terminated) = self.lines.next_line()? else {
+                break;
+            };
+            if (joined.len() + 1 + self.lines.buf.len()) as u64 > MAX_CSV_RECORD_BYTES {
+                break;
+            }
+            joined.push(b'\n');
+            joined.extend_from_slice(&self.lines.buf);
+            if !split_fields(&joined, &mut self.fields, self.header.delimiter) {
+                if self.fields.len() == self.header.width && self.separators_in_broken_cells() < self.header.width - 1 {
+                    outcome = Some(terminated);
+                }
+                break;
+            }
+        }
+        match outcome {
+            Some(_) => {
+                self.lines.buf = joined;
+                self.lines.line = line;
+            }
+            None => {
+                self.lines.rewind(offset, line)?;
+                split_fields(&first, &mut self.fields, self.header.delimiter);
+                self.lines.buf = first;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Separators inside the cells of `fields` that hold a line break.
+    fn separators_in_broken_cells(&self) -> usize {
+        let delimiter = self.header.delimiter;
+        self.fields
+            .iter()
+            .filter(|f| f.contains(&b'\n'))
+            .map(|f| f.iter().filter(|b| **b == delimiter).count())
+            .sum()
     }
 
     /// The first read: which household keys come back after another household's rows. Then
@@ -474,8 +561,8 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 household,
                 self.header.column_at(n - 1).unwrap_or_default(),
                 "unclosed_quote",
-                "a quote opened in this cell is not closed on this line: a cell cannot hold a line break, so the row stops here and the next line is read as a row of its own",
-                "un guillemet ouvert dans cette cellule n'est pas refermé sur cette ligne : une cellule ne peut pas contenir de saut de ligne, la ligne s'arrête donc ici et la suivante est lue comme une ligne à part",
+                "a quote opened in this cell is not closed (a quote forgotten?): the row stops at the end of its line, and the next line is read as a row of its own",
+                "un guillemet ouvert dans cette cellule n'est pas refermé (un guillemet oublié ?) : la ligne s'arrête à la fin de sa ligne, et la suivante est lue comme une ligne à part",
             ))
         } else if n != width {
             Some(RowError::new(
@@ -497,6 +584,19 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             };
         }
         let mut errors = Vec::new();
+        for &position in &self.header.unnamed {
+            if fields.get(position).is_some_and(|raw| !trim_cell(raw).is_empty()) {
+                let letter = column_letter(position);
+                errors.push(RowError::new(
+                    line,
+                    household,
+                    "",
+                    "unnamed_column",
+                    format!("column {letter} holds a value but has no name in the header: name it, or move the value to its column"),
+                    format!("la colonne {letter} contient une valeur mais n'a pas de nom dans l'en-tête : nommez-la, ou déplacez la valeur dans sa colonne"),
+                ));
+            }
+        }
         let mut cells: [Option<String>; 14] = Default::default();
         for (column, cell) in cells.iter_mut().enumerate() {
             let raw = self.header.cell(fields, column).unwrap_or_default();
@@ -505,8 +605,16 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                     let e = crate::nul::nul_error(CSV_COLUMNS[column]);
                     errors.push(RowError::new(line, household, &e.field, &e.code, e.en, e.fr));
                 }
+                Ok(text) if text.contains(['\n', '\r']) => errors.push(RowError::new(
+                    line,
+                    household,
+                    CSV_COLUMNS[column],
+                    "line_break_in_cell",
+                    "this cell holds a line break (Alt+Enter in a spreadsheet): a cell of a registration file is one line; remove the line break",
+                    "cette cellule contient un saut de ligne (Alt+Entrée dans un tableur) : une cellule d'un fichier d'inscription tient sur une ligne ; retirez le saut de ligne",
+                )),
                 Ok(text) => {
-                    let text = text.trim();
+                    let text = canonical_case(column, text.trim());
                     if !text.is_empty() {
                         *cell = Some(text.to_owned());
                     }
@@ -543,6 +651,22 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             errors: Vec::new(),
         }
     }
+}
+
+/// A relationship or sex written in another case than the codes (`Principal`, `f`: a
+/// spreadsheet's AutoCorrect capitalises a cell's first letter) reads as the code; any other
+/// value is left for validation to refuse.
+fn canonical_case(column: usize, text: &str) -> &str {
+    let codes: &[&'static str] = match column {
+        RELATIONSHIP => &Relationship::ALL.map(Relationship::as_str),
+        SEX => &Sex::ALL.map(Sex::as_str),
+        _ => return text,
+    };
+    codes
+        .iter()
+        .find(|code| code.eq_ignore_ascii_case(text))
+        .copied()
+        .unwrap_or(text)
 }
 
 fn add_row(group: &mut Group, row: CsvRow) {
@@ -721,7 +845,7 @@ fn split_national_id(
             value: Some(value.to_owned()),
         }),
         None => {
-            let e = compact_shape_error("");
+            let e = compact_cell_error(&compact, "");
             errors.push(RowError::from_field_error(
                 line,
                 household,

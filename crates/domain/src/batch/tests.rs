@@ -565,16 +565,15 @@ H3,principal,TSV-3,Sow,Ali,M,1980,,,,,,2026-01-01,
     );
     assert_eq!(items[2].as_ref().unwrap().first_row, 6);
 
-    // A line break inside a quoted cell: the cell's first line fails its household, and the
-    // next line is a row of its own, reported as such.
-    let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    // A quote forgotten where the lines after it would close it, but not into a row of the
+    // header's width: nothing is swallowed either.
+    let body = "H1,principal,TSV-1,\"Mensah,Kofi,M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,\"Awa\",F,1980,,,,,,2026-01-01,\n";
     let items = csv(format!("{HEADER}{body}").as_bytes());
-    assert_eq!(items.len(), 3);
-    let h1 = failure(&items[0]);
-    assert_eq!((h1.household.as_str(), h1.rows), ("H1", 1));
-    assert_eq!(codes(&h1.errors), [(2, "given_names", "unclosed_quote")]);
-    assert_eq!(codes(&failure(&items[1]).errors), [(3, "", "wrong_field_count")]);
-    assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "family_name", "unclosed_quote")]
+    );
+    assert_eq!(items[1].as_ref().unwrap().first_row, 3);
 
     // At the end of a file without a line end, the quote was cut.
     let items = csv(format!("{HEADER}H1,principal,TSV-1,Mensah,\"Ko").as_bytes());
@@ -588,7 +587,7 @@ fn a_byte_order_mark_before_a_quoted_header_is_skipped() {
         "\u{FEFF}{}\r\nH1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\r\n",
         quoted.join(",")
     );
-    assert_eq!(check_csv_header(file.as_bytes()), Ok(()));
+    assert_eq!(check_csv_header(file.as_bytes()), Ok(b','));
     let h1 = csv(file.as_bytes()).remove(0).unwrap();
     assert_eq!((h1.household.as_str(), h1.first_row), ("H1", 2));
 }
@@ -726,4 +725,126 @@ fn ndjson_lines_too_long_are_skipped_whole() {
         codes(&f.errors),
         [(2, "/start_date", "required"), (2, "/principal", "required")]
     );
+}
+
+/// A cell typed over several lines (Alt+Enter) is one row, as a spreadsheet shows it: the cell
+/// fails its household, and every later row keeps the number the clerk sees.
+#[test]
+fn a_line_break_inside_a_quoted_cell_fails_its_row_and_keeps_row_numbers() {
+    let body = "H1,principal,TSV-1,Mensah,\"Kofi\r\nAfi\",M,1980,,,Maritime,\"Zio\n\nnord\",Tsévié,2026-01-01,\r\n\
+H1,child,,Mensah,Yao,M,2015,,,,,,,\r\n\
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\r\n";
+    let mut reader = CsvHouseholds::new(io::Cursor::new(format!("{HEADER}{body}"))).unwrap();
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(reader.rows_read(), 3);
+    assert_eq!(items.len(), 2);
+    let h1 = failure(&items[0]);
+    assert_eq!((h1.household.as_str(), h1.first_row, h1.rows), ("H1", 2, 2));
+    assert_eq!(
+        codes(&h1.errors),
+        [
+            (2, "given_names", "line_break_in_cell"),
+            (2, "district", "line_break_in_cell")
+        ]
+    );
+    assert!(h1.errors[0].message_fr.contains("Alt+Entrée"));
+    let h2 = items[1].clone().unwrap();
+    assert_eq!((h2.first_row, h2.member_rows.clone()), (4, vec![4]));
+
+    // More line breaks than a cell may hold: a forgotten quote, the line stands alone.
+    let many = "\n".repeat(MAX_CELL_LINE_BREAKS + 1);
+    let body = format!("H1,principal,TSV-1,Mensah,\"Kofi{many}\",M,1980,,,,,,2026-01-01,\n");
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "given_names", "unclosed_quote")]
+    );
+    let within = "\n".repeat(MAX_CELL_LINE_BREAKS);
+    let body = format!("H1,principal,TSV-1,Mensah,\"Kofi{within}\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n");
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "given_names", "line_break_in_cell")]
+    );
+    assert_eq!(items[1].as_ref().unwrap().first_row, 3);
+
+    // The first read numbers rows alike: a split household names the row a spreadsheet shows.
+    let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert!(failure(&items[0]).errors[0]
+        .message_en
+        .contains("appears again at row 4"));
+    assert_eq!(failure(&items[2]).first_row, 4);
+}
+
+/// A spreadsheet exports the empty columns its sheet once used beyond the table: columns without
+/// a name are read past while their cells are empty.
+#[test]
+fn unnamed_columns_must_stay_empty() {
+    let header = HEADER.replace('\n', ",,\n");
+    assert_eq!(check_csv_header(header.as_bytes()), Ok(b','));
+    let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,,,\n\
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,,oups\n";
+    let items = csv(format!("{header}{body}").as_bytes());
+    assert_eq!(items[0].as_ref().unwrap().draft.member_number.as_deref(), Some("TSV-1"));
+    let h2 = failure(&items[1]);
+    assert_eq!(codes(&h2.errors), [(3, "", "unnamed_column")]);
+    assert!(
+        h2.errors[0].message_en.contains("column P "),
+        "{}",
+        h2.errors[0].message_en
+    );
+    assert!(!h2.errors[0].message_en.contains("oups"));
+    // Still the header's width: a row without the empty cells is short.
+    let short = format!("{header}H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\n");
+    assert_eq!(
+        codes(&failure(&csv(short.as_bytes())[0]).errors),
+        [(2, "", "wrong_field_count")]
+    );
+    assert_eq!(
+        check_csv_header(HEADER.replace(',', ";").replace('\n', ";;\n").as_bytes()),
+        Ok(b';')
+    );
+    let letters: Vec<String> = [0, 25, 26, 27, 51, 52, 701, 702]
+        .map(super::csv_reader::column_letter)
+        .into();
+    assert_eq!(letters, ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]);
+}
+
+/// AutoCorrect capitalises a cell's first letter: codes are read whatever their case.
+#[test]
+fn relationship_and_sex_are_read_whatever_their_case() {
+    let body = "H1,Principal,TSV-1,Mensah,Kofi,m,1980,,,,,,2026-01-01,\nH1,CHILD,,Mensah,Yawa,f,2015,,,,,,,\nH1,Cousin,,Mensah,Ama,F,2014,,,,,,,\n";
+    let rows = csv(format!("{HEADER}{body}").as_bytes()).remove(0).unwrap();
+    assert_eq!(rows.draft.principal.sex.as_deref(), Some("M"));
+    assert_eq!(rows.draft.dependants[0].relationship.as_deref(), Some("child"));
+    assert_eq!(rows.draft.dependants[0].beneficiary.sex.as_deref(), Some("F"));
+    assert_eq!(rows.draft.dependants[1].relationship.as_deref(), Some("Cousin"));
+    let f = rows.validate(&product(None, None), today()).unwrap_err();
+    assert_eq!(codes(&f.errors), [(4, "relationship", "unknown_value")]);
+}
+
+/// A national id column typed as numbers: the message says what the spreadsheet did, never the
+/// value.
+#[test]
+fn a_national_id_without_its_country_and_type_says_so() {
+    let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,987654321098,,,,,2026-01-01,\n\
+H2,principal,TSV-2,Ba,Awa,F,1980,\"9,87654E+11\",,,,,2026-01-01,\n\
+H3,principal,TSV-3,Sow,Ali,M,1980,TG-987,,,,,2026-01-01,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    let message = |i: usize| {
+        let e = &failure(&items[i]).errors[0];
+        assert_eq!(
+            (e.field.as_str(), e.code.as_str()),
+            ("national_id", "invalid_national_id")
+        );
+        e.message_en.clone()
+    };
+    assert!(message(0).contains("holds the number alone"), "{}", message(0));
+    assert!(message(0).contains("SN:CNI"));
+    assert!(message(1).contains("scientific notation"), "{}", message(1));
+    assert!(message(2).contains("must be COUNTRY:TYPE:VALUE"), "{}", message(2));
+    for i in 0..3 {
+        assert!(!message(i).contains("987"), "{}", message(i));
+    }
 }
