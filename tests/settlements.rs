@@ -132,6 +132,26 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         .map(|l| l.split(',').nth(8).unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(sum, 6006);
+    // Separated by semicolons, for a spreadsheet in a French locale; the same rows.
+    let semicolons = app
+        .send(
+            app.request(Method::GET, &format!("/v1/settlements/{id}?separator=semicolon"))
+                .bearer_auth(mutuelle(app))
+                .header("accept", "text/csv"),
+        )
+        .await;
+    assert_eq!(semicolons.status.as_u16(), 200, "{}", semicolons.text);
+    assert_eq!(semicolons.text.replace(';', ","), csv.text);
+    assert!(semicolons.text.contains("claim_id;external_id;"));
+    let tab = app
+        .send(
+            app.request(Method::GET, &format!("/v1/settlements/{id}?separator=tab"))
+                .bearer_auth(mutuelle(app))
+                .header("accept", "text/csv"),
+        )
+        .await;
+    tab.problem(422, "validation_failed");
+    assert_eq!(tab.error_fields(), ["/query/separator"]);
     // The payee reads it; another mutuelle does not.
     assert_eq!(
         app.get(&format!("/v1/settlements/{id}"), &app.token("cms-a", "claims:read"))

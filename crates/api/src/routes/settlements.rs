@@ -290,10 +290,10 @@ pub const CSV_COLUMNS: [&str; 10] = [
 /// it spreadsheets read the file as Latin-1), and every text cell written as the import's error
 /// report writes its own (`csv_field`: `external_id` is the provider's free text, and
 /// `=HYPERLINK(…)`, or `X;=1+1` in a French locale, would run as a formula). Amounts stay numbers.
-fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
+fn to_csv(claims: &[Claim], separator: &str) -> Result<Vec<u8>, ApiError> {
     use crate::import::csv_field as text;
     let mut out = String::from("\u{FEFF}");
-    out.push_str(&CSV_COLUMNS.join(","));
+    out.push_str(&CSV_COLUMNS.join(separator));
     out.push_str("\r\n");
     for c in claims {
         let cells = [
@@ -308,7 +308,7 @@ fn to_csv(claims: &[Claim]) -> Result<Vec<u8>, ApiError> {
             c.totals.complementary_xof.value().to_string(),
             c.totals.patient_xof.value().to_string(),
         ];
-        out.push_str(&cells.join(","));
+        out.push_str(&cells.join(separator));
         out.push_str("\r\n");
     }
     Ok(out.into_bytes())
@@ -391,13 +391,15 @@ fn prefers_csv(accept: Option<&str>) -> bool {
 /// columns `claim_id, external_id, beneficiary, service_date, care_level, status, billed_xof,
 /// base_xof, complementary_xof, patient_xof` (each claim's totals); a text cell that a
 /// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
-/// return) is written after a `'`. Both forms are sent with `Vary: Accept` and
+/// return) is written after a `'`. `?separator=semicolon` separates the cells with `;`, which a
+/// spreadsheet in a French locale expects when it opens a file (it shows a comma-separated file
+/// as a single column). Both forms are sent with `Vary: Accept` and
 /// `Cache-Control: private, no-store`.
 #[utoipa::path(
     get,
     path = "/v1/settlements/{id}",
     tag = "settlements",
-    params(("id" = String, Path, description = "Settlement id")),
+    params(("id" = String, Path, description = "Settlement id"), SettlementReadQuery),
     responses(
         (status = 200, description = "The settlement", content(
             (SettlementView = "application/json"),
@@ -414,8 +416,21 @@ pub async fn get_settlement(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadSettlements>,
     Path(id): Path<String>,
+    AppQuery(query): AppQuery<SettlementReadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let separator = match query.separator.as_deref() {
+        None | Some("comma") => ",",
+        Some("semicolon") => ";",
+        Some(_) => {
+            return Err(ApiError::field(FieldError::new(
+                "/query/separator",
+                "unknown_value",
+                "must be comma or semicolon",
+                "doit être comma ou semicolon",
+            )))
+        }
+    };
     let settlement = match state.store.get_settlement(&id).await? {
         Some(s) if visible(&auth.caller, &s) => s,
         _ => return Err(ApiError::NotFound),
@@ -432,11 +447,32 @@ pub async fn get_settlement(
     let caching = [(header::VARY, "Accept"), (header::CACHE_CONTROL, "private, no-store")];
     if prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref()) {
         let claims = state.store.settlement_claims(&id).await?;
-        let body = to_csv(&claims)?;
+        let body = to_csv(&claims, separator)?;
         return Ok((caching, [(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok((caching, Json(SettlementView::from(settlement))).into_response())
 }
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SettlementReadQuery {
+    /// The CSV form's cell separator: `comma` (the default) or `semicolon`, for a spreadsheet in
+    /// a French locale (another value is 422 `unknown_value` on `/query/separator`). The JSON
+    /// form ignores it.
+    #[param(value_type = Option<CsvSeparator>, inline)]
+    pub separator: Option<String>,
+}
+
+/// The `separator` values. Schema only (inlined).
+pub struct CsvSeparator;
+
+impl utoipa::PartialSchema for CsvSeparator {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::claims::string_enum(&["comma", "semicolon"])
+    }
+}
+
+impl ToSchema for CsvSeparator {}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
