@@ -175,11 +175,36 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
     }
 }
 
+/// The predicate of the audit log's action index (migration 25), which a query for any other
+/// action repeats so that both planners can use the index: the actions of an answered check,
+/// most of the log, are left out.
+const AUDIT_ACTION_INDEX_PREDICATE: &str = "action NOT IN ('eligibility.eligible', 'eligibility.not_eligible')";
+
 #[cfg(test)]
 mod tests {
     use sqlx::{Connection, Executor};
 
     use super::*;
+
+    /// The queries' copy of the action index's predicate is the migrations' text, and leaves out
+    /// exactly the actions the check route writes.
+    #[test]
+    fn the_action_index_predicate_is_the_migrations() {
+        for migration in [
+            include_str!("../../../migrations/postgres/20261202000025_audit_log_filters.sql"),
+            include_str!("../../../migrations/sqlite/20261202000025_audit_log_filters.sql"),
+        ] {
+            assert!(migration.contains(&format!("WHERE {AUDIT_ACTION_INDEX_PREDICATE};")));
+        }
+        let quoted: Vec<String> = passerelle_domain::audit::CHECK_ACTIONS
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect();
+        assert_eq!(
+            AUDIT_ACTION_INDEX_PREDICATE,
+            format!("action NOT IN ({})", quoted.join(", "))
+        );
+    }
 
     /// A connection the server dropped while it sat in the pool must not reach a caller: the
     /// idle check replaces it. Without that check (sqlx's own is off) this query would fail.

@@ -6,6 +6,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The actions of an eligibility check answered: most of the log, one per check. The audit
+/// log's action index leaves them out (migration 25), so that checks do not maintain it.
+pub const ELIGIBILITY_ELIGIBLE: &str = "eligibility.eligible";
+pub const ELIGIBILITY_NOT_ELIGIBLE: &str = "eligibility.not_eligible";
+pub const CHECK_ACTIONS: [&str; 2] = [ELIGIBILITY_ELIGIBLE, ELIGIBILITY_NOT_ELIGIBLE];
+
 /// `prev_digest` of the first event.
 pub const GENESIS_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -493,9 +493,9 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
     // the events of concurrent checks in one transaction.
     let ctx = caller.write_context(state, None);
     let action = if eligible {
-        "eligibility.eligible"
+        passerelle_domain::audit::ELIGIBILITY_ELIGIBLE
     } else {
-        "eligibility.not_eligible"
+        passerelle_domain::audit::ELIGIBILITY_NOT_ELIGIBLE
     };
     state
         .store
