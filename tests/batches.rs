@@ -253,6 +253,17 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
     latin.problem(415, "unsupported_media_type");
     let detail = latin.json["detail"].as_str().unwrap();
     assert!(detail.contains("UTF-8") && detail.contains("CSV UTF-8"), "{detail}");
+    // `utf8` is UTF-8: the header is judged (and refused), not the charset.
+    upload(
+        app,
+        "mut-a",
+        Some("k3"),
+        &query,
+        "text/csv; charset=utf8",
+        format!("{header}\n"),
+    )
+    .await
+    .problem(422, "validation_failed");
     upload(app, "mut-a", None, &query, CSV, good.clone())
         .await
         .problem(428, "precondition_required");

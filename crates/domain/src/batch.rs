@@ -54,8 +54,8 @@ pub const MAX_HOUSEHOLD_ROWS: usize = 1 + MAX_DEPENDANTS;
 /// is likely no registration file at all.
 pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
 /// Line breaks one quoted CSV cell may hold and still be read as part of its row (a cell typed
-/// over a few lines with Alt+Enter); a quote still open after them was forgotten.
-pub const MAX_CELL_LINE_BREAKS: usize = 10;
+/// over several lines with Alt+Enter); a quote still open after them was forgotten.
+pub const MAX_CELL_LINE_BREAKS: usize = 50;
 /// One NDJSON line longer than this fails that line, as a single registration body over the
 /// request limit would.
 pub const MAX_NDJSON_LINE_BYTES: usize = 1 << 20;

@@ -250,7 +250,8 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
     for param in parts {
         if let Some((name, charset)) = param.split_once('=') {
             let charset = charset.trim().trim_matches('"');
-            if name.trim().eq_ignore_ascii_case("charset") && !charset.eq_ignore_ascii_case("utf-8") {
+            let utf8 = charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8");
+            if name.trim().eq_ignore_ascii_case("charset") && !utf8 {
                 return Err(ApiError::UnsupportedCharset);
             }
         }

@@ -35,7 +35,7 @@ impl<R: Read> Lines<R> {
         }
     }
 
-    /// The next line into `buf`, without its `\n` nor a `\r` before it; `Some(false)` when it
+    /// The next line into `buf`, without its line end; `Some(false)` when it
     /// is the end of a file that does not end with a line end. A line longer than
     /// `MAX_CSV_RECORD_BYTES` is not a person: the file is refused whole.
     fn next_line(&mut self) -> io::Result<Option<bool>> {
@@ -50,12 +50,12 @@ impl<R: Read> Lines<R> {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                // A file cut after a `\r` still ended its line (old spreadsheets end lines so).
-                break self.buf.last() == Some(&b'\r');
+                break false;
             }
-            let (chunk, used, end) = match available.iter().position(|b| *b == b'\n') {
-                Some(i) => (&available[..i], i + 1, true),
-                None => (available, available.len(), false),
+            // `\n`, `\r\n` or a lone `\r` (a Macintosh "CSV" from a spreadsheet) ends a line.
+            let (chunk, used, end) = match available.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+                Some(i) => (&available[..i], i + 1, Some(available[i])),
+                None => (available, available.len(), None),
             };
             if (self.buf.len() + chunk.len()) as u64 > MAX_CSV_RECORD_BYTES {
                 return Err(io::Error::new(
@@ -69,13 +69,26 @@ impl<R: Read> Lines<R> {
             self.buf.extend_from_slice(chunk);
             self.reader.consume(used);
             self.offset += used as u64;
-            if end {
-                break true;
+            match end {
+                Some(b'\r') => {
+                    // The `\n` of a `\r\n`, perhaps in the next read.
+                    let next = loop {
+                        match self.reader.fill_buf() {
+                            Ok(next) => break next.first().copied(),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    };
+                    if next == Some(b'\n') {
+                        self.reader.consume(1);
+                        self.offset += 1;
+                    }
+                    break true;
+                }
+                Some(_) => break true,
+                None => {}
             }
         };
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
-        }
         self.line += 1;
         Ok(Some(terminated))
     }
@@ -296,7 +309,14 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             // A byte order mark is skipped before the line is split, so that a quoted first
             // column name reads as quoted.
             let line = lines.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&lines.buf);
-            split_fields(line, &mut header, delimiter);
+            if split_fields(line, &mut header, delimiter) {
+                return Err(vec![FieldError::new(
+                    "/header",
+                    "unclosed_quote",
+                    "a quote opened in the header is not closed on its line: a column name holds a line break (Alt+Enter), or a quote is forgotten",
+                    "un guillemet ouvert dans l'en-tête n'est pas refermé sur sa ligne : un nom de colonne contient un saut de ligne (Alt+Entrée), ou un guillemet est oublié",
+                )]);
+            }
             if header.len() == 1 {
                 let mut by_semicolon = ByteRecord::new();
                 split_fields(line, &mut by_semicolon, b';');
@@ -440,15 +460,13 @@ impl<R: Read + Seek> CsvHouseholds<R> {
     /// A line that ends inside a quoted cell, read on with the lines after it as a spreadsheet
     /// reads a cell holding line breaks (Alt+Enter): taken as one row when the quote closes
     /// within `MAX_CELL_LINE_BREAKS` more lines, the row then has the header's number of fields,
-    /// and its cells with line breaks hold fewer separators than a row has. `buf` and `fields`
-    /// then hold it: its cell fails as `line_break_in_cell`, at the row number a spreadsheet
-    /// shows, and the rows after it keep theirs. Otherwise a quote was forgotten: the line stands
-    /// alone (`unclosed_quote`) and the next one is read as a row. The separators tell the two
-    /// apart: a forgotten quote in column k that a quote in column j of a later line closes
-    /// gives the row's width only when j = k, and then its cell holds a whole row's separators
-    /// (the rest of its own line, none quoted, and the first j of the closing one), where a
-    /// place or a name typed over two lines holds a comma or two. Gives whether the row's last
-    /// line ended with a line end.
+    /// and its cells with line breaks hold text only (`broken_cells_hold_text_only`). `buf` and
+    /// `fields` then hold it: its cell fails as `line_break_in_cell`, at the row number a
+    /// spreadsheet shows, and the rows after it keep theirs. Otherwise a quote was forgotten: the
+    /// line stands alone (`unclosed_quote`) and the next one is read as a row. Taking a forgotten
+    /// quote for a cell would lose the rows it swallowed, named nowhere; taking a cell for a
+    /// forgotten quote only reports its other lines as rows of their own. Gives whether the
+    /// row's last line ended with a line end.
     fn join_quoted_lines(&mut self) -> io::Result<Option<bool>> {
         let (offset, line) = (self.lines.offset, self.lines.line);
         let first = std::mem::take(&mut self.lines.buf);
@@ -464,7 +482,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             joined.push(b'\n');
             joined.extend_from_slice(&self.lines.buf);
             if !split_fields(&joined, &mut self.fields, self.header.delimiter) {
-                if self.fields.len() == self.header.width && self.separators_in_broken_cells() < self.header.width - 1 {
+                if self.fields.len() == self.header.width && self.broken_cells_hold_text_only() {
                     outcome = Some(terminated);
                 }
                 break;
@@ -484,14 +502,27 @@ impl<R: Read + Seek> CsvHouseholds<R> {
         Ok(outcome)
     }
 
-    /// Separators inside the cells of `fields` that hold a line break.
-    fn separators_in_broken_cells(&self) -> usize {
+    /// Whether the cells of `fields` that hold a line break read as a cell, not as rows a
+    /// forgotten quote swallowed: no separator after their first line break, and fewer in all
+    /// than a row holds. A quote forgotten in column k and closed by a later line's quote in its
+    /// column j swallows the rest of its own line (none of it quoted, so every separator of it)
+    /// and the first j separators of each later line; the row's width comes out right only when
+    /// the columns add up, and then those separators are there: after the line break unless the
+    /// closing quote opens its line (j = 0), and then a whole row's worth on the first line. A
+    /// place or a name typed over two lines holds a comma or two, on its first line.
+    fn broken_cells_hold_text_only(&self) -> bool {
         let delimiter = self.header.delimiter;
-        self.fields
-            .iter()
-            .filter(|f| f.contains(&b'\n'))
-            .map(|f| f.iter().filter(|b| **b == delimiter).count())
-            .sum()
+        let mut separators = 0;
+        for cell in self.fields.iter() {
+            let Some(first_break) = cell.iter().position(|b| *b == b'\n') else {
+                continue;
+            };
+            if cell[first_break..].contains(&delimiter) {
+                return false;
+            }
+            separators += cell.iter().filter(|b| **b == delimiter).count();
+        }
+        separators + 1 < self.header.width
     }
 
     /// The first read: which household keys come back after another household's rows. Then

@@ -137,6 +137,32 @@ fn a_file_separated_by_semicolons_reads_as_the_same_file_with_commas() {
     assert!(check_csv_header(io::Cursor::new("household\n")).is_err());
 }
 
+/// A Macintosh "CSV" ends its lines with a lone `\r`: read as any other, never as one long
+/// header naming every cell.
+#[test]
+fn carriage_returns_alone_end_lines() {
+    let mac = GOOD.replace("\r\n", "\r");
+    assert_eq!(check_csv_header(mac.as_bytes()), Ok(b','));
+    assert_eq!(
+        format!("{:?}", csv(mac.as_bytes())),
+        format!("{:?}", csv(GOOD.as_bytes()))
+    );
+    // `\r\n` split across reads is still one line end.
+    let mut reader = CsvHouseholds::new(io::BufReader::with_capacity(7, io::Cursor::new(GOOD))).unwrap();
+    assert_eq!(reader.by_ref().count(), 3);
+    assert_eq!(reader.rows_read(), 6);
+    // A header cell holding a line break is named as such, not as missing columns.
+    let broken = HEADER.replace("given_names", "\"given_names\n(prénoms)\"");
+    let errors = check_csv_header(broken.as_bytes()).err().unwrap();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect::<Vec<_>>(),
+        [("/header", "unclosed_quote")]
+    );
+}
+
 #[test]
 fn line_ends_do_not_change_rows() {
     let summary = |text: &str| -> Vec<(String, u64, u64, Vec<u64>)> {
@@ -767,6 +793,43 @@ H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\r\n";
         [(2, "given_names", "line_break_in_cell")]
     );
     assert_eq!(items[1].as_ref().unwrap().first_row, 3);
+
+    // A quote forgotten in the last column, closed by the opening quote of the next row's own
+    // multi-line cell: the next row is not swallowed (its row keeps its own number and errors).
+    let body = "Y1,principal,Y1-1,Mensah,Kofi,M,1980,,,,,,2026-01-01,\"2026-12-31\r\n\
+Y2,principal,Y2-1,Ba,\"Awa\nMarie\",F,1980,,,,,,2026-01-01,\r\n\
+Y3,principal,Y3-1,Sow,Ali,M,1980,,,,,,2026-01-01,\r\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "paid_through", "unclosed_quote")]
+    );
+    assert_eq!(
+        codes(&failure(&items[1]).errors),
+        [(3, "given_names", "line_break_in_cell")]
+    );
+    assert_eq!(failure(&items[1]).household, "Y2");
+    assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+    // A forgotten quote on a row a field short, or before one: nothing swallowed either.
+    for body in [
+        "Q1,principal,Q1-1,\"Ba,Awa,F,1980,,,,,,2026-01-01\nQ2,principal,Q2-1,\"Sow\",Ali,M,1980,,,,,,2026-01-01,\n",
+        "Q1,principal,Q1-1,Mensah,\"Kofi,M,1980,,,,,,2026-01-01,\nQ2,principal,Q2-1,\"Ba\",Awa,F,1980,,,,,,2026-01-01\n",
+    ] {
+        let items = csv(format!("{HEADER}{body}").as_bytes());
+        assert_eq!(items.len(), 2, "{body}");
+        assert_eq!(failure(&items[0]).errors[0].code, "unclosed_quote", "{body}");
+        let (household, first_row) = match &items[1] {
+            Ok(rows) => (rows.household.clone(), rows.first_row),
+            Err(failed) => (failed.household.clone(), failed.first_row),
+        };
+        assert_eq!((household.as_str(), first_row), ("Q2", 3), "{body}");
+    }
+    // A cell whose later lines hold a separator is taken for a forgotten quote: its lines are
+    // reported as rows, rather than risk swallowing rows.
+    let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,Maritime,Zio,\"Bè, rue 12\nBP 3, Lomé\",2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(2, "commune", "unclosed_quote")]);
+    assert_eq!(items.last().unwrap().as_ref().unwrap().household, "H2");
 
     // The first read numbers rows alike: a split household names the row a spreadsheet shows.
     let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
