@@ -486,7 +486,7 @@ impl AuditStore for This {
         // SQLite, whose planner cannot drop the term, and on PostgreSQL whenever a generic plan
         // is chosen. Each filter then has an index to read (migration 25).
         let access = match filter.since {
-            Some(since) => self.audit_since_access(since).await?,
+            Some(since) => self.audit_since_access(since, after, page.limit).await?,
             None => "",
         };
         let mut query =

@@ -278,21 +278,28 @@ impl SqliteStore {
     }
 
     /// How the audit log's `since` filter reads (`shared.rs`): through the index of `at` when
-    /// few events match, which SQLite's planner cannot know (it has no statistics of values) and
-    /// never chooses, walking every event newest first to find none; as planned otherwise, when
-    /// the newest events match and a page is found among them at once. Counting up to the bound
-    /// through the index costs a few milliseconds at most.
-    async fn audit_since_access(&self, since: DateTime<Utc>) -> Result<&'static str, StoreError> {
-        const FEW: i64 = 10_000;
+    /// fewer events match than the page holds, which SQLite's planner cannot know (it has no
+    /// statistics of values) and never chooses, walking every event newest first to find no
+    /// more; as planned otherwise, when the newest events match (events are appended in about
+    /// the order of `at`) and the page is found among them at once. The count stops at the
+    /// page's size.
+    async fn audit_since_access(
+        &self,
+        since: DateTime<Utc>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<&'static str, StoreError> {
         let matching: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_at WHERE at >= $1 LIMIT $2)",
+            "SELECT count(*) FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_at \
+             WHERE at >= $1 AND ($2 IS NULL OR seq < $2) LIMIT $3)",
         )
         .bind(since)
-        .bind(FEW + 1)
+        .bind(before)
+        .bind(i64::from(limit) + 1)
         .fetch_one(&self.read)
         .await
         .map_err(db_err)?;
-        Ok(if matching <= FEW {
+        Ok(if matching <= i64::from(limit) {
             " INDEXED BY audit_events_at"
         } else {
             ""
