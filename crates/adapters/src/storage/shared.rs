@@ -486,7 +486,13 @@ impl AuditStore for This {
         // SQLite, whose planner cannot drop the term, and on PostgreSQL whenever a generic plan
         // is chosen. Each filter then has an index to read (migration 25).
         let access = match filter.since {
-            Some(since) => self.audit_since_access(since, after, page.limit).await?,
+            Some(since) => {
+                let narrowed = filter.organization.is_some()
+                    || filter.resource_type.is_some()
+                    || filter.resource_id.is_some()
+                    || filter.action.is_some();
+                self.audit_since_access(since, after, page.limit, narrowed).await?
+            }
             None => "",
         };
         let mut query =

@@ -277,29 +277,34 @@ impl SqliteStore {
         self.facts.eligibility.load(asked).await
     }
 
-    /// How the audit log's `since` filter reads (`shared.rs`): through the index of `at` when
-    /// fewer events match than the page holds, which SQLite's planner cannot know (it has no
-    /// statistics of values) and never chooses, walking every event newest first to find no
-    /// more; as planned otherwise, when the newest events match (events are appended in about
-    /// the order of `at`) and the page is found among them at once. The count stops at the
-    /// page's size.
+    /// How the audit log's `since` filter reads (`shared.rs`), which SQLite's planner cannot
+    /// judge (it has no statistics of values) and always reads newest first, through the primary
+    /// key or another filter's index, until the page is full: the whole log, or all of that
+    /// filter's events, when fewer match. Through the index of `at` instead when few events are
+    /// that recent: fewer than the page holds for `since` alone (more are found among the
+    /// newest events at once), up to `NARROWED_FEW` with other filters (reading that many costs
+    /// milliseconds, where the other filter's events may be millions). Events are appended in
+    /// about the order of `at`. The count stops at the bound.
     async fn audit_since_access(
         &self,
         since: DateTime<Utc>,
         before: Option<i64>,
         limit: u32,
+        narrowed: bool,
     ) -> Result<&'static str, StoreError> {
+        const NARROWED_FEW: i64 = 10_000;
+        let few = if narrowed { NARROWED_FEW } else { i64::from(limit) };
         let matching: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_at \
              WHERE at >= $1 AND ($2 IS NULL OR seq < $2) LIMIT $3)",
         )
         .bind(since)
         .bind(before)
-        .bind(i64::from(limit) + 1)
+        .bind(few + 1)
         .fetch_one(&self.read)
         .await
         .map_err(db_err)?;
-        Ok(if matching <= i64::from(limit) {
+        Ok(if matching <= few {
             " INDEXED BY audit_events_at"
         } else {
             ""
