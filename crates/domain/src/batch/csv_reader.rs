@@ -109,8 +109,21 @@ impl<R: Read + Seek> Lines<R> {
 /// follows it up to the delimiter is kept; a `"` further in an unquoted field is kept as it is.
 /// True when the line ends inside a quoted field.
 fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
+    split_fields_checked(line, record, delimiter).open
+}
+
+struct SplitLine {
+    /// The line ends inside a quoted field.
+    open: bool,
+    /// Every quoted field holding a line break ends, as a spreadsheet writes it, with its quote
+    /// right before a delimiter or the end of the row.
+    broken_cells_close_cleanly: bool,
+}
+
+fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> SplitLine {
     record.clear();
     let mut field = Vec::new();
+    let mut clean = true;
     let mut i = 0;
     loop {
         field.clear();
@@ -124,7 +137,13 @@ fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
                     field.push(b'"');
                     i += 1;
                 }
-                (true, b'"') => quoted = false,
+                (true, b'"') => {
+                    quoted = false;
+                    let closes = line.get(i + 1).is_none_or(|next| *next == delimiter);
+                    if !closes && field.contains(&b'\n') {
+                        clean = false;
+                    }
+                }
                 (false, b) if b == delimiter => break,
                 _ => field.push(b),
             }
@@ -132,10 +151,16 @@ fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
         }
         record.push_field(&field);
         if quoted {
-            return true;
+            return SplitLine {
+                open: true,
+                broken_cells_close_cleanly: clean,
+            };
         }
         if i >= line.len() {
-            return false;
+            return SplitLine {
+                open: false,
+                broken_cells_close_cleanly: clean,
+            };
         }
         i += 1;
     }
@@ -459,14 +484,15 @@ impl<R: Read + Seek> CsvHouseholds<R> {
 
     /// A line that ends inside a quoted cell, read on with the lines after it as a spreadsheet
     /// reads a cell holding line breaks (Alt+Enter): taken as one row when the quote closes
-    /// within `MAX_CELL_LINE_BREAKS` more lines, the row then has the header's number of fields,
-    /// and its cells with line breaks hold text only (`broken_cells_hold_text_only`). `buf` and
-    /// `fields` then hold it: its cell fails as `line_break_in_cell`, at the row number a
-    /// spreadsheet shows, and the rows after it keep theirs. Otherwise a quote was forgotten: the
-    /// line stands alone (`unclosed_quote`) and the next one is read as a row. Taking a forgotten
-    /// quote for a cell would lose the rows it swallowed, named nowhere; taking a cell for a
-    /// forgotten quote only reports its other lines as rows of their own. Gives whether the
-    /// row's last line ended with a line end.
+    /// within `MAX_CELL_LINE_BREAKS` more lines, right before a separator or the row's end (as
+    /// a spreadsheet writes it), the row then has the header's number of fields, and its cells
+    /// with line breaks hold fewer separators than a row. `buf` and `fields` then hold it: its
+    /// cell fails as `line_break_in_cell`, at the row number a spreadsheet shows, and the rows
+    /// after it keep theirs. Otherwise a quote was forgotten: the line stands alone
+    /// (`unclosed_quote`) and the next one is read as a row. A forgotten quote is closed by the
+    /// quote that opens a later quoted cell, which its text follows; taking it for a cell would
+    /// lose the rows it swallowed, named nowhere. Gives whether the row's last line ended with a
+    /// line end.
     fn join_quoted_lines(&mut self) -> io::Result<Option<bool>> {
         let (offset, line) = (self.lines.offset, self.lines.line);
         let first = std::mem::take(&mut self.lines.buf);
@@ -481,8 +507,12 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             }
             joined.push(b'\n');
             joined.extend_from_slice(&self.lines.buf);
-            if !split_fields(&joined, &mut self.fields, self.header.delimiter) {
-                if self.fields.len() == self.header.width && self.broken_cells_hold_text_only() {
+            let split = split_fields_checked(&joined, &mut self.fields, self.header.delimiter);
+            if !split.open {
+                if split.broken_cells_close_cleanly
+                    && self.fields.len() == self.header.width
+                    && self.broken_cells_hold_text_only()
+                {
                     outcome = Some(terminated);
                 }
                 break;
@@ -502,26 +532,18 @@ impl<R: Read + Seek> CsvHouseholds<R> {
         Ok(outcome)
     }
 
-    /// Whether the cells of `fields` that hold a line break read as a cell, not as rows a
-    /// forgotten quote swallowed: no separator after their first line break, and fewer in all
-    /// than a row holds. A quote forgotten in column k and closed by a later line's quote in its
-    /// column j swallows the rest of its own line (none of it quoted, so every separator of it)
-    /// and the first j separators of each later line; the row's width comes out right only when
-    /// the columns add up, and then those separators are there: after the line break unless the
-    /// closing quote opens its line (j = 0), and then a whole row's worth on the first line. A
-    /// place or a name typed over two lines holds a comma or two, on its first line.
+    /// Whether the cells of `fields` that hold a line break hold fewer separators in all than a
+    /// row: a forgotten quote that swallowed a whole line brings that line's separators. (A
+    /// swallow that stops within a line ends on the quote that opens a later quoted cell, which
+    /// text follows: `broken_cells_close_cleanly`.)
     fn broken_cells_hold_text_only(&self) -> bool {
         let delimiter = self.header.delimiter;
-        let mut separators = 0;
-        for cell in self.fields.iter() {
-            let Some(first_break) = cell.iter().position(|b| *b == b'\n') else {
-                continue;
-            };
-            if cell[first_break..].contains(&delimiter) {
-                return false;
-            }
-            separators += cell.iter().filter(|b| **b == delimiter).count();
-        }
+        let separators: usize = self
+            .fields
+            .iter()
+            .filter(|cell| cell.contains(&b'\n'))
+            .map(|cell| cell.iter().filter(|b| **b == delimiter).count())
+            .sum();
         separators + 1 < self.header.width
     }
 

@@ -824,12 +824,45 @@ Y3,principal,Y3-1,Sow,Ali,M,1980,,,,,,2026-01-01,\r\n";
         };
         assert_eq!((household.as_str(), first_row), ("Q2", 3), "{body}");
     }
-    // A cell whose later lines hold a separator is taken for a forgotten quote: its lines are
-    // reported as rows, rather than risk swallowing rows.
+    // Cells as a spreadsheet writes them, whatever they hold: separators on a later line, a
+    // last line break (LibreOffice quoting every text cell), a column before the household's.
     let body = "H1,principal,TSV-1,Mensah,Kofi,M,1980,,,Maritime,Zio,\"Bè, rue 12\nBP 3, Lomé\",2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
     let items = csv(format!("{HEADER}{body}").as_bytes());
-    assert_eq!(codes(&failure(&items[0]).errors), [(2, "commune", "unclosed_quote")]);
-    assert_eq!(items.last().unwrap().as_ref().unwrap().household, "H2");
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "commune", "line_break_in_cell")]
+    );
+    assert_eq!(items[1].as_ref().unwrap().first_row, 3);
+    let quoted: Vec<String> = CSV_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+    let body = "\"L1\",\"principal\",\"L1\",\"Mensah\",\"Kofi\",\"M\",\"1980\",,,\"Maritime\",\"Zio\",\"Zio 1\na, b\n\",2026-01-01,\r\n\
+\"L2\",\"principal\",\"L2\",\"Ba\",\"Awa\",\"F\",\"1980\",,,,,,2026-01-01,\r\n\
+\"L3\",\"principal\",\"L3\",\"Sow\",\"Ali\",\"M\",\"1980\",,,,,,2026-01-01,\r\n";
+    let items = csv(format!("{}\r\n{body}", quoted.join(",")).as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "commune", "line_break_in_cell")]
+    );
+    assert_eq!(items[1].as_ref().unwrap().first_row, 3);
+    assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+    let header = "district,household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,commune,start_date,paid_through\r\n";
+    let body = ",K1,principal,K1,Mensah,Kofi,M,1980,,,,,2026-01-01,\r\n\"Zio\r\nnord, sud\",K2,principal,K2,Ba,Awa,F,1980,,,Maritime,Zio 1,2026-01-01,\r\n,K3,principal,K3,Sow,Ali,M,1980,,,,,2026-01-01,\r\n";
+    let items = csv(format!("{header}{body}").as_bytes());
+    assert_eq!(items[0].as_ref().unwrap().household, "K1");
+    assert_eq!(failure(&items[1]).household, "K2");
+    assert_eq!(
+        codes(&failure(&items[1]).errors),
+        [(3, "district", "line_break_in_cell")]
+    );
+    assert_eq!(items[2].as_ref().unwrap().first_row, 4);
+    // The quote that opens a later quoted cell, text after it, is no cell's end: a cell whose
+    // join it would close is a forgotten quote, and the row after it stays a row.
+    let body = "M1,principal,M1,Mensah,Kofi,M,1980,,,Maritime,\"Zio\nl,\",Zio 1,2026-01-01,\n\"M2\",principal,M2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "district", "line_break_in_cell")]
+    );
+    assert_eq!(items[1].as_ref().unwrap().household, "M2");
 
     // The first read numbers rows alike: a split household names the row a spreadsheet shows.
     let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
