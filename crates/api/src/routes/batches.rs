@@ -59,7 +59,7 @@ pub struct RowErrorView {
     pub household: String,
     /// The CSV column (empty for the whole row), or a JSON Pointer into the line.
     pub field: String,
-    /// `invalid_encoding` (JSON lines), `truncated`, `unclosed_quote`, `line_break_in_cell`,
+    /// `invalid_encoding` (JSON lines), `truncated`, `unclosed_quote`, `stray_quote`, `line_break_in_cell`,
     /// `unnamed_column`, `wrong_field_count`,
     /// `garbled_characters`, `spreadsheet_error`,
     /// `member_number_taken`, `not_in_household`, `household_terminated`,

@@ -115,6 +115,10 @@ fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
 struct SplitLine {
     /// The line ends inside a quoted field.
     open: bool,
+    /// The first field holding a quote that neither opens nor closes it (`Ba"`, `"Ba"x`),
+    /// which no spreadsheet writes: most likely the end of a cell whose first line was read as
+    /// a row of its own.
+    stray_quote: Option<usize>,
     /// Every quoted field holding a line break ends, as a spreadsheet writes it, with its quote
     /// right before a delimiter or the end of the row.
     broken_cells_close_cleanly: bool,
@@ -124,9 +128,11 @@ fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> 
     record.clear();
     let mut field = Vec::new();
     let mut clean = true;
+    let mut stray_quote = None;
     let mut i = 0;
     loop {
         field.clear();
+        let position = record.len();
         let mut quoted = line.get(i) == Some(&b'"');
         if quoted {
             i += 1;
@@ -140,11 +146,18 @@ fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> 
                 (true, b'"') => {
                     quoted = false;
                     let closes = line.get(i + 1).is_none_or(|next| *next == delimiter);
-                    if !closes && field.contains(&b'\n') {
-                        clean = false;
+                    if !closes {
+                        stray_quote.get_or_insert(position);
+                        if field.contains(&b'\n') {
+                            clean = false;
+                        }
                     }
                 }
                 (false, b) if b == delimiter => break,
+                (false, b'"') => {
+                    stray_quote.get_or_insert(position);
+                    field.push(b'"');
+                }
                 _ => field.push(b),
             }
             i += 1;
@@ -153,12 +166,14 @@ fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> 
         if quoted {
             return SplitLine {
                 open: true,
+                stray_quote,
                 broken_cells_close_cleanly: clean,
             };
         }
         if i >= line.len() {
             return SplitLine {
                 open: false,
+                stray_quote,
                 broken_cells_close_cleanly: clean,
             };
         }
@@ -182,6 +197,8 @@ struct Record {
     unterminated: bool,
     /// The line ends inside a quoted cell.
     open_quote: bool,
+    /// The field holding a stray quote (`SplitLine::stray_quote`).
+    stray_quote: Option<usize>,
 }
 
 /// A CSV row once split: its household key and, when it reads, its cells by column.
@@ -464,20 +481,21 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             let Some(mut terminated) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            let mut open_quote = split_fields(&self.lines.buf, &mut self.fields, self.header.delimiter);
-            if open_quote && terminated {
-                if let Some(last_terminated) = self.join_quoted_lines()? {
-                    (open_quote, terminated) = (false, last_terminated);
+            let mut split = split_fields_checked(&self.lines.buf, &mut self.fields, self.header.delimiter);
+            if split.open && terminated {
+                if let Some((last_terminated, joined)) = self.join_quoted_lines()? {
+                    (split, terminated) = (joined, last_terminated);
                 }
             }
-            if !open_quote && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
+            if !split.open && self.fields.iter().all(|f| trim_cell(f).is_empty()) {
                 continue;
             }
             return Ok(Some(Record {
                 fields: self.fields.clone(),
                 line: self.lines.line,
                 unterminated: !terminated,
-                open_quote,
+                open_quote: split.open,
+                stray_quote: split.stray_quote,
             }));
         }
     }
@@ -485,15 +503,16 @@ impl<R: Read + Seek> CsvHouseholds<R> {
     /// A line that ends inside a quoted cell, read on with the lines after it as a spreadsheet
     /// reads a cell holding line breaks (Alt+Enter): taken as one row when the quote closes
     /// within `MAX_CELL_LINE_BREAKS` more lines, right before a separator or the row's end (as
-    /// a spreadsheet writes it), the row then has the header's number of fields, and its cells
-    /// with line breaks hold fewer separators than a row. `buf` and `fields` then hold it: its
-    /// cell fails as `line_break_in_cell`, at the row number a spreadsheet shows, and the rows
-    /// after it keep theirs. Otherwise a quote was forgotten: the line stands alone
-    /// (`unclosed_quote`) and the next one is read as a row. A forgotten quote is closed by the
-    /// quote that opens a later quoted cell, which its text follows; taking it for a cell would
-    /// lose the rows it swallowed, named nowhere. Gives whether the row's last line ended with a
-    /// line end.
-    fn join_quoted_lines(&mut self) -> io::Result<Option<bool>> {
+    /// a spreadsheet writes it), and its cells with line breaks hold fewer separators than a
+    /// row. `buf` and `fields` then hold it: its cell fails as `line_break_in_cell` (or the row
+    /// as `wrong_field_count`), at the row number a spreadsheet shows, and the rows after it
+    /// keep theirs. Otherwise a quote was forgotten: the line stands alone (`unclosed_quote`)
+    /// and the next one is read as a row. A forgotten quote is closed by the quote that opens a
+    /// later quoted cell, which its text follows; taking it for a cell would lose the rows it
+    /// swallowed, named nowhere. The rest of a cell refused so ends in a stray quote
+    /// (`stray_quote`), never registered. Gives whether the row's last line ended with a line
+    /// end, and how the row split.
+    fn join_quoted_lines(&mut self) -> io::Result<Option<(bool, SplitLine)>> {
         let (offset, line) = (self.lines.offset, self.lines.line);
         let first = std::mem::take(&mut self.lines.buf);
         let mut joined = first.clone();
@@ -509,11 +528,8 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             joined.extend_from_slice(&self.lines.buf);
             let split = split_fields_checked(&joined, &mut self.fields, self.header.delimiter);
             if !split.open {
-                if split.broken_cells_close_cleanly
-                    && self.fields.len() == self.header.width
-                    && self.broken_cells_hold_text_only()
-                {
-                    outcome = Some(terminated);
+                if split.broken_cells_close_cleanly && self.broken_cells_hold_text_only() {
+                    outcome = Some((terminated, split));
                 }
                 break;
             }
@@ -627,7 +643,14 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
             ))
         } else {
-            None
+            record.stray_quote.map(|position| RowError::new(
+                line,
+                household,
+                self.header.column_at(position).unwrap_or_default(),
+                "stray_quote",
+                "this cell holds a quote that neither opens nor closes it, which a spreadsheet never writes: most likely the end of a cell typed over several lines whose first line was read as a row of its own, or a quote typed by hand; nothing of this row is registered",
+                "cette cellule contient un guillemet qui ne l'ouvre ni ne la ferme, ce qu'un tableur n'écrit jamais : sans doute la fin d'une cellule sur plusieurs lignes dont la première ligne a été lue comme une ligne à part, ou un guillemet saisi à la main ; rien de cette ligne n'est inscrit",
+            ))
         };
         if let Some(e) = shape_error {
             return CsvRow {

@@ -864,6 +864,23 @@ Y3,principal,Y3-1,Sow,Ali,M,1980,,,,,,2026-01-01,\r\n";
     );
     assert_eq!(items[1].as_ref().unwrap().household, "M2");
 
+    // A cell refused (a whole row's separators in it): the household before it fails with it,
+    // and its last line, ending in a stray quote, is never registered as a row.
+    let body = "Zio,ZA,principal,ZA,Mensah,Kofi,M,1980,,,Maritime,Zio 1,2026-01-01,\n\
+\"Zio,x,x,x,x,x,x,x,x,x,x,x,x,x\nnord\",ZB,principal,ZB,Ba,Awa,F,1980,,,Maritime,Zio 1,2026-01-01,\n\
+Zio,ZC,principal,ZC,Sow,Ali,M,1980,,,Maritime,Zio 1,2026-01-01,\n";
+    let items = csv(format!("{header}{body}").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(3, "district", "unclosed_quote")]);
+    assert_eq!(failure(&items[1]).household, "ZB");
+    assert_eq!(codes(&failure(&items[1]).errors), [(4, "district", "stray_quote")]);
+    assert!(!failure(&items[1]).errors[0].message_en.contains("nord"));
+    assert_eq!(items[2].as_ref().unwrap().household, "ZC");
+    // A cell on a row a field short is still one row, which fails as such.
+    let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\nYao\",M,1980,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(codes(&failure(&items[0]).errors), [(2, "", "wrong_field_count")]);
+    assert_eq!(items[1].as_ref().unwrap().first_row, 3);
+
     // The first read numbers rows alike: a split household names the row a spreadsheet shows.
     let body = "H1,principal,TSV-1,Mensah,\"Kofi\nAfi\",M,1980,,,,,,2026-01-01,\nH2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\nH1,child,,Mensah,Yao,M,2015,,,,,,,\n";
     let items = csv(format!("{HEADER}{body}").as_bytes());
