@@ -79,7 +79,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     // saved the file with semicolons shows a comma-separated report as a single column.
     let separator = match format {
         BatchFormat::Csv => check_header(&file)?,
-        BatchFormat::Ndjson => ',',
+        BatchFormat::Ndjson => ",",
     };
     // Everything that can fail is done before the job is created `running`: a job created and
     // then abandoned would stay `running` until a sweeper failed it.
@@ -148,9 +148,10 @@ pub fn errors_path_of(file: &Path) -> PathBuf {
 }
 
 /// The file's separator, once its header is known good.
-fn check_header(file: &Path) -> Result<char, String> {
+fn check_header(file: &Path) -> Result<&'static str, String> {
     let reader = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    check_csv_header(reader).map(char::from).map_err(|errors| {
+    let separator = |delimiter| if delimiter == b';' { ";" } else { "," };
+    check_csv_header(reader).map(separator).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| format!("  {} {}: {}", e.field, e.code, e.en))
@@ -191,7 +192,7 @@ struct Progress {
     failed: Option<std::io::Error>,
     lang: Lang,
     /// `,` or `;`, as the imported file.
-    separator: char,
+    separator: &'static str,
 }
 
 impl Progress {
@@ -200,7 +201,7 @@ impl Progress {
         format: BatchFormat,
         errors_path: &Path,
         lang: Lang,
-        separator: char,
+        separator: &'static str,
     ) -> Result<Progress, String> {
         let bar = ProgressBar::with_draw_target(Some(count_rows(file, format)), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -211,7 +212,7 @@ impl Progress {
         let mut errors = BufWriter::new(out);
         // A byte order mark: without it, spreadsheet software reads the file as Latin-1 and
         // garbles the French messages' accents.
-        let header = ["row", "household", "field", "code", "message"].join(&separator.to_string());
+        let header = ["row", "household", "field", "code", "message"].join(separator);
         writeln!(errors, "\u{FEFF}{header}").map_err(|e| format!("{}: {e}", errors_path.display()))?;
         Ok(Progress {
             bar,
@@ -281,7 +282,7 @@ impl Observer for Progress {
                 csv_field(&e.code),
                 csv_field(message),
             ]
-            .join(&self.separator.to_string());
+            .join(self.separator);
             if let Err(err) = writeln!(self.errors, "{line}") {
                 self.failed.get_or_insert(err);
             }
@@ -311,7 +312,7 @@ impl Observer for Progress {
                 "possible_duplicate".to_owned(),
                 csv_field(&message),
             ]
-            .join(&self.separator.to_string());
+            .join(self.separator);
             if let Err(err) = writeln!(self.errors, "{line}") {
                 self.failed.get_or_insert(err);
             }

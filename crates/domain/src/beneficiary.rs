@@ -321,10 +321,7 @@ pub(crate) fn compact_shape_error(pointer: &str) -> FieldError {
 /// last digits. Said without the value, which is personal data.
 pub(crate) fn compact_cell_error(raw: &str, pointer: &str) -> FieldError {
     let compact: String = raw.chars().filter(|c| !is_separator(*c)).collect();
-    let scientific = compact.contains(['E', 'e'])
-        && compact.contains('+')
-        && compact.chars().next().is_some_and(|c| c.is_ascii_digit());
-    if scientific {
+    if in_scientific_notation(&compact) {
         return invalid_national_id(
             pointer,
             "a spreadsheet wrote this number in scientific notation (such as 1,2E+11), which loses its last digits: format the column as Text and type the id again as COUNTRY:TYPE:VALUE (TG:NIU:…, ML:NINA:…, SN:CNI:… or SN:RNU:…)",
@@ -556,14 +553,17 @@ pub(crate) fn invalid_date_of(pointer: &str, raw: &str, en: &str, fr: &str) -> F
     }
 }
 
+/// A long number as a spreadsheet shows it once it stops fitting the cell (`2,2E+11`), spaces
+/// and dashes already removed: its last digits are lost.
+fn in_scientific_notation(compact: &str) -> bool {
+    compact.contains(['E', 'e']) && compact.contains('+') && compact.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// Why a phone number a spreadsheet went through is no E.164 number, when that can be told:
 /// the `+` a number cell drops, or a long number written in scientific notation.
 fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     let compact = compact_phone(raw);
-    if compact.contains(['E', 'e'])
-        && compact.contains('+')
-        && compact.chars().next().is_some_and(|c| c.is_ascii_digit())
-    {
+    if in_scientific_notation(&compact) {
         return Some((
             "a spreadsheet wrote it in scientific notation (such as 2,2E+11): format the column as Text and type the number again",
             "un tableur l'a écrit en notation scientifique (comme 2,2E+11) : mettez la colonne au format Texte et saisissez à nouveau le numéro",
@@ -1171,8 +1171,6 @@ mod tests {
         assert_eq!(id.to_string(), "SN:CNI:123456789012");
     }
 
-    /// Text a spreadsheet mangled is refused rather than stored as a person's name for good;
-    /// the region's real names pass.
     #[test]
     fn what_a_spreadsheet_made_of_a_phone_is_named() {
         let hint = |raw: &str| phone_hint(raw).map(|(en, _)| en).unwrap_or_default();
@@ -1185,6 +1183,8 @@ mod tests {
         }
     }
 
+    /// Text a spreadsheet mangled is refused rather than stored as a person's name for good;
+    /// the region's real names pass.
     #[test]
     fn mangled_spreadsheet_text_is_refused() {
         let check = |text: &str| {
