@@ -13,7 +13,7 @@ use crate::products::family_plan;
 use crate::registry::{registry, writer};
 
 pub const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through";
-const CSV: &str = "text/csv";
+pub const CSV: &str = "text/csv";
 const NDJSON: &str = "application/x-ndjson";
 
 /// Posts a file to `/v1/registrations/batches{query}`.
@@ -50,14 +50,14 @@ pub async fn finished(app: &TestApp, org: &str, location: &str) -> Value {
 }
 
 /// Uploads, expects 202, and waits for the end.
-async fn run(app: &TestApp, org: &str, key: &str, query: &str, content_type: &str, body: Vec<u8>) -> Value {
+pub async fn run(app: &TestApp, org: &str, key: &str, query: &str, content_type: &str, body: Vec<u8>) -> Value {
     let reply = upload(app, org, Some(key), query, content_type, body).await;
     assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
     let location = reply.header("location").unwrap().to_owned();
     finished(app, org, &location).await
 }
 
-fn counts(job: &Value) -> [i64; 5] {
+pub fn counts(job: &Value) -> [i64; 5] {
     [
         "rows_processed",
         "households_created",

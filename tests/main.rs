@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod batch_reports;
 mod batches;
 mod claims;
 mod conventions;

@@ -137,14 +137,20 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     let job = store.get_batch("b1").await.unwrap().unwrap();
     assert_eq!((job.status, job.counts), (BatchStatus::Running, update.counts));
     let rows: Vec<u64> = store
-        .batch_errors("b1", 10)
+        .batch_errors("b1", None, 10)
         .await
         .unwrap()
         .iter()
-        .map(|e| e.row)
+        .map(|(_, e)| e.row)
         .collect();
     assert_eq!(rows, [2, 3], "by row");
-    let found = store.batch_duplicates("b1", 10).await.unwrap();
+    let found: Vec<RowDuplicate> = store
+        .batch_duplicates("b1", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
     assert_eq!(
         found,
         [duplicate(4, &["p3"]), duplicate(5, &["p1", "p2"])],
@@ -152,7 +158,33 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     );
     update.new_duplicates.clear();
 
-    // Errors past the cap are counted, not stored.
+    // Several errors of one row, found apart: by row, then in the order found, a page at a time
+    // from any key a page ends on.
+    let mut late = error(2);
+    late.field = "birth_date".into();
+    update.new_errors = vec![error(7), late, error(1)];
+    update.counts.errors_total += 3;
+    assert!(store.update_batch("b1", &winner, &update).await.unwrap());
+    let all = store.batch_errors("b1", None, 10).await.unwrap();
+    let order: Vec<(u64, &str)> = all.iter().map(|(_, e)| (e.row, e.field.as_str())).collect();
+    assert_eq!(
+        order,
+        [(1, "sex"), (2, "sex"), (2, "birth_date"), (3, "sex"), (7, "sex")]
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "keys follow the order");
+    for (i, (key, _)) in all.iter().enumerate() {
+        let rest = store.batch_errors("b1", Some(*key), 2).await.unwrap();
+        let expected: Vec<_> = all[i + 1..].iter().take(2).cloned().collect();
+        assert_eq!(rest, expected, "after {key:?}");
+    }
+    let none_yet = store
+        .batch_duplicates("b1", all.last().map(|(k, _)| *k), 10)
+        .await
+        .unwrap();
+    assert!(none_yet.is_empty(), "no duplicate lies past row 7");
+    let stored_before_cap = all.len() as i64;
+
+    // Errors past the cap are counted, not stored: the cap falls inside this report's list.
     update.new_errors = (10..10 + MAX_STORED_BATCH_ERRORS as u64).map(error).collect();
     update.counts.errors_total += MAX_STORED_BATCH_ERRORS;
     update.finish = Some(BatchEnd {
@@ -165,12 +197,25 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     assert_eq!(job.status, BatchStatus::Completed);
     assert!(store.live_uploads(&here).await.unwrap().is_empty(), "ended: a leftover");
     assert_eq!(job.rows_total, Some(3));
-    assert_eq!(job.counts.errors_total, MAX_STORED_BATCH_ERRORS + 2);
+    assert_eq!(job.counts.errors_total, MAX_STORED_BATCH_ERRORS + 5);
     assert!(job.finished_at.is_some());
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.batch_errors("b1", after, 5000).await.unwrap();
+        after = page.last().map(|(key, _)| *key);
+        read.extend(page.into_iter().map(|(_, e)| e.row));
+        if after.is_none() {
+            break;
+        }
+    }
     assert_eq!(
-        store.batch_errors("b1", 5000).await.unwrap().len() as i64,
-        MAX_STORED_BATCH_ERRORS
+        read.len() as i64,
+        MAX_STORED_BATCH_ERRORS,
+        "the first ones found, up to the cap"
     );
+    let first_of_the_last_report = MAX_STORED_BATCH_ERRORS - stored_before_cap;
+    assert_eq!(read.last().copied(), Some(9 + first_of_the_last_report as u64));
     // A finished job takes no more progress.
     assert!(!store.update_batch("b1", &winner, &update).await.unwrap());
 }

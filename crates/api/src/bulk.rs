@@ -2,6 +2,7 @@
 //! reads them household by household. The HTTP routes (`routes::batches`), the background
 //! runner and `passerelle import` all drive the same worker.
 
+pub mod report;
 pub mod runner;
 pub mod spool;
 pub mod worker;

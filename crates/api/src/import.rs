@@ -11,6 +11,7 @@ use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{BatchCounts, BatchFormat, BatchJob, BatchStatus, NewBatch, WriteContext};
 
+use crate::bulk::report;
 use crate::bulk::worker::{self, Ended, Observer};
 use crate::config::Config;
 use crate::extract::Caller;
@@ -210,10 +211,7 @@ impl Progress {
         );
         let out = File::create(errors_path).map_err(|e| format!("{}: {e}", errors_path.display()))?;
         let mut errors = BufWriter::new(out);
-        // A byte order mark: without it, spreadsheet software reads the file as Latin-1 and
-        // garbles the French messages' accents.
-        let header = ["row", "household", "field", "code", "message"].join(separator);
-        writeln!(errors, "\u{FEFF}{header}").map_err(|e| format!("{}: {e}", errors_path.display()))?;
+        write!(errors, "{}", report::header(separator)).map_err(|e| format!("{}: {e}", errors_path.display()))?;
         Ok(Progress {
             bar,
             errors,
@@ -274,46 +272,17 @@ impl Observer for Progress {
 
     fn errors(&mut self, errors: &[RowError]) {
         for e in errors {
-            let message = self.lang.pick(&e.message_en, &e.message_fr);
-            let line = [
-                e.row.to_string(),
-                csv_field(&e.household),
-                csv_field(&e.field),
-                csv_field(&e.code),
-                csv_field(message),
-            ]
-            .join(self.separator);
-            if let Err(err) = writeln!(self.errors, "{line}") {
+            let line = report::error_line(e, self.lang, self.separator);
+            if let Err(err) = self.errors.write_all(line.as_bytes()) {
                 self.failed.get_or_insert(err);
             }
         }
     }
 
-    /// Possible duplicates join the report as rows of their own code: the person was created,
-    /// and someone should look.
     fn duplicates(&mut self, found: &[RowDuplicate]) {
         for d in found {
-            let matches = d.matches.join(" ");
-            let message = match self.lang {
-                Lang::En => format!(
-                    "created as {}, who looks like {} (same names, sex and birth date): check before merging",
-                    d.beneficiary, matches
-                ),
-                Lang::Fr => format!(
-                    "inscrit sous {}, qui ressemble à {} (mêmes noms, sexe et date de naissance) : à vérifier avant \
-                     toute fusion",
-                    d.beneficiary, matches
-                ),
-            };
-            let line = [
-                d.row.to_string(),
-                csv_field(&d.household),
-                csv_field(&d.field),
-                "possible_duplicate".to_owned(),
-                csv_field(&message),
-            ]
-            .join(self.separator);
-            if let Err(err) = writeln!(self.errors, "{line}") {
+            let line = report::duplicate_line(d, self.lang, self.separator);
+            if let Err(err) = self.errors.write_all(line.as_bytes()) {
                 self.failed.get_or_insert(err);
             }
         }

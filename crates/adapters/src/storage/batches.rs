@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use passerelle_domain::batch::{RowDuplicate, RowError};
 use passerelle_domain::ports::{
     BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchStore, BatchUpdate, HouseholdOutcome,
-    NewBatch, MAX_STORED_BATCH_ERRORS,
+    NewBatch, ReportKey, MAX_STORED_BATCH_ERRORS,
 };
 
 const BATCH_COLUMNS: &str = "id, organization, subject, product, format, status, spool_path, rows_total, \
@@ -71,6 +71,7 @@ impl TryFrom<BatchRow> for BatchJob {
 #[derive(sqlx::FromRow)]
 struct BatchErrorRow {
     line: i64,
+    seq: i64,
     household: String,
     field: String,
     code: String,
@@ -94,25 +95,30 @@ async fn fetch_batch(tx: &mut Tx, id: &str) -> Result<Option<BatchJob>, StoreErr
     row.map(BatchJob::try_from).transpose()
 }
 
+/// Rows of a multi-row `INSERT` of errors or duplicates: 8 values each, well under SQLite's
+/// 32,766 bound variables.
+const REPORT_INSERT_CHUNK: usize = 500;
+
 /// Stores errors past those already kept, up to `MAX_STORED_BATCH_ERRORS`.
 async fn insert_batch_errors(tx: &mut Tx, id: &str, stored_before: i64, errors: &[RowError]) -> Result<(), StoreError> {
     let room = usize::try_from(MAX_STORED_BATCH_ERRORS - stored_before).unwrap_or(0);
-    for (i, e) in errors.iter().take(room).enumerate() {
-        sqlx::query(
-            "INSERT INTO registration_batch_errors (batch, seq, line, household, field, code, message_en, message_fr) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id)
-        .bind(stored_before + i as i64 + 1)
-        .bind(i64::try_from(e.row).unwrap_or(i64::MAX))
-        .bind(&e.household)
-        .bind(&e.field)
-        .bind(&e.code)
-        .bind(&e.message_en)
-        .bind(&e.message_fr)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let kept = &errors[..errors.len().min(room)];
+    for (c, chunk) in kept.chunks(REPORT_INSERT_CHUNK).enumerate() {
+        let first = stored_before + (c * REPORT_INSERT_CHUNK) as i64 + 1;
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO registration_batch_errors (batch, seq, line, household, field, code, message_en, message_fr) ",
+        );
+        q.push_values(chunk.iter().enumerate(), |mut row, (i, e)| {
+            row.push_bind(id)
+                .push_bind(first + i as i64)
+                .push_bind(i64::try_from(e.row).unwrap_or(i64::MAX))
+                .push_bind(&e.household)
+                .push_bind(&e.field)
+                .push_bind(&e.code)
+                .push_bind(&e.message_en)
+                .push_bind(&e.message_fr);
+        });
+        q.build().persistent(false).execute(&mut **tx).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -120,6 +126,7 @@ async fn insert_batch_errors(tx: &mut Tx, id: &str, stored_before: i64, errors: 
 #[derive(sqlx::FromRow)]
 struct BatchDuplicateRow {
     line: i64,
+    seq: i64,
     household: String,
     field: String,
     beneficiary: String,
@@ -134,23 +141,41 @@ async fn insert_batch_duplicates(
     found: &[RowDuplicate],
 ) -> Result<(), StoreError> {
     let room = usize::try_from(MAX_STORED_BATCH_ERRORS - stored_before).unwrap_or(0);
-    for (i, d) in found.iter().take(room).enumerate() {
-        sqlx::query(
-            "INSERT INTO registration_batch_duplicates (batch, seq, line, household, field, beneficiary, matches) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(stored_before + i as i64 + 1)
-        .bind(i64::try_from(d.row).unwrap_or(i64::MAX))
-        .bind(&d.household)
-        .bind(&d.field)
-        .bind(&d.beneficiary)
-        .bind(d.matches.join(","))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let kept = &found[..found.len().min(room)];
+    for (c, chunk) in kept.chunks(REPORT_INSERT_CHUNK).enumerate() {
+        let first = stored_before + (c * REPORT_INSERT_CHUNK) as i64 + 1;
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO registration_batch_duplicates (batch, seq, line, household, field, beneficiary, matches) ",
+        );
+        q.push_values(chunk.iter().enumerate(), |mut row, (i, d)| {
+            row.push_bind(id)
+                .push_bind(first + i as i64)
+                .push_bind(i64::try_from(d.row).unwrap_or(i64::MAX))
+                .push_bind(&d.household)
+                .push_bind(&d.field)
+                .push_bind(&d.beneficiary)
+                .push_bind(d.matches.join(","));
+        });
+        q.build().persistent(false).execute(&mut **tx).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// `WHERE` of a page of a job's errors or duplicates, by row then `seq` (the `_by_row` indexes
+/// of migration 26): from the start, or past a page's key, compared as a row value so that both
+/// databases seek to it rather than read the pages before.
+fn report_page_filter(after: Option<ReportKey>) -> &'static str {
+    match after {
+        None => "WHERE batch = $1 ORDER BY line, seq LIMIT $2",
+        Some(_) => "WHERE batch = $1 AND (line, seq) > ($3, $4) ORDER BY line, seq LIMIT $2",
+    }
+}
+
+fn report_key(line: i64, seq: i64) -> ReportKey {
+    ReportKey {
+        row: u64::try_from(line).unwrap_or_default(),
+        seq,
+    }
 }
 
 fn end_event(job: &BatchJob, status: BatchStatus, subject: &str, at: DateTime<Utc>) -> NewAuditEvent {
@@ -258,52 +283,72 @@ impl BatchStore for This {
         Ok(Page::from_overfetch(jobs, page.limit, |j| j.id.clone()))
     }
 
-    async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError> {
-        let rows: Vec<BatchErrorRow> = sqlx::query_as(
-            "SELECT line, household, field, code, message_en, message_fr FROM registration_batch_errors \
-             WHERE batch = $1 ORDER BY line, seq LIMIT $2",
-        )
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
+    async fn batch_errors(
+        &self,
+        id: &str,
+        after: Option<ReportKey>,
+        limit: u32,
+    ) -> Result<Vec<(ReportKey, RowError)>, StoreError> {
+        let sql = format!(
+            "SELECT line, seq, household, field, code, message_en, message_fr FROM registration_batch_errors {}",
+            report_page_filter(after)
+        );
+        let mut q = sqlx::query_as::<_, BatchErrorRow>(&sql).bind(id).bind(i64::from(limit));
+        if let Some(k) = after {
+            q = q.bind(i64::try_from(k.row).unwrap_or(i64::MAX)).bind(k.seq);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(db_err)?;
         Ok(rows
             .into_iter()
-            .map(|r| RowError {
-                row: u64::try_from(r.line).unwrap_or_default(),
-                household: r.household,
-                field: r.field,
-                code: r.code,
-                message_en: r.message_en,
-                message_fr: r.message_fr,
+            .map(|r| {
+                let key = report_key(r.line, r.seq);
+                let error = RowError {
+                    row: key.row,
+                    household: r.household,
+                    field: r.field,
+                    code: r.code,
+                    message_en: r.message_en,
+                    message_fr: r.message_fr,
+                };
+                (key, error)
             })
             .collect())
     }
 
-    async fn batch_duplicates(&self, id: &str, limit: u32) -> Result<Vec<RowDuplicate>, StoreError> {
-        let rows: Vec<BatchDuplicateRow> = sqlx::query_as(
-            "SELECT line, household, field, beneficiary, matches FROM registration_batch_duplicates \
-             WHERE batch = $1 ORDER BY line, seq LIMIT $2",
-        )
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
+    async fn batch_duplicates(
+        &self,
+        id: &str,
+        after: Option<ReportKey>,
+        limit: u32,
+    ) -> Result<Vec<(ReportKey, RowDuplicate)>, StoreError> {
+        let sql = format!(
+            "SELECT line, seq, household, field, beneficiary, matches FROM registration_batch_duplicates {}",
+            report_page_filter(after)
+        );
+        let mut q = sqlx::query_as::<_, BatchDuplicateRow>(&sql)
+            .bind(id)
+            .bind(i64::from(limit));
+        if let Some(k) = after {
+            q = q.bind(i64::try_from(k.row).unwrap_or(i64::MAX)).bind(k.seq);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(db_err)?;
         Ok(rows
             .into_iter()
-            .map(|r| RowDuplicate {
-                row: u64::try_from(r.line).unwrap_or_default(),
-                household: r.household,
-                field: r.field,
-                beneficiary: r.beneficiary,
-                matches: r
-                    .matches
-                    .split(',')
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+            .map(|r| {
+                let key = report_key(r.line, r.seq);
+                let duplicate = RowDuplicate {
+                    row: key.row,
+                    household: r.household,
+                    field: r.field,
+                    beneficiary: r.beneficiary,
+                    matches: r
+                        .matches
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                };
+                (key, duplicate)
             })
             .collect())
     }
@@ -382,10 +427,11 @@ impl BatchStore for This {
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         // Errors stored so far, read under the claim: only the holder writes them.
+        // `seq` runs from 1 without gaps: the last one, read from the key's end, is the count.
         let stored: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM registration_batch_errors WHERE batch = $1), \
-             (SELECT count(*) FROM registration_batch_duplicates WHERE batch = $1) FROM registration_batches \
-             WHERE id = $1 AND status = 'running' AND worker = $2",
+            "SELECT (SELECT COALESCE(max(seq), 0) FROM registration_batch_errors WHERE batch = $1), \
+             (SELECT COALESCE(max(seq), 0) FROM registration_batch_duplicates WHERE batch = $1) \
+             FROM registration_batches WHERE id = $1 AND status = 'running' AND worker = $2",
         )
         .bind(id)
         .bind(worker)

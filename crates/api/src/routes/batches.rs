@@ -2,17 +2,21 @@
 //! to disk and answered 202 at once; a worker (`bulk::worker`) registers its households and the
 //! job reports its progress and row errors.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
 use chrono::{DateTime, Utc};
 use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
-use passerelle_domain::error::FieldError;
-use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch};
+use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::pagination::{invalid_cursor, Page};
+use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch, ReportKey, Store};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,9 +24,10 @@ use utoipa_axum::routes;
 
 use super::audit::record_read;
 use super::registrations::own_product;
-use crate::bulk::spool;
-use crate::extract::{perm, AppQuery, Authorized, Idempotency};
-use crate::problem::{current_lang, ApiError};
+use super::settlements::{csv_separator, wants_csv, CSV_OR_JSON_CACHING};
+use crate::bulk::{report, spool};
+use crate::extract::{perm, AppQuery, Authorized, Caller, Idempotency};
+use crate::problem::{current_lang, ApiError, Lang};
 use crate::state::AppState;
 
 /// Row errors (and possible duplicates) a job shows; `errors_total` counts them all.
@@ -37,6 +42,8 @@ pub fn reads() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_batch))
         .routes(routes!(list_batches))
+        .routes(routes!(list_batch_errors))
+        .routes(routes!(list_batch_duplicates))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -203,31 +210,37 @@ impl BatchSummaryView {
     }
 }
 
+impl RowErrorView {
+    fn new(e: RowError, lang: Lang) -> RowErrorView {
+        RowErrorView {
+            message: lang.pick(&e.message_en, &e.message_fr).to_owned(),
+            row: e.row,
+            household: e.household,
+            field: e.field,
+            code: e.code,
+        }
+    }
+}
+
+impl From<RowDuplicate> for PossibleDuplicateView {
+    fn from(d: RowDuplicate) -> PossibleDuplicateView {
+        PossibleDuplicateView {
+            row: d.row,
+            household: d.household,
+            field: d.field,
+            beneficiary: d.beneficiary,
+            possible_duplicates: d.matches,
+        }
+    }
+}
+
 impl BatchView {
     pub fn new(job: &BatchJob, errors: Vec<RowError>, duplicates: Vec<RowDuplicate>) -> BatchView {
         let lang = current_lang();
         BatchView {
             job: BatchSummaryView::new(job),
-            errors: errors
-                .into_iter()
-                .map(|e| RowErrorView {
-                    message: lang.pick(&e.message_en, &e.message_fr).to_owned(),
-                    row: e.row,
-                    household: e.household,
-                    field: e.field,
-                    code: e.code,
-                })
-                .collect(),
-            possible_duplicates: duplicates
-                .into_iter()
-                .map(|d| PossibleDuplicateView {
-                    row: d.row,
-                    household: d.household,
-                    field: d.field,
-                    beneficiary: d.beneficiary,
-                    possible_duplicates: d.matches,
-                })
-                .collect(),
+            errors: errors.into_iter().map(|e| RowErrorView::new(e, lang)).collect(),
+            possible_duplicates: duplicates.into_iter().map(PossibleDuplicateView::from).collect(),
         }
     }
 }
@@ -401,14 +414,270 @@ pub async fn get_batch(
     Path(id): Path<String>,
 ) -> Result<Json<BatchView>, ApiError> {
     let caller = &auth.caller;
-    let job = state.store.get_batch(&id).await?.ok_or(ApiError::NotFound)?;
+    let job = visible_job(&state, caller, &id).await?;
+    let errors = state.store.batch_errors(&id, None, ERRORS_SHOWN).await?;
+    let duplicates = state.store.batch_duplicates(&id, None, ERRORS_SHOWN).await?;
+    record_read(&state, caller, "registration_batch", &id).await?;
+    let errors = errors.into_iter().map(|(_, e)| e).collect();
+    let duplicates = duplicates.into_iter().map(|(_, d)| d).collect();
+    Ok(Json(BatchView::new(&job, errors, duplicates)))
+}
+
+/// The job, when the caller may read it: its mutuelle, operators and auditors; 404 for anyone
+/// else, as for a job that does not exist.
+async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<BatchJob, ApiError> {
+    let job = state.store.get_batch(id).await?.ok_or(ApiError::NotFound)?;
     if !caller.reads_everything() && job.organization != caller.org.as_str() {
         return Err(ApiError::NotFound);
     }
-    let errors = state.store.batch_errors(&id, ERRORS_SHOWN).await?;
-    let duplicates = state.store.batch_duplicates(&id, ERRORS_SHOWN).await?;
+    Ok(job)
+}
+
+/// A page request of a job's report: the cursor's key must be one these lists issue.
+fn report_page(page: &super::PageQuery) -> Result<(Option<ReportKey>, u32), ApiError> {
+    let page = page.parse()?;
+    let after = match page.after.as_deref() {
+        None => None,
+        Some(key) => Some(ReportKey::decode(key).ok_or_else(|| ApiError::field(invalid_cursor()))?),
+    };
+    Ok((after, page.limit))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// The CSV form's cell separator: `comma` (the default) or `semicolon`, for a spreadsheet in
+    /// a French locale (another value is 422 `unknown_value` on `/query/separator`). The JSON
+    /// form ignores it.
+    #[param(value_type = Option<super::settlements::CsvSeparator>, inline)]
+    pub separator: Option<String>,
+}
+
+/// Every row error of a job, a page at a time, or as one CSV report.
+///
+/// The job's own `errors` lists the first 1000 by row; this lists all it kept (a job keeps the
+/// first 100,000 it finds; `errors_total` counts every one), by row, then in the order found.
+/// Readable by its mutuelle, operators and auditors; 404 for any other organisation.
+///
+/// With `Accept: text/csv` (weighed against `application/json` as for a settlement), the answer
+/// is the whole report that `passerelle import` writes next to its file, for a clerk to open in
+/// a spreadsheet: a UTF-8 byte order mark, the columns `row, household, field, code, message`,
+/// then every error and every possible duplicate (code `possible_duplicate`, its message naming
+/// the person created and whom they look like) by row, messages in the language of
+/// `Accept-Language`; a text cell that a spreadsheet would run as a formula is written after a
+/// `'`. `limit` and `cursor` do not apply to it, and it is sent as it is read, whatever its
+/// size. `?separator=semicolon` separates its cells with `;`, as a spreadsheet in a French
+/// locale expects. Both forms are sent with `Vary: Accept` and `Cache-Control: private, no-store`.
+#[utoipa::path(
+    get,
+    path = "/v1/registrations/batches/{id}/errors",
+    tag = "registrations",
+    params(("id" = String, Path, description = "The job's id"), super::PageQuery, ReportQuery),
+    responses(
+        (status = 200, description = "A page of the job's row errors, by row; or, for `Accept: text/csv`, its whole report", content(
+            (super::ListOf<RowErrorView> = "application/json"),
+            (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne\n9,H3,family_name,possible_duplicate,\"inscrit sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
+        ), headers(
+            ("Vary" = String, description = "`Accept`"),
+            ("Cache-Control" = String, description = "`private, no-store`")
+        )),
+        (status = 404, description = "No such job, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` out of 1–500 or no whole number, a `cursor` these lists did not issue for this job (`invalid_cursor`), or an unknown `separator`", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_batch_errors(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadBatches>,
+    Path(id): Path<String>,
+    AppQuery(page): AppQuery<super::PageQuery>,
+    AppQuery(query): AppQuery<ReportQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (after, limit) = report_page(&page)?;
+    let separator = csv_separator(query.separator.as_deref())?;
+    let caller = &auth.caller;
+    visible_job(&state, caller, &id).await?;
+    let csv = wants_csv(&headers);
+    let errors = if csv {
+        Vec::new()
+    } else {
+        state.store.batch_errors(&id, after, limit + 1).await?
+    };
     record_read(&state, caller, "registration_batch", &id).await?;
-    Ok(Json(BatchView::new(&job, errors, duplicates)))
+    if csv {
+        let body = report_body(state.store.clone(), id, current_lang(), separator);
+        return Ok((
+            CSV_OR_JSON_CACHING,
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            body,
+        )
+            .into_response());
+    }
+    let lang = current_lang();
+    let page = Page::from_overfetch(errors, limit, |(key, _)| key.encode());
+    let list = super::ListOf::from_page(page, |(_, e)| RowErrorView::new(e, lang));
+    Ok((CSV_OR_JSON_CACHING, Json(list)).into_response())
+}
+
+/// Every possible duplicate of a job, a page at a time.
+///
+/// The job's own `possible_duplicates` lists the first 1000 by row; this lists all it kept (the
+/// first 100,000 it finds; `possible_duplicates_total` counts every one), by row. Each person
+/// was created; a clerk decides whether they are the person they look like. Readable by its
+/// mutuelle, operators and auditors; 404 for any other organisation. The CSV report of
+/// `GET /v1/registrations/batches/{id}/errors` lists them too.
+#[utoipa::path(
+    get,
+    path = "/v1/registrations/batches/{id}/possible-duplicates",
+    tag = "registrations",
+    params(("id" = String, Path, description = "The job's id"), super::PageQuery),
+    responses(
+        (status = 200, description = "A page of the job's possible duplicates, by row", body = super::ListOf<PossibleDuplicateView>),
+        (status = 404, description = "No such job, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` out of 1–500 or no whole number, or a `cursor` this list did not issue for this job (`invalid_cursor`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:read"]))
+)]
+pub async fn list_batch_duplicates(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ReadBatches>,
+    Path(id): Path<String>,
+    AppQuery(page): AppQuery<super::PageQuery>,
+) -> Result<Json<super::ListOf<PossibleDuplicateView>>, ApiError> {
+    let (after, limit) = report_page(&page)?;
+    let caller = &auth.caller;
+    visible_job(&state, caller, &id).await?;
+    let found = state.store.batch_duplicates(&id, after, limit + 1).await?;
+    record_read(&state, caller, "registration_batch", &id).await?;
+    let page = Page::from_overfetch(found, limit, |(key, _)| key.encode());
+    Ok(Json(super::ListOf::from_page(page, |(_, d)| {
+        PossibleDuplicateView::from(d)
+    })))
+}
+
+/// Items read from storage per step of a CSV report.
+const REPORT_STEP: u32 = 1000;
+
+/// One of a report's two sorted lists, read a page at a time.
+struct ReportSource<T> {
+    buffered: VecDeque<(ReportKey, T)>,
+    after: Option<ReportKey>,
+    exhausted: bool,
+}
+
+impl<T> ReportSource<T> {
+    fn new() -> Self {
+        ReportSource {
+            buffered: VecDeque::new(),
+            after: None,
+            exhausted: false,
+        }
+    }
+
+    fn needs_page(&self) -> bool {
+        self.buffered.is_empty() && !self.exhausted
+    }
+
+    fn take_page(&mut self, page: Vec<(ReportKey, T)>) {
+        self.exhausted = page.len() < REPORT_STEP as usize;
+        if let Some((key, _)) = page.last() {
+            self.after = Some(*key);
+        }
+        self.buffered.extend(page);
+    }
+
+    /// The row of the next item; `None` when none is left, and also when the next page is yet
+    /// to be read, which `ready` tells apart.
+    fn next_row(&self) -> Option<u64> {
+        self.buffered.front().map(|(key, _)| key.row)
+    }
+
+    fn ready(&self) -> bool {
+        !self.needs_page()
+    }
+}
+
+struct ReportStream {
+    store: Arc<dyn Store>,
+    id: String,
+    lang: Lang,
+    separator: &'static str,
+    header_sent: bool,
+    errors: ReportSource<RowError>,
+    duplicates: ReportSource<RowDuplicate>,
+}
+
+impl ReportStream {
+    /// The next piece of the body: lines merged by row (an error before a possible duplicate of
+    /// the same row) until either list needs its next page; `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<String>, StoreError> {
+        let mut chunk = String::new();
+        if !self.header_sent {
+            self.header_sent = true;
+            chunk.push_str(&report::header(self.separator));
+        }
+        loop {
+            if self.errors.needs_page() {
+                let page = self
+                    .store
+                    .batch_errors(&self.id, self.errors.after, REPORT_STEP)
+                    .await?;
+                self.errors.take_page(page);
+            }
+            if self.duplicates.needs_page() {
+                let page = self
+                    .store
+                    .batch_duplicates(&self.id, self.duplicates.after, REPORT_STEP)
+                    .await?;
+                self.duplicates.take_page(page);
+            }
+            // Both lists are ready: each holds its next item or has none left.
+            while self.errors.ready() && self.duplicates.ready() {
+                let error_first = match (self.errors.next_row(), self.duplicates.next_row()) {
+                    (None, None) => return Ok((!chunk.is_empty()).then_some(chunk)),
+                    (Some(e), Some(d)) => e <= d,
+                    (e, _) => e.is_some(),
+                };
+                if error_first {
+                    if let Some((_, e)) = self.errors.buffered.pop_front() {
+                        chunk.push_str(&report::error_line(&e, self.lang, self.separator));
+                    }
+                } else if let Some((_, d)) = self.duplicates.buffered.pop_front() {
+                    chunk.push_str(&report::duplicate_line(&d, self.lang, self.separator));
+                }
+            }
+            if !chunk.is_empty() {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+}
+
+/// A job's whole report as CSV, read from storage a page at a time as the body is sent, so that
+/// 100,000 errors are never held at once. Should storage fail part-way, the body stops without
+/// its end (the client sees a broken transfer, never a short report that looks whole).
+fn report_body(store: Arc<dyn Store>, id: String, lang: Lang, separator: &'static str) -> Body {
+    let state = ReportStream {
+        store,
+        id,
+        lang,
+        separator,
+        header_sent: false,
+        errors: ReportSource::new(),
+        duplicates: ReportSource::new(),
+    };
+    let chunks = futures::stream::try_unfold(state, |mut s| async move {
+        match s.next_chunk().await {
+            Ok(Some(chunk)) => Ok(Some((Bytes::from(chunk), s))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "a bulk job's CSV report stopped part-way");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        }
+    });
+    Body::from_stream(chunks)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -369,7 +369,7 @@ fn weigh(accept: &str, kind: &str, subtype: &str) -> Option<(u16, u8, usize)> {
 /// acceptable (`q` above 0) and weigh more than `application/json` — a higher `q`, or the same
 /// `q` from a more specific range (`text/csv` against `*/*`), or else listed first. Without
 /// `Accept`, JSON.
-fn prefers_csv(accept: Option<&str>) -> bool {
+pub(crate) fn prefers_csv(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
     let Some(csv) = weigh(accept, "text", "csv").filter(|(q, _, _)| *q > 0) else {
         return false;
@@ -419,38 +419,52 @@ pub async fn get_settlement(
     AppQuery(query): AppQuery<SettlementReadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let separator = match query.separator.as_deref() {
-        None | Some("comma") => ",",
-        Some("semicolon") => ";",
-        Some(_) => {
-            return Err(ApiError::field(FieldError::new(
-                "/query/separator",
-                "unknown_value",
-                "must be comma or semicolon",
-                "doit être comma ou semicolon",
-            )))
-        }
-    };
+    let separator = csv_separator(query.separator.as_deref())?;
     let settlement = match state.store.get_settlement(&id).await? {
         Some(s) if visible(&auth.caller, &s) => s,
         _ => return Err(ApiError::NotFound),
     };
     crate::routes::audit::record_read(&state, &auth.caller, "settlement", &id).await?;
-    // Several `Accept` lines are one list (RFC 9110 §5.3).
-    let accept: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
     // The form follows `Accept`, and the body names beneficiaries: no shared cache may keep it
     // or answer another `Accept` with it.
-    let caching = [(header::VARY, "Accept"), (header::CACHE_CONTROL, "private, no-store")];
-    if prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref()) {
+    let caching = CSV_OR_JSON_CACHING;
+    if wants_csv(&headers) {
         let claims = state.store.settlement_claims(&id).await?;
         let body = to_csv(&claims, separator)?;
         return Ok((caching, [(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok((caching, Json(SettlementView::from(settlement))).into_response())
+}
+
+/// `Vary` and `Cache-Control` of a resource answered as JSON or CSV, whose body is for its
+/// reader alone.
+pub(crate) const CSV_OR_JSON_CACHING: [(header::HeaderName, &str); 2] =
+    [(header::VARY, "Accept"), (header::CACHE_CONTROL, "private, no-store")];
+
+/// Whether the request's `Accept` prefers CSV (`prefers_csv`); several `Accept` lines are one
+/// list (RFC 9110 §5.3).
+pub(crate) fn wants_csv(headers: &HeaderMap) -> bool {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref())
+}
+
+/// A CSV form's `separator`: `comma` (the default) or `semicolon`; another value is 422
+/// `unknown_value` on `/query/separator`.
+pub(crate) fn csv_separator(raw: Option<&str>) -> Result<&'static str, ApiError> {
+    match raw {
+        None | Some("comma") => Ok(","),
+        Some("semicolon") => Ok(";"),
+        Some(_) => Err(ApiError::field(FieldError::new(
+            "/query/separator",
+            "unknown_value",
+            "must be comma or semicolon",
+            "doit être comma ou semicolon",
+        ))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

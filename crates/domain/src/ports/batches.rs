@@ -172,9 +172,40 @@ pub struct BatchEnd {
     pub failure: Option<BatchFailure>,
 }
 
-/// Row errors kept per job; past this only `errors_total` grows (API.md: the job lists the
-/// first ones, `passerelle import` writes them all to its CSV).
-pub const MAX_STORED_BATCH_ERRORS: i64 = 1000;
+/// Row errors, and possible duplicates, kept per job; past this only `errors_total` (or
+/// `possible_duplicates_total`) grows. Every error of a real file fits (a file of 100,000 bad
+/// rows is the wrong file, and its first errors say why), while a hostile one cannot make the
+/// database hold several errors for each of its millions of short rows. `passerelle import`
+/// writes every error to its CSV.
+pub const MAX_STORED_BATCH_ERRORS: i64 = 100_000;
+
+/// Where a stored row error (or possible duplicate) sits in its job's report: its row, then the
+/// order in which the job found it. The key of a page of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReportKey {
+    pub row: u64,
+    pub seq: i64,
+}
+
+impl ReportKey {
+    /// `<row>.<seq>`, the text a cursor carries.
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.row, self.seq)
+    }
+
+    /// The key `encode` wrote; `None` for any other text.
+    pub fn decode(key: &str) -> Option<ReportKey> {
+        let (row, seq) = key.split_once('.')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(row) || !digits(seq) {
+            return None;
+        }
+        Some(ReportKey {
+            row: row.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
 
 /// A member a bulk job created without a national id, and the people already known (or created
 /// earlier in the same job) who look the same: names without accents or case, sex, birth date.
@@ -225,11 +256,22 @@ pub trait BatchStore: Send + Sync {
         page: &crate::pagination::PageRequest,
     ) -> Result<crate::pagination::Page<BatchJob>, StoreError>;
 
-    /// The stored row errors of a job, by row, at most `limit`.
-    async fn batch_errors(&self, id: &str, limit: u32) -> Result<Vec<RowError>, StoreError>;
+    /// The stored row errors of a job, by row (then in the order found), those after `after`,
+    /// at most `limit`, each with its key.
+    async fn batch_errors(
+        &self,
+        id: &str,
+        after: Option<ReportKey>,
+        limit: u32,
+    ) -> Result<Vec<(ReportKey, RowError)>, StoreError>;
 
-    /// The stored possible duplicates of a job, by row, at most `limit`.
-    async fn batch_duplicates(&self, id: &str, limit: u32) -> Result<Vec<RowDuplicate>, StoreError>;
+    /// The stored possible duplicates of a job, in the same order as `batch_errors`.
+    async fn batch_duplicates(
+        &self,
+        id: &str,
+        after: Option<ReportKey>,
+        limit: u32,
+    ) -> Result<Vec<(ReportKey, RowDuplicate)>, StoreError>;
 
     /// The queued jobs whose files are among `spool_paths` (the uploads this replica can read),
     /// oldest first, each marked as seen at `at`. A queued job that no replica has seen for the
@@ -275,4 +317,37 @@ pub trait BatchStore: Send + Sync {
         households: &[NewHousehold],
         skip_existing: bool,
     ) -> Result<Vec<HouseholdOutcome>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReportKey;
+
+    #[test]
+    fn a_report_key_reads_back_only_as_written() {
+        let key = ReportKey {
+            row: 1_048_577,
+            seq: 99_999,
+        };
+        assert_eq!(ReportKey::decode(&key.encode()), Some(key));
+        for forged in [
+            "",
+            ".",
+            "12",
+            "12.",
+            ".3",
+            "1.2.3",
+            "+1.2",
+            "1.-2",
+            "a.1",
+            "1 .2",
+            "99999999999999999999.1",
+        ] {
+            assert_eq!(ReportKey::decode(forged), None, "{forged:?}");
+        }
+        assert!(
+            ReportKey { row: 2, seq: 9 } < ReportKey { row: 3, seq: 1 },
+            "by row first"
+        );
+    }
 }
