@@ -173,11 +173,47 @@ async fn every_error_is_read_by_page_and_as_one_csv_report(backend: Backend) {
         "{}",
         duplicate[4]
     );
-    // In French by default, with commas.
-    let french = get_with(app, &errors_path, &token, &[("accept", "text/csv")]).await;
+    // In French by default, separated as the file was (with commas); `limit` and `cursor` are
+    // not read.
+    let french = get_with(
+        app,
+        &format!("{errors_path}?limit=abc&cursor=xyz"),
+        &token,
+        &[("accept", "text/csv")],
+    )
+    .await;
+    assert_eq!(french.status.as_u16(), 200, "{}", french.text);
     assert!(french.text.starts_with("\u{FEFF}row,household,field,code,message\n"));
     assert!(french.text.contains("qui ressemble à"), "{}", &french.text[..200]);
     assert_eq!(french.text.lines().count(), lines.len());
+    assert!(!french.text.contains("report_truncated"), "every error was kept");
+
+    // A job that found more than it kept says so on the report's last line, in its language.
+    app.db
+        .execute(&format!(
+            "UPDATE registration_batches SET errors_total = 100500 WHERE id = '{id}'"
+        ))
+        .await;
+    let cut = get_with(
+        app,
+        &errors_path,
+        &token,
+        &[("accept", "text/csv"), ("accept-language", "en")],
+    )
+    .await;
+    let last = cut.text.lines().last().unwrap();
+    assert_eq!(cells(last, ',')[..4], ["", "", "", "report_truncated"], "{last}");
+    assert!(last.contains("found 100500 errors and 1 possible duplicates"), "{last}");
+    assert_eq!(cut.text.lines().count(), lines.len() + 1);
+
+    // `separator` is not part of the list: a page asked with it continues without it.
+    let with = app
+        .get(&format!("{errors_path}?limit=2&separator=semicolon"), &token)
+        .await;
+    let cursor = with.json["next_cursor"].as_str().unwrap();
+    let next = app.get(&format!("{errors_path}?limit=2&cursor={cursor}"), &token).await;
+    assert_eq!(next.status.as_u16(), 200, "{}", next.text);
+    assert_eq!(next.json["items"][0]["row"], items[2]["row"]);
 
     // Bad pages are 422, naming the parameter; a cursor of another list is refused.
     let field = |reply: &Reply| reply.problem(422, "validation_failed")["errors"][0]["field"].clone();
@@ -245,4 +281,66 @@ async fn every_error_is_read_by_page_and_as_one_csv_report(backend: Backend) {
     csv_404.problem(404, "not_found");
 }
 
-on_both_databases!(every_error_is_read_by_page_and_as_one_csv_report);
+/// A file separated by semicolons, as a spreadsheet in a French locale saves it, gets its report
+/// separated the same way, unless the caller asks for commas.
+async fn a_report_keeps_its_files_separator(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let text = format!(
+        "{}\nS1;principal;SEP-1;Mensah;Adjoa;X;1979;;;;;;2026-01-01;\n",
+        HEADER.replace(',', ";")
+    );
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        CSV,
+        text.into_bytes(),
+    )
+    .await;
+    assert_eq!(job["errors_total"], 1, "{job}");
+    let errors_path = format!("/v1/registrations/batches/{}/errors", job["id"].as_str().unwrap());
+    let token = writer(app, "mut-a");
+    let csv = |path: String| {
+        let token = token.clone();
+        async move { get_with(app, &path, &token, &[("accept", "text/csv")]).await.text }
+    };
+    let own = csv(errors_path.clone()).await;
+    assert!(
+        own.starts_with("\u{FEFF}row;household;field;code;message\n2;S1;sex;"),
+        "{own}"
+    );
+    let commas = csv(format!("{errors_path}?separator=comma")).await;
+    assert!(
+        commas.starts_with("\u{FEFF}row,household,field,code,message\n2,S1,sex,"),
+        "{commas}"
+    );
+    // JSON lines have no separator: commas.
+    let line = json!({"product": r.product, "member_number": "SEP-2", "start_date": "2026-01-01",
+        "principal": {"family_name": "Mensah", "given_names": "Ama", "sex": "X", "birth_date": "1979"}});
+    let job = run(
+        app,
+        "mut-a",
+        "k2",
+        "",
+        "application/x-ndjson",
+        format!("{line}\n").into_bytes(),
+    )
+    .await;
+    assert_eq!(job["errors_total"], 1, "{job}");
+    let lines = csv(format!(
+        "/v1/registrations/batches/{}/errors",
+        job["id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(
+        lines.starts_with("\u{FEFF}row,household,field,code,message\n1,SEP-2,"),
+        "{lines}"
+    );
+}
+
+on_both_databases!(
+    every_error_is_read_by_page_and_as_one_csv_report,
+    a_report_keeps_its_files_separator,
+);

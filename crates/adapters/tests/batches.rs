@@ -49,6 +49,7 @@ fn batch(id: &str) -> NewBatch {
         product: Some("p1".into()),
         format: BatchFormat::Csv,
         spool_path: format!("/tmp/{id}.upload"),
+        csv_separator: Some(';'),
         worker: None,
     }
 }
@@ -136,6 +137,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
     assert!(store.update_batch("b1", &winner, &update).await.unwrap());
     let job = store.get_batch("b1").await.unwrap().unwrap();
     assert_eq!((job.status, job.counts), (BatchStatus::Running, update.counts));
+    assert_eq!(job.csv_separator, Some(';'), "the file's separator, for its report");
     let rows: Vec<u64> = store
         .batch_errors("b1", None, 10)
         .await

@@ -694,6 +694,7 @@ async fn read_then_write_waits_for_another_process(backend: Backend) {
         product: None,
         format: BatchFormat::Csv,
         spool_path: "/nowhere/b1.upload".into(),
+        csv_separator: Some(','),
         worker: Some("w1".into()),
     };
     let c = WriteContext {

@@ -98,6 +98,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         product,
         format,
         spool_path: file.to_string_lossy().into_owned(),
+        csv_separator: (format == BatchFormat::Csv).then(|| if separator == ";" { ';' } else { ',' }),
         worker: Some(worker.clone()),
     };
     let job = match state.store.create_batch(&ctx, &batch).await {

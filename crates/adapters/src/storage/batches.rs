@@ -11,7 +11,7 @@ use passerelle_domain::ports::{
 
 const BATCH_COLUMNS: &str = "id, organization, subject, product, format, status, spool_path, rows_total, \
      rows_processed, households_created, households_skipped, rows_failed, errors_total, possible_duplicates_total, \
-     failure_code, failure_en, failure_fr, created_at, finished_at";
+     failure_code, failure_en, failure_fr, created_at, finished_at, csv_separator";
 
 #[derive(sqlx::FromRow)]
 struct BatchRow {
@@ -34,6 +34,7 @@ struct BatchRow {
     failure_fr: Option<String>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    csv_separator: Option<String>,
 }
 
 impl TryFrom<BatchRow> for BatchJob {
@@ -62,6 +63,7 @@ impl TryFrom<BatchRow> for BatchJob {
             },
             failure,
             spool_path: r.spool_path,
+            csv_separator: r.csv_separator.and_then(|s| s.chars().next()),
             created_at: r.created_at,
             finished_at: r.finished_at,
         })
@@ -215,12 +217,14 @@ impl BatchStore for This {
             counts: BatchCounts::default(),
             failure: None,
             spool_path: batch.spool_path.clone(),
+            csv_separator: batch.csv_separator,
             created_at: ctx.at,
             finished_at: None,
         };
         sqlx::query(
             "INSERT INTO registration_batches (id, organization, subject, product, format, status, spool_path, \
-             worker, created_at, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             worker, created_at, started_at, heartbeat_at, csv_separator) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
         )
         .bind(&job.id)
         .bind(&job.organization)
@@ -232,6 +236,7 @@ impl BatchStore for This {
         .bind(&batch.worker)
         .bind(job.created_at)
         .bind(batch.worker.as_ref().map(|_| job.created_at))
+        .bind(job.csv_separator.map(String::from))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

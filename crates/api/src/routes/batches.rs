@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::pagination::{invalid_cursor, Page};
-use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch, ReportKey, Store};
+use passerelle_domain::ports::{
+    BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch, ReportKey, Store, MAX_STORED_BATCH_ERRORS,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -272,8 +274,9 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
     Ok(format)
 }
 
-/// A CSV header with a missing, unknown or repeated column is refused before any job exists.
-async fn check_header(path: PathBuf) -> Result<(), ApiError> {
+/// A CSV header with a missing, unknown or repeated column is refused before any job exists;
+/// the file's separator otherwise.
+async fn check_header(path: PathBuf) -> Result<char, ApiError> {
     let checked = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
         Ok::<_, std::io::Error>(check_csv_header(file))
@@ -281,7 +284,7 @@ async fn check_header(path: PathBuf) -> Result<(), ApiError> {
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))?;
-    checked.map(|_separator| ()).map_err(ApiError::validation)
+    checked.map(char::from).map_err(ApiError::validation)
 }
 
 fn accepted(job: &BatchJob) -> Response {
@@ -364,9 +367,10 @@ pub async fn upload(
     // The fingerprint covers the method, path, query and body, as for JSON requests.
     let prefix = format!("POST {uri}\n");
     let spooled = spool::spool(&state.config.batch_spool_dir, body, max_bytes, prefix.as_bytes()).await?;
-    if format == BatchFormat::Csv {
-        check_header(spooled.path().to_path_buf()).await?;
-    }
+    let csv_separator = match format {
+        BatchFormat::Csv => Some(check_header(spooled.path().to_path_buf()).await?),
+        BatchFormat::Ndjson => None,
+    };
     let ctx = caller.write_context(
         &state,
         Some(IdempotencyKey {
@@ -381,6 +385,7 @@ pub async fn upload(
         product,
         format,
         spool_path: spooled.path().to_string_lossy().into_owned(),
+        csv_separator,
         worker: None,
     };
     let written = state.store.create_batch(&ctx, &batch).await?;
@@ -446,9 +451,9 @@ fn report_page(page: &super::PageQuery) -> Result<(Option<ReportKey>, u32), ApiE
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    /// The CSV form's cell separator: `comma` (the default) or `semicolon`, for a spreadsheet in
-    /// a French locale (another value is 422 `unknown_value` on `/query/separator`). The JSON
-    /// form ignores it.
+    /// The CSV form's cell separator, `comma` or `semicolon` (another value is 422
+    /// `unknown_value` on `/query/separator`); without it, the uploaded file's. The JSON form
+    /// checks it and otherwise ignores it; it is not part of a cursor's list.
     #[param(value_type = Option<super::settlements::CsvSeparator>, inline)]
     pub separator: Option<String>,
 }
@@ -465,9 +470,14 @@ pub struct ReportQuery {
 /// then every error and every possible duplicate (code `possible_duplicate`, its message naming
 /// the person created and whom they look like) by row, messages in the language of
 /// `Accept-Language`; a text cell that a spreadsheet would run as a formula is written after a
-/// `'`. `limit` and `cursor` do not apply to it, and it is sent as it is read, whatever its
-/// size. `?separator=semicolon` separates its cells with `;`, as a spreadsheet in a French
-/// locale expects. Both forms are sent with `Vary: Accept` and `Cache-Control: private, no-store`.
+/// `'`. Its cells are separated as the uploaded file's were (`;` for a file separated by
+/// semicolons, as a spreadsheet in a French locale saves it; `,` otherwise), or as `separator`
+/// says. When the job found more errors or possible duplicates than the 100,000 of each it
+/// keeps, a last line with an empty row and the code `report_truncated` says how many it found.
+/// `limit` and `cursor` do not apply to it (they are not read), and it is sent as it is read,
+/// whatever its size. Both forms are sent with `Vary: Accept` and
+/// `Cache-Control: private, no-store`. While the job runs, either form holds what it has found
+/// so far: read the report once the job has ended.
 #[utoipa::path(
     get,
     path = "/v1/registrations/batches/{id}/errors",
@@ -494,19 +504,14 @@ pub async fn list_batch_errors(
     AppQuery(query): AppQuery<ReportQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (after, limit) = report_page(&page)?;
-    let separator = csv_separator(query.separator.as_deref())?;
     let caller = &auth.caller;
-    visible_job(&state, caller, &id).await?;
-    let csv = wants_csv(&headers);
-    let errors = if csv {
-        Vec::new()
-    } else {
-        state.store.batch_errors(&id, after, limit + 1).await?
-    };
-    record_read(&state, caller, "registration_batch", &id).await?;
-    if csv {
-        let body = report_body(state.store.clone(), id, current_lang(), separator);
+    if wants_csv(&headers) {
+        let separator = query.separator.as_deref().map(|s| csv_separator(Some(s))).transpose()?;
+        let job = visible_job(&state, caller, &id).await?;
+        record_read(&state, caller, "registration_batch", &id).await?;
+        // The uploaded file's separator unless the caller asks for another.
+        let separator = separator.unwrap_or(if job.csv_separator == Some(';') { ";" } else { "," });
+        let body = report_body(state.store.clone(), &job, current_lang(), separator);
         return Ok((
             CSV_OR_JSON_CACHING,
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -514,6 +519,11 @@ pub async fn list_batch_errors(
         )
             .into_response());
     }
+    let (after, limit) = report_page(&page)?;
+    csv_separator(query.separator.as_deref())?;
+    visible_job(&state, caller, &id).await?;
+    let errors = state.store.batch_errors(&id, after, limit + 1).await?;
+    record_read(&state, caller, "registration_batch", &id).await?;
     let lang = current_lang();
     let page = Page::from_overfetch(errors, limit, |(key, _)| key.encode());
     let list = super::ListOf::from_page(page, |(_, e)| RowErrorView::new(e, lang));
@@ -604,6 +614,8 @@ struct ReportStream {
     lang: Lang,
     separator: &'static str,
     header_sent: bool,
+    /// The last line, when the job found more than it kept.
+    not_kept: Option<String>,
     errors: ReportSource<RowError>,
     duplicates: ReportSource<RowDuplicate>,
 }
@@ -635,7 +647,12 @@ impl ReportStream {
             // Both lists are ready: each holds its next item or has none left.
             while self.errors.ready() && self.duplicates.ready() {
                 let error_first = match (self.errors.next_row(), self.duplicates.next_row()) {
-                    (None, None) => return Ok((!chunk.is_empty()).then_some(chunk)),
+                    (None, None) => {
+                        if let Some(last) = self.not_kept.take() {
+                            chunk.push_str(&last);
+                        }
+                        return Ok((!chunk.is_empty()).then_some(chunk));
+                    }
                     (Some(e), Some(d)) => e <= d,
                     (e, _) => e.is_some(),
                 };
@@ -656,14 +673,16 @@ impl ReportStream {
 
 /// A job's whole report as CSV, read from storage a page at a time as the body is sent, so that
 /// 100,000 errors are never held at once. Should storage fail part-way, the body stops without
-/// its end (the client sees a broken transfer, never a short report that looks whole).
-fn report_body(store: Arc<dyn Store>, id: String, lang: Lang, separator: &'static str) -> Body {
+/// its end (the client sees a broken transfer, never a short report that looks whole); and a
+/// job that found more than it kept ends its report with a line that says so.
+fn report_body(store: Arc<dyn Store>, job: &BatchJob, lang: Lang, separator: &'static str) -> Body {
     let state = ReportStream {
         store,
-        id,
+        id: job.id.clone(),
         lang,
         separator,
         header_sent: false,
+        not_kept: report::not_kept_line(&job.counts, MAX_STORED_BATCH_ERRORS, lang, separator),
         errors: ReportSource::new(),
         duplicates: ReportSource::new(),
     };

@@ -137,6 +137,9 @@ pub struct BatchJob {
     pub failure: Option<BatchFailure>,
     /// The uploaded file, until the job ends.
     pub spool_path: String,
+    /// A CSV file's separator, `,` or `;`, which its report keeps by default.
+    #[serde(default)]
+    pub csv_separator: Option<char>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -148,6 +151,8 @@ pub struct NewBatch {
     pub product: Option<String>,
     pub format: BatchFormat,
     pub spool_path: String,
+    /// A CSV file's separator, as its header gives it.
+    pub csv_separator: Option<char>,
     /// Created already claimed by this worker, `running`: `passerelle import` processes its own
     /// file, which no other worker may take (nor delete).
     pub worker: Option<String>,
