@@ -326,7 +326,33 @@ pub trait BatchStore: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use super::ReportKey;
+    use super::{BatchCounts, BatchFormat, BatchJob, BatchStatus, ReportKey};
+
+    /// A job's first answer is stored for idempotent replays: one stored by an earlier release,
+    /// without the separator, still replays.
+    #[test]
+    fn a_job_stored_before_it_had_a_separator_still_reads() {
+        let job = BatchJob {
+            id: "b1".into(),
+            organization: "mut-a".into(),
+            subject: "clerk".into(),
+            product: Some("p1".into()),
+            format: BatchFormat::Csv,
+            status: BatchStatus::Queued,
+            rows_total: None,
+            counts: BatchCounts::default(),
+            failure: None,
+            spool_path: "/tmp/b1.upload".into(),
+            csv_separator: Some(';'),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: None,
+        };
+        let mut stored = serde_json::to_value(&job).unwrap();
+        assert_eq!(serde_json::from_value::<BatchJob>(stored.clone()).unwrap(), job);
+        stored.as_object_mut().unwrap().remove("csv_separator");
+        let earlier: BatchJob = serde_json::from_value(stored).unwrap();
+        assert_eq!(earlier.csv_separator, None);
+    }
 
     #[test]
     fn a_report_key_reads_back_only_as_written() {
