@@ -2,23 +2,18 @@
 //! to disk and answered 202 at once; a worker (`bulk::worker`) registers its households and the
 //! job reports its progress and row errors.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-
 use chrono::{DateTime, Utc};
 use passerelle_domain::batch::{check_csv_header, RowDuplicate, RowError};
-use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::error::FieldError;
 use passerelle_domain::pagination::{invalid_cursor, Page};
-use passerelle_domain::ports::{
-    BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch, ReportKey, Store, MAX_STORED_BATCH_ERRORS,
-};
+use passerelle_domain::ports::{BatchFormat, BatchJob, BatchStatus, IdempotencyKey, NewBatch, ReportKey};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -511,7 +506,7 @@ pub async fn list_batch_errors(
         record_read(&state, caller, "registration_batch", &id).await?;
         // The uploaded file's separator unless the caller asks for another.
         let separator = separator.unwrap_or(if job.csv_separator == Some(';') { ";" } else { "," });
-        let body = report_body(state.store.clone(), &job, current_lang(), separator);
+        let body = report::report_body(state.store.clone(), &job, current_lang(), separator);
         return Ok((
             CSV_OR_JSON_CACHING,
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -564,139 +559,6 @@ pub async fn list_batch_duplicates(
     Ok(Json(super::ListOf::from_page(page, |(_, d)| {
         PossibleDuplicateView::from(d)
     })))
-}
-
-/// Items read from storage per step of a CSV report.
-const REPORT_STEP: u32 = 1000;
-
-/// One of a report's two sorted lists, read a page at a time.
-struct ReportSource<T> {
-    buffered: VecDeque<(ReportKey, T)>,
-    after: Option<ReportKey>,
-    exhausted: bool,
-}
-
-impl<T> ReportSource<T> {
-    fn new() -> Self {
-        ReportSource {
-            buffered: VecDeque::new(),
-            after: None,
-            exhausted: false,
-        }
-    }
-
-    fn needs_page(&self) -> bool {
-        self.buffered.is_empty() && !self.exhausted
-    }
-
-    fn take_page(&mut self, page: Vec<(ReportKey, T)>) {
-        self.exhausted = page.len() < REPORT_STEP as usize;
-        if let Some((key, _)) = page.last() {
-            self.after = Some(*key);
-        }
-        self.buffered.extend(page);
-    }
-
-    /// The row of the next item; `None` when none is left, and also when the next page is yet
-    /// to be read, which `ready` tells apart.
-    fn next_row(&self) -> Option<u64> {
-        self.buffered.front().map(|(key, _)| key.row)
-    }
-
-    fn ready(&self) -> bool {
-        !self.needs_page()
-    }
-}
-
-struct ReportStream {
-    store: Arc<dyn Store>,
-    id: String,
-    lang: Lang,
-    separator: &'static str,
-    header_sent: bool,
-    /// The last line, when the job found more than it kept.
-    not_kept: Option<String>,
-    errors: ReportSource<RowError>,
-    duplicates: ReportSource<RowDuplicate>,
-}
-
-impl ReportStream {
-    /// The next piece of the body: lines merged by row (an error before a possible duplicate of
-    /// the same row) until either list needs its next page; `None` at the end.
-    async fn next_chunk(&mut self) -> Result<Option<String>, StoreError> {
-        let mut chunk = String::new();
-        if !self.header_sent {
-            self.header_sent = true;
-            chunk.push_str(&report::header(self.separator));
-        }
-        loop {
-            if self.errors.needs_page() {
-                let page = self
-                    .store
-                    .batch_errors(&self.id, self.errors.after, REPORT_STEP)
-                    .await?;
-                self.errors.take_page(page);
-            }
-            if self.duplicates.needs_page() {
-                let page = self
-                    .store
-                    .batch_duplicates(&self.id, self.duplicates.after, REPORT_STEP)
-                    .await?;
-                self.duplicates.take_page(page);
-            }
-            // Both lists are ready: each holds its next item or has none left.
-            while self.errors.ready() && self.duplicates.ready() {
-                let error_first = match (self.errors.next_row(), self.duplicates.next_row()) {
-                    (None, None) => {
-                        if let Some(last) = self.not_kept.take() {
-                            chunk.push_str(&last);
-                        }
-                        return Ok((!chunk.is_empty()).then_some(chunk));
-                    }
-                    (Some(e), Some(d)) => e <= d,
-                    (e, _) => e.is_some(),
-                };
-                if error_first {
-                    if let Some((_, e)) = self.errors.buffered.pop_front() {
-                        chunk.push_str(&report::error_line(&e, self.lang, self.separator));
-                    }
-                } else if let Some((_, d)) = self.duplicates.buffered.pop_front() {
-                    chunk.push_str(&report::duplicate_line(&d, self.lang, self.separator));
-                }
-            }
-            if !chunk.is_empty() {
-                return Ok(Some(chunk));
-            }
-        }
-    }
-}
-
-/// A job's whole report as CSV, read from storage a page at a time as the body is sent, so that
-/// 100,000 errors are never held at once. Should storage fail part-way, the body stops without
-/// its end (the client sees a broken transfer, never a short report that looks whole); and a
-/// job that found more than it kept ends its report with a line that says so.
-fn report_body(store: Arc<dyn Store>, job: &BatchJob, lang: Lang, separator: &'static str) -> Body {
-    let state = ReportStream {
-        store,
-        id: job.id.clone(),
-        lang,
-        separator,
-        header_sent: false,
-        not_kept: report::not_kept_line(&job.counts, MAX_STORED_BATCH_ERRORS, lang, separator),
-        errors: ReportSource::new(),
-        duplicates: ReportSource::new(),
-    };
-    let chunks = futures::stream::try_unfold(state, |mut s| async move {
-        match s.next_chunk().await {
-            Ok(Some(chunk)) => Ok(Some((Bytes::from(chunk), s))),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                tracing::warn!(error = %e, "a bulk job's CSV report stopped part-way");
-                Err(std::io::Error::other(e.to_string()))
-            }
-        }
-    });
-    Body::from_stream(chunks)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
