@@ -1,7 +1,7 @@
 //! A bulk job's report as CSV, one line per row error or possible duplicate: `passerelle import`
 //! writes it next to the file, and `GET /v1/registrations/batches/{id}/errors` answers it to
-//! `Accept: text/csv` (`report_body`, streamed from storage), so that a clerk gets the same file
-//! either way.
+//! `Accept: text/csv` (`report_body`, streamed from storage, by row), so that a clerk gets the
+//! same lines either way.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -60,23 +60,27 @@ pub fn duplicate_line(d: &RowDuplicate, lang: Lang, separator: &str) -> String {
     format!("{}\n", cells.join(separator))
 }
 
-/// The last line of a job's report when the job found more errors or possible duplicates than
-/// it keeps (`kept` of each): without it, a report cut at the limit would look whole. Its row
-/// is empty, its code `report_truncated`.
-pub fn not_kept_line(counts: &BatchCounts, kept: i64, lang: Lang, separator: &str) -> Option<String> {
+/// The last line of a job's report when it lists fewer errors or possible duplicates than the
+/// job found (`counts`, read before the report): past the 100,000 of each a job keeps, or for a
+/// job that an earlier release, which kept 1,000, worked on. Without it such a report would look
+/// whole. Its row is empty, its code `report_truncated`. A running job's report may list more
+/// than the counts read before it: that is no gap.
+pub fn not_kept_line(counts: &BatchCounts, listed: (i64, i64), lang: Lang, separator: &str) -> Option<String> {
     let (errors, duplicates) = (counts.errors_total, counts.possible_duplicates_total);
-    if errors <= kept && duplicates <= kept {
+    let (listed_errors, listed_duplicates) = listed;
+    if errors <= listed_errors && duplicates <= listed_duplicates {
         return None;
     }
     let message = match lang {
         Lang::En => format!(
-            "the job found {errors} errors and {duplicates} possible duplicates; this report lists the first {kept} \
-             of each: correct the file and post it again, or run passerelle import, whose report lists them all"
+            "the job found {errors} errors and {duplicates} possible duplicates; this report lists {listed_errors} \
+             and {listed_duplicates} of them (a job keeps the first {MAX_STORED_BATCH_ERRORS} of each): correct the \
+             file and post it again, or run passerelle import, whose report lists them all"
         ),
         Lang::Fr => format!(
-            "la tâche a trouvé {errors} erreurs et {duplicates} doublons possibles ; ce rapport liste les {kept} \
-             premiers de chaque : corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont \
-             le rapport les liste tous"
+            "la tâche a trouvé {errors} erreurs et {duplicates} doublons possibles ; ce rapport en liste \
+             {listed_errors} et {listed_duplicates} (une tâche garde les {MAX_STORED_BATCH_ERRORS} premiers de chaque) : \
+             corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont le rapport les liste tous"
         ),
     };
     let cells = [
@@ -137,8 +141,10 @@ struct ReportStream {
     lang: Lang,
     separator: &'static str,
     header_sent: bool,
-    /// The last line, when the job found more than it kept.
-    not_kept: Option<String>,
+    /// The job's counts when the report was asked for, to tell whether it lists them all.
+    counts: BatchCounts,
+    /// Errors and possible duplicates written so far.
+    listed: (i64, i64),
     errors: ReportSource<RowError>,
     duplicates: ReportSource<RowDuplicate>,
 }
@@ -171,9 +177,11 @@ impl ReportStream {
             while self.errors.ready() && self.duplicates.ready() {
                 let error_first = match (self.errors.next_row(), self.duplicates.next_row()) {
                     (None, None) => {
-                        if let Some(last) = self.not_kept.take() {
+                        if let Some(last) = not_kept_line(&self.counts, self.listed, self.lang, self.separator) {
                             chunk.push_str(&last);
                         }
+                        // Once only: the next call finds the lists ended and the chunk empty.
+                        self.counts = BatchCounts::default();
                         return Ok((!chunk.is_empty()).then_some(chunk));
                     }
                     (Some(e), Some(d)) => e <= d,
@@ -182,9 +190,11 @@ impl ReportStream {
                 if error_first {
                     if let Some((_, e)) = self.errors.buffered.pop_front() {
                         chunk.push_str(&error_line(&e, self.lang, self.separator));
+                        self.listed.0 += 1;
                     }
                 } else if let Some((_, d)) = self.duplicates.buffered.pop_front() {
                     chunk.push_str(&duplicate_line(&d, self.lang, self.separator));
+                    self.listed.1 += 1;
                 }
             }
             if !chunk.is_empty() {
@@ -197,7 +207,7 @@ impl ReportStream {
 /// A job's whole report as CSV, read from storage a page at a time as the body is sent, so that
 /// 100,000 errors are never held at once. Should storage fail part-way, the body stops without
 /// its end (the client sees a broken transfer, never a short report that looks whole); and a
-/// job that found more than it kept ends its report with a line that says so.
+/// report that lists fewer than the job found ends with a line that says so.
 pub fn report_body(store: Arc<dyn Store>, job: &BatchJob, lang: Lang, separator: &'static str) -> Body {
     let state = ReportStream {
         store,
@@ -205,7 +215,8 @@ pub fn report_body(store: Arc<dyn Store>, job: &BatchJob, lang: Lang, separator:
         lang,
         separator,
         header_sent: false,
-        not_kept: not_kept_line(&job.counts, MAX_STORED_BATCH_ERRORS, lang, separator),
+        counts: job.counts,
+        listed: (0, 0),
         errors: ReportSource::new(),
         duplicates: ReportSource::new(),
     };
@@ -233,14 +244,20 @@ mod tests {
             possible_duplicates_total: 100,
             ..BatchCounts::default()
         };
-        assert_eq!(not_kept_line(&counts, 100, Lang::En, ","), None, "all kept");
+        assert_eq!(not_kept_line(&counts, (100, 100), Lang::En, ","), None, "all listed");
+        assert_eq!(
+            not_kept_line(&counts, (120, 100), Lang::En, ","),
+            None,
+            "found since: no gap"
+        );
         counts.errors_total = 101;
-        let line = not_kept_line(&counts, 100, Lang::En, ";").unwrap();
+        let line = not_kept_line(&counts, (100, 100), Lang::En, ";").unwrap();
         assert!(line.starts_with(";;;report_truncated;"), "{line}");
         assert!(line.contains("found 101 errors and 100 possible duplicates"), "{line}");
+        assert!(line.contains("lists 100 and 100 of them"), "{line}");
         counts.errors_total = 3;
         counts.possible_duplicates_total = 250;
-        let line = not_kept_line(&counts, 100, Lang::Fr, ",").unwrap();
+        let line = not_kept_line(&counts, (3, 100), Lang::Fr, ",").unwrap();
         assert!(
             line.contains("250 doublons possibles") && line.ends_with("\"\n"),
             "{line}"

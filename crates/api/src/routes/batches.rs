@@ -460,15 +460,18 @@ pub struct ReportQuery {
 /// Readable by its mutuelle, operators and auditors; 404 for any other organisation.
 ///
 /// With `Accept: text/csv` (weighed against `application/json` as for a settlement), the answer
-/// is the whole report that `passerelle import` writes next to its file, for a clerk to open in
-/// a spreadsheet: a UTF-8 byte order mark, the columns `row, household, field, code, message`,
-/// then every error and every possible duplicate (code `possible_duplicate`, its message naming
-/// the person created and whom they look like) by row, messages in the language of
-/// `Accept-Language`; a text cell that a spreadsheet would run as a formula is written after a
-/// `'`. Its cells are separated as the uploaded file's were (`;` for a file separated by
-/// semicolons, as a spreadsheet in a French locale saves it; `,` otherwise), or as `separator`
-/// says. When the job found more errors or possible duplicates than the 100,000 of each it
-/// keeps, a last line with an empty row and the code `report_truncated` says how many it found.
+/// is the whole report, with the lines `passerelle import` writes next to its file (which
+/// writes them as it finds them), for a clerk to open in a spreadsheet: a UTF-8 byte order mark,
+/// the columns `row, household, field, code, message`, then every error and every possible
+/// duplicate (code `possible_duplicate`, its message naming the person created and whom they
+/// look like) by row, messages in the language of `Accept-Language`; a text cell that a
+/// spreadsheet would run as a formula is written after a `'`. Its cells are separated as the
+/// uploaded file's were (`;` for a file separated by semicolons, as a spreadsheet in a French
+/// locale saves it; `,` for any other, for JSON lines, and for a job posted to an earlier
+/// release, which did not record it), or as `separator` says. When the report lists fewer
+/// errors or possible duplicates than the job found (past the 100,000 of each a job keeps, or a
+/// job an earlier release worked on, which kept 1,000), a last line with an empty row and the
+/// code `report_truncated` says how many it found and how many it lists.
 /// `limit` and `cursor` do not apply to it (they are not read), and it is sent as it is read,
 /// whatever its size. Both forms are sent with `Vary: Accept` and
 /// `Cache-Control: private, no-store`. While the job runs, either form holds what it has found
