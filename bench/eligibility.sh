@@ -44,9 +44,12 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
     BENCH_TOKEN=$(measured_token bench-cms eligibility:check)
     script=bench/eligibility.lua path=/v1/eligibility-checks
   fi
+  bench_prewarm
   BENCH_SECONDS=3 wrk_run 16 "$script" "$path" >/dev/null
   for c in 1 16 64; do
+    bench_prewarm
     read -r h_rps h_p50 h_p99 _ < <(wrk_run "$c" bench/health.lua /health/ready)
+    bench_prewarm
     read -r e_rps e_p50 e_p99 e_bad < <(wrk_run "$c" "$script" "$path")
     ratio=$(python3 -c "print(f'{$e_rps / max($h_rps, 1):.2f}')")
     results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio $e_bad")

@@ -15,13 +15,13 @@ DB=passerelle_bench_registry
 trap bench_stop EXIT
 
 mkdir -p "$OUT"
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+if ! pg_isready -q -h 127.0.0.1 -p "$PGPORT"; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
 fi
 cargo build --release --locked -q -p passerelle-api
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 # The database is on this machine: no TLS (see bench/lib.sh).
-export PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
+export PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$DB?sslmode=disable"
 "$BIN" migrate 2>/dev/null
 
 # The organisation and its product, through the API like any client.
@@ -86,7 +86,7 @@ people=$(psql -qtA -h 127.0.0.1 -U postgres -d "$DB" -c "SELECT count(*) FROM co
 # price of the tables themselves.
 FLOOR_DB=${DB}_floor
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $FLOOR_DB" -c "CREATE DATABASE $FLOOR_DB" >/dev/null
-PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$FLOOR_DB" "$BIN" migrate 2>/dev/null
+PASSERELLE_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$FLOOR_DB" "$BIN" migrate 2>/dev/null
 # (The operator organisation is left out: the service creates it when it starts.)
 psql -q -h 127.0.0.1 -U postgres -d "$DB" \
   -c "\\copy (SELECT * FROM organizations WHERE id <> 'operator') TO '$OUT/floor-organizations.tsv'"
