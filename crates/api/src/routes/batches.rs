@@ -396,7 +396,8 @@ pub async fn upload(
 /// A bulk registration job: its progress, counts, the first 1000 row errors and the first 1000
 /// possible duplicates.
 ///
-/// Readable by its mutuelle, operators and auditors; 404 for any other organisation.
+/// Readable by its mutuelle, operators and auditors; 404 for another mutuelle, and 403 for
+/// providers and schemes, whatever the id.
 #[utoipa::path(
     get,
     path = "/v1/registrations/batches/{id}",
@@ -457,7 +458,8 @@ pub struct ReportQuery {
 ///
 /// The job's own `errors` lists the first 1000 by row; this lists all it kept (a job keeps the
 /// first 100,000 it finds; `errors_total` counts every one), by row, then in the order found.
-/// Readable by its mutuelle, operators and auditors; 404 for any other organisation.
+/// Readable by its mutuelle, operators and auditors; 404 for another mutuelle, and 403 for
+/// providers and schemes, whatever the id.
 ///
 /// With `Accept: text/csv` (weighed against `application/json` as for a settlement), the answer
 /// is the whole report, with the lines `passerelle import` writes next to its file (which
@@ -533,7 +535,8 @@ pub async fn list_batch_errors(
 /// The job's own `possible_duplicates` lists the first 1000 by row; this lists all it kept (the
 /// first 100,000 it finds; `possible_duplicates_total` counts every one), by row. Each person
 /// was created; a clerk decides whether they are the person they look like. Readable by its
-/// mutuelle, operators and auditors; 404 for any other organisation. The CSV report of
+/// mutuelle, operators and auditors; 404 for another mutuelle, and 403 for providers and
+/// schemes, whatever the id. The CSV report of
 /// `GET /v1/registrations/batches/{id}/errors` lists them too.
 #[utoipa::path(
     get,
