@@ -68,27 +68,30 @@ pub fn canonical_at(at: &DateTime<Utc>) -> String {
 }
 
 /// The canonical form hashed for one event: a JSON array in a fixed order, so that no field can
-/// be moved into another without changing the bytes.
-fn canonical(seq: i64, event: &NewAuditEvent, prev_digest: &str) -> Vec<u8> {
-    let value = serde_json::json!([
+/// be moved into another without changing the bytes. Written straight into the hasher (a tuple
+/// serializes as the same compact array a `json!` value would), since every check's event is
+/// hashed on the hot path.
+fn write_canonical(out: &mut Sha256, seq: i64, event: &NewAuditEvent, prev_digest: &str) {
+    let fields = (
         seq,
         canonical_at(&event.at),
-        event.organization,
-        event.subject,
-        event.action,
-        event.resource_type,
-        event.resource_id,
-        event.request_id,
+        &event.organization,
+        &event.subject,
+        &event.action,
+        &event.resource_type,
+        &event.resource_id,
+        &event.request_id,
         prev_digest,
-    ]);
-    value.to_string().into_bytes()
+    );
+    // Writing into a hasher cannot fail, and neither can serializing strings and an integer.
+    let _ = serde_json::to_writer(out, &fields);
 }
 
 pub fn digest(seq: i64, event: &NewAuditEvent, prev_digest: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_digest.as_bytes());
     hasher.update(b"\n");
-    hasher.update(canonical(seq, event, prev_digest));
+    write_canonical(&mut hasher, seq, event, prev_digest);
     hex::encode(hasher.finalize())
 }
 
@@ -237,6 +240,32 @@ mod tests {
             resource_id: format!("org-{n}"),
             request_id: format!("req-{n}"),
         }
+    }
+
+    /// The digests of stored chains must never change. These values were computed by the
+    /// service before the canonical form was streamed into the hasher, and agree with Python's
+    /// `hashlib.sha256(prev + "\n" + json.dumps([...], separators=(",", ":"),
+    /// ensure_ascii=False))`, over text JSON must escape (quotes, backslashes, control
+    /// characters) or must not (non-ASCII, `\u{7f}`, `\u{2028}`).
+    #[test]
+    fn the_canonical_form_and_its_digest_are_fixed() {
+        let tricky = NewAuditEvent {
+            at: Utc.with_ymd_and_hms(2026, 12, 3, 8, 30, 0).unwrap() + chrono::Duration::microseconds(640_001),
+            organization: "mut-\"é\"".into(),
+            subject: "a\\b\u{1}\n\t\u{7f}".into(),
+            action: "beneficiary.created".into(),
+            resource_type: "beneficiary".into(),
+            resource_id: "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f".into(),
+            request_id: "r/é/\u{2028}".into(),
+        };
+        assert_eq!(
+            digest(1, &event(7), GENESIS_DIGEST),
+            "e0b3212ea6bcee4af9e7b41df51b388191764deb6297416de586b1d4839e2bbf"
+        );
+        assert_eq!(
+            digest(i64::MAX, &tricky, "ab"),
+            "9d46145c2d7093149d3510430477ea65280116bd98ced63c2c15824d58df8ef8"
+        );
     }
 
     fn chain(n: i64) -> Vec<AuditEvent> {
