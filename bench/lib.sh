@@ -67,9 +67,9 @@ bench_prewarm() {
   case "${BENCH_BACKEND:-}" in
     postgres)
       psql -q -h 127.0.0.1 -U postgres -d passerelle_bench \
-        -c "SELECT sum(pg_prewarm(c.oid, CASE WHEN current_setting('shared_buffers', true) IS NOT NULL
-              AND pg_size_bytes(current_setting('shared_buffers')) > 2 * pg_database_size(current_database())
-              THEN 'buffer' ELSE 'read' END)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        -c "WITH m AS (SELECT CASE WHEN pg_size_bytes(current_setting('shared_buffers'))
+              > 2 * pg_database_size(current_database()) THEN 'buffer' ELSE 'read' END AS mode)
+            SELECT sum(pg_prewarm(c.oid, m.mode)) FROM m, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 't', 'm')" >/dev/null ;;
     sqlite)
       cat "$OUT"/bench.db* >/dev/null ;;
