@@ -1036,6 +1036,81 @@ async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
     assert_eq!(ids(&all).len(), 2);
 }
 
+/// A JSON body that has not arrived within `request_timeout` is answered 503, as a problem
+/// and with the headers every answer carries; an upload may take longer
+/// (`bulk::UPLOAD_TIMEOUT`). The two kinds of route are wrapped in different layers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_have_their_own_timeout() {
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeout = Duration::from_millis(700);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.request_timeout = timeout).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let plan = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    assert_eq!(plan.status.as_u16(), 201, "{}", plan.text);
+
+    // Half a product, then nothing: 503 once the timeout has passed, and nothing created.
+    let body = serde_json::to_vec(&family_plan("2026-02-01")).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/products HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nx-request-id: slow-body-1\r\n\r\n",
+        writer(&app, "mut-a"),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    let sent = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let waited = sent.elapsed();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    for expected in [
+        "content-type: application/problem+json",
+        "retry-after: ",
+        "x-request-id: slow-body-1",
+        "\"code\":\"unavailable\"",
+    ] {
+        assert!(answer.contains(expected), "{expected} in {answer}");
+    }
+    assert!(
+        waited >= timeout / 2 && waited < timeout * 5,
+        "answered after {waited:?}"
+    );
+    assert_eq!(app.count("products").await, 1);
+
+    // A file whose second half comes twice the timeout after its first is taken whole.
+    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let file = households(4, "TMO");
+    let (first, second) = file.split_at(file.len() / 2);
+    let pause = timeout * 2;
+    let slow = futures::stream::iter([(first.to_vec(), Duration::ZERO), (second.to_vec(), pause)]).then(
+        |(chunk, wait)| async move {
+            tokio::time::sleep(wait).await;
+            Ok::<_, std::io::Error>(chunk)
+        },
+    );
+    let reply = upload(&app, "mut-a", Some("k1"), &query, CSV, reqwest::Body::wrap_stream(slow)).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let job = finished(&app, "mut-a", reply.header("location").unwrap()).await;
+    assert_eq!(counts(&job), [8, 4, 0, 0, 0]);
+}
+
 async fn uploads_have_their_own_size_limit(backend: Backend) {
     // The default: an upload over the 1 MiB JSON limit is fine, a JSON body over it is not.
     let r = registry(backend).await;

@@ -13,6 +13,7 @@ use passerelle_adapters::{Database, DatabaseOptions};
 use passerelle_domain::clock::SystemClock;
 use passerelle_domain::organization::Organization;
 use passerelle_domain::ports::WriteContext;
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 use utoipa_swagger_ui::SwaggerUi;
@@ -172,9 +173,6 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
     }
 }
 
-/// The service. Bulk uploads stream up to `batch_max_bytes` to disk and may take longer than a
-/// request: they get their own body limit and timeout, every other route the JSON ones. Also
-/// starts this replica's bulk registration worker, the other half of the uploads.
 /// Starts what runs beside the API: the webhook outbox's delivery worker, and the forgetting of
 /// expired `Idempotency-Key`s.
 pub fn start_workers(state: &AppState) -> Option<crate::webhook_worker::Worker> {
@@ -182,6 +180,9 @@ pub fn start_workers(state: &AppState) -> Option<crate::webhook_worker::Worker> 
     crate::webhook_worker::start(state.clone())
 }
 
+/// The service. Bulk uploads stream up to `batch_max_bytes` to disk and may take longer than a
+/// request: they get their own body limit and timeout, every other route the JSON ones. Also
+/// starts this replica's bulk registration worker, the other half of the uploads.
 pub fn router(state: AppState) -> Router {
     crate::metrics::install();
     crate::bulk::runner::start(&state);
@@ -196,26 +197,42 @@ pub fn router(state: AppState) -> Router {
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
-    let json_api = json_api
-        .layer(no_store.clone())
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(from_fn_with_state(body_limit, drain_oversized))
-        .layer(from_fn_with_state(timeout, enforce_timeout));
-    let uploads = uploads.layer(no_store).layer(from_fn_with_state(
-        timeout.max(crate::bulk::UPLOAD_TIMEOUT),
-        enforce_timeout,
-    ));
+    // Each stack is one `ServiceBuilder`, given to `layer` once: axum wraps every route in a
+    // boxed service at each `layer` call, and each such wrapper clones all those inside it per
+    // request. With one call per layer that was about 75 allocations per request; grouped, a
+    // `/health/ready` costs a fifth fewer instructions (callgrind, 74k to 60k). The order is the
+    // one the layers always had, outermost first.
+    let json_api = json_api.layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(timeout, enforce_timeout))
+            .layer(from_fn_with_state(body_limit, drain_oversized))
+            .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(no_store.clone()),
+    );
+    let uploads = uploads.layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(
+                timeout.max(crate::bulk::UPLOAD_TIMEOUT),
+                enforce_timeout,
+            ))
+            .layer(no_store),
+    );
+    // Per route rather than around the whole router: `context` and `metrics::track` read the
+    // route's template (`MatchedPath`), which only routing sets.
     json_api
         .merge(uploads)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(from_fn(refuse_nul))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(from_fn(crate::metrics::track))
-        .layer(from_fn(context))
-        .layer(from_fn(crate::fhir::outcome::rewrite))
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(crate::fhir::outcome::rewrite))
+                .layer(from_fn(context))
+                .layer(from_fn(crate::metrics::track))
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(from_fn(refuse_nul)),
+        )
 }
 
 /// A NUL (`%00`) in the path names nothing that can exist: no text here may hold it

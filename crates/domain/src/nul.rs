@@ -19,12 +19,13 @@ pub fn first_nul(value: &Value) -> Option<String> {
             .iter()
             .enumerate()
             .find_map(|(i, item)| first_nul(item).map(|rest| format!("/{i}{rest}"))),
+        // The member's name is escaped only for the pointer returned: every body passes here.
         Value::Object(members) => members.iter().find_map(|(name, item)| {
-            let escaped = name.replace('~', "~0").replace('/', "~1");
+            let escaped = || name.replace('~', "~0").replace('/', "~1");
             if contains_nul(name) {
-                Some(format!("/{escaped}"))
+                Some(format!("/{}", escaped()))
             } else {
-                first_nul(item).map(|rest| format!("/{escaped}{rest}"))
+                first_nul(item).map(|rest| format!("/{}{rest}", escaped()))
             }
         }),
         _ => None,
