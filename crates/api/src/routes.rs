@@ -49,7 +49,7 @@ pub struct PageQuery {
     /// Items per page, 1–500.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500, example = 50)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; absent or empty for the first page.
     pub cursor: Option<String>,
 }
 
