@@ -1037,14 +1037,14 @@ async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
 }
 
 /// A JSON body that has not arrived within `request_timeout` is answered 503, as a problem
-/// and with the headers every answer carries; an upload may take longer
+/// with `Retry-After` and the request's id; an upload may take longer
 /// (`bulk::UPLOAD_TIMEOUT`). The two kinds of route are wrapped in different layers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_have_their_own_timeout() {
     use futures::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let timeout = Duration::from_millis(700);
+    let timeout = Duration::from_millis(1500);
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.request_timeout = timeout).await;
     app.create_org("mut-a", "mutuelle", "TG").await;
     let plan = app
