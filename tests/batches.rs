@@ -1082,6 +1082,7 @@ async fn uploads_have_their_own_timeout() {
     for expected in [
         "content-type: application/problem+json",
         "retry-after: ",
+        "cache-control: no-store",
         "x-request-id: slow-body-1",
         "\"code\":\"unavailable\"",
     ] {

@@ -54,6 +54,8 @@ impl Reply {
             self.text
         );
         assert_eq!(self.json["code"], code, "body: {}", self.text);
+        // Whichever layer made it: an answer to one caller, kept by no cache.
+        assert_eq!(self.header("cache-control"), Some("no-store"), "body: {}", self.text);
         assert_eq!(self.json["status"], status);
         assert!(self.json["title"].is_string() && self.json["detail"].is_string());
         &self.json

@@ -331,6 +331,12 @@ fn add_standard_headers(status: &str, response: &mut Response) {
         .headers
         .entry("X-Request-Id".to_owned())
         .or_insert_with(request_id_header);
+    response.headers.entry("Cache-Control".to_owned()).or_insert_with(|| {
+        string_header(
+            "`no-store`: an answer to its caller alone, which no cache may keep.",
+            json!("no-store"),
+        )
+    });
     match status {
         "401" => {
             response

@@ -533,6 +533,12 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    // Every problem, not only those of a route's own handler: one made by a layer outside the
+    // routes' `no-store` (a timeout, an oversized body, an unknown path) is an answer to one
+    // caller at one moment too, and no cache may serve it to another request.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if matches!(error, ApiError::Unauthorized { .. }) {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
