@@ -222,6 +222,14 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
     let mut fields = reply.error_fields();
     fields.sort();
     assert_eq!(fields, ["/header/paid_through", "/header/phone", "/header/telephone"]);
+    // A file saved without its header row: one error for the first line, which repeats none of
+    // its cells (a name, a national id, a phone number).
+    let headless = "H1,principal,TSV-1,Amégbé,Kodjo,M,1980,TG:NIU:900000000101,+22890000101,,,,2026-01-01,\n";
+    let reply = upload(app, "mut-a", Some("k0"), &query, CSV, headless.to_owned()).await;
+    assert_eq!(reply.field_codes(), [("/header".to_owned(), "no_header".to_owned())]);
+    for cell in ["Amégbé", "Kodjo", "900000000101", "+22890000101"] {
+        assert!(!reply.text.contains(cell), "{cell} in {}", reply.text);
+    }
 
     let good = csv(&GOOD);
     upload(app, "mut-a", Some("k2"), "", CSV, good.clone())

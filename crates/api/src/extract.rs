@@ -174,13 +174,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
                 let inner = std::error::Error::source(&e)
                     .and_then(std::error::Error::source)
                     .map_or_else(|| e.body_text(), ToString::to_string);
-                let (field, text) = query_error(&inner);
-                Err(ApiError::field(FieldError::new(
-                    field,
-                    "invalid_query",
-                    text.clone(),
-                    text,
-                )))
+                Err(ApiError::field(query_error(&inner)))
             }
             Err(_) => Err(ApiError::malformed(
                 "The query string is malformed.",
@@ -190,30 +184,75 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     }
 }
 
-/// The pointer and message of a query string's deserialization error: `/query/<name>` when the
-/// error names its parameter, else `/query`.
-fn query_error(text: &str) -> (String, String) {
+/// A query string's deserialization error in words of our own, on `/query/<name>` when the
+/// error names its parameter, else on `/query`: serde's text is English only and names Rust's
+/// notions (API.md §4), so only the parameter and the allowed values are taken from it.
+fn query_error(text: &str) -> FieldError {
     let is_name = |name: &str| {
         !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
-    // A bad value: the parameter's path first (`kind: unknown variant `bank`, …`).
-    if let Some((name, message)) = text.split_once(": ") {
-        if is_name(name) {
-            return (format!("/query/{name}"), message.to_owned());
-        }
-    }
+    let quoted = |text: &str| -> Vec<String> { text.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     // A missing, unknown or repeated parameter: named in the message alone.
-    for prefix in ["missing field `", "unknown field `", "duplicate field `"] {
-        if let Some(name) = text.strip_prefix(prefix).and_then(|rest| rest.split('`').next()) {
-            if is_name(name) {
-                return (format!("/query/{name}"), text.to_owned());
-            }
-        }
+    for (prefix, code) in [
+        ("missing field `", "required"),
+        ("unknown field `", "unknown_field"),
+        ("duplicate field `", "duplicate"),
+    ] {
+        let Some(name) = text.strip_prefix(prefix).and_then(|rest| rest.split('`').next()) else {
+            continue;
+        };
+        let field = if is_name(name) {
+            format!("/query/{name}")
+        } else {
+            "/query".to_owned()
+        };
+        return match code {
+            "required" => FieldError::new(
+                field,
+                code,
+                "this parameter is required",
+                "ce paramètre est obligatoire",
+            ),
+            "unknown_field" => FieldError::new(
+                field,
+                code,
+                "this operation takes no such parameter",
+                "cet appel ne prend pas ce paramètre",
+            ),
+            _ => FieldError::new(
+                field,
+                code,
+                "must be given once, not repeated",
+                "ne doit être donné qu'une fois",
+            ),
+        };
     }
-    ("/query".to_owned(), text.to_owned())
+    // A bad value: the parameter's path first (`kind: unknown variant `bank`, …`).
+    let (field, message) = match text.split_once(": ") {
+        Some((name, message)) if is_name(name) => (format!("/query/{name}"), message),
+        _ => ("/query".to_owned(), text),
+    };
+    if let Some((_, expected)) = message
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once("expected"))
+    {
+        let allowed = quoted(expected).join(", ");
+        return FieldError::new(
+            field,
+            "unknown_value",
+            format!("must be one of {allowed}"),
+            format!("doit être l'une des valeurs {allowed}"),
+        );
+    }
+    FieldError::new(
+        field,
+        "invalid_value",
+        "is not a value this parameter takes",
+        "n'est pas une valeur admise pour ce paramètre",
+    )
 }
 
 /// The verified caller of a request.
@@ -607,24 +646,45 @@ mod tests {
     }
 
     #[test]
-    fn query_errors_name_their_parameter() {
+    fn query_errors_name_their_parameter_in_words_of_our_own() {
+        let error = query_error("kind: unknown variant `bank`, expected one of `operator`, `mutuelle`");
         assert_eq!(
-            query_error("kind: unknown variant `bank`, expected `mutuelle`"),
             (
-                "/query/kind".to_owned(),
-                "unknown variant `bank`, expected `mutuelle`".to_owned()
+                error.field.as_str(),
+                error.code.as_str(),
+                error.en.as_str(),
+                error.fr.as_str()
+            ),
+            (
+                "/query/kind",
+                "unknown_value",
+                "must be one of operator, mutuelle",
+                "doit être l'une des valeurs operator, mutuelle"
             )
         );
-        assert_eq!(query_error("missing field `beneficiary`").0, "/query/beneficiary");
-        assert_eq!(query_error("duplicate field `kind`").0, "/query/kind");
-        // A message that names no parameter stays on the query as a whole.
+        let error = query_error("kind: unknown variant `bank`, expected `mutuelle`");
+        assert_eq!(error.en, "must be one of mutuelle");
+        let error = query_error("missing field `beneficiary`");
         assert_eq!(
-            query_error("invalid type: string \"x\", expected i64"),
-            (
-                "/query".to_owned(),
-                "invalid type: string \"x\", expected i64".to_owned()
-            )
+            (error.field.as_str(), error.code.as_str()),
+            ("/query/beneficiary", "required")
         );
+        let error = query_error("duplicate field `kind`");
+        assert_eq!(
+            (error.field.as_str(), error.code.as_str()),
+            ("/query/kind", "duplicate")
+        );
+        assert_eq!(error.fr, "ne doit être donné qu'une fois");
+        let error = query_error("unknown field `sort`, expected `limit`");
+        assert_eq!(
+            (error.field.as_str(), error.code.as_str()),
+            ("/query/sort", "unknown_field")
+        );
+        // A message that names no parameter stays on the query as a whole, and its text (Rust's
+        // type names) is never shown.
+        let error = query_error("invalid type: string \"x\", expected i64");
+        assert_eq!((error.field.as_str(), error.code.as_str()), ("/query", "invalid_value"));
+        assert!(!error.en.contains("i64") && !error.fr.contains("i64"));
     }
 
     fn key(body: &str) -> IdempotencyKey {

@@ -391,6 +391,34 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             }
         }
     }
+    // A first line naming no column at all is not a header with typos but no header: a file
+    // saved without its header row, or one of another kind. One error for the line; naming each
+    // cell as an unknown column would repeat a person's name, national id and phone number.
+    let known = |name: &String| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(name));
+    if names.iter().any(|n| !n.is_empty()) && !names.iter().any(known) {
+        let json = names.first().is_some_and(|n| n.starts_with('{'));
+        return Err(vec![if json {
+            FieldError::new(
+                "/header",
+                "no_header",
+                "the first line is a JSON object, not a CSV header: send a JSON lines file as application/x-ndjson",
+                "la première ligne est un objet JSON, pas un en-tête CSV : envoyez un fichier JSON lines en application/x-ndjson",
+            )
+        } else {
+            FieldError::new(
+                "/header",
+                "no_header",
+                format!(
+                    "the first line names no column: it must be the header, {}",
+                    CSV_COLUMNS.join(",")
+                ),
+                format!(
+                    "la première ligne ne nomme aucune colonne : ce doit être l'en-tête, {}",
+                    CSV_COLUMNS.join(",")
+                ),
+            )
+        }]);
+    }
     let mut errors = Vec::new();
     let mut positions = [usize::MAX; 14];
     let mut unnamed = Vec::new();

@@ -206,6 +206,26 @@ fn header_problems_are_one_error_per_column() {
     assert!(errors.iter().all(|e| e.code == "missing_column"));
     assert_eq!(errors[0].field, "/header/household");
 
+    let pairs = |errors: &[crate::error::FieldError]| -> Vec<(String, String)> {
+        errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
+    };
+    let one = |field: &str, code: &str| vec![(field.to_owned(), code.to_owned())];
+    // A file without its header row: one error for the line, none repeating a cell.
+    let data = "H1,principal,M-1,Amégbé,Kodjo,M,1980,TG:NIU:9000 0000 0101,+22890000101,Maritime,Zio,Tsévié,2026-01-01,2026-12-31\n";
+    let errors = check_csv_header(data.as_bytes()).err().unwrap();
+    assert_eq!(pairs(&errors), one("/header", "no_header"));
+    for cell in ["Amégbé", "Kodjo", "9000", "+228"] {
+        assert!(!errors[0].en.contains(cell) && !errors[0].fr.contains(cell), "{cell}");
+    }
+    // JSON lines sent as CSV are named as such.
+    let errors = check_csv_header(&br#"{"household": "H1", "members": []}"#[..])
+        .err()
+        .unwrap();
+    assert_eq!(pairs(&errors), one("/header", "no_header"));
+    assert!(errors[0].en.contains("application/x-ndjson"), "{}", errors[0].en);
+    // One known column is enough to read the line as a header with mistakes.
+    let errors = check_csv_header(&b"household,nom,prenom\n"[..]).err().unwrap();
+    assert!(pairs(&errors).contains(&one("/header/nom", "unknown_column")[0]));
     // Split at semicolons, a header of two known columns lacks the twelve others.
     let errors = check_csv_header(&b"household;relationship\n"[..]).err().unwrap();
     assert_eq!(errors.len(), 12);
