@@ -1090,8 +1090,13 @@ async fn a_duplicate_external_id_is_named(backend: Backend) {
     assert_eq!(again.error_fields(), ["/external_id"], "{}", again.text);
     assert_eq!(again.json["errors"][0]["code"], "external_id_taken");
     assert_eq!(app.count("claims").await, 1);
-    // An invoice number holds no control character (a carriage return, a bell).
-    for (i, bad) in ["EXT\rDUP", "\u{7}=1"].iter().enumerate() {
+    // An invoice number holds no control character (a carriage return, a bell), nor an
+    // invisible one (a right-to-left override shows `EXT-1` as `1-TXE`, a zero-width space makes
+    // a second `EXT-DUP` that compares different).
+    for (i, bad) in ["EXT\rDUP", "\u{7}=1", "\u{202E}EXT-1", "EXT\u{200B}-DUP"]
+        .iter()
+        .enumerate()
+    {
         let mut body = body.clone();
         body["external_id"] = json!(bad);
         let reply = submit(app, &provider(app), &format!("ctl-{i}"), &body).await;

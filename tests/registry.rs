@@ -520,7 +520,37 @@ async fn bad_registrations_list_every_problem(backend: Backend) {
         )
         .await;
     too_big.problem(413, "payload_too_large");
-    assert_eq!((app.count("beneficiaries").await, app.count("coverages").await), before);
+    // Names go on cards and into other systems: no invisible formatting either. A right-to-left
+    // override would show the name backwards, a zero-width space or a byte order mark would make
+    // a second name that looks the same and compares different, a line separator breaks lines.
+    for (i, bad) in ["\u{202E}Amégbé", "Amé\u{200B}gbé", "\u{FEFF}Amégbé", "Amé\u{2028}gbé"]
+        .iter()
+        .enumerate()
+    {
+        let mut body = household(&r.product, &format!("INV-{i}"), "123456789012");
+        body["principal"]["family_name"] = json!(bad);
+        let reply = register(app, "mut-a", &format!("invisible-{i}"), &body).await;
+        assert_eq!(
+            reply.field_codes(),
+            [("/principal/family_name".to_owned(), "invalid_characters".to_owned())],
+            "{bad:?}"
+        );
+    }
+    // The zero-width non-joiner and joiner are parts of names in Arabic script: kept as sent.
+    let mut body = household(&r.product, "AJAMI-1", "123456789012");
+    body["principal"]["given_names"] = json!("عبد\u{200C}الله");
+    let kept = register(app, "mut-a", "ajami-1", &body).await;
+    assert_eq!(kept.status.as_u16(), 201, "{}", kept.text);
+    let id = kept.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let person = app.get(&format!("/v1/beneficiaries/{id}"), &writer(app, "mut-a")).await;
+    assert_eq!(person.json["given_names"], "عبد\u{200C}الله");
+    assert_eq!(
+        (app.count("beneficiaries").await, app.count("coverages").await),
+        (before.0 + 3, before.1 + 3)
+    );
 }
 
 /// Dates reach from 1900 to ten years ahead: a contribution "paid through 9999" would keep a

@@ -578,7 +578,7 @@ fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     None
 }
 
-/// A required text: trimmed, then 1 to `max` characters without control characters; the rest
+/// A required text: trimmed, then 1 to `max` characters without control or invisible formatting characters (direction marks, zero-width spaces); the rest
 /// is kept byte for byte. A huge value is refused on its byte length before anything is counted.
 pub(crate) fn check_text(
     raw: Option<String>,
@@ -610,7 +610,7 @@ pub(crate) fn check_text(
         ));
         return None;
     }
-    if text.chars().any(char::is_control) {
+    if text.chars().any(crate::text::is_forbidden) {
         errors.push(FieldError::control_characters(pointer));
         return None;
     }

@@ -26,14 +26,14 @@ impl FieldError {
         FieldError::new(field, "required", "this field is required", "ce champ est obligatoire")
     }
 
-    /// A text holding a control character (a line break, a tab, a bell): names, references and
-    /// other free text travel on into cards, statements and CSV exports.
+    /// A text holding a control character (a line break, a tab, a bell) or an invisible
+    /// formatting one (a direction mark, a zero-width space): [`crate::text::is_forbidden`].
     pub fn control_characters(field: impl Into<String>) -> Self {
         FieldError::new(
             field,
             "invalid_characters",
-            "must not contain control characters (line breaks, tabs…)",
-            "ne doit pas contenir de caractères de contrôle (retours à la ligne, tabulations…)",
+            "must not contain control or invisible characters (line breaks, tabs, direction marks, zero-width spaces…)",
+            "ne doit pas contenir de caractères de contrôle ou invisibles (retours à la ligne, tabulations, marques de direction, espaces sans largeur…)",
         )
     }
 

@@ -21,4 +21,5 @@ pub mod product;
 pub mod registration;
 pub mod scope;
 pub mod settlement;
+pub mod text;
 pub mod webhook;

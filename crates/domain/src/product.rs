@@ -450,7 +450,7 @@ impl ProductDraft {
                         format!("doit compter au plus {MAX_NAME_CHARS} caractères"),
                     ));
                     None
-                } else if trimmed.chars().any(char::is_control) {
+                } else if trimmed.chars().any(crate::text::is_forbidden) {
                     // Shown on cards and statements, and written into CSV exports.
                     errors.push(FieldError::control_characters("/name"));
                     None

@@ -342,8 +342,8 @@ pub enum AdjudicationReasonWrite {
     "care_level": "health_center", "diagnoses": ["J06.9"],
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
-    /// The provider's own reference, 1–100 characters, not all white space, without control
-    /// characters (422 `invalid_characters`); unique per provider: a second claim with it is 409,
+    /// The provider's own reference, 1–100 characters, not all white space, without control or
+    /// invisible formatting characters (422 `invalid_characters`); unique per provider: a second claim with it is 409,
     /// `external_id_taken` at `/external_id`.
     // `read_claim`: 422 `invalid_length` when blank once trimmed or past 100 characters (counted
     // untrimmed); `invalid_characters` for a control character inside once trimmed.
@@ -536,7 +536,7 @@ pub(crate) fn read_claim(
                 "must be 1 to 100 characters",
                 "doit compter de 1 à 100 caractères",
             ));
-        } else if e.trim().chars().any(char::is_control) {
+        } else if e.trim().chars().any(passerelle_domain::text::is_forbidden) {
             // An invoice number holds none; a carriage return or a bell would travel on into
             // settlement CSVs and the systems reading them.
             errors.push(FieldError::control_characters("/external_id"));

@@ -198,7 +198,7 @@ pub struct ProductWrite {
     /// `PUT`, the current version's layer (it cannot change).
     pub layer: String,
     /// 1–200 characters once surrounding white space is trimmed (and stored trimmed), without
-    /// control characters; accents kept.
+    /// control or invisible formatting characters (422 `invalid_characters`); accents kept.
     // `ProductDraft::validate`: trimmed, then 1 to `MAX_NAME_CHARS` (200) characters, none a
     // control character. The schema gives the form to send, unpadded (the server also trims a padded one).
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 200)]

@@ -36,13 +36,13 @@ pub struct PersonWrite {
     /// the sex and birth date agree with the person stored under it (the same day; the same year
     /// when either birth date is year-only); else 409 `identity_mismatch`, naming no one.
     pub national_id: Option<NationalIdWrite>,
-    /// 1–100 characters once surrounding white space is trimmed, without control characters;
+    /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces);
     /// kept byte-exact.
     // `beneficiary::check_text` with `MAX_NAME_CHARS` (100). The schema gives the form to send,
     // unpadded (the server also trims a padded one).
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub family_name: String,
-    /// 1–100 characters once surrounding white space is trimmed, without control characters;
+    /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces);
     /// kept byte-exact.
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub given_names: String,

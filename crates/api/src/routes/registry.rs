@@ -88,16 +88,16 @@ pub struct NationalIdWrite {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"region": "Maritime", "district": "Zio", "commune": "Zio 1"}))]
 pub struct LocalityWrite {
-    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Maritime`.
     // `beneficiary::check_text` with `MAX_LOCALITY_CHARS` (100).
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub region: String,
-    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Zio`.
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub district: String,
-    /// 1–100 characters once surrounding white space is trimmed, without control characters,
+    /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Zio 1`.
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
     pub commune: String,

@@ -1,0 +1,48 @@
+//! Which characters free text (names, references) may not hold.
+//!
+//! Such text travels on into member cards, statements, CSV exports and other systems' screens.
+//! Control characters break lines and cells there. Invisible formatting characters do worse: a
+//! right-to-left override shows `ABC` as `CBA`, a zero-width space makes two names that look
+//! the same compare different, and a line separator is a line break to many readers.
+
+/// Whether `c` may not appear in free text: a control character (a line break, a tab, a bell),
+/// a direction mark or override, an invisible space or joiner other than the two that
+/// Arabic-script and Indic names need (U+200C, U+200D), a byte order mark, a line or paragraph
+/// separator, or a soft hyphen.
+pub fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'              // soft hyphen: invisible, splits a name's search key
+                | '\u{061C}'        // Arabic letter mark
+                | '\u{180E}'        // Mongolian vowel separator (formerly a space)
+                | '\u{200B}'        // zero-width space
+                | '\u{200E}'..='\u{200F}' // left-to-right and right-to-left marks
+                | '\u{2028}'..='\u{202E}' // line and paragraph separators, embeddings, overrides
+                | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+                | '\u{2066}'..='\u{206F}' // isolates and deprecated format characters
+                | '\u{FEFF}'        // byte order mark, zero-width no-break space
+                | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_forbidden;
+
+    #[test]
+    fn invisible_and_control_characters_are_forbidden_and_letters_are_not() {
+        for c in [
+            '\n', '\t', '\u{7}', '\u{85}', '\u{AD}', '\u{200B}', '\u{200E}', '\u{200F}', '\u{2028}', '\u{2029}',
+            '\u{202A}', '\u{202E}', '\u{2060}', '\u{2066}', '\u{2069}', '\u{FEFF}',
+        ] {
+            assert!(is_forbidden(c), "U+{:04X}", c as u32);
+        }
+        // Letters of the region's names, in Latin and Arabic script, their joiners and the
+        // spaces and punctuation names hold.
+        for c in "Amégbé Kodjo-Sénamé N'Diaye Ñ ŋ Ɛ ɔ ƴ عبد الله ç ï œ ' ’ . \u{A0}\u{200C}\u{200D}".chars()
+        {
+            assert!(!is_forbidden(c), "U+{:04X}", c as u32);
+        }
+    }
+}
