@@ -520,6 +520,17 @@ async fn bad_registrations_list_every_problem(backend: Backend) {
         )
         .await;
     too_big.problem(413, "payload_too_large");
+    // No one is covered before birth: a principal born after the household's start date is
+    // refused on their birth date. (Dependants share the household's start date, which a file
+    // posted again keeps while its children are born: batches.rs.)
+    let mut body = household(&r.product, "NEWBORN-1", "123456789012");
+    body["principal"]["birth_date"] = json!("2026-03-01");
+    body["start_date"] = json!("2026-02-28");
+    let reply = register(app, "mut-a", "unborn-1", &body).await;
+    assert_eq!(
+        reply.field_codes(),
+        [("/principal/birth_date".to_owned(), "born_after_start".to_owned())]
+    );
     // Names go on cards and into other systems: no invisible formatting either. A right-to-left
     // override would show the name backwards, a zero-width space or a byte order mark would make
     // a second name that looks the same and compares different, a line separator breaks lines.
@@ -1147,6 +1158,15 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     add("mut-a", None, &principal, &newborn)
         .await
         .problem(428, "precondition_required");
+    // Covered from before it was born: refused on its birth date, and nothing written.
+    let mut unborn = newborn.clone();
+    unborn["start_date"] = json!("2026-02-28");
+    let refused = add("mut-a", Some("b0"), &principal, &unborn).await;
+    assert_eq!(
+        refused.field_codes(),
+        [("/birth_date".to_owned(), "born_after_start".to_owned())]
+    );
+    assert_eq!(app.count("coverages").await, before);
     let born = add("mut-a", Some("b1"), &principal, &newborn).await;
     assert_eq!(born.status.as_u16(), 201, "{}", born.text);
     let coverage = &born.json["coverage"];

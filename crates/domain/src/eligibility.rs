@@ -53,6 +53,28 @@ pub fn age_on(birth_date: NaiveDate, precision: BirthDatePrecision, on: NaiveDat
     u32::try_from(years).unwrap_or(0)
 }
 
+/// Whether a person is born after `start`, the first day of a coverage: no one is covered
+/// before birth (a pregnancy is the mother's care). A year-only birth date is after `start` only
+/// when its year is. Judged for a registration's principal and for a dependant added with its
+/// own start date; a dependant registered with a household shares the household's start date,
+/// which a spreadsheet posted again keeps while its children are born.
+pub fn born_after(birth_date: NaiveDate, precision: BirthDatePrecision, start: NaiveDate) -> bool {
+    match precision {
+        BirthDatePrecision::Day => birth_date > start,
+        BirthDatePrecision::Year => birth_date.year() > start.year(),
+    }
+}
+
+/// The error of a member born after the coverage's start date, at its `birth_date`.
+pub fn born_after_start(field: String, start: NaiveDate) -> FieldError {
+    FieldError::new(
+        field,
+        "born_after_start",
+        format!("is after the coverage's start date, {start}: no one is covered before birth; cover a newborn from its birth date"),
+        format!("est postérieure à la date de début de la couverture, le {start} : nul n'est couvert avant sa naissance ; couvrez un nouveau-né à partir de sa date de naissance"),
+    )
+}
+
 /// A `child` older than the product's `child_max_age` on `on`. The same rule serves registration
 /// (on the start date) and eligibility (on the service date).
 pub fn over_child_age_limit(
@@ -967,6 +989,20 @@ mod tests {
             ("/dependants", "too_many_dependants")
         );
         assert!(household_errors(&p, start, &seven[..6]).is_empty());
+    }
+
+    #[test]
+    fn no_one_is_covered_before_birth() {
+        let start = d("2026-01-01");
+        // Born on the start date is covered, born the day after is not; a year-only birth date
+        // only when its year is later.
+        assert!(!born_after(d("2026-01-01"), BirthDatePrecision::Day, start));
+        assert!(born_after(d("2026-01-02"), BirthDatePrecision::Day, start));
+        assert!(!born_after(d("2026-07-01"), BirthDatePrecision::Year, start));
+        assert!(born_after(d("2027-01-01"), BirthDatePrecision::Year, start));
+        let e = born_after_start("/birth_date".into(), start);
+        assert_eq!((e.field.as_str(), e.code.as_str()), ("/birth_date", "born_after_start"));
+        assert!(e.fr.contains("2026-01-01") && e.en.contains("2026-01-01"));
     }
 
     fn arb_product() -> impl Strategy<Value = ProductVersion> {

@@ -218,6 +218,11 @@ impl AddedDependantDraft {
             .validate_with(rules, "", today)
             .map_err(|e| errors.extend(e))
             .ok();
+        if let (Some(b), Some(start)) = (&beneficiary, start_date) {
+            if crate::eligibility::born_after(b.birth_date, b.birth_date_precision, start) {
+                errors.push(crate::eligibility::born_after_start("/birth_date".into(), start));
+            }
+        }
         if let (Some(relationship), Some(b), Some(start)) = (relationship, &beneficiary, start_date) {
             let facts = DependantFacts {
                 relationship,
@@ -322,6 +327,9 @@ impl RegistrationDraft {
         for (date, name) in [(start_date, "start_date"), (paid_through, "paid_through")] {
             errors.extend(date.and_then(|d| crate::dates::check(d, p(name), today)));
         }
+        // Ages and births are judged on a start date within the business's years only: on one
+        // refused already (`0000-01-01`), every member would be "born after" it.
+        let judged_start = start_date.filter(|d| crate::dates::check(*d, String::new(), today).is_none());
         if let (Some(start), Some(paid)) = (start_date, paid_through) {
             if start.checked_sub_days(Days::new(1)).is_some_and(|eve| paid < eve) {
                 errors.push(FieldError::new(
@@ -345,6 +353,12 @@ impl RegistrationDraft {
                 }
             }
         };
+
+        if let (Some(b), Some(start)) = (&principal, judged_start) {
+            if crate::eligibility::born_after(b.birth_date, b.birth_date_precision, start) {
+                errors.push(crate::eligibility::born_after_start(p("principal/birth_date"), start));
+            }
+        }
 
         let too_many = self.dependants.len() > MAX_DEPENDANTS;
         if too_many {
@@ -407,10 +421,11 @@ impl RegistrationDraft {
                     birth_date_precision: b.birth_date_precision,
                 },
                 // Stands in for a dependant whose own errors are already listed, so that the
-                // household count and the indices stay right; a spouse has no age limit.
+                // household count and the indices stay right; a spouse has no age limit, and
+                // one born at the dawn of the calendar is born by any start date.
                 _ => DependantFacts {
                     relationship: Relationship::Spouse,
-                    birth_date: today,
+                    birth_date: NaiveDate::MIN,
                     birth_date_precision: BirthDatePrecision::Day,
                 },
             });
@@ -424,10 +439,10 @@ impl RegistrationDraft {
         }
 
         if let Some(product) = product {
-            for e in household_errors(product, start_date.unwrap_or(today), &facts) {
+            for e in household_errors(product, judged_start.unwrap_or(today), &facts) {
                 let is_count = e.field == "/dependants";
                 // Without a valid start date no age can be judged; the count still can.
-                if (is_count && too_many) || (!is_count && start_date.is_none()) {
+                if (is_count && too_many) || (!is_count && judged_start.is_none()) {
                     continue;
                 }
                 errors.push(FieldError {

@@ -44,7 +44,8 @@ pub struct DependantAdd {
     /// `YYYY-MM-DD`: the first day of the dependant's coverage, not before the household's
     /// `start_date` (422 `before_household_start`) nor after its `end_date` (422
     /// `after_household_end`). The product's waiting period counts from it, and a `child`'s age
-    /// limit is judged on it (422 `dependant_age_limit` at `/birth_date`). Surrounding white
+    /// limit is judged on it (422 `dependant_age_limit` at `/birth_date`). Not before the
+    /// dependant's birth date (422 `born_after_start` at `/birth_date`). Surrounding white
     /// space is ignored.
     // `AddedDependantDraft::check`: trimmed (`optional_date`), then `dates::check` (from 1900).
     #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]

@@ -165,7 +165,8 @@ pub struct RegistrationWrite {
     // `-`, `/` or `.`.
     #[schema(pattern = r"^[A-Za-z0-9./-]{1,50}$")]
     pub member_number: String,
-    /// `YYYY-MM-DD`: the first day of cover, from 1900-01-01 to ten years ahead. Coverages pay
+    /// `YYYY-MM-DD`: the first day of cover, from 1900-01-01 to ten years ahead, and not before
+    /// the principal's birth (422 `born_after_start` at `/principal/birth_date`). Coverages pay
     /// from `start_date + waiting_period_days`. Surrounding white space is ignored.
     // `registration::optional_date` (trimmed, `dates::parse`) and `dates::check` (from 1900).
     #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
