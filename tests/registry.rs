@@ -397,10 +397,17 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     assert_eq!(first.header("location"), None);
     pay(json!({"amount_xof": 3000, "period_start": "2026-07-01", "period_end": "2026-12-31", "paid_at": "2026-07-02", "reference": "RECU-2"})).await;
     // An older period paid late never moves paid_through back.
-    pay(json!({"amount_xof": 500, "period_start": "2025-01-01", "period_end": "2025-12-31", "paid_at": "2026-08-01", "reference": "RECU-0"})).await;
+    let late = pay(json!({"amount_xof": 500, "period_start": "2026-03-01", "period_end": "2026-03-31", "paid_at": "2026-08-01", "reference": "RECU-0"})).await;
+    assert_eq!(late.status.as_u16(), 201, "{}", late.text);
     let bad = pay(json!({"amount_xof": 0, "period_start": "2026-02-01", "period_end": "2026-01-01", "paid_at": "2999-01-01", "reference": ""})).await;
     bad.problem(422, "validation_failed");
     assert_eq!(bad.error_fields().len(), 4, "{}", bad.text);
+    // A period wholly before the coverage started (it starts 2026-01-01) is a mistyped year.
+    let mistyped = pay(json!({"amount_xof": 500, "period_start": "2025-01-01", "period_end": "2025-12-31", "paid_at": "2026-08-01", "reference": "RECU-00"})).await;
+    assert_eq!(
+        mistyped.field_codes(),
+        [("/period_end".to_owned(), "before_coverage_start".to_owned())]
+    );
     let now = app.get(&path, &token).await;
     assert_eq!(now.json["paid_through"], "2026-12-31");
     let listed = app.get(&format!("{path}/contributions?limit=2"), &token).await;
@@ -750,6 +757,19 @@ async fn a_household_ends_with_its_principal(backend: Backend) {
         )
         .await;
     assert_eq!(child.status.as_u16(), 200, "{}", child.text);
+    // A period that starts after that end pays for nothing the coverage covers.
+    let after_end = app
+        .post(
+            &format!("/v1/coverages/{}/contributions", coverage(2)),
+            &token,
+            &json!({"amount_xof": 100, "period_start": "2026-11-01", "period_end": "2026-11-30",
+                "paid_at": "2026-10-01", "reference": "RECU-LATE"}),
+        )
+        .await;
+    assert_eq!(
+        after_end.field_codes(),
+        [("/period_start".to_owned(), "after_coverage_end".to_owned())]
+    );
     // A newborn who joins the day after the household's coverage will end.
     let newborn = app
         .send(

@@ -657,7 +657,9 @@ pub struct ContributionCreate {
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
 /// coverage's `paid_through` becomes `period_end` when that is later, and a new `ETag` results;
 /// a `reference` already recorded on the coverage (and not cancelled) is 409
-/// `duplicate_reference`, so that one receipt entered twice counts once;
+/// `duplicate_reference`, so that one receipt entered twice counts once; a period that ends
+/// before the coverage's `start_date` is 422 `before_coverage_start` at `/period_end`, one that
+/// starts after its `end_date` 422 `after_coverage_end` at `/period_start` (a mistyped year);
 /// a dependant's eligibility also counts its principal's payments. Contributions decide
 /// `CONTRIBUTIONS_IN_ARREARS` for `complementary` and `primary` coverages only. Answers 201
 /// without `Location`: the contribution is listed under its coverage. Subscribers receive
@@ -721,6 +723,31 @@ pub async fn add_contribution(
                 "before_period_start",
                 "must be on or after period_start",
                 "doit être au plus tôt period_start",
+            ));
+        }
+    }
+    // A period wholly outside the coverage's dates pays for nothing it covers: a mistyped year.
+    // Not judged on a terminated coverage, which takes no contribution at all: its 409
+    // `coverage_terminated` says more.
+    let open = coverage.status != CoverageStatus::Terminated;
+    if open && period_end.is_some_and(|e| e < coverage.start_date) {
+        all.push(FieldError::new(
+            "/period_end",
+            "before_coverage_start",
+            format!("must not be before the coverage's start_date, {}", coverage.start_date),
+            format!(
+                "ne doit pas précéder la date de début de la couverture, le {}",
+                coverage.start_date
+            ),
+        ));
+    }
+    if let (Some(s), Some(end)) = (period_start, coverage.end_date.filter(|_| open)) {
+        if s > end {
+            all.push(FieldError::new(
+                "/period_start",
+                "after_coverage_end",
+                format!("must not be after the coverage's end_date, {end}"),
+                format!("ne doit pas suivre la date de fin de la couverture, le {end}"),
             ));
         }
     }
