@@ -462,6 +462,42 @@ async fn one_key_sent_twenty_times_makes_one_claim(backend: Backend) {
         .await
         .problem(422, "idempotency_key_reused");
     assert_eq!(submit(app, &token, "same-key", &body).await.json, replies[0].json);
+
+    // Retries of one key racing other claims of the same person: the retries meet the locking
+    // path of one another while the others move the person's ceiling usage. Each retry is the
+    // first answer (never a 503 of a deadlock between the key and the usage row), and one
+    // external id is one claim.
+    for round in 0..12 {
+        let key = format!("round-{round}");
+        let retried = claim(
+            &format!("RETRIED-{round}"),
+            &s.principal,
+            "2026-06-01",
+            json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 101}]),
+        );
+        let other = claim(
+            &format!("OTHER-{round}"),
+            &s.principal,
+            "2026-06-01",
+            json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 103}]),
+        );
+        let other_keys: Vec<String> = (0..20).map(|i| format!("other-{round}-{i}")).collect();
+        let (same, others) = futures::future::join(
+            futures::future::join_all((0..20).map(|_| submit(app, &token, &key, &retried))),
+            futures::future::join_all(other_keys.iter().map(|k| submit(app, &token, k, &other))),
+        )
+        .await;
+        for r in &same {
+            assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+            assert_eq!(r.json, same[0].json);
+        }
+        let created = others.iter().filter(|r| r.status.as_u16() == 201).count();
+        assert_eq!(created, 1, "one claim per external id");
+        for r in others.iter().filter(|r| r.status.as_u16() != 201) {
+            r.problem(409, "conflict");
+        }
+    }
+    assert_eq!(app.count("claims").await, 25);
 }
 
 /// A coverage that pays none of a claim's lines is passed over for the next payer, as an

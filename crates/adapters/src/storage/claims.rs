@@ -95,16 +95,20 @@ impl ClaimStore for This {
         }
         // The usage moved, the key or the external id is taken: the locking path decides.
         let mut tx = self.begin_write().await?;
+        // The usage row before the key, in the order the one-statement path takes them: that
+        // path holds the row while it inserts the key, so a retry of the same key taking the key
+        // first here and then waiting for the row deadlocked with it (PostgreSQL then cancels
+        // one of the two after a second, and the caller got a 503).
+        let used = match usage {
+            Some(key) => lock_usage(&mut tx, key).await?,
+            None => Xof::ZERO,
+        };
         if let Some(replayed) = claim_idempotency::<Claim>(&mut tx, ctx).await? {
             return Ok(Written {
                 value: replayed,
                 replayed: true,
             });
         }
-        let used = match usage {
-            Some(key) => lock_usage(&mut tx, key).await?,
-            None => Xof::ZERO,
-        };
         let claim = price(used).map_err(ClaimError::Refused)?;
         let inserted = sqlx::query(
             "INSERT INTO claims (id, provider, submitter, external_id, beneficiary, service_date, status, base_payer, \
