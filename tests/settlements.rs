@@ -95,6 +95,21 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         )
         .await;
     reused.problem(422, "idempotency_key_reused");
+    // The same transfer entered again without its key (a second clerk, say): one transfer
+    // counts once, surrounding white space aside.
+    for (key, reference) in [(None, "VIR-1"), (Some("other-key"), " VIR-1 ")] {
+        let mut req = app
+            .request(Method::POST, &format!("/v1/settlements/{id}/payments"))
+            .bearer_auth(mutuelle(app))
+            .json(&json!({"amount_xof": 3000, "paid_at": "2026-07-02", "reference": reference}));
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let twice = app.send(req).await;
+        twice.problem(409, "conflict");
+        assert_eq!(twice.error_fields(), ["/reference"], "{}", twice.text);
+        assert_eq!(twice.json["errors"][0]["code"], "duplicate_reference");
+    }
     assert_eq!(
         app.get(&format!("/v1/settlements/{id}"), &mutuelle(app)).await.json["paid_xof"],
         3000

@@ -816,13 +816,16 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             vec![("not_awaiting_complementary", claim_is(ClaimStatus::AwaitingBase))]
         }
         ("post", "/v1/claims/{id}/cancel") => vec![("not_awaiting", claim_is(ClaimStatus::Adjudicated))],
-        ("post", "/v1/settlements/{id}/payments") => vec![(
-            "already_paid",
-            ApiError::conflict(
-                "This settlement is already paid in full.",
-                "Ce bordereau est déjà entièrement réglé.",
+        ("post", "/v1/settlements/{id}/payments") => vec![
+            (
+                "already_paid",
+                ApiError::conflict(
+                    "This settlement is already paid in full.",
+                    "Ce bordereau est déjà entièrement réglé.",
+                ),
             ),
-        )],
+            ("duplicate_reference", store("duplicate_payment_reference")),
+        ],
         _ => Vec::new(),
     }
 }

@@ -488,6 +488,17 @@ fn conflict_of(constraint: &str) -> ApiError {
                 "déjà enregistrée sur cette couverture ; annulez d'abord cette cotisation pour l'enregistrer à nouveau",
             )],
         },
+        // The same transfer entered twice on one settlement: `errors` points at the reference.
+        "duplicate_payment_reference" => ApiError::Conflict {
+            en: "A payment with this reference is already recorded on this settlement.".into(),
+            fr: "Un paiement portant cette référence est déjà enregistré sur ce bordereau.".into(),
+            errors: vec![FieldError::new(
+                "/reference",
+                "duplicate_reference",
+                "already recorded on this settlement: one transfer entered twice counts once",
+                "déjà enregistrée sur ce bordereau : un virement saisi deux fois ne compte qu'une fois",
+            )],
+        },
         "already_deactivated" => coded_conflict(
             "already_deactivated",
             "This organisation is already deactivated.",

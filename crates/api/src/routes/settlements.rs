@@ -183,7 +183,7 @@ fn settlement_error(e: SettlementError) -> ApiError {
             "",
             "empty_batch",
             "no adjudicated, unsettled claim of yours for this payee and period",
-            "aucune demande liquidée et non réglée pour ce bénéficiaire et cette période",
+            "aucune demande liquidée et non réglée de votre part pour ce prestataire et cette période",
         )),
         SettlementError::Refused(PaymentRefusal::AlreadyPaid) => ApiError::conflict(
             "This settlement is already paid in full.",
@@ -595,7 +595,9 @@ pub async fn list_settlements(
 ///
 /// With `settlements:write`, on your own settlements (403 for other kinds, 404 for a settlement
 /// that is not yours). Payments add up: one that would pass the total is 422
-/// `exceeds_amount_due` naming the amount still due, and one to a `paid` batch is 409. The batch
+/// `exceeds_amount_due` naming the amount still due, one to a `paid` batch is 409, and one whose
+/// `reference` is already recorded on the batch is 409 `duplicate_reference` at `/reference`
+/// (one transfer entered twice counts once; a retry with its `Idempotency-Key` replays). The batch
 /// is `partially_paid` until `paid_xof` reaches `total_xof`, then `paid`, and its claims
 /// `settled` (subscribers receive `claim.settled`). Answers 201 with the updated settlement,
 /// without `Location`.
@@ -611,7 +613,7 @@ pub async fn list_settlements(
     responses(
         (status = 201, description = "Recorded (no Location); the updated settlement", body = SettlementView),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already paid in full", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already paid in full, or `duplicate_reference` at `/reference`: a payment with this reference is already recorded on the batch", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["settlements:write"]))
 )]
