@@ -573,6 +573,7 @@ failure), or a bulk upload could not be written to the spool folder; nothing was
             errors: vec![
                 ("unavailable", ApiError::Unavailable),
                 ("unavailable_spool", ApiError::SpoolUnavailable),
+                ("unavailable_contended", ApiError::Contended),
             ],
         },
     ]

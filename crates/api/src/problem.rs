@@ -173,6 +173,10 @@ pub enum ApiError {
     /// writable): 503 `unavailable` as for the database, saying what is missing.
     #[error("spool unavailable")]
     SpoolUnavailable,
+    /// A change rolled back whole after losing to concurrent changes of the same rows more
+    /// often than the service retries: 503 `unavailable`, saying so, for a retry soon.
+    #[error("contended")]
+    Contended,
     #[error("internal error: {0}")]
     Internal(String),
     /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
@@ -226,7 +230,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable | ApiError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -246,7 +250,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable | ApiError::SpoolUnavailable => "unavailable",
+            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended => "unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
@@ -321,6 +325,10 @@ impl ApiError {
                 ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
                 ("Service indisponible", "Le service n'atteint pas sa base de données ou a mis trop de temps ; rien n'a été modifié. Réessayez plus tard.".into()),
             ),
+            ApiError::Contended => (
+                ("Service unavailable", "The request met concurrent changes of the same data more often than the service retries; nothing was changed. Retry (with the same Idempotency-Key, if you sent one).".into()),
+                ("Service indisponible", "La requête a rencontré des modifications simultanées des mêmes données plus souvent que le service ne réessaie ; rien n'a été modifié. Réessayez (avec la même Idempotency-Key, si vous en avez envoyé une).".into()),
+            ),
             ApiError::SpoolUnavailable => (
                 ("Service unavailable", "The service cannot store uploads now (its disk is full or its spool folder cannot be written); nothing was created. Retry later, or tell its operators.".into()),
                 ("Service indisponible", "Le service ne peut pas enregistrer d'envoi pour l'instant (son disque est plein ou son dossier de dépôt n'est pas accessible en écriture) ; rien n'a été créé. Réessayez plus tard, ou prévenez ses exploitants.".into()),
@@ -389,7 +397,7 @@ impl From<StoreError> for ApiError {
             // Rolled back whole: the client retries (with the same Idempotency-Key) safely.
             StoreError::Contention(detail) => {
                 tracing::warn!(error = %detail, "a change lost to a concurrent one");
-                ApiError::Unavailable
+                ApiError::Contended
             }
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
@@ -566,7 +574,10 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             HeaderValue::from_static(crate::extract::MERGE_PATCH),
         );
     }
-    if matches!(error, ApiError::Unavailable | ApiError::SpoolUnavailable) {
+    if matches!(
+        error,
+        ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -591,5 +602,22 @@ mod tests {
         assert_eq!(Lang::negotiate(Some("de, en;q=0.3")), Lang::En);
         assert_eq!(Lang::negotiate(Some("de")), Lang::Fr);
         assert_eq!(Lang::negotiate(Some("fr;q=0.2, en;q=0.8")), Lang::En);
+    }
+
+    /// A change that lost to concurrent ones is 503 `unavailable` with `Retry-After`, as an
+    /// unreachable database is, but says what happened: the database was reached.
+    #[test]
+    fn a_lost_race_says_so() {
+        let ctx = RequestContext::default();
+        let contended = ApiError::from(StoreError::Contention("deadlock detected".into()));
+        let response = problem_response(&contended, &ctx);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        let problem = contended.to_problem(&ctx);
+        assert_eq!(problem.code, "unavailable");
+        assert!(problem.detail.contains("simultanées"), "{}", problem.detail);
+        assert!(!problem.detail.contains("deadlock"), "{}", problem.detail);
+        let down = ApiError::from(StoreError::Unavailable("connection refused".into())).to_problem(&ctx);
+        assert!(down.detail.contains("n'atteint pas"), "{}", down.detail);
     }
 }
