@@ -87,6 +87,14 @@ async fn organisations_see_only_their_own_events(backend: Backend) {
         .get("/v1/audit-events?since=2999-01-01T00:00:00Z", &app.operator())
         .await;
     assert_eq!(future.json["items"], json!([]));
+    // The last minute of 9999 west of Greenwich is in the year 10000 in UTC: still after every
+    // event (SQLite would compare the text `+10000-…` before them all).
+    for since in ["9999-12-31T23:59:59-00:01", "9999-12-31T10:00:00-14:00"] {
+        let beyond = app
+            .get(&format!("/v1/audit-events?since={since}"), &app.operator())
+            .await;
+        assert_eq!(beyond.json["items"], json!([]), "{since}: {}", beyond.text);
+    }
     // A cursor that decodes to no sequence number ("abc") is 422, never a 500.
     let forged = app.get("/v1/audit-events?cursor=c1616263", &app.operator()).await;
     forged.problem(422, "validation_failed");

@@ -61,7 +61,22 @@ async fn invalid_tokens_are_401(backend: Backend) {
                 Some(&tokens::rsa_public_pem()),
             ),
         ),
+        (
+            "a critical header extension, which this service does not understand (RFC 7515 §4.1.11)",
+            forged(
+                &json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}),
+                &good,
+                Some(passerelle_tests::SECRET.as_bytes()),
+            ),
+        ),
     ];
+    // The same header without `crit` passes: the case above is refused for `crit` alone.
+    let plain = forged(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &good,
+        Some(passerelle_tests::SECRET.as_bytes()),
+    );
+    assert_eq!(status_of(&app, &plain).await, 200);
     let mut variant = |name: &'static str, edit: &dyn Fn(&mut serde_json::Value)| {
         let mut c = good.clone();
         edit(&mut c);
@@ -134,11 +149,28 @@ async fn scope_and_kind_are_both_required(backend: Backend) {
     app.post("/v1/organizations", &app.token("mut-a", "admin"), &body)
         .await
         .problem(403, "forbidden");
+    // Only spaces separate scopes (RFC 6749 §3.3): a tab glues `admin` to another scope, and
+    // the operator's token then carries neither.
+    app.post(
+        "/v1/organizations",
+        &app.token("operator", "registry:read\tadmin"),
+        &body,
+    )
+    .await
+    .problem(403, "forbidden");
+    let spaced = app
+        .post(
+            "/v1/organizations",
+            &app.token("operator", "registry:read admin"),
+            &json!({"id": "mut-c", "kind": "mutuelle", "country": "TG", "name": "C"}),
+        )
+        .await;
+    assert_eq!(spaced.status.as_u16(), 201, "{}", spaced.text);
     // Verification of the whole chain is for operators and auditors.
     app.get("/v1/audit-events/verify", &app.token("mut-a", "audit:read"))
         .await
         .problem(403, "forbidden");
-    assert_eq!(app.count("organizations").await, 2, "nothing was created");
+    assert_eq!(app.count("organizations").await, 3, "only mut-c was created");
 }
 
 async fn another_organisations_resource_is_404(backend: Backend) {

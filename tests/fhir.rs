@@ -1039,6 +1039,32 @@ async fn eligibility_faults_name_the_value(backend: Backend) {
         )]
     );
 
+    // An item that is not a list is mistyped, not missing, as in a Claim; no item is missing.
+    for wrong in [json!("x"), json!({}), json!(5)] {
+        let body = check(&|b| b["item"] = wrong.clone());
+        assert_eq!(
+            rule_codes(&post(body).await),
+            [("invalid_type".to_owned(), "CoverageEligibilityRequest.item".to_owned())],
+            "{wrong}"
+        );
+    }
+    for absent in [json!(null), json!([])] {
+        let body = check(&|b| b["item"] = absent.clone());
+        assert_eq!(
+            rule_codes(&post(body).await),
+            [("required".to_owned(), "CoverageEligibilityRequest.item".to_owned())],
+            "{absent}"
+        );
+    }
+
+    // Surrounding white space is trimmed from a FHIR body's texts, its currency as its date.
+    let padded = check(&|b| {
+        b["item"][0]["unitPrice"]["currency"] = json!(" XOF ");
+        b["servicedDate"] = json!(" 2026-06-01 ");
+    });
+    let reply = post(padded).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+
     // A fractional quantity: the same code as a Claim's item and a /v1 claim's line.
     let fraction = check(&|b| b["item"][0]["quantity"] = json!({"value": 1.5}));
     assert_eq!(

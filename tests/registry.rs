@@ -956,6 +956,19 @@ async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
     twice.problem(409, "conflict");
     assert_eq!(twice.error_fields(), ["/reference"], "{}", twice.text);
     assert_eq!(twice.json["errors"][0]["code"], "duplicate_reference");
+    // In another case, or with an invisible character pasted in, it is still not a new receipt.
+    let lower = pay("recu-2", 2500, "2026-07-01", "2026-12-31").await;
+    lower.problem(409, "conflict");
+    assert_eq!(lower.json["errors"][0]["code"], "duplicate_reference");
+    for pasted in ["RECU\u{200B}-2", "RECU\r-2", "RE\u{FEFF}CU-2"] {
+        let reply = pay(pasted, 2500, "2026-07-01", "2026-12-31").await;
+        assert_eq!(
+            reply.field_codes(),
+            [("/reference".to_owned(), "invalid_characters".to_owned())],
+            "{pasted:?}: {}",
+            reply.text
+        );
+    }
     let count = format!("SELECT count(*) FROM contributions WHERE coverage = '{coverage}'");
     assert_eq!(app.db.scalar(&count).await, 2);
     // Another coverage may carry the same reference.

@@ -55,6 +55,10 @@ async fn openapi_and_docs_are_served(backend: Backend) {
         !docs.text.contains("https://"),
         "the docs page loads nothing from the network"
     );
+    // No one's data: a cache may keep them, asking again first (API.md §3).
+    for reply in [&doc, &docs] {
+        assert_eq!(reply.header("cache-control"), Some("no-cache"));
+    }
 }
 
 on_both_databases!(

@@ -96,12 +96,18 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         .await;
     reused.problem(422, "idempotency_key_reused");
     // The same transfer entered again without its key (a second clerk, say): one transfer
-    // counts once, surrounding white space aside.
-    for (key, reference) in [(None, "VIR-1"), (Some("other-key"), " VIR-1 ")] {
+    // counts once, surrounding white space and case aside, and is called a duplicate even when
+    // its amount is more than is still due.
+    for (key, reference, amount) in [
+        (None, "VIR-1", 3000),
+        (Some("other-key"), " VIR-1 ", 3000),
+        (Some("lower-case"), "vir-1", 3000),
+        (Some("too-much"), "VIR-1", 5000),
+    ] {
         let mut req = app
             .request(Method::POST, &format!("/v1/settlements/{id}/payments"))
             .bearer_auth(mutuelle(app))
-            .json(&json!({"amount_xof": 3000, "paid_at": "2026-07-02", "reference": reference}));
+            .json(&json!({"amount_xof": amount, "paid_at": "2026-07-02", "reference": reference}));
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
         }
@@ -109,6 +115,20 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         twice.problem(409, "conflict");
         assert_eq!(twice.error_fields(), ["/reference"], "{}", twice.text);
         assert_eq!(twice.json["errors"][0]["code"], "duplicate_reference");
+    }
+    // An invisible character pasted with a reference would make the same transfer look new.
+    for reference in ["VIR\u{200B}-1", "\u{202E}VIR-1", "VIR-1\tB", "VIR\n1"] {
+        let req = app
+            .request(Method::POST, &format!("/v1/settlements/{id}/payments"))
+            .bearer_auth(mutuelle(app))
+            .json(&json!({"amount_xof": 1, "paid_at": "2026-07-02", "reference": reference}));
+        let pasted = app.send(req).await;
+        pasted.problem(422, "validation_failed");
+        assert_eq!(
+            pasted.field_codes(),
+            [("/reference".to_owned(), "invalid_characters".to_owned())],
+            "{reference:?}"
+        );
     }
     assert_eq!(
         app.get(&format!("/v1/settlements/{id}"), &mutuelle(app)).await.json["paid_xof"],

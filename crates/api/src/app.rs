@@ -221,7 +221,16 @@ pub fn router(state: AppState) -> Router {
     // route's template (`MatchedPath`), which only routing sets.
     json_api
         .merge(uploads)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(
+            // The contract and its viewer hold no one's data, and change with each release: a
+            // cache may keep them, but asks again before using them.
+            axum::Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc)).layer(
+                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("no-cache"),
+                ),
+            ),
+        )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

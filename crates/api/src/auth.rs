@@ -73,6 +73,19 @@ impl quick_cache::Weighter<String, Claims> for TokenBytes {
     }
 }
 
+/// Whether the token's header has a `crit` member. A recipient must refuse a token whose `crit`
+/// names an extension it does not understand (RFC 7515 §4.1.11), and this service understands
+/// none; jsonwebtoken's `Header` does not read the member, so the header is read here. A header
+/// that does not decode is left to `decode_header`, which refuses it.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).ok())
+        .is_some_and(|header| header.contains_key("crit"))
+}
 fn unauthorized(en: &'static str, fr: &'static str) -> ApiError {
     ApiError::Unauthorized { en, fr }
 }
@@ -249,6 +262,12 @@ impl Authenticator {
     }
 
     fn verify_signed(&self, token: &str, jwks: &HashMap<String, Arc<PublicKey>>) -> Result<Claims, ApiError> {
+        if names_critical_extensions(token) {
+            return Err(unauthorized(
+                "The token's header lists critical extensions (crit), which this service does not understand.",
+                "L'en-tête du jeton énumère des extensions critiques (crit), que ce service ne comprend pas.",
+            ));
+        }
         let header = decode_header(token).map_err(|_| {
             unauthorized(
                 "The bearer token is not a well-formed JWT with an accepted algorithm.",

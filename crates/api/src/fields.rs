@@ -222,8 +222,6 @@ pub fn whole_number(n: &serde_json::Number) -> Option<i64> {
     Some(f as i64)
 }
 
-/// Parse errors first; then the rule errors for fields that parsing did not already report (a
-/// mistyped field comes back absent and would otherwise also be called missing).
 /// A required `YYYY-MM-DD` field, within the dates of the business
 /// (`passerelle_domain::dates`): `invalid_date` or `out_of_range` on `/<name>` otherwise.
 pub fn required_date(
@@ -255,6 +253,28 @@ pub fn required_date(
 /// most any needs).
 pub const MAX_LIST_ITEMS: usize = 1000;
 
+/// What is wrong with a reference a clerk types or pastes (an invoice number, a receipt's, a
+/// transfer's), if anything: 1 to 100 characters (counted untrimmed), not all white space
+/// (`invalid_length`), and no control or invisible formatting character once trimmed
+/// (`invalid_characters`). An invisible character pasted with a reference would make one
+/// transfer or receipt entered twice look like two, and travel on into CSV exports.
+pub fn reference_error(field: &str, value: &str) -> Option<FieldError> {
+    if value.trim().is_empty() || value.chars().count() > 100 {
+        Some(FieldError::new(
+            field,
+            "invalid_length",
+            "must be 1 to 100 characters",
+            "doit compter de 1 à 100 caractères",
+        ))
+    } else if value.trim().chars().any(passerelle_domain::text::is_forbidden) {
+        Some(FieldError::control_characters(field))
+    } else {
+        None
+    }
+}
+
+/// Parse errors first; then the rule errors for fields that parsing did not already report (a
+/// mistyped field comes back absent and would otherwise also be called missing).
 pub fn merge(mut parse_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
     for e in rule_errors {
         if !parse_errors

@@ -26,13 +26,23 @@ pub struct ImportArgs {
     pub lang: Lang,
 }
 
+/// How a message about the command line begins: such a stop exits with 2, as the argument
+/// parser's do (README, Commands), where a job that failed exits with 1.
+pub const COMMAND_LINE_ERROR: &str = "command line error: ";
+
+fn usage(message: impl std::fmt::Display) -> String {
+    format!("{COMMAND_LINE_ERROR}{message}")
+}
+
 /// Runs the import; `Err` (a non-zero exit) when it could not start or the job failed. A job
 /// that read every row is a success, whatever failed in it: the errors file says what.
 pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
-    let file = std::fs::canonicalize(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let file = std::fs::canonicalize(&args.file).map_err(|e| usage(format!("{}: {e}", args.file.display())))?;
     let format = match args.format {
         Some(f) => f,
-        None => format_from_name(&file).ok_or("--format: say csv or ndjson (the file name does not tell)")?,
+        None => {
+            format_from_name(&file).ok_or_else(|| usage("--format: say csv or ndjson (the file name does not tell)"))?
+        }
     };
     let db = crate::app::connect(&config).await?;
     crate::app::require_schema(&db).await?;
@@ -40,17 +50,17 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     // An import killed earlier left its job `running`; no server may be running to fail it (the
     // import is often all there is), so the next import does, as a server's sweeper would.
     crate::bulk::runner::sweep(&state).await;
-    let org = OrgId::parse(&args.org).ok_or("--org: not an organisation id")?;
+    let org = OrgId::parse(&args.org).ok_or_else(|| usage("--org: not an organisation id"))?;
     let found = state
         .store
         .get_organization(org.as_str())
         .await
         .map_err(|e| e.to_string())?;
     if found.as_ref().map(|o| o.kind) != Some(OrgKind::Mutuelle) {
-        return Err(format!("--org {org}: no such mutuelle"));
+        return Err(usage(format!("--org {org}: no such mutuelle")));
     }
     if found.is_some_and(|o| o.deactivated_at.is_some()) {
-        return Err(format!("--org {org}: this mutuelle is deactivated"));
+        return Err(usage(format!("--org {org}: this mutuelle is deactivated")));
     }
     let worker = format!("import-{}", uuid::Uuid::now_v7().simple());
     let caller = Caller {
@@ -61,7 +71,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         request_id: worker.clone(),
     };
     let product = match (&args.product, format) {
-        (None, BatchFormat::Csv) => return Err("--product is required for a CSV file".into()),
+        (None, BatchFormat::Csv) => return Err(usage("--product is required for a CSV file")),
         (None, BatchFormat::Ndjson) => None,
         (Some(id), _) => match own_product(&state, &caller, id, None)
             .await
@@ -69,10 +79,10 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         {
             Some(p) if p.layer.is_mutuelle_layer() => Some(p.product_id),
             _ => {
-                return Err(format!(
+                return Err(usage(format!(
                     "--product {id}: not a complementary or primary product of {}",
                     caller.org
-                ))
+                )))
             }
         },
     };

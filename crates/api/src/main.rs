@@ -135,13 +135,15 @@ impl From<&str> for Failure {
 }
 
 impl Failure {
-    /// 2 for a configuration to mend (as for a command line clap refuses), 1 for anything else:
+    /// 2 for a configuration or a command line to mend (as for one clap refuses), 1 for anything else:
     /// a database out of reach, a failed migration, a broken audit chain. README lists them.
     fn exit(self) -> ExitCode {
         if !self.logged {
             eprintln!("{}", self.message);
         }
-        if passerelle_api::config::is_configuration_error(&self.message) {
+        if passerelle_api::config::is_configuration_error(&self.message)
+            || self.message.starts_with(passerelle_api::import::COMMAND_LINE_ERROR)
+        {
             ExitCode::from(2)
         } else {
             ExitCode::FAILURE
@@ -262,9 +264,11 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
         // The demo must work on a bare machine: a secret for this run only.
         let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         config.jwt_hs256_secret = Some(Secret::new(secret));
-        tracing::warn!("no PASSERELLE_JWT_HS256_SECRET: demo tokens are signed with a secret valid for this run only");
-    }
-    if config.jwt_hs256_secret.is_some() {
+        tracing::warn!(
+            "no PASSERELLE_JWT_HS256_SECRET: demo tokens are signed with a secret made for this run only; \
+             development tokens are accepted; never do this in production"
+        );
+    } else if config.jwt_hs256_secret.is_some() {
         tracing::warn!(
             "PASSERELLE_JWT_HS256_SECRET is set: development tokens are accepted; never do this in production"
         );

@@ -44,6 +44,12 @@ pub fn install() {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the metrics upkeep; histograms are drained when scraped");
         }
+        // Every series README lists exists from the start, at 0: an alert on a rise, or a rate,
+        // finds it before the first event rather than nothing.
+        metrics::counter!("passerelle_http_header_timeouts_total").absolute(0);
+        for outcome in ["eligible", "not_eligible", "not_found"] {
+            metrics::counter!("passerelle_eligibility_checks_total", "outcome" => outcome).absolute(0);
+        }
         Some(handle)
     });
 }
@@ -88,4 +94,24 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    /// The series README lists are there at 0 before their first event.
+    #[test]
+    fn listed_series_exist_from_the_start() {
+        let text = super::render();
+        for series in [
+            "passerelle_http_header_timeouts_total",
+            "passerelle_eligibility_checks_total{outcome=\"eligible\"}",
+            "passerelle_eligibility_checks_total{outcome=\"not_eligible\"}",
+            "passerelle_eligibility_checks_total{outcome=\"not_found\"}",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(series)),
+                "{series} missing from\n{text}"
+            );
+        }
+    }
 }

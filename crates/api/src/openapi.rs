@@ -600,9 +600,9 @@ fn add_shared_responses(doc: &mut Document) {
                 .as_ref()
                 .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
             if path.starts_with("/v1") {
-                add_to_operation(op, "");
+                add_to_operation(method, op, "");
             } else if path.starts_with("/fhir/") && !open {
-                add_to_operation(op, FHIR_PREFIX);
+                add_to_operation(method, op, FHIR_PREFIX);
             }
             complete_inline_responses(method, path, op);
         }
@@ -616,8 +616,11 @@ fn has_header(op: &Operation, name: &str) -> bool {
         .any(|p| matches!(p.parameter_in, ParameterIn::Header) && p.name.eq_ignore_ascii_case(name))
 }
 
-fn add_to_operation(op: &mut Operation, prefix: &str) {
+fn add_to_operation(method: &str, op: &mut Operation, prefix: &str) {
     let has_body = op.request_body.is_some();
+    // The body limit is enforced before any route reads a body, so a POST that takes none (a
+    // cancel, a deactivation) still answers 413 to an oversized one.
+    let may_carry_body = has_body || matches!(method, "post" | "put" | "patch");
     let has_query = op
         .parameters
         .iter()
@@ -626,7 +629,8 @@ fn add_to_operation(op: &mut Operation, prefix: &str) {
     let idempotent = has_header(op, "Idempotency-Key");
     for shared in shared_responses() {
         let applies = match shared.status {
-            "400" | "413" | "415" => has_body,
+            "400" | "415" => has_body,
+            "413" => may_carry_body,
             "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
             "422" => !idempotent && (has_body || has_query),
             _ => true,

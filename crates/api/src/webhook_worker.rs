@@ -244,8 +244,15 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
     while sends.join_next().await.is_some() {}
 }
 
+/// The time an attempt is recorded at, in the microseconds both databases keep: SQLite would
+/// otherwise store and answer nanoseconds, PostgreSQL microseconds.
+fn now() -> chrono::DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 async fn lease(state: &AppState, owner: &str, free: usize) -> Result<Vec<DueDelivery>, String> {
-    let now = Utc::now();
+    let now = now();
     let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
     let limit = u32::try_from(free).unwrap_or(u32::MAX);
     state
@@ -310,7 +317,7 @@ async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
 
 async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> AttemptOutcome {
     let started = Instant::now();
-    let at = Utc::now();
+    let at = now();
     let body = match envelope(d) {
         Ok(body) => body,
         Err(e) => {
@@ -346,13 +353,7 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
     let retry_at = if delivered {
         None
     } else {
-        next_attempt(
-            Utc::now(),
-            attempt_no,
-            state.config.webhook_max_attempts,
-            initial,
-            jitter,
-        )
+        next_attempt(now(), attempt_no, state.config.webhook_max_attempts, initial, jitter)
     };
     AttemptOutcome {
         attempt: Attempt {
@@ -494,7 +495,7 @@ mod tests {
         ] {
             let e = envelope(&due(&payload)).unwrap_err();
             assert_eq!(e.part, expected, "{payload}");
-            let outcome = given_up_unsent(&due(&payload), Utc::now(), &e);
+            let outcome = given_up_unsent(&due(&payload), now(), &e);
             assert!(!outcome.delivered && outcome.retry_at.is_none(), "{outcome:?}");
             assert_eq!((outcome.attempt.attempt, outcome.attempt.status_code), (3, None));
             let reason = outcome.attempt.error.unwrap();

@@ -588,17 +588,20 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
         "\u{FEFF}row;household;field;code;message\n2;TSV-S;sex;unknown_value;must be F or M\n"
     );
 
-    // A header that is not a registration file's, an unknown mutuelle, a product not its own:
-    // a non-zero exit and nothing imported.
+    // A header that is not a registration file's: the job fails, exit 1. An unknown mutuelle,
+    // a product not its own, a missing file: a command line to mend, exit 2 as for the argument
+    // parser's own refusals. Nothing imported either way.
     std::fs::write(dir.join("bad.csv"), "household,relation\nH1,principal\n").unwrap();
     let out = import("bad.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/header/relation unknown_column"));
     let out = import("tg.csv", "demo-mut-nowhere", "demo-tsevie-famille");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let out = import("tg.csv", "demo-mut-tsevie", "demo-segou-base");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--product"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("command line error: --product"));
+    let out = import("no-such-file.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert_eq!(out.status.code(), Some(2));
 
     // A file that stops being readable mid-way fails the job: a non-zero exit.
     let mut cut = sample("registrations-tg.csv");

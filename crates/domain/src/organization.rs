@@ -185,12 +185,20 @@ impl OrganizationDraft {
                         format!("doit compter au plus {MAX_NAME_CHARS} caractères"),
                     ));
                     None
+                } else if trimmed.chars().any(crate::text::is_forbidden) {
+                    // Shown to every party: a direction override would show it backwards.
+                    errors.push(FieldError::control_characters("/name"));
+                    None
                 } else {
                     Some(trimmed.to_owned())
                 }
             }
         };
         let registration_number = match self.registration_number {
+            Some(raw) if raw.trim().chars().any(crate::text::is_forbidden) => {
+                errors.push(FieldError::control_characters("/registration_number"));
+                None
+            }
             Some(raw) if raw.trim().is_empty() || raw.chars().count() > MAX_REGISTRATION_NUMBER_CHARS => {
                 errors.push(FieldError::new(
                     "/registration_number",
@@ -244,6 +252,29 @@ mod tests {
         let errors = draft.validate(Utc::now()).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["/id", "/kind", "/country", "/name", "/registration_number"]);
+    }
+
+    #[test]
+    fn names_hold_no_invisible_or_control_character() {
+        for bad in ["A\nB", "Mutuelle \u{202E}ABC", "Mutuelle\u{200B}", "Mu\u{FEFF}tuelle"] {
+            let draft = OrganizationDraft {
+                id: Some("mut-segou".into()),
+                kind: Some("mutuelle".into()),
+                country: Some("ML".into()),
+                name: Some(bad.into()),
+                registration_number: Some(format!("RC{bad}")),
+            };
+            let errors = draft.validate(Utc::now()).unwrap_err();
+            let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+            assert_eq!(
+                found,
+                [
+                    ("/name", "invalid_characters"),
+                    ("/registration_number", "invalid_characters")
+                ],
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -59,9 +59,10 @@ impl Scope {
         Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
     }
 
-    /// Parses a space-separated scope claim; unknown scopes are ignored, as OAuth allows.
+    /// The scopes of an OAuth `scope` claim: separated by spaces (RFC 6749 §3.3), so that
+    /// `registry:read\tadmin` is one unknown scope, not two. Unknown scopes are ignored.
     pub fn parse_list(s: &str) -> Vec<Scope> {
-        s.split_ascii_whitespace().filter_map(Scope::parse).collect()
+        s.split(' ').filter_map(Scope::parse).collect()
     }
 }
 
@@ -78,5 +79,14 @@ mod tests {
             Scope::parse_list("admin  audit:read bogus"),
             vec![Scope::Admin, Scope::AuditRead]
         );
+        // Only spaces separate scopes: a tab or a line break glues two into one unknown scope.
+        for glued in [
+            "registry:read\tadmin",
+            "registry:read\nadmin",
+            "registry:read\u{A0}admin",
+        ] {
+            assert_eq!(Scope::parse_list(glued), vec![], "{glued:?}");
+        }
+        assert_eq!(Scope::parse_list(" admin "), vec![Scope::Admin]);
     }
 }

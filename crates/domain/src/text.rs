@@ -26,9 +26,27 @@ pub fn is_forbidden(c: char) -> bool {
         )
 }
 
+/// Whether two references (a receipt's, a transfer's) name the same one: clerks and banks write
+/// them in either case, and `vir-4411` entered after `VIR-4411` is the same transfer.
+pub fn same_reference(a: &str, b: &str) -> bool {
+    a == b
+        || a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_forbidden;
+    use super::{is_forbidden, same_reference};
+
+    #[test]
+    fn references_compare_ignoring_case_only() {
+        assert!(same_reference("VIR-4411", "vir-4411"));
+        assert!(same_reference("REÇU-12", "reçu-12"));
+        assert!(!same_reference("VIR-4411", "VIR-4412"));
+        assert!(!same_reference("VIR 4411", "VIR-4411"));
+        assert!(!same_reference("VIR-4411", "VIR-44110"));
+    }
 
     #[test]
     fn invisible_and_control_characters_are_forbidden_and_letters_are_not() {

@@ -915,15 +915,16 @@ impl RegistryStore for This {
         hold_live_coverage(&mut tx, &contribution.coverage, Some(contribution.period_end), ctx.at).await?;
         // The update above holds the coverage's row, so two entries of one receipt cannot both
         // pass this check.
-        let same: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM contributions WHERE coverage = $1 AND reference = $2 AND cancelled_at IS NULL",
-        )
-        .bind(&contribution.coverage)
-        .bind(&contribution.reference)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if same > 0 {
+        let recorded: Vec<String> =
+            sqlx::query_scalar("SELECT reference FROM contributions WHERE coverage = $1 AND cancelled_at IS NULL")
+                .bind(&contribution.coverage)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if recorded
+            .iter()
+            .any(|r| passerelle_domain::text::same_reference(r, &contribution.reference))
+        {
             return Err(StoreError::Conflict {
                 constraint: "duplicate_reference".into(),
             });

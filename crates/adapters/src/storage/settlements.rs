@@ -290,23 +290,26 @@ impl SettlementStore for This {
             return Ok(replayed);
         }
         let row = load_settlement(&mut *tx, id, true).await?.ok_or(StoreError::NotFound)?;
-        let (paid, status) =
-            pay(Xof(row.total_xof), Xof(row.paid_xof), payment.amount_xof).map_err(SettlementError::Refused)?;
-        // One transfer entered twice counts once. The settlement's row is locked above, so two
+        // One transfer entered twice counts once, before its amount is judged: a transfer sent
+        // again is a duplicate, not an overpayment. The settlement's row is locked above, so two
         // entries of one reference cannot both pass this check.
-        let same: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM settlement_payments WHERE settlement = $1 AND reference = $2")
+        let recorded: Vec<String> =
+            sqlx::query_scalar("SELECT reference FROM settlement_payments WHERE settlement = $1")
                 .bind(id)
-                .bind(&payment.reference)
-                .fetch_one(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        if same > 0 {
+        if recorded
+            .iter()
+            .any(|r| passerelle_domain::text::same_reference(r, &payment.reference))
+        {
             return Err(StoreError::Conflict {
                 constraint: "duplicate_payment_reference".into(),
             }
             .into());
         }
+        let (paid, status) =
+            pay(Xof(row.total_xof), Xof(row.paid_xof), payment.amount_xof).map_err(SettlementError::Refused)?;
         sqlx::query(
             "INSERT INTO settlement_payments (id, settlement, amount_xof, paid_at, reference, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

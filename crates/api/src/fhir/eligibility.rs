@@ -191,6 +191,16 @@ fn translate(body: &Map<String, Value>) -> Translation {
             );
             return t;
         }
+        // Given, but not a list: the same words as a Claim's.
+        None if body.get("item").is_some_and(|i| !i.is_null()) => {
+            t.error(
+                "item",
+                "invalid_type",
+                "must be a list of items",
+                "doit être une liste d'items",
+            );
+            return t;
+        }
         _ => {
             t.required("item");
             return t;

@@ -332,7 +332,8 @@ impl Translation {
     /// A Money in XOF: the number of francs, or `None` with the error recorded.
     pub fn xof(&mut self, value: &Value, element: &str) -> Option<Value> {
         if let Some(currency) = value.get("currency") {
-            if currency.as_str() != Some("XOF") {
+            // Trimmed as every other text of a FHIR body is (API.md §4).
+            if currency.as_str().map(str::trim) != Some("XOF") {
                 self.error(
                     &format!("{element}.currency"),
                     "unknown_value",

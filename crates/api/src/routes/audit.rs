@@ -160,7 +160,13 @@ fn since_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(instant.with_timezone(&Utc)));
+        // `9999-12-31T23:59:59-00:01` is in the year 10000 once in UTC, which SQLite, comparing
+        // the text `+10000-…`, would place before every stored time: such an instant is after
+        // all of them, as the last instant of 9999 is.
+        let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
+            .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc());
+        return Ok(Some(instant.with_timezone(&Utc).min(last)));
     }
     if let Some(date) = passerelle_domain::dates::parse(raw) {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {

@@ -345,8 +345,7 @@ pub struct ClaimWrite {
     /// The provider's own reference, 1–100 characters, not all white space, without control or
     /// invisible formatting characters (422 `invalid_characters`); unique per provider: a second claim with it is 409,
     /// `external_id_taken` at `/external_id`.
-    // `read_claim`: 422 `invalid_length` when blank once trimmed or past 100 characters (counted
-    // untrimmed); `invalid_characters` for a control character inside once trimmed.
+    // `fields::reference_error`.
     #[schema(
         min_length = 1,
         max_length = 100,
@@ -528,20 +527,11 @@ pub(crate) fn read_claim(
     } else {
         read_person(None, rules, &mut errors)
     };
-    if let Some(e) = &external_id {
-        if e.trim().is_empty() || e.chars().count() > 100 {
-            errors.push(FieldError::new(
-                "/external_id",
-                "invalid_length",
-                "must be 1 to 100 characters",
-                "doit compter de 1 à 100 caractères",
-            ));
-        } else if e.trim().chars().any(passerelle_domain::text::is_forbidden) {
-            // An invoice number holds none; a carriage return or a bell would travel on into
-            // settlement CSVs and the systems reading them.
-            errors.push(FieldError::control_characters("/external_id"));
-        }
-    }
+    errors.extend(
+        external_id
+            .as_deref()
+            .and_then(|e| crate::fields::reference_error("/external_id", e)),
+    );
     let service_date = service_date.and_then(|raw| match passerelle_domain::dates::parse(&raw).ok_or(()) {
         Ok(d) if d > today => {
             errors.push(FieldError::new(

@@ -102,12 +102,13 @@ pub struct OrganizationCreate {
     #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
     /// 1–200 characters once surrounding white space is trimmed (it is stored trimmed), accents
-    /// kept as sent.
+    /// kept as sent; no control or invisible formatting character (422 `invalid_characters`).
     // `OrganizationDraft` (organization.rs): trimmed, then 1 to `MAX_NAME_CHARS` (200)
     // characters. The schema gives the form to send, unpadded (the server also trims a padded one).
     #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 200)]
     pub name: String,
-    /// Its official registration number, 1–64 characters; optional.
+    /// Its official registration number, 1–64 characters, no control or invisible formatting
+    /// character (422 `invalid_characters`); optional.
     // 422 `invalid_length` when blank once trimmed or past `MAX_REGISTRATION_NUMBER_CHARS` (64)
     // characters (counted untrimmed).
     #[schema(min_length = 1, max_length = 64, pattern = r"\S")]

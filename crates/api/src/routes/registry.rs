@@ -645,9 +645,10 @@ pub struct ContributionCreate {
     pub period_end: NaiveDate,
     /// Not in the future.
     pub paid_at: NaiveDate,
-    /// 1–100 characters, not all white space.
-    // `add_contribution`: 422 `invalid_length` when blank once trimmed or past 100 characters
-    // (counted untrimmed).
+    /// The receipt's reference: 1–100 characters, not all white space, without control or
+    /// invisible formatting characters (422 `invalid_characters`). Compared ignoring case for
+    /// `duplicate_reference`.
+    // `fields::reference_error`.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
 }
@@ -656,7 +657,7 @@ pub struct ContributionCreate {
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
 /// coverage's `paid_through` becomes `period_end` when that is later, and a new `ETag` results;
-/// a `reference` already recorded on the coverage (and not cancelled) is 409
+/// a `reference` already recorded on the coverage (and not cancelled), in any case, is 409
 /// `duplicate_reference`, so that one receipt entered twice counts once; a period that ends
 /// before the coverage's `start_date` is 422 `before_coverage_start` at `/period_end`, one that
 /// starts after its `end_date` 422 `after_coverage_end` at `/period_start` (a mistyped year);
@@ -759,16 +760,11 @@ pub async fn add_contribution(
             "ne doit pas être dans le futur",
         ));
     }
-    if let Some(r) = &reference {
-        if r.trim().is_empty() || r.chars().count() > 100 {
-            all.push(FieldError::new(
-                "/reference",
-                "invalid_length",
-                "must be 1 to 100 characters",
-                "doit compter de 1 à 100 caractères",
-            ));
-        }
-    }
+    all.extend(
+        reference
+            .as_deref()
+            .and_then(|r| crate::fields::reference_error("/reference", r)),
+    );
     let (Some(amount), Some(period_start), Some(period_end), Some(paid_at), Some(reference)) =
         (amount, period_start, period_end, paid_at, reference)
     else {

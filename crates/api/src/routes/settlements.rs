@@ -169,9 +169,10 @@ pub struct PaymentCreate {
     pub amount_xof: i64,
     /// The day it was paid; not in the future.
     pub paid_at: NaiveDate,
-    /// The transfer's or cheque's reference, 1–100 characters, not all white space.
-    // `add_payment`: 422 `invalid_length` when blank once trimmed or past 100 characters
-    // (counted untrimmed).
+    /// The transfer's or cheque's reference: 1–100 characters, not all white space, without
+    /// control or invisible formatting characters (422 `invalid_characters`). Compared ignoring
+    /// case for `duplicate_reference`.
+    // `fields::reference_error`.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
 }
@@ -594,10 +595,11 @@ pub async fn list_settlements(
 /// Record a payment (the settlement's mutuelle).
 ///
 /// With `settlements:write`, on your own settlements (403 for other kinds, 404 for a settlement
-/// that is not yours). Payments add up: one that would pass the total is 422
-/// `exceeds_amount_due` naming the amount still due, one to a `paid` batch is 409, and one whose
-/// `reference` is already recorded on the batch is 409 `duplicate_reference` at `/reference`
-/// (one transfer entered twice counts once; a retry with its `Idempotency-Key` replays). The batch
+/// that is not yours). A payment whose `reference` is already recorded on the batch, in any
+/// case, is 409 `duplicate_reference` at `/reference`, whatever its amount (one transfer entered
+/// twice counts once; a retry with its `Idempotency-Key` replays). Otherwise payments add up:
+/// one that would pass the total is 422 `exceeds_amount_due` naming the amount still due, one to
+/// a `paid` batch is 409. The batch
 /// is `partially_paid` until `paid_xof` reaches `total_xof`, then `paid`, and its claims
 /// `settled` (subscribers receive `claim.settled`). Answers 201 with the updated settlement,
 /// without `Location`.
@@ -613,7 +615,7 @@ pub async fn list_settlements(
     responses(
         (status = 201, description = "Recorded (no Location); the updated settlement", body = SettlementView),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already paid in full, or `duplicate_reference` at `/reference`: a payment with this reference is already recorded on the batch", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already paid in full, or `duplicate_reference` at `/reference`: a payment with this reference (in any case) is already recorded on the batch", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["settlements:write"]))
 )]
@@ -655,17 +657,11 @@ pub async fn add_payment(
             "ne doit pas être dans le futur",
         ));
     }
-    if reference
-        .as_ref()
-        .is_some_and(|r| r.trim().is_empty() || r.chars().count() > 100)
-    {
-        errors.push(FieldError::new(
-            "/reference",
-            "invalid_length",
-            "must be 1 to 100 characters",
-            "doit compter de 1 à 100 caractères",
-        ));
-    }
+    errors.extend(
+        reference
+            .as_deref()
+            .and_then(|r| crate::fields::reference_error("/reference", r)),
+    );
     let (Some(amount), Some(paid_at), Some(reference)) = (amount, paid_at, reference) else {
         return Err(ApiError::validation(errors));
     };
