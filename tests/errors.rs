@@ -20,6 +20,17 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
         .send(post().header("content-type", "application/json").body("[1, 2]"))
         .await;
     r.problem(400, "malformed_request");
+    // A member named twice: another reader could keep the first where serde keeps the last, so
+    // neither is taken; the position is given, the member's name (the caller's text) is not.
+    let twice = r#"{"id": "twice-org", "kind": "mutuelle", "country": "TG", "name": "A", "kind": "operator"}"#;
+    let r = app
+        .send(post().header("content-type", "application/json").body(twice))
+        .await;
+    let detail = r.problem(400, "malformed_request")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.contains("deux fois") && detail.contains("colonne"), "{detail}");
     let r = app.send(post().header("content-type", "text/plain").body("{}")).await;
     r.problem(415, "unsupported_media_type");
     let r = app.send(post().body("{}")).await;

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::problem::{ApiError, REQUEST};
 use crate::state::AppState;
 
-/// A JSON body: 415 without a JSON content type, 400 when it does not parse or is not an object,
-/// 413 when too large, 422 (with the field) when a value has the wrong type.
+/// A JSON body: 415 without a JSON content type, 400 when it does not parse, is not an object or
+/// names a member twice in one object (`json_members`), 413 when too large, 422 (with the field) when a value has the wrong type.
 pub struct AppJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
@@ -42,13 +42,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 ))
             }
         };
-        let mut value = serde_json::from_slice::<Value>(&bytes).map_err(|e| not_json(&bytes, &e))?;
+        let mut value = crate::json_members::parse(&bytes).map_err(|e| not_json(&bytes, &e))?;
         // Rare: a fraction the parser rounded to a whole number is read as a plain fraction, so
         // that its field is refused like any other (a whole-number field is `invalid_type`).
         let rounded = crate::json_numbers::fractions_read_as_whole(&bytes);
         if !rounded.is_empty() {
             let plain = crate::json_numbers::with_plain_fractions(&bytes, &rounded);
-            value = serde_json::from_slice::<Value>(&plain).map_err(|e| not_json(&plain, &e))?;
+            value = crate::json_members::parse(&plain).map_err(|e| not_json(&plain, &e))?;
         }
         if !value.is_object() {
             return Err(ApiError::malformed(
@@ -131,6 +131,20 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
         return ApiError::malformed(
             format!("The body nests arrays and objects more than {MAX_JSON_DEPTH} deep."),
             format!("Le corps imbrique tableaux et objets sur plus de {MAX_JSON_DEPTH} niveaux."),
+        );
+    }
+    if e.to_string().starts_with(crate::json_members::DUPLICATE_MEMBER) {
+        return ApiError::malformed(
+            format!(
+                "The body names one member twice in an object (line {}, column {}): say it once.",
+                e.line(),
+                e.column()
+            ),
+            format!(
+                "Le corps nomme deux fois un même membre d'un objet (ligne {}, colonne {}) : ne le donnez qu'une fois.",
+                e.line(),
+                e.column()
+            ),
         );
     }
     ApiError::malformed(

@@ -458,7 +458,8 @@ fn shared_responses() -> Vec<Shared> {
         Shared {
             name: "MalformedRequest",
             status: "400",
-            description: "The body is not valid JSON, or not a JSON object; nothing was changed",
+            description: "The body is not valid JSON, not a JSON object, or names one member twice in an object; \
+nothing was changed",
             errors: vec![(
                 "malformed_request",
                 ApiError::malformed("The body must be a JSON object.", "Le corps doit être un objet JSON."),
