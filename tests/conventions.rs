@@ -188,6 +188,19 @@ async fn a_line_out_of_range_is_one_error(backend: Backend) {
             ("/lines/0/unit_price_xof".to_owned(), "invalid_type".to_owned())
         ]
     );
+    // Prices the parser's fast float reading rounds to a whole double (99.99999999999999 reads as
+    // 100.0): fractions all the same, never priced as whole francs.
+    for price in ["99.99999999999999", "10000.000000000001"] {
+        let body = claim("L-3", &s.spouse, "2026-06-01", line("1", "\"PRICE\""))
+            .to_string()
+            .replace("\"PRICE\"", price);
+        let reply = submit_text(app, &token, "l3", body).await;
+        assert_eq!(
+            errors(&reply),
+            [("/lines/0/unit_price_xof".to_owned(), "invalid_type".to_owned())],
+            "{price}"
+        );
+    }
     let reply = submit(
         app,
         &token,

@@ -306,6 +306,26 @@ async fn bad_checks_name_the_field(backend: Backend) {
             reply.text
         );
     }
+    // One fault, one error: a mistyped form of the person is that form's error alone (not also
+    // an ambiguity), and a blank one is missing, not an unknown person.
+    let exact: Vec<(Value, (&str, &str))> = vec![
+        (json!({"id": 123}), ("/beneficiary/id", "invalid_type")),
+        (
+            json!({"national_id": "TG:NIU:123456789012"}),
+            ("/beneficiary/national_id", "invalid_type"),
+        ),
+        (json!({"id": "   "}), ("/beneficiary/id", "required")),
+        (
+            json!({"organization": "mut-a", "member_number": ""}),
+            ("/beneficiary/member_number", "required"),
+        ),
+    ];
+    for (person, (field, code)) in exact {
+        let mut body = base.clone();
+        body["beneficiary"] = person.clone();
+        let reply = check(app, &provider(app), body).await;
+        assert_eq!(reply.field_codes(), [(field.to_owned(), code.to_owned())], "{person}");
+    }
     assert_eq!(app.audited().await, before, "refused checks are not audited");
 }
 

@@ -131,7 +131,7 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
     use passerelle_domain::claim::ClaimStatus;
     use passerelle_domain::coordination::{AdjudicationReason, Decision};
     use passerelle_domain::coverage::{CoverageStatus, Relationship};
-    use passerelle_domain::eligibility::{BirthDatePrecision, ReasonCode};
+    use passerelle_domain::eligibility::{BirthDatePrecision, EligibilityStatus, ReasonCode};
     use passerelle_domain::product::{CareLevel, Category, Layer};
     use utoipa::openapi::schema::SchemaType;
 
@@ -149,10 +149,11 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         .collect();
     let claim_statuses: Vec<&str> = ClaimStatus::ALL.iter().map(|x| x.as_str()).collect();
     let reasons: Vec<&str> = ReasonCode::ALL.iter().map(|x| x.as_str()).collect();
+    let eligibility_statuses: Vec<&str> = EligibilityStatus::ALL.iter().map(|x| x.as_str()).collect();
     let decisions: Vec<&str> = Decision::ALL.iter().map(|x| x.as_str()).collect();
     let adjudication_reasons: Vec<&str> = AdjudicationReason::ALL.iter().map(|x| x.as_str()).collect();
     let events: Vec<&str> = passerelle_domain::webhook::EVENT_TYPES.to_vec();
-    let table: [(&'static str, &'static str, &[&str]); 29] = [
+    let table: [(&'static str, &'static str, &[&str]); 30] = [
         ("DependantWrite", "relationship", &dependants),
         ("DependantAdd", "relationship", &dependants),
         ("ProductWrite", "layer", &layers),
@@ -174,6 +175,7 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         ("CoverageView", "layer", &layers),
         ("CoverageView", "relationship", &relationships),
         ("CoverageEligibilityView", "layer", &layers),
+        ("CoverageEligibilityView", "status", &eligibility_statuses),
         ("ReasonView", "code", &reasons),
         ("ClaimView", "status", &claim_statuses),
         ("ClaimView", "care_level", &care_levels),

@@ -232,6 +232,8 @@ pub enum EligibilityStatus {
 }
 
 impl EligibilityStatus {
+    pub const ALL: [EligibilityStatus; 2] = [EligibilityStatus::Eligible, EligibilityStatus::NotEligible];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EligibilityStatus::Eligible => "eligible",

@@ -100,7 +100,8 @@ pub struct CoverageEligibilityView {
     /// Every reason it does not pay, in the order of the codes above; empty when `eligible`.
     pub reasons: Vec<ReasonView>,
     /// What the annual ceiling still allows this plan year (the service date's calendar year);
-    /// absent without a ceiling, and for `base` coverages.
+    /// absent without a ceiling, for `base` coverages, and before the product's first version
+    /// (no version, so no ceiling, is in force on the service date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_ceiling_xof: Option<i64>,
 }
@@ -191,9 +192,12 @@ pub(crate) fn read_person(
     let organization = f.opt_str("organization");
     let member_number = f.opt_str("member_number");
     errors.extend(f.finish());
-    let forms = usize::from(id.is_some())
-        + usize::from(nid.is_some())
-        + usize::from(organization.is_some() || member_number.is_some());
+    // The forms are counted as sent, whether or not their values read: an id of the wrong type
+    // is that id's error alone, not also an ambiguity.
+    let sent = |name: &str| obj.get(name).is_some_and(|v| !v.is_null());
+    let forms = usize::from(sent("id"))
+        + usize::from(sent("national_id"))
+        + usize::from(sent("organization") || sent("member_number"));
     if forms != 1 {
         errors.push(FieldError::new(
             "/beneficiary",
@@ -201,6 +205,21 @@ pub(crate) fn read_person(
             "give exactly one of id, national_id, or organization with member_number",
             "indiquez exactement un de id, national_id, ou organization avec member_number",
         ));
+        return None;
+    }
+    // Blank once trimmed: a text that names no one is a missing one, not an unknown person.
+    let mut blank = false;
+    for (name, value) in [
+        ("id", &id),
+        ("organization", &organization),
+        ("member_number", &member_number),
+    ] {
+        if value.as_deref().is_some_and(str::is_empty) {
+            errors.push(FieldError::required(format!("/beneficiary/{name}")));
+            blank = true;
+        }
+    }
+    if blank {
         return None;
     }
     if let Some(id) = id {
