@@ -585,6 +585,7 @@ async fn until_follows_a_later_version(backend: Backend) {
 }
 
 on_both_databases!(
+    a_child_is_covered_from_its_birth,
     until_follows_a_later_version,
     a_check_uses_the_version_in_force_on_the_service_date,
     a_nul_character_is_refused_and_fails_no_one_else,
@@ -732,6 +733,78 @@ async fn base_then_complementary(backend: Backend) {
     twice.problem(409, "conflict");
     assert_eq!(twice.json["errors"][0]["field"], "/beneficiary", "{}", twice.text);
     assert_eq!(twice.json["errors"][0]["code"], "already_covered");
+    // No one is covered before birth, by a base affiliation no more than by a registration: by
+    // fields at the birth date sent, by id at the start date (the birth date is not repeated).
+    let mut unborn = affiliation.clone();
+    unborn["member_number"] = json!("INAM-0004");
+    unborn["beneficiary"]["national_id"]["value"] = json!("223456789012");
+    unborn["beneficiary"]["birth_date"] = json!("2025-01-02");
+    let reply = app.post("/v1/coverages", &inam, &unborn).await;
+    reply.problem(422, "validation_failed");
+    assert_eq!(
+        reply.field_codes(),
+        [("/beneficiary/birth_date".to_owned(), "born_after_start".to_owned())]
+    );
+    let mut by_id = affiliation.clone();
+    by_id["member_number"] = json!("INAM-0005");
+    by_id["start_date"] = json!("1984-03-11");
+    by_id["beneficiary"] = json!({"id": s.principal});
+    let reply = app.post("/v1/coverages", &inam, &by_id).await;
+    assert_eq!(
+        reply.field_codes(),
+        [("/start_date".to_owned(), "before_birth".to_owned())]
+    );
+    assert!(!reply.text.contains("1984-03-12"), "{}", reply.text);
+}
+
+/// A household's dependants share its start date, and a file of the household posted again keeps
+/// it while its children are born (API.md §5): a child born since is covered from its birth, and
+/// care before it is neither eligible nor paid.
+async fn a_child_is_covered_from_its_birth(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let products = app.get("/v1/products", &writer(app, "mut-a")).await;
+    let product = products.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut body = household(&product, "TSV-0002", "223456789012");
+    body["dependants"] = json!([{"relationship": "child", "family_name": "Agbéko", "given_names": "Afi",
+                                 "sex": "F", "birth_date": "2026-05-10"}]);
+    let reply = register(app, "mut-a", "newborn", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let child = reply.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reply.json["members"][1]["coverage"]["start_date"], "2026-01-01");
+    let on = |date: &str| {
+        json!({"beneficiary": {"id": child}, "service_date": date, "care_level": "health_center",
+               "category": "consultation", "amount_xof": 3000})
+    };
+    let before = check(app, &provider(app), on("2026-05-09")).await;
+    assert_eq!(before.json["eligible"], false, "{}", before.text);
+    assert_eq!(
+        before.json["coverages"][0]["reasons"],
+        json!([{"code": "NOT_STARTED", "message": "la couverture n'a pas encore commencé", "until": "2026-05-10"}])
+    );
+    assert_eq!(before.json["estimate"]["patient_xof"], 3000, "{}", before.text);
+    let born = check(app, &provider(app), on("2026-05-10")).await;
+    assert_eq!(born.json["eligible"], true, "{}", born.text);
+    let claim = |key: &str, date: &str| {
+        app.send(
+            app.request(reqwest::Method::POST, "/v1/claims")
+                .bearer_auth(app.token("cms-a", "claims:submit"))
+                .header("idempotency-key", key)
+                .json(
+                    &json!({"external_id": key, "provider": "cms-a", "beneficiary": {"id": child},
+                    "service_date": date, "care_level": "health_center",
+                    "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 3000}]}),
+                ),
+        )
+    };
+    let refused = claim("NB-1", "2026-05-09").await;
+    assert_eq!(refused.json["status"], "rejected", "{}", refused.text);
+    assert_eq!(refused.json["totals"]["complementary_xof"], 0, "{}", refused.text);
+    let paid = claim("NB-2", "2026-05-10").await;
+    assert_eq!(paid.json["totals"]["complementary_xof"], 3000, "{}", paid.text);
 }
 
 /// With `PASSERELLE_DATABASE_READ_URL`, checks read the replica and everything else the primary.

@@ -39,10 +39,7 @@ impl BirthDatePrecision {
 /// (API.md §5), whatever month and day it is stored with. Someone born on 29 February has their
 /// birthday on 1 March in common years.
 pub fn age_on(birth_date: NaiveDate, precision: BirthDatePrecision, on: NaiveDate) -> u32 {
-    let born = match precision {
-        BirthDatePrecision::Day => birth_date,
-        BirthDatePrecision::Year => birth_date.with_ordinal(1).unwrap_or(birth_date),
-    };
+    let born = earliest_birth(birth_date, precision);
     if on < born {
         return 0;
     }
@@ -51,6 +48,15 @@ pub fn age_on(birth_date: NaiveDate, precision: BirthDatePrecision, on: NaiveDat
         years -= 1;
     }
     u32::try_from(years).unwrap_or(0)
+}
+
+/// The first day the person may have been alive: the birth date, or 1 January of a year-only
+/// one (whatever month and day it is stored with).
+pub fn earliest_birth(birth_date: NaiveDate, precision: BirthDatePrecision) -> NaiveDate {
+    match precision {
+        BirthDatePrecision::Day => birth_date,
+        BirthDatePrecision::Year => birth_date.with_ordinal(1).unwrap_or(birth_date),
+    }
 }
 
 /// Whether a person is born after `start`, the first day of a coverage: no one is covered
@@ -337,8 +343,13 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     let mut reasons = Vec::new();
     let mut reason = |code, until| reasons.push(Reason { code, until });
 
-    if on < coverage.start_date {
-        reason(ReasonCode::NotStarted, Some(coverage.start_date));
+    // A child registered with its household shares the household's start date, which may be
+    // before its birth: it is covered from its birth, never for care before it (API.md §5).
+    let starts = coverage
+        .start_date
+        .max(earliest_birth(input.birth_date, input.birth_date_precision));
+    if on < starts {
+        reason(ReasonCode::NotStarted, Some(starts));
     }
     // Before the start date the waiting period is still ahead too; naming its end as well tells
     // the member the day care is actually paid, not merely the day membership begins.
@@ -677,6 +688,28 @@ mod tests {
         assert_eq!(codes(&e), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
         assert_eq!(e.rate_bp, Some(BasisPoints(10_000)));
         assert_eq!(e.paying_rate(), None);
+    }
+
+    #[test]
+    fn a_child_born_after_its_households_start_is_covered_from_its_birth() {
+        let mut p = tg_complementary();
+        p.waiting_period_days = 0;
+        let c = coverage(Layer::Complementary, Relationship::Child);
+        let mut i = input(&c, &p, "2026-03-09");
+        i.birth_date = d("2026-03-10");
+        assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", Some(d("2026-03-10")))]);
+        i.service_date = d("2026-03-10");
+        assert!(evaluate(&i).is_eligible());
+        // Before both the start and the birth, the later of the two ends it.
+        i.service_date = d("2025-06-01");
+        assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", Some(d("2026-03-10")))]);
+        // A year-only birth date may be any day of its year: from 1 January on, care is paid.
+        i.birth_date = d("2027-01-01");
+        i.birth_date_precision = BirthDatePrecision::Year;
+        i.service_date = d("2026-12-31");
+        assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", Some(d("2027-01-01")))]);
+        i.service_date = d("2027-01-01");
+        assert!(evaluate(&i).is_eligible());
     }
 
     #[test]
@@ -1430,7 +1463,10 @@ mod tests {
             let e = evaluate(&case.asked());
             for r in &e.reasons {
                 let expected = match r.code {
-                    ReasonCode::NotStarted => Some(case.coverage.start_date),
+                    ReasonCode::NotStarted => Some(case.coverage.start_date.max(earliest_birth(
+                        case.parts.birth_date,
+                        case.parts.birth_date_precision,
+                    ))),
                     ReasonCode::WaitingPeriod => product.and_then(|p| {
                         case.coverage.start_date.checked_add_days(Days::new(p.waiting_period_days.into()))
                     }),

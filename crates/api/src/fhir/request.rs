@@ -69,13 +69,23 @@ impl Translation {
             errors: Vec::new(),
             unlisted: 0,
         };
-        match source.get("resourceType").and_then(Value::as_str) {
-            Some(r) if r == resource => {}
-            _ => t.push(wrong(
-                &t.at("resourceType"),
+        // Absent, mistyped and another resource's name are three faults, told apart as the
+        // `/v1` fields' are.
+        let at = t.at("resourceType");
+        match source.get("resourceType") {
+            Some(Value::String(r)) if r == resource => {}
+            None | Some(Value::Null) => t.push(FieldError::required(at)),
+            Some(Value::String(_)) => t.push(wrong(
+                &at,
                 "unknown_value",
                 format!("must be {resource}"),
                 format!("doit être {resource}"),
+            )),
+            Some(_) => t.push(wrong(
+                &at,
+                "invalid_type",
+                format!("must be the text {resource}"),
+                format!("doit être le texte {resource}"),
             )),
         }
         t
@@ -381,6 +391,32 @@ mod tests {
         let fields: Vec<_> = moved.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["Claim.item[0].unitPrice", "Claim.item", "Claim"]);
         assert_eq!(Value::Object(t.body), json!({"lines": [{"unit_price_xof": 5}]}));
+    }
+
+    #[test]
+    fn a_resource_type_absent_mistyped_or_another_says_which() {
+        let code = |source: Value| {
+            let t = Translation::new("Claim", source.as_object().unwrap());
+            t.errors
+                .iter()
+                .map(|e| (e.field.clone(), e.code.clone()))
+                .collect::<Vec<_>>()
+        };
+        let at = "Claim.resourceType".to_owned();
+        assert_eq!(code(json!({"resourceType": "Claim"})), []);
+        assert_eq!(code(json!({})), [(at.clone(), "required".to_owned())]);
+        assert_eq!(
+            code(json!({"resourceType": null})),
+            [(at.clone(), "required".to_owned())]
+        );
+        assert_eq!(
+            code(json!({"resourceType": 7})),
+            [(at.clone(), "invalid_type".to_owned())]
+        );
+        assert_eq!(
+            code(json!({"resourceType": "Patient"})),
+            [(at, "unknown_value".to_owned())]
+        );
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub struct ReasonView {
     /// `NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`, `SUSPENDED`, `TERMINATED`,
     /// `ENDED`, `NOT_COVERED`, `EXCLUDED_CATEGORY`, `CEILING_EXHAUSTED`, `DEPENDANT_AGE_LIMIT`.
     /// A dependant's coverage is `SUSPENDED`, `TERMINATED` or `ENDED` with the principal's too.
+    /// `NOT_STARTED` holds before the coverage's start and before the person's birth.
     pub code: String,
     /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,

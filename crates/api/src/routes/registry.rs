@@ -25,6 +25,7 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 use passerelle_domain::beneficiary::{BeneficiaryDraft, LocalityDraft, NationalIdDraft};
 use passerelle_domain::coverage::Relationship;
+use passerelle_domain::eligibility::{born_after, born_after_start};
 use passerelle_domain::ports::{NewHousehold, PersonRef, RegisteredMember};
 use passerelle_domain::product::Layer;
 use passerelle_domain::registration::MemberNumber;
@@ -954,7 +955,10 @@ pub struct CoverageCreate {
 /// Schemes only, with `registry:write` (403 for other kinds). `product` must be one of your
 /// `base` products (422 `unknown_reference`). The person is `{"id": …}` of someone you already
 /// cover, or their fields, matched by national id or created, as in a registration (a national
-/// id stored for a person of another sex or birth date is 409 `identity_mismatch`). A base
+/// id stored for a person of another sex or birth date is 409 `identity_mismatch`). No one is
+/// covered before birth: a `start_date` before the birth date sent is 422 `born_after_start` at
+/// `/beneficiary/birth_date`, before the birth of a person named by id 422 `before_birth` at
+/// `/start_date`. A base
 /// coverage is eligible by its status and dates alone: no contributions are needed. Answers 201
 /// with its `Location` and `ETag`.
 #[utoipa::path(
@@ -1035,12 +1039,26 @@ pub async fn create_coverage(
             let id = g.str("id");
             errors.extend(g.finish());
             match id {
-                Some(id)
-                    if may_see_person(&state, caller, &id).await?
-                        && state.store.get_beneficiary(&id).await?.is_some() =>
+                Some(id) if may_see_person(&state, caller, &id).await? => match state.store.get_beneficiary(&id).await?
                 {
-                    Some(PersonRef::Existing(id))
-                }
+                    Some(b) => {
+                        // Said at the start date: the birth date is the person's, not in the
+                        // request, and an error does not repeat personal data.
+                        if start_date.is_some_and(|start| born_after(b.birth_date, b.birth_date_precision, start)) {
+                            errors.push(FieldError::new(
+                                "/start_date",
+                                "before_birth",
+                                "is before the person's birth: no one is covered before birth",
+                                "est antérieure à la naissance de la personne : nul n'est couvert avant sa naissance",
+                            ));
+                        }
+                        Some(PersonRef::Existing(id))
+                    }
+                    None => {
+                        errors.push(FieldError::unknown_reference("/beneficiary/id"));
+                        None
+                    }
+                },
                 Some(_) => {
                     errors.push(FieldError::unknown_reference("/beneficiary/id"));
                     None
@@ -1053,7 +1071,14 @@ pub async fn create_coverage(
             let draft = read_person_fields(&mut g, "/beneficiary", &mut errors);
             errors.extend(g.finish());
             match draft.validate_with(&state.national_ids, "/beneficiary", today) {
-                Ok(valid) => Some(PersonRef::New(valid)),
+                Ok(valid) => {
+                    if let Some(start) =
+                        start_date.filter(|&s| born_after(valid.birth_date, valid.birth_date_precision, s))
+                    {
+                        errors.push(born_after_start("/beneficiary/birth_date".into(), start));
+                    }
+                    Some(PersonRef::New(valid))
+                }
                 Err(rule_errors) => {
                     errors = crate::fields::merge(errors, rule_errors);
                     None
