@@ -238,6 +238,15 @@ async fn a_bad_header_or_query_creates_nothing(backend: Backend) {
     let reply = upload(app, "mut-a", Some("k2"), "", CSV, good.clone()).await;
     assert_eq!(reply.error_fields(), ["/query/product"]);
     assert_eq!(reply.json["errors"][0]["code"], "required");
+    // `?product=` with nothing after it names no product either.
+    let reply = upload(app, "mut-a", Some("k2"), "?product=", CSV, good.clone()).await;
+    assert_eq!(
+        reply.field_codes(),
+        [("/query/product".to_owned(), "required".to_owned())]
+    );
+    // An empty file has no header: one error, not fourteen missing columns.
+    let reply = upload(app, "mut-a", Some("k4"), &query, CSV, String::new()).await;
+    assert_eq!(reply.field_codes(), [("/header".to_owned(), "no_header".to_owned())]);
     // Another mutuelle's product is not a reference it may use.
     let reply = upload(app, "mut-b", Some("k2"), &query, CSV, good.clone()).await;
     reply.problem(422, "validation_failed");

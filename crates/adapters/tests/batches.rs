@@ -4,15 +4,19 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use passerelle_adapters::testing::TestDatabase;
 use passerelle_adapters::{connect, Backend, Database, DatabaseOptions};
 use passerelle_domain::batch::{RowDuplicate, RowError};
+use passerelle_domain::beneficiary::{Sex, ValidBeneficiary};
+use passerelle_domain::coverage::Relationship;
+use passerelle_domain::eligibility::BirthDatePrecision;
 use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
 use passerelle_domain::ports::{
-    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchStatus, BatchUpdate, IdempotencyKey, NewBatch, Store,
-    WriteContext, MAX_STORED_BATCH_ERRORS,
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchStatus, BatchUpdate, HouseholdOutcome, IdempotencyKey,
+    NewBatch, NewHousehold, NewMember, Registered, Store, WriteContext, MAX_STORED_BATCH_ERRORS,
 };
+use passerelle_domain::product::{Layer, ProductVersion};
 
 async fn store(backend: Backend) -> (TestDatabase, Database, Arc<dyn Store>) {
     let db = TestDatabase::new(backend).await;
@@ -285,6 +289,136 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
     assert_eq!(again.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b4"]);
 }
 
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// A household of one, principal `number`.
+fn household(product: &ProductVersion, number: &str) -> NewHousehold {
+    NewHousehold {
+        product: product.clone(),
+        member_number: number.into(),
+        start_date: date("2026-01-01"),
+        end_date: None,
+        paid_through: None,
+        members: vec![NewMember {
+            relationship: Relationship::Principal,
+            own_number: None,
+            person: ValidBeneficiary {
+                national_id: None,
+                family_name: format!("Famille {number}"),
+                given_names: "Kossi".into(),
+                sex: Sex::M,
+                birth_date: date("1980-01-01"),
+                birth_date_precision: BirthDatePrecision::Year,
+                phone: None,
+                locality: None,
+            },
+        }],
+    }
+}
+
+/// The progress of a group: one household processed per outcome, created or skipped.
+fn counted(outcomes: &[HouseholdOutcome]) -> BatchUpdate {
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Registered::Created(_))))
+        .count() as i64;
+    BatchUpdate {
+        counts: BatchCounts {
+            rows_processed: outcomes.len() as i64,
+            households_created: created,
+            households_skipped: outcomes.len() as i64 - created,
+            ..BatchCounts::default()
+        },
+        new_errors: vec![error(1)],
+        new_duplicates: Vec::new(),
+        finish: None,
+        at: Utc::now(),
+    }
+}
+
+/// A group's households and the progress that counts them are one transaction: a worker that no
+/// longer holds its job writes neither, so no household is ever registered that no job counted.
+async fn a_group_and_its_progress_are_written_together(backend: Backend) {
+    let (_db, _database, store) = store(backend).await;
+    let product = ProductVersion {
+        product_id: "p1".into(),
+        organization: "mut-a".into(),
+        layer: Layer::Complementary,
+        name: "Plan".into(),
+        rules: Vec::new(),
+        annual_ceiling_xof: None,
+        waiting_period_days: 0,
+        grace_period_days: 0,
+        excluded_categories: Vec::new(),
+        max_dependants: None,
+        child_max_age: None,
+        effective_from: date("2026-01-01"),
+        version: 1,
+    };
+    store.create_product(&ctx(None), &product).await.unwrap();
+    let mut running = batch("b1");
+    running.worker = Some("w1".into());
+    store.create_batch(&ctx(None), &running).await.unwrap();
+    let group = [household(&product, "A-1"), household(&product, "A-2")];
+
+    let lost = store
+        .register_batch_group(&ctx(None), &group, true, "b1", "w2", &counted)
+        .await
+        .unwrap();
+    assert!(lost.is_none(), "w2 does not hold b1");
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(job.counts, BatchCounts::default());
+    let (outcomes, update) = store
+        .register_batch_group(&ctx(None), &group, true, "b1", "w1", &counted)
+        .await
+        .unwrap()
+        .expect("w1 holds b1");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(Registered::Created(_)))),
+        "nothing was written by w2: {outcomes:?}"
+    );
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(job.counts, update.counts);
+    assert_eq!(job.counts.households_created, 2);
+    assert_eq!(store.batch_errors("b1", None, 10).await.unwrap().len(), 1);
+
+    // Failed as stale while its worker still ran: the worker's next group is not written.
+    let later = Utc::now() + Duration::seconds(600);
+    let failed = store
+        .fail_stale_batches(later, &BatchFailure::interrupted(), later)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    let next = [household(&product, "A-3")];
+    let late = store
+        .register_batch_group(&ctx(None), &next, true, "b1", "w1", &counted)
+        .await
+        .unwrap();
+    assert!(late.is_none());
+    let job = store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!((job.status, job.counts.households_created), (BatchStatus::Failed, 2));
+    let mut rerun = batch("b2");
+    rerun.worker = Some("w3".into());
+    store.create_batch(&ctx(None), &rerun).await.unwrap();
+    let all = [
+        household(&product, "A-1"),
+        household(&product, "A-2"),
+        household(&product, "A-3"),
+    ];
+    let (outcomes, _) = store
+        .register_batch_group(&ctx(None), &all, true, "b2", "w3", &counted)
+        .await
+        .unwrap()
+        .unwrap();
+    let created: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, Ok(Registered::Created(_))))
+        .collect();
+    assert_eq!(created, [false, false, true], "A-3 was not written by the lost worker");
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -309,4 +443,5 @@ macro_rules! on_both_databases {
 on_both_databases!(
     one_worker_claims_a_job_and_only_it_reports,
     a_job_without_progress_is_failed_once,
+    a_group_and_its_progress_are_written_together,
 );

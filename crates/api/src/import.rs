@@ -119,6 +119,8 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
+    // Said first, so that an import killed later has named its job (its report is the job's).
+    println!("job {} started", job.id);
     let ended = worker::process(&state, &job, &worker, &mut observer).await;
     observer.finish()?;
     let job = state
@@ -220,7 +222,8 @@ impl Progress {
             ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
                 .map_err(|e| e.to_string())?,
         );
-        let out = File::create(errors_path).map_err(|e| format!("{}: {e}", errors_path.display()))?;
+        let out = File::create(errors_path)
+            .map_err(|e| format!("cannot create the errors file {}: {e}", errors_path.display()))?;
         let mut errors = BufWriter::new(out);
         write!(errors, "{}", report::header(separator)).map_err(|e| format!("{}: {e}", errors_path.display()))?;
         Ok(Progress {
@@ -270,6 +273,10 @@ pub(crate) fn csv_field(s: &str) -> String {
 
 impl Observer for Progress {
     fn progress(&mut self, counts: &BatchCounts) {
+        // Called once per group, after its lines: an import killed later has them on disk.
+        if let Err(err) = self.errors.flush() {
+            self.failed.get_or_insert(err);
+        }
         let done = u64::try_from(counts.rows_processed).unwrap_or_default();
         if done > self.bar.length().unwrap_or_default() {
             self.bar.set_length(done);
@@ -303,12 +310,9 @@ impl Observer for Progress {
 fn print_summary(job: &BatchJob, errors_path: &Path, lang: Lang) {
     let c = &job.counts;
     println!("job {} {}", job.id, job.status.as_str());
-    println!(
-        "rows: {} read, {} processed, {} failed",
-        job.rows_total.map_or_else(|| "?".to_owned(), |n| n.to_string()),
-        c.rows_processed,
-        c.rows_failed
-    );
+    // A job that did not complete did not read the whole file: it has processed rows only.
+    let read = job.rows_total.map(|n| format!("{n} read, ")).unwrap_or_default();
+    println!("rows: {read}{} processed, {} failed", c.rows_processed, c.rows_failed);
     println!(
         "households: {} created, {} skipped",
         c.households_created, c.households_skipped

@@ -371,6 +371,41 @@ impl NotUtf8 {
     }
 }
 
+/// A CSV line longer than [`MAX_CSV_RECORD_BYTES`]: no person's row is, so the file is not a
+/// registration file, and the first read over it stops the job before anything is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineTooLong {
+    /// The line, as a spreadsheet numbers it (the header is 1).
+    pub line: u64,
+}
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is longer than {MAX_CSV_RECORD_BYTES} bytes", self.line)
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+impl LineTooLong {
+    /// The job's failure, `unreadable_file`, in both languages.
+    pub fn failure(&self) -> crate::ports::BatchFailure {
+        crate::ports::BatchFailure::new(
+            "unreadable_file",
+            format!(
+                "the file could not be read to its end: line {} is longer than {MAX_CSV_RECORD_BYTES} bytes, which no \
+                 person's row is: this is not a registration file; nothing was registered",
+                self.line
+            ),
+            format!(
+                "le fichier n'a pas pu être lu jusqu'au bout : la ligne {} dépasse {MAX_CSV_RECORD_BYTES} octets, ce \
+                 qu'aucune ligne de personne ne fait : ce n'est pas un fichier d'inscription ; rien n'a été inscrit",
+                self.line
+            ),
+        )
+    }
+}
+
 fn invalid_encoding_en() -> &'static str {
     "this line is not valid UTF-8: save the file as \"CSV UTF-8\""
 }

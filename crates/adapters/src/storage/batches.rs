@@ -192,6 +192,67 @@ fn end_event(job: &BatchJob, status: BatchStatus, subject: &str, at: DateTime<Ut
     }
 }
 
+/// Records a job's progress (and its end, when `update.finish` is set) in `tx`, while `worker`
+/// still holds it: false, and nothing written, when the job was taken from it. The row is
+/// changed only under the same condition, so a sweeper that failed the job meanwhile (its
+/// statement waited for this one's lock, or this one for its) is never overwritten.
+async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
+    // Errors stored so far, read under the claim: only the holder writes them.
+    // `seq` runs from 1 without gaps: the last one, read from the key's end, is the count.
+    let stored: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT (SELECT COALESCE(max(seq), 0) FROM registration_batch_errors WHERE batch = $1), \
+         (SELECT COALESCE(max(seq), 0) FROM registration_batch_duplicates WHERE batch = $1) \
+         FROM registration_batches WHERE id = $1 AND status = 'running' AND worker = $2",
+    )
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let Some((stored, stored_duplicates)) = stored else {
+        return Ok(false);
+    };
+    insert_batch_errors(tx, id, stored, &update.new_errors).await?;
+    insert_batch_duplicates(tx, id, stored_duplicates, &update.new_duplicates).await?;
+    let c = &update.counts;
+    let end: Option<&BatchEnd> = update.finish.as_ref();
+    let status = end.map_or(BatchStatus::Running, |e| e.status);
+    let failure = end.and_then(|e| e.failure.as_ref());
+    let changed = sqlx::query(
+        "UPDATE registration_batches SET rows_processed = $2, households_created = $3, households_skipped = $4, \
+         rows_failed = $5, errors_total = $6, heartbeat_at = $7, status = $8, \
+         rows_total = COALESCE($9, rows_total), failure_code = $10, failure_en = $11, failure_fr = $12, \
+         finished_at = $13, possible_duplicates_total = $14 WHERE id = $1 AND status = 'running' AND worker = $15",
+    )
+    .bind(id)
+    .bind(c.rows_processed)
+    .bind(c.households_created)
+    .bind(c.households_skipped)
+    .bind(c.rows_failed)
+    .bind(c.errors_total)
+    .bind(update.at)
+    .bind(status.as_str())
+    .bind(end.and_then(|e| e.rows_total))
+    .bind(failure.map(|f| f.code.as_str()))
+    .bind(failure.map(|f| f.en.as_str()))
+    .bind(failure.map(|f| f.fr.as_str()))
+    .bind(end.map(|_| update.at))
+    .bind(c.possible_duplicates_total)
+    .bind(worker)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if changed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if end.is_some() {
+        let job = fetch_batch(tx, id).await?.ok_or(StoreError::NotFound)?;
+        let subject = job.subject.clone();
+        queue_events(tx, &[end_event(&job, status, &subject, update.at)]).await?;
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl BatchStore for This {
     async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError> {
@@ -431,54 +492,8 @@ impl BatchStore for This {
 
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        // Errors stored so far, read under the claim: only the holder writes them.
-        // `seq` runs from 1 without gaps: the last one, read from the key's end, is the count.
-        let stored: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT (SELECT COALESCE(max(seq), 0) FROM registration_batch_errors WHERE batch = $1), \
-             (SELECT COALESCE(max(seq), 0) FROM registration_batch_duplicates WHERE batch = $1) \
-             FROM registration_batches WHERE id = $1 AND status = 'running' AND worker = $2",
-        )
-        .bind(id)
-        .bind(worker)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some((stored, stored_duplicates)) = stored else {
+        if !write_progress(&mut tx, id, worker, update).await? {
             return Ok(false);
-        };
-        insert_batch_errors(&mut tx, id, stored, &update.new_errors).await?;
-        insert_batch_duplicates(&mut tx, id, stored_duplicates, &update.new_duplicates).await?;
-        let c = &update.counts;
-        let end: Option<&BatchEnd> = update.finish.as_ref();
-        let status = end.map_or(BatchStatus::Running, |e| e.status);
-        let failure = end.and_then(|e| e.failure.as_ref());
-        sqlx::query(
-            "UPDATE registration_batches SET rows_processed = $2, households_created = $3, households_skipped = $4, \
-             rows_failed = $5, errors_total = $6, heartbeat_at = $7, status = $8, \
-             rows_total = COALESCE($9, rows_total), failure_code = $10, failure_en = $11, failure_fr = $12, \
-             finished_at = $13, possible_duplicates_total = $14 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(c.rows_processed)
-        .bind(c.households_created)
-        .bind(c.households_skipped)
-        .bind(c.rows_failed)
-        .bind(c.errors_total)
-        .bind(update.at)
-        .bind(status.as_str())
-        .bind(end.and_then(|e| e.rows_total))
-        .bind(failure.map(|f| f.code.as_str()))
-        .bind(failure.map(|f| f.en.as_str()))
-        .bind(failure.map(|f| f.fr.as_str()))
-        .bind(end.map(|_| update.at))
-        .bind(c.possible_duplicates_total)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if end.is_some() {
-            let job = fetch_batch(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
-            let subject = job.subject.clone();
-            queue_events(&mut tx, &[end_event(&job, status, &subject, update.at)]).await?;
         }
         self.commit(tx).await?;
         Ok(true)
@@ -519,15 +534,23 @@ impl BatchStore for This {
         Ok(jobs)
     }
 
-    async fn register_households(
+    async fn register_batch_group(
         &self,
         ctx: &WriteContext,
         households: &[NewHousehold],
         skip_existing: bool,
-    ) -> Result<Vec<HouseholdOutcome>, StoreError> {
+        id: &str,
+        worker: &str,
+        progress: &(dyn for<'o> Fn(&'o [HouseholdOutcome]) -> BatchUpdate + Sync),
+    ) -> Result<Option<(Vec<HouseholdOutcome>, BatchUpdate)>, StoreError> {
         let mut tx = self.begin_write().await?;
         let outcomes = register_group(&mut tx, ctx, households, skip_existing).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(outcomes)
+        let update = progress(&outcomes);
+        // Dropping the transaction rolls the group back with the progress.
+        if !write_progress(&mut tx, id, worker, &update).await? {
+            return Ok(None);
+        }
+        self.commit(tx).await?;
+        Ok(Some((outcomes, update)))
     }
 }

@@ -1,7 +1,7 @@
 //! Processes one claimed job: a blocking thread parses the file into households and feeds a
 //! bounded channel; this task validates each household against its product and registers them in
 //! groups (one transaction per group, one savepoint per household), writing the progress and the
-//! row errors after each group, at least every second.
+//! row errors in each group's transaction, and at least every second.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader};
@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use passerelle_adapters::Backend;
 use passerelle_domain::batch::{
-    split_member_conflict, CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, NdjsonHouseholds, NotUtf8,
-    RowDuplicate, RowError,
+    split_member_conflict, CsvHouseholds, HouseholdFailure, HouseholdItem, HouseholdRows, LineTooLong,
+    NdjsonHouseholds, NotUtf8, RowDuplicate, RowError,
 };
 use passerelle_domain::beneficiary::parse_date;
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::ports::{
-    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, NewHousehold, Registered,
-    WriteContext,
+    BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchJob, BatchStatus, BatchUpdate, HouseholdOutcome,
+    NewHousehold, Registered, WriteContext,
 };
 use passerelle_domain::product::{select_version_or_first, ProductVersion};
 use passerelle_domain::registration::RegistrationDraft;
@@ -110,12 +110,22 @@ fn feed(mut households: impl Households, tx: &mpsc::Sender<Parsed>) {
     }
     let end = Parsed::End {
         rows_read: households.rows(),
-        failure: households.error().map(
-            |e| match e.get_ref().and_then(|inner| inner.downcast_ref::<NotUtf8>()) {
-                Some(not_utf8) => not_utf8.failure(),
-                None => unreadable(&e.to_string()),
-            },
-        ),
+        failure: households.error().map(|e| {
+            let inner = e.get_ref();
+            if let Some(not_utf8) = inner.and_then(|i| i.downcast_ref::<NotUtf8>()) {
+                not_utf8.failure()
+            } else if let Some(too_long) = inner.and_then(|i| i.downcast_ref::<LineTooLong>()) {
+                too_long.failure()
+            } else {
+                // The disk failed under the upload: its own words are English, and say no more
+                // than its kind.
+                tracing::warn!(error = %e, "a bulk upload could not be read");
+                unreadable(
+                    &format!("the upload could not be read from disk: {}", e.kind()),
+                    "le fichier déposé n'a pas pu être lu sur le disque",
+                )
+            }
+        }),
     };
     let _ = tx.blocking_send(end);
 }
@@ -128,7 +138,10 @@ fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mps
         Err(e) => {
             let _ = tx.blocking_send(Parsed::End {
                 rows_read: 0,
-                failure: Some(unreadable(&format!("the uploaded file cannot be opened: {}", e.kind()))),
+                failure: Some(unreadable(
+                    &format!("the uploaded file cannot be opened: {}", e.kind()),
+                    "le fichier déposé ne peut pas être ouvert",
+                )),
             });
             return;
         }
@@ -138,9 +151,13 @@ fn read_file(path: String, format: BatchFormat, product: Option<String>, tx: mps
             Ok(households) => feed(households, &tx),
             Err(errors) => {
                 let codes: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.code)).collect();
+                let codes = codes.join(", ");
                 let _ = tx.blocking_send(Parsed::End {
                     rows_read: 0,
-                    failure: Some(unreadable(&format!("the header cannot be read: {}", codes.join(", ")))),
+                    failure: Some(unreadable(
+                        &format!("the header cannot be read: {codes}"),
+                        &format!("l'en-tête ne peut pas être lu : {codes}"),
+                    )),
                 });
             }
         },
@@ -256,7 +273,10 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
                 let end = BatchEnd {
                     status: BatchStatus::Failed,
                     rows_total: None,
-                    failure: Some(unreadable("the reader stopped unexpectedly")),
+                    failure: Some(unreadable(
+                        "the reader stopped unexpectedly",
+                        "la lecture s'est arrêtée de façon inattendue",
+                    )),
                 };
                 Some(run.flush(observer, Some(end)).await.unwrap_or(Ended::Lost))
             }
@@ -267,16 +287,104 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
     }
 }
 
-fn unreadable(reason: &str) -> BatchFailure {
+/// `unreadable_file`, the reason in each language.
+fn unreadable(en: &str, fr: &str) -> BatchFailure {
     BatchFailure::new(
         "unreadable_file",
-        format!("the file could not be read to its end ({reason}); what was registered before is kept"),
-        format!("le fichier n'a pas pu être lu jusqu'au bout ({reason}) ; ce qui a été inscrit avant est conservé"),
+        format!("the file could not be read to its end ({en}); what was registered before is kept"),
+        format!("le fichier n'a pas pu être lu jusqu'au bout ({fr}) ; ce qui a été inscrit avant est conservé"),
     )
 }
 
 fn rows_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn count_failure(counts: &mut BatchCounts, errors: &mut Vec<RowError>, failure: HouseholdFailure) {
+    counts.rows_processed += rows_of(failure.rows);
+    counts.rows_failed += rows_of(failure.rows);
+    counts.errors_total += failure.errors.len() as i64;
+    errors.extend(failure.errors);
+}
+
+/// The progress to write: the counts, and the errors and possible duplicates found since the
+/// last report, each in row order.
+fn progress_update(
+    counts: BatchCounts,
+    errors: &[RowError],
+    duplicates: &[RowDuplicate],
+    finish: Option<BatchEnd>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> BatchUpdate {
+    let mut new_errors = errors.to_vec();
+    new_errors.sort_by_key(|e| e.row);
+    let mut new_duplicates = duplicates.to_vec();
+    new_duplicates.sort_by_key(|d| d.row);
+    BatchUpdate {
+        counts,
+        new_errors,
+        new_duplicates,
+        finish,
+        at,
+    }
+}
+
+/// What a registered group adds to the job: `counts` moved on by its households' outcomes, and
+/// the row errors and possible duplicates they bring.
+fn account(
+    mut counts: BatchCounts,
+    group_rows: &[HouseholdRows],
+    outcomes: &[HouseholdOutcome],
+) -> (BatchCounts, Vec<RowError>, Vec<RowDuplicate>) {
+    let mut errors = Vec::new();
+    let mut duplicates = Vec::new();
+    for (rows, outcome) in group_rows.iter().zip(outcomes) {
+        match outcome {
+            Ok(Registered::Created(alikes)) => {
+                counts.rows_processed += rows_of(rows.rows);
+                counts.households_created += 1;
+                counts.possible_duplicates_total += alikes.len() as i64;
+                duplicates.extend(
+                    alikes
+                        .iter()
+                        .map(|a| rows.row_duplicate(a.member, &a.beneficiary, &a.matches)),
+                );
+            }
+            Ok(Registered::Skipped {
+                coverage,
+                terminated,
+                unregistered,
+            }) => {
+                counts.rows_processed += rows_of(rows.rows);
+                counts.households_skipped += 1;
+                let error = not_in_household(coverage, *terminated);
+                let skipped: Vec<RowError> = unregistered
+                    .iter()
+                    .flat_map(|&member| rows.member_failure(member, &error).errors)
+                    .collect();
+                // A JSON line holds every member: it fails once.
+                let mut failed: Vec<u64> = skipped.iter().map(|e| e.row).collect();
+                failed.sort_unstable();
+                failed.dedup();
+                counts.rows_failed += failed.len() as i64;
+                counts.errors_total += skipped.len() as i64;
+                errors.extend(skipped);
+            }
+            Err(e) => {
+                let failure = match storage_verdict(e) {
+                    (Some(member), verdict) => rows.member_failure(member, &verdict),
+                    (None, verdict) => rows.failure(&[verdict]),
+                };
+                count_failure(&mut counts, &mut errors, failure);
+            }
+        }
+    }
+    (counts, errors, duplicates)
+}
+
+/// Whether storage refused a household because a national id in it is someone else's.
+fn refused_identity(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict { constraint } if split_member_conflict(constraint).0 == "identity_mismatch")
 }
 
 impl Job<'_> {
@@ -305,10 +413,7 @@ impl Job<'_> {
     }
 
     fn fail(&mut self, failure: HouseholdFailure) {
-        self.counts.rows_processed += rows_of(failure.rows);
-        self.counts.rows_failed += rows_of(failure.rows);
-        self.counts.errors_total += failure.errors.len() as i64;
-        self.errors.extend(failure.errors);
+        count_failure(&mut self.counts, &mut self.errors, failure);
     }
 
     /// Validates one household and queues it for the next group, or records why it fails.
@@ -354,100 +459,69 @@ impl Job<'_> {
         }
     }
 
-    /// Registers the group, then writes the progress and the new errors (and the end, when
-    /// given). `Some` when processing must stop.
+    /// Registers the group and writes the progress and the new errors (and the end, when given)
+    /// in the same transaction. `Some` when processing must stop.
     async fn flush(&mut self, observer: &mut dyn Observer, end: Option<BatchEnd>) -> Option<Ended> {
         let group = std::mem::take(&mut self.group);
         let group_rows = std::mem::take(&mut self.group_rows);
         if !group.is_empty() && self.state.deactivated.contains(&self.job.organization) {
             return Some(self.stop_deactivated().await);
         }
-        if !group.is_empty() {
+        let at = self.state.clock.now();
+        let update = if group.is_empty() {
+            let update = progress_update(self.counts, &self.errors, &self.duplicates, end.clone(), at);
+            match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
+                Ok(true) => update,
+                Ok(false) => return Some(Ended::Lost),
+                Err(e) => return Some(Ended::StoreDown(e.to_string())),
+            }
+        } else {
             let ctx = WriteContext {
                 organization: self.job.organization.clone(),
                 subject: self.job.subject.clone(),
                 request_id: self.caller.request_id.clone(),
-                at: self.state.clock.now(),
+                at,
                 idempotency: None,
             };
-            let mut refusals = Vec::new();
-            let outcomes = match self.state.store.register_households(&ctx, &group, true).await {
-                Ok(outcomes) => outcomes,
+            let (counts, errors, duplicates) = (self.counts, &self.errors, &self.duplicates);
+            let progress = |outcomes: &[HouseholdOutcome]| {
+                let (counts, new_errors, new_duplicates) = account(counts, &group_rows, outcomes);
+                let errors: Vec<RowError> = errors.iter().cloned().chain(new_errors).collect();
+                let duplicates: Vec<RowDuplicate> = duplicates.iter().cloned().chain(new_duplicates).collect();
+                progress_update(counts, &errors, &duplicates, end.clone(), at)
+            };
+            let written = self
+                .state
+                .store
+                .register_batch_group(&ctx, &group, true, &self.job.id, self.worker, &progress)
+                .await;
+            let (outcomes, update) = match written {
+                Ok(Some(written)) => written,
+                Ok(None) => return Some(Ended::Lost),
                 Err(e) => return Some(self.stop_on_store_error(e).await),
             };
-            for (rows, outcome) in group_rows.iter().zip(outcomes) {
-                match outcome {
-                    Ok(registered) => {
-                        self.counts.rows_processed += rows_of(rows.rows);
-                        match registered {
-                            Registered::Created(alikes) => {
-                                self.counts.households_created += 1;
-                                self.counts.possible_duplicates_total += alikes.len() as i64;
-                                self.duplicates.extend(
-                                    alikes
-                                        .iter()
-                                        .map(|a| rows.row_duplicate(a.member, &a.beneficiary, &a.matches)),
-                                );
-                            }
-                            Registered::Skipped {
-                                coverage,
-                                terminated,
-                                unregistered,
-                            } => {
-                                self.counts.households_skipped += 1;
-                                let error = not_in_household(&coverage, terminated);
-                                let errors: Vec<RowError> = unregistered
-                                    .into_iter()
-                                    .flat_map(|member| rows.member_failure(member, &error).errors)
-                                    .collect();
-                                // A JSON line holds every member: it fails once.
-                                let mut failed: Vec<u64> = errors.iter().map(|e| e.row).collect();
-                                failed.sort_unstable();
-                                failed.dedup();
-                                self.counts.rows_failed += failed.len() as i64;
-                                self.counts.errors_total += errors.len() as i64;
-                                self.errors.extend(errors);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let failure = match storage_verdict(&e) {
-                            (Some(member), verdict) => rows.member_failure(member, &verdict),
-                            (None, verdict) => rows.failure(&[verdict]),
-                        };
-                        if failure.errors.iter().any(|e| e.code == "identity_mismatch") {
-                            refusals.push(crate::routes::registrations::identity_refusal(&ctx));
-                        }
-                        self.fail(failure);
-                    }
-                }
-            }
             // A household refused because a national id is someone else's leaves a trace, as a
             // single registration does: a file of guesses at sex and birth year is seen.
+            let refusals: Vec<_> = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(e) if refused_identity(e)))
+                .map(|_| crate::routes::registrations::identity_refusal(&ctx))
+                .collect();
             if !refusals.is_empty() {
                 if let Err(e) = self.state.store.append_audit(&refusals).await {
                     tracing::warn!(error = %e, "the identity refusals of a bulk group could not be audited");
                 }
             }
-        }
-        self.errors.sort_by_key(|e| e.row);
-        self.duplicates.sort_by_key(|d| d.row);
-        let update = BatchUpdate {
-            counts: self.counts,
-            new_errors: std::mem::take(&mut self.errors),
-            new_duplicates: std::mem::take(&mut self.duplicates),
-            finish: end.clone(),
-            at: self.state.clock.now(),
+            update
         };
+        self.counts = update.counts;
+        self.errors.clear();
+        self.duplicates.clear();
         observer.errors(&update.new_errors);
         observer.duplicates(&update.new_duplicates);
         observer.progress(&self.counts);
         self.last_report = Instant::now();
-        match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
-            Ok(true) => end.map(|e| Ended::Finished(e.status)),
-            Ok(false) => Some(Ended::Lost),
-            Err(e) => Some(Ended::StoreDown(e.to_string())),
-        }
+        end.map(|e| Ended::Finished(e.status))
     }
 
     /// Hands the job back to the queue; called right after a flush, when nothing read is

@@ -154,10 +154,11 @@ pub struct BatchSummaryView {
     /// `queued`, `running`, `completed` (every row was read, whatever failed in it) or `failed`
     /// (the job itself stopped; what was registered is kept).
     pub status: String,
-    /// Data rows in the file, known once it is read to the end.
+    /// Data rows in the file: present once the job has completed, absent while it runs and on a
+    /// failed job (`rows_processed` says how far that one got).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_total: Option<i64>,
-    /// Data rows read so far (all of them once the job has ended).
+    /// Data rows of the households decided so far (all of them once the job has completed).
     pub rows_processed: i64,
     /// Households registered by this job.
     pub households_created: i64,
@@ -323,7 +324,7 @@ fn accepted(job: &BatchJob) -> Response {
         (status = 400, description = "The upload stopped before its end", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The file is larger than `PASSERELLE_BATCH_MAX_BYTES`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `text/csv` nor `application/x-ndjson` (or not UTF-8)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column (`no_header` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), or `idempotency_key_reused`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column, a blank one or an empty file (`no_header` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), or `idempotency_key_reused`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -343,7 +344,11 @@ pub async fn upload(
         });
     };
     let caller = &auth.caller;
-    let product = match (&query.product, format) {
+    // `?product=` with nothing after it names no product, as its absence does.
+    let product = match (
+        query.product.as_deref().map(str::trim).filter(|p| !p.is_empty()),
+        format,
+    ) {
         (None, BatchFormat::Csv) => return Err(ApiError::field(FieldError::required("/query/product"))),
         (None, BatchFormat::Ndjson) => None,
         (Some(id), _) => match own_product(&state, caller, id, None).await? {

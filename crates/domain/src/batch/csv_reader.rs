@@ -60,10 +60,7 @@ impl<R: Read> Lines<R> {
             if (self.buf.len() + chunk.len()) as u64 > MAX_CSV_RECORD_BYTES {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!(
-                        "line {} is longer than {MAX_CSV_RECORD_BYTES} bytes: not a registration file",
-                        self.line + 1
-                    ),
+                    super::LineTooLong { line: self.line + 1 },
                 ));
             }
             self.buf.extend_from_slice(chunk);
@@ -346,6 +343,7 @@ fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<S
 fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>> {
     let mut header = ByteRecord::new();
     let mut delimiter = b',';
+    let mut empty_file = false;
     match lines.next_line() {
         Ok(Some(_)) => {
             // A byte order mark is skipped before the line is split, so that a quoted first
@@ -367,7 +365,7 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
                 }
             }
         }
-        Ok(None) => {}
+        Ok(None) => empty_file = true,
         Err(e) => {
             return Err(vec![FieldError::new(
                 "/header",
@@ -394,10 +392,27 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     // A first line naming no column at all is not a header with typos but no header: a file
     // saved without its header row, or one of another kind. One error for the line; naming each
     // cell as an unknown column would repeat a person's name, national id and phone number.
+    // An empty file, or a blank first line, is no header either: not fourteen missing columns.
     let known = |name: &String| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(name));
-    if names.iter().any(|n| !n.is_empty()) && !names.iter().any(known) {
+    if !names.iter().any(known) {
         let json = names.first().is_some_and(|n| n.starts_with('{'));
-        return Err(vec![if json {
+        let blank = names.iter().all(String::is_empty);
+        let columns = CSV_COLUMNS.join(",");
+        return Err(vec![if empty_file {
+            FieldError::new(
+                "/header",
+                "no_header",
+                format!("the file is empty: it must begin with the header, {columns}"),
+                format!("le fichier est vide : il doit commencer par l'en-tête, {columns}"),
+            )
+        } else if blank {
+            FieldError::new(
+                "/header",
+                "no_header",
+                format!("the first line is blank: it must be the header, {columns}"),
+                format!("la première ligne est vide : ce doit être l'en-tête, {columns}"),
+            )
+        } else if json {
             FieldError::new(
                 "/header",
                 "no_header",

@@ -122,11 +122,15 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
             }
             self.rows_read += 1;
             let Ok(text) = std::str::from_utf8(bytes) else {
-                return Some(self.failure(
-                    "invalid_encoding",
-                    invalid_encoding_en().to_owned(),
-                    invalid_encoding_fr().to_owned(),
-                ));
+                // JSON is UTF-8 (RFC 8259): the program that wrote the file must write it so.
+                return Some(
+                    self.failure(
+                        "invalid_encoding",
+                        "this line is not valid UTF-8, which JSON must be: write the file in UTF-8".to_owned(),
+                        "cette ligne n'est pas en UTF-8 valide, ce que doit être du JSON : écrivez le fichier en UTF-8"
+                            .to_owned(),
+                    ),
+                );
             };
             let value: Value = match serde_json::from_str(text) {
                 Ok(v) => v,

@@ -201,15 +201,24 @@ fn header_problems_are_one_error_per_column() {
     );
     assert!(errors.iter().all(|e| !e.en.is_empty() && !e.fr.is_empty()));
 
-    let errors = check_csv_header(&b""[..]).err().unwrap();
-    assert_eq!(errors.len(), 14);
-    assert!(errors.iter().all(|e| e.code == "missing_column"));
-    assert_eq!(errors[0].field, "/header/household");
-
     let pairs = |errors: &[crate::error::FieldError]| -> Vec<(String, String)> {
         errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
     };
     let one = |field: &str, code: &str| vec![(field.to_owned(), code.to_owned())];
+    // An empty file, or a blank first line, has no header: one error, not fourteen missing
+    // columns.
+    let errors = check_csv_header(&b""[..]).err().unwrap();
+    assert_eq!(pairs(&errors), one("/header", "no_header"));
+    assert!(errors[0].en.starts_with("the file is empty"), "{}", errors[0].en);
+    for blank in [&b"\n"[..], &b",,,\r\n"[..], &b"\xEF\xBB\xBF\n"[..]] {
+        let errors = check_csv_header(blank).err().unwrap();
+        assert_eq!(pairs(&errors), one("/header", "no_header"));
+        assert!(
+            errors[0].fr.starts_with("la première ligne est vide"),
+            "{}",
+            errors[0].fr
+        );
+    }
     // A file without its header row: one error for the line, none repeating a cell.
     let data = "H1,principal,M-1,Amégbé,Kodjo,M,1980,TG:NIU:9000 0000 0101,+22890000101,Maritime,Zio,Tsévié,2026-01-01,2026-12-31\n";
     let errors = check_csv_header(data.as_bytes()).err().unwrap();
@@ -582,7 +591,16 @@ fn a_read_failure_stops_the_job_without_a_half_household() {
     assert!(reader.next().is_none());
     let e = reader.take_error().unwrap();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    assert!(e.to_string().contains("line 9"), "{e}");
+    let too_long = e.get_ref().and_then(|inner| inner.downcast_ref::<LineTooLong>());
+    assert_eq!(too_long, Some(&LineTooLong { line: 9 }));
+    let failure = too_long.unwrap().failure();
+    assert_eq!(failure.code, "unreadable_file");
+    assert!(
+        failure.fr.contains("la ligne 9 dépasse") && !failure.fr.contains("longer"),
+        "{}",
+        failure.fr
+    );
+    assert!(failure.en.contains("line 9 is longer"), "{}", failure.en);
 }
 
 #[test]

@@ -241,7 +241,7 @@ pub enum Registered {
     },
 }
 
-/// How one household of a group fared in `register_households`.
+/// How one household of a group fared in `register_batch_group`.
 pub type HouseholdOutcome = Result<Registered, StoreError>;
 
 #[async_trait]
@@ -316,12 +316,21 @@ pub trait BatchStore: Send + Sync {
     /// its outcome and the others go on; `Err` means none was written. A member created without
     /// a national id is compared with the people stored and those created before it in the
     /// group, and look-alikes are reported with its household's outcome.
-    async fn register_households(
+    ///
+    /// The job's progress is written in the same transaction, as `update_batch` writes it, from
+    /// the update `progress` makes of the outcomes: the group and the counts, errors and possible
+    /// duplicates that account for it are written together or not at all, so a crash between the
+    /// two cannot leave households that no job counted. `Ok(None)` when job `id` is no longer
+    /// `worker`'s: nothing is written. Otherwise the outcomes and the update written.
+    async fn register_batch_group(
         &self,
         ctx: &WriteContext,
         households: &[NewHousehold],
         skip_existing: bool,
-    ) -> Result<Vec<HouseholdOutcome>, StoreError>;
+        id: &str,
+        worker: &str,
+        progress: &(dyn for<'o> Fn(&'o [HouseholdOutcome]) -> BatchUpdate + Sync),
+    ) -> Result<Option<(Vec<HouseholdOutcome>, BatchUpdate)>, StoreError>;
 }
 
 #[cfg(test)]
