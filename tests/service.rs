@@ -55,6 +55,12 @@ async fn openapi_and_docs_are_served(backend: Backend) {
         !docs.text.contains("https://"),
         "the docs page loads nothing from the network"
     );
+    // Nor does Swagger UI's script: its default validator badge would load
+    // validator.swagger.io with this service's address on any host but localhost.
+    let script = app.send(app.request(Method::GET, "/docs/swagger-initializer.js")).await;
+    assert_eq!(script.status.as_u16(), 200);
+    assert!(script.text.contains(r#""validatorUrl": "none""#), "{}", script.text);
+    assert!(!script.text.contains("https://"), "{}", script.text);
     // No one's data: a cache may keep them, asking again first (API.md §3).
     for reply in [&doc, &docs] {
         assert_eq!(reply.header("cache-control"), Some("no-cache"));
@@ -348,4 +354,38 @@ async fn postgres_outage_is_503_and_writes_nothing() {
         .await
         .problem(404, "not_found");
     assert_eq!(app.count("organizations").await, 1);
+}
+
+/// A database that answers with an error rather than not at all — dropped, renamed, or a
+/// password rotated under the service — is out of reach too: 503, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_dropped_under_the_service_is_503() {
+    use sqlx::Connection;
+    let base = passerelle_adapters::testing::postgres_base_url();
+    let name = format!("passerelle_dropped_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let (prefix, _) = base.rsplit_once('/').expect("a database in the URL");
+    let app = TestApp::start(db, test_config(&format!("{prefix}/{name}"))).await;
+    let ready = app.send(app.request(Method::GET, "/health/ready")).await;
+    assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
+
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop");
+    // The first requests meet the connections the drop terminated; the later ones, new
+    // connections that the server refuses (3D000).
+    for _ in 0..5 {
+        app.send(app.request(Method::GET, "/health/ready"))
+            .await
+            .problem(503, "unavailable");
+        app.get("/v1/organizations", &app.operator())
+            .await
+            .problem(503, "unavailable");
+    }
 }

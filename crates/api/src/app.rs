@@ -224,12 +224,17 @@ pub fn router(state: AppState) -> Router {
         .merge(
             // The contract and its viewer hold no one's data, and change with each release: a
             // cache may keep them, but asks again before using them.
-            axum::Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc)).layer(
-                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
-                    axum::http::header::CACHE_CONTROL,
-                    axum::http::HeaderValue::from_static("no-cache"),
-                ),
-            ),
+            // Without a validator: Swagger UI's default sends this service's address to
+            // validator.swagger.io from any browser not on localhost.
+            axum::Router::from(
+                SwaggerUi::new("/docs")
+                    .url("/openapi.json", doc)
+                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none")),
+            )
+            .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-cache"),
+            )),
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

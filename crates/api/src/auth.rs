@@ -450,8 +450,8 @@ mod tests {
             sub: "clerk-1".into(),
             org: "cms-a".into(),
             scope: "eligibility:check".into(),
-            iss: Config::for_database("sqlite::memory:").jwt_issuer,
-            aud: Audience::One(Config::for_database("sqlite::memory:").jwt_audience),
+            iss: Config::for_database("sqlite://never-opened.db").jwt_issuer,
+            aud: Audience::One(Config::for_database("sqlite://never-opened.db").jwt_audience),
             exp,
             nbf: Some(now),
             iat: Some(now),
@@ -466,7 +466,7 @@ mod tests {
     async fn with_jwks(name: &str, keys: &[serde_json::Value]) -> (Authenticator, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("passerelle-auth-{name}-{}.json", uuid::Uuid::now_v7().simple()));
         std::fs::write(&path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
-        let mut config = Config::for_database("sqlite::memory:");
+        let mut config = Config::for_database("sqlite://never-opened.db");
         config.jwt_jwks = Some(path.display().to_string());
         (Authenticator::from_config(&config).await.unwrap(), path)
     }

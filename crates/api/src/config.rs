@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use passerelle_adapters::Backend;
 use passerelle_domain::organization::{Country, OrgId};
 
 #[derive(Debug, Clone)]
@@ -286,10 +287,10 @@ impl Config {
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
                     other => {
-                        return Err(err(
-                            key,
-                            format!("must be a string, integer or boolean, not {}", other.type_str()),
-                        ))
+                        return Err(ConfigError {
+                            key: format!("{key} (in the --config file)"),
+                            message: format!("must be a string, integer or boolean, not {}", other.type_str()),
+                        })
                     }
                 };
                 raw.insert(key, text);
@@ -328,10 +329,17 @@ impl Config {
         check_database_url("database_url", &database_url)?;
         let database_read_url = optional("database_read_url");
         if let Some(url) = &database_read_url {
-            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            if passerelle_adapters::storage::backend_of(url) != Some(Backend::Postgres) {
                 return Err(err(
                     "database_read_url",
                     "must be a postgres:// URL (read replicas are for PostgreSQL)",
+                ));
+            }
+            if passerelle_adapters::storage::backend_of(&database_url) != Some(Backend::Postgres) {
+                return Err(err(
+                    "database_read_url",
+                    "is set, but PASSERELLE_DATABASE_URL is a SQLite file, which has no replicas: unset it, or \
+                     use PostgreSQL",
                 ));
             }
         }
@@ -436,7 +444,7 @@ impl Config {
                 )?,
             ),
             public_url: optional("public_url").map(|u| public_url(&u)).transpose()?,
-            log: required("log")?,
+            log: log_filter(required("log")?)?,
             log_format: match required("log_format")?.as_str() {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
@@ -489,10 +497,54 @@ fn public_url(value: &str) -> Result<String, ConfigError> {
 }
 
 fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    if passerelle_adapters::storage::backend_of(url).is_none() {
-        return Err(err(key, "must start with sqlite:// or postgres://"));
+    match passerelle_adapters::storage::backend_of(url) {
+        None => Err(err(key, "must start with sqlite:// or postgres://")),
+        Some(Backend::Sqlite) => {
+            // Each connection of the pool would open a database of its own: the migrations would
+            // run on one, and the service would read from others that have no tables.
+            let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+            let path = rest.unwrap_or_default().split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+                return Err(err(
+                    key,
+                    "must name a database file, such as sqlite://passerelle.db (an in-memory database would be \
+                     a new one for each connection)",
+                ));
+            }
+            Ok(())
+        }
+        Some(Backend::Postgres) => Ok(()),
     }
-    Ok(())
+}
+
+/// Words taken for levels that `EnvFilter` reads as a target (a module name) enabled at every
+/// level: the service's own lines, its stop's cause included, would all be filtered out.
+const NOT_LEVELS: [&str; 8] = [
+    "warning",
+    "err",
+    "fatal",
+    "critical",
+    "verbose",
+    "information",
+    "notice",
+    "all",
+];
+
+/// The log filter: not empty, and no level misspelt as one of [`NOT_LEVELS`].
+fn log_filter(value: String) -> Result<String, ConfigError> {
+    let value = non_empty("log", value)?;
+    for directive in value.split(',').map(str::trim) {
+        if NOT_LEVELS.iter().any(|w| w.eq_ignore_ascii_case(directive)) {
+            return Err(err(
+                "log",
+                format!(
+                    "{directive:?} is not a level: use error, warn, info, debug or trace (or target=level, \
+                     tracing's EnvFilter syntax)"
+                ),
+            ));
+        }
+    }
+    Ok(value)
 }
 
 fn non_empty(key: &str, value: String) -> Result<String, ConfigError> {
@@ -569,6 +621,7 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_millis(800));
         let with_replica = env(&[
             ("PASSERELLE_REQUEST_TIMEOUT_MS", "800"),
+            ("PASSERELLE_DATABASE_URL", "postgres://primary/passerelle"),
             ("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle"),
         ]);
         let e = Config::from_sources(None, &with_replica).unwrap_err();
@@ -658,6 +711,7 @@ mod tests {
         let e = Config::from_sources(
             None,
             &env(&[
+                ("PASSERELLE_DATABASE_URL", "postgres://primary/passerelle"),
                 ("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle"),
                 ("PASSERELLE_DATABASE_READ_TIMEOUT_MS", "45000"),
                 ("PASSERELLE_REQUEST_TIMEOUT_MS", "30000"),
@@ -671,6 +725,38 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("configuration error: PASSERELLE_WEBHOOK_MAX_ATTEMPTS: "));
+    }
+
+    /// Values that would start a service that cannot work, or that logs nothing, are refused
+    /// before it starts, each naming its key.
+    #[test]
+    fn values_that_cannot_work_are_refused() {
+        let refused = |pairs: &[(&str, &str)]| Config::from_sources(None, &env(pairs)).unwrap_err();
+        for url in [
+            "sqlite://",
+            "sqlite:",
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "sqlite://?mode=rwc",
+        ] {
+            let e = refused(&[("PASSERELLE_DATABASE_URL", url)]);
+            assert_eq!(e.key, "PASSERELLE_DATABASE_URL", "{url}");
+            assert!(e.to_string().contains("database file"), "{e}");
+        }
+        let e = refused(&[("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle")]);
+        assert_eq!(e.key, "PASSERELLE_DATABASE_READ_URL");
+        assert!(e.to_string().contains("SQLite"), "{e}");
+        for filter in ["warning", "info,Warning", "", "  "] {
+            let e = refused(&[("PASSERELLE_LOG", filter)]);
+            assert_eq!(e.key, "PASSERELLE_LOG", "{filter:?}");
+        }
+        for filter in ["warn", "info,sqlx=debug", "passerelle_api=debug", "off"] {
+            let c = Config::from_sources(None, &env(&[("PASSERELLE_LOG", filter)])).unwrap();
+            assert_eq!(c.log, filter);
+        }
+        // A value of the wrong type in the file is the file's key, not the variable.
+        let e = Config::from_sources(Some("body_limit_bytes = 1.5\n"), &env(&[])).unwrap_err();
+        assert_eq!(e.key, "body_limit_bytes (in the --config file)");
     }
 
     #[test]

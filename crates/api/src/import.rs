@@ -38,6 +38,9 @@ fn usage(message: impl std::fmt::Display) -> String {
 /// that read every row is a success, whatever failed in it: the errors file says what.
 pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     let file = std::fs::canonicalize(&args.file).map_err(|e| usage(format!("{}: {e}", args.file.display())))?;
+    if !file.is_file() {
+        return Err(usage(format!("{}: not a file", args.file.display())));
+    }
     let format = match args.format {
         Some(f) => f,
         None => {

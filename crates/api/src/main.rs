@@ -170,7 +170,12 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 .jwt_hs256_secret
                 .clone()
                 .ok_or("configuration error: PASSERELLE_JWT_HS256_SECRET: is required to mint development tokens")?;
-            let ttl = auth::parse_ttl(&ttl).ok_or("--ttl: use a duration such as 90s, 15m, 1h or 7d (at most 366d)")?;
+            let ttl = auth::parse_ttl(&ttl).ok_or_else(|| {
+                format!(
+                    "{}--ttl: use a duration such as 90s, 15m, 1h or 7d (at most 366d)",
+                    import::COMMAND_LINE_ERROR
+                )
+            })?;
             let subject = sub.unwrap_or_else(|| format!("dev-{org}"));
             // Signed as asked (a test may want a token the service refuses), but said.
             for unknown in scope
@@ -201,9 +206,15 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             // Nor does it ask for every migration: a backup older than the binary is checked as
             // it is, its audit tables being those of the oldest release.
             let db = app::connect_read_only(&config).await?;
-            let result = routes::audit::verify_chain(db.store.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
+            let result = routes::audit::verify_chain(db.store.as_ref()).await.map_err(|e| {
+                let text = e.to_string();
+                // PostgreSQL's `relation … does not exist`, SQLite's `no such table`.
+                if text.contains("does not exist") || text.contains("no such table") {
+                    "this database holds no audit log: it was never migrated (passerelle migrate)".to_owned()
+                } else {
+                    text
+                }
+            })?;
             emit(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
@@ -251,12 +262,15 @@ fn migration_failed(e: StoreError) -> String {
 async fn serve(config: Config, no_migrate: bool, with_demo: bool) -> Result<(), Failure> {
     let telemetry = telemetry::init(&config.log, config.log_format)?;
     let served = serve_logged(config, no_migrate, with_demo).await;
+    // A filter that hides errors (`off`, or one naming other targets only) hides the stop's
+    // cause too: then it is written to stderr as a failure before start-up is.
+    let logged = tracing::enabled!(tracing::Level::ERROR);
     if let Err(e) = &served {
         tracing::error!(error = %e, "the service stops");
     }
     // The trace exporter flushes on the way out, with the stop's cause.
     drop(telemetry);
-    served.map_err(|message| Failure { message, logged: true })
+    served.map_err(|message| Failure { message, logged })
 }
 
 async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> Result<(), String> {

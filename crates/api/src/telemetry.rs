@@ -71,6 +71,18 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
             "configuration error: OTEL_EXPORTER_OTLP_PROTOCOL: {protocol:?} is not supported; use http/protobuf"
         ));
     }
+    // The exporter falls back to localhost on an endpoint it cannot parse, and says so only at
+    // its first export, with an empty message: refused here, naming the variable.
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+    match reqwest::Url::parse(endpoint.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(format!(
+                "configuration error: OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint:?} is not an http:// or https:// URL \
+                 such as http://collector:4318"
+            ))
+        }
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)

@@ -115,6 +115,12 @@ fn token_mints_a_verifiable_dev_token() {
     let out = run(passerelle(&dir).args(["token", "--org", "x", "--scope", "admin"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PASSERELLE_JWT_HS256_SECRET"));
+    // A duration it cannot read is a command line to mend, as the argument parser's refusals.
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
+        .args(["token", "--org", "x", "--ttl", "5y"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("command line error: --ttl"));
 }
 
 #[test]
@@ -602,6 +608,10 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("command line error: --product"));
     let out = import("no-such-file.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     assert_eq!(out.status.code(), Some(2));
+    std::fs::create_dir_all(dir.join("folder.csv")).unwrap();
+    let out = import("folder.csv", "demo-mut-tsevie", "demo-tsevie-famille");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("command line error: folder.csv: not a file"));
 
     // A file that stops being readable mid-way fails the job: a non-zero exit.
     let mut cut = sample("registrations-tg.csv");
@@ -935,4 +945,43 @@ async fn dependants_terminated_before_their_start_lose_their_end_date() {
         assert_eq!(db.scalar(kept).await, 2, "{backend:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Replicas started at once on a new PostgreSQL database with `--demo` seed at once: each start
+/// succeeds, and the demo data is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_seeding_at_once_from_two_replicas_succeeds_once() {
+    use passerelle_adapters::testing::TestDatabase;
+    use passerelle_adapters::Backend;
+    use passerelle_api::config::{Config, Secret};
+    use sqlx::Connection;
+
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let mut config = Config::for_database(&db.url);
+    config.jwt_hs256_secret = Some(Secret::new(SECRET));
+    let first = passerelle_api::app::connect(&config).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = passerelle_api::app::connect(&config).await.unwrap();
+    let a = passerelle_api::app::state(config.clone(), &first).await.unwrap();
+    let b = passerelle_api::app::state(config.clone(), &second).await.unwrap();
+    passerelle_api::app::ensure_operator(&a).await.unwrap();
+    for _ in 0..3 {
+        let secret = Secret::new(SECRET);
+        let (one, two) = tokio::join!(
+            passerelle_api::demo::seed(&a, &secret),
+            passerelle_api::demo::seed(&b, &secret)
+        );
+        one.unwrap();
+        two.unwrap();
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (households,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM coverages WHERE member_number LIKE 'DEMO-%' AND relationship = 'principal'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(households, 4, "three households and the INAM affiliation");
+    first.close().await;
+    second.close().await;
 }

@@ -156,9 +156,11 @@ impl NationalIdRules {
         let mut seen = std::collections::HashSet::new();
         for (i, r) in rules.iter().enumerate() {
             let at = format!("rule {} ({}:{})", i + 1, r.country, r.id_type);
-            if r.country.len() != 2 || !r.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            // A code no country holds (`ZZ`) would name ids no one could be sent with, as the
+            // operator's own country is checked.
+            if crate::organization::Country::parse(&r.country).is_none() {
                 return Err(format!(
-                    "{at}: country must be two upper-case letters (ISO 3166-1 alpha-2)"
+                    "{at}: country must be an ISO 3166-1 alpha-2 code in upper case, such as TG"
                 ));
             }
             let type_ok = (1..=20).contains(&r.id_type.len())
@@ -1034,6 +1036,10 @@ mod tests {
             ),
             (
                 r#"[{"country": "mali", "type": "NINA", "min_len": 1, "max_len": 2, "charset": "digits"}]"#,
+                "country",
+            ),
+            (
+                r#"[{"country": "ZZ", "type": "NINA", "min_len": 1, "max_len": 2, "charset": "digits"}]"#,
                 "country",
             ),
             (

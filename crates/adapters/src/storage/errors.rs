@@ -31,18 +31,25 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 
 /// Codes that say the database cannot serve now, not that the request is wrong: a 503 to retry.
 /// PostgreSQL: class 08 (connection), 57P (operator intervention), 53 (resources), 58 (system
-/// and I/O), 57014 (a server `statement_timeout`), 55P03 (a `lock_timeout`), 25006 (a read-only
-/// transaction: still connected to a primary demoted by a failover). SQLite reports extended
-/// codes, whose low byte is the primary one: BUSY (5) and LOCKED (6) after the busy timeout,
-/// whatever the variant (`SQLITE_BUSY_RECOVERY` is 261), and CANTOPEN (14).
+/// and I/O), 28 (credentials refused: a password rotated under the service), 3D000 (the
+/// database dropped or renamed), 57014 (a server `statement_timeout`), 55P03 (a
+/// `lock_timeout`), 25006 (a read-only transaction: still connected to a primary demoted by a
+/// failover). SQLite reports extended codes, whose low byte is the primary one: BUSY (5) and
+/// LOCKED (6) after the busy timeout, whatever the variant (`SQLITE_BUSY_RECOVERY` is 261),
+/// READONLY (8), IOERR (10), FULL (13, the disk) and CANTOPEN (14).
 fn unavailable(code: &str) -> bool {
-    if ["08", "57P", "53", "58"].iter().any(|class| code.starts_with(class))
-        || ["57014", "55P03", "25006"].contains(&code)
+    if ["08", "57P", "53", "58", "28"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || ["3D000", "57014", "55P03", "25006"].contains(&code)
     {
         return true;
     }
     // PostgreSQL's codes have five characters, SQLite's at most four digits.
-    code.len() <= 4 && code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 14))
+    code.len() <= 4
+        && code
+            .parse::<i32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
@@ -56,7 +63,8 @@ mod tests {
     #[test]
     fn codes_of_a_database_that_cannot_serve_now() {
         for code in [
-            "08006", "57P01", "53300", "58030", "57014", "55P03", "25006", "5", "6", "261", "517", "262", "14",
+            "08006", "57P01", "53300", "58030", "28P01", "28000", "3D000", "57014", "55P03", "25006", "5", "6", "261",
+            "517", "262", "8", "10", "13", "14",
         ] {
             assert!(unavailable(code), "{code}");
         }

@@ -423,14 +423,8 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             FieldError::new(
                 "/header",
                 "no_header",
-                format!(
-                    "the first line names no column: it must be the header, {}",
-                    CSV_COLUMNS.join(",")
-                ),
-                format!(
-                    "la première ligne ne nomme aucune colonne : ce doit être l'en-tête, {}",
-                    CSV_COLUMNS.join(",")
-                ),
+                format!("the first line names none of the columns: it must be the header, {columns}"),
+                format!("la première ligne ne nomme aucune des colonnes : ce doit être l'en-tête, {columns}"),
             )
         }]);
     }
