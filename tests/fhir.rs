@@ -383,8 +383,16 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     assert_eq!(waiting.status.as_u16(), 200, "{}", waiting.text);
     assert_eq!(waiting.json["disposition"], "not eligible");
     let insurance = &waiting.json["insurance"][0];
-    assert_eq!(insurance["inforce"], false);
-    // Its rate is said as /v1 says it: `inforce` and the reason tell that it does not pay today.
+    // In force (R4's sense: it has started, and nothing suspends or ends it), but in its waiting
+    // period: the reason says so, and the coverage pays nothing.
+    assert_eq!(insurance["inforce"], true, "{}", waiting.text);
+    assert!(
+        insurance["extension"].to_string().contains("WAITING_PERIOD"),
+        "{}",
+        waiting.text
+    );
+    assert_eq!(insurance["item"][0]["excluded"], false);
+    // Its rate is said as /v1 says it: the reason tells that it does not pay today.
     let v1_waiting = app
         .post(
             "/v1/eligibility-checks",
@@ -489,6 +497,33 @@ async fn eligibility_answers_as_v1_does(backend: Backend) {
     assert_eq!(
         issues(&reply, 422),
         [("value".to_owned(), "CoverageEligibilityRequest.item[1]".to_owned())]
+    );
+    // A modifier it does not understand changes what is asked: refused where it is, never
+    // answered as if it were absent (R4); a plain extension is ignored.
+    let mut modified = eligibility_request(
+        json!({"reference": format!("Patient/{}", s.spouse)}),
+        "2026-06-01",
+        "consultation",
+        Some(100),
+    );
+    modified["modifierExtension"] = json!([{"url": "http://example.org/mod", "valueBoolean": true}]);
+    modified["item"][0]["quantity"] = json!({"value": 3, "comparator": ">="});
+    modified["extension"] = json!([{"url": "http://example.org/plain", "valueString": "x"}]);
+    let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &modified).await;
+    let mut found = issues(&reply, 422);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                "not-supported".to_owned(),
+                "CoverageEligibilityRequest.item[0].quantity.comparator".to_owned()
+            ),
+            (
+                "not-supported".to_owned(),
+                "CoverageEligibilityRequest.modifierExtension".to_owned()
+            ),
+        ]
     );
     let unknown = eligibility_request(
         json!({"reference": "Patient/nobody"}),
@@ -1258,6 +1293,27 @@ async fn a_long_claim_is_told_its_limit(backend: Backend) {
         "{}",
         reply.text
     );
+    // A sequence is a whole number however written; text is no number, and a time that is no
+    // time is no dateTime.
+    let mut odd = fhir_claim("EXT-L9", &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+    odd["item"][0]["sequence"] = json!("1");
+    odd["item"][0]["servicedDate"] = json!("2026-06-01T25:99:00Z");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l9"), &odd).await;
+    let mut found = rule_codes(&reply);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("invalid_date".to_owned(), "Claim.item[0].servicedDate".to_owned()),
+            ("invalid_type".to_owned(), "Claim.item[0].sequence".to_owned()),
+        ],
+        "{}",
+        reply.text
+    );
+    odd["item"][0]["sequence"] = json!(1.0);
+    odd["item"][0]["servicedDate"] = json!("2026-06-01T09:30:00+00:00");
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l10"), &odd).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     // Not a list at all: said so, never read as no diagnosis.
     many["diagnosis"] = json!("J06.9");
     let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("l7"), &many).await;
@@ -1289,7 +1345,7 @@ async fn a_long_claim_is_told_its_limit(backend: Backend) {
         rule_codes(&reply),
         [("invalid_type".to_owned(), "Claim.billablePeriod.start".to_owned())]
     );
-    assert_eq!(app.count("claims").await, claims);
+    assert_eq!(app.count("claims").await, claims + 1, "EXT-L9 alone, sent right");
 }
 
 /// `GET /fhir/r4/Coverage/{id}`: the references the façade writes (`Coverage/<id>`) resolve,

@@ -500,15 +500,15 @@ fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match passerelle_adapters::storage::backend_of(url) {
         None => Err(err(key, "must start with sqlite:// or postgres://")),
         Some(Backend::Sqlite) => {
-            // Each connection of the pool would open a database of its own: the migrations would
-            // run on one, and the service would read from others that have no tables.
+            // An in-memory database vanishes with the pool's last connection (an idle pool closes
+            // them), taking every registration with it; without a path, there is no file to open.
             let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
             let path = rest.unwrap_or_default().split('?').next().unwrap_or_default();
             if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
                 return Err(err(
                     key,
-                    "must name a database file, such as sqlite://passerelle.db (an in-memory database would be \
-                     a new one for each connection)",
+                    "must name a database file, such as sqlite://passerelle.db (an in-memory database vanishes \
+                     with its last connection, and every registration with it)",
                 ));
             }
             Ok(())
@@ -519,15 +519,19 @@ fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
 
 /// Words taken for levels that `EnvFilter` reads as a target (a module name) enabled at every
 /// level: the service's own lines, its stop's cause included, would all be filtered out.
-const NOT_LEVELS: [&str; 8] = [
+const NOT_LEVELS: [&str; 12] = [
     "warning",
+    "warnings",
     "err",
+    "errors",
     "fatal",
     "critical",
     "verbose",
     "information",
     "notice",
     "all",
+    "infos",
+    "debugging",
 ];
 
 /// The log filter: not empty, and no level misspelt as one of [`NOT_LEVELS`].

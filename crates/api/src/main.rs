@@ -208,8 +208,10 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             let db = app::connect_read_only(&config).await?;
             let result = routes::audit::verify_chain(db.store.as_ref()).await.map_err(|e| {
                 let text = e.to_string();
-                // PostgreSQL's `relation … does not exist`, SQLite's `no such table`.
-                if text.contains("does not exist") || text.contains("no such table") {
+                // PostgreSQL's `relation "audit_…" does not exist`, SQLite's `no such table:
+                // audit_…`: the audit tables themselves are missing.
+                let missing = text.contains("does not exist") || text.contains("no such table");
+                if missing && text.contains("audit_") && !text.contains("column") {
                     "this database holds no audit log: it was never migrated (passerelle migrate)".to_owned()
                 } else {
                     text

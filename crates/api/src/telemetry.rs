@@ -73,14 +73,20 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
     }
     // The exporter falls back to localhost on an endpoint it cannot parse, and says so only at
     // its first export, with an empty message: refused here, naming the variable.
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
-    match reqwest::Url::parse(endpoint.trim()) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-        _ => {
+    // The exporter reads the value as it is, spaces and a final line break (a secret made from
+    // a file) included, and prefers the traces-only variable when it is set.
+    for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        let Ok(endpoint) = std::env::var(name) else {
+            continue;
+        };
+        let parsed = reqwest::Url::parse(&endpoint)
+            .ok()
+            .filter(|_| endpoint.trim() == endpoint);
+        if !parsed.is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some()) {
             return Err(format!(
-                "configuration error: OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint:?} is not an http:// or https:// URL \
-                 such as http://collector:4318"
-            ))
+                "configuration error: {name}: {endpoint:?} is not an http:// or https:// URL such as \
+                 http://collector:4318 (without spaces or line breaks around it)"
+            ));
         }
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()

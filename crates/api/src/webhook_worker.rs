@@ -207,6 +207,10 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
     // Dropped with this task, which aborts the sends: a worker aborted outright sends nothing more.
     let mut sends = JoinSet::new();
     let mut last_gauge = Instant::now() - Duration::from_secs(60);
+    // While the database is out of reach, leasing fails five times a second: said when it
+    // starts, then once a minute, and when it ends.
+    let mut failing_since: Option<Instant> = None;
+    let mut last_warning = Instant::now();
     loop {
         if *stopped.borrow() {
             break;
@@ -216,11 +220,23 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
         if free > 0 {
             match lease(&state, &owner, free).await {
                 Ok(due) => {
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            after_seconds = since.elapsed().as_secs(),
+                            "webhook worker leases deliveries again"
+                        );
+                    }
                     for d in due {
                         sends.spawn(deliver(state.clone(), client.clone(), owner.clone(), d));
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "webhook worker could not lease deliveries"),
+                Err(e) => {
+                    if failing_since.is_none() || last_warning.elapsed() >= Duration::from_secs(60) {
+                        tracing::warn!(error = %e, "webhook worker could not lease deliveries");
+                        last_warning = Instant::now();
+                    }
+                    failing_since.get_or_insert_with(Instant::now);
+                }
             }
         }
         if last_gauge.elapsed() > Duration::from_secs(5) {

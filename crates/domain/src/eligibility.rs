@@ -349,7 +349,9 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
         .start_date
         .max(earliest_birth(input.birth_date, input.birth_date_precision));
     if on < starts {
-        reason(ReasonCode::NotStarted, Some(starts));
+        // A coverage ended before that day never reaches it: no day to name.
+        let until = Some(starts).filter(|s| coverage.end_date.is_none_or(|end| *s <= end));
+        reason(ReasonCode::NotStarted, until);
     }
     // Before the start date the waiting period is still ahead too; naming its end as well tells
     // the member the day care is actually paid, not merely the day membership begins.
@@ -710,6 +712,15 @@ mod tests {
         assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", Some(d("2027-01-01")))]);
         i.service_date = d("2027-01-01");
         assert!(evaluate(&i).is_eligible());
+        // Ended before the birth: it never pays, and names no day it would.
+        let mut ended = c.clone();
+        ended.end_date = Some(d("2026-12-31"));
+        let mut i = input(&ended, &p, "2026-03-09");
+        i.birth_date = d("2026-03-10");
+        let mut early = input(&ended, &p, "2026-03-09");
+        early.birth_date = d("2027-02-01");
+        assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", Some(d("2026-03-10")))]);
+        assert_eq!(codes(&evaluate(&early)), [("NOT_STARTED", None)]);
     }
 
     #[test]
@@ -1466,7 +1477,8 @@ mod tests {
                     ReasonCode::NotStarted => Some(case.coverage.start_date.max(earliest_birth(
                         case.parts.birth_date,
                         case.parts.birth_date_precision,
-                    ))),
+                    )))
+                    .filter(|s| case.coverage.end_date.is_none_or(|end| *s <= end)),
                     ReasonCode::WaitingPeriod => product.and_then(|p| {
                         case.coverage.start_date.checked_add_days(Days::new(p.waiting_period_days.into()))
                     }),

@@ -544,12 +544,14 @@ impl BatchStore for This {
         progress: &(dyn for<'o> Fn(&'o [HouseholdOutcome]) -> BatchUpdate + Sync),
     ) -> Result<Option<(Vec<HouseholdOutcome>, BatchUpdate)>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let outcomes = register_group(&mut tx, ctx, households, skip_existing).await?;
+        let (outcomes, events) = register_group(&mut tx, ctx, households, skip_existing).await?;
         let update = progress(&outcomes);
         // Dropping the transaction rolls the group back with the progress.
         if !write_progress(&mut tx, id, worker, &update).await? {
             return Ok(None);
         }
+        // Last: the chain's head stays locked until the commit, and every audited write waits.
+        chain_events(&mut tx, &events).await?;
         self.commit(tx).await?;
         Ok(Some((outcomes, update)))
     }

@@ -495,7 +495,7 @@ async fn write_plan(tx: &mut Tx, ctx: &WriteContext, plan: &Plan) -> Result<(), 
         });
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
-    chain_events(tx, &plan.events).await
+    Ok(())
 }
 
 /// Each household in its own savepoint, the single registration's way.
@@ -504,7 +504,7 @@ async fn one_by_one(
     ctx: &WriteContext,
     households: &[NewHousehold],
     skip_existing: bool,
-) -> Result<Vec<HouseholdOutcome>, StoreError> {
+) -> Result<(Vec<HouseholdOutcome>, Vec<NewAuditEvent>), StoreError> {
     let mut events = Vec::new();
     let mut outcomes = Vec::with_capacity(households.len());
     for household in households {
@@ -564,8 +564,7 @@ async fn one_by_one(
             }
         }
     }
-    chain_events(tx, &events).await?;
-    Ok(outcomes)
+    Ok((outcomes, events))
 }
 
 async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreError> {
@@ -574,13 +573,14 @@ async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreErro
 }
 
 /// The group, decided in memory and written in a few statements; household by household when
-/// those writes fail.
+/// those writes fail. Returns the outcomes and the group's audit events, which the caller
+/// chains last in its transaction (`chain_events` holds the chain's head until the commit).
 async fn register_group(
     tx: &mut Tx,
     ctx: &WriteContext,
     households: &[NewHousehold],
     skip_existing: bool,
-) -> Result<Vec<HouseholdOutcome>, StoreError> {
+) -> Result<(Vec<HouseholdOutcome>, Vec<NewAuditEvent>), StoreError> {
     let mut known = read_known(tx, ctx, households, skip_existing).await?;
     let mut plan = Plan::default();
     let outcomes: Vec<HouseholdOutcome> = households
@@ -591,7 +591,7 @@ async fn register_group(
     match write_plan(tx, ctx, &plan).await {
         Ok(()) => {
             savepoint(tx, "RELEASE SAVEPOINT bulk_group").await?;
-            Ok(outcomes)
+            Ok((outcomes, plan.events))
         }
         Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(e)),
         Err(e) => {

@@ -38,14 +38,13 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 /// LOCKED (6) after the busy timeout, whatever the variant (`SQLITE_BUSY_RECOVERY` is 261),
 /// READONLY (8), IOERR (10), FULL (13, the disk) and CANTOPEN (14).
 fn unavailable(code: &str) -> bool {
-    if ["08", "57P", "53", "58", "28"]
-        .iter()
-        .any(|class| code.starts_with(class))
-        || ["3D000", "57014", "55P03", "25006"].contains(&code)
-    {
-        return true;
-    }
     // PostgreSQL's codes have five characters, SQLite's at most four digits.
+    if code.len() == 5 {
+        return ["08", "57P", "53", "58", "28"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || ["3D000", "57014", "55P03", "25006"].contains(&code);
+    }
     code.len() <= 4
         && code
             .parse::<i32>()
@@ -70,7 +69,8 @@ mod tests {
         }
         // A wrong request or a fault, not an outage: 23505 unique, 22008 date out of range,
         // 42P01 missing table; SQLite CONSTRAINT (19, 2067) and ERROR (1).
-        for code in ["23505", "22008", "42P01", "40P01", "19", "2067", "1", ""] {
+        // SQLite's CONSTRAINT_PINNED (2835) is not PostgreSQL's class 28.
+        for code in ["23505", "22008", "42P01", "40P01", "19", "2067", "2835", "1", ""] {
             assert!(!unavailable(code), "{code}");
         }
     }

@@ -181,8 +181,6 @@ struct Job<'a> {
     group_rows: Vec<HouseholdRows>,
     /// Row errors of the households decided since the last report.
     errors: Vec<RowError>,
-    /// Possible duplicates created since the last report.
-    duplicates: Vec<RowDuplicate>,
     last_report: Instant,
 }
 
@@ -214,7 +212,6 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         group: Vec::new(),
         group_rows: Vec::new(),
         errors: Vec::new(),
-        duplicates: Vec::new(),
         last_report: Instant::now(),
     };
     let mut read_past = u64::try_from(job.counts.rows_processed).unwrap_or(0);
@@ -465,11 +462,11 @@ impl Job<'_> {
         let group = std::mem::take(&mut self.group);
         let group_rows = std::mem::take(&mut self.group_rows);
         if !group.is_empty() && self.state.deactivated.contains(&self.job.organization) {
-            return Some(self.stop_deactivated().await);
+            return Some(self.stop_deactivated(observer).await);
         }
         let at = self.state.clock.now();
         let update = if group.is_empty() {
-            let update = progress_update(self.counts, &self.errors, &self.duplicates, end.clone(), at);
+            let update = progress_update(self.counts, &self.errors, &[], end.clone(), at);
             match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
                 Ok(true) => update,
                 Ok(false) => return Some(Ended::Lost),
@@ -483,11 +480,11 @@ impl Job<'_> {
                 at,
                 idempotency: None,
             };
-            let (counts, errors, duplicates) = (self.counts, &self.errors, &self.duplicates);
+            // The rows refused before the group (by validation) are reported with it.
+            let (counts, errors) = (self.counts, &self.errors);
             let progress = |outcomes: &[HouseholdOutcome]| {
-                let (counts, new_errors, new_duplicates) = account(counts, &group_rows, outcomes);
+                let (counts, new_errors, duplicates) = account(counts, &group_rows, outcomes);
                 let errors: Vec<RowError> = errors.iter().cloned().chain(new_errors).collect();
-                let duplicates: Vec<RowDuplicate> = duplicates.iter().cloned().chain(new_duplicates).collect();
                 progress_update(counts, &errors, &duplicates, end.clone(), at)
             };
             let written = self
@@ -498,7 +495,7 @@ impl Job<'_> {
             let (outcomes, update) = match written {
                 Ok(Some(written)) => written,
                 Ok(None) => return Some(Ended::Lost),
-                Err(e) => return Some(self.stop_on_store_error(e).await),
+                Err(e) => return Some(self.stop_on_store_error(e, observer).await),
             };
             // A household refused because a national id is someone else's leaves a trace, as a
             // single registration does: a file of guesses at sex and birth year is seen.
@@ -516,7 +513,6 @@ impl Job<'_> {
         };
         self.counts = update.counts;
         self.errors.clear();
-        self.duplicates.clear();
         observer.errors(&update.new_errors);
         observer.duplicates(&update.new_duplicates);
         observer.progress(&self.counts);
@@ -541,7 +537,7 @@ impl Job<'_> {
 
     /// The database went away mid-group: nothing of that group was written. The job is failed
     /// if storage still answers, else left to the sweeper.
-    async fn stop_on_store_error(&mut self, e: StoreError) -> Ended {
+    async fn stop_on_store_error(&mut self, e: StoreError, observer: &mut dyn Observer) -> Ended {
         tracing::error!(error = %e, job = %self.job.id, "bulk registration stopped: storage failed");
         let failure = BatchFailure::new(
             "storage_unavailable",
@@ -550,23 +546,23 @@ impl Job<'_> {
             "la base de données n'a pas pu être écrite ; ce qui a été inscrit avant est conservé : renvoyez \
              le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront ignorés",
         );
-        self.stop(failure, e.to_string()).await
+        self.stop(failure, e.to_string(), observer).await
     }
 
     /// The job's organisation was deactivated while it ran: nothing more is registered in its
     /// name (the group in flight is not written).
-    async fn stop_deactivated(&mut self) -> Ended {
+    async fn stop_deactivated(&mut self, observer: &mut dyn Observer) -> Ended {
         tracing::info!(job = %self.job.id, "bulk registration stopped: its organisation was deactivated");
         let failure = BatchFailure::new(
             "organization_deactivated",
             "the organisation was deactivated while the job ran; what was registered before is kept",
             "l'organisation a été désactivée pendant le traitement ; ce qui a été inscrit avant est conservé",
         );
-        self.stop(failure, "organisation deactivated".into()).await
+        self.stop(failure, "organisation deactivated".into(), observer).await
     }
 
     /// Ends the job `failed` with `failure`, keeping what was registered and reported.
-    async fn stop(&mut self, failure: BatchFailure, why: String) -> Ended {
+    async fn stop(&mut self, failure: BatchFailure, why: String, observer: &mut dyn Observer) -> Ended {
         let update = BatchUpdate {
             counts: self.counts,
             new_errors: std::mem::take(&mut self.errors),
@@ -579,7 +575,13 @@ impl Job<'_> {
             at: self.state.clock.now(),
         };
         match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
-            Ok(true) => Ended::Finished(BatchStatus::Failed),
+            Ok(true) => {
+                // The rows refused since the last report are in the job's report: in the
+                // import's file too.
+                observer.errors(&update.new_errors);
+                observer.progress(&self.counts);
+                Ended::Finished(BatchStatus::Failed)
+            }
             Ok(false) => Ended::Lost,
             Err(_) => Ended::StoreDown(why),
         }

@@ -369,8 +369,8 @@ fn billable_day(t: &mut Translation, body: &Map<String, Value>) -> Option<Option
     };
     let start = period.get("start").filter(|d| !d.is_null())?;
     match start.as_str() {
-        Some(text) => Some(Some(text.split_once('T').map_or(text, |(day, _)| day).to_owned())),
-        None => {
+        Some(text) if day_part(text).is_some() => Some(day_part(text).map(str::to_owned)),
+        _ => {
             t.error(
                 "billablePeriod.start",
                 "invalid_type",
@@ -379,6 +379,15 @@ fn billable_day(t: &mut Translation, body: &Map<String, Value>) -> Option<Option
             );
             Some(None)
         }
+    }
+}
+
+/// The day of a FHIR date or dateTime: `2026-12-04`, or one with a time, which must be a valid
+/// RFC 3339 instant (`2026-12-04T25:99:00Z` is no time); `None` otherwise.
+fn day_part(text: &str) -> Option<&str> {
+    match text.split_once('T') {
+        None => Some(text),
+        Some((day, _)) => chrono::DateTime::parse_from_rfc3339(text).is_ok().then_some(day),
     }
 }
 
@@ -391,7 +400,8 @@ fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, 
             period
                 .get(edge)
                 .and_then(Value::as_str)
-                .map(|d| d.split_once('T').map_or(d, |(day, _)| day).to_owned())
+                .and_then(day_part)
+                .map(str::to_owned)
         };
         return match (day("start"), day("end")) {
             (Some(start), Some(end)) if start == end && item.get("servicedDate").is_none_or(Value::is_null) => {
@@ -417,10 +427,18 @@ fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, 
     };
     let at = format!("item[{i}].servicedDate");
     match value.as_str() {
-        Some(text) => {
-            let day = text.split_once('T').map_or(text, |(day, _)| day);
-            Said::Value(day.to_owned(), at)
-        }
+        Some(text) => match day_part(text) {
+            Some(day) => Said::Value(day.to_owned(), at),
+            None => {
+                t.error(
+                    &at,
+                    "invalid_date",
+                    "must be a date, YYYY-MM-DD",
+                    "doit être une date, AAAA-MM-JJ",
+                );
+                Said::Reported
+            }
+        },
         None => {
             t.error(&at, "invalid_type", "must be a date", "doit être une date");
             Said::Reported
@@ -432,7 +450,16 @@ fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, 
 fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
     let at = |e: &str| format!("item[{i}].{e}");
     if let Some(sequence) = item.get("sequence") {
-        if sequence.as_u64() != Some(i as u64 + 1) {
+        // A whole number however it is written (`1`, `1.0`), as every number of the API.
+        let number = sequence.as_number().and_then(crate::fields::whole_number);
+        if number.is_none() {
+            t.error(
+                &at("sequence"),
+                "invalid_type",
+                "must be a whole number",
+                "doit être un nombre entier",
+            );
+        } else if number != i64::try_from(i + 1).ok() {
             t.error(
                 &at("sequence"),
                 "out_of_order",

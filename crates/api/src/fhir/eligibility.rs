@@ -45,7 +45,8 @@ pub struct InsuranceItem {
     /// Without a category: the care level, in `urn:passerelle:care-level`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_or_service: Option<CodeableConcept>,
-    /// True when the product excludes the category.
+    /// True when the product does not cover the care: its category excluded, or no rule of
+    /// the version in force matching it (`EXCLUDED_CATEGORY`, `NOT_COVERED`).
     pub excluded: bool,
     /// `eligpercent` (the rate of the first matching rule, whenever `/v1` gives one: also for
     /// a coverage not in force, which `inforce` and the reasons tell); with an amount,
@@ -57,12 +58,27 @@ pub struct InsuranceItem {
     pub benefit: Vec<Benefit>,
 }
 
+/// The reasons that put a coverage out of force on the service date (R4's `inforce`); the
+/// others are about what it pays, not whether it holds.
+const NOT_IN_FORCE: [&str; 6] = [
+    "NOT_STARTED",
+    "SUSPENDED",
+    "TERMINATED",
+    "ENDED",
+    "CONTRIBUTIONS_IN_ARREARS",
+    "DEPENDANT_AGE_LIMIT",
+];
+
 /// One of the person's coverages and its answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Insurance {
     /// `Coverage/<id>`.
     pub coverage: Reference,
-    /// True when this coverage pays for the service on its date.
+    /// R4's "in force": false when the coverage has not started on the service date (or the
+    /// person is not born), is suspended, terminated or ended, lapsed for unpaid contributions,
+    /// or the dependant is past the age limit. A coverage in force may still not pay: in its
+    /// waiting period, for care it does not cover, or past its ceiling (the reasons say, and
+    /// `item.excluded` and the benefits).
     pub inforce: bool,
     /// Each reason it does not pay: `urn:passerelle:reason` with the parts `code` (the reason
     /// code of `/v1`, its message as `display`) and `until` (a date), when known.
@@ -344,7 +360,7 @@ fn response(
             }
             Insurance {
                 coverage: Reference::to("Coverage", &c.coverage),
-                inforce: c.status == "eligible",
+                inforce: !c.reasons.iter().any(|r| NOT_IN_FORCE.contains(&r.code.as_str())),
                 extension: c
                     .reasons
                     .iter()
@@ -357,7 +373,10 @@ fn response(
                     product_or_service: category
                         .is_none()
                         .then(|| CodeableConcept::of(CARE_LEVEL_SYSTEM, care_level)),
-                    excluded: c.reasons.iter().any(|r| r.code == "EXCLUDED_CATEGORY"),
+                    excluded: c
+                        .reasons
+                        .iter()
+                        .any(|r| r.code == "EXCLUDED_CATEGORY" || r.code == "NOT_COVERED"),
                     benefit,
                 }],
             }

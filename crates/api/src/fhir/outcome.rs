@@ -130,6 +130,7 @@ fn rule_type(rule: &str) -> &'static str {
         "unknown_field" | "invalid_type" | "ambiguous_person" => "structure",
         "duplicate" => "duplicate",
         "too_many_errors" => "too-costly",
+        "unsupported_modifier" => "not-supported",
         _ => "value",
     }
 }

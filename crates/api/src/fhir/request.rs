@@ -71,10 +71,12 @@ impl Translation {
         };
         // Absent, mistyped and another resource's name are three faults, told apart as the
         // `/v1` fields' are.
+        t.refuse_modifiers(&Value::Object(source.clone()), resource);
         let at = t.at("resourceType");
         match source.get("resourceType") {
             Some(Value::String(r)) if r == resource => {}
             None | Some(Value::Null) => t.push(FieldError::required(at)),
+            Some(Value::String(r)) if r.trim().is_empty() => t.push(FieldError::required(at)),
             Some(Value::String(_)) => t.push(wrong(
                 &at,
                 "unknown_value",
@@ -89,6 +91,42 @@ impl Translation {
             )),
         }
         t
+    }
+
+    /// R4 forbids processing a resource that holds a modifier the server does not understand:
+    /// a `modifierExtension` (anywhere), `implicitRules`, and a Quantity's `comparator` (`>= 3`
+    /// units is not 3 units). Each is refused at its element, so that nothing is priced as if
+    /// it were not there. Ordinary extensions stay ignored.
+    fn refuse_modifiers(&mut self, value: &Value, path: &str) {
+        match value {
+            Value::Object(members) => {
+                for (name, inner) in members {
+                    let at = format!("{path}.{name}");
+                    let modifier = match name.as_str() {
+                        "modifierExtension" => inner.as_array().is_some_and(|a| !a.is_empty()),
+                        "implicitRules" => path == self.resource,
+                        "comparator" => true,
+                        _ => false,
+                    };
+                    if modifier {
+                        self.push(wrong(
+                            &at,
+                            "unsupported_modifier",
+                            "is a modifier this service does not understand: the resource cannot be processed with it",
+                            "est un modificateur que ce service ne comprend pas : la ressource ne peut être traitée avec lui",
+                        ));
+                    } else {
+                        self.refuse_modifiers(inner, &at);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    self.refuse_modifiers(inner, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
     }
 
     fn push(&mut self, error: FieldError) {
@@ -391,6 +429,25 @@ mod tests {
         let fields: Vec<_> = moved.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["Claim.item[0].unitPrice", "Claim.item", "Claim"]);
         assert_eq!(Value::Object(t.body), json!({"lines": [{"unit_price_xof": 5}]}));
+    }
+
+    #[test]
+    fn modifiers_it_does_not_understand_are_refused_where_they_are() {
+        let source = json!({"resourceType": "Claim", "implicitRules": "http://example.org/rules",
+            "modifierExtension": [], "extension": [{"url": "http://example.org/plain"}],
+            "item": [{"modifierExtension": [{"url": "http://example.org/mod", "valueBoolean": true}],
+                      "quantity": {"value": 3, "comparator": ">="}}]});
+        let t = Translation::new("Claim", source.as_object().unwrap());
+        let mut found: Vec<(&str, &str)> = t.errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                ("Claim.implicitRules", "unsupported_modifier"),
+                ("Claim.item[0].modifierExtension", "unsupported_modifier"),
+                ("Claim.item[0].quantity.comparator", "unsupported_modifier"),
+            ]
+        );
     }
 
     #[test]

@@ -186,7 +186,8 @@ pub struct CoverageView {
     /// A dependant's principal's coverage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal_coverage: Option<String>,
-    /// The first day of cover; it pays from `start_date + waiting_period_days` of the product.
+    /// The first day of cover; it pays from `start_date + waiting_period_days` of the product
+    /// (for a child born after it, from its birth if later).
     pub start_date: NaiveDate,
     /// The last covered day, when set (`ENDED` after it).
     #[serde(skip_serializing_if = "Option::is_none")]
