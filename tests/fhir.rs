@@ -93,6 +93,23 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(metadata.header("content-type"), Some(FHIR));
     assert_eq!(metadata.json["resourceType"], "CapabilityStatement");
     assert_eq!(metadata.json["fhirVersion"], "4.0.1");
+    // R4's content negotiation: a format or FHIR version it does not write is 406, in FHIR,
+    // whether asked by Accept or by _format; JSON and any type are answered.
+    for (accept, path, status) in [
+        ("application/fhir+xml", "/fhir/r4/metadata", 406),
+        ("application/fhir+json; fhirVersion=3.0", "/fhir/r4/metadata", 406),
+        ("*/*", "/fhir/r4/metadata?_format=xml", 406),
+        ("application/json", "/fhir/r4/metadata", 200),
+        ("text/html, application/fhir+json;q=0.5", "/fhir/r4/metadata", 200),
+        ("application/xml", "/fhir/r4/metadata?_format=json", 200),
+    ] {
+        let reply = app.send(app.request(Method::GET, path).header("accept", accept)).await;
+        assert_eq!(reply.status.as_u16(), status, "{accept} {path}: {}", reply.text);
+        if status == 406 {
+            assert_eq!(reply.json["resourceType"], "OperationOutcome", "{}", reply.text);
+            assert_eq!(reply.json["issue"][0]["code"], "not-supported", "{}", reply.text);
+        }
+    }
 
     let mut_a = app.token("mut-a", "registry:read");
     let patient = app.get(&format!("/fhir/r4/Patient/{}", s.principal), &mut_a).await;

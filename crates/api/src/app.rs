@@ -287,7 +287,8 @@ async fn drain_oversized(State(limit): State<usize>, request: Request, next: Nex
 async fn enforce_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Unavailable.into_response(),
+        // Not "nothing was changed": the handler may have committed just before the deadline.
+        Err(_) => ApiError::TimedOut.into_response(),
     }
 }
 

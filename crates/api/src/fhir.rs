@@ -41,6 +41,73 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(eligibility::check))
         .routes(routes!(claim::submit_claim))
         .routes(routes!(claim::read_claim_response))
+        .layer(axum::middleware::from_fn(negotiate))
+}
+
+/// R4's content negotiation: a request that accepts nothing the façade writes — XML, Turtle,
+/// HTML, or JSON of another FHIR version — is 406 before anything else, rather than answered in
+/// a format it did not ask for. `_format` (R4's override of `Accept`) is read first.
+async fn negotiate(request: Request, next: axum::middleware::Next) -> Response {
+    let format = request.uri().query().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name == "_format").then(|| {
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    });
+    let acceptable = match format {
+        Some(format) => matches!(
+            format.trim().to_ascii_lowercase().as_str(),
+            "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
+        ),
+        None => request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .all(|value| value.to_str().is_ok_and(accepts_fhir_json)),
+    };
+    if acceptable {
+        next.run(request).await
+    } else {
+        ApiError::NotAcceptable { available: FHIR_JSON }.into_response()
+    }
+}
+
+/// Whether an `Accept` value admits R4 JSON: a range `*/*`, `application/*`,
+/// `application/fhir+json` or `application/json` (and DSTU2's `application/json+fhir`), not
+/// given `q=0`, and with a `fhirVersion` parameter only of 4.0. A blank value admits anything.
+fn accepts_fhir_json(accept: &str) -> bool {
+    if accept.trim().is_empty() {
+        return true;
+    }
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let mut ok = matches!(
+            media.as_str(),
+            "*/*" | "application/*" | "application/fhir+json" | "application/json" | "application/json+fhir"
+        );
+        for parameter in parts {
+            let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                // q=0, 0.0, 0.000: "not acceptable" (RFC 9110 §12.4.2).
+                "q" => {
+                    ok &= !value
+                        .trim_start_matches('0')
+                        .trim_start_matches('.')
+                        .chars()
+                        .all(|c| c == '0')
+                }
+                "fhirversion" => ok &= value == "4.0" || value.starts_with("4.0."),
+                _ => {}
+            }
+        }
+        ok
+    })
 }
 
 /// A FHIR resource as the body of a response.
@@ -99,5 +166,38 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
         sent_as_json(&req)?;
         let IdempotentJson { body, idempotency } = IdempotentJson::from_request(req, state).await?;
         Ok(FhirBody { body, idempotency })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_fhir_json;
+
+    #[test]
+    fn accept_values_are_read_as_r4_negotiates() {
+        for yes in [
+            "",
+            "*/*",
+            "application/fhir+json",
+            "application/json",
+            "application/fhir+json; fhirVersion=4.0",
+            "application/fhir+xml;q=0.9, application/fhir+json;q=0.5",
+            "text/html, application/*;q=0.1",
+            "application/json+fhir",
+        ] {
+            assert!(accepts_fhir_json(yes), "{yes}");
+        }
+        for no in [
+            "application/fhir+xml",
+            "application/xml",
+            "text/html",
+            "text/plain",
+            "application/fhir+json; fhirVersion=3.0",
+            "application/fhir+json;fhirVersion=5.0",
+            "application/fhir+json;q=0",
+            "application/json;q=0.0, text/html",
+        ] {
+            assert!(!accepts_fhir_json(no), "{no}");
+        }
     }
 }

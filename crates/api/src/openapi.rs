@@ -379,9 +379,12 @@ impl Modify for SharedResponses {
             ),
         );
         for shared in shared_responses() {
-            components
-                .responses
-                .insert(shared.name.to_owned(), RefOr::T(shared.response(false)));
+            // Content negotiation is the façade's alone: `/v1` answers JSON whatever is asked.
+            if shared.status != "406" {
+                components
+                    .responses
+                    .insert(shared.name.to_owned(), RefOr::T(shared.response(false)));
+            }
             // The façade's operations each answer their own 422, its faults at FHIR elements.
             if shared.status != "422" {
                 components
@@ -519,6 +522,19 @@ nothing was changed",
             errors: vec![("payload_too_large", ApiError::PayloadTooLarge)],
         },
         Shared {
+            name: "NotAcceptable",
+            status: "406",
+            description: "The FHIR façade only: `Accept` (or `_format`) admits nothing it writes — XML, Turtle, \
+HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVersion=4.0`, which `*/*`, \
+`application/json` and `application/fhir+json` admit; nothing was changed",
+            errors: vec![(
+                "not_acceptable",
+                ApiError::NotAcceptable {
+                    available: crate::fhir::FHIR_JSON,
+                },
+            )],
+        },
+        Shared {
             name: "UnsupportedMediaType",
             status: "415",
             description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed",
@@ -569,14 +585,16 @@ reads of the audit log only, `audit_log_damaged`: an event was changed outside t
         Shared {
             name: "Unavailable",
             status: "503",
-            description: "The database is unreachable, the request outlasted the request timeout (30 s by default, \
-`PASSERELLE_REQUEST_TIMEOUT_MS`), it lost to concurrent writes on PostgreSQL (a deadlock or serialization \
-failure), or a bulk upload could not be written to the spool folder; nothing was changed. Retry after \
-`Retry-After` seconds",
+            description: "The database is unreachable, it lost to concurrent writes on PostgreSQL (a deadlock or \
+serialization failure), or a bulk upload could not be written to the spool folder: nothing was changed. Or the \
+request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`; `detail` says so): it \
+may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
+repeating an action that takes none. Retry after `Retry-After` seconds",
             errors: vec![
                 ("unavailable", ApiError::Unavailable),
                 ("unavailable_spool", ApiError::SpoolUnavailable),
                 ("unavailable_contended", ApiError::Contended),
+                ("unavailable_timeout", ApiError::TimedOut),
             ],
         },
     ]
@@ -606,6 +624,10 @@ fn add_shared_responses(doc: &mut Document) {
                 add_to_operation(method, op, "");
             } else if path.starts_with("/fhir/") && !open {
                 add_to_operation(method, op, FHIR_PREFIX);
+            } else if path.starts_with("/fhir/") {
+                op.responses.responses.entry("406".to_owned()).or_insert_with(|| {
+                    RefOr::Ref(Ref::new(format!("#/components/responses/{FHIR_PREFIX}NotAcceptable")))
+                });
             }
             complete_inline_responses(method, path, op);
         }
@@ -634,6 +656,7 @@ fn add_to_operation(method: &str, op: &mut Operation, prefix: &str) {
         let applies = match shared.status {
             "400" | "415" => has_body,
             "413" => may_carry_body,
+            "406" => !prefix.is_empty(),
             "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
             "422" => !idempotent && (has_body || has_query),
             _ => true,

@@ -155,6 +155,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType { expected: &'static str },
+    /// A FHIR request whose `Accept` (or `_format`) admits nothing the façade writes.
+    #[error("not acceptable")]
+    NotAcceptable { available: &'static str },
     /// A bulk upload whose `Content-Type` names a charset other than UTF-8: 415 as any other
     /// type, saying how to save the file instead.
     #[error("unsupported charset")]
@@ -177,6 +180,10 @@ pub enum ApiError {
     /// often than the service retries: 503 `unavailable`, saying so, for a retry soon.
     #[error("contended")]
     Contended,
+    /// The request outlasted the request timeout: 503 `unavailable`, but unlike the others it
+    /// may have been applied (a transaction can commit just as the deadline passes).
+    #[error("timed out")]
+    TimedOut,
     #[error("internal error: {0}")]
     Internal(String),
     /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
@@ -227,10 +234,13 @@ impl ApiError {
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -246,11 +256,14 @@ impl ApiError {
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => "unsupported_media_type",
+            ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended => "unavailable",
+            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut => {
+                "unavailable"
+            }
             ApiError::Internal(_) => "internal_error",
             ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
@@ -291,6 +304,10 @@ impl ApiError {
                     "Le fichier doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset. Un tableur l'enregistre au format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) »).".to_owned(),
                 ),
             ),
+            ApiError::NotAcceptable { available } => (
+                ("Not acceptable", format!("This endpoint answers {available} only: accept it (or any type).")),
+                ("Non acceptable", format!("Ce point d'accès ne répond qu'en {available} : acceptez-le (ou tout type).")),
+            ),
             ApiError::UnsupportedMediaType { expected } => (
                 ("Unsupported media type", format!("Send the body as {expected}.")),
                 (
@@ -324,6 +341,10 @@ impl ApiError {
             ApiError::Unavailable => (
                 ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
                 ("Service indisponible", "Le service n'atteint pas sa base de données ou a mis trop de temps ; rien n'a été modifié. Réessayez plus tard.".into()),
+            ),
+            ApiError::TimedOut => (
+                ("Service unavailable", "The request took longer than the service allows. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
+                ("Service indisponible", "La requête a duré plus longtemps que le service ne le permet. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
             ),
             ApiError::Contended => (
                 ("Service unavailable", "The request met concurrent changes of the same data more often than the service retries; nothing was changed. Retry (with the same Idempotency-Key, if you sent one).".into()),
@@ -576,7 +597,7 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
     }
     if matches!(
         error,
-        ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended
+        ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut
     ) {
         response
             .headers_mut()
@@ -619,5 +640,12 @@ mod tests {
         assert!(!problem.detail.contains("deadlock"), "{}", problem.detail);
         let down = ApiError::from(StoreError::Unavailable("connection refused".into())).to_problem(&ctx);
         assert!(down.detail.contains("n'atteint pas"), "{}", down.detail);
+        // A timeout cannot say that nothing changed: the work may have committed meanwhile.
+        let late = ApiError::TimedOut.to_problem(&ctx);
+        assert_eq!(late.code, "unavailable");
+        assert!(late.detail.contains("a pu être appliquée"), "{}", late.detail);
+        assert!(problem_response(&ApiError::TimedOut, &ctx)
+            .headers()
+            .contains_key(header::RETRY_AFTER));
     }
 }

@@ -113,7 +113,7 @@ fn issue_type(problem_code: &str) -> &'static str {
         "unauthorized" => "login",
         "forbidden" => "forbidden",
         "not_found" => "not-found",
-        "method_not_allowed" | "unsupported_media_type" => "not-supported",
+        "method_not_allowed" | "unsupported_media_type" | "not_acceptable" => "not-supported",
         "conflict" | "precondition_failed" | "idempotency_key_reused" => "conflict",
         "payload_too_large" => "too-long",
         "precondition_required" => "required",

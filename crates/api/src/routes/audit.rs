@@ -336,7 +336,8 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
 /// meanwhile, and any row stored beyond the head, are walked too. The answer carries the head: kept outside
 /// the database, it finds a log cut back with its head rewritten to match. Only
 /// `operator` and `auditor` organisations may call this (403 for other kinds); the verification
-/// is itself audited.
+/// is itself audited. The walk is bound by the request timeout (503 past it): verify a log of
+/// hundreds of thousands of events with `passerelle audit verify`, which has none.
 #[utoipa::path(
     get,
     path = "/v1/audit-events/verify",
