@@ -7,22 +7,36 @@ use utoipa::ToSchema;
 
 use super::Fhir;
 
+// What a client must know of each resource beyond R4's interactions: what "create" means here,
+// and what the façade requires that R4 does not.
+const PATIENT_DOC: &str = "Read by id, as GET /v1/beneficiaries/{id}: a person the caller may see (404 otherwise).";
+const COVERAGE_DOC: &str = "Read by id; search by beneficiary, which is required, as GET /v1/coverages.";
+const BENEFICIARY_DOC: &str = "Required: Patient/<id> or the bare id.";
+const ELIGIBILITY_DOC: &str =
+    "Nothing is stored: a POST answers 200 with a CoverageEligibilityResponse. One item, whose care \
+level is the extension urn:passerelle:care-level (required).";
+const CLAIM_DOC: &str =
+    "A POST answers 201 with the ClaimResponse, read back at ClaimResponse/{id} (Location names the /v1 \
+claim). The Idempotency-Key header is required (428 without it), as for POST /v1/claims.";
+const CLAIM_RESPONSE_DOC: &str = "Read by the claim's id.";
+
 /// What this server does, for FHIR clients.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-01",
+#[schema(example = json!({"resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-04",
     "kind": "instance", "software": {"name": "Passerelle", "version": "0.1.0"},
     "implementation": {"description": "Passerelle: mutuelles and national health-insurance schemes"},
     "fhirVersion": "4.0.1", "format": ["json"],
     "rest": [{"mode": "server",
               "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
                            "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check, claims:submit and claims:read."},
-              "resource": [{"type": "Patient", "interaction": [{"code": "read"}]},
+              "resource": [{"type": "Patient", "interaction": [{"code": "read"}], "documentation": PATIENT_DOC},
                            {"type": "Coverage", "interaction": [{"code": "read"}, {"code": "search-type"}],
-                            "searchParam": [{"name": "beneficiary", "type": "reference"}]},
-                           {"type": "CoverageEligibilityRequest", "interaction": [{"code": "create"}]},
-                           {"type": "Claim", "interaction": [{"code": "create"}]},
-                           {"type": "ClaimResponse", "interaction": [{"code": "read"}]}]}]}))]
+                            "searchParam": [{"name": "beneficiary", "type": "reference", "documentation": BENEFICIARY_DOC}],
+                            "documentation": COVERAGE_DOC},
+                           {"type": "CoverageEligibilityRequest", "interaction": [{"code": "create"}], "documentation": ELIGIBILITY_DOC},
+                           {"type": "Claim", "interaction": [{"code": "create"}], "documentation": CLAIM_DOC},
+                           {"type": "ClaimResponse", "interaction": [{"code": "read"}], "documentation": CLAIM_RESPONSE_DOC}]}]}))]
 pub struct CapabilityStatement {
     /// `CapabilityStatement`.
     pub resource_type: &'static str,
@@ -52,7 +66,7 @@ fn statement() -> CapabilityStatement {
     CapabilityStatement {
         resource_type: "CapabilityStatement",
         status: "active",
-        date: "2026-12-01",
+        date: "2026-12-04",
         kind: "instance",
         software: json!({"name": "Passerelle", "version": env!("CARGO_PKG_VERSION")}),
         implementation: json!({"description": "Passerelle: mutuelles and national health-insurance schemes"}),
@@ -65,12 +79,13 @@ fn statement() -> CapabilityStatement {
                 "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check, claims:submit and claims:read."
             },
             "resource": [
-                {"type": "Patient", "interaction": [type_("read")]},
+                {"type": "Patient", "interaction": [type_("read")], "documentation": PATIENT_DOC},
                 {"type": "Coverage", "interaction": [type_("read"), type_("search-type")],
-                 "searchParam": [{"name": "beneficiary", "type": "reference"}]},
-                {"type": "CoverageEligibilityRequest", "interaction": [type_("create")]},
-                {"type": "Claim", "interaction": [type_("create")]},
-                {"type": "ClaimResponse", "interaction": [type_("read")]}
+                 "searchParam": [{"name": "beneficiary", "type": "reference", "documentation": BENEFICIARY_DOC}],
+                 "documentation": COVERAGE_DOC},
+                {"type": "CoverageEligibilityRequest", "interaction": [type_("create")], "documentation": ELIGIBILITY_DOC},
+                {"type": "Claim", "interaction": [type_("create")], "documentation": CLAIM_DOC},
+                {"type": "ClaimResponse", "interaction": [type_("read")], "documentation": CLAIM_RESPONSE_DOC}
             ]
         })],
     }
