@@ -102,6 +102,13 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         ("application/json", "/fhir/r4/metadata", 200),
         ("text/html, application/fhir+json;q=0.5", "/fhir/r4/metadata", 200),
         ("application/xml", "/fhir/r4/metadata?_format=json", 200),
+        (
+            "*/*",
+            "/fhir/r4/metadata?_format=application/fhir%2Bjson;fhirVersion=4.0",
+            200,
+        ),
+        ("*/*", "/fhir/r4/metadata?_format=json&_format=xml", 406),
+        ("*/*", "/fhir/r4/metadata?%5Fformat=xml", 406),
     ] {
         let reply = app.send(app.request(Method::GET, path).header("accept", accept)).await;
         assert_eq!(reply.status.as_u16(), status, "{accept} {path}: {}", reply.text);
@@ -110,6 +117,15 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
             assert_eq!(reply.json["issue"][0]["code"], "not-supported", "{}", reply.text);
         }
     }
+    // Two Accept lines are one list: JSON on either will do.
+    let two_lines = app
+        .send(
+            app.request(Method::GET, "/fhir/r4/metadata")
+                .header("accept", "application/fhir+xml")
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(two_lines.status.as_u16(), 200, "{}", two_lines.text);
 
     let mut_a = app.token("mut-a", "registry:read");
     let patient = app.get(&format!("/fhir/r4/Patient/{}", s.principal), &mut_a).await;

@@ -48,26 +48,40 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// HTML, or JSON of another FHIR version — is 406 before anything else, rather than answered in
 /// a format it did not ask for. `_format` (R4's override of `Accept`) is read first.
 async fn negotiate(request: Request, next: axum::middleware::Next) -> Response {
-    let format = request.uri().query().and_then(|q| {
-        q.split('&').find_map(|pair| {
+    // Every `_format` given must be one it writes (two that disagree cannot both be served); a
+    // name or value may be percent-encoded, and a media type may carry parameters.
+    let formats: Vec<String> = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (name == "_format").then(|| {
-                percent_encoding::percent_decode_str(value)
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
                     .decode_utf8_lossy()
                     .into_owned()
-            })
+            };
+            (decode(name) == "_format").then(|| decode(value))
         })
-    });
-    let acceptable = match format {
-        Some(format) => matches!(
-            format.trim().to_ascii_lowercase().as_str(),
-            "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
-        ),
-        None => request
+        .collect();
+    let acceptable = if formats.is_empty() {
+        // Several Accept lines are one list (RFC 9110 §5.3): any range of any line will do.
+        let lines: Vec<&str> = request
             .headers()
             .get_all(header::ACCEPT)
             .iter()
-            .all(|value| value.to_str().is_ok_and(accepts_fhir_json)),
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        lines.is_empty() || accepts_fhir_json(&lines.join(","))
+    } else {
+        formats.iter().all(|format| {
+            let (media, parameters) = format.split_once(';').unwrap_or((format, ""));
+            matches!(
+                media.trim().to_ascii_lowercase().as_str(),
+                "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
+            ) && accepts_fhir_json(&format!("application/fhir+json;{parameters}"))
+        })
     };
     if acceptable {
         next.run(request).await

@@ -339,8 +339,8 @@ impl ApiError {
                 ),
             ),
             ApiError::Unavailable => (
-                ("Service unavailable", "The service cannot reach its database or took too long; nothing was changed. Retry later.".into()),
-                ("Service indisponible", "Le service n'atteint pas sa base de données ou a mis trop de temps ; rien n'a été modifié. Réessayez plus tard.".into()),
+                ("Service unavailable", "The service cannot reach its database; nothing was changed. Retry later.".into()),
+                ("Service indisponible", "Le service n'atteint pas sa base de données ; rien n'a été modifié. Réessayez plus tard.".into()),
             ),
             ApiError::TimedOut => (
                 ("Service unavailable", "The request took longer than the service allows. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),

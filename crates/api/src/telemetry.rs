@@ -76,7 +76,8 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
     // The exporter reads the value as it is, spaces and a final line break (a secret made from
     // a file) included, and prefers the traces-only variable when it is set.
     for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
-        let Ok(endpoint) = std::env::var(name) else {
+        // Empty is unset, for the exporter as for compose files' empty defaults.
+        let Some(endpoint) = std::env::var(name).ok().filter(|e| !e.is_empty()) else {
             continue;
         };
         let parsed = reqwest::Url::parse(&endpoint)
