@@ -587,14 +587,15 @@ reads of the audit log only, `audit_log_damaged`: an event was changed outside t
             status: "503",
             description: "The database is unreachable, it lost to concurrent writes on PostgreSQL (a deadlock or \
 serialization failure), or a bulk upload could not be written to the spool folder: nothing was changed. Or the \
-request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`; `detail` says so): it \
-may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
+request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`), or the database \
+connection broke while the change was committing (`detail` says which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
 repeating an action that takes none. Retry after `Retry-After` seconds",
             errors: vec![
                 ("unavailable", ApiError::Unavailable),
                 ("unavailable_spool", ApiError::SpoolUnavailable),
                 ("unavailable_contended", ApiError::Contended),
                 ("unavailable_timeout", ApiError::TimedOut),
+                ("unavailable_commit_lost", ApiError::Indeterminate),
             ],
         },
     ]

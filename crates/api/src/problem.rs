@@ -184,6 +184,10 @@ pub enum ApiError {
     /// may have been applied (a transaction can commit just as the deadline passes).
     #[error("timed out")]
     TimedOut,
+    /// The database connection broke while the change was committing: 503 `unavailable`, and
+    /// like a timeout it may have been applied.
+    #[error("connection lost while committing")]
+    Indeterminate,
     #[error("internal error: {0}")]
     Internal(String),
     /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
@@ -238,9 +242,11 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable
+            | ApiError::SpoolUnavailable
+            | ApiError::Contended
+            | ApiError::TimedOut
+            | ApiError::Indeterminate => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -261,9 +267,11 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut => {
-                "unavailable"
-            }
+            ApiError::Unavailable
+            | ApiError::SpoolUnavailable
+            | ApiError::Contended
+            | ApiError::TimedOut
+            | ApiError::Indeterminate => "unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
@@ -346,6 +354,10 @@ impl ApiError {
                 ("Service unavailable", "The request took longer than the service allows. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
                 ("Service indisponible", "La requête a duré plus longtemps que le service ne le permet. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
             ),
+            ApiError::Indeterminate => (
+                ("Service unavailable", "The service lost its database connection while the change was being committed. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
+                ("Service indisponible", "Le service a perdu sa connexion à la base de données pendant l'enregistrement de la modification. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
+            ),
             ApiError::Contended => (
                 ("Service unavailable", "The request met concurrent changes of the same data more often than the service retries; nothing was changed. Retry (with the same Idempotency-Key, if you sent one).".into()),
                 ("Service indisponible", "La requête a rencontré des modifications simultanées des mêmes données plus souvent que le service ne réessaie ; rien n'a été modifié. Réessayez (avec la même Idempotency-Key, si vous en avez envoyé une).".into()),
@@ -414,6 +426,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "database unavailable");
                 ApiError::Unavailable
+            }
+            StoreError::Indeterminate(detail) => {
+                tracing::warn!(error = %detail, "database connection lost while committing");
+                ApiError::Indeterminate
             }
             // Rolled back whole: the client retries (with the same Idempotency-Key) safely.
             StoreError::Contention(detail) => {
@@ -597,7 +613,11 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
     }
     if matches!(
         error,
-        ApiError::Unavailable | ApiError::SpoolUnavailable | ApiError::Contended | ApiError::TimedOut
+        ApiError::Unavailable
+            | ApiError::SpoolUnavailable
+            | ApiError::Contended
+            | ApiError::TimedOut
+            | ApiError::Indeterminate
     ) {
         response
             .headers_mut()
@@ -645,6 +665,15 @@ mod tests {
         assert_eq!(late.code, "unavailable");
         assert!(late.detail.contains("a pu être appliquée"), "{}", late.detail);
         assert!(problem_response(&ApiError::TimedOut, &ctx)
+            .headers()
+            .contains_key(header::RETRY_AFTER));
+        // Nor can a commit whose connection broke under it.
+        let lost = ApiError::from(StoreError::Indeterminate("connection reset".into()));
+        let problem = lost.to_problem(&ctx);
+        assert_eq!(problem.code, "unavailable");
+        assert!(problem.detail.contains("a pu être appliquée"), "{}", problem.detail);
+        assert!(!problem.detail.contains("reset"), "{}", problem.detail);
+        assert!(problem_response(&lost, &ctx)
             .headers()
             .contains_key(header::RETRY_AFTER));
     }

@@ -68,6 +68,10 @@ pub enum StoreError {
     InvalidCursor,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The connection failed while the transaction was committing: the change may have been
+    /// applied whole, or not at all, and the service cannot tell which. Never "nothing changed".
+    #[error("database connection lost while committing: {0}")]
+    Indeterminate(String),
     /// The transaction lost to a concurrent one (a deadlock's victim, a serialization failure)
     /// and was rolled back whole: trying again is safe, and usually succeeds.
     #[error("lost to a concurrent transaction: {0}")]

@@ -29,6 +29,25 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A failed `COMMIT`. A connection that breaks (or a server shut down) while the commit is in
+/// flight leaves the client unable to tell whether the server committed before it went: that is
+/// not "nothing changed", which `Unavailable` tells the caller. A commit the server refused
+/// (a full disk, a busy SQLite file, a serialization failure) was rolled back and keeps its kind.
+pub(crate) fn commit_err(e: sqlx::Error) -> StoreError {
+    let connection_lost = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.len() == 5 && (c.starts_with("08") || c.starts_with("57P"))),
+        _ => false,
+    };
+    if connection_lost {
+        StoreError::Indeterminate(e.to_string())
+    } else {
+        db_err(e)
+    }
+}
+
 /// Codes that say the database cannot serve now, not that the request is wrong: a 503 to retry.
 /// PostgreSQL: class 08 (connection), 57P (operator intervention), 53 (resources), 58 (system
 /// and I/O), 28 (credentials refused: a password rotated under the service), 3D000 (the
@@ -112,5 +131,48 @@ mod tests {
         let failed: Vec<StoreError> = [ra, rb].into_iter().flatten().map(db_err).collect();
         assert_eq!(failed.len(), 1, "{failed:?}");
         assert!(matches!(failed[0], StoreError::Contention(_)), "{:?}", failed[0]);
+    }
+
+    /// A commit whose connection the server closed under it cannot say whether it committed:
+    /// `Indeterminate`, never `Unavailable`'s "nothing changed". A commit the server refused is
+    /// still what it was.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_on_a_broken_connection_is_indeterminate() {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("CREATE TABLE marks (id INT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO marks VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let (killed,): (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(killed);
+        let failed = tx.commit().await.expect_err("the connection was closed");
+        assert!(matches!(commit_err(failed), StoreError::Indeterminate(_)));
+
+        // A deferred unique violation refused at commit was rolled back: a conflict, as ever.
+        sqlx::query("CREATE TABLE once (id INT, CONSTRAINT once_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO once VALUES (1), (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let refused = tx.commit().await.expect_err("a duplicate");
+        assert!(matches!(commit_err(refused), StoreError::Conflict { .. }));
     }
 }

@@ -21,7 +21,7 @@ use passerelle_domain::product::ProductVersion;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::errors::{corrupt, db_err};
+use super::errors::{commit_err, corrupt, db_err};
 use super::rows::{AuditRow, HeadRow, IdempotencyRow, OrgRow, QueuedRow};
 
 type Tx = sqlx::Transaction<'static, Db>;
@@ -240,7 +240,7 @@ impl This {
     /// (`AuditStore` below), so no reader can miss them. A chaining failure after the commit
     /// is not the change's failure: the next cycle chains them.
     async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await.map_err(commit_err)?;
         self.chain.nudge();
         Ok(())
     }

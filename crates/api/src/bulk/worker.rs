@@ -495,6 +495,10 @@ impl Job<'_> {
             let (outcomes, update) = match written {
                 Ok(Some(written)) => written,
                 Ok(None) => return Some(Ended::Lost),
+                // The group and its progress may be stored: the counts this worker holds may be
+                // behind them, so it writes nothing more, as if it had crashed; the sweeper fails
+                // the job from what was committed, and posting the file again skips what was.
+                Err(e @ StoreError::Indeterminate(_)) => return Some(Ended::StoreDown(e.to_string())),
                 Err(e) => return Some(self.stop_on_store_error(e, observer).await),
             };
             // A household refused because a national id is someone else's leaves a trace, as a
