@@ -195,9 +195,13 @@ async fn only_legal_moves_by_the_right_party(backend: Backend) {
     let id = created.json["id"].as_str().unwrap().to_owned();
     let mutuelle = app.token("mut-a", "claims:adjudicate claims:read");
     let decide = json!({"lines": [{"line": 1, "decision": "accept"}]});
-    app.post(&format!("/v1/claims/{id}/adjudication"), &mutuelle, &decide)
-        .await
-        .problem(409, "conflict");
+    let early = app
+        .post(&format!("/v1/claims/{id}/adjudication"), &mutuelle, &decide)
+        .await;
+    assert_eq!(
+        early.problem(409, "conflict")["errors"][0]["code"],
+        "claim_awaiting_base"
+    );
     app.post(
         &format!("/v1/claims/{id}/adjudication"),
         &app.token("cms-a", "claims:adjudicate"),
@@ -213,16 +217,19 @@ async fn only_legal_moves_by_the_right_party(backend: Backend) {
         .post(&format!("/v1/claims/{id}/cancel"), &provider(app), &json!({}))
         .await;
     assert_eq!(cancelled.json["status"], "cancelled", "{}", cancelled.text);
-    app.post(&format!("/v1/claims/{id}/cancel"), &provider(app), &json!({}))
-        .await
-        .problem(409, "conflict");
-    app.post(
-        &format!("/v1/claims/{id}/base-adjudication"),
-        &inam,
-        &json!({"lines": [{"line": 1, "paid_xof": 1}]}),
-    )
-    .await
-    .problem(409, "conflict");
+    // A retried cancel that already succeeded is told apart by its code.
+    let again = app
+        .post(&format!("/v1/claims/{id}/cancel"), &provider(app), &json!({}))
+        .await;
+    assert_eq!(again.problem(409, "conflict")["errors"][0]["code"], "claim_cancelled");
+    let late = app
+        .post(
+            &format!("/v1/claims/{id}/base-adjudication"),
+            &inam,
+            &json!({"lines": [{"line": 1, "paid_xof": 1}]}),
+        )
+        .await;
+    assert_eq!(late.problem(409, "conflict")["errors"][0]["code"], "claim_cancelled");
 }
 
 async fn no_eligible_payer_puts_everything_on_the_patient(backend: Backend) {

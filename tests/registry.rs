@@ -445,9 +445,11 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     assert_eq!(again.status.as_u16(), 200, "{}", again.text);
     assert_eq!(again.header("etag"), Some(etag.as_str()));
     // Its end date alone cannot change any more.
-    patch(Some(&etag), json!({"end_date": "2026-06-30"}))
-        .await
-        .problem(409, "conflict");
+    let frozen = patch(Some(&etag), json!({"end_date": "2026-06-30"})).await;
+    assert_eq!(
+        frozen.problem(409, "conflict")["errors"][0]["code"],
+        "coverage_terminated"
+    );
     patch(Some(&etag), json!({"status": "active"}))
         .await
         .problem(409, "conflict");

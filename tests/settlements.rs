@@ -144,7 +144,8 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
     let rest = pay(3006, "VIR-3").await;
     assert_eq!(rest.json["status"], "paid");
     assert_eq!(rest.json["paid_xof"], 6006);
-    pay(1, "VIR-4").await.problem(409, "conflict");
+    let paid = pay(1, "VIR-4").await;
+    assert_eq!(paid.problem(409, "conflict")["errors"][0]["code"], "already_paid");
     for claim_id in &ids {
         let c = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
         assert_eq!(c.json["status"], "settled");

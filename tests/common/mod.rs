@@ -58,6 +58,14 @@ impl Reply {
         assert_eq!(self.header("cache-control"), Some("no-store"), "body: {}", self.text);
         assert_eq!(self.json["status"], status);
         assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+        // API.md §4: every conflict names its case, for a program to tell them apart.
+        if status == 409 {
+            assert!(
+                self.json["errors"][0]["code"].as_str().is_some_and(|c| !c.is_empty()),
+                "a 409 without errors[0].code: {}",
+                self.text
+            );
+        }
         &self.json
     }
 

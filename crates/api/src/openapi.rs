@@ -774,13 +774,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             constraint: constraint.to_owned(),
         })
     };
-    // As `routes::claims::refusal` words an illegal transition.
-    let claim_is = |status: ClaimStatus| {
-        ApiError::conflict(
-            format!("Not possible while the claim is {}.", status.as_str()),
-            format!("Impossible tant que la demande est {}.", status.as_str()),
-        )
-    };
+    let claim_is = crate::routes::claims::illegal_state;
     match (method, path) {
         ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
         // A registration's conflict points at the member at fault (`errors`).
@@ -834,13 +828,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("coverage_terminated", store("coverage_terminated")),
             ("already_cancelled", store("already_cancelled")),
         ],
-        ("patch", "/v1/coverages/{id}") => vec![(
-            "terminated",
-            ApiError::conflict(
-                "A terminated coverage cannot change; register the person again.",
-                "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
-            ),
-        )],
+        ("patch", "/v1/coverages/{id}") => vec![("terminated", crate::routes::registry::terminated_coverage())],
         ("post", "/v1/claims/{id}/base-adjudication") => {
             vec![("not_awaiting_base", claim_is(ClaimStatus::AwaitingComplementary))]
         }
@@ -849,13 +837,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
         }
         ("post", "/v1/claims/{id}/cancel") => vec![("not_awaiting", claim_is(ClaimStatus::Adjudicated))],
         ("post", "/v1/settlements/{id}/payments") => vec![
-            (
-                "already_paid",
-                ApiError::conflict(
-                    "This settlement is already paid in full.",
-                    "Ce bordereau est déjà entièrement réglé.",
-                ),
-            ),
+            ("already_paid", crate::routes::settlements::already_paid()),
             ("duplicate_reference", store("duplicate_payment_reference")),
         ],
         _ => Vec::new(),

@@ -389,6 +389,18 @@ pub struct Icd10Code(String);
 /// routed on.
 const MAX_ROUTINGS: u32 = 3;
 
+/// 409 for a transition the claim's state does not allow. The code names that state
+/// (`claim_cancelled`, `claim_adjudicated`, …): a retried cancel or adjudication that already
+/// succeeded is told from one refused.
+pub fn illegal_state(state: ClaimStatus) -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        &format!("claim_{}", state.as_str()),
+        &format!("Not possible while the claim is {}.", state.as_str()),
+        &format!("Impossible tant que la demande est {}.", state.as_str()),
+    )
+}
+
 fn refusal(e: ClaimError) -> ApiError {
     match e {
         ClaimError::Store(s) => s.into(),
@@ -396,10 +408,7 @@ fn refusal(e: ClaimError) -> ApiError {
             "Your organisation takes no part in this claim that allows this action.",
             "Votre organisation n'a pas, dans cette demande, le rôle qui permet cette action.",
         ),
-        ClaimError::Refused(ClaimRefusal::IllegalState(state)) => ApiError::conflict(
-            format!("Not possible while the claim is {}.", state.as_str()),
-            format!("Impossible tant que la demande est {}.", state.as_str()),
-        ),
+        ClaimError::Refused(ClaimRefusal::IllegalState(state)) => illegal_state(state),
         ClaimError::Refused(ClaimRefusal::Invalid(errors)) => ApiError::validation(errors),
         // The ceiling moved under every routing: contention (503, nothing written, try again),
         // never a claim routed to a mutuelle that owes nothing on it.

@@ -592,10 +592,7 @@ async fn patch_once(
         next.end_date = last_day.map(|last| next.end_date.map_or(last, |end| end.min(last)));
     }
     if current.status == CoverageStatus::Terminated && next != current {
-        return Err(ApiError::conflict(
-            "A terminated coverage cannot change; register the person again.",
-            "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
-        ));
+        return Err(terminated_coverage());
     }
 
     if next == current {
@@ -1158,4 +1155,14 @@ pub struct AffiliationView {
     /// of): a person without a national id whom a mutuelle registered becomes a second record
     /// when affiliated by fields, which only a national id on both prevents.
     pub possible_duplicates: Vec<String>,
+}
+
+/// 409 for any change of a terminated coverage, coded as a contribution's on one.
+pub fn terminated_coverage() -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        "coverage_terminated",
+        "A terminated coverage cannot change; register the person again.",
+        "Une couverture résiliée ne peut plus changer ; réinscrivez la personne.",
+    )
 }

@@ -186,10 +186,7 @@ fn settlement_error(e: SettlementError) -> ApiError {
             "no adjudicated, unsettled claim of yours for this payee and period",
             "aucune demande liquidée et non réglée de votre part pour ce prestataire et cette période",
         )),
-        SettlementError::Refused(PaymentRefusal::AlreadyPaid) => ApiError::conflict(
-            "This settlement is already paid in full.",
-            "Ce bordereau est déjà entièrement réglé.",
-        ),
+        SettlementError::Refused(PaymentRefusal::AlreadyPaid) => already_paid(),
         SettlementError::Refused(PaymentRefusal::Overpayment { due }) => ApiError::field(FieldError::new(
             "/amount_xof",
             "exceeds_amount_due",
@@ -682,6 +679,16 @@ pub async fn add_payment(
         .await
         .map_err(settlement_error)?;
     Ok((StatusCode::CREATED, Json(SettlementView::from(settlement))).into_response())
+}
+
+/// 409 for a payment on a settlement already paid in full.
+pub fn already_paid() -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        "already_paid",
+        "This settlement is already paid in full.",
+        "Ce bordereau est déjà entièrement réglé.",
+    )
 }
 
 #[cfg(test)]

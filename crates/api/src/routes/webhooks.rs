@@ -366,7 +366,9 @@ pub async fn create_webhook(
 /// back, and the key already created its subscription: 409.
 async fn answer_replay(state: &AppState, first: Subscription) -> Result<Response, ApiError> {
     let Some(live) = state.store.get_subscription(&first.id).await? else {
-        return Err(ApiError::conflict(
+        return Err(crate::problem::conflict_at(
+            "",
+            "subscription_deleted",
             "The subscription this Idempotency-Key created has been deleted since; to subscribe again, send a new key.",
             "L'abonnement créé avec cette Idempotency-Key a été supprimé depuis ; pour vous abonner de nouveau, envoyez une nouvelle clé.",
         ));
