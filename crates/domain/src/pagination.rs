@@ -134,13 +134,15 @@ pub fn encode_list_cursor(list: &str, key: &str) -> String {
     format!("{BOUND_PREFIX}{}{}", list_tag(list), hex::encode(key.as_bytes()))
 }
 
-/// The error of a cursor this service did not issue for this list.
+/// The error of a cursor that names no position of this list with these filters. A cursor is no
+/// secret and is not signed: one edited by hand that still decodes names only a position, and the
+/// page it gives holds only what the caller may see.
 pub fn invalid_cursor() -> FieldError {
     FieldError::new(
         "/query/cursor",
         "invalid_cursor",
-        "not a cursor this service issued for this list",
-        "ce curseur n'a pas été émis par ce service pour cette liste",
+        "not the next_cursor of a page of this list with these filters",
+        "ce n'est pas le next_cursor d'une page de cette liste avec ces filtres",
     )
 }
 
