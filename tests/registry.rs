@@ -1688,6 +1688,7 @@ async fn member_numbers_ignore_case(backend: Backend) {
 }
 
 on_both_databases!(
+    a_copy_held_is_read_again_only_once_changed,
     member_numbers_ignore_case,
     a_national_id_matches_only_the_same_sex_and_birth,
     a_dependant_joins_a_registered_household,
@@ -1707,6 +1708,65 @@ on_both_databases!(
     patches_under_any_version_build_on_each_other,
     bad_registrations_list_every_problem,
 );
+
+/// Reads of a coverage and a product evaluate their preconditions (RFC 9110 §13.2.2): a client
+/// holding the current version gets 304 without a body, a stale `If-Match` 412.
+async fn a_copy_held_is_read_again_only_once_changed(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let read = |path: String, header: &'static str, value: &'static str| {
+        app.send(
+            app.request(Method::GET, &path)
+                .bearer_auth(&token)
+                .header(header, value),
+        )
+    };
+    for path in [
+        format!("/v1/coverages/{coverage}"),
+        format!("/v1/products/{}", r.product),
+    ] {
+        for held in ["\"1\"", "W/\"1\"", "\"7\", \"1\"", "*"] {
+            let again = read(path.clone(), "if-none-match", held).await;
+            assert_eq!(again.status.as_u16(), 304, "{path} {held}: {}", again.text);
+            assert_eq!(again.text, "");
+            assert_eq!(again.header("etag"), Some("\"1\""));
+        }
+        let other = read(path.clone(), "if-none-match", "\"2\"").await;
+        assert_eq!(other.status.as_u16(), 200, "{}", other.text);
+        assert_eq!(other.header("etag"), Some("\"1\""));
+        read(path.clone(), "if-match", "\"2\"")
+            .await
+            .problem(412, "precondition_failed");
+        assert_eq!(read(path.clone(), "if-match", "\"1\"").await.status.as_u16(), 200);
+    }
+    // Once changed, the copy held is stale: the read answers in full.
+    let patched = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(&token)
+                .header("content-type", "application/merge-patch+json")
+                .header("if-match", "\"1\"")
+                .body(json!({"status": "suspended"}).to_string()),
+        )
+        .await;
+    assert_eq!(patched.status.as_u16(), 200, "{}", patched.text);
+    let fresh = read(format!("/v1/coverages/{coverage}"), "if-none-match", "\"1\"").await;
+    assert_eq!(fresh.status.as_u16(), 200, "{}", fresh.text);
+    assert_eq!(fresh.json["status"], "suspended");
+    assert_eq!(fresh.header("etag"), Some("\"2\""));
+    // Preconditions never reveal what the caller may not read.
+    let stranger = app
+        .send(
+            app.request(Method::GET, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(writer(app, "mut-b"))
+                .header("if-none-match", "*"),
+        )
+        .await;
+    stranger.problem(404, "not_found");
+}
 
 /// Migration 17 brings a coverage terminated before this release with a later end date back to
 /// the day it was terminated (its last change), keeps an earlier end date, and clears the end

@@ -428,10 +428,16 @@ pub async fn list_products(
     get,
     path = "/v1/products/{id}",
     tag = "products",
-    params(("id" = String, Path, description = "Product id")),
+    params(
+        ("id" = String, Path, description = "Product id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (a list, compared weakly, or `*`): 304 without a body when it is still the latest version"),
+        ("If-Match" = Option<String>, Header, description = "Read only if the latest version is this one (compared strongly, as for `PUT`): 412 otherwise"),
+    ),
     responses(
         (status = 200, description = "The latest version", body = ProductView, headers(("ETag" = String, description = "Pass as If-Match to PUT"))),
+        (status = 304, description = "`If-None-Match` names the latest version: the client's copy is current. No body", headers(("ETag" = String, description = "The latest version, quoted"))),
         (status = 404, description = "No such product, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]
@@ -439,11 +445,15 @@ pub async fn get_product(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadProducts>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut versions = visible_versions(&state, &auth.caller, &id).await?;
     let latest = versions.pop().ok_or(ApiError::NotFound)?;
     crate::routes::audit::record_read(&state, &auth.caller, "product", &id).await?;
     let version = latest.version;
+    if let Some(not_modified) = read_preconditions(&headers, version)? {
+        return Ok(not_modified);
+    }
     Ok(with_etag(Json(ProductView::from(latest)).into_response(), version))
 }
 
@@ -522,6 +532,25 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
     } else {
         Err(ApiError::PreconditionFailed)
     }
+}
+
+/// The preconditions of a read of a versioned resource (RFC 9110 §13.2.2): a stale `If-Match`
+/// is 412, and an `If-None-Match` naming the current version (compared weakly, or `*`) is 304
+/// with the `ETag` and no body, so that a client holding the resource does not fetch it again.
+/// `None` when the read answers in full. Called after the read is authorised and audited.
+pub fn read_preconditions(headers: &HeaderMap, version: u32) -> Result<Option<Response>, ApiError> {
+    if headers.contains_key(header::IF_MATCH) {
+        check_if_match(headers, version)?;
+    }
+    let current = format!("\"{version}\"");
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current);
+    Ok(not_modified.then(|| with_etag(axum::http::StatusCode::NOT_MODIFIED.into_response(), version)))
 }
 
 /// Whether `If-Match` lists `*`, which matches whatever version is current when the change is

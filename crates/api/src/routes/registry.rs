@@ -425,10 +425,16 @@ pub(crate) async fn coverages_of(
     get,
     path = "/v1/coverages/{id}",
     tag = "coverages",
-    params(("id" = String, Path, description = "Coverage id")),
+    params(
+        ("id" = String, Path, description = "Coverage id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (a list, compared weakly, or `*`): 304 without a body when the coverage has not changed since"),
+        ("If-Match" = Option<String>, Header, description = "Read only if the coverage is at this version (compared strongly, as for `PATCH`): 412 otherwise"),
+    ),
     responses(
         (status = 200, description = "The coverage", body = CoverageView, headers(("ETag" = String, description = "Pass as If-Match to PATCH"))),
+        (status = 304, description = "`If-None-Match` names the current version: the client's copy is current. No body", headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]
@@ -436,10 +442,14 @@ pub async fn get_coverage(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let coverage = visible_coverage(&state, &auth.caller, &id).await?;
     crate::routes::audit::record_read(&state, &auth.caller, "coverage", &id).await?;
     let version = coverage.version;
+    if let Some(not_modified) = super::products::read_preconditions(&headers, version)? {
+        return Ok(not_modified);
+    }
     let mut response = Json(CoverageView::from(coverage)).into_response();
     response.headers_mut().insert(axum::http::header::ETAG, etag(version));
     Ok(response)
