@@ -348,10 +348,20 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     let starts = coverage
         .start_date
         .max(earliest_birth(input.birth_date, input.birth_date_precision));
+    let principal = input.principal.filter(|_| coverage.is_dependant());
+    let standings =
+        || std::iter::once((coverage.status, coverage.end_date)).chain(principal.map(|p| (p.status, p.end_date)));
     if on < starts {
-        // A coverage ended before that day never reaches it: no day to name.
-        let until = Some(starts).filter(|s| coverage.end_date.is_none_or(|end| *s <= end));
-        reason(ReasonCode::NotStarted, until);
+        // A coverage that ends before that day never reaches it, nor does a dependant's whose
+        // household ends first, nor one terminated before it started (no end date: it never
+        // pays): no day to name.
+        let reached = |day: NaiveDate| {
+            standings().all(|(status, end)| match end {
+                Some(end) => day <= end,
+                None => status != CoverageStatus::Terminated,
+            })
+        };
+        reason(ReasonCode::NotStarted, Some(starts).filter(|s| reached(*s)));
     }
     // Before the start date the waiting period is still ahead too; naming its end as well tells
     // the member the day care is actually paid, not merely the day membership begins.
@@ -371,10 +381,7 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
             reason(ReasonCode::ContributionsInArrears, None);
         }
     }
-    let principal = input.principal.filter(|_| coverage.is_dependant());
-    for (status, end_date) in
-        std::iter::once((coverage.status, coverage.end_date)).chain(principal.map(|p| (p.status, p.end_date)))
-    {
+    for (status, end_date) in standings() {
         match status {
             CoverageStatus::Active => {}
             CoverageStatus::Suspended => reason(ReasonCode::Suspended, None),
@@ -1474,11 +1481,23 @@ mod tests {
             let e = evaluate(&case.asked());
             for r in &e.reasons {
                 let expected = match r.code {
-                    ReasonCode::NotStarted => Some(case.coverage.start_date.max(earliest_birth(
-                        case.parts.birth_date,
-                        case.parts.birth_date_precision,
-                    )))
-                    .filter(|s| case.coverage.end_date.is_none_or(|end| *s <= end)),
+                    // None when the coverage never reaches that day: it, or for a dependant the
+                    // principal's, ends before it or was terminated without an end date.
+                    ReasonCode::NotStarted => {
+                        let day = case.coverage.start_date.max(earliest_birth(
+                            case.parts.birth_date,
+                            case.parts.birth_date_precision,
+                        ));
+                        let mut ends = vec![(case.coverage.status, case.coverage.end_date)];
+                        if case.coverage.is_dependant() {
+                            ends.extend(case.parts.principal.map(|p| (p.status, p.end_date)));
+                        }
+                        let never = ends.iter().any(|(status, end)| {
+                            end.is_some_and(|end| end < day)
+                                || (end.is_none() && *status == CoverageStatus::Terminated)
+                        });
+                        Some(day).filter(|_| !never)
+                    }
                     ReasonCode::WaitingPeriod => product.and_then(|p| {
                         case.coverage.start_date.checked_add_days(Days::new(p.waiting_period_days.into()))
                     }),
