@@ -42,13 +42,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 ))
             }
         };
-        let mut value = crate::json_members::parse(&bytes).map_err(|e| not_json(&bytes, &e))?;
+        let mut value = passerelle_domain::json_members::parse(&bytes).map_err(|e| not_json(&bytes, &e))?;
         // Rare: a fraction the parser rounded to a whole number is read as a plain fraction, so
         // that its field is refused like any other (a whole-number field is `invalid_type`).
         let rounded = crate::json_numbers::fractions_read_as_whole(&bytes);
         if !rounded.is_empty() {
             let plain = crate::json_numbers::with_plain_fractions(&bytes, &rounded);
-            value = crate::json_members::parse(&plain).map_err(|e| not_json(&plain, &e))?;
+            value = passerelle_domain::json_members::parse(&plain).map_err(|e| not_json(&plain, &e))?;
         }
         if !value.is_object() {
             return Err(ApiError::malformed(
@@ -133,7 +133,9 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
             format!("Le corps imbrique tableaux et objets sur plus de {MAX_JSON_DEPTH} niveaux."),
         );
     }
-    if e.to_string().starts_with(crate::json_members::DUPLICATE_MEMBER) {
+    if e.to_string()
+        .starts_with(passerelle_domain::json_members::DUPLICATE_MEMBER)
+    {
         return ApiError::malformed(
             format!(
                 "The body names one member twice in an object (line {}, column {}): say it once.",

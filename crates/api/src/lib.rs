@@ -12,7 +12,6 @@ pub mod fields;
 pub mod housekeeping;
 pub mod http_server;
 pub mod import;
-mod json_members;
 pub mod json_numbers;
 pub mod metrics;
 pub mod openapi;

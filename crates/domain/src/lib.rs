@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod dates;
 pub mod eligibility;
 pub mod error;
+pub mod json_members;
 pub mod money;
 pub mod nul;
 pub mod organization;

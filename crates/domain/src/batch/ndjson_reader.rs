@@ -132,8 +132,19 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
                     ),
                 );
             };
-            let value: Value = match serde_json::from_str(text) {
+            // As a `/v1` body: a member named twice in one object is refused, not read one way.
+            let value: Value = match crate::json_members::parse(text.as_bytes()) {
                 Ok(v) => v,
+                Err(e) if e.to_string().starts_with(crate::json_members::DUPLICATE_MEMBER) => {
+                    return Some(self.failure(
+                        "malformed_json",
+                        format!("this line names one member twice in an object (column {})", e.column()),
+                        format!(
+                            "cette ligne nomme deux fois un même membre dans un objet (colonne {})",
+                            e.column()
+                        ),
+                    ))
+                }
                 Err(e) => {
                     return Some(self.failure(
                         "malformed_json",

@@ -999,3 +999,17 @@ H3,principal,TSV-3,Sow,Ali,M,1980,TG-987,,,,,2026-01-01,\n";
         assert!(!message(i).contains("987"), "{}", message(i));
     }
 }
+
+/// A line naming one member twice in an object is refused as a `/v1` body is, never stored as
+/// its last value (a person's name was).
+#[test]
+fn an_ndjson_line_naming_a_member_twice_is_refused() {
+    let file = br#"{"member_number": "SGU-9", "start_date": "2026-01-01", "principal": {"family_name": "Keita", "family_name": "Traore", "given_names": "Sira", "sex": "F", "birth_date": "1988-03-03"}}
+"#;
+    let mut reader = NdjsonHouseholds::new(file.as_slice(), Some("prod-segou".into()));
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(items.len(), 1);
+    let refused = failure(&items[0]);
+    assert_eq!(codes(&refused.errors), [(1, "", "malformed_json")]);
+    assert!(refused.errors[0].message_en.contains("twice"), "{:?}", refused.errors);
+}
