@@ -41,6 +41,42 @@ async fn an_edited_event_is_named_by_verify(backend: Backend) {
     let broken = app.get("/v1/audit-events/verify", &auditor).await;
     assert_eq!(broken.json["valid"], false);
     assert_eq!(broken.json["first_invalid_seq"], 5);
+    assert_eq!(broken.json["failure"], "digest_mismatch", "{}", broken.text);
+}
+
+/// The record of the head altered, every event left intact: verification names the head, and
+/// says it cannot tell the record from the event at `head_seq` (which an intruder may have
+/// rewritten with a recomputed digest), rather than blaming that event alone.
+async fn an_altered_head_record_is_told_as_such(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..4 {
+        app.create_org(&format!("org-{i}"), "provider", "SN").await;
+    }
+    let operator = app.operator();
+    let ok = app.get("/v1/audit-events/verify", &operator).await;
+    assert_eq!((&ok.json["valid"], &ok.json["head_seq"]), (&json!(true), &json!(5)));
+    assert!(ok.json.get("failure").is_none(), "{}", ok.text);
+    app.db
+        .execute(&format!(
+            "UPDATE audit_head SET digest = '{}' WHERE id = 1",
+            "0".repeat(64)
+        ))
+        .await;
+    // The operator's verification above is itself audited, so the head may have moved past 5.
+    let v = app.get("/v1/audit-events/verify", &operator).await;
+    let head = v.json["head_seq"].as_i64().unwrap();
+    assert!(head >= 5, "{}", v.text);
+    assert_eq!(
+        (
+            &v.json["valid"],
+            &v.json["events_checked"],
+            &v.json["first_invalid_seq"],
+            &v.json["failure"]
+        ),
+        (&json!(false), &json!(head), &json!(head), &json!("head_mismatch")),
+        "{}",
+        v.text
+    );
 }
 
 async fn auditor_reads_are_audited(backend: Backend) {
@@ -141,9 +177,10 @@ async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
         (
             &cut.json["valid"],
             &cut.json["events_checked"],
-            &cut.json["first_invalid_seq"]
+            &cut.json["first_invalid_seq"],
+            &cut.json["failure"]
         ),
-        (&json!(false), &json!(4), &json!(5))
+        (&json!(false), &json!(4), &json!(5), &json!("missing_tail"))
     );
     app.db.execute("DELETE FROM audit_events").await;
     let gone = verify().await;
@@ -299,6 +336,7 @@ on_both_databases!(
     a_deleted_tail_is_named_by_verify,
     changes_are_audited_without_personal_data,
     an_edited_event_is_named_by_verify,
+    an_altered_head_record_is_told_as_such,
     auditor_reads_are_audited,
     organisations_see_only_their_own_events,
 );

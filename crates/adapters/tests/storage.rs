@@ -63,6 +63,7 @@ fn intact(events: u64) -> Verification {
         valid: true,
         events_checked: events,
         first_invalid_seq: None,
+        failure: None,
     }
 }
 

@@ -225,8 +225,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 Ok(())
             } else {
                 Err(format!(
-                    "the audit chain is broken at seq {}",
-                    result.first_invalid_seq.unwrap_or_default()
+                    "the audit chain is broken at seq {} ({})",
+                    result.first_invalid_seq.unwrap_or_default(),
+                    result.failure.unwrap_or_default()
                 )
                 .into())
             }

@@ -138,6 +138,55 @@ pub struct Verification {
     pub valid: bool,
     pub events_checked: u64,
     pub first_invalid_seq: Option<i64>,
+    /// What was found wrong at `first_invalid_seq`; `None` when valid.
+    pub failure: Option<ChainBreak>,
+}
+
+/// What a walk of the chain found wrong, so that an auditor knows where to look: the event
+/// named, or the record of the head. An event's own fields cannot tell an edit of its content
+/// from one of its digest: both are `digest_mismatch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainBreak {
+    /// The event is not the next `seq`: events before it were deleted, or it was stored out
+    /// of place.
+    OutOfSequence,
+    /// The stored row is one storage could not have written (its `at` spelled otherwise).
+    MalformedRow,
+    /// The event's `prev_digest` is not the previous event's digest: the previous event was
+    /// rewritten with its digest recomputed, or this one was put in another's place.
+    LinkMismatch,
+    /// The event's digest does not match its content: the content or the digest was edited.
+    DigestMismatch,
+    /// The walk ended before the recorded head: the newest events, from the one named, were
+    /// deleted (or the record of the head was moved forward).
+    MissingTail,
+    /// The event at the recorded head is intact and chained, but is not the event the head
+    /// records: either it was rewritten with its digest recomputed, or the record of the head
+    /// was altered. Compare with a head kept outside the database to tell which.
+    HeadMismatch,
+}
+
+impl ChainBreak {
+    pub const ALL: [ChainBreak; 6] = [
+        ChainBreak::OutOfSequence,
+        ChainBreak::MalformedRow,
+        ChainBreak::LinkMismatch,
+        ChainBreak::DigestMismatch,
+        ChainBreak::MissingTail,
+        ChainBreak::HeadMismatch,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ChainBreak::OutOfSequence => "out_of_sequence",
+            ChainBreak::MalformedRow => "malformed_row",
+            ChainBreak::LinkMismatch => "link_mismatch",
+            ChainBreak::DigestMismatch => "digest_mismatch",
+            ChainBreak::MissingTail => "missing_tail",
+            ChainBreak::HeadMismatch => "head_mismatch",
+        }
+    }
 }
 
 /// Walks the chain in pages (the log can be far larger than memory) and remembers the first
@@ -147,7 +196,7 @@ pub struct ChainVerifier {
     expected_seq: i64,
     prev_digest: String,
     checked: u64,
-    first_invalid: Option<i64>,
+    first_invalid: Option<(i64, ChainBreak)>,
     /// The chain's head as recorded when the walk began, which the walk must reach.
     head: Option<(i64, String)>,
 }
@@ -171,24 +220,28 @@ impl ChainVerifier {
             return false;
         }
         self.checked += 1;
-        let recomputed = digest(event.seq, &event.body(), &event.prev_digest);
         // A gap in `seq` means a deleted event; the event after the gap is the first one whose
         // place in the chain cannot be proven. A row storage could not have written is
         // tampered with, whatever its digest.
-        let ok = event.seq == self.expected_seq
-            && event.prev_digest == self.prev_digest
-            && recomputed == event.digest
-            && event.damage.is_none();
-        if !ok {
-            self.first_invalid = Some(event.seq);
-            return false;
-        }
-        if self
+        let broken = if event.seq != self.expected_seq {
+            Some(ChainBreak::OutOfSequence)
+        } else if event.damage.is_some() {
+            Some(ChainBreak::MalformedRow)
+        } else if event.prev_digest != self.prev_digest {
+            Some(ChainBreak::LinkMismatch)
+        } else if digest(event.seq, &event.body(), &event.prev_digest) != event.digest {
+            Some(ChainBreak::DigestMismatch)
+        } else if self
             .head
             .as_ref()
             .is_some_and(|(seq, digest)| event.seq == *seq && event.digest != *digest)
         {
-            self.first_invalid = Some(event.seq);
+            Some(ChainBreak::HeadMismatch)
+        } else {
+            None
+        };
+        if let Some(kind) = broken {
+            self.first_invalid = Some((event.seq, kind));
             return false;
         }
         self.expected_seq = event.seq + 1;
@@ -213,14 +266,15 @@ impl ChainVerifier {
         if self.first_invalid.is_none() {
             if let Some((head_seq, _)) = &self.head {
                 if self.expected_seq - 1 < *head_seq {
-                    self.first_invalid = Some(self.expected_seq);
+                    self.first_invalid = Some((self.expected_seq, ChainBreak::MissingTail));
                 }
             }
         }
         Verification {
             valid: self.first_invalid.is_none(),
             events_checked: self.checked,
-            first_invalid_seq: self.first_invalid,
+            first_invalid_seq: self.first_invalid.map(|(seq, _)| seq),
+            failure: self.first_invalid.map(|(_, kind)| kind),
         }
     }
 }
@@ -303,20 +357,39 @@ mod tests {
         // The newest two deleted: the first missing one is named.
         let cut = verify_upto(&events[..3], head);
         assert_eq!(
-            (cut.valid, cut.events_checked, cut.first_invalid_seq),
-            (false, 3, Some(4))
+            (cut.valid, cut.events_checked, cut.first_invalid_seq, cut.failure),
+            (false, 3, Some(4), Some(ChainBreak::MissingTail))
         );
         // Every event deleted.
-        assert_eq!(verify_upto(&[], head).first_invalid_seq, Some(1));
-        // The last event replaced by another, consistently chained to the one before.
+        let gone = verify_upto(&[], head);
+        assert_eq!(
+            (gone.first_invalid_seq, gone.failure),
+            (Some(1), Some(ChainBreak::MissingTail))
+        );
+        // The last event replaced by another, consistently chained to the one before: the
+        // walk cannot tell this from a record of the head altered, and says so.
         let mut forged = events.clone();
         forged[4] = event(99).chain(Some((events[3].seq, events[3].digest.as_str())));
-        assert_eq!(verify_upto(&forged, head).first_invalid_seq, Some(5));
+        let v = verify_upto(&forged, head);
+        assert_eq!(
+            (v.first_invalid_seq, v.failure),
+            (Some(5), Some(ChainBreak::HeadMismatch))
+        );
+        // Only the record of the head altered: every event is intact.
+        let v = verify_upto(&events, &event(98).chain(Some((4, &events[3].digest))));
+        assert_eq!(
+            (v.events_checked, v.first_invalid_seq, v.failure),
+            (5, Some(5), Some(ChainBreak::HeadMismatch))
+        );
         // Events chained after the head was read are walked and checked too.
         assert!(verify_upto(&events, &events[2]).valid);
         let mut past = events.clone();
         past[4].resource_id = "forged".into();
-        assert_eq!(verify_upto(&past, &events[2]).first_invalid_seq, Some(5));
+        let v = verify_upto(&past, &events[2]);
+        assert_eq!(
+            (v.first_invalid_seq, v.failure),
+            (Some(5), Some(ChainBreak::DigestMismatch))
+        );
         // An empty log with an empty head.
         assert!(ChainVerifier::up_to_head(0, GENESIS_DIGEST).finish().valid);
     }
@@ -331,7 +404,8 @@ mod tests {
             Verification {
                 valid: true,
                 events_checked: 5,
-                first_invalid_seq: None
+                first_invalid_seq: None,
+                failure: None,
             }
         );
     }
@@ -342,14 +416,21 @@ mod tests {
         events[2].resource_id = "org-forged".into();
         let v = verify(&events);
         assert!(!v.valid);
-        assert_eq!(v.first_invalid_seq, Some(3));
+        assert_eq!(
+            (v.first_invalid_seq, v.failure),
+            (Some(3), Some(ChainBreak::DigestMismatch))
+        );
     }
 
     #[test]
     fn a_deleted_event_is_detected() {
         let mut events = chain(5);
         events.remove(1);
-        assert_eq!(verify(&events).first_invalid_seq, Some(3));
+        let v = verify(&events);
+        assert_eq!(
+            (v.first_invalid_seq, v.failure),
+            (Some(3), Some(ChainBreak::OutOfSequence))
+        );
     }
 
     #[test]
@@ -362,8 +443,8 @@ mod tests {
             events[2].damage = Some(damage.clone());
             let v = verify(&events);
             assert_eq!(
-                (v.valid, v.events_checked, v.first_invalid_seq),
-                (false, 3, Some(3)),
+                (v.valid, v.events_checked, v.first_invalid_seq, v.failure),
+                (false, 3, Some(3), Some(ChainBreak::MalformedRow)),
                 "{damage:?}"
             );
         }
@@ -393,6 +474,10 @@ mod tests {
         events[1].action = "organization.deleted".into();
         let body = events[1].body();
         events[1].digest = digest(2, &body, &events[1].prev_digest);
-        assert_eq!(verify(&events).first_invalid_seq, Some(3));
+        let v = verify(&events);
+        assert_eq!(
+            (v.first_invalid_seq, v.failure),
+            (Some(3), Some(ChainBreak::LinkMismatch))
+        );
     }
 }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use passerelle_domain::audit::{canonical_at, AuditEvent, ChainVerifier, RowDamage};
+use passerelle_domain::audit::{canonical_at, AuditEvent, ChainBreak, ChainVerifier, RowDamage};
 use passerelle_domain::error::FieldError;
 use passerelle_domain::ports::{AuditFilter, AuditStore};
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,8 @@ impl From<AuditEvent> for AuditEventView {
 
 /// The result of walking the whole chain.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7, "head_seq": 9,
+#[schema(example = json!({"valid": false, "events_checked": 7, "first_invalid_seq": 7,
+    "failure": "digest_mismatch", "head_seq": 9,
     "head_digest": "4f1c0b6e9a8d7c2b5e3f1a0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"}))]
 pub struct VerificationView {
     /// True when every event is in place and matches its digest and its link to the previous one.
@@ -100,12 +101,38 @@ pub struct VerificationView {
     /// The first event whose digest, link or position is wrong; absent when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_invalid_seq: Option<i64>,
+    /// What was wrong there; absent when valid (described in `chain_failure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = chain_failure)]
+    pub failure: Option<&'static str>,
     /// The chain's head as recorded when the walk began: the newest event's `seq` (0 when
     /// empty), which the walk must reach.
     pub head_seq: i64,
     /// That event's digest. Kept outside the database (a daily copy, say), it lets a later
     /// verification show that the log was not cut back and its head rewritten to match.
     pub head_digest: String,
+}
+
+/// `VerificationView::failure`: one of `ChainBreak::ALL`.
+fn chain_failure() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ChainBreak::ALL.map(ChainBreak::code)))
+        .description(Some(
+            "What was wrong at `first_invalid_seq`; absent when valid. `out_of_sequence`: the \
+             event is not the next `seq` (events before it deleted, or a row stored out of place). \
+             `malformed_row`: a row storage could not have written. `link_mismatch`: its \
+             `prev_digest` is not the previous event's digest (the previous event rewritten with \
+             a recomputed digest, or this one put in another's place). `digest_mismatch`: its \
+             content or its digest was edited. `missing_tail`: the walk ended before the recorded \
+             head, at the first event missing (the newest events deleted). `head_mismatch`: the \
+             event at `head_seq` is intact and chained but is not the one the head records: \
+             either that event was rewritten with a recomputed digest or the record of the head \
+             was altered; a head kept outside the database tells which.",
+        ))
+        .examples(["digest_mismatch"])
+        .build()
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -321,6 +348,7 @@ pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, Ap
         valid: v.valid,
         events_checked: v.events_checked,
         first_invalid_seq: v.first_invalid_seq,
+        failure: v.failure.map(|f| f.code()),
         head_seq,
         head_digest,
     })
