@@ -81,6 +81,12 @@ pub enum PaymentRefusal {
     Overpayment { due: Xof },
 }
 
+/// A batch's total: what its claims owe together, or `None` when that passes what an amount can
+/// hold (some nine million claims at the 10^12 XOF limit each), where a sum would wrap.
+pub fn batch_total(owed: impl IntoIterator<Item = Xof>) -> Option<Xof> {
+    owed.into_iter().try_fold(Xof(0), Xof::checked_add)
+}
+
 /// Adds a payment: the new paid amount and status, or why it is refused.
 pub fn pay(total: Xof, paid: Xof, amount: Xof) -> Result<(Xof, SettlementStatus), PaymentRefusal> {
     if paid >= total {
@@ -102,6 +108,18 @@ pub fn pay(total: Xof, paid: Xof, amount: Xof) -> Result<(Xof, SettlementStatus)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_total_that_would_wrap_is_refused() {
+        assert_eq!(batch_total([Xof(1), Xof(2), Xof(0)]), Some(Xof(3)));
+        assert_eq!(batch_total([]), Some(Xof(0)));
+        let limit = Xof(1_000_000_000_000);
+        assert_eq!(
+            batch_total(std::iter::repeat_n(limit, 9_223_372)),
+            Some(Xof(9_223_372 * 1_000_000_000_000))
+        );
+        assert_eq!(batch_total(std::iter::repeat_n(limit, 9_223_373)), None);
+    }
 
     #[test]
     fn instalments_add_up_to_the_franc() {

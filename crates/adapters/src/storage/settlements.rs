@@ -1,7 +1,7 @@
 // Settlement storage, shared by both databases through `include!` like `shared.rs`.
 
 use passerelle_domain::ports::{SettlementError, SettlementFilter, SettlementStore};
-use passerelle_domain::settlement::{pay, Payment, Settlement, SettlementStatus, SettlementSummary};
+use passerelle_domain::settlement::{batch_total, pay, Payment, Settlement, SettlementStatus, SettlementSummary};
 
 #[derive(sqlx::FromRow)]
 struct SettlementRow {
@@ -152,10 +152,12 @@ impl SettlementStore for This {
             .iter()
             .map(|r| claim_from(&r.body))
             .collect::<Result<Vec<_>, _>>()?;
-        let total: i64 = claims.iter().map(|c| c.totals.complementary_xof.value()).sum();
         if claims.is_empty() {
             return Err(SettlementError::Empty);
         }
+        let total = batch_total(claims.iter().map(|c| c.totals.complementary_xof))
+            .ok_or(SettlementError::TooLarge)?
+            .value();
         // Claims adjudicated with nothing owed (every line reduced to 0, or the base paid it all)
         // are settled by a batch like any other; a batch of only such claims has nothing to pay
         // and is paid at once, or they would stay unsettled for good.

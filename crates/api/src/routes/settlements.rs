@@ -186,6 +186,12 @@ fn settlement_error(e: SettlementError) -> ApiError {
             "no adjudicated, unsettled claim of yours for this payee and period",
             "aucune demande liquidée et non réglée de votre part pour ce prestataire et cette période",
         )),
+        SettlementError::TooLarge => ApiError::field(FieldError::new(
+            "",
+            "batch_too_large",
+            "the claims of this payee and period owe together more than one batch can total: batch a shorter period",
+            "les demandes de ce prestataire et de cette période dépassent ensemble ce qu'un lot peut totaliser : regroupez une période plus courte",
+        )),
         SettlementError::Refused(PaymentRefusal::AlreadyPaid) => already_paid(),
         SettlementError::Refused(PaymentRefusal::Overpayment { due }) => ApiError::field(FieldError::new(
             "/amount_xof",
@@ -200,7 +206,9 @@ fn settlement_error(e: SettlementError) -> ApiError {
 ///
 /// Mutuelles only, with `settlements:write` (403 for other kinds). The batch takes every claim
 /// routed to you, `adjudicated`, from this provider, with a service date in the period and in no
-/// other batch; when there is none, 422 `empty_batch`. `total_xof` is the sum of their
+/// other batch; when there is none, 422 `empty_batch` (and when they would total more than
+/// 9,223,372,036,854,775,807 XOF, some nine million claims at the limit, 422 `batch_too_large`:
+/// batch a shorter period). `total_xof` is the sum of their
 /// complementary shares; claims adjudicated with nothing owed are batched too. Answers 201 with
 /// the batch, `open`, and its `Location`; a batch whose total is 0 (only such claims) is `paid`
 /// at once and its claims `settled` (subscribers receive `claim.settled`).

@@ -24,6 +24,9 @@ pub enum SettlementError {
     Store(StoreError),
     /// No adjudicated, unsettled claim of this mutuelle for this payee and period.
     Empty,
+    /// The claims of the period owe together more than an amount can hold
+    /// (`settlement::batch_total`).
+    TooLarge,
     Refused(PaymentRefusal),
 }
 
