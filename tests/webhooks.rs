@@ -565,6 +565,33 @@ async fn a_dead_receiver_delays_only_its_own_deliveries(backend: Backend) {
     assert!(dead.got.lock().unwrap().is_empty(), "the dead receiver never answered");
 }
 
+/// A receiver that has failed is sent one delivery at a time until it answers again: when it
+/// then hangs, it holds one of the replica's send slots, not four, so that a few such receivers
+/// cannot take every slot from the healthy ones.
+async fn a_failing_receiver_is_sent_one_delivery_at_a_time(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.fail_first.store(1_000_000, Ordering::SeqCst);
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    let token = provider(&app);
+    for i in 0..6 {
+        let body = claim(&format!("F-{i}"), &s.spouse, "2026-06-01", one_line(100));
+        let reply = submit(&app, &token, &format!("f{i}"), &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    }
+    // Every delivery has failed once (500 at once) and is due again within a few backoffs.
+    let started = Instant::now();
+    while r.got.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(r.got.lock().unwrap().len() >= 6, "six failed attempts");
+    r.delay_ms.store(60_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hanging = r.arrived.load(Ordering::SeqCst) - r.got.lock().unwrap().len();
+    assert_eq!(hanging, 1, "sends held by the failing receiver");
+}
+
 /// A creation replayed after its subscription was deleted does not hand back the deleted
 /// subscription's secret, nor create another: 409. The key never kept the secret at all.
 async fn a_replay_after_deletion_gets_no_secret(backend: Backend) {
@@ -687,6 +714,7 @@ async fn a_deactivated_organisation_is_sent_nothing_new(backend: Backend) {
 on_both_databases!(
     a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
+    a_failing_receiver_is_sent_one_delivery_at_a_time,
     a_crash_mid_send_holds_the_receiver_briefly,
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,

@@ -1,7 +1,9 @@
 //! Delivers the outbox: leases due deliveries, POSTs them signed, records each attempt and
 //! schedules retries. Runs beside the API on every replica; leases keep replicas apart, and a
-//! slow or dead receiver only ever delays its own deliveries: sends run side by side in a fixed
-//! number of slots, a free slot is filled at once, and no subscription holds more than a few.
+//! slow or dead receiver delays its own deliveries, not others': sends run side by side in a
+//! fixed number of slots, a free slot is filled at once, no subscription holds more than a few,
+//! and one that is failing (a delivery of it awaits a retry) holds one. Only more receivers
+//! hanging at once than there are slots would make the others wait.
 
 use std::time::{Duration, Instant};
 
@@ -24,9 +26,10 @@ use crate::state::AppState;
 use passerelle_domain::coverage::Coverage;
 
 /// Sends in flight on one replica.
-const SLOTS: usize = 32;
+const SLOTS: usize = 64;
 /// Sends in flight to one subscription, over every replica: a receiver that hangs holds this
-/// many slots at most, however many of its deliveries are due.
+/// many slots at most, however many of its deliveries are due, and one only once it has failed
+/// (`lease_deliveries`).
 const PER_SUBSCRIPTION: u32 = 4;
 /// How long a leased delivery is another worker's: its send (at most [`SEND_TIMEOUT`], started at
 /// once) and the recording of its outcome. A worker that dies mid-send (a crash) holds its

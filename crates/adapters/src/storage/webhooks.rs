@@ -247,30 +247,38 @@ impl WebhookStore for This {
         per_subscription: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // `busy`: each subscription's deliveries under a live lease, every worker's. Candidates
-        // skip the subscriptions already at their cap, then each subscription's candidates are
-        // numbered on from its busy count and kept up to the cap, so one lease never fills with a
-        // single receiver's backlog. The candidates are bounded (`$6`) to keep the statement's
-        // cost flat: when one subscription's backlog fills them, it is at its cap at the next
-        // lease and the others come through. Two replicas leasing at the same moment may each
-        // count the other's leases as free, so the cap can be passed briefly, never the
-        // one-lessee-per-delivery rule: the last filter (re-checked on the locked row) keeps that.
+        // `busy`: each subscription's deliveries under a live lease, every worker's. `cap`: how
+        // many it may have: `per_subscription`, or one while it is failing (a delivery of it
+        // awaits a retry), so that receivers that hang hold one slot each, not a few, and the
+        // slots stay free for the others. Candidates skip the subscriptions already at their
+        // cap, then each subscription's candidates are numbered on from its busy count and kept
+        // up to the cap, so one lease never fills with a single receiver's backlog. The
+        // candidates are bounded (`$6`) to keep the statement's cost flat: when one
+        // subscription's backlog fills them, it is at its cap at the next lease and the others
+        // come through. Two replicas leasing at the same moment may each count the other's
+        // leases as free, so the cap can be passed briefly, never the one-lessee-per-delivery
+        // rule: the last filter (re-checked on the locked row) keeps that.
         sqlx::query(&format!(
             "UPDATE webhook_deliveries SET locked_until = $1, lock_owner = $2 WHERE id IN \
              (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
               AND (locked_until IS NULL OR locked_until < $3) AND id IN \
               (SELECT r.id FROM \
-               (SELECT c.id, c.next_attempt_at, \
+               (SELECT c.id, c.next_attempt_at, c.cap, \
                  c.busy + ROW_NUMBER() OVER (PARTITION BY c.subscription ORDER BY c.next_attempt_at, c.id) AS slot \
-                FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy \
+                FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy, \
+                        CASE WHEN f.subscription IS NULL THEN $5 ELSE 1 END AS cap \
                       FROM webhook_deliveries d LEFT JOIN \
                       (SELECT subscription, count(*) AS n FROM webhook_deliveries \
                        WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b \
-                      ON b.subscription = d.subscription \
+                      ON b.subscription = d.subscription LEFT JOIN \
+                      (SELECT DISTINCT subscription FROM webhook_deliveries \
+                       WHERE status = 'pending' AND attempts > 0) f \
+                      ON f.subscription = d.subscription \
                       WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
-                      AND (d.locked_until IS NULL OR d.locked_until < $3) AND COALESCE(b.n, 0) < $5 \
+                      AND (d.locked_until IS NULL OR d.locked_until < $3) \
+                      AND COALESCE(b.n, 0) < CASE WHEN f.subscription IS NULL THEN $5 ELSE 1 END \
                       ORDER BY d.next_attempt_at LIMIT $6) c) r \
-               WHERE r.slot <= $5 ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
+               WHERE r.slot <= r.cap ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
         ))
         .bind(lease_until)
         .bind(owner)

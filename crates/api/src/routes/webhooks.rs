@@ -65,7 +65,11 @@ fn view(s: Subscription, with_secret: bool) -> WebhookView {
 #[schema(example = json!({"url": "https://mutuelle.example.org/passerelle/events", "events": ["claim.submitted", "claim.adjudicated"]}))]
 pub struct WebhookCreate {
     /// `https://` on a public address (`http`, loopback and private addresses only when the
-    /// service runs with `PASSERELLE_WEBHOOK_ALLOW_INSECURE=true`).
+    /// service runs with `PASSERELLE_WEBHOOK_ALLOW_INSECURE=true`), without credentials, port
+    /// 0 or more than 2000 characters. Stored and answered as the WHATWG URL Standard writes
+    /// it: `HTTPS://Hooks.Example.ORG` as `https://hooks.example.org/`, `http://127.1` as
+    /// `http://127.0.0.1/`; a `#fragment` is kept but never sent.
+    #[schema(max_length = 2000)]
     pub url: String,
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
     /// `claim.settled`, `coverage.changed`. At least one; one listed twice counts once.
@@ -168,7 +172,7 @@ fn local_name(name: &str) -> bool {
 /// obviously local names, that they are public. Names are checked again when resolved.
 pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> {
     let bad = |en: &str, fr: &str| FieldError::new("/url", "invalid_url", en, fr);
-    if raw.len() > 2000 {
+    if raw.chars().count() > 2000 {
         return Err(bad(
             "must be at most 2000 characters",
             "doit compter au plus 2000 caractères",
@@ -187,6 +191,13 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     let host = url
         .host_str()
         .ok_or_else(|| bad("must name a host", "doit nommer un hôte"))?;
+    // Port 0 names no port a receiver can listen on: no delivery could ever arrive.
+    if url.port() == Some(0) {
+        return Err(bad(
+            "must name a port from 1 to 65535",
+            "doit nommer un port de 1 à 65535",
+        ));
+    }
     if !allow_insecure {
         // `domain()` is the host when it is a name; otherwise the host is an address literal,
         // IPv6 ones in brackets (`url` crate's `Host`, which this crate does not name).
@@ -664,6 +675,21 @@ mod tests {
             Some("must use https:// or http://")
         );
         assert_eq!(en("http://127.0.0.1/x", true), None);
+    }
+
+    #[test]
+    fn the_length_is_counted_in_characters_and_port_0_refused() {
+        let long = |path: &str| format!("https://hooks.example.org/{path}");
+        // 1,026 characters, 2,026 bytes.
+        assert_eq!(refused(&long(&"é".repeat(1000))), None);
+        assert_eq!(refused(&long(&"a".repeat(2000 - 26))), None);
+        assert_eq!(refused(&long(&"a".repeat(2001 - 26))).as_deref(), Some("invalid_url"));
+        assert_eq!(refused("https://hooks.example.org:0/x").as_deref(), Some("invalid_url"));
+        assert_eq!(
+            check_url("http://127.0.0.1:0/x", true).err().map(|e| e.code).as_deref(),
+            Some("invalid_url")
+        );
+        assert_eq!(refused("https://hooks.example.org:1/x"), None);
     }
 
     #[test]
