@@ -478,6 +478,16 @@ async fn a_retried_subscription_creates_nothing_new(backend: Backend) {
     assert_eq!(app.count("webhook_subscriptions").await, 1);
 }
 
+/// Submits `n` claims of 100 XOF for `person`, external ids `<prefix>-<i>`; each must be 201.
+async fn submit_claims(app: &TestApp, person: &str, prefix: &str, n: usize) {
+    let token = provider(app);
+    for i in 0..n {
+        let body = claim(&format!("{prefix}-{i}"), person, "2026-06-01", one_line(100));
+        let reply = submit(app, &token, &format!("{prefix}{i}"), &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    }
+}
+
 /// A crash in the middle of sends holds their deliveries, and their receiver's four places, only
 /// as long as a send may last (a lease of 15 s for a send of at most 10 s): the service started
 /// again delivers them, and what came since, soon after.
@@ -487,12 +497,7 @@ async fn a_crash_mid_send_holds_the_receiver_briefly(backend: Backend) {
     let (r, port) = receiver().await;
     r.delay_ms.store(60_000, Ordering::SeqCst);
     subscribe(&app, port, json!(["claim.submitted"])).await;
-    let token = provider(&app);
-    for i in 0..4 {
-        let body = claim(&format!("X-{i}"), &s.spouse, "2026-06-01", one_line(100));
-        let reply = submit(&app, &token, &format!("x{i}"), &body).await;
-        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    }
+    submit_claims(&app, &s.spouse, "X", 4).await;
     let started = Instant::now();
     while r.arrived.load(Ordering::SeqCst) < 4 && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -574,12 +579,7 @@ async fn a_failing_receiver_is_sent_one_delivery_at_a_time(backend: Backend) {
     let (r, port) = receiver().await;
     r.fail_first.store(1_000_000, Ordering::SeqCst);
     subscribe(&app, port, json!(["claim.submitted"])).await;
-    let token = provider(&app);
-    for i in 0..6 {
-        let body = claim(&format!("F-{i}"), &s.spouse, "2026-06-01", one_line(100));
-        let reply = submit(&app, &token, &format!("f{i}"), &body).await;
-        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    }
+    submit_claims(&app, &s.spouse, "F", 6).await;
     // Every delivery has failed once (500 at once) and is due again within a few backoffs.
     let started = Instant::now();
     while r.got.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(10) {
