@@ -35,6 +35,28 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
     r.problem(415, "unsupported_media_type");
     let r = app.send(post().body("{}")).await;
     r.problem(415, "unsupported_media_type");
+    // JSON is UTF-8: a body declared otherwise is not read as what it says it is not.
+    let org = json!({"id": "latin-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"}).to_string();
+    let r = app
+        .send(
+            post()
+                .header("content-type", "application/json; charset=iso-8859-1")
+                .body(org.clone()),
+        )
+        .await;
+    let detail = r.problem(415, "unsupported_media_type")["detail"].to_string();
+    assert!(detail.contains("UTF-8"), "{detail}");
+    // An Idempotency-Key is visible ASCII: a space inside is refused, as the message says.
+    let r = app
+        .send(
+            post()
+                .header("content-type", "application/json; charset=\"UTF-8\"")
+                .header("idempotency-key", "key with spaces")
+                .body(org),
+        )
+        .await;
+    r.problem(422, "validation_failed");
+    assert_eq!(r.error_fields(), ["/header/Idempotency-Key"]);
     let huge = json!({"id": "big-org", "kind": "mutuelle", "country": "TG", "name": "é".repeat(1_100_000)});
     let r = app.send(post().json(&huge)).await;
     r.problem(413, "payload_too_large");

@@ -162,6 +162,10 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         .await;
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     let text = csv.text.strip_prefix('\u{FEFF}').expect("a byte order mark first");
+    assert!(
+        text.ends_with('\n') && !text.contains('\r'),
+        "lines end with LF, as in the error reports"
+    );
     let mut lines = text.lines();
     assert_eq!(lines.next().unwrap(), "claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof");
     let sum: i64 = lines

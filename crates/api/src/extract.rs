@@ -32,6 +32,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 expected: "application/json",
             });
         }
+        if foreign_charset(req.headers()) {
+            return Err(ApiError::JsonCharset);
+        }
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(bytes) => bytes,
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::PayloadTooLarge),
@@ -79,6 +82,21 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// Whether the `Content-Type` names a charset other than UTF-8 (`charset=utf-8`, `utf8`, quoted
+/// or not, in any case, is UTF-8; so is none).
+pub fn foreign_charset(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(';').skip(1).any(|param| {
+        param.split_once('=').is_some_and(|(name, charset)| {
+            let charset = charset.trim().trim_matches('"');
+            name.trim().eq_ignore_ascii_case("charset")
+                && !(charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8"))
+        })
+    })
 }
 
 /// The media type of a `PATCH` body (RFC 7396).
@@ -449,11 +467,11 @@ impl Idempotency {
         let Some(value) = parts_headers.get("idempotency-key") else {
             return Ok(Idempotency(None));
         };
-        let key = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN);
+        // Visible ASCII: no space or tab inside (around it, HTTP drops them).
+        let key =
+            value.to_str().ok().map(str::trim).filter(|k| {
+                !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+            });
         let Some(key) = key else {
             return Err(ApiError::field(FieldError::new(
                 "/header/Idempotency-Key",
@@ -637,6 +655,31 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&deepest).is_ok());
         let past = format!("[{deepest}]");
         assert!(not_json_detail(&past).0.contains("more than"));
+    }
+
+    #[test]
+    fn only_a_charset_other_than_utf8_is_foreign() {
+        let with = |ct: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_str(ct).unwrap());
+            foreign_charset(&h)
+        };
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "text/csv; header=present; charset=utf8",
+        ] {
+            assert!(!with(ct), "{ct}");
+        }
+        for ct in [
+            "application/json; charset=iso-8859-1",
+            "text/csv; charset=windows-1252",
+            "application/json; charset=",
+        ] {
+            assert!(with(ct), "{ct}");
+        }
+        assert!(!foreign_charset(&axum::http::HeaderMap::new()));
     }
 
     #[test]

@@ -144,12 +144,14 @@ fn sent_as_json(req: &Request) -> Result<(), ApiError> {
         .as_deref()
         .and_then(|e| e.strip_prefix("application/"))
         .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
-    if json {
-        Ok(())
-    } else {
+    if !json {
         Err(ApiError::UnsupportedMediaType {
             expected: FHIR_MEDIA_TYPE,
         })
+    } else if crate::extract::foreign_charset(req.headers()) {
+        Err(ApiError::JsonCharset)
+    } else {
+        Ok(())
     }
 }
 

@@ -110,6 +110,7 @@ fn describe_idempotency_keys(doc: &mut Document) {
                         .schema_type(Type::String)
                         .min_length(Some(1))
                         .max_length(Some(255))
+                        .pattern(Some("^[!-~]+$"))
                         .examples(["0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70"])
                         .build(),
                 )));

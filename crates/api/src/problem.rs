@@ -162,6 +162,10 @@ pub enum ApiError {
     /// type, saying how to save the file instead.
     #[error("unsupported charset")]
     UnsupportedCharset,
+    /// A JSON body whose `Content-Type` names a charset other than UTF-8 (JSON is UTF-8, RFC
+    /// 8259 §8.1): 415, rather than reading the bytes as what they were declared not to be.
+    #[error("unsupported charset")]
+    JsonCharset,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("idempotency key reused")]
@@ -237,7 +241,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset | ApiError::JsonCharset => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
@@ -261,7 +267,9 @@ impl ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset => "unsupported_media_type",
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset | ApiError::JsonCharset => {
+                "unsupported_media_type"
+            }
             ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -310,6 +318,16 @@ impl ApiError {
                 (
                     "Type de contenu non pris en charge",
                     "Le fichier doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset. Un tableur l'enregistre au format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) »).".to_owned(),
+                ),
+            ),
+            ApiError::JsonCharset => (
+                (
+                    "Unsupported media type",
+                    "A JSON body is UTF-8: send it with charset=utf-8 or no charset.".to_owned(),
+                ),
+                (
+                    "Type de contenu non pris en charge",
+                    "Un corps JSON est en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset.".to_owned(),
                 ),
             ),
             ApiError::NotAcceptable { available } => (

@@ -252,20 +252,18 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::UnsupportedMediaType { expected: MEDIA_TYPES })?;
-    let mut parts = value.split(';');
-    let format = match parts.next().map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+    let format = match value
+        .split(';')
+        .next()
+        .map(|m| m.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         Some("text/csv") => BatchFormat::Csv,
         Some("application/x-ndjson") => BatchFormat::Ndjson,
         _ => return Err(unsupported),
     };
-    for param in parts {
-        if let Some((name, charset)) = param.split_once('=') {
-            let charset = charset.trim().trim_matches('"');
-            let utf8 = charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8");
-            if name.trim().eq_ignore_ascii_case("charset") && !utf8 {
-                return Err(ApiError::UnsupportedCharset);
-            }
-        }
+    if crate::extract::foreign_charset(headers) {
+        return Err(ApiError::UnsupportedCharset);
     }
     Ok(format)
 }

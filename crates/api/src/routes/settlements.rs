@@ -296,11 +296,12 @@ pub const CSV_COLUMNS: [&str; 10] = [
 /// it spreadsheets read the file as Latin-1), and every text cell written as the import's error
 /// report writes its own (`csv_field`: `external_id` is the provider's free text, and
 /// `=HYPERLINK(…)`, or `X;=1+1` in a French locale, would run as a formula). Amounts stay numbers.
+/// Lines end with `\n`, as in the error reports and the files this service reads.
 fn to_csv(claims: &[Claim], separator: &str) -> Result<Vec<u8>, ApiError> {
     use crate::import::csv_field as text;
     let mut out = String::from("\u{FEFF}");
     out.push_str(&CSV_COLUMNS.join(separator));
-    out.push_str("\r\n");
+    out.push('\n');
     for c in claims {
         let cells = [
             text(&c.id),
@@ -315,7 +316,7 @@ fn to_csv(claims: &[Claim], separator: &str) -> Result<Vec<u8>, ApiError> {
             c.totals.patient_xof.value().to_string(),
         ];
         out.push_str(&cells.join(separator));
-        out.push_str("\r\n");
+        out.push('\n');
     }
     Ok(out.into_bytes())
 }
