@@ -354,7 +354,8 @@ pub struct ClaimWrite {
     pub external_id: String,
     /// The health facility that gave the care (an organisation of kind `provider`); a provider
     /// names itself (422 `not_own_organization` for another organisation, `unknown_reference`
-    /// for an id no organisation has).
+    /// for an id no organisation has); a scheme forwarding a claim names a health facility
+    /// (422 `not_a_provider` otherwise).
     pub provider: String,
     /// As for eligibility: `{id}`, `{national_id}` or `{organization, member_number}`.
     pub beneficiary: super::eligibility::PersonSelector,

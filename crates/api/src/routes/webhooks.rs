@@ -284,7 +284,7 @@ pub enum WebhookData {
     responses(
         (status = 201, description = "Created, with its `secret` (shown only here)", body = WebhookView,
             headers(("Location" = String, description = "/v1/webhooks/{id}"))),
-        (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since (`errors[0].code` `subscription_deleted`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["webhooks:write"]))
 )]
