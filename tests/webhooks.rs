@@ -592,6 +592,24 @@ async fn a_failing_receiver_is_sent_one_delivery_at_a_time(backend: Backend) {
     assert_eq!(hanging, 1, "sends held by the failing receiver");
 }
 
+/// A receiver that answers again is sent up to four deliveries at once again: the one-at-a-time
+/// rule lasts while its last attempt failed, not while an old retry is scheduled.
+async fn a_receiver_that_answers_again_gets_four_at_once(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    r.fail_first.store(1, Ordering::SeqCst);
+    subscribe(&app, port, json!(["claim.submitted"])).await;
+    submit_claims(&app, &s.spouse, "G", 1).await;
+    // Refused once, then delivered on its retry.
+    assert_eq!(wait_for(&r, 2, Duration::from_secs(10)).await.len(), 2);
+    r.delay_ms.store(3_000, Ordering::SeqCst);
+    submit_claims(&app, &s.spouse, "K", 6).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let in_flight = r.arrived.load(Ordering::SeqCst) - r.got.lock().unwrap().len();
+    assert_eq!(in_flight, 4, "sends in flight to the receiver that answers again");
+}
+
 /// A creation replayed after its subscription was deleted does not hand back the deleted
 /// subscription's secret, nor create another: 409. The key never kept the secret at all.
 async fn a_replay_after_deletion_gets_no_secret(backend: Backend) {
@@ -715,6 +733,7 @@ on_both_databases!(
     a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
     a_failing_receiver_is_sent_one_delivery_at_a_time,
+    a_receiver_that_answers_again_gets_four_at_once,
     a_crash_mid_send_holds_the_receiver_briefly,
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,

@@ -85,7 +85,7 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
 }
 
 /// Whether the `Content-Type` names a charset other than UTF-8 (`charset=utf-8`, `utf8`, quoted
-/// or not, in any case, is UTF-8; so is none).
+/// or not, in any case, is UTF-8; so are none and US-ASCII, its subset).
 pub fn foreign_charset(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -94,7 +94,10 @@ pub fn foreign_charset(headers: &axum::http::HeaderMap) -> bool {
         param.split_once('=').is_some_and(|(name, charset)| {
             let charset = charset.trim().trim_matches('"');
             name.trim().eq_ignore_ascii_case("charset")
-                && !(charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8"))
+                // US-ASCII is UTF-8's subset: such a body reads the same.
+                && !["utf-8", "utf8", "us-ascii", "ascii"]
+                    .iter()
+                    .any(|utf8| charset.eq_ignore_ascii_case(utf8))
         })
     })
 }
@@ -669,6 +672,7 @@ mod tests {
             "application/json; charset=utf-8",
             "application/json;charset=\"UTF-8\"",
             "text/csv; header=present; charset=utf8",
+            "application/json; charset=US-ASCII",
         ] {
             assert!(!with(ct), "{ct}");
         }

@@ -2,7 +2,7 @@
 //! schedules retries. Runs beside the API on every replica; leases keep replicas apart, and a
 //! slow or dead receiver delays its own deliveries, not others': sends run side by side in a
 //! fixed number of slots, a free slot is filled at once, no subscription holds more than a few,
-//! and one that is failing (a delivery of it awaits a retry) holds one. Only more receivers
+//! and one that is failing (its last attempt failed) holds one. Only more receivers
 //! hanging at once than there are slots would make the others wait.
 
 use std::time::{Duration, Instant};

@@ -248,9 +248,9 @@ impl WebhookStore for This {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.begin_write().await?;
         // `busy`: each subscription's deliveries under a live lease, every worker's. `cap`: how
-        // many it may have: `per_subscription`, or one while it is failing (a delivery of it
-        // awaits a retry), so that receivers that hang hold one slot each, not a few, and the
-        // slots stay free for the others. Candidates skip the subscriptions already at their
+        // many it may have: `per_subscription`, or one while it is failing (its last attempt
+        // failed, `record_attempt`), so that receivers that hang hold one slot each, not a few,
+        // and the slots stay free for the others. Candidates skip the subscriptions already at their
         // cap, then each subscription's candidates are numbered on from its busy count and kept
         // up to the cap, so one lease never fills with a single receiver's backlog. The
         // candidates are bounded (`$6`) to keep the statement's cost flat: when one
@@ -266,17 +266,14 @@ impl WebhookStore for This {
                (SELECT c.id, c.next_attempt_at, c.cap, \
                  c.busy + ROW_NUMBER() OVER (PARTITION BY c.subscription ORDER BY c.next_attempt_at, c.id) AS slot \
                 FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy, \
-                        CASE WHEN f.subscription IS NULL THEN $5 ELSE 1 END AS cap \
-                      FROM webhook_deliveries d LEFT JOIN \
+                        CASE WHEN s.failing THEN 1 ELSE $5 END AS cap \
+                      FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription LEFT JOIN \
                       (SELECT subscription, count(*) AS n FROM webhook_deliveries \
                        WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b \
-                      ON b.subscription = d.subscription LEFT JOIN \
-                      (SELECT DISTINCT subscription FROM webhook_deliveries \
-                       WHERE status = 'pending' AND attempts > 0) f \
-                      ON f.subscription = d.subscription \
+                      ON b.subscription = d.subscription \
                       WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
                       AND (d.locked_until IS NULL OR d.locked_until < $3) \
-                      AND COALESCE(b.n, 0) < CASE WHEN f.subscription IS NULL THEN $5 ELSE 1 END \
+                      AND COALESCE(b.n, 0) < CASE WHEN s.failing THEN 1 ELSE $5 END \
                       ORDER BY d.next_attempt_at LIMIT $6) c) r \
                WHERE r.slot <= r.cap ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
         ))
@@ -342,6 +339,17 @@ impl WebhookStore for This {
         .map_err(db_err)?
         .rows_affected();
         if changed == 1 {
+            // The receiver's state as this attempt left it: the lease sends one at a time to a
+            // failing one, and up to the cap again once it answers.
+            sqlx::query(
+                "UPDATE webhook_subscriptions SET failing = $2 WHERE failing <> $2 \
+                 AND id = (SELECT subscription FROM webhook_deliveries WHERE id = $1)",
+            )
+            .bind(delivery)
+            .bind(!outcome.delivered)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO webhook_attempts (delivery, attempt, at, status_code, error, duration_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
