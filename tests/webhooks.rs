@@ -123,6 +123,13 @@ async fn subscribe(app: &TestApp, port: u16, events: Value) -> (String, String) 
     )
 }
 
+impl Receiver {
+    /// Requests whose head was read and that are not answered yet.
+    fn in_flight(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst) - self.got.lock().unwrap().len()
+    }
+}
+
 async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, String, String)> {
     let started = Instant::now();
     while started.elapsed() < within {
@@ -581,15 +588,13 @@ async fn a_failing_receiver_is_sent_one_delivery_at_a_time(backend: Backend) {
     subscribe(&app, port, json!(["claim.submitted"])).await;
     submit_claims(&app, &s.spouse, "F", 6).await;
     // Every delivery has failed once (500 at once) and is due again within a few backoffs.
-    let started = Instant::now();
-    while r.got.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(r.got.lock().unwrap().len() >= 6, "six failed attempts");
+    assert!(
+        wait_for(&r, 6, Duration::from_secs(10)).await.len() >= 6,
+        "six failed attempts"
+    );
     r.delay_ms.store(60_000, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let hanging = r.arrived.load(Ordering::SeqCst) - r.got.lock().unwrap().len();
-    assert_eq!(hanging, 1, "sends held by the failing receiver");
+    assert_eq!(r.in_flight(), 1, "sends held by the failing receiver");
 }
 
 /// A receiver that answers again is sent up to four deliveries at once again: the one-at-a-time
@@ -606,8 +611,7 @@ async fn a_receiver_that_answers_again_gets_four_at_once(backend: Backend) {
     r.delay_ms.store(3_000, Ordering::SeqCst);
     submit_claims(&app, &s.spouse, "K", 6).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let in_flight = r.arrived.load(Ordering::SeqCst) - r.got.lock().unwrap().len();
-    assert_eq!(in_flight, 4, "sends in flight to the receiver that answers again");
+    assert_eq!(r.in_flight(), 4, "sends in flight to the receiver that answers again");
 }
 
 /// A creation replayed after its subscription was deleted does not hand back the deleted

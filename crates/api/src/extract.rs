@@ -660,13 +660,15 @@ mod tests {
         assert!(not_json_detail(&past).0.contains("more than"));
     }
 
+    fn content_type(ct: &str) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_str(ct).unwrap());
+        h
+    }
+
     #[test]
     fn only_a_charset_other_than_utf8_is_foreign() {
-        let with = |ct: &str| {
-            let mut h = axum::http::HeaderMap::new();
-            h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_str(ct).unwrap());
-            foreign_charset(&h)
-        };
+        let with = |ct: &str| foreign_charset(&content_type(ct));
         for ct in [
             "application/json",
             "application/json; charset=utf-8",
@@ -688,11 +690,7 @@ mod tests {
 
     #[test]
     fn json_media_types_are_axums() {
-        let with = |ct: &str| {
-            let mut h = axum::http::HeaderMap::new();
-            h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_str(ct).unwrap());
-            is_json(&h)
-        };
+        let with = |ct: &str| is_json(&content_type(ct));
         for ct in [
             "application/json",
             "application/json; charset=utf-8",
