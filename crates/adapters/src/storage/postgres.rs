@@ -68,10 +68,22 @@ fn bind_chained<'q, O>(
         .bind(text(|e| &e.prev_digest))
 }
 
-/// Facts statements running at once per pool (`eligibility.rs`). Two keep a statement running
-/// while the other's answer travels; one and four measured the same within this machine's noise,
-/// and fewer connections are cheaper.
-const FACTS_IN_FLIGHT: usize = 2;
+/// Connections of a facts pool (`eligibility.rs`): the primary's serves two loaders (checks and
+/// claims) without a replica, and a replica's keeps a second connection for its probe and for
+/// the checks while one statement hangs on a link gone silent.
+const FACTS_CONNECTIONS: usize = 2;
+
+/// Facts statements running at once per loader on the primary. One: each statement takes every
+/// check that asked while the previous one ran. A statement's fixed cost (starting the executor
+/// of a plan with a dozen joins and subqueries, about 0.1 ms, against about 0.02 ms per person)
+/// is then shared by more checks; two at once split them into smaller batches. Measured at
+/// concurrency 16 on 1,000,000 people: the database's CPU per check fell from 165–215 µs to
+/// 130–185 µs, the service's from 100–125 µs to 80–115 µs.
+const FACTS_IN_FLIGHT: usize = 1;
+
+/// On a read replica, two: a statement stuck on a link gone silent holds its slot until TCP
+/// gives up, and the other keeps serving once the probe sends checks back (SCALING.md §4).
+const REPLICA_FACTS_IN_FLIGHT: usize = 2;
 
 /// The keys of a facts batch (`eligibility.rs`) as arrays: one statement text whatever their
 /// number, so it stays prepared.
@@ -216,10 +228,10 @@ impl PgStore {
         } else {
             Chainer::start(Arc::new(QueueChain::new(pool.clone())))
         };
-        let facts_primary = facts_pool(options, &options.url, FACTS_IN_FLIGHT)?;
-        let facts_eligibility = match &options.read_url {
-            Some(url) => facts_pool(options, url, FACTS_IN_FLIGHT)?,
-            None => facts_primary.clone(),
+        let facts_primary = facts_pool(options, &options.url, FACTS_CONNECTIONS)?;
+        let (facts_eligibility, eligibility_in_flight) = match &options.read_url {
+            Some(url) => (facts_pool(options, url, FACTS_CONNECTIONS)?, REPLICA_FACTS_IN_FLIGHT),
+            None => (facts_primary.clone(), FACTS_IN_FLIGHT),
         };
         let replica = match options.read_url {
             Some(_) => {
@@ -242,7 +254,10 @@ impl PgStore {
             }
             None => None,
         };
-        let facts = FactsLoaders::start(&facts_primary, &facts_eligibility);
+        let facts = FactsLoaders::start(
+            (&facts_primary, FACTS_IN_FLIGHT),
+            (&facts_eligibility, eligibility_in_flight),
+        );
         Ok(PgStore {
             write: pool.clone(),
             read: pool,

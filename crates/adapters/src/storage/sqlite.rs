@@ -237,7 +237,7 @@ impl SqliteStore {
         } else {
             Chainer::start(Arc::new(QueueChain::new(write.clone())))
         };
-        let facts = FactsLoaders::start(&write, &read);
+        let facts = FactsLoaders::start((&write, FACTS_IN_FLIGHT), (&read, FACTS_IN_FLIGHT));
         Ok(SqliteStore {
             write,
             read,
