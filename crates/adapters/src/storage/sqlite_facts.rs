@@ -22,7 +22,7 @@ use passerelle_domain::error::StoreError;
 use passerelle_domain::ports::PersonKey;
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::{facts_sql, names_no_one, FactsRow, KeyKind, OptionalCoverageRow};
+use super::{facts_row_at, facts_sql, names_no_one, FactsRow, KeyKind, OptionalCoverageRow};
 
 /// Connections kept open between checks, at least. A read never yields, so at most one runs per
 /// runtime thread: as many as the machine has threads are kept, when that is more.
@@ -106,36 +106,9 @@ fn one_key_sql(kind: KeyKind) -> &'static str {
     SQL[kind.slot()].get_or_init(|| facts_sql(ONE_KEY, kind))
 }
 
-/// One row of the facts statement, read by position (`FACTS_COLUMNS` in `eligibility.rs` gives
-/// the order, and a test below holds the two together): looking a column up by name costs a scan
-/// of the names for every value.
+/// One row of the facts statement, read by position (`facts_row_at`).
 fn facts_row(row: &Row<'_>) -> rusqlite::Result<FactsRow> {
-    Ok(FactsRow {
-        person_id: row.get(1)?,
-        birth_date: row.get(2)?,
-        birth_date_precision: row.get(3)?,
-        coverage: OptionalCoverageRow {
-            id: row.get(4)?,
-            beneficiary: row.get(5)?,
-            product: row.get(6)?,
-            organization: row.get(7)?,
-            layer: row.get(8)?,
-            member_number: row.get(9)?,
-            relationship: row.get(10)?,
-            principal_coverage: row.get(11)?,
-            start_date: row.get(12)?,
-            end_date: row.get(13)?,
-            status: row.get(14)?,
-            paid_through: row.get(15)?,
-            version: row.get(16)?,
-        },
-        principal_paid_through: row.get(17)?,
-        principal_status: row.get(18)?,
-        principal_end_date: row.get(19)?,
-        product_version: row.get(20)?,
-        used_xof: row.get(21)?,
-        latest_version: row.get(22)?,
-    })
+    Ok(facts_row_at!(row.get))
 }
 
 /// As `db_err` does for sqlx: a busy or locked file, or one that cannot be opened, is the
@@ -154,7 +127,7 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
 mod tests {
     use super::*;
 
-    /// The positions `facts_row` reads.
+    /// The positions `facts_row_at` reads.
     const COLUMNS: [&str; 23] = [
         "n",
         "person_id",
@@ -213,7 +186,7 @@ mod tests {
         }
     }
 
-    /// The positions `facts_row` reads are the statement's columns, for every way of naming a
+    /// The positions `facts_row_at` reads are the statement's columns, for every way of naming a
     /// person.
     #[test]
     fn columns_are_read_where_the_statement_puts_them() {
