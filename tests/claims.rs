@@ -367,6 +367,25 @@ async fn bad_claims_write_nothing(backend: Backend) {
     reply.problem(422, "validation_failed");
     assert_eq!(reply.error_fields().len(), 100, "{}", reply.text);
     assert_eq!(reply.error_fields()[99], "/diagnoses/99");
+    // A line's code with a control or an invisible character, as an external id.
+    for (i, code) in ["A\u{1}B", "CONS\u{202e}", "CO\u{200b}NS", "A\nB"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = claim(
+            "E",
+            &s.principal,
+            "2026-06-01",
+            json!([line(json!(1), json!(1000), "consultation")]),
+        );
+        body["lines"][0]["code"] = json!(code);
+        let reply = submit(app, &provider(app), &format!("bad-code-{i}"), &body).await;
+        assert_eq!(
+            reply.field_codes(),
+            [("/lines/0/code".to_owned(), "invalid_characters".to_owned())],
+            "{code:?}"
+        );
+    }
     assert_eq!(app.count("claims").await, 0);
     // Missing key: 428. Reused external id: 409.
     let ok = claim(

@@ -319,6 +319,22 @@ async fn bad_checks_name_the_field(backend: Backend) {
             json!({"organization": "mut-a", "member_number": ""}),
             ("/beneficiary/member_number", "required"),
         ),
+        (
+            json!({"organization": 123, "member_number": "M-1"}),
+            ("/beneficiary/organization", "invalid_type"),
+        ),
+        (
+            json!({"organization": "mut-a", "member_number": 42}),
+            ("/beneficiary/member_number", "invalid_type"),
+        ),
+        (
+            json!({"organization": "mut-a"}),
+            ("/beneficiary/member_number", "required"),
+        ),
+        (
+            json!({"national_id": {"country": "Togo", "type": "NIU", "value": "123456789012"}}),
+            ("/beneficiary/national_id/country", "invalid_country"),
+        ),
     ];
     for (person, (field, code)) in exact {
         let mut body = base.clone();

@@ -212,6 +212,7 @@ impl NationalIdRules {
     ) -> Result<NationalId, FieldError> {
         self.check(country, id_type, value).map_err(|problem| {
             let member = match problem {
+                NationalIdProblem::InvalidCountry => "country",
                 NationalIdProblem::UnknownType { .. } => "type",
                 NationalIdProblem::InvalidValue(_) => "value",
             };
@@ -231,6 +232,11 @@ impl NationalIdRules {
         let country = country.trim().to_uppercase();
         let id_type = id_type.trim().to_uppercase();
         let Some(rule) = self.rule(&country, &id_type) else {
+            // A country that is no country at all (`Togo`, `""`) is that member's fault, not the
+            // type's; a real one without rules for the type lists the known ones.
+            if crate::organization::Country::parse(&country).is_none() && !self.0.iter().any(|r| r.country == country) {
+                return Err(NationalIdProblem::InvalidCountry);
+            }
             return Err(NationalIdProblem::UnknownType { country, id_type });
         };
         if value.len() > MAX_RAW_NATIONAL_ID_BYTES {
@@ -263,6 +269,7 @@ impl NationalIdRules {
 /// Why a national id was refused, before it is given a pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NationalIdProblem {
+    InvalidCountry,
     UnknownType { country: String, id_type: String },
     InvalidValue(NationalIdRule),
 }
@@ -270,6 +277,7 @@ pub(crate) enum NationalIdProblem {
 impl NationalIdProblem {
     pub(crate) fn into_error(self, rules: &NationalIdRules, pointer: &str) -> FieldError {
         match self {
+            NationalIdProblem::InvalidCountry => crate::organization::invalid_country(pointer),
             NationalIdProblem::UnknownType { country, id_type } => {
                 let known = rules.known_list();
                 // The caller's own value is echoed (a 4xx may), but not a long one.
@@ -1141,6 +1149,40 @@ mod tests {
         );
     }
 
+    /// A country that is no country is the country's fault, at its own member: the type may be
+    /// right.
+    #[test]
+    fn a_country_that_is_no_country_is_told_at_country() {
+        let rules = &NationalIdRules::SHIPPED;
+        for country in ["Togo", "", "XX", "a\u{1}b", "🇹🇬"] {
+            let e = rules
+                .parse_object(country, "NIU", "123456789012", "/beneficiary/national_id")
+                .unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.code.as_str()),
+                ("/beneficiary/national_id/country", "invalid_country"),
+                "{country:?}"
+            );
+        }
+        let e = rules.parse_object("FR", "NIU", "123456789012", "/n").unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.code.as_str()),
+            ("/n/type", "unknown_national_id_type")
+        );
+        assert!(rules.parse_object(" tg ", "niu", "1234 5678 9012", "/n").is_ok());
+        // A deployment's rule for a code outside the list still holds.
+        let own: NationalIdRules = serde_json::from_value(serde_json::json!([
+            {"country": "XK", "type": "ID", "min_len": 1, "max_len": 9, "charset": "digits"}
+        ]))
+        .unwrap();
+        assert!(own.parse_object("XK", "ID", "12", "/n").is_ok());
+        assert_eq!(
+            own.parse_object("XK", "NIU", "12", "/n").unwrap_err().code,
+            "unknown_national_id_type"
+        );
+        assert_eq!(NationalId::parse("Togo", "NIU", "1", "/q").unwrap_err().field, "/q");
+    }
+
     #[test]
     fn rules_are_data_a_deployment_may_replace() {
         let json = serde_json::json!([
@@ -1352,20 +1394,22 @@ mod tests {
                 ("/principal/birth_date", "required"),
             ]
         );
-        let errors = BeneficiaryDraft {
-            national_id: Some(NationalIdDraft {
-                country: Some("ZZ".into()),
-                id_type: Some("X".into()),
-                value: Some("1".into()),
-            }),
-            ..draft()
+        for (country, fault) in [
+            ("FR", ("/principal/national_id/type", "unknown_national_id_type")),
+            ("ZZ", ("/principal/national_id/country", "invalid_country")),
+        ] {
+            let errors = BeneficiaryDraft {
+                national_id: Some(NationalIdDraft {
+                    country: Some(country.into()),
+                    id_type: Some("X".into()),
+                    value: Some("1".into()),
+                }),
+                ..draft()
+            }
+            .validate("/principal", today())
+            .unwrap_err();
+            assert_eq!(codes(&errors), [fault]);
         }
-        .validate("/principal", today())
-        .unwrap_err();
-        assert_eq!(
-            codes(&errors),
-            [("/principal/national_id/type", "unknown_national_id_type")]
-        );
     }
 
     #[test]

@@ -226,7 +226,8 @@ impl From<Claim> for ClaimView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500}))]
 pub struct ClaimLineWrite {
-    /// The facility's act or item code, 1–50 characters, not all white space.
+    /// The facility's act or item code, 1–50 characters, not all white space (`invalid_length`),
+    /// without control or invisible formatting characters (`invalid_characters`).
     // `read_claim`: 422 `invalid_length` when blank once trimmed or past 50 characters (counted
     // untrimmed).
     #[schema(min_length = 1, max_length = 50, pattern = r"\S")]
@@ -640,6 +641,13 @@ pub(crate) fn read_claim(
                         "must be 1 to 50 characters",
                         "doit compter de 1 à 50 caractères",
                     ));
+                } else if code
+                    .as_ref()
+                    .is_some_and(|c| c.trim().chars().any(passerelle_domain::text::is_forbidden))
+                {
+                    // A code is a reference too (`fields::reference_error`): an invisible
+                    // character would make one act look like another.
+                    errors.push(FieldError::control_characters(format!("{p}/code")));
                 }
                 if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
                     errors.push(FieldError::new(

@@ -241,12 +241,17 @@ pub(crate) fn read_person(
             organization,
             member_number,
         }),
+        // Missing only when not sent: one of the wrong type has its `invalid_type` already.
         (None, Some(_)) => {
-            errors.push(FieldError::required("/beneficiary/organization"));
+            if !sent("organization") {
+                errors.push(FieldError::required("/beneficiary/organization"));
+            }
             None
         }
         (Some(_), None) => {
-            errors.push(FieldError::required("/beneficiary/member_number"));
+            if !sent("member_number") {
+                errors.push(FieldError::required("/beneficiary/member_number"));
+            }
             None
         }
         _ => None,
