@@ -76,9 +76,9 @@ const FACTS_CONNECTIONS: usize = 2;
 /// Facts statements running at once per loader on the primary. One: each statement takes every
 /// check that asked while the previous one ran. A statement's fixed cost (starting the executor
 /// of a plan with a dozen joins and subqueries, about 0.1 ms, against about 0.02 ms per person)
-/// is then shared by more checks; two at once split them into smaller batches. Measured at
-/// concurrency 16 on 1,000,000 people: the database's CPU per check fell from 165–215 µs to
-/// 130–185 µs, the service's from 100–125 µs to 80–115 µs.
+/// is then shared by more checks; two at once split them into smaller batches. In alternating
+/// runs on 1,000,000 people the database's CPU per check fell by 5–15 %, at the same rate of
+/// checks (SCALING.md §5).
 const FACTS_IN_FLIGHT: usize = 1;
 
 /// On a read replica, two: a statement stuck on a link gone silent holds its slot until TCP
