@@ -368,9 +368,17 @@ async fn bad_claims_write_nothing(backend: Backend) {
     assert_eq!(reply.error_fields().len(), 100, "{}", reply.text);
     assert_eq!(reply.error_fields()[99], "/diagnoses/99");
     // A line's code with a control or an invisible character, as an external id.
-    for (i, code) in ["A\u{1}B", "CONS\u{202e}", "CO\u{200b}NS", "A\nB"]
-        .into_iter()
-        .enumerate()
+    for (i, code) in [
+        "A\u{1}B",
+        "CONS\u{202e}",
+        "CO\u{200b}NS",
+        "A\nB",
+        "CO\u{200d}NS",
+        "\u{3164}CONS",
+        "CONS\u{fe0f}",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut body = claim(
             "E",

@@ -336,6 +336,16 @@ async fn bad_checks_name_the_field(backend: Backend) {
             ("/beneficiary/national_id/country", "invalid_country"),
         ),
     ];
+    // A mistyped one sent alone: its type, and the other missing.
+    let mut body = base.clone();
+    body["beneficiary"] = json!({"organization": 5});
+    assert_eq!(
+        check(app, &provider(app), body).await.field_codes(),
+        [
+            ("/beneficiary/organization".to_owned(), "invalid_type".to_owned()),
+            ("/beneficiary/member_number".to_owned(), "required".to_owned())
+        ]
+    );
     for (person, (field, code)) in exact {
         let mut body = base.clone();
         body["beneficiary"] = person.clone();

@@ -255,8 +255,8 @@ pub const MAX_LIST_ITEMS: usize = 1000;
 
 /// What is wrong with a reference a clerk types or pastes (an invoice number, a receipt's, a
 /// transfer's), if anything: 1 to 100 characters (counted untrimmed), not all white space
-/// (`invalid_length`), and no control or invisible formatting character once trimmed
-/// (`invalid_characters`). An invisible character pasted with a reference would make one
+/// (`invalid_length`), and no control or invisible character once trimmed
+/// (`invalid_characters`, [`passerelle_domain::text::is_forbidden_in_code`]). An invisible character pasted with a reference would make one
 /// transfer or receipt entered twice look like two, and travel on into CSV exports.
 pub fn reference_error(field: &str, value: &str) -> Option<FieldError> {
     if value.trim().is_empty() || value.chars().count() > 100 {
@@ -266,7 +266,7 @@ pub fn reference_error(field: &str, value: &str) -> Option<FieldError> {
             "must be 1 to 100 characters",
             "doit compter de 1 à 100 caractères",
         ))
-    } else if value.trim().chars().any(passerelle_domain::text::is_forbidden) {
+    } else if value.trim().chars().any(passerelle_domain::text::is_forbidden_in_code) {
         Some(FieldError::control_characters(field))
     } else {
         None

@@ -277,7 +277,13 @@ pub(crate) enum NationalIdProblem {
 impl NationalIdProblem {
     pub(crate) fn into_error(self, rules: &NationalIdRules, pointer: &str) -> FieldError {
         match self {
-            NationalIdProblem::InvalidCountry => crate::organization::invalid_country(pointer),
+            // Read in any case, unlike an organisation's country.
+            NationalIdProblem::InvalidCountry => FieldError::new(
+                pointer,
+                "invalid_country",
+                "must be an ISO 3166-1 alpha-2 code, such as TG, ML or SN",
+                "doit être un code ISO 3166-1 alpha-2, comme TG, ML ou SN",
+            ),
             NationalIdProblem::UnknownType { country, id_type } => {
                 let known = rules.known_list();
                 // The caller's own value is echoed (a 4xx may), but not a long one.

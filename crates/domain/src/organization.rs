@@ -76,16 +76,6 @@ const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ B
 #[serde(transparent)]
 pub struct Country(String);
 
-/// `invalid_country` at `pointer`.
-pub fn invalid_country(pointer: impl Into<String>) -> FieldError {
-    FieldError::new(
-        pointer,
-        "invalid_country",
-        "must be an ISO 3166-1 alpha-2 code in upper case, such as TG, ML or SN",
-        "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN",
-    )
-}
-
 impl Country {
     pub fn parse(s: &str) -> Option<Country> {
         (s.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == s)).then(|| Country(s.to_owned()))
@@ -163,7 +153,12 @@ impl OrganizationDraft {
                 None
             }
             Some(raw) => Country::parse(raw).or_else(|| {
-                errors.push(invalid_country("/country"));
+                errors.push(FieldError::new(
+                    "/country",
+                    "invalid_country",
+                    "must be an ISO 3166-1 alpha-2 code in upper case, such as TG, ML or SN",
+                    "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN",
+                ));
                 None
             }),
         };

@@ -26,6 +26,26 @@ pub fn is_forbidden(c: char) -> bool {
         )
 }
 
+/// Whether `c` may not appear in a code or a reference a clerk types (an act's code, an
+/// invoice's or a transfer's number): what free text refuses ([`is_forbidden`]), and also the
+/// invisible characters names may need or that render as nothing: the zero-width joiners, the
+/// combining grapheme joiner, variation selectors, tag characters and Hangul fillers. Such a
+/// character makes two codes that look the same compare different.
+pub fn is_forbidden_in_code(c: char) -> bool {
+    is_forbidden(c)
+        || matches!(
+            c,
+            '\u{034F}'                     // combining grapheme joiner
+                | '\u{115F}'..='\u{1160}' // Hangul choseong and jungseong fillers
+                | '\u{200C}'..='\u{200D}' // zero-width non-joiner and joiner
+                | '\u{3164}'               // Hangul filler
+                | '\u{FE00}'..='\u{FE0F}' // variation selectors
+                | '\u{FFA0}'               // halfwidth Hangul filler
+                | '\u{E0000}'..='\u{E007F}' // tag characters
+                | '\u{E0100}'..='\u{E01EF}' // variation selectors supplement
+        )
+}
+
 /// Whether two references (a receipt's, a transfer's) name the same one: clerks and banks write
 /// them in either case, and `vir-4411` entered after `VIR-4411` is the same transfer.
 pub fn same_reference(a: &str, b: &str) -> bool {
@@ -37,7 +57,28 @@ pub fn same_reference(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_forbidden, same_reference};
+    use super::{is_forbidden, is_forbidden_in_code, same_reference};
+
+    /// Codes refuse what names keep for their scripts, and keep what any text may hold.
+    #[test]
+    fn codes_refuse_every_invisible_character() {
+        for c in [
+            '\u{200C}',
+            '\u{200D}',
+            '\u{034F}',
+            '\u{FE0F}',
+            '\u{E0041}',
+            '\u{3164}',
+            '\u{200B}',
+            '\u{1}',
+        ] {
+            assert!(is_forbidden_in_code(c), "{:04X}", c as u32);
+        }
+        assert!(!is_forbidden('\u{200D}'), "names keep the joiners");
+        for c in ['É', 'ç', ' ', '-', '/', '٣', 'ب'] {
+            assert!(!is_forbidden_in_code(c), "{c}");
+        }
+    }
 
     #[test]
     fn references_compare_ignoring_case_only() {

@@ -643,7 +643,7 @@ pub(crate) fn read_claim(
                     ));
                 } else if code
                     .as_ref()
-                    .is_some_and(|c| c.trim().chars().any(passerelle_domain::text::is_forbidden))
+                    .is_some_and(|c| c.trim().chars().any(passerelle_domain::text::is_forbidden_in_code))
                 {
                     // A code is a reference too (`fields::reference_error`): an invisible
                     // character would make one act look like another.

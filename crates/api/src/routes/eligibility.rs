@@ -254,7 +254,16 @@ pub(crate) fn read_person(
             }
             None
         }
-        _ => None,
+        // Both sent is a mistyped one (its `invalid_type` is listed); one sent mistyped still
+        // leaves the other missing.
+        _ => {
+            for (name, other) in [("organization", "member_number"), ("member_number", "organization")] {
+                if sent(name) && !sent(other) {
+                    errors.push(FieldError::required(format!("/beneficiary/{other}")));
+                }
+            }
+            None
+        }
     }
 }
 
