@@ -256,15 +256,21 @@ pub const MAX_LIST_ITEMS: usize = 1000;
 /// What is wrong with a reference a clerk types or pastes (an invoice number, a receipt's, a
 /// transfer's), if anything: 1 to 100 characters (counted untrimmed), not all white space
 /// (`invalid_length`), and no control or invisible character once trimmed
-/// (`invalid_characters`, [`passerelle_domain::text::is_forbidden_in_code`]). An invisible character pasted with a reference would make one
-/// transfer or receipt entered twice look like two, and travel on into CSV exports.
+/// (`invalid_characters`, [`passerelle_domain::text::is_forbidden_in_code`]). An invisible
+/// character pasted with a reference would make one transfer or receipt entered twice look like
+/// two, and travel on into CSV exports.
 pub fn reference_error(field: &str, value: &str) -> Option<FieldError> {
-    if value.trim().is_empty() || value.chars().count() > 100 {
+    code_error(field, value, 100)
+}
+
+/// As [`reference_error`], for a code of at most `max` characters (a claim line's act code).
+pub fn code_error(field: &str, value: &str, max: usize) -> Option<FieldError> {
+    if value.trim().is_empty() || value.chars().count() > max {
         Some(FieldError::new(
             field,
             "invalid_length",
-            "must be 1 to 100 characters",
-            "doit compter de 1 à 100 caractères",
+            format!("must be 1 to {max} characters"),
+            format!("doit compter de 1 à {max} caractères"),
         ))
     } else if value.trim().chars().any(passerelle_domain::text::is_forbidden_in_code) {
         Some(FieldError::control_characters(field))

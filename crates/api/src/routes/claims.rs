@@ -631,23 +631,13 @@ pub(crate) fn read_claim(
                     }
                 }
                 errors.extend(g.finish());
-                if code
-                    .as_ref()
-                    .is_some_and(|c| c.trim().is_empty() || c.chars().count() > 50)
+                // An act's code is a reference too: an invisible character would make one act
+                // look like another.
+                if let Some(e) = code
+                    .as_deref()
+                    .and_then(|c| crate::fields::code_error(&format!("{p}/code"), c, 50))
                 {
-                    errors.push(FieldError::new(
-                        format!("{p}/code"),
-                        "invalid_length",
-                        "must be 1 to 50 characters",
-                        "doit compter de 1 à 50 caractères",
-                    ));
-                } else if code
-                    .as_ref()
-                    .is_some_and(|c| c.trim().chars().any(passerelle_domain::text::is_forbidden_in_code))
-                {
-                    // A code is a reference too (`fields::reference_error`): an invisible
-                    // character would make one act look like another.
-                    errors.push(FieldError::control_characters(format!("{p}/code")));
+                    errors.push(e);
                 }
                 if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
                     errors.push(FieldError::new(
