@@ -584,7 +584,7 @@ async fn until_follows_a_later_version(backend: Backend) {
         .await;
     assert_eq!(put.status.as_u16(), 200, "{}", put.text);
     // From 2026-02-01 the 30 days, ended on 2026-01-31, are already past.
-    let after = check(app, &provider(app), on).await;
+    let after = check(app, &provider(app), on.clone()).await;
     assert_eq!(
         until(&after),
         json!({"code": "WAITING_PERIOD", "until": "2026-02-01"}),
@@ -608,6 +608,28 @@ async fn until_follows_a_later_version(backend: Backend) {
         "{}",
         claimed.text
     );
+    // A coverage that ends the day before never reaches that day: no day is named. Ending on
+    // it, it does.
+    let coverage_path = format!("/v1/coverages/{}", s.principal_coverage);
+    for (end, expected) in [("2026-01-31", Value::Null), ("2026-02-01", json!("2026-02-01"))] {
+        let tag = app.get(&coverage_path, &token).await.header("etag").unwrap().to_owned();
+        let ended = app
+            .send(
+                app.request(reqwest::Method::PATCH, &coverage_path)
+                    .bearer_auth(&token)
+                    .header("if-match", tag)
+                    .json(&json!({"end_date": end})),
+            )
+            .await;
+        assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+        let reply = check(app, &provider(app), on.clone()).await;
+        assert_eq!(
+            until(&reply),
+            json!({"code": "WAITING_PERIOD", "until": expected}),
+            "{}",
+            reply.text
+        );
+    }
 }
 
 on_both_databases!(

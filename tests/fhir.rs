@@ -1199,6 +1199,66 @@ async fn required_query_parameters_are_published_as_required(backend: Backend) {
     );
 }
 
+/// A coding's `system` or `code` of the wrong JSON type, or a `coding` that is not an array, is
+/// `invalid_type` where it is wrong, not a missing coding; nothing is written.
+async fn a_mistyped_coding_is_named_where_it_is_wrong(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let patient = json!({"reference": format!("Patient/{}", s.principal)});
+    let claims = app.count("claims").await;
+    let cases = [
+        (
+            json!({"coding": [{"system": 7, "code": "consultation"}]}),
+            "category.coding[0].system",
+        ),
+        (
+            json!({"coding": [{"system": "urn:passerelle:category", "code": ["consultation"]}]}),
+            "category.coding[0].code",
+        ),
+        (json!({"coding": [{"code": 12}]}), "category.coding[0].code"),
+        (json!({"coding": {"code": "consultation"}}), "category.coding"),
+    ];
+    for (n, (category, at)) in cases.into_iter().enumerate() {
+        let mut claim = fhir_claim(
+            &format!("EXT-CD{n}"),
+            &s.principal,
+            json!([item(1, "CONS", "consultation", 1, 5000)]),
+        );
+        claim["item"][0]["category"] = category.clone();
+        let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some(&format!("cd{n}")), &claim).await;
+        assert_eq!(
+            rule_codes(&reply),
+            [("invalid_type".to_owned(), format!("Claim.item[0].{at}"))],
+            "{category}"
+        );
+        let mut check = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(5000));
+        check["item"][0]["category"] = category.clone();
+        let reply = fhir_post(app, "/fhir/r4/CoverageEligibilityRequest", &token, None, &check).await;
+        assert_eq!(
+            rule_codes(&reply),
+            [(
+                "invalid_type".to_owned(),
+                format!("CoverageEligibilityRequest.item[0].{at}")
+            )],
+            "{category}"
+        );
+    }
+    // A coding of another system, well typed, still leaves the category missing.
+    let mut claim = fhir_claim(
+        "EXT-CD9",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 5000)]),
+    );
+    claim["item"][0]["category"] = json!({"coding": [{"system": "urn:other", "code": 7}]});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("cd9"), &claim).await;
+    assert_eq!(
+        rule_codes(&reply),
+        [("required".to_owned(), "Claim.item[0].category".to_owned())]
+    );
+    assert_eq!(app.count("claims").await, claims);
+}
+
 /// A Claim's `item.quantity` and a check's are FHIR Quantities: a bare number, a string or an
 /// array is refused at the element, never read as absent (which would bill one unit).
 async fn a_quantity_must_be_a_quantity(backend: Backend) {
@@ -1517,6 +1577,7 @@ async fn a_claims_provider_is_judged_with_its_other_elements(backend: Backend) {
 }
 
 on_both_databases!(
+    a_mistyped_coding_is_named_where_it_is_wrong,
     a_claims_provider_is_judged_with_its_other_elements,
     people_and_coverages_read_as_fhir,
     eligibility_answers_as_v1_does,

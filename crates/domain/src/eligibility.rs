@@ -337,6 +337,33 @@ fn in_arrears(paid_through: Option<NaiveDate>, grace_period_days: u32, service_d
     }
 }
 
+/// The coverage's own standing and, for a dependant, its household's: the principal's.
+fn standings<'a>(input: &'a EligibilityInput<'_>) -> impl Iterator<Item = (CoverageStatus, Option<NaiveDate>)> + 'a {
+    let coverage = input.coverage;
+    let principal = input.principal.filter(|_| coverage.is_dependant());
+    std::iter::once((coverage.status, coverage.end_date)).chain(principal.map(|p| (p.status, p.end_date)))
+}
+
+/// Whether the coverage still pays on `day` as far as its end is concerned: a coverage that
+/// ends before that day never reaches it, nor does a dependant's whose household ends first,
+/// nor one terminated without an end date (it never pays again). A suspension can be lifted,
+/// so it does not count here.
+fn reaches(input: &EligibilityInput<'_>, day: NaiveDate) -> bool {
+    standings(input).all(|(status, end)| match end {
+        Some(end) => day <= end,
+        None => status != CoverageStatus::Terminated,
+    })
+}
+
+/// An `until` names the first day the reason no longer holds, which a member reads as the day
+/// care is paid again; a day the coverage never reaches would promise what `ENDED` or
+/// `TERMINATED` then refuses, so there is no day to name (API.md §5).
+fn forget_unreached_days(input: &EligibilityInput<'_>, reasons: &mut [Reason]) {
+    for r in reasons {
+        r.until = r.until.filter(|day| reaches(input, *day));
+    }
+}
+
 pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     let coverage = input.coverage;
     let on = input.service_date;
@@ -348,20 +375,9 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     let starts = coverage
         .start_date
         .max(earliest_birth(input.birth_date, input.birth_date_precision));
-    let principal = input.principal.filter(|_| coverage.is_dependant());
-    let standings =
-        || std::iter::once((coverage.status, coverage.end_date)).chain(principal.map(|p| (p.status, p.end_date)));
+    let standings = || standings(input);
     if on < starts {
-        // A coverage that ends before that day never reaches it, nor does a dependant's whose
-        // household ends first, nor one terminated before it started (no end date: it never
-        // pays): no day to name.
-        let reached = |day: NaiveDate| {
-            standings().all(|(status, end)| match end {
-                Some(end) => day <= end,
-                None => status != CoverageStatus::Terminated,
-            })
-        };
-        reason(ReasonCode::NotStarted, Some(starts).filter(|s| reached(*s)));
+        reason(ReasonCode::NotStarted, Some(starts));
     }
     // Before the start date the waiting period is still ahead too; naming its end as well tells
     // the member the day care is actually paid, not merely the day membership begins.
@@ -432,6 +448,7 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     reasons.sort_by_key(|r| r.code);
     // A dependant suspended (or ended) with the principal is told so once.
     reasons.dedup();
+    forget_unreached_days(input, &mut reasons);
     let status = if reasons.is_empty() {
         EligibilityStatus::Eligible
     } else {
@@ -528,6 +545,7 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
     {
         r.until = answers.iter().find(|(_, e)| !e.has(r.code)).map(|(day, _)| *day);
     }
+    forget_unreached_days(input, &mut answer.reasons);
     answer
 }
 
@@ -697,6 +715,76 @@ mod tests {
         assert_eq!(codes(&e), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
         assert_eq!(e.rate_bp, Some(BasisPoints(10_000)));
         assert_eq!(e.paying_rate(), None);
+    }
+
+    #[test]
+    fn no_until_names_a_day_the_coverage_never_reaches() {
+        let p = tg_complementary();
+        // The waiting period ends on 2026-04-01; a coverage ending on 31 March never gets there.
+        let mut c = coverage(Layer::Complementary, Relationship::Principal);
+        c.end_date = Some(d("2026-03-31"));
+        assert_eq!(
+            codes(&evaluate(&input(&c, &p, "2026-03-01"))),
+            [("WAITING_PERIOD", None)]
+        );
+        // Ending that very day, it does.
+        c.end_date = Some(d("2026-04-01"));
+        assert_eq!(
+            codes(&evaluate(&input(&c, &p, "2026-03-01"))),
+            [("WAITING_PERIOD", Some(d("2026-04-01")))]
+        );
+        // A ceiling used up in a plan year the coverage does not outlast renews for nobody.
+        c.end_date = Some(d("2026-12-31"));
+        let mut i = input(&c, &p, "2026-06-01");
+        i.complementary_used_xof = Xof(150_000);
+        assert_eq!(codes(&evaluate(&i)), [("CEILING_EXHAUSTED", None)]);
+        c.end_date = None;
+        let mut i = input(&c, &p, "2026-06-01");
+        i.complementary_used_xof = Xof(150_000);
+        assert_eq!(codes(&evaluate(&i)), [("CEILING_EXHAUSTED", Some(d("2027-01-01")))]);
+        // Terminated without an end date, it never pays again: nothing to wait for.
+        c.status = CoverageStatus::Terminated;
+        assert_eq!(
+            codes(&evaluate(&input(&c, &p, "2026-03-01"))),
+            [("WAITING_PERIOD", None), ("TERMINATED", None)]
+        );
+        // A suspension can be lifted: the day still stands.
+        c.status = CoverageStatus::Suspended;
+        assert_eq!(
+            codes(&evaluate(&input(&c, &p, "2026-03-01"))),
+            [("WAITING_PERIOD", Some(d("2026-04-01"))), ("SUSPENDED", None)]
+        );
+        // A dependant's household ending first ends it too, and a later version that would
+        // shorten the wait does not bring a day back.
+        let mut child = coverage(Layer::Complementary, Relationship::Child);
+        child.start_date = d("2026-01-01");
+        let mut i = input(&child, &p, "2026-03-01");
+        i.birth_date = d("2015-01-01");
+        i.principal = Some(PrincipalStanding {
+            status: CoverageStatus::Active,
+            end_date: Some(d("2026-02-28")),
+        });
+        assert_eq!(codes(&evaluate(&i)), [("WAITING_PERIOD", None), ("ENDED", None)]);
+        let mut v2 = p.clone();
+        v2.version = 2;
+        v2.effective_from = d("2026-03-15");
+        v2.waiting_period_days = 79;
+        i.principal = Some(PrincipalStanding {
+            status: CoverageStatus::Active,
+            end_date: Some(d("2026-03-20")),
+        });
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&v2])),
+            [("WAITING_PERIOD", None)]
+        );
+        i.principal = Some(PrincipalStanding {
+            status: CoverageStatus::Active,
+            end_date: Some(d("2026-03-21")),
+        });
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&v2])),
+            [("WAITING_PERIOD", Some(d("2026-03-21")))]
+        );
     }
 
     #[test]
@@ -1257,6 +1345,18 @@ mod tests {
             self.versions.iter().filter(|v| v.effective_from > on).collect()
         }
 
+        /// No `until` may name `day` (API.md §5): the coverage, or for a dependant the
+        /// principal's, ends before it or was terminated without an end date.
+        fn never_reaches(&self, day: NaiveDate) -> bool {
+            let mut ends = vec![(self.coverage.status, self.coverage.end_date)];
+            if self.coverage.is_dependant() {
+                ends.extend(self.parts.principal.map(|p| (p.status, p.end_date)));
+            }
+            ends.iter().any(|(status, end)| {
+                end.is_some_and(|end| end < day) || (end.is_none() && *status == CoverageStatus::Terminated)
+            })
+        }
+
         /// What the ledger holds in the plan year of `on`.
         fn used_in_plan_year_of(&self, on: NaiveDate) -> Xof {
             let year = plan_year(on);
@@ -1481,23 +1581,10 @@ mod tests {
             let e = evaluate(&case.asked());
             for r in &e.reasons {
                 let expected = match r.code {
-                    // None when the coverage never reaches that day: it, or for a dependant the
-                    // principal's, ends before it or was terminated without an end date.
-                    ReasonCode::NotStarted => {
-                        let day = case.coverage.start_date.max(earliest_birth(
-                            case.parts.birth_date,
-                            case.parts.birth_date_precision,
-                        ));
-                        let mut ends = vec![(case.coverage.status, case.coverage.end_date)];
-                        if case.coverage.is_dependant() {
-                            ends.extend(case.parts.principal.map(|p| (p.status, p.end_date)));
-                        }
-                        let never = ends.iter().any(|(status, end)| {
-                            end.is_some_and(|end| end < day)
-                                || (end.is_none() && *status == CoverageStatus::Terminated)
-                        });
-                        Some(day).filter(|_| !never)
-                    }
+                    ReasonCode::NotStarted => Some(case.coverage.start_date.max(earliest_birth(
+                        case.parts.birth_date,
+                        case.parts.birth_date_precision,
+                    ))),
                     ReasonCode::WaitingPeriod => product.and_then(|p| {
                         case.coverage.start_date.checked_add_days(Days::new(p.waiting_period_days.into()))
                     }),
@@ -1508,7 +1595,7 @@ mod tests {
                     }
                     _ => None,
                 };
-                prop_assert_eq!(r.until, expected, "{:?}", r.code);
+                prop_assert_eq!(r.until, expected.filter(|day| !case.never_reaches(*day)), "{:?}", r.code);
                 let Some(until) = r.until else { continue };
                 if r.code == ReasonCode::CeilingExhausted {
                     prop_assert_eq!(case.used_in_plan_year_of(until), Xof::ZERO);
@@ -1562,7 +1649,11 @@ mod tests {
             }
             for (r, p) in e.reasons.iter().zip(&plain.reasons) {
                 if TIMED_BY_VERSIONS.contains(&r.code) {
-                    let expected = ends.iter().find(|(code, _)| *code == r.code).map(|(_, when)| *when);
+                    let expected = ends
+                        .iter()
+                        .find(|(code, _)| *code == r.code)
+                        .map(|(_, when)| *when)
+                        .filter(|day| !case.never_reaches(*day));
                     prop_assert_eq!(r.until, expected, "{:?}", r.code);
                 } else {
                     prop_assert_eq!(r.until, p.until, "{:?}", r.code);

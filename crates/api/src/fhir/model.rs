@@ -135,7 +135,8 @@ pub struct ExtensionPart {
     /// The reason's code (`urn:passerelle:reason`) and its message as `display`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_coding: Option<Coding>,
-    /// The first day on which the reason no longer holds.
+    /// The first day on which the reason no longer holds; absent when no such day is known, or when
+    /// the coverage never reaches it (it, or its household, ends first, or it was terminated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_date: Option<String>,
 }

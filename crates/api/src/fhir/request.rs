@@ -387,14 +387,46 @@ impl Translation {
     }
 
     /// The code of a CodeableConcept's coding in `system` (a coding without a system counts as
-    /// one in it); `None`, with the error recorded, when it has none.
+    /// one in it); `None`, with the error recorded, when it has none. A `coding`, `system` or
+    /// `code` of the wrong JSON type is `invalid_type` there, not a missing coding.
     pub fn code(&mut self, value: &Value, element: &str, system: &str) -> Option<String> {
-        let codings = value.get("coding").and_then(Value::as_array);
+        let codings = match value.get("coding") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(codings)) => Some(codings),
+            Some(_) => {
+                self.error(
+                    &format!("{element}.coding"),
+                    "invalid_type",
+                    "must be an array of Coding",
+                    "doit être un tableau de Coding",
+                );
+                return None;
+            }
+        };
         let found = codings.into_iter().flatten().find_map(|c| {
             let in_system = c.get("system").is_none_or(|s| s.as_str() == Some(system));
             in_system.then(|| c.get("code").and_then(Value::as_str)).flatten()
         });
-        if found.is_none() {
+        if found.is_some() {
+            return found.map(str::to_owned);
+        }
+        let mistyped: Vec<String> = codings
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let not_text = |key: &str| c.get(key).is_some_and(|v| !v.is_string() && !v.is_null());
+                let system_mistyped = not_text("system");
+                // A code matters only in a coding of the system asked for (or of none).
+                let code_mistyped =
+                    !system_mistyped && c.get("system").is_none_or(|s| s.as_str() == Some(system)) && not_text("code");
+                [(system_mistyped, "system"), (code_mistyped, "code")]
+                    .into_iter()
+                    .filter(|(wrong, _)| *wrong)
+                    .map(move |(_, key)| format!("{element}.coding[{i}].{key}"))
+            })
+            .collect();
+        if mistyped.is_empty() {
             self.error(
                 element,
                 "required",
@@ -402,7 +434,15 @@ impl Translation {
                 format!("doit avoir un coding avec un code de {system}"),
             );
         }
-        found.map(str::to_owned)
+        for at in mistyped {
+            self.error(
+                &at,
+                "invalid_type",
+                "must be a string",
+                "doit être une chaîne de caractères",
+            );
+        }
+        None
     }
 
     /// A Money in XOF: the number of francs, or `None` with the error recorded.

@@ -125,7 +125,8 @@ pub struct ClaimReasonView {
     pub code: String,
     /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
-    /// The first day on which the reason no longer holds, when known.
+    /// The first day on which the reason no longer holds, when known and reached by the coverage
+    /// (absent when it, or its household, ends first, or it was terminated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<NaiveDate>,
 }

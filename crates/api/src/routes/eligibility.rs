@@ -76,7 +76,8 @@ pub struct ReasonView {
     pub code: String,
     /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
-    /// The first day on which the reason no longer holds.
+    /// The first day on which the reason no longer holds; absent when no such day is known, or when
+    /// the coverage never reaches it (it, or its household, ends first, or it was terminated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<NaiveDate>,
 }
