@@ -66,9 +66,10 @@ fn view(s: Subscription, with_secret: bool) -> WebhookView {
 pub struct WebhookCreate {
     /// `https://` on a public address (`http`, loopback and private addresses only when the
     /// service runs with `PASSERELLE_WEBHOOK_ALLOW_INSECURE=true`), without credentials, port
-    /// 0 or more than 2000 characters. Stored and answered as the WHATWG URL Standard writes
-    /// it: `HTTPS://Hooks.Example.ORG` as `https://hooks.example.org/`, `http://127.1` as
-    /// `http://127.0.0.1/`; a `#fragment` is kept but never sent.
+    /// 0 or more than 2000 characters (as sent). Stored and answered as the WHATWG URL Standard
+    /// writes it: `HTTPS://Hooks.Example.ORG` as `https://hooks.example.org/`, `http://127.1` as
+    /// `http://127.0.0.1/`, `é` in a path as `%C3%A9` (so the stored URL may be longer than
+    /// 2000 characters); a `#fragment` is kept but never sent.
     #[schema(max_length = 2000)]
     pub url: String,
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
