@@ -2,7 +2,8 @@
 # The eligibility and claims benchmarks (issues 4 and 5): seeds BENCH_PEOPLE (default 1,000,000)
 # people with coverages, then runs eligibility checks (or 3-line claim submissions) for random
 # people with wrk at concurrency 1, 16 and 64 for BENCH_SECONDS each, next to /health/ready (one
-# database round trip) measured in the same run, on PostgreSQL and SQLite.
+# database round trip) measured in the same run, on PostgreSQL and SQLite; then the CPU each
+# answer cost the service and PostgreSQL in those runs (read from /proc).
 # Usage: bench/eligibility.sh [postgres|sqlite|both]      (eligibility checks)
 #        BENCH_TARGET=claims bench/eligibility.sh [...]    (claim submissions; or bench/claims.sh)
 #        BENCH_JWT=rs256 bench/eligibility.sh [...]         (measured with an RS256 token; see lib.sh)
@@ -15,6 +16,7 @@ trap bench_stop EXIT
 
 bench_setup
 results=()
+cpu=()
 for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" ); do
   bench_database "$backend"
   bench_start
@@ -48,11 +50,16 @@ for backend in $( [ "${1:-both}" = both ] && echo postgres sqlite || echo "$1" )
   BENCH_SECONDS=3 wrk_run 16 "$script" "$path" >/dev/null
   for c in 1 16 64; do
     bench_prewarm
+    before=$(cpu_ticks)
     read -r h_rps h_p50 h_p99 _ < <(wrk_run "$c" bench/health.lua /health/ready)
+    h_cpu=$(cpu_per_answer "$before" "$(cpu_ticks)" "$h_rps")
     bench_prewarm
+    before=$(cpu_ticks)
     read -r e_rps e_p50 e_p99 e_bad < <(wrk_run "$c" "$script" "$path")
+    e_cpu=$(cpu_per_answer "$before" "$(cpu_ticks)" "$e_rps")
     ratio=$(python3 -c "print(f'{$e_rps / max($h_rps, 1):.2f}')")
     results+=("$backend $c $h_rps $h_p50 $h_p99 $e_rps $e_p50 $e_p99 $ratio $e_bad")
+    cpu+=("$backend $c $h_cpu $e_cpu")
   done
   bench_stop
 done
@@ -63,6 +70,13 @@ printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %5s | %s\n' backend conc "ready r
 for r in "${results[@]}"; do
   # shellcheck disable=SC2086
   printf '%-9s %5s | %9s %8s %8s | %9s %8s %8s | %5s | %s\n' $r
+done
+echo
+echo "CPU per good answer, in µs: the service's process, and PostgreSQL's processes (0 on SQLite)"
+printf '%-9s %5s | %9s %9s | %10s %9s\n' backend conc "ready svc" "ready db" "target svc" "target db"
+for r in "${cpu[@]}"; do
+  # shellcheck disable=SC2086
+  printf '%-9s %5s | %9s %9s | %10s %9s\n' $r
 done
 if [ -s "$OUT/wrk-errors.log" ]; then
   echo "non-200 answers were logged in $OUT/wrk-errors.log" >&2

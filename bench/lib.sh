@@ -132,3 +132,28 @@ wrk_run() {
       /^ +99%/ { p99 = ms($2) }
       END { if (secs > 0) rps = (total - bad) / secs; printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad }'
 }
+
+# cpu_ticks → "SERVICE POSTGRES": CPU time (user + system, in clock ticks) used so far by the
+# service's process and by every PostgreSQL process of this machine (backends, WAL writer,
+# checkpointer…; 0 on SQLite, which runs inside the service). Read before and after a run, it
+# tells where an answer's CPU goes: `cpu_per_answer`.
+cpu_ticks() {
+  local svc pg=0
+  svc=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  if [ "${BENCH_BACKEND:-}" = postgres ]; then
+    # shellcheck disable=SC2046
+    pg=$(cat $(pgrep -x postgres | sed 's|.*|/proc/&/stat|') 2>/dev/null | awk '{s += $14 + $15} END {print s + 0}')
+  fi
+  echo "$svc $pg"
+}
+
+# cpu_per_answer "BEFORE" "AFTER" RPS → "SERVICE_US POSTGRES_US": microseconds of CPU per good
+# answer of a run of BENCH_SECONDS at RPS (processes that exited during the run are not counted).
+cpu_per_answer() {
+  python3 -c "
+import os, sys
+before, after, rps = sys.argv[1].split(), sys.argv[2].split(), float(sys.argv[3])
+tick_us = 1e6 / os.sysconf('SC_CLK_TCK')
+answers = max(rps * float(os.environ.get('BENCH_SECONDS', '15')), 1)
+print(' '.join(f'{(int(b) - int(a)) * tick_us / answers:.0f}' for a, b in zip(before, after)))" "$1" "$2" "$3"
+}
