@@ -18,11 +18,16 @@ use passerelle_domain::audit::NewAuditEvent;
 use passerelle_domain::error::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch_loader::worth_a_yield;
+
 /// Queued events taken by one cycle; a cycle that takes this many runs again at once.
 pub(crate) const QUEUE_BATCH: i64 = 2000;
 
 /// Most direct events (eligibility checks, reads) in one cycle.
 const MAX_DIRECT: usize = 512;
+/// How many times a cycle yields, at most, for the events of checks whose facts have just
+/// arrived to join it before it starts.
+const MAX_YIELDS: usize = 4;
 
 /// How often the queue's drained rows are reclaimed, when there are any.
 const TIDY_EVERY: Duration = Duration::from_secs(1);
@@ -65,11 +70,13 @@ pub(crate) struct Chainer {
 }
 
 impl Chainer {
-    pub(crate) fn start(writer: Arc<dyn ChainWriter>) -> Chainer {
+    /// `yields`: whether a cycle's fixed cost makes it worth a yield to gather more events
+    /// (`worth_a_yield`).
+    pub(crate) fn start(writer: Arc<dyn ChainWriter>, yields: bool) -> Chainer {
         let (requests, rx) = mpsc::channel::<Request>(MAX_DIRECT * 4);
         let drained = Arc::new(AtomicUsize::new(0));
         let drain_wanted = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(writer.clone(), rx, drain_wanted.clone(), drained.clone()));
+        tokio::spawn(run(writer.clone(), rx, drain_wanted.clone(), drained.clone(), yields));
         tokio::spawn(tidy(writer, drained));
         Chainer {
             requests: Some(requests),
@@ -143,13 +150,26 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     drain_wanted: Arc<AtomicBool>,
     drained: Arc<AtomicUsize>,
+    yields: bool,
 ) {
     let mut events = Vec::with_capacity(MAX_DIRECT);
     let mut waiters = Vec::with_capacity(MAX_DIRECT);
+    let mut last_cycle = 0;
     loop {
         let mut drain = false;
         match tokio::time::timeout(SWEEP_EVERY, rx.recv()).await {
             Ok(Some(mut request)) => loop {
+                if events.is_empty() && waiters.is_empty() && yields && worth_a_yield(last_cycle) {
+                    // The rest of a facts answer's checks join this cycle rather than wait a
+                    // commit for the next (`worth_a_yield`); again while yielding brings more.
+                    for _ in 0..MAX_YIELDS {
+                        let waiting = rx.len();
+                        tokio::task::yield_now().await;
+                        if rx.len() == waiting {
+                            break;
+                        }
+                    }
+                }
                 events.append(&mut request.events);
                 drain |= request.drain;
                 waiters.extend(request.waiter.map(|w| (w, request.drain)));
@@ -191,6 +211,7 @@ async fn run(
             };
             let _ = waiter.send(result);
         }
+        last_cycle = events.len();
         events.clear();
     }
 }
@@ -271,6 +292,37 @@ mod tests {
         }
     }
 
+    /// Records how many direct events each cycle carried; its first cycle commits only when
+    /// `first_commits` is notified.
+    #[derive(Default)]
+    struct Records {
+        cycles: Mutex<Vec<usize>>,
+        first_commits: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl ChainWriter for Records {
+        async fn chain(&self, direct: &[NewAuditEvent], _drain: bool) -> Result<usize, StoreError> {
+            let first = {
+                let mut cycles = self.cycles.lock().unwrap();
+                cycles.push(direct.len());
+                cycles.len() == 1
+            };
+            if first {
+                self.first_commits.notified().await;
+            }
+            Ok(0)
+        }
+
+        async fn has_queued(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn tidy(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
     fn event() -> NewAuditEvent {
         NewAuditEvent {
             at: chrono::Utc::now(),
@@ -283,15 +335,57 @@ mod tests {
         }
     }
 
+    /// Checks woken together (by their facts statement's answer) append together: the first
+    /// append wakes the chainer, which on one worker would run next and carry that event alone;
+    /// under load (the last cycle carried several) it yields, and the cycle carries all of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn checks_woken_together_share_one_cycle() {
+        let writer = Arc::new(Records::default());
+        let chainer = Arc::new(Chainer::start(writer.clone(), true));
+        let append = |n: usize| {
+            let chainer = chainer.clone();
+            tokio::spawn(async move { chainer.append(vec![event(); n]).await })
+        };
+        // Load first: two appends wait while the first cycle commits, and the next carries both.
+        let first = append(1);
+        while writer.cycles.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let (second, third) = (append(1), append(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.first_commits.notify_one();
+        for appended in [first, second, third] {
+            assert!(appended.await.unwrap().is_ok());
+        }
+        let release = Arc::new(tokio::sync::Notify::new());
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let chainer = chainer.clone();
+                // Registered now, so that one `notify_waiters` wakes all eight.
+                let mut notified = Box::pin(release.clone().notified_owned());
+                notified.as_mut().enable();
+                tokio::spawn(async move {
+                    notified.await;
+                    chainer.append(vec![event()]).await
+                })
+            })
+            .collect();
+        release.notify_waiters();
+        for check in checks {
+            assert!(check.await.unwrap().is_ok());
+        }
+        assert_eq!(*writer.cycles.lock().unwrap(), [1, 2, 8]);
+    }
+
     /// A check's event was chained by the cycle's first transaction: a later one, draining the
     /// rest of a long queue, failing does not turn the check into a 503. A flush, which waits
     /// for the queue, does hear of it.
     #[tokio::test]
     async fn a_later_transaction_failing_fails_only_who_waits_for_the_queue() {
-        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }));
+        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }), true);
         let appended = chainer.append(vec![event()]).await;
         assert!(appended.is_ok(), "{appended:?}");
-        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }));
+        let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }), true);
         let flushed = chainer.flush().await;
         assert!(matches!(flushed, Err(StoreError::Unavailable(_))), "{flushed:?}");
     }

@@ -26,15 +26,31 @@ pub(crate) trait BatchRead: Send + Sync + 'static {
 
 type Waiter<V> = oneshot::Sender<Result<V, StoreError>>;
 
+/// Whether a batcher, woken by a first request, should yield once before taking the others:
+/// on a multi-threaded runtime the task woken by a request made on its worker runs next, before
+/// the other tasks woken with that one (the checks of one facts answer, the requests that came
+/// in together) have asked, so they wait a whole statement or commit for the next batch.
+/// Yielding lets them join, and only pays off when batches are small but not single: a lone
+/// request (concurrency 1) would only wait for the yield, and large batches lose more by
+/// starting later than they gain. Measured in deploy/SCALING.md §5.
+pub(crate) fn worth_a_yield(last_batch: usize) -> bool {
+    (2..YIELD_BELOW).contains(&last_batch)
+}
+
+/// The batch size from which a batcher no longer yields (`worth_a_yield`).
+const YIELD_BELOW: usize = 32;
+
 pub(crate) struct Loader<R: BatchRead> {
     requests: mpsc::Sender<(R::Key, Waiter<R::Value>)>,
 }
 
 impl<R: BatchRead> Loader<R> {
     /// Starts the loader's task on the current runtime.
-    pub(crate) fn start(reader: R, max_batch: usize, in_flight: usize) -> Self {
+    /// `yields`: whether a statement's fixed cost makes it worth a yield to gather more
+    /// requests (`worth_a_yield`).
+    pub(crate) fn start(reader: R, max_batch: usize, in_flight: usize, yields: bool) -> Self {
         let (requests, rx) = mpsc::channel(max_batch * in_flight.max(1) * 4);
-        tokio::spawn(run(Arc::new(reader), rx, max_batch.max(1), in_flight.max(1)));
+        tokio::spawn(run(Arc::new(reader), rx, max_batch.max(1), in_flight.max(1), yields));
         Loader { requests }
     }
 
@@ -55,8 +71,10 @@ async fn run<R: BatchRead>(
     mut rx: mpsc::Receiver<(R::Key, Waiter<R::Value>)>,
     max_batch: usize,
     in_flight: usize,
+    yields: bool,
 ) {
     let slots = Arc::new(Semaphore::new(in_flight));
+    let mut last_batch = 0;
     loop {
         // A free slot first, then the requests: while every slot is busy, requests gather in
         // the channel and the next statement takes them all.
@@ -66,6 +84,9 @@ async fn run<R: BatchRead>(
         let Some(first) = rx.recv().await else {
             return;
         };
+        if yields && worth_a_yield(last_batch) {
+            tokio::task::yield_now().await;
+        }
         let mut batch = Vec::with_capacity(max_batch.min(64));
         batch.push(first);
         while batch.len() < max_batch {
@@ -74,6 +95,7 @@ async fn run<R: BatchRead>(
                 Err(_) => break,
             }
         }
+        last_batch = batch.len();
         let reader = reader.clone();
         tokio::spawn(async move {
             let (keys, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -154,6 +176,7 @@ mod tests {
             },
             64,
             1,
+            true,
         ));
         // Key 1 holds the only slot until the gate opens.
         let first = tokio::spawn({
@@ -185,6 +208,59 @@ mod tests {
         assert_eq!(*batches.lock().unwrap(), vec![1, 10]);
     }
 
+    /// Requests made at the same moment on one worker (the checks of requests that arrived
+    /// together) share one statement: the first wakes the idle loader, which on one worker
+    /// would run next and send it alone; under load (the last statement read several keys) it
+    /// yields first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn requests_woken_together_share_one_statement() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let loader = Arc::new(Loader::start(
+            Doubler {
+                batches: batches.clone(),
+                gate: gate.clone(),
+            },
+            64,
+            1,
+            true,
+        ));
+        // Load first: key 1 holds the only slot while two more wait, and the next statement
+        // reads both.
+        let load = |k: u32| {
+            let loader = loader.clone();
+            tokio::spawn(async move { loader.load(k).await })
+        };
+        let first = load(1);
+        while batches.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let (second, third) = (load(100), load(101));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gate.notify_one();
+        for (k, loaded) in [(1, first), (100, second), (101, third)] {
+            assert_eq!(loaded.await.unwrap().unwrap(), k * 2);
+        }
+        let release = Arc::new(tokio::sync::Notify::new());
+        let requests: Vec<_> = (2..10)
+            .map(|k| {
+                let loader = loader.clone();
+                // Registered now, so that one `notify_waiters` wakes all eight.
+                let mut notified = Box::pin(release.clone().notified_owned());
+                notified.as_mut().enable();
+                tokio::spawn(async move {
+                    notified.await;
+                    loader.load(k).await
+                })
+            })
+            .collect();
+        release.notify_waiters();
+        for (k, request) in (2..10).zip(requests) {
+            assert_eq!(request.await.unwrap().unwrap(), k * 2);
+        }
+        assert_eq!(*batches.lock().unwrap(), [1, 2, 8]);
+    }
+
     #[tokio::test]
     async fn a_failed_statement_fails_each_of_its_callers() {
         let loader = Loader::start(
@@ -194,6 +270,7 @@ mod tests {
             },
             64,
             4,
+            true,
         );
         assert!(matches!(loader.load(0).await, Err(StoreError::Unavailable(m)) if m == "down"));
         // Contention stays contention: a check then asks the primary (a standby's recovery

@@ -273,7 +273,12 @@ impl FactsLoaders {
     /// backend's `FACTS_IN_FLIGHT`).
     fn start(primary: (&sqlx::Pool<Db>, usize), eligibility: (&sqlx::Pool<Db>, usize)) -> FactsLoaders {
         let loader = |(pool, in_flight): (&sqlx::Pool<Db>, usize)| {
-            crate::batch_loader::Loader::start(FactsReader { pool: pool.clone() }, FACTS_BATCH, in_flight)
+            crate::batch_loader::Loader::start(
+                FactsReader { pool: pool.clone() },
+                FACTS_BATCH,
+                in_flight,
+                YIELD_TO_GATHER,
+            )
         };
         FactsLoaders {
             eligibility: loader(eligibility),

@@ -81,6 +81,12 @@ const FACTS_CONNECTIONS: usize = 2;
 /// checks (SCALING.md §5).
 const FACTS_IN_FLIGHT: usize = 1;
 
+/// The facts loaders and the chainer yield once to gather more checks before a statement
+/// (`batch_loader::worth_a_yield`): a statement or a commit costs PostgreSQL far more than one
+/// more key or event. Alternating runs at concurrency 16: 3.0 → 4.0 checks per facts statement,
+/// 5.3 → 6.8 events per cycle, 10 % less PostgreSQL CPU per check (deploy/SCALING.md §5).
+const YIELD_TO_GATHER: bool = true;
+
 /// On a read replica, two: a statement stuck on a link gone silent holds its slot until TCP
 /// gives up, and the other keeps serving once the probe sends checks back (SCALING.md §4).
 const REPLICA_FACTS_IN_FLIGHT: usize = 2;
@@ -226,7 +232,7 @@ impl PgStore {
         let chain = if options.read_only {
             Chainer::read_only()
         } else {
-            Chainer::start(Arc::new(QueueChain::new(pool.clone())))
+            Chainer::start(Arc::new(QueueChain::new(pool.clone())), YIELD_TO_GATHER)
         };
         let facts_primary = facts_pool(options, &options.url, FACTS_CONNECTIONS)?;
         let (facts_eligibility, eligibility_in_flight) = match &options.read_url {
