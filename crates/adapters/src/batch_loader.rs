@@ -165,19 +165,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn requests_made_while_a_read_runs_share_the_next_statement() {
+    /// A loader of one statement at a time, the sizes of its batches, and the gate that key 1
+    /// waits for.
+    fn one_at_a_time() -> (Arc<Loader<Doubler>>, Arc<Mutex<Vec<usize>>>, Arc<tokio::sync::Notify>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Notify::new());
-        let loader = Arc::new(Loader::start(
-            Doubler {
-                batches: batches.clone(),
-                gate: gate.clone(),
-            },
-            64,
-            1,
-            true,
-        ));
+        let doubler = Doubler {
+            batches: batches.clone(),
+            gate: gate.clone(),
+        };
+        (Arc::new(Loader::start(doubler, 64, 1, true)), batches, gate)
+    }
+
+    #[tokio::test]
+    async fn requests_made_while_a_read_runs_share_the_next_statement() {
+        let (loader, batches, gate) = one_at_a_time();
         // Key 1 holds the only slot until the gate opens.
         let first = tokio::spawn({
             let loader = loader.clone();
@@ -214,17 +216,7 @@ mod tests {
     /// yields first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn requests_woken_together_share_one_statement() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(tokio::sync::Notify::new());
-        let loader = Arc::new(Loader::start(
-            Doubler {
-                batches: batches.clone(),
-                gate: gate.clone(),
-            },
-            64,
-            1,
-            true,
-        ));
+        let (loader, batches, gate) = one_at_a_time();
         // Load first: key 1 holds the only slot while two more wait, and the next statement
         // reads both.
         let load = |k: u32| {
