@@ -165,9 +165,11 @@ mod tests {
         }
     }
 
+    type Batches = Arc<Mutex<Vec<usize>>>;
+
     /// A loader of one statement at a time, the sizes of its batches, and the gate that key 1
     /// waits for.
-    fn one_at_a_time() -> (Arc<Loader<Doubler>>, Arc<Mutex<Vec<usize>>>, Arc<tokio::sync::Notify>) {
+    fn one_at_a_time() -> (Arc<Loader<Doubler>>, Batches, Arc<tokio::sync::Notify>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Notify::new());
         let doubler = Doubler {
