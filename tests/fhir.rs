@@ -1218,6 +1218,7 @@ async fn a_mistyped_coding_is_named_where_it_is_wrong(backend: Backend) {
         ),
         (json!({"coding": [{"code": 12}]}), "category.coding[0].code"),
         (json!({"coding": {"code": "consultation"}}), "category.coding"),
+        (json!({"coding": ["consultation"]}), "category.coding[0]"),
     ];
     for (n, (category, at)) in cases.into_iter().enumerate() {
         let mut claim = fhir_claim(
@@ -1244,6 +1245,16 @@ async fn a_mistyped_coding_is_named_where_it_is_wrong(backend: Backend) {
             "{category}"
         );
     }
+    // A null system is an absent one: the coding counts as the category's.
+    let mut claim = fhir_claim(
+        "EXT-CD8",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 5000)]),
+    );
+    claim["item"][0]["category"] = json!({"coding": [{"system": null, "code": "consultation"}]});
+    let reply = fhir_post(app, "/fhir/r4/Claim", &token, Some("cd8"), &claim).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let claims = claims + 1;
     // A coding of another system, well typed, still leaves the category missing.
     let mut claim = fhir_claim(
         "EXT-CD9",

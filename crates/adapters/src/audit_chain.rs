@@ -158,10 +158,11 @@ async fn run(
     loop {
         let mut drain = false;
         match tokio::time::timeout(SWEEP_EVERY, rx.recv()).await {
-            Ok(Some(mut request)) => loop {
-                if events.is_empty() && waiters.is_empty() && yields && worth_a_yield(last_cycle) {
+            Ok(Some(mut request)) => {
+                if yields && worth_a_yield(last_cycle) {
                     // The rest of a facts answer's checks join this cycle rather than wait a
-                    // commit for the next (`worth_a_yield`); again while yielding brings more.
+                    // commit for the next (`worth_a_yield`); again while yielding brings more,
+                    // at most `MAX_YIELDS` times a cycle.
                     for _ in 0..MAX_YIELDS {
                         let waiting = rx.len();
                         tokio::task::yield_now().await;
@@ -170,17 +171,19 @@ async fn run(
                         }
                     }
                 }
-                events.append(&mut request.events);
-                drain |= request.drain;
-                waiters.extend(request.waiter.map(|w| (w, request.drain)));
-                if events.len() >= MAX_DIRECT {
-                    break;
+                loop {
+                    events.append(&mut request.events);
+                    drain |= request.drain;
+                    waiters.extend(request.waiter.map(|w| (w, request.drain)));
+                    if events.len() >= MAX_DIRECT {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(next) => request = next,
+                        Err(_) => break,
+                    }
                 }
-                match rx.try_recv() {
-                    Ok(next) => request = next,
-                    Err(_) => break,
-                }
-            },
+            }
             Ok(None) => return,
             // Idle: chain what a stopped process may have left, if anything.
             Err(_) => match writer.has_queued().await {

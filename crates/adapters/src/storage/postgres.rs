@@ -81,7 +81,7 @@ const FACTS_CONNECTIONS: usize = 2;
 /// checks (SCALING.md §5).
 const FACTS_IN_FLIGHT: usize = 1;
 
-/// The facts loaders and the chainer yield once to gather more checks before a statement
+/// The facts loaders and the chainer yield to gather more checks before a statement
 /// (`batch_loader::worth_a_yield`): a statement or a commit costs PostgreSQL far more than one
 /// more key or event. Alternating runs at concurrency 16: 3.0 → 4.0 checks per facts statement,
 /// 5.3 → 6.8 events per cycle, 10 % less PostgreSQL CPU per check (deploy/SCALING.md §5).

@@ -127,7 +127,7 @@ const ID_LIST: &str = "group_concat(x.id, ',')";
 const FACTS_IN_FLIGHT: usize = 8;
 
 /// No yield to gather (`batch_loader::worth_a_yield`): a cycle on SQLite is cheap next to the
-/// time its batch waits, and yielding cost 10–14 % of checks/s at concurrency 64 in alternating
+/// time its batch waits, and yielding cost 10–17 % of checks/s at concurrency 64 in alternating
 /// runs (deploy/SCALING.md §5).
 const YIELD_TO_GATHER: bool = false;
 

@@ -403,27 +403,40 @@ impl Translation {
                 return None;
             }
         };
+        // A null system is an absent one, as every null of a FHIR body is.
+        let in_system = |c: &Value| {
+            c.get("system")
+                .filter(|s| !s.is_null())
+                .is_none_or(|s| s.as_str() == Some(system))
+        };
         let found = codings.into_iter().flatten().find_map(|c| {
-            let in_system = c.get("system").is_none_or(|s| s.as_str() == Some(system));
+            let in_system = in_system(c);
             in_system.then(|| c.get("code").and_then(Value::as_str)).flatten()
         });
         if found.is_some() {
             return found.map(str::to_owned);
         }
-        let mistyped: Vec<String> = codings
+        let mistyped: Vec<(String, &str, &str)> = codings
             .into_iter()
             .flatten()
             .enumerate()
             .flat_map(|(i, c)| {
+                if !c.is_object() && !c.is_null() {
+                    let at = format!("{element}.coding[{i}]");
+                    return vec![(at, "must be a Coding object", "doit être un objet Coding")];
+                }
                 let not_text = |key: &str| c.get(key).is_some_and(|v| !v.is_string() && !v.is_null());
                 let system_mistyped = not_text("system");
                 // A code matters only in a coding of the system asked for (or of none).
-                let code_mistyped =
-                    !system_mistyped && c.get("system").is_none_or(|s| s.as_str() == Some(system)) && not_text("code");
+                let code_mistyped = !system_mistyped && in_system(c) && not_text("code");
                 [(system_mistyped, "system"), (code_mistyped, "code")]
                     .into_iter()
                     .filter(|(wrong, _)| *wrong)
-                    .map(move |(_, key)| format!("{element}.coding[{i}].{key}"))
+                    .map(|(_, key)| {
+                        let at = format!("{element}.coding[{i}].{key}");
+                        (at, "must be a string", "doit être une chaîne de caractères")
+                    })
+                    .collect()
             })
             .collect();
         if mistyped.is_empty() {
@@ -434,13 +447,8 @@ impl Translation {
                 format!("doit avoir un coding avec un code de {system}"),
             );
         }
-        for at in mistyped {
-            self.error(
-                &at,
-                "invalid_type",
-                "must be a string",
-                "doit être une chaîne de caractères",
-            );
+        for (at, en, fr) in mistyped {
+            self.error(&at, "invalid_type", en, fr);
         }
         None
     }
