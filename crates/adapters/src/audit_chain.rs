@@ -360,21 +360,11 @@ mod tests {
         for appended in [first, second, third] {
             assert!(appended.await.unwrap().is_ok());
         }
-        let release = Arc::new(tokio::sync::Notify::new());
-        let checks: Vec<_> = (0..8)
-            .map(|_| {
-                let chainer = chainer.clone();
-                // Registered now, so that one `notify_waiters` wakes all eight.
-                let mut notified = Box::pin(release.clone().notified_owned());
-                notified.as_mut().enable();
-                tokio::spawn(async move {
-                    notified.await;
-                    chainer.append(vec![event()]).await
-                })
-            })
-            .collect();
-        // Woken on the worker itself, all eight are queued there before any of them runs.
-        tokio::spawn(async move { release.notify_waiters() }).await.unwrap();
+        let checks = crate::batch_loader::spawn_woken_together((0..8).map(|_| {
+            let chainer = chainer.clone();
+            async move { chainer.append(vec![event()]).await }
+        }))
+        .await;
         for check in checks {
             assert!(check.await.unwrap().is_ok());
         }

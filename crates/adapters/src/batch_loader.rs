@@ -26,7 +26,7 @@ pub(crate) trait BatchRead: Send + Sync + 'static {
 
 type Waiter<V> = oneshot::Sender<Result<V, StoreError>>;
 
-/// Whether a batcher, woken by a first request, should yield once before taking the others:
+/// Whether a batcher, woken by a first request, should yield before taking the others:
 /// on a multi-threaded runtime the task woken by a request made on its worker runs next, before
 /// the other tasks woken with that one (the checks of one facts answer, the requests that came
 /// in together) have asked, so they wait a whole statement or commit for the next batch.
@@ -134,6 +134,30 @@ fn copy(e: &StoreError) -> StoreError {
     }
 }
 
+/// Spawns `tasks`, each waiting, then wakes them all at once from the runtime's worker itself,
+/// so that all are queued there before any runs: the requests of checks woken together.
+#[cfg(test)]
+pub(crate) async fn spawn_woken_together<F>(tasks: impl Iterator<Item = F>) -> Vec<tokio::task::JoinHandle<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let release = Arc::new(tokio::sync::Notify::new());
+    let handles = tasks
+        .map(|task| {
+            // Registered now, so that one `notify_waiters` wakes them all.
+            let mut notified = Box::pin(release.clone().notified_owned());
+            notified.as_mut().enable();
+            tokio::spawn(async move {
+                notified.await;
+                task.await
+            })
+        })
+        .collect();
+    tokio::spawn(async move { release.notify_waiters() }).await.unwrap();
+    handles
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,21 +259,11 @@ mod tests {
         for (k, loaded) in [(1, first), (100, second), (101, third)] {
             assert_eq!(loaded.await.unwrap().unwrap(), k * 2);
         }
-        let release = Arc::new(tokio::sync::Notify::new());
-        let requests: Vec<_> = (2..10)
-            .map(|k| {
-                let loader = loader.clone();
-                // Registered now, so that one `notify_waiters` wakes all eight.
-                let mut notified = Box::pin(release.clone().notified_owned());
-                notified.as_mut().enable();
-                tokio::spawn(async move {
-                    notified.await;
-                    loader.load(k).await
-                })
-            })
-            .collect();
-        // Woken on the worker itself, all eight are queued there before any of them runs.
-        tokio::spawn(async move { release.notify_waiters() }).await.unwrap();
+        let requests = spawn_woken_together((2..10).map(|k| {
+            let loader = loader.clone();
+            async move { loader.load(k).await }
+        }))
+        .await;
         for (k, request) in (2..10).zip(requests) {
             assert_eq!(request.await.unwrap().unwrap(), k * 2);
         }
