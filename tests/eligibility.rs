@@ -632,7 +632,53 @@ async fn until_follows_a_later_version(backend: Backend) {
     }
 }
 
+/// A child who passes the age limit (21) before the waiting period is over never reaches its
+/// end: no day is named, in a check or a claim's refusal. A sibling a few days younger does.
+async fn until_is_never_past_a_childs_age_limit(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let products = app.get("/v1/products", &writer(app, "mut-a")).await;
+    let product = products.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut body = household(&product, "TSV-0002", "223456789012");
+    // 22 on 2026-03-31, the day before the 90 days from 2026-01-01 end; and 22 on 2026-04-02.
+    body["dependants"] = json!([
+        {"relationship": "child", "family_name": "Agbéko", "given_names": "Afi", "sex": "F", "birth_date": "2004-03-31"},
+        {"relationship": "child", "family_name": "Agbéko", "given_names": "Komi", "sex": "M", "birth_date": "2004-04-02"}
+    ]);
+    let reply = register(app, "mut-a", "grown", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let id = |i: usize| {
+        reply.json["members"][i]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for (child, until) in [(id(1), Value::Null), (id(2), json!("2026-04-01"))] {
+        let on = json!({"beneficiary": {"id": child}, "service_date": "2026-01-20", "care_level": "health_center",
+               "category": "consultation"});
+        let checked = check(app, &provider(app), on).await;
+        let reason = &checked.json["coverages"][0]["reasons"][0];
+        assert_eq!(
+            json!({"code": reason["code"], "until": reason["until"]}),
+            json!({"code": "WAITING_PERIOD", "until": until}),
+            "{}",
+            checked.text
+        );
+        let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
+        let claimed = crate::claims::submit(
+            app,
+            &crate::claims::provider(app),
+            &format!("c-{child}"),
+            &crate::claims::claim(&format!("EXT-{child}"), &child, "2026-01-20", lines),
+        )
+        .await;
+        assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+        assert_eq!(claimed.json["reasons"][0]["until"], until, "{}", claimed.text);
+    }
+}
+
 on_both_databases!(
+    until_is_never_past_a_childs_age_limit,
     a_child_is_covered_from_its_birth,
     until_follows_a_later_version,
     a_check_uses_the_version_in_force_on_the_service_date,

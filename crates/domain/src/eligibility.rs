@@ -346,25 +346,40 @@ fn standings<'a>(input: &'a EligibilityInput<'_>) -> impl Iterator<Item = (Cover
 
 /// Whether the coverage still pays on `day` as far as its end is concerned: a coverage that
 /// ends before that day never reaches it, nor does a dependant's whose household ends first,
-/// nor one terminated without an end date (it never pays again). A suspension can be lifted,
-/// so it does not count here.
-fn reaches(input: &EligibilityInput<'_>, day: NaiveDate) -> bool {
+/// nor one terminated without an end date (it never pays again), nor a child's who is past the
+/// age limit of `product`, the version in force that day. A suspension can be lifted, so it
+/// does not count here.
+fn reaches(input: &EligibilityInput<'_>, product: Option<&ProductVersion>, day: NaiveDate) -> bool {
+    let c = input.coverage;
     standings(input).all(|(status, end)| match end {
         Some(end) => day <= end,
         None => status != CoverageStatus::Terminated,
-    })
+    }) && !product
+        .is_some_and(|p| over_child_age_limit(p, c.relationship, input.birth_date, input.birth_date_precision, day))
 }
 
 /// An `until` names the first day the reason no longer holds, which a member reads as the day
-/// care is paid again; a day the coverage never reaches would promise what `ENDED` or
-/// `TERMINATED` then refuses, so there is no day to name (API.md §5).
-fn forget_unreached_days(input: &EligibilityInput<'_>, reasons: &mut [Reason]) {
+/// care is paid again; a day the coverage never reaches would promise what `ENDED`,
+/// `TERMINATED` or `DEPENDANT_AGE_LIMIT` then refuses, so there is no day to name (API.md §5).
+/// `in_force` gives the product's version in force on a day.
+fn forget_unreached_days<'p>(
+    input: &EligibilityInput<'_>,
+    in_force: impl Fn(NaiveDate) -> Option<&'p ProductVersion>,
+    reasons: &mut [Reason],
+) {
     for r in reasons {
-        r.until = r.until.filter(|day| reaches(input, *day));
+        r.until = r.until.filter(|day| reaches(input, in_force(*day), *day));
     }
 }
 
 pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
+    let mut answer = evaluate_days(input);
+    forget_unreached_days(input, |_| input.product, &mut answer.reasons);
+    answer
+}
+
+/// `evaluate`, with each `until` the day its reason stops holding, reached or not.
+fn evaluate_days(input: &EligibilityInput<'_>) -> CoverageEligibility {
     let coverage = input.coverage;
     let on = input.service_date;
     let mut reasons = Vec::new();
@@ -448,7 +463,6 @@ pub fn evaluate(input: &EligibilityInput<'_>) -> CoverageEligibility {
     reasons.sort_by_key(|r| r.code);
     // A dependant suspended (or ended) with the principal is told so once.
     reasons.dedup();
-    forget_unreached_days(input, &mut reasons);
     let status = if reasons.is_empty() {
         EligibilityStatus::Eligible
     } else {
@@ -479,8 +493,9 @@ const TIMED_BY_VERSIONS: [ReasonCode; 4] = [
 /// EXCLUDED_CATEGORY and CEILING_EXHAUSTED becomes the first day after the service date on which
 /// the reason no longer holds under the version in force that day, the usage of the service
 /// date's plan year counting until its end (nothing is used yet in a later plan year), and
-/// `None` when no version ends it. Everything else is `evaluate`'s answer, and with no later
-/// version the answer is `evaluate`'s exactly.
+/// `None` when no version ends it. Every `until` is left out on a day the coverage never
+/// reaches, a child's age limit being the version's in force that day. Everything else is
+/// `evaluate`'s answer, and with no later version the answer is `evaluate`'s exactly.
 ///
 /// A reason can only change on a day some version starts, on `start_date + waiting_period_days`
 /// of some version, or on 1 January of the next plan year; so those days are the ones tried.
@@ -488,7 +503,7 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
     input: &EligibilityInput<'_>,
     later: &[V],
 ) -> CoverageEligibility {
-    let mut answer = evaluate(input);
+    let mut answer = evaluate_days(input);
     let on = input.service_date;
     // A version numbered below the one in force was superseded before it could take effect.
     let in_force_now = input.product.map_or(0, |v| v.version);
@@ -497,9 +512,6 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
         .map(Borrow::borrow)
         .filter(|v| v.effective_from > on && v.version > in_force_now)
         .collect();
-    if later.is_empty() || !answer.reasons.iter().any(|r| TIMED_BY_VERSIONS.contains(&r.code)) {
-        return answer;
-    }
     // As `product::select_version`: the highest number among those started.
     later.sort_by_key(|v| (v.effective_from, v.version));
     let in_force = |day: NaiveDate| {
@@ -510,6 +522,10 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
             .copied()
             .or(input.product)
     };
+    if later.is_empty() || !answer.reasons.iter().any(|r| TIMED_BY_VERSIONS.contains(&r.code)) {
+        forget_unreached_days(input, in_force, &mut answer.reasons);
+        return answer;
+    }
     let next_plan_year = NaiveDate::from_ymd_opt(on.year() + 1, 1, 1);
     let start = input.coverage.start_date;
     let waiting_ends = input
@@ -545,7 +561,7 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
     {
         r.until = answers.iter().find(|(_, e)| !e.has(r.code)).map(|(day, _)| *day);
     }
-    forget_unreached_days(input, &mut answer.reasons);
+    forget_unreached_days(input, in_force, &mut answer.reasons);
     answer
 }
 
@@ -785,6 +801,35 @@ mod tests {
             codes(&evaluate_with_later_versions(&i, &[&v2])),
             [("WAITING_PERIOD", Some(d("2026-03-21")))]
         );
+        // A child who passes the age limit (21) before the wait is over never gets there
+        // either; one who passes it the day after, does.
+        i.principal = None;
+        i.birth_date = d("2004-03-31");
+        assert_eq!(codes(&evaluate(&i)), [("WAITING_PERIOD", None)]);
+        i.birth_date = d("2004-04-02");
+        assert_eq!(codes(&evaluate(&i)), [("WAITING_PERIOD", Some(d("2026-04-01")))]);
+        // The limit is the version's in force that day: one raised by then keeps the day, and
+        // one lowered by then loses it.
+        i.birth_date = d("2004-03-31");
+        let mut raised = p.clone();
+        raised.version = 2;
+        raised.effective_from = d("2026-03-15");
+        raised.child_max_age = Some(25);
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&raised])),
+            [("WAITING_PERIOD", Some(d("2026-04-01")))]
+        );
+        i.birth_date = d("2005-06-01");
+        let mut lowered = raised.clone();
+        lowered.child_max_age = Some(18);
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[&lowered])),
+            [("WAITING_PERIOD", None)]
+        );
+        // A coverage not yet started names its start only if the child is still young enough.
+        i.service_date = d("2025-12-01");
+        i.birth_date = d("2003-12-15");
+        assert_eq!(codes(&evaluate(&i)), [("NOT_STARTED", None), ("WAITING_PERIOD", None)]);
     }
 
     #[test]
@@ -1346,15 +1391,21 @@ mod tests {
         }
 
         /// No `until` may name `day` (API.md §5): the coverage, or for a dependant the
-        /// principal's, ends before it or was terminated without an end date.
-        fn never_reaches(&self, day: NaiveDate) -> bool {
+        /// principal's, ends before it or was terminated without an end date, or the child is
+        /// past the age limit of `product`, the version in force that day.
+        fn never_reaches(&self, day: NaiveDate, product: Option<&ProductVersion>) -> bool {
             let mut ends = vec![(self.coverage.status, self.coverage.end_date)];
             if self.coverage.is_dependant() {
                 ends.extend(self.parts.principal.map(|p| (p.status, p.end_date)));
             }
-            ends.iter().any(|(status, end)| {
-                end.is_some_and(|end| end < day) || (end.is_none() && *status == CoverageStatus::Terminated)
-            })
+            let too_old = self.coverage.relationship == Relationship::Child
+                && product
+                    .and_then(|p| p.child_max_age)
+                    .is_some_and(|max| age_on(self.parts.birth_date, self.parts.birth_date_precision, day) > max);
+            too_old
+                || ends.iter().any(|(status, end)| {
+                    end.is_some_and(|end| end < day) || (end.is_none() && *status == CoverageStatus::Terminated)
+                })
         }
 
         /// What the ledger holds in the plan year of `on`.
@@ -1595,7 +1646,7 @@ mod tests {
                     }
                     _ => None,
                 };
-                prop_assert_eq!(r.until, expected.filter(|day| !case.never_reaches(*day)), "{:?}", r.code);
+                prop_assert_eq!(r.until, expected.filter(|day| !case.never_reaches(*day, product)), "{:?}", r.code);
                 let Some(until) = r.until else { continue };
                 if r.code == ReasonCode::CeilingExhausted {
                     prop_assert_eq!(case.used_in_plan_year_of(until), Xof::ZERO);
@@ -1653,7 +1704,17 @@ mod tests {
                         .iter()
                         .find(|(code, _)| *code == r.code)
                         .map(|(_, when)| *when)
-                        .filter(|day| !case.never_reaches(*day));
+                        .filter(|day| !case.never_reaches(*day, select_version(&case.versions, *day)));
+                    prop_assert_eq!(r.until, expected, "{:?}", r.code);
+                } else if r.code == ReasonCode::NotStarted {
+                    // The start, as without later versions, but a child's age limit on that day
+                    // is the version's in force then.
+                    let starts = case.coverage.start_date.max(earliest_birth(
+                        case.parts.birth_date,
+                        case.parts.birth_date_precision,
+                    ));
+                    let expected =
+                        Some(starts).filter(|day| !case.never_reaches(*day, select_version(&case.versions, *day)));
                     prop_assert_eq!(r.until, expected, "{:?}", r.code);
                 } else {
                     prop_assert_eq!(r.until, p.until, "{:?}", r.code);

@@ -136,7 +136,8 @@ pub struct ExtensionPart {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_coding: Option<Coding>,
     /// The first day on which the reason no longer holds; absent when no such day is known, or when
-    /// the coverage never reaches it (it, or its household, ends first, or it was terminated without an end date).
+    /// the coverage never reaches it (it, or its household, ends first, it was terminated without an end date, or the child
+    /// is then past the age limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_date: Option<String>,
 }

@@ -126,7 +126,8 @@ pub struct ClaimReasonView {
     /// The reason for people, in the response's language (`Accept-Language`).
     pub message: String,
     /// The first day on which the reason no longer holds, when known and reached by the coverage
-    /// (absent when it, or its household, ends first, or it was terminated without an end date).
+    /// (absent when it, or its household, ends first, it was terminated without an end date, or the
+    /// child is then past the age limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<NaiveDate>,
 }
