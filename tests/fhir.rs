@@ -1587,7 +1587,95 @@ async fn a_claims_provider_is_judged_with_its_other_elements(backend: Backend) {
     assert_eq!(app.count("claims").await, 0);
 }
 
+/// R4 references.html: an absolute reference on this server's base names the same resource as
+/// the relative one (scheme and host in any case); one to another server names nothing here.
+async fn an_absolute_reference_to_this_server_is_the_relative_one(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let ours = format!("{}/fhir/r4", app.base.replace("http://", "HTTP://"));
+    let patient = json!({"reference": format!("{ours}/Patient/{}", s.principal)});
+    let asked = eligibility_request(patient.clone(), "2026-06-01", "consultation", Some(10001));
+    let relative = eligibility_request(
+        json!({"reference": format!("Patient/{}", s.principal)}),
+        "2026-06-01",
+        "consultation",
+        Some(10001),
+    );
+    let path = "/fhir/r4/CoverageEligibilityRequest";
+    let absolute = fhir_post(app, path, &token, None, &asked).await;
+    assert_eq!(absolute.status.as_u16(), 200, "{}", absolute.text);
+    let plain = fhir_post(app, path, &token, None, &relative).await;
+    assert_eq!(absolute.json["insurance"], plain.json["insurance"]);
+    assert_eq!(
+        absolute.json["patient"]["reference"],
+        format!("Patient/{}", s.principal).as_str()
+    );
+
+    // A Claim, its patient and provider both absolute, is priced as the relative one.
+    let mut claim = fhir_claim(
+        "EXT-ABS",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 5000)]),
+    );
+    claim["patient"] = patient;
+    claim["provider"] = json!({"reference": format!("{ours}/Organization/cms-a")});
+    let created = fhir_post(app, "/fhir/r4/Claim", &token, Some("abs-1"), &claim).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(
+        created.json["patient"]["reference"],
+        format!("Patient/{}", s.principal).as_str()
+    );
+
+    // A Coverage search by the absolute reference finds what the relative one does.
+    let found = |beneficiary: String| {
+        let q: String = url_escape(&beneficiary);
+        async move {
+            app.get(&format!("/fhir/r4/Coverage?beneficiary={q}"), &app.operator())
+                .await
+        }
+    };
+    let by_absolute = found(format!("{ours}/Patient/{}", s.principal)).await;
+    assert_eq!(by_absolute.status.as_u16(), 200, "{}", by_absolute.text);
+    let by_relative = found(format!("Patient/{}", s.principal)).await;
+    assert_eq!(by_absolute.json["entry"], by_relative.json["entry"]);
+    assert!(by_absolute.json["entry"].as_array().is_some_and(|e| !e.is_empty()));
+
+    // Another server's (or another path's) reference is refused where it stands; nothing written.
+    let claims = app.count("claims").await;
+    for elsewhere in [
+        format!("https://registry.example.invalid/fhir/r4/Patient/{}", s.principal),
+        format!("{}/fhir/r3/Patient/{}", app.base, s.principal),
+    ] {
+        let mut other = claim.clone();
+        other["identifier"][0]["value"] = json!("EXT-ELSEWHERE");
+        other["patient"] = json!({"reference": elsewhere});
+        let refused = fhir_post(app, "/fhir/r4/Claim", &token, Some(&format!("x-{elsewhere}")), &other).await;
+        assert_eq!(
+            rule_codes(&refused),
+            [("invalid_reference".to_owned(), "Claim.patient.reference".to_owned())],
+            "{}",
+            refused.text
+        );
+        let told = refused.json["issue"][0]["details"]["text"].as_str().unwrap();
+        assert!(told.contains(&format!("{}/fhir/r4/Patient/", app.base)), "{told}");
+        let search = found(elsewhere.clone()).await;
+        assert_eq!(issues(&search, 422)[0].0, "value", "{}", search.text);
+    }
+    assert_eq!(app.count("claims").await, claims);
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 on_both_databases!(
+    an_absolute_reference_to_this_server_is_the_relative_one,
     a_mistyped_coding_is_named_where_it_is_wrong,
     a_claims_provider_is_judged_with_its_other_elements,
     people_and_coverages_read_as_fhir,

@@ -185,6 +185,30 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
     }
 }
 
+/// This server's base: of the absolute URLs a searchset Bundle gives (FHIR R4 http.html: a
+/// search's entries carry their resources' absolute URLs), and of the absolute references a
+/// request may give instead of relative ones: `PASSERELLE_PUBLIC_URL`, else the scheme and
+/// host the request came in with (`X-Forwarded-Proto` from a proxy that ends TLS, else `http`;
+/// `Host`). Empty when neither gives a usable host: the links stay relative and each `fullUrl`
+/// is `urn:uuid:<id>`.
+pub fn public_base(configured: Option<&str>, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = configured {
+        return url.to_owned();
+    }
+    let header = |name: axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let host = header(axum::http::header::HOST).filter(|h| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    });
+    let scheme = match header(axum::http::HeaderName::from_static("x-forwarded-proto")) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    host.map(|host| format!("{scheme}://{host}")).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::accepts_fhir_json;

@@ -302,7 +302,7 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
     let by_id = reference
         .get("reference")
         .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("Organization/"));
+        .and_then(|r| t.local(r).strip_prefix("Organization/"));
     let by_identifier = reference.get("identifier").and_then(|i| {
         (i.get("system").and_then(Value::as_str) == Some(ORGANIZATION_SYSTEM))
             .then(|| i.get("value").and_then(Value::as_str))
@@ -310,12 +310,18 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
     });
     match by_id.or(by_identifier) {
         Some(org) => t.put("/provider", json!(org), element),
-        None => t.error(
-            element,
-            "invalid_reference",
-            format!("must be Organization/<id>, or an identifier in {ORGANIZATION_SYSTEM}"),
-            format!("doit être Organization/<id>, ou un identifier de {ORGANIZATION_SYSTEM}"),
-        ),
+        None => {
+            let (en, fr) = (
+                t.reference_form("Organization/<id>", "or"),
+                t.reference_form("Organization/<id>", "ou"),
+            );
+            t.error(
+                element,
+                "invalid_reference",
+                format!("must be {en}, or an identifier in {ORGANIZATION_SYSTEM}"),
+                format!("doit être {fr}, ou un identifier de {ORGANIZATION_SYSTEM}"),
+            )
+        }
     }
 }
 
@@ -579,8 +585,8 @@ fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
 /// (`productOrService` its code and text, `category`, `quantity`, `unitPrice`), all items on
 /// one day at one care level (`locationCodeableConcept`); `use`, `status`, each item's `factor`
 /// and `net`, and `total` must agree with a claim to pay at that price.
-fn translate(body: &Map<String, Value>) -> Translation {
-    let mut t = Translation::new("Claim", body);
+fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
+    let mut t = Translation::new("Claim", body).on_base(public_base);
     // Where a fault stops the reading of an element, the `/v1` field it feeds is placed there.
     t.place("/external_id", "identifier[0].value");
     for pointer in ["/lines", "/service_date", "/care_level"] {
@@ -773,8 +779,8 @@ fn is_duplicate_identifier(error: &ApiError) -> bool {
 /// The submission of `POST /v1/claims`, with the same rules, pricing, routing, visibility and
 /// audit; `Idempotency-Key` is required (428) and a replay gives back the first answer. The
 /// person is `patient` as in a CoverageEligibilityRequest; `provider` is
-/// `Organization/<id>` or an identifier in `urn:passerelle:organization`;
-/// `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
+/// `Organization/<id>` (relative, or absolute on this server) or an identifier in
+/// `urn:passerelle:organization`; `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
 /// 409 `duplicate` at `Claim.identifier[0].value`); `diagnosis` holds at most 100 ICD-10 codes.
 /// Each `item` (1 to 1000) is a line:
 /// `productOrService.coding[0].code` (and `text`), `category` in `urn:passerelle:category`,
@@ -823,6 +829,7 @@ fn is_duplicate_identifier(error: &ApiError) -> bool {
 pub async fn submit_claim(
     State(state): State<AppState>,
     auth: Authorized<perm::SubmitClaim>,
+    headers: axum::http::HeaderMap,
     FhirBody { body, idempotency }: FhirBody,
 ) -> Result<Response, ApiError> {
     let Some(idempotency) = idempotency else {
@@ -833,7 +840,7 @@ pub async fn submit_claim(
     let claim = match crate::extract::replayed::<Claim>(&state, &auth.caller, Some(&idempotency)).await? {
         Some(first) => first,
         None => {
-            let t = translate(&body);
+            let t = translate(&body, &super::public_base(state.config.public_url.as_deref(), &headers));
             let read = read_claim(&t.body, state.clock.today(), &state.national_ids);
             // The rules `check` applies with the store's facts (the provider, the coverages'
             // start) name `/v1` fields too: their faults are reported at the FHIR elements,

@@ -150,8 +150,8 @@ fn money(code: &str, value: i64) -> Benefit {
 /// Reads the request into the `/v1` check: `patient`, `servicedDate`, and exactly one `item`
 /// with its `category`, its care level (an extension `urn:passerelle:care-level` with a
 /// `valueCode`) and, for an estimate, `unitPrice` × `quantity`.
-fn translate(body: &Map<String, Value>) -> Translation {
-    let mut t = Translation::new("CoverageEligibilityRequest", body);
+fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
+    let mut t = Translation::new("CoverageEligibilityRequest", body).on_base(public_base);
     t.patient(body.get("patient"), "patient");
     match body.get("servicedDate") {
         Some(d) if !d.is_null() => t.put("/service_date", d.clone(), "servicedDate"),
@@ -400,7 +400,8 @@ fn response(
 /// Check a person's coverage for one item, as FHIR.
 ///
 /// The check of `POST /v1/eligibility-checks`, with the same rules, visibility (404) and
-/// audit. The person is `patient`: `Patient/<id>`, or an identifier in
+/// audit. The person is `patient`: `Patient/<id>` (or this server's absolute
+/// `<base>/fhir/r4/Patient/<id>`), or an identifier in
 /// `urn:passerelle:national-id:<country>:<type>` or `urn:passerelle:member-number:<organisation>`.
 /// Exactly one `item`: its care level is the extension `urn:passerelle:care-level`
 /// (`valueCode`), its category a coding in `urn:passerelle:category`, and `unitPrice` (XOF) ×
@@ -431,9 +432,10 @@ fn response(
 pub async fn check(
     State(state): State<AppState>,
     auth: Authorized<perm::CheckEligibility>,
+    headers: axum::http::HeaderMap,
     FhirResource(body): FhirResource,
 ) -> Result<Fhir<CoverageEligibilityResponse>, ApiError> {
-    let t = translate(&body);
+    let t = translate(&body, &super::public_base(state.config.public_url.as_deref(), &headers));
     let today = state.clock.today();
     let check = t.judge(match read_check(&t.body, today, &state.national_ids) {
         Err(ApiError::Validation(errors)) => Err(errors),

@@ -11,7 +11,7 @@ use super::Fhir;
 // and what the façade requires that R4 does not.
 const PATIENT_DOC: &str = "Read by id, as GET /v1/beneficiaries/{id}: a person the caller may see (404 otherwise).";
 const COVERAGE_DOC: &str = "Read by id; search by beneficiary, which is required, as GET /v1/coverages.";
-const BENEFICIARY_DOC: &str = "Required: Patient/<id> or the bare id.";
+const BENEFICIARY_DOC: &str = "Required: Patient/<id>, the bare id, or this server's <base>/fhir/r4/Patient/<id>.";
 const ELIGIBILITY_DOC: &str =
     "Nothing is stored: a POST answers 200 with a CoverageEligibilityResponse. One item, whose care \
 level is the extension urn:passerelle:care-level (required).";

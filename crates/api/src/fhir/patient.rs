@@ -340,7 +340,8 @@ pub struct Bundle {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CoverageSearch {
-    /// Required: `Patient/<beneficiary id>` (or the bare id).
+    /// Required: `Patient/<beneficiary id>`, the bare id, or this server's absolute
+    /// `<base>/fhir/r4/Patient/<id>` (the base as the `fullUrl`s').
     // An `Option` so that its absence is the handler's 422 (`required`, `/query/beneficiary`).
     // The handler strips `Patient/`; what is left must not be empty (422 `required`).
     #[param(required = true, min_length = 1, pattern = "^(?!Patient/$)")]
@@ -375,9 +376,12 @@ pub async fn search_coverage(
     headers: axum::http::HeaderMap,
     AppQuery(query): AppQuery<CoverageSearch>,
 ) -> Result<Fhir<Bundle>, ApiError> {
+    let root = super::public_base(state.config.public_url.as_deref(), &headers);
+    let ours = super::request::fhir_base(&root);
     let beneficiary = query
         .beneficiary
         .as_deref()
+        .map(|b| super::request::relative(&ours, b))
         .map(|b| b.strip_prefix("Patient/").unwrap_or(b))
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::field(FieldError::required("/query/beneficiary")))?;
@@ -387,8 +391,8 @@ pub async fn search_coverage(
         return Err(ApiError::field(FieldError::new(
             "/query/beneficiary",
             "invalid_reference",
-            "must be Patient/<id> or the bare id",
-            "doit être Patient/<id> ou l'id seul",
+            "must be Patient/<id>, the bare id, or Patient/<id> under this server's /fhir/r4/",
+            "doit être Patient/<id>, l'id seul, ou Patient/<id> sous le /fhir/r4/ de ce serveur",
         )));
     }
     // Its cursors name the person as the search reads it: `Patient/x` and `x` are one search,
@@ -409,7 +413,6 @@ pub async fn search_coverage(
     })?;
     let result = crate::routes::registry::coverages_of(&state, &auth.caller, beneficiary, &page).await?;
     let escaped = percent_encoding::utf8_percent_encode(beneficiary, percent_encoding::NON_ALPHANUMERIC);
-    let root = public_base(state.config.public_url.as_deref(), &headers);
     let base = format!(
         "{root}/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}",
         page.limit
@@ -444,27 +447,4 @@ pub async fn search_coverage(
             })
             .collect(),
     }))
-}
-
-/// The base of the absolute URLs a searchset Bundle gives (FHIR R4 http.html: a search's
-/// entries carry their resources' absolute URLs): `PASSERELLE_PUBLIC_URL`, else the scheme and
-/// host the request came in with (`X-Forwarded-Proto` from a proxy that ends TLS, else `http`;
-/// `Host`). Empty when neither gives a usable host: the links stay relative and each `fullUrl`
-/// is `urn:uuid:<id>`.
-fn public_base(configured: Option<&str>, headers: &axum::http::HeaderMap) -> String {
-    if let Some(url) = configured {
-        return url.to_owned();
-    }
-    let header = |name: axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let host = header(axum::http::header::HOST).filter(|h| {
-        !h.is_empty()
-            && h.len() <= 255
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-    });
-    let scheme = match header(axum::http::HeaderName::from_static("x-forwarded-proto")) {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        _ => "http",
-    };
-    host.map(|host| format!("{scheme}://{host}")).unwrap_or_default()
 }

@@ -23,6 +23,9 @@ pub struct Translation {
     /// How many more were found: counted, not kept, so that a resource with thousands of faults
     /// costs no more than one with a hundred.
     unlisted: usize,
+    /// This server's `<public base>/fhir/r4/`, under which an absolute reference names the same
+    /// resource as a relative one (R4 references.html); empty when no base is known.
+    base: String,
 }
 
 fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
@@ -33,6 +36,26 @@ fn wrong(at: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> 
 /// `10000.0`, as `/v1` reads them ([`crate::fields::whole_number`]). Fractions are `None`.
 pub fn whole(value: &Value) -> Option<i64> {
     value.as_number().and_then(crate::fields::whole_number)
+}
+
+/// The FHIR base under a server's public base (`https://passerelle.example.org/fhir/r4/`), empty
+/// when the public base is.
+pub fn fhir_base(public_base: &str) -> String {
+    if public_base.is_empty() {
+        String::new()
+    } else {
+        format!("{}/fhir/r4/", public_base.trim_end_matches('/'))
+    }
+}
+
+/// A reference as a relative one: an absolute reference under `fhir_base` (this server's, by
+/// [`fhir_base`]) loses it, its scheme and host read in any case (R4 references.html: the two
+/// name the same resource); any other reference is as given.
+pub fn relative<'r>(fhir_base: &str, reference: &'r str) -> &'r str {
+    match reference.get(..fhir_base.len()) {
+        Some(head) if !fhir_base.is_empty() && head.eq_ignore_ascii_case(fhir_base) => &reference[fhir_base.len()..],
+        _ => reference,
+    }
 }
 
 /// Whether two FHIRPaths name the same element, or one is inside the other: a fault already
@@ -68,6 +91,7 @@ impl Translation {
             by_code: Vec::new(),
             errors: Vec::new(),
             unlisted: 0,
+            base: String::new(),
         };
         // Absent, mistyped and another resource's name are three faults, told apart as the
         // `/v1` fields' are.
@@ -92,6 +116,27 @@ impl Translation {
             )),
         }
         t
+    }
+
+    /// Reads absolute references under `public_base` (`https://passerelle.example.org`) as the
+    /// relative ones they are equal to: `<public_base>/fhir/r4/Patient/<id>` is `Patient/<id>`.
+    pub fn on_base(mut self, public_base: &str) -> Translation {
+        self.base = fhir_base(public_base);
+        self
+    }
+
+    pub fn local<'r>(&self, reference: &'r str) -> &'r str {
+        relative(&self.base, reference)
+    }
+
+    /// How a reference's fault is told: the relative form, and the absolute one when the base is
+    /// known (`or` is the language's word for it).
+    pub fn reference_form(&self, relative: &str, or: &str) -> String {
+        if self.base.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{relative} ({or} {}{relative})", self.base)
+        }
     }
 
     /// R4 forbids processing a resource that holds a modifier the server does not understand:
@@ -328,16 +373,20 @@ impl Translation {
             );
         }
         if let Some(r) = reference.get("reference") {
-            match r.as_str().and_then(|r| r.strip_prefix("Patient/")) {
+            match r.as_str().and_then(|r| self.local(r).strip_prefix("Patient/")) {
                 Some(id) if !id.is_empty() && !id.contains('/') => {
                     self.put("/beneficiary/id", json!(id), &format!("{element}.reference"))
                 }
-                _ => self.error(
-                    &format!("{element}.reference"),
-                    "invalid_reference",
-                    "must be Patient/<beneficiary id>",
-                    "doit être Patient/<id du bénéficiaire>",
-                ),
+                _ => {
+                    let en = self.reference_form("Patient/<beneficiary id>", "or");
+                    let fr = self.reference_form("Patient/<id du bénéficiaire>", "ou");
+                    self.error(
+                        &format!("{element}.reference"),
+                        "invalid_reference",
+                        format!("must be {en}"),
+                        format!("doit être {fr}"),
+                    )
+                }
             }
             return;
         }
@@ -490,6 +539,36 @@ impl Translation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_servers_absolute_references_are_read_as_relative() {
+        let ours = fhir_base("https://passerelle.example.org/api/");
+        assert_eq!(ours, "https://passerelle.example.org/api/fhir/r4/");
+        let read = |r| relative(&ours, r);
+        assert_eq!(
+            read("https://passerelle.example.org/api/fhir/r4/Patient/p1"),
+            "Patient/p1"
+        );
+        assert_eq!(
+            read("HTTPS://Passerelle.Example.org/api/fhir/r4/Patient/p1"),
+            "Patient/p1"
+        );
+        assert_eq!(read("Patient/p1"), "Patient/p1");
+        for elsewhere in [
+            "https://passerelle.example.org/fhir/r4/Patient/p1",
+            "https://passerelle.example.org.evil.invalid/api/fhir/r4/Patient/p1",
+            "https://passerelle.example.org/api/fhir/r4Patient/p1",
+            "http://passerelle.example.org/api/fhir/r4/Patient/p1",
+        ] {
+            assert_eq!(read(elsewhere), elsewhere);
+        }
+        // Without a base, nothing is absolute-and-ours; a multi-byte reference is no fault.
+        assert_eq!(
+            relative(&fhir_base(""), "https://x/fhir/r4/Patient/p1"),
+            "https://x/fhir/r4/Patient/p1"
+        );
+        assert_eq!(read("é"), "é");
+    }
 
     #[test]
     fn rule_errors_land_on_the_element_they_came_from() {
