@@ -551,7 +551,8 @@ pub fn evaluate_with_later_versions<V: Borrow<ProductVersion>>(
             if next_plan_year.is_some_and(|next| day >= next) {
                 then.complementary_used_xof = Xof::ZERO;
             }
-            (day, evaluate(&then))
+            // Only which reasons hold is read here: their days need no pruning.
+            (day, evaluate_days(&then))
         })
         .collect();
     for r in answer
