@@ -11,6 +11,7 @@ mod eligibility;
 mod errors;
 mod fhir;
 mod organizations;
+mod people;
 mod products;
 mod registry;
 mod service;

@@ -415,6 +415,7 @@ permissions!(
     Register,
     CreateCoverage,
     UpdateCoverage,
+    UpdateBeneficiary,
     CheckEligibility,
     ReadBatches,
     SubmitClaim,

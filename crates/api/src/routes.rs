@@ -8,6 +8,7 @@ pub mod eligibility;
 pub mod health;
 pub mod households;
 pub mod organizations;
+pub mod people;
 pub mod products;
 pub mod registrations;
 pub mod registry;

@@ -425,6 +425,14 @@ pub struct Beneficiary {
     pub phone: Option<String>,
     pub locality: Option<Locality>,
     pub created_at: DateTime<Utc>,
+    /// One more with each correction (`PATCH /v1/beneficiaries/{id}`); 1 when registered. A
+    /// stored response of an earlier release (an idempotent replay) has none: 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl Beneficiary {
@@ -550,7 +558,56 @@ impl ValidBeneficiary {
             phone: self.phone,
             locality: self.locality,
             created_at,
+            version: 1,
         }
+    }
+}
+
+/// What a correction of a person changes (`PATCH /v1/beneficiaries/{id}`): names, phone and
+/// locality. `None` leaves a field as it is; `Some(None)` removes the phone or the locality.
+/// A locality is given whole, as it stands after the patch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Correction {
+    pub family_name: Option<String>,
+    pub given_names: Option<String>,
+    pub phone: Option<Option<String>>,
+    pub locality: Option<Option<LocalityDraft>>,
+}
+
+impl Beneficiary {
+    /// The person as corrected, each changed field checked as at registration (errors at
+    /// `/family_name`, `/locality/commune`…); the version is left to the caller. Identity
+    /// (national id, sex, birth date) is not part of a correction: other organisations find and
+    /// match the person by it, and one of them changing it would hand the record to someone else.
+    pub fn corrected(&self, correction: Correction, today: NaiveDate) -> Result<Beneficiary, Vec<FieldError>> {
+        let draft = BeneficiaryDraft {
+            // Not checked again: a deployment's rules may have changed since it was stored.
+            national_id: None,
+            family_name: Some(correction.family_name.unwrap_or_else(|| self.family_name.clone())),
+            given_names: Some(correction.given_names.unwrap_or_else(|| self.given_names.clone())),
+            sex: Some(self.sex.as_str().to_owned()),
+            birth_date: Some(match self.birth_date_precision {
+                BirthDatePrecision::Year => self.birth_date.format("%Y").to_string(),
+                BirthDatePrecision::Day => self.birth_date.to_string(),
+            }),
+            birth_date_precision: Some(self.birth_date_precision.as_str().to_owned()),
+            phone: correction.phone.unwrap_or_else(|| self.phone.clone()),
+            locality: correction.locality.unwrap_or_else(|| {
+                self.locality.as_ref().map(|l| LocalityDraft {
+                    region: Some(l.region.clone()),
+                    district: Some(l.district.clone()),
+                    commune: Some(l.commune.clone()),
+                })
+            }),
+        };
+        let valid = draft.validate("", today)?;
+        Ok(Beneficiary {
+            family_name: valid.family_name,
+            given_names: valid.given_names,
+            phone: valid.phone,
+            locality: valid.locality,
+            ..self.clone()
+        })
     }
 }
 

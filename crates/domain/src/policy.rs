@@ -16,6 +16,7 @@ pub enum Action {
     Register,
     CreateCoverage,
     UpdateCoverage,
+    UpdateBeneficiary,
     CheckEligibility,
     ReadBatches,
     SubmitClaim,
@@ -42,9 +43,11 @@ impl Action {
             Action::ManageWebhooks => Scope::WebhooksWrite,
             Action::Adjudicate => Scope::ClaimsAdjudicate,
             Action::CheckEligibility => Scope::EligibilityCheck,
-            Action::WriteProducts | Action::Register | Action::CreateCoverage | Action::UpdateCoverage => {
-                Scope::RegistryWrite
-            }
+            Action::WriteProducts
+            | Action::Register
+            | Action::CreateCoverage
+            | Action::UpdateCoverage
+            | Action::UpdateBeneficiary => Scope::RegistryWrite,
             Action::ReadAuditEvents | Action::VerifyAudit => Scope::AuditRead,
         }
     }
@@ -54,7 +57,9 @@ impl Action {
             Action::CreateOrganization => &[OrgKind::Operator],
             Action::ReadOrganizations | Action::ReadAuditEvents | Action::ReadProducts => ALL_KINDS,
             Action::ReadRegistry => ALL_KINDS,
-            Action::WriteProducts | Action::UpdateCoverage => &[OrgKind::Mutuelle, OrgKind::Scheme],
+            Action::WriteProducts | Action::UpdateCoverage | Action::UpdateBeneficiary => {
+                &[OrgKind::Mutuelle, OrgKind::Scheme]
+            }
             Action::Register => &[OrgKind::Mutuelle],
             Action::CreateCoverage => &[OrgKind::Scheme],
             Action::ReadBatches => &[OrgKind::Mutuelle, OrgKind::Operator, OrgKind::Auditor],

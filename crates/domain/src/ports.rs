@@ -292,6 +292,11 @@ pub trait RegistryStore: Send + Sync {
 
     async fn get_beneficiary(&self, id: &str) -> Result<Option<Beneficiary>, StoreError>;
 
+    /// Writes a person's corrected names, phone and locality, whose `version` is the stored one
+    /// + 1 (`StaleVersion` otherwise), with a `beneficiary.updated` audit event. Identity
+    /// (national id, sex, birth date) is never changed here.
+    async fn update_beneficiary(&self, ctx: &WriteContext, beneficiary: &Beneficiary) -> Result<(), StoreError>;
+
     async fn find_by_national_id(&self, national_id: &NationalId) -> Result<Option<Beneficiary>, StoreError>;
 
     /// Whether `organization` holds any coverage of the person (what makes them visible to it).

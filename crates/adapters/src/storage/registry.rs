@@ -900,6 +900,39 @@ impl RegistryStore for This {
         self.commit(tx).await
     }
 
+    async fn update_beneficiary(&self, ctx: &WriteContext, b: &Beneficiary) -> Result<(), StoreError> {
+        let (region, district, commune) = match &b.locality {
+            Some(l) => (Some(&l.region), Some(&l.district), Some(&l.commune)),
+            None => (None, None, None),
+        };
+        let mut tx = self.begin_write().await?;
+        // The match key follows the names, so that likely matches are judged on the corrected
+        // ones.
+        let changed = sqlx::query(
+            "UPDATE beneficiaries SET family_name = $2, given_names = $3, match_key = $4, phone = $5, \
+             region = $6, district = $7, commune = $8, version = $9 WHERE id = $1 AND version = $10",
+        )
+        .bind(&b.id)
+        .bind(&b.family_name)
+        .bind(&b.given_names)
+        .bind(b.match_key())
+        .bind(&b.phone)
+        .bind(region)
+        .bind(district)
+        .bind(commune)
+        .bind(i64::from(b.version))
+        .bind(i64::from(b.version) - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::StaleVersion);
+        }
+        queue_events(&mut tx, &[ctx.audit("beneficiary.updated", "beneficiary", &b.id)]).await?;
+        self.commit(tx).await
+    }
+
     async fn add_contribution(
         &self,
         ctx: &WriteContext,

@@ -155,10 +155,11 @@ pub(crate) struct BeneficiaryRow {
     pub district: Option<String>,
     pub commune: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub version: i64,
 }
 
 pub(crate) const BENEFICIARY_COLUMNS: &str = "id, nid_country, nid_type, nid_value, family_name, given_names, sex, \
-     birth_date, birth_date_precision, phone, region, district, commune, created_at";
+     birth_date, birth_date_precision, phone, region, district, commune, created_at, version";
 
 impl TryFrom<BeneficiaryRow> for Beneficiary {
     type Error = StoreError;
@@ -192,6 +193,7 @@ impl TryFrom<BeneficiaryRow> for Beneficiary {
             phone: r.phone,
             locality,
             created_at: r.created_at,
+            version: u32::try_from(r.version).map_err(|_| corrupt("person version"))?,
         })
     }
 }

@@ -33,7 +33,7 @@ use passerelle_domain::registration::MemberNumber;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_beneficiaries))
-        .routes(routes!(get_beneficiary))
+        .routes(routes!(get_beneficiary, super::people::patch_beneficiary))
         .routes(routes!(list_coverages, create_coverage))
         .routes(routes!(get_coverage, patch_coverage))
         .routes(routes!(add_contribution, list_contributions))
@@ -329,15 +329,22 @@ pub async fn search_beneficiaries(
 /// Read a person.
 ///
 /// Operators and auditors read anyone; other organisations with `registry:read` only people
-/// they hold a coverage of, and get 404 otherwise, exactly as for an unknown id.
+/// they hold a coverage of, and get 404 otherwise, exactly as for an unknown id. Its `ETag` is
+/// what `PATCH` needs in `If-Match`.
 #[utoipa::path(
     get,
     path = "/v1/beneficiaries/{id}",
     tag = "beneficiaries",
-    params(("id" = String, Path, description = "Beneficiary id")),
+    params(
+        ("id" = String, Path, description = "Beneficiary id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (a list, compared weakly, or `*`): 304 without a body when the person has not been corrected since"),
+        ("If-Match" = Option<String>, Header, description = "Read only if the person is at this version (compared strongly, as for `PATCH`): 412 otherwise"),
+    ),
     responses(
-        (status = 200, description = "The person", body = BeneficiaryView),
+        (status = 200, description = "The person", body = BeneficiaryView, headers(("ETag" = String, description = "Pass as If-Match to PATCH"))),
+        (status = 304, description = "`If-None-Match` names the current version: the client's copy is current. No body", headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]
@@ -345,8 +352,16 @@ pub async fn get_beneficiary(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
     Path(id): Path<String>,
-) -> Result<Json<BeneficiaryView>, ApiError> {
-    Ok(Json(read_person(&state, &auth.caller, &id).await?.into()))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let person = read_person(&state, &auth.caller, &id).await?;
+    let version = person.version;
+    if let Some(not_modified) = super::products::read_preconditions(&headers, version)? {
+        return Ok(not_modified);
+    }
+    let mut response = Json(BeneficiaryView::from(person)).into_response();
+    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
+    Ok(response)
 }
 
 /// A person the caller may see (404 otherwise), its read audited: for `/v1` and FHIR alike.

@@ -1,0 +1,250 @@
+//! `PATCH /v1/beneficiaries/{id}`: an organisation that covers a person corrects their names,
+//! phone or locality.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use passerelle_domain::beneficiary::{Correction, LocalityDraft};
+use passerelle_domain::error::FieldError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::products::{check_if_match, etag, retry_if_match_any};
+use super::registry::BeneficiaryView;
+use crate::extract::{perm, Authorized, Caller, MergePatch};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// The body of `PATCH /v1/beneficiaries/{id}` (a JSON merge patch).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"given_names": "Kossi Mawuli", "phone": "+22891234567"}))]
+pub struct BeneficiaryPatch {
+    /// 1–100 characters, kept as sent (accents too), refused as at registration when garbled,
+    /// a spreadsheet's error or holding a control or invisible character. Never `null`.
+    #[schema(nullable = false, min_length = 1, max_length = 100)]
+    pub family_name: Option<String>,
+    /// As `family_name`.
+    #[schema(nullable = false, min_length = 1, max_length = 100)]
+    pub given_names: Option<String>,
+    /// E.164 (`+22890123456`; spaces, dots and dashes are removed); `null` removes it.
+    pub phone: Option<String>,
+    /// Merged member by member (RFC 7396): `{"commune": "Zio 2"}` changes the commune alone.
+    /// A locality has all three parts or none (422 `incomplete_locality`); `null` removes it.
+    pub locality: Option<LocalityPatch>,
+}
+
+/// The parts of a locality to change; those left out keep their stored value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"commune": "Zio 2"}))]
+pub struct LocalityPatch {
+    /// 1–100 characters; `null` removes it (and then the others must go too).
+    pub region: Option<String>,
+    /// 1–100 characters.
+    pub district: Option<String>,
+    /// 1–100 characters.
+    pub commune: Option<String>,
+}
+
+/// The members a correction may change; the others of a person are named in `identity`.
+const CORRECTABLE: [&str; 4] = ["family_name", "given_names", "phone", "locality"];
+const IDENTITY: [&str; 5] = ["id", "national_id", "sex", "birth_date", "birth_date_precision"];
+
+/// Correct a person's names, phone or locality (an organisation that covers them; `If-Match`
+/// required).
+///
+/// Mutuelles and schemes with `registry:write` that hold a coverage of the person (404
+/// otherwise, as for an unknown id). The body is a JSON merge patch of `family_name`,
+/// `given_names`, `phone` and `locality`, each checked as at registration. A person is shared:
+/// every organisation that covers them sees the correction. Identity is not corrected: a
+/// `national_id`, `sex`, `birth_date` or `birth_date_precision` other than the stored one is 422
+/// `not_changeable` (other organisations find and match the person by it), and a member sent
+/// with the value it already has is ignored, so that a client may send back what it read.
+/// Any other member is 422 `unknown_field`. `If-Match` carries the `ETag` of the last read
+/// (`GET /v1/beneficiaries/{id}`): 428 without it, 412 when the person was corrected since. A
+/// patch that changes nothing answers 200 with the same `ETag`, and writes nothing. Audited as
+/// `beneficiary.updated`, naming the person by id only.
+#[utoipa::path(
+    patch,
+    path = "/v1/beneficiaries/{id}",
+    tag = "beneficiaries",
+    request_body(content(
+        (BeneficiaryPatch = "application/merge-patch+json"),
+        (BeneficiaryPatch = "application/json")
+    )),
+    params(
+        ("id" = String, Path, description = "Beneficiary id"),
+        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
+    ),
+    responses(
+        (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
+            headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
+        (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["registry:write"]))
+)]
+pub async fn patch_beneficiary(
+    State(state): State<AppState>,
+    auth: Authorized<perm::UpdateBeneficiary>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    MergePatch(body): MergePatch<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    retry_if_match_any(&headers, || patch_once(&state, &auth.caller, &id, &headers, &body)).await
+}
+
+async fn patch_once(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Response, ApiError> {
+    let current = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
+    // Operators and auditors read everyone but correct no one: only a coverage makes a person
+    // the caller's to correct.
+    if !state.store.covers(caller.org.as_str(), id).await? {
+        return Err(ApiError::NotFound);
+    }
+    check_if_match(headers, current.version)?;
+    let stored = serde_json::to_value(BeneficiaryView::from(current.clone())).unwrap_or_default();
+    let correction = read_correction(body, &stored)?;
+    let mut next = current
+        .corrected(correction, state.clock.today())
+        .map_err(ApiError::validation)?;
+    if next == current {
+        return Ok(answer(current));
+    }
+    next.version = current.version + 1;
+    state
+        .store
+        .update_beneficiary(&caller.write_context(state, None), &next)
+        .await?;
+    Ok(answer(next))
+}
+
+fn answer(person: passerelle_domain::beneficiary::Beneficiary) -> Response {
+    let version = person.version;
+    let mut response = Json(BeneficiaryView::from(person)).into_response();
+    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
+    response
+}
+
+fn pointer(key: &str) -> String {
+    format!("/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+/// The patch's members as a [`Correction`], every wrong member listed.
+fn read_correction(body: &Map<String, Value>, stored: &Value) -> Result<Correction, ApiError> {
+    let mut errors = Vec::new();
+    for (key, value) in body {
+        if IDENTITY.contains(&key.as_str()) {
+            if stored.get(key) != Some(value) {
+                errors.push(FieldError::new(
+                    pointer(key),
+                    "not_changeable",
+                    "a person's id, national id, sex and birth date cannot be changed: other organisations find and match the person by them",
+                    "l'identifiant, le numéro national, le sexe et la date de naissance d'une personne ne peuvent pas changer : d'autres organisations la retrouvent et la reconnaissent par eux",
+                ));
+            }
+        } else if !CORRECTABLE.contains(&key.as_str()) {
+            errors.push(FieldError::new(
+                pointer(key),
+                "unknown_field",
+                "only family_name, given_names, phone and locality can change",
+                "seuls family_name, given_names, phone et locality peuvent changer",
+            ));
+        }
+    }
+    let name = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new(
+                pointer(key),
+                "invalid_type",
+                "must be a string (a name cannot be removed)",
+                "doit être une chaîne (un nom ne peut pas être retiré)",
+            ));
+            None
+        }
+    };
+    let family_name = name("family_name", &mut errors);
+    let given_names = name("given_names", &mut errors);
+    let phone = match body.get("phone") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "/phone",
+                "invalid_type",
+                "must be a string or null",
+                "doit être une chaîne ou null",
+            ));
+            None
+        }
+    };
+    let locality = match body.get("locality") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Object(patch)) => Some(Some(merged_locality(stored.get("locality"), patch, &mut errors))),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "/locality",
+                "invalid_type",
+                "must be an object or null",
+                "doit être un objet ou null",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(Correction {
+        family_name,
+        given_names,
+        phone,
+        locality,
+    })
+}
+
+/// The stored locality with the patch's parts merged in (RFC 7396: `null` removes a part).
+fn merged_locality(stored: Option<&Value>, patch: &Map<String, Value>, errors: &mut Vec<FieldError>) -> LocalityDraft {
+    const PARTS: [&str; 3] = ["region", "district", "commune"];
+    for key in patch.keys().filter(|k| !PARTS.contains(&k.as_str())) {
+        errors.push(FieldError::new(
+            format!("/locality{}", pointer(key)),
+            "unknown_field",
+            "a locality has a region, a district and a commune",
+            "une localité a une région, un district et une commune",
+        ));
+    }
+    let part = |name: &str, errors: &mut Vec<FieldError>| match patch.get(name) {
+        None => stored
+            .and_then(|l| l.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new(
+                format!("/locality/{name}"),
+                "invalid_type",
+                "must be a string or null",
+                "doit être une chaîne ou null",
+            ));
+            None
+        }
+    };
+    LocalityDraft {
+        region: part("region", errors),
+        district: part("district", errors),
+        commune: part("commune", errors),
+    }
+}

@@ -1,0 +1,331 @@
+//! API.md §5 Beneficiaries: `PATCH /v1/beneficiaries/{id}`, a person's names, phone and
+//! locality corrected by an organisation that covers them.
+
+use passerelle_adapters::Backend;
+use passerelle_tests::{on_both_databases, Reply, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::registry::{household, register, registry, writer};
+
+async fn patch(app: &TestApp, token: &str, person: &str, if_match: Option<&str>, body: &Value) -> Reply {
+    let mut request = app
+        .request(Method::PATCH, &format!("/v1/beneficiaries/{person}"))
+        .bearer_auth(token)
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_string());
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    app.send(request).await
+}
+
+/// The `beneficiary.updated` events of the audit log, as `(organization, resource_id)`.
+async fn corrections(app: &TestApp) -> Vec<(String, String)> {
+    let events = app.get("/v1/audit-events?limit=500", &app.operator()).await;
+    events.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "beneficiary.updated")
+        .map(|e| {
+            (
+                e["organization"].as_str().unwrap().to_owned(),
+                e["resource_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn a_person_is_corrected_by_whoever_covers_them(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/beneficiaries/{person}");
+    let mine = writer(app, "mut-a");
+
+    let read = app.get(&path, &mine).await;
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    patch(app, &mine, &person, None, &json!({"given_names": "Kossi Mawuli"}))
+        .await
+        .problem(428, "precondition_required");
+
+    // Names keep their accents, the phone is normalised, one locality part is merged in.
+    let fixed = patch(
+        app,
+        &mine,
+        &person,
+        Some("\"1\""),
+        &json!({"family_name": "Agbékö", "given_names": "Kossi Mawuli", "phone": "+228 91-23.45.67",
+                "locality": {"commune": "Zio 2"}}),
+    )
+    .await;
+    assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+    assert_eq!(fixed.header("etag"), Some("\"2\""));
+    let again = app.get(&path, &mine).await;
+    assert_eq!(again.header("etag"), Some("\"2\""));
+    assert_eq!(again.json, fixed.json);
+    assert_eq!(again.json["family_name"], "Agbékö");
+    assert_eq!(again.json["given_names"], "Kossi Mawuli");
+    assert_eq!(again.json["phone"], "+22891234567");
+    assert_eq!(
+        again.json["locality"],
+        json!({"region": "Maritime", "district": "Zio", "commune": "Zio 2"})
+    );
+    // Identity is untouched.
+    for field in ["national_id", "sex", "birth_date", "birth_date_precision"] {
+        assert_eq!(again.json[field], read.json[field], "{field}");
+    }
+    assert_eq!(corrections(app).await, vec![("mut-a".to_owned(), person.clone())]);
+    // No personal data in the event: the corrected values appear nowhere in the log.
+    let log = app.get("/v1/audit-events?limit=500", &app.operator()).await;
+    for value in ["Mawuli", "Agbékö", "91234567", "Zio 2"] {
+        assert!(!log.text.contains(value), "{value} in the audit log");
+    }
+
+    // The old tag is stale; `null` removes the phone and the locality.
+    patch(app, &mine, &person, Some("\"1\""), &json!({"phone": null}))
+        .await
+        .problem(412, "precondition_failed");
+    let removed = patch(
+        app,
+        &mine,
+        &person,
+        Some("\"2\""),
+        &json!({"phone": null, "locality": null}),
+    )
+    .await;
+    assert_eq!(removed.status.as_u16(), 200, "{}", removed.text);
+    assert!(removed.json.get("phone").is_none() && removed.json.get("locality").is_none());
+    assert_eq!(removed.header("etag"), Some("\"3\""));
+
+    // Sending back what was read changes nothing, writes nothing and keeps the tag.
+    let events = app.audited().await;
+    let mut whole = removed.json.clone();
+    whole.as_object_mut().unwrap().remove("id");
+    let same = patch(app, &mine, &person, Some("\"3\""), &whole).await;
+    assert_eq!(same.status.as_u16(), 200, "{}", same.text);
+    assert_eq!(same.header("etag"), Some("\"3\""));
+    assert_eq!(app.audited().await, events);
+
+    // Another mutuelle that covers the same person (matched by national id) corrects them too,
+    // and the first sees it.
+    let product_b = app
+        .post(
+            "/v1/products",
+            &writer(app, "mut-b"),
+            &crate::products::family_plan("2026-01-01"),
+        )
+        .await;
+    let product_b = product_b.json["id"].as_str().unwrap();
+    let mut theirs = household(product_b, "B-1", "123456789012");
+    theirs["dependants"] = json!([]);
+    let joined = register(app, "mut-b", "k2", &theirs).await;
+    assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
+    assert_eq!(joined.json["members"][0]["beneficiary"]["id"], person.as_str());
+    let by_b = patch(
+        app,
+        &writer(app, "mut-b"),
+        &person,
+        Some("*"),
+        &json!({"given_names": "Kossi"}),
+    )
+    .await;
+    assert_eq!(by_b.status.as_u16(), 200, "{}", by_b.text);
+    assert_eq!(app.get(&path, &mine).await.json["given_names"], "Kossi");
+    assert_eq!(app.get(&path, &mine).await.header("etag"), Some("\"4\""));
+}
+
+async fn only_names_phone_and_locality_change(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spouse = reply.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = writer(app, "mut-a");
+    let before = app.count("beneficiaries").await;
+    let events = app.audited().await;
+
+    let wrong = patch(
+        app,
+        &mine,
+        &person,
+        Some("*"),
+        &json!({"sex": "F", "birth_date": "1985-03-12", "national_id": {"country": "TG", "type": "NIU", "value": "123456789013"},
+                "member_number": "X", "family_name": null, "given_names": 5, "phone": "12",
+                "locality": {"region": null, "quartier": "Adidogomé"}}),
+    )
+    .await;
+    let mut found = wrong.field_codes();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/birth_date", "not_changeable"),
+            ("/family_name", "invalid_type"),
+            ("/given_names", "invalid_type"),
+            ("/locality/quartier", "unknown_field"),
+            ("/member_number", "unknown_field"),
+            ("/national_id", "not_changeable"),
+            ("/sex", "not_changeable"),
+        ]
+        .map(|(f, c)| (f.to_owned(), c.to_owned()))
+        .to_vec(),
+        "{}",
+        wrong.text
+    );
+    // Each corrected field is judged as at registration.
+    let bad = patch(
+        app,
+        &mine,
+        &person,
+        Some("*"),
+        &json!({"family_name": "AgbÃ©ko", "given_names": "  ", "phone": "90123456",
+                "locality": {"region": null}}),
+    )
+    .await;
+    assert_eq!(
+        bad.field_codes(),
+        [
+            ("/family_name", "garbled_characters"),
+            ("/given_names", "empty"),
+            ("/phone", "invalid_phone"),
+            ("/locality/region", "incomplete_locality"),
+        ]
+        .map(|(f, c)| (f.to_owned(), c.to_owned()))
+        .to_vec(),
+        "{}",
+        bad.text
+    );
+    let long = patch(app, &mine, &spouse, Some("*"), &json!({"given_names": "é".repeat(101)})).await;
+    assert_eq!(
+        long.field_codes(),
+        vec![("/given_names".to_owned(), "too_long".to_owned())]
+    );
+    // A year-only birth date stays as it is through a correction.
+    let spouse_fixed = patch(app, &mine, &spouse, Some("*"), &json!({"given_names": "Akossiwa"})).await;
+    assert_eq!(spouse_fixed.status.as_u16(), 200, "{}", spouse_fixed.text);
+    assert_eq!(spouse_fixed.json["birth_date"], "1988-01-01");
+    assert_eq!(spouse_fixed.json["birth_date_precision"], "year");
+    // Likely matches are judged on the corrected names.
+    let lookalike = json!({
+        "product": r.product, "member_number": "TSV-0002", "start_date": "2026-01-01",
+        "principal": {"family_name": "AGBEKO", "given_names": "akossiwa", "sex": "F", "birth_date": "1988"},
+    });
+    let twin = register(app, "mut-a", "k2", &lookalike).await;
+    assert_eq!(twin.status.as_u16(), 201, "{}", twin.text);
+    assert_eq!(twin.json["members"][0]["possible_duplicates"], json!([spouse]));
+
+    // A JSON Patch is not a merge patch.
+    let json_patch = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/beneficiaries/{person}"))
+                .bearer_auth(&mine)
+                .header("if-match", "*")
+                .header("content-type", "application/json-patch+json")
+                .body(r#"[{"op": "replace", "path": "/given_names", "value": "X"}]"#),
+        )
+        .await;
+    json_patch.problem(415, "unsupported_media_type");
+    assert_eq!(json_patch.header("accept-patch"), Some("application/merge-patch+json"));
+
+    let person_now = app.get(&format!("/v1/beneficiaries/{person}"), &mine).await;
+    assert_eq!(person_now.header("etag"), Some("\"1\""));
+    assert_eq!(person_now.json["given_names"], "Kossi");
+    // The spouse's correction and the look-alike's registration are all that was written.
+    assert_eq!(app.count("beneficiaries").await, before + 1);
+    assert_eq!(app.audited().await, events + 3);
+}
+
+async fn no_one_else_corrects_a_person(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"phone": null});
+    // Another mutuelle and a scheme that do not cover the person: 404, as for an unknown id.
+    for token in [writer(app, "mut-b"), writer(app, "tg-inam")] {
+        patch(app, &token, &person, Some("*"), &body)
+            .await
+            .problem(404, "not_found");
+        patch(app, &token, "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", Some("*"), &body)
+            .await
+            .problem(404, "not_found");
+    }
+    // Providers, auditors and operators read but do not correct; a reader's token neither.
+    for token in [
+        app.token("cms-a", "registry:read registry:write"),
+        app.token("audit-x", "registry:read registry:write"),
+        app.token("operator", "admin registry:read registry:write"),
+        app.token("mut-a", "registry:read"),
+    ] {
+        patch(app, &token, &person, Some("*"), &body)
+            .await
+            .problem(403, "forbidden");
+    }
+    let read = app
+        .get(&format!("/v1/beneficiaries/{person}"), &writer(app, "mut-a"))
+        .await;
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    assert_eq!(read.json["phone"], "+22890123456");
+    assert!(corrections(app).await.is_empty());
+}
+
+/// A copy held is read again only once the person is corrected.
+async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = writer(app, "mut-a");
+    let conditional = |tag: &'static str, header: &'static str| {
+        let request = app
+            .request(Method::GET, &format!("/v1/beneficiaries/{person}"))
+            .bearer_auth(&mine)
+            .header(header, tag);
+        app.send(request)
+    };
+    let unchanged = conditional("\"1\"", "if-none-match").await;
+    assert_eq!(unchanged.status.as_u16(), 304);
+    assert_eq!(unchanged.header("etag"), Some("\"1\""));
+    assert!(unchanged.text.is_empty());
+    let fixed = patch(
+        app,
+        &mine,
+        &person,
+        Some("\"1\""),
+        &json!({"given_names": "Kossi Mawuli"}),
+    )
+    .await;
+    assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+    let changed = conditional("\"1\"", "if-none-match").await;
+    assert_eq!(changed.status.as_u16(), 200);
+    assert_eq!(changed.json["given_names"], "Kossi Mawuli");
+    conditional("\"1\"", "if-match")
+        .await
+        .problem(412, "precondition_failed");
+}
+
+on_both_databases!(
+    a_person_is_corrected_by_whoever_covers_them,
+    only_names_phone_and_locality_change,
+    no_one_else_corrects_a_person,
+    a_copy_of_a_person_is_read_again_once_corrected,
+);
