@@ -68,7 +68,7 @@ pub fn counts(job: &Value) -> [i64; 5] {
     .map(|k| job[k].as_i64().unwrap_or(-1))
 }
 
-fn codes(job: &Value) -> Vec<(u64, String, String)> {
+pub fn codes(job: &Value) -> Vec<(u64, String, String)> {
     job["errors"]
         .as_array()
         .unwrap()
@@ -83,7 +83,7 @@ fn codes(job: &Value) -> Vec<(u64, String, String)> {
         .collect()
 }
 
-fn csv(rows: &[&str]) -> Vec<u8> {
+pub fn csv(rows: &[&str]) -> Vec<u8> {
     let mut text = format!("{HEADER}\n");
     for row in rows {
         text.push_str(row);
@@ -120,7 +120,7 @@ pub fn households(n: usize, prefix: &str) -> Vec<u8> {
     text.into_bytes()
 }
 
-const GOOD: [&str; 4] = [
+pub const GOOD: [&str; 4] = [
     "H1,principal,TSV-1001,Agbéko,Kossi,M,1984-03-12,TG:NIU:1234 5678 9012,+22890123456,Maritime,Zio,Zio 1,2026-01-01,2026-12-31",
     "H1,spouse,,Agbéko,Akossiwa Élise,F,1988,,,Maritime,Zio,Zio 1,,",
     "H1,child,,Agbéko,Yao,M,2015-07-30,,,,,,,",

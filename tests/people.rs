@@ -285,6 +285,45 @@ async fn no_one_else_corrects_a_person(backend: Backend) {
     assert!(corrections(app).await.is_empty());
 }
 
+/// A file posted again is compared with the registry's names as they stand (API.md §5).
+async fn a_file_posted_again_meets_the_corrected_names(backend: Backend) {
+    use crate::batches::{codes, counts, csv, run, CSV, GOOD};
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    // The household as registered by hand, then the mutuelle's spreadsheet that lists it.
+    let reply = register(app, "mut-a", "k0", &household(&r.product, "TSV-1001", "123456789012")).await;
+    let spouse = reply.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD)).await;
+    assert_eq!(counts(&job), [4, 1, 1, 0, 0], "{job}");
+    let fixed = patch(
+        app,
+        &writer(app, "mut-a"),
+        &spouse,
+        Some("\"1\""),
+        &json!({"given_names": "Akossiwa"}),
+    )
+    .await;
+    assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+    // The old spelling is no longer the registry's: its row is reported, nothing is added.
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&GOOD)).await;
+    assert_eq!(
+        codes(&job),
+        [(3, String::new(), "not_in_household".to_owned())],
+        "{job}"
+    );
+    assert_eq!(app.count("beneficiaries").await, 4);
+    // The corrected spreadsheet is registered already.
+    let corrected = GOOD.map(|row| row.replace("Akossiwa Élise", "Akossiwa"));
+    let corrected: Vec<&str> = corrected.iter().map(String::as_str).collect();
+    let job = run(app, "mut-a", "k3", &query, CSV, csv(&corrected)).await;
+    assert_eq!(counts(&job), [4, 0, 2, 0, 0], "{job}");
+    assert_eq!(app.count("beneficiaries").await, 4);
+}
+
 /// A copy held is read again only once the person is corrected.
 async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
     let r = registry(backend).await;
@@ -328,4 +367,5 @@ on_both_databases!(
     only_names_phone_and_locality_change,
     no_one_else_corrects_a_person,
     a_copy_of_a_person_is_read_again_once_corrected,
+    a_file_posted_again_meets_the_corrected_names,
 );
