@@ -324,6 +324,146 @@ async fn a_file_posted_again_meets_the_corrected_names(backend: Backend) {
     assert_eq!(app.count("beneficiaries").await, 4);
 }
 
+/// A person registered without papers gets their national id later, by which a scheme's base
+/// affiliation then finds them (API.md §5 Beneficiaries).
+async fn a_national_id_is_added_to_a_person_registered_without_one(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let spouse = reply.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let child = reply.json["members"][2]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = writer(app, "mut-a");
+
+    // Malformed ones are told as at registration; nothing is written.
+    let bad = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("*"),
+        &json!({"national_id": {"country": "TG", "type": "NIU", "value": "12"}}),
+    )
+    .await;
+    assert_eq!(
+        bad.field_codes(),
+        vec![("/national_id/value".to_owned(), "invalid_national_id".to_owned())]
+    );
+    let partial = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("*"),
+        &json!({"national_id": {"country": "TG", "kind": "NIU"}}),
+    )
+    .await;
+    let mut found = partial.field_codes();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/national_id/kind", "unknown_field"),
+            ("/national_id/type", "required"),
+            ("/national_id/value", "required")
+        ]
+        .map(|(f, c)| (f.to_owned(), c.to_owned()))
+        .to_vec()
+    );
+    let compact = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("*"),
+        &json!({"national_id": "TG:NIU:222233334444"}),
+    )
+    .await;
+    assert_eq!(
+        compact.field_codes(),
+        vec![("/national_id".to_owned(), "invalid_type".to_owned())]
+    );
+    // Another person's is refused, and the records are not merged.
+    let taken = patch(
+        app,
+        &mine,
+        &child,
+        Some("\"1\""),
+        &json!({"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}}),
+    )
+    .await;
+    assert_eq!(taken.problem(409, "conflict")["errors"][0]["code"], "national_id_taken");
+    assert_eq!(taken.json["errors"][0]["field"], "/national_id");
+    assert!(!taken.text.contains("Kossi"), "{}", taken.text);
+    let unchanged = app.get(&format!("/v1/beneficiaries/{child}"), &mine).await;
+    assert_eq!(unchanged.header("etag"), Some("\"1\""));
+    assert!(unchanged.json.get("national_id").is_none());
+
+    let added = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("\"1\""),
+        &json!({"national_id": {"country": "tg", "type": "niu", "value": "2222 3333-4444"}}),
+    )
+    .await;
+    assert_eq!(added.status.as_u16(), 200, "{}", added.text);
+    assert_eq!(
+        added.json["national_id"],
+        json!({"country": "TG", "type": "NIU", "value": "222233334444"})
+    );
+    assert_eq!(added.header("etag"), Some("\"2\""));
+    // Sent again in another spelling it changes nothing; another value is not a correction.
+    let again = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("*"),
+        &json!({"national_id": {"country": "TG", "type": "NIU", "value": "222233334444"}}),
+    )
+    .await;
+    assert_eq!(again.header("etag"), Some("\"2\""), "{}", again.text);
+    let other = patch(
+        app,
+        &mine,
+        &spouse,
+        Some("*"),
+        &json!({"national_id": {"country": "TG", "type": "NIU", "value": "222233334445"}}),
+    )
+    .await;
+    assert_eq!(
+        other.field_codes(),
+        vec![("/national_id".to_owned(), "not_changeable".to_owned())]
+    );
+
+    // The scheme affiliates her by that id: the same person, not a new one.
+    let inam = writer(app, "tg-inam");
+    let base = app
+        .post(
+            "/v1/products",
+            &inam,
+            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
+        )
+        .await;
+    assert_eq!(base.status.as_u16(), 201, "{}", base.text);
+    let people = app.count("beneficiaries").await;
+    let affiliated = app
+        .post(
+            "/v1/coverages",
+            &inam,
+            &json!({"product": base.json["id"], "member_number": "INAM-0001", "start_date": "2025-01-01",
+                "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "222233334444"},
+                    "family_name": "Agbéko", "given_names": "Akossiwa", "sex": "F", "birth_date": "1988"}}),
+        )
+        .await;
+    assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
+    assert_eq!(affiliated.json["beneficiary"], spouse.as_str());
+    assert_eq!(affiliated.json["matched"], true);
+    assert_eq!(app.count("beneficiaries").await, people);
+}
+
 /// A copy held is read again only once the person is corrected.
 async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
     let r = registry(backend).await;
@@ -368,4 +508,5 @@ on_both_databases!(
     no_one_else_corrects_a_person,
     a_copy_of_a_person_is_read_again_once_corrected,
     a_file_posted_again_meets_the_corrected_names,
+    a_national_id_is_added_to_a_person_registered_without_one,
 );

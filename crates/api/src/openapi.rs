@@ -708,7 +708,7 @@ fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool)
         "409" => conflicts(method, path),
         "412" => vec![("precondition_failed", ApiError::PreconditionFailed)],
         "413" => vec![("payload_too_large", ApiError::PayloadTooLarge)],
-        "415" if method == "patch" && path == "/v1/coverages/{id}" => vec![(
+        "415" if method == "patch" && matches!(path, "/v1/coverages/{id}" | "/v1/beneficiaries/{id}") => vec![(
             "unsupported_media_type",
             ApiError::UnsupportedMediaType {
                 expected: crate::extract::MERGE_PATCH,
@@ -778,6 +778,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
     let claim_is = crate::routes::claims::illegal_state;
     match (method, path) {
         ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
+        ("patch", "/v1/beneficiaries/{id}") => vec![("national_id_taken", store("national_id_taken"))],
         // A registration's conflict points at the member at fault (`errors`).
         ("post", "/v1/registrations") => vec![
             ("member_number_taken", store("member_number_taken@0")),

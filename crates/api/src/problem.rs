@@ -533,6 +533,14 @@ fn conflict_of(constraint: &str) -> ApiError {
         // A national id stored for someone of another sex or birth: a registration's adds the
         // member at fault, a base affiliation's `/beneficiary`. Nothing of the stored person.
         "identity_mismatch" => ApiError::conflict(IDENTITY_MISMATCH.0, IDENTITY_MISMATCH.1),
+        // A national id given to a person who had none, already another person's: the two
+        // records are not merged. Nothing of that person is told.
+        "national_id_taken" => conflict_at(
+            "/national_id",
+            "national_id_taken",
+            "This national id is already registered for another person; the two records are not merged.",
+            "Ce numéro d'identité nationale est déjà enregistré pour une autre personne ; les deux fiches ne sont pas fusionnées.",
+        ),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.
         "coverage_terminated" => coded_conflict(

@@ -564,10 +564,13 @@ impl ValidBeneficiary {
 }
 
 /// What a correction of a person changes (`PATCH /v1/beneficiaries/{id}`): names, phone and
-/// locality. `None` leaves a field as it is; `Some(None)` removes the phone or the locality.
-/// A locality is given whole, as it stands after the patch.
+/// locality, and a national id for a person registered without one. `None` leaves a field as it
+/// is; `Some(None)` removes the phone or the locality. A locality is given whole, as it stands
+/// after the patch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Correction {
+    /// Already checked against the deployment's rules; taken only by a person who has none.
+    pub national_id: Option<NationalId>,
     pub family_name: Option<String>,
     pub given_names: Option<String>,
     pub phone: Option<Option<String>>,
@@ -576,9 +579,10 @@ pub struct Correction {
 
 impl Beneficiary {
     /// The person as corrected, each changed field checked as at registration (errors at
-    /// `/family_name`, `/locality/commune`…); the version is left to the caller. Identity
-    /// (national id, sex, birth date) is not part of a correction: other organisations find and
-    /// match the person by it, and one of them changing it would hand the record to someone else.
+    /// `/family_name`, `/locality/commune`…); the version is left to the caller. Identity is
+    /// not changed by a correction: other organisations find and match the person by their
+    /// national id, sex and birth date, and one of them changing it would hand the record to
+    /// someone else. A national id is only ever added, to a person registered without one.
     pub fn corrected(&self, correction: Correction, today: NaiveDate) -> Result<Beneficiary, Vec<FieldError>> {
         let draft = BeneficiaryDraft {
             // Not checked again: a deployment's rules may have changed since it was stored.
@@ -602,6 +606,7 @@ impl Beneficiary {
         };
         let valid = draft.validate("", today)?;
         Ok(Beneficiary {
+            national_id: self.national_id.clone().or(correction.national_id),
             family_name: valid.family_name,
             given_names: valid.given_names,
             phone: valid.phone,

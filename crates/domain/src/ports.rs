@@ -294,7 +294,8 @@ pub trait RegistryStore: Send + Sync {
 
     /// Writes a person's corrected names, phone and locality, whose `version` is the stored one
     /// + 1 (`StaleVersion` otherwise), with a `beneficiary.updated` audit event. Identity
-    /// (national id, sex, birth date) is never changed here.
+    /// (sex, birth date) is never changed here; a national id only added to a person without one
+    /// (`Conflict` `national_id_taken` when it is another person's).
     async fn update_beneficiary(&self, ctx: &WriteContext, beneficiary: &Beneficiary) -> Result<(), StoreError>;
 
     async fn find_by_national_id(&self, national_id: &NationalId) -> Result<Option<Beneficiary>, StoreError>;

@@ -905,12 +905,15 @@ impl RegistryStore for This {
             Some(l) => (Some(&l.region), Some(&l.district), Some(&l.commune)),
             None => (None, None, None),
         };
+        let nid = b.national_id.as_ref();
         let mut tx = self.begin_write().await?;
         // The match key follows the names, so that likely matches are judged on the corrected
-        // ones.
+        // ones. A national id already another person's is refused by the unique index, also
+        // when both are given at once.
         let changed = sqlx::query(
             "UPDATE beneficiaries SET family_name = $2, given_names = $3, match_key = $4, phone = $5, \
-             region = $6, district = $7, commune = $8, version = $9 WHERE id = $1 AND version = $10",
+             region = $6, district = $7, commune = $8, version = $9, \
+             nid_country = $11, nid_type = $12, nid_value = $13 WHERE id = $1 AND version = $10",
         )
         .bind(&b.id)
         .bind(&b.family_name)
@@ -922,9 +925,17 @@ impl RegistryStore for This {
         .bind(commune)
         .bind(i64::from(b.version))
         .bind(i64::from(b.version) - 1)
+        .bind(nid.map(|n| &n.country))
+        .bind(nid.map(|n| &n.id_type))
+        .bind(nid.map(|n| &n.value))
         .execute(&mut *tx)
         .await
-        .map_err(db_err)?
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict { .. } => StoreError::Conflict {
+                constraint: "national_id_taken".into(),
+            },
+            other => other,
+        })?
         .rows_affected();
         if changed == 0 {
             return Err(StoreError::StaleVersion);

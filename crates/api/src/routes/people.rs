@@ -1,11 +1,11 @@
 //! `PATCH /v1/beneficiaries/{id}`: an organisation that covers a person corrects their names,
-//! phone or locality.
+//! phone or locality, or gives them the national id they were registered without.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use passerelle_domain::beneficiary::{Correction, LocalityDraft};
+use passerelle_domain::beneficiary::{Correction, LocalityDraft, NationalId, NationalIdRules};
 use passerelle_domain::error::FieldError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -21,6 +21,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"given_names": "Kossi Mawuli", "phone": "+22891234567"}))]
 pub struct BeneficiaryPatch {
+    /// Only for a person registered without one (the stored one cannot change: 422
+    /// `not_changeable`), checked as at registration; one already another person's is 409
+    /// `national_id_taken`, and the two records are not merged.
+    pub national_id: Option<super::registry::NationalIdView>,
     /// 1–100 characters, kept as sent (accents too), refused as at registration when garbled,
     /// a spreadsheet's error or holding a control or invisible character. Never `null`.
     #[schema(nullable = false, min_length = 1, max_length = 100)]
@@ -47,20 +51,23 @@ pub struct LocalityPatch {
     pub commune: Option<String>,
 }
 
-/// The members a correction may change; the others of a person are named in `identity`.
+/// The members a correction may change; the others of a person are named in `IDENTITY`. A
+/// national id may be added to a person who has none (`read_national_id`).
 const CORRECTABLE: [&str; 4] = ["family_name", "given_names", "phone", "locality"];
-const IDENTITY: [&str; 5] = ["id", "national_id", "sex", "birth_date", "birth_date_precision"];
+const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
 
-/// Correct a person's names, phone or locality (an organisation that covers them; `If-Match`
+/// Correct a person's names, phone, locality or missing national id (an organisation that covers them; `If-Match`
 /// required).
 ///
 /// Mutuelles and schemes with `registry:write` that hold a coverage of the person (404
 /// otherwise, as for an unknown id). The body is a JSON merge patch of `family_name`,
-/// `given_names`, `phone` and `locality`, each checked as at registration. A person is shared:
-/// every organisation that covers them sees the correction. Identity is not corrected: a
-/// `national_id`, `sex`, `birth_date` or `birth_date_precision` other than the stored one is 422
-/// `not_changeable` (other organisations find and match the person by it), and a member sent
-/// with the value it already has is ignored, so that a client may send back what it read.
+/// `given_names`, `phone` and `locality`, each checked as at registration, and of `national_id`
+/// for a person registered without one (409 `national_id_taken` when it is already another
+/// person's: the two records are not merged). A person is shared: every organisation that
+/// covers them sees the correction. Identity is not corrected: a stored `national_id`, `sex`,
+/// `birth_date` or `birth_date_precision` sent with another value is 422 `not_changeable`
+/// (other organisations find and match the person by it), and a member sent with the value it
+/// already has is ignored, so that a client may send back what it read.
 /// Any other member is 422 `unknown_field`. `If-Match` carries the `ETag` of the last read
 /// (`GET /v1/beneficiaries/{id}`): 428 without it, 412 when the person was corrected since. A
 /// patch that changes nothing answers 200 with the same `ETag`, and writes nothing. Audited as
@@ -80,6 +87,7 @@ const IDENTITY: [&str; 5] = ["id", "national_id", "sex", "birth_date", "birth_da
     responses(
         (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version"))),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
             headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
@@ -112,7 +120,7 @@ async fn patch_once(
     }
     check_if_match(headers, current.version)?;
     let stored = serde_json::to_value(BeneficiaryView::from(current.clone())).unwrap_or_default();
-    let correction = read_correction(body, &stored)?;
+    let correction = read_correction(body, &stored, &state.national_ids)?;
     let mut next = current
         .corrected(correction, state.clock.today())
         .map_err(ApiError::validation)?;
@@ -139,9 +147,12 @@ fn pointer(key: &str) -> String {
 }
 
 /// The patch's members as a [`Correction`], every wrong member listed.
-fn read_correction(body: &Map<String, Value>, stored: &Value) -> Result<Correction, ApiError> {
+fn read_correction(body: &Map<String, Value>, stored: &Value, rules: &NationalIdRules) -> Result<Correction, ApiError> {
     let mut errors = Vec::new();
     for (key, value) in body {
+        if key == "national_id" {
+            continue;
+        }
         if IDENTITY.contains(&key.as_str()) {
             if stored.get(key) != Some(value) {
                 errors.push(FieldError::new(
@@ -203,15 +214,91 @@ fn read_correction(body: &Map<String, Value>, stored: &Value) -> Result<Correcti
             None
         }
     };
+    let national_id = read_national_id(body.get("national_id"), stored.get("national_id"), rules, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     Ok(Correction {
+        national_id,
         family_name,
         given_names,
         phone,
         locality,
     })
+}
+
+/// A national id for a person who has none, checked with the deployment's rules. One the person
+/// has already is kept: sent again (in any spelling that normalises to it) it changes nothing,
+/// otherwise it is `not_changeable`. `null` for a person without one changes nothing either.
+fn read_national_id(
+    sent: Option<&Value>,
+    stored: Option<&Value>,
+    rules: &NationalIdRules,
+    errors: &mut Vec<FieldError>,
+) -> Option<NationalId> {
+    match (sent, stored) {
+        (None, _) | (Some(Value::Null), None) => None,
+        (Some(sent), Some(stored)) => {
+            let same = national_id_of(sent, rules, &mut Vec::new())
+                .and_then(|id| serde_json::to_value(super::registry::NationalIdView::from(id)).ok())
+                .is_some_and(|id| &id == stored);
+            if !same {
+                errors.push(FieldError::new(
+                    "/national_id",
+                    "not_changeable",
+                    "a person's national id, once recorded, cannot be changed: other organisations find and match the person by it",
+                    "le numéro d'identité nationale d'une personne, une fois enregistré, ne peut pas changer : d'autres organisations la retrouvent et la reconnaissent par lui",
+                ));
+            }
+            None
+        }
+        (Some(sent), None) => national_id_of(sent, rules, errors),
+    }
+}
+
+/// `{country, type, value}` at `/national_id`, every fault listed.
+fn national_id_of(sent: &Value, rules: &NationalIdRules, errors: &mut Vec<FieldError>) -> Option<NationalId> {
+    let Value::Object(id) = sent else {
+        errors.push(FieldError::new(
+            "/national_id",
+            "invalid_type",
+            "must be an object",
+            "doit être un objet",
+        ));
+        return None;
+    };
+    for key in id
+        .keys()
+        .filter(|k| !["country", "type", "value"].contains(&k.as_str()))
+    {
+        errors.push(FieldError::new(
+            format!("/national_id{}", pointer(key)),
+            "unknown_field",
+            "a national id has a country, a type and a value",
+            "un numéro d'identité nationale a un pays, un type et une valeur",
+        ));
+    }
+    let mut part = |name: &str| match id.get(name) {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::required(format!("/national_id/{name}")));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new(
+                format!("/national_id/{name}"),
+                "invalid_type",
+                "must be a string",
+                "doit être une chaîne",
+            ));
+            None
+        }
+    };
+    let (country, id_type, value) = (part("country"), part("type"), part("value"));
+    rules
+        .parse_object(&country?, &id_type?, &value?, "/national_id")
+        .map_err(|e| errors.push(e))
+        .ok()
 }
 
 /// The stored locality with the patch's parts merged in (RFC 7396: `null` removes a part).

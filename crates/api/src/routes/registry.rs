@@ -55,6 +55,16 @@ pub struct NationalIdView {
     pub value: String,
 }
 
+impl From<passerelle_domain::beneficiary::NationalId> for NationalIdView {
+    fn from(n: passerelle_domain::beneficiary::NationalId) -> Self {
+        NationalIdView {
+            country: n.country,
+            id_type: n.id_type,
+            value: n.value,
+        }
+    }
+}
+
 /// Where a person lives: all three parts, or no locality at all.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"region": "Maritime", "district": "Zio", "commune": "Zio 1"}))]
@@ -140,11 +150,7 @@ impl From<Beneficiary> for BeneficiaryView {
     fn from(b: Beneficiary) -> Self {
         BeneficiaryView {
             id: b.id,
-            national_id: b.national_id.map(|n| NationalIdView {
-                country: n.country,
-                id_type: n.id_type,
-                value: n.value,
-            }),
+            national_id: b.national_id.map(NationalIdView::from),
             family_name: b.family_name,
             given_names: b.given_names,
             sex: b.sex.as_str().to_owned(),
