@@ -139,6 +139,42 @@ async fn a_person_is_corrected_by_whoever_covers_them(backend: Backend) {
     assert_eq!(by_b.status.as_u16(), 200, "{}", by_b.text);
     assert_eq!(app.get(&path, &mine).await.json["given_names"], "Kossi");
     assert_eq!(app.get(&path, &mine).await.header("etag"), Some("\"4\""));
+    // FHIR serves the person as corrected.
+    let patient = app.get(&format!("/fhir/r4/Patient/{person}"), &mine).await;
+    assert_eq!(patient.status.as_u16(), 200, "{}", patient.text);
+    assert_eq!(
+        patient.json["name"],
+        json!([{"use": "official", "family": "Agbékö", "given": ["Kossi"]}])
+    );
+    assert!(patient.json.get("telecom").is_none(), "{}", patient.text);
+}
+
+/// Corrections sent with `If-Match: *` at once are all applied, one version each.
+async fn corrections_under_any_version_build_on_each_other(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = writer(app, "mut-a");
+    let bodies: Vec<Value> = (0..8).map(|i| json!({"phone": format!("+2289000000{i}")})).collect();
+    let replies =
+        futures::future::join_all(bodies.iter().map(|body| patch(app, &mine, &person, Some("*"), body))).await;
+    let mut tags: Vec<u32> = replies
+        .iter()
+        .map(|reply| {
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply.header("etag").unwrap().trim_matches('"').parse().unwrap()
+        })
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, (2..=9).collect::<Vec<u32>>());
+    let read = app.get(&format!("/v1/beneficiaries/{person}"), &mine).await;
+    let last = replies.iter().find(|r| r.header("etag") == Some("\"9\"")).unwrap();
+    assert_eq!(read.json["phone"], last.json["phone"]);
+    assert_eq!(corrections(app).await.len(), 8);
 }
 
 async fn only_names_phone_and_locality_change(backend: Backend) {
@@ -509,4 +545,5 @@ on_both_databases!(
     a_copy_of_a_person_is_read_again_once_corrected,
     a_file_posted_again_meets_the_corrected_names,
     a_national_id_is_added_to_a_person_registered_without_one,
+    corrections_under_any_version_build_on_each_other,
 );
