@@ -455,6 +455,69 @@ async fn coverage_changes_are_announced(backend: Backend) {
     }
 }
 
+/// A person's correction goes to the organisations that cover them (and auditors), as their GET
+/// shows it; another mutuelle hears nothing of it.
+async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    // mut-b covers someone else.
+    let writer_b = app.token("mut-b", "registry:read registry:write");
+    let plan_b = app
+        .post("/v1/products", &writer_b, &crate::products::family_plan("2026-01-01"))
+        .await;
+    let other = crate::registry::household(plan_b.json["id"].as_str().unwrap(), "B-1", "987654321098");
+    let registered = crate::registry::register(&app, "mut-b", "kb", &other).await;
+    assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    let mut receivers = Vec::new();
+    for org in ["mut-a", "tg-inam", "mut-b", "audit-x"] {
+        let (r, port) = receiver().await;
+        let made = app
+            .post(
+                "/v1/webhooks",
+                &app.token(org, "webhooks:write"),
+                &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["beneficiary.changed"]}),
+            )
+            .await;
+        assert_eq!(made.status.as_u16(), 201, "{}", made.text);
+        receivers.push(r);
+    }
+    // The scheme corrects the person it shares with mut-a.
+    let inam = app.token("tg-inam", "registry:read registry:write");
+    let fixed = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/beneficiaries/{}", s.principal))
+                .bearer_auth(&inam)
+                .header("if-match", "\"1\"")
+                .json(&json!({"phone": "+22891234567"})),
+        )
+        .await;
+    assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+    let seen_by_a = app
+        .get(
+            &format!("/v1/beneficiaries/{}", s.principal),
+            &app.token("mut-a", "registry:read"),
+        )
+        .await;
+    for (org, r) in ["mut-a", "tg-inam", "audit-x"]
+        .iter()
+        .zip([&receivers[0], &receivers[1], &receivers[3]])
+    {
+        let got = wait_for(r, 1, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 1, "{org}");
+        let body: Value = serde_json::from_str(&got[0].2).unwrap();
+        assert_eq!(body["type"], "beneficiary.changed", "{org}");
+        assert_eq!(body["organization"], "tg-inam");
+        assert_eq!(body["version"], 2);
+        assert_eq!(body["data"], seen_by_a.json, "{org}: the person as GET shows it");
+    }
+    // mut-b covers no one here: by the time the others were served, nothing came for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receivers[2].got.lock().unwrap().is_empty());
+    let for_b = "SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions w ON w.id = d.subscription \
+                 WHERE w.organization = 'mut-b'";
+    assert_eq!(app.db.scalar(for_b).await, 0);
+}
+
 /// A subscription retried with its `Idempotency-Key` is the first one again, secret included:
 /// a client whose answer was lost must not end up with two subscriptions, each delivering
 /// every event.
@@ -742,6 +805,7 @@ on_both_databases!(
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,
     coverage_changes_are_announced,
+    corrections_are_announced_to_whoever_covers_the_person,
     urls_are_checked_without_any_request,
     deliveries_are_signed_and_retried,
     deliveries_survive_a_restart,

@@ -20,9 +20,10 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::routes::claims::ClaimView;
-use crate::routes::registry::CoverageView;
+use crate::routes::registry::{BeneficiaryView, CoverageView};
 use crate::routes::webhooks::address_allowed;
 use crate::state::AppState;
+use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::Coverage;
 
 /// Sends in flight on one replica.
@@ -104,6 +105,7 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     let (data, version) = match stored["resource"].as_str() {
         Some("claim") => as_viewed::<Claim, ClaimView>(&stored["data"], |c| c.version)?,
         Some("coverage") => as_viewed::<Coverage, CoverageView>(&stored["data"], |c| c.version)?,
+        Some("beneficiary") => as_viewed::<Beneficiary, BeneficiaryView>(&stored["data"], |b| b.version)?,
         _ => (stored["data"].clone(), None),
     };
     if data.is_null() {

@@ -4,13 +4,14 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The event types a subscription may ask for.
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 7] = [
     "claim.submitted",
     "claim.base_adjudicated",
     "claim.adjudicated",
     "claim.cancelled",
     "claim.settled",
     "coverage.changed",
+    "beneficiary.changed",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -940,6 +940,17 @@ impl RegistryStore for This {
         if changed == 0 {
             return Err(StoreError::StaleVersion);
         }
+        // `beneficiary.changed` to whoever covers the person: the copies they keep of it.
+        let data = serde_json::to_value(b).map_err(|e| StoreError::Internal(e.to_string()))?;
+        enqueue_to(
+            &mut tx,
+            ctx,
+            "beneficiary.changed",
+            Audience::Covering(&b.id),
+            "beneficiary",
+            &data,
+        )
+        .await?;
         queue_events(&mut tx, &[ctx.audit("beneficiary.updated", "beneficiary", &b.id)]).await?;
         self.commit(tx).await
     }

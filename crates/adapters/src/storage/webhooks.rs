@@ -11,6 +11,15 @@ fn outbox_payload(ctx: &WriteContext, resource: &str, data: &serde_json::Value) 
     .to_string()
 }
 
+/// Who may read the resource of an event, besides operators and auditors.
+#[derive(Debug, Clone, Copy)]
+enum Audience<'a> {
+    /// These organisations.
+    Orgs([Option<&'a str>; 4]),
+    /// The organisations holding a coverage of this person, as they stand in the transaction.
+    Covering(&'a str),
+}
+
 /// Writes one delivery per live subscription that asked for `event_type` and whose organisation
 /// may read the resource (one of `audience`, or an operator or auditor), in the caller's
 /// transaction: the outbox commits with the change or not at all.
@@ -22,28 +31,42 @@ async fn enqueue(
     resource: &str,
     data: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let payload = outbox_payload(ctx, resource, data);
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+    enqueue_to(tx, ctx, event_type, Audience::Orgs(audience), resource, data).await
+}
+
+async fn enqueue_to(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    event_type: &str,
+    audience: Audience<'_>,
+    resource: &str,
+    data: &serde_json::Value,
+) -> Result<(), StoreError> {
+    const INSERT: &str = "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
          next_attempt_at, created_at) \
          SELECT $1 || ':' || s.id, s.id, $1, $2, $3, 'pending', 0, $4, $4 \
          FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-                  WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE $5 \
-         AND (s.organization IN ($6, $7, $8, $9) OR o.kind IN ('operator', 'auditor'))",
-    )
-    .bind(&event_id)
-    .bind(event_type)
-    .bind(payload)
-    .bind(ctx.at)
-    .bind(format!("% {event_type} %"))
-    .bind(audience[0])
-    .bind(audience[1])
-    .bind(audience[2])
-    .bind(audience[3])
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+         WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE $5 AND (o.kind IN ('operator', 'auditor') OR ";
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let payload = outbox_payload(ctx, resource, data);
+    let (sql, orgs) = match audience {
+        Audience::Orgs(orgs) => (format!("{INSERT}s.organization IN ($6, $7, $8, $9))"), orgs),
+        Audience::Covering(person) => (
+            format!("{INSERT}s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = $6))"),
+            [Some(person), None, None, None],
+        ),
+    };
+    let mut query = sqlx::query(&sql)
+        .bind(&event_id)
+        .bind(event_type)
+        .bind(payload)
+        .bind(ctx.at)
+        .bind(format!("% {event_type} %"))
+        .bind(orgs[0]);
+    if matches!(audience, Audience::Orgs(_)) {
+        query = query.bind(orgs[1]).bind(orgs[2]).bind(orgs[3]);
+    }
+    query.execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }
 

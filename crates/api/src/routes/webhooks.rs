@@ -73,7 +73,8 @@ pub struct WebhookCreate {
     #[schema(max_length = 2000)]
     pub url: String,
     /// Among `claim.submitted`, `claim.base_adjudicated`, `claim.adjudicated`, `claim.cancelled`,
-    /// `claim.settled`, `coverage.changed`. At least one; one listed twice counts once.
+    /// `claim.settled`, `coverage.changed`, `beneficiary.changed`. At least one; one listed twice
+    /// counts once.
     // `create_webhook`: empty is 422 `empty`; `Fields::opt_str_list` holds `MAX_LIST_ITEMS`.
     #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<String>,
@@ -237,8 +238,9 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
 pub struct WebhookEvent {
     /// The event's id, also in `Passerelle-Event-Id`.
     pub event_id: String,
-    /// One of the six event types: `claim.submitted`, `claim.base_adjudicated`,
-    /// `claim.adjudicated`, `claim.cancelled`, `claim.settled`, `coverage.changed`.
+    /// One of the seven event types: `claim.submitted`, `claim.base_adjudicated`,
+    /// `claim.adjudicated`, `claim.cancelled`, `claim.settled`, `coverage.changed`,
+    /// `beneficiary.changed`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// When the request that made the change was received. Changes of one resource commit in
@@ -247,13 +249,13 @@ pub struct WebhookEvent {
     /// The organisation whose action raised the event.
     pub organization: String,
     /// The resource's version after this change: it grows by one with each change of the
-    /// resource (for a coverage, the number in its `ETag`). Deliveries come in no set order:
+    /// resource (for a coverage or a person, the number in its `ETag`). Deliveries come in no set order:
     /// for one resource, keep the event with the highest `version` and ignore a lower one
     /// arriving after it.
     #[schema(example = 4)]
     pub version: u32,
     /// The resource as a GET by the subscriber shows it: a claim for `claim.*`, a coverage for
-    /// `coverage.changed`.
+    /// `coverage.changed`, a person for `beneficiary.changed`.
     pub data: WebhookData,
 }
 
@@ -263,12 +265,14 @@ pub struct WebhookEvent {
 pub enum WebhookData {
     Claim(Box<super::claims::ClaimView>),
     Coverage(Box<super::registry::CoverageView>),
+    Beneficiary(Box<super::registry::BeneficiaryView>),
 }
 
 /// Subscribe to events of the resources your organisation may read.
 ///
 /// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
-/// submitter, base payer, routed mutuelle), a coverage's to its organisation, and every event to
+/// submitter, base payer, routed mutuelle), a coverage's to its organisation, a person's
+/// correction (`beneficiary.changed`) to the organisations that cover them, and every event to
 /// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas),
 /// `{event_id, type, created_at, organization, version, data}`, `data` being the resource as its
 /// GET shows it and `version` its version after the change (keep the highest per resource), with `Passerelle-Event-Id` and
