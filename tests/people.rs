@@ -433,6 +433,19 @@ async fn a_national_id_is_added_to_a_person_registered_without_one(backend: Back
     assert_eq!(taken.problem(409, "conflict")["errors"][0]["code"], "national_id_taken");
     assert_eq!(taken.json["errors"][0]["field"], "/national_id");
     assert!(!taken.text.contains("Kossi"), "{}", taken.text);
+    // The refusal says the id is registered: it leaves a trace naming the caller's own person.
+    let log = app.get("/v1/audit-events?limit=500", &app.operator()).await;
+    let traces: Vec<&Value> = log.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "beneficiary.national_id_taken")
+        .collect();
+    assert_eq!(traces.len(), 1, "{}", log.text);
+    assert_eq!(
+        (&traces[0]["organization"], &traces[0]["resource_id"]),
+        (&json!("mut-a"), &json!(child))
+    );
     let unchanged = app.get(&format!("/v1/beneficiaries/{child}"), &mine).await;
     assert_eq!(unchanged.header("etag"), Some("\"1\""));
     assert!(unchanged.json.get("national_id").is_none());

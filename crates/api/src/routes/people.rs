@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use passerelle_domain::beneficiary::{Correction, LocalityDraft, NationalId, NationalIdRules};
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -87,7 +87,7 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
     responses(
         (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version"))),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
             headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
@@ -128,11 +128,21 @@ async fn patch_once(
         return Ok(answer(current));
     }
     next.version = current.version + 1;
-    state
-        .store
-        .update_beneficiary(&caller.write_context(state, None), &next)
-        .await?;
-    Ok(answer(next))
+    let ctx = caller.write_context(state, None);
+    match state.store.update_beneficiary(&ctx, &next).await {
+        // The refusal tells the caller that the national id is registered: it leaves a trace
+        // for the auditors, as `beneficiary.identity_mismatch` does, naming only the caller's
+        // own person.
+        Err(StoreError::Conflict { constraint }) if constraint == "national_id_taken" => {
+            let event = ctx.audit("beneficiary.national_id_taken", "beneficiary", id);
+            state.store.append_audit(&[event]).await?;
+            Err(StoreError::Conflict { constraint }.into())
+        }
+        written => {
+            written?;
+            Ok(answer(next))
+        }
+    }
 }
 
 fn answer(person: passerelle_domain::beneficiary::Beneficiary) -> Response {
