@@ -1081,6 +1081,84 @@ mod tests {
         parse_date(s).unwrap()
     }
 
+    fn stored(national_id: Option<NationalId>) -> Beneficiary {
+        Beneficiary {
+            id: "p1".into(),
+            national_id,
+            family_name: "Agbéko".into(),
+            given_names: "Akossiwa Élise".into(),
+            sex: Sex::F,
+            birth_date: d("1988-01-01"),
+            birth_date_precision: BirthDatePrecision::Year,
+            phone: Some("+22890123456".into()),
+            locality: None,
+            created_at: DateTime::<Utc>::default(),
+            version: 3,
+        }
+    }
+
+    #[test]
+    fn a_correction_changes_names_and_contacts_never_identity() {
+        let today = d("2026-12-05");
+        let person = stored(None);
+        let niu = NationalId::parse("TG", "NIU", "222233334444", "/v").unwrap();
+        let fixed = person
+            .corrected(
+                Correction {
+                    national_id: Some(niu.clone()),
+                    given_names: Some("  Akossiwa ".into()),
+                    phone: Some(None),
+                    ..Correction::default()
+                },
+                today,
+            )
+            .unwrap();
+        assert_eq!(fixed.given_names, "Akossiwa");
+        assert_eq!(fixed.phone, None);
+        assert_eq!(fixed.national_id, Some(niu.clone()));
+        // A year-only birth date, the sex, the id and the version stay as they were.
+        assert_eq!(
+            (fixed.birth_date, fixed.birth_date_precision, fixed.sex, fixed.version),
+            (person.birth_date, BirthDatePrecision::Year, Sex::F, 3)
+        );
+        assert_eq!(fixed.family_name, person.family_name);
+        // A national id already recorded is kept whatever the correction carries.
+        let other = NationalId::parse("TG", "NIU", "999988887777", "/v").unwrap();
+        let kept = stored(Some(niu.clone()))
+            .corrected(
+                Correction {
+                    national_id: Some(other),
+                    ..Correction::default()
+                },
+                today,
+            )
+            .unwrap();
+        assert_eq!(kept.national_id, Some(niu));
+        // Each changed field is judged as at registration, at its own pointer.
+        let errors = person
+            .corrected(
+                Correction {
+                    family_name: Some("AgbÃ©ko".into()),
+                    locality: Some(Some(LocalityDraft {
+                        region: Some("Maritime".into()),
+                        ..LocalityDraft::default()
+                    })),
+                    ..Correction::default()
+                },
+                today,
+            )
+            .unwrap_err();
+        let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                ("/family_name", "garbled_characters"),
+                ("/locality/district", "incomplete_locality"),
+                ("/locality/commune", "incomplete_locality"),
+            ]
+        );
+    }
+
     /// The sample a deployment starts from is the shipped list, rule for rule.
     #[test]
     fn the_sample_rules_file_is_the_shipped_list() {
