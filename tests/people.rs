@@ -513,6 +513,52 @@ async fn a_national_id_is_added_to_a_person_registered_without_one(backend: Back
     assert_eq!(app.count("beneficiaries").await, people);
 }
 
+/// A household registered without a national id, given one since: the spreadsheet that does
+/// not know it is still the same household, and so is one that does.
+async fn a_file_without_the_national_id_added_since_still_skips_its_household(backend: Backend) {
+    use crate::batches::{codes, counts, csv, run, CSV};
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let without = csv(&["H1,principal,P-1,Dossou,Komi,M,1980,,,Maritime,Zio,Zio 1,2026-01-01,2026-12-31"]);
+    let with =
+        csv(&["H1,principal,P-1,Dossou,Komi,M,1980,TG:NIU:555566667777,,Maritime,Zio,Zio 1,2026-01-01,2026-12-31"]);
+    assert_eq!(
+        counts(&run(app, "mut-a", "k1", &query, CSV, without.clone()).await),
+        [1, 1, 0, 0, 0]
+    );
+    // A file that gives the household's holder an id the registry lacks is not taken for them.
+    let refused = run(app, "mut-a", "k2", &query, CSV, with.clone()).await;
+    assert_eq!(
+        codes(&refused),
+        [(2, "member_number".to_owned(), "member_number_taken".to_owned())]
+    );
+    // The id is recorded by a correction; then either file is the same household, skipped.
+    let check = app
+        .post(
+            "/v1/eligibility-checks",
+            &app.token("mut-a", "eligibility:check"),
+            &json!({"beneficiary": {"organization": "mut-a", "member_number": "P-1"}, "service_date": "2026-06-01",
+                    "care_level": "health_center"}),
+        )
+        .await;
+    let person = check.json["beneficiary"].as_str().expect(&check.text).to_owned();
+    let added = patch(
+        app,
+        &writer(app, "mut-a"),
+        &person,
+        Some("\"1\""),
+        &json!({"national_id": {"country": "TG", "type": "NIU", "value": "555566667777"}}),
+    )
+    .await;
+    assert_eq!(added.status.as_u16(), 200, "{}", added.text);
+    for (key, file) in [("k3", without), ("k4", with)] {
+        let job = run(app, "mut-a", key, &query, CSV, file).await;
+        assert_eq!(counts(&job), [1, 0, 1, 0, 0], "{job}");
+    }
+    assert_eq!(app.count("beneficiaries").await, 1);
+}
+
 /// A copy held is read again only once the person is corrected.
 async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
     let r = registry(backend).await;
@@ -559,4 +605,5 @@ on_both_databases!(
     a_file_posted_again_meets_the_corrected_names,
     a_national_id_is_added_to_a_person_registered_without_one,
     corrections_under_any_version_build_on_each_other,
+    a_file_without_the_national_id_added_since_still_skips_its_household,
 );

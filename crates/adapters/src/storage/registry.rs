@@ -285,15 +285,19 @@ async fn holder_of(tx: &mut Tx, organization: &str, member_number: &str) -> Resu
     row.map(Beneficiary::try_from).transpose()
 }
 
+/// Whether the holder of a member number is the person a bulk row gives for it. A row without a
+/// national id may name someone whose id was recorded since (`PATCH /v1/beneficiaries/{id}`): a
+/// file that does not know the id cannot contradict it, and is judged on names, sex and birth
+/// date. A row with an id the holder lacks is not taken for them: the id would be dropped.
 fn same_person(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
     match (&stored.national_id, &incoming.national_id) {
         (Some(a), Some(b)) => a == b,
-        (None, None) => {
+        (_, None) => {
             stored.match_key() == incoming.match_key()
                 && stored.sex == incoming.sex
                 && stored.birth_date == incoming.birth_date
         }
-        _ => false,
+        (None, Some(_)) => false,
     }
 }
 
