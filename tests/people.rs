@@ -321,6 +321,75 @@ async fn no_one_else_corrects_a_person(backend: Backend) {
     assert!(corrections(app).await.is_empty());
 }
 
+/// An organisation whose coverages of a person are all terminated still reads them (its claims
+/// and history name them) but no longer corrects them.
+async fn an_organisation_whose_coverage_ended_no_longer_corrects(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // mut-b enrols the same principal, matched by national id.
+    let theirs = writer(app, "mut-b");
+    let plan_b = app
+        .post("/v1/products", &theirs, &crate::products::family_plan("2026-01-01"))
+        .await;
+    let mut alone = household(plan_b.json["id"].as_str().unwrap(), "B-1", "123456789012");
+    alone["dependants"] = json!([]);
+    let joined = register(app, "mut-b", "kb", &alone).await;
+    assert_eq!(joined.status.as_u16(), 201, "{}", joined.text);
+    assert_eq!(joined.json["members"][0]["beneficiary"]["id"], person.as_str());
+    let coverage = joined.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let fixed = patch(
+        app,
+        &theirs,
+        &person,
+        Some("\"1\""),
+        &json!({"given_names": "Kossi Mawuli"}),
+    )
+    .await;
+    assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+
+    let ended = app
+        .send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(&theirs)
+                .header("if-match", "\"1\"")
+                .json(&json!({"status": "terminated"})),
+        )
+        .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    let refused = patch(app, &theirs, &person, Some("\"2\""), &json!({"phone": null})).await;
+    refused.problem(409, "conflict");
+    assert_eq!(
+        refused.json["errors"][0]["code"], "coverage_terminated",
+        "{}",
+        refused.text
+    );
+    let read = app.get(&format!("/v1/beneficiaries/{person}"), &theirs).await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    assert_eq!(read.header("etag"), Some("\"2\""));
+    assert_eq!(read.json["phone"], "+22890123456", "nothing written");
+    // The mutuelle that still covers the person corrects on.
+    let mine = patch(
+        app,
+        &writer(app, "mut-a"),
+        &person,
+        Some("\"2\""),
+        &json!({"phone": null}),
+    )
+    .await;
+    assert_eq!(mine.status.as_u16(), 200, "{}", mine.text);
+    assert_eq!(
+        corrections(app).await,
+        [("mut-a".to_owned(), person.clone()), ("mut-b".to_owned(), person)],
+        "newest first: the refusal wrote nothing"
+    );
+}
+
 /// A file posted again is compared with the registry's names as they stand (API.md §5).
 async fn a_file_posted_again_meets_the_corrected_names(backend: Backend) {
     use crate::batches::{codes, counts, csv, run, CSV, GOOD};
@@ -601,6 +670,7 @@ on_both_databases!(
     a_person_is_corrected_by_whoever_covers_them,
     only_names_phone_and_locality_change,
     no_one_else_corrects_a_person,
+    an_organisation_whose_coverage_ended_no_longer_corrects,
     a_copy_of_a_person_is_read_again_once_corrected,
     a_file_posted_again_meets_the_corrected_names,
     a_national_id_is_added_to_a_person_registered_without_one,

@@ -456,7 +456,7 @@ async fn coverage_changes_are_announced(backend: Backend) {
 }
 
 /// A person's correction goes to the organisations that cover them (and auditors), as their GET
-/// shows it; another mutuelle hears nothing of it.
+/// shows it; another mutuelle, and one whose coverage of the person ended, hear nothing of it.
 async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend) {
     let s = setup(backend).await;
     let app = s.app.restart(fast).await;
@@ -468,6 +468,31 @@ async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend
     let other = crate::registry::household(plan_b.json["id"].as_str().unwrap(), "B-1", "987654321098");
     let registered = crate::registry::register(&app, "mut-b", "kb", &other).await;
     assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    // It covered the principal too, matched by national id, until it terminated that coverage.
+    let mut alone = crate::registry::household(plan_b.json["id"].as_str().unwrap(), "B-2", "123456789012");
+    alone["dependants"] = json!([]);
+    let joined = crate::registry::register(&app, "mut-b", "kb2", &alone).await;
+    assert_eq!(
+        joined.json["members"][0]["beneficiary"]["id"],
+        s.principal.as_str(),
+        "{}",
+        joined.text
+    );
+    let ended = app
+        .send(
+            app.request(
+                reqwest::Method::PATCH,
+                &format!(
+                    "/v1/coverages/{}",
+                    joined.json["members"][0]["coverage"]["id"].as_str().unwrap()
+                ),
+            )
+            .bearer_auth(&writer_b)
+            .header("if-match", "\"1\"")
+            .json(&json!({"status": "terminated"})),
+        )
+        .await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
     let mut receivers = Vec::new();
     for org in ["mut-a", "tg-inam", "mut-b", "audit-x"] {
         let (r, port) = receiver().await;
@@ -510,7 +535,7 @@ async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend
         assert_eq!(body["version"], 2);
         assert_eq!(body["data"], seen_by_a.json, "{org}: the person as GET shows it");
     }
-    // mut-b covers no one here: by the time the others were served, nothing came for it.
+    // mut-b no longer covers the person: by the time the others were served, nothing came for it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receivers[2].got.lock().unwrap().is_empty());
     let for_b = "SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions w ON w.id = d.subscription \

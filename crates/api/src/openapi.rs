@@ -778,7 +778,10 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
     let claim_is = crate::routes::claims::illegal_state;
     match (method, path) {
         ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
-        ("patch", "/v1/beneficiaries/{id}") => vec![("national_id_taken", store("national_id_taken"))],
+        ("patch", "/v1/beneficiaries/{id}") => vec![
+            ("national_id_taken", store("national_id_taken")),
+            ("coverage_terminated", crate::routes::people::coverages_ended()),
+        ],
         // A registration's conflict points at the member at fault (`errors`).
         ("post", "/v1/registrations") => vec![
             ("member_number_taken", store("member_number_taken@0")),

@@ -303,6 +303,11 @@ pub trait RegistryStore: Send + Sync {
     /// Whether `organization` holds any coverage of the person (what makes them visible to it).
     async fn covers(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError>;
 
+    /// Whether `organization` holds a coverage of the person that is not terminated: what lets
+    /// it correct them and be told of corrections. One whose coverages all ended keeps reading
+    /// the person it covered (its claims and history name them) but no longer follows them.
+    async fn covers_now(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError>;
+
     async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError>;
 
     /// A person's coverages ordered by id, optionally only those of one organisation.

@@ -841,6 +841,18 @@ impl RegistryStore for This {
         Ok(n > 0)
     }
 
+    async fn covers_now(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2 AND status <> 'terminated'",
+        )
+        .bind(organization)
+        .bind(beneficiary)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError> {
         let row: Option<CoverageRow> =
             sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::products::{check_if_match, etag, retry_if_match_any};
 use super::registry::BeneficiaryView;
 use crate::extract::{perm, Authorized, Caller, MergePatch};
-use crate::problem::ApiError;
+use crate::problem::{conflict_at, ApiError};
 use crate::state::AppState;
 
 /// The body of `PATCH /v1/beneficiaries/{id}` (a JSON merge patch).
@@ -60,7 +60,8 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
 /// required).
 ///
 /// Mutuelles and schemes with `registry:write` that hold a coverage of the person (404
-/// otherwise, as for an unknown id). The body is a JSON merge patch of `family_name`,
+/// otherwise, as for an unknown id) that is not terminated (409 `coverage_terminated` when all
+/// of them are: the organisation still reads the person, but no longer corrects them). The body is a JSON merge patch of `family_name`,
 /// `given_names`, `phone` and `locality`, each checked as at registration, and of `national_id`
 /// for a person registered without one (409 `national_id_taken` when it is already another
 /// person's: the two records are not merged). A person is shared: every organisation that
@@ -87,7 +88,7 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
     responses(
         (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version"))),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: the national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`); or every coverage the caller held of the person is terminated (`coverage_terminated`): it still reads the person, but no longer corrects them", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
             headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
@@ -105,6 +106,16 @@ pub async fn patch_beneficiary(
     retry_if_match_any(&headers, || patch_once(&state, &auth.caller, &id, &headers, &body)).await
 }
 
+/// 409 `coverage_terminated`: every coverage the caller held of the person is terminated.
+pub fn coverages_ended() -> ApiError {
+    conflict_at(
+        "",
+        "coverage_terminated",
+        "Your organisation's coverages of this person are terminated: it no longer corrects them.",
+        "Les couvertures de cette personne par votre organisation sont résiliées : elle ne la corrige plus.",
+    )
+}
+
 async fn patch_once(
     state: &AppState,
     caller: &Caller,
@@ -117,6 +128,11 @@ async fn patch_once(
     // the caller's to correct.
     if !state.store.covers(caller.org.as_str(), id).await? {
         return Err(ApiError::NotFound);
+    }
+    // It still reads the person its claims and history name, but once its coverages are
+    // terminated it has no say in who they are and is not told of corrections.
+    if !state.store.covers_now(caller.org.as_str(), id).await? {
+        return Err(coverages_ended());
     }
     check_if_match(headers, current.version)?;
     let stored = serde_json::to_value(BeneficiaryView::from(current.clone())).unwrap_or_default();
