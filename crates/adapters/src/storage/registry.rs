@@ -596,6 +596,24 @@ async fn hold_live_coverage(
     Ok(())
 }
 
+/// Whether `organization` holds a coverage of the person meeting `and_also` (an SQL condition).
+async fn holds_coverage(
+    pool: &sqlx::Pool<Db>,
+    organization: &str,
+    beneficiary: &str,
+    and_also: &str,
+) -> Result<bool, StoreError> {
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2{and_also}"
+    ))
+    .bind(organization)
+    .bind(beneficiary)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(n > 0)
+}
+
 #[async_trait]
 impl RegistryStore for This {
     async fn register_household(
@@ -831,26 +849,11 @@ impl RegistryStore for This {
     }
 
     async fn covers(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2")
-                .bind(organization)
-                .bind(beneficiary)
-                .fetch_one(&self.read)
-                .await
-                .map_err(db_err)?;
-        Ok(n > 0)
+        holds_coverage(&self.read, organization, beneficiary, "").await
     }
 
     async fn covers_now(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2 AND status <> 'terminated'",
-        )
-        .bind(organization)
-        .bind(beneficiary)
-        .fetch_one(&self.read)
-        .await
-        .map_err(db_err)?;
-        Ok(n > 0)
+        holds_coverage(&self.read, organization, beneficiary, " AND status <> 'terminated'").await
     }
 
     async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError> {
