@@ -286,8 +286,12 @@ impl NationalIdProblem {
             ),
             NationalIdProblem::UnknownType { country, id_type } => {
                 let known = rules.known_list();
-                // The caller's own value is echoed (a 4xx may), but not a long one.
-                let named = if country.len() + id_type.len() <= 24 {
+                // The caller's own type is echoed when it reads as a type's name: not a long
+                // one, and not one with digits, which is a number (the value given as the type)
+                // and may be the person's.
+                let a_name =
+                    id_type.len() <= 16 && id_type.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == '-');
+                let named = if a_name {
                     format!(" {country}:{id_type}")
                 } else {
                     String::new()
@@ -1282,6 +1286,12 @@ mod tests {
         assert!(e.en.contains("TG:NIU, ML:NINA, SN:CNI, SN:RNU"));
         let e = NationalId::parse("TG", "NINA", "123456789012", "/n").unwrap_err();
         assert_eq!(e.code, "unknown_national_id_type");
+        assert!(e.en.starts_with("unknown national id type TG:NINA;"), "{}", e.en);
+        // A number given as the type (the fields swapped) is not echoed: it may be the person's.
+        let e = NationalId::parse("TG", "90123456", "NIU", "/n").unwrap_err();
+        assert_eq!(e.code, "unknown_national_id_type");
+        assert!(!e.en.contains("90123456") && !e.fr.contains("90123456"), "{}", e.en);
+        assert!(e.en.starts_with("unknown national id type; known"), "{}", e.en);
         assert_eq!(
             NationalId::parse_compact("TG-NIU-123456789012", "/query/national_id")
                 .unwrap_err()

@@ -926,9 +926,28 @@ impl RegistryStore for This {
         };
         let nid = b.national_id.as_ref();
         let mut tx = self.begin_write().await?;
+        // A national id already another person's is looked for first, so that the refusal does
+        // not go through the unique index, whose violation PostgreSQL logs with the key's
+        // values; the index still refuses two people given one id at once.
+        if let Some(n) = nid {
+            let taken: Option<(String,)> = sqlx::query_as(
+                "SELECT id FROM beneficiaries WHERE nid_country = $1 AND nid_type = $2 AND nid_value = $3 AND id <> $4",
+            )
+            .bind(&n.country)
+            .bind(&n.id_type)
+            .bind(&n.value)
+            .bind(&b.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict {
+                    constraint: "national_id_taken".into(),
+                });
+            }
+        }
         // The match key follows the names, so that likely matches are judged on the corrected
-        // ones. A national id already another person's is refused by the unique index, also
-        // when both are given at once.
+        // ones.
         let changed = sqlx::query(
             "UPDATE beneficiaries SET family_name = $2, given_names = $3, match_key = $4, phone = $5, \
              region = $6, district = $7, commune = $8, version = $9, \
