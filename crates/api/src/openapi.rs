@@ -89,9 +89,53 @@ pub fn document() -> Document {
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
     describe_idempotency_keys(&mut doc);
+    add_claim_examples(&mut doc);
     let missed = add_value_sets(&mut doc);
     debug_assert!(missed.is_empty(), "value sets for unknown members: {missed:?}");
     doc
+}
+
+/// `POST /v1/claims` shows, beside its schema's one-line claim, the three-line claim that the
+/// adjudication examples decide line by line, so that an integrator can follow one claim
+/// through every step.
+fn add_claim_examples(doc: &mut Document) {
+    let Some(content) = doc
+        .paths
+        .paths
+        .get_mut("/v1/claims")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.request_body.as_mut())
+        .and_then(|body| body.content.get_mut("application/json"))
+    else {
+        return;
+    };
+    let one_line = json!({"external_id": "CMS-2026-000123", "provider": "cms-tsevie",
+        "beneficiary": {"organization": "mut-tsevie", "member_number": "TSV-0042"}, "service_date": "2026-11-28",
+        "care_level": "health_center", "diagnoses": ["J06.9"],
+        "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]});
+    let three_lines = json!({"external_id": "CMS-2026-000187", "provider": "cms-tsevie",
+    "beneficiary": {"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "service_date": "2026-11-27",
+    "care_level": "health_center", "diagnoses": ["B54"],
+    "lines": [
+        {"code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000},
+        {"code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500},
+        {"code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750}
+    ]});
+    for (name, summary, value) in [
+        (
+            "one_line",
+            "A consultation, the person named by member number (an odd amount: the base's 80 % is rounded down)",
+            one_line,
+        ),
+        (
+            "three_lines",
+            "A consultation, a blood count and medicines: the claim the adjudication examples decide line by line",
+            three_lines,
+        ),
+    ] {
+        let example = ExampleBuilder::new().summary(summary).value(Some(value)).build();
+        content.examples.insert(name.to_owned(), RefOr::T(example));
+    }
 }
 
 /// Every `Idempotency-Key` header the same way: a string (an optional header is absent, never
