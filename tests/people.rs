@@ -388,6 +388,28 @@ async fn an_organisation_whose_coverage_ended_no_longer_corrects(backend: Backen
         [("mut-a".to_owned(), person.clone()), ("mut-b".to_owned(), person)],
         "newest first: the refusal wrote nothing"
     );
+
+    // A household whose principal was terminated before a termination ended the dependants'
+    // coverages with it: the spouse's row still says active, but eligibility reads it as
+    // terminated, and so does the right to correct.
+    let spouse = reply.json["members"][1]["beneficiary"]["id"].as_str().unwrap();
+    let principal_coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap();
+    let ended = app
+        .db
+        .execute(&format!(
+            "UPDATE coverages SET status = 'terminated', end_date = start_date WHERE id = '{principal_coverage}'"
+        ))
+        .await;
+    assert_eq!(ended, 1);
+    patch(
+        app,
+        &writer(app, "mut-a"),
+        spouse,
+        Some("\"1\""),
+        &json!({"phone": "+22891234567"}),
+    )
+    .await
+    .problem(409, "conflict");
 }
 
 /// A file posted again is compared with the registry's names as they stand (API.md §5).

@@ -303,7 +303,8 @@ pub trait RegistryStore: Send + Sync {
     /// Whether `organization` holds any coverage of the person (what makes them visible to it).
     async fn covers(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError>;
 
-    /// Whether `organization` holds a coverage of the person that is not terminated: what lets
+    /// Whether `organization` holds a coverage of the person that is not terminated (nor a
+    /// dependant's whose principal's coverage is terminated): what lets
     /// it correct them and be told of corrections. One whose coverages all ended keeps reading
     /// the person it covered (its claims and history name them) but no longer follows them.
     async fn covers_now(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError>;

@@ -596,6 +596,12 @@ async fn hold_live_coverage(
     Ok(())
 }
 
+/// A row of `coverages` (unaliased) that still ties its organisation to the person: not
+/// terminated, and not a dependant's of a terminated principal (rows terminated before a
+/// principal's termination ended the dependants' with it, which eligibility reads as terminated).
+const LIVE_COVERAGE: &str = "coverages.status <> 'terminated' AND NOT EXISTS (SELECT 1 FROM coverages principal \
+     WHERE principal.id = coverages.principal_coverage AND principal.status = 'terminated')";
+
 /// Whether `organization` holds a coverage of the person meeting `and_also` (an SQL condition).
 async fn holds_coverage(
     pool: &sqlx::Pool<Db>,
@@ -853,7 +859,7 @@ impl RegistryStore for This {
     }
 
     async fn covers_now(&self, organization: &str, beneficiary: &str) -> Result<bool, StoreError> {
-        holds_coverage(&self.read, organization, beneficiary, " AND status <> 'terminated'").await
+        holds_coverage(&self.read, organization, beneficiary, &format!(" AND {LIVE_COVERAGE}")).await
     }
 
     async fn get_coverage(&self, id: &str) -> Result<Option<Coverage>, StoreError> {

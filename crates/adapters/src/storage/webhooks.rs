@@ -16,7 +16,7 @@ fn outbox_payload(ctx: &WriteContext, resource: &str, data: &serde_json::Value) 
 enum Audience<'a> {
     /// These organisations.
     Orgs([Option<&'a str>; 4]),
-    /// The organisations holding a coverage of this person that is not terminated, as they
+    /// The organisations holding a live coverage of this person (`LIVE_COVERAGE`), as they
     /// stand in the transaction: one whose coverage ended no longer follows the person.
     Covering(&'a str),
 }
@@ -53,7 +53,7 @@ async fn enqueue_to(
     let (sql, orgs) = match audience {
         Audience::Orgs(orgs) => (format!("{INSERT}s.organization IN ($6, $7, $8, $9))"), orgs),
         Audience::Covering(person) => (
-            format!("{INSERT}s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = $6 AND c.status <> 'terminated'))"),
+            format!("{INSERT}s.organization IN (SELECT organization FROM coverages WHERE beneficiary = $6 AND {LIVE_COVERAGE}))"),
             [Some(person), None, None, None],
         ),
     };
