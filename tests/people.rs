@@ -401,15 +401,20 @@ async fn an_organisation_whose_coverage_ended_no_longer_corrects(backend: Backen
         ))
         .await;
     assert_eq!(ended, 1);
-    patch(
+    let legacy = patch(
         app,
         &writer(app, "mut-a"),
         spouse,
         Some("\"1\""),
         &json!({"phone": "+22891234567"}),
     )
-    .await
-    .problem(409, "conflict");
+    .await;
+    legacy.problem(409, "conflict");
+    assert_eq!(
+        legacy.json["errors"][0]["code"], "coverage_terminated",
+        "{}",
+        legacy.text
+    );
 }
 
 /// A file posted again is compared with the registry's names as they stand (API.md §5).
