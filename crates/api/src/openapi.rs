@@ -99,20 +99,22 @@ pub fn document() -> Document {
 /// adjudication examples decide line by line, so that an integrator can follow one claim
 /// through every step.
 fn add_claim_examples(doc: &mut Document) {
-    let Some(content) = doc
-        .paths
-        .paths
-        .get_mut("/v1/claims")
-        .and_then(|item| item.post.as_mut())
-        .and_then(|op| op.request_body.as_mut())
-        .and_then(|body| body.content.get_mut("application/json"))
-    else {
+    // The schema's own example, so that the two never drift apart.
+    let one_line = match doc.components.as_ref().and_then(|c| c.schemas.get("ClaimWrite")) {
+        Some(RefOr::T(Schema::Object(object))) => object.example.clone(),
+        _ => None,
+    };
+    let (Some(one_line), Some(content)) = (
+        one_line,
+        doc.paths
+            .paths
+            .get_mut("/v1/claims")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+            .and_then(|body| body.content.get_mut("application/json")),
+    ) else {
         return;
     };
-    let one_line = json!({"external_id": "CMS-2026-000123", "provider": "cms-tsevie",
-        "beneficiary": {"organization": "mut-tsevie", "member_number": "TSV-0042"}, "service_date": "2026-11-28",
-        "care_level": "health_center", "diagnoses": ["J06.9"],
-        "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]});
     let three_lines = json!({"external_id": "CMS-2026-000187", "provider": "cms-tsevie",
     "beneficiary": {"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "service_date": "2026-11-27",
     "care_level": "health_center", "diagnoses": ["B54"],
