@@ -6,7 +6,28 @@ use passerelle_tests::{on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::registry::{household, register, registry, writer};
+use crate::registry::{household, register, registry, writer, Registry};
+
+/// mut-a's household (a principal with a national id, a spouse and a child), registered.
+async fn household_of_mut_a(r: &Registry) -> Reply {
+    let reply = register(
+        &r.app,
+        "mut-a",
+        "k1",
+        &household(&r.product, "TSV-0001", "123456789012"),
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    reply
+}
+
+/// The person id of a registration's `i`-th member.
+fn member(reply: &Reply, i: usize) -> String {
+    reply.json["members"][i]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 async fn patch(app: &TestApp, token: &str, person: &str, if_match: Option<&str>, body: &Value) -> Reply {
     let mut request = app
@@ -40,12 +61,8 @@ async fn corrections(app: &TestApp) -> Vec<(String, String)> {
 async fn a_person_is_corrected_by_whoever_covers_them(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
     let path = format!("/v1/beneficiaries/{person}");
     let mine = writer(app, "mut-a");
 
@@ -153,11 +170,8 @@ async fn a_person_is_corrected_by_whoever_covers_them(backend: Backend) {
 async fn corrections_under_any_version_build_on_each_other(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
     let mine = writer(app, "mut-a");
     let bodies: Vec<Value> = (0..8).map(|i| json!({"phone": format!("+2289000000{i}")})).collect();
     let replies =
@@ -180,15 +194,9 @@ async fn corrections_under_any_version_build_on_each_other(backend: Backend) {
 async fn only_names_phone_and_locality_change(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let spouse = reply.json["members"][1]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
+    let spouse = member(&reply, 1);
     let mine = writer(app, "mut-a");
     let before = app.count("beneficiaries").await;
     let events = app.audited().await;
@@ -287,11 +295,8 @@ async fn only_names_phone_and_locality_change(backend: Backend) {
 async fn no_one_else_corrects_a_person(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
     let body = json!({"phone": null});
     // Another mutuelle and a scheme that do not cover the person: 404, as for an unknown id.
     for token in [writer(app, "mut-b"), writer(app, "tg-inam")] {
@@ -326,12 +331,8 @@ async fn no_one_else_corrects_a_person(backend: Backend) {
 async fn an_organisation_whose_coverage_ended_no_longer_corrects(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
     // mut-b enrols the same principal, matched by national id.
     let theirs = writer(app, "mut-b");
     let plan_b = app
@@ -425,10 +426,7 @@ async fn a_file_posted_again_meets_the_corrected_names(backend: Backend) {
     let query = format!("?product={}", r.product);
     // The household as registered by hand, then the mutuelle's spreadsheet that lists it.
     let reply = register(app, "mut-a", "k0", &household(&r.product, "TSV-1001", "123456789012")).await;
-    let spouse = reply.json["members"][1]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let spouse = member(&reply, 1);
     let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD)).await;
     assert_eq!(counts(&job), [4, 1, 1, 0, 0], "{job}");
     let fixed = patch(
@@ -461,15 +459,9 @@ async fn a_file_posted_again_meets_the_corrected_names(backend: Backend) {
 async fn a_national_id_is_added_to_a_person_registered_without_one(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    let spouse = reply.json["members"][1]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let child = reply.json["members"][2]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let spouse = member(&reply, 1);
+    let child = member(&reply, 2);
     let mine = writer(app, "mut-a");
 
     // Malformed ones are told as at registration; nothing is written.
@@ -659,11 +651,8 @@ async fn a_file_without_the_national_id_added_since_still_skips_its_household(ba
 async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
-    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
-    let person = reply.json["members"][0]["beneficiary"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
     let mine = writer(app, "mut-a");
     let conditional = |tag: &'static str, header: &'static str| {
         let request = app
