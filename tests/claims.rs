@@ -29,17 +29,11 @@ pub async fn setup(backend: Backend) -> Setup {
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let (app, product) = (r.app, r.product);
     let inam = app.token("tg-inam", "registry:read registry:write claims:submit claims:read");
-    let base = app
-        .post(
-            "/v1/products",
-            &inam,
-            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
-        )
-        .await;
-    let affiliation = json!({"product": base.json["id"], "member_number": "INAM-1", "start_date": "2025-01-01",
+    let base = app.create_base_product(&inam).await;
+    let affiliation = json!({"product": base, "member_number": "INAM-1", "start_date": "2025-01-01",
         "beneficiary": {"id": reply.json["members"][0]["beneficiary"]["id"]}});
     // The scheme cannot reference a person it does not cover yet: it gives the person's fields.
-    let affiliation_by_fields = json!({"product": base.json["id"], "member_number": "INAM-1", "start_date": "2025-01-01",
+    let affiliation_by_fields = json!({"product": base, "member_number": "INAM-1", "start_date": "2025-01-01",
         "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
                         "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}});
     assert_eq!(

@@ -697,15 +697,8 @@ async fn base_then_complementary(backend: Backend) {
     let s = setup(backend, "2026-12-31").await;
     let app = &s.app;
     let inam = app.token("tg-inam", "registry:read registry:write eligibility:check");
-    let base = app
-        .post(
-            "/v1/products",
-            &inam,
-            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
-        )
-        .await;
-    let base_id = base.json["id"].as_str().unwrap();
-    let affiliation = json!({"product": base_id, "member_number": "INAM-0001", "start_date": "2025-01-01",
+    let base = app.create_base_product(&inam).await;
+    let affiliation = json!({"product": base, "member_number": "INAM-0001", "start_date": "2025-01-01",
         "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbeko",
                         "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}});
     let created = app.post("/v1/coverages", &inam, &affiliation).await;

@@ -577,20 +577,13 @@ async fn a_national_id_is_added_to_a_person_registered_without_one(backend: Back
 
     // The scheme affiliates her by that id: the same person, not a new one.
     let inam = writer(app, "tg-inam");
-    let base = app
-        .post(
-            "/v1/products",
-            &inam,
-            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
-        )
-        .await;
-    assert_eq!(base.status.as_u16(), 201, "{}", base.text);
+    let base = app.create_base_product(&inam).await;
     let people = app.count("beneficiaries").await;
     let affiliated = app
         .post(
             "/v1/coverages",
             &inam,
-            &json!({"product": base.json["id"], "member_number": "INAM-0001", "start_date": "2025-01-01",
+            &json!({"product": base, "member_number": "INAM-0001", "start_date": "2025-01-01",
                 "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "222233334444"},
                     "family_name": "Agbéko", "given_names": "Akossiwa", "sex": "F", "birth_date": "1988"}}),
         )

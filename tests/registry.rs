@@ -1525,16 +1525,9 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
 
     // A scheme's base affiliation by the person's fields: the same rule, at /beneficiary.
     let inam = writer(app, "tg-inam");
-    let base = app
-        .post(
-            "/v1/products",
-            &inam,
-            &json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}], "effective_from": "2024-01-01"}),
-        )
-        .await;
-    assert_eq!(base.status.as_u16(), 201, "{}", base.text);
+    let base = app.create_base_product(&inam).await;
     let affiliation = |sex: &str| {
-        json!({"product": base.json["id"], "member_number": "INAM-0001", "start_date": "2025-01-01",
+        json!({"product": base, "member_number": "INAM-0001", "start_date": "2025-01-01",
             "beneficiary": member("123456789012", sex, "1984-03-12")})
     };
     let refused = app.post("/v1/coverages", &inam, &affiliation("F")).await;
@@ -1554,7 +1547,7 @@ async fn a_national_id_matches_only_the_same_sex_and_birth(backend: Backend) {
     // Without a national id, the scheme's own look-alike is reported, not merged; the mutuelle's
     // members are not searched.
     let unnamed = |number: &str, given: &str| {
-        json!({"product": base.json["id"], "member_number": number, "start_date": "2025-01-01",
+        json!({"product": base, "member_number": number, "start_date": "2025-01-01",
             "beneficiary": {"family_name": "Lawson", "given_names": given, "sex": "M", "birth_date": "1990"}})
     };
     let first = app.post("/v1/coverages", &inam, &unnamed("INAM-0002", "Edem")).await;

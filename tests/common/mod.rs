@@ -215,6 +215,16 @@ impl TestApp {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     }
 
+    /// Creates the scheme's base product (AMU, 80 %, from 2024) with `token` and asserts it
+    /// worked; returns its id.
+    pub async fn create_base_product(&self, token: &str) -> String {
+        let body = serde_json::json!({"layer": "base", "name": "AMU", "rules": [{"rate_bp": 8000}],
+            "effective_from": "2024-01-01"});
+        let reply = self.post("/v1/products", token, &body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.json["id"].as_str().unwrap().to_owned()
+    }
+
     /// Rows in a table, read straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         self.db.scalar(&format!("SELECT count(*) FROM {table}")).await
