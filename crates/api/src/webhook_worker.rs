@@ -111,8 +111,11 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     if data.is_null() {
         return Err(Unreadable::missing("data"));
     }
+    // A person's correction is sent to another organisation that covers them without its
+    // author (`null`): who else covers the person is not that organisation's to know.
+    let author_withheld = stored["resource"] == "beneficiary" && stored["organization"].is_null();
     for part in ["created_at", "organization"] {
-        if !stored[part].is_string() {
+        if !stored[part].is_string() && !(part == "organization" && author_withheld) {
             return Err(Unreadable::missing(part));
         }
     }
@@ -507,12 +510,16 @@ mod tests {
         let without_data = serde_json::json!({"resource": "other", "created_at": "2026-11-30T10:15:00Z",
             "organization": "mut-a"});
         let without_time = serde_json::json!({"resource": "other", "organization": "mut-a", "data": {"id": "x"}});
+        // Only a person's correction is sent without its author.
+        let without_author = serde_json::json!({"resource": "other", "created_at": "2026-11-30T10:15:00Z",
+            "organization": null, "data": {"id": "x"}});
         for (payload, expected) in [
             (claim.to_string(), "data"),
             (coverage.to_string(), "data"),
             (format!("{{\"data\": \"{name}"), "payload"),
             (without_data.to_string(), "data"),
             (without_time.to_string(), "created_at"),
+            (without_author.to_string(), "organization"),
         ] {
             let e = envelope(&due(&payload)).unwrap_err();
             assert_eq!(e.part, expected, "{payload}");

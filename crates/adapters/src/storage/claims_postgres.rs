@@ -93,7 +93,7 @@ impl PgStore {
         .push(" || ':' || s.id, s.id, ")
         .push_bind(event_id)
         .push(", 'claim.submitted', ")
-        .push_bind(outbox_payload(ctx, "claim", &data))
+        .push_bind(outbox_payload(ctx, Some(&ctx.organization), "claim", &data))
         .push(", 'pending', 0, ")
         .push_bind(ctx.at)
         .push(", ")

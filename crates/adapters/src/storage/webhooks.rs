@@ -3,10 +3,11 @@
 use passerelle_domain::ports::{AttemptOutcome, WebhookStore};
 use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription};
 
-/// What a delivery carries besides its envelope: the change's author, time and resource.
-fn outbox_payload(ctx: &WriteContext, resource: &str, data: &serde_json::Value) -> String {
+/// What a delivery carries besides its envelope: the change's author (`None` where the
+/// subscriber may not know it), time and resource.
+fn outbox_payload(ctx: &WriteContext, author: Option<&str>, resource: &str, data: &serde_json::Value) -> String {
     serde_json::json!({
-        "organization": ctx.organization, "created_at": ctx.at, "resource": resource, "data": data
+        "organization": author, "created_at": ctx.at, "resource": resource, "data": data
     })
     .to_string()
 }
@@ -43,17 +44,29 @@ async fn enqueue_to(
     resource: &str,
     data: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    const INSERT: &str = "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
-         next_attempt_at, created_at) \
-         SELECT $1 || ':' || s.id, s.id, $1, $2, $3, 'pending', 0, $4, $4 \
-         FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-         WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE $5 AND (o.kind IN ('operator', 'auditor') OR ";
+    let insert = |payload: &str, audience: &str| {
+        format!(
+            "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) \
+             SELECT $1 || ':' || s.id, s.id, $1, $2, {payload}, 'pending', 0, $4, $4 \
+             FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+             WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE $5 \
+             AND (o.kind IN ('operator', 'auditor') OR {audience})"
+        )
+    };
     let event_id = uuid::Uuid::now_v7().to_string();
-    let payload = outbox_payload(ctx, resource, data);
+    let payload = outbox_payload(ctx, Some(&ctx.organization), resource, data);
     let (sql, orgs) = match audience {
-        Audience::Orgs(orgs) => (format!("{INSERT}s.organization IN ($6, $7, $8, $9))"), orgs),
+        Audience::Orgs(orgs) => (insert("$3", "s.organization IN ($6, $7, $8, $9)"), orgs),
+        // Another organisation that covers the person is not told which one corrected them:
+        // that would tell it who else covers the person. The author, operators and auditors are.
         Audience::Covering(person) => (
-            format!("{INSERT}s.organization IN (SELECT organization FROM coverages WHERE beneficiary = $6 AND {LIVE_COVERAGE}))"),
+            insert(
+                "CASE WHEN o.kind IN ('operator', 'auditor') OR s.organization = $7 THEN $3 ELSE $8 END",
+                &format!(
+                    "s.organization IN (SELECT organization FROM coverages WHERE beneficiary = $6 AND {LIVE_COVERAGE})"
+                ),
+            ),
             [Some(person), None, None, None],
         ),
     };
@@ -64,9 +77,12 @@ async fn enqueue_to(
         .bind(ctx.at)
         .bind(format!("% {event_type} %"))
         .bind(orgs[0]);
-    if matches!(audience, Audience::Orgs(_)) {
-        query = query.bind(orgs[1]).bind(orgs[2]).bind(orgs[3]);
-    }
+    query = match audience {
+        Audience::Orgs(_) => query.bind(orgs[1]).bind(orgs[2]).bind(orgs[3]),
+        Audience::Covering(_) => query
+            .bind(&ctx.organization)
+            .bind(outbox_payload(ctx, None, resource, data)),
+    };
     query.execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }

@@ -246,8 +246,9 @@ pub struct WebhookEvent {
     /// When the request that made the change was received. Changes of one resource commit in
     /// the order of their `version`, not always of their `created_at`: order by `version`.
     pub created_at: DateTime<Utc>,
-    /// The organisation whose action raised the event.
-    pub organization: String,
+    /// The organisation whose action raised the event; `null` in a `beneficiary.changed` sent
+    /// to another organisation that covers the person (who else covers them is not its to know).
+    pub organization: Option<String>,
     /// The resource's version after this change: it grows by one with each change of the
     /// resource (for a coverage or a person, the number in its `ETag`). Deliveries come in no set order:
     /// for one resource, keep the event with the highest `version` and ignore a lower one
