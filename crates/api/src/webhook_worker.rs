@@ -115,7 +115,8 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
     // author (`null`): who else covers the person is not that organisation's to know.
     let author_withheld = stored["resource"] == "beneficiary" && stored["organization"].is_null();
     for part in ["created_at", "organization"] {
-        if !stored[part].is_string() && !(part == "organization" && author_withheld) {
+        let withheld = part == "organization" && author_withheld;
+        if !withheld && !stored[part].is_string() {
             return Err(Unreadable::missing(part));
         }
     }
