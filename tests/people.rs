@@ -218,11 +218,13 @@ async fn only_names_phone_and_locality_change(backend: Backend) {
         found,
         [
             ("/birth_date", "not_changeable"),
-            ("/family_name", "invalid_type"),
+            ("/family_name", "required"),
             ("/given_names", "invalid_type"),
             ("/locality/quartier", "unknown_field"),
+            ("/locality/region", "incomplete_locality"),
             ("/member_number", "unknown_field"),
             ("/national_id", "not_changeable"),
+            ("/phone", "invalid_phone"),
             ("/sex", "not_changeable"),
         ]
         .map(|(f, c)| (f.to_owned(), c.to_owned()))
@@ -291,6 +293,84 @@ async fn only_names_phone_and_locality_change(backend: Backend) {
     // The spouse's correction and the look-alike's registration are all that was written.
     assert_eq!(app.count("beneficiaries").await, before + 1);
     assert_eq!(app.audited().await, events + 3);
+}
+
+/// Identity members sent back as registration reads them change nothing; a locality merged down
+/// to no part is removed, as `null` removes it; a member that does not read is reported once.
+async fn identity_as_registered_and_emptied_localities(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = household_of_mut_a(&r).await;
+    let (person, spouse) = (member(&reply, 0), member(&reply, 1));
+    let mine = writer(app, "mut-a");
+    let events = app.audited().await;
+    // The spouse was registered as born in 1988 (year only); the principal on 1984-03-12.
+    for (who, body) in [
+        (&spouse, json!({"birth_date": "1988"})),
+        (&spouse, json!({"birth_date": "1988", "birth_date_precision": "year"})),
+        (
+            &spouse,
+            json!({"birth_date": "1988-01-01", "birth_date_precision": " year "}),
+        ),
+        (&person, json!({"sex": " M ", "birth_date": " 1984-03-12 "})),
+        (&person, json!({"id": format!(" {person} ")})),
+    ] {
+        let same = patch(app, &mine, who, Some("*"), &body).await;
+        assert_eq!(same.status.as_u16(), 200, "{body}: {}", same.text);
+        assert_eq!(same.header("etag"), Some("\"1\""), "{body}");
+    }
+    for (body, at) in [
+        (json!({"birth_date": "1989"}), "/birth_date"),
+        (json!({"birth_date": "1988-06-01"}), "/birth_date"),
+        (json!({"birth_date_precision": "day"}), "/birth_date_precision"),
+        (json!({"sex": "M"}), "/sex"),
+        (json!({"sex": 1}), "/sex"),
+    ] {
+        let changed = patch(app, &mine, &spouse, Some("*"), &body).await;
+        assert_eq!(
+            changed.field_codes(),
+            vec![(at.to_owned(), "not_changeable".to_owned())],
+            "{body}: {}",
+            changed.text
+        );
+    }
+    assert_eq!(app.audited().await, events, "nothing written");
+
+    // Every part removed is the locality removed; on the spouse, who has none, nothing at all.
+    let parts = json!({"locality": {"region": null, "district": null, "commune": null}});
+    let removed = patch(app, &mine, &person, Some("\"1\""), &parts).await;
+    assert_eq!(removed.status.as_u16(), 200, "{}", removed.text);
+    assert_eq!(removed.header("etag"), Some("\"2\""));
+    assert!(removed.json.get("locality").is_none(), "{}", removed.text);
+    for body in [parts, json!({"locality": {}})] {
+        let none = patch(app, &mine, &spouse, Some("\"1\""), &body).await;
+        assert_eq!(none.status.as_u16(), 200, "{body}: {}", none.text);
+        assert_eq!(none.header("etag"), Some("\"1\""), "{body}");
+    }
+    // A part of the wrong type is reported as such, not again as the locality's missing part;
+    // faults of the members that did read are listed beside it.
+    let mixed = patch(
+        app,
+        &mine,
+        &person,
+        Some("*"),
+        &json!({"locality": {"region": 5, "district": "Zio", "commune": "Zio 1"}, "given_names": "", "phone": 5}),
+    )
+    .await;
+    let mut found = mixed.field_codes();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/given_names", "empty"),
+            ("/locality/region", "invalid_type"),
+            ("/phone", "invalid_type"),
+        ]
+        .map(|(f, c)| (f.to_owned(), c.to_owned()))
+        .to_vec(),
+        "{}",
+        mixed.text
+    );
 }
 
 async fn no_one_else_corrects_a_person(backend: Backend) {
@@ -679,6 +759,7 @@ async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
 on_both_databases!(
     a_person_is_corrected_by_whoever_covers_them,
     only_names_phone_and_locality_change,
+    identity_as_registered_and_emptied_localities,
     no_one_else_corrects_a_person,
     an_organisation_whose_coverage_ended_no_longer_corrects,
     a_copy_of_a_person_is_read_again_once_corrected,

@@ -907,6 +907,16 @@ impl BeneficiaryDraft {
 
 /// `YYYY-MM-DD` (day precision unless told `year`, which needs `-01-01`) or a bare `YYYY`
 /// (year precision); from 1900 to today.
+/// A birth date as registration reads it (`"1985"` is 1 January 1985, year-only), or `None`
+/// when registration would refuse it.
+pub fn read_birth_date(
+    raw: &str,
+    precision: Option<&str>,
+    today: NaiveDate,
+) -> Option<(NaiveDate, BirthDatePrecision)> {
+    check_birth_date(Some(raw), precision, "", today, &mut Vec::new())
+}
+
 fn check_birth_date(
     raw: Option<&str>,
     precision: Option<&str>,

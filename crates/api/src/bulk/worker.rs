@@ -637,8 +637,8 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                 FieldError::new(
                     "/member_number",
                     "member_number_taken",
-                    "this member number is already held in your mutuelle by another person",
-                    "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne",
+                    "this member number is already held in your mutuelle by a person this row does not match (another person, or this one with names corrected since)",
+                    "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)",
                 ),
             ),
                         ("registered_for_other_product", _) => (

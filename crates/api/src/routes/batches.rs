@@ -54,7 +54,7 @@ pub struct UploadQuery {
 /// One problem found in the file.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"row": 8, "household": "H3", "field": "member_number", "code": "member_number_taken",
-    "message": "this member number is already held in your mutuelle by another person"}))]
+    "message": "this member number is already held in your mutuelle by a person this row does not match (another person, or this one with names corrected since)"}))]
 pub struct RowErrorView {
     /// The row as a spreadsheet shows it (header = 1; a cell typed over several lines does not
     /// move it); for JSON lines, the line number from 1.
@@ -115,7 +115,7 @@ pub struct BatchFailureView {
     "rows_total": 9, "rows_processed": 9, "households_created": 2, "households_skipped": 0, "rows_failed": 3,
     "errors_total": 1,
     "errors": [{"row": 8, "household": "H3", "field": "member_number", "code": "member_number_taken",
-                "message": "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne"}],
+                "message": "ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)"}],
     "possible_duplicates_total": 1,
     "possible_duplicates": [{"row": 4, "household": "H2", "field": "family_name",
                 "beneficiary": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
@@ -489,7 +489,7 @@ pub struct ReportQuery {
     responses(
         (status = 200, description = "A page of the job's row errors, by row; or, for `Accept: text/csv`, its whole report", content(
             (super::ListOf<RowErrorView> = "application/json"),
-            (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une autre personne\n9,H3,family_name,possible_duplicate,\"inscrit sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
+            (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)\n9,H3,family_name,possible_duplicate,\"inscrit sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
         ), headers(
             ("Vary" = String, description = "`Accept`"),
             ("Cache-Control" = String, description = "`private, no-store`")

@@ -5,7 +5,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use passerelle_domain::beneficiary::{Correction, LocalityDraft, NationalId, NationalIdRules};
+use chrono::NaiveDate;
+use passerelle_domain::beneficiary::{
+    read_birth_date, Beneficiary, Correction, Locality, LocalityDraft, NationalId, NationalIdRules, Sex,
+};
+use passerelle_domain::eligibility::BirthDatePrecision;
 use passerelle_domain::error::{FieldError, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -35,8 +39,23 @@ pub struct BeneficiaryPatch {
     /// E.164 (`+22890123456`; spaces, dots and dashes are removed); `null` removes it.
     pub phone: Option<String>,
     /// Merged member by member (RFC 7396): `{"commune": "Zio 2"}` changes the commune alone.
-    /// A locality has all three parts or none (422 `incomplete_locality`); `null` removes it.
+    /// A locality has all three parts or none (422 `incomplete_locality`); `null`, or a merge
+    /// that leaves no part, removes it.
     pub locality: Option<LocalityPatch>,
+    /// Not changeable: ignored when it is the stored one (so that a read may be sent back), else
+    /// 422 `not_changeable`. So are `sex`, `birth_date` and `birth_date_precision`, read as at
+    /// registration (`"1985"` is a year-only birth date, spaces around a value are ignored).
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+    /// Not changeable (see `id`).
+    #[schema(nullable = false)]
+    pub sex: Option<String>,
+    /// Not changeable (see `id`).
+    #[schema(nullable = false)]
+    pub birth_date: Option<String>,
+    /// Not changeable (see `id`).
+    #[schema(nullable = false)]
+    pub birth_date_precision: Option<String>,
 }
 
 /// The parts of a locality to change; those left out keep their stored value.
@@ -135,11 +154,22 @@ async fn patch_once(
         return Err(coverages_ended());
     }
     check_if_match(headers, current.version)?;
-    let stored = serde_json::to_value(BeneficiaryView::from(current.clone())).unwrap_or_default();
-    let correction = read_correction(body, &stored, &state.national_ids)?;
-    let mut next = current
-        .corrected(correction, state.clock.today())
-        .map_err(ApiError::validation)?;
+    let today = state.clock.today();
+    let (correction, mut errors) = read_correction(body, &current, &state.national_ids, today);
+    let corrected = current.corrected(correction, today).map_err(|faults| {
+        // A member that did not read is reported once, as such, not again as missing.
+        let unread: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
+        let under = |field: &str, at: &str| field == at || field.starts_with(&format!("{at}/"));
+        errors.extend(
+            faults
+                .into_iter()
+                .filter(|f| !unread.iter().any(|at| under(&f.field, at))),
+        );
+    });
+    let mut next = match corrected {
+        Ok(next) if errors.is_empty() => next,
+        _ => return Err(ApiError::validation(errors)),
+    };
     if next == current {
         return Ok(answer(current));
     }
@@ -172,15 +202,21 @@ fn pointer(key: &str) -> String {
     format!("/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
-/// The patch's members as a [`Correction`], every wrong member listed.
-fn read_correction(body: &Map<String, Value>, stored: &Value, rules: &NationalIdRules) -> Result<Correction, ApiError> {
+/// The patch's members as a [`Correction`], and the members that do not read as one (each
+/// listed; the correction leaves them out).
+fn read_correction(
+    body: &Map<String, Value>,
+    current: &Beneficiary,
+    rules: &NationalIdRules,
+    today: NaiveDate,
+) -> (Correction, Vec<FieldError>) {
     let mut errors = Vec::new();
     for (key, value) in body {
         if key == "national_id" {
             continue;
         }
         if IDENTITY.contains(&key.as_str()) {
-            if stored.get(key) != Some(value) {
+            if !same_identity(key, value, body, current, today) {
                 errors.push(FieldError::new(
                     pointer(key),
                     "not_changeable",
@@ -192,20 +228,29 @@ fn read_correction(body: &Map<String, Value>, stored: &Value, rules: &NationalId
             errors.push(FieldError::new(
                 pointer(key),
                 "unknown_field",
-                "only family_name, given_names, phone and locality can change",
-                "seuls family_name, given_names, phone et locality peuvent changer",
+                "only family_name, given_names, phone, locality and a national_id the person lacks can change",
+                "seuls family_name, given_names, phone, locality et un national_id qui manque à la personne peuvent changer",
             ));
         }
     }
     let name = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) => {
+            errors.push(FieldError::new(
+                pointer(key),
+                "required",
+                "a name cannot be removed",
+                "un nom ne peut pas être retiré",
+            ));
+            None
+        }
         Some(_) => {
             errors.push(FieldError::new(
                 pointer(key),
                 "invalid_type",
-                "must be a string (a name cannot be removed)",
-                "doit être une chaîne (un nom ne peut pas être retiré)",
+                "must be a string",
+                "doit être une chaîne",
             ));
             None
         }
@@ -229,7 +274,12 @@ fn read_correction(body: &Map<String, Value>, stored: &Value, rules: &NationalId
     let locality = match body.get("locality") {
         None => None,
         Some(Value::Null) => Some(None),
-        Some(Value::Object(patch)) => Some(Some(merged_locality(stored.get("locality"), patch, &mut errors))),
+        Some(Value::Object(patch)) => {
+            let merged = merged_locality(current.locality.as_ref(), patch, &mut errors);
+            // A merge that leaves no part removes the locality (RFC 7396), as `null` does.
+            let empty = merged.region.is_none() && merged.district.is_none() && merged.commune.is_none();
+            Some((!empty).then_some(merged))
+        }
         Some(_) => {
             errors.push(FieldError::new(
                 "/locality",
@@ -240,17 +290,38 @@ fn read_correction(body: &Map<String, Value>, stored: &Value, rules: &NationalId
             None
         }
     };
-    let national_id = read_national_id(body.get("national_id"), stored.get("national_id"), rules, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    Ok(Correction {
+    let stored_id = current
+        .national_id
+        .clone()
+        .and_then(|id| serde_json::to_value(super::registry::NationalIdView::from(id)).ok());
+    let national_id = read_national_id(body.get("national_id"), stored_id.as_ref(), rules, &mut errors);
+    let correction = Correction {
         national_id,
         family_name,
         given_names,
         phone,
         locality,
-    })
+    };
+    (correction, errors)
+}
+
+/// Whether an identity member sent with a correction is the stored one, read as registration
+/// reads it (trimmed; `"1985"` for a year-only birth date), so that a client sending back what
+/// it read, or what it wrote at registration, is not taken to change it.
+fn same_identity(key: &str, sent: &Value, body: &Map<String, Value>, current: &Beneficiary, today: NaiveDate) -> bool {
+    let Some(text) = sent.as_str().map(str::trim) else {
+        return false;
+    };
+    match key {
+        "id" => text == current.id,
+        "sex" => Sex::parse(text) == Some(current.sex),
+        "birth_date_precision" => BirthDatePrecision::parse(text) == Some(current.birth_date_precision),
+        "birth_date" => {
+            let precision = body.get("birth_date_precision").and_then(Value::as_str);
+            read_birth_date(text, precision, today).is_some_and(|(day, _)| day == current.birth_date)
+        }
+        _ => false,
+    }
 }
 
 /// A national id for a person who has none, checked with the deployment's rules. One the person
@@ -328,7 +399,11 @@ fn national_id_of(sent: &Value, rules: &NationalIdRules, errors: &mut Vec<FieldE
 }
 
 /// The stored locality with the patch's parts merged in (RFC 7396: `null` removes a part).
-fn merged_locality(stored: Option<&Value>, patch: &Map<String, Value>, errors: &mut Vec<FieldError>) -> LocalityDraft {
+fn merged_locality(
+    stored: Option<&Locality>,
+    patch: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> LocalityDraft {
     const PARTS: [&str; 3] = ["region", "district", "commune"];
     for key in patch.keys().filter(|k| !PARTS.contains(&k.as_str())) {
         errors.push(FieldError::new(
@@ -339,10 +414,11 @@ fn merged_locality(stored: Option<&Value>, patch: &Map<String, Value>, errors: &
         ));
     }
     let part = |name: &str, errors: &mut Vec<FieldError>| match patch.get(name) {
-        None => stored
-            .and_then(|l| l.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        None => stored.map(|l| match name {
+            "region" => l.region.clone(),
+            "district" => l.district.clone(),
+            _ => l.commune.clone(),
+        }),
         Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
