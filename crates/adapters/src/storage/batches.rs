@@ -499,6 +499,32 @@ impl BatchStore for This {
         Ok(true)
     }
 
+    async fn resume_stale_batches(
+        &self,
+        spool_paths: &[String],
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut resumed = Vec::new();
+        for chunk in spool_paths.chunks(IN_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "UPDATE registration_batches SET status = 'queued', worker = NULL, heartbeat_at = ",
+            );
+            q.push_bind(at)
+                .push(" WHERE status = 'running' AND heartbeat_at < ")
+                .push_bind(stale_before)
+                .push(" AND spool_path IN (");
+            let mut list = q.separated(", ");
+            for path in chunk {
+                list.push_bind(path.as_str());
+            }
+            q.push(") RETURNING id");
+            let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.write).await.map_err(db_err)?;
+            resumed.extend(rows.into_iter().map(|(id,)| id));
+        }
+        Ok(resumed)
+    }
+
     async fn fail_stale_batches(
         &self,
         stale_before: DateTime<Utc>,

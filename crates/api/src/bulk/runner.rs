@@ -91,8 +91,9 @@ async fn keep_seen(state: AppState) {
     }
 }
 
-/// Fails the running jobs without progress for `batch_stale_after` and the queued ones no replica
-/// has seen for that long, and removes their files.
+/// Resumes the running jobs without progress for `batch_stale_after` whose uploads this replica
+/// holds; fails the other ones and the queued ones no replica has seen for that long, and
+/// removes their files.
 pub async fn sweep(state: &AppState) {
     let now = state.clock.now();
     let Ok(stale) = chrono::Duration::from_std(state.config.batch_stale_after) else {
@@ -105,6 +106,16 @@ pub async fn sweep(state: &AppState) {
     if let Err(e) = state.store.queued_batches(&uploads, now).await {
         tracing::warn!(error = %e, "cannot mark queued bulk registration jobs as seen");
         return;
+    }
+    // A job whose worker died with its upload still here (the process killed and restarted
+    // with the same folder) goes back to the queue and resumes where its progress stops.
+    match state.store.resume_stale_batches(&uploads, now - stale, now).await {
+        Ok(jobs) => {
+            for job in jobs {
+                tracing::warn!(job = %job, "bulk registration job resumed: its worker is gone, its upload is here");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot resume bulk registration jobs"),
     }
     match state
         .store

@@ -302,6 +302,18 @@ pub trait BatchStore: Send + Sync {
     /// it: false when the job was taken from it (failed as stale), and the worker must stop.
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError>;
 
+    /// Hands back to the queue (`running` → `queued`, no worker, seen at `at`, progress kept)
+    /// the `running` jobs with no progress since `stale_before` whose files are among
+    /// `spool_paths`: their worker died (a process killed), but the upload survived where this
+    /// replica reads it, so the job resumes after its rows already processed rather than fail.
+    /// Returns their ids.
+    async fn resume_stale_batches(
+        &self,
+        spool_paths: &[String],
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Fails the `running` jobs with no progress since `stale_before`, and the `queued` ones no
     /// replica has seen since then (`queued_batches`), and returns them.
     async fn fail_stale_batches(
