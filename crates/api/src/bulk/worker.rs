@@ -206,8 +206,9 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         worker,
         caller,
         products: HashMap::new(),
-        // A job handed back (by a stopping replica, or by a sweeper after its worker died) resumes: its counts go on, and the rows it
-        // already processed (registered, skipped or failed, and reported) are read past.
+        // A job handed back (by a stopping replica, or by a sweeper after its worker died)
+        // resumes: its counts go on, and the rows it already processed (registered, skipped or
+        // failed, and reported) are read past.
         counts: job.counts,
         group: Vec::new(),
         group_rows: Vec::new(),
