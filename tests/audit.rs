@@ -137,6 +137,53 @@ async fn organisations_see_only_their_own_events(backend: Backend) {
     assert_eq!(forged.json["errors"][0]["code"], "invalid_cursor", "{}", forged.text);
 }
 
+/// A resource's events filtered by organisation (a mutuelle's is always added) or by action,
+/// which the resource's index answers: exactly the events that match, and none of another's.
+async fn a_resource_is_filtered_by_organisation_and_action(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "TG").await;
+    let writer = app.token("mut-a", "registry:write");
+    let created = app
+        .post("/v1/products", &writer, &crate::products::family_plan("2026-01-01"))
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let product = created.json["id"].as_str().unwrap();
+    let actions = |reader: String, query: String| {
+        let app = &app;
+        async move {
+            let page = app
+                .get(&format!("/v1/audit-events?resource_id={product}{query}"), &reader)
+                .await;
+            assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+            page.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["action"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b, op) = (
+        app.token("mut-a", "audit:read"),
+        app.token("mut-b", "audit:read"),
+        app.operator(),
+    );
+    let created = vec!["product.created".to_owned()];
+    assert_eq!(actions(a.clone(), String::new()).await, created);
+    assert_eq!(actions(a.clone(), "&action=product.created".into()).await, created);
+    assert!(actions(a, "&action=product.versioned".into()).await.is_empty());
+    assert!(actions(b, String::new()).await.is_empty(), "not mut-b's");
+    assert_eq!(
+        actions(op.clone(), "&organization=mut-a&action=product.created".into()).await,
+        created
+    );
+    assert!(actions(op.clone(), "&organization=mut-b".into()).await.is_empty());
+    assert!(actions(op, "&organization=mut-a&action=claim.submitted".into())
+        .await
+        .is_empty());
+}
+
 /// Deleting the newest events, or all of them, is found: the walk must end at the chain's
 /// recorded head.
 async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
@@ -331,6 +378,7 @@ async fn operator_reads_are_audited(backend: Backend) {
 }
 
 on_both_databases!(
+    a_resource_is_filtered_by_organisation_and_action,
     a_row_before_the_first_is_named_by_verify,
     operator_reads_are_audited,
     a_deleted_tail_is_named_by_verify,

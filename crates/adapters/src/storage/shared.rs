@@ -497,8 +497,20 @@ impl AuditStore for This {
         };
         let mut query =
             sqlx::QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events{access} WHERE TRUE"));
+        // A resource's few events are read by the resource index. Its organisation (always
+        // there for a mutuelle's own reads) and its action are then compared as expressions,
+        // which no index serves: SQLite, without statistics, would otherwise walk every event
+        // of that organisation or action instead (0.2 s a page with 460,000 events).
+        let by_resource = filter.resource_id.is_some();
+        let column = |name: &str| {
+            if by_resource {
+                format!(" AND {name} || '' = ")
+            } else {
+                format!(" AND {name} = ")
+            }
+        };
         if let Some(organization) = &filter.organization {
-            query.push(" AND organization = ").push_bind(organization);
+            query.push(column("organization")).push_bind(organization);
         }
         match (&filter.resource_type, &filter.resource_id) {
             (Some(resource_type), _) => {
@@ -519,10 +531,10 @@ impl AuditStore for This {
             query.push(" AND resource_id = ").push_bind(resource_id);
         }
         if let Some(action) = &filter.action {
-            query.push(" AND action = ").push_bind(action);
+            query.push(column("action")).push_bind(action);
             // The action index's own predicate, which both planners must find in the query to
             // use a partial index; true of every action but the checks'.
-            if !passerelle_domain::audit::CHECK_ACTIONS.contains(&action.as_str()) {
+            if !by_resource && !passerelle_domain::audit::CHECK_ACTIONS.contains(&action.as_str()) {
                 query.push(" AND ").push(super::AUDIT_ACTION_INDEX_PREDICATE);
             }
         }
