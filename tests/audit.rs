@@ -184,6 +184,67 @@ async fn a_resource_is_filtered_by_organisation_and_action(backend: Backend) {
         .is_empty());
 }
 
+/// A mutuelle's `since` among more recent events than SQLite reads through the index of `at`
+/// (10,000): its organisation's index is read down to the first of them, and exactly its own
+/// events at or after `since` come back, one stored out of `at` order among them.
+async fn a_mutuelle_polls_its_own_events_among_many_others(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let reader = app.token("mut-a", "audit:read");
+    // Chained now, so that the rows below follow the head.
+    let none = app.get("/v1/audit-events", &reader).await;
+    assert_eq!(none.json["items"], json!([]), "{}", none.text);
+    let head = app.db.scalar("SELECT max(seq) FROM audit_events").await;
+    // seq head+1: mut-a, a day early; head+2..: 10,100 others' events; then mut-a twice, on the
+    // day and, out of order, before `since`.
+    let rows = |first: &str, last: &str, org: &str, at: &str| match backend {
+        Backend::Postgres => format!(
+            "INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+             request_id, digest, prev_digest) SELECT g, timestamptz '{at}', '{org}', 's', 'coverage.read', 'coverage', \
+             'c' || g, 'r', md5(g::text), md5((g + 1)::text) FROM generate_series({first}, {last}) AS g"
+        ),
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM g WHERE x < {last}) \
+             INSERT INTO audit_events (seq, at, organization, subject, action, resource_type, resource_id, \
+             request_id, digest, prev_digest) SELECT x, '{at}', '{org}', 's', 'coverage.read', 'coverage', \
+             'c' || x, 'r', lower(hex(randomblob(16))), lower(hex(randomblob(16))) FROM g"
+        ),
+    };
+    let h = |n: i64| (head + n).to_string();
+    for (first, last, org, at) in [
+        (h(1), h(1), "mut-a", "2030-01-01T00:00:00+00:00"),
+        (h(2), h(10_101), "mut-b", "2030-01-02T00:00:00+00:00"),
+        (h(10_102), h(10_102), "mut-a", "2030-01-02T00:00:00+00:00"),
+        (h(10_103), h(10_103), "mut-a", "2030-01-01T06:00:00+00:00"),
+    ] {
+        app.db.execute(&rows(&first, &last, org, at)).await;
+    }
+    if backend == Backend::Postgres {
+        app.db
+            .execute(&format!(
+                "UPDATE audit_head SET seq = {0}, digest = (SELECT digest FROM audit_events WHERE seq = {0}) WHERE id = 1",
+                h(10_103)
+            ))
+            .await;
+    }
+    let seqs = |since: &'static str| {
+        let (app, reader) = (&app, &reader);
+        async move {
+            let page = app.get(&format!("/v1/audit-events?since={since}"), reader).await;
+            assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+            page.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_i64().unwrap() - head)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(seqs("2030-01-01T12:00:00Z").await, [10_102]);
+    assert_eq!(seqs("2030-01-01T03:00:00Z").await, [10_103, 10_102]);
+    assert_eq!(seqs("2029-12-31T00:00:00Z").await, [10_103, 10_102, 1]);
+}
+
 /// Deleting the newest events, or all of them, is found: the walk must end at the chain's
 /// recorded head.
 async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
@@ -378,6 +439,7 @@ async fn operator_reads_are_audited(backend: Backend) {
 }
 
 on_both_databases!(
+    a_mutuelle_polls_its_own_events_among_many_others,
     a_resource_is_filtered_by_organisation_and_action,
     a_row_before_the_first_is_named_by_verify,
     operator_reads_are_audited,

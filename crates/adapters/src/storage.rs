@@ -175,6 +175,13 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
     }
 }
 
+/// How the audit log's `since` filter reads (`shared.rs`): through the index named (SQLite's
+/// `INDEXED BY`, or empty for the planner's choice), and from which `seq` on, when known.
+struct SinceAccess {
+    index: &'static str,
+    from_seq: Option<i64>,
+}
+
 /// The predicate of the audit log's action index (migration 25), which a query for any other
 /// action repeats so that both planners can use the index: the actions of an answered check,
 /// most of the log, are left out.

@@ -298,8 +298,11 @@ impl PgStore {
         _before: Option<i64>,
         _limit: u32,
         _narrowed: bool,
-    ) -> Result<&'static str, StoreError> {
-        Ok("")
+    ) -> Result<super::SinceAccess, StoreError> {
+        Ok(super::SinceAccess {
+            index: "",
+            from_seq: None,
+        })
     }
 }
 

@@ -493,10 +493,18 @@ impl AuditStore for This {
                     || filter.action.is_some();
                 self.audit_since_access(since, after, page.limit, narrowed).await?
             }
-            None => "",
+            None => super::SinceAccess {
+                index: "",
+                from_seq: None,
+            },
         };
-        let mut query =
-            sqlx::QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events{access} WHERE TRUE"));
+        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events{} WHERE TRUE",
+            access.index
+        ));
+        if let Some(first) = access.from_seq {
+            query.push(" AND seq >= ").push_bind(first);
+        }
         // A resource's few events are read by the resource index. Its organisation (always
         // there for a mutuelle's own reads) and its action are then compared as expressions,
         // which no index serves: SQLite, without statistics, would otherwise walk every event

@@ -288,31 +288,43 @@ impl SqliteStore {
     /// filter's events, when fewer match. Through the index of `at` instead when few events are
     /// that recent: fewer than the page holds for `since` alone (more are found among the
     /// newest events at once), up to `NARROWED_FEW` with other filters (reading that many costs
-    /// milliseconds, where the other filter's events may be millions). Events are appended in
-    /// about the order of `at`. The count stops at the bound.
+    /// milliseconds, where the other filter's events may be millions). With other filters and
+    /// up to `NARROWED_MANY` recent events, the other filter's index is read only down to the
+    /// first `seq` among them (exact: every matching event is at or after it): a mutuelle
+    /// polling its own events since its last poll no longer walks its whole history when none
+    /// is that recent. Events are appended in about the order of `at`. The count stops at the
+    /// bound; it reads the index of `at` alone (200,000 entries in about 10 ms).
     async fn audit_since_access(
         &self,
         since: DateTime<Utc>,
         before: Option<i64>,
         limit: u32,
         narrowed: bool,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Result<super::SinceAccess, StoreError> {
         const NARROWED_FEW: i64 = 10_000;
+        const NARROWED_MANY: i64 = 200_000;
         let few = if narrowed { NARROWED_FEW } else { i64::from(limit) };
-        let matching: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_at \
+        let bound = if narrowed { NARROWED_MANY } else { few };
+        let (matching, first): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), min(seq) FROM (SELECT seq FROM audit_events INDEXED BY audit_events_at \
              WHERE at >= $1 AND ($2 IS NULL OR seq < $2) LIMIT $3)",
         )
         .bind(since)
         .bind(before)
-        .bind(few + 1)
+        .bind(bound + 1)
         .fetch_one(&self.read)
         .await
         .map_err(db_err)?;
         Ok(if matching <= few {
-            " INDEXED BY audit_events_at"
+            super::SinceAccess {
+                index: " INDEXED BY audit_events_at",
+                from_seq: None,
+            }
         } else {
-            ""
+            super::SinceAccess {
+                index: "",
+                from_seq: first.filter(|_| matching <= bound),
+            }
         })
     }
 
