@@ -246,7 +246,12 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
     store.create_batch(&ctx(None), &batch("b4")).await.unwrap();
     let interrupted = BatchFailure::interrupted();
     let early = store
-        .fail_stale_batches(heartbeat - Duration::seconds(60), &interrupted, Utc::now())
+        .fail_stale_batches(
+            heartbeat - Duration::seconds(60),
+            heartbeat - Duration::seconds(60),
+            &interrupted,
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert!(early.is_empty(), "a fresh heartbeat is not stale");
@@ -257,7 +262,12 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
         .unwrap();
     assert_eq!(b4.len(), 1);
     let failed = store
-        .fail_stale_batches(later - Duration::seconds(300), &interrupted, later)
+        .fail_stale_batches(
+            later - Duration::seconds(300),
+            later - Duration::seconds(300),
+            &interrupted,
+            later,
+        )
         .await
         .unwrap();
     let mut ids: Vec<&str> = failed.iter().map(|j| j.id.as_str()).collect();
@@ -285,7 +295,10 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
     };
     assert!(!store.update_batch("b1", "w1", &update).await.unwrap());
     // A job is failed once: a later sweep takes only b4, unseen since.
-    let again = store.fail_stale_batches(later, &interrupted, later).await.unwrap();
+    let again = store
+        .fail_stale_batches(later, later, &interrupted, later)
+        .await
+        .unwrap();
     assert_eq!(again.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b4"]);
 }
 
@@ -387,7 +400,7 @@ async fn a_group_and_its_progress_are_written_together(backend: Backend) {
     // Failed as stale while its worker still ran: the worker's next group is not written.
     let later = Utc::now() + Duration::seconds(600);
     let failed = store
-        .fail_stale_batches(later, &BatchFailure::interrupted(), later)
+        .fail_stale_batches(later, later, &BatchFailure::interrupted(), later)
         .await
         .unwrap();
     assert_eq!(failed.len(), 1);

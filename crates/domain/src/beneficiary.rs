@@ -905,8 +905,6 @@ impl BeneficiaryDraft {
     }
 }
 
-/// `YYYY-MM-DD` (day precision unless told `year`, which needs `-01-01`) or a bare `YYYY`
-/// (year precision); from 1900 to today.
 /// A birth date as registration reads it (`"1985"` is 1 January 1985, year-only), or `None`
 /// when registration would refuse it.
 pub fn read_birth_date(
@@ -917,6 +915,8 @@ pub fn read_birth_date(
     check_birth_date(Some(raw), precision, "", today, &mut Vec::new())
 }
 
+/// `YYYY-MM-DD` (day precision unless told `year`, which needs `-01-01`) or a bare `YYYY`
+/// (year precision); from 1900 to today.
 fn check_birth_date(
     raw: Option<&str>,
     precision: Option<&str>,

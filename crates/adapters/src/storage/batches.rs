@@ -528,13 +528,14 @@ impl BatchStore for This {
     async fn fail_stale_batches(
         &self,
         stale_before: DateTime<Utc>,
+        running_before: DateTime<Utc>,
         failure: &BatchFailure,
         at: DateTime<Utc>,
     ) -> Result<Vec<BatchJob>, StoreError> {
         let mut tx = self.begin_write().await?;
         let ids: Vec<(String,)> = sqlx::query_as(
             "UPDATE registration_batches SET status = 'failed', worker = NULL, failure_code = $2, failure_en = $3, \
-             failure_fr = $4, finished_at = $5 WHERE (status = 'running' AND heartbeat_at < $1) \
+             failure_fr = $4, finished_at = $5 WHERE (status = 'running' AND heartbeat_at < $6) \
              OR (status = 'queued' AND COALESCE(heartbeat_at, created_at) < $1) RETURNING id",
         )
         .bind(stale_before)
@@ -542,6 +543,7 @@ impl BatchStore for This {
         .bind(&failure.en)
         .bind(&failure.fr)
         .bind(at)
+        .bind(running_before)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;

@@ -1,15 +1,17 @@
 //! This replica's share of the bulk jobs: a dispatcher that claims queued jobs one at a time
-//! (woken by uploads, and polling), and a sweeper that fails jobs whose worker died, at start-up
-//! and periodically.
+//! (woken by uploads, and polling), and a sweeper that resumes or fails jobs whose worker died,
+//! at start-up and periodically.
 //!
 //! A replica takes only the jobs whose uploads it can read in its spool folder: with a folder of
 //! its own (a pod's `emptyDir`), the jobs of the uploads it received; with a folder the replicas
 //! share, any. A job is claimed with a compare-and-set in storage, so exactly one replica
 //! processes it. While a job waits, the replicas that can read its upload mark it as seen every
 //! [`POLL_EVERY`]; a queued job that no replica has seen for the stale delay lost its upload with
-//! its replica, and a running job without progress for that long lost its worker: the sweeper
-//! fails both as `interrupted`, and posting the same file again completes the rest: households
-//! already registered are skipped, none is registered twice.
+//! its replica, and the sweeper fails it as `interrupted`. A running job without progress for
+//! that long lost its worker: a replica that holds its upload puts it back in the queue, and it
+//! resumes after the rows already processed; one still stale after twice the delay (its upload
+//! gone with its replica) is failed as `interrupted` by any replica. Posting the same file again
+//! completes a failed job: households already registered are skipped, none is registered twice.
 //!
 //! A replica that stops gracefully (SIGTERM: a rollout, a scale-down) does not leave its job to
 //! the sweeper: it stops claiming, and the worker hands its job back to the queue at the next
@@ -92,8 +94,8 @@ async fn keep_seen(state: AppState) {
 }
 
 /// Resumes the running jobs without progress for `batch_stale_after` whose uploads this replica
-/// holds; fails the other ones and the queued ones no replica has seen for that long, and
-/// removes their files.
+/// holds; fails the running ones without progress for twice that and the queued ones no
+/// replica has seen for that long, and removes their files.
 pub async fn sweep(state: &AppState) {
     let now = state.clock.now();
     let Ok(stale) = chrono::Duration::from_std(state.config.batch_stale_after) else {
@@ -117,9 +119,11 @@ pub async fn sweep(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot resume bulk registration jobs"),
     }
+    // Any replica fails a running job stale for twice the delay: the replica that holds its
+    // upload, and would resume it, had a whole delay (and two of its sweeps) to do so first.
     match state
         .store
-        .fail_stale_batches(now - stale, &BatchFailure::interrupted(), now)
+        .fail_stale_batches(now - stale, now - stale * 2, &BatchFailure::interrupted(), now)
         .await
     {
         Ok(jobs) => {

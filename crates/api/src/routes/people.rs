@@ -318,7 +318,11 @@ fn same_identity(key: &str, sent: &Value, body: &Map<String, Value>, current: &B
         "birth_date_precision" => BirthDatePrecision::parse(text) == Some(current.birth_date_precision),
         "birth_date" => {
             let precision = body.get("birth_date_precision").and_then(Value::as_str);
-            read_birth_date(text, precision, today).is_some_and(|(day, _)| day == current.birth_date)
+            // A full date is how a read shows either precision; a year alone is only a year-only
+            // person's birth date.
+            read_birth_date(text, precision, today).is_some_and(|(day, sent)| {
+                day == current.birth_date && (sent == current.birth_date_precision || sent == BirthDatePrecision::Day)
+            })
         }
         _ => false,
     }

@@ -675,3 +675,25 @@ async fn replace_once(
     let version = next.version;
     Ok(with_etag(Json(ProductView::from(next)).into_response(), version))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each wait is a random part of its window, which doubles from 2 ms up to 512 ms: the ten
+    /// tries of a change take about a second at most, and writers that lost together spread.
+    #[test]
+    fn the_waits_between_tries_grow_and_spread() {
+        for tries in 1..IF_MATCH_ANY_TRIES {
+            let window = std::time::Duration::from_micros(1_000 << tries.min(9));
+            let draws: Vec<_> = (0..64).map(|_| if_match_any_backoff(tries)).collect();
+            assert!(draws.iter().all(|d| *d <= window), "{tries}: {draws:?}");
+            let spread = draws.iter().max().unwrap().saturating_sub(*draws.iter().min().unwrap());
+            assert!(spread > window / 4, "{tries}: {draws:?}");
+        }
+        let longest: std::time::Duration = (1..IF_MATCH_ANY_TRIES)
+            .map(|t| std::time::Duration::from_micros(1_000 << t.min(9)))
+            .sum();
+        assert!(longest <= std::time::Duration::from_millis(1_100), "{longest:?}");
+    }
+}

@@ -248,6 +248,7 @@ pub struct WebhookEvent {
     pub created_at: DateTime<Utc>,
     /// The organisation whose action raised the event; `null` in a `beneficiary.changed` sent
     /// to another organisation that covers the person (who else covers them is not its to know).
+    #[schema(required = true)]
     pub organization: Option<String>,
     /// The resource's version after this change: it grows by one with each change of the
     /// resource (for a coverage or a person, the number in its `ETag`). Deliveries come in no set order:

@@ -299,7 +299,8 @@ pub trait BatchStore: Send + Sync {
     async fn release_batch(&self, id: &str, worker: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Records progress (and ends the job when `finish` is set), only while `worker` still holds
-    /// it: false when the job was taken from it (failed as stale), and the worker must stop.
+    /// it: false when the job was taken from it (failed or resumed as stale), and the worker
+    /// must stop.
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError>;
 
     /// Hands back to the queue (`running` → `queued`, no worker, seen at `at`, progress kept)
@@ -314,11 +315,13 @@ pub trait BatchStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Fails the `running` jobs with no progress since `stale_before`, and the `queued` ones no
-    /// replica has seen since then (`queued_batches`), and returns them.
+    /// Fails the `queued` jobs no replica has seen since `stale_before` (`queued_batches`), and
+    /// the `running` ones with no progress since `running_before` (earlier: a replica holding the
+    /// upload resumes such a job first, `resume_stale_batches`), and returns them.
     async fn fail_stale_batches(
         &self,
         stale_before: DateTime<Utc>,
+        running_before: DateTime<Utc>,
         failure: &BatchFailure,
         at: DateTime<Utc>,
     ) -> Result<Vec<BatchJob>, StoreError>;
