@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use passerelle_domain::ports::BatchFailure;
+use passerelle_domain::ports::{BatchEnd, BatchFailure, BatchStatus, BatchUpdate};
 
 use super::spool;
 use super::worker::{self, Ended, Silent};
@@ -226,7 +226,15 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
             }
         };
         tracing::info!(job = %job.id, "bulk registration job started");
-        let ended = worker::process(state, &job, worker, &mut Silent).await;
+        // A panic would end this dispatcher, and no job of this replica would run again; the
+        // sweeper would then resume the job, to meet the same fault on every replica in turn.
+        // The job fails instead, as `internal_error`, with its progress kept.
+        let mut silent = Silent;
+        let run = std::panic::AssertUnwindSafe(worker::process(state, &job, worker, &mut silent));
+        let Ok(ended) = futures::FutureExt::catch_unwind(run).await else {
+            fail_after_panic(state, &job.id, worker).await;
+            return true;
+        };
         match &ended {
             Ended::Finished(status) => {
                 tracing::info!(job = %job.id, status = status.as_str(), "bulk registration job ended");
@@ -242,4 +250,38 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
         return true;
     }
     false
+}
+
+/// Fails a job whose processing panicked, its progress as last stored (no row of the group in
+/// flight was written: a group commits whole).
+async fn fail_after_panic(state: &AppState, id: &str, worker: &str) {
+    tracing::error!(job = %id, "bulk registration job stopped by an internal error");
+    let counts = match state.store.get_batch(id).await {
+        Ok(Some(job)) => job.counts,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "cannot read a bulk registration job that stopped");
+            return;
+        }
+    };
+    let update = BatchUpdate {
+        counts,
+        new_errors: Vec::new(),
+        new_duplicates: Vec::new(),
+        finish: Some(BatchEnd {
+            status: BatchStatus::Failed,
+            rows_total: None,
+            failure: Some(BatchFailure::new(
+                "internal_error",
+                "processing stopped on an internal error; what was registered is kept: report it to the operator \
+                 with the job's id",
+                "le traitement s'est arrêté sur une erreur interne ; ce qui a été inscrit est conservé : signalez-la \
+                 à l'opérateur avec l'identifiant de la tâche",
+            )),
+        }),
+        at: state.clock.now(),
+    };
+    if let Err(e) = state.store.update_batch(id, worker, &update).await {
+        tracing::warn!(job = %id, error = %e, "cannot fail a bulk registration job that stopped");
+    }
 }
