@@ -177,6 +177,7 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
 
 /// How the audit log's `since` filter reads (`shared.rs`): through the index named (SQLite's
 /// `INDEXED BY`, or empty for the planner's choice), and from which `seq` on, when known.
+#[derive(Default)]
 struct SinceAccess {
     index: &'static str,
     from_seq: Option<i64>,

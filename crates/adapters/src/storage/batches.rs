@@ -253,6 +253,14 @@ async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdat
     Ok(true)
 }
 
+/// `'a', 'b', …` for a `spool_path IN (…)` list of one chunk of paths.
+fn push_paths<'a>(q: &mut sqlx::QueryBuilder<'a, Db>, chunk: &'a [String]) {
+    let mut list = q.separated(", ");
+    for path in chunk {
+        list.push_bind(path.as_str());
+    }
+}
+
 #[async_trait]
 impl BatchStore for This {
     async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError> {
@@ -428,10 +436,7 @@ impl BatchStore for This {
         for chunk in spool_paths.chunks(IN_CHUNK) {
             let mut seen = sqlx::QueryBuilder::<Db>::new("UPDATE registration_batches SET heartbeat_at = ");
             seen.push_bind(at).push(" WHERE status = 'queued' AND spool_path IN (");
-            let mut list = seen.separated(", ");
-            for path in chunk {
-                list.push_bind(path.as_str());
-            }
+            push_paths(&mut seen, chunk);
             seen.push(format!(") RETURNING {BATCH_COLUMNS}"));
             let rows: Vec<BatchRow> = seen.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
             for row in rows {
@@ -449,10 +454,7 @@ impl BatchStore for This {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT spool_path FROM registration_batches WHERE status IN ('queued', 'running') AND spool_path IN (",
             );
-            let mut list = q.separated(", ");
-            for path in chunk {
-                list.push_bind(path.as_str());
-            }
+            push_paths(&mut q, chunk);
             q.push(")");
             let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
             live.extend(rows.into_iter().map(|(p,)| p));
@@ -514,10 +516,7 @@ impl BatchStore for This {
                 .push(" WHERE status = 'running' AND heartbeat_at < ")
                 .push_bind(stale_before)
                 .push(" AND spool_path IN (");
-            let mut list = q.separated(", ");
-            for path in chunk {
-                list.push_bind(path.as_str());
-            }
+            push_paths(&mut q, chunk);
             q.push(") RETURNING id");
             let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.write).await.map_err(db_err)?;
             resumed.extend(rows.into_iter().map(|(id,)| id));

@@ -299,10 +299,7 @@ impl PgStore {
         _limit: u32,
         _narrowed: bool,
     ) -> Result<super::SinceAccess, StoreError> {
-        Ok(super::SinceAccess {
-            index: "",
-            from_seq: None,
-        })
+        Ok(super::SinceAccess::default())
     }
 }
 

@@ -493,10 +493,7 @@ impl AuditStore for This {
                     || filter.action.is_some();
                 self.audit_since_access(since, after, page.limit, narrowed).await?
             }
-            None => super::SinceAccess {
-                index: "",
-                from_seq: None,
-            },
+            None => super::SinceAccess::default(),
         };
         let mut query = sqlx::QueryBuilder::<Db>::new(format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events{} WHERE TRUE",

@@ -290,11 +290,12 @@ fn read_correction(
             None
         }
     };
-    let stored_id = current
-        .national_id
-        .clone()
-        .and_then(|id| serde_json::to_value(super::registry::NationalIdView::from(id)).ok());
-    let national_id = read_national_id(body.get("national_id"), stored_id.as_ref(), rules, &mut errors);
+    let national_id = read_national_id(
+        body.get("national_id"),
+        current.national_id.as_ref(),
+        rules,
+        &mut errors,
+    );
     let correction = Correction {
         national_id,
         family_name,
@@ -333,16 +334,14 @@ fn same_identity(key: &str, sent: &Value, body: &Map<String, Value>, current: &B
 /// otherwise it is `not_changeable`. `null` for a person without one changes nothing either.
 fn read_national_id(
     sent: Option<&Value>,
-    stored: Option<&Value>,
+    stored: Option<&NationalId>,
     rules: &NationalIdRules,
     errors: &mut Vec<FieldError>,
 ) -> Option<NationalId> {
     match (sent, stored) {
         (None, _) | (Some(Value::Null), None) => None,
         (Some(sent), Some(stored)) => {
-            let same = national_id_of(sent, rules, &mut Vec::new())
-                .and_then(|id| serde_json::to_value(super::registry::NationalIdView::from(id)).ok())
-                .is_some_and(|id| &id == stored);
+            let same = national_id_of(sent, rules, &mut Vec::new()).is_some_and(|id| &id == stored);
             if !same {
                 errors.push(FieldError::new(
                     "/national_id",
