@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use passerelle_adapters::Backend;
-use passerelle_tests::{on_both_databases, TestApp};
+use passerelle_tests::{conformance, on_both_databases, TestApp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -138,7 +138,15 @@ async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, Stri
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    r.got.lock().unwrap().clone()
+    let got = r.got.lock().unwrap().clone();
+    // Every delivery is the envelope the OpenAPI document publishes.
+    for (_, _, body) in &got {
+        let event: Value = serde_json::from_str(body).expect("a delivery's body is JSON");
+        if let Err(fault) = conformance::check_schema("WebhookEvent", &event) {
+            panic!("undocumented delivery: {fault}");
+        }
+    }
+    got
 }
 
 fn verify(secret: &str, signature: &str, body: &str) -> bool {

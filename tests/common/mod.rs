@@ -2,6 +2,7 @@
 //! schema, and talks to it over HTTP like any client.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
 
+pub mod conformance;
 pub mod proxy;
 pub mod tokens;
 
@@ -185,11 +186,21 @@ impl TestApp {
         self.client.request(method, format!("{}{}", self.base, path))
     }
 
+    /// Sends the request and reads the answer whole; an answer the OpenAPI document does not
+    /// describe fails the test ([`conformance`]).
     pub async fn send(&self, builder: RequestBuilder) -> Reply {
-        let response = builder.send().await.expect("request");
+        let (client, request) = builder.build_split();
+        let request = request.expect("request");
+        let method = request.method().clone();
+        let response = client.execute(request).await.expect("request");
         let status = response.status();
         let headers = response.headers().clone();
+        let path = response.url().path().to_owned();
         let text = response.text().await.expect("body");
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        if let Err(fault) = conformance::check(&method, &path, status, content_type, &text) {
+            panic!("undocumented answer: {fault}");
+        }
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply {
             status,

@@ -677,7 +677,37 @@ fn add_shared_responses(doc: &mut Document) {
                     RefOr::Ref(Ref::new(format!("#/components/responses/{FHIR_PREFIX}NotAcceptable")))
                 });
             }
+            add_idempotency_conflict(op);
             complete_inline_responses(method, path, op);
+        }
+    }
+}
+
+/// What a retry that overtakes its first request answers, on every operation that takes an
+/// `Idempotency-Key`: said on the operation's own 409, which is made when it has none.
+fn add_idempotency_conflict(op: &mut Operation) {
+    if !has_header(op, "Idempotency-Key") {
+        return;
+    }
+    const IN_PROGRESS: &str =
+        "`idempotency_in_progress`: the first request with this `Idempotency-Key` is still running; retry it";
+    match op.responses.responses.entry("409".to_owned()) {
+        std::collections::btree_map::Entry::Occupied(mut found) => {
+            if let RefOr::T(response) = found.get_mut() {
+                let said = response.description.trim_end_matches('.');
+                response.description = format!("{said}; or {IN_PROGRESS}.");
+            }
+        }
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            slot.insert(RefOr::T(
+                ResponseBuilder::new()
+                    .description(format!("Conflict: {IN_PROGRESS}."))
+                    .content(PROBLEM_JSON, content)
+                    .build(),
+            ));
         }
     }
 }
@@ -723,6 +753,7 @@ fn add_to_operation(method: &str, op: &mut Operation, prefix: &str) {
 /// responses that have none.
 fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
     let needs_if_match = has_header(op, "If-Match");
+    let has_idempotency_key = has_header(op, "Idempotency-Key");
     let instance = example_path(path);
     for (status, response) in op.responses.responses.iter_mut() {
         let RefOr::T(response) = response else { continue };
@@ -739,7 +770,15 @@ fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
         if content.example.is_some() || !content.examples.is_empty() {
             continue;
         }
-        let errors = inline_problems(method, path, status, needs_if_match);
+        let mut errors = inline_problems(method, path, status, needs_if_match);
+        if status == "409" && has_idempotency_key {
+            errors.push((
+                "idempotency_in_progress",
+                ApiError::from(StoreError::Conflict {
+                    constraint: "idempotency_in_progress".to_owned(),
+                }),
+            ));
+        }
         if !errors.is_empty() {
             content.examples = problem_examples(&errors, &instance).into_iter().collect();
         }
@@ -887,6 +926,7 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             vec![("not_awaiting_complementary", claim_is(ClaimStatus::AwaitingBase))]
         }
         ("post", "/v1/claims/{id}/cancel") => vec![("not_awaiting", claim_is(ClaimStatus::Adjudicated))],
+        ("post", "/v1/webhooks") => vec![("subscription_deleted", crate::routes::webhooks::subscription_deleted())],
         ("post", "/v1/settlements/{id}/payments") => vec![
             ("already_paid", crate::routes::settlements::already_paid()),
             ("duplicate_reference", store("duplicate_payment_reference")),

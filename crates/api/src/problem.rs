@@ -94,7 +94,8 @@ pub struct Problem {
     /// The request path (without its query string).
     pub instance: String,
     /// Stable machine code: `malformed_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `precondition_failed`, `payload_too_large`,
+    /// `method_not_allowed`, `not_acceptable` (406, an `Accept` the FHIR façade cannot answer),
+    /// `conflict`, `precondition_failed`, `payload_too_large`,
     /// `unsupported_media_type`, `validation_failed`, `idempotency_key_reused`,
     /// `precondition_required`, `rate_limited` (429, over the organisation's rate, with
     /// `Retry-After`), `unavailable`, `internal_error`, `audit_log_damaged` (500: a read of the

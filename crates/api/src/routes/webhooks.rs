@@ -378,18 +378,23 @@ pub async fn create_webhook(
     Ok(created(format!("/v1/webhooks/{}", v.id), &v))
 }
 
+/// The replay of a creation whose subscription was deleted since.
+pub fn subscription_deleted() -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        "subscription_deleted",
+        "The subscription this Idempotency-Key created has been deleted since; to subscribe again, send a new key.",
+        "L'abonnement créé avec cette Idempotency-Key a été supprimé depuis ; pour vous abonner de nouveau, envoyez une nouvelle clé.",
+    )
+}
+
 /// A creation replayed with its `Idempotency-Key` (API.md §3) is answered as the first one was,
 /// with the secret read from the live subscription: the key does not keep it, so that deleting
 /// a subscription erases its secret everywhere. Once deleted there is no secret left to give
 /// back, and the key already created its subscription: 409.
 async fn answer_replay(state: &AppState, first: Subscription) -> Result<Response, ApiError> {
     let Some(live) = state.store.get_subscription(&first.id).await? else {
-        return Err(crate::problem::conflict_at(
-            "",
-            "subscription_deleted",
-            "The subscription this Idempotency-Key created has been deleted since; to subscribe again, send a new key.",
-            "L'abonnement créé avec cette Idempotency-Key a été supprimé depuis ; pour vous abonner de nouveau, envoyez une nouvelle clé.",
-        ));
+        return Err(subscription_deleted());
     };
     let v = view(
         Subscription {
