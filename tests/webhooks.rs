@@ -391,6 +391,98 @@ async fn a_deleted_subscription_gets_no_retry(backend: Backend) {
     assert_eq!(r.arrived.load(Ordering::SeqCst), 1, "nothing more after the deletion");
 }
 
+/// A service whose retries wait about 1.5 s, a receiver that fails its first `fails` requests,
+/// and a `claim.submitted` subscription of mut-a to it; with the insured spouse of `setup`.
+async fn retrying(backend: Backend, fails: usize) -> (String, TestApp, Receiver, String) {
+    let s = setup(backend).await;
+    let app = s
+        .app
+        .restart(|c| {
+            fast(c);
+            c.webhook_retry_initial = Duration::from_millis(1500);
+        })
+        .await;
+    let (r, port) = receiver().await;
+    r.fail_first.store(fails, Ordering::SeqCst);
+    let (sub, _) = subscribe(&app, port, json!(["claim.submitted"])).await;
+    (s.spouse, app, r, sub)
+}
+
+/// Submits a claim and waits for its delivery's first attempt to fail and be recorded, its retry
+/// due about 1.5 s later; `n` attempts have arrived in all by then.
+async fn first_attempt_failed(app: &TestApp, person: &str, r: &Receiver, external: &str, n: usize) {
+    let created = submit(
+        app,
+        &provider(app),
+        external,
+        &claim(external, person, "2026-06-01", one_line(5000)),
+    )
+    .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let pending =
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending' AND attempts = 1 AND lock_owner IS NULL";
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10)
+        && (r.arrived.load(Ordering::SeqCst) < n || app.db.scalar(pending).await != 1)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.arrived.load(Ordering::SeqCst), n, "the first attempt failed");
+    assert_eq!(app.db.scalar(pending).await, 1, "its retry is scheduled");
+}
+
+/// Waits past the retry that is due, and asserts that it never came and that its delivery failed.
+async fn never_retried(app: &TestApp, r: &Receiver, n: usize) {
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(r.arrived.load(Ordering::SeqCst), n, "nothing is sent again");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            .await,
+        0,
+        "the delivery is failed"
+    );
+}
+
+/// On PostgreSQL a delivery written while its subscription is deleted can commit after the
+/// deletion failed the pending ones: such a delivery (made here by deleting the subscription in
+/// the database alone) is failed, never sent, and never signed with the deleted secret.
+async fn a_delivery_that_outlived_its_subscription_is_not_sent(backend: Backend) {
+    let (spouse, app, r, sub) = retrying(backend, 1).await;
+    first_attempt_failed(&app, &spouse, &r, "O-1", 1).await;
+    app.db
+        .execute(&format!(
+            "UPDATE webhook_subscriptions SET deleted_at = '2026-06-01T00:00:00Z', secret = '' WHERE id = '{sub}'"
+        ))
+        .await;
+    never_retried(&app, &r, 1).await;
+}
+
+/// The same for an organisation deactivated while the delivery was written (made here by
+/// deactivating it in the database alone); and one still pending when it is reactivated is of
+/// the time in between, and is not sent either.
+async fn deliveries_that_outlived_a_deactivation_are_not_sent(backend: Backend) {
+    let (spouse, app, r, _) = retrying(backend, 2).await;
+    let deactivate = "UPDATE organizations SET deactivated_at = '2026-06-01T00:00:00Z' WHERE id = 'mut-a'";
+    let reactivate = || async {
+        let reply = app
+            .send(
+                app.request(reqwest::Method::POST, "/v1/organizations/mut-a/reactivate")
+                    .bearer_auth(app.operator()),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    };
+    first_attempt_failed(&app, &spouse, &r, "O-2", 1).await;
+    app.db.execute(deactivate).await;
+    never_retried(&app, &r, 1).await;
+    reactivate().await;
+    first_attempt_failed(&app, &spouse, &r, "O-3", 2).await;
+    app.db.execute(deactivate).await;
+    reactivate().await;
+    never_retried(&app, &r, 2).await;
+}
+
 async fn a_slow_receiver_never_slows_the_api(backend: Backend) {
     let s = setup(backend).await;
     let app = s.app.restart(fast).await;
@@ -847,4 +939,6 @@ on_both_databases!(
     two_replicas_deliver_each_event_once,
     a_slow_receiver_never_slows_the_api,
     a_deleted_subscription_gets_no_retry,
+    a_delivery_that_outlived_its_subscription_is_not_sent,
+    deliveries_that_outlived_a_deactivation_are_not_sent,
 );

@@ -11,6 +11,7 @@ use passerelle_domain::batch::{RowDuplicate, RowError};
 use passerelle_domain::beneficiary::{Sex, ValidBeneficiary};
 use passerelle_domain::coverage::Relationship;
 use passerelle_domain::eligibility::BirthDatePrecision;
+use passerelle_domain::error::StoreError;
 use passerelle_domain::organization::{Country, OrgId, OrgKind, Organization};
 use passerelle_domain::ports::{
     BatchCounts, BatchEnd, BatchFailure, BatchFormat, BatchStatus, BatchUpdate, HouseholdOutcome, IdempotencyKey,
@@ -430,6 +431,26 @@ async fn a_group_and_its_progress_are_written_together(backend: Backend) {
         .map(|o| matches!(o, Ok(Registered::Created(_))))
         .collect();
     assert_eq!(created, [false, false, true], "A-3 was not written by the lost worker");
+
+    // Deactivated by another replica, which this one has yet to hear of: the database refuses
+    // the next group, and writes none of it.
+    let operator = WriteContext {
+        organization: "operator".into(),
+        ..ctx(None)
+    };
+    store.set_organization_active(&operator, "mut-a", false).await.unwrap();
+    let mut third = batch("b3");
+    third.worker = Some("w4".into());
+    store.create_batch(&ctx(None), &third).await.unwrap();
+    let refused = store
+        .register_batch_group(&ctx(None), &[household(&product, "A-4")], true, "b3", "w4", &counted)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict { constraint }) if constraint == "organization_deactivated"),
+        "{refused:?}"
+    );
+    let job = store.get_batch("b3").await.unwrap().unwrap();
+    assert_eq!(job.counts, BatchCounts::default());
 }
 
 macro_rules! on_both_databases {

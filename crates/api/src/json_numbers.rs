@@ -100,9 +100,10 @@ fn exponent_of(digits: &[u8]) -> i64 {
 }
 
 /// Whether the body's reader reads the number as a whole double. Asked of serde_json itself,
-/// which reads the body: its fast float parsing is not always correctly rounded
-/// (`99.99999999999999` reads as `100.0`, where Rust's own `parse` keeps a fraction), so a
-/// detector with another parser would let such numbers through as whole francs.
+/// which reads the body, so that the detector agrees with it whatever its features: without
+/// `float_roundtrip` its fast float parsing is not always correctly rounded (`99.99999999999999`
+/// reads as `100.0`, where Rust's own `parse` keeps a fraction), and a detector with another
+/// parser would let such numbers through as whole francs.
 fn reads_as_whole(token: &[u8]) -> bool {
     serde_json::from_slice::<f64>(token).is_ok_and(|f| f.is_finite() && f.fract() == 0.0)
 }
@@ -125,8 +126,9 @@ mod tests {
             ["1.0000000000000001", "999999999999.99999", "-2.00000000000000001"]
         );
         assert_eq!(found(r#"{"a": 1e-400, "b": 0.1e-330}"#), ["1e-400", "0.1e-330"]);
-        // Numbers serde_json's fast float parsing rounds to a whole double where a correctly
-        // rounded parser does not: found all the same, since the body is read by serde_json.
+        // Numbers serde_json's fast float parsing (without its `float_roundtrip` feature) rounds
+        // to a whole double where a correctly rounded parser does not: whichever way the body's
+        // reader reads them, each is either found or read as a fraction, never a whole number.
         for fraction in [
             "99.99999999999999",
             "100.00000000000001",
@@ -136,12 +138,9 @@ mod tests {
         ] {
             let body = format!(r#"{{"amount_xof": {fraction}}}"#);
             let read: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                found(&body),
-                [fraction],
-                "serde_json reads it as {}",
-                read["amount_xof"]
-            );
+            let whole = read["amount_xof"].as_f64().is_some_and(|f| f.fract() == 0.0);
+            let expected: &[&str] = if whole { &[fraction] } else { &[] };
+            assert_eq!(found(&body), expected, "serde_json reads it as {}", read["amount_xof"]);
         }
     }
 

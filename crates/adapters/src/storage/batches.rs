@@ -571,6 +571,21 @@ impl BatchStore for This {
         progress: &(dyn for<'o> Fn(&'o [HouseholdOutcome]) -> BatchUpdate + Sync),
     ) -> Result<Option<(Vec<HouseholdOutcome>, BatchUpdate)>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A deactivation that committed on another replica, which learns of it only at its next
+        // refresh, stops the job here; one in progress waits for this group, or this group for
+        // it (the row lock), so no group is written in the name of a deactivated organisation.
+        let deactivated: Option<(bool,)> = sqlx::query_as(&format!(
+            "SELECT deactivated_at IS NOT NULL FROM organizations WHERE id = $1{FOR_SHARE}"
+        ))
+        .bind(&ctx.organization)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if matches!(deactivated, Some((true,))) {
+            return Err(StoreError::Conflict {
+                constraint: "organization_deactivated".into(),
+            });
+        }
         let (outcomes, events) = register_group(&mut tx, ctx, households, skip_existing).await?;
         let update = progress(&outcomes);
         // Dropping the transaction rolls the group back with the progress.

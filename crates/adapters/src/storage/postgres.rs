@@ -38,6 +38,9 @@ const BEGIN_WRITE: &str = "BEGIN";
 /// Row locks for read-modify-write transactions.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// A row read that a concurrent change of it must wait for, and that waits for one.
+const FOR_SHARE: &str = " FOR SHARE";
+
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 

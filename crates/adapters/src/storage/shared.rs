@@ -405,18 +405,18 @@ impl OrganizationStore for This {
                 .into(),
             });
         }
-        if !active {
-            // What was queued for it is not sent either: deactivation may answer a leak, and a
-            // subscription its holder made would go on receiving.
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'failed' WHERE status = 'pending' \
-                 AND subscription IN (SELECT id FROM webhook_subscriptions WHERE organization = $1)",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        // What was queued for it is not sent either: deactivation may answer a leak, and a
+        // subscription its holder made would go on receiving. A reactivation fails what is
+        // still pending too: nothing is queued while it is deactivated, so such a delivery was
+        // written while the deactivation committed and is of the time in between.
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'failed' WHERE status = 'pending' \
+             AND subscription IN (SELECT id FROM webhook_subscriptions WHERE organization = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let action = if active {
             "organization.reactivated"
         } else {

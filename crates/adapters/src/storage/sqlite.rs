@@ -45,6 +45,7 @@ const TIDY_QUEUE: Option<&str> = None;
 
 /// No row locks in SQLite: its single writer connection serialises read-modify-write transactions.
 const FOR_UPDATE: &str = "";
+const FOR_SHARE: &str = "";
 
 /// The single writer serialises leases; the lease columns keep two processes apart.
 const SKIP_LOCKED: &str = "";

@@ -287,6 +287,30 @@ impl WebhookStore for This {
         per_subscription: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A delivery written while its subscription was being deleted, or its organisation
+        // deactivated, can commit after that change failed the pending ones (on PostgreSQL each
+        // read what it read when it began). The lease below never takes it; this fails those
+        // among the first due rows, the lease's own window, so the walk stays bounded whatever
+        // the backlog (one deeper down is failed when it comes up; a reactivation fails what is
+        // left of its organisation's, `set_organization_active`).
+        sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET status = 'failed' WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
+              AND (locked_until IS NULL OR locked_until < $1) AND id IN \
+              (SELECT c.id FROM \
+               (SELECT d.id, d.subscription FROM webhook_deliveries d \
+                WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                AND (d.locked_until IS NULL OR d.locked_until < $1) \
+                ORDER BY d.next_attempt_at LIMIT $2) c \
+               JOIN webhook_subscriptions s ON s.id = c.subscription \
+               JOIN organizations o ON o.id = s.organization \
+               WHERE s.deleted_at IS NOT NULL OR o.deactivated_at IS NOT NULL){SKIP_LOCKED})"
+        ))
+        .bind(now)
+        .bind(i64::from(limit).saturating_mul(8))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         // `busy`: each subscription's deliveries under a live lease, every worker's. `cap`: how
         // many it may have: `per_subscription`, or one while it is failing (its last attempt
         // failed, `record_attempt`), so that receivers that hang hold one slot each, not a few,
@@ -307,12 +331,14 @@ impl WebhookStore for This {
                  c.busy + ROW_NUMBER() OVER (PARTITION BY c.subscription ORDER BY c.next_attempt_at, c.id) AS slot \
                 FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy, \
                         CASE WHEN s.failing THEN 1 ELSE $5 END AS cap \
-                      FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription LEFT JOIN \
+                      FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription \
+                      JOIN organizations o ON o.id = s.organization LEFT JOIN \
                       (SELECT subscription, count(*) AS n FROM webhook_deliveries \
                        WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b \
                       ON b.subscription = d.subscription \
                       WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
                       AND (d.locked_until IS NULL OR d.locked_until < $3) \
+                      AND s.deleted_at IS NULL AND o.deactivated_at IS NULL \
                       AND COALESCE(b.n, 0) < CASE WHEN s.failing THEN 1 ELSE $5 END \
                       ORDER BY d.next_attempt_at LIMIT $6) c) r \
                WHERE r.slot <= r.cap ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
@@ -326,10 +352,17 @@ impl WebhookStore for This {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // Read again, after the lease, in a statement of its own (on PostgreSQL, a newer view):
+        // a deletion or deactivation that committed meanwhile keeps its deliveries here, leased
+        // and unsent, for the next lease after this one expires to fail. What is read past this
+        // point was in flight when the change committed. A deleted subscription's secret is
+        // empty: nothing is ever signed with it.
         let rows: Vec<DueRow> = sqlx::query_as(
             "SELECT d.id, s.url, s.secret, d.event_id, d.event_type, d.payload, d.attempts \
              FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription \
-             WHERE d.lock_owner = $1 AND d.locked_until = $2 AND d.status = 'pending' ORDER BY d.next_attempt_at",
+             JOIN organizations o ON o.id = s.organization \
+             WHERE d.lock_owner = $1 AND d.locked_until = $2 AND d.status = 'pending' \
+             AND s.deleted_at IS NULL AND o.deactivated_at IS NULL ORDER BY d.next_attempt_at",
         )
         .bind(owner)
         .bind(lease_until)

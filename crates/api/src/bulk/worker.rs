@@ -500,6 +500,9 @@ impl Job<'_> {
                 // behind them, so it writes nothing more, as if it had crashed; the sweeper fails
                 // the job from what was committed, and posting the file again skips what was.
                 Err(e @ StoreError::Indeterminate(_)) => return Some(Ended::StoreDown(e.to_string())),
+                Err(StoreError::Conflict { constraint }) if constraint == "organization_deactivated" => {
+                    return Some(self.stop_deactivated(observer).await)
+                }
                 Err(e) => return Some(self.stop_on_store_error(e, observer).await),
             };
             // A household refused because a national id is someone else's leaves a trace, as a

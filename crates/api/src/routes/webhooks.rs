@@ -437,7 +437,9 @@ async fn own(state: &AppState, caller: &Caller, id: &str) -> Result<Subscription
 /// Delete a subscription; pending deliveries to it are dropped.
 ///
 /// Only your organisation's subscriptions (404 otherwise, and on a second `DELETE`). Nothing
-/// more is delivered to it: its pending deliveries become `failed`. Answers 204 without a body.
+/// more is delivered to it: its pending deliveries become `failed` (a send already under way
+/// when the deletion commits still completes, and its answer is recorded). Answers 204 without a
+/// body.
 #[utoipa::path(
     delete,
     path = "/v1/webhooks/{id}",
