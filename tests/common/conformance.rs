@@ -7,24 +7,31 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
+use reqwest::header::{HeaderMap, HeaderName, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 static DOCUMENT: LazyLock<Value> =
     LazyLock::new(|| serde_json::from_str(include_str!("../../openapi/openapi.json")).expect("committed openapi.json"));
 
+/// Headers of HTTP itself, which any answer may carry and an API document does not list.
+const TRANSPORT: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "vary",
+];
+
 /// Compiled validators by the JSON Pointer of their schema in the document.
 static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = LazyLock::new(Default::default);
 
 /// What is wrong with this answer by the document, if anything. A path the document does not
 /// hold (a mistyped route, `/docs/…`) and a method it does not offer (405) are outside it.
-pub fn check(
-    method: &Method,
-    path: &str,
-    status: StatusCode,
-    content_type: Option<&str>,
-    body: &str,
-) -> Result<(), String> {
+pub fn check(method: &Method, path: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Result<(), String> {
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let Some(template) = template_of(path) else {
         return Ok(());
     };
@@ -61,6 +68,15 @@ pub fn check(
         response = DOCUMENT
             .pointer(&response_pointer)
             .ok_or_else(|| format!("{method} {template} {status}: dangling {target}"))?;
+    }
+    let listed = response.get("headers").and_then(Value::as_object);
+    for name in headers.keys().map(HeaderName::as_str) {
+        let documented = listed.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(name)));
+        if !documented && !TRANSPORT.contains(&name) {
+            return Err(format!(
+                "{method} {template} answered {status} with a header {name}, which the document does not give"
+            ));
+        }
     }
     let content = response.get("content").and_then(Value::as_object);
     if body.is_empty() {
@@ -199,8 +215,20 @@ mod tests {
     const ORG: &str = r#"{"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A", "registration_number": null, "created_at": "2026-01-01T00:00:00Z"}"#;
 
     fn org(status: u16, media: &str, body: &str) -> Result<(), String> {
+        org_with(status, &[("content-type", media)], body)
+    }
+
+    fn org_with(status: u16, headers: &[(&'static str, &str)], body: &str) -> Result<(), String> {
         let status = StatusCode::from_u16(status).unwrap();
-        check(&Method::GET, "/v1/organizations/mut-a", status, Some(media), body)
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
+        }
+        check(&Method::GET, "/v1/organizations/mut-a", status, &map, body)
+    }
+
+    fn bare(method: Method, path: &str, status: StatusCode) -> Result<(), String> {
+        check(&method, path, status, &HeaderMap::new(), "")
     }
 
     #[test]
@@ -214,15 +242,8 @@ mod tests {
         )
         .unwrap();
         // Outside the document: a path it does not hold, a method a path does not offer.
-        check(&Method::GET, "/nowhere", StatusCode::NOT_FOUND, None, "").unwrap();
-        check(
-            &Method::PUT,
-            "/v1/organizations/mut-a",
-            StatusCode::METHOD_NOT_ALLOWED,
-            None,
-            "",
-        )
-        .unwrap();
+        bare(Method::GET, "/nowhere", StatusCode::NOT_FOUND).unwrap();
+        bare(Method::PUT, "/v1/organizations/mut-a", StatusCode::METHOD_NOT_ALLOWED).unwrap();
     }
 
     #[test]
@@ -240,13 +261,22 @@ mod tests {
         assert!(org(200, "text/plain", ORG).unwrap_err().contains("text/plain"));
         assert!(org(200, "application/json", "").unwrap_err().contains("without a body"));
         assert!(org(418, "application/json", ORG).unwrap_err().contains("do not list"));
-        let undocumented = check(
-            &Method::DELETE,
-            "/v1/organizations/mut-a",
-            StatusCode::NO_CONTENT,
-            None,
-            "",
-        );
+        // Headers: the documented ones and HTTP's own pass, any other fails.
+        let json = ("content-type", "application/json");
+        org_with(
+            200,
+            &[
+                json,
+                ("x-request-id", "r"),
+                ("cache-control", "no-store"),
+                ("date", "x"),
+            ],
+            ORG,
+        )
+        .unwrap();
+        let fault = org_with(200, &[json, ("retry-after", "1")], ORG).unwrap_err();
+        assert!(fault.contains("retry-after"), "{fault}");
+        let undocumented = bare(Method::DELETE, "/v1/organizations/mut-a", StatusCode::NO_CONTENT);
         assert!(undocumented.unwrap_err().contains("not in the document"));
     }
 
