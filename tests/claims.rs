@@ -61,6 +61,16 @@ pub async fn setup(backend: Backend) -> Setup {
     }
 }
 
+/// The six states of a claim (API.md §5 Claims).
+const CLAIM_STATES: [&str; 6] = [
+    "awaiting_base",
+    "awaiting_complementary",
+    "adjudicated",
+    "settled",
+    "rejected",
+    "cancelled",
+];
+
 pub fn provider(app: &TestApp) -> String {
     app.token("cms-a", "claims:submit claims:read eligibility:check")
 }
@@ -1189,14 +1199,7 @@ async fn the_list_names_the_states_it_takes(backend: Backend) {
         .await;
     assert_eq!(field_codes(&reply), pairs(&[("/query/status", "unknown_value")]));
     let message = reply.json["errors"][0]["message"].as_str().unwrap();
-    for state in [
-        "awaiting_base",
-        "awaiting_complementary",
-        "adjudicated",
-        "settled",
-        "rejected",
-        "cancelled",
-    ] {
+    for state in CLAIM_STATES {
         assert!(message.contains(state), "{state} missing from {message}");
     }
     let reply = app.get("/v1/claims?limit=0&status=open&since=yesterday", &token).await;
@@ -1254,7 +1257,120 @@ async fn a_rejected_claims_reasons_follow_what_its_submitter_may_see(backend: Ba
     assert_eq!(codes(&forwarded), ["SUSPENDED"]);
 }
 
+/// Lists of claims, for each kind of caller and each filter, paged two at a time, answer exactly
+/// the claims the caller takes part in (as provider, submitter, base payer or mutuelle) that the
+/// filter names, each once, in id order.
+async fn claim_lists_answer_what_each_filter_names(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    app.create_org("cms-b", "provider", "TG").await;
+    let line = json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let mut ids = Vec::new();
+    let mut mark = String::new();
+    for i in 0..12 {
+        if i == 6 {
+            // Everything after this instant is `since` it; nothing before.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            mark = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        let provider = if i % 3 == 0 { "cms-b" } else { "cms-a" };
+        let person = if i % 2 == 0 { &s.principal } else { &s.spouse };
+        let mut body = claim(&format!("L-{i}"), person, "2026-06-01", line.clone());
+        body["provider"] = json!(provider);
+        let token = app.token(provider, "claims:submit claims:read");
+        let reply = submit(app, &token, &format!("l{i}"), &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        ids.push(reply.json["id"].as_str().unwrap().to_owned());
+    }
+    // Two claims of before the mark change after it: the spouse's first, adjudicated by mut-a,
+    // and the principal's first, cancelled by its provider.
+    let decided = app
+        .post(
+            &format!("/v1/claims/{}/adjudication", ids[1]),
+            &app.token("mut-a", "claims:adjudicate"),
+            &json!({"lines": [{"line": 1, "decision": "accept"}]}),
+        )
+        .await;
+    assert_eq!(decided.status.as_u16(), 200, "{}", decided.text);
+    let cancelled = app
+        .post(
+            &format!("/v1/claims/{}/cancel", ids[0]),
+            &app.token("cms-b", "claims:submit"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.text);
+    let changed_late = |i: usize| i >= 6 || i <= 1;
+    let operator = app.token("operator", "claims:read");
+    let mut claims = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let c = app.get(&format!("/v1/claims/{id}"), &operator).await;
+        assert_eq!(c.status.as_u16(), 200, "{}", c.text);
+        claims.push((i, c.json));
+    }
+    let statuses: Vec<String> = claims
+        .iter()
+        .map(|(_, c)| c["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(statuses.contains(&"awaiting_base".to_owned()) && statuses.contains(&"awaiting_complementary".to_owned()));
+    assert!(statuses.contains(&"adjudicated".to_owned()) && statuses.contains(&"cancelled".to_owned()));
+    for caller in ["operator", "audit-x", "cms-a", "cms-b", "tg-inam", "mut-a", "mut-b"] {
+        let token = app.token(caller, "claims:read");
+        let everything = matches!(caller, "operator" | "audit-x");
+        let mut filters: Vec<(Option<&str>, bool)> = vec![(None, false), (None, true)];
+        for status in CLAIM_STATES {
+            filters.push((Some(status), false));
+            filters.push((Some(status), true));
+        }
+        for (status, since) in filters {
+            let mut expected: Vec<&str> = claims
+                .iter()
+                .filter(|(i, c)| {
+                    let party = ["provider", "submitter", "base_payer", "routed_to"]
+                        .iter()
+                        .any(|role| c[*role] == caller);
+                    (everything || party) && status.is_none_or(|s| c["status"] == s) && (!since || changed_late(*i))
+                })
+                .map(|(_, c)| c["id"].as_str().unwrap())
+                .collect();
+            expected.sort_unstable();
+            let mut listed: Vec<String> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = vec![("limit", "2".to_owned())];
+                if let Some(status) = status {
+                    query.push(("status", status.to_owned()));
+                }
+                if since {
+                    query.push(("since", mark.clone()));
+                }
+                if let Some(c) = &cursor {
+                    query.push(("cursor", c.clone()));
+                }
+                let page = app
+                    .send(app.request(Method::GET, "/v1/claims").query(&query).bearer_auth(&token))
+                    .await;
+                assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+                for c in page.json["items"].as_array().unwrap() {
+                    listed.push(c["id"].as_str().unwrap().to_owned());
+                }
+                match page.json["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+                assert!(
+                    listed.len() <= ids.len(),
+                    "{caller} {status:?} {since}: the pages do not end"
+                );
+            }
+            assert_eq!(listed, expected, "{caller}, status {status:?}, since the mark: {since}");
+        }
+    }
+}
+
 on_both_databases!(
+    claim_lists_answer_what_each_filter_names,
     every_fault_of_a_claim_is_listed_at_once,
     a_rejected_claims_reasons_follow_what_its_submitter_may_see,
     a_duplicate_external_id_is_named,

@@ -462,7 +462,7 @@ async fn a_delivery_that_outlived_its_subscription_is_not_sent(backend: Backend)
 /// deactivating it in the database alone); and one still pending when it is reactivated is of
 /// the time in between, and is not sent either.
 async fn deliveries_that_outlived_a_deactivation_are_not_sent(backend: Backend) {
-    let (spouse, app, r, _) = retrying(backend, 2).await;
+    let (spouse, app, r, sub) = retrying(backend, 2).await;
     let deactivate = "UPDATE organizations SET deactivated_at = '2026-06-01T00:00:00Z' WHERE id = 'mut-a'";
     let reactivate = || async {
         let reply = app
@@ -481,6 +481,31 @@ async fn deliveries_that_outlived_a_deactivation_are_not_sent(backend: Backend) 
     app.db.execute(deactivate).await;
     reactivate().await;
     never_retried(&app, &r, 2).await;
+    // Each delivery lists its own attempts, a page at a time: the failed first try of each.
+    let token = app.token("mut-a", "webhooks:write");
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/webhooks/{sub}/deliveries?limit=1");
+    loop {
+        let page = app.get(&path, &token).await;
+        assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+        for d in page.json["items"].as_array().unwrap() {
+            assert_eq!(d["status"], "failed", "{d}");
+            let codes: Vec<&Value> = d["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| &a["status_code"])
+                .collect();
+            assert_eq!(codes, [&json!(500)], "{d}");
+            seen.push(d["id"].as_str().unwrap().to_owned());
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(next) => path = format!("/v1/webhooks/{sub}/deliveries?limit=1&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0] > seen[1], "newest first: {seen:?}");
 }
 
 async fn a_slow_receiver_never_slows_the_api(backend: Backend) {

@@ -7,6 +7,85 @@
 use passerelle_domain::claim::{Claim, ClaimStatus};
 use passerelle_domain::ports::{ChangeFn, ClaimError, ClaimFilter, ClaimRefusal, ClaimStore, PriceFn, UsageKey};
 
+/// The roles in which an organisation takes part in a claim, each a column with an index of
+/// `(column, status, id)` (migration 29).
+const CLAIM_PARTIES: [&str; 4] = ["provider", "submitter", "base_payer", "routed_to"];
+
+/// The statement of a page of claims, with only the filters asked for written, each read from
+/// an index in id order, so that a page costs its own rows, not the claims before them:
+/// - a `since`: the claims changed since, by the index of `updated_at` (a poll's are few),
+///   sorted by id;
+/// - a party without `since`: a branch per role and state, each an ordered range of its index
+///   that stops at a page, merged (a claim in several roles once);
+/// - a state alone: the index of `(status, id)`.
+///
+/// A state is written as a literal (one of six), so that each plan knows it.
+fn list_claims_query<'a>(filter: &'a ClaimFilter, page: &'a PageRequest) -> sqlx::QueryBuilder<'a, Db> {
+    let limit = i64::from(page.limit) + 1;
+    let status_is = |status: ClaimStatus| format!(" AND status = '{}'", status.as_str());
+    let mut query = sqlx::QueryBuilder::<Db>::new("SELECT body FROM claims");
+    match (&filter.party, filter.since) {
+        (Some(party), None) => {
+            let statuses = filter.status.map_or(ClaimStatus::ALL.to_vec(), |s| vec![s]);
+            query.push(" WHERE id IN (");
+            let mut branch = 0;
+            for role in CLAIM_PARTIES {
+                for status in &statuses {
+                    if branch > 0 {
+                        query.push(" UNION ");
+                    }
+                    branch += 1;
+                    query
+                        .push(format!("SELECT id FROM (SELECT id FROM claims WHERE {role} = "))
+                        .push_bind(party)
+                        .push(status_is(*status));
+                    if let Some(after) = &page.after {
+                        query.push(" AND id > ").push_bind(after);
+                    }
+                    query
+                        .push(" ORDER BY id LIMIT ")
+                        .push_bind(limit)
+                        .push(format!(") AS b{branch}"));
+                }
+            }
+            query.push(")");
+        }
+        (party, Some(since)) => {
+            query
+                .push(CLAIMS_BY_UPDATE)
+                .push(" WHERE updated_at >= ")
+                .push_bind(since);
+            if let Some(party) = party {
+                query.push(" AND (");
+                for (n, role) in CLAIM_PARTIES.iter().enumerate() {
+                    if n > 0 {
+                        query.push(" OR ");
+                    }
+                    query.push(format!("{role} = ")).push_bind(party);
+                }
+                query.push(")");
+            }
+            if let Some(status) = filter.status {
+                query.push(status_is(status));
+            }
+            if let Some(after) = &page.after {
+                query.push(" AND id > ").push_bind(after);
+            }
+        }
+        (None, None) => {
+            query.push(" WHERE TRUE");
+            if let Some(status) = filter.status {
+                query.push(status_is(status));
+            }
+            if let Some(after) = &page.after {
+                query.push(" AND id > ").push_bind(after);
+            }
+        }
+    }
+    query.push(" ORDER BY id LIMIT ").push_bind(limit);
+    query
+}
+
 /// Locks (creating it at 0 if needed) the usage row and returns what it holds, in one statement:
 /// the no-op update of an existing row takes its row lock on PostgreSQL. The row is the
 /// person's for the coverage's product and the plan year (API.md §6.3): a person's earlier
@@ -161,19 +240,15 @@ impl ClaimStore for This {
     }
 
     async fn list_claims(&self, filter: &ClaimFilter, page: &PageRequest) -> Result<Page<Claim>, StoreError> {
-        let rows: Vec<BodyRow> = sqlx::query_as(
-            "SELECT body FROM claims WHERE ($1 IS NULL OR provider = $1 OR submitter = $1 OR base_payer = $1 \
-             OR routed_to = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR updated_at >= $3) \
-             AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
-        )
-        .bind(&filter.party)
-        .bind(filter.status.map(ClaimStatus::as_str))
-        .bind(filter.since)
-        .bind(&page.after)
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
+        let mut query = list_claims_query(filter, page);
+        // A `since` is planned for its value (the index of `updated_at` when it is recent);
+        // the other forms have one good plan whatever their values.
+        let rows: Vec<BodyRow> = query
+            .build_query_as()
+            .persistent(filter.since.is_none())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
         let claims = rows
             .iter()
             .map(|r| claim_from(&r.body))

@@ -124,6 +124,7 @@ struct DeliveryRow {
 
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
+    delivery: String,
     attempt: i64,
     at: chrono::DateTime<chrono::Utc>,
     status_code: Option<i64>,
@@ -235,46 +236,56 @@ impl WebhookStore for This {
     }
 
     async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
+        // Only the filters given are written: `$2 IS NULL OR id < $2` walked the subscription's
+        // newer deliveries on SQLite before each later page.
+        let mut query = sqlx::QueryBuilder::<Db>::new(
             "SELECT id, subscription, event_id, event_type, status, next_attempt_at, created_at, delivered_at \
-             FROM webhook_deliveries WHERE subscription = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-        )
-        .bind(subscription)
-        .bind(&page.after)
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for r in rows {
-            let attempts: Vec<AttemptRow> = sqlx::query_as(
-                "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery = $1 ORDER BY attempt",
-            )
-            .bind(&r.id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-            deliveries.push(Delivery {
+             FROM webhook_deliveries WHERE subscription = ",
+        );
+        query.push_bind(subscription);
+        if let Some(after) = &page.after {
+            query.push(" AND id < ").push_bind(after);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<DeliveryRow> = query.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
+        // The page's attempts in one statement, not one per delivery.
+        let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+        if !rows.is_empty() {
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "SELECT delivery, attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery IN (",
+            );
+            let mut ids = query.separated(", ");
+            for r in &rows {
+                ids.push_bind(&r.id);
+            }
+            query.push(") ORDER BY delivery, attempt");
+            let found: Vec<AttemptRow> = query.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
+            for a in found {
+                attempts.entry(a.delivery).or_default().push(Attempt {
+                    attempt: u32::try_from(a.attempt).unwrap_or(0),
+                    at: a.at,
+                    status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
+                    error: a.error,
+                    duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
+                });
+            }
+        }
+        let deliveries = rows
+            .into_iter()
+            .map(|r| Delivery {
                 next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+                attempts: attempts.remove(&r.id).unwrap_or_default(),
                 id: r.id,
                 subscription: r.subscription,
                 event_id: r.event_id,
                 event_type: r.event_type,
                 status: r.status,
-                attempts: attempts
-                    .into_iter()
-                    .map(|a| Attempt {
-                        attempt: u32::try_from(a.attempt).unwrap_or(0),
-                        at: a.at,
-                        status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
-                        error: a.error,
-                        duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
-                    })
-                    .collect(),
                 created_at: r.created_at,
                 delivered_at: r.delivered_at,
-            });
-        }
+            })
+            .collect();
         Ok(Page::from_overfetch(deliveries, page.limit, |d| d.id.clone()))
     }
 
