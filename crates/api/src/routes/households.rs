@@ -48,7 +48,7 @@ pub struct DependantAdd {
     /// dependant's birth date (422 `born_after_start` at `/birth_date`). Surrounding white
     /// space is ignored.
     // `AddedDependantDraft::check`: trimmed (`optional_date`), then `dates::check` (from 1900).
-    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[schema(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: String,
     #[serde(flatten)]
     pub person: PersonWrite,

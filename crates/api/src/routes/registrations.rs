@@ -169,12 +169,12 @@ pub struct RegistrationWrite {
     /// the principal's birth (422 `born_after_start` at `/principal/birth_date`). Coverages pay
     /// from `start_date + waiting_period_days`. Surrounding white space is ignored.
     // `registration::optional_date` (trimmed, `dates::parse`) and `dates::check` (from 1900).
-    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[schema(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub start_date: String,
     /// `YYYY-MM-DD`: contributions already paid up to this day, for the whole household; not
     /// before the day before `start_date`, nor past ten years ahead. Absent = nothing paid yet
     /// (`CONTRIBUTIONS_IN_ARREARS`). Surrounding white space is ignored.
-    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[schema(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub paid_through: Option<String>,
     /// The household's head, who holds the household's member number.
     #[schema(value_type = ClosedPersonWrite)]
