@@ -1,7 +1,7 @@
 //! API.md §5 Eligibility and §6: the front-desk check on both databases.
 
 use passerelle_adapters::Backend;
-use passerelle_tests::{on_both_databases, Reply, TestApp};
+use passerelle_tests::{conformance, on_both_databases, Reply, TestApp};
 use serde_json::{json, Value};
 
 use crate::registry::{household, register, registry, writer};
@@ -355,6 +355,52 @@ async fn bad_checks_name_the_field(backend: Backend) {
     assert_eq!(app.audited().await, before, "refused checks are not audited");
 }
 
+/// The OpenAPI document's `PersonSelector` accepts exactly the forms the service reads: one of
+/// an id, a national id, or an organisation with a member number, a member sent as `null`
+/// counting as not sent. A generated client or a validator built from the document refuses
+/// what the service would refuse, and nothing it would take.
+async fn the_documented_person_forms_are_the_ones_read(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let nid = json!({"country": "TG", "type": "NIU", "value": "123456789012"});
+    let forms = [
+        json!({"id": s.principal}),
+        json!({"national_id": nid}),
+        json!({"organization": "mut-a", "member_number": "TSV-0001"}),
+        json!({"id": s.principal, "national_id": null, "member_number": null}),
+        json!({"id": null, "organization": "mut-a", "member_number": "TSV-0001"}),
+        json!({}),
+        json!({"id": null}),
+        json!({"id": s.principal, "national_id": nid}),
+        json!({"id": s.principal, "member_number": "TSV-0001"}),
+        json!({"national_id": nid, "organization": "mut-a", "member_number": "TSV-0001"}),
+        json!({"organization": "mut-a"}),
+        json!({"member_number": "TSV-0001"}),
+    ];
+    let mut taken = 0;
+    for person in forms {
+        let documented = conformance::check_schema("PersonSelector", &person).is_ok();
+        let body = json!({"beneficiary": person, "care_level": "health_post"});
+        let reply = check(app, &provider(app), body).await;
+        let read = reply.status.as_u16() == 200;
+        if !read {
+            reply.problem(422, "validation_failed");
+            assert!(
+                reply.error_fields().iter().all(|f| f.starts_with("/beneficiary")),
+                "{}",
+                reply.text
+            );
+        }
+        assert_eq!(
+            documented, read,
+            "{person}: documented {documented}, read {read}: {}",
+            reply.text
+        );
+        taken += usize::from(read);
+    }
+    assert_eq!(taken, 5, "the three forms, two with members sent as null");
+}
+
 async fn checks_are_audited_in_groups_without_personal_data(backend: Backend) {
     let s = setup(backend, "2026-12-31").await;
     let app = &s.app;
@@ -688,6 +734,7 @@ on_both_databases!(
     every_reason_is_reported_with_its_end,
     who_may_ask_about_whom,
     bad_checks_name_the_field,
+    the_documented_person_forms_are_the_ones_read,
     checks_are_audited_in_groups_without_personal_data,
     base_then_complementary,
 );

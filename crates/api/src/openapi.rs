@@ -88,6 +88,7 @@ pub fn document() -> Document {
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
+    one_person_form(&mut doc);
     describe_idempotency_keys(&mut doc);
     add_claim_examples(&mut doc);
     let missed = add_value_sets(&mut doc);
@@ -1115,6 +1116,46 @@ fn close_request_schemas(doc: &mut Document) {
             }
         }
     }
+}
+
+/// A person is named in exactly one of three forms (`read_person`); the object's members alone
+/// would let a validator or a generated client accept none, or two at once. A member sent as
+/// `null` counts as not sent, as the service reads it. utoipa's `Object` has no `oneOf`, so the
+/// constraint rides in its flattened extensions, which serialise beside its members.
+fn one_person_form(doc: &mut Document) {
+    let Some(RefOr::T(Schema::Object(selector))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("PersonSelector"))
+    else {
+        return;
+    };
+    let form = |title: &str, sent: &[(&str, &str)]| {
+        let properties: serde_json::Map<String, Value> = ["id", "national_id", "organization", "member_number"]
+            .into_iter()
+            .map(|member| {
+                let kind = sent
+                    .iter()
+                    .find(|(name, _)| *name == member)
+                    .map_or("null", |(_, kind)| kind);
+                (member.to_owned(), json!({"type": kind}))
+            })
+            .collect();
+        let required: Vec<&str> = sent.iter().map(|(name, _)| *name).collect();
+        json!({"title": title, "required": required, "properties": properties})
+    };
+    let forms = json!([
+        form("by id", &[("id", "string")]),
+        form("by national id", &[("national_id", "object")]),
+        form(
+            "by member number",
+            &[("organization", "string"), ("member_number", "string")]
+        ),
+    ]);
+    selector
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("oneOf".to_owned(), forms);
 }
 
 fn hoist_nullable_ref_descriptions(doc: &mut Document) {
