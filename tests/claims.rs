@@ -1257,6 +1257,97 @@ async fn a_rejected_claims_reasons_follow_what_its_submitter_may_see(backend: Ba
     assert_eq!(codes(&forwarded), ["SUSPENDED"]);
 }
 
+/// A scheme forwarding a claim learns nothing it could not read: a person named by another
+/// mutuelle's member number is unknown to it (404, or the body's own faults alone), even one it
+/// covers, and a day before its coverages begin is `before_coverage` whether or not a mutuelle's
+/// coverage it cannot see began earlier.
+async fn a_forwarded_claim_reveals_nothing_the_scheme_cannot_read(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let inam = app.token("tg-inam", "registry:read registry:write claims:submit claims:read");
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let by = |person: Value, date: &str, lines: &Value| {
+        let mut body = claim("FWD", "", date, lines.clone());
+        body["beneficiary"] = person;
+        body
+    };
+    let bad_lines = json!([{"code": "CONS", "category": "magic", "quantity": 1, "unit_price_xof": 1000}]);
+    // INAM covers the principal, whom mut-a numbers TSV-0001.
+    let theirs = json!({"organization": "mut-a", "member_number": "TSV-0001"});
+    let nobody = json!({"organization": "mut-a", "member_number": "TSV-9999"});
+    for (n, person) in [&theirs, &nobody].into_iter().enumerate() {
+        let reply = submit(
+            app,
+            &inam,
+            &format!("mn-{n}"),
+            &by(person.clone(), "2026-03-01", &lines),
+        )
+        .await;
+        reply.problem(404, "not_found");
+    }
+    let known = submit(app, &inam, "mn-2", &by(theirs.clone(), "2000-01-01", &bad_lines)).await;
+    let unknown = submit(app, &inam, "mn-3", &by(nobody.clone(), "2000-01-01", &bad_lines)).await;
+    assert_eq!(
+        known.field_codes(),
+        [("/lines/0/category".to_owned(), "unknown_value".to_owned())]
+    );
+    assert_eq!(known.field_codes(), unknown.field_codes());
+    let own = json!({"organization": "tg-inam", "member_number": "INAM-1"});
+    let reply = submit(app, &inam, "mn-4", &by(own, "2026-03-01", &lines)).await;
+    assert_eq!(
+        reply.status.as_u16(),
+        201,
+        "its own numbers name its affiliate: {}",
+        reply.text
+    );
+
+    // A second household of mut-a's from 2026-01-01, affiliated to INAM from 2026-06-01.
+    let other = register(app, "mut-a", "k2", &household(&s.product, "TSV-0002", "223456789012")).await;
+    assert_eq!(other.status.as_u16(), 201, "{}", other.text);
+    let person = other.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = app.create_base_product(&inam).await;
+    let affiliation = json!({"product": base, "member_number": "INAM-2", "start_date": "2026-06-01",
+        "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "223456789012"}, "family_name": "Agbéko",
+                        "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"}});
+    let affiliated = app.post("/v1/coverages", &inam, &affiliation).await;
+    assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
+    // Before mut-a's coverage, and between its start and INAM's: the same answer to INAM, which
+    // names the day INAM's own coverage begins.
+    let before_both = submit(app, &inam, "bc-1", &claim("BC-1", &person, "2025-12-31", lines.clone())).await;
+    let before_inams = submit(app, &inam, "bc-2", &claim("BC-2", &person, "2026-03-01", lines.clone())).await;
+    before_both.problem(422, "validation_failed");
+    assert_eq!(
+        before_both.field_codes(),
+        [("/service_date".to_owned(), "before_coverage".to_owned())]
+    );
+    assert_eq!(
+        before_both.json["errors"], before_inams.json["errors"],
+        "{}",
+        before_inams.text
+    );
+    assert!(before_both.text.contains("2026-06-01"), "{}", before_both.text);
+    // The provider, who sees every coverage, is told of mut-a's.
+    let at_the_desk = submit(
+        app,
+        &provider(app),
+        "bc-3",
+        &claim("BC-3", &person, "2025-12-31", lines.clone()),
+    )
+    .await;
+    assert!(at_the_desk.text.contains("2026-01-01"), "{}", at_the_desk.text);
+    let priced = submit(
+        app,
+        &provider(app),
+        "bc-4",
+        &claim("BC-4", &person, "2026-03-01", lines.clone()),
+    )
+    .await;
+    assert_eq!(priced.status.as_u16(), 201, "{}", priced.text);
+}
+
 /// Lists of claims, for each kind of caller and each filter, paged two at a time, answer exactly
 /// the claims the caller takes part in (as provider, submitter, base payer or mutuelle) that the
 /// filter names, each once, in id order.
@@ -1373,6 +1464,7 @@ on_both_databases!(
     claim_lists_answer_what_each_filter_names,
     every_fault_of_a_claim_is_listed_at_once,
     a_rejected_claims_reasons_follow_what_its_submitter_may_see,
+    a_forwarded_claim_reveals_nothing_the_scheme_cannot_read,
     a_duplicate_external_id_is_named,
     the_list_names_the_states_it_takes,
     a_reason_of_several_coverages_is_listed_once,

@@ -363,7 +363,7 @@ pub struct ClaimWrite {
     /// As for eligibility: `{id}`, `{national_id}` or `{organization, member_number}`.
     pub beneficiary: super::eligibility::PersonSelector,
     /// Not after today, nor before the person's coverages begin (422 `in_future`,
-    /// `before_coverage`).
+    /// `before_coverage`; for a scheme, the coverages a check lists to it).
     pub service_date: NaiveDate,
     /// `health_post`, `health_center`, `hospital` or `university_hospital`: where the care was
     /// given.
@@ -866,7 +866,8 @@ fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
 /// Submit a claim (a provider for itself, or a scheme forwarding one; `Idempotency-Key` required).
 ///
 /// Providers and schemes with `claims:submit` (403 for other kinds); 428 without
-/// `Idempotency-Key`. A scheme forwards claims of its own affiliates only (404 for others). The
+/// `Idempotency-Key`. A scheme forwards claims of its own affiliates only, named by its own
+/// member numbers if by any (404 otherwise, as for an unknown person). The
 /// claim is priced at once by coordination of benefits (API.md §6) with the coverages eligible
 /// on `service_date` that pay at least one of its lines (a coverage whose product excludes, or
 /// does not cover, every line's category at this care level is passed over, as is one whose
@@ -970,7 +971,7 @@ pub(crate) async fn check(
             .store
             .eligibility_facts(person, service_date, true)
             .await?
-            .filter(|facts| visible_person(caller, facts)),
+            .filter(|facts| super::eligibility::may_check(caller, person, facts)),
         _ => None,
     };
     let Some(facts) = facts else {
@@ -1038,18 +1039,8 @@ async fn provider_fault(state: &AppState, caller: &Caller, provider: &str) -> Re
     })
 }
 
-/// Whether the caller may submit a claim about this person: a provider for anyone, a scheme
-/// for its own affiliates only.
-fn visible_person(caller: &Caller, facts: &passerelle_domain::ports::EligibilityFacts) -> bool {
-    caller.kind != OrgKind::Scheme
-        || facts
-            .coverages
-            .iter()
-            .any(|c| c.coverage.organization == caller.org.as_str())
-}
-
-/// The faults the person's facts reveal: a day of care before their coverages begin
-/// (`before_coverage`), and, with `care` (a claim otherwise priceable) and a `base_adjudication`
+/// The faults the person's facts reveal: a day of care before the coverages the caller may see
+/// begin (`before_coverage`), and, with `care` (a claim otherwise priceable) and a `base_adjudication`
 /// (`judge_base`), a caller that is not their eligible base payer (`not_base_payer`).
 fn fact_faults(
     caller: &Caller,
@@ -1058,28 +1049,21 @@ fn fact_faults(
     care: Option<&Care<'_>>,
     judge_base: bool,
 ) -> Vec<FieldError> {
-    if let Some(first) = facts.coverages.iter().min_by_key(|c| c.coverage.start_date) {
-        let first_start = first.coverage.start_date;
-        if service_date < first_start {
-            // The day is named only when the caller may see that coverage: a scheme is not told
-            // when another mutuelle's coverage began.
-            let c = &first.coverage;
-            let seen = matches!(caller.kind, OrgKind::Provider | OrgKind::Operator | OrgKind::Auditor)
-                || c.organization == caller.org.as_str()
-                || c.layer == passerelle_domain::product::Layer::Base;
-            let (en, fr) = if seen {
-                (
-                    format!("is before the person's coverages begin ({first_start})"),
-                    format!("précède le début des couvertures de la personne ({first_start})"),
-                )
-            } else {
-                (
-                    "is before the person's coverages begin".to_owned(),
-                    "précède le début des couvertures de la personne".to_owned(),
-                )
-            };
-            return vec![FieldError::new("/service_date", "before_coverage", en, fr)];
-        }
+    // Judged on the coverages the caller may see, as a check lists them: a scheme is not told,
+    // by this fault or its absence, that another mutuelle's coverage began earlier, nor when.
+    let first_start = facts
+        .coverages
+        .iter()
+        .filter(|c| super::eligibility::shows(caller, &c.coverage))
+        .map(|c| c.coverage.start_date)
+        .min();
+    if let Some(first_start) = first_start.filter(|start| service_date < *start) {
+        return vec![FieldError::new(
+            "/service_date",
+            "before_coverage",
+            format!("is before the person's coverages begin ({first_start})"),
+            format!("précède le début des couvertures de la personne ({first_start})"),
+        )];
     }
     match care {
         Some(care)
@@ -1141,7 +1125,7 @@ async fn route(
             .store
             .eligibility_facts(&parsed.person, parsed.service_date, true)
             .await?
-            .filter(|facts| visible_person(caller, facts))
+            .filter(|facts| super::eligibility::may_check(caller, &parsed.person, facts))
             .ok_or(ApiError::NotFound)?,
     };
     let care = Care {

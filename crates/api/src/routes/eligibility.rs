@@ -372,7 +372,8 @@ pub(crate) fn shows(caller: &Caller, coverage: &Coverage) -> bool {
 /// Providers check anyone at their front desk; mutuelles and schemes only the people they cover,
 /// and by member number only under their own numbers: another organisation's numbering is its
 /// own business (asking `mut-b`'s numbers in turn would list which of one's members it holds).
-fn may_check(caller: &Caller, person: &PersonKey, facts: &EligibilityFacts) -> bool {
+/// A claim a scheme forwards is held to the same rule.
+pub(crate) fn may_check(caller: &Caller, person: &PersonKey, facts: &EligibilityFacts) -> bool {
     if caller.kind == OrgKind::Provider {
         return true;
     }
