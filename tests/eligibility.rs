@@ -678,6 +678,68 @@ async fn until_follows_a_later_version(backend: Backend) {
     }
 }
 
+/// Arrears carry no day of their own (a payment ends them), but a later version whose longer
+/// grace reaches back over the service date ends them the day it takes effect, and the check of
+/// that day agrees.
+async fn arrears_end_with_a_later_versions_longer_grace(backend: Backend) {
+    // Paid through June, 30 days' grace: in arrears from 2026-07-31.
+    let s = setup(backend, "2026-06-30").await;
+    let app = &s.app;
+    let token = writer(app, "mut-a");
+    let coverage = app
+        .get(&format!("/v1/coverages/{}", s.principal_coverage), &token)
+        .await;
+    let product_path = format!("/v1/products/{}", coverage.json["product"].as_str().unwrap());
+    let on = |day: &str| {
+        json!({"beneficiary": {"id": s.principal}, "service_date": day, "care_level": "health_center",
+               "category": "consultation"})
+    };
+    let reasons = |reply: &Reply| reply.json["coverages"][0]["reasons"].clone();
+    let before = check(app, &provider(app), on("2026-09-15")).await;
+    assert_eq!(
+        before.json["coverages"][0]["reasons"].as_array().unwrap().len(),
+        1,
+        "{}",
+        before.text
+    );
+    assert_eq!(
+        before.json["coverages"][0]["reasons"][0]["code"],
+        "CONTRIBUTIONS_IN_ARREARS"
+    );
+    assert!(
+        before.json["coverages"][0]["reasons"][0].get("until").is_none(),
+        "{}",
+        before.text
+    );
+    let mut v2 = crate::products::family_plan("2026-10-01");
+    v2["grace_period_days"] = json!(365);
+    let put = app
+        .send(
+            app.request(reqwest::Method::PUT, &product_path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(&v2),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    let after = check(app, &provider(app), on("2026-09-15")).await;
+    assert_eq!(reasons(&after)[0]["code"], "CONTRIBUTIONS_IN_ARREARS", "{}", after.text);
+    assert_eq!(reasons(&after)[0]["until"], "2026-10-01", "{}", after.text);
+    let that_day = check(app, &provider(app), on("2026-10-01")).await;
+    assert_eq!(that_day.json["eligible"], true, "{}", that_day.text);
+    // A claim refused for the earlier day names the same end.
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
+    let claimed = crate::claims::submit(
+        app,
+        &crate::claims::provider(app),
+        "c1",
+        &crate::claims::claim("EXT-1", &s.principal, "2026-09-15", lines),
+    )
+    .await;
+    assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+    assert_eq!(claimed.json["reasons"], reasons(&after), "{}", claimed.text);
+}
+
 /// A child who passes the age limit (21) before the waiting period is over never reaches its
 /// end: no day is named, in a check or a claim's refusal. A sibling a few days younger does.
 async fn until_is_never_past_a_childs_age_limit(backend: Backend) {
@@ -727,6 +789,7 @@ on_both_databases!(
     until_is_never_past_a_childs_age_limit,
     a_child_is_covered_from_its_birth,
     until_follows_a_later_version,
+    arrears_end_with_a_later_versions_longer_grace,
     a_check_uses_the_version_in_force_on_the_service_date,
     a_nul_character_is_refused_and_fails_no_one_else,
     simultaneous_checks_each_get_their_own_answer,

@@ -479,9 +479,11 @@ fn evaluate_days(input: &EligibilityInput<'_>) -> CoverageEligibility {
 }
 
 /// The reasons whose end the product's versions decide: a later version may shorten the waiting
-/// period, raise or lift the ceiling, or cover a care the one in force does not.
-const TIMED_BY_VERSIONS: [ReasonCode; 4] = [
+/// period, lengthen the grace after the contributions paid, raise or lift the ceiling, or cover a
+/// care the one in force does not. Arrears otherwise end with a payment, which no day foretells.
+const TIMED_BY_VERSIONS: [ReasonCode; 5] = [
     ReasonCode::WaitingPeriod,
+    ReasonCode::ContributionsInArrears,
     ReasonCode::NotCovered,
     ReasonCode::ExcludedCategory,
     ReasonCode::CeilingExhausted,
@@ -489,8 +491,8 @@ const TIMED_BY_VERSIONS: [ReasonCode; 4] = [
 
 /// `evaluate`, knowing also the product's versions that take effect after the service date
 /// (`later`, in any order; a version starting on or before the service date is ignored, since
-/// `input.product` is the one in force then). The `until` of WAITING_PERIOD, NOT_COVERED,
-/// EXCLUDED_CATEGORY and CEILING_EXHAUSTED becomes the first day after the service date on which
+/// `input.product` is the one in force then). The `until` of WAITING_PERIOD,
+/// CONTRIBUTIONS_IN_ARREARS, NOT_COVERED, EXCLUDED_CATEGORY and CEILING_EXHAUSTED becomes the first day after the service date on which
 /// the reason no longer holds under the version in force that day, the usage of the service
 /// date's plan year counting until its end (nothing is used yet in a later plan year), and
 /// `None` when no version ends it. Every `until` is left out on a day the coverage never
@@ -1241,6 +1243,34 @@ mod tests {
         v2.version = 2;
         change(&mut v2);
         v2
+    }
+
+    /// Arrears end with a payment, which no day foretells, or with a later version whose longer
+    /// grace reaches the service date: then on the first day that version is in force.
+    #[test]
+    fn a_longer_grace_in_a_later_version_ends_the_arrears_when_it_starts() {
+        let (v1, mut c) = (
+            tg_complementary(),
+            coverage(Layer::Complementary, Relationship::Principal),
+        );
+        c.paid_through = Some(d("2026-06-30"));
+        // Paid through June, 30 days' grace: in arrears from 2026-07-31.
+        let i = input(&c, &v1, "2026-09-15");
+        assert_eq!(codes(&evaluate(&i)), [("CONTRIBUTIONS_IN_ARREARS", None)]);
+        let until = |v2: ProductVersion| codes(&evaluate_with_later_versions(&i, &[v2]));
+        let a_year = successor("2026-10-01", |v| v.grace_period_days = 365);
+        assert_eq!(until(a_year), [("CONTRIBUTIONS_IN_ARREARS", Some(d("2026-10-01")))]);
+        // 60 days reach 2026-08-29 only: still in arrears on 2026-10-01 and after.
+        let too_short = successor("2026-10-01", |v| v.grace_period_days = 60);
+        assert_eq!(until(too_short), [("CONTRIBUTIONS_IN_ARREARS", None)]);
+        // Nothing paid at all: no grace ends that.
+        c.paid_through = None;
+        let i = input(&c, &v1, "2026-09-15");
+        let a_year = successor("2026-10-01", |v| v.grace_period_days = 365);
+        assert_eq!(
+            codes(&evaluate_with_later_versions(&i, &[a_year])),
+            [("CONTRIBUTIONS_IN_ARREARS", None)]
+        );
     }
 
     #[test]
