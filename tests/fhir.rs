@@ -698,6 +698,16 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
 
     // Once the base scheme has paid, its share is a benefit.
     let inam = app.token("tg-inam", "claims:submit claims:read");
+    // A scheme names its affiliate by its own member numbers only, as in a check: mut-a's
+    // number is no one to it.
+    let mut probe = fhir_claim(
+        "EXT-F9",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 1000)]),
+    );
+    probe["patient"] = json!({"identifier": {"system": "urn:passerelle:member-number:mut-a", "value": "TSV-0001"}});
+    let refused = fhir_post(app, "/fhir/r4/Claim", &inam, Some("f9"), &probe).await;
+    assert_eq!(refused.status.as_u16(), 404, "{}", refused.text);
     let paid = app
         .post(
             &format!("/v1/claims/{id}/base-adjudication"),
