@@ -85,6 +85,56 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
     assert_eq!(app.audited().await, events);
 }
 
+/// A body of thousands of made-up members, or of hundreds of faults, is answered with the first
+/// faults and a last `too_many_errors` counting the rest: an answer a client can read, not
+/// megabytes built from a small body.
+async fn too_many_faults_are_counted_not_listed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let op = app.operator();
+    let mut body = serde_json::Map::new();
+    for i in 0..5_000 {
+        body.insert(format!("k{i:04}"), json!(0));
+    }
+    body.insert("id".into(), json!("mut-x"));
+    body.insert("kind".into(), json!("mutuelle"));
+    body.insert("country".into(), json!("TG"));
+    body.insert("name".into(), json!("X"));
+    let r = app.post("/v1/organizations", &op, &json!(body)).await;
+    r.problem(422, "validation_failed");
+    let codes = r.field_codes();
+    assert_eq!(codes.len(), 21, "{}", r.text);
+    assert_eq!(codes[0], ("/k0000".to_owned(), "unknown_field".to_owned()));
+    assert_eq!(codes[20], (String::new(), "too_many_errors".to_owned()));
+    assert!(
+        r.json["errors"][20]["message"].as_str().unwrap().starts_with("4980 "),
+        "{}",
+        r.text
+    );
+    assert!(r.text.len() < 8_000, "{} bytes", r.text.len());
+    // Many faults, each its own: the first hundred, then how many more.
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let rules: Vec<serde_json::Value> = (0..90)
+        .map(|_| json!({"care_level": "clinic", "rate_bp": 20_000}))
+        .collect();
+    let product = json!({"layer": "complementary", "name": "P", "rules": rules, "waiting_period_days": 0,
+                         "grace_period_days": 0, "effective_from": "2026-01-01"});
+    let r = app
+        .post("/v1/products", &app.token("mut-a", "registry:write"), &product)
+        .await;
+    r.problem(422, "validation_failed");
+    let codes = r.field_codes();
+    assert_eq!(codes.len(), 101, "{}", r.text);
+    assert!(codes[99].0.starts_with("/rules/49/"), "{codes:?}");
+    assert_eq!(codes[100], (String::new(), "too_many_errors".to_owned()));
+    assert!(
+        r.json["errors"][100]["message"].as_str().unwrap().starts_with("80 "),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.count("organizations").await, 2, "nothing written but mut-a");
+    assert_eq!(app.count("products").await, 0);
+}
+
 async fn messages_follow_accept_language(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let body = json!({"id": "Bad", "kind": "mutuelle", "country": "TG", "name": "x"});
@@ -163,6 +213,7 @@ async fn a_path_that_is_not_utf8_is_404(backend: Backend) {
 }
 
 on_both_databases!(
+    too_many_faults_are_counted_not_listed,
     a_path_that_is_not_utf8_is_404,
     malformed_requests_get_problems_and_change_nothing,
     messages_follow_accept_language,

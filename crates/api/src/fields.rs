@@ -191,15 +191,8 @@ impl<'a> Fields<'a> {
             .filter(|k| !self.known.contains(&k.as_str()))
             .collect();
         unknown.sort();
-        for name in unknown {
-            let p = self.pointer(name);
-            self.errors.push(FieldError::new(
-                p,
-                "unknown_field",
-                "is not a field of this resource",
-                "n'est pas un champ de cette ressource",
-            ));
-        }
+        let errors = FieldError::unknown_fields(&self.prefix, &unknown, |name| self.pointer(name));
+        self.errors.extend(errors);
         self.errors
     }
 }

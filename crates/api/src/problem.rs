@@ -131,6 +131,10 @@ pub struct ProblemField {
     pub message: String,
 }
 
+/// Most faults a problem lists; a last one (`too_many_errors`, at the whole body) says how many
+/// more there are.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request")]
@@ -343,6 +347,10 @@ impl ApiError {
                     format!("Envoyez le corps en {}.", expected.replace(" or ", " ou ")),
                 ),
             ),
+            ApiError::Validation(errors) if errors.len() > MAX_LISTED_ERRORS + 1 || errors.iter().any(|e| e.code == "too_many_errors") => (
+                ("Invalid request", "The request has too many errors to list them all: correct those listed first.".into()),
+                ("Requête invalide", "La requête contient trop d'erreurs pour les lister toutes : corrigez d'abord celles qui sont listées.".into()),
+            ),
             ApiError::Validation(errors) => (
                 ("Invalid request", format!("The request has {} error(s).", errors.len())),
                 ("Requête invalide", format!("La requête contient {} erreur(s).", errors.len())),
@@ -408,17 +416,22 @@ impl ApiError {
             Lang::En => (title_en, detail_en),
             Lang::Fr => (title_fr, detail_fr),
         };
+        let field = |e: &FieldError| ProblemField {
+            field: e.field.clone(),
+            code: e.code.clone(),
+            message: ctx.lang.pick(&e.en, &e.fr).to_owned(),
+        };
         let errors = match self {
-            ApiError::Validation(errors) | ApiError::Conflict { errors, .. } if !errors.is_empty() => Some(
-                errors
-                    .iter()
-                    .map(|e| ProblemField {
-                        field: e.field.clone(),
-                        code: e.code.clone(),
-                        message: ctx.lang.pick(&e.en, &e.fr).to_owned(),
-                    })
-                    .collect(),
-            ),
+            // The first ones and how many more: an answer a client can read, not megabytes.
+            ApiError::Validation(errors) | ApiError::Conflict { errors, .. }
+                if errors.len() > MAX_LISTED_ERRORS + 1 =>
+            {
+                let more = FieldError::too_many("", errors.len() - MAX_LISTED_ERRORS, false);
+                Some(errors[..MAX_LISTED_ERRORS].iter().chain([&more]).map(field).collect())
+            }
+            ApiError::Validation(errors) | ApiError::Conflict { errors, .. } if !errors.is_empty() => {
+                Some(errors.iter().map(field).collect())
+            }
             _ => None,
         };
         Problem {

@@ -60,6 +60,9 @@ pub const MAX_CELL_LINE_BREAKS: usize = 50;
 /// request limit would.
 pub const MAX_NDJSON_LINE_BYTES: usize = 1 << 20;
 
+/// Most row errors one household reports; a last one (`too_many_errors`) says how many more.
+pub const MAX_ERRORS_PER_HOUSEHOLD: usize = 100;
+
 /// One problem in a bulk file: `row` as a spreadsheet shows it (header = 1) or the JSON line
 /// number; `field` the CSV column name (empty for the whole row) or a JSON Pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +199,7 @@ impl HouseholdRows {
             errors: {
                 let mut errors: Vec<RowError> = errors.iter().map(|e| self.row_error(e)).collect();
                 errors.sort_by_key(|e| e.row);
-                errors
+                bounded(errors, &self.household)
             },
             unchecked: None,
         }
@@ -287,13 +290,32 @@ impl HouseholdRows {
     }
 }
 
+/// A household's first [`MAX_ERRORS_PER_HOUSEHOLD`] errors (in the order given) and one more,
+/// `too_many_errors` on the last row listed, saying how many are not: a household of a hundred
+/// dependants with made-up members reports what to fix first, and a file of such lines is never
+/// all held in memory.
+pub fn bounded(mut errors: Vec<RowError>, household: &str) -> Vec<RowError> {
+    if errors.len() > MAX_ERRORS_PER_HOUSEHOLD + 1 {
+        let more = errors.len() - MAX_ERRORS_PER_HOUSEHOLD;
+        errors.truncate(MAX_ERRORS_PER_HOUSEHOLD);
+        let row = errors.last().map_or(0, |e| e.row);
+        errors.push(RowError::from_field_error(
+            row,
+            household,
+            String::new(),
+            &FieldError::too_many("", more, false),
+        ));
+    }
+    errors
+}
+
 impl HouseholdFailure {
     pub fn new(household: String, first_row: u64, rows: u64, errors: Vec<RowError>) -> Self {
         HouseholdFailure {
+            errors: bounded(errors, &household),
             household,
             first_row,
             rows,
-            errors,
             unchecked: None,
         }
     }
@@ -327,6 +349,7 @@ impl HouseholdFailure {
             }
         }
         self.errors.sort_by_key(|e| e.row);
+        self.errors = bounded(std::mem::take(&mut self.errors), &self.household);
         self
     }
 }

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most members one object may name that it does not know ([`FieldError::unknown_fields`]).
+pub const MAX_UNKNOWN_FIELDS_NAMED: usize = 20;
+
 /// One rule a request broke, at a JSON Pointer into that request, with its message in both
 /// languages the API speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +23,52 @@ impl FieldError {
             en: en.into(),
             fr: fr.into(),
         }
+    }
+
+    /// The fault that stands for `more` faults not listed (`at_least`: more may be found once
+    /// those are corrected), at `at`, the object they were found in.
+    pub fn too_many(at: impl Into<String>, more: usize, at_least: bool) -> Self {
+        let (en, fr) = if at_least {
+            (
+                format!("at least {more} more faults"),
+                format!("au moins {more} autres erreurs"),
+            )
+        } else {
+            (format!("{more} more faults"), format!("{more} autres erreurs"))
+        };
+        FieldError::new(
+            at,
+            "too_many_errors",
+            format!("{en}, not listed: correct these first"),
+            format!("{fr}, non listées : corrigez d'abord celles-ci"),
+        )
+    }
+
+    /// `unknown_field` at the pointer of each of `names` (in the order given) the first
+    /// [`MAX_UNKNOWN_FIELDS_NAMED`] of them; the rest are counted in one `too_many_errors` at
+    /// `object`, the object's own pointer. A body of a hundred thousand made-up members is
+    /// answered in a few lines, and its faults are never all held in memory.
+    pub fn unknown_fields(object: &str, names: &[&String], pointer: impl Fn(&str) -> String) -> Vec<Self> {
+        let mut errors: Vec<Self> = names
+            .iter()
+            .take(MAX_UNKNOWN_FIELDS_NAMED)
+            .map(|name| {
+                FieldError::new(
+                    pointer(name),
+                    "unknown_field",
+                    "is not a field of this resource",
+                    "n'est pas un champ de cette ressource",
+                )
+            })
+            .collect();
+        if names.len() > MAX_UNKNOWN_FIELDS_NAMED {
+            errors.push(FieldError::too_many(
+                object,
+                names.len() - MAX_UNKNOWN_FIELDS_NAMED,
+                false,
+            ));
+        }
+        errors
     }
 
     pub fn required(field: impl Into<String>) -> Self {

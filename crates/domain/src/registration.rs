@@ -662,15 +662,8 @@ impl<'a, 'e> Reader<'a, 'e> {
             .filter(|k| !self.known.contains(&k.as_str()))
             .collect();
         unknown.sort();
-        for name in unknown {
-            let p = self.pointer(name);
-            self.errors.push(FieldError::new(
-                p,
-                "unknown_field",
-                "is not a field of this resource",
-                "n'est pas un champ de cette ressource",
-            ));
-        }
+        let errors = FieldError::unknown_fields(&self.prefix, &unknown, |name| self.pointer(name));
+        self.errors.extend(errors);
     }
 }
 

@@ -40,6 +40,11 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Households parsed ahead of the registering task.
 const CHANNEL_HOUSEHOLDS: usize = 512;
 
+/// Row errors held before they are reported, whatever the time: a file that is wrong on every row
+/// is read faster than a second's errors fit in memory (a million rows of eight errors held
+/// half a gigabyte).
+const ERRORS_BEFORE_A_REPORT: usize = 5_000;
+
 /// Follows a job as it goes: `passerelle import` draws its progress bar and writes every error
 /// to its CSV file; the server's runner needs nothing.
 pub trait Observer: Send {
@@ -240,8 +245,9 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
             }
             Some(Parsed::Household(item)) => {
                 run.take(*item).await;
-                let due =
-                    run.group.len() >= group_households(state.backend) || run.last_report.elapsed() >= REPORT_EVERY;
+                let due = run.group.len() >= group_households(state.backend)
+                    || run.errors.len() >= ERRORS_BEFORE_A_REPORT
+                    || run.last_report.elapsed() >= REPORT_EVERY;
                 if due {
                     match run.flush(observer, None).await {
                         // Everything read so far is written: a clean point to hand the job back.

@@ -19,30 +19,11 @@ use passerelle_domain::error::FieldError;
 pub const PROBLEM_SYSTEM: &str = "urn:passerelle:problem";
 
 /// Most faults an OperationOutcome lists; a last issue (`too_many_errors`) says how many more.
-pub const MAX_ISSUES: usize = 100;
+pub const MAX_ISSUES: usize = crate::problem::MAX_LISTED_ERRORS;
 
 /// The most of a problem document read to rewrite it: far beyond what [`MAX_ISSUES`] faults
 /// take; a larger one is answered with a generic outcome of the same status.
 const READ_LIMIT: usize = 16 << 20;
-
-/// The fault that stands for `more` faults not listed (`at_least`: more may be found once
-/// those are corrected), at `at`, the resource.
-pub fn too_many_errors(at: &str, more: usize, at_least: bool) -> FieldError {
-    let (en, fr) = if at_least {
-        (
-            format!("at least {more} more faults"),
-            format!("au moins {more} autres erreurs"),
-        )
-    } else {
-        (format!("{more} more faults"), format!("{more} autres erreurs"))
-    };
-    FieldError::new(
-        at,
-        "too_many_errors",
-        format!("{en}, not listed: correct these first"),
-        format!("{fr}, non listées : corrigez d'abord celles-ci"),
-    )
-}
 
 /// One thing that went wrong.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -188,7 +169,7 @@ fn outcome(mut problem: ProblemIn, resource: Option<&str>, lang: Lang) -> Operat
     // Faults found before a request is read (a NUL in each of thousands of strings) are not
     // bounded by the reading: the first ones are listed, then how many more.
     if let Some(errors) = problem.errors.as_mut().filter(|e| e.len() > MAX_ISSUES + 1) {
-        let more = too_many_errors("", errors.len() - MAX_ISSUES, false);
+        let more = FieldError::too_many("", errors.len() - MAX_ISSUES, false);
         errors.truncate(MAX_ISSUES);
         errors.push(FieldIn {
             field: more.field,

@@ -8,7 +8,7 @@ use passerelle_domain::error::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::model::{MEMBER_NUMBER_PREFIX, NATIONAL_ID_PREFIX};
-use super::outcome::{too_many_errors, MAX_ISSUES};
+use super::outcome::MAX_ISSUES;
 
 /// A `/v1` body being written from a FHIR resource.
 pub struct Translation {
@@ -221,7 +221,7 @@ impl Translation {
         let beyond = all.len().saturating_sub(MAX_ISSUES);
         if beyond + more > 0 {
             all.truncate(MAX_ISSUES);
-            all.push(too_many_errors(self.resource, beyond + more, more > 0));
+            all.push(FieldError::too_many(self.resource, beyond + more, more > 0));
         }
         all
     }

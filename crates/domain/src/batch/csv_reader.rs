@@ -322,6 +322,43 @@ pub fn check_csv_header<R: Read>(reader: R) -> Result<u8, Vec<FieldError>> {
     read_header(&mut Lines::new(reader)).map(|h| h.delimiter)
 }
 
+/// Most unnamed columns holding a value that a row's `unnamed_column` error names.
+const UNNAMED_COLUMNS_NAMED: usize = 5;
+
+/// The `unnamed_column` error of a row whose cells at `filled` (positions, in order) hold a value
+/// under no name in the header, or `None` when there are none.
+fn unnamed_columns_error(filled: &[usize], line: u64, household: &str) -> Option<RowError> {
+    let letters: Vec<String> = filled
+        .iter()
+        .take(UNNAMED_COLUMNS_NAMED)
+        .map(|&p| column_letter(p))
+        .collect();
+    let (en_more, fr_more) = match filled.len().saturating_sub(UNNAMED_COLUMNS_NAMED) {
+        0 => (String::new(), String::new()),
+        more => (format!(" and {more} more"), format!(" et {more} autres")),
+    };
+    let list = letters.join(", ");
+    match filled.len() {
+        0 => None,
+        1 => Some(RowError::new(
+            line,
+            household,
+            "",
+            "unnamed_column",
+            format!("column {list} holds a value but has no name in the header: name it, or move the value to its column"),
+            format!("la colonne {list} contient une valeur mais n'a pas de nom dans l'en-tête : nommez-la, ou déplacez la valeur dans sa colonne"),
+        )),
+        _ => Some(RowError::new(
+            line,
+            household,
+            "",
+            "unnamed_column",
+            format!("columns {list}{en_more} hold values but have no name in the header: name them, or move the values to their columns"),
+            format!("les colonnes {list}{fr_more} contiennent des valeurs mais n'ont pas de nom dans l'en-tête : nommez-les, ou déplacez les valeurs dans leurs colonnes"),
+        )),
+    }
+}
+
 /// A column's letter as a spreadsheet shows it: 0 is `A`, 25 `Z`, 26 `AA`.
 pub(super) fn column_letter(position: usize) -> String {
     let mut letters = Vec::new();
@@ -697,18 +734,17 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             };
         }
         let mut errors = Vec::new();
-        for &position in &self.header.unnamed {
-            if fields.get(position).is_some_and(|raw| !trim_cell(raw).is_empty()) {
-                let letter = column_letter(position);
-                errors.push(RowError::new(
-                    line,
-                    household,
-                    "",
-                    "unnamed_column",
-                    format!("column {letter} holds a value but has no name in the header: name it, or move the value to its column"),
-                    format!("la colonne {letter} contient une valeur mais n'a pas de nom dans l'en-tête : nommez-la, ou déplacez la valeur dans sa colonne"),
-                ));
-            }
+        // One error a row, naming the first few columns: a header of half a million empty names
+        // must not make half a million errors of each row.
+        let filled: Vec<usize> = self
+            .header
+            .unnamed
+            .iter()
+            .copied()
+            .filter(|&position| fields.get(position).is_some_and(|raw| !trim_cell(raw).is_empty()))
+            .collect();
+        if let Some(error) = unnamed_columns_error(&filled, line, household) {
+            errors.push(error);
         }
         let mut cells: [Option<String>; 14] = Default::default();
         for (column, cell) in cells.iter_mut().enumerate() {
@@ -934,10 +970,10 @@ fn finish(group: Group) -> HouseholdItem {
         Ok(rows)
     } else {
         Err(HouseholdFailure {
+            errors: super::bounded(errors, &household),
             household,
             first_row: group.first_row,
             rows: group.rows,
-            errors,
             unchecked: has_principal.then(|| Box::new(rows)),
         })
     }

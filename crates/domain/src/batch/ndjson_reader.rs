@@ -182,7 +182,7 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
             if read_errors.is_empty() {
                 return Some(Ok(rows));
             }
-            let errors = read_errors.iter().map(|e| rows.row_error(e)).collect();
+            let errors = super::bounded(read_errors.iter().map(|e| rows.row_error(e)).collect(), &household);
             return Some(Err(HouseholdFailure {
                 household,
                 first_row: self.line,

@@ -962,6 +962,63 @@ H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,,,oups\n";
     assert_eq!(letters, ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]);
 }
 
+/// A header of many empty names and rows that fill them: one error a row, naming the first
+/// five columns and how many more, however many there are.
+#[test]
+fn a_row_filling_many_unnamed_columns_is_one_error() {
+    let header = HEADER.replace('\n', &format!("{}\n", ",".repeat(50_000)));
+    let filled = ",x".repeat(50_000);
+    let body = format!("H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,{filled}\n");
+    let items = csv(format!("{header}{body}").as_bytes());
+    let h2 = failure(&items[0]);
+    assert_eq!(codes(&h2.errors), [(2, "", "unnamed_column")]);
+    assert!(
+        h2.errors[0]
+            .message_en
+            .starts_with("columns O, P, Q, R, S and 49995 more hold values"),
+        "{}",
+        h2.errors[0].message_en
+    );
+    assert!(h2.errors[0].message_fr.contains("O, P, Q, R, S et 49995 autres"));
+}
+
+/// A JSON line of sixty thousand made-up members, or of a hundred dependants each wrong thrice,
+/// reports a bounded number of errors, the last saying how many more.
+#[test]
+fn a_line_of_many_faults_reports_the_first_and_a_count() {
+    use crate::error::MAX_UNKNOWN_FIELDS_NAMED;
+    let keys: Vec<String> = (0..60_000).map(|i| format!("\"k{i:06}\": 0")).collect();
+    let line = format!("{{\"member_number\": \"SGU-1\", {}}}\n", keys.join(", "));
+    let items: Vec<_> = NdjsonHouseholds::new(line.as_bytes(), Some("prod-segou".into())).collect();
+    let errors = &failure(&items[0]).errors;
+    let unknown: Vec<&RowError> = errors.iter().filter(|e| e.code == "unknown_field").collect();
+    assert_eq!(unknown.len(), MAX_UNKNOWN_FIELDS_NAMED);
+    assert_eq!(unknown[0].field, "/k000000");
+    let more: Vec<&RowError> = errors.iter().filter(|e| e.code == "too_many_errors").collect();
+    assert_eq!(more.len(), 1, "{errors:?}");
+    assert!(
+        more[0].message_en.starts_with("59980 more faults"),
+        "{}",
+        more[0].message_en
+    );
+    let dependants: Vec<String> = (0..100)
+        .map(|i| format!("{{\"relationship\": \"child\", \"x{i}\": 1, \"y\": 2, \"z\": 3}}"))
+        .collect();
+    let line = format!(
+        "{{\"member_number\": \"SGU-2\", \"dependants\": [{}]}}\n",
+        dependants.join(", ")
+    );
+    let items: Vec<_> = NdjsonHouseholds::new(line.as_bytes(), Some("prod-segou".into())).collect();
+    let errors = &failure(&items[0]).errors;
+    assert_eq!(
+        errors.len(),
+        MAX_ERRORS_PER_HOUSEHOLD + 1,
+        "{:?}",
+        &errors[..errors.len().min(3)]
+    );
+    assert_eq!(errors.last().unwrap().code, "too_many_errors");
+}
+
 /// AutoCorrect capitalises a cell's first letter: codes are read whatever their case.
 #[test]
 fn relationship_and_sex_are_read_whatever_their_case() {
