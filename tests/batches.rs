@@ -1199,6 +1199,47 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
     std::fs::remove_file(&spool).unwrap();
 }
 
+/// The spool folder holds at most `batch_spool_max_bytes`: the uploads waiting for their jobs,
+/// and those being received at their declared length (the largest upload without one). Past it
+/// an upload is 503 with Retry-After 60, nothing created; once the waiting files are read, it
+/// is taken.
+async fn a_full_spool_refuses_uploads_until_jobs_read_them(backend: Backend) {
+    let own_spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
+    let app = TestApp::spawn_with(backend, |c| {
+        c.batch_max_bytes = 2048;
+        c.batch_spool_max_bytes = 4096;
+        c.batch_spool_dir = own_spool.clone();
+    })
+    .await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let plan = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let body = households(3, "TSV");
+    assert!(body.len() < 1000, "{}", body.len());
+    // An upload waiting for its job, as another request left it.
+    std::fs::create_dir_all(&own_spool).unwrap();
+    let waiting = own_spool.join("waiting.upload");
+    std::fs::write(&waiting, vec![b'x'; 3900]).unwrap();
+    let refused = upload(&app, "mut-a", Some("k1"), &query, CSV, body.clone()).await;
+    refused.problem(503, "unavailable");
+    assert_eq!(refused.header("retry-after"), Some("60"));
+    assert_eq!(app.count("registration_batches").await, 0);
+    // Room for what it declares, but not for the largest upload, which a body without a length
+    // may be.
+    std::fs::write(&waiting, vec![b'x'; 2500]).unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(100).map(|c| Ok(c.to_vec())).collect();
+    let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    upload(&app, "mut-a", Some("k2"), &query, CSV, streamed)
+        .await
+        .problem(503, "unavailable");
+    assert_eq!(app.count("registration_batches").await, 0);
+    let job = run(&app, "mut-a", "k3", &query, CSV, body).await;
+    assert_eq!(counts(&job), [6, 3, 0, 0, 0]);
+    std::fs::remove_dir_all(&own_spool).unwrap();
+}
+
 /// The service on a runtime of its own, which the test can kill as a crash would: every task
 /// stops where it is, open transactions roll back.
 struct Doomed {
@@ -1650,6 +1691,7 @@ async fn member_numbers_ignore_case_in_files(backend: Backend) {
 }
 
 on_both_databases!(
+    a_full_spool_refuses_uploads_until_jobs_read_them,
     member_numbers_ignore_case_in_files,
     a_national_id_of_someone_else_fails_its_household,
     a_stopping_replica_hands_its_job_back_and_it_resumes,

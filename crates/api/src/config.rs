@@ -30,6 +30,8 @@ pub struct Config {
     pub jwt_audience: String,
     pub body_limit_bytes: usize,
     pub batch_max_bytes: u64,
+    /// Most bytes the spool folder holds, uploads being received counted at their largest.
+    pub batch_spool_max_bytes: u64,
     /// Where uploads wait for their job; a replica processes the uploads in its own folder.
     pub batch_spool_dir: std::path::PathBuf,
     /// A running job with no progress, or a queued one no replica has seen, for this long is failed.
@@ -122,6 +124,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     ("jwt_audience", Some("passerelle"), "required member of `aud`"),
     ("body_limit_bytes", Some("1048576"), "largest JSON request body"),
     ("batch_max_bytes", Some("104857600"), "largest bulk upload"),
+    (
+        "batch_spool_max_bytes",
+        Some("838860800"),
+        "most bytes the spool folder holds: its uploads waiting for their jobs, and those being received counted at their declared length (or `batch_max_bytes`); an upload past it is 503 with Retry-After 60. At least `batch_max_bytes`",
+    ),
     (
         "batch_spool_dir",
         None,
@@ -398,6 +405,12 @@ impl Config {
             jwt_audience: non_empty("jwt_audience", required("jwt_audience")?)?,
             body_limit_bytes: parse_range("body_limit_bytes", &required("body_limit_bytes")?, 1024, 1 << 30)? as usize,
             batch_max_bytes: parse_range("batch_max_bytes", &required("batch_max_bytes")?, 1024, 1 << 40)?,
+            batch_spool_max_bytes: parse_range(
+                "batch_spool_max_bytes",
+                &required("batch_spool_max_bytes")?,
+                parse_range("batch_max_bytes", &required("batch_max_bytes")?, 1024, 1 << 40)?,
+                1 << 44,
+            )?,
             batch_spool_dir: optional("batch_spool_dir")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("passerelle-batches")),

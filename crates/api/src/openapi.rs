@@ -634,13 +634,15 @@ reads of the audit log only, `audit_log_damaged`: an event was changed outside t
             name: "Unavailable",
             status: "503",
             description: "The database is unreachable, it lost to concurrent writes on PostgreSQL (a deadlock or \
-serialization failure), or a bulk upload could not be written to the spool folder: nothing was changed. Or the \
+serialization failure), or a bulk upload could not be written to the spool folder, or would not fit in it \
+beside the uploads waiting for their jobs (`Retry-After` 60): nothing was changed. Or the \
 request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`), or the database \
 connection broke while the change was committing (`detail` says which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
 repeating an action that takes none. Retry after `Retry-After` seconds",
             errors: vec![
                 ("unavailable", ApiError::Unavailable),
                 ("unavailable_spool", ApiError::SpoolUnavailable),
+                ("unavailable_spool_full", ApiError::SpoolFull),
                 ("unavailable_contended", ApiError::Contended),
                 ("unavailable_timeout", ApiError::TimedOut),
                 ("unavailable_commit_lost", ApiError::Indeterminate),

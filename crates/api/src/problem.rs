@@ -185,6 +185,11 @@ pub enum ApiError {
     /// writable): 503 `unavailable` as for the database, saying what is missing.
     #[error("spool unavailable")]
     SpoolUnavailable,
+    /// A bulk upload refused because the spool folder holds, or the uploads being received may
+    /// still write, as much as `batch_spool_max_bytes` allows: 503 `unavailable`, for a retry
+    /// once jobs have read their files.
+    #[error("spool full")]
+    SpoolFull,
     /// A change rolled back whole after losing to concurrent changes of the same rows more
     /// often than the service retries: 503 `unavailable`, saying so, for a retry soon.
     #[error("contended")]
@@ -255,6 +260,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable
             | ApiError::SpoolUnavailable
+            | ApiError::SpoolFull
             | ApiError::Contended
             | ApiError::TimedOut
             | ApiError::Indeterminate => StatusCode::SERVICE_UNAVAILABLE,
@@ -282,6 +288,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable
             | ApiError::SpoolUnavailable
+            | ApiError::SpoolFull
             | ApiError::Contended
             | ApiError::TimedOut
             | ApiError::Indeterminate => "unavailable",
@@ -392,6 +399,10 @@ impl ApiError {
             ApiError::SpoolUnavailable => (
                 ("Service unavailable", "The service cannot store uploads now (its disk is full or its spool folder cannot be written); nothing was created. Retry later, or tell its operators.".into()),
                 ("Service indisponible", "Le service ne peut pas enregistrer d'envoi pour l'instant (son disque est plein ou son dossier de dépôt n'est pas accessible en écriture) ; rien n'a été créé. Réessayez plus tard, ou prévenez ses exploitants.".into()),
+            ),
+            ApiError::SpoolFull => (
+                ("Service unavailable", "The service holds as many uploads as its spool folder may, waiting for their jobs; nothing was created. Retry in a minute, with the same Idempotency-Key.".into()),
+                ("Service indisponible", "Le service détient autant d'envois que son dossier de dépôt le permet, en attente de leurs tâches ; rien n'a été créé. Réessayez dans une minute, avec la même Idempotency-Key.".into()),
             ),
             ApiError::Internal(_) => (
                 ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
@@ -651,7 +662,12 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             HeaderValue::from_static(crate::extract::MERGE_PATCH),
         );
     }
-    if matches!(
+    if matches!(error, ApiError::SpoolFull) {
+        // Jobs read their files in minutes, not seconds.
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    } else if matches!(
         error,
         ApiError::Unavailable
             | ApiError::SpoolUnavailable

@@ -36,6 +36,8 @@ pub struct Control {
     stopping: std::sync::atomic::AtomicBool,
     /// Held by the dispatcher while it runs a job.
     busy: tokio::sync::Mutex<()>,
+    /// What the uploads being received may still write to the spool folder.
+    pub receiving: super::spool::Reservations,
 }
 
 impl Control {

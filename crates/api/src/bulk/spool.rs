@@ -2,6 +2,7 @@
 //! fingerprint and cut at the size limit: a body is never held whole in memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use futures::StreamExt;
@@ -37,6 +38,70 @@ impl Drop for Spooled {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// The bytes the uploads being received on this replica may still write: each its declared
+/// length, or the largest upload when it declares none.
+#[derive(Default)]
+pub struct Reservations(AtomicU64);
+
+/// One upload's share of [`Reservations`], given back when it is dropped (the upload written and
+/// on disk, or refused).
+pub struct Reserved<'a> {
+    of: &'a Reservations,
+    bytes: u64,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.of.0.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Room for an upload of up to `bytes` in `dir`: what the folder holds (the uploads waiting for
+/// their jobs, and those being written, again) plus what the uploads being received may still
+/// write stays within `budget`, else 503 `SpoolFull`. Counting an upload being written twice
+/// errs on the side of the disk: a full folder evicts a pod, or fails every upload at once.
+pub async fn reserve<'a>(
+    reservations: &'a Reservations,
+    dir: &Path,
+    bytes: u64,
+    budget: u64,
+) -> Result<Reserved<'a>, ApiError> {
+    let held = folder_bytes(dir).await.map_err(io_failure)?;
+    let receiving = reservations.0.fetch_add(bytes, Ordering::AcqRel);
+    let reserved = Reserved {
+        of: reservations,
+        bytes,
+    };
+    if held.saturating_add(receiving).saturating_add(bytes) > budget {
+        tracing::warn!(
+            held,
+            receiving,
+            bytes,
+            budget,
+            "a bulk upload was refused: the spool folder is full"
+        );
+        return Err(ApiError::SpoolFull);
+    }
+    Ok(reserved)
+}
+
+/// The bytes of the files in `dir` (none when it does not exist yet).
+async fn folder_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut total = 0u64;
+    while let Some(entry) = entries.next_entry().await? {
+        // A file removed meanwhile (a job ended) holds nothing.
+        if let Ok(meta) = entry.metadata().await {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    Ok(total)
 }
 
 /// Writes `body` to a new file of `dir`, hashing `prefix` then the body. More than `max_bytes`

@@ -363,9 +363,19 @@ pub async fn upload(
     if declared.is_some_and(|n| n > max_bytes) {
         return Err(ApiError::PayloadTooLarge);
     }
+    let dir = &state.config.batch_spool_dir;
+    let room = spool::reserve(
+        &state.bulk.receiving,
+        dir,
+        declared.unwrap_or(max_bytes),
+        state.config.batch_spool_max_bytes,
+    )
+    .await?;
     // The fingerprint covers the method, path, query and body, as for JSON requests.
     let prefix = format!("POST {uri}\n");
-    let spooled = spool::spool(&state.config.batch_spool_dir, body, max_bytes, prefix.as_bytes()).await?;
+    let spooled = spool::spool(dir, body, max_bytes, prefix.as_bytes()).await?;
+    // On disk now, where the next reservation counts it.
+    drop(room);
     let csv_separator = match format {
         BatchFormat::Csv => Some(check_header(spooled.path().to_path_buf()).await?),
         BatchFormat::Ndjson => None,
