@@ -1150,17 +1150,7 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
 
     // A small bulk limit: over it is 413 and nothing is created, with or without a length.
     // A spool folder of its own: the end of the test makes it unwritable.
-    let own_spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
-    let app = TestApp::spawn_with(backend, |c| {
-        c.batch_max_bytes = 2048;
-        c.batch_spool_dir = own_spool.clone();
-    })
-    .await;
-    app.create_org("mut-a", "mutuelle", "TG").await;
-    let plan = app
-        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
-        .await;
-    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let (app, own_spool, query) = small_spool(backend, 2048, 2048 * 8).await;
     let body = households(40, "TSV");
     assert!(body.len() > 2048);
     upload(&app, "mut-a", Some("k1"), &query, CSV, body.clone())
@@ -1199,15 +1189,14 @@ async fn uploads_have_their_own_size_limit(backend: Backend) {
     std::fs::remove_file(&spool).unwrap();
 }
 
-/// The spool folder holds at most `batch_spool_max_bytes`: the uploads waiting for their jobs,
-/// and those being received at their declared length (the largest upload without one). Past it
-/// an upload is 503 with Retry-After 60, nothing created; once the waiting files are read, it
-/// is taken.
-async fn a_full_spool_refuses_uploads_until_jobs_read_them(backend: Backend) {
+/// A service whose uploads take at most `max_bytes` into a spool folder of its own holding at most
+/// `spool_max_bytes`, with mut-a's family plan: the service, its folder, and the `?product=`
+/// query naming the plan.
+async fn small_spool(backend: Backend, max_bytes: u64, spool_max_bytes: u64) -> (TestApp, std::path::PathBuf, String) {
     let own_spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
     let app = TestApp::spawn_with(backend, |c| {
-        c.batch_max_bytes = 2048;
-        c.batch_spool_max_bytes = 4096;
+        c.batch_max_bytes = max_bytes;
+        c.batch_spool_max_bytes = spool_max_bytes;
         c.batch_spool_dir = own_spool.clone();
     })
     .await;
@@ -1216,6 +1205,15 @@ async fn a_full_spool_refuses_uploads_until_jobs_read_them(backend: Backend) {
         .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
         .await;
     let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    (app, own_spool, query)
+}
+
+/// The spool folder holds at most `batch_spool_max_bytes`: the uploads waiting for their jobs,
+/// and those being received at their declared length (the largest upload without one). Past it
+/// an upload is 503 with Retry-After 60, nothing created; once the waiting files are read, it
+/// is taken.
+async fn a_full_spool_refuses_uploads_until_jobs_read_them(backend: Backend) {
+    let (app, own_spool, query) = small_spool(backend, 2048, 4096).await;
     let body = households(3, "TSV");
     assert!(body.len() < 1000, "{}", body.len());
     // An upload waiting for its job, as another request left it.
