@@ -327,6 +327,10 @@ impl HouseholdFailure {
         let Some(mut rows) = self.unchecked.take() else {
             return self;
         };
+        // Already more than a report lists: those listed are to be corrected first.
+        if self.errors.iter().any(|e| e.code == "too_many_errors") {
+            return self;
+        }
         let draft = std::mem::take(&mut rows.draft);
         let found = match product {
             Some(product) => draft.validate_with(rules, product, today).err().unwrap_or_default(),
