@@ -1348,6 +1348,19 @@ async fn a_forwarded_claim_reveals_nothing_the_scheme_cannot_read(backend: Backe
     assert_eq!(priced.status.as_u16(), 201, "{}", priced.text);
 }
 
+/// mut-a accepts the one line of a claim waiting for it; the claim it answers.
+pub async fn accept_by_mut_a(app: &TestApp, id: &str) -> Value {
+    let decided = app
+        .post(
+            &format!("/v1/claims/{id}/adjudication"),
+            &app.token("mut-a", "claims:adjudicate"),
+            &json!({"lines": [{"line": 1, "decision": "accept"}]}),
+        )
+        .await;
+    assert_eq!(decided.status.as_u16(), 200, "{}", decided.text);
+    decided.json
+}
+
 /// Lists of claims, for each kind of caller and each filter, paged two at a time, answer exactly
 /// the claims the caller takes part in (as provider, submitter, base payer or mutuelle) that the
 /// filter names, each once, in id order.
@@ -1376,14 +1389,7 @@ async fn claim_lists_answer_what_each_filter_names(backend: Backend) {
     }
     // Two claims of before the mark change after it: the spouse's first, adjudicated by mut-a,
     // and the principal's first, cancelled by its provider.
-    let decided = app
-        .post(
-            &format!("/v1/claims/{}/adjudication", ids[1]),
-            &app.token("mut-a", "claims:adjudicate"),
-            &json!({"lines": [{"line": 1, "decision": "accept"}]}),
-        )
-        .await;
-    assert_eq!(decided.status.as_u16(), 200, "{}", decided.text);
+    accept_by_mut_a(app, &ids[1]).await;
     let cancelled = app
         .post(
             &format!("/v1/claims/{}/cancel", ids[0]),
@@ -1460,8 +1466,122 @@ async fn claim_lists_answer_what_each_filter_names(backend: Backend) {
     }
 }
 
+/// Every claim id a list answers, walked page by page.
+async fn list_every_page(app: &TestApp, token: &str, mut query: Vec<(&str, String)>) -> Vec<String> {
+    let mut listed = Vec::new();
+    loop {
+        let page = app
+            .send(app.request(Method::GET, "/v1/claims").query(&query).bearer_auth(token))
+            .await;
+        assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+        for c in page.json["items"].as_array().unwrap() {
+            listed.push(c["id"].as_str().unwrap().to_owned());
+        }
+        let Some(next) = page.json["next_cursor"].as_str() else {
+            return listed;
+        };
+        query.retain(|(name, _)| *name != "cursor");
+        query.push(("cursor", next.to_owned()));
+        assert!(listed.len() <= 20_000, "{query:?}: the pages do not end");
+    }
+}
+
+/// A `since` that more than 10,000 claims changed after is read in id order, as without it, and
+/// a recent one from the claims changed since: both answer exactly the claims changed since, for
+/// every kind of caller and state. 10,000 claims of another provider, copied in the database
+/// between the two instants, make the first one old.
+async fn a_since_far_back_answers_as_a_recent_one(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    app.create_org("cms-z", "provider", "TG").await;
+    let line = json!([{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 1000}]);
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut ids = Vec::new();
+    let mut marks = Vec::new();
+    for i in 0..6 {
+        if i == 3 || i == 4 {
+            pause().await;
+            marks.push(now());
+            pause().await;
+        }
+        let person = if i % 2 == 0 { &s.principal } else { &s.spouse };
+        let reply = submit(
+            app,
+            &provider(app),
+            &format!("w{i}"),
+            &claim(&format!("W-{i}"), person, "2026-06-01", line.clone()),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        ids.push(reply.json["id"].as_str().unwrap().to_owned());
+    }
+    // The spouse's first claim, of before both instants, changes after them.
+    accept_by_mut_a(app, &ids[1]).await;
+    const COPIES: usize = 10_000;
+    let copied = app
+        .db
+        .execute(&format!(
+            "INSERT INTO claims (id, provider, submitter, external_id, beneficiary, service_date, status, \
+             base_payer, routed_to, settlement, version, body, created_at, updated_at) \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {COPIES}) \
+             SELECT 'zz-' || (100000 + i), 'cms-z', 'cms-z', 'copy-' || i, beneficiary, service_date, status, \
+             NULL, NULL, NULL, version, replace(body, id, 'zz-' || (100000 + i)), created_at, updated_at \
+             FROM claims, n WHERE claims.id = '{}'",
+            ids[3]
+        ))
+        .await;
+    assert_eq!(copied, COPIES as u64);
+    let copies: Vec<String> = (1..=COPIES).map(|i| format!("zz-{}", 100_000 + i)).collect();
+    let operator = app.token("operator", "claims:read");
+    let mut claims = Vec::new();
+    for id in &ids {
+        let c = app.get(&format!("/v1/claims/{id}"), &operator).await;
+        assert_eq!(c.status.as_u16(), 200, "{}", c.text);
+        claims.push(c.json);
+    }
+    let copied_status = claims[3]["status"].as_str().unwrap().to_owned();
+    // Changed since the first instant: the three claims after it and the decided one (and the
+    // copies); since the second, the two after it and the decided one.
+    let changed_since = [vec![1, 3, 4, 5], vec![1, 4, 5]];
+    let mut asked = 0;
+    for caller in ["operator", "cms-a", "mut-a", "tg-inam", "cms-z"] {
+        let token = app.token(caller, "claims:read");
+        let everything = caller == "operator";
+        for (m, mark) in marks.iter().enumerate() {
+            for status in std::iter::once(None).chain(CLAIM_STATES.map(Some)) {
+                let mut expected: Vec<String> = changed_since[m]
+                    .iter()
+                    .map(|i| &claims[*i])
+                    .filter(|c| {
+                        let party = ["provider", "submitter", "base_payer", "routed_to"]
+                            .iter()
+                            .any(|role| c[*role] == caller);
+                        (everything || party) && status.is_none_or(|s| c["status"] == s)
+                    })
+                    .map(|c| c["id"].as_str().unwrap().to_owned())
+                    .collect();
+                if m == 0 && (everything || caller == "cms-z") && status.is_none_or(|s| s == copied_status) {
+                    expected.extend(copies.iter().cloned());
+                }
+                expected.sort_unstable();
+                let limit = if expected.len() > 100 { 499 } else { 2 };
+                let mut query = vec![("limit", limit.to_string()), ("since", mark.clone())];
+                if let Some(status) = status {
+                    query.push(("status", status.to_owned()));
+                }
+                let listed = list_every_page(app, &token, query).await;
+                assert_eq!(listed, expected, "{caller}, status {status:?}, since mark {m}");
+                asked += 1;
+            }
+        }
+    }
+    assert_eq!(asked, 70);
+}
+
 on_both_databases!(
     claim_lists_answer_what_each_filter_names,
+    a_since_far_back_answers_as_a_recent_one,
     every_fault_of_a_claim_is_listed_at_once,
     a_rejected_claims_reasons_follow_what_its_submitter_may_see,
     a_forwarded_claim_reveals_nothing_the_scheme_cannot_read,

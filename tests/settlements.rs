@@ -5,7 +5,7 @@ use passerelle_tests::{on_both_databases, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::claims::{claim, provider, setup, submit};
+use crate::claims::{accept_by_mut_a, claim, provider, setup, submit};
 
 /// Three adjudicated claims for the spouse (mutuelle alone, 100 %), returns their ids.
 async fn adjudicated_claims(app: &TestApp, person: &str) -> Vec<String> {
@@ -20,14 +20,7 @@ async fn adjudicated_claims(app: &TestApp, person: &str) -> Vec<String> {
         let created = submit(app, &provider(app), &format!("s-{i}"), &body).await;
         assert_eq!(created.json["status"], "awaiting_complementary", "{}", created.text);
         let id = created.json["id"].as_str().unwrap().to_owned();
-        let decided = app
-            .post(
-                &format!("/v1/claims/{id}/adjudication"),
-                &app.token("mut-a", "claims:adjudicate"),
-                &json!({"lines": [{"line": 1, "decision": "accept"}]}),
-            )
-            .await;
-        assert_eq!(decided.json["status"], "adjudicated", "{}", decided.text);
+        assert_eq!(accept_by_mut_a(app, &id).await["status"], "adjudicated");
         ids.push(id);
     }
     ids

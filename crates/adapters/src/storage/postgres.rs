@@ -41,8 +41,8 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 /// A row read that a concurrent change of it must wait for, and that waits for one.
 const FOR_SHARE: &str = " FOR SHARE";
 
-/// A page of claims changed since an instant: PostgreSQL, planning with the instant's value and
-/// its statistics, reads the index of `updated_at` for a recent one by itself.
+/// A page of claims changed since a recent instant (`claims.rs`): PostgreSQL, planning with the
+/// instant's value and its statistics, reads the index of `updated_at` by itself.
 const CLAIMS_BY_UPDATE: &str = "";
 
 /// Several replicas lease outbox rows without waiting on each other.

@@ -47,9 +47,9 @@ const TIDY_QUEUE: Option<&str> = None;
 const FOR_UPDATE: &str = "";
 const FOR_SHARE: &str = "";
 
-/// A page of claims changed since an instant reads the index of `updated_at`: SQLite, which has
-/// no statistics here, would walk a party's or a state's index instead (0.1–0.2 s at 200,000
-/// claims).
+/// A page of claims changed since a recent instant (`claims.rs`) reads the index of `updated_at`:
+/// SQLite, which has no statistics here, would walk a party's or a state's index instead
+/// (0.1–0.2 s at 200,000 claims).
 const CLAIMS_BY_UPDATE: &str = " INDEXED BY claims_updated";
 
 /// The single writer serialises leases; the lease columns keep two processes apart.
