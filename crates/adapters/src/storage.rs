@@ -19,6 +19,9 @@ pub(crate) type ProductCache =
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// PostgreSQL's SQLSTATE of a lock not granted within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// What every pool shares. sqlx pings each connection before handing it out, by default: a
 /// full extra round trip per statement, for the one statement that follows. Passerelle pings
 /// only connections that sat idle, the ones a database restart or a dropped link may have
@@ -57,6 +60,10 @@ pub struct DatabaseOptions {
     /// Chain nothing: the audit log is read as it stands (`passerelle audit verify`), so a
     /// standby, a read-only role or a restored copy can be checked without being changed.
     pub read_only: bool,
+    /// On PostgreSQL, how long a migration may wait for a lock before it fails, whole (each
+    /// migration is one transaction), to be run again: every request needing the table waits
+    /// behind a migration that waits. `None`: as long as it takes.
+    pub migration_lock_timeout: Option<Duration>,
 }
 
 impl DatabaseOptions {
@@ -68,6 +75,7 @@ impl DatabaseOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             read_only: false,
+            migration_lock_timeout: None,
         }
     }
 }
@@ -82,18 +90,49 @@ pub struct Database {
 
 #[derive(Clone)]
 enum Migrator {
-    Postgres(sqlx::PgPool),
+    Postgres(sqlx::PgPool, Option<Duration>),
     Sqlite(sqlx::SqlitePool),
 }
 
 impl Database {
     /// Applies the embedded migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match &self.migrator {
-            Migrator::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await,
-            Migrator::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite").run(pool).await,
-        };
-        result.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        let failed = |e: sqlx::migrate::MigrateError| StoreError::Unavailable(format!("migration failed: {e}"));
+        match &self.migrator {
+            Migrator::Postgres(pool, None) => sqlx::migrate!("../../migrations/postgres")
+                .run(pool)
+                .await
+                .map_err(failed),
+            Migrator::Postgres(pool, Some(timeout)) => {
+                // A connection of its own, so that no request inherits the timeout.
+                let options = (*pool.connect_options())
+                    .clone()
+                    .options([("lock_timeout", timeout.as_millis().to_string())]);
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+                    .await
+                    .map_err(errors::db_err)?;
+                let result = sqlx::migrate!("../../migrations/postgres").run(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+                result.map_err(|e| match &e {
+                    sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+                    | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _)
+                        if d.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
+                    {
+                        StoreError::Unavailable(format!(
+                            "migration failed: {e}. It waited for a lock longer than {} ms (another transaction \
+                             holds the table, or another migration runs) and wrote nothing: find the long \
+                             transaction in pg_stat_activity and run the migrations again",
+                            timeout.as_millis()
+                        ))
+                    }
+                    _ => failed(e),
+                })
+            }
+            Migrator::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite")
+                .run(pool)
+                .await
+                .map_err(failed),
+        }
     }
 
     /// The embedded migrations the database has not applied, oldest first, as `(version,
@@ -102,7 +141,7 @@ impl Database {
     pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
         const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
         let (embedded, applied) = match &self.migrator {
-            Migrator::Postgres(pool) => (
+            Migrator::Postgres(pool, _) => (
                 sqlx::migrate!("../../migrations/postgres"),
                 sqlx::query_as::<_, (i64,)>(APPLIED).fetch_all(pool).await,
             ),
@@ -132,7 +171,7 @@ impl Database {
 
     pub async fn close(&self) {
         match &self.migrator {
-            Migrator::Postgres(pool) => pool.close().await,
+            Migrator::Postgres(pool, _) => pool.close().await,
             Migrator::Sqlite(pool) => pool.close().await,
         }
     }
@@ -153,7 +192,7 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
     match backend_of(&options.url) {
         Some(Backend::Postgres) => {
             let store = postgres::PgStore::connect(options).await?;
-            let migrator = Migrator::Postgres(store.pool().clone());
+            let migrator = Migrator::Postgres(store.pool().clone(), options.migration_lock_timeout);
             Ok(Database {
                 backend: Backend::Postgres,
                 store: Arc::new(store),
@@ -250,7 +289,7 @@ mod tests {
 
     /// Whether the store's connection to PostgreSQL is encrypted, as the server sees it.
     async fn encrypted(db: &Database) -> bool {
-        let Migrator::Postgres(pool) = &db.migrator else {
+        let Migrator::Postgres(pool, _) = &db.migrator else {
             panic!("not PostgreSQL")
         };
         let (ssl,): (bool,) = sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")

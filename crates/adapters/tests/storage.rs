@@ -732,6 +732,51 @@ async fn read_then_write_waits_for_another_process(backend: Backend) {
     assert_eq!(job.counts.rows_processed, ROUNDS);
 }
 
+/// On PostgreSQL, a migration that waits for a lock longer than its timeout fails whole and says
+/// why, so that claim requests do not queue behind it: migration 29's `DROP INDEX` waits for a
+/// report's open transaction on `claims`. Once that transaction ends, it is run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_waiting_for_a_lock_gives_up_whole() {
+    use sqlx::{Connection, Executor};
+    let h = Harness::new(Backend::Postgres).await;
+    // The database as the previous release left it.
+    h.db.execute(
+        "DELETE FROM _sqlx_migrations WHERE version = 20261205000029; \
+         DROP INDEX claims_by_status, claims_by_provider, claims_by_submitter, claims_by_base_payer, \
+         claims_by_routed_to, claims_by_settlement; \
+         CREATE INDEX claims_settlement ON claims (settlement)",
+    )
+    .await;
+    let built = "SELECT count(*) FROM _sqlx_migrations WHERE version = 20261205000029 \
+                 AND to_regclass('claims_by_status') IS NOT NULL AND to_regclass('claims_settlement') IS NULL";
+    let mut report = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
+    report.execute("BEGIN").await.unwrap();
+    report.execute("SELECT count(*) FROM claims").await.unwrap();
+    let options = DatabaseOptions {
+        migration_lock_timeout: Some(std::time::Duration::from_millis(400)),
+        ..DatabaseOptions::new(&h.db.url)
+    };
+    let database = connect(&options).await.expect("connect");
+    let started = std::time::Instant::now();
+    let failed = database.migrate().await.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(failed.contains("waited for a lock longer than 400 ms"), "{failed}");
+    assert!(failed.contains("20261205000029"), "{failed}");
+    assert_eq!(h.db.scalar(built).await, 0, "the failed attempt wrote nothing");
+    assert_eq!(
+        h.db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE NOT success")
+            .await,
+        0
+    );
+    report.execute("COMMIT").await.unwrap();
+    database.migrate().await.unwrap();
+    assert_eq!(h.db.scalar(built).await, 1);
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {

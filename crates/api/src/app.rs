@@ -47,6 +47,7 @@ async fn connect_with(config: &Config, read_only: bool, replica: bool) -> Result
     options.max_connections = config.database_max_connections;
     options.read_url = config.database_read_url.clone().filter(|_| replica);
     options.read_timeout = config.database_read_timeout;
+    options.migration_lock_timeout = config.migration_lock_timeout;
     passerelle_adapters::connect(&options).await.map_err(|e| {
         let e = e.to_string();
         if e.contains(passerelle_adapters::storage::postgres::REPLICA_UNREACHABLE) {

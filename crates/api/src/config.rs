@@ -19,6 +19,8 @@ pub struct Config {
     /// trailing `/`: FHIR Bundles' links and `fullUrl`s start with it.
     pub public_url: Option<String>,
     pub database_max_connections: u32,
+    /// On PostgreSQL, the longest a migration waits for a lock (`None`: as long as it takes).
+    pub migration_lock_timeout: Option<Duration>,
     pub operator_org: OrgId,
     pub operator_name: String,
     pub operator_country: Country,
@@ -98,6 +100,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "a check's read on the replica taking longer is answered from the primary, and the replica marked down; with a replica, shorter than request_timeout_ms",
     ),
     ("database_max_connections", Some("16"), "connection pool size"),
+    (
+        "migration_lock_timeout_ms",
+        Some("10000"),
+        "on PostgreSQL, a migration waiting longer for a lock fails, writing nothing, to be run again (0: waits as long as it takes)",
+    ),
     (
         "operator_org",
         Some("operator"),
@@ -396,6 +403,15 @@ impl Config {
                 1,
                 1000,
             )? as u32,
+            migration_lock_timeout: match parse_range(
+                "migration_lock_timeout_ms",
+                &required("migration_lock_timeout_ms")?,
+                0,
+                3_600_000,
+            )? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             operator_org,
             operator_name: non_empty("operator_name", required("operator_name")?)?,
             operator_country,
@@ -629,6 +645,16 @@ mod tests {
             "no rate limit unless set"
         );
         assert_eq!(c.database_read_timeout, Duration::from_secs(1));
+        assert_eq!(c.migration_lock_timeout, Some(Duration::from_secs(10)));
+    }
+
+    /// A migration's lock timeout of 0 is none: it waits as long as it takes.
+    #[test]
+    fn a_migration_lock_timeout_of_zero_is_none() {
+        let c = Config::from_sources(None, &env(&[("PASSERELLE_MIGRATION_LOCK_TIMEOUT_MS", "0")])).unwrap();
+        assert_eq!(c.migration_lock_timeout, None);
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_MIGRATION_LOCK_TIMEOUT_MS", "-1")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_MIGRATION_LOCK_TIMEOUT_MS");
     }
 
     /// The read timeout matters only with a replica: a short request timeout alone is valid.
