@@ -9,6 +9,7 @@ mod claims;
 mod conventions;
 mod eligibility;
 mod errors;
+mod examples;
 mod fhir;
 mod organizations;
 mod people;

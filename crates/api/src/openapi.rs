@@ -85,6 +85,7 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
 pub fn document() -> Document {
     let (_, mut doc) = router().split_for_parts();
     add_shared_responses(&mut doc);
+    drop_unused_responses(&mut doc);
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
@@ -443,6 +444,17 @@ impl Modify for SharedResponses {
     }
 }
 
+/// Removes the shared responses no operation refers to (the shared 422 once every operation
+/// answers its own).
+fn drop_unused_responses(doc: &mut Document) {
+    let paths = serde_json::to_string(&doc.paths).unwrap_or_default();
+    if let Some(components) = doc.components.as_mut() {
+        components
+            .responses
+            .retain(|name, _| paths.contains(&format!("\"#/components/responses/{name}\"")));
+    }
+}
+
 /// A problem response shared by many operations.
 struct Shared {
     name: &'static str,
@@ -458,10 +470,21 @@ const FHIR_PREFIX: &str = "Fhir";
 
 impl Shared {
     fn response(&self, fhir: bool) -> Response {
-        let (schema, instance, media_type) = if fhir {
-            ("OperationOutcome", "/fhir/r4/Claim", crate::fhir::FHIR_MEDIA_TYPE)
+        if fhir {
+            self.response_at("/fhir/r4/Claim", None)
         } else {
-            ("Problem", "/v1/organizations", PROBLEM_JSON)
+            self.response_at("/v1/organizations", None)
+        }
+    }
+
+    /// The response at this path, its `validation_failed` example the answer to `request` when
+    /// one is given (the answer of `POST /v1/organizations` in [`validation_example`] otherwise).
+    fn response_at(&self, instance: &str, request: Option<&str>) -> Response {
+        let fhir = instance.starts_with("/fhir/");
+        let (schema, media_type) = if fhir {
+            ("OperationOutcome", crate::fhir::FHIR_MEDIA_TYPE)
+        } else {
+            ("Problem", PROBLEM_JSON)
         };
         let mut content = ContentBuilder::new()
             .schema(Some(Ref::from_schema_name(schema)))
@@ -480,7 +503,11 @@ impl Shared {
                 other => (*name, other.clone()),
             })
             .collect();
-        content.examples = problem_examples(&errors, instance).into_iter().collect();
+        let examples = problem_examples(&errors, instance);
+        content.examples = match request {
+            Some(request) => answers_to(request, examples),
+            None => examples.into_iter().collect(),
+        };
         let mut response = ResponseBuilder::new()
             .description(self.description)
             .content(media_type, content)
@@ -502,6 +529,101 @@ fn validation_example() -> ApiError {
             "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN",
         ),
     ])
+}
+
+/// The examples, those of `validation_failed` saying in their summary the request they answer.
+fn answers_to(
+    request: &str,
+    examples: Vec<(String, RefOr<utoipa::openapi::example::Example>)>,
+) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::example::Example>> {
+    examples
+        .into_iter()
+        .map(|(key, example)| match example {
+            RefOr::T(mut example) if !key.starts_with("idempotency_key_reused") => {
+                example.summary = format!("{}: the answer to {request}", example.summary);
+                (key, RefOr::T(example))
+            }
+            other => (key, other),
+        })
+        .collect()
+}
+
+/// The request that an operation's `validation_failed` example answers (said in its summary),
+/// and the errors the service lists for it, in its order; `None` for `POST /v1/organizations`,
+/// whose answer is the shared example's. The errors of a body's missing members are those of
+/// `{}`; a list's are its `limit`'s, made by the code that reads it. `tests/conventions.rs` sends
+/// each request and compares the answer with the document's.
+fn validation_example_of(method: &str, path: &str) -> Option<(&'static str, ApiError)> {
+    let missing = |members: &[&str]| {
+        ApiError::validation(members.iter().map(|m| FieldError::required(format!("/{m}"))).collect())
+    };
+    const EMPTY: &str = "the body `{}`";
+    Some(match (method, path) {
+        ("get", "/v1/beneficiaries") => (
+            "no `national_id`",
+            ApiError::field(FieldError::required("/query/national_id")),
+        ),
+        ("get", "/v1/settlements/{id}") => (
+            "`?separator=tab`",
+            routes::settlements::csv_separator(Some("tab")).err()?,
+        ),
+        ("get", _) => (
+            "`?limit=0`",
+            ApiError::validation(passerelle_domain::pagination::PageRequest::parse_list("", Some("0"), None).err()?),
+        ),
+        ("post", "/v1/claims") => (
+            EMPTY,
+            missing(&[
+                "external_id",
+                "provider",
+                "service_date",
+                "care_level",
+                "beneficiary",
+                "lines",
+            ]),
+        ),
+        ("post", "/v1/claims/{id}/adjudication" | "/v1/claims/{id}/base-adjudication") => (EMPTY, missing(&["lines"])),
+        ("post", "/v1/coverages") => (
+            EMPTY,
+            missing(&["beneficiary", "product", "member_number", "start_date"]),
+        ),
+        ("post", "/v1/coverages/{id}/contributions") => (
+            EMPTY,
+            missing(&["period_start", "period_end", "paid_at", "reference", "amount_xof"]),
+        ),
+        ("post", "/v1/coverages/{id}/dependants") => (
+            EMPTY,
+            missing(&[
+                "start_date",
+                "relationship",
+                "family_name",
+                "given_names",
+                "sex",
+                "birth_date",
+            ]),
+        ),
+        ("post", "/v1/eligibility-checks") => (EMPTY, missing(&["care_level", "beneficiary"])),
+        ("post", "/v1/products") | ("put", "/v1/products/{id}") => {
+            (EMPTY, missing(&["layer", "name", "effective_from", "rules"]))
+        }
+        ("post", "/v1/registrations") => (EMPTY, missing(&["member_number", "start_date", "principal", "product"])),
+        ("post", "/v1/settlements") => (EMPTY, missing(&["payee", "period_start", "period_end"])),
+        ("post", "/v1/settlements/{id}/payments") => (EMPTY, missing(&["amount_xof", "paid_at", "reference"])),
+        ("post", "/v1/webhooks") => (EMPTY, missing(&["url", "events"])),
+        ("post", "/v1/registrations/batches") => (
+            "the CSV file `household,foo`",
+            ApiError::validation(passerelle_domain::batch::check_csv_header(&b"household,foo\n"[..]).err()?),
+        ),
+        ("patch", "/v1/beneficiaries/{id}") => (
+            "`{\"family_name\": null}`",
+            ApiError::field(routes::people::name_removed("/family_name")),
+        ),
+        ("patch", "/v1/coverages/{id}") => (
+            "`{\"status\": \"paused\"}`",
+            ApiError::field(routes::registry::unknown_coverage_status()),
+        ),
+        _ => return None,
+    })
 }
 
 /// The shared problem responses. Messages that a handler builds itself are mirrored here (the
@@ -672,9 +794,9 @@ fn add_shared_responses(doc: &mut Document) {
                 .as_ref()
                 .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
             if path.starts_with("/v1") {
-                add_to_operation(method, op, "");
+                add_to_operation(method, path, op, "");
             } else if path.starts_with("/fhir/") && !open {
-                add_to_operation(method, op, FHIR_PREFIX);
+                add_to_operation(method, path, op, FHIR_PREFIX);
             } else if path.starts_with("/fhir/") {
                 op.responses.responses.entry("406".to_owned()).or_insert_with(|| {
                     RefOr::Ref(Ref::new(format!("#/components/responses/{FHIR_PREFIX}NotAcceptable")))
@@ -722,7 +844,7 @@ fn has_header(op: &Operation, name: &str) -> bool {
         .any(|p| matches!(p.parameter_in, ParameterIn::Header) && p.name.eq_ignore_ascii_case(name))
 }
 
-fn add_to_operation(method: &str, op: &mut Operation, prefix: &str) {
+fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) {
     let has_body = op.request_body.is_some();
     // The body limit is enforced before any route reads a body, so a POST that takes none (a
     // cancel, a deactivation) still answers 413 to an oversized one.
@@ -744,6 +866,32 @@ fn add_to_operation(method: &str, op: &mut Operation, prefix: &str) {
         };
         if !applies || (!prefix.is_empty() && shared.status == "422") {
             continue;
+        }
+        if shared.status == "422" {
+            if let Some((request, error)) = validation_example_of(method, path) {
+                let own = Shared {
+                    errors: shared
+                        .errors
+                        .iter()
+                        .map(|(name, e)| {
+                            (
+                                *name,
+                                if *name == "validation_failed" {
+                                    error.clone()
+                                } else {
+                                    e.clone()
+                                },
+                            )
+                        })
+                        .collect(),
+                    ..shared
+                };
+                op.responses
+                    .responses
+                    .entry("422".to_owned())
+                    .or_insert_with(|| RefOr::T(own.response_at(&example_path(path), Some(request))));
+                continue;
+            }
         }
         op.responses
             .responses
@@ -773,6 +921,16 @@ fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
         if content.example.is_some() || !content.examples.is_empty() {
             continue;
         }
+        if status == "422" && path.starts_with("/v1/") {
+            if let Some((request, error)) = validation_example_of(method, path) {
+                let mut errors = vec![("validation_failed", error)];
+                if has_idempotency_key {
+                    errors.push(("idempotency_key_reused", ApiError::IdempotencyKeyReused));
+                }
+                content.examples = answers_to(request, problem_examples(&errors, &instance));
+                continue;
+            }
+        }
         let mut errors = inline_problems(method, path, status, needs_if_match);
         if status == "409" && has_idempotency_key {
             errors.push((
@@ -792,6 +950,9 @@ fn complete_inline_responses(method: &str, path: &str, op: &mut Operation) {
 /// here; empty when not known (no example is then invented).
 fn inline_problems(method: &str, path: &str, status: &str, needs_if_match: bool) -> Vec<(&'static str, ApiError)> {
     match status {
+        "400" if method == "post" && path == "/v1/registrations/batches" => {
+            vec![("malformed_request", crate::bulk::spool::cut_short())]
+        }
         "404" => vec![("not_found", ApiError::NotFound)],
         "409" => conflicts(method, path),
         "412" => vec![("precondition_failed", ApiError::PreconditionFailed)],
@@ -866,6 +1027,15 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
     let claim_is = crate::routes::claims::illegal_state;
     match (method, path) {
         ("post", "/v1/organizations") => vec![("organization_exists", store("organization_exists"))],
+        ("post", "/v1/organizations/{id}/deactivate") => vec![
+            ("already_deactivated", store("already_deactivated")),
+            ("own_organization", crate::routes::organizations::own_organization()),
+            (
+                "configured_operator",
+                crate::routes::organizations::configured_operator(),
+            ),
+        ],
+        ("post", "/v1/organizations/{id}/reactivate") => vec![("already_active", store("already_active"))],
         ("patch", "/v1/beneficiaries/{id}") => vec![
             ("national_id_taken", store("national_id_taken")),
             ("coverage_terminated", crate::routes::people::coverages_ended()),

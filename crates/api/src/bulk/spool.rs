@@ -125,12 +125,7 @@ pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Res
     hasher.update(prefix);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::malformed(
-                "The upload stopped before its end; send the file again.",
-                "L'envoi s'est arrêté avant la fin ; renvoyez le fichier.",
-            )
-        })?;
+        let chunk = chunk.map_err(|_| cut_short())?;
         spooled.bytes += chunk.len() as u64;
         if spooled.bytes > max_bytes {
             return Err(ApiError::PayloadTooLarge);
@@ -186,4 +181,12 @@ pub async fn check_writable(dir: &Path) -> Result<(), String> {
             dir.display()
         )
     })
+}
+
+/// An upload whose body ended before its declared length (the client's connection dropped).
+pub fn cut_short() -> ApiError {
+    ApiError::malformed(
+        "The upload stopped before its end; send the file again.",
+        "L'envoi s'est arrêté avant la fin ; renvoyez le fichier.",
+    )
 }

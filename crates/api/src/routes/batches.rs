@@ -319,7 +319,12 @@ fn accepted(job: &BatchJob) -> Response {
     ),
     responses(
         (status = 202, description = "Accepted: the job, `queued`", body = BatchView,
-         headers(("Location" = String, description = "The job: `/v1/registrations/batches/{id}`"))),
+         headers(("Location" = String, description = "The job: `/v1/registrations/batches/{id}`")),
+         example = json!({"id": "01937f0e-9f5d-7a6e-8b32-4d5e6f708192", "organization": "mut-tsevie",
+             "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "format": "csv", "status": "queued",
+             "rows_processed": 0, "households_created": 0, "households_skipped": 0, "rows_failed": 0,
+             "errors_total": 0, "possible_duplicates_total": 0, "errors": [], "possible_duplicates": [],
+             "created_at": "2026-11-30T08:00:00Z"})),
         (status = 400, description = "The upload stopped before its end", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The file is larger than `PASSERELLE_BATCH_MAX_BYTES`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `text/csv` nor `application/x-ndjson` (or not UTF-8)", body = crate::problem::Problem, content_type = "application/problem+json"),

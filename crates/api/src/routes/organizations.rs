@@ -256,7 +256,10 @@ pub async fn get_organization(
     tag = "organizations",
     params(("id" = String, Path, description = "Organisation id, e.g. `mut-tsevie`")),
     responses(
-        (status = 200, description = "The organisation, with `deactivated_at`", body = OrganizationView),
+        (status = 200, description = "The organisation, with `deactivated_at`", body = OrganizationView,
+            example = json!({"id": "mut-tsevie", "kind": "mutuelle", "country": "TG", "name": "Mutuelle de santé de Tsévié",
+                "registration_number": "TG-MS-2019-014", "created_at": "2026-11-30T08:00:00Z",
+                "deactivated_at": "2026-12-06T09:30:00Z"})),
         (status = 404, description = "No such organisation", body = crate::problem::Problem, content_type = "application/problem+json"),
                 (status = 409, description = "Already deactivated (`already_deactivated`), the caller's own organisation (`own_organization`), or the service's own operator (`configured_operator`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -268,23 +271,31 @@ pub async fn deactivate_organization(
     Path(id): Path<String>,
 ) -> Result<Json<OrganizationView>, ApiError> {
     if id == auth.caller.org.as_str() {
-        return Err(crate::problem::conflict_at(
-            "",
-            "own_organization",
-            "An operator cannot deactivate its own organisation.",
-            "Un opérateur ne peut pas désactiver sa propre organisation.",
-        ));
+        return Err(own_organization());
     }
     // The configured operator stays: with it, some operator can always reactivate the others.
     if id == state.config.operator_org.as_str() {
-        return Err(crate::problem::conflict_at(
-            "",
-            "configured_operator",
-            "The service's own operator organisation (PASSERELLE_OPERATOR_ORG) cannot be deactivated.",
-            "L'organisation opératrice du service (PASSERELLE_OPERATOR_ORG) ne peut pas être désactivée.",
-        ));
+        return Err(configured_operator());
     }
     set_active(&state, &auth.caller, &id, false).await
+}
+
+pub(crate) fn own_organization() -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        "own_organization",
+        "An operator cannot deactivate its own organisation.",
+        "Un opérateur ne peut pas désactiver sa propre organisation.",
+    )
+}
+
+pub(crate) fn configured_operator() -> ApiError {
+    crate::problem::conflict_at(
+        "",
+        "configured_operator",
+        "The service's own operator organisation (PASSERELLE_OPERATOR_ORG) cannot be deactivated.",
+        "L'organisation opératrice du service (PASSERELLE_OPERATOR_ORG) ne peut pas être désactivée.",
+    )
 }
 
 /// Reactivate an organisation (operator only).

@@ -202,6 +202,16 @@ fn pointer(key: &str) -> String {
     format!("/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
+/// A name sent as `null`.
+pub(crate) fn name_removed(pointer: &str) -> FieldError {
+    FieldError::new(
+        pointer,
+        "required",
+        "a name cannot be removed",
+        "un nom ne peut pas être retiré",
+    )
+}
+
 /// The patch's members as a [`Correction`], and the members that do not read as one (each
 /// listed; the correction leaves them out).
 fn read_correction(
@@ -237,12 +247,7 @@ fn read_correction(
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Null) => {
-            errors.push(FieldError::new(
-                pointer(key),
-                "required",
-                "a name cannot be removed",
-                "un nom ne peut pas être retiré",
-            ));
+            errors.push(name_removed(&pointer(key)));
             None
         }
         Some(_) => {

@@ -536,6 +536,16 @@ pub async fn patch_coverage(
     retry_if_match_any(&headers, || patch_once(&state, &auth.caller, &id, &headers, &body)).await
 }
 
+/// A coverage's `status` that is none of the three.
+pub(crate) fn unknown_coverage_status() -> FieldError {
+    FieldError::new(
+        "/status",
+        "unknown_value",
+        "must be active, suspended or terminated",
+        "doit être active, suspended ou terminated",
+    )
+}
+
 async fn patch_once(
     state: &AppState,
     caller: &Caller,
@@ -564,12 +574,7 @@ async fn patch_once(
         None => {}
         Some(Value::String(s)) => match CoverageStatus::parse(s) {
             Some(status) => next.status = status,
-            None => errors.push(FieldError::new(
-                "/status",
-                "unknown_value",
-                "must be active, suspended or terminated",
-                "doit être active, suspended ou terminated",
-            )),
+            None => errors.push(unknown_coverage_status()),
         },
         Some(_) => errors.push(FieldError::new(
             "/status",

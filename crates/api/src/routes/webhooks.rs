@@ -34,8 +34,7 @@ pub const MAX_SECRET: usize = 256;
 /// A subscription. `secret` is only ever shown in the answer to its creation.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "01937f12-4d5e-7f60-8172-8c9d0e1f2031", "url": "https://mutuelle.example.org/passerelle/events",
-    "events": ["claim.submitted", "claim.adjudicated"], "created_at": "2026-11-30T08:00:00Z",
-    "secret": "7c3f0a9e1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6"}))]
+    "events": ["claim.submitted", "claim.adjudicated"], "created_at": "2026-11-30T08:00:00Z"}))]
 pub struct WebhookView {
     /// Subscription id, chosen by the server.
     pub id: String,
@@ -290,7 +289,10 @@ pub enum WebhookData {
     params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body replays the first response (the same subscription and secret) and creates nothing new; once that subscription is deleted, 409 `conflict`; with another body, 422 `idempotency_key_reused`")),
     responses(
         (status = 201, description = "Created, with its `secret` (shown only here)", body = WebhookView,
-            headers(("Location" = String, description = "/v1/webhooks/{id}"))),
+            headers(("Location" = String, description = "/v1/webhooks/{id}")),
+            example = json!({"id": "01937f12-4d5e-7f60-8172-8c9d0e1f2031", "url": "https://mutuelle.example.org/passerelle/events",
+                "events": ["claim.submitted", "claim.adjudicated"], "created_at": "2026-11-30T08:00:00Z",
+                "secret": "7c3f0a9e1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6"})),
         (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since (`errors[0].code` `subscription_deleted`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["webhooks:write"]))
