@@ -242,4 +242,109 @@ async fn every_validation_example_is_an_answer(backend: Backend) {
     assert_eq!(checked, 2 * 31);
 }
 
-on_both_databases!(every_validation_example_is_an_answer);
+/// Every operation is refused, 403, to exactly the kinds of organisation its
+/// `x-organization-kinds` leaves out, and answers its documented examples: the one refused kind
+/// it shows, and a token without its scope.
+async fn every_operation_refuses_the_kinds_it_leaves_out(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let callers = [
+        ("operator", "operator"),
+        ("mutuelle", "mut-a"),
+        ("scheme", "tg-inam"),
+        ("provider", "cms-a"),
+        ("auditor", "audit-x"),
+    ];
+    let mut refused = 0;
+    let mut operations = 0;
+    for (template, item) in DOCUMENT["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(kinds) = operation["x-organization-kinds"].as_array() else {
+                assert!(
+                    operation["responses"].get("403").is_none(),
+                    "{method} {template}: a 403 without the kinds it refuses"
+                );
+                continue;
+            };
+            operations += 1;
+            let scope = operation["security"][0]["bearer"][0].as_str().unwrap();
+            let path = template
+                .replace("{seq}", "1")
+                .replace("{id}", "01937f0e-0000-7000-8000-000000000000")
+                .replace("{contribution}", "01937f0e-0000-7000-8000-000000000001");
+            let fhir = template.starts_with("/fhir/");
+            let media = if fhir {
+                "application/fhir+json"
+            } else {
+                "application/problem+json"
+            };
+            let examples = &operation["responses"]["403"]["content"][media]["examples"];
+            let send = |token: String| {
+                let mut request = app
+                    .request(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), &path)
+                    .bearer_auth(token)
+                    .header("accept-language", "en")
+                    .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+                    .header("if-match", "*");
+                if template == "/v1/registrations/batches" && method == "post" {
+                    request = request.header("content-type", "text/csv").body("household\n");
+                } else if matches!(method.as_str(), "post" | "put" | "patch") {
+                    request = request.json(&json!({}));
+                }
+                app.send(request)
+            };
+            let same = |live: &Value, documented: &Value| {
+                let (mut live, mut documented) = (live.clone(), documented.clone());
+                for answer in [&mut live, &mut documented] {
+                    answer["request_id"] = Value::Null;
+                    answer["instance"] = Value::Null;
+                }
+                live == documented
+            };
+            for (kind, org) in callers {
+                let answer = send(app.token(org, scope)).await;
+                let allowed = kinds.iter().any(|k| k == kind);
+                assert_eq!(
+                    answer.status.as_u16() == 403,
+                    !allowed,
+                    "{method} {template} as a {kind}: {}",
+                    answer.text
+                );
+                if allowed {
+                    // Without the scope, as the document shows it.
+                    let answer = send(app.token(org, "")).await;
+                    assert_eq!(answer.status.as_u16(), 403, "{method} {template}: {}", answer.text);
+                    if !fhir {
+                        let documented = &examples["en"]["value"];
+                        let documented = if documented.is_null() {
+                            &examples["missing_scope_en"]["value"]
+                        } else {
+                            documented
+                        };
+                        assert!(same(&answer.json, documented), "{method} {template}: {}", answer.text);
+                    }
+                    continue;
+                }
+                refused += 1;
+                if fhir {
+                    continue;
+                }
+                let expected = format!("An organisation of kind {kind} may not do this.");
+                assert_eq!(answer.json["detail"], expected, "{method} {template}");
+                let documented = &examples["wrong_kind_en"]["value"];
+                if documented["detail"] == expected.as_str() {
+                    assert!(same(&answer.json, documented), "{method} {template}: {}", answer.text);
+                }
+            }
+            let shows_a_refusal = examples.get("wrong_kind_en").is_some();
+            assert_eq!(shows_a_refusal, kinds.len() < callers.len(), "{method} {template}");
+        }
+    }
+    assert_eq!(operations, 51);
+    assert!(refused > 60, "{refused}");
+}
+
+on_both_databases!(
+    every_validation_example_is_an_answer,
+    every_operation_refuses_the_kinds_it_leaves_out,
+);

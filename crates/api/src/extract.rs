@@ -445,19 +445,26 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
                 caller,
                 _permission: PhantomData,
             }),
-            Decision::MissingScope(scope) => Err(ApiError::forbidden(
-                format!("This action needs the {} scope.", scope.as_str()),
-                format!("Cette action exige la portée {}.", scope.as_str()),
-            )),
-            Decision::WrongKind => Err(ApiError::forbidden(
-                format!("An organisation of kind {} may not do this.", caller.kind.as_str()),
-                format!(
-                    "Une organisation de type {} ne peut pas faire cela.",
-                    caller.kind.as_str()
-                ),
-            )),
+            Decision::MissingScope(scope) => Err(missing_scope(scope)),
+            Decision::WrongKind => Err(wrong_kind(caller.kind)),
         }
     }
+}
+
+/// A token without the scope an action needs.
+pub(crate) fn missing_scope(scope: Scope) -> ApiError {
+    ApiError::forbidden(
+        format!("This action needs the {} scope.", scope.as_str()),
+        format!("Cette action exige la portée {}.", scope.as_str()),
+    )
+}
+
+/// A caller whose organisation's kind may not perform an action.
+pub(crate) fn wrong_kind(kind: OrgKind) -> ApiError {
+    ApiError::forbidden(
+        format!("An organisation of kind {} may not do this.", kind.as_str()),
+        format!("Une organisation de type {} ne peut pas faire cela.", kind.as_str()),
+    )
 }
 
 /// The optional `Idempotency-Key` header, with a fingerprint of the request it came with.

@@ -7,7 +7,9 @@
 
 use passerelle_domain::claim::ClaimStatus;
 use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::organization::OrgKind;
 use passerelle_domain::pagination::encode_list_cursor;
+use passerelle_domain::policy::Action;
 use serde_json::{json, Value};
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
@@ -459,7 +461,7 @@ fn drop_unused_responses(doc: &mut Document) {
 struct Shared {
     name: &'static str,
     status: &'static str,
-    description: &'static str,
+    description: String,
     /// What the service answers, each shown in French and English.
     errors: Vec<(&'static str, ApiError)>,
 }
@@ -509,7 +511,7 @@ impl Shared {
             None => examples.into_iter().collect(),
         };
         let mut response = ResponseBuilder::new()
-            .description(self.description)
+            .description(self.description.as_str())
             .content(media_type, content)
             .build();
         add_standard_headers(self.status, &mut response);
@@ -529,6 +531,81 @@ fn validation_example() -> ApiError {
             "doit être un code ISO 3166-1 alpha-2 en majuscules, comme TG, ML ou SN",
         ),
     ])
+}
+
+/// What each operation does in the policy table (`passerelle_domain::policy`), as its handler's
+/// `Authorized<perm::…>` names it: its scope, and the kinds of organisation that may call it.
+/// `tests/examples.rs` calls every operation as each kind and compares.
+fn action_of(method: &str, path: &str) -> Option<Action> {
+    Some(match (method, path) {
+        ("post", "/v1/organizations" | "/v1/organizations/{id}/deactivate" | "/v1/organizations/{id}/reactivate") => {
+            Action::CreateOrganization
+        }
+        ("get", "/v1/organizations" | "/v1/organizations/{id}") => Action::ReadOrganizations,
+        ("get", "/v1/audit-events" | "/v1/audit-events/{seq}") => Action::ReadAuditEvents,
+        ("get", "/v1/audit-events/verify") => Action::VerifyAudit,
+        ("get", "/v1/products" | "/v1/products/{id}" | "/v1/products/{id}/versions") => Action::ReadProducts,
+        ("post", "/v1/products") | ("put", "/v1/products/{id}") => Action::WriteProducts,
+        ("get", "/v1/beneficiaries" | "/v1/beneficiaries/{id}" | "/v1/coverages" | "/v1/coverages/{id}")
+        | ("get", "/v1/coverages/{id}/contributions")
+        | ("get", "/fhir/r4/Patient/{id}" | "/fhir/r4/Coverage" | "/fhir/r4/Coverage/{id}") => Action::ReadRegistry,
+        ("post", "/v1/registrations" | "/v1/registrations/batches" | "/v1/coverages/{id}/dependants") => {
+            Action::Register
+        }
+        ("get", "/v1/registrations/batches" | "/v1/registrations/batches/{id}")
+        | ("get", "/v1/registrations/batches/{id}/errors" | "/v1/registrations/batches/{id}/possible-duplicates") => {
+            Action::ReadBatches
+        }
+        ("post", "/v1/coverages") => Action::CreateCoverage,
+        ("patch", "/v1/coverages/{id}")
+        | ("post", "/v1/coverages/{id}/contributions" | "/v1/coverages/{id}/contributions/{contribution}/cancel") => {
+            Action::UpdateCoverage
+        }
+        ("patch", "/v1/beneficiaries/{id}") => Action::UpdateBeneficiary,
+        ("post", "/v1/eligibility-checks" | "/fhir/r4/CoverageEligibilityRequest") => Action::CheckEligibility,
+        ("post", "/v1/claims" | "/fhir/r4/Claim") => Action::SubmitClaim,
+        ("get", "/v1/claims" | "/v1/claims/{id}" | "/fhir/r4/ClaimResponse/{id}") => Action::ReadClaims,
+        ("post", "/v1/claims/{id}/base-adjudication") => Action::BaseAdjudicate,
+        ("post", "/v1/claims/{id}/adjudication") => Action::Adjudicate,
+        ("post", "/v1/claims/{id}/cancel") => Action::CancelClaim,
+        ("post", "/v1/settlements" | "/v1/settlements/{id}/payments") => Action::WriteSettlements,
+        ("get", "/v1/settlements" | "/v1/settlements/{id}") => Action::ReadSettlements,
+        (_, "/v1/webhooks" | "/v1/webhooks/{id}" | "/v1/webhooks/{id}/deliveries") => Action::ManageWebhooks,
+        _ => return None,
+    })
+}
+
+fn kind_names(kinds: &[OrgKind]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.as_str()).collect()
+}
+
+/// An operation's 403: its own scope missing, and, when some kinds may not call it, the first
+/// of them calling it.
+fn forbidden(action: Action) -> Shared {
+    let scope = action.scope().as_str();
+    let allowed = action.kinds();
+    let refused: Vec<OrgKind> = OrgKind::ALL.into_iter().filter(|k| !allowed.contains(k)).collect();
+    let mut errors = vec![("missing_scope", crate::extract::missing_scope(action.scope()))];
+    let description = match refused.first() {
+        None => format!(
+            "The token lacks the `{scope}` scope; organisations of every kind may call this. Checked before any \
+             state of the resource"
+        ),
+        Some(kind) => {
+            errors.push(("wrong_kind", crate::extract::wrong_kind(*kind)));
+            format!(
+                "The token lacks the `{scope}` scope, or the caller's organisation is of a kind that may not do \
+                 this: only {} may (`x-organization-kinds`). Checked before any state of the resource",
+                kind_names(allowed).join(", ")
+            )
+        }
+    };
+    Shared {
+        name: "Forbidden",
+        status: "403",
+        description,
+        errors,
+    }
 }
 
 /// The examples, those of `validation_failed` saying in their summary the request they answer.
@@ -634,7 +711,7 @@ fn shared_responses() -> Vec<Shared> {
             name: "MalformedRequest",
             status: "400",
             description: "The body is not valid JSON, not a JSON object, or names one member twice in an object; \
-nothing was changed",
+nothing was changed".into(),
             errors: vec![(
                 "malformed_request",
                 ApiError::malformed("The body must be a JSON object.", "Le corps doit être un objet JSON."),
@@ -644,7 +721,7 @@ nothing was changed",
             name: "Unauthorized",
             status: "401",
             description: "No token, or a token whose signature, expiry, issuer or audience is wrong, or whose `org` \
-is unknown here; `WWW-Authenticate` names the expected scheme",
+is unknown here; `WWW-Authenticate` names the expected scheme".into(),
             errors: vec![
                 (
                     "missing_token",
@@ -666,7 +743,7 @@ is unknown here; `WWW-Authenticate` names the expected scheme",
             name: "Forbidden",
             status: "403",
             description: "The token lacks this operation's scope, or the caller's organisation kind (or its role in \
-this resource) may not do this; checked before any state of the resource",
+this resource) may not do this; checked before any state of the resource".into(),
             errors: vec![
                 (
                     "missing_scope",
@@ -688,7 +765,7 @@ this resource) may not do this; checked before any state of the resource",
             name: "PayloadTooLarge",
             status: "413",
             description: "The body is larger than the limit (1 MiB by default, `PASSERELLE_BODY_LIMIT_BYTES`); \
-nothing was changed",
+nothing was changed".into(),
             errors: vec![("payload_too_large", ApiError::PayloadTooLarge)],
         },
         Shared {
@@ -696,7 +773,7 @@ nothing was changed",
             status: "406",
             description: "The FHIR façade only: `Accept` (or `_format`) admits nothing it writes — XML, Turtle, \
 HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVersion=4.0`, which `*/*`, \
-`application/json` and `application/fhir+json` admit; nothing was changed",
+`application/json` and `application/fhir+json` admit; nothing was changed".into(),
             errors: vec![(
                 "not_acceptable",
                 ApiError::NotAcceptable {
@@ -707,7 +784,7 @@ HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVe
         Shared {
             name: "UnsupportedMediaType",
             status: "415",
-            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed",
+            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed".into(),
             errors: vec![(
                 "unsupported_media_type",
                 ApiError::UnsupportedMediaType {
@@ -720,7 +797,7 @@ HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVe
             status: "422",
             description: "The request breaks rules: missing fields, wrong types, unknown fields or values, rule \
 violations, a bad `limit` or `cursor`. Every one is listed in `errors` with its JSON Pointer (`/query/<name>` \
-and `/header/<name>` for those parts); nothing was changed",
+and `/header/<name>` for those parts); nothing was changed".into(),
             errors: vec![("validation_failed", validation_example())],
         },
         Shared {
@@ -728,7 +805,7 @@ and `/header/<name>` for those parts); nothing was changed",
             status: "422",
             description: "The request breaks rules (`validation_failed`, every one listed in `errors` with its JSON \
 Pointer), or its `Idempotency-Key` was already used by your organisation with a different request \
-(`idempotency_key_reused`); nothing was changed",
+(`idempotency_key_reused`); nothing was changed".into(),
             errors: vec![
                 ("validation_failed", validation_example()),
                 ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
@@ -739,14 +816,14 @@ Pointer), or its `Idempotency-Key` was already used by your organisation with a 
             status: "429",
             description: "Your organisation sent more requests than its rate on this replica \
 (`PASSERELLE_RATE_LIMIT_PER_SECOND` and `PASSERELLE_RATE_LIMIT_BURST`; no limit unless set); nothing was \
-changed. Retry after `Retry-After` seconds",
+changed. Retry after `Retry-After` seconds".into(),
             errors: vec![("rate_limited", ApiError::RateLimited { retry_after: 1 })],
         },
         Shared {
             name: "InternalError",
             status: "500",
             description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it. On the \
-reads of the audit log only, `audit_log_damaged`: an event was changed outside the service (run the verification)",
+reads of the audit log only, `audit_log_damaged`: an event was changed outside the service (run the verification)".into(),
             errors: vec![
                 ("internal_error", ApiError::Internal(String::new())),
                 ("audit_log_damaged", ApiError::AuditLogDamaged { seq: 42 }),
@@ -760,7 +837,7 @@ serialization failure), or a bulk upload could not be written to the spool folde
 beside the uploads waiting for their jobs (`Retry-After` 60): nothing was changed. Or the \
 request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`), or the database \
 connection broke while the change was committing (`detail` says which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
-repeating an action that takes none. Retry after `Retry-After` seconds",
+repeating an action that takes none. Retry after `Retry-After` seconds".into(),
             errors: vec![
                 ("unavailable", ApiError::Unavailable),
                 ("unavailable_spool", ApiError::SpoolUnavailable),
@@ -866,6 +943,20 @@ fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) 
         };
         if !applies || (!prefix.is_empty() && shared.status == "422") {
             continue;
+        }
+        if shared.status == "403" {
+            if let Some(action) = action_of(method, path) {
+                op.responses
+                    .responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| RefOr::T(forbidden(action).response_at(&example_path(path), None)));
+                op.extensions.get_or_insert_with(Default::default).merge(
+                    utoipa::openapi::extensions::Extensions::builder()
+                        .add("x-organization-kinds", kind_names(action.kinds()))
+                        .build(),
+                );
+                continue;
+            }
         }
         if shared.status == "422" {
             if let Some((request, error)) = validation_example_of(method, path) {
