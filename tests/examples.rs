@@ -3,7 +3,7 @@
 //! be the example, in both languages, but for its `request_id`.
 
 use passerelle_adapters::Backend;
-use passerelle_tests::{on_both_databases, TestApp};
+use passerelle_tests::{conformance, on_both_databases, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -11,6 +11,61 @@ use crate::claims::{accept_by_mut_a, claim, provider, setup, submit};
 
 static DOCUMENT: std::sync::LazyLock<Value> =
     std::sync::LazyLock::new(|| serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap());
+
+/// Every example of the document fits the schema it illustrates: each request body's and each
+/// response's (shared ones included), and each component schema's own.
+#[test]
+fn every_example_fits_its_schema() {
+    let escape = |token: &str| token.replace('~', "~0").replace('/', "~1");
+    let mut checked = 0;
+    let mut faults = Vec::new();
+    let mut check_media = |at: String, content: &Value| {
+        for (media, body) in content.as_object().into_iter().flatten() {
+            if body.get("schema").is_none() {
+                continue;
+            }
+            let schema = format!("{at}/content/{}/schema", escape(media));
+            let examples = body["examples"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, e)| (name.clone(), &e["value"]))
+                .chain(body.get("example").map(|e| ("example".to_owned(), e)));
+            for (name, example) in examples {
+                checked += 1;
+                if let Err(fault) = conformance::check_at(&schema, example) {
+                    faults.push(format!("{at} {media} {name}: {fault}"));
+                }
+            }
+        }
+    };
+    for (template, item) in DOCUMENT["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let at = format!("/paths/{}/{method}", escape(template));
+            check_media(format!("{at}/requestBody"), &operation["requestBody"]["content"]);
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if response.get("$ref").is_none() {
+                    check_media(format!("{at}/responses/{status}"), &response["content"]);
+                }
+            }
+        }
+    }
+    for (name, response) in DOCUMENT["components"]["responses"].as_object().unwrap() {
+        check_media(format!("/components/responses/{name}"), &response["content"]);
+    }
+    for (name, schema) in DOCUMENT["components"]["schemas"].as_object().unwrap() {
+        let examples = schema["examples"].as_array().into_iter().flatten();
+        for example in examples.chain(schema.get("example")) {
+            checked += 1;
+            if let Err(fault) = conformance::check_schema(name, example) {
+                faults.push(format!("schema {name}: {fault}"));
+            }
+        }
+    }
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+    // 530 of media and 84 of schemas when written.
+    assert!(checked > 600, "{checked}");
+}
 
 /// How to send an operation's documented request that breaks its rules: the caller and scopes
 /// allowed to call it, the path with ids that exist, and the body (`None`: a query's fault).

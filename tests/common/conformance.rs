@@ -131,6 +131,11 @@ pub fn check_schema(name: &str, instance: &Value) -> Result<(), String> {
     })
 }
 
+/// What is wrong with `instance` by the schema at `pointer` in the document.
+pub fn check_at(pointer: &str, instance: &Value) -> Result<(), String> {
+    refusals(pointer, instance)
+}
+
 /// The first faults of `instance` by the schema at `pointer`, one per line.
 fn refusals(pointer: &str, instance: &Value) -> Result<(), String> {
     let faults: Vec<String> = validator(pointer)?

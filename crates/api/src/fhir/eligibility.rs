@@ -101,9 +101,15 @@ pub struct Insurance {
             "benefit": [
                 {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligpercent"}]}, "allowedString": "100"},
                 {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "allowedMoney": {"value": 10000, "currency": "XOF"}},
-                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "allowedMoney": {"value": 10000, "currency": "XOF"}},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "allowedMoney": {"value": 2000, "currency": "XOF"}},
                 {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "copay"}]}, "allowedMoney": {"value": 0, "currency": "XOF"}},
-                {"type": {"coding": [{"system": "urn:passerelle:benefit", "code": "remaining-ceiling"}]}, "allowedMoney": {"value": 140000, "currency": "XOF"}}]}]}]}))]
+                {"type": {"coding": [{"system": "urn:passerelle:benefit", "code": "remaining-ceiling"}]}, "allowedMoney": {"value": 140000, "currency": "XOF"}}]}]},
+        {"coverage": {"reference": "Coverage/01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f71"}, "inforce": true,
+        "item": [{"category": {"coding": [{"system": "urn:passerelle:category", "code": "consultation"}]}, "excluded": false,
+            "benefit": [
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "eligpercent"}]}, "allowedString": "80"},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]}, "allowedMoney": {"value": 10000, "currency": "XOF"}},
+                {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "benefit"}]}, "allowedMoney": {"value": 8000, "currency": "XOF"}}]}]}]}))]
 pub struct CoverageEligibilityResponse {
     /// `CoverageEligibilityResponse`.
     pub resource_type: &'static str,

@@ -56,7 +56,7 @@ pub struct Address {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"resourceType": "Patient", "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
-    "identifier": [{"system": "urn:passerelle:national-id:TG:NIU", "value": "123456789012"}],
+    "identifier": [{"system": "urn:passerelle:national-id:TG:NIU", "value": "234567890123"}],
     "name": [{"use": "official", "family": "Agbéko", "given": ["Akossiwa Élise"]}],
     "telecom": [{"system": "phone", "value": "+22890123456"}], "gender": "female", "birthDate": "1988",
     "address": [{"city": "Zio 1", "district": "Zio", "state": "Maritime"}]}))]

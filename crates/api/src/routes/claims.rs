@@ -136,7 +136,7 @@ pub struct ClaimReasonView {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f", "external_id": "CMS-2026-000123", "provider": "cms-tsevie", "submitter": "cms-tsevie",
     "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-28", "care_level": "health_center",
-    "status": "awaiting_base", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [],
+    "diagnoses": ["J06.9"], "status": "awaiting_base", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [],
     "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001,
                "billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}],
     "totals": {"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}}))]

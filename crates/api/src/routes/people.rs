@@ -23,7 +23,7 @@ use crate::state::AppState;
 
 /// The body of `PATCH /v1/beneficiaries/{id}` (a JSON merge patch).
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"given_names": "Kossi Mawuli", "phone": "+22891234567"}))]
+#[schema(example = json!({"given_names": "Akossiwa Élise Mawuena", "phone": "+22891234567"}))]
 pub struct BeneficiaryPatch {
     /// Only for a person registered without one (the stored one cannot change: 422
     /// `not_changeable`), checked as at registration; one already another person's is 409
@@ -105,7 +105,11 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
         ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
     ),
     responses(
-        (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version"))),
+        (status = 200, description = "The corrected person", body = BeneficiaryView, headers(("ETag" = String, description = "The new version")),
+            example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "234567890123"},
+                "family_name": "Agbéko", "given_names": "Akossiwa Élise Mawuena", "sex": "F", "birth_date": "1988-01-01",
+                "birth_date_precision": "year", "phone": "+22891234567",
+                "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: the national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`); or every coverage the caller held of the person is terminated (`coverage_terminated`): it still reads the person, but no longer corrects them", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),

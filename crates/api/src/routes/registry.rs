@@ -117,7 +117,7 @@ pub struct LocalityWrite {
 /// A person, once, whichever mutuelle or scheme covers them.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
+    "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "234567890123"},
     "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-01-01",
     "birth_date_precision": "year", "phone": "+22890123456",
     "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}
@@ -516,7 +516,11 @@ pub struct CoveragePatch {
         ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
     ),
     responses(
-        (status = 200, description = "The updated coverage", body = CoverageView, headers(("ETag" = String, description = "The new version"))),
+        (status = 200, description = "The updated coverage", body = CoverageView, headers(("ETag" = String, description = "The new version")),
+            example = json!({"id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+                "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
+                "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "suspended",
+                "paid_through": "2026-12-31"})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "A terminated coverage cannot change", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -961,7 +965,7 @@ pub enum CoveragePersonWrite {
 
 /// The body of `POST /v1/coverages`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "member_number": "INAM-TG-0042",
+#[schema(example = json!({"product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e60", "member_number": "INAM-TG-0042",
     "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "123456789012"}, "family_name": "Agbéko",
                     "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12"},
     "start_date": "2025-01-01"}))]
@@ -1173,9 +1177,9 @@ fn coverage_created(member: RegisteredMember) -> Response {
 /// person was found.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f71", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
+    "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f71", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
     "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e60", "organization": "tg-inam", "layer": "base",
-    "member_number": "INAM-0001", "relationship": "principal", "start_date": "2026-01-01", "status": "active",
+    "member_number": "INAM-TG-0042", "relationship": "principal", "start_date": "2025-01-01", "status": "active",
     "matched": true, "possible_duplicates": []
 }))]
 pub struct AffiliationView {
