@@ -711,7 +711,8 @@ fn shared_responses() -> Vec<Shared> {
             name: "MalformedRequest",
             status: "400",
             description: "The body is not valid JSON, not a JSON object, or names one member twice in an object; \
-nothing was changed".into(),
+nothing was changed"
+                .into(),
             errors: vec![(
                 "malformed_request",
                 ApiError::malformed("The body must be a JSON object.", "Le corps doit être un objet JSON."),
@@ -721,7 +722,8 @@ nothing was changed".into(),
             name: "Unauthorized",
             status: "401",
             description: "No token, or a token whose signature, expiry, issuer or audience is wrong, or whose `org` \
-is unknown here; `WWW-Authenticate` names the expected scheme".into(),
+is unknown here; `WWW-Authenticate` names the expected scheme"
+                .into(),
             errors: vec![
                 (
                     "missing_token",
@@ -743,7 +745,8 @@ is unknown here; `WWW-Authenticate` names the expected scheme".into(),
             name: "Forbidden",
             status: "403",
             description: "The token lacks this operation's scope, or the caller's organisation kind (or its role in \
-this resource) may not do this; checked before any state of the resource".into(),
+this resource) may not do this; checked before any state of the resource"
+                .into(),
             errors: vec![
                 (
                     "missing_scope",
@@ -765,7 +768,8 @@ this resource) may not do this; checked before any state of the resource".into()
             name: "PayloadTooLarge",
             status: "413",
             description: "The body is larger than the limit (1 MiB by default, `PASSERELLE_BODY_LIMIT_BYTES`); \
-nothing was changed".into(),
+nothing was changed"
+                .into(),
             errors: vec![("payload_too_large", ApiError::PayloadTooLarge)],
         },
         Shared {
@@ -773,7 +777,8 @@ nothing was changed".into(),
             status: "406",
             description: "The FHIR façade only: `Accept` (or `_format`) admits nothing it writes — XML, Turtle, \
 HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVersion=4.0`, which `*/*`, \
-`application/json` and `application/fhir+json` admit; nothing was changed".into(),
+`application/json` and `application/fhir+json` admit; nothing was changed"
+                .into(),
             errors: vec![(
                 "not_acceptable",
                 ApiError::NotAcceptable {
@@ -784,7 +789,8 @@ HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVe
         Shared {
             name: "UnsupportedMediaType",
             status: "415",
-            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed".into(),
+            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed"
+                .into(),
             errors: vec![(
                 "unsupported_media_type",
                 ApiError::UnsupportedMediaType {
@@ -797,7 +803,8 @@ HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVe
             status: "422",
             description: "The request breaks rules: missing fields, wrong types, unknown fields or values, rule \
 violations, a bad `limit` or `cursor`. Every one is listed in `errors` with its JSON Pointer (`/query/<name>` \
-and `/header/<name>` for those parts); nothing was changed".into(),
+and `/header/<name>` for those parts); nothing was changed"
+                .into(),
             errors: vec![("validation_failed", validation_example())],
         },
         Shared {
@@ -805,7 +812,8 @@ and `/header/<name>` for those parts); nothing was changed".into(),
             status: "422",
             description: "The request breaks rules (`validation_failed`, every one listed in `errors` with its JSON \
 Pointer), or its `Idempotency-Key` was already used by your organisation with a different request \
-(`idempotency_key_reused`); nothing was changed".into(),
+(`idempotency_key_reused`); nothing was changed"
+                .into(),
             errors: vec![
                 ("validation_failed", validation_example()),
                 ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
@@ -816,38 +824,60 @@ Pointer), or its `Idempotency-Key` was already used by your organisation with a 
             status: "429",
             description: "Your organisation sent more requests than its rate on this replica \
 (`PASSERELLE_RATE_LIMIT_PER_SECOND` and `PASSERELLE_RATE_LIMIT_BURST`; no limit unless set); nothing was \
-changed. Retry after `Retry-After` seconds".into(),
+changed. Retry after `Retry-After` seconds"
+                .into(),
             errors: vec![("rate_limited", ApiError::RateLimited { retry_after: 1 })],
         },
         Shared {
             name: "InternalError",
             status: "500",
-            description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it. On the \
-reads of the audit log only, `audit_log_damaged`: an event was changed outside the service (run the verification)".into(),
+            description: "An unexpected error; nothing was changed. Quote `request_id` when reporting it".into(),
+            errors: vec![("internal_error", ApiError::Internal(String::new()))],
+        },
+        Shared {
+            name: "InternalErrorOrAuditDamaged",
+            status: "500",
+            description: "An unexpected error (`internal_error`; quote `request_id` when reporting it), or \
+`audit_log_damaged`: an event was changed outside the service (run the verification); nothing was changed"
+                .into(),
             errors: vec![
                 ("internal_error", ApiError::Internal(String::new())),
                 ("audit_log_damaged", ApiError::AuditLogDamaged { seq: 42 }),
             ],
         },
-        Shared {
-            name: "Unavailable",
-            status: "503",
-            description: "The database is unreachable, it lost to concurrent writes on PostgreSQL (a deadlock or \
-serialization failure), or a bulk upload could not be written to the spool folder, or would not fit in it \
-beside the uploads waiting for their jobs (`Retry-After` 60): nothing was changed. Or the \
-request outlasted the request timeout (30 s by default, `PASSERELLE_REQUEST_TIMEOUT_MS`), or the database \
-connection broke while the change was committing (`detail` says which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource before \
-repeating an action that takes none. Retry after `Retry-After` seconds".into(),
-            errors: vec![
-                ("unavailable", ApiError::Unavailable),
-                ("unavailable_spool", ApiError::SpoolUnavailable),
-                ("unavailable_spool_full", ApiError::SpoolFull),
-                ("unavailable_contended", ApiError::Contended),
-                ("unavailable_timeout", ApiError::TimedOut),
-                ("unavailable_commit_lost", ApiError::Indeterminate),
-            ],
-        },
+        unavailable("Unavailable", ""),
+        unavailable(
+            "UnavailableOrSpoolFull",
+            ", or the upload could not be written to the spool folder, or would not fit in it beside the uploads \
+waiting for their jobs (`Retry-After` 60)",
+        ),
     ]
+}
+
+/// The 503 of every operation; with `spool`, that of a bulk upload, which may also not be spooled.
+fn unavailable(name: &'static str, spool: &str) -> Shared {
+    let mut errors = vec![("unavailable", ApiError::Unavailable)];
+    if !spool.is_empty() {
+        errors.push(("unavailable_spool", ApiError::SpoolUnavailable));
+        errors.push(("unavailable_spool_full", ApiError::SpoolFull));
+    }
+    errors.extend([
+        ("unavailable_contended", ApiError::Contended),
+        ("unavailable_timeout", ApiError::TimedOut),
+        ("unavailable_commit_lost", ApiError::Indeterminate),
+    ]);
+    Shared {
+        name,
+        status: "503",
+        description: format!(
+            "The database is unreachable, or it lost to concurrent writes on PostgreSQL (a deadlock or \
+serialization failure){spool}: nothing was changed. Or the request outlasted the request timeout (30 s by default, \
+`PASSERELLE_REQUEST_TIMEOUT_MS`), or the database connection broke while the change was committing (`detail` says \
+which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource \
+before repeating an action that takes none. Retry after `Retry-After` seconds"
+        ),
+        errors,
+    }
 }
 
 fn operations(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
@@ -933,7 +963,11 @@ fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) 
         .any(|p| matches!(p.parameter_in, ParameterIn::Query));
     let idempotent = has_header(op, "Idempotency-Key");
     for shared in shared_responses() {
+        let audit_read = method == "get" && path.starts_with("/v1/audit-events");
+        let upload = method == "post" && path == "/v1/registrations/batches";
         let applies = match shared.status {
+            "500" => (shared.name == "InternalErrorOrAuditDamaged") == audit_read,
+            "503" => (shared.name == "UnavailableOrSpoolFull") == upload,
             "400" | "415" => has_body,
             "413" => may_carry_body,
             "406" => !prefix.is_empty(),

@@ -403,6 +403,14 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             }
         }
         Ok(None) => empty_file = true,
+        Err(e) if e.get_ref().is_some_and(|i| i.is::<super::LineTooLong>()) => {
+            return Err(vec![FieldError::new(
+                "/header",
+                "line_too_long",
+                format!("the first line is longer than {MAX_CSV_RECORD_BYTES} bytes, which no registration file's header is"),
+                format!("la première ligne dépasse {MAX_CSV_RECORD_BYTES} octets, ce qu'aucun en-tête de fichier d'inscription ne fait"),
+            )])
+        }
         Err(e) => {
             return Err(vec![FieldError::new(
                 "/header",

@@ -161,6 +161,16 @@ fn carriage_returns_alone_end_lines() {
             .collect::<Vec<_>>(),
         [("/header", "unclosed_quote")]
     );
+    // A first line past the longest record is no header: said as such, not as the disk's fault.
+    let long = format!("household,{}\n", "x".repeat(MAX_CSV_RECORD_BYTES as usize));
+    let errors = check_csv_header(long.as_bytes()).err().unwrap();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect::<Vec<_>>(),
+        [("/header", "line_too_long")]
+    );
 }
 
 #[test]
