@@ -649,6 +649,32 @@ async fn a_national_id_of_someone_else_fails_its_household(backend: Backend) {
                     WHERE action = 'beneficiary.identity_mismatch' AND organization = 'mut-b' \
                     AND resource_id = '' AND request_id LIKE 'batch-%'";
     assert_eq!(app.db.scalar(refusals).await, 3);
+    // Recorded with the rows' group, before the job's end, as the job's other events.
+    let log = app
+        .get(
+            "/v1/audit-events?organization=mut-b&limit=500",
+            &app.token("operator", "audit:read"),
+        )
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    let mut actions: Vec<String> = log.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["request_id"].as_str().is_some_and(|r| r.ends_with(job_id)))
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    actions.reverse();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("registration_batch.completed"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "beneficiary.identity_mismatch").count(),
+        3,
+        "{actions:?}"
+    );
     let errors = job["errors"].to_string();
     for secret in ["1984-03-12", "22890123456", "Agb", "Zio", "Maritime"] {
         assert!(!errors.contains(secret), "{secret} in {errors}");

@@ -135,6 +135,7 @@ async fn one_worker_claims_a_job_and_only_it_reports(backend: Backend) {
         },
         new_errors: vec![error(3), error(2)],
         new_duplicates: vec![duplicate(5, &["p1", "p2"]), duplicate(4, &["p3"])],
+        events: Vec::new(),
         finish: None,
         at,
     };
@@ -291,6 +292,7 @@ async fn a_job_without_progress_is_failed_once(backend: Backend) {
         counts: BatchCounts::default(),
         new_errors: Vec::new(),
         new_duplicates: Vec::new(),
+        events: Vec::new(),
         finish: None,
         at: later,
     };
@@ -347,6 +349,7 @@ fn counted(outcomes: &[HouseholdOutcome]) -> BatchUpdate {
         },
         new_errors: vec![error(1)],
         new_duplicates: Vec::new(),
+        events: Vec::new(),
         finish: None,
         at: Utc::now(),
     }

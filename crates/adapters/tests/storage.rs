@@ -714,6 +714,7 @@ async fn read_then_write_waits_for_another_process(backend: Backend) {
                 },
                 new_errors: Vec::new(),
                 new_duplicates: Vec::new(),
+                events: Vec::new(),
                 finish: None,
                 at: Utc::now(),
             };

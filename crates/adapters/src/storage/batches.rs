@@ -245,6 +245,7 @@ async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdat
     if changed.rows_affected() == 0 {
         return Ok(false);
     }
+    queue_events(tx, &update.events).await?;
     if end.is_some() {
         let job = fetch_batch(tx, id).await?.ok_or(StoreError::NotFound)?;
         let subject = job.subject.clone();

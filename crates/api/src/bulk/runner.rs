@@ -270,6 +270,7 @@ async fn fail_after_panic(state: &AppState, id: &str, worker: &str) {
         counts,
         new_errors: Vec::new(),
         new_duplicates: Vec::new(),
+        events: Vec::new(),
         finish: Some(BatchEnd {
             status: BatchStatus::Failed,
             rows_total: None,

@@ -328,6 +328,7 @@ fn progress_update(
         counts,
         new_errors,
         new_duplicates,
+        events: Vec::new(),
         finish,
         at,
     }
@@ -489,17 +490,26 @@ impl Job<'_> {
             };
             // The rows refused before the group (by validation) are reported with it.
             let (counts, errors) = (self.counts, &self.errors);
+            // A household refused because a national id is someone else's leaves a trace, as a
+            // single registration does: a file of guesses at sex and birth year is seen. The
+            // trace is written with the group, before the job's end.
             let progress = |outcomes: &[HouseholdOutcome]| {
                 let (counts, new_errors, duplicates) = account(counts, &group_rows, outcomes);
                 let errors: Vec<RowError> = errors.iter().cloned().chain(new_errors).collect();
-                progress_update(counts, &errors, &duplicates, end.clone(), at)
+                let mut update = progress_update(counts, &errors, &duplicates, end.clone(), at);
+                update.events = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Err(e) if refused_identity(e)))
+                    .map(|_| crate::routes::registrations::identity_refusal(&ctx))
+                    .collect();
+                update
             };
             let written = self
                 .state
                 .store
                 .register_batch_group(&ctx, &group, true, &self.job.id, self.worker, &progress)
                 .await;
-            let (outcomes, update) = match written {
+            let (_, update) = match written {
                 Ok(Some(written)) => written,
                 Ok(None) => return Some(Ended::Lost),
                 // The group and its progress may be stored: the counts this worker holds may be
@@ -511,18 +521,6 @@ impl Job<'_> {
                 }
                 Err(e) => return Some(self.stop_on_store_error(e, observer).await),
             };
-            // A household refused because a national id is someone else's leaves a trace, as a
-            // single registration does: a file of guesses at sex and birth year is seen.
-            let refusals: Vec<_> = outcomes
-                .iter()
-                .filter(|o| matches!(o, Err(e) if refused_identity(e)))
-                .map(|_| crate::routes::registrations::identity_refusal(&ctx))
-                .collect();
-            if !refusals.is_empty() {
-                if let Err(e) = self.state.store.append_audit(&refusals).await {
-                    tracing::warn!(error = %e, "the identity refusals of a bulk group could not be audited");
-                }
-            }
             update
         };
         self.counts = update.counts;
@@ -581,6 +579,7 @@ impl Job<'_> {
             counts: self.counts,
             new_errors: std::mem::take(&mut self.errors),
             new_duplicates: Vec::new(),
+            events: Vec::new(),
             finish: Some(BatchEnd {
                 status: BatchStatus::Failed,
                 rows_total: None,

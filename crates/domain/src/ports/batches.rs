@@ -166,6 +166,10 @@ pub struct BatchUpdate {
     pub new_errors: Vec<RowError>,
     /// Possible duplicates found since the last report.
     pub new_duplicates: Vec<RowDuplicate>,
+    /// Audit events of the rows since the last report that wrote nothing (a household refused
+    /// for a national id registered to someone else): recorded with the report, before the
+    /// job's own end.
+    pub events: Vec<crate::audit::NewAuditEvent>,
     pub finish: Option<BatchEnd>,
     pub at: DateTime<Utc>,
 }
