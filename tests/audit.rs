@@ -438,7 +438,39 @@ async fn operator_reads_are_audited(backend: Backend) {
     assert_eq!(app.audited().await, before);
 }
 
+/// A `since` between two microseconds (instants are kept to the microsecond) keeps what is at or
+/// after it: an event at its microsecond is before it, on both databases (PostgreSQL rounded
+/// the instant to the nearest microsecond and kept that event).
+async fn a_since_past_the_microsecond_is_after_its_microsecond(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_org("sincex", "provider", "TG").await;
+    let operator = app.operator();
+    let created = app
+        .get("/v1/audit-events?action=organization.created&limit=1", &operator)
+        .await;
+    let event = &created.json["items"][0];
+    assert_eq!(event["resource_id"], "sincex", "{}", created.text);
+    let at: chrono::DateTime<chrono::Utc> = event["at"].as_str().unwrap().parse().unwrap();
+    for (nanos, kept) in [(0, true), (1, false), (500, false), (999, false)] {
+        let since = (at + chrono::Duration::nanoseconds(nanos)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let listed = app
+            .send(
+                app.request(reqwest::Method::GET, "/v1/audit-events")
+                    .query(&[("action", "organization.created"), ("since", since.as_str())])
+                    .bearer_auth(&operator),
+            )
+            .await;
+        let found = listed.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["seq"] == event["seq"]);
+        assert_eq!(found, kept, "since {since}: {}", listed.text);
+    }
+}
+
 on_both_databases!(
+    a_since_past_the_microsecond_is_after_its_microsecond,
     a_mutuelle_polls_its_own_events_among_many_others,
     a_resource_is_filtered_by_organisation_and_action,
     a_row_before_the_first_is_named_by_verify,

@@ -184,6 +184,18 @@ fn since_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     utoipa::openapi::RefOr::T(Schema::AnyOf(any_of))
 }
 
+/// The first stored instant at or after `t`: instants are kept to the microsecond, so one between
+/// two microseconds is after the first. PostgreSQL would round it to the nearer one, keeping
+/// what changed during that microsecond but before the instant.
+fn next_microsecond(t: DateTime<Utc>) -> DateTime<Utc> {
+    match t.timestamp_subsec_nanos() % 1_000 {
+        0 => t,
+        past => t
+            .checked_add_signed(chrono::Duration::nanoseconds(i64::from(1_000 - past)))
+            .unwrap_or(t),
+    }
+}
+
 pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
@@ -193,7 +205,7 @@ pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
         let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
             .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
             .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc());
-        return Ok(Some(instant.with_timezone(&Utc).min(last)));
+        return Ok(Some(next_microsecond(instant.with_timezone(&Utc)).min(last)));
     }
     if let Some(date) = passerelle_domain::dates::parse(raw) {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
