@@ -355,10 +355,8 @@ fn counted(outcomes: &[HouseholdOutcome]) -> BatchUpdate {
     }
 }
 
-/// A group's households and the progress that counts them are one transaction: a worker that no
-/// longer holds its job writes neither, so no household is ever registered that no job counted.
-async fn a_group_and_its_progress_are_written_together(backend: Backend) {
-    let (_db, _database, store) = store(backend).await;
+/// mut-a's plan, stored.
+async fn plan(store: &Arc<dyn Store>) -> ProductVersion {
     let product = ProductVersion {
         product_id: "p1".into(),
         organization: "mut-a".into(),
@@ -375,6 +373,50 @@ async fn a_group_and_its_progress_are_written_together(backend: Backend) {
         version: 1,
     };
     store.create_product(&ctx(None), &product).await.unwrap();
+    product
+}
+
+/// A group's events, chained in its own transaction, follow those of the changes committed
+/// before it that still wait in the queue (the job's own `registration_batch.created`, say), as
+/// the chainer would have placed them.
+async fn a_groups_events_follow_those_committed_before(backend: Backend) {
+    let (db, _database, store) = store(backend).await;
+    let product = plan(&store).await;
+    let mut running = batch("b1");
+    running.worker = Some("w1".into());
+    store.create_batch(&ctx(None), &running).await.unwrap();
+    // Committed, not yet chained: nothing nudges the chainer for it.
+    db.execute(
+        "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) \
+         VALUES ('2026-11-30T08:00:01+00:00', 'mut-a', 'clerk', 'test.waiting', 'test', 'w', 'r-waiting')",
+    )
+    .await;
+    store
+        .register_batch_group(&ctx(None), &[household(&product, "A-1")], true, "b1", "w1", &counted)
+        .await
+        .unwrap()
+        .expect("w1 holds b1");
+    let log = store
+        .list_audit_events(
+            &passerelle_domain::ports::AuditFilter::default(),
+            &passerelle_domain::pagination::PageRequest::first(100),
+        )
+        .await
+        .unwrap();
+    let seq_of =
+        |action: &str| -> Vec<i64> { log.items.iter().filter(|e| e.action == action).map(|e| e.seq).collect() };
+    let waiting = seq_of("test.waiting");
+    let group = seq_of("beneficiary.created");
+    assert_eq!((waiting.len(), group.len()), (1, 1), "{:?}", log.items);
+    assert!(waiting[0] < group[0], "{waiting:?} after {group:?}");
+    assert!(seq_of("registration_batch.created")[0] < group[0]);
+}
+
+/// A group's households and the progress that counts them are one transaction: a worker that no
+/// longer holds its job writes neither, so no household is ever registered that no job counted.
+async fn a_group_and_its_progress_are_written_together(backend: Backend) {
+    let (_db, _database, store) = store(backend).await;
+    let product = plan(&store).await;
     let mut running = batch("b1");
     running.worker = Some("w1".into());
     store.create_batch(&ctx(None), &running).await.unwrap();
@@ -481,4 +523,5 @@ on_both_databases!(
     one_worker_claims_a_job_and_only_it_reports,
     a_job_without_progress_is_failed_once,
     a_group_and_its_progress_are_written_together,
+    a_groups_events_follow_those_committed_before,
 );

@@ -193,10 +193,17 @@ fn end_event(job: &BatchJob, status: BatchStatus, subject: &str, at: DateTime<Ut
 }
 
 /// Records a job's progress (and its end, when `update.finish` is set) in `tx`, while `worker`
-/// still holds it: false, and nothing written, when the job was taken from it. The row is
+/// still holds it: `None`, and nothing written, when the job was taken from it. The row is
 /// changed only under the same condition, so a sweeper that failed the job meanwhile (its
-/// statement waited for this one's lock, or this one for its) is never overwritten.
-async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
+/// statement waited for this one's lock, or this one for its) is never overwritten. The audit
+/// events to record with it, in order: the update's, then the job's end; the caller queues or
+/// chains them.
+async fn write_progress(
+    tx: &mut Tx,
+    id: &str,
+    worker: &str,
+    update: &BatchUpdate,
+) -> Result<Option<Vec<NewAuditEvent>>, StoreError> {
     // Errors stored so far, read under the claim: only the holder writes them.
     // `seq` runs from 1 without gaps: the last one, read from the key's end, is the count.
     let stored: Option<(i64, i64)> = sqlx::query_as(
@@ -210,7 +217,7 @@ async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdat
     .await
     .map_err(db_err)?;
     let Some((stored, stored_duplicates)) = stored else {
-        return Ok(false);
+        return Ok(None);
     };
     insert_batch_errors(tx, id, stored, &update.new_errors).await?;
     insert_batch_duplicates(tx, id, stored_duplicates, &update.new_duplicates).await?;
@@ -243,15 +250,15 @@ async fn write_progress(tx: &mut Tx, id: &str, worker: &str, update: &BatchUpdat
     .await
     .map_err(db_err)?;
     if changed.rows_affected() == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    queue_events(tx, &update.events).await?;
+    let mut events = update.events.clone();
     if end.is_some() {
         let job = fetch_batch(tx, id).await?.ok_or(StoreError::NotFound)?;
         let subject = job.subject.clone();
-        queue_events(tx, &[end_event(&job, status, &subject, update.at)]).await?;
+        events.push(end_event(&job, status, &subject, update.at));
     }
-    Ok(true)
+    Ok(Some(events))
 }
 
 /// `'a', 'b', …` for a `spool_path IN (…)` list of one chunk of paths.
@@ -495,9 +502,10 @@ impl BatchStore for This {
 
     async fn update_batch(&self, id: &str, worker: &str, update: &BatchUpdate) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        if !write_progress(&mut tx, id, worker, update).await? {
+        let Some(events) = write_progress(&mut tx, id, worker, update).await? else {
             return Ok(false);
-        }
+        };
+        queue_events(&mut tx, &events).await?;
         self.commit(tx).await?;
         Ok(true)
     }
@@ -590,10 +598,13 @@ impl BatchStore for This {
         let (outcomes, events) = register_group(&mut tx, ctx, households, skip_existing).await?;
         let update = progress(&outcomes);
         // Dropping the transaction rolls the group back with the progress.
-        if !write_progress(&mut tx, id, worker, &update).await? {
+        let Some(progress_events) = write_progress(&mut tx, id, worker, &update).await? else {
             return Ok(None);
-        }
+        };
         // Last: the chain's head stays locked until the commit, and every audited write waits.
+        // The group's events, then its refusals and the job's end.
+        let mut events = events;
+        events.extend(progress_events);
         chain_events(&mut tx, &events).await?;
         self.commit(tx).await?;
         Ok(Some((outcomes, update)))

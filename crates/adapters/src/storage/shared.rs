@@ -113,14 +113,27 @@ async fn queue_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Store
 }
 
 /// Appends events to the chain under the head's row lock. Called last in its transaction, so
-/// the lock is held only for these few statements and the commit: by the chainer, and by bulk
-/// imports whose thousands of events would gain nothing from a detour through the queue.
+/// the lock is held only for these few statements and the commit: by bulk imports, whose
+/// thousands of events would gain nothing from a detour through the queue. The events of changes
+/// committed before, still in the queue, are chained first, as the chainer would have: a bulk
+/// job's first group could otherwise come before the job's own `registration_batch.created`.
+/// The transaction must have queued nothing itself.
 async fn chain_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
+    // Once the head is locked, the queue's committed rows are visible and no chainer takes them.
     let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
-    chain_after(tx, head, events).await.map(|_| ())
+    let mut queued: Vec<QueuedRow> = sqlx::query_as(
+        "DELETE FROM audit_queue RETURNING id, at, organization, subject, action, resource_type, resource_id, request_id",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    queued.sort_by_key(|r| r.id);
+    let mut all: Vec<NewAuditEvent> = queued.into_iter().map(NewAuditEvent::from).collect();
+    all.extend_from_slice(events);
+    chain_after(tx, head, &all).await.map(|_| ())
 }
 
 /// The events chained after `head`, and the head they leave.
