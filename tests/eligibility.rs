@@ -594,16 +594,46 @@ async fn a_check_uses_the_version_in_force_on_the_service_date(backend: Backend)
     );
 }
 
-/// A reason's `until` is the first day it no longer holds, under the version then in force: a
-/// later version that shortens the waiting period brings the day forward.
-async fn until_follows_a_later_version(backend: Backend) {
-    let s = setup(backend, "2026-12-31").await;
+/// mut-a's plan, held by the principal, gets `v2` as its second version.
+async fn second_version(s: &Setup, v2: &Value) {
     let app = &s.app;
     let token = writer(app, "mut-a");
     let coverage = app
         .get(&format!("/v1/coverages/{}", s.principal_coverage), &token)
         .await;
     let product_path = format!("/v1/products/{}", coverage.json["product"].as_str().unwrap());
+    let put = app
+        .send(
+            app.request(reqwest::Method::PUT, &product_path)
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .json(v2),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+}
+
+/// The principal's claim of one consultation on `day`, which must be rejected.
+async fn refused_claim(s: &Setup, day: &str) -> Reply {
+    let app = &s.app;
+    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
+    let claimed = crate::claims::submit(
+        app,
+        &crate::claims::provider(app),
+        "c1",
+        &crate::claims::claim("EXT-1", &s.principal, day, lines),
+    )
+    .await;
+    assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+    claimed
+}
+
+/// A reason's `until` is the first day it no longer holds, under the version then in force: a
+/// later version that shortens the waiting period brings the day forward.
+async fn until_follows_a_later_version(backend: Backend) {
+    let s = setup(backend, "2026-12-31").await;
+    let app = &s.app;
+    let token = writer(app, "mut-a");
     let on = json!({"beneficiary": {"id": s.principal}, "service_date": "2026-01-20", "care_level": "health_center",
            "category": "consultation"});
     let until = |reply: &passerelle_tests::Reply| {
@@ -620,15 +650,7 @@ async fn until_follows_a_later_version(backend: Backend) {
     );
     let mut v2 = crate::products::family_plan("2026-02-01");
     v2["waiting_period_days"] = json!(30);
-    let put = app
-        .send(
-            app.request(reqwest::Method::PUT, &product_path)
-                .bearer_auth(&token)
-                .header("if-match", "\"1\"")
-                .json(&v2),
-        )
-        .await;
-    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    second_version(&s, &v2).await;
     // From 2026-02-01 the 30 days, ended on 2026-01-31, are already past.
     let after = check(app, &provider(app), on.clone()).await;
     assert_eq!(
@@ -638,15 +660,7 @@ async fn until_follows_a_later_version(backend: Backend) {
         after.text
     );
     // A claim refused for that day says the same.
-    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
-    let claimed = crate::claims::submit(
-        app,
-        &crate::claims::provider(app),
-        "c1",
-        &crate::claims::claim("EXT-1", &s.principal, "2026-01-20", lines),
-    )
-    .await;
-    assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+    let claimed = refused_claim(&s, "2026-01-20").await;
     let reason = &claimed.json["reasons"][0];
     assert_eq!(
         (&reason["code"], &reason["until"]),
@@ -685,11 +699,6 @@ async fn arrears_end_with_a_later_versions_longer_grace(backend: Backend) {
     // Paid through June, 30 days' grace: in arrears from 2026-07-31.
     let s = setup(backend, "2026-06-30").await;
     let app = &s.app;
-    let token = writer(app, "mut-a");
-    let coverage = app
-        .get(&format!("/v1/coverages/{}", s.principal_coverage), &token)
-        .await;
-    let product_path = format!("/v1/products/{}", coverage.json["product"].as_str().unwrap());
     let on = |day: &str| {
         json!({"beneficiary": {"id": s.principal}, "service_date": day, "care_level": "health_center",
                "category": "consultation"})
@@ -713,30 +722,14 @@ async fn arrears_end_with_a_later_versions_longer_grace(backend: Backend) {
     );
     let mut v2 = crate::products::family_plan("2026-10-01");
     v2["grace_period_days"] = json!(365);
-    let put = app
-        .send(
-            app.request(reqwest::Method::PUT, &product_path)
-                .bearer_auth(&token)
-                .header("if-match", "\"1\"")
-                .json(&v2),
-        )
-        .await;
-    assert_eq!(put.status.as_u16(), 200, "{}", put.text);
+    second_version(&s, &v2).await;
     let after = check(app, &provider(app), on("2026-09-15")).await;
     assert_eq!(reasons(&after)[0]["code"], "CONTRIBUTIONS_IN_ARREARS", "{}", after.text);
     assert_eq!(reasons(&after)[0]["until"], "2026-10-01", "{}", after.text);
     let that_day = check(app, &provider(app), on("2026-10-01")).await;
     assert_eq!(that_day.json["eligible"], true, "{}", that_day.text);
     // A claim refused for the earlier day names the same end.
-    let lines = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 2500}]);
-    let claimed = crate::claims::submit(
-        app,
-        &crate::claims::provider(app),
-        "c1",
-        &crate::claims::claim("EXT-1", &s.principal, "2026-09-15", lines),
-    )
-    .await;
-    assert_eq!(claimed.json["status"], "rejected", "{}", claimed.text);
+    let claimed = refused_claim(&s, "2026-09-15").await;
     assert_eq!(claimed.json["reasons"], reasons(&after), "{}", claimed.text);
 }
 
