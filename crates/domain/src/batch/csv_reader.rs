@@ -372,6 +372,9 @@ pub(super) fn column_letter(position: usize) -> String {
     String::from_utf8(letters).unwrap_or_default()
 }
 
+/// Most unknown header columns named; the others are one `too_many_errors` at `/header`.
+const MAX_UNKNOWN_COLUMNS_NAMED: usize = 20;
+
 fn header_error(column: &str, code: &str, en: impl Into<String>, fr: impl Into<String>) -> FieldError {
     let escaped = column.replace('~', "~0").replace('/', "~1");
     FieldError::new(format!("/header/{escaped}"), code, en, fr)
@@ -476,6 +479,10 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     let mut errors = Vec::new();
     let mut positions = [usize::MAX; 14];
     let mut unnamed = Vec::new();
+    // Unknown names, each once; the first `MAX_UNKNOWN_COLUMNS_NAMED` are named, the others
+    // counted: a 1 MiB header of 200,000 made-up names is a few errors, not 170 MB of them.
+    let mut unknown = std::collections::HashSet::new();
+    let mut unknown_not_named = 0;
     for (position, name) in names.iter().enumerate() {
         if name.is_empty() {
             unnamed.push(position);
@@ -489,6 +496,8 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
                 "cette colonne figure plusieurs fois dans l'en-tête",
             )),
             Some(column) => positions[column] = position,
+            None if !unknown.insert(name.as_str()) => {}
+            None if unknown.len() > MAX_UNKNOWN_COLUMNS_NAMED => unknown_not_named += 1,
             None => errors.push(header_error(
                 name,
                 "unknown_column",
@@ -515,6 +524,9 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
                 "cette colonne manque dans l'en-tête",
             ));
         }
+    }
+    if unknown_not_named > 0 {
+        errors.push(FieldError::too_many("/header", unknown_not_named, false));
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -161,6 +161,17 @@ fn carriage_returns_alone_end_lines() {
             .collect::<Vec<_>>(),
         [("/header", "unclosed_quote")]
     );
+    // A header of thousands of made-up names names twenty of them and counts the others (each
+    // once: `zz` twice is one).
+    let made_up: Vec<String> = (0..5_000).map(|i| format!("c{i}")).collect();
+    let wide = format!("{},zz,zz,{}\n", HEADER.trim_end(), made_up.join(","));
+    let errors = check_csv_header(wide.as_bytes()).err().unwrap();
+    assert_eq!(errors.len(), 21, "{errors:?}");
+    assert_eq!(errors[0].field, "/header/zz");
+    assert!(errors[..20].iter().all(|e| e.code == "unknown_column"));
+    assert_eq!(errors[20].field, "/header");
+    assert_eq!(errors[20].code, "too_many_errors");
+    assert!(errors[20].en.starts_with("4981 more faults"), "{}", errors[20].en);
     // A first line past the longest record is no header: said as such, not as the disk's fault.
     let long = format!("household,{}\n", "x".repeat(MAX_CSV_RECORD_BYTES as usize));
     let errors = check_csv_header(long.as_bytes()).err().unwrap();
