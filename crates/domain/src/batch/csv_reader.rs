@@ -92,9 +92,16 @@ impl<R: Read> Lines<R> {
 }
 
 impl<R: Read + Seek> Lines<R> {
-    /// Back to `offset`, the start of line `line + 1`.
+    /// Back to `offset`, the start of line `line + 1`: within the read buffer when it still
+    /// holds it, since a seek empties the buffer and every line with a forgotten quote (each
+    /// read ahead, then back) would read 256 KiB again (fuzzing: 2 MiB of such lines, 4.5 s).
     fn rewind(&mut self, offset: u64, line: u64) -> io::Result<()> {
-        self.reader.seek(SeekFrom::Start(offset))?;
+        match i64::try_from(offset).ok().zip(i64::try_from(self.offset).ok()) {
+            Some((to, from)) => self.reader.seek_relative(to - from)?,
+            None => {
+                self.reader.seek(SeekFrom::Start(offset))?;
+            }
+        }
         self.offset = offset;
         self.line = line;
         Ok(())

@@ -572,12 +572,58 @@ impl Read for Broken<'_> {
 
 impl Seek for Broken<'_> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let SeekFrom::Start(at) = to else {
-            return Err(io::Error::other("only from the start"));
+        let at = match to {
+            SeekFrom::Start(at) => usize::try_from(at).map_err(io::Error::other)?,
+            SeekFrom::Current(by) => self
+                .at
+                .checked_add_signed(isize::try_from(by).map_err(io::Error::other)?)
+                .ok_or_else(|| io::Error::other("before the start"))?,
+            SeekFrom::End(_) => return Err(io::Error::other("not from the end")),
         };
-        self.at = usize::try_from(at).map_err(io::Error::other)?.min(self.data.len());
-        Ok(at)
+        self.at = at.min(self.data.len());
+        Ok(self.at as u64)
     }
+}
+
+/// A reader that counts the bytes read from it.
+struct Counted {
+    inner: io::Cursor<Vec<u8>>,
+    read: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n);
+        Ok(n)
+    }
+}
+
+impl Seek for Counted {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+/// Lines with a forgotten quote are each read ahead, then read again from the buffer: the file
+/// is read about twice (two passes), not once more for each such line (a 2 MiB file of them took
+/// 4.5 s, every rewind reading 256 KiB again).
+#[test]
+fn forgotten_quotes_do_not_read_the_file_again() {
+    let mut text = HEADER.to_owned();
+    for i in 0..2_000 {
+        text.push_str(&format!("H{i},principal,\"x\n"));
+    }
+    let len = text.len();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0));
+    let reader = CsvHouseholds::new(Counted {
+        inner: io::Cursor::new(text.into_bytes()),
+        read: read.clone(),
+    })
+    .unwrap();
+    assert_eq!(reader.count(), 2_000);
+    let read = read.get();
+    assert!(read <= 3 * len, "{read} bytes read for {len}");
 }
 
 #[test]
