@@ -627,6 +627,12 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             }
             joined.push(b'\n');
             joined.extend_from_slice(&self.lines.buf);
+            // Only a quote ends a quoted cell: a line without one leaves it open (and `fields`,
+            // read only once it closes, is split again then), so the rows after a forgotten
+            // quote are not each split again with all the lines before them.
+            if !self.lines.buf.contains(&b'"') {
+                continue;
+            }
             let split = split_fields_checked(&joined, &mut self.fields, self.header.delimiter);
             if !split.open {
                 if split.broken_cells_close_cleanly && self.broken_cells_hold_text_only() {
