@@ -628,7 +628,7 @@ fn answers_to(
 /// The request that an operation's `validation_failed` example answers (said in its summary),
 /// and the errors the service lists for it, in its order; `None` for `POST /v1/organizations`,
 /// whose answer is the shared example's. The errors of a body's missing members are those of
-/// `{}`; a list's are its `limit`'s, made by the code that reads it. `tests/conventions.rs` sends
+/// `{}`; a list's are its `limit`'s, made by the code that reads it. `tests/examples.rs` sends
 /// each request and compares the answer with the document's.
 fn validation_example_of(method: &str, path: &str) -> Option<(&'static str, ApiError)> {
     let missing = |members: &[&str]| {
