@@ -442,6 +442,7 @@ fn invalid_encoding_fr() -> &'static str {
 }
 
 mod csv_reader;
+mod csv_split;
 mod ndjson_reader;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use ::csv::ByteRecord;
 
+use super::csv_split::{split_fields, split_fields_checked, ResumableSplit, SplitLine};
 use super::*;
 use crate::beneficiary::{compact_cell_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft, Sex};
 use crate::coverage::Relationship;
@@ -105,83 +106,6 @@ impl<R: Read + Seek> Lines<R> {
         self.offset = offset;
         self.line = line;
         Ok(())
-    }
-}
-
-/// Splits one line into `record` at `delimiter` with RFC 4180 quoting, as the `csv` crate reads
-/// a record: a field that starts with `"` runs to the next lone `"` (`""` is a quote) and what
-/// follows it up to the delimiter is kept; a `"` further in an unquoted field is kept as it is.
-/// True when the line ends inside a quoted field.
-fn split_fields(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> bool {
-    split_fields_checked(line, record, delimiter).open
-}
-
-struct SplitLine {
-    /// The line ends inside a quoted field.
-    open: bool,
-    /// The first field holding a quote that neither opens nor closes it (`Ba"`, `"Ba"x`),
-    /// which no spreadsheet writes: most likely the end of a cell whose first line was read as
-    /// a row of its own.
-    stray_quote: Option<usize>,
-    /// Every quoted field holding a line break ends, as a spreadsheet writes it, with its quote
-    /// right before a delimiter or the end of the row.
-    broken_cells_close_cleanly: bool,
-}
-
-fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> SplitLine {
-    record.clear();
-    let mut field = Vec::new();
-    let mut clean = true;
-    let mut stray_quote = None;
-    let mut i = 0;
-    loop {
-        field.clear();
-        let position = record.len();
-        let mut quoted = line.get(i) == Some(&b'"');
-        if quoted {
-            i += 1;
-        }
-        while let Some(&b) = line.get(i) {
-            match (quoted, b) {
-                (true, b'"') if line.get(i + 1) == Some(&b'"') => {
-                    field.push(b'"');
-                    i += 1;
-                }
-                (true, b'"') => {
-                    quoted = false;
-                    let closes = line.get(i + 1).is_none_or(|next| *next == delimiter);
-                    if !closes {
-                        stray_quote.get_or_insert(position);
-                        if field.contains(&b'\n') {
-                            clean = false;
-                        }
-                    }
-                }
-                (false, b) if b == delimiter => break,
-                (false, b'"') => {
-                    stray_quote.get_or_insert(position);
-                    field.push(b'"');
-                }
-                _ => field.push(b),
-            }
-            i += 1;
-        }
-        record.push_field(&field);
-        if quoted {
-            return SplitLine {
-                open: true,
-                stray_quote,
-                broken_cells_close_cleanly: clean,
-            };
-        }
-        if i >= line.len() {
-            return SplitLine {
-                open: false,
-                stray_quote,
-                broken_cells_close_cleanly: clean,
-            };
-        }
-        i += 1;
     }
 }
 
@@ -618,6 +542,9 @@ impl<R: Read + Seek> CsvHouseholds<R> {
         let first = std::mem::take(&mut self.lines.buf);
         let mut joined = first.clone();
         let mut outcome = None;
+        let mut split = ResumableSplit::default();
+        self.fields.clear();
+        split.more(&joined, &mut self.fields, self.header.delimiter);
         for _ in 0..MAX_CELL_LINE_BREAKS {
             let Some(terminated) = self.lines.next_line()? else {
                 break;
@@ -627,16 +554,10 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             }
             joined.push(b'\n');
             joined.extend_from_slice(&self.lines.buf);
-            // Only a quote ends a quoted cell: a line without one leaves it open (and `fields`,
-            // read only once it closes, is split again then), so the rows after a forgotten
-            // quote are not each split again with all the lines before them.
-            if !self.lines.buf.contains(&b'"') {
-                continue;
-            }
-            let split = split_fields_checked(&joined, &mut self.fields, self.header.delimiter);
-            if !split.open {
-                if split.broken_cells_close_cleanly && self.broken_cells_hold_text_only() {
-                    outcome = Some((terminated, split));
+            let line_split = split.more(&joined, &mut self.fields, self.header.delimiter);
+            if !line_split.open {
+                if line_split.broken_cells_close_cleanly && self.broken_cells_hold_text_only() {
+                    outcome = Some((terminated, line_split));
                 }
                 break;
             }
