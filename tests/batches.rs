@@ -1286,12 +1286,11 @@ fn start_doomed(url: &str, spool: std::path::PathBuf) -> Doomed {
         rt.block_on(async {
             let database = app::connect(&config).await.unwrap();
             database.migrate().await.unwrap();
+            let limits = config.connection_limits();
             let state = app::state(config, &database).await.unwrap();
             app::ensure_operator(&state).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let running = app::serve(listener, app::router(state), Duration::from_secs(30))
-                .await
-                .unwrap();
+            let running = app::serve(listener, app::router(state), limits).await.unwrap();
             ready_tx.send(format!("http://{}", running.addr)).unwrap();
             std::mem::forget(running);
         });
@@ -1581,12 +1580,11 @@ async fn a_stopping_replica_hands_its_job_back_and_it_resumes(backend: Backend) 
         std::env::temp_dir().join(format!("passerelle-handback-{}", uuid::Uuid::new_v4().simple()));
     let database = app::connect(&config).await.unwrap();
     database.migrate().await.unwrap();
+    let limits = config.connection_limits();
     let state = app::state(config, &database).await.unwrap();
     app::ensure_operator(&state).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = app::serve(listener, app::router(state.clone()), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let running = app::serve(listener, app::router(state.clone()), limits).await.unwrap();
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = |org: &str, scopes: &str| tokens::hs256(SECRET, &tokens::claims(org, scopes));

@@ -91,7 +91,7 @@ async fn a_slow_upload_does_not_hold_the_shutdown() {
     let server = tokio::spawn(passerelle_api::app::serve_until(
         listener,
         passerelle_api::app::router(state),
-        app.config.header_read_timeout,
+        app.config.connection_limits(),
         async {
             let _ = stopped.await;
         },
@@ -145,7 +145,10 @@ async fn a_shutdown_waits_only_for_requests_in_flight() {
     let server = tokio::spawn(passerelle_api::app::serve_until(
         listener,
         passerelle_api::app::router(state),
-        Duration::from_secs(60),
+        passerelle_api::http_server::ConnectionLimits {
+            header_read: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        },
         async {
             let _ = stopped.await;
         },
@@ -302,6 +305,91 @@ async fn a_request_head_that_never_ends_is_cut_off() {
     // Requests through a client are unaffected.
     let ready = app.send(app.request(Method::GET, "/health/ready")).await;
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
+}
+
+/// A client that stops reading its answers holds its connection only for `send_timeout`, with
+/// no byte taken; one that reads slowly but steadily, for longer than that in all, gets its
+/// answer whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_left_unread_is_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeout = Duration::from_millis(600);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.send_timeout = timeout).await;
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let document = app.send(app.request(Method::GET, "/openapi.json")).await.text.len();
+    assert!(document > 500_000, "{document} bytes");
+    let timeouts = || async {
+        let metrics = app.send(app.request(Method::GET, "/metrics")).await.text;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("passerelle_http_send_timeouts_total "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    // A small receive window, so that the answers wait in the server's buffers.
+    let connect = |window: u32| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(window).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    let get = b"GET /openapi.json HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let before = timeouts().await;
+
+    // Eight answers asked for at once (more than every buffer between holds), none read.
+    let mut stopped = connect(4096).await;
+    stopped.write_all(&get.repeat(8)).await.unwrap();
+    let asked = Instant::now();
+    while timeouts().await == before {
+        assert!(asked.elapsed() < Duration::from_secs(15), "still sending after 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(asked.elapsed() >= timeout, "cut after {:?}", asked.elapsed());
+    let mut taken = 0;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stopped.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => taken += n,
+            Err(_) => panic!("the connection was still open 5 s after the timeout"),
+        }
+    }
+    assert!(taken < 8 * document, "{taken} bytes: the answers were sent whole");
+
+    // Read a window's worth every 50 ms: longer than the timeout in all, never stalled that long.
+    let mut slow = connect(16384).await;
+    slow.write_all(get).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let whole = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+            .await
+            .expect("an answer's next bytes within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed after {} bytes", answer.len());
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .expect("a Content-Length")
+                .trim()
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                break (head.starts_with("HTTP/1.1 200"), body.len() == length);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(whole, (true, true));
+    assert!(started.elapsed() > timeout, "read in {:?}: not slow", started.elapsed());
+    assert_eq!(timeouts().await, before + 1, "the slow reader was not cut");
 }
 
 /// PostgreSQL behind a proxy that the test cuts: readiness turns 503, a write answers 503 and

@@ -125,7 +125,7 @@ impl TestApp {
         app::ensure_operator(&state).await.expect("operator");
         let workers = app::start_workers(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let running = app::serve(listener, app::router(state), config.header_read_timeout)
+        let running = app::serve(listener, app::router(state), config.connection_limits())
             .await
             .expect("serve");
         let base = format!("http://{}", running.addr);

@@ -429,12 +429,12 @@ pub struct Running {
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: crate::http_server::ConnectionLimits,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> Result<(), String> {
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = crate::http_server::serve(listener, app, header_read_timeout, async move {
+    let server = crate::http_server::serve(listener, app, limits, async move {
         signal.await;
         let _ = signalled.send(());
     });
@@ -459,11 +459,11 @@ pub async fn serve_until(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: crate::http_server::ConnectionLimits,
 ) -> Result<Running, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(crate::http_server::serve(listener, app, header_read_timeout, async {
+    let handle = tokio::spawn(crate::http_server::serve(listener, app, limits, async {
         let _ = rx.await;
     }));
     Ok(Running {

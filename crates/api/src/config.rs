@@ -42,6 +42,8 @@ pub struct Config {
     /// A connection that has not sent a whole request head within this is closed (also an idle
     /// keep-alive connection, counted from its last answer).
     pub header_read_timeout: Duration,
+    /// A connection whose client takes none of its answer's bytes for this long is closed.
+    pub send_timeout: Duration,
     /// Requests a second per organisation and replica; 0 = no limit.
     pub rate_limit_per_second: u32,
     /// Most requests at once (the bucket the rate refills); 0 = the rate.
@@ -153,6 +155,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "a connection that has not sent a whole request head within this is closed (a slow or stalled client); an idle keep-alive connection too, counted from its last answer",
     ),
     (
+        "send_timeout_ms",
+        Some("60000"),
+        "a connection whose client takes no byte of its answer for this long is closed (a client that stopped reading); one reading slowly is not",
+    ),
+    (
         "rate_limit_per_second",
         Some("0"),
         "requests a second each organisation may send to one replica; more answer 429 (0: no limit)",
@@ -240,6 +247,14 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The bounds on each connection's slow client.
+    pub fn connection_limits(&self) -> crate::http_server::ConnectionLimits {
+        crate::http_server::ConnectionLimits {
+            header_read: self.header_read_timeout,
+            send: self.send_timeout,
+        }
+    }
+
     /// Reads the optional file, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PASSERELLE_")).collect();
@@ -445,6 +460,12 @@ impl Config {
             header_read_timeout: Duration::from_millis(parse_range(
                 "header_read_timeout_ms",
                 &required("header_read_timeout_ms")?,
+                100,
+                3_600_000,
+            )?),
+            send_timeout: Duration::from_millis(parse_range(
+                "send_timeout_ms",
+                &required("send_timeout_ms")?,
                 100,
                 3_600_000,
             )?),

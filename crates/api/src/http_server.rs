@@ -1,4 +1,5 @@
-//! The router served over HTTP/1.1 with a bound on how long a request head may take to arrive.
+//! The router served over HTTP/1.1 with a bound on how long a request head may take to arrive,
+//! and on how long a client may leave its answer unread.
 //! `axum::serve` gives hyper's connections no timer, so hyper's `header_read_timeout` never ran:
 //! a client that sent its request head a byte at a time (slowloris), or opened connections and
 //! sent nothing, held a socket and a task each for as long as it liked. hyper's builder, from
@@ -28,6 +29,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
+/// How long a client may keep a connection without doing its part.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// To send a whole request head, from the connection's opening or its last answer.
+    pub header_read: Duration,
+    /// To take any byte of its answer: one that stopped reading held a task, a connection and
+    /// the answer's buffers for as long as it liked (a shutdown too, which waits for the answers
+    /// in flight). Each byte taken starts it again, so a slow link is not cut.
+    pub send: Duration,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
 /// requests in flight to finish (their answers sent whole), and returns. Idle connections are
 /// closed at once. A connection part-way through a request head (a slow client) holds no
@@ -36,18 +48,19 @@ use tower::ServiceExt;
 ///
 /// A connection that has not sent a whole request head `header_read_timeout` after hyper
 /// started waiting for one is closed. hyper starts that wait when a connection opens and again
-/// after each answer, so an idle keep-alive connection is closed after the same time.
+/// after each answer, so an idle keep-alive connection is closed after the same time. One whose
+/// client takes no byte of an answer for `limits.send` is closed too.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read);
     let graceful = GracefulShutdown::new();
     let in_flight = Arc::new(InFlight::default());
     let mut shutdown = std::pin::pin!(shutdown);
@@ -66,16 +79,23 @@ pub async fn serve(
             () = shutdown.as_mut() => break,
         };
         let service = TowerToHyperService::new(counted(app.clone(), in_flight.clone()));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.send));
+        let connection = builder
+            .serve_connection(TokioIo::new(Box::pin(stream)), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // A client gone, or too slow with its head: nothing for the service to do, but a
-            // count of the slow ones shows a slowloris to the operator.
+            // A client gone, or too slow: nothing for the service to do, but a count of the slow
+            // ones shows a slowloris to the operator.
             if let Err(e) = connection.await {
-                let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
-                if timed_out {
+                let head_timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+                if head_timed_out {
                     metrics::counter!("passerelle_http_header_timeouts_total").increment(1);
                     tracing::debug!("a connection sent no whole request head in time; closed");
+                } else if stopped_reading(&*e) {
+                    metrics::counter!("passerelle_http_send_timeouts_total").increment(1);
+                    tracing::debug!("a connection took no byte of its answer in time; closed");
                 } else {
                     tracing::trace!(error = %e, "connection ended with an error");
                 }
@@ -87,6 +107,21 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = in_flight.none() => {}
     }
+}
+
+/// Whether the connection ended on the send timeout: the write's `TimedOut`, somewhere in the
+/// error's chain (hyper wraps it).
+fn stopped_reading(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The requests being answered, from the moment hyper hands one to the router until its answer's

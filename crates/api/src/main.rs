@@ -298,7 +298,7 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
     }
     passerelle_api::bulk::spool::check_writable(&config.batch_spool_dir).await?;
     let listen = config.listen;
-    let header_read_timeout = config.header_read_timeout;
+    let limits = config.connection_limits();
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
         tracing::warn!(
@@ -349,7 +349,7 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
     };
     // Whatever the serving ended with, the steps below run: a request still running after the
     // drain (a bulk upload may take 30 minutes to arrive) is left to end with the process.
-    let served = app::serve_until(listener, router, header_read_timeout, signal, SHUTDOWN_DRAIN).await;
+    let served = app::serve_until(listener, router, limits, signal, SHUTDOWN_DRAIN).await;
     // A group takes a second or so; the job is queued again before the pool closes, or left to
     // the sweeper (`interrupted`) if the database hangs. A webhook send takes at most
     // `SEND_TIMEOUT`; one cut short is sent again once its lease expires, maybe a second time.

@@ -47,6 +47,7 @@ pub fn install() {
         // Every series README lists exists from the start, at 0: an alert on a rise, or a rate,
         // finds it before the first event rather than nothing.
         metrics::counter!("passerelle_http_header_timeouts_total").absolute(0);
+        metrics::counter!("passerelle_http_send_timeouts_total").absolute(0);
         for outcome in ["eligible", "not_eligible", "not_found"] {
             metrics::counter!("passerelle_eligibility_checks_total", "outcome" => outcome).absolute(0);
         }
@@ -104,6 +105,7 @@ mod tests {
         let text = super::render();
         for series in [
             "passerelle_http_header_timeouts_total",
+            "passerelle_http_send_timeouts_total",
             "passerelle_eligibility_checks_total{outcome=\"eligible\"}",
             "passerelle_eligibility_checks_total{outcome=\"not_eligible\"}",
             "passerelle_eligibility_checks_total{outcome=\"not_found\"}",
