@@ -377,7 +377,7 @@ async fn the_documented_person_forms_are_the_ones_read(backend: Backend) {
         json!({"organization": "mut-a"}),
         json!({"member_number": "TSV-0001"}),
     ];
-    let mut taken = 0;
+    let (mut taken, mut documented_forms) = (0, 0);
     for person in forms {
         let documented = conformance::check_schema("PersonSelector", &person).is_ok();
         let body = json!({"beneficiary": person, "care_level": "health_post"});
@@ -391,13 +391,19 @@ async fn the_documented_person_forms_are_the_ones_read(backend: Backend) {
                 reply.text
             );
         }
+        // The document names each form closed, for generated clients; the service also takes
+        // the other members sent as null, as its description says.
+        let null_members = person.as_object().unwrap().values().any(Value::is_null);
         assert_eq!(
-            documented, read,
+            documented || (read && null_members),
+            read,
             "{person}: documented {documented}, read {read}: {}",
             reply.text
         );
+        documented_forms += usize::from(documented);
         taken += usize::from(read);
     }
+    assert_eq!(documented_forms, 3, "the three forms");
     assert_eq!(taken, 5, "the three forms, two with members sent as null");
 }
 

@@ -24,6 +24,8 @@ use crate::problem::{ApiError, Lang, Problem, ProblemField, RequestContext, PROB
 use crate::routes;
 use crate::state::AppState;
 
+mod client_shapes;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -88,10 +90,14 @@ pub fn document() -> Document {
     let (_, mut doc) = router().split_for_parts();
     add_shared_responses(&mut doc);
     drop_unused_responses(&mut doc);
+    client_shapes::list_items_by_reference(&mut doc);
     add_list_examples(&mut doc);
     hoist_nullable_ref_descriptions(&mut doc);
     close_request_schemas(&mut doc);
-    one_person_form(&mut doc);
+    client_shapes::person_forms(&mut doc);
+    client_shapes::one_patch_media_type(&mut doc);
+    client_shapes::uploads_as_files(&mut doc);
+    client_shapes::fhir_request_resources(&mut doc);
     describe_idempotency_keys(&mut doc);
     add_claim_examples(&mut doc);
     let missed = add_value_sets(&mut doc);
@@ -174,111 +180,146 @@ fn describe_idempotency_keys(doc: &mut Document) {
     }
 }
 
-/// The fixed value sets of string members, from the domain's own lists, as `enum`: described in
-/// prose only, generated clients took them for free text. Returns the `(schema, member)` pairs
-/// it could not find, for the test that keeps this table true.
+/// The fixed value sets of string members, from the domain's own lists, each a named `enum`
+/// schema that the members refer to: described in prose only, generated clients took them for
+/// free text, and an `enum` written into each member (with `null` in it where the member may be
+/// null) gave them one type per member, three for a nullable one. Returns the `(schema, member)`
+/// pairs it could not find, for the test that keeps this table true.
 fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
     use passerelle_domain::beneficiary::Sex;
     use passerelle_domain::claim::ClaimStatus;
     use passerelle_domain::coordination::{AdjudicationReason, Decision};
     use passerelle_domain::coverage::{CoverageStatus, Relationship};
     use passerelle_domain::eligibility::{BirthDatePrecision, EligibilityStatus, ReasonCode};
+    use passerelle_domain::ports::{BatchFormat, BatchStatus};
     use passerelle_domain::product::{CareLevel, Category, Layer};
-    use utoipa::openapi::schema::SchemaType;
+    use passerelle_domain::settlement::SettlementStatus;
 
-    let layers: Vec<&str> = Layer::ALL.iter().map(|x| x.as_str()).collect();
-    let care_levels: Vec<&str> = CareLevel::ALL.iter().map(|x| x.as_str()).collect();
-    let categories: Vec<&str> = Category::ALL.iter().map(|x| x.as_str()).collect();
-    let sexes: Vec<&str> = Sex::ALL.iter().map(|x| x.as_str()).collect();
-    let precisions: Vec<&str> = BirthDatePrecision::ALL.iter().map(|x| x.as_str()).collect();
-    let coverage_statuses: Vec<&str> = CoverageStatus::ALL.iter().map(|x| x.as_str()).collect();
-    let relationships: Vec<&str> = Relationship::ALL.iter().map(|x| x.as_str()).collect();
-    let dependants: Vec<&str> = Relationship::ALL
-        .iter()
-        .filter(|r| **r != Relationship::Principal)
-        .map(|x| x.as_str())
-        .collect();
-    let claim_statuses: Vec<&str> = ClaimStatus::ALL.iter().map(|x| x.as_str()).collect();
-    let reasons: Vec<&str> = ReasonCode::ALL.iter().map(|x| x.as_str()).collect();
-    let eligibility_statuses: Vec<&str> = EligibilityStatus::ALL.iter().map(|x| x.as_str()).collect();
-    let decisions: Vec<&str> = Decision::ALL.iter().map(|x| x.as_str()).collect();
-    let adjudication_reasons: Vec<&str> = AdjudicationReason::ALL.iter().map(|x| x.as_str()).collect();
-    let events: Vec<&str> = passerelle_domain::webhook::EVENT_TYPES.to_vec();
-    let table: [(&'static str, &'static str, &[&str]); 30] = [
-        ("DependantWrite", "relationship", &dependants),
-        ("DependantAdd", "relationship", &dependants),
-        ("ProductWrite", "layer", &layers),
-        ("ProductWrite", "excluded_categories", &categories),
-        ("ProductView", "layer", &layers),
-        ("ProductView", "excluded_categories", &categories),
-        ("RuleView", "care_level", &care_levels),
-        ("RuleView", "category", &categories),
-        ("ClaimWrite", "care_level", &care_levels),
-        ("ClaimLineWrite", "category", &categories),
-        ("EligibilityRequest", "care_level", &care_levels),
-        ("EligibilityRequest", "category", &categories),
-        ("PersonWrite", "sex", &sexes),
-        ("PersonWrite", "birth_date_precision", &precisions),
-        ("BeneficiaryView", "sex", &sexes),
-        ("BeneficiaryView", "birth_date_precision", &precisions),
-        ("CoveragePatch", "status", &coverage_statuses),
-        ("CoverageView", "status", &coverage_statuses),
-        ("CoverageView", "layer", &layers),
-        ("CoverageView", "relationship", &relationships),
-        ("CoverageEligibilityView", "layer", &layers),
-        ("CoverageEligibilityView", "status", &eligibility_statuses),
-        ("ReasonView", "code", &reasons),
-        ("ClaimView", "status", &claim_statuses),
-        ("ClaimView", "care_level", &care_levels),
-        ("ClaimLineView", "category", &categories),
-        ("ClaimLineView", "decision", &decisions),
-        ("ClaimLineView", "reason_code", &adjudication_reasons),
-        ("WebhookCreate", "events", &events),
-        ("WebhookView", "events", &events),
+    fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
+        all.iter().map(|x| name(*x)).collect()
+    }
+    let sets: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("Layer", "Who pays first: `base` (a national scheme), `complementary` (a mutuelle, on what the base scheme leaves) or `primary` (a mutuelle as the only payer).", names(&Layer::ALL, Layer::as_str)),
+        ("CareLevel", "The level of the health facility giving the care.", names(&CareLevel::ALL, CareLevel::as_str)),
+        ("Category", "A category of care.", names(&Category::ALL, Category::as_str)),
+        ("Sex", "A person's sex, as national registers record it.", names(&Sex::ALL, Sex::as_str)),
+        ("BirthDatePrecision", "`day`, or `year` when only the year of birth is known (the date is then its 1 January).", names(&BirthDatePrecision::ALL, BirthDatePrecision::as_str)),
+        ("CoverageStatus", "A coverage's status.", names(&CoverageStatus::ALL, CoverageStatus::as_str)),
+        ("Relationship", "A member's place in the household: `principal`, or a dependant's relationship to the principal.", names(&Relationship::ALL, Relationship::as_str)),
+        ("DependantRelationship", "A dependant's relationship to the principal.", Relationship::ALL.iter().filter(|r| **r != Relationship::Principal).map(|r| r.as_str()).collect()),
+        ("ClaimStatus", "Where a claim is in its life.", names(&ClaimStatus::ALL, ClaimStatus::as_str)),
+        ("EligibilityReasonCode", "Why a coverage does not cover the care asked about.", names(&ReasonCode::ALL, ReasonCode::as_str)),
+        ("EligibilityStatus", "Whether a coverage covers the care asked about.", names(&EligibilityStatus::ALL, EligibilityStatus::as_str)),
+        ("LineDecision", "A claim line's decision.", names(&Decision::ALL, Decision::as_str)),
+        ("AdjudicationReason", "Why a claim line was reduced or rejected.", names(&AdjudicationReason::ALL, AdjudicationReason::as_str)),
+        ("WebhookEventType", "A webhook event type.", passerelle_domain::webhook::EVENT_TYPES.to_vec()),
+        ("BatchStatus", "A bulk job's status: `completed` once every row was read (whatever failed in it), `failed` when the job itself stopped.", names(&BatchStatus::ALL, BatchStatus::as_str)),
+        ("BatchFormat", "A bulk upload's format.", names(&BatchFormat::ALL, BatchFormat::as_str)),
+        ("SettlementStatus", "A settlement batch's status.", names(&SettlementStatus::ALL, SettlementStatus::as_str)),
     ];
-    // A string schema, or an array's string items: the values, and null when it may be null.
-    fn set(schema: &mut Schema, values: &[&str]) -> bool {
-        match schema {
-            Schema::Object(object) => {
-                let mut listed: Vec<Value> = values.iter().map(|v| json!(v)).collect();
-                if matches!(&object.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)) {
-                    listed.push(Value::Null);
-                }
-                object.enum_values = Some(listed);
-                true
-            }
-            Schema::Array(array) => match &mut array.items {
-                ArrayItems::RefOrSchema(items) => match items.as_mut() {
-                    RefOr::T(items) => set(items, values),
-                    RefOr::Ref(_) => false,
-                },
-                ArrayItems::False => false,
-            },
+    let table: [(&'static str, &'static str, &str); 37] = [
+        ("DependantWrite", "relationship", "DependantRelationship"),
+        ("DependantAdd", "relationship", "DependantRelationship"),
+        ("ProductWrite", "layer", "Layer"),
+        ("ProductWrite", "excluded_categories", "Category"),
+        ("ProductView", "layer", "Layer"),
+        ("ProductView", "excluded_categories", "Category"),
+        ("RuleView", "care_level", "CareLevel"),
+        ("RuleView", "category", "Category"),
+        ("RuleWrite", "care_level", "CareLevel"),
+        ("RuleWrite", "category", "Category"),
+        ("ClaimWrite", "care_level", "CareLevel"),
+        ("ClaimLineWrite", "category", "Category"),
+        ("EligibilityRequest", "care_level", "CareLevel"),
+        ("EligibilityRequest", "category", "Category"),
+        ("PersonWrite", "sex", "Sex"),
+        ("PersonWrite", "birth_date_precision", "BirthDatePrecision"),
+        ("BeneficiaryView", "sex", "Sex"),
+        ("BeneficiaryView", "birth_date_precision", "BirthDatePrecision"),
+        ("CoveragePatch", "status", "CoverageStatus"),
+        ("CoverageView", "status", "CoverageStatus"),
+        ("CoverageView", "layer", "Layer"),
+        ("CoverageView", "relationship", "Relationship"),
+        ("MemberView", "relationship", "Relationship"),
+        ("CoverageEligibilityView", "layer", "Layer"),
+        ("CoverageEligibilityView", "status", "EligibilityStatus"),
+        ("ReasonView", "code", "EligibilityReasonCode"),
+        ("ClaimView", "status", "ClaimStatus"),
+        ("ClaimView", "care_level", "CareLevel"),
+        ("ClaimLineView", "category", "Category"),
+        ("ClaimLineView", "decision", "LineDecision"),
+        ("ClaimLineView", "reason_code", "AdjudicationReason"),
+        ("WebhookCreate", "events", "WebhookEventType"),
+        ("WebhookView", "events", "WebhookEventType"),
+        ("WebhookEvent", "type", "WebhookEventType"),
+        ("BatchSummaryView", "status", "BatchStatus"),
+        ("BatchSummaryView", "format", "BatchFormat"),
+        ("SettlementView", "status", "SettlementStatus"),
+    ];
+    // A string member, or an array's string items, becomes a reference to the set, and `oneOf`
+    // null or it when it may be null; its description and example stay on the member.
+    fn refer(property: &RefOr<Schema>, set: &str) -> Option<RefOr<Schema>> {
+        let mut value = serde_json::to_value(property).ok()?;
+        let reference = json!({"$ref": format!("#/components/schemas/{set}")});
+        let types = value.get("type").cloned();
+        let object = value.as_object_mut()?;
+        let array = match &types {
+            Some(Value::String(t)) => t == "array",
+            Some(Value::Array(t)) => t.contains(&json!("array")),
             _ => false,
+        };
+        if array {
+            let items = object.get_mut("items")?;
+            if items.get("type") != Some(&json!("string")) {
+                return None;
+            }
+            *items = reference;
+        } else {
+            let nullable = match types {
+                Some(Value::String(t)) if t == "string" => false,
+                Some(Value::Array(t)) if t.contains(&json!("string")) && t.contains(&json!("null")) => true,
+                _ => return None,
+            };
+            for key in ["type", "enum", "format", "pattern", "minLength", "maxLength"] {
+                object.remove(key);
+            }
+            if nullable {
+                object.insert("oneOf".to_owned(), json!([{"type": "null"}, reference]));
+            } else {
+                object.extend(reference.as_object()?.clone());
+            }
         }
+        serde_json::from_value(value).ok()
     }
     let mut missed = Vec::new();
     let Some(components) = doc.components.as_mut() else {
         return table.iter().map(|(s, m, _)| (*s, *m)).collect();
     };
-    for (schema, member, values) in table {
-        let found = match components.schemas.get_mut(schema) {
-            Some(RefOr::T(Schema::Object(object))) => match object.properties.get_mut(member) {
-                Some(RefOr::T(property)) => set(property, values),
-                _ => false,
-            },
+    for (schema, member, set) in table {
+        let properties = match components.schemas.get_mut(schema) {
+            Some(RefOr::T(Schema::Object(object))) => Some(&mut object.properties),
             // An extension (`allOf`): the member is in one of its inline parts.
-            Some(RefOr::T(Schema::AllOf(all))) => all.items.iter_mut().any(|part| match part {
-                RefOr::T(Schema::Object(object)) => match object.properties.get_mut(member) {
-                    Some(RefOr::T(property)) => set(property, values),
-                    _ => false,
-                },
-                _ => false,
+            Some(RefOr::T(Schema::AllOf(all))) => all.items.iter_mut().find_map(|part| match part {
+                RefOr::T(Schema::Object(object)) if object.properties.contains_key(member) => {
+                    Some(&mut object.properties)
+                }
+                _ => None,
             }),
-            _ => false,
+            _ => None,
         };
-        if !found {
+        let replaced = properties.and_then(|properties| {
+            let referred = refer(properties.get(member)?, set)?;
+            properties.insert(member.to_owned(), referred);
+            Some(())
+        });
+        if replaced.is_none() {
             missed.push((schema, member));
+        }
+    }
+    for (name, description, values) in sets {
+        let set = json!({"type": "string", "description": description, "enum": values});
+        if let Ok(set) = serde_json::from_value(set) {
+            components.schemas.insert(name.to_owned(), set);
         }
     }
     missed
@@ -1327,8 +1368,6 @@ fn next_key(item: &str, example: &Value) -> Option<String> {
     }
 }
 
-/// utoipa puts the description of an optional `$ref` field inside its `oneOf`, beside the
-/// reference; readers and tools look for it on the property itself.
 /// The request bodies refuse members they do not know (422 `unknown_field`): the schemas used by
 /// requests alone say so with `additionalProperties: false`, so that generated clients and
 /// validators do not treat them as open. Schemas responses use too stay open, as a response
@@ -1415,46 +1454,8 @@ fn close_request_schemas(doc: &mut Document) {
     }
 }
 
-/// A person is named in exactly one of three forms (`read_person`); the object's members alone
-/// would let a validator or a generated client accept none, or two at once. A member sent as
-/// `null` counts as not sent, as the service reads it. utoipa's `Object` has no `oneOf`, so the
-/// constraint rides in its flattened extensions, which serialise beside its members.
-fn one_person_form(doc: &mut Document) {
-    let Some(RefOr::T(Schema::Object(selector))) = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut("PersonSelector"))
-    else {
-        return;
-    };
-    let form = |title: &str, sent: &[(&str, &str)]| {
-        let properties: serde_json::Map<String, Value> = ["id", "national_id", "organization", "member_number"]
-            .into_iter()
-            .map(|member| {
-                let kind = sent
-                    .iter()
-                    .find(|(name, _)| *name == member)
-                    .map_or("null", |(_, kind)| kind);
-                (member.to_owned(), json!({"type": kind}))
-            })
-            .collect();
-        let required: Vec<&str> = sent.iter().map(|(name, _)| *name).collect();
-        json!({"title": title, "required": required, "properties": properties})
-    };
-    let forms = json!([
-        form("by id", &[("id", "string")]),
-        form("by national id", &[("national_id", "object")]),
-        form(
-            "by member number",
-            &[("organization", "string"), ("member_number", "string")]
-        ),
-    ]);
-    selector
-        .extensions
-        .get_or_insert_with(Default::default)
-        .insert("oneOf".to_owned(), forms);
-}
-
+/// utoipa puts the description of an optional `$ref` field inside its `oneOf`, beside the
+/// reference; readers and tools look for it on the property itself.
 fn hoist_nullable_ref_descriptions(doc: &mut Document) {
     let Some(components) = doc.components.as_mut() else {
         return;
@@ -1543,11 +1544,19 @@ mod tests {
         let (_, mut doc) = router().split_for_parts();
         assert_eq!(add_value_sets(&mut doc), Vec::<(&str, &str)>::new());
         let doc = serde_json::to_value(document()).unwrap();
-        let category = &doc["components"]["schemas"]["EligibilityRequest"]["properties"]["category"]["enum"];
+        let schemas = &doc["components"]["schemas"];
         assert_eq!(
-            category.as_array().unwrap().len(),
-            11,
-            "ten categories and null: {category}"
+            schemas["EligibilityRequest"]["properties"]["category"]["oneOf"],
+            json!([{"type": "null"}, {"$ref": "#/components/schemas/Category"}])
+        );
+        assert_eq!(schemas["Category"]["enum"].as_array().unwrap().len(), 10);
+        assert_eq!(
+            schemas["ListOf_ClaimView"]["properties"]["items"]["items"],
+            json!({"$ref": "#/components/schemas/ClaimView"})
+        );
+        assert_eq!(
+            schemas["ClaimView"]["properties"]["status"]["$ref"],
+            json!("#/components/schemas/ClaimStatus")
         );
     }
 

@@ -15,6 +15,12 @@ pub enum SettlementStatus {
 }
 
 impl SettlementStatus {
+    pub const ALL: [SettlementStatus; 3] = [
+        SettlementStatus::Open,
+        SettlementStatus::PartiallyPaid,
+        SettlementStatus::Paid,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SettlementStatus::Open => "open",
@@ -24,13 +30,7 @@ impl SettlementStatus {
     }
 
     pub fn parse(s: &str) -> Option<SettlementStatus> {
-        [
-            SettlementStatus::Open,
-            SettlementStatus::PartiallyPaid,
-            SettlementStatus::Paid,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        SettlementStatus::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 

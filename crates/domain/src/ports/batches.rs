@@ -22,6 +22,8 @@ pub enum BatchFormat {
 }
 
 impl BatchFormat {
+    pub const ALL: [BatchFormat; 2] = [BatchFormat::Csv, BatchFormat::Ndjson];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BatchFormat::Csv => "csv",
@@ -50,6 +52,13 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
+    pub const ALL: [BatchStatus; 4] = [
+        BatchStatus::Queued,
+        BatchStatus::Running,
+        BatchStatus::Completed,
+        BatchStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BatchStatus::Queued => "queued",

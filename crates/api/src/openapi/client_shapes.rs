@@ -1,0 +1,256 @@
+//! Shapes that generated clients can use. The document was valid and every answer fit it, yet
+//! code generators (openapi-python-client, openapi-typescript with openapi-fetch) could not build
+//! a check by national id, a PATCH, a bulk upload or a FHIR request from it, and typed each list's
+//! items apart from the item they list. Each function here rewrites one such shape.
+
+use serde_json::{json, Value};
+use utoipa::openapi::schema::{ArrayItems, Schema};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+
+/// A named schema from its JSON form.
+fn schema(value: Value) -> RefOr<Schema> {
+    match serde_json::from_value(value) {
+        Ok(schema) => schema,
+        Err(e) => panic!("a schema of openapi/client_shapes.rs does not read: {e}"),
+    }
+}
+
+/// A person is named in exactly one of three forms (`read_person`). Each form is a closed schema
+/// of its own, named, under `oneOf`: the object's members alone let a validator or a client
+/// accept none, or two at once, and forms written with `{"type": "null"}` members (as the
+/// service reads a member sent as `null`: not sent) made generators write no model at all.
+pub(super) fn person_forms(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(selector))) = components.schemas.get("PersonSelector").cloned() else {
+        return;
+    };
+    let described = |member: &str| -> Value {
+        let description = selector
+            .properties
+            .get(member)
+            .and_then(|p| serde_json::to_value(p).ok())
+            .and_then(|p| p.get("description").cloned())
+            .unwrap_or(Value::Null);
+        json!(description)
+    };
+    let description = selector.description.clone();
+    let example = selector.example.clone();
+    let forms = [
+        (
+            "PersonById",
+            "By the beneficiary id Passerelle gave.",
+            json!({"id": {"type": "string", "minLength": 1, "description": described("id")}}),
+            vec!["id"],
+            json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}),
+        ),
+        (
+            "PersonByNationalId",
+            "By national id, across every organisation.",
+            json!({"national_id": {"$ref": "#/components/schemas/NationalIdWrite", "description": described("national_id")}}),
+            vec!["national_id"],
+            json!({"national_id": {"country": "TG", "type": "NIU", "value": "1234 5678 9012"}}),
+        ),
+        (
+            "PersonByMemberNumber",
+            "By an organisation's member number.",
+            json!({
+                "organization": {"type": "string", "minLength": 1, "description": described("organization")},
+                "member_number": {"type": "string", "minLength": 1, "description": described("member_number")}
+            }),
+            vec!["organization", "member_number"],
+            json!({"organization": "mut-tsevie", "member_number": "TSV-0042"}),
+        ),
+    ];
+    let mut refs = Vec::new();
+    for (name, what, properties, required, example) in forms {
+        components.schemas.insert(
+            name.to_owned(),
+            schema(json!({
+                "type": "object",
+                "description": what,
+                "required": required,
+                "properties": properties,
+                "additionalProperties": false,
+                "example": example,
+            })),
+        );
+        refs.push(json!({"$ref": format!("#/components/schemas/{name}")}));
+    }
+    let description = format!(
+        "{} The service also takes the other members sent as `null`, as not sent.",
+        description.unwrap_or_default()
+    );
+    components.schemas.insert(
+        "PersonSelector".to_owned(),
+        schema(json!({"oneOf": refs, "description": description.trim(), "example": example})),
+    );
+}
+
+/// Each list's items are its item schema by reference: utoipa inlined a copy into each
+/// `ListOf_<Item>`, without the value sets added to the item, so a client typed a claim of a
+/// list apart from a claim.
+pub(super) fn list_items_by_reference(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let names: Vec<String> = components.schemas.keys().cloned().collect();
+    for name in names {
+        let Some(item) = name.strip_prefix("ListOf_") else {
+            continue;
+        };
+        if !components.schemas.contains_key(item) {
+            continue;
+        }
+        let reference = RefOr::Ref(Ref::from_schema_name(item));
+        if let Some(RefOr::T(Schema::Object(list))) = components.schemas.get_mut(&name) {
+            if let Some(RefOr::T(Schema::Array(items))) = list.properties.get_mut("items") {
+                items.items = ArrayItems::RefOrSchema(Box::new(reference));
+            }
+        }
+    }
+}
+
+/// A PATCH body in one media type: the same schema under `application/json` too made
+/// openapi-python-client write a body type it then could not import. The service still takes
+/// `application/json` as a merge patch, which the body's description says.
+pub(super) fn one_patch_media_type(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let Some(body) = item.patch.as_mut().and_then(|op| op.request_body.as_mut()) else {
+            continue;
+        };
+        if body.content.contains_key("application/merge-patch+json")
+            && body.content.remove("application/json").is_some()
+        {
+            body.description = Some(
+                "A JSON merge patch (RFC 7396) of the members the schema lists. Sent as `application/json`, the \
+                 same body is read the same way."
+                    .to_owned(),
+            );
+        }
+    }
+}
+
+/// A bulk upload's body is a file, which generators send as bytes and as the media type chosen,
+/// and not a JSON string.
+pub(super) fn uploads_as_files(doc: &mut Document) {
+    let Some(body) = doc
+        .paths
+        .paths
+        .get_mut("/v1/registrations/batches")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.request_body.as_mut())
+    else {
+        return;
+    };
+    for (media_type, content) in body.content.iter_mut() {
+        content.schema = Some(schema(json!({
+            "type": "string",
+            "format": "binary",
+            "contentMediaType": media_type,
+        })));
+    }
+}
+
+/// A FHIR request body is a resource of one type, open to every element FHIR defines: `{"type":
+/// "object"}` alone was typed by openapi-typescript as an object with no member at all.
+pub(super) fn fhir_request_resources(doc: &mut Document) {
+    for (path, resource) in [
+        ("/fhir/r4/Claim", "Claim"),
+        ("/fhir/r4/CoverageEligibilityRequest", "CoverageEligibilityRequest"),
+    ] {
+        let Some(body) = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+        else {
+            continue;
+        };
+        for content in body.content.values_mut() {
+            content.schema = Some(schema(json!({
+                "type": "object",
+                "description": format!("A FHIR R4 {resource} resource; the README's FHIR R4 section lists the elements read."),
+                "required": ["resourceType"],
+                "properties": {"resourceType": {"type": "string", "enum": [resource]}},
+                "additionalProperties": true,
+            })));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn walk<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+        match value {
+            Value::Object(members) => {
+                out.push((at.clone(), value));
+                for (key, member) in members {
+                    walk(member, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What stopped the generators: forms with members typed `null`, `null` inside an `enum`, a
+    /// PATCH body under two media types, an upload typed as a JSON string, a request body that is
+    /// an object with no member, a list's items copied rather than referred to.
+    #[test]
+    fn the_document_avoids_what_stopped_generators() {
+        let doc = serde_json::to_value(super::super::document()).unwrap();
+        let mut all = Vec::new();
+        walk(&doc, String::new(), &mut all);
+        for (at, schema) in &all {
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                for (name, property) in properties {
+                    assert_ne!(property, &serde_json::json!({"type": "null"}), "{at}/properties/{name}");
+                }
+            }
+            if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+                assert!(!values.contains(&Value::Null), "{at}: null in an enum");
+            }
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(content) = op["requestBody"]["content"].as_object() else {
+                    continue;
+                };
+                if method == "patch" {
+                    assert_eq!(content.len(), 1, "{method} {path}: one media type");
+                }
+                for (media_type, body) in content {
+                    let schema = &body["schema"];
+                    if schema["type"] == "object" {
+                        assert!(
+                            schema.get("properties").is_some() || schema.get("additionalProperties").is_some(),
+                            "{method} {path} {media_type}: an object with no member"
+                        );
+                    }
+                    if !media_type.ends_with("json") {
+                        assert_eq!(schema["format"], "binary", "{method} {path} {media_type}");
+                    }
+                }
+            }
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for (name, schema) in schemas {
+            if let Some(item) = name.strip_prefix("ListOf_") {
+                assert_eq!(
+                    schema["properties"]["items"]["items"]["$ref"],
+                    format!("#/components/schemas/{item}"),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
