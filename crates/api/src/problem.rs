@@ -112,6 +112,7 @@ pub struct Problem {
     /// contribution's (`duplicate_reference` at `/reference`, `already_cancelled`,
     /// `coverage_terminated`); `organization_exists` at `/id`; `idempotency_in_progress`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub errors: Option<Vec<ProblemField>>,
 }
 

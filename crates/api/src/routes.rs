@@ -28,6 +28,7 @@ use crate::problem::ApiError;
 pub struct ListOf<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -34,13 +34,15 @@ pub struct Adjudication {
     pub category: CodeableConcept,
     /// The mutuelle's reason for a `reject` or `reduce`, in `urn:passerelle:adjudication-reason`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<CodeableConcept>,
     /// The amount, for every category but `eligpercent`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub amount: Option<Money>,
     /// The rate in percent, for `eligpercent`: `80`, `75.5`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(nullable = false, value_type = Option<f64>)]
     pub value: Option<Value>,
     /// `urn:passerelle:payer` on the shares and rates of a payer.
     #[serde(skip_serializing_if = "Vec::is_empty")]

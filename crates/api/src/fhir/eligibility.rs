@@ -29,9 +29,11 @@ pub struct Benefit {
     pub type_: CodeableConcept,
     /// An amount of XOF: a share, the amount, or the ceiling left.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub allowed_money: Option<Money>,
     /// The rate in percent (`eligpercent`), e.g. `80` or `75.5`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub allowed_string: Option<String>,
 }
 
@@ -41,9 +43,11 @@ pub struct Benefit {
 pub struct InsuranceItem {
     /// The item's category, as asked.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub category: Option<CodeableConcept>,
     /// Without a category: the care level, in `urn:passerelle:care-level`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub product_or_service: Option<CodeableConcept>,
     /// True when the product does not cover the care: its category excluded, or no rule of
     /// the version in force matching it (`EXCLUDED_CATEGORY`, `NOT_COVERED`).

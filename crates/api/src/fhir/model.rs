@@ -32,6 +32,7 @@ pub struct Coding {
     pub code: String,
     /// The code's meaning for people, when given.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub display: Option<String>,
 }
 
@@ -68,15 +69,19 @@ pub struct Identifier {
 pub struct Reference {
     /// `<resource type>/<id>`, e.g. `Patient/01937f0e-…`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reference: Option<String>,
     /// The type of the resource referred to, e.g. `Organization`.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub type_: Option<String>,
     /// The resource's identifier, when it is named that way.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub identifier: Option<Identifier>,
     /// Text naming it, when nothing else does.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub display: Option<String>,
 }
 
@@ -123,6 +128,7 @@ pub struct Period {
     pub start: String,
     /// The last day, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub end: Option<String>,
 }
 
@@ -134,11 +140,13 @@ pub struct ExtensionPart {
     pub url: String,
     /// The reason's code (`urn:passerelle:reason`) and its message as `display`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub value_coding: Option<Coding>,
     /// The first day on which the reason no longer holds; absent when no such day is known, or when
     /// the coverage never reaches it (it, or its household, ends first, it was terminated without an end date, or the child
     /// is then past the age limit).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub value_date: Option<String>,
 }
 
@@ -154,12 +162,15 @@ pub struct Extension {
     pub url: String,
     /// A status.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub value_code: Option<String>,
     /// A date, `YYYY-MM-DD`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub value_date: Option<String>,
     /// A coverage or an organisation.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub value_reference: Option<Reference>,
     /// The parts of a reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -250,7 +250,22 @@ mod tests {
                     format!("#/components/schemas/{item}"),
                     "{name}"
                 );
+                // Always sent, null on the last page.
+                assert!(
+                    schema["required"].as_array().unwrap().contains(&"next_cursor".into()),
+                    "{name}"
+                );
             }
+        }
+        // A member left out when it has no value is never null when sent; one always sent, null
+        // when it has none, is required.
+        let claim = &schemas["ClaimView"];
+        assert_eq!(claim["properties"]["settlement"]["type"], "string");
+        for member in ["base_payer", "routed_to"] {
+            assert!(
+                claim["required"].as_array().unwrap().contains(&member.into()),
+                "{member}"
+            );
         }
     }
 }

@@ -100,10 +100,11 @@ pub struct VerificationView {
     pub events_checked: u64,
     /// The first event whose digest, link or position is wrong; absent when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub first_invalid_seq: Option<i64>,
     /// What was wrong there; absent when valid (described in `chain_failure`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = chain_failure)]
+    #[schema(nullable = false, schema_with = chain_failure)]
     pub failure: Option<&'static str>,
     /// The chain's head as recorded when the walk began: the newest event's `seq` (0 when
     /// empty), which the walk must reach.

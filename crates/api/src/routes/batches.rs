@@ -149,6 +149,7 @@ pub struct BatchSummaryView {
     pub organization: String,
     /// The `product` of the upload's query, when it named one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub product: Option<String>,
     /// `csv` or `ndjson`.
     pub format: String,
@@ -158,6 +159,7 @@ pub struct BatchSummaryView {
     /// Data rows in the file: present once the job has completed, absent while it runs and on a
     /// failed job (`rows_processed` says how far that one got).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub rows_total: Option<i64>,
     /// Data rows of the households decided so far (all of them once the job has completed).
     pub rows_processed: i64,
@@ -175,11 +177,13 @@ pub struct BatchSummaryView {
     pub possible_duplicates_total: i64,
     /// Set when `status` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub failure: Option<BatchFailureView>,
     /// When the upload was accepted (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
     /// When the job ended, once it has.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

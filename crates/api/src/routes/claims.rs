@@ -93,6 +93,7 @@ pub struct ClaimLineView {
     pub category: String,
     /// As sent, when sent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub description: Option<String>,
     /// Units, as sent.
     pub quantity: i64,
@@ -110,9 +111,11 @@ pub struct ClaimLineView {
     pub patient_xof: i64,
     /// The routed mutuelle's decision: `accept`, `reject` or `reduce`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub decision: Option<String>,
     /// The mutuelle's reason for its decision, when it gave one (always for `reject`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason_code: Option<String>,
 }
 
@@ -129,6 +132,7 @@ pub struct ClaimReasonView {
     /// (absent when it, or its household, ends first, it was terminated without an end date, or the
     /// child is then past the age limit).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub until: Option<NaiveDate>,
 }
 
@@ -161,9 +165,11 @@ pub struct ClaimView {
     /// `awaiting_base`, `awaiting_complementary`, `adjudicated`, `settled`, `rejected`, `cancelled`.
     pub status: String,
     /// The scheme whose base coverage pays; null when none was eligible.
+    #[schema(required = true)]
     pub base_payer: Option<String>,
     /// The mutuelle whose complementary or primary coverage pays the complementary share and
     /// adjudicates the claim; null when none was eligible.
+    #[schema(required = true)]
     pub routed_to: Option<String>,
     /// Why no payer was eligible, for a claim rejected at submission; empty otherwise.
     pub reasons: Vec<ClaimReasonView>,
@@ -173,6 +179,7 @@ pub struct ClaimView {
     pub totals: SharesView,
     /// The settlement batch that contains it, once batched.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub settlement: Option<String>,
 }
 

@@ -80,6 +80,7 @@ pub struct ReasonView {
     /// the coverage never reaches it (it, or its household, ends first, it was terminated without an end date, or the child
     /// is then past the age limit).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub until: Option<NaiveDate>,
 }
 
@@ -99,6 +100,7 @@ pub struct CoverageEligibilityView {
     /// The rate of the first matching rule; absent when no rule matches, the category is
     /// excluded, or the rate is 0.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub rate_bp: Option<u32>,
     /// Every reason it does not pay, in the order of the codes above; empty when `eligible`.
     pub reasons: Vec<ReasonView>,
@@ -106,6 +108,7 @@ pub struct CoverageEligibilityView {
     /// absent without a ceiling, for `base` coverages, and before the product's first version
     /// (no version, so no ceiling, is in force on the service date).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub remaining_ceiling_xof: Option<i64>,
 }
 
@@ -147,6 +150,7 @@ pub struct EligibilityView {
     /// person's payers, as a claim would be split. A mutuelle or a scheme gets none, since the
     /// split involves payers it may not see.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub estimate: Option<EstimateView>,
 }
 

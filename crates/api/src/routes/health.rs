@@ -30,7 +30,7 @@ pub struct HealthView {
     /// Readiness only, with `PASSERELLE_DATABASE_READ_URL`: `up`, or `down` while eligibility
     /// checks read from the primary instead (the service stays ready). Probed every 2 s.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "up")]
+    #[schema(nullable = false, example = "up")]
     pub read_replica: Option<&'static str>,
 }
 

@@ -39,6 +39,7 @@ pub struct OrganizationView {
     /// Display name, accents kept as registered.
     pub name: String,
     /// Its official registration number; null when none was given.
+    #[schema(required = true)]
     pub registration_number: Option<String>,
     /// When it was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
@@ -46,6 +47,7 @@ pub struct OrganizationView {
     /// tokens is refused (403) and no new webhook event is queued for it. Its products,
     /// coverages, claims and settlements stay as they are.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub deactivated_at: Option<DateTime<Utc>>,
 }
 

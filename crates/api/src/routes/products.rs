@@ -50,6 +50,7 @@ pub struct ProductView {
     /// none matching = not covered.
     pub rules: Vec<RuleView>,
     /// Most the product pays per person per calendar year; absent = no ceiling.
+    #[schema(required = true)]
     pub annual_ceiling_xof: Option<i64>,
     /// A coverage is eligible from `start_date + waiting_period_days`.
     pub waiting_period_days: u32,
@@ -58,9 +59,11 @@ pub struct ProductView {
     /// Categories never paid, whatever the rules (`EXCLUDED_CATEGORY`).
     pub excluded_categories: Vec<String>,
     /// Most dependants a household may register; absent = no limit.
+    #[schema(required = true)]
     pub max_dependants: Option<u32>,
     /// Oldest age, in whole years, of a `child` dependant: on the registration's start date to
     /// be registered, on the service date to be eligible (`DEPENDANT_AGE_LIMIT`); absent = no limit.
+    #[schema(required = true)]
     pub child_max_age: Option<u32>,
     /// The first day this version is in force, unless a later version supersedes it first. A
     /// claim is priced with the version in force on its service date: the highest-numbered one
@@ -72,6 +75,7 @@ pub struct ProductView {
     /// starting on or before its `effective_from`; this one never takes effect. Absent for a
     /// version that takes (or took) effect.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub superseded_by: Option<u32>,
 }
 
@@ -81,10 +85,12 @@ pub struct ProductView {
 pub struct RuleView {
     /// `health_post`, `health_center`, `hospital` or `university_hospital`; absent = any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub care_level: Option<String>,
     /// `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`,
     /// `surgery`, `dental`, `optical` or `emergency`; absent = any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub category: Option<String>,
     /// 0–10000 (10000 = 100 %). A 0 rule carves a care out ahead of a broader rule: not covered.
     pub rate_bp: u32,

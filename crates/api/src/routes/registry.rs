@@ -127,6 +127,7 @@ pub struct BeneficiaryView {
     pub id: String,
     /// The person's national id; absent for people without papers.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub national_id: Option<NationalIdView>,
     /// Byte-exact as registered, accents kept.
     pub family_name: String,
@@ -140,9 +141,11 @@ pub struct BeneficiaryView {
     pub birth_date_precision: String,
     /// E.164.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub phone: Option<String>,
     /// Where the person lives, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub locality: Option<LocalityView>,
 }
 
@@ -191,18 +194,21 @@ pub struct CoverageView {
     pub relationship: String,
     /// A dependant's principal's coverage.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub principal_coverage: Option<String>,
     /// The first day of cover; it pays from `start_date + waiting_period_days` of the product
     /// (for a child born after it, from its birth if later).
     pub start_date: NaiveDate,
     /// The last covered day, when set (`ENDED` after it).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub end_date: Option<NaiveDate>,
     /// `active`, `suspended` or `terminated`.
     pub status: String,
     /// The latest `period_end` of the contributions paid (or the `paid_through` given at
     /// registration); absent when nothing is paid. For a dependant's eligibility, its principal's payments count too.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub paid_through: Option<NaiveDate>,
 }
 
@@ -247,6 +253,7 @@ pub struct ContributionView {
     /// When it was cancelled (recorded by mistake); absent until then. A cancelled contribution
     /// counts for nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

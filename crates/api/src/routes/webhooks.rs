@@ -46,6 +46,7 @@ pub struct WebhookView {
     pub created_at: DateTime<Utc>,
     /// HMAC-SHA256 key of the signatures; only in the creation's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 
@@ -475,8 +476,10 @@ pub struct AttemptView {
     /// When the try started.
     pub at: DateTime<Utc>,
     /// The receiver's HTTP status, when it answered.
+    #[schema(required = true)]
     pub status_code: Option<u16>,
     /// Why the try failed without an HTTP answer (timeout, refused connection…).
+    #[schema(required = true)]
     pub error: Option<String>,
     /// How long the try took, in milliseconds.
     pub duration_ms: u64,
@@ -503,10 +506,12 @@ pub struct DeliveryView {
     /// Every try so far, oldest first.
     pub attempts: Vec<AttemptView>,
     /// When the next try is due, while `pending`; null otherwise.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the event was raised, with the change that raised it.
     pub created_at: DateTime<Utc>,
     /// When a try got a 2xx answer; null until then.
+    #[schema(required = true)]
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
