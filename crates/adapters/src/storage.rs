@@ -97,6 +97,32 @@ enum Migrator {
 impl Database {
     /// Applies the embedded migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = self.run_migrations().await;
+        // Migration 29 refuses an index of claims that a failed concurrent build left invalid,
+        // in a message that cannot name it (an applied migration's text never changes: sqlx
+        // checks it): the names are looked up here.
+        match (&self.migrator, result) {
+            (Migrator::Postgres(pool, _), Err(StoreError::Unavailable(message)))
+                if message.contains("left invalid by a failed CREATE INDEX CONCURRENTLY") =>
+            {
+                let invalid: Vec<String> = sqlx::query_scalar(
+                    "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                     WHERE i.indrelid = to_regclass('claims') AND NOT i.indisvalid ORDER BY 1",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default();
+                Err(StoreError::Unavailable(if invalid.is_empty() {
+                    message
+                } else {
+                    format!("{message}. Invalid: {}", invalid.join(", "))
+                }))
+            }
+            (_, result) => result,
+        }
+    }
+
+    async fn run_migrations(&self) -> Result<(), StoreError> {
         let failed = |e: sqlx::migrate::MigrateError| StoreError::Unavailable(format!("migration failed: {e}"));
         match &self.migrator {
             Migrator::Postgres(pool, None) => sqlx::migrate!("../../migrations/postgres")

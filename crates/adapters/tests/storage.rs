@@ -774,6 +774,52 @@ async fn a_migration_waiting_for_a_lock_gives_up_whole() {
     assert_eq!(h.db.scalar(built).await, 1);
 }
 
+/// Migration 29 refuses an index of claims left invalid by a failed concurrent build; the
+/// message names it. In a database of its own: migration 29 looks for invalid indexes by name in
+/// every schema, so one left in the shared test database would fail the other tests' migrations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_claims_index_is_named() {
+    use sqlx::{Connection, Executor};
+    let base = passerelle_adapters::testing::postgres_base_url();
+    let name = format!("passerelle_invalid_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create");
+    let (prefix, _) = base
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit_once('/')
+        .expect("a database in the URL");
+    let url = format!("{prefix}/{name}");
+    let database = connect(&DatabaseOptions::new(&url)).await.expect("connect");
+    database.migrate().await.expect("migrate");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    // As a failed `CREATE INDEX CONCURRENTLY` of the previous release's upgrade leaves it.
+    conn.execute(
+        "DELETE FROM _sqlx_migrations WHERE version = 20261205000029; \
+         UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'claims_by_provider'::regclass",
+    )
+    .await
+    .unwrap();
+    let failed = database.migrate().await.unwrap_err().to_string();
+    conn.execute("DROP INDEX claims_by_provider").await.unwrap();
+    database.migrate().await.expect("built again by the migration");
+    let _ = conn.close().await;
+    drop(database);
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .expect("drop");
+    assert!(
+        failed.contains("left invalid by a failed CREATE INDEX CONCURRENTLY"),
+        "{failed}"
+    );
+    assert!(failed.ends_with("Invalid: claims_by_provider"), "{failed}");
+}
+
 /// Migrates, and how long the last attempt took. Other tests migrate their own schemas in the
 /// same database, and sqlx takes one advisory lock per database for it: waiting for that lock
 /// past the timeout fails before any migration runs (the message names none), and is tried again.
