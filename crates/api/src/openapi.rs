@@ -217,7 +217,7 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         ("BatchFormat", "A bulk upload's format.", names(&BatchFormat::ALL, BatchFormat::as_str)),
         ("SettlementStatus", "A settlement batch's status.", names(&SettlementStatus::ALL, SettlementStatus::as_str)),
     ];
-    let table: [(&'static str, &'static str, &str); 37] = [
+    let table: [(&'static str, &'static str, &str); 38] = [
         ("DependantWrite", "relationship", "DependantRelationship"),
         ("DependantAdd", "relationship", "DependantRelationship"),
         ("ProductWrite", "layer", "Layer"),
@@ -255,6 +255,7 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         ("BatchSummaryView", "status", "BatchStatus"),
         ("BatchSummaryView", "format", "BatchFormat"),
         ("SettlementView", "status", "SettlementStatus"),
+        ("SettlementSummaryView", "status", "SettlementStatus"),
     ];
     // A string member, or an array's string items, becomes a reference to the set, and `oneOf`
     // null or it when it may be null; its description and example stay on the member.
