@@ -102,6 +102,7 @@ pub fn document() -> Document {
     add_claim_examples(&mut doc);
     let missed = add_value_sets(&mut doc);
     debug_assert!(missed.is_empty(), "value sets for unknown members: {missed:?}");
+    client_shapes::flatten_closed_extensions(&mut doc);
     doc
 }
 
@@ -1574,18 +1575,28 @@ mod tests {
             "ProductWrite",
             "RegistrationWrite",
             "WebhookCreate",
+            // Extensions of a person, written flat (`client_shapes::flatten_closed_extensions`).
+            "ClosedPersonWrite",
+            "DependantWrite",
+            "DependantAdd",
         ] {
             assert!(closed(name), "{name} is closed");
         }
-        // PersonWrite is extended by DependantWrite; NationalIdView is also a response's.
-        for name in [
-            "PersonWrite",
-            "DependantWrite",
-            "NationalIdView",
-            "ClaimView",
-            "Problem",
-        ] {
+        // NationalIdView is also a response's.
+        for name in ["NationalIdView", "ClaimView", "Problem"] {
             assert!(!closed(name), "{name} stays open");
+        }
+        assert!(
+            !schemas.contains_key("PersonWrite"),
+            "nothing refers to the part extended"
+        );
+        let dependant = &schemas["DependantWrite"];
+        for member in ["relationship", "family_name", "sex", "birth_date"] {
+            assert!(dependant["properties"].get(member).is_some(), "{member}");
+            assert!(
+                dependant["required"].as_array().unwrap().contains(&json!(member)),
+                "{member}"
+            );
         }
         for (name, schema) in schemas.iter().filter(|(n, _)| closed(n)) {
             let members = schema["properties"].as_object().unwrap();

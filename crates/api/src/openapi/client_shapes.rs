@@ -181,6 +181,80 @@ pub(super) fn fhir_request_resources(doc: &mut Document) {
     }
 }
 
+/// A closed extension (`allOf` of parts, `unevaluatedProperties: false`: a dependant is a person
+/// plus a relationship, with no other member) written as the one object it is, closed with
+/// `additionalProperties: false`: generators ignore `unevaluatedProperties`, so their models took
+/// any member and the service answered 422 `unknown_field`. The parts extended are dropped once
+/// nothing refers to them. Runs after the value sets, which the copied members keep.
+pub(super) fn flatten_closed_extensions(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let as_json = |schema: &RefOr<Schema>| serde_json::to_value(schema).unwrap_or(Value::Null);
+    let mut flattened = Vec::new();
+    let mut extended = Vec::new();
+    for (name, extension) in &components.schemas {
+        let outer = as_json(extension);
+        if outer.get("unevaluatedProperties") != Some(&Value::Bool(false)) {
+            continue;
+        }
+        let Some(parts) = outer.get("allOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let mut properties = serde_json::Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        let mut whole = true;
+        let mut example = outer.get("example").cloned();
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(reference) => {
+                    let target = reference.strip_prefix("#/components/schemas/").unwrap_or_default();
+                    extended.push(target.to_owned());
+                    components.schemas.get(target).map(as_json).unwrap_or(Value::Null)
+                }
+                None => part.clone(),
+            };
+            let (Some(members), None) = (part.get("properties").and_then(Value::as_object), part.get("allOf")) else {
+                whole = false;
+                break;
+            };
+            properties.extend(members.clone());
+            if example.is_none() {
+                example = part.get("example").cloned();
+            }
+            for member in part.get("required").and_then(Value::as_array).into_iter().flatten() {
+                if !required.contains(member) {
+                    required.push(member.clone());
+                }
+            }
+        }
+        if !whole {
+            continue;
+        }
+        let mut flat = json!({"type": "object", "required": required, "properties": properties,
+            "additionalProperties": false});
+        if let Some(description) = outer.get("description") {
+            flat["description"] = description.clone();
+        }
+        if let Some(example) = example {
+            flat["example"] = example;
+        }
+        flattened.push((name.clone(), schema(flat)));
+    }
+    for (name, flat) in flattened {
+        components.schemas.insert(name, flat);
+    }
+    // Drop the parts that nothing refers to any more (the person the extensions extended).
+    let text = serde_json::to_string(&*doc).unwrap_or_default();
+    if let Some(components) = doc.components.as_mut() {
+        for part in extended {
+            if !text.contains(&format!("\"#/components/schemas/{part}\"")) {
+                components.schemas.remove(&part);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -219,6 +293,10 @@ mod tests {
             if let Some(values) = schema.get("enum").and_then(Value::as_array) {
                 assert!(!values.contains(&Value::Null), "{at}: null in an enum");
             }
+            assert!(
+                schema.get("unevaluatedProperties").is_none(),
+                "{at}: generators ignore it"
+            );
         }
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
