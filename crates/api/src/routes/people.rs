@@ -28,7 +28,7 @@ pub struct BeneficiaryPatch {
     /// Only for a person registered without one (the stored one cannot change: 422
     /// `not_changeable`), checked as at registration; one already another person's is 409
     /// `national_id_taken`, and the two records are not merged.
-    pub national_id: Option<super::registry::NationalIdView>,
+    pub national_id: Option<super::registry::NationalIdWrite>,
     /// 1–100 characters, kept as sent (accents too), refused as at registration when garbled,
     /// a spreadsheet's error or holding a control or invisible character. Never `null`.
     #[schema(nullable = false, min_length = 1, max_length = 100)]
