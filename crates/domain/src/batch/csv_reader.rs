@@ -8,7 +8,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use ::csv::ByteRecord;
 
-use super::csv_split::{split_fields, split_fields_checked, ResumableSplit, SplitLine};
+use super::csv_split::{split_fields, ResumableSplit, SplitLine};
 use super::*;
 use crate::beneficiary::{compact_cell_error, split_compact, BeneficiaryDraft, LocalityDraft, NationalIdDraft, Sex};
 use crate::coverage::Relationship;
@@ -506,9 +506,11 @@ impl<R: Read + Seek> CsvHouseholds<R> {
             let Some(mut terminated) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            let mut split = split_fields_checked(&self.lines.buf, &mut self.fields, self.header.delimiter);
+            let mut splitting = ResumableSplit::default();
+            self.fields.clear();
+            let mut split = splitting.more(&self.lines.buf, &mut self.fields, self.header.delimiter);
             if split.open && terminated {
-                if let Some((last_terminated, joined)) = self.join_quoted_lines()? {
+                if let Some((last_terminated, joined)) = self.join_quoted_lines(splitting)? {
                     (split, terminated) = (joined, last_terminated);
                 }
             }
@@ -535,16 +537,14 @@ impl<R: Read + Seek> CsvHouseholds<R> {
     /// and the next one is read as a row. A forgotten quote is closed by the quote that opens a
     /// later quoted cell, which its text follows; taking it for a cell would lose the rows it
     /// swallowed, named nowhere. The rest of a cell refused so ends in a stray quote
-    /// (`stray_quote`), never registered. Gives whether the row's last line ended with a line
+    /// (`stray_quote`), never registered. `split` is the first line's, gone on from with each
+    /// line read ahead. Gives whether the row's last line ended with a line
     /// end, and how the row split.
-    fn join_quoted_lines(&mut self) -> io::Result<Option<(bool, SplitLine)>> {
+    fn join_quoted_lines(&mut self, mut split: ResumableSplit) -> io::Result<Option<(bool, SplitLine)>> {
         let (offset, line) = (self.lines.offset, self.lines.line);
         let first = std::mem::take(&mut self.lines.buf);
         let mut joined = first.clone();
         let mut outcome = None;
-        let mut split = ResumableSplit::default();
-        self.fields.clear();
-        split.more(&joined, &mut self.fields, self.header.delimiter);
         for _ in 0..MAX_CELL_LINE_BREAKS {
             let Some(terminated) = self.lines.next_line()? else {
                 break;

@@ -23,7 +23,7 @@ pub(super) struct SplitLine {
     pub(super) broken_cells_close_cleanly: bool,
 }
 
-pub(super) fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> SplitLine {
+fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimiter: u8) -> SplitLine {
     let mut split = ResumableSplit::default();
     record.clear();
     split.more(line, record, delimiter)
@@ -36,8 +36,10 @@ pub(super) fn split_fields_checked(line: &[u8], record: &mut ByteRecord, delimit
 pub(super) struct ResumableSplit {
     /// Where the next byte to read is in the line.
     next: usize,
-    /// The line so far ended inside this quoted field, pushed to the record unfinished.
-    open: Option<Vec<u8>>,
+    /// The field being read, its buffer kept from field to field.
+    field: Vec<u8>,
+    /// The line so far ended inside `field`, a quoted field pushed to the record unfinished.
+    open: bool,
     clean: bool,
     stray_quote: Option<usize>,
 }
@@ -46,7 +48,8 @@ impl Default for ResumableSplit {
     fn default() -> Self {
         ResumableSplit {
             next: 0,
-            open: None,
+            field: Vec::new(),
+            open: false,
             clean: true,
             stray_quote: None,
         }
@@ -60,26 +63,25 @@ impl ResumableSplit {
     /// closed it), so going on gives what splitting the whole line anew gives.
     pub(super) fn more(&mut self, line: &[u8], record: &mut ByteRecord, delimiter: u8) -> SplitLine {
         let mut i = self.next;
-        let mut resumed = self.open.take();
-        if resumed.is_some() {
+        let mut resumed = std::mem::take(&mut self.open);
+        if resumed {
             record.truncate(record.len() - 1);
         }
         loop {
             let position = record.len();
-            let (mut field, mut quoted) = match resumed.take() {
-                Some(field) => (field, true),
-                None => {
-                    let quoted = line.get(i) == Some(&b'"');
-                    if quoted {
-                        i += 1;
-                    }
-                    (Vec::new(), quoted)
+            let mut quoted = resumed;
+            if !resumed {
+                self.field.clear();
+                quoted = line.get(i) == Some(&b'"');
+                if quoted {
+                    i += 1;
                 }
-            };
+            }
+            resumed = false;
             while let Some(&b) = line.get(i) {
                 match (quoted, b) {
                     (true, b'"') if line.get(i + 1) == Some(&b'"') => {
-                        field.push(b'"');
+                        self.field.push(b'"');
                         i += 1;
                     }
                     (true, b'"') => {
@@ -87,7 +89,7 @@ impl ResumableSplit {
                         let closes = line.get(i + 1).is_none_or(|next| *next == delimiter);
                         if !closes {
                             self.stray_quote.get_or_insert(position);
-                            if field.contains(&b'\n') {
+                            if self.field.contains(&b'\n') {
                                 self.clean = false;
                             }
                         }
@@ -95,16 +97,16 @@ impl ResumableSplit {
                     (false, b) if b == delimiter => break,
                     (false, b'"') => {
                         self.stray_quote.get_or_insert(position);
-                        field.push(b'"');
+                        self.field.push(b'"');
                     }
-                    _ => field.push(b),
+                    _ => self.field.push(b),
                 }
                 i += 1;
             }
-            record.push_field(&field);
+            record.push_field(&self.field);
             if quoted {
                 self.next = i;
-                self.open = Some(field);
+                self.open = true;
                 return self.outcome(true);
             }
             if i >= line.len() {
