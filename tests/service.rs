@@ -199,6 +199,15 @@ async fn a_shutdown_waits_only_for_requests_in_flight() {
     drop(database);
 }
 
+/// A counter without labels, as `/metrics` gives it now.
+async fn scraped(app: &TestApp, series: &str) -> u64 {
+    let metrics = app.send(app.request(Method::GET, "/metrics")).await.text;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+}
+
 /// A client that sends its request head slowly, never finishes it or sends nothing holds its
 /// connection only for `header_read_timeout`; so does an idle keep-alive connection after its last answer.
 /// A head that arrives whole in time, however slowly, is answered.
@@ -223,13 +232,7 @@ async fn a_request_head_that_never_ends_is_cut_off() {
         }
     }
 
-    let timeouts = || async {
-        let metrics = app.send(app.request(Method::GET, "/metrics")).await.text;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("passerelle_http_header_timeouts_total "))
-            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
-    };
+    let timeouts = || scraped(&app, "passerelle_http_header_timeouts_total");
     let before = timeouts().await;
     // Half a head, then nothing: closed without an answer after the timeout.
     let opened = Instant::now();
@@ -320,13 +323,7 @@ async fn an_answer_left_unread_is_cut_off() {
     let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     let document = app.send(app.request(Method::GET, "/openapi.json")).await.text.len();
     assert!(document > 500_000, "{document} bytes");
-    let timeouts = || async {
-        let metrics = app.send(app.request(Method::GET, "/metrics")).await.text;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("passerelle_http_send_timeouts_total "))
-            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
-    };
+    let timeouts = || scraped(&app, "passerelle_http_send_timeouts_total");
     // A small receive window, so that the answers wait in the server's buffers.
     let connect = |window: u32| async move {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();

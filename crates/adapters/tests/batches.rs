@@ -376,15 +376,20 @@ async fn plan(store: &Arc<dyn Store>) -> ProductVersion {
     product
 }
 
+/// Job `b1`, running, held by worker `w1`.
+async fn held_by_w1(store: &Arc<dyn Store>) {
+    let mut running = batch("b1");
+    running.worker = Some("w1".into());
+    store.create_batch(&ctx(None), &running).await.unwrap();
+}
+
 /// A group's events, chained in its own transaction, follow those of the changes committed
 /// before it that still wait in the queue (the job's own `registration_batch.created`, say), as
 /// the chainer would have placed them.
 async fn a_groups_events_follow_those_committed_before(backend: Backend) {
     let (db, _database, store) = store(backend).await;
     let product = plan(&store).await;
-    let mut running = batch("b1");
-    running.worker = Some("w1".into());
-    store.create_batch(&ctx(None), &running).await.unwrap();
+    held_by_w1(&store).await;
     // Committed, not yet chained: nothing nudges the chainer for it.
     db.execute(
         "INSERT INTO audit_queue (at, organization, subject, action, resource_type, resource_id, request_id) \
@@ -417,9 +422,7 @@ async fn a_groups_events_follow_those_committed_before(backend: Backend) {
 async fn a_group_and_its_progress_are_written_together(backend: Backend) {
     let (_db, _database, store) = store(backend).await;
     let product = plan(&store).await;
-    let mut running = batch("b1");
-    running.worker = Some("w1".into());
-    store.create_batch(&ctx(None), &running).await.unwrap();
+    held_by_w1(&store).await;
     let group = [household(&product, "A-1"), household(&product, "A-2")];
 
     let lost = store
