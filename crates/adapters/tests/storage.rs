@@ -775,10 +775,29 @@ async fn a_migration_waiting_for_a_lock_gives_up_whole() {
 }
 
 /// Migration 29 refuses an index of claims left invalid by a failed concurrent build; the
-/// message names it. In a database of its own: migration 29 looks for invalid indexes by name in
-/// every schema, so one left in the shared test database would fail the other tests' migrations.
+/// message names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_claims_index_is_named() {
+    let failed = invalid_index_stops(20261205000029, "claims_by_provider").await;
+    assert!(failed.ends_with("Invalid: claims_by_provider"), "{failed}");
+}
+
+/// Migration 30 refuses its index of webhook deliveries left invalid the same way, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_webhook_index_stops_migration_30() {
+    let failed = invalid_index_stops(20261206000030, "webhook_deliveries_due_by_subscription").await;
+    assert!(
+        failed.contains("the index webhook_deliveries_due_by_subscription was left invalid"),
+        "{failed}"
+    );
+}
+
+/// Marks `index` invalid, as a failed `CREATE INDEX CONCURRENTLY` of an upgrade done beforehand
+/// leaves it, and runs `migration` again: it fails, and once the index is dropped, builds it.
+/// Returns the failure's message. In a database of its own: these migrations look for invalid
+/// indexes by name in every schema, so one left in the shared test database would fail the
+/// other tests' migrations.
+async fn invalid_index_stops(migration: i64, index: &str) -> String {
     use sqlx::{Connection, Executor};
     let base = passerelle_adapters::testing::postgres_base_url();
     let name = format!("passerelle_invalid_{}", uuid::Uuid::now_v7().simple());
@@ -797,27 +816,37 @@ async fn an_invalid_claims_index_is_named() {
     let database = connect(&DatabaseOptions::new(&url)).await.expect("connect");
     database.migrate().await.expect("migrate");
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    // As a failed `CREATE INDEX CONCURRENTLY` of the previous release's upgrade leaves it.
     conn.execute(
-        "DELETE FROM _sqlx_migrations WHERE version = 20261205000029; \
-         UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'claims_by_provider'::regclass",
+        format!(
+            "DELETE FROM _sqlx_migrations WHERE version = {migration}; \
+             UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass"
+        )
+        .as_str(),
     )
     .await
     .unwrap();
     let failed = database.migrate().await.unwrap_err().to_string();
-    conn.execute("DROP INDEX claims_by_provider").await.unwrap();
+    conn.execute(format!("DROP INDEX {index}").as_str()).await.unwrap();
     database.migrate().await.expect("built again by the migration");
+    let built: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND i.indisvalid",
+    )
+    .bind(index)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     let _ = conn.close().await;
     drop(database);
     admin
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
         .expect("drop");
+    assert_eq!(built, 1, "{index} built again");
     assert!(
         failed.contains("left invalid by a failed CREATE INDEX CONCURRENTLY"),
         "{failed}"
     );
-    assert!(failed.ends_with("Invalid: claims_by_provider"), "{failed}");
+    failed
 }
 
 /// Migrates, and how long the last attempt took. Other tests migrate their own schemas in the

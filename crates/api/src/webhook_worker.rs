@@ -249,6 +249,14 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
             }
         }
         if last_gauge.elapsed() > Duration::from_secs(5) {
+            // Never leased, they would stay pending for ever and count in the gauge.
+            match state.store.fail_orphaned_deliveries().await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => tracing::info!(
+                    failed = n,
+                    "webhook deliveries of deleted subscriptions or deactivated organisations failed unsent"
+                ),
+            }
             if let Ok(n) = state.store.pending_deliveries().await {
                 metrics::gauge!("passerelle_webhook_outbox_pending").set(n as f64);
             }

@@ -48,6 +48,14 @@ const CLAIMS_BY_UPDATE: &str = "";
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
+/// The webhook lease's candidates (`webhooks.rs`): for each subscription of `rooms`, its oldest
+/// due deliveries up to its room, each subscription's read from the index of its pending
+/// deliveries and stopped at its room (`$3`: now).
+const DUE_OF_ROOMS: &str = "SELECT d.id, d.next_attempt_at FROM rooms r CROSS JOIN LATERAL \
+     (SELECT x.id, x.next_attempt_at FROM webhook_deliveries x WHERE x.subscription = r.id \
+      AND x.status = 'pending' AND x.next_attempt_at <= $3 AND (x.locked_until IS NULL OR x.locked_until < $3) \
+      ORDER BY x.next_attempt_at, x.id LIMIT r.room) d";
+
 /// Chained events as arrays, `$1` to `$10`: one statement of one fixed text whatever their
 /// number, so a chainer cycle never pays for parsing and planning a new one (a multi-row VALUES
 /// would have a new text for every batch size).

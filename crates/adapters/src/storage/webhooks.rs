@@ -298,74 +298,40 @@ impl WebhookStore for This {
         per_subscription: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // A delivery written while its subscription was being deleted, or its organisation
-        // deactivated, can commit after that change failed the pending ones (on PostgreSQL each
-        // read what it read when it began). The lease below never takes it; this fails those
-        // among the first due rows, the lease's own window, so the walk stays bounded whatever
-        // the backlog (one deeper down is failed when it comes up; a reactivation fails what is
-        // left of its organisation's, `set_organization_active`).
+        // `rooms`: the sends each live subscription may still start, over every worker's. It may
+        // hold `per_subscription` under a live lease, or one while it is failing (its last
+        // attempt failed, `record_attempt`), so that receivers that hang hold one slot each, not a
+        // few, and the slots stay free for the others. Each subscription with room gives its
+        // oldest due deliveries up to its room, read from the index of its pending deliveries
+        // (`DUE_OF_ROOMS`, per database), and the oldest of those are leased up to `limit`. So a
+        // lease reads a few rows per subscription with room, never the backlog of those without,
+        // and one subscription's backlog never fills a lease. Two replicas leasing at the same
+        // moment may each count the other's leases as free, so the cap can be passed briefly,
+        // never the one-lessee-per-delivery rule: the last filter (re-checked on the locked row)
+        // keeps that.
         sqlx::query(&format!(
-            "UPDATE webhook_deliveries SET status = 'failed' WHERE id IN \
-             (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-              AND (locked_until IS NULL OR locked_until < $1) AND id IN \
-              (SELECT c.id FROM \
-               (SELECT d.id, d.subscription FROM webhook_deliveries d \
-                WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                AND (d.locked_until IS NULL OR d.locked_until < $1) \
-                ORDER BY d.next_attempt_at LIMIT $2) c \
-               JOIN webhook_subscriptions s ON s.id = c.subscription \
-               JOIN organizations o ON o.id = s.organization \
-               WHERE s.deleted_at IS NOT NULL OR o.deactivated_at IS NOT NULL){SKIP_LOCKED})"
-        ))
-        .bind(now)
-        .bind(i64::from(limit).saturating_mul(8))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        // `busy`: each subscription's deliveries under a live lease, every worker's. `cap`: how
-        // many it may have: `per_subscription`, or one while it is failing (its last attempt
-        // failed, `record_attempt`), so that receivers that hang hold one slot each, not a few,
-        // and the slots stay free for the others. Candidates skip the subscriptions already at their
-        // cap, then each subscription's candidates are numbered on from its busy count and kept
-        // up to the cap, so one lease never fills with a single receiver's backlog. The
-        // candidates are bounded (`$6`) to keep the statement's cost flat: when one
-        // subscription's backlog fills them, it is at its cap at the next lease and the others
-        // come through. Two replicas leasing at the same moment may each count the other's
-        // leases as free, so the cap can be passed briefly, never the one-lessee-per-delivery
-        // rule: the last filter (re-checked on the locked row) keeps that.
-        sqlx::query(&format!(
-            "UPDATE webhook_deliveries SET locked_until = $1, lock_owner = $2 WHERE id IN \
+            "WITH rooms AS (SELECT s.id, CASE WHEN s.failing THEN 1 ELSE $5 END - COALESCE(b.n, 0) AS room \
+               FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization LEFT JOIN \
+               (SELECT subscription, count(*) AS n FROM webhook_deliveries \
+                WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b ON b.subscription = s.id \
+               WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL \
+               AND COALESCE(b.n, 0) < CASE WHEN s.failing THEN 1 ELSE $5 END) \
+             UPDATE webhook_deliveries SET locked_until = $1, lock_owner = $2 WHERE id IN \
              (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
               AND (locked_until IS NULL OR locked_until < $3) AND id IN \
-              (SELECT r.id FROM \
-               (SELECT c.id, c.next_attempt_at, c.cap, \
-                 c.busy + ROW_NUMBER() OVER (PARTITION BY c.subscription ORDER BY c.next_attempt_at, c.id) AS slot \
-                FROM (SELECT d.id, d.subscription, d.next_attempt_at, COALESCE(b.n, 0) AS busy, \
-                        CASE WHEN s.failing THEN 1 ELSE $5 END AS cap \
-                      FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription \
-                      JOIN organizations o ON o.id = s.organization LEFT JOIN \
-                      (SELECT subscription, count(*) AS n FROM webhook_deliveries \
-                       WHERE status = 'pending' AND locked_until >= $3 GROUP BY subscription) b \
-                      ON b.subscription = d.subscription \
-                      WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
-                      AND (d.locked_until IS NULL OR d.locked_until < $3) \
-                      AND s.deleted_at IS NULL AND o.deactivated_at IS NULL \
-                      AND COALESCE(b.n, 0) < CASE WHEN s.failing THEN 1 ELSE $5 END \
-                      ORDER BY d.next_attempt_at LIMIT $6) c) r \
-               WHERE r.slot <= r.cap ORDER BY r.next_attempt_at LIMIT $4){SKIP_LOCKED})"
+              (SELECT c.id FROM ({DUE_OF_ROOMS}) c ORDER BY c.next_attempt_at LIMIT $4){SKIP_LOCKED})"
         ))
         .bind(lease_until)
         .bind(owner)
         .bind(now)
         .bind(i64::from(limit))
         .bind(i64::from(per_subscription))
-        .bind(i64::from(limit).saturating_mul(8))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         // Read again, after the lease, in a statement of its own (on PostgreSQL, a newer view):
         // a deletion or deactivation that committed meanwhile keeps its deliveries here, leased
-        // and unsent, for the next lease after this one expires to fail. What is read past this
+        // and unsent, for `fail_orphaned_deliveries` to fail. What is read past this
         // point was in flight when the change committed. A deleted subscription's secret is
         // empty: nothing is ever signed with it.
         let rows: Vec<DueRow> = sqlx::query_as(
@@ -393,6 +359,25 @@ impl WebhookStore for This {
                 attempts: u32::try_from(r.attempts).unwrap_or(0),
             })
             .collect())
+    }
+
+    async fn fail_orphaned_deliveries(&self) -> Result<u64, StoreError> {
+        // On PostgreSQL each of the two changes read what it read when it began, so a delivery
+        // can commit after the deletion or deactivation failed the pending ones. A reactivation
+        // fails what is left of its organisation's too (`set_organization_active`).
+        let mut tx = self.begin_write().await?;
+        let failed = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET status = 'failed' WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND subscription IN \
+              (SELECT s.id FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+               WHERE s.deleted_at IS NOT NULL OR o.deactivated_at IS NOT NULL){SKIP_LOCKED})"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(failed)
     }
 
     async fn record_attempt(&self, delivery: &str, owner: &str, outcome: &AttemptOutcome) -> Result<(), StoreError> {

@@ -54,6 +54,11 @@ pub trait WebhookStore: Send + Sync {
 
     async fn record_attempt(&self, delivery: &str, owner: &str, outcome: &AttemptOutcome) -> Result<(), StoreError>;
 
+    /// Fails the pending deliveries of deleted subscriptions and of deactivated organisations,
+    /// which the lease never takes: a change can write one while the deletion or deactivation
+    /// that failed the others commits. Returns how many it failed.
+    async fn fail_orphaned_deliveries(&self) -> Result<u64, StoreError>;
+
     /// Deliveries not yet delivered nor given up.
     async fn pending_deliveries(&self) -> Result<i64, StoreError>;
 }
