@@ -181,6 +181,19 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         (Some("Bundle"), Some("searchset"))
     );
     assert_eq!(first.json["entry"].as_array().unwrap().len(), 1);
+    // The `self` link is the search as sent: an id's hyphens are not escaped.
+    let self_link = first.json["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "self")
+        .unwrap();
+    assert_eq!(
+        self_link["url"],
+        format!("{}{path}", app.base).as_str(),
+        "{}",
+        first.text
+    );
     let next = next_link(&first);
     let second = app.get(&next, &auditor).await;
     assert_eq!(second.status.as_u16(), 200, "{next}: {}", second.text);

@@ -72,6 +72,26 @@ async fn owners_create_and_read_their_products(backend: Backend) {
     let mut base = family_plan("2026-01-01");
     base["layer"] = json!("base");
     base.as_object_mut().unwrap().remove("annual_ceiling_xof");
+    // A base affiliation is one person's: household rules would never apply.
+    let r = create(&app, "tg-inam", &base).await;
+    r.problem(422, "validation_failed");
+    let faults: Vec<(&str, &str)> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            ("/max_dependants", "not_allowed_for_layer"),
+            ("/child_max_age", "not_allowed_for_layer")
+        ]
+    );
+    assert_eq!(app.count("products").await, 1);
+    for household_rule in ["max_dependants", "child_max_age"] {
+        base.as_object_mut().unwrap().remove(household_rule);
+    }
     assert_eq!(create(&app, "tg-inam", &base).await.status.as_u16(), 201);
 }
 
@@ -454,6 +474,17 @@ async fn date_and_successor_faults_come_with_the_others(backend: Backend) {
             ("/layer".to_owned(), "layer_changed".to_owned()),
             ("/effective_from".to_owned(), "not_after_current_version".to_owned()),
         ],
+        "{}",
+        r.text
+    );
+    // Another layer is a change, also one the caller's kind may not create (a mutuelle's
+    // `base`): the same mistake, the same code, from every owner.
+    let mut body = family_plan("2026-02-01");
+    body["layer"] = json!("base");
+    let r = put(body).await;
+    assert_eq!(
+        codes(&r),
+        [("/layer".to_owned(), "layer_changed".to_owned())],
         "{}",
         r.text
     );

@@ -309,8 +309,9 @@ async fn seed_registry(state: &AppState) -> Result<(), String> {
             waiting_period_days: Some(*waiting),
             grace_period_days: Some(30),
             excluded_categories: Some(vec!["optical".to_owned()]),
-            max_dependants: Some(10),
-            child_max_age: Some(21),
+            // A base affiliation is one person's: household rules are the mutuelles'.
+            max_dependants: (kind == OrgKind::Mutuelle).then_some(10),
+            child_max_age: (kind == OrgKind::Mutuelle).then_some(21),
             effective_from: Some("2024-01-01".to_owned()),
         };
         let valid = draft.validate(kind).map_err(demo_invalid)?;

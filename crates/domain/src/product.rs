@@ -543,12 +543,30 @@ impl ProductDraft {
             }
         }
 
-        let max_dependants = self
-            .max_dependants
-            .map(|v| bounded(v, "/max_dependants", 0, MAX_DEPENDANTS, &mut errors));
-        let child_max_age = self
-            .child_max_age
-            .map(|v| bounded(v, "/child_max_age", 0, MAX_CHILD_AGE, &mut errors));
+        // A base affiliation is one person's (`POST /v1/coverages`): household rules on a base
+        // product would be stored and never applied, as a ceiling would.
+        let household_rule = |field: &str, errors: &mut Vec<FieldError>| {
+            errors.push(FieldError::new(
+                field,
+                "not_allowed_for_layer",
+                "a base product has no household rules: a base affiliation covers one person, without dependants",
+                "un produit de base n'a pas de règles de ménage : une affiliation de base couvre une personne, sans ayants droit",
+            ));
+        };
+        let max_dependants = match (self.max_dependants, layer) {
+            (Some(_), Some(Layer::Base)) => {
+                household_rule("/max_dependants", &mut errors);
+                None
+            }
+            (v, _) => v.map(|v| bounded(v, "/max_dependants", 0, MAX_DEPENDANTS, &mut errors)),
+        };
+        let child_max_age = match (self.child_max_age, layer) {
+            (Some(_), Some(Layer::Base)) => {
+                household_rule("/child_max_age", &mut errors);
+                None
+            }
+            (v, _) => v.map(|v| bounded(v, "/child_max_age", 0, MAX_CHILD_AGE, &mut errors)),
+        };
 
         let effective_from = match self.effective_from.as_deref() {
             None => {
@@ -932,10 +950,29 @@ mod tests {
         let mut d = good_draft();
         d.layer = Some("base".into());
         d.annual_ceiling_xof = Some(100_000);
+        (d.max_dependants, d.child_max_age) = (None, None);
         let errors = d.validate(OrgKind::Scheme).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "/annual_ceiling_xof");
         assert_eq!(errors[0].code, "not_allowed_for_layer");
+    }
+
+    #[test]
+    fn a_base_product_has_no_household_rules() {
+        let mut d = good_draft();
+        d.layer = Some("base".into());
+        d.annual_ceiling_xof = None;
+        d.max_dependants = Some(3);
+        d.child_max_age = Some(20);
+        let errors = d.validate(OrgKind::Scheme).unwrap_err();
+        let faults: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            faults,
+            [
+                ("/max_dependants", "not_allowed_for_layer"),
+                ("/child_max_age", "not_allowed_for_layer")
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,14 @@ use super::model::{
     RELATIONSHIP_SYSTEM,
 };
 use super::Fhir;
+
+/// What a link's query value escapes: all but RFC 3986's unreserved characters, so that an id
+/// reads as itself (`Patient/01a2-…`, not `Patient/01a2%2D…`) to a client comparing links.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 use crate::extract::{perm, AppQuery, Authorized};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -412,7 +420,7 @@ pub async fn search_coverage(
         )
     })?;
     let result = crate::routes::registry::coverages_of(&state, &auth.caller, beneficiary, &page).await?;
-    let escaped = percent_encoding::utf8_percent_encode(beneficiary, percent_encoding::NON_ALPHANUMERIC);
+    let escaped = percent_encoding::utf8_percent_encode(beneficiary, QUERY_VALUE);
     let base = format!(
         "{root}/fhir/r4/Coverage?beneficiary=Patient/{escaped}&_count={}",
         page.limit

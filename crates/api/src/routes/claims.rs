@@ -792,7 +792,8 @@ pub(crate) fn read_claim(
 /// status, dates, waiting period, contributions, age and ceiling, and paying at least one of the
 /// claim's lines at its care level. A coverage that pays none of them (every line's category
 /// excluded, or no rule or a 0 % rule) is not eligible, so the claim goes to the next payer, or
-/// is `rejected` with those reasons, never routed to a payer owing nothing. The ceiling read
+/// is `rejected` with those reasons, never routed to a payer whose rules pay nothing of it (one
+/// they pay is routed even when the base shares leave it nothing: API.md §5 Claims). The ceiling read
 /// here may be stale: pricing cuts again under lock.
 fn claim_eligible(
     facts: &passerelle_domain::ports::EligibilityFacts,

@@ -314,12 +314,10 @@ fn validate_body(
     history: Option<&[ProductVersion]>,
 ) -> Result<passerelle_domain::product::ProductDraftValid, ApiError> {
     let (draft, parse_errors) = read_draft(body);
-    // What the date and successor rules read, when the body gives it well formed.
-    let layer = draft
-        .layer
-        .as_deref()
-        .and_then(Layer::parse)
-        .filter(|l| l.suits(caller.kind));
+    // What the date and successor rules read, when the body gives it well formed. On `PUT` a
+    // layer other than the product's is `layer_changed` whatever the caller's kind may create:
+    // one mistake, one code (the product's own layer suits its owner).
+    let layer = draft.layer.as_deref().and_then(Layer::parse);
     let effective_from = draft
         .effective_from
         .as_deref()
@@ -335,7 +333,11 @@ fn validate_body(
         in_range
     });
     if let Some(history) = history {
-        errors.extend(successor_faults(history, layer, effective_from, today));
+        let faults = successor_faults(history, layer, effective_from, today);
+        if faults.iter().any(|e| e.code == "layer_changed") {
+            errors.retain(|e| !(e.field == "/layer" && e.code == "layer_not_allowed"));
+        }
+        errors.extend(faults);
     }
     match valid {
         Some(valid) if errors.is_empty() => Ok(valid),
@@ -347,7 +349,8 @@ fn validate_body(
 ///
 /// Mutuelles and schemes with `registry:write` create their own benefit packages (403 for other
 /// kinds); the product's `organization` is the caller's. A `layer` that does not suit the
-/// caller's kind is 422 on `/layer`, and a `base` product takes no `annual_ceiling_xof`. Every
+/// caller's kind is 422 on `/layer`, and a `base` product takes no `annual_ceiling_xof`,
+/// `max_dependants` or `child_max_age` (422 `not_allowed_for_layer`). Every
 /// broken rule is listed at once (422). Answers 201 with version 1, its `Location` and `ETag`.
 #[utoipa::path(
     post,
