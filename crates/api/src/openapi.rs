@@ -217,8 +217,10 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         ("BatchStatus", "A bulk job's status: `completed` once every row was read (whatever failed in it), `failed` when the job itself stopped.", names(&BatchStatus::ALL, BatchStatus::as_str)),
         ("BatchFormat", "A bulk upload's format.", names(&BatchFormat::ALL, BatchFormat::as_str)),
         ("SettlementStatus", "A settlement batch's status.", names(&SettlementStatus::ALL, SettlementStatus::as_str)),
+        ("DeliveryStatus", "A webhook delivery's status.", passerelle_domain::webhook::DELIVERY_STATUSES.to_vec()),
+        ("ProblemCode", "A problem's machine code (API.md §4).", crate::problem::PROBLEM_CODES.to_vec()),
     ];
-    let table: [(&'static str, &'static str, &str); 38] = [
+    let table: [(&'static str, &'static str, &str); 42] = [
         ("DependantWrite", "relationship", "DependantRelationship"),
         ("DependantAdd", "relationship", "DependantRelationship"),
         ("ProductWrite", "layer", "Layer"),
@@ -257,6 +259,10 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
         ("BatchSummaryView", "format", "BatchFormat"),
         ("SettlementView", "status", "SettlementStatus"),
         ("SettlementSummaryView", "status", "SettlementStatus"),
+        ("DeliveryView", "status", "DeliveryStatus"),
+        ("Problem", "code", "ProblemCode"),
+        ("ClaimReasonView", "code", "EligibilityReasonCode"),
+        ("ClaimResponse", "disposition", "ClaimStatus"),
     ];
     // A string member, or an array's string items, becomes a reference to the set, and `oneOf`
     // null or it when it may be null; its description and example stay on the member.

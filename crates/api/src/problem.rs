@@ -136,6 +136,27 @@ pub struct ProblemField {
 /// more there are.
 pub const MAX_LISTED_ERRORS: usize = 100;
 
+/// Every `code` of a problem (API.md §4), as [`ApiError::code`] gives them.
+pub const PROBLEM_CODES: [&str; 17] = [
+    "malformed_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "precondition_failed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "not_acceptable",
+    "validation_failed",
+    "idempotency_key_reused",
+    "precondition_required",
+    "rate_limited",
+    "unavailable",
+    "internal_error",
+    "audit_log_damaged",
+];
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request")]
@@ -691,6 +712,81 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The documented value set of `Problem.code` is what the errors give, no more, no less. The
+    /// match names every variant, so a new one fails to compile here until it is listed.
+    #[test]
+    fn problem_codes_are_the_errors_codes() {
+        fn one_of_each(e: &ApiError) -> Vec<ApiError> {
+            match e {
+                ApiError::Malformed { .. }
+                | ApiError::Unauthorized { .. }
+                | ApiError::Forbidden { .. }
+                | ApiError::NotFound
+                | ApiError::MethodNotAllowed
+                | ApiError::Conflict { .. }
+                | ApiError::PreconditionFailed
+                | ApiError::PayloadTooLarge
+                | ApiError::UnsupportedMediaType { .. }
+                | ApiError::NotAcceptable { .. }
+                | ApiError::UnsupportedCharset
+                | ApiError::JsonCharset
+                | ApiError::Validation(_)
+                | ApiError::IdempotencyKeyReused
+                | ApiError::PreconditionRequired { .. }
+                | ApiError::RateLimited { .. }
+                | ApiError::Unavailable
+                | ApiError::SpoolUnavailable
+                | ApiError::SpoolFull
+                | ApiError::Contended
+                | ApiError::TimedOut
+                | ApiError::Indeterminate
+                | ApiError::Internal(_)
+                | ApiError::AuditLogDamaged { .. } => vec![
+                    ApiError::Malformed {
+                        en: String::new(),
+                        fr: String::new(),
+                    },
+                    ApiError::Unauthorized { en: "", fr: "" },
+                    ApiError::Forbidden {
+                        en: String::new(),
+                        fr: String::new(),
+                    },
+                    ApiError::NotFound,
+                    ApiError::MethodNotAllowed,
+                    ApiError::Conflict {
+                        en: String::new(),
+                        fr: String::new(),
+                        errors: Vec::new(),
+                    },
+                    ApiError::PreconditionFailed,
+                    ApiError::PayloadTooLarge,
+                    ApiError::UnsupportedMediaType { expected: "" },
+                    ApiError::NotAcceptable { available: "" },
+                    ApiError::UnsupportedCharset,
+                    ApiError::JsonCharset,
+                    ApiError::Validation(Vec::new()),
+                    ApiError::IdempotencyKeyReused,
+                    ApiError::PreconditionRequired { header: "" },
+                    ApiError::RateLimited { retry_after: 1 },
+                    ApiError::Unavailable,
+                    ApiError::SpoolUnavailable,
+                    ApiError::SpoolFull,
+                    ApiError::Contended,
+                    ApiError::TimedOut,
+                    ApiError::Indeterminate,
+                    ApiError::Internal(String::new()),
+                    ApiError::AuditLogDamaged { seq: 1 },
+                ],
+            }
+        }
+        let mut given: Vec<&str> = one_of_each(&ApiError::NotFound).iter().map(ApiError::code).collect();
+        given.sort_unstable();
+        given.dedup();
+        let mut documented = PROBLEM_CODES.to_vec();
+        documented.sort_unstable();
+        assert_eq!(given, documented);
+    }
 
     #[test]
     fn language_follows_accept_language() {

@@ -33,6 +33,10 @@ pub struct Attempt {
     pub duration_ms: u64,
 }
 
+/// A delivery's statuses, as storage writes them: `pending` until it is `delivered` or `failed`
+/// (given up after its last attempt, or its subscription deleted).
+pub const DELIVERY_STATUSES: [&str; 3] = ["pending", "delivered", "failed"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: String,
