@@ -792,6 +792,76 @@ async fn an_invalid_webhook_index_stops_migration_30() {
     );
 }
 
+/// A lease shares its slots out by turns: each subscription's first due delivery before
+/// anyone's second, oldest first within a turn. Taken oldest first over all subscriptions, one
+/// subscription's older backlog held another's newer events back until it drained. The
+/// deliveries are seeded as the outbox holds them (a change that queues them would need a whole
+/// claim); the subscriptions and the lease go through the ports.
+async fn a_lease_shares_its_slots_by_turns(backend: Backend) {
+    use passerelle_domain::webhook::Subscription;
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    for (i, id) in ["mut-a", "mut-b"].into_iter().enumerate() {
+        store
+            .create_organization(&ctx(&format!("o{i}")), &org(id, OrgKind::Mutuelle))
+            .await
+            .unwrap();
+        let sub = Subscription {
+            id: format!("sub-{id}"),
+            organization: id.into(),
+            url: "https://127.0.0.1/hook".into(),
+            events: vec!["claim.submitted".into()],
+            secret: "s".into(),
+            created_at: at(1),
+        };
+        store.create_subscription(&ctx(&format!("s{i}")), &sub).await.unwrap();
+    }
+    // mut-a: six due from 08:00:01 on; mut-b: one, due after mut-a's first three.
+    let payload = r#"{"organization":"mut-a","created_at":"2026-11-30T08:00:00Z","resource":"test","data":{}}"#;
+    for (n, sub, second) in [
+        (1, "a", 1),
+        (2, "a", 2),
+        (3, "a", 3),
+        (4, "b", 4),
+        (5, "a", 5),
+        (6, "a", 6),
+        (7, "a", 7),
+    ] {
+        h.db.execute(&format!(
+            "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) VALUES ('d{n}', 'sub-mut-{sub}', 'e{n}', 'claim.submitted', '{payload}', \
+             'pending', 0, '2026-11-30T08:00:0{second}+00:00', '2026-11-30T08:00:00+00:00')"
+        ))
+        .await;
+    }
+    let leased = |limit: u32, owner: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .lease_deliveries(owner, at(30), at(45), limit, 4)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        leased(2, "w1").await,
+        ["d1", "d4"],
+        "mut-b's one comes in the first turn"
+    );
+    // mut-a has 3 more sends to start: its next three, however many slots are free.
+    assert_eq!(leased(10, "w2").await, ["d2", "d3", "d5"]);
+    assert_eq!(
+        leased(10, "w3").await,
+        Vec::<String>::new(),
+        "both at their cap or done"
+    );
+}
+
 /// Marks `index` invalid, as a failed `CREATE INDEX CONCURRENTLY` of an upgrade done beforehand
 /// leaves it, and runs `migration` again: it fails, and once the index is dropped, builds it.
 /// Returns the failure's message. In a database of its own: these migrations look for invalid
@@ -905,4 +975,5 @@ on_both_databases!(
     read_then_write_waits_for_another_process,
     checks_are_chained_without_the_head_trigger,
     a_key_with_a_nul_fails_no_other_check,
+    a_lease_shares_its_slots_by_turns,
 );

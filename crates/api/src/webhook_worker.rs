@@ -44,6 +44,9 @@ const _: () = assert!(
 );
 /// How often an idle worker looks for due deliveries.
 const POLL: Duration = Duration::from_millis(200);
+/// How often a worker fails the deliveries no lease takes (`fail_orphaned_deliveries`) and reads
+/// the outbox gauge.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// `t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -248,7 +251,7 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
                 }
             }
         }
-        if last_gauge.elapsed() > Duration::from_secs(5) {
+        if last_gauge.elapsed() >= HOUSEKEEPING {
             // Never leased, they would stay pending for ever and count in the gauge.
             match state.store.fail_orphaned_deliveries().await {
                 Ok(0) | Err(_) => {}
@@ -263,10 +266,13 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
             last_gauge = Instant::now();
         }
         // Lease again as soon as a slot frees, or after a pause while slots stay free (nothing
-        // was due, or only deliveries of subscriptions at their cap).
+        // was due, or only deliveries of subscriptions at their cap); and wake for the next
+        // reading of the gauge, also while every slot waits on a receiver that hangs.
+        let housekeeping = last_gauge + HOUSEKEEPING;
         tokio::select! {
             Some(_) = sends.join_next(), if !sends.is_empty() => {}
             () = tokio::time::sleep(POLL), if sends.len() < SLOTS => {}
+            () = tokio::time::sleep_until(housekeeping.into()) => {}
             changed = stopped.changed() => {
                 if changed.is_err() {
                     break;

@@ -48,13 +48,15 @@ const CLAIMS_BY_UPDATE: &str = "";
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
-/// The webhook lease's candidates (`webhooks.rs`): for each subscription of `rooms`, its oldest
-/// due deliveries up to its room, each subscription's read from the index of its pending
-/// deliveries and stopped at its room (`$3`: now).
-const DUE_OF_ROOMS: &str = "SELECT d.id, d.next_attempt_at FROM rooms r CROSS JOIN LATERAL \
-     (SELECT x.id, x.next_attempt_at FROM webhook_deliveries x WHERE x.subscription = r.id \
-      AND x.status = 'pending' AND x.next_attempt_at <= $3 AND (x.locked_until IS NULL OR x.locked_until < $3) \
-      ORDER BY x.next_attempt_at, x.id LIMIT r.room) d";
+/// The webhook lease's reads of the outbox by index (`webhooks.rs`): PostgreSQL's planner picks
+/// them itself.
+const PENDING_BY_SUBSCRIPTION: &str = "";
+const LIVE_LEASES: &str = "";
+const UNINDEXED: &str = "";
+
+/// How the webhook lease joins each subscription of `rooms` to its first due deliveries
+/// (`webhooks.rs`, `{first}` the ids of one subscription's, at most a handful).
+const ROOMS_FIRST_DUE: &str = "rooms r CROSS JOIN LATERAL ({first}) l JOIN webhook_deliveries d ON d.id = l.id";
 
 /// Chained events as arrays, `$1` to `$10`: one statement of one fixed text whatever their
 /// number, so a chainer cycle never pays for parsing and planning a new one (a multi-row VALUES
