@@ -430,9 +430,13 @@ impl WebhookStore for This {
         let mut tx = self.begin_write().await?;
         let mut failed = 0;
         for subscription in &dead {
+            // Dead again when it runs: an organisation reactivated since the read above queues
+            // new deliveries, which are not orphans.
             failed += sqlx::query(&format!(
                 "UPDATE webhook_deliveries{PENDING_BY_SUBSCRIPTION} SET status = 'failed' \
-                 WHERE subscription = $1 AND status = 'pending'"
+                 WHERE subscription = $1 AND status = 'pending' AND EXISTS \
+                 (SELECT 1 FROM webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+                  WHERE s.id = $1 AND (s.deleted_at IS NOT NULL OR o.deactivated_at IS NOT NULL))"
             ))
             .bind(subscription)
             .execute(&mut *tx)
