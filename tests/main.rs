@@ -11,6 +11,7 @@ mod eligibility;
 mod errors;
 mod examples;
 mod fhir;
+mod merges;
 mod organizations;
 mod people;
 mod products;

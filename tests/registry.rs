@@ -18,7 +18,12 @@ pub fn writer(app: &TestApp, org: &str) -> String {
 
 /// Two mutuelles, a scheme, a provider and an auditor; mut-a has a family plan.
 pub async fn registry(backend: Backend) -> Registry {
-    let app = TestApp::spawn(backend).await;
+    registry_with(backend, |_| {}).await
+}
+
+/// [`registry`] on a service configured by `adjust`.
+pub async fn registry_with(backend: Backend, adjust: impl FnOnce(&mut passerelle_api::config::Config)) -> Registry {
+    let app = TestApp::spawn_with(backend, adjust).await;
     for (id, kind) in [
         ("mut-a", "mutuelle"),
         ("mut-b", "mutuelle"),

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::claims::{claim, provider, setup, submit};
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub struct Receiver {
     got: Arc<Mutex<Vec<(String, String, String)>>>,
     fail_first: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicUsize>,
@@ -94,7 +94,7 @@ async fn receive_on(listener: TcpListener, r: Receiver) {
     }
 }
 
-async fn receiver() -> (Receiver, u16) {
+pub async fn receiver() -> (Receiver, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let r = Receiver::default();
@@ -130,7 +130,7 @@ impl Receiver {
     }
 }
 
-async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, String, String)> {
+pub async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, String, String)> {
     let started = Instant::now();
     while started.elapsed() < within {
         if r.got.lock().unwrap().len() >= n {

@@ -610,7 +610,7 @@ fn action_of(method: &str, path: &str) -> Option<Action> {
         | ("post", "/v1/coverages/{id}/contributions" | "/v1/coverages/{id}/contributions/{contribution}/cancel") => {
             Action::UpdateCoverage
         }
-        ("patch", "/v1/beneficiaries/{id}") => Action::UpdateBeneficiary,
+        ("patch", "/v1/beneficiaries/{id}") | ("post", "/v1/beneficiaries/{id}/merge") => Action::UpdateBeneficiary,
         ("post", "/v1/eligibility-checks" | "/fhir/r4/CoverageEligibilityRequest") => Action::CheckEligibility,
         ("post", "/v1/claims" | "/fhir/r4/Claim") => Action::SubmitClaim,
         ("get", "/v1/claims" | "/v1/claims/{id}" | "/fhir/r4/ClaimResponse/{id}") => Action::ReadClaims,
@@ -744,6 +744,7 @@ fn validation_example_of(method: &str, path: &str) -> Option<(&'static str, ApiE
             "`{\"family_name\": null}`",
             ApiError::field(routes::people::name_removed("/family_name")),
         ),
+        ("post", "/v1/beneficiaries/{id}/merge") => (EMPTY, ApiError::field(routes::merges::ambiguous_target())),
         ("patch", "/v1/coverages/{id}") => (
             "`{\"status\": \"paused\"}`",
             ApiError::field(routes::registry::unknown_coverage_status()),
@@ -1213,6 +1214,13 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
         ("patch", "/v1/beneficiaries/{id}") => vec![
             ("national_id_taken", store("national_id_taken")),
             ("coverage_terminated", crate::routes::people::coverages_ended()),
+        ],
+        ("post", "/v1/beneficiaries/{id}/merge") => vec![
+            ("has_national_id", store("has_national_id")),
+            ("covered_by_others", store("covered_by_others")),
+            ("identity_mismatch", store("identity_mismatch")),
+            ("already_covered", store("already_covered")),
+            ("already_merged", store("already_merged")),
         ],
         // A registration's conflict points at the member at fault (`errors`).
         ("post", "/v1/registrations") => vec![

@@ -588,6 +588,27 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This national id is already registered for another person; the two records are not merged.",
             "Ce numéro d'identité nationale est déjà enregistré pour une autre personne ; les deux fiches ne sont pas fusionnées.",
         ),
+        // A merge refused (`routes::merges`): each carries its code.
+        "has_national_id" => coded_conflict(
+            "has_national_id",
+            "This record holds a national id: merge the other record into it instead.",
+            "Cette fiche porte un numéro d'identité nationale : fusionnez plutôt l'autre fiche avec elle.",
+        ),
+        "covered_by_others" => coded_conflict(
+            "covered_by_others",
+            "Another organisation covers this record too: its coverages are not yours to move.",
+            "Une autre organisation couvre aussi cette fiche : ses couvertures ne sont pas les vôtres à déplacer.",
+        ),
+        "already_merged" => coded_conflict(
+            "already_merged",
+            "This record was merged into another person: read it for its merged_into.",
+            "Cette fiche a été fusionnée avec une autre personne : lisez-la pour son merged_into.",
+        ),
+        "same_person" => coded_conflict(
+            "same_person",
+            "A record cannot be merged into itself.",
+            "Une fiche ne peut pas être fusionnée avec elle-même.",
+        ),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.
         "coverage_terminated" => coded_conflict(

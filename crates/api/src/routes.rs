@@ -7,6 +7,7 @@ pub mod claims;
 pub mod eligibility;
 pub mod health;
 pub mod households;
+pub mod merges;
 pub mod organizations;
 pub mod people;
 pub mod products;

@@ -433,6 +433,10 @@ pub struct Beneficiary {
     /// stored response of an earlier release (an idempotent replay) has none: 1.
     #[serde(default = "first_version")]
     pub version: u32,
+    /// The person this record was merged into (`POST /v1/beneficiaries/{id}/merge`): it then
+    /// holds no coverage, and the claims and events that name it are that person's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 fn first_version() -> u32 {
@@ -563,6 +567,7 @@ impl ValidBeneficiary {
             locality: self.locality,
             created_at,
             version: 1,
+            merged_into: None,
         }
     }
 }
@@ -1108,6 +1113,7 @@ mod tests {
             locality: None,
             created_at: DateTime::<Utc>::default(),
             version: 3,
+            merged_into: None,
         }
     }
 

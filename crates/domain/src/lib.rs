@@ -12,6 +12,7 @@ pub mod dates;
 pub mod eligibility;
 pub mod error;
 pub mod json_members;
+pub mod merge;
 pub mod money;
 pub mod nul;
 pub mod organization;

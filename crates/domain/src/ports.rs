@@ -298,6 +298,23 @@ pub trait RegistryStore: Send + Sync {
     /// (`Conflict` `national_id_taken` when it is another person's).
     async fn update_beneficiary(&self, ctx: &WriteContext, beneficiary: &Beneficiary) -> Result<(), StoreError>;
 
+    /// Merges the person `from`, at version `from_version` (`StaleVersion` otherwise), into
+    /// `into`, for `ctx.organization`, judged by [`crate::merge::check_merge`] on both people
+    /// and their coverages held locked (`Conflict` with the refusal's constraint; `NotFound`
+    /// when either is unknown). `from`'s coverages, and its ceiling usage (added to `into`'s
+    /// where both used one product's ceiling in one plan year), move to `into`; `from` keeps
+    /// its row, one version more, with `merged_into` set, and so do the records merged into it
+    /// before. Audited (`beneficiary.merged` for each of the two, `coverage.updated` for each
+    /// coverage moved) and announced (`coverage.changed`, and `beneficiary.changed` of `from`
+    /// to the caller's organisation). Returns the person merged into.
+    async fn merge_beneficiary(
+        &self,
+        ctx: &WriteContext,
+        from: &str,
+        from_version: u32,
+        into: &str,
+    ) -> Result<Beneficiary, StoreError>;
+
     async fn find_by_national_id(&self, national_id: &NationalId) -> Result<Option<Beneficiary>, StoreError>;
 
     /// Whether `organization` holds any coverage of the person (what makes them visible to it).

@@ -110,12 +110,14 @@ fn list_claims_query<'a>(
 /// person's for the coverage's product and the plan year (API.md §6.3): a person's earlier
 /// coverages of the product count towards the same ceiling.
 async fn lock_usage(tx: &mut Tx, key: &UsageKey) -> Result<Xof, StoreError> {
-    let (used,): (i64,) = sqlx::query_as(
+    // The coverage is held (`FOR_KEY_SHARE`) until the transaction ends, so that `set_usage`
+    // finds the same person's row: a merge moving the coverage to another person waits.
+    let (used,): (i64,) = sqlx::query_as(&format!(
         "INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) \
-         SELECT beneficiary, product, $2, 0 FROM coverages WHERE id = $1 \
+         SELECT beneficiary, product, $2, 0 FROM coverages WHERE id = $1{FOR_KEY_SHARE} \
          ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = ceiling_usage.used_xof \
-         RETURNING used_xof",
-    )
+         RETURNING used_xof"
+    ))
     .bind(&key.coverage)
     .bind(key.plan_year)
     .fetch_one(&mut **tx)

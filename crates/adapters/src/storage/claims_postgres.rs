@@ -35,6 +35,7 @@ impl PgStore {
                     .push_bind(seen.value() + counted(&claim).value())
                     .push(" FROM coverages WHERE id = ")
                     .push_bind(key.coverage.clone())
+                    .push(FOR_KEY_SHARE)
                     .push(
                         " ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = EXCLUDED.used_xof \
                          WHERE ceiling_usage.used_xof = ",

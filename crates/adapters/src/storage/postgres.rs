@@ -41,6 +41,16 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 /// A row read that a concurrent change of it must wait for, and that waits for one.
 const FOR_SHARE: &str = " FOR SHARE";
 
+/// A row lock that leaves foreign-key checks through (they take `FOR KEY SHARE`): a merge
+/// holds its two people this way while claims naming them are inserted.
+const FOR_NO_KEY_UPDATE: &str = " FOR NO KEY UPDATE";
+
+/// The coverage a claim's ceiling usage is keyed through: a merge of its person (which locks the
+/// coverage `FOR UPDATE` to move it) waits for the claim, or the claim for the merge and then
+/// reads the person it moved to. Taken by every statement that finds a usage row from a
+/// coverage; it blocks no other change of the coverage.
+const FOR_KEY_SHARE: &str = " FOR KEY SHARE";
+
 /// A page of claims changed since a recent instant (`claims.rs`): PostgreSQL, planning with the
 /// instant's value and its statistics, reads the index of `updated_at` by itself.
 const CLAIMS_BY_UPDATE: &str = "";

@@ -620,6 +620,18 @@ async fn holds_coverage(
     Ok(n > 0)
 }
 
+/// A person's coverages, locked for a change of their person (a merge), in id order.
+async fn coverages_held(tx: &mut Tx, beneficiary: &str) -> Result<Vec<Coverage>, StoreError> {
+    let rows: Vec<CoverageRow> = sqlx::query_as(&format!(
+        "SELECT {COVERAGE_COLUMNS} FROM coverages WHERE beneficiary = $1 ORDER BY id{FOR_UPDATE}"
+    ))
+    .bind(beneficiary)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    rows.into_iter().map(Coverage::try_from).collect()
+}
+
 #[async_trait]
 impl RegistryStore for This {
     async fn register_household(
@@ -997,6 +1009,124 @@ impl RegistryStore for This {
         .await?;
         queue_events(&mut tx, &[ctx.audit("beneficiary.updated", "beneficiary", &b.id)]).await?;
         self.commit(tx).await
+    }
+
+    async fn merge_beneficiary(
+        &self,
+        ctx: &WriteContext,
+        from: &str,
+        from_version: u32,
+        into: &str,
+    ) -> Result<Beneficiary, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Both people locked in id order, so that two merges of one pair in opposite directions
+        // queue rather than deadlock, and without blocking the key checks of claims being
+        // inserted for them (which hold the coverage a merge waits for); then the coverages,
+        // before any usage row, the order in which a claim takes a coverage (`FOR_KEY_SHARE`)
+        // and then its person's usage.
+        let rows: Vec<BeneficiaryRow> = sqlx::query_as(&format!(
+            "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ($1, $2) ORDER BY id{FOR_NO_KEY_UPDATE}"
+        ))
+        .bind(from)
+        .bind(into)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let people = rows
+            .into_iter()
+            .map(Beneficiary::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let person = |id: &str| people.iter().find(|p| p.id == id).cloned().ok_or(StoreError::NotFound);
+        let (source, target) = (person(from)?, person(into)?);
+        let moved = coverages_held(&mut tx, from).await?;
+        let kept = coverages_held(&mut tx, into).await?;
+        passerelle_domain::merge::check_merge(&ctx.organization, &source, &moved, &target, &kept).map_err(
+            |refusal| StoreError::Conflict {
+                constraint: refusal.constraint().into(),
+            },
+        )?;
+        if source.version != from_version {
+            return Err(StoreError::StaleVersion);
+        }
+        // The index of one live coverage per product backs the check above up against a
+        // registration of `into` committing meanwhile.
+        sqlx::query(
+            "UPDATE coverages SET beneficiary = $2, version = version + 1, updated_at = $3 WHERE beneficiary = $1",
+        )
+        .bind(from)
+        .bind(into)
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict { .. } => StoreError::Conflict {
+                constraint: "already_covered".into(),
+            },
+            other => other,
+        })?;
+        // The ceiling is the person's (API.md §6.3): what both records used of one product in
+        // one plan year adds up.
+        sqlx::query(
+            "INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) \
+             SELECT $2, product, plan_year, used_xof FROM ceiling_usage WHERE beneficiary = $1 \
+             ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = ceiling_usage.used_xof + excluded.used_xof",
+        )
+        .bind(from)
+        .bind(into)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM ceiling_usage WHERE beneficiary = $1")
+            .bind(from)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // A pointer is one step: the records merged into `from` before now point at `into`.
+        sqlx::query("UPDATE beneficiaries SET merged_into = $2 WHERE merged_into = $1")
+            .bind(from)
+            .bind(into)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("UPDATE beneficiaries SET merged_into = $2, version = version + 1 WHERE id = $1")
+            .bind(from)
+            .bind(into)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut events = vec![
+            ctx.audit("beneficiary.merged", "beneficiary", from),
+            ctx.audit("beneficiary.merged", "beneficiary", into),
+        ];
+        for coverage in moved {
+            let now = Coverage {
+                beneficiary: into.to_owned(),
+                version: coverage.version + 1,
+                ..coverage
+            };
+            announce_coverage(&mut tx, ctx, &now).await?;
+            events.push(ctx.audit("coverage.updated", "coverage", &now.id));
+        }
+        // Only the caller covered the record merged away: the person's other organisations
+        // are not told that it existed.
+        let merged = Beneficiary {
+            version: source.version + 1,
+            merged_into: Some(into.to_owned()),
+            ..source
+        };
+        let data = serde_json::to_value(&merged).map_err(|e| StoreError::Internal(e.to_string()))?;
+        enqueue(
+            &mut tx,
+            ctx,
+            "beneficiary.changed",
+            [Some(ctx.organization.as_str()), None, None, None],
+            "beneficiary",
+            &data,
+        )
+        .await?;
+        queue_events(&mut tx, &events).await?;
+        self.commit(tx).await?;
+        Ok(target)
     }
 
     async fn add_contribution(

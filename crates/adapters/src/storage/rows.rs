@@ -156,10 +156,11 @@ pub(crate) struct BeneficiaryRow {
     pub commune: Option<String>,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+    pub merged_into: Option<String>,
 }
 
 pub(crate) const BENEFICIARY_COLUMNS: &str = "id, nid_country, nid_type, nid_value, family_name, given_names, sex, \
-     birth_date, birth_date_precision, phone, region, district, commune, created_at, version";
+     birth_date, birth_date_precision, phone, region, district, commune, created_at, version, merged_into";
 
 impl TryFrom<BeneficiaryRow> for Beneficiary {
     type Error = StoreError;
@@ -194,6 +195,7 @@ impl TryFrom<BeneficiaryRow> for Beneficiary {
             locality,
             created_at: r.created_at,
             version: u32::try_from(r.version).map_err(|_| corrupt("person version"))?,
+            merged_into: r.merged_into,
         })
     }
 }

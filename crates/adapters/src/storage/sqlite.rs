@@ -46,6 +46,8 @@ const TIDY_QUEUE: Option<&str> = None;
 /// No row locks in SQLite: its single writer connection serialises read-modify-write transactions.
 const FOR_UPDATE: &str = "";
 const FOR_SHARE: &str = "";
+const FOR_KEY_SHARE: &str = "";
+const FOR_NO_KEY_UPDATE: &str = "";
 
 /// A page of claims changed since a recent instant (`claims.rs`) reads the index of `updated_at`:
 /// SQLite, which has no statistics here, would walk a party's or a state's index instead

@@ -89,6 +89,25 @@ pub struct Patient {
     /// Where the person lives, when known.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub address: Vec<Address>,
+    /// `false` on a record merged into another person (`POST /v1/beneficiaries/{id}/merge`);
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub active: Option<bool>,
+    /// On a record merged into another person: that person, `replaced-by`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<PatientLink>,
+}
+
+/// The person a merged record was merged into.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"other": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "type": "replaced-by"}))]
+pub struct PatientLink {
+    /// `Patient/<id>` of the person merged into.
+    pub other: Reference,
+    /// `replaced-by`.
+    #[serde(rename = "type")]
+    pub type_: &'static str,
 }
 
 impl From<Beneficiary> for Patient {
@@ -128,6 +147,18 @@ impl From<Beneficiary> for Patient {
                     city: l.commune,
                     district: l.district,
                     state: l.region,
+                })
+                .into_iter()
+                .collect(),
+            active: b.merged_into.as_ref().map(|_| false),
+            link: b
+                .merged_into
+                .map(|into| PatientLink {
+                    other: Reference {
+                        reference: Some(format!("Patient/{into}")),
+                        ..Reference::default()
+                    },
+                    type_: "replaced-by",
                 })
                 .into_iter()
                 .collect(),

@@ -975,9 +975,7 @@ pub(crate) async fn check(
         ));
     }
     let facts = match (&read.person, read.service_date) {
-        (Some(person), Some(service_date)) => state
-            .store
-            .eligibility_facts(person, service_date, true)
+        (Some(person), Some(service_date)) => super::eligibility::facts_of(state, person, service_date, true)
             .await?
             .filter(|facts| super::eligibility::may_check(caller, person, facts)),
         _ => None,
@@ -1129,9 +1127,7 @@ async fn route(
 ) -> Result<Result<Written<Claim>, ClaimError>, ApiError> {
     let facts = match facts {
         Some(facts) => facts,
-        None => state
-            .store
-            .eligibility_facts(&parsed.person, parsed.service_date, true)
+        None => super::eligibility::facts_of(state, &parsed.person, parsed.service_date, true)
             .await?
             .filter(|facts| super::eligibility::may_check(caller, &parsed.person, facts))
             .ok_or(ApiError::NotFound)?,

@@ -8,7 +8,7 @@ use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
 use passerelle_domain::eligibility::{evaluate_with_later_versions, CoverageEligibility};
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
 use passerelle_domain::ports::{EligibilityFacts, PersonKey};
@@ -447,13 +447,37 @@ async fn not_found(state: &AppState, caller: &Caller, person: &PersonKey) -> Api
     }
 }
 
+/// The facts of the person a check or a claim names. A record merged into another person holds
+/// no coverage: named by its id, it is that person (`POST /v1/beneficiaries/{id}/merge`), so
+/// that a front desk holding the old id is not told "not covered". Only an answer without any
+/// coverage reads the record again, which no check of a covered person gives.
+pub(crate) async fn facts_of(
+    state: &AppState,
+    person: &PersonKey,
+    service_date: NaiveDate,
+    from_primary: bool,
+) -> Result<Option<EligibilityFacts>, StoreError> {
+    let facts = state
+        .store
+        .eligibility_facts(person, service_date, from_primary)
+        .await?;
+    if let (Some(found), PersonKey::Id(id)) = (&facts, person) {
+        if found.coverages.is_empty() {
+            if let Some(into) = state.store.get_beneficiary(id).await?.and_then(|b| b.merged_into) {
+                return state
+                    .store
+                    .eligibility_facts(&PersonKey::Id(into), service_date, from_primary)
+                    .await;
+            }
+        }
+    }
+    Ok(facts)
+}
+
 /// Judges every coverage of the person and audits the check: the one path of both the `/v1`
 /// and the FHIR forms.
 pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> Result<Answer, ApiError> {
-    let facts = state
-        .store
-        .eligibility_facts(&check.person, check.service_date, false)
-        .await?;
+    let facts = facts_of(state, &check.person, check.service_date, false).await?;
     let Some(facts) = facts.filter(|facts| may_check(caller, &check.person, facts)) else {
         return Err(not_found(state, caller, &check.person).await);
     };

@@ -34,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_beneficiaries))
         .routes(routes!(get_beneficiary, super::people::patch_beneficiary))
+        .routes(routes!(super::merges::merge_beneficiary))
         .routes(routes!(list_coverages, create_coverage))
         .routes(routes!(get_coverage, patch_coverage))
         .routes(routes!(add_contribution, list_contributions))
@@ -147,6 +148,12 @@ pub struct BeneficiaryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub locality: Option<LocalityView>,
+    /// Present only on a record merged into another person (`POST
+    /// /v1/beneficiaries/{id}/merge`): that person's id. The record holds no coverage any more;
+    /// the claims and events that name it are that person's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub merged_into: Option<String>,
 }
 
 impl From<Beneficiary> for BeneficiaryView {
@@ -165,6 +172,7 @@ impl From<Beneficiary> for BeneficiaryView {
                 district: l.district,
                 commune: l.commune,
             }),
+            merged_into: b.merged_into,
         }
     }
 }
@@ -377,10 +385,12 @@ pub async fn get_beneficiary(
     Ok(response)
 }
 
-/// A person the caller may see (404 otherwise), its read audited: for `/v1` and FHIR alike.
+/// A person the caller may see (404 otherwise), its read audited: for `/v1` and FHIR alike. A
+/// record merged into another person is seen by whoever may see that person.
 pub(crate) async fn read_person(state: &AppState, caller: &Caller, id: &str) -> Result<Beneficiary, ApiError> {
     let person = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
-    if !may_see_person(state, caller, id).await? {
+    let holder = person.merged_into.as_deref().unwrap_or(id);
+    if !may_see_person(state, caller, holder).await? {
         return Err(ApiError::NotFound);
     }
     crate::routes::audit::record_read(state, caller, "beneficiary", id).await?;
