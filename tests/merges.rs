@@ -163,12 +163,17 @@ async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) 
         merged.json
     );
 
-    // The record merged away points at him, for whoever reads him; for others it is unknown.
+    // The record merged away points at him, for the mutuelle whose record it was (and operators
+    // and auditors); the scheme, which never covered it, and others do not read it.
     let old = app.get(&path, &mine).await;
     assert_eq!(old.status.as_u16(), 200, "{}", old.text);
     assert_eq!(old.json["merged_into"], person.as_str());
     assert_eq!(old.header("etag"), Some("\"2\""));
-    assert_eq!(app.get(&path, &inam).await.json["merged_into"], person.as_str());
+    app.get(&path, &inam).await.problem(404, "not_found");
+    assert_eq!(
+        app.get(&path, &app.operator()).await.json["merged_into"],
+        person.as_str()
+    );
     // A pointer is one step: the third record now names the scheme's person too.
     let third_read = app.get(&format!("/v1/beneficiaries/{third}"), &mine).await;
     assert_eq!(third_read.json["merged_into"], person.as_str(), "{}", third_read.text);
@@ -327,7 +332,12 @@ async fn a_merge_refuses_what_would_not_be_one_person(backend: Backend) {
         .await;
     assert_eq!(merges.json["items"], json!([]));
 
-    // A national id no one holds is given to the record, as a correction would.
+    // A national id no one holds is given to the record, as a correction would, and only as
+    // one would: not to a record whose coverages by the caller all ended.
+    let (ended, ended_coverage) = member_without_id(app, &r.product, "TSV-0009", "k9").await;
+    terminate(app, &ended_coverage, "2026-02-28").await;
+    let refused = merge(app, &mine, &ended, Some("\"1\""), &niu("5555 6666 7777")).await;
+    assert_eq!(codes(&refused), expect(409, "coverage_terminated", ""));
     let given = merge(app, &mine, &record, Some("\"1\""), &niu("5555 6666 7777")).await;
     assert_eq!(given.status.as_u16(), 200, "{}", given.text);
     assert_eq!(given.json["id"], record.as_str());
@@ -361,6 +371,7 @@ async fn one_mutuelles_two_records_merge_and_their_ceilings_add_up(backend: Back
     // Both hold the family plan: one of the two coverages must end first.
     let clash = merge(app, &mine, &second, Some("\"1\""), &json!({"into": first})).await;
     assert_eq!(clash.problem(409, "conflict")["errors"][0]["code"], "already_covered");
+    assert_eq!(clash.json["errors"][0]["field"], "", "{}", clash.text);
     terminate(app, &second_coverage, "2026-05-31").await;
     let merged = merge(app, &mine, &second, Some("*"), &json!({"into": first})).await;
     assert_eq!(merged.status.as_u16(), 200, "{}", merged.text);

@@ -1686,7 +1686,75 @@ async fn member_numbers_ignore_case(backend: Backend) {
     assert_eq!(other.status.as_u16(), 201, "{}", other.text);
 }
 
+/// A payment for a later period does not pay the months before it: `paid_through` follows the
+/// contributions only as far as they join up, whatever order they are recorded in.
+async fn a_payment_after_a_gap_counts_once_the_gap_is_paid(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["paid_through"] = json!("2026-03-31");
+    body["dependants"] = json!([]);
+    let reply = register(app, "mut-a", "k1", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let person = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let pay = |reference: &'static str, start: &'static str, end: &'static str| {
+        let request = app
+            .request(Method::POST, &format!("/v1/coverages/{coverage}/contributions"))
+            .bearer_auth(&token)
+            .json(&json!({"amount_xof": 1750, "period_start": start, "period_end": end,
+                          "paid_at": "2026-04-02", "reference": reference}));
+        app.send(request)
+    };
+    let paid_through =
+        || async { app.get(&format!("/v1/coverages/{coverage}"), &token).await.json["paid_through"].clone() };
+    let august = || async {
+        let body = json!({"beneficiary": {"id": person}, "service_date": "2026-08-14", "care_level": "health_center"});
+        let reply = app
+            .post(
+                "/v1/eligibility-checks",
+                &app.token("cms-a", "eligibility:check"),
+                &body,
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        reply.json["coverages"][0]["reasons"].clone()
+    };
+
+    // December alone: recorded, and April to November are still owed.
+    let december = pay("DEC", "2026-12-01", "2026-12-31").await;
+    assert_eq!(december.status.as_u16(), 201, "{}", december.text);
+    assert_eq!(paid_through().await, "2026-03-31");
+    let owed = august().await;
+    assert_eq!(owed[0]["code"], "CONTRIBUTIONS_IN_ARREARS", "{owed}");
+    // August to November, then April to July: the run joins up to December.
+    assert_eq!(pay("AUG", "2026-08-01", "2026-11-30").await.status.as_u16(), 201);
+    assert_eq!(paid_through().await, "2026-03-31");
+    let april = pay("APR", "2026-04-01", "2026-07-31").await;
+    assert_eq!(april.status.as_u16(), 201, "{}", april.text);
+    assert_eq!(paid_through().await, "2026-12-31");
+    assert_eq!(august().await, json!([]));
+    // Cancelling April to July opens the gap again.
+    let id = april.json["id"].as_str().unwrap();
+    let cancel = app
+        .send(
+            app.request(
+                Method::POST,
+                &format!("/v1/coverages/{coverage}/contributions/{id}/cancel"),
+            )
+            .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(cancel.status.as_u16(), 200, "{}", cancel.text);
+    assert_eq!(paid_through().await, "2026-03-31");
+}
+
 on_both_databases!(
+    a_payment_after_a_gap_counts_once_the_gap_is_paid,
     a_copy_held_is_read_again_only_once_changed,
     member_numbers_ignore_case,
     a_national_id_matches_only_the_same_sex_and_birth,

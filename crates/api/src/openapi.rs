@@ -1219,8 +1219,9 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
             ("has_national_id", store("has_national_id")),
             ("covered_by_others", store("covered_by_others")),
             ("identity_mismatch", store("identity_mismatch")),
-            ("already_covered", store("already_covered")),
+            ("already_covered", crate::routes::merges::both_covered()),
             ("already_merged", store("already_merged")),
+            ("coverage_terminated", crate::routes::people::coverages_ended()),
         ],
         // A registration's conflict points at the member at fault (`errors`).
         ("post", "/v1/registrations") => vec![

@@ -604,11 +604,6 @@ fn conflict_of(constraint: &str) -> ApiError {
             "This record was merged into another person: read it for its merged_into.",
             "Cette fiche a été fusionnée avec une autre personne : lisez-la pour son merged_into.",
         ),
-        "same_person" => coded_conflict(
-            "same_person",
-            "A record cannot be merged into itself.",
-            "Une fiche ne peut pas être fusionnée avec elle-même.",
-        ),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.
         "coverage_terminated" => coded_conflict(

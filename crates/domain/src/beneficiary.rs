@@ -437,6 +437,10 @@ pub struct Beneficiary {
     /// holds no coverage, and the claims and events that name it are that person's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// The organisation that merged this record away: the record was its own, and it alone
+    /// (with operators and auditors) still reads it. Never shown.
+    #[serde(skip)]
+    pub merged_by: Option<String>,
 }
 
 fn first_version() -> u32 {
@@ -568,6 +572,7 @@ impl ValidBeneficiary {
             created_at,
             version: 1,
             merged_into: None,
+            merged_by: None,
         }
     }
 }
@@ -1114,6 +1119,7 @@ mod tests {
             created_at: DateTime::<Utc>::default(),
             version: 3,
             merged_into: None,
+            merged_by: None,
         }
     }
 

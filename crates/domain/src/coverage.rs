@@ -150,8 +150,8 @@ mod tests {
     }
 }
 
-/// A payment towards a coverage for a period; moves `paid_through` to the latest `period_end`
-/// of the contributions not cancelled.
+/// A payment towards a coverage for a period; `paid_through` follows the contributions not
+/// cancelled as far as their periods join up (`paid_run`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contribution {
     pub id: String,

@@ -17,6 +17,7 @@ pub mod money;
 pub mod nul;
 pub mod organization;
 pub mod pagination;
+pub mod paid_run;
 pub mod policy;
 pub mod ports;
 pub mod product;

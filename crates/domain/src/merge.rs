@@ -110,6 +110,7 @@ mod tests {
             created_at: DateTime::<Utc>::default(),
             version: 1,
             merged_into: None,
+            merged_by: None,
         }
     }
 

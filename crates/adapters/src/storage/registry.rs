@@ -568,21 +568,14 @@ async fn write_member(
     store_idempotent_response(tx, ctx, member).await
 }
 
-/// A new version of a coverage whose contributions change, its `paid_through` moved to `paid_to`
-/// when later; the row stays held until the transaction ends. A terminated coverage is final:
-/// `coverage_terminated`.
-async fn hold_live_coverage(
-    tx: &mut Tx,
-    coverage: &str,
-    paid_to: Option<NaiveDate>,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+/// A new version of a coverage whose contributions change; the row stays held until the
+/// transaction ends, and `paid_through` is worked out again by [`pay_up`] once they changed. A
+/// terminated coverage is final: `coverage_terminated`.
+async fn hold_live_coverage(tx: &mut Tx, coverage: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
     let held = sqlx::query(
-        "UPDATE coverages SET paid_through = CASE WHEN $2 IS NOT NULL AND (paid_through IS NULL OR paid_through < $2) \
-         THEN $2 ELSE paid_through END, version = version + 1, updated_at = $3 WHERE id = $1 AND status <> 'terminated'",
+        "UPDATE coverages SET version = version + 1, updated_at = $2 WHERE id = $1 AND status <> 'terminated'",
     )
     .bind(coverage)
-    .bind(paid_to)
     .bind(at)
     .execute(&mut **tx)
     .await
@@ -593,6 +586,47 @@ async fn hold_live_coverage(
             constraint: "coverage_terminated".into(),
         });
     }
+    // A row registered by a binary before migration 19 (during a rolling update, say) lacks
+    // the registration's paid_through: where no contribution reaches its paid_through, that is
+    // the registration's, as migration 19 reasons. Kept before the contributions change, since
+    // `pay_up` starts from it.
+    sqlx::query(
+        "UPDATE coverages SET registered_paid_through = paid_through \
+         WHERE id = $1 AND registered_paid_through IS NULL AND paid_through IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM contributions c WHERE c.coverage = coverages.id \
+         AND c.cancelled_at IS NULL AND c.period_end >= coverages.paid_through)",
+    )
+    .bind(coverage)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Sets the coverage's `paid_through` to the end of its paid run (`paid_run`): from the one given
+/// at registration through the contributions not cancelled that join up, so that a payment for a
+/// later period does not pay the days before it. A function of the rows alone, whatever order
+/// they were recorded in.
+async fn pay_up(tx: &mut Tx, coverage: &str) -> Result<(), StoreError> {
+    let registered: Option<NaiveDate> =
+        sqlx::query_scalar("SELECT registered_paid_through FROM coverages WHERE id = $1")
+            .bind(coverage)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let periods: Vec<(NaiveDate, NaiveDate)> = sqlx::query_as(
+        "SELECT period_start, period_end FROM contributions WHERE coverage = $1 AND cancelled_at IS NULL",
+    )
+    .bind(coverage)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("UPDATE coverages SET paid_through = $2 WHERE id = $1")
+        .bind(coverage)
+        .bind(passerelle_domain::paid_run::paid_through(registered, &periods))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
     Ok(())
 }
 
@@ -798,8 +832,11 @@ impl RegistryStore for This {
         let mut events = Vec::new();
         let (beneficiary, matched, possible_duplicates) = match person {
             PersonRef::Existing(id) => {
+                // Held, so that a merge of the person (which locks them) either commits first,
+                // and the record merged away is no one to cover, or waits for this coverage and
+                // moves it.
                 let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
-                    "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id = $1"
+                    "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id = $1 AND merged_into IS NULL{FOR_SHARE}"
                 ))
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -1088,9 +1125,10 @@ impl RegistryStore for This {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("UPDATE beneficiaries SET merged_into = $2, version = version + 1 WHERE id = $1")
+        sqlx::query("UPDATE beneficiaries SET merged_into = $2, merged_by = $3, version = version + 1 WHERE id = $1")
             .bind(from)
             .bind(into)
+            .bind(&ctx.organization)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -1112,6 +1150,7 @@ impl RegistryStore for This {
         let merged = Beneficiary {
             version: source.version + 1,
             merged_into: Some(into.to_owned()),
+            merged_by: Some(ctx.organization.clone()),
             ..source
         };
         let data = serde_json::to_value(&merged).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -1141,7 +1180,7 @@ impl RegistryStore for This {
                 replayed: true,
             });
         }
-        hold_live_coverage(&mut tx, &contribution.coverage, Some(contribution.period_end), ctx.at).await?;
+        hold_live_coverage(&mut tx, &contribution.coverage, ctx.at).await?;
         // The update above holds the coverage's row, so two entries of one receipt cannot both
         // pass this check.
         let recorded: Vec<String> =
@@ -1172,7 +1211,8 @@ impl RegistryStore for This {
         .bind(contribution.created_at)
         .execute(&mut *tx)
         .await
-                .map_err(db_err)?;
+        .map_err(db_err)?;
+        pay_up(&mut tx, &contribution.coverage).await?;
         let row: CoverageRow = sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
             .bind(&contribution.coverage)
             .fetch_one(&mut *tx)
@@ -1218,7 +1258,7 @@ impl RegistryStore for This {
             }
             Some(None) => {}
         }
-        let held = hold_live_coverage(&mut tx, coverage, None, ctx.at).await;
+        let held = hold_live_coverage(&mut tx, coverage, ctx.at).await;
         let terminated =
             matches!(&held, Err(StoreError::Conflict { constraint }) if constraint == "coverage_terminated");
         if terminated {
@@ -1263,21 +1303,7 @@ impl RegistryStore for This {
             });
         }
         let cancelled = Contribution::from(row);
-        // paid_through is the latest period paid among the contributions left, or the
-        // registration's own when later (none of either: nothing paid). A contribution that
-        // ended before it never made it, so it stays; and it must, on a row whose registration
-        // value is not known (migration 19).
-        sqlx::query(
-            "UPDATE coverages SET paid_through = (SELECT max(d) FROM ( \
-                 SELECT registered_paid_through AS d FROM coverages WHERE id = $1 \
-                 UNION ALL SELECT period_end FROM contributions WHERE coverage = $1 AND cancelled_at IS NULL) AS paid) \
-             WHERE id = $1 AND paid_through <= $2",
-        )
-        .bind(coverage)
-        .bind(cancelled.period_end)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        pay_up(&mut tx, coverage).await?;
         let current: CoverageRow = sqlx::query_as(&format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE id = $1"))
             .bind(coverage)
             .fetch_one(&mut *tx)

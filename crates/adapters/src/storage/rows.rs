@@ -157,10 +157,11 @@ pub(crate) struct BeneficiaryRow {
     pub created_at: DateTime<Utc>,
     pub version: i64,
     pub merged_into: Option<String>,
+    pub merged_by: Option<String>,
 }
 
 pub(crate) const BENEFICIARY_COLUMNS: &str = "id, nid_country, nid_type, nid_value, family_name, given_names, sex, \
-     birth_date, birth_date_precision, phone, region, district, commune, created_at, version, merged_into";
+     birth_date, birth_date_precision, phone, region, district, commune, created_at, version, merged_into, merged_by";
 
 impl TryFrom<BeneficiaryRow> for Beneficiary {
     type Error = StoreError;
@@ -196,6 +197,7 @@ impl TryFrom<BeneficiaryRow> for Beneficiary {
             created_at: r.created_at,
             version: u32::try_from(r.version).map_err(|_| corrupt("person version"))?,
             merged_into: r.merged_into,
+            merged_by: r.merged_by,
         })
     }
 }

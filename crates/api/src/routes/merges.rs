@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::products::{check_if_match, etag, retry_if_match_any};
-use super::registry::{may_see_person, BeneficiaryView};
+use super::registry::BeneficiaryView;
 use crate::extract::{perm, AppJson, Authorized, Caller};
 use crate::fields::Fields;
 use crate::problem::{conflict_at, ApiError};
@@ -51,14 +51,18 @@ enum Target {
 /// away) to the person named in the body (`into`, or the holder of `national_id`), whose
 /// names, national id, sex and birth date are kept, and adds up the ceiling usage of the two
 /// records for each product and plan year. The record merged away keeps its id and history:
-/// `GET` answers it with `merged_into` to whoever may read the person it was merged into, and
-/// claims and events that name it are that person's. A check, a claim or a coverage list by
-/// the old id finds no one (404, or an empty list): use the new id, or the member number, which
-/// the coverages keep.
+/// `GET` answers it with `merged_into` to the organisation that merged it (and to operators and
+/// auditors; the person's other organisations never covered it, and get 404), and claims made
+/// before keep naming it. A check or a claim naming the old id answers for the person merged
+/// into (its `beneficiary` is their id); a coverage list by the old id is empty, a `PATCH` of
+/// it 404: use the new id, or the member number, which the coverages keep. A merge has no
+/// `Idempotency-Key`: a retry after a lost answer is 409 `already_merged`, and a `GET` of the
+/// record tells where it went.
 ///
 /// Mutuelles and schemes with `registry:write` that cover the record (404 otherwise, as for an
 /// unknown id), with a coverage of any status: a record whose coverages all ended may be merged
-/// away too, into its successor for instance. `If-Match` carries
+/// away too, into its successor for instance (but not given a national id no one holds, which is
+/// a correction: 409 `coverage_terminated`, as for `PATCH`). `If-Match` carries
 /// the record's `ETag` (428 without it, 412 when it changed since). Refused with 409 and
 /// nothing written: the record holds a national id (`has_national_id`: merge the other record
 /// into it instead), another organisation covers it too (`covered_by_others`), the two
@@ -134,6 +138,24 @@ fn read_target(body: &Map<String, Value>, state: &AppState) -> Result<Target, Ap
     }
 }
 
+/// 409 `already_covered`, for the request as a whole.
+pub(crate) fn both_covered() -> ApiError {
+    conflict_at(
+        "",
+        "already_covered",
+        "Both records hold a coverage of one product that is not terminated: terminate one of the two first.",
+        "Les deux fiches ont une couverture non résiliée d'un même produit : résiliez d'abord l'une des deux.",
+    )
+}
+
+/// A record merged already: 409 `already_merged` to whoever may still read it, else 404.
+fn merged(caller: &Caller, record: &Beneficiary) -> ApiError {
+    match super::registry::may_see_merged(caller, record) {
+        true => already_merged(),
+        false => ApiError::NotFound,
+    }
+}
+
 /// Neither or both of `into` and `national_id`.
 pub(crate) fn ambiguous_target() -> FieldError {
     FieldError::new(
@@ -160,16 +182,17 @@ async fn merge_once(
     target: &Target,
 ) -> Result<Response, ApiError> {
     let current = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
-    if let Some(survivor) = &current.merged_into {
-        return Err(match may_see_person(state, caller, survivor).await? {
-            true => already_merged(),
-            false => ApiError::NotFound,
-        });
+    if current.merged_into.is_some() {
+        return Err(merged(caller, &current));
     }
     // Every coverage of the record must be the caller's (`covered_by_others`), so one whose
     // coverages all ended may still be merged away: no other organisation has a say in it.
     if !state.store.covers(caller.org.as_str(), id).await? {
-        return Err(ApiError::NotFound);
+        // A merge of the record by the caller may have committed since it was read.
+        return Err(match state.store.get_beneficiary(id).await? {
+            Some(now) if now.merged_into.is_some() => merged(caller, &now),
+            _ => ApiError::NotFound,
+        });
     }
     check_if_match(headers, current.version)?;
     if current.national_id.is_some() {
@@ -193,6 +216,10 @@ async fn merge_once(
         },
         Target::NationalId(nid) => match state.store.find_by_national_id(nid).await? {
             Some(holder) => holder.id,
+            // A correction, held to a correction's rule.
+            None if !state.store.covers_now(caller.org.as_str(), id).await? => {
+                return Err(super::people::coverages_ended())
+            }
             None => match give_national_id(state, caller, &current, nid).await? {
                 Some(given) => return Ok(answer(given)),
                 // Registered meanwhile: merged into its holder after all.
@@ -212,15 +239,21 @@ async fn merge_once(
     match super::registrations::audit_identity_refusal(state, caller, merged).await {
         Ok(survivor) => Ok(answer(survivor)),
         // At the member that named the person: `into`, or a national id's holder.
-        Err(StoreError::Conflict { constraint }) if constraint == "identity_mismatch" => Err(conflict_at(
-            match target {
-                Target::Into(_) => "/into",
-                Target::NationalId(_) => "/national_id",
-            },
-            "identity_mismatch",
-            crate::problem::IDENTITY_MISMATCH.0,
-            crate::problem::IDENTITY_MISMATCH.1,
-        )),
+        Err(StoreError::Conflict { constraint }) if constraint == "identity_mismatch" => Err(match target {
+            Target::Into(_) => conflict_at(
+                "/into",
+                "identity_mismatch",
+                "The two records disagree on sex or birth date: they are not one person.",
+                "Les deux fiches diffèrent par le sexe ou la date de naissance : ce n'est pas une même personne.",
+            ),
+            Target::NationalId(_) => conflict_at(
+                "/national_id",
+                "identity_mismatch",
+                crate::problem::IDENTITY_MISMATCH.0,
+                crate::problem::IDENTITY_MISMATCH.1,
+            ),
+        }),
+        Err(StoreError::Conflict { constraint }) if constraint == "already_covered" => Err(both_covered()),
         Err(other) => Err(other.into()),
     }
 }

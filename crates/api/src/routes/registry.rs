@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::NaiveDate;
 use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus};
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::pagination::{Page, PageRequest};
 use passerelle_domain::ports::CoverageUpdate;
@@ -213,8 +213,9 @@ pub struct CoverageView {
     pub end_date: Option<NaiveDate>,
     /// `active`, `suspended` or `terminated`.
     pub status: String,
-    /// The latest `period_end` of the contributions paid (or the `paid_through` given at
-    /// registration); absent when nothing is paid. For a dependant's eligibility, its principal's payments count too.
+    /// The last day paid without a gap: from the `paid_through` given at registration (or the
+    /// first period paid) through the contributions whose periods join up; absent when nothing
+    /// is paid. For a dependant's eligibility, its principal's payments count too.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub paid_through: Option<NaiveDate>,
@@ -284,6 +285,13 @@ impl From<Contribution> for ContributionView {
 /// cover them.
 pub async fn may_see_person(state: &AppState, caller: &Caller, beneficiary: &str) -> Result<bool, ApiError> {
     Ok(caller.reads_everything() || state.store.covers(caller.org.as_str(), beneficiary).await?)
+}
+
+/// A record merged into another person holds no coverage; the organisation that merged it, whose
+/// record it was, still reads it (to learn where it went), and operators and auditors do. The
+/// person's other organisations never covered the record, and are not shown it.
+pub(crate) fn may_see_merged(caller: &Caller, record: &Beneficiary) -> bool {
+    caller.reads_everything() || record.merged_by.as_deref() == Some(caller.org.as_str())
 }
 
 fn may_see_coverage(caller: &Caller, coverage: &Coverage) -> bool {
@@ -386,11 +394,14 @@ pub async fn get_beneficiary(
 }
 
 /// A person the caller may see (404 otherwise), its read audited: for `/v1` and FHIR alike. A
-/// record merged into another person is seen by whoever may see that person.
+/// record merged into another person is its merger's alone (`may_see_merged`).
 pub(crate) async fn read_person(state: &AppState, caller: &Caller, id: &str) -> Result<Beneficiary, ApiError> {
     let person = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
-    let holder = person.merged_into.as_deref().unwrap_or(id);
-    if !may_see_person(state, caller, holder).await? {
+    let visible = match &person.merged_into {
+        Some(_) => may_see_merged(caller, &person),
+        None => may_see_person(state, caller, id).await?,
+    };
+    if !visible {
         return Err(ApiError::NotFound);
     }
     crate::routes::audit::record_read(state, caller, "beneficiary", id).await?;
@@ -697,7 +708,8 @@ pub struct ContributionCreate {
     pub amount_xof: i64,
     /// The first day it pays for.
     pub period_start: NaiveDate,
-    /// On or after `period_start`; becomes the coverage's `paid_through` when later.
+    /// On or after `period_start`; becomes the coverage's `paid_through` when later and the
+    /// period joins the days already paid (a period after a gap counts once the gap is paid).
     pub period_end: NaiveDate,
     /// Not in the future.
     pub paid_at: NaiveDate,
@@ -709,10 +721,15 @@ pub struct ContributionCreate {
     pub reference: String,
 }
 
-/// Record a contribution (the coverage's organisation); `paid_through` moves to `period_end`.
+/// Record a contribution (the coverage's organisation); `paid_through` moves to `period_end`
+/// when the period joins the days already paid.
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise). The
-/// coverage's `paid_through` becomes `period_end` when that is later, and a new `ETag` results;
+/// coverage's `paid_through` is the last day of its paid run: from the `paid_through` given at
+/// registration (without one, from the first period paid), through every contribution whose
+/// period starts at most a day after the run's end, in whatever order they were recorded. A
+/// payment for a later period does not pay the days before it: it is recorded (201) and counts
+/// once they are paid. A new `ETag` results either way;
 /// a `reference` already recorded on the coverage (and not cancelled), in any case, is 409
 /// `duplicate_reference`, so that one receipt entered twice counts once; a period that ends
 /// before the coverage's `start_date` is 422 `before_coverage_start` at `/period_end`, one that
@@ -881,10 +898,10 @@ pub async fn list_contributions(
 ///
 /// Mutuelles and schemes with `registry:write`, on their own coverages (404 otherwise, and for a
 /// contribution that is not the coverage's). The contribution stays listed, with its
-/// `cancelled_at`, and counts for nothing from then on: when it had made the coverage's
-/// `paid_through`, that becomes the latest `period_end` of the contributions left, or the
-/// `paid_through` given at registration when later (neither: nothing paid,
-/// `CONTRIBUTIONS_IN_ARREARS`); one that ended earlier leaves it as it is. The coverage gets a new
+/// `cancelled_at`, and counts for nothing from then on: the coverage's `paid_through` is worked
+/// out again from the contributions left, as on recording one (a cancelled period inside the
+/// paid run opens a gap there; none left and none given at registration: nothing paid,
+/// `CONTRIBUTIONS_IN_ARREARS`). The coverage gets a new
 /// `ETag` either way: read it again before a `PATCH`. Its `reference` may then be recorded
 /// again. Answers 200 with the contribution; no body is read. Cancelling twice is 409
 /// `already_cancelled` (in `errors`: a retried cancel that had succeeded), and cancelling on a
@@ -1173,6 +1190,10 @@ pub async fn create_coverage(
     };
     let ctx = caller.write_context(&state, idempotency);
     let created = state.store.create_coverage(&ctx, &person, &household).await;
+    // The person named by id was merged into another since it was read.
+    if matches!(created, Err(StoreError::NotFound)) {
+        return Err(ApiError::field(FieldError::unknown_reference("/beneficiary/id")));
+    }
     let written = super::registrations::audit_identity_refusal(&state, caller, created).await?;
     Ok(coverage_created(written.value))
 }
