@@ -1753,7 +1753,29 @@ async fn a_payment_after_a_gap_counts_once_the_gap_is_paid(backend: Backend) {
     assert_eq!(paid_through().await, "2026-03-31");
 }
 
+/// A body as PowerShell writes it (a byte order mark first) and a phone number dialled with
+/// `00` are taken as meant.
+async fn a_byte_order_mark_and_a_00_prefix_are_read_as_meant(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut body = household(&r.product, "TSV-0001", "123456789012");
+    body["principal"]["phone"] = json!("00228 90 12 34 56");
+    let text = format!("\u{FEFF}{body}");
+    let reply = app
+        .send(
+            app.request(Method::POST, "/v1/registrations")
+                .bearer_auth(writer(app, "mut-a"))
+                .header("idempotency-key", "bom-1")
+                .header("content-type", "application/json")
+                .body(text),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    assert_eq!(reply.json["members"][0]["beneficiary"]["phone"], "+22890123456");
+}
+
 on_both_databases!(
+    a_byte_order_mark_and_a_00_prefix_are_read_as_meant,
     a_payment_after_a_gap_counts_once_the_gap_is_paid,
     a_copy_held_is_read_again_only_once_changed,
     member_numbers_ignore_case,

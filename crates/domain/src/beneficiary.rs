@@ -774,11 +774,16 @@ fn compact_phone(raw: &str) -> String {
 }
 
 /// E.164 once spaces, dots and dashes are removed: `+`, then 8 to 15 digits, the first not 0.
+/// `00`, the international call prefix dialled in West Africa, stands for the `+`.
 pub fn parse_phone(raw: &str) -> Option<String> {
     if raw.len() > 64 {
         return None;
     }
     let compact = compact_phone(raw);
+    let compact = match compact.strip_prefix("00") {
+        Some(rest) => format!("+{rest}"),
+        None => compact,
+    };
     let digits = compact.strip_prefix('+')?;
     let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     ok.then_some(compact)
@@ -1532,7 +1537,7 @@ mod tests {
             sex: Some("X".into()),
             birth_date: Some("2090-01-01".into()),
             birth_date_precision: None,
-            phone: Some("0022890123456".into()),
+            phone: Some("228 90 12 34 56 78 90 12".into()),
             locality: Some(LocalityDraft {
                 region: Some("Maritime".into()),
                 district: None,
@@ -1651,7 +1656,11 @@ mod tests {
         assert_eq!(parse_phone("+228 90 12-34.56").as_deref(), Some("+22890123456"));
         assert_eq!(parse_phone("+12345678").as_deref(), Some("+12345678"));
         assert_eq!(parse_phone("+123456789012345").as_deref(), Some("+123456789012345"));
+        // The international call prefix for the +.
+        assert_eq!(parse_phone("00221 77 123 45 67").as_deref(), Some("+221771234567"));
         for bad in [
+            "000221771234567",
+            "00",
             "22890123456",
             "+1234567",
             "+1234567890123456",

@@ -17,6 +17,9 @@ pub const DUPLICATE_MEMBER: &str = "duplicate member";
 /// The body as a `Value`, as `serde_json::from_slice` reads it, or the parser's error; a repeated
 /// member is an error at its position whose text starts with [`DUPLICATE_MEMBER`].
 pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    // A byte order mark, which PowerShell's and .NET's writers put first: RFC 8259 §8.1 lets a
+    // parser ignore it, and it says nothing of the body.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Checked.deserialize(&mut de)?;
     de.end()?;
@@ -130,6 +133,18 @@ mod tests {
         }
         // The same name in two objects is no repetition.
         assert!(parse(br#"{"a": {"x": 1}, "b": {"x": 1}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_first_is_ignored() {
+        let body = "\u{FEFF}{\"a\": 1}";
+        assert_eq!(parse(body.as_bytes()).unwrap(), serde_json::json!({"a": 1}));
+        // Only first: one inside a string is kept, elsewhere it is no JSON.
+        assert_eq!(
+            parse("\"\u{FEFF}\"".as_bytes()).unwrap(),
+            Value::String("\u{FEFF}".into())
+        );
+        assert!(parse("{\"a\": \u{FEFF}1}".as_bytes()).is_err());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct BeneficiaryPatch {
     /// As `family_name`.
     #[schema(nullable = false, min_length = 1, max_length = 100)]
     pub given_names: Option<String>,
-    /// E.164 (`+22890123456`; spaces, dots and dashes are removed); `null` removes it.
+    /// E.164 (`+22890123456`; spaces, dots and dashes are removed, and `00` before the country
+    /// code is read as `+`); `null` removes it.
     pub phone: Option<String>,
     /// Merged member by member (RFC 7396): `{"commune": "Zio 2"}` changes the commune alone.
     /// A locality has all three parts or none (422 `incomplete_locality`); `null`, or a merge

@@ -57,10 +57,11 @@ pub struct PersonWrite {
     /// `day` (default) or `year`.
     pub birth_date_precision: Option<String>,
     /// E.164, e.g. `+22890123456` (spaces, dots and dashes are removed first): `+` then 8 to 15
-    /// digits, the first not 0; at most 64 bytes as sent.
+    /// digits, the first not 0; `00`, the international call prefix, is read as the `+`
+    /// (`00221…` is `+221…`); at most 64 bytes as sent.
     // `beneficiary::parse_phone`. The pattern gives the form to send (single separators between
     // digits); the server also removes other separators.
-    #[schema(pattern = r"^\+[1-9](?:[ .-]?[0-9]){7,14}$", max_length = 64)]
+    #[schema(pattern = r"^(?:\+|00)[1-9](?:[ .-]?[0-9]){7,14}$", max_length = 64)]
     pub phone: Option<String>,
     /// Where the person lives: region, district and commune, all three or none.
     pub locality: Option<LocalityWrite>,
