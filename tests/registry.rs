@@ -438,15 +438,23 @@ async fn coverages_change_with_if_match_and_contributions(backend: Backend) {
     }
 
     let etag = now.header("etag").unwrap().to_owned();
-    let ended = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
-    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
-    // A termination takes effect today at the latest: a later end date is brought back to it.
+    // A termination takes effect today at the latest: a later end date sent with it is refused
+    // rather than dropped, so that no one believes the coverage pays until then.
     let today = chrono::Utc::now().date_naive();
-    let last_day = today.min(chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
-    assert_eq!(ended.json["end_date"], last_day.to_string(), "{}", ended.text);
+    let later = (today + chrono::Days::new(30)).to_string();
+    let refused = patch(Some(&etag), json!({"status": "terminated", "end_date": later})).await;
+    assert_eq!(
+        refused.field_codes(),
+        [("/end_date".to_owned(), "after_termination".to_owned())],
+        "{}",
+        refused.text
+    );
+    let ended = patch(Some(&etag), json!({"status": "terminated"})).await;
+    assert_eq!(ended.status.as_u16(), 200, "{}", ended.text);
+    assert_eq!(ended.json["end_date"], today.to_string(), "{}", ended.text);
     let etag = ended.header("etag").unwrap().to_owned();
-    // Sent again, the same termination changes nothing.
-    let again = patch(Some(&etag), json!({"status": "terminated", "end_date": "2026-12-31"})).await;
+    // Sent again, the same termination changes nothing, a later end date with it included.
+    let again = patch(Some(&etag), json!({"status": "terminated", "end_date": later})).await;
     assert_eq!(again.status.as_u16(), 200, "{}", again.text);
     assert_eq!(again.header("etag"), Some(etag.as_str()));
     // Its end date alone cannot change any more.

@@ -525,7 +525,9 @@ pub struct CoveragePatch {
 /// `If-Match` carries the `ETag` of the last read: 428 without it, 412 when the coverage changed
 /// since (a contribution changes it too). A patch that changes nothing answers 200 with the same
 /// `ETag`, and writes nothing. `terminated` is final: changing a terminated coverage
-/// is 409. Terminating sets `end_date` to today, or keeps an earlier one: services up to that
+/// is 409. Terminating sets `end_date` to today, or keeps an earlier one (a later `end_date`
+/// sent with the termination is 422 `after_termination`: send it alone, and terminate on that
+/// day): services up to that
 /// day are still paid when claimed later (a coverage terminated before it starts gets no end
 /// date and never pays). Terminating a principal's coverage terminates its dependants' live coverages with it
 /// (ending with it, or on their own earlier end date), so the household may register again under
@@ -642,6 +644,17 @@ async fn patch_once(
             "must be a date or null",
             "doit être une date ou null",
         )),
+    }
+    // A termination takes effect today at the latest: a later end date sent with it would be
+    // dropped, and its sender believe the coverage pays until then.
+    let terminating = current.status != CoverageStatus::Terminated && next.status == CoverageStatus::Terminated;
+    if terminating && body.contains_key("end_date") && next.end_date.is_some_and(|end| end > state.clock.today()) {
+        errors.push(FieldError::new(
+            "/end_date",
+            "after_termination",
+            "a termination takes effect today at the latest: to end the coverage on a later day, send end_date alone now and terminate it on that day",
+            "une résiliation prend effet aujourd'hui au plus tard : pour finir la couverture un jour ultérieur, envoyez end_date seule maintenant et résiliez-la ce jour-là",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
