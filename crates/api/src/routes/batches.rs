@@ -332,7 +332,7 @@ fn accepted(job: &BatchJob) -> Response {
         (status = 400, description = "The upload stopped before its end", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The file is larger than `PASSERELLE_BATCH_MAX_BYTES`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `text/csv` nor `application/x-ndjson` (or not UTF-8)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column, a blank one or an empty file (`no_header` at `/header`), a first line longer than 1 MiB (`line_too_long` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), or `idempotency_key_reused`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column (a spreadsheet's `sep=;` hint included), a blank one or an empty file (`no_header` at `/header`), a first line longer than 1 MiB (`line_too_long` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), or `idempotency_key_reused`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))

@@ -375,6 +375,10 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
     let known = |name: &String| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(name));
     if !names.iter().any(known) {
         let json = names.first().is_some_and(|n| n.starts_with('{'));
+        // Excel's separator hint (`sep=;`), which some exports put before the header.
+        let excel_hint = names
+            .first()
+            .is_some_and(|n| n.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sep=")));
         let blank = names.iter().all(String::is_empty);
         let columns = CSV_COLUMNS.join(",");
         return Err(vec![if empty_file {
@@ -390,6 +394,13 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
                 "no_header",
                 format!("the first line is blank: it must be the header, {columns}"),
                 format!("la première ligne est vide : ce doit être l'en-tête, {columns}"),
+            )
+        } else if excel_hint {
+            FieldError::new(
+                "/header",
+                "no_header",
+                format!("the first line is a spreadsheet's separator hint (sep=…), not the header: remove that line (the separator is recognised without it); the header is {columns}"),
+                format!("la première ligne est l'indication de séparateur d'un tableur (sep=…), pas l'en-tête : retirez cette ligne (le séparateur est reconnu sans elle) ; l'en-tête est {columns}"),
             )
         } else if json {
             FieldError::new(

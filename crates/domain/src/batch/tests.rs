@@ -253,6 +253,15 @@ fn header_problems_are_one_error_per_column() {
         .unwrap();
     assert_eq!(pairs(&errors), one("/header", "no_header"));
     assert!(errors[0].en.contains("application/x-ndjson"), "{}", errors[0].en);
+    // Excel's separator hint before the header is named as such, whatever the separator.
+    for hint in [
+        &b"sep=;\r\nhousehold;relationship\r\n"[..],
+        &b"\xEF\xBB\xBFSEP=,\nhousehold\n"[..],
+    ] {
+        let errors = check_csv_header(hint).err().unwrap();
+        assert_eq!(pairs(&errors), one("/header", "no_header"));
+        assert!(errors[0].en.contains("separator hint"), "{}", errors[0].en);
+    }
     // One known column is enough to read the line as a header with mistakes.
     let errors = check_csv_header(&b"household,nom,prenom\n"[..]).err().unwrap();
     assert!(pairs(&errors).contains(&one("/header/nom", "unknown_column")[0]));
