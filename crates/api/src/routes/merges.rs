@@ -3,15 +3,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use passerelle_domain::beneficiary::{Beneficiary, Correction, NationalId};
 use passerelle_domain::error::{FieldError, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::products::{check_if_match, etag, retry_if_match_any};
+use super::people::answer;
+use super::products::{check_if_match, retry_if_match_any};
 use super::registry::BeneficiaryView;
 use crate::extract::{perm, AppJson, Authorized, Caller};
 use crate::fields::Fields;
@@ -282,11 +282,4 @@ async fn give_national_id(
             Ok(Some(next))
         }
     }
-}
-
-fn answer(person: Beneficiary) -> Response {
-    let version = person.version;
-    let mut response = Json(BeneficiaryView::from(person)).into_response();
-    response.headers_mut().insert(axum::http::header::ETAG, etag(version));
-    response
 }

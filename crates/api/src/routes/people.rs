@@ -196,7 +196,8 @@ async fn patch_once(
     }
 }
 
-fn answer(person: passerelle_domain::beneficiary::Beneficiary) -> Response {
+/// A person with their `ETag`: the answer of a correction and of a merge.
+pub(crate) fn answer(person: passerelle_domain::beneficiary::Beneficiary) -> Response {
     let version = person.version;
     let mut response = Json(BeneficiaryView::from(person)).into_response();
     response.headers_mut().insert(axum::http::header::ETAG, etag(version));
