@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::products::family_plan;
-use crate::registry::{registry, writer};
+use crate::registry::{household, register, registry, writer};
 
 pub const HEADER: &str = "household,relationship,member_number,family_name,given_names,sex,birth_date,national_id,phone,region,district,commune,start_date,paid_through";
 pub const CSV: &str = "text/csv";
@@ -1712,7 +1712,65 @@ async fn member_numbers_ignore_case_in_files(backend: Backend) {
     assert_eq!(app.count("coverages").await, 5);
 }
 
+/// API.md §5 Bulk: a member whose national id is registered for a person of another sex or
+/// birth date fails the household, posted for the first time or again, with `identity_mismatch`
+/// on that member's row, audited as `beneficiary.identity_mismatch`. A household posted again
+/// with a new member carrying someone else's id (a man's, born in 1984, given to a girl born in
+/// 2016) was skipped instead, the member reported as one to add (`not_in_household`), and
+/// nothing was audited.
+async fn a_household_posted_again_with_someone_elses_national_id_fails(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let query = format!("?product={}", r.product);
+    let mut other = household(&r.product, "TSV-0900", "555555555555");
+    other["dependants"] = json!([]);
+    let reply = register(app, "mut-a", "k0", &other).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let job = run(app, "mut-a", "k1", &query, CSV, csv(&GOOD)).await;
+    assert_eq!(counts(&job), [4, 2, 0, 0, 0], "{job}");
+    let refusals = || async {
+        let log = app
+            .get(
+                "/v1/audit-events?action=beneficiary.identity_mismatch&limit=500",
+                &app.operator(),
+            )
+            .await;
+        assert_eq!(log.status.as_u16(), 200, "{}", log.text);
+        log.json["items"].as_array().unwrap().len()
+    };
+    let before = refusals().await;
+    let again = [
+        GOOD[0],
+        GOOD[1],
+        GOOD[2],
+        "H1,child,,Agbéko,Afi,F,2016-02-02,TG:NIU:555555555555,,,,,,",
+    ];
+    let job = run(app, "mut-a", "k2", &query, CSV, csv(&again)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [(5, String::new(), "identity_mismatch".to_owned())],
+        "{job}"
+    );
+    assert_eq!(counts(&job), [4, 0, 0, 4, 1], "{job}");
+    assert_eq!(refusals().await, before + 1, "audited");
+    // The same member with her own national id is one to add, as before.
+    let own = [
+        GOOD[0],
+        GOOD[1],
+        GOOD[2],
+        "H1,child,,Agbéko,Afi,F,2016-02-02,TG:NIU:666666666666,,,,,,",
+    ];
+    let job = run(app, "mut-a", "k3", &query, CSV, csv(&own)).await;
+    assert_eq!(
+        codes(&job),
+        [(5, String::new(), "not_in_household".to_owned())],
+        "{job}"
+    );
+}
+
 on_both_databases!(
+    a_household_posted_again_with_someone_elses_national_id_fails,
     a_full_spool_refuses_uploads_until_jobs_read_them,
     member_numbers_ignore_case_in_files,
     a_national_id_of_someone_else_fails_its_household,

@@ -210,6 +210,11 @@ fn trigger(method: &str, template: &str, w: &World) -> Option<Trigger> {
             format!("/v1/settlements/{}/payments", w.settlement),
         ),
         ("post", "/v1/webhooks") => body("mut-a", "webhooks:write", filled),
+        ("post", "/v1/webhooks/{id}/deliveries/redeliver") => Trigger {
+            body: None,
+            named: "`?since=yesterday`",
+            ..body("mut-a", "webhooks:write", format!("{filled}?since=yesterday"))
+        },
         ("post", "/v1/beneficiaries/{id}/merge") => body(
             "mut-a",
             "registry:write",
@@ -299,7 +304,7 @@ async fn every_validation_example_is_an_answer(backend: Backend) {
     }
     // Both languages of every operation of /v1 that lists a 422 (POST /v1/organizations by the
     // shared example), the two reports of a bulk job and its upload included.
-    assert_eq!(checked, 2 * 32);
+    assert_eq!(checked, 2 * 33);
 }
 
 /// Every operation is refused, 403, to exactly the kinds of organisation its
@@ -400,7 +405,7 @@ async fn every_operation_refuses_the_kinds_it_leaves_out(backend: Backend) {
             assert_eq!(shows_a_refusal, kinds.len() < callers.len(), "{method} {template}");
         }
     }
-    assert_eq!(operations, 52);
+    assert_eq!(operations, 54);
     assert!(refused > 60, "{refused}");
 }
 

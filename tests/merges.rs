@@ -477,7 +477,25 @@ async fn claims_racing_a_merge_count_on_the_persons_ceiling(backend: Backend) {
     assert_eq!(orphans, 0);
 }
 
+/// API.md §3: a stale `If-Match` is 412 before the members of the body are checked, and a
+/// missing one 428; a merge takes `If-Match` as `PATCH` does, so a body naming neither `into`
+/// nor `national_id` is judged only under the record's current version.
+async fn a_merge_is_told_of_its_if_match_before_its_body(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let (person, _) = member_without_id(app, &r.product, "TSV-0001", "k1").await;
+    let token = writer(app, "mut-a");
+    let stale = merge(app, &token, &person, Some("\"7\""), &json!({})).await;
+    stale.problem(412, "precondition_failed");
+    let missing = merge(app, &token, &person, None, &json!({})).await;
+    missing.problem(428, "precondition_required");
+    let current = merge(app, &token, &person, Some("\"1\""), &json!({})).await;
+    let fault = &current.problem(422, "validation_failed")["errors"][0];
+    assert_eq!(fault["code"], "ambiguous_person", "{}", current.text);
+}
+
 on_both_databases!(
+    a_merge_is_told_of_its_if_match_before_its_body,
     claims_racing_a_merge_count_on_the_persons_ceiling,
     a_mutuelles_record_merges_into_the_schemes_affiliate,
     a_merge_refuses_what_would_not_be_one_person,

@@ -1782,7 +1782,32 @@ async fn a_byte_order_mark_and_a_00_prefix_are_read_as_meant(backend: Backend) {
     assert_eq!(reply.json["members"][0]["beneficiary"]["phone"], "+22890123456");
 }
 
+/// API.md §4: the server trims the texts and dates of `/v1` bodies, `PATCH /v1/coverages/{id}`'s
+/// `status` and `end_date` among them (a value copied from a spreadsheet cell).
+async fn a_coverage_patch_reads_its_values_trimmed(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let patch = |tag: &'static str, body: Value| {
+        app.send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", tag)
+                .json(&body),
+        )
+    };
+    let suspended = patch("\"1\"", json!({"status": " suspended "})).await;
+    assert_eq!(suspended.status.as_u16(), 200, "{}", suspended.text);
+    assert_eq!(suspended.json["status"], "suspended");
+    let ending = patch("\"2\"", json!({"end_date": "\t2026-06-30 "})).await;
+    assert_eq!(ending.status.as_u16(), 200, "{}", ending.text);
+    assert_eq!(ending.json["end_date"], "2026-06-30");
+}
+
 on_both_databases!(
+    a_coverage_patch_reads_its_values_trimmed,
     a_byte_order_mark_and_a_00_prefix_are_read_as_meant,
     a_payment_after_a_gap_counts_once_the_gap_is_paid,
     a_copy_held_is_read_again_only_once_changed,

@@ -949,7 +949,186 @@ async fn a_deactivated_organisation_is_sent_nothing_new(backend: Backend) {
     assert_eq!(app.count("webhook_deliveries").await, before + 1);
 }
 
+/// Polls a subscription's deliveries until `ready` holds of the page (10 s at most).
+async fn deliveries_until(app: &TestApp, query: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let token = app.token("mut-a", "webhooks:write");
+    let started = Instant::now();
+    loop {
+        let page = app.get(query, &token).await;
+        assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+        if ready(&page.json) || started.elapsed() > Duration::from_secs(10) {
+            return page.json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn attempt_codes(delivery: &Value) -> Vec<(u64, Value)> {
+    delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["attempt"].as_u64().unwrap(), a["status_code"].clone()))
+        .collect()
+}
+
+/// API.md §5 Webhooks: a delivery given up after its last attempt is `failed`, listed with
+/// `?status=failed`, and sent again on request, one or many, with the whole retry schedule
+/// again and its attempts numbered on; only a failed one, and only by its subscriber.
+async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
+    let s = setup(backend).await;
+    let app = s
+        .app
+        .restart(|c| {
+            fast(c);
+            c.webhook_max_attempts = 2;
+        })
+        .await;
+    let (r, port) = receiver().await;
+    r.fail_first.store(4, Ordering::SeqCst);
+    let (sub, secret) = subscribe(&app, port, json!(["claim.submitted"])).await;
+    let token = app.token("mut-a", "webhooks:write");
+    for external in ["R-1", "R-2"] {
+        let created = submit(
+            &app,
+            &provider(&app),
+            external,
+            &claim(external, &s.spouse, "2026-06-01", one_line(5000)),
+        )
+        .await;
+        assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    }
+    let list = format!("/v1/webhooks/{sub}/deliveries");
+    let failed = deliveries_until(&app, &format!("{list}?status=failed"), |p| {
+        p["items"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let items = failed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "both given up after two attempts: {failed}");
+    for d in items {
+        assert_eq!(d["status"], "failed");
+        assert_eq!(attempt_codes(d), [(1, json!(500)), (2, json!(500))]);
+        assert_eq!(d["redelivered_at"], Value::Null);
+    }
+    // Newest first: the second claim's delivery, then the first's.
+    let (second, first) = (items[0]["id"].as_str().unwrap(), items[1]["id"].as_str().unwrap());
+    let none = app.get(&format!("{list}?status=pending"), &token).await;
+    assert_eq!(none.json["items"], json!([]), "{}", none.text);
+    let bad = app.get(&format!("{list}?status=given_up&limit=0"), &token).await;
+    let fields: Vec<(&str, &str)> = bad.problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert!(fields.contains(&("/query/status", "unknown_value")), "{}", bad.text);
+    assert!(
+        fields.iter().any(|(f, _)| *f == "/query/limit"),
+        "every fault at once: {}",
+        bad.text
+    );
+
+    // One, by its id: pending at once, its two attempts kept; the receiver now answers.
+    let redeliver = |delivery: &str, org: &str| {
+        app.send(
+            app.request(
+                reqwest::Method::POST,
+                &format!("/v1/webhooks/{sub}/deliveries/{delivery}/redeliver"),
+            )
+            .bearer_auth(app.token(org, "webhooks:write")),
+        )
+    };
+    let other = redeliver(first, "mut-b").await;
+    other.problem(404, "not_found");
+    redeliver(&format!("{first}x"), "mut-a").await.problem(404, "not_found");
+    let again = redeliver(first, "mut-a").await;
+    assert_eq!(again.status.as_u16(), 202, "{}", again.text);
+    assert_eq!(again.json["status"], "pending");
+    assert!(again.json["redelivered_at"].is_string(), "{}", again.text);
+    assert!(again.json["next_attempt_at"].is_string(), "{}", again.text);
+    assert_eq!(attempt_codes(&again.json), [(1, json!(500)), (2, json!(500))]);
+    let got = wait_for(&r, 5, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 5, "the redelivery is sent");
+    let (event_id, signature, body) = &got[4];
+    assert!(verify(&secret, signature, body), "signed afresh");
+    assert_eq!(
+        first.split_once(':').map(|(e, _)| e),
+        Some(event_id.as_str()),
+        "the same event"
+    );
+    let page = deliveries_until(&app, &format!("{list}?status=delivered"), |p| {
+        p["items"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(page["items"][0]["id"], first, "{page}");
+    assert_eq!(
+        attempt_codes(&page["items"][0]),
+        [(1, json!(500)), (2, json!(500)), (3, json!(204))]
+    );
+    let done = redeliver(first, "mut-a").await;
+    assert_eq!(done.problem(409, "conflict")["errors"][0]["code"], "already_delivered");
+
+    // Many: none raised after tomorrow; then every failed one. The receiver fails twice more,
+    // which the fresh budget of two attempts absorbs only once: failed again, at attempt 4.
+    let many = |query: String| {
+        app.send(
+            app.request(
+                reqwest::Method::POST,
+                &format!("/v1/webhooks/{sub}/deliveries/redeliver{query}"),
+            )
+            .bearer_auth(app.token("mut-a", "webhooks:write")),
+        )
+    };
+    many("?since=yesterday".to_owned())
+        .await
+        .problem(422, "validation_failed");
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
+    let later = many(format!("?since={tomorrow}")).await;
+    assert_eq!(later.status.as_u16(), 202, "{}", later.text);
+    assert_eq!(later.json, json!({"redelivered": 0, "more": false}));
+    r.fail_first.store(2, Ordering::SeqCst);
+    let all = many(String::new()).await;
+    assert_eq!(all.status.as_u16(), 202, "{}", all.text);
+    assert_eq!(all.json, json!({"redelivered": 1, "more": false}));
+    let page = deliveries_until(&app, &format!("{list}?status=failed"), |p| {
+        p["items"][0]["attempts"].as_array().is_some_and(|a| a.len() == 4)
+    })
+    .await;
+    assert_eq!(page["items"][0]["id"], second, "{page}");
+    assert_eq!(
+        attempt_codes(&page["items"][0]),
+        [(1, json!(500)), (2, json!(500)), (3, json!(500)), (4, json!(500))],
+        "two more attempts, then given up again"
+    );
+    // While a try is under way the delivery is pending: not sent twice.
+    r.delay_ms.store(1500, Ordering::SeqCst);
+    let all = many(String::new()).await;
+    assert_eq!(all.json, json!({"redelivered": 1, "more": false}), "{}", all.text);
+    let started = Instant::now();
+    while r.in_flight() == 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let busy = redeliver(second, "mut-a").await;
+    assert_eq!(busy.problem(409, "conflict")["errors"][0]["code"], "delivery_pending");
+    let page = deliveries_until(&app, &format!("{list}?status=delivered"), |p| {
+        p["items"].as_array().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(page["items"][0]["id"], second, "{page}");
+    assert_eq!(attempt_codes(&page["items"][0]).last(), Some(&(5, json!(204))));
+    assert_eq!(r.got.lock().unwrap().len(), 8, "each try once");
+    // Audited, by the subscription, once per request that sent any again.
+    let log = app
+        .get(
+            &format!("/v1/audit-events?resource_type=webhook&resource_id={sub}&action=webhook.redelivered"),
+            &app.operator(),
+        )
+        .await;
+    assert_eq!(log.json["items"].as_array().unwrap().len(), 3, "{}", log.text);
+}
+
 on_both_databases!(
+    failed_deliveries_are_sent_again_on_request,
     a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
     a_failing_receiver_is_sent_one_delivery_at_a_time,

@@ -619,7 +619,10 @@ fn action_of(method: &str, path: &str) -> Option<Action> {
         ("post", "/v1/claims/{id}/cancel") => Action::CancelClaim,
         ("post", "/v1/settlements" | "/v1/settlements/{id}/payments") => Action::WriteSettlements,
         ("get", "/v1/settlements" | "/v1/settlements/{id}") => Action::ReadSettlements,
-        (_, "/v1/webhooks" | "/v1/webhooks/{id}" | "/v1/webhooks/{id}/deliveries") => Action::ManageWebhooks,
+        (_, "/v1/webhooks" | "/v1/webhooks/{id}" | "/v1/webhooks/{id}/deliveries")
+        | ("post", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver" | "/v1/webhooks/{id}/deliveries/redeliver") => {
+            Action::ManageWebhooks
+        }
         _ => return None,
     })
 }
@@ -736,6 +739,10 @@ fn validation_example_of(method: &str, path: &str) -> Option<(&'static str, ApiE
         ("post", "/v1/settlements") => (EMPTY, missing(&["payee", "period_start", "period_end"])),
         ("post", "/v1/settlements/{id}/payments") => (EMPTY, missing(&["amount_xof", "paid_at", "reference"])),
         ("post", "/v1/webhooks") => (EMPTY, missing(&["url", "events"])),
+        ("post", "/v1/webhooks/{id}/deliveries/redeliver") => (
+            "`?since=yesterday`",
+            routes::audit::parse_since(Some("yesterday")).err()?,
+        ),
         ("post", "/v1/registrations/batches") => (
             "the CSV file `household,foo`",
             ApiError::validation(passerelle_domain::batch::check_csv_header(&b"household,foo\n"[..]).err()?),
@@ -1283,6 +1290,10 @@ fn conflicts(method: &str, path: &str) -> Vec<(&'static str, ApiError)> {
         }
         ("post", "/v1/claims/{id}/cancel") => vec![("not_awaiting", claim_is(ClaimStatus::Adjudicated))],
         ("post", "/v1/webhooks") => vec![("subscription_deleted", crate::routes::webhooks::subscription_deleted())],
+        ("post", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => vec![
+            ("already_delivered", crate::routes::webhooks::not_failed("delivered")),
+            ("delivery_pending", crate::routes::webhooks::not_failed("pending")),
+        ],
         ("post", "/v1/settlements/{id}/payments") => vec![
             ("already_paid", crate::routes::settlements::already_paid()),
             ("duplicate_reference", store("duplicate_payment_reference")),
@@ -1307,6 +1318,7 @@ fn example_path(path: &str) -> String {
             ("{id}", "claims" | "ClaimResponse") => "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
             ("{id}", "settlements") => "01937f10-2b3c-7d4e-8f50-6a7b8c9d0e1f",
             ("{id}", "webhooks") => "01937f12-4d5e-7f60-8172-8c9d0e1f2031",
+            ("{delivery}", "deliveries") => "01938b21-7a8b-7c9d-8e0f-1a2b3c4d5e6f:01937f12-4d5e-7f60-8172-8c9d0e1f2031",
             _ => segment,
         };
         out.push(value);

@@ -382,6 +382,8 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
         .await
         .unwrap_or_else(|_| Err("timeout".to_owned()));
     let attempt_no = d.attempts + 1;
+    // A redelivered delivery starts the schedule again: its place in it, not its number.
+    let scheduled = d.scheduled_attempt();
     let (status_code, error, delivered) = match result {
         Ok(r) => (Some(r.status().as_u16()), None, r.status().is_success()),
         Err(e) => (None, Some(e), false),
@@ -392,7 +394,7 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
     let retry_at = if delivered {
         None
     } else {
-        next_attempt(now(), attempt_no, state.config.webhook_max_attempts, initial, jitter)
+        next_attempt(now(), scheduled, state.config.webhook_max_attempts, initial, jitter)
     };
     AttemptOutcome {
         attempt: Attempt {
@@ -479,6 +481,7 @@ mod tests {
             event_type: "coverage.changed".into(),
             payload: payload.to_string(),
             attempts: 0,
+            attempt_base: 0,
         };
         let body: Value = serde_json::from_slice(&envelope(&due).unwrap()).unwrap();
         let sent: std::collections::BTreeSet<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
@@ -510,6 +513,7 @@ mod tests {
             event_type: "claim.submitted".into(),
             payload: payload.into(),
             attempts: 2,
+            attempt_base: 0,
         }
     }
 

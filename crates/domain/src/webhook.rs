@@ -49,6 +49,8 @@ pub struct Delivery {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When its subscriber last asked for it again after it failed.
+    pub redelivered_at: Option<DateTime<Utc>>,
 }
 
 /// A delivery a worker has leased, with what it needs to send it.
@@ -60,7 +62,18 @@ pub struct DueDelivery {
     pub event_id: String,
     pub event_type: String,
     pub payload: String,
+    /// Tries so far, every one numbered: the next is `attempts + 1`.
     pub attempts: u32,
+    /// Tries made before its last redelivery, which are not counted against the retry budget
+    /// nor in the backoff: a redelivered delivery gets the whole schedule again.
+    pub attempt_base: u32,
+}
+
+impl DueDelivery {
+    /// The next try's place in the retry schedule (1 for the first after a redelivery).
+    pub fn scheduled_attempt(&self) -> u32 {
+        (self.attempts + 1).saturating_sub(self.attempt_base)
+    }
 }
 
 /// When to try again after `attempts` failed tries: `initial × 2^(attempts − 1)`, scaled by a
@@ -110,6 +123,38 @@ mod tests {
             "jitter adds at most 20 %"
         );
         assert_eq!(next_attempt(now, 12, 12, initial, 1000), None);
+    }
+
+    /// A redelivered delivery starts the schedule again: after two tries and a redelivery, its
+    /// third try is the schedule's first, and the budget counts from there.
+    #[test]
+    fn a_redelivery_restarts_the_schedule() {
+        let due = |attempts, attempt_base| DueDelivery {
+            id: "e:s".into(),
+            url: String::new(),
+            secret: String::new(),
+            event_id: "e".into(),
+            event_type: "claim.submitted".into(),
+            payload: String::new(),
+            attempts,
+            attempt_base,
+        };
+        assert_eq!(due(0, 0).scheduled_attempt(), 1);
+        assert_eq!(due(2, 0).scheduled_attempt(), 3);
+        assert_eq!(due(2, 2).scheduled_attempt(), 1);
+        assert_eq!(due(13, 12).scheduled_attempt(), 2);
+        let now = Utc::now();
+        let initial = Duration::seconds(10);
+        let first_again = due(12, 12).scheduled_attempt();
+        assert_eq!(
+            next_attempt(now, first_again, 12, initial, 1000),
+            Some(now + initial),
+            "the first delay again, not the twelfth"
+        );
+        assert_eq!(
+            next_attempt(now, due(23, 12).scheduled_attempt(), 12, initial, 1000),
+            None
+        );
     }
 
     /// API.md: the first retry comes after the configured delay, never before, whatever the

@@ -271,6 +271,19 @@ async fn read_known(
     Ok(known)
 }
 
+/// The people stored under the national ids of a household's members, by national id.
+async fn registered_of(tx: &mut Tx, household: &NewHousehold) -> Result<HashMap<NidKey, Beneficiary>, StoreError> {
+    let mut people = HashMap::new();
+    for nid in household.members.iter().filter_map(|m| m.person.national_id.as_ref()) {
+        if let Some(person) = find_by_national_id_tx(tx, nid).await? {
+            if let Some(key) = nid_key(&person) {
+                people.insert(key, person);
+            }
+        }
+    }
+    Ok(people)
+}
+
 /// The households stored under the member numbers of the group's households that will be
 /// skipped (their principal holds the number), so that their members can be compared.
 async fn read_skipped_households(
@@ -327,7 +340,7 @@ fn decide(
                 .get(&household_key)
                 .and_then(|root| known.households.get(root))
                 .ok_or_else(|| StoreError::Internal("a skipped household is not known".into()))?;
-            return skipped_household(stored, household);
+            return skipped_household(stored, household, &known.people);
         }
         return Err(member_at_fault("member_number_taken", 0));
     }
@@ -528,9 +541,13 @@ async fn one_by_one(
         // that household fails, not the group.
         let outcome = match result {
             Ok(registration) if registration.skipped => {
-                match stored_household(tx, &ctx.organization, &household.member_number).await {
-                    Ok(Some(stored)) => skipped_household(&stored, household),
-                    Ok(None) => Err(StoreError::Internal("a skipped household is not stored".into())),
+                let stored = match stored_household(tx, &ctx.organization, &household.member_number).await {
+                    Ok(stored) => registered_of(tx, household).await.map(|people| (stored, people)),
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok((Some(stored), people)) => skipped_household(&stored, household, &people),
+                    Ok((None, _)) => Err(StoreError::Internal("a skipped household is not stored".into())),
                     Err(e) => Err(e),
                 }
             }

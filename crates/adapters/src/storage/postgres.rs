@@ -62,6 +62,10 @@ const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 /// them itself.
 const PENDING_BY_SUBSCRIPTION: &str = "";
 const LIVE_LEASES: &str = "";
+/// A subscription's deliveries of one status (`webhooks.rs`): the failed ones from their own
+/// index (migration 32), the others from the index of all its deliveries by id.
+const FAILED_BY_SUBSCRIPTION: &str = "";
+const ALL_BY_SUBSCRIPTION: &str = "";
 const UNINDEXED: &str = "";
 
 /// How the webhook lease joins each subscription of `rooms` to its first due deliveries

@@ -326,9 +326,13 @@ fn holds_member(stored: &Beneficiary, incoming: &ValidBeneficiary) -> bool {
 /// for another product, since none of the file's would be, or when a member's national id is
 /// stored for a person of another sex or birth date. A dependant's own number stands for the
 /// household they belong to.
+/// `registered` holds the people stored under the file's national ids: a member the household
+/// does not hold yet whose id is someone else's fails it too, as a first registration of them
+/// would (API.md §5 Bulk), not reported as a member to add.
 fn skipped_household(
     stored: &StoredHousehold,
     household: &NewHousehold,
+    registered: &HashMap<NidKey, Beneficiary>,
 ) -> Result<passerelle_domain::ports::Registered, StoreError> {
     if stored.product != household.product.product_id {
         return Err(at_member(
@@ -341,11 +345,17 @@ fn skipped_household(
     // The same national id with another sex or birth date is someone else's, as in a first
     // registration: skipping it would take a mistyped row for the stored person in silence.
     for (index, member) in household.members.iter().enumerate() {
-        let disagrees = stored.members.iter().any(|s| {
-            s.national_id.is_some()
-                && s.national_id == member.person.national_id
-                && !s.identity().agrees_with(&member.person.identity())
-        });
+        let elsewhere = member
+            .person
+            .national_id
+            .as_ref()
+            .and_then(|n| registered.get(&(n.country.clone(), n.id_type.clone(), n.value.clone())));
+        let disagrees = stored
+            .members
+            .iter()
+            .filter(|s| s.national_id.is_some() && s.national_id == member.person.national_id)
+            .chain(elsewhere)
+            .any(|s| !s.identity().agrees_with(&member.person.identity()));
         if disagrees {
             return Err(at_member(identity_mismatch(), index));
         }

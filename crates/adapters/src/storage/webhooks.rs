@@ -1,7 +1,7 @@
 // Webhook storage and the outbox, shared by both databases through `include!` like `shared.rs`.
 
-use passerelle_domain::ports::{AttemptOutcome, WebhookStore};
-use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription};
+use passerelle_domain::ports::{AttemptOutcome, RedeliveredMany, Redelivery, WebhookStore};
+use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription, DELIVERY_STATUSES};
 
 /// What a delivery carries besides its envelope: the change's author (`None` where the
 /// subscriber may not know it), time and resource.
@@ -120,7 +120,11 @@ struct DeliveryRow {
     next_attempt_at: chrono::DateTime<chrono::Utc>,
     created_at: chrono::DateTime<chrono::Utc>,
     delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    redelivered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+const DELIVERY_COLUMNS: &str =
+    "id, subscription, event_id, event_type, status, next_attempt_at, created_at, delivered_at, redelivered_at";
 
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
@@ -141,6 +145,7 @@ struct DueRow {
     event_type: String,
     payload: String,
     attempts: i64,
+    attempt_base: i64,
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "id, organization, url, events, secret, created_at";
@@ -181,6 +186,73 @@ fn pending_subscriptions() -> String {
             WHERE d.status = 'pending' AND d.subscription > p.id ORDER BY d.subscription, d.next_attempt_at LIMIT 1) \
           FROM pending p WHERE p.id IS NOT NULL)"
     )
+}
+
+/// The redelivery of a subscription's failed deliveries, to be narrowed by id: each becomes
+/// pending, due at once, its tries so far kept and numbered on but no longer counted
+/// (`attempt_base`). Only while the subscription is live and the caller's: a deletion that
+/// commits meanwhile fails it again, unsent (`fail_orphaned_deliveries`).
+fn redelivery<'q>(ctx: &'q WriteContext, subscription: &'q str) -> sqlx::QueryBuilder<'q, Db> {
+    let mut update = sqlx::QueryBuilder::<Db>::new(
+        "UPDATE webhook_deliveries SET status = 'pending', attempt_base = attempts, locked_until = NULL, \
+         lock_owner = NULL, next_attempt_at = ",
+    );
+    update
+        .push_bind(ctx.at)
+        .push(", redelivered_at = ")
+        .push_bind(ctx.at)
+        .push(" WHERE status = 'failed' AND subscription = ")
+        .push_bind(subscription)
+        .push(
+            " AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = webhook_deliveries.subscription \
+             AND s.deleted_at IS NULL AND s.organization = ",
+        )
+        .push_bind(&ctx.organization)
+        .push(")");
+    update
+}
+
+/// The deliveries of `rows` with their attempts, read in one statement, not one per delivery.
+async fn with_attempts<'e, E>(executor: E, rows: Vec<DeliveryRow>) -> Result<Vec<Delivery>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+    if !rows.is_empty() {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT delivery, attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery IN (",
+        );
+        let mut ids = query.separated(", ");
+        for r in &rows {
+            ids.push_bind(&r.id);
+        }
+        query.push(") ORDER BY delivery, attempt");
+        let found: Vec<AttemptRow> = query.build_query_as().fetch_all(executor).await.map_err(db_err)?;
+        for a in found {
+            attempts.entry(a.delivery).or_default().push(Attempt {
+                attempt: u32::try_from(a.attempt).unwrap_or(0),
+                at: a.at,
+                status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
+                error: a.error,
+                duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
+            });
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Delivery {
+            next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+            attempts: attempts.remove(&r.id).unwrap_or_default(),
+            id: r.id,
+            subscription: r.subscription,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            status: r.status,
+            created_at: r.created_at,
+            delivered_at: r.delivered_at,
+            redelivered_at: r.redelivered_at,
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -273,14 +345,40 @@ impl WebhookStore for This {
         Ok(true)
     }
 
-    async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        subscription: &str,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
         // Only the filters given are written: `$2 IS NULL OR id < $2` walked the subscription's
-        // newer deliveries on SQLite before each later page.
-        let mut query = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, subscription, event_id, event_type, status, next_attempt_at, created_at, delivered_at \
-             FROM webhook_deliveries WHERE subscription = ",
-        );
+        // newer deliveries on SQLite before each later page. Failed deliveries, few among the
+        // delivered, have an index of their own (migration 32).
+        // The status is written as a literal, which SQLite needs to use a partial index; a
+        // status no delivery can have matches none.
+        let status = match status {
+            None => None,
+            Some(given) => match DELIVERY_STATUSES.iter().find(|s| **s == given) {
+                Some(known) => Some(*known),
+                None => {
+                    return Ok(Page::from_overfetch(Vec::new(), page.limit, |d: &Delivery| {
+                        d.id.clone()
+                    }))
+                }
+            },
+        };
+        let index = if status == Some("failed") {
+            FAILED_BY_SUBSCRIPTION
+        } else {
+            ALL_BY_SUBSCRIPTION
+        };
+        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries{index} WHERE subscription = "
+        ));
         query.push_bind(subscription);
+        if let Some(status) = status {
+            query.push(format!(" AND status = '{status}'"));
+        }
         if let Some(after) = &page.after {
             query.push(" AND id < ").push_bind(after);
         }
@@ -288,43 +386,80 @@ impl WebhookStore for This {
             .push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(page.limit) + 1);
         let rows: Vec<DeliveryRow> = query.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
-        // The page's attempts in one statement, not one per delivery.
-        let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
-        if !rows.is_empty() {
-            let mut query = sqlx::QueryBuilder::<Db>::new(
-                "SELECT delivery, attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery IN (",
-            );
-            let mut ids = query.separated(", ");
-            for r in &rows {
-                ids.push_bind(&r.id);
-            }
-            query.push(") ORDER BY delivery, attempt");
-            let found: Vec<AttemptRow> = query.build_query_as().fetch_all(&self.read).await.map_err(db_err)?;
-            for a in found {
-                attempts.entry(a.delivery).or_default().push(Attempt {
-                    attempt: u32::try_from(a.attempt).unwrap_or(0),
-                    at: a.at,
-                    status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
-                    error: a.error,
-                    duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
-                });
-            }
-        }
-        let deliveries = rows
-            .into_iter()
-            .map(|r| Delivery {
-                next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
-                attempts: attempts.remove(&r.id).unwrap_or_default(),
-                id: r.id,
-                subscription: r.subscription,
-                event_id: r.event_id,
-                event_type: r.event_type,
-                status: r.status,
-                created_at: r.created_at,
-                delivered_at: r.delivered_at,
-            })
-            .collect();
+        let deliveries = with_attempts(&self.read, rows).await?;
         Ok(Page::from_overfetch(deliveries, page.limit, |d| d.id.clone()))
+    }
+
+    async fn redeliver(
+        &self,
+        ctx: &WriteContext,
+        subscription: &str,
+        delivery: &str,
+    ) -> Result<Redelivery, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Only a failed delivery of a live subscription of the caller's: a deletion that
+        // commits meanwhile fails it again (`fail_orphaned_deliveries`), unsent.
+        let mut update = redelivery(ctx, subscription);
+        update.push(" AND id = ").push_bind(delivery);
+        let changed = update.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        if changed == 1 {
+            queue_events(&mut tx, &[ctx.audit("webhook.redelivered", "webhook", subscription)]).await?;
+        }
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND subscription = $2"
+        ))
+        .bind(delivery)
+        .bind(subscription)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit(tx).await?;
+        let Some(row) = row else {
+            return Ok(Redelivery::NotFound);
+        };
+        if changed == 0 {
+            return Ok(Redelivery::NotFailed(row.status));
+        }
+        let mut found = with_attempts(&self.write, vec![row]).await?;
+        Ok(found.pop().map_or(Redelivery::NotFound, Redelivery::Redelivered))
+    }
+
+    async fn redeliver_failed(
+        &self,
+        ctx: &WriteContext,
+        subscription: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> Result<RedeliveredMany, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The oldest first, by id (an event id is a UUIDv7, so in the order they were raised),
+        // one more than the limit read to tell whether any are left.
+        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT id FROM webhook_deliveries{FAILED_BY_SUBSCRIPTION} WHERE subscription = "
+        ));
+        query.push_bind(subscription).push(" AND status = 'failed'");
+        if let Some(since) = since {
+            query.push(" AND created_at >= ").push_bind(since);
+        }
+        query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
+        let more = ids.len() > limit as usize;
+        ids.truncate(limit as usize);
+        let mut redelivered = 0;
+        for chunk in ids.chunks(500) {
+            let mut update = redelivery(ctx, subscription);
+            let mut list = update.push(" AND id IN (").separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            update.push(")");
+            redelivered += update.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        }
+        if redelivered > 0 {
+            queue_events(&mut tx, &[ctx.audit("webhook.redelivered", "webhook", subscription)]).await?;
+        }
+        self.commit(tx).await?;
+        Ok(RedeliveredMany { redelivered, more })
     }
 
     async fn lease_deliveries(
@@ -381,7 +516,7 @@ impl WebhookStore for This {
         // point was in flight when the change committed. A deleted subscription's secret is
         // empty: nothing is ever signed with it.
         let rows: Vec<DueRow> = sqlx::query_as(&format!(
-            "SELECT d.id, s.url, s.secret, d.event_id, d.event_type, d.payload, d.attempts \
+            "SELECT d.id, s.url, s.secret, d.event_id, d.event_type, d.payload, d.attempts, d.attempt_base \
              FROM webhook_deliveries d{LIVE_LEASES} JOIN webhook_subscriptions s ON s.id = d.subscription \
              JOIN organizations o ON o.id = s.organization \
              WHERE d.lock_owner = $1 AND d.locked_until = $2 AND d.status = 'pending' \
@@ -403,6 +538,7 @@ impl WebhookStore for This {
                 event_type: r.event_type,
                 payload: r.payload,
                 attempts: u32::try_from(r.attempts).unwrap_or(0),
+                attempt_base: u32::try_from(r.attempt_base).unwrap_or(0),
             })
             .collect())
     }

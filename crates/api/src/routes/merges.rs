@@ -102,8 +102,7 @@ pub async fn merge_beneficiary(
     headers: HeaderMap,
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let target = read_target(&body, &state)?;
-    retry_if_match_any(&headers, || merge_once(&state, &auth.caller, &id, &headers, &target)).await
+    retry_if_match_any(&headers, || merge_once(&state, &auth.caller, &id, &headers, &body)).await
 }
 
 fn read_target(body: &Map<String, Value>, state: &AppState) -> Result<Target, ApiError> {
@@ -179,7 +178,7 @@ async fn merge_once(
     caller: &Caller,
     id: &str,
     headers: &HeaderMap,
-    target: &Target,
+    body: &Map<String, Value>,
 ) -> Result<Response, ApiError> {
     let current = state.store.get_beneficiary(id).await?.ok_or(ApiError::NotFound)?;
     if current.merged_into.is_some() {
@@ -194,7 +193,10 @@ async fn merge_once(
             _ => ApiError::NotFound,
         });
     }
+    // A stale or missing `If-Match` is told so before the body is judged (API.md §3), as for
+    // `PATCH`.
     check_if_match(headers, current.version)?;
+    let target = &read_target(body, state)?;
     if current.national_id.is_some() {
         return Err(StoreError::Conflict {
             constraint: "has_national_id".into(),

@@ -606,7 +606,8 @@ async fn patch_once(
     }
     match body.get("status") {
         None => {}
-        Some(Value::String(s)) => match CoverageStatus::parse(s) {
+        // Trimmed, as every text the server reads (API.md §4).
+        Some(Value::String(s)) => match CoverageStatus::parse(s.trim()) {
             Some(status) => next.status = status,
             None => errors.push(unknown_coverage_status()),
         },
@@ -620,7 +621,7 @@ async fn patch_once(
     match body.get("end_date") {
         None => {}
         Some(Value::Null) => next.end_date = None,
-        Some(Value::String(s)) => match passerelle_domain::dates::parse(s).ok_or(()) {
+        Some(Value::String(s)) => match passerelle_domain::dates::parse(s.trim()).ok_or(()) {
             Ok(d) if d >= current.start_date => {
                 errors.extend(passerelle_domain::dates::check(d, "/end_date", state.clock.today()));
                 next.end_date = Some(d);

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use passerelle_domain::error::FieldError;
-use passerelle_domain::webhook::{Delivery, Subscription, EVENT_TYPES};
+use passerelle_domain::ports::Redelivery;
+use passerelle_domain::webhook::{Delivery, Subscription, DELIVERY_STATUSES, EVENT_TYPES};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -26,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_webhook, list_webhooks))
         .routes(routes!(delete_webhook))
         .routes(routes!(list_deliveries))
+        .routes(routes!(redeliver))
+        .routes(routes!(redeliver_failed))
 }
 
 pub const MIN_SECRET: usize = 32;
@@ -492,7 +495,8 @@ pub struct AttemptView {
     "attempts": [
         {"attempt": 1, "at": "2026-11-28T09:14:03.512Z", "status_code": 503, "error": null, "duration_ms": 412},
         {"attempt": 2, "at": "2026-11-28T09:14:14.020Z", "status_code": 200, "error": null, "duration_ms": 87}],
-    "next_attempt_at": null, "created_at": "2026-11-28T09:14:03.498Z", "delivered_at": "2026-11-28T09:14:14.020Z"}))]
+    "next_attempt_at": null, "created_at": "2026-11-28T09:14:03.498Z", "delivered_at": "2026-11-28T09:14:14.020Z",
+    "redelivered_at": null}))]
 pub struct DeliveryView {
     /// Delivery id: `<event_id>:<subscription id>`.
     pub id: String,
@@ -501,7 +505,8 @@ pub struct DeliveryView {
     /// The event type, e.g. `claim.adjudicated`.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// `pending`, `delivered` or `failed` (given up after the last attempt).
+    /// `pending`, `delivered` or `failed` (given up after the last attempt, or its subscription
+    /// deleted); a failed one may be asked for again (`…/redeliver`).
     pub status: String,
     /// Every try so far, oldest first.
     pub attempts: Vec<AttemptView>,
@@ -513,6 +518,9 @@ pub struct DeliveryView {
     /// When a try got a 2xx answer; null until then.
     #[schema(required = true)]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When you last asked for it again after it failed (`…/redeliver`); null if never.
+    #[schema(required = true)]
+    pub redelivered_at: Option<DateTime<Utc>>,
 }
 
 impl From<Delivery> for DeliveryView {
@@ -536,19 +544,51 @@ impl From<Delivery> for DeliveryView {
             next_attempt_at: d.next_attempt_at,
             created_at: d.created_at,
             delivered_at: d.delivered_at,
+            redelivered_at: d.redelivered_at,
         }
     }
+}
+
+/// The filter of a subscription's deliveries.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only the deliveries in this state: `pending`, `delivered` or `failed` (another value is
+    /// 422 `unknown_value` on `/query/status`).
+    #[param(value_type = Option<DeliveryStatusFilter>, inline)]
+    pub status: Option<String>,
+}
+
+/// The `status` filter's values. Schema only (inlined).
+pub struct DeliveryStatusFilter;
+
+impl utoipa::PartialSchema for DeliveryStatusFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::claims::string_enum(&DELIVERY_STATUSES)
+    }
+}
+
+impl ToSchema for DeliveryStatusFilter {}
+
+fn unknown_delivery_status() -> FieldError {
+    FieldError::new(
+        "/query/status",
+        "unknown_value",
+        "must be pending, delivered or failed",
+        "doit être pending, delivered ou failed",
+    )
 }
 
 /// A subscription's deliveries, newest first, each with its attempts.
 ///
 /// Only for your organisation's subscriptions (404 otherwise): to see what was sent, what the
-/// receiver answered and when the next try is due.
+/// receiver answered and when the next try is due. `?status=failed` lists those given up, which
+/// `…/redeliver` sends again.
 #[utoipa::path(
     get,
     path = "/v1/webhooks/{id}/deliveries",
     tag = "webhooks",
-    params(("id" = String, Path, description = "Subscription id"), PageQuery),
+    params(("id" = String, Path, description = "Subscription id"), PageQuery, DeliveryQuery),
     responses(
         (status = 200, description = "A page of deliveries", body = ListOf<DeliveryView>),
         (status = 404, description = "No such subscription of yours", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -560,11 +600,155 @@ pub async fn list_deliveries(
     auth: Authorized<perm::ManageWebhooks>,
     Path(id): Path<String>,
     AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<DeliveryQuery>,
 ) -> Result<Json<ListOf<DeliveryView>>, ApiError> {
-    let page = page.parse()?;
+    // Every broken rule of the query at once (API.md §4).
+    let mut errors = Vec::new();
+    let page = match page.parse() {
+        Ok(page) => Some(page),
+        Err(ApiError::Validation(mut e)) => {
+            errors.append(&mut e);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let status = query.status.as_deref();
+    if status.is_some_and(|s| !DELIVERY_STATUSES.contains(&s)) {
+        errors.push(unknown_delivery_status());
+    }
+    let Some(page) = page.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
     own(&state, &auth.caller, &id).await?;
-    let result = state.store.list_deliveries(&id, &page).await?;
+    let result = state.store.list_deliveries(&id, status, &page).await?;
     Ok(Json(ListOf::from_page(result, DeliveryView::from)))
+}
+
+/// A redelivery asked of a delivery that has not failed.
+pub fn not_failed(status: &str) -> ApiError {
+    if status == "delivered" {
+        crate::problem::conflict_at(
+            "",
+            "already_delivered",
+            "This delivery was delivered: the receiver answered 2xx. Nothing is sent again.",
+            "Cette livraison a été livrée : le destinataire a répondu 2xx. Rien n'est renvoyé.",
+        )
+    } else {
+        crate::problem::conflict_at(
+            "",
+            "delivery_pending",
+            "This delivery is still being tried (see next_attempt_at); only a failed one may be sent again.",
+            "Cette livraison est encore en cours d'essais (voir next_attempt_at) ; seule une livraison en échec peut être renvoyée.",
+        )
+    }
+}
+
+/// Send a failed delivery again.
+///
+/// A `failed` delivery of your subscription (given up after its last attempt, or failed by a
+/// deactivation of your organisation since reversed) becomes `pending`, due at once, with the
+/// whole retry schedule again (`PASSERELLE_WEBHOOK_MAX_ATTEMPTS` more attempts, the first
+/// within about 200 ms). Its earlier attempts stay listed and the next ones are numbered after
+/// them; the event is the one first sent (same `event_id` and `data`), signed afresh. Only a
+/// failed delivery: 409 `already_delivered` or `delivery_pending` otherwise. Audited as
+/// `webhook.redelivered`. Answers 202 with the delivery as it now stands.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+    tag = "webhooks",
+    params(
+        ("id" = String, Path, description = "Subscription id"),
+        ("delivery" = String, Path, description = "Delivery id, as listed (`<event_id>:<subscription id>`)"),
+    ),
+    responses(
+        (status = 202, description = "Pending again, due at once", body = DeliveryView,
+            example = json!({"id": "01938b21-7a8b-7c9d-8e0f-1a2b3c4d5e6f:01937f12-4d5e-7f60-8172-8c9d0e1f2031",
+                "event_id": "01938b21-7a8b-7c9d-8e0f-1a2b3c4d5e6f", "type": "claim.adjudicated", "status": "pending",
+                "attempts": [
+                    {"attempt": 1, "at": "2026-11-28T09:14:03.512Z", "status_code": 503, "error": null, "duration_ms": 412},
+                    {"attempt": 2, "at": "2026-11-28T09:14:14.020Z", "status_code": null, "error": "connection failed", "duration_ms": 3}],
+                "next_attempt_at": "2026-11-30T07:02:11.250Z", "created_at": "2026-11-28T09:14:03.498Z", "delivered_at": null,
+                "redelivered_at": "2026-11-30T07:02:11.250Z"})),
+        (status = 404, description = "No such subscription of yours, or no such delivery of it", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not failed: `errors[0].code` `already_delivered` or `delivery_pending`", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["webhooks:write"]))
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ManageWebhooks>,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    own(&state, &auth.caller, &id).await?;
+    let ctx = auth.caller.write_context(&state, None);
+    match state.store.redeliver(&ctx, &id, &delivery).await? {
+        Redelivery::Redelivered(d) => Ok((StatusCode::ACCEPTED, Json(DeliveryView::from(d))).into_response()),
+        Redelivery::NotFound => Err(ApiError::NotFound),
+        Redelivery::NotFailed(status) => Err(not_failed(&status)),
+    }
+}
+
+/// Most failed deliveries one request sends again.
+pub const REDELIVER_AT_ONCE: u32 = 1000;
+
+/// The filter of `POST /v1/webhooks/{id}/deliveries/redeliver`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RedeliverQuery {
+    /// Only the deliveries of events raised at or after this RFC 3339 instant or `YYYY-MM-DD`
+    /// day (00:00 UTC), such as the start of an outage of your receiver; without it, every
+    /// failed delivery of the subscription.
+    #[param(value_type = Option<super::audit::Since>, inline)]
+    pub since: Option<String>,
+}
+
+/// What `POST /v1/webhooks/{id}/deliveries/redeliver` did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"redelivered": 1000, "more": true}))]
+pub struct RedeliveredView {
+    /// How many failed deliveries became `pending` again.
+    pub redelivered: u64,
+    /// Whether failed deliveries matching the request are left: send the same request again.
+    pub more: bool,
+}
+
+/// Send a subscription's failed deliveries again, after an outage of your receiver.
+///
+/// Its oldest `failed` deliveries (raised at or after `since`, when given), at most 1000 a
+/// request, each as `…/deliveries/{delivery}/redeliver` does: `pending` again with the whole
+/// retry schedule, its attempts kept. `more` tells whether failed ones are left; repeat the
+/// request until it is false (the deliveries sent again are no longer failed, so no request
+/// sends one twice). Answers 202, also when there were none. Audited as `webhook.redelivered`
+/// when any was.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/deliveries/redeliver",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id"), RedeliverQuery),
+    responses(
+        (status = 202, description = "How many are pending again, and whether more are left", body = RedeliveredView),
+        (status = 404, description = "No such subscription of yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["webhooks:write"]))
+)]
+pub async fn redeliver_failed(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ManageWebhooks>,
+    Path(id): Path<String>,
+    AppQuery(query): AppQuery<RedeliverQuery>,
+) -> Result<Response, ApiError> {
+    let since = super::audit::parse_since(query.since.as_deref())?;
+    own(&state, &auth.caller, &id).await?;
+    let ctx = auth.caller.write_context(&state, None);
+    let done = state
+        .store
+        .redeliver_failed(&ctx, &id, since, REDELIVER_AT_ONCE)
+        .await?;
+    let view = RedeliveredView {
+        redelivered: done.redelivered,
+        more: done.more,
+    };
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 #[cfg(test)]

@@ -17,6 +17,26 @@ pub struct AttemptOutcome {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// What asking for a delivery again found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redelivery {
+    /// It was `failed` and is `pending` again, due at once, with a fresh retry budget.
+    Redelivered(Delivery),
+    /// The subscription has no such delivery.
+    NotFound,
+    /// It is not `failed`: `pending` or `delivered`.
+    NotFailed(String),
+}
+
+/// Asking for a subscription's failed deliveries again, at most a given number at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedeliveredMany {
+    /// How many became `pending`.
+    pub redelivered: u64,
+    /// Whether failed deliveries matching the request are left, for another request.
+    pub more: bool,
+}
+
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Returns the subscription created, or the one a first request with the same
@@ -36,8 +56,29 @@ pub trait WebhookStore: Send + Sync {
     /// False when there is no such live subscription of the organisation.
     async fn delete_subscription(&self, ctx: &WriteContext, id: &str) -> Result<bool, StoreError>;
 
-    /// Newest first, each with its attempts.
-    async fn list_deliveries(&self, subscription: &str, page: &PageRequest) -> Result<Page<Delivery>, StoreError>;
+    /// Newest first, each with its attempts; only those in `status` when it is given.
+    async fn list_deliveries(
+        &self,
+        subscription: &str,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// Makes one `failed` delivery of the subscription `pending` again, due at `ctx.at`, its
+    /// earlier attempts kept and its retry budget whole again; audited as `webhook.redelivered`.
+    async fn redeliver(&self, ctx: &WriteContext, subscription: &str, delivery: &str)
+        -> Result<Redelivery, StoreError>;
+
+    /// Makes the subscription's oldest `failed` deliveries raised at or after `since` (all when
+    /// `None`) `pending` again, at most `limit`, as [`WebhookStore::redeliver`] does for one;
+    /// audited once when any was.
+    async fn redeliver_failed(
+        &self,
+        ctx: &WriteContext,
+        subscription: &str,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<RedeliveredMany, StoreError>;
 
     /// Leases up to `limit` due deliveries to `owner` until `lease_until`; two workers never
     /// lease the same delivery at once. A subscription that already has `per_subscription`
