@@ -414,12 +414,13 @@ impl WebhookStore for This {
         .await
         .map_err(db_err)?;
         self.commit(tx).await?;
-        let Some(row) = row else {
-            return Ok(Redelivery::NotFound);
+        let row = match row {
+            // Still failed, yet not made pending: its subscription was deleted meanwhile.
+            Some(row) if changed == 0 && row.status == "failed" => return Ok(Redelivery::NotFound),
+            Some(row) if changed == 0 => return Ok(Redelivery::NotFailed(row.status)),
+            Some(row) => row,
+            None => return Ok(Redelivery::NotFound),
         };
-        if changed == 0 {
-            return Ok(Redelivery::NotFailed(row.status));
-        }
         let mut found = with_attempts(&self.write, vec![row]).await?;
         Ok(found.pop().map_or(Redelivery::NotFound, Redelivery::Redelivered))
     }
