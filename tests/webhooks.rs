@@ -1087,7 +1087,13 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     assert_eq!(later.status.as_u16(), 202, "{}", later.text);
     assert_eq!(later.json, json!({"redelivered": 0, "more": false}));
     r.fail_first.store(2, Ordering::SeqCst);
-    let all = many(String::new()).await;
+    let unnamed = many(String::new()).await;
+    let fault = &unnamed.problem(422, "validation_failed")["errors"][0];
+    assert_eq!(
+        (&fault["field"], &fault["code"]),
+        (&json!("/query/since"), &json!("required"))
+    );
+    let all = many("?since=1970-01-01".to_owned()).await;
     assert_eq!(all.status.as_u16(), 202, "{}", all.text);
     assert_eq!(all.json, json!({"redelivered": 1, "more": false}));
     let page = deliveries_until(&app, &format!("{list}?status=failed"), |p| {
@@ -1102,7 +1108,7 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     );
     // While a try is under way the delivery is pending: not sent twice.
     r.delay_ms.store(1500, Ordering::SeqCst);
-    let all = many(String::new()).await;
+    let all = many("?since=2026-01-01".to_owned()).await;
     assert_eq!(all.json, json!({"redelivered": 1, "more": false}), "{}", all.text);
     let started = Instant::now();
     while r.in_flight() == 0 && started.elapsed() < Duration::from_secs(5) {
@@ -1127,8 +1133,136 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     assert_eq!(log.json["items"].as_array().unwrap().len(), 3, "{}", log.text);
 }
 
+/// A service with fast retries and mut-a, subscribed to a loopback receiver.
+async fn bare(backend: Backend) -> (TestApp, Receiver, String) {
+    let app = TestApp::spawn_with(backend, fast).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "TG").await;
+    let (r, port) = receiver().await;
+    let (sub, _) = subscribe(&app, port, json!(["claim.submitted"])).await;
+    (app, r, sub)
+}
+
+/// `n` failed deliveries of `sub`, each tried 12 times, written straight into the database;
+/// ids `e1000000001:<sub>`… in the order raised, raised at `at`.
+async fn failed_rows(app: &TestApp, sub: &str, first: u64, n: u64, at: &str) {
+    let payload =
+        format!(r#"{{"resource": "other", "created_at": "{at}", "organization": "mut-a", "data": {{"id": "x"}}}}"#);
+    app.db
+        .execute(&format!(
+            "WITH RECURSIVE k(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM k WHERE i < {last}) \
+             INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) \
+             SELECT 'e' || (1000000000 + i) || ':{sub}', '{sub}', 'e' || (1000000000 + i), 'claim.submitted', \
+             '{payload}', 'failed', 12, '{at}', '{at}' FROM k",
+            last = first + n - 1
+        ))
+        .await;
+}
+
+async fn wait_got(r: &Receiver, n: usize, within: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < within && r.got.lock().unwrap().len() < n {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(app: &TestApp, path: &str, org: &str) -> passerelle_tests::Reply {
+    app.send(
+        app.request(reqwest::Method::POST, path)
+            .bearer_auth(app.token(org, "webhooks:write")),
+    )
+    .await
+}
+
+/// A send under way when the organisation is deactivated leaves its delivery `failed` but
+/// still leased. Reactivated, the subscriber asks for it again: the redelivery used to clear
+/// the lease of the send still under way, which was then sent a second time at once, and one
+/// of the two answers was never recorded. It keeps the lease now.
+async fn a_redelivery_does_not_race_the_send_under_way(backend: Backend) {
+    let (app, r, sub) = bare(backend).await;
+    r.delay_ms.store(2000, Ordering::SeqCst);
+    failed_rows(&app, &sub, 1, 1, "2026-06-01T00:00:00+00:00").await;
+    app.db
+        .execute("UPDATE webhook_deliveries SET status = 'pending', attempts = 0")
+        .await;
+    let started = Instant::now();
+    while r.arrived.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.in_flight(), 1, "the first send is under way");
+    for action in ["deactivate", "reactivate"] {
+        let reply = app
+            .send(
+                app.request(reqwest::Method::POST, &format!("/v1/organizations/mut-a/{action}"))
+                    .bearer_auth(app.operator()),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+    let delivery = format!("e1000000001:{sub}");
+    let again = post(
+        &app,
+        &format!("/v1/webhooks/{sub}/deliveries/{delivery}/redeliver"),
+        "mut-a",
+    )
+    .await;
+    assert_eq!(again.status.as_u16(), 202, "{}", again.text);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let in_flight = r.in_flight();
+    // Let everything settle.
+    wait_got(&r, 2, Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = r.got.lock().unwrap().len();
+    let page = app
+        .get(
+            &format!("/v1/webhooks/{sub}/deliveries"),
+            &app.token("mut-a", "webhooks:write"),
+        )
+        .await;
+    let d = &page.json["items"][0];
+    assert!(
+        in_flight <= 1,
+        "one delivery sent twice at once ({in_flight} in flight)"
+    );
+    assert_eq!(
+        d["attempts"].as_array().unwrap().len(),
+        sent,
+        "every send's answer is recorded: {d}"
+    );
+}
+
+/// A redelivery that meets the subscription's deletion answers 202 (before it) or 404
+/// (after it), never 409 `delivery_pending` for a delivery that is failed.
+async fn a_redelivery_meeting_a_deletion_is_404(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let mut seen = std::collections::BTreeMap::new();
+    for round in 0..50 {
+        // A closed port: nothing is delivered.
+        let (sub, _) = subscribe(&app, 9, json!(["claim.submitted"])).await;
+        failed_rows(&app, &sub, round * 10 + 1, 1, "2026-06-01T00:00:00+00:00").await;
+        let delivery = format!("e{}:{sub}", 1000000000 + round * 10 + 1);
+        let path = format!("/v1/webhooks/{sub}/deliveries/{delivery}/redeliver");
+        let delete = app.send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{sub}"))
+                .bearer_auth(app.token("mut-a", "webhooks:write")),
+        );
+        let (deleted, again) = tokio::join!(delete, post(&app, &path, "mut-a"));
+        assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.text);
+        let key = format!("{} {}", again.status.as_u16(), again.json["errors"][0]["code"]);
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    assert!(
+        seen.keys().all(|k| k.starts_with("202") || k.starts_with("404")),
+        "{seen:?}"
+    );
+}
+
 on_both_databases!(
     failed_deliveries_are_sent_again_on_request,
+    a_redelivery_does_not_race_the_send_under_way,
+    a_redelivery_meeting_a_deletion_is_404,
     a_deactivated_organisation_is_sent_nothing_new,
     a_dead_receiver_delays_only_its_own_deliveries,
     a_failing_receiver_is_sent_one_delivery_at_a_time,

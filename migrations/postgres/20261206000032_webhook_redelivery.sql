@@ -10,12 +10,13 @@ ALTER TABLE webhook_deliveries ADD COLUMN redelivered_at TIMESTAMPTZ;
 -- migration's transaction, it holds the writes that queue deliveries while it reads the table;
 -- with a long history, build it beforehand without holding anything (deploy/README.md,
 -- migration 32); this migration then finds it. One left invalid by a failed concurrent build
--- is refused.
+-- is refused (in this schema: `IF NOT EXISTS` looks nowhere else).
 DO $$
 BEGIN
     IF EXISTS (
         SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE c.relname = 'webhook_deliveries_failed' AND NOT i.indisvalid
+        WHERE c.relname = 'webhook_deliveries_failed' AND c.relnamespace = current_schema()::regnamespace
+        AND NOT i.indisvalid
     ) THEN
         RAISE EXCEPTION 'the index webhook_deliveries_failed was left invalid by a failed CREATE INDEX CONCURRENTLY: drop it (DROP INDEX CONCURRENTLY webhook_deliveries_failed) and build it again, or let this migration build it (deploy/README.md, migration 32)';
     END IF;

@@ -63,7 +63,8 @@ const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 const PENDING_BY_SUBSCRIPTION: &str = "";
 const LIVE_LEASES: &str = "";
 /// A subscription's deliveries of one status (`webhooks.rs`): the failed ones from their own
-/// index (migration 32), the others from the index of all its deliveries by id.
+/// index (migration 32), the pending ones from theirs (`PENDING_BY_SUBSCRIPTION`), the
+/// delivered from the index of all its deliveries by id.
 const FAILED_BY_SUBSCRIPTION: &str = "";
 const ALL_BY_SUBSCRIPTION: &str = "";
 const UNINDEXED: &str = "";

@@ -64,7 +64,8 @@ const SKIP_LOCKED: &str = "";
 const PENDING_BY_SUBSCRIPTION: &str = " INDEXED BY webhook_deliveries_due_by_subscription";
 const LIVE_LEASES: &str = " INDEXED BY webhook_deliveries_leased";
 /// A subscription's deliveries of one status (`webhooks.rs`): the failed ones from their own
-/// index (migration 32), the others from the index of all its deliveries by id.
+/// index (migration 32), the pending ones from theirs (`PENDING_BY_SUBSCRIPTION`), the
+/// delivered from the index of all its deliveries by id.
 const FAILED_BY_SUBSCRIPTION: &str = " INDEXED BY webhook_deliveries_failed";
 const ALL_BY_SUBSCRIPTION: &str = " INDEXED BY webhook_deliveries_subscription";
 /// Before a term that must not choose the index (SQLite's unary `+`): the lease's re-check of

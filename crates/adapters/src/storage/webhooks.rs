@@ -191,11 +191,12 @@ fn pending_subscriptions() -> String {
 /// The redelivery of a subscription's failed deliveries, to be narrowed by id: each becomes
 /// pending, due at once, its tries so far kept and numbered on but no longer counted
 /// (`attempt_base`). Only while the subscription is live and the caller's: a deletion that
-/// commits meanwhile fails it again, unsent (`fail_orphaned_deliveries`).
+/// commits meanwhile fails it again, unsent (`fail_orphaned_deliveries`). Its lease is left as
+/// it is: a delivery failed by a deactivation while a send was under way keeps that send's
+/// lease, so that the send's answer is recorded and no second send starts before it ends.
 fn redelivery<'q>(ctx: &'q WriteContext, subscription: &'q str) -> sqlx::QueryBuilder<'q, Db> {
     let mut update = sqlx::QueryBuilder::<Db>::new(
-        "UPDATE webhook_deliveries SET status = 'pending', attempt_base = attempts, locked_until = NULL, \
-         lock_owner = NULL, next_attempt_at = ",
+        "UPDATE webhook_deliveries SET status = 'pending', attempt_base = attempts, next_attempt_at = ",
     );
     update
         .push_bind(ctx.at)
@@ -353,7 +354,7 @@ impl WebhookStore for This {
     ) -> Result<Page<Delivery>, StoreError> {
         // Only the filters given are written: `$2 IS NULL OR id < $2` walked the subscription's
         // newer deliveries on SQLite before each later page. Failed deliveries, few among the
-        // delivered, have an index of their own (migration 32).
+        // delivered, have an index of their own (migration 32), as pending ones do (30).
         // The status is written as a literal, which SQLite needs to use a partial index; a
         // status no delivery can have matches none.
         let status = match status {
@@ -367,10 +368,11 @@ impl WebhookStore for This {
                 }
             },
         };
-        let index = if status == Some("failed") {
-            FAILED_BY_SUBSCRIPTION
-        } else {
-            ALL_BY_SUBSCRIPTION
+        let index = match status {
+            Some("failed") => FAILED_BY_SUBSCRIPTION,
+            // A backlog is rarely long, a history often is.
+            Some("pending") => PENDING_BY_SUBSCRIPTION,
+            _ => ALL_BY_SUBSCRIPTION,
         };
         let mut query = sqlx::QueryBuilder::<Db>::new(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries{index} WHERE subscription = "

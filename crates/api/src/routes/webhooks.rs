@@ -505,8 +505,10 @@ pub struct DeliveryView {
     /// The event type, e.g. `claim.adjudicated`.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// `pending`, `delivered` or `failed` (given up after the last attempt, or its subscription
-    /// deleted); a failed one may be asked for again (`…/redeliver`).
+    /// `pending`, `delivered` or `failed`: given up after its last attempt, its subscription
+    /// deleted or its organisation deactivated while it was pending, or its stored event
+    /// unreadable (the attempt's `error` says so). A failed one of a live subscription may be
+    /// sent again (`…/redeliver`).
     pub status: String,
     /// Every try so far, oldest first.
     pub attempts: Vec<AttemptView>,
@@ -695,10 +697,12 @@ pub const REDELIVER_AT_ONCE: u32 = 1000;
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RedeliverQuery {
-    /// Only the deliveries of events raised at or after this RFC 3339 instant or `YYYY-MM-DD`
-    /// day (00:00 UTC), such as the start of an outage of your receiver; without it, every
-    /// failed delivery of the subscription.
-    #[param(value_type = Option<super::audit::Since>, inline)]
+    /// Required: only the deliveries of events raised at or after this RFC 3339 instant or
+    /// `YYYY-MM-DD` day (00:00 UTC), such as the start of an outage of your receiver
+    /// (`1970-01-01` for every failed delivery of the subscription). Required so that a
+    /// mistyped name sends nothing, where an unread parameter is otherwise ignored.
+    // An `Option` so that its absence is the handler's 422 (`required`, `/query/since`).
+    #[param(required = true, value_type = super::audit::Since, inline)]
     pub since: Option<String>,
 }
 
@@ -714,7 +718,7 @@ pub struct RedeliveredView {
 
 /// Send a subscription's failed deliveries again, after an outage of your receiver.
 ///
-/// Its oldest `failed` deliveries (raised at or after `since`, when given), at most 1000 a
+/// Its oldest `failed` deliveries raised at or after `since` (required), at most 1000 a
 /// request, each as `…/deliveries/{delivery}/redeliver` does: `pending` again with the whole
 /// retry schedule, its attempts kept. `more` tells whether failed ones are left; repeat the
 /// request until it is false (the deliveries sent again are no longer failed, so no request
@@ -737,12 +741,13 @@ pub async fn redeliver_failed(
     Path(id): Path<String>,
     AppQuery(query): AppQuery<RedeliverQuery>,
 ) -> Result<Response, ApiError> {
-    let since = super::audit::parse_since(query.since.as_deref())?;
+    let since = super::audit::parse_since(query.since.as_deref())?
+        .ok_or_else(|| ApiError::field(FieldError::required("/query/since")))?;
     own(&state, &auth.caller, &id).await?;
     let ctx = auth.caller.write_context(&state, None);
     let done = state
         .store
-        .redeliver_failed(&ctx, &id, since, REDELIVER_AT_ONCE)
+        .redeliver_failed(&ctx, &id, Some(since), REDELIVER_AT_ONCE)
         .await?;
     let view = RedeliveredView {
         redelivered: done.redelivered,
