@@ -1259,7 +1259,39 @@ async fn a_redelivery_meeting_a_deletion_is_404(backend: Backend) {
     );
 }
 
+/// The creation's `Location` is a resource: its owner reads it there, without the secret;
+/// another organisation, and anyone once it is deleted, gets 404.
+async fn a_subscription_reads_where_its_location_says(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "TG").await;
+    let token = app.token("mut-a", "webhooks:write");
+    let created = app
+        .post(
+            "/v1/webhooks",
+            &token,
+            &json!({"url": "http://127.0.0.1:9/hook", "events": ["claim.submitted", "coverage.changed"]}),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    let location = created.header("location").unwrap().to_owned();
+    let read = app.get(&location, &token).await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    let mut expected = created.json.clone();
+    expected.as_object_mut().unwrap().remove("secret");
+    assert_eq!(read.json, expected, "the creation's answer, without its secret");
+    app.get(&location, &app.token("mut-b", "webhooks:write"))
+        .await
+        .problem(404, "not_found");
+    let deleted = app
+        .send(app.request(reqwest::Method::DELETE, &location).bearer_auth(&token))
+        .await;
+    assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.text);
+    app.get(&location, &token).await.problem(404, "not_found");
+}
+
 on_both_databases!(
+    a_subscription_reads_where_its_location_says,
     failed_deliveries_are_sent_again_on_request,
     a_redelivery_does_not_race_the_send_under_way,
     a_redelivery_meeting_a_deletion_is_404,

@@ -25,7 +25,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_webhook, list_webhooks))
-        .routes(routes!(delete_webhook))
+        .routes(routes!(get_webhook, delete_webhook))
         .routes(routes!(list_deliveries))
         .routes(routes!(redeliver))
         .routes(routes!(redeliver_failed))
@@ -438,6 +438,31 @@ async fn own(state: &AppState, caller: &Caller, id: &str) -> Result<Subscription
         Some(s) if s.organization == caller.org.as_str() => Ok(s),
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// One of your subscriptions (without its secret).
+///
+/// The resource the creation's `Location` names: its URL, events and creation time. Only your
+/// organisation's live subscriptions (404 otherwise, and once deleted); the secret is never
+/// shown again.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The subscription", body = WebhookView),
+        (status = 404, description = "No such subscription of yours (also once deleted)", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["webhooks:write"]))
+)]
+pub async fn get_webhook(
+    State(state): State<AppState>,
+    auth: Authorized<perm::ManageWebhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let sub = own(&state, &auth.caller, &id).await?;
+    Ok(Json(view(sub, false)))
 }
 
 /// Delete a subscription; pending deliveries to it are dropped.
