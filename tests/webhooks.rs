@@ -1085,7 +1085,7 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
     let later = many(format!("?since={tomorrow}")).await;
     assert_eq!(later.status.as_u16(), 202, "{}", later.text);
-    assert_eq!(later.json, json!({"redelivered": 0, "more": false}));
+    assert_eq!(later.json, json!({"redelivered": 0, "next_cursor": null}));
     r.fail_first.store(2, Ordering::SeqCst);
     let unnamed = many(String::new()).await;
     let fault = &unnamed.problem(422, "validation_failed")["errors"][0];
@@ -1095,7 +1095,7 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     );
     let all = many("?since=1970-01-01".to_owned()).await;
     assert_eq!(all.status.as_u16(), 202, "{}", all.text);
-    assert_eq!(all.json, json!({"redelivered": 1, "more": false}));
+    assert_eq!(all.json, json!({"redelivered": 1, "next_cursor": null}));
     let page = deliveries_until(&app, &format!("{list}?status=failed"), |p| {
         p["items"][0]["attempts"].as_array().is_some_and(|a| a.len() == 4)
     })
@@ -1109,7 +1109,7 @@ async fn failed_deliveries_are_sent_again_on_request(backend: Backend) {
     // While a try is under way the delivery is pending: not sent twice.
     r.delay_ms.store(1500, Ordering::SeqCst);
     let all = many("?since=2026-01-01".to_owned()).await;
-    assert_eq!(all.json, json!({"redelivered": 1, "more": false}), "{}", all.text);
+    assert_eq!(all.json, json!({"redelivered": 1, "next_cursor": null}), "{}", all.text);
     let started = Instant::now();
     while r.in_flight() == 0 && started.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1290,8 +1290,55 @@ async fn a_subscription_reads_where_its_location_says(backend: Backend) {
     app.get(&location, &token).await.problem(404, "not_found");
 }
 
+/// A pass of bulk redeliveries takes each failed delivery once and ends, even when what it
+/// sent fails again at once: here 1,001 deliveries whose stored event does not read, each
+/// failed again within moments of being made pending. Each request continues after the last
+/// delivery the previous one took (`cursor`), where taking the oldest failed ones again would
+/// have gone on for ever.
+async fn a_bulk_redelivery_takes_each_failed_delivery_once_a_pass(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let (sub, _) = subscribe(&app, 9, json!(["claim.submitted"])).await;
+    failed_rows(&app, &sub, 1, 1001, "2026-06-01T00:00:00+00:00").await;
+    app.db
+        .execute("UPDATE webhook_deliveries SET payload = 'not an event'")
+        .await;
+    let path = format!("/v1/webhooks/{sub}/deliveries/redeliver?since=2026-06-01");
+    let first = post(&app, &path, "mut-a").await;
+    assert_eq!(first.status.as_u16(), 202, "{}", first.text);
+    assert_eq!(first.json["redelivered"], 1000, "{}", first.text);
+    let cursor = first.json["next_cursor"].as_str().expect("more are left").to_owned();
+    // The 1,000 fail again, unsent.
+    let failed = "SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'";
+    let started = Instant::now();
+    while app.db.scalar(failed).await < 1001 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.db.scalar(failed).await, 1001, "failed again");
+    let second = post(&app, &format!("{path}&cursor={cursor}"), "mut-a").await;
+    assert_eq!(
+        second.json,
+        json!({"redelivered": 1, "next_cursor": null}),
+        "{}",
+        second.text
+    );
+    // A cursor is bound to its request's `since`.
+    let other = post(
+        &app,
+        &format!("/v1/webhooks/{sub}/deliveries/redeliver?since=2026-05-01&cursor={cursor}"),
+        "mut-a",
+    )
+    .await;
+    let fault = &other.problem(422, "validation_failed")["errors"][0];
+    assert_eq!(
+        (&fault["field"], &fault["code"]),
+        (&json!("/query/cursor"), &json!("invalid_cursor"))
+    );
+}
+
 on_both_databases!(
     a_subscription_reads_where_its_location_says,
+    a_bulk_redelivery_takes_each_failed_delivery_once_a_pass,
     failed_deliveries_are_sent_again_on_request,
     a_redelivery_does_not_race_the_send_under_way,
     a_redelivery_meeting_a_deletion_is_404,

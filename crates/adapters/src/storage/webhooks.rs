@@ -432,6 +432,7 @@ impl WebhookStore for This {
         ctx: &WriteContext,
         subscription: &str,
         since: Option<chrono::DateTime<chrono::Utc>>,
+        after: Option<&str>,
         limit: u32,
     ) -> Result<RedeliveredMany, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -444,10 +445,17 @@ impl WebhookStore for This {
         if let Some(since) = since {
             query.push(" AND created_at >= ").push_bind(since);
         }
+        // A request continues after the last delivery the previous one took, so that one that
+        // fails again at once (its stored event unreadable, its receiver still down) is not
+        // taken again by the next, and a pass ends.
+        if let Some(after) = after {
+            query.push(" AND id > ").push_bind(after);
+        }
         query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
         let mut ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
         let more = ids.len() > limit as usize;
         ids.truncate(limit as usize);
+        let next = more.then(|| ids.last().cloned()).flatten();
         let mut redelivered = 0;
         for chunk in ids.chunks(500) {
             let mut update = redelivery(ctx, subscription);
@@ -462,7 +470,7 @@ impl WebhookStore for This {
             queue_events(&mut tx, &[ctx.audit("webhook.redelivered", "webhook", subscription)]).await?;
         }
         self.commit(tx).await?;
-        Ok(RedeliveredMany { redelivered, more })
+        Ok(RedeliveredMany { redelivered, next })
     }
 
     async fn lease_deliveries(

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use passerelle_domain::error::FieldError;
+use passerelle_domain::pagination::PageRequest;
 use passerelle_domain::ports::Redelivery;
 use passerelle_domain::webhook::{Delivery, Subscription, DELIVERY_STATUSES, EVENT_TYPES};
 use serde::{Deserialize, Serialize};
@@ -281,7 +282,7 @@ pub enum WebhookData {
 /// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas),
 /// `{event_id, type, created_at, organization, version, data}`, `data` being the resource as its
 /// GET shows it and `version` its version after the change (keep the highest per resource), with `Passerelle-Event-Id` and
-/// `Passerelle-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. A
+/// `Passerelle-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<raw body>")>` (the key: the secret's UTF-8 bytes as shown). A
 /// non-2xx answer or a timeout is retried with exponential backoff (10 s, doubling, each delay
 /// up to 20 % longer; 12 attempts by default); receivers dedupe on `event_id`. The URL must be `https://` on a
 /// public address (422 on `/url`). Answers 201 with the `secret`, shown only here.
@@ -676,7 +677,7 @@ pub fn not_failed(status: &str) -> ApiError {
 /// deactivation of your organisation since reversed) becomes `pending`, due at once, with the
 /// whole retry schedule again (`PASSERELLE_WEBHOOK_MAX_ATTEMPTS` more attempts, the first
 /// within about 200 ms). Its earlier attempts stay listed and the next ones are numbered after
-/// them; the event is the one first sent (same `event_id` and `data`), signed afresh. Only a
+/// them; the event is the one first sent (same `event_id`, `version` and `data`), signed afresh. Only a
 /// failed delivery: 409 `already_delivered` or `delivery_pending` otherwise. Audited as
 /// `webhook.redelivered`. Answers 202 with the delivery as it now stands.
 #[utoipa::path(
@@ -722,40 +723,47 @@ pub const REDELIVER_AT_ONCE: u32 = 1000;
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RedeliverQuery {
-    /// Required: only the deliveries of events raised at or after this RFC 3339 instant or
-    /// `YYYY-MM-DD` day (00:00 UTC), such as the start of an outage of your receiver
-    /// (`1970-01-01` for every failed delivery of the subscription). Required so that a
-    /// mistyped name sends nothing, where an unread parameter is otherwise ignored.
+    /// Required: only the deliveries of events whose `created_at` is at or after this RFC 3339
+    /// instant or `YYYY-MM-DD` day (00:00 UTC). `1970-01-01` takes every failed delivery of the
+    /// subscription. After an outage of your receiver, give a minute before it began: an event
+    /// is dated when its request was received, a little before its first try. Required so that
+    /// a mistyped name sends nothing, where an unread parameter is otherwise ignored.
     // An `Option` so that its absence is the handler's 422 (`required`, `/query/since`).
     #[param(required = true, value_type = super::audit::Since, inline)]
     pub since: Option<String>,
+    /// The previous answer's `next_cursor`, to continue after the deliveries it took; absent for
+    /// the first request.
+    pub cursor: Option<String>,
 }
 
 /// What `POST /v1/webhooks/{id}/deliveries/redeliver` did.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"redelivered": 1000, "more": true}))]
+#[schema(example = json!({"redelivered": 1000, "next_cursor": "eyJsIjoiL3YxL3dlYmhvb2tzLzAxOTM3ZjEyIiwiayI6IjAxOTM4YjIxIn0"}))]
 pub struct RedeliveredView {
     /// How many failed deliveries became `pending` again.
     pub redelivered: u64,
-    /// Whether failed deliveries matching the request are left: send the same request again.
-    pub more: bool,
+    /// When failed deliveries matching the request are left: send the same request again with
+    /// `cursor` set to this. Null once every one was taken.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// Send a subscription's failed deliveries again, after an outage of your receiver.
 ///
-/// Its oldest `failed` deliveries raised at or after `since` (required), at most 1000 a
-/// request, each as `…/deliveries/{delivery}/redeliver` does: `pending` again with the whole
-/// retry schedule, its attempts kept. `more` tells whether failed ones are left; repeat the
-/// request until it is false (the deliveries sent again are no longer failed, so no request
-/// sends one twice). Answers 202, also when there were none. Audited as `webhook.redelivered`
-/// when any was.
+/// Its oldest `failed` deliveries of events whose `created_at` is at or after `since`
+/// (required), at most 1000 a request, each as `…/deliveries/{delivery}/redeliver` does:
+/// `pending` again with the whole retry schedule, its attempts kept. While `next_cursor` is not
+/// null, send the request again with `cursor` set to it: each request continues after the last
+/// delivery the previous one took, so a pass takes each failed delivery once and ends, even
+/// when some fail again at once. Send no body. Answers 202, also when there were none. Audited
+/// as `webhook.redelivered` when any was.
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{id}/deliveries/redeliver",
     tag = "webhooks",
     params(("id" = String, Path, description = "Subscription id"), RedeliverQuery),
     responses(
-        (status = 202, description = "How many are pending again, and whether more are left", body = RedeliveredView),
+        (status = 202, description = "How many are pending again, and where to continue", body = RedeliveredView),
         (status = 404, description = "No such subscription of yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["webhooks:write"]))
@@ -766,17 +774,42 @@ pub async fn redeliver_failed(
     Path(id): Path<String>,
     AppQuery(query): AppQuery<RedeliverQuery>,
 ) -> Result<Response, ApiError> {
-    let since = super::audit::parse_since(query.since.as_deref())?
-        .ok_or_else(|| ApiError::field(FieldError::required("/query/since")))?;
+    // Every broken rule of the query at once (API.md §4).
+    let mut errors = Vec::new();
+    let since = match super::audit::parse_since(query.since.as_deref()) {
+        Ok(Some(since)) => Some(since),
+        Ok(None) => {
+            errors.push(FieldError::required("/query/since"));
+            None
+        }
+        Err(ApiError::Validation(mut e)) => {
+            errors.append(&mut e);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // The cursor is bound to this request's subscription and `since`, as a list's to its list.
+    let after = match PageRequest::parse_list(&super::this_list(), None, query.cursor.as_deref()) {
+        Ok(page) => page.after,
+        Err(mut e) => {
+            errors.append(&mut e);
+            None
+        }
+    };
+    let Some(since) = since.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
     own(&state, &auth.caller, &id).await?;
     let ctx = auth.caller.write_context(&state, None);
     let done = state
         .store
-        .redeliver_failed(&ctx, &id, Some(since), REDELIVER_AT_ONCE)
+        .redeliver_failed(&ctx, &id, Some(since), after.as_deref(), REDELIVER_AT_ONCE)
         .await?;
     let view = RedeliveredView {
         redelivered: done.redelivered,
-        more: done.more,
+        next_cursor: done
+            .next
+            .map(|key| passerelle_domain::pagination::encode_list_cursor(&super::this_list(), &key)),
     };
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }

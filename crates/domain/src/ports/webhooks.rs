@@ -29,12 +29,13 @@ pub enum Redelivery {
 }
 
 /// Asking for a subscription's failed deliveries again, at most a given number at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedeliveredMany {
     /// How many became `pending`.
     pub redelivered: u64,
-    /// Whether failed deliveries matching the request are left, for another request.
-    pub more: bool,
+    /// The id of the last delivery taken, when failed deliveries matching the request are left
+    /// after it: the next request continues from there.
+    pub next: Option<String>,
 }
 
 #[async_trait]
@@ -70,13 +71,14 @@ pub trait WebhookStore: Send + Sync {
         -> Result<Redelivery, StoreError>;
 
     /// Makes the subscription's oldest `failed` deliveries raised at or after `since` (all when
-    /// `None`) `pending` again, at most `limit`, as [`WebhookStore::redeliver`] does for one;
-    /// audited once when any was.
+    /// `None`) and, when `after` is given, whose id comes after it, `pending` again, at most
+    /// `limit`, as [`WebhookStore::redeliver`] does for one; audited once when any was.
     async fn redeliver_failed(
         &self,
         ctx: &WriteContext,
         subscription: &str,
         since: Option<DateTime<Utc>>,
+        after: Option<&str>,
         limit: u32,
     ) -> Result<RedeliveredMany, StoreError>;
 
