@@ -415,16 +415,18 @@ impl WebhookStore for This {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        self.commit(tx).await?;
-        let row = match row {
+        let outcome = match row {
             // Still failed, yet not made pending: its subscription was deleted meanwhile.
-            Some(row) if changed == 0 && row.status == "failed" => return Ok(Redelivery::NotFound),
-            Some(row) if changed == 0 => return Ok(Redelivery::NotFailed(row.status)),
-            Some(row) => row,
-            None => return Ok(Redelivery::NotFound),
+            Some(row) if changed == 0 && row.status == "failed" => Redelivery::NotFound,
+            Some(row) if changed == 0 => Redelivery::NotFailed(row.status),
+            Some(row) => {
+                let mut found = with_attempts(&mut *tx, vec![row]).await?;
+                found.pop().map_or(Redelivery::NotFound, Redelivery::Redelivered)
+            }
+            None => Redelivery::NotFound,
         };
-        let mut found = with_attempts(&self.write, vec![row]).await?;
-        Ok(found.pop().map_or(Redelivery::NotFound, Redelivery::Redelivered))
+        self.commit(tx).await?;
+        Ok(outcome)
     }
 
     async fn redeliver_failed(
@@ -457,14 +459,15 @@ impl WebhookStore for This {
         ids.truncate(limit as usize);
         let next = more.then(|| ids.last().cloned()).flatten();
         let mut redelivered = 0;
-        for chunk in ids.chunks(500) {
+        if !ids.is_empty() {
+            // At most `limit` (1,000) ids, well within either database's parameter limit.
             let mut update = redelivery(ctx, subscription);
             let mut list = update.push(" AND id IN (").separated(", ");
-            for id in chunk {
+            for id in &ids {
                 list.push_bind(id);
             }
             update.push(")");
-            redelivered += update.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+            redelivered = update.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
         }
         if redelivered > 0 {
             queue_events(&mut tx, &[ctx.audit("webhook.redelivered", "webhook", subscription)]).await?;
