@@ -319,6 +319,7 @@ async fn identity_as_registered_and_emptied_localities(backend: Backend) {
         ),
         (&person, json!({"sex": " M ", "birth_date": " 1984-03-12 "})),
         (&person, json!({"id": format!(" {person} ")})),
+        (&person, json!({"version": 1})),
     ] {
         let same = patch(app, &mine, who, Some("*"), &body).await;
         assert_eq!(same.status.as_u16(), 200, "{body}: {}", same.text);
@@ -330,6 +331,9 @@ async fn identity_as_registered_and_emptied_localities(backend: Backend) {
         (json!({"birth_date_precision": "day"}), "/birth_date_precision"),
         (json!({"sex": "M"}), "/sex"),
         (json!({"sex": 1}), "/sex"),
+        // A read older or newer than the person: sent back, it would undo a correction.
+        (json!({"version": 2}), "/version"),
+        (json!({"version": "1"}), "/version"),
     ] {
         let changed = patch(app, &mine, &spouse, Some("*"), &body).await;
         assert_eq!(

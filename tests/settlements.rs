@@ -19,8 +19,11 @@ async fn adjudicated_claims(app: &TestApp, person: &str) -> Vec<String> {
         );
         let created = submit(app, &provider(app), &format!("s-{i}"), &body).await;
         assert_eq!(created.json["status"], "awaiting_complementary", "{}", created.text);
+        assert_eq!(created.json["version"], 1, "a claim's first version");
         let id = created.json["id"].as_str().unwrap().to_owned();
-        assert_eq!(accept_by_mut_a(app, &id).await["status"], "adjudicated");
+        let adjudicated = accept_by_mut_a(app, &id).await;
+        assert_eq!(adjudicated["status"], "adjudicated");
+        assert_eq!(adjudicated["version"], 2, "one more with its adjudication");
         ids.push(id);
     }
     ids
@@ -55,6 +58,11 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(listed, expected);
+    for claim_id in &ids {
+        let c = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
+        assert_eq!(c.json["settlement"], id.as_str());
+        assert_eq!(c.json["version"], 3, "one more with its batching");
+    }
 
     // Nothing left to batch: a second batch is empty.
     app.post("/v1/settlements", &mutuelle(app), &body)
@@ -143,6 +151,7 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         let c = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
         assert_eq!(c.json["status"], "settled");
         assert_eq!(c.json["settlement"], id.as_str());
+        assert_eq!(c.json["version"], 4, "one more with its settlement");
     }
 
     // CSV: one row per claim, and its complementary column adds up to the total.

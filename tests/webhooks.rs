@@ -257,6 +257,8 @@ async fn deliveries_are_signed_and_retried(backend: Backend) {
     assert_eq!(&parsed["event_id"], event_id);
     assert_eq!(parsed["organization"], "cms-a");
     assert_eq!(parsed["version"], 1, "a claim's first version");
+    assert_eq!(created.json["version"], 1, "as the claim shows it");
+    assert_eq!(parsed["data"]["version"], 1);
     assert_eq!(parsed["data"]["id"], created.json["id"]);
     assert_eq!(
         parsed["data"]["totals"], created.json["totals"],
@@ -574,9 +576,9 @@ async fn coverage_changes_are_announced(backend: Backend) {
         assert_eq!(body["data"]["id"], coverage.as_str());
         assert_eq!(format!("\"{}\"", body["version"]), etag, "the version is the ETag's");
         assert_eq!(body["data"]["status"], status);
-        assert!(
-            body["data"].get("version").is_none(),
-            "the resource as its GET shows it"
+        assert_eq!(
+            body["data"]["version"], body["version"],
+            "the resource as its GET shows it, version included"
         );
     }
 }

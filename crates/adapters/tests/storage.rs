@@ -800,13 +800,37 @@ async fn an_invalid_webhook_index_stops_migration_30() {
     );
 }
 
+/// A subscription of `organization` to claim events at a loopback URL.
+fn subscription(id: &str, organization: &str) -> passerelle_domain::webhook::Subscription {
+    passerelle_domain::webhook::Subscription {
+        id: id.into(),
+        organization: organization.into(),
+        url: "https://127.0.0.1/hook".into(),
+        events: vec!["claim.submitted".into()],
+        secret: "s".into(),
+        created_at: at(1),
+    }
+}
+
+/// The ids `owner` leases at 08:00:30, at most `limit` and 4 per subscription, sorted.
+async fn leased(store: &Arc<dyn Store>, limit: u32, owner: &str) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .lease_deliveries(owner, at(30), at(45), limit, 4)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A lease shares its slots out by turns: each subscription's first due delivery before
 /// anyone's second, oldest first within a turn. Taken oldest first over all subscriptions, one
 /// subscription's older backlog held another's newer events back until it drained. The
 /// deliveries are seeded as the outbox holds them (a change that queues them would need a whole
 /// claim); the subscriptions and the lease go through the ports.
 async fn a_lease_shares_its_slots_by_turns(backend: Backend) {
-    use passerelle_domain::webhook::Subscription;
     let h = Harness::new(backend).await;
     let store = h.store();
     for (i, id) in ["mut-a", "mut-b"].into_iter().enumerate() {
@@ -814,14 +838,7 @@ async fn a_lease_shares_its_slots_by_turns(backend: Backend) {
             .create_organization(&ctx(&format!("o{i}")), &org(id, OrgKind::Mutuelle))
             .await
             .unwrap();
-        let sub = Subscription {
-            id: format!("sub-{id}"),
-            organization: id.into(),
-            url: "https://127.0.0.1/hook".into(),
-            events: vec!["claim.submitted".into()],
-            secret: "s".into(),
-            created_at: at(1),
-        };
+        let sub = subscription(&format!("sub-{id}"), id);
         store.create_subscription(&ctx(&format!("s{i}")), &sub).await.unwrap();
     }
     // mut-a: six due from 08:00:01 on; mut-b: one, due after mut-a's first three.
@@ -842,31 +859,70 @@ async fn a_lease_shares_its_slots_by_turns(backend: Backend) {
         ))
         .await;
     }
-    let leased = |limit: u32, owner: &'static str| {
-        let store = store.clone();
-        async move {
-            let mut ids: Vec<String> = store
-                .lease_deliveries(owner, at(30), at(45), limit, 4)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
-            ids.sort();
-            ids
-        }
-    };
     assert_eq!(
-        leased(2, "w1").await,
+        leased(&store, 2, "w1").await,
         ["d1", "d4"],
         "mut-b's one comes in the first turn"
     );
     // mut-a has 3 more sends to start: its next three, however many slots are free.
-    assert_eq!(leased(10, "w2").await, ["d2", "d3", "d5"]);
+    assert_eq!(leased(&store, 10, "w2").await, ["d2", "d3", "d5"]);
     assert_eq!(
-        leased(10, "w3").await,
+        leased(&store, 10, "w3").await,
         Vec::<String>::new(),
         "both at their cap or done"
+    );
+}
+
+/// A delivery failed unsent (its stored event does not read) says nothing of the receiver: its
+/// subscription is not made `failing`, which would hold its next deliveries to one at a time,
+/// while an attempt the receiver answered with an error does.
+async fn an_unsent_failure_leaves_the_receiver_trusted(backend: Backend) {
+    use passerelle_domain::ports::AttemptOutcome;
+    use passerelle_domain::webhook::Attempt;
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .create_organization(&ctx("o"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    store
+        .create_subscription(&ctx("s"), &subscription("sub-a", "mut-a"))
+        .await
+        .unwrap();
+    let payload = r#"{"organization":"mut-a","created_at":"2026-11-30T08:00:00Z","resource":"test","data":{}}"#;
+    for n in 1..=5 {
+        h.db.execute(&format!(
+            "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) VALUES ('d{n}', 'sub-a', 'e{n}', 'claim.submitted', '{payload}', \
+             'pending', 0, '2026-11-30T08:00:0{n}+00:00', '2026-11-30T08:00:00+00:00')"
+        ))
+        .await;
+    }
+    let failed = |sent: bool| AttemptOutcome {
+        attempt: Attempt {
+            attempt: 1,
+            at: at(31),
+            status_code: sent.then_some(500),
+            error: (!sent).then(|| "not sent: payload at line 1 column 1".to_owned()),
+            duration_ms: 0,
+        },
+        delivered: false,
+        retry_at: sent.then(|| at(59)),
+        sent,
+    };
+    assert_eq!(leased(&store, 1, "w1").await, ["d1"]);
+    store.record_attempt("d1", "w1", &failed(false)).await.unwrap();
+    assert_eq!(
+        leased(&store, 2, "w2").await,
+        ["d2", "d3"],
+        "two at once: the receiver was never asked"
+    );
+    store.record_attempt("d2", "w2", &failed(true)).await.unwrap();
+    store.record_attempt("d3", "w2", &failed(true)).await.unwrap();
+    assert_eq!(
+        leased(&store, 10, "w3").await,
+        ["d4"],
+        "one at a time to a receiver that answered 500"
     );
 }
 
@@ -984,4 +1040,5 @@ on_both_databases!(
     checks_are_chained_without_the_head_trigger,
     a_key_with_a_nul_fails_no_other_check,
     a_lease_shares_its_slots_by_turns,
+    an_unsent_failure_leaves_the_receiver_trusted,
 );

@@ -49,8 +49,8 @@ impl<T> ListOf<T> {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page, 1–500.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, example = 50)]
+    /// Items per page, 1–500; 50 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, default = 50, example = 50)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page; absent or empty for the first page.
     pub cursor: Option<String>,

@@ -406,6 +406,7 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
         },
         delivered,
         retry_at,
+        sent: true,
     }
 }
 
@@ -422,6 +423,7 @@ fn given_up_unsent(d: &DueDelivery, at: DateTime<Utc>, e: &Unreadable) -> Attemp
         },
         delivered: false,
         retry_at: None,
+        sent: false,
     }
 }
 

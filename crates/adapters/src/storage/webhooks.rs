@@ -626,17 +626,19 @@ impl WebhookStore for This {
         .map_err(db_err)?
         .rows_affected();
         if changed == 1 {
-            // The receiver's state as this attempt left it: the lease sends one at a time to a
-            // failing one, and up to the cap again once it answers.
-            sqlx::query(
-                "UPDATE webhook_subscriptions SET failing = $2 WHERE failing <> $2 \
-                 AND id = (SELECT subscription FROM webhook_deliveries WHERE id = $1)",
-            )
-            .bind(delivery)
-            .bind(!outcome.delivered)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            if outcome.sent {
+                // The receiver's state as this attempt left it: the lease sends one at a time to a
+                // failing one, and up to the cap again once it answers.
+                sqlx::query(
+                    "UPDATE webhook_subscriptions SET failing = $2 WHERE failing <> $2 \
+                     AND id = (SELECT subscription FROM webhook_deliveries WHERE id = $1)",
+                )
+                .bind(delivery)
+                .bind(!outcome.delivered)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
             sqlx::query(
                 "INSERT INTO webhook_attempts (delivery, attempt, at, status_code, error, duration_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",

@@ -143,7 +143,7 @@ pub struct ClaimReasonView {
     "diagnoses": ["J06.9"], "status": "awaiting_base", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [],
     "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001,
                "billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}],
-    "totals": {"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}}))]
+    "totals": {"billed_xof": 10001, "base_xof": 8000, "complementary_xof": 2001, "patient_xof": 0}, "version": 1}))]
 pub struct ClaimView {
     /// Claim id, chosen by the server.
     pub id: String,
@@ -181,6 +181,12 @@ pub struct ClaimView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub settlement: Option<String>,
+    /// The claim's version: 1 when submitted, one more with each change (the base's or the
+    /// mutuelle's adjudication, a cancellation, its batching into a settlement and its
+    /// settlement). A webhook event's
+    /// `version`: a receiver that read the claim can tell an older event from a newer one.
+    #[schema(minimum = 1, example = 1)]
+    pub version: u32,
 }
 
 impl From<Claim> for ClaimView {
@@ -227,6 +233,7 @@ impl From<Claim> for ClaimView {
                 .collect(),
             totals: c.totals.into(),
             settlement: c.settlement,
+            version: c.version,
         }
     }
 }
@@ -1518,7 +1525,7 @@ fn step(claim: &Claim, transition: Transition, role: Role) -> Result<ClaimStatus
     params(("id" = String, Path, description = "Claim id")),
     responses(
         (status = 200, description = "The repriced claim", body = ClaimView,
-         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "awaiting_complementary", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 1000, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 2300, "patient_xof": 0}})),
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "awaiting_complementary", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 1000, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 2300, "patient_xof": 0}, "version": 2})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The claim is not `awaiting_base`", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -1593,7 +1600,7 @@ pub async fn base_adjudication(
     params(("id" = String, Path, description = "Claim id")),
     responses(
         (status = 200, description = "The adjudicated claim (`rejected` when every line is)", body = ClaimView,
-         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "adjudicated", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0, "decision": "accept"}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 800, "patient_xof": 200, "decision": "reduce", "reason_code": "TARIFF_EXCEEDED"}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 0, "patient_xof": 300, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 1800, "patient_xof": 500}})),
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "adjudicated", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0, "decision": "accept"}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2500, "complementary_xof": 800, "patient_xof": 200, "decision": "reduce", "reason_code": "TARIFF_EXCEEDED"}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 0, "patient_xof": 300, "decision": "reject", "reason_code": "NOT_JUSTIFIED"}], "totals": {"billed_xof": 10000, "base_xof": 7700, "complementary_xof": 1800, "patient_xof": 500}, "version": 3})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The claim is not `awaiting_complementary`", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -1699,7 +1706,7 @@ pub async fn adjudication(
     params(("id" = String, Path, description = "Claim id")),
     responses(
         (status = 200, description = "The cancelled claim", body = ClaimView,
-         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "cancelled", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2800, "complementary_xof": 700, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}})),
+         example = json!({"id": "01938b20-4e5f-7a61-8b72-9c8d7e6f5a4b", "external_id": "CMS-2026-000187", "provider": "cms-tsevie", "submitter": "cms-tsevie", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "service_date": "2026-11-27", "care_level": "health_center", "diagnoses": ["B54"], "status": "cancelled", "base_payer": "tg-inam", "routed_to": "mut-tsevie", "reasons": [], "lines": [{"line": 1, "code": "CONS-GEN", "category": "consultation", "description": "Consultation de médecine générale", "quantity": 1, "unit_price_xof": 5000, "billed_xof": 5000, "base_xof": 4000, "complementary_xof": 1000, "patient_xof": 0}, {"line": 2, "code": "LAB-NFS", "category": "laboratory", "description": "Numération formule sanguine", "quantity": 1, "unit_price_xof": 3500, "billed_xof": 3500, "base_xof": 2800, "complementary_xof": 700, "patient_xof": 0}, {"line": 3, "code": "PARA-500", "category": "pharmacy", "description": "Paracétamol 500 mg, boîte de 16", "quantity": 2, "unit_price_xof": 750, "billed_xof": 1500, "base_xof": 1200, "complementary_xof": 300, "patient_xof": 0}], "totals": {"billed_xof": 10000, "base_xof": 8000, "complementary_xof": 2000, "patient_xof": 0}, "version": 2})),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already adjudicated, settled, rejected or cancelled", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),

@@ -87,7 +87,7 @@ enum Target {
             headers(("ETag" = String, description = "The version of the person answered")),
             example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "234567890123"},
                 "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-03-14",
-                "birth_date_precision": "day"})),
+                "birth_date_precision": "day", "version": 2})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: `has_national_id`, `covered_by_others`, `identity_mismatch`, `already_covered` or `already_merged`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),

@@ -57,6 +57,11 @@ pub struct BeneficiaryPatch {
     /// Not changeable (see `id`).
     #[schema(nullable = false)]
     pub birth_date_precision: Option<String>,
+    /// Not changeable: ignored when it is the person's current version (a read sent back), else
+    /// 422 `not_changeable`; a body read before someone else's correction would undo it, even
+    /// with `If-Match: *`. `If-Match` names the version a patch is for.
+    #[schema(nullable = false, minimum = 1)]
+    pub version: Option<u32>,
 }
 
 /// The parts of a locality to change; those left out keep their stored value.
@@ -88,7 +93,8 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
 /// covers them sees the correction. Identity is not corrected: a stored `national_id`, `sex`,
 /// `birth_date` or `birth_date_precision` sent with another value is 422 `not_changeable`
 /// (other organisations find and match the person by it), and a member sent with the value it
-/// already has is ignored, so that a client may send back what it read.
+/// already has is ignored, so that a client may send back what it read; so is `version`, the
+/// person's current one (another is 422 `not_changeable`).
 /// Any other member is 422 `unknown_field`. `If-Match` carries the `ETag` of the last read
 /// (`GET /v1/beneficiaries/{id}`): 428 without it, 412 when the person was corrected since. A
 /// patch that changes nothing answers 200 with the same `ETag`, and writes nothing. Audited as
@@ -110,7 +116,7 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
             example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "234567890123"},
                 "family_name": "Agbéko", "given_names": "Akossiwa Élise Mawuena", "sex": "F", "birth_date": "1988-01-01",
                 "birth_date_precision": "year", "phone": "+22891234567",
-                "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}})),
+                "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}, "version": 2})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: the national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`); or every coverage the caller held of the person is terminated (`coverage_terminated`): it still reads the person, but no longer corrects them", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -229,6 +235,17 @@ fn read_correction(
     let mut errors = Vec::new();
     for (key, value) in body {
         if key == "national_id" {
+            continue;
+        }
+        if key == "version" {
+            if value.as_u64() != Some(u64::from(current.version)) {
+                errors.push(FieldError::new(
+                    "/version",
+                    "not_changeable",
+                    "a person's version follows their corrections: sent back, it must be the current one (a read since corrected by someone else would undo their correction); If-Match names the version a patch is for",
+                    "la version d'une personne suit ses corrections : renvoyée, elle doit être l'actuelle (une lecture corrigée depuis par un autre annulerait sa correction) ; If-Match indique la version que vise la modification",
+                ));
+            }
             continue;
         }
         if IDENTITY.contains(&key.as_str()) {

@@ -190,10 +190,10 @@ pub struct RegistrationWrite {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"relationship": "principal",
     "beneficiary": {"id": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
-        "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456"},
+        "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456", "version": 1},
     "coverage": {"id": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
         "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
-        "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+        "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31", "version": 1},
     "matched": false, "possible_duplicates": []}))]
 pub struct MemberView {
     /// `principal`, then the dependants' relationships in request order.
@@ -215,26 +215,26 @@ pub struct MemberView {
 #[schema(example = json!({"members": [
     {"relationship": "principal",
      "beneficiary": {"id": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b", "national_id": {"country": "TG", "type": "NIU", "value": "123456789012"},
-         "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456"},
+         "family_name": "Agbéko", "given_names": "Kossi", "sex": "M", "birth_date": "1984-03-12", "birth_date_precision": "day", "phone": "+22890123456", "version": 1},
      "coverage": {"id": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
          "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
-         "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+         "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31", "version": 1},
      "matched": false, "possible_duplicates": []},
     {"relationship": "spouse",
      "beneficiary": {"id": "01938a41-2c7f-7b33-a5e6-7f2a3b4c5d6e", "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F",
-         "birth_date": "1988-01-01", "birth_date_precision": "year"},
+         "birth_date": "1988-01-01", "birth_date_precision": "year", "version": 1},
      "coverage": {"id": "01938a41-2c80-7c44-b6f7-8a3b4c5d6e7f", "beneficiary": "01938a41-2c7f-7b33-a5e6-7f2a3b4c5d6e",
          "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
          "member_number": "TSV-0042", "relationship": "spouse", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
-         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31", "version": 1},
      "matched": false, "possible_duplicates": ["01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"]},
     {"relationship": "child",
      "beneficiary": {"id": "01938a41-2c81-7d55-87a8-9b4c5d6e7f80", "family_name": "Agbéko", "given_names": "Yao", "sex": "M",
-         "birth_date": "2015-07-30", "birth_date_precision": "day"},
+         "birth_date": "2015-07-30", "birth_date_precision": "day", "version": 1},
      "coverage": {"id": "01938a41-2c82-7e66-98b9-ac5d6e7f8091", "beneficiary": "01938a41-2c81-7d55-87a8-9b4c5d6e7f80",
          "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
          "member_number": "TSV-0042", "relationship": "child", "principal_coverage": "01938a41-2c7e-7a02-9c4d-6e1f2a3b4c5d",
-         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31"},
+         "start_date": "2026-01-01", "status": "active", "paid_through": "2026-12-31", "version": 1},
      "matched": false, "possible_duplicates": []}
 ]}))]
 pub struct RegistrationView {

@@ -121,7 +121,7 @@ pub struct LocalityWrite {
     "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "national_id": {"country": "TG", "type": "NIU", "value": "234567890123"},
     "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-01-01",
     "birth_date_precision": "year", "phone": "+22890123456",
-    "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}
+    "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}, "version": 1
 }))]
 pub struct BeneficiaryView {
     /// Beneficiary id, chosen by the server.
@@ -154,6 +154,11 @@ pub struct BeneficiaryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub merged_into: Option<String>,
+    /// The person's version: 1 when registered, one more with each correction or merge. The
+    /// number in the `ETag`, and a webhook event's `version` (a receiver that read the person can
+    /// tell an older event from a newer one).
+    #[schema(minimum = 1, example = 1)]
+    pub version: u32,
 }
 
 impl From<Beneficiary> for BeneficiaryView {
@@ -173,6 +178,7 @@ impl From<Beneficiary> for BeneficiaryView {
                 commune: l.commune,
             }),
             merged_into: b.merged_into,
+            version: b.version,
         }
     }
 }
@@ -183,7 +189,7 @@ impl From<Beneficiary> for BeneficiaryView {
     "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
     "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
     "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "active",
-    "paid_through": "2026-12-31"
+    "paid_through": "2026-12-31", "version": 1
 }))]
 pub struct CoverageView {
     /// Coverage id, chosen by the server.
@@ -219,6 +225,12 @@ pub struct CoverageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub paid_through: Option<NaiveDate>,
+    /// The coverage's version: 1 when created, one more with each change (its status or end date,
+    /// a contribution recorded or cancelled, a dependant ended with its principal, its person
+    /// merged). The number in the `ETag`, and a webhook event's `version` (a receiver that read
+    /// the coverage can tell an older event from a newer one).
+    #[schema(minimum = 1, example = 1)]
+    pub version: u32,
 }
 
 impl From<Coverage> for CoverageView {
@@ -236,6 +248,7 @@ impl From<Coverage> for CoverageView {
             end_date: c.end_date,
             status: c.status.as_str().to_owned(),
             paid_through: c.paid_through,
+            version: c.version,
         }
     }
 }
@@ -550,7 +563,7 @@ pub struct CoveragePatch {
             example = json!({"id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
                 "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e5f", "organization": "mut-tsevie", "layer": "complementary",
                 "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01", "status": "suspended",
-                "paid_through": "2026-12-31"})),
+                "paid_through": "2026-12-31", "version": 2})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "A terminated coverage cannot change", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -1232,7 +1245,7 @@ fn coverage_created(member: RegisteredMember) -> Response {
     "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f71", "beneficiary": "01938a41-2c7d-7e15-8b3a-5f0c1d2e3a4b",
     "product": "01937f0e-5b1a-7c3d-8e9f-0a1b2c3d4e60", "organization": "tg-inam", "layer": "base",
     "member_number": "INAM-TG-0042", "relationship": "principal", "start_date": "2025-01-01", "status": "active",
-    "matched": true, "possible_duplicates": []
+    "version": 1, "matched": true, "possible_duplicates": []
 }))]
 pub struct AffiliationView {
     #[serde(flatten)]

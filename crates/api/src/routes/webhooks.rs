@@ -238,7 +238,7 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     "data": {"id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70", "beneficiary": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
              "product": "01937f0e-5b19-7c2a-8d0e-0f1a2b3c4d5e", "organization": "mut-tsevie", "layer": "complementary",
              "member_number": "TSV-0042", "relationship": "principal", "start_date": "2026-01-01",
-             "status": "suspended", "paid_through": "2026-06-30"}}))]
+             "status": "suspended", "paid_through": "2026-06-30", "version": 4}}))]
 pub struct WebhookEvent {
     /// The event's id, also in `Passerelle-Event-Id`.
     pub event_id: String,

@@ -15,6 +15,9 @@ pub struct AttemptOutcome {
     pub delivered: bool,
     /// When to try again; `None` with `delivered == false` means given up.
     pub retry_at: Option<DateTime<Utc>>,
+    /// Whether anything went to the receiver. An event that does not read is failed unsent, and
+    /// says nothing of the receiver: its subscription's `failing` is left as it was.
+    pub sent: bool,
 }
 
 /// What asking for a delivery again found.
