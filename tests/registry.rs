@@ -1366,6 +1366,56 @@ async fn a_dependant_joins_a_registered_household(backend: Backend) {
     assert_eq!(ended.json["errors"][0]["code"], "household_terminated");
 }
 
+/// A dependant added while the household has an end date keeps none of its own, as one
+/// registered with the household: it ends with the principal, and goes on when the household is
+/// extended (it kept the old end date, and alone of the household was `ENDED` after it).
+async fn an_added_dependant_goes_on_when_the_household_is_extended(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let principal = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let token = writer(app, "mut-a");
+    let set_end = |end: Value| {
+        app.send(
+            app.request(Method::PATCH, &format!("/v1/coverages/{principal}"))
+                .bearer_auth(&token)
+                .header("if-match", "*")
+                .json(&json!({ "end_date": end })),
+        )
+    };
+    assert_eq!(set_end(json!("2026-11-30")).await.status.as_u16(), 200);
+    let added = app
+        .send(
+            app.request(Method::POST, &format!("/v1/coverages/{principal}/dependants"))
+                .bearer_auth(&token)
+                .header("idempotency-key", "d1")
+                .json(&child_body("Afi")),
+        )
+        .await;
+    assert_eq!(added.status.as_u16(), 201, "{}", added.text);
+    assert!(added.json["coverage"].get("end_date").is_none(), "{}", added.text);
+    let person = added.json["beneficiary"]["id"].clone();
+    let checker = app.token("cms-a", "eligibility:check");
+    let check = || {
+        app.send(
+            app.request(Method::POST, "/v1/eligibility-checks")
+                .bearer_auth(&checker)
+                .json(&json!({"beneficiary": {"id": person}, "service_date": "2026-12-15",
+                    "care_level": "health_center", "category": "consultation"})),
+        )
+    };
+    let ended = check().await;
+    assert_eq!(
+        ended.json["coverages"][0]["reasons"][0]["code"], "ENDED",
+        "with the household: {}",
+        ended.text
+    );
+    assert_eq!(set_end(Value::Null).await.status.as_u16(), 200);
+    let extended = check().await;
+    assert_eq!(extended.json["eligible"], true, "{}", extended.text);
+}
+
 /// What B is told when a national id it sends is stored for someone else: 409 `identity_mismatch`
 /// at the member at fault, in both languages, and not a word of that person.
 fn refused_as_mismatch(reply: &Reply, at: &str, stored: &[&str]) {
@@ -1814,6 +1864,7 @@ on_both_databases!(
     member_numbers_ignore_case,
     a_national_id_matches_only_the_same_sex_and_birth,
     a_dependant_joins_a_registered_household,
+    an_added_dependant_goes_on_when_the_household_is_extended,
     a_contribution_entered_by_mistake_is_cancelled,
     registered_paid_through_of_the_previous_release,
     terminations_of_the_previous_release_take_effect_on_their_day,

@@ -803,7 +803,9 @@ impl RegistryStore for This {
             relationship: member.relationship,
             principal_coverage: Some(principal.id.clone()),
             start_date,
-            end_date: principal.end_date,
+            // None, as a dependant registered with the household: its membership ends with the
+            // principal's, whose end date eligibility reads; a copy would outlive a later one.
+            end_date: None,
             status: CoverageStatus::Active,
             // As a dependant registered with the household: the registration's paid_through. The
             // household's payments are the principal's, which eligibility follows, and a
