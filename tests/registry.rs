@@ -1416,6 +1416,90 @@ async fn an_added_dependant_goes_on_when_the_household_is_extended(backend: Back
     assert_eq!(extended.json["eligible"], true, "{}", extended.text);
 }
 
+/// A child found by national id is the person stored under it: the age limit is judged on the
+/// stored birth date, not the one sent, which agreed with it only by its year. Born "2004" (from
+/// 1 January) the person is 22 on 2026-03-02, past the plan's 21, where the 2004-12-20 sent
+/// would be 21: each way of joining a household refuses them, and writes nothing.
+async fn a_child_found_by_national_id_is_judged_on_the_stored_birth_date(backend: Backend) {
+    use crate::batches::{codes, counts, csv, run, CSV};
+    let r = registry(backend).await;
+    let app = &r.app;
+    let token = writer(app, "mut-a");
+    let other_plan = app.post("/v1/products", &token, &family_plan("2026-01-01")).await;
+    let other_plan = other_plan.json["id"].as_str().unwrap().to_owned();
+    let kodjo = json!({"national_id": {"country": "TG", "type": "NIU", "value": "555555555555"},
+        "family_name": "Agbéko", "given_names": "Kodjo", "sex": "M", "birth_date": "2004"});
+    let mut alone = household(&other_plan, "TSV-0100", "123456789099");
+    alone["principal"] = kodjo.clone();
+    alone["dependants"] = json!([]);
+    assert_eq!(register(app, "mut-a", "k0", &alone).await.status.as_u16(), 201);
+    let family = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(family.status.as_u16(), 201, "{}", family.text);
+    let principal = family.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let before = app.count("coverages").await;
+
+    let mut child = kodjo.clone();
+    child["relationship"] = json!("child");
+    child["birth_date"] = json!("2004-12-20");
+    child["start_date"] = json!("2026-03-02");
+    let add = |key: &'static str, body: &Value| {
+        app.send(
+            app.request(Method::POST, &format!("/v1/coverages/{principal}/dependants"))
+                .bearer_auth(&token)
+                .header("idempotency-key", key)
+                .json(body),
+        )
+    };
+    let added = add("d1", &child).await;
+    added.problem(422, "validation_failed");
+    assert_eq!(
+        added.field_codes(),
+        [("/birth_date".to_owned(), "dependant_age_limit".to_owned())],
+        "{}",
+        added.text
+    );
+
+    let mut joining = household(&r.product, "TSV-0002", "123456789013");
+    joining["start_date"] = json!("2026-03-02");
+    let mut dependant = child.clone();
+    dependant.as_object_mut().unwrap().remove("start_date");
+    joining["dependants"] = json!([dependant]);
+    let registered = register(app, "mut-a", "k2", &joining).await;
+    registered.problem(422, "validation_failed");
+    assert_eq!(
+        registered.field_codes(),
+        [("/dependants/0/birth_date".to_owned(), "dependant_age_limit".to_owned())],
+        "{}",
+        registered.text
+    );
+
+    let job = run(
+        app,
+        "mut-a",
+        "k3",
+        &format!("?product={}", r.product),
+        CSV,
+        csv(&[
+            "H1,principal,TSV-0003,Agbéko,Kossi,M,1984-03-12,TG:NIU:123456789014,,,,,2026-03-02,2026-12-31",
+            "H1,child,,Agbéko,Kodjo,M,2004-12-20,TG:NIU:555555555555,,,,,,",
+        ]),
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        codes(&job),
+        [(3, "birth_date".to_owned(), "dependant_age_limit".to_owned())],
+        "{job}"
+    );
+    assert_eq!(counts(&job), [2, 0, 0, 2, 1]);
+    assert_eq!(app.count("coverages").await, before, "nothing written");
+
+    // Someone else, unknown by that national id, is judged on the 2004-12-20 sent: 21, admitted.
+    child["national_id"]["value"] = json!("555555555556");
+    let admitted = add("d2", &child).await;
+    assert_eq!(admitted.status.as_u16(), 201, "{}", admitted.text);
+}
+
 /// What B is told when a national id it sends is stored for someone else: 409 `identity_mismatch`
 /// at the member at fault, in both languages, and not a word of that person.
 fn refused_as_mismatch(reply: &Reply, at: &str, stored: &[&str]) {
@@ -1865,6 +1949,7 @@ on_both_databases!(
     a_national_id_matches_only_the_same_sex_and_birth,
     a_dependant_joins_a_registered_household,
     an_added_dependant_goes_on_when_the_household_is_extended,
+    a_child_found_by_national_id_is_judged_on_the_stored_birth_date,
     a_contribution_entered_by_mistake_is_cancelled,
     registered_paid_through_of_the_previous_release,
     terminations_of_the_previous_release_take_effect_on_their_day,

@@ -96,6 +96,19 @@ pub fn over_child_age_limit(
             .is_some_and(|max| age_on(birth_date, precision, on) > max)
 }
 
+/// A `child` found by national id is the person stored under it, birth date included: the one
+/// sent agrees with it only as far as both know it (the same year, when either gives only the
+/// year, which counts from 1 January), so storage judges the age limit again on the stored one
+/// once it has found the person. `over` is [`over_child_age_limit`] on the stored birth date.
+pub fn matched_child_too_old(field: impl Into<String>) -> FieldError {
+    FieldError::new(
+        field,
+        "dependant_age_limit",
+        "the person registered under this national id is past the product's child_max_age on the start date: their registered birth date counts, not the one sent",
+        "la personne enregistrée sous ce numéro national dépasse le child_max_age du produit à la date de début : sa date de naissance enregistrée compte, non celle envoyée",
+    )
+}
+
 /// What the household rules need to know about one dependant of a registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DependantFacts {

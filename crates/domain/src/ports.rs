@@ -272,14 +272,16 @@ pub trait RegistryStore: Send + Sync {
     /// already has `max_dependants` live dependants, counted under a lock), `duplicate_member` (a
     /// live member looks the same, one of the two without a national id), `already_covered`,
     /// `identity_mismatch` (the national id is stored for another sex or birth date),
-    /// `member_number_taken`.
+    /// `dependant_age_limit` (a child found by national id whose stored birth date is past the
+    /// product's `child_max_age` on `start_date`), `member_number_taken`. `product` is the
+    /// version in force on `start_date`, whose household rules apply.
     async fn add_dependant(
         &self,
         ctx: &WriteContext,
         principal: &str,
         member: &NewMember,
         start_date: NaiveDate,
-        max_dependants: Option<u32>,
+        product: &ProductVersion,
     ) -> Result<Written<RegisteredMember>, StoreError>;
 
     /// A scheme's base affiliation of one person.

@@ -369,6 +369,11 @@ fn decide(
             Some(found) if !found.identity().agrees_with(&candidate.identity()) => {
                 return Err(member_at_fault("identity_mismatch", index));
             }
+            Some(found)
+                if stored_child_too_old(&household.product, member.relationship, &found, household.start_date) =>
+            {
+                return Err(member_at_fault("dependant_age_limit", index));
+            }
             Some(found) => found,
             None => {
                 mine.events

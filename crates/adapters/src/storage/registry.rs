@@ -28,6 +28,23 @@ async fn announce_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage) -> Res
     .await
 }
 
+/// A child found by national id, judged on the birth date stored for them
+/// ([`passerelle_domain::eligibility::matched_child_too_old`]).
+fn stored_child_too_old(
+    product: &ProductVersion,
+    relationship: Relationship,
+    person: &Beneficiary,
+    start: NaiveDate,
+) -> bool {
+    passerelle_domain::eligibility::over_child_age_limit(
+        product,
+        relationship,
+        person.birth_date,
+        person.birth_date_precision,
+        start,
+    )
+}
+
 /// A household's conflict, on the member at fault (0 the principal): the answer then points at
 /// that member instead of the household.
 fn at_member(e: StoreError, member: usize) -> StoreError {
@@ -529,6 +546,21 @@ async fn register_in(
         let (beneficiary, matched, possible_duplicates) = upsert_person(tx, ctx, &member.person, events)
             .await
             .map_err(|e| at_member(e, index))?;
+        if matched
+            && stored_child_too_old(
+                &household.product,
+                member.relationship,
+                &beneficiary,
+                household.start_date,
+            )
+        {
+            return Err(at_member(
+                StoreError::Conflict {
+                    constraint: "dependant_age_limit".into(),
+                },
+                index,
+            ));
+        }
         let (number, own) = match (&principal_coverage, &member.own_number) {
             (None, _) => (household.member_number.as_str(), true),
             (Some(_), Some(own)) => (own.as_str(), true),
@@ -714,7 +746,7 @@ impl RegistryStore for This {
         principal: &str,
         member: &NewMember,
         start_date: NaiveDate,
-        max_dependants: Option<u32>,
+        product: &ProductVersion,
     ) -> Result<Written<RegisteredMember>, StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(replayed) = claim_idempotency::<RegisteredMember>(&mut tx, ctx).await? {
@@ -745,7 +777,7 @@ impl RegistryStore for This {
                 constraint: "after_household_end".into(),
             });
         }
-        if let Some(max) = max_dependants {
+        if let Some(max) = product.max_dependants {
             let live: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM coverages WHERE principal_coverage = $1 AND status <> 'terminated'",
             )
@@ -789,6 +821,11 @@ impl RegistryStore for This {
         let mut events = Vec::new();
         let (beneficiary, matched, possible_duplicates) =
             upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
+        if matched && stored_child_too_old(product, member.relationship, &beneficiary, start_date) {
+            return Err(StoreError::Conflict {
+                constraint: "dependant_age_limit".into(),
+            });
+        }
         let (number, own) = match &member.own_number {
             Some(own) => (own.clone(), true),
             None => (principal.member_number.clone(), false),

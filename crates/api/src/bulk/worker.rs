@@ -659,6 +659,10 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                     "ce ménage est déjà inscrit dans votre mutuelle sous ce numéro d'adhérent, pour un autre produit ; rien n'a été écrit",
                 ),
             ),
+            ("dependant_age_limit", Some(member)) => (
+                Some(member),
+                passerelle_domain::eligibility::matched_child_too_old("/birth_date"),
+            ),
             ("already_covered", Some(member)) => (
                 Some(member),
                 FieldError::new(

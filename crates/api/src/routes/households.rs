@@ -82,7 +82,8 @@ impl ToSchema for ClosedDependantAdd {
 /// `identity_mismatch` otherwise) or created, as in a registration (`possible_duplicates` lists
 /// look-alikes), and gets a coverage of the household's product, linked to the principal's,
 /// under the household's member number unless one of their own is given. The product version in force on
-/// `start_date` applies: a `child` older than its `child_max_age` on that day is 422, and a
+/// `start_date` applies: a `child` older than its `child_max_age` on that day is 422 (on the
+/// birth date stored for a child found by national id, which the person keeps), and a
 /// household that already has `max_dependants` live dependants is 409. The dependant's
 /// eligibility follows the principal's status and payments, as for any dependant. Any member
 /// of the body not listed here is 422 `unknown_field`. 201 with the new coverage's `Location`
@@ -176,13 +177,16 @@ pub async fn add_dependant(
     let ctx = caller.write_context(&state, Some(idempotency));
     let added_one = state
         .store
-        .add_dependant(&ctx, &principal.id, &member, start_date, product.max_dependants)
+        .add_dependant(&ctx, &principal.id, &member, start_date, &product)
         .await;
     let written = super::registrations::audit_identity_refusal(&state, caller, added_one)
         .await
         .map_err(|e| match e {
             StoreError::Conflict { constraint } if constraint == "after_household_end" => {
                 ApiError::field(after_household_end())
+            }
+            StoreError::Conflict { constraint } if constraint == "dependant_age_limit" => {
+                ApiError::field(passerelle_domain::eligibility::matched_child_too_old("/birth_date"))
             }
             StoreError::Conflict { constraint } => household_conflict(&constraint),
             other => ApiError::from(other),

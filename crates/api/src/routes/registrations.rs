@@ -354,7 +354,8 @@ pub fn household_of(valid: ValidRegistration, product: ProductVersion) -> NewHou
 /// answered. People without one are never merged, but look-alikes are listed in
 /// `possible_duplicates`. `product` must be one of
 /// your `complementary` or `primary` products (422 `unknown_reference` otherwise), and its
-/// `max_dependants` and `child_max_age` (on `start_date`) apply. Every broken rule is listed at
+/// `max_dependants` and `child_max_age` (on `start_date`; for a child found by national id, on
+/// the birth date stored for them) apply. Every broken rule is listed at
 /// once (422) and nothing is written unless everything is. 201 without `Location`: `members`
 /// names every new resource.
 #[utoipa::path(
@@ -394,7 +395,21 @@ pub async fn register(
         &auth.caller,
         state.store.register_household(&ctx, &household, false).await,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // A child found by national id whose stored birth date is past the age limit: member
+        // `i` of the household is dependant `i - 1` of the body.
+        StoreError::Conflict { constraint } => match passerelle_domain::batch::split_member_conflict(&constraint) {
+            ("dependant_age_limit", Some(member)) if member > 0 => {
+                ApiError::validation(vec![passerelle_domain::eligibility::matched_child_too_old(format!(
+                    "/dependants/{}/birth_date",
+                    member - 1
+                ))])
+            }
+            _ => ApiError::from(StoreError::Conflict { constraint }),
+        },
+        other => ApiError::from(other),
+    })?;
     Ok((StatusCode::CREATED, Json(RegistrationView::from(written.value))).into_response())
 }
 
