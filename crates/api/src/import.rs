@@ -92,7 +92,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     // The report is written with the file's separator: a spreadsheet in a French locale that
     // saved the file with semicolons shows a comma-separated report as a single column.
     let separator = match format {
-        BatchFormat::Csv => check_header(&file)?,
+        BatchFormat::Csv => check_header(&file, args.lang)?,
         BatchFormat::Ndjson => ",",
     };
     // Everything that can fail is done before the job is created `running`: a job created and
@@ -164,14 +164,15 @@ pub fn errors_path_of(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-/// The file's separator, once its header is known good.
-fn check_header(file: &Path) -> Result<&'static str, String> {
+/// The file's separator, once its header is known good; the faults' messages in `lang`, as
+/// the rows' are.
+fn check_header(file: &Path, lang: Lang) -> Result<&'static str, String> {
     let reader = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let separator = |delimiter| if delimiter == b';' { ";" } else { "," };
     check_csv_header(reader).map(separator).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
-            .map(|e| format!("  {} {}: {}", e.field, e.code, e.en))
+            .map(|e| format!("  {} {}: {}", e.field, e.code, lang.pick(&e.en, &e.fr)))
             .collect();
         format!(
             "the header is not that of a registration file; nothing was imported:\n{}",

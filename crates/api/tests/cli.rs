@@ -600,7 +600,28 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     std::fs::write(dir.join("bad.csv"), "household,relation\nH1,principal\n").unwrap();
     let out = import("bad.csv", "demo-mut-tsevie", "demo-tsevie-famille");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/header/relation unknown_column"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/header/relation unknown_column: not a column"),
+        "{stderr}"
+    );
+    // In the language asked, as the rows' errors are.
+    let out = run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &url).args([
+        "import",
+        "bad.csv",
+        "--org",
+        "demo-mut-tsevie",
+        "--product",
+        "demo-tsevie-famille",
+        "--lang",
+        "fr",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/header/relation unknown_column: n'est pas une colonne"),
+        "{stderr}"
+    );
     let out = import("tg.csv", "demo-mut-nowhere", "demo-tsevie-famille");
     assert_eq!(out.status.code(), Some(2));
     let out = import("tg.csv", "demo-mut-tsevie", "demo-segou-base");
