@@ -765,6 +765,7 @@ pub struct RedeliveredView {
     responses(
         (status = 202, description = "How many are pending again, and where to continue", body = RedeliveredView),
         (status = 404, description = "No such subscription of yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`since` missing (`required`) or neither an instant nor a day (`invalid_format`), at `/query/since`; a `cursor` that is not a `next_cursor` of this request under the same `since` (`invalid_cursor`, at `/query/cursor`). Every fault is listed in `errors`; nothing was changed", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["webhooks:write"]))
 )]
