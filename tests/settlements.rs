@@ -62,7 +62,20 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         let c = app.get(&format!("/v1/claims/{claim_id}"), &mutuelle(app)).await;
         assert_eq!(c.json["settlement"], id.as_str());
         assert_eq!(c.json["version"], 3, "one more with its batching");
+        assert_eq!(c.header("etag"), Some("\"3\""), "the version is the ETag's");
     }
+    // A client holding the batched claim waits for its settlement with If-None-Match.
+    let read_if = |etag: &'static str| {
+        app.send(
+            app.request(reqwest::Method::GET, &format!("/v1/claims/{}", ids[0]))
+                .bearer_auth(mutuelle(app))
+                .header("if-none-match", etag),
+        )
+    };
+    let current = read_if("\"3\"").await;
+    assert_eq!(current.status.as_u16(), 304, "{}", current.text);
+    assert_eq!(current.header("etag"), Some("\"3\""));
+    assert_eq!(read_if("\"2\"").await.status.as_u16(), 200);
 
     // Nothing left to batch: a second batch is empty.
     app.post("/v1/settlements", &mutuelle(app), &body)

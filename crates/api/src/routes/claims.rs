@@ -1353,15 +1353,22 @@ async fn visible_claim(state: &AppState, caller: &Caller, id: &str) -> Result<Cl
 ///
 /// Any organisation kind with `claims:read` may call this, but only the claim's parties (its
 /// provider, submitter, base payer and routed mutuelle), operators and auditors see it; 404
-/// for anyone else.
+/// for anyone else. Its `ETag` is its `version`: a client waiting for the claim to move (an
+/// adjudication, a settlement) sends it in `If-None-Match` and gets 304 until it does.
 #[utoipa::path(
     get,
     path = "/v1/claims/{id}",
     tag = "claims",
-    params(("id" = String, Path, description = "Claim id")),
+    params(
+        ("id" = String, Path, description = "Claim id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (a list, compared weakly, or `*`): 304 without a body when the claim has not changed since"),
+        ("If-Match" = Option<String>, Header, description = "Read only if the claim is at this version (compared strongly): 412 otherwise"),
+    ),
     responses(
-        (status = 200, description = "The claim", body = ClaimView),
+        (status = 200, description = "The claim", body = ClaimView, headers(("ETag" = String, description = "The claim's version, quoted"))),
+        (status = 304, description = "`If-None-Match` names the current version: the client's copy is current. No body", headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 404, description = "No such claim, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:read"]))
 )]
@@ -1369,8 +1376,18 @@ pub async fn get_claim(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadClaims>,
     Path(id): Path<String>,
-) -> Result<Json<ClaimView>, ApiError> {
-    Ok(Json(read_visible_claim(&state, &auth.caller, &id).await?.into()))
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let claim = read_visible_claim(&state, &auth.caller, &id).await?;
+    let version = claim.version;
+    if let Some(not_modified) = super::products::read_preconditions(&headers, version)? {
+        return Ok(not_modified);
+    }
+    let mut response = Json(ClaimView::from(claim)).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::ETAG, super::products::etag(version));
+    Ok(response)
 }
 
 /// A claim the caller takes part in (404 otherwise), its read audited: for `/v1` and FHIR alike.
