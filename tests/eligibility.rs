@@ -531,6 +531,21 @@ async fn a_nul_character_is_refused_and_fails_no_one_else(backend: Backend) {
     app.get("/v1/coverages?beneficiary=a%00b", "not-a-token")
         .await
         .problem(401, "unauthorized");
+    // Escapes that are no UTF-8 are no text either: named, where they read as U+FFFD and the
+    // filter quietly matched nothing.
+    let audit = app.get("/v1/audit-events?organization=%FF", &app.operator()).await;
+    audit.problem(422, "validation_failed");
+    assert_eq!(
+        audit.field_codes(),
+        [("/query/organization".to_owned(), "invalid_encoding".to_owned())]
+    );
+    let listed = app.get("/v1/coverages?beneficiary=x&%C3=1", &reader).await;
+    assert_eq!(
+        listed.field_codes(),
+        [("/query".to_owned(), "invalid_encoding".to_owned())]
+    );
+    let accented = app.get("/v1/coverages?beneficiary=%C3%A9", &reader).await;
+    assert_eq!(accented.status.as_u16(), 200, "UTF-8 escapes read: {}", accented.text);
     let read = app.get("/v1/organizations/mut-a?x=%00", &reader).await;
     assert_eq!(read.status.as_u16(), 200, "{}", read.text);
     let live = app.send(app.request(reqwest::Method::GET, "/health/live?x=%00")).await;

@@ -188,6 +188,21 @@ pub fn has_nul(s: &str) -> bool {
     s.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
+/// Whether an URL part's escapes decode to UTF-8 (`%FF` does not).
+fn decodes(s: &str) -> bool {
+    percent_encoding::percent_decode_str(s).decode_utf8().is_ok()
+}
+
+/// The query parameter at fault, `/query/<name>` (`/query` when the name is), by `fault`.
+fn query_pointer(pair: &str, fault: fn(&str) -> bool) -> String {
+    let name = pair.split('=').next().unwrap_or_default();
+    if fault(name) {
+        "/query".to_owned()
+    } else {
+        format!("/query/{name}")
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
@@ -195,13 +210,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
         // Every parameter, read or not: a NUL is no text here, and naming it beats ignoring it
         // where the caller meant a parameter this operation reads.
         if let Some(pair) = parts.uri.query().and_then(|q| q.split('&').find(|pair| has_nul(pair))) {
-            let name = pair.split('=').next().unwrap_or_default();
-            let field = if has_nul(name) {
-                "/query".to_owned()
-            } else {
-                format!("/query/{name}")
-            };
+            let field = query_pointer(pair, has_nul);
             return Err(ApiError::field(passerelle_domain::nul::nul_error(field)));
+        }
+        // Nor is a value whose escapes are no UTF-8 (`%FF`): read lossily, it would become U+FFFD
+        // and quietly match nothing, a filter answering an empty list.
+        if let Some(pair) = parts.uri.query().and_then(|q| q.split('&').find(|pair| !decodes(pair))) {
+            let field = query_pointer(pair, |name| !decodes(name));
+            return Err(ApiError::field(FieldError::new(
+                field,
+                "invalid_encoding",
+                "must be UTF-8 once its %-escapes are decoded",
+                "doit être de l'UTF-8 une fois ses échappements % décodés",
+            )));
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(q)) => Ok(AppQuery(q)),
