@@ -171,21 +171,57 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A URL as errors name it: without credentials, query or fragment, which may hold secrets of
+/// their own (the configuration refuses credentials; a query may still carry a key).
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "the JWKS URL".to_owned(),
+    }
+}
+
 async fn read_jwks(source: &str) -> Result<String, String> {
-    if source.starts_with("https://") {
+    if crate::config::has_scheme(source, "https://") {
+        let at = shown(source);
+        // Fetched where it is named, and only over https: a redirect, above all to `http://`
+        // where anyone on the path could slip in a key of their own and sign as any organisation,
+        // is an error to mend in the configuration, never followed.
         let client = reqwest::Client::builder()
             .timeout(JWKS_FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .build()
-            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+            .map_err(|e| format!("cannot fetch {at}: {e}"))?;
         let response = client
             .get(source)
             .send()
             .await
-            .map_err(|e| format!("cannot fetch {source}: {}", with_causes(&e)))?;
-        let response = response
-            .error_for_status()
-            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
-        response.text().await.map_err(|e| format!("cannot read {source}: {e}"))
+            // Named once, as shown: reqwest's own text would quote the URL whole.
+            .map_err(|e| format!("cannot fetch {at}: {}", with_causes(&e.without_url())))?;
+        let status = response.status();
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map_or_else(
+                    || "elsewhere".to_owned(),
+                    |l| shown(&response.url().join(l).map_or_else(|_| l.to_owned(), String::from)),
+                );
+            return Err(format!(
+                "cannot fetch {at}: it answered {status}, a redirect to {to}, which is not followed: give the key set's own https URL"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("cannot fetch {at}: it answered {status}"));
+        }
+        response.text().await.map_err(|e| format!("cannot read {at}: {e}"))
     } else {
         tokio::fs::read_to_string(source)
             .await

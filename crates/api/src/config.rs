@@ -239,6 +239,13 @@ fn env_name(key: &str) -> String {
     format!("PASSERELLE_{}", key.to_ascii_uppercase())
 }
 
+/// Whether `source` starts with `scheme` (`https://`), in any case, as URLs' schemes are read.
+pub fn has_scheme(source: &str, scheme: &str) -> bool {
+    source
+        .get(..scheme.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+}
+
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: env_name(key),
@@ -396,8 +403,18 @@ impl Config {
         }
         let jwt_jwks = optional("jwt_jwks");
         if let Some(source) = &jwt_jwks {
-            if source.starts_with("http://") {
+            if has_scheme(source, "http://") {
                 return Err(err("jwt_jwks", "a JWKS URL must use https://"));
+            }
+            if has_scheme(source, "https://") {
+                // Not quoted back: what makes it fail may be a secret of its own.
+                let url = reqwest::Url::parse(source).map_err(|e| err("jwt_jwks", format!("not a URL ({e})")))?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(err(
+                        "jwt_jwks",
+                        "a JWKS URL holds no credentials: a key set is public, and they would be written in logs",
+                    ));
+                }
             }
         }
 
@@ -633,6 +650,24 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// A JWKS URL is https in any case, and holds no credentials (its errors are logged).
+    #[test]
+    fn a_jwks_url_is_https_without_credentials() {
+        let jwks = |url: &str| Config::from_sources(None, &env(&[("PASSERELLE_JWT_JWKS", url)]));
+        for refused in ["http://idp.example/jwks.json", "HTTP://idp.example/jwks.json"] {
+            let e = jwks(refused).unwrap_err();
+            assert_eq!(e.key, "PASSERELLE_JWT_JWKS");
+            assert!(e.to_string().contains("https://"), "{e}");
+        }
+        let e = jwks("https://user:S3cret@idp.example/jwks.json").unwrap_err();
+        assert!(e.to_string().contains("no credentials"), "{e}");
+        assert!(!e.to_string().contains("S3cret"), "{e}");
+        assert!(jwks("https://user@idp.example/jwks.json").is_err());
+        for accepted in ["HTTPS://idp.example/jwks.json", "/etc/passerelle/jwks/jwks.json"] {
+            assert_eq!(jwks(accepted).unwrap().jwt_jwks.as_deref(), Some(accepted));
+        }
     }
 
     /// The README's configuration table lists every key with its default: it drifted once.

@@ -449,6 +449,65 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     let (trusted, port) = start(true);
     let _served = Server(trusted);
     assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+
+    // A key set that redirects, to http above all (where anyone on the path could slip in a key
+    // of their own), is not followed: the start stops and says where it was sent, and nothing is
+    // asked of that address. `-HTTP` serves the file as the whole answer.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    plain.set_nonblocking(true).unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("moved.json"),
+        format!("HTTP/1.0 302 Found\r\nLocation: http://127.0.0.1:{plain_port}/jwks.json\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .unwrap();
+    let moved_port = free_port();
+    let server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{moved_port}"),
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-HTTP",
+            "-quiet",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _moved = Server(server);
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", moved_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = passerelle(&dir)
+        .env(
+            "PASSERELLE_JWT_JWKS",
+            format!("https://127.0.0.1:{moved_port}/moved.json"),
+        )
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SSL_CERT_FILE", dir.join("ca.pem"))
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "302 Found, a redirect to http://127.0.0.1:{plain_port}/jwks.json, which is not followed"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        matches!(plain.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing was asked of the http address"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
