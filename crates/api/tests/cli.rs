@@ -403,30 +403,7 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     )
     .unwrap();
     let https_port = free_port();
-    let server = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{https_port}"),
-            "-cert",
-            "server.pem",
-            "-key",
-            "server.key",
-            "-WWW",
-            "-quiet",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _https = Server(server);
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", https_port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _https = s_server(&dir, https_port, "-WWW");
     let jwks = format!("https://127.0.0.1:{https_port}/jwks.json");
     let start = |trusted: bool| {
         let port = free_port();
@@ -462,30 +439,7 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     )
     .unwrap();
     let moved_port = free_port();
-    let server = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{moved_port}"),
-            "-cert",
-            "server.pem",
-            "-key",
-            "server.key",
-            "-HTTP",
-            "-quiet",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _moved = Server(server);
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", moved_port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _moved = s_server(&dir, moved_port, "-HTTP");
     let out = passerelle(&dir)
         .env(
             "PASSERELLE_JWT_JWKS",
@@ -509,6 +463,36 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
         "nothing was asked of the http address"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `openssl s_server` on 127.0.0.1:`port` with the certificate in `dir` (`server.pem`), serving
+/// `dir`'s files in `mode` (`-WWW`: a file is the body; `-HTTP`: the whole answer), once it
+/// accepts connections.
+fn s_server(dir: &Path, port: u16, mode: &str) -> Server {
+    let server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            mode,
+            "-quiet",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server(server)
 }
 
 /// A fresh SQLite database with the demo organisations and products (the library's own seeding).
