@@ -154,6 +154,9 @@ fn signing_key(raw: serde_json::Value) -> Result<(String, PublicKey), String> {
     Ok((kid, PublicKey { alg, key }))
 }
 
+/// The largest JWKS read over https (1 MiB): thousands of keys.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
 /// How long fetching an https JWKS may take: without a bound, a host that accepts the
 /// connection and never answers would hold the start, or every later key rotation.
 const JWKS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -221,7 +224,18 @@ async fn read_jwks(source: &str) -> Result<String, String> {
         if !status.is_success() {
             return Err(format!("cannot fetch {at}: it answered {status}"));
         }
-        response.text().await.map_err(|e| format!("cannot read {at}: {e}"))
+        // A key set is a few kilobytes; one past the bound is no key set, and is not held whole.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("cannot read {at}: {e}"))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(format!(
+                    "cannot read {at}: more than {MAX_JWKS_BYTES} bytes, which no key set needs"
+                ));
+            }
+        }
+        String::from_utf8(body).map_err(|_| format!("cannot read {at}: not UTF-8"))
     } else {
         tokio::fs::read_to_string(source)
             .await

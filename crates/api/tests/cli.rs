@@ -427,6 +427,22 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     let _served = Server(trusted);
     assert_eq!(wait_ready(port).await.status().as_u16(), 200);
 
+    // A key set past 1 MiB is no key set, and is not read whole.
+    std::fs::write(dir.join("big.json"), format!("{{\"keys\": []{}}}", " ".repeat(2 << 20))).unwrap();
+    let out = passerelle(&dir)
+        .env(
+            "PASSERELLE_JWT_JWKS",
+            format!("https://127.0.0.1:{https_port}/big.json"),
+        )
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SSL_CERT_FILE", dir.join("ca.pem"))
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("more than 1048576 bytes"), "{stderr}");
+
     // A key set that redirects, to http above all (where anyone on the path could slip in a key
     // of their own), is not followed: the start stops and says where it was sent, and nothing is
     // asked of that address. `-HTTP` serves the file as the whole answer.
