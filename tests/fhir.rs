@@ -137,6 +137,7 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         json!([{"system": "urn:passerelle:national-id:TG:NIU", "value": "123456789012"}])
     );
     assert_eq!(patient.json["gender"], "male");
+    assert_eq!(patient.json["meta"], json!({"versionId": "1"}), "the person's version");
     assert_eq!(patient.json["birthDate"], "1984-03-12");
     assert_eq!(patient.json["telecom"][0]["value"], "+22890123456");
     assert_eq!(patient.json["address"][0]["district"], "Zio");
@@ -215,6 +216,12 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(entry["fullUrl"], format!("{}/fhir/r4/Coverage/{id}", app.base).as_str());
     let read = app.get(&format!("/fhir/r4/Coverage/{id}"), &auditor).await;
     assert_eq!(read.json["id"], id, "{}", read.text);
+    let v1 = app.get(&format!("/v1/coverages/{id}"), &auditor).await;
+    assert_eq!(
+        read.json["meta"]["versionId"],
+        v1.json["version"].to_string().as_str(),
+        "the coverage's version"
+    );
     // Behind a proxy that ends TLS, the scheme it names.
     let proxied = app
         .send(
@@ -228,8 +235,9 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         proxied.json["entry"][0]["fullUrl"],
         format!("https://{host}/fhir/r4/Coverage/{id}").as_str()
     );
-    // An auditor's reads are audited, as in /v1: two pages, one read, one proxied page.
-    assert_eq!(app.audited().await, audited + 4);
+    // An auditor's reads are audited, as in /v1: two pages, one read, its /v1 twin, one proxied
+    // page.
+    assert_eq!(app.audited().await, audited + 5);
     // Asked by the bare id, with a parameter no search reads: the `next` link (written with
     // `Patient/`) still follows the first page.
     let bare = app
@@ -737,6 +745,11 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
     assert_eq!(adjudication(line, "benefit", Some("tg-inam"))["amount"]["value"], 2666);
     assert_eq!(adjudication(line, "eligible", Some("mut-a"))["amount"]["value"], 667);
     assert_eq!(response.json["disposition"], "awaiting_complementary");
+    assert_eq!(
+        response.json["meta"],
+        json!({"versionId": "2"}),
+        "one more with the base's adjudication"
+    );
     assert_eq!(response.json["outcome"], "queued");
     let stranger = app
         .get(

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use super::model::{
-    percent, CodeableConcept, Extension, Identifier, Money, Reference, ADJUDICATION_SYSTEM, CARE_LEVEL_SYSTEM,
+    percent, CodeableConcept, Extension, Identifier, Meta, Money, Reference, ADJUDICATION_SYSTEM, CARE_LEVEL_SYSTEM,
     CATEGORY_SYSTEM, CLAIM_ID_PREFIX, ICD10_SYSTEM, ORGANIZATION_SYSTEM,
 };
 use super::request::{self, Translation};
@@ -73,7 +73,7 @@ pub struct Total {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"resourceType": "ClaimResponse", "id": "01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
-    "extension": [{"url": "urn:passerelle:claim-status", "valueCode": "awaiting_base"}],
+    "meta": {"versionId": "1"}, "extension": [{"url": "urn:passerelle:claim-status", "valueCode": "awaiting_base"}],
     "identifier": [{"system": "urn:passerelle:claim-id:cms-tsevie", "value": "CMS-2026-000123"}],
     "status": "active", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
     "use": "claim", "patient": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"}, "created": "2026-11-28T09:30:00Z",
@@ -101,6 +101,8 @@ pub struct ClaimResponse {
     pub resource_type: &'static str,
     /// The claim id (`GET /v1/claims/{id}`).
     pub id: String,
+    /// The claim's `version` (`GET /v1/claims/{id}`).
+    pub meta: Meta,
     /// `urn:passerelle:claim-status` (the `/v1` status); for a claim rejected at submission,
     /// each eligibility reason as `urn:passerelle:reason` (parts `code` and `until`).
     pub extension: Vec<Extension>,
@@ -229,6 +231,7 @@ impl ClaimResponse {
         let t = &c.totals;
         ClaimResponse {
             resource_type: "ClaimResponse",
+            meta: Meta::of(c.version),
             extension,
             identifier: vec![identifier.clone()],
             status: if c.status == ClaimStatus::Cancelled {

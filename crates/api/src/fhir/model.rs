@@ -23,6 +23,24 @@ pub const RELATIONSHIP_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/sub
 pub const COVERAGE_CLASS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/coverage-class";
 pub const ICD10_SYSTEM: &str = "http://hl7.org/fhir/sid/icd-10";
 
+/// A resource's metadata: its version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"versionId": "2"}))]
+pub struct Meta {
+    /// The resource's `version` under `/v1`, as text: 1 when created, one more with each change,
+    /// so that a client holding a copy can tell whether it is current.
+    pub version_id: String,
+}
+
+impl Meta {
+    pub fn of(version: u32) -> Meta {
+        Meta {
+            version_id: version.to_string(),
+        }
+    }
+}
+
 /// A code in a code system.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Coding {

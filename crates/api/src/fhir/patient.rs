@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::model::{
-    CodeableConcept, Extension, Identifier, Period, Reference, COVERAGE_CLASS_SYSTEM, LAYER_SYSTEM, NATIONAL_ID_PREFIX,
-    RELATIONSHIP_SYSTEM,
+    CodeableConcept, Extension, Identifier, Meta, Period, Reference, COVERAGE_CLASS_SYSTEM, LAYER_SYSTEM,
+    NATIONAL_ID_PREFIX, RELATIONSHIP_SYSTEM,
 };
 use super::Fhir;
 
@@ -64,7 +64,7 @@ pub struct Address {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"resourceType": "Patient", "id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f",
-    "identifier": [{"system": "urn:passerelle:national-id:TG:NIU", "value": "234567890123"}],
+    "meta": {"versionId": "1"}, "identifier": [{"system": "urn:passerelle:national-id:TG:NIU", "value": "234567890123"}],
     "name": [{"use": "official", "family": "Agbéko", "given": ["Akossiwa Élise"]}],
     "telecom": [{"system": "phone", "value": "+22890123456"}], "gender": "female", "birthDate": "1988",
     "address": [{"city": "Zio 1", "district": "Zio", "state": "Maritime"}]}))]
@@ -73,6 +73,8 @@ pub struct Patient {
     pub resource_type: &'static str,
     /// The beneficiary id.
     pub id: String,
+    /// The person's `version` (`GET /v1/beneficiaries/{id}`).
+    pub meta: Meta,
     /// The national id, in system `urn:passerelle:national-id:<country>:<type>`; empty for
     /// people without papers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -114,6 +116,7 @@ impl From<Beneficiary> for Patient {
     fn from(b: Beneficiary) -> Patient {
         Patient {
             resource_type: "Patient",
+            meta: Meta::of(b.version),
             id: b.id,
             identifier: b
                 .national_id
@@ -194,7 +197,7 @@ pub async fn read_patient(
 /// The documented example of a Coverage, also the entry of the search example.
 fn coverage_example() -> serde_json::Value {
     serde_json::json!({"resourceType": "Coverage", "id": "01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70",
-    "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
+    "meta": {"versionId": "1"}, "extension": [{"url": "urn:passerelle:coverage-status", "valueCode": "active"},
                   {"url": "urn:passerelle:paid-through", "valueDate": "2026-12-31"}],
     "status": "active", "type": {"coding": [{"system": "urn:passerelle:layer", "code": "complementary"}]},
     "subscriberId": "TSV-0042", "beneficiary": {"reference": "Patient/01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f"},
@@ -223,6 +226,8 @@ pub struct FhirCoverage {
     pub resource_type: &'static str,
     /// The coverage id.
     pub id: String,
+    /// The coverage's `version` (`GET /v1/coverages/{id}`).
+    pub meta: Meta,
     /// `urn:passerelle:coverage-status` (`active`, `suspended` or `terminated`, as in `/v1`),
     /// `urn:passerelle:paid-through` (a date) when contributions are paid, and
     /// `urn:passerelle:principal-coverage` (a reference) for a dependant.
@@ -270,6 +275,7 @@ impl From<Coverage> for FhirCoverage {
         }
         FhirCoverage {
             resource_type: "Coverage",
+            meta: Meta::of(c.version),
             extension,
             status: match c.status {
                 CoverageStatus::Terminated => "cancelled",
