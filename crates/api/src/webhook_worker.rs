@@ -334,21 +334,35 @@ async fn public_addresses(host: &str) -> Result<Vec<std::net::SocketAddr>, Box<d
     Ok(public)
 }
 
+/// What an attempt records for a receiver that cannot be reached at a public address. The
+/// subscriber reads it: whether the service's resolver knows a name, and whether it points
+/// inside the deployment's network, is not the subscriber's to probe, so every such case reads
+/// as any unreachable receiver does; the cause is logged.
+const UNREACHABLE: &str = "connection failed";
+
+/// The guard before a send, as in production: https only (a subscription stored while
+/// `PASSERELLE_WEBHOOK_ALLOW_INSECURE` was on, `http://` say, is not sent in clear once it is
+/// off), and no private address among those the name resolves to.
 async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
     if allow_insecure {
         return Ok(());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| "refused: not a URL".to_owned())?;
+    if parsed.scheme() != "https" {
+        return Err("refused: not an https URL".into());
+    }
     // An IPv6 literal is `[…]` in a URL and bare to the resolver, which fails on the brackets.
-    let host = parsed.host_str().ok_or("no host")?;
+    let host = parsed.host_str().ok_or("refused: no host")?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve: {e}"))?;
+    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+        tracing::warn!(host, error = %e, "a webhook receiver's name does not resolve");
+        UNREACHABLE.to_owned()
+    })?;
     for a in addrs {
         if !address_allowed(a.ip(), false) {
-            return Err("refused: the receiver resolves to a private address".into());
+            tracing::warn!(host, "a webhook receiver resolves to a private address: not sent");
+            return Err(UNREACHABLE.into());
         }
     }
     Ok(())
@@ -375,7 +389,7 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
             .body(body)
             .send()
             .await
-            .map_err(|_| "connection failed".to_owned())
+            .map_err(|_| UNREACHABLE.to_owned())
     };
     // The name's resolution too: a resolver that never answers holds its slot no longer.
     let result = tokio::time::timeout(SEND_TIMEOUT, attempt)
@@ -430,6 +444,28 @@ fn given_up_unsent(d: &DueDelivery, at: DateTime<Utc>, e: &Unreadable) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before a send in production: https only, and a private address reads as any unreachable
+    /// receiver. Literal addresses: nothing is resolved or sent.
+    #[tokio::test]
+    async fn the_guard_takes_https_to_public_addresses_only() {
+        for url in ["http://8.8.8.8/hook", "ftp://8.8.8.8/hook"] {
+            assert_eq!(
+                refuse_private(url, false).await.unwrap_err(),
+                "refused: not an https URL",
+                "{url}"
+            );
+        }
+        for url in [
+            "https://127.0.0.1/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://10.1.2.3/hook",
+        ] {
+            assert_eq!(refuse_private(url, false).await.unwrap_err(), UNREACHABLE, "{url}");
+        }
+        assert_eq!(refuse_private("https://8.8.8.8/hook", false).await, Ok(()));
+        assert_eq!(refuse_private("http://127.0.0.1/hook", true).await, Ok(()));
+    }
 
     /// Names that resolve only to this machine resolve to nothing for the webhook client.
     /// Resolving `localhost` asks no server and sends nothing.

@@ -168,9 +168,16 @@ pub fn address_allowed(ip: IpAddr, allow_insecure: bool) -> bool {
 fn local_name(name: &str) -> bool {
     let name = name.trim_end_matches('.');
     name == "localhost"
-        || [".localhost", ".local", ".internal", ".lan", ".home.arpa"]
-            .iter()
-            .any(|s| name.ends_with(s))
+        || [
+            ".localhost",
+            ".local",
+            ".localdomain",
+            ".internal",
+            ".lan",
+            ".home.arpa",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
         || !name.contains('.')
 }
 
@@ -988,6 +995,7 @@ mod tests {
             "https://printer/hook",
             "https://nas.local./hook",
             "https://api.internal/hook",
+            "https://localhost.localdomain/hook",
         ] {
             assert_eq!(refused(url).as_deref(), Some("private_address"), "{url}");
         }
