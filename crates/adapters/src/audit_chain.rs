@@ -35,6 +35,28 @@ const TIDY_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle chainer looks for events queued by a process that stopped before chaining.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest one transaction of the chainer may take. A connection whose link went silent (a
+/// database host gone without closing it) never answers, and the chainer, waiting on it, chained
+/// nothing more: every check on the replica was 503 while `/health/ready` stayed 200. Past this,
+/// the transaction is given up (its connection dropped) and the next cycle starts on another;
+/// given up while it committed, it is found committed: the next cycle reads the head again.
+#[cfg(not(test))]
+const CHAIN_DEADLINE: Duration = Duration::from_secs(10);
+#[cfg(test)]
+const CHAIN_DEADLINE: Duration = Duration::from_millis(200);
+
+/// One transaction of the chainer, given up past [`CHAIN_DEADLINE`].
+async fn chain_within(writer: &dyn ChainWriter, direct: &[NewAuditEvent], drain: bool) -> Result<usize, StoreError> {
+    tokio::time::timeout(CHAIN_DEADLINE, writer.chain(direct, drain))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "an audit chain transaction took longer than {} ms and was given up",
+                CHAIN_DEADLINE.as_millis()
+            )))
+        })
+}
+
 /// What a backend does for the chainer: one transaction per call.
 #[async_trait]
 pub(crate) trait ChainWriter: Send + Sync + 'static {
@@ -232,13 +254,13 @@ async fn cycle(
     if direct.is_empty() && !drain {
         return (Ok(()), Ok(()));
     }
-    let mut taken = match writer.chain(direct, drain).await {
+    let mut taken = match chain_within(writer, direct, drain).await {
         Ok(taken) => taken,
         Err(e) => return (Err(e), Ok(())),
     };
     drained.fetch_add(taken, Ordering::Relaxed);
     while taken as i64 >= QUEUE_BATCH {
-        taken = match writer.chain(&[], true).await {
+        taken = match chain_within(writer, &[], true).await {
             Ok(taken) => taken,
             Err(e) => return (Ok(()), Err(e)),
         };
@@ -324,6 +346,51 @@ mod tests {
         async fn tidy(&self) -> Result<(), StoreError> {
             Ok(())
         }
+    }
+
+    /// Never answers its first call, as a connection whose link went silent; answers the others.
+    #[derive(Default)]
+    struct SilentOnce {
+        calls: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl ChainWriter for SilentOnce {
+        async fn chain(&self, _direct: &[NewAuditEvent], _drain: bool) -> Result<usize, StoreError> {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls == 1
+            };
+            if first {
+                std::future::pending::<()>().await;
+            }
+            Ok(0)
+        }
+
+        async fn has_queued(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn tidy(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A transaction that never answers is given up at the deadline: its check hears of it, and
+    /// the chainer goes on with the next, where it waited for ever.
+    #[tokio::test]
+    async fn a_transaction_that_never_answers_is_given_up() {
+        let chainer = Chainer::start(Arc::new(SilentOnce::default()), true);
+        let started = std::time::Instant::now();
+        let first = chainer.append(vec![event()]).await;
+        assert!(
+            matches!(&first, Err(StoreError::Unavailable(e)) if e.contains("given up")),
+            "{first:?}"
+        );
+        assert!(started.elapsed() >= CHAIN_DEADLINE);
+        let next = tokio::time::timeout(Duration::from_secs(5), chainer.append(vec![event()])).await;
+        assert!(matches!(next, Ok(Ok(()))), "{next:?}");
     }
 
     fn event() -> NewAuditEvent {
