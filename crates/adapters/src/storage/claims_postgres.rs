@@ -129,7 +129,11 @@ impl PgStore {
         q.push(" FROM ok) SELECT count(*) FROM ok");
 
         let written: Result<(i64,), sqlx::Error> = q.build_query_as().fetch_one(&self.write).await;
-        match written.map_err(db_err) {
+        // One statement is its own transaction: a connection lost under it may have lost only
+        // the answer to its commit, so it is read as a commit's failure (`Indeterminate`: retry
+        // with the same Idempotency-Key, which replays it if it was written), never as "nothing
+        // was changed".
+        match written.map_err(commit_err) {
             Ok((1,)) => {}
             Ok(_) | Err(StoreError::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
