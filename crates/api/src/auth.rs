@@ -213,10 +213,8 @@ async fn read_jwks(source: &str) -> Result<String, String> {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
-                .map_or_else(
-                    || "elsewhere".to_owned(),
-                    |l| shown(&response.url().join(l).map_or_else(|_| l.to_owned(), String::from)),
-                );
+                .and_then(|l| response.url().join(l).ok())
+                .map_or_else(|| "elsewhere".to_owned(), |to| shown(to.as_str()));
             return Err(format!(
                 "cannot fetch {at}: it answered {status}, a redirect to {to}, which is not followed: give the key set's own https URL"
             ));

@@ -427,20 +427,23 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     let _served = Server(trusted);
     assert_eq!(wait_ready(port).await.status().as_u16(), 200);
 
+    // A start under the test authority that must stop: its error.
+    let refused_start = |jwks: String| {
+        let out = passerelle(&dir)
+            .env("PASSERELLE_JWT_JWKS", jwks)
+            .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("SSL_CERT_FILE", dir.join("ca.pem"))
+            .arg("serve")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{stderr}");
+        stderr
+    };
+
     // A key set past 1 MiB is no key set, and is not read whole.
     std::fs::write(dir.join("big.json"), format!("{{\"keys\": []{}}}", " ".repeat(2 << 20))).unwrap();
-    let out = passerelle(&dir)
-        .env(
-            "PASSERELLE_JWT_JWKS",
-            format!("https://127.0.0.1:{https_port}/big.json"),
-        )
-        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SSL_CERT_FILE", dir.join("ca.pem"))
-        .arg("serve")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused_start(format!("https://127.0.0.1:{https_port}/big.json"));
     assert!(stderr.contains("more than 1048576 bytes"), "{stderr}");
 
     // A key set that redirects, to http above all (where anyone on the path could slip in a key
@@ -456,18 +459,7 @@ async fn a_jwks_behind_a_private_authority_is_trusted_through_the_system_store()
     .unwrap();
     let moved_port = free_port();
     let _moved = s_server(&dir, moved_port, "-HTTP");
-    let out = passerelle(&dir)
-        .env(
-            "PASSERELLE_JWT_JWKS",
-            format!("https://127.0.0.1:{moved_port}/moved.json"),
-        )
-        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SSL_CERT_FILE", dir.join("ca.pem"))
-        .arg("serve")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused_start(format!("https://127.0.0.1:{moved_port}/moved.json"));
     assert!(
         stderr.contains(&format!(
             "302 Found, a redirect to http://127.0.0.1:{plain_port}/jwks.json, which is not followed"

@@ -99,7 +99,23 @@ pub fn over_child_age_limit(
 /// A `child` found by national id is the person stored under it, birth date included: the one
 /// sent agrees with it only as far as both know it (the same year, when either gives only the
 /// year, which counts from 1 January), so storage judges the age limit again on the stored one
-/// once it has found the person. `over` is [`over_child_age_limit`] on the stored birth date.
+/// once it has found the person.
+pub fn stored_child_over_age_limit(
+    product: &ProductVersion,
+    relationship: Relationship,
+    stored: &crate::beneficiary::Beneficiary,
+    start: NaiveDate,
+) -> bool {
+    over_child_age_limit(
+        product,
+        relationship,
+        stored.birth_date,
+        stored.birth_date_precision,
+        start,
+    )
+}
+
+/// The fault [`stored_child_over_age_limit`] answers, at `field`.
 pub fn matched_child_too_old(field: impl Into<String>) -> FieldError {
     FieldError::new(
         field,

@@ -370,7 +370,12 @@ fn decide(
                 return Err(member_at_fault("identity_mismatch", index));
             }
             Some(found)
-                if stored_child_too_old(&household.product, member.relationship, &found, household.start_date) =>
+                if passerelle_domain::eligibility::stored_child_over_age_limit(
+                    &household.product,
+                    member.relationship,
+                    &found,
+                    household.start_date,
+                ) =>
             {
                 return Err(member_at_fault("dependant_age_limit", index));
             }

@@ -28,23 +28,6 @@ async fn announce_coverage(tx: &mut Tx, ctx: &WriteContext, c: &Coverage) -> Res
     .await
 }
 
-/// A child found by national id, judged on the birth date stored for them
-/// ([`passerelle_domain::eligibility::matched_child_too_old`]).
-fn stored_child_too_old(
-    product: &ProductVersion,
-    relationship: Relationship,
-    person: &Beneficiary,
-    start: NaiveDate,
-) -> bool {
-    passerelle_domain::eligibility::over_child_age_limit(
-        product,
-        relationship,
-        person.birth_date,
-        person.birth_date_precision,
-        start,
-    )
-}
-
 /// A household's conflict, on the member at fault (0 the principal): the answer then points at
 /// that member instead of the household.
 fn at_member(e: StoreError, member: usize) -> StoreError {
@@ -547,7 +530,7 @@ async fn register_in(
             .await
             .map_err(|e| at_member(e, index))?;
         if matched
-            && stored_child_too_old(
+            && passerelle_domain::eligibility::stored_child_over_age_limit(
                 &household.product,
                 member.relationship,
                 &beneficiary,
@@ -821,7 +804,14 @@ impl RegistryStore for This {
         let mut events = Vec::new();
         let (beneficiary, matched, possible_duplicates) =
             upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
-        if matched && stored_child_too_old(product, member.relationship, &beneficiary, start_date) {
+        if matched
+            && passerelle_domain::eligibility::stored_child_over_age_limit(
+                product,
+                member.relationship,
+                &beneficiary,
+                start_date,
+            )
+        {
             return Err(StoreError::Conflict {
                 constraint: "dependant_age_limit".into(),
             });
