@@ -1795,3 +1795,77 @@ on_both_databases!(
     leftover_uploads_are_removed,
     uploads_that_survive_a_long_restart_are_processed,
 );
+
+/// Connections to PostgreSQL cut while a job runs (a reset, a failover) neither fail the job nor
+/// leave it to the sweeper: a write that failed whole is tried again, and a group whose commit's
+/// answer was lost sends the job back to the queue, to resume from the progress that was stored.
+/// (SQLite has no connection to lose.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_goes_on_when_its_database_connections_are_cut() {
+    const HOUSEHOLDS: usize = 6000;
+    let proxy = passerelle_tests::proxy::Proxy::start("127.0.0.1:5432").await;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let mut config = test_config(&db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port)));
+    // The sweeper would resume a job stalled this long: it must not be what saves this one.
+    config.batch_stale_after = Duration::from_secs(600);
+    let app = TestApp::start(db, config).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let product = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", product.json["id"].as_str().unwrap());
+    let reply = upload(&app, "mut-a", Some("k1"), &query, CSV, households(HOUSEHOLDS, "CUT")).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let location = reply.header("location").unwrap().to_owned();
+    // A request meeting a connection the cut broke is 503, as a client is told to retry.
+    let read = || async {
+        for _ in 0..100 {
+            let reply = app.get(&location, &writer(&app, "mut-a")).await;
+            if reply.status.as_u16() != 503 {
+                assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+                return reply.json;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the job cannot be read");
+    };
+    let created = |job: &Value| job["households_created"].as_i64().unwrap_or(0);
+    let mut last = 0;
+    for cut in 0..3 {
+        // Each cut once the job has moved on since the last one.
+        let mut job = Value::Null;
+        for _ in 0..3000 {
+            job = read().await;
+            if created(&job) > last {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(job["status"], "running", "cut {cut} comes while the job runs: {job}");
+        last = created(&job);
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        proxy.restore();
+    }
+    let mut job = read().await;
+    // A minute at most: the sweeper, which would resume a stalled job, waits ten.
+    for _ in 0..600 {
+        if job["status"] != "running" && job["status"] != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        job = read().await;
+    }
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["households_created"], HOUSEHOLDS as i64, "{job}");
+    assert_eq!(job["rows_failed"], 0, "{job}");
+    assert_eq!(job["rows_processed"], 2 * HOUSEHOLDS as i64, "{job}");
+    assert_eq!(
+        app.count("coverages").await,
+        2 * HOUSEHOLDS as i64,
+        "no household twice"
+    );
+    assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64);
+    let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
+    assert_eq!(verify.json["valid"], true, "{}", verify.text);
+}

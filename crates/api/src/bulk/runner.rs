@@ -247,11 +247,37 @@ async fn run_next(state: &AppState, worker: &str) -> bool {
                 job = %job.id,
                 "bulk registration job handed back to the queue: this replica is stopping"
             ),
+            Ended::Interrupted(e) => {
+                tracing::warn!(job = %job.id, error = %e, "bulk registration job interrupted: the database connection was lost");
+                hand_back(state, &job.id, worker).await;
+            }
             Ended::StoreDown(e) => tracing::error!(job = %job.id, error = %e, "bulk registration job stopped"),
         }
         return true;
     }
     false
+}
+
+/// Puts a job whose worker lost its connection mid-commit back in the queue, where the
+/// dispatcher claims it again and resumes from the progress that was stored: only storage knows
+/// whether the last group committed. While the database stays away, it tries for about half a
+/// minute, then leaves the job to the sweeper.
+async fn hand_back(state: &AppState, id: &str, worker: &str) {
+    let mut pause = Duration::from_millis(250);
+    for _ in 0..8 {
+        match state.store.release_batch(id, worker, state.clock.now()).await {
+            Ok(true) => {
+                tracing::info!(job = %id, "bulk registration job handed back to the queue, to resume from its stored progress");
+                return;
+            }
+            // It ended in that commit, or a sweeper took it.
+            Ok(false) => return,
+            Err(e) => tracing::warn!(job = %id, error = %e, "cannot hand a bulk registration job back yet"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(8));
+    }
+    tracing::warn!(job = %id, "bulk registration job left to the sweeper: the database stays unreachable");
 }
 
 /// Fails a job whose processing panicked, its progress as last stored (no row of the group in

@@ -69,8 +69,28 @@ pub enum Ended {
     /// The replica is stopping: the job went back to the queue at a group boundary, its progress
     /// stored, for the next claim to resume.
     Released,
+    /// The connection was lost while a group committed: the group and its progress may be
+    /// stored or not, and the counts this worker holds may be behind. It writes nothing more; the
+    /// runner hands the job back to the queue, to resume from the progress that was stored.
+    Interrupted(String),
     /// Storage could not be written; the job stays `running` until the sweeper fails it.
     StoreDown(String),
+}
+
+/// The pauses before each new try of a write that failed without writing anything (the
+/// connection lost, a failover, a pool exhausted for a moment, a serialization failure): about
+/// eight seconds in all, well within the stale delay, before the job is failed.
+const RETRY_PAUSES: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// Whether a failed write wrote nothing and may be tried again as it was.
+fn retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Contention(_))
 }
 
 enum Parsed {
@@ -79,6 +99,16 @@ enum Parsed {
         rows_read: u64,
         failure: Option<BatchFailure>,
     },
+}
+
+/// Why one try at a write ended without its update.
+enum Stop {
+    /// Processing ends so.
+    Ended(Ended),
+    /// Storage refused or failed the write; nothing of it was written.
+    Failed(StoreError),
+    /// The job's organisation was deactivated on another replica.
+    Deactivated,
 }
 
 /// The two parsers, for the reading thread.
@@ -427,11 +457,19 @@ impl Job<'_> {
         match item {
             Ok(mut rows) => {
                 let mut draft = std::mem::take(&mut rows.draft);
-                let product = match self.product_for(&draft).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!(error = %e, job = %self.job.id, "cannot read a product");
-                        None
+                // A product is read once per job: a connection lost then would otherwise fail
+                // every household of that product.
+                let mut pauses = RETRY_PAUSES.iter();
+                let product = loop {
+                    match self.product_for(&draft).await {
+                        Ok(p) => break p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, job = %self.job.id, "cannot read a product");
+                            match pauses.next() {
+                                Some(pause) if retryable(&e) => tokio::time::sleep(*pause).await,
+                                _ => break None,
+                            }
+                        }
                     }
                 };
                 // A product of the caller's is passed in (no read per household); any other is
@@ -472,56 +510,23 @@ impl Job<'_> {
         if !group.is_empty() && self.state.deactivated.contains(&self.job.organization) {
             return Some(self.stop_deactivated(observer).await);
         }
-        let at = self.state.clock.now();
-        let update = if group.is_empty() {
-            let update = progress_update(self.counts, &self.errors, &[], end.clone(), at);
-            match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
-                Ok(true) => update,
-                Ok(false) => return Some(Ended::Lost),
-                Err(e) => return Some(Ended::StoreDown(e.to_string())),
-            }
-        } else {
-            let ctx = WriteContext {
-                organization: self.job.organization.clone(),
-                subject: self.job.subject.clone(),
-                request_id: self.caller.request_id.clone(),
-                at,
-                idempotency: None,
-            };
-            // The rows refused before the group (by validation) are reported with it.
-            let (counts, errors) = (self.counts, &self.errors);
-            // A household refused because a national id is someone else's leaves a trace, as a
-            // single registration does: a file of guesses at sex and birth year is seen. The
-            // trace is written with the group, before the job's end.
-            let progress = |outcomes: &[HouseholdOutcome]| {
-                let (counts, new_errors, duplicates) = account(counts, &group_rows, outcomes);
-                let errors: Vec<RowError> = errors.iter().cloned().chain(new_errors).collect();
-                let mut update = progress_update(counts, &errors, &duplicates, end.clone(), at);
-                update.events = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, Err(e) if refused_identity(e)))
-                    .map(|_| crate::routes::registrations::identity_refusal(&ctx))
-                    .collect();
-                update
-            };
-            let written = self
-                .state
-                .store
-                .register_batch_group(&ctx, &group, true, &self.job.id, self.worker, &progress)
-                .await;
-            let (_, update) = match written {
-                Ok(Some(written)) => written,
-                Ok(None) => return Some(Ended::Lost),
-                // The group and its progress may be stored: the counts this worker holds may be
-                // behind them, so it writes nothing more, as if it had crashed; the sweeper fails
-                // the job from what was committed, and posting the file again skips what was.
-                Err(e @ StoreError::Indeterminate(_)) => return Some(Ended::StoreDown(e.to_string())),
-                Err(StoreError::Conflict { constraint }) if constraint == "organization_deactivated" => {
-                    return Some(self.stop_deactivated(observer).await)
+        // A write that failed whole is tried again as it was: a connection reset or a failover
+        // would otherwise fail the job, or leave it to the sweeper, for a blip.
+        let mut pauses = RETRY_PAUSES.iter();
+        let update = loop {
+            match self.write(&group, &group_rows, end.clone()).await {
+                Ok(update) => break update,
+                Err(Stop::Ended(ended)) => return Some(ended),
+                Err(Stop::Failed(e)) if retryable(&e) => {
+                    let Some(pause) = pauses.next() else {
+                        return Some(self.stop_on_store_error(e, observer).await);
+                    };
+                    tracing::warn!(error = %e, job = %self.job.id, "a bulk registration group could not be written; trying again");
+                    tokio::time::sleep(*pause).await;
                 }
-                Err(e) => return Some(self.stop_on_store_error(e, observer).await),
-            };
-            update
+                Err(Stop::Failed(e)) => return Some(self.stop_on_store_error(e, observer).await),
+                Err(Stop::Deactivated) => return Some(self.stop_deactivated(observer).await),
+            }
         };
         self.counts = update.counts;
         self.errors.clear();
@@ -530,6 +535,65 @@ impl Job<'_> {
         observer.progress(&self.counts);
         self.last_report = Instant::now();
         end.map(|e| Ended::Finished(e.status))
+    }
+
+    /// One try at writing the group (or, without one, the progress) in one transaction.
+    async fn write(
+        &self,
+        group: &[NewHousehold],
+        group_rows: &[HouseholdRows],
+        end: Option<BatchEnd>,
+    ) -> Result<BatchUpdate, Stop> {
+        let at = self.state.clock.now();
+        if group.is_empty() {
+            let update = progress_update(self.counts, &self.errors, &[], end, at);
+            return match self.state.store.update_batch(&self.job.id, self.worker, &update).await {
+                Ok(true) => Ok(update),
+                Ok(false) => Err(Stop::Ended(Ended::Lost)),
+                Err(e @ StoreError::Indeterminate(_)) => Err(Stop::Ended(Ended::Interrupted(e.to_string()))),
+                Err(e) if retryable(&e) => Err(Stop::Failed(e)),
+                Err(e) => Err(Stop::Ended(Ended::StoreDown(e.to_string()))),
+            };
+        }
+        let ctx = WriteContext {
+            organization: self.job.organization.clone(),
+            subject: self.job.subject.clone(),
+            request_id: self.caller.request_id.clone(),
+            at,
+            idempotency: None,
+        };
+        // The rows refused before the group (by validation) are reported with it.
+        let (counts, errors) = (self.counts, &self.errors);
+        // A household refused because a national id is someone else's leaves a trace, as a
+        // single registration does: a file of guesses at sex and birth year is seen. The
+        // trace is written with the group, before the job's end.
+        let progress = |outcomes: &[HouseholdOutcome]| {
+            let (counts, new_errors, duplicates) = account(counts, group_rows, outcomes);
+            let errors: Vec<RowError> = errors.iter().cloned().chain(new_errors).collect();
+            let mut update = progress_update(counts, &errors, &duplicates, end.clone(), at);
+            update.events = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(e) if refused_identity(e)))
+                .map(|_| crate::routes::registrations::identity_refusal(&ctx))
+                .collect();
+            update
+        };
+        let written = self
+            .state
+            .store
+            .register_batch_group(&ctx, group, true, &self.job.id, self.worker, &progress)
+            .await;
+        match written {
+            Ok(Some((_, update))) => Ok(update),
+            Ok(None) => Err(Stop::Ended(Ended::Lost)),
+            // The group and its progress may be stored: the counts this worker holds may be
+            // behind them, so it writes nothing more; the job resumes from what was committed.
+            Err(e @ StoreError::Indeterminate(_)) => Err(Stop::Ended(Ended::Interrupted(e.to_string()))),
+            Err(StoreError::Conflict { constraint }) if constraint == "organization_deactivated" => {
+                Err(Stop::Deactivated)
+            }
+            Err(e) => Err(Stop::Failed(e)),
+        }
     }
 
     /// Hands the job back to the queue; called right after a flush, when nothing read is

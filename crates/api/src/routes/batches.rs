@@ -101,8 +101,9 @@ pub struct PossibleDuplicateView {
     "message": "processing stopped before the end of the file (the server restarted?); what was registered is kept: post the same file again with a new Idempotency-Key, households already registered are skipped"}))]
 pub struct BatchFailureView {
     /// `interrupted`, `unreadable_file`, `invalid_encoding` (a CSV file with a line that is not
-    /// UTF-8: nothing of it is registered), `storage_unavailable`, `organization_deactivated`,
-    /// or `internal_error` (a fault of the service's own: report it with the job's id).
+    /// UTF-8: nothing of it is registered), `storage_unavailable` (the database could not be
+    /// written for about eight seconds of tries), `organization_deactivated`, or `internal_error`
+    /// (a fault of the service's own: report it with the job's id).
     pub code: String,
     /// What happened and what to do, in the language of `Accept-Language`.
     pub message: String,
