@@ -298,6 +298,25 @@ async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
         .get(&format!("/v1/organizations?limit=1&cursor={cursor}&kind=mutuelle"), &op)
         .await;
     assert_eq!(same.status.as_u16(), 200, "{}", same.text);
+    // A parameter the list does not read (a proxy's tracking tag) is ignored, on the page that
+    // hands out the cursor as on the one that takes it.
+    let tagged = app
+        .get(
+            &format!("/v1/organizations?utm_source=x&limit=1&cursor={cursor}&kind=mutuelle"),
+            &op,
+        )
+        .await;
+    assert_eq!(tagged.status.as_u16(), 200, "{}", tagged.text);
+    assert_eq!(tagged.json, same.json);
+    let tagged_first = app.get("/v1/organizations?kind=mutuelle&limit=1&ref=mail", &op).await;
+    let tagged_cursor = tagged_first.json["next_cursor"].as_str().unwrap();
+    let untagged = app
+        .get(
+            &format!("/v1/organizations?kind=mutuelle&limit=1&cursor={tagged_cursor}"),
+            &op,
+        )
+        .await;
+    assert_eq!(untagged.json, same.json, "{}", untagged.text);
     for other in ["/v1/organizations?limit=1", "/v1/organizations?kind=scheme&limit=1"] {
         let reply = app.get(&format!("{other}&cursor={cursor}"), &op).await;
         assert_eq!(

@@ -346,6 +346,7 @@ async fn context(mut request: Request, next: Next) -> Response {
         lang,
         path: request.uri().path().to_owned(),
         query: request.uri().query().unwrap_or_default().to_owned(),
+        route: route.clone(),
         request_id: request_id.clone(),
     };
     let inner_ctx = ctx.clone();

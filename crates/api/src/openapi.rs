@@ -85,6 +85,28 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
         .merge(crate::fhir::router())
 }
 
+/// The query parameters each `GET` route declares, by route template: what its handler reads.
+pub fn query_parameters() -> &'static std::collections::HashMap<String, Vec<String>> {
+    static DECLARED: std::sync::LazyLock<std::collections::HashMap<String, Vec<String>>> =
+        std::sync::LazyLock::new(|| {
+            let (_, doc) = router().split_for_parts();
+            doc.paths
+                .paths
+                .iter()
+                .filter_map(|(path, item)| {
+                    let params = item.get.as_ref()?.parameters.as_ref()?;
+                    let names = params
+                        .iter()
+                        .filter(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+                        .map(|p| p.name.clone())
+                        .collect();
+                    Some((path.clone(), names))
+                })
+                .collect()
+        });
+    &DECLARED
+}
+
 /// The complete document, as served at `/openapi.json` and printed by `passerelle openapi`.
 pub fn document() -> Document {
     let (_, mut doc) = router().split_for_parts();
@@ -348,6 +370,7 @@ fn problem_body(error: &ApiError, lang: Lang, instance: &str) -> Value {
         lang,
         path: instance.to_owned(),
         query: String::new(),
+        route: String::new(),
         request_id: EXAMPLE_REQUEST_ID.to_owned(),
     };
     serde_json::to_value(error.to_problem(&ctx)).unwrap_or_default()

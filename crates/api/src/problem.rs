@@ -53,6 +53,8 @@ pub struct RequestContext {
     pub path: String,
     /// The query string, without its `?` (empty when none).
     pub query: String,
+    /// The route's template (`/v1/coverages/{id}`), empty when no route matched.
+    pub route: String,
     pub request_id: String,
 }
 

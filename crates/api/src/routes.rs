@@ -70,10 +70,12 @@ impl PageQuery {
 /// cursor handed out by one list is refused by every other instead of naming a position that
 /// means nothing there, or skipping what the other list holds before it. Decoded and sorted, so
 /// that `%61bc` and `abc`, or filters in another order, are one list; the page's own parameters
-/// (`limit`, `cursor`), a CSV form's `separator` and those starting with `_` are not part of it.
+/// (`limit`, `cursor`), a CSV form's `separator`, those starting with `_`, and those the route
+/// does not declare (a proxy's tracking parameter: API.md §3 ignores them) are not part of it.
 pub(crate) fn this_list() -> String {
     crate::problem::REQUEST
         .try_with(|r| {
+            let declared = crate::openapi::query_parameters().get(&r.route);
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(&s.replace('+', " "))
                     .decode_utf8_lossy()
@@ -90,6 +92,7 @@ pub(crate) fn this_list() -> String {
                 // The page's own parameters, and those no list reads: `_…` (a browser's
                 // cache-buster `_=…`, FHIR's `_count` and `_format`).
                 .filter(|(k, _)| !matches!(k.as_str(), "limit" | "cursor" | "separator") && !k.starts_with('_'))
+                .filter(|(k, _)| declared.is_none_or(|names| names.contains(k)))
                 .collect();
             filters.sort();
             let mut list = decode(&r.path);
