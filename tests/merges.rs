@@ -108,7 +108,7 @@ fn coverage_of<'a>(answer: &'a Value, organization: &str) -> Option<&'a Value> {
 }
 
 async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) {
-    let r = registry(backend).await;
+    let r = registry_with(backend, |c| c.webhook_allow_insecure = true).await;
     let app = &r.app;
     let mine = writer(app, "mut-a");
     let (record, coverage) = member_without_id(app, &r.product, "TSV-0001", "k1").await;
@@ -150,6 +150,15 @@ async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) 
         .await
         .problem(404, "not_found");
     let events_before = registry_events(app).await.len();
+    let (receiver, port) = crate::webhooks::receiver().await;
+    let subscription = app
+        .post(
+            "/v1/webhooks",
+            &app.token("mut-a", "webhooks:write"),
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["beneficiary.changed"]}),
+        )
+        .await;
+    assert_eq!(subscription.status.as_u16(), 201, "{}", subscription.text);
 
     let merged = merge(app, &mine, &record, Some("\"1\""), &by_niu).await;
     assert_eq!(merged.status.as_u16(), 200, "{}", merged.text);
@@ -174,9 +183,30 @@ async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) 
         app.get(&path, &app.operator()).await.json["merged_into"],
         person.as_str()
     );
-    // A pointer is one step: the third record now names the scheme's person too.
-    let third_read = app.get(&format!("/v1/beneficiaries/{third}"), &mine).await;
+    // A pointer is one step: the third record now names the scheme's person too, one version
+    // more (a client's copy of version 2 is stale), and whoever merged it is told.
+    let third_path = format!("/v1/beneficiaries/{third}");
+    let third_read = app.get(&third_path, &mine).await;
     assert_eq!(third_read.json["merged_into"], person.as_str(), "{}", third_read.text);
+    assert_eq!(third_read.header("etag"), Some("\"3\""));
+    let cached = app
+        .send(
+            app.request(Method::GET, &third_path)
+                .bearer_auth(&mine)
+                .header("if-none-match", "\"2\""),
+        )
+        .await;
+    assert_eq!(cached.status.as_u16(), 200, "{}", cached.text);
+    let told = crate::webhooks::wait_for(&receiver, 2, Duration::from_secs(10)).await;
+    let told: Vec<Value> = told
+        .iter()
+        .map(|(_, _, body)| serde_json::from_str(body).unwrap())
+        .collect();
+    let third_told = told.iter().find(|b| b["data"]["id"] == third.as_str()).unwrap();
+    assert_eq!(third_told["type"], "beneficiary.changed");
+    assert_eq!(third_told["version"], 3);
+    assert_eq!(third_told["data"], third_read.json, "the record as GET shows it");
+    assert!(told.iter().any(|b| b["data"]["id"] == record.as_str()), "{told:?}");
     app.get(&path, &writer(app, "mut-b")).await.problem(404, "not_found");
     let fhir = app.get(&format!("/fhir/r4/Patient/{record}"), &mine).await;
     assert_eq!(fhir.json["active"], false, "{}", fhir.text);
@@ -245,6 +275,7 @@ async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) 
         vec![
             event("beneficiary.merged", &record),
             event("beneficiary.merged", &person),
+            event("beneficiary.merged", &third),
             event("coverage.updated", &coverage),
             event("coverage.updated", &third_coverage),
         ]

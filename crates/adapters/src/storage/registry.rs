@@ -1157,13 +1157,17 @@ impl RegistryStore for This {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        // A pointer is one step: the records merged into `from` before now point at `into`.
-        sqlx::query("UPDATE beneficiaries SET merged_into = $2 WHERE merged_into = $1")
-            .bind(from)
-            .bind(into)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        // A pointer is one step: the records merged into `from` before now point at `into`, each
+        // one version more, so that a client holding one sees it changed.
+        let repointed: Vec<BeneficiaryRow> = sqlx::query_as(&format!(
+            "UPDATE beneficiaries SET merged_into = $2, version = version + 1 WHERE merged_into = $1 \
+             RETURNING {BENEFICIARY_COLUMNS}"
+        ))
+        .bind(from)
+        .bind(into)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query("UPDATE beneficiaries SET merged_into = $2, merged_by = $3, version = version + 1 WHERE id = $1")
             .bind(from)
             .bind(into)
@@ -1175,6 +1179,23 @@ impl RegistryStore for This {
             ctx.audit("beneficiary.merged", "beneficiary", from),
             ctx.audit("beneficiary.merged", "beneficiary", into),
         ];
+        // Each record merged earlier is told to the organisation that merged it, whose record it
+        // was, as its own merge was.
+        for row in repointed {
+            let earlier = Beneficiary::try_from(row)?;
+            events.push(ctx.audit("beneficiary.merged", "beneficiary", &earlier.id));
+            let data = serde_json::to_value(&earlier).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let merged_by = earlier.merged_by.as_deref();
+            enqueue(
+                &mut tx,
+                ctx,
+                "beneficiary.changed",
+                [merged_by, None, None, None],
+                "beneficiary",
+                &data,
+            )
+            .await?;
+        }
         for coverage in moved {
             let now = Coverage {
                 beneficiary: into.to_owned(),

@@ -72,7 +72,9 @@ enum Target {
 /// (`already_merged`). Audited as `beneficiary.merged` once for each of the two people, and
 /// `coverage.updated` for each coverage moved; subscriptions of the caller's organisation (and of
 /// operators and auditors) receive `coverage.changed` for each, and `beneficiary.changed` with
-/// the record merged away. Answers the person merged into, with its `ETag`.
+/// the record merged away. Records merged into that record earlier now point at the person
+/// merged into, one version more each (`beneficiary.merged`, and `beneficiary.changed` to the
+/// organisation that merged it). Answers the person merged into, with its `ETag`.
 #[utoipa::path(
     post,
     path = "/v1/beneficiaries/{id}/merge",
