@@ -123,7 +123,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         }
     };
     // Said first, so that an import killed later has named its job (its report is the job's).
-    println!("job {} started", job.id);
+    crate::stdout::say(&format!("job {} started", job.id));
     let ended = worker::process(&state, &job, &worker, &mut observer).await;
     observer.finish()?;
     let job = state
@@ -315,25 +315,30 @@ impl Observer for Progress {
     }
 }
 
+/// The summary on stdout; the job holds the same, so an early-closed reader loses nothing.
 fn print_summary(job: &BatchJob, errors_path: &Path, lang: Lang) {
+    use crate::stdout::say;
     let c = &job.counts;
-    println!("job {} {}", job.id, job.status.as_str());
+    say(&format!("job {} {}", job.id, job.status.as_str()));
     // A job that did not complete did not read the whole file: it has processed rows only.
     let read = job.rows_total.map(|n| format!("{n} read, ")).unwrap_or_default();
-    println!("rows: {read}{} processed, {} failed", c.rows_processed, c.rows_failed);
-    println!(
+    say(&format!(
+        "rows: {read}{} processed, {} failed",
+        c.rows_processed, c.rows_failed
+    ));
+    say(&format!(
         "households: {} created, {} skipped",
         c.households_created, c.households_skipped
-    );
-    println!("errors: {} (in {})", c.errors_total, errors_path.display());
+    ));
+    say(&format!("errors: {} (in {})", c.errors_total, errors_path.display()));
     if c.possible_duplicates_total > 0 {
-        println!(
+        say(&format!(
             "possible duplicates: {} (in {}, code possible_duplicate)",
             c.possible_duplicates_total,
             errors_path.display()
-        );
+        ));
     }
     if let Some(f) = &job.failure {
-        println!("failure: {} — {}", f.code, lang.pick(&f.en, &f.fr));
+        say(&format!("failure: {} — {}", f.code, lang.pick(&f.en, &f.fr)));
     }
 }

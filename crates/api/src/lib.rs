@@ -19,5 +19,6 @@ pub mod problem;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod stdout;
 pub mod telemetry;
 pub mod webhook_worker;

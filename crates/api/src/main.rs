@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use passerelle_api::config::{Config, Secret};
 use passerelle_api::problem::Lang;
+use passerelle_api::stdout::emit;
 use passerelle_api::{app, auth, demo, import, openapi, routes, telemetry};
 use passerelle_domain::error::StoreError;
 use passerelle_domain::ports::BatchFormat;
@@ -148,17 +149,6 @@ impl Failure {
         } else {
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Writes a command's output to stdout at once. A reader that stops early (`| head`, `| grep -q`)
-/// is no failure of the command: the rest is dropped without a word, where `print!` would panic.
-fn emit(text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
-        _ => Ok(()),
     }
 }
 
@@ -310,11 +300,15 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
     if with_demo {
         let secret = state.config.jwt_hs256_secret.clone().ok_or("demo needs a secret")?;
         let tokens = demo::seed(&state, &secret).await?;
-        println!("Demo organisations are ready. Tokens (valid 24 h):");
+        let mut said = String::from("Demo organisations are ready. Tokens (valid 24 h):\n");
         for (org, kind, token) in &tokens {
-            println!("  {org:<18} {:<9} {token}", kind.as_str());
+            said.push_str(&format!("  {org:<18} {:<9} {token}\n", kind.as_str()));
         }
-        println!("Try: curl -H \"Authorization: Bearer <token>\" http://{listen}/v1/organizations   — docs at http://{listen}/docs");
+        said.push_str(&format!(
+            "Try: curl -H \"Authorization: Bearer <token>\" http://{listen}/v1/organizations   — docs at http://{listen}/docs\n"
+        ));
+        // The service goes on when nobody reads its output.
+        let _ = emit(&said);
     }
     let auth = state.auth.clone();
     tokio::spawn(async move {

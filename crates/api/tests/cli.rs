@@ -696,6 +696,43 @@ async fn import_registers_the_samples_and_writes_the_errors_beside_the_file() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An import whose output nobody reads (`| head -1` that has its line) still completes, chains
+/// its events and exits 0: the summary is dropped, not a panic.
+#[tokio::test]
+async fn an_import_whose_output_is_not_read_completes() {
+    let dir = temp_dir("import-unread");
+    let url = demo_database(&dir).await;
+    std::fs::write(dir.join("ml.csv"), sample("registrations-ml.csv")).unwrap();
+    let mut child = passerelle(&dir)
+        .env("PASSERELLE_DATABASE_URL", &url)
+        .args([
+            "import",
+            "ml.csv",
+            "--org",
+            "demo-mut-segou",
+            "--product",
+            "demo-segou-base",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (status, queued): (String, i64) =
+        sqlx::query_as("SELECT (SELECT status FROM registration_batches), (SELECT count(*) FROM audit_queue)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), queued), ("completed", 0));
+    conn.close().await.unwrap();
+}
+
 /// An import that cannot start leaves no job behind `running`, and an import killed earlier has
 /// its job failed by the next one, as a server's sweeper would.
 #[tokio::test]
