@@ -767,7 +767,63 @@ async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
         .problem(412, "precondition_failed");
 }
 
+/// A correction that passed its checks while a termination of the caller's last coverage was
+/// committing is refused once that termination has committed: the caller no longer covers the
+/// person when the correction would commit (API.md §5 Beneficiaries). The termination is held
+/// open here, in a transaction of the test's own, until the correction has started.
+async fn a_correction_meeting_a_termination_in_flight_is_refused(backend: Backend) {
+    use sqlx::Connection;
+    let r = registry(backend).await;
+    let app = &r.app;
+    let reply = household_of_mut_a(&r).await;
+    let person = member(&reply, 0);
+    let terminate =
+        format!("UPDATE coverages SET status = 'terminated', version = version + 1 WHERE beneficiary = '{person}'");
+    let token = writer(app, "mut-a");
+    let body = json!({"given_names": "Kossi Mawuli"});
+    let correct = patch(app, &token, &person, Some("\"1\""), &body);
+    let (refused, terminated) = match backend {
+        Backend::Sqlite => {
+            let mut held = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            let held_rows = sqlx::raw_sql(&format!("BEGIN IMMEDIATE; {terminate}"))
+                .execute(&mut held)
+                .await
+                .unwrap()
+                .rows_affected();
+            let commit = async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                sqlx::raw_sql("COMMIT").execute(&mut held).await.unwrap();
+            };
+            (tokio::join!(correct, commit).0, held_rows)
+        }
+        Backend::Postgres => {
+            let mut held = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            let held_rows = sqlx::raw_sql(&format!("BEGIN; {terminate}"))
+                .execute(&mut held)
+                .await
+                .unwrap()
+                .rows_affected();
+            let commit = async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                sqlx::raw_sql("COMMIT").execute(&mut held).await.unwrap();
+            };
+            (tokio::join!(correct, commit).0, held_rows)
+        }
+    };
+    assert_eq!(terminated, 1);
+    refused.problem(409, "conflict");
+    assert_eq!(
+        refused.json["errors"][0]["code"], "coverage_terminated",
+        "{}",
+        refused.text
+    );
+    let read = app.get(&format!("/v1/beneficiaries/{person}"), &token).await;
+    assert_eq!(read.header("etag"), Some("\"1\""), "nothing written");
+    assert_eq!(read.json["given_names"], "Kossi");
+}
+
 on_both_databases!(
+    a_correction_meeting_a_termination_in_flight_is_refused,
     a_person_is_corrected_by_whoever_covers_them,
     only_names_phone_and_locality_change,
     identity_as_registered_and_emptied_localities,

@@ -1020,6 +1020,38 @@ impl RegistryStore for This {
         };
         let nid = b.national_id.as_ref();
         let mut tx = self.begin_write().await?;
+        // The corrector must still cover the person when the correction commits: its coverages
+        // of them are held against a termination committing meanwhile (which changes coverage
+        // rows, not the person's version), then read as they now stand. The person first, as a
+        // merge takes them, so that the two wait for each other rather than deadlock.
+        sqlx::query(&format!(
+            "SELECT id FROM beneficiaries WHERE id = $1{FOR_NO_KEY_UPDATE}"
+        ))
+        .bind(&b.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(&format!(
+            "SELECT id FROM coverages WHERE organization = $1 AND beneficiary = $2 ORDER BY id{FOR_SHARE}"
+        ))
+        .bind(&ctx.organization)
+        .bind(&b.id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (live,): (i64,) = sqlx::query_as(&format!(
+            "SELECT count(*) FROM coverages WHERE organization = $1 AND beneficiary = $2 AND {LIVE_COVERAGE}"
+        ))
+        .bind(&ctx.organization)
+        .bind(&b.id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if live == 0 {
+            return Err(StoreError::Conflict {
+                constraint: "coverage_terminated".into(),
+            });
+        }
         // A national id already another person's is looked for first, so that the refusal does
         // not go through the unique index, whose violation PostgreSQL logs with the key's
         // values; the index still refuses two people given one id at once.

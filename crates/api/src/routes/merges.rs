@@ -281,6 +281,9 @@ async fn give_national_id(
     let ctx = caller.write_context(state, None);
     match state.store.update_beneficiary(&ctx, &next).await {
         Err(StoreError::Conflict { constraint }) if constraint == "national_id_taken" => Ok(None),
+        Err(StoreError::Conflict { constraint }) if constraint == "coverage_terminated" => {
+            Err(crate::routes::people::coverages_ended())
+        }
         written => {
             written?;
             Ok(Some(next))

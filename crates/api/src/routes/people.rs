@@ -195,6 +195,8 @@ async fn patch_once(
             state.store.append_audit(&[event]).await?;
             Err(StoreError::Conflict { constraint }.into())
         }
+        // Terminated since the check above, by a termination that committed first.
+        Err(StoreError::Conflict { constraint }) if constraint == "coverage_terminated" => Err(coverages_ended()),
         written => {
             written?;
             Ok(answer(next))
