@@ -93,6 +93,12 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(metadata.header("content-type"), Some(FHIR));
     assert_eq!(metadata.json["resourceType"], "CapabilityStatement");
     assert_eq!(metadata.json["fhirVersion"], "4.0.1");
+    // The reads that send a version ETag and answer If-None-Match say so.
+    for resource in metadata.json["rest"][0]["resource"].as_array().unwrap() {
+        let read = resource["interaction"].as_array().unwrap().contains(&json!({"code": "read"}));
+        let expected = if read { json!("not-match") } else { Value::Null };
+        assert_eq!(resource["conditionalRead"], expected, "{resource}");
+    }
     // R4's content negotiation: a format or FHIR version it does not write is 406, in FHIR,
     // whether asked by Accept or by _format; JSON and any type are answered.
     for (accept, path, status) in [
@@ -107,6 +113,9 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
             "/fhir/r4/metadata?_format=application/fhir%2Bjson;fhirVersion=4.0",
             200,
         ),
+        // `+` left unencoded, as FHIR's pages write the type, is not read as a space.
+        ("*/*", "/fhir/r4/metadata?_format=application/fhir+json", 200),
+        ("*/*", "/fhir/r4/metadata?_format=application/fhir+xml", 406),
         ("*/*", "/fhir/r4/metadata?_format=json&_format=xml", 406),
         ("*/*", "/fhir/r4/metadata?%5Fformat=xml", 406),
     ] {
@@ -138,6 +147,19 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     );
     assert_eq!(patient.json["gender"], "male");
     assert_eq!(patient.json["meta"], json!({"versionId": "1"}), "the person's version");
+    // The version as R4's weak ETag; a copy of it is current.
+    assert_eq!(patient.header("etag"), Some("W/\"1\""));
+    for (tag, status) in [("W/\"1\"", 304), ("\"1\"", 304), ("W/\"0\", *", 304), ("W/\"2\"", 200)] {
+        let cached = app
+            .send(
+                app.request(Method::GET, &format!("/fhir/r4/Patient/{}", s.principal))
+                    .bearer_auth(&mut_a)
+                    .header("if-none-match", tag),
+            )
+            .await;
+        assert_eq!(cached.status.as_u16(), status, "{tag}: {}", cached.text);
+        assert_eq!(cached.header("etag"), Some("W/\"1\""), "{tag}");
+    }
     assert_eq!(patient.json["birthDate"], "1984-03-12");
     assert_eq!(patient.json["telecom"][0]["value"], "+22890123456");
     assert_eq!(patient.json["address"][0]["district"], "Zio");
@@ -750,6 +772,16 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         json!({"versionId": "2"}),
         "one more with the base's adjudication"
     );
+    assert_eq!(response.header("etag"), Some("W/\"2\""));
+    let polled = app
+        .send(
+            app.request(Method::GET, &format!("/fhir/r4/ClaimResponse/{id}"))
+                .bearer_auth(&token)
+                .header("if-none-match", "W/\"1\""),
+        )
+        .await;
+    assert_eq!(polled.status.as_u16(), 200, "moved on since version 1");
+    assert_eq!(polled.json["meta"]["versionId"], "2");
     assert_eq!(response.json["outcome"], "queued");
     let stranger = app
         .get(
@@ -1132,6 +1164,42 @@ async fn eligibility_faults_name_the_value(backend: Backend) {
             "CoverageEligibilityRequest.status".to_owned()
         )]
     );
+
+    // FHIR JSON has no empty list or string: an empty `purpose`, or an identifier the answer
+    // would give back empty, is refused rather than answered as invalid FHIR.
+    let empty = check(&|b| {
+        b["purpose"] = json!([]);
+        b["identifier"] = json!([{"system": "", "value": 7}]);
+    });
+    assert_eq!(
+        rule_codes(&post(empty).await),
+        [
+            ("empty".to_owned(), "CoverageEligibilityRequest.purpose".to_owned()),
+            (
+                "empty".to_owned(),
+                "CoverageEligibilityRequest.identifier[0].system".to_owned()
+            ),
+            (
+                "invalid_type".to_owned(),
+                "CoverageEligibilityRequest.identifier[0].value".to_owned()
+            ),
+        ]
+    );
+    // A period of service is not supported, and says so in FHIR's words.
+    let period = check(&|b| b["servicedPeriod"] = json!({"start": "2026-06-01"}));
+    let refused = post(period).await;
+    assert_eq!(refused.json["issue"][0]["code"], "not-supported", "{}", refused.text);
+    // A body of another FHIR version is not read as R4.
+    let other_version = app
+        .send(
+            app.request(Method::POST, "/fhir/r4/CoverageEligibilityRequest")
+                .bearer_auth(&token)
+                .header("content-type", "application/fhir+json; fhirVersion=3.0")
+                .body(check(&|_| {}).to_string()),
+        )
+        .await;
+    assert_eq!(other_version.status.as_u16(), 415, "{}", other_version.text);
+    assert_eq!(other_version.json["resourceType"], "OperationOutcome");
 
     // `purpose` must be a list of R4's codes: a lone string is not silently ignored.
     let lone = check(&|b| b["purpose"] = json!("validation"));

@@ -77,8 +77,10 @@ async fn negotiate(request: Request, next: axum::middleware::Next) -> Response {
     } else {
         formats.iter().all(|format| {
             let (media, parameters) = format.split_once(';').unwrap_or((format, ""));
+            // A media type holds no space: one there was a `+` left unencoded
+            // (`_format=application/fhir+json`, as FHIR's pages write it), read as a space.
             matches!(
-                media.trim().to_ascii_lowercase().as_str(),
+                media.trim().replace(' ', "+").to_ascii_lowercase().as_str(),
                 "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
             ) && accepts_fhir_json(&format!("application/fhir+json;{parameters}"))
         })
@@ -137,6 +139,29 @@ impl<T: Serialize> IntoResponse for Fhir<T> {
     }
 }
 
+/// A resource read with its version: `ETag: W/"<versionId>"`, as R4 asks of a read (http.html,
+/// *read*: the version ETag is weak), and 304 without a body when `If-None-Match` names that
+/// version (weakly: `W/"3"` and `"3"` alike) or is `*`.
+pub fn versioned<T: Serialize>(headers: &axum::http::HeaderMap, version: u32, body: T) -> Response {
+    let tag =
+        HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
+    let current = format!("\"{version}\"");
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == current);
+    let mut response = if not_modified {
+        axum::http::StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Fhir(body).into_response()
+    };
+    response.headers_mut().insert(header::ETAG, tag);
+    response
+}
+
 /// Whether a request's body is sent as JSON: `application/fhir+json`, `application/json` or
 /// another `+json` type. Anything else is 415 naming `application/fhir+json`.
 fn sent_as_json(req: &Request) -> Result<(), ApiError> {
@@ -144,10 +169,23 @@ fn sent_as_json(req: &Request) -> Result<(), ApiError> {
         .as_deref()
         .and_then(|e| e.strip_prefix("application/"))
         .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
+    // A body declared of another FHIR version is not read as R4 (as `Accept` naming one is 406).
+    let other_version = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            !accepts_fhir_json(&format!(
+                "application/fhir+json;{}",
+                v.split_once(';').map_or("", |p| p.1)
+            ))
+        });
     if !json {
         Err(ApiError::UnsupportedMediaType {
             expected: FHIR_MEDIA_TYPE,
         })
+    } else if other_version {
+        Err(ApiError::UnsupportedMediaType { expected: FHIR_JSON })
     } else if crate::extract::foreign_charset(req.headers()) {
         Err(ApiError::JsonCharset)
     } else {

@@ -882,9 +882,13 @@ pub async fn submit_claim(
     path = "/fhir/r4/ClaimResponse/{id}",
     operation_id = "fhir_read_claim_response",
     tag = "fhir",
-    params(("id" = String, Path, description = "The claim id")),
+    params(
+        ("id" = String, Path, description = "The claim id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (`W/\"3\"`; a list, or `*`): 304 without a body when the claim has not moved since"),
+    ),
     responses(
-        (status = 200, description = "The claim's adjudication", body = ClaimResponse, content_type = "application/fhir+json"),
+        (status = 200, description = "The claim's adjudication", body = ClaimResponse, content_type = "application/fhir+json", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
+        (status = 304, description = "`If-None-Match` names the current version. No body", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
         (status = 404, description = "No such claim, or not yours", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["claims:read"]))
@@ -893,7 +897,13 @@ pub async fn read_claim_response(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadClaims>,
     Path(id): Path<String>,
-) -> Result<Fhir<ClaimResponse>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     let claim = crate::routes::claims::read_visible_claim(&state, &auth.caller, &id).await?;
-    Ok(Fhir(ClaimResponse::new(claim, state.config.operator_org.as_str())))
+    let version = claim.version;
+    Ok(super::versioned(
+        &headers,
+        version,
+        ClaimResponse::new(claim, state.config.operator_org.as_str()),
+    ))
 }

@@ -191,6 +191,41 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
             "doit être un tableau de codes",
         );
     }
+    // FHIR JSON has no empty arrays, and R4 wants at least one purpose (1..*).
+    if purpose.and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        t.error(
+            "purpose",
+            "empty",
+            "must hold at least one code; leave it out for the default",
+            "doit contenir au moins un code ; omettez-le pour la valeur par défaut",
+        );
+    }
+    // The first identifier is given back in the answer's `request`: it must be one FHIR can
+    // write (no empty strings).
+    if let Some(first) = body
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| ids.first())
+    {
+        for part in ["system", "value"] {
+            match first.get(part) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) if !text.trim().is_empty() => {}
+                Some(Value::String(_)) => t.error(
+                    &format!("identifier[0].{part}"),
+                    "empty",
+                    "must not be empty: leave it out instead",
+                    "ne doit pas être vide : omettez-le plutôt",
+                ),
+                Some(_) => t.error(
+                    &format!("identifier[0].{part}"),
+                    "invalid_type",
+                    "must be a string",
+                    "doit être une chaîne de caractères",
+                ),
+            }
+        }
+    }
     for (i, p) in purpose.and_then(Value::as_array).into_iter().flatten().enumerate() {
         if !p.as_str().is_some_and(|p| PURPOSES.contains(&p)) {
             t.error(

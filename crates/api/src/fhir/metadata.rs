@@ -23,20 +23,20 @@ const CLAIM_RESPONSE_DOC: &str = "Read by the claim's id.";
 /// What this server does, for FHIR clients.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-04",
+#[schema(example = json!({"resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-06",
     "kind": "instance", "software": {"name": "Passerelle", "version": "0.1.0"},
     "implementation": {"description": "Passerelle: mutuelles and national health-insurance schemes"},
     "fhirVersion": "4.0.1", "format": ["json"],
     "rest": [{"mode": "server",
               "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
                            "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check, claims:submit and claims:read."},
-              "resource": [{"type": "Patient", "interaction": [{"code": "read"}], "documentation": PATIENT_DOC},
-                           {"type": "Coverage", "interaction": [{"code": "read"}, {"code": "search-type"}],
+              "resource": [{"type": "Patient", "interaction": [{"code": "read"}], "versioning": "versioned", "conditionalRead": "not-match", "documentation": PATIENT_DOC},
+                           {"type": "Coverage", "interaction": [{"code": "read"}, {"code": "search-type"}], "versioning": "versioned", "conditionalRead": "not-match",
                             "searchParam": [{"name": "beneficiary", "type": "reference", "documentation": BENEFICIARY_DOC}],
                             "documentation": COVERAGE_DOC},
                            {"type": "CoverageEligibilityRequest", "interaction": [{"code": "create"}], "documentation": ELIGIBILITY_DOC},
                            {"type": "Claim", "interaction": [{"code": "create"}], "documentation": CLAIM_DOC},
-                           {"type": "ClaimResponse", "interaction": [{"code": "read"}], "documentation": CLAIM_RESPONSE_DOC}]}]}))]
+                           {"type": "ClaimResponse", "interaction": [{"code": "read"}], "versioning": "versioned", "conditionalRead": "not-match", "documentation": CLAIM_RESPONSE_DOC}]}]}))]
 pub struct CapabilityStatement {
     /// `CapabilityStatement`.
     pub resource_type: &'static str,
@@ -66,7 +66,7 @@ fn statement() -> CapabilityStatement {
     CapabilityStatement {
         resource_type: "CapabilityStatement",
         status: "active",
-        date: "2026-12-04",
+        date: "2026-12-06",
         kind: "instance",
         software: json!({"name": "Passerelle", "version": env!("CARGO_PKG_VERSION")}),
         implementation: json!({"description": "Passerelle: mutuelles and national health-insurance schemes"}),
@@ -79,13 +79,13 @@ fn statement() -> CapabilityStatement {
                 "description": "Authorization: Bearer <JWT>, as for /v1 (API.md §2): the scopes registry:read, eligibility:check, claims:submit and claims:read."
             },
             "resource": [
-                {"type": "Patient", "interaction": [type_("read")], "documentation": PATIENT_DOC},
-                {"type": "Coverage", "interaction": [type_("read"), type_("search-type")],
+                {"type": "Patient", "interaction": [type_("read")], "versioning": "versioned", "conditionalRead": "not-match", "documentation": PATIENT_DOC},
+                {"type": "Coverage", "interaction": [type_("read"), type_("search-type")], "versioning": "versioned", "conditionalRead": "not-match",
                  "searchParam": [{"name": "beneficiary", "type": "reference", "documentation": BENEFICIARY_DOC}],
                  "documentation": COVERAGE_DOC},
                 {"type": "CoverageEligibilityRequest", "interaction": [type_("create")], "documentation": ELIGIBILITY_DOC},
                 {"type": "Claim", "interaction": [type_("create")], "documentation": CLAIM_DOC},
-                {"type": "ClaimResponse", "interaction": [type_("read")], "documentation": CLAIM_RESPONSE_DOC}
+                {"type": "ClaimResponse", "interaction": [type_("read")], "versioning": "versioned", "conditionalRead": "not-match", "documentation": CLAIM_RESPONSE_DOC}
             ]
         })],
     }

@@ -111,7 +111,7 @@ fn rule_type(rule: &str) -> &'static str {
         "unknown_field" | "invalid_type" | "ambiguous_person" => "structure",
         "duplicate" => "duplicate",
         "too_many_errors" => "too-costly",
-        "unsupported_modifier" => "not-supported",
+        "unsupported_modifier" | "not_supported" => "not-supported",
         _ => "value",
     }
 }

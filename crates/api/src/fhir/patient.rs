@@ -178,9 +178,13 @@ impl From<Beneficiary> for Patient {
     path = "/fhir/r4/Patient/{id}",
     operation_id = "fhir_read_patient",
     tag = "fhir",
-    params(("id" = String, Path, description = "Beneficiary id")),
+    params(
+        ("id" = String, Path, description = "Beneficiary id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (`W/\"3\"`; a list, or `*`): 304 without a body when the person has not changed since"),
+    ),
     responses(
-        (status = 200, description = "The person", body = Patient, content_type = "application/fhir+json"),
+        (status = 200, description = "The person", body = Patient, content_type = "application/fhir+json", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
+        (status = 304, description = "`If-None-Match` names the current version. No body", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
         (status = 404, description = "No such person, or not covered by you", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["registry:read"]))
@@ -189,9 +193,11 @@ pub async fn read_patient(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
     Path(id): Path<String>,
-) -> Result<Fhir<Patient>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     let person = crate::routes::registry::read_person(&state, &auth.caller, &id).await?;
-    Ok(Fhir(person.into()))
+    let version = person.version;
+    Ok(super::versioned(&headers, version, Patient::from(person)))
 }
 
 /// The documented example of a Coverage, also the entry of the search example.
@@ -317,9 +323,13 @@ impl From<Coverage> for FhirCoverage {
     path = "/fhir/r4/Coverage/{id}",
     operation_id = "fhir_read_coverage",
     tag = "fhir",
-    params(("id" = String, Path, description = "Coverage id")),
+    params(
+        ("id" = String, Path, description = "Coverage id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy the client holds (`W/\"3\"`; a list, or `*`): 304 without a body when the coverage has not changed since"),
+    ),
     responses(
-        (status = 200, description = "The coverage", body = FhirCoverage, content_type = "application/fhir+json"),
+        (status = 200, description = "The coverage", body = FhirCoverage, content_type = "application/fhir+json", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
+        (status = 304, description = "`If-None-Match` names the current version. No body", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
         (status = 404, description = "No such coverage, or another organisation's", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["registry:read"]))
@@ -328,10 +338,12 @@ pub async fn read_coverage(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
     Path(id): Path<String>,
-) -> Result<Fhir<FhirCoverage>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     let coverage = crate::routes::registry::visible_coverage(&state, &auth.caller, &id).await?;
     crate::routes::audit::record_read(&state, &auth.caller, "coverage", &id).await?;
-    Ok(Fhir(coverage.into()))
+    let version = coverage.version;
+    Ok(super::versioned(&headers, version, FhirCoverage::from(coverage)))
 }
 
 /// One search result.
