@@ -95,7 +95,10 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(metadata.json["fhirVersion"], "4.0.1");
     // The reads that send a version ETag and answer If-None-Match say so.
     for resource in metadata.json["rest"][0]["resource"].as_array().unwrap() {
-        let read = resource["interaction"].as_array().unwrap().contains(&json!({"code": "read"}));
+        let read = resource["interaction"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"code": "read"}));
         let expected = if read { json!("not-match") } else { Value::Null };
         assert_eq!(resource["conditionalRead"], expected, "{resource}");
     }

@@ -145,15 +145,7 @@ impl<T: Serialize> IntoResponse for Fhir<T> {
 pub fn versioned<T: Serialize>(headers: &axum::http::HeaderMap, version: u32, body: T) -> Response {
     let tag =
         HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
-    let current = format!("\"{version}\"");
-    let not_modified = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|line| line.to_str().ok())
-        .flat_map(|line| line.split(','))
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == current);
-    let mut response = if not_modified {
+    let mut response = if crate::routes::products::none_match(headers, version) {
         axum::http::StatusCode::NOT_MODIFIED.into_response()
     } else {
         Fhir(body).into_response()

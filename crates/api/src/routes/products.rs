@@ -551,15 +551,20 @@ pub fn read_preconditions(headers: &HeaderMap, version: u32) -> Result<Option<Re
     if headers.contains_key(header::IF_MATCH) {
         check_if_match(headers, version)?;
     }
+    Ok(none_match(headers, version).then(|| with_etag(axum::http::StatusCode::NOT_MODIFIED.into_response(), version)))
+}
+
+/// Whether `If-None-Match` names `version` (compared weakly: `W/"3"` and `"3"` alike) or is `*`:
+/// the client's copy is current.
+pub fn none_match(headers: &HeaderMap, version: u32) -> bool {
     let current = format!("\"{version}\"");
-    let not_modified = headers
+    headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|line| line.to_str().ok())
         .flat_map(|line| line.split(','))
         .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current);
-    Ok(not_modified.then(|| with_etag(axum::http::StatusCode::NOT_MODIFIED.into_response(), version)))
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current)
 }
 
 /// Whether `If-Match` lists `*`, which matches whatever version is current when the change is
