@@ -185,6 +185,26 @@ async fn a_csv_file_with_its_columns_in_any_order_completes(backend: Backend) {
     upload(app, "mut-a", Some("k1"), &query, CSV, format!("{text}\n"))
         .await
         .problem(422, "idempotency_key_reused");
+    // A reused key is told so before its query or file is judged (API.md §3); the same bytes
+    // sent as another format are another request.
+    let bad_header = "household,relation,member_number\nH1,principal,X-1\n".to_owned();
+    for (query, media, body) in [
+        ("?product=nothing", CSV, text.clone()),
+        ("", CSV, text.clone()),
+        (query.as_str(), CSV, bad_header),
+        (query.as_str(), NDJSON, text.clone()),
+    ] {
+        upload(app, "mut-a", Some("k1"), query, media, body)
+            .await
+            .problem(422, "idempotency_key_reused");
+    }
+    // A CSV file sent as JSON lines is refused whole, not read line by line as bad JSON.
+    let mislabelled = upload(app, "mut-a", Some("k-nd"), "", NDJSON, text.clone()).await;
+    assert_eq!(
+        mislabelled.field_codes(),
+        [("/body".to_owned(), "not_json_lines".to_owned())]
+    );
+    assert_eq!(app.count("registration_batches").await, 1);
 
     // The same file under a new key: every household that registered is skipped.
     let job = run(app, "mut-a", "k2", &query, CSV, text.clone().into_bytes()).await;

@@ -118,6 +118,11 @@ pub trait IdempotencyStore: Send + Sync {
     /// again, so a retry is answered as the first was whatever changed since.
     async fn replay(&self, organization: &str, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
 
+    /// Whether `key` was claimed already (by any request, answered or still running). Read
+    /// before a request that must be received whole before its fingerprint is known (a bulk
+    /// upload), so that a reused key is judged as such before anything else.
+    async fn idempotency_key_used(&self, organization: &str, key: &str) -> Result<bool, StoreError>;
+
     /// Forgets the keys claimed before `before`, and the responses kept with them; how many.
     async fn forget_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -293,6 +293,17 @@ impl IdempotencyStore for This {
         }
     }
 
+    async fn idempotency_key_used(&self, organization: &str, key: &str) -> Result<bool, StoreError> {
+        // The primary, as for `replay`.
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM idempotency_keys WHERE organization = $1 AND key = $2")
+            .bind(organization)
+            .bind(key)
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     async fn forget_idempotency_keys(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let forgotten = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")

@@ -256,10 +256,14 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         let next = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(next) => next,
             Err(_) => {
-                // Nothing parsed for a second (a slow disk, a huge household): report anyway,
-                // it is the job's heartbeat.
+                // Nothing parsed for a second (a slow disk, a huge household, a large CSV file's
+                // first reading): report anyway, it is the job's heartbeat; and a replica that
+                // is stopping hands the job back here too, everything read being written.
                 if let Some(ended) = run.flush(observer, None).await {
                     return ended;
+                }
+                if state.bulk.stopping() {
+                    return run.release().await;
                 }
                 continue;
             }

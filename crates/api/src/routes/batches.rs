@@ -287,6 +287,58 @@ async fn check_header(path: PathBuf) -> Result<char, ApiError> {
     checked.map(char::from).map_err(ApiError::validation)
 }
 
+/// The product a bulk upload names: required for CSV (the default of JSON lines), one of the
+/// caller's complementary or primary products.
+async fn upload_product(
+    state: &AppState,
+    caller: &Caller,
+    query: &UploadQuery,
+    format: BatchFormat,
+) -> Result<Option<String>, ApiError> {
+    // `?product=` with nothing after it names no product, as its absence does.
+    match (
+        query.product.as_deref().map(str::trim).filter(|p| !p.is_empty()),
+        format,
+    ) {
+        (None, BatchFormat::Csv) => Err(ApiError::field(FieldError::required("/query/product"))),
+        (None, BatchFormat::Ndjson) => Ok(None),
+        (Some(id), _) => match own_product(state, caller, id, None).await? {
+            Some(p) if p.layer.is_mutuelle_layer() => Ok(Some(p.product_id)),
+            _ => Err(ApiError::field(FieldError::unknown_reference("/query/product"))),
+        },
+    }
+}
+
+/// The first answer to the key again; the same bytes sent as another format are another
+/// request (the key's fingerprint covers the method, path, query and body).
+fn replay(first: &BatchJob, format: BatchFormat) -> Result<Response, ApiError> {
+    if first.format != format {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    Ok(accepted(first))
+}
+
+/// A file sent as JSON lines whose first line is a CSV header (one that would be accepted as
+/// text/csv) is refused whole, rather than failing on every line as JSON that does not parse.
+async fn not_a_csv_file(path: PathBuf) -> Result<(), ApiError> {
+    let csv = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(check_csv_header(file).is_ok())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))?;
+    if csv {
+        return Err(ApiError::field(FieldError::new(
+            "/body",
+            "not_json_lines",
+            "the first line is a CSV header, not a JSON object: send a CSV file as text/csv, with ?product=",
+            "la première ligne est un en-tête CSV, pas un objet JSON : envoyez un fichier CSV en text/csv, avec ?product=",
+        )));
+    }
+    Ok(())
+}
+
 fn accepted(job: &BatchJob) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(BatchView::new(job, Vec::new(), Vec::new()))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/registrations/batches/{}", job.id)) {
@@ -333,7 +385,7 @@ fn accepted(job: &BatchJob) -> Response {
         (status = 400, description = "The upload stopped before its end", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The file is larger than `PASSERELLE_BATCH_MAX_BYTES`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `text/csv` nor `application/x-ndjson` (or not UTF-8)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column (a spreadsheet's `sep=;` hint included), a blank one or an empty file (`no_header` at `/header`), a first line longer than 1 MiB (`line_too_long` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), or `idempotency_key_reused`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column (a spreadsheet's `sep=;` hint included), a blank one or an empty file (`no_header` at `/header`), a first line longer than 1 MiB (`line_too_long` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), a CSV file sent as JSON lines (`not_json_lines` at `/body`), or `idempotency_key_reused` (the key's first request had another query, body or format; judged before anything else); no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -353,17 +405,14 @@ pub async fn upload(
         });
     };
     let caller = &auth.caller;
-    // `?product=` with nothing after it names no product, as its absence does.
-    let product = match (
-        query.product.as_deref().map(str::trim).filter(|p| !p.is_empty()),
-        format,
-    ) {
-        (None, BatchFormat::Csv) => return Err(ApiError::field(FieldError::required("/query/product"))),
-        (None, BatchFormat::Ndjson) => None,
-        (Some(id), _) => match own_product(&state, caller, id, None).await? {
-            Some(p) if p.layer.is_mutuelle_layer() => Some(p.product_id),
-            _ => return Err(ApiError::field(FieldError::unknown_reference("/query/product"))),
-        },
+    // A key used before is judged first (API.md §3): its upload is received to be compared with
+    // the first, whatever its query or file would be refused for. A new key's query is judged
+    // before the file is received.
+    let used_before = state.store.idempotency_key_used(caller.org.as_str(), &key.key).await?;
+    let product = if used_before {
+        None
+    } else {
+        upload_product(&state, caller, &query, format).await?
     };
     let max_bytes = state.config.batch_max_bytes;
     let declared = headers
@@ -386,19 +435,30 @@ pub async fn upload(
     let spooled = spool::spool(dir, body, max_bytes, prefix.as_bytes()).await?;
     // On disk now, where the next reservation counts it.
     drop(room);
+    let idempotency = IdempotencyKey {
+        key: key.key,
+        fingerprint: spooled.digest.clone(),
+        canonical: None,
+        legacy_canonical: None,
+    };
+    let product = if used_before {
+        if let Some(first) = crate::extract::replayed::<BatchJob>(&state, caller, Some(&idempotency)).await? {
+            return replay(&first, format);
+        }
+        // The first request is still running, or its key was forgotten meanwhile: this one is
+        // judged as new.
+        upload_product(&state, caller, &query, format).await?
+    } else {
+        product
+    };
     let csv_separator = match format {
         BatchFormat::Csv => Some(check_header(spooled.path().to_path_buf()).await?),
-        BatchFormat::Ndjson => None,
+        BatchFormat::Ndjson => {
+            not_a_csv_file(spooled.path().to_path_buf()).await?;
+            None
+        }
     };
-    let ctx = caller.write_context(
-        &state,
-        Some(IdempotencyKey {
-            key: key.key,
-            fingerprint: spooled.digest.clone(),
-            canonical: None,
-            legacy_canonical: None,
-        }),
-    );
+    let ctx = caller.write_context(&state, Some(idempotency));
     let batch = NewBatch {
         id: uuid::Uuid::now_v7().to_string(),
         product,
@@ -410,7 +470,7 @@ pub async fn upload(
     let written = state.store.create_batch(&ctx, &batch).await?;
     if written.replayed {
         // The first upload's file serves its job; this copy goes.
-        return Ok(accepted(&written.value));
+        return replay(&written.value, format);
     }
     spooled.keep();
     state.batch_queued.notify_one();
