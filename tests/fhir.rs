@@ -276,6 +276,51 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
     assert_eq!(followed.status.as_u16(), 200, "{}", followed.text);
     assert_eq!(followed.json["entry"], second.json["entry"]);
 
+    // Parameters the search does not support are ignored, unless the client asks for strict
+    // handling (R4 search.html): then each is refused, by name.
+    let unsupported = format!(
+        "/fhir/r4/Coverage?beneficiary={}&status=cancelled&_summary=count&_count=1",
+        s.principal
+    );
+    let lenient = app.get(&unsupported, &auditor).await;
+    assert_eq!(lenient.status.as_u16(), 200, "{}", lenient.text);
+    let strict = app
+        .send(
+            app.request(Method::GET, &unsupported)
+                .bearer_auth(&auditor)
+                .header("prefer", "handling=strict"),
+        )
+        .await;
+    assert_eq!(strict.status.as_u16(), 422, "{}", strict.text);
+    let refused: Vec<(&str, &str)> = strict.json["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["code"].as_str().unwrap(), i["diagnostics"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{}", strict.text);
+    assert!(
+        refused.iter().all(|(code, _)| *code == "not-supported"),
+        "{}",
+        strict.text
+    );
+    assert!(
+        strict.text.contains("_summary") && strict.text.contains("status"),
+        "{}",
+        strict.text
+    );
+    let supported = app
+        .send(
+            app.request(
+                Method::GET,
+                &format!("/fhir/r4/Coverage?beneficiary={}&_count=1", s.principal),
+            )
+            .bearer_auth(&auditor)
+            .header("prefer", "return=minimal, handling=strict"),
+        )
+        .await;
+    assert_eq!(supported.status.as_u16(), 200, "{}", supported.text);
+
     let own = app
         .get(&format!("/fhir/r4/Coverage?beneficiary={}", s.principal), &mut_a)
         .await;

@@ -411,6 +411,51 @@ pub struct CoverageSearch {
     pub cursor: Option<String>,
 }
 
+/// The parameters a Coverage search reads; `_format` is the façade's (negotiation).
+const SEARCH_PARAMETERS: [&str; 4] = ["beneficiary", "_count", "cursor", "_format"];
+
+/// R4's `Prefer: handling=strict` (search.html): a parameter the search does not support is an
+/// error rather than ignored. Without it (`lenient`, the default) such parameters are ignored,
+/// and the `self` link shows what was used.
+fn strict_search(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Result<(), ApiError> {
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"));
+    if !strict {
+        return Ok(());
+    }
+    let mut unsupported: Vec<FieldError> = Vec::new();
+    for pair in uri.query().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let raw = pair.split_once('=').map_or(pair, |(name, _)| name);
+        let name = percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned();
+        let field = format!("/query/{name}");
+        if !SEARCH_PARAMETERS.contains(&name.as_str()) && !unsupported.iter().any(|e| e.field == field) {
+            unsupported.push(FieldError::new(
+                field,
+                "not_supported",
+                format!(
+                    "this search does not support it (Prefer: handling=strict); it takes {}",
+                    SEARCH_PARAMETERS.join(", ")
+                ),
+                format!(
+                    "cette recherche ne le prend pas en charge (Prefer: handling=strict) ; elle prend {}",
+                    SEARCH_PARAMETERS.join(", ")
+                ),
+            ));
+        }
+    }
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(unsupported))
+    }
+}
+
 /// A person's coverages, as a FHIR search.
 ///
 /// The same coverages as `GET /v1/coverages?beneficiary=`: those you hold (all of them for
@@ -420,10 +465,13 @@ pub struct CoverageSearch {
     path = "/fhir/r4/Coverage",
     operation_id = "fhir_search_coverage",
     tag = "fhir",
-    params(CoverageSearch),
+    params(
+        CoverageSearch,
+        ("Prefer" = Option<String>, Header, description = "`handling=strict`: a parameter the search does not support is 422 (`not_supported`) instead of ignored (R4 search.html)"),
+    ),
     responses(
         (status = 200, description = "A searchset Bundle of Coverage, ordered by id", body = Bundle, content_type = "application/fhir+json"),
-                (status = 422, description = "`beneficiary` missing or a reference to another resource type (`invalid_reference`), or a bad `_count` or `cursor`", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+                (status = 422, description = "`beneficiary` missing or a reference to another resource type (`invalid_reference`), a bad `_count` or `cursor`, or, with `Prefer: handling=strict`, a parameter the search does not support (`not_supported`; ignored otherwise)", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]
@@ -431,8 +479,10 @@ pub async fn search_coverage(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadRegistry>,
     headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     AppQuery(query): AppQuery<CoverageSearch>,
 ) -> Result<Fhir<Bundle>, ApiError> {
+    strict_search(&headers, &uri)?;
     let root = super::public_base(state.config.public_url.as_deref(), &headers);
     let ours = super::request::fhir_base(&root);
     let beneficiary = query
