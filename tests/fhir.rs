@@ -296,7 +296,12 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["code"].as_str().unwrap(), i["diagnostics"].as_str().unwrap_or_default()))
+        .map(|i| {
+            (
+                i["code"].as_str().unwrap(),
+                i["diagnostics"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(refused.len(), 2, "{}", strict.text);
     assert!(

@@ -133,6 +133,24 @@ async fn a_mutuelles_record_merges_into_the_schemes_affiliate(backend: Backend) 
     terminate(app, &third_coverage, "2026-01-31").await;
     let folded = merge(app, &mine, &third, Some("\"1\""), &json!({"into": record})).await;
     assert_eq!(folded.json["id"], record.as_str(), "{}", folded.text);
+    // A record merged away is no target: its merger is told where it went, as when racing it.
+    let (fourth, _) = member_without_id(app, &r.product, "TSV-0004", "k4").await;
+    let stale_target = merge(app, &mine, &fourth, Some("\"1\""), &json!({"into": third})).await;
+    let fault = &stale_target.problem(409, "conflict")["errors"][0];
+    assert_eq!(
+        (&fault["field"], &fault["code"]),
+        (&json!("/into"), &json!("already_merged"))
+    );
+    // Another mutuelle never covered it: as unknown.
+    let theirs = merge(
+        app,
+        &writer(app, "mut-b"),
+        &fourth,
+        Some("\"1\""),
+        &json!({"into": third}),
+    )
+    .await;
+    assert_eq!(theirs.status.as_u16(), 404, "{}", theirs.text);
 
     let path = format!("/v1/beneficiaries/{record}");
     merge(app, &mine, &record, None, &by_niu)

@@ -91,7 +91,7 @@ enum Target {
                 "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-03-14",
                 "birth_date_precision": "day", "version": 2})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`errors[0].code` names the case: `has_national_id`, `covered_by_others`, `identity_mismatch`, `already_covered` or `already_merged`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`errors[0].code` names the case: `has_national_id`, `covered_by_others`, `identity_mismatch`, `already_covered` or `already_merged` (the record, or at `/into` the person named, merged away already)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -216,6 +216,16 @@ async fn merge_once(
         }
         Target::Into(into) => match state.store.get_beneficiary(into).await? {
             Some(p) if p.merged_into.is_none() && state.store.covers(caller.org.as_str(), into).await? => p.id,
+            // A record the caller merged away itself (and still reads): told so, as a merge
+            // that lost the race to that one is, rather than as a record it never covered.
+            Some(p) if p.merged_into.is_some() && p.merged_by.as_deref() == Some(caller.org.as_str()) => {
+                return Err(conflict_at(
+                    "/into",
+                    "already_merged",
+                    "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
+                    "La fiche désignée par into a été fusionnée avec une autre personne : lisez-la pour son merged_into, et fusionnez avec cette personne.",
+                ))
+            }
             _ => return Err(ApiError::field(FieldError::unknown_reference("/into"))),
         },
         Target::NationalId(nid) => match state.store.find_by_national_id(nid).await? {
