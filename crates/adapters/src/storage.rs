@@ -266,6 +266,8 @@ mod tests {
         for migration in [
             include_str!("../../../migrations/postgres/20261202000025_audit_log_filters.sql"),
             include_str!("../../../migrations/sqlite/20261202000025_audit_log_filters.sql"),
+            include_str!("../../../migrations/postgres/20261206000034_audit_log_by_organization_and_type.sql"),
+            include_str!("../../../migrations/sqlite/20261206000034_audit_log_by_organization_and_type.sql"),
         ] {
             assert!(migration.contains(&format!("WHERE {AUDIT_ACTION_INDEX_PREDICATE};")));
         }

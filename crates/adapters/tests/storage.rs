@@ -468,19 +468,29 @@ async fn every_audit_filter_answers_what_a_plain_reading_would(backend: Backend)
     let types = ["beneficiary", "coverage", "claim"];
     let base = at(0);
     let events: Vec<NewAuditEvent> = (0..EVENTS)
-        .map(|i| NewAuditEvent {
-            at: base + Duration::seconds(i + (i % 7) * 3),
-            organization: ["mut-a", "mut-b", "operator"][(i % 3) as usize].into(),
-            subject: "clerk".into(),
+        .map(|i| {
             // Identity mismatches are rare, as in a real log.
-            action: if i % 997 == 5 {
-                actions[4].into()
+            let action = if i % 997 == 5 {
+                actions[4]
             } else {
-                actions[(i % 4) as usize].into()
-            },
-            resource_type: types[(i % 5 % 3) as usize].into(),
-            resource_id: format!("r-{}", i % 11),
-            request_id: format!("req-{i}"),
+                actions[(i % 4) as usize]
+            };
+            // A check's event is always about the person checked (the indexes of migration 34
+            // rely on it); the others are of any type.
+            let resource_type = if passerelle_domain::audit::CHECK_ACTIONS.contains(&action) {
+                passerelle_domain::audit::CHECK_RESOURCE_TYPE
+            } else {
+                types[(i % 5 % 3) as usize]
+            };
+            NewAuditEvent {
+                at: base + Duration::seconds(i + (i % 7) * 3),
+                organization: ["mut-a", "mut-b", "operator"][(i % 3) as usize].into(),
+                subject: "clerk".into(),
+                action: action.into(),
+                resource_type: resource_type.into(),
+                resource_id: format!("r-{}", i % 11),
+                request_id: format!("req-{i}"),
+            }
         })
         .collect();
     for chunk in events.chunks(1000) {

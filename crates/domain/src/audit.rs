@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 pub const ELIGIBILITY_ELIGIBLE: &str = "eligibility.eligible";
 pub const ELIGIBILITY_NOT_ELIGIBLE: &str = "eligibility.not_eligible";
 pub const CHECK_ACTIONS: [&str; 2] = [ELIGIBILITY_ELIGIBLE, ELIGIBILITY_NOT_ELIGIBLE];
+/// The resource type of those events (the person checked): the log's index of an organisation's
+/// events by type leaves them out too (migration 34), so a query for any other type may use it.
+pub const CHECK_RESOURCE_TYPE: &str = "beneficiary";
 
 /// `prev_digest` of the first event.
 pub const GENESIS_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";

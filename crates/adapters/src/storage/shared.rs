@@ -559,13 +559,24 @@ impl AuditStore for This {
         if let Some(resource_id) = &filter.resource_id {
             query.push(" AND resource_id = ").push_bind(resource_id);
         }
+        // The partial indexes' own predicate, which both planners must find in the query to use
+        // them: true of every action but the checks', and of every event of a type other than
+        // theirs (the indexes of an organisation's events by action, migration 25, or by type,
+        // migration 34).
+        let other_action = filter
+            .action
+            .as_deref()
+            .is_some_and(|a| !passerelle_domain::audit::CHECK_ACTIONS.contains(&a));
+        let other_type = filter.organization.is_some()
+            && filter
+                .resource_type
+                .as_deref()
+                .is_some_and(|t| t != passerelle_domain::audit::CHECK_RESOURCE_TYPE);
         if let Some(action) = &filter.action {
             query.push(column("action")).push_bind(action);
-            // The action index's own predicate, which both planners must find in the query to
-            // use a partial index; true of every action but the checks'.
-            if !by_resource && !passerelle_domain::audit::CHECK_ACTIONS.contains(&action.as_str()) {
-                query.push(" AND ").push(super::AUDIT_ACTION_INDEX_PREDICATE);
-            }
+        }
+        if !by_resource && (other_action || other_type) {
+            query.push(" AND ").push(super::AUDIT_ACTION_INDEX_PREDICATE);
         }
         if let Some(since) = filter.since {
             query.push(" AND at >= ").push_bind(since);

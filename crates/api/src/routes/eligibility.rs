@@ -564,7 +564,7 @@ pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> 
     };
     state
         .store
-        .append_audit(&[ctx.audit(action, "beneficiary", &facts.person)])
+        .append_audit(&[ctx.audit(action, passerelle_domain::audit::CHECK_RESOURCE_TYPE, &facts.person)])
         .await?;
     metrics::counter!("passerelle_eligibility_checks_total", "outcome" => if eligible { "eligible" } else { "not_eligible" })
         .increment(1);
