@@ -1056,6 +1056,61 @@ async fn dependants_terminated_before_their_start_lose_their_end_date() {
     }
 }
 
+/// Migration 35 clears the end date an added dependant copied from its principal when no
+/// `PATCH` of its own set it (no `coverage.updated` names it, chained or queued), whatever else
+/// moved its version; it keeps a date a `PATCH` set, and a terminated row's.
+#[tokio::test]
+async fn added_dependants_changed_since_lose_the_copied_end_date() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::new(backend).await;
+        let dir = temp_dir("dependant-copy");
+        let migrate = || run(passerelle(&dir).env("PASSERELLE_DATABASE_URL", &db.url).arg("migrate"));
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let unchecked = without_foreign_keys(backend);
+        let row = |id: &str, principal: &str, end: &str, status: &str, version: i32| {
+            let relationship = if principal == "NULL" { "principal" } else { "child" };
+            format!(
+                "('{id}', 'b-{id}', 'p', 'o', 'complementary', 'N-{id}', false, '{relationship}', {principal}, \
+                 '2026-01-01', {end}, '{status}', {version}, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+            )
+        };
+        let event = |table: &str, seq: &str, id: &str| {
+            format!(
+                "INSERT INTO {table} ({seq}at, organization, subject, action, resource_type, resource_id, request_id{}) \
+                 VALUES ({}'2026-02-01T00:00:00Z', 'o', 's', 'coverage.updated', 'coverage', '{id}', 'r'{});",
+                if table == "audit_events" { ", digest, prev_digest" } else { "" },
+                if seq.is_empty() { String::new() } else { "1000, ".to_owned() },
+                if table == "audit_events" { ", 'd', 'p'" } else { "" },
+            )
+        };
+        db.execute(&format!(
+            "{unchecked}
+             DELETE FROM _sqlx_migrations WHERE version = 20261206000035;
+             INSERT INTO coverages (id, beneficiary, product, organization, layer, member_number, own_number,
+               relationship, principal_coverage, start_date, end_date, status, version, created_at, updated_at)
+             VALUES {}, {}, {}, {}, {};
+             {} {}",
+            row("head", "NULL", "'2027-12-31'", "active", 2),
+            row("suspended-since", "'head'", "'2026-12-31'", "active", 3),
+            row("patched", "'head'", "'2026-06-30'", "active", 2),
+            row("patched-now", "'head'", "'2026-07-31'", "suspended", 2),
+            row("ended", "'head'", "'2026-03-31'", "terminated", 2),
+            event("audit_events", "seq, ", "patched"),
+            event("audit_queue", "", "patched-now"),
+        ))
+        .await;
+        let out = migrate();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mended = "SELECT count(*) FROM coverages WHERE id = 'suspended-since' AND end_date IS NULL AND version = 4";
+        assert_eq!(db.scalar(mended).await, 1, "{backend:?}");
+        let kept = "SELECT count(*) FROM coverages WHERE end_date IS NOT NULL AND version = 2 \
+                    AND id IN ('head', 'patched', 'patched-now', 'ended')";
+        assert_eq!(db.scalar(kept).await, 4, "{backend:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Replicas started at once on a new PostgreSQL database with `--demo` seed at once: each start
 /// succeeds, and the demo data is there once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
