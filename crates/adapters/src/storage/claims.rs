@@ -36,30 +36,13 @@ fn list_claims_query<'a>(
 ) -> sqlx::QueryBuilder<'a, Db> {
     let limit = i64::from(page.limit) + 1;
     let status_is = |status: ClaimStatus| format!(" AND status = '{}'", status.as_str());
+    if let (party, Some(since)) = (&filter.party, filter.since) {
+        if by_update {
+            return changed_claims_query(party.as_deref(), since, filter.status, page, limit);
+        }
+    }
     let mut query = sqlx::QueryBuilder::<Db>::new("SELECT body FROM claims");
     match (&filter.party, filter.since) {
-        (party, Some(since)) if by_update => {
-            query
-                .push(CLAIMS_BY_UPDATE)
-                .push(" WHERE updated_at >= ")
-                .push_bind(since);
-            if let Some(party) = party {
-                query.push(" AND (");
-                for (n, role) in CLAIM_PARTIES.iter().enumerate() {
-                    if n > 0 {
-                        query.push(" OR ");
-                    }
-                    query.push(format!("{role} = ")).push_bind(party);
-                }
-                query.push(")");
-            }
-            if let Some(status) = filter.status {
-                query.push(status_is(status));
-            }
-            if let Some(after) = &page.after {
-                query.push(" AND id > ").push_bind(after);
-            }
-        }
         (Some(party), since) => {
             let statuses = filter.status.map_or(ClaimStatus::ALL.to_vec(), |s| vec![s]);
             query.push(" WHERE id IN (");
@@ -102,6 +85,45 @@ fn list_claims_query<'a>(
         }
     }
     query.push(" ORDER BY id LIMIT ").push_bind(limit);
+    query
+}
+
+/// A page of the claims changed since `since`, few enough to be read whole (`RECENT_CLAIMS`):
+/// their ids first, from the index of `updated_at`, then ordered, then the page's bodies.
+/// Materialised, so that PostgreSQL's planner cannot choose to walk the primary key from the
+/// oldest claim instead, filtering every claim by its `updated_at` (0.5 s with 400,000 claims,
+/// the changed ones all at the end; 20 ms this way).
+fn changed_claims_query<'a>(
+    party: Option<&'a str>,
+    since: chrono::DateTime<chrono::Utc>,
+    status: Option<ClaimStatus>,
+    page: &'a PageRequest,
+    limit: i64,
+) -> sqlx::QueryBuilder<'a, Db> {
+    let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+        "WITH changed AS MATERIALIZED (SELECT id FROM claims{CLAIMS_BY_UPDATE} WHERE updated_at >= "
+    ));
+    query.push_bind(since);
+    if let Some(party) = party {
+        query.push(" AND (");
+        for (n, role) in CLAIM_PARTIES.iter().enumerate() {
+            if n > 0 {
+                query.push(" OR ");
+            }
+            query.push(format!("{role} = ")).push_bind(party);
+        }
+        query.push(")");
+    }
+    if let Some(status) = status {
+        query.push(format!(" AND status = '{}'", status.as_str()));
+    }
+    if let Some(after) = &page.after {
+        query.push(" AND id > ").push_bind(after);
+    }
+    query
+        .push(") SELECT body FROM claims WHERE id IN (SELECT id FROM changed ORDER BY id LIMIT ")
+        .push_bind(limit)
+        .push(") ORDER BY id");
     query
 }
 
