@@ -1861,7 +1861,11 @@ async fn a_job_goes_on_when_its_database_connections_are_cut() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(job["status"], "running", "cut {cut} comes while the job runs: {job}");
+        // Running, or handed back a moment ago after a commit whose answer a cut lost.
+        assert!(
+            job["status"] == "running" || job["status"] == "queued",
+            "cut {cut} comes while the job runs: {job}"
+        );
         last = created(&job);
         proxy.cut();
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -321,7 +321,7 @@ async fn people_and_coverages_read_as_fhir(backend: Backend) {
                 &format!("/fhir/r4/Coverage?beneficiary={}&_count=1", s.principal),
             )
             .bearer_auth(&auditor)
-            .header("prefer", "return=minimal, handling=strict"),
+            .header("prefer", "return=minimal, handling = \"strict\""),
         )
         .await;
     assert_eq!(supported.status.as_u16(), 200, "{}", supported.text);
@@ -1238,6 +1238,11 @@ async fn eligibility_faults_name_the_value(backend: Backend) {
             ),
         ]
     );
+    let no_identifier = check(&|b| b["identifier"] = json!([]));
+    assert_eq!(
+        rule_codes(&post(no_identifier).await),
+        [("empty".to_owned(), "CoverageEligibilityRequest.identifier".to_owned())]
+    );
     // A period of service is not supported, and says so in FHIR's words.
     let period = check(&|b| b["servicedPeriod"] = json!({"start": "2026-06-01"}));
     let refused = post(period).await;
@@ -1247,7 +1252,10 @@ async fn eligibility_faults_name_the_value(backend: Backend) {
         .send(
             app.request(Method::POST, "/fhir/r4/CoverageEligibilityRequest")
                 .bearer_auth(&token)
-                .header("content-type", "application/fhir+json; fhirVersion=3.0")
+                .header(
+                    "content-type",
+                    "application/fhir+json; profile=\"a,b\"; fhirVersion=3.0",
+                )
                 .body(check(&|_| {}).to_string()),
         )
         .await;

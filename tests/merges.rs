@@ -529,6 +529,38 @@ async fn claims_racing_a_merge_count_on_the_persons_ceiling(backend: Backend) {
 /// API.md §3: a stale `If-Match` is 412 before the members of the body are checked, and a
 /// missing one 428; a merge takes `If-Match` as `PATCH` does, so a body naming neither `into`
 /// nor `national_id` is judged only under the record's current version.
+/// A merge whose `into` is merged away by a merge committing under it is told so at `/into`, as
+/// when it comes after: the record merged away is not the one merged already.
+async fn a_merge_into_a_record_merged_meanwhile_names_it(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let (first, _) = member_without_id(app, &r.product, "TSV-0001", "k1").await;
+    let (second, second_coverage) = member_without_id(app, &r.product, "TSV-0002", "k2").await;
+    let (third, _) = member_without_id(app, &r.product, "TSV-0003", "k3").await;
+    terminate(app, &second_coverage, "2026-05-31").await;
+    // `second` merged into `third` (as a merge writes it), while `first` is merged into it.
+    let held = format!(
+        "UPDATE beneficiaries SET merged_into = '{third}', merged_by = 'mut-a', version = version + 1 WHERE id = '{second}';
+         UPDATE coverages SET beneficiary = '{third}', version = version + 1 WHERE beneficiary = '{second}'"
+    );
+    let body = json!({"into": second});
+    let token = writer(app, "mut-a");
+    let request = merge(app, &token, &first, Some("\"1\""), &body);
+    let (raced, _) = crate::people::while_committing(app, &held, request).await;
+    let fault = &raced.problem(409, "conflict")["errors"][0];
+    assert_eq!(
+        (&fault["field"], &fault["code"]),
+        (&json!("/into"), &json!("already_merged")),
+        "{}",
+        raced.text
+    );
+    let after = merge(app, &token, &first, Some("\"1\""), &body).await;
+    assert_eq!(
+        after.json["errors"], raced.json["errors"],
+        "the same answer after the race"
+    );
+}
+
 async fn a_merge_is_told_of_its_if_match_before_its_body(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
@@ -544,6 +576,7 @@ async fn a_merge_is_told_of_its_if_match_before_its_body(backend: Backend) {
 }
 
 on_both_databases!(
+    a_merge_into_a_record_merged_meanwhile_names_it,
     a_merge_is_told_of_its_if_match_before_its_body,
     claims_racing_a_merge_count_on_the_persons_ceiling,
     a_mutuelles_record_merges_into_the_schemes_affiliate,

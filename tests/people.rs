@@ -767,49 +767,61 @@ async fn a_copy_of_a_person_is_read_again_once_corrected(backend: Backend) {
         .problem(412, "precondition_failed");
 }
 
+/// Runs `held` in a write transaction of the test's own, sends `request` while it is open, and
+/// commits 300 ms later: the request meets a change committing under it. Returns its answer and
+/// the rows `held` changed.
+pub async fn while_committing<F: std::future::Future<Output = Reply>>(
+    app: &TestApp,
+    held: &str,
+    request: F,
+) -> (Reply, u64) {
+    use sqlx::Connection;
+    let commit_later = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    match app.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            let rows = sqlx::raw_sql(&format!("BEGIN IMMEDIATE; {held}"))
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected();
+            let commit = async {
+                commit_later().await;
+                sqlx::raw_sql("COMMIT").execute(&mut c).await.unwrap();
+            };
+            (tokio::join!(request, commit).0, rows)
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            let rows = sqlx::raw_sql(&format!("BEGIN; {held}"))
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected();
+            let commit = async {
+                commit_later().await;
+                sqlx::raw_sql("COMMIT").execute(&mut c).await.unwrap();
+            };
+            (tokio::join!(request, commit).0, rows)
+        }
+    }
+}
+
 /// A correction that passed its checks while a termination of the caller's last coverage was
 /// committing is refused once that termination has committed: the caller no longer covers the
-/// person when the correction would commit (API.md §5 Beneficiaries). The termination is held
-/// open here, in a transaction of the test's own, until the correction has started.
+/// person when the correction would commit (API.md §5 Beneficiaries). One that met a merge of
+/// the record committing is told the record changed (412), not that its coverages ended.
 async fn a_correction_meeting_a_termination_in_flight_is_refused(backend: Backend) {
-    use sqlx::Connection;
     let r = registry(backend).await;
     let app = &r.app;
     let reply = household_of_mut_a(&r).await;
     let person = member(&reply, 0);
-    let terminate =
-        format!("UPDATE coverages SET status = 'terminated', version = version + 1 WHERE beneficiary = '{person}'");
     let token = writer(app, "mut-a");
     let body = json!({"given_names": "Kossi Mawuli"});
+    let terminate =
+        format!("UPDATE coverages SET status = 'terminated', version = version + 1 WHERE beneficiary = '{person}'");
     let correct = patch(app, &token, &person, Some("\"1\""), &body);
-    let (refused, terminated) = match backend {
-        Backend::Sqlite => {
-            let mut held = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-            let held_rows = sqlx::raw_sql(&format!("BEGIN IMMEDIATE; {terminate}"))
-                .execute(&mut held)
-                .await
-                .unwrap()
-                .rows_affected();
-            let commit = async {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                sqlx::raw_sql("COMMIT").execute(&mut held).await.unwrap();
-            };
-            (tokio::join!(correct, commit).0, held_rows)
-        }
-        Backend::Postgres => {
-            let mut held = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-            let held_rows = sqlx::raw_sql(&format!("BEGIN; {terminate}"))
-                .execute(&mut held)
-                .await
-                .unwrap()
-                .rows_affected();
-            let commit = async {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                sqlx::raw_sql("COMMIT").execute(&mut held).await.unwrap();
-            };
-            (tokio::join!(correct, commit).0, held_rows)
-        }
-    };
+    let (refused, terminated) = while_committing(app, &terminate, correct).await;
     assert_eq!(terminated, 1);
     refused.problem(409, "conflict");
     assert_eq!(
@@ -820,6 +832,19 @@ async fn a_correction_meeting_a_termination_in_flight_is_refused(backend: Backen
     let read = app.get(&format!("/v1/beneficiaries/{person}"), &token).await;
     assert_eq!(read.header("etag"), Some("\"1\""), "nothing written");
     assert_eq!(read.json["given_names"], "Kossi");
+
+    // Another household's spouse merged into the first principal meanwhile (as a merge writes
+    // it: the record one version more, its coverages moved away).
+    let other = register(app, "mut-a", "k2", &household(&r.product, "TSV-0002", "223456789012")).await;
+    assert_eq!(other.status.as_u16(), 201, "{}", other.text);
+    let spouse = member(&other, 1);
+    let merge = format!(
+        "UPDATE beneficiaries SET merged_into = '{person}', merged_by = 'mut-a', version = version + 1 WHERE id = '{spouse}';
+         UPDATE coverages SET beneficiary = '{person}', version = version + 1 WHERE beneficiary = '{spouse}'"
+    );
+    let correct = patch(app, &token, &spouse, Some("\"1\""), &body);
+    let (stale, _) = while_committing(app, &merge, correct).await;
+    stale.problem(412, "precondition_failed");
 }
 
 on_both_databases!(

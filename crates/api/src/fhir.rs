@@ -162,15 +162,23 @@ fn sent_as_json(req: &Request) -> Result<(), ApiError> {
         .and_then(|e| e.strip_prefix("application/"))
         .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
     // A body declared of another FHIR version is not read as R4 (as `Accept` naming one is 406).
+    // One media type's parameters, split at `;` outside quotes.
     let other_version = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            !accepts_fhir_json(&format!(
-                "application/fhir+json;{}",
-                v.split_once(';').map_or("", |p| p.1)
-            ))
+            let mut quoted = false;
+            v.split(|c| {
+                quoted ^= c == '"';
+                c == ';' && !quoted
+            })
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .any(|(name, value)| {
+                let value = value.trim().trim_matches('"');
+                name.trim().eq_ignore_ascii_case("fhirversion") && value != "4.0" && !value.starts_with("4.0.")
+            })
         });
     if !json {
         Err(ApiError::UnsupportedMediaType {

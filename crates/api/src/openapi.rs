@@ -85,7 +85,7 @@ pub fn json_routes() -> OpenApiRouter<AppState> {
         .merge(crate::fhir::router())
 }
 
-/// The query parameters each `GET` route declares, by route template: what its handler reads.
+/// The query parameters each route declares, by route template: what its handlers read.
 pub fn query_parameters() -> &'static std::collections::HashMap<String, Vec<String>> {
     static DECLARED: std::sync::LazyLock<std::collections::HashMap<String, Vec<String>>> =
         std::sync::LazyLock::new(|| {
@@ -93,14 +93,17 @@ pub fn query_parameters() -> &'static std::collections::HashMap<String, Vec<Stri
             doc.paths
                 .paths
                 .iter()
-                .filter_map(|(path, item)| {
-                    let params = item.get.as_ref()?.parameters.as_ref()?;
-                    let names = params
-                        .iter()
+                .map(|(path, item)| {
+                    // Every operation of the path: a list is a GET, and a POST may page too
+                    // (`…/deliveries/redeliver`).
+                    let names = [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|op| op.parameters.iter().flatten())
                         .filter(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
                         .map(|p| p.name.clone())
                         .collect();
-                    Some((path.clone(), names))
+                    (path.clone(), names)
                 })
                 .collect()
         });

@@ -19,6 +19,8 @@ pub enum MergeRefusal {
     /// `from` was merged already (into someone else, or into `into` by a request that
     /// committed first).
     AlreadyMerged,
+    /// The person merged into was merged into another one meanwhile: merge into that one.
+    IntoMerged,
     /// `from` holds a national id: a record with one is the one others merge into, since
     /// registrations and affiliations find the person by it.
     HasNationalId,
@@ -36,6 +38,7 @@ impl MergeRefusal {
         match self {
             MergeRefusal::SamePerson => "same_person",
             MergeRefusal::AlreadyMerged => "already_merged",
+            MergeRefusal::IntoMerged => "into_merged",
             MergeRefusal::HasNationalId => "has_national_id",
             MergeRefusal::IdentityMismatch => "identity_mismatch",
             MergeRefusal::CoveredByOthers => "covered_by_others",
@@ -56,8 +59,11 @@ pub fn check_merge(
     if from.id == into.id {
         return Err(MergeRefusal::SamePerson);
     }
-    if from.merged_into.is_some() || into.merged_into.is_some() {
+    if from.merged_into.is_some() {
         return Err(MergeRefusal::AlreadyMerged);
+    }
+    if into.merged_into.is_some() {
+        return Err(MergeRefusal::IntoMerged);
     }
     if from.national_id.is_some() {
         return Err(MergeRefusal::HasNationalId);

@@ -118,9 +118,10 @@ pub trait IdempotencyStore: Send + Sync {
     /// again, so a retry is answered as the first was whatever changed since.
     async fn replay(&self, organization: &str, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
 
-    /// Whether `key` was claimed already (by any request, answered or still running). Read
-    /// before a request that must be received whole before its fingerprint is known (a bulk
-    /// upload), so that a reused key is judged as such before anything else.
+    /// Whether `key` was claimed by a request that committed (a first request still running
+    /// is not seen: its claim is in its own transaction, which settles the race). Read before a
+    /// request that must be received whole before its fingerprint is known (a bulk upload), so
+    /// that a reused key is judged as such before anything else.
     async fn idempotency_key_used(&self, organization: &str, key: &str) -> Result<bool, StoreError>;
 
     /// Forgets the keys claimed before `before`, and the responses kept with them; how many.

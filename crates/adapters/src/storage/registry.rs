@@ -1024,13 +1024,18 @@ impl RegistryStore for This {
         // of them are held against a termination committing meanwhile (which changes coverage
         // rows, not the person's version), then read as they now stand. The person first, as a
         // merge takes them, so that the two wait for each other rather than deadlock.
-        sqlx::query(&format!(
-            "SELECT id FROM beneficiaries WHERE id = $1{FOR_NO_KEY_UPDATE}"
+        let held: Option<(i64, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT version, merged_into FROM beneficiaries WHERE id = $1{FOR_NO_KEY_UPDATE}"
         ))
         .bind(&b.id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
+        // Changed meanwhile (a merge that committed first moved its coverages away): a stale
+        // version, as the update below would find, rather than "your coverages ended".
+        if !matches!(held, Some((version, None)) if version == i64::from(b.version) - 1) {
+            return Err(StoreError::StaleVersion);
+        }
         sqlx::query(&format!(
             "SELECT id FROM coverages WHERE organization = $1 AND beneficiary = $2 ORDER BY id{FOR_SHARE}"
         ))

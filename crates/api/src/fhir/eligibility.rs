@@ -201,7 +201,19 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
         );
     }
     // The first identifier is given back in the answer's `request`: it must be one FHIR can
-    // write (no empty strings).
+    // write (no empty strings, no empty list).
+    if body
+        .get("identifier")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        t.error(
+            "identifier",
+            "empty",
+            "must hold at least one identifier; leave it out instead",
+            "doit contenir au moins un identifiant ; omettez-le plutôt",
+        );
+    }
     if let Some(first) = body
         .get("identifier")
         .and_then(Value::as_array)

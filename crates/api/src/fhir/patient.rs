@@ -423,7 +423,7 @@ fn strict_search(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Resu
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
-        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"));
+        .any(|p| p.replace([' ', '\t', '"'], "").eq_ignore_ascii_case("handling=strict"));
     if !strict {
         return Ok(());
     }

@@ -102,7 +102,8 @@ pub struct PossibleDuplicateView {
 pub struct BatchFailureView {
     /// `interrupted`, `unreadable_file`, `invalid_encoding` (a CSV file with a line that is not
     /// UTF-8: nothing of it is registered), `storage_unavailable` (the database could not be
-    /// written for about eight seconds of tries), `organization_deactivated`, or `internal_error`
+    /// written: at once for a fault of its own, after about eight seconds of tries for a lost
+    /// connection), `organization_deactivated`, or `internal_error`
     /// (a fault of the service's own: report it with the job's id).
     pub code: String,
     /// What happened and what to do, in the language of `Accept-Language`.

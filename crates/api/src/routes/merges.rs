@@ -219,12 +219,7 @@ async fn merge_once(
             // A record the caller merged away itself (and still reads): told so, as a merge
             // that lost the race to that one is, rather than as a record it never covered.
             Some(p) if p.merged_into.is_some() && p.merged_by.as_deref() == Some(caller.org.as_str()) => {
-                return Err(conflict_at(
-                    "/into",
-                    "already_merged",
-                    "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
-                    "La fiche désignée par into a été fusionnée avec une autre personne : lisez-la pour son merged_into, et fusionnez avec cette personne.",
-                ))
+                return Err(into_merged())
             }
             _ => return Err(ApiError::field(FieldError::unknown_reference("/into"))),
         },
@@ -268,8 +263,20 @@ async fn merge_once(
             ),
         }),
         Err(StoreError::Conflict { constraint }) if constraint == "already_covered" => Err(both_covered()),
+        // The person named was merged away by a merge that committed first.
+        Err(StoreError::Conflict { constraint }) if constraint == "into_merged" => Err(into_merged()),
         Err(other) => Err(other.into()),
     }
+}
+
+/// 409 `already_merged` at `/into`: the person named was merged into another one.
+fn into_merged() -> ApiError {
+    conflict_at(
+        "/into",
+        "already_merged",
+        "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
+        "La fiche désignée par into a été fusionnée avec une autre personne : lisez-la pour son merged_into, et fusionnez avec cette personne.",
+    )
 }
 
 /// No one holds the national id: this person is given it, as `PATCH` gives one. `None` when a
