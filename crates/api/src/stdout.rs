@@ -16,6 +16,5 @@ pub fn emit(text: &str) -> Result<(), String> {
 /// Writes a line of a report whose loss harms nothing (the same is stored or printed
 /// elsewhere): whatever fails is dropped.
 pub fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    let _ = emit(&format!("{line}\n"));
 }

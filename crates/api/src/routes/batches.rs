@@ -278,14 +278,21 @@ fn format_of(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
 /// A CSV header with a missing, unknown or repeated column is refused before any job exists;
 /// the file's separator otherwise.
 async fn check_header(path: PathBuf) -> Result<char, ApiError> {
-    let checked = tokio::task::spawn_blocking(move || {
+    spooled_header(path)
+        .await?
+        .map(char::from)
+        .map_err(ApiError::validation)
+}
+
+/// The spooled upload's first line judged as a CSV header: its separator, or why it is none.
+async fn spooled_header(path: PathBuf) -> Result<Result<u8, Vec<FieldError>>, ApiError> {
+    tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
         Ok::<_, std::io::Error>(check_csv_header(file))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))?;
-    checked.map(char::from).map_err(ApiError::validation)
+    .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))
 }
 
 /// The product a bulk upload names: required for CSV (the default of JSON lines), one of the
@@ -322,14 +329,7 @@ fn replay(first: &BatchJob, format: BatchFormat) -> Result<Response, ApiError> {
 /// A file sent as JSON lines whose first line is a CSV header (one that would be accepted as
 /// text/csv) is refused whole, rather than failing on every line as JSON that does not parse.
 async fn not_a_csv_file(path: PathBuf) -> Result<(), ApiError> {
-    let csv = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        Ok::<_, std::io::Error>(check_csv_header(file).is_ok())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("cannot reread a spooled upload: {e}")))?;
-    if csv {
+    if spooled_header(path).await?.is_ok() {
         return Err(ApiError::field(FieldError::new(
             "/body",
             "not_json_lines",
