@@ -1893,3 +1893,57 @@ async fn a_job_goes_on_when_its_database_connections_are_cut() {
     let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
 }
+
+/// A group's commit that reaches the database while its answer is lost (the connection drops
+/// between them) leaves the worker unable to tell whether the group was written: the job is
+/// handed back to the queue at once and resumes from its stored progress, neither stalling until
+/// the sweeper nor writing a household twice.
+#[tokio::test]
+async fn a_job_whose_commit_answer_is_lost_resumes_from_what_was_written() {
+    const HOUSEHOLDS: usize = 3000;
+    let proxy = passerelle_tests::proxy::Proxy::start("127.0.0.1:5432").await;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    // In clear, so that the proxy can tell a COMMIT.
+    let url = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let mut config = test_config(&format!("{url}{separator}sslmode=disable"));
+    // The sweeper would resume a job stalled this long: it must not be what saves this one.
+    config.batch_stale_after = Duration::from_secs(600);
+    let app = TestApp::start(db, config).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let product = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", product.json["id"].as_str().unwrap());
+    // Only a group's transaction sends this much: the chainer's, a heartbeat's and the requests'
+    // are far smaller.
+    proxy.lose_next_commit_answer(64 * 1024);
+    let reply = upload(&app, "mut-a", Some("k1"), &query, CSV, households(HOUSEHOLDS, "LOST")).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let location = reply.header("location").unwrap().to_owned();
+    let mut job = Value::Null;
+    // A minute at most: the sweeper, which would resume a stalled job, waits ten.
+    for _ in 0..600 {
+        let reply = app.get(&location, &writer(&app, "mut-a")).await;
+        if reply.status.as_u16() == 200 {
+            job = reply.json;
+            if job["status"] != "running" && job["status"] != "queued" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(proxy.commits_lost(), 1, "a group's commit answer was lost: {job}");
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["households_created"], HOUSEHOLDS as i64, "{job}");
+    assert_eq!(job["rows_failed"], 0, "{job}");
+    assert_eq!(job["rows_processed"], 2 * HOUSEHOLDS as i64, "{job}");
+    assert_eq!(
+        app.count("coverages").await,
+        2 * HOUSEHOLDS as i64,
+        "no household twice"
+    );
+    assert_eq!(app.count("beneficiaries").await, 2 * HOUSEHOLDS as i64);
+    let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
+    assert_eq!(verify.json["valid"], true, "{}", verify.text);
+}

@@ -1,6 +1,8 @@
 //! A TCP proxy in front of PostgreSQL that a test can cut (connections dropped and refused) or
 //! stall (connections kept open, nothing passed on: a host gone from the network), to see the
-//! service lose its database mid-flight and come back.
+//! service lose its database mid-flight and come back; or lose the answer to one large commit
+//! (the commit done, the connection gone before its answer), which no client can tell from a
+//! commit that never arrived.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,18 @@ struct State {
     accepted: AtomicUsize,
     /// Bytes the clients sent, counted as they arrive, stalled or not.
     sent: AtomicU64,
+    /// When not 0, the next `COMMIT` of a transaction that sent at least this many bytes is
+    /// passed on and its connection dropped before the answer: once, then 0 again.
+    lose_commit_after: AtomicU64,
+    /// Commits whose answer was lost so.
+    commits_lost: AtomicUsize,
+}
+
+/// Whether a chunk holds a simple-protocol statement: the `Q` message, its length, its text.
+/// sqlx sends `BEGIN` and `COMMIT` so (no arguments); a test's data never holds these bytes.
+/// The connection must be in clear (`sslmode=disable`) for the proxy to read them.
+fn holds_statement(chunk: &[u8], text: &[u8]) -> bool {
+    chunk.windows(5 + text.len()).any(|w| w[0] == b'Q' && &w[5..] == text)
 }
 
 pub struct Proxy {
@@ -27,26 +41,57 @@ pub struct Proxy {
     accept: JoinHandle<()>,
 }
 
-/// Copies `from` to `to`, holding each chunk while the proxy is stalled.
+/// Copies `from` to `to`, holding each chunk while the proxy is stalled. The client's side
+/// (`client`) counts what it sends, and what its transaction has sent since `BEGIN`; the
+/// server's side passes nothing once `muted`.
 async fn pass(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     state: Arc<State>,
-    count: bool,
+    client: bool,
+    muted: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut in_transaction = 0u64;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if count {
+        let chunk = &buf[..n];
+        let mut lose_answer = false;
+        if client {
             state.sent.fetch_add(n as u64, Ordering::SeqCst);
+            if holds_statement(chunk, b"BEGIN") {
+                in_transaction = 0;
+            }
+            in_transaction += n as u64;
+            let bound = state.lose_commit_after.load(Ordering::SeqCst);
+            lose_answer = bound > 0
+                && in_transaction >= bound
+                && holds_statement(chunk, b"COMMIT\0")
+                && state
+                    .lose_commit_after
+                    .compare_exchange(bound, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+            if lose_answer {
+                muted.store(true, Ordering::SeqCst);
+            }
         }
         while state.stalled.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        if muted.load(Ordering::SeqCst) && !client {
+            continue;
+        }
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+        if lose_answer {
+            // The server reads the COMMIT before it sees the connection close, so it commits.
+            let _ = to.flush().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            state.commits_lost.fetch_add(1, Ordering::SeqCst);
             return;
         }
     }
@@ -71,9 +116,10 @@ impl Proxy {
                     if let Ok(outbound) = TcpStream::connect(upstream).await {
                         let (client_read, client_write) = inbound.into_split();
                         let (server_read, server_write) = outbound.into_split();
+                        let muted = Arc::new(AtomicBool::new(false));
                         tokio::select! {
-                            () = pass(client_read, server_write, state3.clone(), true) => {}
-                            () = pass(server_read, client_write, state3, false) => {}
+                            () = pass(client_read, server_write, state3.clone(), true, muted.clone()) => {}
+                            () = pass(server_read, client_write, state3, false, muted) => {}
                         }
                     }
                 });
@@ -109,6 +155,17 @@ impl Proxy {
     /// How many bytes the clients have sent through it, including those held by a stall.
     pub fn sent(&self) -> u64 {
         self.state.sent.load(Ordering::SeqCst)
+    }
+
+    /// Arms the loss of one commit's answer: the next `COMMIT` of a transaction that sent at
+    /// least `bytes` reaches the server, and its connection is dropped before the answer.
+    pub fn lose_next_commit_answer(&self, bytes: u64) {
+        self.state.lose_commit_after.store(bytes, Ordering::SeqCst);
+    }
+
+    /// How many commits' answers were lost so.
+    pub fn commits_lost(&self) -> usize {
+        self.state.commits_lost.load(Ordering::SeqCst)
     }
 
     pub fn restore(&self) {
