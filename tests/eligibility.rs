@@ -814,7 +814,110 @@ on_both_databases!(
     the_documented_person_forms_are_the_ones_read,
     checks_are_audited_in_groups_without_personal_data,
     base_then_complementary,
+    a_dependant_without_a_number_is_named_by_birth_date,
 );
+
+/// A dependant with no member number of their own carries the household's, which alone names
+/// the principal: their birth date tells them apart (API.md §5 Eligibility), in a check and in a
+/// claim. Before, a front desk holding the household's card had no way to name the child.
+async fn a_dependant_without_a_number_is_named_by_birth_date(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mut body = household(&r.product, "TSV-0003", "323456789012");
+    let twin = |name: &str, sex: &str| json!({"relationship": "child", "family_name": "Agbéko", "given_names": name, "sex": sex, "birth_date": "2020-02-02"});
+    body["dependants"]
+        .as_array_mut()
+        .unwrap()
+        .extend([twin("Kafui", "F"), twin("Kodjo", "M")]);
+    let reply = register(app, "mut-a", "twins", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let id = |n: usize| {
+        reply.json["members"][n]["beneficiary"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (principal, spouse, child) = (id(0), id(1), id(2));
+    let ask = |born: Option<&str>| {
+        let mut person = json!({"organization": "mut-a", "member_number": "tsv-0003"});
+        if let Some(born) = born {
+            person["birth_date"] = json!(born);
+        }
+        json!({"beneficiary": person, "service_date": "2026-06-01", "care_level": "health_center",
+               "category": "consultation", "amount_xof": 5000})
+    };
+    for (born, who) in [
+        (None, &principal),
+        (Some("1984-03-12"), &principal),
+        (Some("2015-07-30"), &child),
+        // A year given compares years, and so does a year stored (the spouse's).
+        (Some("2015"), &child),
+        (Some("1988"), &spouse),
+        (Some("1988-06-01"), &spouse),
+    ] {
+        let reply = check(app, &provider(app), ask(born)).await;
+        assert_eq!(reply.status.as_u16(), 200, "{born:?}: {}", reply.text);
+        assert_eq!(&reply.json["beneficiary"], who.as_str(), "{born:?}");
+    }
+    // The twins, neither with a number of their own, are told apart by no birth date.
+    let twins = check(app, &provider(app), ask(Some("2020-02-02"))).await;
+    assert_eq!(
+        twins.problem(422, "validation_failed")["errors"][0]["field"],
+        "/beneficiary/birth_date"
+    );
+    assert_eq!(
+        twins.field_codes(),
+        [("/beneficiary/birth_date".to_owned(), "ambiguous_person".to_owned())]
+    );
+    let nobody = check(app, &provider(app), ask(Some("2001-01-01"))).await;
+    assert_eq!(nobody.status.as_u16(), 404, "{}", nobody.text);
+    for (person, code) in [
+        (json!({"id": child, "birth_date": "2015-07-30"}), "not_allowed"),
+        (
+            json!({"organization": "mut-a", "member_number": "TSV-0003", "birth_date": "2015-02-30"}),
+            "invalid_date",
+        ),
+        (
+            json!({"organization": "mut-a", "member_number": "TSV-0003", "birth_date": 2015}),
+            "invalid_type",
+        ),
+    ] {
+        let reply = check(
+            app,
+            &provider(app),
+            json!({"beneficiary": person, "care_level": "health_center"}),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 422, "{}", reply.text);
+        assert_eq!(
+            reply.field_codes(),
+            [("/beneficiary/birth_date".to_owned(), code.to_owned())]
+        );
+    }
+    // Another mutuelle's numbering stays its own, birth date or not.
+    let own = app.token("mut-a", "eligibility:check");
+    assert_eq!(
+        check(app, &own, ask(Some("2015-07-30"))).await.json["beneficiary"],
+        child.as_str()
+    );
+    let other = app.token("mut-b", "eligibility:check");
+    assert_eq!(check(app, &other, ask(Some("2015-07-30"))).await.status.as_u16(), 404);
+    // A claim so named is the child's, priced on the child's coverage alone.
+    let claim = app
+        .send(
+            app.request(reqwest::Method::POST, "/v1/claims")
+                .bearer_auth(app.token("cms-a", "claims:submit"))
+                .header("idempotency-key", "child-1")
+                .json(&json!({"external_id": "CHILD-1", "provider": "cms-a",
+                    "beneficiary": {"organization": "mut-a", "member_number": "TSV-0003", "birth_date": "2015-07-30"},
+                    "service_date": "2026-06-01", "care_level": "health_center",
+                    "lines": [{"code": "C", "category": "consultation", "quantity": 1, "unit_price_xof": 5000}]})),
+        )
+        .await;
+    assert_eq!(claim.status.as_u16(), 201, "{}", claim.text);
+    assert_eq!(claim.json["beneficiary"], child.as_str());
+    assert_eq!(claim.json["totals"]["complementary_xof"], 5000, "{}", claim.text);
+}
 
 /// TG: INAM pays 80 % first, the mutuelle its rate of the remainder (the ticket modérateur).
 async fn base_then_complementary(backend: Backend) {

@@ -562,6 +562,13 @@ pub fn conflict_at(field: &str, code: &str, en: &str, fr: &str) -> ApiError {
 
 fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
+        // Several people covered under a member number were born as the check or claim said.
+        "ambiguous_member" => ApiError::field(FieldError::new(
+            "/beneficiary/birth_date",
+            "ambiguous_person",
+            "several people covered under this member number were born so: name the one meant by id or national_id",
+            "plusieurs personnes couvertes sous ce numéro d'adhérent sont nées ainsi : désignez la bonne par id ou national_id",
+        )),
         "organization_exists" => conflict_at(
             "/id",
             "organization_exists",

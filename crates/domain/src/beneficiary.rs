@@ -485,11 +485,19 @@ pub struct Identity {
 
 impl Identity {
     pub fn agrees_with(&self, other: &Identity) -> bool {
-        let same_birth = match (self.birth_date_precision, other.birth_date_precision) {
-            (BirthDatePrecision::Day, BirthDatePrecision::Day) => self.birth_date == other.birth_date,
-            _ => self.birth_date.year() == other.birth_date.year(),
-        };
-        same_birth && self.sex == other.sex
+        births_agree(
+            (self.birth_date, self.birth_date_precision),
+            (other.birth_date, other.birth_date_precision),
+        ) && self.sex == other.sex
+    }
+}
+
+/// Whether two birth dates may be one: two days compare days; where either side knows only the
+/// year, the years are compared.
+pub fn births_agree(a: (NaiveDate, BirthDatePrecision), b: (NaiveDate, BirthDatePrecision)) -> bool {
+    match (a.1, b.1) {
+        (BirthDatePrecision::Day, BirthDatePrecision::Day) => a.0 == b.0,
+        _ => a.0.year() == b.0.year(),
     }
 }
 
@@ -1105,6 +1113,23 @@ impl LikelyMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_year_on_either_side_compares_years() {
+        let day = |s: &str| {
+            (
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap(),
+                BirthDatePrecision::Day,
+            )
+        };
+        let year = |y: i32| (NaiveDate::from_ymd_opt(y, 1, 1).unwrap(), BirthDatePrecision::Year);
+        assert!(births_agree(day("2015-07-30"), day("2015-07-30")));
+        assert!(!births_agree(day("2015-07-30"), day("2015-07-31")));
+        assert!(births_agree(day("2015-07-30"), year(2015)));
+        assert!(births_agree(year(2015), day("2015-12-31")));
+        assert!(births_agree(year(2015), year(2015)));
+        assert!(!births_agree(year(2015), day("2016-01-01")));
+    }
 
     fn d(s: &str) -> NaiveDate {
         parse_date(s).unwrap()

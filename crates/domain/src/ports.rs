@@ -379,6 +379,15 @@ pub enum PersonKey {
         organization: String,
         member_number: String,
     },
+    /// One of the people covered under a member number, told apart by their birth date: a
+    /// dependant with no number of their own shares the household's, which alone names the
+    /// principal. A year on either side compares years (`births_agree`).
+    MemberBorn {
+        organization: String,
+        member_number: String,
+        birth_date: NaiveDate,
+        precision: BirthDatePrecision,
+    },
 }
 
 /// Everything an eligibility check needs about one coverage, read in one round trip.

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use passerelle_domain::beneficiary::births_agree;
 use passerelle_domain::eligibility::PrincipalStanding;
 use passerelle_domain::money::Xof;
 use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey};
@@ -89,7 +90,9 @@ enum KeyKind {
 impl KeyKind {
     fn of(key: &PersonKey) -> KeyKind {
         match key {
-            PersonKey::Id(_) => KeyKind::Id,
+            // Resolved to an id before any facts are read (`household_member`); one that came
+            // here would name no one (no id column given).
+            PersonKey::Id(_) | PersonKey::MemberBorn { .. } => KeyKind::Id,
             PersonKey::NationalId(_) => KeyKind::NationalId,
             PersonKey::Member { .. } => KeyKind::Member,
         }
@@ -115,6 +118,7 @@ impl KeyKind {
                 Some(Cow::Owned(member_number_key(member_number))),
                 None,
             ],
+            PersonKey::MemberBorn { .. } => [None, None, None],
         }
     }
 
@@ -310,6 +314,49 @@ impl This {
     }
 }
 
+/// The people covered under a member number: whoever holds it as their own, and the dependants
+/// of that household who have none of their own (they carry the household's). Both branches
+/// read an index: the folded number's, then the dependants' by their principal's coverage.
+const HOUSEHOLD_BY_NUMBER: &str = "SELECT b.id, b.birth_date, b.birth_date_precision FROM coverages m \
+     JOIN beneficiaries b ON b.id = m.beneficiary \
+     WHERE m.organization = $1 AND lower(m.member_number) = $2 AND m.own_number \
+     UNION ALL SELECT b.id, b.birth_date, b.birth_date_precision FROM coverages m \
+     JOIN coverages c ON c.principal_coverage = m.id AND NOT c.own_number \
+     JOIN beneficiaries b ON b.id = c.beneficiary \
+     WHERE m.organization = $1 AND lower(m.member_number) = $2 AND m.own_number";
+
+impl This {
+    /// The one person covered under the number who was born as given; `None` when no one is,
+    /// and the conflict `ambiguous_member` when several are (twins, say, neither with a number
+    /// of their own).
+    async fn household_member(
+        &self,
+        organization: &str,
+        member_number: &str,
+        born: (NaiveDate, BirthDatePrecision),
+    ) -> Result<Option<String>, StoreError> {
+        let rows: Vec<(String, NaiveDate, String)> = sqlx::query_as(HOUSEHOLD_BY_NUMBER)
+            .bind(organization)
+            .bind(member_number_key(member_number))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        let mut found: Vec<String> = Vec::new();
+        for (id, birth_date, precision) in rows {
+            let precision = BirthDatePrecision::parse(&precision).ok_or_else(|| corrupt("birth date precision"))?;
+            if births_agree((birth_date, precision), born) && !found.contains(&id) {
+                found.push(id);
+            }
+        }
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            _ => Err(StoreError::Conflict {
+                constraint: "ambiguous_member".into(),
+            }),
+        }
+    }
+}
+
 #[async_trait]
 impl EligibilityStore for This {
     async fn eligibility_facts(
@@ -318,6 +365,21 @@ impl EligibilityStore for This {
         service_date: NaiveDate,
         from_primary: bool,
     ) -> Result<Option<EligibilityFacts>, StoreError> {
+        let key = match key {
+            PersonKey::MemberBorn {
+                organization,
+                member_number,
+                birth_date,
+                precision,
+            } => match self
+                .household_member(organization, member_number, (*birth_date, *precision))
+                .await?
+            {
+                Some(id) => &PersonKey::Id(id),
+                None => return Ok(None),
+            },
+            key => key,
+        };
         let asked = (key.clone(), service_date);
         let rows = match &self.replica {
             _ if from_primary => self.facts.primary.load(asked).await?,

@@ -54,10 +54,11 @@ pub(super) fn person_forms(doc: &mut Document) {
         ),
         (
             "PersonByMemberNumber",
-            "By an organisation's member number.",
+            "By an organisation's member number, and the birth date of the one meant among those it covers.",
             json!({
                 "organization": {"type": "string", "minLength": 1, "description": described("organization")},
-                "member_number": {"type": "string", "minLength": 1, "description": described("member_number")}
+                "member_number": {"type": "string", "minLength": 1, "description": described("member_number")},
+                "birth_date": {"type": "string", "description": described("birth_date"), "example": "2019-03-14"}
             }),
             vec!["organization", "member_number"],
             json!({"organization": "mut-tsevie", "member_number": "TSV-0042"}),

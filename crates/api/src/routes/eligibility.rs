@@ -7,7 +7,7 @@ use chrono::{Months, NaiveDate};
 use passerelle_domain::beneficiary::NationalIdRules;
 use passerelle_domain::coordination::{choose_base, choose_complementary, estimate};
 use passerelle_domain::coverage::Coverage;
-use passerelle_domain::eligibility::{evaluate_with_later_versions, CoverageEligibility};
+use passerelle_domain::eligibility::{evaluate_with_later_versions, BirthDatePrecision, CoverageEligibility};
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
@@ -42,6 +42,13 @@ pub struct PersonSelector {
     /// A member number in `organization`: the household's (its principal) or a dependant's own,
     /// in any case (`tsv-0042` finds `TSV-0042`).
     pub member_number: Option<String>,
+    /// With `organization` and `member_number` only: the birth date of the person meant among
+    /// those covered under that number, `YYYY-MM-DD` or `YYYY` (a year on either side compares
+    /// years). A dependant with no number of their own carries the household's, which alone
+    /// names the principal: this names them. No one so born is 404; several (twins without
+    /// numbers of their own) 422 `ambiguous_person` here: name them by `id` or `national_id`.
+    #[schema(value_type = Option<String>, example = "2019-03-14")]
+    pub birth_date: Option<String>,
 }
 
 /// The body of `POST /v1/eligibility-checks`.
@@ -198,6 +205,7 @@ pub(crate) fn read_person(
     });
     let organization = f.opt_str("organization");
     let member_number = f.opt_str("member_number");
+    let birth_date = f.opt_str("birth_date");
     errors.extend(f.finish());
     // The forms are counted as sent, whether or not their values read: an id of the wrong type
     // is that id's error alone, not also an ambiguity.
@@ -229,6 +237,30 @@ pub(crate) fn read_person(
     if blank {
         return None;
     }
+    let born = match birth_date {
+        None => None,
+        Some(_) if !(sent("organization") || sent("member_number")) => {
+            errors.push(FieldError::new(
+                "/beneficiary/birth_date",
+                "not_allowed",
+                "tells apart the people of one member number: only with organization and member_number",
+                "distingue les personnes d'un même numéro d'adhérent : seulement avec organization et member_number",
+            ));
+            return None;
+        }
+        Some(raw) => match read_born(&raw) {
+            Some(born) => Some(born),
+            None => {
+                errors.push(FieldError::new(
+                    "/beneficiary/birth_date",
+                    "invalid_date",
+                    "must be a calendar date YYYY-MM-DD, or YYYY when only the year is known",
+                    "doit être une date du calendrier AAAA-MM-JJ, ou AAAA si seule l'année est connue",
+                ));
+                return None;
+            }
+        },
+    };
     if let Some(id) = id {
         return Some(PersonKey::Id(id));
     }
@@ -243,9 +275,17 @@ pub(crate) fn read_person(
     }
     match (organization, member_number) {
         // Trimmed already (`Fields::opt_str`), as registration stores member numbers.
-        (Some(organization), Some(member_number)) => Some(PersonKey::Member {
-            organization,
-            member_number,
+        (Some(organization), Some(member_number)) => Some(match born {
+            None => PersonKey::Member {
+                organization,
+                member_number,
+            },
+            Some((birth_date, precision)) => PersonKey::MemberBorn {
+                organization,
+                member_number,
+                birth_date,
+                precision,
+            },
         }),
         // Missing only when not sent: one of the wrong type has its `invalid_type` already.
         (None, Some(_)) => {
@@ -271,6 +311,15 @@ pub(crate) fn read_person(
             None
         }
     }
+}
+
+/// A birth date as a front desk gives it: `YYYY-MM-DD`, or `YYYY` when only the year is known.
+fn read_born(raw: &str) -> Option<(NaiveDate, BirthDatePrecision)> {
+    if raw.len() == 4 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        let year = raw.parse().ok()?;
+        return NaiveDate::from_ymd_opt(year, 1, 1).map(|d| (d, BirthDatePrecision::Year));
+    }
+    passerelle_domain::dates::parse(raw).map(|d| (d, BirthDatePrecision::Day))
 }
 
 pub(crate) fn read_check(
@@ -382,7 +431,9 @@ pub(crate) fn may_check(caller: &Caller, person: &PersonKey, facts: &Eligibility
         return true;
     }
     let own_numbers = match person {
-        PersonKey::Member { organization, .. } => organization == caller.org.as_str(),
+        PersonKey::Member { organization, .. } | PersonKey::MemberBorn { organization, .. } => {
+            organization == caller.org.as_str()
+        }
         _ => true,
     };
     own_numbers
