@@ -1164,6 +1164,35 @@ async fn a_duplicate_external_id_is_named(backend: Backend) {
     assert_eq!(again.error_fields(), ["/external_id"], "{}", again.text);
     assert_eq!(again.json["errors"][0]["code"], "external_id_taken");
     assert_eq!(app.count("claims").await, 1);
+    // The provider finds the claim again by its reference, as written after trimming; the
+    // parties of the claim do, others find nothing.
+    let id = first.json["id"].as_str().unwrap();
+    let found = |token: String, reference: &str| {
+        let path = format!("/v1/claims?external_id={reference}");
+        async move { app.get(&path, &token).await }
+    };
+    for (token, reference, expected) in [
+        (provider(app), "EXT-DUP", vec![id]),
+        (provider(app), "%20EXT-DUP%20", vec![id]),
+        (provider(app), "ext-dup", vec![]),
+        (app.token("mut-a", "claims:read"), "EXT-DUP", vec![id]),
+        (app.token("operator", "claims:read"), "EXT-DUP", vec![id]),
+        (app.token("mut-b", "claims:read"), "EXT-DUP", vec![]),
+    ] {
+        let reply = found(token, reference).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let ids: Vec<&str> = reply.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "{reference}");
+    }
+    let filtered = found(provider(app), "EXT-DUP&status=cancelled").await;
+    assert_eq!(filtered.json["items"], json!([]), "{}", filtered.text);
+    let blank = found(provider(app), "%20").await;
+    assert_eq!(field_codes(&blank), pairs(&[("/query/external_id", "invalid_length")]));
     // An invoice number holds no control character (a carriage return, a bell), nor an
     // invisible one (a right-to-left override shows `EXT-1` as `1-TXE`, a zero-width space makes
     // a second `EXT-DUP` that compares different).

@@ -878,6 +878,12 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         issues(&duplicate, 409),
         [("duplicate".to_owned(), "Claim.identifier[0].value".to_owned())]
     );
+    // Its code is the /v1 one, as every issue's details carry.
+    assert_eq!(
+        duplicate.json["issue"][0]["details"]["coding"][0]["code"], "external_id_taken",
+        "{}",
+        duplicate.text
+    );
     let text = duplicate.json["issue"][0]["details"]["text"].as_str().unwrap();
     assert!(text.contains("identifiant") && !text.contains("external_id"), "{text}");
     assert_eq!(

@@ -563,7 +563,7 @@ pub fn conflict_at(field: &str, code: &str, en: &str, fr: &str) -> ApiError {
 fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
         // Several people covered under a member number were born as the check or claim said.
-        "ambiguous_member" => ApiError::field(FieldError::new(
+        "ambiguous_person" => ApiError::field(FieldError::new(
             "/beneficiary/birth_date",
             "ambiguous_person",
             "several people covered under this member number were born so: name the one meant by id or national_id",

@@ -327,7 +327,7 @@ const HOUSEHOLD_BY_NUMBER: &str = "SELECT b.id, b.birth_date, b.birth_date_preci
 
 impl This {
     /// The one person covered under the number who was born as given; `None` when no one is,
-    /// and the conflict `ambiguous_member` when several are (twins, say, neither with a number
+    /// and the conflict `ambiguous_person` when several are (twins, say, neither with a number
     /// of their own).
     async fn household_member(
         &self,
@@ -351,7 +351,7 @@ impl This {
         match found.len() {
             0 | 1 => Ok(found.pop()),
             _ => Err(StoreError::Conflict {
-                constraint: "ambiguous_member".into(),
+                constraint: "ambiguous_person".into(),
             }),
         }
     }

@@ -758,17 +758,17 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
 /// `external_id_taken`), named as the Claim names it.
 pub fn duplicate_identifier() -> ApiError {
     let (en, fr) = (
-        "This provider already submitted a claim with this identifier (a duplicate payment).",
-        "Ce prestataire a déjà soumis une demande avec cet identifiant (double paiement).",
+        "A claim of this provider already has this identifier, whatever its status: a claim is not paid twice; a correction is sent under a new identifier.",
+        "Une demande de ce prestataire porte déjà cet identifiant, quel que soit son statut : une demande n'est pas payée deux fois ; une correction est envoyée sous un nouvel identifiant.",
     );
     ApiError::Conflict {
         en: en.into(),
         fr: fr.into(),
         errors: vec![FieldError::new(
             "Claim.identifier[0].value",
-            "duplicate",
-            "this provider already submitted a claim with this identifier",
-            "ce prestataire a déjà soumis une demande avec cet identifiant",
+            EXTERNAL_ID_TAKEN,
+            "a claim of this provider already has this identifier",
+            "une demande de ce prestataire porte déjà cet identifiant",
         )],
     }
 }
@@ -786,7 +786,7 @@ fn is_duplicate_identifier(error: &ApiError) -> bool {
 /// person is `patient` as in a CoverageEligibilityRequest; `provider` is
 /// `Organization/<id>` (relative, or absolute on this server) or an identifier in
 /// `urn:passerelle:organization`; `identifier[0].value` is the provider's own reference (`external_id`, unique per provider:
-/// 409 `duplicate` at `Claim.identifier[0].value`); `diagnosis` holds at most 100 ICD-10 codes.
+/// 409, an issue `duplicate` whose code is `external_id_taken`, at `Claim.identifier[0].value`); `diagnosis` holds at most 100 ICD-10 codes.
 /// Each `item` (1 to 1000) is a line:
 /// `productOrService.coding[0].code` (and `text`), `category` in `urn:passerelle:category`,
 /// `quantity` a Quantity whose `value` is the number of units (`quantity` absent: 1; not an

@@ -109,7 +109,7 @@ fn rule_type(rule: &str) -> &'static str {
     match rule {
         "required" => "required",
         "unknown_field" | "invalid_type" | "ambiguous_person" => "structure",
-        "duplicate" => "duplicate",
+        "duplicate" | "external_id_taken" => "duplicate",
         "too_many_errors" => "too-costly",
         "unsupported_modifier" | "not_supported" => "not-supported",
         _ => "value",

@@ -903,7 +903,7 @@ fn merge_reason(reasons: &mut Vec<Reason>, reason: Reason) {
         (status = 201, description = "Accepted and priced; a claim with no eligible payer is `rejected` with everything on the patient and the reasons", body = ClaimView,
          headers(("Location" = String, description = "/v1/claims/{id}"))),
         (status = 404, description = "Unknown person, or one you may not see", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "This provider already submitted a claim with this `external_id`: `external_id_taken` at `/external_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A claim of this provider already has this `external_id`, whatever its status: `external_id_taken` at `/external_id`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["claims:submit"]))
@@ -940,8 +940,8 @@ pub fn duplicate_external_id() -> ApiError {
     crate::problem::conflict_at(
         "/external_id",
         EXTERNAL_ID_TAKEN,
-        "This provider already submitted a claim with this external_id (a duplicate payment).",
-        "Ce prestataire a déjà soumis une demande avec cet external_id (double paiement).",
+        "A claim of this provider already has this external_id, whatever its status: a claim is not paid twice. Find it with GET /v1/claims?external_id=; a correction is sent under a new external_id.",
+        "Une demande de ce prestataire porte déjà cet external_id, quel que soit son statut : une demande n'est pas payée deux fois. Retrouvez-la avec GET /v1/claims?external_id= ; une correction est envoyée sous un nouvel external_id.",
     )
 }
 
@@ -1407,6 +1407,10 @@ pub struct ClaimQuery {
     /// RFC 3339 instant or `YYYY-MM-DD` (00:00 UTC): claims changed at or after it.
     #[param(value_type = Option<super::audit::Since>, inline)]
     pub since: Option<String>,
+    /// Only the claim a provider submitted under this `external_id` (its own reference: found
+    /// again after a lost answer, once the `Idempotency-Key` is gone), compared as written after
+    /// trimming; for other callers, each provider's claim of that reference they take part in.
+    pub external_id: Option<String>,
 }
 
 /// A string among `values`: a query filter's closed set, taken from the domain's own list.
@@ -1482,6 +1486,8 @@ pub async fn list_claims(
             None
         }
     };
+    let external_id = query.external_id.as_deref().map(str::trim);
+    errors.extend(external_id.and_then(|e| crate::fields::reference_error("/query/external_id", e)));
     let (Some(page), true) = (page, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
@@ -1490,6 +1496,7 @@ pub async fn list_claims(
         party: (!caller.reads_everything()).then(|| caller.org.to_string()),
         status,
         since,
+        external_id: external_id.map(str::to_owned),
     };
     let result = state.store.list_claims(&filter, &page).await?;
     crate::routes::audit::record_read(&state, caller, "claim", "*").await?;

@@ -58,6 +58,8 @@ pub struct ClaimFilter {
     pub party: Option<String>,
     pub status: Option<ClaimStatus>,
     pub since: Option<DateTime<Utc>>,
+    /// Only the claims with this `external_id` (one per provider at most), as stored: trimmed.
+    pub external_id: Option<String>,
 }
 
 #[async_trait]
