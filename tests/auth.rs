@@ -83,6 +83,12 @@ async fn invalid_tokens_are_401(backend: Backend) {
         cases.push((name, app.token_from(&c)));
     };
     variant("expired beyond the leeway", &|c| c["exp"] = json!(now() - 120));
+    variant("expired beyond the leeway, in a fraction", &|c| {
+        c["exp"] = json!(now() as f64 - 120.5)
+    });
+    variant("not valid yet, in a fraction", &|c| {
+        c["nbf"] = json!(now() as f64 + 600.5)
+    });
     variant("not valid yet", &|c| c["nbf"] = json!(now() + 600));
     variant("wrong audience", &|c| c["aud"] = json!("someone-else"));
     variant("wrong issuer", &|c| c["iss"] = json!("https://idp.example.invalid"));
@@ -107,6 +113,15 @@ async fn invalid_tokens_are_401(backend: Backend) {
     let mut longest = good.clone();
     longest["sub"] = json!("é".repeat(255));
     assert_eq!(status_of(&app, &app.token_from(&longest)).await, 200);
+    // RFC 7519's NumericDate may be non-integer, as some issuers write `time.time()`, and a whole
+    // number may be written as one.
+    let mut fractions = good.clone();
+    fractions["exp"] = json!(now() as f64 + 600.5);
+    fractions["nbf"] = json!(now() as f64 - 10.25);
+    fractions["iat"] = json!(now() as f64 - 10.25);
+    assert_eq!(status_of(&app, &app.token_from(&fractions)).await, 200);
+    fractions["exp"] = json!(format!("{}.0", now() + 600).parse::<f64>().unwrap());
+    assert_eq!(status_of(&app, &app.token_from(&fractions)).await, 200);
 }
 
 /// The authentication scheme is case-insensitive (RFC 9110 §11.1); another scheme, or none, is

@@ -980,6 +980,28 @@ async fn claims_are_priced_as_v1_prices_them(backend: Backend) {
         ]
     );
     assert_eq!(app.count("claims").await, claims);
+    // A period that ends before it starts is no day of care, whatever its text's days say; one
+    // written at two offsets is judged as instants, on the start's day.
+    let period = |start: &str, end: &str, key: &str| {
+        let mut body = fhir_claim(key, &s.principal, json!([item(1, "CONS", "consultation", 1, 100)]));
+        body["item"][0]["servicedPeriod"] = json!({"start": start, "end": end});
+        body["item"][0].as_object_mut().unwrap().remove("servicedDate");
+        body
+    };
+    let inverted = period("2026-06-01T23:00:00-05:00", "2026-06-01T01:00:00+02:00", "EXT-P1");
+    let inverted = fhir_post(app, "/fhir/r4/Claim", &token, Some("p1"), &inverted).await;
+    assert_eq!(
+        issues(&inverted, 422),
+        [("not-supported".to_owned(), "Claim.item[0].servicedPeriod".to_owned())]
+    );
+    let backwards = period("2026-06-01T10:00:00Z", "2026-06-01T09:00:00Z", "EXT-P2");
+    let backwards = fhir_post(app, "/fhir/r4/Claim", &token, Some("p2"), &backwards).await;
+    assert_eq!(issues(&backwards, 422)[0].1, "Claim.item[0].servicedPeriod");
+    let across = period("2026-06-01T23:30:00-01:00", "2026-06-02T00:45:00Z", "EXT-P3");
+    let across = fhir_post(app, "/fhir/r4/Claim", &token, Some("p3"), &across).await;
+    assert_eq!(across.status.as_u16(), 201, "{}", across.text);
+    let v1 = app.get(across.header("location").unwrap(), &token).await;
+    assert_eq!(v1.json["service_date"], "2026-06-01", "{}", v1.text);
 
     // The person by national id, the day from billablePeriod (a dateTime), whole numbers written
     // as decimals: the same claim as /v1 would make.

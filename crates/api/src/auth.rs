@@ -23,11 +23,51 @@ pub struct Claims {
     pub scope: String,
     pub iss: String,
     pub aud: Audience,
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_numeric_date"
+    )]
     pub nbf: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_numeric_date"
+    )]
     pub iat: Option<i64>,
+}
+
+/// RFC 7519's NumericDate: seconds since the epoch, "possibly non-integer" (some issuers write
+/// `time.time()`). Rounded to the second, as `jsonwebtoken` does when it judges `exp` and `nbf`,
+/// so that both read one instant; a number out of range is refused like a missing one.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    NumericDate::deserialize(deserializer)?.seconds()
+}
+
+fn optional_numeric_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    Option::<NumericDate>::deserialize(deserializer)?
+        .map(NumericDate::seconds)
+        .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumericDate {
+    Whole(i64),
+    Fraction(f64),
+}
+
+impl NumericDate {
+    fn seconds<E: serde::de::Error>(self) -> Result<i64, E> {
+        match self {
+            NumericDate::Whole(n) => Ok(n),
+            // Within ±2^53, where every f64 is exact to the second.
+            NumericDate::Fraction(f) if f.is_finite() && f.abs() < 9_007_199_254_740_992.0 => Ok(f.round() as i64),
+            NumericDate::Fraction(_) => Err(E::custom("a NumericDate out of range")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -402,21 +402,34 @@ fn day_part(text: &str) -> Option<&str> {
     }
 }
 
+/// Whether a period is care on one day: its start's day as written, which its end, read at the
+/// start's offset, does not leave and does not come before (two times written at different
+/// offsets are compared as instants, not as text).
+fn one_day(start: &str, end: &str) -> bool {
+    let (Some(start_day), Some(end_day)) = (day_part(start), day_part(end)) else {
+        return false;
+    };
+    match (
+        chrono::DateTime::parse_from_rfc3339(start),
+        chrono::DateTime::parse_from_rfc3339(end),
+    ) {
+        (Ok(from), Ok(to)) => to >= from && to.with_timezone(from.offset()).date_naive() == from.date_naive(),
+        _ => start_day == end_day,
+    }
+}
+
 /// The day of care an item is on: its `servicedDate`, or a `servicedPeriod` that starts and ends
 /// on one day, else the claim's `billablePeriod.start` (`billable`, read by [`billable_day`]).
 fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, i: usize) -> Said {
     // A period is one day of care only when it starts and ends on the same day.
     if let Some(period) = item.get("servicedPeriod").filter(|p| !p.is_null()) {
-        let day = |edge: &str| {
-            period
-                .get(edge)
-                .and_then(Value::as_str)
-                .and_then(day_part)
-                .map(str::to_owned)
-        };
-        return match (day("start"), day("end")) {
-            (Some(start), Some(end)) if start == end && item.get("servicedDate").is_none_or(Value::is_null) => {
-                Said::Value(start, format!("item[{i}].servicedPeriod"))
+        let edge = |edge: &str| period.get(edge).and_then(Value::as_str);
+        return match (edge("start"), edge("end")) {
+            (Some(start), Some(end)) if item.get("servicedDate").is_none_or(Value::is_null) && one_day(start, end) => {
+                Said::Value(
+                    day_part(start).unwrap_or(start).to_owned(),
+                    format!("item[{i}].servicedPeriod"),
+                )
             }
             _ => {
                 t.error(

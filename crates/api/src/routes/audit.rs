@@ -197,6 +197,21 @@ fn next_microsecond(t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// RFC 3339's leap second (`23:59:60.5`) as the instant it is, half a second into the next
+/// minute: chrono keeps it as the 59th second with a fraction past one, which SQLite, comparing
+/// text, placed before that minute (`…:60` sorts before the next minute's `…:00`) where
+/// PostgreSQL reads it as after.
+fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    match t.nanosecond().checked_sub(1_000_000_000) {
+        Some(past) => t
+            .with_nanosecond(past)
+            .and_then(|t| t.checked_add_signed(chrono::Duration::seconds(1)))
+            .unwrap_or(t),
+        None => t,
+    }
+}
+
 pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
@@ -206,7 +221,9 @@ pub fn parse_since(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
         let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
             .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
             .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc());
-        return Ok(Some(next_microsecond(instant.with_timezone(&Utc)).min(last)));
+        return Ok(Some(
+            next_microsecond(without_leap_second(instant.with_timezone(&Utc))).min(last),
+        ));
     }
     if let Some(date) = passerelle_domain::dates::parse(raw) {
         if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
@@ -393,4 +410,18 @@ pub async fn verify_audit_chain(
     let result = verify_chain(state.store.as_ref()).await?;
     record_read(&state, &auth.caller, "audit_event", "verify").await?;
     Ok(Json(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leap_second_is_the_instant_after_the_minute() {
+        let at = |raw: &str| parse_since(Some(raw)).ok().flatten().map(|t| t.to_rfc3339());
+        assert_eq!(at("2026-12-06T23:13:60.500Z"), at("2026-12-06T23:14:00.500Z"));
+        assert_eq!(at("2026-12-31T23:59:60Z"), at("2027-01-01T00:00:00Z"));
+        assert_eq!(at("2026-12-06T23:14:00.5000001Z"), at("2026-12-06T23:14:00.500001Z"));
+        assert_eq!(at("2026-12-06T23:14:00Z").as_deref(), Some("2026-12-06T23:14:00+00:00"));
+    }
 }
