@@ -91,7 +91,8 @@ pub struct Database {
 #[derive(Clone)]
 enum Migrator {
     Postgres(sqlx::PgPool, Option<Duration>),
-    Sqlite(sqlx::SqlitePool),
+    /// The pool, and the database's file when the URL names one.
+    Sqlite(sqlx::SqlitePool, Option<std::path::PathBuf>),
 }
 
 impl Database {
@@ -154,10 +155,21 @@ impl Database {
                     _ => failed(e),
                 })
             }
-            Migrator::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite")
-                .run(pool)
-                .await
-                .map_err(failed),
+            Migrator::Sqlite(pool, file) => {
+                // SQLite's migrations take no lock of their own: two processes migrating a new
+                // file at once each applied the first migration, and all but one failed on
+                // tables that already existed. An exclusive lock on the file (flock, which
+                // SQLite's own fcntl locks ignore) runs them one after the other; the later
+                // ones find nothing left to apply.
+                let _lock = match file {
+                    Some(file) => Some(lock_for_migrations(file.clone()).await?),
+                    None => None,
+                };
+                sqlx::migrate!("../../migrations/sqlite")
+                    .run(pool)
+                    .await
+                    .map_err(failed)
+            }
         }
     }
 
@@ -171,7 +183,7 @@ impl Database {
                 sqlx::migrate!("../../migrations/postgres"),
                 sqlx::query_as::<_, (i64,)>(APPLIED).fetch_all(pool).await,
             ),
-            Migrator::Sqlite(pool) => (
+            Migrator::Sqlite(pool, _) => (
                 sqlx::migrate!("../../migrations/sqlite"),
                 sqlx::query_as::<_, (i64,)>(APPLIED).fetch_all(pool).await,
             ),
@@ -198,7 +210,7 @@ impl Database {
     pub async fn close(&self) {
         match &self.migrator {
             Migrator::Postgres(pool, _) => pool.close().await,
-            Migrator::Sqlite(pool) => pool.close().await,
+            Migrator::Sqlite(pool, _) => pool.close().await,
         }
     }
 }
@@ -211,6 +223,31 @@ pub fn backend_of(url: &str) -> Option<Backend> {
     } else {
         None
     }
+}
+
+/// Holds an exclusive lock on the SQLite file until the returned handle is dropped, waiting for
+/// another process's migrations to end.
+async fn lock_for_migrations(file: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let handle = std::fs::File::open(&file)?;
+        handle.lock()?;
+        Ok::<_, std::io::Error>(handle)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))?
+    .map_err(|e| StoreError::Unavailable(format!("cannot lock the database file to migrate it: {e}")))
+}
+
+/// Why a database URL does not read as its backend's options (a port that is no number, an
+/// unknown `sslmode` or SQLite parameter); `None` when it does, or names no backend. Judged when
+/// the configuration is read, so that a mistyped URL is told as such, not as an outage.
+pub fn url_fault(url: &str) -> Option<String> {
+    use std::str::FromStr;
+    match backend_of(url)? {
+        Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).err(),
+        Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).err(),
+    }
+    .map(|e| e.to_string())
 }
 
 /// Connects to the database the URL names (`postgres://…` or `sqlite://…`).
@@ -227,7 +264,10 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
         }
         Some(Backend::Sqlite) => {
             let store = sqlite::SqliteStore::connect(options).await?;
-            let migrator = Migrator::Sqlite(store.write_pool().clone());
+            let migrator = Migrator::Sqlite(
+                store.write_pool().clone(),
+                store.file().map(std::path::Path::to_path_buf),
+            );
             Ok(Database {
                 backend: Backend::Sqlite,
                 store: Arc::new(store),

@@ -361,10 +361,12 @@ impl Config {
             )
         })?;
 
-        let database_url = required("database_url")?;
+        // Trimmed: a space after a SQLite path named another file, created empty.
+        let database_url = required("database_url")?.trim().to_owned();
         check_database_url("database_url", &database_url)?;
-        let database_read_url = optional("database_read_url");
+        let database_read_url = optional("database_read_url").map(|url| url.trim().to_owned());
         if let Some(url) = &database_read_url {
+            check_database_url("database_read_url", url)?;
             if passerelle_adapters::storage::backend_of(url) != Some(Backend::Postgres) {
                 return Err(err(
                     "database_read_url",
@@ -394,6 +396,22 @@ impl Config {
                 format!("{operator_country:?} is not an ISO 3166-1 alpha-2 code such as TG"),
             )
         })?;
+
+        // A burst alone would be no limit at all (a rate of 0 turns limits off) and say nothing.
+        let burst = parse_range("rate_limit_burst", &required("rate_limit_burst")?, 0, 10_000_000)?;
+        if burst > 0
+            && parse_range(
+                "rate_limit_per_second",
+                &required("rate_limit_per_second")?,
+                0,
+                1_000_000,
+            )? == 0
+        {
+            return Err(err(
+                "rate_limit_burst",
+                "is set while PASSERELLE_RATE_LIMIT_PER_SECOND is 0, which turns limits off: set the rate too",
+            ));
+        }
 
         let jwt_hs256_secret = optional("jwt_hs256_secret").map(Secret);
         if let Some(secret) = &jwt_hs256_secret {
@@ -445,7 +463,7 @@ impl Config {
                 ms => Some(Duration::from_millis(ms)),
             },
             operator_org,
-            operator_name: non_empty("operator_name", required("operator_name")?)?,
+            operator_name: organization_name("operator_name", required("operator_name")?)?,
             operator_country,
             jwt_jwks,
             jwt_hs256_secret,
@@ -564,6 +582,9 @@ fn public_url(value: &str) -> Result<String, ConfigError> {
 }
 
 fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if let Some(fault) = passerelle_adapters::storage::url_fault(url) {
+        return Err(err(key, format!("does not read as a database URL: {fault}")));
+    }
     match passerelle_adapters::storage::backend_of(url) {
         None => Err(err(key, "must start with sqlite:// or postgres://")),
         Some(Backend::Sqlite) => {
@@ -584,38 +605,47 @@ fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Words taken for levels that `EnvFilter` reads as a target (a module name) enabled at every
-/// level: the service's own lines, its stop's cause included, would all be filtered out.
-const NOT_LEVELS: [&str; 12] = [
-    "warning",
-    "warnings",
-    "err",
-    "errors",
-    "fatal",
-    "critical",
-    "verbose",
-    "information",
-    "notice",
-    "all",
-    "infos",
-    "debugging",
-];
+/// The levels a directive without `=` may be.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
-/// The log filter: not empty, and no level misspelt as one of [`NOT_LEVELS`].
+/// The log filter: not empty, and each directive without `=` a level. `EnvFilter` reads any other
+/// bare word (`inof`, `warning`) as a target enabled at every level, and then filters out every
+/// other line, the service's own included: a misspelt level silenced it whole. A target is
+/// named with its level (`passerelle=debug`).
 fn log_filter(value: String) -> Result<String, ConfigError> {
     let value = non_empty("log", value)?;
-    for directive in value.split(',').map(str::trim) {
-        if NOT_LEVELS.iter().any(|w| w.eq_ignore_ascii_case(directive)) {
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
             return Err(err(
                 "log",
                 format!(
-                    "{directive:?} is not a level: use error, warn, info, debug or trace (or target=level, \
-                     tracing's EnvFilter syntax)"
+                    "{directive:?} is not a level: use off, error, warn, info, debug or trace, or target=level \
+                     for one target (tracing's EnvFilter syntax)"
                 ),
             ));
         }
     }
     Ok(value)
+}
+
+/// The operator organisation's name, held to the rules of any organisation's (API.md §5
+/// Organisations), since no request can rename it: trimmed, 1 to 200 characters, no control or
+/// invisible formatting character.
+fn organization_name(key: &str, value: String) -> Result<String, ConfigError> {
+    let name = non_empty(key, value)?.trim().to_owned();
+    if name.chars().count() > passerelle_domain::organization::MAX_NAME_CHARS {
+        return Err(err(
+            key,
+            format!(
+                "must be at most {} characters",
+                passerelle_domain::organization::MAX_NAME_CHARS
+            ),
+        ));
+    }
+    if name.chars().any(passerelle_domain::text::is_forbidden) {
+        return Err(err(key, "must hold no control or invisible formatting character"));
+    }
+    Ok(name)
 }
 
 fn non_empty(key: &str, value: String) -> Result<String, ConfigError> {
@@ -845,10 +875,46 @@ mod tests {
         let e = refused(&[("PASSERELLE_DATABASE_READ_URL", "postgres://replica/passerelle")]);
         assert_eq!(e.key, "PASSERELLE_DATABASE_READ_URL");
         assert!(e.to_string().contains("SQLite"), "{e}");
-        for filter in ["warning", "info,Warning", "", "  "] {
+        for filter in [
+            "warning",
+            "info,Warning",
+            "",
+            "  ",
+            "inof",
+            "debgu,sqlx=warn",
+            "passerelle",
+        ] {
             let e = refused(&[("PASSERELLE_LOG", filter)]);
             assert_eq!(e.key, "PASSERELLE_LOG", "{filter:?}");
         }
+        // A URL that does not read as its backend's options is the configuration's fault, and a
+        // space after a SQLite path is no part of the file's name.
+        for (key, url) in [
+            ("PASSERELLE_DATABASE_URL", "postgres://db:port/passerelle"),
+            ("PASSERELLE_DATABASE_URL", "postgres://db/passerelle?sslmode=sometimes"),
+            ("PASSERELLE_DATABASE_URL", "sqlite://x.db?journal=wal"),
+            ("PASSERELLE_DATABASE_READ_URL", "postgres://replica:port/passerelle"),
+        ] {
+            let mut vars = vec![(key, url)];
+            if key == "PASSERELLE_DATABASE_READ_URL" {
+                vars.push(("PASSERELLE_DATABASE_URL", "postgres://db/passerelle"));
+            }
+            let e = refused(&vars);
+            assert_eq!(e.key, key, "{url}");
+            assert!(e.to_string().contains("does not read as a database URL"), "{e}");
+        }
+        let c = Config::from_sources(None, &env(&[("PASSERELLE_DATABASE_URL", "sqlite://x.db \t")])).unwrap();
+        assert_eq!(c.database_url, "sqlite://x.db");
+        // The operator's name is held to an organisation's rules; a burst needs a rate.
+        for (key, value) in [
+            ("PASSERELLE_OPERATOR_NAME", "x".repeat(201)),
+            ("PASSERELLE_OPERATOR_NAME", "Opérateur\u{7}".to_owned()),
+            ("PASSERELLE_RATE_LIMIT_BURST", "50".to_owned()),
+        ] {
+            assert_eq!(refused(&[(key, value.as_str())]).key, key, "{value:?}");
+        }
+        let c = Config::from_sources(None, &env(&[("PASSERELLE_OPERATOR_NAME", " Opérateur national ")])).unwrap();
+        assert_eq!(c.operator_name, "Opérateur national");
         for filter in ["warn", "info,sqlx=debug", "passerelle_api=debug", "off"] {
             let c = Config::from_sources(None, &env(&[("PASSERELLE_LOG", filter)])).unwrap();
             assert_eq!(c.log, filter);

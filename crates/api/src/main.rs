@@ -287,7 +287,13 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
         db.migrate().await.map_err(migration_failed)?;
     }
     passerelle_api::bulk::spool::check_writable(&config.batch_spool_dir).await?;
-    let listen = config.listen;
+    // Bound before any worker starts or the demo prints its tokens: a port already taken stops
+    // the start here, having done nothing.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    // The address bound, a port 0 made a real one.
+    let listen = listener.local_addr().unwrap_or(config.listen);
     let limits = config.connection_limits();
     let state = app::state(config, &db).await?;
     if !state.auth.has_keys() {
@@ -321,11 +327,9 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, backend = ?db.backend, "serving");
     let bulk = state.bulk.clone();
+    let store = state.store.clone();
     let router = app::router(state);
     let stop_bulk = bulk.clone();
     let stop_webhooks = webhooks
@@ -364,6 +368,14 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
         tracing::warn!(
             "webhook sends were still running at shutdown; they will be sent again when their leases expire"
         );
+    }
+    // The events of the last requests are chained now rather than at the next start, so that a
+    // verification of the stopped database finds them in the chain.
+    if !matches!(
+        tokio::time::timeout(DB_CLOSE_LIMIT, store.audit_head()).await,
+        Ok(Ok(_))
+    ) {
+        tracing::warn!("the last audit events could not be chained at shutdown; the next start chains them");
     }
     // Closing waits for the connections in use to come back; one held by a request left behind
     // never does.

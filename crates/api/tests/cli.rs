@@ -131,6 +131,9 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
         ("PASSERELLE_DATABASE_URL", "mysql://db"),
         ("PASSERELLE_OPERATOR_ORG", "Not A Slug"),
         ("PASSERELLE_REQUEST_TIMEOUT_MS", "-5"),
+        // A misspelt level silenced the service whole; a malformed URL was told as an outage.
+        ("PASSERELLE_LOG", "inof"),
+        ("PASSERELLE_DATABASE_URL", "postgres://db:port/passerelle"),
     ] {
         let out = run(passerelle(&dir).env(key, value).arg("serve"));
         assert_eq!(out.status.code(), Some(2), "{key}");
@@ -144,6 +147,73 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     // Named as the file spells it: the operator set no variable.
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("configuration error: listen (in the --config file): "));
     assert!(!dir.join("passerelle.db").exists(), "nothing was created");
+}
+
+/// A port already taken stops the start before any worker runs or the demo says anything.
+#[test]
+fn a_taken_port_stops_the_start_before_anything_runs() {
+    let dir = temp_dir("taken");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["serve", "--demo"]));
+    assert!(!out.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{said}");
+    assert!(!said.contains("Demo organisations are ready"), "{said}");
+    drop(taken);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Processes migrating one new SQLite file at once take turns: each succeeds.
+#[test]
+fn sqlite_migrations_run_one_process_at_a_time() {
+    for round in 0..2 {
+        let dir = temp_dir(&format!("migrate-{round}"));
+        let children: Vec<Child> = (0..3)
+            .map(|_| {
+                passerelle(&dir)
+                    .arg("migrate")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A database whose chain head was deleted behind the service is said to be so by `audit
+/// verify`, not as a driver's "no rows returned".
+#[tokio::test]
+async fn audit_verify_names_a_missing_chain_head() {
+    let dir = temp_dir("headless");
+    let out = run(passerelle(&dir).arg("migrate"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("passerelle.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_head").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let out = run(passerelle(&dir).args(["audit", "verify"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the audit chain's head (the row of audit_head) is missing"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

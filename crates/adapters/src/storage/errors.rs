@@ -29,6 +29,20 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A read of the audit chain's head: its one row is made by the migrations and never deleted,
+/// so a row missing is a database changed behind the service, said as such rather than as a
+/// driver's "no rows returned".
+pub(crate) fn head_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::Internal(
+            "the audit chain's head (the row of audit_head) is missing: the database was changed outside the \
+             service; restore it from a backup"
+                .to_owned(),
+        ),
+        e => db_err(e),
+    }
+}
+
 /// A failed `COMMIT`. A connection that breaks (or a server shut down) while the commit is in
 /// flight leaves the client unable to tell whether the server committed before it went: that is
 /// not "nothing changed", which `Unavailable` tells the caller. A commit the server refused

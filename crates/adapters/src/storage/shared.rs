@@ -21,7 +21,7 @@ use passerelle_domain::product::ProductVersion;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::errors::{commit_err, corrupt, db_err};
+use super::errors::{commit_err, corrupt, db_err, head_err};
 use super::rows::{AuditRow, HeadRow, IdempotencyRow, OrgRow, QueuedRow};
 
 type Tx = sqlx::Transaction<'static, Db>;
@@ -123,7 +123,7 @@ async fn chain_events(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<(), Store
         return Ok(());
     }
     // Once the head is locked, the queue's committed rows are visible and no chainer takes them.
-    let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(db_err)?;
+    let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut **tx).await.map_err(head_err)?;
     let mut queued: Vec<QueuedRow> = sqlx::query_as(
         "DELETE FROM audit_queue RETURNING id, at, organization, subject, action, resource_type, resource_id, request_id",
     )
@@ -202,7 +202,7 @@ impl crate::audit_chain::ChainWriter for QueueChain {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // The head lock comes first: once it is held, the queue's committed rows are visible to
         // the next statement and no other chainer can take them.
-        let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(db_err)?;
+        let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(head_err)?;
         let mut queued: Vec<QueuedRow> = if drain {
             sqlx::query_as(
                 "DELETE FROM audit_queue WHERE id IN (SELECT id FROM audit_queue ORDER BY id LIMIT $1) \
@@ -613,7 +613,7 @@ impl AuditStore for This {
         let head: HeadRow = sqlx::query_as("SELECT seq, digest FROM audit_head WHERE id = 1")
             .fetch_one(&self.read)
             .await
-            .map_err(db_err)?;
+            .map_err(head_err)?;
         Ok((head.seq, head.digest))
     }
 

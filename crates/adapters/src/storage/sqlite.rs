@@ -21,6 +21,8 @@ pub struct SqliteStore {
     replica: Option<crate::replica::ReplicaWatch>,
     /// Checks' facts, read in place (`sqlite_facts.rs`); `None` for an in-memory database.
     inline_facts: Option<inline_facts::InlineFacts>,
+    /// The database's file (`database_file`).
+    file: Option<std::path::PathBuf>,
 }
 
 #[path = "sqlite_facts.rs"]
@@ -292,11 +294,17 @@ impl SqliteStore {
             facts,
             replica: None,
             inline_facts,
+            file,
         })
     }
 
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
+    }
+
+    /// The database's file, when the URL names one plainly.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
     }
 }
 

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use passerelle_domain::audit::{canonical_at, AuditEvent, ChainBreak, ChainVerifier, RowDamage};
-use passerelle_domain::error::FieldError;
+use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::ports::{AuditFilter, AuditStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -351,7 +351,7 @@ pub async fn get_audit_event(
 
 /// Walks the whole chain from its lowest stored `seq`, which must be 1: the API's
 /// `GET /v1/audit-events/verify` and `passerelle audit verify` alike.
-pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, ApiError> {
+pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, StoreError> {
     const PAGE: u32 = 1000;
     // The head first: the walk must reach it. Events chained while the walk runs continue the
     // chain and are checked as well; so is any row stored beyond the head.
