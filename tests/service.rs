@@ -67,10 +67,62 @@ async fn openapi_and_docs_are_served(backend: Backend) {
     }
 }
 
+/// A client that hangs up while its write runs (its own timeout firing) leaves nothing behind,
+/// and its retry with the same key gets the registration once. sqlx's `begin`, dropped with the
+/// request while its `BEGIN` was in flight, gave its connection back to the pool inside a
+/// transaction nobody owned: on SQLite every write then failed until a restart; on PostgreSQL
+/// that connection answered every statement with an error (from an idempotency review).
+async fn writes_abandoned_by_their_clients_leave_the_database_usable(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    const WRITES: u64 = 200;
+    let r = crate::registry::registry(backend).await;
+    let app = &r.app;
+    let token = crate::registry::writer(app, "mut-a");
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let body = |i: u64| {
+        crate::registry::household(&r.product, &format!("GONE-{i:04}"), &format!("{}", 500_000_000_000 + i)).to_string()
+    };
+    for i in 0..WRITES {
+        let body = body(i);
+        let head = format!(
+            "POST /v1/registrations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nIdempotency-Key: gone-{i}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+        // Gone at once, or a moment into the write, as a client's timeout lands anywhere.
+        tokio::time::sleep(std::time::Duration::from_micros((i % 7) * 400)).await;
+        // A reset, not an orderly close: the way a client's own timeout drops a connection. A
+        // linger of zero does not block the drop (the deprecation's concern).
+        #[allow(deprecated)]
+        stream.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop(stream);
+    }
+    for i in 0..WRITES {
+        let retried = app
+            .send(
+                app.request(Method::POST, "/v1/registrations")
+                    .bearer_auth(&token)
+                    .header("idempotency-key", format!("gone-{i}"))
+                    .header("content-type", "application/json")
+                    .body(body(i)),
+            )
+            .await;
+        assert_eq!(retried.status.as_u16(), 201, "retry {i}: {}", retried.text);
+    }
+    for _ in 0..20 {
+        let read = app.get("/v1/products", &token).await;
+        assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    }
+    assert_eq!(app.count("coverages").await, 3 * WRITES as i64, "each household once");
+}
+
 on_both_databases!(
     health_and_readiness,
     metrics_count_requests_per_route_and_status,
-    openapi_and_docs_are_served
+    openapi_and_docs_are_served,
+    writes_abandoned_by_their_clients_leave_the_database_usable
 );
 
 /// After the shutdown signal, requests in flight have a bounded time to finish: a bulk upload
