@@ -233,6 +233,56 @@ async fn announce_claim(tx: &mut Tx, ctx: &WriteContext, event_type: &str, claim
     enqueue(tx, ctx, event_type, claim_audience(claim), "claim", &data).await
 }
 
+/// [`announce_claim`] for many claims at once, in chunks.
+async fn announce_claims(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    event_type: &str,
+    claims: &[Claim],
+) -> Result<(), StoreError> {
+    let items = claims
+        .iter()
+        .map(|c| {
+            serde_json::to_value(c)
+                .map(|data| (claim_audience(c), data))
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    enqueue_many(tx, ctx, event_type, "claim", &items).await
+}
+
+/// Stores claims changed together (a settlement's), their bodies as given, in chunks: one
+/// statement per chunk rather than one per claim, the rows a settlement holds its lock on
+/// meanwhile being thousands.
+async fn store_claims(tx: &mut Tx, claims: &[Claim]) -> Result<(), StoreError> {
+    for chunk in claims.chunks(500) {
+        let mut update =
+            sqlx::QueryBuilder::<Db>::new("WITH v (id, settlement, status, version, body, updated_at) AS (");
+        let mut failed = None;
+        update.push_values(chunk, |mut row, c| {
+            let body = claim_json(c).unwrap_or_else(|e| {
+                failed = Some(e);
+                String::new()
+            });
+            row.push_bind(c.id.clone())
+                .push_bind(c.settlement.clone())
+                .push_bind(c.status.as_str())
+                .push_bind(i64::from(c.version))
+                .push_bind(body)
+                .push_bind(c.updated_at);
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        update.push(
+            ") UPDATE claims SET settlement = v.settlement, status = v.status, version = v.version, body = v.body, \
+             updated_at = v.updated_at FROM v WHERE claims.id = v.id",
+        );
+        update.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// The parties told of a claim's changes (besides operators and auditors).
 fn claim_audience(claim: &Claim) -> [Option<&str>; 4] {
     [

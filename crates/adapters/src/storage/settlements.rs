@@ -186,31 +186,28 @@ impl SettlementStore for This {
             // Paid in full at once, with nothing to pay: `settlement.paid` as after a last payment.
             events.push(ctx.audit("settlement.paid", "settlement", id));
         }
-        for claim in &claims {
-            let mut next = claim.clone();
-            next.settlement = Some(id.to_owned());
-            if status == SettlementStatus::Paid {
-                next.status = ClaimStatus::Settled;
-            }
-            next.version += 1;
-            next.updated_at = ctx.at;
-            sqlx::query(
-                "UPDATE claims SET settlement = $2, status = $6, version = $3, body = $4, updated_at = $5 WHERE id = $1",
-            )
-            .bind(&next.id)
-            .bind(id)
-            .bind(i64::from(next.version))
-            .bind(claim_json(&next)?)
-            .bind(ctx.at)
-            .bind(next.status.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let batched: Vec<Claim> = claims
+            .iter()
+            .map(|claim| {
+                let mut next = claim.clone();
+                next.settlement = Some(id.to_owned());
+                if status == SettlementStatus::Paid {
+                    next.status = ClaimStatus::Settled;
+                }
+                next.version += 1;
+                next.updated_at = ctx.at;
+                next
+            })
+            .collect();
+        store_claims(&mut tx, &batched).await?;
+        for next in &batched {
             events.push(ctx.audit("claim.batched", "claim", &next.id));
             if next.status == ClaimStatus::Settled {
-                announce_claim(&mut tx, ctx, "claim.settled", &next).await?;
                 events.push(ctx.audit("claim.settled", "claim", &next.id));
             }
+        }
+        if status == SettlementStatus::Paid {
+            announce_claims(&mut tx, ctx, "claim.settled", &batched).await?;
         }
         queue_events(&mut tx, &events).await?;
         let settlement = Settlement {
@@ -341,24 +338,19 @@ impl SettlementStore for This {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            for r in rows {
-                let mut claim = claim_from(&r.body)?;
-                claim.status = ClaimStatus::Settled;
-                claim.version += 1;
-                claim.updated_at = ctx.at;
-                sqlx::query(
-                    "UPDATE claims SET status = 'settled', version = $2, body = $3, updated_at = $4 WHERE id = $1",
-                )
-                .bind(&claim.id)
-                .bind(i64::from(claim.version))
-                .bind(claim_json(&claim)?)
-                .bind(ctx.at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                announce_claim(&mut tx, ctx, "claim.settled", &claim).await?;
-                events.push(ctx.audit("claim.settled", "claim", &claim.id));
-            }
+            let settled = rows
+                .iter()
+                .map(|r| {
+                    let mut claim = claim_from(&r.body)?;
+                    claim.status = ClaimStatus::Settled;
+                    claim.version += 1;
+                    claim.updated_at = ctx.at;
+                    Ok(claim)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            store_claims(&mut tx, &settled).await?;
+            announce_claims(&mut tx, ctx, "claim.settled", &settled).await?;
+            events.extend(settled.iter().map(|c| ctx.audit("claim.settled", "claim", &c.id)));
         }
         queue_events(&mut tx, &events).await?;
         let row = load_settlement(&mut *tx, id, false)
