@@ -871,6 +871,24 @@ async fn a_dependant_without_a_number_is_named_by_birth_date(backend: Backend) {
     );
     let nobody = check(app, &provider(app), ask(Some("2001-01-01"))).await;
     assert_eq!(nobody.status.as_u16(), 404, "{}", nobody.text);
+    // Neither answer names anyone, and each is audited as a check that found no one.
+    let not_found = || async {
+        let events = app
+            .get(
+                "/v1/audit-events?action=eligibility.not_found&limit=500",
+                &app.operator(),
+            )
+            .await;
+        events.json["items"].as_array().unwrap().len()
+    };
+    assert_eq!(not_found().await, 2);
+    // Another mutuelle asking under mut-a's numbers is told nothing of who they cover: 404,
+    // whether several people, one or no one was born on that day.
+    let other = app.token("mut-b", "eligibility:check");
+    for born in ["2020-02-02", "2015-07-30", "2001-01-01"] {
+        assert_eq!(check(app, &other, ask(Some(born))).await.status.as_u16(), 404, "{born}");
+    }
+    assert_eq!(not_found().await, 5);
     for (person, code) in [
         (json!({"id": child, "birth_date": "2015-07-30"}), "not_allowed"),
         (
@@ -894,14 +912,48 @@ async fn a_dependant_without_a_number_is_named_by_birth_date(backend: Backend) {
             [("/beneficiary/birth_date".to_owned(), code.to_owned())]
         );
     }
-    // Another mutuelle's numbering stays its own, birth date or not.
     let own = app.token("mut-a", "eligibility:check");
     assert_eq!(
         check(app, &own, ask(Some("2015-07-30"))).await.json["beneficiary"],
         child.as_str()
     );
-    let other = app.token("mut-b", "eligibility:check");
-    assert_eq!(check(app, &other, ask(Some("2015-07-30"))).await.status.as_u16(), 404);
+    // A claim naming the twins lists that fault with the others.
+    let twins_claim = app
+        .send(
+            app.request(reqwest::Method::POST, "/v1/claims")
+                .bearer_auth(app.token("cms-a", "claims:submit"))
+                .header("idempotency-key", "twins-1")
+                .json(&json!({"external_id": "TWINS-1", "provider": "cms-a",
+                    "beneficiary": {"organization": "mut-a", "member_number": "TSV-0003", "birth_date": "2020-02-02"},
+                    "service_date": "2026-06-01", "care_level": "health_center",
+                    "lines": [{"code": "C", "category": "consultation", "quantity": 0, "unit_price_xof": 5000}]})),
+        )
+        .await;
+    let mut faults = twins_claim.field_codes();
+    faults.sort();
+    assert_eq!(
+        faults,
+        [
+            ("/beneficiary/birth_date".to_owned(), "ambiguous_person".to_owned()),
+            ("/lines/0/quantity".to_owned(), "out_of_range".to_owned()),
+        ]
+    );
+    // Of twins, one whose coverage was terminated, the other is meant.
+    let kafui_coverage = reply.json["members"][3]["coverage"]["id"].as_str().unwrap().to_owned();
+    let terminated = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/coverages/{kafui_coverage}"))
+                .bearer_auth(crate::registry::writer(app, "mut-a"))
+                .header("if-match", "*")
+                .json(&json!({"status": "terminated"})),
+        )
+        .await;
+    assert_eq!(terminated.status.as_u16(), 200, "{}", terminated.text);
+    let kodjo = id(4);
+    assert_eq!(
+        check(app, &provider(app), ask(Some("2020-02-02"))).await.json["beneficiary"],
+        kodjo.as_str()
+    );
     // A claim so named is the child's, priced on the child's coverage alone.
     let claim = app
         .send(

@@ -409,7 +409,7 @@ impl Config {
         {
             return Err(err(
                 "rate_limit_burst",
-                "is set while PASSERELLE_RATE_LIMIT_PER_SECOND is 0, which turns limits off: set the rate too",
+                "is set while the rate (rate_limit_per_second) is 0, which turns limits off: set the rate too",
             ));
         }
 
@@ -605,16 +605,21 @@ fn check_database_url(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The levels a directive without `=` may be.
-const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+/// The levels a directive without `=` may be, by name or by number (`LevelFilter`'s reading).
+const LEVELS: [&str; 12] = [
+    "off", "error", "warn", "info", "debug", "trace", "0", "1", "2", "3", "4", "5",
+];
 
 /// The log filter: not empty, and each directive without `=` a level. `EnvFilter` reads any other
 /// bare word (`inof`, `warning`) as a target enabled at every level, and then filters out every
 /// other line, the service's own included: a misspelt level silenced it whole. A target is
 /// named with its level (`passerelle=debug`).
+/// The filter is kept as its directives trimmed: `EnvFilter` read `info ` (a space after it) as
+/// a target too.
 fn log_filter(value: String) -> Result<String, ConfigError> {
     let value = non_empty("log", value)?;
-    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    let directives: Vec<&str> = value.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    for directive in &directives {
         if !directive.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
             return Err(err(
                 "log",
@@ -625,7 +630,7 @@ fn log_filter(value: String) -> Result<String, ConfigError> {
             ));
         }
     }
-    Ok(value)
+    Ok(directives.join(","))
 }
 
 /// The operator organisation's name, held to the rules of any organisation's (API.md §5
@@ -915,9 +920,18 @@ mod tests {
         }
         let c = Config::from_sources(None, &env(&[("PASSERELLE_OPERATOR_NAME", " Opérateur national ")])).unwrap();
         assert_eq!(c.operator_name, "Opérateur national");
-        for filter in ["warn", "info,sqlx=debug", "passerelle_api=debug", "off"] {
+        for filter in ["warn", "info,sqlx=debug", "passerelle_api=debug", "off", "2"] {
             let c = Config::from_sources(None, &env(&[("PASSERELLE_LOG", filter)])).unwrap();
             assert_eq!(c.log, filter);
+        }
+        // Kept trimmed, as EnvFilter would read a space as part of a target's name.
+        for (filter, kept) in [
+            ("info ", "info"),
+            ("sqlx=warn, info", "sqlx=warn,info"),
+            (" debug,", "debug"),
+        ] {
+            let c = Config::from_sources(None, &env(&[("PASSERELLE_LOG", filter)])).unwrap();
+            assert_eq!(c.log, kept);
         }
         // A value of the wrong type in the file is the file's key, not the variable.
         let e = Config::from_sources(Some("body_limit_bytes = 1.5\n"), &env(&[])).unwrap_err();

@@ -496,9 +496,20 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 impl Idempotency {
     /// Binds the key to the request's method, path, query and body.
     pub fn read(parts_headers: &axum::http::HeaderMap, method: &str, uri: &str, body: &[u8]) -> Result<Self, ApiError> {
-        let Some(value) = parts_headers.get("idempotency-key") else {
+        let mut lines = parts_headers.get_all("idempotency-key").iter();
+        let Some(value) = lines.next() else {
             return Ok(Idempotency(None));
         };
+        // Two lines are one field of two keys (RFC 9110 §5.3): which one was meant is not
+        // guessed, as a query parameter given twice is not.
+        if lines.next().is_some() {
+            return Err(ApiError::field(FieldError::new(
+                "/header/Idempotency-Key",
+                "duplicate",
+                "must be given once, not repeated",
+                "ne doit être donné qu'une fois",
+            )));
+        }
         // Visible ASCII: no space or tab inside (around it, HTTP drops them).
         let key =
             value.to_str().ok().map(str::trim).filter(|k| {
@@ -775,6 +786,20 @@ mod tests {
         let error = query_error("invalid type: string \"x\", expected i64");
         assert_eq!((error.field.as_str(), error.code.as_str()), ("/query", "invalid_value"));
         assert!(!error.en.contains("i64") && !error.fr.contains("i64"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append("idempotency-key", axum::http::HeaderValue::from_static("k1"));
+        headers.append("idempotency-key", axum::http::HeaderValue::from_static("k2"));
+        let Err(ApiError::Validation(errors)) = Idempotency::read(&headers, "POST", "/v1/claims", b"{}") else {
+            panic!("two keys were read as one");
+        };
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("/header/Idempotency-Key", "duplicate")
+        );
     }
 
     fn key(body: &str) -> IdempotencyKey {

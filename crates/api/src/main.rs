@@ -370,16 +370,15 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
         );
     }
     // The events of the last requests are chained now rather than at the next start, so that a
-    // verification of the stopped database finds them in the chain.
-    if !matches!(
-        tokio::time::timeout(DB_CLOSE_LIMIT, store.audit_head()).await,
-        Ok(Ok(_))
-    ) {
+    // verification of the stopped database finds them in the chain; within the one budget of
+    // closing the database, so that the shutdown still fits the grace period.
+    let closed_by = tokio::time::Instant::now() + DB_CLOSE_LIMIT;
+    if !matches!(tokio::time::timeout_at(closed_by, store.audit_head()).await, Ok(Ok(_))) {
         tracing::warn!("the last audit events could not be chained at shutdown; the next start chains them");
     }
     // Closing waits for the connections in use to come back; one held by a request left behind
     // never does.
-    if tokio::time::timeout(DB_CLOSE_LIMIT, db.close()).await.is_err() {
+    if tokio::time::timeout_at(closed_by, db.close()).await.is_err() {
         tracing::warn!("database connections were still in use at shutdown; they close with the process");
     }
     tracing::info!("stopped");
@@ -393,7 +392,8 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
 /// deploy/kubernetes/base/deployment.yaml, so SIGKILL cuts none of the steps after it.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long closing the database may wait for connections still in use.
+/// How long the last events' chaining and closing the database may take together (the close
+/// waiting for connections still in use).
 const DB_CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn shutdown_signal() {

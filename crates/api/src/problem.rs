@@ -563,12 +563,7 @@ pub fn conflict_at(field: &str, code: &str, en: &str, fr: &str) -> ApiError {
 fn conflict_of(constraint: &str) -> ApiError {
     match constraint {
         // Several people covered under a member number were born as the check or claim said.
-        "ambiguous_person" => ApiError::field(FieldError::new(
-            "/beneficiary/birth_date",
-            "ambiguous_person",
-            "several people covered under this member number were born so: name the one meant by id or national_id",
-            "plusieurs personnes couvertes sous ce numéro d'adhérent sont nées ainsi : désignez la bonne par id ou national_id",
-        )),
+        passerelle_domain::ports::AMBIGUOUS_PERSON => ApiError::field(crate::routes::eligibility::ambiguous_person()),
         "organization_exists" => conflict_at(
             "/id",
             "organization_exists",

@@ -370,6 +370,9 @@ pub trait RegistryStore: Send + Sync {
     async fn list_contributions(&self, coverage: &str, page: &PageRequest) -> Result<Page<Contribution>, StoreError>;
 }
 
+/// The conflict of a [`PersonKey::MemberBorn`] that several people answer.
+pub const AMBIGUOUS_PERSON: &str = "ambiguous_person";
+
 /// How a front desk names the person: by id, by national id, or by a member number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersonKey {

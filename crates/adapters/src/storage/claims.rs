@@ -100,10 +100,10 @@ fn by_external_id_query<'a>(
     page: &'a PageRequest,
     limit: i64,
 ) -> sqlx::QueryBuilder<'a, Db> {
-    let mut query = sqlx::QueryBuilder::<Db>::new(
-        "SELECT body FROM claims WHERE provider IN (SELECT id FROM organizations WHERE kind = 'provider') \
-         AND external_id = ",
-    );
+    let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+        "SELECT body FROM claims{CLAIMS_BY_EXTERNAL_ID} WHERE provider IN (SELECT id FROM organizations WHERE kind = 'provider') \
+         AND external_id = "
+    ));
     query.push_bind(external_id);
     if let Some(party) = &filter.party {
         query.push(" AND (");
@@ -390,11 +390,13 @@ impl ClaimStore for This {
             None => false,
         };
         let mut query = list_claims_query(filter, page, by_update);
-        // A `since` is planned for its value; the other forms have one good plan whatever their
-        // values.
+        // A `since` is planned for its value, and so is an `external_id` (kept, the statement went
+        // generic after five runs on a connection, and PostgreSQL's generic plan walked the
+        // primary key: 0.14-0.24 s at 1,300,000 claims); the other forms have one good plan
+        // whatever their values.
         let rows: Vec<BodyRow> = query
             .build_query_as()
-            .persistent(filter.since.is_none())
+            .persistent(filter.since.is_none() && filter.external_id.is_none())
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;

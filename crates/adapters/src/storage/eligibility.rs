@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use passerelle_domain::beneficiary::births_agree;
 use passerelle_domain::eligibility::PrincipalStanding;
 use passerelle_domain::money::Xof;
-use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey};
+use passerelle_domain::ports::{CoverageFacts, EligibilityFacts, EligibilityStore, PersonKey, AMBIGUOUS_PERSON};
 use passerelle_domain::registration::member_number_key;
 
 struct FactsRow {
@@ -315,43 +315,56 @@ impl This {
 }
 
 /// The people covered under a member number: whoever holds it as their own, and the dependants
-/// of that household who have none of their own (they carry the household's). Both branches
-/// read an index: the folded number's, then the dependants' by their principal's coverage.
-const HOUSEHOLD_BY_NUMBER: &str = "SELECT b.id, b.birth_date, b.birth_date_precision FROM coverages m \
+/// of that household who have none of their own (they carry the household's), each with whether
+/// that coverage is live (not terminated, nor its principal's). Both branches read an index: the
+/// folded number's, then the dependants' by their principal's coverage.
+const HOUSEHOLD_BY_NUMBER: &str = "SELECT b.id, b.birth_date, b.birth_date_precision, \
+     CAST(CASE WHEN m.status <> 'terminated' THEN 1 ELSE 0 END AS BIGINT) AS live FROM coverages m \
      JOIN beneficiaries b ON b.id = m.beneficiary \
      WHERE m.organization = $1 AND lower(m.member_number) = $2 AND m.own_number \
-     UNION ALL SELECT b.id, b.birth_date, b.birth_date_precision FROM coverages m \
+     UNION ALL SELECT b.id, b.birth_date, b.birth_date_precision, \
+     CAST(CASE WHEN c.status <> 'terminated' AND m.status <> 'terminated' THEN 1 ELSE 0 END AS BIGINT) \
+     FROM coverages m \
      JOIN coverages c ON c.principal_coverage = m.id AND NOT c.own_number \
      JOIN beneficiaries b ON b.id = c.beneficiary \
      WHERE m.organization = $1 AND lower(m.member_number) = $2 AND m.own_number";
 
 impl This {
-    /// The one person covered under the number who was born as given; `None` when no one is,
-    /// and the conflict `ambiguous_person` when several are (twins, say, neither with a number
-    /// of their own).
+    /// The one person covered under the number who was born as given, those whose coverage is
+    /// live first (of twins, one terminated, the other is meant); `None` when no one is, and the
+    /// conflict `ambiguous_person` when several are (twins, say, neither with a number of
+    /// their own).
     async fn household_member(
         &self,
         organization: &str,
         member_number: &str,
         born: (NaiveDate, BirthDatePrecision),
     ) -> Result<Option<String>, StoreError> {
-        let rows: Vec<(String, NaiveDate, String)> = sqlx::query_as(HOUSEHOLD_BY_NUMBER)
+        let rows: Vec<(String, NaiveDate, String, i64)> = sqlx::query_as(HOUSEHOLD_BY_NUMBER)
             .bind(organization)
             .bind(member_number_key(member_number))
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;
-        let mut found: Vec<String> = Vec::new();
-        for (id, birth_date, precision) in rows {
+        // Each person once, live if any of their coverages under the number is.
+        let mut found: Vec<(String, bool)> = Vec::new();
+        for (id, birth_date, precision, live) in rows {
             let precision = BirthDatePrecision::parse(&precision).ok_or_else(|| corrupt("birth date precision"))?;
-            if births_agree((birth_date, precision), born) && !found.contains(&id) {
-                found.push(id);
+            if !births_agree((birth_date, precision), born) {
+                continue;
+            }
+            match found.iter_mut().find(|(known, _)| *known == id) {
+                Some((_, was_live)) => *was_live |= live == 1,
+                None => found.push((id, live == 1)),
             }
         }
+        if found.len() > 1 && found.iter().any(|(_, live)| *live) {
+            found.retain(|(_, live)| *live);
+        }
         match found.len() {
-            0 | 1 => Ok(found.pop()),
+            0 | 1 => Ok(found.pop().map(|(id, _)| id)),
             _ => Err(StoreError::Conflict {
-                constraint: "ambiguous_person".into(),
+                constraint: AMBIGUOUS_PERSON.into(),
             }),
         }
     }

@@ -55,6 +55,10 @@ const FOR_KEY_SHARE: &str = " FOR KEY SHARE";
 /// instant's value and its statistics, reads the index of `updated_at` by itself.
 const CLAIMS_BY_UPDATE: &str = "";
 
+/// The claims of one `external_id` (`claims.rs`): planned for its value (an unnamed statement),
+/// PostgreSQL reads the unique index of `(provider, external_id)` by itself.
+const CLAIMS_BY_EXTERNAL_ID: &str = "";
+
 /// Several replicas lease outbox rows without waiting on each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 

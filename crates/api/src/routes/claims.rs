@@ -982,9 +982,19 @@ pub(crate) async fn check(
         ));
     }
     let facts = match (&read.person, read.service_date) {
-        (Some(person), Some(service_date)) => super::eligibility::facts_of(state, person, service_date, true)
-            .await?
-            .filter(|facts| super::eligibility::may_check(caller, person, facts)),
+        // Another organisation's numbering is not read for a scheme (a 404 when nothing else is
+        // wrong), so that what it covers is not told.
+        (Some(person), _) if !super::eligibility::may_name(caller, person) => None,
+        (Some(person), Some(service_date)) => {
+            match super::eligibility::facts_of(state, person, service_date, true).await {
+                // One fault among the others the 422 lists.
+                Err(e) if super::eligibility::is_ambiguous(&e) => {
+                    errors.push(super::eligibility::ambiguous_person());
+                    None
+                }
+                facts => facts?.filter(|facts| super::eligibility::may_check(caller, person, facts)),
+            }
+        }
         _ => None,
     };
     let Some(facts) = facts else {

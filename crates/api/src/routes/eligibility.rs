@@ -11,7 +11,7 @@ use passerelle_domain::eligibility::{evaluate_with_later_versions, BirthDatePrec
 use passerelle_domain::error::{FieldError, StoreError};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
-use passerelle_domain::ports::{EligibilityFacts, PersonKey};
+use passerelle_domain::ports::{EligibilityFacts, PersonKey, AMBIGUOUS_PERSON};
 use passerelle_domain::product::{CareLevel, Category};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -427,20 +427,40 @@ pub(crate) fn shows(caller: &Caller, coverage: &Coverage) -> bool {
 /// own business (asking `mut-b`'s numbers in turn would list which of one's members it holds).
 /// A claim a scheme forwards is held to the same rule.
 pub(crate) fn may_check(caller: &Caller, person: &PersonKey, facts: &EligibilityFacts) -> bool {
-    if caller.kind == OrgKind::Provider {
-        return true;
-    }
-    let own_numbers = match person {
-        PersonKey::Member { organization, .. } | PersonKey::MemberBorn { organization, .. } => {
-            organization == caller.org.as_str()
+    caller.kind == OrgKind::Provider
+        || (may_name(caller, person)
+            && facts
+                .coverages
+                .iter()
+                .any(|c| c.coverage.organization == caller.org.as_str()))
+}
+
+/// Whether the caller may name a person so, judged before anything is read: by member number,
+/// a mutuelle or a scheme only under its own numbers (providers anyone's), so that what another
+/// organisation's numbers cover (several people born on one day, say) is not told to it.
+pub(crate) fn may_name(caller: &Caller, person: &PersonKey) -> bool {
+    caller.kind == OrgKind::Provider
+        || match person {
+            PersonKey::Member { organization, .. } | PersonKey::MemberBorn { organization, .. } => {
+                organization == caller.org.as_str()
+            }
+            _ => true,
         }
-        _ => true,
-    };
-    own_numbers
-        && facts
-            .coverages
-            .iter()
-            .any(|c| c.coverage.organization == caller.org.as_str())
+}
+
+/// The fault of a member number and birth date that several people covered under it answer.
+pub(crate) fn ambiguous_person() -> FieldError {
+    FieldError::new(
+        "/beneficiary/birth_date",
+        "ambiguous_person",
+        "several people covered under this member number were born so: name the one meant by id or national_id",
+        "plusieurs personnes couvertes sous ce numéro d'adhérent sont nées ainsi : désignez la bonne par id ou national_id",
+    )
+}
+
+/// Whether a store's error is the ambiguity of [`ambiguous_person`].
+pub(crate) fn is_ambiguous(error: &StoreError) -> bool {
+    matches!(error, StoreError::Conflict { constraint } if constraint == AMBIGUOUS_PERSON)
 }
 
 /// Check a person's coverage for a service and, with an amount, estimate each payer's share.
@@ -528,7 +548,19 @@ pub(crate) async fn facts_of(
 /// Judges every coverage of the person and audits the check: the one path of both the `/v1`
 /// and the FHIR forms.
 pub(crate) async fn answer(state: &AppState, caller: &Caller, check: &Check) -> Result<Answer, ApiError> {
-    let facts = facts_of(state, &check.person, check.service_date, false).await?;
+    if !may_name(caller, &check.person) {
+        return Err(not_found(state, caller, &check.person).await);
+    }
+    let facts = match facts_of(state, &check.person, check.service_date, false).await {
+        // Several people: named by no one of them, audited as a check that found no one.
+        Err(e) if is_ambiguous(&e) => {
+            return Err(match not_found(state, caller, &check.person).await {
+                ApiError::NotFound => ApiError::field(ambiguous_person()),
+                other => other,
+            });
+        }
+        facts => facts?,
+    };
     let Some(facts) = facts.filter(|facts| may_check(caller, &check.person, facts)) else {
         return Err(not_found(state, caller, &check.person).await);
     };
