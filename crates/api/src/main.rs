@@ -168,6 +168,11 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             })?;
             let subject = sub.unwrap_or_else(|| format!("dev-{org}"));
             // Signed as asked (a test may want a token the service refuses), but said.
+            if passerelle_domain::organization::OrgId::parse(&org).is_none() {
+                eprintln!(
+                    "warning: {org:?} is no organisation id (^[a-z0-9][a-z0-9-]{{1,62}}$); the token names no organisation the service can know, and every request with it is 401"
+                );
+            }
             for unknown in scope
                 .split_whitespace()
                 .filter(|s| passerelle_domain::scope::Scope::parse(s).is_none())

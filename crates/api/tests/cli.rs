@@ -121,6 +121,21 @@ fn token_mints_a_verifiable_dev_token() {
         .args(["token", "--org", "x", "--ttl", "5y"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("command line error: --ttl"));
+    // An organisation id the service cannot know is signed, but said.
+    for org in ["", "Mut Tsevie"] {
+        let out = run(passerelle(&dir)
+            .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
+            .args(["token", "--org", org]));
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is no organisation id"),
+            "{org:?}"
+        );
+    }
+    let out = run(passerelle(&dir)
+        .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
+        .args(["token", "--org", "mut-tsevie"]));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -167,6 +182,19 @@ fn a_taken_port_stops_the_start_before_anything_runs() {
     assert!(said.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{said}");
     assert!(!said.contains("Demo organisations are ready"), "{said}");
     drop(taken);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A SQLite database that cannot be opened (a folder stands where the file should) is named in
+/// the message, which SQLite's own does not do.
+#[test]
+fn an_unopenable_sqlite_file_is_named() {
+    let dir = temp_dir("folder-db");
+    std::fs::create_dir_all(dir.join("passerelle.db")).unwrap();
+    let out = run(passerelle(&dir).arg("migrate"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("passerelle.db: "), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -261,6 +261,16 @@ fn writable(url: SqliteConnectOptions, wal_size_limit: u64) -> SqliteConnectOpti
         .pragma("journal_size_limit", wal_size_limit.to_string())
 }
 
+/// A failure to open the database, naming its file: SQLite's own messages ("unable to open
+/// database file", "disk I/O error" for a folder) name none.
+fn opening(file: Option<&std::path::Path>) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    move |e| match (db_err(e), file) {
+        (StoreError::Unavailable(m), Some(f)) => StoreError::Unavailable(format!("{}: {m}", f.display())),
+        (StoreError::Internal(m), Some(f)) => StoreError::Internal(format!("{}: {m}", f.display())),
+        (other, _) => other,
+    }
+}
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let url = SqliteConnectOptions::from_str(&options.url)
@@ -279,12 +289,12 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(connect.clone())
             .await
-            .map_err(db_err)?;
+            .map_err(opening(file.as_deref()))?;
         let read = super::pool_options::<Db>(options)
             .max_connections(options.max_connections.clamp(1, 8))
             .connect_with(connect)
             .await
-            .map_err(db_err)?;
+            .map_err(opening(file.as_deref()))?;
         let chain = if options.read_only {
             Chainer::read_only()
         } else {
