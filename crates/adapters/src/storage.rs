@@ -158,9 +158,8 @@ impl Database {
             Migrator::Sqlite(pool, file) => {
                 // SQLite's migrations take no lock of their own: two processes migrating a new
                 // file at once each applied the first migration, and all but one failed on
-                // tables that already existed. An exclusive lock on the file (flock, which
-                // SQLite's own fcntl locks ignore) runs them one after the other; the later
-                // ones find nothing left to apply.
+                // tables that already existed. An exclusive lock runs them one after the other;
+                // the later ones find nothing left to apply.
                 let _lock = match file {
                     Some(file) => Some(lock_for_migrations(file.clone()).await?),
                     None => None,
@@ -225,17 +224,24 @@ pub fn backend_of(url: &str) -> Option<Backend> {
     }
 }
 
-/// Holds an exclusive lock on the SQLite file until the returned handle is dropped, waiting for
-/// another process's migrations to end.
+/// Holds an exclusive lock (flock) on the folder of the SQLite file until the returned handle is
+/// dropped, waiting for another process's migrations to end. The folder, not the file: closing
+/// any descriptor of the file would drop every POSIX lock this process's SQLite connections hold
+/// on it (fcntl locks belong to the process and the file, not the descriptor), and another
+/// process could then write beside them ("How To Corrupt An SQLite Database File", §2.2).
 async fn lock_for_migrations(file: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
     tokio::task::spawn_blocking(move || {
-        let handle = std::fs::File::open(&file)?;
+        let folder = match file.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let handle = std::fs::File::open(folder)?;
         handle.lock()?;
         Ok::<_, std::io::Error>(handle)
     })
     .await
     .map_err(|e| StoreError::Internal(e.to_string()))?
-    .map_err(|e| StoreError::Unavailable(format!("cannot lock the database file to migrate it: {e}")))
+    .map_err(|e| StoreError::Unavailable(format!("cannot lock the database's folder to migrate it: {e}")))
 }
 
 /// Why a database URL does not read as its backend's options (a port that is no number, an
