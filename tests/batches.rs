@@ -820,8 +820,10 @@ async fn a_household_posted_again_reports_the_members_it_lacks(backend: Backend)
     // The message says where the member can be added; there they are.
     let message = job["errors"][0]["message"].as_str().unwrap();
     let start = message.find("/v1/coverages/").expect(message);
-    let path = message[start..].trim_end_matches('.');
-    assert!(path.ends_with("/dependants"), "{message}");
+    let end = start + message[start..].find("/dependants").expect(message) + "/dependants".len();
+    let path = &message[start..end];
+    // And that a member the file merely spells otherwise is corrected, not added twice.
+    assert!(message.contains("PATCH /v1/beneficiaries/"), "{message}");
     let added = app
         .send(
             app.request(Method::POST, path)

@@ -387,8 +387,8 @@ impl ApiError {
                 ("Requête invalide", format!("La requête contient {} erreur(s).", errors.len())),
             ),
             ApiError::IdempotencyKeyReused => (
-                ("Idempotency key reused", "This Idempotency-Key was already used with a different request.".into()),
-                ("Clé d'idempotence réutilisée", "Cette Idempotency-Key a déjà servi pour une autre requête.".into()),
+                ("Idempotency key reused", "This Idempotency-Key was already used with a different request: send a new key with a new request (a corrected file, a changed body).".into()),
+                ("Clé d'idempotence réutilisée", "Cette Idempotency-Key a déjà servi pour une autre requête : envoyez une nouvelle clé avec une nouvelle requête (un fichier corrigé, un corps modifié).".into()),
             ),
             ApiError::PreconditionRequired { header } => (
                 ("Precondition required", format!("This request needs the {header} header.")),

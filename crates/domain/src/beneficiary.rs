@@ -655,13 +655,19 @@ pub(crate) fn invalid_date_of(pointer: &str, raw: &str, en: &str, fr: &str) -> F
 
 /// A long number as a spreadsheet shows it once it stops fitting the cell (`2,2E+11`), spaces
 /// and dashes already removed: its last digits are lost.
-fn in_scientific_notation(compact: &str) -> bool {
+pub(crate) fn in_scientific_notation(compact: &str) -> bool {
     compact.contains(['E', 'e']) && compact.contains('+') && compact.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Why a phone number a spreadsheet went through is no E.164 number, when that can be told:
 /// the `+` a number cell drops, or a long number written in scientific notation.
 fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
+    if with_spreadsheet_decimals(raw) {
+        return Some((
+            "a spreadsheet wrote it as a number with decimals (….0): format the column as Text and type the number again, +228…, +223… or +221…",
+            "un tableur l'a écrit comme un nombre à décimales (…,0) : mettez la colonne au format Texte et saisissez à nouveau le numéro, +228…, +223… ou +221…",
+        ));
+    }
     let compact = compact_phone(raw);
     if in_scientific_notation(&compact) {
         return Some((
@@ -775,6 +781,23 @@ fn looks_double_encoded(text: &str) -> bool {
 }
 
 /// A phone number without the spaces, dots and dashes people write between its digits.
+/// A number a spreadsheet wrote with decimals (`22890123456.0`, `+22890123456,0`): one run of
+/// digits, then a separator and zeros. Read as a phone, its dot went with the other separators
+/// and its zero became a twelfth digit.
+fn with_spreadsheet_decimals(raw: &str) -> bool {
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    let number = compact.strip_prefix('+').unwrap_or(&compact);
+    match number.rsplit_once(['.', ',']) {
+        Some((whole, decimals)) => {
+            whole.len() >= 6
+                && whole.bytes().all(|b| b.is_ascii_digit())
+                && (1..=2).contains(&decimals.len())
+                && decimals.bytes().all(|b| b == b'0')
+        }
+        None => false,
+    }
+}
+
 fn compact_phone(raw: &str) -> String {
     raw.chars()
         .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-')))
@@ -784,7 +807,7 @@ fn compact_phone(raw: &str) -> String {
 /// E.164 once spaces, dots and dashes are removed: `+`, then 8 to 15 digits, the first not 0.
 /// `00`, the international call prefix dialled in West Africa, stands for the `+`.
 pub fn parse_phone(raw: &str) -> Option<String> {
-    if raw.len() > 64 {
+    if raw.len() > 64 || with_spreadsheet_decimals(raw) {
         return None;
     }
     let compact = compact_phone(raw);
@@ -1425,6 +1448,22 @@ mod tests {
             serde_json::json!({"country": "SN", "type": "CNI", "value": "123456789012"})
         );
         assert_eq!(id.to_string(), "SN:CNI:123456789012");
+    }
+
+    #[test]
+    fn a_phone_with_a_spreadsheets_decimals_is_refused() {
+        for raw in [
+            "+22890123456.0",
+            "22890123456.0",
+            "+22890123456,00",
+            " 0022890123456.0 ",
+        ] {
+            assert_eq!(parse_phone(raw), None, "{raw}");
+            assert!(phone_hint(raw).is_some_and(|(en, _)| en.contains("decimals")), "{raw}");
+        }
+        // Dots between groups are separators, as ever.
+        assert_eq!(parse_phone("+228 90.12.34.50").as_deref(), Some("+22890123450"));
+        assert_eq!(parse_phone("+228.90.12.34.50").as_deref(), Some("+22890123450"));
     }
 
     #[test]

@@ -13,12 +13,32 @@ use crate::error::FieldError;
 pub fn spreadsheet_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     let raw = raw.trim();
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let parts: Vec<&str> = raw.split(['/', '.']).collect();
+    // A day written with a time after it (`15/03/1980 00:00`, a French export's date and time)
+    // is judged by its day.
+    let day = raw.split_once(' ').map_or(raw, |(day, _)| day);
+    let parts: Vec<&str> = day.split(['/', '.', '-']).collect();
     if parts.len() == 3 && parts.iter().all(|p| digits(p)) && parts[0].len() <= 2 && parts[1].len() <= 2 {
+        // The month is whichever of the first two cannot be a day's number past 12.
+        let number = |p: &str| p.parse::<u32>().unwrap_or(0);
+        if number(parts[1]) > 12 && number(parts[0]) <= 12 {
+            return Some((
+                "it is written month/day/year (MM/DD/YYYY, a spreadsheet in English): write YYYY-MM-DD, and format the spreadsheet's column as Text",
+                "elle est écrite mois/jour/année (MM/JJ/AAAA, un tableur en anglais) : écrivez AAAA-MM-JJ, et mettez la colonne du tableur au format Texte",
+            ));
+        }
         return Some((
             "it is written day/month/year (DD/MM/YYYY): write YYYY-MM-DD, and format the spreadsheet's column as Text",
             "elle est écrite jour/mois/année (JJ/MM/AAAA) : écrivez AAAA-MM-JJ, et mettez la colonne du tableur au format Texte",
         ));
+    }
+    // A year a number cell wrote with decimals (`1980.0`, `1980,0`).
+    if let Some((year, decimals)) = raw.split_once(['.', ',']) {
+        if year.len() == 4 && digits(year) && digits(decimals) && decimals.bytes().all(|b| b == b'0') {
+            return Some((
+                "it is a year a spreadsheet wrote as a number with decimals: format the column as Text and write YYYY, or YYYY-MM-DD",
+                "c'est une année qu'un tableur a écrite comme un nombre à décimales : mettez la colonne au format Texte et écrivez AAAA, ou AAAA-MM-JJ",
+            ));
+        }
     }
     if raw.len() == 5 && digits(raw) {
         return Some((
@@ -105,6 +125,11 @@ mod tests {
             ("02.03.1965", "DD/MM/YYYY"),
             ("46023", "date number"),
             ("1965-03-02 00:00:00", "time of day"),
+            ("15/03/1980 00:00", "DD/MM/YYYY"),
+            ("15-03-1980", "DD/MM/YYYY"),
+            ("3/15/1980", "MM/DD/YYYY"),
+            ("1980.0", "number with decimals"),
+            ("1980,0", "number with decimals"),
         ] {
             let hint = spreadsheet_hint(raw).map(|(en, _)| en).unwrap_or_default();
             assert!(hint.contains(says), "{raw}: {hint}");

@@ -34,7 +34,8 @@ impl MemberNumber {
         let s = s.trim();
         let ok = (1..=MAX_MEMBER_NUMBER_CHARS).contains(&s.len())
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'.'));
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'.'))
+            && !shown_as_a_month(s);
         ok.then(|| MemberNumber(s.to_owned()))
     }
 
@@ -104,13 +105,55 @@ pub struct ValidRegistration {
     pub dependants: Vec<ValidDependant>,
 }
 
-fn invalid_member_number(pointer: String) -> FieldError {
-    FieldError::new(
-        pointer,
-        "invalid_format",
-        format!("must be 1 to {MAX_MEMBER_NUMBER_CHARS} letters, digits, dashes, slashes or dots"),
-        format!("doit compter de 1 à {MAX_MEMBER_NUMBER_CHARS} lettres, chiffres, tirets, barres obliques ou points"),
-    )
+/// A number a spreadsheet took for a date and shows as a month (`5/2026` shown `mai-26`,
+/// `11/2026` shown `nov.-26`, or `May-26` in English): no mutuelle numbers its members so, and
+/// a household posted again under it would be registered a second time.
+fn shown_as_a_month(s: &str) -> bool {
+    const MONTHS: [&str; 25] = [
+        "janv", "fevr", "févr", "mars", "avr", "mai", "juin", "juil", "aout", "août", "sept", "oct", "nov", "dec",
+        "déc", "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "dec",
+    ];
+    let lower = s.to_lowercase();
+    match lower.rsplit_once('-') {
+        Some((month, year)) => {
+            year.len() == 2 && year.bytes().all(|b| b.is_ascii_digit()) && MONTHS.contains(&month.trim_end_matches('.'))
+        }
+        None => false,
+    }
+}
+
+/// What a spreadsheet made of a member number, when that can be told: a date shown as a month,
+/// or a long number in scientific notation.
+fn member_number_hint(raw: &str) -> Option<(&'static str, &'static str)> {
+    let raw = raw.trim();
+    if shown_as_a_month(raw) {
+        return Some((
+            "a spreadsheet read it as a date and shows a month: format the column as Text and type the number again, or the household would be another",
+            "un tableur l'a lu comme une date et affiche un mois : mettez la colonne au format Texte et saisissez à nouveau le numéro, sans quoi le ménage serait un autre",
+        ));
+    }
+    if crate::beneficiary::in_scientific_notation(raw) {
+        return Some((
+            "a spreadsheet wrote it in scientific notation (such as 1,00E+11): format the column as Text and type the number again",
+            "un tableur l'a écrit en notation scientifique (comme 1,00E+11) : mettez la colonne au format Texte et saisissez à nouveau le numéro",
+        ));
+    }
+    None
+}
+
+fn invalid_member_number(pointer: String, raw: &str) -> FieldError {
+    let en = format!("must be 1 to {MAX_MEMBER_NUMBER_CHARS} letters, digits, dashes, slashes or dots");
+    let fr =
+        format!("doit compter de 1 à {MAX_MEMBER_NUMBER_CHARS} lettres, chiffres, tirets, barres obliques ou points");
+    match member_number_hint(raw) {
+        Some((why_en, why_fr)) => FieldError::new(
+            pointer,
+            "invalid_format",
+            format!("{en}; {why_en}"),
+            format!("{fr} ; {why_fr}"),
+        ),
+        None => FieldError::new(pointer, "invalid_format", en, fr),
+    }
 }
 
 fn too_many_dependants(pointer: String) -> FieldError {
@@ -208,7 +251,7 @@ impl AddedDependantDraft {
         let relationship = dependant_relationship(self.dependant.relationship.as_deref(), "", &mut errors);
         let member_number = self.dependant.member_number.as_deref().and_then(|raw| {
             MemberNumber::parse(raw).or_else(|| {
-                errors.push(invalid_member_number("/member_number".into()));
+                errors.push(invalid_member_number("/member_number".into(), raw));
                 None
             })
         });
@@ -312,7 +355,7 @@ impl RegistrationDraft {
                 None
             }
             Some(raw) => MemberNumber::parse(raw).or_else(|| {
-                errors.push(invalid_member_number(p("member_number")));
+                errors.push(invalid_member_number(p("member_number"), raw));
                 None
             }),
         };
@@ -379,7 +422,7 @@ impl RegistrationDraft {
             let relationship = dependant_relationship(d.relationship.as_deref(), &at, &mut errors);
             let dependant_number = d.member_number.as_deref().and_then(|raw| {
                 let number = MemberNumber::parse(raw).or_else(|| {
-                    errors.push(invalid_member_number(format!("{at}/member_number")));
+                    errors.push(invalid_member_number(format!("{at}/member_number"), raw));
                     None
                 })?;
                 if !member_numbers.insert(number.key()) {
@@ -709,6 +752,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_number_a_spreadsheet_made_a_month_or_a_float_is_named() {
+        for raw in ["mai-26", "nov.-26", "May-26", "JUIN-26"] {
+            assert_eq!(MemberNumber::parse(raw), None, "{raw}");
+            assert!(
+                member_number_hint(raw).is_some_and(|(en, _)| en.contains("date")),
+                "{raw}"
+            );
+        }
+        assert!(member_number_hint("1,00E+11").is_some_and(|(en, _)| en.contains("scientific")));
+        for fine in ["TSV-0042", "5/2026", "M-26", "NOV-2026-1"] {
+            assert!(MemberNumber::parse(fine).is_some(), "{fine}");
+        }
+    }
     use crate::product::Layer;
 
     fn d(s: &str) -> NaiveDate {

@@ -685,11 +685,15 @@ fn not_in_household(coverage: &str, terminated: bool) -> FieldError {
         "not_in_household",
         format!(
             "this household is already registered, without this person, who was not added: add them with \
-             POST /v1/coverages/{coverage}/dependants"
+             POST /v1/coverages/{coverage}/dependants; if they are a member already registered whose names \
+             the file spells otherwise, correct the names with PATCH /v1/beneficiaries/{{id}} instead, or \
+             they would be registered twice"
         ),
         format!(
             "ce ménage est déjà inscrit, sans cette personne, qui n'a pas été ajoutée : ajoutez-la avec \
-             POST /v1/coverages/{coverage}/dependants"
+             POST /v1/coverages/{coverage}/dependants ; si c'est un membre déjà inscrit dont le fichier écrit \
+             autrement les noms, corrigez plutôt ses noms avec PATCH /v1/beneficiaries/{{id}}, sans quoi il \
+             serait inscrit deux fois"
         ),
     )
 }

@@ -380,6 +380,11 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
             .first()
             .is_some_and(|n| n.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sep=")));
         let blank = names.iter().all(String::is_empty);
+        // A spreadsheet's "Text (tab-separated)" export: the header whole in one cell.
+        let tabs = names.iter().any(|n| {
+            n.split('\t')
+                .any(|cell| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(cell.trim())))
+        });
         let columns = CSV_COLUMNS.join(",");
         return Err(vec![if empty_file {
             FieldError::new(
@@ -401,6 +406,13 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
                 "no_header",
                 format!("the first line is a spreadsheet's separator hint (sep=…), not the header: remove that line (the separator is recognised without it); the header is {columns}"),
                 format!("la première ligne est l'indication de séparateur d'un tableur (sep=…), pas l'en-tête : retirez cette ligne (le séparateur est reconnu sans elle) ; l'en-tête est {columns}"),
+            )
+        } else if tabs {
+            FieldError::new(
+                "/header",
+                "no_header",
+                format!("the columns are separated by tabs: save the file as CSV (commas or semicolons), whose header is {columns}"),
+                format!("les colonnes sont séparées par des tabulations : enregistrez le fichier au format CSV (virgules ou points-virgules), dont l'en-tête est {columns}"),
             )
         } else if json {
             FieldError::new(

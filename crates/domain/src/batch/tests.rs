@@ -262,6 +262,11 @@ fn header_problems_are_one_error_per_column() {
         assert_eq!(pairs(&errors), one("/header", "no_header"));
         assert!(errors[0].en.contains("separator hint"), "{}", errors[0].en);
     }
+    // A tab-separated export is named as such.
+    let tabbed = HEADER.replace(',', "\t");
+    let errors = check_csv_header(format!("{tabbed}\r\n").as_bytes()).err().unwrap();
+    assert_eq!(pairs(&errors), one("/header", "no_header"));
+    assert!(errors[0].en.contains("tabs"), "{}", errors[0].en);
     // One known column is enough to read the line as a header with mistakes.
     let errors = check_csv_header(&b"household,nom,prenom\n"[..]).err().unwrap();
     assert!(pairs(&errors).contains(&one("/header/nom", "unknown_column")[0]));
