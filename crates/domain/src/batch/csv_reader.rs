@@ -886,14 +886,30 @@ fn finish(group: Group) -> HouseholdItem {
                 draft.principal.national_id = split_national_id(cells, first.line, &household, &mut rows_errors);
                 member_rows.push(first.line);
             } else if !matches!(group.split, Some(Split::Later { .. })) {
-                errors.push(RowError::new(
-                    first.line,
-                    &household,
-                    CSV_COLUMNS[RELATIONSHIP],
-                    "principal_first",
-                    "a household starts with its principal's row (relationship principal)",
-                    "un ménage commence par la ligne de son principal (relationship principal)",
-                ));
+                let relationship = cells[RELATIONSHIP].as_deref().unwrap_or_default();
+                // A value of its own (`Chef de ménage`) is named as unknown, not as a household
+                // whose principal's row is missing.
+                let known =
+                    relationship.is_empty() || crate::coverage::Relationship::parse_dependant(relationship).is_some();
+                errors.push(if known {
+                    RowError::new(
+                        first.line,
+                        &household,
+                        CSV_COLUMNS[RELATIONSHIP],
+                        "principal_first",
+                        "a household starts with its principal's row (relationship principal)",
+                        "un ménage commence par la ligne de son principal (relationship principal)",
+                    )
+                } else {
+                    RowError::new(
+                        first.line,
+                        &household,
+                        CSV_COLUMNS[RELATIONSHIP],
+                        "unknown_value",
+                        "must be principal, spouse, child, parent or other, in lower case; a household starts with its principal's row",
+                        "doit être principal, spouse, child, parent ou other, en minuscules ; un ménage commence par la ligne de son principal",
+                    )
+                });
             }
         }
     }

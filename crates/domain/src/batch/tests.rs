@@ -377,6 +377,9 @@ H2,child,,Ba,Ousmane,M,2018,,,,,,,
     assert_eq!(items.len(), 4);
     let first = failure(&items[0]);
     assert_eq!(codes(&first.errors), [(2, "relationship", "principal_first")]);
+    // A relationship of the file's own on the first row is named as unknown.
+    let own = csv(format!("{HEADER}H9,Chef de ménage,TSV-9,Ba,Awa,F,1980,,,,,,2026-01-01,\n").as_bytes());
+    assert_eq!(codes(&failure(&own[0]).errors), [(2, "relationship", "unknown_value")]);
     assert!(first.unchecked.is_none());
     // H2 is met again after H3: its first run fails too, or H2 would be registered without
     // its children and, the file fixed and posted again, skipped as already registered.
