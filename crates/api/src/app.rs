@@ -285,26 +285,11 @@ async fn drain_oversized(State(limit): State<usize>, request: Request, next: Nex
     }
 }
 
-/// Runs the handler in a task of its own, answering 503 at the deadline. Only this future is
-/// dropped when the client hangs up or the deadline passes, never the handler in the middle of a
-/// statement: sqlx's `begin` is not cancel-safe (dropped while its `BEGIN` was in flight, it gave
-/// its connection back to the pool inside a transaction nobody owned, after which every write
-/// on SQLite failed until a restart, and a PostgreSQL connection answered every statement with
-/// "current transaction is aborted"). A handler past the deadline finishes, or rolls back, on
-/// its own; the 503 says the change may have been applied, and a retry with the same
-/// `Idempotency-Key` replays it if so.
 async fn enforce_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    let handler = next.run(request).instrument(tracing::Span::current());
-    let handler = match REQUEST.try_with(Clone::clone) {
-        Ok(context) => tokio::spawn(REQUEST.scope(context, handler)),
-        Err(_) => tokio::spawn(handler),
-    };
-    match tokio::time::timeout(timeout, handler).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "a request handler stopped without an answer");
-            ApiError::Internal(e.to_string()).into_response()
-        }
+    // Dropping the handler at the deadline (or when the client hangs up) is safe: storage begins
+    // its transactions in a task of their own (`begin_detached`), so none is left open.
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
         // Not "nothing was changed": the handler may have committed just before the deadline.
         Err(_) => ApiError::TimedOut.into_response(),
     }

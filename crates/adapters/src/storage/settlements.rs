@@ -231,7 +231,7 @@ impl SettlementStore for This {
     async fn get_settlement(&self, id: &str) -> Result<Option<Settlement>, StoreError> {
         // One snapshot for the row, its claims and its payments: read apart, a payment committed
         // in between would show a `paid_xof` that the payments listed do not add up to.
-        let mut tx = self.read.begin_with(begin_snapshot()).await.map_err(db_err)?;
+        let mut tx = begin_detached(&self.read, Some(begin_snapshot())).await?;
         let settlement = match load_settlement(&mut *tx, id, false).await? {
             Some(row) => Some(assemble_on(&mut tx, row).await?),
             None => None,

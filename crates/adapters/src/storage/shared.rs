@@ -28,8 +28,27 @@ type Tx = sqlx::Transaction<'static, Db>;
 
 impl This {
     async fn begin_write(&self) -> Result<Tx, StoreError> {
-        self.write.begin_with(BEGIN_WRITE).await.map_err(db_err)
+        begin_detached(&self.write, Some(BEGIN_WRITE)).await
     }
+}
+
+/// Begins a transaction in a task of its own, so that the begin always completes. sqlx's
+/// `begin` is not cancel-safe: a caller dropped while its `BEGIN` was in flight (a client
+/// hanging up, the request timeout, the chainer's deadline) gave the connection back to the
+/// pool inside a transaction nobody owned, after which every SQLite write failed until a
+/// restart and a PostgreSQL connection answered every statement with an error. A transaction
+/// begun for a caller that is gone is dropped like any other, which rolls it back.
+async fn begin_detached(pool: &sqlx::Pool<Db>, statement: Option<&'static str>) -> Result<Tx, StoreError> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        match statement {
+            Some(statement) => pool.begin_with(statement).await,
+            None => pool.begin().await,
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("a transaction's begin stopped: {e}")))?
+    .map_err(db_err)
 }
 
 /// Claims the request's `Idempotency-Key` inside the write's transaction. Returns the first
@@ -199,7 +218,7 @@ impl crate::audit_chain::ChainWriter for QueueChain {
                 return Ok(taken);
             }
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = begin_detached(&self.pool, None).await?;
         // The head lock comes first: once it is held, the queue's committed rows are visible to
         // the next statement and no other chainer can take them.
         let head: HeadRow = sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await.map_err(head_err)?;
