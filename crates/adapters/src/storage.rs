@@ -161,7 +161,7 @@ impl Database {
                 // tables that already existed. An exclusive lock runs them one after the other;
                 // the later ones find nothing left to apply.
                 let _lock = match file {
-                    Some(file) => Some(lock_for_migrations(file.clone()).await?),
+                    Some(file) => lock_for_migrations(file.clone()).await,
                     None => None,
                 };
                 sqlx::migrate!("../../migrations/sqlite")
@@ -229,8 +229,8 @@ pub fn backend_of(url: &str) -> Option<Backend> {
 /// any descriptor of the file would drop every POSIX lock this process's SQLite connections hold
 /// on it (fcntl locks belong to the process and the file, not the descriptor), and another
 /// process could then write beside them ("How To Corrupt An SQLite Database File", §2.2).
-async fn lock_for_migrations(file: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
-    tokio::task::spawn_blocking(move || {
+async fn lock_for_migrations(file: std::path::PathBuf) -> Option<std::fs::File> {
+    let locked = tokio::task::spawn_blocking(move || {
         let folder = match file.parent() {
             Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
             _ => std::path::PathBuf::from("."),
@@ -239,9 +239,20 @@ async fn lock_for_migrations(file: std::path::PathBuf) -> Result<std::fs::File, 
         handle.lock()?;
         Ok::<_, std::io::Error>(handle)
     })
-    .await
-    .map_err(|e| StoreError::Internal(e.to_string()))?
-    .map_err(|e| StoreError::Unavailable(format!("cannot lock the database's folder to migrate it: {e}")))
+    .await;
+    match locked {
+        Ok(Ok(handle)) => Some(handle),
+        // A folder the service may write but not read (mode 733): the migrations run unlocked,
+        // as they did before the lock, which only orders processes migrating at once.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot lock the database's folder; migrating without the lock");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot lock the database's folder; migrating without the lock");
+            None
+        }
+    }
 }
 
 /// Why a database URL does not read as its backend's options (a port that is no number, an

@@ -785,8 +785,9 @@ fn looks_double_encoded(text: &str) -> bool {
 /// digits, then a separator and zeros. Read as a phone, its dot went with the other separators
 /// and its zero became a twelfth digit.
 fn with_spreadsheet_decimals(raw: &str) -> bool {
-    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    let number = compact.strip_prefix('+').unwrap_or(&compact);
+    // One run: a number typed in groups (`+228 90 12 34.00`) is not a number cell's.
+    let trimmed = raw.trim();
+    let number = trimmed.strip_prefix('+').unwrap_or(trimmed);
     match number.rsplit_once(['.', ',']) {
         Some((whole, decimals)) => {
             whole.len() >= 6
@@ -1464,6 +1465,7 @@ mod tests {
         // Dots between groups are separators, as ever.
         assert_eq!(parse_phone("+228 90.12.34.50").as_deref(), Some("+22890123450"));
         assert_eq!(parse_phone("+228.90.12.34.50").as_deref(), Some("+22890123450"));
+        assert_eq!(parse_phone("+228 90 12 34.00").as_deref(), Some("+22890123400"));
     }
 
     #[test]

@@ -468,12 +468,23 @@ pub async fn upload(
         csv_separator,
         worker: None,
     };
-    let written = state.store.create_batch(&ctx, &batch).await?;
+    // The job's row and its file are kept together, in a task of their own: a client hanging up
+    // while the job committed dropped this handler before `keep`, and the file of a committed
+    // job was deleted (its retry with the same key replayed a job that could never run).
+    let store = state.store.clone();
+    let written = tokio::spawn(async move {
+        let written = store.create_batch(&ctx, &batch).await;
+        if matches!(&written, Ok(w) if !w.replayed) {
+            spooled.keep();
+        }
+        // Otherwise the file goes: a replay's job has the first upload's, a refused one none.
+        written
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     if written.replayed {
-        // The first upload's file serves its job; this copy goes.
         return replay(&written.value, format);
     }
-    spooled.keep();
     state.batch_queued.notify_one();
     Ok(accepted(&written.value))
 }

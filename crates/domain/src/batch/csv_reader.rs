@@ -383,7 +383,9 @@ fn read_header<R: Read>(lines: &mut Lines<R>) -> Result<Header, Vec<FieldError>>
         // A spreadsheet's "Text (tab-separated)" export: the header whole in one cell.
         let tabs = names.iter().any(|n| {
             n.split('\t')
-                .any(|cell| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(cell.trim())))
+                .filter(|cell| CSV_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(cell.trim())))
+                .count()
+                > 1
         });
         let columns = CSV_COLUMNS.join(",");
         return Err(vec![if empty_file {
@@ -906,8 +908,8 @@ fn finish(group: Group) -> HouseholdItem {
                         &household,
                         CSV_COLUMNS[RELATIONSHIP],
                         "unknown_value",
-                        "must be principal, spouse, child, parent or other, in lower case; a household starts with its principal's row",
-                        "doit être principal, spouse, child, parent ou other, en minuscules ; un ménage commence par la ligne de son principal",
+                        "must be principal, spouse, child, parent or other; a household starts with its principal's row",
+                        "doit être principal, spouse, child, parent ou other ; un ménage commence par la ligne de son principal",
                     )
                 });
             }
