@@ -198,6 +198,39 @@ fn an_unopenable_sqlite_file_is_named() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// After migrating, `serve` still holds SQLite's own lock on the database file: closing another
+/// descriptor of the file (the migration lock once was one) drops every POSIX lock the process
+/// holds on it, and another process closing the file (`sqlite3 passerelle.db ".backup …"`) then
+/// deleted the WAL under the service, acknowledged writes with it (from a soak review).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_keeps_sqlites_lock_on_its_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir("locks");
+    let port = free_port();
+    let child = passerelle(&dir)
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    assert_eq!(wait_ready(port).await.status().as_u16(), 200);
+    let inode = std::fs::metadata(dir.join("passerelle.db")).unwrap().ino();
+    let pid = server.0.id();
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    let held = locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"POSIX")
+            && fields.get(4) == Some(&pid.to_string().as_str())
+            && fields.get(5).is_some_and(|f| f.ends_with(&format!(":{inode}")))
+    });
+    assert!(held, "no POSIX lock of {pid} on inode {inode}:\n{locks}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Processes migrating one new SQLite file at once take turns: each succeeds.
 #[test]
 fn sqlite_migrations_run_one_process_at_a_time() {
