@@ -91,6 +91,18 @@ fn list_claims_query<'a>(
     query
 }
 
+/// ` AND (provider = $ OR submitter = $ OR …)`: the claims `party` takes part in, in any role.
+fn push_party<'a>(query: &mut sqlx::QueryBuilder<'a, Db>, party: &'a str) {
+    query.push(" AND (");
+    for (n, role) in CLAIM_PARTIES.iter().enumerate() {
+        if n > 0 {
+            query.push(" OR ");
+        }
+        query.push(format!("{role} = ")).push_bind(party);
+    }
+    query.push(")");
+}
+
 /// The claims of one `external_id`, at most one per provider: read from the unique index of
 /// `(provider, external_id)`, once per provider (`provider IN` the providers), since a caller
 /// other than the provider does not name it. The other filters apply to those few claims.
@@ -106,14 +118,7 @@ fn by_external_id_query<'a>(
     ));
     query.push_bind(external_id);
     if let Some(party) = &filter.party {
-        query.push(" AND (");
-        for (n, role) in CLAIM_PARTIES.iter().enumerate() {
-            if n > 0 {
-                query.push(" OR ");
-            }
-            query.push(format!("{role} = ")).push_bind(party);
-        }
-        query.push(")");
+        push_party(&mut query, party);
     }
     if let Some(status) = filter.status {
         query.push(format!(" AND status = '{}'", status.as_str()));
@@ -145,14 +150,7 @@ fn changed_claims_query<'a>(
     ));
     query.push_bind(since);
     if let Some(party) = party {
-        query.push(" AND (");
-        for (n, role) in CLAIM_PARTIES.iter().enumerate() {
-            if n > 0 {
-                query.push(" OR ");
-            }
-            query.push(format!("{role} = ")).push_bind(party);
-        }
-        query.push(")");
+        push_party(&mut query, party);
     }
     if let Some(status) = status {
         query.push(format!(" AND status = '{}'", status.as_str()));
