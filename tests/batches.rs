@@ -1949,3 +1949,57 @@ async fn a_job_whose_commit_answer_is_lost_resumes_from_what_was_written() {
     let verify = app.get("/v1/audit-events/verify", &app.operator()).await;
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
 }
+
+/// A client that hangs up while its upload's job commits leaves a job that runs: the job's row
+/// and its file are kept together whatever becomes of the request. The handler, dropped with
+/// the connection between the commit and its answer, deleted the file of the job it had just
+/// committed, and the retry with the same key replayed a job that could never run (from a
+/// review of dropped handlers).
+#[tokio::test]
+async fn an_upload_abandoned_while_its_job_commits_still_runs() {
+    use tokio::io::AsyncWriteExt;
+    const HOLD: Duration = Duration::from_millis(1500);
+    let proxy = passerelle_tests::proxy::Proxy::start("127.0.0.1:5432").await;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    // In clear, so that the proxy can tell a COMMIT.
+    let url = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let app = TestApp::start(db, test_config(&format!("{url}{separator}sslmode=disable"))).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let product = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", product.json["id"].as_str().unwrap());
+    proxy.delay_next_commit_answer(b"INSERT INTO registration_batches", HOLD);
+    let body = households(3, "KEPT");
+    let head = format!(
+        "POST /v1/registrations/batches{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: {CSV}\r\nIdempotency-Key: k1\r\nContent-Length: {}\r\n\r\n",
+        writer(&app, "mut-a"),
+        body.len()
+    );
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    for _ in 0..500 {
+        if proxy.commits_delayed() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(proxy.commits_delayed(), 1, "the job's commit was held");
+    // Gone while the commit's answer is on its way, the way a client's own timeout drops a
+    // connection (a reset).
+    #[allow(deprecated)]
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+    tokio::time::sleep(HOLD + Duration::from_millis(500)).await;
+    let retried = upload(&app, "mut-a", Some("k1"), &query, CSV, households(3, "KEPT")).await;
+    assert_eq!(retried.status.as_u16(), 202, "the first upload's job: {}", retried.text);
+    let location = retried.header("location").unwrap().to_owned();
+    let job = finished(&app, "mut-a", &location).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["households_created"], 3, "{job}");
+    assert_eq!(app.count("coverages").await, 6, "each household once");
+}

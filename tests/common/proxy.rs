@@ -25,6 +25,11 @@ struct State {
     lose_commit_after: AtomicU64,
     /// Commits whose answer was lost so.
     commits_lost: AtomicUsize,
+    /// When set, the next `COMMIT` of a transaction that sent these bytes is passed on and its
+    /// answer held for the duration: once, then `None` again.
+    delay_commit: Mutex<Option<(&'static [u8], Duration)>>,
+    /// Commits whose answer was held so.
+    commits_delayed: AtomicUsize,
 }
 
 /// Whether a chunk holds a simple-protocol statement: the `Q` message, its length, its text.
@@ -41,18 +46,29 @@ pub struct Proxy {
     accept: JoinHandle<()>,
 }
 
+/// What the two directions of one connection share.
+#[derive(Default)]
+struct Link {
+    /// The server's side passes nothing once set.
+    muted: AtomicBool,
+    /// The server's side holds what it passes until then.
+    held_until: Mutex<Option<tokio::time::Instant>>,
+}
+
 /// Copies `from` to `to`, holding each chunk while the proxy is stalled. The client's side
 /// (`client`) counts what it sends, and what its transaction has sent since `BEGIN`; the
-/// server's side passes nothing once `muted`.
+/// server's side passes nothing once the link is muted, and waits while it is held.
 async fn pass(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     state: Arc<State>,
     client: bool,
-    muted: Arc<AtomicBool>,
+    link: Arc<Link>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut in_transaction = 0u64;
+    // Whether the transaction under way sent the bytes a delayed commit waits for.
+    let mut marked = false;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
@@ -64,8 +80,21 @@ async fn pass(
             state.sent.fetch_add(n as u64, Ordering::SeqCst);
             if holds_statement(chunk, b"BEGIN") {
                 in_transaction = 0;
+                marked = false;
             }
             in_transaction += n as u64;
+            if holds_statement(chunk, b"COMMIT\0") {
+                let mut delay = state.delay_commit.lock().expect("delay");
+                if let Some((marker, hold)) = *delay {
+                    if marked || chunk.windows(marker.len()).any(|w| w == marker) {
+                        *delay = None;
+                        *link.held_until.lock().expect("held") = Some(tokio::time::Instant::now() + hold);
+                        state.commits_delayed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            } else if let Some((marker, _)) = *state.delay_commit.lock().expect("delay") {
+                marked |= chunk.windows(marker.len()).any(|w| w == marker);
+            }
             let bound = state.lose_commit_after.load(Ordering::SeqCst);
             lose_answer = bound > 0
                 && in_transaction >= bound
@@ -75,13 +104,18 @@ async fn pass(
                     .compare_exchange(bound, 0, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
             if lose_answer {
-                muted.store(true, Ordering::SeqCst);
+                link.muted.store(true, Ordering::SeqCst);
+            }
+        } else {
+            let until = *link.held_until.lock().expect("held");
+            if let Some(until) = until {
+                tokio::time::sleep_until(until).await;
             }
         }
         while state.stalled.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if muted.load(Ordering::SeqCst) && !client {
+        if link.muted.load(Ordering::SeqCst) && !client {
             continue;
         }
         if to.write_all(chunk).await.is_err() {
@@ -116,10 +150,10 @@ impl Proxy {
                     if let Ok(outbound) = TcpStream::connect(upstream).await {
                         let (client_read, client_write) = inbound.into_split();
                         let (server_read, server_write) = outbound.into_split();
-                        let muted = Arc::new(AtomicBool::new(false));
+                        let link = Arc::new(Link::default());
                         tokio::select! {
-                            () = pass(client_read, server_write, state3.clone(), true, muted.clone()) => {}
-                            () = pass(server_read, client_write, state3, false, muted) => {}
+                            () = pass(client_read, server_write, state3.clone(), true, link.clone()) => {}
+                            () = pass(server_read, client_write, state3, false, link) => {}
                         }
                     }
                 });
@@ -166,6 +200,18 @@ impl Proxy {
     /// How many commits' answers were lost so.
     pub fn commits_lost(&self) -> usize {
         self.state.commits_lost.load(Ordering::SeqCst)
+    }
+
+    /// Arms the delay of one commit's answer: the next `COMMIT` of a transaction that sent
+    /// `marker` (a statement's text, sent when a connection first prepares it) reaches the
+    /// server at once, and its answer reaches the client `hold` later.
+    pub fn delay_next_commit_answer(&self, marker: &'static [u8], hold: Duration) {
+        *self.state.delay_commit.lock().expect("delay") = Some((marker, hold));
+    }
+
+    /// How many commits' answers were held so.
+    pub fn commits_delayed(&self) -> usize {
+        self.state.commits_delayed.load(Ordering::SeqCst)
     }
 
     pub fn restore(&self) {
