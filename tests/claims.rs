@@ -1212,6 +1212,21 @@ async fn a_duplicate_external_id_is_named(backend: Backend) {
         );
     }
     assert_eq!(app.count("claims").await, 1);
+    // One invoice written by two programs: its `É` composed or decomposed, a plain space or a
+    // no-break one. Compared as sent, it was two references, and the care was paid twice.
+    let mut composed = body.clone();
+    composed["external_id"] = json!("FACT É-1");
+    let first = submit(app, &provider(app), "nfc-1", &composed).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let mut decomposed = body.clone();
+    decomposed["external_id"] = json!("FACT\u{A0}E\u{301}-1");
+    let again = submit(app, &provider(app), "nfd-1", &decomposed).await;
+    again.problem(409, "conflict");
+    assert_eq!(again.json["errors"][0]["code"], "external_id_taken", "{}", again.text);
+    let reply = found(provider(app), "FACT%C2%A0E%CC%81-1").await;
+    assert_eq!(reply.json["items"][0]["id"], first.json["id"], "{}", reply.text);
+    assert_eq!(reply.json["items"][0]["external_id"], "FACT É-1");
+    assert_eq!(app.count("claims").await, 2);
 }
 
 /// The claims list names the states it takes, and every fault of its query at once.

@@ -976,6 +976,10 @@ async fn a_contribution_entered_by_mistake_is_cancelled(backend: Backend) {
     let lower = pay("recu-2", 2500, "2026-07-01", "2026-12-31").await;
     lower.problem(409, "conflict");
     assert_eq!(lower.json["errors"][0]["code"], "duplicate_reference");
+    // Nor in full-width letters (the same comparison folds an accent's forms).
+    let wide = pay("ＲＥＣＵ-２", 2500, "2026-07-01", "2026-12-31").await;
+    wide.problem(409, "conflict");
+    assert_eq!(wide.json["errors"][0]["code"], "duplicate_reference", "{}", wide.text);
     for pasted in ["RECU\u{200B}-2", "RECU\r-2", "RE\u{FEFF}CU-2"] {
         let reply = pay(pasted, 2500, "2026-07-01", "2026-12-31").await;
         assert_eq!(

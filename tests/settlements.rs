@@ -116,6 +116,7 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         (None, "VIR-1", 3000),
         (Some("other-key"), " VIR-1 ", 3000),
         (Some("lower-case"), "vir-1", 3000),
+        (Some("full-width"), "ＶＩＲ-１", 3000),
         (Some("too-much"), "VIR-1", 5000),
     ] {
         let mut req = app

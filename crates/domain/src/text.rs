@@ -5,6 +5,8 @@
 //! right-to-left override shows `ABC` as `CBA`, a zero-width space makes two names that look
 //! the same compare different, and a line separator is a line break to many readers.
 
+use unicode_normalization::UnicodeNormalization;
+
 /// Whether `c` may not appear in free text: a control character (a line break, a tab, a bell),
 /// a direction mark or override, an invisible space or joiner other than the two that
 /// Arabic-script and Indic names need (U+200C, U+200D), a byte order mark, a line or paragraph
@@ -46,18 +48,28 @@ pub fn is_forbidden_in_code(c: char) -> bool {
         )
 }
 
+/// A reference (a claim's `external_id`) as it is kept and compared: trimmed, in Unicode's
+/// compatibility composition (NFKC). Software writes `É` as one character or as `E` and an
+/// accent, a space as a plain or a no-break one, a letter plain or full-width; compared as sent,
+/// one invoice written both ways was two references, and was paid twice.
+pub fn reference_form(value: &str) -> String {
+    let composed: String = value.trim().nfkc().collect();
+    // NFKC turns some characters into white space (an ideographic space into a plain one).
+    composed.trim().to_owned()
+}
+
 /// Whether two references (a receipt's, a transfer's) name the same one: clerks and banks write
-/// them in either case, and `vir-4411` entered after `VIR-4411` is the same transfer.
+/// them in either case, and `vir-4411` entered after `VIR-4411` is the same transfer; compared
+/// in their [`reference_form`], so that one typed with `É` composed and one with it decomposed
+/// are too.
 pub fn same_reference(a: &str, b: &str) -> bool {
-    a == b
-        || a.chars()
-            .flat_map(char::to_lowercase)
-            .eq(b.chars().flat_map(char::to_lowercase))
+    let folded = |s: &str| -> String { reference_form(s).chars().flat_map(char::to_lowercase).nfkc().collect() };
+    a == b || folded(a) == folded(b)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_forbidden, is_forbidden_in_code, same_reference};
+    use super::{is_forbidden, is_forbidden_in_code, reference_form, same_reference};
 
     /// Codes refuse what names keep for their scripts, and keep what any text may hold.
     #[test]
@@ -81,12 +93,27 @@ mod tests {
     }
 
     #[test]
-    fn references_compare_ignoring_case_only() {
+    fn references_compare_ignoring_case_and_how_characters_are_written() {
         assert!(same_reference("VIR-4411", "vir-4411"));
         assert!(same_reference("REÇU-12", "reçu-12"));
+        // Composed and decomposed accents, a no-break space, full-width letters.
+        assert!(same_reference("VIR-ÉCOBANK-77", "VIR-E\u{301}COBANK-77"));
+        assert!(same_reference("REÇU 12", "REC\u{327}U\u{A0}12"));
+        assert!(same_reference("REÇU-12", "ＲＥÇＵ-１２"));
+        assert!(!same_reference("VIR-ÉCOBANK-77", "VIR-ECOBANK-77"), "an accent counts");
         assert!(!same_reference("VIR-4411", "VIR-4412"));
         assert!(!same_reference("VIR 4411", "VIR-4411"));
         assert!(!same_reference("VIR-4411", "VIR-44110"));
+    }
+
+    /// A claim's reference is kept in one form, whatever form it was sent in; its case counts.
+    #[test]
+    fn a_reference_is_kept_composed_and_trimmed() {
+        assert_eq!(reference_form("FACT-E\u{301}-1"), "FACT-É-1");
+        assert_eq!(reference_form(" FACT\u{A0}É-1\u{3000}"), "FACT É-1");
+        assert_eq!(reference_form("ＦＡＣＴ-１"), "FACT-1");
+        assert_eq!(reference_form("fact-é-1"), "fact-é-1");
+        assert_eq!(reference_form("INV-1"), "INV-1");
     }
 
     #[test]

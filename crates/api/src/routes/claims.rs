@@ -360,8 +360,10 @@ pub enum AdjudicationReasonWrite {
     "lines": [{"code": "CONS-GEN", "category": "consultation", "quantity": 1, "unit_price_xof": 10001}]}))]
 pub struct ClaimWrite {
     /// The provider's own reference, 1–100 characters, not all white space, without control or
-    /// invisible formatting characters (422 `invalid_characters`); unique per provider: a second claim with it is 409,
-    /// `external_id_taken` at `/external_id`.
+    /// invisible formatting characters (422 `invalid_characters`); kept trimmed, in Unicode's NFKC
+    /// form (an `É` sent as `E` and an accent is kept as one character, a no-break space as a
+    /// space, full-width letters as plain ones), its case as sent; unique per provider in that
+    /// form: a second claim with it is 409, `external_id_taken` at `/external_id`.
     // `fields::reference_error`.
     #[schema(
         min_length = 1,
@@ -782,7 +784,7 @@ pub(crate) fn read_claim(
     ClaimRead {
         external_id: external_id
             .filter(|e| !e.trim().is_empty() && e.chars().count() <= 100)
-            .map(|e| e.trim().to_owned()),
+            .map(|e| passerelle_domain::text::reference_form(&e)),
         provider,
         person,
         service_date,
@@ -1418,8 +1420,9 @@ pub struct ClaimQuery {
     #[param(value_type = Option<super::audit::Since>, inline)]
     pub since: Option<String>,
     /// Only the claim a provider submitted under this `external_id` (its own reference: found
-    /// again after a lost answer, once the `Idempotency-Key` is gone), compared as written after
-    /// trimming; for other callers, each provider's claim of that reference they take part in.
+    /// again after a lost answer, once the `Idempotency-Key` is gone), compared as the claim's
+    /// is kept (trimmed, in Unicode's NFKC form, case counting); for other callers, each
+    /// provider's claim of that reference they take part in.
     pub external_id: Option<String>,
 }
 
@@ -1506,7 +1509,7 @@ pub async fn list_claims(
         party: (!caller.reads_everything()).then(|| caller.org.to_string()),
         status,
         since,
-        external_id: external_id.map(str::to_owned),
+        external_id: external_id.map(passerelle_domain::text::reference_form),
     };
     let result = state.store.list_claims(&filter, &page).await?;
     crate::routes::audit::record_read(&state, caller, "claim", "*").await?;

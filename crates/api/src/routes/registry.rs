@@ -741,8 +741,9 @@ pub struct ContributionCreate {
     /// Not in the future.
     pub paid_at: NaiveDate,
     /// The receipt's reference: 1–100 characters, not all white space, without control or
-    /// invisible formatting characters (422 `invalid_characters`). Compared ignoring case for
-    /// `duplicate_reference`.
+    /// invisible formatting characters (422 `invalid_characters`). Compared ignoring case and
+    /// how characters are written (Unicode NFKC: an accent composed or not, a no-break space,
+    /// full-width letters) for `duplicate_reference`.
     // `fields::reference_error`.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
@@ -757,7 +758,8 @@ pub struct ContributionCreate {
 /// period starts at most a day after the run's end, in whatever order they were recorded. A
 /// payment for a later period does not pay the days before it: it is recorded (201) and counts
 /// once they are paid. A new `ETag` results either way;
-/// a `reference` already recorded on the coverage (and not cancelled), in any case, is 409
+/// a `reference` already recorded on the coverage (and not cancelled), in any case or Unicode
+/// form, is 409
 /// `duplicate_reference`, so that one receipt entered twice counts once; a period that ends
 /// before the coverage's `start_date` is 422 `before_coverage_start` at `/period_end`, one that
 /// starts after its `end_date` 422 `after_coverage_end` at `/period_start` (a mistyped year);

@@ -171,7 +171,8 @@ pub struct PaymentCreate {
     pub paid_at: NaiveDate,
     /// The transfer's or cheque's reference: 1–100 characters, not all white space, without
     /// control or invisible formatting characters (422 `invalid_characters`). Compared ignoring
-    /// case for `duplicate_reference`.
+    /// case and how characters are written (Unicode NFKC: an accent composed or not, a no-break
+    /// space, full-width letters) for `duplicate_reference`.
     // `fields::reference_error`.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub reference: String,
@@ -602,7 +603,7 @@ pub async fn list_settlements(
 ///
 /// With `settlements:write`, on your own settlements (403 for other kinds, 404 for a settlement
 /// that is not yours). A payment whose `reference` is already recorded on the batch, in any
-/// case, is 409 `duplicate_reference` at `/reference`, whatever its amount (one transfer entered
+/// case or Unicode form, is 409 `duplicate_reference` at `/reference`, whatever its amount (one transfer entered
 /// twice counts once; a retry with its `Idempotency-Key` replays). Otherwise payments add up:
 /// one that would pass the total is 422 `exceeds_amount_due` naming the amount still due, one to
 /// a `paid` batch is 409. The batch
