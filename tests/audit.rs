@@ -270,6 +270,33 @@ async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
             .await
             .problem(404, "not_found");
     }
+    // The record of the head moved back one event, its digest matching: every event is intact,
+    // but none could be chained after that head, and every check would fail.
+    let newest = app.db.scalar("SELECT max(seq) FROM audit_events").await;
+    let move_head = |seq: i64| {
+        format!("UPDATE audit_head SET seq = {seq}, digest = (SELECT digest FROM audit_events WHERE seq = {seq}) WHERE id = 1")
+    };
+    app.db.execute(&move_head(newest - 1)).await;
+    let back = verify().await;
+    assert_eq!(
+        (
+            &back.json["valid"],
+            &back.json["events_checked"],
+            &back.json["first_invalid_seq"],
+            &back.json["failure"]
+        ),
+        (&json!(false), &json!(newest), &json!(newest), &json!("head_behind")),
+        "{}",
+        back.text
+    );
+    // Put right, the chain grows again.
+    app.db.execute(&move_head(newest)).await;
+    assert_eq!(verify().await.json["valid"], true);
+    assert_eq!(
+        app.db.scalar("SELECT max(seq) FROM audit_events").await,
+        newest + 1,
+        "the verification is recorded"
+    );
     // A row stored beyond the head, copied from a real one, is walked and found.
     app.db
         .execute(

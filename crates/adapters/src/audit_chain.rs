@@ -72,7 +72,37 @@ pub(crate) trait ChainWriter: Send + Sync + 'static {
     async fn tidy(&self) -> Result<(), StoreError>;
 }
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// What a cycle's waiters are told of its failure.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The head is behind events already chained: no cycle can succeed until an operator
+    /// puts it right ([`StoreError::ChainBlocked`]).
+    Blocked(String),
+    Other(String),
+}
+
+impl Failure {
+    fn of(e: &StoreError) -> Failure {
+        match e {
+            // The one unique rule a cycle's writes can break is the event's `seq`: taken by an
+            // event the head does not cover.
+            StoreError::Conflict { .. } | StoreError::ChainBlocked(_) => Failure::Blocked(e.to_string()),
+            _ => Failure::Other(e.to_string()),
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Blocked(e) => StoreError::ChainBlocked(e),
+            Failure::Other(e) => StoreError::Unavailable(e),
+        }
+    }
+}
+
+/// How often a blocked chain is logged as an error, at most: every check meets it.
+const BLOCKED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+type Waiter = oneshot::Sender<Result<(), Failure>>;
 
 struct Request {
     events: Vec<NewAuditEvent>,
@@ -157,7 +187,7 @@ impl Chainer {
             .map_err(|_| stopped())?;
         match done.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
+            Ok(Err(e)) => Err(e.into_error()),
             Err(_) => Err(stopped()),
         }
     }
@@ -177,6 +207,7 @@ async fn run(
     let mut events = Vec::with_capacity(MAX_DIRECT);
     let mut waiters = Vec::with_capacity(MAX_DIRECT);
     let mut last_cycle = 0;
+    let mut blocked_logged: Option<tokio::time::Instant> = None;
     loop {
         let mut drain = false;
         match tokio::time::timeout(SWEEP_EVERY, rx.recv()).await {
@@ -221,10 +252,23 @@ async fn run(
         // cycle may not see, and sets it again.
         drain |= drain_wanted.swap(false, Ordering::AcqRel);
         let (first, rest) = cycle(writer.as_ref(), &events, drain, &drained).await;
-        let first = first.map_err(|e| e.to_string());
-        let rest = rest.map_err(|e| e.to_string());
+        let first = first.map_err(|e| Failure::of(&e));
+        let rest = rest.map_err(|e| Failure::of(&e));
         for e in [&first, &rest].into_iter().filter_map(|r| r.as_ref().err()) {
-            tracing::warn!(error = %e, "audit chain cycle failed");
+            match e {
+                Failure::Blocked(e) => {
+                    if blocked_logged.is_none_or(|at| at.elapsed() >= BLOCKED_LOG_EVERY) {
+                        blocked_logged = Some(tokio::time::Instant::now());
+                        tracing::error!(
+                            error = %e,
+                            "the audit chain cannot grow: the record of its head (audit_head) is behind events \
+                             already chained, so every change's events stay queued and eligibility checks fail; \
+                             `passerelle audit verify` names the first event past the head (head_behind)"
+                        );
+                    }
+                }
+                Failure::Other(e) => tracing::warn!(error = %e, "audit chain cycle failed"),
+            }
         }
         for (waiter, drain) in waiters.drain(..) {
             // The first transaction chained every direct event: a later one failing (draining a
@@ -449,5 +493,35 @@ mod tests {
         let chainer = Chainer::start(Arc::new(FailsAfterFirst { calls: Mutex::new(0) }), true);
         let flushed = chainer.flush().await;
         assert!(matches!(flushed, Err(StoreError::Unavailable(_))), "{flushed:?}");
+    }
+
+    /// Every event's `seq` taken: the head is behind events already chained.
+    struct HeadBehind;
+
+    #[async_trait]
+    impl ChainWriter for HeadBehind {
+        async fn chain(&self, _direct: &[NewAuditEvent], _drain: bool) -> Result<usize, StoreError> {
+            Err(StoreError::Conflict {
+                constraint: "audit_events_pkey".into(),
+            })
+        }
+
+        async fn has_queued(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn tidy(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A chain that cannot grow is told as such, not as a database out of reach, so that a
+    /// verification can still walk it and name why.
+    #[tokio::test]
+    async fn a_head_behind_its_events_blocks_the_chain() {
+        let chainer = Chainer::start(Arc::new(HeadBehind), true);
+        for result in [chainer.append(vec![event()]).await, chainer.flush().await] {
+            assert!(matches!(result, Err(StoreError::ChainBlocked(_))), "{result:?}");
+        }
     }
 }

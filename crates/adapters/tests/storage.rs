@@ -69,11 +69,12 @@ fn intact(events: u64) -> Verification {
 
 async fn verify(store: &dyn Store) -> Verification {
     let mut v = ChainVerifier::default();
-    let mut after = 0;
+    store.flush_audit().await.unwrap();
+    let mut from = 1;
     loop {
-        let events = store.audit_events_after(after, 7).await.unwrap();
+        let events = store.audit_events_from(from, 7).await.unwrap();
         let Some(last) = events.last() else { break };
-        after = last.seq;
+        from = last.seq + 1;
         for e in &events {
             v.push(e);
         }

@@ -136,7 +136,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
     // The job's last events (its end) are durable in the queue, not yet chained, and no server
     // may run to chain them: chain them now, so that the log is whole when the import returns.
     // A failure leaves them queued for the next process's chainer, as after a crash.
-    if let Err(e) = state.store.audit_head().await {
+    if let Err(e) = state.store.flush_audit().await {
         eprintln!("the audit log will list this import's last events once a server runs: {e}");
     }
     db.close().await;

@@ -378,7 +378,10 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
     // verification of the stopped database finds them in the chain; within the one budget of
     // closing the database, so that the shutdown still fits the grace period.
     let closed_by = tokio::time::Instant::now() + DB_CLOSE_LIMIT;
-    if !matches!(tokio::time::timeout_at(closed_by, store.audit_head()).await, Ok(Ok(_))) {
+    if !matches!(
+        tokio::time::timeout_at(closed_by, store.flush_audit()).await,
+        Ok(Ok(()))
+    ) {
         tracing::warn!("the last audit events could not be chained at shutdown; the next start chains them");
     }
     // Closing waits for the connections in use to come back; one held by a request left behind

@@ -504,6 +504,11 @@ impl From<StoreError> for ApiError {
                 ApiError::Contended
             }
             StoreError::Internal(detail) => ApiError::Internal(detail),
+            // The chainer logs it as an error, with what to do; the caller can only wait.
+            StoreError::ChainBlocked(detail) => {
+                tracing::debug!(error = %detail, "audit chain blocked");
+                ApiError::Unavailable
+            }
         }
     }
 }

@@ -168,16 +168,22 @@ pub enum ChainBreak {
     /// records: either it was rewritten with its digest recomputed, or the record of the head
     /// was altered. Compare with a head kept outside the database to tell which.
     HeadMismatch,
+    /// The chain goes on past the head recorded once the walk ended, from the event named: the
+    /// record of the head was moved back behind intact events, or a row was stored after it. No
+    /// event can be chained after such a head (its `seq` is taken), so every change's events
+    /// wait in the queue and checks fail.
+    HeadBehind,
 }
 
 impl ChainBreak {
-    pub const ALL: [ChainBreak; 6] = [
+    pub const ALL: [ChainBreak; 7] = [
         ChainBreak::OutOfSequence,
         ChainBreak::MalformedRow,
         ChainBreak::LinkMismatch,
         ChainBreak::DigestMismatch,
         ChainBreak::MissingTail,
         ChainBreak::HeadMismatch,
+        ChainBreak::HeadBehind,
     ];
 
     pub fn code(self) -> &'static str {
@@ -188,6 +194,7 @@ impl ChainBreak {
             ChainBreak::DigestMismatch => "digest_mismatch",
             ChainBreak::MissingTail => "missing_tail",
             ChainBreak::HeadMismatch => "head_mismatch",
+            ChainBreak::HeadBehind => "head_behind",
         }
     }
 }
@@ -263,6 +270,17 @@ impl ChainVerifier {
             head: Some((head_seq, head_digest.to_owned())),
             ..ChainVerifier::default()
         }
+    }
+
+    /// As [`finish`](Self::finish), for a walk whose head was read again once it ended
+    /// (`head_now`): a chain that goes on past that head is broken at the first event after
+    /// it. A head read after the walk is at least every event the walk saw, since an event and
+    /// the head that covers it commit together; events chained during the walk are not past it.
+    pub fn finish_at_head(mut self, head_now: i64) -> Verification {
+        if self.first_invalid.is_none() && self.expected_seq - 1 > head_now {
+            self.first_invalid = Some((head_now + 1, ChainBreak::HeadBehind));
+        }
+        self.finish()
     }
 
     pub fn finish(mut self) -> Verification {
@@ -395,6 +413,38 @@ mod tests {
         );
         // An empty log with an empty head.
         assert!(ChainVerifier::up_to_head(0, GENESIS_DIGEST).finish().valid);
+    }
+
+    /// A head read again after the walk covers every event walked; one behind them was moved
+    /// back (or rows were stored after it), and the chain can grow no more.
+    #[test]
+    fn a_chain_past_the_head_read_after_the_walk_is_broken() {
+        let events = chain(5);
+        let walk = |head: &AuditEvent, head_now: i64| {
+            let mut v = ChainVerifier::up_to_head(head.seq, &head.digest);
+            for e in &events {
+                v.push(e);
+            }
+            v.finish_at_head(head_now)
+        };
+        assert!(walk(&events[4], 5).valid);
+        // Chained during the walk: the head moved on with them.
+        assert!(walk(&events[2], 5).valid);
+        let back = walk(&events[3], 4);
+        assert_eq!(
+            (back.valid, back.events_checked, back.first_invalid_seq, back.failure),
+            (false, 5, Some(5), Some(ChainBreak::HeadBehind))
+        );
+        // A fault found by the walk is the one named.
+        let mut edited = events.clone();
+        edited[1].resource_id = "forged".into();
+        let mut v = ChainVerifier::up_to_head(4, &events[3].digest);
+        for e in &edited {
+            if !v.push(e) {
+                break;
+            }
+        }
+        assert_eq!(v.finish_at_head(4).failure, Some(ChainBreak::DigestMismatch));
     }
 
     #[test]

@@ -127,4 +127,9 @@ pub enum StoreError {
     Contention(String),
     #[error("storage failure: {0}")]
     Internal(String),
+    /// No event can be chained: the record of the chain's head is behind events already
+    /// chained (moved back, or rows stored after it), so each new event's `seq` is taken. Only
+    /// an operator can put it right; a verification of the chain names the first such event.
+    #[error("the audit chain's head is behind events already chained: {0}")]
+    ChainBlocked(String),
 }

@@ -174,13 +174,18 @@ pub trait AuditStore: Send + Sync {
 
     async fn get_audit_event(&self, seq: i64) -> Result<Option<AuditEvent>, StoreError>;
 
-    /// Up to `limit` events with `seq > after`, oldest first: the verifier's walk.
-    async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Up to `limit` chained events with `seq >= from`, oldest first: the verifier's walk, which
+    /// [`flush_audit`](Self::flush_audit) first.
+    async fn audit_events_from(&self, from: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// The chain's head as the chainer last wrote it, `(seq, digest)` of the newest event
-    /// (`(0, GENESIS_DIGEST)` when empty), after chaining every change committed before the
-    /// call. A walk that ends before it met a log whose newest events were deleted.
+    /// (`(0, GENESIS_DIGEST)` when empty). A walk that ends before it met a log whose newest
+    /// events were deleted.
     async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+
+    /// Returns once every event of a change committed before the call is chained.
+    /// `ChainBlocked` when none can be: the chain's head is behind events already chained.
+    async fn flush_audit(&self) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -627,8 +627,11 @@ impl AuditStore for This {
         Ok(row.map(|r| r.into_event(read_audit_at)))
     }
 
+    async fn flush_audit(&self) -> Result<(), StoreError> {
+        self.chain.flush().await
+    }
+
     async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-        self.chain.flush().await?;
         let head: HeadRow = sqlx::query_as("SELECT seq, digest FROM audit_head WHERE id = 1")
             .fetch_one(&self.read)
             .await
@@ -636,17 +639,11 @@ impl AuditStore for This {
         Ok((head.seq, head.digest))
     }
 
-    async fn audit_events_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        // A walk starts at or below the first `seq` (the verifier's from `i64::MIN`, so that a
-        // row stored before the first event is walked too): chaining once there lets it see
-        // every change committed before.
-        if after <= 0 {
-            self.chain.flush().await?;
-        }
+    async fn audit_events_from(&self, from: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
         let rows: Vec<AuditRow<AuditAt>> = sqlx::query_as(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2"
         ))
-        .bind(after)
+        .bind(from)
         .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await

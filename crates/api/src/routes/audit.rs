@@ -130,7 +130,11 @@ fn chain_failure() -> utoipa::openapi::schema::Object {
              head, at the first event missing (the newest events deleted). `head_mismatch`: the \
              event at `head_seq` is intact and chained but is not the one the head records: \
              either that event was rewritten with a recomputed digest or the record of the head \
-             was altered; a head kept outside the database tells which.",
+             was altered; a head kept outside the database tells which. `head_behind`: intact \
+             events go on past the head as recorded once the walk ended, from the one named (the \
+             record of the head moved back, or a row stored after it): no event can be chained \
+             after that head, so changes' events wait in the queue and eligibility checks fail \
+             until it is put right.",
         ))
         .examples(["digest_mismatch"])
         .build()
@@ -353,27 +357,31 @@ pub async fn get_audit_event(
 /// `GET /v1/audit-events/verify` and `passerelle audit verify` alike.
 pub async fn verify_chain(store: &dyn AuditStore) -> Result<VerificationView, StoreError> {
     const PAGE: u32 = 1000;
-    // The head first: the walk must reach it. Events chained while the walk runs continue the
+    // Every change committed before is chained first, so that the walk covers it; a chain that
+    // cannot grow is walked as it stands, and the walk names why.
+    match store.flush_audit().await {
+        Ok(()) | Err(StoreError::ChainBlocked(_)) => {}
+        Err(e) => return Err(e),
+    }
+    // The head next: the walk must reach it. Events chained while the walk runs continue the
     // chain and are checked as well; so is any row stored beyond the head.
     let (head_seq, head_digest) = store.audit_head().await?;
     let mut verifier = ChainVerifier::up_to_head(head_seq, &head_digest);
     // Every row the list shows, from the lowest `seq` there can be: a row stored before the
     // first event (`seq` 0 or below, which the schema refuses since migration 21) is the first
-    // one walked, and fails as out of place. `i64::MIN` itself is read apart, being after
-    // nothing.
-    let mut more = match store.get_audit_event(i64::MIN).await? {
-        Some(lowest) => verifier.push(&lowest),
-        None => true,
-    };
-    let mut after = i64::MIN;
-    while more {
-        let events = store.audit_events_after(after, PAGE).await?;
+    // one walked, and fails as out of place.
+    let mut from = Some(i64::MIN);
+    while let Some(first) = from {
+        let events = store.audit_events_from(first, PAGE).await?;
         let Some(last) = events.last() else { break };
-        after = last.seq;
         let full = events.len() == PAGE as usize;
-        more = events.iter().all(|e| verifier.push(e)) && full;
+        from = (events.iter().all(|e| verifier.push(e)) && full)
+            .then(|| last.seq.checked_add(1))
+            .flatten();
     }
-    let v = verifier.finish();
+    // Read again: a chain that goes on past the head it has now was moved back behind events.
+    let (head_now, _) = store.audit_head().await?;
+    let v = verifier.finish_at_head(head_now);
     Ok(VerificationView {
         valid: v.valid,
         events_checked: v.events_checked,
@@ -408,7 +416,20 @@ pub async fn verify_audit_chain(
     auth: Authorized<perm::VerifyAudit>,
 ) -> Result<Json<VerificationView>, ApiError> {
     let result = verify_chain(state.store.as_ref()).await?;
-    record_read(&state, &auth.caller, "audit_event", "verify").await?;
+    let ctx = auth.caller.write_context(&state, None);
+    match state
+        .store
+        .append_audit(&[ctx.audit("audit_event.read", "audit_event", "verify")])
+        .await
+    {
+        Ok(()) => {}
+        // A chain that cannot grow cannot record this read either; the answer, which names
+        // why, is what the operator needs to put it right.
+        Err(StoreError::ChainBlocked(e)) if !result.valid => {
+            tracing::warn!(error = %e, "a verification of the blocked audit chain could not be recorded");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Json(result))
 }
 
