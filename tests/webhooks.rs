@@ -1339,7 +1339,52 @@ async fn a_bulk_redelivery_takes_each_failed_delivery_once_a_pass(backend: Backe
     );
 }
 
+/// An organisation holds at most 10 live subscriptions: each event is written once per
+/// subscription and each hanging receiver holds a send slot, so hundreds of them to a dead
+/// receiver slowed every write and kept other organisations' events waiting for hours.
+async fn an_organisation_holds_at_most_ten_subscriptions(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast).await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    app.create_org("mut-b", "mutuelle", "TG").await;
+    let create = |org: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/v1/webhooks",
+                &app.token(org, "webhooks:write"),
+                &json!({"url": "http://127.0.0.1:9/hook", "events": ["claim.submitted"]}),
+            )
+            .await
+        }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let created = create("mut-a").await;
+        assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+        ids.push(created.json["id"].as_str().unwrap().to_owned());
+    }
+    let eleventh = create("mut-a").await;
+    eleventh.problem(409, "conflict");
+    assert_eq!(
+        eleventh.json["errors"][0]["code"], "too_many_subscriptions",
+        "{}",
+        eleventh.text
+    );
+    assert_eq!(app.count("webhook_subscriptions").await, 10, "nothing written");
+    // Another organisation's are its own; a deletion makes room.
+    assert_eq!(create("mut-b").await.status.as_u16(), 201);
+    let deleted = app
+        .send(
+            app.request(reqwest::Method::DELETE, &format!("/v1/webhooks/{}", ids[0]))
+                .bearer_auth(app.token("mut-a", "webhooks:write")),
+        )
+        .await;
+    assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.text);
+    assert_eq!(create("mut-a").await.status.as_u16(), 201);
+}
+
 on_both_databases!(
+    an_organisation_holds_at_most_ten_subscriptions,
     a_subscription_reads_where_its_location_says,
     a_bulk_redelivery_takes_each_failed_delivery_once_a_pass,
     failed_deliveries_are_sent_again_on_request,

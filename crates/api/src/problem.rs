@@ -608,6 +608,11 @@ fn conflict_of(constraint: &str) -> ApiError {
             "Another organisation covers this record too: its coverages are not yours to move.",
             "Une autre organisation couvre aussi cette fiche : ses couvertures ne sont pas les vôtres à déplacer.",
         ),
+        passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS => coded_conflict(
+            passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS,
+            "Your organisation already holds the most webhook subscriptions it may (10): delete one first. One subscription takes any number of event types.",
+            "Votre organisation détient déjà le nombre maximal d'abonnements webhook (10) : supprimez-en un d'abord. Un abonnement prend autant de types d'événements qu'il faut.",
+        ),
         "already_merged" => coded_conflict(
             "already_merged",
             "This record was merged into another person: read it for its merged_into.",

@@ -14,6 +14,16 @@ pub const EVENT_TYPES: [&str; 7] = [
     "beneficiary.changed",
 ];
 
+/// Live subscriptions one organisation may hold. Each event is written once per subscription
+/// that takes it, in the change's own transaction, and each receiver that hangs holds a send
+/// slot: without a bound, one organisation's hundreds of subscriptions to a dead receiver slowed
+/// every write and held every slot, and others' events waited for hours. One subscription takes
+/// any number of event types.
+pub const MAX_SUBSCRIPTIONS: i64 = 10;
+
+/// The conflict of a subscription past [`MAX_SUBSCRIPTIONS`].
+pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     pub id: String,

@@ -306,6 +306,27 @@ impl WebhookStore for This {
         if let Some(replayed) = claim_idempotency::<Subscription>(&mut tx, ctx).await? {
             return Ok(replayed);
         }
+        // Counted under the organisation's row, so that two creations at once take turns rather
+        // than each count the other's as absent (SQLite's single writer makes them take turns).
+        sqlx::query(&format!(
+            "SELECT id FROM organizations WHERE id = $1{FOR_NO_KEY_UPDATE}"
+        ))
+        .bind(&sub.organization)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_subscriptions WHERE organization = $1 AND deleted_at IS NULL",
+        )
+        .bind(&sub.organization)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if live >= passerelle_domain::webhook::MAX_SUBSCRIPTIONS {
+            return Err(StoreError::Conflict {
+                constraint: passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS.into(),
+            });
+        }
         sqlx::query(
             "INSERT INTO webhook_subscriptions (id, organization, url, events, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -305,7 +305,7 @@ pub enum WebhookData {
             example = json!({"id": "01937f12-4d5e-7f60-8172-8c9d0e1f2031", "url": "https://mutuelle.example.org/passerelle/events",
                 "events": ["claim.submitted", "claim.adjudicated"], "created_at": "2026-11-30T08:00:00Z",
                 "secret": "7c3f0a9e1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6"})),
-        (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since (`errors[0].code` `subscription_deleted`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The `Idempotency-Key` was used for a subscription deleted since (`errors[0].code` `subscription_deleted`), or your organisation already holds 10 live subscriptions (`too_many_subscriptions`: delete one first)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["webhooks:write"]))
 )]
