@@ -1623,7 +1623,53 @@ async fn a_since_far_back_answers_as_a_recent_one(backend: Backend) {
     assert_eq!(asked, 70);
 }
 
+/// A page of claims holds at most 2 MiB of them: a claim may hold 1000 lines, and 500 such made
+/// a 335 MB answer that took a gigabyte and every runtime worker for half a minute. The next page
+/// starts where it stopped; following the cursors gives every claim once, in id order.
+async fn a_page_of_large_claims_stops_at_its_size(backend: Backend) {
+    const CLAIMS: usize = 10;
+    let s = setup(backend).await;
+    let app = &s.app;
+    let lines: Vec<Value> = (0..1000)
+        .map(
+            |i| json!({"code": format!("ACTE-{i:04}"), "category": "consultation", "quantity": 1, "unit_price_xof": 1}),
+        )
+        .collect();
+    let mut submitted = Vec::new();
+    for i in 0..CLAIMS {
+        let reply = submit(
+            app,
+            &provider(app),
+            &format!("big-{i}"),
+            &claim(&format!("BIG-{i}"), &s.principal, "2026-06-01", json!(lines)),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        submitted.push(reply.json["id"].as_str().unwrap().to_owned());
+    }
+    let mut listed = Vec::new();
+    let mut pages = Vec::new();
+    let mut path = "/v1/claims?limit=500".to_owned();
+    loop {
+        let page = app.get(&path, &provider(app)).await;
+        assert_eq!(page.status.as_u16(), 200, "{}", page.text);
+        let items = page.json["items"].as_array().unwrap();
+        assert!(!items.is_empty(), "a page holds at least one claim");
+        pages.push((items.len(), page.text.len()));
+        listed.extend(items.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        match page.json["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/claims?limit=500&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert!(pages.len() > 1, "the claims did not fit one page: {pages:?}");
+    assert!(pages.iter().all(|(_, bytes)| *bytes < 8 * 1024 * 1024), "{pages:?}");
+    submitted.sort();
+    assert_eq!(listed, submitted, "every claim once, in id order");
+}
+
 on_both_databases!(
+    a_page_of_large_claims_stops_at_its_size,
     claim_lists_answer_what_each_filter_names,
     a_since_far_back_answers_as_a_recent_one,
     every_fault_of_a_claim_is_listed_at_once,

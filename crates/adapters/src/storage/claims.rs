@@ -19,6 +19,12 @@ const CLAIM_PARTIES: [&str; 4] = ["provider", "submitter", "base_payer", "routed
 /// reads at most this many entries of the index.
 const RECENT_CLAIMS: i64 = 10_000;
 
+/// The stored bodies a page of claims holds at most, together: a page ends before the claim that
+/// would pass it (never before its first), and the next one starts there. A claim may hold 1000
+/// lines (about 600 KB); 500 of them made a 335 MB answer, and two such pages at once took a
+/// gigabyte each and every runtime worker for half a minute.
+pub(crate) const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// The statement of a page of claims, with only the filters asked for written, each read from
 /// an index in id order, so that a page costs its own rows, not the claims before them:
 /// - a recent `since` (`by_update`): the claims changed since, by the index of `updated_at`
@@ -392,16 +398,29 @@ impl ClaimStore for This {
         // generic after five runs on a connection, and PostgreSQL's generic plan walked the
         // primary key: 0.14-0.24 s at 1,300,000 claims); the other forms have one good plan
         // whatever their values.
-        let rows: Vec<BodyRow> = query
-            .build_query_as()
+        let mut rows = query
+            .build_query_as::<BodyRow>()
             .persistent(filter.since.is_none() && filter.external_id.is_none())
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        let claims = rows
-            .iter()
-            .map(|r| claim_from(&r.body))
-            .collect::<Result<Vec<_>, _>>()?;
+            .fetch(&self.read);
+        // Read as they come, so that a page of large claims stops at `PAGE_BYTES` without the
+        // rest ever being held.
+        let mut claims = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.map_err(db_err)? {
+            let overfetched = claims.len() == page.limit as usize;
+            if !overfetched && !claims.is_empty() && bytes + row.body.len() > PAGE_BYTES {
+                let next_key = claims.last().map(|c: &Claim| c.id.clone());
+                return Ok(Page {
+                    items: claims,
+                    next_key,
+                });
+            }
+            bytes += row.body.len();
+            claims.push(claim_from(&row.body)?);
+            if overfetched {
+                break;
+            }
+        }
         Ok(Page::from_overfetch(claims, page.limit, |c| c.id.clone()))
     }
 

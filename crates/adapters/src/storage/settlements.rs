@@ -269,12 +269,17 @@ impl SettlementStore for This {
     }
 
     async fn settlement_claims(&self, id: &str) -> Result<Vec<Claim>, StoreError> {
-        let rows: Vec<BodyRow> = sqlx::query_as("SELECT body FROM claims WHERE settlement = $1 ORDER BY id")
+        let mut rows = sqlx::query_as::<_, BodyRow>("SELECT body FROM claims WHERE settlement = $1 ORDER BY id")
             .bind(id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(|r| claim_from(&r.body)).collect()
+            .fetch(&self.read);
+        // One body at a time, its lines dropped: the whole batch's bodies were held at once.
+        let mut claims = Vec::new();
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.map_err(db_err)? {
+            let mut claim = claim_from(&row.body)?;
+            claim.lines = Vec::new();
+            claims.push(claim);
+        }
+        Ok(claims)
     }
 
     async fn add_payment(

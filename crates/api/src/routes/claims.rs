@@ -1455,7 +1455,9 @@ impl ToSchema for ClaimStatusFilter {}
 /// or after it), e.g. a mutuelle polling `status=awaiting_complementary`. A change is stamped
 /// when its request is received and shows once it commits, up to the request timeout (30 s by
 /// default) later: a poller passes as `since` the time of its previous poll minus 35 s, and
-/// skips the claims it has already seen in the same `status`.
+/// skips the claims it has already seen in the same `status`. A page ends before the claim
+/// that would take it past 2 MiB of stored claims (claims of hundreds of lines come fewer than
+/// `limit` to a page): follow `next_cursor`.
 #[utoipa::path(
     get,
     path = "/v1/claims",

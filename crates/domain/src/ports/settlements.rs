@@ -59,7 +59,8 @@ pub trait SettlementStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<SettlementSummary>, StoreError>;
 
-    /// The batch's claims, in id order.
+    /// The batch's claims, in id order, without their lines (`lines` empty; `totals` kept): a
+    /// batch may hold thousands of claims of up to 1000 lines each, read for their totals.
     async fn settlement_claims(&self, id: &str) -> Result<Vec<Claim>, StoreError>;
 
     /// Records a payment; when the batch is paid in full its claims become `settled`.
