@@ -1286,6 +1286,68 @@ async fn a_full_spool_refuses_uploads_until_jobs_read_them(backend: Backend) {
     std::fs::remove_dir_all(&own_spool).unwrap();
 }
 
+/// An upload that sends nothing for `batch_upload_idle` is cut, nothing kept, and its room in the
+/// spool is given back: eight uploads that sent their header line and then nothing held the
+/// whole spool, every mutuelle's uploads refused, for the 30 minutes an upload may take.
+async fn an_upload_that_goes_silent_is_cut_and_gives_its_room_back(backend: Backend) {
+    use futures::StreamExt;
+    let own_spool = std::env::temp_dir().join(format!("passerelle-spool-{}", uuid::Uuid::now_v7().simple()));
+    let app = TestApp::spawn_with(backend, |c| {
+        c.batch_max_bytes = 2048;
+        c.batch_spool_max_bytes = 2048;
+        c.batch_spool_dir = own_spool.clone();
+        c.batch_upload_idle = Duration::from_millis(300);
+    })
+    .await;
+    app.create_org("mut-a", "mutuelle", "TG").await;
+    let plan = app
+        .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan.json["id"].as_str().unwrap());
+    let body = households(3, "TSV");
+    let header = body.split(|b| *b == b'\n').next().unwrap().to_vec();
+    // Its header line, then nothing for far longer than the service waits.
+    let silent = futures::stream::iter([(header, Duration::ZERO), (b"\n".to_vec(), Duration::from_secs(5))]).then(
+        |(chunk, wait)| async move {
+            tokio::time::sleep(wait).await;
+            Ok::<_, std::io::Error>(chunk)
+        },
+    );
+    let started = std::time::Instant::now();
+    let cut = upload(
+        &app,
+        "mut-a",
+        Some("k1"),
+        &query,
+        CSV,
+        reqwest::Body::wrap_stream(silent),
+    )
+    .await;
+    cut.problem(400, "malformed_request");
+    assert!(cut.text.contains("0.3"), "{}", cut.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.count("registration_batches").await, 0);
+    // The spool holds room for one upload without a length: the silent one gave it back.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(100).map(|c| Ok(c.to_vec())).collect();
+    let reply = upload(
+        &app,
+        "mut-a",
+        Some("k2"),
+        &query,
+        CSV,
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks)),
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let job = finished(&app, "mut-a", reply.header("location").unwrap()).await;
+    assert_eq!(counts(&job), [6, 3, 0, 0, 0]);
+    let _ = std::fs::remove_dir_all(&own_spool);
+}
+
 /// The service on a runtime of its own, which the test can kill as a crash would: every task
 /// stops where it is, open transactions roll back.
 struct Doomed {
@@ -1794,6 +1856,7 @@ async fn a_household_posted_again_with_someone_elses_national_id_fails(backend: 
 on_both_databases!(
     a_household_posted_again_with_someone_elses_national_id_fails,
     a_full_spool_refuses_uploads_until_jobs_read_them,
+    an_upload_that_goes_silent_is_cut_and_gives_its_room_back,
     member_numbers_ignore_case_in_files,
     a_national_id_of_someone_else_fails_its_household,
     a_stopping_replica_hands_its_job_back_and_it_resumes,

@@ -38,6 +38,8 @@ pub struct Config {
     pub batch_spool_dir: std::path::PathBuf,
     /// A running job with no progress, or a queued one no replica has seen, for this long is failed.
     pub batch_stale_after: Duration,
+    /// A bulk upload that sends nothing for this long is cut, and its room in the spool given back.
+    pub batch_upload_idle: Duration,
     pub request_timeout: Duration,
     /// A connection that has not sent a whole request head within this is closed (also an idle
     /// keep-alive connection, counted from its last answer).
@@ -147,6 +149,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "batch_stale_after_ms",
         Some("300000"),
         "a running bulk job without progress, or a queued one no replica has seen, for this long is failed as interrupted",
+    ),
+    (
+        "batch_upload_idle_ms",
+        Some("60000"),
+        "a bulk upload that sends nothing for this long is cut (400), nothing kept, and its room in the spool given back",
     ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
     (
@@ -485,6 +492,12 @@ impl Config {
                 &required("batch_stale_after_ms")?,
                 100,
                 86_400_000,
+            )?),
+            batch_upload_idle: Duration::from_millis(parse_range(
+                "batch_upload_idle_ms",
+                &required("batch_upload_idle_ms")?,
+                100,
+                1_800_000,
             )?),
             request_timeout: Duration::from_millis(parse_range(
                 "request_timeout_ms",

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use futures::StreamExt;
@@ -106,7 +107,11 @@ async fn folder_bytes(dir: &Path) -> std::io::Result<u64> {
 
 /// Writes `body` to a new file of `dir`, hashing `prefix` then the body. More than `max_bytes`
 /// is 413 and leaves nothing behind; so does a body cut short (400).
-pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Result<Spooled, ApiError> {
+/// An upload that sends nothing for `idle` is cut (`Config::batch_upload_idle`): a slow link still
+/// sends something every few seconds, and eight uploads that sent their header line and then
+/// nothing held the whole spool, every mutuelle's uploads refused, for the 30 minutes an upload
+/// may take.
+pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8], idle: Duration) -> Result<Spooled, ApiError> {
     create_private_dir(dir).await.map_err(io_failure)?;
     let mut spooled = Spooled {
         path: dir.join(format!("{}.upload", uuid::Uuid::now_v7())),
@@ -124,8 +129,12 @@ pub async fn spool(dir: &Path, body: Body, max_bytes: u64, prefix: &[u8]) -> Res
     let mut hasher = Sha256::new();
     hasher.update(prefix);
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| cut_short())?;
+    loop {
+        let chunk = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(chunk)) => chunk.map_err(|_| cut_short())?,
+            Ok(None) => break,
+            Err(_) => return Err(went_silent(idle)),
+        };
         spooled.bytes += chunk.len() as u64;
         if spooled.bytes > max_bytes {
             return Err(ApiError::PayloadTooLarge);
@@ -184,6 +193,15 @@ pub async fn check_writable(dir: &Path) -> Result<(), String> {
 }
 
 /// An upload whose body ended before its declared length (the client's connection dropped).
+/// An upload that sent nothing for `idle`: cut, nothing kept.
+fn went_silent(idle: Duration) -> ApiError {
+    let seconds = idle.as_secs_f64();
+    ApiError::malformed(
+        format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
+        format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été gardé : renvoyez le fichier."),
+    )
+}
+
 pub fn cut_short() -> ApiError {
     ApiError::malformed(
         "The upload stopped before its end; send the file again.",

@@ -383,7 +383,7 @@ fn accepted(job: &BatchJob) -> Response {
              "rows_processed": 0, "households_created": 0, "households_skipped": 0, "rows_failed": 0,
              "errors_total": 0, "possible_duplicates_total": 0, "errors": [], "possible_duplicates": [],
              "created_at": "2026-11-30T08:00:00Z"})),
-        (status = 400, description = "The upload stopped before its end", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The upload stopped before its end, or sent nothing for `PASSERELLE_BATCH_UPLOAD_IDLE_MS` (a minute by default): nothing kept, send it again", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The file is larger than `PASSERELLE_BATCH_MAX_BYTES`; no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `text/csv` nor `application/x-ndjson` (or not UTF-8)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A CSV header with a missing, unknown or repeated column (one error per column at `/header/<column>`), a first line naming no column (a spreadsheet's `sep=;` hint included), a blank one or an empty file (`no_header` at `/header`), a first line longer than 1 MiB (`line_too_long` at `/header`), `product` missing (CSV) or not one of yours (`/query/product`), a CSV file sent as JSON lines (`not_json_lines` at `/body`), or `idempotency_key_reused` (the key's first request had another query, body or format; judged before anything else); no job was created", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -433,7 +433,7 @@ pub async fn upload(
     .await?;
     // The fingerprint covers the method, path, query and body, as for JSON requests.
     let prefix = format!("POST {uri}\n");
-    let spooled = spool::spool(dir, body, max_bytes, prefix.as_bytes()).await?;
+    let spooled = spool::spool(dir, body, max_bytes, prefix.as_bytes(), state.config.batch_upload_idle).await?;
     // On disk now, where the next reservation counts it.
     drop(room);
     let idempotency = IdempotencyKey {
