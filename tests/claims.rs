@@ -1668,7 +1668,32 @@ async fn a_page_of_large_claims_stops_at_its_size(backend: Backend) {
     assert_eq!(listed, submitted, "every claim once, in id order");
 }
 
+/// A line's description holds no line break (it split the adjudicator's table and a statement's
+/// row) and no direction override (it showed the text reversed).
+async fn a_line_description_holds_no_control_character(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    for (i, bad) in ["Consultation\nurgente", "\u{202E}Consultation"].iter().enumerate() {
+        let lines = json!([{"code": "CONS", "category": "consultation", "description": bad, "quantity": 1, "unit_price_xof": 1000}]);
+        let reply = submit(
+            app,
+            &provider(app),
+            &format!("d-{i}"),
+            &claim(&format!("D-{i}"), &s.principal, "2026-06-01", lines),
+        )
+        .await;
+        assert_eq!(
+            field_codes(&reply),
+            pairs(&[("/lines/0/description", "invalid_characters")]),
+            "{}",
+            reply.text
+        );
+    }
+    assert_eq!(app.count("claims").await, 0);
+}
+
 on_both_databases!(
+    a_line_description_holds_no_control_character,
     a_page_of_large_claims_stops_at_its_size,
     claim_lists_answer_what_each_filter_names,
     a_since_far_back_answers_as_a_recent_one,

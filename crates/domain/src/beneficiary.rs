@@ -716,8 +716,23 @@ pub(crate) fn check_text(
         ));
         return None;
     }
-    if text.chars().any(crate::text::is_forbidden) {
+    if text.chars().any(crate::text::is_forbidden)
+        || crate::text::misplaced_joiner(text)
+        || text
+            .chars()
+            .next()
+            .is_some_and(unicode_normalization::char::is_combining_mark)
+    {
         errors.push(FieldError::control_characters(pointer));
+        return None;
+    }
+    if !text.chars().any(char::is_alphanumeric) {
+        errors.push(FieldError::new(
+            pointer,
+            "invalid_characters",
+            "holds no letter: write it with letters",
+            "ne contient aucune lettre : écrivez-le avec des lettres",
+        ));
         return None;
     }
     if is_spreadsheet_error(text) {
@@ -765,15 +780,24 @@ fn is_spreadsheet_error(text: &str) -> bool {
 /// becomes `Ã` or `Â` and a character of U+0080–U+00BF or one of Windows-1252's
 /// punctuation marks (`é` → `Ã©`, `É` → `Ã‰`, `à` → `Ã` and a no-break space). No name of
 /// the region's languages, French, Ewe, Bambara or Wolof, writes such a pair.
+/// So are decomposed accents (`Ä±` → `AiÌˆ`: a combining mark's first byte reads as `Ì` or `Í`)
+/// and the region's own letters (`ŋ` → `Å‹`, `ɔ` → `É”`), but only before a continuation byte
+/// no name writes after those capitals (not a no-break space, after which `É` may stand). The
+/// replacement character `\u{FFFD}` is what a decoder writes for bytes it could not read.
 fn looks_double_encoded(text: &str) -> bool {
     const WINDOWS_1252: &str = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ";
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        if matches!(c, 'Ã' | 'Â')
-            && chars
-                .peek()
-                .is_some_and(|next| ('\u{80}'..='\u{BF}').contains(next) || WINDOWS_1252.contains(*next))
-        {
+        let continuation = |next: &char| ('\u{80}'..='\u{BF}').contains(next) || WINDOWS_1252.contains(*next);
+        let garbled = match c {
+            '\u{FFFD}' => true,
+            'Ã' | 'Â' => chars.peek().is_some_and(continuation),
+            'Ì' | 'Í' | 'Ä' | 'Å' | 'Æ' | 'É' => {
+                chars.peek().is_some_and(|next| *next != '\u{A0}' && continuation(next))
+            }
+            _ => false,
+        };
+        if garbled {
             return true;
         }
     }
@@ -1500,6 +1524,36 @@ mod tests {
         ] {
             assert_eq!(check(garbled).as_deref(), Some("garbled_characters"), "{garbled}");
         }
+        // Decomposed accents read in the wrong character set, letters of the region's own
+        // alphabets so read, and what a decoder writes for bytes it could not read.
+        for garbled in [
+            "Ai\u{CC}\u{2C6}ssatou",
+            "Nde\u{CC}\u{20AC}ye",
+            "Ko\u{C5}\u{2039}",
+            "K\u{C9}\u{201D}ffi",
+            "Kp\u{FFFD}lafia",
+        ] {
+            assert_eq!(check(garbled).as_deref(), Some("garbled_characters"), "{garbled}");
+        }
+        // Nothing visible, nothing but punctuation, a joiner outside joining letters, an accent
+        // with no letter under it: no name at all, or one that looks like another.
+        for invisible in [
+            "\u{200D}",
+            "\u{3164}",
+            "\u{2800}",
+            "'",
+            "-.",
+            "Nd\u{200D}\u{e8}ye",
+            "Di\u{200C}allo",
+            "\u{301}Ami",
+            "Ami\u{E0041}",
+            "Ami\u{600}",
+            "Ami\u{F8FF}",
+            "Ami\u{FFFF}",
+            "Ami\u{FE0F}",
+        ] {
+            assert_eq!(check(invisible).as_deref(), Some("invalid_characters"), "{invisible:?}");
+        }
         for error in ["#N/A", "#n/a", "#NAME?", "#NOM?", "#VALEUR!", "#DIV/0!", "Err:502"] {
             assert_eq!(check(error).as_deref(), Some("spreadsheet_error"), "{error}");
         }
@@ -1507,6 +1561,11 @@ mod tests {
             "Kpélafia",
             "Aïssata",
             "Éloïse",
+            "É. Kodjo",
+            "Nde\u{300}ye",
+            "عبد\u{200D}الله",
+            "Kɔffi Ɛfua",
+            "Ŋgom",
             "Ndèye",
             "Françoise",
             "JOÃO",

@@ -13,6 +13,7 @@ use unicode_normalization::UnicodeNormalization;
 /// separator, or a soft hyphen.
 pub fn is_forbidden(c: char) -> bool {
     c.is_control()
+        || is_invisible(c)
         || matches!(
             c,
             '\u{00AD}'              // soft hyphen: invisible, splits a name's search key
@@ -28,24 +29,69 @@ pub fn is_forbidden(c: char) -> bool {
         )
 }
 
+/// Characters that show as nothing, or as a box, and that no name or reference needs: the
+/// combining grapheme joiner, Hangul fillers, variation selectors and tag characters, the format
+/// characters of other scripts (Arabic number signs, the Syriac abbreviation mark, musical and
+/// shorthand format controls), private-use characters, which mean nothing outside the program that
+/// wrote them, and noncharacters. Each made a name of nothing, or two names that look the same
+/// compare different.
+fn is_invisible(c: char) -> bool {
+    let code = c as u32;
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E000}'..='\u{F8FF}'
+            | '\u{F0000}'..='\u{10FFFF}'
+            | '\u{FDD0}'..='\u{FDEF}'
+    ) || code & 0xFFFE == 0xFFFE
+}
+
 /// Whether `c` may not appear in a code or a reference a clerk types (an act's code, an
 /// invoice's or a transfer's number): what free text refuses ([`is_forbidden`]), and also the
 /// invisible characters names may need or that render as nothing: the zero-width joiners, the
 /// combining grapheme joiner, variation selectors, tag characters and Hangul fillers. Such a
 /// character makes two codes that look the same compare different.
 pub fn is_forbidden_in_code(c: char) -> bool {
-    is_forbidden(c)
-        || matches!(
-            c,
-            '\u{034F}'                     // combining grapheme joiner
-                | '\u{115F}'..='\u{1160}' // Hangul choseong and jungseong fillers
-                | '\u{200C}'..='\u{200D}' // zero-width non-joiner and joiner
-                | '\u{3164}'               // Hangul filler
-                | '\u{FE00}'..='\u{FE0F}' // variation selectors
-                | '\u{FFA0}'               // halfwidth Hangul filler
-                | '\u{E0000}'..='\u{E007F}' // tag characters
-                | '\u{E0100}'..='\u{E01EF}' // variation selectors supplement
-        )
+    is_forbidden(c) || matches!(c, '\u{200C}'..='\u{200D}') // zero-width non-joiner and joiner
+}
+
+/// Whether a zero-width joiner or non-joiner in `text` stands anywhere but between two letters
+/// of scripts whose letters join (Arabic, Syriac, N'Ko, Adlam, the Indic scripts, Mongolian),
+/// where it shapes them. Elsewhere it shows as nothing: `Nd\u{200D}èye` looked like `Ndèye`,
+/// and escaped the duplicate checks.
+pub fn misplaced_joiner(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let joins = |c: Option<&char>| {
+        c.is_some_and(|&c| {
+            matches!(c,
+                '\u{0600}'..='\u{08FF}'           // Arabic, Syriac, Thaana, N'Ko, Samaritan, Arabic Extended
+                    | '\u{0900}'..='\u{0DFF}'     // the Indic scripts
+                    | '\u{1800}'..='\u{18AF}'     // Mongolian
+                    | '\u{FB50}'..='\u{FDFF}'     // Arabic presentation forms
+                    | '\u{FE70}'..='\u{FEFF}'
+                    | '\u{1E900}'..='\u{1E95F}'   // Adlam, written for Fula
+            ) && !c.is_whitespace()
+        })
+    };
+    chars.iter().enumerate().any(|(i, c)| {
+        matches!(c, '\u{200C}' | '\u{200D}') && !(i > 0 && joins(chars.get(i - 1)) && joins(chars.get(i + 1)))
+    })
 }
 
 /// A reference (a claim's `external_id`) as it is kept and compared: trimmed, in Unicode's

@@ -252,8 +252,9 @@ pub struct ClaimLineWrite {
     /// `surgery`, `dental`, `optical` or `emergency`; with `care_level` it selects the rule that
     /// prices the line.
     pub category: String,
-    /// Free text, at most 500 characters.
-    // `read_claim`: 422 `too_long` past 500 characters.
+    /// Free text, at most 500 characters (422 `too_long`), without control or invisible
+    /// formatting characters, line breaks included (422 `invalid_characters`).
+    // `read_claim`.
     #[schema(max_length = 500)]
     pub description: Option<String>,
     /// 1 to 1,000,000.
@@ -664,6 +665,13 @@ pub(crate) fn read_claim(
                         "must be at most 500 characters",
                         "doit compter au plus 500 caractères",
                     ));
+                } else if description
+                    .as_ref()
+                    .is_some_and(|d| d.chars().any(passerelle_domain::text::is_forbidden))
+                {
+                    // A line break splits the adjudicator's table and a statement's CSV row; a
+                    // right-to-left override shows the text reversed.
+                    errors.push(FieldError::control_characters(format!("{p}/description")));
                 }
                 let category = category.and_then(|c| {
                     Category::parse(&c).or_else(|| {
