@@ -615,6 +615,58 @@ async fn storage_conflicts_point_at_the_member_at_fault(backend: Backend) {
 /// with `identity_mismatch` on that row, as a single registration is refused; the other
 /// households register, a year-only birth matching a full date of its year. The job tells nothing
 /// of the stored person, and the same file again skips what it registered and fails the same rows.
+/// A file's dependant whose member number is taken fails its household the same way whatever its
+/// principal's national id matches: told only after the match, it confirmed a right guess of a
+/// stranger's sex and birth without an audit event (from a privacy review).
+async fn a_taken_number_fails_its_household_before_any_match(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let job = run(
+        app,
+        "mut-a",
+        "k1",
+        &format!("?product={}", r.product),
+        CSV,
+        csv(&GOOD[..1]),
+    )
+    .await;
+    assert_eq!(counts(&job), [1, 1, 0, 0, 0]);
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let query = format!("?product={}", plan_b.json["id"].as_str().unwrap());
+    let own = run(
+        app,
+        "mut-b",
+        "k2",
+        &query,
+        CSV,
+        csv(&["B1,principal,B-1001,Sow,Ali,M,1980,,,,,,2026-01-01,"]),
+    )
+    .await;
+    assert_eq!(counts(&own), [1, 1, 0, 0, 0]);
+    let before = app.audited().await;
+    // GOOD's principal is a man born on 1984-03-12: G1 guesses right, G2 wrong.
+    let file = csv(&[
+        "G1,principal,B-2001,Agbeko,K.,M,1984,TG:NIU:123456789012,,,,,2026-01-01,",
+        "G1,spouse,B-1001,Agbeko,Ama,F,1990,,,,,,,",
+        "G2,principal,B-2002,Agbeko,K.,F,1984,TG:NIU:123456789012,,,,,2026-01-01,",
+        "G2,spouse,B-1001,Agbeko,Ama,F,1990,,,,,,,",
+    ]);
+    let job = run(app, "mut-b", "k3", &query, CSV, file).await;
+    let taken: Vec<(u64, String)> = codes(&job).into_iter().map(|(row, _, code)| (row, code)).collect();
+    assert_eq!(
+        taken,
+        [
+            (3, "member_number_taken".to_owned()),
+            (5, "member_number_taken".to_owned())
+        ],
+        "{job}"
+    );
+    // The job's own two events, and no refusal that tells one guess from the other.
+    assert_eq!(app.audited().await - before, 2, "{job}");
+}
+
 async fn a_national_id_of_someone_else_fails_its_household(backend: Backend) {
     let r = registry(backend).await;
     let app = &r.app;
@@ -1859,6 +1911,7 @@ on_both_databases!(
     an_upload_that_goes_silent_is_cut_and_gives_its_room_back,
     member_numbers_ignore_case_in_files,
     a_national_id_of_someone_else_fails_its_household,
+    a_taken_number_fails_its_household_before_any_match,
     a_stopping_replica_hands_its_job_back_and_it_resumes,
     a_csv_file_with_its_columns_in_any_order_completes,
     a_bad_header_or_query_creates_nothing,
@@ -1963,7 +2016,7 @@ async fn a_job_goes_on_when_its_database_connections_are_cut() {
 /// between them) leaves the worker unable to tell whether the group was written: the job is
 /// handed back to the queue at once and resumes from its stored progress, neither stalling until
 /// the sweeper nor writing a household twice.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_commit_answer_is_lost_resumes_from_what_was_written() {
     const HOUSEHOLDS: usize = 3000;
     let proxy = passerelle_tests::proxy::Proxy::start("127.0.0.1:5432").await;
@@ -2018,7 +2071,7 @@ async fn a_job_whose_commit_answer_is_lost_resumes_from_what_was_written() {
 /// the connection between the commit and its answer, deleted the file of the job it had just
 /// committed, and the retry with the same key replayed a job that could never run (from a
 /// review of dropped handlers).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_abandoned_while_its_job_commits_still_runs() {
     use tokio::io::AsyncWriteExt;
     const HOLD: Duration = Duration::from_millis(1500);

@@ -1504,6 +1504,41 @@ async fn a_child_found_by_national_id_is_judged_on_the_stored_birth_date(backend
     assert_eq!(admitted.status.as_u16(), 201, "{}", admitted.text);
 }
 
+/// A household whose dependant's member number is taken is told so whatever its principal's
+/// national id matches: answered only after the match, `member_number_taken` told a right guess
+/// of someone's sex and birth without an audit event, where a wrong one was the audited
+/// `identity_mismatch` (from a privacy review).
+async fn a_taken_number_is_told_before_any_national_id_is_matched(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let first = register(app, "mut-a", "k1", &household(&r.product, "TSV-0001", "123456789012")).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    let plan_b = plan_b.json["id"].as_str().unwrap();
+    let own = register(app, "mut-b", "b1", &household(plan_b, "B-0001", "123456789099")).await;
+    assert_eq!(own.status.as_u16(), 201, "{}", own.text);
+    let before = app.audited().await;
+    // mut-b guesses the sex of mut-a's member, its dependant numbered with a number it holds.
+    for (key, sex) in [("g-right", "M"), ("g-wrong", "F")] {
+        let mut guess = household(plan_b, "B-0002", "123456789012");
+        guess["principal"]["sex"] = json!(sex);
+        guess["principal"]["birth_date"] = json!("1984");
+        guess["dependants"] = json!([{"relationship": "spouse", "member_number": "B-0001", "family_name": "Agbéko",
+            "given_names": "Ama", "sex": "F", "birth_date": "1990-01-01"}]);
+        let reply = register(app, "mut-b", key, &guess).await;
+        reply.problem(409, "conflict");
+        assert_eq!(
+            (&reply.json["errors"][0]["field"], &reply.json["errors"][0]["code"]),
+            (&json!("/dependants/0/member_number"), &json!("member_number_taken")),
+            "{sex}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(app.audited().await, before, "neither answer depends on the guess");
+}
+
 /// What B is told when a national id it sends is stored for someone else: 409 `identity_mismatch`
 /// at the member at fault, in both languages, and not a word of that person.
 fn refused_as_mismatch(reply: &Reply, at: &str, stored: &[&str]) {
@@ -1945,6 +1980,7 @@ async fn a_coverage_patch_reads_its_values_trimmed(backend: Backend) {
 }
 
 on_both_databases!(
+    a_taken_number_is_told_before_any_national_id_is_matched,
     a_coverage_patch_reads_its_values_trimmed,
     a_byte_order_mark_and_a_00_prefix_are_read_as_meant,
     a_payment_after_a_gap_counts_once_the_gap_is_paid,

@@ -344,6 +344,14 @@ fn decide(
         }
         return Err(member_at_fault("member_number_taken", 0));
     }
+    // Every number taken before anyone is matched by national id, as `register_in` does.
+    for (index, member) in household.members.iter().enumerate().skip(1) {
+        if let Some(own) = &member.own_number {
+            if known.holders.contains_key(&member_number_key(own)) {
+                return Err(member_at_fault("member_number_taken", index));
+            }
+        }
+    }
     let mut mine = Plan::default();
     let mut numbers: Vec<(String, Beneficiary)> = Vec::new();
     let mut people: Vec<(NidKey, Beneficiary)> = Vec::new();

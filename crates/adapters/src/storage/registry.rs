@@ -523,6 +523,17 @@ async fn register_in(
         }
         return Err(at_member(member_number_taken(), 0));
     }
+    // Every number the household would take is checked before anyone is matched by national id,
+    // as the household's is: a dependant's number taken was answered only once the principal's
+    // national id had matched, so that a right guess of a person's sex and birth came back as
+    // `member_number_taken`, unaudited, and a wrong one as the audited `identity_mismatch`.
+    for (index, member) in household.members.iter().enumerate().skip(1) {
+        if let Some(own) = &member.own_number {
+            if holder_of(tx, &ctx.organization, own).await?.is_some() {
+                return Err(at_member(member_number_taken(), index));
+            }
+        }
+    }
     let mut members = Vec::with_capacity(household.members.len());
     let mut principal_coverage: Option<String> = None;
     for (index, member) in household.members.iter().enumerate() {
@@ -801,6 +812,13 @@ impl RegistryStore for This {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
+        // The number first, as a registration checks its members' (`register_in`): answered after
+        // the national id matched, it told a right guess of the person's sex and birth, unaudited.
+        if let Some(own) = &member.own_number {
+            if holder_of(&mut tx, &ctx.organization, own).await?.is_some() {
+                return Err(member_number_taken());
+            }
+        }
         let mut events = Vec::new();
         let (beneficiary, matched, possible_duplicates) =
             upsert_person(&mut tx, ctx, &member.person, &mut events).await?;
