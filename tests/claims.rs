@@ -1227,6 +1227,43 @@ async fn a_duplicate_external_id_is_named(backend: Backend) {
     assert_eq!(reply.json["items"][0]["id"], first.json["id"], "{}", reply.text);
     assert_eq!(reply.json["items"][0]["external_id"], "FACT É-1");
     assert_eq!(app.count("claims").await, 2);
+    // A claim stored before references were kept in one form holds the form it was sent in:
+    // sent again in that form, it is that claim, and that form finds it.
+    let mut old = body.clone();
+    old["external_id"] = json!("FACT-OLD-É");
+    let first = submit(app, &provider(app), "old-1", &old).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    app.db
+        .execute(&format!(
+            "UPDATE claims SET external_id = 'FACT-OLD-E\u{301}' WHERE id = '{}'",
+            first.json["id"].as_str().unwrap()
+        ))
+        .await;
+    old["external_id"] = json!("FACT-OLD-E\u{301}");
+    let again = submit(app, &provider(app), "old-2", &old).await;
+    again.problem(409, "conflict");
+    assert_eq!(again.json["errors"][0]["code"], "external_id_taken", "{}", again.text);
+    let reply = found(provider(app), "FACT-OLD-E%CC%81").await;
+    assert_eq!(reply.json["items"][0]["id"], first.json["id"], "{}", reply.text);
+    // Its retry with the same key is still a replay.
+    let replayed = submit(app, &provider(app), "old-1", &{
+        let mut b = body.clone();
+        b["external_id"] = json!("FACT-OLD-É");
+        b
+    })
+    .await;
+    assert_eq!(replayed.status.as_u16(), 201, "{}", replayed.text);
+    // The length is counted in the kept form: `№` is kept as `No`.
+    let mut long = body.clone();
+    long["external_id"] = json!(format!("{}\u{2116}", "F".repeat(99)));
+    let reply = submit(app, &provider(app), "long-1", &long).await;
+    assert_eq!(
+        field_codes(&reply),
+        pairs(&[("/external_id", "invalid_length")]),
+        "{}",
+        reply.text
+    );
+    assert_eq!(app.count("claims").await, 3);
 }
 
 /// The claims list names the states it takes, and every fault of its query at once.

@@ -453,7 +453,11 @@ fn is_icd10(code: &str) -> bool {
 /// A claim as read from a request, whichever form (`/v1` or FHIR) it came in, every field well
 /// formed: what is priced and stored.
 pub(crate) struct ParsedClaim {
+    /// In its kept form (`text::reference_form`).
     pub external_id: String,
+    /// As sent, trimmed, when that differs from the kept form: a claim stored before references
+    /// were kept so holds it.
+    pub external_id_as_sent: Option<String>,
     pub provider: String,
     pub person: passerelle_domain::ports::PersonKey,
     pub service_date: NaiveDate,
@@ -468,6 +472,7 @@ pub(crate) struct ParsedClaim {
 /// formed (the provider, the person's coverages), so that one answer lists every fault.
 pub(crate) struct ClaimRead {
     pub external_id: Option<String>,
+    pub external_id_as_sent: Option<String>,
     pub provider: Option<String>,
     pub person: Option<passerelle_domain::ports::PersonKey>,
     pub service_date: Option<NaiveDate>,
@@ -506,6 +511,7 @@ impl ClaimRead {
             {
                 Ok(ParsedClaim {
                     external_id,
+                    external_id_as_sent: self.external_id_as_sent,
                     provider,
                     person,
                     service_date,
@@ -557,6 +563,16 @@ pub(crate) fn read_claim(
     } else {
         read_person(None, rules, &mut errors)
     };
+    // Judged in the form it is kept in, which may be longer than the one sent (`№` is `No`).
+    let external_id_sent = external_id.as_deref().map(|e| e.trim().to_owned());
+    let external_id = external_id.map(|e| {
+        let kept = passerelle_domain::text::reference_form(&e);
+        if kept.is_empty() {
+            e
+        } else {
+            kept
+        }
+    });
     errors.extend(
         external_id
             .as_deref()
@@ -790,9 +806,8 @@ pub(crate) fn read_claim(
             .iter()
             .any(|e| e.field == "/lines" || e.field.starts_with("/lines/"));
     ClaimRead {
-        external_id: external_id
-            .filter(|e| !e.trim().is_empty() && e.chars().count() <= 100)
-            .map(|e| passerelle_domain::text::reference_form(&e)),
+        external_id_as_sent: external_id_sent.filter(|sent| Some(sent) != external_id.as_ref()),
+        external_id: external_id.filter(|e| !e.trim().is_empty() && e.chars().count() <= 100),
         provider,
         person,
         service_date,
@@ -1126,6 +1141,33 @@ pub(crate) async fn submit(
     facts: passerelle_domain::ports::EligibilityFacts,
     idempotency: IdempotencyKey,
 ) -> Result<Written<Claim>, ApiError> {
+    // A claim stored before references were kept in one form holds the form it was sent in: the
+    // same invoice sent again in that form is that claim, not a new one. (The kept form's own
+    // uniqueness is the store's.) A retry of this very request replays as usual.
+    if let Some(sent) = &parsed.external_id_as_sent {
+        if crate::extract::replayed::<Claim>(state, caller, Some(&idempotency))
+            .await?
+            .is_none()
+        {
+            let filter = ClaimFilter {
+                party: Some(parsed.provider.clone()),
+                status: None,
+                since: None,
+                external_id: Some(sent.clone()),
+            };
+            let page = passerelle_domain::pagination::PageRequest { limit: 1, after: None };
+            if state
+                .store
+                .list_claims(&filter, &page)
+                .await?
+                .items
+                .iter()
+                .any(|c| c.provider == parsed.provider)
+            {
+                return Err(duplicate_external_id());
+            }
+        }
+    }
     let mut facts = Some(facts);
     let mut routings = 1;
     loop {
@@ -1515,13 +1557,32 @@ pub async fn list_claims(
         return Err(ApiError::validation(errors));
     };
     let caller = &auth.caller;
-    let filter = ClaimFilter {
+    let kept = external_id.map(passerelle_domain::text::reference_form);
+    let mut filter = ClaimFilter {
         party: (!caller.reads_everything()).then(|| caller.org.to_string()),
         status,
         since,
-        external_id: external_id.map(passerelle_domain::text::reference_form),
+        external_id: kept.clone(),
     };
-    let result = state.store.list_claims(&filter, &page).await?;
+    let mut result = state.store.list_claims(&filter, &page).await?;
+    // A claim stored before references were kept in one form holds the form it was sent in:
+    // found by that form too. Each form names at most one claim per provider.
+    if let (Some(sent), Some(kept)) = (external_id, &kept) {
+        if sent != kept {
+            filter.external_id = Some(sent.to_owned());
+            let older = state.store.list_claims(&filter, &page).await?;
+            let more = result.next_key.is_some() || older.next_key.is_some();
+            result.items.extend(older.items);
+            result.items.sort_by(|a, b| a.id.cmp(&b.id));
+            result.items.dedup_by(|a, b| a.id == b.id);
+            let limit = page.limit as usize;
+            let cut = result.items.len() > limit;
+            result.items.truncate(limit);
+            result.next_key = (more || cut)
+                .then(|| result.items.last().map(|c| c.id.clone()))
+                .flatten();
+        }
+    }
     crate::routes::audit::record_read(&state, caller, "claim", "*").await?;
     Ok(Json(ListOf::from_page(result, ClaimView::from)))
 }
