@@ -147,6 +147,15 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
             "Le corps est vide : un objet JSON est attendu.",
         );
     }
+    // A body in another character set (Latin-1, Windows-1252: `é` as one byte) fails on its first
+    // accent; its line and column alone did not say why.
+    if let Err(bad) = std::str::from_utf8(body) {
+        let at = bad.valid_up_to();
+        return ApiError::malformed(
+            format!("The body is not UTF-8 text (its byte {at}, counted from 0, is not): JSON is sent in UTF-8; send the text encoded as UTF-8, not Latin-1 or Windows-1252."),
+            format!("Le corps n'est pas du texte UTF-8 (son octet {at}, compté depuis 0, ne l'est pas) : le JSON s'envoie en UTF-8 ; envoyez le texte encodé en UTF-8, pas en Latin-1 ni en Windows-1252."),
+        );
+    }
     // serde_json tells this case by its message alone.
     if e.to_string().starts_with("recursion limit exceeded") {
         return ApiError::malformed(
@@ -665,6 +674,19 @@ mod tests {
         let e = serde_json::from_str::<Value>(body).unwrap_err();
         match not_json(body.as_bytes(), &e) {
             ApiError::Malformed { en, fr } => (en, fr),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A body written in Latin-1 is told as such, not as JSON broken at its first accent.
+    #[test]
+    fn a_body_in_another_character_set_is_told_so() {
+        let body = b"{\"family_name\": \"K\xe9ita\"}";
+        let e = serde_json::from_slice::<Value>(body).unwrap_err();
+        match not_json(body, &e) {
+            ApiError::Malformed { en, .. } => {
+                assert!(en.contains("not UTF-8") && en.contains("byte 18"), "{en}");
+            }
             other => panic!("{other:?}"),
         }
     }

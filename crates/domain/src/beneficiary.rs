@@ -606,33 +606,48 @@ impl Beneficiary {
     /// national id, sex and birth date, and one of them changing it would hand the record to
     /// someone else. A national id is only ever added, to a person registered without one.
     pub fn corrected(&self, correction: Correction, today: NaiveDate) -> Result<Beneficiary, Vec<FieldError>> {
+        // Only the fields sent are checked: a stored value that today's rules would refuse (a
+        // rule added since it was registered) is kept as it is, and does not refuse a correction
+        // of another field. A field not sent stands in as a value every rule takes, then is
+        // given back.
+        const STANDS_IN: &str = "x";
         let draft = BeneficiaryDraft {
             // Not checked again: a deployment's rules may have changed since it was stored.
             national_id: None,
-            family_name: Some(correction.family_name.unwrap_or_else(|| self.family_name.clone())),
-            given_names: Some(correction.given_names.unwrap_or_else(|| self.given_names.clone())),
+            family_name: Some(correction.family_name.clone().unwrap_or_else(|| STANDS_IN.into())),
+            given_names: Some(correction.given_names.clone().unwrap_or_else(|| STANDS_IN.into())),
             sex: Some(self.sex.as_str().to_owned()),
             birth_date: Some(match self.birth_date_precision {
                 BirthDatePrecision::Year => self.birth_date.format("%Y").to_string(),
                 BirthDatePrecision::Day => self.birth_date.to_string(),
             }),
             birth_date_precision: Some(self.birth_date_precision.as_str().to_owned()),
-            phone: correction.phone.unwrap_or_else(|| self.phone.clone()),
-            locality: correction.locality.unwrap_or_else(|| {
-                self.locality.as_ref().map(|l| LocalityDraft {
-                    region: Some(l.region.clone()),
-                    district: Some(l.district.clone()),
-                    commune: Some(l.commune.clone()),
-                })
-            }),
+            phone: correction.phone.clone().unwrap_or(None),
+            locality: correction.locality.clone().unwrap_or(None),
         };
         let valid = draft.validate("", today)?;
         Ok(Beneficiary {
             national_id: self.national_id.clone().or(correction.national_id),
-            family_name: valid.family_name,
-            given_names: valid.given_names,
-            phone: valid.phone,
-            locality: valid.locality,
+            family_name: if correction.family_name.is_some() {
+                valid.family_name
+            } else {
+                self.family_name.clone()
+            },
+            given_names: if correction.given_names.is_some() {
+                valid.given_names
+            } else {
+                self.given_names.clone()
+            },
+            phone: if correction.phone.is_some() {
+                valid.phone
+            } else {
+                self.phone.clone()
+            },
+            locality: if correction.locality.is_some() {
+                valid.locality
+            } else {
+                self.locality.clone()
+            },
             ..self.clone()
         })
     }
@@ -1199,6 +1214,37 @@ mod tests {
             merged_into: None,
             merged_by: None,
         }
+    }
+
+    /// A stored value that a rule added since would refuse does not refuse a correction of
+    /// another field, and is kept as it is; sent again, it is judged.
+    #[test]
+    fn a_correction_judges_only_what_it_sends() {
+        let today = d("2026-12-05");
+        let mut person = stored(None);
+        person.given_names = "Nd\u{200D}èye".into();
+        let fixed = person
+            .corrected(
+                Correction {
+                    phone: Some(Some("+22890000001".into())),
+                    ..Correction::default()
+                },
+                today,
+            )
+            .unwrap();
+        assert_eq!(fixed.given_names, person.given_names);
+        assert_eq!(fixed.phone.as_deref(), Some("+22890000001"));
+        assert_eq!(fixed.locality, person.locality);
+        let errors = person
+            .corrected(
+                Correction {
+                    given_names: Some(person.given_names.clone()),
+                    ..Correction::default()
+                },
+                today,
+            )
+            .unwrap_err();
+        assert_eq!(errors[0].field, "/given_names");
     }
 
     #[test]
