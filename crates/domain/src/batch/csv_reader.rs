@@ -228,10 +228,20 @@ impl Header {
     }
 
     /// The row's household key; a row too short to reach its household column stays with the
-    /// household being read (`current`).
+    /// household being read (`current`). An accented key is read composed (NFC): a file pasted
+    /// together from two programs wrote `Ménage-É1` composed on one row and decomposed on the
+    /// next, and split the household.
     fn key(&self, record: &Record, current: Option<&[u8]>) -> Vec<u8> {
         match self.cell(&record.fields, HOUSEHOLD) {
-            Some(raw) => trim_cell(raw).to_vec(),
+            Some(raw) => {
+                let raw = trim_cell(raw);
+                match std::str::from_utf8(raw) {
+                    Ok(text) if !text.is_ascii() => unicode_normalization::UnicodeNormalization::nfc(text)
+                        .collect::<String>()
+                        .into_bytes(),
+                    _ => raw.to_vec(),
+                }
+            }
             None => current.unwrap_or_default().to_vec(),
         }
     }

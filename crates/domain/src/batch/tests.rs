@@ -364,6 +364,15 @@ fn a_cut_last_line_is_truncated_and_other_short_rows_are_miscounted() {
     assert_eq!(codes(&h3.errors), [(8, "", "truncated")]);
 }
 
+/// One household's key, written composed on one row and decomposed on the next, is one key.
+#[test]
+fn a_household_key_reads_the_same_composed_or_not() {
+    let body = "Ménage-É1,principal,TSV-1,Ba,Awa,F,1980,,,,,,2026-01-01,\nMe\u{301}nage-E\u{301}1,child,,Ba,Fatou,F,2016,,,,,,,\n";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    assert_eq!(items.len(), 1, "one household");
+    assert!(items[0].is_ok(), "{:?}", items[0]);
+}
+
 #[test]
 fn households_must_be_contiguous_and_start_with_the_principal() {
     let body = "\
