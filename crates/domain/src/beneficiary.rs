@@ -796,8 +796,8 @@ fn is_spreadsheet_error(text: &str) -> bool {
 /// punctuation marks (`é` → `Ã©`, `É` → `Ã‰`, `à` → `Ã` and a no-break space). No name of
 /// the region's languages, French, Ewe, Bambara or Wolof, writes such a pair.
 /// So are decomposed accents (`Ä±` → `AiÌˆ`: a combining mark's first byte reads as `Ì` or `Í`)
-/// and the region's own letters (`ŋ` → `Å‹`, `ɔ` → `É”`), but only before a continuation byte
-/// no name writes after those capitals (not a no-break space, after which `É` may stand). The
+/// and some of the region's own letters (`ŋ` → `Å‹`, `ɛ` → `É›`), where no typed text writes
+/// the pair (`É”`, the garbled `ɔ`, is also `É` before a closing quote, and passes). The
 /// replacement character `\u{FFFD}` is what a decoder writes for bytes it could not read.
 fn looks_double_encoded(text: &str) -> bool {
     const WINDOWS_1252: &str = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ";
@@ -807,9 +807,14 @@ fn looks_double_encoded(text: &str) -> bool {
         let garbled = match c {
             '\u{FFFD}' => true,
             'Ã' | 'Â' => chars.peek().is_some_and(continuation),
-            'Ì' | 'Í' | 'Ä' | 'Å' | 'Æ' | 'É' => {
-                chars.peek().is_some_and(|next| *next != '\u{A0}' && continuation(next))
-            }
+            // Decomposed accents (`Ì`/`Í` and a byte of U+0300–U+036F) and `Ɔ`, `ƴ` (`Æ`), but not
+            // before quotes or a no-break space, which typed text puts after a capital.
+            'Ì' | 'Í' | 'Æ' => chars
+                .peek()
+                .is_some_and(|next| !"’‘“”«»·\u{A0}".contains(*next) && continuation(next)),
+            // `ŋ`, `Ŋ` and `ɛ`, `ɗ` only: `É”` is also a capital before a closing quote.
+            'Å' => chars.peek().is_some_and(|next| matches!(next, '‹' | 'Š')),
+            'É' => chars.peek().is_some_and(|next| matches!(next, '›' | '—')),
             _ => false,
         };
         if garbled {
@@ -1576,7 +1581,7 @@ mod tests {
             "Ai\u{CC}\u{2C6}ssatou",
             "Nde\u{CC}\u{20AC}ye",
             "Ko\u{C5}\u{2039}",
-            "K\u{C9}\u{201D}ffi",
+            "K\u{C9}\u{203A}fua",
             "Kp\u{FFFD}lafia",
         ] {
             assert_eq!(check(garbled).as_deref(), Some("garbled_characters"), "{garbled}");
@@ -1608,6 +1613,10 @@ mod tests {
             "Aïssata",
             "Éloïse",
             "É. Kodjo",
+            "DÉ’KODJO",
+            "Kossi «DÉDÉ»",
+            "“DÉDÉ”",
+            "KOUAMÉ·",
             "Nde\u{300}ye",
             "عبد\u{200D}الله",
             "Kɔffi Ɛfua",
