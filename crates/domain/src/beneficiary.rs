@@ -731,7 +731,9 @@ pub(crate) fn check_text(
         ));
         return None;
     }
-    if text.chars().any(crate::text::is_forbidden)
+    if text
+        .chars()
+        .any(|c| crate::text::is_forbidden(c) || crate::text::is_variation_selector(c))
         || crate::text::misplaced_joiner(text)
         || text
             .chars()
@@ -811,10 +813,11 @@ fn looks_double_encoded(text: &str) -> bool {
             // before quotes or a no-break space, which typed text puts after a capital.
             'Ì' | 'Í' | 'Æ' => chars
                 .peek()
-                .is_some_and(|next| !"’‘“”«»·\u{A0}".contains(*next) && continuation(next)),
-            // `ŋ`, `Ŋ` and `ɛ`, `ɗ` only: `É”` is also a capital before a closing quote.
+                .is_some_and(|next| !"’‘“”«»·–—\u{A0}".contains(*next) && continuation(next)),
+            // `ŋ`, `Ŋ` and `ɛ` only: `É”` (`ɔ`) is also a capital before a closing quote, `É—`
+            // (`ɗ`) one before a dash.
             'Å' => chars.peek().is_some_and(|next| matches!(next, '‹' | 'Š')),
-            'É' => chars.peek().is_some_and(|next| matches!(next, '›' | '—')),
+            'É' => chars.peek().is_some_and(|next| *next == '›'),
             _ => false,
         };
         if garbled {
@@ -1617,6 +1620,8 @@ mod tests {
             "Kossi «DÉDÉ»",
             "“DÉDÉ”",
             "KOUAMÉ·",
+            "AGBÉ–KOFFI",
+            "TSÉVIÉ—CENTRE",
             "Nde\u{300}ye",
             "عبد\u{200D}الله",
             "Kɔffi Ɛfua",

@@ -30,7 +30,7 @@ pub fn is_forbidden(c: char) -> bool {
 }
 
 /// Characters that show as nothing, or as a box, and that no name or reference needs: the
-/// combining grapheme joiner, Hangul fillers, variation selectors and tag characters, the format
+/// combining grapheme joiner, Hangul fillers, tag characters, the format
 /// characters of other scripts (Arabic number signs, the Syriac abbreviation mark, musical and
 /// shorthand format controls), private-use characters, which mean nothing outside the program that
 /// wrote them, and noncharacters. Each made a name of nothing, or two names that look the same
@@ -43,9 +43,7 @@ fn is_invisible(c: char) -> bool {
             | '\u{115F}'..='\u{1160}'
             | '\u{3164}'
             | '\u{FFA0}'
-            | '\u{FE00}'..='\u{FE0F}'
             | '\u{E0000}'..='\u{E007F}'
-            | '\u{E0100}'..='\u{E01EF}'
             | '\u{0600}'..='\u{0605}'
             | '\u{06DD}'
             | '\u{070F}'
@@ -68,7 +66,14 @@ fn is_invisible(c: char) -> bool {
 /// combining grapheme joiner, variation selectors, tag characters and Hangul fillers. Such a
 /// character makes two codes that look the same compare different.
 pub fn is_forbidden_in_code(c: char) -> bool {
-    is_forbidden(c) || matches!(c, '\u{200C}'..='\u{200D}') // zero-width non-joiner and joiner
+    is_forbidden(c) || matches!(c, '\u{200C}'..='\u{200D}') || is_variation_selector(c)
+}
+
+/// A variation selector: it picks a glyph's form (`❤️`, the emoji, is `❤` and U+FE0F, as phone
+/// keyboards send it), so a product's or an organisation's name may hold one; a person's name
+/// or a code shows nothing of it and compares different.
+pub fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// Whether a zero-width joiner or non-joiner in `text` stands anywhere but between two letters
@@ -133,6 +138,8 @@ mod tests {
             assert!(is_forbidden_in_code(c), "{:04X}", c as u32);
         }
         assert!(!is_forbidden('\u{200D}'), "names keep the joiners");
+        // A product's or an organisation's name may hold an emoji as phones send it.
+        assert!(!is_forbidden('\u{FE0F}'));
         for c in ['É', 'ç', ' ', '-', '/', '٣', 'ب'] {
             assert!(!is_forbidden_in_code(c), "{c}");
         }
