@@ -226,6 +226,11 @@ pub enum ApiError {
     /// like a timeout it may have been applied.
     #[error("connection lost while committing")]
     Indeterminate,
+    /// The audit chain cannot grow (its head is behind events already chained): 503
+    /// `unavailable`, saying that an operator must put it right, not that the database is out
+    /// of reach.
+    #[error("audit chain blocked")]
+    AuditBlocked,
     #[error("internal error: {0}")]
     Internal(String),
     /// An audit event changed outside the service, so that it cannot be read (SQLite: its `at`
@@ -287,7 +292,8 @@ impl ApiError {
             | ApiError::SpoolFull
             | ApiError::Contended
             | ApiError::TimedOut
-            | ApiError::Indeterminate => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Indeterminate
+            | ApiError::AuditBlocked => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::AuditLogDamaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -315,7 +321,8 @@ impl ApiError {
             | ApiError::SpoolFull
             | ApiError::Contended
             | ApiError::TimedOut
-            | ApiError::Indeterminate => "unavailable",
+            | ApiError::Indeterminate
+            | ApiError::AuditBlocked => "unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::AuditLogDamaged { .. } => "audit_log_damaged",
         }
@@ -412,6 +419,10 @@ impl ApiError {
                 ("Service unavailable", "The request took longer than the service allows. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
                 ("Service indisponible", "La requête a duré plus longtemps que le service ne le permet. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
             ),
+            ApiError::AuditBlocked => (
+                ("Service unavailable", "The audit log cannot take new events until an operator repairs it (the service has logged why); nothing was changed. Retry later.".into()),
+                ("Service indisponible", "Le journal d'audit ne peut plus recevoir d'événements tant qu'un opérateur ne l'a pas réparé (le service a consigné pourquoi) ; rien n'a été modifié. Réessayez plus tard.".into()),
+            ),
             ApiError::Indeterminate => (
                 ("Service unavailable", "The service lost its database connection while the change was being committed. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
                 ("Service indisponible", "Le service a perdu sa connexion à la base de données pendant l'enregistrement de la modification. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
@@ -507,7 +518,7 @@ impl From<StoreError> for ApiError {
             // The chainer logs it as an error, with what to do; the caller can only wait.
             StoreError::ChainBlocked(detail) => {
                 tracing::debug!(error = %detail, "audit chain blocked");
-                ApiError::Unavailable
+                ApiError::AuditBlocked
             }
         }
     }
@@ -726,6 +737,7 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             | ApiError::Contended
             | ApiError::TimedOut
             | ApiError::Indeterminate
+            | ApiError::AuditBlocked
     ) {
         response
             .headers_mut()
@@ -771,6 +783,7 @@ mod tests {
                 | ApiError::Contended
                 | ApiError::TimedOut
                 | ApiError::Indeterminate
+                | ApiError::AuditBlocked
                 | ApiError::Internal(_)
                 | ApiError::AuditLogDamaged { .. } => vec![
                     ApiError::Malformed {
@@ -805,6 +818,7 @@ mod tests {
                     ApiError::Contended,
                     ApiError::TimedOut,
                     ApiError::Indeterminate,
+                    ApiError::AuditBlocked,
                     ApiError::Internal(String::new()),
                     ApiError::AuditLogDamaged { seq: 1 },
                 ],
