@@ -271,6 +271,33 @@ fn opening(file: Option<&std::path::Path>) -> impl Fn(sqlx::Error) -> StoreError
     }
 }
 
+/// Opens a pool, trying again for up to `patience` while another process holds the file.
+/// SQLite answers "database is locked" at once, without waiting out the busy timeout, to a
+/// connection whose wait could deadlock: processes opening one new file together each read it,
+/// then each asks to turn it to WAL, and all but one are refused. One of every two hundred
+/// `passerelle migrate` started at once on a new file failed so.
+async fn open_pool(
+    pool: sqlx::pool::PoolOptions<Db>,
+    connect: &SqliteConnectOptions,
+    patience: std::time::Duration,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match pool.clone().connect_with(connect.clone()).await {
+            Err(sqlx::Error::Database(e)) if is_busy(e.code().as_deref()) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// SQLite's SQLITE_BUSY and SQLITE_LOCKED, extended codes (SQLITE_BUSY_RECOVERY, …) included.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 impl SqliteStore {
     pub async fn connect(options: &DatabaseOptions) -> Result<Self, StoreError> {
         let url = SqliteConnectOptions::from_str(&options.url)
@@ -285,16 +312,21 @@ impl SqliteStore {
         .busy_timeout(options.acquire_timeout);
         let file = database_file(&options.url, &connect);
         let inline_facts = file.as_deref().map(inline_facts::InlineFacts::new);
-        let write = super::pool_options::<Db>(options)
-            .max_connections(1)
-            .connect_with(connect.clone())
-            .await
-            .map_err(opening(file.as_deref()))?;
-        let read = super::pool_options::<Db>(options)
-            .max_connections(options.max_connections.clamp(1, 8))
-            .connect_with(connect)
-            .await
-            .map_err(opening(file.as_deref()))?;
+        let patience = options.acquire_timeout;
+        let write = open_pool(
+            super::pool_options::<Db>(options).max_connections(1),
+            &connect,
+            patience,
+        )
+        .await
+        .map_err(opening(file.as_deref()))?;
+        let read = open_pool(
+            super::pool_options::<Db>(options).max_connections(options.max_connections.clamp(1, 8)),
+            &connect,
+            patience,
+        )
+        .await
+        .map_err(opening(file.as_deref()))?;
         let chain = if options.read_only {
             Chainer::read_only()
         } else {
