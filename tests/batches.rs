@@ -1905,7 +1905,65 @@ async fn a_household_posted_again_with_someone_elses_national_id_fails(backend: 
     );
 }
 
+/// Organisations take turns on a replica: a mutuelle's small job does not wait for another's
+/// large one to end. The large one goes back to the queue after its turn, at a group boundary,
+/// and completes afterwards, every household once.
+async fn organisations_take_turns(backend: Backend) {
+    const LARGE: usize = 6000;
+    let r = crate::registry::registry_with(backend, |c| c.batch_turn = Duration::from_millis(200)).await;
+    let app = &r.app;
+    let plan_b = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    assert_eq!(plan_b.status.as_u16(), 201, "{}", plan_b.text);
+    let large = upload(
+        app,
+        "mut-a",
+        Some("large"),
+        &format!("?product={}", r.product),
+        CSV,
+        households(LARGE, "TSA"),
+    )
+    .await;
+    assert_eq!(large.status.as_u16(), 202, "{}", large.text);
+    let large = large.header("location").unwrap().to_owned();
+    for _ in 0..2000 {
+        if app.get(&large, &writer(app, "mut-a")).await.json["households_created"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let small = run(
+        app,
+        "mut-b",
+        "small",
+        &format!("?product={}", plan_b.json["id"].as_str().unwrap()),
+        CSV,
+        households(3, "TSB"),
+    )
+    .await;
+    assert_eq!(small["status"], "completed", "{small}");
+    let meanwhile = app.get(&large, &writer(app, "mut-a")).await.json;
+    assert_ne!(
+        meanwhile["status"], "completed",
+        "the small job waited for the large one: {meanwhile}"
+    );
+    assert!(
+        meanwhile["households_created"].as_i64().unwrap() < LARGE as i64,
+        "{meanwhile}"
+    );
+    let large = finished(app, "mut-a", &large).await;
+    assert_eq!(large["status"], "completed", "{large}");
+    assert_eq!(counts(&large), [2 * LARGE as i64, LARGE as i64, 0, 0, 0]);
+    assert_eq!(app.count("coverages").await, 2 * (LARGE as i64 + 3));
+}
+
 on_both_databases!(
+    organisations_take_turns,
     a_household_posted_again_with_someone_elses_national_id_fails,
     a_full_spool_refuses_uploads_until_jobs_read_them,
     an_upload_that_goes_silent_is_cut_and_gives_its_room_back,

@@ -40,6 +40,9 @@ pub struct Config {
     pub batch_stale_after: Duration,
     /// A bulk upload that sends nothing for this long is cut, and its room in the spool given back.
     pub batch_upload_idle: Duration,
+    /// A bulk job that has run this long while another organisation's job waits goes back to
+    /// the queue at its next group boundary (`bulk/runner.rs`, turns).
+    pub batch_turn: Duration,
     pub request_timeout: Duration,
     /// A connection that has not sent a whole request head within this is closed (also an idle
     /// keep-alive connection, counted from its last answer).
@@ -154,6 +157,11 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "batch_upload_idle_ms",
         Some("60000"),
         "a bulk upload that sends nothing for this long is cut (400), nothing kept, and its room in the spool given back",
+    ),
+    (
+        "batch_turn_ms",
+        Some("10000"),
+        "a bulk job that has run this long while another organisation's job waits on the replica goes back to the queue, and resumes at its next turn",
     ),
     ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
     (
@@ -498,6 +506,12 @@ impl Config {
                 &required("batch_upload_idle_ms")?,
                 100,
                 1_800_000,
+            )?),
+            batch_turn: Duration::from_millis(parse_range(
+                "batch_turn_ms",
+                &required("batch_turn_ms")?,
+                100,
+                3_600_000,
             )?),
             request_timeout: Duration::from_millis(parse_range(
                 "request_timeout_ms",

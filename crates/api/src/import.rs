@@ -144,7 +144,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         Ended::Finished(BatchStatus::Completed) => Ok(()),
         Ended::Finished(_) => Err("the import failed: see above".into()),
         Ended::Lost => Err("the job was taken from this import (stale, failed by a server)".into()),
-        Ended::Released => Err("the import stopped before the end of the file".into()),
+        Ended::Released | Ended::TurnOver => Err("the import stopped before the end of the file".into()),
         Ended::Interrupted(e) => Err(format!(
             "the database connection was lost while writing ({e}): import the same file again, households \
              already registered are skipped"

@@ -69,6 +69,9 @@ pub enum Ended {
     /// The replica is stopping: the job went back to the queue at a group boundary, its progress
     /// stored, for the next claim to resume.
     Released,
+    /// The job ran its turn while another organisation's job waited: it went back to the queue
+    /// at a group boundary, its progress stored, and resumes at its next turn.
+    TurnOver,
     /// The connection was lost while a group committed: the group and its progress may be
     /// stored or not, and the counts this worker holds may be behind. It writes nothing more; the
     /// runner hands the job back to the queue, to resume from the progress that was stored.
@@ -217,6 +220,8 @@ struct Job<'a> {
     /// Row errors of the households decided since the last report.
     errors: Vec<RowError>,
     last_report: Instant,
+    /// When this turn's first household was taken (`runner.rs`, turns).
+    turn_since: Option<Instant>,
 }
 
 /// Runs a job already claimed by `worker` to its end.
@@ -249,6 +254,7 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         group_rows: Vec::new(),
         errors: Vec::new(),
         last_report: Instant::now(),
+        turn_since: None,
     };
     let mut read_past = u64::try_from(job.counts.rows_processed).unwrap_or(0);
     loop {
@@ -262,7 +268,7 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
                 if let Some(ended) = run.flush(observer, None).await {
                     return ended;
                 }
-                if state.bulk.stopping() {
+                if run.handing_back() {
                     return run.release().await;
                 }
                 continue;
@@ -278,6 +284,9 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
                 None
             }
             Some(Parsed::Household(item)) => {
+                // The turn counts from the first household written, not from reading past those
+                // written in earlier turns: a turn always moves the job on.
+                run.turn_since.get_or_insert_with(Instant::now);
                 run.take(*item).await;
                 let due = run.group.len() >= group_households(state.backend)
                     || run.errors.len() >= ERRORS_BEFORE_A_REPORT
@@ -285,7 +294,7 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
                 if due {
                     match run.flush(observer, None).await {
                         // Everything read so far is written: a clean point to hand the job back.
-                        None if state.bulk.stopping() => Some(run.release().await),
+                        None if run.handing_back() => Some(run.release().await),
                         other => other,
                     }
                 } else {
@@ -600,6 +609,16 @@ impl Job<'_> {
         }
     }
 
+    /// Whether the job goes back to the queue at this group boundary: the replica is stopping,
+    /// or the job ran its turn while another organisation's job waits.
+    fn handing_back(&self) -> bool {
+        self.state.bulk.stopping()
+            || (self
+                .turn_since
+                .is_some_and(|t| t.elapsed() >= self.state.config.batch_turn)
+                && self.state.bulk.another_waits(&self.job.organization))
+    }
+
     /// Hands the job back to the queue; called right after a flush, when nothing read is
     /// unwritten.
     async fn release(&mut self) -> Ended {
@@ -609,7 +628,8 @@ impl Job<'_> {
             .release_batch(&self.job.id, self.worker, self.state.clock.now())
             .await
         {
-            Ok(true) => Ended::Released,
+            Ok(true) if self.state.bulk.stopping() => Ended::Released,
+            Ok(true) => Ended::TurnOver,
             Ok(false) => Ended::Lost,
             Err(e) => Ended::StoreDown(e.to_string()),
         }

@@ -360,6 +360,9 @@ fn accepted(job: &BatchJob) -> Response {
 /// body per line, as for `POST /v1/registrations`. Each household is registered whole or not at
 /// all; one already registered under its principal's member number for the same person is
 /// skipped, so posting a file again (after a failure) completes it without duplicates.
+/// Mutuelles take turns on a replica: a job that has run `PASSERELLE_BATCH_TURN_MS` (10 s by
+/// default) while another mutuelle's job waits goes back to `queued` and resumes at its next
+/// turn.
 #[utoipa::path(
     post,
     path = "/v1/registrations/batches",
@@ -485,6 +488,7 @@ pub async fn upload(
     if written.replayed {
         return replay(&written.value, format);
     }
+    state.bulk.queued(caller.org.as_str());
     state.batch_queued.notify_one();
     Ok(accepted(&written.value))
 }

@@ -1,0 +1,12 @@
+import os; os.environ['BASE'] = 'http://127.0.0.1:18253'; os.environ['HLOG'] = '/tmp/pbh_gen/harness_rl.log'
+exec(open('/tmp/pbh_gen/scripts/flow.py').read().split('# ---------- service')[0])
+for i in range(4): r, p = call(list_claims, PRV, label='rl_list_claims')
+print(dict(r.headers))
+for i in range(4): r, p = call(fhir_metadata, PRV, label='rl_fhir_metadata')
+print(dict(r.headers))
+for i in range(4): r = raw_call('GET', '/fhir/r4/Coverage?beneficiary=x', PRV, label='rl_fhir_search')
+print(dict(r.headers), r.content[:300])
+for i in range(4): r, p = call(live, PRV, label='rl_live')
+for i in range(4): r, p = call(metrics, PRV, label='rl_metrics')
+for i in range(4): r = raw_call('GET', '/v1/claims', None, label='rl_noauth')
+for i in range(4): r = raw_call('POST', '/v1/registrations/batches', MUT, label='rl_upload', headers={'Content-Type': 'text/csv', 'Idempotency-Key': ikey()}, content=b'x')
