@@ -293,6 +293,8 @@ async fn a_deleted_tail_is_named_by_verify(backend: Backend) {
     let list = app.get("/v1/audit-events", &operator).await;
     list.problem(503, "unavailable");
     assert!(list.text.contains("journal d'audit"), "{}", list.text);
+    // An operator's repair takes minutes, not the 5 s of an outage's retry.
+    assert_eq!(list.header("retry-after"), Some("60"));
     // Put right, the chain grows again.
     app.db.execute(&move_head(newest)).await;
     assert_eq!(verify().await.json["valid"], true);

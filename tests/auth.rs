@@ -33,9 +33,9 @@ async fn invalid_tokens_are_401(backend: Backend) {
     let good = claims("operator", "registry:read");
     let missing = app.send(app.request(reqwest::Method::GET, "/v1/organizations")).await;
     missing.problem(401, "unauthorized");
-    assert!(missing
-        .header("www-authenticate")
-        .is_some_and(|h| h.starts_with("Bearer")));
+    // RFC 6750 §3: no error code for a request without a token; `invalid_token` for one that
+    // was sent and refused, which tells a client to get a new token.
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer realm=\"passerelle\""));
 
     let mut cases: Vec<(&str, String)> = vec![
         ("garbage", "not-a-jwt".into()),
@@ -101,6 +101,11 @@ async fn invalid_tokens_are_401(backend: Backend) {
     for (name, token) in cases {
         let reply = app.get("/v1/organizations", &token).await;
         assert_eq!(reply.status.as_u16(), 401, "{name}: {}", reply.text);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer realm=\"passerelle\", error=\"invalid_token\""),
+            "{name}"
+        );
         reply.problem(401, "unauthorized");
     }
     // Inside the 60 s leeway an expired token still passes; an audience list containing ours passes.
@@ -159,11 +164,17 @@ async fn scope_and_kind_are_both_required(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("registry:read"));
-    // Right scope, wrong kind: a mutuelle may not create organisations even with `admin`.
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer realm=\"passerelle\", error=\"insufficient_scope\", scope=\"registry:read\""),
+        "RFC 6750 §3.1"
+    );
+    // Right scope, wrong kind: a mutuelle may not create organisations even with `admin`. No
+    // token would do, so no challenge names a scope.
     let body = json!({"id": "mut-b", "kind": "mutuelle", "country": "TG", "name": "B"});
-    app.post("/v1/organizations", &app.token("mut-a", "admin"), &body)
-        .await
-        .problem(403, "forbidden");
+    let kind = app.post("/v1/organizations", &app.token("mut-a", "admin"), &body).await;
+    kind.problem(403, "forbidden");
+    assert_eq!(kind.header("www-authenticate"), None);
     // Only spaces separate scopes (RFC 6749 §3.3): a tab glues `admin` to another scope, and
     // the operator's token then carries neither.
     app.post(

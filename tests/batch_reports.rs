@@ -136,6 +136,10 @@ async fn every_error_is_read_by_page_and_as_one_csv_report(backend: Backend) {
     assert_eq!(report.status.as_u16(), 200, "{}", report.text);
     assert_eq!(report.header("content-type"), Some("text/csv; charset=utf-8"));
     assert_eq!(report.header("vary"), Some("Accept"));
+    assert_eq!(
+        report.header("content-disposition").unwrap(),
+        format!("attachment; filename=\"registration-batch-{id}-errors.csv\"")
+    );
     let text = report.text.strip_prefix('\u{FEFF}').expect("a byte order mark first");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "row;household;field;code;message");

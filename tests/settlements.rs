@@ -177,6 +177,11 @@ async fn a_batch_is_paid_in_instalments_and_settles_its_claims(backend: Backend)
         )
         .await;
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert_eq!(
+        csv.header("content-disposition").unwrap(),
+        format!("attachment; filename=\"settlement-{id}.csv\""),
+        "the name a browser saves it under"
+    );
     let text = csv.text.strip_prefix('\u{FEFF}').expect("a byte order mark first");
     assert!(
         text.ends_with('\n') && !text.contains('\r'),

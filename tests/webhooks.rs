@@ -21,6 +21,8 @@ pub struct Receiver {
     delay_ms: Arc<AtomicUsize>,
     /// Requests whose head was read, answered or not yet.
     arrived: Arc<AtomicUsize>,
+    /// Each request's `User-Agent`.
+    agents: Arc<Mutex<Vec<String>>>,
 }
 
 /// A minimal HTTP/1.1 receiver: records (event id header, signature header, body), answers 500
@@ -70,6 +72,7 @@ async fn receive_on(listener: TcpListener, r: Receiver) {
             };
             let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
             r.arrived.fetch_add(1, Ordering::SeqCst);
+            r.agents.lock().unwrap().push(header("user-agent"));
             let delay = r.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -268,6 +271,10 @@ async fn deliveries_are_signed_and_retried(backend: Backend) {
         got.iter().all(|(e, _, _)| e == event_id),
         "retries carry the same event id"
     );
+    // Named, so that a receiver's firewall that drops requests without a User-Agent lets them in.
+    let agents = r.agents.lock().unwrap().clone();
+    let expected = format!("passerelle-webhooks/{}", env!("CARGO_PKG_VERSION"));
+    assert!(agents.len() >= 3 && agents.iter().all(|a| *a == expected), "{agents:?}");
     let token = app.token("mut-a", "webhooks:write");
     let mut deliveries = app.get(&format!("/v1/webhooks/{sub}/deliveries"), &token).await;
     for _ in 0..40 {

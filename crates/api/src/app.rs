@@ -393,8 +393,8 @@ fn as_problem(response: Response, ctx: &RequestContext) -> Response {
     let error = match response.status() {
         StatusCode::BAD_REQUEST => ApiError::malformed("The request is malformed.", "La requête est mal formée."),
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized {
-            en: "This endpoint needs an Authorization: Bearer <JWT> header.",
-            fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+            en: crate::problem::NO_TOKEN.0,
+            fr: crate::problem::NO_TOKEN.1,
         },
         StatusCode::NOT_FOUND => ApiError::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,

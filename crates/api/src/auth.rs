@@ -237,6 +237,7 @@ async fn read_jwks(source: &str) -> Result<String, String> {
         // is an error to mend in the configuration, never followed.
         let client = reqwest::Client::builder()
             .timeout(JWKS_FETCH_TIMEOUT)
+            .user_agent(concat!("passerelle/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
             .build()

@@ -361,8 +361,8 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         Some(t) if !t.trim().is_empty() => t.trim(),
         _ => {
             return Err(ApiError::Unauthorized {
-                en: "This endpoint needs an Authorization: Bearer <JWT> header.",
-                fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+                en: crate::problem::NO_TOKEN.0,
+                fr: crate::problem::NO_TOKEN.1,
             })
         }
     };
@@ -483,10 +483,11 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
 
 /// A token without the scope an action needs.
 pub(crate) fn missing_scope(scope: Scope) -> ApiError {
-    ApiError::forbidden(
-        format!("This action needs the {} scope.", scope.as_str()),
-        format!("Cette action exige la portée {}.", scope.as_str()),
-    )
+    ApiError::Forbidden {
+        en: format!("This action needs the {} scope.", scope.as_str()),
+        fr: format!("Cette action exige la portée {}.", scope.as_str()),
+        scope: Some(scope.as_str()),
+    }
 }
 
 /// A caller whose organisation's kind may not perform an action.

@@ -436,8 +436,18 @@ record it; quote it when reporting a problem.",
 
 fn www_authenticate_header() -> Header {
     string_header(
-        "The authentication scheme this service expects: always `Bearer realm=\"passerelle\"`.",
-        json!("Bearer realm=\"passerelle\""),
+        "The authentication scheme this service expects (RFC 6750 §3): `Bearer realm=\"passerelle\"` for a request \
+without a token, and `Bearer realm=\"passerelle\", error=\"invalid_token\"` for a token that was sent and refused \
+(expired, bad signature, unknown organisation…): get a new token before trying again.",
+        json!("Bearer realm=\"passerelle\", error=\"invalid_token\""),
+    )
+}
+
+fn insufficient_scope_header() -> Header {
+    string_header(
+        "When the token lacks the operation's scope (RFC 6750 §3.1): `Bearer realm=\"passerelle\", \
+error=\"insufficient_scope\", scope=\"<the scope>\"`. Absent when the organisation's kind may not call the operation.",
+        json!("Bearer realm=\"passerelle\", error=\"insufficient_scope\", scope=\"claims:write\""),
     )
 }
 
@@ -472,11 +482,20 @@ fn add_standard_headers(status: &str, response: &mut Response) {
                 .entry("WWW-Authenticate".to_owned())
                 .or_insert_with(www_authenticate_header);
         }
-        "503" => {
+        "403" => {
             response
                 .headers
-                .entry("Retry-After".to_owned())
-                .or_insert_with(|| retry_after_header("Seconds to wait before retrying: 5.", 5));
+                .entry("WWW-Authenticate".to_owned())
+                .or_insert_with(insufficient_scope_header);
+        }
+        "503" => {
+            response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
+                retry_after_header(
+                    "Seconds to wait before retrying: 5; 60 when the audit log cannot take new events until an \
+operator repairs it, or when a bulk upload found the spool full.",
+                    5,
+                )
+            });
         }
         "429" => {
             response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
@@ -811,8 +830,8 @@ is unknown here; `WWW-Authenticate` names the expected scheme"
                 (
                     "missing_token",
                     ApiError::Unauthorized {
-                        en: "This endpoint needs an Authorization: Bearer <JWT> header.",
-                        fr: "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+                        en: crate::problem::NO_TOKEN.0,
+                        fr: crate::problem::NO_TOKEN.1,
                     },
                 ),
                 (
@@ -1666,10 +1685,6 @@ mod tests {
     fn mirrored_messages_are_the_handlers() {
         let mirrored = [
             (include_str!("extract.rs"), "The body must be a JSON object."),
-            (
-                include_str!("extract.rs"),
-                "This endpoint needs an Authorization: Bearer <JWT> header.",
-            ),
             (include_str!("extract.rs"), "This action needs the {} scope."),
             (
                 include_str!("extract.rs"),

@@ -159,6 +159,12 @@ pub const PROBLEM_CODES: [&str; 17] = [
     "audit_log_damaged",
 ];
 
+/// The 401 of a request without a bearer token: the one whose challenge names no error.
+pub const NO_TOKEN: (&str, &str) = (
+    "This endpoint needs an Authorization: Bearer <JWT> header.",
+    "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+);
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request")]
@@ -166,7 +172,12 @@ pub enum ApiError {
     #[error("unauthorized")]
     Unauthorized { en: &'static str, fr: &'static str },
     #[error("forbidden")]
-    Forbidden { en: String, fr: String },
+    Forbidden {
+        en: String,
+        fr: String,
+        /// The scope the token lacks, named in `WWW-Authenticate` (RFC 6750 §3.1).
+        scope: Option<&'static str>,
+    },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -252,6 +263,7 @@ impl ApiError {
         ApiError::Forbidden {
             en: en.into(),
             fr: fr.into(),
+            scope: None,
         }
     }
 
@@ -335,7 +347,7 @@ impl ApiError {
             ApiError::Unauthorized { en, fr } => {
                 (("Unauthorized", (*en).to_owned()), ("Non authentifié", (*fr).to_owned()))
             }
-            ApiError::Forbidden { en, fr } => (("Forbidden", en.clone()), ("Interdit", fr.clone())),
+            ApiError::Forbidden { en, fr, .. } => (("Forbidden", en.clone()), ("Interdit", fr.clone())),
             ApiError::NotFound => (
                 ("Not found", "No such resource, or it is not visible to you.".into()),
                 ("Introuvable", "Cette ressource n'existe pas ou ne vous est pas visible.".into()),
@@ -709,11 +721,26 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if matches!(error, ApiError::Unauthorized { .. }) {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"passerelle\""),
-        );
+    // RFC 6750 §3: a token that was sent and refused is `invalid_token`, which tells a client
+    // to get a new one; a request without one gets no error code.
+    match error {
+        ApiError::Unauthorized { en, .. } => {
+            let challenge = if *en == NO_TOKEN.0 {
+                "Bearer realm=\"passerelle\""
+            } else {
+                "Bearer realm=\"passerelle\", error=\"invalid_token\""
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        ApiError::Forbidden { scope: Some(scope), .. } => {
+            let challenge = format!("Bearer realm=\"passerelle\", error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+        }
+        _ => {}
     }
     if let ApiError::UnsupportedMediaType {
         expected: crate::extract::MERGE_PATCH,
@@ -725,8 +752,8 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             HeaderValue::from_static(crate::extract::MERGE_PATCH),
         );
     }
-    if matches!(error, ApiError::SpoolFull) {
-        // Jobs read their files in minutes, not seconds.
+    if matches!(error, ApiError::SpoolFull | ApiError::AuditBlocked) {
+        // Jobs read their files in minutes, not seconds; a blocked chain waits for an operator.
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
@@ -737,7 +764,6 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             | ApiError::Contended
             | ApiError::TimedOut
             | ApiError::Indeterminate
-            | ApiError::AuditBlocked
     ) {
         response
             .headers_mut()
@@ -794,6 +820,7 @@ mod tests {
                     ApiError::Forbidden {
                         en: String::new(),
                         fr: String::new(),
+                        scope: None,
                     },
                     ApiError::NotFound,
                     ApiError::MethodNotAllowed,

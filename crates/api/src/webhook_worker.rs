@@ -191,10 +191,15 @@ impl Worker {
     }
 }
 
+/// What deliveries name themselves as, for receivers' firewalls to let through (API.md §5).
+pub const USER_AGENT: &str = concat!("passerelle-webhooks/", env!("CARGO_PKG_VERSION"));
+
 pub fn start(state: AppState) -> Option<Worker> {
     let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Web application firewalls in front of receivers often drop requests without one.
+        .user_agent(USER_AGENT)
         .no_proxy();
     if !state.config.webhook_allow_insecure {
         builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));

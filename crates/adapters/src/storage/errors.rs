@@ -76,7 +76,9 @@ fn unavailable(code: &str) -> bool {
         return ["08", "57P", "53", "58", "28"]
             .iter()
             .any(|class| code.starts_with(class))
-            || ["3D000", "57014", "55P03", "25006"].contains(&code);
+            // 55000: a database whose owner stopped new connections for maintenance
+            // (`ALTER DATABASE … ALLOW_CONNECTIONS false`) refuses them with it.
+            || ["3D000", "57014", "55P03", "25006", "55000"].contains(&code);
     }
     code.len() <= 4
         && code
@@ -95,8 +97,8 @@ mod tests {
     #[test]
     fn codes_of_a_database_that_cannot_serve_now() {
         for code in [
-            "08006", "57P01", "53300", "58030", "28P01", "28000", "3D000", "57014", "55P03", "25006", "5", "6", "261",
-            "517", "262", "8", "10", "13", "14",
+            "08006", "57P01", "53300", "58030", "28P01", "28000", "3D000", "57014", "55P03", "25006", "55000", "5",
+            "6", "261", "517", "262", "8", "10", "13", "14",
         ] {
             assert!(unavailable(code), "{code}");
         }

@@ -589,7 +589,8 @@ pub struct ReportQuery {
             (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)\n9,H3,family_name,possible_duplicate,\"inscrit sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
         ), headers(
             ("Vary" = String, description = "`Accept`"),
-            ("Cache-Control" = String, description = "`private, no-store`")
+            ("Cache-Control" = String, description = "`private, no-store`"),
+            ("Content-Disposition" = String, description = "CSV only: `attachment; filename=\"registration-batch-<id>-errors.csv\"`, the name a browser saves it under")
         )),
         (status = 404, description = "No such job, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`limit` out of 1–500 or no whole number, a `cursor` these lists did not issue for this job (`invalid_cursor`), or an unknown `separator`", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -612,9 +613,16 @@ pub async fn list_batch_errors(
         // The uploaded file's separator unless the caller asks for another.
         let separator = separator.unwrap_or(if job.csv_separator == Some(';') { ";" } else { "," });
         let body = report::report_body(state.store.clone(), &job, current_lang(), separator);
+        let file = crate::routes::settlements::attachment(&format!("registration-batch-{id}-errors.csv"));
         return Ok((
             CSV_OR_JSON_CACHING,
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/csv; charset=utf-8"),
+                ),
+                file,
+            ],
             body,
         )
             .into_response());

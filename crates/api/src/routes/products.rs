@@ -517,9 +517,12 @@ pub async fn list_product_versions(
 }
 
 /// `If-Match` against the resource's current version, as RFC 9110 §13.1.1 has it: 428 when
-/// absent; `*` matches (the resource exists); otherwise one of the listed entity tags must be
-/// the current `ETag`, compared strongly, so a weak tag (`W/"3"`) never matches; 412 when none
-/// does.
+/// absent; `*` matches (the resource exists); otherwise one of the listed entity tags must name
+/// the current version; 412 when none does. A weak tag (`W/"3"`) names its version as the strong
+/// one does, unlike RFC 9110's strong comparison: a proxy that compresses answers (nginx's
+/// `gzip`, Cloudflare) turns `"3"` into `W/"3"`, and every update through it was 412 for ever.
+/// The tag names the resource's version, not its bytes (French and English bodies share it),
+/// so the weak form says just as much.
 pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError> {
     if if_match_any(headers) {
         return Ok(());
@@ -535,7 +538,7 @@ pub fn check_if_match(headers: &HeaderMap, version: u32) -> Result<(), ApiError>
         tags.extend(line.split(',').map(str::trim));
     }
     let current = format!("\"{version}\"");
-    let matches = tags.iter().any(|tag| *tag == current);
+    let matches = tags.iter().any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == current);
     if matches {
         Ok(())
     } else {
@@ -647,7 +650,7 @@ where
         })),
     params(
         ("id" = String, Path, description = "Product id"),
-        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
+        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, and a weak tag `W/\"n\"` names version n as `\"n\"` does, since proxies that compress answers weaken tags)"),
     ),
     responses(
         (status = 200, description = "The new version", body = ProductView, headers(("ETag" = String, description = "The new version, quoted")),

@@ -556,7 +556,7 @@ pub struct CoveragePatch {
     )),
     params(
         ("id" = String, Path, description = "Coverage id"),
-        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, a weak tag `W/\"n\"` never matches)"),
+        ("If-Match" = String, Header, description = "The ETag of the last read (RFC 9110: a list matches when one of its tags does, `*` matches any version, and a weak tag `W/\"n\"` names version n as `\"n\"` does, since proxies that compress answers weaken tags)"),
     ),
     responses(
         (status = 200, description = "The updated coverage", body = CoverageView, headers(("ETag" = String, description = "The new version")),

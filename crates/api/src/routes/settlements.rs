@@ -2,7 +2,7 @@
 //! and the payments that settle it.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
@@ -414,7 +414,8 @@ pub(crate) fn prefers_csv(accept: Option<&str>) -> bool {
             (String = "text/csv", example = "\u{FEFF}claim_id,external_id,beneficiary,service_date,care_level,status,billed_xof,base_xof,complementary_xof,patient_xof\n01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f,CMS-2026-000123,01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f,2026-11-28,health_center,adjudicated,10001,8000,2001,0\n")
         ), headers(
             ("Vary" = String, description = "`Accept`"),
-            ("Cache-Control" = String, description = "`private, no-store`")
+            ("Cache-Control" = String, description = "`private, no-store`"),
+            ("Content-Disposition" = String, description = "CSV only: `attachment; filename=\"settlement-<id>.csv\"`, the name a browser saves it under")
         )),
         (status = 404, description = "No such settlement, or not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -439,9 +440,29 @@ pub async fn get_settlement(
     if wants_csv(&headers) {
         let claims = state.store.settlement_claims(&id).await?;
         let body = to_csv(&claims, separator)?;
-        return Ok((caching, [(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+        let file = attachment(&format!("settlement-{id}.csv"));
+        return Ok((
+            caching,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/csv; charset=utf-8"),
+                ),
+                file,
+            ],
+            body,
+        )
+            .into_response());
     }
     Ok((caching, Json(SettlementView::from(settlement))).into_response())
+}
+
+/// `Content-Disposition` naming the file a browser saves a CSV answer as (RFC 6266); the names
+/// are made of ids the service issued, which need no quoting.
+pub(crate) fn attachment(file: &str) -> (header::HeaderName, HeaderValue) {
+    let value = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    (header::CONTENT_DISPOSITION, value)
 }
 
 /// `Vary` and `Cache-Control` of a resource answered as JSON or CSV, whose body is for its
