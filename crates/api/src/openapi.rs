@@ -128,6 +128,9 @@ pub fn document() -> Document {
     let missed = add_value_sets(&mut doc);
     debug_assert!(missed.is_empty(), "value sets for unknown members: {missed:?}");
     client_shapes::flatten_closed_extensions(&mut doc);
+    client_shapes::headers_never_null(&mut doc);
+    client_shapes::query_value_sets_by_reference(&mut doc);
+    client_shapes::capability_statement_members(&mut doc);
     doc
 }
 
@@ -1676,6 +1679,65 @@ mod tests {
                 for key in example.keys() {
                     assert!(members.contains_key(key), "{name}'s example has {key}, not a member");
                 }
+            }
+        }
+    }
+
+    /// Header parameters are strings that may be absent, never `null` (generated clients sent
+    /// `None` and failed); the capability statement's members are typed, as the service sends
+    /// them.
+    #[test]
+    fn generated_clients_get_usable_types() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut headers = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for parameter in op["parameters"].as_array().into_iter().flatten() {
+                    if parameter["in"] == "header" {
+                        headers += 1;
+                        assert_eq!(
+                            parameter["schema"]["type"], "string",
+                            "{method} {path} {}",
+                            parameter["name"]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(headers > 20, "{headers}");
+        // Query filters over a value set name its schema.
+        for (path, name, set) in [
+            ("/v1/claims", "status", "ClaimStatus"),
+            ("/v1/registrations/batches", "status", "BatchStatus"),
+            ("/v1/settlements", "status", "SettlementStatus"),
+            ("/v1/webhooks/{id}/deliveries", "status", "DeliveryStatus"),
+            ("/v1/settlements/{id}", "separator", "CsvSeparator"),
+            ("/v1/registrations/batches/{id}/errors", "separator", "CsvSeparator"),
+        ] {
+            let parameter = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap();
+            assert_eq!(
+                parameter["schema"]["$ref"],
+                format!("#/components/schemas/{set}"),
+                "{path} {name}"
+            );
+        }
+        let statement = &doc["components"]["schemas"]["CapabilityStatement"];
+        let sent = serde_json::to_value(crate::fhir::metadata::statement()).unwrap();
+        assert_eq!(
+            statement["properties"]["software"]["required"],
+            json!(["name", "version"])
+        );
+        assert!(sent["software"]["name"].is_string() && sent["software"]["version"].is_string());
+        assert!(sent["implementation"]["description"].is_string());
+        for rest in sent["rest"].as_array().unwrap() {
+            assert!(rest["mode"].is_string());
+            for resource in rest["resource"].as_array().unwrap() {
+                assert!(resource["type"].is_string(), "{resource}");
             }
         }
     }

@@ -61,7 +61,7 @@ pub struct CapabilityStatement {
     pub rest: Vec<Value>,
 }
 
-fn statement() -> CapabilityStatement {
+pub(crate) fn statement() -> CapabilityStatement {
     let type_ = |code: &str| json!({"code": code});
     CapabilityStatement {
         resource_type: "CapabilityStatement",

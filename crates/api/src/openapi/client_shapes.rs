@@ -256,6 +256,133 @@ pub(super) fn flatten_closed_extensions(doc: &mut Document) {
     }
 }
 
+/// A header parameter is a string or absent, never `null`: `Option<String>` gave `["string",
+/// "null"]`, which openapi-python-client typed as a value that may be `None`, and sending it so
+/// raised in httpx before any request left; openapi-core could not validate such an operation at
+/// all.
+pub(super) fn headers_never_null(doc: &mut Document) {
+    use utoipa::openapi::path::ParameterIn;
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.head,
+        ];
+        for op in operations.into_iter().flatten() {
+            for parameter in op.parameters.iter_mut().flatten() {
+                if parameter.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                let Some(mut form) = parameter.schema.as_ref().and_then(|s| serde_json::to_value(s).ok()) else {
+                    continue;
+                };
+                let Some(types) = form.get("type").and_then(Value::as_array).cloned() else {
+                    continue;
+                };
+                let kept: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
+                form["type"] = match kept.as_slice() {
+                    [one] => one.clone(),
+                    _ => Value::Array(kept),
+                };
+                parameter.schema = Some(schema(form));
+            }
+        }
+    }
+}
+
+/// The members of the FHIR capability statement that the service sends, typed: bare objects
+/// were typed by openapi-typescript as objects with no member (`cap.software.name` did not
+/// compile), and by openapi-python-client as untyped extras.
+pub(super) fn capability_statement_members(doc: &mut Document) {
+    let Some(RefOr::T(Schema::Object(statement))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("CapabilityStatement"))
+    else {
+        return;
+    };
+    let describe = |member: &str, shape: Value| -> RefOr<Schema> {
+        let said = statement
+            .properties
+            .get(member)
+            .and_then(|p| serde_json::to_value(p).ok())
+            .and_then(|p| p.get("description").cloned())
+            .unwrap_or(Value::Null);
+        let mut shape = shape;
+        shape["description"] = said;
+        schema(shape)
+    };
+    let open = |properties: Value, required: &[&str]| json!({"type": "object", "required": required, "properties": properties, "additionalProperties": true});
+    let text = json!({"type": "string"});
+    let software = describe(
+        "software",
+        open(json!({"name": text, "version": text}), &["name", "version"]),
+    );
+    let implementation = describe("implementation", open(json!({"description": text}), &["description"]));
+    let any = json!({"type": "object", "additionalProperties": true});
+    let rest = describe(
+        "rest",
+        json!({
+            "type": "array",
+            "items": open(
+                json!({"mode": text, "security": any, "resource": {"type": "array", "items": open(json!({"type": text}), &["type"])}}),
+                &["mode", "resource"],
+            ),
+        }),
+    );
+    statement.properties.insert("software".to_owned(), software);
+    statement.properties.insert("implementation".to_owned(), implementation);
+    statement.properties.insert("rest".to_owned(), rest);
+}
+
+/// A query filter over a fixed value set refers to the value set's named schema, as members do:
+/// written inline, generators made a second type of each (`ListClaimsStatus` beside
+/// `ClaimStatus`), and passing a claim's `status` to the filter was a type error. The CSV
+/// separators, a set of their own, get a name too.
+pub(super) fn query_value_sets_by_reference(doc: &mut Document) {
+    use utoipa::openapi::path::ParameterIn;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let separator = schema(json!({
+        "type": "string",
+        "description": "How the cells of a CSV answer are separated: `comma` (`,`) or `semicolon` (`;`, as a spreadsheet in a French locale reads them).",
+        "enum": ["comma", "semicolon"],
+    }));
+    components.schemas.insert("CsvSeparator".to_owned(), separator);
+    let value_set = |schema: &RefOr<Schema>| -> Option<Vec<String>> {
+        let form = serde_json::to_value(schema).ok()?;
+        let mut values: Vec<String> = form
+            .get("enum")?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()?;
+        values.sort();
+        Some(values)
+    };
+    let named: Vec<(String, Vec<String>)> = components
+        .schemas
+        .iter()
+        .filter_map(|(name, schema)| Some((name.clone(), value_set(schema)?)))
+        .collect();
+    let reads = doc.paths.paths.values_mut().filter_map(|item| item.get.as_mut());
+    for parameter in reads.flat_map(|op| op.parameters.iter_mut().flatten()) {
+        if parameter.parameter_in != ParameterIn::Query {
+            continue;
+        }
+        let Some(values) = parameter.schema.as_ref().and_then(value_set) else {
+            continue;
+        };
+        if let Some((name, _)) = named.iter().find(|(_, v)| *v == values) {
+            parameter.schema = Some(RefOr::Ref(Ref::from_schema_name(name.as_str())));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
