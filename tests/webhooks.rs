@@ -148,6 +148,12 @@ pub async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, 
         if let Err(fault) = conformance::check_schema("WebhookEvent", &event) {
             panic!("undocumented delivery: {fault}");
         }
+        // And the body of its type's entry in `webhooks`, whose `data` is that type's resource.
+        let kind = event["type"].as_str().unwrap();
+        let pointer = format!("/webhooks/{kind}/post/requestBody/content/application~1json/schema");
+        if let Err(fault) = conformance::check_at(&pointer, &event) {
+            panic!("a {kind} delivery unlike its webhook: {fault}");
+        }
     }
     got
 }

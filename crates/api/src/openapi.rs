@@ -131,7 +131,72 @@ pub fn document() -> Document {
     client_shapes::headers_never_null(&mut doc);
     client_shapes::query_value_sets_by_reference(&mut doc);
     client_shapes::capability_statement_members(&mut doc);
+    add_webhooks(&mut doc);
     doc
+}
+
+/// The deliveries a subscriber receives, as OpenAPI 3.1 `webhooks`: one per event type, its
+/// body the event with `data` of the resource that type carries, and the headers to check. In
+/// prose only, generators could type no receiver. utoipa has no field for them; an extension
+/// is written at the top level as it is named.
+fn add_webhooks(doc: &mut Document) {
+    let header = |name: &str, description: &str, example: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": description,
+               "schema": {"type": "string"}, "example": example})
+    };
+    let parameters = json!([
+        header(
+            "Passerelle-Event-Id",
+            "The event's id, as the body's `event_id`: deliveries are at least once, so ignore an id already handled.",
+            "0193a5b2-8d2f-7e4b-a011-3c2d5e6f7081",
+        ),
+        header(
+            "Passerelle-Signature",
+            "`t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, \"<t>.<raw body>\")>`, the key being the \
+             subscription's secret as UTF-8 text. Check it over the raw body, in constant time, and refuse a `t` more \
+             than 5 minutes from your clock (API.md §5 Webhooks).",
+            "t=1796619000,v1=c53d0e6f2a5b8c1d4e7f0a3b6c9d2e5f8a1b4c7d0e3f6a9b2c5d8e1f4a7b0c3d",
+        ),
+        header(
+            "User-Agent",
+            "`passerelle-webhooks/<release>`, for a firewall in front of the receiver to let deliveries through.",
+            concat!("passerelle-webhooks/", env!("CARGO_PKG_VERSION")),
+        ),
+    ]);
+    let mut webhooks = serde_json::Map::new();
+    for event in passerelle_domain::webhook::EVENT_TYPES {
+        let (resource, what) = match event.split('.').next() {
+            Some("claim") => ("ClaimView", "the claim"),
+            Some("coverage") => ("CoverageView", "the coverage"),
+            _ => ("BeneficiaryView", "the person"),
+        };
+        webhooks.insert(
+            event.to_owned(),
+            json!({"post": {
+                "summary": format!("`{event}`: {what}, as its GET shows it to the subscriber"),
+                "operationId": format!("webhook_{}", event.replace('.', "_")),
+                "tags": ["webhooks"],
+                // Sent with no bearer token: the signature authenticates the sender.
+                "security": [],
+                "parameters": parameters,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"allOf": [
+                    {"$ref": "#/components/schemas/WebhookEvent"},
+                    {"type": "object", "properties": {
+                        "type": {"type": "string", "const": event},
+                        "data": {"$ref": format!("#/components/schemas/{resource}")},
+                    }},
+                ]}}}},
+                "responses": {
+                    "2XX": {"description": "Delivered: answer at once (a try has 10 s in all) and do the work afterwards."},
+                    "default": {"description": "A failed try, as is a redirect or a timeout: retried with exponential \
+                        backoff, up to `PASSERELLE_WEBHOOK_MAX_ATTEMPTS` tries (API.md §5 Webhooks)."},
+                },
+            }}),
+        );
+    }
+    doc.extensions
+        .get_or_insert_with(Default::default)
+        .insert("webhooks".to_owned(), Value::Object(webhooks));
 }
 
 /// `POST /v1/claims` shows, beside its schema's one-line claim, the three-line claim that the

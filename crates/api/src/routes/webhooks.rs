@@ -286,7 +286,8 @@ pub enum WebhookData {
 /// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
 /// submitter, base payer, routed mutuelle), a coverage's to its organisation, a person's
 /// correction (`beneficiary.changed`) to the organisations that cover them, and every event to
-/// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas),
+/// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas, and the document's
+/// `webhooks`, one per event type, for a generator to type a receiver),
 /// `{event_id, type, created_at, organization, version, data}`, `data` being the resource as its
 /// GET shows it and `version` its version after the change (keep the highest per resource), with `Passerelle-Event-Id` and
 /// `Passerelle-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<raw body>")>` (the key: the secret's UTF-8 bytes as shown). A
