@@ -144,6 +144,18 @@ async fn the_bearer_scheme_is_matched_in_any_case(backend: Backend) {
         let reply = with(format!("{scheme} {token}")).await;
         assert_eq!(reply.status.as_u16(), 200, "{scheme}: {}", reply.text);
     }
+    // Given twice, even the same token twice: which was meant is not guessed.
+    let twice = app
+        .send(
+            app.request(reqwest::Method::GET, "/v1/organizations")
+                .header("authorization", format!("Bearer {token}"))
+                .header("authorization", format!("Bearer {token}")),
+        )
+        .await;
+    assert!(twice.problem(401, "unauthorized")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("deux fois"));
     for refused in [
         format!("Basic {token}"),
         format!("Bearer{token}"),

@@ -246,8 +246,25 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn(context))
                 .layer(from_fn(crate::metrics::track))
                 .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(from_fn(refuse_nul)),
+                .layer(from_fn(refuse_nul))
+                .layer(from_fn(refuse_encoded)),
         )
+}
+
+/// A body sent compressed (`Content-Encoding: gzip`) is 415, naming the one coding taken
+/// (RFC 7694): read as it came, a JSON body was "not UTF-8" and a CSV upload was told to be
+/// saved as UTF-8, which it was.
+async fn refuse_encoded(request: Request, next: Next) -> Response {
+    let coded = request
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .any(|coding| !coding.trim().is_empty() && !coding.trim().eq_ignore_ascii_case("identity"));
+    if coded {
+        return ApiError::EncodedBody.into_response();
+    }
+    next.run(request).await
 }
 
 /// A NUL (`%00`) in the path names nothing that can exist: no text here may hold it
@@ -276,7 +293,13 @@ async fn drain_oversized(State(limit): State<usize>, request: Request, next: Nex
     match declared {
         Some(n) if n > limit => {
             let drain_max = limit.saturating_mul(8).min(16 << 20);
-            if n <= drain_max {
+            // A client that asked `Expect: 100-continue` waits to be told whether to send: the
+            // 413 tells it not to, where reading the body would first have it sent in full.
+            let waiting = request
+                .headers()
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if n <= drain_max && !waiting {
                 let _ = axum::body::to_bytes(request.into_body(), drain_max).await;
             }
             ApiError::PayloadTooLarge.into_response()

@@ -356,6 +356,15 @@ fn bearer_token(header: &str) -> Option<&str> {
 }
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    // The header that decides who the caller is, given twice: a gateway that authorised one
+    // token and the service acting on the other would disagree on the caller. Which was meant
+    // is not guessed, as for a doubled Idempotency-Key.
+    if parts.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ApiError::Unauthorized {
+            en: "The Authorization header is given twice: send one.",
+            fr: "L'en-tête Authorization est donné deux fois : n'en envoyez qu'un.",
+        });
+    }
     let header_value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let token = match header_value.and_then(bearer_token) {
         Some(t) if !t.trim().is_empty() => t.trim(),

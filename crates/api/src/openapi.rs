@@ -556,6 +556,14 @@ fn add_standard_headers(status: &str, response: &mut Response) {
                 .entry("WWW-Authenticate".to_owned())
                 .or_insert_with(insufficient_scope_header);
         }
+        "415" => {
+            response.headers.entry("Accept-Encoding".to_owned()).or_insert_with(|| {
+                string_header(
+                    "`identity`, when the body was refused for its `Content-Encoding` (RFC 7694): send it uncompressed.",
+                    json!("identity"),
+                )
+            });
+        }
         "503" => {
             response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
                 retry_after_header(

@@ -195,6 +195,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType { expected: &'static str },
+    /// A body sent with a `Content-Encoding` (gzip…): bodies are taken as they are.
+    #[error("encoded body")]
+    EncodedBody,
     /// A FHIR request whose `Accept` (or `_format`) admits nothing the façade writes.
     #[error("not acceptable")]
     NotAcceptable { available: &'static str },
@@ -292,9 +295,10 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset | ApiError::JsonCharset => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            ApiError::UnsupportedMediaType { .. }
+            | ApiError::EncodedBody
+            | ApiError::UnsupportedCharset
+            | ApiError::JsonCharset => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
@@ -320,9 +324,10 @@ impl ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedCharset | ApiError::JsonCharset => {
-                "unsupported_media_type"
-            }
+            ApiError::UnsupportedMediaType { .. }
+            | ApiError::EncodedBody
+            | ApiError::UnsupportedCharset
+            | ApiError::JsonCharset => "unsupported_media_type",
             ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -388,6 +393,17 @@ impl ApiError {
             ApiError::NotAcceptable { available } => (
                 ("Not acceptable", format!("This endpoint answers {available} only: accept it (or any type).")),
                 ("Non acceptable", format!("Ce point d'accès ne répond qu'en {available} : acceptez-le (ou tout type).")),
+            ),
+            ApiError::EncodedBody => (
+                (
+                    "Unsupported media type",
+                    "Compressed bodies are not taken: send the body as it is, without Content-Encoding.".to_owned(),
+                ),
+                (
+                    "Type de contenu non pris en charge",
+                    "Les corps compressés ne sont pas acceptés : envoyez le corps tel quel, sans Content-Encoding."
+                        .to_owned(),
+                ),
             ),
             ApiError::UnsupportedMediaType { expected } => (
                 ("Unsupported media type", format!("Send the body as {expected}.")),
@@ -742,6 +758,12 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
         }
         _ => {}
     }
+    if matches!(error, ApiError::EncodedBody) {
+        // RFC 7694: the codings a request body may have.
+        response
+            .headers_mut()
+            .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
     if let ApiError::UnsupportedMediaType {
         expected: crate::extract::MERGE_PATCH,
     } = error
@@ -796,6 +818,7 @@ mod tests {
                 | ApiError::PreconditionFailed
                 | ApiError::PayloadTooLarge
                 | ApiError::UnsupportedMediaType { .. }
+                | ApiError::EncodedBody
                 | ApiError::NotAcceptable { .. }
                 | ApiError::UnsupportedCharset
                 | ApiError::JsonCharset
@@ -832,6 +855,7 @@ mod tests {
                     ApiError::PreconditionFailed,
                     ApiError::PayloadTooLarge,
                     ApiError::UnsupportedMediaType { expected: "" },
+                    ApiError::EncodedBody,
                     ApiError::NotAcceptable { available: "" },
                     ApiError::UnsupportedCharset,
                     ApiError::JsonCharset,
