@@ -276,6 +276,29 @@ async fn an_oversized_body_is_refused_before_it_is_sent() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
 
+/// An answer given before the request's body was read says that it ends the connection, which
+/// the server closes after it: a client that kept the connection sent its next request into the
+/// close (reqwest's `IncompleteMessage`). An answer after the body was read keeps it.
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_closes_the_connection() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let body = json!({"id": "kept-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"}).to_string();
+    let post = || {
+        app.request(Method::POST, "/v1/organizations")
+            .header("content-type", "application/json")
+            .body(body.clone())
+    };
+    let refused = app.send(post()).await;
+    refused.problem(401, "unauthorized");
+    assert_eq!(refused.header("connection"), Some("close"));
+    let created = app.send(post().bearer_auth(app.operator())).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(created.header("connection"), None);
+    let again = app.send(post().bearer_auth(app.operator())).await;
+    again.problem(409, "conflict");
+    assert_eq!(again.header("connection"), None, "its body was read");
+}
+
 on_both_databases!(
     too_many_faults_are_counted_not_listed,
     a_path_that_is_not_utf8_is_404,

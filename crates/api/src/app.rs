@@ -242,6 +242,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(from_fn(crate::unread_body::close_after_unread))
                 .layer(from_fn(crate::fhir::outcome::rewrite))
                 .layer(from_fn(context))
                 .layer(from_fn(crate::metrics::track))

@@ -21,4 +21,5 @@ pub mod routes;
 pub mod state;
 pub mod stdout;
 pub mod telemetry;
+pub mod unread_body;
 pub mod webhook_worker;

@@ -1,0 +1,81 @@
+//! An answer given before its request's body was read ends its connection, and says so.
+//!
+//! A request refused before its body is read (a token refused, a full spool, a body too large or
+//! compressed) leaves the rest of that body on the connection, and the server closes it after
+//! the answer. Without `Connection: close` a client kept the connection in its pool and sent
+//! its next request on it, to meet the close: reqwest failed that request with
+//! `IncompleteMessage` (a bulk upload sent right after two refused ones, in a test run).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
+
+/// A request body that tells when it was read to its end.
+struct Watched {
+    inner: Body,
+    ended: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            this.ended.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.ended.store(true, Ordering::Release);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether the request announces a body: a length above zero, or chunks.
+fn announces_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+pub async fn close_after_unread(request: Request, next: Next) -> Response {
+    if !announces_body(&request) {
+        return next.run(request).await;
+    }
+    let ended = Arc::new(AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let watched = Watched {
+        inner: body,
+        ended: ended.clone(),
+    };
+    let mut response = next.run(Request::from_parts(parts, Body::new(watched))).await;
+    if !ended.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
