@@ -61,10 +61,58 @@ async fn openapi_and_docs_are_served(backend: Backend) {
     assert_eq!(script.status.as_u16(), 200);
     assert!(script.text.contains(r#""validatorUrl": "none""#), "{}", script.text);
     assert!(!script.text.contains("https://"), "{}", script.text);
-    // No one's data: a cache may keep them, asking again first (API.md §3).
+    // No one's data: a cache may keep them, asking again first (API.md §3), and told with a
+    // 304 that what it holds is current.
     for reply in [&doc, &docs] {
         assert_eq!(reply.header("cache-control"), Some("no-cache"));
     }
+    let tag = doc.header("etag").expect("an entity tag").to_owned();
+    assert_eq!(docs.header("etag"), Some(tag.as_str()));
+    for path in ["/openapi.json", "/docs/", "/docs/swagger-ui.css"] {
+        let again = app
+            .send(app.request(Method::GET, path).header("if-none-match", &tag))
+            .await;
+        assert_eq!(again.status.as_u16(), 304, "{path}");
+        assert_eq!(again.text, "");
+        assert_eq!(again.header("etag"), Some(tag.as_str()));
+        assert_eq!(again.header("cache-control"), Some("no-cache"));
+        let other = app
+            .send(app.request(Method::GET, path).header("if-none-match", "\"0.0.0-0\""))
+            .await;
+        assert_eq!(other.status.as_u16(), 200, "{path}");
+    }
+}
+
+/// Under a gateway that publishes the service at a path (`public_url` with one), a 201's
+/// `Location` and the docs' redirect name the resource under it, and the docs page finds the
+/// document relative to itself: root-relative, they led out of the prefix, to a 404.
+#[tokio::test]
+async fn links_stay_under_the_public_url() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.public_url = Some("https://gw.example.org/passerelle".to_owned());
+    })
+    .await;
+    let body = serde_json::json!({"id": "gw-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"});
+    let created = app.post("/v1/organizations", &app.operator(), &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(
+        created.header("location"),
+        Some("https://gw.example.org/passerelle/v1/organizations/gw-org")
+    );
+    // Not followed: the redirect names the gateway's address, where no request may go.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = client.get(format!("{}/docs", app.base)).send().await.unwrap();
+    assert!(redirect.status().is_redirection(), "{}", redirect.status());
+    assert_eq!(
+        redirect.headers()["location"],
+        "https://gw.example.org/passerelle/docs/"
+    );
+    let script = app.send(app.request(Method::GET, "/docs/swagger-initializer.js")).await;
+    assert!(script.text.contains(r#""url": "../openapi.json""#), "{}", script.text);
 }
 
 /// A client that hangs up while its write runs (its own timeout firing) leaves nothing behind,

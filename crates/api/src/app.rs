@@ -218,9 +218,10 @@ pub fn router(state: AppState) -> Router {
             ))
             .layer(no_store),
     );
+    let public_url = state.config.public_url.clone();
     // Per route rather than around the whole router: `context` and `metrics::track` read the
     // route's template (`MatchedPath`), which only routing sets.
-    json_api
+    let router = json_api
         .merge(uploads)
         .merge(
             // The contract and its viewer hold no one's data, and change with each release: a
@@ -229,13 +230,18 @@ pub fn router(state: AppState) -> Router {
             // validator.swagger.io from any browser not on localhost.
             axum::Router::from(
                 SwaggerUi::new("/docs")
-                    .url("/openapi.json", doc)
-                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none")),
+                    .url("/openapi.json", doc.clone())
+                    // Relative to the page (`/docs/`), so that it is found under a gateway's prefix.
+                    .config(utoipa_swagger_ui::Config::new(["../openapi.json"]).validator_url("none")),
             )
-            .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
-                axum::http::header::CACHE_CONTROL,
-                axum::http::HeaderValue::from_static("no-cache"),
-            )),
+            .layer(
+                ServiceBuilder::new()
+                    .layer(from_fn_with_state(Arc::new(DocsTag::new(doc)), revalidate_docs))
+                    .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                        axum::http::header::CACHE_CONTROL,
+                        axum::http::HeaderValue::from_static("no-cache"),
+                    )),
+            ),
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -249,7 +255,84 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(from_fn(refuse_nul))
                 .layer(from_fn(refuse_encoded)),
-        )
+        );
+    match public_url {
+        Some(base) => router.layer(from_fn_with_state(Arc::<str>::from(base), absolute_location)),
+        None => router,
+    }
+}
+
+/// The entity tag of the contract and its viewer, which change only with the binary: the
+/// release and a digest of the document, worked out at the first request for them.
+struct DocsTag {
+    doc: utoipa::openapi::OpenApi,
+    tag: std::sync::OnceLock<HeaderValue>,
+}
+
+impl DocsTag {
+    fn new(doc: utoipa::openapi::OpenApi) -> DocsTag {
+        DocsTag {
+            doc,
+            tag: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn tag(&self) -> &HeaderValue {
+        self.tag.get_or_init(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(serde_json::to_vec(&self.doc).unwrap_or_default());
+            let tag = format!("\"{}-{}\"", env!("CARGO_PKG_VERSION"), hex::encode(&digest[..8]));
+            HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+        })
+    }
+}
+
+/// `/openapi.json` and the docs' files carry an `ETag`, and a request naming it in
+/// `If-None-Match` is 304: with `no-cache` alone and no validator, a browser or proxy fetched
+/// the 2.4 MB again at every page load, slow on the links many mutuelles work over.
+async fn revalidate_docs(State(tag): State<Arc<DocsTag>>, request: Request, next: Next) -> Response {
+    let tag = tag.tag();
+    let held = request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == tag.as_bytes());
+    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if held && reads {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, tag.clone());
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::OK {
+        response.headers_mut().insert(header::ETAG, tag.clone());
+    }
+    response
+}
+
+/// With `public_url` set, a `Location` names the resource under it (scheme, host and any path
+/// prefix a gateway publishes the service at): a path alone resolved, under a gateway mounting
+/// the service at `/passerelle/`, outside the prefix, to a 404.
+async fn absolute_location(State(base): State<Arc<str>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let relative = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.starts_with('/') && !l.starts_with("//"))
+        .map(str::to_owned);
+    if let Some(path) = relative {
+        if let Ok(absolute) = HeaderValue::from_str(&format!("{base}{path}")) {
+            response.headers_mut().insert(header::LOCATION, absolute);
+        }
+    }
+    response
 }
 
 /// A body sent compressed (`Content-Encoding: gzip`) is 415, naming the one coding taken
