@@ -156,6 +156,11 @@ async fn the_bearer_scheme_is_matched_in_any_case(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("deux fois"));
+    assert_eq!(
+        twice.header("www-authenticate"),
+        Some("Bearer realm=\"passerelle\", error=\"invalid_request\""),
+        "not invalid_token: the token may be good"
+    );
     for refused in [
         format!("Basic {token}"),
         format!("Bearer{token}"),

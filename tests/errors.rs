@@ -78,6 +78,15 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
         .unwrap()
         .contains("Content-Encoding"));
     assert_eq!(r.header("accept-encoding"), Some("identity"));
+    // Without a body, the header names nothing sent: no refusal.
+    let read = app
+        .send(
+            app.request(Method::GET, "/v1/organizations")
+                .bearer_auth(&op)
+                .header("content-encoding", "gzip"),
+        )
+        .await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
     let identity = json!({"id": "plain-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"});
     let r = app
         .send(
@@ -278,11 +287,14 @@ async fn an_oversized_body_is_refused_before_it_is_sent() {
 
 /// An answer given before the request's body was read says that it ends the connection, which
 /// the server closes after it: a client that kept the connection sent its next request into the
-/// close (reqwest's `IncompleteMessage`). An answer after the body was read keeps it.
+/// close (reqwest's `IncompleteMessage`). An answer after the body was read keeps it, and so does
+/// one that leaves a small body unread, which the server reads past.
 #[tokio::test]
 async fn an_answer_before_the_body_is_read_closes_the_connection() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let body = json!({"id": "kept-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"}).to_string();
+    let small = json!({"id": "kept-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"}).to_string();
+    // The same object, past 8 KiB with white space.
+    let body = format!("{small}{}", " ".repeat(16 * 1024));
     let post = || {
         app.request(Method::POST, "/v1/organizations")
             .header("content-type", "application/json")
@@ -291,6 +303,15 @@ async fn an_answer_before_the_body_is_read_closes_the_connection() {
     let refused = app.send(post()).await;
     refused.problem(401, "unauthorized");
     assert_eq!(refused.header("connection"), Some("close"));
+    let small_refused = app
+        .send(
+            app.request(Method::POST, "/v1/organizations")
+                .header("content-type", "application/json")
+                .body(small.clone()),
+        )
+        .await;
+    small_refused.problem(401, "unauthorized");
+    assert_eq!(small_refused.header("connection"), None);
     let created = app.send(post().bearer_auth(app.operator())).await;
     assert_eq!(created.status.as_u16(), 201, "{}", created.text);
     assert_eq!(created.header("connection"), None);

@@ -339,12 +339,13 @@ async fn absolute_location(State(base): State<Arc<str>>, request: Request, next:
 /// (RFC 7694): read as it came, a JSON body was "not UTF-8" and a CSV upload was told to be
 /// saved as UTF-8, which it was.
 async fn refuse_encoded(request: Request, next: Next) -> Response {
-    let coded = request
-        .headers()
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .any(|coding| !coding.trim().is_empty() && !coding.trim().eq_ignore_ascii_case("identity"));
+    let coded = crate::unread_body::announces_body(&request)
+        && request
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .any(|coding| !coding.trim().is_empty() && !coding.trim().eq_ignore_ascii_case("identity"));
     if coded {
         return ApiError::EncodedBody.into_response();
     }

@@ -359,10 +359,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     // The header that decides who the caller is, given twice: a gateway that authorised one
     // token and the service acting on the other would disagree on the caller. Which was meant
     // is not guessed, as for a doubled Idempotency-Key.
+    // Its challenge says `invalid_request`, not `invalid_token`: the token may be good, and a
+    // client told it is not would throw it away.
     if parts.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
         return Err(ApiError::Unauthorized {
-            en: "The Authorization header is given twice: send one.",
-            fr: "L'en-tête Authorization est donné deux fois : n'en envoyez qu'un.",
+            en: crate::problem::TOKEN_TWICE.0,
+            fr: crate::problem::TOKEN_TWICE.1,
         });
     }
     let header_value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());

@@ -506,7 +506,8 @@ fn www_authenticate_header() -> Header {
     string_header(
         "The authentication scheme this service expects (RFC 6750 §3): `Bearer realm=\"passerelle\"` for a request \
 without a token, and `Bearer realm=\"passerelle\", error=\"invalid_token\"` for a token that was sent and refused \
-(expired, bad signature, unknown organisation…): get a new token before trying again.",
+(expired, bad signature, unknown organisation…): get a new token before trying again; `error=\"invalid_request\"` \
+for two `Authorization` headers, the token perhaps good: send one.",
         json!("Bearer realm=\"passerelle\", error=\"invalid_token\""),
     )
 }

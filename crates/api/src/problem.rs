@@ -165,6 +165,12 @@ pub const NO_TOKEN: (&str, &str) = (
     "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
 );
 
+/// The 401 of a request with two `Authorization` headers: which was meant is not guessed.
+pub const TOKEN_TWICE: (&str, &str) = (
+    "The Authorization header is given twice: send one.",
+    "L'en-tête Authorization est donné deux fois : n'en envoyez qu'un.",
+);
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request")]
@@ -743,6 +749,8 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
         ApiError::Unauthorized { en, .. } => {
             let challenge = if *en == NO_TOKEN.0 {
                 "Bearer realm=\"passerelle\""
+            } else if *en == TOKEN_TWICE.0 {
+                "Bearer realm=\"passerelle\", error=\"invalid_request\""
             } else {
                 "Bearer realm=\"passerelle\", error=\"invalid_token\""
             };

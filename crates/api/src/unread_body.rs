@@ -2,7 +2,7 @@
 //!
 //! A request refused before its body is read (a token refused, a full spool, a body too large or
 //! compressed) leaves the rest of that body on the connection, and the server closes it after
-//! the answer. Without `Connection: close` a client kept the connection in its pool and sent
+//! the answer, unless the body is small enough for hyper to read past at once. Without `Connection: close` a client kept the connection in its pool and sent
 //! its next request on it, to meet the close: reqwest failed that request with
 //! `IncompleteMessage` (a bulk upload sent right after two refused ones, in a test run).
 
@@ -50,19 +50,34 @@ impl http_body::Body for Watched {
     }
 }
 
-/// Whether the request announces a body: a length above zero, or chunks.
-fn announces_body(request: &Request) -> bool {
+/// A body that hyper reads past by itself when an answer leaves it unread, the connection kept:
+/// what came with the request's head, at most its first read buffer. Past it, hyper closes.
+const DRAINED_BY_HYPER: u64 = 8 * 1024;
+
+/// The length a request announces for its body: `Some(0)` for none, `None` for chunks of a
+/// length not known ahead.
+fn announced_length(request: &Request) -> Option<u64> {
     let headers = request.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    Some(
+        headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
+            .unwrap_or(0),
+    )
+}
+
+/// Whether the request announces a body: a length above zero, or chunks.
+pub fn announces_body(request: &Request) -> bool {
+    announced_length(request) != Some(0)
 }
 
 pub async fn close_after_unread(request: Request, next: Next) -> Response {
-    if !announces_body(&request) {
+    // A small body left unread is read past by hyper, and the connection kept.
+    if announced_length(&request).is_some_and(|n| n <= DRAINED_BY_HYPER) {
         return next.run(request).await;
     }
     let ended = Arc::new(AtomicBool::new(false));

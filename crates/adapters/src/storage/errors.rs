@@ -12,7 +12,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if unavailable(&code) {
+            if unavailable(&code) || closed_for_maintenance(&code, db.message()) {
                 StoreError::Unavailable(e.to_string())
             } else if code == "40P01" || code == "40001" {
                 // A deadlock's victim or a serialization failure: rolled back whole.
@@ -70,15 +70,20 @@ pub(crate) fn commit_err(e: sqlx::Error) -> StoreError {
 /// failover). SQLite reports extended codes, whose low byte is the primary one: BUSY (5) and
 /// LOCKED (6) after the busy timeout, whatever the variant (`SQLITE_BUSY_RECOVERY` is 261),
 /// READONLY (8), IOERR (10), FULL (13, the disk) and CANTOPEN (14).
+/// A database whose owner stopped new connections for maintenance (`ALTER DATABASE …
+/// ALLOW_CONNECTIONS false`) refuses them with 55000, a code PostgreSQL also gives faults of a
+/// statement's own (`currval` before `nextval`), which stay errors.
+fn closed_for_maintenance(code: &str, message: &str) -> bool {
+    code == "55000" && message.contains("is not currently accepting connections")
+}
+
 fn unavailable(code: &str) -> bool {
     // PostgreSQL's codes have five characters, SQLite's at most four digits.
     if code.len() == 5 {
         return ["08", "57P", "53", "58", "28"]
             .iter()
             .any(|class| code.starts_with(class))
-            // 55000: a database whose owner stopped new connections for maintenance
-            // (`ALTER DATABASE … ALLOW_CONNECTIONS false`) refuses them with it.
-            || ["3D000", "57014", "55P03", "25006", "55000"].contains(&code);
+            || ["3D000", "57014", "55P03", "25006"].contains(&code);
     }
     code.len() <= 4
         && code
@@ -95,10 +100,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_database_closed_for_maintenance_cannot_serve_now() {
+        assert!(closed_for_maintenance(
+            "55000",
+            "database \"passerelle\" is not currently accepting connections"
+        ));
+        assert!(!closed_for_maintenance(
+            "55000",
+            "currval of sequence \"s\" is not yet defined in this session"
+        ));
+    }
+
+    #[test]
     fn codes_of_a_database_that_cannot_serve_now() {
         for code in [
-            "08006", "57P01", "53300", "58030", "28P01", "28000", "3D000", "57014", "55P03", "25006", "55000", "5",
-            "6", "261", "517", "262", "8", "10", "13", "14",
+            "08006", "57P01", "53300", "58030", "28P01", "28000", "3D000", "57014", "55P03", "25006", "5", "6", "261",
+            "517", "262", "8", "10", "13", "14",
         ] {
             assert!(unavailable(code), "{code}");
         }

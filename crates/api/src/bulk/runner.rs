@@ -48,8 +48,11 @@ pub struct Control {
 /// turns, four 50,000-row uploads of one mutuelle made another's job of 10 rows wait 67 s.
 #[derive(Default)]
 struct Turns {
-    /// The organisations with a job queued here, as last listed or posted.
+    /// The organisations with a job queued here, as last listed.
     waiting: std::collections::HashSet<String>,
+    /// The organisations whose jobs were posted here lately, and when: a listing begun before a
+    /// job was committed does not hold it, and must not hide it until the next.
+    posted: std::collections::HashMap<String, std::time::Instant>,
     /// When each organisation's job last started, counted in starts.
     started: std::collections::HashMap<String, u64>,
     starts: u64,
@@ -76,12 +79,18 @@ impl Control {
 
     /// A job of `organization` was posted here and waits.
     pub fn queued(&self, organization: &str) {
-        self.turns().waiting.insert(organization.to_owned());
+        let now = std::time::Instant::now();
+        self.turns().posted.insert(organization.to_owned(), now);
     }
 
     /// Whether a job of another organisation than `organization` waits here.
     pub fn another_waits(&self, organization: &str) -> bool {
-        self.turns().waiting.iter().any(|o| o != organization)
+        let turns = self.turns();
+        turns
+            .waiting
+            .iter()
+            .chain(turns.posted.keys())
+            .any(|o| o != organization)
     }
 
     /// Notes the jobs queued here, and orders them by turn: the organisations whose jobs started
@@ -89,6 +98,8 @@ impl Control {
     fn take_turns(&self, jobs: &mut [BatchJob]) {
         let mut turns = self.turns();
         turns.waiting = jobs.iter().map(|j| j.organization.clone()).collect();
+        // A posted job is in every listing begun after it was committed, within one poll.
+        turns.posted.retain(|_, at| at.elapsed() < 2 * POLL_EVERY);
         let last = |j: &BatchJob| turns.started.get(&j.organization).copied().unwrap_or(0);
         jobs.sort_by(|a, b| (last(a), a.created_at, &a.id).cmp(&(last(b), b.created_at, &b.id)));
     }
@@ -99,6 +110,8 @@ impl Control {
         turns.starts += 1;
         let now = turns.starts;
         turns.started.insert(organization.to_owned(), now);
+        // Its posted job is the one starting, or in the listing that chose it.
+        turns.posted.remove(organization);
     }
 
     /// Returns once no job runs here, or after `limit`: false when a job still ran.
