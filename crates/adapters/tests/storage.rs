@@ -762,12 +762,9 @@ async fn a_migration_waiting_for_a_lock_gives_up_whole() {
     // A database of its own: other tests migrating their schemas in the shared one hold sqlx's
     // one lock per database for seconds at a time, past this test's 400 ms.
     let own = OwnDatabase::create().await;
-    connect(&DatabaseOptions::new(&own.url))
-        .await
-        .expect("connect")
-        .migrate()
-        .await
-        .expect("migrate");
+    let first = connect(&DatabaseOptions::new(&own.url)).await.expect("connect");
+    first.migrate().await.expect("migrate");
+    first.close().await;
     let mut conn = sqlx::PgConnection::connect(&own.url).await.unwrap();
     // The database as the previous release left it.
     conn.execute(
