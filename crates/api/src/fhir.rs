@@ -240,7 +240,9 @@ pub fn public_base(configured: Option<&str>, headers: &axum::http::HeaderMap) ->
             && h.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
     });
-    let scheme = match header(axum::http::HeaderName::from_static("x-forwarded-proto")) {
+    // Proxies in a chain append to it (`https, http`): the first is the client's own.
+    let first = |p: &str| p.split(',').next().unwrap_or_default().trim().to_owned();
+    let scheme = match header(axum::http::HeaderName::from_static("x-forwarded-proto")).map(first) {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         _ => "http",
     };
@@ -250,6 +252,19 @@ pub fn public_base(configured: Option<&str>, headers: &axum::http::HeaderMap) ->
 #[cfg(test)]
 mod tests {
     use super::accepts_fhir_json;
+
+    #[test]
+    fn the_clients_scheme_is_the_first_a_proxy_chain_names() {
+        let base = |proto: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("host", "passerelle.example.org".parse().unwrap());
+            headers.insert("x-forwarded-proto", proto.parse().unwrap());
+            super::public_base(None, &headers)
+        };
+        assert_eq!(base("https, http"), "https://passerelle.example.org");
+        assert_eq!(base("HTTPS"), "https://passerelle.example.org");
+        assert_eq!(base("http, https"), "http://passerelle.example.org");
+    }
 
     #[test]
     fn accept_values_are_read_as_r4_negotiates() {
