@@ -126,32 +126,32 @@ impl Database {
     async fn run_migrations(&self) -> Result<(), StoreError> {
         let failed = |e: sqlx::migrate::MigrateError| StoreError::Unavailable(format!("migration failed: {e}"));
         match &self.migrator {
-            Migrator::Postgres(pool, None) => sqlx::migrate!("../../migrations/postgres")
-                .run(pool)
-                .await
-                .map_err(failed),
-            Migrator::Postgres(pool, Some(timeout)) => {
-                // A connection of its own, so that no request inherits the timeout.
-                let options = (*pool.connect_options())
-                    .clone()
-                    .options([("lock_timeout", timeout.as_millis().to_string())]);
+            Migrator::Postgres(pool, timeout) => {
+                // A connection of its own, closed whatever the outcome. sqlx takes its migration
+                // lock for the session and, when a migration fails, returns without releasing
+                // it: on a pooled connection the lock went back to the pool, and the process's
+                // next migration, given another connection, waited for it for ever. And no
+                // request inherits the lock timeout.
+                let mut options = (*pool.connect_options()).clone();
+                if let Some(timeout) = timeout {
+                    options = options.options([("lock_timeout", timeout.as_millis().to_string())]);
+                }
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
                     .await
                     .map_err(errors::db_err)?;
                 let result = sqlx::migrate!("../../migrations/postgres").run(&mut conn).await;
                 let _ = sqlx::Connection::close(conn).await;
-                result.map_err(|e| match &e {
-                    sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
-                    | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _)
-                        if d.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
-                    {
-                        StoreError::Unavailable(format!(
-                            "migration failed: {e}. It waited for a lock longer than {} ms (another transaction \
+                result.map_err(|e| match (&e, timeout) {
+                    (
+                        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+                        | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _),
+                        Some(timeout),
+                    ) if d.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => StoreError::Unavailable(format!(
+                        "migration failed: {e}. It waited for a lock longer than {} ms (another transaction \
                              holds the table, or another migration runs) and wrote nothing: find the long \
                              transaction in pg_stat_activity and run the migrations again",
-                            timeout.as_millis()
-                        ))
-                    }
+                        timeout.as_millis()
+                    )),
                     _ => failed(e),
                 })
             }
