@@ -1012,13 +1012,21 @@ async fn invalid_index_stops(migration: i64, index: &str) -> String {
     let failed = database.migrate().await.unwrap_err().to_string();
     // The failed run let go of sqlx's migration lock: kept by a pooled connection, it made the
     // next run, given another connection, wait for ever (a hang found under load).
-    let held: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    // (A closed session's backend lets go of its locks as it exits, a moment after the close.)
+    let mut held = 1;
+    for _ in 0..100 {
+        held = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(held, 0, "the migration lock is still held");
     conn.execute(format!("DROP INDEX {index}").as_str()).await.unwrap();
     database.migrate().await.expect("built again by the migration");
