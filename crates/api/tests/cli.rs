@@ -136,6 +136,7 @@ fn token_mints_a_verifiable_dev_token() {
         .env("PASSERELLE_JWT_HS256_SECRET", SECRET)
         .args(["token", "--org", "mut-tsevie"]));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -162,6 +163,7 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     // Named as the file spells it: the operator set no variable.
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("configuration error: listen (in the --config file): "));
     assert!(!dir.join("passerelle.db").exists(), "nothing was created");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A port already taken stops the start before any worker runs or the demo says anything.
@@ -864,6 +866,7 @@ async fn an_import_whose_output_is_not_read_completes() {
             .unwrap();
     assert_eq!((status.as_str(), queued), ("completed", 0));
     conn.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An import that cannot start leaves no job behind `running`, and an import killed earlier has
