@@ -292,14 +292,7 @@ impl DocsTag {
 /// the 2.4 MB again at every page load, slow on the links many mutuelles work over.
 async fn revalidate_docs(State(tag): State<Arc<DocsTag>>, request: Request, next: Next) -> Response {
     let tag = tag.tag();
-    let held = request
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == tag.as_bytes());
+    let held = crate::routes::products::none_match_tag(request.headers(), tag.to_str().unwrap_or_default());
     let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     if held && reads {
         let mut response = StatusCode::NOT_MODIFIED.into_response();

@@ -15,6 +15,16 @@ fn schema(value: Value) -> RefOr<Schema> {
     }
 }
 
+/// The description a schema's member carries, or `null`.
+fn member_description(object: &utoipa::openapi::schema::Object, member: &str) -> Value {
+    object
+        .properties
+        .get(member)
+        .and_then(|p| serde_json::to_value(p).ok())
+        .and_then(|p| p.get("description").cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// A person is named in exactly one of three forms (`read_person`). Each form is a closed schema
 /// of its own, named, under `oneOf`: the object's members alone let a validator or a client
 /// accept none, or two at once, and forms written with `{"type": "null"}` members (as the
@@ -26,15 +36,7 @@ pub(super) fn person_forms(doc: &mut Document) {
     let Some(RefOr::T(Schema::Object(selector))) = components.schemas.get("PersonSelector").cloned() else {
         return;
     };
-    let described = |member: &str| -> Value {
-        let description = selector
-            .properties
-            .get(member)
-            .and_then(|p| serde_json::to_value(p).ok())
-            .and_then(|p| p.get("description").cloned())
-            .unwrap_or(Value::Null);
-        json!(description)
-    };
+    let described = |member: &str| member_description(&selector, member);
     let description = selector.description.clone();
     let example = selector.example.clone();
     let forms = [
@@ -305,14 +307,8 @@ pub(super) fn capability_statement_members(doc: &mut Document) {
         return;
     };
     let describe = |member: &str, shape: Value| -> RefOr<Schema> {
-        let said = statement
-            .properties
-            .get(member)
-            .and_then(|p| serde_json::to_value(p).ok())
-            .and_then(|p| p.get("description").cloned())
-            .unwrap_or(Value::Null);
         let mut shape = shape;
-        shape["description"] = said;
+        shape["description"] = member_description(statement, member);
         schema(shape)
     };
     let open = |properties: Value, required: &[&str]| json!({"type": "object", "required": required, "properties": properties, "additionalProperties": true});

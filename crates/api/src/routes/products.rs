@@ -560,7 +560,11 @@ pub fn read_preconditions(headers: &HeaderMap, version: u32) -> Result<Option<Re
 /// Whether `If-None-Match` names `version` (compared weakly: `W/"3"` and `"3"` alike) or is `*`:
 /// the client's copy is current.
 pub fn none_match(headers: &HeaderMap, version: u32) -> bool {
-    let current = format!("\"{version}\"");
+    none_match_tag(headers, &format!("\"{version}\""))
+}
+
+/// Whether `If-None-Match` names the entity tag `current` (compared weakly) or is `*`.
+pub fn none_match_tag(headers: &HeaderMap, current: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
