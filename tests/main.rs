@@ -16,6 +16,7 @@ mod organizations;
 mod people;
 mod products;
 mod registry;
+mod retention;
 mod service;
 mod settlements;
 mod webhooks;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bulk;
 pub mod config;
 pub mod demo;
+pub mod erasure;
 pub mod extract;
 pub mod fhir;
 pub mod fields;

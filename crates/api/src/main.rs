@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use passerelle_api::config::{Config, Secret};
 use passerelle_api::problem::Lang;
 use passerelle_api::stdout::emit;
-use passerelle_api::{app, auth, demo, import, openapi, routes, telemetry};
+use passerelle_api::{app, auth, demo, erasure, import, openapi, routes, telemetry};
 use passerelle_domain::error::StoreError;
 use passerelle_domain::ports::BatchFormat;
 
@@ -77,6 +77,22 @@ enum Command {
         /// Language of the error messages: fr or en.
         #[arg(long, default_value = "fr", value_parser = ["fr", "en"])]
         lang: String,
+    },
+    /// Erase the personal data of the people whose coverages all ended before a day: names,
+    /// national id, phone and place go, the birth date is kept to its year, the record's id
+    /// stays for the coverages, claims and audit events naming it. Audited
+    /// (`beneficiary.erased`); prints what it did as JSON.
+    ErasePersonalData {
+        /// Erase the people whose every coverage ended before this day (YYYY-MM-DD, not after
+        /// today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        ended_before: Option<chrono::NaiveDate>,
+        /// Or: whose every coverage ended more than this many days ago (1 to 36600).
+        #[arg(long, value_name = "DAYS")]
+        retention_days: Option<u32>,
+        /// Count who would be erased, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Audit log tools.
     Audit {
@@ -242,6 +258,18 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 lang: if lang == "en" { Lang::En } else { Lang::Fr },
             };
             Ok(import::run(config, args).await?)
+        }
+        Command::ErasePersonalData {
+            ended_before,
+            retention_days,
+            dry_run,
+        } => {
+            let args = erasure::EraseArgs {
+                ended_before,
+                retention_days,
+                dry_run,
+            };
+            Ok(emit(&erasure::run(config, args).await?)?)
         }
         Command::Serve { no_migrate, demo } => serve(config, no_migrate, demo).await,
     }

@@ -139,11 +139,12 @@ pub struct ProblemField {
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// Every `code` of a problem (API.md §4), as [`ApiError::code`] gives them.
-pub const PROBLEM_CODES: [&str; 17] = [
+pub const PROBLEM_CODES: [&str; 18] = [
     "malformed_request",
     "unauthorized",
     "forbidden",
     "not_found",
+    "personal_data_erased",
     "method_not_allowed",
     "conflict",
     "precondition_failed",
@@ -186,6 +187,10 @@ pub enum ApiError {
     },
     #[error("not found")]
     NotFound,
+    /// A person whose personal data was erased under the deployment's retention period
+    /// (`passerelle erase-personal-data`), on that day: gone for good, not merely out of sight.
+    #[error("personal data erased")]
+    Erased { on: chrono::NaiveDate },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("conflict")]
@@ -297,6 +302,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Erased { .. } => StatusCode::GONE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -326,6 +332,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::Erased { .. } => "personal_data_erased",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PreconditionFailed => "precondition_failed",
@@ -362,6 +369,16 @@ impl ApiError {
             ApiError::NotFound => (
                 ("Not found", "No such resource, or it is not visible to you.".into()),
                 ("Introuvable", "Cette ressource n'existe pas ou ne vous est pas visible.".into()),
+            ),
+            ApiError::Erased { on } => (
+                (
+                    "Gone",
+                    format!("This person's personal data was erased on {on}, at the end of the retention period this deployment keeps it for. The record's id remains, named by its coverages and claims; nothing else of the person is kept, and the record can no longer be changed or covered."),
+                ),
+                (
+                    "Données effacées",
+                    format!("Les données personnelles de cette personne ont été effacées le {on}, au terme de la durée de conservation de ce déploiement. L'identifiant de la fiche demeure, cité par ses couvertures et ses demandes de remboursement ; rien d'autre de la personne n'est conservé, et la fiche ne peut plus être modifiée ni couverte."),
+                ),
             ),
             ApiError::MethodNotAllowed => (
                 ("Method not allowed", "This path does not accept this method.".into()),
@@ -531,6 +548,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::NotFound,
+            StoreError::Erased { at } => ApiError::Erased { on: at.date_naive() },
             StoreError::Conflict { constraint } => conflict_for(&constraint),
             StoreError::IdempotencyMismatch => ApiError::IdempotencyKeyReused,
             StoreError::StaleVersion => ApiError::PreconditionFailed,
@@ -821,6 +839,7 @@ mod tests {
                 | ApiError::Unauthorized { .. }
                 | ApiError::Forbidden { .. }
                 | ApiError::NotFound
+                | ApiError::Erased { .. }
                 | ApiError::MethodNotAllowed
                 | ApiError::Conflict { .. }
                 | ApiError::PreconditionFailed
@@ -846,6 +865,9 @@ mod tests {
                     ApiError::Malformed {
                         en: String::new(),
                         fr: String::new(),
+                    },
+                    ApiError::Erased {
+                        on: chrono::NaiveDate::MIN,
                     },
                     ApiError::Unauthorized { en: "", fr: "" },
                     ApiError::Forbidden {

@@ -984,6 +984,55 @@ async fn the_demo_is_covered_whatever_the_day_it_starts() {
 /// A database behind the binary is refused by `serve --no-migrate` and `import`, naming the first
 /// missing migration and the command that applies it; `audit verify` checks it as it is (an old
 /// backup must be verifiable without migrating it).
+/// `erase-personal-data` takes one cut-off, never after today, refuses anything else as a
+/// command line to mend (2), and prints what it did as JSON.
+#[test]
+fn erase_personal_data_takes_one_cutoff_and_prints_what_it_did() {
+    let dir = temp_dir("erase");
+    let out = run(passerelle(&dir).arg("migrate"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (args, said) in [
+        (
+            vec![],
+            "exactly one of --ended-before YYYY-MM-DD and --retention-days N",
+        ),
+        (
+            vec!["--ended-before", "2020-01-01", "--retention-days", "30"],
+            "exactly one",
+        ),
+        (vec!["--ended-before", "2999-01-01"], "is after today"),
+        (vec!["--retention-days", "0"], "from 1 to 36600"),
+        (vec!["--ended-before", "2020-02-30"], "invalid value"),
+    ] {
+        let out = run(passerelle(&dir).arg("erase-personal-data").args(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let cutoff = (chrono::Utc::now().date_naive() - chrono::Days::new(3650)).to_string();
+    for dry_run in [true, false] {
+        let mut cmd = passerelle(&dir);
+        cmd.args(["erase-personal-data", "--retention-days", "3650"]);
+        if dry_run {
+            cmd.arg("--dry-run");
+        }
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        assert_eq!(said["ended_before"], cutoff.as_str(), "{said}");
+        assert_eq!(said["dry_run"], dry_run, "{said}");
+        assert_eq!(
+            (said["people"].as_u64(), said["merged_records"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert!(said["request_id"].as_str().unwrap().starts_with("erase-"), "{said}");
+    }
+    let out = run(passerelle(&dir).args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_database_behind_the_binary_is_refused_until_migrated() {
     let dir = temp_dir("behind");
@@ -1009,6 +1058,7 @@ async fn a_database_behind_the_binary_is_refused_until_migrated() {
     for args in [
         vec!["serve", "--no-migrate"],
         vec!["import", "people.csv", "--org", "mut-a"],
+        vec!["erase-personal-data", "--retention-days", "3650"],
     ] {
         let out = run(passerelle(&dir)
             .env("PASSERELLE_DATABASE_URL", &url)

@@ -441,6 +441,11 @@ pub struct Beneficiary {
     /// (with operators and auditors) still reads it. Never shown.
     #[serde(skip)]
     pub merged_by: Option<String>,
+    /// When the person's personal data was erased under the deployment's retention period
+    /// (`passerelle erase-personal-data`): the record then holds no names, national id, phone or
+    /// place, and is answered as gone. Never shown.
+    #[serde(skip)]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 fn first_version() -> u32 {
@@ -581,6 +586,7 @@ impl ValidBeneficiary {
             version: 1,
             merged_into: None,
             merged_by: None,
+            erased_at: None,
         }
     }
 }
@@ -1221,6 +1227,7 @@ mod tests {
             version: 3,
             merged_into: None,
             merged_by: None,
+            erased_at: None,
         }
     }
 

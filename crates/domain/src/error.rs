@@ -132,4 +132,8 @@ pub enum StoreError {
     /// an operator can put it right; a verification of the chain names the first such event.
     #[error("the audit chain's head is behind events already chained: {0}")]
     ChainBlocked(String),
+    /// The person's personal data was erased under the deployment's retention period
+    /// (`passerelle erase-personal-data`), at `at`: nothing about them is read or changed again.
+    #[error("the person's personal data was erased")]
+    Erased { at: chrono::DateTime<chrono::Utc> },
 }

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod ports;
 pub mod product;
 pub mod registration;
+pub mod retention;
 pub mod scope;
 pub mod settlement;
 pub mod text;

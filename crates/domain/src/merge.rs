@@ -117,6 +117,7 @@ mod tests {
             version: 1,
             merged_into: None,
             merged_by: None,
+            erased_at: None,
         }
     }
 

@@ -328,6 +328,21 @@ pub trait RegistryStore: Send + Sync {
         into: &str,
     ) -> Result<Beneficiary, StoreError>;
 
+    /// Erases the personal data of every person whose coverages all ended before `before` (a
+    /// terminated coverage without an end date: terminated before that day; a dependant's: also
+    /// when the principal's did), and of the records merged into such a person or into one
+    /// erased earlier: names, national id, phone and place removed, the birth date cut to its
+    /// year ([`crate::retention::erased_birth_date`]), `erased_at` set, one version more, each
+    /// audited as [`crate::retention::ERASED_ACTION`] under `ctx`. In transactions of a few
+    /// hundred people, each judged again under lock, so that a coverage extended or added
+    /// meanwhile keeps its person. `dry_run` counts and changes nothing.
+    async fn erase_personal_data(
+        &self,
+        ctx: &WriteContext,
+        before: NaiveDate,
+        dry_run: bool,
+    ) -> Result<crate::retention::Erasure, StoreError>;
+
     async fn find_by_national_id(&self, national_id: &NationalId) -> Result<Option<Beneficiary>, StoreError>;
 
     /// Whether `organization` holds any coverage of the person (what makes them visible to it).

@@ -317,6 +317,7 @@ impl PgStore {
 
 include!("shared.rs");
 include!("registry.rs");
+include!("retention.rs");
 include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");

@@ -91,6 +91,24 @@ async fn upsert_person(
     person: &ValidBeneficiary,
     events: &mut Vec<NewAuditEvent>,
 ) -> Result<(Beneficiary, bool, Vec<String>), StoreError> {
+    // Once more when the person holding the national id had their personal data erased between
+    // this insert and the read below: the id is then free, and the person new.
+    for _ in 0..2 {
+        if let Some(found) = insert_person(tx, ctx, person, events).await? {
+            return Ok(found);
+        }
+    }
+    Err(StoreError::Internal("beneficiary insert lost".into()))
+}
+
+/// One try of [`upsert_person`]: `None` when the national id conflicted with a person no longer
+/// holding it once read.
+async fn insert_person(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    person: &ValidBeneficiary,
+    events: &mut Vec<NewAuditEvent>,
+) -> Result<Option<(Beneficiary, bool, Vec<String>)>, StoreError> {
     let candidate = person
         .clone()
         .into_beneficiary(uuid::Uuid::now_v7().to_string(), ctx.at);
@@ -147,22 +165,27 @@ async fn upsert_person(
     .rows_affected();
     if inserted == 1 {
         events.push(ctx.audit("beneficiary.created", "beneficiary", &candidate.id));
-        return Ok((candidate, false, possible_duplicates));
+        return Ok(Some((candidate, false, possible_duplicates)));
     }
-    let existing = match nid {
+    let Some(existing) = (match nid {
         Some(nid) => find_by_national_id_tx(tx, nid).await?,
         None => None,
+    }) else {
+        return Ok(None);
     };
-    let existing = existing.ok_or_else(|| StoreError::Internal("beneficiary insert lost".into()))?;
     if !existing.identity().agrees_with(&person.identity()) {
         return Err(identity_mismatch());
     }
-    Ok((existing, true, Vec::new()))
+    Ok(Some((existing, true, Vec::new())))
 }
 
+/// The person holding a national id, held (`FOR KEY SHARE`, which no correction or merge waits
+/// for) until the caller commits the coverage it gives them: an erasure of the person
+/// (`erase_personal_data`, which takes them `FOR UPDATE`) then either waits and sees that
+/// coverage, or commits first, and the national id, erased, names no one here.
 async fn find_by_national_id_tx(tx: &mut Tx, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {
     let row: Option<BeneficiaryRow> = sqlx::query_as(&format!(
-        "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE nid_country = $1 AND nid_type = $2 AND nid_value = $3"
+        "SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE nid_country = $1 AND nid_type = $2 AND nid_value = $3{FOR_KEY_SHARE}"
     ))
     .bind(&nid.country)
     .bind(&nid.id_type)
@@ -903,6 +926,10 @@ impl RegistryStore for This {
                     .map(Beneficiary::try_from)
                     .transpose()?
                     .ok_or(StoreError::NotFound)?;
+                // Covered again, an erased person would be checked and claimed for with no name.
+                if let Some(at) = found.erased_at {
+                    return Err(StoreError::Erased { at });
+                }
                 (found, true, Vec::new())
             }
             PersonRef::New(person) => upsert_person(&mut tx, ctx, person, &mut events).await?,
@@ -945,6 +972,15 @@ impl RegistryStore for This {
         .await
         .map_err(db_err)?;
         row.map(Beneficiary::try_from).transpose()
+    }
+
+    async fn erase_personal_data(
+        &self,
+        ctx: &WriteContext,
+        before: NaiveDate,
+        dry_run: bool,
+    ) -> Result<passerelle_domain::retention::Erasure, StoreError> {
+        erase_personal_data(self, ctx, before, dry_run).await
     }
 
     async fn find_by_national_id(&self, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {
@@ -1005,6 +1041,19 @@ impl RegistryStore for This {
     async fn update_coverage(&self, ctx: &WriteContext, update: &CoverageUpdate) -> Result<(), StoreError> {
         let c = &update.coverage;
         let mut tx = self.begin_write().await?;
+        // The person first, as a correction or a merge takes them, and shared: an erasure
+        // (which takes them for update) either committed before, and an erased person's coverage
+        // is not extended, or waits and sees this change.
+        let (erased_at,): (Option<DateTime<Utc>>,) =
+            sqlx::query_as(&format!("SELECT erased_at FROM beneficiaries WHERE id = $1{FOR_SHARE}"))
+                .bind(&c.beneficiary)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::StaleVersion)?;
+        if let Some(at) = erased_at {
+            return Err(StoreError::Erased { at });
+        }
         let changed = sqlx::query(
             "UPDATE coverages SET status = $2, end_date = $3, version = $4, updated_at = $5 \
              WHERE id = $1 AND version = $6",
@@ -1042,16 +1091,19 @@ impl RegistryStore for This {
         // of them are held against a termination committing meanwhile (which changes coverage
         // rows, not the person's version), then read as they now stand. The person first, as a
         // merge takes them, so that the two wait for each other rather than deadlock.
-        let held: Option<(i64, Option<String>)> = sqlx::query_as(&format!(
-            "SELECT version, merged_into FROM beneficiaries WHERE id = $1{FOR_NO_KEY_UPDATE}"
+        let held: Option<(i64, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+            "SELECT version, merged_into, erased_at FROM beneficiaries WHERE id = $1{FOR_NO_KEY_UPDATE}"
         ))
         .bind(&b.id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
+        if let Some((_, _, Some(at))) = held {
+            return Err(StoreError::Erased { at });
+        }
         // Changed meanwhile (a merge that committed first moved its coverages away): a stale
         // version, as the update below would find, rather than "your coverages ended".
-        if !matches!(held, Some((version, None)) if version == i64::from(b.version) - 1) {
+        if !matches!(held, Some((version, None, _)) if version == i64::from(b.version) - 1) {
             return Err(StoreError::StaleVersion);
         }
         sqlx::query(&format!(
@@ -1169,6 +1221,11 @@ impl RegistryStore for This {
             .collect::<Result<Vec<_>, _>>()?;
         let person = |id: &str| people.iter().find(|p| p.id == id).cloned().ok_or(StoreError::NotFound);
         let (source, target) = (person(from)?, person(into)?);
+        // Nothing moves to or from a person erased meanwhile: covered again, they would be
+        // checked and claimed for with no name.
+        if let Some(at) = source.erased_at.or(target.erased_at) {
+            return Err(StoreError::Erased { at });
+        }
         let moved = coverages_held(&mut tx, from).await?;
         let kept = coverages_held(&mut tx, into).await?;
         passerelle_domain::merge::check_merge(&ctx.organization, &source, &moved, &target, &kept).map_err(

@@ -158,10 +158,12 @@ pub(crate) struct BeneficiaryRow {
     pub version: i64,
     pub merged_into: Option<String>,
     pub merged_by: Option<String>,
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 pub(crate) const BENEFICIARY_COLUMNS: &str = "id, nid_country, nid_type, nid_value, family_name, given_names, sex, \
-     birth_date, birth_date_precision, phone, region, district, commune, created_at, version, merged_into, merged_by";
+     birth_date, birth_date_precision, phone, region, district, commune, created_at, version, merged_into, merged_by, \
+     erased_at";
 
 impl TryFrom<BeneficiaryRow> for Beneficiary {
     type Error = StoreError;
@@ -198,6 +200,7 @@ impl TryFrom<BeneficiaryRow> for Beneficiary {
             version: u32::try_from(r.version).map_err(|_| corrupt("person version"))?,
             merged_into: r.merged_into,
             merged_by: r.merged_by,
+            erased_at: r.erased_at,
         })
     }
 }

@@ -357,6 +357,7 @@ impl SqliteStore {
 
 include!("shared.rs");
 include!("registry.rs");
+include!("retention.rs");
 include!("eligibility.rs");
 include!("batches.rs");
 include!("claims.rs");

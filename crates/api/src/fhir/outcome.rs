@@ -30,7 +30,8 @@ const READ_LIMIT: usize = 16 << 20;
 pub struct Issue {
     /// `error`, or `fatal` for a failure of the service itself (500, 503).
     pub severity: &'static str,
-    /// FHIR's issue type: `structure`, `login`, `forbidden`, `not-found`, `not-supported`,
+    /// FHIR's issue type: `structure`, `login`, `forbidden`, `not-found`, `deleted` (a person
+    /// whose personal data was erased), `not-supported`,
     /// `conflict`, `duplicate`, `too-long`, `required`, `value`, `invalid`, `transient`,
     /// `throttled`, `exception`, or `too-costly` on the last issue of an outcome that lists
     /// only the first 100 faults (details `too_many_errors`, saying how many more).
@@ -94,6 +95,8 @@ fn issue_type(problem_code: &str) -> &'static str {
         "unauthorized" => "login",
         "forbidden" => "forbidden",
         "not_found" => "not-found",
+        // R4's IssueType for content that existed and was deleted.
+        "personal_data_erased" => "deleted",
         "method_not_allowed" | "unsupported_media_type" | "not_acceptable" => "not-supported",
         "conflict" | "precondition_failed" | "idempotency_key_reused" => "conflict",
         "payload_too_large" => "too-long",

@@ -186,6 +186,7 @@ impl From<Beneficiary> for Patient {
         (status = 200, description = "The person", body = Patient, content_type = "application/fhir+json", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
         (status = 304, description = "`If-None-Match` names the current version. No body", headers(("ETag" = String, description = "`W/\"<meta.versionId>\"`"))),
         (status = 404, description = "No such person, or not covered by you", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 410, description = "The person's personal data was erased at the end of the deployment's retention period", body = super::outcome::OperationOutcome, content_type = "application/fhir+json"),
     ),
     security(("bearer" = ["registry:read"]))
 )]

@@ -91,6 +91,7 @@ enum Target {
                 "family_name": "Agbéko", "given_names": "Akossiwa Élise", "sex": "F", "birth_date": "1988-03-14",
                 "birth_date_precision": "day", "version": 2})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The record, or the person named by `into`, had their personal data erased at the end of the deployment's retention period (`personal_data_erased`): nothing moves to or from them", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: `has_national_id`, `covered_by_others`, `identity_mismatch`, `already_covered` or `already_merged` (the record, or at `/into` the person named, merged away already)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -195,6 +196,9 @@ async fn merge_once(
             _ => ApiError::NotFound,
         });
     }
+    if let Some(at) = current.erased_at {
+        return Err(ApiError::Erased { on: at.date_naive() });
+    }
     // A stale or missing `If-Match` is told so before the body is judged (API.md §3), as for
     // `PATCH`.
     check_if_match(headers, current.version)?;
@@ -215,7 +219,14 @@ async fn merge_once(
             )))
         }
         Target::Into(into) => match state.store.get_beneficiary(into).await? {
-            Some(p) if p.merged_into.is_none() && state.store.covers(caller.org.as_str(), into).await? => p.id,
+            Some(p) if p.merged_into.is_none() && state.store.covers(caller.org.as_str(), into).await? => {
+                // Covered again through the merge, an erased person would be checked and
+                // claimed for with no name.
+                if let Some(at) = p.erased_at {
+                    return Err(ApiError::Erased { on: at.date_naive() });
+                }
+                p.id
+            }
             // A record the caller merged away itself (and still reads): told so, as a merge
             // that lost the race to that one is, rather than as a record it never covered.
             Some(p) if p.merged_into.is_some() && p.merged_by.as_deref() == Some(caller.org.as_str()) => {

@@ -118,6 +118,7 @@ const IDENTITY: [&str; 4] = ["id", "sex", "birth_date", "birth_date_precision"];
                 "birth_date_precision": "year", "phone": "+22891234567",
                 "locality": {"region": "Maritime", "district": "Zio", "commune": "Zio 1"}, "version": 2})),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The person's personal data was erased at the end of the deployment's retention period (`personal_data_erased`): nothing of them is corrected", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: the national id given to a person registered without one is already another person's (`national_id_taken` at `/national_id`, audited as `beneficiary.national_id_taken`); or every coverage the caller held of the person is terminated (`coverage_terminated`): it still reads the person, but no longer corrects them", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
@@ -158,6 +159,9 @@ async fn patch_once(
     // the caller's to correct.
     if !state.store.covers(caller.org.as_str(), id).await? {
         return Err(ApiError::NotFound);
+    }
+    if let Some(at) = current.erased_at {
+        return Err(ApiError::Erased { on: at.date_naive() });
     }
     // It still reads the person its claims and history name, but once its coverages are
     // terminated it has no say in who they are and is not told of corrections.

@@ -386,6 +386,7 @@ pub async fn search_beneficiaries(
         (status = 200, description = "The person", body = BeneficiaryView, headers(("ETag" = String, description = "Pass as If-Match to PATCH"))),
         (status = 304, description = "`If-None-Match` names the current version: the client's copy is current. No body", headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 404, description = "No such person, or not covered by you", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The person's personal data was erased at the end of the deployment's retention period (`personal_data_erased`, `detail` gives the day): the record's id remains, named by coverages and claims, and nothing else of the person", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another version", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:read"]))
@@ -416,6 +417,11 @@ pub(crate) async fn read_person(state: &AppState, caller: &Caller, id: &str) -> 
     };
     if !visible {
         return Err(ApiError::NotFound);
+    }
+    // To whoever may see the record, said as such: the person existed, and nothing of them is
+    // kept (a client drops its copy, rather than wondering whether it lost sight of them).
+    if let Some(at) = person.erased_at {
+        return Err(ApiError::Erased { on: at.date_naive() });
     }
     crate::routes::audit::record_read(state, caller, "beneficiary", id).await?;
     Ok(person)
@@ -566,6 +572,7 @@ pub struct CoveragePatch {
                 "paid_through": "2026-12-31", "version": 2})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "A terminated coverage cannot change", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The person covered had their personal data erased at the end of the deployment's retention period (`personal_data_erased`): their coverages change no more", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither `application/merge-patch+json` nor `application/json` (a JSON Patch, `application/json-patch+json`, is not taken); `Accept-Patch` names the type", body = crate::problem::Problem, content_type = "application/problem+json",
             headers(("Accept-Patch" = String, description = "application/merge-patch+json"))),
@@ -1072,6 +1079,7 @@ pub struct CoverageCreate {
         (status = 201, description = "Created; `Location` names it. The coverage, with `matched` and `possible_duplicates` telling how its person was found", body = AffiliationView,
          headers(("Location" = String, description = "/v1/coverages/{id}"), ("ETag" = String, description = "The version"))),
         (status = 409, description = "The member number is already used in your scheme (`member_number_taken`), the person already holds this product (`already_covered`), or their national id is registered for a person of another sex or birth date (`identity_mismatch`, at `/beneficiary`, audited as `beneficiary.identity_mismatch`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The person named by `beneficiary.id` had their personal data erased at the end of the deployment's retention period (`personal_data_erased`): no one covers them again", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
 )]

@@ -1,0 +1,201 @@
+// Erasure of personal data past the deployment's retention period, shared by both databases
+// through `include!` like `shared.rs`.
+
+use passerelle_domain::retention::{erased_birth_date, Erasure, ERASED_ACTION};
+
+/// People erased per transaction: each holds its people locked, so that registrations and
+/// corrections of others wait no longer than a short write's time.
+const ERASE_CHUNK: i64 = 200;
+
+/// A coverage `c` over before the cut-off (`$1` the day, `$2` its first instant): ended before
+/// that day; terminated before it without ever starting (no end date); or a dependant's whose
+/// household (the principal's coverage `h`) ended so, when that coverage is terminated or its
+/// person erased (`gone`, a condition on `h.beneficiary`). A terminated coverage never changes
+/// again, and no coverage of an erased person is extended (`update_coverage`), so that no one
+/// erased here is ever covered again; a household merely past its end date while its principal
+/// is still covered elsewhere may yet be extended, and keeps its dependants.
+fn over(c: &str, h: &str, gone: &str) -> String {
+    let ended = |x: &str| {
+        format!(
+            "(({x}.end_date IS NOT NULL AND {x}.end_date < $1) \
+             OR ({x}.status = 'terminated' AND {x}.end_date IS NULL AND {x}.updated_at < $2))"
+        )
+    };
+    format!(
+        "({} OR EXISTS (SELECT 1 FROM coverages {h} WHERE {h}.id = {c}.principal_coverage AND {} \
+         AND ({h}.status = 'terminated' OR {gone})))",
+        ended(c),
+        ended(h)
+    )
+}
+
+/// A person `b`, not erased nor merged away, every coverage of whom is [`over`] (and who holds
+/// one: every person is registered with one, and a merge moves them all away).
+fn erasable(gone: &str) -> String {
+    format!(
+        "b.erased_at IS NULL AND b.merged_into IS NULL \
+         AND EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id) \
+         AND NOT EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id AND NOT {})",
+        over("c", "h", gone)
+    )
+}
+
+/// The principal of household `h` erased already.
+const PRINCIPAL_ERASED: &str =
+    "EXISTS (SELECT 1 FROM beneficiaries g WHERE g.id = h.beneficiary AND g.erased_at IS NOT NULL)";
+
+/// The principal of household `h` erased already, or to be erased by this run's first pass (for
+/// the dry run's count, which changes nothing between passes).
+fn principal_erased_or_erasable() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM beneficiaries g WHERE g.id = h.beneficiary AND (g.erased_at IS NOT NULL \
+         OR (g.merged_into IS NULL AND NOT EXISTS (SELECT 1 FROM coverages o WHERE o.beneficiary = g.id AND NOT {}))))",
+        over("o", "h2", "FALSE")
+    )
+}
+
+/// A record `b` merged into a person erased already.
+const MERGED_INTO_ERASED: &str = "b.erased_at IS NULL AND b.merged_into IS NOT NULL \
+     AND EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = b.merged_into AND t.erased_at IS NOT NULL)";
+
+async fn erase_personal_data(
+    store: &This,
+    ctx: &WriteContext,
+    before: NaiveDate,
+    dry_run: bool,
+) -> Result<Erasure, StoreError> {
+    let since = before.and_time(chrono::NaiveTime::MIN).and_utc();
+    if dry_run {
+        // Exact but for a person who is a dependant in a household whose principal the first
+        // pass does not erase but a later one would (a principal who is also a dependant
+        // elsewhere): not counted.
+        let people_sql = format!("SELECT b.id FROM beneficiaries b WHERE {}", erasable(&principal_erased_or_erasable()));
+        let (people,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM ({people_sql}) p"))
+            .bind(before)
+            .bind(since)
+            .fetch_one(&store.read)
+            .await
+            .map_err(db_err)?;
+        let (merged,): (i64,) = sqlx::query_as(&format!(
+            "SELECT count(*) FROM beneficiaries m WHERE m.erased_at IS NULL AND m.merged_into IS NOT NULL \
+             AND (m.merged_into IN ({people_sql}) \
+                  OR EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = m.merged_into AND t.erased_at IS NOT NULL))"
+        ))
+        .bind(before)
+        .bind(since)
+        .fetch_one(&store.read)
+        .await
+        .map_err(db_err)?;
+        return Ok(Erasure {
+            people: u64::try_from(people).unwrap_or_default(),
+            merged_records: u64::try_from(merged).unwrap_or_default(),
+        });
+    }
+    // Each pass may free the dependants of the principals it erased: passes until one finds
+    // no one.
+    let mut people = 0;
+    loop {
+        let erased = erase_where(store, ctx, &erasable(PRINCIPAL_ERASED), before, since).await?;
+        if erased == 0 {
+            break;
+        }
+        people += erased;
+    }
+    let merged_records = erase_where(store, ctx, MERGED_INTO_ERASED, before, since).await?;
+    Ok(Erasure { people, merged_records })
+}
+
+/// Erases the people `b` meeting `condition` (binding `$1` and `$2` as [`OVER_BEFORE`] does),
+/// in id order, a chunk per transaction. Each chunk is found, locked, and judged again under
+/// the lock: on PostgreSQL a coverage committed while the lock was awaited (a registration
+/// holds its person shared until it commits) is seen by the next statement, and its person
+/// kept.
+async fn erase_where(
+    store: &This,
+    ctx: &WriteContext,
+    condition: &str,
+    before: NaiveDate,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, StoreError> {
+    let mut erased = 0u64;
+    let mut after = String::new();
+    loop {
+        let mut tries = 0;
+        let chunk = loop {
+            match erase_chunk(store, ctx, condition, before, since, &after).await {
+                // A deadlock with a registry change, rolled back whole: the chunk again.
+                Err(StoreError::Contention(_)) if tries < 3 => tries += 1,
+                other => break other?,
+            }
+        };
+        let Some((last, count)) = chunk else {
+            return Ok(erased);
+        };
+        erased += count;
+        after = last;
+    }
+}
+
+/// One chunk after the id `after`: the last id looked at and how many were erased, or `None`
+/// when no one is left.
+async fn erase_chunk(
+    store: &This,
+    ctx: &WriteContext,
+    condition: &str,
+    before: NaiveDate,
+    since: chrono::DateTime<chrono::Utc>,
+    after: &str,
+) -> Result<Option<(String, u64)>, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let found: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT b.id FROM beneficiaries b WHERE b.id > $3 AND {condition} ORDER BY b.id LIMIT $4"
+    ))
+    .bind(before)
+    .bind(since)
+    .bind(after)
+    .bind(ERASE_CHUNK)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some((last,)) = found.last().cloned() else {
+        return Ok(None);
+    };
+    let ids: Vec<&str> = found.iter().map(|(id,)| id.as_str()).collect();
+    let mut lock = sqlx::QueryBuilder::<Db>::new("SELECT id FROM beneficiaries WHERE id IN (");
+    let mut list = lock.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    lock.push(format!(") ORDER BY id{FOR_UPDATE}"));
+    lock.build().fetch_all(&mut *tx).await.map_err(db_err)?;
+    // `condition` names `$1` and `$2`; the ids follow them.
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT b.id, b.birth_date FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
+        list.join(", ")
+    );
+    let mut still = sqlx::query_as::<_, (String, NaiveDate)>(&sql).bind(before).bind(since);
+    for id in &ids {
+        still = still.bind(*id);
+    }
+    let still = still.fetch_all(&mut *tx).await.map_err(db_err)?;
+    let mut events = Vec::with_capacity(still.len());
+    for (id, birth_date) in &still {
+        sqlx::query(
+            "UPDATE beneficiaries SET family_name = '', given_names = '', match_key = '', \
+             nid_country = NULL, nid_type = NULL, nid_value = NULL, phone = NULL, \
+             region = NULL, district = NULL, commune = NULL, birth_date = $2, birth_date_precision = 'year', \
+             erased_at = $3, version = version + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(erased_birth_date(*birth_date))
+        .bind(ctx.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        events.push(ctx.audit(ERASED_ACTION, "beneficiary", id));
+    }
+    queue_events(&mut tx, &events).await?;
+    store.commit(tx).await?;
+    Ok(Some((last, still.len() as u64)))
+}
