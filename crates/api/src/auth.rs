@@ -419,7 +419,7 @@ impl Authenticator {
                 ),
                 _ => unauthorized(
                     "The token is invalid or lacks required claims (sub, org, exp, iss, aud).",
-                    "Le jeton est invalide ou incomplet (sub, org, exp, iss, aud).",
+                    "Le jeton est invalide ou il lui manque des revendications obligatoires (sub, org, exp, iss, aud).",
                 ),
             }
         })?;

@@ -153,7 +153,7 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
         let at = bad.valid_up_to();
         return ApiError::malformed(
             format!("The body is not UTF-8 text (its byte {at}, counted from 0, is not): JSON is sent in UTF-8; send the text encoded as UTF-8, not Latin-1 or Windows-1252."),
-            format!("Le corps n'est pas du texte UTF-8 (son octet {at}, compté depuis 0, ne l'est pas) : le JSON s'envoie en UTF-8 ; envoyez le texte encodé en UTF-8, pas en Latin-1 ni en Windows-1252."),
+            format!("Le corps n'est pas du texte UTF-8 (l'octet {at}, compté à partir de 0, ne l'est pas) : le JSON s'envoie en UTF-8 ; envoyez le texte encodé en UTF-8, pas en Latin-1 ni en Windows-1252."),
         );
     }
     // serde_json tells this case by its message alone.

@@ -229,7 +229,7 @@ pub fn required_date(
             format!("/{name}"),
             "invalid_date",
             "must be YYYY-MM-DD",
-            "doit être AAAA-MM-JJ",
+            "doit être au format AAAA-MM-JJ",
         ));
         return None;
     };

@@ -75,7 +75,7 @@ pub fn current_lang() -> Lang {
     "type": "urn:passerelle:problem:validation_failed",
     "title": "Requête invalide",
     "status": 422,
-    "detail": "La requête contient 1 erreur(s).",
+    "detail": "Nombre d'erreurs dans la requête : 1.",
     "instance": "/v1/organizations",
     "code": "validation_failed",
     "request_id": "0193a5b2-7c1e-7d3a-9f00-2b1c4e5d6f70",
@@ -391,7 +391,7 @@ impl ApiError {
             ),
             ApiError::PayloadTooLarge => (
                 ("Payload too large", "The request body is larger than this endpoint accepts.".into()),
-                ("Requête trop volumineuse", "Le corps de la requête dépasse la taille acceptée.".into()),
+                ("Requête trop volumineuse", "Le corps de la requête dépasse la taille qu'accepte ce point d'accès.".into()),
             ),
             ApiError::UnsupportedCharset => (
                 (
@@ -400,7 +400,7 @@ impl ApiError {
                 ),
                 (
                     "Type de contenu non pris en charge",
-                    "Le fichier doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset. Un tableur l'enregistre au format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) »).".to_owned(),
+                    "Le fichier doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset. Dans un tableur, enregistrez-le au format « CSV UTF-8 » (LibreOffice : jeu de caractères « Unicode (UTF-8) »).".to_owned(),
                 ),
             ),
             ApiError::JsonCharset => (
@@ -442,7 +442,7 @@ impl ApiError {
             ),
             ApiError::Validation(errors) => (
                 ("Invalid request", format!("The request has {} error(s).", errors.len())),
-                ("Requête invalide", format!("La requête contient {} erreur(s).", errors.len())),
+                ("Requête invalide", format!("Nombre d'erreurs dans la requête : {}.", errors.len())),
             ),
             ApiError::IdempotencyKeyReused => (
                 ("Idempotency key reused", "This Idempotency-Key was already used with a different request: send a new key with a new request (a corrected file, a changed body).".into()),
@@ -464,11 +464,11 @@ impl ApiError {
             ),
             ApiError::Unavailable => (
                 ("Service unavailable", "The service cannot reach its database; nothing was changed. Retry later.".into()),
-                ("Service indisponible", "Le service n'atteint pas sa base de données ; rien n'a été modifié. Réessayez plus tard.".into()),
+                ("Service indisponible", "Le service ne parvient pas à joindre sa base de données ; rien n'a été modifié. Réessayez plus tard.".into()),
             ),
             ApiError::TimedOut => (
                 ("Service unavailable", "The request took longer than the service allows. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
-                ("Service indisponible", "La requête a duré plus longtemps que le service ne le permet. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
+                ("Service indisponible", "La requête a duré plus longtemps que le service ne le permet. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui ne prend pas d'Idempotency-Key.".into()),
             ),
             ApiError::AuditBlocked => (
                 ("Service unavailable", "The audit log cannot take new events until an operator repairs it (the service has logged why); nothing was changed. Retry later.".into()),
@@ -476,7 +476,7 @@ impl ApiError {
             ),
             ApiError::Indeterminate => (
                 ("Service unavailable", "The service lost its database connection while the change was being committed. It may have been applied all the same: retry with the same Idempotency-Key (the first answer is replayed), or read the resource before repeating an action that takes none.".into()),
-                ("Service indisponible", "Le service a perdu sa connexion à la base de données pendant l'enregistrement de la modification. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui n'en prend pas.".into()),
+                ("Service indisponible", "Le service a perdu sa connexion à la base de données pendant l'enregistrement de la modification. Elle a pu être appliquée malgré tout : réessayez avec la même Idempotency-Key (la première réponse est rejouée), ou relisez la ressource avant de répéter une action qui ne prend pas d'Idempotency-Key.".into()),
             ),
             ApiError::Contended => (
                 ("Service unavailable", "The request met concurrent changes of the same data more often than the service retries; nothing was changed. Retry (with the same Idempotency-Key, if you sent one).".into()),
@@ -484,11 +484,11 @@ impl ApiError {
             ),
             ApiError::SpoolUnavailable => (
                 ("Service unavailable", "The service cannot store uploads now (its disk is full or its spool folder cannot be written); nothing was created. Retry later, or tell its operators.".into()),
-                ("Service indisponible", "Le service ne peut pas enregistrer d'envoi pour l'instant (son disque est plein ou son dossier de dépôt n'est pas accessible en écriture) ; rien n'a été créé. Réessayez plus tard, ou prévenez ses exploitants.".into()),
+                ("Service indisponible", "Le service ne peut pas enregistrer d'envoi pour l'instant (son disque est plein ou son dossier de dépôt n'est pas accessible en écriture) ; rien n'a été créé. Réessayez plus tard, ou prévenez son opérateur.".into()),
             ),
             ApiError::SpoolFull => (
                 ("Service unavailable", "The service holds as many uploads as its spool folder may, waiting for their jobs; nothing was created. Retry in a minute, with the same Idempotency-Key.".into()),
-                ("Service indisponible", "Le service détient autant d'envois que son dossier de dépôt le permet, en attente de leurs tâches ; rien n'a été créé. Réessayez dans une minute, avec la même Idempotency-Key.".into()),
+                ("Service indisponible", "Le dossier de dépôt du service est plein d'envois qui attendent leur traitement ; rien n'a été créé. Réessayez dans une minute, avec la même Idempotency-Key.".into()),
             ),
             ApiError::Internal(_) => (
                 ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
@@ -501,7 +501,7 @@ impl ApiError {
                 ),
                 (
                     "Journal d'audit endommagé",
-                    format!("Le journal d'audit est endommagé au seq {seq} : cet événement a été modifié hors du service. Lancez `passerelle audit verify` (ou GET /v1/audit-events/verify) et restaurez le journal depuis une sauvegarde."),
+                    format!("Le journal d'audit est endommagé à l'événement seq {seq} : cet événement a été modifié hors du service. Lancez `passerelle audit verify` (ou GET /v1/audit-events/verify) et restaurez le journal depuis une sauvegarde."),
                 ),
             ),
         }
@@ -611,7 +611,7 @@ fn conflict_for(constraint: &str) -> ApiError {
 /// sex or birth date disagrees. It names neither that person nor the field that differs.
 pub const IDENTITY_MISMATCH: (&str, &str) = (
     "This national id is already registered for a person of another sex or birth date: check the person's national id, sex and birth date.",
-    "Cette pièce d'identité nationale est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez la pièce d'identité, le sexe et la date de naissance de la personne.",
+    "Ce numéro d'identité nationale est déjà enregistré pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez le numéro d'identité nationale, le sexe et la date de naissance de la personne.",
 );
 
 /// A conflict of the whole request (`""`), its code in `errors` for programs to tell it apart.
@@ -664,22 +664,22 @@ fn conflict_of(constraint: &str) -> ApiError {
         "has_national_id" => coded_conflict(
             "has_national_id",
             "This record holds a national id: merge the other record into it instead.",
-            "Cette fiche porte un numéro d'identité nationale : fusionnez plutôt l'autre fiche avec elle.",
+            "Cette fiche porte un numéro d'identité nationale : fusionnez plutôt l'autre fiche dans celle-ci.",
         ),
         "covered_by_others" => coded_conflict(
             "covered_by_others",
             "Another organisation covers this record too: its coverages are not yours to move.",
-            "Une autre organisation couvre aussi cette fiche : ses couvertures ne sont pas les vôtres à déplacer.",
+            "Une autre organisation couvre aussi cette fiche : il ne vous revient pas de déplacer ses couvertures.",
         ),
         passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS => coded_conflict(
             passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS,
             "Your organisation already holds the most webhook subscriptions it may (10): delete one first. One subscription takes any number of event types.",
-            "Votre organisation détient déjà le nombre maximal d'abonnements webhook (10) : supprimez-en un d'abord. Un abonnement prend autant de types d'événements qu'il faut.",
+            "Votre organisation détient déjà le nombre maximal d'abonnements webhook (10) : supprimez-en un d'abord. Un même abonnement peut couvrir autant de types d'événements que nécessaire.",
         ),
         "already_merged" => coded_conflict(
             "already_merged",
             "This record was merged into another person: read it for its merged_into.",
-            "Cette fiche a été fusionnée avec une autre personne : lisez-la pour son merged_into.",
+            "Cette fiche a été fusionnée dans celle d'une autre personne : lisez-la pour obtenir son merged_into.",
         ),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.
@@ -729,7 +729,7 @@ fn conflict_of(constraint: &str) -> ApiError {
         "idempotency_in_progress" => coded_conflict(
             "idempotency_in_progress",
             "A request with this Idempotency-Key is still being processed; retry shortly.",
-            "Une requête avec cette Idempotency-Key est en cours de traitement ; réessayez dans un instant.",
+            "Une requête avec cette Idempotency-Key est encore en cours de traitement ; réessayez dans un instant.",
         ),
         _ => ApiError::conflict("This resource already exists.", "Cette ressource existe déjà."),
     }
@@ -937,7 +937,7 @@ mod tests {
         assert!(problem.detail.contains("simultanées"), "{}", problem.detail);
         assert!(!problem.detail.contains("deadlock"), "{}", problem.detail);
         let down = ApiError::from(StoreError::Unavailable("connection refused".into())).to_problem(&ctx);
-        assert!(down.detail.contains("n'atteint pas"), "{}", down.detail);
+        assert!(down.detail.contains("ne parvient pas à joindre"), "{}", down.detail);
         // A timeout cannot say that nothing changed: the work may have committed meanwhile.
         let late = ApiError::TimedOut.to_problem(&ctx);
         assert_eq!(late.code, "unavailable");

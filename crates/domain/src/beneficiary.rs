@@ -300,7 +300,7 @@ impl NationalIdProblem {
                     pointer,
                     "unknown_national_id_type",
                     format!("unknown national id type{named}; known types: {known}"),
-                    format!("type de pièce d'identité nationale inconnu{named} ; types connus : {known}"),
+                    format!("type de numéro d'identité nationale inconnu{named} ; types connus : {known}"),
                 )
             }
             NationalIdProblem::InvalidValue(rule) => invalid_national_id(
@@ -345,7 +345,7 @@ pub(crate) fn compact_cell_error(raw: &str, pointer: &str) -> FieldError {
         return invalid_national_id(
             pointer,
             "a spreadsheet wrote this number in scientific notation (such as 1,2E+11), which loses its last digits: format the column as Text and type the id again as COUNTRY:TYPE:VALUE (TG:NIU:…, ML:NINA:…, SN:CNI:… or SN:RNU:…)",
-            "un tableur a écrit ce numéro en notation scientifique (comme 1,2E+11), qui en perd les derniers chiffres : mettez la colonne au format Texte et saisissez à nouveau la pièce sous la forme PAYS:TYPE:VALEUR (TG:NIU:…, ML:NINA:…, SN:CNI:… ou SN:RNU:…)",
+            "un tableur a écrit ce numéro en notation scientifique (comme 1,2E+11), qui en perd les derniers chiffres : mettez la colonne au format Texte et saisissez à nouveau le numéro sous la forme PAYS:TYPE:VALEUR (TG:NIU:…, ML:NINA:…, SN:CNI:… ou SN:RNU:…)",
         );
     }
     if compact.starts_with(|c: char| c.is_ascii_digit()) && compact.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -1052,7 +1052,7 @@ fn check_birth_date(
                     at,
                     "invalid_date",
                     "a birth date with day precision must be YYYY-MM-DD",
-                    "une date de naissance précise au jour doit être AAAA-MM-JJ",
+                    "une date de naissance précise au jour doit être au format AAAA-MM-JJ",
                 ));
                 return None;
             }
@@ -1097,7 +1097,7 @@ fn check_birth_date(
             at,
             "out_of_range",
             format!("must be in {MIN_BIRTH_YEAR} or later"),
-            format!("doit être en {MIN_BIRTH_YEAR} ou après"),
+            format!("ne doit pas être antérieure à {MIN_BIRTH_YEAR}"),
         ));
         return None;
     }

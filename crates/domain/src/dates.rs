@@ -43,7 +43,7 @@ pub fn spreadsheet_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     if raw.len() == 5 && digits(raw) {
         return Some((
             "it is a spreadsheet's date number: format the column as Text and write YYYY-MM-DD",
-            "c'est le numéro de date d'un tableur : mettez la colonne au format Texte et écrivez AAAA-MM-JJ",
+            "c'est une date qu'un tableur a écrite sous forme de nombre : mettez la colonne au format Texte et écrivez AAAA-MM-JJ",
         ));
     }
     if raw.len() > 10 && raw.is_char_boundary(10) && parse(&raw[..10]).is_some() {

@@ -121,7 +121,7 @@ pub fn matched_child_too_old(field: impl Into<String>) -> FieldError {
         field,
         "dependant_age_limit",
         "the person registered under this national id is past the product's child_max_age on the start date: their registered birth date counts, not the one sent",
-        "la personne enregistrée sous ce numéro national dépasse le child_max_age du produit à la date de début : sa date de naissance enregistrée compte, non celle envoyée",
+        "la personne enregistrée sous ce numéro d'identité nationale dépasse le child_max_age du produit à la date de début : c'est sa date de naissance enregistrée qui compte, non celle envoyée",
     )
 }
 
@@ -147,7 +147,7 @@ pub fn household_errors(
                 "/dependants",
                 "too_many_dependants",
                 format!("the product admits at most {max} dependants per household"),
-                format!("le produit admet au plus {max} ayants droit par ménage"),
+                format!("le produit limite à {max} le nombre d'ayants droit par ménage"),
             ));
         }
     }
@@ -239,7 +239,7 @@ impl ReasonCode {
     pub fn message_fr(self) -> &'static str {
         match self {
             ReasonCode::NotStarted => "la couverture n'a pas encore commencé",
-            ReasonCode::WaitingPeriod => "le délai de carence n'est pas écoulé",
+            ReasonCode::WaitingPeriod => "le délai de carence (période d'observation) n'est pas écoulé",
             ReasonCode::ContributionsInArrears => "les cotisations ne sont pas à jour",
             ReasonCode::Suspended => "la couverture est suspendue",
             ReasonCode::Terminated => "la couverture a été résiliée",

@@ -29,18 +29,15 @@ impl FieldError {
     /// those are corrected), at `at`, the object they were found in.
     pub fn too_many(at: impl Into<String>, more: usize, at_least: bool) -> Self {
         let (en, fr) = if at_least {
-            (
-                format!("at least {more} more faults"),
-                format!("au moins {more} autres erreurs"),
-            )
+            (format!("at least {more} more faults"), format!("au moins {more}"))
         } else {
-            (format!("{more} more faults"), format!("{more} autres erreurs"))
+            (format!("{more} more faults"), format!("{more}"))
         };
         FieldError::new(
             at,
             "too_many_errors",
             format!("{en}, not listed: correct these first"),
-            format!("{fr}, non listées : corrigez d'abord celles-ci"),
+            format!("erreurs supplémentaires non listées : {fr} ; corrigez d'abord celles qui sont listées"),
         )
     }
 

@@ -225,7 +225,7 @@ pub fn successor_faults(
                 "layer_changed",
                 format!("a product's layer cannot change; this one is {}", latest.layer.as_str()),
                 format!(
-                    "la couche d'un produit ne peut pas changer ; celui-ci est {}",
+                    "la couche (layer) d'un produit ne peut pas changer ; ce produit est de couche {}",
                     latest.layer.as_str()
                 ),
             ));

@@ -127,7 +127,7 @@ fn member_number_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     if shown_as_a_month(raw) {
         return Some((
             "a spreadsheet read it as a date and shows a month: format the column as Text and type the number again, or the household would be another",
-            "un tableur l'a lu comme une date et affiche un mois : mettez la colonne au format Texte et saisissez à nouveau le numéro, sans quoi le ménage serait un autre",
+            "un tableur l'a lu comme une date et affiche un mois : mettez la colonne au format Texte et saisissez à nouveau le numéro, sans quoi ce serait un autre ménage",
         ));
     }
     if crate::beneficiary::in_scientific_notation(raw) {
@@ -174,7 +174,7 @@ fn dependant_relationship(raw: Option<&str>, at: &str, errors: &mut Vec<FieldErr
                 format!("{at}/relationship"),
                 "unknown_value",
                 "must be spouse, child, parent or other (a household has one principal)",
-                "doit être spouse, child, parent ou other (un ménage a un seul principal)",
+                "doit être spouse, child, parent ou other (un ménage a un seul adhérent principal)",
             ));
             None
         }),
@@ -569,7 +569,7 @@ fn duplicate_member(pointer: String) -> FieldError {
         pointer,
         "duplicate_member",
         "this person is already listed in this registration (same national id, or same names, sex and birth date)",
-        "cette personne figure déjà dans cette inscription (même pièce d'identité nationale, ou mêmes noms, sexe et date de naissance)",
+        "cette personne figure déjà dans cette inscription (même numéro d'identité nationale, ou mêmes noms, sexe et date de naissance)",
     )
 }
 

@@ -45,7 +45,7 @@ pub fn duplicate_line(d: &RowDuplicate, lang: Lang, separator: &str) -> String {
             d.beneficiary, matches
         ),
         Lang::Fr => format!(
-            "inscrit sous {}, qui ressemble à {} (mêmes noms, sexe et date de naissance) : à vérifier avant \
+            "fiche créée sous {}, qui ressemble à {} (mêmes noms, sexe et date de naissance) : à vérifier avant \
              toute fusion",
             d.beneficiary, matches
         ),
@@ -78,9 +78,9 @@ pub fn not_kept_line(counts: &BatchCounts, listed: (i64, i64), lang: Lang, separ
              file and post it again, or run passerelle import, whose report lists them all"
         ),
         Lang::Fr => format!(
-            "la tâche a trouvé {errors} erreurs et {duplicates} doublons possibles ; ce rapport en liste \
-             {listed_errors} et {listed_duplicates} (une tâche garde les {MAX_STORED_BATCH_ERRORS} premiers de chaque) : \
-             corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont le rapport les liste tous"
+            "erreurs trouvées par la tâche : {errors}, doublons possibles : {duplicates} ; ce rapport en liste \
+             respectivement {listed_errors} et {listed_duplicates} (une tâche conserve les {MAX_STORED_BATCH_ERRORS} \
+             premiers de chaque sorte) : corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont le rapport les liste tous"
         ),
     };
     let cells = [
@@ -259,7 +259,7 @@ mod tests {
         counts.possible_duplicates_total = 250;
         let line = not_kept_line(&counts, (3, 100), Lang::Fr, ",").unwrap();
         assert!(
-            line.contains("250 doublons possibles") && line.ends_with("\"\n"),
+            line.contains("doublons possibles : 250") && line.ends_with("\"\n"),
             "{line}"
         );
     }

@@ -198,7 +198,7 @@ fn went_silent(idle: Duration) -> ApiError {
     let seconds = idle.as_secs_f64();
     ApiError::malformed(
         format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
-        format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été gardé : renvoyez le fichier."),
+        format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
     )
 }
 

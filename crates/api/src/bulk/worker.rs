@@ -643,7 +643,7 @@ impl Job<'_> {
             "storage_unavailable",
             "the database could not be written; what was registered before is kept: post the same file \
              again with a new Idempotency-Key, households already registered are skipped",
-            "la base de données n'a pas pu être écrite ; ce qui a été inscrit avant est conservé : renvoyez \
+            "l'écriture dans la base de données a échoué ; ce qui a été inscrit avant est conservé : renvoyez \
              le même fichier avec une nouvelle Idempotency-Key, les ménages déjà inscrits seront ignorés",
         );
         self.stop(failure, e.to_string(), observer).await
@@ -711,7 +711,7 @@ fn not_in_household(coverage: &str, terminated: bool) -> FieldError {
         ),
         format!(
             "ce ménage est déjà inscrit, sans cette personne, qui n'a pas été ajoutée : ajoutez-la avec \
-             POST /v1/coverages/{coverage}/dependants ; si c'est un membre déjà inscrit dont le fichier écrit \
+             POST /v1/coverages/{coverage}/dependants ; si c'est un membre déjà inscrit dont le fichier orthographie \
              autrement les noms, corrigez plutôt ses noms avec PATCH /v1/beneficiaries/{{id}}, sans quoi il \
              serait inscrit deux fois"
         ),
@@ -772,7 +772,7 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                     "",
                     "identity_mismatch",
                     "this national id is already registered for a person of another sex or birth date: check this person's national id, sex and birth date",
-                    "cette pièce d'identité nationale est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez la pièce d'identité, le sexe et la date de naissance de cette personne",
+                    "ce numéro d'identité nationale est déjà enregistré pour une personne d'un autre sexe ou d'une autre date de naissance : vérifiez le numéro d'identité nationale, le sexe et la date de naissance de cette personne",
                 ),
             ),
             ("identity_mismatch", None) => (
@@ -781,7 +781,7 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                     "",
                     "identity_mismatch",
                     "a national id of this household is already registered for a person of another sex or birth date",
-                    "une pièce d'identité nationale de ce ménage est déjà enregistrée pour une personne d'un autre sexe ou d'une autre date de naissance",
+                    "un numéro d'identité nationale de ce ménage est déjà enregistré pour une personne d'un autre sexe ou d'une autre date de naissance",
                 ),
             ),
             ("already_covered", None) => (

@@ -180,7 +180,7 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
         "status",
         "active",
         "only an active request is answered",
-        "seule une demande active reçoit une réponse",
+        "seule une demande de vérification active reçoit une réponse",
     );
     let purpose = body.get("purpose").filter(|p| !p.is_null());
     if purpose.is_some_and(|p| !p.is_array()) {
@@ -260,7 +260,7 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
                 "item[1]",
                 "too_many_items",
                 "a request checks one item; send one request per item",
-                "une demande vérifie un seul item ; envoyez une demande par item",
+                "une demande de vérification porte sur un seul item ; envoyez une demande par item",
             );
             return t;
         }

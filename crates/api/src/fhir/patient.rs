@@ -444,7 +444,7 @@ fn strict_search(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Resu
                     SEARCH_PARAMETERS.join(", ")
                 ),
                 format!(
-                    "cette recherche ne le prend pas en charge (Prefer: handling=strict) ; elle prend {}",
+                    "cette recherche ne prend pas en charge ce paramètre (Prefer: handling=strict) ; elle accepte {}",
                     SEARCH_PARAMETERS.join(", ")
                 ),
             ));

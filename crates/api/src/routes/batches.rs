@@ -586,7 +586,7 @@ pub struct ReportQuery {
     responses(
         (status = 200, description = "A page of the job's row errors, by row; or, for `Accept: text/csv`, its whole report", content(
             (super::ListOf<RowErrorView> = "application/json"),
-            (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)\n9,H3,family_name,possible_duplicate,\"inscrit sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
+            (String = "text/csv", example = "\u{FEFF}row,household,field,code,message\n8,H3,member_number,member_number_taken,ce numéro d'adhérent est déjà attribué dans votre mutuelle à une personne que cette ligne ne décrit pas (une autre, ou celle-ci dont les noms ont été corrigés depuis)\n9,H3,family_name,possible_duplicate,\"fiche créée sous 01937f0e-7d3b-7e4c-8f10-2b3c4d5e6f70, qui ressemble à 01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f (mêmes noms, sexe et date de naissance) : à vérifier avant toute fusion\"\n")
         ), headers(
             ("Vary" = String, description = "`Accept`"),
             ("Cache-Control" = String, description = "`private, no-store`"),

@@ -418,7 +418,10 @@ pub fn illegal_state(state: ClaimStatus) -> ApiError {
         "",
         &format!("claim_{}", state.as_str()),
         &format!("Not possible while the claim is {}.", state.as_str()),
-        &format!("Impossible tant que la demande est {}.", state.as_str()),
+        &format!(
+            "Impossible tant que la demande de remboursement est au statut {}.",
+            state.as_str()
+        ),
     )
 }
 
@@ -427,7 +430,7 @@ fn refusal(e: ClaimError) -> ApiError {
         ClaimError::Store(s) => s.into(),
         ClaimError::Refused(ClaimRefusal::NotAllowed) => ApiError::forbidden(
             "Your organisation takes no part in this claim that allows this action.",
-            "Votre organisation n'a pas, dans cette demande, le rôle qui permet cette action.",
+            "Votre organisation n'a pas, dans cette demande de remboursement, le rôle qui permet cette action.",
         ),
         ClaimError::Refused(ClaimRefusal::IllegalState(state)) => illegal_state(state),
         ClaimError::Refused(ClaimRefusal::Invalid(errors)) => ApiError::validation(errors),
@@ -593,7 +596,7 @@ pub(crate) fn read_claim(
                 "/service_date",
                 "out_of_range",
                 "must be 1900 or later",
-                "doit être en 1900 ou après",
+                "ne doit pas être antérieure à 1900",
             ));
             None
         }
@@ -603,7 +606,7 @@ pub(crate) fn read_claim(
                 "/service_date",
                 "invalid_date",
                 "must be YYYY-MM-DD",
-                "doit être AAAA-MM-JJ",
+                "doit être au format AAAA-MM-JJ",
             ));
             None
         }
@@ -733,7 +736,7 @@ pub(crate) fn read_claim(
                         format!("{p}/unit_price_xof"),
                         "line_total_too_large",
                         format!("quantity × unit_price_xof must be at most {MAX_XOF} XOF"),
-                        format!("quantity × unit_price_xof doit être au plus {MAX_XOF} XOF"),
+                        format!("quantity × unit_price_xof ne doit pas dépasser {MAX_XOF} XOF"),
                     ));
                     continue;
                 };
@@ -761,7 +764,7 @@ pub(crate) fn read_claim(
                     "/lines",
                     "claim_total_too_large",
                     format!("the claim's total must be at most {MAX_XOF} XOF"),
-                    format!("le total de la demande doit être au plus {MAX_XOF} XOF"),
+                    format!("le total de la demande ne doit pas dépasser {MAX_XOF} XOF"),
                 ));
             }
         }
@@ -966,7 +969,7 @@ pub fn duplicate_external_id() -> ApiError {
         "/external_id",
         EXTERNAL_ID_TAKEN,
         "A claim of this provider already has this external_id, whatever its status: a claim is not paid twice. Find it with GET /v1/claims?external_id=; a correction is sent under a new external_id.",
-        "Une demande de ce prestataire porte déjà cet external_id, quel que soit son statut : une demande n'est pas payée deux fois. Retrouvez-la avec GET /v1/claims?external_id= ; une correction est envoyée sous un nouvel external_id.",
+        "Une demande de remboursement de ce prestataire porte déjà cet external_id, quel que soit son statut : une demande n'est pas payée deux fois. Retrouvez-la avec GET /v1/claims?external_id= ; une correction est envoyée sous un nouvel external_id.",
     )
 }
 
@@ -1079,7 +1082,7 @@ async fn provider_fault(state: &AppState, caller: &Caller, provider: &str) -> Re
             "not_a_provider",
             format!("{} is not a health facility: a claim's provider is one", org.id),
             format!(
-                "{} n'est pas un établissement de santé : le prestataire d'une demande en est un",
+                "{} n'est pas une formation sanitaire : seule une formation sanitaire peut être le prestataire d'une demande",
                 org.id
             ),
         )),
@@ -1343,7 +1346,7 @@ fn decided_line(
             format!("{p}/line"),
             "duplicate",
             "each line at most once",
-            "chaque ligne au plus une fois",
+            "chaque ligne ne doit figurer qu'une fois",
         ));
         return None;
     }
@@ -1358,7 +1361,7 @@ fn every_line_once(claim: &Claim, decided: usize, errors: &mut Vec<FieldError>) 
             "/lines",
             "every_line_once",
             "decide every line of the claim once",
-            "décidez chaque ligne de la demande une fois",
+            "statuez une fois, et une seule, sur chaque ligne de la demande",
         ));
     }
 }
@@ -1379,7 +1382,7 @@ fn base_paid(p: &str, paid: Option<i64>, billed: Option<Xof>, rules: &mut Vec<Fi
             format!("{p}/paid_xof"),
             "exceeds_billed",
             format!("must be at most the line's billed amount, {}", b.value()),
-            format!("doit être au plus le montant facturé de la ligne, {}", b.value()),
+            format!("ne doit pas dépasser le montant facturé de la ligne, {}", b.value()),
         )),
         (Some(v), _) => return Some(Xof(v)),
     }
@@ -1764,7 +1767,7 @@ pub async fn adjudication(
                                 format!("{p}/approved_xof"),
                                 "exceeds_proposed",
                                 format!("must be at most the proposed share, {}", proposed.value()),
-                                format!("doit être au plus la part proposée, {}", proposed.value()),
+                                format!("ne doit pas dépasser la part proposée, {}", proposed.value()),
                             ));
                             continue;
                         }

@@ -74,7 +74,7 @@ pub struct EligibilityRequest {
 
 /// Why a coverage does not pay for this service.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"code": "WAITING_PERIOD", "message": "le délai de carence n'est pas écoulé", "until": "2026-12-15"}))]
+#[schema(example = json!({"code": "WAITING_PERIOD", "message": "le délai de carence (période d'observation) n'est pas écoulé", "until": "2026-12-15"}))]
 pub struct ReasonView {
     /// `NOT_STARTED`, `WAITING_PERIOD`, `CONTRIBUTIONS_IN_ARREARS`, `SUSPENDED`, `TERMINATED`,
     /// `ENDED`, `NOT_COVERED`, `EXCLUDED_CATEGORY`, `CEILING_EXHAUSTED`, `DEPENDANT_AGE_LIMIT`.
@@ -218,7 +218,7 @@ pub(crate) fn read_person(
             "/beneficiary",
             "ambiguous_person",
             "give exactly one of id, national_id, or organization with member_number",
-            "indiquez exactement un de id, national_id, ou organization avec member_number",
+            "indiquez exactement un critère parmi id, national_id, ou organization avec member_number",
         ));
         return None;
     }
@@ -353,7 +353,7 @@ pub(crate) fn read_check(
                     "/service_date",
                     "out_of_range",
                     format!("must be between 1900-01-01 and {latest}"),
-                    format!("doit être entre 1900-01-01 et {latest}"),
+                    format!("doit être entre le 1900-01-01 et le {latest}"),
                 ));
                 None
             }
@@ -362,7 +362,7 @@ pub(crate) fn read_check(
                     "/service_date",
                     "invalid_date",
                     "must be YYYY-MM-DD",
-                    "doit être AAAA-MM-JJ",
+                    "doit être au format AAAA-MM-JJ",
                 ));
                 None
             }

@@ -201,7 +201,7 @@ pub fn household_conflict(constraint: &str) -> ApiError {
         "not_principal" => (
             "",
             "This coverage is a dependant's: add dependants to the principal's coverage (principal_coverage).",
-            "Cette couverture est celle d'un ayant droit : ajoutez les ayants droit à la couverture du principal (principal_coverage).",
+            "Cette couverture est celle d'un ayant droit : ajoutez les ayants droit à la couverture de l'adhérent principal (principal_coverage).",
         ),
         "household_terminated" => (
             "",

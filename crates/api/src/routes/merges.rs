@@ -164,7 +164,7 @@ pub(crate) fn ambiguous_target() -> FieldError {
         "",
         "ambiguous_person",
         "give exactly one of into and national_id",
-        "indiquez exactement un de into et national_id",
+        "indiquez exactement l'un des deux : into ou national_id",
     )
 }
 
@@ -286,7 +286,7 @@ fn into_merged() -> ApiError {
         "/into",
         "already_merged",
         "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
-        "La fiche désignée par into a été fusionnée avec une autre personne : lisez-la pour son merged_into, et fusionnez avec cette personne.",
+        "La fiche désignée par into a été fusionnée dans celle d'une autre personne : lisez-la pour obtenir son merged_into, et fusionnez dans la fiche de cette personne.",
     )
 }
 

@@ -143,7 +143,7 @@ pub fn coverages_ended() -> ApiError {
         "",
         "coverage_terminated",
         "Your organisation's coverages of this person are terminated: it no longer corrects them.",
-        "Les couvertures de cette personne par votre organisation sont résiliées : elle ne la corrige plus.",
+        "Les couvertures de cette personne par votre organisation sont résiliées : votre organisation ne peut plus corriger sa fiche.",
     )
 }
 
@@ -249,7 +249,7 @@ fn read_correction(
                     "/version",
                     "not_changeable",
                     "a person's version follows their corrections: sent back, it must be the current one (a read since corrected by someone else would undo their correction); If-Match names the version a patch is for",
-                    "la version d'une personne suit ses corrections : renvoyée, elle doit être l'actuelle (une lecture corrigée depuis par un autre annulerait sa correction) ; If-Match indique la version que vise la modification",
+                    "la version d'une personne change à chaque correction : si vous la renvoyez, ce doit être la version actuelle (renvoyer une version lue avant la correction d'un autre annulerait celle-ci) ; If-Match indique la version visée par la modification",
                 ));
             }
             continue;
@@ -260,7 +260,7 @@ fn read_correction(
                     pointer(key),
                     "not_changeable",
                     "a person's id, national id, sex and birth date cannot be changed: other organisations find and match the person by them",
-                    "l'identifiant, le numéro national, le sexe et la date de naissance d'une personne ne peuvent pas changer : d'autres organisations la retrouvent et la reconnaissent par eux",
+                    "l'identifiant, le numéro d'identité nationale, le sexe et la date de naissance d'une personne ne peuvent pas changer : d'autres organisations la retrouvent et la reconnaissent par eux",
                 ));
             }
         } else if !CORRECTABLE.contains(&key.as_str()) {
@@ -284,7 +284,7 @@ fn read_correction(
                 pointer(key),
                 "invalid_type",
                 "must be a string",
-                "doit être une chaîne",
+                "doit être une chaîne de caractères",
             ));
             None
         }
@@ -300,7 +300,7 @@ fn read_correction(
                 "/phone",
                 "invalid_type",
                 "must be a string or null",
-                "doit être une chaîne ou null",
+                "doit être une chaîne de caractères ou null",
             ));
             None
         }
@@ -423,7 +423,7 @@ fn national_id_of(sent: &Value, rules: &NationalIdRules, errors: &mut Vec<FieldE
                 format!("/national_id/{name}"),
                 "invalid_type",
                 "must be a string",
-                "doit être une chaîne",
+                "doit être une chaîne de caractères",
             ));
             None
         }
@@ -463,7 +463,7 @@ fn merged_locality(
                 format!("/locality/{name}"),
                 "invalid_type",
                 "must be a string or null",
-                "doit être une chaîne ou null",
+                "doit être une chaîne de caractères ou null",
             ));
             None
         }

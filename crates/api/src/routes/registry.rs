@@ -635,7 +635,7 @@ async fn patch_once(
             "/status",
             "invalid_type",
             "must be a string",
-            "doit être une chaîne",
+            "doit être une chaîne de caractères",
         )),
     }
     match body.get("end_date") {
@@ -650,13 +650,13 @@ async fn patch_once(
                 "/end_date",
                 "before_start_date",
                 format!("must be on or after the start date {}", current.start_date),
-                format!("doit être au plus tôt la date de début {}", current.start_date),
+                format!("ne doit pas précéder la date de début, le {}", current.start_date),
             )),
             Err(_) => errors.push(FieldError::new(
                 "/end_date",
                 "invalid_date",
                 "must be YYYY-MM-DD",
-                "doit être AAAA-MM-JJ",
+                "doit être au format AAAA-MM-JJ",
             )),
         },
         Some(_) => errors.push(FieldError::new(
@@ -674,7 +674,7 @@ async fn patch_once(
             "/end_date",
             "after_termination",
             "a termination takes effect today at the latest: to end the coverage on a later day, send end_date alone now and terminate it on that day",
-            "une résiliation prend effet aujourd'hui au plus tard : pour finir la couverture un jour ultérieur, envoyez end_date seule maintenant et résiliez-la ce jour-là",
+            "une résiliation prend effet aujourd'hui au plus tard : pour mettre fin à la couverture à une date ultérieure, envoyez maintenant end_date seule et résiliez-la ce jour-là",
         ));
     }
     if !errors.is_empty() {
@@ -832,7 +832,7 @@ pub async fn add_contribution(
                 "/period_end",
                 "before_period_start",
                 "must be on or after period_start",
-                "doit être au plus tôt period_start",
+                "ne doit pas précéder period_start",
             ));
         }
     }
@@ -1111,7 +1111,7 @@ pub async fn create_coverage(
                     "/end_date",
                     "invalid_date",
                     "must be YYYY-MM-DD",
-                    "doit être AAAA-MM-JJ",
+                    "doit être au format AAAA-MM-JJ",
                 ));
                 None
             }),
@@ -1138,7 +1138,7 @@ pub async fn create_coverage(
                 "/end_date",
                 "before_start_date",
                 "must be on or after start_date",
-                "doit être au plus tôt start_date",
+                "ne doit pas précéder start_date",
             ));
         }
     }

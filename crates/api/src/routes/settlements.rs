@@ -191,7 +191,7 @@ fn settlement_error(e: SettlementError) -> ApiError {
             "",
             "batch_too_large",
             "the claims of this payee and period owe together more than one batch can total: batch a shorter period",
-            "les demandes de ce prestataire et de cette période dépassent ensemble ce qu'un lot peut totaliser : regroupez une période plus courte",
+            "les demandes de ce prestataire et de cette période dépassent ensemble le total qu'un bordereau peut atteindre : constituez le bordereau sur une période plus courte",
         )),
         SettlementError::Refused(PaymentRefusal::AlreadyPaid) => already_paid(),
         SettlementError::Refused(PaymentRefusal::Overpayment { due }) => ApiError::field(FieldError::new(
@@ -249,7 +249,7 @@ pub async fn create_settlement(
                 "/period_end",
                 "before_period_start",
                 "must be on or after period_start",
-                "doit être au plus tôt period_start",
+                "ne doit pas précéder period_start",
             ));
         }
     }

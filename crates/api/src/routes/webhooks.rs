@@ -203,12 +203,12 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
     }
     let host = url
         .host_str()
-        .ok_or_else(|| bad("must name a host", "doit nommer un hôte"))?;
+        .ok_or_else(|| bad("must name a host", "doit indiquer un hôte"))?;
     // Port 0 names no port a receiver can listen on: no delivery could ever arrive.
     if url.port() == Some(0) {
         return Err(bad(
             "must name a port from 1 to 65535",
-            "doit nommer un port de 1 à 65535",
+            "doit indiquer un port de 1 à 65535",
         ));
     }
     if !allow_insecure {
@@ -667,14 +667,14 @@ pub fn not_failed(status: &str) -> ApiError {
             "",
             "already_delivered",
             "This delivery was delivered: the receiver answered 2xx. Nothing is sent again.",
-            "Cette livraison a été livrée : le destinataire a répondu 2xx. Rien n'est renvoyé.",
+            "Cette livraison a abouti : le destinataire a répondu 2xx. Rien n'est renvoyé.",
         )
     } else {
         crate::problem::conflict_at(
             "",
             "delivery_pending",
             "This delivery is still being tried (see next_attempt_at); only a failed one may be sent again.",
-            "Cette livraison est encore en cours d'essais (voir next_attempt_at) ; seule une livraison en échec peut être renvoyée.",
+            "Cette livraison est encore en cours de tentatives (voir next_attempt_at) ; seule une livraison en échec peut être renvoyée.",
         )
     }
 }

@@ -276,7 +276,7 @@ fn unnamed_columns_error(filled: &[usize], line: u64, household: &str) -> Option
         .collect();
     let (en_more, fr_more) = match filled.len().saturating_sub(UNNAMED_COLUMNS_NAMED) {
         0 => (String::new(), String::new()),
-        more => (format!(" and {more} more"), format!(" et {more} autres")),
+        more => (format!(" and {more} more"), format!(" et encore {more}")),
     };
     let list = letters.join(", ");
     match filled.len() {
@@ -694,7 +694,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 self.header.column_at(n - 1).unwrap_or_default(),
                 "unclosed_quote",
                 "a quote opened in this cell is not closed (a quote forgotten?): the row stops at the end of its line, and the next line is read as a row of its own",
-                "un guillemet ouvert dans cette cellule n'est pas refermé (un guillemet oublié ?) : la ligne s'arrête à la fin de sa ligne, et la suivante est lue comme une ligne à part",
+                "un guillemet ouvert dans cette cellule n'est pas refermé (un guillemet oublié ?) : la ligne est lue jusqu'au bout de sa ligne seulement, et la suivante est lue comme une ligne à part",
             ))
         } else if n != width {
             Some(RowError::new(
@@ -703,7 +703,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 "",
                 "wrong_field_count",
                 format!("this row has {n} fields; the header has {width}"),
-                format!("cette ligne a {n} champs ; l'en-tête en a {width}"),
+                format!("cette ligne n'a pas autant de champs que l'en-tête ({n} au lieu de {width})"),
             ))
         } else {
             record.stray_quote.map(|position| RowError::new(
@@ -910,7 +910,7 @@ fn finish(group: Group) -> HouseholdItem {
                         CSV_COLUMNS[RELATIONSHIP],
                         "principal_first",
                         "a household starts with its principal's row (relationship principal)",
-                        "un ménage commence par la ligne de son principal (relationship principal)",
+                        "un ménage commence par la ligne de son adhérent principal (relationship principal)",
                     )
                 } else {
                     RowError::new(
@@ -919,7 +919,7 @@ fn finish(group: Group) -> HouseholdItem {
                         CSV_COLUMNS[RELATIONSHIP],
                         "unknown_value",
                         "must be principal, spouse, child, parent or other; a household starts with its principal's row",
-                        "doit être principal, spouse, child, parent ou other ; un ménage commence par la ligne de son principal",
+                        "doit être principal, spouse, child, parent ou other ; un ménage commence par la ligne de son adhérent principal",
                     )
                 });
             }
@@ -944,7 +944,7 @@ fn finish(group: Group) -> HouseholdItem {
                     name,
                     "conflicts_with_principal",
                     format!("{name} is the household's, read from the principal's row: leave it empty here or repeat the principal's value"),
-                    format!("{name} vaut pour tout le ménage et se lit sur la ligne du principal : laissez-la vide ici ou reprenez la valeur du principal"),
+                    format!("{name} vaut pour tout le ménage et se lit sur la ligne de l'adhérent principal : laissez cette cellule vide ici ou reprenez la valeur de l'adhérent principal"),
                 ));
             }
         }
