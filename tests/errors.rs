@@ -148,7 +148,7 @@ async fn too_many_faults_are_counted_not_listed(backend: Backend) {
     assert_eq!(codes[0], ("/k0000".to_owned(), "unknown_field".to_owned()));
     assert_eq!(codes[20], (String::new(), "too_many_errors".to_owned()));
     assert!(
-        r.json["errors"][20]["message"].as_str().unwrap().starts_with("4980 "),
+        r.json["errors"][20]["message"].as_str().unwrap().contains(" 4980 "),
         "{}",
         r.text
     );
@@ -169,7 +169,7 @@ async fn too_many_faults_are_counted_not_listed(backend: Backend) {
     assert!(codes[99].0.starts_with("/rules/49/"), "{codes:?}");
     assert_eq!(codes[100], (String::new(), "too_many_errors".to_owned()));
     assert!(
-        r.json["errors"][100]["message"].as_str().unwrap().starts_with("80 "),
+        r.json["errors"][100]["message"].as_str().unwrap().contains(" 80 "),
         "{}",
         r.text
     );
