@@ -952,6 +952,106 @@ async fn an_unsent_failure_leaves_the_receiver_trusted(backend: Backend) {
     );
 }
 
+fn instant(text: &str) -> chrono::DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// Delivered deliveries, and any of a deleted subscription, are forgotten once past the
+/// retention, with their attempts, a round at a time; failed and pending ones of a live
+/// subscription stay, to be sent (again).
+async fn deliveries_past_their_retention_are_forgotten(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .create_organization(&ctx("o"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    for id in ["sub-live", "sub-gone"] {
+        store
+            .create_subscription(&ctx(id), &subscription(id, "mut-a"))
+            .await
+            .unwrap();
+    }
+    h.db.execute("UPDATE webhook_subscriptions SET deleted_at = '2026-11-02T00:00:00+00:00' WHERE id = 'sub-gone'")
+        .await;
+    let payload = r#"{"organization":"mut-a","created_at":"2026-10-01T08:00:00Z","resource":"test","data":{}}"#;
+    for (id, sub, status, created, delivered) in [
+        ("d-old", "sub-live", "delivered", "2026-10-30", Some("2026-11-01")),
+        ("d-new", "sub-live", "delivered", "2026-11-19", Some("2026-11-20")),
+        ("d-failed", "sub-live", "failed", "2026-10-01", None),
+        ("d-pending", "sub-live", "pending", "2026-10-01", None),
+        ("d-orphan", "sub-gone", "failed", "2026-11-01", None),
+        ("d-orphan-new", "sub-gone", "failed", "2026-11-16", None),
+    ] {
+        let delivered = delivered.map_or("NULL".to_owned(), |d| format!("'{d}T00:00:00+00:00'"));
+        h.db.execute(&format!(
+            "INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at, delivered_at) VALUES ('{id}', '{sub}', 'e-{id}', 'claim.submitted', '{payload}', \
+             '{status}', 1, '{created}T00:00:00+00:00', '{created}T00:00:00+00:00', {delivered}); \
+             INSERT INTO webhook_attempts (delivery, attempt, at, status_code, duration_ms) \
+             VALUES ('{id}', 1, '{created}T00:00:00+00:00', 200, 5);"
+        ))
+        .await;
+    }
+    let before = instant("2026-11-15T00:00:00Z");
+    assert_eq!(store.forget_deliveries(before, 1).await.unwrap(), 1, "one round of one");
+    assert_eq!(store.forget_deliveries(before, 10).await.unwrap(), 1);
+    assert_eq!(store.forget_deliveries(before, 10).await.unwrap(), 0);
+    let left = "SELECT count(*) FROM webhook_deliveries WHERE id IN ('d-new', 'd-failed', 'd-pending', 'd-orphan-new')";
+    assert_eq!(h.db.scalar(left).await, 4);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM webhook_deliveries").await, 4);
+    let attempts =
+        "SELECT count(*) FROM webhook_attempts WHERE delivery IN ('d-new', 'd-failed', 'd-pending', 'd-orphan-new')";
+    assert_eq!(h.db.scalar(attempts).await, 4);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM webhook_attempts").await, 4);
+}
+
+/// The row reports of jobs that ended before the retention's start are forgotten; the jobs stay
+/// with their counts, and a running job's report, or a recent one's, stays whole.
+async fn ended_jobs_reports_past_their_retention_are_forgotten(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let store = h.store();
+    store
+        .create_organization(&ctx("o"), &org("mut-a", OrgKind::Mutuelle))
+        .await
+        .unwrap();
+    for (id, status, finished) in [
+        ("b-old", "completed", Some("2026-08-01")),
+        ("b-failed", "failed", Some("2026-08-02")),
+        ("b-recent", "completed", Some("2026-11-20")),
+        ("b-running", "running", None),
+    ] {
+        let finished = finished.map_or("NULL".to_owned(), |d| format!("'{d}T00:00:00+00:00'"));
+        h.db.execute(&format!(
+            "INSERT INTO registration_batches (id, organization, subject, format, status, spool_path, errors_total, \
+             possible_duplicates_total, created_at, finished_at) \
+             VALUES ('{id}', 'mut-a', 's', 'csv', '{status}', '/tmp/x', 2, 1, '2026-07-01T00:00:00+00:00', {finished}); \
+             INSERT INTO registration_batch_errors (batch, seq, line, household, field, code, message_en, message_fr) \
+             VALUES ('{id}', 1, 2, 'H1', 'sex', 'unknown_value', 'e', 'f'), ('{id}', 2, 3, 'H1', 'sex', 'unknown_value', 'e', 'f'); \
+             INSERT INTO registration_batch_duplicates (batch, seq, line, household, field, beneficiary, matches) \
+             VALUES ('{id}', 1, 4, 'H2', 'family_name', 'p1', 'p2');"
+        ))
+        .await;
+    }
+    let before = instant("2026-09-01T00:00:00Z");
+    assert_eq!(
+        store.forget_batch_reports(before, 1).await.unwrap(),
+        1,
+        "one job a round"
+    );
+    assert_eq!(store.forget_batch_reports(before, 10).await.unwrap(), 1);
+    assert_eq!(store.forget_batch_reports(before, 10).await.unwrap(), 0);
+    let kept = "SELECT count(*) FROM registration_batch_errors WHERE batch IN ('b-recent', 'b-running')";
+    assert_eq!(h.db.scalar(kept).await, 4);
+    assert_eq!(h.db.scalar("SELECT count(*) FROM registration_batch_errors").await, 4);
+    assert_eq!(
+        h.db.scalar("SELECT count(*) FROM registration_batch_duplicates").await,
+        2
+    );
+    let job = store.get_batch("b-old").await.unwrap().expect("the job stays");
+    assert_eq!((job.counts.errors_total, job.counts.possible_duplicates_total), (2, 1));
+}
+
 /// Marks `index` invalid, as a failed `CREATE INDEX CONCURRENTLY` of an upgrade done beforehand
 /// leaves it, and runs `migration` again: it fails, and once the index is dropped, builds it.
 /// Returns the failure's message. In a database of its own: these migrations look for invalid
@@ -1088,4 +1188,6 @@ on_both_databases!(
     a_key_with_a_nul_fails_no_other_check,
     a_lease_shares_its_slots_by_turns,
     an_unsent_failure_leaves_the_receiver_trusted,
+    deliveries_past_their_retention_are_forgotten,
+    ended_jobs_reports_past_their_retention_are_forgotten,
 );

@@ -58,6 +58,11 @@ pub struct Config {
     pub webhook_max_attempts: u32,
     /// How long `Idempotency-Key`s and the responses kept with them are kept (≥ 24 h).
     pub idempotency_retention: Duration,
+    /// How long delivered webhook deliveries (and deleted subscriptions' ones) are kept; `None`
+    /// for ever.
+    pub webhook_delivery_retention: Option<Duration>,
+    /// How long the row reports of ended bulk jobs are kept; `None` for ever.
+    pub batch_report_retention: Option<Duration>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -203,6 +208,16 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "idempotency_retention_hours",
         Some("48"),
         "how long Idempotency-Keys, and the first responses kept to replay (which may hold personal data), are kept; at least 24",
+    ),
+    (
+        "webhook_delivery_retention_days",
+        Some("30"),
+        "how long delivered webhook deliveries (and those of deleted subscriptions) are kept, with their attempts; failed ones of live subscriptions stay, to be sent again; 0 keeps them for ever",
+    ),
+    (
+        "batch_report_retention_days",
+        Some("90"),
+        "how long the per-row errors and possible duplicates of ended bulk jobs (which quote the file's cells) are kept; the jobs and their counts stay; 0 keeps them for ever",
     ),
     (
         "public_url",
@@ -555,6 +570,14 @@ impl Config {
                     24 * 366,
                 )?,
             ),
+            webhook_delivery_retention: retention_days(
+                "webhook_delivery_retention_days",
+                &required("webhook_delivery_retention_days")?,
+            )?,
+            batch_report_retention: retention_days(
+                "batch_report_retention_days",
+                &required("batch_report_retention_days")?,
+            )?,
             public_url: optional("public_url").map(|u| public_url(&u)).transpose()?,
             log: log_filter(required("log")?)?,
             log_format: match required("log_format")?.as_str() {
@@ -698,6 +721,12 @@ fn parse_range(key: &str, value: &str, min: u64, max: u64) -> Result<u64, Config
     }
 }
 
+/// A retention in days, 0 for ever (ten years at most: a longer one is a typo for 0).
+fn retention_days(key: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    let days = parse_range(key, value, 0, 3660)?;
+    Ok((days > 0).then(|| Duration::from_secs(86_400 * days)))
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" | "1" => Ok(true),
@@ -712,6 +741,29 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// Retentions in days: 30 and 90 by default, 0 for ever, past ten years a typo refused.
+    #[test]
+    fn retentions_are_days_or_for_ever() {
+        let day = Duration::from_secs(86_400);
+        let defaults = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(defaults.webhook_delivery_retention, Some(day * 30));
+        assert_eq!(defaults.batch_report_retention, Some(day * 90));
+        let set = Config::from_sources(
+            None,
+            &env(&[
+                ("PASSERELLE_WEBHOOK_DELIVERY_RETENTION_DAYS", "0"),
+                ("PASSERELLE_BATCH_REPORT_RETENTION_DAYS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (set.webhook_delivery_retention, set.batch_report_retention),
+            (None, Some(day * 7))
+        );
+        let e = Config::from_sources(None, &env(&[("PASSERELLE_BATCH_REPORT_RETENTION_DAYS", "3661")])).unwrap_err();
+        assert_eq!(e.key, "PASSERELLE_BATCH_REPORT_RETENTION_DAYS");
     }
 
     /// A JWKS URL is https in any case, and holds no credentials (its errors are logged).

@@ -271,6 +271,34 @@ fn push_paths<'a>(q: &mut sqlx::QueryBuilder<'a, Db>, chunk: &'a [String]) {
 
 #[async_trait]
 impl BatchStore for This {
+    async fn forget_batch_reports(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let ended: Vec<String> = sqlx::query_scalar(
+            "SELECT b.id FROM registration_batches b WHERE b.status IN ('completed', 'failed') \
+             AND COALESCE(b.finished_at, b.created_at) < $1 \
+             AND (EXISTS (SELECT 1 FROM registration_batch_errors e WHERE e.batch = b.id) \
+                  OR EXISTS (SELECT 1 FROM registration_batch_duplicates d WHERE d.batch = b.id)) \
+             ORDER BY b.id LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await
+        .map_err(db_err)?;
+        // A job's report at a time: up to 100,000 rows of each, a moment of the writer's.
+        for batch in &ended {
+            let mut tx = self.begin_write().await?;
+            for table in ["registration_batch_errors", "registration_batch_duplicates"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE batch = $1"))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+        }
+        Ok(ended.len() as u64)
+    }
+
     async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(first) = claim_idempotency::<BatchJob>(&mut tx, ctx).await? {

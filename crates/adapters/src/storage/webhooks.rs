@@ -621,6 +621,36 @@ impl WebhookStore for This {
             .collect())
     }
 
+    async fn forget_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE (status = 'delivered' AND delivered_at < $1) \
+             OR (created_at < $1 AND subscription IN \
+                 (SELECT s.id FROM webhook_subscriptions s WHERE s.deleted_at IS NOT NULL AND s.deleted_at < $1)) \
+             LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Each attempt references its delivery: they go first.
+        for table in ["webhook_attempts WHERE delivery", "webhook_deliveries WHERE id"] {
+            let mut delete = sqlx::QueryBuilder::<Db>::new(format!("DELETE FROM {table} IN ("));
+            let mut list = delete.separated(", ");
+            for id in &ids {
+                list.push_bind(id);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(ids.len() as u64)
+    }
+
     async fn fail_orphaned_deliveries(&self) -> Result<u64, StoreError> {
         // On PostgreSQL each of the two changes read what it read when it began, so a delivery
         // can commit after the deletion or deactivation failed the pending ones. A reactivation

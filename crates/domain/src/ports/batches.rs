@@ -263,6 +263,11 @@ pub trait BatchStore: Send + Sync {
     /// the job as it was created.
     async fn create_batch(&self, ctx: &WriteContext, batch: &NewBatch) -> Result<Written<BatchJob>, StoreError>;
 
+    /// Deletes the per-row errors and possible duplicates of up to `limit` jobs that ended
+    /// (`completed` or `failed`) before `before`; the jobs stay, with their counts. Returns how
+    /// many jobs' reports it deleted.
+    async fn forget_batch_reports(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
     async fn get_batch(&self, id: &str) -> Result<Option<BatchJob>, StoreError>;
 
     /// A page of jobs in creation order: `organization`'s (everyone's for `None`), only those

@@ -107,4 +107,10 @@ pub trait WebhookStore: Send + Sync {
 
     /// Deliveries not yet delivered nor given up.
     async fn pending_deliveries(&self) -> Result<i64, StoreError>;
+
+    /// Deletes, with their attempts, up to `limit` deliveries delivered before `before`, and
+    /// deliveries made before it for subscriptions deleted before it (no one reads those: their
+    /// list is 404). Failed deliveries of live subscriptions stay, to be sent again. Returns how
+    /// many it deleted.
+    async fn forget_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }
