@@ -173,6 +173,18 @@ async fn a_household_past_retention_is_erased_and_answered_as_gone(backend: Back
         .problem(410, "personal_data_erased");
     let read = app.get(&format!("/v1/coverages/{ended_cover}"), &mutuelle).await;
     assert_eq!(read.json["end_date"], "2026-05-31", "{}", read.text);
+    let added = app
+        .send(
+            app.request(Method::POST, &format!("/v1/coverages/{ended_cover}/dependants"))
+                .bearer_auth(&mutuelle)
+                .header("idempotency-key", "late-child")
+                .json(
+                    &json!({"relationship": "child", "start_date": "2026-03-01", "family_name": "Agbéko",
+                              "given_names": "Afi", "sex": "F", "birth_date": "2026-02-27"}),
+                ),
+        )
+        .await;
+    added.problem(410, "personal_data_erased");
     let patched = app
         .send(
             app.request(Method::PATCH, &format!("/v1/beneficiaries/{}", ended[0]))

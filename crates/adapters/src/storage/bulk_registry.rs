@@ -223,6 +223,12 @@ async fn read_known(
             ") AS v JOIN beneficiaries b ON b.nid_country = v.column1 AND b.nid_type = v.column2 \
              AND b.nid_value = v.column3",
         );
+        // Held until the group commits the coverages it gives them, as `find_by_national_id_tx`
+        // holds one person: an erasure (`FOR UPDATE`) either waits and sees those coverages, or
+        // commits first, and the national id, erased, names no one here.
+        if !FOR_KEY_SHARE.is_empty() {
+            q.push(" FOR KEY SHARE OF b");
+        }
         let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
         for row in rows {
             let person = Beneficiary::try_from(row)?;

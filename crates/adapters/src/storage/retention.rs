@@ -133,11 +133,15 @@ async fn erase_where(
         };
         erased += count;
         after = last;
+        // The service's own writes, waiting on SQLite's single writer, go between two chunks.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
 /// One chunk after the id `after`: the last id looked at and how many were erased, or `None`
-/// when no one is left.
+/// when no one is left. The chunk is found outside the write (a search over every person, which
+/// on SQLite would hold the single writer, and every write of the service with it, for seconds
+/// a few million people), then locked and judged again inside it.
 async fn erase_chunk(
     store: &This,
     ctx: &WriteContext,
@@ -146,7 +150,6 @@ async fn erase_chunk(
     since: chrono::DateTime<chrono::Utc>,
     after: &str,
 ) -> Result<Option<(String, u64)>, StoreError> {
-    let mut tx = store.begin_write().await?;
     let found: Vec<(String,)> = sqlx::query_as(&format!(
         "SELECT b.id FROM beneficiaries b WHERE b.id > $3 AND {condition} ORDER BY b.id LIMIT $4"
     ))
@@ -154,12 +157,13 @@ async fn erase_chunk(
     .bind(since)
     .bind(after)
     .bind(ERASE_CHUNK)
-    .fetch_all(&mut *tx)
+    .fetch_all(&store.read)
     .await
     .map_err(db_err)?;
     let Some((last,)) = found.last().cloned() else {
         return Ok(None);
     };
+    let mut tx = store.begin_write().await?;
     let ids: Vec<&str> = found.iter().map(|(id,)| id.as_str()).collect();
     let mut lock = sqlx::QueryBuilder::<Db>::new("SELECT id FROM beneficiaries WHERE id IN (");
     let mut list = lock.separated(", ");

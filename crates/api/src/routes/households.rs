@@ -109,6 +109,7 @@ impl ToSchema for ClosedDependantAdd {
                 "start_date": "2026-03-02", "status": "active", "paid_through": "2026-12-31", "version": 1}})),
         (status = 404, description = "No such coverage, or another organisation's", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`errors[0].code` names the case: the coverage is a dependant's (`not_principal`) or terminated (`household_terminated`); the household is full (`household_full`); the person is already a member (`duplicate_member`: same names, sex and birth date, one of the two without a national id) or already holds this product (`already_covered`, the same national id included); their national id is registered for a person of another sex or birth date (`identity_mismatch`, audited as `beneficiary.identity_mismatch`); or their own member number is taken (`member_number_taken`, at `/member_number`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The household's principal had their personal data erased at the end of the deployment's retention period (`personal_data_erased`): the household ended, and takes no one", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 428, description = "Idempotency-Key is missing", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["registry:write"]))
@@ -137,6 +138,15 @@ pub async fn add_dependant(
     }
     if principal.status == CoverageStatus::Terminated {
         return Err(household_conflict("household_terminated"));
+    }
+    // A household whose principal was erased ended long ago, and no one can extend it again.
+    if let Some(at) = state
+        .store
+        .get_beneficiary(&principal.beneficiary)
+        .await?
+        .and_then(|p| p.erased_at)
+    {
+        return Err(ApiError::Erased { on: at.date_naive() });
     }
     let today = state.clock.today();
     let mut f = Fields::new(&body);
