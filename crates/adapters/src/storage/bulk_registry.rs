@@ -223,12 +223,7 @@ async fn read_known(
             ") AS v JOIN beneficiaries b ON b.nid_country = v.column1 AND b.nid_type = v.column2 \
              AND b.nid_value = v.column3",
         );
-        // Held until the group commits the coverages it gives them, as `find_by_national_id_tx`
-        // holds one person: an erasure (`FOR UPDATE`) either waits and sees those coverages, or
-        // commits first, and the national id, erased, names no one here.
-        if !FOR_KEY_SHARE.is_empty() {
-            q.push(" FOR KEY SHARE OF b");
-        }
+
         let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
         for row in rows {
             let person = Beneficiary::try_from(row)?;
@@ -237,6 +232,7 @@ async fn read_known(
             }
         }
     }
+    hold_people(tx, &mut known.people).await?;
     // Only people already stored can already be covered, and only the households that will
     // not be skipped need to know.
     let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -275,6 +271,35 @@ async fn read_known(
     known.covered.extend(covered);
     known.stored_alikes = read_stored_alikes(tx, &ctx.organization, households).await?;
     Ok(known)
+}
+
+/// Holds the people matched by national id until the group commits the coverages it gives them,
+/// as `find_by_national_id_tx` holds one person: an erasure (`erase_personal_data`, which takes
+/// them `FOR UPDATE`) either waits and sees those coverages, or commits first, and the person,
+/// erased, is dropped here and registered anew under the national id the erasure freed. In id
+/// order, as the erasure takes them, so that the two never wait on each other in a cycle. On
+/// SQLite the group's transaction holds the only writer already.
+async fn hold_people(tx: &mut Tx, people: &mut HashMap<NidKey, Beneficiary>) -> Result<(), StoreError> {
+    if FOR_KEY_SHARE.is_empty() || people.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut held = HashSet::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new("SELECT id FROM beneficiaries WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(") AND erased_at IS NULL ORDER BY id");
+        q.push(FOR_KEY_SHARE);
+        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        held.extend(rows.into_iter().map(|(id,)| id));
+    }
+    people.retain(|_, p| held.contains(&p.id));
+    Ok(())
 }
 
 /// The people stored under the national ids of a household's members, by national id.

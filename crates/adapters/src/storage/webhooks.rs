@@ -622,22 +622,51 @@ impl WebhookStore for This {
     }
 
     async fn forget_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM webhook_deliveries WHERE (status = 'delivered' AND delivered_at < $1) \
-             OR (created_at < $1 AND subscription IN \
-                 (SELECT s.id FROM webhook_subscriptions s WHERE s.deleted_at IS NOT NULL AND s.deleted_at < $1)) \
-             LIMIT $2",
+        // Found before the write, which on SQLite holds the only writer. Delivered ones through
+        // the index of (status, next_attempt_at): a delivered row's next_attempt_at is the
+        // instant it was delivered (`record_attempt`).
+        let mut ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE status = 'delivered' AND next_attempt_at < $1 \
+             AND delivered_at < $1 LIMIT $2",
         )
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
+        if ids.len() < limit as usize {
+            let dead: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM webhook_subscriptions WHERE deleted_at IS NOT NULL AND deleted_at < $1 ORDER BY id",
+            )
+            .bind(before)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+            for subscription in dead {
+                let room = limit as usize - ids.len();
+                if room == 0 {
+                    break;
+                }
+                let theirs: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM webhook_deliveries WHERE subscription = $1 AND created_at < $2 LIMIT $3",
+                )
+                .bind(&subscription)
+                .bind(before)
+                .bind(room as i64)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+                ids.extend(theirs);
+            }
+        }
         if ids.is_empty() {
             return Ok(0);
         }
-        // Each attempt references its delivery: they go first.
+        // Neither kind changes again (a delivered one is never sent again, a deleted
+        // subscription stays deleted); another replica may have forgotten some meanwhile: the
+        // count is of the rows this one deleted.
+        let mut tx = self.begin_write().await?;
+        let mut deleted = 0;
         for table in ["webhook_attempts WHERE delivery", "webhook_deliveries WHERE id"] {
             let mut delete = sqlx::QueryBuilder::<Db>::new(format!("DELETE FROM {table} IN ("));
             let mut list = delete.separated(", ");
@@ -645,10 +674,10 @@ impl WebhookStore for This {
                 list.push_bind(id);
             }
             delete.push(")");
-            delete.build().execute(&mut *tx).await.map_err(db_err)?;
+            deleted = delete.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(ids.len() as u64)
+        Ok(deleted)
     }
 
     async fn fail_orphaned_deliveries(&self) -> Result<u64, StoreError> {

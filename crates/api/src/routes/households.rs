@@ -136,9 +136,6 @@ pub async fn add_dependant(
     if principal.relationship != Relationship::Principal {
         return Err(household_conflict("not_principal"));
     }
-    if principal.status == CoverageStatus::Terminated {
-        return Err(household_conflict("household_terminated"));
-    }
     // A household whose principal was erased ended long ago, and no one can extend it again.
     if let Some(at) = state
         .store
@@ -147,6 +144,9 @@ pub async fn add_dependant(
         .and_then(|p| p.erased_at)
     {
         return Err(ApiError::Erased { on: at.date_naive() });
+    }
+    if principal.status == CoverageStatus::Terminated {
+        return Err(household_conflict("household_terminated"));
     }
     let today = state.clock.today();
     let mut f = Fields::new(&body);

@@ -111,6 +111,6 @@ pub trait WebhookStore: Send + Sync {
     /// Deletes, with their attempts, up to `limit` deliveries delivered before `before`, and
     /// deliveries made before it for subscriptions deleted before it (no one reads those: their
     /// list is 404). Failed deliveries of live subscriptions stay, to be sent again. Returns how
-    /// many it deleted.
+    /// many it deleted (fewer than it found when another replica forgot some meanwhile).
     async fn forget_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }
