@@ -105,7 +105,7 @@ async fn erase_personal_data(
     Ok(Erasure { people, merged_records })
 }
 
-/// Erases the people `b` meeting `condition` (binding `$1` and `$2` as [`OVER_BEFORE`] does),
+/// Erases the people `b` meeting `condition` (binding `$1` and `$2` as [`over`] does),
 /// in id order, a chunk per transaction. Each chunk is found, locked, and judged again under
 /// the lock: on PostgreSQL a coverage committed while the lock was awaited (a registration
 /// holds its person shared until it commits) is seen by the next statement, and its person
