@@ -223,7 +223,6 @@ async fn read_known(
             ") AS v JOIN beneficiaries b ON b.nid_country = v.column1 AND b.nid_type = v.column2 \
              AND b.nid_value = v.column3",
         );
-
         let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
         for row in rows {
             let person = Beneficiary::try_from(row)?;
@@ -274,11 +273,13 @@ async fn read_known(
 }
 
 /// Holds the people matched by national id until the group commits the coverages it gives them,
-/// as `find_by_national_id_tx` holds one person: an erasure (`erase_personal_data`, which takes
-/// them `FOR UPDATE`) either waits and sees those coverages, or commits first, and the person,
-/// erased, is dropped here and registered anew under the national id the erasure freed. In id
-/// order, as the erasure takes them, so that the two never wait on each other in a cycle. On
-/// SQLite the group's transaction holds the only writer already.
+/// as `find_by_national_id_tx` holds one person, and reads them again as held: an erasure
+/// (`erase_personal_data`, which takes them `FOR UPDATE`) either waits and sees those coverages,
+/// or commits first, and the person, erased, is dropped here and registered anew under the
+/// national id the erasure freed; a correction that gave the person another national id
+/// meanwhile drops them too, since the id the file names is no longer theirs. In id order, as
+/// the erasure takes them, so that the two never wait on each other in a cycle. On SQLite the
+/// group's transaction holds the only writer already.
 async fn hold_people(tx: &mut Tx, people: &mut HashMap<NidKey, Beneficiary>) -> Result<(), StoreError> {
     if FOR_KEY_SHARE.is_empty() || people.is_empty() {
         return Ok(());
@@ -286,19 +287,29 @@ async fn hold_people(tx: &mut Tx, people: &mut HashMap<NidKey, Beneficiary>) -> 
     let mut ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut held = HashSet::new();
+    let mut held = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Db>::new("SELECT id FROM beneficiaries WHERE id IN (");
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new(format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ("));
         let mut list = q.separated(", ");
         for id in chunk {
             list.push_bind(*id);
         }
         q.push(") AND erased_at IS NULL ORDER BY id");
         q.push(FOR_KEY_SHARE);
-        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        held.extend(rows.into_iter().map(|(id,)| id));
+        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
+        for row in rows {
+            let person = Beneficiary::try_from(row)?;
+            held.insert(person.id.clone(), person);
+        }
     }
-    people.retain(|_, p| held.contains(&p.id));
+    people.retain(|key, person| match held.get(&person.id) {
+        Some(now) if nid_key(now).as_ref() == Some(key) => {
+            *person = now.clone();
+            true
+        }
+        _ => false,
+    });
     Ok(())
 }
 

@@ -179,8 +179,9 @@ async fn insert_person(
     Ok(Some((existing, true, Vec::new())))
 }
 
-/// The person holding a national id, held (`FOR KEY SHARE`, which no correction or merge waits
-/// for) until the caller commits the coverage it gives them: an erasure of the person
+/// The person holding a national id, held (`FOR KEY SHARE`, which a merge or a correction waits
+/// for only when it changes a national id) until the caller commits the coverage it gives them:
+/// an erasure of the person
 /// (`erase_personal_data`, which takes them `FOR UPDATE`) then either waits and sees that
 /// coverage, or commits first, and the national id, erased, names no one here.
 async fn find_by_national_id_tx(tx: &mut Tx, nid: &NationalId) -> Result<Option<Beneficiary>, StoreError> {

@@ -648,7 +648,9 @@ impl WebhookStore for This {
                     break;
                 }
                 let theirs: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM webhook_deliveries WHERE subscription = $1 AND created_at < $2 LIMIT $3",
+                    // The delivered ones are found above already.
+                    "SELECT id FROM webhook_deliveries WHERE subscription = $1 AND created_at < $2 \
+                     AND NOT (status = 'delivered' AND next_attempt_at < $2 AND delivered_at < $2) LIMIT $3",
                 )
                 .bind(&subscription)
                 .bind(before)
