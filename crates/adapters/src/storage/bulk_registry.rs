@@ -287,22 +287,8 @@ async fn hold_people(tx: &mut Tx, people: &mut HashMap<NidKey, Beneficiary>) -> 
     let mut ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut held = HashMap::new();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let mut q =
-            sqlx::QueryBuilder::<Db>::new(format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE id IN ("));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(") AND erased_at IS NULL ORDER BY id");
-        q.push(FOR_KEY_SHARE);
-        let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
-        for row in rows {
-            let person = Beneficiary::try_from(row)?;
-            held.insert(person.id.clone(), person);
-        }
-    }
+    // Sorted, the lists go in id order too.
+    let held = people_by_id_then(tx, &ids, &format!(" AND erased_at IS NULL ORDER BY id{FOR_KEY_SHARE}")).await?;
     people.retain(|key, person| match held.get(&person.id) {
         Some(now) if nid_key(now).as_ref() == Some(key) => {
             *person = now.clone();

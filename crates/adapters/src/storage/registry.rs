@@ -482,6 +482,16 @@ async fn stored_households(
 
 /// People by id, read by primary key in lists of 500.
 async fn people_by_id(tx: &mut Tx, ids: &[&str]) -> Result<std::collections::HashMap<String, Beneficiary>, StoreError> {
+    people_by_id_then(tx, ids, "").await
+}
+
+/// [`people_by_id`], each list's statement ending with `tail` (a further condition, an order, a
+/// lock), the lists in the order of `ids`.
+async fn people_by_id_then(
+    tx: &mut Tx,
+    ids: &[&str],
+    tail: &str,
+) -> Result<std::collections::HashMap<String, Beneficiary>, StoreError> {
     let mut people = std::collections::HashMap::new();
     for chunk in ids.chunks(500) {
         let mut q =
@@ -491,6 +501,7 @@ async fn people_by_id(tx: &mut Tx, ids: &[&str]) -> Result<std::collections::Has
             list.push_bind(*id);
         }
         q.push(")");
+        q.push(tail);
         let rows: Vec<BeneficiaryRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db_err)?;
         for row in rows {
             let person = Beneficiary::try_from(row)?;
