@@ -8,7 +8,8 @@ use passerelle_tests::{on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::registry::{household, register, registry, writer};
+use crate::registry::{household, register, registry, registry_with, writer};
+use crate::webhooks::{receiver, wait_for};
 
 /// Runs the command's code against the service's database, as the CLI would.
 async fn erase(app: &TestApp, ended_before: &str, dry_run: bool) -> Value {
@@ -248,9 +249,18 @@ async fn a_household_past_retention_is_erased_and_answered_as_gone(backend: Back
 /// A record merged into a person is erased with them; a check of an erased person still answers
 /// from their coverages, which name no one.
 async fn records_merged_into_an_erased_person_go_with_them(backend: Backend) {
-    let r = registry(backend).await;
+    let r = registry_with(backend, |c| c.webhook_allow_insecure = true).await;
     let app = &r.app;
     let mutuelle = writer(app, "mut-a");
+    // Nothing listens there: the deliveries stay in the outbox to be counted.
+    let subscribed = app
+        .post(
+            "/v1/webhooks",
+            &app.token("mut-a", "webhooks:write"),
+            &json!({"url": "http://127.0.0.1:1/hook", "events": ["beneficiary.erased"]}),
+        )
+        .await;
+    assert_eq!(subscribed.status.as_u16(), 201, "{}", subscribed.text);
     let (person, cover) = registered(app, &r.product, "TSV-0010", "444444444444").await;
     let mut body = household(&r.product, "TSV-0011", "000000000000");
     body["principal"].as_object_mut().unwrap().remove("national_id");
@@ -295,6 +305,12 @@ async fn records_merged_into_an_erased_person_go_with_them(backend: Backend) {
     app.get(&format!("/v1/beneficiaries/{twin_id}"), &mutuelle)
         .await
         .problem(410, "personal_data_erased");
+    // The merged record, which holds no coverage, is announced to whoever covered the person
+    // it went into, as the three people are.
+    let announced = "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'beneficiary.erased'";
+    assert_eq!(app.db.scalar(announced).await, 4);
+    let twin_told = format!("{announced} AND payload LIKE '%\"id\":\"{twin_id}\"%'");
+    assert_eq!(app.db.scalar(&twin_told).await, 1);
 
     let check = app
         .post(
@@ -360,8 +376,144 @@ async fn an_erasure_in_many_transactions_keeps_whoever_is_covered(backend: Backe
     assert_eq!(app.db.scalar(events).await, people / 2);
 }
 
+/// An erasure is announced (`beneficiary.erased`, the record's id alone) to the organisations
+/// that covered the person, and the deliveries that held the person as corrected are forgotten,
+/// whatever their status: a failed one would otherwise be sent again, names and all.
+async fn an_erasure_is_announced_and_the_corrections_sent_of_the_person_forgotten(backend: Backend) {
+    let r = registry_with(backend, |c| {
+        c.webhook_allow_insecure = true;
+        c.webhook_retry_initial = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let app = &r.app;
+    let subscribe = |org: &'static str, url: String, events: Value| async move {
+        let made = app
+            .post(
+                "/v1/webhooks",
+                &app.token(org, "webhooks:write"),
+                &json!({"url": url, "events": events}),
+            )
+            .await;
+        assert_eq!(made.status.as_u16(), 201, "{}", made.text);
+        made.json["id"].as_str().unwrap().to_owned()
+    };
+    // mut-a's corrections go to a receiver that is down (nothing listens on port 1), and stay
+    // there to be sent again; its erasures, and the auditor's, to receivers that answer.
+    let (for_a, port_a) = receiver().await;
+    let (for_b, port_b) = receiver().await;
+    let (for_auditor, port_auditor) = receiver().await;
+    let dead = subscribe(
+        "mut-a",
+        "http://127.0.0.1:1/hook".into(),
+        json!(["beneficiary.changed"]),
+    )
+    .await;
+    subscribe(
+        "mut-a",
+        format!("http://127.0.0.1:{port_a}/hook"),
+        json!(["beneficiary.erased"]),
+    )
+    .await;
+    let hook = |port: u16| format!("http://127.0.0.1:{port}/hook");
+    subscribe(
+        "mut-b",
+        hook(port_b),
+        json!(["beneficiary.erased", "beneficiary.changed"]),
+    )
+    .await;
+    subscribe("audit-x", hook(port_auditor), json!(["beneficiary.erased"])).await;
+
+    let (gone, cover) = registered(app, &r.product, "TSV-0020", "555555555555").await;
+    let (kept, _) = registered(app, &r.product, "TSV-0021", "666666666666").await;
+    for person in [&gone[0], &kept[0]] {
+        let fixed = app
+            .send(
+                app.request(Method::PATCH, &format!("/v1/beneficiaries/{person}"))
+                    .bearer_auth(writer(app, "mut-a"))
+                    .header("if-match", "\"1\"")
+                    .json(&json!({"phone": "+22890777777"})),
+            )
+            .await;
+        assert_eq!(fixed.status.as_u16(), 200, "{}", fixed.text);
+    }
+    let reply = patch_coverage(app, &cover, &json!({"status": "terminated", "end_date": "2026-06-30"})).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let corrections = format!(
+        "SELECT count(*) FROM webhook_deliveries WHERE subscription = '{dead}' AND event_type = 'beneficiary.changed'"
+    );
+    assert_eq!(app.db.scalar(&corrections).await, 2);
+
+    let counted = erase(app, "2026-07-01", true).await;
+    assert_eq!(
+        (counted["people"].as_u64(), counted["webhook_deliveries"].as_u64()),
+        (Some(3), Some(1)),
+        "{counted}"
+    );
+    assert_eq!(app.db.scalar(&corrections).await, 2);
+    let done = erase(app, "2026-07-01", false).await;
+    assert_eq!(
+        (done["people"].as_u64(), done["webhook_deliveries"].as_u64()),
+        (Some(3), Some(1)),
+        "{done}"
+    );
+    // The kept person's correction stays, to be sent again; nothing of the erased one does.
+    assert_eq!(app.db.scalar(&corrections).await, 1);
+    let naming_gone = format!(
+        "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'beneficiary.changed' AND payload LIKE '%{}%'",
+        gone[0]
+    );
+    assert_eq!(app.db.scalar(&naming_gone).await, 0);
+    assert_eq!(
+        app.db
+            .scalar(
+                "SELECT count(*) FROM webhook_attempts a LEFT JOIN webhook_deliveries d \
+        ON d.id = a.delivery WHERE d.id IS NULL"
+            )
+            .await,
+        0
+    );
+    assert_eq!(erase(app, "2026-07-01", false).await["webhook_deliveries"], 0);
+
+    // Each erased record announced once to mut-a and the auditor, as the webhook's schema says
+    // (`wait_for` checks each body against the OpenAPI document), with its id alone.
+    for (who, r) in [("mut-a", &for_a), ("audit-x", &for_auditor)] {
+        let got = wait_for(r, 3, std::time::Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 3, "{who}");
+        let mut ids = Vec::new();
+        for (_, _, body) in &got {
+            let event: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(event["type"], "beneficiary.erased", "{who}");
+            assert_eq!(event["organization"], "operator", "{who}");
+            let data = event["data"].as_object().unwrap();
+            let mut members: Vec<&str> = data.keys().map(String::as_str).collect();
+            members.sort_unstable();
+            assert_eq!(members, ["erased_at", "id", "version"], "{who}: {body}");
+            // The principal was corrected once before: version 3; the dependants 2.
+            let version = if data["id"] == gone[0].as_str() { 3 } else { 2 };
+            assert_eq!(
+                (&event["version"], &data["version"]),
+                (&json!(version), &json!(version)),
+                "{body}"
+            );
+            assert!(!body.contains("Agb") && !body.contains("555555555555"), "{body}");
+            ids.push(data["id"].as_str().unwrap().to_owned());
+        }
+        ids.sort_unstable();
+        let mut expected = gone.clone();
+        expected.sort_unstable();
+        assert_eq!(ids, expected, "{who}");
+    }
+    // mut-b never covered them: told nothing, then or now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(wait_for(&for_b, 1, std::time::Duration::ZERO).await.is_empty());
+    let for_mut_b = "SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions w ON w.id = d.subscription \
+                     WHERE w.organization = 'mut-b'";
+    assert_eq!(app.db.scalar(for_mut_b).await, 0);
+}
+
 on_both_databases!(
     a_household_past_retention_is_erased_and_answered_as_gone,
     records_merged_into_an_erased_person_go_with_them,
     an_erasure_in_many_transactions_keeps_whoever_is_covered,
+    an_erasure_is_announced_and_the_corrections_sent_of_the_person_forgotten,
 );

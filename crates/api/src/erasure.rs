@@ -23,6 +23,9 @@ struct Outcome {
     dry_run: bool,
     people: u64,
     merged_records: u64,
+    /// `beneficiary.changed` webhook deliveries forgotten (or, dry, to forget) for holding an
+    /// erased person.
+    webhook_deliveries: u64,
     /// The `request_id` of the run's `beneficiary.erased` audit events.
     request_id: String,
 }
@@ -58,6 +61,7 @@ pub async fn run(config: Config, args: EraseArgs) -> Result<String, String> {
         dry_run: args.dry_run,
         people: erased.people,
         merged_records: erased.merged_records,
+        webhook_deliveries: erased.webhook_deliveries,
         request_id: ctx.request_id,
     };
     serde_json::to_string_pretty(&outcome)

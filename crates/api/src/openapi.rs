@@ -165,15 +165,28 @@ fn add_webhooks(doc: &mut Document) {
     ]);
     let mut webhooks = serde_json::Map::new();
     for event in passerelle_domain::webhook::EVENT_TYPES {
-        let (resource, what) = match event.split('.').next() {
-            Some("claim") => ("ClaimView", "the claim"),
-            Some("coverage") => ("CoverageView", "the coverage"),
-            _ => ("BeneficiaryView", "the person"),
+        let (resource, summary) = match event.split('.').next() {
+            _ if event == passerelle_domain::retention::ERASED_ACTION => (
+                "BeneficiaryErasureView",
+                format!("`{event}`: the person's personal data erased, their id alone left"),
+            ),
+            Some("claim") => (
+                "ClaimView",
+                format!("`{event}`: the claim, as its GET shows it to the subscriber"),
+            ),
+            Some("coverage") => (
+                "CoverageView",
+                format!("`{event}`: the coverage, as its GET shows it to the subscriber"),
+            ),
+            _ => (
+                "BeneficiaryView",
+                format!("`{event}`: the person, as its GET shows it to the subscriber"),
+            ),
         };
         webhooks.insert(
             event.to_owned(),
             json!({"post": {
-                "summary": format!("`{event}`: {what}, as its GET shows it to the subscriber"),
+                "summary": summary,
                 "operationId": format!("webhook_{}", event.replace('.', "_")),
                 "tags": ["webhooks"],
                 // Sent with no bearer token: the signature authenticates the sender.

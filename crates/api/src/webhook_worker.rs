@@ -21,10 +21,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::routes::claims::ClaimView;
 use crate::routes::registry::{BeneficiaryView, CoverageView};
-use crate::routes::webhooks::address_allowed;
+use crate::routes::webhooks::{address_allowed, BeneficiaryErasureView};
 use crate::state::AppState;
 use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::Coverage;
+use passerelle_domain::retention::ErasedRecord;
 
 /// Sends in flight on one replica.
 const SLOTS: usize = 64;
@@ -109,6 +110,9 @@ pub fn envelope(d: &DueDelivery) -> Result<Vec<u8>, Unreadable> {
         Some("claim") => as_viewed::<Claim, ClaimView>(&stored["data"], |c| c.version)?,
         Some("coverage") => as_viewed::<Coverage, CoverageView>(&stored["data"], |c| c.version)?,
         Some("beneficiary") => as_viewed::<Beneficiary, BeneficiaryView>(&stored["data"], |b| b.version)?,
+        Some("beneficiary_erasure") => {
+            as_viewed::<ErasedRecord, BeneficiaryErasureView>(&stored["data"], |r| r.version)?
+        }
         _ => (stored["data"].clone(), None),
     };
     if data.is_null() {
@@ -545,6 +549,26 @@ mod tests {
             (Some("e"), Some("coverage.changed"), Some(7))
         );
         assert_eq!(body["data"]["member_number"], "A-1");
+    }
+
+    /// An erasure is sent as its record's id, version and instant, the version beside it as
+    /// for any other event; a stored one missing its version is not sent with a made-up one.
+    #[test]
+    fn an_erasure_is_sent_as_the_record_alone() {
+        let payload = serde_json::json!({"resource": "beneficiary_erasure", "created_at": "2036-12-08T02:30:00Z",
+            "organization": "operator", "data": {"id": "b1", "version": 3, "erased_at": "2036-12-08T02:30:00Z"}});
+        let mut erased = due(&payload.to_string());
+        erased.event_type = "beneficiary.erased".into();
+        let body: Value = serde_json::from_slice(&envelope(&erased).unwrap()).unwrap();
+        assert_eq!(body["version"], 3);
+        assert_eq!(
+            body["data"],
+            serde_json::json!({"id": "b1", "version": 3, "erased_at": "2036-12-08T02:30:00Z"})
+        );
+        assert_eq!(body["organization"], "operator");
+        let without_version = serde_json::json!({"resource": "beneficiary_erasure", "created_at": "2036-12-08T02:30:00Z",
+            "organization": "operator", "data": {"id": "b1", "erased_at": "2036-12-08T02:30:00Z"}});
+        assert!(envelope(&due(&without_version.to_string())).is_err());
     }
 
     fn due(payload: &str) -> DueDelivery {

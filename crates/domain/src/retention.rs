@@ -4,10 +4,11 @@
 //! data-protection laws class health-insurance data as sensitive and limit how long it is kept;
 //! each deployment sets the period with its authority (IPDCP, APDP, CDP).
 
-use chrono::{Datelike, NaiveDate};
-use serde::Serialize;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
-/// The audit action of an erasure, once per record, under one request id per run.
+/// The audit action of an erasure, once per record, under one request id per run; also the
+/// webhook event announcing it to the organisations that covered the person.
 pub const ERASED_ACTION: &str = "beneficiary.erased";
 
 /// Longest retention period the command takes: a century is no retention at all.
@@ -21,6 +22,19 @@ pub struct Erasure {
     /// Records merged into such people (or into people erased earlier): duplicates of them,
     /// holding their own copy of the names.
     pub merged_records: u64,
+    /// `beneficiary.changed` webhook deliveries forgotten because they held an erased person
+    /// (as corrected), whatever their status: a failed one would otherwise be sent again, names
+    /// and all, on its subscriber's request.
+    pub webhook_deliveries: u64,
+}
+
+/// What a `beneficiary.erased` webhook event says of the record: its id, its version after the
+/// erasure and when. Nothing else of the person is left to say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedRecord {
+    pub id: String,
+    pub version: u32,
+    pub erased_at: DateTime<Utc>,
 }
 
 /// The day before which a person's coverages must all have ended: given as such, or as a

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The event types a subscription may ask for.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 8] = [
     "claim.submitted",
     "claim.base_adjudicated",
     "claim.adjudicated",
@@ -12,6 +12,7 @@ pub const EVENT_TYPES: [&str; 7] = [
     "claim.settled",
     "coverage.changed",
     "beneficiary.changed",
+    "beneficiary.erased",
 ];
 
 /// Live subscriptions one organisation may hold. Each event is written once per subscription

@@ -1,7 +1,7 @@
 // Erasure of personal data past the deployment's retention period, shared by both databases
 // through `include!` like `shared.rs`.
 
-use passerelle_domain::retention::{erased_birth_date, Erasure, ERASED_ACTION};
+use passerelle_domain::retention::{erased_birth_date, ErasedRecord, Erasure, ERASED_ACTION};
 
 /// People erased per transaction: each holds its people locked, so that registrations and
 /// corrections of others wait no longer than a short write's time.
@@ -86,9 +86,17 @@ async fn erase_personal_data(
         .fetch_one(&store.read)
         .await
         .map_err(db_err)?;
+        // The deliveries of those people and of the records merged into them or into someone
+        // erased already, as the run would forget them.
+        let theirs = format!(
+            "(b.erased_at IS NOT NULL OR b.id IN ({people_sql}) OR b.merged_into IN ({people_sql}) \
+             OR EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = b.merged_into AND t.erased_at IS NOT NULL))"
+        );
+        let webhook_deliveries = forget_changed_deliveries(store, &theirs, before, since, true).await?;
         return Ok(Erasure {
             people: u64::try_from(people).unwrap_or_default(),
             merged_records: u64::try_from(merged).unwrap_or_default(),
+            webhook_deliveries,
         });
     }
     // Each pass may free the dependants of the principals it erased: passes until one finds
@@ -102,7 +110,90 @@ async fn erase_personal_data(
         people += erased;
     }
     let merged_records = erase_where(store, ctx, MERGED_INTO_ERASED, before, since).await?;
-    Ok(Erasure { people, merged_records })
+    // Every erased person's, not only this run's: a run stopped before this point left theirs.
+    let webhook_deliveries =
+        forget_changed_deliveries(store, "b.erased_at IS NOT NULL", before, since, false).await?;
+    Ok(Erasure {
+        people,
+        merged_records,
+        webhook_deliveries,
+    })
+}
+
+/// Deliveries looked at per round of [`forget_changed_deliveries`].
+const DELIVERY_PAGE: i64 = 500;
+
+/// Forgets (or, for a dry run, counts) the `beneficiary.changed` deliveries, whatever their
+/// status, whose person `b` meets `condition` (binding `$1` and `$2` as [`over`] does): each
+/// holds the person as corrected, and a failed one would be sent again, names and all, on its
+/// subscriber's request. Read in pages of deliveries in id order outside any write, each
+/// payload's person read here rather than in SQL: a payload that does not read (damaged by
+/// hand) names no one, where a JSON cast in the statement would stop the whole run. No delivery
+/// of an erased person is written any more (a correction of them is 410), so a page read is
+/// still true when its deliveries are deleted.
+async fn forget_changed_deliveries(
+    store: &This,
+    condition: &str,
+    before: NaiveDate,
+    since: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<u64, StoreError> {
+    let mut forgotten = 0;
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, payload FROM webhook_deliveries WHERE event_type = 'beneficiary.changed' AND id > $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(DELIVERY_PAGE)
+        .fetch_all(&store.read)
+        .await
+        .map_err(db_err)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(forgotten);
+        };
+        after = last.clone();
+        let people: Vec<(&str, String)> = page
+            .iter()
+            .filter_map(|(id, payload)| {
+                let stored: serde_json::Value = serde_json::from_str(payload).ok()?;
+                Some((id.as_str(), stored["data"]["id"].as_str()?.to_owned()))
+            })
+            .collect();
+        if people.is_empty() {
+            continue;
+        }
+        let mut named: Vec<&str> = people.iter().map(|(_, person)| person.as_str()).collect();
+        named.sort_unstable();
+        named.dedup();
+        let list: Vec<String> = (0..named.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT b.id FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(before).bind(since);
+        for id in &named {
+            query = query.bind(*id);
+        }
+        let gone: std::collections::HashSet<String> =
+            query.fetch_all(&store.read).await.map_err(db_err)?.into_iter().collect();
+        let ids: Vec<String> = people
+            .iter()
+            .filter(|(_, person)| gone.contains(person))
+            .map(|(id, _)| (*id).to_owned())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        if dry_run {
+            forgotten += ids.len() as u64;
+            continue;
+        }
+        let mut tx = store.begin_write().await?;
+        forgotten += delete_deliveries(&mut tx, &ids).await?;
+        store.commit(tx).await?;
+    }
 }
 
 /// Erases the people `b` meeting `condition` (binding `$1` and `$2` as [`over`] does),
@@ -175,16 +266,19 @@ async fn erase_chunk(
     // `condition` names `$1` and `$2`; the ids follow them.
     let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
     let sql = format!(
-        "SELECT b.id, b.birth_date FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
+        "SELECT b.id, b.birth_date, b.version, b.merged_into FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
         list.join(", ")
     );
-    let mut still = sqlx::query_as::<_, (String, NaiveDate)>(&sql).bind(before).bind(since);
+    let mut still = sqlx::query_as::<_, (String, NaiveDate, i64, Option<String>)>(&sql)
+        .bind(before)
+        .bind(since);
     for id in &ids {
         still = still.bind(*id);
     }
     let still = still.fetch_all(&mut *tx).await.map_err(db_err)?;
     let mut events = Vec::with_capacity(still.len());
-    for (id, birth_date) in &still {
+    let mut announced = Vec::with_capacity(still.len());
+    for (id, birth_date, version, merged_into) in &still {
         sqlx::query(
             "UPDATE beneficiaries SET family_name = '', given_names = '', match_key = '', \
              nid_country = NULL, nid_type = NULL, nid_value = NULL, phone = NULL, \
@@ -198,8 +292,59 @@ async fn erase_chunk(
         .await
         .map_err(db_err)?;
         events.push(ctx.audit(ERASED_ACTION, "beneficiary", id));
+        let record = ErasedRecord {
+            id: id.clone(),
+            version: u32::try_from(version + 1).map_err(|e| StoreError::Internal(e.to_string()))?,
+            erased_at: ctx.at,
+        };
+        // A record merged away holds no coverage: whoever covers the person it was merged into
+        // (its coverages moved there) is told.
+        announced.push((merged_into.clone().unwrap_or_else(|| id.clone()), record));
     }
+    announce_erasures(&mut tx, ctx, &announced).await?;
     queue_events(&mut tx, &events).await?;
     store.commit(tx).await?;
     Ok(Some((last, still.len() as u64)))
+}
+
+/// `beneficiary.erased` to the organisations holding any coverage of each record's holder (the
+/// person, or the one a merged record went into: every coverage of theirs has ended), and to
+/// operators and auditors, in the erasure's transaction: one statement per chunk.
+async fn announce_erasures(tx: &mut Tx, ctx: &WriteContext, records: &[(String, ErasedRecord)]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<Db>::new("WITH v (event_id, holder, payload) AS (");
+    let mut payloads = Vec::with_capacity(records.len());
+    for (_, record) in records {
+        let data = serde_json::to_value(record).map_err(|e| StoreError::Internal(e.to_string()))?;
+        payloads.push(outbox_payload(ctx, Some(&ctx.organization), "beneficiary_erasure", &data));
+    }
+    insert.push_values(records.iter().zip(payloads), |mut row, ((holder, _), payload)| {
+        row.push_bind(uuid::Uuid::now_v7().to_string())
+            .push_bind(holder.clone())
+            .push_bind(payload);
+    });
+    insert
+        .push(
+            ") INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) \
+             SELECT v.event_id || ':' || s.id, s.id, v.event_id, ",
+        )
+        .push_bind(ERASED_ACTION)
+        .push(", v.payload, 'pending', 0, ")
+        .push_bind(ctx.at)
+        .push(", ")
+        .push_bind(ctx.at)
+        .push(
+            " FROM v CROSS JOIN webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+             WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE ",
+        )
+        .push_bind(format!("% {ERASED_ACTION} %"))
+        .push(
+            " AND (o.kind IN ('operator', 'auditor') \
+             OR s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = v.holder))",
+        );
+    insert.build().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
 }

@@ -130,6 +130,22 @@ async fn enqueue_many(
     Ok(())
 }
 
+/// Deletes these deliveries with their attempts (which reference them, so go first): the count
+/// of deliveries this transaction deleted (another replica may have deleted some already).
+async fn delete_deliveries(tx: &mut Tx, ids: &[String]) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for table in ["webhook_attempts WHERE delivery", "webhook_deliveries WHERE id"] {
+        let mut delete = sqlx::QueryBuilder::<Db>::new(format!("DELETE FROM {table} IN ("));
+        let mut list = delete.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        delete.push(")");
+        deleted = delete.build().execute(&mut **tx).await.map_err(db_err)?.rows_affected();
+    }
+    Ok(deleted)
+}
+
 #[derive(sqlx::FromRow)]
 struct SubscriptionRow {
     id: String,
@@ -668,16 +684,7 @@ impl WebhookStore for This {
         // subscription stays deleted); another replica may have forgotten some meanwhile: the
         // count is of the rows this one deleted.
         let mut tx = self.begin_write().await?;
-        let mut deleted = 0;
-        for table in ["webhook_attempts WHERE delivery", "webhook_deliveries WHERE id"] {
-            let mut delete = sqlx::QueryBuilder::<Db>::new(format!("DELETE FROM {table} IN ("));
-            let mut list = delete.separated(", ");
-            for id in &ids {
-                list.push_bind(id);
-            }
-            delete.push(")");
-            deleted = delete.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
-        }
+        let deleted = delete_deliveries(&mut tx, &ids).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deleted)
     }

@@ -249,9 +249,9 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
 pub struct WebhookEvent {
     /// The event's id, also in `Passerelle-Event-Id`.
     pub event_id: String,
-    /// One of the seven event types: `claim.submitted`, `claim.base_adjudicated`,
+    /// One of the eight event types: `claim.submitted`, `claim.base_adjudicated`,
     /// `claim.adjudicated`, `claim.cancelled`, `claim.settled`, `coverage.changed`,
-    /// `beneficiary.changed`.
+    /// `beneficiary.changed`, `beneficiary.erased`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// When the request that made the change was received. Changes of one resource commit in
@@ -268,8 +268,36 @@ pub struct WebhookEvent {
     #[schema(example = 4)]
     pub version: u32,
     /// The resource as a GET by the subscriber shows it: a claim for `claim.*`, a coverage for
-    /// `coverage.changed`, a person for `beneficiary.changed`.
+    /// `coverage.changed`, a person for `beneficiary.changed`; for `beneficiary.erased`, whose
+    /// person a GET answers 410, only the record's id, version and the instant of the erasure.
     pub data: WebhookData,
+}
+
+/// The person of a `beneficiary.erased` event: their names, national id, phone and place were
+/// erased under the deployment's retention period (`passerelle erase-personal-data`, API.md §5
+/// *Erasure*). Forget your own copy of them as your retention allows; the id stays valid in the
+/// claims, coverages and audit events that name it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "01937f0e-6c2a-7d3b-9e0f-1a2b3c4d5e6f", "version": 3,
+    "erased_at": "2036-12-08T02:30:00.123456Z"}))]
+pub struct BeneficiaryErasureView {
+    /// The beneficiary id.
+    pub id: String,
+    /// The record's version after the erasure, one more than the last one announced.
+    #[schema(minimum = 1, example = 3)]
+    pub version: u32,
+    /// When the personal data was erased.
+    pub erased_at: DateTime<Utc>,
+}
+
+impl From<passerelle_domain::retention::ErasedRecord> for BeneficiaryErasureView {
+    fn from(r: passerelle_domain::retention::ErasedRecord) -> Self {
+        BeneficiaryErasureView {
+            id: r.id,
+            version: r.version,
+            erased_at: r.erased_at,
+        }
+    }
 }
 
 /// The resource an event is about.
@@ -279,13 +307,15 @@ pub enum WebhookData {
     Claim(Box<super::claims::ClaimView>),
     Coverage(Box<super::registry::CoverageView>),
     Beneficiary(Box<super::registry::BeneficiaryView>),
+    Erasure(Box<BeneficiaryErasureView>),
 }
 
 /// Subscribe to events of the resources your organisation may read.
 ///
 /// Any organisation kind with `webhooks:write`. A claim's events go to its parties (provider,
 /// submitter, base payer, routed mutuelle), a coverage's to its organisation, a person's
-/// correction (`beneficiary.changed`) to the organisations that cover them, and every event to
+/// correction (`beneficiary.changed`) to the organisations that cover them, their erasure past the
+/// retention period (`beneficiary.erased`) to those that covered them, and every event to
 /// operators and auditors. Each is POSTed as a `WebhookEvent` (see Schemas, and the document's
 /// `webhooks`, one per event type, for a generator to type a receiver),
 /// `{event_id, type, created_at, organization, version, data}`, `data` being the resource as its
