@@ -1153,8 +1153,8 @@ async fn only_its_mutuelle_operators_and_auditors_read_a_job(backend: Backend) {
     assert_eq!(ids(&all).len(), 2);
 }
 
-/// A JSON body that has not arrived within `request_timeout` is answered 503, as a problem
-/// with `Retry-After` and the request's id; an upload may take longer
+/// A JSON body that has not arrived within `request_timeout` is answered 408, as a problem with
+/// the request's id that says nothing was done, and the connection closed; an upload may take longer
 /// (`bulk::UPLOAD_TIMEOUT`). The two kinds of route are wrapped in different layers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_have_their_own_timeout() {
@@ -1169,7 +1169,7 @@ async fn uploads_have_their_own_timeout() {
         .await;
     assert_eq!(plan.status.as_u16(), 201, "{}", plan.text);
 
-    // Half a product, then nothing: 503 once the timeout has passed, and nothing created.
+    // Half a product, then nothing: 408 once the timeout has passed, and nothing created.
     let body = serde_json::to_vec(&family_plan("2026-02-01")).unwrap();
     let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
         .await
@@ -1195,17 +1195,39 @@ async fn uploads_have_their_own_timeout() {
     }
     let waited = sent.elapsed();
     let answer = String::from_utf8(answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     for expected in [
         "content-type: application/problem+json",
-        "retry-after: ",
+        "connection: close",
         "cache-control: no-store",
         "x-request-id: slow-body-1",
-        "\"code\":\"unavailable\"",
-        // A timeout does not claim that nothing changed: it cannot know.
-        "plus longtemps que le service ne le permet",
+        "\"code\":\"request_timeout\"",
+        // The body never came whole, so nothing acted on it.
+        "rien n'a été fait : renvoyez la requête",
     ] {
         assert!(answer.contains(expected), "{expected} in {answer}");
+    }
+    assert!(!answer.contains("retry-after"), "{answer}");
+
+    // A body all in, its handler waiting for the database (SQLite's writer held elsewhere) past
+    // the timeout: 503, since it might have been applied.
+    {
+        use sqlx::{Connection, Executor};
+        let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let waiting = app
+            .post("/v1/products", &writer(&app, "mut-a"), &family_plan("2026-03-01"))
+            .await;
+        let problem = waiting.problem(503, "unavailable");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("plus longtemps que le service ne le permet"),
+            "{}",
+            waiting.text
+        );
+        holder.execute("ROLLBACK").await.unwrap();
     }
     assert!(
         waited >= timeout / 2 && waited < timeout * 5,
@@ -1375,8 +1397,9 @@ async fn an_upload_that_goes_silent_is_cut_and_gives_its_room_back(backend: Back
         reqwest::Body::wrap_stream(silent),
     )
     .await;
-    cut.problem(400, "malformed_request");
+    cut.problem(408, "request_timeout");
     assert!(cut.text.contains("0.3"), "{}", cut.text);
+    assert_eq!(cut.header("connection"), Some("close"));
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "cut after {:?}",

@@ -387,10 +387,22 @@ async fn drain_oversized(State(limit): State<usize>, request: Request, next: Nex
 }
 
 async fn enforce_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    // Whether the handler was still reading the body when the deadline passed: nothing acts on
+    // a body before all of it is in (JSON is read whole, an upload spooled whole), so then
+    // nothing was done, 408. A handler that had the whole body, or never reads one, may have
+    // applied the request: 503.
+    let (request, body) = if crate::unread_body::announces_body(&request) {
+        let (parts, body) = request.into_parts();
+        let (body, progress) = crate::unread_body::watched(body);
+        (Request::from_parts(parts, body), Some(progress))
+    } else {
+        (request, None)
+    };
     // Dropping the handler at the deadline (or when the client hangs up) is safe: storage begins
     // its transactions in a task of their own (`begin_detached`), so none is left open.
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if body.is_some_and(|progress| progress.reading()) => ApiError::body_too_slow(timeout).into_response(),
         // Not "nothing was changed": the handler may have committed just before the deadline.
         Err(_) => ApiError::TimedOut.into_response(),
     }

@@ -161,14 +161,14 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "batch_upload_idle_ms",
         Some("60000"),
-        "a bulk upload that sends nothing for this long is cut (400), nothing kept, and its room in the spool given back",
+        "a bulk upload that sends nothing for this long is cut (408), nothing kept, and its room in the spool given back",
     ),
     (
         "batch_turn_ms",
         Some("10000"),
         "a bulk job that has run this long while another organisation's job waits on the replica goes back to the queue, and resumes at its next turn",
     ),
-    ("request_timeout_ms", Some("30000"), "requests taking longer answer 503"),
+    ("request_timeout_ms", Some("30000"), "requests taking longer answer 503, or 408 when their body is still arriving"),
     (
         "header_read_timeout_ms",
         Some("75000"),

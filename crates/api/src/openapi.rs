@@ -965,6 +965,19 @@ nothing was changed"
             errors: vec![("payload_too_large", ApiError::PayloadTooLarge)],
         },
         Shared {
+            name: "RequestTimeout",
+            status: "408",
+            description: "The body had not all arrived when the request timeout passed (30 s by default, \
+`PASSERELLE_REQUEST_TIMEOUT_MS`; 30 min for a bulk upload, which is also cut once it sends nothing for \
+`PASSERELLE_BATCH_UPLOAD_IDLE_MS`); nothing was done, since nothing acts on a body before all of it is in. The \
+connection is closed (`Connection: close`): send the request again"
+                .into(),
+            errors: vec![(
+                "request_timeout",
+                ApiError::body_too_slow(std::time::Duration::from_secs(30)),
+            )],
+        },
+        Shared {
             name: "NotAcceptable",
             status: "406",
             description: "The FHIR façade only: `Accept` (or `_format`) admits nothing it writes — XML, Turtle, \
@@ -1064,7 +1077,7 @@ fn unavailable(name: &'static str, spool: &str) -> Shared {
         description: format!(
             "The database is unreachable, or it lost to concurrent writes on PostgreSQL (a deadlock or \
 serialization failure){spool}: nothing was changed. Or the request outlasted the request timeout (30 s by default, \
-`PASSERELLE_REQUEST_TIMEOUT_MS`), or the database connection broke while the change was committing (`detail` says \
+`PASSERELLE_REQUEST_TIMEOUT_MS`) with its body all in (one still arriving is 408), or the database connection broke while the change was committing (`detail` says \
 which): it may have been applied all the same, so retry with the same `Idempotency-Key`, or read the resource \
 before repeating an action that takes none. Retry after `Retry-After` seconds"
         ),
@@ -1161,7 +1174,7 @@ fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) 
             "500" => (shared.name == "InternalErrorOrAuditDamaged") == audit_read,
             "503" => (shared.name == "UnavailableOrSpoolFull") == upload,
             "400" | "415" => has_body,
-            "413" => may_carry_body,
+            "413" | "408" => may_carry_body,
             "406" => !prefix.is_empty(),
             "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
             "422" => !idempotent && (has_body || has_query),

@@ -139,7 +139,7 @@ pub struct ProblemField {
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// Every `code` of a problem (API.md §4), as [`ApiError::code`] gives them.
-pub const PROBLEM_CODES: [&str; 18] = [
+pub const PROBLEM_CODES: [&str; 19] = [
     "malformed_request",
     "unauthorized",
     "forbidden",
@@ -154,6 +154,7 @@ pub const PROBLEM_CODES: [&str; 18] = [
     "validation_failed",
     "idempotency_key_reused",
     "precondition_required",
+    "request_timeout",
     "rate_limited",
     "unavailable",
     "internal_error",
@@ -226,6 +227,11 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("precondition required")]
     PreconditionRequired { header: &'static str },
+    /// The request's body did not arrive in the time the service waits for it (the request
+    /// timeout, or a bulk upload silent for `batch_upload_idle`): 408, nothing done, since
+    /// nothing acts on a body before all of it is in.
+    #[error("request timeout")]
+    RequestTimeout { en: String, fr: String },
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
     #[error("unavailable")]
@@ -314,6 +320,7 @@ impl ApiError {
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable
             | ApiError::SpoolUnavailable
@@ -345,6 +352,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PreconditionRequired { .. } => "precondition_required",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable
             | ApiError::SpoolUnavailable
@@ -362,6 +370,10 @@ impl ApiError {
     fn texts(&self) -> ((&'static str, String), (&'static str, String)) {
         match self {
             ApiError::Malformed { en, fr } => (("Malformed request", en.clone()), ("Requête mal formée", fr.clone())),
+            ApiError::RequestTimeout { en, fr } => (
+                ("Request timeout", en.clone()),
+                ("Délai de la requête dépassé", fr.clone()),
+            ),
             ApiError::Unauthorized { en, fr } => {
                 (("Unauthorized", (*en).to_owned()), ("Non authentifié", (*fr).to_owned()))
             }
@@ -822,7 +834,29 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
+    // The rest of the body may still be on its way: the connection cannot carry another request
+    // (RFC 9110 §15.5.9).
+    if let ApiError::RequestTimeout { .. } = error {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+impl ApiError {
+    /// A request whose body had not all arrived when the request timeout passed.
+    pub fn body_too_slow(timeout: std::time::Duration) -> ApiError {
+        let seconds = timeout.as_secs_f64();
+        ApiError::RequestTimeout {
+            en: format!(
+                "The request's body had not all arrived after {seconds} seconds; nothing was done: send the request again."
+            ),
+            fr: format!(
+                "Le corps de la requête n'était pas arrivé en entier après {seconds} secondes ; rien n'a été fait : renvoyez la requête."
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -852,6 +886,7 @@ mod tests {
                 | ApiError::Validation(_)
                 | ApiError::IdempotencyKeyReused
                 | ApiError::PreconditionRequired { .. }
+                | ApiError::RequestTimeout { .. }
                 | ApiError::RateLimited { .. }
                 | ApiError::Unavailable
                 | ApiError::SpoolUnavailable
@@ -892,6 +927,10 @@ mod tests {
                     ApiError::Validation(Vec::new()),
                     ApiError::IdempotencyKeyReused,
                     ApiError::PreconditionRequired { header: "" },
+                    ApiError::RequestTimeout {
+                        en: String::new(),
+                        fr: String::new(),
+                    },
                     ApiError::RateLimited { retry_after: 1 },
                     ApiError::Unavailable,
                     ApiError::SpoolUnavailable,

@@ -7,7 +7,7 @@
 //! `IncompleteMessage` (a bulk upload sent right after two refused ones, in a test run).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -18,10 +18,30 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
-/// A request body that tells when it was read to its end.
+/// How far a request's body has been read: not at all, in part, or to its end.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU8);
+
+// Not read at all: 0, the default.
+const READING: u8 = 1;
+const ENDED: u8 = 2;
+
+impl Progress {
+    /// Read to its end.
+    pub fn ended(&self) -> bool {
+        self.0.load(Ordering::Acquire) == ENDED
+    }
+
+    /// Being read, and not to its end yet: its reader waits for the rest.
+    pub fn reading(&self) -> bool {
+        self.0.load(Ordering::Acquire) == READING
+    }
+}
+
+/// A request body that tells how far it was read.
 struct Watched {
     inner: Body,
-    ended: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 impl http_body::Body for Watched {
@@ -31,16 +51,20 @@ impl http_body::Body for Watched {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) {
-            this.ended.store(true, Ordering::Release);
-        }
+        let now = if matches!(polled, Poll::Ready(None)) {
+            ENDED
+        } else {
+            READING
+        };
+        // Never back from the end.
+        this.progress.0.fetch_max(now, Ordering::AcqRel);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
         let end = self.inner.is_end_stream();
         if end {
-            self.ended.store(true, Ordering::Release);
+            self.progress.0.store(ENDED, Ordering::Release);
         }
         end
     }
@@ -48,6 +72,16 @@ impl http_body::Body for Watched {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// `body`, telling through the [`Progress`] returned beside it how far it has been read.
+pub fn watched(body: Body) -> (Body, Arc<Progress>) {
+    let progress = Arc::new(Progress::default());
+    let body = Body::new(Watched {
+        inner: body,
+        progress: progress.clone(),
+    });
+    (body, progress)
 }
 
 /// A body that hyper reads past by itself when an answer leaves it unread, the connection kept:
@@ -80,14 +114,10 @@ pub async fn close_after_unread(request: Request, next: Next) -> Response {
     if announced_length(&request).is_some_and(|n| n <= DRAINED_BY_HYPER) {
         return next.run(request).await;
     }
-    let ended = Arc::new(AtomicBool::new(false));
     let (parts, body) = request.into_parts();
-    let watched = Watched {
-        inner: body,
-        ended: ended.clone(),
-    };
-    let mut response = next.run(Request::from_parts(parts, Body::new(watched))).await;
-    if !ended.load(Ordering::Acquire) {
+    let (body, progress) = watched(body);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if !progress.ended() {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

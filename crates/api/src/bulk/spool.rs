@@ -192,16 +192,16 @@ pub async fn check_writable(dir: &Path) -> Result<(), String> {
     })
 }
 
-/// An upload whose body ended before its declared length (the client's connection dropped).
 /// An upload that sent nothing for `idle`: cut, nothing kept.
-fn went_silent(idle: Duration) -> ApiError {
+pub fn went_silent(idle: Duration) -> ApiError {
     let seconds = idle.as_secs_f64();
-    ApiError::malformed(
-        format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
-        format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
-    )
+    ApiError::RequestTimeout {
+        en: format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
+        fr: format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
+    }
 }
 
+/// An upload whose body ended before its declared length (the client's connection dropped).
 pub fn cut_short() -> ApiError {
     ApiError::malformed(
         "The upload stopped before its end; send the file again.",

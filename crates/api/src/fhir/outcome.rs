@@ -102,6 +102,7 @@ fn issue_type(problem_code: &str) -> &'static str {
         "payload_too_large" => "too-long",
         "precondition_required" => "required",
         "unavailable" => "transient",
+        "request_timeout" => "timeout",
         "rate_limited" => "throttled",
         "validation_failed" => "invalid",
         _ => "exception",
