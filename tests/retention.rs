@@ -305,8 +305,8 @@ async fn records_merged_into_an_erased_person_go_with_them(backend: Backend) {
     app.get(&format!("/v1/beneficiaries/{twin_id}"), &mutuelle)
         .await
         .problem(410, "personal_data_erased");
-    // The merged record, which holds no coverage, is announced to whoever covered the person
-    // it went into, as the three people are.
+    // The merged record, which holds no coverage, is announced to the organisation that merged
+    // it (mut-a, which covers the three people too).
     let announced = "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'beneficiary.erased'";
     assert_eq!(app.db.scalar(announced).await, 4);
     let twin_told = format!("{announced} AND payload LIKE '%\"id\":\"{twin_id}\"%'");
@@ -511,9 +511,87 @@ async fn an_erasure_is_announced_and_the_corrections_sent_of_the_person_forgotte
     assert_eq!(app.db.scalar(for_mut_b).await, 0);
 }
 
+/// A record merged away is its merger's alone: an organisation that covers the person it went
+/// into, but never covered the record, reads it as 404, and is not told of its erasure either
+/// (it is told of the person's).
+async fn a_merged_record_s_erasure_is_told_to_its_merger_alone(backend: Backend) {
+    let r = registry_with(backend, |c| c.webhook_allow_insecure = true).await;
+    let app = &r.app;
+    let mine = writer(app, "mut-a");
+    let inam = app.token("tg-inam", "registry:read registry:write");
+    // Nothing listens there: the deliveries stay in the outbox to be counted.
+    for org in ["mut-a", "tg-inam"] {
+        let made = app
+            .post(
+                "/v1/webhooks",
+                &app.token(org, "webhooks:write"),
+                &json!({"url": "http://127.0.0.1:1/hook", "events": ["beneficiary.erased"]}),
+            )
+            .await;
+        assert_eq!(made.status.as_u16(), 201, "{}", made.text);
+    }
+    let mut body = household(&r.product, "TSV-0900", "000000000000");
+    body["principal"].as_object_mut().unwrap().remove("national_id");
+    body["dependants"] = json!([]);
+    let registered = register(app, "mut-a", "key-merged", &body).await;
+    assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    let record = registered.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cover = registered.json["members"][0]["coverage"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = patch_coverage(app, &cover, &json!({"status": "terminated", "end_date": "2026-01-31"})).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let base = app.create_base_product(&inam).await;
+    let affiliated = app
+        .post(
+            "/v1/coverages",
+            &inam,
+            &json!({"product": base, "member_number": "INAM-9", "start_date": "2025-01-01", "end_date": "2026-02-28",
+                    "beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": "987654321098"},
+                                    "family_name": "Dossou", "given_names": "Yao", "sex": "M", "birth_date": "1984-03-12"}}),
+        )
+        .await;
+    assert_eq!(affiliated.status.as_u16(), 201, "{}", affiliated.text);
+    let person = affiliated.json["beneficiary"].as_str().unwrap().to_owned();
+    let merged = app
+        .send(
+            app.request(Method::POST, &format!("/v1/beneficiaries/{record}/merge"))
+                .bearer_auth(&mine)
+                .header("if-match", "\"1\"")
+                .json(&json!({"national_id": {"country": "TG", "type": "NIU", "value": "987654321098"}})),
+        )
+        .await;
+    assert_eq!(merged.status.as_u16(), 200, "{}", merged.text);
+    app.get(&format!("/v1/beneficiaries/{record}"), &inam)
+        .await
+        .problem(404, "not_found");
+    let done = erase(app, "2026-04-01", false).await;
+    assert_eq!(
+        (done["people"].as_u64(), done["merged_records"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let told = |org: &str, id: &str| {
+        format!(
+            "SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions w ON w.id = d.subscription \
+             WHERE w.organization = '{org}' AND d.event_type = 'beneficiary.erased' AND d.payload LIKE '%\"id\":\"{id}\"%'"
+        )
+    };
+    assert_eq!(app.db.scalar(&told("tg-inam", &record)).await, 0);
+    assert_eq!(app.db.scalar(&told("mut-a", &record)).await, 1);
+    // Both covered the person, whose coverages (mut-a's moved there by the merge) all ended.
+    assert_eq!(app.db.scalar(&told("tg-inam", &person)).await, 1);
+    assert_eq!(app.db.scalar(&told("mut-a", &person)).await, 1);
+}
+
 on_both_databases!(
     a_household_past_retention_is_erased_and_answered_as_gone,
     records_merged_into_an_erased_person_go_with_them,
     an_erasure_in_many_transactions_keeps_whoever_is_covered,
     an_erasure_is_announced_and_the_corrections_sent_of_the_person_forgotten,
+    a_merged_record_s_erasure_is_told_to_its_merger_alone,
 );

@@ -32,7 +32,9 @@ struct Outcome {
 
 /// Runs the erasure and returns what to print.
 pub async fn run(config: Config, args: EraseArgs) -> Result<String, String> {
-    let now = chrono::Utc::now();
+    // In microseconds, as every instant the service writes (`SystemClock`): the webhook event's
+    // `erased_at` is then the stored one.
+    let now = passerelle_domain::clock::Clock::now(&passerelle_domain::clock::SystemClock);
     let before = retention::cutoff(now.date_naive(), args.ended_before, args.retention_days)
         .map_err(|e| format!("{COMMAND_LINE_ERROR}{e}"))?;
     let db = crate::app::connect_primary(&config).await?;

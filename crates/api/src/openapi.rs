@@ -168,7 +168,7 @@ fn add_webhooks(doc: &mut Document) {
         let (resource, summary) = match event.split('.').next() {
             _ if event == passerelle_domain::retention::ERASED_ACTION => (
                 "BeneficiaryErasureView",
-                format!("`{event}`: the person's personal data erased, their id alone left"),
+                format!("`{event}`: the person's personal data erased; their id, version and the instant alone"),
             ),
             Some("claim") => (
                 "ClaimView",

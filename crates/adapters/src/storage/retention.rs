@@ -32,10 +32,15 @@ fn over(c: &str, h: &str, gone: &str) -> String {
 /// A person `b`, not erased nor merged away, every coverage of whom is [`over`] (and who holds
 /// one: every person is registered with one, and a merge moves them all away).
 fn erasable(gone: &str) -> String {
+    erasable_as("b", gone)
+}
+
+/// [`erasable`] of the person named `b` in the statement.
+fn erasable_as(b: &str, gone: &str) -> String {
     format!(
-        "b.erased_at IS NULL AND b.merged_into IS NULL \
-         AND EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id) \
-         AND NOT EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = b.id AND NOT {})",
+        "{b}.erased_at IS NULL AND {b}.merged_into IS NULL \
+         AND EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = {b}.id) \
+         AND NOT EXISTS (SELECT 1 FROM coverages c WHERE c.beneficiary = {b}.id AND NOT {})",
         over("c", "h", gone)
     )
 }
@@ -87,10 +92,14 @@ async fn erase_personal_data(
         .await
         .map_err(db_err)?;
         // The deliveries of those people and of the records merged into them or into someone
-        // erased already, as the run would forget them.
+        // erased already, as the run would forget them: judged for each delivery's person, not
+        // as a set of everyone (which each page of deliveries would compute again).
+        let gone = principal_erased_or_erasable();
         let theirs = format!(
-            "(b.erased_at IS NOT NULL OR b.id IN ({people_sql}) OR b.merged_into IN ({people_sql}) \
-             OR EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = b.merged_into AND t.erased_at IS NOT NULL))"
+            "(b.erased_at IS NOT NULL OR ({}) OR EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = b.merged_into \
+             AND (t.erased_at IS NOT NULL OR ({}))))",
+            erasable_as("b", &gone),
+            erasable_as("t", &gone)
         );
         let webhook_deliveries = forget_changed_deliveries(store, &theirs, before, since, true).await?;
         return Ok(Erasure {
@@ -190,10 +199,22 @@ async fn forget_changed_deliveries(
             forgotten += ids.len() as u64;
             continue;
         }
-        let mut tx = store.begin_write().await?;
-        forgotten += delete_deliveries(&mut tx, &ids).await?;
-        store.commit(tx).await?;
+        let mut tries = 0;
+        forgotten += loop {
+            match forget_these(store, &ids).await {
+                // A deadlock with the hourly forgetting, rolled back whole: the page again.
+                Err(StoreError::Contention(_)) if tries < 3 => tries += 1,
+                other => break other?,
+            }
+        };
     }
+}
+
+async fn forget_these(store: &This, ids: &[String]) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let forgotten = delete_deliveries(&mut tx, ids).await?;
+    store.commit(tx).await?;
+    Ok(forgotten)
 }
 
 /// Erases the people `b` meeting `condition` (binding `$1` and `$2` as [`over`] does),
@@ -266,7 +287,7 @@ async fn erase_chunk(
     // `condition` names `$1` and `$2`; the ids follow them.
     let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
     let sql = format!(
-        "SELECT b.id, b.birth_date, b.version, b.merged_into FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
+        "SELECT b.id, b.birth_date, b.version, b.merged_by FROM beneficiaries b WHERE {condition} AND b.id IN ({})",
         list.join(", ")
     );
     let mut still = sqlx::query_as::<_, (String, NaiveDate, i64, Option<String>)>(&sql)
@@ -278,7 +299,7 @@ async fn erase_chunk(
     let still = still.fetch_all(&mut *tx).await.map_err(db_err)?;
     let mut events = Vec::with_capacity(still.len());
     let mut announced = Vec::with_capacity(still.len());
-    for (id, birth_date, version, merged_into) in &still {
+    for (id, birth_date, version, merged_by) in &still {
         sqlx::query(
             "UPDATE beneficiaries SET family_name = '', given_names = '', match_key = '', \
              nid_country = NULL, nid_type = NULL, nid_value = NULL, phone = NULL, \
@@ -297,9 +318,9 @@ async fn erase_chunk(
             version: u32::try_from(version + 1).map_err(|e| StoreError::Internal(e.to_string()))?,
             erased_at: ctx.at,
         };
-        // A record merged away holds no coverage: whoever covers the person it was merged into
-        // (its coverages moved there) is told.
-        announced.push((merged_into.clone().unwrap_or_else(|| id.clone()), record));
+        // A record merged away is the merging organisation's to know of (the person's other
+        // organisations never saw it: 404), as its merge was.
+        announced.push((merged_by.clone(), record));
     }
     announce_erasures(&mut tx, ctx, &announced).await?;
     queue_events(&mut tx, &events).await?;
@@ -307,22 +328,28 @@ async fn erase_chunk(
     Ok(Some((last, still.len() as u64)))
 }
 
-/// `beneficiary.erased` to the organisations holding any coverage of each record's holder (the
-/// person, or the one a merged record went into: every coverage of theirs has ended), and to
-/// operators and auditors, in the erasure's transaction: one statement per chunk.
-async fn announce_erasures(tx: &mut Tx, ctx: &WriteContext, records: &[(String, ErasedRecord)]) -> Result<(), StoreError> {
+/// `beneficiary.erased` to the organisations holding any coverage of each person (every one of
+/// them has ended), or, for a record merged away (`merged_by` given), to the organisation that
+/// merged it; and to operators and auditors. In the erasure's transaction: one statement per
+/// chunk.
+async fn announce_erasures(
+    tx: &mut Tx,
+    ctx: &WriteContext,
+    records: &[(Option<String>, ErasedRecord)],
+) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
-    let mut insert = sqlx::QueryBuilder::<Db>::new("WITH v (event_id, holder, payload) AS (");
+    let mut insert = sqlx::QueryBuilder::<Db>::new("WITH v (event_id, person, merged_by, payload) AS (");
     let mut payloads = Vec::with_capacity(records.len());
     for (_, record) in records {
         let data = serde_json::to_value(record).map_err(|e| StoreError::Internal(e.to_string()))?;
         payloads.push(outbox_payload(ctx, Some(&ctx.organization), "beneficiary_erasure", &data));
     }
-    insert.push_values(records.iter().zip(payloads), |mut row, ((holder, _), payload)| {
+    insert.push_values(records.iter().zip(payloads), |mut row, ((merged_by, record), payload)| {
         row.push_bind(uuid::Uuid::now_v7().to_string())
-            .push_bind(holder.clone())
+            .push_bind(record.id.clone())
+            .push_bind(merged_by.clone())
             .push_bind(payload);
     });
     insert
@@ -342,8 +369,8 @@ async fn announce_erasures(tx: &mut Tx, ctx: &WriteContext, records: &[(String, 
         )
         .push_bind(format!("% {ERASED_ACTION} %"))
         .push(
-            " AND (o.kind IN ('operator', 'auditor') \
-             OR s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = v.holder))",
+            " AND (o.kind IN ('operator', 'auditor') OR s.organization = v.merged_by \
+             OR (v.merged_by IS NULL AND s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = v.person)))",
         );
     insert.build().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())

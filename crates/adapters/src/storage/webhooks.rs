@@ -131,8 +131,18 @@ async fn enqueue_many(
 }
 
 /// Deletes these deliveries with their attempts (which reference them, so go first): the count
-/// of deliveries this transaction deleted (another replica may have deleted some already).
+/// of deliveries this transaction deleted (another replica may have deleted some already). The
+/// deliveries are locked first, in id order: a pending one may be having an attempt recorded
+/// (`record_attempt`), which would otherwise commit an attempt between the two deletions and
+/// fail the second on its foreign key; locked, that recording waits, then finds no delivery.
 async fn delete_deliveries(tx: &mut Tx, ids: &[String]) -> Result<u64, StoreError> {
+    let mut lock = sqlx::QueryBuilder::<Db>::new("SELECT id FROM webhook_deliveries WHERE id IN (");
+    let mut list = lock.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    lock.push(format!(") ORDER BY id{FOR_UPDATE}"));
+    lock.build().fetch_all(&mut **tx).await.map_err(db_err)?;
     let mut deleted = 0;
     for table in ["webhook_attempts WHERE delivery", "webhook_deliveries WHERE id"] {
         let mut delete = sqlx::QueryBuilder::<Db>::new(format!("DELETE FROM {table} IN ("));

@@ -283,7 +283,8 @@ pub struct WebhookEvent {
 pub struct BeneficiaryErasureView {
     /// The beneficiary id.
     pub id: String,
-    /// The record's version after the erasure, one more than the last one announced.
+    /// The record's version after the erasure: one more than its last version (as its last GET
+    /// showed; an organisation whose coverage had ended was not told of later corrections).
     #[schema(minimum = 1, example = 3)]
     pub version: u32,
     /// When the personal data was erased.
