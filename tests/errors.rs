@@ -87,6 +87,16 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    // Nor with a body a `GET` never reads: ignored, coded or not.
+    let read = app
+        .send(
+            app.request(Method::GET, "/v1/organizations")
+                .bearer_auth(&op)
+                .header("content-encoding", "gzip")
+                .body(vec![0x1f, 0x8b, 8, 0]),
+        )
+        .await;
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
     let identity = json!({"id": "plain-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"});
     let r = app
         .send(

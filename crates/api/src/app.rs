@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -330,9 +330,11 @@ async fn absolute_location(State(base): State<Arc<str>>, request: Request, next:
 
 /// A body sent compressed (`Content-Encoding: gzip`) is 415, naming the one coding taken
 /// (RFC 7694): read as it came, a JSON body was "not UTF-8" and a CSV upload was told to be
-/// saved as UTF-8, which it was.
+/// saved as UTF-8, which it was. Only where a body may be read (`POST`, `PUT`, `PATCH`): no
+/// `GET` or `DELETE` reads one, and a body sent with one is ignored, coded or not.
 async fn refuse_encoded(request: Request, next: Next) -> Response {
-    let coded = crate::unread_body::announces_body(&request)
+    let coded = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH)
+        && crate::unread_body::announces_body(&request)
         && request
             .headers()
             .get_all(header::CONTENT_ENCODING)

@@ -994,7 +994,9 @@ HTML, or another FHIR version than 4.0. It writes `application/fhir+json; fhirVe
         Shared {
             name: "UnsupportedMediaType",
             status: "415",
-            description: "The body is not sent as `application/json` (or another `+json` type); nothing was changed"
+            description: "The body is not sent as `application/json` (or another `+json` type), or is sent \
+compressed (a `Content-Encoding` other than `identity`: bodies are taken as they are, even by an operation that \
+reads none); nothing was changed"
                 .into(),
             errors: vec![(
                 "unsupported_media_type",
@@ -1173,8 +1175,11 @@ fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) 
         let applies = match shared.status {
             "500" => (shared.name == "InternalErrorOrAuditDamaged") == audit_read,
             "503" => (shared.name == "UnavailableOrSpoolFull") == upload,
-            "400" | "415" => has_body,
-            "413" | "408" => may_carry_body,
+            "400" => has_body,
+            "415" | "408" => may_carry_body,
+            // Any request declaring a body over the limit, before routing reads it (a `GET`'s
+            // too, though no `GET` reads one).
+            "413" => true,
             "406" => !prefix.is_empty(),
             "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
             "422" => !idempotent && (has_body || has_query),
