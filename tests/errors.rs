@@ -87,7 +87,7 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(read.status.as_u16(), 200, "{}", read.text);
-    // Nor with a body a `GET` never reads: ignored, coded or not.
+    // Nor with a body a `GET` never reads: ignored, coded or not, and whatever its size.
     let read = app
         .send(
             app.request(Method::GET, "/v1/organizations")
@@ -97,6 +97,16 @@ async fn malformed_requests_get_problems_and_change_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    for path in ["/v1/organizations", "/health/live"] {
+        let read = app
+            .send(
+                app.request(Method::GET, path)
+                    .bearer_auth(&op)
+                    .body(vec![b'x'; 2 << 20]),
+            )
+            .await;
+        assert_eq!(read.status.as_u16(), 200, "{path}: {}", read.text);
+    }
     let identity = json!({"id": "plain-org", "kind": "mutuelle", "country": "TG", "name": "Mutuelle"});
     let r = app
         .send(

@@ -363,8 +363,20 @@ async fn refuse_nul(request: Request, next: Next) -> Response {
 }
 
 /// A body declared larger than the limit is 413; one of a few MiB is read and dropped first, so
-/// that a client still sending it gets the 413 rather than a connection reset mid-upload.
+/// that a client still sending it gets the 413 rather than a connection reset mid-upload. No
+/// `GET`, `HEAD` or `DELETE` reads a body: one sent with them is dropped unread, whatever its
+/// size, and the request served as if it had none (the connection then closes after the answer
+/// when the body was large, `unread_body`).
 async fn drain_oversized(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH) {
+        if !crate::unread_body::announces_body(&request) {
+            return next.run(request).await;
+        }
+        let (mut parts, _unread) = request.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        return next.run(Request::from_parts(parts, axum::body::Body::empty())).await;
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

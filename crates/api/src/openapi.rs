@@ -1176,10 +1176,8 @@ fn add_to_operation(method: &str, path: &str, op: &mut Operation, prefix: &str) 
             "500" => (shared.name == "InternalErrorOrAuditDamaged") == audit_read,
             "503" => (shared.name == "UnavailableOrSpoolFull") == upload,
             "400" => has_body,
-            "415" | "408" => may_carry_body,
-            // Any request declaring a body over the limit, before routing reads it (a `GET`'s
-            // too, though no `GET` reads one).
-            "413" => true,
+            // A `GET` or `DELETE` drops any body unread (`drain_oversized`).
+            "415" | "408" | "413" => may_carry_body,
             "406" => !prefix.is_empty(),
             "422" if shared.name == "ValidationFailedOrKeyReused" => idempotent,
             "422" => !idempotent && (has_body || has_query),

@@ -179,7 +179,7 @@ fn since_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     };
     // chrono's `parse_from_rfc3339` also takes a space for the `T` (RFC 3339 §5.6's note).
     let spaced = ObjectBuilder::new().schema_type(Type::String).pattern(Some(
-        r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
+        r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]) (?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
     ));
     let any_of = AnyOfBuilder::new()
         .item(string(KnownFormat::DateTime))

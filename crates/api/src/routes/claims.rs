@@ -1475,7 +1475,8 @@ pub struct ClaimQuery {
     /// Only the claim a provider submitted under this `external_id` (its own reference: found
     /// again after a lost answer, once the `Idempotency-Key` is gone), compared as the claim's
     /// is kept (trimmed, in Unicode's NFKC form, case counting); for other callers, each
-    /// provider's claim of that reference they take part in.
+    /// provider's claim of that reference they take part in. 1–100 characters.
+    #[param(min_length = 1, max_length = 100)]
     pub external_id: Option<String>,
 }
 

@@ -107,7 +107,11 @@ pub struct OrganizationCreate {
     /// kept as sent; no control or invisible formatting character (422 `invalid_characters`).
     // `OrganizationDraft` (organization.rs): trimmed, then 1 to `MAX_NAME_CHARS` (200)
     // characters. The schema gives the form to send, unpadded (the server also trims a padded one).
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 200)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: String,
     /// Its official registration number, 1–64 characters, no control or invisible formatting
     /// character (422 `invalid_characters`); optional.

@@ -31,10 +31,20 @@ pub struct BeneficiaryPatch {
     pub national_id: Option<super::registry::NationalIdWrite>,
     /// 1–100 characters, kept as sent (accents too), refused as at registration when garbled,
     /// a spreadsheet's error or holding a control or invisible character. Never `null`.
-    #[schema(nullable = false, min_length = 1, max_length = 100)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$"
+    )]
     pub family_name: Option<String>,
     /// As `family_name`.
-    #[schema(nullable = false, min_length = 1, max_length = 100)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$"
+    )]
     pub given_names: Option<String>,
     /// E.164 (`+22890123456`; spaces, dots and dashes are removed, and `00` before the country
     /// code is read as `+`); `null` removes it.

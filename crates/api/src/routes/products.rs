@@ -207,7 +207,11 @@ pub struct ProductWrite {
     /// control or invisible formatting characters (422 `invalid_characters`); accents kept.
     // `ProductDraft::validate`: trimmed, then 1 to `MAX_NAME_CHARS` (200) characters, none a
     // control character. The schema gives the form to send, unpadded (the server also trims a padded one).
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 200)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: String,
     /// 1–100 rules, tried in order: the first whose `care_level` and `category` match (absent =
     /// any) decides the rate.

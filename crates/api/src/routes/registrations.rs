@@ -40,11 +40,19 @@ pub struct PersonWrite {
     /// kept byte-exact.
     // `beneficiary::check_text` with `MAX_NAME_CHARS` (100). The schema gives the form to send,
     // unpadded (the server also trims a padded one).
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub family_name: String,
     /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces);
     /// kept byte-exact.
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub given_names: String,
     /// `F` or `M`.
     pub sex: String,

@@ -92,6 +92,7 @@ pub struct NationalIdWrite {
     pub id_type: String,
     /// Normalised before it is checked, stored or compared: spaces and dashes removed, letters
     /// upper-cased.
+    #[schema(min_length = 1)]
     pub value: String,
 }
 
@@ -103,15 +104,27 @@ pub struct LocalityWrite {
     /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Maritime`.
     // `beneficiary::check_text` with `MAX_LOCALITY_CHARS` (100).
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub region: String,
     /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Zio`.
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub district: String,
     /// 1–100 characters once surrounding white space is trimmed, without control or invisible formatting characters (direction marks, zero-width spaces),
     /// e.g. `Zio 1`.
-    #[schema(pattern = r"^\S(?:.*\S)?$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F])?$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub commune: String,
 }
 
@@ -324,7 +337,7 @@ pub struct BeneficiaryQuery {
     /// `CC:TYPE:VALUE`, e.g. `SN:CNI:1234567890123` (normalised before the search). Required.
     // `NationalIdRules::parse_compact`: three parts split at the first two colons; a country and
     // a type no rule has, or a value holding a colon, is 422 `invalid_national_id`.
-    #[param(required = true, pattern = "^[^:]+:[^:]+:[^:]*$")]
+    #[param(required = true, pattern = r"^\s*[A-Za-z]{2}\s*:[^:]+:[^:]+$")]
     pub national_id: Option<String>,
 }
 
