@@ -25,7 +25,7 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'_')
     .remove(b'~');
 use crate::extract::{perm, AppQuery, Authorized};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, MAX_LISTED_ERRORS};
 use crate::state::AppState;
 
 /// A person's name, byte-exact as registered.
@@ -428,16 +428,21 @@ fn strict_search(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Resu
     if !strict {
         return Ok(());
     }
+    // Each name once, in the order first seen; past `MAX_LISTED_ERRORS + 1` only counted (a
+    // query of thousands of made-up names is answered at once, in a few lines).
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut unsupported: Vec<FieldError> = Vec::new();
     for pair in uri.query().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let raw = pair.split_once('=').map_or(pair, |(name, _)| name);
         let name = percent_encoding::percent_decode_str(raw)
             .decode_utf8_lossy()
             .into_owned();
-        let field = format!("/query/{name}");
-        if !SEARCH_PARAMETERS.contains(&name.as_str()) && !unsupported.iter().any(|e| e.field == field) {
+        if SEARCH_PARAMETERS.contains(&name.as_str()) || seen.contains(&name) {
+            continue;
+        }
+        if seen.len() <= MAX_LISTED_ERRORS {
             unsupported.push(FieldError::new(
-                field,
+                format!("/query/{name}"),
                 "not_supported",
                 format!(
                     "this search does not support it (Prefer: handling=strict); it takes {}",
@@ -449,6 +454,12 @@ fn strict_search(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Resu
                 ),
             ));
         }
+        seen.insert(name);
+    }
+    // As the problem would list them: the first ones, then how many more.
+    if seen.len() > MAX_LISTED_ERRORS + 1 {
+        unsupported.truncate(MAX_LISTED_ERRORS);
+        unsupported.push(FieldError::too_many("", seen.len() - MAX_LISTED_ERRORS, false));
     }
     if unsupported.is_empty() {
         Ok(())
@@ -555,4 +566,64 @@ pub async fn search_coverage(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict() -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("prefer", "handling=strict".parse().unwrap());
+        headers
+    }
+
+    fn errors(query: &str) -> Vec<FieldError> {
+        let uri: axum::http::Uri = format!("/fhir/r4/Coverage?{query}").parse().unwrap();
+        match strict_search(&strict(), &uri) {
+            Ok(()) => Vec::new(),
+            Err(ApiError::Validation(errors)) => errors,
+            Err(other) => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn strict_search_names_each_unknown_parameter_once() {
+        let e = errors("beneficiary=Patient/x&a=1&b=2&a=3&_count=5&c%20d=4");
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["/query/a", "/query/b", "/query/c d"]);
+        assert!(e.iter().all(|e| e.code == "not_supported"));
+        assert!(errors("beneficiary=Patient/x&_count=5&cursor=c&_format=json").is_empty());
+    }
+
+    #[test]
+    fn strict_search_bounds_thousands_of_unknown_parameters() {
+        // Ten thousand names (and a few again) in the most a URI may hold, 64 KiB.
+        let query: Vec<String> = (0..10_000).map(|i| format!("p{i}")).collect();
+        let e = errors(&format!("beneficiary=Patient/x&{}&p0&p1=2&p9999", query.join("&")));
+        assert_eq!(e.len(), MAX_LISTED_ERRORS + 1);
+        assert_eq!(e[0].field, "/query/p0");
+        assert_eq!(
+            e[MAX_LISTED_ERRORS - 1].field,
+            format!("/query/p{}", MAX_LISTED_ERRORS - 1)
+        );
+        let last = &e[MAX_LISTED_ERRORS];
+        assert_eq!(last.code, "too_many_errors");
+        assert_eq!(last.field, "");
+        assert!(
+            last.en
+                .starts_with(&format!("{} more faults", 10_000 - MAX_LISTED_ERRORS)),
+            "{}",
+            last.en
+        );
+    }
+
+    #[test]
+    fn strict_search_lists_one_past_the_bound_in_full() {
+        // As the problem document does: 101 faults are all listed, 102 are 100 and a count.
+        let query: Vec<String> = (0..=MAX_LISTED_ERRORS).map(|i| format!("p{i}=1")).collect();
+        let e = errors(&query.join("&"));
+        assert_eq!(e.len(), MAX_LISTED_ERRORS + 1);
+        assert!(e.iter().all(|e| e.code == "not_supported"));
+    }
 }
