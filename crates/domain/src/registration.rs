@@ -109,6 +109,11 @@ pub struct ValidRegistration {
 /// (`5/2026` shown `mai-26` or `nov.-26` in French, `May-26` in English): no mutuelle numbers
 /// its members so, and a household posted again under it would be registered a second time.
 /// Only those spellings, case included: `MAR-26` (a region's code, say) is a number like any.
+/// That numbers are compared without regard to case does not make `Mar-26` one: what is judged
+/// is the text received, and no spreadsheet shows a month otherwise than so (`MAR-26` typed in a
+/// cell formatted as a date comes back `Mar-26`, and is refused with the hint then). The French
+/// names with accents (`févr.`, `août`, `déc.`) never pass the characters `parse` allows, but
+/// they still give the hint for an invalid number.
 fn shown_as_a_month(s: &str) -> bool {
     const MONTHS: [&str; 24] = [
         "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc.", "Jan",
@@ -774,6 +779,57 @@ mod tests {
             assert!(MemberNumber::parse(fine).is_some(), "{fine}");
         }
     }
+
+    #[test]
+    fn only_the_spelling_a_spreadsheet_writes_is_taken_for_a_month() {
+        // Every case spelling of each month name: the spreadsheet's is refused, the others are
+        // numbers like any (compared ignoring case, so registered `JAN-26` is also `Jan-26`).
+        fn spellings(name: &str) -> Vec<String> {
+            let letters: Vec<char> = name.chars().collect();
+            (0..1u32 << letters.len())
+                .map(|mask| {
+                    letters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            if mask & (1 << i) != 0 {
+                                c.to_ascii_uppercase()
+                            } else {
+                                c.to_ascii_lowercase()
+                            }
+                        })
+                        .collect()
+                })
+                .collect::<HashSet<String>>()
+                .into_iter()
+                .collect()
+        }
+        for month in [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "janv.", "mars",
+            "avr.", "mai", "juin", "juil.", "sept.", "oct.", "nov.",
+        ] {
+            for spelling in spellings(month) {
+                let raw = format!("{spelling}-26");
+                let as_written = spelling == month;
+                assert_eq!(MemberNumber::parse(&raw).is_none(), as_written, "{raw}");
+                assert_eq!(member_number_hint(&raw).is_some(), as_written, "{raw}");
+            }
+        }
+        // Three digits of year, or one, are not a month shown.
+        for fine in ["Jan-2026", "Jan-6", "Jan26", "Jan-26-1"] {
+            assert!(MemberNumber::parse(fine).is_some(), "{fine}");
+        }
+        // Those with accents are refused for their characters, and still named a date.
+        for raw in ["févr.-26", "août-26", "déc.-26"] {
+            assert_eq!(MemberNumber::parse(raw), None, "{raw}");
+            assert!(
+                member_number_hint(raw).is_some_and(|(en, _)| en.contains("date")),
+                "{raw}"
+            );
+        }
+        assert!(member_number_hint("FÉVR.-26").is_none());
+    }
+
     use crate::product::Layer;
 
     fn d(s: &str) -> NaiveDate {
