@@ -16,16 +16,26 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// Picks from `Accept-Language` by quality; French unless English is preferred.
+    /// Picks from `Accept-Language` by quality; French unless English is preferred. As RFC 9110
+    /// §12.4.2 reads weights: `q=0` says the language is not acceptable, and a range whose weight
+    /// is not a qvalue (`0` to `1`, three decimals at most: no `NaN`, `inf` or `2`) is invalid and
+    /// read past.
     pub fn negotiate(header: Option<&str>) -> Lang {
         let Some(header) = header else { return Lang::Fr };
-        let mut best: Option<(Lang, f32)> = None;
+        // (language, weight in thousandths)
+        let mut best: Option<(Lang, u16)> = None;
         for part in header.split(',') {
             let mut pieces = part.trim().split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-                .unwrap_or(1.0);
+            let weight = pieces
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).map(qvalue));
+            let q = match weight {
+                None => 1000,
+                Some(Some(q)) if q > 0 => q,
+                // Not acceptable, or an invalid element.
+                Some(_) => continue,
+            };
             let lang = match tag.split('-').next() {
                 Some("fr") => Lang::Fr,
                 Some("en") => Lang::En,
@@ -43,6 +53,25 @@ impl Lang {
             Lang::En => en,
             Lang::Fr => fr,
         }
+    }
+}
+
+/// An RFC 9110 qvalue in thousandths: `0` or `1`, or either with a `.` and up to three digits
+/// (`1.000` at most); anything else is `None`.
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, decimals) = text.split_once('.').unwrap_or((text, ""));
+    if decimals.len() > 3 || !decimals.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = decimals
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
     }
 }
 
@@ -960,6 +989,34 @@ mod tests {
         assert_eq!(Lang::negotiate(Some("de, en;q=0.3")), Lang::En);
         assert_eq!(Lang::negotiate(Some("de")), Lang::Fr);
         assert_eq!(Lang::negotiate(Some("fr;q=0.2, en;q=0.8")), Lang::En);
+    }
+
+    #[test]
+    fn weights_are_read_as_rfc_9110_qvalues() {
+        // `q=0`: not acceptable, so French, the default.
+        assert_eq!(Lang::negotiate(Some("en;q=0")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("en;q=0.000")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0, en;q=0.1")), Lang::En);
+        // Invalid weights make their element invalid: it is read past.
+        assert_eq!(Lang::negotiate(Some("en;q=NaN, fr")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr, en;q=inf")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("en;q=2, fr")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=1.0001")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=-1")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=.9")), Lang::Fr);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=+0.9")), Lang::Fr);
+        // Valid ones, whatever their spelling.
+        assert_eq!(Lang::negotiate(Some("en;q=0.5, fr;q=0.4")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.999, en;Q=1.000")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.5, en;q=1.")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("fr;q=0.001, en ; q=0.01")), Lang::En);
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.05"), Some(50));
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("0"), Some(0));
+        assert_eq!(qvalue("1.5"), None);
+        assert_eq!(qvalue("0.1234"), None);
     }
 
     /// A change that lost to concurrent ones is 503 `unavailable` with `Retry-After`, as an
