@@ -252,6 +252,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn(crate::fhir::outcome::rewrite))
                 .layer(from_fn(context))
                 .layer(from_fn(crate::metrics::track))
+                .layer(catch_panic())
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(from_fn(refuse_nul))
                 .layer(from_fn(refuse_encoded)),
@@ -260,6 +261,20 @@ pub fn router(state: AppState) -> Router {
         Some(base) => router.layer(from_fn_with_state(Arc::<str>::from(base), absolute_location)),
         None => router,
     }
+}
+
+/// What a panicking handler sends instead of nothing: the 500 `internal_error` problem, inside
+/// `context` (so with its `X-Request-Id`) and `metrics::track` (so counted). The panic's message
+/// may hold personal data: it is neither answered nor logged, only that a panic happened and on
+/// which route. No allocation unless a panic happens, besides the boxing of the body.
+fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
+    fn answer(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let route = REQUEST
+            .try_with(|r| r.route.clone())
+            .unwrap_or_else(|_| "unknown".into());
+        ApiError::Internal(format!("a handler panicked (route {route})")).into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer)
 }
 
 /// The entity tag of the contract and its viewer, which change only with the binary: the
@@ -601,4 +616,51 @@ pub async fn serve(
         shutdown: tx,
         handle,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A handler's panic is answered: 500 problem+json `internal_error`, with the request id,
+    /// and nothing of the panic's message.
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("Kossi Mensah, born 1990-01-01")
+        }
+        async fn fine() -> &'static str {
+            "fine"
+        }
+        let app: Router = Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/fine", axum::routing::get(fine))
+            .layer(ServiceBuilder::new().layer(from_fn(context)).layer(catch_panic()));
+        let request = axum::http::Request::get("/boom")
+            .header(REQUEST_ID, "req-boom-1")
+            .header(header::ACCEPT_LANGUAGE, "en")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[REQUEST_ID], "req-boom-1");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "internal_error");
+        assert_eq!(problem["status"], 500);
+        assert_eq!(problem["request_id"], "req-boom-1");
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("Kossi") && !text.contains("1990"), "{text}");
+        // Other routes are untouched.
+        let request = axum::http::Request::get("/fine")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&body[..], b"fine");
+    }
 }
