@@ -287,6 +287,16 @@ fn migration_failed(e: StoreError) -> String {
 
 async fn serve(config: Config, no_migrate: bool, with_demo: bool) -> Result<(), Failure> {
     let telemetry = telemetry::init(&config.log, config.log_format)?;
+    // A panic's message may quote a person (a value in an `expect`), and Rust's own hook prints
+    // it to stderr even when the panic is caught and answered 500 (`app::catch_panic`): logged
+    // with where it happened, without what it said.
+    std::panic::set_hook(Box::new(|panic| {
+        let at = panic
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at = %at, "a panic (its message is not logged: it may hold personal data)");
+    }));
     let served = serve_logged(config, no_migrate, with_demo).await;
     // A filter that hides errors (`off`, or one naming other targets only) hides the stop's
     // cause too: then it is written to stderr as a failure before start-up is.
