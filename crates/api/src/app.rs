@@ -379,15 +379,17 @@ async fn refuse_nul(request: Request, next: Next) -> Response {
 
 /// A body declared larger than the limit is 413; one of a few MiB is read and dropped first, so
 /// that a client still sending it gets the 413 rather than a connection reset mid-upload. No
-/// `GET`, `HEAD` or `DELETE` reads a body: one sent with them is dropped unread, whatever its
-/// size, and the request served as if it had none (the connection then closes after the answer
-/// when the body was large, `unread_body`).
+/// `GET`, `HEAD` or `DELETE` reads a body: one sent with them is read past and dropped, whatever
+/// its size, and the request served as if it had none (past the few MiB read, the connection
+/// closes after the answer, `unread_body`, and a client still sending meets the close).
 async fn drain_oversized(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let drain_max = limit.saturating_mul(8).min(16 << 20);
     if !matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH) {
         if !crate::unread_body::announces_body(&request) {
             return next.run(request).await;
         }
-        let (mut parts, _unread) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        let _ = axum::body::to_bytes(body, drain_max).await;
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::TRANSFER_ENCODING);
         return next.run(Request::from_parts(parts, axum::body::Body::empty())).await;
@@ -399,7 +401,6 @@ async fn drain_oversized(State(limit): State<usize>, request: Request, next: Nex
         .and_then(|v| v.parse::<usize>().ok());
     match declared {
         Some(n) if n > limit => {
-            let drain_max = limit.saturating_mul(8).min(16 << 20);
             // A client that asked `Expect: 100-continue` waits to be told whether to send: the
             // 413 tells it not to, where reading the body would first have it sent in full.
             let waiting = request
