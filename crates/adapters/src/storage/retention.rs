@@ -352,26 +352,13 @@ async fn announce_erasures(
             .push_bind(merged_by.clone())
             .push_bind(payload);
     });
-    insert
-        .push(
-            ") INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
-             next_attempt_at, created_at) \
-             SELECT v.event_id || ':' || s.id, s.id, v.event_id, ",
-        )
-        .push_bind(ERASED_ACTION)
-        .push(", v.payload, 'pending', 0, ")
-        .push_bind(ctx.at)
-        .push(", ")
-        .push_bind(ctx.at)
-        .push(
-            " FROM v CROSS JOIN webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-             WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE ",
-        )
-        .push_bind(format!("% {ERASED_ACTION} %"))
-        .push(
-            " AND (o.kind IN ('operator', 'auditor') OR s.organization = v.merged_by \
-             OR (v.merged_by IS NULL AND s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = v.person)))",
-        );
+    push_outbox_rows(
+        &mut insert,
+        ctx,
+        ERASED_ACTION,
+        "s.organization = v.merged_by OR (v.merged_by IS NULL \
+         AND s.organization IN (SELECT c.organization FROM coverages c WHERE c.beneficiary = v.person))",
+    );
     insert.build().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }

@@ -108,26 +108,38 @@ async fn enqueue_many(
                 .push_bind(audience[2].map(str::to_owned))
                 .push_bind(audience[3].map(str::to_owned));
         });
-        insert
-            .push(
-                ") INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
-                 next_attempt_at, created_at) \
-                 SELECT v.event_id || ':' || s.id, s.id, v.event_id, ",
-            )
-            .push_bind(event_type)
-            .push(", v.payload, 'pending', 0, ")
-            .push_bind(ctx.at)
-            .push(", ")
-            .push_bind(ctx.at)
-            .push(
-                " FROM v CROSS JOIN webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
-                 WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE ",
-            )
-            .push_bind(format!("% {event_type} %"))
-            .push(" AND (o.kind IN ('operator', 'auditor') OR s.organization IN (v.o1, v.o2, v.o3, v.o4))");
+        push_outbox_rows(
+            &mut insert,
+            ctx,
+            event_type,
+            "s.organization IN (v.o1, v.o2, v.o3, v.o4)",
+        );
         insert.build().execute(&mut **tx).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// The rest of a statement that began `WITH v (event_id, …, payload, …) AS (VALUES …`: one
+/// delivery of `event_type` per row of `v` and live subscription asking for it whose organisation
+/// is an operator, an auditor, or meets `audience` (a condition on `s` and `v`).
+fn push_outbox_rows(insert: &mut sqlx::QueryBuilder<'_, Db>, ctx: &WriteContext, event_type: &str, audience: &str) {
+    insert
+        .push(
+            ") INSERT INTO webhook_deliveries (id, subscription, event_id, event_type, payload, status, attempts, \
+             next_attempt_at, created_at) \
+             SELECT v.event_id || ':' || s.id, s.id, v.event_id, ",
+        )
+        .push_bind(event_type.to_owned())
+        .push(", v.payload, 'pending', 0, ")
+        .push_bind(ctx.at)
+        .push(", ")
+        .push_bind(ctx.at)
+        .push(
+            " FROM v CROSS JOIN webhook_subscriptions s JOIN organizations o ON o.id = s.organization \
+             WHERE s.deleted_at IS NULL AND o.deactivated_at IS NULL AND s.events LIKE ",
+        )
+        .push_bind(format!("% {event_type} %"))
+        .push(format!(" AND (o.kind IN ('operator', 'auditor') OR {audience})"));
 }
 
 /// Deletes these deliveries with their attempts (which reference them, so go first): the count
