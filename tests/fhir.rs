@@ -2,7 +2,7 @@
 //! refuses the same things, as OperationOutcome.
 
 use passerelle_adapters::Backend;
-use passerelle_tests::{on_both_databases, Reply, TestApp};
+use passerelle_tests::{conformance, on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -19,7 +19,36 @@ async fn fhir_post(app: &TestApp, path: &str, token: &str, key: Option<&str>, bo
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
-    app.send(request).await
+    let reply = app.send(request).await;
+    // Whatever the façade takes, the document's schema of the request takes too, its nulls
+    // left out as the façade reads them (FHIR JSON has none; the schemas say so).
+    if reply.status.is_success() {
+        if let Err(fault) = conformance::check_at(&request_schema(path), &without_nulls(body)) {
+            panic!("{path} took a body its documented schema refuses: {fault}");
+        }
+    }
+    reply
+}
+
+/// A body with every member whose value is null left out, at any depth.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The JSON Pointer of the documented schema of a FHIR resource POSTed to `path`.
+fn request_schema(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path).replace('/', "~1");
+    format!("/paths/{path}/post/requestBody/content/application~1fhir+json/schema")
 }
 
 /// The issues of an OperationOutcome with this status: `(code, expression or "")`.
@@ -1867,7 +1896,151 @@ fn url_escape(text: &str) -> String {
         .collect()
 }
 
+/// The document's schemas of the two FHIR request bodies say what the façade reads: a body it
+/// takes fits its schema (with the elements a client's own R4 model adds, which are ignored), and
+/// each fault a schema can state is refused by both the façade and the schema.
+async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let token = provider(app);
+    let by_member = json!({"identifier": {"system": "urn:passerelle:member-number:mut-a", "value": "TSV-0001"}});
+    let check = eligibility_request(by_member, "2026-06-01", "consultation", Some(10000));
+    let claim = fhir_claim(
+        "EXT-S1",
+        &s.principal,
+        json!([item(1, "CONS", "consultation", 1, 10000)]),
+    );
+    type Change = fn(&mut Value);
+    // The façade takes each of these (`fhir_post` holds them to the schema as well).
+    let taken: [(&str, &str, Change); 6] = [
+        ("eligibility", "as written", |_| {}),
+        ("eligibility", "decimals holding whole numbers", |b| {
+            b["item"][0]["unitPrice"]["value"] = json!(10000.0);
+            b["item"][0]["quantity"] = json!({"value": 2.0, "unit": "acte"});
+        }),
+        ("eligibility", "elements it does not read", |b| {
+            b["extension"] = json!([{"url": "urn:other", "valueString": "x"}]);
+            b["item"][0]["extension"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, json!({"url": "urn:other", "valueBoolean": true}));
+            b["item"][0]["productOrService"] = coding("urn:other", "X");
+            b["enterer"] = json!({"display": "Guichet 2"});
+            b["modifierExtension"] = json!([]);
+        }),
+        ("claim", "as written", |_| {}),
+        (
+            "claim",
+            "a period of one day, a coding without system, an identifier of another system",
+            |b| {
+                let item = &mut b["item"][0];
+                item.as_object_mut().unwrap().remove("servicedDate");
+                item["servicedPeriod"] = json!({"start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"});
+                item["category"] = json!({"coding": [{"code": "consultation"}]});
+                item["factor"] = json!(1.0);
+                item["net"] = json!({"value": 10000, "currency": "XOF"});
+                b["total"] = json!({"value": 10000.0});
+                b["provider"]["identifier"] = json!({"system": "urn:registry:facilities", "value": "F-1"});
+            },
+        ),
+        ("claim", "its day from billablePeriod", |b| {
+            b["item"][0].as_object_mut().unwrap().remove("servicedDate");
+            b["billablePeriod"] = json!({"start": "2026-06-01"});
+        }),
+    ];
+    // Each is refused by the façade, 422, and by the schema.
+    let refused: [(&str, &str, Change); 22] = [
+        ("eligibility", "no patient", |b| {
+            b.as_object_mut().unwrap().remove("patient");
+        }),
+        ("eligibility", "another resource type", |b| {
+            b["resourceType"] = json!("Claim")
+        }),
+        ("eligibility", "a draft", |b| b["status"] = json!("draft")),
+        ("eligibility", "no purpose", |b| b["purpose"] = json!([])),
+        ("eligibility", "an unknown purpose", |b| {
+            b["purpose"] = json!(["payment"])
+        }),
+        ("eligibility", "two items", |b| {
+            let item = b["item"][0].clone();
+            b["item"].as_array_mut().unwrap().push(item);
+        }),
+        ("eligibility", "no item", |b| b["item"] = json!([])),
+        ("eligibility", "no care level", |b| {
+            b["item"][0].as_object_mut().unwrap().remove("extension");
+        }),
+        ("eligibility", "a fraction of a franc", |b| {
+            b["item"][0]["unitPrice"]["value"] = json!(100.5)
+        }),
+        ("eligibility", "euros", |b| {
+            b["item"][0]["unitPrice"]["currency"] = json!("EUR")
+        }),
+        ("eligibility", "no units", |b| {
+            b["item"][0]["quantity"] = json!({"value": 0})
+        }),
+        ("eligibility", "a bare quantity", |b| {
+            b["item"][0]["quantity"] = json!(3)
+        }),
+        ("eligibility", "a modifier extension", |b| {
+            b["item"][0]["modifierExtension"] = json!([{"url": "urn:other", "valueBoolean": true}])
+        }),
+        (
+            "eligibility",
+            "a patient by another system",
+            |b| b["patient"] = json!({"identifier": {"system": "urn:registry:people", "value": "P-1"}}),
+        ),
+        ("claim", "a preauthorization", |b| b["use"] = json!("preauthorization")),
+        ("claim", "no identifier", |b| b["identifier"] = json!([])),
+        ("claim", "no provider", |b| {
+            b.as_object_mut().unwrap().remove("provider");
+        }),
+        ("claim", "a factor of 2", |b| b["item"][0]["factor"] = json!(2)),
+        ("claim", "an item without price", |b| {
+            b["item"][0].as_object_mut().unwrap().remove("unitPrice");
+        }),
+        ("claim", "an item without care level", |b| {
+            b["item"][0].as_object_mut().unwrap().remove("locationCodeableConcept");
+        }),
+        ("claim", "101 diagnoses", |b| {
+            let one = b["diagnosis"][0].clone();
+            b["diagnosis"] = Value::Array(vec![one; 101]);
+        }),
+        ("claim", "a patient that is no Reference", |b| {
+            b["patient"] = json!("Patient/x")
+        }),
+    ];
+    let path = |kind: &str| match kind {
+        "claim" => "/fhir/r4/Claim",
+        _ => "/fhir/r4/CoverageEligibilityRequest",
+    };
+    let mut sent = 0;
+    for (kind, what, change) in taken {
+        let mut body = if kind == "claim" { claim.clone() } else { check.clone() };
+        change(&mut body);
+        if kind == "claim" {
+            sent += 1;
+            body["identifier"][0]["value"] = json!(format!("EXT-S{sent}"));
+        }
+        let key = format!("s{sent}");
+        let key = (kind == "claim").then_some(key.as_str());
+        let reply = fhir_post(app, path(kind), &token, key, &body).await;
+        assert!(reply.status.is_success(), "{kind}, {what}: {}", reply.text);
+    }
+    for (i, (kind, what, change)) in refused.into_iter().enumerate() {
+        let mut body = if kind == "claim" { claim.clone() } else { check.clone() };
+        change(&mut body);
+        let key = format!("refused-{i}");
+        let reply = fhir_post(app, path(kind), &token, Some(&key), &body).await;
+        assert_eq!(reply.status.as_u16(), 422, "{kind}, {what}: {}", reply.text);
+        assert!(
+            conformance::check_at(&request_schema(path(kind)), &body).is_err(),
+            "{kind}, {what}: the schema takes what the façade refuses"
+        );
+    }
+}
+
 on_both_databases!(
+    the_request_schemas_are_the_facades_rules,
     an_absolute_reference_to_this_server_is_the_relative_one,
     a_mistyped_coding_is_named_where_it_is_wrong,
     a_claims_provider_is_judged_with_its_other_elements,

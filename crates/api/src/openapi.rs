@@ -25,6 +25,7 @@ use crate::routes;
 use crate::state::AppState;
 
 mod client_shapes;
+mod fhir_requests;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -122,7 +123,7 @@ pub fn document() -> Document {
     client_shapes::person_forms(&mut doc);
     client_shapes::one_patch_media_type(&mut doc);
     client_shapes::uploads_as_files(&mut doc);
-    client_shapes::fhir_request_resources(&mut doc);
+    fhir_requests::fhir_request_resources(&mut doc);
     describe_idempotency_keys(&mut doc);
     add_claim_examples(&mut doc);
     let missed = add_value_sets(&mut doc);

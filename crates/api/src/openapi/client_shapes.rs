@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 
 /// A named schema from its JSON form.
-fn schema(value: Value) -> RefOr<Schema> {
+pub(super) fn schema(value: Value) -> RefOr<Schema> {
     match serde_json::from_value(value) {
         Ok(schema) => schema,
         Err(e) => panic!("a schema of openapi/client_shapes.rs does not read: {e}"),
@@ -153,34 +153,6 @@ pub(super) fn uploads_as_files(doc: &mut Document) {
             "format": "binary",
             "contentMediaType": media_type,
         })));
-    }
-}
-
-/// A FHIR request body is a resource of one type, open to every element FHIR defines: `{"type":
-/// "object"}` alone was typed by openapi-typescript as an object with no member at all.
-pub(super) fn fhir_request_resources(doc: &mut Document) {
-    for (path, resource) in [
-        ("/fhir/r4/Claim", "Claim"),
-        ("/fhir/r4/CoverageEligibilityRequest", "CoverageEligibilityRequest"),
-    ] {
-        let Some(body) = doc
-            .paths
-            .paths
-            .get_mut(path)
-            .and_then(|item| item.post.as_mut())
-            .and_then(|op| op.request_body.as_mut())
-        else {
-            continue;
-        };
-        for content in body.content.values_mut() {
-            content.schema = Some(schema(json!({
-                "type": "object",
-                "description": format!("A FHIR R4 {resource} resource; the README's FHIR R4 section lists the elements read."),
-                "required": ["resourceType"],
-                "properties": {"resourceType": {"type": "string", "enum": [resource]}},
-                "additionalProperties": true,
-            })));
-        }
     }
 }
 
