@@ -80,6 +80,33 @@ impl DatabaseOptions {
     }
 }
 
+/// The indexes that migrations 25, 29 and 34 may find built beforehand, each refused when a
+/// failed concurrent build left it invalid, by the words that end the migration's message
+/// (their checks are these lists, by name; migrations 30 and 32 name their one index
+/// themselves).
+const CHECKED_INDEXES: [(&str, &[&str]); 3] = [
+    (
+        "(deploy/README.md, migration 25)",
+        &[
+            "audit_events_at",
+            "audit_events_action",
+            "audit_events_organization_action",
+        ],
+    ),
+    (
+        "(deploy/README.md, migration 29)",
+        &[
+            "claims_by_status",
+            "claims_by_provider",
+            "claims_by_submitter",
+            "claims_by_base_payer",
+            "claims_by_routed_to",
+            "claims_by_settlement",
+        ],
+    ),
+    ("(deploy/README.md, migration 34)", &["audit_events_organization_type"]),
+];
+
 /// A connected store, with what the binary needs beyond the ports.
 #[derive(Clone)]
 pub struct Database {
@@ -99,17 +126,22 @@ impl Database {
     /// Applies the embedded migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = self.run_migrations().await;
-        // Migration 29 refuses an index of claims that a failed concurrent build left invalid,
-        // in a message that cannot name it (an applied migration's text never changes: sqlx
-        // checks it): the names are looked up here.
+        // Migrations 25, 29 and 34 refuse an index of theirs that a failed concurrent build left
+        // invalid, in a message that cannot name it (an applied migration's text never changes:
+        // sqlx checks it): the names are looked up here, among those the migrations check.
         match (&self.migrator, result) {
             (Migrator::Postgres(pool, _), Err(StoreError::Unavailable(message)))
                 if message.contains("left invalid by a failed CREATE INDEX CONCURRENTLY") =>
             {
+                let names: &[&str] = CHECKED_INDEXES
+                    .iter()
+                    .find(|(words, _)| message.contains(words))
+                    .map_or(&[], |(_, names)| names);
                 let invalid: Vec<String> = sqlx::query_scalar(
                     "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                     WHERE i.indrelid = to_regclass('claims') AND NOT i.indisvalid ORDER BY 1",
+                     WHERE c.relname = ANY($1) AND NOT i.indisvalid ORDER BY 1",
                 )
+                .bind(names)
                 .fetch_all(pool)
                 .await
                 .unwrap_or_default();

@@ -812,14 +812,25 @@ async fn a_migration_waiting_for_a_lock_gives_up_whole() {
 /// message names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_claims_index_is_named() {
-    let failed = invalid_index_stops(20261205000029, "claims_by_provider").await;
+    let failed = invalid_index_stops(20261205000029, "claims_by_provider", None).await;
     assert!(failed.ends_with("Invalid: claims_by_provider"), "{failed}");
+}
+
+/// Migrations 25 and 34 refuse an index of the audit log left invalid, and the message names
+/// that one: not an invalid index of another table, which it named before (an upgrade review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_audit_index_is_named() {
+    let failed = invalid_index_stops(20261202000025, "audit_events_action", Some("claims_by_provider")).await;
+    assert!(failed.contains("migration 25"), "{failed}");
+    assert!(failed.ends_with("Invalid: audit_events_action"), "{failed}");
+    let failed = invalid_index_stops(20261206000034, "audit_events_organization_type", None).await;
+    assert!(failed.ends_with("Invalid: audit_events_organization_type"), "{failed}");
 }
 
 /// Migration 30 refuses its index of webhook deliveries left invalid the same way, naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_webhook_index_stops_migration_30() {
-    let failed = invalid_index_stops(20261206000030, "webhook_deliveries_due_by_subscription").await;
+    let failed = invalid_index_stops(20261206000030, "webhook_deliveries_due_by_subscription", None).await;
     assert!(
         failed.contains("the index webhook_deliveries_due_by_subscription was left invalid"),
         "{failed}"
@@ -1093,7 +1104,7 @@ impl OwnDatabase {
     }
 }
 
-async fn invalid_index_stops(migration: i64, index: &str) -> String {
+async fn invalid_index_stops(migration: i64, index: &str, bystander: Option<&str>) -> String {
     use sqlx::{Connection, Executor};
     let own = OwnDatabase::create().await;
     let url = own.url.clone();
@@ -1109,6 +1120,11 @@ async fn invalid_index_stops(migration: i64, index: &str) -> String {
     )
     .await
     .unwrap();
+    // An index of another migration's left invalid: not this migration's to name.
+    if let Some(other) = bystander {
+        let invalid = format!("UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{other}'::regclass");
+        conn.execute(invalid.as_str()).await.unwrap();
+    }
     let failed = database.migrate().await.unwrap_err().to_string();
     // The failed run let go of sqlx's migration lock: kept by a pooled connection, it made the
     // next run, given another connection, wait for ever (a hang found under load).
