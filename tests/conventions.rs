@@ -336,7 +336,133 @@ async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
     assert_eq!(old.json["items"], next.json["items"]);
 }
 
+static DOCUMENT: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap());
+
+/// The path template and operation of an operation id in the document.
+fn operation(id: &str) -> (&'static str, &'static str, &'static Value) {
+    DOCUMENT["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(template, item)| {
+            let item = item.as_object().unwrap();
+            item.iter()
+                .map(move |(method, op)| (template.as_str(), method.as_str(), op))
+        })
+        .find(|(_, _, op)| op["operationId"] == id)
+        .unwrap_or_else(|| panic!("no operation {id}"))
+}
+
+/// Follows every link to a read that the document gives the answer `reply` of operation `id`
+/// to `path`: each parameter evaluated on the live answer (or the request's path), the read must
+/// answer 200. Returns how many were followed.
+async fn follow_links(app: &TestApp, token: &str, id: &str, path: &str, reply: &Reply) -> usize {
+    let (template, _, op) = operation(id);
+    let asked: std::collections::HashMap<&str, &str> = template
+        .split('/')
+        .zip(path.split('/'))
+        .filter_map(|(t, p)| Some((t.strip_prefix('{')?.strip_suffix('}')?, p)))
+        .collect();
+    let links = &op["responses"][reply.status.as_str()]["links"];
+    let mut followed = 0;
+    for (name, link) in links
+        .as_object()
+        .unwrap_or_else(|| panic!("{id} {}: no links", reply.status))
+    {
+        let (target, method, target_op) = operation(link["operationId"].as_str().unwrap());
+        if method != "get" {
+            continue;
+        }
+        let mut url = target.to_owned();
+        let mut query = Vec::new();
+        for (parameter, expression) in link["parameters"].as_object().unwrap() {
+            let expression = expression.as_str().unwrap();
+            let value = match expression.strip_prefix("$response.body#") {
+                Some(pointer) => reply.json.pointer(pointer).and_then(Value::as_str),
+                None => expression
+                    .strip_prefix("$request.path.")
+                    .and_then(|p| asked.get(p).copied()),
+            };
+            let value = value.unwrap_or_else(|| panic!("{name}: {expression} is nothing in {}", reply.text));
+            let place = target_op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == parameter.as_str())
+                .unwrap();
+            if place["in"] == "path" {
+                url = url.replace(&format!("{{{parameter}}}"), value);
+            } else {
+                query.push(format!("{parameter}={value}"));
+            }
+        }
+        if !query.is_empty() {
+            url = format!("{url}?{}", query.join("&"));
+        }
+        let read = app.get(&url, token).await;
+        assert_eq!(read.status.as_u16(), 200, "{id} → {name}: GET {url}: {}", read.text);
+        followed += 1;
+    }
+    followed
+}
+
+/// The document's links lead where they say: from a registration to its principal and their
+/// coverage, from a person to their coverages and their FHIR Patient, from a coverage to its
+/// contributions and its FHIR Coverage, from a claim to itself and its ClaimResponse, from a new
+/// organisation to itself.
+async fn links_lead_where_they_say(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let mut_a = app.token("mut-a", "registry:read registry:write");
+    let reply = crate::registry::register(
+        app,
+        "mut-a",
+        "links",
+        &crate::registry::household(&s.product, "TSV-0777", "987654321098"),
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let mut followed = follow_links(app, &mut_a, "register", "/v1/registrations", &reply).await;
+    let person = format!(
+        "/v1/beneficiaries/{}",
+        reply.json["members"][0]["beneficiary"]["id"].as_str().unwrap()
+    );
+    let read = app.get(&person, &mut_a).await;
+    followed += follow_links(app, &mut_a, "get_beneficiary", &person, &read).await;
+    let coverage = format!(
+        "/v1/coverages/{}",
+        reply.json["members"][0]["coverage"]["id"].as_str().unwrap()
+    );
+    let read = app.get(&coverage, &mut_a).await;
+    followed += follow_links(app, &mut_a, "get_coverage", &coverage, &read).await;
+    let token = provider(app);
+    let lines = json!([{"code": "CS", "category": "consultation", "quantity": 1, "unit_price_xof": 10000}]);
+    let submitted = submit(
+        app,
+        &token,
+        "links",
+        &claim("EXT-L1", &s.principal, "2026-06-01", lines),
+    )
+    .await;
+    assert_eq!(submitted.status.as_u16(), 201, "{}", submitted.text);
+    followed += follow_links(app, &token, "submit_claim", "/v1/claims", &submitted).await;
+    let body = json!({"id": "cms-links", "kind": "provider", "country": "TG", "name": "CMS des liens"});
+    let created = app.post("/v1/organizations", &app.operator(), &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    followed += follow_links(
+        app,
+        &app.operator(),
+        "create_organization",
+        "/v1/organizations",
+        &created,
+    )
+    .await;
+    assert_eq!(followed, 2 + 2 + 2 + 2 + 1);
+}
+
 on_both_databases!(
+    links_lead_where_they_say,
     a_line_out_of_range_is_one_error,
     a_body_that_is_not_json_is_told_in_our_words,
     whole_numbers_are_judged_as_whole_numbers,

@@ -26,6 +26,7 @@ use crate::state::AppState;
 
 mod client_shapes;
 mod fhir_requests;
+mod links;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -133,6 +134,7 @@ pub fn document() -> Document {
     client_shapes::query_value_sets_by_reference(&mut doc);
     client_shapes::capability_statement_members(&mut doc);
     add_webhooks(&mut doc);
+    links::add_links(&mut doc);
     doc
 }
 
