@@ -113,6 +113,12 @@ async fn links_stay_under_the_public_url() {
     );
     let script = app.send(app.request(Method::GET, "/docs/swagger-initializer.js")).await;
     assert!(script.text.contains(r#""url": "../openapi.json""#), "{}", script.text);
+    // And the document's server is the public base, where "Try it out" sends its requests.
+    let doc = app.send(app.request(Method::GET, "/openapi.json")).await;
+    assert_eq!(
+        doc.json["servers"],
+        serde_json::json!([{"url": "https://gw.example.org/passerelle", "description": "This service"}])
+    );
 }
 
 /// A client that hangs up while its write runs (its own timeout firing) leaves nothing behind,

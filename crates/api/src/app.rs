@@ -189,7 +189,15 @@ pub fn router(state: AppState) -> Router {
     crate::bulk::runner::start(&state);
     let (json_api, _) = crate::openapi::json_routes().split_for_parts();
     let (uploads, _) = crate::routes::batches::uploads().split_for_parts();
-    let doc = crate::openapi::document();
+    let mut doc = crate::openapi::document();
+    // Under a gateway's prefix, the root-relative server `/` sent Swagger UI's "Try it out" out
+    // of the prefix, to a 404: the served document names the public base instead.
+    if let Some(base) = &state.config.public_url {
+        doc.servers = Some(vec![utoipa::openapi::server::ServerBuilder::new()
+            .url(base.clone())
+            .description(Some("This service"))
+            .build()]);
+    }
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
     // Answers carry people's data: no shared cache (a proxy, a browser) keeps them, unless a
