@@ -1912,7 +1912,7 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
     );
     type Change = fn(&mut Value);
     // The façade takes each of these (`fhir_post` holds them to the schema as well).
-    let taken: [(&str, &str, Change); 6] = [
+    let taken: [(&str, &str, Change); 10] = [
         ("eligibility", "as written", |_| {}),
         ("eligibility", "decimals holding whole numbers", |b| {
             b["item"][0]["unitPrice"]["value"] = json!(10000.0);
@@ -1947,9 +1947,36 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
             b["item"][0].as_object_mut().unwrap().remove("servicedDate");
             b["billablePeriod"] = json!({"start": "2026-06-01"});
         }),
+        (
+            "claim",
+            "a reference beside a hospital's own identifier, and what it does not read",
+            |b| {
+                b["patient"]["identifier"] = json!({"system": "http://his.example.tg/patient-id", "value": "HIS-1"});
+                b["patient"]["display"] = json!(7);
+                b["identifier"][0]["system"] = json!(7);
+                b["identifier"].as_array_mut().unwrap().push(json!(5));
+                b["diagnosis"][0]["sequence"] = json!("1");
+            },
+        ),
+        ("claim", "members sent as null", |b| {
+            b["item"][0]["unitPrice"]["currency"] = Value::Null;
+            b["item"][0]["sequence"] = Value::Null;
+            b["provider"] =
+                json!({"reference": null, "identifier": {"system": "urn:passerelle:organization", "value": "cms-a"}});
+            b["patient"] = json!({"reference": null,
+                "identifier": {"system": "urn:passerelle:member-number:mut-a", "value": "TSV-0001"}});
+        }),
+        ("eligibility", "members sent as null", |b| {
+            b["item"][0]["unitPrice"]["currency"] = Value::Null;
+            b["patient"]["reference"] = Value::Null;
+        }),
+        ("eligibility", "a currency within white space as Rust trims it", |b| {
+            b["item"][0]["unitPrice"]["currency"] = json!("\u{85}XOF\u{3000}");
+            b["servicedDate"] = json!("\t2026-06-01\u{a0}");
+        }),
     ];
     // Each is refused by the façade, 422, and by the schema.
-    let refused: [(&str, &str, Change); 22] = [
+    let refused: [(&str, &str, Change); 32] = [
         ("eligibility", "no patient", |b| {
             b.as_object_mut().unwrap().remove("patient");
         }),
@@ -2007,6 +2034,36 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
         }),
         ("claim", "a patient that is no Reference", |b| {
             b["patient"] = json!("Patient/x")
+        }),
+        ("eligibility", "identifiers that are no list", |b| {
+            b["identifier"] = json!({"value": "x"})
+        }),
+        ("eligibility", "an identifier that is no object", |b| {
+            b["identifier"] = json!(["CHK-1"])
+        }),
+        ("claim", "an identifier without value", |b| {
+            b["identifier"] = json!([{"system": "urn:x"}])
+        }),
+        ("claim", "a negative price", |b| {
+            b["item"][0]["unitPrice"]["value"] = json!(-5)
+        }),
+        ("eligibility", "a price past 10^12", |b| {
+            b["item"][0]["unitPrice"]["value"] = json!(1_000_000_000_001_i64)
+        }),
+        ("eligibility", "a thirteenth month", |b| {
+            b["servicedDate"] = json!("2026-13-01")
+        }),
+        ("claim", "a day that is no date", |b| {
+            b["item"][0]["servicedDate"] = json!("yesterday")
+        }),
+        ("eligibility", "a patient named by nothing", |b| {
+            b["patient"] = json!({"display": "Kossi"})
+        }),
+        ("claim", "a provider named by nothing", |b| {
+            b["provider"] = json!({"display": "CMS"})
+        }),
+        ("eligibility", "a currency with a byte order mark", |b| {
+            b["item"][0]["unitPrice"]["currency"] = json!("XOF\u{feff}")
         }),
     ];
     let path = |kind: &str| match kind {

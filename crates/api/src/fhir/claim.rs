@@ -296,7 +296,7 @@ fn organization(t: &mut Translation, value: Option<&Value>, element: &str) {
         .and_then(|i| i.get("system"))
         .and_then(Value::as_str)
         == Some(ORGANIZATION_SYSTEM);
-    if reference.get("reference").is_some() && ours {
+    if reference.get("reference").is_some_and(|r| !r.is_null()) && ours {
         return t.error(
             element,
             "ambiguous_reference",
@@ -473,7 +473,7 @@ fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, 
 /// Reads one item into a `/v1` line, its elements placed for the `/v1` rules' errors.
 fn line(t: &mut Translation, item: &Value, i: usize) -> Value {
     let at = |e: &str| format!("item[{i}].{e}");
-    if let Some(sequence) = item.get("sequence") {
+    if let Some(sequence) = item.get("sequence").filter(|s| !s.is_null()) {
         // A whole number however it is written (`1`, `1.0`), as every number of the API.
         let number = sequence.as_number().and_then(crate::fields::whole_number);
         if number.is_none() {

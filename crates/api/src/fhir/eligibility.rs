@@ -201,7 +201,15 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
         );
     }
     // The first identifier is given back in the answer's `request`: it must be one FHIR can
-    // write (no empty strings, no empty list).
+    // write (a list, without empty strings, not empty).
+    if body.get("identifier").is_some_and(|i| !i.is_null() && !i.is_array()) {
+        t.error(
+            "identifier",
+            "invalid_type",
+            "must be a list of identifiers",
+            "doit être une liste d'identifiants",
+        );
+    }
     if body
         .get("identifier")
         .and_then(Value::as_array)
@@ -219,6 +227,14 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
         .and_then(Value::as_array)
         .and_then(|ids| ids.first())
     {
+        if !first.is_object() && !first.is_null() {
+            t.error(
+                "identifier[0]",
+                "invalid_type",
+                "must be an Identifier object",
+                "doit être un objet Identifier",
+            );
+        }
         for part in ["system", "value"] {
             match first.get(part) {
                 None | Some(Value::Null) => {}

@@ -364,7 +364,8 @@ impl Translation {
             .and_then(|i| i.get("system"))
             .and_then(Value::as_str)
             .is_some_and(|s| s.starts_with(NATIONAL_ID_PREFIX) || s.starts_with(MEMBER_NUMBER_PREFIX));
-        if reference.contains_key("reference") && ours {
+        let named = reference.get("reference").filter(|r| !r.is_null());
+        if named.is_some() && ours {
             return self.error(
                 element,
                 "ambiguous_person",
@@ -372,7 +373,7 @@ impl Translation {
                 "indiquez reference ou identifier, pas les deux",
             );
         }
-        if let Some(r) = reference.get("reference") {
+        if let Some(r) = named {
             match r.as_str().and_then(|r| self.local(r).strip_prefix("Patient/")) {
                 Some(id) if !id.is_empty() && !id.contains('/') => {
                     self.put("/beneficiary/id", json!(id), &format!("{element}.reference"))
@@ -504,7 +505,7 @@ impl Translation {
 
     /// A Money in XOF: the number of francs, or `None` with the error recorded.
     pub fn xof(&mut self, value: &Value, element: &str) -> Option<Value> {
-        if let Some(currency) = value.get("currency") {
+        if let Some(currency) = value.get("currency").filter(|c| !c.is_null()) {
             // Trimmed as every other text of a FHIR body is (API.md §4).
             if currency.as_str().map(str::trim) != Some("XOF") {
                 self.error(

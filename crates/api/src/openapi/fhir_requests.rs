@@ -51,18 +51,29 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "FhirPatientReference",
             json!({
-                "type": "object",
-                "description": "The person, in one of two forms: `reference`, or `identifier` in one of Passerelle's systems (422 `ambiguous_person` when both name them). A reference beside an identifier in another system is read by its reference.",
-                "properties": {
-                    "reference": {
-                        "type": "string",
-                        "pattern": reference_pattern("Patient"),
-                        "description": "`Patient/<beneficiary id>`, or the same absolute on this server's FHIR base (`https://passerelle.example.org/fhir/r4/Patient/<id>`); any other is 422 `invalid_reference`.",
+                "description": "The person, in one of two forms: by `reference`, or by an `identifier` in one of Passerelle's systems (422 `ambiguous_person` when a reference and an identifier of Passerelle's are both given). Beside a reference, an identifier in another system (a hospital information system's) is ignored; without one, it is 422 `unknown_value`.",
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "title": "By reference",
+                        "required": ["reference"],
+                        "properties": {
+                            "reference": {
+                                "type": "string",
+                                "pattern": reference_pattern("Patient"),
+                                "description": "`Patient/<beneficiary id>`, or the same absolute on this server's FHIR base (`https://passerelle.example.org/fhir/r4/Patient/<id>`); any other is 422 `invalid_reference`.",
+                            },
+                        },
+                        "additionalProperties": true,
                     },
-                    "identifier": reference("FhirPersonIdentifier"),
-                    "display": {"type": "string", "description": "Ignored."},
-                },
-                "additionalProperties": true,
+                    {
+                        "type": "object",
+                        "title": "By identifier",
+                        "required": ["identifier"],
+                        "properties": {"identifier": reference("FhirPersonIdentifier")},
+                        "additionalProperties": true,
+                    },
+                ],
                 "example": {"identifier": {"system": format!("{MEMBER_NUMBER_PREFIX}mut-tsevie"), "value": "TSV-0042"}},
             }),
         ),
@@ -75,8 +86,8 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 "properties": {
                     "system": {
                         "type": "string",
-                        "pattern": format!("^(?:{NATIONAL_ID_PREFIX}[^:]+:[^:]+|{MEMBER_NUMBER_PREFIX}.+)$"),
-                        "description": format!("`{NATIONAL_ID_PREFIX}<country>:<type>` (`…:TG:NIU`, the country's two letters and a type its rules know, 422 `unknown_national_id_type` otherwise) or `{MEMBER_NUMBER_PREFIX}<organisation id>`; another system is 422 `unknown_value`."),
+                        "pattern": format!("^(?:{NATIONAL_ID_PREFIX}[A-Za-z]{{2}}:[^:]+|{MEMBER_NUMBER_PREFIX}.+)$"),
+                        "description": format!("`{NATIONAL_ID_PREFIX}<country>:<type>` (`…:TG:NIU`: the country's two letters, and a type its rules know, 422 `unknown_national_id_type` otherwise) or `{MEMBER_NUMBER_PREFIX}<organisation id>`."),
                     },
                     "value": {
                         "type": "string",
@@ -91,25 +102,39 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "FhirOrganizationReference",
             json!({
-                "type": "object",
-                "description": format!("An organisation: `reference` `Organization/<id>`, or an `identifier` in `{ORGANIZATION_SYSTEM}` (422 `ambiguous_reference` when both are given; an identifier in another system, a registry's, is ignored)."),
-                "properties": {
-                    "reference": {
-                        "type": "string",
-                        "pattern": reference_pattern("Organization"),
-                        "description": "`Organization/<id>`, or the same absolute on this server's FHIR base.",
-                    },
-                    "identifier": {
+                "description": format!("An organisation, by `reference`, or by an `identifier` in `{ORGANIZATION_SYSTEM}` (422 `ambiguous_reference` when a reference and an identifier in that system are both given). Beside a reference, an identifier in another system (a registry's) is ignored; without one, it is 422 `invalid_reference`."),
+                "anyOf": [
+                    {
                         "type": "object",
+                        "title": "By reference",
+                        "required": ["reference"],
                         "properties": {
-                            "system": {"type": "string", "description": format!("`{ORGANIZATION_SYSTEM}` to be read.")},
-                            "value": {"type": "string", "description": "The organisation's id."},
+                            "reference": {
+                                "type": "string",
+                                "pattern": reference_pattern("Organization"),
+                                "description": "`Organization/<id>`, or the same absolute on this server's FHIR base.",
+                            },
                         },
                         "additionalProperties": true,
                     },
-                    "display": {"type": "string", "description": "Ignored."},
-                },
-                "additionalProperties": true,
+                    {
+                        "type": "object",
+                        "title": "By identifier",
+                        "required": ["identifier"],
+                        "properties": {
+                            "identifier": {
+                                "type": "object",
+                                "required": ["system", "value"],
+                                "properties": {
+                                    "system": {"type": "string", "enum": [ORGANIZATION_SYSTEM]},
+                                    "value": {"type": "string", "minLength": 1, "description": "The organisation's id."},
+                                },
+                                "additionalProperties": true,
+                            },
+                        },
+                        "additionalProperties": true,
+                    },
+                ],
                 "example": {"reference": "Organization/cms-tsevie"},
             }),
         ),
@@ -150,9 +175,11 @@ fn schemas() -> Vec<(&'static str, Value)> {
                     "value": {
                         "type": "integer",
                         "format": "int64",
-                        "description": "Whole francs; a FHIR decimal holding a whole number (`10000.0`) is that number, a fraction is 422 `invalid_type`.",
+                        "minimum": 0,
+                        "maximum": 1_000_000_000_000_i64,
+                        "description": "Whole francs, 0 to 10^12 (a unit price of a Claim at least 1; 422 `out_of_range`); a FHIR decimal holding a whole number (`10000.0`) is that number, a fraction is 422 `invalid_type`.",
                     },
-                    "currency": {"type": "string", "pattern": "^\\s*XOF\\s*$", "description": "`XOF` when given (422 `unknown_value` otherwise)."},
+                    "currency": {"type": "string", "pattern": "^[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*XOF[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$", "description": "`XOF` when given (422 `unknown_value` otherwise)."},
                 },
                 "additionalProperties": true,
                 "example": {"value": 10000, "currency": "XOF"},
@@ -219,7 +246,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                     "category": described("FhirCodeableConcept", &format!("The category of care, a code in `{CATEGORY_SYSTEM}`: `consultation`, `hospitalization`, `pharmacy`, `laboratory`, `imaging`, `maternity`, `surgery`, `dental`, `optical` or `emergency`. Optional, as `/v1`'s `category`.")),
                     "quantity": described("FhirQuantity", "How many units, for the estimate (left out: 1)."),
                     "unitPrice": described("FhirMoney", "The price of one unit: with `quantity`, the amount to estimate (`/v1` `amount_xof`, 0 to 10^12). Left out, no estimate."),
-                    "productOrService": described("FhirCodeableConcept", "Ignored: the answer's item names the care by its category, or else its care level."),
+                    "productOrService": {"type": null, "description": "Ignored: the answer's item names the care by its category, or else its care level."},
                     "modifierExtension": no_modifiers(),
                 },
                 "additionalProperties": true,
@@ -234,7 +261,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "CoverageEligibilityRequest",
             json!({
                 "type": "object",
-                "description": "A FHIR R4 CoverageEligibilityRequest: `POST /v1/eligibility-checks` in FHIR's form. Elements not listed are ignored, and a member sent as `null` is read as left out (FHIR JSON has no nulls); `implicitRules` is refused (422 `unsupported_modifier`), and so is a `modifierExtension` anywhere.",
+                "description": "A FHIR R4 CoverageEligibilityRequest: `POST /v1/eligibility-checks` in FHIR's form. Elements not listed are ignored. Elements are typed as R4 types them, but the façade does not judge what it does not read (a coding in another system, a second identifier). A member sent as `null` is read as left out (FHIR JSON has no nulls). `implicitRules` is refused (422 `unsupported_modifier`), and so is a `modifierExtension` anywhere; a NUL character anywhere in the body is refused before anything else (422 `invalid_character`).",
                 "required": ["resourceType", "patient", "item"],
                 "properties": {
                     "resourceType": {"type": "string", "enum": ["CoverageEligibilityRequest"]},
@@ -259,7 +286,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                         "description": "The client's own reference of the request; the first is given back as the answer's `request`, so neither its `system` nor its `value` may be empty (422 `empty`).",
                     },
                     "patient": described("FhirPatientReference", "Who: 404 when unknown, or not visible to the caller."),
-                    "servicedDate": {"type": "string", "pattern": "^\\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\\s*$", "description": "The day of care, `YYYY-MM-DD` (white space around it ignored), from 1900-01-01 to one year ahead; left out, today."},
+                    "servicedDate": {"type": "string", "pattern": "^[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$", "description": "The day of care, `YYYY-MM-DD` (white space around it ignored), from 1900-01-01 to one year ahead; left out, today."},
                     "servicedPeriod": described("FhirPeriod", "Refused (422 `not_supported`): a check is for one day, send `servicedDate`."),
                     "item": {
                         "type": "array",
@@ -292,7 +319,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 "description": format!("A diagnosis: its ICD-10 code is read from `diagnosisCodeableConcept`, in `{ICD10_SYSTEM}` (`/v1` `diagnoses`)."),
                 "required": ["diagnosisCodeableConcept"],
                 "properties": {
-                    "sequence": {"type": "integer", "description": "Ignored."},
+                    "sequence": {"type": null, "description": "Ignored."},
                     "diagnosisCodeableConcept": reference("FhirCodeableConcept"),
                 },
                 "additionalProperties": true,
@@ -314,7 +341,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                     "unitPrice": described("FhirMoney", "The price of one unit, 1 to 10^12; `quantity × unitPrice` at most 10^12."),
                     "factor": {"type": "number", "enum": [1], "description": "1 when given (422 `not_supported`): the service bills quantity × unit price."},
                     "net": described("FhirMoney", "When given, quantity × unitPrice (422 `inconsistent_amount` otherwise)."),
-                    "servicedDate": {"type": "string", "description": "The day of care, `YYYY-MM-DD` (or a dateTime, whose day is taken)."},
+                    "servicedDate": {"type": "string", "pattern": "^(?:[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*|[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T.+)$", "description": "The day of care, `YYYY-MM-DD` (or a dateTime, whose day is taken)."},
                     "servicedPeriod": described("FhirPeriod", "Instead of `servicedDate`: a period that starts and ends on one day (its end not before its start, and on the start's day at the start's offset); any other is 422 `not_supported`."),
                     "modifierExtension": no_modifiers(),
                 },
@@ -334,7 +361,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "FhirClaim",
             json!({
                 "type": "object",
-                "description": "A FHIR R4 Claim: `POST /v1/claims` in FHIR's form. Elements not listed (`type`, `created`, `insurer`, `priority`, `insurance`…) are ignored, and a member sent as `null` is read as left out (FHIR JSON has no nulls); `implicitRules` is refused (422 `unsupported_modifier`), and so is a `modifierExtension` anywhere.",
+                "description": "A FHIR R4 Claim: `POST /v1/claims` in FHIR's form. Elements not listed (`type`, `created`, `insurer`, `priority`, `insurance`…) are ignored. Elements are typed as R4 types them, but the façade does not judge what it does not read (a coding in another system, a second identifier). A member sent as `null` is read as left out (FHIR JSON has no nulls). `implicitRules` is refused (422 `unsupported_modifier`), and so is a `modifierExtension` anywhere; a NUL character anywhere in the body is refused before anything else (422 `invalid_character`).",
                 "required": ["resourceType", "identifier", "provider", "patient", "item"],
                 "properties": {
                     "resourceType": {"type": "string", "enum": ["Claim"]},
@@ -343,15 +370,17 @@ fn schemas() -> Vec<(&'static str, Value)> {
                     "identifier": {
                         "type": "array",
                         "minItems": 1,
-                        "items": {
+                        "prefixItems": [{
                             "type": "object",
+                            "required": ["value"],
                             "properties": {
-                                "system": {"type": "string", "description": "Ignored (the answer writes `urn:passerelle:claim-id:<provider>`)."},
-                                "value": {"type": "string", "description": "Of the first identifier: the claim's `external_id`, 1–100 characters, unique for its provider (409 with an issue `duplicate` when taken)."},
+                                "system": {"type": null, "description": "Ignored (the answer writes `urn:passerelle:claim-id:<provider>`)."},
+                                "value": {"type": "string", "minLength": 1, "description": "The claim's `external_id`: 1–100 characters in its kept NFKC form, not all white space, unique for its provider (409 with an issue `duplicate` when taken)."},
                             },
                             "additionalProperties": true,
-                        },
-                        "description": "The first identifier's `value` is required.",
+                        }],
+                        "items": {"type": null, "description": "Identifiers after the first are ignored."},
+                        "description": "The first identifier's `value` is the claim's `external_id`, and required.",
                     },
                     "provider": described("FhirOrganizationReference", "The health facility that gave the care (`/v1` `provider`)."),
                     "patient": described("FhirPatientReference", "Who received the care."),
