@@ -1862,7 +1862,7 @@ mod tests {
             (include_str!("routes/claims.rs"), "Not possible while the claim is {}."),
             (
                 include_str!("routes/claims.rs"),
-                "Impossible tant que la demande de remboursement est au statut {}.",
+                "Impossible : la demande de remboursement est au statut « {} » ({}).",
             ),
             (
                 include_str!("routes/registry.rs"),

@@ -428,7 +428,7 @@ impl ApiError {
                         ApiError::Conflict { en, fr, .. } => (("Conflict", en.clone()), ("Conflit", fr.clone())),
             ApiError::PreconditionFailed => (
                 ("Precondition failed", "The resource changed since you read it: read it again (If-Match is stale).".into()),
-                ("Précondition échouée", "La ressource a changé depuis votre lecture : relisez-la (If-Match périmé).".into()),
+                ("Condition préalable non remplie", "La ressource a changé depuis votre dernière lecture : consultez-la de nouveau (la version donnée dans If-Match n'est plus à jour).".into()),
             ),
             ApiError::PayloadTooLarge => (
                 ("Payload too large", "The request body is larger than this endpoint accepts.".into()),
@@ -491,7 +491,7 @@ impl ApiError {
             ),
             ApiError::PreconditionRequired { header } => (
                 ("Precondition required", format!("This request needs the {header} header.")),
-                ("Précondition requise", format!("Cette requête exige l'en-tête {header}.")),
+                ("Condition préalable requise", format!("Cette requête exige l'en-tête {header}.")),
             ),
             ApiError::RateLimited { retry_after } => (
                 (
@@ -533,7 +533,7 @@ impl ApiError {
             ),
             ApiError::Internal(_) => (
                 ("Internal error", "An unexpected error occurred; nothing was changed. Quote the request id when reporting it.".into()),
-                                ("Erreur interne", "Une erreur inattendue s'est produite ; rien n'a été modifié. Citez l'identifiant de requête pour la signaler.".into()),
+                                ("Erreur interne", "Une erreur inattendue s'est produite ; rien n'a été modifié. Indiquez l'identifiant de la requête (request_id) en la signalant.".into()),
             ),
             ApiError::AuditLogDamaged { seq } => (
                 (
@@ -710,7 +710,7 @@ fn conflict_of(constraint: &str) -> ApiError {
         "covered_by_others" => coded_conflict(
             "covered_by_others",
             "Another organisation covers this record too: its coverages are not yours to move.",
-            "Une autre organisation couvre aussi cette fiche : il ne vous revient pas de déplacer ses couvertures.",
+            "Une autre organisation couvre aussi cette personne : vous ne pouvez pas déplacer les couvertures de cette organisation.",
         ),
         passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS => coded_conflict(
             passerelle_domain::webhook::TOO_MANY_SUBSCRIPTIONS,
@@ -720,7 +720,7 @@ fn conflict_of(constraint: &str) -> ApiError {
         "already_merged" => coded_conflict(
             "already_merged",
             "This record was merged into another person: read it for its merged_into.",
-            "Cette fiche a été fusionnée dans celle d'une autre personne : lisez-la pour obtenir son merged_into.",
+            "Cette fiche a été fusionnée dans celle d'une autre personne : consultez-la pour connaître la fiche qui la remplace (merged_into).",
         ),
         // Both contribution conflicts carry their code, so that a retried cancel that already
         // succeeded is told from one refused.

@@ -753,8 +753,8 @@ pub(crate) fn check_text(
         errors.push(FieldError::new(
             pointer,
             "invalid_characters",
-            "holds no letter: write it with letters",
-            "ne contient aucune lettre : écrivez-le avec des lettres",
+            "holds neither letter nor digit: write it with letters",
+            "ne contient ni lettre ni chiffre : saisissez ce champ en lettres",
         ));
         return None;
     }
@@ -1070,7 +1070,7 @@ fn check_birth_date(
             &at,
             raw,
             "must be a calendar date YYYY-MM-DD, or YYYY when only the year is known",
-            "doit être une date du calendrier AAAA-MM-JJ, ou AAAA si seule l'année est connue",
+            "doit être une date valide au format AAAA-MM-JJ, ou AAAA si seule l'année est connue",
         ));
         return None;
     };

@@ -95,7 +95,7 @@ pub fn check(date: NaiveDate, field: impl Into<String>, today: NaiveDate) -> Opt
             field,
             "out_of_range",
             format!("must be between 1900-01-01 and {latest}"),
-            format!("doit être entre le 1900-01-01 et le {latest}"),
+            format!("doit être comprise entre le 1900-01-01 et le {latest}"),
         )
     })
 }

@@ -245,7 +245,7 @@ impl AddedDependantDraft {
                     "/start_date",
                     "after_household_end",
                     format!("must not be after the household's end_date, {end}"),
-                    format!("ne doit pas suivre la date de fin du ménage, le {end}"),
+                    format!("ne doit pas être postérieure à la date de fin du ménage, le {end}"),
                 ));
                 false
             }
@@ -306,7 +306,7 @@ fn optional_date(raw: Option<&str>, pointer: String, errors: &mut Vec<FieldError
             &pointer,
             raw,
             "must be a calendar date YYYY-MM-DD",
-            "doit être une date du calendrier AAAA-MM-JJ",
+            "doit être une date valide au format AAAA-MM-JJ",
         ));
         None
     })

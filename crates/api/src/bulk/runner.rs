@@ -376,7 +376,7 @@ async fn fail_after_panic(state: &AppState, id: &str, worker: &str) {
                 "internal_error",
                 "processing stopped on an internal error; what was registered is kept: report it to the operator \
                  with the job's id",
-                "le traitement s'est arrêté sur une erreur interne ; ce qui a été inscrit est conservé : signalez-la \
+                "le traitement s'est arrêté à cause d'une erreur interne ; ce qui a été inscrit est conservé : signalez-la \
                  à l'opérateur avec l'identifiant de la tâche",
             )),
         }),

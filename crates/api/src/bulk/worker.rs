@@ -804,7 +804,7 @@ fn storage_verdict(e: &StoreError) -> (Option<usize>, FieldError) {
                 "",
                 "concurrent_change",
                 "this household met concurrent writes twice and was not registered; nothing of it was written: upload the file again to complete it",
-                "ce ménage a rencontré deux fois des écritures concurrentes et n'a pas été inscrit ; rien n'en a été écrit : déposez le fichier à nouveau pour le compléter",
+                "ce ménage a rencontré deux fois des modifications simultanées des mêmes données et n'a pas été inscrit ; rien n'en a été écrit : déposez le fichier à nouveau pour le compléter",
             ),
         ),
         other => {

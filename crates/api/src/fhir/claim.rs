@@ -436,7 +436,7 @@ fn day_of(t: &mut Translation, billable: &Option<Option<String>>, item: &Value, 
                     &format!("item[{i}].servicedPeriod"),
                     "not_supported",
                     "a line is care on one day: send servicedDate, or a period that starts and ends that day",
-                    "une ligne est un soin d'un jour : envoyez servicedDate, ou une période qui commence et finit ce jour-là",
+                    "une ligne correspond à des soins d'une seule journée : envoyez servicedDate, ou une période qui commence et finit ce jour-là",
                 );
                 Said::Reported
             }

@@ -172,7 +172,7 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
             "servicedPeriod",
             "not_supported",
             "a check is for one day: send servicedDate",
-            "une vérification porte sur un jour : envoyez servicedDate",
+            "une vérification porte sur une seule journée : envoyez servicedDate",
         );
     }
     t.fixed(

@@ -511,7 +511,7 @@ pub async fn search_coverage(
             "/query/beneficiary",
             "invalid_reference",
             "must be Patient/<id>, the bare id, or Patient/<id> under this server's /fhir/r4/",
-            "doit être Patient/<id>, l'id seul, ou Patient/<id> sous le /fhir/r4/ de ce serveur",
+            "doit être Patient/<id>, l'id seul ou Patient/<id> sous le /fhir/r4/ de ce serveur",
         )));
     }
     // Its cursors name the person as the search reads it: `Patient/x` and `x` are one search,

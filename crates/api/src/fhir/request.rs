@@ -171,7 +171,7 @@ impl Translation {
                     &at,
                     "unsupported_modifier",
                     "is a modifier this service does not understand: the resource cannot be processed with it",
-                    "est un modificateur que ce service ne comprend pas : la ressource ne peut être traitée avec lui",
+                    "est un modificateur que ce service ne comprend pas : la ressource ne peut pas être traitée tant qu'il est présent",
                 ));
             } else {
                 let in_extension = in_extension || name == "extension";

@@ -419,10 +419,23 @@ pub fn illegal_state(state: ClaimStatus) -> ApiError {
         &format!("claim_{}", state.as_str()),
         &format!("Not possible while the claim is {}.", state.as_str()),
         &format!(
-            "Impossible tant que la demande de remboursement est au statut {}.",
-            state.as_str()
+            "Impossible : la demande de remboursement est au statut « {} » ({}).",
+            state.as_str(),
+            french_status(state)
         ),
     )
+}
+
+/// A claim's status as a clerk reads it in French, beside its code.
+fn french_status(state: ClaimStatus) -> &'static str {
+    match state {
+        ClaimStatus::AwaitingBase => "en attente du régime de base",
+        ClaimStatus::AwaitingComplementary => "en attente de la mutuelle",
+        ClaimStatus::Adjudicated => "liquidée",
+        ClaimStatus::Settled => "réglée",
+        ClaimStatus::Rejected => "rejetée",
+        ClaimStatus::Cancelled => "annulée",
+    }
 }
 
 fn refusal(e: ClaimError) -> ApiError {
@@ -1127,7 +1140,7 @@ fn fact_faults(
                 "/base_adjudication",
                 "not_base_payer",
                 "you are not this person's eligible base payer",
-                "vous n'êtes pas le régime de base éligible de cette personne",
+                "vous n'êtes pas le régime de base qui couvre cette personne à la date des soins",
             )]
         }
         _ => Vec::new(),

@@ -218,7 +218,7 @@ pub(crate) fn read_person(
             "/beneficiary",
             "ambiguous_person",
             "give exactly one of id, national_id, or organization with member_number",
-            "indiquez exactement un critère parmi id, national_id, ou organization avec member_number",
+            "indiquez exactement un critère parmi id, national_id ou organization avec member_number",
         ));
         return None;
     }
@@ -255,7 +255,7 @@ pub(crate) fn read_person(
                     "/beneficiary/birth_date",
                     "invalid_date",
                     "must be a calendar date YYYY-MM-DD, or YYYY when only the year is known",
-                    "doit être une date du calendrier AAAA-MM-JJ, ou AAAA si seule l'année est connue",
+                    "doit être une date valide au format AAAA-MM-JJ, ou AAAA si seule l'année est connue",
                 ));
                 return None;
             }
@@ -353,7 +353,7 @@ pub(crate) fn read_check(
                     "/service_date",
                     "out_of_range",
                     format!("must be between 1900-01-01 and {latest}"),
-                    format!("doit être entre le 1900-01-01 et le {latest}"),
+                    format!("doit être comprise entre le 1900-01-01 et le {latest}"),
                 ));
                 None
             }
@@ -454,7 +454,7 @@ pub(crate) fn ambiguous_person() -> FieldError {
         "/beneficiary/birth_date",
         "ambiguous_person",
         "several people covered under this member number were born so: name the one meant by id or national_id",
-        "plusieurs personnes couvertes sous ce numéro d'adhérent sont nées ainsi : désignez la bonne par id ou national_id",
+        "plusieurs personnes couvertes sous ce numéro d'adhérent ont cette date de naissance : désignez la personne voulue par id ou national_id",
     )
 }
 

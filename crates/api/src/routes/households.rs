@@ -249,7 +249,7 @@ fn after_household_end() -> FieldError {
         "/start_date",
         "after_household_end",
         "must not be after the household's end_date",
-        "ne doit pas suivre la date de fin du ménage",
+        "ne doit pas être postérieure à la date de fin du ménage",
     )
 }
 

@@ -264,7 +264,7 @@ async fn merge_once(
                 "/into",
                 "identity_mismatch",
                 "The two records disagree on sex or birth date: they are not one person.",
-                "Les deux fiches diffèrent par le sexe ou la date de naissance : ce n'est pas une même personne.",
+                "Les deux fiches diffèrent par le sexe ou la date de naissance : il ne s'agit pas de la même personne.",
             ),
             Target::NationalId(_) => conflict_at(
                 "/national_id",
@@ -286,7 +286,7 @@ fn into_merged() -> ApiError {
         "/into",
         "already_merged",
         "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
-        "La fiche désignée par into a été fusionnée dans celle d'une autre personne : lisez-la pour obtenir son merged_into, et fusionnez dans la fiche de cette personne.",
+        "La fiche désignée par into a été fusionnée dans celle d'une autre personne : consultez-la pour connaître la fiche qui la remplace (merged_into, et fusionnez dans la fiche de cette personne.",
     )
 }
 

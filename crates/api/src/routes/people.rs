@@ -152,8 +152,8 @@ pub fn coverages_ended() -> ApiError {
     conflict_at(
         "",
         "coverage_terminated",
-        "Your organisation's coverages of this person are terminated: it no longer corrects them.",
-        "Les couvertures de cette personne par votre organisation sont résiliées : votre organisation ne peut plus corriger sa fiche.",
+        "Your organisation's coverages of this person are terminated: it can no longer correct their record.",
+        "Toutes les couvertures de cette personne auprès de votre organisation sont résiliées : votre organisation ne peut plus corriger sa fiche.",
     )
 }
 

@@ -870,7 +870,7 @@ pub async fn add_contribution(
                 "/period_start",
                 "after_coverage_end",
                 format!("must not be after the coverage's end_date, {end}"),
-                format!("ne doit pas suivre la date de fin de la couverture, le {end}"),
+                format!("ne doit pas être postérieure à la date de fin de la couverture, le {end}"),
             ));
         }
     }

@@ -199,7 +199,10 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<String, FieldError> 
         _ => return Err(bad("must use https://", "doit utiliser https://")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not carry credentials", "ne doit pas contenir d'identifiants"));
+        return Err(bad(
+            "must not carry credentials (user:password@)",
+            "ne doit pas contenir d'identifiants de connexion (utilisateur:mot de passe@)",
+        ));
     }
     let host = url
         .host_str()
@@ -705,7 +708,7 @@ pub fn not_failed(status: &str) -> ApiError {
             "",
             "delivery_pending",
             "This delivery is still being tried (see next_attempt_at); only a failed one may be sent again.",
-            "Cette livraison est encore en cours de tentatives (voir next_attempt_at) ; seule une livraison en échec peut être renvoyée.",
+            "Cette livraison est encore en cours (prochaine tentative : voir next_attempt_at) ; seule une livraison en échec peut être renvoyée.",
         )
     }
 }

@@ -276,7 +276,7 @@ fn unnamed_columns_error(filled: &[usize], line: u64, household: &str) -> Option
         .collect();
     let (en_more, fr_more) = match filled.len().saturating_sub(UNNAMED_COLUMNS_NAMED) {
         0 => (String::new(), String::new()),
-        more => (format!(" and {more} more"), format!(" et encore {more}")),
+        more => (format!(" and {more} more"), format!(" et {more} autres")),
     };
     let list = letters.join(", ");
     match filled.len() {
@@ -694,7 +694,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 self.header.column_at(n - 1).unwrap_or_default(),
                 "unclosed_quote",
                 "a quote opened in this cell is not closed (a quote forgotten?): the row stops at the end of its line, and the next line is read as a row of its own",
-                "un guillemet ouvert dans cette cellule n'est pas refermé (un guillemet oublié ?) : la ligne est lue jusqu'au bout de sa ligne seulement, et la suivante est lue comme une ligne à part",
+                "un guillemet ouvert dans cette cellule n'est pas refermé (un guillemet oublié ?) : la cellule s'arrête à la fin de la ligne du fichier, et la ligne suivante du fichier est lue comme une nouvelle ligne",
             ))
         } else if n != width {
             Some(RowError::new(
@@ -703,7 +703,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 "",
                 "wrong_field_count",
                 format!("this row has {n} fields; the header has {width}"),
-                format!("cette ligne n'a pas autant de champs que l'en-tête ({n} au lieu de {width})"),
+                format!("cette ligne n'a pas le même nombre de champs que l'en-tête ({n} au lieu de {width})"),
             ))
         } else {
             record.stray_quote.map(|position| RowError::new(
@@ -712,7 +712,7 @@ impl<R: Read + Seek> CsvHouseholds<R> {
                 self.header.column_at(position).unwrap_or_default(),
                 "stray_quote",
                 "this cell holds a quote that neither opens nor closes it, which a spreadsheet never writes: most likely the end of a cell typed over several lines whose first line was read as a row of its own, or a quote typed by hand; nothing of this row is registered",
-                "cette cellule contient un guillemet qui ne l'ouvre ni ne la ferme, ce qu'un tableur n'écrit jamais : sans doute la fin d'une cellule sur plusieurs lignes dont la première ligne a été lue comme une ligne à part, ou un guillemet saisi à la main ; rien de cette ligne n'est inscrit",
+                "cette cellule contient un guillemet qui ne l'ouvre ni ne la ferme, ce qu'un tableur n'écrit jamais : sans doute la fin d'une cellule écrite sur plusieurs lignes du fichier, dont le début a été lu comme une ligne distincte, ou un guillemet saisi à la main ; rien de cette ligne n'est inscrit",
             ))
         };
         if let Some(e) = shape_error {

@@ -140,7 +140,7 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
                         "malformed_json",
                         format!("this line names one member twice in an object (column {})", e.column()),
                         format!(
-                            "cette ligne nomme deux fois un même membre dans un objet (colonne {})",
+                            "cette ligne contient deux fois la même clé dans un objet (colonne {})",
                             e.column()
                         ),
                     ))

@@ -1072,7 +1072,7 @@ fn a_row_filling_many_unnamed_columns_is_one_error() {
         "{}",
         h2.errors[0].message_en
     );
-    assert!(h2.errors[0].message_fr.contains("O, P, Q, R, S et encore 49995"));
+    assert!(h2.errors[0].message_fr.contains("O, P, Q, R, S et 49995 autres"));
 }
 
 /// A JSON line of sixty thousand made-up members, or of a hundred dependants each wrong thrice,
