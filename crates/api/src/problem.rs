@@ -150,7 +150,7 @@ pub struct Problem {
 /// One rule a request broke, in a `validation_failed` problem (or the member at fault in a
 /// registration's `conflict`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"field": "/lines/0/unit_price_xof", "code": "out_of_range", "message": "doit être de 1 à 1000000000000 XOF"}))]
+#[schema(example = json!({"field": "/lines/0/unit_price_xof", "code": "out_of_range", "message": "doit être de 1 à 1 000 000 000 000 XOF"}))]
 pub struct ProblemField {
     /// JSON Pointer into the request (`/header/<name>` and `/query/<name>` for those parts);
     /// empty for the body as a whole.

@@ -7,16 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::coverage::Coverage;
 use crate::error::FieldError;
-use crate::money::{BasisPoints, Xof, MAX_XOF};
+use crate::money::{grouped_en, grouped_fr, BasisPoints, Xof, MAX_XOF};
 use crate::product::Layer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CoordinationError {
     #[error("amounts and quantities must not be negative")]
     Negative,
-    #[error("amount above the largest accepted, {MAX_XOF} XOF")]
+    #[error("amount above the largest accepted, {} XOF", grouped_en(MAX_XOF))]
     TooLarge,
-    #[error("a rate above 10000 basis points")]
+    #[error("a rate above 10,000 basis points")]
     RateOutOfRange,
     #[error("the base share exceeds the billed amount")]
     BaseExceedsBilled,
@@ -42,8 +42,8 @@ impl CoordinationError {
     pub fn message_fr(self) -> String {
         match self {
             CoordinationError::Negative => "les montants et quantités ne doivent pas être négatifs".into(),
-            CoordinationError::TooLarge => format!("montant supérieur au maximum accepté, {MAX_XOF} XOF"),
-            CoordinationError::RateOutOfRange => "un taux supérieur à 10000 points de base".into(),
+            CoordinationError::TooLarge => format!("montant supérieur au maximum accepté, {} XOF", grouped_fr(MAX_XOF)),
+            CoordinationError::RateOutOfRange => "un taux supérieur à 10 000 points de base".into(),
             CoordinationError::BaseExceedsBilled => "la part de base dépasse le montant facturé".into(),
             CoordinationError::ApprovedExceedsProposed => {
                 "le montant approuvé dépasse la part complémentaire proposée".into()
@@ -421,8 +421,8 @@ impl LineDecisionDraft {
                 errors.push(FieldError::new(
                     approved_field,
                     "out_of_range",
-                    format!("must be between 0 and {MAX_XOF}"),
-                    format!("doit être compris entre 0 et {MAX_XOF}"),
+                    format!("must be between 0 and {}", grouped_en(MAX_XOF)),
+                    format!("doit être compris entre 0 et {}", grouped_fr(MAX_XOF)),
                 ));
                 None
             }

@@ -6,6 +6,38 @@ use serde::{Deserialize, Serialize};
 /// far below `i64::MAX`, so sums of a few thousand amounts cannot overflow.
 pub const MAX_XOF: i64 = 1_000_000_000_000;
 
+/// A whole number as people read it in a message: digits in groups of three from the right,
+/// `1,000,000` in English and `1 000 000` in French (an ordinary space, as every space of the
+/// French texts: API.md §4), so that a clerk need not count twelve zeros. Four digits and fewer
+/// stay whole (`1000`), as both languages write them.
+pub fn grouped(n: i64, separator: char) -> String {
+    let digits = n.unsigned_abs().to_string();
+    if digits.len() <= 4 {
+        return n.to_string();
+    }
+    let mut out = String::with_capacity(digits.len() * 4 / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(separator);
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// [`grouped`] for an English text.
+pub fn grouped_en(n: i64) -> String {
+    grouped(n, ',')
+}
+
+/// [`grouped`] for a French text.
+pub fn grouped_fr(n: i64) -> String {
+    grouped(n, ' ')
+}
+
 /// A whole number of West African CFA francs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -65,6 +97,19 @@ impl BasisPoints {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn numbers_in_messages_are_grouped_by_three() {
+        assert_eq!(grouped_en(1_000_000_000_000), "1,000,000,000,000");
+        assert_eq!(grouped_fr(1_000_000_000_000), "1 000 000 000 000");
+        assert_eq!(grouped_fr(10_000), "10 000");
+        assert_eq!(grouped_en(123_456), "123,456");
+        assert_eq!(grouped_en(-12_345), "-12,345");
+        assert_eq!(grouped_fr(1000), "1000");
+        assert_eq!(grouped_en(0), "0");
+        assert_eq!(grouped_en(i64::MIN), "-9,223,372,036,854,775,808");
+    }
+
     use super::*;
 
     #[test]

@@ -2,6 +2,7 @@
 //! `POST /v1/eligibility-checks`, read from and written as FHIR.
 
 use axum::extract::State;
+use passerelle_domain::money::{grouped_en, grouped_fr};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
@@ -346,8 +347,8 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
                 t.error(
                     "item[0].quantity.value",
                     "out_of_range",
-                    format!("must be from 1 to {MAX_QUANTITY}"),
-                    format!("doit être de 1 à {MAX_QUANTITY}"),
+                    format!("must be from 1 to {}", grouped_en(MAX_QUANTITY)),
+                    format!("doit être de 1 à {}", grouped_fr(MAX_QUANTITY)),
                 );
                 None
             }

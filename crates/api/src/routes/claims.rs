@@ -14,6 +14,7 @@ use passerelle_domain::coordination::{billed, choose_base, choose_complementary,
 use passerelle_domain::coverage::Coverage;
 use passerelle_domain::eligibility::{evaluate_with_later_versions, Reason, ReasonCode};
 use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{grouped_en, grouped_fr};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
 use passerelle_domain::ports::{
@@ -723,16 +724,16 @@ pub(crate) fn read_claim(
                     errors.push(FieldError::new(
                         format!("{p}/quantity"),
                         "out_of_range",
-                        format!("must be from 1 to {MAX_QUANTITY}"),
-                        format!("doit être de 1 à {MAX_QUANTITY}"),
+                        format!("must be from 1 to {}", grouped_en(MAX_QUANTITY)),
+                        format!("doit être de 1 à {}", grouped_fr(MAX_QUANTITY)),
                     ));
                 }
                 if price.is_some_and(|x| !(1..=MAX_XOF).contains(&x)) {
                     errors.push(FieldError::new(
                         format!("{p}/unit_price_xof"),
                         "out_of_range",
-                        format!("must be from 1 to {MAX_XOF} XOF"),
-                        format!("doit être de 1 à {MAX_XOF} XOF"),
+                        format!("must be from 1 to {} XOF", grouped_en(MAX_XOF)),
+                        format!("doit être de 1 à {} XOF", grouped_fr(MAX_XOF)),
                     ));
                 }
                 let (Some(code), Some(category), Some(quantity), Some(price)) = (code, category, quantity, price)
@@ -748,8 +749,11 @@ pub(crate) fn read_claim(
                     errors.push(FieldError::new(
                         format!("{p}/unit_price_xof"),
                         "line_total_too_large",
-                        format!("quantity × unit_price_xof must be at most {MAX_XOF} XOF"),
-                        format!("quantity × unit_price_xof ne doit pas dépasser {MAX_XOF} XOF"),
+                        format!("quantity × unit_price_xof must be at most {} XOF", grouped_en(MAX_XOF)),
+                        format!(
+                            "quantity × unit_price_xof ne doit pas dépasser {} XOF",
+                            grouped_fr(MAX_XOF)
+                        ),
                     ));
                     continue;
                 };
@@ -776,8 +780,11 @@ pub(crate) fn read_claim(
                 errors.push(FieldError::new(
                     "/lines",
                     "claim_total_too_large",
-                    format!("the claim's total must be at most {MAX_XOF} XOF"),
-                    format!("le total de la demande ne doit pas dépasser {MAX_XOF} XOF"),
+                    format!("the claim's total must be at most {} XOF", grouped_en(MAX_XOF)),
+                    format!(
+                        "le total de la demande ne doit pas dépasser {} XOF",
+                        grouped_fr(MAX_XOF)
+                    ),
                 ));
             }
         }

@@ -9,6 +9,7 @@ use passerelle_domain::coordination::{choose_base, choose_complementary, estimat
 use passerelle_domain::coverage::Coverage;
 use passerelle_domain::eligibility::{evaluate_with_later_versions, BirthDatePrecision, CoverageEligibility};
 use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::money::{grouped_en, grouped_fr};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::OrgKind;
 use passerelle_domain::ports::{EligibilityFacts, PersonKey, AMBIGUOUS_PERSON};
@@ -390,8 +391,8 @@ pub(crate) fn read_check(
             errors.push(FieldError::new(
                 "/amount_xof",
                 "out_of_range",
-                format!("must be from 0 to {MAX_XOF} XOF"),
-                format!("doit être de 0 à {MAX_XOF} XOF"),
+                format!("must be from 0 to {} XOF", grouped_en(MAX_XOF)),
+                format!("doit être de 0 à {} XOF", grouped_fr(MAX_XOF)),
             ));
             None
         }

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::{Contribution, Coverage, CoverageStatus};
 use passerelle_domain::error::{FieldError, StoreError};
+use passerelle_domain::money::{grouped_en, grouped_fr};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::pagination::{Page, PageRequest};
 use passerelle_domain::ports::CoverageUpdate;
@@ -834,8 +835,8 @@ pub async fn add_contribution(
             all.push(FieldError::new(
                 "/amount_xof",
                 "out_of_range",
-                format!("must be from 1 to {MAX_XOF} XOF"),
-                format!("doit être de 1 à {MAX_XOF} XOF"),
+                format!("must be from 1 to {} XOF", grouped_en(MAX_XOF)),
+                format!("doit être de 1 à {} XOF", grouped_fr(MAX_XOF)),
             ));
         }
     }

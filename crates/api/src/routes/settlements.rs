@@ -8,6 +8,7 @@ use axum::Json;
 use chrono::NaiveDate;
 use passerelle_domain::claim::Claim;
 use passerelle_domain::error::FieldError;
+use passerelle_domain::money::{grouped_en, grouped_fr};
 use passerelle_domain::money::{Xof, MAX_XOF};
 use passerelle_domain::organization::{OrgId, OrgKind};
 use passerelle_domain::pagination::PageRequest;
@@ -673,8 +674,8 @@ pub async fn add_payment(
         errors.push(FieldError::new(
             "/amount_xof",
             "out_of_range",
-            format!("must be from 1 to {MAX_XOF} XOF"),
-            format!("doit être de 1 à {MAX_XOF} XOF"),
+            format!("must be from 1 to {} XOF", grouped_en(MAX_XOF)),
+            format!("doit être de 1 à {} XOF", grouped_fr(MAX_XOF)),
         ));
     }
     if paid_at.is_some_and(|d| d > state.clock.today()) {
