@@ -877,12 +877,14 @@ impl ApiError {
     /// A request whose body had not all arrived when the request timeout passed.
     pub fn body_too_slow(timeout: std::time::Duration) -> ApiError {
         let seconds = timeout.as_secs_f64();
+        // French writes a decimal comma (1,5 secondes).
+        let secondes = seconds.to_string().replace('.', ",");
         ApiError::RequestTimeout {
             en: format!(
                 "The request's body had not all arrived after {seconds} seconds; nothing was done: send the request again."
             ),
             fr: format!(
-                "Le corps de la requête n'était pas arrivé en entier après {seconds} secondes ; rien n'a été fait : renvoyez la requête."
+                "Le corps de la requête n'était pas arrivé en entier après {secondes} secondes ; rien n'a été fait : renvoyez la requête."
             ),
         }
     }
@@ -894,6 +896,18 @@ mod tests {
 
     /// The documented value set of `Problem.code` is what the errors give, no more, no less. The
     /// match names every variant, so a new one fails to compile here until it is listed.
+    #[test]
+    fn seconds_are_written_as_each_language_writes_them() {
+        let ((_, en), (_, fr)) = ApiError::body_too_slow(std::time::Duration::from_millis(1500)).texts();
+        assert!(en.contains("after 1.5 seconds"), "{en}");
+        assert!(fr.contains("après 1,5 secondes"), "{fr}");
+        let ((_, en), (_, fr)) = ApiError::body_too_slow(std::time::Duration::from_secs(30)).texts();
+        assert!(
+            en.contains("after 30 seconds") && fr.contains("après 30 secondes"),
+            "{en} {fr}"
+        );
+    }
+
     #[test]
     fn problem_codes_are_the_errors_codes() {
         fn one_of_each(e: &ApiError) -> Vec<ApiError> {

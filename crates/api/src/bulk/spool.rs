@@ -195,9 +195,11 @@ pub async fn check_writable(dir: &Path) -> Result<(), String> {
 /// An upload that sent nothing for `idle`: cut, nothing kept.
 pub fn went_silent(idle: Duration) -> ApiError {
     let seconds = idle.as_secs_f64();
+    // French writes a decimal comma (1,5 secondes).
+    let secondes = seconds.to_string().replace('.', ",");
     ApiError::RequestTimeout {
         en: format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
-        fr: format!("L'envoi n'a rien transmis pendant {seconds} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
+        fr: format!("L'envoi n'a rien transmis pendant {secondes} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
     }
 }
 
