@@ -1398,7 +1398,7 @@ async fn an_upload_that_goes_silent_is_cut_and_gives_its_room_back(backend: Back
     )
     .await;
     cut.problem(408, "request_timeout");
-    assert!(cut.text.contains("0.3"), "{}", cut.text);
+    assert!(cut.text.contains("pendant 0,3 seconde et"), "{}", cut.text);
     assert_eq!(cut.header("connection"), Some("close"));
     assert!(
         started.elapsed() < Duration::from_secs(4),

@@ -451,7 +451,7 @@ impl ApiError {
                 ),
                 (
                     "Type de contenu non pris en charge",
-                    "Un corps JSON est en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset.".to_owned(),
+                    "Un corps JSON doit être en UTF-8 : envoyez-le avec charset=utf-8 ou sans charset.".to_owned(),
                 ),
             ),
             ApiError::NotAcceptable { available } => (
@@ -873,18 +873,26 @@ pub fn problem_response(error: &ApiError, ctx: &RequestContext) -> Response {
     response
 }
 
+/// A number of seconds in French: a decimal comma, and « seconde » below two (`1,5 seconde`,
+/// `30 secondes`).
+pub fn french_seconds(seconds: f64) -> String {
+    let number = seconds.to_string().replace('.', ",");
+    let unit = if seconds < 2.0 { "seconde" } else { "secondes" };
+    format!("{number} {unit}")
+}
+
 impl ApiError {
     /// A request whose body had not all arrived when the request timeout passed.
     pub fn body_too_slow(timeout: std::time::Duration) -> ApiError {
         let seconds = timeout.as_secs_f64();
-        // French writes a decimal comma (1,5 secondes).
-        let secondes = seconds.to_string().replace('.', ",");
+        // French writes a decimal comma, and the singular below two (1,5 seconde).
+        let secondes = french_seconds(seconds);
         ApiError::RequestTimeout {
             en: format!(
                 "The request's body had not all arrived after {seconds} seconds; nothing was done: send the request again."
             ),
             fr: format!(
-                "Le corps de la requête n'était pas arrivé en entier après {secondes} secondes ; rien n'a été fait : renvoyez la requête."
+                "Le corps de la requête n'était pas arrivé en entier après {secondes} ; rien n'a été fait : renvoyez la requête."
             ),
         }
     }
@@ -900,7 +908,7 @@ mod tests {
     fn seconds_are_written_as_each_language_writes_them() {
         let ((_, en), (_, fr)) = ApiError::body_too_slow(std::time::Duration::from_millis(1500)).texts();
         assert!(en.contains("after 1.5 seconds"), "{en}");
-        assert!(fr.contains("après 1,5 secondes"), "{fr}");
+        assert!(fr.contains("après 1,5 seconde ;"), "{fr}");
         let ((_, en), (_, fr)) = ApiError::body_too_slow(std::time::Duration::from_secs(30)).texts();
         assert!(
             en.contains("after 30 seconds") && fr.contains("après 30 secondes"),

@@ -698,8 +698,8 @@ fn phone_hint(raw: &str) -> Option<(&'static str, &'static str)> {
     }
     if (8..=15).contains(&compact.len()) && compact.bytes().all(|b| b.is_ascii_digit()) {
         return Some((
-            "the leading + is missing, which a spreadsheet drops from a number: write it as +228…, +223… or +221…, and format the column as Text",
-            "le + initial manque, qu'un tableur retire d'un nombre : écrivez-le +228…, +223… ou +221…, et mettez la colonne au format Texte",
+            "the leading + is missing: write it as +228…, +223… or +221… (a spreadsheet drops it from a number: format the column as Text)",
+            "le + initial manque : écrivez-le +228…, +223… ou +221… (un tableur le retire d'un nombre : mettez la colonne au format Texte)",
         ));
     }
     None
@@ -969,7 +969,7 @@ impl BeneficiaryDraft {
                         at,
                         "incomplete_locality",
                         "a locality has a region, a district and a commune, or none of them",
-                        "une localité a une région, un district et une commune, ou aucun des trois",
+                        "une localité doit comporter une région, un district et une commune, ou aucun des trois",
                     ));
                     checked.push(None);
                 } else {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::problem::ApiError;
+use crate::problem::{french_seconds, ApiError};
 
 /// An uploaded file on disk; removed when dropped unless kept for its job.
 pub struct Spooled {
@@ -195,11 +195,11 @@ pub async fn check_writable(dir: &Path) -> Result<(), String> {
 /// An upload that sent nothing for `idle`: cut, nothing kept.
 pub fn went_silent(idle: Duration) -> ApiError {
     let seconds = idle.as_secs_f64();
-    // French writes a decimal comma (1,5 secondes).
-    let secondes = seconds.to_string().replace('.', ",");
+    // French writes a decimal comma, and the singular below two (1,5 seconde).
+    let secondes = french_seconds(seconds);
     ApiError::RequestTimeout {
         en: format!("The upload sent nothing for {seconds} seconds and was stopped; nothing was kept: send the file again."),
-        fr: format!("L'envoi n'a rien transmis pendant {secondes} secondes et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
+        fr: format!("L'envoi n'a rien transmis pendant {secondes} et a été arrêté ; rien n'a été conservé : renvoyez le fichier."),
     }
 }
 

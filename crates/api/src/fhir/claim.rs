@@ -772,7 +772,7 @@ fn translate(body: &Map<String, Value>, public_base: &str) -> Translation {
 pub fn duplicate_identifier() -> ApiError {
     let (en, fr) = (
         "A claim of this provider already has this identifier, whatever its status: a claim is not paid twice; a correction is sent under a new identifier.",
-        "Une demande de remboursement de ce prestataire porte déjà cet identifiant, quel que soit son statut : une demande n'est pas payée deux fois ; une correction est envoyée sous un nouvel identifiant.",
+        "Une demande de remboursement de ce prestataire porte déjà cet identifiant, quel que soit son statut : une demande n'est pas payée deux fois ; envoyez toute correction sous un nouvel identifiant.",
     );
     ApiError::Conflict {
         en: en.into(),

@@ -989,7 +989,7 @@ pub fn duplicate_external_id() -> ApiError {
         "/external_id",
         EXTERNAL_ID_TAKEN,
         "A claim of this provider already has this external_id, whatever its status: a claim is not paid twice. Find it with GET /v1/claims?external_id=; a correction is sent under a new external_id.",
-        "Une demande de remboursement de ce prestataire porte déjà cet external_id, quel que soit son statut : une demande n'est pas payée deux fois. Retrouvez-la avec GET /v1/claims?external_id= ; une correction est envoyée sous un nouvel external_id.",
+        "Une demande de remboursement de ce prestataire porte déjà cet external_id, quel que soit son statut : une demande n'est pas payée deux fois. Retrouvez-la avec GET /v1/claims?external_id= ; envoyez toute correction sous un nouvel external_id.",
     )
 }
 

@@ -419,7 +419,7 @@ fn national_id_of(sent: &Value, rules: &NationalIdRules, errors: &mut Vec<FieldE
             format!("/national_id{}", pointer(key)),
             "unknown_field",
             "a national id has a country, a type and a value",
-            "un numéro d'identité nationale a un pays, un type et une valeur",
+            "un numéro d'identité nationale ne comporte qu'un pays, un type et une valeur",
         ));
     }
     let mut part = |name: &str| match id.get(name) {
@@ -457,7 +457,7 @@ fn merged_locality(
             format!("/locality{}", pointer(key)),
             "unknown_field",
             "a locality has a region, a district and a commune",
-            "une localité a une région, un district et une commune",
+            "une localité ne comporte qu'une région, un district et une commune",
         ));
     }
     let part = |name: &str, errors: &mut Vec<FieldError>| match patch.get(name) {

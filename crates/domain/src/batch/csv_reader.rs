@@ -856,7 +856,7 @@ fn finish(group: Group) -> HouseholdItem {
             CSV_COLUMNS[HOUSEHOLD],
             "required",
             "every row names its household",
-            "chaque ligne indique son ménage",
+            "chaque ligne doit indiquer son ménage",
         ));
     }
     // Every run of a split household fails, the first one too: registering it would leave the
