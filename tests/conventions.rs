@@ -410,7 +410,7 @@ async fn follow_links(app: &TestApp, token: &str, id: &str, path: &str, reply: &
 /// The document's links lead where they say: from a registration to its principal and their
 /// coverage, from a person to their coverages and their FHIR Patient, from a coverage to its
 /// contributions and its FHIR Coverage, from a claim to itself and its ClaimResponse, from a new
-/// organisation to itself.
+/// organisation to itself, and from a claim's read to its ClaimResponse.
 async fn links_lead_where_they_say(backend: Backend) {
     let s = setup(backend).await;
     let app = &s.app;
@@ -447,6 +447,9 @@ async fn links_lead_where_they_say(backend: Backend) {
     .await;
     assert_eq!(submitted.status.as_u16(), 201, "{}", submitted.text);
     followed += follow_links(app, &token, "submit_claim", "/v1/claims", &submitted).await;
+    let read = format!("/v1/claims/{}", submitted.json["id"].as_str().unwrap());
+    let claim_read = app.get(&read, &token).await;
+    followed += follow_links(app, &token, "get_claim", &read, &claim_read).await;
     let body = json!({"id": "cms-links", "kind": "provider", "country": "TG", "name": "CMS des liens"});
     let created = app.post("/v1/organizations", &app.operator(), &body).await;
     assert_eq!(created.status.as_u16(), 201, "{}", created.text);
@@ -458,7 +461,7 @@ async fn links_lead_where_they_say(backend: Backend) {
         &created,
     )
     .await;
-    assert_eq!(followed, 2 + 2 + 2 + 2 + 1);
+    assert_eq!(followed, 2 + 2 + 2 + 2 + 1 + 1);
 }
 
 on_both_databases!(

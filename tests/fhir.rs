@@ -1912,7 +1912,7 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
     );
     type Change = fn(&mut Value);
     // The façade takes each of these (`fhir_post` holds them to the schema as well).
-    let taken: [(&str, &str, Change); 10] = [
+    let taken: [(&str, &str, Change); 14] = [
         ("eligibility", "as written", |_| {}),
         ("eligibility", "decimals holding whole numbers", |b| {
             b["item"][0]["unitPrice"]["value"] = json!(10000.0);
@@ -1970,13 +1970,39 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
             b["item"][0]["unitPrice"]["currency"] = Value::Null;
             b["patient"]["reference"] = Value::Null;
         }),
+        (
+            "eligibility",
+            "a national id's country within spaces, identifiers after the first of any shape",
+            |b| {
+                b["patient"] =
+                    json!({"identifier": {"system": "urn:passerelle:national-id: TG :NIU", "value": "123456789012"}});
+                b["identifier"] = json!([{"value": "CHK-1"}, 5]);
+            },
+        ),
+        (
+            "eligibility",
+            "an absolute reference on this base with its path in capitals, a null identifier",
+            |b| {
+                b["patient"] = json!({"reference": "{BASE}/FHIR/R4/Patient/{PRINCIPAL}"});
+                b["identifier"] = json!([null]);
+            },
+        ),
+        ("claim", "an organisation's absolute reference in capitals", |b| {
+            b["provider"] = json!({"reference": "{BASE}/Fhir/R4/Organization/cms-a"});
+        }),
+        ("claim", "two items on one day, one within spaces", |b| {
+            let mut second = b["item"][0].clone();
+            second["sequence"] = json!(2);
+            second["servicedDate"] = json!(" 2026-06-01");
+            b["item"].as_array_mut().unwrap().push(second);
+        }),
         ("eligibility", "a currency within white space as Rust trims it", |b| {
             b["item"][0]["unitPrice"]["currency"] = json!("\u{85}XOF\u{3000}");
             b["servicedDate"] = json!("\t2026-06-01\u{a0}");
         }),
     ];
     // Each is refused by the façade, 422, and by the schema.
-    let refused: [(&str, &str, Change); 32] = [
+    let refused: [(&str, &str, Change); 34] = [
         ("eligibility", "no patient", |b| {
             b.as_object_mut().unwrap().remove("patient");
         }),
@@ -2056,6 +2082,12 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
         ("claim", "a day that is no date", |b| {
             b["item"][0]["servicedDate"] = json!("yesterday")
         }),
+        ("eligibility", "an empty identifier system", |b| {
+            b["identifier"] = json!([{"system": "", "value": "x"}])
+        }),
+        ("claim", "a price without value", |b| {
+            b["item"][0]["unitPrice"] = json!({"value": null, "currency": "XOF"})
+        }),
         ("eligibility", "a patient named by nothing", |b| {
             b["patient"] = json!({"display": "Kossi"})
         }),
@@ -2071,9 +2103,18 @@ async fn the_request_schemas_are_the_facades_rules(backend: Backend) {
         _ => "/fhir/r4/CoverageEligibilityRequest",
     };
     let mut sent = 0;
+    // What a change cannot know: this server's base and the person's id.
+    let placed = |body: Value| -> Value {
+        let text = body
+            .to_string()
+            .replace("{BASE}", &app.base)
+            .replace("{PRINCIPAL}", &s.principal);
+        serde_json::from_str(&text).unwrap()
+    };
     for (kind, what, change) in taken {
         let mut body = if kind == "claim" { claim.clone() } else { check.clone() };
         change(&mut body);
+        let mut body = placed(body);
         if kind == "claim" {
             sent += 1;
             body["identifier"][0]["value"] = json!(format!("EXT-S{sent}"));

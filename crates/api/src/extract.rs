@@ -173,7 +173,7 @@ fn not_json(body: &[u8], e: &serde_json::Error) -> ApiError {
                 e.column()
             ),
             format!(
-                "Le corps contient deux fois la même clé dans un objet (ligne {}, colonne {}) : ne le donnez qu'une fois.",
+                "Le corps contient deux fois la même clé dans un objet (ligne {}, colonne {}) : ne la donnez qu'une fois.",
                 e.line(),
                 e.column()
             ),

@@ -353,7 +353,8 @@ fn shared(t: &mut Translation, values: Vec<(usize, Said)>, element: &str, pointe
                     t.put(pointer, json!(v), &at);
                     first = Some(v);
                 }
-                Some(f) if v != *f => t.error(
+                // As `/v1` reads each: trimmed (` 2026-06-01` is `2026-06-01`).
+                Some(f) if v.trim() != f.trim() => t.error(
                     &at,
                     "inconsistent_items",
                     format!("must be the same for every item ({f} in item[0])"),

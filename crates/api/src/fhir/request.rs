@@ -517,7 +517,7 @@ impl Translation {
                 return None;
             }
         }
-        match value.get("value") {
+        match value.get("value").filter(|v| !v.is_null()) {
             // Past what any amount may be, `whole` saturates: the `/v1` range rule says so.
             Some(v) if whole(v).is_some() => whole(v).map(Value::from),
             Some(_) => {

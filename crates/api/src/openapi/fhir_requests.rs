@@ -31,7 +31,7 @@ fn described(name: &str, description: &str) -> Value {
 
 /// A reference written relative (`Patient/<id>`) or absolute on this server's FHIR base.
 fn reference_pattern(resource: &str) -> String {
-    format!("^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/]+(?:/[^/]+)*/fhir/r4/)?{resource}/[^/]+$")
+    format!("^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/]+(?:/[^/]+)*/[Ff][Hh][Ii][Rr]/[Rr]4/)?{resource}/[^/]+$")
 }
 
 /// An empty list, or left out: R4 forbids processing a resource with a modifier the server
@@ -86,7 +86,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 "properties": {
                     "system": {
                         "type": "string",
-                        "pattern": format!("^(?:{NATIONAL_ID_PREFIX}[A-Za-z]{{2}}:[^:]+|{MEMBER_NUMBER_PREFIX}.+)$"),
+                        "pattern": format!("^(?:{NATIONAL_ID_PREFIX}[^:]+:[^:]+|{MEMBER_NUMBER_PREFIX}.+)$"),
                         "description": format!("`{NATIONAL_ID_PREFIX}<country>:<type>` (`…:TG:NIU`: the country's two letters, and a type its rules know, 422 `unknown_national_id_type` otherwise) or `{MEMBER_NUMBER_PREFIX}<organisation id>`."),
                     },
                     "value": {
@@ -270,19 +270,20 @@ fn schemas() -> Vec<(&'static str, Value)> {
                         "type": "array",
                         "minItems": 1,
                         "items": {"type": "string", "enum": ["auth-requirements", "benefits", "discovery", "validation"]},
-                        "description": "R4's purposes, given back in the answer; left out, `validation` and `benefits`. An empty list is 422 `empty`.",
+                        "description": "R4's purposes, given back in the answer; left out, `validation`, and `benefits` too when an amount is asked (`unitPrice`). An empty list is 422 `empty`.",
                     },
                     "identifier": {
                         "type": "array",
                         "minItems": 1,
-                        "items": {
-                            "type": "object",
+                        "prefixItems": [{
+                            "type": ["object", "null"],
                             "properties": {
-                                "system": {"type": "string"},
-                                "value": {"type": "string"},
+                                "system": {"type": "string", "pattern": "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"},
+                                "value": {"type": "string", "pattern": "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"},
                             },
                             "additionalProperties": true,
-                        },
+                        }],
+                        "items": {"type": null, "description": "Identifiers after the first are ignored."},
                         "description": "The client's own reference of the request; the first is given back as the answer's `request`, so neither its `system` nor its `value` may be empty (422 `empty`).",
                     },
                     "patient": described("FhirPatientReference", "Who: 404 when unknown, or not visible to the caller."),

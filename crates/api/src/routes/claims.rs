@@ -1147,7 +1147,7 @@ fn fact_faults(
                 "/base_adjudication",
                 "not_base_payer",
                 "you are not this person's eligible base payer",
-                "vous n'êtes pas le régime de base qui couvre cette personne à la date des soins",
+                "vous n'êtes pas le régime de base dont la couverture de cette personne est en vigueur à la date des soins",
             )]
         }
         _ => Vec::new(),

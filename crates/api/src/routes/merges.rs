@@ -286,7 +286,7 @@ fn into_merged() -> ApiError {
         "/into",
         "already_merged",
         "The record named in into was merged into another person: read it for its merged_into, and merge into that person.",
-        "La fiche désignée par into a été fusionnée dans celle d'une autre personne : consultez-la pour connaître la fiche qui la remplace (merged_into, et fusionnez dans la fiche de cette personne.",
+        "La fiche désignée par into a été fusionnée dans celle d'une autre personne : consultez-la pour connaître la fiche qui la remplace (merged_into), et fusionnez dans celle-ci.",
     )
 }
 
