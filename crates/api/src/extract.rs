@@ -287,7 +287,7 @@ fn query_error(text: &str) -> FieldError {
                 field,
                 code,
                 "this operation takes no such parameter",
-                "cet appel ne prend pas ce paramètre",
+                "ce point d'accès n'accepte pas ce paramètre",
             ),
             _ => FieldError::new(
                 field,
@@ -505,7 +505,10 @@ pub(crate) fn missing_scope(scope: Scope) -> ApiError {
 pub(crate) fn wrong_kind(kind: OrgKind) -> ApiError {
     ApiError::forbidden(
         format!("An organisation of kind {} may not do this.", kind.as_str()),
-        format!("Une organisation de type {} ne peut pas faire cela.", kind.as_str()),
+        format!(
+            "Une organisation de type « {} » ne peut pas effectuer cette action.",
+            kind.as_str()
+        ),
     )
 }
 

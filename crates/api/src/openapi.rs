@@ -954,7 +954,7 @@ this resource) may not do this; checked before any state of the resource"
                     "wrong_kind",
                     ApiError::forbidden(
                         "An organisation of kind provider may not do this.",
-                        "Une organisation de type provider ne peut pas faire cela.",
+                        "Une organisation de type « provider » ne peut pas effectuer cette action.",
                     ),
                 ),
             ],

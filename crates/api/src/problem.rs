@@ -193,7 +193,7 @@ pub const PROBLEM_CODES: [&str; 19] = [
 /// The 401 of a request without a bearer token: the one whose challenge names no error.
 pub const NO_TOKEN: (&str, &str) = (
     "This endpoint needs an Authorization: Bearer <JWT> header.",
-    "Cet appel exige un en-tête Authorization: Bearer <JWT>.",
+    "Ce point d'accès exige un en-tête Authorization: Bearer <JWT>.",
 );
 
 /// The 401 of a request with two `Authorization` headers: which was meant is not guessed.
@@ -456,7 +456,7 @@ impl ApiError {
             ),
             ApiError::NotAcceptable { available } => (
                 ("Not acceptable", format!("This endpoint answers {available} only: accept it (or any type).")),
-                ("Non acceptable", format!("Ce point d'accès ne répond qu'en {available} : acceptez-le (ou tout type).")),
+                ("Non acceptable", format!("Ce point d'accès ne répond qu'en {available} : indiquez-le dans l'en-tête Accept (ou */*).")),
             ),
             ApiError::EncodedBody => (
                 (

@@ -79,7 +79,7 @@ impl FieldError {
             field,
             "invalid_characters",
             "must not contain control or invisible characters (line breaks, tabs, direction marks, zero-width spaces…)",
-            "ne doit pas contenir de caractères de contrôle ou invisibles (retours à la ligne, tabulations, marques de direction, espaces sans largeur…)",
+            "ne doit pas contenir de caractères de contrôle ou invisibles (retours à la ligne, tabulations, marques de sens d'écriture, espaces de largeur nulle…)",
         )
     }
 

@@ -79,8 +79,8 @@ pub fn not_kept_line(counts: &BatchCounts, listed: (i64, i64), lang: Lang, separ
         ),
         Lang::Fr => format!(
             "erreurs trouvées par la tâche : {errors}, doublons possibles : {duplicates} ; ce rapport en liste \
-             respectivement {listed_errors} et {listed_duplicates} (une tâche conserve les {MAX_STORED_BATCH_ERRORS} \
-             premiers de chaque sorte) : corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont le rapport les liste tous"
+             respectivement {listed_errors} et {listed_duplicates} (une tâche ne conserve que les {MAX_STORED_BATCH_ERRORS} \
+             premières erreurs et les {MAX_STORED_BATCH_ERRORS} premiers doublons) : corrigez le fichier et envoyez-le de nouveau, ou utilisez passerelle import, dont le rapport les liste tous"
         ),
     };
     let cells = [
