@@ -425,8 +425,8 @@ impl LineTooLong {
                 self.line
             ),
             format!(
-                "le fichier n'a pas pu être lu jusqu'au bout : la ligne {} dépasse {MAX_CSV_RECORD_BYTES} octets, ce \
-                 qu'aucune ligne de personne ne fait : ce n'est pas un fichier d'inscription ; rien n'a été inscrit",
+                "le fichier n'a pas pu être lu jusqu'au bout : la ligne {} dépasse {MAX_CSV_RECORD_BYTES} octets, longueur \
+                 qu'aucune ligne décrivant une personne n'atteint : ce n'est pas un fichier d'inscription ; rien n'a été inscrit",
                 self.line
             ),
         )

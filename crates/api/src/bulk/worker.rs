@@ -697,7 +697,7 @@ fn not_in_household(coverage: &str, terminated: bool) -> FieldError {
             "",
             "household_terminated",
             "this household is already registered, and terminated, without this person, who was not added",
-            "ce ménage est déjà inscrit, et résilié, sans cette personne, qui n'a pas été ajoutée",
+            "ce ménage est déjà inscrit et sa couverture est résiliée ; cette personne n'en fait pas partie et n'a pas été ajoutée",
         );
     }
     FieldError::new(

@@ -127,7 +127,7 @@ impl<R: BufRead> Iterator for NdjsonHouseholds<R> {
                     self.failure(
                         "invalid_encoding",
                         "this line is not valid UTF-8, which JSON must be: write the file in UTF-8".to_owned(),
-                        "cette ligne n'est pas en UTF-8 valide, ce que doit être du JSON : écrivez le fichier en UTF-8"
+                        "cette ligne n'est pas en UTF-8 valide, alors que le JSON doit l'être : écrivez le fichier en UTF-8"
                             .to_owned(),
                     ),
                 );
