@@ -3,7 +3,7 @@
 //! a retry that writes `2.0` for `2` is the same request; a cursor works on its own list only.
 
 use passerelle_adapters::Backend;
-use passerelle_tests::{on_both_databases, Reply, TestApp};
+use passerelle_tests::{conformance, on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -336,12 +336,9 @@ async fn a_cursor_works_on_its_own_list_only(backend: Backend) {
     assert_eq!(old.json["items"], next.json["items"]);
 }
 
-static DOCUMENT: std::sync::LazyLock<Value> =
-    std::sync::LazyLock::new(|| serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap());
-
 /// The path template and operation of an operation id in the document.
 fn operation(id: &str) -> (&'static str, &'static str, &'static Value) {
-    DOCUMENT["paths"]
+    conformance::document()["paths"]
         .as_object()
         .unwrap()
         .iter()

@@ -14,6 +14,11 @@ use serde_json::Value;
 static DOCUMENT: LazyLock<Value> =
     LazyLock::new(|| serde_json::from_str(include_str!("../../openapi/openapi.json")).expect("committed openapi.json"));
 
+/// The committed document, parsed once for every test that reads it.
+pub fn document() -> &'static Value {
+    &DOCUMENT
+}
+
 /// Headers of HTTP itself, which any answer may carry and an API document does not list.
 const TRANSPORT: [&str; 7] = [
     "content-type",
