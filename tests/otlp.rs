@@ -1,5 +1,7 @@
 //! Traces leave over OTLP/HTTP (protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set: one span per
-//! request named after its route template, and no personal data in any name or attribute.
+//! request named after its route template, and no personal data in any name or attribute. A
+//! request's W3C `traceparent` makes its span the caller's child, and a webhook delivery of what
+//! it changed a span in the same trace, whose `traceparent` the receiver gets.
 //! The only test in this binary: it installs the process-wide tracing subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step must stop the test loudly
 
@@ -31,6 +33,29 @@ const UNKNOWN_NIU: &str = "555012349876";
 
 /// What the receiver got: each POST's content type and body.
 type Received = Arc<Mutex<Vec<(String, Bytes)>>>;
+
+/// The `traceparent` headers of each webhook delivery the receiver got.
+type Hooked = Arc<Mutex<Vec<Vec<String>>>>;
+
+async fn hook(State(hooked): State<Hooked>, headers: HeaderMap) -> StatusCode {
+    let traceparents = headers
+        .get_all("traceparent")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect();
+    hooked.lock().unwrap().push(traceparents);
+    StatusCode::NO_CONTENT
+}
+
+/// The caller's trace and span of the eligibility check, and of the coverage's PATCH.
+const CHECK_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CHECK_PARENT: &str = "00f067aa0ba902b7";
+const PATCH_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const PATCH_PARENT: &str = "b7ad6b7169203331";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 async fn receive(
     State(received): State<Received>,
@@ -176,16 +201,27 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
         .unwrap();
     runtime.block_on(async move {
         let received: Received = Arc::default();
+        let hooked: Hooked = Arc::default();
+        let port = listener.local_addr().unwrap().port();
         let receiver = Router::new()
             .route("/v1/traces", post(receive))
-            .with_state(received.clone());
+            .with_state(received.clone())
+            .merge(Router::new().route("/hook", post(hook)).with_state(hooked.clone()));
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         tokio::spawn(async move { axum::serve(listener, receiver).await });
 
-        let mut app = TestApp::spawn(Backend::Sqlite).await;
+        let mut app = TestApp::spawn_with(Backend::Sqlite, |c| c.webhook_allow_insecure = true).await;
         app.create_org("mut-a", "mutuelle", "TG").await;
         app.create_org("cms-a", "provider", "TG").await;
-        let writer = app.token("mut-a", "registry:read registry:write");
+        let writer = app.token("mut-a", "registry:read registry:write webhooks:write");
+        let subscribed = app
+            .post(
+                "/v1/webhooks",
+                &writer,
+                &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["coverage.changed"]}),
+            )
+            .await;
+        assert_eq!(subscribed.status.as_u16(), 201, "{}", subscribed.text);
         let provider = app.token("cms-a", "eligibility:check");
         let product = json!({
             "layer": "complementary", "name": "Formule famille — Tsévié",
@@ -227,6 +263,7 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
                 app.request(Method::POST, "/v1/eligibility-checks")
                     .bearer_auth(&provider)
                     .header("x-request-id", "otlp-eligibility-1")
+                    .header("traceparent", format!("00-{CHECK_TRACE}-{CHECK_PARENT}-01"))
                     .json(
                         &json!({"beneficiary": {"national_id": {"country": "TG", "type": "NIU", "value": NIU}},
                                   "service_date": "2026-06-01", "care_level": "health_center"}),
@@ -252,6 +289,22 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
             .await;
         assert_eq!(search.status.as_u16(), 200, "{}", search.text);
         assert_eq!(search.json["items"][0]["id"], person.as_str());
+        let coverages = app.get(&format!("/v1/coverages?beneficiary={person}"), &writer).await;
+        let coverage = coverages.json["items"][0]["id"].as_str().unwrap().to_owned();
+        let patched = app
+            .send(
+                app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                    .bearer_auth(&writer)
+                    .header("if-match", "\"1\"")
+                    .header("traceparent", format!("00-{PATCH_TRACE}-{PATCH_PARENT}-01"))
+                    .json(&json!({"status": "suspended"})),
+            )
+            .await;
+        assert_eq!(patched.status.as_u16(), 200, "{}", patched.text);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hooked.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         app.stop().await;
 
         // Dropping the guard shuts the provider down, which exports what is still batched; it
@@ -326,6 +379,43 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
             Some("/v1/eligibility-checks")
         );
         assert_eq!(status_code(eligibility), Some(200));
+
+        // W3C Trace Context: the check's span is the caller's child, in the caller's trace; a
+        // request that came without a trace starts one.
+        assert_eq!(hex(&eligibility.trace_id), CHECK_TRACE);
+        assert_eq!(hex(&eligibility.parent_span_id), CHECK_PARENT);
+        let search_span = requests.iter().find(|s| s.name == "GET /v1/beneficiaries").unwrap();
+        assert!(search_span.parent_span_id.is_empty(), "{search_span:?}");
+        assert_ne!(hex(&search_span.trace_id), CHECK_TRACE);
+        // The PATCH's delivery: a client span in the PATCH's trace, its child, and the receiver
+        // told so.
+        let patch = requests
+            .iter()
+            .find(|s| s.name == "PATCH /v1/coverages/{id}")
+            .expect("the PATCH's span");
+        assert_eq!(hex(&patch.trace_id), PATCH_TRACE);
+        assert_eq!(hex(&patch.parent_span_id), PATCH_PARENT);
+        let deliveries: Vec<&Span> = spans.iter().copied().filter(|s| s.name == "POST").collect();
+        assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+        let delivery = deliveries[0];
+        assert_eq!(
+            delivery.kind,
+            opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client as i32
+        );
+        assert_eq!(hex(&delivery.trace_id), PATCH_TRACE);
+        assert_eq!(delivery.parent_span_id, patch.span_id, "the PATCH's child");
+        assert_eq!(string_attribute(delivery, "server.address"), Some("127.0.0.1"));
+        assert_eq!(
+            string_attribute(delivery, "passerelle.webhook.event_type"),
+            Some("coverage.changed")
+        );
+        assert_eq!(status_code(delivery), Some(204));
+        let hooked = hooked.lock().unwrap().clone();
+        assert_eq!(
+            hooked,
+            vec![vec![format!("00-{PATCH_TRACE}-{}-01", hex(&delivery.span_id))]],
+            "the receiver joins the delivery's trace"
+        );
 
         // Nothing that names the person, anywhere in the export: span and event names, every
         // attribute of the resource, scope, spans, events and links.

@@ -23,7 +23,12 @@ pub struct Receiver {
     arrived: Arc<AtomicUsize>,
     /// Each request's `User-Agent`.
     agents: Arc<Mutex<Vec<String>>>,
+    /// Each request's event id and `traceparent` headers (every one, in order).
+    traces: Arc<Mutex<Vec<Traced>>>,
 }
+
+/// A delivery's event id and the `traceparent` headers it came with.
+type Traced = (String, Vec<String>);
 
 /// A minimal HTTP/1.1 receiver: records (event id header, signature header, body), answers 500
 /// for the first `fail_first` requests, then 204.
@@ -73,6 +78,16 @@ async fn receive_on(listener: TcpListener, r: Receiver) {
             let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
             r.arrived.fetch_add(1, Ordering::SeqCst);
             r.agents.lock().unwrap().push(header("user-agent"));
+            let traceparents = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("traceparent"))
+                .map(|(_, v)| v.trim().to_owned())
+                .collect();
+            r.traces
+                .lock()
+                .unwrap()
+                .push((header("passerelle-event-id"), traceparents));
             let delay = r.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -594,6 +609,127 @@ async fn coverage_changes_are_announced(backend: Backend) {
             "the resource as its GET shows it, version included"
         );
     }
+}
+
+/// W3C Trace Context, with no traces exported: a delivery passes on the `traceparent` of the
+/// request that made the change, at every try, whichever path wrote it (a claim, a coverage's
+/// PATCH, a correction sent to the organisations covering the person); a request without one, with
+/// one that does not read, or with two, gives its deliveries none.
+async fn deliveries_carry_on_their_requests_trace_context(backend: Backend) {
+    const CLAIM_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const PATCH_TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    const CORRECTION_TRACE: &str = "00-a3ce929d0e0e47364bf92f3577b34da6-00f067aa0ba902b8-01";
+    let s = setup(backend).await;
+    let app = s.app.restart(fast).await;
+    let (r, port) = receiver().await;
+    // One try fails, so that a retry is among the requests checked.
+    r.fail_first.store(1, Ordering::SeqCst);
+    subscribe(
+        &app,
+        port,
+        json!(["claim.submitted", "coverage.changed", "beneficiary.changed"]),
+    )
+    .await;
+    let provider = provider(&app);
+    let traced_claim = |external: &str, key: &str, traces: &[&str]| {
+        let mut request = app
+            .request(reqwest::Method::POST, "/v1/claims")
+            .bearer_auth(&provider)
+            .header("idempotency-key", key)
+            .json(&claim(external, &s.spouse, "2026-06-01", one_line(5000)));
+        for trace in traces {
+            request = request.header("traceparent", *trace);
+        }
+        app.send(request)
+    };
+    let claims = [
+        (traced_claim("TR-1", "tr1", &[CLAIM_TRACE]).await, Some(CLAIM_TRACE)),
+        (traced_claim("TR-2", "tr2", &[]).await, None),
+        // An all-zero trace id is invalid; so are upper-case hex digits.
+        (
+            traced_claim(
+                "TR-3",
+                "tr3",
+                &["00-00000000000000000000000000000000-00f067aa0ba902b7-01"],
+            )
+            .await,
+            None,
+        ),
+        (
+            traced_claim(
+                "TR-4",
+                "tr4",
+                &["00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"],
+            )
+            .await,
+            None,
+        ),
+        (traced_claim("TR-5", "tr5", &[CLAIM_TRACE, PATCH_TRACE]).await, None),
+    ];
+    let mut expected: Vec<(Value, Option<&str>)> = Vec::new();
+    for (reply, trace) in claims {
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        expected.push((reply.json["id"].clone(), trace));
+    }
+    let token = app.token("mut-a", "registry:read registry:write");
+    let listed = app
+        .get(&format!("/v1/coverages?beneficiary={}", s.principal), &token)
+        .await;
+    let coverage = listed.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let patched = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/coverages/{coverage}"))
+                .bearer_auth(&token)
+                .header("if-match", "\"1\"")
+                .header("traceparent", PATCH_TRACE)
+                .json(&json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(patched.status.as_u16(), 200, "{}", patched.text);
+    expected.push((json!(coverage), Some(PATCH_TRACE)));
+    let person = app.get(&format!("/v1/beneficiaries/{}", s.principal), &token).await;
+    assert_eq!(person.status.as_u16(), 200, "{}", person.text);
+    let corrected = app
+        .send(
+            app.request(reqwest::Method::PATCH, &format!("/v1/beneficiaries/{}", s.principal))
+                .bearer_auth(&token)
+                .header("if-match", person.header("etag").unwrap())
+                .header("traceparent", CORRECTION_TRACE)
+                .json(&json!({"phone": "+22890000001"})),
+        )
+        .await;
+    assert_eq!(corrected.status.as_u16(), 200, "{}", corrected.text);
+    expected.push((json!(s.principal), Some(CORRECTION_TRACE)));
+
+    // Seven events, one of them tried twice.
+    let got = wait_for(&r, 8, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 8, "{got:?}");
+    let traces = r.traces.lock().unwrap().clone();
+    for (id, trace) in expected {
+        let events: Vec<&String> = got
+            .iter()
+            .filter(|(_, _, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["id"] == id)
+            .map(|(event, _, _)| event)
+            .collect();
+        assert!(!events.is_empty(), "no delivery of {id}");
+        let sent: Vec<&Vec<String>> = traces
+            .iter()
+            .filter(|(event, _)| events.contains(&event))
+            .map(|(_, t)| t)
+            .collect();
+        assert!(!sent.is_empty(), "{id}");
+        let want: Vec<String> = trace.into_iter().map(str::to_owned).collect();
+        for t in sent {
+            assert_eq!(t, &want, "the traceparent of {id}'s delivery");
+        }
+    }
+    let retried = traces.len()
+        - traces
+            .iter()
+            .map(|(e, _)| e)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+    assert_eq!(retried, 1, "one delivery tried twice: {traces:?}");
 }
 
 /// A person's correction goes to the organisations that cover them (and auditors), as their GET
@@ -1411,6 +1547,7 @@ on_both_databases!(
     a_replay_after_deletion_gets_no_secret,
     a_retried_subscription_creates_nothing_new,
     coverage_changes_are_announced,
+    deliveries_carry_on_their_requests_trace_context,
     corrections_are_announced_to_whoever_covers_the_person,
     urls_are_checked_without_any_request,
     deliveries_are_signed_and_retried,

@@ -43,6 +43,7 @@ fn ctx(idempotency: Option<IdempotencyKey>) -> WriteContext {
         organization: "mut-a".into(),
         subject: "tester".into(),
         request_id: "r1".into(),
+        trace_parent: None,
         at: Utc::now(),
         idempotency,
     }

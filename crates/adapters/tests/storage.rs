@@ -52,6 +52,7 @@ fn ctx(request: &str) -> WriteContext {
         organization: "operator".into(),
         subject: "tester".into(),
         request_id: request.into(),
+        trace_parent: None,
         at: at(1),
         idempotency: None,
     }

@@ -133,6 +133,7 @@ pub async fn ensure_operator(state: &AppState) -> Result<(), String> {
         organization: config.operator_org.to_string(),
         subject: "passerelle".into(),
         request_id: "startup".into(),
+        trace_parent: None,
         at: now,
         idempotency: None,
     };
@@ -495,12 +496,14 @@ async fn context(mut request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
+    let trace_parent = crate::telemetry::join_caller_trace(&span, request.headers());
     let ctx = RequestContext {
         lang,
         path: request.uri().path().to_owned(),
         query: request.uri().query().unwrap_or_default().to_owned(),
         route: route.clone(),
         request_id: request_id.clone(),
+        trace_parent,
     };
     let inner_ctx = ctx.clone();
     let mut response = REQUEST

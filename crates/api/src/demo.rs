@@ -71,6 +71,7 @@ pub async fn seed(state: &AppState, secret: &Secret) -> Result<Vec<(String, OrgK
         organization: state.config.operator_org.to_string(),
         subject: "passerelle-demo".into(),
         request_id: "demo-seed".into(),
+        trace_parent: None,
         at: now,
         idempotency: None,
     };
@@ -263,6 +264,7 @@ fn demo_ctx(org: &str, at: chrono::DateTime<chrono::Utc>) -> WriteContext {
         organization: org.to_owned(),
         subject: "passerelle-demo".into(),
         request_id: "demo-seed".into(),
+        trace_parent: None,
         at,
         idempotency: None,
     }

@@ -44,6 +44,7 @@ pub async fn run(config: Config, args: EraseArgs) -> Result<String, String> {
         organization: config.operator_org.to_string(),
         subject: "passerelle erase-personal-data".into(),
         request_id: format!("erase-{}", uuid::Uuid::now_v7()),
+        trace_parent: None,
         at: now,
         idempotency: None,
     };

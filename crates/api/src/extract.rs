@@ -330,6 +330,8 @@ pub struct Caller {
     pub subject: String,
     pub scopes: Vec<Scope>,
     pub request_id: String,
+    /// The request's W3C `traceparent` for what it causes later (`RequestContext::trace_parent`).
+    pub trace_parent: Option<String>,
 }
 
 impl Caller {
@@ -338,6 +340,7 @@ impl Caller {
             organization: self.org.to_string(),
             subject: self.subject.clone(),
             request_id: self.request_id.clone(),
+            trace_parent: self.trace_parent.clone(),
             at: state.clock.now(),
             idempotency,
         }
@@ -415,13 +418,16 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .rate_limits
         .check(org.as_str())
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let request_id = REQUEST.try_with(|r| r.request_id.clone()).unwrap_or_default();
+    let (request_id, trace_parent) = REQUEST
+        .try_with(|r| (r.request_id.clone(), r.trace_parent.clone()))
+        .unwrap_or_default();
     Ok(Caller {
         org,
         kind,
         subject: claims.sub,
         scopes: Scope::parse_list(&claims.scope),
         request_id,
+        trace_parent,
     })
 }
 

@@ -72,6 +72,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         subject: "passerelle-import".into(),
         scopes: Vec::new(),
         request_id: worker.clone(),
+        trace_parent: None,
     };
     let product = match (&args.product, format) {
         (None, BatchFormat::Csv) => return Err(usage("--product is required for a CSV file")),
@@ -103,6 +104,7 @@ pub async fn run(config: Config, args: ImportArgs) -> Result<(), String> {
         organization: caller.org.to_string(),
         subject: caller.subject.clone(),
         request_id: worker.clone(),
+        trace_parent: None,
         at: state.clock.now(),
         idempotency: None,
     };

@@ -38,8 +38,9 @@ Every `/v1` request carries `Authorization: Bearer <JWT>` (RS256, ES256 or EdDSA
 HS256 with the development secret). Errors are RFC 9457 `application/problem+json` with a stable `code`, in French \
 (default) or English by `Accept-Language`. Money is an integer number of XOF (`*_xof`), rates are basis points \
 (`*_bp`, 8000 = 80 %). Lists take `limit` (1–500, default 50) and `cursor` and answer `{items, next_cursor}`. \
-Every response carries `X-Request-Id` (echoed when sent). A method a path does not offer is 405 \
-`method_not_allowed`, with `Allow` naming those it does.",
+Every response carries `X-Request-Id` (echoed when sent). A request's W3C Trace Context `traceparent` is \
+joined (the service's span its child when it exports traces) and carried on to the webhook deliveries of what the \
+request changed. A method a path does not offer is 405 `method_not_allowed`, with `Allow` naming those it does.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
         version = "1.0.0"
     ),
@@ -165,6 +166,13 @@ fn add_webhooks(doc: &mut Document) {
             "`passerelle-webhooks/<release>`, for a firewall in front of the receiver to let deliveries through.",
             concat!("passerelle-webhooks/", env!("CARGO_PKG_VERSION")),
         ),
+        json!({"name": "traceparent", "in": "header", "required": false,
+               "description": "W3C Trace Context: present when the request that made the change carried a valid \
+                `traceparent`, or when the service exports traces (`OTEL_EXPORTER_OTLP_ENDPOINT`). Exporting, it names \
+                the delivery's own span, in the request's trace; otherwise it is the request's, passed on. Every \
+                try of a delivery carries the same trace id. Not signed: use it to join traces, never to trust the event.",
+               "schema": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$"},
+               "example": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}),
     ]);
     let mut webhooks = serde_json::Map::new();
     for event in passerelle_domain::webhook::EVENT_TYPES {
@@ -459,6 +467,7 @@ fn problem_body(error: &ApiError, lang: Lang, instance: &str) -> Value {
         query: String::new(),
         route: String::new(),
         request_id: EXAMPLE_REQUEST_ID.to_owned(),
+        trace_parent: None,
     };
     serde_json::to_value(error.to_problem(&ctx)).unwrap_or_default()
 }

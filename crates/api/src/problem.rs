@@ -85,6 +85,9 @@ pub struct RequestContext {
     /// The route's template (`/v1/coverages/{id}`), empty when no route matched.
     pub route: String,
     pub request_id: String,
+    /// The W3C `traceparent` what this request causes later carries on (its webhook deliveries):
+    /// `telemetry::join_caller_trace`.
+    pub trace_parent: Option<String>,
 }
 
 tokio::task_local! {

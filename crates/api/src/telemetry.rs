@@ -1,8 +1,14 @@
 //! Structured JSON logs, and OpenTelemetry traces over OTLP/HTTP only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
-use opentelemetry::trace::TracerProvider as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -51,6 +57,7 @@ pub fn init(filter: &str, format: LogFormat) -> Result<Telemetry, String> {
         Ok(endpoint) if !endpoint.trim().is_empty() => Some(otlp_provider()?),
         _ => None,
     };
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("passerelle")));
@@ -103,4 +110,109 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
+}
+
+/// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): the service then takes part in its
+/// callers' traces; otherwise it passes their trace context on unchanged (see [`join_caller_trace`]).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+const TRACEPARENT: &str = "traceparent";
+
+/// W3C Trace Context: makes a request's span the child of the caller's when the request carries a
+/// valid `traceparent` (with its `tracestate`), and gives the `traceparent` that what the request
+/// causes later carries on (its webhook deliveries, through the outbox). Exporting, that is this
+/// span's own context, so a caller without a trace of its own still sees the deliveries under its
+/// request's; not exporting, the caller's header as it came, or none. An invalid header, or
+/// several, starts no trace of the caller's, as the recommendation says: they are ignored.
+pub fn join_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Option<String> {
+    let exporting = EXPORTING.load(Ordering::Relaxed);
+    let given = headers.get_all(TRACEPARENT).iter().count() == 1;
+    if !given && !exporting {
+        return None;
+    }
+    let propagator = TraceContextPropagator::new();
+    let caller = given
+        .then(|| propagator.extract(&HeaderExtractor(headers)))
+        .filter(|cx| cx.span().span_context().is_valid());
+    let passed_on = caller.as_ref().and_then(traceparent_of);
+    if !exporting {
+        return passed_on;
+    }
+    if let Some(caller) = caller {
+        span.set_parent(caller);
+    }
+    // A span the log filter turned off has no context: the caller's is passed on then.
+    traceparent_of(&span.context()).or(passed_on)
+}
+
+/// The `traceparent` of a context, `None` when it holds no valid span.
+fn traceparent_of(cx: &opentelemetry::Context) -> Option<String> {
+    let mut headers = axum::http::HeaderMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
+    headers.get(TRACEPARENT)?.to_str().ok().map(str::to_owned)
+}
+
+/// The context a `traceparent` names, as a parent; `None` when it does not read.
+fn parent_from(traceparent: &str) -> Option<opentelemetry::Context> {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(TRACEPARENT, axum::http::HeaderValue::from_str(traceparent).ok()?);
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The `traceparent` a webhook delivery sends, given the one its change's request stored
+/// (`stored`): exporting, the delivery's own span (`span`), made the child of the stored one; not
+/// exporting, the stored one unchanged, so that the receiver's trace still joins the caller's.
+pub fn delivery_traceparent(span: &tracing::Span, stored: Option<&str>) -> Option<String> {
+    let parent = stored.and_then(parent_from);
+    let passed_on = parent.as_ref().and_then(traceparent_of);
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return passed_on;
+    }
+    if let Some(parent) = parent {
+        span.set_parent(parent);
+    }
+    traceparent_of(&span.context()).or(passed_on)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(traceparents: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for t in traceparents {
+            headers.append(TRACEPARENT, axum::http::HeaderValue::from_str(t).unwrap());
+        }
+        headers
+    }
+
+    /// Nothing exported in unit tests: the caller's context is passed on as it came, or not at
+    /// all when it does not read.
+    #[test]
+    fn a_callers_trace_context_is_passed_on_when_nothing_is_exported() {
+        let span = tracing::Span::none();
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        for given in [VALID, unsampled] {
+            assert_eq!(join_caller_trace(&span, &headers(&[given])).as_deref(), Some(given));
+            assert_eq!(delivery_traceparent(&span, Some(given)).as_deref(), Some(given));
+        }
+        for invalid in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(join_caller_trace(&span, &headers(&[invalid])), None, "{invalid:?}");
+            assert_eq!(delivery_traceparent(&span, Some(invalid)), None, "{invalid:?}");
+        }
+        assert_eq!(join_caller_trace(&span, &headers(&[])), None);
+        assert_eq!(join_caller_trace(&span, &headers(&[VALID, VALID])), None, "given twice");
+        assert_eq!(delivery_traceparent(&span, None), None);
+    }
 }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument as _;
 
 use crate::routes::claims::ClaimView;
 use crate::routes::registry::{BeneficiaryView, CoverageView};
@@ -311,7 +312,34 @@ async fn lease(state: &AppState, owner: &str, free: usize) -> Result<Vec<DueDeli
 }
 
 async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc<str>, d: DueDelivery) {
-    let outcome = send(&state, &client, &d).await;
+    // A client span per try, the child of the request that made the change when its trace was
+    // stored with the delivery; its `traceparent` goes with the request, so that the receiver's
+    // trace joins in. Only the receiver's host is recorded: a path or query may hold its secret.
+    let host = reqwest::Url::parse(&d.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "webhook.delivery",
+        otel.name = "POST",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.response.status_code = tracing::field::Empty,
+        server.address = %host,
+        passerelle.webhook.event_type = %d.event_type,
+        passerelle.webhook.attempt = i64::from(d.attempts.saturating_add(1)),
+    );
+    let traceparent = crate::telemetry::delivery_traceparent(&span, stored_traceparent(&d.payload).as_deref());
+    let outcome = send(&state, &client, &d, traceparent.as_deref())
+        .instrument(span.clone())
+        .await;
+    if let Some(status) = outcome.attempt.status_code {
+        span.record("http.response.status_code", i64::from(status));
+    }
+    if !outcome.delivered {
+        span.record("otel.status_code", "ERROR");
+    }
     if let Err(e) = state.store.record_attempt(&d.id, &owner, &outcome).await {
         tracing::warn!(error = %e, "cannot record a webhook attempt");
     }
@@ -377,7 +405,21 @@ async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> AttemptOutcome {
+/// The `traceparent` stored with a delivery's event (`outbox_payload`), if any.
+fn stored_traceparent(payload: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        traceparent: Option<String>,
+    }
+    serde_json::from_str::<Stored>(payload).ok()?.traceparent
+}
+
+async fn send(
+    state: &AppState,
+    client: &reqwest::Client,
+    d: &DueDelivery,
+    traceparent: Option<&str>,
+) -> AttemptOutcome {
     let started = Instant::now();
     let at = now();
     let body = match envelope(d) {
@@ -390,15 +432,15 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DueDelivery) -> At
     let signature = signature(&d.secret, at.timestamp(), &body);
     let attempt = async {
         refuse_private(&d.url, state.config.webhook_allow_insecure).await?;
-        client
+        let mut request = client
             .post(&d.url)
             .header("content-type", "application/json")
             .header("passerelle-event-id", &d.event_id)
-            .header("passerelle-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(|_| UNREACHABLE.to_owned())
+            .header("passerelle-signature", signature);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.body(body).send().await.map_err(|_| UNREACHABLE.to_owned())
     };
     // The name's resolution too: a resolver that never answers holds its slot no longer.
     let result = tokio::time::timeout(SEND_TIMEOUT, attempt)
@@ -518,8 +560,14 @@ mod tests {
         let coverage = serde_json::json!({"id": "c1", "beneficiary": "b1", "product": "p1", "organization": "mut-a",
             "layer": "complementary", "member_number": "A-1", "relationship": "principal", "principal_coverage": null,
             "start_date": "2026-01-01", "end_date": null, "status": "active", "paid_through": null, "version": 7});
+        // The trace context stored with it goes in a header, not in the body.
         let payload = serde_json::json!({"resource": "coverage", "created_at": "2026-11-30T10:15:00Z",
-            "organization": "mut-a", "data": coverage});
+            "organization": "mut-a", "data": coverage,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+        assert_eq!(
+            stored_traceparent(&payload.to_string()).as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
         let due = DueDelivery {
             id: "d".into(),
             url: "https://127.0.0.1/".into(),

@@ -32,6 +32,9 @@ pub struct WriteContext {
     pub organization: String,
     pub subject: String,
     pub request_id: String,
+    /// The W3C `traceparent` the change's webhook deliveries carry, so that a receiver's trace
+    /// joins the request's (none for a change no request made: bulk jobs, commands).
+    pub trace_parent: Option<String>,
     pub at: DateTime<Utc>,
     pub idempotency: Option<IdempotencyKey>,
 }

@@ -4,12 +4,16 @@ use passerelle_domain::ports::{AttemptOutcome, RedeliveredMany, Redelivery, Webh
 use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription, DELIVERY_STATUSES};
 
 /// What a delivery carries besides its envelope: the change's author (`None` where the
-/// subscriber may not know it), time and resource.
+/// subscriber may not know it), time and resource, and the W3C `traceparent` its sends carry
+/// on (`traceparent`, only when the change's request gave one: it is not part of the envelope).
 fn outbox_payload(ctx: &WriteContext, author: Option<&str>, resource: &str, data: &serde_json::Value) -> String {
-    serde_json::json!({
+    let mut payload = serde_json::json!({
         "organization": author, "created_at": ctx.at, "resource": resource, "data": data
-    })
-    .to_string()
+    });
+    if let Some(traceparent) = &ctx.trace_parent {
+        payload["traceparent"] = traceparent.as_str().into();
+    }
+    payload.to_string()
 }
 
 /// Who may read the resource of an event, besides operators and auditors.

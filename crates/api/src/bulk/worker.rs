@@ -236,6 +236,7 @@ pub async fn process(state: &AppState, job: &BatchJob, worker: &str, observer: &
         subject: job.subject.clone(),
         scopes: Vec::new(),
         request_id,
+        trace_parent: None,
     };
     let (tx, mut rx) = mpsc::channel(CHANNEL_HOUSEHOLDS);
     let (path, format, product) = (job.spool_path.clone(), job.format, job.product.clone());
@@ -572,6 +573,7 @@ impl Job<'_> {
             organization: self.job.organization.clone(),
             subject: self.job.subject.clone(),
             request_id: self.caller.request_id.clone(),
+            trace_parent: None,
             at,
             idempotency: None,
         };
