@@ -355,7 +355,7 @@ impl ClaimStore for This {
             .into());
         }
         if let Some(key) = usage {
-            set_usage(&mut tx, key, Xof(used.value() + counted(&claim).value())).await?;
+            set_usage(&mut tx, key, Xof(used.value().saturating_add(counted(&claim).value()))).await?;
         }
         announce_claim(&mut tx, ctx, "claim.submitted", &claim).await?;
         queue_events(&mut tx, &[ctx.audit("claim.submitted", "claim", &claim.id)]).await?;
@@ -462,7 +462,12 @@ impl ClaimStore for This {
         .await
         .map_err(db_err)?;
         if let Some(key) = &key {
-            set_usage(&mut tx, key, Xof(used_by_others.value() + counted(&next).value())).await?;
+            set_usage(
+                &mut tx,
+                key,
+                Xof(used_by_others.value().saturating_add(counted(&next).value())),
+            )
+            .await?;
         }
         announce_claim(&mut tx, ctx, action, &next).await?;
         queue_events(&mut tx, &[ctx.audit(action, "claim", &next.id)]).await?;

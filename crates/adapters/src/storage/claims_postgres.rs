@@ -32,7 +32,7 @@ impl PgStore {
                 q.push("cas AS (INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) SELECT beneficiary, product, ")
                     .push_bind(key.plan_year)
                     .push(", ")
-                    .push_bind(seen.value() + counted(&claim).value())
+                    .push_bind(seen.value().saturating_add(counted(&claim).value()))
                     .push(" FROM coverages WHERE id = ")
                     .push_bind(key.coverage.clone())
                     .push(FOR_KEY_SHARE)

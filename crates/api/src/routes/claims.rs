@@ -1401,8 +1401,14 @@ fn base_paid(p: &str, paid: Option<i64>, billed: Option<Xof>, rules: &mut Vec<Fi
         (Some(v), Some(b)) if v > b.value() => rules.push(FieldError::new(
             format!("{p}/paid_xof"),
             "exceeds_billed",
-            format!("must be at most the line's billed amount, {}", b.value()),
-            format!("ne doit pas dépasser le montant facturé de la ligne, {}", b.value()),
+            format!(
+                "must be at most the line's billed amount, {} XOF",
+                grouped_en(b.value())
+            ),
+            format!(
+                "ne doit pas dépasser le montant facturé de la ligne, {} XOF",
+                grouped_fr(b.value())
+            ),
         )),
         (Some(v), _) => return Some(Xof(v)),
     }
@@ -1787,8 +1793,14 @@ pub async fn adjudication(
                             rules.push(FieldError::new(
                                 format!("{p}/approved_xof"),
                                 "exceeds_proposed",
-                                format!("must be at most the proposed share, {}", proposed.value()),
-                                format!("ne doit pas dépasser la part proposée, {}", proposed.value()),
+                                format!(
+                                    "must be at most the proposed share, {} XOF",
+                                    grouped_en(proposed.value())
+                                ),
+                                format!(
+                                    "ne doit pas dépasser la part proposée, {} XOF",
+                                    grouped_fr(proposed.value())
+                                ),
                             ));
                             continue;
                         }

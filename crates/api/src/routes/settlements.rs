@@ -198,8 +198,8 @@ fn settlement_error(e: SettlementError) -> ApiError {
         SettlementError::Refused(PaymentRefusal::Overpayment { due }) => ApiError::field(FieldError::new(
             "/amount_xof",
             "exceeds_amount_due",
-            format!("exceeds the amount still due, {} XOF", due.value()),
-            format!("dépasse le montant restant dû, {} XOF", due.value()),
+            format!("exceeds the amount still due, {} XOF", grouped_en(due.value())),
+            format!("dépasse le montant restant dû, {} XOF", grouped_fr(due.value())),
         )),
     }
 }
