@@ -81,10 +81,16 @@ pub enum PaymentRefusal {
     Overpayment { due: Xof },
 }
 
-/// A batch's total: what its claims owe together, or `None` when that passes what an amount can
-/// hold (some nine million claims at the 10^12 XOF limit each), where a sum would wrap.
+/// The most a batch may total: 2^53 − 1 XOF, the largest integer a JSON reader that keeps numbers
+/// as doubles (JavaScript, spreadsheets) reads exactly. No other amount comes near it (each is at
+/// most 10^12); a batch would need some nine thousand claims at that limit.
+pub const MAX_BATCH_XOF: i64 = (1 << 53) - 1;
+
+/// A batch's total: what its claims owe together, or `None` when that passes [`MAX_BATCH_XOF`].
 pub fn batch_total(owed: impl IntoIterator<Item = Xof>) -> Option<Xof> {
-    owed.into_iter().try_fold(Xof(0), Xof::checked_add)
+    owed.into_iter()
+        .try_fold(Xof(0), Xof::checked_add)
+        .filter(|total| total.value() <= MAX_BATCH_XOF)
 }
 
 /// Adds a payment: the new paid amount and status, or why it is refused.
@@ -115,9 +121,16 @@ mod tests {
         assert_eq!(batch_total([]), Some(Xof(0)));
         let limit = Xof(1_000_000_000_000);
         assert_eq!(
-            batch_total(std::iter::repeat_n(limit, 9_223_372)),
-            Some(Xof(9_223_372 * 1_000_000_000_000))
+            batch_total(std::iter::repeat_n(limit, 9_007)),
+            Some(Xof(9_007 * 1_000_000_000_000))
         );
+        assert_eq!(batch_total(std::iter::repeat_n(limit, 9_008)), None);
+        // 2^53 − 1 exactly, and one franc more; and sums that would wrap an i64.
+        assert_eq!(
+            batch_total([Xof(MAX_BATCH_XOF - 5), Xof(5)]),
+            Some(Xof(9_007_199_254_740_991))
+        );
+        assert_eq!(batch_total([Xof(MAX_BATCH_XOF), Xof(1)]), None);
         assert_eq!(batch_total(std::iter::repeat_n(limit, 9_223_373)), None);
     }
 

@@ -209,8 +209,8 @@ fn settlement_error(e: SettlementError) -> ApiError {
 /// Mutuelles only, with `settlements:write` (403 for other kinds). The batch takes every claim
 /// routed to you, `adjudicated`, from this provider, with a service date in the period and in no
 /// other batch; when there is none, 422 `empty_batch` (and when they would total more than
-/// 9,223,372,036,854,775,807 XOF, some nine million claims at the limit, 422 `batch_too_large`:
-/// batch a shorter period). `total_xof` is the sum of their
+/// 9,007,199,254,740,991 XOF, 2^53 − 1, the largest integer a JSON reader keeping numbers as
+/// doubles reads exactly, 422 `batch_too_large`: batch a shorter period). `total_xof` is the sum of their
 /// complementary shares; claims adjudicated with nothing owed are batched too. Answers 201 with
 /// the batch, `open`, and its `Location`; a batch whose total is 0 (only such claims) is `paid`
 /// at once and its claims `settled` (subscribers receive `claim.settled`).
