@@ -494,6 +494,43 @@ mod tests {
     }
 
     #[test]
+    fn billed_refuses_negatives_only() {
+        // A free item (unit price 0) is not a negative amount: 3 × 0 = 0.
+        assert_eq!(billed(3, Xof(0)), Ok(Xof::ZERO));
+        // A negative quantity is refused as negative, even where its product would overflow.
+        assert_eq!(billed(-2, Xof(i64::MAX)), Err(CoordinationError::Negative));
+    }
+
+    #[test]
+    fn the_remainder_is_what_the_base_leaves() {
+        // 10 000 at INAM's 80 %: base 8 000, ticket modérateur 2 000.
+        let s = split_line(Xof(10_000), INAM, None, None).unwrap();
+        assert_eq!(s.shares.remainder(), Xof(2_000));
+    }
+
+    #[test]
+    fn error_codes_and_messages_are_fixed() {
+        let codes = [
+            (CoordinationError::Negative, "negative_amount"),
+            (CoordinationError::TooLarge, "amount_too_large"),
+            (CoordinationError::RateOutOfRange, "out_of_range"),
+            (CoordinationError::BaseExceedsBilled, "base_exceeds_billed"),
+            (CoordinationError::ApprovedExceedsProposed, "approved_exceeds_proposed"),
+        ];
+        for (e, code) in codes {
+            assert_eq!(e.code(), code);
+        }
+        assert_eq!(
+            CoordinationError::TooLarge.message_en(),
+            "amount above the largest accepted, 1,000,000,000,000 XOF"
+        );
+        assert_eq!(
+            CoordinationError::TooLarge.message_fr(),
+            "montant supérieur au maximum accepté, 1 000 000 000 000 XOF"
+        );
+    }
+
+    #[test]
     fn togo_inam_then_a_mutuelle_paying_the_whole_remainder() {
         // base  = floor(10 001 × 8000 / 10000) = floor(8 000.8) = 8 000
         // compl = floor( 2 001 × 10000 / 10000)                  = 2 001
