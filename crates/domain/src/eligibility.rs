@@ -724,6 +724,61 @@ mod tests {
     }
 
     #[test]
+    fn a_child_found_by_national_id_is_judged_on_the_stored_birth_date() {
+        // API.md §5 Products: a stored `2004` is past 21 on 2026-03-02 (a year-only birth date
+        // counts from 1 January: 22 on 2026-01-01), even when `2004-12-20` is sent, which would
+        // make the child 21 that day and still accepted.
+        let p = tg_complementary();
+        let start = d("2026-03-02");
+        let stored = |birth: &str, precision| crate::beneficiary::Beneficiary {
+            id: "ben-2".into(),
+            national_id: None,
+            family_name: "Amegah".into(),
+            given_names: "Kossi".into(),
+            sex: crate::beneficiary::Sex::M,
+            birth_date: d(birth),
+            birth_date_precision: precision,
+            phone: None,
+            locality: None,
+            created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            version: 1,
+            merged_into: None,
+            merged_by: None,
+            erased_at: None,
+        };
+        let year_only = stored("2004-12-20", BirthDatePrecision::Year);
+        let to_the_day = stored("2004-12-20", BirthDatePrecision::Day);
+        assert!(stored_child_over_age_limit(&p, Relationship::Child, &year_only, start));
+        assert!(!stored_child_over_age_limit(
+            &p,
+            Relationship::Child,
+            &to_the_day,
+            start
+        ));
+        // The limit is a child's: a spouse born so is never past it.
+        assert!(!stored_child_over_age_limit(
+            &p,
+            Relationship::Spouse,
+            &year_only,
+            start
+        ));
+    }
+
+    #[test]
+    fn each_reason_and_status_is_told_apart() {
+        // Every reason has its own explanation in each language, and a status is spelled as
+        // the contract spells it (API.md §5 Eligibility: "eligible" | "not_eligible").
+        for (i, a) in ReasonCode::ALL.iter().enumerate() {
+            for b in &ReasonCode::ALL[i + 1..] {
+                assert_ne!(a.message_en(), b.message_en(), "{a:?} {b:?}");
+                assert_ne!(a.message_fr(), b.message_fr(), "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(EligibilityStatus::Eligible.as_str(), "eligible");
+        assert_eq!(EligibilityStatus::NotEligible.as_str(), "not_eligible");
+    }
+
+    #[test]
     fn ages_count_whole_years() {
         let day = BirthDatePrecision::Day;
         let year = BirthDatePrecision::Year;
