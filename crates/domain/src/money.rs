@@ -121,6 +121,14 @@ mod tests {
     }
 
     #[test]
+    fn subtraction_and_display_are_exact() {
+        // 10 001 billed less INAM's 8 000: 2 001 left; a difference past i64 is refused.
+        assert_eq!(Xof(10_001).checked_sub(Xof(8_000)), Some(Xof(2_001)));
+        assert_eq!(Xof(i64::MIN).checked_sub(Xof(1)), None);
+        assert_eq!(Xof(10_001).to_string(), "10001 XOF");
+    }
+
+    #[test]
     fn basis_points_are_bounded() {
         assert_eq!(BasisPoints::new(10_000), Some(BasisPoints(10_000)));
         assert_eq!(BasisPoints::new(10_001), None);
