@@ -339,6 +339,54 @@ mod tests {
     }
 
     #[test]
+    fn every_claim_but_a_rejected_or_cancelled_one_uses_the_ceiling() {
+        // API.md §6.3: the year's total counts every claim not rejected or cancelled.
+        for s in ClaimStatus::ALL {
+            assert_eq!(s.counts_against_ceiling(), !matches!(s, Rejected | Cancelled), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn each_decision_applies_to_its_own_line_and_the_totals_add_up() {
+        // Line 1: 10 000 at INAM's 80 % (base 8 000), the mutuelle 100 % of the 2 000 left.
+        // Line 2: 3 000 with no base, the mutuelle 50 %: 1 500, patient 1 500.
+        let mut lines = vec![
+            line(1, 10_000, Some(8_000), Some(10_000)),
+            line(2, 3_000, None, Some(5_000)),
+        ];
+        price_lines(&mut lines, None).unwrap();
+        // Decided in the other order: line 2 accepted, line 1 reduced to 500 (1 500 moves to
+        // the patient).
+        let totals = apply_decisions(
+            &mut lines,
+            &[
+                (2, Adjudication::Accept, None),
+                (
+                    1,
+                    Adjudication::Reduce { approved_xof: Xof(500) },
+                    Some(AdjudicationReason::TariffExceeded),
+                ),
+            ],
+        )
+        .unwrap();
+        let parts = |s: Shares| {
+            (
+                s.billed_xof.value(),
+                s.base_xof.value(),
+                s.complementary_xof.value(),
+                s.patient_xof.value(),
+            )
+        };
+        assert_eq!(parts(lines[0].shares), (10_000, 8_000, 500, 1_500));
+        assert_eq!(lines[0].decision, Some(crate::coordination::Decision::Reduce));
+        assert_eq!(lines[0].reason_code, Some(AdjudicationReason::TariffExceeded));
+        assert_eq!(parts(lines[1].shares), (3_000, 0, 1_500, 1_500));
+        assert_eq!(lines[1].decision, Some(crate::coordination::Decision::Accept));
+        assert_eq!(lines[1].reason_code, None);
+        assert_eq!(parts(totals), (13_000, 8_000, 2_000, 3_000));
+    }
+
+    #[test]
     fn decisions_only_lower_the_complementary_share() {
         let mut lines = vec![line(1, 1000, None, Some(10_000)), line(2, 1000, None, Some(10_000))];
         price_lines(&mut lines, None).unwrap();
