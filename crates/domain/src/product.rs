@@ -989,6 +989,20 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_rules_are_accepted() {
+        // API.md §4: "a product at most 100 `rules`": the hundredth is still accepted.
+        let mut d = good_draft();
+        d.rules = Some(vec![
+            RuleDraft {
+                rate_bp: Some(1),
+                ..RuleDraft::default()
+            };
+            100
+        ]);
+        assert_eq!(d.validate(OrgKind::Mutuelle).map(|v| v.rules.len()), Ok(100));
+    }
+
+    #[test]
     fn a_successor_starts_after_the_version_in_force_in_the_same_layer() {
         let mut history = vec![version("2026-01-01", 1, vec![])];
         let today = date("2026-06-15");
