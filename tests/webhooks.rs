@@ -735,6 +735,7 @@ async fn deliveries_carry_on_their_requests_trace_context(backend: Backend) {
 /// A person's correction goes to the organisations that cover them (and auditors), as their GET
 /// shows it; another mutuelle, and one whose coverage of the person ended, hear nothing of it.
 async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend) {
+    const INAM_TRACE: &str = "00-5af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01";
     let s = setup(backend).await;
     let app = s.app.restart(fast).await;
     // mut-b covers someone else.
@@ -790,6 +791,7 @@ async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend
             app.request(reqwest::Method::PATCH, &format!("/v1/beneficiaries/{}", s.principal))
                 .bearer_auth(&inam)
                 .header("if-match", "\"1\"")
+                .header("traceparent", INAM_TRACE)
                 .json(&json!({"phone": "+22891234567"})),
         )
         .await;
@@ -813,6 +815,15 @@ async fn corrections_are_announced_to_whoever_covers_the_person(backend: Backend
         assert_eq!(body["organization"], author, "{org}");
         assert_eq!(body["version"], 2);
         assert_eq!(body["data"], seen_by_a.json, "{org}: the person as GET shows it");
+        // Nor is mut-a handed the scheme's trace: a trace id the scheme uses for its other
+        // requests too (those whose events name it) would tell mut-a who corrected the person.
+        let trace: Vec<String> = if *org == "mut-a" {
+            Vec::new()
+        } else {
+            vec![INAM_TRACE.to_owned()]
+        };
+        let traces = r.traces.lock().unwrap().clone();
+        assert_eq!(traces, vec![(got[0].0.clone(), trace)], "{org}: the traceparent sent");
     }
     // mut-b no longer covers the person: by the time the others were served, nothing came for it.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -215,4 +215,59 @@ mod tests {
         assert_eq!(join_caller_trace(&span, &headers(&[VALID, VALID])), None, "given twice");
         assert_eq!(delivery_traceparent(&span, None), None);
     }
+
+    /// The recommendation's grammar (Trace Context level 1, §3.2.2 and "Versioning of
+    /// traceparent"), header by header, with nothing exported: what reads is passed on as version
+    /// `00` with the sampled bit alone; what does not is ignored.
+    #[test]
+    fn traceparents_read_as_the_recommendation_says() {
+        let span = tracing::Span::none();
+        let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+        let sampled = format!("00-{trace}-{parent}-01");
+        let unsampled = format!("00-{trace}-{parent}-00");
+        for (given, want) in [
+            // Flags other than the sampled bit are masked, not a reason to drop the header
+            // ("09 in hex if present with the flag 00001000"; level 2's random flag is 02).
+            (format!("00-{trace}-{parent}-03"), Some(&sampled)),
+            (format!("00-{trace}-{parent}-09"), Some(&sampled)),
+            (format!("00-{trace}-{parent}-02"), Some(&unsampled)),
+            // A higher version is read as 00 where its first fields are where 00 has them.
+            (format!("01-{trace}-{parent}-01"), Some(&sampled)),
+            (format!("01-{trace}-{parent}-01-what-comes-later"), Some(&sampled)),
+            (format!("cc-{trace}-{parent}-09-x"), Some(&sampled)),
+            // Leading and trailing whitespace (OWS) is not part of the value.
+            (format!(" \t00-{trace}-{parent}-01 \t"), Some(&sampled)),
+        ] {
+            let got = join_caller_trace(&span, &headers(&[given.as_str()]));
+            assert_eq!(got.as_ref(), want, "{given:?}");
+        }
+        for invalid in [
+            // Fields shorter than the grammar's 2, 32, 16 and 2 hex digits.
+            "00-1-2-01".to_owned(),
+            format!("0-{trace}-{parent}-01"),
+            format!("00-{}-{parent}-01", &trace[1..]),
+            format!("00-{trace}-{}-01", &parent[1..]),
+            format!("00-{trace}-{parent}-1"),
+            // Not hex digits, though Rust's integer parsing takes a sign.
+            format!("+0-{trace}-{parent}-01"),
+            format!("00-+{}-{parent}-01", &trace[1..]),
+            format!("00-{trace}-+{}-01", &parent[1..]),
+            format!("00-{trace}-{parent}-+1"),
+            // Version 00 is 55 characters exactly.
+            format!("00-{trace}-{parent}-01-"),
+            format!("00-{trace}-{parent}-01-extra"),
+            // A higher version's flags are followed by a dash or nothing.
+            format!("01-{trace}-{parent}-01x"),
+            format!("0A-{trace}-{parent}-01"),
+            // Two values joined with a comma, as a proxy may fold repeated headers.
+            format!("00-{trace}-{parent}-01,00-{trace}-{parent}-01"),
+            format!("00-{trace}-{parent}-01, 00-{trace}-{parent}-01"),
+        ] {
+            assert_eq!(join_caller_trace(&span, &headers(&[invalid.as_str()])), None, "{invalid:?}");
+        }
+        // A very long header (a future version's fields) reads, and what is passed on is 55
+        // characters whatever came.
+        let long = format!("01-{trace}-{parent}-01-{}", "a".repeat(8000));
+        assert_eq!(join_caller_trace(&span, &headers(&[long.as_str()])).as_ref(), Some(&sampled));
+    }
 }
