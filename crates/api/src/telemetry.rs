@@ -117,6 +117,7 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
 
 /// W3C Trace Context: makes a request's span the child of the caller's when the request carries a
 /// valid `traceparent` (with its `tracestate`), and gives the `traceparent` that what the request
@@ -130,10 +131,20 @@ pub fn join_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) 
     if !given && !exporting {
         return None;
     }
-    let propagator = TraceContextPropagator::new();
-    let caller = given
-        .then(|| propagator.extract(&HeaderExtractor(headers)))
-        .filter(|cx| cx.span().span_context().is_valid());
+    let caller = headers
+        .get(TRACEPARENT)
+        .filter(|_| given)
+        .and_then(|v| v.to_str().ok())
+        .and_then(read_traceparent)
+        .and_then(|traceparent| {
+            // Several `tracestate` fields are one list (the recommendation, RFC 7230 §3.2.2).
+            let states: Vec<&str> = headers
+                .get_all(TRACESTATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            context_of(&traceparent, (!states.is_empty()).then(|| states.join(",")).as_deref())
+        });
     let passed_on = caller.as_ref().and_then(traceparent_of);
     if !exporting {
         return passed_on;
@@ -154,10 +165,48 @@ fn traceparent_of(cx: &opentelemetry::Context) -> Option<String> {
 
 /// The context a `traceparent` names, as a parent; `None` when it does not read.
 fn parent_from(traceparent: &str) -> Option<opentelemetry::Context> {
+    context_of(&read_traceparent(traceparent)?, None)
+}
+
+/// The context of a `traceparent` [`read_traceparent`] gave, with the caller's `tracestate`.
+fn context_of(traceparent: &str, tracestate: Option<&str>) -> Option<opentelemetry::Context> {
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(TRACEPARENT, axum::http::HeaderValue::from_str(traceparent).ok()?);
+    if let Some(value) = tracestate.and_then(|t| axum::http::HeaderValue::from_str(t).ok()) {
+        headers.insert(TRACESTATE, value);
+    }
     let cx = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
     cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// A `traceparent` as Trace Context level 1 reads it, as version `00` with the sampled flag alone
+/// (other flags are reserved: masked, not a reason to ignore the header), or `None`. The
+/// propagator's own parsing is laxer than the grammar (fields of any length, a sign, a trailing
+/// dash) and stricter on flags (version `00` with `03` or `09` refused), hence this check first.
+fn read_traceparent(value: &str) -> Option<String> {
+    let value = value.trim_matches([' ', '\t']).as_bytes();
+    let hex = |b: &[u8]| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |b: &[u8]| b.iter().any(|c| *c != b'0');
+    if value.len() < 55 || !hex(&value[..2]) || value.starts_with(b"ff") {
+        return None;
+    }
+    let (trace, parent, flags) = (&value[3..35], &value[36..52], &value[53..55]);
+    let dashes = [2, 35, 52].iter().all(|i| value[*i] == b'-');
+    // Version 00 is exactly 55 characters; a higher one may go on after a dash.
+    let end = if value.starts_with(b"00") {
+        value.len() == 55
+    } else {
+        value.len() == 55 || value[55] == b'-'
+    };
+    if !(dashes && end && hex(trace) && hex(parent) && hex(flags) && nonzero(trace) && nonzero(parent)) {
+        return None;
+    }
+    let sampled = u8::from_str_radix(std::str::from_utf8(flags).ok()?, 16).ok()? & 1;
+    Some(format!(
+        "00-{}-{}-{sampled:02x}",
+        std::str::from_utf8(trace).ok()?,
+        std::str::from_utf8(parent).ok()?
+    ))
 }
 
 /// The `traceparent` a webhook delivery sends, given the one its change's request stored
@@ -263,11 +312,18 @@ mod tests {
             format!("00-{trace}-{parent}-01,00-{trace}-{parent}-01"),
             format!("00-{trace}-{parent}-01, 00-{trace}-{parent}-01"),
         ] {
-            assert_eq!(join_caller_trace(&span, &headers(&[invalid.as_str()])), None, "{invalid:?}");
+            assert_eq!(
+                join_caller_trace(&span, &headers(&[invalid.as_str()])),
+                None,
+                "{invalid:?}"
+            );
         }
         // A very long header (a future version's fields) reads, and what is passed on is 55
         // characters whatever came.
         let long = format!("01-{trace}-{parent}-01-{}", "a".repeat(8000));
-        assert_eq!(join_caller_trace(&span, &headers(&[long.as_str()])).as_ref(), Some(&sampled));
+        assert_eq!(
+            join_caller_trace(&span, &headers(&[long.as_str()])).as_ref(),
+            Some(&sampled)
+        );
     }
 }

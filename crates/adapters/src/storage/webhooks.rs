@@ -5,12 +5,15 @@ use passerelle_domain::webhook::{Attempt, Delivery, DueDelivery, Subscription, D
 
 /// What a delivery carries besides its envelope: the change's author (`None` where the
 /// subscriber may not know it), time and resource, and the W3C `traceparent` its sends carry
-/// on (`traceparent`, only when the change's request gave one: it is not part of the envelope).
+/// on (`traceparent`, only when the change's request gave one and the author is named: it is not
+/// part of the envelope).
 fn outbox_payload(ctx: &WriteContext, author: Option<&str>, resource: &str, data: &serde_json::Value) -> String {
     let mut payload = serde_json::json!({
         "organization": author, "created_at": ctx.at, "resource": resource, "data": data
     });
-    if let Some(traceparent) = &ctx.trace_parent {
+    // Withheld with the author: the author's trace id, shared by its other requests whose events
+    // name it, would tell the receiver who made the change.
+    if let (Some(traceparent), Some(_)) = (&ctx.trace_parent, author) {
         payload["traceparent"] = traceparent.as_str().into();
     }
     payload.to_string()
