@@ -406,6 +406,11 @@ fn request_spans_reach_an_otlp_receiver_without_personal_data() {
         assert_eq!(delivery.parent_span_id, patch.span_id, "the PATCH's child");
         assert_eq!(string_attribute(delivery, "server.address"), Some("127.0.0.1"));
         assert_eq!(
+            attribute(delivery, "server.port"),
+            Some(&any_value::Value::IntValue(i64::from(port)))
+        );
+        assert_eq!(attribute(delivery, "error.type"), None, "delivered");
+        assert_eq!(
             string_attribute(delivery, "passerelle.webhook.event_type"),
             Some("coverage.changed")
         );

@@ -315,18 +315,27 @@ async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc
     // A client span per try, the child of the request that made the change when its trace was
     // stored with the delivery; its `traceparent` goes with the request, so that the receiver's
     // trace joins in. Only the receiver's host is recorded: a path or query may hold its secret.
-    let host = reqwest::Url::parse(&d.url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
+    let url = reqwest::Url::parse(&d.url).ok();
+    // An IPv6 literal without its brackets, as the conventions write an address.
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
         .unwrap_or_default();
+    let port = url
+        .as_ref()
+        .and_then(reqwest::Url::port_or_known_default)
+        .map_or(0, i64::from);
     let span = tracing::info_span!(
         "webhook.delivery",
         otel.name = "POST",
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
         http.request.method = "POST",
         http.response.status_code = tracing::field::Empty,
         server.address = %host,
+        server.port = port,
         passerelle.webhook.event_type = %d.event_type,
         passerelle.webhook.attempt = i64::from(d.attempts.saturating_add(1)),
     );
@@ -339,6 +348,13 @@ async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc
     }
     if !outcome.delivered {
         span.record("otel.status_code", "ERROR");
+        // The conventions' `error.type`: the answer's status, or what stopped the try.
+        let error = match (outcome.attempt.status_code, outcome.attempt.error.as_deref()) {
+            (Some(status), _) => status.to_string(),
+            (None, Some("timeout")) => "timeout".to_owned(),
+            _ => "_OTHER".to_owned(),
+        };
+        span.record("error.type", error.as_str());
     }
     if let Err(e) = state.store.record_attempt(&d.id, &owner, &outcome).await {
         tracing::warn!(error = %e, "cannot record a webhook attempt");
