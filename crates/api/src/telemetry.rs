@@ -113,7 +113,7 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
 }
 
 /// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): the service then takes part in its
-/// callers' traces; otherwise it passes their trace context on unchanged (see [`join_caller_trace`]).
+/// callers' traces; otherwise it passes their `traceparent` on (see [`join_caller_trace`]).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 const TRACEPARENT: &str = "traceparent";
@@ -123,33 +123,32 @@ const TRACESTATE: &str = "tracestate";
 /// valid `traceparent` (with its `tracestate`), and gives the `traceparent` that what the request
 /// causes later carries on (its webhook deliveries, through the outbox). Exporting, that is this
 /// span's own context, so a caller without a trace of its own still sees the deliveries under its
-/// request's; not exporting, the caller's header as it came, or none. An invalid header, or
-/// several, starts no trace of the caller's, as the recommendation says: they are ignored.
+/// request's; not exporting, the caller's header as version 00 with its sampled flag, or none.
+/// An invalid header, or several, starts no trace of the caller's, as the recommendation says:
+/// they are ignored.
 pub fn join_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Option<String> {
     let exporting = EXPORTING.load(Ordering::Relaxed);
     let given = headers.get_all(TRACEPARENT).iter().count() == 1;
     if !given && !exporting {
         return None;
     }
-    let caller = headers
+    // Already in the form it is passed on in: version 00, the sampled flag alone.
+    let passed_on = headers
         .get(TRACEPARENT)
         .filter(|_| given)
         .and_then(|v| v.to_str().ok())
-        .and_then(read_traceparent)
-        .and_then(|traceparent| {
-            // Several `tracestate` fields are one list (the recommendation, RFC 7230 §3.2.2).
-            let states: Vec<&str> = headers
-                .get_all(TRACESTATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            context_of(&traceparent, (!states.is_empty()).then(|| states.join(",")).as_deref())
-        });
-    let passed_on = caller.as_ref().and_then(traceparent_of);
+        .and_then(read_traceparent);
     if !exporting {
         return passed_on;
     }
-    if let Some(caller) = caller {
+    // Several `tracestate` fields are one list (the recommendation, RFC 7230 §3.2.2).
+    let states: Vec<&str> = headers
+        .get_all(TRACESTATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let tracestate = (!states.is_empty()).then(|| states.join(","));
+    if let Some(caller) = passed_on.as_deref().and_then(|t| context_of(t, tracestate.as_deref())) {
         span.set_parent(caller);
     }
     // A span the log filter turned off has no context: the caller's is passed on then.
@@ -161,11 +160,6 @@ fn traceparent_of(cx: &opentelemetry::Context) -> Option<String> {
     let mut headers = axum::http::HeaderMap::new();
     TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
     headers.get(TRACEPARENT)?.to_str().ok().map(str::to_owned)
-}
-
-/// The context a `traceparent` names, as a parent; `None` when it does not read.
-fn parent_from(traceparent: &str) -> Option<opentelemetry::Context> {
-    context_of(&read_traceparent(traceparent)?, None)
 }
 
 /// The context of a `traceparent` [`read_traceparent`] gave, with the caller's `tracestate`.
@@ -211,14 +205,13 @@ fn read_traceparent(value: &str) -> Option<String> {
 
 /// The `traceparent` a webhook delivery sends, given the one its change's request stored
 /// (`stored`): exporting, the delivery's own span (`span`), made the child of the stored one; not
-/// exporting, the stored one unchanged, so that the receiver's trace still joins the caller's.
+/// exporting, the stored one, so that the receiver's trace still joins the caller's.
 pub fn delivery_traceparent(span: &tracing::Span, stored: Option<&str>) -> Option<String> {
-    let parent = stored.and_then(parent_from);
-    let passed_on = parent.as_ref().and_then(traceparent_of);
+    let passed_on = stored.and_then(read_traceparent);
     if !EXPORTING.load(Ordering::Relaxed) {
         return passed_on;
     }
-    if let Some(parent) = parent {
+    if let Some(parent) = passed_on.as_deref().and_then(|t| context_of(t, None)) {
         span.set_parent(parent);
     }
     traceparent_of(&span.context()).or(passed_on)
