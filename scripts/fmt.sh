@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all "$@"
-rustfmt --edition 2021 "$@" crates/adapters/src/storage/shared.rs crates/adapters/src/storage/registry.rs crates/adapters/src/storage/eligibility.rs crates/adapters/src/storage/batches.rs crates/adapters/src/storage/bulk_registry.rs crates/adapters/src/storage/claims.rs crates/adapters/src/storage/settlements.rs crates/adapters/src/storage/webhooks.rs
+rustfmt --edition 2021 "$@" crates/adapters/src/storage/shared.rs crates/adapters/src/storage/registry.rs crates/adapters/src/storage/retention.rs crates/adapters/src/storage/eligibility.rs crates/adapters/src/storage/batches.rs crates/adapters/src/storage/bulk_registry.rs crates/adapters/src/storage/claims.rs crates/adapters/src/storage/claims_postgres.rs crates/adapters/src/storage/settlements.rs crates/adapters/src/storage/webhooks.rs

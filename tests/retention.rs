@@ -8,6 +8,7 @@ use passerelle_tests::{on_both_databases, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::products::family_plan;
 use crate::registry::{household, register, registry, registry_with, writer};
 use crate::webhooks::{receiver, wait_for};
 
@@ -35,14 +36,16 @@ async fn registered(app: &TestApp, product: &str, number: &str, niu: &str) -> (V
 }
 
 async fn patch_coverage(app: &TestApp, coverage: &str, body: &Value) -> Reply {
-    let read = app
-        .get(&format!("/v1/coverages/{coverage}"), &writer(app, "mut-a"))
-        .await;
+    patch_coverage_as(app, "mut-a", coverage, body).await
+}
+
+async fn patch_coverage_as(app: &TestApp, org: &str, coverage: &str, body: &Value) -> Reply {
+    let read = app.get(&format!("/v1/coverages/{coverage}"), &writer(app, org)).await;
     assert_eq!(read.status.as_u16(), 200, "{}", read.text);
     let tag = read.header("etag").unwrap().to_owned();
     app.send(
         app.request(Method::PATCH, &format!("/v1/coverages/{coverage}"))
-            .bearer_auth(writer(app, "mut-a"))
+            .bearer_auth(writer(app, org))
             .header("if-match", tag)
             .json(body),
     )
@@ -376,6 +379,59 @@ async fn an_erasure_in_many_transactions_keeps_whoever_is_covered(backend: Backe
     assert_eq!(app.db.scalar(events).await, people / 2);
 }
 
+/// A principal who is also a dependant elsewhere is freed only once that other household's
+/// principal is erased, and their own dependants a pass later still: the dry run counts all
+/// three passes, as many as the run then erases.
+async fn a_dry_run_counts_households_freed_by_later_passes(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let id = |niu: &str| json!({"country": "TG", "type": "NIU", "value": niu});
+    // Ama: principal of mut-a's household, with Kodjo as her spouse; Kodjo: principal of
+    // mut-b's, with their daughter Yawa.
+    let first = json!({
+        "product": r.product, "member_number": "CHN-0001", "start_date": "2026-01-01", "paid_through": "2026-12-31",
+        "principal": {"national_id": id("444444444444"), "family_name": "Mensah", "given_names": "Ama", "sex": "F",
+                      "birth_date": "1986-02-14"},
+        "dependants": [{"relationship": "spouse", "national_id": id("555555555555"), "family_name": "Mensah",
+                        "given_names": "Kodjo", "sex": "M", "birth_date": "1983-09-01"}]
+    });
+    let reply = register(app, "mut-a", "key-chn-1", &first).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let first_cover = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let plan = app
+        .post("/v1/products", &writer(app, "mut-b"), &family_plan("2026-01-01"))
+        .await;
+    assert_eq!(plan.status.as_u16(), 201, "{}", plan.text);
+    let second = json!({
+        "product": plan.json["id"], "member_number": "CHN-0002", "start_date": "2026-01-01", "paid_through": "2026-12-31",
+        "principal": {"national_id": id("555555555555"), "family_name": "Mensah", "given_names": "Kodjo", "sex": "M",
+                      "birth_date": "1983-09-01"},
+        "dependants": [{"relationship": "child", "family_name": "Mensah", "given_names": "Yawa", "sex": "F",
+                        "birth_date": "2012-04-20"}]
+    });
+    let reply = register(app, "mut-b", "key-chn-2", &second).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let second_cover = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let kodjo = reply.json["members"][0]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Both households ended on May 31, neither terminated: Ama goes in the first pass, Kodjo in
+    // the second (his place in her household ends with her erasure), Yawa in the third.
+    for (org, cover) in [("mut-a", &first_cover), ("mut-b", &second_cover)] {
+        let reply = patch_coverage_as(app, org, cover, &json!({"end_date": "2026-05-31"})).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+    let counted = erase(app, "2026-07-01", true).await;
+    assert_eq!(counted["people"], 3, "{counted}");
+    let done = erase(app, "2026-07-01", false).await;
+    assert_eq!(done["people"], 3, "{done}");
+    let erased = "SELECT count(*) FROM beneficiaries WHERE erased_at IS NOT NULL AND family_name = ''";
+    assert_eq!(app.db.scalar(erased).await, 3);
+    let him = format!("SELECT count(*) FROM beneficiaries WHERE id = '{kodjo}' AND erased_at IS NOT NULL");
+    assert_eq!(app.db.scalar(&him).await, 1);
+}
+
 /// An erasure is announced (`beneficiary.erased`, the record's id alone) to the organisations
 /// that covered the person, and the deliveries that held the person as corrected are forgotten,
 /// whatever their status: a failed one would otherwise be sent again, names and all.
@@ -592,6 +648,7 @@ on_both_databases!(
     a_household_past_retention_is_erased_and_answered_as_gone,
     records_merged_into_an_erased_person_go_with_them,
     an_erasure_in_many_transactions_keeps_whoever_is_covered,
+    a_dry_run_counts_households_freed_by_later_passes,
     an_erasure_is_announced_and_the_corrections_sent_of_the_person_forgotten,
     a_merged_record_s_erasure_is_told_to_its_merger_alone,
 );

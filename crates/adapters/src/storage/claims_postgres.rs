@@ -72,7 +72,7 @@ impl PgStore {
         q.push(" FROM ok)");
         if let Some(idem) = &ctx.idempotency {
             q.push(
-                                ", idem AS (INSERT INTO idempotency_keys (organization, key, fingerprint, canonical_fingerprint, \
+                ", idem AS (INSERT INTO idempotency_keys (organization, key, fingerprint, canonical_fingerprint, \
                  response, created_at) SELECT ",
             );
             let mut values = q.separated(", ");

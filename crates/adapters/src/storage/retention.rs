@@ -49,15 +49,29 @@ fn erasable_as(b: &str, gone: &str) -> String {
 const PRINCIPAL_ERASED: &str =
     "EXISTS (SELECT 1 FROM beneficiaries g WHERE g.id = h.beneficiary AND g.erased_at IS NOT NULL)";
 
-/// The principal of household `h` erased already, or to be erased by this run's first pass (for
-/// the dry run's count, which changes nothing between passes).
-fn principal_erased_or_erasable() -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM beneficiaries g WHERE g.id = h.beneficiary AND (g.erased_at IS NOT NULL \
-         OR (g.merged_into IS NULL AND NOT EXISTS (SELECT 1 FROM coverages o WHERE o.beneficiary = g.id AND NOT {}))))",
-        over("o", "h2", "FALSE")
-    )
+/// The principal of household `h` erased already, or to be erased by one of this run's first
+/// `passes` passes (for the dry run's count, which changes nothing between passes): the run's
+/// pass `k` erases those whose households' principals were erased before it, so a principal's
+/// erasability at depth `k` rests on its own households' at depth `k - 1`. Each depth aliases its
+/// person apart; `h` inside refers to the nearest household, as [`over`] writes it.
+fn principal_erased_by_pass(passes: u32) -> String {
+    match passes.checked_sub(1) {
+        None => PRINCIPAL_ERASED.to_owned(),
+        Some(before) => {
+            let g = format!("g{passes}");
+            format!(
+                "EXISTS (SELECT 1 FROM beneficiaries {g} WHERE {g}.id = h.beneficiary AND ({g}.erased_at IS NOT NULL \
+                 OR ({})))",
+                erasable_as(&g, &principal_erased_by_pass(before))
+            )
+        }
+    }
 }
+
+/// Passes a dry run follows at most: a household whose principal is a dependant in another
+/// household, whose principal is a dependant in a third, and so on, this many deep. Families
+/// chain two or three households at most; the bound only keeps the statement's size finite.
+const DRY_RUN_PASSES: u32 = 16;
 
 /// A record `b` merged into a person erased already.
 const MERGED_INTO_ERASED: &str = "b.erased_at IS NULL AND b.merged_into IS NOT NULL \
@@ -71,16 +85,29 @@ async fn erase_personal_data(
 ) -> Result<Erasure, StoreError> {
     let since = before.and_time(chrono::NaiveTime::MIN).and_utc();
     if dry_run {
-        // Exact but for a person who is a dependant in a household whose principal the first
-        // pass does not erase but a later one would (a principal who is also a dependant
-        // elsewhere): not counted.
-        let people_sql = format!("SELECT b.id FROM beneficiaries b WHERE {}", erasable(&principal_erased_or_erasable()));
-        let (people,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM ({people_sql}) p"))
-            .bind(before)
-            .bind(since)
-            .fetch_one(&store.read)
-            .await
-            .map_err(db_err)?;
+        // The people the run's passes would erase, counted as deep as the run would go: each
+        // depth adds those a pass more would free, until one adds no one (then no later pass
+        // would either, as the set only grows with the principals erased).
+        let mut passes = 0;
+        let mut people = -1;
+        let people_sql = loop {
+            let sql = format!(
+                "SELECT b.id FROM beneficiaries b WHERE {}",
+                erasable(&principal_erased_by_pass(passes))
+            );
+            let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM ({sql}) p"))
+                .bind(before)
+                .bind(since)
+                .fetch_one(&store.read)
+                .await
+                .map_err(db_err)?;
+            if count == people || passes == DRY_RUN_PASSES {
+                people = count;
+                break sql;
+            }
+            people = count;
+            passes += 1;
+        };
         let (merged,): (i64,) = sqlx::query_as(&format!(
             "SELECT count(*) FROM beneficiaries m WHERE m.erased_at IS NULL AND m.merged_into IS NOT NULL \
              AND (m.merged_into IN ({people_sql}) \
@@ -94,7 +121,7 @@ async fn erase_personal_data(
         // The deliveries of those people and of the records merged into them or into someone
         // erased already, as the run would forget them: judged for each delivery's person, not
         // as a set of everyone (which each page of deliveries would compute again).
-        let gone = principal_erased_or_erasable();
+        let gone = principal_erased_by_pass(passes);
         let theirs = format!(
             "(b.erased_at IS NOT NULL OR ({}) OR EXISTS (SELECT 1 FROM beneficiaries t WHERE t.id = b.merged_into \
              AND (t.erased_at IS NOT NULL OR ({}))))",
@@ -120,8 +147,7 @@ async fn erase_personal_data(
     }
     let merged_records = erase_where(store, ctx, MERGED_INTO_ERASED, before, since).await?;
     // Every erased person's, not only this run's: a run stopped before this point left theirs.
-    let webhook_deliveries =
-        forget_changed_deliveries(store, "b.erased_at IS NOT NULL", before, since, false).await?;
+    let webhook_deliveries = forget_changed_deliveries(store, "b.erased_at IS NOT NULL", before, since, false).await?;
     Ok(Erasure {
         people,
         merged_records,
@@ -185,8 +211,12 @@ async fn forget_changed_deliveries(
         for id in &named {
             query = query.bind(*id);
         }
-        let gone: std::collections::HashSet<String> =
-            query.fetch_all(&store.read).await.map_err(db_err)?.into_iter().collect();
+        let gone: std::collections::HashSet<String> = query
+            .fetch_all(&store.read)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .collect();
         let ids: Vec<String> = people
             .iter()
             .filter(|(_, person)| gone.contains(person))
@@ -344,14 +374,22 @@ async fn announce_erasures(
     let mut payloads = Vec::with_capacity(records.len());
     for (_, record) in records {
         let data = serde_json::to_value(record).map_err(|e| StoreError::Internal(e.to_string()))?;
-        payloads.push(outbox_payload(ctx, Some(&ctx.organization), "beneficiary_erasure", &data));
+        payloads.push(outbox_payload(
+            ctx,
+            Some(&ctx.organization),
+            "beneficiary_erasure",
+            &data,
+        ));
     }
-    insert.push_values(records.iter().zip(payloads), |mut row, ((merged_by, record), payload)| {
-        row.push_bind(uuid::Uuid::now_v7().to_string())
-            .push_bind(record.id.clone())
-            .push_bind(merged_by.clone())
-            .push_bind(payload);
-    });
+    insert.push_values(
+        records.iter().zip(payloads),
+        |mut row, ((merged_by, record), payload)| {
+            row.push_bind(uuid::Uuid::now_v7().to_string())
+                .push_bind(record.id.clone())
+                .push_bind(merged_by.clone())
+                .push_bind(payload);
+        },
+    );
     push_outbox_rows(
         &mut insert,
         ctx,
