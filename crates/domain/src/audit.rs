@@ -521,6 +521,38 @@ mod tests {
         }
     }
 
+    /// README, "The audit chain": deleting the newest event reports its own `seq`, which the
+    /// recorded head still names.
+    #[test]
+    fn the_newest_event_deleted_is_named_by_its_own_seq() {
+        let events = chain(5);
+        let v = verify_upto(&events[..4], &events[4]);
+        assert_eq!(
+            (v.valid, v.events_checked, v.first_invalid_seq, v.failure),
+            (false, 4, Some(5), Some(ChainBreak::MissingTail))
+        );
+    }
+
+    /// The failure codes `verify` answers, as API.md (Audit) and README ("The audit chain")
+    /// name them, and as the JSON of the failure writes them.
+    #[test]
+    fn each_chain_break_has_the_code_the_api_names() {
+        let expected = [
+            (ChainBreak::OutOfSequence, "out_of_sequence"),
+            (ChainBreak::MalformedRow, "malformed_row"),
+            (ChainBreak::LinkMismatch, "link_mismatch"),
+            (ChainBreak::DigestMismatch, "digest_mismatch"),
+            (ChainBreak::MissingTail, "missing_tail"),
+            (ChainBreak::HeadMismatch, "head_mismatch"),
+            (ChainBreak::HeadBehind, "head_behind"),
+        ];
+        assert_eq!(ChainBreak::ALL.len(), expected.len());
+        for (kind, code) in expected {
+            assert_eq!(kind.code(), code);
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(code));
+        }
+    }
+
     #[test]
     fn a_recomputed_digest_still_breaks_the_next_link() {
         let mut events = chain(4);
