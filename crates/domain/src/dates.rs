@@ -139,6 +139,25 @@ mod tests {
         }
     }
 
+    /// Twelve can be a month either side, so `03/12/1980` is the French locale's 3 December
+    /// (day/month/year), not an English one's month/day/year.
+    #[test]
+    fn a_twelve_second_is_read_as_the_month_of_a_french_date() {
+        for raw in ["03/12/1980", "12/12/1980"] {
+            let hint = spreadsheet_hint(raw).map(|(en, _)| en).unwrap_or_default();
+            assert!(hint.contains("DD/MM/YYYY"), "{raw}: {hint}");
+        }
+    }
+
+    /// A hint is given only when what the spreadsheet made can be told: a cell with letters
+    /// where a date's numbers go, or a number that is no year with zero decimals, gets none.
+    #[test]
+    fn no_hint_for_what_no_spreadsheet_makes_of_a_date() {
+        for raw in ["12/ab/1980", "02/03/", "19a0.0", "1980.5", "198.0", "19800.0"] {
+            assert_eq!(spreadsheet_hint(raw), None, "{raw}");
+        }
+    }
+
     #[test]
     fn dates_are_written_one_way() {
         assert_eq!(parse("2028-02-29"), NaiveDate::from_ymd_opt(2028, 2, 29));
