@@ -192,6 +192,23 @@ mod tests {
         );
     }
 
+    /// A refusal's constraint is the 409's code API.md (Beneficiaries, merge) names, except
+    /// `into_merged`, which the route answers as `already_merged` at `/into`.
+    #[test]
+    fn each_refusal_has_the_code_the_api_answers() {
+        for (refusal, code) in [
+            (MergeRefusal::SamePerson, "same_person"),
+            (MergeRefusal::AlreadyMerged, "already_merged"),
+            (MergeRefusal::IntoMerged, "into_merged"),
+            (MergeRefusal::HasNationalId, "has_national_id"),
+            (MergeRefusal::IdentityMismatch, "identity_mismatch"),
+            (MergeRefusal::CoveredByOthers, "covered_by_others"),
+            (MergeRefusal::AlreadyCovered, "already_covered"),
+        ] {
+            assert_eq!(refusal.constraint(), code);
+        }
+    }
+
     #[test]
     fn a_terminated_coverage_of_the_product_does_not_clash() {
         // One organisation's two records of one person under one product: once one coverage
