@@ -90,6 +90,18 @@ mod tests {
         assert!(cutoff(today, Some(today), Some(3)).unwrap_err().contains("exactly one"));
     }
 
+    /// A period out of range, given alone, is refused for its number of days, not as if both
+    /// or neither option had been given.
+    #[test]
+    fn a_period_out_of_range_is_refused_for_its_days() {
+        let today = day("2026-12-07");
+        for days in [0, MAX_RETENTION_DAYS + 1] {
+            let err = cutoff(today, None, Some(days)).unwrap_err();
+            assert!(err.contains(&format!("--retention-days {days}")), "{err}");
+            assert!(!err.contains("exactly one"), "{err}");
+        }
+    }
+
     #[test]
     fn an_erased_record_keeps_its_birth_year_alone() {
         assert_eq!(erased_birth_date(day("1984-03-12")), day("1984-01-01"));
