@@ -1190,6 +1190,70 @@ mod tests {
         assert_eq!(read[0].field, "/x/dependants/0");
     }
 
+    /// Stored and answered as first written (API.md §5 Registrations), case included.
+    #[test]
+    fn a_member_number_is_given_back_as_written() {
+        let number = MemberNumber::parse(" Tsv-0042/2 ").unwrap();
+        assert_eq!(number.to_string(), "Tsv-0042/2");
+        assert_eq!(format!("<{number}>"), "<Tsv-0042/2>");
+        assert_eq!(number.into_string(), "Tsv-0042/2");
+    }
+
+    /// Without a valid start date no age can be judged, but the household's size still can.
+    #[test]
+    fn without_a_start_date_the_count_is_judged_and_ages_are_not() {
+        let mut draft = household();
+        draft.start_date = Some("2026-02-30".into());
+        // Yao, born 2015-09-30, is 10 today (2026-03-15): past a limit of 9 whatever the start.
+        let errors = draft.validate(&product(Some(1), Some(9)), today()).unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            [("/start_date", "invalid_date"), ("/dependants", "too_many_dependants")]
+        );
+    }
+
+    /// One of the two with a national id and the other without: the same names, sex and birth
+    /// date are the same person listed twice.
+    #[test]
+    fn a_member_without_a_national_id_matching_one_with_it_is_a_duplicate() {
+        let mut draft = household();
+        draft.principal.national_id = Some(NationalIdDraft {
+            country: Some("TG".into()),
+            id_type: Some("NIU".into()),
+            value: Some("1234 5678 9012".into()),
+        });
+        draft
+            .dependants
+            .push(dependant("other", person("Mensah", "Kofi", "M", "1980-04-12")));
+        let errors = draft.validate(&product(None, None), today()).unwrap_err();
+        assert_eq!(codes(&errors), [("/dependants/2", "duplicate_member")]);
+    }
+
+    /// Rule errors are kept unless reading reported their pointer, or one above it.
+    #[test]
+    fn merged_errors_drop_only_those_at_or_under_a_read_error() {
+        let read = vec![
+            FieldError::new("/member_number", "invalid_type", "en", "fr"),
+            FieldError::new("/dependants/1", "invalid_type", "en", "fr"),
+        ];
+        let rules = vec![
+            FieldError::required("/member_number"),
+            FieldError::required("/start_date"),
+            FieldError::required("/dependants/1/sex"),
+            FieldError::required("/dependants/10/sex"),
+        ];
+        let all = merge_errors(read, rules);
+        assert_eq!(
+            codes(&all),
+            [
+                ("/member_number", "invalid_type"),
+                ("/dependants/1", "invalid_type"),
+                ("/start_date", "required"),
+                ("/dependants/10/sex", "required"),
+            ]
+        );
+    }
+
     #[test]
     fn a_dependant_joins_a_registered_household() {
         let household = HouseholdSpan {
@@ -1236,6 +1300,13 @@ mod tests {
                 .validate_with(&NationalIdRules::SHIPPED, &product(None, None), household, today())
                 .unwrap_err();
             assert_eq!(codes(&errors), [("/start_date", code)], "{start}");
+        }
+        // The household's own first and last days are within it.
+        for start in ["2026-01-01", "2026-12-31"] {
+            let (_, on) = added("spouse", Some(start), person("Mensah", "Afi", "F", "1984"))
+                .validate_with(&NationalIdRules::SHIPPED, &product(None, None), household, today())
+                .unwrap();
+            assert_eq!(on, d(start));
         }
         // The age limit holds on the dependant's own start date.
         let errors = added("child", Some("2026-10-01"), person("Mensah", "Yao", "M", "2005-09-30"))
