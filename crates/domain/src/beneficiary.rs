@@ -1526,6 +1526,161 @@ mod tests {
     }
 
     #[test]
+    fn a_correction_sets_the_family_name_and_the_place() {
+        let fixed = stored(None)
+            .corrected(
+                Correction {
+                    family_name: Some("Agbéko-Mensah".into()),
+                    locality: Some(Some(LocalityDraft {
+                        region: Some("Maritime".into()),
+                        district: Some("Zio".into()),
+                        commune: Some("Tsévié".into()),
+                    })),
+                    ..Correction::default()
+                },
+                d("2026-12-05"),
+            )
+            .unwrap();
+        assert_eq!(fixed.family_name, "Agbéko-Mensah");
+        assert_eq!(
+            fixed.locality,
+            Some(Locality {
+                region: "Maritime".into(),
+                district: "Zio".into(),
+                commune: "Tsévié".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_valid_drafts_match_key_folds_its_names() {
+        assert_eq!(draft().validate("", today()).unwrap().match_key(), "mensah afi delali");
+    }
+
+    /// A name is at most 100 characters, however many bytes each takes (here 4).
+    #[test]
+    fn a_name_of_a_hundred_four_byte_letters_fits() {
+        let with = |n: usize| {
+            BeneficiaryDraft {
+                family_name: Some("\u{20000}".repeat(n)),
+                ..draft()
+            }
+            .validate("", today())
+            .map(|_| ())
+            .map_err(|e| codes(&e).iter().map(|(f, c)| format!("{f} {c}")).collect::<Vec<_>>())
+        };
+        assert_eq!(with(100), Ok(()));
+        assert_eq!(with(101), Err(vec!["/family_name too_long".to_owned()]));
+    }
+
+    /// `Í` and `Æ` before a letter that is no byte of a garbled pair are names as typed.
+    #[test]
+    fn an_i_acute_or_ae_before_a_plain_letter_is_no_garbling() {
+        for name in ["Íñigo", "Ævar"] {
+            let b = BeneficiaryDraft {
+                given_names: Some(name.into()),
+                ..draft()
+            }
+            .validate("", today());
+            assert_eq!(b.map(|b| b.given_names), Ok(name.to_owned()), "{name}");
+        }
+    }
+
+    /// Up to 64 bytes of a phone are read, separators included.
+    #[test]
+    fn a_phone_of_sixty_four_bytes_is_read() {
+        let padded = format!("{:<64}", "+228 90 12 34 56");
+        assert_eq!(padded.len(), 64);
+        assert_eq!(parse_phone(&padded).as_deref(), Some("+22890123456"));
+    }
+
+    /// As registration reads a birth date: a bare year is 1 January, known to the year.
+    #[test]
+    fn a_birth_date_is_read_as_registration_reads_it() {
+        let today = d("2026-03-15");
+        assert_eq!(
+            read_birth_date("1985", None, today),
+            Some((d("1985-01-01"), BirthDatePrecision::Year))
+        );
+        assert_eq!(
+            read_birth_date("1985-03-02", None, today),
+            Some((d("1985-03-02"), BirthDatePrecision::Day))
+        );
+        assert_eq!(read_birth_date("2090", None, today), None);
+    }
+
+    /// "12 digits" for a fixed length, "5 to 20 letters and digits" for a range, in both
+    /// languages.
+    #[test]
+    fn a_rule_describes_a_fixed_length_or_a_range() {
+        let rules = &NationalIdRules::SHIPPED;
+        let niu = rules.rule("TG", "NIU").unwrap();
+        assert_eq!(
+            (niu.describe_en(), niu.describe_fr()),
+            ("12 digits".into(), "12 chiffres".into())
+        );
+        let rnu = rules.rule("SN", "RNU").unwrap();
+        assert_eq!(
+            (rnu.describe_en(), rnu.describe_fr()),
+            (
+                "5 to 20 letters and digits".into(),
+                "de 5 à 20 lettres et chiffres".into()
+            )
+        );
+    }
+
+    /// A deployment's type may hold digits and underscores, and a length may reach 64.
+    #[test]
+    fn a_deployments_rule_may_use_every_form_it_is_told() {
+        let rules = NationalIdRules::from_json(
+            r#"[{"country": "SN", "type": "CNI_2016", "min_len": 1, "max_len": 64, "charset": "digits"}]"#,
+        )
+        .unwrap();
+        assert!(rules.parse("SN", "CNI_2016", &"7".repeat(64), "/n").is_ok());
+        let refused = NationalIdRules::from_json(
+            r#"[{"country": "SN", "type": "CNI", "min_len": 1, "max_len": 65, "charset": "digits"}]"#,
+        )
+        .unwrap_err();
+        assert!(refused.contains("lengths"), "{refused}");
+    }
+
+    /// Spaces are ignored in a value: one padded with them up to the 256 bytes looked at reads.
+    #[test]
+    fn a_value_padded_to_the_bytes_looked_at_is_read() {
+        let padded = format!("123456789012{}", " ".repeat(244));
+        assert_eq!(padded.len(), 256);
+        let id = NationalId::parse("TG", "NIU", &padded, "/n").unwrap();
+        assert_eq!(id.to_compact(), "TG:NIU:123456789012");
+    }
+
+    /// A type's name with an underscore or a dash is still a name, echoed in the message.
+    #[test]
+    fn an_unknown_type_with_an_underscore_or_a_dash_is_named() {
+        for (given, named) in [("carte_id", "TG:CARTE_ID"), ("Pass-Port", "TG:PASS-PORT")] {
+            let e = NationalId::parse("TG", given, "123456789012", "/n").unwrap_err();
+            assert!(
+                e.en.starts_with(&format!("unknown national id type {named};")),
+                "{}",
+                e.en
+            );
+        }
+    }
+
+    /// A stored record of an earlier release has no version: it is the first.
+    #[test]
+    fn a_record_stored_without_a_version_is_version_one() {
+        let mut json = serde_json::to_value(stored(None)).unwrap();
+        json.as_object_mut().unwrap().remove("version");
+        let read: Beneficiary = serde_json::from_value(json).unwrap();
+        assert_eq!(read.version, 1);
+    }
+
+    #[test]
+    fn a_records_match_key_folds_its_names() {
+        assert_eq!(stored(None).match_key(), "agbeko akossiwa elise");
+    }
+
+    #[test]
     fn national_ids_serialize_with_type() {
         let id = NationalId::parse("sn", "cni", "1 234-567 89012", "/n").unwrap();
         let json = serde_json::to_value(&id).unwrap();
