@@ -1163,3 +1163,52 @@ fn an_ndjson_line_naming_a_member_twice_is_refused() {
     assert_eq!(codes(&refused.errors), [(1, "", "malformed_json")]);
     assert!(refused.errors[0].message_en.contains("twice"), "{:?}", refused.errors);
 }
+
+/// Gives one byte a read, each after a read interrupted (`ErrorKind::Interrupted`, a signal):
+/// such a read is tried again, as `std::io` readers are meant to be.
+struct Interrupting {
+    inner: io::Cursor<Vec<u8>>,
+    interrupt: bool,
+}
+
+impl Read for Interrupting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.interrupt = !self.interrupt;
+        if self.interrupt {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        let n = buf.len().min(1);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+impl Seek for Interrupting {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+#[test]
+fn interrupted_reads_are_tried_again() {
+    let mut reader = CsvHouseholds::new(Interrupting {
+        inner: io::Cursor::new(GOOD.as_bytes().to_vec()),
+        interrupt: false,
+    })
+    .unwrap();
+    let read: Vec<(String, Vec<u64>)> = reader
+        .by_ref()
+        .map(|h| {
+            let h = h.unwrap();
+            (h.household.clone(), h.member_rows.clone())
+        })
+        .collect();
+    assert!(reader.take_error().is_none());
+    assert_eq!(
+        read,
+        [
+            ("H1".to_owned(), vec![2, 3, 4]),
+            ("H2".to_owned(), vec![5, 6]),
+            ("H3".to_owned(), vec![7]),
+        ]
+    );
+}
