@@ -1212,3 +1212,76 @@ fn interrupted_reads_are_tried_again() {
         ]
     );
 }
+
+/// Gives the bytes it holds, then fails for good (a disk or a connection lost), and panics
+/// past a thousand tries rather than let a reader that retries for ever hang the test.
+struct FailingAfter {
+    inner: io::Cursor<Vec<u8>>,
+    failures: u32,
+}
+
+impl Read for FailingAfter {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.failures += 1;
+        assert!(self.failures < 1000, "a failed read was tried again and again");
+        Err(io::Error::other("the file's disk is gone"))
+    }
+}
+
+impl Seek for FailingAfter {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+/// A read that fails just after a line's `\r`, while looking for the `\n` of a `\r\n`, stops
+/// the reading with that error: only an interrupted read is tried again.
+#[test]
+fn a_read_failing_after_a_carriage_return_stops_the_file() {
+    // The file up to the `\r` ending its third line (the spouse of H1), its `\n` never read.
+    let third_cr = GOOD.match_indices("\r\n").nth(2).unwrap().0;
+    let mut reader = CsvHouseholds::new(FailingAfter {
+        inner: io::Cursor::new(GOOD.as_bytes()[..=third_cr].to_vec()),
+        failures: 0,
+    })
+    .unwrap();
+    let households: Vec<String> = reader
+        .by_ref()
+        .filter_map(|h| h.ok().map(|h| h.household.clone()))
+        .collect();
+    let error = reader.take_error().expect("the failure is kept for the job");
+    assert_eq!(error.kind(), io::ErrorKind::Other);
+    assert_eq!(error.to_string(), "the file's disk is gone");
+    // H1 was not read whole, and nothing after it was read at all.
+    assert!(households.is_empty(), "{households:?}");
+}
+
+/// A line of exactly `MAX_CSV_RECORD_BYTES` bytes is read (it reaches the reader in many reads);
+/// one byte more stops the file.
+#[test]
+fn a_line_of_the_limit_is_read_and_one_byte_more_is_not() {
+    let limit = usize::try_from(MAX_CSV_RECORD_BYTES).unwrap();
+    let at_limit = format!("{GOOD}{}\n", "x".repeat(limit));
+    let mut reader = CsvHouseholds::new(io::Cursor::new(at_limit)).unwrap();
+    let items: Vec<_> = reader.by_ref().collect();
+    assert!(reader.take_error().is_none(), "no read error stops the file");
+    // The long line is a row of one cell, read with H3 and refused with it: a row's fault,
+    // not the file's.
+    let households: Vec<&str> = items
+        .iter()
+        .filter_map(|h| h.as_ref().ok())
+        .map(|h| h.household.as_str())
+        .collect();
+    assert_eq!((items.len(), households), (3, vec!["H1", "H2"]));
+
+    let past_limit = format!("{GOOD}{}\n", "x".repeat(limit + 1));
+    let mut reader = CsvHouseholds::new(io::Cursor::new(past_limit)).unwrap();
+    let _: Vec<_> = reader.by_ref().collect();
+    let e = reader.take_error().expect("the line is refused");
+    let too_long = e.get_ref().and_then(|inner| inner.downcast_ref::<LineTooLong>());
+    assert_eq!(too_long, Some(&LineTooLong { line: 8 }));
+}
