@@ -575,7 +575,50 @@ async fn a_merge_is_told_of_its_if_match_before_its_body(backend: Backend) {
     assert_eq!(fault["code"], "ambiguous_person", "{}", current.text);
 }
 
+/// What both records used adds up as the claims path adds a claim to the usage: held at the
+/// largest amount a record can hold instead of overflowing, so the merge cannot fail on the
+/// sum. Care alone cannot get there (millions of claims at the 10^12 XOF limit), so the
+/// usages are set in the database.
+async fn a_merge_adds_the_usages_without_overflowing(backend: Backend) {
+    let r = registry(backend).await;
+    let app = &r.app;
+    let mine = writer(app, "mut-a");
+    let (first, _) = member_without_id(app, &r.product, "TSV-0001", "k1").await;
+    let (second, second_coverage) = member_without_id(app, &r.product, "TSV-0002", "k2").await;
+    let token = provider(app);
+    let bill = json!([{"code": "CONS", "category": "consultation", "quantity": 1, "unit_price_xof": 1_000}]);
+    for (key, external, person) in [("c1", "EXT-1", &first), ("c2", "EXT-2", &second)] {
+        let claimed = submit(app, &token, key, &claim(external, person, "2026-05-01", bill.clone())).await;
+        assert_eq!(claimed.status.as_u16(), 201, "{}", claimed.text);
+    }
+    terminate(app, &second_coverage, "2026-05-31").await;
+    let near_the_top = i64::MAX - 10;
+    let set = app
+        .db
+        .execute(&format!("UPDATE ceiling_usage SET used_xof = {near_the_top}"))
+        .await;
+    assert_eq!(set, 2, "one usage row for each record");
+
+    let merged = merge(app, &mine, &second, Some("*"), &json!({"into": first})).await;
+    assert_eq!(merged.status.as_u16(), 200, "{}", merged.text);
+    let usage = |person: &str| format!("SELECT used_xof FROM ceiling_usage WHERE beneficiary = '{person}'");
+    assert_eq!(app.db.scalar(&usage(&first)).await, i64::MAX);
+    assert_eq!(
+        app.count("ceiling_usage").await,
+        1,
+        "the record merged away keeps no usage"
+    );
+    let after = check(app, json!({"id": first}), "2026-06-01", 10_000).await;
+    assert_eq!(
+        coverage_of(&after.json, "mut-a").unwrap()["remaining_ceiling_xof"],
+        0,
+        "{}",
+        after.text
+    );
+}
+
 on_both_databases!(
+    a_merge_adds_the_usages_without_overflowing,
     a_merge_into_a_record_merged_meanwhile_names_it,
     a_merge_is_told_of_its_if_match_before_its_body,
     claims_racing_a_merge_count_on_the_persons_ceiling,

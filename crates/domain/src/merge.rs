@@ -165,6 +165,16 @@ mod tests {
             ..from.clone()
         };
         assert_eq!(check(&merged, &none, &into, &none), Err(MergeRefusal::AlreadyMerged));
+        // A target merged away meanwhile: the record merged from is told before it is judged.
+        let moved_on = Beneficiary {
+            merged_into: Some("z".into()),
+            ..into.clone()
+        };
+        assert_eq!(check(&from, &mine, &moved_on, &none), Err(MergeRefusal::IntoMerged));
+        assert_eq!(
+            check(&merged, &none, &moved_on, &none),
+            Err(MergeRefusal::AlreadyMerged)
+        );
         let with_id = person("a", true, "1980-01-01", year);
         assert_eq!(check(&with_id, &mine, &into, &none), Err(MergeRefusal::HasNationalId));
         // Another year, or another day when both know the day, or another sex.

@@ -1265,11 +1265,14 @@ impl RegistryStore for This {
             other => other,
         })?;
         // The ceiling is the person's (API.md §6.3): what both records used of one product in
-        // one plan year adds up.
+        // one plan year adds up, held at the largest amount a row holds as a claim adds its share
+        // (`saturating_add`): an overflowing sum fails the statement on both databases.
         sqlx::query(
             "INSERT INTO ceiling_usage (beneficiary, product, plan_year, used_xof) \
              SELECT $2, product, plan_year, used_xof FROM ceiling_usage WHERE beneficiary = $1 \
-             ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = ceiling_usage.used_xof + excluded.used_xof",
+             ON CONFLICT (beneficiary, product, plan_year) DO UPDATE SET used_xof = \
+             CASE WHEN ceiling_usage.used_xof > 9223372036854775807 - excluded.used_xof THEN 9223372036854775807 \
+             ELSE ceiling_usage.used_xof + excluded.used_xof END",
         )
         .bind(from)
         .bind(into)
