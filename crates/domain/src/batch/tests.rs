@@ -1285,3 +1285,72 @@ fn a_line_of_the_limit_is_read_and_one_byte_more_is_not() {
     let too_long = e.get_ref().and_then(|inner| inner.downcast_ref::<LineTooLong>());
     assert_eq!(too_long, Some(&LineTooLong { line: 8 }));
 }
+
+/// README: `region`, `district` and `commune` are all three or none. A row giving only its
+/// district, or only its commune, is refused for the parts it lacks, not read as a row without
+/// a locality (which would drop the place the clerk typed).
+#[test]
+fn a_locality_given_in_part_is_refused_whichever_part_is_given() {
+    let body = "\
+H1,principal,TSV-1,Mensah,Kofi,M,1980,,,,Zio,,2026-01-01,
+H2,principal,TSV-2,Ba,Awa,F,1980,,,,,Tsévié,2026-01-01,
+";
+    let items = csv(format!("{HEADER}{body}").as_bytes());
+    let errors = |item: &HouseholdItem| {
+        let rows = item.clone().unwrap();
+        codes(&rows.validate(&product(None, None), today()).unwrap_err().errors)
+            .into_iter()
+            .map(|(row, field, code)| (row, field.to_owned(), code.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let expect = |row: u64, fields: [&str; 2]| {
+        fields
+            .map(|field| (row, field.to_owned(), "incomplete_locality".to_owned()))
+            .to_vec()
+    };
+    assert_eq!(errors(&items[0]), expect(2, ["region", "commune"]));
+    assert_eq!(errors(&items[1]), expect(3, ["region", "district"]));
+}
+
+/// A cell typed over several lines is read as one row only while the joined row stays within
+/// `MAX_CSV_RECORD_BYTES`, the longest a person's row may be: a row of exactly that many bytes
+/// is one row (its cell fails as `line_break_in_cell`, the next row keeps the number the
+/// spreadsheet shows), one byte more is a forgotten quote (`unclosed_quote`, and the next line
+/// is read as a row of its own).
+#[test]
+fn a_cell_over_several_lines_joins_its_row_up_to_the_row_limit_only() {
+    let limit = usize::try_from(MAX_CSV_RECORD_BYTES).unwrap();
+    let opening = "H1,principal,TSV-1,\"";
+    let closing = "x\",Kofi,M,1980,,,,,,2026-01-01,";
+    let after = "H2,principal,TSV-2,Ba,Awa,F,1980,,,,,,2026-01-01,\n";
+    let file = |row_bytes: usize| {
+        // The row's two lines joined by their line break.
+        let name = "A".repeat(row_bytes - opening.len() - 1 - closing.len());
+        let file = format!("{HEADER}{opening}{name}\n{closing}\n{after}");
+        assert_eq!(file.len(), HEADER.len() + row_bytes + 1 + after.len());
+        file
+    };
+    let first_row = |item: &HouseholdItem| match item {
+        Ok(rows) => rows.first_row,
+        Err(failed) => failed.first_row,
+    };
+
+    let items = csv(file(limit).as_bytes());
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "family_name", "line_break_in_cell")]
+    );
+    assert_eq!(
+        (items[1].as_ref().unwrap().household.as_str(), first_row(&items[1])),
+        ("H2", 3)
+    );
+
+    let items = csv(file(limit + 1).as_bytes());
+    assert_eq!(
+        codes(&failure(&items[0]).errors),
+        [(2, "family_name", "unclosed_quote")]
+    );
+    let h2 = items.last().unwrap().as_ref().unwrap();
+    assert_eq!((h2.household.as_str(), h2.first_row), ("H2", 4));
+}
