@@ -120,7 +120,7 @@ pub fn same_reference(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_forbidden, is_forbidden_in_code, reference_form, same_reference};
+    use super::{is_forbidden, is_forbidden_in_code, misplaced_joiner, reference_form, same_reference};
 
     /// Codes refuse what names keep for their scripts, and keep what any text may hold.
     #[test]
@@ -182,6 +182,28 @@ mod tests {
         for c in "Amégbé Kodjo-Sénamé N'Diaye Ñ ŋ Ɛ ɔ ƴ عبد الله ç ï œ ' ’ . \u{A0}\u{200C}\u{200D}".chars()
         {
             assert!(!is_forbidden(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    /// A zero-width joiner or non-joiner is in place only between two letters of joining
+    /// scripts, where it shapes them (`عبد\u{200C}الله`); with a letter of such a script on one
+    /// side only, whichever side, or at either end of the text, it shows as nothing.
+    #[test]
+    fn a_joiner_needs_a_joining_letter_on_both_sides() {
+        for kept in ["عبد\u{200C}الله", "عبد\u{200D}الله", "ब\u{200D}ब"] {
+            assert!(!misplaced_joiner(kept), "{kept:?}");
+        }
+        for misplaced in [
+            "Nd\u{200D}èye",
+            "a\u{200C}ب",
+            "ب\u{200C}a",
+            "a\u{200D}ब",
+            "ब\u{200D}a",
+            "\u{200D}ب",
+            "ب\u{200D}",
+            "ب \u{200C}ب",
+        ] {
+            assert!(misplaced_joiner(misplaced), "{misplaced:?}");
         }
     }
 }
