@@ -186,4 +186,29 @@ mod tests {
             assert!(next_attempt(now, attempts, 12, initial, 800) >= Some(earliest));
         }
     }
+
+    /// API.md: no delay is longer than 7 days; one that would be, jitter included, is 7 days.
+    /// Delays of days below that bound are kept as the schedule gives them.
+    #[test]
+    fn no_retry_waits_longer_than_seven_days() {
+        let now = Utc::now();
+        let week = Duration::days(7);
+        // The largest first delay the configuration takes (README: up to 86400000 ms).
+        let day = Duration::milliseconds(86_400_000);
+        assert_eq!(next_attempt(now, 3, 12, day, 1000), Some(now + Duration::days(4)));
+        assert_eq!(
+            next_attempt(now, 3, 12, day, 1200),
+            Some(now + Duration::hours(115) + Duration::minutes(12)),
+            "4 days and 20 %"
+        );
+        assert_eq!(next_attempt(now, 4, 12, day, 1000), Some(now + week), "8 days");
+        assert_eq!(next_attempt(now, 11, 12, day, 1000), Some(now + week));
+        // 6 days by the schedule, 7.2 with the jitter drawn.
+        let eighteen_hours = Duration::hours(18);
+        assert_eq!(
+            next_attempt(now, 4, 12, eighteen_hours, 1000),
+            Some(now + Duration::days(6))
+        );
+        assert_eq!(next_attempt(now, 4, 12, eighteen_hours, 1200), Some(now + week));
+    }
 }
