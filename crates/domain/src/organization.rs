@@ -291,4 +291,83 @@ mod tests {
         assert_eq!(org.name, "Mutuelle de Ségou");
         assert_eq!(org.kind, OrgKind::Mutuelle);
     }
+
+    fn draft(name: &str, registration_number: Option<&str>) -> OrganizationDraft {
+        OrganizationDraft {
+            id: Some("mut-tsevie".into()),
+            kind: Some("mutuelle".into()),
+            country: Some("TG".into()),
+            name: Some(name.into()),
+            registration_number: registration_number.map(str::to_owned),
+        }
+    }
+
+    fn refusals(draft: OrganizationDraft) -> Vec<(String, String)> {
+        draft
+            .validate(Utc::now())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect()
+    }
+
+    /// The organisation is answered with its id and country as created (API.md §5:
+    /// `{id, kind, country, …}`), and its id reads the same as text.
+    #[test]
+    fn an_organisation_keeps_its_id_and_country_as_given() {
+        let org = draft("Mutuelle de santé de Tsévié", Some("TG-MS-2019-014"))
+            .validate(Utc::now())
+            .unwrap();
+        assert_eq!(org.id.as_str(), "mut-tsevie");
+        assert_eq!(org.id.to_string(), "mut-tsevie");
+        assert_eq!(org.country.as_str(), "TG");
+        assert_eq!(org.registration_number.as_deref(), Some("TG-MS-2019-014"));
+        assert_eq!(org.deactivated_at, None);
+    }
+
+    /// API.md §2: operators and auditors read everything; the other kinds read their own.
+    #[test]
+    fn only_operators_and_auditors_read_everything() {
+        for kind in OrgKind::ALL {
+            assert_eq!(
+                kind.reads_everything(),
+                matches!(kind, OrgKind::Operator | OrgKind::Auditor),
+                "{}",
+                kind.as_str()
+            );
+        }
+    }
+
+    /// The create body (OpenAPI): a name of 1–200 characters once trimmed, counted in
+    /// characters (accents are one each), kept trimmed.
+    #[test]
+    fn a_name_holds_up_to_200_characters_once_trimmed() {
+        let longest = "é".repeat(MAX_NAME_CHARS);
+        let org = draft(&format!("  {longest} "), None).validate(Utc::now()).unwrap();
+        assert_eq!(org.name, longest);
+        assert_eq!(
+            refusals(draft(&format!("{longest}e"), None)),
+            [("/name".to_owned(), "too_long".to_owned())]
+        );
+    }
+
+    /// The create body (OpenAPI): a registration number is optional, of 1–64 characters; a
+    /// blank one or one past 64 is `invalid_length`, and the organisation is not created
+    /// without it even when every other field is right.
+    #[test]
+    fn a_registration_number_holds_1_to_64_characters() {
+        let longest = "É".repeat(MAX_REGISTRATION_NUMBER_CHARS);
+        let org = draft("Mutuelle de Tsévié", Some(&longest))
+            .validate(Utc::now())
+            .unwrap();
+        assert_eq!(org.registration_number.as_deref(), Some(longest.as_str()));
+        let invalid_length = [("/registration_number".to_owned(), "invalid_length".to_owned())];
+        for refused in [format!("{longest}1"), String::new(), "   ".to_owned()] {
+            assert_eq!(
+                refusals(draft("Mutuelle de Tsévié", Some(&refused))),
+                invalid_length,
+                "{refused:?}"
+            );
+        }
+    }
 }
