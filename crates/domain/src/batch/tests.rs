@@ -1354,3 +1354,105 @@ fn a_cell_over_several_lines_joins_its_row_up_to_the_row_limit_only() {
     let h2 = items.last().unwrap().as_ref().unwrap();
     assert_eq!((h2.household.as_str(), h2.first_row), ("H2", 4));
 }
+
+/// A JSON lines file whose read fails midway ends the iteration with that error kept for the
+/// job (`take_error`, once): the lines read whole are returned, not the one being read.
+#[test]
+fn an_ndjson_read_failure_is_kept_for_the_job() {
+    let cut = NDJSON.find('\n').unwrap() + 1 + 30;
+    let broken = Broken {
+        data: NDJSON.as_bytes(),
+        at: 0,
+        limit: cut,
+    };
+    let mut reader = NdjsonHouseholds::new(io::BufReader::new(broken), None);
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(items.len(), 1, "the first line only");
+    assert_eq!(items[0].as_ref().unwrap().household, "SGU-1");
+    assert_eq!(
+        reader.take_error().map(|e| e.kind()),
+        Some(io::ErrorKind::ConnectionReset)
+    );
+    assert!(reader.take_error().is_none(), "taken once");
+}
+
+/// A JSON lines file read through a reader interrupted before every byte
+/// (`ErrorKind::Interrupted`, which asks for the read to be tried again) reads the same
+/// households as read whole, and ends with no error.
+#[test]
+fn ndjson_reads_interrupted_are_tried_again() {
+    let summary = |items: Vec<HouseholdItem>| -> Vec<(u64, bool)> {
+        items
+            .iter()
+            .map(|h| match h {
+                Ok(rows) => (rows.first_row, true),
+                Err(failed) => (failed.first_row, false),
+            })
+            .collect()
+    };
+    let whole = summary(NdjsonHouseholds::new(NDJSON.as_bytes(), None).collect());
+    let mut reader = NdjsonHouseholds::new(
+        io::BufReader::new(Interrupting {
+            inner: io::Cursor::new(NDJSON.as_bytes().to_vec()),
+            interrupt: false,
+        }),
+        None,
+    );
+    let items: Vec<_> = reader.by_ref().collect();
+    assert!(reader.take_error().is_none());
+    assert_eq!(summary(items), whole);
+    assert_eq!(whole[0], (1, true), "the first line is a household");
+}
+
+/// `MAX_NDJSON_LINE_BYTES`: a JSON line of exactly that many bytes (its line end aside) is
+/// read; one byte more fails that line alone as `line_too_long`, counted as a row read, whether
+/// the line arrives in one read or in many.
+#[test]
+fn an_ndjson_line_of_the_limit_is_read_and_one_byte_more_is_not() {
+    // JSON allows white space after the value: the lines are padded to their length.
+    let line = |member_number: &str, bytes: usize| {
+        let body = format!("{{\"member_number\": \"{member_number}\"}}");
+        format!("{body}{}\n", " ".repeat(bytes - body.len()))
+    };
+    let file = [
+        line("SGU-1", MAX_NDJSON_LINE_BYTES + 1),
+        line("SGU-2", MAX_NDJSON_LINE_BYTES),
+    ]
+    .concat();
+    for capacity in [1024, 4 << 20] {
+        let mut reader = NdjsonHouseholds::new(io::BufReader::with_capacity(capacity, file.as_bytes()), None);
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(items.len(), 2, "{capacity}");
+        assert_eq!(
+            codes(&failure(&items[0]).errors),
+            [(1, "", "line_too_long")],
+            "{capacity}"
+        );
+        let read = items[1].as_ref().unwrap();
+        assert_eq!((read.household.as_str(), read.first_row), ("SGU-2", 2), "{capacity}");
+        assert_eq!(reader.rows_read(), 2, "{capacity}");
+    }
+}
+
+/// A byte order mark opens a file, it is no content: a first line holding only it is a blank
+/// line, skipped (bulk-registration.md: blank lines are ignored), and the next line is row 2.
+#[test]
+fn an_ndjson_first_line_of_only_a_byte_order_mark_is_blank() {
+    let file = "\u{FEFF}\n{\"member_number\": \"SGU-1\"}\n";
+    let mut reader = NdjsonHouseholds::new(file.as_bytes(), None);
+    let items: Vec<_> = reader.by_ref().collect();
+    assert_eq!(items.len(), 1);
+    let read = items[0].as_ref().unwrap();
+    assert_eq!((read.household.as_str(), read.first_row), ("SGU-1", 2));
+    assert_eq!(reader.rows_read(), 1);
+}
+
+/// A line that is not JSON is told so, and not as a member named twice, which is told apart.
+#[test]
+fn an_ndjson_line_not_json_is_not_named_a_repeated_member() {
+    let items: Vec<_> = NdjsonHouseholds::new(&b"{\"member_number\": \"SGU-1\",}\n"[..], None).collect();
+    let refused = failure(&items[0]);
+    assert_eq!(codes(&refused.errors), [(1, "", "malformed_json")]);
+    let en = &refused.errors[0].message_en;
+    assert!(en.contains("not valid JSON") && !en.contains("twice"), "{en}");
+}
