@@ -120,4 +120,88 @@ mod tests {
             Decision::WrongKind
         );
     }
+
+    /// Rows of API.md §2's tables (and bulk-registration.md for the jobs) that mutation testing
+    /// cannot see: `scope()` and `kinds()` are matches over every action, so no mutant changes
+    /// one row. Each row here is the scope an action needs and a kind the docs name as refused
+    /// (403) or allowed.
+    #[test]
+    fn documented_permissions_hold() {
+        use OrgKind::*;
+        let cases = [
+            // `registry:write`: registrations and batches, by mutuelles.
+            (Action::Register, Scope::RegistryWrite, Mutuelle, Decision::Allowed),
+            (Action::Register, Scope::RegistryWrite, Provider, Decision::WrongKind),
+            // A job is read by its mutuelle, operators and auditors; providers and schemes,
+            // which never read jobs, get 403.
+            (Action::ReadBatches, Scope::RegistryRead, Auditor, Decision::Allowed),
+            (Action::ReadBatches, Scope::RegistryRead, Operator, Decision::Allowed),
+            (Action::ReadBatches, Scope::RegistryRead, Provider, Decision::WrongKind),
+            (Action::ReadBatches, Scope::RegistryRead, Scheme, Decision::WrongKind),
+            // A person's correction: operators, auditors and providers get 403.
+            (
+                Action::UpdateBeneficiary,
+                Scope::RegistryWrite,
+                Scheme,
+                Decision::Allowed,
+            ),
+            (
+                Action::UpdateBeneficiary,
+                Scope::RegistryWrite,
+                Operator,
+                Decision::WrongKind,
+            ),
+            (
+                Action::UpdateBeneficiary,
+                Scope::RegistryWrite,
+                Auditor,
+                Decision::WrongKind,
+            ),
+            (
+                Action::UpdateBeneficiary,
+                Scope::RegistryWrite,
+                Provider,
+                Decision::WrongKind,
+            ),
+            // Settlements: reads need `claims:read`; schemes get 403.
+            (Action::ReadSettlements, Scope::ClaimsRead, Provider, Decision::Allowed),
+            (Action::ReadSettlements, Scope::ClaimsRead, Scheme, Decision::WrongKind),
+            (
+                Action::WriteSettlements,
+                Scope::SettlementsWrite,
+                Mutuelle,
+                Decision::Allowed,
+            ),
+            // A provider adjudicating is 403; base adjudication is a scheme's, under
+            // `claims:submit`.
+            (
+                Action::Adjudicate,
+                Scope::ClaimsAdjudicate,
+                Provider,
+                Decision::WrongKind,
+            ),
+            (Action::BaseAdjudicate, Scope::ClaimsSubmit, Scheme, Decision::Allowed),
+            (Action::SubmitClaim, Scope::ClaimsSubmit, Provider, Decision::Allowed),
+            (
+                Action::CheckEligibility,
+                Scope::EligibilityCheck,
+                Provider,
+                Decision::Allowed,
+            ),
+            // Audit: every kind reads its own events; verifying is operators' and auditors'.
+            (Action::ReadAuditEvents, Scope::AuditRead, Provider, Decision::Allowed),
+            (Action::VerifyAudit, Scope::AuditRead, Auditor, Decision::Allowed),
+        ];
+        for (action, scope, kind, decision) in cases {
+            assert_eq!(action.scope(), scope, "{action:?}");
+            assert_eq!(action.allows(kind, &[scope]), decision, "{action:?} {kind:?}");
+        }
+        // `webhooks:write`: every kind, each for what it may read.
+        for kind in OrgKind::ALL {
+            assert_eq!(
+                Action::ManageWebhooks.allows(kind, &[Scope::WebhooksWrite]),
+                Decision::Allowed
+            );
+        }
+    }
 }
