@@ -1501,7 +1501,8 @@ pub struct ClaimQuery {
     /// Only the claim a provider submitted under this `external_id` (its own reference: found
     /// again after a lost answer, once the `Idempotency-Key` is gone), compared as the claim's
     /// is kept (trimmed, in Unicode's NFKC form, case counting); for other callers, each
-    /// provider's claim of that reference they take part in. 1–100 characters.
+    /// provider's claim of that reference they take part in. 1–100 characters in that form (as a
+    /// submission counts them) or as sent.
     #[param(min_length = 1, max_length = 100)]
     pub external_id: Option<String>,
 }
@@ -1582,7 +1583,14 @@ pub async fn list_claims(
         }
     };
     let external_id = query.external_id.as_deref().map(str::trim);
-    errors.extend(external_id.and_then(|e| crate::fields::reference_error("/query/external_id", e)));
+    // Judged as a submission judges it, in the form it is kept and compared in (100 `É` written
+    // with combining accents are 200 characters as sent, 100 kept), or as sent, the form a claim
+    // stored before references were kept in one form holds: a reference either took is searched.
+    errors.extend(external_id.and_then(|sent| {
+        let judge = |form: &str| crate::fields::reference_error("/query/external_id", form);
+        let kept = passerelle_domain::text::reference_form(sent);
+        judge(&kept).and(judge(sent))
+    }));
     let (Some(page), true) = (page, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
