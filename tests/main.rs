@@ -10,6 +10,7 @@ mod conventions;
 mod eligibility;
 mod errors;
 mod examples;
+mod extremes;
 mod fhir;
 mod merges;
 mod organizations;
