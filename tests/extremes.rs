@@ -180,6 +180,18 @@ async fn a_household_at_every_limit_is_written_whole_and_read_back_exactly(backe
     assert_eq!(refused.status.as_u16(), 422, "{}", refused.text);
     assert_eq!(app.count("beneficiaries").await, before, "nothing half-written");
 
+    // 101 people born in 1900 under one number: named by it and that year, no one in particular.
+    let ambiguous = check(
+        app,
+        &json!({"beneficiary": {"organization": "mut-a", "member_number": "x-1", "birth_date": "1900"},
+                "service_date": day(today()), "care_level": "hospital"}),
+    )
+    .await;
+    assert_eq!(
+        ambiguous.field_codes(),
+        [("/beneficiary/birth_date".to_owned(), "ambiguous_person".to_owned())]
+    );
+
     // The household is full: one more dependant later is 409 `household_full`, nothing written.
     let added = app
         .send(
@@ -616,6 +628,23 @@ async fn contributions_and_end_dates_reach_ten_years_ahead_and_no_further(backen
     assert_eq!(read.json["paid_through"], last.as_str(), "{}", read.text);
     let listed = app.get(&path, &writer(app, "mut-a")).await;
     assert_eq!(listed.json["items"][0]["reference"], "R".repeat(100).as_str());
+    // Cancelled, the only contribution leaves no paid run: `paid_through` is absent again.
+    let cancelled = app
+        .post(
+            &format!("{path}/{}/cancel", paid.json["id"].as_str().unwrap()),
+            &writer(app, "mut-a"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.text);
+    let read = app
+        .get(&format!("/v1/coverages/{coverage}"), &writer(app, "mut-a"))
+        .await;
+    assert!(
+        read.json.get("paid_through").is_none_or(Value::is_null),
+        "{}",
+        read.text
+    );
 
     let etag = read.header("etag").unwrap().to_owned();
     let patch = |end: &str| {
@@ -995,13 +1024,21 @@ async fn the_largest_claims_page_by_size_and_each_is_listed_once(backend: Backen
         );
         ids.push(created.json["id"].as_str().unwrap().to_owned());
     }
+    for filters in ["", "&since=1900-01-01", "&status=awaiting_complementary"] {
+        let (pages, seen) = page_through(app, filters).await;
+        assert!(pages >= 2, "{filters}: a page holds at most 2 MiB of claims");
+        assert_eq!(seen, ids, "{filters}: each claim once, in id order");
+    }
+}
+
+async fn page_through(app: &TestApp, filters: &str) -> (usize, Vec<String>) {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
         let path = match &cursor {
-            None => "/v1/claims?limit=500".to_owned(),
-            Some(c) => format!("/v1/claims?limit=500&cursor={c}"),
+            None => format!("/v1/claims?limit=500{filters}"),
+            Some(c) => format!("/v1/claims?limit=500{filters}&cursor={c}"),
         };
         let page = app.get(&path, &provider(app)).await;
         assert_eq!(page.status.as_u16(), 200, "{}", &page.text[..page.text.len().min(300)]);
@@ -1016,8 +1053,7 @@ async fn the_largest_claims_page_by_size_and_each_is_listed_once(backend: Backen
         }
         assert!(pages < 10);
     }
-    assert!(pages >= 2, "a page holds at most 2 MiB of claims");
-    assert_eq!(seen, ids, "each claim once, in id order");
+    (pages, seen)
 }
 
 /// A bulk file with the largest household (100 dependants), names of 100 four-byte characters,
@@ -1662,6 +1698,165 @@ async fn filters_far_past_any_stored_value_are_answered(backend: Backend) {
     }
 }
 
+/// The oldest child allowed (120, year-only) is eligible today and past the age on next year's
+/// 1 January: `DEPENDANT_AGE_LIMIT` without `until` (API.md §5 Eligibility). A dependant added
+/// with a start ten years ahead is `NOT_STARTED` until then.
+async fn the_oldest_child_ages_out_on_the_first_of_january(backend: Backend) {
+    let w = world(backend, widest_plan()).await;
+    let app = &w.app;
+    let year = chrono::Datelike::year(&today());
+    let body = json!({"product": w.product, "member_number": "X-1", "start_date": day(today()),
+        "paid_through": day(ten_years_ahead()),
+        "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
+                      "birth_date": "1950-01-01", "birth_date_precision": "year"},
+        "dependants": [{"relationship": "child", "family_name": "Doe", "given_names": "Kofi", "sex": "M",
+                        "birth_date": format!("{}-01-01", year - 120), "birth_date_precision": "year"}]});
+    let reply = register(app, "k", &body).await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let child = reply.json["members"][1]["beneficiary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let principal_coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
+    let on = |date: NaiveDate| {
+        let body = json!({"beneficiary": {"id": child}, "service_date": day(date), "care_level": "hospital"});
+        async move { check(app, &body).await }
+    };
+    let last_day = NaiveDate::from_ymd_opt(year, 12, 31).unwrap();
+    let eligible = on(last_day).await;
+    assert_eq!(eligible.json["eligible"], true, "{}", eligible.text);
+    let aged = on(last_day + Days::new(1)).await;
+    let reasons = &aged.json["coverages"][0]["reasons"];
+    assert_eq!(reasons[0]["code"], "DEPENDANT_AGE_LIMIT", "{}", aged.text);
+    assert!(reasons[0].get("until").is_none(), "{}", aged.text);
+
+    let start = ten_years_ahead();
+    let added = app
+        .send(
+            app.request(Method::POST, &format!("/v1/coverages/{principal_coverage}/dependants"))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("idempotency-key", "late")
+                .json(
+                    &json!({"relationship": "spouse", "start_date": day(start), "family_name": "Doe",
+                              "given_names": "Late", "sex": "M", "birth_date": "1900-01-01",
+                              "birth_date_precision": "year"}),
+                ),
+        )
+        .await;
+    assert_eq!(added.status.as_u16(), 201, "{}", added.text);
+    let spouse = added.json["beneficiary"]["id"].as_str().unwrap().to_owned();
+    let checked = check(
+        app,
+        &json!({"beneficiary": {"id": spouse}, "service_date": day(today().checked_add_months(Months::new(12)).unwrap()),
+                "care_level": "hospital"}),
+    )
+    .await;
+    let reasons = &checked.json["coverages"][0]["reasons"];
+    assert_eq!(reasons[0]["code"], "NOT_STARTED", "{}", checked.text);
+    assert_eq!(reasons[0]["until"], day(start).as_str(), "{}", checked.text);
+}
+
+/// The whole largest ceiling freed by a reduction to 0, then by a cancellation, is the next
+/// claim's to the franc (API.md §6: what an adjudication removes frees ceiling).
+async fn the_largest_ceiling_freed_whole_is_used_whole_again(backend: Backend) {
+    let w = world(backend, widest_plan()).await;
+    let app = &w.app;
+    let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
+    let date = day(today());
+    let remaining = || {
+        let body = json!({"beneficiary": {"id": person}, "service_date": date, "care_level": "hospital"});
+        async move { check(app, &body).await.json["coverages"][0]["remaining_ceiling_xof"].clone() }
+    };
+    let a = submit(
+        app,
+        &provider(app),
+        "a",
+        &one_line_claim("E-A", &person, &date, 1, TERA),
+    )
+    .await;
+    assert_eq!(remaining().await, 0);
+    let reduced = app
+        .post(
+            &format!("/v1/claims/{}/adjudication", a.json["id"].as_str().unwrap()),
+            &mutuelle(app),
+            &json!({"lines": [{"line": 1, "decision": "reduce", "approved_xof": 0}]}),
+        )
+        .await;
+    assert_eq!(reduced.status.as_u16(), 200, "{}", reduced.text);
+    assert_eq!(reduced.json["totals"]["patient_xof"], TERA);
+    assert_eq!(remaining().await, TERA);
+    let b = submit(
+        app,
+        &provider(app),
+        "b",
+        &one_line_claim("E-B", &person, &date, 1, TERA),
+    )
+    .await;
+    assert_eq!(b.json["totals"]["complementary_xof"], TERA, "{}", b.text);
+    assert_eq!(remaining().await, 0);
+    let cancelled = app
+        .post(
+            &format!("/v1/claims/{}/cancel", b.json["id"].as_str().unwrap()),
+            &provider(app),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.text);
+    assert_eq!(remaining().await, TERA);
+    let used: i64 = app.db.scalar("SELECT used_xof FROM ceiling_usage").await;
+    assert_eq!(used, 0);
+}
+
+/// A ceiling one franc under the largest, used up; a version raising it to 10^12 from tomorrow
+/// ends `CEILING_EXHAUSTED` tomorrow, one from ten years ahead does not (1 January comes first),
+/// and a claim priced from tomorrow gets the one franc more (API.md §5 Products, Eligibility).
+async fn a_ceiling_raised_to_the_largest_by_a_later_version_is_dated(backend: Backend) {
+    let mut plan = widest_plan();
+    plan["annual_ceiling_xof"] = json!(TERA - 1);
+    let w = world(backend, plan.clone()).await;
+    let app = &w.app;
+    let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
+    let date = day(today());
+    let first = submit(
+        app,
+        &provider(app),
+        "a",
+        &one_line_claim("E-A", &person, &date, 1, TERA),
+    )
+    .await;
+    assert_eq!(first.json["totals"]["complementary_xof"], TERA - 1, "{}", first.text);
+    let put = |from: NaiveDate, tag: &str| {
+        let mut body = plan.clone();
+        body["annual_ceiling_xof"] = json!(TERA);
+        body["effective_from"] = json!(day(from));
+        app.send(
+            app.request(Method::PUT, &format!("/v1/products/{}", w.product))
+                .bearer_auth(writer(app, "mut-a"))
+                .header("if-match", tag.to_owned())
+                .json(&body),
+        )
+    };
+    let year = chrono::Datelike::year(&today());
+    let new_year = NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap();
+    let until = || {
+        let body = json!({"beneficiary": {"id": person}, "service_date": date, "care_level": "hospital"});
+        async move { check(app, &body).await.json["coverages"][0]["reasons"][0].clone() }
+    };
+    let far = put(ten_years_ahead(), "\"1\"").await;
+    assert_eq!(far.status.as_u16(), 200, "{}", far.text);
+    assert_eq!(until().await["until"], day(new_year).as_str());
+    let tomorrow = today() + Days::new(1);
+    let near = put(tomorrow, "\"2\"").await;
+    assert_eq!(near.status.as_u16(), 200, "{}", near.text);
+    let reason = until().await;
+    assert_eq!(reason["code"], "CEILING_EXHAUSTED");
+    assert_eq!(reason["until"], day(tomorrow.min(new_year)).as_str(), "{reason}");
+    let versions = app
+        .get(&format!("/v1/products/{}/versions", w.product), &writer(app, "mut-a"))
+        .await;
+    assert_eq!(versions.json["items"][1]["superseded_by"], 3, "{}", versions.text);
+}
+
 on_both_databases!(
     a_household_at_every_limit_is_written_whole_and_read_back_exactly,
     a_check_at_the_largest_amount_and_the_date_bounds_is_priced_exactly,
@@ -1687,6 +1882,9 @@ on_both_databases!(
     text_at_its_limit_with_white_space_around_is_trimmed_first,
     the_largest_amounts_read_the_same_however_written,
     filters_far_past_any_stored_value_are_answered,
+    the_oldest_child_ages_out_on_the_first_of_january,
+    the_largest_ceiling_freed_whole_is_used_whole_again,
+    a_ceiling_raised_to_the_largest_by_a_later_version_is_dated,
 );
 
 /// Bugs found by these probes: each test fails until the service does what API.md says.
