@@ -1857,6 +1857,105 @@ async fn a_ceiling_raised_to_the_largest_by_a_later_version_is_dated(backend: Ba
     assert_eq!(versions.json["items"][1]["superseded_by"], 3, "{}", versions.text);
 }
 
+
+/// Ids at their longest through a whole flow: a provider's and a mutuelle's organisation ids of
+/// 63 characters, a member number of 50 found in another case; the claim, the batch, its CSV
+/// and the audit log's `organization` filter all name them as written (API.md §3, §5).
+async fn the_longest_ids_go_through_a_whole_flow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mutuelle_id = format!("m{}", "u".repeat(62));
+    let provider_id = format!("p{}", "-".repeat(61)) + "9";
+    app.create_org(&mutuelle_id, "mutuelle", "TG").await;
+    app.create_org(&provider_id, "provider", "TG").await;
+    let writer = app.token(&mutuelle_id, "registry:read registry:write claims:read claims:adjudicate settlements:write");
+    let provider = app.token(&provider_id, "claims:submit claims:read eligibility:check");
+    let product = app.post("/v1/products", &writer, &widest_plan()).await;
+    assert_eq!(product.status.as_u16(), 201, "{}", product.text);
+    let number = format!("A{}", "b".repeat(48)) + "Z";
+    let registered = app
+        .send(
+            app.request(Method::POST, "/v1/registrations")
+                .bearer_auth(&writer)
+                .header("idempotency-key", "k")
+                .json(&json!({"product": product.json["id"], "member_number": number, "start_date": "1900-01-01",
+                    "paid_through": day(ten_years_ahead()),
+                    "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
+                                  "birth_date": "1900-01-01", "birth_date_precision": "year"}})),
+        )
+        .await;
+    assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
+    let date = day(today());
+    let claim = json!({"external_id": "E-1", "provider": provider_id,
+        "beneficiary": {"organization": mutuelle_id, "member_number": number.to_lowercase()},
+        "service_date": date, "care_level": "hospital",
+        "lines": [{"code": "C", "category": "surgery", "quantity": 1, "unit_price_xof": TERA}]});
+    let created = submit(&app, &provider, "c", &claim).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text);
+    assert_eq!(created.json["routed_to"], mutuelle_id.as_str());
+    let id = created.json["id"].as_str().unwrap();
+    let accepted = app
+        .post(&format!("/v1/claims/{id}/adjudication"), &writer,
+              &json!({"lines": [{"line": 1, "decision": "accept"}]}))
+        .await;
+    assert_eq!(accepted.status.as_u16(), 200, "{}", accepted.text);
+    let batch = app
+        .post("/v1/settlements", &writer, &json!({"payee": provider_id, "period_start": date, "period_end": date}))
+        .await;
+    assert_eq!(batch.status.as_u16(), 201, "{}", batch.text);
+    assert_eq!((&batch.json["payee"], &batch.json["total_xof"]), (&json!(provider_id), &json!(TERA)));
+    let listed = app.get(&format!("/v1/settlements?payee={provider_id}"), &provider).await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len(), 1, "{}", listed.text);
+    let audit = app
+        .get(&format!("/v1/audit-events?organization={provider_id}&action=claim.submitted"), &app.operator())
+        .await;
+    assert_eq!(audit.json["items"].as_array().unwrap().len(), 1, "{}", audit.text);
+}
+
+
+/// The largest claim a body holds (1000 lines, each with a description of 500 ASCII characters:
+/// of two-byte letters they pass the 1 MiB a body may hold) is
+/// announced whole to a subscriber: its 1000 lines and its totals, to the franc (API.md §5
+/// Webhooks).
+async fn the_largest_claim_is_delivered_whole(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.webhook_allow_insecure = true;
+        c.webhook_retry_initial = std::time::Duration::from_millis(50);
+    })
+    .await;
+    for (id, kind) in [("mut-a", "mutuelle"), ("cms-a", "provider")] {
+        app.create_org(id, kind, "TG").await;
+    }
+    let product = app.post("/v1/products", &writer(&app, "mut-a"), &widest_plan()).await;
+    let w = World {
+        product: product.json["id"].as_str().unwrap().to_owned(),
+        app,
+    };
+    let app = &w.app;
+    let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
+    let (receiver, port) = crate::webhooks::receiver().await;
+    let hook = app
+        .post("/v1/webhooks", &app.token("mut-a", "webhooks:write"),
+              &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.submitted"]}))
+        .await;
+    assert_eq!(hook.status.as_u16(), 201, "{}", hook.text);
+    let lines: Vec<Value> = (0..1000)
+        .map(|l| json!({"code": format!("L{l}"), "category": "surgery", "description": "d".repeat(500),
+                        "quantity": 1000, "unit_price_xof": 1_000_000}))
+        .collect();
+    let body = json!({"external_id": "E-1", "provider": "cms-a", "beneficiary": {"id": person},
+                      "service_date": day(today()), "care_level": "hospital", "lines": lines});
+    let created = submit(app, &provider(app), "k", &body).await;
+    assert_eq!(created.status.as_u16(), 201, "{}", &created.text[..created.text.len().min(300)]);
+    let got = crate::webhooks::wait_for(&receiver, 1, std::time::Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "one delivery");
+    let event: Value = serde_json::from_str(&got[0].2).unwrap();
+    let lines = event["data"]["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1000);
+    assert_eq!(lines[999]["description"], "d".repeat(500).as_str());
+    assert_eq!(event["data"]["totals"], created.json["totals"]);
+    assert_eq!(event["data"]["totals"]["complementary_xof"], TERA);
+}
+
 on_both_databases!(
     a_household_at_every_limit_is_written_whole_and_read_back_exactly,
     a_check_at_the_largest_amount_and_the_date_bounds_is_priced_exactly,
@@ -1885,6 +1984,8 @@ on_both_databases!(
     the_oldest_child_ages_out_on_the_first_of_january,
     the_largest_ceiling_freed_whole_is_used_whole_again,
     a_ceiling_raised_to_the_largest_by_a_later_version_is_dated,
+    the_longest_ids_go_through_a_whole_flow,
+    the_largest_claim_is_delivered_whole,
 );
 
 /// Bugs found by these probes: each test fails until the service does what API.md says.
