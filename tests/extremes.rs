@@ -504,7 +504,7 @@ async fn a_batch_just_under_the_largest_total_is_exact_and_one_over_is_refused(b
     let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
     let yesterday = day(today() - Days::new(1));
     let first = adjudicated(app, "c1", &one_line_claim("E-1", &person, &yesterday, 1, TERA)).await;
-    adjudicated(app, "c2", &one_line_claim("E-2", &person, &day(today()), 1, TERA)).await;
+    let second = adjudicated(app, "c2", &one_line_claim("E-2", &person, &day(today()), 1, TERA)).await;
     clone_claim(app, &first, 9006).await;
     app.db
         .execute(&format!("UPDATE ceiling_usage SET used_xof = {}", 9008 * TERA))
@@ -546,6 +546,85 @@ async fn a_batch_just_under_the_largest_total_is_exact_and_one_over_is_refused(b
         .await;
     assert_eq!(csv.status.as_u16(), 200);
     assert_eq!(csv.text.lines().count(), 9008, "a header and one line per claim");
+
+    // The 9 008 claims, paged at the largest limit: full pages of 500, each claim once.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = app
+            .get(
+                &format!("/v1/claims?status=adjudicated&limit=500&cursor={cursor}"),
+                &mutuelle(app),
+            )
+            .await;
+        assert_eq!(page.status.as_u16(), 200, "{}", &page.text[..page.text.len().min(300)]);
+        let items = page.json["items"].as_array().unwrap();
+        pages += 1;
+        for c in items {
+            assert!(
+                seen.insert(c["id"].as_str().unwrap().to_owned()),
+                "a claim listed twice"
+            );
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(items.len(), 500, "a page before the last is full");
+                cursor = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (9008, 19));
+
+    // Past 10 000 claims changed since, `since` is read in id order: still each claim once.
+    clone_claim(app, &second, 1500).await;
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/v1/claims?since=1900-01-01&limit=500&cursor={cursor}"),
+                &mutuelle(app),
+            )
+            .await;
+        assert_eq!(page.status.as_u16(), 200, "{}", &page.text[..page.text.len().min(300)]);
+        for c in page.json["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(c["id"].as_str().unwrap().to_owned()),
+                "a claim listed twice"
+            );
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 10_508);
+
+    // The batch's 9 007 `claim.batched` events, paged at the largest limit with `since`.
+    let auditor = app.operator();
+    let mut events = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/v1/audit-events?since=1900-01-01&action=claim.batched&limit=500&cursor={cursor}"),
+                &auditor,
+            )
+            .await;
+        assert_eq!(page.status.as_u16(), 200, "{}", &page.text[..page.text.len().min(300)]);
+        for e in page.json["items"].as_array().unwrap() {
+            assert!(events.insert(e["seq"].as_i64().unwrap()), "an event listed twice");
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(events.len(), 9007);
+    let verified = app.get("/v1/audit-events/verify", &auditor).await;
+    assert_eq!(verified.json["valid"], true, "{}", verified.text);
 }
 
 /// Payments add up to the franc at the largest amounts: 10^12 + 1 owed, 10^12 paid, 2 is past
@@ -1857,7 +1936,6 @@ async fn a_ceiling_raised_to_the_largest_by_a_later_version_is_dated(backend: Ba
     assert_eq!(versions.json["items"][1]["superseded_by"], 3, "{}", versions.text);
 }
 
-
 /// Ids at their longest through a whole flow: a provider's and a mutuelle's organisation ids of
 /// 63 characters, a member number of 50 found in another case; the claim, the batch, its CSV
 /// and the audit log's `organization` filter all name them as written (API.md §3, §5).
@@ -1867,7 +1945,10 @@ async fn the_longest_ids_go_through_a_whole_flow(backend: Backend) {
     let provider_id = format!("p{}", "-".repeat(61)) + "9";
     app.create_org(&mutuelle_id, "mutuelle", "TG").await;
     app.create_org(&provider_id, "provider", "TG").await;
-    let writer = app.token(&mutuelle_id, "registry:read registry:write claims:read claims:adjudicate settlements:write");
+    let writer = app.token(
+        &mutuelle_id,
+        "registry:read registry:write claims:read claims:adjudicate settlements:write",
+    );
     let provider = app.token(&provider_id, "claims:submit claims:read eligibility:check");
     let product = app.post("/v1/products", &writer, &widest_plan()).await;
     assert_eq!(product.status.as_u16(), 201, "{}", product.text);
@@ -1877,10 +1958,12 @@ async fn the_longest_ids_go_through_a_whole_flow(backend: Backend) {
             app.request(Method::POST, "/v1/registrations")
                 .bearer_auth(&writer)
                 .header("idempotency-key", "k")
-                .json(&json!({"product": product.json["id"], "member_number": number, "start_date": "1900-01-01",
+                .json(
+                    &json!({"product": product.json["id"], "member_number": number, "start_date": "1900-01-01",
                     "paid_through": day(ten_years_ahead()),
                     "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
-                                  "birth_date": "1900-01-01", "birth_date_precision": "year"}})),
+                                  "birth_date": "1900-01-01", "birth_date_precision": "year"}}),
+                ),
         )
         .await;
     assert_eq!(registered.status.as_u16(), 201, "{}", registered.text);
@@ -1894,23 +1977,37 @@ async fn the_longest_ids_go_through_a_whole_flow(backend: Backend) {
     assert_eq!(created.json["routed_to"], mutuelle_id.as_str());
     let id = created.json["id"].as_str().unwrap();
     let accepted = app
-        .post(&format!("/v1/claims/{id}/adjudication"), &writer,
-              &json!({"lines": [{"line": 1, "decision": "accept"}]}))
+        .post(
+            &format!("/v1/claims/{id}/adjudication"),
+            &writer,
+            &json!({"lines": [{"line": 1, "decision": "accept"}]}),
+        )
         .await;
     assert_eq!(accepted.status.as_u16(), 200, "{}", accepted.text);
     let batch = app
-        .post("/v1/settlements", &writer, &json!({"payee": provider_id, "period_start": date, "period_end": date}))
+        .post(
+            "/v1/settlements",
+            &writer,
+            &json!({"payee": provider_id, "period_start": date, "period_end": date}),
+        )
         .await;
     assert_eq!(batch.status.as_u16(), 201, "{}", batch.text);
-    assert_eq!((&batch.json["payee"], &batch.json["total_xof"]), (&json!(provider_id), &json!(TERA)));
-    let listed = app.get(&format!("/v1/settlements?payee={provider_id}"), &provider).await;
+    assert_eq!(
+        (&batch.json["payee"], &batch.json["total_xof"]),
+        (&json!(provider_id), &json!(TERA))
+    );
+    let listed = app
+        .get(&format!("/v1/settlements?payee={provider_id}"), &provider)
+        .await;
     assert_eq!(listed.json["items"].as_array().unwrap().len(), 1, "{}", listed.text);
     let audit = app
-        .get(&format!("/v1/audit-events?organization={provider_id}&action=claim.submitted"), &app.operator())
+        .get(
+            &format!("/v1/audit-events?organization={provider_id}&action=claim.submitted"),
+            &app.operator(),
+        )
         .await;
     assert_eq!(audit.json["items"].as_array().unwrap().len(), 1, "{}", audit.text);
 }
-
 
 /// The largest claim a body holds (1000 lines, each with a description of 500 ASCII characters:
 /// of two-byte letters they pass the 1 MiB a body may hold) is
@@ -1934,18 +2031,28 @@ async fn the_largest_claim_is_delivered_whole(backend: Backend) {
     let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
     let (receiver, port) = crate::webhooks::receiver().await;
     let hook = app
-        .post("/v1/webhooks", &app.token("mut-a", "webhooks:write"),
-              &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.submitted"]}))
+        .post(
+            "/v1/webhooks",
+            &app.token("mut-a", "webhooks:write"),
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.submitted"]}),
+        )
         .await;
     assert_eq!(hook.status.as_u16(), 201, "{}", hook.text);
     let lines: Vec<Value> = (0..1000)
-        .map(|l| json!({"code": format!("L{l}"), "category": "surgery", "description": "d".repeat(500),
-                        "quantity": 1000, "unit_price_xof": 1_000_000}))
+        .map(|l| {
+            json!({"code": format!("L{l}"), "category": "surgery", "description": "d".repeat(500),
+                        "quantity": 1000, "unit_price_xof": 1_000_000})
+        })
         .collect();
     let body = json!({"external_id": "E-1", "provider": "cms-a", "beneficiary": {"id": person},
                       "service_date": day(today()), "care_level": "hospital", "lines": lines});
     let created = submit(app, &provider(app), "k", &body).await;
-    assert_eq!(created.status.as_u16(), 201, "{}", &created.text[..created.text.len().min(300)]);
+    assert_eq!(
+        created.status.as_u16(),
+        201,
+        "{}",
+        &created.text[..created.text.len().min(300)]
+    );
     let got = crate::webhooks::wait_for(&receiver, 1, std::time::Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1, "one delivery");
     let event: Value = serde_json::from_str(&got[0].2).unwrap();
@@ -2016,4 +2123,9 @@ mod bugs {
         "bug: GET /v1/claims?external_id= counts the reference as sent, not in the NFKC form a submission counts it in: a reference accepted at submission is 422 invalid_length when searched as sent",
         an_external_id_at_its_limit_is_counted_in_its_kept_form
     );
+}
+
+pub async fn world_for_probe(backend: Backend) -> (TestApp, String) {
+    let w = world(backend, widest_plan()).await;
+    (w.app, w.product)
 }
