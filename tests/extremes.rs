@@ -2063,6 +2063,138 @@ async fn the_largest_claim_is_delivered_whole(backend: Backend) {
     assert_eq!(event["data"]["totals"]["complementary_xof"], TERA);
 }
 
+/// A batch of 20 000 claims of 1 XOF, announced to a subscriber: one payment of 20 000 pays it
+/// exactly and settles every claim, each `claim.settled` queued once (API.md §5 Settlements).
+async fn one_payment_settles_twenty_thousand_claims(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.webhook_allow_insecure = true).await;
+    for (id, kind) in [("mut-a", "mutuelle"), ("cms-a", "provider")] {
+        app.create_org(id, kind, "TG").await;
+    }
+    let product = app.post("/v1/products", &writer(&app, "mut-a"), &widest_plan()).await;
+    let w = World {
+        product: product.json["id"].as_str().unwrap().to_owned(),
+        app,
+    };
+    let app = &w.app;
+    let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
+    let (_receiver, port) = crate::webhooks::receiver().await;
+    let hook = app
+        .post(
+            "/v1/webhooks",
+            &app.token("mut-a", "webhooks:write"),
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.settled"]}),
+        )
+        .await;
+    assert_eq!(hook.status.as_u16(), 201, "{}", hook.text);
+    let date = day(today());
+    let first = adjudicated(app, "c1", &one_line_claim("E-1", &person, &date, 1, 1)).await;
+    clone_claim(app, &first, 19_999).await;
+    let created = app
+        .post(
+            "/v1/settlements",
+            &mutuelle(app),
+            &json!({"payee": "cms-a", "period_start": date, "period_end": date}),
+        )
+        .await;
+    assert_eq!(
+        created.status.as_u16(),
+        201,
+        "{}",
+        &created.text[..created.text.len().min(300)]
+    );
+    assert_eq!(
+        (&created.json["claim_count"], &created.json["total_xof"]),
+        (&json!(20_000), &json!(20_000))
+    );
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let paid = pay(app, &id, 20_000, "VIR-1").await;
+    assert_eq!(paid.status.as_u16(), 201, "{}", &paid.text[..paid.text.len().min(300)]);
+    assert_eq!(paid.json["status"], "paid");
+    let settled: i64 = app
+        .db
+        .scalar("SELECT count(*) FROM claims WHERE status = 'settled'")
+        .await;
+    assert_eq!(settled, 20_000);
+    let queued: i64 = app.db.scalar("SELECT count(*) FROM webhook_deliveries").await;
+    assert_eq!(queued, 20_000, "one claim.settled for each claim");
+}
+
+/// 1000 lines of 10^9 against the largest ceiling less one franc: the ceiling runs out on the
+/// last line, which pays one franc less; a reduction of another line moves its franc to the
+/// patient and never raises the last (API.md §6.3).
+async fn the_largest_ceiling_runs_out_on_the_last_of_a_thousand_lines(backend: Backend) {
+    let w = world(backend, widest_plan()).await;
+    let app = &w.app;
+    let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
+    let date = day(today());
+    submit(app, &provider(app), "one", &one_line_claim("E-0", &person, &date, 1, 1)).await;
+    let lines: Vec<Value> = (0..1000)
+        .map(
+            |i| json!({"code": format!("L{i}"), "category": "surgery", "quantity": 1, "unit_price_xof": 1_000_000_000}),
+        )
+        .collect();
+    let body = json!({"external_id": "E-1", "provider": "cms-a", "beneficiary": {"id": person},
+                      "service_date": date, "care_level": "hospital", "lines": lines});
+    let claimed = submit(app, &provider(app), "big", &body).await;
+    assert_eq!(
+        claimed.status.as_u16(),
+        201,
+        "{}",
+        &claimed.text[..claimed.text.len().min(300)]
+    );
+    let lines = claimed.json["lines"].as_array().unwrap();
+    assert!(lines[..999].iter().all(|l| l["complementary_xof"] == 1_000_000_000));
+    assert_eq!(
+        (&lines[999]["complementary_xof"], &lines[999]["patient_xof"]),
+        (&json!(999_999_999), &json!(1))
+    );
+    assert_eq!(
+        claimed.json["totals"],
+        json!({"billed_xof": TERA, "base_xof": 0, "complementary_xof": TERA - 1, "patient_xof": 1})
+    );
+    let decisions: Vec<Value> = (1..=1000)
+        .map(|l| {
+            if l == 1 {
+                json!({"line": l, "decision": "reduce", "approved_xof": 0})
+            } else {
+                json!({"line": l, "decision": "accept"})
+            }
+        })
+        .collect();
+    let decided = app
+        .post(
+            &format!("/v1/claims/{}/adjudication", claimed.json["id"].as_str().unwrap()),
+            &mutuelle(app),
+            &json!({"lines": decisions}),
+        )
+        .await;
+    assert_eq!(
+        decided.status.as_u16(),
+        200,
+        "{}",
+        &decided.text[..decided.text.len().min(300)]
+    );
+    assert_eq!(
+        decided.json["totals"],
+        json!({"billed_xof": TERA, "base_xof": 0, "complementary_xof": TERA - 1 - 1_000_000_000,
+               "patient_xof": 1 + 1_000_000_000})
+    );
+    assert_eq!(
+        decided.json["lines"][999]["complementary_xof"], 999_999_999,
+        "never raised"
+    );
+    let remaining = check(
+        app,
+        &json!({"beneficiary": {"id": person}, "service_date": date, "care_level": "hospital"}),
+    )
+    .await;
+    assert_eq!(
+        remaining.json["coverages"][0]["remaining_ceiling_xof"], 1_000_000_000,
+        "{}",
+        remaining.text
+    );
+}
+
 on_both_databases!(
     a_household_at_every_limit_is_written_whole_and_read_back_exactly,
     a_check_at_the_largest_amount_and_the_date_bounds_is_priced_exactly,
@@ -2093,6 +2225,8 @@ on_both_databases!(
     a_ceiling_raised_to_the_largest_by_a_later_version_is_dated,
     the_longest_ids_go_through_a_whole_flow,
     the_largest_claim_is_delivered_whole,
+    one_payment_settles_twenty_thousand_claims,
+    the_largest_ceiling_runs_out_on_the_last_of_a_thousand_lines,
 );
 
 /// Bugs found by these probes: each test fails until the service does what API.md says.
