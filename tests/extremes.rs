@@ -2030,11 +2030,13 @@ async fn the_largest_claim_is_delivered_whole(backend: Backend) {
     let app = &w.app;
     let (person, _) = one_person(&w, "X-1", "1900-01-01").await;
     let (receiver, port) = crate::webhooks::receiver().await;
+    // The longest secret, of four-byte letters (1024 bytes), signs the delivery.
+    let secret = "𠀀".repeat(256);
     let hook = app
         .post(
             "/v1/webhooks",
             &app.token("mut-a", "webhooks:write"),
-            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.submitted"]}),
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["claim.submitted"], "secret": secret}),
         )
         .await;
     assert_eq!(hook.status.as_u16(), 201, "{}", hook.text);
@@ -2055,7 +2057,20 @@ async fn the_largest_claim_is_delivered_whole(backend: Backend) {
     );
     let got = crate::webhooks::wait_for(&receiver, 1, std::time::Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1, "one delivery");
-    let event: Value = serde_json::from_str(&got[0].2).unwrap();
+    let (_, signature, delivered) = &got[0];
+    let (t, v1) = signature.split_once(',').unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    hmac::Mac::update(
+        &mut mac,
+        format!("{}.{delivered}", t.trim_start_matches("t=")).as_bytes(),
+    );
+    let expected: String = hmac::Mac::finalize(mac)
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1.trim_start_matches("v1="), expected, "signed with the secret as sent");
+    let event: Value = serde_json::from_str(delivered).unwrap();
     let lines = event["data"]["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 1000);
     assert_eq!(lines[999]["description"], "d".repeat(500).as_str());
@@ -2089,13 +2104,15 @@ async fn one_payment_settles_twenty_thousand_claims(backend: Backend) {
     let date = day(today());
     let first = adjudicated(app, "c1", &one_line_claim("E-1", &person, &date, 1, 1)).await;
     clone_claim(app, &first, 19_999).await;
-    let created = app
-        .post(
-            "/v1/settlements",
-            &mutuelle(app),
-            &json!({"payee": "cms-a", "period_start": date, "period_end": date}),
+    let batch = || {
+        app.send(
+            app.request(Method::POST, "/v1/settlements")
+                .bearer_auth(mutuelle(app))
+                .header("idempotency-key", "batch")
+                .json(&json!({"payee": "cms-a", "period_start": date, "period_end": date})),
         )
-        .await;
+    };
+    let created = batch().await;
     assert_eq!(
         created.status.as_u16(),
         201,
@@ -2106,6 +2123,10 @@ async fn one_payment_settles_twenty_thousand_claims(backend: Backend) {
         (&created.json["claim_count"], &created.json["total_xof"]),
         (&json!(20_000), &json!(20_000))
     );
+    // Its answer, 20 000 claim ids long, is replayed whole.
+    let replayed = batch().await;
+    assert_eq!(replayed.status.as_u16(), 201);
+    assert_eq!(replayed.json, created.json);
     let id = created.json["id"].as_str().unwrap().to_owned();
     let paid = pay(app, &id, 20_000, "VIR-1").await;
     assert_eq!(paid.status.as_u16(), 201, "{}", &paid.text[..paid.text.len().min(300)]);
