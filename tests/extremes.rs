@@ -660,9 +660,34 @@ async fn payments_at_the_largest_amount_add_up_exactly(backend: Backend) {
         (&last.json["paid_xof"], &last.json["status"]),
         (&json!(TERA + 1), &json!("paid"))
     );
+    let references: Vec<&str> = last.json["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(references.len(), 2, "the refused payment wrote nothing: {references:?}");
     let claim = app.get(&format!("/v1/claims/{big}"), &mutuelle(app)).await;
     assert_eq!(claim.json["status"], "settled");
-    pay(app, &id, 1, "VIR-4").await.problem(409, "conflict");
+    let refused = pay(app, &id, 1, "VIR-4").await;
+    refused.problem(409, "conflict");
+    assert_eq!(refused.json["errors"][0]["code"], "already_paid");
+    let read = app.get(&format!("/v1/settlements/{id}"), &mutuelle(app)).await;
+    assert_eq!(read.json["payments"].as_array().unwrap().len(), 2);
+    assert_eq!(read.json["paid_xof"], TERA + 1);
+    // The CSV writes the amounts as the integers they are, in both separators.
+    for (separator, sep) in [("comma", ','), ("semicolon", ';')] {
+        let csv = app
+            .send(
+                app.request(Method::GET, &format!("/v1/settlements/{id}?separator={separator}"))
+                    .bearer_auth(mutuelle(app))
+                    .header("accept", "text/csv"),
+            )
+            .await;
+        let line = csv.text.lines().find(|l| l.starts_with(big.as_str())).unwrap();
+        let cells: Vec<&str> = line.split(sep).collect();
+        assert_eq!(cells[6..], ["1000000000000", "0", "1000000000000", "0"], "{line}");
+    }
 }
 
 /// Dates at the ends of their range through coverages and contributions: a contribution of
