@@ -2304,8 +2304,3 @@ mod bugs {
         an_external_id_at_its_limit_is_counted_in_its_kept_form
     );
 }
-
-pub async fn world_for_probe(backend: Backend) -> (TestApp, String) {
-    let w = world(backend, widest_plan()).await;
-    (w.app, w.product)
-}
