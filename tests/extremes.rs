@@ -2267,34 +2267,5 @@ on_both_databases!(
     the_largest_claim_is_delivered_whole,
     one_payment_settles_twenty_thousand_claims,
     the_largest_ceiling_runs_out_on_the_last_of_a_thousand_lines,
+    an_external_id_at_its_limit_is_counted_in_its_kept_form,
 );
-
-/// Bugs found by these probes: each test fails until the service does what API.md says.
-mod bugs {
-    use passerelle_adapters::Backend;
-
-    macro_rules! ignored_on_both_databases {
-        ($reason:literal, $case:ident) => {
-            mod $case {
-                use super::Backend;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = $reason]
-                async fn sqlite() {
-                    super::super::$case(Backend::Sqlite).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = $reason]
-                async fn postgres() {
-                    super::super::$case(Backend::Postgres).await;
-                }
-            }
-        };
-    }
-
-    ignored_on_both_databases!(
-        "bug: GET /v1/claims?external_id= counts the reference as sent, not in the NFKC form a submission counts it in: a reference accepted at submission is 422 invalid_length when searched as sent",
-        an_external_id_at_its_limit_is_counted_in_its_kept_form
-    );
-}
