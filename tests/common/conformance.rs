@@ -1,6 +1,7 @@
 //! Every answer a black-box test receives is held to the committed OpenAPI document: its
-//! operation lists the status, the document names the media type for that status, and a JSON body
-//! validates against the documented schema. An answer the document does not describe fails the
+//! operation lists the status, the document names the media type for that status and lists every
+//! header sent, the headers it marks `required` are sent, and a JSON body validates against the
+//! documented schema. An answer the document does not describe fails the
 //! test that met it, so the document cannot drift from what the service says, only from what no
 //! test asks.
 
@@ -80,6 +81,15 @@ pub fn check(method: &Method, path: &str, status: StatusCode, headers: &HeaderMa
         if !documented && !TRANSPORT.contains(&name) {
             return Err(format!(
                 "{method} {template} answered {status} with a header {name}, which the document does not give"
+            ));
+        }
+    }
+    // A header the document marks `required` is on every answer of that status.
+    for (name, header) in listed.into_iter().flatten() {
+        let sent = headers.keys().any(|k| k.as_str().eq_ignore_ascii_case(name));
+        if header.get("required") == Some(&Value::Bool(true)) && !sent {
+            return Err(format!(
+                "{method} {template} answered {status} without the header {name}, which the document says it always carries"
             ));
         }
     }
@@ -224,8 +234,11 @@ mod tests {
 
     const ORG: &str = r#"{"id": "mut-a", "kind": "mutuelle", "country": "TG", "name": "Mutuelle A", "registration_number": null, "created_at": "2026-01-01T00:00:00Z"}"#;
 
+    /// The headers every answer carries (`required` in the document).
+    const ALWAYS: [(&str, &str); 2] = [("x-request-id", "r"), ("cache-control", "no-store")];
+
     fn org(status: u16, media: &str, body: &str) -> Result<(), String> {
-        org_with(status, &[("content-type", media)], body)
+        org_with(status, &[("content-type", media), ALWAYS[0], ALWAYS[1]], body)
     }
 
     fn org_with(status: u16, headers: &[(&'static str, &str)], body: &str) -> Result<(), String> {
@@ -284,8 +297,14 @@ mod tests {
             ORG,
         )
         .unwrap();
-        let fault = org_with(200, &[json, ("retry-after", "1")], ORG).unwrap_err();
+        let fault = org_with(200, &[json, ALWAYS[0], ALWAYS[1], ("retry-after", "1")], ORG).unwrap_err();
         assert!(fault.contains("retry-after"), "{fault}");
+        // A header the document marks `required` must be sent.
+        for (missing, kept) in [(ALWAYS[0], ALWAYS[1]), (ALWAYS[1], ALWAYS[0])] {
+            let fault = org_with(200, &[json, kept], ORG).unwrap_err();
+            assert!(fault.contains("without the header"), "{fault}");
+            assert!(fault.to_ascii_lowercase().contains(missing.0), "{fault}");
+        }
         let undocumented = bare(Method::DELETE, "/v1/organizations/mut-a", StatusCode::NO_CONTENT);
         assert!(undocumented.unwrap_err().contains("not in the document"));
     }

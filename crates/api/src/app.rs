@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
             .description(Some("This service"))
             .build()]);
     }
+    let doc = crate::openapi::document_json(&doc);
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
     // Answers carry people's data: no shared cache (a proxy, a browser) keeps them, unless a
@@ -239,7 +240,7 @@ pub fn router(state: AppState) -> Router {
             // validator.swagger.io from any browser not on localhost.
             axum::Router::from(
                 SwaggerUi::new("/docs")
-                    .url("/openapi.json", doc.clone())
+                    .external_url_unchecked("/openapi.json", doc.clone())
                     // Relative to the page (`/docs/`), so that it is found under a gateway's prefix.
                     .config(utoipa_swagger_ui::Config::new(["../openapi.json"]).validator_url("none")),
             )
@@ -289,12 +290,12 @@ fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any
 /// The entity tag of the contract and its viewer, which change only with the binary: the
 /// release and a digest of the document, worked out at the first request for them.
 struct DocsTag {
-    doc: utoipa::openapi::OpenApi,
+    doc: serde_json::Value,
     tag: std::sync::OnceLock<HeaderValue>,
 }
 
 impl DocsTag {
-    fn new(doc: utoipa::openapi::OpenApi) -> DocsTag {
+    fn new(doc: serde_json::Value) -> DocsTag {
         DocsTag {
             doc,
             tag: std::sync::OnceLock::new(),

@@ -110,7 +110,7 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
-        return match emit(&openapi::to_pretty_json(&openapi::document())) {
+        return match emit(&openapi::to_pretty_json(&openapi::document_json(&openapi::document()))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => Failure::from(e).exit(),
         };

@@ -450,10 +450,69 @@ fn add_value_sets(doc: &mut Document) -> Vec<(&'static str, &'static str)> {
     missed
 }
 
-pub fn to_pretty_json(doc: &Document) -> String {
-    let mut text = doc.to_pretty_json().unwrap_or_default();
+/// `doc` as JSON, as `/openapi.json` serves it and `passerelle openapi` prints it: with the
+/// response headers every answer of their status carries marked `required`, which OpenAPI's
+/// Header Object has and utoipa's does not, so that generated clients read them as given.
+pub fn document_json(doc: &Document) -> Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    mark_required_headers(&mut value);
+    value
+}
+
+pub fn to_pretty_json(doc: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(doc).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Whether every answer of `status` carries the header `name`, whoever writes it: the request
+/// id and the cache directive on every answer (the outermost layers), the entity tag wherever
+/// an operation gives one, `Location` on a creation, the challenge of a 401, and the delay of a
+/// 429 and of a 503 (`ApiError::into_response`). The test suite holds every answer it receives
+/// to these (`tests/common/conformance.rs`). A 403's challenge is absent when the organisation's
+/// kind may not call the operation, and the other headers are sent in some cases only.
+fn always_sent(name: &str, status: &str) -> bool {
+    match name {
+        "X-Request-Id" | "Cache-Control" | "ETag" => true,
+        "Location" => matches!(status, "201" | "202"),
+        "WWW-Authenticate" => status == "401",
+        "Retry-After" => matches!(status, "429" | "503"),
+        _ => false,
+    }
+}
+
+/// Marks the headers [`always_sent`] in the operations' responses, and in the shared responses
+/// they refer to (each shared response stands for one status).
+fn mark_required_headers(doc: &mut Value) {
+    fn mark(status: &str, response: &mut Value) {
+        let headers = response.get_mut("headers").and_then(Value::as_object_mut);
+        for (name, header) in headers.into_iter().flatten() {
+            if always_sent(name, status) {
+                header["required"] = Value::Bool(true);
+            }
+        }
+    }
+    let mut shared = Vec::new();
+    let operations = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
+        for (status, response) in responses.into_iter().flatten() {
+            match response.get("$ref").and_then(Value::as_str) {
+                Some(target) => shared.push((status.clone(), target.to_owned())),
+                None => mark(status, response),
+            }
+        }
+    }
+    for (status, target) in shared {
+        if let Some(response) = doc.pointer_mut(target.trim_start_matches('#')) {
+            mark(&status, response);
+        }
+    }
 }
 
 /// The request id of every example.
@@ -1898,5 +1957,37 @@ mod tests {
             "/v1/claims/01937f0f-1a2b-7c3d-8e4f-5a6b7c8d9e0f/cancel"
         );
         assert_eq!(example_path("/v1/audit-events/{seq}"), "/v1/audit-events/42");
+    }
+
+    /// Every response of every operation, shared ones included, marks the request id `required`;
+    /// a 401 its challenge and a 429 its delay, where a 403's challenge, absent for an
+    /// organisation's kind, stays optional.
+    #[test]
+    fn headers_sent_with_every_answer_are_required() {
+        let doc = document_json(&document());
+        let mut seen = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|o| o.get("responses").is_some())
+            {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    let response = match response.get("$ref").and_then(Value::as_str) {
+                        Some(target) => doc.pointer(target.trim_start_matches('#')).unwrap(),
+                        None => response,
+                    };
+                    let required = |name: &str| response["headers"][name]["required"] == json!(true);
+                    assert!(required("X-Request-Id"), "{status}: {response}");
+                    assert_eq!(required("WWW-Authenticate"), status == "401", "{status}: {response}");
+                    if status == "429" {
+                        assert!(required("Retry-After"));
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 400, "{seen} responses");
     }
 }
