@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::claims::{provider, submit};
-use crate::registry::writer;
+use crate::registry::{register, writer};
 
 /// The largest amount a field takes (API.md §4 `out_of_range`: amounts 1–10^12 XOF).
 const TERA: i64 = 1_000_000_000_000;
@@ -66,16 +66,6 @@ async fn world(backend: Backend, plan: Value) -> World {
     World { app, product }
 }
 
-async fn register(app: &TestApp, key: &str, body: &Value) -> Reply {
-    app.send(
-        app.request(Method::POST, "/v1/registrations")
-            .bearer_auth(writer(app, "mut-a"))
-            .header("idempotency-key", key)
-            .json(body),
-    )
-    .await
-}
-
 /// A household of one from 1900, paid through the last day a date may be; returns the
 /// principal's id and coverage.
 async fn one_person(w: &World, number: &str, start: &str) -> (String, String) {
@@ -83,7 +73,7 @@ async fn one_person(w: &World, number: &str, start: &str) -> (String, String) {
         "paid_through": day(ten_years_ahead()),
         "principal": {"family_name": "Doe", "given_names": number, "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"}});
-    let reply = register(&w.app, number, &body).await;
+    let reply = register(&w.app, "mut-a", number, &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     (
         reply.json["members"][0]["beneficiary"]["id"]
@@ -131,7 +121,7 @@ async fn a_household_at_every_limit_is_written_whole_and_read_back_exactly(backe
         "principal": {"family_name": long_name, "given_names": "é".repeat(100), "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"},
         "dependants": dependants});
-    let reply = register(app, "big", &body).await;
+    let reply = register(app, "mut-a", "big", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     assert_eq!(reply.json["members"].as_array().unwrap().len(), 101);
     let principal = &reply.json["members"][0];
@@ -160,7 +150,7 @@ async fn a_household_at_every_limit_is_written_whole_and_read_back_exactly(backe
     let mut longer = body.clone();
     longer["member_number"] = json!("X-2");
     longer["principal"]["family_name"] = json!("𠀀".repeat(101));
-    let refused = register(app, "longer", &longer).await;
+    let refused = register(app, "mut-a", "longer", &longer).await;
     assert!(
         refused
             .field_codes()
@@ -176,7 +166,7 @@ async fn a_household_at_every_limit_is_written_whole_and_read_back_exactly(backe
         .push(json!({"relationship": "spouse",
         "family_name": "Doe", "given_names": "Extra", "sex": "M", "birth_date": "1900-01-01",
         "birth_date_precision": "year"}));
-    let refused = register(app, "more", &more).await;
+    let refused = register(app, "mut-a", "more", &more).await;
     assert_eq!(refused.status.as_u16(), 422, "{}", refused.text);
     assert_eq!(app.count("beneficiaries").await, before, "nothing half-written");
 
@@ -698,7 +688,7 @@ async fn contributions_and_end_dates_reach_ten_years_ahead_and_no_further(backen
     let body = json!({"product": w.product, "member_number": "X-1", "start_date": "1900-01-01",
         "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"}});
-    let reply = register(app, "k", &body).await;
+    let reply = register(app, "mut-a", "k", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let coverage = reply.json["members"][0]["coverage"]["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/coverages/{coverage}/contributions");
@@ -778,7 +768,7 @@ async fn the_longest_grace_period_ends_on_its_last_day(backend: Backend) {
         "paid_through": "1900-01-01",
         "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"}});
-    let reply = register(app, "k", &body).await;
+    let reply = register(app, "mut-a", "k", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let person = reply.json["members"][0]["beneficiary"]["id"]
         .as_str()
@@ -813,7 +803,7 @@ async fn the_longest_wait_from_the_latest_start_is_dated(backend: Backend) {
         "paid_through": day(start),
         "principal": {"family_name": "Doe", "given_names": "Ama", "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"}});
-    let reply = register(app, "k", &body).await;
+    let reply = register(app, "mut-a", "k", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let person = reply.json["members"][0]["beneficiary"]["id"]
         .as_str()
@@ -847,9 +837,9 @@ async fn the_oldest_child_allowed_is_accepted_and_one_year_more_refused(backend:
             "dependants": [{"relationship": "child", "family_name": "Doe", "given_names": "Kofi", "sex": "M",
                             "birth_date": format!("{born}-01-01"), "birth_date_precision": "year"}]})
     };
-    let ok = register(app, "k1", &household("X-1", year - 120)).await;
+    let ok = register(app, "mut-a", "k1", &household("X-1", year - 120)).await;
     assert_eq!(ok.status.as_u16(), 201, "{}", ok.text);
-    let refused = register(app, "k2", &household("X-2", year - 121)).await;
+    let refused = register(app, "mut-a", "k2", &household("X-2", year - 121)).await;
     assert_eq!(
         refused.field_codes(),
         [("/dependants/0/birth_date".to_owned(), "dependant_age_limit".to_owned())]
@@ -968,6 +958,7 @@ async fn a_base_paying_the_largest_bill_in_full_leaves_a_batch_of_nothing(backen
         "birth_date_precision": "year"});
     let reply = register(
         app,
+        "mut-a",
         "k",
         &json!({"product": w.product, "member_number": "X-1",
         "start_date": "1900-01-01", "paid_through": day(ten_years_ahead()), "principal": person}),
@@ -1512,7 +1503,7 @@ async fn one_past_each_limit_is_named_at_its_field(backend: Backend) {
         ),
     ];
     for (i, (what, body, field, code)) in households.into_iter().enumerate() {
-        expect(what, register(app, &format!("h{i}"), &body).await, field, code);
+        expect(what, register(app, "mut-a", &format!("h{i}"), &body).await, field, code);
     }
     let claim = |change: &dyn Fn(&mut Value)| {
         let mut body = one_line_claim("Z-1", &person, &date, 1, 1);
@@ -1700,7 +1691,7 @@ async fn text_at_its_limit_with_white_space_around_is_trimmed_first(backend: Bac
         "paid_through": day(ten_years_ahead()),
         "principal": {"family_name": format!("  {}  ", "D".repeat(100)), "given_names": name, "sex": "F",
                       "birth_date": "1900-01-01", "birth_date_precision": "year"}});
-    let reply = register(app, "k", &body).await;
+    let reply = register(app, "mut-a", "k", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let person = reply.json["members"][0]["beneficiary"]["id"]
         .as_str()
@@ -1809,7 +1800,7 @@ async fn the_oldest_child_ages_out_on_the_first_of_january(backend: Backend) {
                       "birth_date": "1950-01-01", "birth_date_precision": "year"},
         "dependants": [{"relationship": "child", "family_name": "Doe", "given_names": "Kofi", "sex": "M",
                         "birth_date": format!("{}-01-01", year - 120), "birth_date_precision": "year"}]});
-    let reply = register(app, "k", &body).await;
+    let reply = register(app, "mut-a", "k", &body).await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
     let child = reply.json["members"][1]["beneficiary"]["id"]
         .as_str()

@@ -1586,16 +1586,15 @@ pub async fn list_claims(
     // Judged as a submission judges it, in the form it is kept and compared in (100 `É` written
     // with combining accents are 200 characters as sent, 100 kept), or as sent, the form a claim
     // stored before references were kept in one form holds: a reference either took is searched.
-    errors.extend(external_id.and_then(|sent| {
+    let kept = external_id.map(passerelle_domain::text::reference_form);
+    if let (Some(sent), Some(kept)) = (external_id, &kept) {
         let judge = |form: &str| crate::fields::reference_error("/query/external_id", form);
-        let kept = passerelle_domain::text::reference_form(sent);
-        judge(&kept).and(judge(sent))
-    }));
+        errors.extend(judge(kept).and(judge(sent)));
+    }
     let (Some(page), true) = (page, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
     let caller = &auth.caller;
-    let kept = external_id.map(passerelle_domain::text::reference_form);
     let mut filter = ClaimFilter {
         party: (!caller.reads_everything()).then(|| caller.org.to_string()),
         status,
