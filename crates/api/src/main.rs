@@ -397,7 +397,7 @@ async fn serve_logged(mut config: Config, no_migrate: bool, with_demo: bool) -> 
     let webhooks_done = async {
         match webhooks {
             Some(worker) => {
-                let limit = passerelle_api::webhook_worker::SEND_TIMEOUT + std::time::Duration::from_secs(1);
+                let limit = passerelle_adapters::webhook_delivery::SEND_TIMEOUT + std::time::Duration::from_secs(1);
                 worker.finished(limit).await
             }
             None => true,

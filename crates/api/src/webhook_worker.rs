@@ -5,12 +5,14 @@
 //! and one that is failing (its last attempt failed) holds one. Only more receivers
 //! hanging at once than there are slots would make the others wait.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use passerelle_adapters::webhook_delivery::{HttpSender, SEND_TIMEOUT};
 use passerelle_domain::claim::Claim;
-use passerelle_domain::ports::AttemptOutcome;
+use passerelle_domain::ports::{AttemptOutcome, SignedPost, WebhookSender};
 use passerelle_domain::webhook::{next_attempt, Attempt, DueDelivery};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,7 +24,7 @@ use tracing::Instrument as _;
 
 use crate::routes::claims::ClaimView;
 use crate::routes::registry::{BeneficiaryView, CoverageView};
-use crate::routes::webhooks::{address_allowed, BeneficiaryErasureView};
+use crate::routes::webhooks::BeneficiaryErasureView;
 use crate::state::AppState;
 use passerelle_domain::beneficiary::Beneficiary;
 use passerelle_domain::coverage::Coverage;
@@ -38,8 +40,6 @@ const PER_SUBSCRIPTION: u32 = 4;
 /// once) and the recording of its outcome. A worker that dies mid-send (a crash) holds its
 /// deliveries, and its receivers' places under [`PER_SUBSCRIPTION`], no longer than this.
 const LEASE: Duration = Duration::from_secs(15);
-/// The whole of one try: resolving the receiver's name, connecting, sending, its answer.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const _: () = assert!(
     LEASE.as_secs() >= SEND_TIMEOUT.as_secs() + 5,
     "a lease outlasts its send"
@@ -160,7 +160,7 @@ pub struct Worker {
 
 /// Stops a worker's leasing; the sends in flight go on (see [`Worker::finished`]).
 #[derive(Clone)]
-pub struct StopSwitch(std::sync::Arc<watch::Sender<bool>>);
+pub struct StopSwitch(Arc<watch::Sender<bool>>);
 
 impl StopSwitch {
     pub fn stop(&self) {
@@ -196,36 +196,25 @@ impl Worker {
     }
 }
 
-/// What deliveries name themselves as, for receivers' firewalls to let through (API.md §5).
-pub const USER_AGENT: &str = concat!("passerelle-webhooks/", env!("CARGO_PKG_VERSION"));
-
 pub fn start(state: AppState) -> Option<Worker> {
-    let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        // Web application firewalls in front of receivers often drop requests without one.
-        .user_agent(USER_AGENT)
-        .no_proxy();
-    if !state.config.webhook_allow_insecure {
-        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
-    }
-    let client = match builder.build() {
-        Ok(c) => c,
+    let sender = match HttpSender::new(state.config.webhook_allow_insecure) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook client; deliveries stay queued");
             return None;
         }
     };
+    let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run(state, client, owner, stopped));
+    let task = tokio::spawn(run(state, sender, owner, stopped));
     Some(Worker {
         task,
-        stop: StopSwitch(std::sync::Arc::new(stop)),
+        stop: StopSwitch(Arc::new(stop)),
     })
 }
 
-async fn run(state: AppState, client: reqwest::Client, owner: String, mut stopped: watch::Receiver<bool>) {
-    let owner: std::sync::Arc<str> = owner.into();
+async fn run(state: AppState, sender: Arc<dyn WebhookSender>, owner: String, mut stopped: watch::Receiver<bool>) {
+    let owner: Arc<str> = owner.into();
     // Dropped with this task, which aborts the sends: a worker aborted outright sends nothing more.
     let mut sends = JoinSet::new();
     let mut last_gauge = Instant::now() - Duration::from_secs(60);
@@ -249,7 +238,7 @@ async fn run(state: AppState, client: reqwest::Client, owner: String, mut stoppe
                         );
                     }
                     for d in due {
-                        sends.spawn(deliver(state.clone(), client.clone(), owner.clone(), d));
+                        sends.spawn(deliver(state.clone(), sender.clone(), owner.clone(), d));
                     }
                 }
                 Err(e) => {
@@ -311,7 +300,7 @@ async fn lease(state: &AppState, owner: &str, free: usize) -> Result<Vec<DueDeli
         .map_err(|e| e.to_string())
 }
 
-async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc<str>, d: DueDelivery) {
+async fn deliver(state: AppState, sender: Arc<dyn WebhookSender>, owner: Arc<str>, d: DueDelivery) {
     // A client span per try, the child of the request that made the change when its trace was
     // stored with the delivery; its `traceparent` goes with the request, so that the receiver's
     // trace joins in. Only the receiver's host is recorded: a path or query may hold its secret.
@@ -340,7 +329,7 @@ async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc
         passerelle.webhook.attempt = i64::from(d.attempts.saturating_add(1)),
     );
     let traceparent = crate::telemetry::delivery_traceparent(&span, stored_traceparent(&d.payload).as_deref());
-    let outcome = send(&state, &client, &d, traceparent.as_deref())
+    let outcome = send(&state, sender.as_ref(), &d, traceparent)
         .instrument(span.clone())
         .await;
     if let Some(status) = outcome.attempt.status_code {
@@ -361,66 +350,6 @@ async fn deliver(state: AppState, client: reqwest::Client, owner: std::sync::Arc
     }
 }
 
-/// The webhook client's resolver: a name resolves to its public addresses only, at the moment of
-/// connecting. Checking the name before the send is not enough on its own: a name with a short
-/// lifetime can answer a public address to the check and a private one to the connection
-/// (DNS rebinding). A name with no public address fails to resolve, and nothing is sent.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let public = public_addresses(name.as_str()).await?;
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-async fn public_addresses(host: &str) -> Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
-    let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 0))
-        .await?
-        .filter(|a| address_allowed(a.ip(), false))
-        .collect();
-    if public.is_empty() {
-        return Err("refused: the receiver resolves to no public address".into());
-    }
-    Ok(public)
-}
-
-/// What an attempt records for a receiver that cannot be reached at a public address. The
-/// subscriber reads it: whether the service's resolver knows a name, and whether it points
-/// inside the deployment's network, is not the subscriber's to probe, so every such case reads
-/// as any unreachable receiver does; the cause is logged.
-const UNREACHABLE: &str = "connection failed";
-
-/// The guard before a send, as in production: https only (a subscription stored while
-/// `PASSERELLE_WEBHOOK_ALLOW_INSECURE` was on, `http://` say, is not sent in clear once it is
-/// off), and no private address among those the name resolves to.
-async fn refuse_private(url: &str, allow_insecure: bool) -> Result<(), String> {
-    if allow_insecure {
-        return Ok(());
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|_| "refused: not a URL".to_owned())?;
-    if parsed.scheme() != "https" {
-        return Err("refused: not an https URL".into());
-    }
-    // An IPv6 literal is `[…]` in a URL and bare to the resolver, which fails on the brackets.
-    let host = parsed.host_str().ok_or("refused: no host")?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-        tracing::warn!(host, error = %e, "a webhook receiver's name does not resolve");
-        UNREACHABLE.to_owned()
-    })?;
-    for a in addrs {
-        if !address_allowed(a.ip(), false) {
-            tracing::warn!(host, "a webhook receiver resolves to a private address: not sent");
-            return Err(UNREACHABLE.into());
-        }
-    }
-    Ok(())
-}
-
 /// The `traceparent` stored with a delivery's event (`outbox_payload`), if any.
 fn stored_traceparent(payload: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -432,9 +361,9 @@ fn stored_traceparent(payload: &str) -> Option<String> {
 
 async fn send(
     state: &AppState,
-    client: &reqwest::Client,
+    sender: &dyn WebhookSender,
     d: &DueDelivery,
-    traceparent: Option<&str>,
+    traceparent: Option<String>,
 ) -> AttemptOutcome {
     let started = Instant::now();
     let at = now();
@@ -445,28 +374,19 @@ async fn send(
             return given_up_unsent(d, at, &e);
         }
     };
-    let signature = signature(&d.secret, at.timestamp(), &body);
-    let attempt = async {
-        refuse_private(&d.url, state.config.webhook_allow_insecure).await?;
-        let mut request = client
-            .post(&d.url)
-            .header("content-type", "application/json")
-            .header("passerelle-event-id", &d.event_id)
-            .header("passerelle-signature", signature);
-        if let Some(traceparent) = traceparent {
-            request = request.header("traceparent", traceparent);
-        }
-        request.body(body).send().await.map_err(|_| UNREACHABLE.to_owned())
+    let post = SignedPost {
+        url: d.url.clone(),
+        event_id: d.event_id.clone(),
+        signature: signature(&d.secret, at.timestamp(), &body),
+        traceparent,
+        body,
     };
-    // The name's resolution too: a resolver that never answers holds its slot no longer.
-    let result = tokio::time::timeout(SEND_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err("timeout".to_owned()));
+    let result = sender.send(post).await;
     let attempt_no = d.attempts + 1;
     // A redelivered delivery starts the schedule again: its place in it, not its number.
     let scheduled = d.scheduled_attempt();
     let (status_code, error, delivered) = match result {
-        Ok(r) => (Some(r.status().as_u16()), None, r.status().is_success()),
+        Ok(status) => (Some(status), None, (200..300).contains(&status)),
         Err(e) => (None, Some(e), false),
     };
     // 1000–1200 ‰: retries spread out, never earlier than the configured delay.
@@ -511,64 +431,6 @@ fn given_up_unsent(d: &DueDelivery, at: DateTime<Utc>, e: &Unreadable) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Before a send in production: https only, and a private address reads as any unreachable
-    /// receiver. Literal addresses: nothing is resolved or sent.
-    #[tokio::test]
-    async fn the_guard_takes_https_to_public_addresses_only() {
-        for url in ["http://8.8.8.8/hook", "ftp://8.8.8.8/hook"] {
-            assert_eq!(
-                refuse_private(url, false).await.unwrap_err(),
-                "refused: not an https URL",
-                "{url}"
-            );
-        }
-        for url in [
-            "https://127.0.0.1/hook",
-            "https://[::ffff:127.0.0.1]/hook",
-            "https://10.1.2.3/hook",
-        ] {
-            assert_eq!(refuse_private(url, false).await.unwrap_err(), UNREACHABLE, "{url}");
-        }
-        assert_eq!(refuse_private("https://8.8.8.8/hook", false).await, Ok(()));
-        assert_eq!(refuse_private("http://127.0.0.1/hook", true).await, Ok(()));
-    }
-
-    /// Names that resolve only to this machine resolve to nothing for the webhook client.
-    /// Resolving `localhost` asks no server and sends nothing.
-    #[tokio::test]
-    async fn the_client_resolves_no_private_address() {
-        let refused = public_addresses("localhost").await.unwrap_err();
-        assert!(refused.to_string().contains("no public address"), "{refused}");
-    }
-
-    /// An IPv6 literal is judged by its address (a numeric lookup asks no server, sends nothing);
-    /// with its brackets it failed to resolve, so a public one could never be delivered.
-    #[tokio::test]
-    async fn ipv6_literals_are_judged_by_their_address() {
-        let refused = refuse_private("https://[::1]:8443/hook", false).await.unwrap_err();
-        assert_eq!(refused, UNREACHABLE);
-        refuse_private("https://[2001:4860:4860::8888]/hook", false)
-            .await
-            .unwrap();
-    }
-
-    #[test]
-    fn ipv4_carried_in_ipv6_is_judged_as_ipv4() {
-        let allowed = |s: &str| address_allowed(s.parse().unwrap(), false);
-        for private in [
-            "::127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "64:ff9b::192.168.1.1",
-            "0.1.2.3",
-        ] {
-            assert!(!allowed(private), "{private}");
-        }
-        for public in ["64:ff9b::8.8.8.8", "2001:4860:4860::8888", "8.8.8.8"] {
-            assert!(allowed(public), "{public}");
-        }
-    }
 
     /// The body sent is the `WebhookEvent` the OpenAPI document publishes, member for member.
     #[test]

@@ -1,4 +1,4 @@
-//! Storage of webhook subscriptions and the outbox.
+//! Storage of webhook subscriptions and the outbox, and the sending of deliveries.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,6 +39,28 @@ pub struct RedeliveredMany {
     /// The id of the last delivery taken, when failed deliveries matching the request are left
     /// after it: the next request continues from there.
     pub next: Option<String>,
+}
+
+/// One try of a delivery, ready to go: the event as the receiver gets it, and its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPost {
+    pub url: String,
+    /// `Passerelle-Event-Id`: the same on every try, for the receiver to drop repeats.
+    pub event_id: String,
+    /// `Passerelle-Signature`.
+    pub signature: String,
+    /// The try's W3C trace context, when its span is exported.
+    pub traceparent: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The network side of webhooks: the delivery worker decides what to send and when, this sends.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// POSTs `post` once, within a time limit of its own that includes resolving the receiver's
+    /// name: the receiver's status code, or why no answer came as the attempt records it for the
+    /// subscriber (`timeout`, `connection failed`, `refused: …`).
+    async fn send(&self, post: SignedPost) -> Result<u16, String>;
 }
 
 #[async_trait]
