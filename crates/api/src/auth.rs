@@ -610,6 +610,132 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
+    const DEV_SECRET: &str = "unit-test-secret-unit-test-secret-0123";
+
+    /// An authenticator with the HS256 development secret and the fixture JWKS.
+    async fn with_secret(name: &str) -> (Authenticator, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("passerelle-auth-{name}-{}.json", uuid::Uuid::now_v7().simple()));
+        std::fs::write(&path, serde_json::json!({ "keys": fixture_keys() }).to_string()).unwrap();
+        let mut config = Config::for_database("sqlite://never-opened.db");
+        config.jwt_jwks = Some(path.display().to_string());
+        config.jwt_hs256_secret = Some(Secret::new(DEV_SECRET));
+        (Authenticator::from_config(&config).await.unwrap(), path)
+    }
+
+    fn good_claims() -> serde_json::Value {
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+        let config = Config::for_database("sqlite://never-opened.db");
+        serde_json::json!({"sub": "clerk-1", "org": "cms-a", "scope": "eligibility:check",
+            "iss": config.jwt_issuer, "aud": config.jwt_audience, "exp": now + 600, "nbf": now - 5, "iat": now - 5})
+    }
+
+    fn hs256_with(header: Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(DEV_SECRET.as_bytes())).unwrap()
+    }
+
+    /// API.md §2: `nbf` is checked, and RFC 7519's NumericDate may be non-integer. A fraction in
+    /// range is read; a `nbf` no clock reaches (1e300) leaves the token not valid yet, even though
+    /// `jsonwebtoken` itself skips a `nbf` it cannot read as an unsigned integer.
+    #[tokio::test]
+    async fn numeric_dates_in_fractions_are_read_and_an_unreachable_nbf_is_refused() {
+        let (auth, path) = with_secret("nbf").await;
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let mut fractions = good_claims();
+        fractions["exp"] = serde_json::json!(now + 600.5);
+        fractions["nbf"] = serde_json::json!(now - 10.25);
+        let claims = auth
+            .verify(&hs256_with(Header::new(Algorithm::HS256), &fractions))
+            .await
+            .unwrap();
+        assert!(claims.exp >= now as i64 + 600, "exp read to the second: {}", claims.exp);
+        let mut never = good_claims();
+        never["nbf"] = serde_json::json!(1e300);
+        let refused = auth.verify(&hs256_with(Header::new(Algorithm::HS256), &never)).await;
+        assert!(matches!(refused, Err(ApiError::Unauthorized { .. })), "{refused:?}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// API.md §2: the HS256 secret verifies tokens that name no JWKS key; a `kid` names a key of
+    /// the JWKS, and one it does not list verifies nothing (401), whatever the algorithm. A
+    /// header with `crit` is refused; the subject is 1 to 255 characters.
+    #[tokio::test]
+    async fn the_dev_secret_verifies_only_tokens_without_a_kid() {
+        let (auth, path) = with_secret("hs256").await;
+        let good = good_claims();
+        assert_eq!(
+            auth.verify(&hs256_with(Header::new(Algorithm::HS256), &good))
+                .await
+                .unwrap()
+                .org,
+            "cms-a"
+        );
+        let mut unknown_kid = Header::new(Algorithm::HS256);
+        unknown_kid.kid = Some("nobody".into());
+        assert!(auth.verify(&hs256_with(unknown_kid, &good)).await.is_err());
+        let mut jwks_kid = Header::new(Algorithm::HS256);
+        jwks_kid.kid = Some("test-rs256".into());
+        assert!(auth.verify(&hs256_with(jwks_kid, &good)).await.is_err());
+        // The same token with `crit` in its header, signed with the same secret.
+        let crit = {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let head = b64.encode(serde_json::json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}).to_string());
+            let body = b64.encode(good.to_string());
+            let input = format!("{head}.{body}");
+            let signature = jsonwebtoken::crypto::sign(
+                input.as_bytes(),
+                &EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+                Algorithm::HS256,
+            )
+            .unwrap();
+            format!("{input}.{signature}")
+        };
+        assert!(auth.verify(&crit).await.is_err());
+        for (sub, accepted) in [
+            (" ".to_owned(), false),
+            ("s".repeat(256), false),
+            ("é".repeat(255), true),
+            ("s".into(), true),
+        ] {
+            let mut c = good_claims();
+            c["sub"] = serde_json::json!(sub);
+            let verified = auth.verify(&hs256_with(Header::new(Algorithm::HS256), &c)).await;
+            assert_eq!(verified.is_ok(), accepted, "sub of {} characters", sub.chars().count());
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// API.md §2: the JWKS gives RS256, ES256 and EdDSA keys. A P-384 key, an OKP key on another
+    /// curve, and a key whose `alg` contradicts its type are not signing keys this service uses.
+    #[test]
+    fn a_jwks_keeps_no_key_of_another_curve_or_a_contradicting_alg() {
+        let keys = fixture_keys();
+        let by_kid = |kid: &str| keys.iter().find(|k| k["kid"] == kid).unwrap().clone();
+        let p384 = serde_json::json!({"kty": "EC", "kid": "p384", "crv": "P-384", "use": "sig",
+            "x": "s_unqCGv8KpVBVNZMvRTPK8YZk3Gr3cmjqlcQevEOOtLC0YiCR3sCdauuyXejSm1",
+            "y": "BHkmari-R9JBHOPqQyRw9fpry8DsqcJcROvJkgCuymdIicNyjPjTEmWAUo7qcrOU"});
+        let mut okp_p256 = by_kid("test-eddsa");
+        okp_p256["kid"] = serde_json::json!("okp-p256");
+        okp_p256["crv"] = serde_json::json!("P-256");
+        okp_p256.as_object_mut().unwrap().remove("alg");
+        let mut contradicting = Vec::new();
+        for (kid, alg) in [
+            ("test-es256", "RS256"),
+            ("test-rs256", "ES256"),
+            ("test-rs256", "EdDSA"),
+        ] {
+            let mut key = by_kid(kid);
+            key["kid"] = serde_json::json!(format!("{kid}-as-{alg}"));
+            key["alg"] = serde_json::json!(alg);
+            contradicting.push(key);
+        }
+        for key in [p384, okp_p256].into_iter().chain(contradicting) {
+            let kid = key["kid"].as_str().unwrap().to_owned();
+            let parsed = parse_jwks(&serde_json::json!({ "keys": [key] }).to_string()).unwrap();
+            assert!(parsed.is_empty(), "{kid} kept");
+        }
+    }
+
     #[test]
     fn ttl_units() {
         assert_eq!(parse_ttl("1h"), Some(3600));
